@@ -1,0 +1,57 @@
+"""The one exception hierarchy of nodeops.
+
+Every error a user can cause or meet is a NodeopsError whose ``exit_code``
+is documented in the README. The task layer turns these into a single line
+on stderr and that exit code (tasks/_cli.py); nothing else catches them.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the operation ran and failed (after any rollback)
+EXIT_INVALID = 2  # invalid input or a refused request; nothing was changed
+EXIT_LOCKED = 3  # another run holds the deploy lock
+EXIT_UNSAFE = 4  # refused as unsafe: host key mismatch, unclear cluster state
+
+
+class NodeopsError(Exception):
+    """Base class; ``str(err)`` is the one line the user sees."""
+
+    exit_code = EXIT_FAILED
+
+
+class OperationFailed(NodeopsError):
+    exit_code = EXIT_FAILED
+
+
+class InvalidInput(NodeopsError):
+    exit_code = EXIT_INVALID
+
+
+class InventoryError(InvalidInput):
+    """An inventory problem, located by file and by the path inside it."""
+
+    def __init__(self, file: str, where: str, problem: str) -> None:
+        self.file = file
+        self.where = where
+        self.problem = problem
+        location = f"{file}: {where}" if where else file
+        super().__init__(f"{location}: {problem}")
+
+
+class LockHeld(NodeopsError):
+    exit_code = EXIT_LOCKED
+
+
+class Unsafe(NodeopsError):
+    exit_code = EXIT_UNSAFE
+
+
+class HostKeyRejected(Unsafe):
+    """A host offered a key that is not the pinned one (or none is pinned)."""
+
+    def __init__(self, label: str, address: str, offered: str, detail: str) -> None:
+        self.label = label
+        self.address = address
+        self.offered = offered
+        super().__init__(f"{label} ({address}): host key {offered} {detail}; refusing to connect")
