@@ -1,0 +1,622 @@
+"""The inventory: one YAML file per environment -> a validated, frozen model.
+
+Every problem becomes one InventoryError located by its path inside the file
+(``services.chainlink.nodes[1].host``). The file holds only references to
+secrets, so errors may echo offending values (truncated to 40 characters).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import struct
+from collections.abc import Callable, Mapping, Sequence, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, NoReturn
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from nodeops.errors import InvalidInput, InventoryError
+
+_NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
+_NAME = re.compile(_NAME_PATTERN)
+_HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """A pinned SSH host key."""
+
+    keytype: str
+    blob_b64: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.keytype} {self.blob_b64}"
+
+
+@dataclass(frozen=True)
+class Bastion:
+    host: str
+    port: int
+    user: str
+    identity_file: Path | None
+    host_keys: tuple[HostKey, ...]
+    known_hosts: Path | None
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How to reach the nodes (through the bastion)."""
+
+    user: str
+    identity_file: Path | None
+    known_hosts: Path | None
+    max_parallel: int
+    connect_timeout: float
+    command_timeout: float
+    connect_retries: int
+
+
+@dataclass(frozen=True)
+class SecretBackend:
+    """Where secret values come from; fields not of its kind are None."""
+
+    name: str
+    kind: Literal["aws-secretsmanager", "env"]
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A reference to a secret value: never the value itself."""
+
+    backend: str
+    name: str
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    host: str
+    port: int
+    preferred: Literal["active", "standby"]
+    host_keys: tuple[HostKey, ...]
+    service: str
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    role: str
+    image: str
+    runtime: Literal["docker", "podman"]
+    variables: Mapping[str, str | int | float | bool]
+    secrets: Mapping[str, SecretRef]
+    nodes: tuple[Node, ...]
+
+    @property
+    def active_preferred(self) -> Node:
+        return next(n for n in self.nodes if n.preferred == "active")
+
+    @property
+    def standby_preferred(self) -> Node | None:
+        return next((n for n in self.nodes if n.preferred == "standby"), None)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: Path
+    environment: str
+    bastion: Bastion
+    ssh: SshSettings
+    secret_backends: Mapping[str, SecretBackend]
+    services: Mapping[str, Service]
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """All nodes, in file order."""
+        return tuple(n for s in self.services.values() for n in s.nodes)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        known = ", ".join(n.name for n in self.nodes)
+        raise InvalidInput(f"unknown node {_shown(name)} (known: {known})")
+
+    def select_nodes(self, names: Sequence[str] | None) -> tuple[Node, ...]:
+        """The named nodes in file order (all of them if none are named)."""
+        if not names:
+            return self.nodes
+        wanted = {self.node(name).name for name in names}
+        return tuple(n for n in self.nodes if n.name in wanted)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def inventory_path(root: Path, env: str | None, override: str | None) -> Path:
+    """The inventory file chosen by --inventory PATH, else by --env NAME."""
+    if env and not _NAME.fullmatch(env):
+        raise InvalidInput(f"invalid environment name {_shown(env)}: expected a name matching {_NAME_PATTERN}")
+    if override:
+        path = Path(override).expanduser()
+    elif env:
+        path = root / "inventory" / f"{env}.yaml"
+    else:
+        raise InvalidInput("give --env NAME or --inventory PATH")
+    if not path.is_file():
+        raise InvalidInput(f"inventory file not found: {path}")
+    return path
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate an inventory file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InventoryError(str(path), "", f"not UTF-8 text (bad byte at offset {err.start})") from None
+    except OSError as err:
+        raise InventoryError(str(path), "", f"cannot read the file: {err.strerror or err}") from None
+    return parse_inventory(text, path)
+
+
+def parse_inventory(text: str, source: Path) -> Inventory:
+    """Validate an inventory's text; relative paths in it are relative to ``source``'s folder."""
+    file = str(source)
+    data, positions = _load_yaml(text, file)
+    if data is None:
+        raise InventoryError(file, "", "empty file: expected a mapping with environment, bastion, ssh and services")
+    try:
+        spec = _InventorySpec.model_validate(data, context={"base": source.parent})
+    except ValidationError as err:
+        raise _first_error(err, data, positions, file) from None
+    inventory = _build(spec, source)
+    _check(inventory)
+    return inventory
+
+
+class _Loader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys in a mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        problem=f"duplicate key {_shown(key)} (first at line {seen[key].line + 1})",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]:
+    """The document and where each of its values starts, by path of keys and indexes."""
+    loader = None
+    try:
+        loader = _Loader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None, {}
+        return loader.construct_document(root), _positions(loader, root)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = ", ".join(filter(None, (err.context, err.problem))) or str(err)
+        raise InventoryError(file, where, f"invalid YAML: {_one_line(problem)}") from None
+    except yaml.reader.ReaderError as err:  # a control character, refused before parsing
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
+        where = f"line {line}, column {column}"
+        raise InventoryError(file, where, f"invalid YAML: character #x{err.character:04x}: {err.reason}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _positions(loader: _Loader, root: yaml.Node) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """(line, column) of every value, by its path; a missing key sorts at its mapping's start."""
+    found: dict[tuple[Any, ...], tuple[int, int]] = {}
+    seen: set[int] = set()  # a node reached again through an alias is not walked again
+    todo: list[tuple[tuple[Any, ...], yaml.Node]] = [((), root)]
+    while todo:
+        path, node = todo.pop()
+        found[path] = (node.start_mark.line, node.start_mark.column)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            todo += [(path + (loader.construct_object(k),), v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(path + (i,), v) for i, v in enumerate(node.value)]
+    return found
+
+
+# ---------------------------------------------------------------- pydantic errors -> one line
+
+_EXPECTED = {
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "string_type": "a string",
+}
+
+
+def _first_error(
+    exc: ValidationError, data: Any, positions: dict[tuple[Any, ...], tuple[int, int]], file: str
+) -> InventoryError:
+    """The error that comes first in the file, located and worded for a human."""
+    found = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        if err["type"] == "unknown_key":
+            loc += (err["ctx"]["key"],)
+        elif err["type"].startswith("union_tag_"):  # the one tagged union: secret backends by kind
+            loc += ("kind",)
+        where, walked = _where(loc, data)
+        while walked not in positions:
+            walked = walked[:-1]
+        found.append((positions[walked], where, _problem(err, loc)))
+    _, where, problem = min(found, key=lambda f: f[0])
+    return InventoryError(file, where, problem)
+
+
+def _where(loc: tuple[Any, ...], data: Any) -> tuple[str, tuple[Any, ...]]:
+    """Map pydantic's loc onto the document: the dotted path, and the keys walked.
+
+    Parts that are not in the document are dropped: union tags, '[key]', and
+    the index pydantic gives a host_key written as a single string. A last
+    part missing from a mapping is a missing key and is kept.
+    """
+    where, walked, node = "", (), data
+    for i, part in enumerate(loc):
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            where += f"[{part}]"
+        elif isinstance(node, dict) and (part in node or (i == len(loc) - 1 and part != "[key]")):
+            where += f".{_label(part)}"
+        else:
+            continue
+        walked += (part,)
+        node = node.get(part) if isinstance(node, dict) else node[part]
+    return where.lstrip("."), walked
+
+
+def _problem(err: ErrorDetails, loc: tuple[Any, ...]) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind in ("missing", "union_tag_not_found"):
+        return f"missing required key {_shown(loc[-1])}"
+    if kind == "literal_error":
+        return f"expected {ctx['expected']}, got {_shown(err['input'])}"
+    if kind == "union_tag_invalid":
+        return f"expected one of {ctx['expected_tags']}, got {_shown(ctx['tag'])}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_shown(err['input'])}"
+    return _one_line(err["msg"])  # our own validators' messages are complete sentences
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _label(key: Any) -> str:
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= 40 else _shown(key)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------- field validators
+
+
+def _fail(expected: str, value: Any) -> NoReturn:
+    raise PydanticCustomError("invalid", f"expected {expected}, got {_shown(value)}")
+
+
+def _matching(pattern: str, expected: str) -> PlainValidator:
+    regex = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if isinstance(value, str) and regex.fullmatch(value):
+            return value
+        _fail(expected, value)
+
+    return PlainValidator(check)
+
+
+def _integer(low: int, high: int) -> PlainValidator:
+    def check(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+            return value
+        _fail(f"an integer {low}..{high}", value)
+
+    return PlainValidator(check)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
+        return float(value)
+    _fail("a number of seconds > 0", value)
+
+
+def _count(low: int, high: int | None, what: str) -> Callable[[Sized], Sized]:
+    def check(items: Sized) -> Sized:
+        if low <= len(items) and (high is None or len(items) <= high):
+            return items
+        wanted = f"at least {low}" if high is None else f"{low} to {high}"
+        raise PydanticCustomError("invalid", f"expected {wanted} {what}, got {len(items)}")
+
+    return check
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _host(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            labels = value.split(".")
+            if (
+                len(value) <= 253
+                and all(_HOST_LABEL.fullmatch(label) for label in labels)
+                and not labels[-1].isdigit()  # 10.0.1.300 is a bad address, not a hostname
+            ):
+                return value
+    _fail("a hostname or IP address", value)
+
+
+def _path(value: Any, info: ValidationInfo) -> Path:
+    """A path: ``~`` expanded, relative to the inventory file's folder."""
+    if not isinstance(value, str) or not value:
+        _fail("a file path", value)
+    return info.context["base"] / Path(value).expanduser()
+
+
+def _url(value: Any) -> str:
+    if isinstance(value, str) and not any(c.isspace() for c in value):
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return value
+    _fail("an http(s) URL", value)
+
+
+def _variable(value: Any) -> str | int | float | bool:
+    if isinstance(value, str | int | float | bool):
+        return value
+    _fail("a string, number or boolean", value)
+
+
+def _host_key(value: Any) -> HostKey:
+    """An OpenSSH public key line, checked without paramiko (SSH wire format)."""
+    parts = value.split() if isinstance(value, str) else []
+    if len(parts) < 2 or parts[0] not in _HOST_KEY_TYPES:
+        _fail(f"a public key 'TYPE BASE64 [comment]' with TYPE one of {', '.join(_HOST_KEY_TYPES)}", value)
+    keytype, blob_b64 = parts[:2]
+    try:
+        blob = base64.b64decode(blob_b64, validate=True)
+    except binascii.Error:
+        _fail("the key data to be base64", blob_b64)
+    if not blob.startswith(struct.pack(">I", len(keytype)) + keytype.encode()):
+        _fail(f"key data that encodes a {keytype} key", blob_b64)
+    return HostKey(keytype, blob_b64)
+
+
+def _key_list(value: Any) -> Any:
+    """One key or a list of them (validated one by one, so errors carry the index)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value:
+        return value
+    _fail("a host key or a non-empty list of host keys", value)
+
+
+_Name = Annotated[str, _matching(_NAME_PATTERN, f"a name matching {_NAME_PATTERN}")]
+_Word = Annotated[str, _matching(r"[!-~]+", "a non-empty string without spaces")]
+_Image = Annotated[
+    str,
+    _matching(
+        r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]+)?/)?"  # registry
+        r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*"  # repository
+        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?",  # tag, digest
+        "an image reference repo[:tag][@sha256:digest]",
+    ),
+]
+_Host = Annotated[str, PlainValidator(_host)]
+_Port = Annotated[int, _integer(1, 65535)]
+_Seconds = Annotated[float, PlainValidator(_seconds)]
+_Path = Annotated[Path, PlainValidator(_path)]
+_HostKeys = Annotated[tuple[Annotated[HostKey, PlainValidator(_host_key)], ...], BeforeValidator(_key_list)]
+
+
+# ---------------------------------------------------------------- the schema of the file
+
+
+class _Spec(BaseModel):
+    """A mapping in the file: frozen, and unknown keys are errors that list the allowed ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    allowed = ", ".join(cls.model_fields)
+                    raise PydanticCustomError(
+                        "unknown_key", f"unknown key {_shown(key)} (allowed: {allowed})", {"key": key}
+                    )
+        return data
+
+
+class _BastionSpec(_Spec):
+    host: _Host
+    port: _Port = 22
+    user: _Word
+    identity_file: _Path | None = None
+    host_key: _HostKeys = ()
+    known_hosts: _Path | None = None
+
+
+class _SshSpec(_Spec):
+    user: _Word
+    identity_file: _Path | None = None
+    known_hosts: _Path | None = None
+    max_parallel: Annotated[int, _integer(1, 512)] = 16
+    connect_timeout: _Seconds = 10.0
+    command_timeout: _Seconds = 600.0
+    connect_retries: Annotated[int, _integer(0, 10)] = 3
+
+
+class _AwsSpec(_Spec):
+    kind: Literal["aws-secretsmanager"]
+    region: Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-[0-9]+", "an AWS region such as us-east-1")]
+    endpoint_url: Annotated[str, PlainValidator(_url)] | None = None
+    profile: _Word | None = None
+
+
+class _EnvSpec(_Spec):
+    kind: Literal["env"]
+    prefix: Annotated[str, _matching(r"[A-Za-z0-9_]*", "an environment variable prefix [A-Za-z0-9_]*")] = ""
+
+
+class _SecretRefSpec(_Spec):
+    backend: _Name
+    name: _Word
+    key: _Word | None = None
+
+
+class _NodeSpec(_Spec):
+    name: _Name
+    host: _Host
+    port: _Port = 22
+    preferred: Literal["active", "standby"]
+    host_key: _HostKeys = ()
+
+
+class _ServiceSpec(_Spec):
+    role: _Name
+    image: _Image
+    runtime: Literal["docker", "podman"] = "docker"
+    variables: dict[
+        Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")],
+        Annotated[str | int | float | bool, PlainValidator(_variable)],
+    ] = {}
+    secrets: dict[_Name, _SecretRefSpec] = {}
+    nodes: Annotated[tuple[_NodeSpec, ...], AfterValidator(_count(1, 2, "nodes (an active and an optional standby)"))]
+
+
+class _InventorySpec(_Spec):
+    environment: _Name
+    bastion: _BastionSpec
+    ssh: _SshSpec
+    secret_backends: dict[_Name, Annotated[_AwsSpec | _EnvSpec, Field(discriminator="kind")]] = {}
+    services: Annotated[dict[_Name, _ServiceSpec], AfterValidator(_count(1, None, "service"))]
+
+
+def _build(spec: _InventorySpec, source: Path) -> Inventory:
+    services = {
+        name: Service(
+            name=name,
+            role=s.role,
+            image=s.image,
+            runtime=s.runtime,
+            variables=MappingProxyType(dict(s.variables)),
+            secrets=MappingProxyType({k: SecretRef(**ref.model_dump()) for k, ref in s.secrets.items()}),
+            nodes=tuple(
+                Node(**n.model_dump(exclude={"host_key"}), host_keys=n.host_key, service=name) for n in s.nodes
+            ),
+        )
+        for name, s in spec.services.items()
+    }
+    return Inventory(
+        source=source,
+        environment=spec.environment,
+        bastion=Bastion(**spec.bastion.model_dump(exclude={"host_key"}), host_keys=spec.bastion.host_key),
+        ssh=SshSettings(**spec.ssh.model_dump()),
+        secret_backends=MappingProxyType(
+            {name: SecretBackend(name=name, **be.model_dump()) for name, be in spec.secret_backends.items()}
+        ),
+        services=MappingProxyType(services),
+    )
+
+
+# ---------------------------------------------------------------- rules across fields
+
+
+def _check(inv: Inventory) -> None:
+    """Rules that span several fields, checked in file order."""
+
+    def fail(where: str, problem: str) -> NoReturn:
+        raise InventoryError(str(inv.source), where, problem)
+
+    if bool(inv.bastion.host_keys) == bool(inv.bastion.known_hosts):
+        fail("bastion", "pin the bastion's host key: set exactly one of host_key or known_hosts")
+    names: dict[str, str] = {}
+    addresses: dict[tuple[str, int], str] = {}
+    for service in inv.services.values():
+        at = f"services.{service.name}"
+        for key, ref in service.secrets.items():
+            if ref.backend not in inv.secret_backends:
+                defined = ", ".join(inv.secret_backends) or "none"
+                problem = f"unknown secret backend {_shown(ref.backend)} (defined: {defined})"
+                fail(f"{at}.secrets.{key}.backend", problem)
+        active = None
+        for i, node in enumerate(service.nodes):
+            here = f"{at}.nodes[{i}]"
+            if node.name in names:
+                fail(f"{here}.name", f"duplicate node name {_shown(node.name)} (also at {names[node.name]})")
+            names[node.name] = here
+            address = (_canonical_host(node.host), node.port)
+            if address in addresses:
+                shown = _shown(f"{node.host}:{node.port}")
+                fail(f"{here}.host", f"duplicate address {shown} (also at {addresses[address]})")
+            addresses[address] = here
+            if not node.host_keys and inv.ssh.known_hosts is None:
+                fail(here, "no pinned host key: set host_key or ssh.known_hosts")
+            if node.preferred == "active":
+                if active:
+                    fail(f"{here}.preferred", f"a second active node (also at {active}): mark exactly one active")
+                active = here
+        if active is None:
+            fail(f"{at}.nodes", "no node has 'preferred: active': mark exactly one active")
+
+
+def _canonical_host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
