@@ -1,0 +1,97 @@
+"""The lab plan: names, addresses and the exact commands that wire it."""
+
+import pytest
+
+from nodeops.errors import InvalidInput
+from nodeops.lab.topology import network_commands, plan_lab, sshd_config, unreachable_route, uplink_commands
+
+
+def test_plan_pairs_nodes_into_services_with_addresses_in_the_private_half():
+    plan = plan_lab("lab", "10.213.0.0/16", 4)
+    assert [(n.name, n.service, n.preferred, n.private_ip) for n in plan.nodes] == [
+        ("cl1-a", "cl1", "active", "10.213.0.10"),
+        ("cl1-b", "cl1", "standby", "10.213.0.11"),
+        ("cl2-a", "cl2", "active", "10.213.0.12"),
+        ("cl2-b", "cl2", "standby", "10.213.0.13"),
+    ]
+    assert plan.bastion.private_ip == "10.213.0.1"
+    assert (plan.operator_ip, plan.bastion_public_ip) == ("10.213.255.253", "10.213.255.254")
+    assert plan.private_prefixlen == 17
+    assert plan.netns_names[:2] == ("nodeops-lab-net", "nodeops-lab-bastion")
+    assert all(ns.startswith("nodeops-lab-") for ns in plan.netns_names)
+
+
+@pytest.mark.parametrize(
+    ("name", "cidr", "nodes", "fragment"),
+    [
+        ("Lab", "10.213.0.0/16", 2, "lab name 'Lab'"),
+        ("averylongname", "10.213.0.0/16", 2, "1-8 lowercase"),
+        ("lab", "10.213.0.0/33", 2, "expected an IPv4 network"),
+        ("lab", "8.8.0.0/16", 2, "private IPv4 network"),
+        ("lab", "10.213.0.0/24", 2, "between /8 and /22"),
+        ("lab", "10.213.0.0/16", 3, "even number"),
+        ("lab", "10.213.0.0/16", 0, "even number"),
+        ("lab", "10.213.0.0/22", 600, "holds at most 501 nodes"),
+    ],
+)
+def test_plan_rejects_bad_input_with_one_line(name, cidr, nodes, fragment):
+    with pytest.raises(InvalidInput) as err:
+        plan_lab(name, cidr, nodes)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_node_wiring_commands():
+    plan = plan_lab("t", "10.50.0.0/16", 2)
+    node = plan.nodes[1]
+    assert network_commands(plan, node) == [
+        ("ip", "-n", "nodeops-t-cl1-b", "link", "set", "lo", "up"),
+        (
+            "ip",
+            "link",
+            "add",
+            "p2",
+            "netns",
+            "nodeops-t-net",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            "nodeops-t-cl1-b",
+        ),
+        ("ip", "-n", "nodeops-t-net", "link", "set", "p2", "master", "br0", "up"),
+        ("ip", "-n", "nodeops-t-cl1-b", "addr", "add", "10.50.0.11/17", "dev", "eth0"),
+        ("ip", "-n", "nodeops-t-cl1-b", "link", "set", "eth0", "up"),
+    ]
+    # the bastion's private leg is eth1; eth0 is its uplink to the operator
+    assert ("ip", "-n", "nodeops-t-bastion", "addr", "add", "10.50.0.1/17", "dev", "eth1") in network_commands(
+        plan, plan.bastion
+    )
+    assert uplink_commands(plan)[0] == (
+        "ip",
+        "link",
+        "add",
+        "nol-t",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        "nodeops-t-bastion",
+    )
+    assert unreachable_route(plan.cidr, "add") == ("ip", "route", "add", "unreachable", "10.50.0.0/16")
+
+
+def test_sshd_config_keeps_default_limits_and_relays_only_on_the_bastion():
+    plan = plan_lab("t", "10.50.0.0/16", 2)
+    bastion = sshd_config(plan, plan.bastion, "/s/b", "/s/ak")
+    node = sshd_config(plan, plan.nodes[0], "/s/n", "/s/ak")
+    for text in (bastion, node):
+        assert "MaxStartups" not in text and "MaxSessions" not in text
+        assert "PasswordAuthentication no" in text and "AllowAgentForwarding no" in text
+        assert "AuthorizedKeysFile /s/ak" in text
+    assert "AllowTcpForwarding local" in bastion and "ListenAddress 10.50.255.254:22" in bastion
+    assert "AllowTcpForwarding no" in node and "ListenAddress 10.50.0.10:22" in node
+    assert "ListenAddress 10.50.255.254:22" not in node
