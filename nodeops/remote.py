@@ -1,0 +1,329 @@
+"""The one place that touches hosts: SSH through the bastion, host keys pinned.
+
+Shape of a run: open the bastion once (its key verified), then open every node
+connection as a ``direct-tcpip`` channel multiplexed over that single bastion
+transport, so a fan-out costs one bastion login however many nodes there are
+and sshd's MaxStartups on the bastion never comes into play. Every client,
+the bastion's included, has its host keys loaded from the inventory and a
+policy that refuses unknown keys: Fabric's AutoAddPolicy is replaced before
+any connection is opened, and no system known_hosts file is consulted.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import paramiko
+from fabric import Config, Connection
+from invoke.exceptions import CommandTimedOut
+from paramiko.ssh_exception import BadHostKeyException, ChannelException, NoValidConnectionsError, SSHException
+
+from nodeops.errors import HostKeyRejected, InventoryError, NodeopsError, OperationFailed
+from nodeops.inventory import HostKey, Inventory, Node
+
+T = TypeVar("T")
+
+# Failures that a new attempt can cure: the bastion refused or reset a channel,
+# sshd dropped us before its banner, the network hiccuped.
+_TRANSIENT = (ChannelException, EOFError, ConnectionResetError, socket.timeout, TimeoutError, NoValidConnectionsError)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return isinstance(exc, SSHException) and "banner" in str(exc).lower()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and which host keys to accept there."""
+
+    label: str  # "bastion" or the node name
+    host: str
+    port: int
+    user: str
+    pinned: tuple[paramiko.PKey, ...]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def key_name(self) -> str:
+        """The name paramiko looks host keys up by (OpenSSH's known_hosts form)."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+class _RefuseUnpinned(paramiko.MissingHostKeyPolicy):
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def missing_host_key(self, client, hostname, key):  # noqa: ARG002 (paramiko's signature)
+        types = ", ".join(sorted({k.get_name() for k in self.target.pinned})) or "none"
+        raise HostKeyRejected(
+            self.target.label,
+            self.target.address,
+            f"{key.get_name()} {key.fingerprint}",
+            f"is not pinned (pinned key types: {types})",
+        )
+
+
+class PinnedConnection(Connection):
+    """A Fabric Connection that verifies the host key against pinned keys only.
+
+    With ``via`` set, the socket is a direct-tcpip channel on ``via``'s
+    (already open) transport, opened with a timeout; Fabric's own gateway
+    code would wait up to an hour for a dead node.
+    """
+
+    def __init__(
+        self, target: Target, pkey: paramiko.PKey | None, timeout: float, via: PinnedConnection | None = None
+    ) -> None:
+        config = Config(ssh_config=paramiko.SSHConfig())  # never read ~/.ssh/config
+        connect_kwargs = {
+            "allow_agent": False,
+            "look_for_keys": False,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+        }
+        if pkey is not None:
+            connect_kwargs["pkey"] = pkey
+        super().__init__(
+            target.host,
+            user=target.user,
+            port=target.port,
+            config=config,
+            gateway=via,
+            forward_agent=False,
+            connect_timeout=timeout,
+            connect_kwargs=connect_kwargs,
+        )
+        self.target = target
+        self.client.set_missing_host_key_policy(_RefuseUnpinned(target))
+        store = self.client.get_host_keys()
+        for key in target.pinned:
+            store.add(target.key_name, key.get_name(), key)
+
+    def open_gateway(self):
+        return self.gateway.transport.open_channel(
+            "direct-tcpip", (self.host, int(self.port)), ("", 0), timeout=self.connect_timeout
+        )
+
+    def open(self):
+        try:
+            return super().open()
+        except BadHostKeyException as exc:
+            raise HostKeyRejected(
+                self.target.label,
+                self.target.address,
+                f"{exc.key.get_name()} {exc.key.fingerprint}",
+                f"does not match the pinned {exc.expected_key.get_name()} {exc.expected_key.fingerprint}",
+            ) from None
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What happened on one node: a value, or the error that stopped it there."""
+
+    node: Node
+    value: T | None = None
+    error: NodeopsError | None = None
+    seconds: float = 0.0
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def parse_pinned(keys: Sequence[HostKey]) -> tuple[paramiko.PKey, ...]:
+    return tuple(paramiko.PKey.from_type_string(k.keytype, base64.b64decode(k.blob_b64)) for k in keys)
+
+
+class Fleet:
+    """Connections to an inventory's nodes, all through one bastion transport.
+
+    Use as a context manager: entering opens the bastion (so a bad bastion key
+    or an unreachable bastion fails the run before any fan-out); leaving
+    closes every connection.
+    """
+
+    def __init__(self, inventory: Inventory, max_parallel: int | None = None) -> None:
+        self.inventory = inventory
+        self.settings = inventory.ssh
+        self.max_parallel = max_parallel or inventory.ssh.max_parallel
+        self._bastion_key = self._load_identity(inventory.bastion.identity_file, "bastion.identity_file")
+        self._node_key = self._load_identity(inventory.ssh.identity_file, "ssh.identity_file")
+        self._known = self._load_known_hosts(inventory.ssh.known_hosts, "ssh.known_hosts")
+        bastion_known = self._load_known_hosts(inventory.bastion.known_hosts, "bastion.known_hosts")
+        b = inventory.bastion
+        self.bastion_target = Target(
+            "bastion", b.host, b.port, b.user, parse_pinned(b.host_keys) + self._lookup(bastion_known, b.host, b.port)
+        )
+        self._bastion: PinnedConnection | None = None
+        self._bastion_lock = threading.Lock()
+        self._open: list[PinnedConnection] = []
+        self._open_lock = threading.Lock()
+
+    # -- setup -----------------------------------------------------------------
+    def _load_identity(self, path: Path | None, where: str) -> paramiko.PKey | None:
+        if path is None:
+            return None
+        try:
+            return paramiko.PKey.from_path(path)
+        except (OSError, SSHException, ValueError) as exc:
+            raise InventoryError(
+                str(self.inventory.source),
+                where,
+                f"cannot load private key {path}: {exc}; point it at a readable unencrypted key",
+            ) from None
+
+    def _load_known_hosts(self, path: Path | None, where: str) -> paramiko.HostKeys | None:
+        if path is None:
+            return None
+        try:
+            return paramiko.HostKeys(str(path))
+        except OSError as exc:
+            raise InventoryError(
+                str(self.inventory.source), where, f"cannot read known_hosts file {path}: {exc.strerror}"
+            ) from None
+
+    @staticmethod
+    def _lookup(known: paramiko.HostKeys | None, host: str, port: int) -> tuple[paramiko.PKey, ...]:
+        if known is None:
+            return ()
+        name = host if port == 22 else f"[{host}]:{port}"
+        entry = known.lookup(name)
+        return tuple(entry.values()) if entry else ()
+
+    def target(self, node: Node) -> Target:
+        pinned = parse_pinned(node.host_keys) + self._lookup(self._known, node.host, node.port)
+        return Target(node.name, node.host, node.port, self.settings.user, pinned)
+
+    # -- connections -------------------------------------------------------------
+    def __enter__(self) -> Fleet:
+        self.bastion()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._open_lock:
+            for conn in reversed(self._open):
+                conn.close()
+            self._open.clear()
+        if self._bastion is not None:
+            self._bastion.close()
+            self._bastion = None
+
+    def bastion(self) -> PinnedConnection:
+        """The shared bastion connection; reopened if its transport died."""
+        with self._bastion_lock:
+            if self._bastion is None or not self._bastion.is_connected:
+                if self._bastion is not None:
+                    self._bastion.close()
+                self._bastion, _ = self._with_retries(
+                    lambda: self._opened(
+                        PinnedConnection(self.bastion_target, self._bastion_key, self.settings.connect_timeout)
+                    )
+                )
+            return self._bastion
+
+    def connect(self, node: Node) -> tuple[PinnedConnection, int]:
+        """An open connection to ``node`` through the bastion, and the attempts it took."""
+        target = self.target(node)
+
+        def attempt() -> PinnedConnection:
+            conn = PinnedConnection(target, self._node_key, self.settings.connect_timeout, via=self.bastion())
+            return self._opened(conn)
+
+        conn, attempts = self._with_retries(attempt, target)
+        with self._open_lock:
+            self._open.append(conn)
+        return conn, attempts
+
+    @staticmethod
+    def _opened(conn: PinnedConnection) -> PinnedConnection:
+        try:
+            conn.open()
+        except BaseException:
+            conn.client.close()  # Fabric's close() is a no-op until open() succeeded
+            raise
+        return conn
+
+    def _with_retries(self, attempt: Callable[[], T], target: Target | None = None) -> tuple[T, int]:
+        target = target or self.bastion_target
+        tries = self.settings.connect_retries + 1
+        for n in range(1, tries + 1):
+            try:
+                return attempt(), n
+            except NodeopsError:
+                raise
+            except paramiko.AuthenticationException as exc:
+                raise OperationFailed(
+                    f"{target.label} ({target.address}): authentication as {target.user!r} failed: {exc}"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 (classified right here)
+                if n == tries or not _is_transient(exc):
+                    reason = str(exc) or type(exc).__name__
+                    raise OperationFailed(
+                        f"{target.label} ({target.address}): cannot connect after {n} attempt(s): {reason}"
+                    ) from None
+                time.sleep(min(0.2 * 2 ** (n - 1), 2.0) + random.uniform(0, 0.2))
+        raise AssertionError("unreachable")
+
+    # -- fan-out -------------------------------------------------------------------
+    def map(self, nodes: Sequence[Node], work: Callable[[PinnedConnection, Node], T]) -> list[Outcome[T]]:
+        """Run ``work`` on every node, at most ``max_parallel`` at a time.
+
+        Every node gets an Outcome, in the order given; a failure on one node
+        is recorded there and never stops or hides the others.
+        """
+
+        def one(node: Node) -> Outcome[T]:
+            started = time.monotonic()
+            outcome: Outcome[T] = Outcome(node)
+            try:
+                conn, outcome.attempts = self.connect(node)
+                outcome.value = work(conn, node)
+            except NodeopsError as exc:
+                outcome.error = exc
+            except Exception as exc:  # noqa: BLE001 (reported per host, never swallowed)
+                outcome.error = OperationFailed(f"{node.name} ({node.host}:{node.port}): {exc or type(exc).__name__}")
+            outcome.seconds = time.monotonic() - started
+            return outcome
+
+        if not nodes:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(nodes))) as pool:
+            return list(pool.map(one, nodes))
+
+    def run(self, nodes: Sequence[Node], command: str, timeout: float | None = None) -> list[Outcome[CommandResult]]:
+        """Run one shell command on every node; a non-zero exit is a result, not an error."""
+        limit = timeout or self.settings.command_timeout
+
+        def work(conn: PinnedConnection, node: Node) -> CommandResult:
+            try:
+                res = conn.run(command, hide=True, warn=True, in_stream=False, timeout=limit)
+            except CommandTimedOut:
+                raise OperationFailed(f"{node.name}: command timed out after {limit:g}s") from None
+            return CommandResult(res.exited, res.stdout, res.stderr)
+
+        return self.map(nodes, work)
