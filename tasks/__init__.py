@@ -1,0 +1,11 @@
+"""The fab task collection: thin tasks that parse flags, load the inventory,
+call into nodeops, and report."""
+
+from invoke import Collection
+
+from tasks import lab
+from tasks.exec_ import exec_
+
+ns = Collection()
+ns.add_task(exec_)
+ns.add_collection(Collection.from_module(lab))

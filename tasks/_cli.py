@@ -1,0 +1,41 @@
+"""What every task shares: the repo root, inventory selection, and the one
+place where a NodeopsError becomes a one-line message and its exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from invoke import Exit
+
+from nodeops.errors import NodeopsError
+from nodeops.inventory import Inventory, inventory_path, load_inventory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+INVENTORY_HELP = {
+    "env": "environment name: loads inventory/NAME.yaml",
+    "inventory": "path of an inventory file (overrides --env)",
+}
+
+
+def cli(body):
+    """Turn user-facing errors into ``nodeops: <message>`` on stderr and the documented exit code."""
+
+    @functools.wraps(body)
+    def wrapper(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        except NodeopsError as err:
+            raise Exit(f"nodeops: {err}", code=err.exit_code) from None
+
+    return wrapper
+
+
+def load(env: str | None, inventory: str | None) -> Inventory:
+    return load_inventory(inventory_path(ROOT, env, inventory))
+
+
+def is_interactive() -> bool:
+    return sys.stdout.isatty()
