@@ -1,0 +1,48 @@
+"""One lab for the whole test run: brought up once, shared, and taken down at the end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nodeops.lab.topology import LabPlan, plan_lab
+from tests.conftest import ROOT, fab
+
+LAB = "t"
+CIDR = "10.214.0.0/16"  # not the default, so a developer's own `lab` keeps running
+NODES = 64
+
+
+@dataclass(frozen=True)
+class RunningLab:
+    plan: LabPlan
+    inventory: Path
+
+    def doc(self) -> dict:
+        return yaml.safe_load(self.inventory.read_text())
+
+    def nsenter(self, host: str, *argv: str) -> subprocess.CompletedProcess:
+        netns = next(h.netns for h in self.plan.hosts if h.name == host)
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{netns}", *argv], capture_output=True, text=True, timeout=30
+        )
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces): run `sudo .venv/bin/pytest`", pytrace=False)
+    up = fab("lab.up", "--name", LAB, "--nodes", str(NODES), "--cidr", CIDR)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield RunningLab(plan_lab(LAB, CIDR, NODES), ROOT / "inventory" / f"{LAB}.yaml")
+    finally:
+        down = fab("lab.down", "--name", LAB)
+        assert down.returncode == 0, down.stderr
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert f"nodeops-{LAB}-" not in left, left

@@ -1,0 +1,72 @@
+"""`fab lab.up` / `fab lab.down` as a new user runs them, on a lab of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from nodeops.lab.host import process_alive
+from tests.conftest import ROOT, fab
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR = "life", "10.215.0.0/16"
+
+
+def netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_up_exec_restart_a_dead_host_down():
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces): run `sudo .venv/bin/pytest`", pytrace=False)
+    try:
+        up = fab("lab.up", "--name", NAME, "--nodes", "8", "--cidr", CIDR)
+        assert up.returncode == 0, up.stderr
+        # The README's first job: 8 rows, each node's own private address.
+        table = fab("exec", "--env", NAME, "--command", "hostname -I")
+        assert table.returncode == 0, table.stderr
+        rows = [line.split() for line in table.stdout.splitlines() if line.strip().startswith("cl")]
+        assert len(rows) == 8
+        for row in rows:
+            address, output = row[2], row[-1]
+            assert address == f"{output}:22"  # node's own address, printed by the node itself
+        assert "8/8 hosts ok" in table.stdout
+
+        # A dead host is reported by name, retried, and does not hide the others.
+        state = json.loads((ROOT / "lab" / "state" / NAME / "state.json").read_text())
+        victim_ns = f"nodeops-{NAME}-cl2-b"
+        os.kill(state["pids"][victim_ns], signal.SIGTERM)
+        res = fab("exec", "--env", NAME, "--json", "--command", "echo hi")
+        assert res.returncode == 1
+        hosts = {e["node"]: e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"}
+        assert [n for n, h in hosts.items() if not h["ok"]] == ["cl2-b"]
+        assert "cl2-b" in hosts["cl2-b"]["error"] and "cannot connect after 4 attempt(s)" in hosts["cl2-b"]["error"]
+        assert all(h["stdout"] == "hi\n" for n, h in hosts.items() if n != "cl2-b")
+
+        # lab.up again is idempotent: it restarts only what died and keeps every host key.
+        keys_before = sorted(p.read_text() for p in (ROOT / "lab" / "state" / NAME).glob("hosts/*/*.pub"))
+        again = fab("lab.up", "--name", NAME, "--nodes", "8", "--cidr", CIDR)
+        assert again.returncode == 0, again.stderr
+        keys_after = sorted(p.read_text() for p in (ROOT / "lab" / "state" / NAME).glob("hosts/*/*.pub"))
+        assert keys_before == keys_after
+        assert fab("exec", "--env", NAME, "--command", "true").returncode == 0
+
+        # Shrinking removes exactly the hosts no longer wanted.
+        assert fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR).returncode == 0
+        assert f"nodeops-{NAME}-cl4-a" not in netns_list() and f"nodeops-{NAME}-cl2-b" in netns_list()
+        assert fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", "10.216.0.0/16").returncode == 2
+    finally:
+        state_file = ROOT / "lab" / "state" / NAME / "state.json"
+        pids = json.loads(state_file.read_text())["pids"].values() if state_file.exists() else []
+        down = fab("lab.down", "--name", NAME)
+    assert down.returncode == 0, down.stderr
+    assert f"nodeops-{NAME}-" not in netns_list()
+    assert "nol-" + NAME not in subprocess.run(["ip", "link"], capture_output=True, text=True).stdout
+    assert CIDR not in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
+    assert not any(process_alive(pid) for pid in pids)
+    assert not (ROOT / "inventory" / f"{NAME}.yaml").exists()
