@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Fan-out benchmark: wall time of `fab exec --command true` on 8 / 32 / 64 lab nodes.
+
+Run as root from the repo root:  sudo .venv/bin/python bench/fanout.py [--runs 5]
+It brings up a lab of its own (name "bench", 10.217.0.0/16), measures the whole
+`fab` process as a user would run it (interpreter start included), prints a
+table, and takes the lab down again. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAB = str(Path(sys.executable).with_name("fab"))
+NAME, CIDR = "bench", "10.217.0.0/16"
+
+
+def fab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FAB, *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="8,32,64")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    up = fab("lab.up", "--name", NAME, "--nodes", str(max(sizes)), "--cidr", CIDR)
+    if up.returncode:
+        print(up.stderr, file=sys.stderr)
+        return 1
+    try:
+        nodes = [f"cl{i // 2 + 1}-{'ab'[i % 2]}" for i in range(max(sizes))]
+        print(f"fab exec --command true, {args.runs} runs per size (seconds, whole process)")
+        print(f"{'nodes':>6} {'median':>8} {'min':>8} {'max':>8} {'failed hosts':>13}")
+        for size in sizes:
+            times, failed = [], 0
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                res = fab("exec", "--env", NAME, "--json", "--nodes", ",".join(nodes[:size]), "--command", "true")
+                times.append(time.perf_counter() - started)
+                failed += len(json.loads(res.stdout.splitlines()[-1])["failed"])
+            print(f"{size:>6} {statistics.median(times):>8.2f} {min(times):>8.2f} {max(times):>8.2f} {failed:>13}")
+    finally:
+        fab("lab.down", "--name", NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
