@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ T = TypeVar("T")
 
 # Failures that a new attempt can cure: the bastion refused or reset a channel,
 # sshd dropped us before its banner, the network hiccuped.
-_TRANSIENT = (ChannelException, EOFError, ConnectionResetError, socket.timeout, TimeoutError, NoValidConnectionsError)
+_TRANSIENT = (ChannelException, EOFError, ConnectionResetError, TimeoutError, NoValidConnectionsError)
 
 
 def _is_transient(exc: BaseException) -> bool:
