@@ -34,9 +34,13 @@ class RunningLab:
 
 
 @pytest.fixture(scope="session")
-def lab():
+def root():
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces): run `sudo .venv/bin/pytest`", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def lab(root):
     up = fab("lab.up", "--name", LAB, "--nodes", str(NODES), "--cidr", CIDR)
     assert up.returncode == 0, up.stderr
     try:

@@ -21,9 +21,7 @@ def netns_list() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
-def test_up_exec_restart_a_dead_host_down():
-    if os.geteuid() != 0:
-        pytest.fail("lab tests need root (network namespaces): run `sudo .venv/bin/pytest`", pytrace=False)
+def test_up_exec_restart_a_dead_host_down(root):
     try:
         up = fab("lab.up", "--name", NAME, "--nodes", "8", "--cidr", CIDR)
         assert up.returncode == 0, up.stderr
