@@ -1,6 +1,6 @@
 """Make a planned lab real on this machine, and take it down again.
 
-Everything created is recorded in ``lab/state/<name>/state.json`` before it
+Everything created is recorded in ``/var/lib/nodeops-lab/<name>/state.json`` before it
 is created, and ``down`` removes exactly what that file lists: no namespace,
 link or process that this lab did not make is ever touched.
 """
@@ -29,6 +29,7 @@ from nodeops.lab.topology import (
 )
 
 SSHD = "/usr/sbin/sshd"
+STATE_ROOT = Path("/var/lib/nodeops-lab")
 READY_TIMEOUT = 20.0
 
 
@@ -45,11 +46,12 @@ def require_root(action: str) -> None:
 
 
 class Lab:
-    def __init__(self, root: Path, name: str) -> None:
-        self.root = root.resolve()  # sshd re-executes itself from /: paths must be absolute
-        self.dir = self.root / "lab" / "state" / name
+    def __init__(self, repo: Path, name: str) -> None:
+        # Outside the repository: a lab host mounts its own /root and /tmp,
+        # which would hide a checkout (and its lab files) living under either.
+        self.dir = STATE_ROOT / name
         self.state_file = self.dir / "state.json"
-        self.inventory_file = self.root / "inventory" / f"{name}.yaml"
+        self.inventory_file = repo.resolve() / "inventory" / f"{name}.yaml"
 
     # -- state ---------------------------------------------------------------
     def load_state(self) -> dict:
@@ -66,6 +68,7 @@ class Lab:
     def up(self, plan: LabPlan) -> Path:
         require_root("lab.up")
         self.dir.mkdir(parents=True, exist_ok=True)
+        STATE_ROOT.chmod(0o700)
         os.chmod(self.dir, 0o700)
         state = self.load_state()
         if state.get("cidr", plan.cidr) != plan.cidr:

@@ -9,12 +9,13 @@ import subprocess
 
 import pytest
 
-from nodeops.lab.host import process_alive
+from nodeops.lab.host import Lab, process_alive
 from tests.conftest import ROOT, fab
 
 pytestmark = pytest.mark.lab
 
 NAME, CIDR = "life", "10.215.0.0/16"
+STATE = Lab(ROOT, NAME).dir
 
 
 def netns_list() -> str:
@@ -36,7 +37,7 @@ def test_up_exec_restart_a_dead_host_down(root):
         assert "8/8 hosts ok" in table.stdout
 
         # A dead host is reported by name, retried, and does not hide the others.
-        state = json.loads((ROOT / "lab" / "state" / NAME / "state.json").read_text())
+        state = json.loads((STATE / "state.json").read_text())
         victim_ns = f"nodeops-{NAME}-cl2-b"
         os.kill(state["pids"][victim_ns], signal.SIGTERM)
         res = fab("exec", "--env", NAME, "--json", "--command", "echo hi")
@@ -47,10 +48,10 @@ def test_up_exec_restart_a_dead_host_down(root):
         assert all(h["stdout"] == "hi\n" for n, h in hosts.items() if n != "cl2-b")
 
         # lab.up again is idempotent: it restarts only what died and keeps every host key.
-        keys_before = sorted(p.read_text() for p in (ROOT / "lab" / "state" / NAME).glob("hosts/*/*.pub"))
+        keys_before = sorted(p.read_text() for p in STATE.glob("hosts/*/*.pub"))
         again = fab("lab.up", "--name", NAME, "--nodes", "8", "--cidr", CIDR)
         assert again.returncode == 0, again.stderr
-        keys_after = sorted(p.read_text() for p in (ROOT / "lab" / "state" / NAME).glob("hosts/*/*.pub"))
+        keys_after = sorted(p.read_text() for p in STATE.glob("hosts/*/*.pub"))
         assert keys_before == keys_after
         assert fab("exec", "--env", NAME, "--command", "true").returncode == 0
 
@@ -59,7 +60,7 @@ def test_up_exec_restart_a_dead_host_down(root):
         assert f"nodeops-{NAME}-cl4-a" not in netns_list() and f"nodeops-{NAME}-cl2-b" in netns_list()
         assert fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", "10.216.0.0/16").returncode == 2
     finally:
-        state_file = ROOT / "lab" / "state" / NAME / "state.json"
+        state_file = STATE / "state.json"
         pids = json.loads(state_file.read_text())["pids"].values() if state_file.exists() else []
         down = fab("lab.down", "--name", NAME)
     assert down.returncode == 0, down.stderr

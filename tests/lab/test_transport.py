@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nodeops.lab.host import Lab
 from tests.conftest import ROOT, fab
 
 pytestmark = pytest.mark.lab
@@ -73,7 +74,7 @@ def test_nodes_are_unreachable_without_the_bastion(lab):
 
 def host_tmp(lab, node: str) -> Path:
     """The node's own /tmp, as the operator sees it (each lab host has a private one)."""
-    return ROOT / "lab" / "state" / lab.plan.name / "hosts" / node / "tmp"
+    return Lab(ROOT, lab.plan.name).dir / "hosts" / node / "tmp"
 
 
 def test_a_node_with_a_wrong_pinned_key_is_refused_and_runs_nothing(lab):
@@ -122,7 +123,7 @@ def test_bastion_runs_default_sshd_limits(lab):
             "/usr/sbin/sshd",
             "-T",
             "-f",
-            str(ROOT / "lab" / "state" / lab.plan.name / "hosts" / cfg.name / "sshd_config"),
+            str(Lab(ROOT, lab.plan.name).dir / "hosts" / cfg.name / "sshd_config"),
         ],
         capture_output=True,
         text=True,
