@@ -117,31 +117,16 @@ def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
 
 def network_commands(plan: LabPlan, host: LabHost) -> list[tuple[str, ...]]:
     """The ``ip`` commands that wire one host (its netns must exist) to the switch."""
-    cmds: list[tuple[str, ...]] = [
-        ("ip", "-n", host.netns, "link", "set", "lo", "up"),
-        (
-            "ip",
-            "link",
-            "add",
-            host.switch_port,
-            "netns",
-            plan.switch_netns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth1" if host is plan.bastion else "eth0",
-            "netns",
-            host.netns,
-        ),
-        ("ip", "-n", plan.switch_netns, "link", "set", host.switch_port, "master", "br0", "up"),
+    ns, sw, port = host.netns, plan.switch_netns, host.switch_port
+    dev = "eth1" if host is plan.bastion else "eth0"  # the bastion's eth0 is its uplink
+    peer = ("peer", "name", dev, "netns", ns)
+    return [
+        ("ip", "-n", ns, "link", "set", "lo", "up"),
+        ("ip", "link", "add", port, "netns", sw, "type", "veth", *peer),
+        ("ip", "-n", sw, "link", "set", port, "master", "br0", "up"),
+        ("ip", "-n", ns, "addr", "add", f"{host.private_ip}/{plan.private_prefixlen}", "dev", dev),
+        ("ip", "-n", ns, "link", "set", dev, "up"),
     ]
-    dev = "eth1" if host is plan.bastion else "eth0"
-    cmds += [
-        ("ip", "-n", host.netns, "addr", "add", f"{host.private_ip}/{plan.private_prefixlen}", "dev", dev),
-        ("ip", "-n", host.netns, "link", "set", dev, "up"),
-    ]
-    return cmds
 
 
 def switch_commands(plan: LabPlan) -> list[tuple[str, ...]]:

@@ -40,48 +40,29 @@ def test_plan_rejects_bad_input_with_one_line(name, cidr, nodes, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
+def cmd(line: str) -> tuple[str, ...]:
+    return tuple(line.split())
+
+
 def test_node_wiring_commands():
     plan = plan_lab("t", "10.50.0.0/16", 2)
-    node = plan.nodes[1]
-    assert network_commands(plan, node) == [
-        ("ip", "-n", "nodeops-t-cl1-b", "link", "set", "lo", "up"),
-        (
-            "ip",
-            "link",
-            "add",
-            "p2",
-            "netns",
-            "nodeops-t-net",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            "nodeops-t-cl1-b",
-        ),
-        ("ip", "-n", "nodeops-t-net", "link", "set", "p2", "master", "br0", "up"),
-        ("ip", "-n", "nodeops-t-cl1-b", "addr", "add", "10.50.0.11/17", "dev", "eth0"),
-        ("ip", "-n", "nodeops-t-cl1-b", "link", "set", "eth0", "up"),
+    assert network_commands(plan, plan.nodes[1]) == [
+        cmd("ip -n nodeops-t-cl1-b link set lo up"),
+        cmd("ip link add p2 netns nodeops-t-net type veth peer name eth0 netns nodeops-t-cl1-b"),
+        cmd("ip -n nodeops-t-net link set p2 master br0 up"),
+        cmd("ip -n nodeops-t-cl1-b addr add 10.50.0.11/17 dev eth0"),
+        cmd("ip -n nodeops-t-cl1-b link set eth0 up"),
     ]
     # the bastion's private leg is eth1; eth0 is its uplink to the operator
-    assert ("ip", "-n", "nodeops-t-bastion", "addr", "add", "10.50.0.1/17", "dev", "eth1") in network_commands(
-        plan, plan.bastion
-    )
-    assert uplink_commands(plan)[0] == (
-        "ip",
-        "link",
-        "add",
-        "nol-t",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        "nodeops-t-bastion",
-    )
-    assert unreachable_route(plan.cidr, "add") == ("ip", "route", "add", "unreachable", "10.50.0.0/16")
+    assert cmd("ip -n nodeops-t-bastion addr add 10.50.0.1/17 dev eth1") in network_commands(plan, plan.bastion)
+    assert uplink_commands(plan) == [
+        cmd("ip link add nol-t type veth peer name eth0 netns nodeops-t-bastion"),
+        cmd("ip addr add 10.50.255.253/30 dev nol-t"),
+        cmd("ip link set nol-t up"),
+        cmd("ip -n nodeops-t-bastion addr add 10.50.255.254/30 dev eth0"),
+        cmd("ip -n nodeops-t-bastion link set eth0 up"),
+    ]
+    assert unreachable_route(plan.cidr, "add") == cmd("ip route add unreachable 10.50.0.0/16")
 
 
 def test_sshd_config_keeps_default_limits_and_relays_only_on_the_bastion():
