@@ -21,6 +21,7 @@ from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.lab.topology import (
     LabHost,
     LabPlan,
+    boot_command,
     network_commands,
     sshd_config,
     switch_commands,
@@ -143,29 +144,8 @@ class Lab:
             (hdir / private).chmod(mode)
         (hdir / "sshd.pid").unlink(missing_ok=True)
         log = open(hdir / "sshd.log", "ab")
-        # nsenter (not `ip netns exec`, which remounts /sys and hides the cgroup
-        # mounts containers need) + a private mount and UTS namespace per host,
-        # in which the host gets a /root and /tmp of its own.
-        boot = 'hostname "$0" && mount --bind "$3/root" /root && mount --bind "$3/tmp" /tmp && exec "$1" -D -e -f "$2"'
         proc = subprocess.Popen(
-            [
-                "nsenter",
-                f"--net=/run/netns/{host.netns}",
-                "--",
-                "unshare",
-                "--mount",
-                "--uts",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                boot,
-                host.name,
-                SSHD,
-                str(config),
-                str(hdir),
-            ],
+            boot_command(host, SSHD, config, hdir),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from nodeops.errors import InvalidInput
 
@@ -148,6 +149,21 @@ def uplink_commands(plan: LabPlan) -> list[tuple[str, ...]]:
         ("ip", "-n", b, "addr", "add", f"{plan.bastion_public_ip}/30", "dev", "eth0"),
         ("ip", "-n", b, "link", "set", "eth0", "up"),
     ]
+
+
+def boot_command(host: LabHost, sshd: str, config: Path, host_dir: Path) -> tuple[str, ...]:
+    """Start one host: its netns, a private mount and UTS namespace, its own
+    hostname, /root and /tmp, then sshd in the foreground.
+
+    nsenter, not `ip netns exec`: the latter remounts /sys and hides the
+    cgroup mounts that containers need.
+    """
+    boot = 'hostname "$0" && mount --bind "$3/root" /root && mount --bind "$3/tmp" /tmp && exec "$1" -D -e -f "$2"'
+    return (
+        "nsenter", f"--net=/run/netns/{host.netns}", "--",
+        "unshare", "--mount", "--uts", "--propagation", "private", "--",
+        "sh", "-c", boot, host.name, sshd, str(config), str(host_dir),
+    )  # fmt: skip
 
 
 def sshd_config(plan: LabPlan, host: LabHost, host_dir: str, authorized_keys: str) -> str:

@@ -1,9 +1,18 @@
 """The lab plan: names, addresses and the exact commands that wire it."""
 
+from pathlib import Path
+
 import pytest
 
 from nodeops.errors import InvalidInput
-from nodeops.lab.topology import network_commands, plan_lab, sshd_config, unreachable_route, uplink_commands
+from nodeops.lab.topology import (
+    boot_command,
+    network_commands,
+    plan_lab,
+    sshd_config,
+    unreachable_route,
+    uplink_commands,
+)
 
 
 def test_plan_pairs_nodes_into_services_with_addresses_in_the_private_half():
@@ -63,6 +72,17 @@ def test_node_wiring_commands():
         cmd("ip -n nodeops-t-bastion link set eth0 up"),
     ]
     assert unreachable_route(plan.cidr, "add") == cmd("ip route add unreachable 10.50.0.0/16")
+
+
+def test_boot_command_enters_the_hosts_namespaces_then_execs_sshd():
+    plan = plan_lab("t", "10.50.0.0/16", 2)
+    argv = boot_command(plan.nodes[0], "/usr/sbin/sshd", Path("/s/cfg"), Path("/s/h"))
+    enter = "nsenter --net=/run/netns/nodeops-t-cl1-a -- unshare --mount --uts --propagation private --"
+    assert argv[:9] == cmd(enter) and argv[9:11] == ("sh", "-c")
+    script, *args = argv[11:]
+    assert args == ["cl1-a", "/usr/sbin/sshd", "/s/cfg", "/s/h"]  # $0..$3: data, never spliced into the script
+    assert 'mount --bind "$3/root" /root' in script and 'mount --bind "$3/tmp" /tmp' in script
+    assert script.endswith('exec "$1" -D -e -f "$2"')
 
 
 def test_sshd_config_keeps_default_limits_and_relays_only_on_the_bastion():
