@@ -7,17 +7,20 @@ link or process that this lab did not make is ever touched.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
-from nodeops.errors import InvalidInput, OperationFailed
+from nodeops.errors import InvalidInput, LockHeld, OperationFailed
 from nodeops.lab.topology import (
     LabHost,
     LabPlan,
@@ -50,6 +53,7 @@ class Lab:
     def __init__(self, repo: Path, name: str) -> None:
         # Outside the repository: a lab host mounts its own /root and /tmp,
         # which would hide a checkout (and its lab files) living under either.
+        self.name = name
         self.dir = STATE_ROOT / name
         self.state_file = self.dir / "state.json"
         self.inventory_file = repo.resolve() / "inventory" / f"{name}.yaml"
@@ -66,11 +70,32 @@ class Lab:
         tmp.replace(self.state_file)
 
     # -- up ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self, action: str) -> Iterator[None]:
+        """One lab.up/lab.down per lab at a time: interleaved, they would lose track of what exists."""
+        require_root(action)
+        STATE_ROOT.mkdir(mode=0o700, exist_ok=True)
+        with open(STATE_ROOT / f"{self.name}.lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise LockHeld(f"lab {self.name!r} is being changed by another run ({lock.read().strip()})") from None
+            lock.truncate(0)
+            lock.write(f"pid {os.getpid()}, {action}")
+            lock.flush()
+            yield
+
     def up(self, plan: LabPlan) -> Path:
-        require_root("lab.up")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        STATE_ROOT.chmod(0o700)
-        os.chmod(self.dir, 0o700)
+        with self._exclusive("lab.up"):
+            return self._up(plan)
+
+    def down(self) -> list[str]:
+        with self._exclusive("lab.down"):
+            return self._down()
+
+    def _up(self, plan: LabPlan) -> Path:
+        self.dir.mkdir(mode=0o700, exist_ok=True)
         state = self.load_state()
         if state.get("cidr", plan.cidr) != plan.cidr:
             raise InvalidInput(
@@ -208,8 +233,7 @@ class Lab:
         return self.inventory_file
 
     # -- down ----------------------------------------------------------------
-    def down(self) -> list[str]:
-        require_root("lab.down")
+    def _down(self) -> list[str]:
         state = self.load_state()
         removed = list(state["netns"])
         self._remove(state, removed)

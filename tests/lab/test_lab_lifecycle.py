@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -69,3 +70,19 @@ def test_up_exec_restart_a_dead_host_down(root):
     assert CIDR not in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
     assert not any(process_alive(pid) for pid in pids)
     assert not (ROOT / "inventory" / f"{NAME}.yaml").exists()
+
+
+def test_a_second_run_on_the_same_lab_is_refused_with_exit_3(root):
+    """Interleaved up/down runs on one lab would lose track of what exists: the second is refused."""
+    lock_file = STATE.parent / "lockd.lock"
+    STATE.parent.mkdir(mode=0o700, exist_ok=True)
+    with open(lock_file, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("pid 4242, lab.up")
+        lock.flush()
+        for args in (("lab.up", "--nodes", "2", "--cidr", CIDR), ("lab.down",)):
+            res = fab(*args, "--name", "lockd")
+            assert res.returncode == 3, res.stderr
+            assert "lab 'lockd' is being changed by another run (pid 4242, lab.up)" in res.stderr
+    assert "nodeops-lockd-" not in netns_list()
+    lock_file.unlink()
