@@ -2,14 +2,17 @@
 
 Layout for ``--cidr 10.213.0.0/16`` (the default)::
 
-    operator (root netns)  10.213.255.253/30 --veth-- .254  bastion netns
-                                                      10.213.0.1    |
-    switch netns: bridge br0 <-----------------------------------+  (private, /17)
-        +-- 10.213.0.10  node netns (sshd)
-        +-- 10.213.0.11  node netns (sshd) ...
+    operator (root netns) 10.213.255.253 --veth-- 10.213.255.254 bastion (sshd)
+                          10.213.255.249 --veth-- 10.213.255.250 lb (HAProxy)
+    switch netns: bridge br0, the private /17:
+        10.213.0.1  bastion     10.213.0.2  db (PostgreSQL)
+        10.213.0.3  registry    10.213.0.4  lb
+        10.213.0.10 cl1-a, 10.213.0.11 cl1-b, ...   nodes (sshd + container engine)
 
-The operator has a route to the bastion only; the bastion does not forward,
-so node addresses are reachable solely through SSH channels on the bastion.
+The operator reaches the bastion (SSH) and the load balancer (HTTP, as an
+AWS target group's listener is reached), nothing else; neither forwards
+packets, so the nodes and the database are reachable only through SSH
+channels on the bastion.
 """
 
 from __future__ import annotations
@@ -22,18 +25,30 @@ from pathlib import Path
 from nodeops.errors import InvalidInput
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
-FIRST_NODE_OFFSET = 10  # .1 bastion, .2-.9 reserved for lab services
+FIRST_NODE_OFFSET = 10  # .1 bastion, .2-.9 lab services
 DEFAULT_CIDR = "10.213.0.0/16"
+NODE_PORT = 6688  # the Chainlink node's API/UI port
+LB_FIRST_PORT = 6688  # service N listens on LB_FIRST_PORT + N - 1 on the load balancer
+REGISTRY_PORT = 5000
+DB_PORT = 5432
 
 
 @dataclass(frozen=True)
 class LabHost:
     name: str  # also the host's hostname
+    kind: str  # bastion | node | db | registry | lb
     netns: str
     private_ip: str
     switch_port: str  # the veth end that sits on the bridge
     service: str | None = None  # owning service, nodes only
     preferred: str | None = None  # active | standby, nodes only
+    uplink: str | None = None  # operator-side veth, for hosts the operator reaches
+    operator_ip: str | None = None  # operator's end of that uplink
+    public_ip: str | None = None  # this host's end of it
+
+    @property
+    def private_dev(self) -> str:
+        return "eth1" if self.uplink else "eth0"  # eth0 is the uplink where there is one
 
 
 @dataclass(frozen=True)
@@ -42,25 +57,45 @@ class LabPlan:
     cidr: str
     private_prefixlen: int
     switch_netns: str
-    uplink: str  # veth name in the operator's netns
-    operator_ip: str
-    bastion_public_ip: str
     bastion: LabHost
+    db: LabHost
+    registry: LabHost
+    lb: LabHost
     nodes: tuple[LabHost, ...]
 
     @property
     def hosts(self) -> tuple[LabHost, ...]:
+        return (self.bastion, self.db, self.registry, self.lb, *self.nodes)
+
+    @property
+    def ssh_hosts(self) -> tuple[LabHost, ...]:
+        """Hosts that run sshd: the bastion and the nodes (db, registry and lb are managed services)."""
         return (self.bastion, *self.nodes)
+
+    @property
+    def uplinked(self) -> tuple[LabHost, ...]:
+        return tuple(h for h in self.hosts if h.uplink)
 
     @property
     def netns_names(self) -> tuple[str, ...]:
         return (self.switch_netns, *(h.netns for h in self.hosts))
+
+    @property
+    def bastion_public_ip(self) -> str:
+        return self.bastion.public_ip
+
+    @property
+    def registry_address(self) -> str:
+        return f"{self.registry.private_ip}:{REGISTRY_PORT}"
 
     def services(self) -> dict[str, tuple[LabHost, ...]]:
         grouped: dict[str, tuple[LabHost, ...]] = {}
         for node in self.nodes:
             grouped[node.service] = (*grouped.get(node.service, ()), node)
         return grouped
+
+    def lb_port(self, service: str) -> int:
+        return LB_FIRST_PORT + list(self.services()).index(service)
 
 
 def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
@@ -79,47 +114,37 @@ def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
     capacity = private.num_addresses - FIRST_NODE_OFFSET - 1
     if nodes > capacity:
         raise InvalidInput(f"--nodes {nodes}: {cidr} holds at most {capacity} nodes; give a larger --cidr")
-    uplink_net = list(net.subnets(new_prefix=30))[-1]
+    uplinks = list(net.subnets(new_prefix=30))[::-1]  # the last /30 for the bastion, the one before for the lb
     prefix = f"nodeops-{name}"
 
-    def host(hostname: str, index: int, **extra: str) -> LabHost:
-        return LabHost(
-            name=hostname,
-            netns=f"{prefix}-{hostname}",
-            private_ip=str(private[FIRST_NODE_OFFSET + index - 1] if index else private[1]),
-            switch_port=f"p{index}",
-            **extra,
-        )
+    def host(hostname: str, kind: str, address: int, port: str, uplink: int | None = None, **extra) -> LabHost:
+        if uplink is not None:
+            link = uplinks[uplink]
+            veth = ("nol-", "nolb-")[uplink] + name
+            extra |= {"uplink": veth, "operator_ip": str(link[1]), "public_ip": str(link[2])}
+        return LabHost(hostname, kind, f"{prefix}-{hostname}", str(private[address]), port, **extra)
 
-    node_hosts = []
-    for i in range(nodes):
-        service = f"cl{i // 2 + 1}"
-        standby = i % 2
-        node_hosts.append(
-            host(
-                f"{service}-{'ab'[standby]}",
-                i + 1,
-                service=service,
-                preferred="standby" if standby else "active",
-            )
-        )
+    node_hosts = tuple(
+        host(f"cl{i // 2 + 1}-{'ab'[i % 2]}", "node", FIRST_NODE_OFFSET + i, f"p{i + 1}",
+             service=f"cl{i // 2 + 1}", preferred="standby" if i % 2 else "active")
+        for i in range(nodes)
+    )  # fmt: skip
     return LabPlan(
         name=name,
         cidr=str(net),
         private_prefixlen=private.prefixlen,
         switch_netns=f"{prefix}-net",
-        uplink=f"nol-{name}",
-        operator_ip=str(uplink_net[1]),
-        bastion_public_ip=str(uplink_net[2]),
-        bastion=host("bastion", 0),
-        nodes=tuple(node_hosts),
+        bastion=host("bastion", "bastion", 1, "p0", uplink=0),
+        db=host("db", "db", 2, "s-db"),
+        registry=host("registry", "registry", 3, "s-reg"),
+        lb=host("lb", "lb", 4, "s-lb", uplink=1),
+        nodes=node_hosts,
     )
 
 
 def network_commands(plan: LabPlan, host: LabHost) -> list[tuple[str, ...]]:
     """The ``ip`` commands that wire one host (its netns must exist) to the switch."""
-    ns, sw, port = host.netns, plan.switch_netns, host.switch_port
-    dev = "eth1" if host is plan.bastion else "eth0"  # the bastion's eth0 is its uplink
+    ns, sw, port, dev = host.netns, plan.switch_netns, host.switch_port, host.private_dev
     peer = ("peer", "name", dev, "netns", ns)
     return [
         ("ip", "-n", ns, "link", "set", "lo", "up"),
@@ -140,14 +165,14 @@ def switch_commands(plan: LabPlan) -> list[tuple[str, ...]]:
     ]
 
 
-def uplink_commands(plan: LabPlan) -> list[tuple[str, ...]]:
-    b = plan.bastion.netns
+def uplink_commands(host: LabHost) -> list[tuple[str, ...]]:
+    """The veth from the operator's netns to a host the operator reaches directly."""
     return [
-        ("ip", "link", "add", plan.uplink, "type", "veth", "peer", "name", "eth0", "netns", b),
-        ("ip", "addr", "add", f"{plan.operator_ip}/30", "dev", plan.uplink),
-        ("ip", "link", "set", plan.uplink, "up"),
-        ("ip", "-n", b, "addr", "add", f"{plan.bastion_public_ip}/30", "dev", "eth0"),
-        ("ip", "-n", b, "link", "set", "eth0", "up"),
+        ("ip", "link", "add", host.uplink, "type", "veth", "peer", "name", "eth0", "netns", host.netns),
+        ("ip", "addr", "add", f"{host.operator_ip}/30", "dev", host.uplink),
+        ("ip", "link", "set", host.uplink, "up"),
+        ("ip", "-n", host.netns, "addr", "add", f"{host.public_ip}/30", "dev", "eth0"),
+        ("ip", "-n", host.netns, "link", "set", "eth0", "up"),
     ]
 
 

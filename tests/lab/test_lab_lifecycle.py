@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from nodeops.lab.host import Lab, process_alive
+from nodeops.lab.daemons import process_alive
+from nodeops.lab.host import Lab
 from tests.conftest import ROOT, fab
 
 pytestmark = pytest.mark.lab
@@ -39,8 +40,7 @@ def test_up_exec_restart_a_dead_host_down(root):
 
         # A dead host is reported by name, retried, and does not hide the others.
         state = json.loads((STATE / "state.json").read_text())
-        victim_ns = f"nodeops-{NAME}-cl2-b"
-        os.kill(state["pids"][victim_ns], signal.SIGTERM)
+        os.kill(state["daemons"]["cl2-b/sshd"]["pid"], signal.SIGTERM)
         res = fab("exec", "--env", NAME, "--json", "--command", "echo hi")
         assert res.returncode == 1
         hosts = {e["node"]: e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"}
@@ -62,7 +62,8 @@ def test_up_exec_restart_a_dead_host_down(root):
         assert fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", "10.216.0.0/16").returncode == 2
     finally:
         state_file = STATE / "state.json"
-        pids = json.loads(state_file.read_text())["pids"].values() if state_file.exists() else []
+        daemons = json.loads(state_file.read_text())["daemons"].values() if state_file.exists() else []
+        pids = [d["pid"] for d in daemons]
         down = fab("lab.down", "--name", NAME)
     assert down.returncode == 0, down.stderr
     assert f"nodeops-{NAME}-" not in netns_list()

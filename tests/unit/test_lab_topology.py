@@ -24,7 +24,15 @@ def test_plan_pairs_nodes_into_services_with_addresses_in_the_private_half():
         ("cl2-b", "cl2", "standby", "10.213.0.13"),
     ]
     assert plan.bastion.private_ip == "10.213.0.1"
-    assert (plan.operator_ip, plan.bastion_public_ip) == ("10.213.255.253", "10.213.255.254")
+    assert (plan.bastion.operator_ip, plan.bastion_public_ip) == ("10.213.255.253", "10.213.255.254")
+    assert (plan.lb.operator_ip, plan.lb.public_ip) == ("10.213.255.249", "10.213.255.250")
+    assert [(h.name, h.private_ip) for h in (plan.db, plan.registry, plan.lb)] == [
+        ("db", "10.213.0.2"),
+        ("registry", "10.213.0.3"),
+        ("lb", "10.213.0.4"),
+    ]
+    assert plan.ssh_hosts == (plan.bastion, *plan.nodes)  # db, registry and lb are managed services
+    assert [plan.lb_port(s) for s in plan.services()] == [6688, 6689]
     assert plan.private_prefixlen == 17
     assert plan.netns_names[:2] == ("nodeops-lab-net", "nodeops-lab-bastion")
     assert all(ns.startswith("nodeops-lab-") for ns in plan.netns_names)
@@ -64,13 +72,14 @@ def test_node_wiring_commands():
     ]
     # the bastion's private leg is eth1; eth0 is its uplink to the operator
     assert cmd("ip -n nodeops-t-bastion addr add 10.50.0.1/17 dev eth1") in network_commands(plan, plan.bastion)
-    assert uplink_commands(plan) == [
+    assert uplink_commands(plan.bastion) == [
         cmd("ip link add nol-t type veth peer name eth0 netns nodeops-t-bastion"),
         cmd("ip addr add 10.50.255.253/30 dev nol-t"),
         cmd("ip link set nol-t up"),
         cmd("ip -n nodeops-t-bastion addr add 10.50.255.254/30 dev eth0"),
         cmd("ip -n nodeops-t-bastion link set eth0 up"),
     ]
+    assert uplink_commands(plan.lb)[0] == cmd("ip link add nolb-t type veth peer name eth0 netns nodeops-t-lb")
     assert unreachable_route(plan.cidr, "add") == cmd("ip route add unreachable 10.50.0.0/16")
 
 

@@ -1,0 +1,108 @@
+"""Long-running lab processes (sshd, engines, PostgreSQL, ...), found again by pid.
+
+Each daemon is recorded in the lab's state under a key, with its pid and a
+marker: a string its command line must contain. A pid whose command line no
+longer holds the marker was reused by someone else and is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodeops.errors import OperationFailed
+
+READY_TIMEOUT = 30.0
+
+
+def process_alive(pid: int) -> bool:
+    """Running and not a zombie (whoever reaps our orphans may take its time)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _cmdline_has(pid: int, marker: str) -> bool:
+    """Match within the whole command line: sshd and postgres rewrite their process titles."""
+    try:
+        return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+@dataclass
+class Started:
+    key: str
+    proc: subprocess.Popen
+    log: Path
+    ready: Callable[[], bool]
+
+
+class Daemons:
+    def __init__(self, table: dict[str, dict], save: Callable[[], None]) -> None:
+        self.table = table  # key -> {"pid": int, "marker": str}, part of the lab state
+        self.save = save
+
+    def running(self, key: str) -> bool:
+        entry = self.table.get(key)
+        return bool(entry) and process_alive(entry["pid"]) and _cmdline_has(entry["pid"], entry["marker"])
+
+    def start(
+        self,
+        key: str,
+        argv: Sequence[str],
+        marker: str,
+        log: Path,
+        ready: Callable[[], bool],
+        env: Mapping[str, str] | None = None,
+    ) -> Started:
+        """Start ``argv`` in the background (its own session, output to ``log``) and record it."""
+        environ = None if env is None else {**os.environ, **env}
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, env=environ
+            )
+        self.table[key] = {"pid": proc.pid, "marker": marker}
+        self.save()
+        return Started(key, proc, log, ready)
+
+    @staticmethod
+    def wait(started: Sequence[Started], timeout: float = READY_TIMEOUT) -> None:
+        """Wait until each started daemon is ready; fail at once, with its last log line, if one dies."""
+        deadline = time.monotonic() + timeout
+        pending = list(started)
+        while pending:
+            for s in list(pending):
+                if s.proc.poll() is not None:
+                    lines = s.log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+                    raise OperationFailed(f"lab: {s.key} exited ({s.proc.returncode}): {lines[-1]}; see {s.log}")
+                if s.ready():
+                    pending.remove(s)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(s.key for s in pending)
+                raise OperationFailed(
+                    f"lab: not ready within {timeout:g}s: {names}; see their logs in {started[0].log.parent}"
+                )
+            if pending:
+                time.sleep(0.05)
+
+    def stop(self, keys: Sequence[str], grace: float = 5.0) -> None:
+        """SIGTERM the daemons (all at once), SIGKILL what outlives ``grace``, forget them."""
+        ours = []
+        for key in keys:
+            entry = self.table.pop(key, None)
+            if entry and process_alive(entry["pid"]) and _cmdline_has(entry["pid"], entry["marker"]):
+                os.kill(entry["pid"], signal.SIGTERM)
+                ours.append(entry["pid"])
+        self.save()
+        deadline = time.monotonic() + grace
+        while (ours := [p for p in ours if process_alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in ours:
+            os.kill(pid, signal.SIGKILL)
