@@ -20,6 +20,17 @@ from nodeops.errors import OperationFailed
 READY_TIMEOUT = 30.0
 
 
+def run(argv: Sequence[str], stdin: str | None = None, hide: Sequence[str] = ()) -> str:
+    """Run a lab setup command; its stdout, or OperationFailed with its stderr (``hide`` values masked)."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, input=stdin)
+    if proc.returncode:
+        message = proc.stderr.strip() or str(proc.returncode)
+        for value in hide:
+            message = message.replace(value, "*****")
+        raise OperationFailed(f"lab: {' '.join(argv)} failed: {message}")
+    return proc.stdout
+
+
 def process_alive(pid: int) -> bool:
     """Running and not a zombie (whoever reaps our orphans may take its time)."""
     try:

@@ -12,15 +12,20 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
-from nodeops.errors import InvalidInput, LockHeld, OperationFailed
-from nodeops.lab.daemons import Daemons, Started
+from nodeops.errors import InvalidInput, LockHeld
+from nodeops.lab import engine, image, services
+from nodeops.lab.daemons import Daemons, Started, run
 from nodeops.lab.topology import (
+    ENGINE_SOCKET,
     LabHost,
     LabPlan,
     boot_command,
@@ -33,13 +38,7 @@ from nodeops.lab.topology import (
 
 SSHD = "/usr/sbin/sshd"
 STATE_ROOT = Path("/var/lib/nodeops-lab")
-
-
-def run(argv: tuple[str, ...] | list[str], stdin: str | None = None) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, input=stdin)
-    if proc.returncode:
-        raise OperationFailed(f"lab: {' '.join(argv)} failed: {proc.stderr.strip() or proc.returncode}")
-    return proc.stdout
+CACHE = STATE_ROOT / "cache"  # the rootfs and registry blobs, kept across labs and lab.down
 
 
 def require_root(action: str) -> None:
@@ -104,7 +103,12 @@ class Lab:
             authorized = self._operator_key()
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
             Daemons.wait([s for h in plan.ssh_hosts if (s := self._ensure_sshd(daemons, plan, h, authorized))])
-            return self._write_inventory(plan)
+            services.ensure(self, daemons, plan)
+            Daemons.wait([s for h in plan.nodes if (s := self._ensure_engine(daemons, h))])
+            Daemons.wait([s] if (s := self._ensure_registry(daemons, plan)) else [])
+            builder = engine.in_host(self.sshd_pid(plan.nodes[0]), "docker")
+            images = image.publish(CACHE, plan.registry_address, builder)
+            return self._write_inventory(plan, images)
 
     def _network(self, plan: LabPlan) -> None:
         existing = set(run(["ip", "netns", "list"]).split())
@@ -161,10 +165,49 @@ class Lab:
         for private, mode in (("root", 0o700), ("tmp", 0o1777)):
             (hdir / private).mkdir(exist_ok=True)
             (hdir / private).chmod(mode)
+        if host.kind == "node":
+            etc = hdir / "etc-containers"  # the host's /etc/containers, bound at boot
+            (etc / "networks").mkdir(parents=True, exist_ok=True)
+            for name, text in engine.config_files(plan, hdir).items():
+                (etc / name).write_text(text)
+            engine.storage_root(hdir).mkdir(parents=True, exist_ok=True)
         pidfile = hdir / "sshd.pid"  # sshd writes it once its sockets are bound
         pidfile.unlink(missing_ok=True)
         argv = boot_command(host, SSHD, config, hdir)
         return daemons.start(f"{host.name}/sshd", argv, str(config), hdir / "sshd.log", pidfile.exists)
+
+    def sshd_pid(self, host: LabHost) -> int:
+        return self.sshd_pid_of(host.name)
+
+    def sshd_pid_of(self, host: str) -> int:
+        return self.state["daemons"][f"{host}/sshd"]["pid"]
+
+    def _ensure_engine(self, daemons: Daemons, host: LabHost) -> Started | None:
+        """The node's podman, serving the Docker API inside the node's namespaces."""
+        hdir = self.host_dir(host)
+        if daemons.running(f"{host.name}/engine"):
+            return None
+        sshd = self.sshd_pid(host)
+        socket = Path(f"/proc/{sshd}/root{ENGINE_SOCKET}")  # the host's /run, seen from here
+        argv = engine.service_command(sshd, hdir)
+        return daemons.start(f"{host.name}/engine", argv, str(engine.storage_root(hdir)), hdir / "engine.log",
+                             socket.exists)  # fmt: skip
+
+    def _ensure_registry(self, daemons: Daemons, plan: LabPlan) -> Started | None:
+        hdir = self.host_dir(plan.registry)
+        hdir.mkdir(parents=True, mode=0o700, exist_ok=True)
+        config = hdir / "registry.yml"
+        config.write_text(engine.registry_config(plan, image.registry_storage(CACHE)))
+        if daemons.running("registry/registry"):
+            return None
+        argv = ("nsenter", f"--net=/run/netns/{plan.registry.netns}", "--", "docker-registry", "serve", str(config))
+        listening = ("nsenter", f"--net=/run/netns/{plan.registry.netns}", "--",
+                     "ss", "-Hltn", f"src {plan.registry_address}")  # fmt: skip
+
+        def ready() -> bool:
+            return bool(subprocess.run(listening, capture_output=True, text=True).stdout.strip())
+
+        return daemons.start("registry/registry", argv, str(config), hdir / "registry.log", ready)
 
     # -- down ------------------------------------------------------------------
     def down(self) -> list[str]:
@@ -184,23 +227,49 @@ class Lab:
             self.inventory_file.unlink(missing_ok=True)
             return removed
 
+    def _remove_containers(self, daemons: Daemons, host: str) -> None:
+        """Containers outlive their engine (runc leaves them to init): remove them while it runs."""
+        storage = engine.storage_root(self.host_dir(host))
+        listing = storage / "overlay-containers" / "containers.json"
+        if daemons.running(f"{host}/sshd") and listing.exists() and json.loads(listing.read_text()):
+            remove = ("podman", "--root", str(storage), "rm", "--all", "--force", "--time", "2")
+            subprocess.run(engine.in_host(self.sshd_pid_of(host), *remove), capture_output=True, timeout=120)
+
+    def _kill_container_leftovers(self, host: str) -> None:
+        """If removal failed, a container's processes are found through its cgroup, and killed."""
+        for container in (engine.storage_root(self.host_dir(host)) / "overlay-containers").glob("*/"):
+            for cgroup in Path("/sys/fs/cgroup").glob(f"*/libpod_parent/libpod-{container.name}"):
+                with contextlib.suppress(OSError):
+                    for pid in (cgroup / "cgroup.procs").read_text().split():
+                        os.kill(int(pid), signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while cgroup.exists() and time.monotonic() < deadline:
+                    with contextlib.suppress(OSError):
+                        cgroup.rmdir()
+                    time.sleep(0.05)
+
     def _remove(self, daemons: Daemons, netns_names: list[str]) -> None:
         """Stop the hosts' daemons (all at once), then delete their namespaces."""
         prefix = f"nodeops-{self.name}-"
         hosts = {ns.removeprefix(prefix) for ns in netns_names}
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda h: self._remove_containers(daemons, h), hosts))
         daemons.stop([key for key in daemons.table if key.split("/")[0] in hosts])
+        for host in hosts:
+            self._kill_container_leftovers(host)
         for netns in netns_names:
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
             self.state["netns"].remove(netns)
             self.save()
 
-    def _write_inventory(self, plan: LabPlan) -> Path:
+    def _write_inventory(self, plan: LabPlan, images: list[str]) -> Path:
         identity = str(self.dir / "operator" / "id_ed25519")
 
         def pub(host: LabHost) -> str:
             kind, blob = (self.host_dir(host) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
             return f"{kind} {blob}"
 
+        managed = services.inventory_fragment(plan, self.state)  # secret backend, per-service variables/secrets
         doc = {
             "environment": plan.name,
             "bastion": {
@@ -210,14 +279,16 @@ class Lab:
                 "host_key": pub(plan.bastion),
             },
             "ssh": {"user": "root", "identity_file": identity, "max_parallel": 32},
+            "secret_backends": managed["secret_backends"],
             "services": {
                 service: {
                     "role": "chainlink",
-                    "image": "smartcontract/chainlink:2.10.0",
+                    "image": images[0],
                     "nodes": [
                         {"name": n.name, "host": n.private_ip, "preferred": n.preferred, "host_key": pub(n)}
                         for n in nodes
                     ],
+                    **managed["services"][service],
                 }
                 for service, nodes in plan.services().items()
             },

@@ -31,6 +31,7 @@ NODE_PORT = 6688  # the Chainlink node's API/UI port
 LB_FIRST_PORT = 6688  # service N listens on LB_FIRST_PORT + N - 1 on the load balancer
 REGISTRY_PORT = 5000
 DB_PORT = 5432
+ENGINE_SOCKET = "/run/podman/podman.sock"
 
 
 @dataclass(frozen=True)
@@ -177,17 +178,32 @@ def uplink_commands(host: LabHost) -> list[tuple[str, ...]]:
 
 
 def boot_command(host: LabHost, sshd: str, config: Path, host_dir: Path) -> tuple[str, ...]:
-    """Start one host: its netns, a private mount and UTS namespace, its own
-    hostname, /root and /tmp, then sshd in the foreground.
+    """Start one SSH host: its netns, a private mount and UTS namespace, its
+    own hostname, /root, /tmp and a RAM-backed /run (as on a real host), a
+    node's own /etc/containers and /dev/shm for its engine, then sshd.
 
     nsenter, not `ip netns exec`: the latter remounts /sys and hides the
-    cgroup mounts that containers need.
+    cgroup mounts that containers need. Paths are passed as $0..$3, never
+    spliced into the script.
     """
-    boot = 'hostname "$0" && mount --bind "$3/root" /root && mount --bind "$3/tmp" /tmp && exec "$1" -D -e -f "$2"'
+    steps = [
+        'hostname "$0"',
+        "mount -t tmpfs -o mode=0755,size=64m run /run",
+        "mkdir /run/sshd",
+        'mount --bind "$3/root" /root',
+        'mount --bind "$3/tmp" /tmp',
+    ]
+    if host.kind == "node":
+        steps += [
+            f"mkdir {ENGINE_SOCKET.rsplit('/', 1)[0]}",
+            'mount --bind "$3/etc-containers" /etc/containers',
+            "mount -t tmpfs -o mode=1777,size=64m shm /dev/shm",
+        ]
+    steps.append('exec "$1" -D -e -f "$2"')
     return (
         "nsenter", f"--net=/run/netns/{host.netns}", "--",
         "unshare", "--mount", "--uts", "--propagation", "private", "--",
-        "sh", "-c", boot, host.name, sshd, str(config), str(host_dir),
+        "sh", "-c", " && ".join(steps), host.name, sshd, str(config), str(host_dir),
     )  # fmt: skip
 
 
@@ -213,6 +229,8 @@ def sshd_config(plan: LabPlan, host: LabHost, host_dir: str, authorized_keys: st
         "PrintMotd no",
         "Subsystem sftp internal-sftp",
     ]
+    if host.kind == "node":
+        lines.append(f"SetEnv DOCKER_HOST=unix://{ENGINE_SOCKET}")  # the docker CLI finds the host's engine
     return "\n".join(lines) + "\n"
 
 
