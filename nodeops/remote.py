@@ -12,6 +12,8 @@ any connection is opened, and no system known_hosts file is consulted.
 from __future__ import annotations
 
 import base64
+import http.client
+import logging
 import random
 import threading
 import time
@@ -30,6 +32,11 @@ from nodeops.errors import HostKeyRejected, InventoryError, NodeopsError, Operat
 from nodeops.inventory import HostKey, Inventory, Node
 
 T = TypeVar("T")
+
+# paramiko logs refused channels and failed handshakes at ERROR; each failure is
+# reported once, by host, by the caller. Without a handler, Python's last-resort
+# one would print them raw on stderr.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 # Failures that a new attempt can cure: the bastion refused or reset a channel,
 # sshd dropped us before its banner, the network hiccuped.
@@ -149,6 +156,16 @@ class CommandResult:
     exit_code: int
     stdout: str
     stderr: str
+
+
+class _SocketShim:
+    """What http.client.HTTPResponse needs of a socket: makefile()."""
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+
+    def makefile(self, *_args, **_kwargs):
+        return self.reply
 
 
 def parse_pinned(keys: Sequence[HostKey]) -> tuple[paramiko.PKey, ...]:
@@ -287,6 +304,29 @@ class Fleet:
                     ) from None
                 time.sleep(min(0.2 * 2 ** (n - 1), 2.0) + random.uniform(0, 0.2))
         raise AssertionError("unreachable")
+
+    def http_get(self, host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
+        """GET ``path`` on a private ``host:port`` over a channel through the bastion.
+
+        Returns (status, body), or None when nothing answers HTTP there: the
+        bastion could not connect, or a published port accepted and then
+        dropped the connection. That is how a standby without the lease looks.
+        """
+        try:
+            channel = self.bastion().transport.open_channel("direct-tcpip", (host, port), ("", 0), timeout=timeout)
+        except ChannelException:
+            return None
+        channel.settimeout(timeout)
+        try:
+            channel.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            with channel.makefile("rb") as reply:
+                response = http.client.HTTPResponse(_SocketShim(reply))
+                response.begin()
+                return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            return None
+        finally:
+            channel.close()
 
     # -- fan-out -------------------------------------------------------------------
     def map(self, nodes: Sequence[Node], work: Callable[[PinnedConnection, Node], T]) -> list[Outcome[T]]:
