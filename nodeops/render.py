@@ -1,0 +1,376 @@
+"""Render a role's files for one service, in memory: Jinja2 -> bytes, never a file on disk.
+
+Templates see:
+
+- ``vars``: the role's ``defaults`` overlaid by the service's ``variables``;
+- ``secrets``: the service's resolved Secrets, by name;
+- ``service``: the service name; ``role``: ``name``, ``user``, ``port``, ``mount``;
+- whatever the caller adds in ``extra`` (the deploy passes ``node``: name, preferred).
+
+Jinja runs sandboxed (no attribute of a Secret is reachable, so no
+``secrets.db.reveal()``), with StrictUndefined, no autoescaping and the
+trailing newline kept. A Secret reaches the output only through an escaping
+filter, each exact for one format:
+
+- ``toml``: a TOML basic string (``"..."`` with ``\\``, ``"`` and control
+  characters escaped); booleans and numbers become TOML booleans and numbers.
+- ``urlpart``: percent-encoded for one URL component (``quote(safe="")``):
+  userinfo, path, query value.
+- ``dotenv``: a value for ``docker run --env-file``. Docker's CLI reads that
+  file line by line (bufio: ``\\n`` ends a line, one trailing ``\\r`` is
+  dropped), requires valid UTF-8, strips leading whitespace from the *line*,
+  splits on the first ``=`` and passes the rest through unchanged: there is no
+  quoting and no escaping (docker/cli ``opts/envfile.go``; quotes stay part of
+  the value, docker/cli#4665, #3630). So the value is written raw, and a value
+  that cannot be carried (a newline, a carriage return, NUL, a line over 64 KiB,
+  text that is not UTF-8) is refused, naming the variable, never the value.
+- ``line``: the value as one line of a plain file (``.api``, ``.password``),
+  unchanged; a newline or carriage return in it is refused.
+- ``raw``: a non-secret value as text; refuses a Secret.
+
+Turning a Secret into text any other way inside a template (``{{ secrets.db }}``,
+``~``, ``|upper``, ``|join``, ``{{ secrets }}``) raises: see nodeops.secrets.
+Every failure is one ``InvalidInput`` line naming the role, the template file
+and line, and the problem; messages name variables, never secret values.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from nodeops.errors import InvalidInput
+from nodeops.inventory import Service
+from nodeops.roles import Role
+from nodeops.secrets import Secret, SecretLeak, strict_rendering
+
+__all__ = ["FilterError", "Rendered", "RenderedFile", "render", "template_environment"]
+
+_RESERVED = frozenset({"vars", "secrets", "service", "role"})
+_ENV_FILE_LINE_MAX = 64 * 1024 - 1  # bufio.MaxScanTokenSize: docker refuses a longer line
+
+
+class FilterError(InvalidInput):
+    """A value that an escaping filter cannot write exactly (the message names it, not its value)."""
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str
+    data: bytes = field(repr=False)
+    secret: bool
+
+    def __repr__(self) -> str:
+        kind = "secret" if self.secret else "plain"
+        return f"RenderedFile({self.name!r}, {len(self.data)} bytes, {kind})"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a node of a service gets: its files, its command line, and a hash of its configuration.
+
+    ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
+    the profile, the image, the effective non-secret variables, the command,
+    the env file's name, every file's name and secret flag, and the *bytes of
+    the non-secret files only*. It becomes a container label, which anyone who
+    can run ``docker inspect`` on the host reads; a hash over secret bytes
+    would let such a reader test guesses of a password offline (everything
+    else in secrets.toml is known or guessable). The cost: a changed secret
+    value does not change the hash, so a secret rotation must redeploy
+    explicitly (``fab rotate-secrets``); a plan cannot detect it from the label.
+    """
+
+    role: str
+    profile: str
+    files: Mapping[str, RenderedFile]
+    command: tuple[str, ...]
+    env_file: str | None
+    config_hash: str
+
+
+# ---------------------------------------------------------------- filters
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise FilterError(f"cannot write a {type(value).__name__} as text")
+
+
+def _unwrap(value: Any, filt: str) -> tuple[str, str]:
+    """(text, label) of a filter's input; the label names it for messages without its value."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, Secret):
+        text, label = value.reveal(), (f"secret {value.name!r}" if value.name else "a secret")
+    else:
+        text = _scalar_text(value)
+        label = f"value {text[:40]!r}" + ("..." if len(text) > 40 else "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError(f"{filt}: {label} is not valid Unicode text (a lone surrogate)") from None
+    return text, label
+
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_filter(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return (
+            ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+            if not math.isfinite(value)
+            else repr(value)
+        )
+    text, _ = _unwrap(value, "toml")
+    out = []
+    for ch in text:
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def urlpart_filter(value: Any) -> str:
+    text, _ = _unwrap(value, "urlpart")
+    return quote(text, safe="")
+
+
+def dotenv_filter(value: Any) -> str:
+    text, label = _unwrap(value, "dotenv")
+    for ch, what in (("\n", "a newline"), ("\r", "a carriage return"), ("\0", "a NUL character")):
+        if ch in text:
+            raise FilterError(f"dotenv: {label} contains {what}, which docker's --env-file format cannot carry")
+    if len(text.encode("utf-8")) > _ENV_FILE_LINE_MAX:
+        raise FilterError(f"dotenv: {label} is longer than docker's --env-file line limit (64 KiB)")
+    return text
+
+
+def line_filter(value: Any) -> str:
+    text, label = _unwrap(value, "line")
+    for ch, what in (("\n", "a newline"), ("\r", "a carriage return")):
+        if ch in text:
+            raise FilterError(f"line: {label} contains {what}; it must fit on one line of the file")
+    return text
+
+
+def raw_filter(value: Any) -> str:
+    if isinstance(value, Secret):
+        raise FilterError(
+            f"raw: {value.name and repr(value.name) or 'a secret'} is a secret; "
+            "write it with toml, urlpart, dotenv or line"
+        )
+    text, _ = _unwrap(value, "raw")
+    return text
+
+
+FILTERS = {
+    "toml": toml_filter,
+    "urlpart": urlpart_filter,
+    "dotenv": dotenv_filter,
+    "line": line_filter,
+    "raw": raw_filter,
+}
+
+
+# ---------------------------------------------------------------- environment
+
+
+class _Names(dict):
+    """``vars`` / ``secrets`` in templates: a dict that names itself when a key is missing."""
+
+    _label = "vars"
+
+    def __init__(self, items: Mapping[str, Any], hint: str) -> None:
+        super().__init__(items)
+        self._hint = hint
+
+
+class _Vars(_Names):
+    _label = "vars"
+
+
+class _Secrets(_Names):
+    _label = "secrets"
+
+
+class _Undefined(jinja2.StrictUndefined):
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if isinstance(obj, _Names) and isinstance(self._undefined_name, str):
+            return f"{obj._label}.{self._undefined_name} is undefined ({obj._hint})"
+        return super()._undefined_message
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, Secret):
+            return False  # no secrets.db.reveal(), no .name tricks: filters only
+        return super().is_safe_attribute(obj, attr, value)
+
+
+@functools.lru_cache(maxsize=32)
+def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
+    """The Jinja environment of a role: its template folders in order (operator's first, built-in last)."""
+    env = _Environment(
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in template_dirs]),
+        undefined=_Undefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+# ---------------------------------------------------------------- render
+
+
+def render(
+    role: Role,
+    profile_name: str,
+    service: Service,
+    secrets: Mapping[str, Secret],
+    extra: Mapping[str, Any] = MappingProxyType({}),
+) -> Rendered:
+    """Render every file of ``role``'s profile for ``service`` (in memory) and compute the config hash."""
+    profile = role.profile(profile_name)
+    for name, value in secrets.items():
+        if not isinstance(value, Secret):
+            raise TypeError(f"secrets[{name!r}] must be a Secret, not {type(value).__name__}")
+    missing = [s for s in role.secrets if s not in secrets]
+    if missing:
+        raise InvalidInput(
+            f"services.{service.name}.secrets: role {role.name!r} needs {', '.join(map(repr, missing))}; "
+            "add a reference for each"
+        )
+    clash = _RESERVED & set(extra)
+    if clash:
+        raise ValueError(f"extra may not redefine {', '.join(sorted(clash))}")
+    variables = {**role.defaults, **service.variables}
+    context = {
+        "vars": _Vars(variables, f"set it in services.{service.name}.variables or the role's defaults"),
+        "secrets": _Secrets(secrets, f"add it to services.{service.name}.secrets"),
+        "service": service.name,
+        "role": {"name": role.name, "user": role.user, "port": role.port, "mount": role.mount},
+        **extra,
+    }
+    env = template_environment(role.template_dirs)
+    files: dict[str, RenderedFile] = {}
+    for spec in profile.files.values():
+        problem = None
+        with strict_rendering():
+            try:
+                text = env.get_template(spec.template).render(context)
+                data = text.encode("utf-8")
+            except Exception as err:  # noqa: BLE001 - every template failure becomes one line, below
+                problem = _describe(err, role, spec.template, secrets)
+        if problem is not None:  # raised outside the handler: the original (with its frames) is dropped
+            raise InvalidInput(problem)
+        files[spec.name] = RenderedFile(spec.name, data, spec.secret)
+    command = profile.argv(role.mount)
+    return Rendered(
+        role=role.name,
+        profile=profile.name,
+        files=MappingProxyType(files),
+        command=command,
+        env_file=profile.env_file,
+        config_hash=_config_hash(role, profile.name, service.image, variables, files, command, profile.env_file),
+    )
+
+
+def _config_hash(
+    role: Role,
+    profile: str,
+    image: str,
+    variables: Mapping[str, Any],
+    files: Mapping[str, RenderedFile],
+    command: tuple[str, ...],
+    env_file: str | None,
+) -> str:
+    h = hashlib.sha256()
+
+    def put(tag: str, data: bytes | str) -> None:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        h.update(tag.encode() + b"\0" + len(raw).to_bytes(8, "big") + raw)
+
+    put("nodeops-config", "1")
+    for tag, value in (("role", role.name), ("user", str(role.user)), ("port", str(role.port)), ("mount", role.mount)):
+        put(tag, value)
+    put("profile", profile)
+    put("image", image)
+    for key in sorted(variables):
+        value = variables[key]
+        put("var", f"{key}={type(value).__name__}:{value!r}")
+    for name in sorted(files):
+        f = files[name]
+        put("file", name)
+        put("secret" if f.secret else "data", b"" if f.secret else f.data)  # never the secret bytes
+    put("command", "\0".join(command))
+    put("env_file", env_file or "")
+    return h.hexdigest()
+
+
+_SAFE_MESSAGES = (
+    jinja2.UndefinedError,
+    jinja2.TemplateSyntaxError,
+    jinja2.TemplateNotFound,
+    SecurityError,
+    FilterError,
+    SecretLeak,
+)
+
+
+def _describe(err: BaseException, role: Role, template: str, secrets: Mapping[str, Secret]) -> str:
+    """One line: role, template file and line, problem; never a secret value."""
+    path, line = _location(err, role)
+    if isinstance(err, _SAFE_MESSAGES):
+        if isinstance(err, jinja2.TemplateNotFound):
+            problem = f"template {err.name!r} not found in {', '.join(str(d) for d in role.template_dirs)}"
+        else:
+            problem = getattr(err, "message", None) or str(err)
+    elif isinstance(err, UnicodeEncodeError):
+        problem = "the output is not valid Unicode text (a lone surrogate in a variable)"
+    else:  # not ours: its message could quote a revealed value, so give its type only
+        problem = f"{type(err).__name__} while rendering (check the expressions on this line)"
+    problem = " ".join(problem.split())
+    for secret in secrets.values():  # last line of defence: no message ever carries a value
+        value = secret.reveal()
+        if len(value) >= 3 and value in problem:
+            problem = problem.replace(value, "***")
+    where = f"template {path or template}" + (f", line {line}" if line else "")
+    return f"role {role.name}: {where}: {problem}"
+
+
+def _location(err: BaseException, role: Role) -> tuple[str | None, int | None]:
+    """The template file and line an error comes from (Jinja rewrites tracebacks to template lines)."""
+    if isinstance(err, jinja2.TemplateSyntaxError):
+        return err.filename or err.name, err.lineno
+    dirs = [str(d) for d in role.template_dirs]
+    found: tuple[str | None, int | None] = (None, None)
+    for frame in traceback.extract_tb(err.__traceback__):
+        if any(frame.filename.startswith(d + "/") for d in dirs):
+            found = (frame.filename, frame.lineno)
+    return found

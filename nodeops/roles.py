@@ -1,0 +1,326 @@
+"""Roles: one folder per kind of node (``roles/<name>/role.yaml`` + ``templates/``) -> a frozen model.
+
+A role says which image user owns the node's files, which port it serves and
+where its health check is, where the node sees its files (``mount``), the
+variables a service may override (``defaults``), the secrets it needs, and
+per *profile* (a way to start the node: Chainlink v2 with TOML files, v1 with
+an env file) which files to render and the command line.
+
+Search path: a list of folders that hold role folders, first match wins
+(``role_search_path``: ``<inventory dir>/roles`` if it exists, then the
+built-in ``<repo>/roles``). The role's ``role.yaml`` is the first one found;
+its templates are looked up in every ``<folder>/<role>/templates`` on the
+path, in order. So an operator overrides one template by shipping just that
+file under ``<inventory dir>/roles/<role>/templates/``: the others fall back
+to the built-in role of the same name.
+
+A service picks a profile with its variable ``PROFILE`` (the inventory has
+no profile field), else the role's ``default_profile``.
+
+Every problem is one ``RoleError`` (exit 2) naming the role file and the
+path inside it (``profiles.v2.files.config.toml.template``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn
+
+import yaml
+
+from nodeops.errors import InvalidInput, InventoryError
+from nodeops.inventory import Inventory, Service, _Loader  # _Loader: safe YAML that refuses duplicate keys
+
+__all__ = [
+    "BUILTIN_ROLES",
+    "PROFILE_VARIABLE",
+    "Profile",
+    "Role",
+    "RoleError",
+    "RoleFile",
+    "load_role",
+    "profile_name",
+    "role_for",
+    "role_search_path",
+]
+
+BUILTIN_ROLES = Path(__file__).resolve().parent.parent / "roles"
+PROFILE_VARIABLE = "PROFILE"
+ROLE_FILE = "role.yaml"
+TEMPLATES = "templates"
+
+Scalar = str | int | float | bool
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class RoleError(InventoryError):
+    """A problem in a role's files, located by the role file and the path inside it (exit 2)."""
+
+
+@dataclass(frozen=True)
+class RoleFile:
+    """A file rendered for the node: ``name`` in the node's folder, from ``template``."""
+
+    name: str
+    template: str
+    secret: bool
+    read: Literal["start", "lease"] = "start"  # when the node reads it: at start, or only once it holds the lease
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    files: Mapping[str, RoleFile]
+    command: tuple[str, ...]  # with "{mount}" placeholders
+    env_file: str | None  # one of ``files``, passed as ``--env-file``
+
+    def argv(self, mount: str) -> tuple[str, ...]:
+        return tuple(arg.format(mount=mount) for arg in self.command)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    source: Path  # the role.yaml in effect
+    template_dirs: tuple[Path, ...]  # searched in order (operator's first, built-in last)
+    description: str
+    user: int  # container uid; the node's files are owned by it
+    port: int  # API/UI port
+    health: str  # HTTP path; 200 = healthy
+    mount: str  # where the node sees its files
+    stop_timeout: float  # seconds for a graceful stop
+    standby_log: str | None  # what a standby logs while it waits (case-insensitive), checked after its start
+    defaults: Mapping[str, Scalar]
+    secrets: tuple[str, ...]  # secret names a service must define
+    profiles: Mapping[str, Profile]
+    default_profile: str
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(self.profiles)
+            raise InvalidInput(f"role {self.name!r} has no profile {name!r} (profiles: {known})") from None
+
+
+# ---------------------------------------------------------------- finding a role
+
+
+def role_search_path(inventory_source: Path | None = None) -> tuple[Path, ...]:
+    """``<inventory dir>/roles`` if that folder exists, then the built-in roles."""
+    path = []
+    if inventory_source is not None:
+        mine = inventory_source.parent / "roles"
+        if mine.is_dir() and mine.resolve() != BUILTIN_ROLES:
+            path.append(mine)
+    return (*path, BUILTIN_ROLES)
+
+
+def role_for(inventory: Inventory, service: Service, search_path: Sequence[Path] | None = None) -> Role:
+    """The role of ``service``; errors name the inventory file and ``services.<svc>.role``."""
+    if search_path is None:
+        search_path = role_search_path(inventory.source)
+    return load_role(service.role, search_path, file=str(inventory.source), where=f"services.{service.name}.role")
+
+
+def load_role(
+    name: str, search_path: Sequence[Path] = (BUILTIN_ROLES,), *, file: str | None = None, where: str | None = None
+) -> Role:
+    """Find role ``name`` on ``search_path`` and validate it.
+
+    ``file``/``where`` locate the reference for an unknown role (the inventory
+    file and ``services.X.role``).
+    """
+    folders = tuple(Path(p) for p in search_path)
+    if not _NAME.fullmatch(name):
+        _unknown(name, folders, file, where, f"invalid role name {name!r}")
+    definition = next((f / name / ROLE_FILE for f in folders if (f / name / ROLE_FILE).is_file()), None)
+    if definition is None:
+        _unknown(name, folders, file, where, f"unknown role {name!r}")
+    template_dirs = tuple(f / name / TEMPLATES for f in folders if (f / name / TEMPLATES).is_dir())
+    return _parse(name, definition, template_dirs)
+
+
+def _unknown(name: str, folders: tuple[Path, ...], file: str | None, where: str | None, what: str) -> NoReturn:
+    searched = ", ".join(str(f) for f in folders) or "no folders"
+    problem = f"{what}: no {name}/{ROLE_FILE} in {searched}"
+    if file:
+        raise InventoryError(file, where or "", problem)
+    raise InvalidInput(f"{where}: {problem}" if where else problem)
+
+
+def profile_name(role: Role, service: Service, file: str | None = None) -> str:
+    """The profile a service selects with its ``PROFILE`` variable, else the role's default."""
+    chosen = service.variables.get(PROFILE_VARIABLE, role.default_profile)
+    if chosen not in role.profiles:
+        where = f"services.{service.name}.variables.{PROFILE_VARIABLE}"
+        problem = f"role {role.name!r} has no profile {chosen!r} (profiles: {', '.join(role.profiles)})"
+        if file:
+            raise InventoryError(file, where, problem)
+        raise InvalidInput(f"{where}: {problem}")
+    return str(chosen)
+
+
+# ---------------------------------------------------------------- validating role.yaml
+
+_TOP = {
+    "description": False,
+    "user": True,
+    "port": True,
+    "health": True,
+    "mount": True,
+    "stop_timeout": False,
+    "standby_log": False,
+    "defaults": False,
+    "secrets": False,
+    "profiles": True,
+    "default_profile": True,
+}
+
+
+def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
+    file = str(source)
+
+    def fail(where: str, problem: str) -> NoReturn:
+        raise RoleError(file, where, problem)
+
+    try:
+        loader = _Loader(source.read_text(encoding="utf-8"))
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except (OSError, UnicodeDecodeError) as err:
+        fail("", f"cannot read the role file: {err}")
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        fail(where, f"invalid YAML: {problem}")
+    _mapping(data, "", _TOP, fail)
+
+    description = _typed(data.get("description", ""), "description", str, "a string", fail)
+    user = _int(data["user"], "user", 0, 2**31 - 1, fail)
+    port = _int(data["port"], "port", 1, 65535, fail)
+    health = _typed(data["health"], "health", str, "a string", fail)
+    if not health.startswith("/"):
+        fail("health", f"expected an HTTP path starting with '/', got {health!r}")
+    mount = _typed(data["mount"], "mount", str, "a string", fail)
+    if not PurePosixPath(mount).is_absolute() or ".." in PurePosixPath(mount).parts:
+        fail("mount", f"expected an absolute path in the container, got {mount!r}")
+    stop_timeout = data.get("stop_timeout", 10)
+    if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, int | float) or not 0 < stop_timeout <= 3600:
+        fail("stop_timeout", f"expected a number of seconds 0 < n <= 3600, got {stop_timeout!r}")
+
+    defaults = _typed(data.get("defaults") or {}, "defaults", dict, "a mapping", fail)
+    for key, value in defaults.items():
+        if not isinstance(key, str) or not _VARIABLE.fullmatch(key):
+            fail(f"defaults.{key}", "expected a variable name [A-Za-z_][A-Za-z0-9_]*")
+        if not isinstance(value, str | int | float | bool):
+            fail(f"defaults.{key}", f"expected a string, number or boolean, got {type(value).__name__}")
+
+    secrets = _typed(data.get("secrets") or [], "secrets", list, "a list of secret names", fail)
+    for i, secret in enumerate(secrets):
+        if not isinstance(secret, str) or not _NAME.fullmatch(secret):
+            fail(f"secrets[{i}]", f"expected a secret name matching {_NAME.pattern}, got {secret!r}")
+
+    raw_profiles = _typed(data["profiles"], "profiles", dict, "a mapping of profiles", fail)
+    if not raw_profiles:
+        fail("profiles", "expected at least one profile")
+    profiles = {}
+    for pname, spec in raw_profiles.items():
+        if not isinstance(pname, str) or not _NAME.fullmatch(pname):
+            fail(f"profiles.{pname}", f"expected a profile name matching {_NAME.pattern}")
+        profiles[pname] = _profile(pname, spec, mount, template_dirs, fail)
+    default_profile = data["default_profile"]
+    if default_profile not in profiles:
+        fail("default_profile", f"expected one of {', '.join(profiles)}, got {default_profile!r}")
+
+    return Role(
+        name=name,
+        source=source,
+        template_dirs=template_dirs,
+        description=description,
+        user=user,
+        port=port,
+        health=health,
+        mount=mount,
+        stop_timeout=float(stop_timeout),
+        standby_log=_typed(data.get("standby_log"), "standby_log", str, "a string", fail)
+        if "standby_log" in data
+        else None,
+        defaults=MappingProxyType(dict(defaults)),
+        secrets=tuple(secrets),
+        profiles=MappingProxyType(profiles),
+        default_profile=default_profile,
+    )
+
+
+def _profile(pname: str, spec: Any, mount: str, template_dirs: tuple[Path, ...], fail: Any) -> Profile:
+    at = f"profiles.{pname}"
+    _mapping(spec, at, {"files": True, "command": True, "env_file": False}, fail)
+    raw_files = _typed(spec["files"], f"{at}.files", dict, "a mapping of file names", fail)
+    if not raw_files:
+        fail(f"{at}.files", "expected at least one file")
+    files = {}
+    for fname, fspec in raw_files.items():
+        here = f"{at}.files.{fname}"
+        if not isinstance(fname, str) or not _FILE_NAME.fullmatch(fname) or fname in (".", ".."):
+            fail(here, "expected a plain file name [A-Za-z0-9._-]+")
+        _mapping(fspec, here, {"template": True, "secret": True, "read": False}, fail)
+        template = _typed(fspec["template"], f"{here}.template", str, "a template path", fail)
+        parts = PurePosixPath(template).parts
+        if not parts or PurePosixPath(template).is_absolute() or ".." in parts:
+            fail(f"{here}.template", f"expected a path relative to templates/, got {template!r}")
+        if not any((d / template).is_file() for d in template_dirs):
+            searched = ", ".join(str(d) for d in template_dirs) or "no templates folder"
+            fail(f"{here}.template", f"template {template!r} not found in {searched}")
+        secret = _typed(fspec["secret"], f"{here}.secret", bool, "true or false", fail)
+        read = fspec.get("read", "start")
+        if read not in ("start", "lease"):
+            fail(f"{here}.read", f"expected start or lease, got {read!r}")
+        files[fname] = RoleFile(fname, template, secret, read)
+    command = _typed(spec["command"], f"{at}.command", list, "a list of arguments", fail)
+    if not command:
+        fail(f"{at}.command", "expected at least one argument")
+    for i, arg in enumerate(command):
+        if not isinstance(arg, str):
+            fail(f"{at}.command[{i}]", f"expected a string, got {arg!r}")
+        try:
+            arg.format(mount=mount)
+        except (KeyError, IndexError, ValueError) as err:
+            fail(f"{at}.command[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
+    env_file = spec.get("env_file")
+    if env_file is not None and env_file not in files:
+        fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(files)}), got {env_file!r}")
+    return Profile(pname, MappingProxyType(files), tuple(command), env_file)
+
+
+def _mapping(data: Any, at: str, keys: Mapping[str, bool], fail: Any) -> None:
+    """``data`` is a mapping with only ``keys``, every required one present."""
+    if not isinstance(data, dict):
+        fail(at, f"expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in keys:
+            fail(f"{at}.{key}".lstrip("."), f"unknown key {key!r} (allowed: {', '.join(keys)})")
+    for key, required in keys.items():
+        if required and key not in data:
+            fail(f"{at}.{key}".lstrip("."), f"missing required key {key!r}")
+
+
+def _typed(value: Any, at: str, kind: type, expected: str, fail: Any) -> Any:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        fail(at, f"expected {expected}, got {value!r}"[:200])
+    return value
+
+
+def _int(value: Any, at: str, low: int, high: int, fail: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        fail(at, f"expected an integer {low}..{high}, got {value!r}")
+    return value

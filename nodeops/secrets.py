@@ -1,0 +1,340 @@
+"""Secret values: a type that will not print itself, and the backends that produce them.
+
+``Secret`` wraps one value. ``str()``, ``repr()`` and ``format()`` give a
+redaction (``Secret('***', name='db')``), never the value; ``reveal()`` is the
+one way out. Pickling and copying to another form are refused. While a
+template is being rendered (``strict_rendering()``, used by nodeops.render)
+every one of those conversions *raises* ``SecretLeak`` instead: a template
+that prints a secret without an escaping filter fails with a clear error
+rather than writing a redaction marker into a config file.
+
+``resolve(inventory, service)`` turns a service's secret references into
+Secrets, one backend client per backend and one read per secret name.
+Errors name the inventory file, the path ``services.<svc>.secrets.<name>``
+and what was looked up (a secret name, a JSON key, an environment variable
+name), never a value. Backends:
+
+- ``aws-secretsmanager``: ``get_secret_value(SecretId=name,
+  VersionStage="AWSCURRENT")``, always with the stage (moto, and a secret
+  whose stages were just moved by a rotation, otherwise return the old value).
+  With ``key`` the SecretString is a JSON object and the value is that key's
+  string; without, the SecretString is the value.
+- ``env`` (for CI): see ``env_variable_name``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+from nodeops.errors import InvalidInput, InventoryError, OperationFailed
+from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
+
+__all__ = [
+    "Secret",
+    "SecretLeak",
+    "env_variable_name",
+    "is_loopback_url",
+    "resolve",
+    "strict_rendering",
+]
+
+REDACTED = "***"
+_STRICT: ContextVar[bool] = ContextVar("nodeops_secret_strict", default=False)
+
+
+class SecretLeak(InvalidInput):
+    """A Secret was turned into text where only an escaping filter may reveal it (inside a template)."""
+
+    def __init__(self, secret: Secret) -> None:
+        self.secret_name = secret.name
+        label = f"secret {secret.name!r}" if secret.name else "a secret"
+        super().__init__(
+            f"{label} is printed without an escaping filter; write it through one of "
+            "toml, urlpart, dotenv or line (e.g. {{ secrets.NAME | toml }})"
+        )
+
+
+@contextlib.contextmanager
+def strict_rendering() -> Iterator[None]:
+    """Within this block (this thread/context only) turning a Secret into text raises SecretLeak."""
+    token = _STRICT.set(True)
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
+class Secret:
+    """A secret value. Printing it in any way shows a redaction; ``reveal()`` returns the value.
+
+    ``name`` is a label for messages (the service's name for the secret, e.g.
+    ``db``); it is not secret. Equality and hashing go by value.
+    """
+
+    __slots__ = ("_value", "name")
+
+    def __init__(self, value: str, name: str = "") -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Secret value must be a str, not {type(value).__name__}")
+        object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "name", name)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def _redacted(self) -> str:
+        if _STRICT.get():
+            raise SecretLeak(self)
+        return f"Secret({REDACTED!r}, name={self.name!r})" if self.name else f"Secret({REDACTED!r})"
+
+    def __repr__(self) -> str:
+        return self._redacted()
+
+    def __str__(self) -> str:
+        return self._redacted()
+
+    def __format__(self, spec: str) -> str:
+        return format(self._redacted(), spec)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return self._value == other._value
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("a Secret cannot be pickled (that would write its value in plain text)")
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        self.__reduce__()
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: Any) -> Secret:
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+# ---------------------------------------------------------------- resolving references
+
+
+def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str] | None = None) -> dict[str, Secret]:
+    """Every secret reference of ``service``, read through its backend, as {name: Secret}.
+
+    One client per backend, one read per secret name (several keys of one JSON
+    secret cost one call). ``environ`` defaults to ``os.environ``; it is read
+    by the ``env`` backend and for the loopback rule of the AWS backend.
+    """
+    env = os.environ if environ is None else environ
+    file = str(inventory.source)
+    by_backend: dict[str, list[tuple[str, SecretRef]]] = {}
+    for name, ref in service.secrets.items():
+        by_backend.setdefault(ref.backend, []).append((name, ref))
+    out: dict[str, Secret] = {}
+    for backend_name, refs in by_backend.items():
+        backend = inventory.secret_backends.get(backend_name)
+        if backend is None:  # the inventory loader already refuses this; kept for hand-made models
+            where = f"services.{service.name}.secrets.{refs[0][0]}.backend"
+            raise InventoryError(file, where, f"unknown secret backend {backend_name!r}")
+        if backend.kind == "env":
+            reader = _EnvReader(backend, env)
+        elif backend.kind == "aws-secretsmanager":
+            reader = _AwsReader(backend, file)
+        else:  # pragma: no cover - the model's Literal allows no other kind
+            raise InventoryError(file, f"secret_backends.{backend.name}.kind", f"unsupported kind {backend.kind!r}")
+        for name, ref in refs:
+            where = f"services.{service.name}.secrets.{name}"
+
+            def fail(problem: str, where: str = where) -> NoReturn:
+                raise InventoryError(file, where, problem)
+
+            value = reader.read(ref, fail)
+            if value == "":
+                fail(f"{reader.describe(ref)} is empty")
+            out[name] = Secret(value, name)
+    return out
+
+
+_Fail = Callable[[str], NoReturn]
+
+
+def env_variable_name(prefix: str, name: str, key: str | None) -> str:
+    """The environment variable the ``env`` backend reads for a reference.
+
+    ``prefix`` + NAME, where NAME is the secret name upper-cased with every
+    character outside [A-Z0-9] replaced by ``_``; with a ``key``, ``_`` + the
+    key transformed the same way is appended. Prefix ``NODEOPS_``, name
+    ``chainlink/DBSecret``, key ``password`` -> ``NODEOPS_CHAINLINK_DBSECRET_PASSWORD``.
+    """
+
+    def norm(text: str) -> str:
+        return re.sub(r"[^A-Z0-9]", "_", text.upper())
+
+    return prefix + norm(name) + (f"_{norm(key)}" if key else "")
+
+
+class _EnvReader:
+    def __init__(self, backend: SecretBackend, environ: Mapping[str, str]) -> None:
+        self.prefix = backend.prefix or ""
+        self.backend = backend.name
+        self.environ = environ
+
+    def describe(self, ref: SecretRef) -> str:
+        return f"environment variable {env_variable_name(self.prefix, ref.name, ref.key)}"
+
+    def read(self, ref: SecretRef, fail: _Fail) -> str:
+        var = env_variable_name(self.prefix, ref.name, ref.key)
+        if var not in self.environ:
+            fail(f"environment variable {var} is not set (secret backend {self.backend!r}, kind env)")
+        return self.environ[var]
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether ``url``'s host is localhost or a loopback address (127.0.0.0/8, ::1)."""
+    if not url:
+        return False
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _AwsReader:
+    """One Secrets Manager client for one backend; each secret name read once."""
+
+    def __init__(self, backend: SecretBackend, file: str) -> None:
+        self.backend = backend
+        self.file = file
+        self.client: Any = None
+        self.cache: dict[str, str] = {}
+
+    def describe(self, ref: SecretRef) -> str:
+        what = f"secret {ref.name!r}"
+        return f"key {ref.key!r} of {what}" if ref.key else what
+
+    def _where(self) -> str:
+        b = self.backend
+        return f"secret backend {b.name!r} (region {b.region}" + (
+            f", endpoint {b.endpoint_url})" if b.endpoint_url else ")"
+        )
+
+    def _client(self) -> Any:
+        import boto3  # slow to import: only when an AWS backend is used
+        import botocore.config
+        import botocore.exceptions
+        import botocore.session
+
+        b = self.backend
+        try:
+            core = botocore.session.Session(profile=b.profile)
+            session = boto3.Session(botocore_session=core, region_name=b.region)
+            extra: dict[str, str] = {}
+            if is_loopback_url(b.endpoint_url) and not b.profile and not _has_ambient_credentials(core):
+                # A loopback endpoint is the lab's moto_server (or a developer's local stand-in): it checks no
+                # credentials, but botocore refuses to sign a request without some. Use the well-known dummy
+                # pair moto documents, and only when the environment offers none: this is never a real
+                # credential, and a loopback endpoint is never real AWS.
+                extra = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+            config = botocore.config.Config(
+                connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"}
+            )
+            return session.client("secretsmanager", endpoint_url=b.endpoint_url, config=config, **extra)
+        except botocore.exceptions.ProfileNotFound:
+            raise InventoryError(
+                self.file, f"secret_backends.{b.name}.profile", f"AWS profile {b.profile!r} not found in ~/.aws"
+            ) from None
+        except botocore.exceptions.BotoCoreError as err:
+            raise InvalidInput(f"{self.file}: {self._where()}: cannot create a client: {type(err).__name__}") from None
+
+    def read(self, ref: SecretRef, fail: _Fail) -> str:
+        text = self.cache.get(ref.name)
+        if text is None:
+            text = self.cache[ref.name] = self._get(ref, fail)
+        if ref.key is None:
+            return text
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            fail(f"secret {ref.name!r} is not a JSON object, so it has no key {ref.key!r} ({self._where()})")
+        if not isinstance(doc, dict):
+            fail(f"secret {ref.name!r} is not a JSON object, so it has no key {ref.key!r} ({self._where()})")
+        if ref.key not in doc:
+            keys = ", ".join(sorted(str(k) for k in doc)) or "none"
+            fail(f"secret {ref.name!r} has no key {ref.key!r} (its keys: {keys})")
+        value = doc[ref.key]
+        if not isinstance(value, str):
+            fail(f"key {ref.key!r} of secret {ref.name!r} is a JSON {type(value).__name__}, not a string")
+        return value
+
+    def _get(self, ref: SecretRef, fail: _Fail) -> str:
+        import botocore.exceptions
+
+        if self.client is None:
+            self.client = self._client()
+        where = self._where()
+        try:
+            response = self.client.get_secret_value(SecretId=ref.name, VersionStage="AWSCURRENT")
+        except botocore.exceptions.ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code == "ResourceNotFoundException":
+                fail(f"no secret {ref.name!r} with a version staged AWSCURRENT in {where}")
+            if code in ("InvalidRequestException", "InvalidParameterException"):
+                fail(f"secret {ref.name!r} cannot be read from {where}: {code} (deleted or scheduled for deletion?)")
+            if code in (
+                "AccessDeniedException",
+                "UnrecognizedClientException",
+                "InvalidSignatureException",
+                "ExpiredTokenException",
+                "InvalidClientTokenId",
+            ):
+                fail(f"reading secret {ref.name!r} from {where} was refused: {code}; check the AWS credentials")
+            raise OperationFailed(
+                f"{self.file}: {where}: reading secret {ref.name!r} failed: {code or type(err).__name__}"
+            ) from None
+        except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
+            fail(f"no AWS credentials for {where}: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as err:
+            url = "" if self.backend.endpoint_url else f" ({getattr(err, 'kwargs', {}).get('endpoint_url', '?')})"
+            raise OperationFailed(f"{self.file}: {where}: endpoint unreachable{url}: {type(err).__name__}") from None
+        except botocore.exceptions.BotoCoreError as err:
+            raise OperationFailed(
+                f"{self.file}: {where}: reading secret {ref.name!r} failed: {type(err).__name__}"
+            ) from None
+        if "SecretString" not in response:
+            fail(f"secret {ref.name!r} holds binary data (SecretBinary), not a string")
+        return response["SecretString"]
+
+
+def _has_ambient_credentials(core: Any) -> bool:
+    """Whether the environment or the shared AWS files hold credentials (instance metadata is not asked:
+    on a machine outside EC2 that lookup costs a timeout, and a loopback endpoint is never EC2's)."""
+    resolver = core.get_component("credential_provider")
+    for provider in ("iam-role", "container-role"):
+        with contextlib.suppress(Exception):
+            resolver.remove(provider)
+    try:
+        return resolver.load_credentials() is not None
+    except Exception:  # noqa: BLE001 - a broken shared file: treat as none, the real call reports it
+        return False

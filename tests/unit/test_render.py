@@ -1,0 +1,315 @@
+"""Rendering: every escaping filter round-trips a hostile value through its format's own parser; a secret
+never reaches output, messages or the config hash; errors name role, template file and line."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import tomllib
+from pathlib import Path
+from types import MappingProxyType
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from nodeops.errors import EXIT_INVALID, InvalidInput
+from nodeops.inventory import Service
+from nodeops.render import render
+from nodeops.roles import BUILTIN_ROLES, load_role
+from nodeops.secrets import Secret
+
+SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆ end "  # quote-, escape-, URL- and shell-special, spaces, unicode, trailing space
+ROOT = Path(__file__).resolve().parents[2]
+LAB_VARIABLES = {
+    "DATABASE_HOST": "10.213.0.2", "DATABASE_PORT": 5432, "DATABASE_NAME": "cl1", "ETH_CHAIN_ID": 1337, "LB_PORT": 6688,
+}  # fmt: skip
+
+
+def service(image: str = "smartcontract/chainlink:2.10.0", **variables) -> Service:
+    return Service(
+        name="cl1", role="chainlink", image=image, runtime="docker",
+        variables=MappingProxyType({**LAB_VARIABLES, **variables}), secrets=MappingProxyType({}), nodes=(),
+    )  # fmt: skip
+
+
+def secrets(value: str = SENTINEL, **overrides: str) -> dict[str, Secret]:
+    values = {"db": value, "db_user": "cl1", "keystore": value, "api_email": "ops@cl1.example", "api_password": value}
+    return {k: Secret(v, k) for k, v in {**values, **overrides}.items()}
+
+
+def docker_env_file(data: bytes) -> dict[str, str]:
+    """docker CLI's --env-file rules (docker/cli opts/envfile.go): lines split on \\n with one trailing \\r
+    dropped, UTF-8 required, leading whitespace of the line stripped, '#' lines and blank lines skipped,
+    split on the first '=', the value taken as is (no unquoting, no trimming)."""
+    out = {}
+    text = data.decode("utf-8")  # strict: docker refuses invalid UTF-8
+    for raw in text.split("\n"):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and key and " " not in key and "\t" not in key
+        out[key] = value
+    return out
+
+
+def tmp_role(root: Path, templates: dict[str, str], secret: bool = True) -> Path:
+    """A one-profile role 't' whose files are the given templates."""
+    folder = root / "t"
+    (folder / "templates").mkdir(parents=True)
+    files = "\n".join(f"      {n}: {{template: {n}, secret: {str(secret).lower()}}}" for n in templates)
+    (folder / "role.yaml").write_text(
+        "user: 1\nport: 1\nhealth: /\nmount: /m\nprofiles:\n  p:\n    files:\n"
+        f"{files}\n    command: [run]\ndefault_profile: p\n"
+    )
+    for name, body in templates.items():
+        (folder / "templates" / name).write_text(body)
+    return root
+
+
+def render_one(tmp_path: Path, body: str, value: object, name: str = "f.txt") -> bytes:
+    role = load_role("t", [tmp_role(tmp_path, {name: body})])
+    if isinstance(value, Secret):
+        got = render(role, "p", service(), {"s": Secret(value.reveal(), "s")})
+    else:
+        got = render(role, "p", service(X=value), {})
+    return got.files[name].data
+
+
+# ---------------------------------------------------------------- each filter, exact through its format's parser
+
+
+def test_toml_filter_round_trips_through_tomllib(tmp_path):
+    value = SENTINEL + "\t\x01\x7f\b\f\u2028𝄞"
+    data = render_one(
+        tmp_path, "k = {{ secrets.s | toml }}\nn = {{ 5 | toml }}\nb = {{ true | toml }}\n", Secret(value)
+    )
+    assert tomllib.loads(data.decode()) == {"k": value, "n": 5, "b": True}
+
+
+def test_urlpart_filter_round_trips_through_a_url(tmp_path):
+    body = "u = {{ ('postgresql://u:' ~ secrets.s | urlpart ~ '@h:5432/d?x=' ~ secrets.s | urlpart) | toml }}\n"
+    url = tomllib.loads(render_one(tmp_path, body, Secret(SENTINEL)).decode())["u"]
+    parts = urlsplit(url)
+    assert (parts.hostname, parts.port, parts.path, parts.username) == ("h", 5432, "/d", "u")
+    assert unquote(parts.password) == SENTINEL and unquote(parts.query.removeprefix("x=")) == SENTINEL
+
+
+def test_dotenv_filter_round_trips_under_docker_rules(tmp_path):
+    for value in (SENTINEL, '"quoted"', "'single'", "  lead", "a=b=c", "#not-a-comment", ""):
+        data = render_one(tmp_path / str(abs(hash(value))), "# c\nKEY={{ secrets.s | dotenv }}\nB=1\n", Secret(value))
+        assert docker_env_file(data) == {"KEY": value, "B": "1"}
+
+
+def test_line_filter_writes_exact_bytes(tmp_path):
+    data = render_one(tmp_path, "{{ secrets.s | line }}\n", Secret(SENTINEL))
+    assert data == SENTINEL.encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "value", "problem"),
+    [
+        ("{{ secrets.s | dotenv }}", "a\nb", "dotenv: secret 's' contains a newline, which docker's --env-file"),
+        ("{{ secrets.s | dotenv }}", "a\rb", "dotenv: secret 's' contains a carriage return"),
+        ("{{ secrets.s | dotenv }}", "a\0b", "dotenv: secret 's' contains a NUL character"),
+        ("{{ secrets.s | line }}", "a\nb", "line: secret 's' contains a newline"),
+        ("{{ secrets.s | line }}", "a\rb", "line: secret 's' contains a carriage return"),
+        ("{{ secrets.s | raw }}", "abc", "raw: 's' is a secret; write it with toml, urlpart, dotenv or line"),
+        ("{{ secrets.s | toml }}", "a\udcffb", "toml: secret 's' is not valid Unicode text"),
+    ],
+)
+def test_filters_refuse_what_their_format_cannot_carry_naming_the_secret(tmp_path, body, value, problem):
+    with pytest.raises(InvalidInput) as err:
+        render_one(tmp_path, body + "\n", Secret(value + SENTINEL))
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in message
+    assert message.startswith(f"role t: template {tmp_path}/t/templates/f.txt, line 1: ")
+    assert problem in message and SENTINEL not in message and "s3nt" not in message
+
+
+# ---------------------------------------------------------------- a secret never printed by accident
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ secrets.s }}",
+        "x\n{{ secrets.s ~ 'x' }}",
+        "{{ secrets.s | upper }}",
+        "{{ secrets.s | string }}",
+        "{{ '%s' % secrets.s }}",
+        "{{ secrets }}",
+        "{{ secrets.values() | join(',') }}",
+        "{{ secrets.s.reveal() }}",
+        "{{ secrets.s._value }}",
+        "{% set x = secrets.s %}{{ x }}",
+    ],
+)
+def test_a_secret_printed_without_a_filter_fails_clearly(tmp_path, body):
+    with pytest.raises(InvalidInput) as err:
+        render_one(tmp_path, body + "\n", Secret(SENTINEL))
+    message = str(err.value)
+    assert message.startswith(f"role t: template {tmp_path}/t/templates/f.txt, line ")
+    assert "\n" not in message and SENTINEL not in message and "s3nt" not in message
+    assert "without an escaping filter" in message or "unsafe" in message
+    assert err.value.__context__ is None  # the original error, and its frames holding values, are gone
+
+
+def test_undefined_variable_names_template_line_and_variable(tmp_path):
+    with pytest.raises(InvalidInput) as err:
+        render_one(tmp_path, "a\nb\nc = {{ vars.NOPE | toml }}\n", "x")
+    assert str(err.value) == (
+        f"role t: template {tmp_path}/t/templates/f.txt, line 3: vars.NOPE is undefined "
+        "(set it in services.cl1.variables or the role's defaults)"
+    )
+
+
+def test_undefined_secret_names_it(tmp_path):
+    with pytest.raises(InvalidInput, match=r"line 1: secrets.other is undefined \(add it to services.cl1.secrets\)"):
+        render_one(tmp_path, "{{ secrets.other | toml }}\n", Secret("x"))
+
+
+def test_syntax_error_names_template_and_line(tmp_path):
+    with pytest.raises(InvalidInput, match=r"template .*/f.txt, line 2: Expected an expression"):
+        render_one(tmp_path, "ok\n{{ vars.X }} }}{% if %}\n", "x")
+
+
+def test_missing_secret_required_by_the_role_is_named():
+    s = secrets()
+    del s["keystore"]
+    with pytest.raises(InvalidInput, match=r"services.cl1.secrets: role 'chainlink' needs 'keystore'"):
+        render(load_role("chainlink"), "v2", service(), s)
+
+
+# ---------------------------------------------------------------- the built-in chainlink role
+
+
+def test_chainlink_v2_files_parse_back_to_the_exact_values():
+    got = render(load_role("chainlink"), "v2", service(), secrets(), {"node": {"name": "cl1-a", "preferred": "active"}})
+    assert got.command == (
+        "node", "-config", "/chainlink/config.toml", "-secrets", "/chainlink/secrets.toml",
+        "start", "-a", "/chainlink/.api",
+    )  # fmt: skip
+    assert got.env_file is None and set(got.files) == {"config.toml", "secrets.toml", ".api"}
+    config = tomllib.loads(got.files["config.toml"].data.decode())
+    assert config["Log"] == {"Level": "info"}
+    assert config["WebServer"] == {"HTTPPort": 6688, "SecureCookies": False, "TLS": {"HTTPSPort": 0}}
+    assert config["Database"] == {"Lock": {"Enabled": True, "LeaseDuration": "10s", "LeaseRefreshInterval": "1s"}}
+    assert config["EVM"] == [{"ChainID": "1337"}]
+    sec = tomllib.loads(got.files["secrets.toml"].data.decode())
+    assert sec["Password"] == {"Keystore": SENTINEL}
+    url = urlsplit(sec["Database"]["URL"])
+    assert (url.scheme, url.hostname, url.port, url.path, url.query) == (
+        "postgresql",
+        "10.213.0.2",
+        5432,
+        "/cl1",
+        "sslmode=prefer",
+    )
+    assert (unquote(url.username), unquote(url.password)) == ("cl1", SENTINEL)
+    assert got.files[".api"].data == f"ops@cl1.example\n{SENTINEL}\n".encode()
+    assert not got.files["config.toml"].secret and got.files["secrets.toml"].secret and got.files[".api"].secret
+
+
+def test_chainlink_v2_with_an_eth_url_gets_a_node_entry():
+    got = render(load_role("chainlink"), "v2", service(ETH_URL="wss://rpc.example/ws?k=a'b"), secrets())
+    config = tomllib.loads(got.files["config.toml"].data.decode())
+    assert config["EVM"] == [{"ChainID": "1337", "Nodes": [{"Name": "primary", "WSURL": "wss://rpc.example/ws?k=a'b"}]}]
+
+
+def test_chainlink_v1_files_parse_back_under_docker_env_file_rules():
+    got = render(load_role("chainlink"), "v1", service(LOG_LEVEL="debug", ETH_URL="ws://eth:8546"), secrets())
+    assert got.command == ("local", "n", "-p", "/chainlink/.password", "-a", "/chainlink/.api")
+    assert got.env_file == ".env" and set(got.files) == {".env", ".password", ".api"}
+    env = docker_env_file(got.files[".env"].data)
+    url = urlsplit(env.pop("DATABASE_URL"))
+    assert (unquote(url.username), unquote(url.password), url.hostname, url.path) == (
+        "cl1",
+        SENTINEL,
+        "10.213.0.2",
+        "/cl1",
+    )
+    assert env == {
+        "ROOT": "/home/chainlink/.chainlink", "LOG_LEVEL": "debug", "ETH_CHAIN_ID": "1337", "ETH_URL": "ws://eth:8546",
+        "CHAINLINK_PORT": "6688", "CHAINLINK_TLS_PORT": "0", "SECURE_COOKIES": "false", "ALLOW_ORIGINS": "*",
+        "DATABASE_LOCKING_MODE": "lease", "LEASE_LOCK_DURATION": "10s", "LEASE_LOCK_REFRESH_INTERVAL": "1s",
+    }  # fmt: skip
+    assert got.files[".password"].data == SENTINEL.encode() + b"\n"  # exactly one trailing newline
+
+
+def test_ipv6_database_host_is_bracketed():
+    got = render(load_role("chainlink"), "v2", service(DATABASE_HOST="fd00::2"), secrets())
+    url = urlsplit(tomllib.loads(got.files["secrets.toml"].data.decode())["Database"]["URL"])
+    assert (url.hostname, url.port) == ("fd00::2", 5432)
+
+
+def _simulator():
+    loader = importlib.machinery.SourceFileLoader("chainlink_sim", str(ROOT / "lab/images/chainlink-sim/chainlink"))
+    spec = importlib.util.spec_from_loader("chainlink_sim", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_the_node_simulator_reads_the_rendered_files_as_the_node_would(tmp_path):
+    """The simulator's own loaders (Go URL rules, password file rules) get the exact secret back."""
+    sim = _simulator()
+    value = SENTINEL.strip()  # the node refuses a password with surrounding whitespace (checked below)
+    v2 = render(load_role("chainlink"), "v2", service(), secrets(value))
+    for f in v2.files.values():
+        (tmp_path / f.name).write_bytes(f.data)
+    cfg = sim.load_v2([str(tmp_path / "config.toml")], [str(tmp_path / "secrets.toml")])
+    assert (cfg.db_kwargs["password"], cfg.db_kwargs["user"], cfg.db_kwargs["dbname"]) == (value, "cl1", "cl1")
+    assert cfg.keystore_password == value and cfg.evm_chain_ids == ["1337"] and cfg.http_port == 6688
+    assert (cfg.lease_duration_ns, cfg.lease_refresh_ns) == (10 * 10**9, 10**9)
+    assert sim.credentials_from_file(str(tmp_path / ".api")) == ("ops@cl1.example", value)
+    v1 = render(load_role("chainlink"), "v1", service(), secrets(value))
+    cfg1 = sim.load_v1(docker_env_file(v1.files[".env"].data))
+    assert cfg1.db_kwargs["password"] == value and cfg1.locking_mode == "lease" and cfg1.http_port == 6688
+    (tmp_path / ".password").write_bytes(v1.files[".password"].data)
+    assert sim.password_from_file(str(tmp_path / ".password")) == value
+    padded = render(load_role("chainlink"), "v1", service(), secrets(SENTINEL))  # ends in a space, written exactly
+    (tmp_path / ".password").write_bytes(padded.files[".password"].data)
+    with pytest.raises(ValueError, match="leading/trailing whitespace"):
+        sim.password_from_file(str(tmp_path / ".password"))
+
+
+# ---------------------------------------------------------------- operator overrides, repr, config hash
+
+
+def test_an_operator_overrides_one_template_and_the_others_fall_back(tmp_path):
+    mine = tmp_path / "roles"
+    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
+    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text(
+        "# mine\n[Log]\nLevel = {{ vars.LOG_LEVEL | toml }}\n"
+    )
+    got = render(load_role("chainlink", [mine, BUILTIN_ROLES]), "v2", service(), secrets())
+    assert got.files["config.toml"].data == b'# mine\n[Log]\nLevel = "info"\n'
+    assert tomllib.loads(got.files["secrets.toml"].data.decode())["Password"]["Keystore"] == SENTINEL  # built-in
+    builtin = render(load_role("chainlink"), "v2", service(), secrets())
+    assert builtin.files[".api"].data == got.files[".api"].data and builtin.config_hash != got.config_hash
+
+
+def test_repr_of_the_result_shows_no_secret_bytes():
+    got = render(load_role("chainlink"), "v1", service(), secrets())
+    text = repr(got) + str(got) + repr(dict(got.files))
+    assert SENTINEL not in text and "s3nt" not in text and "s3nt" not in repr(got.files[".env"])
+    assert repr(got.files[".password"]) == f"RenderedFile('.password', {len(SENTINEL.encode()) + 1} bytes, secret)"
+
+
+@pytest.mark.parametrize("profile", ["v1", "v2"])
+def test_config_hash_follows_config_and_image_but_never_a_secret_value(profile):
+    role = load_role("chainlink")
+
+    def digest(svc=None, sec=None):
+        return render(role, profile, svc or service(), sec or secrets()).config_hash
+
+    base = digest()
+    assert len(base) == 64 and base == digest()
+    assert digest(sec=secrets("another-password-value-xyz")) == base
+    assert digest(sec=secrets(api_email="other@cl1.example", db_user="someone")) == base
+    assert digest(service(image="smartcontract/chainlink:2.11.0")) != base
+    assert digest(service(LOG_LEVEL="debug")) != base  # v1: the change is in a secret file, seen through vars
+    assert digest(service(LEASE_DURATION="20s")) != base
+    assert digest(service(PROFILE="v1" if profile == "v2" else "v2")) != base

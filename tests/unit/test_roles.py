@@ -1,0 +1,168 @@
+"""Roles: the built-in chainlink role, role.yaml validation with located errors, search path and profiles."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from nodeops.errors import EXIT_INVALID, InvalidInput, InventoryError
+from nodeops.inventory import Service
+from nodeops.roles import BUILTIN_ROLES, RoleError, load_role, profile_name, role_search_path
+
+GOOD = textwrap.dedent("""\
+    description: test role
+    user: 1000
+    port: 8080
+    health: /health
+    mount: /data
+    stop_timeout: 5
+    defaults: {A: x, N: 1}
+    secrets: [pw]
+    profiles:
+      main:
+        files:
+          app.conf: {template: app.j2, secret: false}
+          .pw: {template: pw.j2, secret: true}
+        command: [serve, --conf, "{mount}/app.conf"]
+        env_file: null
+    default_profile: main
+    """)
+
+
+def make_role(root: Path, text: str = GOOD, name: str = "thing", templates: dict[str, str] | None = None) -> Path:
+    folder = root / name
+    (folder / "templates").mkdir(parents=True)
+    (folder / "role.yaml").write_text(text)
+    for tname, body in (
+        templates or {"app.j2": "a={{ vars.A | raw }}\n", "pw.j2": "{{ secrets.pw | line }}\n"}
+    ).items():
+        (folder / "templates" / tname).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "templates" / tname).write_text(body)
+    return root
+
+
+def service(**variables) -> Service:
+    return Service(
+        name="cl1", role="chainlink", image="smartcontract/chainlink:2.10.0", runtime="docker",
+        variables=MappingProxyType(variables), secrets=MappingProxyType({}), nodes=(),
+    )  # fmt: skip
+
+
+def test_builtin_chainlink_role():
+    role = load_role("chainlink")
+    assert (role.user, role.port, role.health, role.mount, role.stop_timeout) == (
+        14933,
+        6688,
+        "/health",
+        "/chainlink",
+        10,
+    )
+    assert role.source == BUILTIN_ROLES / "chainlink" / "role.yaml"
+    assert role.default_profile == "v2" and set(role.profiles) == {"v1", "v2"}
+    assert set(role.secrets) == {"db", "db_user", "keystore", "api_email", "api_password"}
+    v2, v1 = role.profile("v2"), role.profile("v1")
+    assert v2.argv(role.mount) == (
+        "node", "-config", "/chainlink/config.toml", "-secrets", "/chainlink/secrets.toml",
+        "start", "-a", "/chainlink/.api",
+    )  # fmt: skip
+    assert v1.argv(role.mount) == ("local", "n", "-p", "/chainlink/.password", "-a", "/chainlink/.api")
+    assert (v2.env_file, v1.env_file) == (None, ".env")
+    assert {f.name: f.secret for f in v2.files.values()} == {"config.toml": False, "secrets.toml": True, ".api": True}
+    assert {f.name: f.secret for f in v1.files.values()} == {".env": True, ".password": True, ".api": True}
+    assert {f.name for f in v2.files.values() if f.read == "lease"} == {".api"}  # read only after the lease
+    assert {f.name for f in v1.files.values() if f.read == "lease"} == {".api"}
+    assert role.defaults["LEASE_DURATION"] == "10s" and role.defaults["LEASE_REFRESH_INTERVAL"] == "1s"
+
+
+def test_a_good_role_loads_frozen(tmp_path):
+    role = load_role("thing", [make_role(tmp_path)])
+    assert role.profile("main").argv(role.mount) == ("serve", "--conf", "/data/app.conf")
+    assert role.template_dirs == (tmp_path / "thing" / "templates",)
+    with pytest.raises(TypeError):
+        role.defaults["A"] = "y"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        role.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "problem"),
+    [
+        (("user: 1000\n", "user: 1000\ncolour: red\n"), "colour", "unknown key 'colour' (allowed: description, user,"),
+        (("port: 8080\n", ""), "port", "missing required key 'port'"),
+        (("port: 8080", "port: 70000"), "port", "expected an integer 1..65535, got 70000"),
+        (("user: 1000", "user: root"), "user", "expected an integer"),
+        (("health: /health", "health: health"), "health", "expected an HTTP path starting with '/'"),
+        (("mount: /data", "mount: data"), "mount", "expected an absolute path"),
+        (("{A: x, N: 1}", "{A: [1]}"), "defaults.A", "expected a string, number or boolean, got list"),
+        (("{A: x, N: 1}", "{a-b: 1}"), "defaults.a-b", "expected a variable name"),
+        (("secrets: [pw]", "secrets: [PW]"), "secrets[0]", "expected a secret name"),
+        (("default_profile: main", "default_profile: other"), "default_profile", "expected one of main, got 'other'"),
+        (("env_file: null", "env_file: nope"), "profiles.main.env_file", "expected one of this profile's files"),
+        (("env_file: null", "envfile: null"), "profiles.main.envfile", "unknown key 'envfile'"),
+        (('"{mount}/app.conf"', '"{root}/app.conf"'), "profiles.main.command[2]", "only the placeholder {mount}"),
+        (("template: app.j2", "template: missing.j2"), "profiles.main.files.app.conf.template",
+         "template 'missing.j2' not found in"),
+        (("template: app.j2", "template: ../app.j2"), "profiles.main.files.app.conf.template",
+         "expected a path relative to templates/"),
+        (("secret: false", "secret: no-thanks"), "profiles.main.files.app.conf.secret", "expected true or false"),
+        (("secret: false", "secret: false, read: later"), "profiles.main.files.app.conf.read",
+         "expected start or lease, got 'later'"),
+        (("app.conf:", "a/b.conf:"), "profiles.main.files.a/b.conf", "expected a plain file name"),
+        (("stop_timeout: 5", "stop_timeout: 5\nuser: 2"), "line 7, column 1", "invalid YAML: duplicate key 'user'"),
+    ],
+)  # fmt: skip
+def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, problem):
+    old, new = change
+    assert old in GOOD
+    root = make_role(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(RoleError) as err:
+        load_role("thing", [root])
+    assert err.value.exit_code == EXIT_INVALID
+    assert (err.value.file, err.value.where) == (str(root / "thing" / "role.yaml"), where)
+    assert problem in err.value.problem and "\n" not in str(err.value)
+
+
+def test_unknown_role_names_the_role_the_service_path_and_the_folders(tmp_path):
+    with pytest.raises(InventoryError) as err:
+        load_role("nosuch", [tmp_path, BUILTIN_ROLES], file="/inv/prod.yaml", where="services.cl1.role")
+    assert err.value.exit_code == EXIT_INVALID
+    assert str(err.value) == (
+        f"/inv/prod.yaml: services.cl1.role: unknown role 'nosuch': no nosuch/role.yaml in {tmp_path}, {BUILTIN_ROLES}"
+    )
+    with pytest.raises(InvalidInput, match=r"invalid role name '\.\./x'"):
+        load_role("../x")
+
+
+def test_search_path_puts_the_inventory_roles_first_when_they_exist(tmp_path):
+    inventory = tmp_path / "prod.yaml"
+    assert role_search_path(inventory) == (BUILTIN_ROLES,)
+    (tmp_path / "roles").mkdir()
+    assert role_search_path(inventory) == (tmp_path / "roles", BUILTIN_ROLES)
+    assert role_search_path(None) == (BUILTIN_ROLES,)
+
+
+def test_the_first_role_yaml_wins_and_templates_fall_back(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)  # templates only: role.yaml is the built-in one
+    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text("# mine\n")
+    role = load_role("chainlink", [mine, BUILTIN_ROLES])
+    assert role.source == BUILTIN_ROLES / "chainlink" / "role.yaml"
+    assert role.template_dirs == (mine / "chainlink" / "templates", BUILTIN_ROLES / "chainlink" / "templates")
+    other = make_role(tmp_path / "other", GOOD, name="chainlink", templates={"app.j2": "x\n", "pw.j2": "y\n"})
+    assert load_role("chainlink", [other, BUILTIN_ROLES]).source == other / "chainlink" / "role.yaml"
+
+
+@pytest.mark.parametrize(("variables", "expected"), [({}, "v2"), ({"PROFILE": "v1"}, "v1"), ({"PROFILE": "v2"}, "v2")])
+def test_profile_is_chosen_by_the_profile_variable(variables, expected):
+    assert profile_name(load_role("chainlink"), service(**variables)) == expected
+
+
+def test_an_unknown_profile_names_the_variable():
+    with pytest.raises(InventoryError) as err:
+        profile_name(load_role("chainlink"), service(PROFILE="v3"), "/inv/prod.yaml")
+    assert str(err.value) == (
+        "/inv/prod.yaml: services.cl1.variables.PROFILE: role 'chainlink' has no profile 'v3' (profiles: v2, v1)"
+    )

@@ -1,0 +1,334 @@
+"""Secrets: the type never prints its value; the env backend's names; the AWS backend against a real moto_server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError
+from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
+from nodeops.secrets import Secret, SecretLeak, env_variable_name, is_loopback_url, resolve, strict_rendering
+
+SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆-value"  # every character a format could mangle, a space, a unicode one
+
+
+# ---------------------------------------------------------------- the type
+
+
+@pytest.mark.parametrize(
+    "show",
+    [
+        repr,
+        str,
+        format,
+        lambda s: f"{s}",
+        lambda s: f"{s!r}",
+        lambda s: f"{s:>40}",
+        lambda s: "%s %r" % (s, s),  # noqa: UP031 - the old formatting is what logging uses
+        lambda s: "{}".format(s),  # noqa: UP032
+        lambda s: str([s, {"k": s}]),
+        lambda s: str(ValueError(s)),
+        lambda s: str(NodeopsError(s)),
+    ],
+    ids=[
+        "repr",
+        "str",
+        "format",
+        "fstring",
+        "fstring-r",
+        "fstring-spec",
+        "percent",
+        "str.format",
+        "in-containers",
+        "exception",
+        "nodeops-error",
+    ],  # fmt: skip
+)
+def test_a_secret_never_shows_its_value(show):
+    secret = Secret(SENTINEL, "db")
+    text = show(secret)
+    assert SENTINEL not in text and "s3nt" not in text
+    assert "***" in text
+
+
+def test_a_secret_reveals_only_on_request_and_compares_by_value():
+    secret = Secret(SENTINEL, "db")
+    assert secret.reveal() == SENTINEL
+    assert repr(secret) == "Secret('***', name='db')" and repr(Secret("x")) == "Secret('***')"
+    assert secret == Secret(SENTINEL, "other") and secret != Secret("other") and secret != SENTINEL
+    assert len({secret, Secret(SENTINEL)}) == 1
+    assert copy.copy(secret) is secret and copy.deepcopy(secret) is secret
+    with pytest.raises(AttributeError):
+        secret._value = "x"
+
+
+def test_a_secret_is_not_in_log_output(caplog):
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("t").info("password %s, again %r", Secret(SENTINEL), Secret(SENTINEL))
+    logging.getLogger("t").info(Secret(SENTINEL))
+    assert SENTINEL not in caplog.text and caplog.text.count("***") == 3
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_a_secret_cannot_be_pickled(protocol):
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps({"db": Secret(SENTINEL)}, protocol=protocol)
+
+
+def test_in_strict_rendering_every_conversion_to_text_raises():
+    secret = Secret(SENTINEL, "db")
+    with strict_rendering():
+        for show in (str, repr, format, lambda s: f"{s}", lambda s: "%s" % s):  # noqa: UP031
+            with pytest.raises(SecretLeak, match="secret 'db' is printed without an escaping filter") as err:
+                show(secret)
+            assert SENTINEL not in str(err.value) and err.value.exit_code == EXIT_INVALID
+    assert str(secret) == "Secret('***', name='db')"  # outside, back to the redaction
+
+
+# ---------------------------------------------------------------- resolve: env backend
+
+
+def _inventory(backends: dict[str, SecretBackend], refs: dict[str, SecretRef]) -> tuple[Inventory, Service]:
+    service = Service(
+        name="cl1", role="chainlink", image="smartcontract/chainlink:2.10.0", runtime="docker",
+        variables=MappingProxyType({}), secrets=MappingProxyType(refs), nodes=(),
+    )  # fmt: skip
+    inv = Inventory(
+        source=Path("/inv/prod.yaml"), environment="prod", bastion=None, ssh=None,  # type: ignore[arg-type]
+        secret_backends=MappingProxyType(backends), services=MappingProxyType({"cl1": service}),
+    )  # fmt: skip
+    return inv, service
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name", "key", "expected"),
+    [
+        ("NODEOPS_", "chainlink/DBSecret", "password", "NODEOPS_CHAINLINK_DBSECRET_PASSWORD"),
+        ("NODEOPS_", "chainlink/DBSecret", None, "NODEOPS_CHAINLINK_DBSECRET"),
+        ("", "cl1/ApiSecret", "username", "CL1_APISECRET_USERNAME"),
+        ("X_", "a.b-c d", "k-1.x", "X_A_B_C_D_K_1_X"),
+        ("CI_", "prod/wallet", "pass+word", "CI_PROD_WALLET_PASS_WORD"),
+    ],
+)
+def test_env_backend_variable_names(prefix, name, key, expected):
+    assert env_variable_name(prefix, name, key) == expected
+
+
+def test_env_backend_reads_the_variables():
+    ci = SecretBackend(name="ci", kind="env", prefix="NODEOPS_")
+    inv, service = _inventory(
+        {"ci": ci},
+        {
+            "db": SecretRef("ci", "chainlink/DBSecret", "password"),
+            "user": SecretRef("ci", "chainlink/DBSecret", "username"),
+        },
+    )
+    environ = {"NODEOPS_CHAINLINK_DBSECRET_PASSWORD": SENTINEL, "NODEOPS_CHAINLINK_DBSECRET_USERNAME": "cl"}
+    got = resolve(inv, service, environ=environ)
+    assert {k: v.reveal() for k, v in got.items()} == {"db": SENTINEL, "user": "cl"}
+    assert got["db"].name == "db"
+
+
+@pytest.mark.parametrize(
+    ("environ", "fragment"),
+    [
+        ({}, "services.cl1.secrets.db: environment variable NODEOPS_CHAINLINK_DBSECRET_PASSWORD is not set"),
+        (
+            {"NODEOPS_CHAINLINK_DBSECRET_PASSWORD": ""},
+            "environment variable NODEOPS_CHAINLINK_DBSECRET_PASSWORD is empty",
+        ),
+    ],
+)
+def test_env_backend_missing_variable_is_exit_2_naming_path_and_variable(environ, fragment):
+    inv, service = _inventory(
+        {"ci": SecretBackend(name="ci", kind="env", prefix="NODEOPS_")},
+        {"db": SecretRef("ci", "chainlink/DBSecret", "password")},
+    )
+    with pytest.raises(InvalidInput) as err:
+        resolve(inv, service, environ=environ)
+    assert err.value.exit_code == EXIT_INVALID
+    assert str(err.value).startswith("/inv/prod.yaml: ") and fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:5000", True),
+        ("http://127.8.9.10", True),
+        ("http://localhost:4566", True),
+        ("http://[::1]:5000", True),
+        ("https://secretsmanager.us-east-1.amazonaws.com", False),
+        ("http://10.0.0.1:5000", False),
+        ("http://localhost.example.com", False),
+        (None, False),
+    ],
+)
+def test_loopback_endpoints(url, loopback):
+    assert is_loopback_url(url) is loopback
+
+
+# ---------------------------------------------------------------- resolve: AWS backend against moto_server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """A real moto_server on 127.0.0.1 (its own free port), killed at the end."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    exe = Path(sys.executable).with_name("moto_server")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """No ambient AWS credentials or config: the loopback rule must supply the dummy pair itself."""
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _admin(endpoint: str):
+    import boto3
+
+    return boto3.client(
+        "secretsmanager", region_name="us-east-1", endpoint_url=endpoint,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+
+
+def _aws(endpoint: str, refs: dict[str, SecretRef]) -> tuple[Inventory, Service]:
+    backend = SecretBackend(name="aws", kind="aws-secretsmanager", region="us-east-1", endpoint_url=endpoint)
+    return _inventory({"aws": backend}, refs)
+
+
+def test_aws_reads_json_keys_and_plain_strings_with_dummy_credentials_on_loopback(moto, aws_env):
+    admin = _admin(moto)
+    admin.create_secret(Name="t1/DBSecret", SecretString=json.dumps({"username": "cl1", "password": SENTINEL}))
+    admin.create_secret(Name="t1/Plain", SecretString=SENTINEL + "-plain")
+    inv, service = _aws(
+        moto,
+        {
+            "db": SecretRef("aws", "t1/DBSecret", "password"),
+            "db_user": SecretRef("aws", "t1/DBSecret", "username"),
+            "plain": SecretRef("aws", "t1/Plain"),
+        },
+    )
+    got = resolve(inv, service)
+    assert {k: v.reveal() for k, v in got.items()} == {"db": SENTINEL, "db_user": "cl1", "plain": SENTINEL + "-plain"}
+
+
+def test_aws_reads_awscurrent_after_a_rotation_moved_the_stage(moto, aws_env):
+    admin = _admin(moto)
+    first = admin.create_secret(Name="t2/DBSecret", SecretString=json.dumps({"password": "old-value"}))
+    new = admin.put_secret_value(
+        SecretId="t2/DBSecret", SecretString=json.dumps({"password": "new-value"}), VersionStages=["AWSPENDING"]
+    )
+    admin.update_secret_version_stage(
+        SecretId="t2/DBSecret", VersionStage="AWSCURRENT",
+        MoveToVersionId=new["VersionId"], RemoveFromVersionId=first["VersionId"],
+    )  # fmt: skip
+    inv, service = _aws(moto, {"db": SecretRef("aws", "t2/DBSecret", "password")})
+    assert resolve(inv, service)["db"].reveal() == "new-value"
+
+
+@pytest.mark.parametrize(
+    ("ref", "fragment"),
+    [
+        (SecretRef("aws", "t3/Missing", "password"), "services.cl1.secrets.db: no secret 't3/Missing'"),
+        (SecretRef("aws", "t3/DBSecret", "nokey"), "secret 't3/DBSecret' has no key 'nokey' (its keys: password)"),
+        (SecretRef("aws", "t3/NotJson", "password"), "secret 't3/NotJson' is not a JSON object"),
+    ],
+    ids=["no-secret", "no-key", "not-json"],
+)
+def test_aws_missing_secret_or_key_is_exit_2_naming_the_path(moto, aws_env, ref, fragment):
+    admin = _admin(moto)
+    for name, text in (("t3/DBSecret", json.dumps({"password": SENTINEL})), ("t3/NotJson", SENTINEL)):
+        try:
+            admin.create_secret(Name=name, SecretString=text)
+        except admin.exceptions.ResourceExistsException:
+            pass
+    inv, service = _aws(moto, {"db": ref})
+    with pytest.raises(InvalidInput) as err:
+        resolve(inv, service)
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_INVALID and message.count("\n") == 0
+    assert message.startswith("/inv/prod.yaml: ") and fragment in message
+    assert SENTINEL not in message
+
+
+def test_aws_reads_each_secret_name_once(moto, aws_env, monkeypatch):
+    import botocore.client
+
+    _admin(moto).create_secret(Name="t4/ApiSecret", SecretString=json.dumps({"username": "u@x", "password": "p"}))
+    calls = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        calls.append((operation, dict(params)))
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    inv, service = _aws(
+        moto, {"a": SecretRef("aws", "t4/ApiSecret", "username"), "b": SecretRef("aws", "t4/ApiSecret", "password")}
+    )
+    resolve(inv, service)
+    assert calls == [("GetSecretValue", {"SecretId": "t4/ApiSecret", "VersionStage": "AWSCURRENT"})]
+
+
+def test_aws_unreachable_endpoint_is_a_one_line_exit_1(aws_env):
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    inv, service = _aws(endpoint, {"db": SecretRef("aws", "x/DBSecret", "password")})
+    started = time.monotonic()
+    with pytest.raises(NodeopsError) as err:
+        resolve(inv, service)
+    assert time.monotonic() - started < 30
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_FAILED and message.count("\n") == 0
+    assert message == (
+        f"/inv/prod.yaml: secret backend 'aws' (region us-east-1, endpoint {endpoint}): "
+        "endpoint unreachable: EndpointConnectionError"
+    )
+    assert err.value.__cause__ is None and err.value.__suppress_context__
