@@ -13,7 +13,7 @@ import ipaddress
 import re
 import struct
 from collections.abc import Callable, Mapping, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NoReturn
@@ -117,6 +117,11 @@ class Service:
     variables: Mapping[str, str | int | float | bool]
     secrets: Mapping[str, SecretRef]
     nodes: tuple[Node, ...]
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    log_driver: str = "json-file"
+    log_options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    secret_files: Literal["shred", "keep"] = "shred"
+    load_balancer: str | None = None  # the URL users reach the service by, checked after a deploy
 
     @property
     def active_preferred(self) -> Node:
@@ -537,6 +542,11 @@ class _ServiceSpec(_Spec):
     ] = {}
     secrets: dict[_Name, _SecretRefSpec] = {}
     nodes: Annotated[tuple[_NodeSpec, ...], AfterValidator(_count(1, 2, "nodes (an active and an optional standby)"))]
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    log_driver: _Name = "json-file"
+    log_options: dict[_Word, _Word] = {}
+    secret_files: Literal["shred", "keep"] = "shred"
+    load_balancer: Annotated[str, PlainValidator(_url)] | None = None
 
 
 class _InventorySpec(_Spec):
@@ -559,6 +569,11 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
             nodes=tuple(
                 Node(**n.model_dump(exclude={"host_key"}), host_keys=n.host_key, service=name) for n in s.nodes
             ),
+            restart=s.restart,
+            log_driver=s.log_driver,
+            log_options=MappingProxyType(dict(s.log_options)),
+            secret_files=s.secret_files,
+            load_balancer=s.load_balancer,
         )
         for name, s in spec.services.items()
     }
@@ -594,6 +609,13 @@ def _check(inv: Inventory) -> None:
                 defined = ", ".join(inv.secret_backends) or "none"
                 problem = f"unknown secret backend {_shown(ref.backend)} (defined: {defined})"
                 fail(f"{at}.secrets.{key}.backend", problem)
+        if service.secret_files == "shred" and service.restart != "no":
+            fail(
+                f"{at}.restart",
+                f"restart {service.restart!r} would restart a node whose secret files were shredded "
+                "(it could not start); use restart: no (nodeops redeploys, the standby covers) "
+                "or secret_files: keep",
+            )
         active = None
         for i, node in enumerate(service.nodes):
             here = f"{at}.nodes[{i}]"

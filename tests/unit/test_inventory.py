@@ -250,7 +250,7 @@ ERRORS = [
         "unknown-service",
         edited(("services.chainlink.imgae", "x")),
         "services.chainlink.imgae",
-        "unknown key 'imgae' (allowed: role, image, runtime, variables, secrets, nodes)",
+        "unknown key 'imgae' (allowed: role, image, runtime, variables, secrets, nodes, restart, log_driver,",
     ),
     (
         "unknown-node",
@@ -438,6 +438,25 @@ ERRORS = [
         edited(("services.chainlink.nodes.0.host", "fd00::1"), ("services.chainlink.nodes.1.host", "fd00:0::0:1")),
         "services.chainlink.nodes[1].host",
         "duplicate address",
+    ),
+    (
+        "shred-with-restart",
+        edited(("services.chainlink.restart", "unless-stopped")),
+        "services.chainlink.restart",
+        "restart 'unless-stopped' would restart a node whose secret files were shredded",
+    ),
+    ("bad-restart", edited(("services.chainlink.restart", "sometimes")), "services.chainlink.restart", "expected"),
+    (
+        "bad-secret-files",
+        edited(("services.chainlink.secret_files", "burn")),
+        "services.chainlink.secret_files",
+        "expected 'shred' or 'keep'",
+    ),
+    (
+        "bad-load-balancer",
+        edited(("services.chainlink.load_balancer", "ftp://x")),
+        "services.chainlink.load_balancer",
+        "expected an http(s) URL",
     ),
     (
         "two-actives",
