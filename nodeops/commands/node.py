@@ -1,0 +1,137 @@
+"""Commands that run on a node host: its container engine, and its RAM-backed secret files.
+
+Secret values never appear in any of these: file contents travel on the
+command's stdin (see ``write_file``), never in an argument.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+LABEL_PREFIX = "io.nodeops."
+FILES_ROOT = "/run/nodeops"  # RAM-backed on every supported host (tmpfs); checked before use
+
+
+def files_dir(service: str) -> str:
+    return f"{FILES_ROOT}/{service}"
+
+
+def container_name(service: str) -> str:
+    return f"nodeops-{service}"
+
+
+def previous_name(service: str) -> str:
+    """The container being replaced keeps this name until its successor is healthy (rollback)."""
+    return f"nodeops-{service}-previous"
+
+
+def sh(*argvs: Sequence[str], sep: str = " && ") -> str:
+    """Join argv tuples into one shell line, every word quoted once, here."""
+    return sep.join(shlex.join(argv) for argv in argvs)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything `docker run` needs for one node's container."""
+
+    runtime: str  # docker | podman
+    service: str
+    image: str
+    command: tuple[str, ...]
+    user: int
+    port: int
+    mount: str  # where the container sees the files directory
+    labels: Mapping[str, str]
+    restart: str
+    log_driver: str
+    log_options: Mapping[str, str]
+    stop_timeout: int
+    env_file: str | None = None  # a file in the files directory (v1 profile)
+
+
+def run(spec: RunSpec) -> tuple[str, ...]:
+    argv = [
+        spec.runtime, "run", "--detach", "--name", container_name(spec.service),
+        "--user", f"{spec.user}:{spec.user}",
+        "--publish", f"{spec.port}:{spec.port}",
+        "--restart", spec.restart,
+        "--stop-timeout", str(spec.stop_timeout),
+        "--log-driver", spec.log_driver,
+    ]  # fmt: skip
+    for key, value in sorted(spec.log_options.items()):
+        argv += ["--log-opt", f"{key}={value}"]
+    for key, value in sorted(spec.labels.items()):
+        argv += ["--label", f"{LABEL_PREFIX}{key}={value}"]
+    argv += ["--volume", f"{files_dir(spec.service)}:{spec.mount}:ro"]
+    if spec.env_file:
+        argv += ["--env-file", f"{files_dir(spec.service)}/{spec.env_file}"]
+    return (*argv, spec.image, *spec.command)
+
+
+def pull(runtime: str, image: str) -> tuple[str, ...]:
+    return (runtime, "pull", "--quiet", image)
+
+
+def image_id(runtime: str, image: str) -> tuple[str, ...]:
+    return (runtime, "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", image)
+
+
+def inspect(runtime: str, name: str) -> tuple[str, ...]:
+    """JSON of the container, or exit 1 with 'No such' when there is none."""
+    return (runtime, "container", "inspect", name)
+
+
+def stop(runtime: str, name: str, timeout: int) -> tuple[str, ...]:
+    return (runtime, "stop", "--time", str(timeout), name)
+
+
+def start(runtime: str, name: str) -> tuple[str, ...]:
+    return (runtime, "start", name)
+
+
+def remove(runtime: str, name: str) -> tuple[str, ...]:
+    return (runtime, "rm", "--force", name)
+
+
+def rename(runtime: str, old: str, new: str) -> tuple[str, ...]:
+    return (runtime, "rename", old, new)
+
+
+def logs(runtime: str, name: str, tail: int = 200) -> tuple[str, ...]:
+    return (runtime, "logs", "--tail", str(tail), name)
+
+
+def filesystem_type(path: str) -> tuple[str, ...]:
+    return ("stat", "--file-system", "--format", "%T", path)
+
+
+def prepare_dir(service: str, uid: int) -> str:
+    """An empty files directory on the node's tmpfs, readable only by the container user.
+
+    Whatever an interrupted run left there is shredded first."""
+    d = files_dir(service)
+    return (
+        f"mkdir -p -m 0755 {FILES_ROOT} && "
+        f"if [ -d {shlex.quote(d)} ]; then find {shlex.quote(d)} -type f -exec shred -u -- {{}} +; fi && "
+        + sh(("rm", "-rf", "--", d), ("install", "-d", "-m", "0500", "-o", str(uid), "-g", str(uid), d))
+    )
+
+
+def write_file(service: str, name: str, uid: int) -> str:
+    """Create the file 0400, owned by the container user, before its first byte; the content is stdin."""
+    path = f"{files_dir(service)}/{name}"
+    create = sh(("install", "-m", "0400", "-o", str(uid), "-g", str(uid), "/dev/null", path))
+    return f"{create} && cat > {shlex.quote(path)}"
+
+
+def shred(service: str, names: Sequence[str]) -> str:
+    """Shred the named files if present (a file already gone is not an error)."""
+    paths = [f"{files_dir(service)}/{n}" for n in names]
+    return f'for f in {" ".join(shlex.quote(p) for p in paths)}; do if [ -e "$f" ]; then shred -u -- "$f"; fi; done'
+
+
+def list_files(service: str) -> str:
+    d = shlex.quote(files_dir(service))
+    return f"if [ -d {d} ]; then find {d} -type f -printf '%f %m %U\\n'; fi"

@@ -1,0 +1,132 @@
+"""Pure planning: (inventory, what the nodes report) -> the steps of a deploy.
+
+Nothing here touches a host; the executor (nodeops/deploy.py) gathers the
+facts and carries the steps out, and `--dry-run` prints them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from nodeops.errors import Unsafe
+from nodeops.inventory import Node, Service
+
+
+@dataclass(frozen=True)
+class Container:
+    """What `docker container inspect` says about a node's container."""
+
+    name: str
+    running: bool
+    status: str
+    image_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    exit_code: int = 0
+
+    def label(self, key: str) -> str | None:
+        return self.labels.get(f"io.nodeops.{key}")
+
+
+def parse_inspect(text: str) -> Container | None:
+    """Parse `docker container inspect NAME` output; None when it lists nothing."""
+    items = json.loads(text or "[]")
+    if not items:
+        return None
+    c = items[0]
+    state = c.get("State", {})
+    return Container(
+        name=c.get("Name", "").lstrip("/"),
+        running=bool(state.get("Running")) and not state.get("Restarting"),
+        status=state.get("Status", "unknown"),
+        image_id=c.get("Image", ""),
+        labels=dict((c.get("Config") or {}).get("Labels") or {}),
+        exit_code=int(state.get("ExitCode") or 0),
+    )
+
+
+@dataclass(frozen=True)
+class NodeState:
+    node: Node
+    container: Container | None
+    serving: bool  # the health endpoint answered 200
+
+
+@dataclass(frozen=True)
+class Desired:
+    image: str
+    image_id: str  # of the image as pulled on the nodes
+    config_hash: str
+
+    def matches(self, c: Container | None) -> bool:
+        return c is not None and c.running and c.image_id == self.image_id and c.label("config") == self.config_hash
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str  # replace | await-serving | await-waiting | handover
+    node: str
+    detail: str = ""
+    to: str | None = None  # handover: the node that takes over
+
+    def describe(self) -> str:
+        if self.action == "handover":
+            return f"hand over from {self.node} to {self.to} (planned failover)"
+        return f"{self.action} {self.node}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    service: str
+    steps: tuple[Step, ...]
+    reason: str  # why these steps (or why none)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.steps)
+
+
+def plan_service(service: Service, states: Mapping[str, NodeState], desired: Desired) -> ServicePlan:
+    """The steps that bring the service's nodes to ``desired``, the active last.
+
+    Refuses (Unsafe) when the pair's state is unclear: two nodes serving, or
+    a container running on a pair where nobody serves.
+    """
+    name = service.name
+    serving = [s for s in states.values() if s.serving]
+    running = [s for s in states.values() if s.container and s.container.running]
+    if len(serving) > 1:
+        nodes = ", ".join(s.node.name for s in serving)
+        raise Unsafe(f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see fab status)")
+    if len(service.nodes) == 1:
+        only = service.nodes[0]
+        if desired.matches(states[only.name].container) and serving:
+            return ServicePlan(name, (), "up to date")
+        return ServicePlan(name, (Step("replace", only.name, "single node"), Step("await-serving", only.name)),
+                           "single node out of date")  # fmt: skip
+    if not running:
+        active, standby = service.active_preferred, service.standby_preferred
+        return ServicePlan(name, (
+            Step("replace", active.name, "preferred active"),
+            Step("await-serving", active.name),
+            Step("replace", standby.name, "standby"),
+            Step("await-waiting", standby.name),
+        ), "no container runs: fresh start, preferred active first")  # fmt: skip
+    if not serving:
+        nodes = ", ".join(s.node.name for s in running)
+        raise Unsafe(f"{name}: containers run on {nodes} but no node serves its health check; "
+                     "resolve that before deploying (see fab status, fab promote-standby --force)")  # fmt: skip
+    active = serving[0].node
+    standby = next(n for n in service.nodes if n.name != active.name)
+    steps: list[Step] = []
+    if not desired.matches(states[standby.name].container):
+        steps += [Step("replace", standby.name, "standby first"), Step("await-waiting", standby.name)]
+    if not desired.matches(states[active.name].container):
+        steps += [
+            Step("handover", active.name, to=standby.name),
+            Step("replace", active.name, "old active, now the standby"),
+            Step("await-waiting", active.name),
+        ]
+    reason = "rolling replace, standby first" if steps else "up to date"
+    return ServicePlan(name, tuple(steps), reason)

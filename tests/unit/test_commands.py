@@ -1,0 +1,56 @@
+"""Node command builders: exact argv, quoting once, no secret ever in an argument."""
+
+from __future__ import annotations
+
+import shlex
+
+from nodeops.commands import node as cmd
+
+
+def spec(**over) -> cmd.RunSpec:
+    base = dict(runtime="docker", service="cl1", image="reg:5000/smartcontract/chainlink:2.10.0",
+                command=("node", "-config", "/chainlink/config.toml"), user=14933, port=6688, mount="/chainlink",
+                labels={"config": "abc", "version": "2.10.0"}, restart="no", log_driver="json-file",
+                log_options={"max-size": "10m"}, stop_timeout=10)  # fmt: skip
+    return cmd.RunSpec(**(base | over))
+
+
+def test_docker_run():
+    assert cmd.run(spec()) == tuple(
+        "docker run --detach --name nodeops-cl1 --user 14933:14933 --publish 6688:6688 --restart no "
+        "--stop-timeout 10 --log-driver json-file --log-opt max-size=10m "
+        "--label io.nodeops.config=abc --label io.nodeops.version=2.10.0 "
+        "--volume /run/nodeops/cl1:/chainlink:ro "
+        "reg:5000/smartcontract/chainlink:2.10.0 node -config /chainlink/config.toml".split()
+    )
+
+
+def test_docker_run_v1_env_file_and_awslogs():
+    argv = cmd.run(spec(runtime="podman", env_file=".env", log_driver="awslogs",
+                        log_options={"awslogs-group": "/chainlink/prod", "awslogs-region": "us-east-1"}))  # fmt: skip
+    assert argv[0] == "podman"
+    assert argv[argv.index("--env-file") + 1] == "/run/nodeops/cl1/.env"
+    assert "awslogs-group=/chainlink/prod" in argv and "awslogs-region=us-east-1" in argv
+
+
+def test_file_commands_carry_no_content_and_quote_names():
+    write = cmd.write_file("cl1", ".api", 14933)
+    assert write == ("install -m 0400 -o 14933 -g 14933 /dev/null /run/nodeops/cl1/.api "
+                     "&& cat > /run/nodeops/cl1/.api")  # fmt: skip
+    evil = cmd.write_file("cl1", "x; rm -rf /", 14933)
+    assert shlex.split(evil)[8] == "/run/nodeops/cl1/x; rm -rf /"  # one word, never a second command
+    assert cmd.shred("cl1", [".api", "secrets.toml"]) == (
+        "for f in /run/nodeops/cl1/.api /run/nodeops/cl1/secrets.toml; "
+        'do if [ -e "$f" ]; then shred -u -- "$f"; fi; done'
+    )
+    prepared = cmd.prepare_dir("cl1", 14933)
+    assert "find /run/nodeops/cl1 -type f -exec shred -u -- {} +" in prepared  # leftovers shredded first
+    assert prepared.endswith("install -d -m 0500 -o 14933 -g 14933 /run/nodeops/cl1")
+
+
+def test_simple_commands():
+    assert cmd.pull("docker", "img:1") == ("docker", "pull", "--quiet", "img:1")
+    assert cmd.stop("podman", "nodeops-cl1", 10) == ("podman", "stop", "--time", "10", "nodeops-cl1")
+    assert cmd.rename("docker", "a", "b") == ("docker", "rename", "a", "b")
+    assert cmd.filesystem_type("/run/nodeops") == ("stat", "--file-system", "--format", "%T", "/run/nodeops")
+    assert cmd.sh(("echo", "a b"), ("true",)) == "echo 'a b' && true"

@@ -1,0 +1,82 @@
+"""The deploy planner: (service, node states, desired) -> steps. A table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nodeops.errors import Unsafe
+from nodeops.inventory import Node, Service
+from nodeops.plan import Container, Desired, NodeState, parse_inspect, plan_service
+
+A = Node("a", "10.0.0.1", 22, "active", (), "svc")
+B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
+PAIR = Service("svc", "chainlink", "img:2", "docker", {}, {}, (A, B))
+WANT = Desired("img:2", "sha256:new", "h2")
+
+
+def c(current: bool, running: bool = True) -> Container:
+    image, config = ("sha256:new", "h2") if current else ("sha256:old", "h1")
+    return Container("nodeops-svc", running, "running" if running else "exited", image, {"io.nodeops.config": config})
+
+
+def states(a=None, b=None, serving=()) -> dict[str, NodeState]:
+    return {"a": NodeState(A, a, "a" in serving), "b": NodeState(B, b, "b" in serving)}
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (states(), ["replace a", "await-serving a", "replace b", "await-waiting b"]),
+        (states(c(False, False), c(False, False)), ["replace a", "await-serving a", "replace b", "await-waiting b"]),
+        (states(c(True), c(True), serving="a"), []),
+        (states(c(True), c(True), serving="b"), []),
+        (states(c(False), c(False), serving="a"),
+         ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        (states(c(False), c(False), serving="b"),
+         ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
+        (states(c(False), c(True), serving="a"), ["handover a->b", "replace a", "await-waiting a"]),
+        (states(c(True), c(False), serving="a"), ["replace b", "await-waiting b"]),
+        (states(c(True), None, serving="a"), ["replace b", "await-waiting b"]),
+        (states(c(True), c(True, running=False), serving="a"), ["replace b", "await-waiting b"]),
+    ],
+    ids=["fresh", "all-exited", "current", "current-swapped", "upgrade", "upgrade-swapped", "half-done",
+         "standby-stale", "standby-missing", "standby-exited"],
+)  # fmt: skip
+def test_plan(facts, expected):
+    plan = plan_service(PAIR, facts, WANT)
+    got = [f"handover {s.node}->{s.to}" if s.action == "handover" else f"{s.action} {s.node}" for s in plan.steps]
+    assert got == expected
+    assert plan.changes == bool(expected)
+
+
+@pytest.mark.parametrize(
+    ("facts", "fragment"),
+    [
+        (states(c(True), c(True), serving="ab"), "two nodes serve at once (a, b)"),
+        (states(c(True), c(True)), "containers run on a, b but no node serves"),
+    ],
+)
+def test_unclear_pairs_are_refused_as_unsafe(facts, fragment):
+    with pytest.raises(Unsafe) as err:
+        plan_service(PAIR, facts, WANT)
+    assert fragment in str(err.value) and err.value.exit_code == 4
+
+
+def test_single_node_service():
+    single = Service("one", "chainlink", "img:2", "docker", {}, {}, (A,))
+    facts = {"a": NodeState(A, c(False), True)}
+    assert [s.action for s in plan_service(single, facts, WANT).steps] == ["replace", "await-serving"]
+    assert not plan_service(single, {"a": NodeState(A, c(True), True)}, WANT).steps
+
+
+def test_parse_inspect():
+    doc = [{"Name": "/nodeops-svc", "Image": "sha256:abc",
+            "State": {"Running": True, "Restarting": False, "Status": "running", "ExitCode": 0},
+            "Config": {"Labels": {"io.nodeops.config": "h"}}}]  # fmt: skip
+    got = parse_inspect(json.dumps(doc))
+    assert (got.name, got.running, got.image_id, got.label("config")) == ("nodeops-svc", True, "sha256:abc", "h")
+    doc[0]["State"]["Restarting"] = True
+    assert not parse_inspect(json.dumps(doc)).running  # a restart loop is not "running"
+    assert parse_inspect("[]") is None
