@@ -25,7 +25,6 @@ from typing import Generic, TypeVar
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import BadHostKeyException, ChannelException, NoValidConnectionsError, SSHException
 
 from nodeops.errors import HostKeyRejected, InventoryError, NodeopsError, OperationFailed
@@ -312,10 +311,13 @@ class Fleet:
         bastion could not connect, or a published port accepted and then
         dropped the connection. That is how a standby without the lease looks.
         """
+        transport = self.bastion().transport
         try:
-            channel = self.bastion().transport.open_channel("direct-tcpip", (host, port), ("", 0), timeout=timeout)
-        except ChannelException:
-            return None
+            channel = transport.open_channel("direct-tcpip", (host, port), ("", 0), timeout=timeout)
+        except SSHException:  # refused, or no answer in time (a port being torn down drops SYNs)
+            if transport.is_active():
+                return None
+            raise OperationFailed(f"bastion ({self.bastion_target.address}): connection lost") from None
         channel.settimeout(timeout)
         try:
             channel.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
@@ -357,12 +359,28 @@ class Fleet:
     def run(self, nodes: Sequence[Node], command: str, timeout: float | None = None) -> list[Outcome[CommandResult]]:
         """Run one shell command on every node; a non-zero exit is a result, not an error."""
         limit = timeout or self.settings.command_timeout
+        return self.map(nodes, lambda conn, _node: execute(conn, command, timeout=limit))
 
-        def work(conn: PinnedConnection, node: Node) -> CommandResult:
-            try:
-                res = conn.run(command, hide=True, warn=True, in_stream=False, timeout=limit)
-            except CommandTimedOut:
-                raise OperationFailed(f"{node.name}: command timed out after {limit:g}s") from None
-            return CommandResult(res.exited, res.stdout, res.stderr)
 
-        return self.map(nodes, work)
+def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, timeout: float = 600) -> CommandResult:
+    """Run ``command`` on an open connection; ``stdin`` (e.g. a secret file's bytes) is sent, then EOF.
+
+    Content passed this way never appears in a process argument list. A
+    non-zero exit is a result; only a dead connection or the timeout raise.
+    """
+    channel = conn.transport.open_session(timeout=timeout)
+    channel.settimeout(timeout)
+    try:
+        channel.exec_command(command)
+        if stdin:
+            channel.sendall(stdin)
+        channel.shutdown_write()
+        with channel.makefile("rb") as out, channel.makefile_stderr("rb") as err:
+            stdout, stderr = out.read(), err.read()
+        return CommandResult(
+            channel.recv_exit_status(), stdout.decode(errors="replace"), stderr.decode(errors="replace")
+        )
+    except TimeoutError:
+        raise OperationFailed(f"{conn.target.label}: command timed out after {timeout:g}s") from None
+    finally:
+        channel.close()

@@ -4,8 +4,10 @@ call into nodeops, and report."""
 from invoke import Collection
 
 from tasks import lab
+from tasks.deploy import deploy
 from tasks.exec_ import exec_
 
 ns = Collection()
 ns.add_task(exec_)
+ns.add_task(deploy)
 ns.add_collection(Collection.from_module(lab))

@@ -158,6 +158,7 @@ def inventory_fragment(plan: LabPlan, state: Mapping[str, Any]) -> dict[str, Any
                 "ETH_CHAIN_ID": ETH_CHAIN_ID,
                 "LB_PORT": plan.lb_port(service),
             },
+            "load_balancer": f"http://{plan.lb.public_ip}:{plan.lb_port(service)}/health",
             "secrets": {
                 "db": ref(names["db"], "password"),
                 "db_user": ref(names["db"], "username"),

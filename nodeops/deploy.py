@@ -1,0 +1,381 @@
+"""The deploy engine: preflight (no host touched), observe, plan, execute, verify.
+
+Per service:
+  1. preflight: role, profile, secrets and every file rendered in memory; any
+     problem here is exit 2 and no host has been contacted;
+  2. observe: connect to the pair through the bastion (an unreachable node
+     stops the run before anything changes), check the files directory is
+     RAM-backed, pull the image (its id is what "up to date" compares),
+     inspect the containers, probe /health;
+  3. plan (nodeops.plan), printed and stopped there with --dry-run;
+  4. execute: files created 0400 for the container user before their first
+     byte (content on stdin, never in an argument), containers replaced
+     standby first, a planned handover for the active, rollback to the
+     previous container when a node does not come up;
+  5. verify: the active serves (directly and through the load balancer), the
+     standby waits, no secret file is left that the nodes no longer need,
+     and no secret value sits in a container's environment.
+
+Secret files and restarts (documented in the README): a node reads its
+config, secrets and password files when its process starts, and `.api` only
+once it holds the lease. Each file is shredded as soon as its node has read
+it: start files once the container runs, lease files once it serves. A
+standby therefore keeps `.api` (0400, RAM only) until it takes over. With
+shredded files a container cannot start again by itself, so the inventory
+refuses an automatic restart policy unless `secret_files: keep`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from nodeops.commands import node as cmd
+from nodeops.errors import NodeopsError, OperationFailed, Unsafe
+from nodeops.inventory import Inventory, Node, Service
+from nodeops.plan import Container, Desired, NodeState, ServicePlan, parse_inspect, plan_service
+from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
+from nodeops.render import Rendered, render
+from nodeops.roles import Role, profile_name, role_for
+from nodeops.secrets import Secret, resolve
+
+SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
+WAIT_TIMEOUT = 60.0
+LB_TIMEOUT = 15.0
+STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
+POLL = 0.2
+
+
+class Redactor:
+    """Masks every form a secret value can take in text shown to a person or a log."""
+
+    def __init__(self, secrets: Iterable[Secret]) -> None:
+        forms = set()
+        for s in secrets:
+            value = s.reveal()
+            forms |= {value, quote(value, safe=""), json.dumps(value)[1:-1]}
+        self.forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for form in self.forms:
+            text = text.replace(form, "*****")
+        return text
+
+    def leaks(self, text: str) -> bool:
+        return any(form in text for form in self.forms)
+
+
+class Reporter:
+    """Progress a person can follow, or one JSON object per event when asked (CI)."""
+
+    def __init__(self, json_lines: bool, write: Callable[[str], None] = print) -> None:
+        self.json = json_lines
+        self.write = write
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def __call__(self, service: str, node: str, message: str, **data) -> None:
+        elapsed = time.monotonic() - self.started
+        with self.lock:
+            if self.json:
+                self.write(json.dumps({"event": "step", "t": round(elapsed, 2), "service": service, "node": node,
+                                       "message": message, **data}))  # fmt: skip
+            else:
+                self.write(f"{elapsed:7.1f}s  {service:<12} {node or '-':<12} {message}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One service, everything known before any host is touched."""
+
+    service: Service
+    role: Role
+    profile: str
+    rendered: Rendered
+    redact: Redactor
+
+    def files_read(self, when: str) -> tuple[str, ...]:
+        """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
+        profile = self.role.profile(self.profile)
+        return tuple(name for name in self.rendered.files if profile.files[name].read == when)
+
+    @property
+    def all_files(self) -> tuple[str, ...]:
+        return tuple(self.rendered.files)
+
+
+def prepare(inventory: Inventory, names: Sequence[str] | None = None) -> list[Job]:
+    """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted."""
+    services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
+    jobs = []
+    for service in services:
+        role = role_for(inventory, service)
+        profile = profile_name(role, service, str(inventory.source))
+        secrets = resolve(inventory, service)
+        rendered = render(role, profile, service, secrets)
+        jobs.append(Job(service, role, profile, rendered, Redactor(secrets.values())))
+    return jobs
+
+
+class ServiceDeploy:
+    def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
+        self.job = job
+        self.service = job.service
+        self.fleet = fleet
+        self.report = report
+        self.runtime = job.service.runtime
+        self.name = cmd.container_name(job.service.name)
+        self.conns: dict[str, PinnedConnection] = {}
+
+    # -- plumbing ----------------------------------------------------------------
+    def say(self, node: str, message: str, **data) -> None:
+        self.report(self.service.name, node, message, **data)
+
+    def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True) -> CommandResult:
+        """Run a shell line on ``node``; a failure names service, node, command and (redacted) reason."""
+        res = execute(self.conns[node], command, stdin=stdin, timeout=self.fleet.settings.command_timeout)
+        if check and res.exit_code:
+            output = (res.stderr.strip() or res.stdout.strip()).splitlines()
+            detail = self.job.redact(output[-1][:300]) if output else f"exit {res.exit_code}"
+            raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: {detail}")
+        return res
+
+    def inspect(self, node: str, name: str | None = None) -> Container | None:
+        res = self.x(node, cmd.sh(cmd.inspect(self.runtime, name or self.name)), check=False)
+        return parse_inspect(res.stdout) if res.exit_code == 0 else None
+
+    def serving(self, node: Node) -> bool:
+        reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
+        return reply is not None and reply[0] == 200
+
+    # -- observe -----------------------------------------------------------------
+    def observe(self) -> tuple[dict[str, NodeState], Desired]:
+        image = self.service.image
+        ids = set()
+        for node in self.service.nodes:
+            conn, _ = self.fleet.connect(node)
+            self.conns[node.name] = conn
+        for node in self.service.nodes:
+            probe = f"mkdir -p -m 0755 {cmd.FILES_ROOT} && " + cmd.sh(cmd.filesystem_type(cmd.FILES_ROOT))
+            fs = self.x(node.name, probe)
+            if fs.stdout.strip() != "tmpfs":
+                raise Unsafe(f"{self.service.name} {node.name}: {cmd.FILES_ROOT} is on {fs.stdout.strip()}, not RAM "
+                             "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
+            self.say(node.name, f"pull {image}")
+            self.x(node.name, cmd.sh(cmd.pull(self.runtime, image)))
+            ids.add(self.x(node.name, cmd.sh(cmd.image_id(self.runtime, image))).stdout.split()[0])
+        if len(ids) != 1:
+            raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
+        states = {n.name: NodeState(n, self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
+        return states, Desired(image, ids.pop(), self.job.rendered.config_hash)
+
+    # -- steps -------------------------------------------------------------------
+    def run_spec(self) -> cmd.RunSpec:
+        role, r = self.job.role, self.job.rendered
+        labels = {"service": self.service.name, "role": role.name, "profile": self.job.profile,
+                  "version": self.service.image.rsplit(":", 1)[-1], "config": r.config_hash}  # fmt: skip
+        return cmd.RunSpec(
+            runtime=self.runtime, service=self.service.name, image=self.service.image, command=r.command,
+            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=self.service.restart,
+            log_driver=self.service.log_driver, log_options=self.service.log_options,
+            stop_timeout=int(role.stop_timeout), env_file=r.env_file,
+        )  # fmt: skip
+
+    def upload(self, node: str) -> None:
+        """The node's files, each created 0400 for the container user before its first byte."""
+        uid = self.job.role.user
+        self.x(node, cmd.prepare_dir(self.service.name, uid))
+        for f in self.job.rendered.files.values():
+            self.x(node, cmd.write_file(self.service.name, f.name, uid), stdin=f.data)
+
+    def shred(self, node: str, names: Sequence[str]) -> None:
+        if names and self.service.secret_files == "shred":
+            self.x(node, cmd.shred(self.service.name, names))
+            self.say(node, f"shredded {', '.join(names)}")
+
+    def replace(self, node: str) -> None:
+        previous = cmd.previous_name(self.service.name)
+        self.upload(node)
+        old = self.inspect(node)
+        if old:
+            self.x(node, cmd.sh(cmd.remove(self.runtime, previous)) + " >/dev/null 2>&1; " +
+                   cmd.sh(cmd.rename(self.runtime, self.name, previous)))  # fmt: skip
+            if old.running:
+                self.x(node, cmd.sh(cmd.stop(self.runtime, previous, int(self.job.role.stop_timeout))))
+        self.x(node, cmd.sh(cmd.run(self.run_spec())))
+        if self.job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
+            self.shred(node, [self.job.rendered.env_file])
+        self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
+
+    def rollback(self, node: str, why: str) -> str:
+        """Put the previous container back on ``node``, if there was one; returns what was done."""
+        previous = cmd.previous_name(self.service.name)
+        self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)), check=False)
+        if not self.inspect(node, previous):
+            return f"{why}; no previous container to roll back to"
+        self.upload(node)  # its files were shredded; the secrets have not changed
+        self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name), cmd.start(self.runtime, self.name)))
+        self.say(node, "rolled back to the previous container")
+        return f"{why}; rolled back to the previous container"
+
+    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT) -> float:
+        started = time.monotonic()
+        while not self.serving(node):
+            c = self.inspect(node.name)
+            if c is None or not c.running or time.monotonic() - started > timeout:
+                state = f"container {c.status} (exit {c.exit_code})" if c else "no container"
+                waited = time.monotonic() - started
+                raise OperationFailed(
+                    f"{self.service.name} {node.name}: not serving {self.job.role.health} after {waited:.0f}s: "
+                    f"{state}; {self.last_log(node.name)}"
+                )
+            time.sleep(POLL)
+        return time.monotonic() - started
+
+    def await_waiting(self, node: Node) -> None:
+        """Running, not serving, waiting for the lease, for STANDBY_STABLE seconds in a row."""
+        started, stable_since = time.monotonic(), None
+        while True:
+            c = self.inspect(node.name)
+            serving = self.serving(node)
+            if c is None or not c.running or serving or time.monotonic() - started > WAIT_TIMEOUT:
+                what = "serves: two actives?" if serving else (f"container {c.status}" if c else "no container")
+                raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
+                                      f"{self.last_log(node.name)}")  # fmt: skip
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= STANDBY_STABLE and self.waiting_logged(node.name):
+                return
+            time.sleep(POLL)
+
+    def waiting_logged(self, node: str) -> bool:
+        marker = self.job.role.standby_log
+        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name)) + " 2>&1", check=False)
+        return marker is None or marker.lower() in res.stdout.lower()
+
+    def last_log(self, node: str) -> str:
+        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=3)) + " 2>&1", check=False)
+        lines = [line for line in res.stdout.strip().splitlines() if line.strip()]
+        return "last log line: " + self.job.redact(lines[-1][:300]) if lines else "no log output"
+
+    def handover(self, old: Node, new: Node) -> float:
+        """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
+
+        If the standby does not serve in time, the old active is started
+        again and the run fails: the service ends up served either way.
+        """
+        t0 = time.monotonic()
+        self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+        try:
+            self.await_serving(new, timeout=SERVE_TIMEOUT)
+        except OperationFailed as exc:
+            self.upload(old.name)
+            self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
+            self.await_serving(old)
+            self.shred(old.name, self.job.all_files)
+            raise OperationFailed(f"{exc}; the old active {old.name} was started again and serves") from None
+        took = time.monotonic() - t0
+        self.say(new.name, f"took over from {old.name} in {took:.2f}s", handover_seconds=round(took, 3))
+        self.shred(new.name, self.job.files_read("lease"))
+        return took
+
+    def execute(self, plan: ServicePlan) -> None:
+        nodes = {n.name: n for n in self.service.nodes}
+        for step in plan.steps:
+            node = nodes[step.node]
+            self.say(step.node, step.describe())
+            if step.action == "replace":
+                self.replace(step.node)
+            elif step.action == "handover":
+                self.handover(node, nodes[step.to])
+            else:
+                try:
+                    if step.action == "await-serving":
+                        took = self.await_serving(node)
+                        self.say(step.node, f"serving after {took:.1f}s")
+                        self.shred(step.node, self.job.all_files)
+                    else:
+                        self.await_waiting(node)
+                        self.say(step.node, "waiting for the lease")
+                        self.shred(step.node, self.job.files_read("start"))
+                except OperationFailed as exc:
+                    raise OperationFailed(self.rollback(step.node, str(exc))) from None
+            if step.action in ("await-serving", "await-waiting"):
+                self.x(step.node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
+
+    # -- verify ------------------------------------------------------------------
+    def verify(self) -> dict:
+        """The end state, checked: returns who is active, for the report."""
+        states = {n.name: (self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
+        active = [name for name, (_, serving) in states.items() if serving]
+        if len(active) != 1:
+            raise OperationFailed(f"{self.service.name}: after deploy {len(active)} nodes serve, expected one")
+        keep_after = set(self.job.files_read("lease"))
+        for name, (container, serving) in states.items():
+            if container is None or not container.running:
+                raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
+            allowed = set() if serving else keep_after
+            if self.service.secret_files == "shred":
+                left = self.x(name, cmd.list_files(self.service.name)).stdout.split("\n")
+                extra = {line.split()[0] for line in left if line.strip()} - allowed
+                if extra:
+                    self.shred(name, sorted(extra))  # what an interrupted run left behind
+            env = self.x(name, cmd.sh(cmd.inspect(self.runtime, self.name))).stdout
+            if self.job.profile != "v1" and self.job.redact.leaks(env):
+                raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's configuration")
+        if self.service.load_balancer:
+            self.check_load_balancer()
+        return {"active": active[0]}
+
+    def check_load_balancer(self) -> None:
+        deadline = time.monotonic() + LB_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(self.service.load_balancer, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"{self.service.name}: {self.service.load_balancer} does not answer 200")
+            time.sleep(POLL)
+
+    # -- the whole ---------------------------------------------------------------
+    def run(self, dry_run: bool) -> dict:
+        states, desired = self.observe()
+        plan = plan_service(self.service, states, desired)
+        steps = [s.describe() for s in plan.steps]
+        self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
+        if dry_run:
+            return {"service": self.service.name, "changed": False, "planned": [s.describe() for s in plan.steps]}
+        self.execute(plan)
+        result = self.verify()
+        self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
+        return {"service": self.service.name, "changed": plan.changes, **result}
+
+
+def deploy(inventory: Inventory, jobs: Sequence[Job], report: Reporter, dry_run: bool = False) -> list[dict]:
+    """Deploy every job's service (in parallel, each pair on its own); raise if any failed."""
+    with Fleet(inventory) as fleet:
+
+        def one(job: Job) -> dict:
+            try:
+                return ServiceDeploy(job, fleet, report).run(dry_run)
+            except NodeopsError as exc:
+                report(job.service.name, "", f"FAILED: {exc}")
+                return {"service": job.service.name, "error": exc}
+
+        with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
+            results = list(pool.map(one, jobs))
+    failed = [r for r in results if "error" in r]
+    if failed:
+        error = OperationFailed("; ".join(str(r["error"]) for r in failed))
+        error.exit_code = max(r["error"].exit_code for r in failed)  # unsafe (4) outranks failed (1)
+        raise error
+    return results

@@ -1,0 +1,205 @@
+"""fab deploy on a lab of its own: two pairs, the whole path, with sentinel secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nodeops.inventory import load_inventory
+from nodeops.lab.host import Lab
+from nodeops.lab.services import read_secret, secrets_client
+from nodeops.remote import Fleet
+from tests.conftest import ROOT, fab
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR = "dep", "10.220.0.0/16"
+# Every character that breaks a naive .env, TOML, URL or shell rendering, and a space.
+SENTINEL = "Sx9%\\'\"$`#=&@:/? q-Z"
+
+
+def events(res) -> list[dict]:
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def dep(root):
+    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
+    assert up.returncode == 0, up.stderr
+    lab = Lab(ROOT, NAME)
+    try:
+        yield lab
+    finally:
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def admin_sql(lab: Lab, sql: str) -> None:
+    """As the database superuser, over the db host's local socket (the operator's lab access)."""
+    sock = lab.host_dir("db") / "sock"
+    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-v", "ON_ERROR_STOP=1", "-q"],
+                   input=sql, text=True, check=True, capture_output=True)  # fmt: skip
+
+
+def set_sentinel_secrets(lab: Lab, service: str) -> dict[str, str]:
+    """Give ``service`` sentinel values in Secrets Manager (and its database role), before its first deploy."""
+    port = lab.load_state()["secrets_port"]
+    client = secrets_client(port)
+    values = {"db": f"Db1{SENTINEL}db", "keystore": f"Ks1{SENTINEL}ks", "api": f"Api1{SENTINEL}api"}
+    client.put_secret_value(SecretId=f"{service}/DBSecret",
+                            SecretString=json.dumps({"username": service, "password": values["db"]}))  # fmt: skip
+    client.put_secret_value(
+        SecretId=f"{service}/WalletSecret", SecretString=json.dumps({"password": values["keystore"]})
+    )
+    api = json.dumps({"username": read_secret(client, f"{service}/ApiSecret")["username"], "password": values["api"]})
+    client.put_secret_value(SecretId=f"{service}/ApiSecret", SecretString=api)
+    literal = values["db"].replace("'", "''")
+    admin_sql(lab, f"ALTER ROLE {service} PASSWORD '{literal}';")
+    return values
+
+
+class Watch:
+    """Samples, until stopped: every process's argv on this machine (lab hosts share our pid namespace)
+    and the modes of files under each node's /run/nodeops."""
+
+    def __init__(self, lab: Lab, nodes: list[str]) -> None:
+        self.runs = [Path(f"/proc/{lab.sshd_pid_of(n)}/root/run/nodeops") for n in nodes]
+        self.argvs: set[str] = set()
+        self.modes: set[str] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        deadline = time.monotonic() + 300
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            for proc in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    self.argvs.add(proc.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    pass
+            for run in self.runs:
+                for f in run.rglob("*"):
+                    try:
+                        if f.is_file():
+                            self.modes.add(oct(f.stat().st_mode & 0o777))
+                    except OSError:
+                        pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def files_on(lab: Lab, node: str, service: str) -> list[str]:
+    d = Path(f"/proc/{lab.sshd_pid_of(node)}/root/run/nodeops/{service}")
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_deploy_fresh_then_nothing_then_upgrade(dep):
+    values = set_sentinel_secrets(dep, "cl2")
+    inv = load_inventory(dep.inventory_file)
+    with Watch(dep, [n.name for n in inv.nodes]) as watch:
+        first = fab("deploy", "--env", NAME)
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out
+    for service in inv.services.values():
+        active, standby = service.nodes  # a fresh pair: the preferred active took the lease
+        with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
+            assert resp.status == 200
+        assert files_on(dep, active.name, service.name) == []  # every secret file shredded
+        assert files_on(dep, standby.name, service.name) == [".api"]  # read only once it holds the lease
+
+    # The sentinel secrets worked (cl2 booted against PostgreSQL with them) and leaked nowhere.
+    for value in values.values():
+        for form in (value, SENTINEL):
+            assert form not in out
+            assert not any(form in argv for argv in watch.argvs), "a secret was in a process argument list"
+    assert watch.modes <= {"0o400"}, watch.modes  # never wider, not even for an instant
+    inspect = fab("exec", "--env", NAME, "--nodes", "cl2-a,cl2-b", "--command", "docker inspect nodeops-cl2")
+    assert inspect.returncode == 0 and SENTINEL not in inspect.stdout and "Sx9" not in inspect.stdout
+    grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", SENTINEL, str(ROOT), str(dep.dir),
+                           "/tmp", os.path.expanduser("~")], capture_output=True, text=True)  # fmt: skip
+    assert grep.stdout == "", f"a secret reached the operator's disk: {grep.stdout}"
+
+    again = fab("deploy", "--env", NAME, "--json")
+    assert again.returncode == 0, again.stderr
+    summary = events(again)[-1]["message"]
+    assert summary == "deployed 2 service(s): 0 changed, 2 unchanged"
+
+    # Version 2 over version 1: standby first, one planned handover, never two actives.
+    doc = yaml.safe_load(dep.inventory_file.read_text())
+    doc["services"]["cl1"]["image"] = doc["services"]["cl1"]["image"].replace(":2.10.0", ":2.11.0")
+    upgraded = dep.inventory_file.with_name(f"{NAME}-upgrade.yaml")
+    upgraded.write_text(yaml.safe_dump(doc))
+    service = inv.services["cl1"]
+    gaps, both, samples = [], [], []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with Fleet(inv) as fleet:
+            down_since, deadline = None, time.monotonic() + 300
+            while not stop.is_set() and time.monotonic() < deadline:
+                t = time.monotonic()
+                up = [(r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200 for n in service.nodes]
+                try:
+                    with urllib.request.urlopen(service.load_balancer, timeout=1) as resp:
+                        lb = resp.status == 200
+                except (urllib.error.URLError, OSError):
+                    lb = False
+                samples.append(lb)
+                if all(up):
+                    both.append(t)
+                if not lb and down_since is None:
+                    down_since = t
+                elif lb and down_since is not None:
+                    gaps.append(t - down_since)
+                    down_since = None
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        upgrade = fab("deploy", "--inventory", str(upgraded), "--service", "cl1", "--json")
+        time.sleep(1)
+        assert thread.is_alive(), "the probe died: the upgrade was not watched"
+        watched = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        upgraded.unlink()
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert len(samples) >= watched / 0.1 * 0.5, (len(samples), watched)  # sampled all along, about every 100 ms
+    assert not both, "two nodes served at once"
+    assert len(gaps) <= 1, gaps
+    print(f"\nupgrade 2.10.0 -> 2.11.0: load balancer gap {max(gaps, default=0):.2f}s over {len(samples)} samples")
+    versions = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--json", "--command",
+                   "docker inspect --format '{{index .Config.Labels \"io.nodeops.version\"}}' nodeops-cl1")  # fmt: skip
+    assert {e["stdout"].strip() for e in events(versions) if e["event"] == "host"} == {"2.11.0"}
+
+
+def test_v1_profile_deploys_and_runs(dep):
+    doc = yaml.safe_load(dep.inventory_file.read_text())
+    doc["services"]["cl2"]["variables"]["PROFILE"] = "v1"
+    v1 = dep.inventory_file.with_name(f"{NAME}-v1.yaml")
+    v1.write_text(yaml.safe_dump(doc))
+    try:
+        res = fab("deploy", "--inventory", str(v1), "--service", "cl2")
+    finally:
+        v1.unlink()
+    assert res.returncode == 0, res.stdout + res.stderr
+    service = load_inventory(dep.inventory_file).services["cl2"]
+    with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
+        assert json.load(resp)["meta"]["profile"] == "v1"

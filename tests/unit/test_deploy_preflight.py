@@ -1,0 +1,83 @@
+"""fab deploy refuses bad input before it touches any host (exit 2).
+
+The inventory's bastion is 127.0.0.1 port 9, where nothing listens: had the
+task tried to connect first, it would fail with exit 1 instead.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fab
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp"
+ENV = {
+    "NODEOPS_CL_DB_PASSWORD": "Aa1!aaaaaaaaaaaaaaaa",
+    "NODEOPS_CL_DB_USERNAME": "cl",
+    "NODEOPS_CL_WALLET_PASSWORD": "Bb2!bbbbbbbbbbbbbbbb",
+    "NODEOPS_CL_API_USERNAME": "ops@example.com",
+    "NODEOPS_CL_API_PASSWORD": "Cc3!cccccccccccccccc",
+}
+
+
+def inventory(role: str = "chainlink", wallet: str = "cl/wallet") -> str:
+    return textwrap.dedent(f"""\
+        environment: t
+        bastion: {{host: 127.0.0.1, port: 9, user: root, host_key: "{KEY}"}}
+        ssh: {{user: root, connect_timeout: 2}}
+        secret_backends: {{ci: {{kind: env, prefix: NODEOPS_}}}}
+        services:
+          cl:
+            role: {role}
+            image: smartcontract/chainlink:2.10.0
+            variables: {{DATABASE_HOST: 10.0.0.9, DATABASE_NAME: cl}}
+            secrets:
+              db: {{backend: ci, name: cl/db, key: password}}
+              db_user: {{backend: ci, name: cl/db, key: username}}
+              keystore: {{backend: ci, name: {wallet}, key: password}}
+              api_email: {{backend: ci, name: cl/api, key: username}}
+              api_password: {{backend: ci, name: cl/api, key: password}}
+            nodes:
+              - {{name: a, host: 10.0.0.1, preferred: active, host_key: "{KEY}"}}
+              - {{name: b, host: 10.0.0.2, preferred: standby, host_key: "{KEY}"}}
+        """)
+
+
+def deploy(tmp_path: Path, text: str, monkeypatch) -> tuple[int, str]:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    res = fab("deploy", "--inventory", str(path))
+    return res.returncode, res.stdout + res.stderr
+
+
+def test_good_input_gets_as_far_as_the_bastion(tmp_path, monkeypatch):
+    code, out = deploy(tmp_path, inventory(), monkeypatch)
+    assert code == 1 and "bastion (127.0.0.1:9): cannot connect" in out  # the control: preflight passed
+
+
+@pytest.mark.parametrize(
+    ("text", "override", "fragment"),
+    [
+        (inventory(role="besu"), None, "services.cl.role: unknown role 'besu'"),
+        (inventory(wallet="cl/nope"), None, "services.cl.secrets.keystore"),
+        (inventory(), "{{ vars.NO_SUCH_VARIABLE }}", "NO_SUCH_VARIABLE"),
+    ],
+    ids=["unknown-role", "missing-secret", "bad-template-variable"],
+)
+def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, fragment):
+    if override:  # an operator's override of one template, next to the inventory
+        templates = tmp_path / "roles" / "chainlink" / "templates" / "v2"
+        templates.mkdir(parents=True)
+        (templates / "config.toml.j2").write_text(override + "\n")
+        (tmp_path / "roles" / "chainlink" / "role.yaml").write_text(
+            (Path(__file__).parents[2] / "roles" / "chainlink" / "role.yaml").read_text())  # fmt: skip
+    code, out = deploy(tmp_path, text, monkeypatch)
+    assert code == 2, out
+    assert fragment in out and "cannot connect" not in out and "Traceback" not in out
+    assert out.count("\n") == 1
+    assert not any(value in out for name, value in ENV.items() if name.endswith("PASSWORD"))
