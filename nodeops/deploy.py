@@ -219,11 +219,24 @@ class ServiceDeploy:
         previous = cmd.previous_name(self.service.name)
         self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)), check=False)
         if not self.inspect(node, previous):
+            self.shred(node, self.job.all_files)
             return f"{why}; no previous container to roll back to"
         self.upload(node)  # its files were shredded; the secrets have not changed
         self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name), cmd.start(self.runtime, self.name)))
         self.say(node, "rolled back to the previous container")
+        self.settle(node)
         return f"{why}; rolled back to the previous container"
+
+    def settle(self, name: str) -> None:
+        """After a rollback: shred what the restored node has read once it waits (stably: its log
+        may still hold the last run's lines) or serves, and everything if it does neither. No
+        file outlives a run, failed or not."""
+        node = next(n for n in self.service.nodes if n.name == name)
+        try:
+            self.await_waiting(node)
+        except OperationFailed:
+            return self.shred(name, self.job.all_files)  # it serves (all read), or it is down
+        self.shred(name, self.job.files_read("start"))
 
     def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT) -> float:
         started = time.monotonic()
@@ -279,7 +292,8 @@ class ServiceDeploy:
             self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
             self.await_serving(old)
             self.shred(old.name, self.job.all_files)
-            raise OperationFailed(f"{exc}; the old active {old.name} was started again and serves") from None
+            undone = self.rollback(new.name, f"{exc}; the old active {old.name} was started again and serves")
+            raise OperationFailed(undone) from None
         took = time.monotonic() - t0
         self.say(new.name, f"took over from {old.name} in {took:.2f}s", handover_seconds=round(took, 3))
         self.shred(new.name, self.job.files_read("lease"))
@@ -306,8 +320,6 @@ class ServiceDeploy:
                         self.shred(step.node, self.job.files_read("start"))
                 except OperationFailed as exc:
                     raise OperationFailed(self.rollback(step.node, str(exc))) from None
-            if step.action in ("await-serving", "await-waiting"):
-                self.x(step.node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
 
     # -- verify ------------------------------------------------------------------
     def verify(self) -> dict:
@@ -356,6 +368,8 @@ class ServiceDeploy:
             return {"service": self.service.name, "changed": False, "planned": [s.describe() for s in plan.steps]}
         self.execute(plan)
         result = self.verify()
+        for node in self.conns:  # kept until now: any failure above could roll back to them
+            self.x(node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
         return {"service": self.service.name, "changed": plan.changes, **result}
 

@@ -162,6 +162,10 @@ class Lab:
         config.write_text(sshd_config(plan, host, str(hdir), str(authorized)))
         if daemons.running(f"{host.name}/sshd"):
             return None
+        # sshd carries the host's namespaces: a new one is a rebooted host, whose
+        # engine and containers (left in the old namespaces) go with the old one.
+        daemons.stop([f"{host.name}/engine"])
+        self._kill_container_leftovers(host.name)
         for private, mode in (("root", 0o700), ("tmp", 0o1777)):
             (hdir / private).mkdir(exist_ok=True)
             (hdir / private).chmod(mode)
@@ -180,7 +184,8 @@ class Lab:
         return self.sshd_pid_of(host.name)
 
     def sshd_pid_of(self, host: str) -> int:
-        return self.state["daemons"][f"{host}/sshd"]["pid"]
+        """The pid whose namespaces are the host's (outside up/down, read from the state file)."""
+        return (self.state or self.load_state())["daemons"][f"{host}/sshd"]["pid"]
 
     def _ensure_engine(self, daemons: Daemons, host: LabHost) -> Started | None:
         """The node's podman, serving the Docker API inside the node's namespaces."""

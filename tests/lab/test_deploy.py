@@ -126,7 +126,9 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
         for form in (value, SENTINEL):
             assert form not in out
             assert not any(form in argv for argv in watch.argvs), "a secret was in a process argument list"
-    assert watch.modes <= {"0o400"}, watch.modes  # never wider, not even for an instant
+    # Never a group or world bit, not even for an instant (`install` creates the empty file 0600,
+    # then sets 0400 and the owner; the content is written after).
+    assert watch.modes and watch.modes <= {"0o400", "0o600"}, watch.modes
     inspect = fab("exec", "--env", NAME, "--nodes", "cl2-a,cl2-b", "--command", "docker inspect nodeops-cl2")
     assert inspect.returncode == 0 and SENTINEL not in inspect.stdout and "Sx9" not in inspect.stdout
     grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", SENTINEL, str(ROOT), str(dep.dir),
@@ -141,7 +143,7 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     # Version 2 over version 1: standby first, one planned handover, never two actives.
     doc = yaml.safe_load(dep.inventory_file.read_text())
     doc["services"]["cl1"]["image"] = doc["services"]["cl1"]["image"].replace(":2.10.0", ":2.11.0")
-    upgraded = dep.inventory_file.with_name(f"{NAME}-upgrade.yaml")
+    upgraded = dep.inventory_file  # as an operator would: edit the inventory, deploy
     upgraded.write_text(yaml.safe_dump(doc))
     service = inv.services["cl1"]
     gaps, both, samples = [], [], []
@@ -179,15 +181,34 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     finally:
         stop.set()
         thread.join(timeout=10)
-        upgraded.unlink()
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     assert len(samples) >= watched / 0.1 * 0.5, (len(samples), watched)  # sampled all along, about every 100 ms
     assert not both, "two nodes served at once"
     assert len(gaps) <= 1, gaps
     print(f"\nupgrade 2.10.0 -> 2.11.0: load balancer gap {max(gaps, default=0):.2f}s over {len(samples)} samples")
-    versions = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--json", "--command",
-                   "docker inspect --format '{{index .Config.Labels \"io.nodeops.version\"}}' nodeops-cl1")  # fmt: skip
-    assert {e["stdout"].strip() for e in events(versions) if e["event"] == "host"} == {"2.11.0"}
+    assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
+
+
+def test_a_failed_handover_brings_back_the_old_active_and_the_old_standby(dep):
+    """A downgrade: the new standby waits fine, but at the handover the node refuses a database
+    that a newer version migrated (as the real node does). Both nodes must end as they were."""
+    downgrade = variant(dep, "downgrade", lambda d: d["services"]["cl1"].update(
+        image=d["services"]["cl1"]["image"].replace(":2.11.0", ":2.10.0")))  # fmt: skip
+    try:
+        res = fab("deploy", "--inventory", str(downgrade), "--service", "cl1")
+    finally:
+        downgrade.unlink()
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert "lower than database version" in out and "was started again and serves" in out
+    assert "rolled back to the previous container" in out
+    assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
+    left = files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
+    assert left in ([], [".api"]), left  # at most the standby's .api: nothing the failed run wrote
+    with urllib.request.urlopen(load_inventory(dep.inventory_file).services["cl1"].load_balancer, timeout=5) as r:
+        assert r.status == 200
+    again = fab("deploy", "--env", NAME, "--service", "cl1", "--json")  # and the pair is sound
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_v1_profile_deploys_and_runs(dep):
@@ -203,3 +224,67 @@ def test_v1_profile_deploys_and_runs(dep):
     service = load_inventory(dep.inventory_file).services["cl2"]
     with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
         assert json.load(resp)["meta"]["profile"] == "v1"
+
+
+def variant(dep: Lab, suffix: str, edit) -> Path:
+    doc = yaml.safe_load(dep.inventory_file.read_text())
+    edit(doc)
+    path = dep.inventory_file.with_name(f"{NAME}-{suffix}.yaml")
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
+    """A label of the service's container, per node (config hash, version, ...)."""
+    template = f'{{{{index .Config.Labels "io.nodeops.{label}"}}}}'
+    res = fab("exec", "--env", NAME, "--nodes", nodes, "--json", "--command",
+              f"docker inspect --format '{template}' nodeops-{service}")  # fmt: skip
+    return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
+
+
+def test_leftovers_of_an_interrupted_run_are_shredded_by_the_next(dep):
+    planted = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--command",
+                  "echo leftover > /run/nodeops/cl1/secrets.toml")  # fmt: skip
+    assert planted.returncode == 0
+    res = fab("deploy", "--env", NAME, "--service", "cl1", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert events(res)[-1]["message"] == "deployed 1 service(s): 0 changed, 1 unchanged"
+    assert "secrets.toml" not in files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
+
+
+def test_a_node_that_does_not_come_up_is_rolled_back(dep):
+    before = labels("cl1", "cl1-a,cl1-b")
+    # A refresh interval above half the lease: the node refuses to start, as the real one does.
+    broken = variant(dep, "broken", lambda d: d["services"]["cl1"]["variables"].update(LEASE_REFRESH_INTERVAL="9s"))
+    try:
+        res = fab("deploy", "--inventory", str(broken), "--service", "cl1")
+    finally:
+        broken.unlink()
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert "cl1-" in out and "not a waiting standby" in out and "rolled back to the previous container" in out
+    assert "Traceback" not in out
+    assert labels("cl1", "cl1-a,cl1-b") == before  # both nodes run what they ran before
+    left = files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
+    assert left in ([], [".api"]), left  # at most the standby's .api: nothing the failed run wrote
+    with urllib.request.urlopen(load_inventory(dep.inventory_file).services["cl1"].load_balancer, timeout=5) as r:
+        assert r.status == 200
+
+
+def test_an_unreachable_node_stops_the_run_before_any_change(dep):
+    before = labels("cl2", "cl2-a,cl2-b")
+    netns = f"nodeops-{NAME}-cl2-b"
+
+    def edit(doc: dict) -> None:
+        doc["services"]["cl2"]["variables"]["LOG_LEVEL"] = "debug"
+        doc["ssh"].update(connect_timeout=2, connect_retries=0)
+
+    changed = variant(dep, "unreachable", edit)
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+    try:
+        res = fab("deploy", "--inventory", str(changed), "--service", "cl2")
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+        changed.unlink()
+    assert res.returncode == 1 and "cl2-b" in res.stdout + res.stderr
+    assert labels("cl2", "cl2-a,cl2-b") == before  # nothing changed anywhere
