@@ -365,7 +365,7 @@ class ServiceDeploy:
         steps = [s.describe() for s in plan.steps]
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
         if dry_run:
-            return {"service": self.service.name, "changed": False, "planned": [s.describe() for s in plan.steps]}
+            return {"service": self.service.name, "changed": plan.changes, "planned": steps}
         self.execute(plan)
         result = self.verify()
         for node in self.conns:  # kept until now: any failure above could roll back to them

@@ -31,5 +31,11 @@ def deploy(c, env=None, inventory=None, service=None, dry_run=False, json_=False
     report = Reporter(json_ or not is_interactive())
     results = deploy_services(inv, jobs, report, dry_run=dry_run)
     changed = [r["service"] for r in results if r.get("changed")]
-    verb = "planned" if dry_run else "deployed"
-    report("", "", f"{verb} {len(results)} service(s): {len(changed)} changed, {len(results) - len(changed)} unchanged")
+    if dry_run:
+        report("", "", f"dry run: {len(results)} service(s), {len(changed)} would change; nothing was changed")
+    else:
+        report(
+            "",
+            "",
+            f"deployed {len(results)} service(s): {len(changed)} changed, {len(results) - len(changed)} unchanged",
+        )

@@ -18,7 +18,7 @@ from nodeops.inventory import load_inventory
 from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from nodeops.remote import Fleet
-from tests.conftest import ROOT, fab
+from tests.conftest import FAB, ROOT, fab
 
 pytestmark = pytest.mark.lab
 
@@ -111,9 +111,12 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     values = set_sentinel_secrets(dep, "cl2")
     inv = load_inventory(dep.inventory_file)
     with Watch(dep, [n.name for n in inv.nodes]) as watch:
-        first = fab("deploy", "--env", NAME)
+        # under a pseudo-terminal, as a person runs it: the human progress lines, not JSON
+        tty = ["script", "--quiet", "--return", "--command", f"{FAB} deploy --env {NAME}", "/dev/null"]
+        first = subprocess.run(tty, cwd=ROOT, capture_output=True, text=True, timeout=600)
     out = first.stdout + first.stderr
     assert first.returncode == 0, out
+    assert "cl2-a" in out and "serving after" in out and not out.lstrip().startswith("{")
     for service in inv.services.values():
         active, standby = service.nodes  # a fresh pair: the preferred active took the lease
         with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
@@ -129,6 +132,8 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     # Never a group or world bit, not even for an instant (`install` creates the empty file 0600,
     # then sets 0400 and the owner; the content is written after).
     assert watch.modes and watch.modes <= {"0o400", "0o600"}, watch.modes
+    tmpfs = fab("exec", "--env", NAME, "--json", "--command", "stat --file-system --format %T /run/nodeops")
+    assert {e["stdout"].strip() for e in events(tmpfs) if e["event"] == "host"} == {"tmpfs"}
     inspect = fab("exec", "--env", NAME, "--nodes", "cl2-a,cl2-b", "--command", "docker inspect nodeops-cl2")
     assert inspect.returncode == 0 and SENTINEL not in inspect.stdout and "Sx9" not in inspect.stdout
     grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", SENTINEL, str(ROOT), str(dep.dir),
@@ -240,6 +245,20 @@ def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
     res = fab("exec", "--env", NAME, "--nodes", nodes, "--json", "--command",
               f"docker inspect --format '{template}' nodeops-{service}")  # fmt: skip
     return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(dep):
+    before = labels("cl1", "cl1-a,cl1-b")
+    changed = variant(dep, "dry", lambda d: d["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
+    try:
+        res = fab("deploy", "--inventory", str(changed), "--service", "cl1", "--dry-run", "--json")
+    finally:
+        changed.unlink()
+    assert res.returncode == 0, res.stdout + res.stderr
+    plan = next(e for e in events(res) if e["message"].startswith("plan:"))
+    assert plan["steps"][0].startswith("replace") and any(step.startswith("hand over") for step in plan["steps"])
+    assert events(res)[-1]["message"] == "dry run: 1 service(s), 1 would change; nothing was changed"
+    assert labels("cl1", "cl1-a,cl1-b") == before
 
 
 def test_leftovers_of_an_interrupted_run_are_shredded_by_the_next(dep):

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from nodeops.inventory import load_inventory
+from nodeops.render import render
+from nodeops.roles import profile_name, role_for
+from nodeops.secrets import Secret
 from tests.conftest import fab
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp"
@@ -81,3 +85,14 @@ def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, 
     assert fragment in out and "cannot connect" not in out and "Traceback" not in out
     assert out.count("\n") == 1
     assert not any(value in out for name, value in ENV.items() if name.endswith("PASSWORD"))
+
+
+def test_the_prod_example_gives_its_role_every_secret_and_renders():
+    """The shipped example is deployable as written, up to the secret values themselves."""
+    inv = load_inventory(Path(__file__).parents[2] / "inventory" / "prod.example.yaml")
+    service = inv.services["chainlink"]
+    role = role_for(inv, service)
+    assert set(role.secrets) <= set(service.secrets)
+    fake = {name: Secret(f"Example-{name}-Passw0rd!x", name) for name in service.secrets}
+    rendered = render(role, profile_name(role, service), service, fake)
+    assert b"sslmode=verify-full" in rendered.files["secrets.toml"].data

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Deploy benchmark: wall time of a fresh `fab deploy` of 1 / 4 / 16 pairs, and of a no-op re-run.
+
+Run as root from the repo root:  .venv/bin/python bench/deploy.py [--runs 3] [--sizes 1,4,16]
+It brings up a lab of its own (name "bdep", 10.221.0.0/16) with as many pairs
+as the largest size, times the whole `fab deploy` process, removes the
+containers between runs (so every run is a fresh start: pull, upload, start
+the active, wait for health, start the standby, wait, shred), and takes the
+lab down at the end. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAB = str(Path(sys.executable).with_name("fab"))
+NAME, CIDR = "bdep", "10.221.0.0/16"
+
+
+def fab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([FAB, *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def timed(*args: str) -> float:
+    started = time.perf_counter()
+    res = fab(*args)
+    took = time.perf_counter() - started
+    if res.returncode:
+        sys.exit(f"fab {' '.join(args)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", default="1,4,16")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    up = fab("lab.up", "--name", NAME, "--nodes", str(2 * max(sizes)), "--cidr", CIDR)
+    if up.returncode:
+        print(up.stderr, file=sys.stderr)
+        return 1
+    try:
+        print(f"fab deploy, {args.runs} runs per size (seconds, whole process; fresh = no container before)")
+        print(f"{'pairs':>6} {'fresh median':>13} {'min':>7} {'max':>7} {'no-op median':>13}")
+        for size in sizes:
+            services = ",".join(f"cl{i + 1}" for i in range(size))
+            nodes = ",".join(f"cl{i + 1}-{x}" for i in range(size) for x in "ab")
+            fresh, noop = [], []
+            for _ in range(args.runs):
+                fab("exec", "--env", NAME, "--nodes", nodes, "--command",
+                    "docker rm -f $(docker ps -aq --filter label=io.nodeops.service) 2>/dev/null; true")  # fmt: skip
+                fresh.append(timed("deploy", "--env", NAME, "--service", services, "--json"))
+                noop.append(timed("deploy", "--env", NAME, "--service", services, "--json"))
+            print(f"{size:>6} {statistics.median(fresh):>13.2f} {min(fresh):>7.2f} {max(fresh):>7.2f} "
+                  f"{statistics.median(noop):>13.2f}")  # fmt: skip
+    finally:
+        fab("lab.down", "--name", NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
