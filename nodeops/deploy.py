@@ -54,7 +54,11 @@ POLL = 0.2
 
 
 class Redactor:
-    """Masks every form a secret value can take in text shown to a person or a log."""
+    """Masks every form a secret value can take in text shown to a person or a log.
+
+    Values under 4 characters (a short user name) are not hunted: they would
+    mask unrelated text, and no password the node accepts is that short.
+    """
 
     def __init__(self, secrets: Iterable[Secret]) -> None:
         forms = set()
@@ -133,6 +137,7 @@ class ServiceDeploy:
         self.runtime = job.service.runtime
         self.name = cmd.container_name(job.service.name)
         self.conns: dict[str, PinnedConnection] = {}
+        self.digest: str | None = None  # of the image as pulled, recorded on the containers
 
     # -- plumbing ----------------------------------------------------------------
     def say(self, node: str, message: str, **data) -> None:
@@ -168,19 +173,22 @@ class ServiceDeploy:
             if fs.stdout.strip() != "tmpfs":
                 raise Unsafe(f"{self.service.name} {node.name}: {cmd.FILES_ROOT} is on {fs.stdout.strip()}, not RAM "
                              "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
-            self.say(node.name, f"pull {image}")
             self.x(node.name, cmd.sh(cmd.pull(self.runtime, image)))
-            ids.add(self.x(node.name, cmd.sh(cmd.image_id(self.runtime, image))).stdout.split()[0])
+            found = cmd.parse_image_id(self.x(node.name, cmd.sh(cmd.image_id(self.runtime, image))).stdout, image)
+            self.say(node.name, f"pulled {image} ({found[1] or 'no registry digest'})", digest=found[1])
+            ids.add(found)
         if len(ids) != 1:
             raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
+        image_id, self.digest = ids.pop()
         states = {n.name: NodeState(n, self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
-        return states, Desired(image, ids.pop(), self.job.rendered.config_hash)
+        return states, Desired(image, image_id, self.job.rendered.config_hash)
 
     # -- steps -------------------------------------------------------------------
     def run_spec(self) -> cmd.RunSpec:
         role, r = self.job.role, self.job.rendered
         labels = {"service": self.service.name, "role": role.name, "profile": self.job.profile,
-                  "version": self.service.image.rsplit(":", 1)[-1], "config": r.config_hash}  # fmt: skip
+                  "version": cmd.image_tag(self.service.image), "config": r.config_hash,
+                  "digest": self.digest or "none"}  # fmt: skip
         return cmd.RunSpec(
             runtime=self.runtime, service=self.service.name, image=self.service.image, command=r.command,
             user=role.user, port=role.port, mount=role.mount, labels=labels, restart=self.service.restart,
@@ -338,9 +346,9 @@ class ServiceDeploy:
                 extra = {line.split()[0] for line in left if line.strip()} - allowed
                 if extra:
                     self.shred(name, sorted(extra))  # what an interrupted run left behind
-            env = self.x(name, cmd.sh(cmd.inspect(self.runtime, self.name))).stdout
-            if self.job.profile != "v1" and self.job.redact.leaks(env):
-                raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's configuration")
+            exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
+            if self.job.profile != "v1" and self.job.redact.leaks(exposed):
+                raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
         if self.service.load_balancer:
             self.check_load_balancer()
         return {"active": active[0]}

@@ -24,6 +24,8 @@ class Container:
     image_id: str
     labels: Mapping[str, str] = field(default_factory=dict)
     exit_code: int = 0
+    env: tuple[str, ...] = ()  # KEY=value, as the container process sees them
+    args: tuple[str, ...] = ()  # entrypoint + command line
 
     def label(self, key: str) -> str | None:
         return self.labels.get(f"io.nodeops.{key}")
@@ -36,13 +38,16 @@ def parse_inspect(text: str) -> Container | None:
         return None
     c = items[0]
     state = c.get("State", {})
+    config = c.get("Config") or {}
     return Container(
         name=c.get("Name", "").lstrip("/"),
         running=bool(state.get("Running")) and not state.get("Restarting"),
         status=state.get("Status", "unknown"),
         image_id=c.get("Image", ""),
-        labels=dict((c.get("Config") or {}).get("Labels") or {}),
+        labels=dict(config.get("Labels") or {}),
         exit_code=int(state.get("ExitCode") or 0),
+        env=tuple(config.get("Env") or ()),
+        args=(*(config.get("Entrypoint") or ()), *(config.get("Cmd") or ())),
     )
 
 

@@ -6,6 +6,7 @@ command's stdin (see ``write_file``), never in an argument.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,21 @@ def run(spec: RunSpec) -> tuple[str, ...]:
     if spec.env_file:
         argv += ["--env-file", f"{files_dir(spec.service)}/{spec.env_file}"]
     return (*argv, spec.image, *spec.command)
+
+
+def image_tag(image: str) -> str:
+    """The tag of an image reference: `reg:5000/repo:2.10.0@sha256:...` -> 2.10.0 (`latest` when none)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else "latest"
+
+
+def parse_image_id(output: str, image: str) -> tuple[str, str | None]:
+    """(image id, repository digest) from ``image_id``'s output; the digest is None for a local-only image."""
+    image_id, _, digests = output.strip().partition(" ")
+    repository = image.split("@", 1)[0].rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    found = [d for d in json.loads(digests or "[]") if d.split("@", 1)[0] == repository]
+    return image_id, (found[0].split("@", 1)[1] if found else None)
 
 
 def pull(runtime: str, image: str) -> tuple[str, ...]:

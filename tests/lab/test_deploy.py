@@ -107,6 +107,36 @@ def files_on(lab: Lab, node: str, service: str) -> list[str]:
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
+def variant(dep: Lab, suffix: str, edit) -> Path:
+    doc = yaml.safe_load(dep.inventory_file.read_text())
+    edit(doc)
+    path = dep.inventory_file.with_name(f"{NAME}-{suffix}.yaml")
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def deploy_with(dep: Lab, suffix: str, edit, *args: str) -> subprocess.CompletedProcess:
+    """`fab deploy ARGS` with a variant of the lab inventory (``edit`` applied); the variant is removed after."""
+    path = variant(dep, suffix, edit)
+    try:
+        return fab("deploy", "--inventory", str(path), *args)
+    finally:
+        path.unlink()
+
+
+def lb_answers(dep: Lab, service: str) -> bool:
+    with urllib.request.urlopen(load_inventory(dep.inventory_file).services[service].load_balancer, timeout=5) as r:
+        return r.status == 200
+
+
+def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
+    """A label of the service's container, per node (config hash, version, ...)."""
+    template = f'{{{{index .Config.Labels "io.nodeops.{label}"}}}}'
+    res = fab("exec", "--env", NAME, "--nodes", nodes, "--json", "--command",
+              f"docker inspect --format '{template}' nodeops-{service}")  # fmt: skip
+    return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
+
+
 def test_deploy_fresh_then_nothing_then_upgrade(dep):
     values = set_sentinel_secrets(dep, "cl2")
     inv = load_inventory(dep.inventory_file)
@@ -197,12 +227,8 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
 def test_a_failed_handover_brings_back_the_old_active_and_the_old_standby(dep):
     """A downgrade: the new standby waits fine, but at the handover the node refuses a database
     that a newer version migrated (as the real node does). Both nodes must end as they were."""
-    downgrade = variant(dep, "downgrade", lambda d: d["services"]["cl1"].update(
-        image=d["services"]["cl1"]["image"].replace(":2.11.0", ":2.10.0")))  # fmt: skip
-    try:
-        res = fab("deploy", "--inventory", str(downgrade), "--service", "cl1")
-    finally:
-        downgrade.unlink()
+    res = deploy_with(dep, "downgrade", lambda d: d["services"]["cl1"].update(
+        image=d["services"]["cl1"]["image"].replace(":2.11.0", ":2.10.0")), "--service", "cl1")  # fmt: skip
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     assert "lower than database version" in out and "was started again and serves" in out
@@ -210,50 +236,23 @@ def test_a_failed_handover_brings_back_the_old_active_and_the_old_standby(dep):
     assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
     left = files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
     assert left in ([], [".api"]), left  # at most the standby's .api: nothing the failed run wrote
-    with urllib.request.urlopen(load_inventory(dep.inventory_file).services["cl1"].load_balancer, timeout=5) as r:
-        assert r.status == 200
+    assert lb_answers(dep, "cl1")
     again = fab("deploy", "--env", NAME, "--service", "cl1", "--json")  # and the pair is sound
     assert again.returncode == 0, again.stdout + again.stderr
 
 
 def test_v1_profile_deploys_and_runs(dep):
-    doc = yaml.safe_load(dep.inventory_file.read_text())
-    doc["services"]["cl2"]["variables"]["PROFILE"] = "v1"
-    v1 = dep.inventory_file.with_name(f"{NAME}-v1.yaml")
-    v1.write_text(yaml.safe_dump(doc))
-    try:
-        res = fab("deploy", "--inventory", str(v1), "--service", "cl2")
-    finally:
-        v1.unlink()
+    res = deploy_with(dep, "v1", lambda d: d["services"]["cl2"]["variables"].update(PROFILE="v1"), "--service", "cl2")
     assert res.returncode == 0, res.stdout + res.stderr
     service = load_inventory(dep.inventory_file).services["cl2"]
     with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
         assert json.load(resp)["meta"]["profile"] == "v1"
 
 
-def variant(dep: Lab, suffix: str, edit) -> Path:
-    doc = yaml.safe_load(dep.inventory_file.read_text())
-    edit(doc)
-    path = dep.inventory_file.with_name(f"{NAME}-{suffix}.yaml")
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
-    """A label of the service's container, per node (config hash, version, ...)."""
-    template = f'{{{{index .Config.Labels "io.nodeops.{label}"}}}}'
-    res = fab("exec", "--env", NAME, "--nodes", nodes, "--json", "--command",
-              f"docker inspect --format '{template}' nodeops-{service}")  # fmt: skip
-    return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
-
-
 def test_dry_run_prints_the_plan_and_changes_nothing(dep):
     before = labels("cl1", "cl1-a,cl1-b")
-    changed = variant(dep, "dry", lambda d: d["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
-    try:
-        res = fab("deploy", "--inventory", str(changed), "--service", "cl1", "--dry-run", "--json")
-    finally:
-        changed.unlink()
+    res = deploy_with(dep, "dry", lambda d: d["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"),
+                      "--service", "cl1", "--dry-run", "--json")  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
     plan = next(e for e in events(res) if e["message"].startswith("plan:"))
     assert plan["steps"][0].startswith("replace") and any(step.startswith("hand over") for step in plan["steps"])
@@ -274,11 +273,8 @@ def test_leftovers_of_an_interrupted_run_are_shredded_by_the_next(dep):
 def test_a_node_that_does_not_come_up_is_rolled_back(dep):
     before = labels("cl1", "cl1-a,cl1-b")
     # A refresh interval above half the lease: the node refuses to start, as the real one does.
-    broken = variant(dep, "broken", lambda d: d["services"]["cl1"]["variables"].update(LEASE_REFRESH_INTERVAL="9s"))
-    try:
-        res = fab("deploy", "--inventory", str(broken), "--service", "cl1")
-    finally:
-        broken.unlink()
+    res = deploy_with(dep, "broken", lambda d: d["services"]["cl1"]["variables"].update(LEASE_REFRESH_INTERVAL="9s"),
+                      "--service", "cl1")  # fmt: skip
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     assert "cl1-" in out and "not a waiting standby" in out and "rolled back to the previous container" in out
@@ -286,8 +282,7 @@ def test_a_node_that_does_not_come_up_is_rolled_back(dep):
     assert labels("cl1", "cl1-a,cl1-b") == before  # both nodes run what they ran before
     left = files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
     assert left in ([], [".api"]), left  # at most the standby's .api: nothing the failed run wrote
-    with urllib.request.urlopen(load_inventory(dep.inventory_file).services["cl1"].load_balancer, timeout=5) as r:
-        assert r.status == 200
+    assert lb_answers(dep, "cl1")
 
 
 def test_an_unreachable_node_stops_the_run_before_any_change(dep):
@@ -298,12 +293,10 @@ def test_an_unreachable_node_stops_the_run_before_any_change(dep):
         doc["services"]["cl2"]["variables"]["LOG_LEVEL"] = "debug"
         doc["ssh"].update(connect_timeout=2, connect_retries=0)
 
-    changed = variant(dep, "unreachable", edit)
     subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
     try:
-        res = fab("deploy", "--inventory", str(changed), "--service", "cl2")
+        res = deploy_with(dep, "unreachable", edit, "--service", "cl2")
     finally:
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
-        changed.unlink()
     assert res.returncode == 1 and "cl2-b" in res.stdout + res.stderr
     assert labels("cl2", "cl2-a,cl2-b") == before  # nothing changed anywhere

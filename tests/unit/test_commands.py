@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
 from nodeops.commands import node as cmd
 
 
@@ -54,3 +56,22 @@ def test_simple_commands():
     assert cmd.rename("docker", "a", "b") == ("docker", "rename", "a", "b")
     assert cmd.filesystem_type("/run/nodeops") == ("stat", "--file-system", "--format", "%T", "/run/nodeops")
     assert cmd.sh(("echo", "a b"), ("true",)) == "echo 'a b' && true"
+
+
+@pytest.mark.parametrize(
+    ("image", "tag"),
+    [
+        ("smartcontract/chainlink:2.10.0", "2.10.0"),
+        ("reg:5000/smartcontract/chainlink:2.11.0", "2.11.0"),
+        ("reg:5000/smartcontract/chainlink", "latest"),
+        ("smartcontract/chainlink:2.10.0@sha256:" + "a" * 64, "2.10.0"),
+    ],
+)
+def test_image_tag(image, tag):
+    assert cmd.image_tag(image) == tag
+
+
+def test_parse_image_id_picks_the_digest_of_this_repository():
+    out = 'sha256:123 ["other/repo@sha256:999","reg:5000/smartcontract/chainlink@sha256:abc"]\n'
+    assert cmd.parse_image_id(out, "reg:5000/smartcontract/chainlink:2.10.0") == ("sha256:123", "sha256:abc")
+    assert cmd.parse_image_id("sha256:123 []", "local/image:1") == ("sha256:123", None)

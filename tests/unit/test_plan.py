@@ -74,9 +74,11 @@ def test_single_node_service():
 def test_parse_inspect():
     doc = [{"Name": "/nodeops-svc", "Image": "sha256:abc",
             "State": {"Running": True, "Restarting": False, "Status": "running", "ExitCode": 0},
-            "Config": {"Labels": {"io.nodeops.config": "h"}}}]  # fmt: skip
+            "Config": {"Labels": {"io.nodeops.config": "h"}, "Env": ["PATH=/bin"], "Entrypoint": ["chainlink"],
+                       "Cmd": ["node", "start"]}}]  # fmt: skip
     got = parse_inspect(json.dumps(doc))
     assert (got.name, got.running, got.image_id, got.label("config")) == ("nodeops-svc", True, "sha256:abc", "h")
+    assert (got.env, got.args) == (("PATH=/bin",), ("chainlink", "node", "start"))
     doc[0]["State"]["Restarting"] = True
     assert not parse_inspect(json.dumps(doc)).running  # a restart loop is not "running"
     assert parse_inspect("[]") is None
