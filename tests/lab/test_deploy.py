@@ -241,14 +241,6 @@ def test_a_failed_handover_brings_back_the_old_active_and_the_old_standby(dep):
     assert again.returncode == 0, again.stdout + again.stderr
 
 
-def test_v1_profile_deploys_and_runs(dep):
-    res = deploy_with(dep, "v1", lambda d: d["services"]["cl2"]["variables"].update(PROFILE="v1"), "--service", "cl2")
-    assert res.returncode == 0, res.stdout + res.stderr
-    service = load_inventory(dep.inventory_file).services["cl2"]
-    with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
-        assert json.load(resp)["meta"]["profile"] == "v1"
-
-
 def test_dry_run_prints_the_plan_and_changes_nothing(dep):
     before = labels("cl1", "cl1-a,cl1-b")
     res = deploy_with(dep, "dry", lambda d: d["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"),
@@ -270,19 +262,20 @@ def test_leftovers_of_an_interrupted_run_are_shredded_by_the_next(dep):
     assert "secrets.toml" not in files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
 
 
-def test_a_node_that_does_not_come_up_is_rolled_back(dep):
-    before = labels("cl1", "cl1-a,cl1-b")
+def test_a_node_that_does_not_come_up_is_rolled_back_and_the_error_holds_no_secret(dep):
+    """On cl2, whose secrets are the sentinels: the failure path must not print them either."""
+    before = labels("cl2", "cl2-a,cl2-b")
     # A refresh interval above half the lease: the node refuses to start, as the real one does.
-    res = deploy_with(dep, "broken", lambda d: d["services"]["cl1"]["variables"].update(LEASE_REFRESH_INTERVAL="9s"),
-                      "--service", "cl1")  # fmt: skip
+    res = deploy_with(dep, "broken", lambda d: d["services"]["cl2"]["variables"].update(LEASE_REFRESH_INTERVAL="9s"),
+                      "--service", "cl2")  # fmt: skip
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
-    assert "cl1-" in out and "not a waiting standby" in out and "rolled back to the previous container" in out
-    assert "Traceback" not in out
-    assert labels("cl1", "cl1-a,cl1-b") == before  # both nodes run what they ran before
-    left = files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
+    assert "cl2-" in out and "not a waiting standby" in out and "rolled back to the previous container" in out
+    assert "Traceback" not in out and SENTINEL not in out and "Sx9" not in out
+    assert labels("cl2", "cl2-a,cl2-b") == before  # both nodes run what they ran before
+    left = files_on(dep, "cl2-a", "cl2") + files_on(dep, "cl2-b", "cl2")
     assert left in ([], [".api"]), left  # at most the standby's .api: nothing the failed run wrote
-    assert lb_answers(dep, "cl1")
+    assert lb_answers(dep, "cl2")
 
 
 def test_an_unreachable_node_stops_the_run_before_any_change(dep):
@@ -300,3 +293,11 @@ def test_an_unreachable_node_stops_the_run_before_any_change(dep):
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
     assert res.returncode == 1 and "cl2-b" in res.stdout + res.stderr
     assert labels("cl2", "cl2-a,cl2-b") == before  # nothing changed anywhere
+
+
+def test_v1_profile_deploys_and_runs(dep):
+    res = deploy_with(dep, "v1", lambda d: d["services"]["cl2"]["variables"].update(PROFILE="v1"), "--service", "cl2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    service = load_inventory(dep.inventory_file).services["cl2"]
+    with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
+        assert json.load(resp)["meta"]["profile"] == "v1"
