@@ -27,6 +27,7 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -95,6 +96,49 @@ class Reporter:
                 self.write(f"{elapsed:7.1f}s  {service:<12} {node or '-':<12} {message}")
 
 
+class OutageProbe:
+    """Samples a check every 100 ms while a handover runs; the outage is the longest run of
+    failed samples, from the last good one before it to the first good one after."""
+
+    def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600) -> None:
+        self.check, self.interval, self.limit = check, interval, limit
+        self.samples: list[tuple[float, bool]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + self.limit  # bounded, whatever happens to the caller
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            t = time.monotonic()
+            try:
+                ok = self.check()
+            except Exception:  # noqa: BLE001 (a probe that dies would measure nothing: any failure is a bad sample)
+                ok = False
+            self.samples.append((t, ok))
+            time.sleep(max(0.0, self.interval - (time.monotonic() - t)))
+
+    def __enter__(self) -> OutageProbe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    @property
+    def outage(self) -> float:
+        """Last good sample to first good sample across the longest run of failures (0 if none failed)."""
+        worst, last_good, failed_since = 0.0, None, False
+        for t, ok in self.samples:
+            if not ok:
+                failed_since = True
+            elif last_good is not None and failed_since:
+                worst = max(worst, t - last_good)
+            if ok:
+                last_good, failed_since = t, False
+        return worst
+
+
 @dataclass(frozen=True)
 class Job:
     """One service, everything known before any host is touched."""
@@ -160,13 +204,17 @@ class ServiceDeploy:
         reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
         return reply is not None and reply[0] == 200
 
+    def connect_all(self) -> None:
+        """Every node of the service, or the run stops here, before anything changed."""
+        for node in self.service.nodes:
+            conn, _ = self.fleet.connect(node)
+            self.conns[node.name] = conn
+
     # -- observe -----------------------------------------------------------------
     def observe(self) -> tuple[dict[str, NodeState], Desired]:
         image = self.service.image
         ids = set()
-        for node in self.service.nodes:
-            conn, _ = self.fleet.connect(node)
-            self.conns[node.name] = conn
+        self.connect_all()
         for node in self.service.nodes:
             probe = f"mkdir -p -m 0755 {cmd.FILES_ROOT} && " + cmd.sh(cmd.filesystem_type(cmd.FILES_ROOT))
             fs = self.x(node.name, probe)
@@ -285,27 +333,45 @@ class ServiceDeploy:
         lines = [line for line in res.stdout.strip().splitlines() if line.strip()]
         return "last log line: " + self.job.redact(lines[-1][:300]) if lines else "no log output"
 
-    def handover(self, old: Node, new: Node) -> float:
+    def service_answers(self) -> bool:
+        """Is the service served? Through its load balancer when it has one, else by either node."""
+        if self.service.load_balancer:
+            try:  # short: a request stuck on a node going away must not stall the 100 ms probe
+                with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
+                    return resp.status == 200
+            except (OSError, http.client.HTTPException):  # URLError is an OSError
+                return False
+        return any(self.serving(n) for n in self.service.nodes)
+
+    def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
 
-        If the standby does not serve in time, the old active is started
-        again and the run fails: the service ends up served either way.
+        Returns the outage as probed every 100 ms. If the standby does not
+        serve in time, the old active is started again and the run fails:
+        the service ends up served either way (and, in a deploy, the new
+        standby goes back to its previous container).
         """
-        t0 = time.monotonic()
-        self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
-        try:
-            self.await_serving(new, timeout=SERVE_TIMEOUT)
-        except OperationFailed as exc:
-            self.upload(old.name)
-            self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
-            self.await_serving(old)
-            self.shred(old.name, self.job.all_files)
-            undone = self.rollback(new.name, f"{exc}; the old active {old.name} was started again and serves")
-            raise OperationFailed(undone) from None
-        took = time.monotonic() - t0
-        self.say(new.name, f"took over from {old.name} in {took:.2f}s", handover_seconds=round(took, 3))
+        with OutageProbe(self.service_answers) as probe:
+            self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+            try:
+                self.await_serving(new, timeout=SERVE_TIMEOUT)
+            except OperationFailed as exc:
+                self.upload(old.name)
+                self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
+                self.await_serving(old)
+                self.shred(old.name, self.job.all_files)
+                why = f"{exc}; the old active {old.name} was started again and serves"
+                raise OperationFailed(self.rollback(new.name, why) if restore_standby else why) from None
+            deadline = time.monotonic() + LB_TIMEOUT
+            while not self.service_answers():  # through the load balancer too
+                if time.monotonic() > deadline:
+                    raise OperationFailed(f"{self.service.name}: {new.name} serves, but the service does not answer")
+                time.sleep(POLL)
+            time.sleep(0.2)  # a good sample after the gap
+        self.say(new.name, f"took over from {old.name}: outage {probe.outage:.2f}s ({len(probe.samples)} samples)",
+                 outage_seconds=round(probe.outage, 3))  # fmt: skip
         self.shred(new.name, self.job.files_read("lease"))
-        return took
+        return probe.outage
 
     def execute(self, plan: ServicePlan) -> None:
         nodes = {n.name: n for n in self.service.nodes}

@@ -6,8 +6,10 @@ from invoke import Collection
 from tasks import lab
 from tasks.deploy import deploy
 from tasks.exec_ import exec_
+from tasks.promote import promote_standby
 
 ns = Collection()
 ns.add_task(exec_)
 ns.add_task(deploy)
+ns.add_task(promote_standby)
 ns.add_collection(Collection.from_module(lab))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from nodeops.errors import NodeopsError
+from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, inventory_path, load_inventory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,16 @@ def cli(body):
 
 def load(env: str | None, inventory: str | None) -> Inventory:
     return load_inventory(inventory_path(ROOT, env, inventory))
+
+
+def services_of(inventory: Inventory, selection: str | None) -> list[str]:
+    """The services named by --service a,b (all when empty); an unknown name is exit 2."""
+    names = [s for s in (selection or "").split(",") if s]
+    unknown = [n for n in names if n not in inventory.services]
+    if unknown:
+        raise InvalidInput(f"--service {','.join(unknown)}: no such service in {inventory.source} "
+                           f"(services: {', '.join(inventory.services)})")  # fmt: skip
+    return names
 
 
 def is_interactive() -> bool:

@@ -6,8 +6,7 @@ from invoke import task
 
 from nodeops.deploy import Reporter, prepare
 from nodeops.deploy import deploy as deploy_services
-from nodeops.errors import InvalidInput
-from tasks._cli import INVENTORY_HELP, cli, is_interactive, load
+from tasks._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
 
 
 @task(
@@ -22,12 +21,7 @@ from tasks._cli import INVENTORY_HELP, cli, is_interactive, load
 def deploy(c, env=None, inventory=None, service=None, dry_run=False, json_=False):
     """Bring each service pair to its inventory state: standby first, a planned handover, verified, no secret left."""
     inv = load(env, inventory)
-    names = [s for s in (service or "").split(",") if s]
-    unknown = [n for n in names if n not in inv.services]
-    if unknown:
-        raise InvalidInput(f"--service {','.join(unknown)}: no such service in {inv.source} "
-                           f"(services: {', '.join(inv.services)})")  # fmt: skip
-    jobs = prepare(inv, names)  # every role, secret and file, before any host is contacted
+    jobs = prepare(inv, services_of(inv, service))  # every role, secret and file, before any host is contacted
     report = Reporter(json_ or not is_interactive())
     results = deploy_services(inv, jobs, report, dry_run=dry_run)
     changed = [r["service"] for r in results if r.get("changed")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -137,6 +138,63 @@ def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
     return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
 
 
+class PairProbe:
+    """Every 100 ms, until the block ends: both nodes' /health through the bastion (they have no
+    route from here) and the service through its load balancer, as users reach it."""
+
+    def __init__(self, dep: Lab, service: str) -> None:
+        self.inventory = load_inventory(dep.inventory_file)
+        self.service = self.inventory.services[service]
+        self.samples: list[tuple[float, tuple[bool, ...], bool]] = []  # t, each node serves, lb answers
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        with Fleet(self.inventory) as fleet:
+            deadline = time.monotonic() + 300
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                t = time.monotonic()
+                nodes = tuple((r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200
+                              for n in self.service.nodes)  # fmt: skip
+                try:
+                    with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
+                        lb = resp.status == 200
+                except (OSError, http.client.HTTPException):
+                    lb = False
+                self.samples.append((t, nodes, lb))
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+
+    def __enter__(self) -> PairProbe:
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)
+        assert self.thread.is_alive(), "the probe died: the pair was not watched"
+        watched = time.monotonic() - self.started
+        self.stop.set()
+        self.thread.join(timeout=10)
+        assert len(self.samples) >= watched / 0.1 * 0.5, (len(self.samples), watched)  # about every 100 ms
+
+    @property
+    def both(self) -> list[float]:
+        return [t for t, nodes, _ in self.samples if all(nodes)]
+
+    @property
+    def gaps(self) -> list[float]:
+        """Load balancer outages: last good sample to first good sample."""
+        gaps, last_good, failed = [], None, False
+        for t, _, lb in self.samples:
+            if lb and failed and last_good is not None:
+                gaps.append(t - last_good)
+            if lb:
+                last_good, failed = t, False
+            else:
+                failed = True
+        return gaps
+
+
 def test_deploy_fresh_then_nothing_then_upgrade(dep):
     values = set_sentinel_secrets(dep, "cl2")
     inv = load_inventory(dep.inventory_file)
@@ -178,49 +236,14 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     # Version 2 over version 1: standby first, one planned handover, never two actives.
     doc = yaml.safe_load(dep.inventory_file.read_text())
     doc["services"]["cl1"]["image"] = doc["services"]["cl1"]["image"].replace(":2.10.0", ":2.11.0")
-    upgraded = dep.inventory_file  # as an operator would: edit the inventory, deploy
-    upgraded.write_text(yaml.safe_dump(doc))
-    service = inv.services["cl1"]
-    gaps, both, samples = [], [], []
-    stop = threading.Event()
-
-    def probe() -> None:
-        with Fleet(inv) as fleet:
-            down_since, deadline = None, time.monotonic() + 300
-            while not stop.is_set() and time.monotonic() < deadline:
-                t = time.monotonic()
-                up = [(r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200 for n in service.nodes]
-                try:
-                    with urllib.request.urlopen(service.load_balancer, timeout=1) as resp:
-                        lb = resp.status == 200
-                except (urllib.error.URLError, OSError):
-                    lb = False
-                samples.append(lb)
-                if all(up):
-                    both.append(t)
-                if not lb and down_since is None:
-                    down_since = t
-                elif lb and down_since is not None:
-                    gaps.append(t - down_since)
-                    down_since = None
-                time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    try:
-        started = time.monotonic()
-        upgrade = fab("deploy", "--inventory", str(upgraded), "--service", "cl1", "--json")
-        time.sleep(1)
-        assert thread.is_alive(), "the probe died: the upgrade was not watched"
-        watched = time.monotonic() - started
-    finally:
-        stop.set()
-        thread.join(timeout=10)
+    dep.inventory_file.write_text(yaml.safe_dump(doc))  # as an operator would: edit the inventory, deploy
+    with PairProbe(dep, "cl1") as probe:
+        upgrade = fab("deploy", "--env", NAME, "--service", "cl1", "--json")
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
-    assert len(samples) >= watched / 0.1 * 0.5, (len(samples), watched)  # sampled all along, about every 100 ms
-    assert not both, "two nodes served at once"
-    assert len(gaps) <= 1, gaps
-    print(f"\nupgrade 2.10.0 -> 2.11.0: load balancer gap {max(gaps, default=0):.2f}s over {len(samples)} samples")
+    assert not probe.both, "two nodes served at once"
+    assert len(probe.gaps) <= 1, probe.gaps
+    print(f"\nupgrade 2.10.0 -> 2.11.0: load balancer gap {max(probe.gaps, default=0):.2f}s "
+          f"over {len(probe.samples)} samples")  # fmt: skip
     assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
 
 
@@ -293,6 +316,65 @@ def test_an_unreachable_node_stops_the_run_before_any_change(dep):
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
     assert res.returncode == 1 and "cl2-b" in res.stdout + res.stderr
     assert labels("cl2", "cl2-a,cl2-b") == before  # nothing changed anywhere
+
+
+def active_of(dep: Lab, service: str) -> list[str]:
+    """The nodes serving /health, asked through the bastion."""
+    inv = load_inventory(dep.inventory_file)
+    with Fleet(inv) as fleet:
+        return [n.name for n in inv.services[service].nodes if (r := fleet.http_get(n.host, 6688, "/health"))
+                and r[0] == 200]  # fmt: skip
+
+
+def started_at(service: str, node: str) -> str:
+    res = fab("exec", "--env", NAME, "--nodes", node, "--json", "--command",
+              f"docker inspect --format '{{{{.State.StartedAt}}}}' nodeops-{service}")  # fmt: skip
+    return next(e["stdout"].strip() for e in events(res) if e["event"] == "host")
+
+
+def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
+    first = active_of(dep, "cl1")
+    assert len(first) == 1
+    outages = []
+    for expected in ({"cl1-a", "cl1-b"} - set(first), set(first)):
+        with PairProbe(dep, "cl1") as probe:
+            res = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert set(active_of(dep, "cl1")) == expected
+        assert not probe.both, "two nodes served at once"
+        outages.append(events(res)[-1]["outage_seconds"])
+        assert outages[-1] < 2.0  # with the lab's 1 s lease refresh
+        assert max(probe.gaps, default=0) < 2.0, probe.gaps  # what users saw agrees
+        standby = ({"cl1-a", "cl1-b"} - expected).pop()
+        assert files_on(dep, standby, "cl1") == [".api"]  # the old active, restarted as the standby
+    print(f"\nplanned promotion outages: {outages}")
+
+
+def test_promote_refuses_a_broken_standby_before_touching_the_active(dep):
+    (active,) = active_of(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    before = started_at("cl1", active)
+    assert fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1").returncode == 0
+    res = fab("promote-standby", "--env", NAME, "--service", "cl1")
+    out = res.stdout + res.stderr
+    assert res.returncode == 4, out
+    assert f"refusing before touching the active {active}: standby {standby} has no running container" in out
+    assert started_at("cl1", active) == before and active_of(dep, "cl1") == [active]
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # deploy brings the standby back
+
+
+def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
+    (active,) = active_of(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    # The node reads .api only once it holds the lease: without it, the standby takes the lease and dies.
+    sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "shred -u /run/nodeops/cl1/.api")
+    assert sabotage.returncode == 0
+    res = fab("promote-standby", "--env", NAME, "--service", "cl1")
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    assert f"the old active {active} was started again and serves" in out and ".api" in out
+    assert active_of(dep, "cl1") == [active] and lb_answers(dep, "cl1")
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # and deploy repairs the pair
 
 
 def test_v1_profile_deploys_and_runs(dep):

@@ -1,4 +1,4 @@
-"""The redactor masks every form a secret takes in text shown to people: raw, URL-encoded, JSON-escaped."""
+"""Deploy's pure parts: the redactor (every form a secret takes) and the outage probe's arithmetic."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops.deploy import Redactor
+from nodeops.deploy import OutageProbe, Redactor
 from nodeops.secrets import Secret
 
 VALUE = 'Pa55 w%rd/"x"?'
@@ -33,3 +33,18 @@ def test_text_without_secrets_is_left_alone():
     redact = Redactor([Secret(VALUE, "db"), Secret("cl1", "db_user")])
     text = "nodeops-cl1 started (config 1a2b)"
     assert redact(text) == text and not redact.leaks(text)  # values under 4 characters are not hunted
+
+
+@pytest.mark.parametrize(
+    ("pattern", "outage"),
+    [
+        ([True] * 10, 0.0),
+        ([True, True, False, False, False, True, True], 0.4),  # last good (t=0.1) to first good (t=0.5)
+        ([True, False, True, False, False, True], 0.3),  # the longest of two gaps
+        ([False, False, True], 0.0),  # no good sample before: nothing to measure from
+    ],
+)
+def test_outage_is_last_good_to_first_good(pattern, outage):
+    probe = OutageProbe(lambda: True)
+    probe.samples = [(i / 10, ok) for i, ok in enumerate(pattern)]
+    assert probe.outage == pytest.approx(outage)

@@ -1,0 +1,29 @@
+"""fab promote-standby: planned failover, measured, with the old active restored on failure."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from nodeops.deploy import Reporter, prepare
+from nodeops.promote import promote
+from tasks._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
+
+
+@task(
+    name="promote-standby",
+    help={
+        **INVENTORY_HELP,
+        "service": "comma-separated services (default: every service)",
+        "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby",
+        "json": "one JSON object per event (the default when stdout is not a terminal)",
+    },
+)
+@cli
+def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, json_=False):
+    """Make the standby the active: graceful stop, takeover, measured outage; the old active becomes the standby."""
+    inv = load(env, inventory)
+    jobs = prepare(inv, services_of(inv, service))  # the files a restarted node needs, before any host
+    report = Reporter(json_ or not is_interactive())
+    for result in promote(inv, jobs, report, keep_old_stopped):
+        report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s",
+               outage_seconds=result["outage_seconds"])  # fmt: skip
