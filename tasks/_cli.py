@@ -18,6 +18,11 @@ INVENTORY_HELP = {
     "env": "environment name: loads inventory/NAME.yaml",
     "inventory": "path of an inventory file (overrides --env)",
 }
+SERVICES_HELP = {
+    **INVENTORY_HELP,
+    "service": "comma-separated services (default: every service)",
+    "json": "one JSON object per event (the default when stdout is not a terminal)",
+}
 
 
 def cli(body):

@@ -6,16 +6,11 @@ from invoke import task
 
 from nodeops.deploy import Reporter, prepare
 from nodeops.deploy import deploy as deploy_services
-from tasks._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
+from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
 
 @task(
-    help={
-        **INVENTORY_HELP,
-        "service": "comma-separated services to deploy (default: every service)",
-        "dry_run": "render, resolve secrets, observe the nodes and print the plan; change nothing",
-        "json": "one JSON object per event (the default when stdout is not a terminal)",
-    }
+    help={**SERVICES_HELP, "dry_run": "render, resolve secrets, observe the nodes and print the plan; change nothing"}
 )
 @cli
 def deploy(c, env=None, inventory=None, service=None, dry_run=False, json_=False):

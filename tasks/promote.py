@@ -6,17 +6,12 @@ from invoke import task
 
 from nodeops.deploy import Reporter, prepare
 from nodeops.promote import promote
-from tasks._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
+from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
 
 @task(
     name="promote-standby",
-    help={
-        **INVENTORY_HELP,
-        "service": "comma-separated services (default: every service)",
-        "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby",
-        "json": "one JSON object per event (the default when stdout is not a terminal)",
-    },
+    help={**SERVICES_HELP, "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby"},
 )
 @cli
 def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, json_=False):

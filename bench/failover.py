@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Failover benchmark: the outage users see through the load balancer, over N runs each.
+
+- planned: `fab promote-standby` (graceful stop, the standby takes the released lease);
+- unplanned: the active's container is killed (SIGKILL: no release); the standby takes
+  over by itself once the lease expires by database time, and `fab deploy` then
+  replaces the dead node.
+
+Run as root from the repo root:  .venv/bin/python bench/failover.py [--runs 10]
+A lab of its own ("bfail", 10.222.0.0/16, one pair, the role's defaults: lease 10 s,
+refresh 1 s), probed every 100 ms; taken down at the end. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FAB = str(Path(sys.executable).with_name("fab"))
+NAME, CIDR = "bfail", "10.222.0.0/16"
+
+
+def fab(*args: str) -> subprocess.CompletedProcess:
+    res = subprocess.run([FAB, *args], cwd=ROOT, capture_output=True, text=True)
+    if res.returncode:
+        sys.exit(f"fab {' '.join(args)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return res
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as resp:
+            return resp.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def outage_after(action, url: str, limit: float = 60) -> float:
+    """Run ``action``, then probe every 100 ms: last good answer before it to first good after."""
+    last_good = time.monotonic()
+    action()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        t = time.monotonic()
+        if answers(url):
+            return t - last_good
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+    sys.exit(f"the service did not answer within {limit:g}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    fab("lab.up", "--name", NAME, "--nodes", "2", "--cidr", CIDR)
+    try:
+        fab("deploy", "--env", NAME, "--json")
+        url = yaml.safe_load((ROOT / "inventory" / f"{NAME}.yaml").read_text())["services"]["cl1"]["load_balancer"]
+        planned, unplanned, active = [], [], None
+        for _ in range(args.runs):
+            last = json.loads(fab("promote-standby", "--env", NAME, "--json").stdout.splitlines()[-1])
+            planned.append(last["outage_seconds"])
+            active = last["node"]
+        for _ in range(args.runs):
+            kill = ("exec", "--env", NAME, "--nodes", active, "--command", "docker kill nodeops-cl1")
+            unplanned.append(outage_after(lambda argv=kill: fab(*argv), url))
+            fab("deploy", "--env", NAME, "--json")  # replaces the killed node, as the standby
+            active = "cl1-b" if active == "cl1-a" else "cl1-a"  # the standby took over
+        print(f"failover outage through the load balancer, {args.runs} runs each (seconds)")
+        print(f"{'kind':>10} {'median':>8} {'max':>8} {'min':>8}")
+        for kind, values in (("planned", planned), ("unplanned", unplanned)):
+            print(f"{kind:>10} {statistics.median(values):>8.2f} {max(values):>8.2f} {min(values):>8.2f}")
+    finally:
+        subprocess.run([FAB, "lab.down", "--name", NAME], cwd=ROOT, capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
