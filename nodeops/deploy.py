@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -148,6 +148,12 @@ class Job:
     profile: str
     rendered: Rendered
     redact: Redactor
+    secrets: Mapping[str, Secret]  # resolved, in memory only; for the lease reader
+
+    @property
+    def variables(self) -> Mapping[str, object]:
+        """The role's defaults overlaid with the service's variables, as the templates see them."""
+        return {**self.role.defaults, **self.service.variables}
 
     def files_read(self, when: str) -> tuple[str, ...]:
         """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
@@ -168,7 +174,7 @@ def prepare(inventory: Inventory, names: Sequence[str] | None = None) -> list[Jo
         profile = profile_name(role, service, str(inventory.source))
         secrets = resolve(inventory, service)
         rendered = render(role, profile, service, secrets)
-        jobs.append(Job(service, role, profile, rendered, Redactor(secrets.values())))
+        jobs.append(Job(service, role, profile, rendered, Redactor(secrets.values()), secrets))
     return jobs
 
 

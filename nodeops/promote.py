@@ -1,46 +1,94 @@
-"""Planned failover: the standby becomes the active, measured, with the old active restored on failure.
+"""Failover: the standby becomes the active, planned (measured, restored on failure) or, with
+--force, unplanned (the active is gone: wait for its lease to expire, confirm the takeover).
 
-The state is read from the nodes, not from the inventory: whoever serves its
+The state is read from the system, not from the inventory: whoever serves its
 health check holds the database lease (a Chainlink node opens its port only
-once it holds it). A pair whose state is unclear, or whose standby is not a
-running, waiting node of the wanted image and configuration, is refused
-before the active is touched.
+once it holds it), and the lease row itself, by database time. A pair whose
+state is unclear is refused with what was seen, before anything is touched.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy
+from nodeops.deploy import SERVE_TIMEOUT, Job, OutageProbe, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed, Unsafe
-from nodeops.inventory import Inventory
+from nodeops.inventory import Inventory, Node
+from nodeops.lease import lease_reader
+from nodeops.plan import Container
 from nodeops.remote import Fleet
 
 
-def promote_service(run: ServiceDeploy, keep_old_stopped: bool) -> dict:
-    service, job = run.service, run.job
+@dataclass(frozen=True)
+class Seen:
+    node: Node
+    reachable: bool
+    container: Container | None
+    serving: bool
+
+    def describe(self) -> str:
+        if not self.reachable:
+            return f"{self.node.name}: unreachable"
+        if self.container is None:
+            return f"{self.node.name}: no container"
+        state = "serving" if self.serving else ("running, not serving" if self.container.running else "")
+        return f"{self.node.name}: {state or f'container {self.container.status}'}"
+
+
+def observe(run: ServiceDeploy) -> dict[str, Seen]:
+    """Each node as it is now; an unreachable node is a fact to report, not an error."""
+    seen = {}
+    for node in run.service.nodes:
+        try:
+            run.conns[node.name] = run.fleet.connect(node)[0]
+        except OperationFailed:
+            seen[node.name] = Seen(node, False, None, False)
+            continue
+        seen[node.name] = Seen(node, True, run.inspect(node.name), run.serving(node))
+    return seen
+
+
+def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool) -> dict:
+    service = run.service
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
-    run.connect_all()
-    states = {n.name: (n, run.inspect(n.name), run.serving(n)) for n in service.nodes}
-    serving = [node for node, _, up in states.values() if up]
-    if len(serving) != 1:
-        raise Unsafe(f"{service.name}: {len(serving)} nodes serve; a planned promotion needs exactly one active "
-                     "(see the pair with fab exec / docker ps)")  # fmt: skip
-    active = serving[0]
-    standby, container, _ = next(s for s in states.values() if s[0] is not active)
-    refuse = f"{service.name}: refusing before touching the active {active.name}: standby {standby.name}"
-    if container is None or not container.running:
+    seen = observe(run)
+    what = "; ".join(s.describe() for s in seen.values())
+    serving = [s.node for s in seen.values() if s.serving]
+    if len(serving) > 1:
+        raise Unsafe(f"{service.name}: two nodes serve at once ({what}); not touching either")
+    if serving:
+        if force:
+            raise InvalidInput(f"{service.name}: {serving[0].name} serves: --force is for an active that is gone")
+        return planned(run, seen, serving[0], keep_old_stopped)
+    if not force:
+        raise Unsafe(f"{service.name}: no node serves ({what}). If the active is gone, --force waits for its lease "
+                     "to expire by database time and confirms the standby took over")  # fmt: skip
+    return unplanned(run, seen, what)
+
+
+def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool) -> dict:
+    service, job = run.service, run.job
+    standby = next(s for s in seen.values() if s.node is not active)
+    refuse = f"{service.name}: refusing before touching the active {active.name}: standby {standby.node.name}"
+    if not standby.reachable:
+        raise Unsafe(f"{refuse} is unreachable")
+    c = standby.container
+    if c is None or not c.running:
         raise Unsafe(f"{refuse} has no running container (fab deploy replaces it)")
-    wanted = (cmd.image_tag(service.image), job.rendered.config_hash)
-    if (container.label("version"), container.label("config")) != wanted:
-        raise Unsafe(f"{refuse} runs {container.label('version')} / config {str(container.label('config'))[:12]}, "
-                     f"not the inventory's {wanted[0]} / {wanted[1][:12]} (fab deploy brings it up to date)")  # fmt: skip
-    if not run.waiting_logged(standby.name):
+    version, config = cmd.image_tag(service.image), job.rendered.config_hash
+    if (c.label("version"), c.label("config")) != (version, config):
+        raise Unsafe(
+            f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not the inventory's "
+            f"{version} / {config[:12]} (fab deploy brings it up to date)"
+        )
+    if not run.waiting_logged(standby.node.name):
         raise Unsafe(f"{refuse} is not waiting for the database lease")
-    run.say("", f"promote {standby.name}: stop {active.name} gracefully, {standby.name} takes the lease")
-    outage = run.handover(active, standby, restore_standby=False)
+    run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
+    outage = run.handover(active, standby.node, restore_standby=False)
     if keep_old_stopped:
         run.say(active.name, "left stopped (--keep-old-stopped): the pair has no standby")
     else:
@@ -49,16 +97,53 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool) -> dict:
         run.await_waiting(active)
         run.shred(active.name, job.files_read("start"))
         run.say(active.name, "restarted as the standby, waiting for the lease")
-    return {"service": service.name, "active": standby.name, "outage_seconds": round(outage, 3)}
+    return {"service": service.name, "active": standby.node.name, "outage_seconds": round(outage, 3)}
 
 
-def promote(inventory: Inventory, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool) -> list[dict]:
+def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
+    """Start nothing: a node that only looks dead may still hold the lease. Wait for the lease
+    to expire by database time (a holder that keeps refreshing it is alive: refuse) and
+    confirm that the waiting standby took it."""
+    service = run.service
+    if run.job.role.lease is None:
+        raise InvalidInput(f"{service.name}: role {run.job.role.name} keeps no lease; --force cannot tell it is safe")
+    waiting = [s.node for s in seen.values() if s.container is not None and s.container.running]
+    if not waiting:
+        raise OperationFailed(f"{service.name}: no running standby to take over ({what}); nothing was started "
+                              "(fab deploy replaces the nodes)")  # fmt: skip
+    standby = waiting[0]
+    with lease_reader(run.fleet, run.job) as read, OutageProbe(run.service_answers) as probe:
+        first = read()
+        run.say("", f"unplanned: {what}; lease {first.describe()}; waiting for {standby.name} to take it")
+        started, deadline = time.monotonic(), time.monotonic() + max(first.remaining, 0) + SERVE_TIMEOUT
+        last = first
+        while not run.serving(standby):
+            lease = read()
+            if lease.holder == first.holder and lease.held and lease.remaining > last.remaining + 0.5:
+                raise Unsafe(f"{service.name}: the lease of {first.holder[:8]} is being refreshed: its node is alive "
+                             "(cut off from here, not from the database); not promoting")  # fmt: skip
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"{service.name}: {standby.name} did not take the lease ({lease.describe()})")
+            last = lease
+            time.sleep(0.2)
+        took = read()
+    if not took.held or took.holder == first.holder:
+        raise OperationFailed(f"{service.name}: {standby.name} serves but the lease is {took.describe()}")
+    waited = time.monotonic() - started
+    run.say(standby.name, f"took the lease after {waited:.1f}s (it was {first.describe()}); "
+                          f"outage seen from here {probe.outage:.2f}s", waited_seconds=round(waited, 3))  # fmt: skip
+    run.shred(standby.name, run.job.files_read("lease"))
+    return {"service": service.name, "active": standby.name, "outage_seconds": round(probe.outage, 3)}
+
+
+def promote(inventory: Inventory, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool,
+            force: bool = False) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service; raise (after every service was tried) if any failed."""
     results, failed = [], []
     with Fleet(inventory) as fleet:
         for job in jobs:
             try:
-                results.append(promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped))
+                results.append(promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped, force))
             except NodeopsError as exc:
                 report(job.service.name, "", f"FAILED: {exc}")
                 failed.append(exc)

@@ -12,12 +12,14 @@ any connection is opened, and no system known_hosts file is consulted.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import logging
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,6 +331,53 @@ class Fleet:
             return None
         finally:
             channel.close()
+
+    @contextlib.contextmanager
+    def tunnel(self, host: str, port: int) -> Iterator[int]:
+        """A port on 127.0.0.1 whose connections are forwarded through the bastion to ``host:port``.
+
+        For services on the private network the operator has no route to (the
+        database). Only this process's loopback listens; it closes on exit.
+        """
+        server = socket.create_server(("127.0.0.1", 0))
+        server.settimeout(0.2)
+        stop = threading.Event()
+        transport = self.bastion().transport
+
+        def pump(src, dst) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR) if isinstance(dst, socket.socket) else dst.shutdown_write()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    client, peer = server.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                try:
+                    channel = transport.open_channel("direct-tcpip", (host, port), peer, timeout=10)
+                except SSHException:
+                    client.close()
+                    continue
+                for src, dst in ((client, channel), (channel, client)):
+                    threading.Thread(target=pump, args=(src, dst), daemon=True).start()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield server.getsockname()[1]
+        finally:
+            stop.set()
+            server.close()
+            thread.join(timeout=2)
 
     # -- fan-out -------------------------------------------------------------------
     def map(self, nodes: Sequence[Node], work: Callable[[PinnedConnection, Node], T]) -> list[Outcome[T]]:

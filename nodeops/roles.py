@@ -85,6 +85,20 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class LeaseSpec:
+    """Where the role's nodes keep their lease: a PostgreSQL table (client_id, expires_at), the
+    variables that locate the database and the secrets that log in to it."""
+
+    table: str
+    host: str  # variable names
+    port: str
+    database: str
+    sslmode: str
+    user: str  # secret names
+    password: str
+
+
+@dataclass(frozen=True)
 class Role:
     name: str
     source: Path  # the role.yaml in effect
@@ -98,6 +112,7 @@ class Role:
     standby_log: str | None  # what a standby logs while it waits (case-insensitive), checked after its start
     defaults: Mapping[str, Scalar]
     secrets: tuple[str, ...]  # secret names a service must define
+    lease: LeaseSpec | None  # how to read who holds the active role; None: the role has no lease
     profiles: Mapping[str, Profile]
     default_profile: str
 
@@ -177,6 +192,7 @@ _TOP = {
     "mount": True,
     "stop_timeout": False,
     "standby_log": False,
+    "lease": False,
     "defaults": False,
     "secrets": False,
     "profiles": True,
@@ -257,6 +273,7 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         else None,
         defaults=MappingProxyType(dict(defaults)),
         secrets=tuple(secrets),
+        lease=_lease(data["lease"], secrets, fail) if "lease" in data else None,
         profiles=MappingProxyType(profiles),
         default_profile=default_profile,
     )
@@ -300,6 +317,21 @@ def _profile(pname: str, spec: Any, mount: str, template_dirs: tuple[Path, ...],
     if env_file is not None and env_file not in files:
         fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(files)}), got {env_file!r}")
     return Profile(pname, MappingProxyType(files), tuple(command), env_file)
+
+
+_LEASE = {"table": True, "host": True, "port": True, "database": True, "sslmode": True, "user": True, "password": True}
+
+
+def _lease(data: Any, secrets: Sequence[str], fail: Any) -> LeaseSpec:
+    _mapping(data, "lease", _LEASE, fail)
+    for key, value in data.items():
+        _typed(value, f"lease.{key}", str, "a name", fail)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", data["table"]):  # spliced into SQL: a plain name only
+        fail("lease.table", f"expected a table name [a-z_][a-z0-9_]*, got {data['table']!r}")
+    for key in ("user", "password"):
+        if data[key] not in secrets:
+            fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {data[key]!r}")
+    return LeaseSpec(**data)
 
 
 def _mapping(data: Any, at: str, keys: Mapping[str, bool], fail: Any) -> None:

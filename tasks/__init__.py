@@ -7,9 +7,11 @@ from tasks import lab
 from tasks.deploy import deploy
 from tasks.exec_ import exec_
 from tasks.promote import promote_standby
+from tasks.status import status
 
 ns = Collection()
 ns.add_task(exec_)
 ns.add_task(deploy)
 ns.add_task(promote_standby)
+ns.add_task(status)
 ns.add_collection(Collection.from_module(lab))

@@ -11,14 +11,18 @@ from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
 @task(
     name="promote-standby",
-    help={**SERVICES_HELP, "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby"},
+    help={
+        **SERVICES_HELP,
+        "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby",
+        "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
+    },
 )
 @cli
-def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, json_=False):
+def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, force=False, json_=False):
     """Make the standby the active: graceful stop, takeover, measured outage; the old active becomes the standby."""
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service))  # the files a restarted node needs, before any host
     report = Reporter(json_ or not is_interactive())
-    for result in promote(inv, jobs, report, keep_old_stopped):
+    for result in promote(inv, jobs, report, keep_old_stopped, force):
         report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s",
                outage_seconds=result["outage_seconds"])  # fmt: skip

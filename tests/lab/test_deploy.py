@@ -116,13 +116,17 @@ def variant(dep: Lab, suffix: str, edit) -> Path:
     return path
 
 
-def deploy_with(dep: Lab, suffix: str, edit, *args: str) -> subprocess.CompletedProcess:
-    """`fab deploy ARGS` with a variant of the lab inventory (``edit`` applied); the variant is removed after."""
+def fab_with(dep: Lab, suffix: str, edit, task: str, *args: str) -> subprocess.CompletedProcess:
+    """`fab TASK ARGS` with a variant of the lab inventory (``edit`` applied); the variant is removed after."""
     path = variant(dep, suffix, edit)
     try:
-        return fab("deploy", "--inventory", str(path), *args)
+        return fab(task, "--inventory", str(path), *args)
     finally:
         path.unlink()
+
+
+def deploy_with(dep: Lab, suffix: str, edit, *args: str) -> subprocess.CompletedProcess:
+    return fab_with(dep, suffix, edit, "deploy", *args)
 
 
 def lb_answers(dep: Lab, service: str) -> bool:
@@ -138,11 +142,19 @@ def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
     return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
 
 
+def wait_until(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 class PairProbe:
     """Every 100 ms, until the block ends: both nodes' /health through the bastion (they have no
     route from here) and the service through its load balancer, as users reach it."""
 
-    def __init__(self, dep: Lab, service: str) -> None:
+    def __init__(self, dep: Lab, service: str, nodes: bool = True) -> None:
+        self.with_nodes = nodes  # False when a node is cut off: its probe would stall on the timeout
         self.inventory = load_inventory(dep.inventory_file)
         self.service = self.inventory.services[service]
         self.samples: list[tuple[float, tuple[bool, ...], bool]] = []  # t, each node serves, lb answers
@@ -155,7 +167,7 @@ class PairProbe:
             while not self.stop.is_set() and time.monotonic() < deadline:
                 t = time.monotonic()
                 nodes = tuple((r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200
-                              for n in self.service.nodes)  # fmt: skip
+                              for n in self.service.nodes if self.with_nodes)  # fmt: skip
                 try:
                     with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
                         lb = resp.status == 200
@@ -167,6 +179,7 @@ class PairProbe:
     def __enter__(self) -> PairProbe:
         self.started = time.monotonic()
         self.thread.start()
+        wait_until(lambda: self.samples, "the probe's first sample", timeout=10)  # a baseline before the block
         return self
 
     def __exit__(self, *exc) -> None:
@@ -179,7 +192,7 @@ class PairProbe:
 
     @property
     def both(self) -> list[float]:
-        return [t for t, nodes, _ in self.samples if all(nodes)]
+        return [t for t, nodes, _ in self.samples if nodes and all(nodes)]
 
     @property
     def gaps(self) -> list[float]:
@@ -375,6 +388,49 @@ def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
     assert f"the old active {active} was started again and serves" in out and ".api" in out
     assert active_of(dep, "cl1") == [active] and lb_answers(dep, "cl1")
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # and deploy repairs the pair
+
+
+def status_of(service: str) -> dict:
+    res = fab("status", "--env", NAME, "--service", service, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout.splitlines()[-1])
+
+
+def fast_connect(doc: dict) -> None:
+    doc["ssh"].update(connect_timeout=2, connect_retries=0)  # an unreachable node costs 2 s, not 40
+
+
+def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
+    assert status_of("cl1")["state"] == "healthy"
+    (active,) = active_of(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    netns = f"nodeops-{NAME}-{active}"
+    with PairProbe(dep, "cl1", nodes=False) as probe:  # the load balancer, as users see it
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)  # host cut off
+        try:
+            refused = fab_with(dep, "refused", fast_connect, "promote-standby", "--service", "cl1")
+            assert refused.returncode == 4, refused.stdout + refused.stderr
+            assert "no node serves (" in refused.stderr and f"{active}: unreachable" in refused.stderr
+            forced = fab_with(dep, "forced", fast_connect, "promote-standby", "--service", "cl1", "--force", "--json")
+            assert forced.returncode == 0, forced.stdout + forced.stderr
+            seen = fab_with(dep, "status", fast_connect, "status", "--service", "cl1", "--json")
+            degraded = json.loads(seen.stdout.splitlines()[-1])
+        finally:
+            subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+    took = next(e for e in events(forced) if "took the lease" in e["message"])
+    assert took["node"] == standby and "held by" in took["message"]
+    assert degraded["state"] == "degraded", degraded
+    assert {n["node"]: n["role"] for n in degraded["nodes"]} == {active: "unknown", standby: "active"}
+    assert "held by" in degraded["lease"] and "expires in" in degraded["lease"]
+    assert len(probe.gaps) == 1, [(round(t - probe.samples[0][0], 1), lb) for t, _, lb in probe.samples][::5]
+    (gap,) = probe.gaps
+    print(f"\nunplanned failover (host cut off): load balancer outage {gap:.2f}s, lease 10s")
+    assert 8.0 <= gap <= 16.0  # about LeaseDuration (10 s): the standby waited for the lease to expire
+    # Back on the network, the old active finds its lease taken and exits; deploy makes the pair whole.
+    wait_until(lambda: {n["node"]: n["role"] for n in status_of("cl1")["nodes"]}[active] == "down",
+               "the old active to give up")  # fmt: skip
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0
+    assert status_of("cl1")["state"] == "healthy"
 
 
 def test_v1_profile_deploys_and_runs(dep):
