@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import SERVE_TIMEOUT, Job, OutageProbe, Reporter, ServiceDeploy
+from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node
 from nodeops.lease import lease_reader
@@ -112,7 +112,7 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
         raise OperationFailed(f"{service.name}: no running standby to take over ({what}); nothing was started "
                               "(fab deploy replaces the nodes)")  # fmt: skip
     standby = waiting[0]
-    with lease_reader(run.fleet, run.job) as read, OutageProbe(run.service_answers) as probe:
+    with lease_reader(run.fleet, run.job) as read:
         first = read()
         run.say("", f"unplanned: {what}; lease {first.describe()}; waiting for {standby.name} to take it")
         started, deadline = time.monotonic(), time.monotonic() + max(first.remaining, 0) + SERVE_TIMEOUT
@@ -129,11 +129,11 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
         took = read()
     if not took.held or took.holder == first.holder:
         raise OperationFailed(f"{service.name}: {standby.name} serves but the lease is {took.describe()}")
-    waited = time.monotonic() - started
-    run.say(standby.name, f"took the lease after {waited:.1f}s (it was {first.describe()}); "
-                          f"outage seen from here {probe.outage:.2f}s", waited_seconds=round(waited, 3))  # fmt: skip
+    waited = time.monotonic() - started  # the part of the outage this run saw: it began before
+    run.say(standby.name, f"took the lease after {waited:.1f}s of waiting (it was {first.describe()})",
+            waited_seconds=round(waited, 3))  # fmt: skip
     run.shred(standby.name, run.job.files_read("lease"))
-    return {"service": service.name, "active": standby.name, "outage_seconds": round(probe.outage, 3)}
+    return {"service": service.name, "active": standby.name, "outage_seconds": round(waited, 3)}
 
 
 def promote(inventory: Inventory, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool,
