@@ -31,7 +31,6 @@ import http.client
 import json
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -349,6 +348,15 @@ class ServiceDeploy:
                 return False
         return any(self.serving(n) for n in self.service.nodes)
 
+    def await_service(self) -> None:
+        """Wait until the service answers (through its load balancer when it has one), up to LB_TIMEOUT."""
+        deadline = time.monotonic() + LB_TIMEOUT
+        while not self.service_answers():
+            if time.monotonic() > deadline:
+                where = self.service.load_balancer or "neither node"
+                raise OperationFailed(f"{self.service.name}: {where} does not answer 200 within {LB_TIMEOUT:g}s")
+            time.sleep(POLL)
+
     def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
 
@@ -368,11 +376,7 @@ class ServiceDeploy:
                 self.shred(old.name, self.job.all_files)
                 why = f"{exc}; the old active {old.name} was started again and serves"
                 raise OperationFailed(self.rollback(new.name, why) if restore_standby else why) from None
-            deadline = time.monotonic() + LB_TIMEOUT
-            while not self.service_answers():  # through the load balancer too
-                if time.monotonic() > deadline:
-                    raise OperationFailed(f"{self.service.name}: {new.name} serves, but the service does not answer")
-                time.sleep(POLL)
+            self.await_service()  # through the load balancer too
             time.sleep(0.2)  # a good sample after the gap
         self.say(new.name, f"took over from {old.name}: outage {probe.outage:.2f}s ({len(probe.samples)} samples)",
                  outage_seconds=round(probe.outage, 3))  # fmt: skip
@@ -422,21 +426,8 @@ class ServiceDeploy:
             if self.job.profile != "v1" and self.job.redact.leaks(exposed):
                 raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
         if self.service.load_balancer:
-            self.check_load_balancer()
+            self.await_service()
         return {"active": active[0]}
-
-    def check_load_balancer(self) -> None:
-        deadline = time.monotonic() + LB_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(self.service.load_balancer, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise OperationFailed(f"{self.service.name}: {self.service.load_balancer} does not answer 200")
-            time.sleep(POLL)
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
