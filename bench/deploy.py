@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FAB = str(Path(sys.executable).with_name("fab"))
+from benchlib import fab, lab
+
 NAME, CIDR = "bdep", "10.221.0.0/16"
-
-
-def fab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FAB, *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def timed(*args: str) -> float:
     started = time.perf_counter()
-    res = fab(*args)
-    took = time.perf_counter() - started
-    if res.returncode:
-        sys.exit(f"fab {' '.join(args)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    return took
+    fab(*args)
+    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -42,11 +33,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,4,16")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    up = fab("lab.up", "--name", NAME, "--nodes", str(2 * max(sizes)), "--cidr", CIDR)
-    if up.returncode:
-        print(up.stderr, file=sys.stderr)
-        return 1
-    try:
+    with lab(NAME, 2 * max(sizes), CIDR):
         print(f"fab deploy, {args.runs} runs per size (seconds, whole process; fresh = no container before)")
         print(f"{'pairs':>6} {'fresh median':>13} {'min':>7} {'max':>7} {'no-op median':>13}")
         for size in sizes:
@@ -60,8 +47,6 @@ def main() -> int:
                 noop.append(timed("deploy", "--env", NAME, "--service", services, "--json"))
             print(f"{size:>6} {statistics.median(fresh):>13.2f} {min(fresh):>7.2f} {max(fresh):>7.2f} "
                   f"{statistics.median(noop):>13.2f}")  # fmt: skip
-    finally:
-        fab("lab.down", "--name", NAME)
     return 0
 
 

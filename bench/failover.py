@@ -17,24 +17,14 @@ import argparse
 import http.client
 import json
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import yaml
+from benchlib import ROOT, fab, lab
 
-ROOT = Path(__file__).resolve().parent.parent
-FAB = str(Path(sys.executable).with_name("fab"))
 NAME, CIDR = "bfail", "10.222.0.0/16"
-
-
-def fab(*args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([FAB, *args], cwd=ROOT, capture_output=True, text=True)
-    if res.returncode:
-        sys.exit(f"fab {' '.join(args)} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    return res
 
 
 def answers(url: str) -> bool:
@@ -62,8 +52,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    fab("lab.up", "--name", NAME, "--nodes", "2", "--cidr", CIDR)
-    try:
+    with lab(NAME, 2, CIDR):
         fab("deploy", "--env", NAME, "--json")
         url = yaml.safe_load((ROOT / "inventory" / f"{NAME}.yaml").read_text())["services"]["cl1"]["load_balancer"]
         planned, unplanned, active = [], [], None
@@ -80,8 +69,6 @@ def main() -> int:
         print(f"{'kind':>10} {'median':>8} {'max':>8} {'min':>8}")
         for kind, values in (("planned", planned), ("unplanned", unplanned)):
             print(f"{kind:>10} {statistics.median(values):>8.2f} {max(values):>8.2f} {min(values):>8.2f}")
-    finally:
-        subprocess.run([FAB, "lab.down", "--name", NAME], cwd=ROOT, capture_output=True)
     return 0
 
 

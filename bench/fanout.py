@@ -12,18 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FAB = str(Path(sys.executable).with_name("fab"))
+from benchlib import fab, lab
+
 NAME, CIDR = "bench", "10.217.0.0/16"
-
-
-def fab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([FAB, *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def main() -> int:
@@ -32,11 +26,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="8,32,64")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    up = fab("lab.up", "--name", NAME, "--nodes", str(max(sizes)), "--cidr", CIDR)
-    if up.returncode:
-        print(up.stderr, file=sys.stderr)
-        return 1
-    try:
+    with lab(NAME, max(sizes), CIDR):
         nodes = [f"cl{i // 2 + 1}-{'ab'[i % 2]}" for i in range(max(sizes))]
         print(f"fab exec --command true, {args.runs} runs per size (seconds, whole process)")
         print(f"{'nodes':>6} {'median':>8} {'min':>8} {'max':>8} {'failed hosts':>13}")
@@ -44,12 +34,12 @@ def main() -> int:
             times, failed = [], 0
             for _ in range(args.runs):
                 started = time.perf_counter()
-                res = fab("exec", "--env", NAME, "--json", "--nodes", ",".join(nodes[:size]), "--command", "true")
+                res = fab(
+                    "exec", "--env", NAME, "--json", "--nodes", ",".join(nodes[:size]), "--command", "true", check=False
+                )
                 times.append(time.perf_counter() - started)
                 failed += len(json.loads(res.stdout.splitlines()[-1])["failed"])
             print(f"{size:>6} {statistics.median(times):>8.2f} {min(times):>8.2f} {max(times):>8.2f} {failed:>13}")
-    finally:
-        fab("lab.down", "--name", NAME)
     return 0
 
 
