@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 FAB = Path(sys.executable).with_name("fab")
 
@@ -17,8 +15,3 @@ def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(FAB), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
-
-
-@pytest.fixture
-def run_fab():
-    return fab

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
+from tests.lab.probe import PairProbe, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -134,78 +134,16 @@ def lb_answers(dep: Lab, service: str) -> bool:
         return r.status == 200
 
 
-def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
-    """A label of the service's container, per node (config hash, version, ...)."""
-    template = f'{{{{index .Config.Labels "io.nodeops.{label}"}}}}'
+def inspect_field(service: str, nodes: str, template: str) -> dict[str, str]:
+    """`docker inspect --format TEMPLATE` of the service's container, per node, through the bastion."""
     res = fab("exec", "--env", NAME, "--nodes", nodes, "--json", "--command",
               f"docker inspect --format '{template}' nodeops-{service}")  # fmt: skip
     return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
 
 
-def wait_until(predicate, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-class PairProbe:
-    """Every 100 ms, until the block ends: both nodes' /health through the bastion (they have no
-    route from here) and the service through its load balancer, as users reach it."""
-
-    def __init__(self, dep: Lab, service: str, nodes: bool = True) -> None:
-        self.with_nodes = nodes  # False when a node is cut off: its probe would stall on the timeout
-        self.inventory = load_inventory(dep.inventory_file)
-        self.service = self.inventory.services[service]
-        self.samples: list[tuple[float, tuple[bool, ...], bool]] = []  # t, each node serves, lb answers
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        with Fleet(self.inventory) as fleet:
-            deadline = time.monotonic() + 300
-            while not self.stop.is_set() and time.monotonic() < deadline:
-                t = time.monotonic()
-                nodes = tuple((r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200
-                              for n in self.service.nodes if self.with_nodes)  # fmt: skip
-                try:
-                    with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
-                        lb = resp.status == 200
-                except (OSError, http.client.HTTPException):
-                    lb = False
-                self.samples.append((t, nodes, lb))
-                time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
-
-    def __enter__(self) -> PairProbe:
-        self.started = time.monotonic()
-        self.thread.start()
-        wait_until(lambda: self.samples, "the probe's first sample", timeout=10)  # a baseline before the block
-        return self
-
-    def __exit__(self, *exc) -> None:
-        time.sleep(0.5)
-        assert self.thread.is_alive(), "the probe died: the pair was not watched"
-        watched = time.monotonic() - self.started
-        self.stop.set()
-        self.thread.join(timeout=10)
-        assert len(self.samples) >= watched / 0.1 * 0.5, (len(self.samples), watched)  # about every 100 ms
-
-    @property
-    def both(self) -> list[float]:
-        return [t for t, nodes, _ in self.samples if nodes and all(nodes)]
-
-    @property
-    def gaps(self) -> list[float]:
-        """Load balancer outages: last good sample to first good sample."""
-        gaps, last_good, failed = [], None, False
-        for t, _, lb in self.samples:
-            if lb and failed and last_good is not None:
-                gaps.append(t - last_good)
-            if lb:
-                last_good, failed = t, False
-            else:
-                failed = True
-        return gaps
+def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
+    """A label of the service's container, per node (config hash, version, ...)."""
+    return inspect_field(service, nodes, f'{{{{index .Config.Labels "io.nodeops.{label}"}}}}')
 
 
 def test_deploy_fresh_then_nothing_then_upgrade(dep):
@@ -250,7 +188,7 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     doc = yaml.safe_load(dep.inventory_file.read_text())
     doc["services"]["cl1"]["image"] = doc["services"]["cl1"]["image"].replace(":2.10.0", ":2.11.0")
     dep.inventory_file.write_text(yaml.safe_dump(doc))  # as an operator would: edit the inventory, deploy
-    with PairProbe(dep, "cl1") as probe:
+    with PairProbe(dep.inventory_file, "cl1") as probe:
         upgrade = fab("deploy", "--env", NAME, "--service", "cl1", "--json")
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     assert not probe.both, "two nodes served at once"
@@ -340,9 +278,7 @@ def active_of(dep: Lab, service: str) -> list[str]:
 
 
 def started_at(service: str, node: str) -> str:
-    res = fab("exec", "--env", NAME, "--nodes", node, "--json", "--command",
-              f"docker inspect --format '{{{{.State.StartedAt}}}}' nodeops-{service}")  # fmt: skip
-    return next(e["stdout"].strip() for e in events(res) if e["event"] == "host")
+    return inspect_field(service, node, "{{.State.StartedAt}}")[node]
 
 
 def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
@@ -350,7 +286,7 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
     assert len(first) == 1
     outages = []
     for expected in ({"cl1-a", "cl1-b"} - set(first), set(first)):
-        with PairProbe(dep, "cl1") as probe:
+        with PairProbe(dep.inventory_file, "cl1") as probe:
             res = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")
         assert res.returncode == 0, res.stdout + res.stderr
         assert set(active_of(dep, "cl1")) == expected
@@ -405,7 +341,7 @@ def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
     (active,) = active_of(dep, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     netns = f"nodeops-{NAME}-{active}"
-    with PairProbe(dep, "cl1", nodes=False) as probe:  # the load balancer, as users see it
+    with PairProbe(dep.inventory_file, "cl1", nodes=False) as probe:  # the load balancer, as users see it
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)  # host cut off
         try:
             refused = fab_with(dep, "refused", fast_connect, "promote-standby", "--service", "cl1")
@@ -427,7 +363,7 @@ def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
     print(f"\nunplanned failover (host cut off): load balancer outage {gap:.2f}s, lease 10s")
     assert 8.0 <= gap <= 16.0  # about LeaseDuration (10 s): the standby waited for the lease to expire
     # Back on the network, the old active finds its lease taken and exits; deploy makes the pair whole.
-    wait_until(lambda: {n["node"]: n["role"] for n in status_of("cl1")["nodes"]}[active] == "down",
+    wait_for(lambda: {n["node"]: n["role"] for n in status_of("cl1")["nodes"]}[active] == "down",
                "the old active to give up")  # fmt: skip
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0
     assert status_of("cl1")["state"] == "healthy"
