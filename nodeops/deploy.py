@@ -84,15 +84,18 @@ class Reporter:
         self.write = write
         self.started = time.monotonic()
         self.lock = threading.Lock()
+        self.sinks: list[Callable[[dict], None]] = []  # also given every event (the audit log)
 
     def __call__(self, service: str, node: str, message: str, **data) -> None:
         elapsed = time.monotonic() - self.started
+        event = {"event": "step", "t": round(elapsed, 2), "service": service, "node": node, "message": message, **data}
         with self.lock:
             if self.json:
-                self.write(json.dumps({"event": "step", "t": round(elapsed, 2), "service": service, "node": node,
-                                       "message": message, **data}))  # fmt: skip
+                self.write(json.dumps(event))
             else:
                 self.write(f"{elapsed:7.1f}s  {service:<12} {node or '-':<12} {message}")
+            for sink in self.sinks:
+                sink(event)
 
 
 class OutageProbe:
@@ -439,28 +442,31 @@ class ServiceDeploy:
             return {"service": self.service.name, "changed": plan.changes, "planned": steps}
         self.execute(plan)
         result = self.verify()
-        for node in self.conns:  # kept until now: any failure above could roll back to them
-            self.x(node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
+        self.drop_previous()
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
-        return {"service": self.service.name, "changed": plan.changes, **result}
+        return {"service": self.service.name, "changed": plan.changes, **result, **self.ran()}
+
+    def drop_previous(self) -> None:
+        """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
+        for node in self.conns:
+            self.x(node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
+
+    def ran(self) -> dict:
+        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it."""
+        return {"image": self.service.image, "digest": self.digest, "config": self.job.rendered.config_hash,
+                "variables": dict(self.service.variables)}  # fmt: skip
 
 
-def deploy(inventory: Inventory, jobs: Sequence[Job], report: Reporter, dry_run: bool = False) -> list[dict]:
-    """Deploy every job's service (in parallel, each pair on its own); raise if any failed."""
-    with Fleet(inventory) as fleet:
+def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False) -> list[dict]:
+    """Deploy every job's service, in parallel, each pair on its own. A service that failed has
+    ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's."""
 
-        def one(job: Job) -> dict:
-            try:
-                return ServiceDeploy(job, fleet, report).run(dry_run)
-            except NodeopsError as exc:
-                report(job.service.name, "", f"FAILED: {exc}")
-                return {"service": job.service.name, "error": exc}
+    def one(job: Job) -> dict:
+        try:
+            return ServiceDeploy(job, fleet, report).run(dry_run)
+        except NodeopsError as exc:
+            report(job.service.name, "", f"FAILED: {exc}")
+            return {"service": job.service.name, "error": exc}
 
-        with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
-            results = list(pool.map(one, jobs))
-    failed = [r for r in results if "error" in r]
-    if failed:
-        error = OperationFailed("; ".join(str(r["error"]) for r in failed))
-        error.exit_code = max(r["error"].exit_code for r in failed)  # unsafe (4) outranks failed (1)
-        raise error
-    return results
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
+        return list(pool.map(one, jobs))

@@ -55,3 +55,15 @@ class HostKeyRejected(Unsafe):
         self.address = address
         self.offered = offered
         super().__init__(f"{label} ({address}): host key {offered} {detail}; refusing to connect")
+
+
+def raise_failures(results: list[dict]) -> None:
+    """Raise one error for every result carrying an ``error`` (a NodeopsError), after all were tried.
+
+    Its exit code is the highest among them: refused as unsafe (4) outranks failed (1).
+    """
+    failed = [r["error"] for r in results if "error" in r]
+    if failed:
+        error = OperationFailed("; ".join(map(str, failed)))
+        error.exit_code = max(e.exit_code for e in failed)
+        raise error

@@ -62,6 +62,7 @@ class Bastion:
     identity_file: Path | None
     host_keys: tuple[HostKey, ...]
     known_hosts: Path | None
+    state_dir: str = ".nodeops"  # on the bastion, relative to the user's home: deploy locks and the audit log
 
 
 @dataclass(frozen=True)
@@ -449,6 +450,7 @@ def _key_list(value: Any) -> Any:
 
 
 _Name = Annotated[str, _matching(_NAME_PATTERN, f"a name matching {_NAME_PATTERN}")]
+_StateDir = Annotated[str, _matching(r"[A-Za-z0-9._/-]+", "a directory path on the bastion (letters, digits, . _ / -)")]
 _Word = Annotated[str, _matching(r"[!-~]+", "a non-empty string without spaces")]
 _Image = Annotated[
     str,
@@ -494,6 +496,7 @@ class _BastionSpec(_Spec):
     identity_file: _Path | None = None
     host_key: _HostKeys = ()
     known_hosts: _Path | None = None
+    state_dir: _StateDir = ".nodeops"
 
 
 class _SshSpec(_Spec):

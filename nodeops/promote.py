@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed, Unsafe
-from nodeops.inventory import Inventory, Node
+from nodeops.inventory import Node
 from nodeops.lease import lease_reader
 from nodeops.plan import Container
 from nodeops.remote import Fleet
@@ -136,19 +136,15 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
     return {"service": service.name, "active": standby.name, "outage_seconds": round(waited, 3)}
 
 
-def promote(inventory: Inventory, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool,
+def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool,
             force: bool = False) -> list[dict]:  # fmt: skip
-    """Promote the standby of every job's service; raise (after every service was tried) if any failed."""
-    results, failed = [], []
-    with Fleet(inventory) as fleet:
-        for job in jobs:
-            try:
-                results.append(promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped, force))
-            except NodeopsError as exc:
-                report(job.service.name, "", f"FAILED: {exc}")
-                failed.append(exc)
-    if failed:
-        error = OperationFailed("; ".join(map(str, failed)))
-        error.exit_code = max(e.exit_code for e in failed)
-        raise error
+    """Promote the standby of every job's service, one after the other. A service that failed has
+    ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's."""
+    results = []
+    for job in jobs:
+        try:
+            results.append(promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped, force))
+        except NodeopsError as exc:
+            report(job.service.name, "", f"FAILED: {exc}")
+            results.append({"service": job.service.name, "error": exc})
     return results

@@ -411,6 +411,53 @@ class Fleet:
         return self.map(nodes, lambda conn, _node: execute(conn, command, timeout=limit))
 
 
+class Session:
+    """A command kept running on a host for as long as the caller needs it: lines in, lines out.
+
+    It ends when the caller closes it, or when the connection dies with the
+    caller's process: the command then reads EOF. That is what the deploy
+    lock on the bastion rests on.
+    """
+
+    def __init__(self, conn: PinnedConnection, command: str, timeout: float) -> None:
+        self.label = conn.target.label
+        self.channel = conn.transport.open_session(timeout=timeout)
+        self.channel.settimeout(timeout)
+        self.channel.exec_command(command)
+        self.out = self.channel.makefile("rb")
+
+    def readline(self) -> str:
+        try:
+            return self.out.readline().decode(errors="replace")
+        except TimeoutError:
+            raise OperationFailed(f"{self.label}: no answer in time") from None
+
+    def send_line(self, line: str) -> None:
+        try:
+            self.channel.sendall((line + "\n").encode())
+        except (OSError, SSHException):
+            raise OperationFailed(f"{self.label}: connection lost") from None
+
+    def untimed(self) -> None:
+        """From now on it lives as long as the caller: reads wait without a limit."""
+        self.channel.settimeout(None)
+
+    def finish(self) -> CommandResult:
+        """The rest of the output and the exit status, once the command ends (stdin closed first)."""
+        try:
+            self.channel.shutdown_write()
+            rest = self.out.read().decode(errors="replace")
+            return CommandResult(self.channel.recv_exit_status(), rest, "")
+        except (OSError, SSHException):
+            raise OperationFailed(f"{self.label}: connection lost") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.out.close()
+        self.channel.close()
+
+
 def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, timeout: float = 600) -> CommandResult:
     """Run ``command`` on an open connection; ``stdin`` (e.g. a secret file's bytes) is sent, then EOF.
 

@@ -3,7 +3,8 @@ call into nodeops, and report."""
 
 from invoke import Collection
 
-from tasks import lab
+from tasks import lab, lock
+from tasks.audit import audit
 from tasks.deploy import deploy
 from tasks.exec_ import exec_
 from tasks.promote import promote_standby
@@ -14,4 +15,6 @@ ns.add_task(exec_)
 ns.add_task(deploy)
 ns.add_task(promote_standby)
 ns.add_task(status)
+ns.add_task(audit)
 ns.add_collection(Collection.from_module(lab))
+ns.add_collection(Collection.from_module(lock))

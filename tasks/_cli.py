@@ -4,6 +4,7 @@ place where a NodeopsError becomes a one-line message and its exit code."""
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -53,4 +54,5 @@ def services_of(inventory: Inventory, selection: str | None) -> list[str]:
 
 
 def is_interactive() -> bool:
-    return sys.stdout.isatty()
+    """A person at a terminal: stdout is one, and no CI runner says otherwise (every major one sets CI=true)."""
+    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1", "yes")

@@ -6,6 +6,8 @@ from invoke import task
 
 from nodeops.deploy import Reporter, prepare
 from nodeops.deploy import deploy as deploy_services
+from nodeops.errors import raise_failures
+from nodeops.operation import Operation
 from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
 
@@ -18,7 +20,10 @@ def deploy(c, env=None, inventory=None, service=None, dry_run=False, json_=False
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service))  # every role, secret and file, before any host is contacted
     report = Reporter(json_ or not is_interactive())
-    results = deploy_services(inv, jobs, report, dry_run=dry_run)
+    names = [job.service.name for job in jobs]
+    with Operation(inv, "deploy", names, report, lock=not dry_run) as op:  # a dry run changes nothing: no lock
+        results = op.results = deploy_services(op.fleet, jobs, report, dry_run=dry_run)
+        raise_failures(results)
     changed = [r["service"] for r in results if r.get("changed")]
     if dry_run:
         report("", "", f"dry run: {len(results)} service(s), {len(changed)} would change; nothing was changed")

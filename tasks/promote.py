@@ -5,6 +5,8 @@ from __future__ import annotations
 from invoke import task
 
 from nodeops.deploy import Reporter, prepare
+from nodeops.errors import raise_failures
+from nodeops.operation import Operation
 from nodeops.promote import promote
 from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
@@ -23,6 +25,10 @@ def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service))  # the files a restarted node needs, before any host
     report = Reporter(json_ or not is_interactive())
-    for result in promote(inv, jobs, report, keep_old_stopped, force):
-        report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s",
-               outage_seconds=result["outage_seconds"])  # fmt: skip
+    with Operation(inv, "promote-standby", [job.service.name for job in jobs], report, {"force": force}) as op:
+        results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force)
+        for result in results:
+            if "error" not in result:
+                report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s",
+                       outage_seconds=result["outage_seconds"])  # fmt: skip
+        raise_failures(results)

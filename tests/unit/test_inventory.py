@@ -237,7 +237,7 @@ ERRORS = [
         "unknown-bastion",
         edited(("bastion.hots", "x")),
         "bastion.hots",
-        "unknown key 'hots' (allowed: host, port, user, identity_file, host_key, known_hosts)",
+        "unknown key 'hots' (allowed: host, port, user, identity_file, host_key, known_hosts, state_dir)",
     ),
     ("unknown-ssh", edited(("ssh.max_paralel", 3)), "ssh.max_paralel", "unknown key 'max_paralel' (allowed: user,"),
     (

@@ -1,0 +1,225 @@
+"""One run of a command that changes a pair: its Fleet, its deploy lock on the bastion, its audit trail.
+
+    with Operation(inventory, "deploy", ["cl1", "cl2"], report) as op:
+        ...  # op.fleet is open, the services are locked, every report() event is audited
+        op.results = [...]  # what the end entry records (versions, digests; never a secret)
+
+Entering opens the bastion and takes the services' locks (``LockHeld``,
+exit 3, naming the holder, when another run has any of them, alive or
+stale). Every event the run reports is appended to the environment's audit
+log on the bastion, over the same session that holds the lock; leaving
+appends the end entry (result, exit code, duration) and releases the locks.
+See nodeops/commands/bastion.py for the layout on the bastion.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+
+from nodeops.commands import bastion
+from nodeops.deploy import Reporter
+from nodeops.errors import LockHeld, NodeopsError, OperationFailed
+from nodeops.inventory import Inventory
+from nodeops.remote import Fleet, Session, execute
+
+# Where CI systems put the run's id and the person behind it (first one set wins).
+CI_RUN_VARIABLES = ("NODEOPS_RUN_LABEL", "GITHUB_RUN_ID", "CI_PIPELINE_ID", "BUILDKITE_BUILD_ID",
+                    "CIRCLE_WORKFLOW_ID", "BUILD_TAG")  # fmt: skip
+CI_ACTOR_VARIABLES = ("GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILDKITE_BUILD_CREATOR")
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def holder_record(run: str, argv: Sequence[str], environ: Mapping[str, str]) -> dict:
+    """Who runs what, from where: the lock's holder and every audit entry's identity."""
+    user = getpass.getuser()
+    actor = next((environ[v] for v in CI_ACTOR_VARIABLES if environ.get(v)), None)
+    return {
+        "run": run,
+        "who": f"{user} ({actor})" if actor else user,
+        "from": socket.gethostname(),
+        "ci_run": next((environ[v] for v in CI_RUN_VARIABLES if environ.get(v)), None),
+        "command": shlex.join(["fab", *argv]),
+        "started": now(),
+    }
+
+
+def lock_conflict(text: str, env: str) -> LockHeld:
+    locks = bastion.parse_locks(text)
+    hint = "wait for it to finish"
+    if any(lock.state == "stale" for lock in locks):
+        names = ",".join(lock.service for lock in locks if lock.state == "stale")
+        hint = (f"the run that held it is gone: check what it left (fab status --env {env}), then "
+                f"fab lock.release --env {env} --service {names} --force")  # fmt: skip
+    return LockHeld("; ".join(describe_locks(locks)) + f"; {hint}")
+
+
+def describe_locks(locks: Sequence[bastion.LockInfo]) -> list[str]:
+    """One line per holding run ("cl1, cl2: locked by ..."), not one per service."""
+    runs: dict[tuple, list[bastion.LockInfo]] = {}
+    for lock in locks:
+        runs.setdefault((lock.holder.get("run"), lock.state, lock.pid), []).append(lock)
+    return [same[0].describe(", ".join(lock.service for lock in same)) for same in runs.values()]
+
+
+class Operation:
+    def __init__(self, inventory: Inventory, command: str, services: Sequence[str], report: Reporter,
+                 details: Mapping[str, object] | None = None, lock: bool = True) -> None:  # fmt: skip
+        self.inventory = inventory
+        self.command = command
+        self.services = sorted(services)
+        self.report = report
+        self.details = dict(details or {})
+        self.lock = lock
+        self.run = uuid.uuid4().hex[:16]
+        self.identity = holder_record(self.run, sys.argv[1:], os.environ)
+        self.fleet = Fleet(inventory)
+        self.session: Session | None = None
+        self.results: list[dict] = []
+        self.lost: str | None = None
+        self.started = time.monotonic()
+
+    @property
+    def env(self) -> str:
+        return self.inventory.environment
+
+    @property
+    def state_dir(self) -> str:
+        return self.inventory.bastion.state_dir
+
+    # -- lock ----------------------------------------------------------------------
+    def _acquire(self) -> None:
+        script = bastion.hold(self.state_dir, self.env, self.run, self.services)
+        self.session = Session(self.fleet.bastion(), script, timeout=60)
+        self.session.send_line(json.dumps(self.identity))  # read by the script once no lock conflicts
+        seen = []
+        while line := self.session.readline():
+            if line.strip() == "acquired":
+                self.session.untimed()  # it now lives as long as the run
+                return
+            seen.append(line)
+        result = self.session.finish()
+        self.session = None
+        text = "".join(seen) + result.stdout
+        if result.exit_code == bastion.CONFLICT:
+            raise lock_conflict(text, self.env)
+        if result.exit_code == bastion.BUSY:
+            raise LockHeld("bastion: another run kept the lock table busy for 30 s; try again")
+        raise OperationFailed(f"bastion: could not take the deploy lock (exit {result.exit_code}): "
+                              f"{text.strip()[-200:] or 'no output'}")  # fmt: skip
+
+    def _release(self) -> None:
+        if self.session is None:
+            return
+        session, self.session = self.session, None
+        try:
+            session.send_line("release")
+            if session.readline().strip() != "released":
+                raise OperationFailed("bastion: the lock holder did not confirm the release")
+        finally:
+            session.close()
+
+    # -- audit ---------------------------------------------------------------------
+    def entry(self, event: str, **data) -> dict:
+        return {"time": now(), "run": self.run, "who": self.identity["who"], "env": self.env,
+                "op": self.command, "event": event, **data}  # fmt: skip
+
+    def audit(self, entry: dict) -> None:
+        line = json.dumps(entry, default=str)  # a result's error: its one-line message
+        if self.session is not None:
+            self.session.send_line(line)
+        else:
+            res = execute(self.fleet.bastion(), bastion.append_audit(self.state_dir, self.env), (line + "\n").encode())
+            if res.exit_code:
+                raise OperationFailed(f"bastion: could not append to the audit log (exit {res.exit_code})")
+
+    def _step(self, event: dict) -> None:
+        """A Reporter sink: every step the run reports, into the audit log; a loss is noted, not raised mid-step."""
+        if self.lost:
+            return
+        try:
+            self.audit(self.entry("step", **{k: v for k, v in event.items() if k not in ("event", "t")}))
+        except NodeopsError as exc:
+            self.lost = str(exc)
+
+    # -- the whole -----------------------------------------------------------------
+    def __enter__(self) -> Operation:
+        self.fleet.__enter__()
+        try:
+            if self.lock:
+                self._acquire()
+            self.audit(self.entry("start", services=self.services, **self.identity, **self.details))
+        except BaseException:
+            self.fleet.close()
+            raise
+        self.report.sinks.append(self._step)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.report.sinks.remove(self._step)
+        code = 0 if exc is None else getattr(exc, "exit_code", 1)
+        # A NodeopsError's message is written for people and carries no secret; anything else might.
+        error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
+        end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
+                         seconds=round(time.monotonic() - self.started, 2), services=self.services,
+                         results=self.results)  # fmt: skip
+        try:
+            if not self.lost:
+                self.audit(end)
+            self._release()
+        except NodeopsError as problem:
+            self.lost = self.lost or str(problem)
+        finally:
+            self.fleet.close()
+        if self.report.json:
+            self.report.write(json.dumps(end, default=str))
+        if self.lost and exc is None:
+            raise OperationFailed(f"the run finished, but the bastion session was lost ({self.lost}): the audit log "
+                                  f"is incomplete; check fab lock.status --env {self.env}")  # fmt: skip
+
+
+# -- the lock and the log, read and repaired by hand -------------------------------------
+def _on_bastion(fleet: Fleet, script: str, stdin: bytes | None = None) -> str:
+    res = execute(fleet.bastion(), script, stdin)
+    if res.exit_code == bastion.NO_FLOCK:
+        raise OperationFailed("bastion: flock(1) is not installed (Debian/Ubuntu: util-linux)")
+    if res.exit_code:
+        raise OperationFailed(f"bastion: {res.stdout.strip()[-200:] or res.stderr.strip()[-200:] or res.exit_code}")
+    return res.stdout
+
+
+def locks(fleet: Fleet, inventory: Inventory) -> list[bastion.LockInfo]:
+    """Every lock of the environment, held or stale."""
+    return bastion.parse_locks(_on_bastion(fleet, bastion.status(inventory.bastion.state_dir, inventory.environment)))
+
+
+def release_stale(inventory: Inventory, services: Sequence[str], report: Reporter) -> list[bastion.LockInfo]:
+    """Remove the locks of ``services`` whose run is gone (audited); a live holder's lock is refused (exit 3)."""
+    with Operation(inventory, "lock.release", services, report, lock=False) as op:
+        out = _on_bastion(op.fleet, bastion.release_stale(op.state_dir, op.env, op.services))
+        found = {lock.service: lock for lock in bastion.parse_locks(out)}
+        removed = [found[line.split()[1]] for line in out.splitlines() if line.startswith("removed ")]
+        for lock in removed:
+            report(lock.service, "", f"released a stale lock: {lock.describe()}", holder=lock.holder)
+        op.results = [{"service": lock.service, "released": lock.holder} for lock in removed]
+        alive = [found[line.split()[1]] for line in out.splitlines() if line.startswith("alive ")]
+        if alive:
+            raise LockHeld("; ".join(describe_locks(alive)) + "; a live run's lock is not released: "
+                           "stop that run (or its process on the bastion) first")  # fmt: skip
+        return removed
+
+
+def audit_log(fleet: Fleet, inventory: Inventory, lines: int) -> list[dict]:
+    script = bastion.read_audit(inventory.bastion.state_dir, inventory.environment, lines)
+    return bastion.parse_audit(_on_bastion(fleet, script))

@@ -1,0 +1,160 @@
+"""The bastion's lock and audit scripts, run by a real sh with util-linux flock in a scratch directory,
+and the pure parts around them (holder records, parsing, messages)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nodeops.commands import bastion
+from nodeops.operation import describe_locks, holder_record, lock_conflict
+
+ENV = "prod"
+
+
+def sh(script: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(script, shell=True, cwd=cwd, input=stdin, capture_output=True, text=True, timeout=30)
+
+
+class Holder:
+    """A run holding locks: the hold script with its stdin open, as an SSH session keeps it."""
+
+    def __init__(self, cwd: Path, run: str, services: list[str], who: str) -> None:
+        self.proc = subprocess.Popen(bastion.hold(".nodeops", ENV, run, services), shell=True, cwd=cwd, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        self.send(json.dumps({"run": run, "who": who, "command": "fab deploy", "started": "t0"}))
+        self.first = self.proc.stdout.readline().strip()
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def release(self) -> str:
+        self.send("release")
+        answer = self.proc.stdout.readline().strip()
+        self.proc.wait(timeout=10)
+        return answer
+
+    def die(self) -> int:
+        """The client is gone: its session closes, the script reads EOF."""
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path
+
+
+@pytest.fixture
+def hold(home):
+    """Start a Holder in ``home``; none outlives its test."""
+    started: list[Holder] = []
+
+    def start(run: str, services: list[str], who: str) -> Holder:
+        started.append(Holder(home, run, services, who))
+        return started[-1]
+
+    yield start
+    for holder in started:
+        if holder.proc.poll() is None:
+            holder.proc.kill()
+            holder.proc.wait()
+
+
+def states(home: Path) -> dict[str, str]:
+    return {lock.service: lock.state for lock in bastion.parse_locks(sh(bastion.status(".nodeops", ENV), home).stdout)}
+
+
+def test_a_second_run_is_refused_while_the_first_holds_any_of_its_services(home, hold):
+    first = hold("r1", ["cl1", "cl2"], "alice")
+    assert first.first == "acquired"
+    second = sh(bastion.hold(".nodeops", ENV, "r2", ["cl2", "cl3"]), home, '{"who": "bob"}\n')
+    assert second.returncode == bastion.CONFLICT
+    [lock] = bastion.parse_locks(second.stdout)
+    assert (lock.service, lock.state, lock.holder["who"]) == ("cl2", "held", "alice")
+    assert lock.pid > 0
+    assert states(home) == {"cl1": "held", "cl2": "held"}  # cl3 was not taken by the refused run
+    assert first.release() == "released"
+    assert states(home) == {}
+    assert sorted(p.name for p in (home / ".nodeops" / ENV / "runs").iterdir()) == []  # nothing left behind
+
+
+def test_audit_lines_go_through_the_holder_and_a_dead_run_leaves_a_stale_lock(home, hold):
+    run = hold("r1", ["cl1"], "alice")
+    run.send('{"event": "step", "message": "one"}')
+    assert run.die() == 0
+    assert states(home) == {"cl1": "stale"}
+    refused = sh(bastion.hold(".nodeops", ENV, "r2", ["cl1"]), home, '{"who": "bob"}\n')
+    assert refused.returncode == bastion.CONFLICT and refused.stdout.startswith("stale cl1 ")  # never taken over
+    log = bastion.parse_audit(sh(bastion.read_audit(".nodeops", ENV, 10), home).stdout)
+    assert log == [{"event": "step", "message": "one"}]
+
+
+def test_release_removes_only_stale_locks(home, hold):
+    hold("gone", ["cl1"], "alice").die()
+    live = hold("live", ["cl2"], "bob")
+    out = sh(bastion.release_stale(".nodeops", ENV, ["cl1", "cl2", "cl3"]), home).stdout.splitlines()
+    assert [line for line in out if not line.startswith(("held ", "stale "))] == [
+        "removed cl1",
+        "alive cl2",
+        "free cl3",
+    ]
+    assert states(home) == {"cl2": "held"}
+    assert live.release() == "released"
+    again = hold("next", ["cl1", "cl2"], "carol")
+    assert again.first == "acquired"
+    again.release()
+
+
+def test_a_missing_state_dir_has_no_locks_and_an_empty_log(home):
+    assert sh(bastion.status(".nodeops", ENV), home).stdout == ""
+    assert sh(bastion.read_audit(".nodeops", ENV, 5), home).stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ('held cl1 42 {"who": "a"}', [("cl1", "held", 42, {"who": "a"})]),
+        ("stale cl2 7 not json", [("cl2", "stale", 7, {})]),
+        ("removed cl1\nalive cl2\nfree cl3", []),
+        ("held cl1 x {}", [("cl1", "held", 0, {})]),
+    ],
+)
+def test_parse_locks(text, parsed):
+    assert [(lock.service, lock.state, lock.pid, lock.holder) for lock in bastion.parse_locks(text)] == parsed
+
+
+def test_parse_audit_skips_a_line_cut_by_a_crash():
+    assert bastion.parse_audit('{"a": 1}\n{"b": \n[1]\n{"c": 3}\n') == [{"a": 1}, {"c": 3}]
+
+
+@pytest.mark.parametrize(
+    ("environ", "who", "ci_run"),
+    [
+        ({}, "me", None),
+        ({"GITHUB_RUN_ID": "123", "GITHUB_ACTOR": "octo"}, "me (octo)", "123"),
+        ({"CI_PIPELINE_ID": "9", "GITLAB_USER_LOGIN": "gl"}, "me (gl)", "9"),
+        ({"NODEOPS_RUN_LABEL": "nightly", "GITHUB_RUN_ID": "123"}, "me", "nightly"),
+    ],
+)
+def test_holder_record_names_the_person_and_the_ci_run(monkeypatch, environ, who, ci_run):
+    monkeypatch.setattr("getpass.getuser", lambda: "me")
+    record = holder_record("r1", ["deploy", "--env", "prod"], environ)
+    assert (record["who"], record["ci_run"], record["command"]) == (who, ci_run, "fab deploy --env prod")
+
+
+def test_lock_messages_group_services_by_run_and_say_how_to_clear_a_stale_one():
+    text = 'stale cl1 5 {"run": "r1", "who": "a", "from": "h", "command": "fab deploy", "started": "t"}\n' \
+           'stale cl2 5 {"run": "r1", "who": "a", "from": "h", "command": "fab deploy", "started": "t"}\n' \
+           'held cl3 9 {"run": "r2", "who": "b", "from": "ci", "ci_run": "77", "started": "u"}\n'  # fmt: skip
+    assert describe_locks(bastion.parse_locks(text)) == [
+        "cl1, cl2: locked by a@h, `fab deploy`, since t (its run is gone: stale)",
+        "cl3: locked by b@ci, CI run 77, an unknown command, since u (alive, bastion pid 9)",
+    ]
+    error = lock_conflict(text, "prod")
+    assert error.exit_code == 3
+    assert str(error).endswith("fab lock.release --env prod --service cl1,cl2 --force")
