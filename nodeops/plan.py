@@ -26,6 +26,10 @@ class Container:
     exit_code: int = 0
     env: tuple[str, ...] = ()  # KEY=value, as the container process sees them
     args: tuple[str, ...] = ()  # entrypoint + command line
+    user: str = ""  # as configured (`--user`); "" is the image's default user
+    pid: int = 0  # of its main process on the node host; 0 when it does not run
+    started: str = ""  # when it last started (RFC 3339, the engine's clock)
+    image: str = ""  # the reference it was created from
 
     def label(self, key: str) -> str | None:
         return self.labels.get(f"io.nodeops.{key}")
@@ -48,6 +52,10 @@ def parse_inspect(text: str) -> Container | None:
         exit_code=int(state.get("ExitCode") or 0),
         env=tuple(config.get("Env") or ()),
         args=(*(config.get("Entrypoint") or ()), *(config.get("Cmd") or ())),
+        user=config.get("User") or "",
+        pid=int(state.get("Pid") or 0),
+        started=state.get("StartedAt") or "",
+        image=config.get("Image") or "",
     )
 
 

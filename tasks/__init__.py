@@ -9,12 +9,14 @@ from tasks.deploy import deploy
 from tasks.exec_ import exec_
 from tasks.promote import promote_standby
 from tasks.status import status
+from tasks.verify import verify
 
 ns = Collection()
 ns.add_task(exec_)
 ns.add_task(deploy)
 ns.add_task(promote_standby)
 ns.add_task(status)
+ns.add_task(verify)
 ns.add_task(audit)
 ns.add_collection(Collection.from_module(lab))
 ns.add_collection(Collection.from_module(lock))

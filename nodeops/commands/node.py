@@ -151,3 +151,17 @@ def shred(service: str, names: Sequence[str]) -> str:
 def list_files(service: str) -> str:
     d = shlex.quote(files_dir(service))
     return f"if [ -d {d} ]; then find {d} -type f -printf '%f %m %U\\n'; fi"
+
+
+STRAY_PLACES = ('"$HOME"', "/root", "/tmp", "/var/tmp")  # where an operator leaves a copy; $HOME: the login user's
+STRAY_DEPTH = 3
+
+
+def find_named(names: Sequence[str]) -> str:
+    """Paths of files called one of ``names`` under STRAY_PLACES, at most STRAY_DEPTH down.
+
+    Bounded and cheap: one find, no descent into other filesystems. Exit 0 or 1 (a place that
+    does not exist, or one not readable) both mean it ran."""
+    match = " -o ".join(f"-name {shlex.quote(n)}" for n in names) or "-false"
+    places = " ".join(STRAY_PLACES)
+    return f"find {places} -maxdepth {STRAY_DEPTH} -xdev -type f \\( {match} \\) -print 2>/dev/null"

@@ -169,6 +169,11 @@ class Lab:
         for private, mode in (("root", 0o700), ("tmp", 0o1777)):
             (hdir / private).mkdir(exist_ok=True)
             (hdir / private).chmod(mode)
+        etc_ssh = hdir / "etc-ssh"  # the host's /etc/ssh, bound at boot: its host keys where a real host has them
+        etc_ssh.mkdir(exist_ok=True)
+        for name in (key.name, f"{key.name}.pub"):
+            if not (etc_ssh / name).exists():
+                os.link(hdir / name, etc_ssh / name)
         if host.kind == "node":
             etc = hdir / "etc-containers"  # the host's /etc/containers, bound at boot
             (etc / "networks").mkdir(parents=True, exist_ok=True)

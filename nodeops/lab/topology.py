@@ -179,8 +179,9 @@ def uplink_commands(host: LabHost) -> list[tuple[str, ...]]:
 
 def boot_command(host: LabHost, sshd: str, config: Path, host_dir: Path) -> tuple[str, ...]:
     """Start one SSH host: its netns, a private mount and UTS namespace, its
-    own hostname, /root, /tmp and a RAM-backed /run (as on a real host), a
-    node's own /etc/containers and /dev/shm for its engine, then sshd.
+    own hostname, /root, /tmp, /etc/ssh (its host keys) and a RAM-backed
+    /run (as on a real host), a node's own /etc/containers and /dev/shm for
+    its engine, then sshd.
 
     nsenter, not `ip netns exec`: the latter remounts /sys and hides the
     cgroup mounts that containers need. Paths are passed as $0..$3, never
@@ -192,6 +193,7 @@ def boot_command(host: LabHost, sshd: str, config: Path, host_dir: Path) -> tupl
         "mkdir /run/sshd",
         'mount --bind "$3/root" /root',
         'mount --bind "$3/tmp" /tmp',
+        'mount --bind "$3/etc-ssh" /etc/ssh',
     ]
     if host.kind == "node":
         steps += [

@@ -91,6 +91,7 @@ def test_boot_command_enters_the_hosts_namespaces_then_execs_sshd():
     script, *args = argv[11:]
     assert args == ["cl1-a", "/usr/sbin/sshd", "/s/cfg", "/s/h"]  # $0..$3: data, never spliced into the script
     assert 'mount --bind "$3/root" /root' in script and 'mount --bind "$3/tmp" /tmp' in script
+    assert 'mount --bind "$3/etc-ssh" /etc/ssh' in script  # its own host keys, where fab verify reads them
     assert script.endswith('exec "$1" -D -e -f "$2"')
 
 

@@ -1,0 +1,43 @@
+"""fab verify: post-deploy checks on every node, through the bastion; pass/fail per check."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from invoke import task
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from nodeops.deploy import prepare
+from nodeops.remote import Fleet
+from nodeops.verify import verify as run_checks
+from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+
+
+@task(help={**SERVICES_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)"})
+@cli
+def verify(c, env=None, inventory=None, service=None, json_=False):
+    """Check every node after a deploy: container user, port on the active only, no secret files, tmpfs, host keys."""
+    inv = load(env, inventory)
+    jobs = prepare(inv, services_of(inv, service))  # which files each node may still hold
+    with Fleet(inv) as fleet:
+        result = run_checks(fleet, jobs)
+    if json_ or not is_interactive():
+        for check in result.checks:
+            print(json.dumps({"event": "check", **dataclasses.asdict(check)}))
+    else:
+        table = Table(box=box.SIMPLE, show_edge=False)
+        for col in ("service", "node", "check", "result", "reason"):
+            table.add_column(col, no_wrap=col != "reason")
+        for i, ch in enumerate(result.checks):
+            first = i == 0 or result.checks[i - 1].node != ch.node  # service and node once per node
+            where = (ch.service, ch.node) if first else ("", "")
+            table.add_row(*where, ch.check, "[green]pass[/]" if ch.ok else "[red]FAIL[/]", ch.reason)
+        console = Console(highlight=False)
+        console.print(table)
+        console.print(f"{sum(ch.ok for ch in result.checks)}/{len(result.checks)} checks passed")
+    error = result.error()
+    if error:
+        raise error
