@@ -170,14 +170,16 @@ class Job:
 def prepare(inventory: Inventory, names: Sequence[str] | None = None) -> list[Job]:
     """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted."""
     services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
-    jobs = []
-    for service in services:
-        role = role_for(inventory, service)
-        profile = profile_name(role, service, str(inventory.source))
-        secrets = resolve(inventory, service)
-        rendered = render(role, profile, service, secrets)
-        jobs.append(Job(service, role, profile, rendered, Redactor(secrets.values()), secrets))
-    return jobs
+    return [job_for(inventory, service) for service in services]
+
+
+def job_for(inventory: Inventory, service: Service) -> Job:
+    """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to)."""
+    role = role_for(inventory, service)
+    profile = profile_name(role, service, str(inventory.source))
+    secrets = resolve(inventory, service)
+    rendered = render(role, profile, service, secrets)
+    return Job(service, role, profile, rendered, Redactor(secrets.values()), secrets)
 
 
 class ServiceDeploy:

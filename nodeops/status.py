@@ -1,13 +1,18 @@
-"""What runs where, observed: each node's role, container and version, the lease, the pair's state."""
+"""What runs where, observed: each node's role, container, version and uptime, the lease, the lock,
+the pair's state. The shape of one service's result is docs/status.schema.json."""
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Sequence
 
+from nodeops.commands.bastion import LockInfo
 from nodeops.deploy import Job, ServiceDeploy
 from nodeops.errors import NodeopsError
 from nodeops.inventory import Inventory
 from nodeops.lease import lease_reader
+from nodeops.operation import locks
 from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
 
@@ -32,29 +37,59 @@ def pair_state(seen: Sequence[Seen]) -> str:
     return "healthy" if roles.count("standby") == len(roles) - 1 else "degraded"
 
 
-def status(inventory: Inventory, jobs: Sequence[Job], report) -> list[dict]:
+def uptime(started: str, now: datetime.datetime) -> float | None:
+    """Seconds since an engine's RFC 3339 StartedAt (nanoseconds allowed); None when unknown."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", started.strip())
+    if not match or started.startswith("0001-"):  # the engines' "never started"
+        return None
+    fraction = (match[2] or ".0")[:7]  # datetime keeps microseconds
+    at = datetime.datetime.fromisoformat(match[1] + fraction + ("+00:00" if match[3] == "Z" else match[3]))
+    return round(max(0.0, (now - at).total_seconds()), 1)
+
+
+def node_status(s: Seen, now: datetime.datetime) -> dict:
+    c = s.container
+    return {
+        "node": s.node.name,
+        "host": s.node.host,
+        "role": node_role(s),
+        "health": "passing" if s.serving else ("no answer" if s.reachable else "unknown"),
+        "container": c.status if c else None,
+        "uptime_seconds": uptime(c.started, now) if c and c.running else None,
+        "image": c.image or None if c else None,
+        "version": c.label("version") if c else None,
+        "digest": c.label("digest") if c else None,
+        "config": (c.label("config") or "")[:12] if c else None,
+    }
+
+
+def lock_status(lock: LockInfo | None) -> dict | None:
+    if lock is None:
+        return None
+    return {"state": lock.state, "bastion_pid": lock.pid, "holder": lock.holder}
+
+
+def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job], report) -> list[dict]:
+    held = {lock.service: lock for lock in locks(fleet, inventory)}
     results = []
-    with Fleet(inventory) as fleet:
-        for job in jobs:
-            run = ServiceDeploy(job, fleet, report)
-            seen = observe(run)
-            lease = "n/a"
-            if job.role.lease is not None:
-                try:
-                    with lease_reader(fleet, job) as read:
-                        lease = read().describe()
-                except NodeopsError as exc:
-                    lease = f"unreadable: {exc}"
-            results.append({
-                "service": job.service.name,
-                "state": pair_state(list(seen.values())),
-                "lease": lease,
-                "nodes": [{
-                    "node": s.node.name, "host": s.node.host, "role": node_role(s),
-                    "container": s.container.status if s.container else None,
-                    "version": s.container.label("version") if s.container else None,
-                    "digest": s.container.label("digest") if s.container else None,
-                    "config": (s.container.label("config") or "")[:12] if s.container else None,
-                } for s in seen.values()],
-            })  # fmt: skip
+    for job in jobs:
+        run = ServiceDeploy(job, fleet, report)
+        seen = observe(run)
+        lease: dict | None = None
+        if job.role.lease is not None:
+            try:
+                with lease_reader(fleet, job) as read:
+                    found = read()
+                lease = {"holder": found.holder, "held": found.held, "expires_in_seconds": round(found.remaining, 1),
+                         "describe": found.describe()}  # fmt: skip
+            except NodeopsError as exc:
+                lease = {"error": str(exc)}
+        now = datetime.datetime.now(datetime.UTC)
+        results.append({
+            "service": job.service.name,
+            "state": pair_state(list(seen.values())),
+            "lease": lease,
+            "lock": lock_status(held.get(job.service.name)),
+            "nodes": [node_status(s, now) for s in seen.values()],
+        })  # fmt: skip
     return results

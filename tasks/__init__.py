@@ -8,6 +8,7 @@ from tasks.audit import audit
 from tasks.deploy import deploy
 from tasks.exec_ import exec_
 from tasks.promote import promote_standby
+from tasks.rollback import rollback
 from tasks.status import status
 from tasks.verify import verify
 
@@ -18,5 +19,6 @@ ns.add_task(promote_standby)
 ns.add_task(status)
 ns.add_task(verify)
 ns.add_task(audit)
+ns.add_task(rollback)
 ns.add_collection(Collection.from_module(lab))
 ns.add_collection(Collection.from_module(lock))

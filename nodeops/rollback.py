@@ -1,0 +1,78 @@
+"""fab rollback: a service back to an image and configuration that ran before, through deploy's rolling path.
+
+What ran is read from the audit log on the bastion: every successful deploy
+or rollback records, per service, the image, its registry digest, the
+configuration hash and the inventory's (non-secret) variables. The target is
+the newest record that differs from what the active node runs now, or with
+``--to VERSION`` the newest record of that version. The image is pulled by
+digest (``repo:tag@sha256:...``), so the very bits that ran come back even if
+the tag was pushed again since. Secrets are today's: a rollback never brings
+back an old credential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from nodeops.commands import node as cmd
+from nodeops.deploy import Reporter, ServiceDeploy, job_for
+from nodeops.errors import InvalidInput
+from nodeops.inventory import Inventory, Service
+from nodeops.operation import audit_log
+from nodeops.promote import observe
+from nodeops.remote import Fleet
+from nodeops.render import render
+
+HISTORY_LINES = 20000  # of the audit log read back; a deploy writes a few dozen
+
+
+def ran(entries: Iterable[dict], service: str) -> list[dict]:
+    """What ``service`` ran after each successful deploy or rollback, oldest first."""
+    found = []
+    for e in entries:
+        if e.get("event") != "end" or e.get("op") not in ("deploy", "rollback"):
+            continue
+        for r in e.get("results") or ():
+            if r.get("service") == service and "error" not in r and r.get("image") and r.get("config"):
+                found.append(r)
+    return found
+
+
+def pick(history: Sequence[dict], running: tuple[str, str] | None, to: str | None, service: str) -> dict:
+    """The record to return to: the newest whose (image, config) differs from ``running``, or the newest of
+    version ``to``. Refused (exit 2) when there is none, saying what there is."""
+    for r in reversed(history):
+        same = running is not None and (cmd.image_tag(r["image"]), r["config"]) == running
+        if (to is None and not same) or (to is not None and cmd.image_tag(r["image"]) == to):
+            return r
+    known = sorted({cmd.image_tag(r["image"]) for r in history})
+    if to is not None:
+        raise InvalidInput(f"{service}: version {to} never ran according to the audit log (known: "
+                           f"{', '.join(known) or 'none'})")  # fmt: skip
+    raise InvalidInput(f"{service}: nothing ran before what runs now according to the audit log "
+                       f"(versions recorded: {', '.join(known) or 'none'}); name one with --to VERSION")  # fmt: skip
+
+
+def target_service(service: Service, record: dict, pinned: bool = True) -> Service:
+    """``service`` with the record's variables and image, pinned to the digest that ran (when known)."""
+    image = record["image"].split("@", 1)[0]
+    if pinned and record.get("digest"):
+        image = f"{image}@{record['digest']}"
+    return dataclasses.replace(service, image=image, variables=dict(record.get("variables") or {}))
+
+
+def rollback(fleet: Fleet, inventory: Inventory, service: Service, to: str | None, report: Reporter) -> dict:
+    history = ran(audit_log(fleet, inventory, HISTORY_LINES), service.name)
+    probe = ServiceDeploy(job_for(inventory, service), fleet, report)
+    active = [s.container for s in observe(probe).values() if s.serving and s.container]
+    running = (active[0].label("version") or "", active[0].label("config") or "") if active else None
+    record = pick(history, running, to, service.name)
+    job = job_for(inventory, target_service(service, record))
+    report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
+                             f"{record.get('digest') or 'unknown'})")  # fmt: skip
+    as_then = render(job.role, job.profile, target_service(service, record, pinned=False), job.secrets)
+    if as_then.config_hash != record["config"]:
+        report(service.name, "", "note: the role's templates changed since; the configuration is re-rendered "
+                                 "from today's templates with the variables of then")  # fmt: skip
+    return ServiceDeploy(job, fleet, report).run(dry_run=False)

@@ -1,0 +1,45 @@
+"""Every task is listed with a one-line help, every flag documented; the example CI pipeline stays true."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from nodeops.inventory import load_inventory
+from nodeops.secrets import env_variable_name
+from tasks import ns
+from tests.conftest import ROOT, fab
+
+TASKS = sorted(ns.task_names)
+
+
+def test_fab_list_shows_every_task_with_a_one_line_help():
+    listed = fab("--list")
+    assert listed.returncode == 0, listed.stderr
+    for name in TASKS:
+        line = next((line for line in listed.stdout.splitlines() if line.strip().startswith(name + " ")), None)
+        assert line is not None and len(line.split(None, 1)) == 2, f"{name} has no help in fab --list"
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_flag_of_every_task_is_documented(name):
+    task = ns[name]
+    assert (task.__doc__ or "").strip(), f"{name}: no docstring"
+    undocumented = [arg.names[0] for arg in task.get_arguments() if not (arg.help or "").strip()]
+    assert not undocumented, f"{name}: flags without help: {undocumented}"
+    shown = fab("--help", name)
+    assert shown.returncode == 0 and "Options:" in shown.stdout
+
+
+def test_the_example_pipeline_runs_real_tasks_and_names_the_env_variables_the_backend_reads():
+    pipeline = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.example.yml").read_text())
+    steps = pipeline["jobs"]["deploy"]["steps"]
+    commands = [s["run"].split()[1] for s in steps if s.get("run", "").startswith("fab ")]
+    assert commands and set(commands) <= set(TASKS)
+    deploy = next(s for s in steps if s.get("run", "").startswith("fab deploy"))
+    given = {k for k in deploy["env"] if k.startswith("NODEOPS_")}
+    example = load_inventory(ROOT / "inventory" / "prod.example.yaml")
+    prefix = next(b.prefix for b in example.secret_backends.values() if b.kind == "env")
+    wanted = {env_variable_name(prefix, ref.name, ref.key) for s in example.services.values()
+              for ref in s.secrets.values()}  # fmt: skip
+    assert given == wanted
