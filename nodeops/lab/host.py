@@ -222,6 +222,9 @@ class Lab:
     # -- down ------------------------------------------------------------------
     def down(self) -> list[str]:
         with self._exclusive("lab.down") as daemons:
+            if not self.dir.exists():  # never up, or already down
+                self.inventory_file.unlink(missing_ok=True)
+                return []
             removed = list(self.state["netns"])
             self._remove(daemons, removed)
             daemons.stop(list(daemons.table))  # lab-wide daemons not tied to a host

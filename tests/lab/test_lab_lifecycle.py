@@ -71,6 +71,8 @@ def test_up_exec_restart_a_dead_host_down(root):
     assert CIDR not in subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
     assert not any(process_alive(pid) for pid in pids)
     assert not (ROOT / "inventory" / f"{NAME}.yaml").exists()
+    again = fab("lab.down", "--name", NAME)  # down twice (a cleanup after a cleanup) is no error
+    assert again.returncode == 0 and "removed 0 namespaces" in again.stdout, again.stderr
 
 
 def test_a_second_run_on_the_same_lab_is_refused_with_exit_3(root):
