@@ -167,17 +167,20 @@ class Job:
         return tuple(self.rendered.files)
 
 
-def prepare(inventory: Inventory, names: Sequence[str] | None = None) -> list[Job]:
-    """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted."""
+def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: bool = False) -> list[Job]:
+    """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted.
+
+    ``admin``: also the secrets only a rotation needs (an admin role's); other commands never read them,
+    so a CI job that deploys needs no admin credential."""
     services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
-    return [job_for(inventory, service) for service in services]
+    return [job_for(inventory, service, admin) for service in services]
 
 
-def job_for(inventory: Inventory, service: Service) -> Job:
+def job_for(inventory: Inventory, service: Service, admin: bool = False) -> Job:
     """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to)."""
     role = role_for(inventory, service)
     profile = profile_name(role, service, str(inventory.source))
-    secrets = resolve(inventory, service)
+    secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered = render(role, profile, service, secrets)
     return Job(service, role, profile, rendered, Redactor(secrets.values()), secrets)
 

@@ -39,11 +39,14 @@ def lease_query(table: str) -> str:
 
 
 @contextlib.contextmanager
-def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
-    """A function that reads the service's lease, over one tunnel and one connection."""
+def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = None,
+             purpose: str = "read the lease") -> Iterator[psycopg.Connection]:  # fmt: skip
+    """A connection to the service's database server (the one its role's lease: locates), through a
+    tunnel on the bastion, as ``user``, to ``dbname`` (default: the service's database); closed on exit.
+    The credentials stay in memory; a failure names ``purpose`` and the server, its reason redacted."""
     spec, v, service = job.role.lease, job.variables, job.service.name
     try:
-        host, port, dbname = str(v[spec.host]), int(v[spec.port]), str(v[spec.database])
+        host, port, dbname = str(v[spec.host]), int(v[spec.port]), dbname or str(v[spec.database])
     except KeyError as missing:
         raise InvalidInput(f"{service}: variable {missing} locates the lease database; set it") from None
     with fleet.tunnel(host, port) as local:
@@ -54,15 +57,26 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
                 port=local,
                 dbname=dbname,
                 connect_timeout=10,
-                user=job.secrets[spec.user].reveal(),
-                password=job.secrets[spec.password].reveal(),
+                user=user,
+                password=password,
                 sslmode=str(v.get(spec.sslmode, "prefer")),
                 application_name="nodeops",
                 autocommit=True,
             )  # fmt: skip  (host= keeps TLS verification on the real name; hostaddr= is the tunnel)
         except psycopg.Error as exc:
             reason = job.redact(" ".join(str(exc).split())[:300])
-            raise OperationFailed(f"{service}: cannot read the lease in {host}:{port}/{dbname}: {reason}") from None
+            raise OperationFailed(f"{service}: cannot {purpose} in {host}:{port}/{dbname}: {reason}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
+    """A function that reads the service's lease, over one tunnel and one connection."""
+    spec, service = job.role.lease, job.service.name
+    with database(fleet, job, job.secrets[spec.user].reveal(), job.secrets[spec.password].reveal()) as conn:
 
         def read() -> Lease:
             try:
@@ -73,7 +87,4 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
                 raise OperationFailed(f"{service}: reading the lease failed: {job.redact(str(exc)[:300])}") from None
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)
 
-        try:
-            yield read
-        finally:
-            conn.close()
+        yield read

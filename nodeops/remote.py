@@ -19,9 +19,10 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -150,6 +151,13 @@ class Outcome(Generic[T]):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    headers: Message  # case-insensitive: headers["Set-Cookie"]
+    body: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -307,11 +315,18 @@ class Fleet:
         raise AssertionError("unreachable")
 
     def http_get(self, host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
-        """GET ``path`` on a private ``host:port`` over a channel through the bastion.
+        """GET ``path`` on a private ``host:port`` through the bastion: (status, body), or None (see request)."""
+        reply = self.request(host, port, "GET", path, timeout=timeout)
+        return None if reply is None else (reply.status, reply.body)
 
-        Returns (status, body), or None when nothing answers HTTP there: the
-        bastion could not connect, or a published port accepted and then
-        dropped the connection. That is how a standby without the lease looks.
+    def request(self, host: str, port: int, method: str, path: str, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> HttpReply | None:  # fmt: skip
+        """One HTTP/1.0 request to a private ``host:port`` over a channel through the bastion.
+
+        ``body`` and ``headers`` travel inside the SSH channel, never in a
+        process argument. Returns the reply, or None when nothing answers HTTP
+        there: the bastion could not connect, or a published port accepted and
+        then dropped the connection. That is how a standby without the lease looks.
         """
         transport = self.bastion().transport
         try:
@@ -321,12 +336,16 @@ class Fleet:
                 return None
             raise OperationFailed(f"bastion ({self.bastion_target.address}): connection lost") from None
         channel.settimeout(timeout)
+        fields = {"Host": f"{host}:{port}", "Connection": "close", **(headers or {})}
+        if body is not None:
+            fields["Content-Length"] = str(len(body))
+        head = f"{method} {path} HTTP/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
         try:
-            channel.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            channel.sendall(head.encode() + (body or b""))
             with channel.makefile("rb") as reply:
                 response = http.client.HTTPResponse(_SocketShim(reply))
                 response.begin()
-                return response.status, response.read()
+                return HttpReply(response.status, response.headers, response.read())
         except (OSError, http.client.HTTPException):
             return None
         finally:

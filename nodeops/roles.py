@@ -42,6 +42,7 @@ __all__ = [
     "Role",
     "RoleError",
     "RoleFile",
+    "RotationSpec",
     "load_role",
     "profile_name",
     "role_for",
@@ -99,6 +100,27 @@ class LeaseSpec:
 
 
 @dataclass(frozen=True)
+class RotationSpec:
+    """``rotation.<name>``: what ``fab rotate-secrets --secret <name>`` changes, and where it is checked.
+
+    Kinds: ``postgres-password`` (``ALTER ROLE`` of ``user`` on the server the
+    role's ``lease:`` locates, as the admin role whose user and password the
+    service's secrets ``admin_user`` and ``admin_password`` hold; then the pair
+    is rolled onto it), ``chainlink-api-password`` (the API user ``user``
+    changes it on the active node: ``PATCH /v2/user/password``) and
+    ``refused`` (cannot be changed in place: ``reason`` says why and what to do).
+    """
+
+    name: str
+    kind: Literal["postgres-password", "chainlink-api-password", "refused"]
+    secret: str  # the role secret whose value is rotated
+    user: str | None = None  # the role secret naming whose password it is (database role, API email)
+    admin_user: str | None = None  # postgres-password: service secrets (optional in `secrets:`) of the admin
+    admin_password: str | None = None
+    reason: str | None = None  # refused
+
+
+@dataclass(frozen=True)
 class Role:
     name: str
     source: Path  # the role.yaml in effect
@@ -115,6 +137,12 @@ class Role:
     lease: LeaseSpec | None  # how to read who holds the active role; None: the role has no lease
     profiles: Mapping[str, Profile]
     default_profile: str
+    rotation: Mapping[str, RotationSpec]  # what fab rotate-secrets can rotate, in the order --secret all takes
+
+    @property
+    def admin_secrets(self) -> frozenset[str]:
+        """Secrets only a rotation uses (an admin role's credentials): never read by deploy, status or the rest."""
+        return frozenset(n for spec in self.rotation.values() for n in (spec.admin_user, spec.admin_password) if n)
 
     def profile(self, name: str) -> Profile:
         try:
@@ -193,6 +221,7 @@ _TOP = {
     "stop_timeout": False,
     "standby_log": False,
     "lease": False,
+    "rotation": False,
     "defaults": False,
     "secrets": False,
     "profiles": True,
@@ -276,6 +305,7 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         lease=_lease(data["lease"], secrets, fail) if "lease" in data else None,
         profiles=MappingProxyType(profiles),
         default_profile=default_profile,
+        rotation=_rotation(data.get("rotation") or {}, secrets, "lease" in data, fail),
     )
 
 
@@ -332,6 +362,38 @@ def _lease(data: Any, secrets: Sequence[str], fail: Any) -> LeaseSpec:
         if data[key] not in secrets:
             fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {data[key]!r}")
     return LeaseSpec(**data)
+
+
+_ROTATION_KEYS = {  # kind -> the keys it takes (required: True)
+    "postgres-password": {"kind": True, "secret": True, "user": True, "admin_user": True, "admin_password": True},
+    "chainlink-api-password": {"kind": True, "secret": True, "user": True},
+    "refused": {"kind": True, "secret": True, "reason": True},
+}
+
+
+def _rotation(data: Any, secrets: Sequence[str], has_lease: bool, fail: Any) -> Mapping[str, RotationSpec]:
+    _typed(data, "rotation", dict, "a mapping of rotatable secrets", fail)
+    out = {}
+    for name, spec in data.items():
+        at = f"rotation.{name}"
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "all":
+            fail(at, f"expected a name matching {_NAME.pattern}, not 'all' (that is --secret all)")
+        kind = spec.get("kind") if isinstance(spec, dict) else None
+        if kind not in _ROTATION_KEYS:
+            fail(f"{at}.kind", f"expected one of {', '.join(_ROTATION_KEYS)}, got {kind!r}")
+        _mapping(spec, at, _ROTATION_KEYS[kind], fail)
+        for key, value in spec.items():
+            _typed(value, f"{at}.{key}", str, "a string", fail)
+        for key in ("secret", "user"):
+            if key in spec and spec[key] not in secrets:
+                fail(f"{at}.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {spec[key]!r}")
+        for key in ("admin_user", "admin_password"):
+            if key in spec and (not _NAME.fullmatch(spec[key]) or spec[key] in secrets):
+                fail(f"{at}.{key}", f"expected a secret name outside the role's required secrets, got {spec[key]!r}")
+        if kind == "postgres-password" and not has_lease:
+            fail(at, "a postgres-password rotation needs the role's lease: section (it locates the database)")
+        out[name] = RotationSpec(name=name, **spec)
+    return MappingProxyType(out)
 
 
 def _mapping(data: Any, at: str, keys: Mapping[str, bool], fail: Any) -> None:

@@ -25,11 +25,12 @@ name), never a value. Backends:
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -40,9 +41,12 @@ from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
 __all__ = [
     "Secret",
     "SecretLeak",
+    "aws_client",
+    "backend_where",
     "env_variable_name",
     "is_loopback_url",
     "resolve",
+    "secret_ages",
     "strict_rendering",
 ]
 
@@ -137,8 +141,9 @@ class Secret:
 # ---------------------------------------------------------------- resolving references
 
 
-def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str] | None = None) -> dict[str, Secret]:
-    """Every secret reference of ``service``, read through its backend, as {name: Secret}.
+def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str] | None = None,
+            skip: Collection[str] = ()) -> dict[str, Secret]:  # fmt: skip
+    """Every secret reference of ``service`` but those named in ``skip``, read through its backend, as {name: Secret}.
 
     One client per backend, one read per secret name (several keys of one JSON
     secret cost one call). ``environ`` defaults to ``os.environ``; it is read
@@ -148,7 +153,8 @@ def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str
     file = str(inventory.source)
     by_backend: dict[str, list[tuple[str, SecretRef]]] = {}
     for name, ref in service.secrets.items():
-        by_backend.setdefault(ref.backend, []).append((name, ref))
+        if name not in skip:
+            by_backend.setdefault(ref.backend, []).append((name, ref))
     out: dict[str, Secret] = {}
     for backend_name, refs in by_backend.items():
         backend = inventory.secret_backends.get(backend_name)
@@ -221,6 +227,81 @@ def is_loopback_url(url: str | None) -> bool:
         return False
 
 
+def backend_where(b: SecretBackend) -> str:
+    """An AWS backend named for messages: name, region and endpoint (never a credential)."""
+    endpoint = f", endpoint {b.endpoint_url}" if b.endpoint_url else ""
+    return f"secret backend {b.name!r} (region {b.region}{endpoint})"
+
+
+def aws_client(b: SecretBackend, file: str) -> Any:
+    """A Secrets Manager client for backend ``b`` (``file``: the inventory, for messages)."""
+    import boto3  # slow to import: only when an AWS backend is used
+    import botocore.config
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        core = botocore.session.Session(profile=b.profile)
+        session = boto3.Session(botocore_session=core, region_name=b.region)
+        extra: dict[str, str] = {}
+        if is_loopback_url(b.endpoint_url) and not b.profile and not _has_ambient_credentials(core):
+            # A loopback endpoint is the lab's moto_server (or a developer's local stand-in): it checks no
+            # credentials, but botocore refuses to sign a request without some. Use the well-known dummy
+            # pair moto documents, and only when the environment offers none: this is never a real
+            # credential, and a loopback endpoint is never real AWS.
+            extra = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        config = botocore.config.Config(
+            connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"}
+        )
+        return session.client("secretsmanager", endpoint_url=b.endpoint_url, config=config, **extra)
+    except botocore.exceptions.ProfileNotFound:
+        raise InventoryError(
+            file, f"secret_backends.{b.name}.profile", f"AWS profile {b.profile!r} not found in ~/.aws"
+        ) from None
+    except botocore.exceptions.BotoCoreError as err:
+        raise InvalidInput(f"{file}: {backend_where(b)}: cannot create a client: {type(err).__name__}") from None
+
+
+def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) -> dict[str, float | None]:
+    """Seconds since each secret of ``service`` got its AWSCURRENT version, by secret name, from the
+    versions' dates (list_secret_version_ids: no value is read); None for a backend that keeps no dates (env)."""
+    file, clients, ages = str(inventory.source), {}, {}
+    for ref in service.secrets.values():
+        backend = inventory.secret_backends[ref.backend]
+        if ref.name in ages:
+            continue
+        if backend.kind != "aws-secretsmanager":
+            ages[ref.name] = None
+            continue
+        client = clients.get(backend.name) or clients.setdefault(backend.name, aws_client(backend, file))
+        ages[ref.name] = (now - _current_since(client, ref.name, backend_where(backend))).total_seconds()
+    return ages
+
+
+def _current_since(client: Any, name: str, where: str) -> datetime.datetime:
+    """When the secret's AWSCURRENT version was created. Never later than the secret's LastChangedDate:
+    some stand-ins for Secrets Manager (moto) give every listed version the listing's time."""
+    import botocore.exceptions
+
+    args: dict[str, Any] = {"SecretId": name, "MaxResults": 100}
+    try:
+        changed = client.describe_secret(SecretId=name).get("LastChangedDate")
+        while True:
+            page = client.list_secret_version_ids(**args)
+            for version in page.get("Versions", []):
+                if "AWSCURRENT" in version.get("VersionStages", ()):
+                    return min(version["CreatedDate"], changed or version["CreatedDate"])
+            if not page.get("NextToken"):
+                raise OperationFailed(f"{where}: secret {name!r} has no version staged AWSCURRENT")
+            args["NextToken"] = page["NextToken"]
+    except botocore.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "") or type(err).__name__
+        raise OperationFailed(f"{where}: listing the versions of secret {name!r} failed: {code}") from None
+    except botocore.exceptions.BotoCoreError as err:
+        problem = type(err).__name__
+        raise OperationFailed(f"{where}: listing the versions of secret {name!r} failed: {problem}") from None
+
+
 class _AwsReader:
     """One Secrets Manager client for one backend; each secret name read once."""
 
@@ -235,38 +316,10 @@ class _AwsReader:
         return f"key {ref.key!r} of {what}" if ref.key else what
 
     def _where(self) -> str:
-        b = self.backend
-        return f"secret backend {b.name!r} (region {b.region}" + (
-            f", endpoint {b.endpoint_url})" if b.endpoint_url else ")"
-        )
+        return backend_where(self.backend)
 
     def _client(self) -> Any:
-        import boto3  # slow to import: only when an AWS backend is used
-        import botocore.config
-        import botocore.exceptions
-        import botocore.session
-
-        b = self.backend
-        try:
-            core = botocore.session.Session(profile=b.profile)
-            session = boto3.Session(botocore_session=core, region_name=b.region)
-            extra: dict[str, str] = {}
-            if is_loopback_url(b.endpoint_url) and not b.profile and not _has_ambient_credentials(core):
-                # A loopback endpoint is the lab's moto_server (or a developer's local stand-in): it checks no
-                # credentials, but botocore refuses to sign a request without some. Use the well-known dummy
-                # pair moto documents, and only when the environment offers none: this is never a real
-                # credential, and a loopback endpoint is never real AWS.
-                extra = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-            config = botocore.config.Config(
-                connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"}
-            )
-            return session.client("secretsmanager", endpoint_url=b.endpoint_url, config=config, **extra)
-        except botocore.exceptions.ProfileNotFound:
-            raise InventoryError(
-                self.file, f"secret_backends.{b.name}.profile", f"AWS profile {b.profile!r} not found in ~/.aws"
-            ) from None
-        except botocore.exceptions.BotoCoreError as err:
-            raise InvalidInput(f"{self.file}: {self._where()}: cannot create a client: {type(err).__name__}") from None
+        return aws_client(self.backend, self.file)
 
     def read(self, ref: SecretRef, fail: _Fail) -> str:
         text = self.cache.get(ref.name)

@@ -9,6 +9,7 @@ from tasks.deploy import deploy
 from tasks.exec_ import exec_
 from tasks.promote import promote_standby
 from tasks.rollback import rollback
+from tasks.rotate import rotate_secrets
 from tasks.status import status
 from tasks.verify import verify
 
@@ -20,5 +21,6 @@ ns.add_task(status)
 ns.add_task(verify)
 ns.add_task(audit)
 ns.add_task(rollback)
+ns.add_task(rotate_secrets)
 ns.add_collection(Collection.from_module(lab))
 ns.add_collection(Collection.from_module(lock))

@@ -39,16 +39,16 @@ import pwd
 import re
 import secrets
 import socket
-import string
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.lab.daemons import Daemons, Started, run
 from nodeops.lab.topology import DB_PORT, NODE_PORT, LabPlan
+from nodeops.passwords import Rng, generate_password
 
 if TYPE_CHECKING:
     from nodeops.lab.host import Lab
@@ -63,17 +63,7 @@ ETH_CHAIN_ID = 1337
 MAX_CONNECTIONS = 500  # 2 nodes per service, each with a pool and a lease connection
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
-PASSWORD_LENGTH = 32
-SYMBOLS = "-_.~!*%@"  # no quote, backslash or whitespace: TOML literal strings and .env lines stay plain
-ALPHABET = string.ascii_letters + string.digits + SYMBOLS
-MIN_PASSWORD, MAX_PASSWORD = 16, 50  # the node's rules (API password <= 50)
-
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-class Rng(Protocol):
-    def choice(self, seq: Sequence[str]) -> str: ...
-    def shuffle(self, x: list[str]) -> None: ...
 
 
 # ---------------------------------------------------------------- secrets (pure)
@@ -86,43 +76,6 @@ def secret_names(service: str) -> dict[str, str]:
 
 def api_email(service: str) -> str:
     return f"ops@{service}.nodeops.example"
-
-
-def password_problems(password: str, *disallowed: str) -> list[str]:
-    """Why ``password`` does not fit every place the lab puts it (empty if it does).
-
-    The node's rules (16-50 characters, no surrounding whitespace, not the API
-    email), the older stricter Chainlink rules (upper, lower, digit, symbol, no
-    character three times in a row), and plain TOML/.env/URL handling (no
-    quote, backslash or whitespace; no leading symbol that reads as a flag).
-    """
-    problems = []
-    if not MIN_PASSWORD <= len(password.encode()) <= MAX_PASSWORD:
-        problems.append(f"length {len(password)} not in {MIN_PASSWORD}..{MAX_PASSWORD}")
-    if any(c not in ALPHABET for c in password):
-        problems.append("a character outside the lab's alphabet")
-    for name, chars in (("upper", string.ascii_uppercase), ("lower", string.ascii_lowercase),
-                        ("digit", string.digits), ("symbol", SYMBOLS)):  # fmt: skip
-        if not any(c in chars for c in password):
-            problems.append(f"no {name} character")
-    if password[:1] in SYMBOLS or password[-1:] in SYMBOLS:
-        problems.append("starts or ends with a symbol")
-    if re.search(r"(.)\1\1", password):
-        problems.append("a character three times in a row")
-    problems += [f"contains {s!r}" for s in disallowed if s and s.lower() in password.lower()]
-    return problems
-
-
-def generate_password(rng: Rng, *disallowed: str, length: int = PASSWORD_LENGTH) -> str:
-    """A random password that passes ``password_problems`` (``rng``: secrets.SystemRandom() outside tests)."""
-    for _ in range(1000):
-        chars = [rng.choice(c) for c in (string.ascii_uppercase, string.ascii_lowercase, string.digits, SYMBOLS)]
-        chars += [rng.choice(ALPHABET) for _ in range(length - len(chars))]
-        rng.shuffle(chars)
-        password = "".join(chars)
-        if not password_problems(password, *disallowed):
-            return password
-    raise OperationFailed("lab: could not generate a password that meets the rules")  # pragma: no cover
 
 
 def secret_documents(services: Iterable[str], rng: Rng) -> dict[str, dict[str, str]]:
@@ -165,6 +118,8 @@ def inventory_fragment(plan: LabPlan, state: Mapping[str, Any]) -> dict[str, Any
                 "keystore": ref(names["wallet"], "password"),
                 "api_email": ref(names["api"], "username"),
                 "api_password": ref(names["api"], "password"),
+                "db_admin_user": ref(ADMIN_SECRET, "username"),  # for fab rotate-secrets --secret db
+                "db_admin": ref(ADMIN_SECRET, "password"),
             },
         }
     backend = {"kind": "aws-secretsmanager", "region": REGION, "endpoint_url": moto_endpoint(state["secrets_port"])}

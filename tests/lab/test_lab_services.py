@@ -20,6 +20,7 @@ import pytest
 from nodeops.lab import services
 from nodeops.lab.daemons import process_alive
 from nodeops.lab.host import Lab
+from nodeops.passwords import password_problems
 from tests.conftest import ROOT, fab
 
 pytestmark = pytest.mark.lab
@@ -128,7 +129,7 @@ def test_secrets_have_the_quick_start_names_and_meet_the_node_rules(lab):
     assert wanted <= set(found)
     for name in wanted:
         doc = found[name]
-        assert services.password_problems(doc["password"], doc.get("username", "")) == [], name
+        assert password_problems(doc["password"], doc.get("username", "")) == [], name
     for svc, spec in lab.doc()["services"].items():
         for key, ref in spec["secrets"].items():  # every reference in the inventory resolves
             assert ref["backend"] == "aws" and found[ref["name"]][ref["key"]], f"{svc}.secrets.{key}"

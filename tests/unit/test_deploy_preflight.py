@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from nodeops.deploy import prepare
+from nodeops.errors import InvalidInput
 from nodeops.inventory import load_inventory
 from nodeops.render import render
 from nodeops.roles import profile_name, role_for
@@ -96,3 +98,24 @@ def test_the_prod_example_gives_its_role_every_secret_and_renders():
     fake = {name: Secret(f"Example-{name}-Passw0rd!x", name) for name in service.secrets}
     rendered = render(role, profile_name(role, service), service, fake)
     assert b"sslmode=verify-full" in rendered.files["secrets.toml"].data
+
+
+def test_only_a_rotation_reads_the_admin_credentials(tmp_path, monkeypatch):
+    """A CI job that deploys needs no database admin credential: deploy never asks the backend for one."""
+    last = "      api_password: {backend: ci, name: cl/api, key: password}\n"
+    text = inventory().replace(last, last + "      db_admin_user: {backend: ci, name: cl/admin, key: username}\n"
+                                          "      db_admin: {backend: ci, name: cl/admin, key: password}\n")  # fmt: skip
+    assert "db_admin:" in text
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    inv = load_inventory(path)
+    [job] = prepare(inv)  # NODEOPS_CL_ADMIN_* are not set, and not needed
+    assert "db_admin" not in job.secrets and "db_admin_user" not in job.secrets
+    with pytest.raises(InvalidInput, match="NODEOPS_CL_ADMIN"):
+        prepare(inv, admin=True)
+    monkeypatch.setenv("NODEOPS_CL_ADMIN_USERNAME", "nodeops_admin")
+    monkeypatch.setenv("NODEOPS_CL_ADMIN_PASSWORD", "Dd4!dddddddddddddddd")
+    [job] = prepare(inv, admin=True)
+    assert job.secrets["db_admin"].reveal() == "Dd4!dddddddddddddddd"

@@ -111,6 +111,7 @@ def test_example_inventory_loads():
         "chainlink/DBSecret",
         "chainlink/WalletSecret",
         "chainlink/ApiSecret",
+        "nodeops/DBAdminSecret",  # for fab rotate-secrets only
     }
     assert set(inv.secret_backends) == {"aws", "ci"}
 

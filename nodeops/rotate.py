@@ -1,0 +1,586 @@
+"""fab rotate-secrets: new credentials with no outage, the AWS Secrets Manager way.
+
+Each secret goes through the four steps of a Secrets Manager rotation:
+
+  createSecret  a new version of the secret document, staged AWSPENDING (only the rotated key changes);
+  setSecret     the system that checks it accepts it: ALTER ROLE for the database password (a SCRAM
+                verifier computed here, so the server never sees the password), PATCH /v2/user/password
+                on the active node for the API password;
+  testSecret    a real login with it;
+  finishSecret  AWSCURRENT moved onto it (the old version becomes AWSPREVIOUS), AWSPENDING removed.
+
+The database password has one more step between test and finish: the pair is rolled onto it (a
+running node keeps the password it started with, and the config hash, which leaves secrets out,
+cannot show the change): standby replaced, planned handover, old active replaced. Running nodes
+keep their open connections through the ALTER ROLE; PostgreSQL holds one password per role, so a
+node that reconnects between setSecret and its replacement would be refused: that window is the
+few seconds of the run.
+
+Crash safety comes from the stages. AWSCURRENT moves last, only once the target system and every
+node use the pending value; until then AWSPENDING holds it. A rerun finds it and continues with it
+(no new version): setSecret and the roll are repeatable. A run that finds AWSPENDING on any selected
+secret only completes those. A failure before finish is undone: the target system back on the
+current value (ALTER ROLE back, the pair rolled back if it had been rolled, the API password changed
+back), AWSPENDING removed, AWSCURRENT never moved; if the undo itself fails, AWSPENDING is kept so
+that a rerun completes the rotation instead.
+
+Pure parts (stage bookkeeping, documents, selection, the roll's plan) come first; the parts that
+talk to Secrets Manager, PostgreSQL and the nodes come after.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import secrets as pysecrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy
+from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
+from nodeops.inventory import Inventory, Node, Service
+from nodeops.lease import database
+from nodeops.passwords import UNRESERVED, generate_password
+from nodeops.plan import Desired, NodeState, ServicePlan, Step
+from nodeops.remote import Fleet
+from nodeops.render import render
+from nodeops.roles import RotationSpec
+from nodeops.secrets import Secret, aws_client, backend_where
+
+CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+ADMIN_DATABASE = "postgres"  # where the admin role logs in to run ALTER ROLE (RDS and stock PostgreSQL have it)
+
+
+# ---------------------------------------------------------------- pure: stages, documents, selection, plan
+
+
+@dataclass(frozen=True)
+class Stages:
+    """A secret's versions by stage, as Secrets Manager reports them (version ids)."""
+
+    current: str
+    pending: str | None = None
+
+    @property
+    def state(self) -> str:
+        """fresh: no rotation under way; interrupted: a pending version not yet current (continue with it);
+        finishing: AWSCURRENT already moved onto the pending version, only its AWSPENDING label is left."""
+        if self.pending is None:
+            return "fresh"
+        return "finishing" if self.pending == self.current else "interrupted"
+
+
+def stages_of(name: str, version_stages: Mapping[str, Sequence[str]]) -> Stages:
+    """``describe_secret``'s VersionIdsToStages -> Stages; anything but one AWSCURRENT and at most one
+    AWSPENDING is refused (Secrets Manager guarantees both; a store that breaks it is not to be guessed at)."""
+    current = [v for v, stages in version_stages.items() if CURRENT in stages]
+    pending = [v for v, stages in version_stages.items() if PENDING in stages]
+    if len(current) != 1 or len(pending) > 1:
+        raise Unsafe(f"secret {name!r} has {len(current)} version(s) staged {CURRENT} and {len(pending)} staged "
+                     f"{PENDING}; expected one and at most one: fix its stages by hand first")  # fmt: skip
+    return Stages(current[0], pending[0] if pending else None)
+
+
+def finish_calls(name: str, stages: Stages) -> list[dict[str, str]]:
+    """finishSecret as ``update_secret_version_stage`` calls: AWSCURRENT moved onto the pending version
+    (Secrets Manager then stages the old one AWSPREVIOUS), then AWSPENDING removed. In that order: a crash
+    between the two leaves a finished rotation that a rerun only tidies up."""
+    if stages.pending is None:
+        raise ValueError("nothing pending to finish")
+    calls = []
+    if stages.state == "interrupted":
+        calls.append({"SecretId": name, "VersionStage": CURRENT, "MoveToVersionId": stages.pending,
+                      "RemoveFromVersionId": stages.current})  # fmt: skip
+    calls.append({"SecretId": name, "VersionStage": PENDING, "RemoveFromVersionId": stages.pending})
+    return calls
+
+
+def discard_calls(name: str, stages: Stages) -> list[dict[str, str]]:
+    """Undo of createSecret: the pending version loses AWSPENDING (AWSCURRENT never moved)."""
+    if stages.state != "interrupted":
+        return []
+    return [{"SecretId": name, "VersionStage": PENDING, "RemoveFromVersionId": stages.pending}]
+
+
+def value_of(text: str, key: str | None, name: str) -> str:
+    """The rotated value in a SecretString: the string itself, or its JSON object's ``key``."""
+    if key is None:
+        return text
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get(key), str):
+        raise OperationFailed(f"secret {name!r}: a version is not a JSON object with a string {key!r}")
+    return doc[key]
+
+
+def with_value(text: str, key: str | None, value: str, name: str) -> str:
+    """``text`` (the current SecretString) with the rotated value replaced; every other key kept as it is."""
+    if key is None:
+        return value
+    value_of(text, key, name)  # a document of the expected shape
+    return json.dumps({**json.loads(text), key: value})
+
+
+def select(specs: Mapping[str, RotationSpec], which: str | None, where: str) -> list[RotationSpec]:
+    """The rotations ``--secret`` asks for, in the role's order; a refused or unknown one is exit 2."""
+    names = ", ".join([*specs, "all"])
+    if not which:
+        raise InvalidInput(f"--secret is required: one of {names}")
+    if which == "all":
+        rotatable = [s for s in specs.values() if s.kind != "refused"]
+        if not rotatable:
+            raise InvalidInput(f"--secret all: {where} declares no rotatable secret (rotation: in its role.yaml)")
+        return rotatable
+    spec = specs.get(which)
+    if spec is None:
+        raise InvalidInput(f"--secret {which}: {where} has no such rotatable secret (known: {names})")
+    if spec.kind == "refused":
+        raise InvalidInput(f"--secret {which}: {spec.reason}")
+    return [spec]
+
+
+def check_service(inventory: Inventory, service: Service, specs: Sequence[RotationSpec]) -> None:
+    """What a rotation needs from the inventory, before any connection (exit 2 otherwise)."""
+    file, at = str(inventory.source), f"services.{service.name}"
+    names: dict[str, str] = {}
+    for spec in specs:
+        ref = service.secrets[spec.secret]
+        backend = inventory.secret_backends[ref.backend]
+        if backend.kind != "aws-secretsmanager":
+            raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"backend {backend.name!r} (kind "
+                                 f"{backend.kind}) keeps no versions to rotate: keep it in AWS Secrets Manager, "
+                                 "or change it in its own store and fab deploy")  # fmt: skip
+        if ref.name in names:
+            raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"secret {ref.name!r} also holds "
+                                 f"{names[ref.name]}: rotate them one at a time (--secret)")  # fmt: skip
+        names[ref.name] = spec.secret
+        if spec.kind == "postgres-password":
+            missing = [s for s in (spec.admin_user, spec.admin_password) if s not in service.secrets]
+            if missing:
+                raise InventoryError(file, f"{at}.secrets", f"rotating {spec.name} needs {' and '.join(missing)}: "
+                                     "references to an admin role that may ALTER ROLE (user, password)")  # fmt: skip
+            if len(service.nodes) != 2:
+                raise InvalidInput(f"{service.name}: has one node: rolling it onto a new database password would "
+                                   "take the service down; add a standby first")  # fmt: skip
+
+
+def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: Desired) -> ServicePlan:
+    """The forced rolling replace that puts both nodes on the new secret: standby first, one planned
+    handover, then the old active. Refused (exit 4) unless exactly one node serves and it runs the
+    inventory's image and configuration (fab deploy first: a rotation changes the secret, nothing else).
+    The other node is replaced whatever its state (an interrupted run may have left it half-replaced)."""
+    name = service.name
+    serving = [s for s in states.values() if s.serving]
+    if len(serving) != 1:
+        nodes = ", ".join(s.node.name for s in serving) or "none"
+        raise Unsafe(f"{name}: {len(serving)} nodes serve ({nodes}); a rotation rolls a pair with one active "
+                     "(see fab status)")  # fmt: skip
+    active = serving[0]
+    if not desired.matches(active.container):
+        c = active.container
+        raise Unsafe(f"{name}: the active {active.node.name} runs {c.label('version')} / config "
+                     f"{str(c.label('config'))[:12]}, not the inventory's {desired.image} / "
+                     f"{desired.config_hash[:12]}; fab deploy first: a rotation changes the secret only")  # fmt: skip
+    standby = next(n for n in service.nodes if n.name != active.node.name)
+    steps = (
+        Step("replace", standby.name, "standby first, on the new secret"),
+        Step("await-waiting", standby.name),
+        Step("handover", active.node.name, to=standby.name),
+        Step("replace", active.node.name, "old active, on the new secret"),
+        Step("await-waiting", active.node.name),
+    )
+    return ServicePlan(name, steps, "forced rolling replace: the nodes read the secret only when they start")
+
+
+# ---------------------------------------------------------------- Secrets Manager
+
+
+class SecretVersions:
+    """One secret's versions and stages in Secrets Manager: the bookkeeping half of a rotation."""
+
+    def __init__(self, client: Any, name: str, where: str) -> None:
+        self.client, self.name, self.where = client, name, where
+
+    def _call(self, operation: str, **kwargs) -> dict:
+        import botocore.exceptions
+
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except botocore.exceptions.ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "error")
+            raise OperationFailed(f"{self.where}: {operation} of secret {self.name!r} failed: {code}") from None
+        except botocore.exceptions.BotoCoreError as err:
+            raise OperationFailed(f"{self.where}: {operation} of secret {self.name!r} failed: "
+                                  f"{type(err).__name__}") from None  # fmt: skip
+
+    def stages(self) -> Stages:
+        return stages_of(self.name, self._call("describe_secret", SecretId=self.name).get("VersionIdsToStages", {}))
+
+    def read(self, version: str) -> str:
+        response = self._call("get_secret_value", SecretId=self.name, VersionId=version)
+        if "SecretString" not in response:
+            raise OperationFailed(f"{self.where}: secret {self.name!r} holds binary data, not a string")
+        return response["SecretString"]
+
+    def create(self, text: str) -> str:
+        """createSecret: a new version staged AWSPENDING only (AWSCURRENT does not move); its id."""
+        token = str(uuid.uuid4())  # the new version's id; idempotent on Secrets Manager's side
+        self._call("put_secret_value", SecretId=self.name, ClientRequestToken=token, SecretString=text,
+                   VersionStages=[PENDING])  # fmt: skip
+        return token
+
+    def apply(self, calls: Sequence[Mapping[str, str]]) -> None:
+        for call in calls:
+            self._call("update_secret_version_stage", **call)
+
+
+# ---------------------------------------------------------------- the systems that check a secret
+
+
+class Target(abc.ABC):
+    """One secret under rotation: its versions, its current and pending values, and its system."""
+
+    rolls = False  # whether the nodes read it only when they start, so that the pair must be rolled onto it
+
+    def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: SecretVersions) -> None:
+        self.rotation, self.spec, self.versions = rotation, spec, versions
+        job = rotation.job
+        self.key = job.service.secrets[spec.secret].key
+        self.current = job.secrets[spec.secret]  # AWSCURRENT as read by the preflight
+        self.user = job.secrets[spec.user].reveal()
+        self.pending: Secret | None = None
+        self.stages = versions.stages()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def say(self, step: str, message: str, **data) -> None:
+        self.rotation.say("", f"{step} {self.name}: {message}", step=step, secret=self.name, **data)
+
+    def create(self) -> None:
+        """createSecret, or the pending version an interrupted run left (no new version then)."""
+        st, name = self.stages, self.versions.name
+        current_text = self.versions.read(st.current)
+        if value_of(current_text, self.key, name) != self.current.reveal():
+            raise OperationFailed(f"secret {name!r} changed since this run read it; run again")
+        if st.state != "fresh":
+            self.pending = Secret(value_of(self.versions.read(st.pending), self.key, name), self.spec.secret)
+            what = "is current already: only its label is left" if st.state == "finishing" else "reused"
+            self.say("createSecret", f"the pending version {st.pending[:8]} an interrupted run left {what}",
+                     version=st.pending)  # fmt: skip
+            return
+        value = generate_password(pysecrets.SystemRandom(), self.user, symbols=UNRESERVED)
+        version = self.versions.create(with_value(current_text, self.key, value, name))
+        self.pending, self.stages = Secret(value, self.spec.secret), Stages(st.current, version)
+        self.say("createSecret", f"new version {version[:8]} of {name} staged {PENDING}", version=version)
+
+    def finish(self) -> None:
+        self.versions.apply(finish_calls(self.versions.name, self.stages))
+        self.say("finishSecret", f"{CURRENT} is version {self.stages.pending[:8]}; the old one is AWSPREVIOUS",
+                 version=self.stages.pending)  # fmt: skip
+
+    def discard(self) -> None:
+        self.versions.apply(discard_calls(self.versions.name, self.stages))
+
+    @abc.abstractmethod
+    def set(self) -> None:
+        """setSecret: the system that checks the secret takes the pending value (repeatable)."""
+
+    @abc.abstractmethod
+    def test(self) -> None:
+        """testSecret: a real login with the pending value."""
+
+    @abc.abstractmethod
+    def undo(self) -> str:
+        """The system back on the current value; says what was done."""
+
+
+class PostgresPassword(Target):
+    """The service's database role: ALTER ROLE by an admin role, over a tunnel on the bastion."""
+
+    rolls = True
+
+    def alter(self, password: Secret) -> None:
+        job, spec = self.rotation.job, self.spec
+        admin, admin_password = job.secrets[spec.admin_user].reveal(), job.secrets[spec.admin_password].reveal()
+        with database(self.rotation.fleet, job, admin, admin_password, ADMIN_DATABASE,
+                      f"log in as the admin role ({spec.admin_user})") as conn:  # fmt: skip
+            # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
+            verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(), b"scram-sha-256")
+            statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
+                                                                    sql.Literal(verifier.decode()))  # fmt: skip
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                reason = job.redact(" ".join(str(exc).split())[:300])
+                raise OperationFailed(f"{job.service.name}: ALTER ROLE {self.user} failed: {reason}") from None
+
+    def set(self) -> None:
+        self.alter(self.pending)
+        self.say("setSecret", f"ALTER ROLE {self.user}: the database now takes the pending password (a SCRAM "
+                 "verifier computed here; running nodes keep their connections)")  # fmt: skip
+
+    def test(self) -> None:
+        with database(self.rotation.fleet, self.rotation.job, self.user, self.pending.reveal(),
+                      purpose=f"log in as {self.user} with the pending password") as conn:  # fmt: skip
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.Error as exc:
+                raise OperationFailed(f"{self.rotation.job.service.name}: SELECT 1 as {self.user} failed: "
+                                      f"{self.rotation.job.redact(str(exc)[:300])}") from None  # fmt: skip
+        self.say("testSecret", f"logged in as {self.user} with the pending password")
+
+    def undo(self) -> str:
+        self.alter(self.current)
+        return f"the database role {self.user} is back on its current password"
+
+
+class ApiPassword(Target):
+    """The node's API user: changed through the active node's API, as `chainlink admin chpass` does."""
+
+    def active(self) -> Node:
+        deploy = self.rotation.deploy
+        serving = [n for n in deploy.service.nodes if deploy.serving(n)]
+        if len(serving) != 1:
+            raise Unsafe(f"{deploy.service.name}: {len(serving)} nodes serve; the API password is changed on the "
+                         "one active node (see fab status)")  # fmt: skip
+        return serving[0]
+
+    def call(self, node: Node, method: str, path: str, doc: dict | None = None, cookie: str | None = None):
+        headers = {"Content-Type": "application/json"} | ({"Cookie": cookie} if cookie else {})
+        body = json.dumps(doc).encode() if doc is not None else None
+        port = self.rotation.job.role.port
+        reply = self.rotation.fleet.request(node.host, port, method, path, body, headers, timeout=15)
+        if reply is None:
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the API does not answer {path}")
+        return reply
+
+    def login(self, node: Node, password: Secret) -> str | None:
+        """The session cookie, or None when the node refuses the password."""
+        reply = self.call(node, "POST", "/sessions", {"email": self.user, "password": password.reveal()})
+        if reply.status == 401:
+            return None
+        if reply.status != 200:
+            detail = self.rotation.job.redact(reply.body[:200].decode(errors="replace"))
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: POST /sessions answered "
+                                  f"{reply.status}: {detail}")  # fmt: skip
+        cookie = (reply.headers.get("Set-Cookie") or "").split(";", 1)[0]
+        if "=" not in cookie:
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: POST /sessions set no cookie")
+        return cookie
+
+    def logout(self, node: Node, cookie: str) -> None:
+        self.call(node, "DELETE", "/sessions", cookie=cookie)
+
+    def change(self, node: Node, old: Secret, new: Secret) -> bool:
+        """PATCH /v2/user/password; False when ``old`` does not log in."""
+        cookie = self.login(node, old)
+        if cookie is None:
+            return False
+        try:
+            reply = self.call(node, "PATCH", "/v2/user/password",
+                              {"oldPassword": old.reveal(), "newPassword": new.reveal()}, cookie)  # fmt: skip
+        finally:
+            self.logout(node, cookie)
+        if reply.status != 200:
+            detail = self.rotation.job.redact(reply.body[:300].decode(errors="replace"))
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: PATCH /v2/user/password answered "
+                                  f"{reply.status}: {detail}")  # fmt: skip
+        return True
+
+    def set(self) -> None:
+        node = self.active()
+        if (cookie := self.login(node, self.pending)) is not None:
+            self.logout(node, cookie)
+            self.say("setSecret", f"the API on {node.name} takes the pending password already (an interrupted run)")
+            return
+        if not self.change(node, self.current, self.pending):
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: neither the current nor the "
+                                  f"pending password logs in as {self.user}: changed outside nodeops?")  # fmt: skip
+        self.say("setSecret", f"PATCH /v2/user/password on the active node {node.name}")
+
+    def test(self) -> None:
+        node = self.active()
+        cookie = self.login(node, self.pending)
+        if cookie is None:
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the pending password does not "
+                                  "log in")  # fmt: skip
+        self.logout(node, cookie)
+        if (old := self.login(node, self.current)) is not None:
+            self.logout(node, old)
+            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the current password still logs in")
+        self.say("testSecret", f"{node.name}: the pending password logs in, the current one is refused")
+
+    def undo(self) -> str:
+        if not self.change(self.active(), self.pending, self.current):
+            return "the API password was not changed"
+        return "the API password is back on its current value"
+
+
+TARGETS: dict[str, type[Target]] = {"postgres-password": PostgresPassword, "chainlink-api-password": ApiPassword}
+
+
+# ---------------------------------------------------------------- one service
+
+
+def job_with(job: Job, values: Mapping[str, Secret], redact: Redactor) -> Job:
+    """``job`` with some secrets replaced (the pending values): files rendered again, in memory."""
+    secrets = {**job.secrets, **values}
+    rendered = render(job.role, job.profile, job.service, secrets)
+    return dataclasses.replace(job, rendered=rendered, secrets=secrets, redact=redact)
+
+
+class ServiceRotation:
+    def __init__(self, inventory: Inventory, job: Job, fleet: Fleet, report: Reporter, clients: dict[str, Any]) -> None:
+        self.inventory, self.job, self.fleet, self.report, self.clients = inventory, job, fleet, report, clients
+        self.deploy = ServiceDeploy(job, fleet, report)
+        self.outages: list[float] = []
+        self.touched = False  # a node was replaced: an undo must roll the pair back
+
+    def say(self, node: str, message: str, **data) -> None:
+        self.report(self.job.service.name, node, message, **data)
+
+    def versions(self, spec: RotationSpec) -> SecretVersions:
+        ref = self.job.service.secrets[spec.secret]
+        backend = self.inventory.secret_backends[ref.backend]
+        if backend.name not in self.clients:
+            self.clients[backend.name] = aws_client(backend, str(self.inventory.source))
+        return SecretVersions(self.clients[backend.name], ref.name, backend_where(backend))
+
+    def roll(self, job: Job) -> None:
+        """Both nodes replaced with ``job``'s files: standby, handover (measured), old active."""
+        run = ServiceDeploy(job, self.fleet, self.report)
+        states, desired = run.observe()
+        plan = rotation_plan(job.service, states, desired)
+        self.say("", f"roll: {plan.reason}; " + "; ".join(s.describe() for s in plan.steps), step="roll")
+
+        def outage(event: dict) -> None:
+            if event.get("service") == job.service.name and "outage_seconds" in event:
+                self.outages.append(event["outage_seconds"])
+
+        self.touched = True
+        self.report.sinks.append(outage)
+        try:
+            run.execute(plan)
+        finally:
+            self.report.sinks.remove(outage)
+        run.verify()
+        run.drop_previous()
+        self.say("", "roll: both nodes run on the new secret", step="rolled")
+
+    def run(self, specs: Sequence[RotationSpec]) -> dict:
+        name = self.job.service.name
+        targets = [TARGETS[s.kind](self, s, self.versions(s)) for s in specs]
+        interrupted = [t for t in targets if t.stages.state != "fresh"]
+        if interrupted and len(interrupted) < len(targets):
+            rest = ", ".join(t.name for t in targets if t not in interrupted)
+            self.say("", f"completing the interrupted rotation of {', '.join(t.name for t in interrupted)} only; "
+                     f"{rest}: not started, run again for it")  # fmt: skip
+            targets = interrupted
+        work = [t for t in targets if t.stages.state != "finishing"]
+        rolls = any(t.rolls for t in work)
+        if rolls:  # refused (exit 4) before anything changes unless the pair is one sound active and a standby
+            rotation_plan(self.job.service, *self.deploy.observe())
+        for t in targets:
+            t.create()
+        redact = Redactor([*self.job.secrets.values(), *(t.pending for t in targets)])
+        self.job = self.deploy.job = current_job = dataclasses.replace(self.job, redact=redact)
+        started, step = [], ""
+        try:
+            for t in work:
+                started.append(t)
+                step = f"setSecret {t.name}"
+                t.set()
+                step = f"testSecret {t.name}"
+                t.test()
+            if rolls:
+                step = "roll"
+                self.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}, redact))
+        except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
+            reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
+            failure = f"{name}: {step} failed: {redact(reason)}"
+            raise OperationFailed(self.undo(failure, started, current_job)) from None
+        for t in targets:
+            try:
+                t.finish()
+            except NodeopsError as exc:
+                raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
+                                      "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
+        return {"service": name, "rotated": [t.name for t in targets],
+                "outage_seconds": max(self.outages) if self.outages else None}  # fmt: skip
+
+    def undo(self, failure: str, started: Sequence[Target], current_job: Job) -> str:
+        """Every started target back on its current value, the pair rolled back if a node had been
+        replaced; AWSPENDING removed only where that worked (elsewhere a rerun completes the rotation)."""
+        undone, left, clean = [], [], []
+        for t in reversed(started):
+            try:
+                undone.append(t.undo())
+                clean.append(t)
+            except NodeopsError as exc:
+                left.append(f"{t.name}: {exc}")
+        pair_back = True  # the nodes use what the database takes
+        if self.touched:
+            pair_back = all(t in clean for t in started if t.rolls)
+            if pair_back:
+                try:
+                    self.roll(current_job)
+                    undone.append("the pair rolled back onto the current password")
+                except NodeopsError as exc:
+                    left.append(f"rolling the pair back: {exc}")
+                    pair_back = False
+        for t in (t for t in clean if pair_back or not t.rolls):
+            try:
+                t.discard()
+                undone.append(f"{t.name}: {PENDING} removed")
+            except NodeopsError as exc:
+                left.append(f"{t.name}: {exc}")
+        message = f"{failure}; undone: {', '.join(undone) or 'nothing had changed'}; {CURRENT} unchanged"
+        if left:
+            message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "
+                        "fab rotate-secrets again to complete that rotation")  # fmt: skip
+        return message
+
+
+# ---------------------------------------------------------------- the whole
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """One service's rotations, checked before any host is touched."""
+
+    job: Job
+    specs: tuple[RotationSpec, ...]
+
+
+def prepare_rotations(inventory: Inventory, jobs: Sequence[Job], which: str | None) -> list[Rotation]:
+    """Preflight: the secrets ``--secret`` names, for every job's service (exit 2 before any host otherwise)."""
+    out = []
+    for job in jobs:
+        specs = select(job.role.rotation, which, f"role {job.role.name!r}")
+        check_service(inventory, job.service, specs)
+        out.append(Rotation(job, tuple(specs)))
+    return out
+
+
+def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], report: Reporter) -> list[dict]:
+    """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
+    has ``error`` in its result; errors.raise_failures turns those into the run's."""
+    clients: dict[str, Any] = {}  # one Secrets Manager client per backend
+    results = []
+    for r in rotations:
+        try:
+            results.append(ServiceRotation(inventory, r.job, fleet, report, clients).run(r.specs))
+        except NodeopsError as exc:
+            report(r.job.service.name, "", f"FAILED: {exc}")
+            results.append({"service": r.job.service.name, "error": exc})
+    return results

@@ -1,0 +1,32 @@
+"""fab rotate-secrets: new credentials with no outage, the Secrets Manager way."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from nodeops.deploy import Reporter, prepare
+from nodeops.errors import raise_failures
+from nodeops.operation import Operation
+from nodeops.rotate import prepare_rotations, rotate
+from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+
+
+@task(
+    name="rotate-secrets",
+    help={**SERVICES_HELP, "secret": "db, api, keystore (refused: see the README) or all: the credential to rotate"},
+)
+@cli
+def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_=False):
+    """A new password per service: pending version, set where it is checked, tested, the pair rolled (db), current."""
+    inv = load(env, inventory)
+    jobs = prepare(inv, services_of(inv, service), admin=True)  # every current secret and file, before any host
+    rotations = prepare_rotations(inv, jobs, secret)  # refused (keystore), unknown or unrotatable: exit 2 here
+    report = Reporter(json_ or not is_interactive())
+    names = [r.job.service.name for r in rotations]
+    with Operation(inv, "rotate-secrets", names, report, {"secret": secret}) as op:
+        results = op.results = rotate(inv, op.fleet, rotations, report)
+        raise_failures(results)
+    for r in results:
+        outage = "" if r["outage_seconds"] is None else f"; outage {r['outage_seconds']:.2f}s"
+        report(r["service"], "", f"rotated {', '.join(r['rotated'])}{outage}", rotated=r["rotated"],
+               outage_seconds=r["outage_seconds"])  # fmt: skip

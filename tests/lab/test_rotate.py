@@ -1,0 +1,365 @@
+"""fab rotate-secrets on a lab of its own: real PostgreSQL, moto_server's Secrets Manager, two simulator pairs.
+
+Every check reads the systems themselves: the secret's stages from Secrets Manager, logins against
+PostgreSQL through the bastion, logins against the node's API, the load balancer every 100 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from nodeops.inventory import load_inventory
+from nodeops.lab.host import Lab
+from nodeops.lab.services import secrets_client
+from nodeops.lab.topology import plan_lab
+from nodeops.remote import Fleet
+from tests.conftest import FAB, ROOT, fab
+from tests.lab.probe import PairProbe, wait_for
+from tests.lab.test_deploy import Watch, events, files_on
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR = "rot", "10.224.0.0/16"
+PLAN = plan_lab(NAME, CIDR, 4)
+
+
+@pytest.fixture(scope="module")
+def rot(root):
+    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
+    assert up.returncode == 0, up.stderr
+    lab = Lab(ROOT, NAME)
+    try:
+        deployed = fab("deploy", "--env", NAME, "--json")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        yield lab
+    finally:
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+# ---------------------------------------------------------------- reading the systems
+
+
+def stages(lab: Lab, name: str, unlabelled: bool = False) -> dict[str, list[str]]:
+    """Version id -> its stages; versions with no stage left (deprecated) only when asked for."""
+    found = secrets_client(lab.load_state()["secrets_port"]).describe_secret(SecretId=name)["VersionIdsToStages"]
+    return {v: s for v, s in found.items() if s or unlabelled}
+
+
+def by_stage(lab: Lab, name: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for version, labels in stages(lab, name).items():
+        for label in labels:
+            out.setdefault(label, []).append(version)
+    return out
+
+
+def document(lab: Lab, name: str, stage: str = "AWSCURRENT") -> dict[str, str]:
+    client = secrets_client(lab.load_state()["secrets_port"])
+    return json.loads(client.get_secret_value(SecretId=name, VersionStage=stage)["SecretString"])
+
+
+def pg_accepts(lab: Lab, service: str, user: str, password: str) -> bool:
+    """A login to the service's database as the nodes do it (through the bastion: we have no route)."""
+    inv = load_inventory(lab.inventory_file)
+    with Fleet(inv) as fleet, fleet.tunnel(PLAN.db.private_ip, 5432) as port:
+        try:
+            psycopg.connect(host=PLAN.db.private_ip, hostaddr="127.0.0.1", port=port, dbname=service, user=user,
+                            password=password, connect_timeout=5).close()  # fmt: skip
+        except psycopg.OperationalError as exc:
+            assert "password authentication failed" in str(exc), exc
+            return False
+    return True
+
+
+def api_login(lab: Lab, service: str, email: str, password: str) -> int:
+    """POST /sessions on the active node (the standby has no listener): the status it answers."""
+    inv = load_inventory(lab.inventory_file)
+    body = json.dumps({"email": email, "password": password}).encode()
+    with Fleet(inv) as fleet:
+        for node in inv.services[service].nodes:
+            reply = fleet.request(node.host, 6688, "POST", "/sessions", body, {"Content-Type": "application/json"})
+            if reply is not None:
+                return reply.status
+    raise AssertionError("no node answers")
+
+
+def superuser_sql(lab: Lab, sql: str) -> str:
+    """psql as the database superuser over the db host's socket (the lab operator's access), unaligned output."""
+    sock = lab.host_dir("db") / "sock"
+    res = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-v", "ON_ERROR_STOP=1",
+                          "-AtqX", "-c", sql], capture_output=True, text=True, check=True)  # fmt: skip
+    return res.stdout
+
+
+def container(service: str, node: str, field: str = "{{.State.StartedAt}} {{.State.Running}}") -> str:
+    res = fab("exec", "--env", NAME, "--nodes", node, "--json", "--command",
+              f"docker inspect --format '{field}' nodeops-{service}")  # fmt: skip
+    return next(e["stdout"].strip() for e in events(res) if e["event"] == "host")
+
+
+def serving(lab: Lab, service: str) -> list[str]:
+    inv = load_inventory(lab.inventory_file)
+    with Fleet(inv) as fleet:
+        return [n.name for n in inv.services[service].nodes if (r := fleet.http_get(n.host, 6688, "/health"))
+                and r[0] == 200]  # fmt: skip
+
+
+def lb_answers(lab: Lab, service: str) -> bool:
+    with urllib.request.urlopen(load_inventory(lab.inventory_file).services[service].load_balancer, timeout=5) as r:
+        return r.status == 200
+
+
+def rotate(service: str, secret: str) -> subprocess.CompletedProcess:
+    return fab("rotate-secrets", "--env", NAME, "--service", service, "--secret", secret, "--json")
+
+
+def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
+    """Run `fab ARGS` and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
+    right after that step, with no chance to clean up. The events it printed are returned."""
+    proc = subprocess.Popen([str(FAB), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    seen = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+                if when(seen[-1]):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, seen[-3:], proc.stderr.read())
+    return seen
+
+
+def consistent(lab: Lab, service: str, old: str) -> str:
+    """Exactly one AWSCURRENT, no AWSPENDING, the database takes the current password and not the old one,
+    one node serves, the other waits, and the load balancer answers. Returns the current password."""
+    staged = by_stage(lab, f"{service}/DBSecret")
+    assert len(staged["AWSCURRENT"]) == 1 and "AWSPENDING" not in staged, staged
+    current = document(lab, f"{service}/DBSecret")
+    assert current["username"] == service and current["password"] != old
+    assert pg_accepts(lab, service, service, current["password"])
+    assert not pg_accepts(lab, service, service, old)
+    assert len(serving(lab, service)) == 1 and lb_answers(lab, service)
+    status = fab("status", "--env", NAME, "--service", service, "--json")
+    assert json.loads(status.stdout.splitlines()[-1])["state"] == "healthy", status.stdout
+    for node in (f"{service}-a", f"{service}-b"):  # no rollback container is left behind
+        assert "nodeops-" + service + "-previous" not in fab("exec", "--env", NAME, "--nodes", node, "--command",
+                                                             "docker ps -a --format '{{.Names}}'").stdout  # fmt: skip
+    return current["password"]
+
+
+def release_lock(service: str) -> None:
+    """The killed run's lock is stale: released as an operator would, after checking what it left."""
+    res = fab("lock.release", "--env", NAME, "--service", service, "--force", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot):
+    old = document(rot, "cl1/DBSecret")
+    old_version = by_stage(rot, "cl1/DBSecret")["AWSCURRENT"][0]
+    inv = load_inventory(rot.inventory_file)
+    with Watch(rot, [n.name for n in inv.nodes]) as watch, PairProbe(rot.inventory_file, "cl1") as probe:
+        res = rotate("cl1", "db")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    steps = [e.get("step") for e in events(res) if e.get("secret") == "db" or e.get("step", "").startswith("roll")]
+    assert steps == ["createSecret", "setSecret", "testSecret", "roll", "rolled", "finishSecret"], steps
+
+    new = document(rot, "cl1/DBSecret")
+    assert new["username"] == "cl1" and new["password"] != old["password"]
+    assert by_stage(rot, "cl1/DBSecret")["AWSPREVIOUS"] == [old_version]
+    assert document(rot, "cl1/DBSecret", "AWSPREVIOUS") == old
+    consistent(rot, "cl1", old["password"])
+
+    assert not probe.both, "two nodes served at once"
+    assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.gaps
+    took = next(e for e in events(res) if "outage_seconds" in e and "took over" in e["message"])
+    print(f"\nrotate db: planned handover outage {took['outage_seconds']:.2f}s; load balancer gap "
+          f"{max(probe.gaps, default=0):.2f}s over {len(probe.samples)} samples")  # fmt: skip
+
+    # The new value went nowhere it should not: output, any process's argv, the containers, the operator's disk.
+    password = new["password"]
+    assert password not in out
+    assert not any(password in argv for argv in watch.argvs), "the new password was in a process argument list"
+    inspect = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--command", "docker inspect nodeops-cl1")
+    assert inspect.returncode == 0 and password not in inspect.stdout
+    grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", password, str(ROOT), str(rot.dir), "/tmp",
+                           os.path.expanduser("~")], capture_output=True, text=True)  # fmt: skip
+    assert grep.stdout == "", f"the new password reached the operator's disk: {grep.stdout}"
+    (active,) = serving(rot, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    assert files_on(rot, active, "cl1") == [] and files_on(rot, standby, "cl1") == [".api"]
+
+
+def test_both_nodes_really_run_on_the_new_password(rot):
+    """With restart policy `no` and the files shredded, a container cannot simply be restarted. Two honest
+    stand-ins: every database session of the role is cut, so that each node must log in again with the
+    password it holds (a standby that cannot exits; an active that cannot fails its health check); and
+    each node is restarted by fab promote-standby, there and back, from files rendered from AWSCURRENT."""
+    (active,) = serving(rot, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    started = {n: container("cl1", n) for n in ("cl1-a", "cl1-b")}
+    killed = superuser_sql(rot, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'cl1'")
+    assert int(killed) >= 3  # the active's pool and lease connection, the standby's lease connection
+    cut = time.time()
+
+    def logged_in_again() -> bool:
+        rows = superuser_sql(rot, "SELECT DISTINCT host(client_addr) FROM pg_stat_activity WHERE usename = 'cl1' "
+                                  f"AND backend_start > to_timestamp({cut})").split()  # fmt: skip
+        hosts = {n.host for n in load_inventory(rot.inventory_file).services["cl1"].nodes}
+        return hosts <= set(rows)
+
+    wait_for(logged_in_again, "both nodes to open new database sessions", timeout=20)
+    time.sleep(3)  # a node refused at login would be gone by now (the standby retries every second)
+    assert serving(rot, "cl1") == [active] and lb_answers(rot, "cl1")
+    assert {n: container("cl1", n) for n in ("cl1-a", "cl1-b")} == started  # same containers, still running
+
+    for expected in (standby, active):
+        res = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert serving(rot, "cl1") == [expected]
+    assert all(container("cl1", n) != started[n] for n in started)  # each was restarted and came back
+
+
+def test_api_rotation_changes_the_login(rot):
+    old = document(rot, "cl1/ApiSecret")
+    assert api_login(rot, "cl1", old["username"], old["password"]) == 200
+    inv = load_inventory(rot.inventory_file)
+    with Watch(rot, [n.name for n in inv.nodes]) as watch:
+        res = rotate("cl1", "api")
+    assert res.returncode == 0, res.stdout + res.stderr
+    new = document(rot, "cl1/ApiSecret")
+    assert new["username"] == old["username"] and new["password"] != old["password"]
+    assert api_login(rot, "cl1", old["username"], old["password"]) == 401
+    assert api_login(rot, "cl1", new["username"], new["password"]) == 200
+    staged = by_stage(rot, "cl1/ApiSecret")
+    assert len(staged["AWSCURRENT"]) == 1 and "AWSPENDING" not in staged
+    assert document(rot, "cl1/ApiSecret", "AWSPREVIOUS") == old
+    assert new["password"] not in res.stdout + res.stderr
+    assert not any(new["password"] in argv for argv in watch.argvs)
+    again = rotate("cl1", "api")  # and again: each run is a fresh rotation from the new current value
+    assert again.returncode == 0 and api_login(rot, "cl1", new["username"], new["password"]) == 401
+
+
+@pytest.mark.parametrize(
+    ("point", "when"),
+    [
+        ("after setSecret", lambda e: e.get("step") == "setSecret" and e.get("secret") == "db"),
+        ("after the first node restart", lambda e: e["message"].startswith("started nodeops-")),
+    ],
+    ids=["after-set-secret", "after-first-node-restart"],
+)
+def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when):
+    old = document(rot, "cl2/DBSecret")
+    versions_before = len(stages(rot, "cl2/DBSecret", unlabelled=True))
+    with PairProbe(rot.inventory_file, "cl2") as probe:
+        seen = killed_at(["rotate-secrets", "--env", NAME, "--service", "cl2", "--secret", "db", "--json"], when)
+        pending = by_stage(rot, "cl2/DBSecret")["AWSPENDING"]  # the run died between createSecret and finish
+        assert by_stage(rot, "cl2/DBSecret")["AWSCURRENT"] != pending
+        pending_password = document(rot, "cl2/DBSecret", "AWSPENDING")["password"]
+        assert pg_accepts(rot, "cl2", "cl2", pending_password), "killed before setSecret had happened"
+        assert lb_answers(rot, "cl2")  # the active was not touched yet
+        release_lock("cl2")
+        rerun = rotate("cl2", "db")
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, out
+    assert "an interrupted run left reused" in out
+    assert by_stage(rot, "cl2/DBSecret")["AWSCURRENT"] == pending  # the same version, no new one
+    assert len(stages(rot, "cl2/DBSecret", unlabelled=True)) == versions_before + 1
+    assert consistent(rot, "cl2", old["password"]) == pending_password
+    assert not probe.both and len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.gaps
+    print(f"\nkilled {point} (last event: {seen[-1]['message'][:60]}); the rerun completed it, gap "
+          f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
+
+
+def test_a_failing_test_leaves_every_secret_and_the_service_as_they_were(rot):
+    """--secret all: the API password is changed, then PostgreSQL refuses the new database login (pg_hba
+    rejects the role from the bastion; the nodes connect from elsewhere and are not affected). Both
+    rotations are undone, AWSCURRENT moves nowhere, no container is touched."""
+    api_before, db_before = document(rot, "cl2/ApiSecret"), document(rot, "cl2/DBSecret")
+    stages_before = {s: stages(rot, s) for s in ("cl2/ApiSecret", "cl2/DBSecret")}
+    started = {n: container("cl2", n) for n in ("cl2-a", "cl2-b")}
+    hba = rot.host_dir("db") / "pgdata" / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text(f"host cl2 cl2 {PLAN.bastion.private_ip}/32 reject\n" + original)
+    try:
+        superuser_sql(rot, "SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        res = rotate("cl2", "all")
+    finally:
+        hba.write_text(original)
+        superuser_sql(rot, "SELECT pg_reload_conf()")
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out
+    error = out.strip().splitlines()[-1]
+    assert error.startswith("nodeops: cl2: testSecret db failed") and "pg_hba.conf rejects" in error, error
+    for fragment in ("the database role cl2 is back on its current password",
+                     "the API password is back on its current value", "api: AWSPENDING removed",
+                     "db: AWSPENDING removed", "AWSCURRENT unchanged"):  # fmt: skip
+        assert fragment in error, error
+    assert "Traceback" not in out
+    assert {s: stages(rot, s) for s in stages_before} == stages_before  # nothing moved, nothing left pending
+    time.sleep(0.5)
+    assert pg_accepts(rot, "cl2", "cl2", db_before["password"])
+    assert api_login(rot, "cl2", api_before["username"], api_before["password"]) == 200
+    assert {n: container("cl2", n) for n in ("cl2-a", "cl2-b")} == started and lb_answers(rot, "cl2")
+
+
+def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
+    """The replaced standby's container is removed right after it starts: the roll fails there. The
+    database role goes back to the current password, the pair is rolled back onto it, AWSCURRENT stays."""
+    old = document(rot, "cl1/DBSecret")
+    stages_before = stages(rot, "cl1/DBSecret")
+    (active,) = serving(rot, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    proc = subprocess.Popen([str(FAB), "rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db",
+                             "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("{") and json.loads(line)["message"].startswith("started nodeops-"):
+            sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1")
+            assert sabotage.returncode == 0
+            break
+    out = "".join(lines) + proc.stdout.read() + proc.stderr.read()
+    assert proc.wait(timeout=300) == 1, out
+    error = out.strip().splitlines()[-1]
+    assert "cl1: roll failed" in error and "the pair rolled back onto the current password" in error, error
+    assert "db: AWSPENDING removed" in error and "NOT undone" not in error, error
+    assert stages(rot, "cl1/DBSecret") == stages_before and document(rot, "cl1/DBSecret") == old
+    assert pg_accepts(rot, "cl1", "cl1", old["password"])
+    assert len(serving(rot, "cl1")) == 1 and lb_answers(rot, "cl1")
+    promoted = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")  # the standby runs the current
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr  # password too: it can take over
+
+
+def test_keystore_is_refused_with_the_explanation(rot):
+    before = stages(rot, "cl1/WalletSecret")
+    res = rotate("cl1", "keystore")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("nodeops: --secret keystore: the Chainlink node has no command to change its "
+                                 "keystore password") and "README" in res.stderr  # fmt: skip
+    assert res.stdout == "" and stages(rot, "cl1/WalletSecret") == before
+
+
+def test_after_all_that_no_rendered_file_is_left_but_the_standbys_api(rot):
+    """Every file the rotations rendered was shredded, but each standby's .api (read only at takeover)."""
+    for service in ("cl1", "cl2"):
+        (active,) = serving(rot, service)
+        standby = ({f"{service}-a", f"{service}-b"} - {active}).pop()
+        assert files_on(rot, active, service) == [] and files_on(rot, standby, service) == [".api"]

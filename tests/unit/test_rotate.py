@@ -1,0 +1,356 @@
+"""fab rotate-secrets, the pure parts: passwords, stage bookkeeping, documents, selection, the roll's plan,
+the role's rotation: section, and the refusals that come before any host is contacted."""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, InventoryError, OperationFailed, Unsafe
+from nodeops.inventory import parse_inventory
+from nodeops.passwords import SYMBOLS, UNRESERVED, generate_password, password_problems
+from nodeops.plan import Container, Desired, NodeState
+from nodeops.render import toml_filter
+from nodeops.roles import RoleError, load_role
+from nodeops.rotate import (
+    Stages,
+    check_service,
+    discard_calls,
+    finish_calls,
+    rotation_plan,
+    select,
+    stages_of,
+    value_of,
+    with_value,
+)
+from nodeops.secrets import Secret
+from tests.conftest import fab
+from tests.unit.test_deploy_preflight import ENV, KEY
+from tests.unit.test_deploy_preflight import inventory as env_inventory
+from tests.unit.test_roles import GOOD, make_role
+
+EMAIL = "ops@cl1.nodeops.example"
+CHAINLINK = load_role("chainlink")
+
+
+# ---------------------------------------------------------------- passwords
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_rotation_passwords_meet_the_rules_and_need_no_escaping_anywhere(seed):
+    password = generate_password(random.Random(seed), EMAIL, symbols=UNRESERVED)
+    assert password_problems(password, EMAIL, symbols=UNRESERVED) == []
+    assert len(password) == 32 and EMAIL not in password.lower()
+    assert quote(password, safe="") == password  # a URL userinfo or query value as it is
+    assert toml_filter(Secret(password)) == f'"{password}"'  # a TOML basic string with nothing escaped
+    assert json.dumps(password) == f'"{password}"'
+
+
+@pytest.mark.parametrize(
+    ("password", "symbols", "problem"),
+    [
+        ("Aa1-bcdefghijklm", UNRESERVED, None),
+        ("Aa1%bcdefghijklm", UNRESERVED, "outside the alphabet"),  # the lab's symbols are not all unreserved
+        ("Aa1%bcdefghijklm", SYMBOLS, None),
+        ("Aa1@bcdefghijklm", UNRESERVED, "outside the alphabet"),
+        ("Aa1bcdefghijklmn", UNRESERVED, "no symbol"),
+        ("~Aa1bcdefghijklm", UNRESERVED, "starts or ends with a symbol"),
+        ("Aa1-bcdefghijkl", UNRESERVED, "length 15"),
+    ],
+)
+def test_password_rules_per_symbol_set(password, symbols, problem):
+    found = password_problems(password, symbols=symbols)
+    assert (found == []) if problem is None else any(problem in p for p in found), found
+
+
+def test_generated_passwords_differ():
+    rng = random.Random(1)
+    assert len({generate_password(rng, symbols=UNRESERVED) for _ in range(100)}) == 100
+
+
+# ---------------------------------------------------------------- stages
+
+
+@pytest.mark.parametrize(
+    ("versions", "expected", "state"),
+    [
+        ({"v1": ["AWSCURRENT"]}, Stages("v1"), "fresh"),
+        ({"v0": ["AWSPREVIOUS"], "v1": ["AWSCURRENT"]}, Stages("v1"), "fresh"),
+        ({"v1": ["AWSCURRENT"], "v2": ["AWSPENDING"]}, Stages("v1", "v2"), "interrupted"),
+        ({"v1": ["AWSPREVIOUS"], "v2": ["AWSPENDING", "AWSCURRENT"]}, Stages("v2", "v2"), "finishing"),
+        ({"v0": [], "v1": ["AWSPREVIOUS"], "v2": ["AWSCURRENT"]}, Stages("v2"), "fresh"),  # unlabelled: ignored
+    ],
+    ids=["first", "rotated-before", "interrupted", "finish-half-done", "deprecated-version"],
+)
+def test_stages(versions, expected, state):
+    stages = stages_of("cl1/DBSecret", versions)
+    assert stages == expected and stages.state == state
+
+
+@pytest.mark.parametrize(
+    "versions",
+    [
+        {},
+        {"v1": ["AWSPREVIOUS"]},
+        {"v1": ["AWSCURRENT"], "v2": ["AWSCURRENT"]},  # moto after a plain put onto a version also pending
+        {"v1": ["AWSCURRENT"], "v2": ["AWSPENDING"], "v3": ["AWSPENDING"]},
+    ],
+    ids=["none", "no-current", "two-current", "two-pending"],
+)
+def test_stages_that_cannot_be_right_are_refused(versions):
+    with pytest.raises(Unsafe, match="fix its stages by hand"):
+        stages_of("cl1/DBSecret", versions)
+
+
+@pytest.mark.parametrize(
+    ("stages", "finish", "discard"),
+    [
+        (
+            Stages("v1", "v2"),
+            [("AWSCURRENT", "v2", "v1"), ("AWSPENDING", None, "v2")],
+            [("AWSPENDING", None, "v2")],
+        ),
+        (Stages("v2", "v2"), [("AWSPENDING", None, "v2")], []),  # AWSCURRENT moved already: only the label left
+    ],
+    ids=["interrupted", "finishing"],
+)
+def test_finish_and_discard_calls(stages, finish, discard):
+    def calls(found):
+        assert all(c["SecretId"] == "s" for c in found)
+        return [(c["VersionStage"], c.get("MoveToVersionId"), c.get("RemoveFromVersionId")) for c in found]
+
+    assert calls(finish_calls("s", stages)) == finish
+    assert calls(discard_calls("s", stages)) == discard
+
+
+def test_nothing_pending_cannot_be_finished_and_discards_nothing():
+    with pytest.raises(ValueError):
+        finish_calls("s", Stages("v1"))
+    assert discard_calls("s", Stages("v1")) == []
+
+
+# ---------------------------------------------------------------- documents
+
+
+def test_the_new_document_keeps_every_other_key():
+    text = json.dumps({"username": "cl1", "password": "old-Passw0rd-xxxxx", "engine": "postgres"})
+    new = json.loads(with_value(text, "password", "New-Passw0rd-yyyyy", "cl1/DBSecret"))
+    assert new == {"username": "cl1", "password": "New-Passw0rd-yyyyy", "engine": "postgres"}
+    assert list(new) == ["username", "password", "engine"]
+    assert value_of(json.dumps(new), "password", "cl1/DBSecret") == "New-Passw0rd-yyyyy"
+    assert with_value("plain-old", None, "plain-new", "s") == "plain-new"
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"username": "cl1"}', '{"password": 5}'])
+def test_a_document_of_another_shape_is_refused_without_its_content(text):
+    with pytest.raises(OperationFailed, match="'cl1/DBSecret': a version is not a JSON object") as err:
+        with_value(text, "password", "New-Passw0rd-yyyyy", "cl1/DBSecret")
+    assert text not in str(err.value)
+
+
+# ---------------------------------------------------------------- selection and the role
+
+
+@pytest.mark.parametrize(
+    ("which", "expected"),
+    [("db", ["db"]), ("api", ["api"]), ("all", ["api", "db"])],  # all: the role's order, keystore left out
+)
+def test_select(which, expected):
+    assert [s.name for s in select(CHAINLINK.rotation, which, "role 'chainlink'")] == expected
+
+
+@pytest.mark.parametrize(
+    ("which", "fragment"),
+    [
+        ("keystore", "no command to change its keystore password"),
+        ("wallet", "has no such rotatable secret (known: api, db, keystore, all)"),
+        (None, "--secret is required: one of api, db, keystore, all"),
+    ],
+)
+def test_select_refuses(which, fragment):
+    with pytest.raises(InvalidInput) as err:
+        select(CHAINLINK.rotation, which, "role 'chainlink'")
+    assert fragment in str(err.value) and err.value.exit_code == EXIT_INVALID
+
+
+def test_the_chainlink_role_declares_its_rotations():
+    db, api, keystore = (CHAINLINK.rotation[n] for n in ("db", "api", "keystore"))
+    assert (db.kind, db.secret, db.user, db.admin_user, db.admin_password) == (
+        "postgres-password", "db", "db_user", "db_admin_user", "db_admin")  # fmt: skip
+    assert (api.kind, api.secret, api.user) == ("chainlink-api-password", "api_password", "api_email")
+    assert keystore.kind == "refused" and "README" in keystore.reason
+
+
+ROTATION = textwrap.dedent("""\
+    lease: {table: lease_lock, host: H, port: P, database: D, sslmode: S, user: pw_user, password: pw}
+    rotation:
+      pw: {kind: postgres-password, secret: pw, user: pw_user, admin_user: admin_user, admin_password: admin_pw}
+    """)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        (None, None, None),
+        ("kind: postgres-password", "kind: magic", "rotation.pw.kind"),
+        ("secret: pw,", "secret: nope,", "rotation.pw.secret"),
+        ("admin_pw}", "pw}", "rotation.pw.admin_password"),  # an admin secret must not be a required one
+        ("admin_pw}", "admin_pw, reason: x}", "rotation.pw.reason"),  # not a key of this kind
+        ("user: pw_user, admin_user", "admin_user", "rotation.pw.user"),
+        ("  pw: {kind", "  all: {kind", "rotation.all"),
+        ("lease: {table: lease_lock, host: H, port: P, database: D, sslmode: S, user: pw_user, password: pw}\n",
+         "", "rotation.pw"),  # postgres-password finds its database through the lease: section
+    ],
+)  # fmt: skip
+def test_the_rotation_section_is_validated(tmp_path, old, new, where):
+    text = GOOD.replace("secrets: [pw]", "secrets: [pw, pw_user]") + ROTATION
+    if old is not None:
+        assert old in text
+        text = text.replace(old, new)
+    root = make_role(tmp_path, text)
+    if where is None:
+        assert load_role("thing", [root]).rotation["pw"].admin_password == "admin_pw"
+        return
+    with pytest.raises(RoleError) as err:
+        load_role("thing", [root])
+    assert err.value.where == where, str(err.value)
+
+
+# ---------------------------------------------------------------- the inventory a rotation needs
+
+
+def aws_inventory(tmp_path: Path, admin: bool = True, nodes: int = 2, shared: bool = False):
+    secrets = {
+        "db": {"backend": "aws", "name": "cl/DBSecret", "key": "password"},
+        "db_user": {"backend": "aws", "name": "cl/DBSecret", "key": "username"},
+        "keystore": {"backend": "aws", "name": "cl/WalletSecret", "key": "password"},
+        "api_email": {"backend": "aws", "name": "cl/ApiSecret", "key": "username"},
+        "api_password": {"backend": "aws", "name": "cl/DBSecret" if shared else "cl/ApiSecret", "key": "password"},
+    }
+    if admin:
+        secrets |= {"db_admin_user": {"backend": "aws", "name": "adm", "key": "username"},
+                    "db_admin": {"backend": "aws", "name": "adm", "key": "password"}}  # fmt: skip
+    doc = {
+        "environment": "t",
+        "bastion": {"host": "127.0.0.1", "user": "root", "host_key": KEY},
+        "ssh": {"user": "root"},
+        "secret_backends": {"aws": {"kind": "aws-secretsmanager", "region": "us-east-1"}},
+        "services": {"cl": {
+            "role": "chainlink", "image": "smartcontract/chainlink:2.10.0", "secrets": secrets,
+            "nodes": [{"name": n, "host": f"10.0.0.{i}", "preferred": p, "host_key": KEY}
+                      for i, (n, p) in enumerate([("a", "active"), ("b", "standby")][:nodes], 1)],
+        }},
+    }  # fmt: skip
+    return parse_inventory(json.dumps(doc), tmp_path / "t.yaml")
+
+
+def test_a_complete_inventory_passes(tmp_path):
+    inv = aws_inventory(tmp_path)
+    check_service(inv, inv.services["cl"], select(CHAINLINK.rotation, "all", "role"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "which", "fragment"),
+    [
+        ({"admin": False}, "db", "rotating db needs db_admin_user and db_admin"),
+        ({"nodes": 1}, "db", "has one node"),
+        ({"shared": True}, "all", "secret 'cl/DBSecret' also holds"),
+    ],
+)
+def test_an_inventory_that_cannot_rotate_is_refused(tmp_path, kwargs, which, fragment):
+    inv = aws_inventory(tmp_path, **kwargs)
+    with pytest.raises(InvalidInput) as err:
+        check_service(inv, inv.services["cl"], select(CHAINLINK.rotation, which, "role"))
+    assert fragment in str(err.value) and err.value.exit_code == EXIT_INVALID
+
+
+def test_an_api_rotation_needs_no_admin_and_no_standby(tmp_path):
+    inv = aws_inventory(tmp_path, admin=False, nodes=1)
+    check_service(inv, inv.services["cl"], select(CHAINLINK.rotation, "api", "role"))
+
+
+@pytest.mark.parametrize(
+    ("secret", "fragment"),
+    [
+        ("keystore", "--secret keystore: the Chainlink node has no command to change its keystore password"),
+        ("db", "services.cl.secrets.db: backend 'ci' (kind env) keeps no versions to rotate"),
+    ],
+)
+def test_refusals_come_before_any_host(tmp_path, monkeypatch, secret, fragment):
+    """The bastion is 127.0.0.1:9, where nothing listens: a connection attempt would be exit 1."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(env_inventory())
+    res = fab("rotate-secrets", "--inventory", str(path), "--secret", secret)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert fragment in out and "cannot connect" not in out and "Traceback" not in out
+    assert out.count("\n") == 1 and out.startswith("nodeops: ")
+
+
+# ---------------------------------------------------------------- the roll
+
+
+WANT = Desired("img:2", "sha256:new", "h2")
+
+
+def pair(tmp_path):
+    service = aws_inventory(tmp_path).services["cl"]
+    return service, service.nodes
+
+
+def running(current: bool = True) -> Container:
+    image, config = ("sha256:new", "h2") if current else ("sha256:old", "h1")
+    labels = {"io.nodeops.config": config, "io.nodeops.version": "2"}
+    return Container("nodeops-cl", True, "running", image, labels)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "serving", "expected"),
+    [
+        (running(), running(), "a",
+         ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        (running(), running(), "b",
+         ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
+        # an interrupted run left the standby half-replaced, missing, or on something else: replaced anyway
+        (running(), None, "a", ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        (running(), running(False), "a",
+         ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+    ],
+    ids=["active-a", "active-b", "standby-missing", "standby-stale"],
+)  # fmt: skip
+def test_the_roll_is_forced_even_when_nothing_else_changed(tmp_path, a, b, serving, expected):
+    service, (na, nb) = pair(tmp_path)
+    states = {"a": NodeState(na, a, "a" in serving), "b": NodeState(nb, b, "b" in serving)}
+    plan = rotation_plan(service, states, WANT)
+    got = [f"handover {s.node}->{s.to}" if s.action == "handover" else f"{s.action} {s.node}" for s in plan.steps]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "serving", "fragment"),
+    [
+        (running(), running(), "", "0 nodes serve (none)"),
+        (running(), running(), "ab", "2 nodes serve (a, b)"),
+        (running(False), running(), "a", "fab deploy first: a rotation changes the secret only"),
+    ],
+)
+def test_the_roll_refuses_an_unclear_pair(tmp_path, a, b, serving, fragment):
+    service, (na, nb) = pair(tmp_path)
+    states = {"a": NodeState(na, a, "a" in serving), "b": NodeState(nb, b, "b" in serving)}
+    with pytest.raises(Unsafe) as err:
+        rotation_plan(service, states, WANT)
+    assert fragment in str(err.value) and err.value.exit_code == EXIT_UNSAFE
+
+
+def test_inventory_errors_name_the_file(tmp_path):
+    inv = aws_inventory(tmp_path, admin=False)
+    with pytest.raises(InventoryError) as err:
+        check_service(inv, inv.services["cl"], select(CHAINLINK.rotation, "db", "role"))
+    assert err.value.file.endswith("t.yaml") and err.value.where == "services.cl.secrets"
