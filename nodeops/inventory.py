@@ -110,6 +110,18 @@ class Node:
 
 
 @dataclass(frozen=True)
+class CheckPolicy:
+    """The limits of fab check (``check:`` at the top of the inventory and per service, key by key)."""
+
+    secret_max_age_days: int = 90  # age of a secret's AWSCURRENT version: rotate before
+    disk_max_percent: int = 90  # of /, /run and the container engine's storage
+    memory_max_percent: int = 90  # used: MemTotal - MemAvailable
+    load_max_per_cpu: float = 2.0  # 5-minute load average / CPUs
+    log_error_lines: int = 10  # error-level lines allowed in the container's log ...
+    log_minutes: int = 15  # ... in this many last minutes
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     role: str
@@ -123,6 +135,7 @@ class Service:
     log_options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     secret_files: Literal["shred", "keep"] = "shred"
     load_balancer: str | None = None  # the URL users reach the service by, checked after a deploy
+    check: CheckPolicy = CheckPolicy()
 
     @property
     def active_preferred(self) -> Node:
@@ -419,6 +432,12 @@ def _url(value: Any) -> str:
     _fail("an http(s) URL", value)
 
 
+def _per_cpu(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
+        return float(value)
+    _fail("a number > 0 and <= 1000", value)
+
+
 def _variable(value: Any) -> str | int | float | bool:
     if isinstance(value, str | int | float | bool):
         return value
@@ -535,6 +554,15 @@ class _NodeSpec(_Spec):
     host_key: _HostKeys = ()
 
 
+class _CheckSpec(_Spec):
+    secret_max_age_days: Annotated[int, _integer(1, 3650)] | None = None
+    disk_max_percent: Annotated[int, _integer(1, 100)] | None = None
+    memory_max_percent: Annotated[int, _integer(1, 100)] | None = None
+    load_max_per_cpu: Annotated[float, PlainValidator(_per_cpu)] | None = None
+    log_error_lines: Annotated[int, _integer(0, 1_000_000)] | None = None
+    log_minutes: Annotated[int, _integer(1, 1440)] | None = None
+
+
 class _ServiceSpec(_Spec):
     role: _Name
     image: _Image
@@ -550,6 +578,7 @@ class _ServiceSpec(_Spec):
     log_options: dict[_Word, _Word] = {}
     secret_files: Literal["shred", "keep"] = "shred"
     load_balancer: Annotated[str, PlainValidator(_url)] | None = None
+    check: _CheckSpec = _CheckSpec()
 
 
 class _InventorySpec(_Spec):
@@ -558,6 +587,7 @@ class _InventorySpec(_Spec):
     ssh: _SshSpec
     secret_backends: dict[_Name, Annotated[_AwsSpec | _EnvSpec, Field(discriminator="kind")]] = {}
     services: Annotated[dict[_Name, _ServiceSpec], AfterValidator(_count(1, None, "service"))]
+    check: _CheckSpec = _CheckSpec()
 
 
 def _build(spec: _InventorySpec, source: Path) -> Inventory:
@@ -577,6 +607,7 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
             log_options=MappingProxyType(dict(s.log_options)),
             secret_files=s.secret_files,
             load_balancer=s.load_balancer,
+            check=CheckPolicy(**{**spec.check.model_dump(exclude_none=True), **s.check.model_dump(exclude_none=True)}),
         )
         for name, s in spec.services.items()
     }

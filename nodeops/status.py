@@ -69,21 +69,26 @@ def lock_status(lock: LockInfo | None) -> dict | None:
     return {"state": lock.state, "bastion_pid": lock.pid, "holder": lock.holder}
 
 
+def lease_status(fleet: Fleet, job: Job) -> dict | None:
+    """The service's lease as read from its database (``error`` when unreadable); None if its role keeps none."""
+    if job.role.lease is None:
+        return None
+    try:
+        with lease_reader(fleet, job) as read:
+            found = read()
+    except NodeopsError as exc:
+        return {"error": str(exc)}
+    return {"holder": found.holder, "held": found.held, "expires_in_seconds": round(found.remaining, 1),
+            "describe": found.describe()}  # fmt: skip
+
+
 def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job], report) -> list[dict]:
     held = {lock.service: lock for lock in locks(fleet, inventory)}
     results = []
     for job in jobs:
         run = ServiceDeploy(job, fleet, report)
         seen = observe(run)
-        lease: dict | None = None
-        if job.role.lease is not None:
-            try:
-                with lease_reader(fleet, job) as read:
-                    found = read()
-                lease = {"holder": found.holder, "held": found.held, "expires_in_seconds": round(found.remaining, 1),
-                         "describe": found.describe()}  # fmt: skip
-            except NodeopsError as exc:
-                lease = {"error": str(exc)}
+        lease = lease_status(fleet, job)
         now = datetime.datetime.now(datetime.UTC)
         results.append({
             "service": job.service.name,

@@ -252,6 +252,21 @@ def unchecked(error: NodeopsError, connected: bool) -> dict[str, Verdict]:
     return dict.fromkeys(CHECKS, (False, f"{'not checked' if connected else 'unreachable'}: {error}"))
 
 
+def failure_summary(checks: Sequence[Check]) -> str | None:
+    """None when no check failed; else one line naming the failed checks by service and node
+    (by service alone for a check of the whole service, whose node is "")."""
+    by_node: dict[str, list[str]] = {}
+    for c in checks:
+        if not c.ok:
+            by_node.setdefault(f"{c.service} {c.node}".strip(), []).append(c.check)
+    if not by_node:
+        return None
+    failed = sum(map(len, by_node.values()))
+    return f"{failed} of {len(checks)} checks failed: " + "; ".join(
+        f"{where}: {', '.join(names)}" for where, names in by_node.items()
+    )
+
+
 @dataclass(frozen=True)
 class Verification:
     checks: list[Check]
@@ -259,16 +274,9 @@ class Verification:
 
     def error(self) -> NodeopsError | None:
         """None when every check passed; else the failed checks, by node (exit 4 if a host key was refused)."""
-        by_node: dict[str, list[str]] = {}
-        for c in self.checks:
-            if not c.ok:
-                by_node.setdefault(f"{c.service} {c.node}", []).append(c.check)
-        if not by_node:
+        message = failure_summary(self.checks)
+        if message is None:
             return None
-        failed = sum(map(len, by_node.values()))
-        message = f"{failed} of {len(self.checks)} checks failed: " + "; ".join(
-            f"{where}: {', '.join(names)}" for where, names in by_node.items()
-        )
         if self.refused:
             return Unsafe(f"host key not the pinned one on {', '.join(self.refused)}; {message}")
         return OperationFailed(message)

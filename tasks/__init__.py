@@ -5,6 +5,7 @@ from invoke import Collection
 
 from tasks import lab, lock
 from tasks.audit import audit
+from tasks.check import check
 from tasks.deploy import deploy
 from tasks.exec_ import exec_
 from tasks.promote import promote_standby
@@ -19,6 +20,7 @@ ns.add_task(deploy)
 ns.add_task(promote_standby)
 ns.add_task(status)
 ns.add_task(verify)
+ns.add_task(check)
 ns.add_task(audit)
 ns.add_task(rollback)
 ns.add_task(rotate_secrets)

@@ -6,9 +6,14 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from invoke import Exit
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, inventory_path, load_inventory
@@ -51,6 +56,23 @@ def services_of(inventory: Inventory, selection: str | None) -> list[str]:
         raise InvalidInput(f"--service {','.join(unknown)}: no such service in {inventory.source} "
                            f"(services: {', '.join(inventory.services)})")  # fmt: skip
     return names
+
+
+RESULT_STYLES = {"pass": "green", "warn": "yellow", "unknown": "dim", "FAIL": "red"}
+
+
+def print_checks(checks: Sequence, result: Callable[[Any], str]) -> None:
+    """A table of checks (fab verify, fab check): service and node once per node, ``result(check)``
+    (one of RESULT_STYLES) in its colour, and the one-line reason."""
+    table = Table(box=box.SIMPLE, show_edge=False)
+    for col in ("service", "node", "check", "result", "reason"):
+        table.add_column(col, no_wrap=col != "reason")
+    for i, ch in enumerate(checks):
+        first = i == 0 or (checks[i - 1].service, checks[i - 1].node) != (ch.service, ch.node)
+        where = (ch.service, ch.node or "-") if first else ("", "")
+        shown = result(ch)
+        table.add_row(*where, ch.check, f"[{RESULT_STYLES[shown]}]{shown}[/]", ch.reason)
+    Console(highlight=False).print(table)
 
 
 def is_interactive() -> bool:

@@ -6,14 +6,12 @@ import dataclasses
 import json
 
 from invoke import task
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from nodeops.deploy import prepare
 from nodeops.remote import Fleet
 from nodeops.verify import verify as run_checks
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+from tasks._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
 
 
 @task(help={**SERVICES_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)"})
@@ -28,16 +26,8 @@ def verify(c, env=None, inventory=None, service=None, json_=False):
         for check in result.checks:
             print(json.dumps({"event": "check", **dataclasses.asdict(check)}))
     else:
-        table = Table(box=box.SIMPLE, show_edge=False)
-        for col in ("service", "node", "check", "result", "reason"):
-            table.add_column(col, no_wrap=col != "reason")
-        for i, ch in enumerate(result.checks):
-            first = i == 0 or result.checks[i - 1].node != ch.node  # service and node once per node
-            where = (ch.service, ch.node) if first else ("", "")
-            table.add_row(*where, ch.check, "[green]pass[/]" if ch.ok else "[red]FAIL[/]", ch.reason)
-        console = Console(highlight=False)
-        console.print(table)
-        console.print(f"{sum(ch.ok for ch in result.checks)}/{len(result.checks)} checks passed")
+        print_checks(result.checks, lambda ch: "pass" if ch.ok else "FAIL")
+        Console(highlight=False).print(f"{sum(ch.ok for ch in result.checks)}/{len(result.checks)} checks passed")
     error = result.error()
     if error:
         raise error

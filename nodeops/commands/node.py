@@ -119,6 +119,25 @@ def logs(runtime: str, name: str, tail: int = 200) -> tuple[str, ...]:
     return (runtime, "logs", "--tail", str(tail), name)
 
 
+ENGINE_ROOT = {"docker": "{{.DockerRootDir}}", "podman": "{{.Store.GraphRoot}}"}  # `info --format` of each engine
+SECTION = "--"  # a line between the parts of host_resources' output
+
+
+def host_resources(runtime: str) -> str:
+    """One cheap command for a host's resources: "engine PATH" (the engine's storage; empty when it did not
+    answer), `df -P -k` of /, /run and that path, /proc/meminfo, /proc/loadavg and nproc, parts split by SECTION."""
+    root = sh((runtime, "info", "--format", ENGINE_ROOT[runtime]))
+    return (f'root=$({root} 2>/dev/null); echo "engine $root"; df -P -k / /run ${{root:+"$root"}}; '
+            f"echo {SECTION}; cat /proc/meminfo; echo {SECTION}; cat /proc/loadavg; nproc")  # fmt: skip
+
+
+def error_candidates(runtime: str, name: str, minutes: int) -> str:
+    """The container's log lines of the last ``minutes`` that mention an error-like level word: a superset
+    of its error-level lines, cut on the node so that a chatty log does not travel (nodeops.check classifies)."""
+    since = sh((runtime, "logs", "--since", f"{minutes}m", name))
+    return f"{since} 2>&1 | grep -aiE 'err|crit|panic|fatal'"
+
+
 def filesystem_type(path: str) -> tuple[str, ...]:
     return ("stat", "--file-system", "--format", "%T", path)
 

@@ -1,0 +1,415 @@
+"""fab check: a monitoring probe for cron or a CI schedule. It changes nothing and takes no lock.
+
+What runs where is observed as ``fab status`` observes it (nodeops.status, nodeops.promote.observe);
+on top of that, per service:
+  active      exactly one node serves the role's health path, and the load balancer answers 200
+              from that node (the appID in the health reply's meta, when the node shows one);
+  lease       the lease is held, by the node that serves;
+  secret-age  the age of each secret's AWSCURRENT version against the rotation policy (env-backend
+              secrets have no date: "unknown");
+  standby     (per node other than the active) its container runs and does not serve: it waits;
+and per node:
+  disk        use of /, /run (the secret files' tmpfs) and the container engine's storage;
+  memory      MemTotal - MemAvailable, of MemTotal;
+  load        the 5-minute load average per CPU;
+  logs        error-level lines in the container's log of the last minutes.
+
+Each check passes, warns (within WARN_AT of its limit, or not failing but needing a look), is
+"unknown" (nothing to measure), or fails; only a failure fails the run. Limits come from the
+inventory (``check:``, nodeops.inventory.CheckPolicy). Every decision is a pure function of what
+was fetched; the results also render as a Prometheus textfile for node_exporter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import http.client
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodeops.commands import node as cmd
+from nodeops.deploy import Job, Reporter, ServiceDeploy
+from nodeops.errors import InvalidInput, NodeopsError
+from nodeops.inventory import CheckPolicy, Inventory
+from nodeops.promote import Seen, observe
+from nodeops.remote import Fleet
+from nodeops.secrets import secret_ages
+from nodeops.status import lease_status, node_role
+from nodeops.verify import Check
+
+WARN_AT = 0.9  # of a limit: warn above this much of it
+SHOWN = 160  # characters of a log line shown (after redaction)
+
+Verdict = tuple[str, str]  # "pass" | "warn" | "unknown" | "fail", and why, in one line
+Reply = tuple[int, bytes] | None  # an HTTP reply (status, body); None: nothing answered
+
+
+@dataclass(frozen=True)
+class Finding(Check):
+    """A check (``ok`` is False only when it failed) with its result: pass, warn, unknown or fail."""
+
+    result: str = "pass"
+
+
+def finding(service: str, node: str, name: str, verdict: Verdict) -> Finding:
+    return Finding(service, node, name, verdict[0] != "fail", verdict[1], verdict[0])
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+# -- pure: parsing what a node printed ------------------------------------------------------------
+def parse_df(text: str) -> list[tuple[str, float]]:
+    """(mount point, used ratio) per row of `df -P -k`, in order; used / (used + available), as df's Capacity."""
+    rows = []
+    for line in text.splitlines():
+        words = line.split(None, 5)
+        if len(words) == 6 and words[2].isdigit() and words[3].isdigit():
+            used, available = int(words[2]), int(words[3])
+            rows.append((words[5], used / (used + available) if used + available else 0.0))
+    return rows
+
+
+def parse_meminfo(text: str) -> float | None:
+    """Used memory ratio, 1 - MemAvailable / MemTotal; None when either line is missing."""
+    fields = dict(re.findall(r"^(\w+):\s+(\d+)", text, re.MULTILINE))
+    total, available = int(fields.get("MemTotal", 0)), fields.get("MemAvailable")
+    return None if not total or available is None else 1 - int(available) / total
+
+
+def parse_load(loadavg: str, nproc: str) -> tuple[float, int] | None:
+    """(5-minute load average, CPUs) from /proc/loadavg and nproc; None when unreadable."""
+    try:
+        load, cpus = float(loadavg.split()[1]), int(nproc.strip())
+    except (IndexError, ValueError):
+        return None
+    return (load, cpus) if cpus > 0 else None
+
+
+@dataclass(frozen=True)
+class Resources:
+    disks: tuple[tuple[str, str, str, float], ...]  # (what: /, /run or "engine storage"; path; mount point; used)
+    memory: float | None  # used ratio
+    load: tuple[float, int] | None  # (5-minute load average, CPUs)
+
+
+def parse_resources(output: str) -> Resources:
+    """cmd.host_resources' output: "engine PATH", df, SECTION, /proc/meminfo, SECTION, /proc/loadavg, nproc."""
+    parts = output.split(f"\n{cmd.SECTION}\n")
+    if len(parts) != 3:
+        return Resources((), None, None)
+    first, _, df = parts[0].partition("\n")
+    engine = first.removeprefix("engine").strip()
+    measured = [("/", "/"), ("/run", "/run")] + ([("engine storage", engine)] if engine else [])
+    disks = tuple((*m, point, ratio) for m, (point, ratio) in zip(measured, parse_df(df), strict=False))
+    loadavg, _, nproc = parts[2].partition("\n")
+    return Resources(disks, parse_meminfo(parts[1]), parse_load(loadavg, nproc))
+
+
+ERROR_LEVELS = frozenset({"error", "err", "crit", "critical", "dpanic", "panic", "fatal"})
+_CONSOLE_LEVEL = re.compile(r"^(?:\S+\s+)?\[(\w+)\]")  # zap console (Chainlink): "2024-01-01T00:00:00Z [ERROR] msg"
+_LOGFMT_LEVEL = re.compile(r"(?:^|\s)level=\"?(\w+)")
+
+
+def log_level(line: str) -> str | None:
+    """The level a log line was written at (lower case): a JSON line's "level", a console "[LEVEL]" tag or
+    logfmt's level=; None for other lines (a traceback, a plain message)."""
+    text = line.strip()
+    if text.startswith("{"):
+        with contextlib.suppress(ValueError):
+            doc = json.loads(text)
+            level = doc.get("level") if isinstance(doc, dict) else None
+            return level.lower() if isinstance(level, str) else None
+    match = _CONSOLE_LEVEL.match(text) or _LOGFMT_LEVEL.search(text)
+    return match[1].lower() if match else None
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if log_level(line) in ERROR_LEVELS]
+
+
+# -- pure: what passes ----------------------------------------------------------------------------
+def level(value: float, limit: float) -> str:
+    return "fail" if value > limit else "warn" if value > limit * WARN_AT else "pass"
+
+
+def app_id(body: bytes) -> str | None:
+    """The answering process's id in a health reply (the simulator's meta.appID, its lease client id)."""
+    try:
+        found = json.loads(body)["meta"]["appID"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(found) if found else None
+
+
+def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply) -> Verdict:
+    """``serving``: the nodes that answer 200 on ``path``, with their replies' bodies; ``lb``: the
+    load balancer's reply to ``lb_url`` (None: no answer)."""
+    if not serving:
+        return "fail", f"no node serves {path}"
+    if len(serving) > 1:
+        return "fail", f"{len(serving)} nodes serve {path} ({', '.join(sorted(serving))}): expected exactly one"
+    (node, body), = serving.items()  # fmt: skip
+    if lb_url is None:
+        return "pass", f"{node} serves {path} (no load balancer in the inventory)"
+    if lb is None:
+        return "fail", f"{node} serves, but the load balancer {lb_url} does not answer"
+    if lb[0] != 200:
+        return "fail", f"{node} serves, but the load balancer {lb_url} answers HTTP {lb[0]}"
+    ours, theirs = app_id(body), app_id(lb[1])
+    if ours is None or theirs is None:
+        return "pass", f"{node} serves; the load balancer answers 200 (its reply does not say which node answered)"
+    if ours != theirs:
+        return "fail", f"the load balancer answers from {theirs[:8]}, not from the active {node} ({ours[:8]})"
+    return "pass", f"{node} serves; the load balancer answers 200 from it ({ours[:8]})"
+
+
+def check_lease(lease: Mapping | None, active: str | None, active_id: str | None) -> Verdict:
+    """``lease``: nodeops.status.lease_status; ``active``: the one node that serves (None: not exactly one)."""
+    if lease is None:
+        return "unknown", "the role keeps no lease"
+    if "error" in lease:
+        return "fail", f"unreadable: {lease['error']}"
+    if not lease["held"]:
+        return "fail", f"not held: {lease['describe']}"
+    if active is None:
+        return "fail", f"{lease['describe']}, but not exactly one node serves"
+    if active_id is None:
+        return "pass", f"{lease['describe']}; {active} serves (its health reply does not name its lease id)"
+    if lease["holder"] != active_id:
+        return "fail", f"{lease['describe']}, but the active {active} is {active_id[:8]}"
+    return "pass", f"{lease['describe']}: the active {active}"
+
+
+def check_standby(s: Seen) -> Verdict:
+    """A node other than the active: its container runs and does not serve (it waits for the lease)."""
+    role = node_role(s)
+    if role == "standby":
+        return "pass", "running, not serving: waits for the lease"
+    if role == "active":
+        return "fail", "serves as well: two actives"
+    if role == "unknown":
+        return "fail", "unreachable through the bastion"
+    return "fail", f"container {s.container.status}, not running" if s.container else "no container"
+
+
+def check_secret_ages(ages: Mapping[str, float | None], max_days: int) -> Verdict:
+    """``ages``: seconds since each secret's AWSCURRENT version (None: its backend keeps no dates)."""
+    known = {name: age for name, age in ages.items() if age is not None}
+    if not known:
+        return "unknown", "no secret dates: env backend" if ages else "the service has no secrets"
+    name, oldest = max(known.items(), key=lambda item: item[1])
+    status = level(oldest, max_days * 86400)
+    undated = sorted(set(ages) - set(known))
+    tail = f"; age unknown (env backend): {', '.join(undated)}" if undated else ""
+    over = ", over the rotation limit" if status == "fail" else ""
+    return status, f"oldest {name}: {oldest / 86400:.1f} days{over} (limit {max_days}){tail}"
+
+
+def check_disk(disks: Sequence[tuple[str, str, str, float]], max_percent: int) -> Verdict:
+    """``disks``: Resources.disks."""
+    if not disks:
+        return "fail", "no disk usage read (df)"
+    worst = max(disks, key=lambda d: d[3])
+    status = level(worst[3], max_percent / 100)
+    shown = ", ".join(f"{what} {ratio:.0%}" for what, _, _, ratio in disks)
+    if status == "fail":
+        return status, f"{worst[0]} {worst[3]:.0%} used, over {max_percent}% ({shown})"
+    return status, f"used: {shown} (limit {max_percent}%)"
+
+
+def check_memory(used: float | None, max_percent: int) -> Verdict:
+    if used is None:
+        return "fail", "no memory figures read (/proc/meminfo)"
+    return level(used, max_percent / 100), f"{used:.0%} used (limit {max_percent}%)"
+
+
+def check_load(load: tuple[float, int] | None, max_per_cpu: float) -> Verdict:
+    if load is None:
+        return "fail", "no load read (/proc/loadavg, nproc)"
+    per_cpu = load[0] / load[1]
+    return level(per_cpu, max_per_cpu), f"5-minute load {load[0]:.2f} on {load[1]} CPUs: {per_cpu:.2f} per CPU " \
+                                         f"(limit {max_per_cpu:g})"  # fmt: skip
+
+
+def check_logs(errors: Sequence[str], limit: int, minutes: int, redact: Callable[[str], str]) -> Verdict:
+    """``errors``: the error-level lines of the last ``minutes``; the last one is shown redacted, then cut."""
+    if not errors:
+        return "pass", f"no error-level lines in the last {minutes} min"
+    status = "fail" if len(errors) > limit else "warn"
+    last = " ".join(redact(errors[-1]).split())
+    last = last if len(last) <= SHOWN else last[: SHOWN - 3] + "..."
+    return status, f"{len(errors)} error-level lines in the last {minutes} min (limit {limit}); last: {last}"
+
+
+# -- pure: the Prometheus textfile -----------------------------------------------------------------
+METRICS = {
+    "nodeops_check_ok": "1 when the check passed, warned or had nothing to measure; 0 when it failed.",
+    "nodeops_node_disk_used_ratio": "Used share of the filesystem holding path (/, /run, the engine's storage).",
+    "nodeops_node_memory_used_ratio": "1 - MemAvailable / MemTotal.",
+    "nodeops_node_load_per_cpu": "5-minute load average per CPU.",
+    "nodeops_node_log_error_lines": "Error-level lines in the container's log over the check window.",
+    "nodeops_secret_age_seconds": "Age of the secret's AWSCURRENT version.",
+    "nodeops_check_timestamp_seconds": "When fab check last ran to the end (Unix time).",
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render_textfile(metrics: Sequence[Metric]) -> str:
+    """The Prometheus text format (0.0.4): each metric's HELP and TYPE (gauge) once, then its samples."""
+    lines = []
+    for name, help_text in METRICS.items():
+        samples = [m for m in metrics if m.name == name]
+        if samples:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for m in samples:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in m.labels)
+            value = repr(float(m.value))  # every digit: a Unix time survives
+            lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def textfile_target(path: str) -> Path:
+    """Where --textfile writes, checked before anything runs: a *.prom file in an existing directory."""
+    target = Path(path).expanduser()
+    if target.suffix != ".prom":
+        raise InvalidInput(f"--textfile {path}: name it *.prom (node_exporter's textfile collector reads only those)")
+    if not target.parent.is_dir():
+        raise InvalidInput(f"--textfile {path}: directory {target.parent} does not exist")
+    if target.is_dir():
+        raise InvalidInput(f"--textfile {path}: is a directory")
+    return target
+
+
+def write_textfile(target: Path, text: str) -> None:
+    """Atomically: a temporary file in the same directory (a dot name the collector ignores), then a rename."""
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, 0o644)  # the collector often runs as another user
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+# -- fetching: the part that touches hosts --------------------------------------------------------
+def load_balancer_reply(url: str) -> Reply:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:  # a 503 from HAProxy: nobody healthy behind it
+        return exc.code, exc.read()
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+@dataclass(frozen=True)
+class Result:
+    findings: list[Finding]
+    metrics: list[Metric]
+
+
+def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
+    service, role, policy = job.service, job.role, job.service.check
+    run = ServiceDeploy(job, fleet, Reporter(True, lambda _line: None))
+    seen = observe(run)
+    serving = {}
+    for name, s in seen.items():
+        reply = fleet.http_get(s.node.host, role.port, role.health) if s.serving else None
+        if reply is not None and reply[0] == 200:
+            serving[name] = reply[1]
+    lb = load_balancer_reply(service.load_balancer) if service.load_balancer else None
+    active = next(iter(serving)) if len(serving) == 1 else None
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        ages = secret_ages(inventory, service, now)
+        secrets = check_secret_ages(ages, policy.secret_max_age_days)
+    except NodeopsError as exc:
+        ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
+    lease = check_lease(lease_status(fleet, job), active, app_id(serving[active]) if active else None)
+    findings = [
+        finding(service.name, "", "active", check_active(serving, role.health, service.load_balancer, lb)),
+        finding(service.name, "", "lease", lease),
+        finding(service.name, "", "secret-age", secrets),
+    ]
+    metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
+                                                      ("secret", name)), age)
+               for name, age in ages.items() if age is not None]  # fmt: skip
+    if len(service.nodes) == 1:
+        findings.append(finding(service.name, "", "standby", ("warn", "no standby in the inventory: no failover")))
+    for name, s in seen.items():
+        node_findings, node_metrics = probe_node(run, s, policy, standby=name != active)
+        findings += [finding(service.name, name, check, verdict) for check, verdict in node_findings]
+        metrics += [Metric(m, (("env", inventory.environment), ("service", service.name), ("node", name), *labels), v)
+                    for m, labels, v in node_metrics]  # fmt: skip
+    metrics += [Metric("nodeops_check_ok", (("env", inventory.environment), ("service", f.service), ("node", f.node),
+                                            ("check", f.check)), float(f.ok))
+                for f in findings]  # fmt: skip
+    return Result(findings, metrics)
+
+
+NodeMetric = tuple[str, tuple[tuple[str, str], ...], float]  # name, labels beyond env/service/node, value
+
+
+def probe_node(run: ServiceDeploy, s: Seen, policy: CheckPolicy,
+               standby: bool) -> tuple[list[tuple[str, Verdict]], list[NodeMetric]]:  # fmt: skip
+    """A node's checks (name, verdict) and its metrics (name, extra labels, value)."""
+    verdicts: list[tuple[str, Verdict]] = [("standby", check_standby(s))] if standby else []
+    if not s.reachable:
+        gone = ("fail", "unreachable through the bastion")
+        return verdicts + [(name, gone) for name in ("disk", "memory", "load", "logs")], []
+    node, runtime = s.node.name, run.runtime
+    try:
+        res = parse_resources(run.x(node, cmd.host_resources(runtime), check=False).stdout)
+        logs = None
+        if s.container is not None:
+            out = run.x(node, cmd.error_candidates(runtime, run.name, policy.log_minutes), check=False)
+            logs = error_lines(out.stdout)
+    except NodeopsError as exc:  # the connection died midway, or a command timed out
+        lost = ("fail", f"not checked: {exc}")
+        return verdicts + [(name, lost) for name in ("disk", "memory", "load", "logs")], []
+    log_verdict = ("unknown", "no container") if logs is None else \
+        check_logs(logs, policy.log_error_lines, policy.log_minutes, run.job.redact)  # fmt: skip
+    verdicts += [
+        ("disk", check_disk(res.disks, policy.disk_max_percent)),
+        ("memory", check_memory(res.memory, policy.memory_max_percent)),
+        ("load", check_load(res.load, policy.load_max_per_cpu)),
+        ("logs", log_verdict),
+    ]
+    metrics: list[NodeMetric] = [("nodeops_node_disk_used_ratio", (("path", path), ("mount", point)), ratio)
+               for _, path, point, ratio in res.disks]  # fmt: skip
+    if res.memory is not None:
+        metrics.append(("nodeops_node_memory_used_ratio", (), res.memory))
+    if res.load is not None:
+        metrics.append(("nodeops_node_load_per_cpu", (), res.load[0] / res.load[1]))
+    if logs is not None:
+        metrics.append(("nodeops_node_log_error_lines", (), float(len(logs))))
+    return verdicts, metrics
+
+
+def check(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> Result:
+    """Every check of every job's service, services in parallel; nothing is changed, no lock taken."""
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
+        results = list(pool.map(lambda job: probe_service(fleet, inventory, job), jobs))
+    return Result([f for r in results for f in r.findings], [m for r in results for m in r.metrics])

@@ -1,0 +1,414 @@
+"""fab check's pure parts: parsing what a node printed, what passes, warns and fails, the Prometheus
+textfile, the inventory's `check:` settings; and its CLI contract (bad input: exit 2, before any host)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+
+import pytest
+import yaml
+
+from nodeops.check import (
+    Metric,
+    Resources,
+    app_id,
+    check_active,
+    check_disk,
+    check_lease,
+    check_load,
+    check_logs,
+    check_memory,
+    check_secret_ages,
+    check_standby,
+    error_lines,
+    finding,
+    level,
+    log_level,
+    parse_df,
+    parse_load,
+    parse_meminfo,
+    parse_resources,
+    render_textfile,
+    textfile_target,
+    write_textfile,
+)
+from nodeops.commands import node as cmd
+from nodeops.deploy import Redactor
+from nodeops.errors import InvalidInput, InventoryError
+from nodeops.inventory import CheckPolicy, Node
+from nodeops.plan import parse_inspect
+from nodeops.promote import Seen
+from nodeops.secrets import Secret
+from nodeops.verify import Check, failure_summary
+from tests.conftest import fab
+from tests.unit.test_deploy_preflight import ENV, inventory
+from tests.unit.test_inventory import edited, parse
+
+DF = """Filesystem     1024-blocks     Used Available Capacity Mounted on
+/dev/vda         264212084 25834372  80556540      25% /
+run                  65536    61440      4096      94% /run
+/dev/vdb          10000000        0  10000000       0% /var/lib/my docker
+"""
+MEMINFO = "MemTotal:       1000000 kB\nMemFree:         100000 kB\nMemAvailable:    250000 kB\nBuffers: 1 kB\n"
+RESOURCES = f"engine /var/lib/docker\n{DF}--\n{MEMINFO}--\n3.87 1.50 2.78 4/272 6940\n2\n"
+
+
+# -- parsing ---------------------------------------------------------------------------------------
+def test_parse_df_reads_each_row_in_order_mount_points_with_spaces_too():
+    assert parse_df(DF) == [
+        ("/", 25834372 / (25834372 + 80556540)),
+        ("/run", 61440 / 65536),
+        ("/var/lib/my docker", 0.0),
+    ]
+    assert parse_df("df: /nope: No such file or directory\n") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (MEMINFO, 0.75),
+        ("MemTotal: 100 kB\nMemAvailable: 100 kB\n", 0.0),
+        ("MemTotal: 100 kB\n", None),  # a kernel before 3.14: no MemAvailable
+        ("", None),
+    ],
+)
+def test_parse_meminfo(text, expected):
+    assert parse_meminfo(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("loadavg", "nproc", "expected"),
+    [("3.87 1.50 2.78 4/272 6940", "2\n", (1.5, 2)), ("3.87", "2", None), ("1 2 3", "0", None), ("1 2 3", "x", None)],
+)
+def test_parse_load_takes_the_5_minute_average(loadavg, nproc, expected):
+    assert parse_load(loadavg, nproc) == expected
+
+
+def test_parse_resources_labels_each_disk():
+    res = parse_resources(RESOURCES)
+    assert [d[:3] for d in res.disks] == [("/", "/", "/"), ("/run", "/run", "/run"),
+                                          ("engine storage", "/var/lib/docker", "/var/lib/my docker")]  # fmt: skip
+    assert (res.memory, res.load) == (0.75, (1.5, 2))
+    no_engine = parse_resources(RESOURCES.replace("engine /var/lib/docker", "engine "))
+    assert [d[0] for d in no_engine.disks] == ["/", "/run"]  # its third row is not claimed for anything
+    assert parse_resources("garbage") == Resources((), None, None)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("2026-11-21T12:00:00.000Z [ERROR] Error trying to refresh database lease pg/lease_lock.go:200", "error"),
+        ("2026-11-21T12:00:00.000Z [CRIT]  Error starting server", "crit"),
+        ("2026-11-21T12:00:00.000Z [INFO]  Error-free boot, no error here", "info"),
+        ("[FATAL] Another node has taken the lease", "fatal"),
+        ('{"level": "error", "msg": "x"}', "error"),
+        ('{"level": "PANIC", "msg": "x"}', "panic"),
+        ('{"level": "info", "msg": "error in the message only"}', "info"),
+        ('{"msg": "no level"}', None),
+        ("{not json [ERROR]", None),
+        ('ts=2026 level=error msg="db down"', "error"),
+        ("ConnectionResetError: [Errno 104] Connection reset by peer", None),  # a traceback line: no level
+        ("Error running app: failed to read config file", None),
+    ],
+)
+def test_log_level(line, expected):
+    assert log_level(line) == expected
+
+
+def test_error_lines_counts_error_levels_only():
+    text = "\n".join(
+        ["x [ERROR] a", "x [WARN] b", '{"level":"crit"}', '{"level":"dpanic"}', "Traceback", "x [INFO] err"]
+    )
+    assert error_lines(text) == ["x [ERROR] a", '{"level":"crit"}', '{"level":"dpanic"}']
+
+
+# -- what passes -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "limit", "expected"), [(0.5, 1, "pass"), (0.9, 1, "pass"), (0.91, 1, "warn"),
+                                                          (1, 1, "warn"), (1.01, 1, "fail")])  # fmt: skip
+def test_level_warns_within_a_tenth_of_the_limit(value, limit, expected):
+    assert level(value, limit) == expected
+
+
+def body(app: str | None) -> bytes:
+    return json.dumps({"data": [], "meta": {"appID": app} if app else {}}).encode()
+
+
+LB = "http://lb:6688/health"
+
+
+@pytest.mark.parametrize(
+    ("serving", "lb_url", "lb", "status", "fragment"),
+    [
+        (
+            {"a": body("aaaa1111")},
+            LB,
+            (200, body("aaaa1111")),
+            "pass",
+            "a serves; the load balancer answers 200 from it",
+        ),
+        ({"a": body("aaaa1111")}, None, None, "pass", "no load balancer in the inventory"),
+        ({"a": body(None)}, LB, (200, b"ok"), "pass", "does not say which node answered"),
+        ({}, LB, (503, b""), "fail", "no node serves /health"),
+        ({"a": body("1"), "b": body("2")}, LB, (200, body("1")), "fail", "2 nodes serve /health (a, b)"),
+        ({"a": body("aaaa1111")}, LB, None, "fail", f"the load balancer {LB} does not answer"),
+        ({"a": body("aaaa1111")}, LB, (503, b"no server"), "fail", "answers HTTP 503"),
+        ({"a": body("aaaa1111")}, LB, (200, body("bbbb2222")), "fail", "answers from bbbb2222, not from the active a"),
+    ],
+)
+def test_check_active(serving, lb_url, lb, status, fragment):
+    got = check_active(serving, "/health", lb_url, lb)
+    assert got[0] == status and fragment in got[1], got
+
+
+def test_app_id():
+    assert app_id(body("x1")) == "x1" and app_id(b"not json") is None and app_id(b'{"meta": null}') is None
+
+
+HELD = {"holder": "aaaa1111-2222", "held": True, "describe": "held by aaaa1111, expires in 9.0s (database time)"}
+
+
+@pytest.mark.parametrize(
+    ("lease", "active", "active_id", "status", "fragment"),
+    [
+        (HELD, "a", "aaaa1111-2222", "pass", "the active a"),
+        (HELD, "a", None, "pass", "does not name its lease id"),
+        (None, "a", "x", "unknown", "keeps no lease"),
+        ({"error": "cl: cannot read the lease"}, "a", "x", "fail", "unreadable: cl: cannot read the lease"),
+        ({**HELD, "held": False, "describe": "expired 3.0s ago"}, "a", "x", "fail", "not held: expired"),
+        (HELD, None, None, "fail", "not exactly one node serves"),
+        (HELD, "a", "bbbb", "fail", "but the active a is bbbb"),
+    ],
+)
+def test_check_lease(lease, active, active_id, status, fragment):
+    got = check_lease(lease, active, active_id)
+    assert got[0] == status and fragment in got[1], got
+
+
+NODE = Node("b", "10.0.0.2", 22, "standby", (), "cl")
+
+
+def container(running: bool):
+    doc = [{"Name": "/nodeops-cl", "Image": "sha256:abc", "Config": {"User": "14933", "Labels": {}},
+            "State": {"Running": running, "Status": "running" if running else "exited", "Pid": 1}}]  # fmt: skip
+    return parse_inspect(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("seen", "status", "reason"),
+    [
+        (Seen(NODE, True, container(True), False), "pass", "running, not serving: waits for the lease"),
+        (Seen(NODE, True, container(True), True), "fail", "serves as well: two actives"),
+        (Seen(NODE, True, container(False), False), "fail", "container exited, not running"),
+        (Seen(NODE, True, None, False), "fail", "no container"),
+        (Seen(NODE, False, None, False), "fail", "unreachable through the bastion"),
+    ],
+)
+def test_check_standby(seen, status, reason):
+    assert check_standby(seen) == (status, reason)
+
+
+DAY = 86400.0
+
+
+@pytest.mark.parametrize(
+    ("ages", "status", "reason"),
+    [
+        ({"db": 3 * DAY, "api": 10 * DAY}, "pass", "oldest api: 10.0 days (limit 90)"),
+        ({"db": 85 * DAY}, "warn", "oldest db: 85.0 days (limit 90)"),
+        (
+            {"db": 91 * DAY, "api": None},
+            "fail",
+            "oldest db: 91.0 days, over the rotation limit (limit 90); age unknown (env backend): api",
+        ),
+        ({"db": None}, "unknown", "no secret dates: env backend"),
+        ({}, "unknown", "the service has no secrets"),
+    ],
+)
+def test_check_secret_ages(ages, status, reason):
+    assert check_secret_ages(ages, 90) == (status, reason)
+
+
+DISKS = [("/", "/", "/", 0.25), ("/run", "/run", "/run", 0.5), ("engine storage", "/var/lib/docker", "/", 0.25)]
+
+
+@pytest.mark.parametrize(
+    ("disks", "status", "reason"),
+    [
+        (DISKS, "pass", "used: / 25%, /run 50%, engine storage 25% (limit 90%)"),
+        ([*DISKS[:1], ("/run", "/run", "/run", 0.85)], "warn", "used: / 25%, /run 85% (limit 90%)"),
+        ([*DISKS[:1], ("/run", "/run", "/run", 0.94)], "fail", "/run 94% used, over 90% (/ 25%, /run 94%)"),
+        ([], "fail", "no disk usage read (df)"),
+    ],
+)
+def test_check_disk(disks, status, reason):
+    assert check_disk(disks, 90) == (status, reason)
+
+
+@pytest.mark.parametrize(
+    ("used", "status", "reason"),
+    [(0.5, "pass", "50% used (limit 90%)"), (0.95, "fail", "95% used (limit 90%)"),
+     (None, "fail", "no memory figures read (/proc/meminfo)")],
+)  # fmt: skip
+def test_check_memory(used, status, reason):
+    assert check_memory(used, 90) == (status, reason)
+
+
+@pytest.mark.parametrize(
+    ("load", "status", "fragment"),
+    [((2.0, 2), "pass", "5-minute load 2.00 on 2 CPUs: 1.00 per CPU (limit 2)"), ((3.8, 2), "warn", "1.90 per CPU"),
+     ((8.0, 2), "fail", "4.00 per CPU"), (None, "fail", "no load read")],
+)  # fmt: skip
+def test_check_load(load, status, fragment):
+    got = check_load(load, 2.0)
+    assert got[0] == status and fragment in got[1]
+
+
+SENTINEL = "Pa55w0rd-sentinel-value"
+
+
+@pytest.mark.parametrize(
+    ("errors", "status", "fragment"),
+    [
+        ([], "pass", "no error-level lines in the last 15 min"),
+        (["x [ERROR] one"], "warn", "1 error-level lines in the last 15 min (limit 2); last: x [ERROR] one"),
+        (["x [ERROR] a"] * 3, "fail", "3 error-level lines"),
+    ],
+)
+def test_check_logs(errors, status, fragment):
+    got = check_logs(errors, 2, 15, Redactor([]))
+    assert got[0] == status and fragment in got[1], got
+
+
+def test_check_logs_masks_secrets_before_cutting_the_line():
+    # The secret straddles the cut: cut first, and half of it would be shown unmasked.
+    line = "x [ERROR] " + "y" * 140 + f" url=postgres://u:{SENTINEL}@db/cl"
+    status, reason = check_logs([line], 0, 15, Redactor([Secret(SENTINEL, "db")]))
+    assert status == "fail" and SENTINEL[:6] not in reason and reason.endswith("...")
+    assert "*****" in check_logs([f"[ERROR] {SENTINEL}"], 0, 15, Redactor([Secret(SENTINEL, "db")]))[1]
+
+
+def test_finding_fails_only_on_fail():
+    assert [finding("s", "n", "c", (r, "why")).ok for r in ("pass", "warn", "unknown", "fail")] == [1, 1, 1, 0]
+
+
+def test_failure_summary_names_service_checks_by_service():
+    checks = [
+        finding("cl1", "", "active", ("fail", "x")),
+        finding("cl1", "cl1-a", "standby", ("fail", "y")),
+        finding("cl1", "cl1-a", "disk", ("fail", "z")),
+        finding("cl2", "cl2-a", "disk", ("warn", "w")),
+    ]
+    assert failure_summary(checks) == "3 of 4 checks failed: cl1: active; cl1 cl1-a: standby, disk"
+    assert failure_summary([Check("cl1", "cl1-a", "port", True, "ok")]) is None
+
+
+# -- the Prometheus textfile ----------------------------------------------------------------------
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? -?[0-9.e+-]+$')
+
+
+def test_render_textfile_groups_samples_and_escapes_labels():
+    metrics = [
+        Metric("nodeops_check_ok", (("service", "cl1"), ("node", ""), ("check", "active")), 1.0),
+        Metric("nodeops_node_disk_used_ratio", (("path", 'a "b"\\c\nd'),), 0.25),
+        Metric("nodeops_check_ok", (("service", "cl1"), ("node", "a"), ("check", "disk")), 0.0),
+        Metric("nodeops_check_timestamp_seconds", (), 1763727000.123456),
+    ]
+    text = render_textfile(metrics)
+    lines = text.splitlines()
+    assert lines[:4] == [
+        "# HELP nodeops_check_ok 1 when the check passed, warned or had nothing to measure; 0 when it failed.",
+        "# TYPE nodeops_check_ok gauge",
+        'nodeops_check_ok{service="cl1",node="",check="active"} 1.0',
+        'nodeops_check_ok{service="cl1",node="a",check="disk"} 0.0',
+    ]
+    assert 'nodeops_node_disk_used_ratio{path="a \\"b\\"\\\\c\\nd"} 0.25' in lines
+    assert "nodeops_check_timestamp_seconds 1763727000.123456" in lines and text.endswith("\n")
+    assert all(line.startswith("# ") or SAMPLE.match(line) for line in lines), lines
+    assert sum(line.startswith("# TYPE nodeops_check_ok ") for line in lines) == 1
+
+
+def test_textfile_target_refuses_what_the_collector_would_not_read(tmp_path):
+    assert textfile_target(str(tmp_path / "nodeops.prom")) == tmp_path / "nodeops.prom"
+    for path, fragment in [(tmp_path / "x.txt", "name it *.prom"), (tmp_path / "no" / "x.prom", "does not exist")]:
+        with pytest.raises(InvalidInput, match=re.escape(fragment)):
+            textfile_target(str(path))
+    (tmp_path / "d.prom").mkdir()
+    with pytest.raises(InvalidInput, match="is a directory"):
+        textfile_target(str(tmp_path / "d.prom"))
+
+
+def test_write_textfile_replaces_it_whole_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "nodeops.prom"
+    target.write_text("old\n")
+    inode = target.stat().st_ino
+    write_textfile(target, "new 1\n")
+    assert target.read_text() == "new 1\n" and target.stat().st_ino != inode  # renamed over, not rewritten
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644 and os.listdir(tmp_path) == ["nodeops.prom"]
+
+
+# -- commands --------------------------------------------------------------------------------------
+def test_host_resources_and_error_candidates_commands():
+    assert cmd.host_resources("docker") == (
+        "root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null); echo \"engine $root\"; "
+        'df -P -k / /run ${root:+"$root"}; echo --; cat /proc/meminfo; echo --; cat /proc/loadavg; nproc'
+    )
+    assert "podman info --format '{{.Store.GraphRoot}}'" in cmd.host_resources("podman")
+    assert cmd.error_candidates("docker", "nodeops-cl1", 15) == (
+        "docker logs --since 15m nodeops-cl1 2>&1 | grep -aiE 'err|crit|panic|fatal'"
+    )
+    # The node-side cut keeps every line the classifier counts.
+    kept = re.compile("err|crit|panic|fatal", re.IGNORECASE)
+    for line in ("x [ERROR] a", "x [CRIT] b", '{"level":"dpanic"}', "[FATAL] c", "level=err d"):
+        assert kept.search(line) and error_lines(line)
+
+
+# -- the inventory's check: settings --------------------------------------------------------------
+def test_check_policy_defaults_and_per_service_overrides():
+    assert parse(edited()).services["chainlink"].check == CheckPolicy()
+    inv = parse(edited(("check", {"disk_max_percent": 80, "log_minutes": 30}),
+                       ("services.chainlink.check", {"disk_max_percent": 95, "load_max_per_cpu": 4})))  # fmt: skip
+    assert inv.services["chainlink"].check == CheckPolicy(disk_max_percent=95, log_minutes=30, load_max_per_cpu=4.0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "fragment"),
+    [
+        (("check", {"disk_max_percent": 101}), "check.disk_max_percent", "expected an integer 1..100, got 101"),
+        (("check", {"secret_max_age_days": 0}), "check.secret_max_age_days", "an integer 1..3650"),
+        (("check", {"load_max_per_cpu": True}), "check.load_max_per_cpu", "a number > 0 and <= 1000, got True"),
+        (("check", {"log_minutes": "15m"}), "check.log_minutes", "an integer 1..1440"),
+        (("check", {"disk_max": 90}), "check.disk_max", "unknown key 'disk_max' (allowed: secret_max_age_days,"),
+        (("services.chainlink.check", {"log_error_lines": -1}), "services.chainlink.check.log_error_lines",
+         "an integer 0..1000000"),
+        (("check", [90]), "check", "expected a mapping"),
+    ],
+)  # fmt: skip
+def test_check_policy_errors_are_one_located_line(changes, where, fragment):
+    with pytest.raises(InventoryError) as err:
+        parse(edited(changes))
+    assert err.value.where == where and fragment in err.value.problem and "\n" not in str(err.value)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+def test_cli_refuses_bad_input_before_any_host(tmp_path, monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(inventory())  # its bastion is 127.0.0.1:9, where nothing listens
+    for args, fragment in [
+        (("--textfile", str(tmp_path / "out.txt")), "nodeops: --textfile"),
+        (("--textfile", str(tmp_path / "missing" / "x.prom")), "does not exist"),
+        (("--service", "nope"), "nodeops: --service nope: no such service"),
+    ]:
+        res = fab("check", "--inventory", str(path), *args)
+        assert res.returncode == 2 and fragment in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**yaml.safe_load(inventory()), "check": {"disk_max_percent": 0}}))
+    res = fab("check", "--inventory", str(bad))
+    assert res.returncode == 2 and "check.disk_max_percent: expected an integer 1..100, got 0" in res.stderr
+    res = fab("check", "--inventory", str(path), "--textfile", str(tmp_path / "out.prom"))
+    assert res.returncode == 1 and "bastion (127.0.0.1:9): cannot connect" in res.stderr  # the control
+    assert "Traceback" not in res.stderr and not (tmp_path / "out.prom").exists()
