@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from nodeops.lab.host import Lab
 from nodeops.lab.topology import LabPlan, plan_lab
 from tests.conftest import ROOT, fab
 
@@ -50,3 +53,27 @@ def lab(root):
         assert down.returncode == 0, down.stderr
         left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert f"nodeops-{LAB}-" not in left, left
+
+
+@contextlib.contextmanager
+def own_lab(name: str, cidr: str, nodes: int = 4, deployed: bool = False) -> Iterator[Lab]:
+    """A lab of a test module's own (a name and range no other module uses), optionally with every
+    pair deployed; down at the end, even when bringing it up failed half way."""
+    try:
+        up = fab("lab.up", "--name", name, "--nodes", str(nodes), "--cidr", cidr)
+        assert up.returncode == 0, up.stderr
+        lab = Lab(ROOT, name)
+        if deployed:
+            deploy = fab("deploy", "--inventory", str(lab.inventory_file), timeout=600)
+            assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        yield lab
+    finally:
+        assert fab("lab.down", "--name", name).returncode == 0
+
+
+def inventory_variant(source: Path, path: Path, edit: Callable[[dict], None]) -> Path:
+    """A copy of the inventory ``source`` at ``path``, with ``edit`` applied to its document."""
+    doc = yaml.safe_load(source.read_text())
+    edit(doc)
+    path.write_text(yaml.safe_dump(doc))
+    return path

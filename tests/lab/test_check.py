@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
+from tests.lab.conftest import own_lab
 from tests.lab.probe import wait_for
 
 pytestmark = pytest.mark.lab
@@ -32,15 +32,8 @@ SAMPLE = re.compile(
 
 @pytest.fixture(scope="module")
 def chk(root):
-    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
-    assert up.returncode == 0, up.stderr
-    lab = Lab(ROOT, NAME)
-    try:
-        deploy = fab("deploy", "--inventory", str(lab.inventory_file), timeout=600)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    with own_lab(NAME, CIDR, deployed=True) as lab:
         yield lab
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
 
 
 @pytest.fixture(scope="module")

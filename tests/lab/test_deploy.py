@@ -19,6 +19,7 @@ from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
+from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import PairProbe, wait_for
 
 pytestmark = pytest.mark.lab
@@ -34,13 +35,8 @@ def events(res) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def dep(root):
-    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
-    assert up.returncode == 0, up.stderr
-    lab = Lab(ROOT, NAME)
-    try:
+    with own_lab(NAME, CIDR) as lab:
         yield lab
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
 
 
 def admin_sql(lab: Lab, sql: str) -> None:
@@ -108,17 +104,9 @@ def files_on(lab: Lab, node: str, service: str) -> list[str]:
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
-def variant(dep: Lab, suffix: str, edit) -> Path:
-    doc = yaml.safe_load(dep.inventory_file.read_text())
-    edit(doc)
-    path = dep.inventory_file.with_name(f"{NAME}-{suffix}.yaml")
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
 def fab_with(dep: Lab, suffix: str, edit, task: str, *args: str) -> subprocess.CompletedProcess:
     """`fab TASK ARGS` with a variant of the lab inventory (``edit`` applied); the variant is removed after."""
-    path = variant(dep, suffix, edit)
+    path = inventory_variant(dep.inventory_file, dep.inventory_file.with_name(f"{NAME}-{suffix}.yaml"), edit)
     try:
         return fab(task, "--inventory", str(path), *args)
     finally:

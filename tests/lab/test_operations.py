@@ -19,6 +19,7 @@ from nodeops.lab.services import read_secret, secrets_client
 from nodeops.lab.topology import plan_lab
 from nodeops.secrets import env_variable_name
 from tests.conftest import FAB, ROOT, fab
+from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import PairProbe
 from tests.lab.test_deploy import events, set_sentinel_secrets
 
@@ -30,21 +31,12 @@ SCHEMA = json.loads((ROOT / "docs" / "status.schema.json").read_text())
 
 @pytest.fixture(scope="module")
 def ops(root):
-    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
-    assert up.returncode == 0, up.stderr
-    lab = Lab(ROOT, NAME)
-    try:
+    with own_lab(NAME, CIDR) as lab:
         yield lab
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
 
 
-def inventory_variant(lab: Lab, suffix: str, edit) -> Path:
-    doc = yaml.safe_load(lab.inventory_file.read_text())
-    edit(doc)
-    path = lab.inventory_file.with_name(f"{NAME}-{suffix}.yaml")
-    path.write_text(yaml.safe_dump(doc))
-    return path
+def variant(lab: Lab, suffix: str, edit) -> Path:
+    return inventory_variant(lab.inventory_file, lab.inventory_file.with_name(f"{NAME}-{suffix}.yaml"), edit)
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
@@ -107,7 +99,7 @@ def test_ci_mode_is_json_lines_only_with_secrets_from_the_environment(ops):
             ref["backend"] = "ci"
         del doc["services"]["cl1"]
 
-    path = inventory_variant(ops, "ci", from_env)
+    path = variant(ops, "ci", from_env)
     try:
         run = subprocess.run([str(FAB), "deploy", "--inventory", str(path)], cwd=ROOT, capture_output=True,
                              text=True, stdin=subprocess.DEVNULL, env=environ, timeout=300)  # fmt: skip
@@ -179,7 +171,7 @@ def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited
 def test_rollback_brings_the_previous_configuration_back_with_one_short_gap(ops):
     assert fab("deploy", "--env", NAME).returncode == 0
     before = {n["node"]: n["config"] for n in status()["cl1"]["nodes"]}
-    path = inventory_variant(ops, "debug", lambda doc: doc["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
+    path = variant(ops, "debug", lambda doc: doc["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
     try:
         assert fab("deploy", "--inventory", str(path), "--service", "cl1").returncode == 0
     finally:
@@ -219,7 +211,7 @@ def test_exit_codes(ops, expected, args, edit):
         def wrong_key(doc: dict) -> None:
             doc["bastion"]["host_key"] = other.split()[0] + " " + other.split()[1]
 
-        path = inventory_variant(ops, "wrongkey", wrong_key)
+        path = variant(ops, "wrongkey", wrong_key)
         try:
             res = fab(*args, "--inventory", str(path))
         finally:

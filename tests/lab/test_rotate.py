@@ -23,6 +23,7 @@ from nodeops.lab.services import secrets_client
 from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
+from tests.lab.conftest import own_lab
 from tests.lab.probe import PairProbe, wait_for
 from tests.lab.test_deploy import Watch, events, files_on
 
@@ -34,15 +35,8 @@ PLAN = plan_lab(NAME, CIDR, 4)
 
 @pytest.fixture(scope="module")
 def rot(root):
-    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
-    assert up.returncode == 0, up.stderr
-    lab = Lab(ROOT, NAME)
-    try:
-        deployed = fab("deploy", "--env", NAME, "--json")
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    with own_lab(NAME, CIDR, deployed=True) as lab:
         yield lab
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
 
 
 # ---------------------------------------------------------------- reading the systems

@@ -13,10 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nodeops.lab.host import Lab
 from tests.conftest import ROOT, fab
+from tests.lab.conftest import inventory_variant
 
 pytestmark = pytest.mark.lab
 
@@ -31,11 +31,7 @@ def exec_json(inventory: Path, *args: str) -> tuple[int, dict[str, dict], dict, 
 
 def variant(lab, edit) -> Path:
     """A copy of the lab inventory with ``edit(doc)`` applied, next to the original."""
-    doc = lab.doc()
-    edit(doc)
-    path = ROOT / "inventory" / f"{lab.plan.name}-{uuid.uuid4().hex[:8]}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return inventory_variant(lab.inventory, ROOT / "inventory" / f"{lab.plan.name}-{uuid.uuid4().hex[:8]}.yaml", edit)
 
 
 def node_entry(doc: dict, name: str) -> dict:

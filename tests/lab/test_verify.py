@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from nodeops.verify import CHECKS
 from tests.conftest import FAB, ROOT, fab
+from tests.lab.conftest import inventory_variant, own_lab
 
 pytestmark = pytest.mark.lab
 
@@ -23,15 +23,8 @@ NODES = ("cl1-a", "cl1-b", "cl2-a", "cl2-b")
 
 @pytest.fixture(scope="module")
 def ver(root):
-    up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
-    assert up.returncode == 0, up.stderr
-    lab = Lab(ROOT, NAME)
-    try:
-        deploy = fab("deploy", "--inventory", str(lab.inventory_file), timeout=600)
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    with own_lab(NAME, CIDR, deployed=True) as lab:
         yield lab
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
 
 
 def verify(inventory: Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
@@ -44,11 +37,7 @@ def failed(checks: list[dict]) -> set[tuple[str, str]]:
 
 
 def variant(lab: Lab, tmp_path: Path, edit) -> Path:
-    doc = yaml.safe_load(lab.inventory_file.read_text())
-    edit(doc)
-    path = tmp_path / f"{NAME}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return inventory_variant(lab.inventory_file, tmp_path / f"{NAME}.yaml", edit)
 
 
 def node_path(lab: Lab, node: str, path: str) -> Path:
