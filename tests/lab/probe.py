@@ -97,3 +97,17 @@ class PairProbe:
 
     def last_serving(self, node: int, before: float) -> float:
         return max(t for t, nodes, _ in self.samples if t <= before and nodes[node])
+
+
+def serving_nodes(lab, service: str) -> list[str]:
+    """The nodes of ``service`` that serve /health, asked through the lab's bastion."""
+    inv = load_inventory(lab.inventory_file)
+    with Fleet(inv) as fleet:
+        return [n.name for n in inv.services[service].nodes if (r := fleet.http_get(n.host, 6688, "/health"))
+                and r[0] == 200]  # fmt: skip
+
+
+def lb_answers(lab, service: str) -> bool:
+    """Does ``service`` answer 200 through its load balancer, as users reach it?"""
+    with urllib.request.urlopen(load_inventory(lab.inventory_file).services[service].load_balancer, timeout=5) as r:
+        return r.status == 200

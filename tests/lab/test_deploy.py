@@ -17,10 +17,9 @@ import yaml
 from nodeops.inventory import load_inventory
 from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
-from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import PairProbe, wait_for
+from tests.lab.probe import PairProbe, lb_answers, serving_nodes, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -115,11 +114,6 @@ def fab_with(dep: Lab, suffix: str, edit, task: str, *args: str) -> subprocess.C
 
 def deploy_with(dep: Lab, suffix: str, edit, *args: str) -> subprocess.CompletedProcess:
     return fab_with(dep, suffix, edit, "deploy", *args)
-
-
-def lb_answers(dep: Lab, service: str) -> bool:
-    with urllib.request.urlopen(load_inventory(dep.inventory_file).services[service].load_balancer, timeout=5) as r:
-        return r.status == 200
 
 
 def inspect_field(service: str, nodes: str, template: str) -> dict[str, str]:
@@ -257,27 +251,19 @@ def test_an_unreachable_node_stops_the_run_before_any_change(dep):
     assert labels("cl2", "cl2-a,cl2-b") == before  # nothing changed anywhere
 
 
-def active_of(dep: Lab, service: str) -> list[str]:
-    """The nodes serving /health, asked through the bastion."""
-    inv = load_inventory(dep.inventory_file)
-    with Fleet(inv) as fleet:
-        return [n.name for n in inv.services[service].nodes if (r := fleet.http_get(n.host, 6688, "/health"))
-                and r[0] == 200]  # fmt: skip
-
-
 def started_at(service: str, node: str) -> str:
     return inspect_field(service, node, "{{.State.StartedAt}}")[node]
 
 
 def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
-    first = active_of(dep, "cl1")
+    first = serving_nodes(dep, "cl1")
     assert len(first) == 1
     outages = []
     for expected in ({"cl1-a", "cl1-b"} - set(first), set(first)):
         with PairProbe(dep.inventory_file, "cl1") as probe:
             res = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")
         assert res.returncode == 0, res.stdout + res.stderr
-        assert set(active_of(dep, "cl1")) == expected
+        assert set(serving_nodes(dep, "cl1")) == expected
         assert not probe.both, "two nodes served at once"
         outages.append(next(e["outage_seconds"] for e in events(res) if "outage_seconds" in e))
         assert outages[-1] < 2.0  # with the lab's 1 s lease refresh
@@ -288,7 +274,7 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
 
 
 def test_promote_refuses_a_broken_standby_before_touching_the_active(dep):
-    (active,) = active_of(dep, "cl1")
+    (active,) = serving_nodes(dep, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     before = started_at("cl1", active)
     assert fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1").returncode == 0
@@ -296,12 +282,12 @@ def test_promote_refuses_a_broken_standby_before_touching_the_active(dep):
     out = res.stdout + res.stderr
     assert res.returncode == 4, out
     assert f"refusing before touching the active {active}: standby {standby} has no running container" in out
-    assert started_at("cl1", active) == before and active_of(dep, "cl1") == [active]
+    assert started_at("cl1", active) == before and serving_nodes(dep, "cl1") == [active]
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # deploy brings the standby back
 
 
 def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
-    (active,) = active_of(dep, "cl1")
+    (active,) = serving_nodes(dep, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     # The node reads .api only once it holds the lease: without it, the standby takes the lease and dies.
     sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "shred -u /run/nodeops/cl1/.api")
@@ -310,7 +296,7 @@ def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     assert f"the old active {active} was started again and serves" in out and ".api" in out
-    assert active_of(dep, "cl1") == [active] and lb_answers(dep, "cl1")
+    assert serving_nodes(dep, "cl1") == [active] and lb_answers(dep, "cl1")
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # and deploy repairs the pair
 
 
@@ -326,7 +312,7 @@ def fast_connect(doc: dict) -> None:
 
 def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
     assert status_of("cl1")["state"] == "healthy"
-    (active,) = active_of(dep, "cl1")
+    (active,) = serving_nodes(dep, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     netns = f"nodeops-{NAME}-{active}"
     with PairProbe(dep.inventory_file, "cl1", nodes=False) as probe:  # the load balancer, as users see it

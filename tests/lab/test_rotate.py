@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 
 import psycopg
@@ -24,7 +23,7 @@ from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import own_lab
-from tests.lab.probe import PairProbe, wait_for
+from tests.lab.probe import PairProbe, lb_answers, serving_nodes, wait_for
 from tests.lab.test_deploy import Watch, events, files_on
 
 pytestmark = pytest.mark.lab
@@ -100,18 +99,6 @@ def container(service: str, node: str, field: str = "{{.State.StartedAt}} {{.Sta
     return next(e["stdout"].strip() for e in events(res) if e["event"] == "host")
 
 
-def serving(lab: Lab, service: str) -> list[str]:
-    inv = load_inventory(lab.inventory_file)
-    with Fleet(inv) as fleet:
-        return [n.name for n in inv.services[service].nodes if (r := fleet.http_get(n.host, 6688, "/health"))
-                and r[0] == 200]  # fmt: skip
-
-
-def lb_answers(lab: Lab, service: str) -> bool:
-    with urllib.request.urlopen(load_inventory(lab.inventory_file).services[service].load_balancer, timeout=5) as r:
-        return r.status == 200
-
-
 def rotate(service: str, secret: str) -> subprocess.CompletedProcess:
     return fab("rotate-secrets", "--env", NAME, "--service", service, "--secret", secret, "--json")
 
@@ -144,7 +131,7 @@ def consistent(lab: Lab, service: str, old: str) -> str:
     assert current["username"] == service and current["password"] != old
     assert pg_accepts(lab, service, service, current["password"])
     assert not pg_accepts(lab, service, service, old)
-    assert len(serving(lab, service)) == 1 and lb_answers(lab, service)
+    assert len(serving_nodes(lab, service)) == 1 and lb_answers(lab, service)
     status = fab("status", "--env", NAME, "--service", service, "--json")
     assert json.loads(status.stdout.splitlines()[-1])["state"] == "healthy", status.stdout
     for node in (f"{service}-a", f"{service}-b"):  # no rollback container is left behind
@@ -194,7 +181,7 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", password, str(ROOT), str(rot.dir), "/tmp",
                            os.path.expanduser("~")], capture_output=True, text=True)  # fmt: skip
     assert grep.stdout == "", f"the new password reached the operator's disk: {grep.stdout}"
-    (active,) = serving(rot, "cl1")
+    (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     assert files_on(rot, active, "cl1") == [] and files_on(rot, standby, "cl1") == [".api"]
 
@@ -204,7 +191,7 @@ def test_both_nodes_really_run_on_the_new_password(rot):
     stand-ins: every database session of the role is cut, so that each node must log in again with the
     password it holds (a standby that cannot exits; an active that cannot fails its health check); and
     each node is restarted by fab promote-standby, there and back, from files rendered from AWSCURRENT."""
-    (active,) = serving(rot, "cl1")
+    (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     started = {n: container("cl1", n) for n in ("cl1-a", "cl1-b")}
     killed = superuser_sql(rot, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'cl1'")
@@ -219,13 +206,13 @@ def test_both_nodes_really_run_on_the_new_password(rot):
 
     wait_for(logged_in_again, "both nodes to open new database sessions", timeout=20)
     time.sleep(3)  # a node refused at login would be gone by now (the standby retries every second)
-    assert serving(rot, "cl1") == [active] and lb_answers(rot, "cl1")
+    assert serving_nodes(rot, "cl1") == [active] and lb_answers(rot, "cl1")
     assert {n: container("cl1", n) for n in ("cl1-a", "cl1-b")} == started  # same containers, still running
 
     for expected in (standby, active):
         res = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")
         assert res.returncode == 0, res.stdout + res.stderr
-        assert serving(rot, "cl1") == [expected]
+        assert serving_nodes(rot, "cl1") == [expected]
     assert all(container("cl1", n) != started[n] for n in started)  # each was restarted and came back
 
 
@@ -318,7 +305,7 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     database role goes back to the current password, the pair is rolled back onto it, AWSCURRENT stays."""
     old = document(rot, "cl1/DBSecret")
     stages_before = stages(rot, "cl1/DBSecret")
-    (active,) = serving(rot, "cl1")
+    (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     proc = subprocess.Popen([str(FAB), "rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db",
                              "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -337,7 +324,7 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     assert "db: AWSPENDING removed" in error and "NOT undone" not in error, error
     assert stages(rot, "cl1/DBSecret") == stages_before and document(rot, "cl1/DBSecret") == old
     assert pg_accepts(rot, "cl1", "cl1", old["password"])
-    assert len(serving(rot, "cl1")) == 1 and lb_answers(rot, "cl1")
+    assert len(serving_nodes(rot, "cl1")) == 1 and lb_answers(rot, "cl1")
     promoted = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")  # the standby runs the current
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr  # password too: it can take over
 
@@ -354,6 +341,6 @@ def test_keystore_is_refused_with_the_explanation(rot):
 def test_after_all_that_no_rendered_file_is_left_but_the_standbys_api(rot):
     """Every file the rotations rendered was shredded, but each standby's .api (read only at takeover)."""
     for service in ("cl1", "cl2"):
-        (active,) = serving(rot, service)
+        (active,) = serving_nodes(rot, service)
         standby = ({f"{service}-a", f"{service}-b"} - {active}).pop()
         assert files_on(rot, active, service) == [] and files_on(rot, standby, service) == [".api"]
