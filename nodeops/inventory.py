@@ -122,6 +122,20 @@ class CheckPolicy:
 
 
 @dataclass(frozen=True)
+class BackupPolicy:
+    """Where fab backup puts encrypted dumps, to whom they are encrypted, and how many it keeps (``backup:``)."""
+
+    bucket: str  # S3 bucket
+    aws: str  # a secret backend of kind aws-secretsmanager: its region, endpoint and credentials serve S3 too
+    recipients: tuple[str, ...]  # age public keys (age1...) every backup is encrypted to
+    prefix: str = "nodeops/"  # objects are <prefix><environment>/<service>/<id>.dump.age (+ .manifest.json)
+    identity: SecretRef | None = None  # the age identity (AGE-SECRET-KEY-1...): read by fab restore only
+    identity_file: Path | None = None  # ... or a file the operator holds
+    keep_daily: int = 7  # the newest backup of each of the last N days that have one
+    keep_weekly: int = 4  # the newest backup of each of the last M ISO weeks that have one
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     role: str
@@ -154,6 +168,7 @@ class Inventory:
     ssh: SshSettings
     secret_backends: Mapping[str, SecretBackend]
     services: Mapping[str, Service]
+    backup: BackupPolicy | None = None
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -563,6 +578,21 @@ class _CheckSpec(_Spec):
     log_minutes: Annotated[int, _integer(1, 1440)] | None = None
 
 
+class _BackupSpec(_Spec):
+    bucket: Annotated[str, _matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name [a-z0-9.-], 3 to 63")]
+    aws: _Name
+    recipients: Annotated[
+        tuple[Annotated[str, _matching(r"age1[02-9ac-hj-np-z]{58}", "an age public key age1... (age-keygen -y)")], ...],
+        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+        AfterValidator(_count(1, None, "recipient")),
+    ]
+    prefix: Annotated[str, _matching(r"([A-Za-z0-9._-]+/)*", "an S3 key prefix ending in / (or empty)")] = "nodeops/"
+    identity: _SecretRefSpec | None = None
+    identity_file: _Path | None = None
+    keep_daily: Annotated[int, _integer(1, 3660)] = 7
+    keep_weekly: Annotated[int, _integer(0, 520)] = 4
+
+
 class _ServiceSpec(_Spec):
     role: _Name
     image: _Image
@@ -588,6 +618,7 @@ class _InventorySpec(_Spec):
     secret_backends: dict[_Name, Annotated[_AwsSpec | _EnvSpec, Field(discriminator="kind")]] = {}
     services: Annotated[dict[_Name, _ServiceSpec], AfterValidator(_count(1, None, "service"))]
     check: _CheckSpec = _CheckSpec()
+    backup: _BackupSpec | None = None
 
 
 def _build(spec: _InventorySpec, source: Path) -> Inventory:
@@ -620,6 +651,12 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
             {name: SecretBackend(name=name, **be.model_dump()) for name, be in spec.secret_backends.items()}
         ),
         services=MappingProxyType(services),
+        backup=None
+        if spec.backup is None
+        else BackupPolicy(
+            **spec.backup.model_dump(exclude={"identity"}),
+            identity=SecretRef(**spec.backup.identity.model_dump()) if spec.backup.identity else None,
+        ),
     )
 
 
@@ -634,6 +671,8 @@ def _check(inv: Inventory) -> None:
 
     if bool(inv.bastion.host_keys) == bool(inv.bastion.known_hosts):
         fail("bastion", "pin the bastion's host key: set exactly one of host_key or known_hosts")
+    if inv.backup is not None:
+        _check_backup(inv.backup, inv.secret_backends, fail)
     names: dict[str, str] = {}
     addresses: dict[tuple[str, int], str] = {}
     for service in inv.services.values():
@@ -669,6 +708,18 @@ def _check(inv: Inventory) -> None:
                 active = here
         if active is None:
             fail(f"{at}.nodes", "no node has 'preferred: active': mark exactly one active")
+
+
+def _check_backup(b: BackupPolicy, backends: Mapping[str, SecretBackend], fail: Callable[[str, str], NoReturn]) -> None:
+    aws = backends.get(b.aws)
+    if aws is None or aws.kind != "aws-secretsmanager":
+        kinds = ", ".join(n for n, be in backends.items() if be.kind == "aws-secretsmanager") or "none"
+        fail("backup.aws", f"{_shown(b.aws)} is not a secret backend of kind aws-secretsmanager (those: {kinds}); "
+             "S3 is reached with its region, endpoint and credentials")  # fmt: skip
+    if b.identity is not None and b.identity.backend not in backends:
+        fail("backup.identity.backend", f"unknown secret backend {_shown(b.identity.backend)}")
+    if b.identity is not None and b.identity_file is not None:
+        fail("backup", "set at most one of identity (a secret reference) and identity_file")
 
 
 def _canonical_host(host: str) -> str:

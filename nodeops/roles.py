@@ -100,6 +100,16 @@ class LeaseSpec:
 
 
 @dataclass(frozen=True)
+class BackupSpec:
+    """``backup:``: what fab backup's manifest records from the database besides the dump (the database is
+    the one ``lease:`` locates): every row of the tables holding the node's encrypted keys, as digests, and
+    the version the node last ran on it, from ``version_table``'s ``version`` column."""
+
+    key_tables: tuple[str, ...]
+    version_table: str | None = None
+
+
+@dataclass(frozen=True)
 class RotationSpec:
     """``rotation.<name>``: what ``fab rotate-secrets --secret <name>`` changes, and where it is checked.
 
@@ -138,6 +148,7 @@ class Role:
     profiles: Mapping[str, Profile]
     default_profile: str
     rotation: Mapping[str, RotationSpec]  # what fab rotate-secrets can rotate, in the order --secret all takes
+    backup: BackupSpec | None = None  # what fab backup records of the node's keys; None: the role has no backup
 
     @property
     def admin_secrets(self) -> frozenset[str]:
@@ -222,6 +233,7 @@ _TOP = {
     "standby_log": False,
     "lease": False,
     "rotation": False,
+    "backup": False,
     "defaults": False,
     "secrets": False,
     "profiles": True,
@@ -306,6 +318,7 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         profiles=MappingProxyType(profiles),
         default_profile=default_profile,
         rotation=_rotation(data.get("rotation") or {}, secrets, "lease" in data, fail),
+        backup=_backup(data["backup"], "lease" in data, fail) if "backup" in data else None,
     )
 
 
@@ -356,12 +369,28 @@ def _lease(data: Any, secrets: Sequence[str], fail: Any) -> LeaseSpec:
     _mapping(data, "lease", _LEASE, fail)
     for key, value in data.items():
         _typed(value, f"lease.{key}", str, "a name", fail)
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", data["table"]):  # spliced into SQL: a plain name only
+    if not _TABLE.fullmatch(data["table"]):
         fail("lease.table", f"expected a table name [a-z_][a-z0-9_]*, got {data['table']!r}")
     for key in ("user", "password"):
         if data[key] not in secrets:
             fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {data[key]!r}")
     return LeaseSpec(**data)
+
+
+_TABLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # spliced into SQL: a plain name only
+
+
+def _backup(data: Any, has_lease: bool, fail: Any) -> BackupSpec:
+    _mapping(data, "backup", {"key_tables": True, "version_table": False}, fail)
+    if not has_lease:
+        fail("backup", "a backup needs the role's lease: section (it locates the database)")
+    tables = _typed(data["key_tables"], "backup.key_tables", list, "a list of table names", fail)
+    version = data.get("version_table")
+    named = [(f"backup.key_tables[{i}]", t) for i, t in enumerate(tables)] + [("backup.version_table", version)]
+    for at, name in named:
+        if name is not None and (not isinstance(name, str) or not _TABLE.fullmatch(name)):
+            fail(at, f"expected a table name [a-z_][a-z0-9_]*, got {name!r}")
+    return BackupSpec(tuple(tables), version)
 
 
 _ROTATION_KEYS = {  # kind -> the keys it takes (required: True)

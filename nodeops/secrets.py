@@ -45,6 +45,7 @@ __all__ = [
     "backend_where",
     "env_variable_name",
     "is_loopback_url",
+    "read_reference",
     "resolve",
     "secret_ages",
     "strict_rendering",
@@ -161,12 +162,7 @@ def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str
         if backend is None:  # the inventory loader already refuses this; kept for hand-made models
             where = f"services.{service.name}.secrets.{refs[0][0]}.backend"
             raise InventoryError(file, where, f"unknown secret backend {backend_name!r}")
-        if backend.kind == "env":
-            reader = _EnvReader(backend, env)
-        elif backend.kind == "aws-secretsmanager":
-            reader = _AwsReader(backend, file)
-        else:  # pragma: no cover - the model's Literal allows no other kind
-            raise InventoryError(file, f"secret_backends.{backend.name}.kind", f"unsupported kind {backend.kind!r}")
+        reader = _reader(backend, env, file)
         for name, ref in refs:
             where = f"services.{service.name}.secrets.{name}"
 
@@ -178,6 +174,28 @@ def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str
                 fail(f"{reader.describe(ref)} is empty")
             out[name] = Secret(value, name)
     return out
+
+
+def read_reference(inventory: Inventory, ref: SecretRef, where: str, label: str) -> Secret:
+    """One secret reference outside a service (``where``: its path in the inventory, e.g. ``backup.identity``)."""
+    file = str(inventory.source)
+
+    def fail(problem: str) -> NoReturn:
+        raise InventoryError(file, where, problem)
+
+    reader = _reader(inventory.secret_backends[ref.backend], os.environ, file)
+    value = reader.read(ref, fail)
+    if value == "":
+        fail(f"{reader.describe(ref)} is empty")
+    return Secret(value, label)
+
+
+def _reader(backend: SecretBackend, environ: Mapping[str, str], file: str) -> _EnvReader | _AwsReader:
+    if backend.kind == "env":
+        return _EnvReader(backend, environ)
+    if backend.kind == "aws-secretsmanager":
+        return _AwsReader(backend, file)
+    raise InventoryError(file, f"secret_backends.{backend.name}.kind", f"unsupported kind {backend.kind!r}")
 
 
 _Fail = Callable[[str], NoReturn]
@@ -233,8 +251,9 @@ def backend_where(b: SecretBackend) -> str:
     return f"secret backend {b.name!r} (region {b.region}{endpoint})"
 
 
-def aws_client(b: SecretBackend, file: str) -> Any:
-    """A Secrets Manager client for backend ``b`` (``file``: the inventory, for messages)."""
+def aws_client(b: SecretBackend, file: str, service: str = "secretsmanager") -> Any:
+    """A client of the AWS ``service`` (Secrets Manager; S3 for fab backup) with backend ``b``'s region, endpoint
+    and credentials (``file``: the inventory, for messages)."""
     import boto3  # slow to import: only when an AWS backend is used
     import botocore.config
     import botocore.exceptions
@@ -253,7 +272,7 @@ def aws_client(b: SecretBackend, file: str) -> Any:
         config = botocore.config.Config(
             connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"}
         )
-        return session.client("secretsmanager", endpoint_url=b.endpoint_url, config=config, **extra)
+        return session.client(service, endpoint_url=b.endpoint_url, config=config, **extra)
     except botocore.exceptions.ProfileNotFound:
         raise InventoryError(
             file, f"secret_backends.{b.name}.profile", f"AWS profile {b.profile!r} not found in ~/.aws"

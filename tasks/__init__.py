@@ -5,6 +5,7 @@ from invoke import Collection
 
 from tasks import lab, lock
 from tasks.audit import audit
+from tasks.backup import backup, restore
 from tasks.check import check
 from tasks.deploy import deploy
 from tasks.exec_ import exec_
@@ -24,5 +25,7 @@ ns.add_task(check)
 ns.add_task(audit)
 ns.add_task(rollback)
 ns.add_task(rotate_secrets)
+ns.add_task(backup)
+ns.add_task(restore)
 ns.add_collection(Collection.from_module(lab))
 ns.add_collection(Collection.from_module(lock))

@@ -293,6 +293,7 @@ class Lab:
             },
             "ssh": {"user": "root", "identity_file": identity, "max_parallel": 32},
             "secret_backends": managed["secret_backends"],
+            **({"backup": managed["backup"]} if "backup" in managed else {}),
             "services": {
                 service: {
                     "role": "chainlink",

@@ -10,7 +10,10 @@ What is simulated: Secrets Manager is ``moto_server`` on 127.0.0.1 in the
 operator's network namespace. It keeps everything in memory, checks no
 credentials and has no IAM or KMS. The secrets carry the AWS Quick Start
 names (``<service>/DBSecret``, ``<service>/WalletSecret``,
-``<service>/ApiSecret``) plus ``nodeops/DBAdminSecret`` for the admin role.
+``<service>/ApiSecret``) plus ``nodeops/DBAdminSecret`` for the admin role. The same moto_server
+is the S3 of ``fab backup`` (bucket ``nodeops-backups``); the age identity backups are encrypted to is
+generated at ``lab.up`` into ``nodeops/BackupIdentity`` (never a file), and only its public key goes
+into the inventory.
 
 Credentials for moto clients: the lab writes none, anywhere. moto accepts any
 key pair, but botocore refuses to sign without one, so a lab client exports
@@ -59,6 +62,8 @@ REGION = "us-east-1"
 BACKEND = "aws"  # the inventory's name for the lab's secret backend
 ADMIN_ROLE = "nodeops_admin"
 ADMIN_SECRET = "nodeops/DBAdminSecret"
+BACKUP_SECRET = "nodeops/BackupIdentity"  # the lab's age identity for fab restore: made at lab.up, only in moto
+BACKUP_BUCKET = "nodeops-backups"
 ETH_CHAIN_ID = 1337
 MAX_CONNECTIONS = 500  # 2 nodes per service, each with a pool and a lease connection
 MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -123,7 +128,12 @@ def inventory_fragment(plan: LabPlan, state: Mapping[str, Any]) -> dict[str, Any
             },
         }
     backend = {"kind": "aws-secretsmanager", "region": REGION, "endpoint_url": moto_endpoint(state["secrets_port"])}
-    return {"secret_backends": {BACKEND: backend}, "services": services}
+    fragment: dict[str, Any] = {"secret_backends": {BACKEND: backend}, "services": services}
+    if state.get("backup_recipient"):  # fab backup: moto's S3, to the lab identity's public key; restore reads it
+        fragment["backup"] = {"bucket": BACKUP_BUCKET, "aws": BACKEND, "recipients": [state["backup_recipient"]],
+                              "identity": ref(BACKUP_SECRET, "identity"),
+                              "keep_daily": 7, "keep_weekly": 4}  # fmt: skip
+    return fragment
 
 
 # ---------------------------------------------------------------- PostgreSQL (pure)
@@ -226,6 +236,7 @@ def roles_sql(admin_password: str, service_passwords: Mapping[str, str]) -> str:
             _create_if_missing("pg_database", "datname", service, f"CREATE DATABASE {role} OWNER {role}"),
             f"ALTER DATABASE {role} OWNER TO {role};",
             f"REVOKE ALL ON DATABASE {role} FROM PUBLIC;",
+            f"GRANT {role} TO {admin};",  # fab restore: the admin creates databases owned by the service's role
         ]
     return "\n".join(lines) + "\n"
 
@@ -294,14 +305,37 @@ def ensure(lab: Lab, daemons: Daemons, plan: LabPlan) -> None:
     admin = read_secret(client, ADMIN_SECRET)["password"]
     passwords = {svc: read_secret(client, secret_names(svc)["db"])["password"] for svc in plan.services()}
     _psql(lab.host_dir(plan.db), roles_sql(admin, passwords), hide=[admin, *passwords.values()])
+    recipient = ensure_backup_store(client, lab.state["secrets_port"])
+    if lab.state.get("backup_recipient") != recipient:
+        lab.state["backup_recipient"] = recipient
+        lab.save()
+
+
+def ensure_backup_store(client: Any, port: int) -> str:
+    """The bucket in moto's S3 and the age identity in moto's Secrets Manager (made once, never on disk);
+    returns its public key, the recipient the inventory names."""
+    import pyrage
+
+    # Made once; a rerun keeps it (a restarted moto starts empty: new identity, new bucket, no old backups).
+    seed_secrets(client, {BACKUP_SECRET: {"identity": str(pyrage.x25519.Identity.generate())}})
+    identity = pyrage.x25519.Identity.from_str(read_secret(client, BACKUP_SECRET)["identity"])
+    s3 = aws_client_for(port, "s3")
+    if BACKUP_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=BACKUP_BUCKET)
+    return str(identity.to_public())
 
 
 def secrets_client(port: int) -> Any:
     """A boto3 Secrets Manager client for the lab's moto (its dummy credentials passed, not exported)."""
+    return aws_client_for(port, "secretsmanager")
+
+
+def aws_client_for(port: int, service: str) -> Any:
+    """A boto3 client of the lab's moto for ``service`` (secretsmanager, s3), its dummy credentials passed."""
     import boto3  # here: boto3 takes ~0.3 s to import and only lab.up needs it
 
     return boto3.client(
-        "secretsmanager",
+        service,
         region_name=REGION,
         endpoint_url=moto_endpoint(port),
         aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],

@@ -85,11 +85,12 @@ def api_login(lab: Lab, service: str, email: str, password: str) -> int:
     raise AssertionError("no node answers")
 
 
-def superuser_sql(lab: Lab, sql: str) -> str:
+def superuser_sql(lab: Lab, sql: str, database: str = "postgres") -> str:
     """psql as the database superuser over the db host's socket (the lab operator's access), unaligned output."""
     sock = lab.host_dir("db") / "sock"
-    res = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-v", "ON_ERROR_STOP=1",
-                          "-AtqX", "-c", sql], capture_output=True, text=True, check=True)  # fmt: skip
+    res = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-d", database,
+                          "-v", "ON_ERROR_STOP=1", "-AtqX", "-c", sql], capture_output=True, text=True,
+                         check=True)  # fmt: skip
     return res.stdout
 
 

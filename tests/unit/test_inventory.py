@@ -232,7 +232,7 @@ ERRORS = [
         "unknown-top",
         edited(("colour", "blue")),
         "colour",
-        "unknown key 'colour' (allowed: environment, bastion, ssh, secret_backends, services, check)",
+        "unknown key 'colour' (allowed: environment, bastion, ssh, secret_backends, services, check, backup)",
     ),
     (
         "unknown-bastion",

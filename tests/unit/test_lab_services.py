@@ -126,12 +126,14 @@ def test_roles_sql_creates_what_is_missing_and_sets_every_password():
         "(SELECT FROM pg_database WHERE datname = 'cl1')\\gexec",
         'ALTER DATABASE "cl1" OWNER TO "cl1";',
         'REVOKE ALL ON DATABASE "cl1" FROM PUBLIC;',
+        'GRANT "cl1" TO "nodeops_admin";',
         "SELECT 'CREATE ROLE \"cl2\"' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cl2')\\gexec",
         "ALTER ROLE \"cl2\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'Pw2-0123456789abc';",
         'SELECT \'CREATE DATABASE "cl2" OWNER "cl2"\' WHERE NOT EXISTS '
         "(SELECT FROM pg_database WHERE datname = 'cl2')\\gexec",
         'ALTER DATABASE "cl2" OWNER TO "cl2";',
         'REVOKE ALL ON DATABASE "cl2" FROM PUBLIC;',
+        'GRANT "cl2" TO "nodeops_admin";',
     ]
 
 

@@ -1,0 +1,61 @@
+"""fab backup and fab restore: encrypted database backups in S3, and restores into a new database."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from nodeops.backup import backup as backup_service
+from nodeops.backup import policy_of, prepare_restore, spec_of
+from nodeops.backup import restore as restore_backup
+from nodeops.deploy import Reporter, prepare
+from nodeops.errors import InvalidInput, NodeopsError, raise_failures
+from nodeops.operation import Operation
+from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+
+
+@task(help=SERVICES_HELP)
+@cli
+def backup(c, env=None, inventory=None, service=None, json_=False):
+    """Dump each service's database (through the bastion), encrypt it to the inventory's age recipients, upload it
+    to S3 with a manifest, then apply the retention policy. Takes no deploy lock; audited."""
+    inv = load(env, inventory)
+    policy_of(inv)  # no backup: section -> exit 2 before any secret is read
+    jobs = prepare(inv, services_of(inv, service))  # the services' own database credentials; no admin secret
+    for job in jobs:
+        spec_of(job)
+    report = Reporter(json_ or not is_interactive())
+    with Operation(inv, "backup", [j.service.name for j in jobs], report, lock=False) as op:
+
+        def one(job):
+            try:
+                return backup_service(inv, op.fleet, job, op.run, report)
+            except NodeopsError as exc:
+                report(job.service.name, "", f"FAILED: {exc}")
+                return {"service": job.service.name, "error": exc}
+
+        op.results = [one(job) for job in jobs]
+        raise_failures(op.results)
+
+
+@task(
+    help={
+        **SERVICES_HELP,
+        "service": "the service whose backup is restored (its database server, role and credentials)",
+        "from": "the backup id (fab backup prints it) or latest",
+        "into": "the new database to restore into (refused if it exists or is the live one)",
+        "replace_live": "allow --into to be an existing or the live database: it is dropped first (stop the pair)",
+    }
+)
+@cli
+def restore(c, env=None, inventory=None, service=None, from_=None, into=None, replace_live=False, json_=False):
+    """Restore a backup into a new database: checksum verified before anything changes, key rows compared after."""
+    inv = load(env, inventory)
+    names = services_of(inv, service)
+    if len(names) != 1:
+        raise InvalidInput("--service names the one service whose backup is restored")
+    job = prepare(inv, names, admin=True)[0]  # the admin role creates the database
+    req, identity, s3, manifest = prepare_restore(inv, job, from_, into, replace_live)  # no change before this passes
+    report = Reporter(json_ or not is_interactive())
+    details = {"backup": req.backup, "into": req.into, "replace_live": replace_live}
+    with Operation(inv, "restore", names, report, details) as op:
+        op.results = [restore_backup(op.fleet, req, identity, s3, manifest, report)]
