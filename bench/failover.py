@@ -48,27 +48,34 @@ def outage_after(action, url: str, limit: float = 60) -> float:
     sys.exit(f"the service did not answer within {limit:g}s")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
+def measure(runs: int) -> tuple[list[float], list[float]]:
+    """Planned and unplanned outages (seconds), ``runs`` of each, on a lab of its own (also used by bench/run)."""
     with lab(NAME, 2, CIDR):
         fab("deploy", "--env", NAME, "--json")
         url = yaml.safe_load((ROOT / "inventory" / f"{NAME}.yaml").read_text())["services"]["cl1"]["load_balancer"]
         planned, unplanned, active = [], [], None
-        for _ in range(args.runs):
-            last = json.loads(fab("promote-standby", "--env", NAME, "--json").stdout.splitlines()[-1])
-            planned.append(last["outage_seconds"])
-            active = last["node"]
-        for _ in range(args.runs):
+        for _ in range(runs):
+            events = [json.loads(line) for line in fab("promote-standby", "--env", NAME, "--json").stdout.splitlines()]
+            took = next(e for e in events if "outage_seconds" in e)  # the takeover's step (the last line is `end`)
+            planned.append(took["outage_seconds"])
+            active = took["node"]
+        for _ in range(runs):
             kill = ("exec", "--env", NAME, "--nodes", active, "--command", "docker kill nodeops-cl1")
             unplanned.append(outage_after(lambda argv=kill: fab(*argv), url))
             fab("deploy", "--env", NAME, "--json")  # replaces the killed node, as the standby
             active = "cl1-b" if active == "cl1-a" else "cl1-a"  # the standby took over
-        print(f"failover outage through the load balancer, {args.runs} runs each (seconds)")
-        print(f"{'kind':>10} {'median':>8} {'max':>8} {'min':>8}")
-        for kind, values in (("planned", planned), ("unplanned", unplanned)):
-            print(f"{kind:>10} {statistics.median(values):>8.2f} {max(values):>8.2f} {min(values):>8.2f}")
+    return planned, unplanned
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    planned, unplanned = measure(args.runs)
+    print(f"failover outage through the load balancer, {args.runs} runs each (seconds)")
+    print(f"{'kind':>10} {'median':>8} {'max':>8} {'min':>8}")
+    for kind, values in (("planned", planned), ("unplanned", unplanned)):
+        print(f"{kind:>10} {statistics.median(values):>8.2f} {max(values):>8.2f} {min(values):>8.2f}")
     return 0
 
 

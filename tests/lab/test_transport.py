@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from nodeops.inventory import load_inventory
 from nodeops.lab.host import Lab
+from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
 from tests.lab.conftest import inventory_variant
 
@@ -167,3 +169,9 @@ def _ssh_jump_burst(lab) -> int:
         with concurrent.futures.ThreadPoolExecutor(64) as pool:
             codes = list(pool.map(one, [n.private_ip for n in lab.plan.nodes]))
     return sum(1 for c in codes if c)
+
+
+def test_the_bastion_socket_sends_without_delay(lab):
+    """Every node's traffic shares it: without TCP_NODELAY each small write waits for a delayed ACK (40 ms)."""
+    with Fleet(load_inventory(lab.inventory)) as fleet:
+        assert fleet.bastion().transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
