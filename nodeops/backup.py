@@ -65,7 +65,7 @@ import psycopg
 from psycopg import sql
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter
+from nodeops.deploy import Job, Redactor, Reporter
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.inventory import BackupPolicy, Inventory
 from nodeops.lease import database
@@ -320,10 +320,10 @@ class Child:
         threading.Thread(target=drain, daemon=True).start()
         return child
 
-    def finish(self, what: str, redact: Callable[[str], str]) -> None:
+    def finish(self, what: str, redact: Redactor) -> None:
         code = self.proc.wait()
         if code:
-            detail = redact(" ".join(self.errors)[-300:]) or f"exit {code}"
+            detail = redact.clip(" ".join(self.errors), tail=True) or f"exit {code}"
             raise OperationFailed(f"{what} failed: {detail}")
 
     def kill(self) -> None:
@@ -387,7 +387,7 @@ def facts(fleet: Fleet, job: Job, spec: BackupSpec, dbname: str | None = None) -
                 row = conn.execute(query.format(sql.Identifier(spec.version_table))).fetchone()
                 version = row[0] if row else None
         except psycopg.Error as exc:
-            problem = job.redact(str(exc)[:200])
+            problem = job.redact.clip(str(exc), 200)
             raise OperationFailed(f"{job.service.name}: reading the key rows failed: {problem}") from None
         return {"server_version": conn.info.parameter_status("server_version"), "keys": keys, "version": version}
 

@@ -72,6 +72,12 @@ class Redactor:
             text = text.replace(form, "*****")
         return text
 
+    def clip(self, text: str, limit: int = 300, tail: bool = False) -> str:
+        """``text`` as one line of at most ``limit`` characters (its end with ``tail``), masked *before* it is
+        cut: a secret cut in two, or spread over lines, would escape the mask."""
+        line = " ".join(self(text).split())
+        return line[-limit:] if tail else line[:limit]
+
     def leaks(self, text: str) -> bool:
         return any(form in text for form in self.forms)
 
@@ -205,7 +211,7 @@ class ServiceDeploy:
         res = execute(self.conns[node], command, stdin=stdin, timeout=self.fleet.settings.command_timeout)
         if check and res.exit_code:
             output = (res.stderr.strip() or res.stdout.strip()).splitlines()
-            detail = self.job.redact(output[-1][:300]) if output else f"exit {res.exit_code}"
+            detail = self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
             raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: {detail}")
         return res
 
@@ -344,7 +350,7 @@ class ServiceDeploy:
     def last_log(self, node: str) -> str:
         res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=3)) + " 2>&1", check=False)
         lines = [line for line in res.stdout.strip().splitlines() if line.strip()]
-        return "last log line: " + self.job.redact(lines[-1][:300]) if lines else "no log output"
+        return "last log line: " + self.job.redact.clip(lines[-1]) if lines else "no log output"
 
     def service_answers(self) -> bool:
         """Is the service served? Through its load balancer when it has one, else by either node."""

@@ -64,7 +64,7 @@ def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = N
                 autocommit=True,
             )  # fmt: skip  (host= keeps TLS verification on the real name; hostaddr= is the tunnel)
         except psycopg.Error as exc:
-            reason = job.redact(" ".join(str(exc).split())[:300])
+            reason = job.redact.clip(str(exc))
             raise OperationFailed(f"{service}: cannot {purpose} in {host}:{port}/{dbname}: {reason}") from None
         try:
             yield conn
@@ -84,7 +84,7 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
             except psycopg.errors.UndefinedTable:
                 return Lease(None, 0.0)  # no node ever started on this database
             except psycopg.Error as exc:
-                raise OperationFailed(f"{service}: reading the lease failed: {job.redact(str(exc)[:300])}") from None
+                raise OperationFailed(f"{service}: reading the lease failed: {job.redact.clip(str(exc))}") from None
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)
 
         yield read

@@ -321,7 +321,7 @@ class PostgresPassword(Target):
             try:
                 conn.execute(statement)
             except psycopg.Error as exc:
-                reason = job.redact(" ".join(str(exc).split())[:300])
+                reason = job.redact.clip(str(exc))
                 raise OperationFailed(f"{job.service.name}: ALTER ROLE {self.user} failed: {reason}") from None
 
     def set(self) -> None:
@@ -336,7 +336,7 @@ class PostgresPassword(Target):
                 conn.execute("SELECT 1")
             except psycopg.Error as exc:
                 raise OperationFailed(f"{self.rotation.job.service.name}: SELECT 1 as {self.user} failed: "
-                                      f"{self.rotation.job.redact(str(exc)[:300])}") from None  # fmt: skip
+                                      f"{self.rotation.job.redact.clip(str(exc))}") from None  # fmt: skip
         self.say("testSecret", f"logged in as {self.user} with the pending password")
 
     def undo(self) -> str:
@@ -370,7 +370,7 @@ class ApiPassword(Target):
         if reply.status == 401:
             return None
         if reply.status != 200:
-            detail = self.rotation.job.redact(reply.body[:200].decode(errors="replace"))
+            detail = self.rotation.job.redact.clip(reply.body.decode(errors="replace"), 200)
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: POST /sessions answered "
                                   f"{reply.status}: {detail}")  # fmt: skip
         cookie = (reply.headers.get("Set-Cookie") or "").split(";", 1)[0]
@@ -392,7 +392,7 @@ class ApiPassword(Target):
         finally:
             self.logout(node, cookie)
         if reply.status != 200:
-            detail = self.rotation.job.redact(reply.body[:300].decode(errors="replace"))
+            detail = self.rotation.job.redact.clip(reply.body.decode(errors="replace"))
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: PATCH /v2/user/password answered "
                                   f"{reply.status}: {detail}")  # fmt: skip
         return True

@@ -48,3 +48,16 @@ def test_outage_is_last_good_to_first_good(pattern, outage):
     probe = OutageProbe(lambda: True)
     probe.samples = [(i / 10, ok) for i, ok in enumerate(pattern)]
     assert probe.outage == pytest.approx(outage)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "tail", "expected"),
+    [
+        ("x" * 295 + "Secret-Value-1", 300, False, "x" * 295 + "*****"),  # straddles the cut: masked whole
+        ("Secret-Value-1" + "y" * 295, 300, True, "*****" + "y" * 295),
+        ("a\n  b\tSecret-Value-1\n", 300, False, "a b *****"),  # one line
+        ("z" * 400, 10, False, "z" * 10),
+    ],
+)
+def test_clip_masks_before_it_cuts(text, limit, tail, expected):
+    assert Redactor([Secret("Secret-Value-1", "db")]).clip(text, limit, tail) == expected
