@@ -182,11 +182,14 @@ def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: boo
     return [job_for(inventory, service, admin) for service in services]
 
 
-def job_for(inventory: Inventory, service: Service, admin: bool = False) -> Job:
-    """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to)."""
+def job_for(inventory: Inventory, service: Service, admin: bool = False,
+            secrets: Mapping[str, Secret] | None = None) -> Job:  # fmt: skip
+    """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to;
+    ``secrets``: already resolved for it, not read again)."""
     role = role_for(inventory, service)
     profile = profile_name(role, service, str(inventory.source))
-    secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
+    if secrets is None:
+        secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered = render(role, profile, service, secrets)
     return Job(service, role, profile, rendered, Redactor(secrets.values()), secrets)
 

@@ -14,6 +14,7 @@ See nodeops/commands/bastion.py for the layout on the bastion.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import getpass
 import json
@@ -140,9 +141,7 @@ class Operation:
         if self.session is not None:
             self.session.send_line(line)
         else:
-            res = execute(self.fleet.bastion(), bastion.append_audit(self.state_dir, self.env), (line + "\n").encode())
-            if res.exit_code:
-                raise OperationFailed(f"bastion: could not append to the audit log (exit {res.exit_code})")
+            _on_bastion(self.fleet, bastion.append_audit(self.state_dir, self.env), (line + "\n").encode())
 
     def _step(self, event: dict) -> None:
         """A Reporter sink: every step the run reports, into the audit log; a loss is noted, not raised mid-step."""
@@ -161,6 +160,8 @@ class Operation:
                 self._acquire()
             self.audit(self.entry("start", services=self.services, **self.identity, **self.details))
         except BaseException:
+            with contextlib.suppress(NodeopsError):  # e.g. Ctrl-C after the lock was taken: no stale lock
+                self._release()
             self.fleet.close()
             raise
         self.report.sinks.append(self._step)
@@ -220,6 +221,7 @@ def release_stale(inventory: Inventory, services: Sequence[str], report: Reporte
         return removed
 
 
-def audit_log(fleet: Fleet, inventory: Inventory, lines: int) -> list[dict]:
-    script = bastion.read_audit(inventory.bastion.state_dir, inventory.environment, lines)
+def audit_log(fleet: Fleet, inventory: Inventory, lines: int, steps: bool = True) -> list[dict]:
+    """The last ``lines`` entries of the audit log; without ``steps``, of the operations' start and end entries."""
+    script = bastion.read_audit(inventory.bastion.state_dir, inventory.environment, lines, steps)
     return bastion.parse_audit(_on_bastion(fleet, script))

@@ -447,6 +447,7 @@ class Session:
         self.label = conn.target.label
         self.channel = conn.transport.open_session(timeout=timeout)
         self.channel.settimeout(timeout)
+        self.channel.set_combine_stderr(True)  # a failing command's reason reaches the caller with its output
         self.channel.exec_command(command)
         self.out = self.channel.makefile("rb")
 

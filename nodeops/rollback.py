@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Reporter, ServiceDeploy, job_for
+from nodeops.deploy import Job, Reporter, ServiceDeploy, job_for
 from nodeops.errors import InvalidInput
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
@@ -24,7 +24,7 @@ from nodeops.promote import observe
 from nodeops.remote import Fleet
 from nodeops.render import render
 
-HISTORY_LINES = 20000  # of the audit log read back; a deploy writes a few dozen
+HISTORY_LINES = 2000  # start and end entries read back from the audit log: a thousand operations
 
 
 def ran(entries: Iterable[dict], service: str) -> list[dict]:
@@ -62,13 +62,14 @@ def target_service(service: Service, record: dict, pinned: bool = True) -> Servi
     return dataclasses.replace(service, image=image, variables=dict(record.get("variables") or {}))
 
 
-def rollback(fleet: Fleet, inventory: Inventory, service: Service, to: str | None, report: Reporter) -> dict:
-    history = ran(audit_log(fleet, inventory, HISTORY_LINES), service.name)
-    probe = ServiceDeploy(job_for(inventory, service), fleet, report)
-    active = [s.container for s in observe(probe).values() if s.serving and s.container]
+def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter) -> dict:
+    """``current``: the service's preflight as the inventory has it (its secrets are today's, and reused)."""
+    service = current.service
+    history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
+    active = [s.container for s in observe(ServiceDeploy(current, fleet, report)).values() if s.serving and s.container]
     running = (active[0].label("version") or "", active[0].label("config") or "") if active else None
     record = pick(history, running, to, service.name)
-    job = job_for(inventory, target_service(service, record))
+    job = job_for(inventory, target_service(service, record), secrets=current.secrets)
     report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
                              f"{record.get('digest') or 'unknown'})")  # fmt: skip
     as_then = render(job.role, job.profile, target_service(service, record, pinned=False), job.secrets)

@@ -7,7 +7,6 @@ import datetime
 import re
 from collections.abc import Sequence
 
-from nodeops.commands.bastion import LockInfo
 from nodeops.deploy import Job, ServiceDeploy
 from nodeops.errors import NodeopsError
 from nodeops.inventory import Inventory
@@ -63,12 +62,6 @@ def node_status(s: Seen, now: datetime.datetime) -> dict:
     }
 
 
-def lock_status(lock: LockInfo | None) -> dict | None:
-    if lock is None:
-        return None
-    return {"state": lock.state, "bastion_pid": lock.pid, "holder": lock.holder}
-
-
 def lease_status(fleet: Fleet, job: Job) -> dict | None:
     """The service's lease as read from its database (``error`` when unreadable); None if its role keeps none."""
     if job.role.lease is None:
@@ -94,7 +87,7 @@ def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job], report) -> l
             "service": job.service.name,
             "state": pair_state(list(seen.values())),
             "lease": lease,
-            "lock": lock_status(held.get(job.service.name)),
+            "lock": held[job.service.name].record() if job.service.name in held else None,
             "nodes": [node_status(s, now) for s in seen.values()],
         })  # fmt: skip
     return results

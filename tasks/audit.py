@@ -19,9 +19,7 @@ def audit(c, env=None, inventory=None, lines=50, steps=False, json_=False):
     """Recent entries of the audit log on the bastion: who ran what, on which services, with what result."""
     inv = load(env, inventory)
     with Fleet(inv) as fleet:
-        entries = audit_log(fleet, inv, lines if steps else lines * 20)
-    if not steps:
-        entries = [e for e in entries if e.get("event") != "step"][-lines:]
+        entries = audit_log(fleet, inv, lines, steps)
     if json_ or not is_interactive():
         for entry in entries:
             print(json.dumps(entry))

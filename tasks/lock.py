@@ -22,8 +22,7 @@ def status(c, env=None, inventory=None, json_=False):
         found = locks(fleet, inv)
     if json_ or not is_interactive():
         for lock in found:
-            print(json.dumps({"event": "lock", "service": lock.service, "state": lock.state,
-                              "bastion_pid": lock.pid, "holder": lock.holder}))  # fmt: skip
+            print(json.dumps({"event": "lock", "service": lock.service, **lock.record()}))
         return
     print("\n".join(describe_locks(found)) or f"no lock held in {inv.environment}")
 

@@ -29,6 +29,5 @@ def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=
         results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force)
         for result in results:
             if "error" not in result:
-                report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s",
-                       outage_seconds=result["outage_seconds"])  # fmt: skip
+                report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s")
         raise_failures(results)

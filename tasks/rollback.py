@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from nodeops.deploy import Reporter
+from nodeops.deploy import Reporter, prepare
 from nodeops.errors import InvalidInput
 from nodeops.operation import Operation
 from nodeops.rollback import rollback as roll_back
@@ -21,6 +21,7 @@ def rollback(c, env=None, inventory=None, service=None, to=None, json_=False):
     names = services_of(inv, service) or list(inv.services)
     if len(names) != 1:
         raise InvalidInput(f"--service: name the one service to roll back (services: {', '.join(names)})")
+    [job] = prepare(inv, names)  # the role, secrets and files, before the lock and any host
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "rollback", names, report, {"to": to}) as op:
-        op.results = [roll_back(op.fleet, inv, inv.services[names[0]], to, report)]
+        op.results = [roll_back(op.fleet, inv, job, to, report)]

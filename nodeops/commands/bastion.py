@@ -35,13 +35,14 @@ BUSY = 13  # another run kept acquire.flock for 30 s
 NO_FLOCK = 11  # flock(1) is not installed on the bastion
 
 
-def _prologue(state_dir: str, env: str) -> str:
+def _prologue(state_dir: str, env: str, create: bool = True) -> str:
+    """Variables and checks every script starts with; ``create=False`` (a read) leaves a missing dir missing."""
     d = shlex.quote(f"{state_dir}/{env}")
     return (
         "set -u; umask 077\n"
         f"d={d}\n"
         f"command -v flock >/dev/null 2>&1 || {{ echo 'flock(1) is not installed'; exit {NO_FLOCK}; }}\n"
-        'mkdir -p "$d/locks" "$d/runs" || exit 10\n'
+        + ('mkdir -p "$d/locks" "$d/runs" || exit 10\n' if create else '[ -d "$d/locks" ] || exit 0\n')
     )
 
 
@@ -100,9 +101,9 @@ def hold(state_dir: str, env: str, run: str, services: Sequence[str]) -> str:
 
 
 def status(state_dir: str, env: str) -> str:
-    """Every lock of the environment, one describe line each."""
+    """Every lock of the environment, one describe line each (creates nothing)."""
     return _wrap(
-        _prologue(state_dir, env)
+        _prologue(state_dir, env, create=False)
         + _DESCRIBE
         + 'for f in "$d"/locks/*.run; do [ -e "$f" ] || continue; s=${f##*/}; describe "${s%.run}"; done\n'
     )
@@ -134,9 +135,12 @@ def append_audit(state_dir: str, env: str) -> str:
     return _wrap(_prologue(state_dir, env) + 'cat >> "$d/audit.jsonl"\n')
 
 
-def read_audit(state_dir: str, env: str, lines: int) -> str:
-    return _wrap(f'd={shlex.quote(f"{state_dir}/{env}")}; [ -f "$d/audit.jsonl" ] || exit 0; '
-                 f'tail -n {int(lines)} "$d/audit.jsonl"')  # fmt: skip
+def read_audit(state_dir: str, env: str, lines: int, steps: bool = True) -> str:
+    """The last ``lines`` entries; without ``steps``, of the start and end entries only (filtered there, so
+    the count is of operations however many steps they had)."""
+    log, n = '"$d/audit.jsonl"', int(lines)
+    read = f"tail -n {n} {log}" if steps else f'grep -vF \'"event": "step"\' {log} | tail -n {n}'
+    return _wrap(f"d={shlex.quote(f'{state_dir}/{env}')}; [ -f {log} ] || exit 0; {read}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,10 @@ class LockInfo:
     state: str  # held | stale
     pid: int  # the holding process on the bastion
     holder: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        """As fab status and fab lock.status print it (docs/status.schema.json: ``lock``)."""
+        return {"state": self.state, "bastion_pid": self.pid, "holder": self.holder}
 
     def describe(self, services: str | None = None) -> str:
         """`<services>: locked by who@where, `command`, since when (alive or stale)`; services: its own by default."""
