@@ -29,7 +29,7 @@ import yaml
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, ServiceDeploy
 from nodeops.inventory import Inventory
-from nodeops.remote import Target
+from nodeops.remote import known_hosts_name
 
 BASTION = "nodeops-bastion"  # the bastion's name in the generated ssh_config and Ansible inventory
 PLAYBOOK = Path(__file__).resolve().parent / "ansible" / "deploy.yml"
@@ -40,7 +40,7 @@ def known_hosts(inv: Inventory) -> str:
     """An OpenSSH known_hosts file with every key the inventory pins (bastion and nodes)."""
     hosts = [(inv.bastion.host, inv.bastion.port, inv.bastion.host_keys)]
     hosts += [(n.host, n.port, n.host_keys) for n in inv.nodes]
-    return "".join(f"{Target('', h, p, '', ()).key_name} {k.line}\n" for h, p, keys in hosts for k in keys)
+    return "".join(f"{known_hosts_name(h, p)} {k.line}\n" for h, p, keys in hosts for k in keys)
 
 
 def ssh_config(inv: Inventory, known_hosts_file: Path) -> str:

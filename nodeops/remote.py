@@ -51,6 +51,11 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, SSHException) and "banner" in str(exc).lower()
 
 
+def known_hosts_name(host: str, port: int) -> str:
+    """The name a host's keys go by in OpenSSH's known_hosts (and in paramiko's lookups)."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
 @dataclass(frozen=True)
 class Target:
     """Where to connect and which host keys to accept there."""
@@ -67,8 +72,7 @@ class Target:
 
     @property
     def key_name(self) -> str:
-        """The name paramiko looks host keys up by (OpenSSH's known_hosts form)."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return known_hosts_name(self.host, self.port)
 
 
 class _RefuseUnpinned(paramiko.MissingHostKeyPolicy):
@@ -238,8 +242,7 @@ class Fleet:
     def _lookup(known: paramiko.HostKeys | None, host: str, port: int) -> tuple[paramiko.PKey, ...]:
         if known is None:
             return ()
-        name = host if port == 22 else f"[{host}]:{port}"
-        entry = known.lookup(name)
+        entry = known.lookup(known_hosts_name(host, port))
         return tuple(entry.values()) if entry else ()
 
     def target(self, node: Node) -> Target:
