@@ -14,17 +14,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
-from benchlib import fab, lab
+from benchlib import FAB, fab, lab, measured, wipe_command
 
 NAME, CIDR = "bdep", "10.221.0.0/16"
-
-
-def timed(*args: str) -> float:
-    started = time.perf_counter()
-    fab(*args)
-    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -41,10 +34,10 @@ def main() -> int:
             nodes = ",".join(f"cl{i + 1}-{x}" for i in range(size) for x in "ab")
             fresh, noop = [], []
             for _ in range(args.runs):
-                fab("exec", "--env", NAME, "--nodes", nodes, "--command",
-                    "docker rm -f $(docker ps -aq --filter label=io.nodeops.service) 2>/dev/null; true")  # fmt: skip
-                fresh.append(timed("deploy", "--env", NAME, "--service", services, "--json"))
-                noop.append(timed("deploy", "--env", NAME, "--service", services, "--json"))
+                fab(*wipe_command(NAME, nodes))
+                deploy = [FAB, "deploy", "--env", NAME, "--service", services, "--json"]
+                fresh.append(measured(deploy, 1800)[0])
+                noop.append(measured(deploy, 1800)[0])
             print(f"{size:>6} {statistics.median(fresh):>13.2f} {min(fresh):>7.2f} {max(fresh):>7.2f} "
                   f"{statistics.median(noop):>13.2f}")  # fmt: skip
     return 0

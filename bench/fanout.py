@@ -13,9 +13,8 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
-from benchlib import fab, lab
+from benchlib import FAB, lab, measured
 
 NAME, CIDR = "bench", "10.217.0.0/16"
 
@@ -33,12 +32,10 @@ def main() -> int:
         for size in sizes:
             times, failed = [], 0
             for _ in range(args.runs):
-                started = time.perf_counter()
-                res = fab(
-                    "exec", "--env", NAME, "--json", "--nodes", ",".join(nodes[:size]), "--command", "true", check=False
-                )
-                times.append(time.perf_counter() - started)
-                failed += len(json.loads(res.stdout.splitlines()[-1])["failed"])
+                argv = [FAB, "exec", "--env", NAME, "--json", "--nodes", ",".join(nodes[:size]), "--command", "true"]
+                seconds, _, out, _ = measured(argv, 600)
+                times.append(seconds)
+                failed += len(json.loads(out.splitlines()[-1])["failed"])
             print(f"{size:>6} {statistics.median(times):>8.2f} {min(times):>8.2f} {max(times):>8.2f} {failed:>13}")
     return 0
 
