@@ -1,16 +1,27 @@
-"""Watching a node pair while something happens to it, and waiting on conditions, not sleeps."""
+"""Watching a node pair while something happens to it, and waiting on conditions, not sleeps; and the
+helpers every lab module reads the systems with (fab's JSON events, status, the database, a killed run)."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
+
 from nodeops.inventory import load_inventory
+from nodeops.lab.host import Lab
 from nodeops.remote import Fleet
+from tests.conftest import FAB, ROOT, fab
+
+STATUS_SCHEMA = json.loads((ROOT / "docs" / "status.schema.json").read_text())
 
 
 def wait_for(predicate, what: str, timeout: float = 60):
@@ -111,3 +122,104 @@ def lb_answers(lab, service: str) -> bool:
     """Does ``service`` answer 200 through its load balancer, as users reach it?"""
     with urllib.request.urlopen(load_inventory(lab.inventory_file).services[service].load_balancer, timeout=5) as r:
         return r.status == 200
+
+
+def events(res) -> list[dict]:
+    """The JSON events of a `fab ... --json` run (lines that are not JSON objects are skipped)."""
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def status_entries(res) -> dict[str, dict]:
+    """A `fab status --json` run, by service: it succeeded, and every line of its stdout is an entry
+    valid against docs/status.schema.json (no other line)."""
+    assert res.returncode == 0, res.stdout + res.stderr
+    found = {}
+    for line in res.stdout.splitlines():
+        entry = json.loads(line)
+        jsonschema.validate(entry, STATUS_SCHEMA)
+        found[entry["service"]] = entry
+    assert found, f"no status entry: {res.stdout!r} {res.stderr!r}"
+    return found
+
+
+def status(env: str, *args: str) -> dict[str, dict]:
+    """`fab status --env ENV --json ARGS`, by service, each entry checked against the schema."""
+    return status_entries(fab("status", "--env", env, "--json", *args))
+
+
+def superuser_sql(lab: Lab, sql: str, database: str = "postgres") -> str:
+    """psql as the database superuser over the db host's socket (the lab operator's access): ``sql`` (statements
+    and psql meta-commands such as ``\\c``) on stdin, never in an argument list, where a password it sets would
+    show; stops at the first error (raising), and returns the output unaligned, tuples only."""
+    sock = lab.host_dir("db") / "sock"
+    res = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-d", database,
+                          "-v", "ON_ERROR_STOP=1", "-AtqX"], input=sql, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    return res.stdout
+
+
+def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
+    """Run `fab ARGS` (with --json) and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
+    right after that step, with no chance to clean up. The events it printed are returned.
+
+    PYTHONUNBUFFERED=1 in the child's environment, whatever ours holds: its stdout is a pipe, block-buffered
+    otherwise, and the event would arrive only once the run had finished (the kill would come too late)."""
+    proc = subprocess.Popen([str(FAB), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    seen = []
+    try:
+        for line in proc.stdout:
+            if line.startswith("{"):
+                seen.append(json.loads(line))
+                if when(seen[-1]):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    break
+    finally:
+        proc.wait(timeout=120)
+        stderr = proc.stderr.read()
+        proc.stdout.close(), proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, seen[-3:], stderr)
+    assert seen and when(seen[-1]), "the run ended before the event it was to be killed at"
+    return seen
+
+
+def files_on(lab: Lab, node: str, service: str) -> list[str]:
+    """The files under ``node``'s /run/nodeops/SERVICE, seen from here (the host's own mounts)."""
+    d = Path(f"/proc/{lab.sshd_pid_of(node)}/root/run/nodeops/{service}")
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+class Watch:
+    """Samples, until stopped: every process's argv on this machine (lab hosts share our pid namespace)
+    and the modes of files under each node's /run/nodeops."""
+
+    def __init__(self, lab: Lab, nodes: list[str]) -> None:
+        self.runs = [Path(f"/proc/{lab.sshd_pid_of(n)}/root/run/nodeops") for n in nodes]
+        self.argvs: set[str] = set()
+        self.modes: set[str] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        deadline = time.monotonic() + 300
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            for proc in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    self.argvs.add(proc.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    pass
+            for run in self.runs:
+                for f in run.rglob("*"):
+                    try:
+                        if f.is_file():
+                            self.modes.add(oct(f.stat().st_mode & 0o777))
+                    except OSError:
+                        pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=10)

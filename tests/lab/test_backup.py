@@ -22,8 +22,7 @@ from nodeops.lab.services import BACKUP_BUCKET, BACKUP_SECRET, aws_client_for, r
 from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.test_deploy import Watch, admin_sql
-from tests.lab.test_rotate import superuser_sql
+from tests.lab.probe import Watch, superuser_sql
 
 pytestmark = pytest.mark.lab
 
@@ -94,8 +93,8 @@ def key_rows(lab: Lab, database: str) -> list[str]:
 def test_backup_destroy_restore_and_the_pair_boots_on_it_with_the_same_keys(bak, tmp_path):
     keys_before = eth_keys(bak, bak.inventory_file, "cl1")
     assert keys_before  # the node made its key at first boot
-    admin_sql(bak, f"\\c cl1\nSET ROLE cl1;\nCREATE TABLE nodeops_sentinel (v text);\n"
-                   f"INSERT INTO nodeops_sentinel VALUES ('{SENTINEL}');")  # fmt: skip
+    superuser_sql(bak, f"\\c cl1\nSET ROLE cl1;\nCREATE TABLE nodeops_sentinel (v text);\n"
+                       f"INSERT INTO nodeops_sentinel VALUES ('{SENTINEL}');")  # fmt: skip
     secrets = secret_values(bak, "cl1")
     inv = load_inventory(bak.inventory_file)
     with Watch(bak, [n.name for n in inv.nodes]) as watch:
@@ -124,7 +123,7 @@ def test_backup_destroy_restore_and_the_pair_boots_on_it_with_the_same_keys(bak,
         assert SENTINEL.encode() in sql_text.stdout
 
         # The disaster: the service's database is gone; the nodes' containers are stopped (they ran on it).
-        admin_sql(bak, "DROP DATABASE cl1 WITH (FORCE);")
+        superuser_sql(bak, "DROP DATABASE cl1 WITH (FORCE);")
         assert "cl1" not in databases(bak)
         stop = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--command", "docker stop -t 10 nodeops-cl1")
         assert stop.returncode == 0, stop.stdout + stop.stderr

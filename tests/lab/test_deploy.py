@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,7 +16,18 @@ from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import PairProbe, lb_answers, serving_nodes, wait_for
+from tests.lab.probe import (
+    PairProbe,
+    Watch,
+    events,
+    files_on,
+    lb_answers,
+    serving_nodes,
+    status,
+    status_entries,
+    superuser_sql,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -28,21 +36,10 @@ NAME, CIDR = "dep", "10.220.0.0/16"
 SENTINEL = "Sx9%\\'\"$`#=&@:/? q-Z"
 
 
-def events(res) -> list[dict]:
-    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-
-
 @pytest.fixture(scope="module")
 def dep(root):
     with own_lab(NAME, CIDR) as lab:
         yield lab
-
-
-def admin_sql(lab: Lab, sql: str) -> None:
-    """As the database superuser, over the db host's local socket (the operator's lab access)."""
-    sock = lab.host_dir("db") / "sock"
-    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-v", "ON_ERROR_STOP=1", "-q"],
-                   input=sql, text=True, check=True, capture_output=True)  # fmt: skip
 
 
 def set_sentinel_secrets(lab: Lab, service: str) -> dict[str, str]:
@@ -58,49 +55,8 @@ def set_sentinel_secrets(lab: Lab, service: str) -> dict[str, str]:
     api = json.dumps({"username": read_secret(client, f"{service}/ApiSecret")["username"], "password": values["api"]})
     client.put_secret_value(SecretId=f"{service}/ApiSecret", SecretString=api)
     literal = values["db"].replace("'", "''")
-    admin_sql(lab, f"ALTER ROLE {service} PASSWORD '{literal}';")
+    superuser_sql(lab, f"ALTER ROLE {service} PASSWORD '{literal}';")  # on stdin: never in an argv
     return values
-
-
-class Watch:
-    """Samples, until stopped: every process's argv on this machine (lab hosts share our pid namespace)
-    and the modes of files under each node's /run/nodeops."""
-
-    def __init__(self, lab: Lab, nodes: list[str]) -> None:
-        self.runs = [Path(f"/proc/{lab.sshd_pid_of(n)}/root/run/nodeops") for n in nodes]
-        self.argvs: set[str] = set()
-        self.modes: set[str] = set()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def loop(self) -> None:
-        deadline = time.monotonic() + 300
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            for proc in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
-                    self.argvs.add(proc.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-                except OSError:
-                    pass
-            for run in self.runs:
-                for f in run.rglob("*"):
-                    try:
-                        if f.is_file():
-                            self.modes.add(oct(f.stat().st_mode & 0o777))
-                    except OSError:
-                        pass
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-
-def files_on(lab: Lab, node: str, service: str) -> list[str]:
-    d = Path(f"/proc/{lab.sshd_pid_of(node)}/root/run/nodeops/{service}")
-    return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
 def fab_with(dep: Lab, suffix: str, edit, task: str, *args: str) -> subprocess.CompletedProcess:
@@ -301,9 +257,7 @@ def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
 
 
 def status_of(service: str) -> dict:
-    res = fab("status", "--env", NAME, "--service", service, "--json")
-    assert res.returncode == 0, res.stdout + res.stderr
-    return json.loads(res.stdout.splitlines()[-1])
+    return status(NAME, "--service", service)[service]
 
 
 def fast_connect(doc: dict) -> None:
@@ -324,7 +278,7 @@ def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
             forced = fab_with(dep, "forced", fast_connect, "promote-standby", "--service", "cl1", "--force", "--json")
             assert forced.returncode == 0, forced.stdout + forced.stderr
             seen = fab_with(dep, "status", fast_connect, "status", "--service", "cl1", "--json")
-            degraded = json.loads(seen.stdout.splitlines()[-1])
+            degraded = status_entries(seen)["cl1"]
         finally:
             subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
     took = next(e for e in events(forced) if "took the lease" in e["message"])

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
 import yaml
 
@@ -20,13 +19,12 @@ from nodeops.lab.topology import plan_lab
 from nodeops.secrets import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import PairProbe
-from tests.lab.test_deploy import events, set_sentinel_secrets
+from tests.lab.probe import PairProbe, events, killed_at, status
+from tests.lab.test_deploy import set_sentinel_secrets
 
 pytestmark = pytest.mark.lab
 
 NAME, CIDR = "ops", "10.226.0.0/16"
-SCHEMA = json.loads((ROOT / "docs" / "status.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +45,6 @@ def start(*args: str, env: dict | None = None) -> subprocess.Popen:
 def finish(run: subprocess.Popen) -> tuple[int, str, str]:
     out, err = run.communicate(timeout=300)
     return run.returncode, out, err
-
-
-def status(*args: str) -> dict[str, dict]:
-    res = fab("status", "--env", NAME, "--json", *args)
-    assert res.returncode == 0, res.stderr
-    found = {}
-    for entry in events(res):
-        jsonschema.validate(entry, SCHEMA)
-        found[entry["service"]] = entry
-    return found
 
 
 def roles(entry: dict) -> dict[str, str]:
@@ -83,9 +71,17 @@ def audit(*args: str) -> list[dict]:
     return events(res)
 
 
+def under_a_terminal(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`fab ARGS` under a pseudo-terminal (util-linux script), as a person or a CI runner with a tty runs it:
+    fab's stdout and stderr are both the terminal, so both arrive in the result's stdout (lines end in CRLF)."""
+    tty = ["script", "--quiet", "--return", "--command", shlex.join([str(FAB), *args]), "/dev/null"]
+    return subprocess.run(tty, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_ci_mode_is_json_lines_only_with_secrets_from_the_environment(ops):
-    """CI=true, no terminal, every secret from the env backend, sentinel values: stdout is JSON lines only,
-    and no value is in stdout, stderr or the audit log on the bastion."""
+    """CI=true, every secret from the env backend, sentinel values: even on a terminal (stdout a tty, so only
+    CI=true can make it JSON), the output is JSON lines only, and no value is in it or in the audit log on
+    the bastion. The control: the same run on the terminal without CI=true prints the human lines."""
     values = set_sentinel_secrets(ops, "cl2")
     client = secrets_client(ops.load_state()["secrets_port"])
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NODEOPS_")}
@@ -101,20 +97,26 @@ def test_ci_mode_is_json_lines_only_with_secrets_from_the_environment(ops):
 
     path = variant(ops, "ci", from_env)
     try:
-        run = subprocess.run([str(FAB), "deploy", "--inventory", str(path)], cwd=ROOT, capture_output=True,
-                             text=True, stdin=subprocess.DEVNULL, env=environ, timeout=300)  # fmt: skip
+        run = under_a_terminal(["deploy", "--inventory", str(path)], environ)
+        person = {k: v for k, v in environ.items() if k not in ("CI", "GITHUB_RUN_ID", "GITHUB_ACTOR")}
+        control = under_a_terminal(["deploy", "--inventory", str(path)], person)
     finally:
         path.unlink()
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    parsed = [json.loads(line) for line in lines]  # every line is JSON: this raises otherwise
+    assert lines, run.stderr
+    parsed = [json.loads(line) for line in lines]  # every line (stdout and stderr) is JSON: this raises otherwise
     assert parsed[-1]["event"] == "step" and "deployed 1 service" in parsed[-1]["message"]
     assert any(e["event"] == "end" and e["result"] == "ok" for e in parsed)
     assert "\x1b[" not in run.stdout + run.stderr  # no colour codes
+    # the control: a terminal and no CI variable is a person, who gets the progress lines, not JSON
+    assert control.returncode == 0, control.stdout + control.stderr
+    assert "deployed 1 service" in control.stdout and "cl2" in control.stdout
+    assert not any(line.lstrip().startswith("{") for line in control.stdout.splitlines()), control.stdout
     log = fab("audit", "--env", NAME, "--json", "--steps", "--lines", "500").stdout
     start = next(e for e in map(json.loads, log.splitlines()) if e["event"] == "start" and e.get("ci_run") == "4242")
     assert start["who"].endswith("(ci-bot)")
-    for text in (run.stdout, run.stderr, log):
+    for text in (run.stdout, run.stderr, control.stdout, control.stderr, log):
         for value in values.values():
             assert value not in text and json.dumps(value)[1:-1] not in text
 
@@ -127,18 +129,18 @@ def test_two_deploys_at_once_one_acts_the_other_exits_3_naming_the_holder(ops):
     refused = next(err for code, _, err in results if code == 3)
     assert "locked by" in refused and f"fab deploy --env {NAME} --json" in refused and "alive" in refused
     assert len(refused.strip().splitlines()) == 1 and "Traceback" not in refused
-    found = status()
+    found = status(NAME)
     assert {s: e["state"] for s, e in found.items()} == {"cl1": "healthy", "cl2": "healthy"}
     assert all(e["lock"] is None for e in found.values())
 
 
 def test_status_roles_match_what_really_serves_before_and_after_a_promotion(ops):
-    before = status()["cl1"]
+    before = status(NAME)["cl1"]
     served = really_serving(ops, "cl1")
     assert roles(before) == {n: "active" if up else "standby" for n, up in served.items()}
     assert before["lease"]["held"] and all(n["uptime_seconds"] > 0 for n in before["nodes"])
     assert fab("promote-standby", "--env", NAME, "--service", "cl1").returncode == 0
-    after = status("--service", "cl1")["cl1"]
+    after = status(NAME, "--service", "cl1")["cl1"]
     served = really_serving(ops, "cl1")
     assert roles(after) == {n: "active" if up else "standby" for n, up in served.items()}
     assert roles(after) != roles(before)
@@ -146,14 +148,10 @@ def test_status_roles_match_what_really_serves_before_and_after_a_promotion(ops)
 
 
 def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited(ops):
-    run = start("deploy", "--env", NAME, "--json", "--service", "cl1")
-    for line in run.stdout:
-        if '"event": "start"' in line or "pulled" in line:  # the lock is taken before the first step
-            run.send_signal(signal.SIGKILL)
-            break
-    run.wait(timeout=30)
-    run.stdout.close(), run.stderr.close()
-    assert run.returncode == -signal.SIGKILL
+    # the lock is taken before the first step: killed once the image is pulled, the run holds it
+    seen = killed_at(["deploy", "--env", NAME, "--json", "--service", "cl1"],
+                     lambda e: e["event"] == "step" and e.get("message", "").startswith("pulled "))  # fmt: skip
+    assert seen[-1]["service"] == "cl1"  # killed_at asserted the SIGKILL ended it, right after that step
     locks = [json.loads(line) for line in fab("lock.status", "--env", NAME, "--json").stdout.splitlines()]
     assert [(lock["service"], lock["state"]) for lock in locks] == [("cl1", "stale")]
     killed_run = locks[0]["holder"]["run"]
@@ -170,22 +168,25 @@ def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited
 
 def test_rollback_brings_the_previous_configuration_back_with_one_short_gap(ops):
     assert fab("deploy", "--env", NAME).returncode == 0
-    before = {n["node"]: n["config"] for n in status()["cl1"]["nodes"]}
+    before = {n["node"]: n["config"] for n in status(NAME)["cl1"]["nodes"]}
     path = variant(ops, "debug", lambda doc: doc["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
     try:
         assert fab("deploy", "--inventory", str(path), "--service", "cl1").returncode == 0
     finally:
         path.unlink()
-    changed = {n["node"]: n["config"] for n in status()["cl1"]["nodes"]}
+    changed = {n["node"]: n["config"] for n in status(NAME)["cl1"]["nodes"]}
     assert set(changed.values()).isdisjoint(before.values())
     with PairProbe(ops.inventory_file, "cl1") as probe:
         back = fab("rollback", "--env", NAME, "--service", "cl1", "--json")
     assert back.returncode == 0, back.stderr
-    assert "rolling back to" in back.stdout and "LOG_LEVEL" not in back.stderr
-    after = status()["cl1"]
+    # the record's configuration re-rendered as it was: not from templates that changed since
+    assert "rolling back to" in back.stdout and "templates changed since" not in back.stdout
+    after = status(NAME)["cl1"]
     assert after["state"] == "healthy"
     # the same variables as before the change: the hash differs only by the image pinned to its digest
     assert {n["version"] for n in after["nodes"]} == {"2.10.0"}
+    assert {n["node"] for n in after["nodes"]} == set(changed)
+    assert all(n["config"] and n["config"] != changed[n["node"]] for n in after["nodes"]), (after, changed)
     assert all("@sha256:" in n["image"] for n in after["nodes"])
     assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.gaps
     assert not probe.both, "two nodes served at once"

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
-from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -23,8 +21,18 @@ from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import own_lab
-from tests.lab.probe import PairProbe, lb_answers, serving_nodes, wait_for
-from tests.lab.test_deploy import Watch, events, files_on
+from tests.lab.probe import (
+    PairProbe,
+    Watch,
+    events,
+    files_on,
+    killed_at,
+    lb_answers,
+    serving_nodes,
+    status,
+    superuser_sql,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -85,15 +93,6 @@ def api_login(lab: Lab, service: str, email: str, password: str) -> int:
     raise AssertionError("no node answers")
 
 
-def superuser_sql(lab: Lab, sql: str, database: str = "postgres") -> str:
-    """psql as the database superuser over the db host's socket (the lab operator's access), unaligned output."""
-    sock = lab.host_dir("db") / "sock"
-    res = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-h", str(sock), "-d", database,
-                          "-v", "ON_ERROR_STOP=1", "-AtqX", "-c", sql], capture_output=True, text=True,
-                         check=True)  # fmt: skip
-    return res.stdout
-
-
 def container(service: str, node: str, field: str = "{{.State.StartedAt}} {{.State.Running}}") -> str:
     res = fab("exec", "--env", NAME, "--nodes", node, "--json", "--command",
               f"docker inspect --format '{field}' nodeops-{service}")  # fmt: skip
@@ -102,25 +101,6 @@ def container(service: str, node: str, field: str = "{{.State.StartedAt}} {{.Sta
 
 def rotate(service: str, secret: str) -> subprocess.CompletedProcess:
     return fab("rotate-secrets", "--env", NAME, "--service", service, "--secret", secret, "--json")
-
-
-def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
-    """Run `fab ARGS` and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
-    right after that step, with no chance to clean up. The events it printed are returned."""
-    proc = subprocess.Popen([str(FAB), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    seen = []
-    try:
-        for line in proc.stdout:
-            if line.startswith("{"):
-                seen.append(json.loads(line))
-                if when(seen[-1]):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    break
-    finally:
-        proc.wait(timeout=120)
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, seen[-3:], proc.stderr.read())
-    return seen
 
 
 def consistent(lab: Lab, service: str, old: str) -> str:
@@ -133,8 +113,8 @@ def consistent(lab: Lab, service: str, old: str) -> str:
     assert pg_accepts(lab, service, service, current["password"])
     assert not pg_accepts(lab, service, service, old)
     assert len(serving_nodes(lab, service)) == 1 and lb_answers(lab, service)
-    status = fab("status", "--env", NAME, "--service", service, "--json")
-    assert json.loads(status.stdout.splitlines()[-1])["state"] == "healthy", status.stdout
+    seen = status(NAME, "--service", service)[service]
+    assert seen["state"] == "healthy", seen
     for node in (f"{service}-a", f"{service}-b"):  # no rollback container is left behind
         assert "nodeops-" + service + "-previous" not in fab("exec", "--env", NAME, "--nodes", node, "--command",
                                                              "docker ps -a --format '{{.Names}}'").stdout  # fmt: skip

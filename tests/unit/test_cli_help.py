@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -34,7 +36,8 @@ def test_every_flag_of_every_task_is_documented(name):
 
 def test_the_example_pipeline_runs_real_tasks_and_names_the_env_variables_the_backend_reads():
     pipeline = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.example.yml").read_text())
-    steps = pipeline["jobs"]["deploy"]["steps"]
+    job = pipeline["jobs"]["deploy"]
+    steps = job["steps"]
     commands = [s["run"].split()[1] for s in steps if s.get("run", "").startswith("fab ")]
     assert commands and set(commands) <= set(TASKS)
     deploy = next(s for s in steps if s.get("run", "").startswith("fab deploy"))
@@ -44,3 +47,10 @@ def test_the_example_pipeline_runs_real_tasks_and_names_the_env_variables_the_ba
     wanted = {env_variable_name(prefix, ref.name, ref.key) for s in example.services.values()
               for name, ref in s.secrets.items() if name not in role_for(example, s).admin_secrets}  # fmt: skip
     assert given == wanted  # a deploy reads no admin credential: the pipeline needs none
+    # GitHub's default shell is `bash -e {0}`, without pipefail: `fab deploy | tee` would hide a failed deploy.
+    # `shell: bash` (on the step or as the job's default) runs `bash --noprofile --norc -eo pipefail {0}`.
+    shells = [(d or {}).get("run", {}).get("shell") for d in (job.get("defaults"), pipeline.get("defaults"))]
+    default = next(filter(None, shells), None)  # the job's default, else the workflow's
+    piped = [s for s in steps if re.search(r"(?<!\|)\|(?!\|)", s.get("run", ""))]  # a pipe, not `||`
+    assert deploy in piped, "the deploy step pipes into tee: the check below must cover it"
+    assert all(s.get("shell", default) == "bash" for s in piped), [s["name"] for s in piped]

@@ -45,17 +45,12 @@ class Holder:
 
 
 @pytest.fixture
-def home(tmp_path):
-    return tmp_path
-
-
-@pytest.fixture
-def hold(home):
-    """Start a Holder in ``home``; none outlives its test."""
+def hold(tmp_path):
+    """Start a Holder in ``tmp_path``; none outlives its test."""
     started: list[Holder] = []
 
     def start(run: str, services: list[str], who: str) -> Holder:
-        started.append(Holder(home, run, services, who))
+        started.append(Holder(tmp_path, run, services, who))
         return started[-1]
 
     yield start
@@ -65,54 +60,70 @@ def hold(home):
             holder.proc.wait()
 
 
-def states(home: Path) -> dict[str, str]:
-    return {lock.service: lock.state for lock in bastion.parse_locks(sh(bastion.status(".nodeops", ENV), home).stdout)}
+def states(cwd: Path) -> dict[str, str]:
+    return {lock.service: lock.state for lock in bastion.parse_locks(sh(bastion.status(".nodeops", ENV), cwd).stdout)}
 
 
-def test_a_second_run_is_refused_while_the_first_holds_any_of_its_services(home, hold):
+def test_a_second_run_is_refused_while_the_first_holds_any_of_its_services(tmp_path, hold):
     first = hold("r1", ["cl1", "cl2"], "alice")
     assert first.first == "acquired"
-    second = sh(bastion.hold(".nodeops", ENV, "r2", ["cl2", "cl3"]), home, '{"who": "bob"}\n')
+    second = sh(bastion.hold(".nodeops", ENV, "r2", ["cl2", "cl3"]), tmp_path, '{"who": "bob"}\n')
     assert second.returncode == bastion.CONFLICT
     [lock] = bastion.parse_locks(second.stdout)
     assert (lock.service, lock.state, lock.holder["who"]) == ("cl2", "held", "alice")
     assert lock.pid > 0
-    assert states(home) == {"cl1": "held", "cl2": "held"}  # cl3 was not taken by the refused run
+    assert states(tmp_path) == {"cl1": "held", "cl2": "held"}  # cl3 was not taken by the refused run
     assert first.release() == "released"
-    assert states(home) == {}
-    assert sorted(p.name for p in (home / ".nodeops" / ENV / "runs").iterdir()) == []  # nothing left behind
+    assert states(tmp_path) == {}
+    assert sorted(p.name for p in (tmp_path / ".nodeops" / ENV / "runs").iterdir()) == []  # nothing left behind
 
 
-def test_audit_lines_go_through_the_holder_and_a_dead_run_leaves_a_stale_lock(home, hold):
+def test_audit_lines_go_through_the_holder_and_a_dead_run_leaves_a_stale_lock(tmp_path, hold):
     run = hold("r1", ["cl1"], "alice")
     run.send('{"event": "step", "message": "one"}')
     assert run.die() == 0
-    assert states(home) == {"cl1": "stale"}
-    refused = sh(bastion.hold(".nodeops", ENV, "r2", ["cl1"]), home, '{"who": "bob"}\n')
+    assert states(tmp_path) == {"cl1": "stale"}
+    refused = sh(bastion.hold(".nodeops", ENV, "r2", ["cl1"]), tmp_path, '{"who": "bob"}\n')
     assert refused.returncode == bastion.CONFLICT and refused.stdout.startswith("stale cl1 ")  # never taken over
-    log = bastion.parse_audit(sh(bastion.read_audit(".nodeops", ENV, 10), home).stdout)
+    log = bastion.parse_audit(sh(bastion.read_audit(".nodeops", ENV, 10), tmp_path).stdout)
     assert log == [{"event": "step", "message": "one"}]
 
 
-def test_release_removes_only_stale_locks(home, hold):
+def test_release_removes_only_stale_locks(tmp_path, hold):
     hold("gone", ["cl1"], "alice").die()
     live = hold("live", ["cl2"], "bob")
-    out = sh(bastion.release_stale(".nodeops", ENV, ["cl1", "cl2", "cl3"]), home).stdout.splitlines()
+    out = sh(bastion.release_stale(".nodeops", ENV, ["cl1", "cl2", "cl3"]), tmp_path).stdout.splitlines()
     assert [line for line in out if not line.startswith(("held ", "stale "))] == [
         "removed cl1",
         "alive cl2",
         "free cl3",
     ]
-    assert states(home) == {"cl2": "held"}
+    assert states(tmp_path) == {"cl2": "held"}
     assert live.release() == "released"
     again = hold("next", ["cl1", "cl2"], "carol")
     assert again.first == "acquired"
     again.release()
 
 
-def test_a_missing_state_dir_has_no_locks_and_an_empty_log(home):
-    assert sh(bastion.status(".nodeops", ENV), home).stdout == ""
-    assert sh(bastion.read_audit(".nodeops", ENV, 5), home).stdout == ""
+def test_a_missing_state_dir_has_no_locks_and_an_empty_log(tmp_path):
+    status = sh(bastion.status(".nodeops", ENV), tmp_path)
+    assert (status.returncode, status.stdout) == (0, ""), status.stderr
+    log = sh(bastion.read_audit(".nodeops", ENV, 5), tmp_path)
+    assert (log.returncode, log.stdout) == (0, ""), log.stderr
+    assert not (tmp_path / ".nodeops").exists()  # reading created nothing
+
+
+def test_without_steps_the_audit_tail_counts_operations(tmp_path):
+    """Filtered on the bastion: the last N start/end entries however many steps came after them."""
+    log = tmp_path / ".nodeops" / ENV / "audit.jsonl"
+    log.parent.mkdir(parents=True)
+    entries = [{"event": "start", "run": "r1"}, {"event": "end", "run": "r1"}]
+    entries += [{"event": "step", "run": "r2", "message": f'step {i} "event": "step"'} for i in range(50)]
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    ops = sh(bastion.read_audit(".nodeops", ENV, 2, steps=False), tmp_path)
+    assert ops.returncode == 0 and bastion.parse_audit(ops.stdout) == entries[:2]
+    every = sh(bastion.read_audit(".nodeops", ENV, 2), tmp_path)
+    assert bastion.parse_audit(every.stdout) == entries[-2:]
 
 
 @pytest.mark.parametrize(
