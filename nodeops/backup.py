@@ -17,7 +17,13 @@ they are in the dump as stored, and the digests let a restore drill show "same k
 written last: an object without one is an unfinished backup. Then the retention policy
 (``retention``): the newest backup of each of the last ``keep_daily`` days that have one and of each of the
 last ``keep_weekly`` ISO weeks that have one are kept (restic's --keep-daily/--keep-weekly), the rest
-deleted with their manifests, and unfinished objects older than this run's.
+deleted with their manifests, and unfinished objects more than UNFINISHED_GRACE older than this run's (backups
+take no lock: a younger one may be another run's, between its upload and its manifest).
+
+One snapshot: on one connection (through one tunnel) a REPEATABLE READ transaction exports its snapshot
+(pg_export_snapshot), the key rows and the node's version are read in it, and pg_dump --snapshot dumps that
+same snapshot while the transaction stays open: the manifest's key rows are the dump's, whatever the nodes
+write meanwhile.
 
 Restore of one backup into a new database:
 
@@ -48,6 +54,7 @@ nodes boot only if they can decrypt their key ring, and their key rows must stil
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -57,18 +64,17 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Redactor, Reporter
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.inventory import BackupPolicy, Inventory
-from nodeops.lease import database
+from nodeops.lease import ADMIN_DATABASE, database, locate
 from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
@@ -77,7 +83,7 @@ from nodeops.secrets import Secret, aws_client, read_reference
 FORMAT = 1
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart: at least 5 MiB per part but the last
 READ_SIZE = 1024 * 1024
-ADMIN_DATABASE = "postgres"
+UNFINISHED_GRACE = datetime.timedelta(days=1)  # an object without a manifest younger than this may be in progress
 _ID = re.compile(r"(\d{8}T\d{6}Z)-([0-9a-f]{6})")
 _DATABASE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 OBJECT_SUFFIX, MANIFEST_SUFFIX = ".dump.age", ".manifest.json"
@@ -133,10 +139,12 @@ def retention(ids: Iterable[str], keep_daily: int, keep_weekly: int) -> list[str
     return [bid for bid in newest_first if bid not in keep]
 
 
-def unfinished(objects: Iterable[str], manifests: Iterable[str], before: str) -> list[str]:
-    """Objects without a manifest (a run that died between upload and manifest), older than ``before``."""
-    done = set(manifests)
-    return sorted(b for b in set(objects) - done if stamp_of(b) < stamp_of(before))
+def unfinished(objects: Iterable[str], manifests: Iterable[str], before: str,
+               grace: datetime.timedelta = UNFINISHED_GRACE) -> list[str]:  # fmt: skip
+    """Objects without a manifest (a run that died between upload and manifest), more than ``grace`` older than
+    ``before`` (this run's id): backups take no lock, and a younger one may be a concurrent run's, not yet done."""
+    done, cutoff = set(manifests), stamp_of(before) - grace
+    return sorted(b for b in set(objects) - done if stamp_of(b) < cutoff)
 
 
 def manifest_doc(**fields: Any) -> dict[str, Any]:
@@ -172,8 +180,9 @@ def libpq_environment(host: str, local_port: int, dbname: str, user: str, passwo
             "PGAPPNAME": "nodeops-backup", "PGCONNECT_TIMEOUT": "10"}  # fmt: skip
 
 
-def dump_argv(pg_dump: str) -> list[str]:
-    return [pg_dump, "--format=custom", "--no-password"]
+def dump_argv(pg_dump: str, snapshot: str | None = None) -> list[str]:
+    """``snapshot``: pg_export_snapshot's id, of a transaction kept open while pg_dump runs (fab backup's)."""
+    return [pg_dump, "--format=custom", "--no-password", *([f"--snapshot={snapshot}"] if snapshot else [])]
 
 
 def restore_argv(pg_restore: str, dbname: str) -> list[str]:
@@ -307,6 +316,7 @@ class Child:
 
     proc: subprocess.Popen
     errors: list[str]
+    drain: threading.Thread | None = None
 
     @classmethod
     def start(cls, argv: Sequence[str], env: Mapping[str, str], stdin: int | None, stdout: int | None) -> Child:
@@ -317,11 +327,14 @@ class Child:
             for line in proc.stderr:
                 child.errors = [*child.errors[-3:], line.decode(errors="replace").strip()]
 
-        threading.Thread(target=drain, daemon=True).start()
+        child.drain = threading.Thread(target=drain, daemon=True)
+        child.drain.start()
         return child
 
     def finish(self, what: str, redact: Redactor) -> None:
         code = self.proc.wait()
+        if self.drain is not None:
+            self.drain.join(timeout=5)  # its last stderr lines, read to the end: they are the message
         if code:
             detail = redact.clip(" ".join(self.errors), tail=True) or f"exit {code}"
             raise OperationFailed(f"{what} failed: {detail}")
@@ -342,7 +355,7 @@ def policy_of(inventory: Inventory) -> BackupPolicy:
 
 
 def spec_of(job: Job) -> BackupSpec:
-    if job.role.backup is None or job.role.lease is None:
+    if job.role.backup is None:  # (a role's backup: needs its lease:, checked when the role loads)
         raise InvalidInput(f"{job.service.name}: role {job.role.name!r} declares no backup: section in its role.yaml")
     return job.role.backup
 
@@ -356,40 +369,59 @@ def recipients_of(policy: BackupPolicy) -> list[Any]:
         raise InvalidInput(f"backup.recipients: not an age X25519 public key: {err}") from None
 
 
+def credentials(job: Job) -> tuple[Secret, Secret]:
+    """The service's own database user and password (the ones its lease: names): revealed where they are used."""
+    spec = job.role.lease
+    return job.secrets[spec.user], job.secrets[spec.password]
+
+
 @dataclass(frozen=True)
-class Where:
-    """The service's database as the role's lease: locates it."""
+class BackupKit:
+    """What every service's backup needs, checked once before the run changes or contacts anything."""
 
-    host: str
-    port: int
-    name: str
-    sslmode: str
-    user: str
-    password: str
-
-    @classmethod
-    def of(cls, job: Job) -> Where:
-        spec, v = job.role.lease, job.variables
-        return cls(str(v[spec.host]), int(v[spec.port]), str(v[spec.database]), str(v.get(spec.sslmode, "prefer")),
-                   job.secrets[spec.user].reveal(), job.secrets[spec.password].reveal())  # fmt: skip
+    policy: BackupPolicy
+    pg_dump: str
+    version: str  # pg_dump --version, for the manifest
+    recipients: tuple[Any, ...]
+    s3: S3
 
 
-def facts(fleet: Fleet, job: Job, spec: BackupSpec, dbname: str | None = None) -> dict[str, Any]:
-    """What the manifest records of the database: server version, the node's version, the key rows' digests."""
-    where = Where.of(job)
-    with database(fleet, job, where.user, where.password, dbname, "read the key rows") as conn:
-        conn.execute("SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'")
-        try:
-            keys = {t: [r[0] for r in conn.execute(key_rows_query(t)).fetchall()] for t in spec.key_tables}
-            version = None
-            if spec.version_table:
-                query = sql.SQL("SELECT version FROM {} ORDER BY created_at DESC LIMIT 1")
-                row = conn.execute(query.format(sql.Identifier(spec.version_table))).fetchone()
-                version = row[0] if row else None
-        except psycopg.Error as exc:
-            problem = job.redact.clip(str(exc), 200)
-            raise OperationFailed(f"{job.service.name}: reading the key rows failed: {problem}") from None
-        return {"server_version": conn.info.parameter_status("server_version"), "keys": keys, "version": version}
+def prepare_backup(inventory: Inventory, jobs: Sequence[Job]) -> BackupKit:
+    """The policy, each service's backup: section and database location, pg_dump, the recipients, the bucket."""
+    policy = policy_of(inventory)
+    for job in jobs:
+        spec_of(job)
+        locate(job)
+    pg_dump, recipients = tool("pg_dump"), tuple(recipients_of(policy))
+    environ = {"PATH": os.environ.get("PATH", "")}  # none of the operator's (or CI's) secrets
+    try:
+        version = subprocess.run([pg_dump, "--version"], capture_output=True, text=True, env=environ,
+                                 timeout=30).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as err:
+        raise InvalidInput(f"{pg_dump} --version failed: {err}") from None
+    return BackupKit(policy, pg_dump, version, recipients, S3(inventory))
+
+
+@contextlib.contextmanager
+def snapshot(conn: Any) -> Iterator[str]:
+    """A REPEATABLE READ, read-only transaction kept open for the block: its snapshot's id (pg_dump --snapshot).
+    Everything read on ``conn`` in the block sees that same snapshot."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+
+def facts(conn: Any, spec: BackupSpec) -> dict[str, Any]:
+    """What the manifest records of the database: server version, the node's version, the key rows' digests.
+    A database error leaves through lease.database() (one redacted line)."""
+    conn.execute("SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'")
+    keys = {t: [r[0] for r in conn.execute(key_rows_query(t)).fetchall()] for t in spec.key_tables}
+    version = None
+    if spec.version_table:
+        query = sql.SQL("SELECT version FROM {} ORDER BY created_at DESC LIMIT 1")
+        row = conn.execute(query.format(sql.Identifier(spec.version_table))).fetchone()
+        version = row[0] if row else None
+    return {"server_version": conn.info.parameter_status("server_version"), "keys": keys, "version": version}
 
 
 def container_versions(fleet: Fleet, job: Job) -> dict[str, str | None]:
@@ -403,59 +435,56 @@ def container_versions(fleet: Fleet, job: Job) -> dict[str, str | None]:
     return out
 
 
-def backup(inventory: Inventory, fleet: Fleet, job: Job, run: str, report: Reporter) -> dict[str, Any]:
+def backup(inventory: Inventory, kit: BackupKit, fleet: Fleet, job: Job, run: str,
+           report: Reporter) -> dict[str, Any]:  # fmt: skip
     """One service's backup, uploaded, its manifest written, then the retention policy applied."""
     import pyrage
 
-    policy, spec, service = policy_of(inventory), spec_of(job), job.service.name
-    recipients, pg_dump = recipients_of(policy), tool("pg_dump")
-    s3 = S3(inventory)
+    policy, spec, service, s3 = kit.policy, spec_of(job), job.service.name, kit.s3
     started, now = time.monotonic(), datetime.datetime.now(datetime.UTC)
     bid = backup_id(now, run)
     base = folder(policy, inventory.environment, service)
     key = base + bid + OBJECT_SUFFIX
-    where = Where.of(job)
-    before = facts(fleet, job, spec)
+    host, port, name, sslmode = locate(job)
+    user, password = credentials(job)
     versions = container_versions(fleet, job)
-    version_line = subprocess.run([pg_dump, "--version"], capture_output=True, text=True).stdout.strip()
     upload = Upload(s3, key)
     try:
-        with fleet.tunnel(where.host, where.port) as local:
-            env = libpq_environment(where.host, local, where.name, where.user, where.password, where.sslmode,
+        # One tunnel, one connection, one snapshot: the key rows and version read in it, pg_dump dumping it.
+        with database(fleet, job, user.reveal(), password.reveal(), purpose="dump the database") as conn, \
+                snapshot(conn) as snap:  # fmt: skip
+            got = facts(conn, spec)
+            env = libpq_environment(host, conn.info.port, name, user.reveal(), password.reveal(), sslmode,
                                     os.environ)  # fmt: skip
-            child = Child.start(dump_argv(pg_dump), env, subprocess.DEVNULL, subprocess.PIPE)
+            child = Child.start(dump_argv(kit.pg_dump, snap), env, subprocess.DEVNULL, subprocess.PIPE)
             try:
                 plain = HashingReader(child.proc.stdout.read)
                 sealed = HashingWriter(upload.write)
                 try:
-                    pyrage.encrypt_io(plain, sealed, recipients)
+                    pyrage.encrypt_io(plain, sealed, list(kit.recipients))
                 except (OSError, pyrage.EncryptError) as err:
                     raise OperationFailed(f"{service}: encrypting the dump failed: {err}") from None
-                child.finish(f"{service}: pg_dump of {where.host}:{where.port}/{where.name}", job.redact)
+                child.finish(f"{service}: pg_dump of {host}:{port}/{name}", job.redact)
             finally:
                 child.kill()
         upload.complete()
     except BaseException:
         upload.abort()
         raise
-    after = facts(fleet, job, spec)
-    if after["keys"] != before["keys"]:
-        report(service, "", "the key rows changed during the dump: the manifest records them as dumped")
     doc = manifest_doc(
         id=bid, environment=inventory.environment, service=service, created=now.isoformat(timespec="seconds"),
         seconds=round(time.monotonic() - started, 2),
-        database={"name": where.name, "server": f"{where.host}:{where.port}",
-                  "server_version": after["server_version"]},
-        dump={"tool": version_line, "format": "custom", "bytes": plain.size, "sha256": plain.sha.hexdigest()},
+        database={"name": name, "server": f"{host}:{port}", "server_version": got["server_version"]},
+        dump={"tool": kit.version, "format": "custom", "bytes": plain.size, "sha256": plain.sha.hexdigest()},
         object={"key": key, "bytes": sealed.size, "sha256": sealed.sha.hexdigest(), "encryption": "age X25519",
                 "recipients": list(policy.recipients)},
-        node={"database_version": after["version"], "containers": versions},
-        keys=after["keys"],
+        node={"database_version": got["version"], "containers": versions},
+        keys=got["keys"],
     )  # fmt: skip
     s3.call(f"writing {bid}{MANIFEST_SUFFIX}", "put_object", Key=base + bid + MANIFEST_SUFFIX,
             Body=json.dumps(doc, indent=1).encode(), ContentType="application/json")  # fmt: skip
     rows = sum(len(v) for v in doc["keys"].values())
-    report(service, "", f"backed up {where.name}: {bid} ({plain.size} bytes dumped, {sealed.size} encrypted, "
+    report(service, "", f"backed up {name}: {bid} ({plain.size} bytes dumped, {sealed.size} encrypted, "
            f"{rows} key rows) in {doc['seconds']:.1f}s", backup=bid, bytes=sealed.size)  # fmt: skip
     deleted = apply_retention(s3, policy, base, bid)
     if deleted:
@@ -545,7 +574,7 @@ def prepare_restore(inventory: Inventory, job: Job, chosen: str | None, into: st
     policy, spec = policy_of(inventory), spec_of(job)
     if not chosen:
         raise InvalidInput("--from is required: a backup id (fab backup prints it) or latest")
-    target = check_target(into, Where.of(job).name, replace_live)
+    target = check_target(into, locate(job)[2], replace_live)
     admin = next((s for s in job.role.rotation.values() if s.admin_user), None)
     if admin is None or admin.admin_user not in job.secrets or admin.admin_password not in job.secrets:
         raise InvalidInput(f"{job.service.name}: restoring creates a database: give the service the admin role's "
@@ -573,7 +602,7 @@ def create_database(fleet: Fleet, req: RestoreRequest, owner: str) -> None:
     """As the admin role: the target must not exist (with --replace-live it is dropped), then created for ``owner``."""
     job, into = req.job, req.into
     with database(fleet, job, req.admin[0].reveal(), req.admin[1].reveal(), ADMIN_DATABASE,
-                  "log in as the admin role") as conn:  # fmt: skip
+                  f"create the database {into} as the admin role") as conn:  # fmt: skip
         if not conn.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)).fetchone()[0]:
             raise InvalidInput(f"{job.service.name}: the admin role is not a member of the service's role, "
                                "so it cannot create a database owned by it: GRANT <service> TO <admin>")  # fmt: skip
@@ -597,21 +626,24 @@ def load(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: Map
     """The object -> age -> pg_restore, as the service's role; both checksums compared at the end."""
     import pyrage
 
-    where, key = Where.of(req.job), manifest["object"]["key"]
-    with fleet.tunnel(where.host, where.port) as local:
-        env = libpq_environment(where.host, local, req.into, where.user, where.password, where.sslmode, os.environ)
+    (host, port, _, sslmode), key = locate(req.job), manifest["object"]["key"]
+    user, password = credentials(req.job)
+    with fleet.tunnel(host, port) as local:
+        env = libpq_environment(host, local, req.into, user.reveal(), password.reveal(), sslmode, os.environ)
         child = Child.start(restore_argv(tool("pg_restore"), req.into), env, subprocess.PIPE, subprocess.DEVNULL)
-        sealed = HashingReader(s3.body(key).read)
-        plain = HashingWriter(child.proc.stdin.write)
         try:
+            sealed = HashingReader(s3.body(key).read)
+            plain = HashingWriter(child.proc.stdin.write)
+            failed: BaseException | None = None
             try:
                 pyrage.decrypt_io(sealed, plain, [identity])
-            except (OSError, pyrage.DecryptError) as err:
+            except (OSError, pyrage.DecryptError) as err:  # a bad object, or pg_restore gone (a broken pipe)
+                failed = err
+            with contextlib.suppress(OSError):  # pg_restore may have exited already: its own error is the one
                 child.proc.stdin.close()
-                child.finish(f"{req.job.service.name}: pg_restore into {req.into}", req.job.redact)
-                raise OperationFailed(f"{key}: decrypting failed ({err})") from None
-            child.proc.stdin.close()
             child.finish(f"{req.job.service.name}: pg_restore into {req.into}", req.job.redact)
+            if failed is not None:
+                raise OperationFailed(f"{key}: decrypting failed ({failed})") from None
         finally:
             child.kill()
     if (sealed.size, sealed.sha.hexdigest()) != (manifest["object"]["bytes"], manifest["object"]["sha256"]):
@@ -623,8 +655,8 @@ def load(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: Map
 def restore(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: Mapping[str, Any],
             report: Reporter) -> dict[str, Any]:  # fmt: skip
     job, service, started = req.job, req.job.service.name, time.monotonic()
-    owner = Where.of(job).user
-    create_database(fleet, req, owner)
+    user, password = credentials(job)
+    create_database(fleet, req, user.reveal())
     report(service, "", f"created database {req.into} (owner: the service's role)")
     try:
         load(fleet, req, identity, s3, manifest)
@@ -635,7 +667,8 @@ def restore(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: 
             raise OperationFailed(f"{failure}; and dropping the half-restored {req.into} failed: {exc}") from None
         report(service, "", f"dropped {req.into}: nothing half-restored is left")
         raise
-    got = facts(fleet, job, spec_of(job), req.into)
+    with database(fleet, job, user.reveal(), password.reveal(), req.into, "read the key rows") as conn:
+        got = facts(conn, spec_of(job))
     if got["keys"] != manifest["keys"]:
         raise OperationFailed(f"{req.into}: its key rows are not the manifest's ({req.backup}); the database is "
                               "left for inspection")  # fmt: skip

@@ -38,17 +38,33 @@ def lease_query(table: str) -> str:
     return f"SELECT client_id::text, EXTRACT(EPOCH FROM expires_at - now())::float8 FROM {table}"
 
 
+ADMIN_DATABASE = "postgres"  # where the admin role logs in (RDS and stock PostgreSQL have it)
+
+
+def locate(job) -> tuple[str, int, str, str]:
+    """(host, port, database, sslmode) of the service's database server, from the variables its role's
+    lease: names; a missing or malformed one is the operator's to set (InvalidInput)."""
+    spec, v, service = job.role.lease, job.variables, job.service.name
+    try:
+        host, port, dbname = str(v[spec.host]), int(v[spec.port]), str(v[spec.database])
+    except KeyError as missing:
+        raise InvalidInput(f"{service}: variable {missing} locates the lease database; set it") from None
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{service}: variable {spec.port} must be a port number") from None
+    return host, port, dbname, str(v.get(spec.sslmode, "prefer"))
+
+
 @contextlib.contextmanager
 def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = None,
              purpose: str = "read the lease") -> Iterator[psycopg.Connection]:  # fmt: skip
     """A connection to the service's database server (the one its role's lease: locates), through a
     tunnel on the bastion, as ``user``, to ``dbname`` (default: the service's database); closed on exit.
-    The credentials stay in memory; a failure names ``purpose`` and the server, its reason redacted."""
-    spec, v, service = job.role.lease, job.variables, job.service.name
-    try:
-        host, port, dbname = str(v[spec.host]), int(v[spec.port]), dbname or str(v[spec.database])
-    except KeyError as missing:
-        raise InvalidInput(f"{service}: variable {missing} locates the lease database; set it") from None
+    ``conn.info.port`` is the tunnel's local end (a pg_dump of the same server goes through it too).
+    The credentials stay in memory; a failure to connect, or a database error inside the block, names
+    ``purpose`` and the server, its reason redacted (OperationFailed)."""
+    service = job.service.name
+    host, port, default, sslmode = locate(job)
+    dbname = dbname or default
     with fleet.tunnel(host, port) as local:
         try:
             conn = psycopg.connect(
@@ -59,7 +75,7 @@ def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = N
                 connect_timeout=10,
                 user=user,
                 password=password,
-                sslmode=str(v.get(spec.sslmode, "prefer")),
+                sslmode=sslmode,
                 application_name="nodeops",
                 autocommit=True,
             )  # fmt: skip  (host= keeps TLS verification on the real name; hostaddr= is the tunnel)
@@ -68,14 +84,18 @@ def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = N
             raise OperationFailed(f"{service}: cannot {purpose} in {host}:{port}/{dbname}: {reason}") from None
         try:
             yield conn
+        except psycopg.Error as exc:
+            reason = job.redact.clip(str(exc))
+            raise OperationFailed(f"{service}: {purpose} in {host}:{port}/{dbname} failed: {reason}") from None
         finally:
             conn.close()
 
 
 @contextlib.contextmanager
 def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
-    """A function that reads the service's lease, over one tunnel and one connection."""
-    spec, service = job.role.lease, job.service.name
+    """A function that reads the service's lease, over one tunnel and one connection; call it inside the
+    block (a database error then leaves through database(): one redacted line)."""
+    spec = job.role.lease
     with database(fleet, job, job.secrets[spec.user].reveal(), job.secrets[spec.password].reveal()) as conn:
 
         def read() -> Lease:
@@ -83,8 +103,6 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
                 row = conn.execute(lease_query(spec.table)).fetchone()
             except psycopg.errors.UndefinedTable:
                 return Lease(None, 0.0)  # no node ever started on this database
-            except psycopg.Error as exc:
-                raise OperationFailed(f"{service}: reading the lease failed: {job.redact.clip(str(exc))}") from None
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)
 
         yield read

@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke import task
 
 from nodeops.backup import backup as backup_service
-from nodeops.backup import policy_of, prepare_restore, spec_of
+from nodeops.backup import policy_of, prepare_backup, prepare_restore
 from nodeops.backup import restore as restore_backup
 from nodeops.deploy import Reporter, prepare
 from nodeops.errors import InvalidInput, NodeopsError, raise_failures
@@ -21,14 +21,13 @@ def backup(c, env=None, inventory=None, service=None, json_=False):
     inv = load(env, inventory)
     policy_of(inv)  # no backup: section -> exit 2 before any secret is read
     jobs = prepare(inv, services_of(inv, service))  # the services' own database credentials; no admin secret
-    for job in jobs:
-        spec_of(job)
+    kit = prepare_backup(inv, jobs)  # roles, database locations, pg_dump, recipients, the bucket: before the run
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "backup", [j.service.name for j in jobs], report, lock=False) as op:
 
         def one(job):
             try:
-                return backup_service(inv, op.fleet, job, op.run, report)
+                return backup_service(inv, kit, op.fleet, job, op.run, report)
             except NodeopsError as exc:
                 report(job.service.name, "", f"FAILED: {exc}")
                 return {"service": job.service.name, "error": exc}

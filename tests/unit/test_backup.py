@@ -82,6 +82,22 @@ def test_unfinished_objects_older_than_this_run_are_deleted():
     assert b.unfinished(objects, manifests, "20261121T120000Z-123456") == ids("20261120T000000Z")
 
 
+UNFINISHED = [
+    # (objects, manifests, this run's stamp, deleted): backups take no lock, so an object without a manifest
+    # younger than the grace (a day) may be a concurrent run's between its upload and its manifest
+    (["20261121T115900Z"], [], "20261121T120000Z", []),  # a minute old: another run's, in progress
+    (["20261120T120000Z"], [], "20261121T120000Z", []),  # exactly the grace: kept
+    (["20261120T115959Z"], [], "20261121T120000Z", ["20261120T115959Z"]),  # older than the grace: died
+    (["20261101T000000Z"], ["20261101T000000Z"], "20261121T120000Z", []),  # finished: retention's, not this
+    (["20261122T000000Z"], [], "20261121T120000Z", []),  # newer than this run
+]
+
+
+@pytest.mark.parametrize(("objects", "manifests", "current", "deleted"), UNFINISHED)
+def test_unfinished_objects_are_reaped_only_past_the_grace(objects, manifests, current, deleted):
+    assert b.unfinished(ids(*objects), ids(*manifests), f"{current}-123456") == ids(*deleted)
+
+
 # ---------------------------------------------------------------- ids, keys, target
 
 
@@ -137,6 +153,35 @@ def test_the_password_is_in_the_childs_environment_only_and_the_operators_pg_set
     assert not any(v in " ".join(argv) for v in ("pw-Secret.1", "db.internal"))
     assert b.restore_argv("pg_restore", "x")[1:] == ["--no-password", "--exit-on-error", "--single-transaction",
                                                      "--no-owner", "--dbname", "x"]  # fmt: skip
+
+
+def test_pg_dump_dumps_the_snapshot_the_manifest_was_read_in():
+    assert b.dump_argv("pg_dump", "00000003-0000001B-1") == ["pg_dump", "--format=custom", "--no-password",
+                                                            "--snapshot=00000003-0000001B-1"]  # fmt: skip
+
+
+def test_pg_restore_exiting_early_is_its_own_error_not_a_broken_pipe(tmp_path, monkeypatch):
+    """pg_restore refuses at once and reads nothing: the decrypted stream meets a closed pipe. The failure is
+    pg_restore's stderr as one OperationFailed, not a BrokenPipeError traceback."""
+    import types
+
+    from tests.unit.test_lease import WHERE, FakeFleet, job_of
+
+    fake = tmp_path / "pg_restore"
+    fake.write_text("#!/bin/sh\necho 'pg_restore: error: connection to server failed: FATAL: no such role' >&2\n"
+                    "exit 1\n")  # fmt: skip
+    fake.chmod(0o755)
+    monkeypatch.setattr(b, "tool", lambda _name: str(fake))
+    identity = pyrage.x25519.Identity.generate()
+    sealed = io.BytesIO()
+    pyrage.encrypt_io(io.BytesIO(os.urandom(4 * 1024 * 1024)), sealed, [identity.to_public()])
+
+    s3 = types.SimpleNamespace(body=lambda _key: io.BytesIO(sealed.getvalue()))
+    req = b.RestoreRequest(job_of(WHERE), (None, None), "20261121T030506Z-3f2a1c", "cl1_r", False)
+    with pytest.raises(OperationFailed) as err:
+        b.load(FakeFleet(), req, identity, s3, manifest())
+    assert str(err.value) == "cl1: pg_restore into cl1_r failed: pg_restore: error: connection to server failed: " \
+                             "FATAL: no such role"  # fmt: skip
 
 
 def test_key_rows_query_quotes_the_table():

@@ -392,6 +392,40 @@ def test_check_policy_errors_are_one_located_line(changes, where, fragment):
     assert err.value.where == where and fragment in err.value.problem and "\n" not in str(err.value)
 
 
+# -- one health GET per node ----------------------------------------------------------------------
+def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch):
+    """The active answers 200 once, then 503 (a failover under way): the finding is the one reply observe() got,
+    not a second GET that would contradict it."""
+    import types
+
+    from nodeops import check as chk
+
+    a, b = Node("a", "10.0.0.1", 22, "active", (), "cl"), NODE
+    replies = {a.host: [(200, b'{"meta": {"appID": "0b9f3c1e-aaaa"}}'), (503, b"")], b.host: [None, None]}
+    gets = []
+
+    class Fleet:
+        def http_get(self, host, port, path):
+            gets.append((host, port, path))
+            return replies[host].pop(0)
+
+    def observe(run):  # as nodeops.promote.observe: run.serving(node) per reachable node
+        return {n.name: Seen(n, True, container(True), run.serving(n)) for n in run.service.nodes}
+
+    monkeypatch.setattr(chk, "observe", observe)
+    monkeypatch.setattr(chk, "secret_ages", lambda *_: {})
+    monkeypatch.setattr(chk, "lease_status", lambda *_: {"held": True, "holder": "0b9f3c1e-aaaa", "describe": "held"})
+    monkeypatch.setattr(chk, "probe_node", lambda *_, **__: ([], []))
+    service = types.SimpleNamespace(name="cl", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
+    role = types.SimpleNamespace(port=6688, health="/health")
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]))
+    result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
+    assert sorted(gets) == [(a.host, 6688, "/health"), (b.host, 6688, "/health")]
+    verdicts = {f.check: (f.result, f.reason) for f in result.findings}
+    assert verdicts["active"] == ("pass", "a serves /health (no load balancer in the inventory)")
+    assert verdicts["lease"] == ("pass", "held: the active a")
+
+
 # -- the CLI ---------------------------------------------------------------------------------------
 def test_cli_refuses_bad_input_before_any_host(tmp_path, monkeypatch):
     for name, value in ENV.items():

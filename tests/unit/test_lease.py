@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from nodeops.lease import Lease, lease_query
@@ -59,3 +61,79 @@ def test_a_bad_lease_declaration_is_refused(tmp_path, change, where, problem):
     with pytest.raises(RoleError) as err:
         load_role("thing", [make_role(tmp_path, text)])
     assert err.value.where == where and problem in err.value.problem
+
+
+# ---------------------------------------------------------------- locating and connecting (no server: fakes)
+
+
+def job_of(variables: dict, password: str = "pw-Secret.1234"):
+    import types
+
+    from nodeops.deploy import Redactor
+    from nodeops.roles import LeaseSpec
+    from nodeops.secrets import Secret
+
+    spec = LeaseSpec("lease_lock", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_SSLMODE", "u", "p")
+    secrets = {"u": Secret("cl1", "u"), "p": Secret(password, "p")}
+    service, redact = types.SimpleNamespace(name="cl1"), Redactor(secrets.values())
+    return types.SimpleNamespace(role=types.SimpleNamespace(lease=spec), variables=variables, secrets=secrets,
+                                 service=service, redact=redact)  # fmt: skip
+
+
+WHERE = {"DATABASE_HOST": "db.internal", "DATABASE_PORT": "5432", "DATABASE_NAME": "cl1"}
+
+
+@pytest.mark.parametrize(
+    ("variables", "located"),
+    [
+        (WHERE, ("db.internal", 5432, "cl1", "prefer")),
+        ({**WHERE, "DATABASE_SSLMODE": "verify-full"}, ("db.internal", 5432, "cl1", "verify-full")),
+        ({k: v for k, v in WHERE.items() if k != "DATABASE_PORT"}, "variable 'DATABASE_PORT' locates the lease"),
+        ({**WHERE, "DATABASE_PORT": "fivefour"}, "variable DATABASE_PORT must be a port number"),
+    ],
+)
+def test_locate_names_a_missing_variable_as_bad_input(variables, located):
+    from nodeops.errors import InvalidInput
+    from nodeops.lease import locate
+
+    if isinstance(located, tuple):
+        assert locate(job_of(variables)) == located
+        return
+    with pytest.raises(InvalidInput, match=located):
+        locate(job_of(variables))
+
+
+class FakeConn:
+    def __init__(self, error: Exception) -> None:
+        self.error, self.closed = error, False
+
+    def execute(self, *_args):
+        raise self.error
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeFleet:
+    @contextlib.contextmanager
+    def tunnel(self, _host, _port):
+        yield 40001
+
+
+def test_a_database_error_inside_the_block_is_one_redacted_line(monkeypatch):
+    import psycopg
+
+    from nodeops import lease
+    from nodeops.errors import OperationFailed
+
+    conn = FakeConn(psycopg.errors.InsufficientPrivilege("permission denied near 'pw-Secret.1234'"))
+    monkeypatch.setattr(lease.psycopg, "connect", lambda **_: conn)
+    job = job_of(WHERE)
+    with pytest.raises(OperationFailed) as err, lease.database(FakeFleet(), job, "cl1", "x", "other", "do it") as c:
+        c.execute("SELECT 1")
+    assert str(err.value).startswith("cl1: do it in db.internal:5432/other failed: permission denied near")
+    assert "pw-Secret.1234" not in str(err.value) and err.value.__cause__ is None and conn.closed
+    # the lease reader's own case still holds: no table yet is "never taken", not an error
+    monkeypatch.setattr(lease.psycopg, "connect", lambda **_: FakeConn(psycopg.errors.UndefinedTable("no lease_lock")))
+    with lease.lease_reader(FakeFleet(), job) as read:
+        assert read() == Lease(None, 0.0)
