@@ -204,6 +204,7 @@ class ServiceDeploy:
         self.name = cmd.container_name(job.service.name)
         self.conns: dict[str, PinnedConnection] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
+        self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
 
     # -- plumbing ----------------------------------------------------------------
     def say(self, node: str, message: str, **data) -> None:
@@ -250,8 +251,11 @@ class ServiceDeploy:
         if len(ids) != 1:
             raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
         image_id, self.digest = ids.pop()
-        states = {n.name: NodeState(n, self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
-        return states, Desired(image, image_id, self.job.rendered.config_hash)
+        return self.states(), Desired(image, image_id, self.job.rendered.config_hash)
+
+    def states(self) -> dict[str, NodeState]:
+        """Each node's container and whether it serves (once observe() has connected)."""
+        return {n.name: NodeState(n, self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
     def run_spec(self) -> cmd.RunSpec:
@@ -408,7 +412,7 @@ class ServiceDeploy:
             if step.action == "replace":
                 self.replace(step.node)
             elif step.action == "handover":
-                self.handover(node, nodes[step.to])
+                self.outages.append(self.handover(node, nodes[step.to]))
             else:
                 try:
                     if step.action == "await-serving":

@@ -100,8 +100,13 @@ class ServicePlan:
         return bool(self.steps)
 
 
-def plan_service(service: Service, states: Mapping[str, NodeState], desired: Desired) -> ServicePlan:
+def plan_service(
+    service: Service, states: Mapping[str, NodeState], desired: Desired, force: bool = False
+) -> ServicePlan:
     """The steps that bring the service's nodes to ``desired``, the active last.
+
+    ``force``: nodes that already match ``desired`` are replaced too (a rotation: the nodes read a
+    secret only when they start, and the config hash leaves secrets out).
 
     Refuses (Unsafe) when the pair's state is unclear: two nodes serving, or
     a container running on a pair where nobody serves.
@@ -114,7 +119,7 @@ def plan_service(service: Service, states: Mapping[str, NodeState], desired: Des
         raise Unsafe(f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see fab status)")
     if len(service.nodes) == 1:
         only = service.nodes[0]
-        if desired.matches(states[only.name].container) and serving:
+        if not force and desired.matches(states[only.name].container) and serving:
             return ServicePlan(name, (), "up to date")
         return ServicePlan(name, (Step("replace", only.name, "single node"), Step("await-serving", only.name)),
                            "single node out of date")  # fmt: skip
@@ -133,9 +138,9 @@ def plan_service(service: Service, states: Mapping[str, NodeState], desired: Des
     active = serving[0].node
     standby = next(n for n in service.nodes if n.name != active.name)
     steps: list[Step] = []
-    if not desired.matches(states[standby.name].container):
+    if force or not desired.matches(states[standby.name].container):
         steps += [Step("replace", standby.name, "standby first"), Step("await-waiting", standby.name)]
-    if not desired.matches(states[active.name].container):
+    if force or not desired.matches(states[active.name].container):
         steps += [
             Step("handover", active.name, to=standby.name),
             Step("replace", active.name, "old active, now the standby"),

@@ -22,7 +22,8 @@ node use the pending value; until then AWSPENDING holds it. A rerun finds it and
 secret only completes those. A failure before finish is undone: the target system back on the
 current value (ALTER ROLE back, the pair rolled back if it had been rolled, the API password changed
 back), AWSPENDING removed, AWSCURRENT never moved; if the undo itself fails, AWSPENDING is kept so
-that a rerun completes the rotation instead.
+that a rerun completes the rotation instead. A version this run created for a secret it never got to
+set (an earlier one failed) loses AWSPENDING too: no system holds it.
 
 Pure parts (stage bookkeeping, documents, selection, the roll's plan) come first; the parts that
 talk to Secrets Manager, PostgreSQL and the nodes come after.
@@ -45,16 +46,15 @@ from psycopg import sql
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import database
+from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
-from nodeops.plan import Desired, NodeState, ServicePlan, Step
+from nodeops.plan import Desired, NodeState, ServicePlan, plan_service
 from nodeops.remote import Fleet
 from nodeops.render import render
-from nodeops.roles import RotationSpec
+from nodeops.roles import RotationSpec, role_for
 from nodeops.secrets import Secret, aws_client, backend_where
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
-ADMIN_DATABASE = "postgres"  # where the admin role logs in to run ALTER ROLE (RDS and stock PostgreSQL have it)
 
 
 # ---------------------------------------------------------------- pure: stages, documents, selection, plan
@@ -147,6 +147,18 @@ def select(specs: Mapping[str, RotationSpec], which: str | None, where: str) -> 
     return [spec]
 
 
+def needs_admin(inventory: Inventory, names: Sequence[str] | None, which: str | None) -> bool:
+    """Whether ``--secret`` selects a database password for any of the services (all when ``names`` is
+    empty): only its ALTER ROLE needs the admin role's secrets, which are resolved only then (an API
+    rotation never reads them). A refused or unknown selection is exit 2 here, before any secret is read."""
+    services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
+    for service in services:
+        role = role_for(inventory, service)
+        if any(spec.kind == "postgres-password" for spec in select(role.rotation, which, f"role {role.name!r}")):
+            return True
+    return False
+
+
 def check_service(inventory: Inventory, service: Service, specs: Sequence[RotationSpec]) -> None:
     """What a rotation needs from the inventory, before any connection (exit 2 otherwise)."""
     file, at = str(inventory.source), f"services.{service.name}"
@@ -178,6 +190,8 @@ def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: De
     inventory's image and configuration (fab deploy first: a rotation changes the secret, nothing else).
     The other node is replaced whatever its state (an interrupted run may have left it half-replaced)."""
     name = service.name
+    if len(service.nodes) != 2:
+        raise Unsafe(f"{name}: has {len(service.nodes)} node(s); a rotation rolls a pair")
     serving = [s for s in states.values() if s.serving]
     if len(serving) != 1:
         nodes = ", ".join(s.node.name for s in serving) or "none"
@@ -189,15 +203,8 @@ def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: De
         raise Unsafe(f"{name}: the active {active.node.name} runs {c.label('version')} / config "
                      f"{str(c.label('config'))[:12]}, not the inventory's {desired.image} / "
                      f"{desired.config_hash[:12]}; fab deploy first: a rotation changes the secret only")  # fmt: skip
-    standby = next(n for n in service.nodes if n.name != active.node.name)
-    steps = (
-        Step("replace", standby.name, "standby first, on the new secret"),
-        Step("await-waiting", standby.name),
-        Step("handover", active.node.name, to=standby.name),
-        Step("replace", active.node.name, "old active, on the new secret"),
-        Step("await-waiting", active.node.name),
-    )
-    return ServicePlan(name, steps, "forced rolling replace: the nodes read the secret only when they start")
+    plan = plan_service(service, states, desired, force=True)
+    return dataclasses.replace(plan, reason="forced rolling replace: the nodes read the secret only when they start")
 
 
 # ---------------------------------------------------------------- Secrets Manager
@@ -264,7 +271,7 @@ class Target(abc.ABC):
         return self.spec.name
 
     def say(self, step: str, message: str, **data) -> None:
-        self.rotation.say("", f"{step} {self.name}: {message}", step=step, secret=self.name, **data)
+        self.rotation.deploy.say("", f"{step} {self.name}: {message}", step=step, secret=self.name, **data)
 
     def create(self) -> None:
         """createSecret, or the pending version an interrupted run left (no new version then)."""
@@ -314,11 +321,12 @@ class PostgresPassword(Target):
         admin, admin_password = job.secrets[spec.admin_user].reveal(), job.secrets[spec.admin_password].reveal()
         with database(self.rotation.fleet, job, admin, admin_password, ADMIN_DATABASE,
                       f"log in as the admin role ({spec.admin_user})") as conn:  # fmt: skip
-            # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
-            verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(), b"scram-sha-256")
-            statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
-                                                                    sql.Literal(verifier.decode()))  # fmt: skip
             try:
+                # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
+                verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(),
+                                                        b"scram-sha-256")  # fmt: skip
+                statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
+                                                                        sql.Literal(verifier.decode()))  # fmt: skip
                 conn.execute(statement)
             except psycopg.Error as exc:
                 reason = job.redact.clip(str(exc))
@@ -346,6 +354,8 @@ class PostgresPassword(Target):
 
 class ApiPassword(Target):
     """The node's API user: changed through the active node's API, as `chainlink admin chpass` does."""
+
+    node: Node | None = None  # the active node, found once by set(); test() logs in there
 
     def active(self) -> Node:
         deploy = self.rotation.deploy
@@ -398,7 +408,7 @@ class ApiPassword(Target):
         return True
 
     def set(self) -> None:
-        node = self.active()
+        node = self.node = self.active()
         if (cookie := self.login(node, self.pending)) is not None:
             self.logout(node, cookie)
             self.say("setSecret", f"the API on {node.name} takes the pending password already (an interrupted run)")
@@ -409,7 +419,7 @@ class ApiPassword(Target):
         self.say("setSecret", f"PATCH /v2/user/password on the active node {node.name}")
 
     def test(self) -> None:
-        node = self.active()
+        node = self.node
         cookie = self.login(node, self.pending)
         if cookie is None:
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the pending password does not "
@@ -421,7 +431,11 @@ class ApiPassword(Target):
         self.say("testSecret", f"{node.name}: the pending password logs in, the current one is refused")
 
     def undo(self) -> str:
-        if not self.change(self.active(), self.pending, self.current):
+        if self.node is None:  # set() found no active node: nothing was changed
+            return "the API password was not changed"
+        # The user lives in the database, so any active node changes it; a roll may have handed over since set().
+        node = self.active() if self.rotation.touched else self.node
+        if not self.change(node, self.pending, self.current):
             return "the API password was not changed"
         return "the API password is back on its current value"
 
@@ -432,22 +446,20 @@ TARGETS: dict[str, type[Target]] = {"postgres-password": PostgresPassword, "chai
 # ---------------------------------------------------------------- one service
 
 
-def job_with(job: Job, values: Mapping[str, Secret], redact: Redactor) -> Job:
-    """``job`` with some secrets replaced (the pending values): files rendered again, in memory."""
+def job_with(job: Job, values: Mapping[str, Secret]) -> Job:
+    """``job`` with some secrets replaced (the pending values): files rendered again, in memory. Its
+    redactor is ``job``'s, which already masks the pending values."""
     secrets = {**job.secrets, **values}
     rendered = render(job.role, job.profile, job.service, secrets)
-    return dataclasses.replace(job, rendered=rendered, secrets=secrets, redact=redact)
+    return dataclasses.replace(job, rendered=rendered, secrets=secrets)
 
 
 class ServiceRotation:
     def __init__(self, inventory: Inventory, job: Job, fleet: Fleet, report: Reporter, clients: dict[str, Any]) -> None:
-        self.inventory, self.job, self.fleet, self.report, self.clients = inventory, job, fleet, report, clients
-        self.deploy = ServiceDeploy(job, fleet, report)
-        self.outages: list[float] = []
+        self.inventory, self.job, self.fleet, self.clients = inventory, job, fleet, clients
+        self.deploy = ServiceDeploy(job, fleet, report)  # observed once (a roll's preflight), reused by every roll
+        self.desired: Desired | None = None  # what the preflight observed: the image as pulled on the pair
         self.touched = False  # a node was replaced: an undo must roll the pair back
-
-    def say(self, node: str, message: str, **data) -> None:
-        self.report(self.job.service.name, node, message, **data)
 
     def versions(self, spec: RotationSpec) -> SecretVersions:
         ref = self.job.service.secrets[spec.secret]
@@ -456,26 +468,29 @@ class ServiceRotation:
             self.clients[backend.name] = aws_client(backend, str(self.inventory.source))
         return SecretVersions(self.clients[backend.name], ref.name, backend_where(backend))
 
+    def observe(self) -> None:
+        """The roll's preflight: the pair connected, checked and pulled once for the whole run; refused
+        (exit 4) before anything changes unless it is one sound active and a standby."""
+        states, self.desired = self.deploy.observe()
+        rotation_plan(self.job.service, states, self.desired)
+
     def roll(self, job: Job) -> None:
-        """Both nodes replaced with ``job``'s files: standby, handover (measured), old active."""
-        run = ServiceDeploy(job, self.fleet, self.report)
-        states, desired = run.observe()
-        plan = rotation_plan(job.service, states, desired)
-        self.say("", f"roll: {plan.reason}; " + "; ".join(s.describe() for s in plan.steps), step="roll")
-
-        def outage(event: dict) -> None:
-            if event.get("service") == job.service.name and "outage_seconds" in event:
-                self.outages.append(event["outage_seconds"])
-
+        """Both nodes replaced with ``job``'s files: standby, handover (measured), old active. The pair
+        observed by the preflight is reused: only the containers' states are read again."""
+        run = self.deploy
+        run.job = job
+        desired = dataclasses.replace(self.desired, config_hash=job.rendered.config_hash)
+        plan = rotation_plan(job.service, run.states(), desired)
+        run.say("", f"roll: {plan.reason}; " + "; ".join(s.describe() for s in plan.steps), step="roll")
         self.touched = True
-        self.report.sinks.append(outage)
-        try:
-            run.execute(plan)
-        finally:
-            self.report.sinks.remove(outage)
+        run.execute(plan)
         run.verify()
         run.drop_previous()
-        self.say("", "roll: both nodes run on the new secret", step="rolled")
+        run.say("", "roll: both nodes run on the new secret", step="rolled")
+
+    def redactor(self, targets: Sequence[Target]) -> Redactor:
+        """Masks the current values and every pending value known so far."""
+        return Redactor([*self.job.secrets.values(), *(t.pending for t in targets if t.pending is not None)])
 
     def run(self, specs: Sequence[RotationSpec]) -> dict:
         name = self.job.service.name
@@ -483,19 +498,21 @@ class ServiceRotation:
         interrupted = [t for t in targets if t.stages.state != "fresh"]
         if interrupted and len(interrupted) < len(targets):
             rest = ", ".join(t.name for t in targets if t not in interrupted)
-            self.say("", f"completing the interrupted rotation of {', '.join(t.name for t in interrupted)} only; "
-                     f"{rest}: not started, run again for it")  # fmt: skip
+            self.deploy.say("", f"completing the interrupted rotation of {', '.join(t.name for t in interrupted)} "
+                            f"only; {rest}: not started, run again for it")  # fmt: skip
             targets = interrupted
         work = [t for t in targets if t.stages.state != "finishing"]
+        fresh = [t for t in targets if t.stages.state == "fresh"]  # their pending version is this run's own
         rolls = any(t.rolls for t in work)
-        if rolls:  # refused (exit 4) before anything changes unless the pair is one sound active and a standby
-            rotation_plan(self.job.service, *self.deploy.observe())
-        for t in targets:
-            t.create()
-        redact = Redactor([*self.job.secrets.values(), *(t.pending for t in targets)])
-        self.job = self.deploy.job = current_job = dataclasses.replace(self.job, redact=redact)
-        started, step = [], ""
+        if rolls:
+            self.observe()
+        current_job, started, step = self.job, [], ""
         try:
+            for t in targets:
+                step = f"createSecret {t.name}"
+                t.create()
+            redact = self.redactor(targets)
+            self.job = self.deploy.job = current_job = dataclasses.replace(self.job, redact=redact)
             for t in work:
                 started.append(t)
                 step = f"setSecret {t.name}"
@@ -504,30 +521,41 @@ class ServiceRotation:
                 t.test()
             if rolls:
                 step = "roll"
-                self.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}, redact))
+                self.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}))
         except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
+            redact = self.redactor(targets)
             reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
             failure = f"{name}: {step} failed: {redact(reason)}"
-            raise OperationFailed(self.undo(failure, started, current_job)) from None
+            unstarted = [t for t in fresh if t not in started]
+            raise OperationFailed(self.undo(failure, started, unstarted, current_job)) from None
         for t in targets:
             try:
                 t.finish()
             except NodeopsError as exc:
                 raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
                                       "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
+        outage = max(self.deploy.outages, default=None)  # the roll's handover, when there was one
         return {"service": name, "rotated": [t.name for t in targets],
-                "outage_seconds": max(self.outages) if self.outages else None}  # fmt: skip
+                "outage_seconds": None if outage is None else round(outage, 3)}  # fmt: skip
 
-    def undo(self, failure: str, started: Sequence[Target], current_job: Job) -> str:
+    def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job) -> str:
         """Every started target back on its current value, the pair rolled back if a node had been
-        replaced; AWSPENDING removed only where that worked (elsewhere a rerun completes the rotation)."""
+        replaced; AWSPENDING removed only where that worked (elsewhere a rerun completes the rotation),
+        and from the targets this run created a pending version for but never started (no system
+        holds it). Whatever fails here is reported, masked, in the message: nothing escapes unmasked."""
+        redact = self.redactor([*started, *unstarted])
+
+        def why(exc: Exception) -> str:
+            text = str(exc) if isinstance(exc, NodeopsError) else f"{type(exc).__name__}: {exc}"
+            return redact.clip(text)
+
         undone, left, clean = [], [], []
         for t in reversed(started):
             try:
                 undone.append(t.undo())
                 clean.append(t)
-            except NodeopsError as exc:
-                left.append(f"{t.name}: {exc}")
+            except Exception as exc:  # noqa: BLE001 (a raw error here must neither escape nor show a secret)
+                left.append(f"{t.name}: {why(exc)}")
         pair_back = True  # the nodes use what the database takes
         if self.touched:
             pair_back = all(t in clean for t in started if t.rolls)
@@ -535,15 +563,17 @@ class ServiceRotation:
                 try:
                     self.roll(current_job)
                     undone.append("the pair rolled back onto the current password")
-                except NodeopsError as exc:
-                    left.append(f"rolling the pair back: {exc}")
+                except Exception as exc:  # noqa: BLE001
+                    left.append(f"rolling the pair back: {why(exc)}")
                     pair_back = False
-        for t in (t for t in clean if pair_back or not t.rolls):
+        discard = [(t, "") for t in clean if pair_back or not t.rolls]
+        discard += [(t, " (never set: no system held it)") for t in unstarted if t.stages.state == "interrupted"]
+        for t, note in discard:
             try:
                 t.discard()
-                undone.append(f"{t.name}: {PENDING} removed")
-            except NodeopsError as exc:
-                left.append(f"{t.name}: {exc}")
+                undone.append(f"{t.name}: {PENDING} removed{note}")
+            except Exception as exc:  # noqa: BLE001
+                left.append(f"{t.name}: {why(exc)}")
         message = f"{failure}; undone: {', '.join(undone) or 'nothing had changed'}; {CURRENT} unchanged"
         if left:
             message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "

@@ -7,7 +7,7 @@ from invoke import task
 from nodeops.deploy import Reporter, prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
-from nodeops.rotate import prepare_rotations, rotate
+from nodeops.rotate import needs_admin, prepare_rotations, rotate
 from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
 
@@ -19,11 +19,12 @@ from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_=False):
     """A new password per service: pending version, set where it is checked, tested, the pair rolled (db), current."""
     inv = load(env, inventory)
-    jobs = prepare(inv, services_of(inv, service), admin=True)  # every current secret and file, before any host
+    names = services_of(inv, service)
+    admin = needs_admin(inv, names, secret)  # the admin role's secrets are read only for a database password
+    jobs = prepare(inv, names, admin=admin)  # every current secret and file, before any host
     rotations = prepare_rotations(inv, jobs, secret)  # refused (keystore), unknown or unrotatable: exit 2 here
     report = Reporter(json_ or not is_interactive())
-    names = [r.job.service.name for r in rotations]
-    with Operation(inv, "rotate-secrets", names, report, {"secret": secret}) as op:
+    with Operation(inv, "rotate-secrets", [r.job.service.name for r in rotations], report, {"secret": secret}) as op:
         results = op.results = rotate(inv, op.fleet, rotations, report)
         raise_failures(results)
     for r in results:

@@ -64,11 +64,37 @@ def test_unclear_pairs_are_refused_as_unsafe(facts, fragment):
     assert fragment in str(err.value) and err.value.exit_code == 4
 
 
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (states(c(True), c(True), serving="a"),
+         ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        (states(c(True), c(True), serving="b"),
+         ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
+        (states(c(True), None, serving="a"),
+         ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        (states(), ["replace a", "await-serving a", "replace b", "await-waiting b"]),  # nothing runs: as unforced
+    ],
+    ids=["current", "current-swapped", "standby-missing", "fresh"],
+)  # fmt: skip
+def test_forced_plan_replaces_up_to_date_nodes_too(facts, expected):
+    plan = plan_service(PAIR, facts, WANT, force=True)
+    got = [f"handover {s.node}->{s.to}" if s.action == "handover" else f"{s.action} {s.node}" for s in plan.steps]
+    assert got == expected
+
+
+def test_forced_plan_still_refuses_unclear_pairs():
+    with pytest.raises(Unsafe, match="two nodes serve at once"):
+        plan_service(PAIR, states(c(True), c(True), serving="ab"), WANT, force=True)
+
+
 def test_single_node_service():
     single = Service("one", "chainlink", "img:2", "docker", {}, {}, (A,))
     facts = {"a": NodeState(A, c(False), True)}
     assert [s.action for s in plan_service(single, facts, WANT).steps] == ["replace", "await-serving"]
     assert not plan_service(single, {"a": NodeState(A, c(True), True)}, WANT).steps
+    forced = plan_service(single, {"a": NodeState(A, c(True), True)}, WANT, force=True)
+    assert [s.action for s in forced.steps] == ["replace", "await-serving"]
 
 
 def test_parse_inspect():

@@ -22,6 +22,7 @@ from nodeops.rotate import (
     check_service,
     discard_calls,
     finish_calls,
+    needs_admin,
     rotation_plan,
     select,
     stages_of,
@@ -354,3 +355,144 @@ def test_inventory_errors_name_the_file(tmp_path):
     with pytest.raises(InventoryError) as err:
         check_service(inv, inv.services["cl"], select(CHAINLINK.rotation, "db", "role"))
     assert err.value.file.endswith("t.yaml") and err.value.where == "services.cl.secrets"
+
+
+# ---------------------------------------------------------------- least privilege: admin secrets only for db
+
+
+@pytest.mark.parametrize(("which", "expected"), [("api", False), ("db", True), ("all", True)])
+def test_admin_secrets_are_needed_only_for_a_database_password(tmp_path, which, expected):
+    inv = aws_inventory(tmp_path)
+    assert needs_admin(inv, [], which) is expected
+    assert needs_admin(inv, ["cl"], which) is expected
+
+
+def test_needs_admin_refuses_what_select_refuses(tmp_path):
+    with pytest.raises(InvalidInput, match="no command to change its keystore password"):
+        needs_admin(aws_inventory(tmp_path), ["cl"], "keystore")
+
+
+# ---------------------------------------------------------------- the run's failure path, with fakes
+
+
+OLD = {"cl/DBSecret": {"username": "cl", "password": "Old-db-Passw0rd-xxxx"},
+       "cl/ApiSecret": {"username": EMAIL, "password": "Old-api-Passw0rd-xxx"}}  # fmt: skip
+
+
+class FakeSecretsManager:
+    """describe/get/put/update_secret_version_stage over {secret: {version: (text, stages)}}."""
+
+    def __init__(self, fail_put: str | None = None) -> None:
+        self.store = {name: {"v1": (json.dumps(doc), ["AWSCURRENT"])} for name, doc in OLD.items()}
+        self.fail_put = fail_put
+
+    def describe_secret(self, SecretId):
+        return {"VersionIdsToStages": {v: list(st) for v, (_, st) in self.store[SecretId].items()}}
+
+    def get_secret_value(self, SecretId, VersionId):
+        return {"SecretString": self.store[SecretId][VersionId][0]}
+
+    def put_secret_value(self, SecretId, ClientRequestToken, SecretString, VersionStages):
+        import botocore.exceptions
+
+        if SecretId == self.fail_put:
+            raise botocore.exceptions.ClientError({"Error": {"Code": "Throttled"}}, "PutSecretValue")
+        self.store[SecretId][ClientRequestToken] = (SecretString, list(VersionStages))
+
+    def update_secret_version_stage(self, SecretId, VersionStage, RemoveFromVersionId=None, MoveToVersionId=None):
+        versions = self.store[SecretId]
+        if RemoveFromVersionId:
+            versions[RemoveFromVersionId][1].remove(VersionStage)
+        if MoveToVersionId:
+            versions[MoveToVersionId][1].append(VersionStage)
+
+    def staged(self, name: str) -> dict[str, list[str]]:
+        return {v: st for v, (_, st) in self.store[name].items() if st}
+
+    def pending(self, name: str) -> str:
+        version = next(v for v, (_, st) in self.store[name].items() if "AWSPENDING" in st)
+        return json.loads(self.store[name][version][0])["password"]
+
+
+def fake_rotation(tmp_path, monkeypatch, client: FakeSecretsManager):
+    from nodeops import rotate as mod
+    from nodeops.deploy import Job, Redactor, Reporter
+
+    inv = aws_inventory(tmp_path)
+    service = inv.services["cl"]
+    secrets = {"db": Secret(OLD["cl/DBSecret"]["password"], "db"), "db_user": Secret("cl", "db_user"),
+               "api_password": Secret(OLD["cl/ApiSecret"]["password"], "api_password"),
+               "api_email": Secret(EMAIL, "api_email"), "db_admin_user": Secret("admin", "db_admin_user"),
+               "db_admin": Secret("Admin-Passw0rd-xxxx", "db_admin")}  # fmt: skip
+    job = Job(service, CHAINLINK, "v2", None, Redactor(secrets.values()), secrets)
+    events: list[str] = []
+    rotation = mod.ServiceRotation(inv, job, None, Reporter(True, write=events.append), {})
+    monkeypatch.setattr(
+        mod.ServiceRotation,
+        "versions",
+        lambda _self, spec: mod.SecretVersions(client, service.secrets[spec.secret].name, "aws"),
+    )
+    monkeypatch.setattr(mod.ServiceRotation, "observe", lambda _self: None)  # the pair: not here
+    return mod, rotation, events
+
+
+def test_a_failed_api_set_also_discards_the_db_version_it_never_started(tmp_path, monkeypatch):
+    """--secret all: api's setSecret dies with a raw error that shows the pending value; db was created but
+    never started. Both pending versions go, no secret value in the message, no chained cause."""
+    client = FakeSecretsManager()
+    mod, rotation, events = fake_rotation(tmp_path, monkeypatch, client)
+    seen = {}
+
+    def set_(self):
+        self.node = None  # no active found: nothing changed
+        seen["api"], seen["db"] = client.pending("cl/ApiSecret"), client.pending("cl/DBSecret")
+        raise RuntimeError(f"boom {self.pending.reveal()}")
+
+    monkeypatch.setattr(mod.ApiPassword, "set", set_)
+    with pytest.raises(OperationFailed) as err:
+        rotation.run(select(CHAINLINK.rotation, "all", "role"))
+    message = str(err.value)
+    assert message.startswith("cl: setSecret api failed: internal error RuntimeError: boom *****"), message
+    for fragment in ("the API password was not changed", "api: AWSPENDING removed",
+                     "db: AWSPENDING removed (never set: no system held it)", "AWSCURRENT unchanged"):  # fmt: skip
+        assert fragment in message, message
+    assert "NOT undone" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert all(v not in message + "".join(events) for v in seen.values())
+    assert client.staged("cl/DBSecret") == {"v1": ["AWSCURRENT"]} == client.staged("cl/ApiSecret")
+
+
+def test_a_failed_second_create_discards_the_first(tmp_path, monkeypatch):
+    client = FakeSecretsManager(fail_put="cl/DBSecret")
+    mod, rotation, _ = fake_rotation(tmp_path, monkeypatch, client)
+    with pytest.raises(OperationFailed) as err:
+        rotation.run(select(CHAINLINK.rotation, "all", "role"))
+    message = str(err.value)
+    assert message.startswith("cl: createSecret db failed: aws: put_secret_value of secret 'cl/DBSecret' failed: "
+                              "Throttled"), message  # fmt: skip
+    assert "api: AWSPENDING removed (never set: no system held it)" in message and "NOT undone" not in message
+    assert client.staged("cl/DBSecret") == {"v1": ["AWSCURRENT"]} == client.staged("cl/ApiSecret")
+
+
+def test_a_raw_error_in_the_undo_is_reported_masked_and_keeps_pending(tmp_path, monkeypatch):
+    """The undo itself dies with a raw (non-nodeops) error that shows both values: it does not escape,
+    its text is masked, and AWSPENDING is kept so that a rerun completes the rotation."""
+    client = FakeSecretsManager()
+    mod, rotation, _ = fake_rotation(tmp_path, monkeypatch, client)
+    monkeypatch.setattr(mod.ApiPassword, "set", lambda _self: None)
+
+    def test_(self):
+        raise OperationFailed("the pending password does not log in")
+
+    def undo(self):
+        raise ValueError(f"paramiko said {self.pending.reveal()} / {self.current.reveal()}")
+
+    monkeypatch.setattr(mod.ApiPassword, "test", test_)
+    monkeypatch.setattr(mod.ApiPassword, "undo", undo)
+    with pytest.raises(OperationFailed) as err:
+        rotation.run(select(CHAINLINK.rotation, "api", "role"))
+    message = str(err.value)
+    assert "NOT undone: api: ValueError: paramiko said ***** / *****" in message, message
+    assert client.pending("cl/ApiSecret") not in message and OLD["cl/ApiSecret"]["password"] not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert "AWSPENDING" in [s for st in client.staged("cl/ApiSecret").values() for s in st]
