@@ -39,7 +39,7 @@ from pathlib import Path
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError
-from nodeops.inventory import CheckPolicy, Inventory, Node
+from nodeops.inventory import CheckPolicy, Inventory
 from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
 from nodeops.secrets import secret_ages
@@ -330,28 +330,11 @@ class Result:
     metrics: list[Metric]
 
 
-class Probe(ServiceDeploy):
-    """observe() as fab status runs it, keeping the body of each 200 health reply it got: one GET per node,
-    so who serves (Seen.serving) and what it answered (its appID) come from the same reply. (serving() is
-    ServiceDeploy's, the body kept.)"""
-
-    def __init__(self, job: Job, fleet: Fleet) -> None:
-        super().__init__(job, fleet, Reporter(True, lambda _line: None))
-        self.bodies: dict[str, bytes] = {}  # node name -> the body of its 200 health reply
-
-    def serving(self, node: Node) -> bool:
-        reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
-        if reply is None or reply[0] != 200:
-            return False
-        self.bodies[node.name] = reply[1]
-        return True
-
-
 def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     service, role, policy = job.service, job.role, job.service.check
-    run = Probe(job, fleet)
+    run = ServiceDeploy(job, fleet, Reporter.silent())
     seen = observe(run)
-    serving = {name: run.bodies[name] for name, s in seen.items() if s.serving}  # no second GET: the same replies
+    serving = {name: run.answers[name] for name, s in seen.items() if s.serving}  # no second GET: the same replies
     lb = load_balancer_reply(service.load_balancer) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
     now = datetime.datetime.now(datetime.UTC)

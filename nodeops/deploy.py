@@ -92,6 +92,11 @@ class Reporter:
         self.lock = threading.Lock()
         self.sinks: list[Callable[[dict], None]] = []  # also given every event (the audit log)
 
+    @classmethod
+    def silent(cls) -> Reporter:
+        """For a ServiceDeploy used only to look (status, verify, check): its progress is nobody's business."""
+        return cls(True, lambda _line: None)
+
     def __call__(self, service: str, node: str, message: str, **data) -> None:
         elapsed = time.monotonic() - self.started
         event = {"event": "step", "t": round(elapsed, 2), "service": service, "node": node, "message": message, **data}
@@ -204,6 +209,7 @@ class ServiceDeploy:
         self.name = cmd.container_name(job.service.name)
         self.conns: dict[str, PinnedConnection] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
+        self.answers: dict[str, bytes] = {}  # node name -> body of its latest 200 health reply
         self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
 
     # -- plumbing ----------------------------------------------------------------
@@ -224,8 +230,14 @@ class ServiceDeploy:
         return parse_inspect(res.stdout) if res.exit_code == 0 else None
 
     def serving(self, node: Node) -> bool:
+        """Does ``node`` answer its health path with 200? The body is kept in ``answers`` (fab check reads who
+        answered from the very reply that made it the active)."""
         reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
-        return reply is not None and reply[0] == 200
+        if reply is None or reply[0] != 200:
+            self.answers.pop(node.name, None)
+            return False
+        self.answers[node.name] = reply[1]
+        return True
 
     def connect_all(self) -> None:
         """Every node of the service, or the run stops here, before anything changed."""
@@ -475,16 +487,22 @@ class ServiceDeploy:
                 "variables": dict(self.service.variables)}  # fmt: skip
 
 
+def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dict:
+    """``work()``'s result for one service or, when it fails, ``{"service", "error"}`` with the failure reported:
+    one service failing never stops the others (errors.raise_failures makes their errors the run's)."""
+    try:
+        return work()
+    except NodeopsError as exc:
+        report(service, "", f"FAILED: {exc}")
+        return {"service": service, "error": exc}
+
+
 def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False) -> list[dict]:
     """Deploy every job's service, in parallel, each pair on its own. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's."""
 
     def one(job: Job) -> dict:
-        try:
-            return ServiceDeploy(job, fleet, report).run(dry_run)
-        except NodeopsError as exc:
-            report(job.service.name, "", f"FAILED: {exc}")
-            return {"service": job.service.name, "error": exc}
+        return per_service(report, job.service.name, lambda: ServiceDeploy(job, fleet, report).run(dry_run))
 
     with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
         return list(pool.map(one, jobs))

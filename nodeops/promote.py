@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy
-from nodeops.errors import InvalidInput, NodeopsError, OperationFailed, Unsafe
+from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, per_service
+from nodeops.errors import InvalidInput, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.lease import lease_reader
 from nodeops.plan import Container
@@ -140,11 +140,6 @@ def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stoppe
             force: bool = False) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's."""
-    results = []
-    for job in jobs:
-        try:
-            results.append(promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped, force))
-        except NodeopsError as exc:
-            report(job.service.name, "", f"FAILED: {exc}")
-            results.append({"service": job.service.name, "error": exc})
-    return results
+    return [per_service(report, job.service.name,
+                        lambda job=job: promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped, force))
+            for job in jobs]  # fmt: skip

@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy
+from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, per_service
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
@@ -606,11 +606,6 @@ def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], re
     """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
     has ``error`` in its result; errors.raise_failures turns those into the run's."""
     clients: dict[str, Any] = {}  # one Secrets Manager client per backend
-    results = []
-    for r in rotations:
-        try:
-            results.append(ServiceRotation(inventory, r.job, fleet, report, clients).run(r.specs))
-        except NodeopsError as exc:
-            report(r.job.service.name, "", f"FAILED: {exc}")
-            results.append({"service": r.job.service.name, "error": exc})
-    return results
+    return [per_service(report, r.job.service.name,
+                        lambda r=r: ServiceRotation(inventory, r.job, fleet, report, clients).run(r.specs))
+            for r in rotations]  # fmt: skip

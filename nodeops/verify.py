@@ -285,7 +285,7 @@ class Verification:
 def verify(fleet: Fleet, jobs: Sequence[Job]) -> Verification:
     """Every check on every node of the jobs' services, nodes in parallel. An unreachable node's
     checks fail ("unreachable"); one whose host key is not the pinned one is refused."""
-    runs = {job.service.name: ServiceDeploy(job, fleet, Reporter(True, lambda _line: None)) for job in jobs}
+    runs = {job.service.name: ServiceDeploy(job, fleet, Reporter.silent()) for job in jobs}
     nodes = [n for job in jobs for n in job.service.nodes]
     outcomes = fleet.map(nodes, lambda conn, node: fetch(runs[node.service], conn, node))
     checks, refused = [], []

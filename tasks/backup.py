@@ -7,8 +7,8 @@ from invoke import task
 from nodeops.backup import backup as backup_service
 from nodeops.backup import policy_of, prepare_backup, prepare_restore
 from nodeops.backup import restore as restore_backup
-from nodeops.deploy import Reporter, prepare
-from nodeops.errors import InvalidInput, NodeopsError, raise_failures
+from nodeops.deploy import Reporter, per_service, prepare
+from nodeops.errors import InvalidInput, raise_failures
 from nodeops.operation import Operation
 from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
@@ -24,15 +24,9 @@ def backup(c, env=None, inventory=None, service=None, json_=False):
     kit = prepare_backup(inv, jobs)  # roles, database locations, pg_dump, recipients, the bucket: before the run
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "backup", [j.service.name for j in jobs], report, lock=False) as op:
-
-        def one(job):
-            try:
-                return backup_service(inv, kit, op.fleet, job, op.run, report)
-            except NodeopsError as exc:
-                report(job.service.name, "", f"FAILED: {exc}")
-                return {"service": job.service.name, "error": exc}
-
-        op.results = [one(job) for job in jobs]
+        op.results = [per_service(report, job.service.name,
+                                  lambda job=job: backup_service(inv, kit, op.fleet, job, op.run, report))
+                      for job in jobs]  # fmt: skip
         raise_failures(op.results)
 
 

@@ -30,7 +30,7 @@ def status(c, env=None, inventory=None, service=None, json_=False):
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service))  # the database credentials for reading the lease
     with Fleet(inv) as fleet:
-        results = observe_status(fleet, inv, jobs, Reporter(True, lambda _line: None))
+        results = observe_status(fleet, inv, jobs, Reporter.silent())
     if json_ or not is_interactive():
         for result in results:
             print(json.dumps({"event": "status", **result}))
