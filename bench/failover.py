@@ -24,6 +24,8 @@ import urllib.request
 import yaml
 from benchlib import ROOT, fab, lab
 
+from nodeops.deploy import OutageProbe
+
 NAME, CIDR = "bfail", "10.222.0.0/16"
 
 
@@ -36,16 +38,27 @@ def answers(url: str) -> bool:
 
 
 def outage_after(action, url: str, limit: float = 60) -> float:
-    """Run ``action``, then probe every 100 ms: last good answer before it to first good after."""
-    last_good = time.monotonic()
-    action()
+    """Probe every 100 ms around ``action`` (a thread of its own, so the time ``action`` takes to get
+    going is not counted): the gap from the last good answer before the failures to the first after."""
+    with OutageProbe(lambda: answers(url), limit=2 * limit) as probe:
+        wait(lambda: any(ok for _, ok in probe.samples), limit, "the service did not answer before the kill")
+        action()
+        wait(lambda: recovered(list(probe.samples)), limit, f"the service did not answer again within {limit:g}s")
+    return probe.outage
+
+
+def recovered(samples: list[tuple[float, bool]]) -> bool:
+    """A failed sample, then a good one."""
+    failed = next((i for i, (_, ok) in enumerate(samples) if not ok), None)
+    return failed is not None and any(ok for _, ok in samples[failed:])
+
+
+def wait(condition, limit: float, error: str) -> None:
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        t = time.monotonic()
-        if answers(url):
-            return t - last_good
-        time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
-    sys.exit(f"the service did not answer within {limit:g}s")
+    while not condition():
+        if time.monotonic() > deadline:
+            sys.exit(error)
+        time.sleep(0.05)
 
 
 def measure(runs: int) -> tuple[list[float], list[float]]:
