@@ -63,6 +63,7 @@ class Bastion:
     host_keys: tuple[HostKey, ...]
     known_hosts: Path | None
     state_dir: str = ".nodeops"  # on the bastion, relative to the user's home: deploy locks and the audit log
+    lock_timeout: int = 60  # seconds a run may go unheard (frozen, cut off) before its locks are stale
 
 
 @dataclass(frozen=True)
@@ -531,6 +532,7 @@ class _BastionSpec(_Spec):
     host_key: _HostKeys = ()
     known_hosts: _Path | None = None
     state_dir: _StateDir = ".nodeops"
+    lock_timeout: Annotated[int, _integer(4, 3600)] = 60
 
 
 class _SshSpec(_Spec):

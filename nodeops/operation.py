@@ -101,13 +101,15 @@ class Operation:
 
     # -- lock ----------------------------------------------------------------------
     def _acquire(self) -> None:
-        script = bastion.hold(self.state_dir, self.env, self.run, self.services)
+        timeout = self.inventory.bastion.lock_timeout
+        script = bastion.hold(self.state_dir, self.env, self.run, self.services, timeout)
         self.session = Session(self.fleet.bastion(), script, timeout=60)
         self.session.send_line(json.dumps(self.identity))  # read by the script once no lock conflicts
         seen = []
         while line := self.session.readline():
             if line.strip() == "acquired":
                 self.session.untimed()  # it now lives as long as the run
+                self.session.beat("beat", timeout / 4)  # two or more per look of the bastion's watchdog
                 return
             seen.append(line)
         result = self.session.finish()

@@ -443,11 +443,13 @@ class Session:
 
     It ends when the caller closes it, or when the connection dies with the
     caller's process: the command then reads EOF. That is what the deploy
-    lock on the bastion rests on.
+    lock on the bastion rests on. Lines may be sent from any thread.
     """
 
     def __init__(self, conn: PinnedConnection, command: str, timeout: float) -> None:
         self.label = conn.target.label
+        self.sending = threading.Lock()
+        self.closing = threading.Event()
         self.channel = conn.transport.open_session(timeout=timeout)
         self.channel.settimeout(timeout)
         self.channel.set_combine_stderr(True)  # a failing command's reason reaches the caller with its output
@@ -462,9 +464,21 @@ class Session:
 
     def send_line(self, line: str) -> None:
         try:
-            self.channel.sendall((line + "\n").encode())
+            with self.sending:
+                self.channel.sendall((line + "\n").encode())
         except (OSError, SSHException):
             raise OperationFailed(f"{self.label}: connection lost") from None
+
+    def beat(self, line: str, every: float) -> None:
+        """Send ``line`` every ``every`` seconds until closed: the command's proof that the caller lives (a
+        frozen or cut-off caller sends no EOF). A failed send ends the beat; the caller's next send reports it."""
+
+        def loop() -> None:
+            with contextlib.suppress(OperationFailed):
+                while not self.closing.wait(every):
+                    self.send_line(line)
+
+        threading.Thread(target=loop, name=f"beat {self.label}", daemon=True).start()
 
     def untimed(self) -> None:
         """From now on it lives as long as the caller: reads wait without a limit."""
@@ -482,6 +496,7 @@ class Session:
             self.close()
 
     def close(self) -> None:
+        self.closing.set()
         self.out.close()
         self.channel.close()
 

@@ -7,14 +7,16 @@ environment:
     <env>/locks/<service>.json   the holder: who, from where, CI run id, command, start time
     <env>/locks/<service>.run    "<run id> <pid>": the run holding it, and its process on the bastion
     <env>/runs/<run id>.flock    flock(1)ed by that process for as long as the run's SSH session lives
+    <env>/runs/<run id>.beat     the run's heartbeat watchdog is on (.heard: a beat came since its last look)
     <env>/acquire.flock          serialises taking and releasing locks
     <env>/audit.jsonl            one JSON object per line, appended
 
 A lock is **held** while its run's process holds ``runs/<run>.flock``; it
 lives as long as the SSH session that started it (EOF on its stdin ends
-it). A run that finishes sends ``release`` first and the records go; a run
-that dies (SIGKILL, lost laptop) leaves them behind with nobody holding the
-flock: the lock is **stale**. A stale lock still refuses new runs (it is
+it) and the run keeps sending a heartbeat (``runs/<run>.beat`` and
+``.heard``, see ``hold``). A run that finishes sends ``release`` first and
+the records go; a run that dies (SIGKILL, a frozen or cut-off machine)
+leaves them behind with nobody holding the flock: the lock is **stale**. A stale lock still refuses new runs (it is
 never silently taken over: the dead run may have left a pair half
 changed) until ``fab lock.release --force`` removes it, which is audited.
 
@@ -63,18 +65,26 @@ def _wrap(script: str) -> str:
     return "sh -c " + shlex.quote(script)
 
 
-def hold(state_dir: str, env: str, run: str, services: Sequence[str]) -> str:
-    """Take the locks of ``services`` for run ``run`` and keep them while the session lives.
+def hold(state_dir: str, env: str, run: str, services: Sequence[str], timeout: int) -> str:
+    """Take the locks of ``services`` for run ``run`` and keep them while the run is heard from.
 
     Protocol on the session: the script prints one line per conflicting
     lock and exits CONFLICT, or reads the holder record (one JSON line),
     writes it for every service and prints ``acquired``. Each following
-    line read is appended to the audit log, until ``release`` (records
-    removed, prints ``released``) or EOF (the run is gone: records stay, stale).
+    line read is appended to the audit log, except ``beat`` (the run is
+    alive), until ``release`` (records removed, prints ``released``) or EOF
+    (the run is gone: records stay, stale).
+
+    A client that is frozen or cut off sends no EOF: its TCP connection
+    looks alive to sshd for hours. So a watchdog checks, every ``timeout``/2
+    seconds, that a ``beat`` came since its last look, and ends the holder
+    if none did: the lock is stale at most ``timeout`` seconds after the run
+    was last heard from. It stops by itself once the holder has ended.
     """
     names = " ".join(shlex.quote(s) for s in services)
     locks = " ".join(f'"$d/locks/"{shlex.quote(s)}.json "$d/locks/"{shlex.quote(s)}.run' for s in services)
     r = shlex.quote(run)
+    beat, heard = f'"$d/runs/"{r}.beat', f'"$d/runs/"{r}.heard'
     return _wrap(
         _prologue(state_dir, env)
         + _DESCRIBE
@@ -89,9 +99,16 @@ def hold(state_dir: str, env: str, run: str, services: Sequence[str]) -> str:
         + '  printf \'%s\\n\' "$holder" > "$d/locks/$s.json"\n'
         + f'  printf \'%s %s\\n\' {r} "$$" > "$d/locks/$s.run"\n'
         + "done\n"
-        + "trap - EXIT; flock -u 4; exec 4>&-\n"
+        + f": > {beat}; : > {heard}\n"
+        + f"trap 'rm -f {beat} {heard}' EXIT; flock -u 4; exec 4>&-\n"  # the watchdog stops when this ends
+        + f"( while sleep {max(1, timeout // 2)}; do\n"
+        + f"    [ -e {beat} ] || exit 0\n"
+        + f"    if [ -e {heard} ]; then rm -f {heard}; continue; fi\n"
+        + f'    flock -n "$d/runs/"{r}.flock true || {{ rm -f {beat}; kill $$; }}; exit 0\n'
+        + "  done ) </dev/null >/dev/null 2>&1 3>&- &\n"
         + "echo acquired\n"
         + "while IFS= read -r line; do\n"
+        + f'  if [ "$line" = beat ]; then : > {heard}; continue; fi\n'
         + '  if [ "$line" = release ]; then\n'
         + f'    rm -f {locks} "$d/runs/"{r}.flock; echo released; exit 0\n'
         + "  fi\n"
@@ -124,7 +141,7 @@ def release_stale(state_dir: str, env: str, services: Sequence[str]) -> str:
         + '  if [ ! -e "$d/locks/$s.run" ]; then echo "free $s"; continue; fi\n'
         + '  describe "$s"; read -r run pid < "$d/locks/$s.run"\n'
         + '  if flock -n "$d/runs/$run.flock" true 2>/dev/null; then\n'
-        + '    rm -f "$d/locks/$s.json" "$d/locks/$s.run" "$d/runs/$run.flock"; echo "removed $s"\n'
+        + '    rm -f "$d/locks/$s.json" "$d/locks/$s.run" "$d/runs/$run".*; echo "removed $s"\n'
         + '  else echo "alive $s"; fi\n'
         + "done\n"
     )

@@ -3,6 +3,7 @@ helpers every lab module reads the systems with (fab's JSON events, status, the 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -11,7 +12,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jsonschema
@@ -158,22 +159,33 @@ def superuser_sql(lab: Lab, sql: str, database: str = "postgres") -> str:
     return res.stdout
 
 
-def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
-    """Run `fab ARGS` (with --json) and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
-    right after that step, with no chance to clean up. The events it printed are returned.
+def _events_of(args: list[str]) -> subprocess.Popen:
+    """`fab ARGS` (with --json) started, its events to be read as they come.
 
     PYTHONUNBUFFERED=1 in the child's environment, whatever ours holds: its stdout is a pipe, block-buffered
-    otherwise, and the event would arrive only once the run had finished (the kill would come too late)."""
-    proc = subprocess.Popen([str(FAB), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    otherwise, and an event would arrive only once the run had finished (a signal would come too late)."""
+    return subprocess.Popen([str(FAB), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+def _signalled_at(proc: subprocess.Popen, when: Callable[[dict], bool], signum: int) -> list[dict]:
+    """Read ``proc``'s events until one ``when`` accepts, then send ``signum``; the events read are returned."""
     seen = []
+    for line in proc.stdout:
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if when(seen[-1]):
+                os.kill(proc.pid, signum)
+                break
+    return seen
+
+
+def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
+    """Run `fab ARGS` (with --json) and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
+    right after that step, with no chance to clean up. The events it printed are returned."""
+    proc = _events_of(args)
     try:
-        for line in proc.stdout:
-            if line.startswith("{"):
-                seen.append(json.loads(line))
-                if when(seen[-1]):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    break
+        seen = _signalled_at(proc, when, signal.SIGKILL)
     finally:
         proc.wait(timeout=120)
         stderr = proc.stderr.read()
@@ -181,6 +193,22 @@ def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, seen[-3:], stderr)
     assert seen and when(seen[-1]), "the run ended before the event it was to be killed at"
     return seen
+
+
+@contextlib.contextmanager
+def frozen_at(args: list[str], when: Callable[[dict], bool]) -> Iterator[list[dict]]:
+    """Run `fab ARGS` (with --json) and SIGSTOP it at the event ``when`` accepts, as a machine that freezes or
+    is cut off: its process and its connections stay, nothing more comes from it. Yields the events it printed;
+    SIGKILLed when the block ends."""
+    proc = _events_of(args)
+    try:
+        seen = _signalled_at(proc, when, signal.SIGSTOP)
+        assert seen and when(seen[-1]), "the run ended before the event it was to be frozen at"
+        yield seen
+    finally:
+        proc.kill()
+        proc.wait(timeout=120)
+        proc.stdout.close(), proc.stderr.close()
 
 
 def files_on(lab: Lab, node: str, service: str) -> list[str]:

@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from nodeops.lab.topology import plan_lab
 from nodeops.secrets import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import PairProbe, events, killed_at, status
+from tests.lab.probe import PairProbe, events, frozen_at, killed_at, status, wait_for
 from tests.lab.test_deploy import set_sentinel_secrets
 
 pytestmark = pytest.mark.lab
@@ -164,6 +165,30 @@ def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited
     end = [e for e in audit() if e["op"] == "lock.release" and e["event"] == "end"][-1]
     assert end["result"] == "ok" and end["results"][0]["released"]["run"] == killed_run
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0
+
+
+def test_a_frozen_run_is_no_longer_heard_from_and_its_lock_turns_stale_within_the_timeout(ops):
+    """A machine that freezes or is cut off mid-run sends no EOF: stopped (SIGSTOP), its TCP connection to the
+    bastion stays open (the kernel still answers), so only the missing heartbeat can tell. With lock_timeout 12
+    (beats every 3 s, a look every 6 s), the lock turns stale 3 to 12 s after the freeze (the figure is
+    printed); until then it is alive, and lock.release refuses it."""
+    frozen = variant(ops, "timeout", lambda d: d["bastion"].update(lock_timeout=12))
+    args = ["deploy", "--inventory", str(frozen), "--json", "--service", "cl1"]
+    with frozen_at(args, lambda e: e["event"] == "step" and e.get("message", "").startswith("pulled ")):
+        stopped = time.monotonic()
+        assert fab("lock.release", "--env", NAME, "--service", "cl1", "--force").returncode == 3  # still alive
+        # without the heartbeat it would stay alive for hours (until TCP keepalive gives up)
+        wait_for(lambda: lock_states() == [("cl1", "stale")], "the frozen run's lock to turn stale", timeout=30)
+        print(f"\na frozen run's lock turned stale {time.monotonic() - stopped:.1f} s after it stopped (timeout 12 s)")
+        refused = fab("deploy", "--env", NAME, "--service", "cl1")
+        assert refused.returncode == 3 and "stale" in refused.stderr
+    assert fab("lock.release", "--env", NAME, "--service", "cl1", "--force").returncode == 0
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0
+
+
+def lock_states() -> list[tuple[str, str]]:
+    locks = [json.loads(line) for line in fab("lock.status", "--env", NAME, "--json").stdout.splitlines()]
+    return [(lock["service"], lock["state"]) for lock in locks]
 
 
 def test_rollback_brings_the_previous_configuration_back_with_one_short_gap(ops):

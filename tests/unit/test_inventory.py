@@ -238,7 +238,7 @@ ERRORS = [
         "unknown-bastion",
         edited(("bastion.hots", "x")),
         "bastion.hots",
-        "unknown key 'hots' (allowed: host, port, user, identity_file, host_key, known_hosts, state_dir)",
+        "unknown key 'hots' (allowed: host, port, user, identity_file, host_key, known_hosts, state_dir, lock_timeout)",
     ),
     ("unknown-ssh", edited(("ssh.max_paralel", 3)), "ssh.max_paralel", "unknown key 'max_paralel' (allowed: user,"),
     (
@@ -307,6 +307,12 @@ ERRORS = [
         "expected an integer 1..65535, got 70000",
     ),
     ("max-parallel-zero", edited(("ssh.max_parallel", 0)), "ssh.max_parallel", "expected an integer 1..512, got 0"),
+    (
+        "lock-timeout-range",
+        edited(("bastion.lock_timeout", 2)),
+        "bastion.lock_timeout",
+        "expected an integer 4..3600, got 2",
+    ),
     ("retries-range", edited(("ssh.connect_retries", 11)), "ssh.connect_retries", "expected an integer 0..10, got 11"),
     ("timeout-zero", edited(("ssh.connect_timeout", 0)), "ssh.connect_timeout", "expected a number of seconds > 0"),
     ("timeout-text", edited(("ssh.command_timeout", "10m")), "ssh.command_timeout", "got '10m'"),

@@ -3,8 +3,12 @@ and the pure parts around them (holder records, parsing, messages)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -20,11 +24,14 @@ def sh(script: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess:
 
 
 class Holder:
-    """A run holding locks: the hold script with its stdin open, as an SSH session keeps it."""
+    """A run holding locks: the hold script with its stdin open, as an SSH session keeps it. Its heartbeat
+    watchdog looks every second (``timeout`` 2), so that none outlives its test by more; in a session of its own,
+    so that the test's teardown can end them all."""
 
-    def __init__(self, cwd: Path, run: str, services: list[str], who: str) -> None:
-        self.proc = subprocess.Popen(bastion.hold(".nodeops", ENV, run, services), shell=True, cwd=cwd, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    def __init__(self, cwd: Path, run: str, services: list[str], who: str, timeout: int = 2) -> None:
+        self.proc = subprocess.Popen(bastion.hold(".nodeops", ENV, run, services, timeout), shell=True, cwd=cwd,
+                                     text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     start_new_session=True)  # fmt: skip
         self.send(json.dumps({"run": run, "who": who, "command": "fab deploy", "started": "t0"}))
         self.first = self.proc.stdout.readline().strip()
 
@@ -55,9 +62,9 @@ def hold(tmp_path):
 
     yield start
     for holder in started:
-        if holder.proc.poll() is None:
-            holder.proc.kill()
-            holder.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.proc.pid, signal.SIGKILL)  # the script, and its watchdog if still on
+        holder.proc.wait()
 
 
 def states(cwd: Path) -> dict[str, str]:
@@ -67,7 +74,7 @@ def states(cwd: Path) -> dict[str, str]:
 def test_a_second_run_is_refused_while_the_first_holds_any_of_its_services(tmp_path, hold):
     first = hold("r1", ["cl1", "cl2"], "alice")
     assert first.first == "acquired"
-    second = sh(bastion.hold(".nodeops", ENV, "r2", ["cl2", "cl3"]), tmp_path, '{"who": "bob"}\n')
+    second = sh(bastion.hold(".nodeops", ENV, "r2", ["cl2", "cl3"], 2), tmp_path, '{"who": "bob"}\n')
     assert second.returncode == bastion.CONFLICT
     [lock] = bastion.parse_locks(second.stdout)
     assert (lock.service, lock.state, lock.holder["who"]) == ("cl2", "held", "alice")
@@ -83,7 +90,7 @@ def test_audit_lines_go_through_the_holder_and_a_dead_run_leaves_a_stale_lock(tm
     run.send('{"event": "step", "message": "one"}')
     assert run.die() == 0
     assert states(tmp_path) == {"cl1": "stale"}
-    refused = sh(bastion.hold(".nodeops", ENV, "r2", ["cl1"]), tmp_path, '{"who": "bob"}\n')
+    refused = sh(bastion.hold(".nodeops", ENV, "r2", ["cl1"], 2), tmp_path, '{"who": "bob"}\n')
     assert refused.returncode == bastion.CONFLICT and refused.stdout.startswith("stale cl1 ")  # never taken over
     log = bastion.parse_audit(sh(bastion.read_audit(".nodeops", ENV, 10), tmp_path).stdout)
     assert log == [{"event": "step", "message": "one"}]
@@ -99,10 +106,31 @@ def test_release_removes_only_stale_locks(tmp_path, hold):
         "free cl3",
     ]
     assert states(tmp_path) == {"cl2": "held"}
+    assert sorted(p.name for p in (tmp_path / ".nodeops" / ENV / "runs").iterdir() if p.stem == "gone") == []
     assert live.release() == "released"
     again = hold("next", ["cl1", "cl2"], "carol")
     assert again.first == "acquired"
     again.release()
+
+
+def test_a_run_that_is_no_longer_heard_from_leaves_a_stale_lock_one_that_beats_keeps_its_own(tmp_path, hold):
+    """A frozen or cut-off client sends no EOF: without its beats, the watchdog (a look every timeout/2 = 1 s)
+    ends the holder within the timeout of 2 s; the one that beats every 0.5 s (timeout/4, as Operation does)
+    holds on for as long."""
+    quiet, beating = hold("quiet", ["cl1"], "alice"), hold("beating", ["cl2"], "bob")
+    started = time.monotonic()
+    while quiet.proc.poll() is None or time.monotonic() - started < 4:
+        assert time.monotonic() - started < 10, "the watchdog never ended the holder that was not heard from"
+        beating.send("beat")
+        time.sleep(0.5)
+    assert quiet.proc.returncode == 128 + signal.SIGTERM  # as the shell that ran it reports it
+    assert states(tmp_path) == {"cl1": "stale", "cl2": "held"}
+    runs = tmp_path / ".nodeops" / ENV / "runs"
+    assert not (runs / "quiet.beat").exists() and (runs / "beating.beat").exists()
+    assert beating.release() == "released"
+    assert sorted(p.name for p in runs.iterdir() if p.stem == "beating") == []
+    log = bastion.parse_audit(sh(bastion.read_audit(".nodeops", ENV, 10), tmp_path).stdout)
+    assert log == []  # beats are not audit lines
 
 
 def test_a_missing_state_dir_has_no_locks_and_an_empty_log(tmp_path):
