@@ -85,6 +85,18 @@ class PairProbe:
         self.thread.join(timeout=10)
         assert len(self.samples) >= watched / 0.1 * 0.5, (len(self.samples), watched)  # about every 100 ms
 
+    def explain(self, lines: int = 40) -> str:
+        """For a failed assertion's message: the gaps, and each node's last log lines about the lease, start and
+        shutdown (how a handover went)."""
+        words = "lease|Shutting|shutdown|grace|Listening|booted|exit|rror"
+        noise = "ConnectionResetError"  # the node's traceback for each RST that ends a load balancer check
+        command = (f"docker logs --timestamps nodeops-{self.service.name} 2>&1 | grep -E '{words}' | "
+                   f"grep -v {noise} | tail -n {lines}")  # fmt: skip
+        with Fleet(self.inventory) as fleet:
+            logs = [f"--- {o.node.name}\n{o.value.stdout if o.ok else o.error}"
+                    for o in fleet.run(self.service.nodes, command)]  # fmt: skip
+        return "\n".join([f"load balancer gaps: {[round(g, 2) for g in self.gaps]}", *logs])
+
     @property
     def both(self) -> list[float]:
         """Sampled instants at which every node served."""

@@ -130,7 +130,7 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
         upgrade = fab("deploy", "--env", NAME, "--service", "cl1", "--json")
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     assert not probe.both, "two nodes served at once"
-    assert len(probe.gaps) <= 1, probe.gaps
+    assert len(probe.gaps) <= 1, probe.explain()
     print(f"\nupgrade 2.10.0 -> 2.11.0: load balancer gap {max(probe.gaps, default=0):.2f}s "
           f"over {len(probe.samples)} samples")  # fmt: skip
     assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
@@ -222,8 +222,8 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
         assert set(serving_nodes(dep, "cl1")) == expected
         assert not probe.both, "two nodes served at once"
         outages.append(next(e["outage_seconds"] for e in events(res) if "outage_seconds" in e))
-        assert outages[-1] < 2.0  # with the lab's 1 s lease refresh
-        assert max(probe.gaps, default=0) < 2.0, probe.gaps  # what users saw agrees
+        assert outages[-1] < 2.0, probe.explain()  # with the lab's 1 s lease refresh
+        assert max(probe.gaps, default=0) < 2.0, probe.explain()  # what users saw agrees
         standby = ({"cl1-a", "cl1-b"} - expected).pop()
         assert files_on(dep, standby, "cl1") == [".api"]  # the old active, restarted as the standby
     print(f"\nplanned promotion outages: {outages}")

@@ -213,7 +213,7 @@ def test_rollback_brings_the_previous_configuration_back_with_one_short_gap(ops)
     assert {n["node"] for n in after["nodes"]} == set(changed)
     assert all(n["config"] and n["config"] != changed[n["node"]] for n in after["nodes"]), (after, changed)
     assert all("@sha256:" in n["image"] for n in after["nodes"])
-    assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.gaps
+    assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.explain()
     assert not probe.both, "two nodes served at once"
     end = [e for e in audit() if e["op"] == "rollback" and e["event"] == "end"][-1]
     assert end["results"][0]["variables"].get("LOG_LEVEL") is None

@@ -148,7 +148,7 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     consistent(rot, "cl1", old["password"])
 
     assert not probe.both, "two nodes served at once"
-    assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.gaps
+    assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.explain()
     took = next(e for e in events(res) if "outage_seconds" in e and "took over" in e["message"])
     print(f"\nrotate db: planned handover outage {took['outage_seconds']:.2f}s; load balancer gap "
           f"{max(probe.gaps, default=0):.2f}s over {len(probe.samples)} samples")  # fmt: skip
@@ -243,7 +243,7 @@ def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when):
     assert by_stage(rot, "cl2/DBSecret")["AWSCURRENT"] == pending  # the same version, no new one
     assert len(stages(rot, "cl2/DBSecret", unlabelled=True)) == versions_before + 1
     assert consistent(rot, "cl2", old["password"]) == pending_password
-    assert not probe.both and len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.gaps
+    assert not probe.both and len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.explain()
     print(f"\nkilled {point} (last event: {seen[-1]['message'][:60]}); the rerun completed it, gap "
           f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
 
