@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nodeops.deploy import Reporter
+from nodeops.inventory import load_inventory
 from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from nodeops.lab.topology import plan_lab
+from nodeops.operation import Operation
 from nodeops.secrets import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
@@ -170,20 +173,38 @@ def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited
 def test_a_frozen_run_is_no_longer_heard_from_and_its_lock_turns_stale_within_the_timeout(ops):
     """A machine that freezes or is cut off mid-run sends no EOF: stopped (SIGSTOP), its TCP connection to the
     bastion stays open (the kernel still answers), so only the missing heartbeat can tell. With lock_timeout 12
-    (beats every 3 s, a look every 6 s), the lock turns stale 3 to 12 s after the freeze (the figure is
-    printed); until then it is alive, and lock.release refuses it."""
+    (beats every 3 s, a look every 6 s), the lock turns stale 3 to 12 s after the freeze, seen here a
+    lock.status round later (the figure is printed); until then it is alive, and lock.release refuses it."""
     frozen = variant(ops, "timeout", lambda d: d["bastion"].update(lock_timeout=12))
     args = ["deploy", "--inventory", str(frozen), "--json", "--service", "cl1"]
-    with frozen_at(args, lambda e: e["event"] == "step" and e.get("message", "").startswith("pulled ")):
-        stopped = time.monotonic()
-        assert fab("lock.release", "--env", NAME, "--service", "cl1", "--force").returncode == 3  # still alive
-        # without the heartbeat it would stay alive for hours (until TCP keepalive gives up)
-        wait_for(lambda: lock_states() == [("cl1", "stale")], "the frozen run's lock to turn stale", timeout=30)
-        print(f"\na frozen run's lock turned stale {time.monotonic() - stopped:.1f} s after it stopped (timeout 12 s)")
-        refused = fab("deploy", "--env", NAME, "--service", "cl1")
-        assert refused.returncode == 3 and "stale" in refused.stderr
+    try:
+        with frozen_at(args, lambda e: e["event"] == "step" and e.get("message", "").startswith("pulled ")):
+            stopped = time.monotonic()
+            assert fab("lock.release", "--env", NAME, "--service", "cl1", "--force").returncode == 3  # still alive
+            # without the heartbeat it would stay alive for hours (until TCP keepalive gave up)
+            wait_for(lambda: lock_states() == [("cl1", "stale")], "the frozen run's lock to turn stale", timeout=30)
+            print(f"\nfrozen run's lock stale {time.monotonic() - stopped:.1f} s after the freeze (lock_timeout 12 s)")
+            refused = fab("deploy", "--env", NAME, "--service", "cl1")
+            assert refused.returncode == 3 and "stale" in refused.stderr
+    finally:
+        frozen.unlink()
     assert fab("lock.release", "--env", NAME, "--service", "cl1", "--force").returncode == 0
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0
+
+
+def test_a_live_run_that_outlasts_the_lock_timeout_keeps_its_lock_by_beating(ops):
+    """The other side of the heartbeat, on the real code path: a run (an Operation, as every locked task opens)
+    that lasts more than two lock_timeouts of 4 s keeps its lock the whole time, because it beats; then it
+    releases it, and its end entry is in the audit log (the session was never lost)."""
+    path = variant(ops, "beating", lambda d: d["bastion"].update(lock_timeout=4))
+    inventory = load_inventory(path)
+    path.unlink()
+    with Operation(inventory, "test.hold", ["cl2"], Reporter.silent()) as op:
+        until = time.monotonic() + 9
+        while time.monotonic() < until:
+            assert lock_states() == [("cl2", "held")]
+    assert op.lost is None and lock_states() == []
+    assert [e["event"] for e in audit() if e["run"] == op.run] == ["start", "end"]
 
 
 def lock_states() -> list[tuple[str, str]]:
