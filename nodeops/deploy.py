@@ -411,8 +411,12 @@ class ServiceDeploy:
                 raise OperationFailed(self.rollback(new.name, why) if restore_standby else why) from None
             self.await_service()  # through the load balancer too
             time.sleep(0.2)  # a good sample after the gap
-        self.say(new.name, f"took over from {old.name}: outage {probe.outage:.2f}s ({len(probe.samples)} samples)",
-                 outage_seconds=round(probe.outage, 3))  # fmt: skip
+        stopped = self.inspect(old.name)
+        code = None if stopped is None else stopped.exit_code
+        how = "" if code in (0, None) else (f"; {old.name} exited {code}, not a clean stop: it may have left its lease "
+                                            "to expire, and the standby to wait for that")  # fmt: skip
+        self.say(new.name, f"took over from {old.name}: outage {probe.outage:.2f}s ({len(probe.samples)} samples){how}",
+                 outage_seconds=round(probe.outage, 3), old_exit_code=code)  # fmt: skip
         self.shred(new.name, self.job.files_read("lease"))
         return probe.outage
 

@@ -221,7 +221,9 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
         assert res.returncode == 0, res.stdout + res.stderr
         assert set(serving_nodes(dep, "cl1")) == expected
         assert not probe.both, "two nodes served at once"
-        outages.append(next(e["outage_seconds"] for e in events(res) if "outage_seconds" in e))
+        took = next(e for e in events(res) if "outage_seconds" in e)
+        assert took["old_exit_code"] == 0, (took["message"], probe.explain())  # a clean stop: it released the lease
+        outages.append(took["outage_seconds"])
         assert outages[-1] < 2.0, probe.explain()  # with the lab's 1 s lease refresh
         assert max(probe.gaps, default=0) < 2.0, probe.explain()  # what users saw agrees
         standby = ({"cl1-a", "cl1-b"} - expected).pop()
