@@ -16,9 +16,10 @@ lives as long as the SSH session that started it (EOF on its stdin ends
 it) and the run keeps sending a heartbeat (``runs/<run>.beat`` and
 ``.heard``, see ``hold``). A run that finishes sends ``release`` first and
 the records go; a run that dies (SIGKILL, a frozen or cut-off machine)
-leaves them behind with nobody holding the flock: the lock is **stale**. A stale lock still refuses new runs (it is
-never silently taken over: the dead run may have left a pair half
-changed) until ``fab lock.release --force`` removes it, which is audited.
+leaves them behind with nobody holding the flock: the lock is **stale**.
+A stale lock still refuses new runs (it is never silently taken over: the
+dead run may have left a pair half changed) until ``fab lock.release
+--force`` removes it, which is audited.
 
 Needs ``sh`` and util-linux ``flock`` on the bastion. Names are validated by
 the inventory (``[a-z0-9][a-z0-9_-]*``) and quoted here all the same.
