@@ -78,7 +78,7 @@ from nodeops.lease import ADMIN_DATABASE, database, locate
 from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
-from nodeops.secrets import Secret, aws_client, read_reference
+from nodeops.secrets import Secret, aws_client, aws_failure, read_reference
 
 FORMAT = 1
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart: at least 5 MiB per part but the last
@@ -252,15 +252,8 @@ class S3:
         self.bucket = self.policy.bucket
 
     def call(self, what: str, method: str, **args: Any) -> Any:
-        import botocore.exceptions
-
-        try:
+        with aws_failure(f"s3://{self.bucket}: {what} failed"):
             return getattr(self.client, method)(Bucket=self.bucket, **args)
-        except botocore.exceptions.ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "") or type(err).__name__
-            raise OperationFailed(f"s3://{self.bucket}: {what} failed: {code}") from None
-        except botocore.exceptions.BotoCoreError as err:
-            raise OperationFailed(f"s3://{self.bucket}: {what} failed: {type(err).__name__}") from None
 
     def keys(self, prefix: str) -> list[str]:
         keys, args = [], {"Prefix": prefix}

@@ -52,7 +52,7 @@ from nodeops.plan import Desired, NodeState, ServicePlan, plan_service
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
-from nodeops.secrets import Secret, aws_client, backend_where
+from nodeops.secrets import Secret, aws_client, aws_failure, backend_where
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 
@@ -217,16 +217,8 @@ class SecretVersions:
         self.client, self.name, self.where = client, name, where
 
     def _call(self, operation: str, **kwargs) -> dict:
-        import botocore.exceptions
-
-        try:
+        with aws_failure(f"{self.where}: {operation} of secret {self.name!r} failed"):
             return getattr(self.client, operation)(**kwargs)
-        except botocore.exceptions.ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "error")
-            raise OperationFailed(f"{self.where}: {operation} of secret {self.name!r} failed: {code}") from None
-        except botocore.exceptions.BotoCoreError as err:
-            raise OperationFailed(f"{self.where}: {operation} of secret {self.name!r} failed: "
-                                  f"{type(err).__name__}") from None  # fmt: skip
 
     def stages(self) -> Stages:
         return stages_of(self.name, self._call("describe_secret", SecretId=self.name).get("VersionIdsToStages", {}))

@@ -297,13 +297,26 @@ def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) 
     return ages
 
 
+@contextlib.contextmanager
+def aws_failure(failed: str) -> Iterator[None]:
+    """Inside the block, an AWS call's error becomes ``OperationFailed(f"{failed}: {code}")``: the service's
+    error code, or the exception's type (never its text, which may quote the request)."""
+    import botocore.exceptions
+
+    try:
+        yield
+    except botocore.exceptions.ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "") or type(err).__name__
+        raise OperationFailed(f"{failed}: {code}") from None
+    except botocore.exceptions.BotoCoreError as err:
+        raise OperationFailed(f"{failed}: {type(err).__name__}") from None
+
+
 def _current_since(client: Any, name: str, where: str) -> datetime.datetime:
     """When the secret's AWSCURRENT version was created. Never later than the secret's LastChangedDate:
     some stand-ins for Secrets Manager (moto) give every listed version the listing's time."""
-    import botocore.exceptions
-
     args: dict[str, Any] = {"SecretId": name, "MaxResults": 100}
-    try:
+    with aws_failure(f"{where}: listing the versions of secret {name!r} failed"):
         changed = client.describe_secret(SecretId=name).get("LastChangedDate")
         while True:
             page = client.list_secret_version_ids(**args)
@@ -313,12 +326,6 @@ def _current_since(client: Any, name: str, where: str) -> datetime.datetime:
             if not page.get("NextToken"):
                 raise OperationFailed(f"{where}: secret {name!r} has no version staged AWSCURRENT")
             args["NextToken"] = page["NextToken"]
-    except botocore.exceptions.ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "") or type(err).__name__
-        raise OperationFailed(f"{where}: listing the versions of secret {name!r} failed: {code}") from None
-    except botocore.exceptions.BotoCoreError as err:
-        problem = type(err).__name__
-        raise OperationFailed(f"{where}: listing the versions of secret {name!r} failed: {problem}") from None
 
 
 class _AwsReader:
