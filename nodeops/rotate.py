@@ -40,7 +40,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, per_service
@@ -255,6 +254,7 @@ class Target(abc.ABC):
         self.key = job.service.secrets[spec.secret].key
         self.current = job.secrets[spec.secret]  # AWSCURRENT as read by the preflight
         self.user = job.secrets[spec.user].reveal()
+        self.account = f"<{spec.user}>"  # how messages name the user: its value is a secret too
         self.pending: Secret | None = None
         self.stages = versions.stages()
 
@@ -312,36 +312,26 @@ class PostgresPassword(Target):
         job, spec = self.rotation.job, self.spec
         admin, admin_password = job.secrets[spec.admin_user].reveal(), job.secrets[spec.admin_password].reveal()
         with database(self.rotation.fleet, job, admin, admin_password, ADMIN_DATABASE,
-                      f"log in as the admin role ({spec.admin_user})") as conn:  # fmt: skip
-            try:
-                # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
-                verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(),
-                                                        b"scram-sha-256")  # fmt: skip
-                statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
-                                                                        sql.Literal(verifier.decode()))  # fmt: skip
-                conn.execute(statement)
-            except psycopg.Error as exc:
-                reason = job.redact.clip(str(exc))
-                raise OperationFailed(f"{job.service.name}: ALTER ROLE {self.user} failed: {reason}") from None
+                      f"ALTER ROLE {self.account} as the admin role ({spec.admin_user})") as conn:  # fmt: skip
+            # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
+            verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(), b"scram-sha-256")
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
+                                                                     sql.Literal(verifier.decode())))  # fmt: skip
 
     def set(self) -> None:
         self.alter(self.pending)
-        self.say("setSecret", f"ALTER ROLE {self.user}: the database now takes the pending password (a SCRAM "
+        self.say("setSecret", f"ALTER ROLE {self.account}: the database now takes the pending password (a SCRAM "
                  "verifier computed here; running nodes keep their connections)")  # fmt: skip
 
     def test(self) -> None:
         with database(self.rotation.fleet, self.rotation.job, self.user, self.pending.reveal(),
-                      purpose=f"log in as {self.user} with the pending password") as conn:  # fmt: skip
-            try:
-                conn.execute("SELECT 1")
-            except psycopg.Error as exc:
-                raise OperationFailed(f"{self.rotation.job.service.name}: SELECT 1 as {self.user} failed: "
-                                      f"{self.rotation.job.redact.clip(str(exc))}") from None  # fmt: skip
-        self.say("testSecret", f"logged in as {self.user} with the pending password")
+                      purpose=f"log in as {self.account} with the pending password") as conn:  # fmt: skip
+            conn.execute("SELECT 1")
+        self.say("testSecret", f"logged in as {self.account} with the pending password")
 
     def undo(self) -> str:
         self.alter(self.current)
-        return f"the database role {self.user} is back on its current password"
+        return f"the database role {self.account} is back on its current password"
 
 
 class ApiPassword(Target):
@@ -407,7 +397,7 @@ class ApiPassword(Target):
             return
         if not self.change(node, self.current, self.pending):
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: neither the current nor the "
-                                  f"pending password logs in as {self.user}: changed outside nodeops?")  # fmt: skip
+                                  f"pending password logs in as {self.account}: changed outside nodeops?")  # fmt: skip
         self.say("setSecret", f"PATCH /v2/user/password on the active node {node.name}")
 
     def test(self) -> None:
@@ -519,7 +509,7 @@ class ServiceRotation:
             reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
             failure = f"{name}: {step} failed: {redact(reason)}"
             unstarted = [t for t in fresh if t not in started]
-            raise OperationFailed(self.undo(failure, started, unstarted, current_job)) from None
+            raise OperationFailed(self.undo(failure, started, unstarted, current_job, redact)) from None
         for t in targets:
             try:
                 t.finish()
@@ -530,12 +520,13 @@ class ServiceRotation:
         return {"service": name, "rotated": [t.name for t in targets],
                 "outage_seconds": None if outage is None else round(outage, 3)}  # fmt: skip
 
-    def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job) -> str:
+    def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job,
+             redact: Redactor) -> str:  # fmt: skip
         """Every started target back on its current value, the pair rolled back if a node had been
         replaced; AWSPENDING removed only where that worked (elsewhere a rerun completes the rotation),
         and from the targets this run created a pending version for but never started (no system
-        holds it). Whatever fails here is reported, masked, in the message: nothing escapes unmasked."""
-        redact = self.redactor([*started, *unstarted])
+        holds it). Whatever fails here is reported, masked by ``redact`` (every target's values), in
+        the message: nothing escapes unmasked."""
 
         def why(exc: Exception) -> str:
             text = str(exc) if isinstance(exc, NodeopsError) else f"{type(exc).__name__}: {exc}"

@@ -269,7 +269,7 @@ def test_a_failing_test_leaves_every_secret_and_the_service_as_they_were(rot):
     assert res.returncode == 1, out
     error = out.strip().splitlines()[-1]
     assert error.startswith("nodeops: cl2: testSecret db failed") and "pg_hba.conf rejects" in error, error
-    for fragment in ("the database role cl2 is back on its current password",
+    for fragment in ("the database role <db_user> is back on its current password",
                      "the API password is back on its current value", "api: AWSPENDING removed",
                      "db: AWSPENDING removed", "AWSCURRENT unchanged"):  # fmt: skip
         assert fragment in error, error
