@@ -20,6 +20,14 @@ from benchlib import FAB, fab, lab, measured, wipe_command
 NAME, CIDR = "bdep", "10.221.0.0/16"
 
 
+def succeeded(argv: list[str]) -> float:
+    """The seconds ``argv`` took; a failed run ends the benchmark, it is no timing."""
+    seconds, code, out, _ = measured(argv, 1800)
+    if code:
+        sys.exit(f"{' '.join(map(str, argv[1:]))} failed (exit {code}):\n{out[-2000:]}")
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -36,8 +44,8 @@ def main() -> int:
             for _ in range(args.runs):
                 fab(*wipe_command(NAME, nodes))
                 deploy = [FAB, "deploy", "--env", NAME, "--service", services, "--json"]
-                fresh.append(measured(deploy, 1800)[0])
-                noop.append(measured(deploy, 1800)[0])
+                fresh.append(succeeded(deploy))
+                noop.append(succeeded(deploy))
             print(f"{size:>6} {statistics.median(fresh):>13.2f} {min(fresh):>7.2f} {max(fresh):>7.2f} "
                   f"{statistics.median(noop):>13.2f}")  # fmt: skip
     return 0
