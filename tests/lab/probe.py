@@ -171,7 +171,7 @@ def superuser_sql(lab: Lab, sql: str, database: str = "postgres") -> str:
     return res.stdout
 
 
-def _events_of(args: list[str]) -> subprocess.Popen:
+def events_of(args: list[str]) -> subprocess.Popen:
     """`fab ARGS` (with --json) started, its events to be read as they come.
 
     PYTHONUNBUFFERED=1 in the child's environment, whatever ours holds: its stdout is a pipe, block-buffered
@@ -195,7 +195,7 @@ def _signalled_at(proc: subprocess.Popen, when: Callable[[dict], bool], signum: 
 def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
     """Run `fab ARGS` (with --json) and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
     right after that step, with no chance to clean up. The events it printed are returned."""
-    proc = _events_of(args)
+    proc = events_of(args)
     try:
         seen = _signalled_at(proc, when, signal.SIGKILL)
     finally:
@@ -212,7 +212,7 @@ def frozen_at(args: list[str], when: Callable[[dict], bool]) -> Iterator[list[di
     """Run `fab ARGS` (with --json) and SIGSTOP it at the event ``when`` accepts, as a machine that freezes or
     is cut off: its process and its connections stay, nothing more comes from it. Yields the events it printed;
     SIGKILLed when the block ends."""
-    proc = _events_of(args)
+    proc = events_of(args)
     try:
         seen = _signalled_at(proc, when, signal.SIGSTOP)
         assert seen and when(seen[-1]), "the run ended before the event it was to be frozen at"

@@ -19,12 +19,13 @@ from nodeops.lab.host import Lab
 from nodeops.lab.services import secrets_client
 from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
-from tests.conftest import FAB, ROOT, fab
+from tests.conftest import ROOT, fab
 from tests.lab.conftest import own_lab
 from tests.lab.probe import (
     PairProbe,
     Watch,
     events,
+    events_of,
     files_on,
     killed_at,
     lb_answers,
@@ -288,18 +289,22 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     stages_before = stages(rot, "cl1/DBSecret")
     (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
-    proc = subprocess.Popen([str(FAB), "rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db",
-                             "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    proc = events_of(["rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json"])
     lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("{") and json.loads(line)["message"].startswith("started nodeops-"):
-            sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1")
-            assert sabotage.returncode == 0
-            break
-    out = "".join(lines) + proc.stdout.read() + proc.stderr.read()
-    assert proc.wait(timeout=300) == 1, out
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("{") and json.loads(line)["message"].startswith("started nodeops-"):
+                sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1")
+                assert sabotage.returncode == 0
+                break
+        rest, errors = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: the run must not go on holding cl1's lock
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest + errors
+    assert proc.returncode == 1, out
     error = out.strip().splitlines()[-1]
     assert "cl1: roll failed" in error and "the pair rolled back onto the current password" in error, error
     assert "db: AWSPENDING removed" in error and "NOT undone" not in error, error
