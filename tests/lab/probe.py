@@ -132,9 +132,14 @@ def serving_nodes(lab, service: str) -> list[str]:
 
 
 def lb_answers(lab, service: str) -> bool:
-    """Does ``service`` answer 200 through its load balancer, as users reach it?"""
-    with urllib.request.urlopen(load_inventory(lab.inventory_file).services[service].load_balancer, timeout=5) as r:
-        return r.status == 200
+    """Does ``service`` answer 200 through its load balancer, as users reach it? (A 503, a refused or timed-out
+    connection: no.)"""
+    try:
+        with urllib.request.urlopen(load_inventory(lab.inventory_file).services[service].load_balancer,
+                                    timeout=5) as r:  # fmt: skip
+            return r.status == 200
+    except OSError:  # HTTPError and URLError are OSErrors
+        return False
 
 
 def events(res) -> list[dict]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import yaml
 from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import fab
 from tests.lab.conftest import own_lab
-from tests.lab.probe import wait_for
+from tests.lab.probe import lb_answers, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -68,6 +67,15 @@ def restore(inventory: Path) -> None:
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr
 
 
+def only_failure(res, findings: list[dict], lines: list[str], node: str, check: str) -> dict:
+    """The run failed on exactly this check, said so in its one stderr line and its metric; its finding."""
+    service = node[:3]
+    assert res.returncode == 1 and failed(findings) == {(node, check)}, res.stdout + res.stderr
+    assert res.stderr == f"nodeops: 1 of 24 checks failed: {service} {node}: {check}\n"
+    assert f'nodeops_check_ok{{env="{NAME}",service="{service}",node="{node}",check="{check}"}} 0.0' in lines
+    return next(f for f in findings if (f["node"], f["check"]) == (node, check))
+
+
 def test_a_healthy_lab_passes(chk, inventory, tmp_path):
     res, findings, lines = check(inventory, tmp_path / "nodeops.prom")
     assert res.returncode == 0 and res.stderr == "", res.stdout + res.stderr
@@ -92,27 +100,14 @@ def test_a_healthy_lab_passes(chk, inventory, tmp_path):
 
 def test_a_stopped_active_is_named(chk, inventory, tmp_path):
     on(inventory, "cl1-a", "docker stop nodeops-cl1")
-    lb = yaml.safe_load(inventory.read_text())["services"]["cl1"]["load_balancer"]
-
-    def lb_answers() -> bool:
-        try:
-            with urllib.request.urlopen(lb, timeout=1) as resp:
-                return resp.status == 200
-        except OSError:
-            return False
-
-    wait_for(lb_answers, "cl1-b to take over behind the load balancer", timeout=30)
+    wait_for(lambda: lb_answers(chk, "cl1"), "cl1-b to take over behind the load balancer", timeout=30)
     try:
         res, findings, lines = check(inventory, tmp_path / "nodeops.prom")
     finally:
         restore(inventory)
-    assert res.returncode == 1 and failed(findings) == {("cl1-a", "standby")}, res.stdout + res.stderr
-    assert res.stderr == "nodeops: 1 of 24 checks failed: cl1 cl1-a: standby\n"
-    reasons = {(f["node"], f["check"]): f["reason"] for f in findings}
-    assert reasons["cl1-a", "standby"] == "container exited, not running"
+    assert only_failure(res, findings, lines, "cl1-a", "standby")["reason"] == "container exited, not running"
     active = next(f["reason"] for f in findings if (f["service"], f["check"]) == ("cl1", "active"))
     assert active.startswith("cl1-b serves; the load balancer answers 200 from it")  # the standby took over
-    assert 'nodeops_check_ok{env="chk",service="cl1",node="cl1-a",check="standby"} 0.0' in lines
 
 
 def test_a_gone_standby_is_named(chk, inventory, tmp_path):
@@ -121,12 +116,10 @@ def test_a_gone_standby_is_named(chk, inventory, tmp_path):
         res, findings, lines = check(inventory, tmp_path / "nodeops.prom")
     finally:
         restore(inventory)
-    assert res.returncode == 1 and failed(findings) == {("cl2-b", "standby")}, res.stdout + res.stderr
-    assert res.stderr == "nodeops: 1 of 24 checks failed: cl2 cl2-b: standby\n"
-    results = {(f["node"], f["check"]): (f["result"], f["reason"]) for f in findings}
-    assert results["cl2-b", "standby"] == ("fail", "no container")
-    assert results["cl2-b", "logs"] == ("unknown", "no container")
-    assert 'nodeops_check_ok{env="chk",service="cl2",node="cl2-b",check="standby"} 0.0' in lines
+    standby = only_failure(res, findings, lines, "cl2-b", "standby")
+    assert (standby["result"], standby["reason"]) == ("fail", "no container")
+    logs = next(f for f in findings if (f["node"], f["check"]) == ("cl2-b", "logs"))
+    assert (logs["result"], logs["reason"]) == ("unknown", "no container")
 
 
 def test_a_nearly_full_disk_is_named_and_passes_once_freed(chk, inventory, tmp_path):
@@ -136,11 +129,8 @@ def test_a_nearly_full_disk_is_named_and_passes_once_freed(chk, inventory, tmp_p
         res, findings, lines = check(inventory, tmp_path / "nodeops.prom")
     finally:
         on(inventory, "cl2-a", "rm -f /run/nodeops-check-fill")
-    assert res.returncode == 1 and failed(findings) == {("cl2-a", "disk")}, res.stdout + res.stderr
-    assert res.stderr == "nodeops: 1 of 24 checks failed: cl2 cl2-a: disk\n"
-    reason = next(f["reason"] for f in findings if (f["node"], f["check"]) == ("cl2-a", "disk"))
+    reason = only_failure(res, findings, lines, "cl2-a", "disk")["reason"]
     assert re.match(r"/run 9\d% used, over 90% \(", reason), reason
-    assert 'nodeops_check_ok{env="chk",service="cl2",node="cl2-a",check="disk"} 0.0' in lines
     ratio = next(line for line in lines if line.startswith(
         'nodeops_node_disk_used_ratio{env="chk",service="cl2",node="cl2-a",path="/run"'))  # fmt: skip
     assert float(ratio.rsplit(" ", 1)[1]) > 0.9
