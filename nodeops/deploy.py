@@ -27,6 +27,7 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import threading
@@ -38,9 +39,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from nodeops.commands import node as cmd
-from nodeops.errors import NodeopsError, OperationFailed, Unsafe
+from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.plan import Container, Desired, NodeState, ServicePlan, parse_inspect, plan_service
+from nodeops.plan import Container, Desired, NodeState, ServicePlan, parse_inspect, plan_service, secret_changes
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
 from nodeops.roles import Role, profile_name, role_for
@@ -89,7 +90,7 @@ class Reporter:
         self.json = json_lines
         self.write = write
         self.started = time.monotonic()
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered when a signal handler reports while the main thread writes
         self.sinks: list[Callable[[dict], None]] = []  # also given every event (the audit log)
 
     @classmethod
@@ -178,6 +179,53 @@ class Job:
         return tuple(self.rendered.files)
 
 
+INPUT_LABELS = ("variables", "secrets")  # with image, profile and config: what a container was started from
+
+
+def input_labels(job: Job) -> dict[str, str]:
+    """The labels that let a container be started again on exactly its inputs (``restore_job``): the
+    service's own variables and the version id of every secret its files use. Non-secret identifiers
+    only: ``docker inspect`` shows labels to anyone on the host."""
+
+    def compact(value: object) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+    return {"variables": compact(dict(job.service.variables)), "secrets": compact(dict(job.rendered.secret_versions))}
+
+
+def restore_job(inventory: Inventory, current: Job, node: str, container: Container) -> Job:
+    """The inputs ``container`` (on ``node``) was started from, rendered again in memory: its image reference,
+    the variables and secret versions its labels record (each secret read at that version, only where it
+    differs from ``current``'s), today's role. Used to start that container again after a failed change, so that
+    it runs on what it ran on, never on the change's inputs.
+
+    Raises Unsafe (exit 4) when that cannot be done exactly: no record in the labels (a container started
+    by hand or by an older nodeops), a secret version the backend no longer has, or inputs that now render
+    to another configuration than the container's label says (the role's templates or defaults changed)."""
+    service = current.service
+    where = f"{service.name} {node}: container {container.name} could not be started again on its own inputs"
+    recorded = [container.label(k) for k in INPUT_LABELS]
+    if None in recorded:
+        raise Unsafe(f"{where}: it records none (started by hand or by an older nodeops); replace it with "
+                     "`--allow-inexact-restore` (a failure would restart it on this run's inputs)")  # fmt: skip
+    variables, versions = (json.loads(text) for text in recorded)
+    then = dataclasses.replace(service, image=container.image or service.image, variables=variables)
+    moved = {name: version for name, version in versions.items()
+             if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
+    try:
+        secrets = dict(current.secrets)
+        if moved:
+            secrets.update(resolve(inventory, then, skip=[n for n in then.secrets if n not in moved], versions=moved))
+        job = job_for(inventory, then, secrets=secrets)
+    except InvalidInput as exc:
+        raise Unsafe(f"{where}: {exc}") from None
+    if job.rendered.config_hash != container.label("config"):
+        raise Unsafe(f"{where}: they render to config {job.rendered.config_hash[:12]}, not the "
+                     f"{str(container.label('config'))[:12]} it runs (the role's templates or defaults changed "
+                     "since); use `--allow-inexact-restore` to go on regardless")  # fmt: skip
+    return dataclasses.replace(job, redact=Redactor([*current.secrets.values(), *secrets.values()]))
+
+
 def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: bool = False) -> list[Job]:
     """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted.
 
@@ -211,6 +259,11 @@ class ServiceDeploy:
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = {}  # node name -> body of its latest 200 health reply
         self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
+        self.stop = threading.Event()  # set from outside (Ctrl-C, SIGTERM): execute() stops at its next safe point
+        self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
+        self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
+        self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
+        self.moved: set[str] = set()  # nodes whose container was renamed to the previous one by this run
 
     # -- plumbing ----------------------------------------------------------------
     def say(self, node: str, message: str, **data) -> None:
@@ -274,7 +327,7 @@ class ServiceDeploy:
         role, r = self.job.role, self.job.rendered
         labels = {"service": self.service.name, "role": role.name, "profile": self.job.profile,
                   "version": cmd.image_tag(self.service.image), "config": r.config_hash,
-                  "digest": self.digest or "none"}  # fmt: skip
+                  "digest": self.digest or "none", **input_labels(self.job)}  # fmt: skip
         return cmd.RunSpec(
             runtime=self.runtime, service=self.service.name, image=self.service.image, command=r.command,
             user=role.user, port=role.port, mount=role.mount, labels=labels, restart=self.service.restart,
@@ -282,12 +335,31 @@ class ServiceDeploy:
             stop_timeout=int(role.stop_timeout), env_file=r.env_file,
         )  # fmt: skip
 
-    def upload(self, node: str) -> None:
-        """The node's files, each created 0400 for the container user before its first byte."""
-        uid = self.job.role.user
+    def upload(self, node: str, job: Job | None = None) -> None:
+        """The node's files (``job``'s, this run's by default), each created 0400 for the container user
+        before its first byte."""
+        job = job or self.job
+        uid = job.role.user
         self.x(node, cmd.prepare_dir(self.service.name, uid))
-        for f in self.job.rendered.files.values():
+        for f in job.rendered.files.values():
             self.x(node, cmd.write_file(self.service.name, f.name, uid), stdin=f.data)
+
+    def keep_restorable(self, nodes: Iterable[str]) -> None:
+        """Before a change touches ``nodes``: the inputs each one's container was started from, rendered again
+        (restore_job), so that a failure starts it again on exactly those. Refused (Unsafe) before anything
+        changed when that is impossible, unless ``inexact_ok``."""
+        for node in nodes:
+            c = self.inspect(node)
+            if c is None or node in self.ran_on:
+                continue
+            self.was_running[node] = c.running
+            try:
+                self.ran_on[node] = restore_job(self.fleet.inventory, self.job, node, c)
+            except Unsafe as exc:
+                if not self.inexact_ok:
+                    raise
+                self.say(node, f"warning: {exc}; going on (--allow-inexact-restore)")
+                self.ran_on[node] = self.job
 
     def shred(self, node: str, names: Sequence[str]) -> None:
         if names and self.service.secret_files == "shred":
@@ -295,42 +367,75 @@ class ServiceDeploy:
             self.say(node, f"shredded {', '.join(names)}")
 
     def replace(self, node: str) -> None:
+        """The node's container replaced by one on this run's inputs; the old one is kept, stopped, as the previous
+        container (renamed first: until then a failure has changed nothing on the node)."""
         previous = cmd.previous_name(self.service.name)
-        self.upload(node)
         old = self.inspect(node)
         if old:
             self.x(node, cmd.sh(cmd.remove(self.runtime, previous)) + " >/dev/null 2>&1; " +
                    cmd.sh(cmd.rename(self.runtime, self.name, previous)))  # fmt: skip
+            self.moved.add(node)
             if old.running:
                 self.x(node, cmd.sh(cmd.stop(self.runtime, previous, int(self.job.role.stop_timeout))))
+        self.upload(node)
         self.x(node, cmd.sh(cmd.run(self.run_spec())))
         if self.job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [self.job.rendered.env_file])
         self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
 
     def rollback(self, node: str, why: str) -> str:
-        """Put the previous container back on ``node``, if there was one; returns what was done."""
+        """Put the previous container back on ``node``, if there was one, on the inputs it was started from,
+        and running only if it ran before; returns what was done (the caller confirms what serves)."""
         previous = cmd.previous_name(self.service.name)
+        if node in self.was_running and node not in self.moved:
+            return f"{why}; {node}'s container was not touched"
         self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)), check=False)
         if not self.inspect(node, previous):
             self.shred(node, self.job.all_files)
-            return f"{why}; no previous container to roll back to"
-        self.upload(node)  # its files were shredded; the secrets have not changed
-        self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name), cmd.start(self.runtime, self.name)))
-        self.say(node, "rolled back to the previous container")
-        self.settle(node)
-        return f"{why}; rolled back to the previous container"
+            return f"{why}; {node} had no previous container to put back"
+        self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name)))
+        if not self.was_running.get(node):
+            self.shred(node, self.job.all_files)
+            return f"{why}; {node}'s previous container is back, stopped as it was"
+        job = self.ran_on[node]
+        self.upload(node, job)  # its files were shredded once read: its own inputs again, never this run's
+        self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
+        self.say(node, f"started the previous container again (config {job.rendered.config_hash[:12]})")
+        self.settle(node, job)
+        return f"{why}; {node}'s previous container was started again on its own inputs"
 
-    def settle(self, name: str) -> None:
-        """After a rollback: shred what the restored node has read once it waits (stably: its log
+    def settle(self, name: str, job: Job) -> None:
+        """After a restart on ``job``'s files: shred what the node has read once it waits (stably: its log
         may still hold the last run's lines) or serves, and everything if it does neither. No
         file outlives a run, failed or not."""
         node = next(n for n in self.service.nodes if n.name == name)
         try:
             self.await_waiting(node)
         except OperationFailed:
-            return self.shred(name, self.job.all_files)  # it serves (all read), or it is down
-        self.shred(name, self.job.files_read("start"))
+            return self.shred(name, job.all_files)  # it serves (all read), or it is down
+        self.shred(name, job.files_read("start"))
+
+    def confirm(self, what: str) -> OperationFailed:
+        """The error that ends a failed change, saying what serves *now*: one node serving, directly and through
+        the load balancer (waited for up to LB_TIMEOUT), or SERVICE DOWN with the next command to run."""
+        deadline = time.monotonic() + LB_TIMEOUT
+        while True:
+            serving = [n.name for n in self.service.nodes if self.serving(n)]
+            through = self.service_answers()
+            if (len(serving) == 1 and through) or time.monotonic() > deadline:
+                break
+            time.sleep(POLL)
+        if len(serving) == 1 and through:
+            via = " and through its load balancer" if self.service.load_balancer else ""
+            self.say(serving[0], f"serves (checked directly{via}) after the failure", restored=True)
+            return OperationFailed(f"{what}; {serving[0]} serves")
+        seen = ", ".join(serving) + " serve" if serving else "no node serves"
+        down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
+                                           else ", the load balancer answers no 200"))  # fmt: skip
+        env = self.fleet.inventory.environment
+        self.say("", down, service_down=True)
+        return OperationFailed(f"{what}; {down}; see fab status --env {env}, then fab deploy --env {env} "
+                               f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
 
     def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT) -> float:
         started = time.monotonic()
@@ -398,17 +503,13 @@ class ServiceDeploy:
         the service ends up served either way (and, in a deploy, the new
         standby goes back to its previous container).
         """
+        self.keep_restorable([old.name, new.name] if restore_standby else [old.name])
         with OutageProbe(self.service_answers) as probe:
             self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
             try:
                 self.await_serving(new, timeout=SERVE_TIMEOUT)
             except OperationFailed as exc:
-                self.upload(old.name)
-                self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
-                self.await_serving(old)
-                self.shred(old.name, self.job.all_files)
-                why = f"{exc}; the old active {old.name} was started again and serves"
-                raise OperationFailed(self.rollback(new.name, why) if restore_standby else why) from None
+                raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby)) from None
             self.await_service()  # through the load balancer too
             time.sleep(0.2)  # a good sample after the gap
         stopped = self.inspect(old.name)
@@ -420,27 +521,62 @@ class ServiceDeploy:
         self.shred(new.name, self.job.files_read("lease"))
         return probe.outage
 
+    def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool) -> str:
+        """The standby did not take over: the old active started again on its own inputs (and, in a deploy,
+        the new standby back to its previous container); returns what was done."""
+        job = self.ran_on[old.name]
+        try:
+            self.upload(old.name, job)
+            self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
+            self.await_serving(old)
+            self.shred(old.name, job.all_files)
+            why = f"{why}; the old active {old.name} was started again on its own inputs"
+        except OperationFailed as exc:
+            self.shred(old.name, job.all_files)
+            why = f"{why}; starting the old active {old.name} again failed too: {exc}"
+        return self.rollback(new.name, why) if restore_standby else why
+
     def execute(self, plan: ServicePlan) -> None:
+        """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
+        raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
+        next safe point, raising Interrupted: before a node is replaced or a handover begins; once begun, a
+        handover goes on until the old active is the standby again."""
         nodes = {n.name: n for n in self.service.nodes}
-        for step in plan.steps:
+        self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
+        for i, step in enumerate(plan.steps):
+            if self.stop.is_set() and safe_before(plan, i):
+                raise Interrupted(f"{self.service.name}: stopped before `{step.describe()}` as asked; "
+                                  f"{self.standing()}")  # fmt: skip
             node = nodes[step.node]
             self.say(step.node, step.describe())
-            if step.action == "replace":
-                self.replace(step.node)
-            elif step.action == "handover":
+            if step.action == "handover":
                 self.outages.append(self.handover(node, nodes[step.to]))
-            else:
-                try:
-                    if step.action == "await-serving":
-                        took = self.await_serving(node)
-                        self.say(step.node, f"serving after {took:.1f}s")
-                        self.shred(step.node, self.job.all_files)
-                    else:
-                        self.await_waiting(node)
-                        self.say(step.node, "waiting for the lease")
-                        self.shred(step.node, self.job.files_read("start"))
-                except OperationFailed as exc:
-                    raise OperationFailed(self.rollback(step.node, str(exc))) from None
+                continue
+            try:
+                if step.action == "replace":
+                    self.replace(step.node)
+                elif step.action == "await-serving":
+                    took = self.await_serving(node)
+                    self.say(step.node, f"serving after {took:.1f}s")
+                    self.shred(step.node, self.job.all_files)
+                else:
+                    self.await_waiting(node)
+                    self.say(step.node, "waiting for the lease")
+                    self.shred(step.node, self.job.files_read("start"))
+            except OperationFailed as exc:
+                raise self.confirm(self.rollback(step.node, str(exc))) from None
+        if self.stop.is_set():
+            raise Interrupted(f"{self.service.name}: the change was complete when the stop came; {self.standing()}")
+
+    def standing(self) -> str:
+        """What runs where now, in one line (for an interrupted run's message and audit entry)."""
+        parts = []
+        for n in self.service.nodes:
+            c = self.inspect(n.name)
+            state = "serves" if self.serving(n) else ("waits" if c and c.running else "stopped" if c else "empty")
+            parts.append(f"{n.name} {state}" + (f" ({c.label('version')}, config {str(c.label('config'))[:12]})"
+                                                 if c else ""))  # fmt: skip
+        return "now: " + ", ".join(parts)
 
     # -- verify ------------------------------------------------------------------
     def verify(self) -> dict:
@@ -471,10 +607,17 @@ class ServiceDeploy:
         states, desired = self.observe()
         plan = plan_service(self.service, states, desired)
         steps = [s.describe() for s in plan.steps]
+        moved = secret_changes(states.values(), self.job.rendered.secret_versions)
+        for line in moved:
+            self.say("", line, secret_version_moved=True)
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
         if dry_run:
-            return {"service": self.service.name, "changed": plan.changes, "planned": steps}
-        self.execute(plan)
+            return {"service": self.service.name, "changed": plan.changes, "planned": steps, "secrets_moved": moved}
+        try:
+            self.execute(plan)
+        except Interrupted:
+            self.drop_previous()  # stopped at a safe point: the pair is whole, on what each label says
+            raise
         result = self.verify()
         self.drop_previous()
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
@@ -488,7 +631,27 @@ class ServiceDeploy:
     def ran(self) -> dict:
         """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it."""
         return {"image": self.service.image, "digest": self.digest, "config": self.job.rendered.config_hash,
-                "variables": dict(self.service.variables)}  # fmt: skip
+                "variables": dict(self.service.variables),
+                "secret_versions": dict(self.job.rendered.secret_versions)}  # fmt: skip
+
+
+def safe_before(plan: ServicePlan, i: int) -> bool:
+    """Whether a run may stop before step ``i`` and leave the pair whole: before the first step, before a node is
+    replaced, before a handover; not between a handover and the old active's replacement (its node would be left
+    with no running container)."""
+    step = plan.steps[i]
+    if step.action == "handover":
+        return True
+    return step.action == "replace" and (i == 0 or plan.steps[i - 1].action != "handover")
+
+
+def not_started(service: str) -> Callable[[], dict]:
+    """The work of a service the run was asked to stop before it began."""
+
+    def refuse() -> dict:
+        raise Interrupted(f"{service}: not started: the run was asked to stop")
+
+    return refuse
 
 
 def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dict:
@@ -501,12 +664,19 @@ def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dic
         return {"service": service, "error": exc}
 
 
-def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False) -> list[dict]:
+def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False,
+           stop: threading.Event | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
     """Deploy every job's service, in parallel, each pair on its own. A service that failed has
-    ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's."""
+    ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
+    ``stop``: once set, no service starts and each running one stops at its next safe point.
+    ``inexact_ok``: a container whose inputs cannot be rendered again may be replaced (restore_job)."""
 
     def one(job: Job) -> dict:
-        return per_service(report, job.service.name, lambda: ServiceDeploy(job, fleet, report).run(dry_run))
+        run = ServiceDeploy(job, fleet, report)
+        run.stop, run.inexact_ok = stop or run.stop, inexact_ok
+        if run.stop.is_set():
+            return per_service(report, job.service.name, not_started(job.service.name))
+        return per_service(report, job.service.name, lambda: run.run(dry_run))
 
     with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
         return list(pool.map(one, jobs))

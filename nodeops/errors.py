@@ -12,6 +12,7 @@ EXIT_FAILED = 1  # the operation ran and failed (after any rollback)
 EXIT_INVALID = 2  # invalid input or a refused request; nothing was changed
 EXIT_LOCKED = 3  # another run holds the deploy lock
 EXIT_UNSAFE = 4  # refused as unsafe: host key mismatch, unclear cluster state
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM, at a safe point (128 + SIGINT, as shells report it)
 
 
 class NodeopsError(Exception):
@@ -45,6 +46,12 @@ class LockHeld(NodeopsError):
 
 class Unsafe(NodeopsError):
     exit_code = EXIT_UNSAFE
+
+
+class Interrupted(NodeopsError):
+    """The run was asked to stop (Ctrl-C, SIGTERM) and stopped at a safe point; the message says what runs."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class HostKeyRejected(Unsafe):

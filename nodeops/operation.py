@@ -8,7 +8,8 @@ Entering opens the bastion and takes the services' locks (``LockHeld``,
 exit 3, naming the holder, when another run has any of them, alive or
 stale). Every event the run reports is appended to the environment's audit
 log on the bastion, over the same session that holds the lock; leaving
-appends the end entry (result, exit code, duration) and releases the locks.
+appends the end entry (result, exit code, duration) and releases the locks. While inside,
+the first Ctrl-C or SIGTERM sets ``stop`` (nodeops.stopping): the run's steps stop at a safe point.
 See nodeops/commands/bastion.py for the layout on the bastion.
 """
 
@@ -28,9 +29,10 @@ from collections.abc import Mapping, Sequence
 
 from nodeops.commands import bastion
 from nodeops.deploy import Reporter
-from nodeops.errors import LockHeld, NodeopsError, OperationFailed
+from nodeops.errors import EXIT_INTERRUPTED, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.remote import Fleet, Session, execute
+from nodeops.stopping import StopRequests
 
 # Where CI systems put the run's id and the person behind it (first one set wins).
 CI_RUN_VARIABLES = ("NODEOPS_RUN_LABEL", "GITHUB_RUN_ID", "CI_PIPELINE_ID", "BUILDKITE_BUILD_ID",
@@ -90,6 +92,7 @@ class Operation:
         self.results: list[dict] = []
         self.lost: str | None = None
         self.started = time.monotonic()
+        self.stop = StopRequests(lambda line: report("", "", line, stopping=True))  # Ctrl-C, SIGTERM: see stopping
 
     @property
     def env(self) -> str:
@@ -167,13 +170,17 @@ class Operation:
             self.fleet.close()
             raise
         self.report.sinks.append(self._step)
+        self.stop.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop.__exit__()
         self.report.sinks.remove(self._step)
         code = 0 if exc is None else getattr(exc, "exit_code", 1)
         # A NodeopsError's message is written for people and carries no secret; anything else might.
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
+        if isinstance(exc, KeyboardInterrupt):
+            code, error = EXIT_INTERRUPTED, "aborted at once by a third Ctrl-C: check fab status"
         end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
                          seconds=round(time.monotonic() - self.started, 2), services=self.services,
                          results=self.results)  # fmt: skip

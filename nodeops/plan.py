@@ -7,7 +7,7 @@ facts and carries the steps out, and `--dry-run` prints them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nodeops.errors import Unsafe
@@ -64,6 +64,21 @@ class NodeState:
     node: Node
     container: Container | None
     serving: bool  # the health endpoint answered 200
+
+
+def secret_changes(states: Iterable[NodeState], versions: Mapping[str, str | None]) -> list[str]:
+    """One line per secret whose backend version differs from the one a node's container records in its
+    ``secrets`` label (nodeops.deploy.input_labels): ``secret db: version 1f2e3d4c on a -> 9a8b7c6d``. Names
+    and version ids only, never a value; a container without the label, or a backend without versions, says nothing."""
+    lines = []
+    for state in states:
+        c = state.container
+        recorded = json.loads(c.label("secrets") or "{}") if c else {}
+        for name, version in versions.items():
+            was = recorded.get(name, version)
+            if was != version:
+                lines.append(f"secret {name}: version {str(was)[:8]} on {state.node.name} -> {str(version)[:8]}")
+    return lines
 
 
 @dataclass(frozen=True)

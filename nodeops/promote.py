@@ -9,12 +9,13 @@ state is unclear is refused with what was seen, before anything is touched.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, per_service
+from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import InvalidInput, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.lease import lease_reader
@@ -92,10 +93,11 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
     if keep_old_stopped:
         run.say(active.name, "left stopped (--keep-old-stopped): the pair has no standby")
     else:
-        run.upload(active.name)  # its files were shredded once read
+        own = run.ran_on[active.name]  # its files were shredded once read: its own inputs again, never today's
+        run.upload(active.name, own)
         run.x(active.name, cmd.sh(cmd.start(run.runtime, run.name)))
         run.await_waiting(active)
-        run.shred(active.name, job.files_read("start"))
+        run.shred(active.name, own.files_read("start"))
         run.say(active.name, "restarted as the standby, waiting for the lease")
     return {"service": service.name, "active": standby.node.name, "outage_seconds": round(outage, 3)}
 
@@ -136,10 +138,17 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
     return {"service": service.name, "active": standby.name, "outage_seconds": round(waited, 3)}
 
 
-def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool,
-            force: bool = False) -> list[dict]:  # fmt: skip
+def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool, force: bool = False,
+            stop: threading.Event | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
-    ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's."""
-    return [per_service(report, job.service.name,
-                        lambda job=job: promote_service(ServiceDeploy(job, fleet, report), keep_old_stopped, force))
-            for job in jobs]  # fmt: skip
+    ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
+    ``stop``: once set, no further service starts (a handover under way finishes)."""
+
+    def one(job: Job) -> Callable[[], dict]:
+        if stop is not None and stop.is_set():
+            return not_started(job.service.name)
+        run = ServiceDeploy(job, fleet, report)
+        run.inexact_ok = inexact_ok
+        return lambda: promote_service(run, keep_old_stopped, force)
+
+    return [per_service(report, job.service.name, one(job)) for job in jobs]

@@ -41,6 +41,7 @@ import hashlib
 import math
 import traceback
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -58,6 +59,7 @@ from nodeops.secrets import Secret, SecretLeak, strict_rendering
 __all__ = ["FilterError", "Rendered", "RenderedFile", "render", "template_environment"]
 
 _RESERVED = frozenset({"vars", "secrets", "service", "role"})
+_USED: ContextVar[dict[str, str | None] | None] = ContextVar("nodeops_secrets_used", default=None)
 _ENV_FILE_LINE_MAX = 64 * 1024 - 1  # bufio.MaxScanTokenSize: docker refuses a longer line
 
 
@@ -82,13 +84,20 @@ class Rendered:
 
     ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
     the profile, the image, the effective non-secret variables, the command,
-    the env file's name, every file's name and secret flag, and the *bytes of
-    the non-secret files only*. It becomes a container label, which anyone who
+    the env file's name, every file's name and secret flag, the *bytes of the
+    non-secret files only*, and the backend version id of every secret the files
+    use (``secret_versions``). It becomes a container label, which anyone who
     can run ``docker inspect`` on the host reads; a hash over secret bytes
     would let such a reader test guesses of a password offline (everything
-    else in secrets.toml is known or guessable). The cost: a changed secret
-    value does not change the hash, so a secret rotation must redeploy
-    explicitly (``fab rotate-secrets``); a plan cannot detect it from the label.
+    else in secrets.toml is known or guessable), while a version id says only
+    *that* a value changed. So a secret changed in its backend changes the hash
+    and is a change a plan sees; a backend that keeps no versions (``env``)
+    gives None, and a change of its value is not seen.
+
+    ``secret_versions``: {secret name: version id or None} of the secrets the
+    files used (revealed through a filter), with ``variables`` (the service's
+    own, the role's defaults left out) what a container's labels record, so
+    that the very same inputs can be rendered again (nodeops.deploy).
     """
 
     role: str
@@ -97,6 +106,7 @@ class Rendered:
     command: tuple[str, ...]
     env_file: str | None
     config_hash: str
+    secret_versions: Mapping[str, str | None] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- filters
@@ -116,6 +126,9 @@ def _unwrap(value: Any, filt: str) -> tuple[str, str]:
         value._fail_with_undefined_error()
     if isinstance(value, Secret):
         text, label = value.reveal(), (f"secret {value.name!r}" if value.name else "a secret")
+        used = _USED.get()
+        if used is not None:
+            used[value.name] = value.version
     else:
         text = _scalar_text(value)
         label = f"value {text[:40]!r}" + ("..." if len(text) > 40 else "")
@@ -279,25 +292,33 @@ def render(
     }
     env = template_environment(role.template_dirs)
     files: dict[str, RenderedFile] = {}
+    used: dict[str, str | None] = {}
     for spec in profile.files.values():
         problem = None
+        token = _USED.set(used)
         with strict_rendering():
             try:
                 text = env.get_template(spec.template).render(context)
                 data = text.encode("utf-8")
             except Exception as err:  # noqa: BLE001 - every template failure becomes one line, below
                 problem = _describe(err, role, spec.template, secrets)
+            finally:
+                _USED.reset(token)
         if problem is not None:  # raised outside the handler: the original (with its frames) is dropped
             raise InvalidInput(problem)
         files[spec.name] = RenderedFile(spec.name, data, spec.secret)
     command = profile.argv(role.mount)
+    versions = dict(sorted(used.items()))
     return Rendered(
         role=role.name,
         profile=profile.name,
         files=MappingProxyType(files),
         command=command,
         env_file=profile.env_file,
-        config_hash=_config_hash(role, profile.name, service.image, variables, files, command, profile.env_file),
+        config_hash=_config_hash(
+            role, profile.name, service.image, variables, files, command, profile.env_file, versions
+        ),
+        secret_versions=MappingProxyType(versions),
     )
 
 
@@ -309,6 +330,7 @@ def _config_hash(
     files: Mapping[str, RenderedFile],
     command: tuple[str, ...],
     env_file: str | None,
+    secret_versions: Mapping[str, str | None],
 ) -> str:
     h = hashlib.sha256()
 
@@ -330,6 +352,8 @@ def _config_hash(
         put("secret" if f.secret else "data", b"" if f.secret else f.data)  # never the secret bytes
     put("command", "\0".join(command))
     put("env_file", env_file or "")
+    for name, version in secret_versions.items():  # sorted by name: an id says a value changed, never what it is
+        put("secret-version", f"{name}={version or ''}")
     return h.hexdigest()
 
 

@@ -13,6 +13,7 @@ back an old credential.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Sequence
 
 from nodeops.commands import node as cmd
@@ -62,8 +63,10 @@ def target_service(service: Service, record: dict, pinned: bool = True) -> Servi
     return dataclasses.replace(service, image=image, variables=dict(record.get("variables") or {}))
 
 
-def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter) -> dict:
-    """``current``: the service's preflight as the inventory has it (its secrets are today's, and reused)."""
+def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter,
+             stop: threading.Event | None = None) -> dict:  # fmt: skip
+    """``current``: the service's preflight as the inventory has it (its secrets are today's, and reused).
+    ``stop``: as deploy's (a safe point, then Interrupted)."""
     service = current.service
     history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
     active = [s.container for s in observe(ServiceDeploy(current, fleet, report)).values() if s.serving and s.container]
@@ -76,4 +79,6 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     if as_then.config_hash != record["config"]:
         report(service.name, "", "note: the role's templates changed since; the configuration is re-rendered "
                                  "from today's templates with the variables of then")  # fmt: skip
-    return ServiceDeploy(job, fleet, report).run(dry_run=False)
+    run = ServiceDeploy(job, fleet, report)
+    run.stop = stop or run.stop
+    return run.run(dry_run=False)

@@ -35,14 +35,15 @@ import abc
 import dataclasses
 import json
 import secrets as pysecrets
+import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
 
-from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, per_service
+from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
@@ -272,14 +273,16 @@ class Target(abc.ABC):
         if value_of(current_text, self.key, name) != self.current.reveal():
             raise OperationFailed(f"secret {name!r} changed since this run read it; run again")
         if st.state != "fresh":
-            self.pending = Secret(value_of(self.versions.read(st.pending), self.key, name), self.spec.secret)
+            self.pending = Secret(
+                value_of(self.versions.read(st.pending), self.key, name), self.spec.secret, st.pending
+            )
             what = "is current already: only its label is left" if st.state == "finishing" else "reused"
             self.say("createSecret", f"the pending version {st.pending[:8]} an interrupted run left {what}",
                      version=st.pending)  # fmt: skip
             return
         value = generate_password(pysecrets.SystemRandom(), self.user, symbols=UNRESERVED)
         version = self.versions.create(with_value(current_text, self.key, value, name))
-        self.pending, self.stages = Secret(value, self.spec.secret), Stages(st.current, version)
+        self.pending, self.stages = Secret(value, self.spec.secret, version), Stages(st.current, version)
         self.say("createSecret", f"new version {version[:8]} of {name} staged {PENDING}", version=version)
 
     def finish(self) -> None:
@@ -430,8 +433,13 @@ TARGETS: dict[str, type[Target]] = {"postgres-password": PostgresPassword, "chai
 
 def job_with(job: Job, values: Mapping[str, Secret]) -> Job:
     """``job`` with some secrets replaced (the pending values): files rendered again, in memory. Its
-    redactor is ``job``'s, which already masks the pending values."""
-    secrets = {**job.secrets, **values}
+    redactor is ``job``'s, which already masks the pending values. A secret read from the same backend
+    secret as a replaced one (another key of its JSON document) is now read from the new version too."""
+    refs = job.service.secrets
+    moved = {(refs[n].backend, refs[n].name): v.version for n, v in values.items()}
+    secrets = {n: Secret(s.reveal(), n, moved[(refs[n].backend, refs[n].name)])
+               if (refs[n].backend, refs[n].name) in moved else s for n, s in job.secrets.items()}  # fmt: skip
+    secrets.update(values)
     rendered = render(job.role, job.profile, job.service, secrets)
     return dataclasses.replace(job, rendered=rendered, secrets=secrets)
 
@@ -462,7 +470,9 @@ class ServiceRotation:
         run = self.deploy
         run.job = job
         desired = dataclasses.replace(self.desired, config_hash=job.rendered.config_hash)
-        plan = rotation_plan(job.service, run.states(), desired)
+        # The active was checked by the preflight (observe); it now runs another secret version than ``job``'s.
+        plan = dataclasses.replace(plan_service(job.service, run.states(), desired, force=True),
+                                   reason="forced rolling replace onto the new secret version")  # fmt: skip
         run.say("", f"roll: {plan.reason}; " + "; ".join(s.describe() for s in plan.steps), step="roll")
         self.touched = True
         run.execute(plan)
@@ -585,10 +595,16 @@ def prepare_rotations(inventory: Inventory, jobs: Sequence[Job], which: str | No
     return out
 
 
-def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], report: Reporter) -> list[dict]:
+def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], report: Reporter,
+           stop: threading.Event | None = None) -> list[dict]:  # fmt: skip
     """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
-    has ``error`` in its result; errors.raise_failures turns those into the run's."""
+    has ``error`` in its result; errors.raise_failures turns those into the run's. ``stop``: once set, no
+    further service starts (a rotation under way completes or is undone)."""
     clients: dict[str, Any] = {}  # one Secrets Manager client per backend
-    return [per_service(report, r.job.service.name,
-                        lambda r=r: ServiceRotation(inventory, r.job, fleet, report, clients).run(r.specs))
-            for r in rotations]  # fmt: skip
+
+    def one(r: Rotation) -> Callable[[], dict]:
+        if stop is not None and stop.is_set():
+            return not_started(r.job.service.name)
+        return lambda: ServiceRotation(inventory, r.job, fleet, report, clients).run(r.specs)
+
+    return [per_service(report, r.job.service.name, one(r)) for r in rotations]

@@ -81,16 +81,21 @@ class Secret:
     """A secret value. Printing it in any way shows a redaction; ``reveal()`` returns the value.
 
     ``name`` is a label for messages (the service's name for the secret, e.g.
-    ``db``); it is not secret. Equality and hashing go by value.
+    ``db``); it is not secret. ``version`` is the backend's id of the version the
+    value was read from (Secrets Manager's VersionId, a UUID), None where the
+    backend keeps no versions (``env``); it is not secret either, and it is how a
+    container's labels name the secrets it was started with. Equality and hashing
+    go by value.
     """
 
-    __slots__ = ("_value", "name")
+    __slots__ = ("_value", "name", "version")
 
-    def __init__(self, value: str, name: str = "") -> None:
+    def __init__(self, value: str, name: str = "", version: str | None = None) -> None:
         if not isinstance(value, str):
             raise TypeError(f"Secret value must be a str, not {type(value).__name__}")
         object.__setattr__(self, "_value", value)
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "version", version)
 
     def reveal(self) -> str:
         return self._value
@@ -143,12 +148,16 @@ class Secret:
 
 
 def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str] | None = None,
-            skip: Collection[str] = ()) -> dict[str, Secret]:  # fmt: skip
+            skip: Collection[str] = (),
+            versions: Mapping[str, str | None] | None = None) -> dict[str, Secret]:  # fmt: skip
     """Every secret reference of ``service`` but those named in ``skip``, read through its backend, as {name: Secret}.
 
-    One client per backend, one read per secret name (several keys of one JSON
-    secret cost one call). ``environ`` defaults to ``os.environ``; it is read
-    by the ``env`` backend and for the loopback rule of the AWS backend.
+    One client per backend, one read per secret name and version (several keys of
+    one JSON secret cost one call). ``environ`` defaults to ``os.environ``; it is
+    read by the ``env`` backend and for the loopback rule of the AWS backend.
+    ``versions``: {name: version id} to read instead of the current version (what
+    a container was started with, to start it again exactly); a name it leaves
+    out, or maps to None, is read at its current version.
     """
     env = os.environ if environ is None else environ
     file = str(inventory.source)
@@ -169,10 +178,10 @@ def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str
             def fail(problem: str, where: str = where) -> NoReturn:
                 raise InventoryError(file, where, problem)
 
-            value = reader.read(ref, fail)
+            value, version = reader.read(ref, fail, (versions or {}).get(name))
             if value == "":
                 fail(f"{reader.describe(ref)} is empty")
-            out[name] = Secret(value, name)
+            out[name] = Secret(value, name, version)
     return out
 
 
@@ -184,10 +193,10 @@ def read_reference(inventory: Inventory, ref: SecretRef, where: str, label: str)
         raise InventoryError(file, where, problem)
 
     reader = _reader(inventory.secret_backends[ref.backend], os.environ, file)
-    value = reader.read(ref, fail)
+    value, version = reader.read(ref, fail)
     if value == "":
         fail(f"{reader.describe(ref)} is empty")
-    return Secret(value, label)
+    return Secret(value, label, version)
 
 
 def _reader(backend: SecretBackend, environ: Mapping[str, str], file: str) -> _EnvReader | _AwsReader:
@@ -225,11 +234,14 @@ class _EnvReader:
     def describe(self, ref: SecretRef) -> str:
         return f"environment variable {env_variable_name(self.prefix, ref.name, ref.key)}"
 
-    def read(self, ref: SecretRef, fail: _Fail) -> str:
+    def read(self, ref: SecretRef, fail: _Fail, version: str | None = None) -> tuple[str, None]:
+        """(value, None): an environment keeps no versions, so ``version`` cannot be honoured and is refused."""
         var = env_variable_name(self.prefix, ref.name, ref.key)
+        if version is not None:
+            fail(f"version {version} was asked for, but secret backend {self.backend!r} (kind env) keeps no versions")
         if var not in self.environ:
             fail(f"environment variable {var} is not set (secret backend {self.backend!r}, kind env)")
-        return self.environ[var]
+        return self.environ[var], None
 
 
 def is_loopback_url(url: str | None) -> bool:
@@ -335,7 +347,7 @@ class _AwsReader:
         self.backend = backend
         self.file = file
         self.client: Any = None
-        self.cache: dict[str, str] = {}
+        self.cache: dict[tuple[str, str | None], tuple[str, str]] = {}  # (name, version asked) -> (text, version)
 
     def describe(self, ref: SecretRef) -> str:
         what = f"secret {ref.name!r}"
@@ -347,12 +359,14 @@ class _AwsReader:
     def _client(self) -> Any:
         return aws_client(self.backend, self.file)
 
-    def read(self, ref: SecretRef, fail: _Fail) -> str:
-        text = self.cache.get(ref.name)
-        if text is None:
-            text = self.cache[ref.name] = self._get(ref, fail)
+    def read(self, ref: SecretRef, fail: _Fail, version: str | None = None) -> tuple[str, str]:
+        """(value, version id) of ``ref``: at AWSCURRENT, or at ``version`` when given."""
+        found = self.cache.get((ref.name, version))
+        if found is None:
+            found = self.cache[(ref.name, version)] = self._get(ref, fail, version)
+        text, version = found
         if ref.key is None:
-            return text
+            return text, version
         try:
             doc = json.loads(text)
         except ValueError:
@@ -365,20 +379,22 @@ class _AwsReader:
         value = doc[ref.key]
         if not isinstance(value, str):
             fail(f"key {ref.key!r} of secret {ref.name!r} is a JSON {type(value).__name__}, not a string")
-        return value
+        return value, version
 
-    def _get(self, ref: SecretRef, fail: _Fail) -> str:
+    def _get(self, ref: SecretRef, fail: _Fail, version: str | None) -> tuple[str, str]:
         import botocore.exceptions
 
         if self.client is None:
             self.client = self._client()
         where = self._where()
         try:
-            response = self.client.get_secret_value(SecretId=ref.name, VersionStage="AWSCURRENT")
+            which = {"VersionId": version} if version else {"VersionStage": "AWSCURRENT"}
+            response = self.client.get_secret_value(SecretId=ref.name, **which)
         except botocore.exceptions.ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code == "ResourceNotFoundException":
-                fail(f"no secret {ref.name!r} with a version staged AWSCURRENT in {where}")
+                staged = f"version {version}" if version else "a version staged AWSCURRENT"
+                fail(f"no secret {ref.name!r} with {staged} in {where}")
             if code in ("InvalidRequestException", "InvalidParameterException"):
                 fail(f"secret {ref.name!r} cannot be read from {where}: {code} (deleted or scheduled for deletion?)")
             if code in (
@@ -403,7 +419,7 @@ class _AwsReader:
             ) from None
         if "SecretString" not in response:
             fail(f"secret {ref.name!r} holds binary data (SecretBinary), not a string")
-        return response["SecretString"]
+        return response["SecretString"], response["VersionId"]
 
 
 def _has_ambient_credentials(core: Any) -> bool:

@@ -29,6 +29,8 @@ SERVICES_HELP = {
     "service": "comma-separated services (default: every service)",
     "json": "one JSON object per event (the default when stdout is not a terminal)",
 }
+INEXACT_HELP = ("replace containers whose own inputs cannot be rendered again (started by hand or by an older "
+                "nodeops): a failure then restarts them on this run's inputs")  # fmt: skip
 
 
 def cli(body):

@@ -8,21 +8,27 @@ from nodeops.deploy import Reporter, prepare
 from nodeops.deploy import deploy as deploy_services
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+from tasks._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
 
 
 @task(
-    help={**SERVICES_HELP, "dry_run": "render, resolve secrets, observe the nodes and print the plan; change nothing"}
+    help={
+        **SERVICES_HELP,
+        "dry_run": "render, resolve secrets, observe the nodes and print the plan; change nothing",
+        "allow_inexact_restore": INEXACT_HELP,
+    }  # fmt: skip
 )
 @cli
-def deploy(c, env=None, inventory=None, service=None, dry_run=False, json_=False):
+def deploy(c, env=None, inventory=None, service=None, dry_run=False, allow_inexact_restore=False, json_=False):
     """Bring each service pair to its inventory state: standby first, a planned handover, verified, no secret left."""
     inv = load(env, inventory)
-    jobs = prepare(inv, services_of(inv, service))  # every role, secret and file, before any host is contacted
+    names = services_of(inv, service)
+    jobs = prepare(inv, names)  # every role, secret and file, before any host is contacted
     report = Reporter(json_ or not is_interactive())
-    names = [job.service.name for job in jobs]
-    with Operation(inv, "deploy", names, report, lock=not dry_run) as op:  # a dry run changes nothing: no lock
-        results = op.results = deploy_services(op.fleet, jobs, report, dry_run=dry_run)
+    with Operation(inv, "deploy", [job.service.name for job in jobs], report, lock=not dry_run) as op:
+        jobs = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
+        results = op.results = deploy_services(op.fleet, jobs, report, dry_run=dry_run, stop=op.stop,
+                                               inexact_ok=allow_inexact_restore)  # fmt: skip
         raise_failures(results)
     changed = [r["service"] for r in results if r.get("changed")]
     if dry_run:

@@ -8,7 +8,7 @@ from nodeops.deploy import Reporter, prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 from nodeops.promote import promote
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+from tasks._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
 
 
 @task(
@@ -17,16 +17,21 @@ from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
         **SERVICES_HELP,
         "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby",
         "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
+        "allow_inexact_restore": INEXACT_HELP,
     },
 )
 @cli
-def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, force=False, json_=False):
+def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, force=False,
+                    allow_inexact_restore=False, json_=False):  # fmt: skip
     """Make the standby the active: graceful stop, takeover, measured outage; the old active becomes the standby."""
     inv = load(env, inventory)
-    jobs = prepare(inv, services_of(inv, service))  # the files a restarted node needs, before any host
+    names = services_of(inv, service)
+    jobs = prepare(inv, names)  # the files a restarted node needs, before any host
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "promote-standby", [job.service.name for job in jobs], report, {"force": force}) as op:
-        results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force)
+        jobs = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
+        results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force, stop=op.stop,
+                                       inexact_ok=allow_inexact_restore)  # fmt: skip
         for result in results:
             if "error" not in result:
                 report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s")

@@ -24,4 +24,5 @@ def rollback(c, env=None, inventory=None, service=None, to=None, json_=False):
     [job] = prepare(inv, names)  # the role, secrets and files, before the lock and any host
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "rollback", names, report, {"to": to}) as op:
-        op.results = [roll_back(op.fleet, inv, job, to, report)]
+        [job] = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
+        op.results = [roll_back(op.fleet, inv, job, to, report, op.stop)]

@@ -25,7 +25,9 @@ def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_
     rotations = prepare_rotations(inv, jobs, secret)  # refused (keystore), unknown or unrotatable: exit 2 here
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "rotate-secrets", [r.job.service.name for r in rotations], report, {"secret": secret}) as op:
-        results = op.results = rotate(inv, op.fleet, rotations, report)
+        # again under the lock: what another run changed meanwhile is read as it is now
+        rotations = prepare_rotations(inv, prepare(inv, names, admin=admin), secret)
+        results = op.results = rotate(inv, op.fleet, rotations, report, stop=op.stop)
         raise_failures(results)
     for r in results:
         outage = "" if r["outage_seconds"] is None else f"; outage {r['outage_seconds']:.2f}s"
