@@ -505,12 +505,20 @@ class ServiceDeploy:
         """
         self.keep_restorable([old.name, new.name] if restore_standby else [old.name])
         with OutageProbe(self.service_answers) as probe:
-            self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+            try:
+                self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+            except OperationFailed as exc:  # e.g. the active's host cut off: whoever holds the lease serves
+                raise self.confirm(
+                    f"{exc}; stopping the active {old.name} failed, the handover did not go on"
+                ) from None
             try:
                 self.await_serving(new, timeout=SERVE_TIMEOUT)
             except OperationFailed as exc:
                 raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby)) from None
-            self.await_service()  # through the load balancer too
+            try:
+                self.await_service()  # through the load balancer too
+            except OperationFailed as exc:
+                raise self.confirm(str(exc)) from None
             time.sleep(0.2)  # a good sample after the gap
         stopped = self.inspect(old.name)
         code = None if stopped is None else stopped.exit_code
@@ -534,7 +542,15 @@ class ServiceDeploy:
         except OperationFailed as exc:
             self.shred(old.name, job.all_files)
             why = f"{why}; starting the old active {old.name} again failed too: {exc}"
-        return self.rollback(new.name, why) if restore_standby else why
+        return self.restore(new.name, why) if restore_standby else why
+
+    def restore(self, node: str, why: str) -> str:
+        """rollback(), whose own failure (the node unreachable, say) is said in the message rather than raised:
+        what serves is confirmed after it either way."""
+        try:
+            return self.rollback(node, why)
+        except OperationFailed as exc:
+            return f"{why}; putting {node}'s previous container back failed too: {exc}"
 
     def execute(self, plan: ServicePlan) -> None:
         """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
@@ -564,7 +580,7 @@ class ServiceDeploy:
                     self.say(step.node, "waiting for the lease")
                     self.shred(step.node, self.job.files_read("start"))
             except OperationFailed as exc:
-                raise self.confirm(self.rollback(step.node, str(exc))) from None
+                raise self.confirm(self.restore(step.node, str(exc))) from None
         if self.stop.is_set():
             raise Interrupted(f"{self.service.name}: the change was complete when the stop came; {self.standing()}")
 
