@@ -41,7 +41,16 @@ from urllib.parse import quote
 from nodeops.commands import node as cmd
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.plan import Container, Desired, NodeState, ServicePlan, parse_inspect, plan_service, secret_changes
+from nodeops.plan import (
+    Container,
+    Desired,
+    NodeState,
+    ServicePlan,
+    lease_moves,
+    parse_inspect,
+    plan_service,
+    secret_changes,
+)
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
 from nodeops.roles import Role, profile_name, role_for
@@ -584,6 +593,19 @@ class ServiceDeploy:
         if self.stop.is_set():
             raise Interrupted(f"{self.service.name}: the change was complete when the stop came; {self.standing()}")
 
+    def refuse_lease_move(self) -> None:
+        """Unsafe (exit 4), before anything changed, when the change moves the lease elsewhere (plan.lease_moves)."""
+        lease = self.job.role.lease
+        if lease is None:
+            return
+        wanted = self.job.variables
+        for node, job in self.ran_on.items():
+            moves = lease_moves((lease.host, lease.port, lease.database), job.variables, wanted)
+            if moves:
+                raise Unsafe(f"{self.service.name} {node}: the change moves the lease ({', '.join(moves)}): a rolling "
+                             "replace would leave an active in each database; stop both nodes' containers "
+                             f"(docker stop {self.name}), then deploy")  # fmt: skip
+
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry)."""
         parts = []
@@ -627,6 +649,8 @@ class ServiceDeploy:
         for line in moved:
             self.say("", line, secret_version_moved=True)
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
+        self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
+        self.refuse_lease_move()
         if dry_run:
             return {"service": self.service.name, "changed": plan.changes, "planned": steps, "secrets_moved": moved}
         try:

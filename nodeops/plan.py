@@ -81,6 +81,14 @@ def secret_changes(states: Iterable[NodeState], versions: Mapping[str, str | Non
     return lines
 
 
+def lease_moves(lease_vars: Iterable[str], running: Mapping[str, object], wanted: Mapping[str, object]) -> list[str]:
+    """The variables locating the pair's lease (``lease_vars``: host, port, database names) whose value differs
+    between what a node runs (``running``) and what the change wants: ``DATABASE_NAME cl1 -> cl1r``. A rolling
+    replace cannot cross such a change: the new standby would find the other database's lease free and serve
+    beside the active (two actives)."""
+    return [f"{v} {running.get(v)} -> {wanted.get(v)}" for v in lease_vars if running.get(v) != wanted.get(v)]
+
+
 @dataclass(frozen=True)
 class Desired:
     image: str

@@ -80,11 +80,14 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
     c = standby.container
     if c is None or not c.running:
         raise Unsafe(f"{refuse} has no running container (fab deploy replaces it)")
-    version, config = cmd.image_tag(service.image), job.rendered.config_hash
-    if (c.label("version"), c.label("config")) != (version, config):
+    # A promotion changes who is active, nothing else: the standby must run what the active runs (whatever the
+    # inventory says now: a pair not yet deployed onto a change, or a secret moved in its backend, still fails over).
+    a = seen[active.name].container
+    ran = (a.label("version"), a.label("config")) if a else (cmd.image_tag(service.image), job.rendered.config_hash)
+    if (c.label("version"), c.label("config")) != ran:
         raise Unsafe(
-            f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not the inventory's "
-            f"{version} / {config[:12]} (fab deploy brings it up to date)"
+            f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not what the active runs: "
+            f"{ran[0]} / {str(ran[1])[:12]} (fab deploy brings both to the inventory's)"
         )
     if not run.waiting_logged(standby.node.name):
         raise Unsafe(f"{refuse} is not waiting for the database lease")

@@ -1,0 +1,312 @@
+"""A failed change never leaves a pair worse than it found it (issue 13), on a lab of its own.
+
+Every node restarted as "the previous" runs on exactly the inputs it ran on (image, variables, secret
+versions, recorded in its labels); a secret moved in its backend is a change; secrets are read under the
+lock; Ctrl-C and SIGTERM stop at a safe point; and the fault matrix: each step of a rolling deploy crossed
+with each fault, the invariant checked after every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import termios
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from nodeops.deploy import job_for, restore_job
+from nodeops.inventory import load_inventory
+from nodeops.plan import parse_inspect
+from nodeops.remote import Fleet, execute
+from tests.conftest import FAB, ROOT, fab
+from tests.lab.conftest import inventory_variant, own_lab
+from tests.lab.probe import PairProbe, events, events_of, lb_answers, serving_nodes, status, superuser_sql, wait_for
+
+NAME, CIDR = "rst", "10.236.0.0/16"
+SERVICE = "cl1"
+
+
+@pytest.fixture(scope="module")
+def rst(root):
+    with own_lab(NAME, CIDR, deployed=True) as lab:
+        yield lab
+
+
+def variant(lab, tmp: Path, edit) -> Path:
+    """The lab's inventory with ``edit`` applied, as a file in ``tmp`` (same environment, so the same lock)."""
+    return inventory_variant(lab.inventory_file, tmp / "inventory.yaml", edit)
+
+
+def set_variable(**values):
+    return lambda d: d["services"][SERVICE]["variables"].update(values)
+
+
+def containers(lab) -> dict:
+    """Each node's container of SERVICE as `docker inspect` sees it (None when there is none)."""
+    inv = load_inventory(lab.inventory_file)
+    with Fleet(inv) as fleet:
+        out = fleet.run(inv.services[SERVICE].nodes, f"docker container inspect nodeops-{SERVICE}")
+        return {o.node.name: parse_inspect(o.value.stdout) if o.ok and o.value.exit_code == 0 else None for o in out}
+
+
+def inputs(lab) -> dict[str, tuple]:
+    """What each node's container says it was started from: (version, config, variables, secret versions)."""
+    return {node: c and tuple(c.label(k) for k in ("version", "config", "variables", "secrets"))
+            for node, c in containers(lab).items()}  # fmt: skip
+
+
+def a_change(lab):
+    """An inventory edit that changes the pair's configuration and nothing else: LOG_LEVEL debug <-> info, away from
+    what the active runs (not warn or error: the standby's "waiting for lease" line is an info line)."""
+    running = [json.loads(c.label("variables")) for c in containers(lab).values() if c and c.running]
+    level = "info" if any(v.get("LOG_LEVEL") == "debug" for v in running) else "debug"
+    return set_variable(LOG_LEVEL=level)
+
+
+def secrets_manager(lab):
+    endpoint = load_inventory(lab.inventory_file).secret_backends["aws"].endpoint_url
+    return boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+
+
+def put_key(lab, secret: str, key: str, change) -> str:
+    """A new AWSCURRENT version of ``secret`` with ``key`` changed by ``change``; returns its version id."""
+    sm = secrets_manager(lab)
+    doc = json.loads(sm.get_secret_value(SecretId=secret, VersionStage="AWSCURRENT")["SecretString"])
+    doc[key] = change(doc[key])
+    return sm.put_secret_value(SecretId=secret, SecretString=json.dumps(doc))["VersionId"]
+
+
+def assert_whole(lab, watch: float = 2.0) -> str:
+    """The invariant after a run: exactly one node serves, directly and through the load balancer, at every 100 ms
+    sample for ``watch`` seconds; each node's container runs on the inputs its labels name (they render again to
+    its config label, and the active's own config digest is that of those inputs). Returns the active."""
+    wait_for(lambda: len(serving_nodes(lab, SERVICE)) == 1 and lb_answers(lab, SERVICE), "one node serving", 30)
+    with PairProbe(lab.inventory_file, SERVICE) as probe:
+        time.sleep(watch)
+    bad = [(round(t - probe.samples[0][0], 1), nodes, lb) for t, nodes, lb in probe.samples
+           if sum(nodes) != 1 or lb is None]  # fmt: skip
+    assert not bad, f"samples without exactly one node serving: {bad[:10]}\n{probe.explain()}"
+    inv = load_inventory(lab.inventory_file)
+    service = inv.services[SERVICE]
+    current = job_for(inv, service)
+    (active,) = serving_nodes(lab, SERVICE)
+    for node, c in containers(lab).items():
+        if c is None or not c.running:
+            continue
+        job = restore_job(inv, current, node, c)  # raises when the labels do not render to the config label
+        if node == active:
+            with Fleet(inv) as fleet:
+                host = next(n.host for n in service.nodes if n.name == node)
+                meta = json.loads(fleet.http_get(host, 6688, "/health")[1])["meta"]
+            digest = hashlib.sha256(job.rendered.files["config.toml"].data).hexdigest()
+            assert meta["config_sha256"] == digest, (node, "serves another config.toml than its labels name")
+    return active
+
+
+# ---------------------------------------------------------------- issue 13, item 1
+
+
+def test_a_change_that_moves_the_lease_is_refused_before_anything_changes(rst, tmp_path):
+    """The change points the pair at another database owned by the same role. Rolled, the new standby finds that
+    database's lease free and serves beside the active; today's main then restarted the old containers on the new
+    render, and both nodes held a lease, each in its own database (status: unsafe). Refused now, dry run too."""
+    assert_whole(rst)
+    superuser_sql(rst, f"DROP DATABASE IF EXISTS {SERVICE}r; CREATE DATABASE {SERVICE}r OWNER {SERVICE};")
+    before = inputs(rst)
+    target = str(variant(rst, tmp_path, set_variable(DATABASE_NAME=f"{SERVICE}r")))
+    with PairProbe(rst.inventory_file, SERVICE) as probe:
+        dry = fab("deploy", "--inventory", target, "--service", SERVICE, "--dry-run")
+        res = fab("deploy", "--inventory", target, "--service", SERVICE)
+    for run in (dry, res):
+        out = run.stdout + run.stderr
+        assert run.returncode == 4, out
+        assert f"the change moves the lease (DATABASE_NAME {SERVICE} -> {SERVICE}r)" in out, out
+    assert not probe.both and not probe.gaps, probe.explain()
+    assert inputs(rst) == before
+    assert status(NAME, "--service", SERVICE)[SERVICE]["state"] == "healthy"
+    assert_whole(rst)
+
+
+# ---------------------------------------------------------------- issue 13, item 2
+
+
+def test_a_secret_moved_in_its_backend_is_a_change_and_never_restarts_a_node_on_it(rst):
+    """A console saved the keystore password with a trailing newline: the node cannot decrypt its keys with it.
+    deploy names the moved version and rolls for it; the new standby fails at the handover and both nodes go back
+    to the version they ran; promote-standby (twice) restarts the old active on its own version, not the new one."""
+    before = inputs(rst)
+    moved = put_key(rst, f"{SERVICE}/WalletSecret", "password", lambda v: v + "\n")
+    dry = fab("deploy", "--env", NAME, "--service", SERVICE, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    named = [e["message"] for e in events(dry) if e.get("secret_version_moved")]
+    assert named and all(m.startswith("secret keystore: version ") and m.endswith(moved[:8]) for m in named), named
+    assert "would change" in dry.stdout and inputs(rst) == before
+    res = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1 and "could not decrypt key" in out, out
+    assert inputs(rst) == before
+    assert_whole(rst)
+    for _ in range(2):
+        promoted = fab("promote-standby", "--env", NAME, "--service", SERVICE)
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        assert inputs(rst) == before
+        assert_whole(rst)
+    put_key(rst, f"{SERVICE}/WalletSecret", "password", lambda v: v[:-1])  # the operator mends it: a new version
+    mended = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+    assert mended.returncode == 0, mended.stdout + mended.stderr
+    after = inputs(rst)
+    assert {a[1] for a in after.values()} != {b[1] for b in before.values()}  # the config hash covers the version
+    assert_whole(rst)
+
+
+# ---------------------------------------------------------------- issue 13, item 3
+
+
+@contextlib.contextmanager
+def lock_table_held(lab):
+    """Hold the bastion's lock table (acquire.flock) as another run taking its lock would, until the block ends:
+    a run that wants the lock waits there (at most 30 s), after its preflight."""
+    inv = load_inventory(lab.inventory_file)
+    d = f"/root/.nodeops/{inv.environment}"
+    go = f"{d}/go-{os.getpid()}"
+    hold = (f"mkdir -p {d} && exec flock {d}/acquire.flock sh -c "
+            f"'i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; rm -f {go}'")  # fmt: skip
+    with Fleet(inv) as fleet:
+        holder = threading.Thread(target=execute, args=(fleet.bastion(), hold), daemon=True)
+        holder.start()
+        wait_for(lambda: execute(fleet.bastion(), f"flock -n {d}/acquire.flock true").exit_code != 0,
+                 "the lock table to be held")  # fmt: skip
+        try:
+            yield lambda: execute(fleet.bastion(), f"ls {d}/runs/ 2>/dev/null").stdout.split()
+        finally:
+            execute(fleet.bastion(), f"touch {go}")
+            holder.join(timeout=30)
+
+
+def test_secrets_are_read_again_under_the_lock(rst):
+    """A deploy that read its secrets, then waited for the lock while another run changed one, deploys the version
+    that is current once it holds the lock (today's main deployed the one it read before)."""
+    assert_whole(rst)
+    with lock_table_held(rst) as runs:
+        proc = events_of(["deploy", "--env", NAME, "--service", SERVICE, "--json"])
+        try:
+            wait_for(lambda: any(r.endswith(".flock") for r in runs()), "the deploy to wait for the lock", 60)
+            version = put_key(rst, f"{SERVICE}/ApiSecret", "password", lambda v: v[::-1])
+        except BaseException:
+            proc.kill()
+            raise
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    for node, (_, _, _, secrets) in inputs(rst).items():
+        assert json.loads(secrets)["api_password"] == version, (node, secrets)
+    assert_whole(rst)
+
+
+# ---------------------------------------------------------------- issue 13, item 8
+
+
+def on_terminal(args: list[str]) -> tuple[int, int]:
+    """`fab ARGS` on a new pseudo-terminal (as a person runs it); returns (pid, the terminal's master fd)."""
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # its own session, the terminal its controlling one: Ctrl-C reaches it
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen([str(FAB), *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=controlling_terminal, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    os.close(slave)
+    return proc, master
+
+
+def read_until(master: int, seen: list[str], marker: str, timeout: float = 120) -> None:
+    """Read the terminal until a line matches the regular expression ``marker``."""
+    deadline = time.monotonic() + timeout
+    while not re.search(marker, "".join(seen), re.M):
+        assert time.monotonic() < deadline, f"no {marker!r} in {''.join(seen)[-2000:]}"
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                seen.append(os.read(master, 65536).decode(errors="replace"))
+            except OSError:  # the child closed the terminal
+                return
+
+
+def drain(master: int, seen: list[str], proc) -> None:
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen.append(chunk.decode(errors="replace"))
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=120)
+    os.close(master)
+
+
+def last_audit_end() -> dict:
+    res = fab("audit", "--env", NAME, "--json")
+    assert res.returncode == 0, res.stderr
+    return [e for e in events(res) if e.get("event") == "end"][-1]
+
+
+def test_ctrl_c_during_the_handover_finishes_it_then_exits_130(rst, tmp_path):
+    """Ctrl-C on the terminal during the handover: the handover goes on until the old active is the standby
+    again; a second Ctrl-C is refused with a note; exit 130; one node serves; the audit entry says what runs."""
+    assert_whole(rst)
+    target = variant(rst, tmp_path, a_change(rst))
+    proc, master = on_terminal(["deploy", "--inventory", str(target), "--service", SERVICE])
+    seen: list[str] = []
+    read_until(master, seen, r"^\s*[\d.]+s\s+\S+\s+\S+\s+hand over from")  # the step, not the plan's line
+    os.write(master, b"\x03")  # Ctrl-C, as the terminal sends it: SIGINT to the foreground group
+    read_until(master, seen, "stopping at the next safe point")
+    os.write(master, b"\x03")
+    read_until(master, seen, "already stopping at a safe point")
+    drain(master, seen, proc)
+    out = "".join(seen)
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out
+    assert "the change was complete when the stop came" in out and "now: " in out, out[-3000:]
+    active = assert_whole(rst)
+    end = last_audit_end()
+    assert end["exit_code"] == 130 and "now: " in end["error"] and f"{active} serves" in end["error"], end
+
+
+def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_path):
+    """A CI runner cancels with SIGTERM: stopped before the handover, the new standby waiting, the active as it
+    was; exit 130."""
+    assert_whole(rst)
+    before = inputs(rst)
+    (active,) = serving_nodes(rst, SERVICE)
+    target = variant(rst, tmp_path, a_change(rst))
+    proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
+    while line := proc.stdout.readline():  # readline, not iteration: communicate() must see what is left
+        if line.startswith("{") and json.loads(line).get("message") == "waiting for the lease":
+            proc.send_signal(signal.SIGTERM)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out + err
+    assert "stopped before `hand over from" in err, err
+    after = inputs(rst)
+    assert after[active] == before[active] and after[active] != after[next(n for n in after if n != active)]
+    assert serving_nodes(rst, SERVICE) == [active]
+    assert_whole(rst)
+    assert fab("deploy", "--inventory", str(target), "--service", SERVICE).returncode == 0  # the rest, later
