@@ -32,7 +32,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -40,7 +40,7 @@ from urllib.parse import quote
 from nodeops.commands import node as cmd
 from nodeops.errors import NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.plan import Container, Desired, NodeState, ServicePlan, parse_inspect, plan_service
+from nodeops.plan import Container, Desired, NodeState, ServicePlan, failing_checks, parse_inspect, plan_service
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
 from nodeops.roles import Role, profile_name, role_for
@@ -50,6 +50,7 @@ SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
 WAIT_TIMEOUT = 60.0
 LB_TIMEOUT = 15.0
 STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
+UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
 POLL = 0.2
 
 
@@ -209,7 +210,7 @@ class ServiceDeploy:
         self.name = cmd.container_name(job.service.name)
         self.conns: dict[str, PinnedConnection] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
-        self.answers: dict[str, bytes] = {}  # node name -> body of its latest 200 health reply
+        self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
         self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
 
     # -- plumbing ----------------------------------------------------------------
@@ -230,14 +231,19 @@ class ServiceDeploy:
         return parse_inspect(res.stdout) if res.exit_code == 0 else None
 
     def serving(self, node: Node) -> bool:
-        """Does ``node`` answer its health path with 200? The body is kept in ``answers`` (fab check reads who
-        answered from the very reply that made it the active)."""
+        """Does ``node`` answer its health path with 200?"""
+        return self.health(node)[0]
+
+    def health(self, node: Node) -> tuple[bool, tuple[str, ...]]:
+        """``node``'s reply to its health path: (200, the checks it says fail: plan.failing_checks). Non-empty
+        failing checks: it answers, so it holds the lease, unhealthy. The body of any reply is kept in ``answers``
+        (fab check reads who answered from the very reply that made it the active)."""
         reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
-        if reply is None or reply[0] != 200:
+        if reply is None:
             self.answers.pop(node.name, None)
-            return False
+            return False, ()
         self.answers[node.name] = reply[1]
-        return True
+        return reply[0] == 200, failing_checks(reply)
 
     def connect_all(self) -> None:
         """Every node of the service, or the run stops here, before anything changed."""
@@ -267,7 +273,7 @@ class ServiceDeploy:
 
     def states(self) -> dict[str, NodeState]:
         """Each node's container and whether it serves (once observe() has connected)."""
-        return {n.name: NodeState(n, self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
+        return {n.name: NodeState(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
     def run_spec(self) -> cmd.RunSpec:
@@ -332,9 +338,25 @@ class ServiceDeploy:
             return self.shred(name, self.job.all_files)  # it serves (all read), or it is down
         self.shred(name, self.job.files_read("start"))
 
-    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT) -> float:
-        started = time.monotonic()
-        while not self.serving(node):
+    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
+        """Seconds until ``node`` answers 200; OperationFailed if its container stops or ``timeout`` passes.
+
+        A node that answers unhealthy (it took the lease) for UNHEALTHY_GRACE seconds is accepted if every
+        check it fails is in ``accept`` (those the active it replaces failed: the pair is no worse than
+        before), and fails the wait at once otherwise."""
+        started, sick_since = time.monotonic(), None
+        while not (found := self.health(node))[0]:
+            sick_since = (sick_since or time.monotonic()) if found[1] else None
+            if sick_since is not None and time.monotonic() - sick_since >= UNHEALTHY_GRACE:
+                failing = ", ".join(found[1])
+                if set(found[1]) <= set(accept):
+                    self.say(node.name, f"holds the lease, unhealthy as the active it replaced (failing: {failing})",
+                             failing=list(found[1]))  # fmt: skip
+                    break
+                raise OperationFailed(
+                    f"{self.service.name} {node.name}: holds the lease but answers unhealthy after "
+                    f"{UNHEALTHY_GRACE:g}s (failing: {failing}); {self.last_log(node.name)}"
+                )
             c = self.inspect(node.name)
             if c is None or not c.running or time.monotonic() - started > timeout:
                 state = f"container {c.status} (exit {c.exit_code})" if c else "no container"
@@ -351,7 +373,7 @@ class ServiceDeploy:
         started, stable_since = time.monotonic(), None
         while True:
             c = self.inspect(node.name)
-            serving = self.serving(node)
+            serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
             if c is None or not c.running or serving or time.monotonic() - started > WAIT_TIMEOUT:
                 what = "serves: two actives?" if serving else (f"container {c.status}" if c else "no container")
                 raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
@@ -398,18 +420,20 @@ class ServiceDeploy:
         the service ends up served either way (and, in a deploy, the new
         standby goes back to its previous container).
         """
+        before = self.health(old)[1]  # an unhealthy active: its successor may fail the same checks, no others
         with OutageProbe(self.service_answers) as probe:
             self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
             try:
-                self.await_serving(new, timeout=SERVE_TIMEOUT)
+                self.await_serving(new, timeout=SERVE_TIMEOUT, accept=before)
             except OperationFailed as exc:
                 self.upload(old.name)
                 self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
-                self.await_serving(old)
+                self.await_serving(old, accept=before)
                 self.shred(old.name, self.job.all_files)
                 why = f"{exc}; the old active {old.name} was started again and serves"
                 raise OperationFailed(self.rollback(new.name, why) if restore_standby else why) from None
-            self.await_service()  # through the load balancer too
+            if not before or self.serving(new):
+                self.await_service()  # through the load balancer too (which answers 503 while the active does)
             time.sleep(0.2)  # a good sample after the gap
         stopped = self.inspect(old.name)
         code = None if stopped is None else stopped.exit_code
@@ -443,17 +467,22 @@ class ServiceDeploy:
                     raise OperationFailed(self.rollback(step.node, str(exc))) from None
 
     # -- verify ------------------------------------------------------------------
-    def verify(self) -> dict:
-        """The end state, checked: returns who is active, for the report."""
-        states = {n.name: (self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
-        active = [name for name, (_, serving) in states.items() if serving]
+    def verify(self, tolerated: Collection[str] = ()) -> dict:
+        """The end state, checked: returns who is active, for the report. ``tolerated``: the checks the active
+        failed before the run; an active that ends failing only those is reported, any other failure fails."""
+        states = {n.name: (self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
+        active = [name for name, (_, serving, failing) in states.items() if serving or failing]
         if len(active) != 1:
             raise OperationFailed(f"{self.service.name}: after deploy {len(active)} nodes serve, expected one")
+        failing = states[active[0]][2]
+        if failing and not set(failing) <= set(tolerated):
+            raise OperationFailed(f"{self.service.name}: after deploy the active {active[0]} answers unhealthy "
+                                  f"(failing: {', '.join(failing)})")  # fmt: skip
         keep_after = set(self.job.files_read("lease"))
-        for name, (container, serving) in states.items():
+        for name, (container, serving, failing) in states.items():
             if container is None or not container.running:
                 raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
-            allowed = set() if serving else keep_after
+            allowed = set() if serving or failing else keep_after
             if self.service.secret_files == "shred":
                 left = self.x(name, cmd.list_files(self.service.name)).stdout.split("\n")
                 extra = {line.split()[0] for line in left if line.strip()} - allowed
@@ -462,6 +491,10 @@ class ServiceDeploy:
             exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
             if self.job.profile != "v1" and self.job.redact.leaks(exposed):
                 raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
+        if failing:
+            self.say(active[0], f"active, UNHEALTHY as before this run (failing: {', '.join(failing)})",
+                     failing=list(failing))  # fmt: skip
+            return {"active": active[0], "failing": list(failing)}
         if self.service.load_balancer:
             self.await_service()
         return {"active": active[0]}
@@ -475,7 +508,7 @@ class ServiceDeploy:
         if dry_run:
             return {"service": self.service.name, "changed": plan.changes, "planned": steps}
         self.execute(plan)
-        result = self.verify()
+        result = self.verify(tolerated=[name for s in states.values() for name in s.failing])
         self.drop_previous()
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
         return {"service": self.service.name, "changed": plan.changes, **result, **self.ran()}

@@ -41,8 +41,11 @@ def test_health_shape_version_and_config_hash(db, sims, client_for):
 
 
 def failing_checks(body):
-    return {c["attributes"]["name"]: c["attributes"]["output"] for c in body["data"]
-            if c["attributes"]["status"] == "failing"}
+    return {
+        c["attributes"]["name"]: c["attributes"]["output"]
+        for c in body["data"]
+        if c["attributes"]["status"] == "failing"
+    }
 
 
 def test_health_503_while_the_chain_rpc_does_not_answer_and_the_lease_is_kept(db, sims):
