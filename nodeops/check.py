@@ -155,14 +155,18 @@ def app_id(body: bytes) -> str | None:
     return str(found) if found else None
 
 
-def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply) -> Verdict:
-    """``serving``: the nodes that answer 200 on ``path``, with their replies' bodies; ``lb``: the
+def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply,
+                 failing: tuple[str, ...] = ()) -> Verdict:  # fmt: skip
+    """``serving``: the nodes that answer on ``path`` (200 or not: each holds the lease), with their replies'
+    bodies; ``failing``: the checks the one that answers says fail (() when it answers 200); ``lb``: the
     load balancer's reply to ``lb_url`` (None: no answer)."""
     if not serving:
         return "fail", f"no node serves {path}"
     if len(serving) > 1:
         return "fail", f"{len(serving)} nodes serve {path} ({', '.join(sorted(serving))}): expected exactly one"
     (node, body), = serving.items()  # fmt: skip
+    if failing:
+        return "fail", f"{node} holds the lease but answers {path} unhealthy (failing: {', '.join(failing)})"
     if lb_url is None:
         return "pass", f"{node} serves {path} (no load balancer in the inventory)"
     if lb is None:
@@ -178,7 +182,8 @@ def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb
 
 
 def check_lease(lease: Mapping | None, active: str | None, active_id: str | None) -> Verdict:
-    """``lease``: nodeops.status.lease_status; ``active``: the one node that serves (None: not exactly one)."""
+    """``lease``: nodeops.status.lease_status; ``active``: the one node that answers, healthy or not (None: not
+    exactly one)."""
     if lease is None:
         return "unknown", "the role keeps no lease"
     if "error" in lease:
@@ -195,7 +200,7 @@ def check_lease(lease: Mapping | None, active: str | None, active_id: str | None
 
 
 def check_standby(s: Seen) -> Verdict:
-    """A node other than the active: its container runs and does not serve (it waits for the lease)."""
+    """A node other than the active: its container runs and answers nothing (it waits for the lease)."""
     role = node_role(s)
     if role == "standby":
         return "pass", "running, not serving: waits for the lease"
@@ -334,9 +339,10 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     service, role, policy = job.service, job.role, job.service.check
     run = ServiceDeploy(job, fleet, Reporter.silent())
     seen = observe(run)
-    serving = {name: run.answers[name] for name, s in seen.items() if s.serving}  # no second GET: the same replies
+    serving = {name: run.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
     lb = load_balancer_reply(service.load_balancer) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
+    failing = seen[active].failing if active else ()
     now = datetime.datetime.now(datetime.UTC)
     try:
         ages = secret_ages(inventory, service, now)
@@ -345,7 +351,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
     lease = check_lease(lease_status(fleet, job), active, app_id(serving[active]) if active else None)
     findings = [
-        finding(service.name, "", "active", check_active(serving, role.health, service.load_balancer, lb)),
+        finding(service.name, "", "active", check_active(serving, role.health, service.load_balancer, lb, failing)),
         finding(service.name, "", "lease", lease),
         finding(service.name, "", "secret-age", secrets),
     ]

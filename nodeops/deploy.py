@@ -33,7 +33,7 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -46,6 +46,7 @@ from nodeops.plan import (
     Desired,
     NodeState,
     ServicePlan,
+    failing_checks,
     lease_moves,
     parse_inspect,
     plan_service,
@@ -60,6 +61,7 @@ SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
 WAIT_TIMEOUT = 60.0
 LB_TIMEOUT = 15.0
 STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
+UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
 POLL = 0.2
 
 
@@ -266,7 +268,7 @@ class ServiceDeploy:
         self.name = cmd.container_name(job.service.name)
         self.conns: dict[str, PinnedConnection] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
-        self.answers: dict[str, bytes] = {}  # node name -> body of its latest 200 health reply
+        self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
         self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
         self.stop = threading.Event()  # set from outside (Ctrl-C, SIGTERM): execute() stops at its next safe point
         self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
@@ -292,14 +294,19 @@ class ServiceDeploy:
         return parse_inspect(res.stdout) if res.exit_code == 0 else None
 
     def serving(self, node: Node) -> bool:
-        """Does ``node`` answer its health path with 200? The body is kept in ``answers`` (fab check reads who
-        answered from the very reply that made it the active)."""
+        """Does ``node`` answer its health path with 200?"""
+        return self.health(node)[0]
+
+    def health(self, node: Node) -> tuple[bool, tuple[str, ...]]:
+        """``node``'s reply to its health path: (200, the checks it says fail: plan.failing_checks). Non-empty
+        failing checks: it answers, so it holds the lease, unhealthy. The body of any reply is kept in ``answers``
+        (fab check reads who answered from the very reply that made it the active)."""
         reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
-        if reply is None or reply[0] != 200:
+        if reply is None:
             self.answers.pop(node.name, None)
-            return False
+            return False, ()
         self.answers[node.name] = reply[1]
-        return True
+        return reply[0] == 200, failing_checks(reply)
 
     def connect_all(self) -> None:
         """Every node of the service, or the run stops here, before anything changed."""
@@ -329,7 +336,7 @@ class ServiceDeploy:
 
     def states(self) -> dict[str, NodeState]:
         """Each node's container and whether it serves (once observe() has connected)."""
-        return {n.name: NodeState(n, self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
+        return {n.name: NodeState(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
     def run_spec(self) -> cmd.RunSpec:
@@ -425,20 +432,29 @@ class ServiceDeploy:
         self.shred(name, job.files_read("start"))
 
     def confirm(self, what: str) -> OperationFailed:
-        """The error that ends a failed change, saying what serves *now*: one node serving, directly and through
-        the load balancer (waited for up to LB_TIMEOUT), or SERVICE DOWN with the next command to run."""
+        """The error that ends a failed change, saying what serves *now* (waited for up to LB_TIMEOUT): one active
+        serving, directly and through the load balancer; or one active answering unhealthy (the load balancer
+        cannot pass it); or SERVICE DOWN with the next command to run."""
         deadline = time.monotonic() + LB_TIMEOUT
         while True:
-            serving = [n.name for n in self.service.nodes if self.serving(n)]
+            health = {n.name: self.health(n) for n in self.service.nodes}
+            actives = [name for name, (ok, failing) in health.items() if ok or failing]
             through = self.service_answers()
-            if (len(serving) == 1 and through) or time.monotonic() > deadline:
+            whole = len(actives) == 1 and (through or not health[actives[0]][0])
+            if whole or time.monotonic() > deadline:
                 break
             time.sleep(POLL)
-        if len(serving) == 1 and through:
-            via = " and through its load balancer" if self.service.load_balancer else ""
-            self.say(serving[0], f"serves (checked directly{via}) after the failure", restored=True)
-            return OperationFailed(f"{what}; {serving[0]} serves")
-        seen = ", ".join(serving) + " serve" if serving else "no node serves"
+        if whole:
+            (active,) = actives
+            failing = health[active][1]
+            if failing:
+                state = f"{active} is the active, unhealthy (failing: {', '.join(failing)})"
+            else:
+                state = f"{active} serves"
+                via = " and through its load balancer" if self.service.load_balancer else ""
+                self.say(active, f"serves (checked directly{via}) after the failure", restored=True)
+            return OperationFailed(f"{what}; {state}")
+        seen = ", ".join(actives) + " answer" if actives else "no node serves"
         down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
                                            else ", the load balancer answers no 200"))  # fmt: skip
         env = self.fleet.inventory.environment
@@ -446,9 +462,25 @@ class ServiceDeploy:
         return OperationFailed(f"{what}; {down}; see fab status --env {env}, then fab deploy --env {env} "
                                f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
 
-    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT) -> float:
-        started = time.monotonic()
-        while not self.serving(node):
+    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
+        """Seconds until ``node`` answers 200; OperationFailed if its container stops or ``timeout`` passes.
+
+        A node that answers unhealthy (it took the lease) for UNHEALTHY_GRACE seconds is accepted if every
+        check it fails is in ``accept`` (those the active it replaces failed: the pair is no worse than
+        before), and fails the wait at once otherwise."""
+        started, sick_since = time.monotonic(), None
+        while not (found := self.health(node))[0]:
+            sick_since = (sick_since or time.monotonic()) if found[1] else None
+            if sick_since is not None and time.monotonic() - sick_since >= UNHEALTHY_GRACE:
+                failing = ", ".join(found[1])
+                if set(found[1]) <= set(accept):
+                    self.say(node.name, f"holds the lease, unhealthy as the active it replaced (failing: {failing})",
+                             failing=list(found[1]))  # fmt: skip
+                    break
+                raise OperationFailed(
+                    f"{self.service.name} {node.name}: holds the lease but answers unhealthy after "
+                    f"{UNHEALTHY_GRACE:g}s (failing: {failing}); {self.last_log(node.name)}"
+                )
             c = self.inspect(node.name)
             if c is None or not c.running or time.monotonic() - started > timeout:
                 state = f"container {c.status} (exit {c.exit_code})" if c else "no container"
@@ -465,7 +497,7 @@ class ServiceDeploy:
         started, stable_since = time.monotonic(), None
         while True:
             c = self.inspect(node.name)
-            serving = self.serving(node)
+            serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
             if c is None or not c.running or serving or time.monotonic() - started > WAIT_TIMEOUT:
                 what = "serves: two actives?" if serving else (f"container {c.status}" if c else "no container")
                 raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
@@ -513,6 +545,7 @@ class ServiceDeploy:
         standby goes back to its previous container).
         """
         self.keep_restorable([old.name, new.name] if restore_standby else [old.name])
+        before = self.health(old)[1]  # an unhealthy active: its successor may fail the same checks, no others
         with OutageProbe(self.service_answers) as probe:
             try:
                 self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
@@ -521,11 +554,12 @@ class ServiceDeploy:
                     f"{exc}; stopping the active {old.name} failed, the handover did not go on"
                 ) from None
             try:
-                self.await_serving(new, timeout=SERVE_TIMEOUT)
+                self.await_serving(new, timeout=SERVE_TIMEOUT, accept=before)
             except OperationFailed as exc:
-                raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby)) from None
+                raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby, before)) from None
             try:
-                self.await_service()  # through the load balancer too
+                if not before or self.serving(new):
+                    self.await_service()  # through the load balancer too (which answers 503 while the active does)
             except OperationFailed as exc:
                 raise self.confirm(str(exc)) from None
             time.sleep(0.2)  # a good sample after the gap
@@ -538,14 +572,15 @@ class ServiceDeploy:
         self.shred(new.name, self.job.files_read("lease"))
         return probe.outage
 
-    def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool) -> str:
+    def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
         """The standby did not take over: the old active started again on its own inputs (and, in a deploy,
-        the new standby back to its previous container); returns what was done."""
+        the new standby back to its previous container); returns what was done. ``accept``: the checks the old
+        active failed before (it may fail them again)."""
         job = self.ran_on[old.name]
         try:
             self.upload(old.name, job)
             self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
-            self.await_serving(old)
+            self.await_serving(old, accept=accept)
             self.shred(old.name, job.all_files)
             why = f"{why}; the old active {old.name} was started again on its own inputs"
         except OperationFailed as exc:
@@ -617,17 +652,22 @@ class ServiceDeploy:
         return "now: " + ", ".join(parts)
 
     # -- verify ------------------------------------------------------------------
-    def verify(self) -> dict:
-        """The end state, checked: returns who is active, for the report."""
-        states = {n.name: (self.inspect(n.name), self.serving(n)) for n in self.service.nodes}
-        active = [name for name, (_, serving) in states.items() if serving]
+    def verify(self, tolerated: Collection[str] = ()) -> dict:
+        """The end state, checked: returns who is active, for the report. ``tolerated``: the checks the active
+        failed before the run; an active that ends failing only those is reported, any other failure fails."""
+        states = {n.name: (self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
+        active = [name for name, (_, serving, failing) in states.items() if serving or failing]
         if len(active) != 1:
             raise OperationFailed(f"{self.service.name}: after deploy {len(active)} nodes serve, expected one")
+        failing = states[active[0]][2]
+        if failing and not set(failing) <= set(tolerated):
+            raise OperationFailed(f"{self.service.name}: after deploy the active {active[0]} answers unhealthy "
+                                  f"(failing: {', '.join(failing)})")  # fmt: skip
         keep_after = set(self.job.files_read("lease"))
-        for name, (container, serving) in states.items():
+        for name, (container, serving, failing) in states.items():
             if container is None or not container.running:
                 raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
-            allowed = set() if serving else keep_after
+            allowed = set() if serving or failing else keep_after
             if self.service.secret_files == "shred":
                 left = self.x(name, cmd.list_files(self.service.name)).stdout.split("\n")
                 extra = {line.split()[0] for line in left if line.strip()} - allowed
@@ -636,6 +676,10 @@ class ServiceDeploy:
             exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
             if self.job.profile != "v1" and self.job.redact.leaks(exposed):
                 raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
+        if failing:
+            self.say(active[0], f"active, UNHEALTHY as before this run (failing: {', '.join(failing)})",
+                     failing=list(failing))  # fmt: skip
+            return {"active": active[0], "failing": list(failing)}
         if self.service.load_balancer:
             self.await_service()
         return {"active": active[0]}
@@ -658,7 +702,7 @@ class ServiceDeploy:
         except Interrupted:
             self.drop_previous()  # stopped at a safe point: the pair is whole, on what each label says
             raise
-        result = self.verify()
+        result = self.verify(tolerated=[name for s in states.values() for name in s.failing])
         self.drop_previous()
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
         return {"service": self.service.name, "changed": plan.changes, **result, **self.ran()}

@@ -59,11 +59,35 @@ def parse_inspect(text: str) -> Container | None:
     )
 
 
+def failing_checks(reply: tuple[int, bytes] | None) -> tuple[str, ...]:
+    """What a node's reply to its health path says is wrong; () when it answered 200 or nothing answered.
+
+    ``reply``: (HTTP status, body). The names of the checks a JSON:API body marks ``failing``
+    (``data[].attributes.name``, as Chainlink's /health: core/web/health_controller.go), sorted; a
+    non-200 reply that names none gives ``("HTTP <status>",)``. A reply that is not 200 is never (): a
+    node that answers at all listens on its port, which a Chainlink node opens only once it holds the
+    database lease, so non-empty means "the active, unhealthy"."""
+    if reply is None or reply[0] == 200:
+        return ()
+    try:
+        checks = json.loads(reply[1])["data"]
+        names = sorted({str(c["attributes"]["name"]) for c in checks if c["attributes"]["status"] == "failing"})
+    except (ValueError, KeyError, TypeError):
+        names = []
+    return tuple(names) or (f"HTTP {reply[0]}",)
+
+
 @dataclass(frozen=True)
 class NodeState:
     node: Node
     container: Container | None
     serving: bool  # the health endpoint answered 200
+    failing: tuple[str, ...] = ()  # it answered, not 200 (failing_checks): it holds the lease, unhealthy
+
+    @property
+    def active(self) -> bool:
+        """Holds the lease: it answers its health path at all (200 or not)."""
+        return self.serving or bool(self.failing)
 
 
 def secret_changes(states: Iterable[NodeState], versions: Mapping[str, str | None]) -> list[str]:
@@ -131,18 +155,21 @@ def plan_service(
     ``force``: nodes that already match ``desired`` are replaced too (a rotation: the nodes read a
     secret only when they start, and the config hash leaves secrets out).
 
-    Refuses (Unsafe) when the pair's state is unclear: two nodes serving, or
-    a container running on a pair where nobody serves.
+    The active is the node that answers its health path at all (NodeState.active), healthy or not: an
+    active that answers 503 is rolled like a healthy one, standby first, so a deploy can ship its fix.
+
+    Refuses (Unsafe) when the pair's state is unclear: two nodes answering, or
+    a container running on a pair where nobody answers.
     """
     name = service.name
-    serving = [s for s in states.values() if s.serving]
+    serving = [s for s in states.values() if s.active]
     running = [s for s in states.values() if s.container and s.container.running]
     if len(serving) > 1:
         nodes = ", ".join(s.node.name for s in serving)
         raise Unsafe(f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see fab status)")
     if len(service.nodes) == 1:
         only = service.nodes[0]
-        if not force and desired.matches(states[only.name].container) and serving:
+        if not force and desired.matches(states[only.name].container) and states[only.name].serving:
             return ServicePlan(name, (), "up to date")
         return ServicePlan(name, (Step("replace", only.name, "single node"), Step("await-serving", only.name)),
                            "single node out of date")  # fmt: skip
@@ -170,4 +197,7 @@ def plan_service(
             Step("await-waiting", active.name),
         ]
     reason = "rolling replace, standby first" if steps else "up to date"
+    sick = states[active.name].failing
+    if sick:
+        reason += f"; the active {active.name} answers unhealthy (failing: {', '.join(sick)})"
     return ServicePlan(name, tuple(steps), reason)

@@ -1,10 +1,11 @@
 """Failover: the standby becomes the active, planned (measured, restored on failure) or, with
 --force, unplanned (the active is gone: wait for its lease to expire, confirm the takeover).
 
-The state is read from the system, not from the inventory: whoever serves its
-health check holds the database lease (a Chainlink node opens its port only
-once it holds it), and the lease row itself, by database time. A pair whose
-state is unclear is refused with what was seen, before anything is touched.
+The state is read from the system, not from the inventory: whoever answers its
+health check at all, 200 or 503, holds the database lease (a Chainlink node opens
+its port only once it holds it), and the lease row itself, by database time. An
+active that answers 503 is still the active: a planned promotion works from it.
+A pair whose state is unclear is refused with what was seen, before anything is touched.
 """
 
 from __future__ import annotations
@@ -28,13 +29,21 @@ class Seen:
     node: Node
     reachable: bool
     container: Container | None
-    serving: bool
+    serving: bool  # answers its health path with 200
+    failing: tuple[str, ...] = ()  # answers it, not 200 (plan.failing_checks): the active, unhealthy
+
+    @property
+    def active(self) -> bool:
+        """Holds the lease: answers its health path at all."""
+        return self.serving or bool(self.failing)
 
     def describe(self) -> str:
         if not self.reachable:
             return f"{self.node.name}: unreachable"
         if self.container is None:
             return f"{self.node.name}: no container"
+        if self.failing:
+            return f"{self.node.name}: active, unhealthy (failing: {', '.join(self.failing)})"
         state = "serving" if self.serving else ("running, not serving" if self.container.running else "")
         return f"{self.node.name}: {state or f'container {self.container.status}'}"
 
@@ -48,7 +57,7 @@ def observe(run: ServiceDeploy) -> dict[str, Seen]:
         except OperationFailed:
             seen[node.name] = Seen(node, False, None, False)
             continue
-        seen[node.name] = Seen(node, True, run.inspect(node.name), run.serving(node))
+        seen[node.name] = Seen(node, True, run.inspect(node.name), *run.health(node))
     return seen
 
 
@@ -58,17 +67,26 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool) -> 
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
     seen = observe(run)
     what = "; ".join(s.describe() for s in seen.values())
-    serving = [s.node for s in seen.values() if s.serving]
+    serving = [s for s in seen.values() if s.active]
     if len(serving) > 1:
         raise Unsafe(f"{service.name}: two nodes serve at once ({what}); not touching either")
     if serving:
         if force:
-            raise InvalidInput(f"{service.name}: {serving[0].name} serves: --force is for an active that is gone")
-        return planned(run, seen, serving[0], keep_old_stopped)
+            raise InvalidInput(force_refusal(service.name, serving[0]))
+        return planned(run, seen, serving[0].node, keep_old_stopped)
     if not force:
         raise Unsafe(f"{service.name}: no node serves ({what}). If the active is gone, --force waits for its lease "
                      "to expire by database time and confirms the standby took over")  # fmt: skip
     return unplanned(run, seen, what)
+
+
+def force_refusal(service: str, active: Seen) -> str:
+    """Why --force is refused while ``active`` answers its health path (200 or not): it holds the lease."""
+    if active.failing:
+        return (f"{service}: {active.node.name} answers its health check unhealthy (failing: "
+                f"{', '.join(active.failing)}), so it holds the lease: it is not gone. --force is for an active "
+                "that is gone; without --force, promote-standby hands over from it")  # fmt: skip
+    return f"{service}: {active.node.name} serves: --force is for an active that is gone"
 
 
 def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool) -> dict:

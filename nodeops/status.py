@@ -17,23 +17,35 @@ from nodeops.remote import Fleet
 
 
 def node_role(s: Seen) -> str:
+    """active: answers its health path, 200 or not (it holds the lease; node_health says if it is healthy);
+    standby: runs, answers nothing; down: no running container; unknown: unreachable."""
     if not s.reachable:
         return "unknown"
-    if s.serving:
+    if s.active:
         return "active"
     return "standby" if s.container is not None and s.container.running else "down"
 
 
+def node_health(s: Seen) -> str:
+    """passing: answers 200; failing: answers, not 200 (Seen.failing names the checks); no answer; unknown."""
+    if s.serving:
+        return "passing"
+    if s.failing:
+        return "failing"
+    return "no answer" if s.reachable else "unknown"
+
+
 def pair_state(seen: Sequence[Seen]) -> str:
-    """healthy: one active, every other node a running standby; degraded: served, but a standby is
-    missing or unknown; down: nobody serves; unsafe: more than one serves."""
+    """healthy: one active, healthy, every other node a running standby; degraded: one active, but it answers
+    unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers."""
     roles = [node_role(s) for s in seen]
     active = roles.count("active")
     if active > 1:
         return "unsafe"
     if active == 0:
         return "down"
-    return "healthy" if roles.count("standby") == len(roles) - 1 else "degraded"
+    healthy = all(s.serving for s in seen if s.active)
+    return "healthy" if healthy and roles.count("standby") == len(roles) - 1 else "degraded"
 
 
 def uptime(started: str, now: datetime.datetime) -> float | None:
@@ -52,7 +64,8 @@ def node_status(s: Seen, now: datetime.datetime) -> dict:
         "node": s.node.name,
         "host": s.node.host,
         "role": node_role(s),
-        "health": "passing" if s.serving else ("no answer" if s.reachable else "unknown"),
+        "health": node_health(s),
+        "failing": list(s.failing),
         "container": c.status if c else None,
         "uptime_seconds": uptime(c.started, now) if c and c.running else None,
         "image": c.image or None if c else None,

@@ -38,7 +38,7 @@ from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Node
-from nodeops.plan import Container
+from nodeops.plan import Container, failing_checks
 from nodeops.remote import Fleet, PinnedConnection, execute
 from nodeops.roles import Role
 
@@ -85,15 +85,17 @@ def check_user(container: Container | None, status: str | None, uid: int) -> Ver
 
 
 def check_port(answers: Mapping[str, Answer], node: str, port: int, path: str) -> Verdict:
-    """``answers``: every reachable node of the service, its reply to GET ``path`` on ``port``."""
-    serving = sorted(name for name, reply in answers.items() if reply is not None and reply[0] == 200)
+    """``answers``: every reachable node of the service, its reply to GET ``path`` on ``port``. A node that
+    answers at all, 200 or not, is the active (it holds the lease; plan.failing_checks)."""
+    serving = sorted(name for name, reply in answers.items() if reply is not None)
     reply = answers[node]
     if len(serving) > 1:
         return False, f"{len(serving)} nodes answer {path} ({', '.join(serving)}): expected exactly one"
     if reply is not None and reply[0] == 200:
         return True, f"the active: answers 200 on :{port}{path}"
     if reply is not None:
-        return False, f"answers HTTP {reply[0]} on :{port}{path}: a standby accepts nothing on the port"
+        failing = ", ".join(failing_checks(reply))
+        return False, f"the active, unhealthy: answers HTTP {reply[0]} on :{port}{path} (failing: {failing})"
     if not serving:
         return False, f"no node of the service answers {path} on :{port}"
     return True, f"a standby: nothing answers on :{port} ({serving[0]} is the active)"
@@ -232,8 +234,8 @@ def fetch(run: ServiceDeploy, conn: PinnedConnection, node: Node) -> Facts:
 def evaluate(job: Job, node: Node, facts: Facts, answers: Mapping[str, Answer],
              pinned: Sequence[tuple[str, str]]) -> dict[str, Verdict]:  # fmt: skip
     role, service = job.role, job.service
-    serving = answers[node.name] is not None and answers[node.name][0] == 200
-    allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), serving)
+    active = answers[node.name] is not None  # it holds the lease, healthy or not: it has read its lease files
+    allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), active)
     return {
         "container-user": check_user(facts.container, facts.process, role.user),
         "port": check_port(answers, node.name, role.port, role.health),

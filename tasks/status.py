@@ -44,6 +44,7 @@ def status(c, env=None, inventory=None, service=None, json_=False):
         lock = r["lock"] and f"{r['lock']['state']}: {r['lock']['holder'].get('who', '?')}"
         for i, n in enumerate(r["nodes"]):
             first = (r["service"], f"[{style}]{r['state']}[/]") if i == 0 else ("", "")
-            node = (n["node"], n["role"], n["container"] or "-", n["version"] or "-", _uptime(n["uptime_seconds"]))
+            role = n["role"] + (f", unhealthy (failing: {', '.join(n['failing'])})" if n.get("failing") else "")
+            node = (n["node"], role, n["container"] or "-", n["version"] or "-", _uptime(n["uptime_seconds"]))
             table.add_row(*first, *node, *((lease or "n/a", lock or "-") if i == 0 else ("", "")))
     Console(highlight=False).print(table)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +34,42 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RpcStandIn:
+    """A chain RPC endpoint as the simulator's head listener sees it: a TCP port on 127.0.0.1 that
+    accepts (and closes) connections until stop(); start() listens again on the same port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.sock = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(16)
+        self.sock = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, sock):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:  # closed by stop()
+                return
+            conn.close()
+
+    def stop(self):
+        if self.sock is not None:
+            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.close()
+            self.sock = None
 
 
 def wait_for(pred, timeout, interval=0.05, what="condition"):
@@ -219,6 +256,7 @@ class SimFactory:
     def __init__(self, tmp_path):
         self.tmp = tmp_path
         self.procs = []
+        self.rpc = RpcStandIn()  # the chain RPC every node's [[EVM.Nodes]] points at (write_v2)
 
     def node_dir(self, name):
         d = self.tmp / name
@@ -240,6 +278,7 @@ class SimFactory:
         extra_config="",
         url=None,
         secrets_extra="",
+        rpc_url=None,
     ):
         """config.toml, secrets.toml, .api for one node; returns dict of paths and values."""
         nd = self.node_dir(name)
@@ -248,8 +287,8 @@ class SimFactory:
             "RootDir = '%s'\n\n[Log]\nLevel = '%s'\n\n[WebServer]\nHTTPPort = %d\nListenIP = '127.0.0.1'\n"
             "SecureCookies = false\n\n[Database.Lock]\nEnabled = true\nLeaseDuration = '%s'\n"
             "LeaseRefreshInterval = '%s'\n\n[Feature]\nLogPoller = true\n\n[[EVM]]\nChainID = '1337'\n\n"
-            "[[EVM.Nodes]]\nName = 'primary'\nWSURL = 'ws://127.0.0.1:8546'\nHTTPURL = 'http://127.0.0.1:8545'\n"
-            % (nd / "root", log_level, port, lease, refresh)
+            "[[EVM.Nodes]]\nName = 'primary'\nWSURL = '%s'\n"
+            % (nd / "root", log_level, port, lease, refresh, rpc_url or self.rpc.url)
         ) + extra_config
         (nd / "config.toml").write_text(config)
         the_url = url if url is not None else db_url(d)
@@ -315,6 +354,7 @@ class SimFactory:
                     sp.proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
+        self.rpc.stop()
 
 
 class Client:

@@ -3,10 +3,11 @@
 
 import hashlib
 import signal
+import time
 
 import psycopg2
 
-from .support import db_url
+from .support import db_url, free_port, wait_for
 
 
 def _stop(sp):
@@ -39,6 +40,52 @@ def test_health_shape_version_and_config_hash(db, sims, client_for):
     assert "Chainlink booted in" in sp.stdout()
 
 
+def failing_checks(body):
+    return {
+        c["attributes"]["name"]: c["attributes"]["output"]
+        for c in body["data"]
+        if c["attributes"]["status"] == "failing"
+    }
+
+
+def test_health_503_while_the_chain_rpc_does_not_answer_and_the_lease_is_kept(db, sims):
+    """The head listener's check (upstream's name and output) fails while the RPC URL does not answer; the
+    node keeps refreshing its lease meanwhile (it stays the active) and is healthy again once the RPC is back."""
+    f = sims.write_v2("n", db, lease="3s", refresh="1s")
+    sp = sims.start(sims.v2_args(f), name="n", port=f["port"])
+    sp.wait_serving()
+    status, body = sp.health()
+    assert "EVM.1337.HeadTracker.HeadListener" in {c["id"] for c in body["data"]}
+    sims.rpc.stop()
+    wait_for(lambda: sp.health()[0] == 503, 10, 0.1, "503 once the RPC stops answering")
+    assert failing_checks(sp.health()[1]) == {"EVM.1337.HeadTracker.HeadListener": "Listener is not connected"}
+    assert "RPC Node is unreachable" in sp.stdout()
+    held = lease_expiry(db)
+    time.sleep(4.5)  # more than the lease duration (3s): only refreshes keep it
+    assert sp.health()[0] == 503 and lease_expiry(db) > held  # still the lease holder, refreshing it
+    sims.rpc.start()
+    wait_for(lambda: sp.health()[0] == 200, 10, 0.1, "200 once the RPC answers again")
+    assert "RPC Node is online" in sp.stdout()
+
+
+def test_an_unreachable_rpc_url_answers_503_from_the_first_request(db, sims):
+    f = sims.write_v2("n", db, rpc_url="ws://127.0.0.1:%d/ws" % free_port())
+    sp = sims.start(sims.v2_args(f), name="n", port=f["port"])
+    wait_for(sp.listening, 20, 0.05, "the node to listen")
+    status, body = sp.health()
+    assert status == 503 and failing_checks(body) == {"EVM.1337.HeadTracker.HeadListener": "Listener is not connected"}
+
+
+def lease_expiry(d):
+    conn = psycopg2.connect(host=d["host"], port=d["port"], user=d["user"], password=d["password"], dbname=d["dbname"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT expires_at FROM lease_lock")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_health_503_when_database_unreachable(pg, db, sims):
     f = sims.write_v2("n", db, lease="30s", refresh="1s")
     sp = sims.start(sims.v2_args(f), name="n", port=f["port"])
@@ -58,8 +105,6 @@ def test_health_503_when_database_unreachable(pg, db, sims):
             cur.execute("ALTER DATABASE {} ALLOW_CONNECTIONS true".format(db["dbname"]))
         admin.close()
     # the node keeps its lease (refresh errors are logged, not fatal) and recovers
-    from .support import wait_for
-
     wait_for(lambda: sp.health(timeout=5)[0] == 200, 15, 0.2, "health to recover")
     assert sp.proc.poll() is None
 
@@ -130,7 +175,7 @@ def test_v1_env_profile_with_percent_encoded_password(pg, sims, client_for):
     env = {
         "ROOT": str(nd / "root"),
         "ETH_CHAIN_ID": "5",
-        "ETH_URL": "ws://127.0.0.1:8546",
+        "ETH_URL": sims.rpc.url,
         "DATABASE_URL": db_url(d),
         "DATABASE_LOCKING_MODE": "dual",
         "LEASE_LOCK_DURATION": "3s",

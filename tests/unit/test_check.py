@@ -163,6 +163,14 @@ def test_check_active(serving, lb_url, lb, status, fragment):
     assert got[0] == status and fragment in got[1], got
 
 
+def test_check_active_fails_on_an_unhealthy_active_naming_its_checks():
+    rpc = "EVM.1.HeadTracker.HeadListener"
+    got = check_active({"a": body("x1")}, "/health", "http://lb/health", (503, b""), (rpc,))
+    assert got == ("fail", f"a holds the lease but answers /health unhealthy (failing: {rpc})")
+    lease = {"held": True, "holder": "x1", "describe": "held by x1"}
+    assert check_lease(lease, "a", "x1") == ("pass", "held by x1: the active a")  # it is the lease holder
+
+
 def test_app_id():
     assert app_id(body("x1")) == "x1" and app_id(b"not json") is None and app_id(b'{"meta": null}') is None
 

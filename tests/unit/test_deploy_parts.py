@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import types
 from urllib.parse import quote
 
 import pytest
 
-from nodeops.deploy import OutageProbe, Redactor
+from nodeops import deploy
+from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
+from nodeops.errors import OperationFailed
+from nodeops.inventory import Node
+from nodeops.plan import Container
 from nodeops.secrets import Secret
 
 VALUE = 'Pa55 w%rd/"x"?'
@@ -61,3 +66,56 @@ def test_outage_is_last_good_to_first_good(pattern, outage):
 )
 def test_clip_masks_before_it_cuts(text, limit, tail, expected):
     assert Redactor([Secret("Secret-Value-1", "db")]).clip(text, limit, tail) == expected
+
+
+# -- awaiting a node that took the lease: 200, or unhealthy no worse than the active it replaces -------------
+RPC = "EVM.1.HeadTracker.HeadListener"
+
+
+class Awaiting(ServiceDeploy):
+    """await_serving's edges replaced by a script of health answers (serving, failing), one per poll."""
+
+    def __init__(self, answers):  # noqa: D107 (no super(): nothing here touches a host)
+        self.script, self.said = list(answers), []
+        self.service = types.SimpleNamespace(name="svc")
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(health="/health"))
+
+    def health(self, _node):
+        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+    def inspect(self, _node, _name=None):
+        return Container("nodeops-svc", True, "running", "sha256:x")
+
+    def say(self, _node, message, **_data):
+        self.said.append(message)
+
+    def last_log(self, _node):
+        return "last log line: x"
+
+
+NODE = Node("b", "10.0.0.2", 22, "standby", (), "svc")
+
+
+@pytest.mark.parametrize(
+    ("answers", "accept", "outcome"),
+    [
+        ([(False, ()), (False, (RPC,)), (True, ())], (), "serves"),  # unhealthy for a moment while it boots: fine
+        ([(False, ()), (False, (RPC,))], (RPC,), "accepted"),  # unhealthy as the active it replaced
+        ([(False, (RPC, "Database"))], (RPC,), "failed"),  # a check the old active passed: worse
+        ([(False, (RPC,))], (), "failed"),  # the old active was healthy
+    ],
+    ids=["boots-then-serves", "as-unhealthy-as-before", "a-new-failure", "old-was-healthy"],
+)
+def test_await_serving_accepts_an_unhealthy_node_only_if_no_worse(monkeypatch, answers, accept, outcome):
+    monkeypatch.setattr(deploy, "UNHEALTHY_GRACE", 0.05)
+    monkeypatch.setattr(deploy, "POLL", 0.01)
+    run = Awaiting(answers)
+    if outcome == "failed":
+        with pytest.raises(OperationFailed, match=r"svc b: holds the lease but answers unhealthy after 0.05s "
+                                                  r"\(failing: .*\); last log line: x"):  # fmt: skip
+            run.await_serving(NODE, timeout=5, accept=accept)
+        return
+    run.await_serving(NODE, timeout=5, accept=accept)
+    assert (run.said == [f"holds the lease, unhealthy as the active it replaced (failing: {RPC})"]) is (
+        outcome == "accepted"
+    )

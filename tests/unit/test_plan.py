@@ -8,7 +8,7 @@ import pytest
 
 from nodeops.errors import Unsafe
 from nodeops.inventory import Node, Service
-from nodeops.plan import Container, Desired, NodeState, parse_inspect, plan_service
+from nodeops.plan import Container, Desired, NodeState, failing_checks, parse_inspect, plan_service
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -108,3 +108,71 @@ def test_parse_inspect():
     doc[0]["State"]["Restarting"] = True
     assert not parse_inspect(json.dumps(doc)).running  # a restart loop is not "running"
     assert parse_inspect("[]") is None
+
+
+# -- an active that answers unhealthy (503) is still the active: it holds the lease ---------------------------
+RPC = "EVM.1.HeadTracker.HeadListener"
+
+
+def health_body(**checks: str) -> bytes:
+    return json.dumps({"data": [{"type": "checks", "id": name, "attributes": {"name": name, "status": status,
+                                                                               "output": ""}}
+                                for name, status in checks.items()]}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reply", "failing"),
+    [
+        (None, ()),  # nothing answers: a standby (or a node that is down)
+        ((200, health_body(Database="passing")), ()),
+        ((503, health_body(**{"Database": "passing", RPC: "failing", "LeaseLock": "failing"})), (RPC, "LeaseLock")),
+        ((503, b""), ("HTTP 503",)),  # answers, names no check: still the active, unhealthy
+        ((503, b'{"data": [{"attributes": {}}]}'), ("HTTP 503",)),
+        ((503, health_body(Database="passing")), ("HTTP 503",)),
+        ((500, b"<html>"), ("HTTP 500",)),
+    ],
+    ids=["nothing", "healthy", "failing-checks", "no-body", "odd-body", "none-failing", "other-status"],
+)
+def test_failing_checks(reply, failing):
+    assert failing_checks(reply) == failing
+
+
+def sick(node: Node, container: Container | None) -> NodeState:
+    return NodeState(node, container, False, (RPC,))
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        ({"a": sick(A, c(False)), "b": NodeState(B, c(False), False)},
+         ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        ({"a": NodeState(A, c(False), False), "b": sick(B, c(False))},
+         ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
+        ({"a": sick(A, c(True)), "b": NodeState(B, c(False), False)}, ["replace b", "await-waiting b"]),
+        ({"a": sick(A, c(True)), "b": None}, ["replace b", "await-waiting b"]),
+    ],
+    ids=["unhealthy-active-a", "unhealthy-active-b", "standby-stale", "standby-missing"],
+)  # fmt: skip
+def test_an_unhealthy_active_is_rolled_like_a_healthy_one(facts, expected):
+    if facts["b"] is None:
+        facts["b"] = NodeState(B, None, False)
+    plan = plan_service(PAIR, facts, WANT)
+    got = [f"handover {s.node}->{s.to}" if s.action == "handover" else f"{s.action} {s.node}" for s in plan.steps]
+    assert got == expected
+    active = "b" if "handover b->a" in got else "a"
+    assert plan.reason.endswith(f"the active {active} answers unhealthy (failing: {RPC})")
+
+
+def test_an_up_to_date_pair_with_an_unhealthy_active_says_so():
+    plan = plan_service(PAIR, {"a": sick(A, c(True)), "b": NodeState(B, c(True), False)}, WANT)
+    assert not plan.steps and plan.reason == f"up to date; the active a answers unhealthy (failing: {RPC})"
+
+
+def test_two_nodes_answering_are_refused_even_if_one_is_unhealthy():
+    with pytest.raises(Unsafe, match=r"two nodes serve at once \(a, b\)"):
+        plan_service(PAIR, {"a": NodeState(A, c(True), True), "b": sick(B, c(True))}, WANT)
+
+
+def test_a_single_unhealthy_node_is_replaced():
+    single = Service("one", "chainlink", "img:2", "docker", {}, {}, (A,))
+    assert [s.action for s in plan_service(single, {"a": sick(A, c(True))}, WANT).steps] == ["replace", "await-serving"]

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime
+import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from nodeops.inventory import Node
 from nodeops.plan import Container
 from nodeops.promote import Seen
-from nodeops.status import node_role, pair_state, uptime
+from nodeops.status import node_role, node_status, pair_state, uptime
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "status.schema.json").read_text())
+RPC = "EVM.1.HeadTracker.HeadListener"
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -26,12 +32,34 @@ EXITED = Container("nodeops-svc", False, "exited", "sha256:x", exit_code=1)
         (Seen(A, False, None, False), Seen(B, True, RUNNING, True), ["unknown", "active"], "degraded"),
         (Seen(A, False, None, False), Seen(B, True, RUNNING, False), ["unknown", "standby"], "down"),
         (Seen(A, True, RUNNING, True), Seen(B, True, RUNNING, True), ["active", "active"], "unsafe"),
+        (Seen(A, True, RUNNING, False, (RPC,)), Seen(B, True, RUNNING, False), ["active", "standby"], "degraded"),
+        (Seen(A, True, RUNNING, False, (RPC,)), Seen(B, True, EXITED, False), ["active", "down"], "degraded"),
+        (Seen(A, True, RUNNING, False), Seen(B, True, RUNNING, False, ("HTTP 503",)), ["standby", "active"],
+         "degraded"),
+        (Seen(A, True, RUNNING, True), Seen(B, True, RUNNING, False, (RPC,)), ["active", "active"], "unsafe"),
     ],
-    ids=["healthy", "standby-exited", "standby-missing", "active-host-gone", "nobody-serves", "two-actives"],
-)
+    ids=["healthy", "standby-exited", "standby-missing", "active-host-gone", "nobody-serves", "two-actives",
+         "unhealthy-active", "unhealthy-active-no-standby", "unhealthy-active-b", "healthy-and-unhealthy-active"],
+)  # fmt: skip
 def test_pair_state(a, b, roles, state):
     assert [node_role(a), node_role(b)] == roles
     assert pair_state([a, b]) == state
+
+
+@pytest.mark.parametrize(
+    ("seen", "health", "failing"),
+    [
+        (Seen(A, True, RUNNING, True), "passing", []),
+        (Seen(A, True, RUNNING, False, (RPC,)), "failing", [RPC]),
+        (Seen(A, True, RUNNING, False), "no answer", []),
+        (Seen(A, False, None, False), "unknown", []),
+    ],
+)
+def test_node_status_names_an_unhealthy_actives_failing_checks(seen, health, failing):
+    got = node_status(seen, NOW)
+    assert (got["health"], got["failing"]) == (health, failing)
+    validator = jsonschema.Draft202012Validator(SCHEMA["properties"]["nodes"]["items"])
+    assert not list(validator.iter_errors(got))
 
 
 NOW = datetime.datetime(2026, 11, 21, 12, 0, 0, tzinfo=datetime.UTC)

@@ -74,6 +74,11 @@ def test_container_user(c, status, ok, fragment):
 
 
 OK, NOTHING, UNHEALTHY = (200, b"{}"), None, (503, b"")
+RPC = "EVM.1.HeadTracker.HeadListener"
+SICK = (503, json.dumps({"data": [
+    {"type": "checks", "id": RPC, "attributes": {"name": RPC, "status": "failing", "output": "not connected"}},
+    {"type": "checks", "id": "Database", "attributes": {"name": "Database", "status": "passing", "output": ""}},
+]}).encode())  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -85,8 +90,15 @@ OK, NOTHING, UNHEALTHY = (200, b"{}"), None, (503, b"")
         ({"a": OK, "b": OK}, "a", False, "2 nodes answer /health (a, b): expected exactly one"),
         ({"a": OK, "b": OK}, "b", False, "2 nodes answer"),
         ({"a": NOTHING, "b": NOTHING}, "a", False, "no node of the service answers /health on :6688"),
-        ({"a": OK, "b": UNHEALTHY}, "b", False, "answers HTTP 503 on :6688/health: a standby accepts nothing"),
-        ({"a": UNHEALTHY, "b": NOTHING}, "a", False, "answers HTTP 503"),
+        ({"a": OK, "b": UNHEALTHY}, "b", False, "2 nodes answer /health (a, b): expected exactly one"),  # 2 leases?
+        (
+            {"a": UNHEALTHY, "b": NOTHING},
+            "a",
+            False,
+            "the active, unhealthy: answers HTTP 503 on :6688/health (failing: HTTP 503)",
+        ),
+        ({"a": SICK, "b": NOTHING}, "a", False, f"answers HTTP 503 on :6688/health (failing: {RPC})"),
+        ({"a": SICK, "b": NOTHING}, "b", True, "a standby: nothing answers on :6688 (a is the active)"),
     ],
 )
 def test_port_answers_on_the_active_only(answers, node, ok, fragment):

@@ -1,0 +1,142 @@
+"""An active that answers 503 while it holds the lease (issue 13 item 4), on a lab of its own.
+
+The pair's chain RPC (ETH_URL) is a stand-in listening on the db host; stopping it is an RPC provider
+going away: the active's head listener check fails (503) while it keeps refreshing the lease. Then:
+`fab status` shows it as the active, unhealthy, naming the failing check, and the pair degraded;
+`promote-standby --force` refuses, saying it holds the lease; `promote-standby` hands over from it;
+`fab deploy` with another, answering RPC URL rolls the pair and ends healthy. The tests run in order on
+one pair (cl1), each from where the one before left it."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nodeops.inventory import load_inventory
+from nodeops.lab.topology import plan_lab
+from nodeops.remote import Fleet
+from tests.conftest import fab
+from tests.lab.conftest import inventory_variant, own_lab
+from tests.lab.probe import events, lb_answers, status_entries, wait_for
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR = "act", "10.233.0.0/16"
+SERVICE = "cl1"
+CHECK = "EVM.1337.HeadTracker.HeadListener"  # the lab's ETH_CHAIN_ID; upstream's check name
+BROKEN, FIXED = 8546, 8547  # the RPC the pair starts on (then stopped), and the one the fix deploys
+
+RPC = """
+import socket, sys
+sock = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+while True:
+    sock.accept()[0].close()
+"""
+
+
+@pytest.fixture(scope="module")
+def act(root):
+    with own_lab(NAME, CIDR) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def rpcs(act):
+    """Start an RPC stand-in (a TCP port that accepts) on the db host per port; stopped by pid at the end."""
+    db = plan_lab(NAME, CIDR, 4).db
+    started: dict[int, subprocess.Popen] = {}
+    try:
+        for port in (BROKEN, FIXED):
+            argv = ["nsenter", f"--net=/run/netns/{db.netns}", sys.executable, "-c", RPC, db.private_ip, str(port)]
+            started[port] = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            ready, _, _ = select.select([proc.stdout], [], [], 10)
+            assert ready and proc.stdout.readline() == b"listening\n", proc.stderr.read1().decode()
+        yield db.private_ip, started
+    finally:
+        for proc in started.values():
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def with_rpc(act, tmp: Path, ip: str, port: int) -> Path:
+    def edit(doc: dict) -> None:
+        doc["services"][SERVICE]["variables"]["ETH_URL"] = f"ws://{ip}:{port}/ws"
+
+    return inventory_variant(act.inventory_file, tmp / f"{NAME}-{port}.yaml", edit)
+
+
+def health(inventory: Path) -> dict[str, tuple[int, dict] | None]:
+    """Each node of the pair: its /health reply (status, JSON body) through the bastion, or None."""
+    inv = load_inventory(inventory)
+    with Fleet(inv) as fleet:
+        replies = {n.name: fleet.http_get(n.host, 6688, "/health") for n in inv.services[SERVICE].nodes}
+    return {name: r and (r[0], json.loads(r[1])) for name, r in replies.items()}
+
+
+def status(inventory: Path) -> dict:
+    return status_entries(fab("status", "--inventory", str(inventory), "--service", SERVICE, "--json"))[SERVICE]
+
+
+def roles(entry: dict) -> dict[str, tuple[str, str, list[str]]]:
+    return {n["node"]: (n["role"], n["health"], n.get("failing")) for n in entry["nodes"]}
+
+
+@pytest.fixture(scope="module")
+def broken(act, rpcs, tmp_path_factory) -> Path:
+    """The pair deployed healthy on the BROKEN port's RPC, which then stops answering: cl1-a answers 503."""
+    ip, started = rpcs
+    inventory = with_rpc(act, tmp_path_factory.mktemp(NAME), ip, BROKEN)
+    res = fab("deploy", "--inventory", str(inventory), "--service", SERVICE, "--json", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    assert {n: r and r[0] for n, r in health(inventory).items()} == {"cl1-a": 200, "cl1-b": None}
+    started[BROKEN].kill()
+    started[BROKEN].wait(timeout=10)
+    wait_for(lambda: (health(inventory)["cl1-a"] or (0,))[0] == 503, "cl1-a to answer 503", timeout=30)
+    return inventory
+
+
+def test_status_shows_the_unhealthy_active_and_a_degraded_pair(act, broken):
+    entry = status(broken)
+    assert roles(entry) == {"cl1-a": ("active", "failing", [CHECK]), "cl1-b": ("standby", "no answer", [])}, entry
+    assert entry["state"] == "degraded"
+    reply = health(broken)["cl1-a"]
+    assert entry["lease"]["held"] and entry["lease"]["holder"] == reply[1]["meta"]["appID"]  # the lease holder
+    assert not lb_answers(act, SERVICE)  # its load balancer takes it out: users see the outage
+
+
+def test_force_refuses_saying_the_active_holds_the_lease(broken):
+    res = fab("promote-standby", "--inventory", str(broken), "--service", SERVICE, "--force", timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert f"cl1-a answers its health check unhealthy (failing: {CHECK}), so it holds the lease" in res.stderr
+    assert "cut off" not in res.stdout + res.stderr
+    assert (health(broken)["cl1-a"] or (0,))[0] == 503  # nothing was touched
+
+
+def test_promote_standby_hands_over_from_the_unhealthy_active(broken):
+    res = fab("promote-standby", "--inventory", str(broken), "--service", SERVICE, "--json", timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    # cl1-b took the lease; its RPC is the same, stopped one: as unhealthy as cl1-a was, no worse
+    assert f"holds the lease, unhealthy as the active it replaced (failing: {CHECK})" in res.stdout
+    entry = status(broken)
+    assert roles(entry) == {"cl1-a": ("standby", "no answer", []), "cl1-b": ("active", "failing", [CHECK])}, entry
+    assert entry["state"] == "degraded"
+
+
+def test_deploy_with_an_answering_rpc_url_rolls_the_pair_and_ends_healthy(act, broken, rpcs, tmp_path):
+    fixed = with_rpc(act, tmp_path, rpcs[0], FIXED)
+    res = fab("deploy", "--inventory", str(fixed), "--service", SERVICE, "--json", timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    steps = [e["message"] for e in events(res) if e.get("event") == "step"]
+    assert any(m.startswith("plan: rolling replace, standby first") and "the active cl1-b answers unhealthy" in m
+               for m in steps), steps  # fmt: skip
+    entry = status(fixed)
+    assert entry["state"] == "healthy", entry
+    assert roles(entry) == {"cl1-a": ("active", "passing", []), "cl1-b": ("standby", "no answer", [])}, entry
+    assert len({n["config"] for n in entry["nodes"]}) == 1  # both on the fixed configuration
+    assert lb_answers(act, SERVICE)

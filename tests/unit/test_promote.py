@@ -1,0 +1,61 @@
+"""promote-standby's decision from what the nodes show, before anything is touched: a table.
+
+observe() (the only part that reads the nodes) is replaced by the table's facts; planned() and unplanned()
+(the parts that act) by recorders, so each row shows which path was taken or what was refused."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from nodeops import promote
+from nodeops.errors import InvalidInput, Unsafe
+from nodeops.inventory import Node
+from nodeops.plan import Container
+from nodeops.promote import Seen
+
+A = Node("a", "10.0.0.1", 22, "active", (), "svc")
+B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
+RUNNING = Container("nodeops-svc", True, "running", "sha256:x")
+RPC = "EVM.1.HeadTracker.HeadListener"
+HEALTHY, SICK = Seen(A, True, RUNNING, True), Seen(A, True, RUNNING, False, (RPC,))
+WAITING = Seen(B, True, RUNNING, False)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "force", "expected"),
+    [
+        (HEALTHY, WAITING, False, "planned from a"),
+        (SICK, WAITING, False, "planned from a"),  # an unhealthy active is the active: hand over from it
+        (WAITING, Seen(A, True, RUNNING, False, ("HTTP 503",)), False, "planned from a"),
+        (SICK, WAITING, True, InvalidInput(f"svc: a answers its health check unhealthy (failing: {RPC}), so it "
+                                           "holds the lease: it is not gone. --force is for an active that is gone; "
+                                           "without --force, promote-standby hands over from it")),
+        (HEALTHY, WAITING, True, InvalidInput("svc: a serves: --force is for an active that is gone")),
+        (Seen(A, True, RUNNING, False), WAITING, True, "unplanned"),  # nothing answers: the active may be gone
+        (Seen(A, True, RUNNING, False), WAITING, False, Unsafe("svc: no node serves")),
+        (HEALTHY, Seen(B, True, RUNNING, False, (RPC,)), False, Unsafe("svc: two nodes serve at once")),
+        (SICK, Seen(B, True, RUNNING, True), True, Unsafe("svc: two nodes serve at once")),
+    ],
+    ids=["healthy", "unhealthy", "unhealthy-b", "force-unhealthy", "force-healthy", "force-nothing-answers",
+         "nothing-answers", "healthy-and-unhealthy", "force-two"],
+)  # fmt: skip
+def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
+    seen = {s.node.name: s for s in (a, b)}
+    monkeypatch.setattr(promote, "observe", lambda _run: seen)
+    monkeypatch.setattr(promote, "planned", lambda *args: f"planned from {args[2].name}")  # (run, seen, active, keep)
+    monkeypatch.setattr(promote, "unplanned", lambda *_: "unplanned")
+    run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)))
+    if isinstance(expected, str):
+        assert promote.promote_service(run, keep_old_stopped=False, force=force) == expected
+        return
+    with pytest.raises(type(expected)) as err:
+        promote.promote_service(run, keep_old_stopped=False, force=force)
+    assert str(err.value).startswith(str(expected)), str(err.value)
+    assert "cut off" not in str(err.value)
+
+
+def test_an_unhealthy_active_is_described_with_its_failing_checks():
+    assert SICK.describe() == f"a: active, unhealthy (failing: {RPC})"
+    assert (SICK.active, HEALTHY.active, WAITING.active) == (True, True, False)
