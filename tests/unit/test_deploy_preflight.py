@@ -52,12 +52,12 @@ def inventory(role: str = "chainlink", wallet: str = "cl/wallet") -> str:
         """)
 
 
-def deploy(tmp_path: Path, text: str, monkeypatch) -> tuple[int, str]:
+def deploy(tmp_path: Path, text: str, monkeypatch, *args: str) -> tuple[int, str]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     path = tmp_path / "t.yaml"
     path.write_text(text)
-    res = fab("deploy", "--inventory", str(path))
+    res = fab("deploy", "--inventory", str(path), *args)
     return res.returncode, res.stdout + res.stderr
 
 
@@ -72,17 +72,20 @@ def test_good_input_gets_as_far_as_the_bastion(tmp_path, monkeypatch):
         (inventory(role="besu"), None, "services.cl.role: unknown role 'besu'"),
         (inventory(wallet="cl/nope"), None, "services.cl.secrets.keystore"),
         (inventory(), "{{ vars.NO_SUCH_VARIABLE }}", "NO_SUCH_VARIABLE"),
+        (inventory(), "[Password]\nKeystore = {{ secrets.keystore | toml }}",
+         "line 2: toml: secret 'keystore' is written into config.toml, a file with secret: false"),
     ],
-    ids=["unknown-role", "missing-secret", "bad-template-variable"],
+    ids=["unknown-role", "missing-secret", "bad-template-variable", "secret-in-plain-file"],
 )
-def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, fragment):
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, fragment, dry_run):
     if override:  # an operator's override of one template, next to the inventory
         templates = tmp_path / "roles" / "chainlink" / "templates" / "v2"
         templates.mkdir(parents=True)
         (templates / "config.toml.j2").write_text(override + "\n")
         (tmp_path / "roles" / "chainlink" / "role.yaml").write_text(
             (Path(__file__).parents[2] / "roles" / "chainlink" / "role.yaml").read_text())  # fmt: skip
-    code, out = deploy(tmp_path, text, monkeypatch)
+    code, out = deploy(tmp_path, text, monkeypatch, *(["--dry-run"] if dry_run else []))
     assert code == 2, out
     assert fragment in out and "cannot connect" not in out and "Traceback" not in out
     assert out.count("\n") == 1

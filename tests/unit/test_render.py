@@ -156,6 +156,48 @@ def test_a_secret_printed_without_a_filter_fails_clearly(tmp_path, body):
     assert err.value.__context__ is None  # the original error, and its frames holding values, are gone
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "k = {{ secrets.s | toml }}",
+        "u = {{ ('wss://h/v3/' ~ secrets.s | urlpart) | toml }}",
+        "K={{ secrets.s | dotenv }}",
+        "{{ secrets.s | line }}",
+        "{% set x = secrets.s | toml %}ok",  # not even printed: a plain file may not read a value at all
+    ],
+    ids=["toml", "urlpart", "dotenv", "line", "set"],
+)
+def test_a_secret_in_a_file_marked_secret_false_is_refused(tmp_path, body):
+    """Issue 13, item 5: such a file's bytes are in the config hash (a container label), so a guess of the
+    secret could be confirmed offline. The same template in a secret: true file renders (the control)."""
+    role = load_role("t", [tmp_role(tmp_path / "plain", {"f.txt": "a\n" + body + "\n"}, secret=False)])
+    with pytest.raises(InvalidInput) as err:
+        render(role, "p", service(), {"s": Secret(SENTINEL, "s")})
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in message and "s3nt" not in message
+    assert message.startswith(f"role t: template {tmp_path}/plain/t/templates/f.txt, line 2: ")
+    assert "secret 's' is written into f.txt, a file with secret: false" in message
+    assert "write it in a file with secret: true instead" in message
+    control = load_role("t", [tmp_role(tmp_path / "secret", {"f.txt": "a\n" + body + "\n"}, secret=True)])
+    assert render(control, "p", service(), {"s": Secret(SENTINEL, "s")}).files["f.txt"].secret
+
+
+def test_a_plain_file_may_still_write_plain_values_and_name_secrets(tmp_path):
+    body = "k = {{ vars.X | toml }}\n{% if secrets.s is defined %}has = true{% endif %}\n"
+    role = load_role("t", [tmp_role(tmp_path, {"f.txt": body}, secret=False)])
+    got = render(role, "p", service(X="plain"), {"s": Secret(SENTINEL, "s")})
+    assert got.files["f.txt"].data == b'k = "plain"\nhas = true\n'
+
+
+def test_an_operator_template_printing_a_secret_into_config_toml_is_refused(tmp_path):
+    mine = tmp_path / "roles"
+    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
+    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text("# mine\nK = {{ secrets.keystore | toml }}\n")
+    with pytest.raises(InvalidInput, match=r"config.toml.j2, line 2: toml: secret 'keystore' is written into "
+                                           r"config.toml, a file with secret: false"):  # fmt: skip
+        render(load_role("chainlink", [mine, BUILTIN_ROLES]), "v2", service(), secrets())
+
+
 def test_undefined_variable_names_template_line_and_variable(tmp_path):
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, "a\nb\nc = {{ vars.NOPE | toml }}\n", "x")
