@@ -192,7 +192,8 @@ def test_a_plain_file_may_still_write_plain_values_and_name_secrets(tmp_path):
 def test_an_operator_template_printing_a_secret_into_config_toml_is_refused(tmp_path):
     mine = tmp_path / "roles"
     (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
-    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text("# mine\nK = {{ secrets.keystore | toml }}\n")
+    override = mine / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    override.write_text("# mine\nK = {{ secrets.keystore | toml }}\n")
     with pytest.raises(InvalidInput, match=r"config.toml.j2, line 2: toml: secret 'keystore' is written into "
                                            r"config.toml, a file with secret: false"):  # fmt: skip
         render(load_role("chainlink", [mine, BUILTIN_ROLES]), "v2", service(), secrets())
