@@ -72,8 +72,11 @@ def test_good_input_gets_as_far_as_the_bastion(tmp_path, monkeypatch):
         (inventory(role="besu"), None, "services.cl.role: unknown role 'besu'"),
         (inventory(wallet="cl/nope"), None, "services.cl.secrets.keystore"),
         (inventory(), "{{ vars.NO_SUCH_VARIABLE }}", "NO_SUCH_VARIABLE"),
-        (inventory(), "[Password]\nKeystore = {{ secrets.keystore | toml }}",
-         "line 2: toml: secret 'keystore' is written into config.toml, a file with secret: false"),
+        (
+            inventory(),
+            "[Password]\nKeystore = {{ secrets.keystore | toml }}",
+            "line 2: toml: secret 'keystore' is written into config.toml, a file with secret: false",
+        ),
     ],
     ids=["unknown-role", "missing-secret", "bad-template-variable", "secret-in-plain-file"],
 )
