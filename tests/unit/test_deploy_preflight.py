@@ -6,8 +6,10 @@ task tried to connect first, it would fail with exit 1 instead.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -125,3 +127,37 @@ def test_only_a_rotation_reads_the_admin_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("NODEOPS_CL_ADMIN_PASSWORD", "Dd4!dddddddddddddddd")
     [job] = prepare(inv, admin=True)
     assert job.secrets["db_admin"].reveal() == "Dd4!dddddddddddddddd"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_a_root_dir_under_the_read_only_mount_is_refused_before_any_host(tmp_path, monkeypatch, dry_run):
+    """Issue 13: `ROOT_DIR: /chainlink` made the new standby fail after taking the lease, then the old active."""
+    text = inventory().replace("DATABASE_NAME: cl}", "DATABASE_NAME: cl, ROOT_DIR: /chainlink/root}")
+    assert "ROOT_DIR" in text
+    code, out = deploy(tmp_path, text, monkeypatch, *(["--dry-run"] if dry_run else []))
+    assert code == 2 and out.count("\n") == 1 and "cannot connect" not in out, out
+    assert f"{tmp_path / 't.yaml'}: services.cl.variables.ROOT_DIR: '/chainlink/root' is at or under" in out
+    assert "remove it to use the role's default '/home/chainlink/.chainlink'" in out
+
+
+RPC = "wss://eth-mainnet.example.net/v3/Rk7rpcSentinelKey0123456789"
+
+
+def test_an_rpc_url_secret_reference_is_masked_and_never_in_what_deploy_records(tmp_path, monkeypatch):
+    """The URL reaches rpc.toml only: not the config hash's inputs, not deploy's audit record (`variables`),
+    and the redactor masks it (and its URL-encoded and JSON forms) in every message deploy shows or logs."""
+    from nodeops.deploy import Reporter, ServiceDeploy
+
+    last = "      api_password: {backend: ci, name: cl/api, key: password}\n"
+    text = inventory().replace(last, last + "      eth_url: {backend: ci, name: cl/rpc}\n")
+    for name, value in {**ENV, "NODEOPS_CL_RPC": RPC}.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    [job] = prepare(load_inventory(path))
+    assert RPC.encode() in job.rendered.files["rpc.toml"].data and job.rendered.files["rpc.toml"].secret
+    assert not any(RPC.encode() in f.data for f in job.rendered.files.values() if not f.secret)
+    ran = ServiceDeploy(job, None, Reporter.silent()).ran()  # what the audit log's end entry records
+    assert "Rk7rpc" not in repr(ran) and "eth_url" not in repr(ran)
+    line = f"dial {RPC}: refused; {quote(RPC, safe='')}; {json.dumps(RPC)}"
+    assert "Rk7rpc" not in job.redact(line) and job.redact.leaks(RPC)

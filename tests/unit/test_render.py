@@ -8,7 +8,7 @@ import importlib.util
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -231,10 +231,10 @@ def test_missing_secret_required_by_the_role_is_named():
 def test_chainlink_v2_files_parse_back_to_the_exact_values():
     got = render(load_role("chainlink"), "v2", service(), secrets(), {"node": {"name": "cl1-a", "preferred": "active"}})
     assert got.command == (
-        "node", "-config", "/chainlink/config.toml", "-secrets", "/chainlink/secrets.toml",
-        "start", "-a", "/chainlink/.api",
+        "node", "-config", "/chainlink/config.toml", "-config", "/chainlink/rpc.toml",
+        "-secrets", "/chainlink/secrets.toml", "start", "-a", "/chainlink/.api",
     )  # fmt: skip
-    assert got.env_file is None and set(got.files) == {"config.toml", "secrets.toml", ".api"}
+    assert got.env_file is None and set(got.files) == {"config.toml", "rpc.toml", "secrets.toml", ".api"}
     config = tomllib.loads(got.files["config.toml"].data.decode())
     assert config["Log"] == {"Level": "info"}
     assert config["WebServer"] == {"HTTPPort": 6688, "SecureCookies": False, "TLS": {"HTTPSPort": 0}}
@@ -279,6 +279,61 @@ def test_chainlink_v1_files_parse_back_under_docker_env_file_rules():
         "DATABASE_LOCKING_MODE": "lease", "LEASE_LOCK_DURATION": "10s", "LEASE_LOCK_REFRESH_INTERVAL": "1s",
     }  # fmt: skip
     assert got.files[".password"].data == SENTINEL.encode() + b"\n"  # exactly one trailing newline
+
+
+RPC_KEY = "k3y" + SENTINEL.strip()  # an API key in a URL's path: percent-encoded below, as a provider's key never is
+RPC_WS = "wss://eth-mainnet.example.net/v3/" + quote(RPC_KEY, safe="")
+RPC_HTTP = "https://eth-mainnet.example.net/v3/" + quote(RPC_KEY, safe="")
+
+
+def test_chainlink_v2_rpc_urls_as_secret_references_go_to_rpc_toml_never_config_toml():
+    """Issue 13, item 5: an RPC URL that embeds an API key can be a secret reference. It reaches the node
+    through rpc.toml (a secret file, a second -config), never config.toml, the hash or the file's repr."""
+    s = secrets(eth_url=RPC_WS, eth_http_url=RPC_HTTP)
+    got = render(load_role("chainlink"), "v2", service(), s)
+    assert got.files["rpc.toml"].secret and not got.files["config.toml"].secret
+    rpc = tomllib.loads(got.files["rpc.toml"].data.decode())
+    assert rpc == {"EVM": [{"ChainID": "1337", "Nodes": [{"Name": "primary", "WSURL": RPC_WS, "HTTPURL": RPC_HTTP}]}]}
+    config = tomllib.loads(got.files["config.toml"].data.decode())
+    assert config["EVM"] == [{"ChainID": "1337"}]
+    for form in (RPC_KEY, quote(RPC_KEY, safe=""), "k3y"):
+        assert form.encode() not in got.files["config.toml"].data and form not in repr(got)
+    # the hash: the URL's value never moves it (the file's name and flag are in it, not its bytes)
+    other = secrets(eth_url=RPC_WS.replace("k3y", "0th"), eth_http_url=RPC_HTTP)
+    assert render(load_role("chainlink"), "v2", service(), other).config_hash == got.config_hash
+    # as plain variables (no key in them), the URLs stay in config.toml, and rpc.toml holds no chain
+    plain = render(load_role("chainlink"), "v2", service(ETH_URL="wss://a.example/ws", ETH_HTTP_URL="https://a.example"),
+                   secrets())  # fmt: skip
+    assert tomllib.loads(plain.files["config.toml"].data.decode())["EVM"] == [
+        {
+            "ChainID": "1337",
+            "Nodes": [{"Name": "primary", "WSURL": "wss://a.example/ws", "HTTPURL": "https://a.example"}],
+        }
+    ]
+    assert tomllib.loads(plain.files["rpc.toml"].data.decode()) == {}
+    assert plain.config_hash != got.config_hash
+
+
+def test_chainlink_v1_rpc_url_secret_reference_goes_to_the_env_file():
+    got = render(load_role("chainlink"), "v1", service(ETH_HTTP_URL="https://a.example"), secrets(eth_url=RPC_WS))
+    env = docker_env_file(got.files[".env"].data)
+    assert (env["ETH_URL"], env["ETH_HTTP_URL"]) == (RPC_WS, "https://a.example") and got.files[".env"].secret
+
+
+def test_the_node_simulator_reads_the_rpc_urls_where_the_node_reads_them(tmp_path):
+    """v2: the simulator merges config.toml and rpc.toml (by ChainID, nodes by Name) as the node merges its
+    -config files; one URL a variable, the other a secret reference, make one node with both."""
+    sim = _simulator()
+    value = SENTINEL.strip()  # the node refuses a password with surrounding whitespace
+    got = render(load_role("chainlink"), "v2", service(ETH_HTTP_URL="https://a.example"),
+                 secrets(value, eth_url=RPC_WS))  # fmt: skip
+    for f in got.files.values():
+        (tmp_path / f.name).write_bytes(f.data)
+    cfg = sim.load_v2([str(tmp_path / "config.toml"), str(tmp_path / "rpc.toml")], [str(tmp_path / "secrets.toml")])
+    assert cfg.evm_nodes == [("1337", "primary", RPC_WS, "https://a.example")] and cfg.evm_chain_ids == ["1337"]
+    assert "k3y" not in cfg.config_sha256 and sim.evm_node_summary(cfg) == {"1337": ["primary ws http"]}
+    v1 = render(load_role("chainlink"), "v1", service(), secrets(value, eth_url=RPC_WS))
+    assert sim.load_v1(docker_env_file(v1.files[".env"].data)).evm_nodes == [("1337", "primary", RPC_WS, None)]
 
 
 def test_ipv6_database_host_is_bracketed():
