@@ -106,6 +106,9 @@ def test_the_prod_example_gives_its_role_every_secret_and_renders():
     fake = {name: Secret(f"Example-{name}-Passw0rd!x", name) for name in service.secrets}
     rendered = render(role, profile_name(role, service), service, fake)
     assert b"sslmode=verify-full" in rendered.files["secrets.toml"].data
+    # its RPC URLs are secret references (issue 13): in rpc.toml, a secret file, and nowhere plain
+    assert b"WSURL = \"Example-eth_url-" in rendered.files["rpc.toml"].data and rendered.files["rpc.toml"].secret
+    assert b"Nodes" not in rendered.files["config.toml"].data and "ETH_URL" not in service.variables
 
 
 def test_only_a_rotation_reads_the_admin_credentials(tmp_path, monkeypatch):
