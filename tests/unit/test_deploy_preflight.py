@@ -107,7 +107,7 @@ def test_the_prod_example_gives_its_role_every_secret_and_renders():
     rendered = render(role, profile_name(role, service), service, fake)
     assert b"sslmode=verify-full" in rendered.files["secrets.toml"].data
     # its RPC URLs are secret references (issue 13): in rpc.toml, a secret file, and nowhere plain
-    assert b"WSURL = \"Example-eth_url-" in rendered.files["rpc.toml"].data and rendered.files["rpc.toml"].secret
+    assert b'WSURL = "Example-eth_url-' in rendered.files["rpc.toml"].data and rendered.files["rpc.toml"].secret
     assert b"Nodes" not in rendered.files["config.toml"].data and "ETH_URL" not in service.variables
 
 
