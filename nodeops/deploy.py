@@ -54,7 +54,7 @@ from nodeops.plan import (
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
-from nodeops.roles import Role, profile_name, role_for
+from nodeops.roles import Role, check_service, profile_name, role_for
 from nodeops.secrets import Secret, resolve
 
 SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
@@ -252,6 +252,7 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False,
     ``secrets``: already resolved for it, not read again)."""
     role = role_for(inventory, service)
     profile = profile_name(role, service, str(inventory.source))
+    check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered = render(role, profile, service, secrets)

@@ -28,6 +28,13 @@ filter, each exact for one format:
   unchanged; a newline or carriage return in it is refused.
 - ``raw``: a non-secret value as text; refuses a Secret.
 
+A file the role marks ``secret: false`` (``config.toml``) takes no Secret at
+all: every filter refuses one there, naming the secret and the file. Such a
+file's bytes are in the configuration hash, a container label anyone who can
+run ``docker inspect`` reads, so a secret in it could be confirmed by guessing
+offline (and it is not shredded, nor uploaded as a secret). A value that is
+secret goes to a ``secret: true`` file (``secrets.toml``, ``rpc.toml``, ``.env``).
+
 Turning a Secret into text any other way inside a template (``{{ secrets.db }}``,
 ``~``, ``|upper``, ``|join``, ``{{ secrets }}``) raises: see nodeops.secrets.
 Every failure is one ``InvalidInput`` line naming the role, the template file
@@ -36,11 +43,12 @@ and line, and the problem; messages name variables, never secret values.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +75,21 @@ class FilterError(InvalidInput):
     """A value that an escaping filter cannot write exactly (the message names it, not its value)."""
 
 
+_PLAIN_FILE: ContextVar[str | None] = ContextVar("nodeops_plain_file", default=None)
+
+
+@contextlib.contextmanager
+def _rendering(name: str, secret: bool, used: dict[str, str | None]) -> Iterator[None]:
+    """While file ``name`` renders (this thread/context only): if it is not secret, every filter refuses a Secret;
+    every Secret a filter writes is noted in ``used`` (name -> version id)."""
+    tokens = _PLAIN_FILE.set(None if secret else name), _USED.set(used)
+    try:
+        yield
+    finally:
+        _PLAIN_FILE.reset(tokens[0])
+        _USED.reset(tokens[1])
+
+
 @dataclass(frozen=True)
 class RenderedFile:
     name: str
@@ -85,14 +108,17 @@ class Rendered:
     ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
     the profile, the image, the effective non-secret variables, the command,
     the env file's name, every file's name and secret flag, the *bytes of the
-    non-secret files only*, and the backend version id of every secret the files
+    non-secret files only*, into which render lets no Secret be written (see the
+    module's docstring), and the backend version id of every secret the files
     use (``secret_versions``). It becomes a container label, which anyone who
     can run ``docker inspect`` on the host reads; a hash over secret bytes
     would let such a reader test guesses of a password offline (everything
     else in secrets.toml is known or guessable), while a version id says only
     *that* a value changed. So a secret changed in its backend changes the hash
     and is a change a plan sees; a backend that keeps no versions (``env``)
-    gives None, and a change of its value is not seen.
+    gives None, and a change of its value is not seen. The variables are the
+    inventory's plain values: a value that must stay secret (an RPC URL holding
+    an API key) is a secret reference instead.
 
     ``secret_versions``: {secret name: version id or None} of the secrets the
     files used (revealed through a filter), with ``variables`` (the service's
@@ -125,7 +151,14 @@ def _unwrap(value: Any, filt: str) -> tuple[str, str]:
     if isinstance(value, jinja2.Undefined):
         value._fail_with_undefined_error()
     if isinstance(value, Secret):
-        text, label = value.reveal(), (f"secret {value.name!r}" if value.name else "a secret")
+        label = f"secret {value.name!r}" if value.name else "a secret"
+        plain = _PLAIN_FILE.get()
+        if plain is not None:
+            raise FilterError(
+                f"{filt}: {label} is written into {plain}, a file with secret: false, whose bytes are in the "
+                "configuration hash (a container label); write it in a file with secret: true instead"
+            )
+        text = value.reveal()
         used = _USED.get()
         if used is not None:
             used[value.name] = value.version
@@ -295,15 +328,12 @@ def render(
     used: dict[str, str | None] = {}
     for spec in profile.files.values():
         problem = None
-        token = _USED.set(used)
-        with strict_rendering():
+        with strict_rendering(), _rendering(spec.name, spec.secret, used):
             try:
                 text = env.get_template(spec.template).render(context)
                 data = text.encode("utf-8")
             except Exception as err:  # noqa: BLE001 - every template failure becomes one line, below
                 problem = _describe(err, role, spec.template, secrets)
-            finally:
-                _USED.reset(token)
         if problem is not None:  # raised outside the handler: the original (with its frames) is dropped
             raise InvalidInput(problem)
         files[spec.name] = RenderedFile(spec.name, data, spec.secret)

@@ -17,15 +17,22 @@ to the built-in role of the same name.
 A service picks a profile with its variable ``PROFILE`` (the inventory has
 no profile field), else the role's ``default_profile``.
 
+Two rules a role states as data, checked per service before any host
+(``check_service``): ``writable_paths`` names variables that hold a path the
+node writes to, refused at or under ``mount`` (the node sees that folder
+read-only); ``secret_variables`` maps a variable to the secret name a service
+may give instead of it (an RPC URL that embeds an API key), never both.
+
 Every problem is one ``RoleError`` (exit 2) naming the role file and the
 path inside it (``profiles.v2.files.config.toml.template``).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any, Literal, NoReturn
@@ -43,6 +50,7 @@ __all__ = [
     "RoleError",
     "RoleFile",
     "RotationSpec",
+    "check_service",
     "load_role",
     "profile_name",
     "role_for",
@@ -149,6 +157,9 @@ class Role:
     default_profile: str
     rotation: Mapping[str, RotationSpec]  # what fab rotate-secrets can rotate, in the order --secret all takes
     backup: BackupSpec | None = None  # what fab backup records of the node's keys; None: the role has no backup
+    writable_paths: tuple[str, ...] = ()  # variables holding a path the node writes: never at or under `mount`
+    secret_variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # variable -> the
+    # secret a service may give instead of it
 
     @property
     def admin_secrets(self) -> frozenset[str]:
@@ -221,6 +232,47 @@ def profile_name(role: Role, service: Service, file: str | None = None) -> str:
     return str(chosen)
 
 
+def check_service(role: Role, service: Service, file: str) -> None:
+    """The role's rules for one service's inputs (no host needed), or ``InventoryError`` (exit 2) naming ``file``
+    (the inventory) and the variable or secret reference, with the fix.
+
+    ``writable_paths``: each such variable (the service's value, else the role's default) is an absolute path
+    (or ``~``/``~/...``, the image user's home) and not at or under the role's ``mount``, which the node sees
+    read-only (Chainlink makes its root directory ``<= 0700`` and stops if it cannot: issue 13).
+    ``secret_variables``: a service gives the value as the variable or as the secret reference, not both.
+    """
+    for var in role.writable_paths:
+        if var not in service.variables:
+            continue  # the role's default, checked when the role was loaded
+        problem = _path_problem(service.variables[var], role.mount)
+        if problem:
+            default = role.defaults[var]
+            raise InventoryError(file, f"services.{service.name}.variables.{var}",
+                                 f"{problem}; remove it to use the role's default {default!r}")  # fmt: skip
+    for var, secret in role.secret_variables.items():
+        if service.variables.get(var) not in (None, "") and secret in service.secrets:
+            raise InventoryError(
+                file, f"services.{service.name}.variables.{var}",
+                f"given both as this variable and as the secret reference services.{service.name}.secrets.{secret}; "
+                "keep one (the secret reference, if the value holds a key or password)",
+            )  # fmt: skip
+
+
+def _path_problem(value: Any, mount: str) -> str | None:
+    """Why ``value`` cannot be a path the node writes to, given the read-only ``mount``; None if it can."""
+    if not isinstance(value, str) or not value:
+        return f"expected a path, got {value!r}"
+    if value == "~" or value.startswith("~/"):
+        return None
+    if not value.startswith("/"):
+        return f"expected an absolute path (or ~/...), got {value!r}: a relative one depends on the image's workdir"
+    path, root = (posixpath.normpath("/" + p.lstrip("/")) for p in (value, mount))  # "//x/./y/.." is "/x"
+    if path == root or path.startswith(root.rstrip("/") + "/"):
+        return (f"{value!r} is at or under the role's mount {mount}, which the node sees read-only and cannot make "
+                f"its own; set a writable path outside {mount}")  # fmt: skip
+    return None
+
+
 # ---------------------------------------------------------------- validating role.yaml
 
 _TOP = {
@@ -236,6 +288,8 @@ _TOP = {
     "backup": False,
     "defaults": False,
     "secrets": False,
+    "writable_paths": False,
+    "secret_variables": False,
     "profiles": True,
     "default_profile": True,
 }
@@ -287,6 +341,21 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         if not isinstance(secret, str) or not _NAME.fullmatch(secret):
             fail(f"secrets[{i}]", f"expected a secret name matching {_NAME.pattern}, got {secret!r}")
 
+    writable = _typed(data.get("writable_paths") or [], "writable_paths", list, "a list of variable names", fail)
+    for i, var in enumerate(writable):
+        if var not in defaults:
+            fail(f"writable_paths[{i}]", f"expected a variable of the role's defaults, got {var!r}")
+        problem = _path_problem(defaults[var], mount)
+        if problem:
+            fail(f"defaults.{var}", problem)
+    alternatives = _typed(data.get("secret_variables") or {}, "secret_variables", dict, "a mapping", fail)
+    for var, secret in alternatives.items():
+        if var not in defaults:
+            fail(f"secret_variables.{var}", "expected a variable of the role's defaults")
+        if not isinstance(secret, str) or not _NAME.fullmatch(secret) or secret in secrets:
+            problem = f"expected a secret name matching {_NAME.pattern} outside the role's required secrets"
+            fail(f"secret_variables.{var}", f"{problem}, got {secret!r}")
+
     raw_profiles = _typed(data["profiles"], "profiles", dict, "a mapping of profiles", fail)
     if not raw_profiles:
         fail("profiles", "expected at least one profile")
@@ -319,6 +388,8 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         default_profile=default_profile,
         rotation=_rotation(data.get("rotation") or {}, secrets, "lease" in data, fail),
         backup=_backup(data["backup"], "lease" in data, fail) if "backup" in data else None,
+        writable_paths=tuple(writable),
+        secret_variables=MappingProxyType(dict(alternatives)),
     )
 
 

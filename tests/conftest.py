@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
 import subprocess
 import sys
@@ -24,3 +26,12 @@ def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(FAB), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
+
+
+def simulator():
+    """The Chainlink node simulator (lab/images/chainlink-sim/chainlink) as a module: its own loaders and rules."""
+    path = ROOT / "lab" / "images" / "chainlink-sim" / "chainlink"
+    loader = importlib.machinery.SourceFileLoader("chainlink_sim", str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("chainlink_sim", loader))
+    loader.exec_module(module)
+    return module

@@ -287,8 +287,16 @@ class SimFactory:
             "RootDir = '%s'\n\n[Log]\nLevel = '%s'\n\n[WebServer]\nHTTPPort = %d\nListenIP = '127.0.0.1'\n"
             "SecureCookies = false\n\n[Database.Lock]\nEnabled = true\nLeaseDuration = '%s'\n"
             "LeaseRefreshInterval = '%s'\n\n[Feature]\nLogPoller = true\n\n[[EVM]]\nChainID = '1337'\n\n"
-            "[[EVM.Nodes]]\nName = 'primary'\nWSURL = '%s'\n"
-            % (nd / "root", log_level, port, lease, refresh, rpc_url or self.rpc.url)
+            "[[EVM.Nodes]]\nName = 'primary'\nWSURL = '%s'\nHTTPURL = '%s'\n"
+            % (
+                nd / "root",
+                log_level,
+                port,
+                lease,
+                refresh,
+                rpc_url or self.rpc.url,
+                (rpc_url or self.rpc.url).replace("ws://", "http://", 1),
+            )
         ) + extra_config
         (nd / "config.toml").write_text(config)
         the_url = url if url is not None else db_url(d)

@@ -2,8 +2,10 @@
 """HTTP API: health shape, sessions, password change, .api handling, keys, v1 profile."""
 
 import hashlib
+import json
 import signal
 import time
+import tomllib
 
 import psycopg2
 
@@ -29,7 +31,12 @@ def test_health_shape_version_and_config_hash(db, sims, client_for):
         for c in body["data"]
     )
     assert body["meta"]["version"] == "2.7.1"
-    assert body["meta"]["config_sha256"] == hashlib.sha256(f["config"].read_bytes()).hexdigest()
+    # the merged config without its URLs (an RPC URL may embed an API key): no secret is hashed
+    config = {k: v for k, v in tomllib.loads(f["config"].read_text()).items() if k != "EVM"}
+    config["EVM"] = [{"ChainID": "1337", "Nodes": [{"Name": "primary"}]}]
+    assert body["meta"]["config_sha256"] == hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    assert body["meta"]["evm_nodes"] == {"1337": ["primary ws http"]}
+    assert f"127.0.0.1:{sims.rpc.port}" not in json.dumps(body)
     c = client_for(f["port"])
     assert c.request("GET", "/readyz")[0] == 200
     assert c.request("GET", "/v2/build_info")[0] == 401  # authenticated, as upstream

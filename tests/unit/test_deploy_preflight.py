@@ -6,8 +6,10 @@ task tried to connect first, it would fail with exit 1 instead.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -52,12 +54,12 @@ def inventory(role: str = "chainlink", wallet: str = "cl/wallet") -> str:
         """)
 
 
-def deploy(tmp_path: Path, text: str, monkeypatch) -> tuple[int, str]:
+def deploy(tmp_path: Path, text: str, monkeypatch, *args: str) -> tuple[int, str]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     path = tmp_path / "t.yaml"
     path.write_text(text)
-    res = fab("deploy", "--inventory", str(path))
+    res = fab("deploy", "--inventory", str(path), *args)
     return res.returncode, res.stdout + res.stderr
 
 
@@ -72,17 +74,23 @@ def test_good_input_gets_as_far_as_the_bastion(tmp_path, monkeypatch):
         (inventory(role="besu"), None, "services.cl.role: unknown role 'besu'"),
         (inventory(wallet="cl/nope"), None, "services.cl.secrets.keystore"),
         (inventory(), "{{ vars.NO_SUCH_VARIABLE }}", "NO_SUCH_VARIABLE"),
+        (
+            inventory(),
+            "[Password]\nKeystore = {{ secrets.keystore | toml }}",
+            "line 2: toml: secret 'keystore' is written into config.toml, a file with secret: false",
+        ),
     ],
-    ids=["unknown-role", "missing-secret", "bad-template-variable"],
+    ids=["unknown-role", "missing-secret", "bad-template-variable", "secret-in-plain-file"],
 )
-def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, fragment):
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, fragment, dry_run):
     if override:  # an operator's override of one template, next to the inventory
         templates = tmp_path / "roles" / "chainlink" / "templates" / "v2"
         templates.mkdir(parents=True)
         (templates / "config.toml.j2").write_text(override + "\n")
         (tmp_path / "roles" / "chainlink" / "role.yaml").write_text(
             (Path(__file__).parents[2] / "roles" / "chainlink" / "role.yaml").read_text())  # fmt: skip
-    code, out = deploy(tmp_path, text, monkeypatch)
+    code, out = deploy(tmp_path, text, monkeypatch, *(["--dry-run"] if dry_run else []))
     assert code == 2, out
     assert fragment in out and "cannot connect" not in out and "Traceback" not in out
     assert out.count("\n") == 1
@@ -98,6 +106,9 @@ def test_the_prod_example_gives_its_role_every_secret_and_renders():
     fake = {name: Secret(f"Example-{name}-Passw0rd!x", name) for name in service.secrets}
     rendered = render(role, profile_name(role, service), service, fake)
     assert b"sslmode=verify-full" in rendered.files["secrets.toml"].data
+    # its RPC URLs are secret references (issue 13): in rpc.toml, a secret file, and nowhere plain
+    assert b'WSURL = "Example-eth_url-' in rendered.files["rpc.toml"].data and rendered.files["rpc.toml"].secret
+    assert b"Nodes" not in rendered.files["config.toml"].data and "ETH_URL" not in service.variables
 
 
 def test_only_a_rotation_reads_the_admin_credentials(tmp_path, monkeypatch):
@@ -119,3 +130,38 @@ def test_only_a_rotation_reads_the_admin_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("NODEOPS_CL_ADMIN_PASSWORD", "Dd4!dddddddddddddddd")
     [job] = prepare(inv, admin=True)
     assert job.secrets["db_admin"].reveal() == "Dd4!dddddddddddddddd"
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_a_root_dir_under_the_read_only_mount_is_refused_before_any_host(tmp_path, monkeypatch, dry_run):
+    """Issue 13: `ROOT_DIR: /chainlink` made the new standby fail after taking the lease, then the old active."""
+    text = inventory().replace("DATABASE_NAME: cl}", "DATABASE_NAME: cl, ROOT_DIR: /chainlink/root}")
+    assert "ROOT_DIR" in text
+    code, out = deploy(tmp_path, text, monkeypatch, *(["--dry-run"] if dry_run else []))
+    assert code == 2 and out.count("\n") == 1 and "cannot connect" not in out, out
+    assert f"{tmp_path / 't.yaml'}: services.cl.variables.ROOT_DIR: '/chainlink/root' is at or under" in out
+    assert "remove it to use the role's default '/home/chainlink/.chainlink'" in out
+
+
+RPC = "wss://eth-mainnet.example.net/v3/Rk7rpcSentinelKey0123456789"
+
+
+def test_an_rpc_url_secret_reference_is_masked_and_never_in_what_deploy_records(tmp_path, monkeypatch):
+    """The URL reaches rpc.toml only: not the config hash's inputs, not deploy's audit record (`variables`),
+    and the redactor masks it (and its URL-encoded and JSON forms) in every message deploy shows or logs."""
+    from nodeops.deploy import Reporter, ServiceDeploy
+
+    last = "      api_password: {backend: ci, name: cl/api, key: password}\n"
+    text = inventory().replace(last, last + "      eth_url: {backend: ci, name: cl/rpc}\n")
+    for name, value in {**ENV, "NODEOPS_CL_RPC": RPC}.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    [job] = prepare(load_inventory(path))
+    assert RPC.encode() in job.rendered.files["rpc.toml"].data and job.rendered.files["rpc.toml"].secret
+    assert not any(RPC.encode() in f.data for f in job.rendered.files.values() if not f.secret)
+    ran = ServiceDeploy(job, None, Reporter.silent()).ran()  # what the audit log's end entry records
+    assert "Rk7rpc" not in repr(ran) and "eth_url" not in ran["variables"]
+    assert ran["secret_versions"]["eth_url"] is None  # named, by its version (the env backend keeps none)
+    line = f"dial {RPC}: refused; {quote(RPC, safe='')}; {json.dumps(RPC)}"
+    assert "Rk7rpc" not in job.redact(line) and job.redact.leaks(RPC)

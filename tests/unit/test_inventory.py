@@ -111,6 +111,7 @@ def test_example_inventory_loads():
         "chainlink/DBSecret",
         "chainlink/WalletSecret",
         "chainlink/ApiSecret",
+        "chainlink/RpcSecret",  # the RPC URLs, which embed an API key
         "nodeops/DBAdminSecret",  # for fab rotate-secrets only
     }
     assert set(inv.secret_backends) == {"aws", "ci"}

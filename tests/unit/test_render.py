@@ -3,12 +3,10 @@ never reaches output, messages or the config hash; errors name role, template fi
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -17,9 +15,10 @@ from nodeops.inventory import Service
 from nodeops.render import render
 from nodeops.roles import BUILTIN_ROLES, load_role
 from nodeops.secrets import Secret
+from tests.conftest import simulator
 
 SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆ end "  # quote-, escape-, URL- and shell-special, spaces, unicode, trailing space
-ROOT = Path(__file__).resolve().parents[2]
+
 LAB_VARIABLES = {
     "DATABASE_HOST": "10.213.0.2", "DATABASE_PORT": 5432, "DATABASE_NAME": "cl1", "ETH_CHAIN_ID": 1337, "LB_PORT": 6688,
 }  # fmt: skip
@@ -156,6 +155,49 @@ def test_a_secret_printed_without_a_filter_fails_clearly(tmp_path, body):
     assert err.value.__context__ is None  # the original error, and its frames holding values, are gone
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "k = {{ secrets.s | toml }}",
+        "u = {{ ('wss://h/v3/' ~ secrets.s | urlpart) | toml }}",
+        "K={{ secrets.s | dotenv }}",
+        "{{ secrets.s | line }}",
+        "{% set x = secrets.s | toml %}ok",  # not even printed: a plain file may not read a value at all
+    ],
+    ids=["toml", "urlpart", "dotenv", "line", "set"],
+)
+def test_a_secret_in_a_file_marked_secret_false_is_refused(tmp_path, body):
+    """Issue 13, item 5: such a file's bytes are in the config hash (a container label), so a guess of the
+    secret could be confirmed offline. The same template in a secret: true file renders (the control)."""
+    role = load_role("t", [tmp_role(tmp_path / "plain", {"f.txt": "a\n" + body + "\n"}, secret=False)])
+    with pytest.raises(InvalidInput) as err:
+        render(role, "p", service(), {"s": Secret(SENTINEL, "s")})
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in message and "s3nt" not in message
+    assert message.startswith(f"role t: template {tmp_path}/plain/t/templates/f.txt, line 2: ")
+    assert "secret 's' is written into f.txt, a file with secret: false" in message
+    assert "write it in a file with secret: true instead" in message
+    control = load_role("t", [tmp_role(tmp_path / "secret", {"f.txt": "a\n" + body + "\n"}, secret=True)])
+    assert render(control, "p", service(), {"s": Secret(SENTINEL, "s")}).files["f.txt"].secret
+
+
+def test_a_plain_file_may_still_write_plain_values_and_name_secrets(tmp_path):
+    body = "k = {{ vars.X | toml }}\n{% if secrets.s is defined %}has = true{% endif %}\n"
+    role = load_role("t", [tmp_role(tmp_path, {"f.txt": body}, secret=False)])
+    got = render(role, "p", service(X="plain"), {"s": Secret(SENTINEL, "s")})
+    assert got.files["f.txt"].data == b'k = "plain"\nhas = true\n'
+
+
+def test_an_operator_template_printing_a_secret_into_config_toml_is_refused(tmp_path):
+    mine = tmp_path / "roles"
+    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
+    override = mine / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    override.write_text("# mine\nK = {{ secrets.keystore | toml }}\n")
+    with pytest.raises(InvalidInput, match=r"config.toml.j2, line 2: toml: secret 'keystore' is written into "
+                                           r"config.toml, a file with secret: false"):  # fmt: skip
+        render(load_role("chainlink", [mine, BUILTIN_ROLES]), "v2", service(), secrets())
+
+
 def test_undefined_variable_names_template_line_and_variable(tmp_path):
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, "a\nb\nc = {{ vars.NOPE | toml }}\n", "x")
@@ -188,10 +230,10 @@ def test_missing_secret_required_by_the_role_is_named():
 def test_chainlink_v2_files_parse_back_to_the_exact_values():
     got = render(load_role("chainlink"), "v2", service(), secrets(), {"node": {"name": "cl1-a", "preferred": "active"}})
     assert got.command == (
-        "node", "-config", "/chainlink/config.toml", "-secrets", "/chainlink/secrets.toml",
-        "start", "-a", "/chainlink/.api",
+        "node", "-config", "/chainlink/config.toml", "-config", "/chainlink/rpc.toml",
+        "-secrets", "/chainlink/secrets.toml", "start", "-a", "/chainlink/.api",
     )  # fmt: skip
-    assert got.env_file is None and set(got.files) == {"config.toml", "secrets.toml", ".api"}
+    assert got.env_file is None and set(got.files) == {"config.toml", "rpc.toml", "secrets.toml", ".api"}
     config = tomllib.loads(got.files["config.toml"].data.decode())
     assert config["Log"] == {"Level": "info"}
     assert config["WebServer"] == {"HTTPPort": 6688, "SecureCookies": False, "TLS": {"HTTPSPort": 0}}
@@ -238,23 +280,70 @@ def test_chainlink_v1_files_parse_back_under_docker_env_file_rules():
     assert got.files[".password"].data == SENTINEL.encode() + b"\n"  # exactly one trailing newline
 
 
+RPC_KEY = "k3y" + SENTINEL.strip()  # an API key in a URL's path: percent-encoded below, as a provider's key never is
+RPC_WS = "wss://eth-mainnet.example.net/v3/" + quote(RPC_KEY, safe="")
+RPC_HTTP = "https://eth-mainnet.example.net/v3/" + quote(RPC_KEY, safe="")
+
+
+def test_chainlink_v2_rpc_urls_as_secret_references_go_to_rpc_toml_never_config_toml():
+    """Issue 13, item 5: an RPC URL that embeds an API key can be a secret reference. It reaches the node
+    through rpc.toml (a secret file, a second -config), never config.toml, the hash or the file's repr."""
+    s = secrets(eth_url=RPC_WS, eth_http_url=RPC_HTTP)
+    got = render(load_role("chainlink"), "v2", service(), s)
+    assert got.files["rpc.toml"].secret and not got.files["config.toml"].secret
+    rpc = tomllib.loads(got.files["rpc.toml"].data.decode())
+    assert rpc == {"EVM": [{"ChainID": "1337", "Nodes": [{"Name": "primary", "WSURL": RPC_WS, "HTTPURL": RPC_HTTP}]}]}
+    config = tomllib.loads(got.files["config.toml"].data.decode())
+    assert config["EVM"] == [{"ChainID": "1337"}]
+    for form in (RPC_KEY, quote(RPC_KEY, safe=""), "k3y"):
+        assert form.encode() not in got.files["config.toml"].data and form not in repr(got)
+    # the hash: the URL's value never moves it (the file's name and flag are in it, not its bytes)
+    other = secrets(eth_url=RPC_WS.replace("k3y", "0th"), eth_http_url=RPC_HTTP)
+    assert render(load_role("chainlink"), "v2", service(), other).config_hash == got.config_hash
+    # as plain variables (no key in them), the URLs stay in config.toml, and rpc.toml holds no chain
+    plain = render(load_role("chainlink"), "v2", service(ETH_URL="wss://a.example/ws", ETH_HTTP_URL="https://a.example"),
+                   secrets())  # fmt: skip
+    assert tomllib.loads(plain.files["config.toml"].data.decode())["EVM"] == [
+        {
+            "ChainID": "1337",
+            "Nodes": [{"Name": "primary", "WSURL": "wss://a.example/ws", "HTTPURL": "https://a.example"}],
+        }
+    ]
+    assert tomllib.loads(plain.files["rpc.toml"].data.decode()) == {}
+    assert plain.config_hash != got.config_hash
+
+
+def test_chainlink_v1_rpc_url_secret_reference_goes_to_the_env_file():
+    got = render(load_role("chainlink"), "v1", service(ETH_HTTP_URL="https://a.example"), secrets(eth_url=RPC_WS))
+    env = docker_env_file(got.files[".env"].data)
+    assert (env["ETH_URL"], env["ETH_HTTP_URL"]) == (RPC_WS, "https://a.example") and got.files[".env"].secret
+
+
+def test_the_node_simulator_reads_the_rpc_urls_where_the_node_reads_them(tmp_path):
+    """v2: the simulator merges config.toml and rpc.toml (by ChainID, nodes by Name) as the node merges its
+    -config files; one URL a variable, the other a secret reference, make one node with both."""
+    sim = simulator()
+    value = SENTINEL.strip()  # the node refuses a password with surrounding whitespace
+    got = render(load_role("chainlink"), "v2", service(ETH_HTTP_URL="https://a.example"),
+                 secrets(value, eth_url=RPC_WS))  # fmt: skip
+    for f in got.files.values():
+        (tmp_path / f.name).write_bytes(f.data)
+    cfg = sim.load_v2([str(tmp_path / "config.toml"), str(tmp_path / "rpc.toml")], [str(tmp_path / "secrets.toml")])
+    assert cfg.evm_nodes == [("1337", "primary", RPC_WS, "https://a.example")] and cfg.evm_chain_ids == ["1337"]
+    assert "k3y" not in cfg.config_sha256 and sim.evm_node_summary(cfg) == {"1337": ["primary ws http"]}
+    v1 = render(load_role("chainlink"), "v1", service(), secrets(value, eth_url=RPC_WS))
+    assert sim.load_v1(docker_env_file(v1.files[".env"].data)).evm_nodes == [("1337", "primary", RPC_WS, None)]
+
+
 def test_ipv6_database_host_is_bracketed():
     got = render(load_role("chainlink"), "v2", service(DATABASE_HOST="fd00::2"), secrets())
     url = urlsplit(tomllib.loads(got.files["secrets.toml"].data.decode())["Database"]["URL"])
     assert (url.hostname, url.port) == ("fd00::2", 5432)
 
 
-def _simulator():
-    loader = importlib.machinery.SourceFileLoader("chainlink_sim", str(ROOT / "lab/images/chainlink-sim/chainlink"))
-    spec = importlib.util.spec_from_loader("chainlink_sim", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 def test_the_node_simulator_reads_the_rendered_files_as_the_node_would(tmp_path):
     """The simulator's own loaders (Go URL rules, password file rules) get the exact secret back."""
-    sim = _simulator()
+    sim = simulator()
     value = SENTINEL.strip()  # the node refuses a password with surrounding whitespace (checked below)
     v2 = render(load_role("chainlink"), "v2", service(), secrets(value))
     for f in v2.files.values():

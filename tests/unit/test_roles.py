@@ -9,8 +9,8 @@ from types import MappingProxyType
 import pytest
 
 from nodeops.errors import EXIT_INVALID, InvalidInput, InventoryError
-from nodeops.inventory import Service
-from nodeops.roles import BUILTIN_ROLES, RoleError, load_role, profile_name, role_search_path
+from nodeops.inventory import SecretRef, Service
+from nodeops.roles import BUILTIN_ROLES, RoleError, check_service, load_role, profile_name, role_search_path
 
 GOOD = textwrap.dedent("""\
     description: test role
@@ -65,12 +65,14 @@ def test_builtin_chainlink_role():
     assert set(role.secrets) == {"db", "db_user", "keystore", "api_email", "api_password"}
     v2, v1 = role.profile("v2"), role.profile("v1")
     assert v2.argv(role.mount) == (
-        "node", "-config", "/chainlink/config.toml", "-secrets", "/chainlink/secrets.toml",
-        "start", "-a", "/chainlink/.api",
+        "node", "-config", "/chainlink/config.toml", "-config", "/chainlink/rpc.toml",
+        "-secrets", "/chainlink/secrets.toml", "start", "-a", "/chainlink/.api",
     )  # fmt: skip
     assert v1.argv(role.mount) == ("local", "n", "-p", "/chainlink/.password", "-a", "/chainlink/.api")
     assert (v2.env_file, v1.env_file) == (None, ".env")
-    assert {f.name: f.secret for f in v2.files.values()} == {"config.toml": False, "secrets.toml": True, ".api": True}
+    assert {f.name: f.secret for f in v2.files.values()} == {
+        "config.toml": False, "rpc.toml": True, "secrets.toml": True, ".api": True,
+    }  # fmt: skip
     assert {f.name: f.secret for f in v1.files.values()} == {".env": True, ".password": True, ".api": True}
     assert {f.name for f in v2.files.values() if f.read == "lease"} == {".api"}  # read only after the lease
     assert {f.name for f in v1.files.values() if f.read == "lease"} == {".api"}
@@ -112,6 +114,15 @@ def test_a_good_role_loads_frozen(tmp_path):
          "expected start or lease, got 'later'"),
         (("app.conf:", "a/b.conf:"), "profiles.main.files.a/b.conf", "expected a plain file name"),
         (("stop_timeout: 5", "stop_timeout: 5\nuser: 2"), "line 7, column 1", "invalid YAML: duplicate key 'user'"),
+        (("secrets: [pw]", "secrets: [pw]\nwritable_paths: [ROOT]"), "writable_paths[0]",
+         "expected a variable of the role's defaults, got 'ROOT'"),
+        (("{A: x, N: 1}", "{A: /data/root}\nwritable_paths: [A]"), "defaults.A",
+         "'/data/root' is at or under the role's mount /data"),
+        (("{A: x, N: 1}", "{A: rel/root}\nwritable_paths: [A]"), "defaults.A", "expected an absolute path"),
+        (("secrets: [pw]", "secrets: [pw]\nsecret_variables: {U: u}"), "secret_variables.U",
+         "expected a variable of the role's defaults"),
+        (("secrets: [pw]", "secrets: [pw]\nsecret_variables: {A: pw}"), "secret_variables.A",
+         "outside the role's required secrets, got 'pw'"),
     ],
 )  # fmt: skip
 def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, problem):
@@ -166,3 +177,50 @@ def test_an_unknown_profile_names_the_variable():
     assert str(err.value) == (
         "/inv/prod.yaml: services.cl1.variables.PROFILE: role 'chainlink' has no profile 'v3' (profiles: v2, v1)"
     )
+
+
+def service_with(variables: dict, secrets: tuple[str, ...] = ()) -> Service:
+    refs = {name: SecretRef("ci", f"x/{name}") for name in secrets}
+    return Service(
+        name="cl1", role="chainlink", image="smartcontract/chainlink:2.10.0", runtime="docker",
+        variables=MappingProxyType(variables), secrets=MappingProxyType(refs), nodes=(),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variables", "secrets", "where", "problem"),
+    [
+        ({"ROOT_DIR": "/chainlink"}, (), "variables.ROOT_DIR", "'/chainlink' is at or under the role's mount"),
+        ({"ROOT_DIR": "/chainlink/"}, (), "variables.ROOT_DIR", "at or under the role's mount"),
+        ({"ROOT_DIR": "/chainlink/root"}, (), "variables.ROOT_DIR", "at or under the role's mount"),
+        ({"ROOT_DIR": "//chainlink/./x"}, (), "variables.ROOT_DIR", "at or under the role's mount"),
+        ({"ROOT_DIR": "/tmp/../chainlink/x"}, (), "variables.ROOT_DIR", "at or under the role's mount"),
+        ({"ROOT_DIR": "chainlink"}, (), "variables.ROOT_DIR", "expected an absolute path (or ~/...)"),
+        ({"ROOT_DIR": ""}, (), "variables.ROOT_DIR", "expected a path, got ''"),
+        ({"ROOT_DIR": 5}, (), "variables.ROOT_DIR", "expected a path, got 5"),
+        ({"ETH_URL": "wss://x/ws"}, ("eth_url",), "variables.ETH_URL",
+         "given both as this variable and as the secret reference services.cl1.secrets.eth_url"),
+        ({"ETH_HTTP_URL": "https://x"}, ("eth_http_url",), "variables.ETH_HTTP_URL", "keep one"),
+        # good: a path beside the mount, home, the default; a URL given once either way
+        ({"ROOT_DIR": "/chainlink2/root"}, (), None, None),
+        ({"ROOT_DIR": "/home/chainlink/.chainlink"}, (), None, None),
+        ({"ROOT_DIR": "~/.chainlink"}, (), None, None),
+        ({"ROOT_DIR": "/"}, (), None, None),
+        ({}, (), None, None),
+        ({"ETH_URL": ""}, ("eth_url",), None, None),
+        ({"ETH_URL": "wss://x/ws"}, ("eth_http_url",), None, None),
+    ],
+)  # fmt: skip
+def test_the_role_refuses_what_it_knows_cannot_run(variables, secrets, where, problem):
+    """Issue 13: ROOT_DIR at or under the read-only mount made both nodes of a pair fail; refused with the fix."""
+    svc = service_with(variables, secrets)
+    if problem is None:
+        check_service(load_role("chainlink"), svc, "/inv/prod.yaml")
+        return
+    with pytest.raises(InventoryError) as err:
+        check_service(load_role("chainlink"), svc, "/inv/prod.yaml")
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in str(err.value)
+    assert (err.value.file, err.value.where) == ("/inv/prod.yaml", f"services.cl1.{where}")
+    assert problem in err.value.problem
+    if "mount" in problem:
+        assert "remove it to use the role's default '/home/chainlink/.chainlink'" in err.value.problem

@@ -140,7 +140,8 @@ def test_files_dir_holds_only_what_the_node_still_needs(listing, allowed, ok, fr
 
 
 def test_secret_names_are_the_secret_files_of_every_profile():
-    assert secret_names(load_role("chainlink")) == (".api", ".env", ".password", "secrets.toml")  # not config.toml
+    names = (".api", ".env", ".password", "rpc.toml", "secrets.toml")  # not config.toml
+    assert secret_names(load_role("chainlink")) == names
 
 
 @pytest.mark.parametrize(
