@@ -93,7 +93,7 @@ def write_init(root: Path, env: str) -> list[Path]:
     files = init_files(env)
     existing = [f.path for f in files if (root / f.path).exists()]
     if existing:
-        raise InvalidInput(f"nodeops init: {', '.join(existing)} already exist in {root}; nothing was written "
+        raise InvalidInput(f"init: {', '.join(existing)} already exist in {root}; nothing was written "
                            "(move them away, or init another folder)")  # fmt: skip
     written = []
     for f in files:
