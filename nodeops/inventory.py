@@ -194,10 +194,16 @@ class Inventory:
 # ---------------------------------------------------------------- loading
 
 
+def check_environment_name(env: str) -> None:
+    """An environment name names a file (inventory/NAME.yaml): InvalidInput unless it matches _NAME_PATTERN."""
+    if not _NAME.fullmatch(env):
+        raise InvalidInput(f"invalid environment name {_shown(env)}: expected a name matching {_NAME_PATTERN}")
+
+
 def inventory_path(root: Path, env: str | None, override: str | None) -> Path:
     """The inventory file chosen by --inventory PATH, else by --env NAME."""
-    if env and not _NAME.fullmatch(env):
-        raise InvalidInput(f"invalid environment name {_shown(env)}: expected a name matching {_NAME_PATTERN}")
+    if env:
+        check_environment_name(env)
     if override:
         path = Path(override).expanduser()
     elif env:

@@ -7,12 +7,15 @@ per *profile* (a way to start the node: Chainlink v2 with TOML files, v1 with
 an env file) which files to render and the command line.
 
 Search path: a list of folders that hold role folders, first match wins
-(``role_search_path``: ``<inventory dir>/roles`` if it exists, then the
-built-in ``<repo>/roles``). The role's ``role.yaml`` is the first one found;
-its templates are looked up in every ``<folder>/<role>/templates`` on the
-path, in order. So an operator overrides one template by shipping just that
-file under ``<inventory dir>/roles/<role>/templates/``: the others fall back
-to the built-in role of the same name.
+(``role_search_path``: the ``roles/`` folder of the inventory's project (the
+nearest folder above the inventory with ``nodeops.yaml``; an inventory outside
+any project: ``roles/`` next to it), then the built-in roles: ``roles/`` of
+the source repository, installed as the package ``nodeops.builtin_roles``).
+The role's ``role.yaml`` is the first one found; its templates are looked up
+in every ``<folder>/<role>/templates`` on the path, in order. So an operator
+overrides one template by shipping just that file under
+``<project>/roles/<role>/templates/``: the others fall back to the built-in
+role of the same name.
 
 A service picks a profile with its variable ``PROFILE`` (the inventory has
 no profile field), else the role's ``default_profile``.
@@ -41,6 +44,7 @@ import yaml
 
 from nodeops.errors import InvalidInput, InventoryError
 from nodeops.inventory import Inventory, Service, _Loader  # _Loader: safe YAML that refuses duplicate keys
+from nodeops.project import project_of
 
 __all__ = [
     "BUILTIN_ROLES",
@@ -57,7 +61,16 @@ __all__ = [
     "role_search_path",
 ]
 
-BUILTIN_ROLES = Path(__file__).resolve().parent.parent / "roles"
+
+def _builtin_roles() -> Path:
+    """The built-in roles: inside the package when installed from a wheel (pyproject.toml maps the
+    repository's ``roles/`` to ``nodeops.builtin_roles``), else ``roles/`` of the source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "builtin_roles"
+    return installed if installed.is_dir() else here.parent / "roles"
+
+
+BUILTIN_ROLES = _builtin_roles()
 PROFILE_VARIABLE = "PROFILE"
 ROLE_FILE = "role.yaml"
 TEMPLATES = "templates"
@@ -178,13 +191,12 @@ class Role:
 
 
 def role_search_path(inventory_source: Path | None = None) -> tuple[Path, ...]:
-    """``<inventory dir>/roles`` if that folder exists, then the built-in roles."""
-    path = []
-    if inventory_source is not None:
-        mine = inventory_source.parent / "roles"
-        if mine.is_dir() and mine.resolve() != BUILTIN_ROLES:
-            path.append(mine)
-    return (*path, BUILTIN_ROLES)
+    """``<project>/roles`` of the inventory's project (``nodeops.project.project_of``; listed whether
+    or not it exists, so an unknown role's error names it), then the built-in roles."""
+    if inventory_source is None:
+        return (BUILTIN_ROLES,)
+    mine = project_of(inventory_source) / "roles"
+    return (BUILTIN_ROLES,) if mine.resolve() == BUILTIN_ROLES else (mine, BUILTIN_ROLES)
 
 
 def role_for(inventory: Inventory, service: Service, search_path: Sequence[Path] | None = None) -> Role:
@@ -214,7 +226,8 @@ def load_role(
 
 def _unknown(name: str, folders: tuple[Path, ...], file: str | None, where: str | None, what: str) -> NoReturn:
     searched = ", ".join(str(f) for f in folders) or "no folders"
-    problem = f"{what}: no {name}/{ROLE_FILE} in {searched}"
+    found = sorted({r.name for f in folders if f.is_dir() for r in f.iterdir() if (r / ROLE_FILE).is_file()})
+    problem = f"{what}: no {name}/{ROLE_FILE} in {searched} (roles found: {', '.join(found) or 'none'})"
     if file:
         raise InventoryError(file, where or "", problem)
     raise InvalidInput(f"{where}: {problem}" if where else problem)

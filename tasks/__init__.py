@@ -3,19 +3,21 @@ call into nodeops, and report."""
 
 from invoke import Collection
 
-from tasks import lab, lock
-from tasks.audit import audit
-from tasks.backup import backup, restore
-from tasks.check import check
-from tasks.deploy import deploy
-from tasks.exec_ import exec_
-from tasks.promote import promote_standby
-from tasks.rollback import rollback
-from tasks.rotate import rotate_secrets
-from tasks.status import status
-from tasks.verify import verify
+from . import lab, lock
+from .audit import audit
+from .backup import backup, restore
+from .check import check
+from .deploy import deploy
+from .exec_ import exec_
+from .init import init
+from .promote import promote_standby
+from .rollback import rollback
+from .rotate import rotate_secrets
+from .status import status
+from .verify import verify
 
 ns = Collection()
+ns.add_task(init)
 ns.add_task(exec_)
 ns.add_task(deploy)
 ns.add_task(promote_standby)

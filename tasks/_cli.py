@@ -1,5 +1,6 @@
-"""What every task shares: the repo root, inventory selection, and the one
-place where a NodeopsError becomes a one-line message and its exit code."""
+"""What every task shares: inventory selection (from the project around the working folder), the
+question before a change to several services, and the one place where a NodeopsError becomes a
+one-line message and its exit code."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from invoke import Exit
 from rich import box
@@ -17,11 +18,11 @@ from rich.table import Table
 
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, inventory_path, load_inventory
-
-ROOT = Path(__file__).resolve().parent.parent
+from nodeops.project import project_root
 
 INVENTORY_HELP = {
-    "env": "environment name: loads inventory/NAME.yaml",
+    "env": "environment name: loads <project>/inventory/NAME.yaml (the project: the nearest folder up from "
+    "here with nodeops.yaml)",
     "inventory": "path of an inventory file (overrides --env)",
 }
 SERVICES_HELP = {
@@ -47,7 +48,9 @@ def cli(body):
 
 
 def load(env: str | None, inventory: str | None) -> Inventory:
-    return load_inventory(inventory_path(ROOT, env, inventory))
+    """The inventory named by --inventory PATH, else by --env NAME in the project around the working folder."""
+    root = project_root(Path.cwd()) if env and not inventory else Path.cwd()  # --inventory needs no project
+    return load_inventory(inventory_path(root, env, inventory))
 
 
 def services_of(inventory: Inventory, selection: str | None) -> list[str]:
@@ -77,6 +80,44 @@ def print_checks(checks: Sequence, result: Callable[[Any], str]) -> None:
     Console(highlight=False).print(table)
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")  # every major CI runner sets CI=true
+
+
 def is_interactive() -> bool:
-    """A person at a terminal: stdout is one, and no CI runner says otherwise (every major one sets CI=true)."""
-    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1", "yes")
+    """A person at a terminal: stdout is one, and no CI runner says otherwise."""
+    return sys.stdout.isatty() and not _in_ci()
+
+
+YES_HELP = "do not ask: needed without a terminal when the command covers more than one service"
+
+
+def confirmation(services: int, yes: bool, terminal: bool) -> Literal["go", "ask", "refuse"]:
+    """Whether a change to ``services`` services goes ahead, is asked about once, or is refused (exit 2).
+
+    ``--yes`` always goes; a person at a terminal is asked; without one, a single service goes (what
+    a CI job deploying one service runs) and several need ``--yes``.
+    """
+    if yes:
+        return "go"
+    if terminal:
+        return "ask"
+    return "go" if services <= 1 else "refuse"
+
+
+def confirm(command: str, services: Sequence[str], plan: Sequence[str], yes: bool) -> None:
+    """Before ``command`` changes ``services``: show ``plan`` (one line each) and ask once on a terminal
+    (stdin, with the question on stderr: stdout may carry JSON); refuse without one unless --yes.
+
+    Raises InvalidInput (exit 2, nothing done) when refused or not confirmed.
+    """
+    decision = confirmation(len(services), yes, sys.stdin.isatty() and not _in_ci())
+    if decision == "go":
+        return
+    if decision == "refuse":
+        raise InvalidInput(f"{command} covers {len(services)} services ({', '.join(services)}): pass --yes to "
+                           "confirm without a terminal, or choose one with --service")  # fmt: skip
+    print(f"{command} will:", *(f"  {line}" for line in plan), sep="\n", file=sys.stderr)
+    print("Proceed? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise InvalidInput(f"{command}: not confirmed; nothing was done")

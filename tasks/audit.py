@@ -8,7 +8,8 @@ from invoke import task
 
 from nodeops.operation import audit_log
 from nodeops.remote import Fleet
-from tasks._cli import INVENTORY_HELP, cli, is_interactive, load
+
+from ._cli import INVENTORY_HELP, cli, is_interactive, load
 
 
 @task(help={**INVENTORY_HELP, "lines": "how many of the latest entries (default 50)",

@@ -10,7 +10,8 @@ from nodeops.backup import restore as restore_backup
 from nodeops.deploy import Reporter, per_service, prepare
 from nodeops.errors import InvalidInput, raise_failures
 from nodeops.operation import Operation
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+
+from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
 
 
 @task(help=SERVICES_HELP)
@@ -37,10 +38,12 @@ def backup(c, env=None, inventory=None, service=None, json_=False):
         "from": "the backup id (fab backup prints it) or latest",
         "into": "the new database to restore into (refused if it exists or is the live one)",
         "replace_live": "allow --into to be an existing or the live database: it is dropped first (stop the pair)",
+        "yes": YES_HELP,
     }
 )
 @cli
-def restore(c, env=None, inventory=None, service=None, from_=None, into=None, replace_live=False, json_=False):
+def restore(c, env=None, inventory=None, service=None, from_=None, into=None, replace_live=False, json_=False,
+            yes=False):  # fmt: skip
     """Restore a backup into a new database: checksum verified before anything changes, key rows compared after."""
     inv = load(env, inventory)
     names = services_of(inv, service)
@@ -48,6 +51,10 @@ def restore(c, env=None, inventory=None, service=None, from_=None, into=None, re
         raise InvalidInput("--service names the one service whose backup is restored")
     job = prepare(inv, names, admin=True)[0]  # the admin role creates the database
     req, identity, s3, manifest = prepare_restore(inv, job, from_, into, replace_live)  # no change before this passes
+    if replace_live:
+        confirm(f"restore --replace-live in {inv.environment}", names,
+                [f"{names[0]}: drop database {req.into} if it exists (WITH FORCE: stop the pair first), then "
+                 f"restore backup {req.backup} into it"], yes)  # fmt: skip
     report = Reporter(json_ or not is_interactive())
     details = {"backup": req.backup, "into": req.into, "replace_live": replace_live}
     with Operation(inv, "restore", names, report, details) as op:

@@ -15,7 +15,8 @@ from nodeops.deploy import prepare
 from nodeops.errors import OperationFailed
 from nodeops.remote import Fleet
 from nodeops.verify import failure_summary
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
+
+from ._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
 
 
 @task(help={**SERVICES_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)",

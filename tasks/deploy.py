@@ -8,7 +8,8 @@ from nodeops.deploy import Reporter, prepare
 from nodeops.deploy import deploy as deploy_services
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
-from tasks._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
+
+from ._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
 
 
 @task(

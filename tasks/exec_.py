@@ -12,7 +12,8 @@ from rich.table import Table
 
 from nodeops.errors import EXIT_OK, EXIT_UNSAFE, HostKeyRejected, InvalidInput
 from nodeops.remote import Fleet
-from tasks._cli import INVENTORY_HELP, cli, is_interactive, load
+
+from ._cli import INVENTORY_HELP, cli, is_interactive, load
 
 
 @task(

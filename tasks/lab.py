@@ -1,38 +1,61 @@
-"""fab lab.up / lab.down: the local lab of real SSH hosts behind a bastion (root only)."""
+"""fab lab.up / lab.down: the local lab of real SSH hosts behind a bastion (root only).
+
+A development feature of the source repository: the lab's code (nodeops.lab, lab/images) is not in
+the wheel, and an installed nodeops says so in one line (exit 2).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from invoke import task
 
-from nodeops.lab.host import Lab
-from nodeops.lab.topology import DEFAULT_CIDR, plan_lab
-from tasks._cli import ROOT, cli
+from nodeops.errors import InvalidInput
+from nodeops.project import project_root
+
+from ._cli import cli
+
+try:
+    from nodeops.lab import host, topology
+except ImportError:  # an installed wheel carries no lab
+    host = topology = None
 
 NAME_HELP = "lab name: namespaces nodeops-NAME-*, inventory/NAME.yaml (default: lab)"
+
+
+def _lab():
+    """nodeops.lab's modules, or exit 2 where they are not installed."""
+    if topology is None:
+        raise InvalidInput("lab.*: the lab is a development feature of the nodeops source repository; run it "
+                           "from a checkout (see its README), not from an installed nodeops")  # fmt: skip
+    return host, topology
 
 
 @task(
     help={
         "nodes": "node hosts to run, in active/standby pairs (even, default 2)",
         "name": NAME_HELP,
-        "cidr": f"private IPv4 range for the lab (default {DEFAULT_CIDR})",
+        "cidr": f"private IPv4 range for the lab (default {topology and topology.DEFAULT_CIDR})",
     }
 )
 @cli
-def up(c, nodes=2, name="lab", cidr=DEFAULT_CIDR):
+def up(c, nodes=2, name="lab", cidr=None):
     """Bring the lab up (idempotent: reuses what runs, adds or removes hosts to match --nodes)."""
-    plan = plan_lab(name, cidr, int(nodes))
-    inventory = Lab(ROOT, name).up(plan)
+    lab, plans = _lab()
+    root = project_root(Path.cwd())
+    plan = plans.plan_lab(name, cidr or plans.DEFAULT_CIDR, int(nodes))
+    inventory = lab.Lab(root, name).up(plan)
     print(
         f"lab {name!r} up: bastion {plan.bastion_public_ip}, {len(plan.nodes)} nodes in "
         f"{len(plan.services())} services behind it ({plan.cidr})"
     )
-    print(f"inventory: {inventory.relative_to(ROOT)}   try: fab exec --env {name} --command 'hostname -I'")
+    print(f"inventory: {inventory.relative_to(root)}   try: fab exec --env {name} --command 'hostname -I'")
 
 
 @task(help={"name": NAME_HELP})
 @cli
 def down(c, name="lab"):
     """Remove every namespace, link, route and process the lab made, and its files."""
-    removed = Lab(ROOT, name).down()
+    lab, _ = _lab()
+    removed = lab.Lab(project_root(Path.cwd()), name).down()
     print(f"lab {name!r} down: removed {len(removed)} namespaces")

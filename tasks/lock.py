@@ -10,7 +10,8 @@ from nodeops.deploy import Reporter
 from nodeops.errors import InvalidInput
 from nodeops.operation import describe_locks, locks, release_stale
 from nodeops.remote import Fleet
-from tasks._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
+
+from ._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
 
 
 @task(help={**INVENTORY_HELP, "json": "one JSON object per lock"})

@@ -8,7 +8,8 @@ from nodeops.deploy import Reporter, prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 from nodeops.promote import promote
-from tasks._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
+
+from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
 
 
 @task(
@@ -18,18 +19,24 @@ from tasks._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, s
         "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby",
         "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
         "allow_inexact_restore": INEXACT_HELP,
+        "yes": YES_HELP,
     },
 )
 @cli
 def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, force=False,
-                    allow_inexact_restore=False, json_=False):  # fmt: skip
+                    allow_inexact_restore=False, json_=False, yes=False):  # fmt: skip
     """Make the standby the active: graceful stop, takeover, measured outage; the old active becomes the standby."""
     inv = load(env, inventory)
-    names = services_of(inv, service)
-    jobs = prepare(inv, names)  # the files a restarted node needs, before any host
+    selected = services_of(inv, service)
+    jobs = prepare(inv, selected)  # the files a restarted node needs, before any host
+    how = ("wait for the gone active's lease to expire, then the standby serves" if force else
+           "stop the active gracefully, the standby takes over (one planned handover)")  # fmt: skip
+    after = "; the old active stays stopped" if keep_old_stopped else "; the old active becomes the standby"
+    names = [job.service.name for job in jobs]
+    confirm(f"promote-standby in {inv.environment}", names, [f"{name}: {how}{after}" for name in names], yes)
     report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "promote-standby", [job.service.name for job in jobs], report, {"force": force}) as op:
-        jobs = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
+    with Operation(inv, "promote-standby", names, report, {"force": force}) as op:
+        jobs = prepare(inv, selected)  # again under the lock: a secret rotated meanwhile is read at its new version
         results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force, stop=op.stop,
                                        inexact_ok=allow_inexact_restore)  # fmt: skip
         for result in results:

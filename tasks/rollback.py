@@ -8,20 +8,24 @@ from nodeops.deploy import Reporter, prepare
 from nodeops.errors import InvalidInput
 from nodeops.operation import Operation
 from nodeops.rollback import rollback as roll_back
-from tasks._cli import INVENTORY_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
+
+from ._cli import INVENTORY_HELP, SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
 
 
 @task(help={**INVENTORY_HELP, "service": "the service to roll back (required when the inventory has several)",
             "to": "a version (image tag) that ran before; default: the one before what runs now",
-            "json": SERVICES_HELP["json"]})  # fmt: skip
+            "json": SERVICES_HELP["json"], "yes": YES_HELP})  # fmt: skip
 @cli
-def rollback(c, env=None, inventory=None, service=None, to=None, json_=False):
+def rollback(c, env=None, inventory=None, service=None, to=None, json_=False, yes=False):
     """Return a service to a previous image and configuration (from the audit log), standby first, one handover."""
     inv = load(env, inventory)
     names = services_of(inv, service) or list(inv.services)
     if len(names) != 1:
         raise InvalidInput(f"--service: name the one service to roll back (services: {', '.join(names)})")
     [job] = prepare(inv, names)  # the role, secrets and files, before the lock and any host
+    target = f"version {to}" if to else "the image and configuration that ran before the current ones"
+    confirm(f"rollback in {inv.environment}", names,
+            [f"{names[0]}: back to {target} (standby first, one planned handover)"], yes)  # fmt: skip
     report = Reporter(json_ or not is_interactive())
     with Operation(inv, "rollback", names, report, {"to": to}) as op:
         [job] = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version

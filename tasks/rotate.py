@@ -8,25 +8,35 @@ from nodeops.deploy import Reporter, prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 from nodeops.rotate import needs_admin, prepare_rotations, rotate
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+
+from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
 
 
 @task(
     name="rotate-secrets",
-    help={**SERVICES_HELP, "secret": "db, api, keystore (refused: see the README) or all: the credential to rotate"},
+    help={
+        **SERVICES_HELP,
+        "secret": "db, api, keystore (refused: see the README) or all: the credential to rotate",
+        "yes": YES_HELP,
+    },  # fmt: skip
 )
 @cli
-def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_=False):
+def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_=False, yes=False):
     """A new password per service: pending version, set where it is checked, tested, the pair rolled (db), current."""
     inv = load(env, inventory)
-    names = services_of(inv, service)
-    admin = needs_admin(inv, names, secret)  # the admin role's secrets are read only for a database password
-    jobs = prepare(inv, names, admin=admin)  # every current secret and file, before any host
+    selected = services_of(inv, service)
+    admin = needs_admin(inv, selected, secret)  # the admin role's secrets are read only for a database password
+    jobs = prepare(inv, selected, admin=admin)  # every current secret and file, before any host
     rotations = prepare_rotations(inv, jobs, secret)  # refused (keystore), unknown or unrotatable: exit 2 here
+    names = [r.job.service.name for r in rotations]
+    plan = [f"{r.job.service.name}: new {', '.join(s.name for s in r.specs)} password"
+            + (" (the pair rolled onto it: one planned handover)" if any(s.kind == "postgres-password" for s in r.specs)
+               else "") for r in rotations]  # fmt: skip
+    confirm(f"rotate-secrets in {inv.environment}", names, plan, yes)
     report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "rotate-secrets", [r.job.service.name for r in rotations], report, {"secret": secret}) as op:
+    with Operation(inv, "rotate-secrets", names, report, {"secret": secret}) as op:
         # again under the lock: what another run changed meanwhile is read as it is now
-        rotations = prepare_rotations(inv, prepare(inv, names, admin=admin), secret)
+        rotations = prepare_rotations(inv, prepare(inv, selected, admin=admin), secret)
         results = op.results = rotate(inv, op.fleet, rotations, report, stop=op.stop)
         raise_failures(results)
     for r in results:

@@ -12,7 +12,8 @@ from rich.table import Table
 from nodeops.deploy import Reporter, prepare
 from nodeops.remote import Fleet
 from nodeops.status import status as observe_status
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+
+from ._cli import SERVICES_HELP, cli, is_interactive, load, services_of
 
 
 def _uptime(seconds: float | None) -> str:

@@ -11,7 +11,8 @@ from rich.console import Console
 from nodeops.deploy import prepare
 from nodeops.remote import Fleet
 from nodeops.verify import verify as run_checks
-from tasks._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
+
+from ._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
 
 
 @task(help={**SERVICES_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)"})

@@ -7,11 +7,12 @@ import re
 import pytest
 import yaml
 
-from nodeops.inventory import load_inventory
+from nodeops.inventory import parse_inventory
+from nodeops.project import init_files
 from nodeops.roles import role_for
 from nodeops.secrets import env_variable_name
 from tasks import ns
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
 
 TASKS = sorted(ns.task_names)
 
@@ -34,15 +35,16 @@ def test_every_flag_of_every_task_is_documented(name):
     assert shown.returncode == 0 and "Options:" in shown.stdout
 
 
-def test_the_example_pipeline_runs_real_tasks_and_names_the_env_variables_the_backend_reads():
-    pipeline = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.example.yml").read_text())
+def test_the_init_pipeline_runs_real_tasks_and_names_the_env_variables_the_backend_reads(tmp_path):
+    written = {f.path: f.text for f in init_files("prod")}  # what nodeops init --env prod writes
+    pipeline = yaml.safe_load(written[".github/workflows/deploy.yml"])
     job = pipeline["jobs"]["deploy"]
     steps = job["steps"]
-    commands = [s["run"].split()[1] for s in steps if s.get("run", "").startswith("fab ")]
+    commands = [s["run"].split()[1] for s in steps if s.get("run", "").startswith("nodeops ")]
     assert commands and set(commands) <= set(TASKS)
-    deploy = next(s for s in steps if s.get("run", "").startswith("fab deploy"))
+    deploy = next(s for s in steps if s.get("run", "").startswith("nodeops deploy --env prod"))
     given = {k for k in deploy["env"] if k.startswith("NODEOPS_")}
-    example = load_inventory(ROOT / "inventory" / "prod.example.yaml")
+    example = parse_inventory(written["inventory/prod.yaml"], tmp_path / "inventory" / "prod.yaml")
     prefix = next(b.prefix for b in example.secret_backends.values() if b.kind == "env")
     wanted = {env_variable_name(prefix, ref.name, ref.key) for s in example.services.values()
               for name, ref in s.secrets.items() if name not in role_for(example, s).admin_secrets}  # fmt: skip

@@ -136,23 +136,43 @@ def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, p
     assert problem in err.value.problem and "\n" not in str(err.value)
 
 
-def test_unknown_role_names_the_role_the_service_path_and_the_folders(tmp_path):
+def test_unknown_role_names_the_role_the_service_path_the_folders_and_the_roles_found(tmp_path):
+    make_role(tmp_path, GOOD, name="mine")
     with pytest.raises(InventoryError) as err:
         load_role("nosuch", [tmp_path, BUILTIN_ROLES], file="/inv/prod.yaml", where="services.cl1.role")
     assert err.value.exit_code == EXIT_INVALID
     assert str(err.value) == (
-        f"/inv/prod.yaml: services.cl1.role: unknown role 'nosuch': no nosuch/role.yaml in {tmp_path}, {BUILTIN_ROLES}"
+        f"/inv/prod.yaml: services.cl1.role: unknown role 'nosuch': no nosuch/role.yaml in {tmp_path}, {BUILTIN_ROLES} "
+        "(roles found: chainlink, mine)"
     )
     with pytest.raises(InvalidInput, match=r"invalid role name '\.\./x'"):
         load_role("../x")
 
 
-def test_search_path_puts_the_inventory_roles_first_when_they_exist(tmp_path):
-    inventory = tmp_path / "prod.yaml"
-    assert role_search_path(inventory) == (BUILTIN_ROLES,)
-    (tmp_path / "roles").mkdir()
-    assert role_search_path(inventory) == (tmp_path / "roles", BUILTIN_ROLES)
+@pytest.mark.parametrize(
+    ("marker", "inventory", "expected"),
+    [
+        (None, "prod.yaml", "roles"),  # outside any project: roles/ next to the inventory
+        ("nodeops.yaml", "inventory/prod.yaml", "roles"),  # the project's roles/, not inventory/roles
+        ("nodeops.yaml", "inventory/deep/prod.yaml", "roles"),  # the nearest marker above, however deep
+        ("sub/nodeops.yaml", "sub/inventory/prod.yaml", "sub/roles"),  # the nearest one wins over one further up
+        (None, "inventory/prod.yaml", "inventory/roles"),
+    ],
+)
+def test_search_path_is_the_projects_roles_then_the_built_in_ones(tmp_path, marker, inventory, expected):
+    if marker == "sub/nodeops.yaml":
+        (tmp_path / "nodeops.yaml").write_text("# an outer project\n")
+    if marker:
+        (tmp_path / marker).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / marker).write_text("# marks the project\n")
+    (tmp_path / inventory).parent.mkdir(parents=True, exist_ok=True)
+    assert role_search_path(tmp_path / inventory) == (tmp_path / expected, BUILTIN_ROLES)
+
+
+def test_search_path_without_an_inventory_or_in_the_source_repository():
     assert role_search_path(None) == (BUILTIN_ROLES,)
+    # this repository is a project whose roles/ are the built-in ones: searched once
+    assert role_search_path(BUILTIN_ROLES.parent / "inventory" / "lab.yaml") == (BUILTIN_ROLES,)
 
 
 def test_the_first_role_yaml_wins_and_templates_fall_back(tmp_path):

@@ -1,0 +1,127 @@
+"""The `nodeops` command: an Invoke program over the task collection, with Fabric's core flags either
+meaning the same thing for nodeops or refused.
+
+`nodeops ARGS` and, in the source repository, `fab ARGS` are one program: the repository's fabfile
+turns the running `fab` into it (``adopt_running_fab``), so flags, `-H` and exit codes agree.
+
+- ``-H/--hosts a,b`` selects nodes by name, for a task that selects nodes (``--nodes``: exec); any
+  other task works on whole services and refuses it (``--service`` selects those).
+- Flags that configure Fabric's own connections or Invoke's ``run()`` (``-i``, ``-S``, ``-t``, ``-T``,
+  the password prompts, ``-R``, ``-w``, ``-e``, ``-p``, ``--hide``, ``-f``) would be silently ignored
+  or misread: each is refused with one line saying where its setting lives (exit 2).
+- A misspelled flag, an unknown task or a missing argument is exit 2 (Invoke's own is 1).
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import PackageNotFoundError, version
+
+from fabric.main import Fab
+from invoke import Config, Executor, Exit, ParseError, Program
+
+from nodeops import __version__
+from nodeops.errors import EXIT_INVALID
+
+from . import ns
+
+_RUN = "an option of Invoke's run(), which nodeops tasks do not use"
+REFUSED = {  # core argument (Invoke's name) -> (the flag as typed, why it is refused and where its setting lives)
+    "identity": ("-i/--identity", "the inventory names the identity: set bastion.identity_file and "
+                                  "ssh.identity_file there"),
+    "ssh-config": ("-S/--ssh-config", "nodeops reads no ssh config: hosts, ports, users and keys come from the "
+                                      "inventory"),
+    "connect-timeout": ("-t/--connect-timeout", "set ssh.connect_timeout in the inventory"),
+    "command-timeout": ("-T/--command-timeout", "set ssh.command_timeout in the inventory"),
+    "prompt-for-login-password": ("--prompt-for-login-password", "nodeops logs in with the inventory's "
+                                                                 "identity_file only, never a password"),
+    "prompt-for-passphrase": ("--prompt-for-passphrase", "the inventory's identity_file is loaded without a "
+                                                         "passphrase (keep it in RAM, e.g. /dev/shm)"),
+    "prompt-for-sudo-password": ("--prompt-for-sudo-password", "nodeops never runs sudo with a password"),
+    "list-agent-keys": ("--list-agent-keys", "nodeops never uses ssh-agent keys"),
+    "dry": ("-R/--dry", "use the command's own --dry-run (deploy)"),
+    "warn-only": ("-w/--warn-only", "nodeops's exit codes are fixed (README: Exit codes)"),
+    "echo": ("-e/--echo", _RUN),
+    "pty": ("-p/--pty", _RUN),
+    "hide": ("--hide", _RUN),
+    "config": ("-f/--config", "nodeops reads no Invoke configuration file: settings live in the inventory"),
+}  # fmt: skip
+NODES = "nodes"  # the task argument -H/--hosts fills
+
+
+def refusal(flags: dict[str, object], tasks: dict[str, dict[str, object]], remainder: str) -> str | None:
+    """Why the command line must be refused (one line), or None. Pure: ``flags`` maps core argument names
+    to their parsed values, ``tasks`` each requested task's name to its arguments' values."""
+    for name, (flag, why) in REFUSED.items():
+        if flags.get(name):
+            return f"{flag} is not a nodeops option: {why}"
+    if remainder:
+        return "`-- COMMAND` is not a nodeops option: run it with exec --env E --command COMMAND [-H nodes]"
+    hosts = flags.get("hosts")
+    if hosts:
+        for task, args in tasks.items():
+            if NODES not in args:
+                return f"-H/--hosts selects nodes, and {task} works on whole services: choose them with --service"
+            if args[NODES] and args[NODES] != hosts:
+                return f"-H/--hosts {hosts} and --nodes {args[NODES]} disagree: give one of them"
+    return None
+
+
+class Nodeops(Fab):
+    """Fabric's program with nodeops' reading of its flags (see the module's docstring)."""
+
+    def parse_core(self, argv) -> None:
+        Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
+
+    def parse_tasks(self) -> None:
+        try:
+            super().parse_tasks()
+        except ParseError as err:
+            raise Exit(f"nodeops: {err}", code=EXIT_INVALID) from None
+        flags = {name: self.args[name].value for name in (*REFUSED, "hosts")}  # by long name (keys are the first)
+        tasks = {ctx.name: {name: arg.value for name, arg in ctx.args.items()} for ctx in self.tasks}
+        why = refusal(flags, tasks, self.core.remainder)
+        if why:
+            raise Exit(f"nodeops: {why}", code=EXIT_INVALID)
+        for ctx in self.tasks:  # refusal() passed: each task takes --nodes
+            if flags.get("hosts"):
+                ctx.args[NODES].value = flags["hosts"]
+
+    def parse_cleanup(self) -> None:
+        try:
+            super().parse_cleanup()  # --help TASK, --list
+        except ParseError as err:
+            raise Exit(f"nodeops: {err}", code=EXIT_INVALID) from None
+
+    def update_config(self, merge: bool = True) -> None:
+        Program.update_config(self, merge)  # not Fab's: it loads ~/.ssh/config and -i keys, which nodeops never uses
+
+
+def _version() -> str:
+    try:
+        return version("nodeops")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return __version__
+
+
+program = Nodeops(name="nodeops", binary="nodeops", binary_names=["nodeops"], version=_version(), namespace=ns,
+                  executor_class=Executor, config_class=Config)  # fmt: skip
+
+
+def main() -> None:
+    """The console script ``nodeops`` (pyproject.toml)."""
+    program.run()
+
+
+def adopt_running_fab() -> None:
+    """Called by the repository's fabfile: if Fabric's own ``fab`` program is loading it, make that program
+    a ``Nodeops`` (same class hierarchy, our overrides) with Invoke's executor (Fabric's would run a task once
+    per -H host), so that ``fab ARGS`` behaves as ``nodeops ARGS``. Imported by anything else: no effect."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        running = frame.f_locals.get("self")
+        if isinstance(running, Fab) and not isinstance(running, Nodeops):
+            running.__class__ = Nodeops
+            running.executor_class = Executor
+            return
+        frame = frame.f_back

@@ -1,0 +1,103 @@
+"""The wheel: built from this source, installed (not editable) into a fresh venv, it gives a `nodeops`
+command that works in an operator's folder outside the source tree, with the built-in roles inside it.
+
+About 20 s: the build and the install take their dependencies from the machine's package index (pip's
+own configuration); nothing here needs root. The lab version (hostkeys, deploy, status, logs against
+real hosts) is for later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SECRETS = {
+    "NODEOPS_CHAINLINK_DBSECRET_USERNAME": "cl",
+    "NODEOPS_CHAINLINK_DBSECRET_PASSWORD": "Aa1-aaaaaaaaaaaaaaaa",
+    "NODEOPS_CHAINLINK_WALLETSECRET_PASSWORD": "Bb2-bbbbbbbbbbbbbbbb",
+    "NODEOPS_CHAINLINK_APISECRET_USERNAME": "ops@example.com",
+    "NODEOPS_CHAINLINK_APISECRET_PASSWORD": "Cc3-cccccccccccccccc",
+    "NODEOPS_CHAINLINK_RPCSECRET_WS": "wss://eth.example.net/v3/Dd4key",
+    "NODEOPS_CHAINLINK_RPCSECRET_HTTP": "https://eth.example.net/v3/Dd4key",
+}
+NOT_SOURCE = shutil.ignore_patterns(
+    ".venv", ".git", "build", "__pycache__", "*.egg-info", ".pytest_cache", "lab*.yaml", "results"
+)
+
+
+def sh(*argv, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | SECRETS
+    return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    """A fresh venv with the wheel of this source installed (dependencies pinned by constraints.txt)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = tmp / "source"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE)  # setuptools builds in the tree: not in ours
+    built = sh(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "dist", source)
+    assert built.returncode == 0, built.stderr
+    [wheel] = (tmp / "dist").glob("nodeops-*.whl")
+    venv = tmp / "venv"
+    assert sh(sys.executable, "-m", "venv", "--without-pip", venv).returncode == 0
+    installed = sh(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "-q", "--no-compile",
+                   "-c", ROOT / "constraints.txt", wheel, timeout=300)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    return venv
+
+
+def test_the_wheel_carries_engine_tasks_and_roles_but_not_the_lab(venv):
+    res = sh(venv / "bin" / "python", "-c", "import nodeops, nodeops.tasks, nodeops.roles as r; "
+             "print(nodeops.__file__); print(r.BUILTIN_ROLES)", cwd=venv)  # fmt: skip
+    engine, roles = res.stdout.split()
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert engine == str(site / "nodeops" / "__init__.py")  # the installed copy, not the source
+    assert Path(roles) == site / "nodeops" / "builtin_roles" and (Path(roles) / "chainlink" / "role.yaml").is_file()
+    assert not (site / "tasks").exists() and not (site / "nodeops" / "lab").exists()
+
+
+def test_nodeops_in_an_operators_folder(venv, tmp_path):
+    nodeops = venv / "bin" / "nodeops"
+    project = tmp_path / "ops"
+    project.mkdir()
+    res = sh(nodeops, "init", cwd=project)
+    assert res.returncode == 0 and "wrote inventory/prod.yaml" in res.stdout, res.stderr
+    listed = sh(nodeops, "--list", cwd=project)
+    assert listed.returncode == 0 and "deploy " in listed.stdout and "init " in listed.stdout
+
+    # the generated inventory, pointed at a bastion where nothing listens, with a key of our own
+    inventory = project / "inventory" / "prod.yaml"
+    text = inventory.read_text().replace("host: 203.0.113.24 ", "host: 127.0.0.1\n  port: 9 ")
+    assert sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", project / "id").returncode == 0
+    inventory.write_text(text.replace("~/.ssh/nodeops-prod.pem", "../id"))
+
+    # the project's roles/ comes first: an override that names no variable the service has stops the run
+    override = project / "roles" / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    override.parent.mkdir(parents=True)
+    override.write_text("{{ vars.NOT_IN_THE_INVENTORY }}\n")
+    (project / "sub").mkdir()
+    res = sh(nodeops, "deploy", "--env", "prod", "--dry-run", cwd=project / "sub")
+    assert res.returncode == 2 and "NOT_IN_THE_INVENTORY" in res.stderr, res.stderr
+    override.unlink()  # the built-in template again: everything loads, and the run goes as far as the bastion
+    res = sh(nodeops, "deploy", "--env", "prod", "--dry-run", cwd=project / "sub")
+    assert res.returncode == 1 and "bastion (127.0.0.1:9): cannot connect" in res.stderr, res.stderr
+
+    inventory.write_text(inventory.read_text().replace("role: chainlink ", "role: chainlnk "))
+    res = sh(nodeops, "deploy", "--env", "prod", "--dry-run", cwd=project)
+    site_roles = next((venv / "lib").glob("python3*/site-packages")) / "nodeops" / "builtin_roles"
+    assert res.returncode == 2 and (f"unknown role 'chainlnk': no chainlnk/role.yaml in {project}/roles, {site_roles} "
+                                    "(roles found: chainlink)") in res.stderr, res.stderr  # fmt: skip
+
+    res = sh(nodeops, "lab.up", "--name", "pkg", cwd=project)
+    assert res.returncode == 2 and "the lab is a development feature" in res.stderr
+    res = sh(nodeops, "-i", "x", "status", "--env", "prod", cwd=project)
+    assert res.returncode == 2 and "-i/--identity is not a nodeops option" in res.stderr

@@ -1,0 +1,201 @@
+"""Fabric's core flags mean the same for nodeops or are refused (exit 2), -H selects nodes, a bad flag is
+exit 2, for `fab` in the repository and the installed `nodeops` alike; and the question before a change
+to several services, with and without a terminal (a real pseudo-terminal)."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks._cli import confirmation
+from tasks.program import REFUSED, refusal
+from tests.conftest import FAB, ROOT
+
+NODEOPS = Path(sys.executable).with_name("nodeops")  # the editable install's console script
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp"
+SECRETS = {f"NODEOPS_{svc.upper()}_{name}": value for svc in ("CL1", "CL2") for name, value in (
+    ("DB_USERNAME", "cl"), ("DB_PASSWORD", "Aa1-aaaaaaaaaaaaaaaa"), ("WALLET_PASSWORD", "Bb2-bbbbbbbbbbbbbbbb"),
+    ("API_USERNAME", "ops@example.com"), ("API_PASSWORD", "Cc3-cccccccccccccccc"))}  # fmt: skip
+
+
+def service(name: str) -> str:
+    return textwrap.indent(textwrap.dedent(f"""\
+        {name}:
+          role: chainlink
+          image: smartcontract/chainlink:2.10.0
+          variables: {{DATABASE_HOST: 10.0.0.9, DATABASE_NAME: {name}}}
+          secrets:
+            db: {{backend: ci, name: {name}/db, key: password}}
+            db_user: {{backend: ci, name: {name}/db, key: username}}
+            keystore: {{backend: ci, name: {name}/wallet, key: password}}
+            api_email: {{backend: ci, name: {name}/api, key: username}}
+            api_password: {{backend: ci, name: {name}/api, key: password}}
+          nodes:
+            - {{name: {name}-a, host: 10.0.{name[-1]}.1, preferred: active, host_key: "{KEY}"}}
+            - {{name: {name}-b, host: 10.0.{name[-1]}.2, preferred: standby, host_key: "{KEY}"}}
+        """), "  ")  # fmt: skip
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    """Two services; the bastion is 127.0.0.1 port 9, where nothing listens: a command that gets past its
+    checks fails there with exit 1, `bastion (127.0.0.1:9): cannot connect`."""
+    path = tmp_path / "t.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        environment: t
+        bastion: {{host: 127.0.0.1, port: 9, user: root, host_key: "{KEY}"}}
+        ssh: {{user: root, connect_timeout: 2, connect_retries: 0}}
+        secret_backends: {{ci: {{kind: env, prefix: NODEOPS_}}}}
+        services:
+        """) + service("cl1") + service("cl2"))  # fmt: skip
+    return path
+
+
+def run(program: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(program), *args], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **SECRETS})  # fmt: skip
+
+
+REACHED = "bastion (127.0.0.1:9): cannot connect"  # got past every check: the command went on
+
+
+# ------------------------------------------------------------------ flags: the pure decision
+
+
+@pytest.mark.parametrize(
+    ("flags", "tasks", "remainder", "expected"),
+    [
+        ({}, {"deploy": {}}, "", None),
+        ({"hosts": "a,b"}, {"exec": {"nodes": None}}, "", None),
+        ({"hosts": "a"}, {"exec": {"nodes": "a"}}, "", None),
+        ({"hosts": "a"}, {"exec": {"nodes": "b"}}, "", "-H/--hosts a and --nodes b disagree"),
+        ({"hosts": "a"}, {"deploy": {"service": None}}, "", "deploy works on whole services: choose them with"),
+        ({"hosts": "a"}, {"exec": {"nodes": None}, "status": {}}, "", "status works on whole services"),
+        ({"identity": ["k"]}, {"deploy": {}}, "", "-i/--identity is not a nodeops option: the inventory names the "
+                                                  "identity: set bastion.identity_file and ssh.identity_file there"),
+        ({"identity": []}, {"deploy": {}}, "", None),  # not given: Fabric's default for the list flag
+        ({"dry": True}, {"deploy": {}}, "", "use the command's own --dry-run"),
+        ({}, {"exec": {"nodes": None}}, "hostname", "`-- COMMAND` is not a nodeops option"),
+        *[({name: True}, {"status": {}}, "", f"{flag} is not a nodeops option") for name, (flag, _) in REFUSED.items()],
+    ],
+)  # fmt: skip
+def test_refusal_table(flags, tasks, remainder, expected):
+    got = refusal(flags, tasks, remainder)
+    assert (got is None) if expected is None else (expected in got)
+
+
+# ------------------------------------------------------------------ flags: both programs, end to end
+
+
+@pytest.mark.parametrize("program", [FAB, NODEOPS], ids=["fab", "nodeops"])
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("exec", "--command", "true", "--nosuch"), 2, "nodeops: No idea what '--nosuch' is!"),
+        (("deploy", "--inventory", "{inv}", "--dry-rn"), 2, "No idea what '--dry-rn' is!"),
+        (("nosuch-task",), 2, "No idea what 'nosuch-task' is!"),
+        (("-i", "/tmp/k", "status", "--inventory", "{inv}"), 2, "-i/--identity is not a nodeops option"),
+        (("-S", "/tmp/c", "status", "--inventory", "{inv}"), 2, "-S/--ssh-config is not a nodeops option"),
+        (("-t", "3", "status", "--inventory", "{inv}"), 2, "set ssh.connect_timeout in the inventory"),
+        (("-H", "cl1-a", "deploy", "--inventory", "{inv}"), 2, "deploy works on whole services"),
+        (("-H", "zz", "exec", "--inventory", "{inv}", "--command", "true"), 2, "unknown node 'zz'"),
+        (("-H", "cl1-a,cl2-b", "exec", "--inventory", "{inv}", "--command", "true"), 1, REACHED),
+        (("exec", "--inventory", "{inv}", "--command", "true", "--", "hostname"), 2, "`-- COMMAND`"),
+    ],
+    ids=["unknown-flag", "misspelled-flag", "unknown-task", "-i", "-S", "-t", "-H-deploy", "-H-selects", "-H-ok",
+         "remainder"],
+)  # fmt: skip
+def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, fragment):
+    res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
+    assert (res.returncode, res.stdout) == (code, ""), res.stderr
+    assert fragment in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+# ------------------------------------------------------------------ confirmation
+
+
+@pytest.mark.parametrize(
+    ("services", "yes", "terminal", "expected"),
+    [
+        (1, False, False, "go"),
+        (2, False, False, "refuse"),
+        (2, True, False, "go"),
+        (1, False, True, "ask"),
+        (2, False, True, "ask"),
+        (2, True, True, "go"),
+    ],
+)
+def test_confirmation_table(services, yes, terminal, expected):
+    assert confirmation(services, yes, terminal) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("promote-standby",), 2, "promote-standby in t covers 2 services (cl1, cl2): pass --yes"),
+        (("promote-standby", "--yes"), 1, REACHED),
+        (("promote-standby", "--service", "cl1"), 1, REACHED),  # one service: a CI job needs no --yes
+        (("promote-standby", "--service", "cl1,cl2"), 2, "pass --yes"),
+        (("rollback", "--service", "cl2"), 1, REACHED),
+    ],
+)
+def test_without_a_terminal_several_services_need_yes(inventory, args, code, fragment):
+    res = run(FAB, *args, "--inventory", str(inventory), "--json")
+    assert res.returncode == code and fragment in res.stderr, res.stderr
+
+
+def on_a_terminal(args: list[str], answer: bytes | None) -> tuple[int, str]:
+    """Run nodeops under a pseudo-terminal (stdin, stdout and stderr), answer its question (None: expect
+    none), and return the exit code and everything it printed."""
+    master, slave = os.openpty()
+    env = {k: v for k, v in {**os.environ, **SECRETS}.items() if k != "CI"}
+    proc = subprocess.Popen([str(NODEOPS), *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen, answered, deadline = b"", False, time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if answer is not None and not answered and b"[y/N]" in seen:
+                os.write(master, answer)
+                answered = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=10), seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+@pytest.mark.parametrize(
+    ("args", "answer", "code", "fragment"),
+    [
+        (["promote-standby"], b"n\n", 2, "not confirmed; nothing was done"),
+        (["promote-standby"], b"\n", 2, "not confirmed"),  # the default is no
+        (["promote-standby"], b"y\n", 1, REACHED),
+        (["promote-standby", "--service", "cl1"], b"yes\n", 1, REACHED),  # one service is asked about too
+        (["rollback", "--service", "cl1", "--to", "2.10.0"], b"n\n", 2, "not confirmed"),
+        (["promote-standby", "--yes"], None, 1, REACHED),  # --yes: no question
+    ],
+)
+def test_on_a_terminal_it_shows_the_plan_and_asks_once(inventory, args, answer, code, fragment):
+    got, out = on_a_terminal([*args, "--inventory", str(inventory)], answer)
+    assert got == code and fragment in out, out
+    assert out.count("[y/N]") == (0 if answer is None else 1)
+    if answer is not None:
+        assert "will:" in out and "cl1:" in out  # what it will do, service by service, before the question
