@@ -32,7 +32,17 @@ from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet, execute
 from tests.conftest import FAB, ROOT, fab, simulator
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import PairProbe, events, events_of, lb_answers, serving_nodes, status, superuser_sql, wait_for
+from tests.lab.probe import (
+    PairProbe,
+    events,
+    events_of,
+    files_on,
+    lb_answers,
+    serving_nodes,
+    status,
+    superuser_sql,
+    wait_for,
+)
 
 NAME, CIDR = "rst", "10.236.0.0/16"
 SERVICE = "cl1"
@@ -322,3 +332,105 @@ def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_pa
     assert serving_nodes(rst, SERVICE) == [active]
     assert_whole(rst)
     assert fab("deploy", "--inventory", str(target), "--service", SERVICE).returncode == 0  # the rest, later
+
+
+# ---------------------------------------------------------------- the fault matrix
+
+STEPS = {  # a rolling deploy's steps, each by the event that says it happened, and the node the fault hits
+    "standby-replaced": lambda e, seen: (
+        e["message"].startswith("started nodeops-") and not any(s["message"].startswith("hand over from") for s in seen)
+    ),  # fmt: skip
+    "during-handover": lambda e, _seen: e["message"].startswith("hand over from"),
+    "after-takeover": lambda e, _seen: e["message"].startswith("took over from"),
+    "old-active-replaced": lambda e, seen: (
+        e["message"].startswith("started nodeops-") and any(s["message"].startswith("took over from") for s in seen)
+    ),  # fmt: skip
+}
+FAULTS = ("container-exits", "node-unreachable", "sigint", "sigkill")
+MATRIX: list[tuple[str, str, int, float]] = []  # (step, fault, exit code, longest load balancer gap): the note's table
+
+
+def fault_node(step: str, event: dict, standby: str, active: str) -> str:
+    """The node a fault at ``step`` hits: the one the step acts on (the standby that is to take over, during it)."""
+    return standby if step == "during-handover" else event["node"] or active
+
+
+def strike(lab, fault: str, node: str, proc) -> None:
+    netns = f"nodeops-{NAME}-{node}"
+    if fault == "container-exits":
+        inv = load_inventory(lab.inventory_file)
+        with Fleet(inv) as fleet:
+            fleet.run([n for n in inv.nodes if n.name == node], f"docker kill nodeops-{SERVICE}")
+    elif fault == "node-unreachable":
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+    else:
+        proc.send_signal(signal.SIGINT if fault == "sigint" else signal.SIGKILL)
+
+
+def quick(doc: dict) -> None:
+    """An unreachable node costs seconds, not minutes: short connect and command timeouts, no retries."""
+    doc["ssh"].update(connect_timeout=2, connect_retries=0, command_timeout=20)
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("step", STEPS)
+def test_fault_matrix(rst, tmp_path, step, fault):
+    """One cell: a rolling deploy, the fault struck at the step. After the run (and, for SIGKILL, `lock.release
+    --force` and a rerun), the invariant: exactly one node serves, directly and through the load balancer, at every
+    sample; each node runs on the inputs it is labelled with; no secret file is left but the standby's .api; the
+    audit log's last entry says what runs."""
+    active = assert_whole(rst)
+    standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
+    change = a_change(rst)
+    target = variant(rst, tmp_path, lambda d: (quick(d), change(d)))
+    args = ["deploy", "--inventory", str(target), "--service", SERVICE, "--json"]
+    hit = None
+    with PairProbe(rst.inventory_file, SERVICE, nodes=False) as probe:
+        proc = events_of(args)
+        seen: list[dict] = []
+        try:
+            while line := proc.stdout.readline():
+                if not line.startswith("{"):
+                    continue
+                seen.append(json.loads(line))
+                if seen[-1].get("event") == "step" and STEPS[step](seen[-1], seen[:-1]):
+                    hit = fault_node(step, seen[-1], standby, active)
+                    strike(rst, fault, hit, proc)
+                    break
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if fault == "node-unreachable" and hit:
+                subprocess.run(["ip", "-n", f"nodeops-{NAME}-{hit}", "link", "set", "eth0", "up"], check=True)
+        assert hit, f"the run ended before step {step}: {[e.get('message') for e in seen]}"
+        code = proc.returncode
+        if fault == "sigkill":
+            assert code == -signal.SIGKILL
+            assert fab("lock.release", "--env", NAME, "--service", SERVICE, "--force").returncode == 0
+            rerun = fab("deploy", "--inventory", str(target), "--service", SERVICE, timeout=300)
+            assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+            code, err = 0, rerun.stderr
+        else:
+            expected = {"container-exits": {1}, "node-unreachable": {1, 4}, "sigint": {130}}[fault]
+            assert code in expected and "Traceback" not in err, (code, out[-2000:], err)
+        now = assert_whole(rst)
+    gap = max(probe.gaps, default=0.0)
+    MATRIX.append((step, fault, code, gap))
+    for node in (active, standby):
+        left = files_on(rst, node, SERVICE)
+        assert left in ([], [".api"]) and not (node == now and left), (node, left)
+    end = last_audit_end()
+    assert end["exit_code"] == code, end
+    assert now in (end["error"] or "") or any(r.get("active") == now for r in end["results"]), end
+    # the pair whole again for the next cell: the repair a person would run
+    repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+
+
+def test_fault_matrix_table():
+    """Prints the matrix (runs after its cells): step, fault, exit code, longest load balancer gap."""
+    if not MATRIX:
+        pytest.skip("no cell of the matrix ran")
+    print(f"\n{'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}")
+    for step, fault, code, gap in MATRIX:
+        print(f"{step:<22}{fault:<18}{code:>5}{gap:>12.2f}s")
+    print(f"{len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
