@@ -210,9 +210,10 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     differs from ``current``'s), today's role. Used to start that container again after a failed change, so that
     it runs on what it ran on, never on the change's inputs.
 
-    Raises Unsafe (exit 4) when that cannot be done exactly: no record in the labels (a container started
-    by hand or by an older nodeops), a secret version the backend no longer has, or inputs that now render
-    to another configuration than the container's label says (the role's templates or defaults changed)."""
+    Raises Unsafe (exit 4) when that cannot be done: no record in the labels (a container started by hand or by
+    an older nodeops), or a secret version the backend no longer has. Today's role renders them: when its
+    templates or defaults changed since, the result's config hash differs from the container's ``config`` label
+    (the caller says so)."""
     service = current.service
     where = f"{service.name} {node}: container {container.name} could not be started again on its own inputs"
     recorded = [container.label(k) for k in INPUT_LABELS]
@@ -230,10 +231,6 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
         job = job_for(inventory, then, secrets=secrets)
     except InvalidInput as exc:
         raise Unsafe(f"{where}: {exc}") from None
-    if job.rendered.config_hash != container.label("config"):
-        raise Unsafe(f"{where}: they render to config {job.rendered.config_hash[:12]}, not the "
-                     f"{str(container.label('config'))[:12]} it runs (the role's templates or defaults changed "
-                     "since); use `--allow-inexact-restore` to go on regardless")  # fmt: skip
     return dataclasses.replace(job, redact=Redactor([*current.secrets.values(), *secrets.values()]))
 
 
@@ -371,12 +368,18 @@ class ServiceDeploy:
                 continue
             self.was_running[node] = c.running
             try:
-                self.ran_on[node] = restore_job(self.fleet.inventory, self.job, node, c)
+                job = self.ran_on[node] = restore_job(self.fleet.inventory, self.job, node, c)
             except Unsafe as exc:
                 if not self.inexact_ok:
                     raise
                 self.say(node, f"warning: {exc}; going on (--allow-inexact-restore)")
                 self.ran_on[node] = self.job
+                continue
+            if job.rendered.config_hash != c.label("config"):
+                self.say(node, f"note: the role's templates or defaults changed since {c.name} started (its inputs "
+                         f"render to config {job.rendered.config_hash[:12]}, not {str(c.label('config'))[:12]}): "
+                         "a failure restarts it on today's templates with its own image, variables and secret "
+                         "versions", inexact_restore=True)  # fmt: skip
 
     def shred(self, node: str, names: Sequence[str]) -> None:
         if names and self.service.secret_files == "shred":

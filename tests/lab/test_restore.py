@@ -129,7 +129,8 @@ def assert_whole(lab, watch: float = 2.0) -> str:
     for node, c in containers(lab).items():
         if c is None or not c.running:
             continue
-        job = restore_job(inv, current, node, c)  # raises when the labels do not render to the config label
+        job = restore_job(inv, current, node, c)
+        assert job.rendered.config_hash == c.label("config"), (node, "its labels render to another config")
         if node == active:
             with Fleet(inv) as fleet:
                 host = next(n.host for n in service.nodes if n.name == node)
