@@ -332,3 +332,32 @@ def test_aws_unreachable_endpoint_is_a_one_line_exit_1(aws_env):
         "endpoint unreachable: EndpointConnectionError"
     )
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_aws_gives_each_value_its_version_id_and_reads_an_older_version_when_asked(moto, aws_env):
+    """The version id travels with the value (a container's labels record it); ``versions`` reads what a container
+    was started with, after the secret moved on; a deleted version is exit 2 naming it."""
+    admin = _admin(moto)
+    first = admin.create_secret(Name="t4/DBSecret", SecretString=json.dumps({"password": "old-value", "username": "u"}))
+    inv, service = _aws(moto, {"db": SecretRef("aws", "t4/DBSecret", "password"),
+                                "db_user": SecretRef("aws", "t4/DBSecret", "username")})  # fmt: skip
+    got = resolve(inv, service)
+    assert {n: s.version for n, s in got.items()} == {"db": first["VersionId"], "db_user": first["VersionId"]}
+    second = admin.put_secret_value(SecretId="t4/DBSecret", SecretString=json.dumps({"password": "new-value",
+                                                                                    "username": "u"}))  # fmt: skip
+    now = resolve(inv, service)
+    assert (now["db"].reveal(), now["db"].version) == ("new-value", second["VersionId"])
+    then = resolve(inv, service, versions={"db": first["VersionId"]})
+    assert (then["db"].reveal(), then["db"].version) == ("old-value", first["VersionId"])
+    assert then["db_user"].version == second["VersionId"]  # not asked: current
+    with pytest.raises(InvalidInput) as err:
+        resolve(inv, service, versions={"db": "00000000-0000-0000-0000-000000000000"})
+    assert "no secret 't4/DBSecret' with version 00000000-0000-0000-0000-000000000000" in str(err.value)
+
+
+def test_the_env_backend_keeps_no_versions_and_refuses_to_pretend():
+    inv, service = _inventory({"ci": SecretBackend(name="ci", kind="env", prefix="T_")},
+                              {"db": SecretRef("ci", "x", "password")})  # fmt: skip
+    assert resolve(inv, service, environ={"T_X_PASSWORD": "value-1234"})["db"].version is None
+    with pytest.raises(InvalidInput, match="keeps no versions"):
+        resolve(inv, service, environ={"T_X_PASSWORD": "value-1234"}, versions={"db": "v1"})

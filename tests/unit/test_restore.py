@@ -1,0 +1,174 @@
+"""The pure parts of "a failed change never leaves a pair worse": what a container records of its inputs and how
+they are rendered again, secret versions in the plan, a lease that would move, where a run may stop, and the
+signals that ask it to."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import threading
+
+import pytest
+
+from nodeops.deploy import input_labels, prepare, restore_job, safe_before
+from nodeops.errors import Unsafe
+from nodeops.inventory import load_inventory
+from nodeops.plan import Container, NodeState, ServicePlan, Step, lease_moves, secret_changes
+from nodeops.render import render
+from nodeops.secrets import Secret
+from nodeops.stopping import StopRequests
+from tests.unit.test_deploy_preflight import ENV, inventory
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(inventory())
+    [job] = prepare(load_inventory(path))
+    return job
+
+
+def container_of(job, **labels) -> Container:
+    recorded = {"config": job.rendered.config_hash, **input_labels(job), **labels}
+    return Container(name="nodeops-cl", running=True, status="running", image_id="sha256:1", image=job.service.image,
+                     labels={f"io.nodeops.{k}": v for k, v in recorded.items() if v is not None})  # fmt: skip
+
+
+# ---------------------------------------------------------------- what a container records, rendered again
+
+
+def test_the_labels_record_the_services_variables_and_the_version_of_each_secret_the_files_use(job):
+    labels = input_labels(job)
+    assert json.loads(labels["variables"]) == {"DATABASE_HOST": "10.0.0.9", "DATABASE_NAME": "cl"}
+    assert set(json.loads(labels["secrets"])) == {"db", "db_user", "keystore", "api_email", "api_password"}
+    passwords = [v.reveal() for v in job.secrets.values() if len(v.reveal()) >= 16]  # "cl", the user, is a name too
+    assert passwords and not any(p in "".join(labels.values()) for p in passwords)
+
+
+def test_a_container_is_rendered_again_on_its_own_variables_not_todays(job, tmp_path):
+    then = restore_job(load_inventory(tmp_path / "t.yaml"), job, "a", container_of(job))
+    assert then.rendered.config_hash == job.rendered.config_hash
+    other = dataclasses.replace(job.service, variables={**job.service.variables, "DATABASE_NAME": "other"})
+    today = dataclasses.replace(job, service=other)  # the inventory changed since the container started
+    again = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container_of(job))
+    assert again.service.variables["DATABASE_NAME"] == "cl" and again.rendered.config_hash == job.rendered.config_hash
+    assert b"/cl?" in again.rendered.files["secrets.toml"].data
+
+
+@pytest.mark.parametrize("missing", ["variables", "secrets"])
+def test_a_container_that_records_no_inputs_is_refused_naming_the_flag(job, tmp_path, missing):
+    with pytest.raises(Unsafe, match="records none .*--allow-inexact-restore"):
+        restore_job(load_inventory(tmp_path / "t.yaml"), job, "a", container_of(job, **{missing: None}))
+
+
+def test_a_recorded_version_the_env_backend_cannot_read_is_refused(job, tmp_path):
+    recorded = json.dumps({**json.loads(input_labels(job)["secrets"]), "keystore": "v-gone"})
+    with pytest.raises(Unsafe, match="keystore.*keeps no versions"):
+        restore_job(load_inventory(tmp_path / "t.yaml"), job, "a", container_of(job, secrets=recorded))
+
+
+# ---------------------------------------------------------------- the config hash and secret versions
+
+
+def with_secret(job, name: str, value: str, version: str | None):
+    secrets = {**job.secrets, name: Secret(value, name, version)}
+    return render(job.role, job.profile, job.service, secrets)
+
+
+@pytest.mark.parametrize(
+    ("value", "version", "same"),
+    [
+        ("Bb2!bbbbbbbbbbbbbbbb", None, True),  # as the job has it
+        ("Zz9!zzzzzzzzzzzzzzzz", None, True),  # another value, no version: the hash cannot tell (env backend)
+        ("Bb2!bbbbbbbbbbbbbbbb", "v2", False),  # another version: a change, even with the same value
+    ],
+    ids=["same", "value-only", "version"],
+)
+def test_the_config_hash_covers_secret_versions_never_values(job, value, version, same):
+    got = with_secret(job, "keystore", value, version)
+    assert (got.config_hash == job.rendered.config_hash) is same
+    assert got.secret_versions["keystore"] == version
+
+
+def test_a_secret_the_files_do_not_use_is_not_in_the_versions(job):
+    secrets = {**job.secrets, "db_admin": Secret("Admin1!admin-admin-admin", "db_admin", "v9")}
+    got = render(job.role, job.profile, job.service, secrets)
+    assert "db_admin" not in got.secret_versions and got.config_hash == job.rendered.config_hash
+
+
+# ---------------------------------------------------------------- plan: moved versions, a moving lease
+
+
+def state(name: str, versions: dict | None) -> NodeState:
+    labels = {} if versions is None else {"io.nodeops.secrets": json.dumps(versions)}
+    node = type("N", (), {"name": name})()
+    return NodeState(node, Container(name="c", running=True, status="running", image_id="i", labels=labels), True)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "wanted", "lines"),
+    [
+        ({"db": "v1"}, {"db": "v1"}, []),
+        ({"db": "v1"}, {"db": "v2"}, ["secret db: version v1 on a -> v2"]),
+        ({"db": "1234567890ab"}, {"db": "abcdef123456"}, ["secret db: version 12345678 on a -> abcdef12"]),
+        (None, {"db": "v2"}, []),  # started by an older nodeops: nothing to compare
+        ({"db": None}, {"db": None}, []),  # env backend
+        ({}, {"db": "v2"}, []),  # a secret the container's files did not use
+    ],
+    ids=["same", "moved", "cut", "no-label", "env", "new-secret"],
+)
+def test_secret_changes_name_the_secret_and_versions_never_a_value(recorded, wanted, lines):
+    assert secret_changes([state("a", recorded)], wanted) == lines
+
+
+@pytest.mark.parametrize(
+    ("running", "wanted", "moves"),
+    [
+        ({"DATABASE_NAME": "cl1"}, {"DATABASE_NAME": "cl1"}, []),
+        ({"DATABASE_NAME": "cl1"}, {"DATABASE_NAME": "cl1r"}, ["DATABASE_NAME cl1 -> cl1r"]),
+        (
+            {"DATABASE_HOST": "10.0.0.2", "DATABASE_PORT": 5432},
+            {"DATABASE_HOST": "10.0.0.3", "DATABASE_PORT": 5432},
+            ["DATABASE_HOST 10.0.0.2 -> 10.0.0.3"],
+        ),  # fmt: skip
+        ({"LOG_LEVEL": "info"}, {"LOG_LEVEL": "debug"}, []),
+    ],
+    ids=["same", "database", "host", "unrelated"],
+)
+def test_lease_moves(running, wanted, moves):
+    assert lease_moves(("DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME"), running, wanted) == moves
+
+
+# ---------------------------------------------------------------- where a run may stop
+
+
+ROLLING = ServicePlan("cl", (Step("replace", "b"), Step("await-waiting", "b"), Step("handover", "a", to="b"),
+                             Step("replace", "a"), Step("await-waiting", "a")), "rolling")  # fmt: skip
+FRESH = ServicePlan("cl", (Step("replace", "a"), Step("await-serving", "a"), Step("replace", "b"),
+                           Step("await-waiting", "b")), "fresh")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("plan", "safe"),
+    [(ROLLING, [True, False, True, False, False]), (FRESH, [True, False, True, False])],
+    ids=["rolling", "fresh"],
+)
+def test_a_run_stops_only_before_a_replace_or_a_handover_never_inside_one(plan, safe):
+    assert [safe_before(plan, i) for i in range(len(plan.steps))] == safe
+
+
+def test_first_signal_asks_to_stop_the_second_is_refused_the_third_aborts():
+    notes: list[str] = []
+    with StopRequests(notes.append) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5) and notes == [notes[0]] and notes[0].startswith("SIGTERM: stopping at the next safe")
+        os.kill(os.getpid(), signal.SIGINT)
+        assert len(notes) == 2 and notes[1].startswith("SIGINT: already stopping")
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Event().wait(5)  # the handler runs here, in the main thread
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
