@@ -111,7 +111,9 @@ class Reporter:
 
 class OutageProbe:
     """Samples a check every 100 ms while a handover runs; the outage is the longest run of
-    failed samples, from the last good one before it to the first good one after."""
+    failed samples, from the last good one before it (or, when none came before, its first
+    failed sample) to the first good one after. Entering waits for the first sample, so that
+    the measure starts before whatever the block does (stopping the active)."""
 
     def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600) -> None:
         self.check, self.interval, self.limit = check, interval, limit
@@ -132,6 +134,9 @@ class OutageProbe:
 
     def __enter__(self) -> OutageProbe:
         self.thread.start()
+        deadline = time.monotonic() + 5  # one sample takes at most the check's own timeout
+        while not self.samples and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -140,15 +145,16 @@ class OutageProbe:
 
     @property
     def outage(self) -> float:
-        """Last good sample to first good sample across the longest run of failures (0 if none failed)."""
-        worst, last_good, failed_since = 0.0, None, False
+        """Seconds from the last good sample (else the first failed one) to the first good sample after, across
+        the longest run of failures; 0 if none failed (failures never followed by a good sample: not counted)."""
+        worst, since, failing = 0.0, None, False
         for t, ok in self.samples:
-            if not ok:
-                failed_since = True
-            elif last_good is not None and failed_since:
-                worst = max(worst, t - last_good)
             if ok:
-                last_good, failed_since = t, False
+                if failing:
+                    worst = max(worst, t - since)
+                since, failing = t, False
+            else:
+                since, failing = t if since is None else since, True
         return worst
 
 
