@@ -106,6 +106,10 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
         for form in (value, SENTINEL):
             assert form not in out
             assert not any(form in argv for argv in watch.argvs), "a secret was in a process argument list"
+    # ... and the sampler did see the processes that would carry them: each service's docker run and upload
+    for service in inv.services:
+        assert watch.saw("docker", f"run --detach --name nodeops-{service} "), f"no docker run of {service} seen"
+        assert watch.saw(f"cat > /run/nodeops/{service}/"), f"no upload of {service}'s files seen"
     # Never a group or world bit, not even for an instant (`install` creates the empty file 0600,
     # then sets 0400 and the owner; the content is written after).
     assert watch.modes and watch.modes <= {"0o400", "0o600"}, watch.modes
@@ -305,3 +309,4 @@ def test_v1_profile_deploys_and_runs(dep):
     service = load_inventory(dep.inventory_file).services["cl2"]
     with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
         assert json.load(resp)["meta"]["profile"] == "v1"
+
