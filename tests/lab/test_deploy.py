@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from nodeops.inventory import load_inventory
+from nodeops.lab.daemons import process_alive
 from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab
@@ -310,3 +312,30 @@ def test_v1_profile_deploys_and_runs(dep):
     with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
         assert json.load(resp)["meta"]["profile"] == "v1"
 
+
+def test_a_configuration_change_needs_no_registry(dep):
+    """Issue 13: deploy always pulled, so with the registry down even a configuration change failed. Now a node
+    that holds the image uses it and says so; an image the nodes do not hold still fails, before any change."""
+    entry = dep.load_state()["daemons"]["registry/registry"]
+    os.kill(entry["pid"], signal.SIGKILL)
+    wait_for(lambda: not process_alive(entry["pid"]), "the registry to die", timeout=10)
+    inventory = dep.inventory_file.read_text()  # lab.up rewrites it when it restarts the registry
+    try:
+        before = labels("cl1", "cl1-a,cl1-b")
+        missing = deploy_with(dep, "noimage", lambda d: d["services"]["cl1"].update(
+            image=d["services"]["cl1"]["image"].rsplit(":", 1)[0] + ":9.9.9"), "--service", "cl1")  # fmt: skip
+        assert missing.returncode == 1, missing.stdout + missing.stderr
+        assert "`docker pull` failed" in missing.stderr and "9.9.9" in missing.stderr
+        assert labels("cl1", "cl1-a,cl1-b") == before  # nothing changed
+        changed = deploy_with(dep, "noregistry", lambda d: d["services"]["cl2"]["variables"].update(LOG_LEVEL="warn"),
+                              "--service", "cl2", "--json")  # fmt: skip
+        assert changed.returncode == 0, changed.stdout + changed.stderr
+        fallbacks = {e["node"]: e["message"] for e in events(changed) if e.get("pull_failed")}
+        assert set(fallbacks) == {"cl2-a", "cl2-b"}, events(changed)
+        assert all("using the image this node holds" in m and "a move of the tag" in m for m in fallbacks.values())
+        assert events(changed)[-1]["message"] == "deployed 1 service(s): 1 changed, 0 unchanged"
+        assert lb_answers(dep, "cl2")
+    finally:
+        up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
+        dep.inventory_file.write_text(inventory)
+        assert up.returncode == 0, up.stderr
