@@ -123,7 +123,9 @@ class Reporter:
 
 class OutageProbe:
     """Samples a check every 100 ms while a handover runs; the outage is the longest run of
-    failed samples, from the last good one before it to the first good one after."""
+    failed samples, from the last good one before it (or, when none came before, its first
+    failed sample) to the first good one after. Entering waits for the first sample, so that
+    the measure starts before whatever the block does (stopping the active)."""
 
     def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600) -> None:
         self.check, self.interval, self.limit = check, interval, limit
@@ -144,6 +146,9 @@ class OutageProbe:
 
     def __enter__(self) -> OutageProbe:
         self.thread.start()
+        deadline = time.monotonic() + 5  # one sample takes at most the check's own timeout
+        while not self.samples and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -152,15 +157,16 @@ class OutageProbe:
 
     @property
     def outage(self) -> float:
-        """Last good sample to first good sample across the longest run of failures (0 if none failed)."""
-        worst, last_good, failed_since = 0.0, None, False
+        """Seconds from the last good sample (else the first failed one) to the first good sample after, across
+        the longest run of failures; 0 if none failed (failures never followed by a good sample: not counted)."""
+        worst, since, failing = 0.0, None, False
         for t, ok in self.samples:
-            if not ok:
-                failed_since = True
-            elif last_good is not None and failed_since:
-                worst = max(worst, t - last_good)
             if ok:
-                last_good, failed_since = t, False
+                if failing:
+                    worst = max(worst, t - since)
+                since, failing = t, False
+            else:
+                since, failing = t if since is None else since, True
         return worst
 
 
@@ -282,10 +288,14 @@ class ServiceDeploy:
         """Run a shell line on ``node``; a failure names service, node, command and (redacted) reason."""
         res = execute(self.conns[node], command, stdin=stdin, timeout=self.fleet.settings.command_timeout)
         if check and res.exit_code:
-            output = (res.stderr.strip() or res.stdout.strip()).splitlines()
-            detail = self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
-            raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: {detail}")
+            raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: "
+                                  f"{self.why(res)}")  # fmt: skip
         return res
+
+    def why(self, res: CommandResult) -> str:
+        """A failed command's reason: its last line of output (redacted, clipped), else its exit status."""
+        output = (res.stderr.strip() or res.stdout.strip()).splitlines()
+        return self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
 
     def inspect(self, node: str, name: str | None = None) -> Container | None:
         res = self.x(node, cmd.sh(cmd.inspect(self.runtime, name or self.name)), check=False)
@@ -323,14 +333,30 @@ class ServiceDeploy:
             if fs.stdout.strip() != "tmpfs":
                 raise Unsafe(f"{self.service.name} {node.name}: {cmd.FILES_ROOT} is on {fs.stdout.strip()}, not RAM "
                              "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
-            self.x(node.name, cmd.sh(cmd.pull(self.runtime, image)))
-            found = cmd.parse_image_id(self.x(node.name, cmd.sh(cmd.image_id(self.runtime, image))).stdout, image)
-            self.say(node.name, f"pulled {image} ({found[1] or 'no registry digest'})", digest=found[1])
-            ids.add(found)
+            ids.add(self.pull(node.name, image))
         if len(ids) != 1:
             raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
         image_id, self.digest = ids.pop()
         return self.states(), Desired(image, image_id, self.job.rendered.config_hash)
+
+    def pull(self, node: str, image: str) -> tuple[str, str | None]:
+        """Pull ``image`` on ``node``: (image id, registry digest). Pulling is how a tag moved in the registry is
+        noticed; when the pull fails (the registry is down) and the node already holds the image, that one is used
+        and the step line says so (pinned by digest, it is exactly the image asked for; a tag is the one pulled
+        last). An image the node does not hold fails the run with the pull's error."""
+        pulled = self.x(node, cmd.sh(cmd.pull(self.runtime, image)), check=False)
+        held = self.x(node, cmd.sh(cmd.image_id(self.runtime, image)), check=pulled.exit_code == 0)
+        if held.exit_code:
+            raise OperationFailed(f"{self.service.name} {node}: `{self.runtime} pull` failed: {self.why(pulled)}")
+        image_id, digest = cmd.parse_image_id(held.stdout, image)
+        if pulled.exit_code == 0:
+            self.say(node, f"pulled {image} ({digest or 'no registry digest'})", digest=digest)
+        else:
+            which = ("pinned by digest: the very image" if "@" in image else
+                     "the tag as last pulled here: a move of the tag in the registry is not seen")  # fmt: skip
+            self.say(node, f"could not pull {image} ({self.why(pulled)}); using the image this node holds, "
+                     f"{image_id[:19]} ({which})", digest=digest, pull_failed=True)  # fmt: skip
+        return image_id, digest
 
     def states(self) -> dict[str, NodeState]:
         """Each node's container and whether it serves (once observe() has connected)."""

@@ -37,6 +37,11 @@ from nodeops.errors import InvalidInput, InventoryError
 
 _NAME_PATTERN = "[a-z0-9][a-z0-9_-]*"
 _NAME = re.compile(_NAME_PATTERN)
+# Names become file names on the bastion (<state_dir>/<env>/locks/<service>.json), container names on the
+# nodes (nodeops-<service>-previous) and S3 keys: a DNS label's 63 characters keep every one of them far
+# below the file systems' 255 bytes.
+NAME_MAX = 63
+STATE_DIR_MAX = 255  # one file name's worth; the bastion scripts append <env>/locks/<service>.json to it
 _HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
 
 # ---------------------------------------------------------------- the model
@@ -195,9 +200,9 @@ class Inventory:
 
 
 def check_environment_name(env: str) -> None:
-    """An environment name names a file (inventory/NAME.yaml): InvalidInput unless it matches _NAME_PATTERN."""
-    if not _NAME.fullmatch(env):
-        raise InvalidInput(f"invalid environment name {_shown(env)}: expected a name matching {_NAME_PATTERN}")
+    """An environment name names a file (inventory/NAME.yaml): InvalidInput unless it is a name (_name_problem)."""
+    if problem := _name_problem(env):
+        raise InvalidInput(f"invalid environment name {_shown(env)}: {problem}")
 
 
 def inventory_path(root: Path, env: str | None, override: str | None) -> Path:
@@ -420,6 +425,38 @@ def _count(low: int, high: int | None, what: str) -> Callable[[Sized], Sized]:
     return check
 
 
+def _name_problem(value: Any) -> str | None:
+    """Why ``value`` is not a name (environment, service, node, role, secret, backend), or None."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        return f"expected a name matching {_NAME_PATTERN}, got {_shown(value)}"
+    if len(value) > NAME_MAX:
+        return (f"a name of at most {NAME_MAX} characters, got {len(value)}: it names files on the bastion and "
+                "containers on the nodes; shorten it")  # fmt: skip
+    return None
+
+
+def _name(value: Any) -> str:
+    if problem := _name_problem(value):
+        raise PydanticCustomError("invalid", problem)
+    return value
+
+
+_STATE_DIR = re.compile(r"[A-Za-z0-9._/-]+")
+
+
+def _state_dir(value: Any) -> str:
+    """A directory on the bastion that no command can take for an option, short enough for the files under it."""
+    if (
+        isinstance(value, str)
+        and _STATE_DIR.fullmatch(value)
+        and len(value) <= STATE_DIR_MAX
+        and not any(part.startswith("-") for part in value.split("/"))
+    ):
+        return value
+    _fail(f"a directory path on the bastion (letters, digits, . _ / -; no part starting with -; at most "
+          f"{STATE_DIR_MAX} characters)", value)  # fmt: skip
+
+
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -490,8 +527,8 @@ def _key_list(value: Any) -> Any:
     _fail("a host key or a non-empty list of host keys", value)
 
 
-_Name = Annotated[str, _matching(_NAME_PATTERN, f"a name matching {_NAME_PATTERN}")]
-_StateDir = Annotated[str, _matching(r"[A-Za-z0-9._/-]+", "a directory path on the bastion (letters, digits, . _ / -)")]
+_Name = Annotated[str, PlainValidator(_name)]
+_StateDir = Annotated[str, PlainValidator(_state_dir)]
 _Word = Annotated[str, _matching(r"[!-~]+", "a non-empty string without spaces")]
 _Image = Annotated[
     str,

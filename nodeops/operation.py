@@ -131,7 +131,10 @@ class Operation:
         session, self.session = self.session, None
         try:
             session.send_line("release")
-            if session.readline().strip() != "released":
+            answer = session.readline().strip()
+            if answer == "released audit-incomplete":
+                raise OperationFailed(f"bastion: {self.state_dir}/{self.env}/audit.jsonl did not take every line")
+            if answer != "released":
                 raise OperationFailed("bastion: the lock holder did not confirm the release")
         finally:
             session.close()

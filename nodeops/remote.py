@@ -41,7 +41,7 @@ T = TypeVar("T")
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 # Failures that a new attempt can cure: the bastion refused or reset a channel,
-# sshd dropped us before its banner, the network hiccuped.
+# sshd dropped us before its banner or never sent one, the network hiccuped.
 _TRANSIENT = (ChannelException, EOFError, ConnectionResetError, TimeoutError, NoValidConnectionsError)
 
 
@@ -119,6 +119,7 @@ class PinnedConnection(Connection):
             connect_timeout=timeout,
             connect_kwargs=connect_kwargs,
         )
+        self.connect_timeout = timeout  # Fabric casts it to int: 0.5 s would become 0, no TCP timeout at all
         self.target = target
         self.client.set_missing_host_key_policy(_RefuseUnpinned(target))
         store = self.client.get_host_keys()
@@ -145,6 +146,19 @@ class PinnedConnection(Connection):
                 f"{exc.key.get_name()} {exc.key.fingerprint}",
                 f"does not match the pinned {exc.expected_key.get_name()} {exc.expected_key.fingerprint}",
             ) from None
+        except SSHException as exc:
+            # A silent peer ends in one of two ways, whichever of paramiko's two equal timeouts comes first: the
+            # banner read times out ("Error reading SSH protocol banner", nothing more), or the negotiation's wait
+            # ends without a word and the next call fails with "No existing session" (the transport still up).
+            transport = self.client.get_transport()
+            silent = transport is not None and not transport.initial_kex_done and (
+                transport.is_active() or isinstance(exc.__context__, TimeoutError))  # fmt: skip
+            if not silent:
+                raise
+            if transport.remote_version:
+                raise TimeoutError(f"the SSH key exchange did not finish within {self.connect_timeout:g}s") from None
+            raise TimeoutError(f"no SSH banner within {self.connect_timeout:g}s: the port accepted the connection "
+                               "but sent nothing (sshd hung or overloaded, or not sshd)") from None  # fmt: skip
 
 
 @dataclass

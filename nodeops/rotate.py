@@ -305,6 +305,11 @@ class Target(abc.ABC):
     def undo(self) -> str:
         """The system back on the current value; says what was done."""
 
+    @property
+    @abc.abstractmethod
+    def changes(self) -> str | None:
+        """What setSecret may have changed, once it ran (None: it changed nothing), for the undo's message."""
+
 
 class PostgresPassword(Target):
     """The service's database role: ALTER ROLE by an admin role, over a tunnel on the bastion."""
@@ -335,6 +340,10 @@ class PostgresPassword(Target):
     def undo(self) -> str:
         self.alter(self.current)
         return f"the database role {self.account} is back on its current password"
+
+    @property
+    def changes(self) -> str:
+        return f"the password of the database role {self.account}"
 
 
 class ApiPassword(Target):
@@ -423,6 +432,10 @@ class ApiPassword(Target):
         if not self.change(node, self.pending, self.current):
             return "the API password was not changed"
         return "the API password is back on its current value"
+
+    @property
+    def changes(self) -> str | None:
+        return None if self.node is None else f"the API password of {self.account}"
 
 
 TARGETS: dict[str, type[Target]] = {"postgres-password": PostgresPassword, "chainlink-api-password": ApiPassword}
@@ -567,7 +580,9 @@ class ServiceRotation:
                 undone.append(f"{t.name}: {PENDING} removed{note}")
             except Exception as exc:  # noqa: BLE001
                 left.append(f"{t.name}: {why(exc)}")
-        message = f"{failure}; undone: {', '.join(undone) or 'nothing had changed'}; {CURRENT} unchanged"
+        changed = [c for t in started if (c := t.changes)] + (["the pair's containers (the roll began)"] * self.touched)
+        message = (f"{failure}; changed: {', '.join(changed) or 'nothing'}; undone: {', '.join(undone) or 'nothing'}; "
+                   f"{CURRENT} unchanged")  # fmt: skip
         if left:
             message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "
                         "fab rotate-secrets again to complete that rotation")  # fmt: skip

@@ -21,8 +21,14 @@ A stale lock still refuses new runs (it is never silently taken over: the
 dead run may have left a pair half changed) until ``fab lock.release
 --force`` removes it, which is audited.
 
-Needs ``sh`` and util-linux ``flock`` on the bastion. Names are validated by
-the inventory (``[a-z0-9][a-z0-9_-]*``) and quoted here all the same.
+Every script fails closed: it reports success (``acquired``, ``released``,
+``removed``, exit 0) only after each write it needs succeeded; a write that
+fails (a full disk, a name too long for the file system, a directory that
+is not writable) makes it undo its own records and exit non-zero.
+
+Needs ``sh`` and util-linux ``flock`` on the bastion. Names and ``state_dir``
+are validated by the inventory (names ``[a-z0-9][a-z0-9_-]*`` of at most 63
+characters; no part of ``state_dir`` starts with ``-``) and quoted here all the same.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from dataclasses import dataclass, field
 CONFLICT = 3  # acquire: a service is locked (held or stale); its lines say by whom
 BUSY = 13  # another run kept acquire.flock for 30 s
 NO_FLOCK = 11  # flock(1) is not installed on the bastion
+NO_WRITE = 15  # hold: a record could not be written (the shell's own message says which and why); nothing is held
 
 
 def _prologue(state_dir: str, env: str, create: bool = True) -> str:
@@ -45,7 +52,7 @@ def _prologue(state_dir: str, env: str, create: bool = True) -> str:
         "set -u; umask 077\n"
         f"d={d}\n"
         f"command -v flock >/dev/null 2>&1 || {{ echo 'flock(1) is not installed'; exit {NO_FLOCK}; }}\n"
-        + ('mkdir -p "$d/locks" "$d/runs" || exit 10\n' if create else '[ -d "$d/locks" ] || exit 0\n')
+        + ('mkdir -p -- "$d/locks" "$d/runs" || exit 10\n' if create else '[ -d "$d/locks" ] || exit 0\n')
     )
 
 
@@ -71,10 +78,13 @@ def hold(state_dir: str, env: str, run: str, services: Sequence[str], timeout: i
 
     Protocol on the session: the script prints one line per conflicting
     lock and exits CONFLICT, or reads the holder record (one JSON line),
-    writes it for every service and prints ``acquired``. Each following
+    writes it for every service, checks that the audit log takes writes and
+    prints ``acquired``: only once every one of those writes succeeded
+    (otherwise it removes what it wrote and exits NO_WRITE). Each following
     line read is appended to the audit log, except ``beat`` (the run is
-    alive), until ``release`` (records removed, prints ``released``) or EOF
-    (the run is gone: records stay, stale).
+    alive), until ``release`` (records removed, prints ``released``, or
+    ``released audit-incomplete`` when an audit line could not be written)
+    or EOF (the run is gone: records stay, stale).
 
     A client that is frozen or cut off sends no EOF: its TCP connection
     looks alive to sshd for hours. So a watchdog checks, every ``timeout``/2
@@ -96,11 +106,14 @@ def hold(state_dir: str, env: str, run: str, services: Sequence[str], timeout: i
         + f'for s in {names}; do [ -e "$d/locks/$s.run" ] && {{ describe "$s"; conflict=1; }}; done\n'
         + f"[ $conflict = 0 ] || exit {CONFLICT}\n"
         + "IFS= read -r holder || exit 14\n"
+        # Until "acquired", a failed write takes back whatever this run wrote: no conflict was found under
+        # acquire.flock, so every record of these services is this run's own.
+        + f"trap 'rm -f {locks} {beat} {heard} \"$d/runs/\"{r}.flock' EXIT\n"
         + f"for s in {names}; do\n"
-        + '  printf \'%s\\n\' "$holder" > "$d/locks/$s.json"\n'
-        + f'  printf \'%s %s\\n\' {r} "$$" > "$d/locks/$s.run"\n'
+        + f'  printf \'%s\\n\' "$holder" > "$d/locks/$s.json" || exit {NO_WRITE}\n'
+        + f'  printf \'%s %s\\n\' {r} "$$" > "$d/locks/$s.run" || exit {NO_WRITE}\n'
         + "done\n"
-        + f": > {beat}; : > {heard}\n"
+        + f"printf '' >> \"$d/audit.jsonl\" && printf '' > {beat} && printf '' > {heard} || exit {NO_WRITE}\n"
         + f"trap 'rm -f {beat} {heard}' EXIT; flock -u 4; exec 4>&-\n"  # the watchdog stops when this ends
         + f"( while sleep {max(1, timeout // 2)}; do\n"
         + f"    [ -e {beat} ] || exit 0\n"
@@ -108,12 +121,15 @@ def hold(state_dir: str, env: str, run: str, services: Sequence[str], timeout: i
         + f'    flock -n "$d/runs/"{r}.flock true || {{ rm -f {beat}; kill $$; }}; exit 0\n'
         + "  done ) </dev/null >/dev/null 2>&1 3>&- &\n"
         + "echo acquired\n"
+        + "lost=\n"
         + "while IFS= read -r line; do\n"
-        + f'  if [ "$line" = beat ]; then : > {heard}; continue; fi\n'
+        # After "acquired" the session's output is read only at the release: failures say nothing until then
+        + f"  if [ \"$line\" = beat ]; then {{ printf '' > {heard}; }} 2>/dev/null; continue; fi\n"  # else: watchdog
         + '  if [ "$line" = release ]; then\n'
-        + f'    rm -f {locks} "$d/runs/"{r}.flock; echo released; exit 0\n'
+        + f'    rm -f {locks} "$d/runs/"{r}.flock || exit {NO_WRITE}\n'
+        + '    echo "released${lost:+ audit-incomplete}"; exit 0\n'
         + "  fi\n"
-        + '  printf \'%s\\n\' "$line" >> "$d/audit.jsonl"\n'
+        + '  { printf \'%s\\n\' "$line" >> "$d/audit.jsonl"; } 2>/dev/null || lost=1\n'
         + "done\n"
     )
 
@@ -131,25 +147,29 @@ def release_stale(state_dir: str, env: str, services: Sequence[str]) -> str:
     """Remove the locks of ``services`` whose run is gone; a live holder's lock is left alone.
 
     Prints a describe line per lock found (taken before any removal) and,
-    per service, ``removed <service>``, ``alive <service>`` or ``free <service>``.
+    per service, ``removed <service>``, ``alive <service>``, ``free <service>``
+    or ``not removed <service>`` (then the exit status is NO_WRITE).
     """
     names = " ".join(shlex.quote(s) for s in services)
     return _wrap(
         _prologue(state_dir, env)
         + _DESCRIBE
         + _SERIALISE
+        + "failed=0\n"
         + f"for s in {names}; do\n"
         + '  if [ ! -e "$d/locks/$s.run" ]; then echo "free $s"; continue; fi\n'
         + '  describe "$s"; read -r run pid < "$d/locks/$s.run"\n'
-        + '  if flock -n "$d/runs/$run.flock" true 2>/dev/null; then\n'
-        + '    rm -f "$d/locks/$s.json" "$d/locks/$s.run" "$d/runs/$run".*; echo "removed $s"\n'
-        + '  else echo "alive $s"; fi\n'
+        + '  if ! flock -n "$d/runs/$run.flock" true 2>/dev/null; then echo "alive $s"\n'
+        + '  elif rm -f "$d/locks/$s.json" "$d/locks/$s.run" "$d/runs/$run".*; then echo "removed $s"\n'
+        + f'  else echo "not removed $s"; failed={NO_WRITE}; fi\n'
         + "done\n"
+        + "exit $failed\n"
     )
 
 
 def append_audit(state_dir: str, env: str) -> str:
-    """Append the JSON lines on stdin to the audit log (for operations that hold no lock)."""
+    """Append the JSON lines on stdin to the audit log (for operations that hold no lock); exit 0 only once
+    they are written."""
     return _wrap(_prologue(state_dir, env) + 'cat >> "$d/audit.jsonl"\n')
 
 

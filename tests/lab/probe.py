@@ -236,17 +236,23 @@ def files_on(lab: Lab, node: str, service: str) -> list[str]:
 
 class Watch:
     """Samples, until stopped: every process's argv on this machine (lab hosts share our pid namespace)
-    and the modes of files under each node's /run/nodeops."""
+    and the modes of files under each node's /run/nodeops.
 
-    def __init__(self, lab: Lab, nodes: list[str]) -> None:
+    Bounded (``limit`` seconds), and loud about it: a block that outlives the sampler, or a sampler that died,
+    fails when the block ends, since what it did not see it cannot vouch for. ``saw`` is the other half of an
+    "it never appeared" assertion: that the processes which would carry a secret were sampled at all."""
+
+    def __init__(self, lab: Lab, nodes: list[str], limit: float = 300) -> None:
         self.runs = [Path(f"/proc/{lab.sshd_pid_of(n)}/root/run/nodeops") for n in nodes]
+        self.limit = limit
         self.argvs: set[str] = set()
         self.modes: set[str] = set()
+        self.rounds = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def loop(self) -> None:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + self.limit
         while not self.stop.is_set() and time.monotonic() < deadline:
             for proc in Path("/proc").glob("[0-9]*/cmdline"):
                 try:
@@ -260,11 +266,23 @@ class Watch:
                             self.modes.add(oct(f.stat().st_mode & 0o777))
                     except OSError:
                         pass
+            self.rounds += 1
+
+    def saw(self, *fragments: str) -> bool:
+        """Whether one sampled argv held every fragment."""
+        return any(all(f in argv for f in fragments) for argv in self.argvs)
 
     def __enter__(self):
+        self.started = time.monotonic()
         self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        sampling = self.thread.is_alive()
         self.stop.set()
         self.thread.join(timeout=10)
+        if exc_type is None:  # an error in the block is the one to report
+            watched = time.monotonic() - self.started
+            assert sampling, (f"the argv sampler stopped before the block ended ({watched:.0f} s; its limit is "
+                              f"{self.limit:g} s, or it died): what it did not see it cannot vouch for")  # fmt: skip
+            assert self.rounds >= 2, f"the argv sampler took {self.rounds} round(s) in {watched:.1f} s"

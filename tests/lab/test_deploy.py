@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from nodeops.inventory import load_inventory
+from nodeops.lab.daemons import process_alive
 from nodeops.lab.host import Lab
 from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab
@@ -106,6 +108,10 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
         for form in (value, SENTINEL):
             assert form not in out
             assert not any(form in argv for argv in watch.argvs), "a secret was in a process argument list"
+    # ... and the sampler did see the processes that would carry them: each service's docker run and upload
+    for service in inv.services:
+        assert watch.saw("docker", f"run --detach --name nodeops-{service} "), f"no docker run of {service} seen"
+        assert watch.saw(f"cat > /run/nodeops/{service}/"), f"no upload of {service}'s files seen"
     # Never a group or world bit, not even for an instant (`install` creates the empty file 0600,
     # then sets 0400 and the owner; the content is written after).
     assert watch.modes and watch.modes <= {"0o400", "0o600"}, watch.modes
@@ -306,3 +312,32 @@ def test_v1_profile_deploys_and_runs(dep):
     service = load_inventory(dep.inventory_file).services["cl2"]
     with urllib.request.urlopen(service.load_balancer, timeout=5) as resp:
         assert json.load(resp)["meta"]["profile"] == "v1"
+
+
+def test_a_configuration_change_needs_no_registry(dep):
+    """Issue 13: deploy always pulled, so with the registry down even a configuration change failed. Now a node
+    that holds the image uses it and says so; an image the nodes do not hold still fails, before any change."""
+    assert fab("deploy", "--env", NAME).returncode == 0  # the nodes hold the images (a no-op after the tests above)
+    entry = dep.load_state()["daemons"]["registry/registry"]
+    os.kill(entry["pid"], signal.SIGKILL)
+    wait_for(lambda: not process_alive(entry["pid"]), "the registry to die", timeout=10)
+    inventory = dep.inventory_file.read_text()  # lab.up rewrites it when it restarts the registry
+    try:
+        before = labels("cl1", "cl1-a,cl1-b")
+        missing = deploy_with(dep, "noimage", lambda d: d["services"]["cl1"].update(
+            image=d["services"]["cl1"]["image"].rsplit(":", 1)[0] + ":9.9.9"), "--service", "cl1")  # fmt: skip
+        assert missing.returncode == 1, missing.stdout + missing.stderr
+        assert "`docker pull` failed" in missing.stderr and "9.9.9" in missing.stderr
+        assert labels("cl1", "cl1-a,cl1-b") == before  # nothing changed
+        changed = deploy_with(dep, "noregistry", lambda d: d["services"]["cl2"]["variables"].update(LOG_LEVEL="debug"),
+                              "--service", "cl2", "--json")  # fmt: skip
+        assert changed.returncode == 0, changed.stdout + changed.stderr
+        fallbacks = {e["node"]: e["message"] for e in events(changed) if e.get("pull_failed")}
+        assert set(fallbacks) == {"cl2-a", "cl2-b"}, events(changed)
+        assert all("using the image this node holds" in m and "a move of the tag" in m for m in fallbacks.values())
+        assert events(changed)[-1]["message"] == "deployed 1 service(s): 1 changed, 0 unchanged"
+        assert lb_answers(dep, "cl2")
+    finally:
+        up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
+        dep.inventory_file.write_text(inventory)
+        assert up.returncode == 0, up.stderr

@@ -3,9 +3,11 @@ schema, rollback, CI mode with secrets from the environment, and every exit code
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +27,8 @@ from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import PairProbe, events, frozen_at, killed_at, status, wait_for
 from tests.lab.test_deploy import set_sentinel_secrets
+from tests.unit.test_deploy_preflight import ENV as PREFLIGHT_ENV
+from tests.unit.test_deploy_preflight import inventory as preflight_inventory
 
 pytestmark = pytest.mark.lab
 
@@ -136,6 +140,48 @@ def test_two_deploys_at_once_one_acts_the_other_exits_3_naming_the_holder(ops):
     found = status(NAME)
     assert {s: e["state"] for s, e in found.items()} == {"cl1": "healthy", "cl2": "healthy"}
     assert all(e["lock"] is None for e in found.values())
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda d: d["services"].update({"c" * 300: d["services"].pop("cl")}), "a name of at most 63 characters"),
+        (lambda d: d.update(environment="e" * 300), "environment: a name of at most 63 characters, got 300"),
+        (lambda d: d["bastion"].update(state_dir="--help"), "bastion.state_dir: expected a directory path"),
+        (lambda _doc: None, None),  # the control: the same inventory, valid, reaches the bastion
+    ],
+    ids=["service-300", "environment-300", "state-dir-option", "control"],
+)
+def test_two_deploys_with_names_the_bastion_cannot_hold_both_exit_2_before_any_connection(tmp_path, edit, problem):
+    """Issue 13: with a 300-character service name the lock script could not write its records yet said
+    "acquired", and two deploys started together both reached the nodes. Started together now, both stop at
+    validation: exit 2, one line, and the bastion (a socket on 127.0.0.1 that counts connections, never
+    answering) hears from neither, so neither got near the lock. The control, valid, gets as far as the bastion
+    (exit 1, it never answers): what is counted is where a run goes. No lab needed: nothing may be reached."""
+    bastion = socket.create_server(("127.0.0.1", 0))
+    bastion.settimeout(0.1)
+    doc = yaml.safe_load(preflight_inventory())  # every secret from the environment: preflight passes
+    doc["bastion"]["port"] = bastion.getsockname()[1]
+    doc["ssh"].update(connect_timeout=1, connect_retries=0)
+    edit(doc)
+    path = tmp_path / "names.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    runs = [start("deploy", "--inventory", str(path), env={**os.environ, **PREFLIGHT_ENV}) for _ in range(2)]
+    results = [finish(run) for run in runs]
+    connections = 0
+    with contextlib.suppress(TimeoutError):
+        while True:
+            bastion.accept()[0].close()
+            connections += 1
+    bastion.close()
+    if problem is None:
+        assert [code for code, _, _ in results] == [1, 1] and connections == 2, (results, connections)
+        return
+    for code, out, err in results:
+        assert (code, out) == (2, ""), (code, out, err)
+        assert err.startswith(f"nodeops: {path}: ") and problem in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert connections == 0
 
 
 def test_status_roles_match_what_really_serves_before_and_after_a_promotion(ops):

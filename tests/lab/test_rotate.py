@@ -158,6 +158,9 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     password = new["password"]
     assert password not in out
     assert not any(password in argv for argv in watch.argvs), "the new password was in a process argument list"
+    # ... and the sampler did see the processes that would carry it: the roll's docker run and the files' upload
+    assert watch.saw("docker", "run --detach --name nodeops-cl1 "), "the sampler never saw the roll's docker run"
+    assert watch.saw("cat > /run/nodeops/cl1/"), "the sampler never saw an upload of the node's files"
     inspect = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--command", "docker inspect nodeops-cl1")
     assert inspect.returncode == 0 and password not in inspect.stdout
     grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", password, str(ROOT), str(rot.dir), "/tmp",
@@ -214,6 +217,7 @@ def test_api_rotation_changes_the_login(rot):
     assert document(rot, "cl1/ApiSecret", "AWSPREVIOUS") == old
     assert new["password"] not in res.stdout + res.stderr
     assert not any(new["password"] in argv for argv in watch.argvs)
+    assert watch.saw("fab", "rotate-secrets", "--secret api"), "the sampler did not watch the rotation"
     again = rotate("cl1", "api")  # and again: each run is a fresh rotation from the new current value
     assert again.returncode == 0 and api_login(rot, "cl1", new["username"], new["password"]) == 401
 

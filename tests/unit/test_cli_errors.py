@@ -32,8 +32,13 @@ GOOD = textwrap.dedent(f"""\
         (GOOD.replace("user: root}\nservices", "}\nservices"), "ssh.user: missing required key 'user'"),
         (GOOD.replace("127.0.0.1, user", "127.0.0.1, port: abc, user"), "bastion.port: expected an integer"),
         (GOOD.replace("name: b,", "name: a,"), "services.cl1.nodes[1].name: duplicate node name 'a'"),
+        (GOOD.replace("  cl1:\n", f"  {'c' * 300}:\n"), "a name of at most 63 characters, got 300"),
+        (
+            GOOD.replace("user: root, host_key", 'user: root, state_dir: "--help", host_key'),
+            "bastion.state_dir: expected a directory path on the bastion",
+        ),
     ],
-    ids=["bad-yaml", "unknown-key", "missing-field", "wrong-type", "duplicate-node"],
+    ids=["bad-yaml", "unknown-key", "missing-field", "wrong-type", "duplicate-node", "long-name", "option-state-dir"],
 )
 def test_bad_inventory_is_one_line_and_exit_2(tmp_path: Path, text: str, fragment: str):
     inventory = tmp_path / "bad.yaml"

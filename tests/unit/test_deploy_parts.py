@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import types
 from urllib.parse import quote
 
@@ -46,13 +47,28 @@ def test_text_without_secrets_is_left_alone():
         ([True] * 10, 0.0),
         ([True, True, False, False, False, True, True], 0.4),  # last good (t=0.1) to first good (t=0.5)
         ([True, False, True, False, False, True], 0.3),  # the longest of two gaps
-        ([False, False, True], 0.0),  # no good sample before: nothing to measure from
+        ([False, False, True], 0.2),  # no good sample before: counted from the first failed one
+        ([False, True, True, False, False, False, True], 0.4),  # then the longer gap after a good sample
+        ([True, False, False], 0.0),  # never answered again: no gap measured (the handover failed instead)
     ],
 )
 def test_outage_is_last_good_to_first_good(pattern, outage):
     probe = OutageProbe(lambda: True)
     probe.samples = [(i / 10, ok) for i, ok in enumerate(pattern)]
     assert probe.outage == pytest.approx(outage)
+
+
+def test_failures_before_the_first_good_sample_count_from_the_first_failure():
+    """Issue 13: the active already down at the first sample read 0.00 s for a real 0.8 s gap."""
+    probe = OutageProbe(lambda: True)
+    probe.samples = [(0, False), (0.1, False), (0.8, True)]
+    assert probe.outage == pytest.approx(0.8)
+
+
+def test_entering_waits_for_the_first_sample():
+    """The measure starts before the block stops anything: a sample is taken before the block runs."""
+    with OutageProbe(lambda: time.sleep(0.3) or True) as probe:
+        assert probe.samples and probe.samples[0][1] is True
 
 
 @pytest.mark.parametrize(

@@ -523,6 +523,61 @@ def test_error_is_one_located_line(text, where, fragment):
     assert err.exit_code == 2
 
 
+LONG = "s" * 300
+TOO_LONG = "a name of at most 63 characters, got {}: it names files on the bastion and containers on the nodes; " \
+           "shorten it"  # fmt: skip
+PLACE = "a directory path on the bastion (letters, digits, . _ / -; no part starting with -; at most 255 characters)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "problem"),
+    [
+        ([("environment", LONG)], "environment", TOO_LONG.format(300)),
+        ([("environment", "e" * 64)], "environment", TOO_LONG.format(64)),
+        ([(f"services.{LONG}", OTHER_SERVICE)], f"services.{LONG!r:.37}...", TOO_LONG.format(300)),
+        ([("services.chainlink.nodes.1.name", "n" * 64)], "services.chainlink.nodes[1].name", TOO_LONG.format(64)),
+        ([("services.chainlink.role", "r" * 64)], "services.chainlink.role", TOO_LONG.format(64)),
+        ([("bastion.state_dir", "--help")], "bastion.state_dir", f"expected {PLACE}, got '--help'"),
+        ([("bastion.state_dir", "/srv/-rf")], "bastion.state_dir", f"expected {PLACE}, got '/srv/-rf'"),
+        ([("bastion.state_dir", "d" * 256)], "bastion.state_dir", f"expected {PLACE}, got '{'d' * 36}..."),
+        ([("bastion.state_dir", "a b")], "bastion.state_dir", f"expected {PLACE}, got 'a b'"),
+    ],
+    ids=[
+        "env-300",
+        "env-64",
+        "service-300",
+        "node-64",
+        "role-64",
+        "state-dir-option",
+        "state-dir-part-option",
+        "state-dir-256",
+        "state-dir-space",
+    ],  # fmt: skip
+)
+def test_names_and_paths_have_limits(changes, where, problem):
+    """Names become file names on the bastion and container names on the nodes; state_dir reaches mkdir and
+    rm on the bastion: refused at validation (exit 2, no host touched), one line saying what fits."""
+    with pytest.raises(InventoryError) as info:
+        parse(edited(*changes))
+    assert (info.value.where, info.value.problem) == (where, problem)
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        [("environment", "e" * 63), ("services.chainlink.nodes.1.name", "n" * 63)],
+        [(f"services.{'s' * 63}", {**OTHER_SERVICE, "nodes": [{**SOLO, "host": "10.0.9.9"}]})],
+        [("bastion.state_dir", "d" * 255)],
+        [("bastion.state_dir", "/var/lib/nodeops-shared/.state")],
+        [("bastion.state_dir", "../shared/nodeops")],
+    ],
+    ids=["names-63", "service-63", "state-dir-255", "state-dir-absolute", "state-dir-relative"],
+)
+def test_names_and_paths_at_their_limits_load(changes):
+    assert parse(edited(*changes)).nodes
+
+
 def test_echoed_values_are_truncated():
     with pytest.raises(InventoryError) as info:
         parse(edited(("environment", "X" * 100)))
@@ -576,10 +631,11 @@ def test_inventory_path(root, monkeypatch, env, override, expected):
         ("../../etc/passwd", None, "invalid environment name '../../etc/passwd'"),
         ("prod/../x", None, "invalid environment name"),
         ("Prod", None, "expected a name matching [a-z0-9][a-z0-9_-]*"),
+        ("p" * 64, None, "a name of at most 63 characters, got 64"),
         ("staging", None, "inventory file not found: {root}/inventory/staging.yaml"),
         (None, "nowhere.yaml", "inventory file not found: nowhere.yaml"),
     ],
-    ids=["neither", "empty", "traversal", "slash", "uppercase", "missing-env-file", "missing-override"],
+    ids=["neither", "empty", "traversal", "slash", "uppercase", "too-long", "missing-env-file", "missing-override"],
 )
 def test_inventory_path_errors(root, monkeypatch, env, override, fragment):
     monkeypatch.chdir(root)

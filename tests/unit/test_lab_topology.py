@@ -1,10 +1,12 @@
 """The lab plan: names, addresses and the exact commands that wire it."""
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from nodeops.errors import InvalidInput
+from nodeops.lab.host import Lab
 from nodeops.lab.topology import (
     boot_command,
     network_commands,
@@ -13,6 +15,7 @@ from nodeops.lab.topology import (
     unreachable_route,
     uplink_commands,
 )
+from tests.conftest import ROOT
 
 
 def test_plan_pairs_nodes_into_services_with_addresses_in_the_private_half():
@@ -106,3 +109,19 @@ def test_sshd_config_keeps_default_limits_and_relays_only_on_the_bastion():
     assert "AllowTcpForwarding local" in bastion and "ListenAddress 10.50.255.254:22" in bastion
     assert "AllowTcpForwarding no" in node and "ListenAddress 10.50.0.10:22" in node
     assert "ListenAddress 10.50.255.254:22" not in node
+
+
+def ignored(path: Path) -> bool:
+    res = subprocess.run(["git", "check-ignore", "--quiet", "--no-index", str(path.relative_to(ROOT))], cwd=ROOT)
+    assert res.returncode in (0, 1), "not a git checkout"
+    return res.returncode == 0
+
+
+@pytest.mark.parametrize("name", ["lab", "t", "ops", "dep", "out", "bfail"])
+def test_every_lab_inventory_and_its_variants_are_git_ignored(name):
+    """Issue 13: only labs named lab* were. Whatever --name a lab has, its inventory (and the variants tests write
+    beside it) stays out of git; the examples do not."""
+    written = Lab(ROOT, name).inventory_file
+    assert written.parent == ROOT / "inventory"
+    assert ignored(written) and ignored(written.with_name(f"{name}-ci.yaml"))
+    assert not ignored(ROOT / "inventory" / "prod.example.yaml")

@@ -133,6 +133,75 @@ def test_a_run_that_is_no_longer_heard_from_leaves_a_stale_lock_one_that_beats_k
     assert log == []  # beats are not audit lines
 
 
+def records(cwd: Path) -> list[str]:
+    """Every file under the environment's locks/ and runs/ (what a run leaves behind)."""
+    d = cwd / ".nodeops" / ENV
+    return sorted(str(p.relative_to(d)) for sub in ("locks", "runs") if (d / sub).exists() for p in (d / sub).iterdir())
+
+
+def in_the_way(cwd: Path, name: str) -> None:
+    """A directory where the script must write a file: the write fails, even for root."""
+    (cwd / ".nodeops" / ENV / name).mkdir(parents=True)
+
+
+@pytest.mark.parametrize(
+    ("services", "obstacle"),
+    [
+        (["cl1", "x" * 300], None),  # a name too long for the file system: "acquired" regardless, before
+        (["cl1", "cl2"], "locks/cl2.json"),  # the second service's record cannot be written
+        (["cl1"], "audit.jsonl"),  # the log this run must append to cannot be written
+    ],
+    ids=["name-too-long", "record-unwritable", "audit-unwritable"],
+)
+def test_a_write_that_fails_is_no_lock_taken_and_leaves_nothing(tmp_path, hold, services, obstacle):
+    if obstacle:
+        in_the_way(tmp_path, obstacle)
+    res = sh(bastion.hold(".nodeops", ENV, "r1", services, 2), tmp_path, '{"who": "alice"}\n')
+    assert res.returncode == bastion.NO_WRITE, (res.returncode, res.stdout, res.stderr)
+    assert "acquired" not in res.stdout
+    left = [r for r in records(tmp_path) if r != obstacle]
+    assert left == [], left  # cl1's records, written before the failure, were taken back: no stale lock
+    assert states(tmp_path) == {}
+    if obstacle:
+        (tmp_path / ".nodeops" / ENV / obstacle).rmdir()
+    again = hold("r2", ["cl1"], "bob")  # and cl1 is free for the next run
+    assert again.first == "acquired"
+    assert again.release() == "released"
+
+
+def test_an_audit_line_that_cannot_be_written_is_said_at_the_release(tmp_path, hold):
+    run = hold("r1", ["cl1"], "alice")
+    assert run.first == "acquired"
+    log = tmp_path / ".nodeops" / ENV / "audit.jsonl"
+    log.unlink()
+    log.mkdir()
+    run.send('{"event": "end"}')
+    assert run.release() == "released audit-incomplete"
+    assert states(tmp_path) == {}
+
+
+def test_release_of_a_stale_lock_that_cannot_be_removed_says_so_and_fails(tmp_path, hold):
+    hold("gone", ["cl1", "cl2"], "alice").die()
+    record = tmp_path / ".nodeops" / ENV / "locks" / "cl1.json"
+    record.unlink()
+    (record / "x").mkdir(parents=True)  # rm -f refuses a directory
+    res = sh(bastion.release_stale(".nodeops", ENV, ["cl1", "cl2"]), tmp_path)
+    assert res.returncode == bastion.NO_WRITE
+    assert [line for line in res.stdout.splitlines() if not line.startswith(("held ", "stale "))] == [
+        "not removed cl1",
+        "removed cl2",
+    ]
+
+
+def test_append_audit_fails_when_the_log_cannot_be_written(tmp_path):
+    in_the_way(tmp_path, "audit.jsonl")
+    assert sh(bastion.append_audit(".nodeops", ENV), tmp_path, '{"event": "end"}\n').returncode != 0
+    (tmp_path / ".nodeops" / ENV / "audit.jsonl").rmdir()
+    written = sh(bastion.append_audit(".nodeops", ENV), tmp_path, '{"event": "end"}\n')
+    assert written.returncode == 0
+    assert bastion.parse_audit(sh(bastion.read_audit(".nodeops", ENV, 5), tmp_path).stdout) == [{"event": "end"}]
+
+
 def test_a_missing_state_dir_has_no_locks_and_an_empty_log(tmp_path):
     status = sh(bastion.status(".nodeops", ENV), tmp_path)
     assert (status.returncode, status.stdout) == (0, ""), status.stderr

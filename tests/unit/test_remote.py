@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from pathlib import Path
+
 import paramiko
 import pytest
 from paramiko.ssh_exception import ChannelException, NoValidConnectionsError, SSHException
 
-from nodeops.errors import HostKeyRejected
-from nodeops.inventory import HostKey
-from nodeops.remote import PinnedConnection, Target, _is_transient, parse_pinned
+from nodeops.errors import HostKeyRejected, OperationFailed
+from nodeops.inventory import HostKey, parse_inventory
+from nodeops.remote import Fleet, PinnedConnection, Target, _is_transient, parse_pinned
 
 KEY = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp")
 
@@ -55,3 +59,71 @@ def test_agent_forwarding_agent_keys_and_the_users_ssh_config_are_off(tmp_path, 
     conn = PinnedConnection(Target("a", "10.0.0.1", 22, "root", ()), None, 5)
     assert (conn.host, conn.user, conn.forward_agent, conn.gateway) == ("10.0.0.1", "root", False, None)
     assert conn.connect_kwargs["allow_agent"] is False and conn.connect_kwargs["look_for_keys"] is False
+
+
+@pytest.fixture
+def silent_sshd():
+    """A real listening socket on 127.0.0.1 that accepts and never sends a byte (a hung sshd): its port, and the
+    connections it accepted."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])  # kept open, never written to
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(timeout=5)
+    server.close()
+    for conn in accepted:
+        conn.close()
+
+
+SILENT = (
+    "no SSH banner within 0.3s: the port accepted the connection but sent nothing (sshd hung or overloaded, "
+    "or not sshd)"
+)
+
+
+@pytest.mark.parametrize("banner_timeout", [0.2, 5.0], ids=["banner-read-first", "negotiation-wait-first"])
+def test_a_silent_peer_is_a_timeout_whichever_of_paramikos_timeouts_ends_first(silent_sshd, banner_timeout):
+    """paramiko waits for the negotiation (connect_timeout) and reads the banner (banner_timeout); when the wait
+    ended first it went on silently and failed with "No existing session", which was not retried."""
+    port, _ = silent_sshd
+    conn = PinnedConnection(Target("a", "127.0.0.1", port, "root", parse_pinned([KEY])), None, 0.3)
+    conn.connect_kwargs["banner_timeout"] = banner_timeout
+    try:
+        with pytest.raises(TimeoutError) as err:
+            conn.open()
+    finally:
+        conn.client.close()
+    assert str(err.value) == SILENT and _is_transient(err.value)
+
+
+def test_an_sshd_that_never_sends_its_banner_is_retried_and_named(tmp_path, silent_sshd):
+    """Through the Fleet, as every command connects: retried connect_retries times like a dropped banner, and the
+    message says what happened."""
+    port, accepted = silent_sshd
+    inventory = parse_inventory(
+        f"""environment: t
+bastion: {{host: 127.0.0.1, port: {port}, user: root, host_key: "{KEY.line}"}}
+ssh: {{user: root, connect_timeout: 0.3, connect_retries: 2}}
+services:
+  cl1:
+    role: chainlink
+    image: smartcontract/chainlink:2.10.0
+    nodes: [{{name: a, host: 10.0.0.1, preferred: active, host_key: "{KEY.line}"}}]
+""",
+        Path(tmp_path / "t.yaml"),
+    )
+    with pytest.raises(OperationFailed) as err, Fleet(inventory):
+        pass
+    assert str(err.value) == f"bastion (127.0.0.1:{port}): cannot connect after 3 attempt(s): {SILENT}"
+    assert len(accepted) == 3

@@ -496,3 +496,43 @@ def test_a_raw_error_in_the_undo_is_reported_masked_and_keeps_pending(tmp_path, 
     assert client.pending("cl/ApiSecret") not in message and OLD["cl/ApiSecret"]["password"] not in message
     assert err.value.__cause__ is None and err.value.__suppress_context__
     assert "AWSPENDING" in [s for st in client.staged("cl/ApiSecret").values() for s in st]
+
+
+@pytest.mark.parametrize("undo_works", [True, False], ids=["undone", "undo-failed"])
+def test_the_undo_says_what_had_changed_and_what_was_undone(tmp_path, monkeypatch, undo_works):
+    """Issue 13: the role password set and a node replaced, then the roll failed; when ALTER ROLE back failed too,
+    the message said "undone: nothing had changed"."""
+    client = FakeSecretsManager()
+    mod, rotation, _ = fake_rotation(tmp_path, monkeypatch, client)
+    altered, rolls = [], []
+
+    def alter(self, password):
+        altered.append(password)
+        if len(altered) > 1 and not undo_works:
+            raise OperationFailed("the database does not answer")
+
+    def roll(self, job):
+        self.touched = True
+        rolls.append(job)
+        if len(rolls) == 1:
+            raise OperationFailed("cl cl-b: the new standby did not start")
+
+    monkeypatch.setattr(mod.PostgresPassword, "alter", alter)
+    monkeypatch.setattr(mod.PostgresPassword, "test", lambda _self: None)
+    monkeypatch.setattr(mod.ServiceRotation, "roll", roll)
+    monkeypatch.setattr(mod, "job_with", lambda job, _values: job)  # the files: not rendered here
+    with pytest.raises(OperationFailed) as err:
+        rotation.run(select(CHAINLINK.rotation, "db", "role"))
+    failure = "cl: roll failed: cl cl-b: the new standby did not start"
+    changed = "changed: the password of the database role <db_user>, the pair's containers (the roll began)"
+    if undo_works:
+        assert str(err.value) == (
+            f"{failure}; {changed}; undone: the database role <db_user> is back on its current password, the pair "
+            "rolled back onto the current password, db: AWSPENDING removed; AWSCURRENT unchanged"
+        )
+    else:
+        assert str(err.value) == (
+            f"{failure}; {changed}; undone: nothing; AWSCURRENT unchanged; NOT undone: db: the database does not "
+            "answer; AWSPENDING kept where the system may hold it: run fab rotate-secrets again to complete that "
+            "rotation"
+        )
