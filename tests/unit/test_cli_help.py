@@ -43,12 +43,14 @@ def test_the_init_pipeline_runs_real_tasks_and_names_the_env_variables_the_backe
     commands = [s["run"].split()[1] for s in steps if s.get("run", "").startswith("nodeops ")]
     assert commands and set(commands) <= set(TASKS)
     deploy = next(s for s in steps if s.get("run", "").startswith("nodeops deploy --env prod"))
-    given = {k for k in deploy["env"] if k.startswith("NODEOPS_")}
     example = parse_inventory(written["inventory/prod.yaml"], tmp_path / "inventory" / "prod.yaml")
     prefix = next(b.prefix for b in example.secret_backends.values() if b.kind == "env")
     wanted = {env_variable_name(prefix, ref.name, ref.key) for s in example.services.values()
               for name, ref in s.secrets.items() if name not in role_for(example, s).admin_secrets}  # fmt: skip
-    assert given == wanted  # a deploy reads no admin credential: the pipeline needs none
+    for step in steps:  # deploy and verify both render the files: each needs every secret, no admin credential
+        if step.get("run", "").startswith(("nodeops deploy", "nodeops verify")):
+            given = {k for k in {**job.get("env", {}), **step.get("env", {})} if k.startswith("NODEOPS_")}
+            assert given == wanted, step["name"]
     # GitHub's default shell is `bash -e {0}`, without pipefail: `fab deploy | tee` would hide a failed deploy.
     # `shell: bash` (on the step or as the job's default) runs `bash --noprofile --norc -eo pipefail {0}`.
     shells = [(d or {}).get("run", {}).get("shell") for d in (job.get("defaults"), pipeline.get("defaults"))]
