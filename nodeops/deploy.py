@@ -56,6 +56,7 @@ from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
 from nodeops.roles import Role, check_service, profile_name, role_for
 from nodeops.secrets import Secret, resolve
+from nodeops.stopping import StopRequests
 
 SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
 WAIT_TIMEOUT = 60.0
@@ -274,7 +275,9 @@ class ServiceDeploy:
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
         self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
-        self.stop = threading.Event()  # set from outside (Ctrl-C, SIGTERM): execute() stops at its next safe point
+        self.stop = StopRequests(
+            lambda _line: None
+        )  # the run's (Operation.stop): once set, execute() stops at its next safe point
         self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
         self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
         self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
@@ -779,7 +782,7 @@ def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dic
 
 
 def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False,
-           stop: threading.Event | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
+           stop: StopRequests | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
     """Deploy every job's service, in parallel, each pair on its own. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
     ``stop``: once set, no service starts and each running one stops at its next safe point.

@@ -10,7 +10,6 @@ A pair whose state is unclear is refused with what was seen, before anything is 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from nodeops.inventory import Node
 from nodeops.lease import lease_reader
 from nodeops.plan import Container
 from nodeops.remote import Fleet
+from nodeops.stopping import StopRequests
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
 
 
 def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool, force: bool = False,
-            stop: threading.Event | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
+            stop: StopRequests | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
     ``stop``: once set, no further service starts (a handover under way finishes)."""

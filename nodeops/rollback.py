@@ -13,7 +13,6 @@ back an old credential.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Iterable, Sequence
 
 from nodeops.commands import node as cmd
@@ -24,6 +23,7 @@ from nodeops.operation import audit_log
 from nodeops.promote import observe
 from nodeops.remote import Fleet
 from nodeops.render import render
+from nodeops.stopping import StopRequests
 
 HISTORY_LINES = 2000  # start and end entries read back from the audit log: a thousand operations
 
@@ -64,7 +64,7 @@ def target_service(service: Service, record: dict, pinned: bool = True) -> Servi
 
 
 def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter,
-             stop: threading.Event | None = None) -> dict:  # fmt: skip
+             stop: StopRequests | None = None) -> dict:  # fmt: skip
     """``current``: the service's preflight as the inventory has it (its secrets are today's, and reused).
     ``stop``: as deploy's (a safe point, then Interrupted)."""
     service = current.service

@@ -35,7 +35,6 @@ import abc
 import dataclasses
 import json
 import secrets as pysecrets
-import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
 from nodeops.secrets import Secret, aws_client, aws_failure, backend_where
+from nodeops.stopping import StopRequests
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 
@@ -611,7 +611,7 @@ def prepare_rotations(inventory: Inventory, jobs: Sequence[Job], which: str | No
 
 
 def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], report: Reporter,
-           stop: threading.Event | None = None) -> list[dict]:  # fmt: skip
+           stop: StopRequests | None = None) -> list[dict]:  # fmt: skip
     """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
     has ``error`` in its result; errors.raise_failures turns those into the run's. ``stop``: once set, no
     further service starts (a rotation under way completes or is undone)."""
