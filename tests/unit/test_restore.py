@@ -12,24 +12,13 @@ import threading
 
 import pytest
 
-from nodeops.deploy import input_labels, prepare, restore_job, safe_before
+from nodeops.deploy import input_labels, restore_job, safe_before
 from nodeops.errors import Unsafe
 from nodeops.inventory import load_inventory
 from nodeops.plan import Container, NodeState, ServicePlan, Step, lease_moves, secret_changes
 from nodeops.render import render
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
-from tests.unit.test_deploy_preflight import ENV, inventory
-
-
-@pytest.fixture
-def job(tmp_path, monkeypatch):
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    path = tmp_path / "t.yaml"
-    path.write_text(inventory())
-    [job] = prepare(load_inventory(path))
-    return job
 
 
 def container_of(job, **labels) -> Container:

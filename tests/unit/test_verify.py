@@ -9,9 +9,8 @@ import subprocess
 import pytest
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import prepare
 from nodeops.errors import EXIT_FAILED, EXIT_UNSAFE, HostKeyRejected, OperationFailed
-from nodeops.inventory import HostKey, load_inventory
+from nodeops.inventory import HostKey
 from nodeops.plan import parse_inspect
 from nodeops.remote import parse_pinned
 from nodeops.roles import load_role
@@ -238,16 +237,6 @@ def test_the_run_fails_naming_each_failed_check_by_node():
     assert error.exit_code == EXIT_FAILED and str(error) == "2 of 12 checks failed: cl b: tmpfs, host-keys"
     unsafe = Verification(failed, ["b"]).error()
     assert unsafe.exit_code == EXIT_UNSAFE and str(unsafe).startswith("host key not the pinned one on b; 2 of 12")
-
-
-@pytest.fixture
-def job(tmp_path, monkeypatch):
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    path = tmp_path / "t.yaml"
-    path.write_text(inventory())
-    inv = load_inventory(path)
-    return prepare(inv)[0]
 
 
 def facts(listing: str = "") -> Facts:
