@@ -275,9 +275,7 @@ class ServiceDeploy:
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
         self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
-        self.stop = StopRequests(
-            lambda _line: None
-        )  # the run's (Operation.stop): once set, execute() stops at its next safe point
+        self.stop = StopRequests(lambda _line: None)  # replaced by the run's (Operation.stop): see execute()
         self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
         self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
         self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
@@ -386,6 +384,12 @@ class ServiceDeploy:
         self.x(node, cmd.prepare_dir(self.service.name, uid))
         for f in job.rendered.files.values():
             self.x(node, cmd.write_file(self.service.name, f.name, uid), stdin=f.data)
+
+    def new_change(self) -> None:
+        """Forget what keep_restorable() learnt: the next execute() is another change (a rotation rolls twice)."""
+        self.ran_on.clear()
+        self.was_running.clear()
+        self.moved.clear()
 
     def keep_restorable(self, nodes: Iterable[str]) -> None:
         """Before a change touches ``nodes``: the inputs each one's container was started from, rendered again

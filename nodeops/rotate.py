@@ -488,6 +488,7 @@ class ServiceRotation:
                                    reason="forced rolling replace onto the new secret version")  # fmt: skip
         run.say("", f"roll: {plan.reason}; " + "; ".join(s.describe() for s in plan.steps), step="roll")
         self.touched = True
+        run.new_change()  # what each node runs now is what a failure of this roll puts back
         run.execute(plan)
         run.verify()
         run.drop_previous()
