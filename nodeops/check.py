@@ -40,6 +40,7 @@ from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import CheckPolicy, Inventory
+from nodeops.plan import secret_changes
 from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
 from nodeops.secrets import secret_ages
@@ -211,6 +212,19 @@ def check_standby(s: Seen) -> Verdict:
     return "fail", f"container {s.container.status}, not running" if s.container else "no container"
 
 
+def check_drift(seen: Mapping[str, Seen], config: str, versions: Mapping[str, str | None]) -> Verdict:
+    """Each running container against the inventory's configuration hash (``config``: image, variables, templates
+    and secret version ids, nodeops.render): a change not deployed yet is a warning, naming each secret whose
+    version moved in its backend (plan.secret_changes), since nodes read a secret only when they start."""
+    behind = [name for name, s in seen.items() if s.container and s.container.running
+              and s.container.label("config") != config]  # fmt: skip
+    if not behind:
+        return "pass", "every running node is on the inventory's configuration"
+    moved = secret_changes([seen[name] for name in behind], versions)
+    why = "; ".join(moved) if moved else "the image, variables or templates differ"
+    return "warn", f"{', '.join(behind)} not on the inventory's configuration ({why}); fab deploy --dry-run shows it"
+
+
 def check_secret_ages(ages: Mapping[str, float | None], max_days: int) -> Verdict:
     """``ages``: seconds since each secret's AWSCURRENT version (None: its backend keeps no dates)."""
     known = {name: age for name, age in ages.items() if age is not None}
@@ -354,6 +368,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         finding(service.name, "", "active", check_active(serving, role.health, service.load_balancer, lb, failing)),
         finding(service.name, "", "lease", lease),
         finding(service.name, "", "secret-age", secrets),
+        finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),
     ]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
                                                       ("secret", name)), age)

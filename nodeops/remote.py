@@ -519,9 +519,14 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
     """Run ``command`` on an open connection; ``stdin`` (e.g. a secret file's bytes) is sent, then EOF.
 
     Content passed this way never appears in a process argument list. A
-    non-zero exit is a result; only a dead connection or the timeout raise.
+    non-zero exit is a result; a dead connection or the timeout raise
+    OperationFailed naming the host (a host cut off mid-run: paramiko's
+    "Timeout opening channel.", EOF, a reset), never paramiko's own error.
     """
-    channel = conn.transport.open_session(timeout=timeout)
+    try:
+        channel = conn.transport.open_session(timeout=timeout)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise OperationFailed(f"{conn.target.label}: cannot open a session: {exc or type(exc).__name__}") from None
     channel.settimeout(timeout)
     try:
         channel.exec_command(command)
@@ -535,5 +540,7 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
         )
     except TimeoutError:
         raise OperationFailed(f"{conn.target.label}: command timed out after {timeout:g}s") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise OperationFailed(f"{conn.target.label}: connection lost: {exc or type(exc).__name__}") from None
     finally:
         channel.close()

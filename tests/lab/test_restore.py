@@ -182,6 +182,8 @@ def test_a_secret_moved_in_its_backend_is_a_change_and_never_restarts_a_node_on_
     assert res.returncode == 1 and "could not decrypt key" in out, out
     assert inputs(rst) == before
     assert_whole(rst)
+    checked = [e for e in events(fab("check", "--env", NAME, "--service", SERVICE, "--json")) if e["check"] == "drift"]
+    assert [(c["result"], "secret keystore: version" in c["reason"]) for c in checked] == [("warn", True)], checked
     for _ in range(2):
         promoted = fab("promote-standby", "--env", NAME, "--service", SERVICE)
         assert promoted.returncode == 0, promoted.stdout + promoted.stderr

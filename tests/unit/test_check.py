@@ -3,6 +3,7 @@ textfile, the inventory's `check:` settings; and its CLI contract (bad input: ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from nodeops.check import (
     app_id,
     check_active,
     check_disk,
+    check_drift,
     check_lease,
     check_load,
     check_logs,
@@ -426,7 +428,8 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
     monkeypatch.setattr(chk, "probe_node", lambda *_, **__: ([], []))
     service = types.SimpleNamespace(name="cl", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
     role = types.SimpleNamespace(port=6688, health="/health")
-    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]))
+    rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
     assert sorted(gets) == [(a.host, 6688, "/health"), (b.host, 6688, "/health")]
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
@@ -454,3 +457,35 @@ def test_cli_refuses_bad_input_before_any_host(tmp_path, monkeypatch):
     res = fab("check", "--inventory", str(path), "--textfile", str(tmp_path / "out.prom"))
     assert res.returncode == 1 and "bastion (127.0.0.1:9): cannot connect" in res.stderr  # the control
     assert "Traceback" not in res.stderr and not (tmp_path / "out.prom").exists()
+
+
+def labelled(running: bool, config: str, secrets: dict | None = None):
+    c = container(running)
+    labels = {"io.nodeops.config": config, **({"io.nodeops.secrets": json.dumps(secrets)} if secrets else {})}
+    return dataclasses.replace(c, labels=labels)
+
+
+@pytest.mark.parametrize(
+    ("containers", "result", "reason"),
+    [
+        ({"a": labelled(True, "c1"), "b": labelled(True, "c1")}, "pass", "every running node is on the inventory's"),
+        (
+            {"a": labelled(True, "c0"), "b": labelled(True, "c1")},
+            "warn",
+            "a not on the inventory's configuration (the image, variables or templates differ)",
+        ),
+        (
+            {"a": labelled(True, "c0", {"keystore": "v1"}), "b": labelled(True, "c0", {"keystore": "v1"})},
+            "warn",
+            "a, b not on the inventory's configuration (secret keystore: version v1 on a -> v2; secret keystore: "
+            "version v1 on b -> v2)",
+        ),
+        ({"a": labelled(True, "c1"), "b": labelled(False, "c0")}, "pass", "every running node"),  # standby check's
+        ({"a": labelled(True, "c1"), "b": None}, "pass", "every running node"),
+    ],
+    ids=["same", "variables", "secret-moved", "stopped", "none"],
+)
+def test_drift_warns_of_a_change_not_deployed_naming_moved_secret_versions(containers, result, reason):
+    seen = {name: Seen(dataclasses.replace(NODE, name=name), True, c, False) for name, c in containers.items()}
+    got = check_drift(seen, "c1", {"keystore": "v2"})
+    assert got[0] == result and got[1].startswith(reason), got
