@@ -522,12 +522,20 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
     non-zero exit is a result; a dead connection or the timeout raise
     OperationFailed naming the host (a host cut off mid-run: paramiko's
     "Timeout opening channel.", EOF, a reset), never paramiko's own error.
+
+    ``timeout`` (seconds) bounds the whole command: a watchdog closes the
+    channel when it runs out, since some of paramiko's waits have no timeout
+    of their own (``exec_command`` waiting for a reply from a host whose
+    network went away mid-run waits until TCP gives up, many minutes later).
     """
     try:
         channel = conn.transport.open_session(timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise OperationFailed(f"{conn.target.label}: cannot open a session: {exc or type(exc).__name__}") from None
     channel.settimeout(timeout)
+    watchdog = threading.Timer(timeout, channel.close)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         channel.exec_command(command)
         if stdin:
@@ -535,12 +543,14 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
         channel.shutdown_write()
         with channel.makefile("rb") as out, channel.makefile_stderr("rb") as err:
             stdout, stderr = out.read(), err.read()
-        return CommandResult(
-            channel.recv_exit_status(), stdout.decode(errors="replace"), stderr.decode(errors="replace")
-        )
-    except TimeoutError:
-        raise OperationFailed(f"{conn.target.label}: command timed out after {timeout:g}s") from None
+        status = channel.recv_exit_status()
+        if watchdog.finished.is_set():  # it closed the channel: what was read ends early, the status is -1
+            raise TimeoutError
+        return CommandResult(status, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        if isinstance(exc, TimeoutError) or watchdog.finished.is_set():
+            raise OperationFailed(f"{conn.target.label}: command timed out after {timeout:g}s") from None
         raise OperationFailed(f"{conn.target.label}: connection lost: {exc or type(exc).__name__}") from None
     finally:
+        watchdog.cancel()
         channel.close()
