@@ -27,6 +27,7 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -222,7 +223,8 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     templates or defaults changed since, the result's config hash differs from the container's ``config`` label
     (the caller says so)."""
     service = current.service
-    where = f"{service.name} {node}: container {container.name} could not be started again on its own inputs"
+    where = (f"{service.name} {node}: the inputs container {container.name} was started from cannot be rendered "
+             "again (to put it back if the change fails)")  # fmt: skip
     recorded = [container.label(k) for k in INPUT_LABELS]
     if None in recorded:
         raise Unsafe(f"{where}: it records none (started by hand or by an older nodeops); replace it with "
@@ -232,12 +234,13 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     moved = {name: version for name, version in versions.items()
              if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
     try:
-        secrets = dict(current.secrets)
+        # the secrets its files used, and no other: a reference added since (an RPC URL, say) changes the render
+        secrets = {name: current.secrets[name] for name in versions if name not in moved}
         if moved:
             secrets.update(resolve(inventory, then, skip=[n for n in then.secrets if n not in moved], versions=moved))
         job = job_for(inventory, then, secrets=secrets)
     except InvalidInput as exc:
-        raise Unsafe(f"{where}: {exc}") from None
+        raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
     return dataclasses.replace(job, redact=Redactor([*current.secrets.values(), *secrets.values()]))
 
 
@@ -261,6 +264,10 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False,
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered = render(role, profile, service, secrets)
     return Job(service, role, profile, rendered, Redactor(secrets.values()), secrets)
+
+
+class ChangeFailed(OperationFailed):
+    """A failed change whose message already says what serves now (ServiceDeploy.confirm)."""
 
 
 class ServiceDeploy:
@@ -396,8 +403,10 @@ class ServiceDeploy:
         (restore_job), so that a failure starts it again on exactly those. Refused (Unsafe) before anything
         changed when that is impossible, unless ``inexact_ok``."""
         for node in nodes:
+            if node in self.ran_on:
+                continue
             c = self.inspect(node)
-            if c is None or node in self.ran_on:
+            if c is None:
                 continue
             self.was_running[node] = c.running
             try:
@@ -468,7 +477,7 @@ class ServiceDeploy:
             return self.shred(name, job.all_files)  # it serves (all read), or it is down
         self.shred(name, job.files_read("start"))
 
-    def confirm(self, what: str) -> OperationFailed:
+    def confirm(self, what: str) -> ChangeFailed:
         """The error that ends a failed change, saying what serves *now* (waited for up to LB_TIMEOUT): one active
         serving, directly and through the load balancer; or one active answering unhealthy (the load balancer
         cannot pass it); or SERVICE DOWN with the next command to run."""
@@ -483,6 +492,8 @@ class ServiceDeploy:
             time.sleep(POLL)
         if whole:
             (active,) = actives
+            with contextlib.suppress(OperationFailed):  # it answers, so it has read every file: none stays
+                self.shred(active, self.job.all_files)
             failing = health[active][1]
             if failing:
                 state = f"{active} is the active, unhealthy (failing: {', '.join(failing)})"
@@ -490,13 +501,13 @@ class ServiceDeploy:
                 state = f"{active} serves"
                 via = " and through its load balancer" if self.service.load_balancer else ""
                 self.say(active, f"serves (checked directly{via}) after the failure", restored=True)
-            return OperationFailed(f"{what}; {state}")
+            return ChangeFailed(f"{what}; {state}")
         seen = ", ".join(actives) + " answer" if actives else "no node serves"
         down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
                                            else ", the load balancer answers no 200"))  # fmt: skip
         env = self.fleet.inventory.environment
         self.say("", down, service_down=True)
-        return OperationFailed(f"{what}; {down}; see fab status --env {env}, then fab deploy --env {env} "
+        return ChangeFailed(f"{what}; {down}; see fab status --env {env}, then fab deploy --env {env} "
                                f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
 
     def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
@@ -581,7 +592,7 @@ class ServiceDeploy:
         the service ends up served either way (and, in a deploy, the new
         standby goes back to its previous container).
         """
-        self.keep_restorable([old.name, new.name] if restore_standby else [old.name])
+        self.keep_restorable([old.name, new.name])
         before = self.health(old)[1]  # an unhealthy active: its successor may fail the same checks, no others
         with OutageProbe(self.service_answers) as probe:
             try:
@@ -610,10 +621,15 @@ class ServiceDeploy:
         return probe.outage
 
     def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
-        """The standby did not take over: the old active started again on its own inputs (and, in a deploy,
-        the new standby back to its previous container); returns what was done. ``accept``: the checks the old
-        active failed before (it may fail them again)."""
+        """The standby did not take over: stopped (gracefully: a node that took the lease releases it), the old
+        active started again on its own inputs, then the standby put back (deploy: its previous container;
+        promote: the same container, waiting again on its own inputs); returns what was done. ``accept``: the
+        checks the old active failed before (it may fail them again)."""
         job = self.ran_on[old.name]
+        try:
+            self.x(new.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+        except OperationFailed as exc:
+            why = f"{why}; stopping {new.name} failed: {exc}"
         try:
             self.upload(old.name, job)
             self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
@@ -621,9 +637,18 @@ class ServiceDeploy:
             self.shred(old.name, job.all_files)
             why = f"{why}; the old active {old.name} was started again on its own inputs"
         except OperationFailed as exc:
-            self.shred(old.name, job.all_files)
+            self.settle(old.name, job)
             why = f"{why}; starting the old active {old.name} again failed too: {exc}"
-        return self.restore(new.name, why) if restore_standby else why
+        if restore_standby:
+            return self.restore(new.name, why)
+        try:
+            standby = self.ran_on[new.name]
+            self.upload(new.name, standby)
+            self.x(new.name, cmd.sh(cmd.start(self.runtime, self.name)))
+            self.settle(new.name, standby)
+            return f"{why}; {new.name} waits again as the standby"
+        except OperationFailed as exc:
+            return f"{why}; starting {new.name} again as the standby failed: {exc}"
 
     def restore(self, node: str, why: str) -> str:
         """rollback(), whose own failure (the node unreachable, say) is said in the message rather than raised:
@@ -638,6 +663,16 @@ class ServiceDeploy:
         raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
         next safe point, raising Interrupted: before a node is replaced or a handover begins; once begun, a
         handover goes on until the old active is the standby again."""
+        try:
+            self.steps(plan)
+        except ChangeFailed:
+            raise
+        except OperationFailed as exc:  # a failure no step undid (a node cut off, say): what serves now, said
+            raise self.confirm(str(exc)) from None
+        if self.stop.is_set():
+            raise Interrupted(f"{self.service.name}: the change was complete when the stop came; {self.standing()}")
+
+    def steps(self, plan: ServicePlan) -> None:
         nodes = {n.name: n for n in self.service.nodes}
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
         for i, step in enumerate(plan.steps):
@@ -662,8 +697,6 @@ class ServiceDeploy:
                     self.shred(step.node, self.job.files_read("start"))
             except OperationFailed as exc:
                 raise self.confirm(self.restore(step.node, str(exc))) from None
-        if self.stop.is_set():
-            raise Interrupted(f"{self.service.name}: the change was complete when the stop came; {self.standing()}")
 
     def refuse_lease_move(self) -> None:
         """Unsafe (exit 4), before anything changed, when the change moves the lease elsewhere (plan.lease_moves)."""
@@ -781,7 +814,7 @@ def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dic
     try:
         return work()
     except NodeopsError as exc:
-        report(service, "", f"FAILED: {exc}")
+        report(service, "", f"{'STOPPED' if isinstance(exc, Interrupted) else 'FAILED'}: {exc}")
         return {"service": service, "error": exc}
 
 

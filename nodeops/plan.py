@@ -110,7 +110,8 @@ def lease_moves(lease_vars: Iterable[str], running: Mapping[str, object], wanted
     between what a node runs (``running``) and what the change wants: ``DATABASE_NAME cl1 -> cl1r``. A rolling
     replace cannot cross such a change: the new standby would find the other database's lease free and serve
     beside the active (two actives)."""
-    return [f"{v} {running.get(v)} -> {wanted.get(v)}" for v in lease_vars if running.get(v) != wanted.get(v)]
+    return [f"{v} {running.get(v)} -> {wanted.get(v)}" for v in lease_vars
+            if str(running.get(v)) != str(wanted.get(v))]  # as the templates write them: '5432' is 5432  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -46,6 +49,26 @@ def test_a_container_is_rendered_again_on_its_own_variables_not_todays(job, tmp_
     again = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container_of(job))
     assert again.service.variables["DATABASE_NAME"] == "cl" and again.rendered.config_hash == job.rendered.config_hash
     assert b"/cl?" in again.rendered.files["secrets.toml"].data
+
+
+def test_a_secret_reference_added_since_is_left_out_of_the_old_inputs(job, tmp_path):
+    """The inventory gained an RPC URL secret after the container started: its inputs are rendered again without
+    it (the files it used, and no other), so the restart is the very container it was, not the change."""
+    refs = {**job.service.secrets, "eth_url": job.service.secrets["db"]}
+    secrets = {**job.secrets, "eth_url": Secret("wss://rpc.example.net/v3/key0123456789", "eth_url")}
+    today = dataclasses.replace(job, service=dataclasses.replace(job.service, secrets=refs), secrets=secrets)
+    assert render(job.role, job.profile, today.service, secrets).config_hash != job.rendered.config_hash
+    then = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container_of(job))
+    assert "eth_url" not in then.secrets and then.rendered.config_hash == job.rendered.config_hash
+
+
+def test_a_template_cannot_compare_a_secret():
+    """`{% if secrets.db == "guess" %}` in a plain file would let the config hash confirm a guess: refused."""
+    from nodeops.secrets import SecretLeak, strict_rendering
+
+    with strict_rendering(), pytest.raises(SecretLeak):
+        _ = Secret("value-1234", "db") == "value-1234"
+    assert Secret("value-1234", "db") == Secret("value-1234", "other")  # outside a template: by value
 
 
 @pytest.mark.parametrize("missing", ["variables", "secrets"])
@@ -125,8 +148,9 @@ def test_secret_changes_name_the_secret_and_versions_never_a_value(recorded, wan
             ["DATABASE_HOST 10.0.0.2 -> 10.0.0.3"],
         ),  # fmt: skip
         ({"LOG_LEVEL": "info"}, {"LOG_LEVEL": "debug"}, []),
+        ({"DATABASE_PORT": 5432}, {"DATABASE_PORT": "5432"}, []),  # as the templates write it: no move
     ],
-    ids=["same", "database", "host", "unrelated"],
+    ids=["same", "database", "host", "unrelated", "quoted-port"],
 )
 def test_lease_moves(running, wanted, moves):
     assert lease_moves(("DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME"), running, wanted) == moves
@@ -150,20 +174,32 @@ def test_a_run_stops_only_before_a_replace_or_a_handover_never_inside_one(plan, 
     assert [safe_before(plan, i) for i in range(len(plan.steps))] == safe
 
 
-def test_first_signal_asks_to_stop_the_second_is_refused_the_third_aborts():
-    notes: list[str] = []
-    with StopRequests(notes.append) as stop:
-        assert not stop.is_set()
-        os.kill(os.getpid(), signal.SIGTERM)
-        assert stop.is_set()
-        os.kill(os.getpid(), signal.SIGINT)
-        with pytest.raises(KeyboardInterrupt):
+def test_first_signal_asks_to_stop_the_second_is_refused_the_third_ends_the_process():
+    """In a child process: a third signal must end it (worker threads cannot be interrupted), by that signal."""
+    child = textwrap.dedent("""
+        import os, signal, sys, time
+        from nodeops.stopping import StopRequests
+        notes = []
+        with StopRequests(notes.append) as stop:
+            assert not stop.is_set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert stop.is_set()
             os.kill(os.getpid(), signal.SIGINT)
-            threading.Event().wait(5)  # the handler runs here, in the main thread
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+            for _ in range(50):
+                if len(notes) == 2:
+                    break
+                time.sleep(0.1)
+            print(repr(notes), flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        print("still alive", flush=True)
+    """)
+    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=30)
+    assert res.returncode == -signal.SIGINT, (res.returncode, res.stdout, res.stderr)
+    notes = eval(res.stdout.splitlines()[0])  # noqa: S307 - the child's repr of a list of str
     assert notes[0].startswith("SIGTERM: stopping at the next safe point"), notes  # reported by its own thread,
     assert notes[1].startswith("SIGINT: already stopping"), notes  # never from the handler (see stopping)
-    assert len(notes) == 2
+    assert "still alive" not in res.stdout
 
 
 def test_a_signal_that_comes_while_the_note_of_the_last_one_is_written_does_not_deadlock():
