@@ -451,10 +451,11 @@ def _state_dir(value: Any) -> str:
         and _STATE_DIR.fullmatch(value)
         and len(value) <= STATE_DIR_MAX
         and not any(part.startswith("-") for part in value.split("/"))
+        and value.strip("/.")
     ):
         return value
-    _fail(f"a directory path on the bastion (letters, digits, . _ / -; no part starting with -; at most "
-          f"{STATE_DIR_MAX} characters)", value)  # fmt: skip
+    _fail(f"a directory path on the bastion of its own (letters, digits, . _ / -; no part starting with -; "
+          f"not / or . itself; at most {STATE_DIR_MAX} characters)", value)  # fmt: skip
 
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")

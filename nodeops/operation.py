@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 from nodeops.commands import bastion
 from nodeops.deploy import Reporter
-from nodeops.errors import EXIT_INTERRUPTED, LockHeld, NodeopsError, OperationFailed
+from nodeops.errors import LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.remote import Fleet, Session, execute
 from nodeops.stopping import StopRequests
@@ -182,8 +182,6 @@ class Operation:
         code = 0 if exc is None else getattr(exc, "exit_code", 1)
         # A NodeopsError's message is written for people and carries no secret; anything else might.
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
-        if isinstance(exc, KeyboardInterrupt):
-            code, error = EXIT_INTERRUPTED, "aborted at once by a third Ctrl-C: check fab status"
         end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
                          seconds=round(time.monotonic() - self.started, 2), services=self.services,
                          results=self.results)  # fmt: skip

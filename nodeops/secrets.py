@@ -115,6 +115,8 @@ class Secret:
         return format(self._redacted(), spec)
 
     def __eq__(self, other: object) -> bool:
+        if _STRICT.get():  # a template comparing a secret could let its output (a hash) confirm a guess
+            raise SecretLeak(self)
         if isinstance(other, Secret):
             return self._value == other._value
         return NotImplemented

@@ -7,7 +7,8 @@ The first SIGINT or SIGTERM (a CI runner cancels a job with SIGTERM) sets the fl
 step starts, and a handover under way goes on until the old active is the standby again (see
 nodeops.deploy.safe_before); the run then ends with exit 130 (errors.Interrupted), saying what runs. A
 second one is refused with a one-line note, since stopping now could leave a node with no container;
-a third raises KeyboardInterrupt, as an operator who presses Ctrl-C three times means it.
+a third ends the process at once with that signal's default action, as an operator who presses Ctrl-C
+three times means it (as a SIGKILL would: no audit end entry, the lock left stale for `fab lock.release`).
 
 The handler itself only counts and writes one byte to a pipe: it runs in the main thread between two
 bytecodes, maybe inside a lock that thread holds (the audit session's, the reporter's), so the note is
@@ -43,8 +44,9 @@ class StopRequests:
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.count += 1
-        if self.count >= 3:
-            raise KeyboardInterrupt
+        if self.count >= 3:  # worker threads cannot be interrupted: only ending the process stops them
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         self.requested = True
         with contextlib.suppress(OSError):
             os.write(self.pipe[1], bytes([signum, self.count]))

@@ -21,6 +21,7 @@ import subprocess
 import termios
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -77,12 +78,10 @@ def inputs(lab) -> dict[str, tuple]:
             for node, c in containers(lab).items()}  # fmt: skip
 
 
-def a_change(lab):
-    """An inventory edit that changes the pair's configuration and nothing else: LOG_LEVEL debug <-> info, away from
-    what the active runs (not warn or error: the standby's "waiting for lease" line is an info line)."""
-    running = [json.loads(c.label("variables")) for c in containers(lab).values() if c and c.running]
-    level = "info" if any(v.get("LOG_LEVEL") == "debug" for v in running) else "debug"
-    return set_variable(LOG_LEVEL=level)
+def a_change():
+    """An inventory edit that changes the pair's configuration hash and nothing the node does: a variable no
+    template reads, new at each call, so both nodes always differ from it (a full roll, standby first)."""
+    return set_variable(NODEOPS_TEST_CHANGE=uuid.uuid4().hex[:12])
 
 
 def secrets_manager(lab):
@@ -297,7 +296,7 @@ def test_ctrl_c_during_the_handover_finishes_it_then_exits_130(rst, tmp_path):
     """Ctrl-C on the terminal during the handover: the handover goes on until the old active is the standby
     again; a second Ctrl-C is refused with a note; exit 130; one node serves; the audit entry says what runs."""
     assert_whole(rst)
-    target = variant(rst, tmp_path, a_change(rst))
+    target = variant(rst, tmp_path, a_change())
     proc, master = on_terminal(["deploy", "--inventory", str(target), "--service", SERVICE])
     seen: list[str] = []
     read_until(master, seen, r"^\s*[\d.]+s\s+\S+\s+\S+\s+hand over from")  # the step, not the plan's line
@@ -321,7 +320,7 @@ def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_pa
     assert_whole(rst)
     before = inputs(rst)
     (active,) = serving_nodes(rst, SERVICE)
-    target = variant(rst, tmp_path, a_change(rst))
+    target = variant(rst, tmp_path, a_change())
     proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
     while line := proc.stdout.readline():  # readline, not iteration: communicate() must see what is left
         if line.startswith("{") and json.loads(line).get("message") == "waiting for the lease":
@@ -384,7 +383,7 @@ def test_fault_matrix(rst, tmp_path, step, fault):
     audit log's last entry says what runs."""
     active = assert_whole(rst)
     standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
-    change = a_change(rst)
+    change = a_change()
     target = variant(rst, tmp_path, lambda d: (quick(d), change(d)))
     args = ["deploy", "--inventory", str(target), "--service", SERVICE, "--json"]
     hit = None
@@ -418,15 +417,18 @@ def test_fault_matrix(rst, tmp_path, step, fault):
         now = assert_whole(rst)
     gap = max(probe.gaps, default=0.0)
     MATRIX.append((step, fault, code, gap))
-    for node in (active, standby):
+    cut = hit if fault == "node-unreachable" else None  # the run could not reach it to shred its files
+    for node in {active, standby} - {cut}:
         left = files_on(rst, node, SERVICE)
         assert left in ([], [".api"]) and not (node == now and left), (node, left)
     end = last_audit_end()
     assert end["exit_code"] == code, end
     assert now in (end["error"] or "") or any(r.get("active") == now for r in end["results"]), end
-    # the pair whole again for the next cell: the repair a person would run
+    # the pair whole again for the next cell: the repair a person would run, which shreds what a cut-off node kept
     repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
     assert repair.returncode == 0, repair.stdout + repair.stderr
+    if cut:
+        assert files_on(rst, cut, SERVICE) in ([], [".api"]), files_on(rst, cut, SERVICE)
 
 
 def test_fault_matrix_table():

@@ -526,7 +526,10 @@ def test_error_is_one_located_line(text, where, fragment):
 LONG = "s" * 300
 TOO_LONG = "a name of at most 63 characters, got {}: it names files on the bastion and containers on the nodes; " \
            "shorten it"  # fmt: skip
-PLACE = "a directory path on the bastion (letters, digits, . _ / -; no part starting with -; at most 255 characters)"
+PLACE = (
+    "a directory path on the bastion of its own (letters, digits, . _ / -; no part starting with -; "
+    "not / or . itself; at most 255 characters)"
+)
 
 
 @pytest.mark.parametrize(
@@ -541,6 +544,9 @@ PLACE = "a directory path on the bastion (letters, digits, . _ / -; no part star
         ([("bastion.state_dir", "/srv/-rf")], "bastion.state_dir", f"expected {PLACE}, got '/srv/-rf'"),
         ([("bastion.state_dir", "d" * 256)], "bastion.state_dir", f"expected {PLACE}, got '{'d' * 36}..."),
         ([("bastion.state_dir", "a b")], "bastion.state_dir", f"expected {PLACE}, got 'a b'"),
+        ([("bastion.state_dir", "./")], "bastion.state_dir", f"expected {PLACE}, got './'"),
+        ([("bastion.state_dir", "/")], "bastion.state_dir", f"expected {PLACE}, got '/'"),
+        ([("bastion.state_dir", "/./")], "bastion.state_dir", f"expected {PLACE}, got '/./'"),
     ],
     ids=[
         "env-300",
@@ -552,6 +558,9 @@ PLACE = "a directory path on the bastion (letters, digits, . _ / -; no part star
         "state-dir-part-option",
         "state-dir-256",
         "state-dir-space",
+        "state-dir-dot",
+        "state-dir-root",
+        "state-dir-root-dot",
     ],  # fmt: skip
 )
 def test_names_and_paths_have_limits(changes, where, problem):
