@@ -3,6 +3,7 @@ never reaches output, messages or the config hash; errors name role, template fi
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
@@ -502,3 +503,23 @@ def test_the_config_hash_covers_list_variables_deterministically():
     assert render(role, "v2", service(EVM_CHAINS=as_tuples), s).config_hash == one
     changed = [CHAINS[0], {**CHAINS[1], "chain_id": 138}]
     assert render(role, "v2", service(EVM_CHAINS=changed), s).config_hash != one
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ("[[EVM]]\nChainID = '1'\n", "EVM.2.ChainID: invalid value (1): duplicate - must be unique"),
+        ("[[EVM]]\nChainID = '5'\n[[EVM.Nodes]]\nName = 'eth-a'\nWSURL = 'ws://x'\n",
+         "EVM.2.Nodes.0.Name: invalid value (eth-a): duplicate - must be unique"),
+    ],
+)  # fmt: skip
+def test_the_node_simulator_refuses_a_chain_or_node_twice_as_upstream(tmp_path, extra, error):
+    sim = simulator()
+    got = render(load_role("chainlink"), "v2", service(EVM_CHAINS=CHAINS), secrets(SENTINEL.strip(), **CHAIN_SECRETS))
+    for f in got.files.values():
+        (tmp_path / f.name).write_bytes(f.data)
+    files, secret = [str(tmp_path / "config.toml"), str(tmp_path / "rpc.toml")], [str(tmp_path / "secrets.toml")]
+    sim.load_v2(files, secret)  # the control: as rendered, it loads
+    (tmp_path / "config.toml").write_bytes(got.files["config.toml"].data + b"\n" + extra.encode())
+    with pytest.raises(sim.CLIError, match=re.escape(error)):
+        sim.load_v2(files, secret)
