@@ -7,18 +7,14 @@ URL) holds both chains and all four nodes; the key reaches neither deploy's outp
 from __future__ import annotations
 
 import json
-import select
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
 from nodeops.inventory import load_inventory
 from nodeops.lab.services import secrets_client
-from nodeops.lab.topology import plan_lab
 from tests.conftest import fab
-from tests.lab.conftest import inventory_variant, own_lab
+from tests.lab.conftest import inventory_variant, own_lab, rpc_stand_ins
 
 pytestmark = pytest.mark.lab
 
@@ -28,31 +24,11 @@ KEY = "Ev7" + "evmSentinel" + "9f8e7d"  # joined at run time: this file does not
 SECRET = "cl1/EvmRpc"
 PORTS = (8551, 8552)  # one RPC stand-in per chain, on the db host
 
-RPC = """
-import socket, sys
-sock = socket.create_server((sys.argv[1], int(sys.argv[2])))
-print("listening", flush=True)
-while True:
-    sock.accept()[0].close()
-"""
-
 
 @pytest.fixture(scope="module")
 def evm(root):
-    with own_lab(NAME, CIDR, nodes=NODES) as lab:
-        db = plan_lab(NAME, CIDR, NODES).db
-        started: list[subprocess.Popen] = []
-        try:
-            for port in PORTS:
-                argv = ["nsenter", f"--net=/run/netns/{db.netns}", sys.executable, "-c", RPC, db.private_ip, str(port)]
-                started.append(proc := subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-                ready, _, _ = select.select([proc.stdout], [], [], 10)
-                assert ready and proc.stdout.readline() == b"listening\n", proc.stderr.read1().decode()
-            yield lab, db.private_ip
-        finally:
-            for proc in started:
-                proc.kill()
-                proc.wait(timeout=10)
+    with own_lab(NAME, CIDR, nodes=NODES) as lab, rpc_stand_ins(NAME, CIDR, NODES, PORTS) as (ip, _):
+        yield lab, ip
 
 
 def test_two_chains_with_two_rpc_nodes_each_start_and_the_node_reports_both(evm, tmp_path):
