@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import yaml
@@ -141,13 +141,20 @@ class BackupPolicy:
     keep_weekly: int = 4  # the newest backup of each of the last M ISO weeks that have one
 
 
+Scalar = str | int | float | bool
+# A variable's value: a scalar, or a list or mapping of them nested at most VARIABLE_DEPTH deep (read-only by
+# convention: templates run in an immutable sandbox).
+Variable = Scalar | list[Any] | dict[str, Any]
+VARIABLE_DEPTH = 4  # EVM_CHAINS: the list > a chain > its nodes > a node > its scalars
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
     role: str
     image: str
     runtime: Literal["docker", "podman"]
-    variables: Mapping[str, str | int | float | bool]
+    variables: Mapping[str, Variable]
     secrets: Mapping[str, SecretRef]
     nodes: tuple[Node, ...]
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
@@ -156,6 +163,7 @@ class Service:
     secret_files: Literal["shred", "keep"] = "shred"
     load_balancer: str | None = None  # the URL users reach the service by, checked after a deploy
     check: CheckPolicy = CheckPolicy()
+    port: int | None = None  # the port the node serves (and publishes) on; None: the role's
 
     @property
     def active_preferred(self) -> Node:
@@ -498,10 +506,33 @@ def _per_cpu(value: Any) -> float:
     _fail("a number > 0 and <= 1000", value)
 
 
-def _variable(value: Any) -> str | int | float | bool:
+_VARIABLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def variable_problem(value: Any, depth: int = VARIABLE_DEPTH) -> str | None:
+    """Why ``value`` cannot be a variable (``where: problem``, ``where`` inside the value, e.g. ``[0].nodes``), or
+    None: a string, number or boolean, or a list or mapping (keys ``[A-Za-z_][A-Za-z0-9_-]*``) of them, nested at
+    most ``depth`` deep. Shared by the inventory and role.yaml ``defaults``."""
     if isinstance(value, str | int | float | bool):
-        return value
-    _fail("a string, number or boolean", value)
+        return None
+    if not isinstance(value, list | dict):
+        return f": expected a string, number or boolean (or a list or mapping of them), got {_shown(value)}"
+    if depth == 0:
+        return f": lists and mappings nest at most {VARIABLE_DEPTH} deep"
+    items = enumerate(value) if isinstance(value, list) else value.items()
+    for k, item in items:
+        if isinstance(value, dict) and not (isinstance(k, str) and _VARIABLE_KEY.fullmatch(k)):
+            return f": expected keys matching {_VARIABLE_KEY.pattern}, got {_shown(k)}"
+        if problem := variable_problem(item, depth - 1):
+            return (f"[{k}]" if isinstance(k, int) else f".{k}") + problem
+    return None
+
+
+def _variable(value: Any) -> Variable:
+    if problem := variable_problem(value):
+        where, _, what = problem.partition(": ")
+        raise PydanticCustomError("invalid", f"{'at ' + where + ': ' if where else ''}{what}")
+    return value
 
 
 def _host_key(value: Any) -> HostKey:
@@ -555,13 +586,18 @@ class _Spec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # keys starting with this are not read at all (only the top level has some: x-... anchor holders)
+    IGNORED_PREFIX: ClassVar[str | None] = None
+
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            ignored = cls.IGNORED_PREFIX
+            data = {k: v for k, v in data.items() if not (ignored and isinstance(k, str) and k.startswith(ignored))}
             for key in data:
                 if key not in cls.model_fields:
-                    allowed = ", ".join(cls.model_fields)
+                    allowed = ", ".join(cls.model_fields) + (f", {ignored}..." if ignored else "")
                     raise PydanticCustomError(
                         "unknown_key", f"unknown key {_shown(key)} (allowed: {allowed})", {"key": key}
                     )
@@ -639,20 +675,31 @@ class _BackupSpec(_Spec):
     keep_weekly: Annotated[int, _integer(0, 520)] = 4
 
 
-class _ServiceSpec(_Spec):
-    role: _Name
-    image: _Image
-    runtime: Literal["docker", "podman"] = "docker"
+class _DefaultsSpec(_Spec):
+    """``defaults:``, what every service shares; a service's own value replaces it, key by key, except the mappings
+    (``MERGED``), merged per entry. Fallbacks when neither sets a key: ``FALLBACKS``."""
+
+    MERGED: ClassVar[tuple[str, ...]] = ("variables", "secrets", "log_options")
+    FALLBACKS: ClassVar[dict[str, Any]] = {"runtime": "docker", "restart": "no", "log_driver": "json-file",
+                                           "secret_files": "shred"}  # fmt: skip
+
+    role: _Name | None = None
+    image: _Image | None = None
+    runtime: Literal["docker", "podman"] | None = None
     variables: dict[
         Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")],
-        Annotated[str | int | float | bool, PlainValidator(_variable)],
+        Annotated[Variable, PlainValidator(_variable)],
     ] = {}
     secrets: dict[_Name, _SecretRefSpec] = {}
-    nodes: Annotated[tuple[_NodeSpec, ...], AfterValidator(_count(1, 2, "nodes (an active and an optional standby)"))]
-    restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
-    log_driver: _Name = "json-file"
+    restart: Literal["no", "on-failure", "always", "unless-stopped"] | None = None
+    log_driver: _Name | None = None
     log_options: dict[_Word, _Word] = {}
-    secret_files: Literal["shred", "keep"] = "shred"
+    secret_files: Literal["shred", "keep"] | None = None
+    port: _Port | None = None
+
+
+class _ServiceSpec(_DefaultsSpec):
+    nodes: Annotated[tuple[_NodeSpec, ...], AfterValidator(_count(1, 2, "nodes (an active and an optional standby)"))]
     load_balancer: Annotated[str, PlainValidator(_url)] | None = None
     check: _CheckSpec = _CheckSpec()
 
@@ -662,32 +709,41 @@ class _InventorySpec(_Spec):
     bastion: _BastionSpec
     ssh: _SshSpec
     secret_backends: dict[_Name, Annotated[_AwsSpec | _EnvSpec, Field(discriminator="kind")]] = {}
+    defaults: _DefaultsSpec = _DefaultsSpec()
     services: Annotated[dict[_Name, _ServiceSpec], AfterValidator(_count(1, None, "service"))]
     check: _CheckSpec = _CheckSpec()
     backup: _BackupSpec | None = None
+    IGNORED_PREFIX: ClassVar[str | None] = "x-"  # YAML anchor holders (x-common: &common ...)
+
+
+def _shared(defaults: _DefaultsSpec, s: _ServiceSpec, name: str, file: str) -> dict[str, Any]:
+    """A service's keys of ``_DefaultsSpec`` over ``defaults`` (mappings merged per entry, the rest replaced)."""
+    out: dict[str, Any] = {}
+    for key in _DefaultsSpec.model_fields:
+        mine, shared = getattr(s, key), getattr(defaults, key)
+        if key in _DefaultsSpec.MERGED:
+            out[key] = MappingProxyType({**shared, **mine})
+        else:
+            out[key] = next((v for v in (mine, shared, _DefaultsSpec.FALLBACKS.get(key)) if v is not None), None)
+    for key in ("role", "image"):
+        if out[key] is None:
+            raise InventoryError(file, f"services.{name}", f"missing required key {key!r} (set it here or in defaults)")
+    out["secrets"] = MappingProxyType({k: SecretRef(**ref.model_dump()) for k, ref in out["secrets"].items()})
+    return out
 
 
 def _build(spec: _InventorySpec, source: Path) -> Inventory:
-    services = {
-        name: Service(
+    services = {}
+    for name, s in spec.services.items():
+        services[name] = Service(
+            **_shared(spec.defaults, s, name, str(source)),
             name=name,
-            role=s.role,
-            image=s.image,
-            runtime=s.runtime,
-            variables=MappingProxyType(dict(s.variables)),
-            secrets=MappingProxyType({k: SecretRef(**ref.model_dump()) for k, ref in s.secrets.items()}),
             nodes=tuple(
                 Node(**n.model_dump(exclude={"host_key"}), host_keys=n.host_key, service=name) for n in s.nodes
             ),
-            restart=s.restart,
-            log_driver=s.log_driver,
-            log_options=MappingProxyType(dict(s.log_options)),
-            secret_files=s.secret_files,
             load_balancer=s.load_balancer,
             check=CheckPolicy(**{**spec.check.model_dump(exclude_none=True), **s.check.model_dump(exclude_none=True)}),
         )
-        for name, s in spec.services.items()
-    }
     return Inventory(
         source=source,
         environment=spec.environment,
@@ -720,7 +776,7 @@ def _check(inv: Inventory) -> None:
     if inv.backup is not None:
         _check_backup(inv.backup, inv.secret_backends, fail)
     names: dict[str, str] = {}
-    addresses: dict[tuple[str, int], str] = {}
+    addresses: dict[tuple[str, int], list[tuple[str, Service]]] = {}  # a host: its nodes, where and whose
     for service in inv.services.values():
         at = f"services.{service.name}"
         for key, ref in service.secrets.items():
@@ -742,10 +798,14 @@ def _check(inv: Inventory) -> None:
                 fail(f"{here}.name", f"duplicate node name {_shown(node.name)} (also at {names[node.name]})")
             names[node.name] = here
             address = (_canonical_host(node.host), node.port)
-            if address in addresses:
-                shown = _shown(f"{node.host}:{node.port}")
-                fail(f"{here}.host", f"duplicate address {shown} (also at {addresses[address]})")
-            addresses[address] = here
+            for where, other in addresses.get(address, []):
+                if other.name == service.name:
+                    fail(f"{here}.host", f"duplicate address {_shown(f'{node.host}:{node.port}')} (also at {where})")
+                if (port := _serving_port(other)) == _serving_port(service):
+                    fix = f"set a different port on one of them (services.{service.name}.port)"
+                    fail(f"{here}.host", f"services {other.name} and {service.name} share host {node.host} and "
+                         f"both serve on {port}: {fix}")  # fmt: skip
+            addresses.setdefault(address, []).append((here, service))
             if not node.host_keys and inv.ssh.known_hosts is None:
                 fail(here, "no pinned host key: set host_key or ssh.known_hosts")
             if node.preferred == "active":
@@ -766,6 +826,19 @@ def _check_backup(b: BackupPolicy, backends: Mapping[str, SecretBackend], fail: 
         fail("backup.identity.backend", f"unknown secret backend {_shown(b.identity.backend)}")
     if b.identity is not None and b.identity_file is not None:
         fail("backup", "set at most one of identity (a secret reference) and identity_file")
+
+
+def _serving_port(service: Service) -> int | str:
+    """The port ``service``'s nodes serve and publish on, as far as the inventory alone can tell: its own ``port``,
+    else a label that equals only another service's of the same role without one (roles.role_for compares the
+    roles' ports)."""
+    return service.port or f"the {service.role} role's port"
+
+
+def shares_host(a: Service, b: Service) -> bool:
+    """Whether two services have nodes on one host (the same address and SSH port)."""
+    hosts = [{(_canonical_host(n.host), n.port) for n in s.nodes} for s in (a, b)]
+    return bool(hosts[0] & hosts[1])
 
 
 def _canonical_host(host: str) -> str:

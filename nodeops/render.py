@@ -13,7 +13,9 @@ trailing newline kept. A Secret reaches the output only through an escaping
 filter, each exact for one format:
 
 - ``toml``: a TOML basic string (``"..."`` with ``\\``, ``"`` and control
-  characters escaped); booleans and numbers become TOML booleans and numbers.
+  characters escaped); booleans and numbers become TOML booleans and numbers,
+  a list an inline array, a mapping an inline table (keys quoted unless bare).
+  The other filters refuse a list or mapping: a template writes its items.
 - ``urlpart``: percent-encoded for one URL component (``quote(safe="")``):
   userinfo, path, query value.
 - ``dotenv``: a value for ``docker run --env-file``. Docker's CLI reads that
@@ -35,6 +37,9 @@ run ``docker inspect`` reads, so a secret in it could be confirmed by guessing
 offline (and it is not shredded, nor uploaded as a secret). A value that is
 secret goes to a ``secret: true`` file (``secrets.toml``, ``rpc.toml``, ``.env``).
 
+A template may refuse its inputs with ``{{ fail("message") }}`` (one line, as
+below): a role checks the shape of a list variable that way.
+
 Turning a Secret into text any other way inside a template (``{{ secrets.db }}``,
 ``~``, ``|upper``, ``|join``, ``{{ secrets }}``) raises: see nodeops.secrets.
 Every failure is one ``InvalidInput`` line naming the role, the template file
@@ -46,14 +51,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import math
+import re
 import traceback
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 import jinja2
@@ -106,7 +113,7 @@ class Rendered:
     """What a node of a service gets: its files, its command line, and a hash of its configuration.
 
     ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
-    the profile, the image, the effective non-secret variables, the command,
+    the profile, the image, the effective non-secret variables (a list or mapping as canonical JSON), the command,
     the env file's name, every file's name and secret flag, the *bytes of the
     non-secret files only*, into which render lets no Secret be written (see the
     module's docstring), and the backend version id of every secret the files
@@ -162,6 +169,10 @@ def _unwrap(value: Any, filt: str) -> tuple[str, str]:
         used = _USED.get()
         if used is not None:
             used[value.name] = value.version
+    elif isinstance(value, list | tuple | Mapping):
+        kind = "mapping" if isinstance(value, Mapping) else "list"
+        raise FilterError(f"{filt}: a {kind} cannot be written as one value; write its items one by one "
+                          "(a loop), or the whole of it with toml")  # fmt: skip
     else:
         text = _scalar_text(value)
         label = f"value {text[:40]!r}" + ("..." if len(text) > 40 else "")
@@ -175,7 +186,15 @@ def _unwrap(value: Any, filt: str) -> tuple[str, str]:
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
+_TOML_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def toml_filter(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_filter(item) for item in value) + "]"
+    if isinstance(value, Mapping) and not isinstance(value, Secret):
+        keys = (k if _TOML_BARE_KEY.fullmatch(str(k)) else toml_filter(str(k)) for k in value)
+        return "{" + ", ".join(f"{k} = {toml_filter(v)}" for k, v in zip(keys, value.values(), strict=True)) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -288,7 +307,14 @@ def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
         auto_reload=False,
     )
     env.filters.update(FILTERS)
+    env.globals["fail"] = _fail
     return env
+
+
+def _fail(message: str) -> NoReturn:
+    """``{{ fail("...") }}`` in a template: the role refuses its inputs with this message (a template's own check,
+    e.g. of a list variable's shape; it names variables, never a secret's value)."""
+    raise FilterError(str(message))
 
 
 # ---------------------------------------------------------------- render
@@ -375,7 +401,10 @@ def _config_hash(
     put("image", image)
     for key in sorted(variables):
         value = variables[key]
-        put("var", f"{key}={type(value).__name__}:{value!r}")
+        if isinstance(value, list | tuple | Mapping):  # canonical: keys sorted, a list and a tuple alike
+            put("var", f"{key}=json:{json.dumps(value, sort_keys=True, separators=(',', ':'))}")
+        else:
+            put("var", f"{key}={type(value).__name__}:{value!r}")
     for name in sorted(files):
         f = files[name]
         put("file", name)

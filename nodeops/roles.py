@@ -32,6 +32,7 @@ path inside it (``profiles.v2.files.config.toml.template``).
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,13 @@ from typing import Any, Literal, NoReturn
 import yaml
 
 from nodeops.errors import InvalidInput, InventoryError
-from nodeops.inventory import Inventory, Service, _Loader  # _Loader: safe YAML that refuses duplicate keys
+from nodeops.inventory import (  # _Loader: safe YAML that refuses duplicate keys
+    Inventory,
+    Service,
+    _Loader,
+    shares_host,
+    variable_problem,
+)
 from nodeops.project import project_of
 
 __all__ = [
@@ -200,10 +207,25 @@ def role_search_path(inventory_source: Path | None = None) -> tuple[Path, ...]:
 
 
 def role_for(inventory: Inventory, service: Service, search_path: Sequence[Path] | None = None) -> Role:
-    """The role of ``service``; errors name the inventory file and ``services.<svc>.role``."""
+    """The role of ``service``, serving on the service's ``port`` when it sets one; errors name the inventory file
+    and ``services.<svc>.role``. ``InventoryError`` when another service with nodes on the same host serves on the
+    same port (the inventory refuses that alone when it can tell without the roles: the same explicit port, or the
+    same role with neither setting one)."""
     if search_path is None:
         search_path = role_search_path(inventory.source)
-    return load_role(service.role, search_path, file=str(inventory.source), where=f"services.{service.name}.role")
+    file = str(inventory.source)
+
+    def served(s: Service) -> Role:
+        role = load_role(s.role, search_path, file=file, where=f"services.{s.name}.role")
+        return dataclasses.replace(role, port=s.port) if s.port else role
+
+    role = served(service)
+    for other in inventory.services.values():
+        if other.name != service.name and shares_host(other, service) and served(other).port == role.port:
+            a, b = sorted((other.name, service.name))
+            raise InventoryError(file, f"services.{service.name}.port", f"services {a} and {b} share a host and "
+                                 f"both serve on port {role.port}: set a different port on one of them")  # fmt: skip
+    return role
 
 
 def load_role(
@@ -236,7 +258,7 @@ def _unknown(name: str, folders: tuple[Path, ...], file: str | None, where: str 
 def profile_name(role: Role, service: Service, file: str | None = None) -> str:
     """The profile a service selects with its ``PROFILE`` variable, else the role's default."""
     chosen = service.variables.get(PROFILE_VARIABLE, role.default_profile)
-    if chosen not in role.profiles:
+    if not isinstance(chosen, str) or chosen not in role.profiles:
         where = f"services.{service.name}.variables.{PROFILE_VARIABLE}"
         problem = f"role {role.name!r} has no profile {chosen!r} (profiles: {', '.join(role.profiles)})"
         if file:
@@ -346,8 +368,9 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
     for key, value in defaults.items():
         if not isinstance(key, str) or not _VARIABLE.fullmatch(key):
             fail(f"defaults.{key}", "expected a variable name [A-Za-z_][A-Za-z0-9_]*")
-        if not isinstance(value, str | int | float | bool):
-            fail(f"defaults.{key}", f"expected a string, number or boolean, got {type(value).__name__}")
+        if problem := variable_problem(value):
+            where, _, what = problem.partition(": ")
+            fail(f"defaults.{key}{where}", what)
 
     secrets = _typed(data.get("secrets") or [], "secrets", list, "a list of secret names", fail)
     for i, secret in enumerate(secrets):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,3 +79,31 @@ def inventory_variant(source: Path, path: Path, edit: Callable[[dict], None]) ->
     edit(doc)
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+_RPC = """
+import socket, sys
+sock = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+while True:
+    sock.accept()[0].close()
+"""
+
+
+@contextlib.contextmanager
+def rpc_stand_ins(name: str, cidr: str, nodes: int, ports: tuple[int, ...]) -> Iterator[tuple[str, dict]]:
+    """An RPC stand-in (a TCP port that accepts, which the simulator's head listener probes) per port on the lab's
+    db host: yields (its address, {port: process}); each stopped by pid at the end."""
+    db = plan_lab(name, cidr, nodes).db
+    started: dict[int, subprocess.Popen] = {}
+    try:
+        for port in ports:
+            argv = ["nsenter", f"--net=/run/netns/{db.netns}", sys.executable, "-c", _RPC, db.private_ip, str(port)]
+            started[port] = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            ready, _, _ = select.select([proc.stdout], [], [], 10)
+            assert ready and proc.stdout.readline() == b"listening\n", proc.stderr.read1().decode()
+        yield db.private_ip, started
+    finally:
+        for proc in started.values():
+            proc.kill()
+            proc.wait(timeout=10)

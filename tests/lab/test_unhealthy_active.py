@@ -10,18 +10,14 @@ one pair (cl1), each from where the one before left it."""
 from __future__ import annotations
 
 import json
-import select
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from nodeops.inventory import load_inventory
-from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
 from tests.conftest import fab
-from tests.lab.conftest import inventory_variant, own_lab
+from tests.lab.conftest import inventory_variant, own_lab, rpc_stand_ins
 from tests.lab.probe import events, lb_answers, status_entries, wait_for
 
 pytestmark = pytest.mark.lab
@@ -30,14 +26,6 @@ NAME, CIDR = "act", "10.233.0.0/16"
 SERVICE = "cl1"
 CHECK = "EVM.1337.HeadTracker.HeadListener"  # the lab's ETH_CHAIN_ID; upstream's check name
 BROKEN, FIXED = 8546, 8547  # the RPC the pair starts on (then stopped), and the one the fix deploys
-
-RPC = """
-import socket, sys
-sock = socket.create_server((sys.argv[1], int(sys.argv[2])))
-print("listening", flush=True)
-while True:
-    sock.accept()[0].close()
-"""
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +36,9 @@ def act(root):
 
 @pytest.fixture(scope="module")
 def rpcs(act):
-    """Start an RPC stand-in (a TCP port that accepts) on the db host per port; stopped by pid at the end."""
-    db = plan_lab(NAME, CIDR, 4).db
-    started: dict[int, subprocess.Popen] = {}
-    try:
-        for port in (BROKEN, FIXED):
-            argv = ["nsenter", f"--net=/run/netns/{db.netns}", sys.executable, "-c", RPC, db.private_ip, str(port)]
-            started[port] = proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            ready, _, _ = select.select([proc.stdout], [], [], 10)
-            assert ready and proc.stdout.readline() == b"listening\n", proc.stderr.read1().decode()
-        yield db.private_ip, started
-    finally:
-        for proc in started.values():
-            proc.kill()
-            proc.wait(timeout=10)
+    """An RPC stand-in on the db host per port: (its address, {port: process})."""
+    with rpc_stand_ins(NAME, CIDR, 4, (BROKEN, FIXED)) as found:
+        yield found
 
 
 def with_rpc(act, tmp: Path, ip: str, port: int) -> Path:

@@ -233,7 +233,8 @@ ERRORS = [
         "unknown-top",
         edited(("colour", "blue")),
         "colour",
-        "unknown key 'colour' (allowed: environment, bastion, ssh, secret_backends, services, check, backup)",
+        "unknown key 'colour' (allowed: environment, bastion, ssh, secret_backends, defaults, services, check, backup, "
+        "x-...)",
     ),
     (
         "unknown-bastion",
@@ -252,7 +253,7 @@ ERRORS = [
         "unknown-service",
         edited(("services.chainlink.imgae", "x")),
         "services.chainlink.imgae",
-        "unknown key 'imgae' (allowed: role, image, runtime, variables, secrets, nodes, restart, log_driver,",
+        "unknown key 'imgae' (allowed: role, image, runtime, variables, secrets, restart, log_driver,",
     ),
     (
         "unknown-node",
@@ -386,9 +387,85 @@ ERRORS = [
     ),
     (
         "bad-variable-value",
-        edited(("services.chainlink.variables.ETH_CHAIN_ID", [1])),
+        edited(("services.chainlink.variables.ETH_CHAIN_ID", None)),
         "services.chainlink.variables.ETH_CHAIN_ID",
-        "expected a string, number or boolean, got [1]",
+        "expected a string, number or boolean (or a list or mapping of them), got None",
+    ),
+    (
+        "bad-variable-inside-a-list",
+        edited(("services.chainlink.variables.EVM_CHAINS", [{"chain_id": 1, "nodes": [{"name": None}]}])),
+        "services.chainlink.variables.EVM_CHAINS",
+        "at [0].nodes[0].name: expected a string, number or boolean",
+    ),
+    (
+        "variable-nested-too-deep",
+        edited(("services.chainlink.variables.DEEP", [[[[[1]]]]])),
+        "services.chainlink.variables.DEEP",
+        "at [0][0][0][0]: lists and mappings nest at most 4 deep",
+    ),
+    (
+        "bad-variable-mapping-key",
+        edited(("services.chainlink.variables.M", {"a b": 1})),
+        "services.chainlink.variables.M",
+        "expected keys matching",
+    ),
+    (
+        "bad-default-variable",
+        edited(("defaults", {"variables": {"LOG_LEVEL": {"x": None}}})),
+        "defaults.variables.LOG_LEVEL",
+        "at .x: expected a string, number or boolean",
+    ),
+    (
+        "nodes-in-defaults",
+        edited(("defaults", {"nodes": []})),
+        "defaults.nodes",
+        "unknown key 'nodes' (allowed: role, image, runtime, variables, secrets, restart, log_driver, log_options, "
+        "secret_files, port)",
+    ),
+    (
+        "x-key-below-the-top",
+        edited(("services.chainlink.x-common", {"a": 1})),
+        "services.chainlink.x-common",
+        "unknown key 'x-common'",
+    ),
+    (
+        "no-image-anywhere",
+        edited(("services.chainlink.image", DELETE)),
+        "services.chainlink",
+        "missing required key 'image' (set it here or in defaults)",
+    ),
+    (
+        "two-services-one-host-one-port",
+        edited(
+            (
+                "services.other",
+                {
+                    "role": "chainlink",
+                    "image": "smartcontract/chainlink:2.10.0",
+                    "nodes": [{"name": "o-a", "host": "10.0.1.10", "preferred": "active", "host_key": key(2)}],
+                },
+            )
+        ),
+        "services.other.nodes[0].host",
+        "services chainlink and other share host 10.0.1.10 and both serve on the chainlink role's port: set a "
+        "different port on one of them (services.other.port)",
+    ),
+    (
+        "two-services-one-host-same-explicit-port",
+        edited(
+            ("services.chainlink.port", 6700),
+            (
+                "services.other",
+                {
+                    "role": "other",
+                    "image": "smartcontract/chainlink:2.10.0",
+                    "port": 6700,
+                    "nodes": [{"name": "o-a", "host": "10.0.1.10", "preferred": "active", "host_key": key(2)}],
+                },
+            ),
+        ),
+        "services.other.nodes[0].host",
+        "services chainlink and other share host 10.0.1.10 and both serve on 6700",
     ),
     ("bad-identity-path", edited(("ssh.identity_file", 5)), "ssh.identity_file", "expected a file path, got 5"),
     (
@@ -670,3 +747,52 @@ def test_select_nodes(names, expected):
 def test_unknown_node_name(select):
     with pytest.raises(InvalidInput, match=r"^unknown node 'cl-x' \(known: cl-a, cl-b\)$"):
         select(parse(edited()))
+
+
+# ---------------------------------------------------------------- defaults, x- anchors, list variables, ports
+
+SHARED = """
+x-pair: &pair
+  - {name: NAME-a, host: HOST, preferred: active, host_key: KEY}
+defaults:
+  role: chainlink
+  image: smartcontract/chainlink:2.10.0
+  restart: "no"
+  variables: {LOG_LEVEL: warn, DATABASE_HOST: db.internal, EVM_CHAINS: [{chain_id: 1, nodes: [{name: a}]}]}
+  secrets: {db: {backend: ci, name: shared/db}, keystore: {backend: ci, name: shared/ks}}
+  log_options: {max-size: 10m}
+services:
+  cl1:
+    nodes: [{name: cl1-a, host: 10.0.1.10, preferred: active, host_key: KEY}]
+  cl2:
+    image: smartcontract/chainlink:2.11.0
+    port: 6689
+    variables: {LOG_LEVEL: debug, EVM_CHAINS: [{chain_id: 137, nodes: [{name: p, ws_url_secret: rpc}]}]}
+    secrets: {db: {backend: ci, name: cl2/db}}
+    nodes: [{name: cl2-a, host: 10.0.1.10, preferred: active, host_key: KEY}]
+"""
+
+
+def test_defaults_are_shared_and_a_service_overrides_key_by_key():
+    head = yaml.safe_dump({k: BASE[k] for k in ("environment", "bastion", "ssh", "secret_backends")})
+    inv = parse(head + SHARED.replace("KEY", key(2)))
+    cl1, cl2 = inv.services["cl1"], inv.services["cl2"]
+    assert (cl1.role, cl1.image, cl1.port) == ("chainlink", "smartcontract/chainlink:2.10.0", None)
+    assert cl1.runtime == "docker"  # neither sets it: the fallback
+    assert (cl2.image, cl2.port) == ("smartcontract/chainlink:2.11.0", 6689)  # replaced
+    assert dict(cl1.variables) == {"LOG_LEVEL": "warn", "DATABASE_HOST": "db.internal",
+                                   "EVM_CHAINS": [{"chain_id": 1, "nodes": [{"name": "a"}]}]}  # fmt: skip
+    chains = [{"chain_id": 137, "nodes": [{"name": "p", "ws_url_secret": "rpc"}]}]  # a list replaces, whole
+    assert dict(cl2.variables) == {"LOG_LEVEL": "debug", "DATABASE_HOST": "db.internal", "EVM_CHAINS": chains}
+    assert (cl2.secrets["db"].name, cl2.secrets["keystore"].name) == ("cl2/db", "shared/ks")  # merged per secret
+    assert cl1.secrets["db"].name == "shared/db" and dict(cl2.log_options) == {"max-size": "10m"}
+    assert [n.name for n in inv.nodes] == ["cl1-a", "cl2-a"]  # one host, two ports: allowed
+
+
+def test_x_keys_hold_anchors_a_service_merges():
+    doc = copy.deepcopy(BASE)
+    doc["services"]["chainlink"].pop("image")
+    text = "x-common: &common\n  image: smartcontract/chainlink:2.12.0\n  runtime: podman\n" + yaml.safe_dump(doc)
+    text = text.replace("  chainlink:\n", "  chainlink:\n    <<: *common\n")
+    service = parse(text).services["chainlink"]
+    assert (service.image, service.runtime) == ("smartcontract/chainlink:2.12.0", "podman")

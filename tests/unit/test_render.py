@@ -3,6 +3,7 @@ never reaches output, messages or the config hash; errors name role, template fi
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from types import MappingProxyType
@@ -405,3 +406,120 @@ def test_config_hash_follows_config_and_image_but_never_a_secret_value(profile):
     assert digest(service(LOG_LEVEL="debug")) != base  # v1: the change is in a secret file, seen through vars
     assert digest(service(LEASE_DURATION="20s")) != base
     assert digest(service(PROFILE="v1" if profile == "v2" else "v2")) != base
+
+
+# ---------------------------------------------------------------- several chains (EVM_CHAINS), list variables
+
+CHAINS = [
+    {"chain_id": 1, "nodes": [{"name": "eth-a", "ws_url_secret": "rpc_eth_a", "http_url_secret": "rpc_eth_a_http"},
+                              {"name": "eth-b", "ws_url": "wss://b.example/ws", "http_url": "https://b.example"}]},
+    {"chain_id": 137, "nodes": [{"name": "poly-a", "ws_url_secret": "rpc_poly_a"},
+                                {"name": "poly-b", "ws_url": "wss://pb.example/ws", "http_url_secret": "rpc_poly_b"}]},
+]  # fmt: skip
+CHAIN_SECRETS = {
+    "rpc_eth_a": "wss://a.example/v3/k3y-eth-ws", "rpc_eth_a_http": "https://a.example/v3/k3y-eth-http",
+    "rpc_poly_a": "wss://pa.example/k3y-poly-ws", "rpc_poly_b": "https://pb.example/k3y-poly-http",
+}  # fmt: skip
+
+
+def test_two_chains_with_two_rpc_nodes_each_secret_urls_only_in_rpc_toml(tmp_path):
+    got = render(load_role("chainlink"), "v2", service(EVM_CHAINS=CHAINS), secrets(SENTINEL.strip(), **CHAIN_SECRETS))
+    config = tomllib.loads(got.files["config.toml"].data.decode())
+    rpc = tomllib.loads(got.files["rpc.toml"].data.decode())
+    assert config["EVM"] == [
+        {"ChainID": "1", "Nodes": [{"Name": "eth-b", "WSURL": "wss://b.example/ws", "HTTPURL": "https://b.example"}]},
+        {"ChainID": "137", "Nodes": [{"Name": "poly-b", "WSURL": "wss://pb.example/ws"}]},
+    ]
+    assert rpc["EVM"] == [
+        {"ChainID": "1", "Nodes": [{"Name": "eth-a", "WSURL": CHAIN_SECRETS["rpc_eth_a"],
+                                    "HTTPURL": CHAIN_SECRETS["rpc_eth_a_http"]}]},
+        {"ChainID": "137", "Nodes": [{"Name": "poly-a", "WSURL": CHAIN_SECRETS["rpc_poly_a"]},
+                                     {"Name": "poly-b", "HTTPURL": CHAIN_SECRETS["rpc_poly_b"]}]},
+    ]  # fmt: skip
+    assert got.files["rpc.toml"].secret and not got.files["config.toml"].secret
+    assert b"k3y" not in got.files["config.toml"].data and "k3y" not in got.config_hash
+    assert set(got.secret_versions) >= set(CHAIN_SECRETS)  # a moved version is a change a plan sees
+    sim = simulator()  # the node merges the two config files: both chains, two nodes each, every URL where it was
+    for f in got.files.values():
+        (tmp_path / f.name).write_bytes(f.data)
+    cfg = sim.load_v2([str(tmp_path / "config.toml"), str(tmp_path / "rpc.toml")], [str(tmp_path / "secrets.toml")])
+    summary = {"1": ["eth-b ws http", "eth-a ws http"], "137": ["poly-b ws http", "poly-a ws"]}  # config.toml's first
+    assert sim.evm_node_summary(cfg) == summary
+    assert cfg.evm_chain_ids == ["1", "137"]
+
+
+@pytest.mark.parametrize(
+    ("chains", "extra", "problem"),
+    [
+        ("x", {}, "EVM_CHAINS: expected a non-empty list of chains"),
+        ([], {}, "EVM_CHAINS: expected a non-empty list of chains"),
+        ([{"chain_id": 1}], {}, "EVM_CHAINS[0]: expected {chain_id: ID, nodes:"),
+        ([{"chain_id": 1, "nodes": [{"ws_url": "wss://a"}]}], {}, "EVM_CHAINS[0].nodes[0]: expected {name,"),
+        ([{"chain_id": 1, "nodes": [{"name": "a"}]}], {}, "EVM_CHAINS[0].nodes[0]: no URL"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "wsurl": "x"}]}], {}, "EVM_CHAINS[0].nodes[0].wsurl: unknown key"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a", "ws_url_secret": "s"}]}], {}, "not both"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a"}]},
+          {"chain_id": 1, "nodes": [{"name": "b", "ws_url": "wss://b"}]}], {},
+         "EVM_CHAINS[1].chain_id: chain 1 appears twice"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a"}]},
+          {"chain_id": 2, "nodes": [{"name": "a", "ws_url": "wss://b"}]}], {},
+         "EVM_CHAINS[1].nodes[0].name: node name a appears twice"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a"}]}], {"ETH_URL": "wss://x"},
+         "either EVM_CHAINS or ETH_URL"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url_secret": "nope"}]}], {}, "secrets.nope is undefined"),
+    ],
+)  # fmt: skip
+def test_a_bad_evm_chains_is_one_line_naming_the_variable_path(chains, extra, problem):
+    with pytest.raises(InvalidInput) as info:
+        render(load_role("chainlink"), "v2", service(EVM_CHAINS=chains, **extra), secrets(**CHAIN_SECRETS))
+    assert problem in str(info.value), str(info.value)
+    assert "k3y" not in str(info.value)
+
+
+def test_v1_refuses_several_chains():
+    with pytest.raises(InvalidInput, match="EVM_CHAINS: several chains need profile v2"):
+        render(load_role("chainlink"), "v1", service(EVM_CHAINS=CHAINS), secrets(**CHAIN_SECRETS))
+
+
+@pytest.mark.parametrize("filt", ["dotenv", "raw", "line", "urlpart"])
+@pytest.mark.parametrize("value", [[1, 2], {"a": 1}])
+def test_a_list_never_silently_reaches_a_one_value_filter(tmp_path, filt, value):
+    with pytest.raises(InvalidInput, match=f"{filt}: a (list|mapping) cannot be written as one value"):
+        render_one(tmp_path, "A={{ vars.X | " + filt + " }}\n", value)
+
+
+def test_toml_writes_lists_and_mappings_as_inline_arrays_and_tables(tmp_path):
+    value = {"names": ["a", 'b"c'], "n": 1, "on": True, "odd key": 1.5, "nested": {"x": []}}
+    out = render_one(tmp_path, "V = {{ vars.X | toml }}\n", value)
+    assert tomllib.loads(out.decode()) == {"V": value}
+
+
+def test_the_config_hash_covers_list_variables_deterministically():
+    role, s = load_role("chainlink"), secrets(**CHAIN_SECRETS)
+    one = render(role, "v2", service(EVM_CHAINS=CHAINS), s).config_hash
+    reordered = [{"nodes": c["nodes"], "chain_id": c["chain_id"]} for c in CHAINS]  # same value, keys in other order
+    as_tuples = tuple(CHAINS)
+    assert render(role, "v2", service(EVM_CHAINS=reordered), s).config_hash == one
+    assert render(role, "v2", service(EVM_CHAINS=as_tuples), s).config_hash == one
+    changed = [CHAINS[0], {**CHAINS[1], "chain_id": 138}]
+    assert render(role, "v2", service(EVM_CHAINS=changed), s).config_hash != one
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ("[[EVM]]\nChainID = '1'\n", "EVM.2.ChainID: invalid value (1): duplicate - must be unique"),
+        ("[[EVM]]\nChainID = '5'\n[[EVM.Nodes]]\nName = 'eth-a'\nWSURL = 'ws://x'\n",
+         "EVM.2.Nodes.0.Name: invalid value (eth-a): duplicate - must be unique"),
+    ],
+)  # fmt: skip
+def test_the_node_simulator_refuses_a_chain_or_node_twice_as_upstream(tmp_path, extra, error):
+    sim = simulator()
+    got = render(load_role("chainlink"), "v2", service(EVM_CHAINS=CHAINS), secrets(SENTINEL.strip(), **CHAIN_SECRETS))
+    for f in got.files.values():
+        (tmp_path / f.name).write_bytes(f.data)
+    files, secret = [str(tmp_path / "config.toml"), str(tmp_path / "rpc.toml")], [str(tmp_path / "secrets.toml")]
+    sim.load_v2(files, secret)  # the control: as rendered, it loads
+    (tmp_path / "config.toml").write_bytes(got.files["config.toml"].data + b"\n" + extra.encode())
+    with pytest.raises(sim.CLIError, match=re.escape(error)):
+        sim.load_v2(files, secret)

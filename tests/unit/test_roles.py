@@ -10,7 +10,7 @@ import pytest
 
 from nodeops.errors import EXIT_INVALID, InvalidInput, InventoryError
 from nodeops.inventory import SecretRef, Service
-from nodeops.roles import BUILTIN_ROLES, RoleError, check_service, load_role, profile_name, role_search_path
+from nodeops.roles import BUILTIN_ROLES, RoleError, check_service, load_role, profile_name, role_for, role_search_path
 
 GOOD = textwrap.dedent("""\
     description: test role
@@ -98,7 +98,7 @@ def test_a_good_role_loads_frozen(tmp_path):
         (("user: 1000", "user: root"), "user", "expected an integer"),
         (("health: /health", "health: health"), "health", "expected an HTTP path starting with '/'"),
         (("mount: /data", "mount: data"), "mount", "expected an absolute path"),
-        (("{A: x, N: 1}", "{A: [1]}"), "defaults.A", "expected a string, number or boolean, got list"),
+        (("{A: x, N: 1}", "{A: null}"), "defaults.A", "expected a string, number or boolean (or a list"),
         (("{A: x, N: 1}", "{a-b: 1}"), "defaults.a-b", "expected a variable name"),
         (("secrets: [pw]", "secrets: [PW]"), "secrets[0]", "expected a secret name"),
         (("default_profile: main", "default_profile: other"), "default_profile", "expected one of main, got 'other'"),
@@ -244,3 +244,25 @@ def test_the_role_refuses_what_it_knows_cannot_run(variables, secrets, where, pr
     assert problem in err.value.problem
     if "mount" in problem:
         assert "remove it to use the role's default '/home/chainlink/.chainlink'" in err.value.problem
+
+
+def test_services_of_two_roles_on_one_host_must_serve_on_different_ports(tmp_path):
+    """The inventory cannot tell two roles' ports apart; role_for can: a clash names both services."""
+    from tests.unit.test_inventory import edited, key, parse  # noqa: PLC0415 - the inventory tables' builders
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "role.yaml").write_text(
+        (BUILTIN_ROLES / "chainlink" / "role.yaml").read_text().replace("port: 6688", "port: 7000")
+    )
+    (tmp_path / "other" / "templates").symlink_to(BUILTIN_ROLES / "chainlink" / "templates")
+    other = {"role": "other", "image": "smartcontract/chainlink:2.10.0",
+             "nodes": [{"name": "o-a", "host": "10.0.1.10", "preferred": "active", "host_key": key(2)}]}  # fmt: skip
+    path = [tmp_path, BUILTIN_ROLES]
+    inv = parse(edited(("services.other", other)))
+    assert role_for(inv, inv.services["other"], path).port == 7000  # 6688 and 7000 on one host: fine
+    inv = parse(edited(("services.other", {**other, "port": 6688})))
+    with pytest.raises(InventoryError, match="services chainlink and other share a host and both serve on port 6688"):
+        role_for(inv, inv.services["other"], path)
+    inv = parse(edited(("services.other", {**other, "port": 6690})))
+    assert role_for(inv, inv.services["chainlink"], path).port == 6688
+    assert role_for(inv, inv.services["other"], path).port == 6690  # its own port: config, publish, health all follow
