@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -637,9 +636,9 @@ def interactive(conn: PinnedConnection, command: str | None, term: str) -> int:
     stdout to be a terminal (the caller checks). Raises OperationFailed when the session cannot be opened.
     """
 
-    def size() -> tuple[int, int]:
-        cols, rows = shutil.get_terminal_size()
-        return cols, rows
+    def size() -> tuple[int, int]:  # the terminal's own, never $COLUMNS/$LINES (they do not follow a resize)
+        cols, rows = os.get_terminal_size(sys.stdout.fileno())
+        return cols or 80, rows or 24
 
     try:
         channel = conn.transport.open_session(timeout=conn.connect_timeout)

@@ -7,7 +7,7 @@ import threading
 
 from invoke import Exit, task
 
-from nodeops.access import LineMasker, logs_command
+from nodeops.access import LineMasker, check_since, check_tail, logs_command
 from nodeops.deploy import prepare
 from nodeops.errors import InvalidInput
 from nodeops.remote import Fleet, stream
@@ -28,6 +28,10 @@ from ._cli import INVENTORY_HELP, cli, load, services_of
 @cli
 def logs(c, service, env=None, inventory=None, node=None, follow=False, since=None, tail=None):
     """A service's container logs, each line prefixed with its node and every secret of the service masked."""
+    if since is not None:
+        check_since(since)
+    if tail is not None:
+        check_tail(tail)
     inv = load(env, inventory)
     services_of(inv, service)
     if "," in service:
@@ -36,7 +40,7 @@ def logs(c, service, env=None, inventory=None, node=None, follow=False, since=No
     nodes = [n for n in svc.nodes if node in (None, n.name)]
     if not nodes:
         raise InvalidInput(f"--node {node}: not a node of {service} (nodes: {', '.join(n.name for n in svc.nodes)})")
-    command = logs_command(svc.runtime, service, since, tail, follow)  # exit 2 on a bad --since/--tail, before any host
+    command = logs_command(svc.runtime, service, since, tail, follow)
     (job,) = prepare(inv, [service])  # the service's secrets, for the mask: in memory only
     printing = threading.Lock()
     codes: dict[str, int] = {}
