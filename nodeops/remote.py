@@ -15,10 +15,16 @@ import base64
 import contextlib
 import http.client
 import logging
+import os
 import random
+import select
+import signal
 import socket
+import sys
+import termios
 import threading
 import time
+import tty
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -554,3 +560,132 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
     finally:
         watchdog.cancel()
         channel.close()
+
+
+# -- reading a node's host keys (nodeops hostkeys) -------------------------------------------------
+SCANNED_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512")
+
+
+def scan_host_keys(fleet: Fleet, node: Node) -> tuple[HostKey, ...]:
+    """The host keys ``node`` offers, one per key type it has, read through the (verified) bastion.
+
+    Read-only and separate from every other connection on purpose: for each type in SCANNED_KEY_TYPES it
+    opens a channel through the bastion, completes the SSH key exchange offering only that type, takes the
+    key the node proved it holds and closes. It never authenticates, opens no session, runs nothing, and
+    stores no key: the caller shows them and writes them only when the operator says so. The bastion's own
+    key is never read this way (``fleet.bastion()`` refuses an unpinned one). Raises OperationFailed naming
+    the node when it cannot be reached or offers none of the types.
+    """
+    found: list[HostKey] = []
+    for keytype in SCANNED_KEY_TYPES:
+        key = _offered_key(fleet, node, keytype)
+        if key is not None and all(k.blob_b64 != key.blob_b64 for k in found):  # rsa-sha2-512 is an ssh-rsa key
+            found.append(key)
+    if not found:
+        raise OperationFailed(f"{node.name} ({node.host}:{node.port}): offers none of the host key types "
+                              f"{', '.join(SCANNED_KEY_TYPES)}")  # fmt: skip
+    return tuple(found)
+
+
+def _offered_key(fleet: Fleet, node: Node, keytype: str) -> HostKey | None:
+    timeout = fleet.settings.connect_timeout
+    try:
+        channel = fleet.bastion().transport.open_channel(
+            "direct-tcpip", (node.host, node.port), ("", 0), timeout=timeout
+        )
+    except (SSHException, OSError, EOFError) as exc:
+        raise OperationFailed(f"{node.name} ({node.host}:{node.port}): cannot connect through the bastion: "
+                              f"{exc or type(exc).__name__}") from None  # fmt: skip
+    transport = paramiko.Transport(channel)
+    try:
+        transport.get_security_options().key_types = (keytype,)
+        transport.start_client(timeout=timeout)  # key exchange only: no auth, no session
+        key = transport.get_remote_server_key()
+        return HostKey(key.get_name(), key.get_base64())
+    except SSHException as exc:
+        if "host key" in str(exc).lower() or "incompatible" in str(exc).lower():
+            return None  # the node has no key of this type
+        raise OperationFailed(f"{node.name} ({node.host}:{node.port}): key exchange failed: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise OperationFailed(f"{node.name} ({node.host}:{node.port}): key exchange failed: "
+                              f"{exc or type(exc).__name__}") from None  # fmt: skip
+    finally:
+        transport.close()
+
+
+# -- a command's output as it comes (nodeops logs) ---------------------------------------------------
+def stream(conn: PinnedConnection, command: str, sink: Callable[[bytes], None], chunk: int = 32768) -> int:
+    """Run ``command`` on an open connection, giving each chunk of its output (stdout and stderr merged) to
+    ``sink`` as it arrives, until the command ends or the connection is closed (another thread closing the
+    Fleet ends it). Returns the exit status (-1 when the connection was closed first). A chunk may end
+    anywhere, inside a line or a UTF-8 character: the sink reassembles.
+    """
+    try:
+        channel = conn.transport.open_session(timeout=conn.connect_timeout)
+        channel.set_combine_stderr(True)
+        channel.exec_command(command)
+    except (SSHException, EOFError, OSError) as exc:
+        raise OperationFailed(f"{conn.target.label}: cannot open a session: {exc or type(exc).__name__}") from None
+    try:
+        while data := channel.recv(chunk):
+            sink(data)
+        return channel.recv_exit_status()  # -1 when the channel closed without one
+    except (SSHException, EOFError, OSError):
+        return -1
+    finally:
+        channel.close()
+
+
+# -- an interactive terminal on a node (nodeops shell) -------------------------------------------------
+def interactive(conn: PinnedConnection, command: str | None, term: str) -> int:
+    """A PTY session on an open connection wired to this process's terminal; returns the remote exit status.
+
+    ``command`` None: the user's login shell; else that command (e.g. ``docker exec -it ...``). The local
+    terminal is put in raw mode (every key, Ctrl-C included, goes to the remote side) and restored on the
+    way out, whatever happens; a window resize (SIGWINCH) is passed on with ``resize_pty``. Needs stdin and
+    stdout to be a terminal (the caller checks). Raises OperationFailed when the session cannot be opened.
+    """
+
+    def size() -> tuple[int, int]:  # the terminal's own, never $COLUMNS/$LINES (they do not follow a resize)
+        cols, rows = os.get_terminal_size(sys.stdout.fileno())
+        return cols or 80, rows or 24
+
+    try:
+        channel = conn.transport.open_session(timeout=conn.connect_timeout)
+        cols, rows = size()
+        channel.get_pty(term=term, width=cols, height=rows)
+        channel.invoke_shell() if command is None else channel.exec_command(command)
+    except (SSHException, EOFError, OSError) as exc:
+        raise OperationFailed(f"{conn.target.label}: cannot open a terminal: {exc or type(exc).__name__}") from None
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    saved = termios.tcgetattr(stdin)
+    previous = signal.signal(signal.SIGWINCH, lambda *_: channel.resize_pty(*size()))
+    try:
+        tty.setraw(stdin, termios.TCSANOW)  # keystrokes typed before the session opened are kept
+        sources = [channel, stdin]
+        while True:
+            ready, _, _ = select.select(sources, [], [])
+            if channel in ready:
+                data = channel.recv(32768)
+                if not data:
+                    break
+                _write_all(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 4096)
+                if data:
+                    channel.sendall(data)
+                else:  # the terminal closed: tell the remote side, keep reading its output
+                    channel.shutdown_write()
+                    sources = [channel]
+        return channel.recv_exit_status()
+    except (SSHException, EOFError, OSError):
+        raise OperationFailed(f"{conn.target.label}: connection lost") from None
+    finally:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, previous)
+        channel.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]

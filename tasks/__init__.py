@@ -9,16 +9,22 @@ from .backup import backup, restore
 from .check import check
 from .deploy import deploy
 from .exec_ import exec_
+from .hostkeys import hostkeys
 from .init import init
+from .logs import logs
 from .promote import promote_standby
 from .rollback import rollback
 from .rotate import rotate_secrets
+from .shell import shell
 from .status import status
 from .verify import verify
 
 ns = Collection()
 ns.add_task(init)
 ns.add_task(exec_)
+ns.add_task(hostkeys)
+ns.add_task(logs)
+ns.add_task(shell)
 ns.add_task(deploy)
 ns.add_task(promote_standby)
 ns.add_task(status)

@@ -111,12 +111,31 @@ def confirm(command: str, services: Sequence[str], plan: Sequence[str], yes: boo
 
     Raises InvalidInput (exit 2, nothing done) when refused or not confirmed.
     """
-    decision = confirmation(len(services), yes, sys.stdin.isatty() and not _in_ci())
+    decision = confirmation(len(services), yes, _asking_possible())
     if decision == "go":
         return
     if decision == "refuse":
         raise InvalidInput(f"{command} covers {len(services)} services ({', '.join(services)}): pass --yes to "
                            "confirm without a terminal, or choose one with --service")  # fmt: skip
+    ask(command, plan)
+
+
+def _asking_possible() -> bool:
+    return sys.stdin.isatty() and not _in_ci()
+
+
+def confirm_always(command: str, plan: Sequence[str], yes: bool) -> None:
+    """Before a change that always needs a person's yes (writing trusted host keys): go with --yes, ask on
+    a terminal, and without one refuse (InvalidInput, exit 2, naming --yes)."""
+    if yes:
+        return
+    if not _asking_possible():
+        raise InvalidInput(f"{command}: nothing written: no terminal to confirm on; pass --yes to confirm")
+    ask(command, plan)
+
+
+def ask(command: str, plan: Sequence[str]) -> None:
+    """Show ``plan`` (one line each) and ask once, on stderr, reading stdin; InvalidInput unless answered yes."""
     print(f"{command} will:", *(f"  {line}" for line in plan), sep="\n", file=sys.stderr)
     print("Proceed? [y/N] ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):

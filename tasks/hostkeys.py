@@ -1,0 +1,135 @@
+"""nodeops hostkeys: read every node's host keys through the pinned bastion, show them, and pin them
+(known_hosts, after a yes) or compare them with a file of expected keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from invoke import Exit, task
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from nodeops.errors import EXIT_UNSAFE, InvalidInput, InventoryError, raise_failures
+from nodeops.hostkeys import (
+    CHANGED,
+    MATCH,
+    against_expected,
+    against_pinned,
+    host_key_snippet,
+    known_hosts_text,
+    parse_expected,
+)
+from nodeops.inventory import HostKey
+from nodeops.remote import Fleet, scan_host_keys
+
+from ._cli import INVENTORY_HELP, cli, confirm_always, is_interactive, load
+
+STYLES = {MATCH: "green", "new": "yellow"}
+
+
+@task(
+    help={
+        **INVENTORY_HELP,
+        "expected": "file of expected keys ('<node or host> SHA256:<fp>' or known_hosts lines): compare, write "
+        "nothing, exit 4 on any key not listed there",
+        "write": "write the keys into the inventory's ssh.known_hosts file (asks first; --yes to skip)",
+        "yes": "do not ask before --write (needed without a terminal)",
+        "nodes": "comma-separated node names (default: every node)",
+    }
+)
+@cli
+def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False, nodes=None):
+    """Every node's host key fingerprints, read through the pinned bastion and trusted only on your word."""
+    if expected and write:
+        raise InvalidInput("--expected compares and --write pins: choose one")
+    inv = load(env, inventory)
+    wanted = None
+    if expected:
+        path = Path(expected)
+        try:
+            wanted = parse_expected(path.read_text(), str(path))
+        except OSError as exc:
+            raise InvalidInput(f"--expected {path}: cannot read it: {exc.strerror}") from None
+    known = inv.ssh.known_hosts
+    # A known_hosts file still to be written is no error here (the other commands need it to exist).
+    usable = inv if known is None or known.exists() else dataclasses.replace(
+        inv, ssh=dataclasses.replace(inv.ssh, known_hosts=None))  # fmt: skip
+    targets = inv.select_nodes([n for n in (nodes or "").split(",") if n])
+    with Fleet(usable) as fleet:
+        with ThreadPoolExecutor(max_workers=min(fleet.max_parallel, len(targets))) as pool:
+            outcomes = list(pool.map(lambda node: _scan(fleet, node), targets))
+        pinned = {node: _pinned(fleet, node) for node in targets}
+    scans = {node: found for node, found in outcomes if not isinstance(found, Exception)}
+    failures = [{"error": found} for _node, found in outcomes if isinstance(found, Exception)]
+    if wanted is not None:
+        ignore = (inv.bastion.host, f"[{inv.bastion.host}]:{inv.bastion.port}")
+        rows = against_expected(scans, wanted, expected, ignore=ignore)
+    else:
+        rows = [row for node, keys in scans.items() for row in against_pinned(node, keys, pinned[node])]
+    _table(rows)
+    raise_failures(failures)
+    bad = [r for r in rows if r.status != MATCH and (wanted is not None or r.status == CHANGED)]
+    if bad:
+        names = sorted({r.node for r in bad})
+        what = "do not match" if wanted is not None else "differ from the pinned keys of"
+        raise Exit(f"nodeops: host keys {what} {', '.join(names)}: see the table; nothing written", EXIT_UNSAFE)
+    if wanted is not None:
+        return
+    if not write:
+        _say_how_to_pin(inv, scans, [r for r in rows if r.status != MATCH])
+        return
+    if known is None:
+        raise InventoryError(str(inv.source), "ssh.known_hosts", "not set: --write writes there; set it (e.g. "
+                             "known_hosts next to the inventory), or put the host_key lines shown without --write "
+                             "under each node")  # fmt: skip
+    plan = [f"write {sum(map(len, scans.values()))} key(s) of {len(scans)} node(s) into {known}",
+            *(f"{r.node} {r.keytype} {r.fingerprint}" for r in rows)]  # fmt: skip
+    confirm_always("hostkeys --write", plan, yes)
+    current = known.read_text() if known.exists() else ""
+    _replace(known, known_hosts_text(current, scans))
+    print(f"wrote {known}")
+
+
+def _scan(fleet: Fleet, node):
+    try:
+        return node, scan_host_keys(fleet, node)
+    except Exception as exc:  # noqa: BLE001 (a NodeopsError naming the node; reported after the table)
+        return node, exc
+
+
+def _pinned(fleet: Fleet, node) -> tuple[HostKey, ...]:
+    return tuple(HostKey(k.get_name(), k.get_base64()) for k in fleet.target(node).pinned)
+
+
+def _table(rows) -> None:
+    table = Table(box=box.SIMPLE, show_edge=False)
+    for col in ("node", "address", "type", "fingerprint", "status", "detail"):
+        table.add_column(col, no_wrap=col in ("node", "type", "fingerprint"))
+    for r in rows:
+        style = STYLES.get(r.status, "red")
+        table.add_row(r.node, r.address, r.keytype, r.fingerprint, f"[{style}]{r.status}[/]", r.detail)
+    Console(highlight=False, width=None if is_interactive() else 200).print(table)
+
+
+def _say_how_to_pin(inv, scans, unpinned) -> None:
+    if not unpinned:
+        print("every node's keys are pinned")
+        return
+    print("Check these fingerprints against the hosts' own (e.g. an EC2 instance's console output), then:")
+    if inv.ssh.known_hosts is not None:
+        print(f"  nodeops hostkeys --write   (writes them into {inv.ssh.known_hosts})")
+        return
+    print(f"put these lines under the nodes of {inv.source}:")
+    for line in host_key_snippet({n: k for n, k in scans.items() if any(r.node == n.name for r in unpinned)}):
+        print(line)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

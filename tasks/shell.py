@@ -1,0 +1,36 @@
+"""nodeops shell: an interactive terminal on a node (or in its service's container) through the pinned bastion."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import Exit, task
+
+from nodeops.access import container_shell_command
+from nodeops.errors import InvalidInput
+from nodeops.remote import Fleet, interactive
+
+from ._cli import INVENTORY_HELP, cli, load
+
+
+@task(
+    help={
+        **INVENTORY_HELP,
+        "node": "the node to open a shell on",
+        "container": "a shell inside the node's service container (docker exec -it) instead of on the host",
+    }
+)
+@cli
+def shell(c, node, env=None, inventory=None, container=False):
+    """An interactive shell on a node through the bastion; exits with the remote shell's exit status."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InvalidInput("shell needs a terminal (stdin and stdout); for one command without one: nodeops exec")
+    inv = load(env, inventory)
+    target = inv.node(node)
+    command = container_shell_command(inv.services[target.service].runtime, target.service) if container else None
+    with Fleet(inv) as fleet:
+        conn, _ = fleet.connect(target)
+        code = interactive(conn, command, os.environ.get("TERM", "xterm"))
+    if code:
+        raise Exit(code=code)
