@@ -42,6 +42,7 @@ from urllib.parse import quote
 from nodeops.commands import node as cmd
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
+from nodeops.lease import recorded_version
 from nodeops.plan import (
     Container,
     Desired,
@@ -49,6 +50,7 @@ from nodeops.plan import (
     ServicePlan,
     failing_checks,
     lease_moves,
+    older_than,
     parse_inspect,
     plan_service,
     secret_changes,
@@ -711,6 +713,19 @@ class ServiceDeploy:
                              "replace would leave an active in each database; stop both nodes' containers "
                              f"(docker stop {self.name}), then deploy")  # fmt: skip
 
+    def refuse_downgrade(self) -> None:
+        """Unsafe (exit 4), before anything changed, when the image is older than the version the database last
+        ran (lease.recorded_version): the node would refuse it at boot, and only once it took the lease."""
+        tag = cmd.image_tag(self.service.image)
+        try:
+            recorded = recorded_version(self.fleet, self.job)
+        except OperationFailed as exc:  # the database unreachable from here: the node's own check still runs
+            return self.say("", f"warning: {exc}; the image's version is not checked against the database's")
+        if older_than(tag, recorded):
+            raise Unsafe(f"{self.service.name}: {self.service.image} is version {tag}, older than {recorded}, the "
+                         "version its database last ran: the node refuses to start on it (a database migrated by "
+                         "a newer version); roll the database back first, or deploy a newer image")  # fmt: skip
+
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry)."""
         parts = []
@@ -765,6 +780,8 @@ class ServiceDeploy:
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
         self.refuse_lease_move()
+        if plan.changes:
+            self.refuse_downgrade()
         if dry_run:
             return {"service": self.service.name, "changed": plan.changes, "planned": steps, "secrets_moved": moved}
         try:

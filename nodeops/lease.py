@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.remote import Fleet
@@ -106,3 +107,21 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)
 
         yield read
+
+
+def recorded_version(fleet: Fleet, job) -> str | None:
+    """The node version the service's database last ran: the newest row of the role's ``backup.version_table``
+    (Chainlink's ``node_versions``, which its CheckVersion compares at boot), read with the service's own
+    credentials; None when the role names no such table or the database has none yet."""
+    table = job.role.backup.version_table if job.role.backup else None
+    if not table or job.role.lease is None:
+        return None
+    spec = job.role.lease
+    user, password = job.secrets[spec.user].reveal(), job.secrets[spec.password].reveal()
+    with database(fleet, job, user, password, purpose="read the node version") as conn:
+        try:
+            query = sql.SQL("SELECT version FROM {} ORDER BY created_at DESC LIMIT 1").format(sql.Identifier(table))
+            row = conn.execute(query).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+    return str(row[0]) if row and row[0] else None

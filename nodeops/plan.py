@@ -7,6 +7,7 @@ facts and carries the steps out, and `--dry-run` prints them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -112,6 +113,19 @@ def lease_moves(lease_vars: Iterable[str], running: Mapping[str, object], wanted
     beside the active (two actives)."""
     return [f"{v} {running.get(v)} -> {wanted.get(v)}" for v in lease_vars
             if str(running.get(v)) != str(wanted.get(v))]  # as the templates write them: '5432' is 5432  # fmt: skip
+
+
+def version_key(version: str) -> tuple[int, ...] | None:
+    """``2.11.0`` (also ``2.11.0@sha``, ``v2.11.0-rc1``'s ``2.11.0``) as (2, 11, 0); None when it has no number."""
+    numbers = re.findall(r"\d+", version.split("@", 1)[0].lstrip("v").split("-", 1)[0])
+    return tuple(int(n) for n in numbers) if numbers else None
+
+
+def older_than(tag: str, recorded: str | None) -> bool:
+    """Whether image tag ``tag`` is an older version than ``recorded`` (what the database last ran); False when
+    either is no version (a tag such as ``latest`` cannot be judged here: the node's own check still runs)."""
+    mine, theirs = version_key(tag), version_key(recorded or "")
+    return mine is not None and theirs is not None and mine < theirs
 
 
 @dataclass(frozen=True)

@@ -142,16 +142,19 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
 
 
-def test_a_failed_handover_brings_back_the_old_active_and_the_old_standby(dep):
-    """A downgrade: the new standby waits fine, but at the handover the node refuses a database
-    that a newer version migrated (as the real node does). Both nodes must end as they were."""
-    res = deploy_with(dep, "downgrade", lambda d: d["services"]["cl1"].update(
-        image=d["services"]["cl1"]["image"].replace(":2.11.0", ":2.10.0")), "--service", "cl1")  # fmt: skip
-    out = res.stdout + res.stderr
-    assert res.returncode == 1, out
-    assert "lower than database version" in out and "was started again on its own inputs" in out
-    assert "previous container was started again on its own inputs" in out and out.rstrip().endswith(" serves")
-    assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
+def test_a_downgrade_the_database_refuses_is_refused_before_anything_changes(dep):
+    """A downgrade onto a database a newer version migrated: the node would refuse it at boot, and only once it
+    held the lease (the handover: an outage, then both nodes put back). nodeops reads the version the database
+    last ran (node_versions) and refuses first, dry run too; nothing changes."""
+    before = labels("cl1", "cl1-a,cl1-b")
+    downgrade = lambda d: d["services"]["cl1"].update(  # noqa: E731
+        image=d["services"]["cl1"]["image"].replace(":2.11.0", ":2.10.0"))  # fmt: skip
+    for args in (("--service", "cl1", "--dry-run"), ("--service", "cl1")):
+        res = deploy_with(dep, "downgrade", downgrade, *args)
+        out = res.stdout + res.stderr
+        assert res.returncode == 4, out
+        assert "is version 2.10.0, older than 2.11.0, the version its database last ran" in out, out
+    assert labels("cl1", "cl1-a,cl1-b") == before
     left = files_on(dep, "cl1-a", "cl1") + files_on(dep, "cl1-b", "cl1")
     assert left in ([], [".api"]), left  # at most the standby's .api: nothing the failed run wrote
     assert lb_answers(dep, "cl1")

@@ -18,7 +18,7 @@ import pytest
 from nodeops.deploy import input_labels, restore_job, safe_before
 from nodeops.errors import Unsafe
 from nodeops.inventory import load_inventory
-from nodeops.plan import Container, NodeState, ServicePlan, Step, lease_moves, secret_changes
+from nodeops.plan import Container, NodeState, ServicePlan, Step, lease_moves, older_than, secret_changes
 from nodeops.render import render
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
@@ -154,6 +154,23 @@ def test_secret_changes_name_the_secret_and_versions_never_a_value(recorded, wan
 )
 def test_lease_moves(running, wanted, moves):
     assert lease_moves(("DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME"), running, wanted) == moves
+
+
+@pytest.mark.parametrize(
+    ("tag", "recorded", "older"),
+    [
+        ("2.10.0", "2.11.0", True),
+        ("2.11.0", "2.11.0", False),
+        ("2.12.0", "2.11.0", False),
+        ("2.9.9", "2.10.0", True),  # numbers, not text: "2.9.9" > "2.10.0" as strings
+        ("2.10.0", "2.11.0@abc123", True),  # a version with its commit
+        ("v2.10.0-rc1", "2.10.0", False),  # the same release
+        ("latest", "2.11.0", False),  # no version in the tag: the node's own check still runs
+        ("2.10.0", None, False),  # nothing recorded: a fresh database
+    ],
+)
+def test_an_image_older_than_the_databases_version_is_told_apart(tag, recorded, older):
+    assert older_than(tag, recorded) is older
 
 
 # ---------------------------------------------------------------- where a run may stop
