@@ -431,11 +431,13 @@ def test_fault_matrix(rst, tmp_path, step, fault):
         assert files_on(rst, cut, SERVICE) in ([], [".api"]), files_on(rst, cut, SERVICE)
 
 
-def test_fault_matrix_table():
-    """Prints the matrix (runs after its cells): step, fault, exit code, longest load balancer gap."""
+def test_fault_matrix_table(request):
+    """Prints the matrix (runs after its cells) straight to the terminal, captured or not: step, fault, exit code,
+    longest load balancer gap."""
     if not MATRIX:
         pytest.skip("no cell of the matrix ran")
-    print(f"\n{'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}")
+    say = request.config.pluginmanager.get_plugin("terminalreporter").write_line
+    say(f"\nfault matrix: {'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}")
     for step, fault, code, gap in MATRIX:
-        print(f"{step:<22}{fault:<18}{code:>5}{gap:>12.2f}s")
-    print(f"{len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
+        say(f"fault matrix: {step:<22}{fault:<18}{code:>5}{gap:>12.2f}s")
+    say(f"fault matrix: {len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
