@@ -21,7 +21,7 @@ pytestmark = pytest.mark.lab
 
 NAME, CIDR = "chk", "10.227.0.0/16"
 NODES = ("cl1-a", "cl1-b", "cl2-a", "cl2-b")
-SERVICE_CHECKS = ("active", "lease", "secret-age")
+SERVICE_CHECKS = ("active", "lease", "secret-age", "drift")
 NODE_CHECKS = ("disk", "memory", "load", "logs")
 # One line of the Prometheus text format: a comment, or name{label="value",...} number.
 SAMPLE = re.compile(
@@ -71,7 +71,7 @@ def only_failure(res, findings: list[dict], lines: list[str], node: str, check: 
     """The run failed on exactly this check, said so in its one stderr line and its metric; its finding."""
     service = node[:3]
     assert res.returncode == 1 and failed(findings) == {(node, check)}, res.stdout + res.stderr
-    assert res.stderr == f"nodeops: 1 of 24 checks failed: {service} {node}: {check}\n"
+    assert res.stderr == f"nodeops: 1 of 26 checks failed: {service} {node}: {check}\n"
     assert f'nodeops_check_ok{{env="{NAME}",service="{service}",node="{node}",check="{check}"}} 0.0' in lines
     return next(f for f in findings if (f["node"], f["check"]) == (node, check))
 
@@ -88,6 +88,7 @@ def test_a_healthy_lab_passes(chk, inventory, tmp_path):
     assert active["cl1"].startswith("cl1-a serves; the load balancer answers 200 from it")
     lease = {f["service"]: f["reason"] for f in findings if f["check"] == "lease"}
     assert lease["cl1"].endswith(": the active cl1-a")
+    assert {f["result"] for f in findings if f["check"] == "drift"} == {"pass"}  # both pairs run the inventory
     assert sum(line.startswith("nodeops_check_ok{") for line in lines) == len(findings)
     assert all(line.endswith(" 1.0") for line in lines if line.startswith("nodeops_check_ok{"))
     assert any(line.startswith('nodeops_secret_age_seconds{env="chk",service="cl1",secret="cl1/DBSecret"}')
