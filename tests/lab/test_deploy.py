@@ -263,8 +263,10 @@ def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
     res = fab("promote-standby", "--env", NAME, "--service", "cl1")
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
-    assert f"the old active {active} was started again on its own inputs; {active} serves" in out and ".api" in out
+    assert f"the old active {active} was started again on its own inputs" in out and ".api" in out
+    assert f"{standby} waits again as the standby; {active} serves" in out  # the pair whole again, on its own inputs
     assert serving_nodes(dep, "cl1") == [active] and lb_answers(dep, "cl1")
+    assert status_of("cl1")["state"] == "healthy"
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # and deploy repairs the pair
 
 
