@@ -707,6 +707,8 @@ class ServiceDeploy:
             return
         wanted = self.job.variables
         for node, job in self.ran_on.items():
+            if not self.was_running.get(node):  # a stopped container holds no lease: a stopped pair may move
+                continue
             moves = lease_moves((lease.host, lease.port, lease.database), job.variables, wanted)
             if moves:
                 raise Unsafe(f"{self.service.name} {node}: the change moves the lease ({', '.join(moves)}): a rolling "
