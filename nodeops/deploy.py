@@ -482,8 +482,12 @@ class ServiceDeploy:
     def confirm(self, what: str) -> ChangeFailed:
         """The error that ends a failed change, saying what serves *now* (waited for up to LB_TIMEOUT): one active
         serving, directly and through the load balancer; or one active answering unhealthy (the load balancer
-        cannot pass it); or SERVICE DOWN with the next command to run."""
-        deadline = time.monotonic() + LB_TIMEOUT
+        cannot pass it); or SERVICE DOWN with the next command to run. While a node's container runs it may be
+        waiting for a lease a dead node left to expire: then the wait is SERVE_TIMEOUT, not LB_TIMEOUT."""
+        running = False
+        with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
+            running = any((c := self.inspect(n.name)) is not None and c.running for n in self.service.nodes)
+        deadline = time.monotonic() + (SERVE_TIMEOUT if running else LB_TIMEOUT)
         while True:
             health = {n.name: self.health(n) for n in self.service.nodes}
             actives = [name for name, (ok, failing) in health.items() if ok or failing]

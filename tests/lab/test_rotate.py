@@ -298,7 +298,7 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     try:
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith("{") and json.loads(line)["message"].startswith("started nodeops-"):
+            if line.startswith("{") and json.loads(line).get("message", "").startswith("started nodeops-"):
                 sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1")
                 assert sabotage.returncode == 0
                 break
