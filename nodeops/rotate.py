@@ -47,7 +47,7 @@ from nodeops.errors import InvalidInput, InventoryError, NodeopsError, Operation
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
-from nodeops.plan import Desired, NodeState, ServicePlan, plan_service
+from nodeops.plan import Container, Desired, NodeState, ServicePlan, plan_service
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
@@ -444,6 +444,14 @@ TARGETS: dict[str, type[Target]] = {"postgres-password": PostgresPassword, "chai
 # ---------------------------------------------------------------- one service
 
 
+def as_recorded(job: Job, container: Container) -> str:
+    """The config hash of ``job`` with each secret at the version ``container`` records in its labels (values
+    unchanged): what it must be labelled with when it runs the job's configuration on older secret versions."""
+    recorded = json.loads(container.label("secrets") or "{}")
+    secrets = {n: Secret(s.reveal(), n, recorded.get(n, s.version)) for n, s in job.secrets.items()}
+    return render(job.role, job.profile, job.service, secrets).config_hash
+
+
 def job_with(job: Job, values: Mapping[str, Secret]) -> Job:
     """``job`` with some secrets replaced (the pending values): files rendered again, in memory. Its
     redactor is ``job``'s, which already masks the pending values. A secret read from the same backend
@@ -475,7 +483,11 @@ class ServiceRotation:
         """The roll's preflight: the pair connected, checked and pulled once for the whole run; refused
         (exit 4) before anything changes unless it is one sound active and a standby."""
         states, self.desired = self.deploy.observe()
-        rotation_plan(self.job.service, states, self.desired)
+        serving = [s.container for s in states.values() if s.serving and s.container]
+        # the active must run the inventory's configuration; its secrets may be at older versions (an API password
+        # rotation moves one without restarting anything): compare with the versions it records
+        check = dataclasses.replace(self.desired, config_hash=as_recorded(self.job, serving[0])) if serving else None
+        rotation_plan(self.job.service, states, check or self.desired)
 
     def roll(self, job: Job) -> None:
         """Both nodes replaced with ``job``'s files: standby, handover (measured), old active. The pair
