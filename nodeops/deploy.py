@@ -795,7 +795,12 @@ class ServiceDeploy:
         except Interrupted:
             self.drop_previous()  # stopped at a safe point: the pair is whole, on what each label says
             raise
-        result = self.verify(tolerated=[name for s in states.values() for name in s.failing])
+        try:
+            result = self.verify(tolerated=[name for s in states.values() for name in s.failing])
+        except ChangeFailed:
+            raise
+        except OperationFailed as exc:  # e.g. the new active died after the takeover: what serves now, said
+            raise self.confirm(str(exc)) from None
         self.drop_previous()
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
         return {"service": self.service.name, "changed": plan.changes, **result, **self.ran()}
