@@ -413,6 +413,8 @@ class ServiceDeploy:
             self.was_running[node] = c.running
             try:
                 job = self.ran_on[node] = restore_job(self.fleet.inventory, self.job, node, c)
+                # every message of the run masks the old values too: a restored node's log may show them
+                self.job = dataclasses.replace(self.job, redact=job.redact)
             except Unsafe as exc:
                 if not self.inexact_ok:
                     raise
