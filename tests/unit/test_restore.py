@@ -191,16 +191,20 @@ def test_a_run_stops_only_before_a_replace_or_a_handover_never_inside_one(plan, 
     assert [safe_before(plan, i) for i in range(len(plan.steps))] == safe
 
 
+def _child(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=30)
+
+
 def test_first_signal_asks_to_stop_the_second_is_refused_the_third_ends_the_process():
-    """In a child process: a third signal must end it (worker threads cannot be interrupted), by that signal."""
-    child = textwrap.dedent("""
+    """In a child process: a third signal must end it (worker threads cannot be interrupted), with SIGKILL."""
+    res = _child("""
         import os, signal, sys, time
         from nodeops.stopping import StopRequests
         notes = []
         with StopRequests(notes.append) as stop:
             assert not stop.is_set()
             os.kill(os.getpid(), signal.SIGTERM)
-            assert stop.is_set()
+            assert stop.requested.wait(5)
             os.kill(os.getpid(), signal.SIGINT)
             for _ in range(50):
                 if len(notes) == 2:
@@ -211,12 +215,50 @@ def test_first_signal_asks_to_stop_the_second_is_refused_the_third_ends_the_proc
             time.sleep(5)
         print("still alive", flush=True)
     """)
-    res = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=30)
-    assert res.returncode == -signal.SIGINT, (res.returncode, res.stdout, res.stderr)
+    assert res.returncode == -signal.SIGKILL, (res.returncode, res.stdout, res.stderr)
     notes = eval(res.stdout.splitlines()[0])  # noqa: S307 - the child's repr of a list of str
     assert notes[0].startswith("SIGTERM: stopping at the next safe point"), notes  # reported by its own thread,
     assert notes[1].startswith("SIGINT: already stopping"), notes  # never from the handler (see stopping)
     assert "still alive" not in res.stdout
+
+
+def test_a_signal_the_kernel_gives_a_worker_thread_is_seen_while_the_main_thread_waits_on_it():
+    """The CI failure behind this: `fab deploy` waits in the main thread on its service workers (no timeout);
+    a SIGINT delivered to a worker thread ran its Python handler only once the run had ended, so the deploy
+    finished (exit 0) instead of stopping before the handover. Here the worker itself takes the signal."""
+    res = _child("""
+        import signal, threading, time
+        from nodeops.stopping import StopRequests
+        seen = []
+        def worker():
+            time.sleep(0.3)  # the main thread is in join() by then
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+            for _ in range(50):  # the flag, set without the main thread
+                if stop.is_set():
+                    break
+                time.sleep(0.1)
+            seen.append(stop.is_set())
+        with StopRequests(lambda line: None) as stop:
+            t = threading.Thread(target=worker)
+            t.start()
+            t.join()  # the main thread blocked, as on a ThreadPoolExecutor's result
+        print(seen)
+    """)
+    assert res.returncode == 0 and res.stdout.strip() == "[True]", (res.returncode, res.stdout, res.stderr)
+
+
+def test_leaving_the_block_gives_the_signals_and_the_wakeup_fd_back():
+    res = _child("""
+        import signal
+        from nodeops.stopping import StopRequests
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        with StopRequests(lambda line: None):
+            pass
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        assert signal.set_wakeup_fd(-1) == -1
+        print("ok")
+    """)
+    assert res.stdout.strip() == "ok", res.stderr
 
 
 def test_a_signal_that_comes_while_the_note_of_the_last_one_is_written_does_not_deadlock():
