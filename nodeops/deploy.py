@@ -776,10 +776,10 @@ class ServiceDeploy:
             raise OperationFailed(f"{self.service.name}: after deploy the active {active[0]} answers unhealthy "
                                   f"(failing: {', '.join(failing)})")  # fmt: skip
         keep_after = set(self.job.files_read("lease"))
-        for name, (container, serving, failing) in states.items():
+        for name, (container, serving, answers_sick) in states.items():  # not `failing`: the active's, used below
             if container is None or not container.running:
                 raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
-            allowed = set() if serving or failing else keep_after
+            allowed = set() if serving or answers_sick else keep_after
             if self.service.secret_files == "shred":
                 left = self.x(name, cmd.list_files(self.service.name)).stdout.split("\n")
                 extra = {line.split()[0] for line in left if line.strip()} - allowed
