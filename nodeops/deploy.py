@@ -42,7 +42,7 @@ from urllib.parse import quote
 from nodeops.commands import node as cmd
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import recorded_version
+from nodeops.lease import LoginRefused, recorded_version
 from nodeops.plan import (
     Container,
     Desired,
@@ -721,18 +721,37 @@ class ServiceDeploy:
                              "replace would leave an active in each database; stop both nodes' containers "
                              f"(docker stop {self.name}), then deploy")  # fmt: skip
 
-    def refuse_downgrade(self) -> None:
-        """Unsafe (exit 4), before anything changed, when the image is older than the version the database last
-        ran (lease.recorded_version): the node would refuse it at boot, and only once it took the lease."""
+    def refuse_unbootable(self) -> None:
+        """Unsafe (exit 4), before anything changed, when the nodes could not boot on this run's inputs, as seen
+        from the database (lease.recorded_version, logged in with this run's credentials, from memory): the server
+        refuses those credentials (a wrong password in the backend, say: the new standby would fail at boot,
+        after the old one was stopped), or the image is older than the version the database last ran (the node
+        would refuse it at boot, and only once it took the lease). A database unreachable from here is a warning:
+        the nodes' own checks still run."""
         tag = cmd.image_tag(self.service.image)
         try:
             recorded = recorded_version(self.fleet, self.job)
+        except LoginRefused as exc:
+            lease = self.job.role.lease
+            refs = " and ".join(self.secret_reference(name) for name in (lease.user, lease.password))
+            raise Unsafe(f"{exc}; the database refuses the credentials this run would give the nodes ({refs}): a "
+                         "node started on them could not boot; nothing was changed (fix the secret in its backend, "
+                         "then deploy)") from None  # fmt: skip
         except OperationFailed as exc:  # the database unreachable from here: the node's own check still runs
-            return self.say("", f"warning: {exc}; the image's version is not checked against the database's")
+            return self.say("", f"warning: {exc}; this run's database credentials and the image's version are not "
+                            "checked against the database")  # fmt: skip
         if older_than(tag, recorded):
             raise Unsafe(f"{self.service.name}: {self.service.image} is version {tag}, older than {recorded}, the "
                          "version its database last ran: the node refuses to start on it (a database migrated by "
                          "a newer version); roll the database back first, or deploy a newer image")  # fmt: skip
+
+    def secret_reference(self, name: str) -> str:
+        """``services.cl1.secrets.db (backend aws: 'cl1/DBSecret' key 'password', version 1a2b3c4d)``: where a
+        secret of this run comes from (the version read, when the backend keeps versions), never its value."""
+        ref, version = self.service.secrets[name], self.job.secrets[name].version
+        key = f" key {ref.key!r}" if ref.key else ""
+        return (f"services.{self.service.name}.secrets.{name} (backend {ref.backend}: {ref.name!r}{key}"
+                + (f", version {version[:8]})" if version else ")"))  # fmt: skip
 
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry)."""
@@ -757,10 +776,10 @@ class ServiceDeploy:
             raise OperationFailed(f"{self.service.name}: after deploy the active {active[0]} answers unhealthy "
                                   f"(failing: {', '.join(failing)})")  # fmt: skip
         keep_after = set(self.job.files_read("lease"))
-        for name, (container, serving, failing) in states.items():
+        for name, (container, serving, answers_sick) in states.items():  # not `failing`: the active's, used below
             if container is None or not container.running:
                 raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
-            allowed = set() if serving or failing else keep_after
+            allowed = set() if serving or answers_sick else keep_after
             if self.service.secret_files == "shred":
                 left = self.x(name, cmd.list_files(self.service.name)).stdout.split("\n")
                 extra = {line.split()[0] for line in left if line.strip()} - allowed
@@ -789,7 +808,7 @@ class ServiceDeploy:
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
         self.refuse_lease_move()
         if plan.changes:
-            self.refuse_downgrade()
+            self.refuse_unbootable()
         if dry_run:
             return {"service": self.service.name, "changed": plan.changes, "planned": steps, "secrets_moved": moved}
         try:

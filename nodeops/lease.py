@@ -8,6 +8,7 @@ and timed by the database's clock, the one the nodes' lease uses.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -39,6 +40,23 @@ def lease_query(table: str) -> str:
     return f"SELECT client_id::text, EXTRACT(EPOCH FROM expires_at - now())::float8 FROM {table}"
 
 
+class LoginRefused(OperationFailed):
+    """The database server answered and refused the credentials (a wrong password or user, a pg_hba rule): what a
+    node given them would meet at boot. A server that cannot be reached is a plain OperationFailed."""
+
+
+# libpq's text for a refused login: the server's FATAL message for SQLSTATE 28P01 (invalid_password, also sent
+# for a user that does not exist) and 28000 (invalid_authorization_specification: no pg_hba.conf entry). libpq
+# gives a failed connection no SQLSTATE, so its message is all there is; a server whose lc_messages is not
+# English says it otherwise, and such a refusal is then taken for an unreachable server (a warning, not a refusal).
+REFUSED_LOGIN = re.compile(r"password authentication failed|authentication failed for user|no pg_hba\.conf entry")
+
+
+def refused_login(message: str) -> bool:
+    """Whether a psycopg connection error's message says the server refused the login (LoginRefused)."""
+    return REFUSED_LOGIN.search(message) is not None
+
+
 ADMIN_DATABASE = "postgres"  # where the admin role logs in (RDS and stock PostgreSQL have it)
 
 
@@ -62,7 +80,8 @@ def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = N
     tunnel on the bastion, as ``user``, to ``dbname`` (default: the service's database); closed on exit.
     ``conn.info.port`` is the tunnel's local end (a pg_dump of the same server goes through it too).
     The credentials stay in memory; a failure to connect, or a database error inside the block, names
-    ``purpose`` and the server, its reason redacted (OperationFailed)."""
+    ``purpose`` and the server, its reason redacted (OperationFailed; LoginRefused when the server refused
+    the credentials)."""
     service = job.service.name
     host, port, default, sslmode = locate(job)
     dbname = dbname or default
@@ -82,7 +101,8 @@ def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = N
             )  # fmt: skip  (host= keeps TLS verification on the real name; hostaddr= is the tunnel)
         except psycopg.Error as exc:
             reason = job.redact.clip(str(exc))
-            raise OperationFailed(f"{service}: cannot {purpose} in {host}:{port}/{dbname}: {reason}") from None
+            failure = LoginRefused if refused_login(str(exc)) else OperationFailed
+            raise failure(f"{service}: cannot {purpose} in {host}:{port}/{dbname}: {reason}") from None
         try:
             yield conn
         except psycopg.Error as exc:
@@ -111,14 +131,18 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
 
 def recorded_version(fleet: Fleet, job) -> str | None:
     """The node version the service's database last ran: the newest row of the role's ``backup.version_table``
-    (Chainlink's ``node_versions``, which its CheckVersion compares at boot), read with the service's own
-    credentials; None when the role names no such table or the database has none yet."""
-    table = job.role.backup.version_table if job.role.backup else None
-    if not table or job.role.lease is None:
+    (Chainlink's ``node_versions``, which its CheckVersion compares at boot), read with ``job``'s database
+    credentials (in memory), the ones its nodes would boot on; None when the role names no such table or the
+    database has none yet. It logs in whenever the role keeps a lease, table or not: LoginRefused when the server
+    refuses those credentials (a node given them could not boot), OperationFailed when it cannot be reached."""
+    if job.role.lease is None:
         return None
+    table = job.role.backup.version_table if job.role.backup else None
     spec = job.role.lease
     user, password = job.secrets[spec.user].reveal(), job.secrets[spec.password].reveal()
     with database(fleet, job, user, password, purpose="read the node version") as conn:
+        if not table:
+            return None
         try:
             query = sql.SQL("SELECT version FROM {} ORDER BY created_at DESC LIMIT 1").format(sql.Identifier(table))
             row = conn.execute(query).fetchone()

@@ -91,6 +91,27 @@ class NodeState:
         return self.serving or bool(self.failing)
 
 
+def the_active(states: Iterable[NodeState], service: str, purpose: str) -> NodeState:
+    """The one node that holds the lease: ``NodeState.active`` (it answers its health path, 200 or not; a
+    Chainlink node opens its port only once it holds the database lease), healthy or not. Shared by every
+    command that acts from the active (``states`` may also be nodeops.promote.Seen, which has the same fields).
+
+    Raises Unsafe (exit 4) naming who answers when not exactly one does; ``purpose`` says what needs the one."""
+    found = [s for s in states if s.active]
+    if len(found) != 1:
+        names = ", ".join(s.node.name for s in found) or "none"
+        raise Unsafe(f"{service}: {len(found)} nodes hold the lease (answer their health path: {names}); "
+                     f"{purpose} (see fab status)")  # fmt: skip
+    return found[0]
+
+
+def unhealthy_note(state: NodeState) -> str | None:
+    """``cl1-a: active, unhealthy (failing: X, Y)`` for an active that answers, not 200; None when it is healthy."""
+    if not state.failing:
+        return None
+    return f"{state.node.name}: active, unhealthy (failing: {', '.join(state.failing)})"
+
+
 def secret_changes(states: Iterable[NodeState], versions: Mapping[str, str | None]) -> list[str]:
     """One line per secret whose backend version differs from the one a node's container records in its
     ``secrets`` label (nodeops.deploy.input_labels): ``secret db: version 1f2e3d4c on a -> 9a8b7c6d``. Names

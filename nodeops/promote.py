@@ -19,7 +19,7 @@ from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_star
 from nodeops.errors import InvalidInput, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.lease import lease_reader
-from nodeops.plan import Container
+from nodeops.plan import Container, unhealthy_note
 from nodeops.remote import Fleet
 from nodeops.stopping import StopRequests
 
@@ -43,7 +43,7 @@ class Seen:
         if self.container is None:
             return f"{self.node.name}: no container"
         if self.failing:
-            return f"{self.node.name}: active, unhealthy (failing: {', '.join(self.failing)})"
+            return str(unhealthy_note(self))
         state = "serving" if self.serving else ("running, not serving" if self.container.running else "")
         return f"{self.node.name}: {state or f'container {self.container.status}'}"
 

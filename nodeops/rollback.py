@@ -20,7 +20,8 @@ from nodeops.deploy import Job, Reporter, ServiceDeploy, job_for
 from nodeops.errors import InvalidInput
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
-from nodeops.promote import observe
+from nodeops.plan import unhealthy_note
+from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.stopping import StopRequests
@@ -38,6 +39,14 @@ def ran(entries: Iterable[dict], service: str) -> list[dict]:
             if r.get("service") == service and "error" not in r and r.get("image") and r.get("config"):
                 found.append(r)
     return found
+
+
+def running_on(seen: Iterable[Seen]) -> tuple[str, str] | None:
+    """(version, config) labels of the active's container, the active being the lease holder as every command
+    finds it (Seen.active: it answers its health path, 200 or not); None unless exactly one node is active."""
+    active = [s.container for s in seen if s.active]
+    c = active[0] if len(active) == 1 else None
+    return (c.label("version") or "", c.label("config") or "") if c else None
 
 
 def pick(history: Sequence[dict], running: tuple[str, str] | None, to: str | None, service: str) -> dict:
@@ -69,9 +78,12 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     ``stop``: as deploy's (a safe point, then Interrupted)."""
     service = current.service
     history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
-    active = [s.container for s in observe(ServiceDeploy(current, fleet, report)).values() if s.serving and s.container]
-    running = (active[0].label("version") or "", active[0].label("config") or "") if active else None
-    record = pick(history, running, to, service.name)
+    seen = observe(ServiceDeploy(current, fleet, report)).values()
+    for s in seen:
+        if s.active and (note := unhealthy_note(s)):
+            report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",
+                   failing=list(s.failing))  # fmt: skip
+    record = pick(history, running_on(seen), to, service.name)
     job = job_for(inventory, target_service(service, record), secrets=current.secrets)
     report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
                              f"{record.get('digest') or 'unknown'})")  # fmt: skip

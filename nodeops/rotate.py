@@ -47,7 +47,8 @@ from nodeops.errors import InvalidInput, InventoryError, NodeopsError, Operation
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
-from nodeops.plan import Container, Desired, NodeState, ServicePlan, plan_service
+from nodeops.plan import Container, Desired, NodeState, ServicePlan, plan_service, the_active, unhealthy_note
+from nodeops.promote import observe
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
@@ -186,18 +187,14 @@ def check_service(inventory: Inventory, service: Service, specs: Sequence[Rotati
 
 def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: Desired) -> ServicePlan:
     """The forced rolling replace that puts both nodes on the new secret: standby first, one planned
-    handover, then the old active. Refused (exit 4) unless exactly one node serves and it runs the
-    inventory's image and configuration (fab deploy first: a rotation changes the secret, nothing else).
+    handover, then the old active. Refused (exit 4) unless exactly one node holds the lease (plan.the_active:
+    healthy or not, an unhealthy active is rolled from like a healthy one) and it runs the inventory's image
+    and configuration (fab deploy first: a rotation changes the secret, nothing else).
     The other node is replaced whatever its state (an interrupted run may have left it half-replaced)."""
     name = service.name
     if len(service.nodes) != 2:
         raise Unsafe(f"{name}: has {len(service.nodes)} node(s); a rotation rolls a pair")
-    serving = [s for s in states.values() if s.serving]
-    if len(serving) != 1:
-        nodes = ", ".join(s.node.name for s in serving) or "none"
-        raise Unsafe(f"{name}: {len(serving)} nodes serve ({nodes}); a rotation rolls a pair with one active "
-                     "(see fab status)")  # fmt: skip
-    active = serving[0]
+    active = the_active(states.values(), name, "a rotation rolls a pair with one active")
     if not desired.matches(active.container):
         c = active.container
         raise Unsafe(f"{name}: the active {active.node.name} runs {c.label('version')} / config "
@@ -352,12 +349,15 @@ class ApiPassword(Target):
     node: Node | None = None  # the active node, found once by set(); test() logs in there
 
     def active(self) -> Node:
+        """The lease holder, as every command finds it (promote.observe, plan.the_active): an active that answers
+        its health path unhealthy still serves its API, and its user lives in the database the pair shares."""
         deploy = self.rotation.deploy
-        serving = [n for n in deploy.service.nodes if deploy.serving(n)]
-        if len(serving) != 1:
-            raise Unsafe(f"{deploy.service.name}: {len(serving)} nodes serve; the API password is changed on the "
-                         "one active node (see fab status)")  # fmt: skip
-        return serving[0]
+        active = the_active(observe(deploy).values(), deploy.service.name,
+                            "the API password is changed on the one active node")  # fmt: skip
+        if note := unhealthy_note(active):
+            deploy.say(active.node.name, f"{note}: its API still answers; the password is changed there",
+                       failing=list(active.failing))  # fmt: skip
+        return active.node
 
     def call(self, node: Node, method: str, path: str, doc: dict | None = None, cookie: str | None = None):
         headers = {"Content-Type": "application/json"} | ({"Cookie": cookie} if cookie else {})
@@ -470,6 +470,7 @@ class ServiceRotation:
         self.inventory, self.job, self.fleet, self.clients = inventory, job, fleet, clients
         self.deploy = ServiceDeploy(job, fleet, report)  # observed once (a roll's preflight), reused by every roll
         self.desired: Desired | None = None  # what the preflight observed: the image as pulled on the pair
+        self.tolerated: tuple[str, ...] = ()  # the checks the active failed then: a roll may end failing those
         self.touched = False  # a node was replaced: an undo must roll the pair back
 
     def versions(self, spec: RotationSpec) -> SecretVersions:
@@ -483,11 +484,16 @@ class ServiceRotation:
         """The roll's preflight: the pair connected, checked and pulled once for the whole run; refused
         (exit 4) before anything changes unless it is one sound active and a standby."""
         states, self.desired = self.deploy.observe()
-        serving = [s.container for s in states.values() if s.serving and s.container]
+        active = the_active(states.values(), self.job.service.name, "a rotation rolls a pair with one active")
         # the active must run the inventory's configuration; its secrets may be at older versions (an API password
         # rotation moves one without restarting anything): compare with the versions it records
-        check = dataclasses.replace(self.desired, config_hash=as_recorded(self.job, serving[0])) if serving else None
-        rotation_plan(self.job.service, states, check or self.desired)
+        c = active.container
+        check = dataclasses.replace(self.desired, config_hash=as_recorded(self.job, c)) if c else self.desired
+        rotation_plan(self.job.service, states, check)
+        self.tolerated = active.failing
+        if note := unhealthy_note(active):
+            self.deploy.say(active.node.name, f"{note}: rolled from like a healthy active; the new active may fail "
+                            "the same checks, no others", failing=list(active.failing))  # fmt: skip
 
     def roll(self, job: Job) -> None:
         """Both nodes replaced with ``job``'s files: standby, handover (measured), old active. The pair
@@ -502,7 +508,7 @@ class ServiceRotation:
         self.touched = True
         run.new_change()  # what each node runs now is what a failure of this roll puts back
         run.execute(plan)
-        run.verify()
+        run.verify(tolerated=self.tolerated)
         run.drop_previous()
         run.say("", "roll: both nodes run on the new secret", step="rolled")
 

@@ -36,8 +36,9 @@ def node_health(s: Seen) -> str:
 
 
 def pair_state(seen: Sequence[Seen]) -> str:
-    """healthy: one active, healthy, every other node a running standby; degraded: one active, but it answers
-    unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers."""
+    """healthy: one active, healthy, every other node a running standby, all on the same inputs; mixed: as
+    healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
+    it answers unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers."""
     roles = [node_role(s) for s in seen]
     active = roles.count("active")
     if active > 1:
@@ -45,7 +46,23 @@ def pair_state(seen: Sequence[Seen]) -> str:
     if active == 0:
         return "down"
     healthy = all(s.serving for s in seen if s.active)
-    return "healthy" if healthy and roles.count("standby") == len(roles) - 1 else "degraded"
+    if not healthy or roles.count("standby") != len(roles) - 1:
+        return "degraded"
+    return "mixed" if mixed_inputs(seen) else "healthy"
+
+
+def mixed_inputs(seen: Sequence[Seen]) -> str | None:
+    """``cl1-a runs 2.11.0 config 0a1b2c3d4e5f, cl1-b runs 2.11.0 config 9f8e7d6c5b4a`` when the running containers
+    were started from different inputs (their ``version``, ``digest`` or ``config`` labels differ: another image,
+    or another configuration, which covers the variables, templates and secret version ids: a partial deploy,
+    a secret version moved on one node); None when they agree. The digest is named only when it differs."""
+    running = [s for s in seen if s.container is not None and s.container.running]
+    ran = {s.node.name: tuple(s.container.label(k) or "" for k in ("version", "digest", "config")) for s in running}
+    if len(set(ran.values())) < 2:
+        return None
+    digests = len({digest for _, digest, _ in ran.values()}) > 1
+    return ", ".join(f"{node} runs {version or '?'}" + (f" ({digest[:19] or '?'})" if digests else "") +
+                     f" config {config[:12] or '?'}" for node, (version, digest, config) in ran.items())  # fmt: skip
 
 
 def uptime(started: str, now: datetime.datetime) -> float | None:
@@ -99,6 +116,7 @@ def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job], report) -> l
         results.append({
             "service": job.service.name,
             "state": pair_state(list(seen.values())),
+            "mixed": mixed_inputs(list(seen.values())),
             "lease": lease,
             "lock": held[job.service.name].record() if job.service.name in held else None,
             "nodes": [node_status(s, now) for s in seen.values()],

@@ -40,7 +40,7 @@ def status(c, env=None, inventory=None, service=None, json_=False):
     for col in ("service", "state", "node", "role", "container", "version", "up", "lease", "lock"):
         table.add_column(col)
     for r in results:
-        style = {"healthy": "green", "degraded": "yellow"}.get(r["state"], "red")
+        style = {"healthy": "green", "degraded": "yellow", "mixed": "yellow"}.get(r["state"], "red")
         lease = r["lease"] and (r["lease"].get("describe") or f"unreadable: {r['lease']['error']}")
         lock = r["lock"] and f"{r['lock']['state']}: {r['lock']['holder'].get('who', '?')}"
         for i, n in enumerate(r["nodes"]):
@@ -48,4 +48,8 @@ def status(c, env=None, inventory=None, service=None, json_=False):
             role = n["role"] + (f", unhealthy (failing: {', '.join(n['failing'])})" if n.get("failing") else "")
             node = (n["node"], role, n["container"] or "-", n["version"] or "-", _uptime(n["uptime_seconds"]))
             table.add_row(*first, *node, *((lease or "n/a", lock or "-") if i == 0 else ("", "")))
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    console.print(table)
+    for r in results:
+        if r["mixed"]:
+            console.print(f"[yellow]{r['service']}: mixed: {r['mixed']}[/] (fab deploy brings both to the inventory's)")

@@ -319,6 +319,38 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr  # password too: it can take over
 
 
+def test_a_database_password_the_database_refuses_stops_deploy_before_anything_is_replaced(rot):
+    """Issue 13: "test a secret before a handover". A wrong database password saved in Secrets Manager (a console
+    edit): deploy sees the version move, logs in with the new value before any container is replaced, and exits 4
+    naming the secret reference; the pair is untouched (same containers, same start times, still serving)."""
+    service, name, wrong = "cl2", "cl2/DBSecret", "Wrong-Db-Password-Sentinel-4242"
+    client = secrets_client(rot.load_state()["secrets_port"])
+    (before,) = by_stage(rot, name)["AWSCURRENT"]
+    nodes = (f"{service}-a", f"{service}-b")
+    started = {node: container(service, node, "{{.Id}} {{.State.StartedAt}} {{.State.Running}}") for node in nodes}
+    active = serving_nodes(rot, service)
+    moved = client.put_secret_value(SecretId=name, SecretString=json.dumps({**document(rot, name), "password": wrong}))
+    try:
+        res = fab("deploy", "--env", NAME, "--service", service, "--json", timeout=600)
+        assert res.returncode == 4, res.stdout[-3000:] + res.stderr
+        assert "password authentication failed" in res.stderr, res.stderr
+        assert (f"the database refuses the credentials this run would give the nodes (services.{service}.secrets."
+                f"db_user (backend aws: '{name}' key 'username', version {moved['VersionId'][:8]}) and services."
+                f"{service}.secrets.db (backend aws: '{name}' key 'password', version {moved['VersionId'][:8]})): a "
+                "node started on them could not boot; nothing was changed") in res.stderr, res.stderr  # fmt: skip
+        steps = [e["message"] for e in events(res) if e.get("event") == "step"]
+        assert any(m.startswith(f"secret db: version {before[:8]} on {service}-a -> ") for m in steps), steps
+        assert not any(m.startswith(("replace ", "started ", "hand over")) for m in steps), steps
+        assert wrong not in res.stdout + res.stderr
+        assert {node: container(service, node, "{{.Id}} {{.State.StartedAt}} {{.State.Running}}")
+                for node in nodes} == started  # fmt: skip
+        assert serving_nodes(rot, service) == active and lb_answers(rot, service)
+    finally:
+        client.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=before,
+                                           RemoveFromVersionId=moved["VersionId"])  # fmt: skip
+    assert status(NAME, "--service", service)[service]["state"] == "healthy"
+
+
 def test_keystore_is_refused_with_the_explanation(rot):
     before = stages(rot, "cl1/WalletSecret")
     res = rotate("cl1", "keystore")

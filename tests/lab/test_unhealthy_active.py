@@ -4,8 +4,11 @@ The pair's chain RPC (ETH_URL) is a stand-in listening on the db host; stopping 
 going away: the active's head listener check fails (503) while it keeps refreshing the lease. Then:
 `fab status` shows it as the active, unhealthy, naming the failing check, and the pair degraded;
 `promote-standby --force` refuses, saying it holds the lease; `promote-standby` hands over from it;
-`fab deploy` with another, answering RPC URL rolls the pair and ends healthy. The tests run in order on
-one pair (cl1), each from where the one before left it."""
+`fab deploy` with another, answering RPC URL rolls the pair and ends healthy. Then the new URL's provider goes
+away and the old one comes back: `fab rollback` finds the unhealthy active and rolls back onto the old URL; and
+with the old provider gone again, `fab rotate-secrets --secret all` changes the API password on the unhealthy
+active and rolls the pair onto a new database password from it. The tests run in order on one pair (cl1), each
+from where the one before left it."""
 
 from __future__ import annotations
 
@@ -115,5 +118,67 @@ def test_deploy_with_an_answering_rpc_url_rolls_the_pair_and_ends_healthy(act, b
     entry = status(fixed)
     assert entry["state"] == "healthy", entry
     assert roles(entry) == {"cl1-a": ("active", "passing", []), "cl1-b": ("standby", "no answer", [])}, entry
-    assert len({n["config"] for n in entry["nodes"]}) == 1  # both on the fixed configuration
+    assert len({n["config"] for n in entry["nodes"]}) == 1 and entry["mixed"] is None  # both on the fixed one
     assert lb_answers(act, SERVICE)
+
+
+def eth_urls(inventory: Path) -> dict[str, str]:
+    """Each node's ETH_URL as its container records it (the io.nodeops.variables label: no secret in it)."""
+    label = '{{index .Config.Labels "io.nodeops.variables"}}'
+    found = {}
+    for node in ("cl1-a", "cl1-b"):
+        res = fab("exec", "--inventory", str(inventory), "--nodes", node, "--json", "--command",
+                  f"docker inspect --format '{label}' nodeops-{SERVICE}")  # fmt: skip
+        (out,) = [e["stdout"] for e in events(res) if e["event"] == "host"]
+        found[node] = json.loads(out)["ETH_URL"]
+    return found
+
+
+def test_rollback_from_the_unhealthy_active_returns_to_the_url_that_answers(act, broken, rpcs, tmp_path):
+    """The fixed URL's provider goes away (cl1-a answers 503 while it holds the lease), the broken one's is back:
+    `fab rollback` takes cl1-a as the active, unhealthy, picks the deploy before what it runs (the broken URL's)
+    and rolls the pair onto it, from the unhealthy active: healthy again."""
+    ip, started = rpcs
+    fixed = with_rpc(act, tmp_path, ip, FIXED)
+    with rpc_stand_ins(NAME, CIDR, 4, (BROKEN,)):  # the old provider back; gone again when the block ends
+        started[FIXED].kill()
+        started[FIXED].wait(timeout=10)
+        wait_for(lambda: (health(fixed)["cl1-a"] or (0,))[0] == 503, "cl1-a to answer 503", timeout=30)
+        res = fab("rollback", "--inventory", str(fixed), "--service", SERVICE, "--json", timeout=600)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+        steps = [e["message"] for e in events(res) if e.get("event") == "step"]
+        assert f"cl1-a: active, unhealthy (failing: {CHECK}): rolled back from like a healthy active" in steps, steps
+        entry = status(fixed)
+        assert entry["state"] == "healthy" and entry["mixed"] is None, entry
+        assert roles(entry) == {"cl1-a": ("standby", "no answer", []), "cl1-b": ("active", "passing", [])}, entry
+        assert eth_urls(fixed) == {"cl1-a": f"ws://{ip}:{BROKEN}/ws", "cl1-b": f"ws://{ip}:{BROKEN}/ws"}
+        assert lb_answers(act, SERVICE)
+
+
+def test_rotate_secrets_works_from_the_unhealthy_active(act, rpcs, tmp_path):
+    """Both providers gone: cl1-b, the active, answers 503. With the inventory edited to what the rollback left
+    running (its image pinned by the digest that ran, the old URL: a rotation changes nothing else), `fab
+    rotate-secrets --secret all` changes the API password on the unhealthy active (its API answers) and rolls the
+    pair onto a new database password from it: the new active fails the same check, no other, and it completes."""
+    ip, _ = rpcs
+    (digest,) = {n["digest"] for n in status(act.inventory_file)["nodes"]}
+
+    def edit(doc: dict) -> None:
+        doc["services"][SERVICE]["image"] = doc["services"][SERVICE]["image"].split("@")[0] + f"@{digest}"
+        doc["services"][SERVICE]["variables"]["ETH_URL"] = f"ws://{ip}:{BROKEN}/ws"
+
+    pinned = inventory_variant(act.inventory_file, tmp_path / f"{NAME}-pinned.yaml", edit)
+    wait_for(lambda: (health(pinned)["cl1-b"] or (0,))[0] == 503, "cl1-b to answer 503", timeout=30)
+    res = fab("rotate-secrets", "--inventory", str(pinned), "--service", SERVICE, "--secret", "all", "--json",
+              timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    found = events(res)
+    steps = [e["message"] for e in found if e.get("event") == "step"]
+    assert any(m.startswith(f"cl1-b: active, unhealthy (failing: {CHECK}): its API still answers") for m in steps)
+    assert any(m.startswith(f"cl1-b: active, unhealthy (failing: {CHECK}): rolled from like a healthy active")
+               for m in steps), steps  # fmt: skip
+    done = [(e.get("secret"), e.get("step")) for e in found if e.get("step") in ("setSecret", "finishSecret")]
+    assert done == [("api", "setSecret"), ("db", "setSecret"), ("api", "finishSecret"), ("db", "finishSecret")]
+    entry = status(pinned)
+    assert entry["state"] == "degraded" and entry["mixed"] is None, entry
+    assert roles(entry) == {"cl1-a": ("active", "failing", [CHECK]), "cl1-b": ("standby", "no answer", [])}, entry

@@ -135,3 +135,47 @@ def test_await_serving_accepts_an_unhealthy_node_only_if_no_worse(monkeypatch, a
     assert (run.said == [f"holds the lease, unhealthy as the active it replaced (failing: {RPC})"]) is (
         outcome == "accepted"
     )
+
+
+# -- verify: the end state judged by the active's own answer ------------------------------------------------------
+class Verifying(ServiceDeploy):
+    """verify()'s edges replaced: each node's health answer (serving, failing); containers run; files are kept."""
+
+    def __init__(self, answers):  # noqa: D107 (no super(): nothing here touches a host)
+        self.answers, self.said, self.waited = answers, [], False
+        nodes = tuple(Node(name, f"10.0.0.{i}", 22, "active", (), "svc") for i, name in enumerate(answers, 1))
+        self.service = types.SimpleNamespace(name="svc", nodes=nodes, secret_files="keep", load_balancer="http://lb")
+        self.job = types.SimpleNamespace(profile="v2", redact=Redactor([]), files_read=lambda _when: ())
+
+    def health(self, node):
+        return self.answers[node.name]
+
+    def inspect(self, _node, _name=None):
+        return Container("nodeops-svc", True, "running", "sha256:x")
+
+    def say(self, _node, message, **_data):
+        self.said.append(message)
+
+    def await_service(self):
+        self.waited = True
+
+
+@pytest.mark.parametrize(
+    ("answers", "tolerated", "result", "waited"),
+    [
+        ({"a": (True, ()), "b": (False, ())}, (), {"active": "a"}, True),
+        # the active ends unhealthy as before the run: reported, the load balancer (which drops it) not awaited;
+        # whichever node it is (the first: its standby, listed after it, answers nothing)
+        ({"a": (False, (RPC,)), "b": (False, ())}, (RPC,), {"active": "a", "failing": [RPC]}, False),
+        ({"a": (False, ()), "b": (False, (RPC,))}, (RPC,), {"active": "b", "failing": [RPC]}, False),
+        ({"a": (False, (RPC, "Database")), "b": (False, ())}, (RPC,), "answers unhealthy", False),
+    ],
+    ids=["healthy", "unhealthy-first-node", "unhealthy-last-node", "worse-than-before"],
+)
+def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, result, waited):
+    run = Verifying(answers)
+    if isinstance(result, str):
+        with pytest.raises(OperationFailed, match=result):
+            run.verify(tolerated)
+        return
+    assert run.verify(tolerated) == result and run.waited is waited

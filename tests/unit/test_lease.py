@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from nodeops.lease import Lease, lease_query
+from nodeops.lease import Lease, lease_query, refused_login
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
 from tests.unit.test_roles import GOOD, make_role
 
@@ -137,3 +137,21 @@ def test_a_database_error_inside_the_block_is_one_redacted_line(monkeypatch):
     monkeypatch.setattr(lease.psycopg, "connect", lambda **_: FakeConn(psycopg.errors.UndefinedTable("no lease_lock")))
     with lease.lease_reader(FakeFleet(), job) as read:
         assert read() == Lease(None, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("message", "refused"),
+    [  # libpq's messages as psycopg shows them (the server's FATAL line after libpq's prefix)
+        ('connection failed: connection to server at "127.0.0.1", port 41234 failed: FATAL:  password '
+         'authentication failed for user "cl1"', True),  # 28P01: a wrong password, or a user that does not exist
+        ('connection failed: connection to server at "127.0.0.1", port 41234 failed: FATAL:  no pg_hba.conf entry '
+         'for host "10.0.0.3", user "cl1", database "cl1", no encryption', True),  # 28000
+        ('connection failed: connection to server at "127.0.0.1", port 41234 failed: Connection refused', False),
+        ("connection failed: connection to server at \"127.0.0.1\", port 41234 failed: timeout expired", False),
+        ('connection failed: FATAL:  database "cl1r" does not exist', False),  # not the credentials: the node's own
+        ('connection failed: FATAL:  the database system is starting up', False),
+    ],
+    ids=["wrong-password", "pg-hba", "refused", "timeout", "no-database", "starting-up"],
+)  # fmt: skip
+def test_a_refused_login_is_told_from_an_unreachable_server(message, refused):
+    assert refused_login(message) is refused

@@ -8,7 +8,16 @@ import pytest
 
 from nodeops.errors import Unsafe
 from nodeops.inventory import Node, Service
-from nodeops.plan import Container, Desired, NodeState, failing_checks, parse_inspect, plan_service
+from nodeops.plan import (
+    Container,
+    Desired,
+    NodeState,
+    failing_checks,
+    parse_inspect,
+    plan_service,
+    the_active,
+    unhealthy_note,
+)
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -176,3 +185,29 @@ def test_two_nodes_answering_are_refused_even_if_one_is_unhealthy():
 def test_a_single_unhealthy_node_is_replaced():
     single = Service("one", "chainlink", "img:2", "docker", {}, {}, (A,))
     assert [s.action for s in plan_service(single, {"a": sick(A, c(True))}, WANT).steps] == ["replace", "await-serving"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "active", "note"),
+    [
+        (NodeState(A, c(True), True), NodeState(B, c(True), False), "a", None),
+        (NodeState(A, c(True), False), NodeState(B, c(True), False, ("HTTP 503",)), "b", "b: active, unhealthy "
+         "(failing: HTTP 503)"),
+        (NodeState(A, c(True), False, ("Database", "LeaseLock")), NodeState(B, None, False), "a",
+         "a: active, unhealthy (failing: Database, LeaseLock)"),
+        (NodeState(A, c(True), False), NodeState(B, c(True), False), "0 nodes hold the lease (answer their health "
+         "path: none); roll it (see fab status)", None),
+        (NodeState(A, c(True), True), NodeState(B, c(True), False, ("HTTP 503",)), "2 nodes hold the lease (answer "
+         "their health path: a, b); roll it (see fab status)", None),
+    ],
+    ids=["healthy-a", "unhealthy-b", "unhealthy-a-alone", "nobody", "healthy-and-unhealthy"],
+)  # fmt: skip
+def test_the_active_is_the_lease_holder_healthy_or_not(a, b, active, note):
+    """plan.the_active: the one shared answer to "who is active" (rollback, rotate-secrets, deploy's plan)."""
+    if len(active) > 1:
+        with pytest.raises(Unsafe) as err:
+            the_active([a, b], "svc", "roll it")
+        assert str(err.value) == f"svc: {active}"
+        return
+    found = the_active([a, b], "svc", "roll it")
+    assert found.node.name == active and unhealthy_note(found) == note

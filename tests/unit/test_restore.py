@@ -15,9 +15,11 @@ import threading
 
 import pytest
 
-from nodeops.deploy import input_labels, restore_job, safe_before
-from nodeops.errors import Unsafe
+from nodeops import deploy as deploy_module
+from nodeops.deploy import ServiceDeploy, input_labels, restore_job, safe_before
+from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.inventory import load_inventory
+from nodeops.lease import LoginRefused
 from nodeops.plan import Container, NodeState, ServicePlan, Step, lease_moves, older_than, secret_changes
 from nodeops.render import render
 from nodeops.secrets import Secret
@@ -171,6 +173,50 @@ def test_lease_moves(running, wanted, moves):
 )
 def test_an_image_older_than_the_databases_version_is_told_apart(tag, recorded, older):
     assert older_than(tag, recorded) is older
+
+
+@pytest.mark.parametrize(
+    ("raised", "recorded", "outcome"),
+    [
+        (LoginRefused("cl: cannot read the node version in 10.0.0.9:5432/cl: FATAL:  password authentication "
+                      'failed for user "cl"'), None, "refused"),
+        (OperationFailed("cl: cannot read the node version in 10.0.0.9:5432/cl: timeout expired"), None, "warned"),
+        (None, "2.11.0", "refused"),  # the image (2.11.0-ish tags are newer) older than the database's: refused
+        (None, None, "passed"),
+    ],
+    ids=["login-refused", "unreachable", "older-image", "fine"],
+)  # fmt: skip
+def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything_changes(
+    job, monkeypatch, raised, recorded, outcome
+):
+    """deploy.refuse_unbootable's decision (the login itself is the lab's: tests/lab/test_rotate.py)."""
+
+    def read(_fleet, _job):
+        if raised is not None:
+            raise raised
+        return recorded
+
+    monkeypatch.setattr(deploy_module, "recorded_version", read)
+    said: list[str] = []
+    run = ServiceDeploy(dataclasses.replace(job, service=dataclasses.replace(job.service, image="img:2.10.0")),
+                        None, lambda _s, _n, message, **_d: said.append(message))  # fmt: skip
+    if outcome == "refused":
+        with pytest.raises(Unsafe) as err:
+            run.refuse_unbootable()
+        text = str(err.value)
+        assert err.value.exit_code == EXIT_UNSAFE and not job.redact.leaks(text)
+        if raised is not None:
+            assert "the database refuses the credentials this run would give the nodes (services.cl.secrets.db_user " \
+                   "(backend ci: 'cl/db' key 'username') and services.cl.secrets.db (backend ci: 'cl/db' key " \
+                   "'password')): a node started on them could not boot; " \
+                   "nothing was changed" in text, text  # fmt: skip
+        else:
+            assert "older than 2.11.0" in text
+        return
+    run.refuse_unbootable()
+    assert (said[0] if said else None) == (None if outcome == "passed" else
+        f"warning: {raised}; this run's database credentials and the image's version are not checked against the "
+        "database")  # fmt: skip
 
 
 # ---------------------------------------------------------------- where a run may stop

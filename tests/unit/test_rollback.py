@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from nodeops.errors import InvalidInput
-from nodeops.inventory import Service
-from nodeops.rollback import pick, ran, target_service
+from nodeops.inventory import Node, Service
+from nodeops.plan import Container
+from nodeops.promote import Seen
+from nodeops.rollback import pick, ran, running_on, target_service
 
 REG = "reg:5000/smartcontract/chainlink"
 
@@ -71,3 +73,32 @@ def test_target_service_pins_the_digest_that_ran_and_takes_the_variables_of_then
     assert back.image == f"{REG}:2.10.0@sha256:2.10.0" and back.variables == {"LOG_LEVEL": "info"}
     assert target_service(service, record("2.10.0", "info"), pinned=False).image == f"{REG}:2.10.0"
     assert target_service(service, {**record("2.10.0", "info"), "digest": None}).image == f"{REG}:2.10.0"
+
+
+A = Node("a", "10.0.0.1", 22, "active", (), "cl1")
+B = Node("b", "10.0.0.2", 22, "standby", (), "cl1")
+
+
+def on(version: str, config: str) -> Container:
+    return Container("nodeops-cl1", True, "running", "sha256:x",
+                     {"io.nodeops.version": version, "io.nodeops.config": config})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("seen", "running"),
+    [
+        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], ("2.11.0", "c")),
+        # the active answers 503 (its RPC is down) while it holds the lease: what it runs is what runs
+        ([Seen(A, True, on("2.11.0", "c"), False, ("HTTP 503",)), Seen(B, True, on("2.11.0", "c"), False)],
+         ("2.11.0", "c")),
+        ([Seen(A, True, on("2.11.0", "b"), False), Seen(B, True, on("2.11.0", "c"), False, ("RPC",))],
+         ("2.11.0", "c")),
+        ([Seen(A, True, on("2.11.0", "c"), False), Seen(B, False, None, False)], None),  # nobody active
+        ([Seen(A, True, on("2.11.0", "b"), True), Seen(B, True, on("2.11.0", "c"), False, ("RPC",))], None),
+    ],
+    ids=["healthy", "unhealthy-a", "unhealthy-b", "nobody", "two"],
+)  # fmt: skip
+def test_what_runs_is_read_from_the_lease_holder_healthy_or_not(seen, running):
+    assert running_on(seen) == running
+    if running is not None:  # and the record rolled back to is the one before it, not what runs
+        assert pick(HISTORY, running_on(seen), None, "cl1")["config"] == "b"

@@ -312,39 +312,53 @@ def running(current: bool = True) -> Container:
     return Container("nodeops-cl", True, "running", image, labels)
 
 
+def states_of(na, nb, a, b, serving: str, unhealthy: str = "") -> dict[str, NodeState]:
+    """``serving``: the nodes answering 200; ``unhealthy``: those answering 503 (the active, unhealthy)."""
+    return {name: NodeState(node, c, name in serving, (RPC,) if name in unhealthy else ())
+            for name, node, c in (("a", na, a), ("b", nb, b))}  # fmt: skip
+
+
+RPC = "EVM.1.HeadTracker.HeadListener"
+
+
 @pytest.mark.parametrize(
-    ("a", "b", "serving", "expected"),
+    ("a", "b", "serving", "unhealthy", "expected"),
     [
-        (running(), running(), "a",
+        (running(), running(), "a", "",
          ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
-        (running(), running(), "b",
+        (running(), running(), "b", "",
          ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
         # an interrupted run left the standby half-replaced, missing, or on something else: replaced anyway
-        (running(), None, "a", ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
-        (running(), running(False), "a",
+        (running(), None, "a", "", ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        (running(), running(False), "a", "",
          ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
+        # the active answers 503 (its RPC is down) while it holds the lease: rolled from like a healthy one
+        (running(), running(), "", "b",
+         ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
     ],
-    ids=["active-a", "active-b", "standby-missing", "standby-stale"],
+    ids=["active-a", "active-b", "standby-missing", "standby-stale", "unhealthy-active-b"],
 )  # fmt: skip
-def test_the_roll_is_forced_even_when_nothing_else_changed(tmp_path, a, b, serving, expected):
+def test_the_roll_is_forced_even_when_nothing_else_changed(tmp_path, a, b, serving, unhealthy, expected):
     service, (na, nb) = pair(tmp_path)
-    states = {"a": NodeState(na, a, "a" in serving), "b": NodeState(nb, b, "b" in serving)}
+    states = states_of(na, nb, a, b, serving, unhealthy)
     plan = rotation_plan(service, states, WANT)
     got = [f"handover {s.node}->{s.to}" if s.action == "handover" else f"{s.action} {s.node}" for s in plan.steps]
     assert got == expected
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "serving", "fragment"),
+    ("a", "b", "serving", "unhealthy", "fragment"),
     [
-        (running(), running(), "", "0 nodes serve (none)"),
-        (running(), running(), "ab", "2 nodes serve (a, b)"),
-        (running(False), running(), "a", "fab deploy first: a rotation changes the secret only"),
+        (running(), running(), "", "", "0 nodes hold the lease (answer their health path: none)"),
+        (running(), running(), "ab", "", "2 nodes hold the lease (answer their health path: a, b)"),
+        (running(), running(), "a", "b", "2 nodes hold the lease (answer their health path: a, b)"),
+        (running(False), running(), "a", "", "fab deploy first: a rotation changes the secret only"),
+        (running(False), running(), "", "a", "fab deploy first: a rotation changes the secret only"),
     ],
-)
-def test_the_roll_refuses_an_unclear_pair(tmp_path, a, b, serving, fragment):
+)  # fmt: skip
+def test_the_roll_refuses_an_unclear_pair(tmp_path, a, b, serving, unhealthy, fragment):
     service, (na, nb) = pair(tmp_path)
-    states = {"a": NodeState(na, a, "a" in serving), "b": NodeState(nb, b, "b" in serving)}
+    states = states_of(na, nb, a, b, serving, unhealthy)
     with pytest.raises(Unsafe) as err:
         rotation_plan(service, states, WANT)
     assert fragment in str(err.value) and err.value.exit_code == EXIT_UNSAFE

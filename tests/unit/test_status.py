@@ -12,7 +12,7 @@ import pytest
 from nodeops.inventory import Node
 from nodeops.plan import Container
 from nodeops.promote import Seen
-from nodeops.status import node_role, node_status, pair_state, uptime
+from nodeops.status import mixed_inputs, node_role, node_status, pair_state, uptime
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "status.schema.json").read_text())
 RPC = "EVM.1.HeadTracker.HeadListener"
@@ -79,3 +79,51 @@ NOW = datetime.datetime(2026, 11, 21, 12, 0, 0, tzinfo=datetime.UTC)
 )
 def test_uptime(started, seconds):
     assert uptime(started, NOW) == seconds
+
+
+def ran(version: str, config: str, digest: str = "sha256:aaaa", running: bool = True) -> Container:
+    labels = {"io.nodeops.version": version, "io.nodeops.config": config, "io.nodeops.digest": digest}
+    return Container("nodeops-svc", running, "running" if running else "exited", "sha256:x", labels)
+
+
+CFG1, CFG2 = "0a1b2c3d4e5f" + "0" * 52, "9f8e7d6c5b4a" + "0" * 52
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "state", "mixed"),
+    [
+        (ran("2.11.0", CFG1), ran("2.11.0", CFG1), "healthy", None),
+        # a partial deploy, or a secret version moved on one node (the config hash covers secret version ids)
+        (ran("2.11.0", CFG1), ran("2.11.0", CFG2), "mixed",
+         "a runs 2.11.0 config 0a1b2c3d4e5f, b runs 2.11.0 config 9f8e7d6c5b4a"),
+        (ran("2.11.0", CFG1), ran("2.10.0", CFG1), "mixed",
+         "a runs 2.11.0 config 0a1b2c3d4e5f, b runs 2.10.0 config 0a1b2c3d4e5f"),
+        # the tag moved in the registry between the nodes' pulls: the digest is named
+        (ran("2.11.0", CFG1), ran("2.11.0", CFG1, "sha256:bbbb"), "mixed",
+         "a runs 2.11.0 (sha256:aaaa) config 0a1b2c3d4e5f, b runs 2.11.0 (sha256:bbbb) config 0a1b2c3d4e5f"),
+        # a stopped container runs nothing: the pair is degraded, not mixed
+        (ran("2.11.0", CFG1), ran("2.10.0", CFG2, running=False), "degraded", None),
+        # a container started by hand records nothing: it differs from one that does
+        (ran("2.11.0", CFG1), Container("nodeops-svc", True, "running", "sha256:x"), "mixed",
+         "a runs 2.11.0 (sha256:aaaa) config 0a1b2c3d4e5f, b runs ? (?) config ?"),
+    ],
+    ids=["same", "config", "version", "digest", "standby-stopped", "unlabelled"],
+)  # fmt: skip
+def test_a_pair_whose_nodes_run_different_inputs_is_mixed_not_healthy(a, b, state, mixed):
+    seen = [Seen(A, True, a, True), Seen(B, True, b, False)]
+    assert (pair_state(seen), mixed_inputs(seen)) == (state, mixed)
+
+
+def test_an_unhealthy_mixed_pair_is_degraded_and_still_says_mixed():
+    seen = [Seen(A, True, ran("2.11.0", CFG1), False, (RPC,)), Seen(B, True, ran("2.11.0", CFG2), False)]
+    assert pair_state(seen) == "degraded"
+    assert mixed_inputs(seen) == "a runs 2.11.0 config 0a1b2c3d4e5f, b runs 2.11.0 config 9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize("b", [ran("2.11.0", CFG1), ran("2.11.0", CFG2)], ids=["same", "mixed"])
+def test_a_whole_status_entry_matches_the_schema(b):
+    seen = [Seen(A, True, ran("2.11.0", CFG1), True), Seen(B, True, b, False)]
+    entry = {"event": "status", "service": "svc", "state": pair_state(seen), "mixed": mixed_inputs(seen),
+             "lease": None, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
+    assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(entry))
+    assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors({**entry, "mixed": 1}))  # a string or null
