@@ -8,7 +8,15 @@ import pytest
 
 from nodeops.errors import Unsafe
 from nodeops.inventory import Node, Service
-from nodeops.plan import Container, Desired, NodeState, failing_checks, parse_inspect, plan_service
+from nodeops.plan import (
+    Container,
+    Desired,
+    NodeState,
+    failing_checks,
+    parse_inspect,
+    plan_service,
+    unpulled_image_id,
+)
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -176,3 +184,24 @@ def test_two_nodes_answering_are_refused_even_if_one_is_unhealthy():
 def test_a_single_unhealthy_node_is_replaced():
     single = Service("one", "chainlink", "img:2", "docker", {}, {}, (A,))
     assert [s.action for s in plan_service(single, {"a": sick(A, c(True))}, WANT).steps] == ["replace", "await-serving"]
+
+
+@pytest.mark.parametrize(
+    ("held", "digest", "expected"),
+    [
+        ([("sha256:id1", "sha256:d1"), ("sha256:id1", "sha256:d1")], "sha256:d1", "sha256:id1"),
+        ([("sha256:id1", "sha256:d1"), ("sha256:id1", "sha256:d1")], None, "sha256:id1"),
+        ([("sha256:id1", "sha256:d1"), ("sha256:id1", "sha256:d1")], "sha256:d2", "unpulled:sha256:d2"),
+        ([None, None], "sha256:d2", "unpulled:sha256:d2"),
+        ([None, None], None, "unpulled:img:3"),
+        ([("sha256:id1", "sha256:d1"), None], "sha256:d1", "unpulled:sha256:d1"),
+        ([("sha256:id1", "sha256:d1"), ("sha256:id2", "sha256:d2")], None, "unpulled:img:3"),
+    ],
+    ids=["held-current", "held-registry-unknown", "tag-moved", "not-held", "nothing-known", "one-node-only",
+         "nodes-differ"],
+)  # fmt: skip
+def test_a_dry_run_knows_the_image_without_pulling(held, digest, expected):
+    assert unpulled_image_id("img:3", held, digest) == expected
+    want = Desired("img:3", expected, "h2")
+    runs = Container("nodeops-svc", True, "running", "sha256:id1", {"io.nodeops.config": "h2"})
+    assert want.matches(runs) is (expected == "sha256:id1")
