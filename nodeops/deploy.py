@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from nodeops.commands import node as cmd
+from nodeops.diff import Side, service_diff, summary
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LoginRefused, recorded_version
@@ -54,6 +55,7 @@ from nodeops.plan import (
     parse_inspect,
     plan_service,
     secret_changes,
+    unpulled_image_id,
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
@@ -333,21 +335,52 @@ class ServiceDeploy:
             self.conns[node.name] = conn
 
     # -- observe -----------------------------------------------------------------
-    def observe(self) -> tuple[dict[str, NodeState], Desired]:
+    def observe(self, dry_run: bool = False) -> tuple[dict[str, NodeState], Desired]:
+        """Each node's state and what the run wants. A deploy pulls the image on every node (its id is what "up to
+        date" compares); a dry run pulls nothing and changes nothing on a node (see look_image)."""
         image = self.service.image
         ids = set()
         self.connect_all()
         for node in self.service.nodes:
-            probe = f"mkdir -p -m 0755 {cmd.FILES_ROOT} && " + cmd.sh(cmd.filesystem_type(cmd.FILES_ROOT))
-            fs = self.x(node.name, probe)
-            if fs.stdout.strip() != "tmpfs":
-                raise Unsafe(f"{self.service.name} {node.name}: {cmd.FILES_ROOT} is on {fs.stdout.strip()}, not RAM "
-                             "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
-            ids.add(self.pull(node.name, image))
+            self.require_tmpfs(node.name, dry_run)
+            if not dry_run:
+                ids.add(self.pull(node.name, image))
+        if dry_run:
+            return self.states(), Desired(image, self.look_image(), self.job.rendered.config_hash)
         if len(ids) != 1:
             raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
         image_id, self.digest = ids.pop()
         return self.states(), Desired(image, image_id, self.job.rendered.config_hash)
+
+    def require_tmpfs(self, node: str, dry_run: bool) -> None:
+        """Unsafe (exit 4) unless the files directory is RAM-backed; a deploy creates it, a dry run looks at it
+        (or at /run, where it would be created)."""
+        fs = cmd.sh(cmd.filesystem_type(cmd.FILES_ROOT))
+        probe = (f"if [ -d {cmd.FILES_ROOT} ]; then {fs}; else {cmd.sh(cmd.filesystem_type('/run'))}; fi" if dry_run
+                 else f"mkdir -p -m 0755 {cmd.FILES_ROOT} && {fs}")  # fmt: skip
+        found = self.x(node, probe).stdout.strip()
+        if found != "tmpfs":
+            raise Unsafe(f"{self.service.name} {node}: {cmd.FILES_ROOT} is on {found}, not RAM "
+                         "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
+
+    def look_image(self) -> str:
+        """A dry run's view of the image, pulling nothing: the registry's digest, read with `docker manifest
+        inspect` on the first node (sets ``digest``; None, said as "resolved at deploy", when the registry or the
+        CLI cannot tell: a podman runtime, a multi-platform list, the registry unreachable), and the image each
+        node already holds; returns the id a deploy would compare (plan.unpulled_image_id)."""
+        image, first = self.service.image, self.service.nodes[0].name
+        config = self.x(first, cmd.sh(cmd.registry_config(self.runtime)), check=False).stdout
+        argv = cmd.manifest_inspect(self.runtime, image, cmd.insecure_registry(image, config))
+        found = self.x(first, cmd.sh(argv), check=False) if argv else None
+        self.digest = cmd.parse_manifest_digest(found.stdout) if found and found.exit_code == 0 else None
+        if self.digest is None:
+            why = "not with podman" if argv is None else self.why(found) if found.exit_code else "a multi-platform list"
+            self.say(first, f"registry digest of {image} not read ({why}): resolved at deploy", digest=None)
+        held = []
+        for node in self.service.nodes:
+            res = self.x(node.name, cmd.sh(cmd.image_id(self.runtime, image)), check=False)
+            held.append(cmd.parse_image_id(res.stdout, image) if res.exit_code == 0 else None)
+        return unpulled_image_id(image, held, self.digest)
 
     def pull(self, node: str, image: str) -> tuple[str, str | None]:
         """Pull ``image`` on ``node``: (image id, registry digest). Pulling is how a tag moved in the registry is
@@ -721,25 +754,29 @@ class ServiceDeploy:
                              "replace would leave an active in each database; stop both nodes' containers "
                              f"(docker stop {self.name}), then deploy")  # fmt: skip
 
-    def refuse_unbootable(self) -> None:
-        """Unsafe (exit 4), before anything changed, when the nodes could not boot on this run's inputs, as seen
-        from the database (lease.recorded_version, logged in with this run's credentials, from memory): the server
-        refuses those credentials (a wrong password in the backend, say: the new standby would fail at boot,
-        after the old one was stopped), or the image is older than the version the database last ran (the node
-        would refuse it at boot, and only once it took the lease). A database unreachable from here is a warning:
-        the nodes' own checks still run."""
-        tag = cmd.image_tag(self.service.image)
+    def database_version(self) -> str | None:
+        """The version the service's database last ran (lease.recorded_version, logged in with this run's
+        credentials, from memory). None, said in a warning line, when the database cannot be reached from here: the
+        nodes' own checks still run. Raises Unsafe (exit 4), before anything changed, when the server refuses
+        those credentials (a wrong password in the backend, say): the new standby would fail at boot, after the
+        old one was stopped."""
         try:
-            recorded = recorded_version(self.fleet, self.job)
+            return recorded_version(self.fleet, self.job)
         except LoginRefused as exc:
             lease = self.job.role.lease
             refs = " and ".join(self.secret_reference(name) for name in (lease.user, lease.password))
             raise Unsafe(f"{exc}; the database refuses the credentials this run would give the nodes ({refs}): a "
                          "node started on them could not boot; nothing was changed (fix the secret in its backend, "
                          "then deploy)") from None  # fmt: skip
-        except OperationFailed as exc:  # the database unreachable from here: the node's own check still runs
-            return self.say("", f"warning: {exc}; this run's database credentials and the image's version are not "
-                            "checked against the database")  # fmt: skip
+        except OperationFailed as exc:
+            self.say("", f"warning: {exc}; this run's database credentials and the image's version are not "
+                     "checked against the database")  # fmt: skip
+            return None
+
+    def refuse_downgrade(self, recorded: str | None) -> None:
+        """Unsafe (exit 4), before anything changed, when the image is older than ``recorded``, the version the
+        database last ran: the node would refuse it at boot, and only once it took the lease."""
+        tag = cmd.image_tag(self.service.image)
         if older_than(tag, recorded):
             raise Unsafe(f"{self.service.name}: {self.service.image} is version {tag}, older than {recorded}, the "
                          "version its database last ran: the node refuses to start on it (a database migrated by "
@@ -752,6 +789,40 @@ class ServiceDeploy:
         key = f" key {ref.key!r}" if ref.key else ""
         return (f"services.{self.service.name}.secrets.{name} (backend {ref.backend}: {ref.name!r}{key}"
                 + (f", version {version[:8]})" if version else ")"))  # fmt: skip
+
+    def show_diff(self, states: Mapping[str, NodeState], recorded: str | None) -> None:
+        """What the change does, node by node, as event lines (nodeops.diff): the old side of a node is what its
+        container records, its files rendered again in memory (restore_job); no secret value is in any line."""
+        olds, unrestorable, notes, masks = {}, {}, [], [self.job.redact]
+        for name, state in states.items():
+            c = state.container
+            if c is None:
+                olds[name] = Side()
+                continue
+            recorded_vars = c.label("variables")
+            variables = {**self.job.role.defaults, **json.loads(recorded_vars)} if recorded_vars else None
+            files = None
+            try:
+                job = restore_job(self.fleet.inventory, self.job, name, c)
+                files, masks = job.rendered.files, [*masks, job.redact]
+                if job.rendered.config_hash != c.label("config"):
+                    notes.append(f"{name}: the role's templates or defaults changed since {c.name} started: its files "
+                                 "are compared as today's templates render its inputs")  # fmt: skip
+            except Unsafe as exc:
+                unrestorable[name] = str(exc)
+            digest = c.label("digest")
+            olds[name] = Side(c.image or None, None if digest in (None, "none") else digest, variables, files,
+                              json.loads(c.label("secrets") or "{}"))  # fmt: skip
+        job = self.job
+        new = Side(self.service.image, self.digest, dict(job.variables), job.rendered.files,
+                   dict(job.rendered.secret_versions))  # fmt: skip
+        for line in summary(service_diff(self.service.name, olds, new, recorded, unrestorable, notes)):
+            body = () if self.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
+            text = "\n".join([line.message, *(f"      {b}" for b in body)])
+            data = json.dumps(dict(line.data), default=str)
+            for mask in masks:  # belt and braces: by construction no line holds a secret
+                text, data = mask(text), mask(data)
+            self.say(line.node, text, **json.loads(data))
 
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry)."""
@@ -798,17 +869,16 @@ class ServiceDeploy:
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
-        states, desired = self.observe()
+        states, desired = self.observe(dry_run)
         plan = plan_service(self.service, states, desired)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
-        for line in moved:
-            self.say("", line, secret_version_moved=True)
+        recorded = self.database_version() if plan.changes else None
+        self.show_diff(states, recorded)
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
         self.refuse_lease_move()
-        if plan.changes:
-            self.refuse_unbootable()
+        self.refuse_downgrade(recorded)
         if dry_run:
             return {"service": self.service.name, "changed": plan.changes, "planned": steps, "secrets_moved": moved}
         try:

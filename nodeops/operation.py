@@ -10,6 +10,9 @@ stale). Every event the run reports is appended to the environment's audit
 log on the bastion, over the same session that holds the lock; leaving
 appends the end entry (result, exit code, duration) and releases the locks. While inside,
 the first Ctrl-C or SIGTERM sets ``stop`` (nodeops.stopping): the run's steps stop at a safe point.
+A dry run (``dry_run=True``) changes nothing, the bastion included: it takes no lock and writes nothing
+to the audit log, whose every operation is then one that may have changed something; only its end line
+on stdout (JSON) is written, with ``dry_run: true``.
 See nodeops/commands/bastion.py for the layout on the bastion.
 """
 
@@ -78,13 +81,15 @@ def describe_locks(locks: Sequence[bastion.LockInfo]) -> list[str]:
 
 class Operation:
     def __init__(self, inventory: Inventory, command: str, services: Sequence[str], report: Reporter,
-                 details: Mapping[str, object] | None = None, lock: bool = True) -> None:  # fmt: skip
+                 details: Mapping[str, object] | None = None, lock: bool = True,
+                 dry_run: bool = False) -> None:  # fmt: skip
         self.inventory = inventory
         self.command = command
         self.services = sorted(services)
         self.report = report
         self.details = dict(details or {})
-        self.lock = lock
+        self.dry_run = dry_run  # changes nothing: no lock, nothing in the audit log; the end line says dry_run
+        self.lock = lock and not dry_run
         self.run = uuid.uuid4().hex[:16]
         self.identity = holder_record(self.run, sys.argv[1:], os.environ)
         self.fleet = Fleet(inventory)
@@ -166,27 +171,30 @@ class Operation:
         try:
             if self.lock:
                 self._acquire()
-            self.audit(self.entry("start", services=self.services, **self.identity, **self.details))
+            if not self.dry_run:
+                self.audit(self.entry("start", services=self.services, **self.identity, **self.details))
         except BaseException:
             with contextlib.suppress(NodeopsError):  # e.g. Ctrl-C after the lock was taken: no stale lock
                 self._release()
             self.fleet.close()
             raise
-        self.report.sinks.append(self._step)
+        if not self.dry_run:
+            self.report.sinks.append(self._step)
         self.stop.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.stop.__exit__()
-        self.report.sinks.remove(self._step)
+        if not self.dry_run:
+            self.report.sinks.remove(self._step)
         code = 0 if exc is None else getattr(exc, "exit_code", 1)
         # A NodeopsError's message is written for people and carries no secret; anything else might.
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
         end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
                          seconds=round(time.monotonic() - self.started, 2), services=self.services,
-                         results=self.results)  # fmt: skip
+                         results=self.results, **({"dry_run": True} if self.dry_run else {}))  # fmt: skip
         try:
-            if not self.lost:
+            if not self.lost and not self.dry_run:
                 self.audit(end)
             self._release()
         except NodeopsError as problem:

@@ -112,19 +112,29 @@ def unhealthy_note(state: NodeState) -> str | None:
     return f"{state.node.name}: active, unhealthy (failing: {', '.join(state.failing)})"
 
 
+def moved_versions(recorded: Mapping[str, str | None], versions: Mapping[str, str | None]) -> list[tuple]:
+    """(name, recorded version, version now) of each secret in ``versions`` whose backend version id differs
+    from the one ``recorded`` (a container's ``secrets`` label, nodeops.deploy.input_labels); a secret the
+    record lacks, or a backend without versions (None on both sides), is no move."""
+    return [(name, recorded[name], version) for name, version in versions.items()
+            if recorded.get(name, version) != version]  # fmt: skip
+
+
 def secret_changes(states: Iterable[NodeState], versions: Mapping[str, str | None]) -> list[str]:
     """One line per secret whose backend version differs from the one a node's container records in its
-    ``secrets`` label (nodeops.deploy.input_labels): ``secret db: version 1f2e3d4c on a -> 9a8b7c6d``. Names
-    and version ids only, never a value; a container without the label, or a backend without versions, says nothing."""
+    ``secrets`` label (moved_versions): ``secret db: version 1f2e3d4c on a -> 9a8b7c6d``. Names and version ids
+    only, never a value; a container without the label, or a backend without versions, says nothing."""
     lines = []
     for state in states:
         c = state.container
         recorded = json.loads(c.label("secrets") or "{}") if c else {}
-        for name, version in versions.items():
-            was = recorded.get(name, version)
-            if was != version:
-                lines.append(f"secret {name}: version {str(was)[:8]} on {state.node.name} -> {str(version)[:8]}")
+        lines += [moved_line(name, was, state.node.name, now) for name, was, now in moved_versions(recorded, versions)]
     return lines
+
+
+def moved_line(name: str, was: str | None, node: str, now: str | None) -> str:
+    """``secret db: version 1f2e3d4c on a -> 9a8b7c6d``: version ids cut to 8 characters."""
+    return f"secret {name}: version {str(was)[:8]} on {node} -> {str(now)[:8]}"
 
 
 def lease_moves(lease_vars: Iterable[str], running: Mapping[str, object], wanted: Mapping[str, object]) -> list[str]:
@@ -157,6 +167,19 @@ class Desired:
 
     def matches(self, c: Container | None) -> bool:
         return c is not None and c.running and c.image_id == self.image_id and c.label("config") == self.config_hash
+
+
+def unpulled_image_id(image: str, held: Iterable[tuple[str, str | None] | None], digest: str | None) -> str:
+    """The image id a deploy would find after its pull, as far as a dry run knows without pulling: ``held``
+    (each node's (image id, registry digest) of ``image``, None where it holds none), ``digest`` (the registry's
+    digest now, None when it could not be read). Every node holding the same image, and the registry's digest
+    being that image's (or unknown: as a failed pull, the image as last pulled), gives that image's id;
+    otherwise an id no container runs (``unpulled:<digest or reference>``): the image changes."""
+    ids = set(held)
+    one = ids.pop() if len(ids) == 1 else None
+    if one is not None and (digest is None or digest == one[1]):
+        return one[0]
+    return f"unpulled:{digest or image}"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from ._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, servic
 @task(
     help={
         **SERVICES_HELP,
-        "dry_run": "render, resolve secrets, observe the nodes and print the plan; change nothing",
+        "dry_run": "render, resolve secrets, observe the nodes (pulling nothing) and print what would change and "
+        "the plan; change nothing, record nothing in the audit log",
         "allow_inexact_restore": INEXACT_HELP,
     }  # fmt: skip
 )
@@ -26,7 +27,7 @@ def deploy(c, env=None, inventory=None, service=None, dry_run=False, allow_inexa
     names = services_of(inv, service)
     jobs = prepare(inv, names)  # every role, secret and file, before any host is contacted
     report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "deploy", [job.service.name for job in jobs], report, lock=not dry_run) as op:
+    with Operation(inv, "deploy", [job.service.name for job in jobs], report, dry_run=dry_run) as op:
         jobs = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
         results = op.results = deploy_services(op.fleet, jobs, report, dry_run=dry_run, stop=op.stop,
                                                inexact_ok=allow_inexact_restore)  # fmt: skip

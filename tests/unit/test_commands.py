@@ -75,3 +75,70 @@ def test_parse_image_id_picks_the_digest_of_this_repository():
     out = 'sha256:123 ["other/repo@sha256:999","reg:5000/smartcontract/chainlink@sha256:abc"]\n'
     assert cmd.parse_image_id(out, "reg:5000/smartcontract/chainlink:2.10.0") == ("sha256:123", "sha256:abc")
     assert cmd.parse_image_id("sha256:123 []", "local/image:1") == ("sha256:123", None)
+
+
+# -- the dry run's registry digest, read without pulling ---------------------------------------------------------
+# podman's, as a lab node answers; then dockerd's (its default CIDR, 127.0.0.0/8, and one set by an operator)
+LAB_INFO = ('{"IndexConfigs":{"10.243.0.3:5000":{"Mirrors":[],"Name":"10.243.0.3:5000","Official":false,'
+            '"Secure":false}},"InsecureRegistryCIDRs":[],"Mirrors":null}')  # fmt: skip
+DOCKERD_INFO = ('{"IndexConfigs":{"docker.io":{"Name":"docker.io","Secure":true,"Official":true}},'
+                '"InsecureRegistryCIDRs":["127.0.0.0/8","10.9.0.0/16"]}')  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("smartcontract/chainlink:2.10.0", "docker.io"),
+        ("chainlink", "docker.io"),
+        ("10.243.0.3:5000/smartcontract/chainlink:2.10.0", "10.243.0.3:5000"),
+        ("public.ecr.aws/chainlink/chainlink:2.10.0@sha256:ab", "public.ecr.aws"),
+        ("localhost/chainlink:1", "localhost"),
+    ],
+)
+def test_registry_of(image, registry):
+    assert cmd.registry_of(image) == registry
+
+
+@pytest.mark.parametrize(
+    ("image", "info", "insecure"),
+    [
+        ("10.243.0.3:5000/smartcontract/chainlink:2.10.0", LAB_INFO, True),
+        ("10.243.0.4:5000/smartcontract/chainlink:2.10.0", LAB_INFO, False),
+        ("smartcontract/chainlink:2.10.0", DOCKERD_INFO, False),
+        ("10.9.1.2:5000/chainlink:2.10.0", DOCKERD_INFO, True),
+        ("127.0.0.1:5000/chainlink:2.10.0", DOCKERD_INFO, True),
+        ("registry.example:5000/chainlink:2.10.0", DOCKERD_INFO, False),
+        ("10.9.1.2:5000/chainlink:2.10.0", "Error: cannot connect", False),
+        ("10.9.1.2:5000/chainlink:2.10.0", "", False),
+    ],
+    ids=["lab", "other-host", "hub", "cidr", "loopback", "name", "not-json", "empty"],
+)
+def test_insecure_registry_follows_the_engine(image, info, insecure):
+    assert cmd.insecure_registry(image, info) is insecure
+
+
+def test_manifest_inspect_pulls_nothing_and_is_insecure_only_when_the_engine_is():
+    image = "reg:5000/smartcontract/chainlink:2.11.0"
+    assert cmd.manifest_inspect("docker", image, False) == ("docker", "manifest", "inspect", "--verbose", image)
+    assert cmd.manifest_inspect("docker", image, True)[-2:] == ("--insecure", image)
+    assert cmd.manifest_inspect("podman", image, False) is None
+    assert cmd.registry_config("docker") == ("docker", "info", "--format", "{{json .RegistryConfig}}")
+
+
+DIGEST = "sha256:2f28f8bad9f7b16e3736ac21e0930a280c646eb527746335c44d6a1c0adca2ee"
+
+
+@pytest.mark.parametrize(
+    ("output", "digest"),
+    [
+        ('{"Ref": "r:5000/c:2.11.0", "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json", '
+         f'"digest": "{DIGEST}", "size": 349}}, "OCIManifest": {{}}}}', DIGEST),
+        (f'[{{"Ref": "c:2.11.0", "Descriptor": {{"digest": "{DIGEST}", "platform": {{"os": "linux"}}}}}}]', None),
+        ("no such manifest: r:5000/c:2.11.0", None),
+        ('{"Descriptor": {"digest": "md5:0"}}', None),
+        ("", None),
+    ],
+    ids=["manifest", "multi-platform-list", "error", "not-sha256", "empty"],
+)  # fmt: skip
+def test_parse_manifest_digest(output, digest):
+    assert cmd.parse_manifest_digest(output) == digest

@@ -17,6 +17,7 @@ from nodeops.plan import (
     plan_service,
     the_active,
     unhealthy_note,
+    unpulled_image_id,
 )
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
@@ -211,3 +212,24 @@ def test_the_active_is_the_lease_holder_healthy_or_not(a, b, active, note):
         return
     found = the_active([a, b], "svc", "roll it")
     assert found.node.name == active and unhealthy_note(found) == note
+
+
+@pytest.mark.parametrize(
+    ("held", "digest", "expected"),
+    [
+        ([("sha256:id1", "sha256:d1"), ("sha256:id1", "sha256:d1")], "sha256:d1", "sha256:id1"),
+        ([("sha256:id1", "sha256:d1"), ("sha256:id1", "sha256:d1")], None, "sha256:id1"),
+        ([("sha256:id1", "sha256:d1"), ("sha256:id1", "sha256:d1")], "sha256:d2", "unpulled:sha256:d2"),
+        ([None, None], "sha256:d2", "unpulled:sha256:d2"),
+        ([None, None], None, "unpulled:img:3"),
+        ([("sha256:id1", "sha256:d1"), None], "sha256:d1", "unpulled:sha256:d1"),
+        ([("sha256:id1", "sha256:d1"), ("sha256:id2", "sha256:d2")], None, "unpulled:img:3"),
+    ],
+    ids=["held-current", "held-registry-unknown", "tag-moved", "not-held", "nothing-known", "one-node-only",
+         "nodes-differ"],
+)  # fmt: skip
+def test_a_dry_run_knows_the_image_without_pulling(held, digest, expected):
+    assert unpulled_image_id("img:3", held, digest) == expected
+    want = Desired("img:3", expected, "h2")
+    runs = Container("nodeops-svc", True, "running", "sha256:id1", {"io.nodeops.config": "h2"})
+    assert want.matches(runs) is (expected == "sha256:id1")

@@ -189,7 +189,8 @@ def test_an_image_older_than_the_databases_version_is_told_apart(tag, recorded, 
 def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything_changes(
     job, monkeypatch, raised, recorded, outcome
 ):
-    """deploy.refuse_unbootable's decision (the login itself is the lab's: tests/lab/test_rotate.py)."""
+    """deploy.database_version and refuse_downgrade, as run() calls them (the login itself is the lab's:
+    tests/lab/test_rotate.py)."""
 
     def read(_fleet, _job):
         if raised is not None:
@@ -202,7 +203,7 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
                         None, lambda _s, _n, message, **_d: said.append(message))  # fmt: skip
     if outcome == "refused":
         with pytest.raises(Unsafe) as err:
-            run.refuse_unbootable()
+            run.refuse_downgrade(run.database_version())
         text = str(err.value)
         assert err.value.exit_code == EXIT_UNSAFE and not job.redact.leaks(text)
         if raised is not None:
@@ -213,7 +214,7 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
         else:
             assert "older than 2.11.0" in text
         return
-    run.refuse_unbootable()
+    run.refuse_downgrade(run.database_version())
     assert (said[0] if said else None) == (None if outcome == "passed" else
         f"warning: {raised}; this run's database credentials and the image's version are not checked against the "
         "database")  # fmt: skip

@@ -1,0 +1,144 @@
+"""fab deploy --dry-run as a diff, on a lab of its own (one deployed pair): what changes, pulling nothing,
+recording nothing; and deploy prints the same summary before acting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from nodeops.lab.services import read_secret, secrets_client
+from tests.conftest import FAB, ROOT, fab
+from tests.lab.conftest import inventory_variant, own_lab
+from tests.lab.probe import events
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR = "dif", "10.243.0.0/16"
+SENTINEL = "DiffSentinel-Zq9%'\"$`#=&@:/? x"  # the new API password: in no line of any output
+SERVICE = "cl1"
+
+
+@pytest.fixture(scope="module")
+def dif(root):
+    with own_lab(NAME, CIDR, nodes=2, deployed=True) as lab:
+        yield lab
+
+
+def upgrade(doc: dict) -> None:
+    """2.10.0 -> 2.11.0 (an image no node holds yet) and one variable."""
+    svc = doc["services"][SERVICE]
+    svc["image"] = svc["image"].replace(":2.10.0", ":2.11.0")
+    svc["variables"]["LOG_LEVEL"] = "debug"
+
+
+def run_variant(lab, edit, *args: str, tty: bool = False) -> subprocess.CompletedProcess:
+    path = inventory_variant(lab.inventory_file, lab.inventory_file.with_name(f"{NAME}-diff.yaml"), edit)
+    try:
+        if not tty:
+            return fab("deploy", "--inventory", str(path), *args)
+        line = " ".join([str(FAB), "deploy", "--inventory", str(path), *args])
+        return subprocess.run(["script", "--quiet", "--return", "--command", line, "/dev/null"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+    finally:
+        path.unlink()
+
+
+def node_images() -> set[str]:
+    res = fab("exec", "--env", NAME, "--json", "--command", "docker image ls --format '{{.Repository}}:{{.Tag}}'")
+    return {line for e in events(res) if e["event"] == "host" for line in e["stdout"].split()}
+
+
+def labels() -> dict[str, str]:
+    res = fab("exec", "--env", NAME, "--json", "--command",
+              f"docker inspect --format '{{{{json .Config.Labels}}}}' nodeops-{SERVICE}")  # fmt: skip
+    return {e["node"]: e["stdout"] for e in events(res) if e["event"] == "host"}
+
+
+def last_audit_entry() -> dict:
+    res = fab("audit", "--env", NAME, "--json", "--steps", "--lines", "1")
+    assert res.returncode == 0, res.stderr
+    return events(res)[-1]
+
+
+def diff_fields(res) -> list[dict]:
+    """The diff's events (those with a ``diff`` field), without the run's clock."""
+    return [{k: v for k, v in e.items() if k != "t"} for e in events(res) if e.get("diff")]
+
+
+def move_api_password(lab) -> str:
+    """A new AWSCURRENT version of the API secret, whose password is the sentinel; returns its version id."""
+    client = secrets_client(lab.load_state()["secrets_port"])
+    doc = {**read_secret(client, f"{SERVICE}/ApiSecret"), "password": SENTINEL}
+    return client.put_secret_value(SecretId=f"{SERVICE}/ApiSecret", SecretString=json.dumps(doc))["VersionId"]
+
+
+def test_a_dry_run_is_a_diff_that_pulls_nothing_and_records_nothing(dif):
+    before, audited = labels(), last_audit_entry()
+    assert {json.loads(text)["io.nodeops.version"] for text in before.values()} == {"2.10.0"}
+    assert not any(image.endswith(":2.11.0") for image in node_images())  # so the check below can fail
+    version = move_api_password(dif)
+
+    res = run_variant(dif, upgrade, "--dry-run", "--json")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    # It touched nothing: no image pulled, no container changed, nothing in the audit log.
+    assert not any(image.endswith(":2.11.0") for image in node_images()), "the dry run pulled the image"
+    assert labels() == before
+    assert last_audit_entry() == audited, "the dry run is in the audit log"
+    assert SENTINEL not in out and "DiffSentinel" not in out
+    diff = {(e["diff"], e.get("name")): e for e in diff_fields(res)}
+    image = diff[("image", None)]
+    old_digest = json.loads(before["cl1-a"])["io.nodeops.digest"]
+    assert image["old_digest"] == old_digest and image["new_digest"].startswith("sha256:")
+    assert image["new_digest"] != old_digest and image["old"].endswith(":2.10.0") and image["new"].endswith(":2.11.0")
+    assert image["message"] == f"image 2.10.0 -> 2.11.0 (digest {old_digest[7:19]} -> {image['new_digest'][7:19]})"
+    assert diff[("variable", "LOG_LEVEL")]["message"] == "variable LOG_LEVEL: info -> debug"
+    config = diff[("file", "config.toml")]
+    assert {'-Level = "info"', '+Level = "debug"'} <= set(config["unified_diff"]), config
+    assert diff[("secret-file", ".api")]["message"] == "secret file .api: changed (content not shown)"
+    moved = [e for e in diff_fields(res) if e["diff"] == "secret"]  # both keys of the one secret, on each node
+    assert {(e["name"], e["node"]) for e in moved} == {(n, f"{SERVICE}-{x}") for n in ("api_email", "api_password")
+                                                       for x in "ab"}  # fmt: skip
+    assert all(e["new_version"] == version and e["secret_version_moved"] is True for e in moved)
+    assert events(res)[-1]["message"] == "dry run: 1 service(s), 1 would change; nothing was changed"
+    end = next(e for e in events(res) if e.get("event") == "end")
+    assert end["dry_run"] is True and end["result"] == "ok"
+
+    # A person at a terminal reads the same lines and the file's diff itself.
+    human = run_variant(dif, upgrade, "--dry-run", tty=True)
+    assert human.returncode == 0, human.stdout + human.stderr
+    assert '-Level = "info"' in human.stdout and "variable LOG_LEVEL: info -> debug" in human.stdout
+    assert SENTINEL not in human.stdout and "DiffSentinel" not in human.stdout
+
+
+def test_deploy_prints_the_same_summary_before_acting(dif):
+    dry = run_variant(dif, upgrade, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    res = run_variant(dif, upgrade, "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    messages = [e.get("message", "") for e in events(res)]
+    first_change = next(i for i, m in enumerate(messages) if m.startswith("replace "))
+    shown = [{k: v for k, v in e.items() if k != "t"} for e in events(res)[:first_change] if e.get("diff")]
+    assert shown == diff_fields(dry)  # the very lines, the digest the dry run read included
+    pulled = next(e["digest"] for e in events(res) if e.get("message", "").startswith("pulled "))
+    assert next(e for e in shown if e["diff"] == "image")["new_digest"] == pulled
+
+    again = run_variant(dif, upgrade, "--dry-run", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [e["message"] for e in diff_fields(again)] == ["no change"]
+
+
+def test_a_downgrade_is_a_warning_in_the_diff_and_refused(dif):
+    """After 2.11.0 ran, the database records it: back to 2.10.0 is shown, warned about, and refused (exit 4)."""
+    before = labels()
+    res = run_variant(dif, lambda d: d["services"][SERVICE]["variables"].update(LOG_LEVEL="debug"),
+                      "--dry-run", "--json")  # fmt: skip
+    assert res.returncode == 4, res.stdout + res.stderr
+    diff = diff_fields(res)
+    assert diff[0]["message"].startswith("image 2.11.0 -> 2.10.0 (digest ")
+    warning = [e["message"] for e in diff if e["diff"] == "warning"]
+    assert warning == ["warning: image version 2.10.0 is older than 2.11.0, the version the database last ran: the "
+                       "node refuses to start on it; a deploy is refused (exit 4)"]  # fmt: skip
+    assert labels() == before

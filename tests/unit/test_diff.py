@@ -1,0 +1,141 @@
+"""The dry run's diff (nodeops.diff): from what a node runs to what the inventory wants. Tables, on real renders of
+the Chainlink role with sentinel secret values that must never come out."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from nodeops.diff import Side, service_diff, short, summary
+from nodeops.render import render
+from nodeops.secrets import Secret
+
+OLD_DIGEST = "sha256:" + "6bc87626beba" + "0" * 52
+NEW_DIGEST = "sha256:" + "2f28f8bad9f7" + "1" * 52
+SENTINELS = {  # every secret the role reads, each a value that must appear in no line and no field
+    "db": "SentinelDbPw-0xZq7Zq7Zq7",
+    "db_user": "sentinel_db_user",
+    "keystore": "SentinelKeystore-0xQ8Q8Q8",
+    "api_email": "sentinel@example.org",
+    "api_password": "SentinelApiPw-0xW9W9W9W9",
+}
+V1, V2 = "11111111-aaaa-4aaa-8aaa-000000000001", "22222222-bbbb-4bbb-8bbb-000000000002"
+
+
+def secrets(keystore_version: str = V1, keystore: str = SENTINELS["keystore"]) -> dict[str, Secret]:
+    found = {name: Secret(value, name, f"v-{name}") for name, value in SENTINELS.items()}
+    found["keystore"] = Secret(keystore, "keystore", keystore_version)
+    return found
+
+
+def side(job, digest=OLD_DIGEST, image=None, variables=None, found=None) -> Side:
+    """A side of the diff as deploy builds it: the service (with ``image``/``variables`` changed) rendered."""
+    service = dataclasses.replace(job.service, image=image or job.service.image,
+                                  variables={**job.service.variables, **(variables or {})})  # fmt: skip
+    rendered = render(job.role, job.profile, service, found or secrets())
+    effective = {**job.role.defaults, **service.variables}
+    return Side(service.image, digest, effective, rendered.files, dict(rendered.secret_versions))
+
+
+def messages(job, new: Side, old: Side | None = None, db_version=None, unrestorable=None) -> list[str]:
+    lines = summary(service_diff("cl", {"a": old or side(job), "b": old or side(job)}, new, db_version, unrestorable))
+    text = json.dumps([(line.node, line.message, line.body, dict(line.data)) for line in lines], default=str)
+    for value in SENTINELS.values():
+        assert value not in text, f"a secret value is in the diff: {value}"
+    return [line.message for line in lines]
+
+
+IMAGE_210 = "smartcontract/chainlink:2.10.0"
+
+
+@pytest.mark.parametrize(
+    ("new", "db_version", "expected"),
+    [
+        ({}, None, ["no change"]),
+        ({"image": "smartcontract/chainlink:2.11.0", "digest": NEW_DIGEST}, None,
+         ["image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> 2f28f8bad9f7)"]),
+        ({"digest": NEW_DIGEST}, None, ["image 2.10.0 -> 2.10.0 (digest 6bc87626beba -> 2f28f8bad9f7)"]),
+        ({"image": "smartcontract/chainlink:2.11.0", "digest": None}, None,
+         ["image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> resolved at deploy)"]),
+        ({"image": "registry.example/chainlink:2.10.0"}, None,
+         [f"image {IMAGE_210} -> registry.example/chainlink:2.10.0 (digest 6bc87626beba -> 6bc87626beba)"]),
+        ({"variables": {"LOG_LEVEL": "debug"}}, None,
+         ["variable LOG_LEVEL: info -> debug", "file config.toml: changed (+1 -1)"]),
+        ({"variables": {"EXTRA_NOTE": "x"}}, None, ["variable EXTRA_NOTE: added x"]),
+        ({"found": secrets(keystore_version=V2, keystore="SentinelKeystore-0xR0R0R0")}, None,
+         ["secret file secrets.toml: changed (content not shown)",
+          f"secret keystore: version {V1[:8]} on a -> {V2[:8]}",
+          f"secret keystore: version {V1[:8]} on b -> {V2[:8]}"]),
+        ({"image": "smartcontract/chainlink:2.9.0", "digest": NEW_DIGEST}, "2.10.0",
+         ["image 2.10.0 -> 2.9.0 (digest 6bc87626beba -> 2f28f8bad9f7)",
+          "warning: image version 2.9.0 is older than 2.10.0, the version the database last ran: the node refuses to "
+          "start on it; a deploy is refused (exit 4)"]),
+        ({"image": "smartcontract/chainlink:2.11.0", "digest": NEW_DIGEST}, "2.10.0",
+         ["image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> 2f28f8bad9f7)"]),
+    ],
+    ids=["nothing", "image", "tag-moved", "digest-unknown", "repository", "variable+file", "variable-added",
+         "secret-version", "downgrade", "upgrade-no-warning"],
+)  # fmt: skip
+def test_diff_table(job, new, db_version, expected):
+    assert job.service.image == IMAGE_210
+    assert messages(job, side(job, **new), db_version=db_version) == expected
+
+
+def test_a_file_change_is_a_unified_diff_of_the_old_and_new_render(job):
+    lines = summary(service_diff("cl", {"a": side(job)}, side(job, variables={"LOG_LEVEL": "debug"})))
+    (file,) = [line for line in lines if line.data["diff"] == "file"]
+    assert file.body[:2] == ("--- a/config.toml", "+++ b/config.toml") and file.body[2].startswith("@@ ")
+    assert [b for b in file.body if b[:1] in "+-" and b[:3] not in ("---", "+++")] == [
+        '-Level = "info"',
+        '+Level = "debug"',
+    ]
+    assert file.data["unified_diff"] == list(file.body) and file.data["state"] == "changed"
+
+
+def test_a_variable_removed_and_the_json_fields(job):
+    old = side(job, variables={"EXTRA_NOTE": ["x", 1]})
+    lines = summary(service_diff("cl", {"a": old}, side(job, image="smartcontract/chainlink:2.11.0")))
+    by_kind = {line.data["diff"]: line for line in lines}
+    assert by_kind["variable"].message == 'variable EXTRA_NOTE: removed (was ["x",1])'
+    assert dict(by_kind["variable"].data) == {"diff": "variable", "nodes": ["a"], "name": "EXTRA_NOTE",
+                                              "old": ["x", 1]}  # fmt: skip
+    assert dict(by_kind["image"].data) == {
+        "diff": "image", "nodes": ["a"], "old": IMAGE_210, "new": "smartcontract/chainlink:2.11.0",
+        "old_digest": OLD_DIGEST, "new_digest": OLD_DIGEST,
+    }  # fmt: skip
+
+
+def test_nodes_that_run_different_inputs_get_their_own_lines(job):
+    """One node already on the new image (a deploy that stopped half way): only the other one changes."""
+    new = side(job, image="smartcontract/chainlink:2.11.0", digest=NEW_DIGEST)
+    lines = summary(service_diff("cl", {"a": side(job), "b": new}, new))
+    assert [(line.node, line.message) for line in lines] == [
+        ("a", "image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> 2f28f8bad9f7)"),
+        ("b", "no change"),
+    ]
+
+
+def test_a_fresh_node_shows_every_file_as_added_and_secret_files_by_name_only(job):
+    lines = summary(service_diff("cl", {"a": Side()}, side(job)))
+    files = {line.data["name"]: line.message for line in lines if line.data["diff"] in ("file", "secret-file")}
+    assert files["config.toml"].startswith("file config.toml: added (+")
+    assert files["secrets.toml"] == "secret file secrets.toml: added (content not shown)"
+    assert lines[0].message == "image none -> smartcontract/chainlink:2.10.0 (digest none -> 6bc87626beba)"
+    assert not any(value in json.dumps([line.body for line in lines]) for value in SENTINELS.values())
+
+
+def test_an_unrestorable_node_is_a_warning_and_its_unknown_inputs_are_not_compared(job):
+    old = dataclasses.replace(side(job), variables=None, files=None)
+    lines = summary(service_diff("cl", {"a": old}, side(job), unrestorable={"a": "it records none"}))
+    assert [line.message for line in lines] == ["no change", "warning: a: not restorable if the change fails: it "
+                                                "records none"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("digest", "shown"),
+    [("sha256:" + "ab" * 32, "abababababab"), (None, "none"), ("2f28f8bad9f7b16e", "2f28f8bad9f7")],
+)
+def test_short_digests_are_12_hex(digest, shown):
+    assert short(digest) == shown
