@@ -183,6 +183,7 @@ class Inventory:
     secret_backends: Mapping[str, SecretBackend]
     services: Mapping[str, Service]
     backup: BackupPolicy | None = None
+    webhook: SecretRef | None = None  # notify.webhook: gets a JSON message at each operation's end (nodeops.notify)
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -675,6 +676,21 @@ class _BackupSpec(_Spec):
     keep_weekly: Annotated[int, _integer(0, 520)] = 4
 
 
+def _not_inline(value: Any) -> Any:
+    """A webhook written as its URL: refused without echoing it (the URL carries its token)."""
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "invalid",
+            "expected a secret reference {backend, name, key}, not the URL itself "
+            "(its value is not shown): the URL carries a token; store it in a secret backend",
+        )
+    return value
+
+
+class _NotifySpec(_Spec):
+    webhook: Annotated[_SecretRefSpec, BeforeValidator(_not_inline)]
+
+
 class _DefaultsSpec(_Spec):
     """``defaults:``, what every service shares; a service's own value replaces it, key by key, except the mappings
     (``MERGED``), merged per entry. Fallbacks when neither sets a key: ``FALLBACKS``."""
@@ -713,6 +729,7 @@ class _InventorySpec(_Spec):
     services: Annotated[dict[_Name, _ServiceSpec], AfterValidator(_count(1, None, "service"))]
     check: _CheckSpec = _CheckSpec()
     backup: _BackupSpec | None = None
+    notify: _NotifySpec | None = None
     IGNORED_PREFIX: ClassVar[str | None] = "x-"  # YAML anchor holders (x-common: &common ...)
 
 
@@ -759,6 +776,7 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
             **spec.backup.model_dump(exclude={"identity"}),
             identity=SecretRef(**spec.backup.identity.model_dump()) if spec.backup.identity else None,
         ),
+        webhook=SecretRef(**spec.notify.webhook.model_dump()) if spec.notify else None,
     )
 
 
@@ -775,6 +793,9 @@ def _check(inv: Inventory) -> None:
         fail("bastion", "pin the bastion's host key: set exactly one of host_key or known_hosts")
     if inv.backup is not None:
         _check_backup(inv.backup, inv.secret_backends, fail)
+    if inv.webhook is not None and inv.webhook.backend not in inv.secret_backends:
+        defined = ", ".join(inv.secret_backends) or "none"
+        fail("notify.webhook.backend", f"unknown secret backend {_shown(inv.webhook.backend)} (defined: {defined})")
     names: dict[str, str] = {}
     addresses: dict[tuple[str, int], list[tuple[str, Service]]] = {}  # a host: its nodes, where and whose
     for service in inv.services.values():

@@ -72,7 +72,9 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     active = [s.container for s in observe(ServiceDeploy(current, fleet, report)).values() if s.serving and s.container]
     running = (active[0].label("version") or "", active[0].label("config") or "") if active else None
     record = pick(history, running, to, service.name)
-    job = job_for(inventory, target_service(service, record), secrets=current.secrets)
+    job = dataclasses.replace(
+        job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact
+    )  # the same secrets, and what else the run masks (a webhook)
     report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
                              f"{record.get('digest') or 'unknown'})")  # fmt: skip
     as_then = render(job.role, job.profile, target_service(service, record, pinned=False), job.secrets)
