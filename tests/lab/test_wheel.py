@@ -13,10 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ from nodeops.lab.services import read_secret, secret_names, secrets_client
 from tests.lab.conftest import own_lab
 from tests.lab.probe import status_entries
 from tests.package.test_wheel import sh, venv  # noqa: F401 (venv: the module's fixture, the wheel installed)
+from tests.unit.test_notify import free_port, hook_server
 
 pytestmark = pytest.mark.lab
 
@@ -39,29 +37,10 @@ TOKEN = "whl-T0KEN-5e6f7a"  # in the webhook URL's path: it must never show anyw
 HOOK = "NODEOPS_PROD_WEBHOOK_URL"  # the scaffold's reference {backend: ci, name: prod/webhook, key: url}
 
 
-class _Hook(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.got.append((self.path, self.headers["Content-Type"], json.loads(body)))
-        time.sleep(self.server.delay)
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[http.server.ThreadingHTTPServer]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.got, server.delay, server.daemon_threads = [], 0.0, True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with hook_server(204) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def hook_url(port: int) -> str:
@@ -180,12 +159,6 @@ def test_the_installed_nodeops_runs_the_lab_from_an_operators_folder(project, re
     for _, _, message in receiver.got:
         text = json.dumps(message)
         assert TOKEN not in text and not [s for s in project.secrets if s in text], text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_failing_check_is_one_message_and_a_dead_webhook_only_a_warning(project, receiver):
