@@ -343,7 +343,9 @@ class Child:
 
 def policy_of(inventory: Inventory) -> BackupPolicy:
     if inventory.backup is None:
-        raise InvalidInput(f"{inventory.source}: no backup: section (bucket, aws, recipients); see the README")
+        raise InvalidInput(
+            f"{inventory.source}: no backup: section (bucket, aws, recipients); see docs/commands/backup-restore.md"
+        )
     return inventory.backup
 
 

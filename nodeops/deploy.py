@@ -16,7 +16,7 @@ Per service:
      standby waits, no secret file is left that the nodes no longer need,
      and no secret value sits in a container's environment.
 
-Secret files and restarts (documented in the README): a node reads its
+Secret files and restarts (documented in docs/security.md): a node reads its
 config, secrets and password files when its process starts, and `.api` only
 once it holds the lease. Each file is shredded as soon as its node has read
 it: start files once the container runs, lease files once it serves. A

@@ -1,7 +1,7 @@
 """The one exception hierarchy of nodeops.
 
 Every error a user can cause or meet is a NodeopsError whose ``exit_code``
-is documented in the README. The task layer turns these into a single line
+is documented in the README and docs/cli.md. The task layer turns these into a single line
 on stderr and that exit code (tasks/_cli.py); nothing else catches them.
 """
 

@@ -13,7 +13,7 @@ import ipaddress
 import re
 import struct
 from collections.abc import Callable, Mapping, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal, NoReturn
@@ -398,9 +398,21 @@ def _fail(expected: str, value: Any) -> NoReturn:
     raise PydanticCustomError("invalid", f"expected {expected}, got {_shown(value)}")
 
 
+def _accepts(expected: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Records on a validator what it accepts (``f.accepts``): the type column of the inventory reference
+    (docs/inventory-reference.md, written by tools/inventory_reference.py) is read from it."""
+
+    def mark(check: Callable[..., Any]) -> Callable[..., Any]:
+        check.accepts = expected  # type: ignore[attr-defined]
+        return check
+
+    return mark
+
+
 def _matching(pattern: str, expected: str) -> PlainValidator:
     regex = re.compile(pattern)
 
+    @_accepts(expected)
     def check(value: Any) -> str:
         if isinstance(value, str) and regex.fullmatch(value):
             return value
@@ -410,26 +422,30 @@ def _matching(pattern: str, expected: str) -> PlainValidator:
 
 
 def _integer(low: int, high: int) -> PlainValidator:
+    @_accepts(f"an integer {low}..{high}")
     def check(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
             return value
-        _fail(f"an integer {low}..{high}", value)
+        _fail(check.accepts, value)
 
     return PlainValidator(check)
 
 
+@_accepts("a number of seconds > 0")
 def _seconds(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
         return float(value)
-    _fail("a number of seconds > 0", value)
+    _fail(_seconds.accepts, value)
 
 
 def _count(low: int, high: int | None, what: str) -> Callable[[Sized], Sized]:
+    wanted = f"at least {low}" if high is None else f"{low} to {high}"
+
+    @_accepts(f"{wanted} {what}")
     def check(items: Sized) -> Sized:
         if low <= len(items) and (high is None or len(items) <= high):
             return items
-        wanted = f"at least {low}" if high is None else f"{low} to {high}"
-        raise PydanticCustomError("invalid", f"expected {wanted} {what}, got {len(items)}")
+        raise PydanticCustomError("invalid", f"expected {check.accepts}, got {len(items)}")
 
     return check
 
@@ -444,6 +460,7 @@ def _name_problem(value: Any) -> str | None:
     return None
 
 
+@_accepts(f"a name {_NAME_PATTERN}, at most {NAME_MAX} characters")
 def _name(value: Any) -> str:
     if problem := _name_problem(value):
         raise PydanticCustomError("invalid", problem)
@@ -453,6 +470,10 @@ def _name(value: Any) -> str:
 _STATE_DIR = re.compile(r"[A-Za-z0-9._/-]+")
 
 
+@_accepts(
+    f"a directory on the bastion (letters, digits, . _ / -; no part starting with -; not / or . itself; "
+    f"at most {STATE_DIR_MAX} characters), relative to the user's home or absolute"
+)
 def _state_dir(value: Any) -> str:
     """A directory on the bastion that no command can take for an option, short enough for the files under it."""
     if (
@@ -470,6 +491,7 @@ def _state_dir(value: Any) -> str:
 _HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
+@_accepts("a hostname or IP address")
 def _host(value: Any) -> str:
     if isinstance(value, str):
         try:
@@ -483,9 +505,10 @@ def _host(value: Any) -> str:
                 and not labels[-1].isdigit()  # 10.0.1.300 is a bad address, not a hostname
             ):
                 return value
-    _fail("a hostname or IP address", value)
+    _fail(_host.accepts, value)
 
 
+@_accepts("a file path (relative to the inventory file's folder; ~ expanded)")
 def _path(value: Any, info: ValidationInfo) -> Path:
     """A path: ``~`` expanded, relative to the inventory file's folder."""
     if not isinstance(value, str) or not value:
@@ -493,18 +516,20 @@ def _path(value: Any, info: ValidationInfo) -> Path:
     return info.context["base"] / Path(value).expanduser()
 
 
+@_accepts("an http(s) URL")
 def _url(value: Any) -> str:
     if isinstance(value, str) and not any(c.isspace() for c in value):
         parts = urlsplit(value)
         if parts.scheme in ("http", "https") and parts.netloc:
             return value
-    _fail("an http(s) URL", value)
+    _fail(_url.accepts, value)
 
 
+@_accepts("a number > 0 and <= 1000")
 def _per_cpu(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
         return float(value)
-    _fail("a number > 0 and <= 1000", value)
+    _fail(_per_cpu.accepts, value)
 
 
 _VARIABLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -529,6 +554,7 @@ def variable_problem(value: Any, depth: int = VARIABLE_DEPTH) -> str | None:
     return None
 
 
+@_accepts(f"a string, number or boolean, or a list or mapping of them (nested at most {VARIABLE_DEPTH} deep)")
 def _variable(value: Any) -> Variable:
     if problem := variable_problem(value):
         where, _, what = problem.partition(": ")
@@ -536,11 +562,12 @@ def _variable(value: Any) -> Variable:
     return value
 
 
+@_accepts(f"a public key 'TYPE BASE64 [comment]' with TYPE one of {', '.join(_HOST_KEY_TYPES)}")
 def _host_key(value: Any) -> HostKey:
     """An OpenSSH public key line, checked without paramiko (SSH wire format)."""
     parts = value.split() if isinstance(value, str) else []
     if len(parts) < 2 or parts[0] not in _HOST_KEY_TYPES:
-        _fail(f"a public key 'TYPE BASE64 [comment]' with TYPE one of {', '.join(_HOST_KEY_TYPES)}", value)
+        _fail(_host_key.accepts, value)
     keytype, blob_b64 = parts[:2]
     try:
         blob = base64.b64decode(blob_b64, validate=True)
@@ -585,7 +612,8 @@ _HostKeys = Annotated[tuple[Annotated[HostKey, PlainValidator(_host_key)], ...],
 class _Spec(BaseModel):
     """A mapping in the file: frozen, and unknown keys are errors that list the allowed ones."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # use_attribute_docstrings: the string under each field is its description (docs/inventory-reference.md)
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     # keys starting with this are not read at all (only the top level has some: x-... anchor holders)
     IGNORED_PREFIX: ClassVar[str | None] = None
@@ -606,74 +634,142 @@ class _Spec(BaseModel):
 
 
 class _BastionSpec(_Spec):
+    """The only host reachable from outside; every connection to a node goes through it, one login per run.
+    Its host key is pinned: exactly one of ``host_key`` and ``known_hosts``."""
+
     host: _Host
+    """Its address, as the operator's machine reaches it."""
     port: _Port = 22
+    """Its SSH port."""
     user: _Word
+    """The user nodeops logs in as; every operator and CI job shares it (or a shared ``state_dir``)."""
     identity_file: _Path | None = None
+    """The private key for the bastion (unencrypted); never ``-i``."""
     host_key: _HostKeys = ()
+    """Its pinned host key (one, or a list): from the instance's console output, never a first connection."""
     known_hosts: _Path | None = None
+    """... or an OpenSSH known_hosts file that pins it."""
     state_dir: _StateDir = ".nodeops"
+    """Where the deploy locks and the audit log live on the bastion."""
     lock_timeout: Annotated[int, _integer(4, 3600)] = 60
+    """Seconds a run may go unheard (frozen, cut off) before its locks are stale."""
 
 
 class _SshSpec(_Spec):
+    """How the nodes are reached: through the bastion, over their private addresses."""
+
     user: _Word
+    """The user nodeops logs in as on every node."""
     identity_file: _Path | None = None
+    """The private key for the nodes (unencrypted); the only identity used."""
     known_hosts: _Path | None = None
+    """Pins for nodes that have no ``host_key`` of their own (``nodeops hostkeys --write`` fills it)."""
     max_parallel: Annotated[int, _integer(1, 512)] = 16
+    """Node connections at once."""
     connect_timeout: _Seconds = 10.0
+    """Seconds to connect to a node (and to receive its SSH banner)."""
     command_timeout: _Seconds = 600.0
+    """Seconds a whole command on a node may take."""
     connect_retries: Annotated[int, _integer(0, 10)] = 3
+    """Retries, with backoff, of transient connect failures (a channel refused or reset, a dropped banner)."""
 
 
 class _AwsSpec(_Spec):
+    """AWS Secrets Manager: reads each secret's ``AWSCURRENT`` version, with the usual AWS credential chain."""
+
     kind: Literal["aws-secretsmanager"]
+    """This backend's kind."""
     region: Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-[0-9]+", "an AWS region such as us-east-1")]
+    """The region the secrets (and, for ``backup``, the bucket) are in."""
     endpoint_url: Annotated[str, PlainValidator(_url)] | None = None
+    """Another endpoint (on loopback with no credentials configured, as the lab's moto: dummy credentials)."""
     profile: _Word | None = None
+    """An AWS profile of the operator's configuration."""
 
 
 class _EnvSpec(_Spec):
+    """The process environment, for CI: a reference ``{name: chainlink/DBSecret, key: password}`` reads
+    ``PREFIX`` + the name upper-cased with every other character as ``_``, then ``_KEY``
+    (``NODEOPS_CHAINLINK_DBSECRET_PASSWORD``). It keeps no versions."""
+
     kind: Literal["env"]
+    """This backend's kind."""
     prefix: Annotated[str, _matching(r"[A-Za-z0-9_]*", "an environment variable prefix [A-Za-z0-9_]*")] = ""
+    """Put before every variable name (``NODEOPS_``)."""
 
 
 class _SecretRefSpec(_Spec):
+    """Where one secret value lives (never the value)."""
+
+    TITLE: ClassVar[str] = "secret reference"  # its heading in docs/inventory-reference.md (it is used at several keys)
+
     backend: _Name
+    """One of ``secret_backends``."""
     name: _Word
+    """The secret's name in that backend (``chainlink/DBSecret``)."""
     key: _Word | None = None
+    """A field of a JSON secret; without it, the whole value."""
 
 
 class _NodeSpec(_Spec):
+    """One node host of a service. Names are unique across the inventory; each node needs a pinned key, its
+    own ``host_key`` or ``ssh.known_hosts``."""
+
     name: _Name
+    """The node's name (``--node``, ``--nodes``, ``-H``)."""
     host: _Host
+    """Its private address, reached through the bastion."""
     port: _Port = 22
+    """Its SSH port."""
     preferred: Literal["active", "standby"]
+    """Which node a fresh pair starts as the active: exactly one per service is ``active``."""
     host_key: _HostKeys = ()
+    """Its pinned host key (one, or a list)."""
 
 
 class _CheckSpec(_Spec):
+    """``fab check``'s limits, all optional, at the top level and per service (a service's key overrides the
+    top level's); unset: the defaults of ``CheckPolicy`` (``FALLBACKS``)."""
+
+    FALLBACKS: ClassVar[dict[str, Any]] = {f.name: f.default for f in fields(CheckPolicy)}
+
     secret_max_age_days: Annotated[int, _integer(1, 3650)] | None = None
+    """Age of a secret's ``AWSCURRENT`` version to rotate before."""
     disk_max_percent: Annotated[int, _integer(1, 100)] | None = None
+    """Of ``/``, ``/run`` and the container engine's storage."""
     memory_max_percent: Annotated[int, _integer(1, 100)] | None = None
+    """Used memory, ``MemTotal - MemAvailable``."""
     load_max_per_cpu: Annotated[float, PlainValidator(_per_cpu)] | None = None
+    """The 5-minute load average per CPU."""
     log_error_lines: Annotated[int, _integer(0, 1_000_000)] | None = None
+    """Error-level lines allowed in the container's log ..."""
     log_minutes: Annotated[int, _integer(1, 1440)] | None = None
+    """... in this many last minutes."""
 
 
 class _BackupSpec(_Spec):
+    """``fab backup`` and ``fab restore`` (optional): encrypted dumps of each service's database in S3."""
+
     bucket: Annotated[str, _matching(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name [a-z0-9.-], 3 to 63")]
+    """The S3 bucket."""
     aws: _Name
+    """A secret backend of kind aws-secretsmanager: its region, endpoint and credentials serve S3 too."""
     recipients: Annotated[
         tuple[Annotated[str, _matching(r"age1[02-9ac-hj-np-z]{58}", "an age public key age1... (age-keygen -y)")], ...],
         BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
         AfterValidator(_count(1, None, "recipient")),
     ]
+    """Age public keys every backup is encrypted to (one or a list); list an offline spare too."""
     prefix: Annotated[str, _matching(r"([A-Za-z0-9._-]+/)*", "an S3 key prefix ending in / (or empty)")] = "nodeops/"
+    """Objects are ``<prefix><environment>/<service>/<id>.dump.age`` (and ``.manifest.json``)."""
     identity: _SecretRefSpec | None = None
+    """The age identity (``AGE-SECRET-KEY-1...``), read by ``fab restore`` only ..."""
     identity_file: _Path | None = None
+    """... or a file the operator holds (at most one of the two)."""
     keep_daily: Annotated[int, _integer(1, 3660)] = 7
+    """Keep the newest backup of each of the last N days that have one."""
     keep_weekly: Annotated[int, _integer(0, 520)] = 4
+    """Keep the newest backup of each of the last M ISO weeks that have one."""
 
 
 def _not_inline(value: Any) -> Any:
@@ -688,48 +784,86 @@ def _not_inline(value: Any) -> Any:
 
 
 class _NotifySpec(_Spec):
+    """``notify:``, where nodeops reports to (nodeops.notify)."""
+
     webhook: Annotated[_SecretRefSpec, BeforeValidator(_not_inline)]
+    """The webhook's URL, as a secret reference (the URL carries a token): it is POSTed one JSON message per
+    operation end and per ``fab check`` run with failing checks; one that fails or takes over 5 s is a warning."""
 
 
 class _DefaultsSpec(_Spec):
-    """``defaults:``, what every service shares; a service's own value replaces it, key by key, except the mappings
-    (``MERGED``), merged per entry. Fallbacks when neither sets a key: ``FALLBACKS``."""
+    """``defaults:``, what every service shares (any service key but ``nodes``, ``load_balancer`` and ``check``). A
+    service's own value replaces it, key by key, except the mappings ``variables``, ``secrets`` and ``log_options``
+    (``MERGED``), merged per entry (a list variable is replaced whole). When neither sets a key, its fallback
+    (``FALLBACKS``) applies; ``role`` and ``image`` (``REQUIRED``) must be set in one of the two."""
 
     MERGED: ClassVar[tuple[str, ...]] = ("variables", "secrets", "log_options")
     FALLBACKS: ClassVar[dict[str, Any]] = {"runtime": "docker", "restart": "no", "log_driver": "json-file",
                                            "secret_files": "shred"}  # fmt: skip
+    REQUIRED: ClassVar[tuple[str, ...]] = ("role", "image")
 
     role: _Name | None = None
+    """The role: ``<project>/roles/<role>/``, else the built-in one."""
     image: _Image | None = None
+    """The node's image; pin a digest too (``...:2.10.0@sha256:<64 hex>``)."""
     runtime: Literal["docker", "podman"] | None = None
+    """The container engine's CLI on the nodes."""
     variables: dict[
         Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")],
         Annotated[Variable, PlainValidator(_variable)],
     ] = {}
+    """Non-secret values the role's templates use (``ETH_CHAIN_ID``, ``DATABASE_HOST``, ``EVM_CHAINS``, ...)."""
     secrets: dict[_Name, _SecretRefSpec] = {}
+    """References to the secrets the role needs (chainlink: ``db``, ``db_user``, ``keystore``, ``api_email``,
+    ``api_password``; ``eth_url``, ``eth_http_url`` instead of the variables; ``db_admin_user``, ``db_admin`` for
+    ``rotate-secrets --secret db`` and ``restore``)."""
     restart: Literal["no", "on-failure", "always", "unless-stopped"] | None = None
+    """The container's restart policy; only ``no`` with ``secret_files: shred``."""
     log_driver: _Name | None = None
+    """The container's log driver (``awslogs``, ...)."""
     log_options: dict[_Word, _Word] = {}
+    """The log driver's options (``awslogs-group``, ...)."""
     secret_files: Literal["shred", "keep"] | None = None
+    """``shred`` each secret file once its node read it, or ``keep`` them on the node's tmpfs (0400, gone at
+    reboot)."""
     port: _Port | None = None
+    """The port the node serves and publishes on; unset: the role's. Services may share a host on different
+    ports."""
 
 
 class _ServiceSpec(_DefaultsSpec):
+    """One service: a pair of nodes (or one) running one role. Every key of ``defaults`` may be set here too."""
+
     nodes: Annotated[tuple[_NodeSpec, ...], AfterValidator(_count(1, 2, "nodes (an active and an optional standby)"))]
+    """Its nodes: exactly one ``preferred: active``, at most one standby."""
     load_balancer: Annotated[str, PlainValidator(_url)] | None = None
+    """The URL users reach the service by, checked after every deploy and by ``fab check``."""
     check: _CheckSpec = _CheckSpec()
+    """``fab check``'s limits for this service, key by key over the top-level ``check``."""
 
 
 class _InventorySpec(_Spec):
+    """One environment's inventory file. Unknown keys are errors everywhere; keys starting with ``x-`` at the top
+    level are not read (YAML anchor holders: ``x-common: &common ...``, then ``<<: *common``)."""
+
     environment: _Name
+    """The environment's name (``--env``)."""
     bastion: _BastionSpec
+    """The SSH bastion."""
     ssh: _SshSpec
+    """How the nodes are reached."""
     secret_backends: dict[_Name, Annotated[_AwsSpec | _EnvSpec, Field(discriminator="kind")]] = {}
+    """Where secret values come from (never the values), by name."""
     defaults: _DefaultsSpec = _DefaultsSpec()
+    """What every service shares."""
     services: Annotated[dict[_Name, _ServiceSpec], AfterValidator(_count(1, None, "service"))]
+    """The services, by name."""
     check: _CheckSpec = _CheckSpec()
+    """``fab check``'s limits for every service."""
     backup: _BackupSpec | None = None
+    """``fab backup`` and ``fab restore``."""
     notify: _NotifySpec | None = None
+    """Notifications: a JSON message per operation end and per failing ``fab check`` run."""
     IGNORED_PREFIX: ClassVar[str | None] = "x-"  # YAML anchor holders (x-common: &common ...)
 
 
@@ -742,7 +876,7 @@ def _shared(defaults: _DefaultsSpec, s: _ServiceSpec, name: str, file: str) -> d
             out[key] = MappingProxyType({**shared, **mine})
         else:
             out[key] = next((v for v in (mine, shared, _DefaultsSpec.FALLBACKS.get(key)) if v is not None), None)
-    for key in ("role", "image"):
+    for key in _DefaultsSpec.REQUIRED:
         if out[key] is None:
             raise InventoryError(file, f"services.{name}", f"missing required key {key!r} (set it here or in defaults)")
     out["secrets"] = MappingProxyType({k: SecretRef(**ref.model_dump()) for k, ref in out["secrets"].items()})

@@ -40,7 +40,7 @@ REFUSED = {  # core argument (Invoke's name) -> (the flag as typed, why it is re
     "prompt-for-sudo-password": ("--prompt-for-sudo-password", "nodeops never runs sudo with a password"),
     "list-agent-keys": ("--list-agent-keys", "nodeops never uses ssh-agent keys"),
     "dry": ("-R/--dry", "use the command's own --dry-run (deploy)"),
-    "warn-only": ("-w/--warn-only", "nodeops's exit codes are fixed (README: Exit codes)"),
+    "warn-only": ("-w/--warn-only", "nodeops's exit codes are fixed (docs/cli.md: Exit codes)"),
     "echo": ("-e/--echo", _RUN),
     "pty": ("-p/--pty", _RUN),
     "hide": ("--hide", _RUN),

@@ -16,7 +16,7 @@ from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, s
     name="rotate-secrets",
     help={
         **SERVICES_HELP,
-        "secret": "db, api, keystore (refused: see the README) or all: the credential to rotate",
+        "secret": "db, api, keystore (refused: see docs/commands/rotate-secrets.md) or all: the credential to rotate",
         "yes": YES_HELP,
     },  # fmt: skip
 )

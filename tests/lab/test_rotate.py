@@ -324,7 +324,7 @@ def test_keystore_is_refused_with_the_explanation(rot):
     res = rotate("cl1", "keystore")
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.startswith("nodeops: --secret keystore: the Chainlink node has no command to change its "
-                                 "keystore password") and "README" in res.stderr  # fmt: skip
+                                 "keystore password") and "docs/commands/rotate-secrets.md" in res.stderr  # fmt: skip
     assert res.stdout == "" and stages(rot, "cl1/WalletSecret") == before
 
 

@@ -184,7 +184,7 @@ def test_the_chainlink_role_declares_its_rotations():
     assert (db.kind, db.secret, db.user, db.admin_user, db.admin_password) == (
         "postgres-password", "db", "db_user", "db_admin_user", "db_admin")  # fmt: skip
     assert (api.kind, api.secret, api.user) == ("chainlink-api-password", "api_password", "api_email")
-    assert keystore.kind == "refused" and "README" in keystore.reason
+    assert keystore.kind == "refused" and "docs/commands/rotate-secrets.md" in keystore.reason
 
 
 ROTATION = textwrap.dedent("""\
