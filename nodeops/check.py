@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import http.client
 import json
 import os
 import re
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +39,7 @@ from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import CheckPolicy, Inventory
 from nodeops.plan import secret_changes
 from nodeops.promote import Seen, observe
-from nodeops.remote import Fleet
+from nodeops.remote import Fleet, http_reply
 from nodeops.secrets import secret_ages
 from nodeops.status import lease_status, node_role
 from nodeops.verify import Check
@@ -333,16 +330,6 @@ def write_textfile(target: Path, text: str) -> None:
 
 
 # -- fetching: the part that touches hosts --------------------------------------------------------
-def load_balancer_reply(url: str) -> Reply:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:  # a 503 from HAProxy: nobody healthy behind it
-        return exc.code, exc.read()
-    except (OSError, http.client.HTTPException):
-        return None
-
-
 @dataclass(frozen=True)
 class Result:
     findings: list[Finding]
@@ -354,7 +341,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     run = ServiceDeploy(job, fleet, Reporter.silent())
     seen = observe(run)
     serving = {name: run.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
-    lb = load_balancer_reply(service.load_balancer) if service.load_balancer else None
+    lb = http_reply(service.load_balancer) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
     failing = seen[active].failing if active else ()
     now = datetime.datetime.now(datetime.UTC)

@@ -44,6 +44,7 @@ from nodeops.diff import Side, service_diff, summary
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LoginRefused, recorded_version
+from nodeops.notify import webhook_url
 from nodeops.plan import (
     Container,
     Desired,
@@ -84,6 +85,12 @@ class Redactor:
             value = s.reveal()
             forms |= {value, quote(value, safe=""), json.dumps(value)[1:-1]}
         self.forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+    def with_secrets(self, more: Iterable[Secret]) -> Redactor:
+        """A redactor that masks what this one masks and ``more``."""
+        wider = Redactor(more)
+        wider.forms = sorted({*self.forms, *wider.forms}, key=len, reverse=True)
+        return wider
 
     def __call__(self, text: str) -> str:
         for form in self.forms:
@@ -245,7 +252,7 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
         job = job_for(inventory, then, secrets=secrets)
     except InvalidInput as exc:
         raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
-    return dataclasses.replace(job, redact=Redactor([*current.secrets.values(), *secrets.values()]))
+    return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
 
 
 def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: bool = False) -> list[Job]:
@@ -254,20 +261,21 @@ def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: boo
     ``admin``: also the secrets only a rotation needs (an admin role's); other commands never read them,
     so a CI job that deploys needs no admin credential."""
     services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
-    return [job_for(inventory, service, admin) for service in services]
+    hook = webhook_url(inventory)  # not a service's secret, but masked wherever the services' are
+    return [job_for(inventory, service, admin, masked=() if hook is None else (hook,)) for service in services]
 
 
 def job_for(inventory: Inventory, service: Service, admin: bool = False,
-            secrets: Mapping[str, Secret] | None = None) -> Job:  # fmt: skip
+            secrets: Mapping[str, Secret] | None = None, masked: Iterable[Secret] = ()) -> Job:  # fmt: skip
     """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to;
-    ``secrets``: already resolved for it, not read again)."""
+    ``secrets``: already resolved for it, not read again; ``masked``: other secrets its redactor masks too)."""
     role = role_for(inventory, service)
     profile = profile_name(role, service, str(inventory.source))
     check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered = render(role, profile, service, secrets)
-    return Job(service, role, profile, rendered, Redactor(secrets.values()), secrets)
+    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
 
 
 class ChangeFailed(OperationFailed):

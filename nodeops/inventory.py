@@ -183,6 +183,7 @@ class Inventory:
     secret_backends: Mapping[str, SecretBackend]
     services: Mapping[str, Service]
     backup: BackupPolicy | None = None
+    webhook: SecretRef | None = None  # notify.webhook: gets a JSON message at each operation's end (nodeops.notify)
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -771,6 +772,25 @@ class _BackupSpec(_Spec):
     """Keep the newest backup of each of the last M ISO weeks that have one."""
 
 
+def _not_inline(value: Any) -> Any:
+    """A webhook written as its URL: refused without echoing it (the URL carries its token)."""
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "invalid",
+            "expected a secret reference {backend, name, key}, not the URL itself "
+            "(its value is not shown): the URL carries a token; store it in a secret backend",
+        )
+    return value
+
+
+class _NotifySpec(_Spec):
+    """``notify:``, where nodeops reports to (nodeops.notify)."""
+
+    webhook: Annotated[_SecretRefSpec, BeforeValidator(_not_inline)]
+    """The webhook's URL, as a secret reference (the URL carries a token): it is POSTed one JSON message per
+    operation end and per ``fab check`` run with failing checks; one that fails or takes over 5 s is a warning."""
+
+
 class _DefaultsSpec(_Spec):
     """``defaults:``, what every service shares (any service key but ``nodes``, ``load_balancer`` and ``check``). A
     service's own value replaces it, key by key, except the mappings ``variables``, ``secrets`` and ``log_options``
@@ -842,6 +862,8 @@ class _InventorySpec(_Spec):
     """``fab check``'s limits for every service."""
     backup: _BackupSpec | None = None
     """``fab backup`` and ``fab restore``."""
+    notify: _NotifySpec | None = None
+    """Notifications: a JSON message per operation end and per failing ``fab check`` run."""
     IGNORED_PREFIX: ClassVar[str | None] = "x-"  # YAML anchor holders (x-common: &common ...)
 
 
@@ -888,6 +910,7 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
             **spec.backup.model_dump(exclude={"identity"}),
             identity=SecretRef(**spec.backup.identity.model_dump()) if spec.backup.identity else None,
         ),
+        webhook=SecretRef(**spec.notify.webhook.model_dump()) if spec.notify else None,
     )
 
 
@@ -904,6 +927,9 @@ def _check(inv: Inventory) -> None:
         fail("bastion", "pin the bastion's host key: set exactly one of host_key or known_hosts")
     if inv.backup is not None:
         _check_backup(inv.backup, inv.secret_backends, fail)
+    if inv.webhook is not None and inv.webhook.backend not in inv.secret_backends:
+        defined = ", ".join(inv.secret_backends) or "none"
+        fail("notify.webhook.backend", f"unknown secret backend {_shown(inv.webhook.backend)} (defined: {defined})")
     names: dict[str, str] = {}
     addresses: dict[tuple[str, int], list[tuple[str, Service]]] = {}  # a host: its nodes, where and whose
     for service in inv.services.values():

@@ -8,11 +8,12 @@ Entering opens the bastion and takes the services' locks (``LockHeld``,
 exit 3, naming the holder, when another run has any of them, alive or
 stale). Every event the run reports is appended to the environment's audit
 log on the bastion, over the same session that holds the lock; leaving
-appends the end entry (result, exit code, duration) and releases the locks. While inside,
+appends the end entry (result, exit code, duration), releases the locks and sends the end entry to the
+environment's webhook, if it has one (nodeops.notify: a failed delivery is a warning). While inside,
 the first Ctrl-C or SIGTERM sets ``stop`` (nodeops.stopping): the run's steps stop at a safe point.
 A dry run (``dry_run=True``) changes nothing, the bastion included: it takes no lock and writes nothing
-to the audit log, whose every operation is then one that may have changed something; only its end line
-on stdout (JSON) is written, with ``dry_run: true``.
+to the audit log, whose every operation is then one that may have changed something, and sends no
+webhook message; only its end line on stdout (JSON) is written, with ``dry_run: true``.
 See nodeops/commands/bastion.py for the layout on the bastion.
 """
 
@@ -34,6 +35,7 @@ from nodeops.commands import bastion
 from nodeops.deploy import Reporter
 from nodeops.errors import LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
+from nodeops.notify import operation_message, webhook
 from nodeops.remote import Fleet, Session, execute
 from nodeops.stopping import StopRequests
 
@@ -98,6 +100,7 @@ class Operation:
         self.lost: str | None = None
         self.started = time.monotonic()
         self.stop = StopRequests(lambda line: report("", "", line, stopping=True))  # Ctrl-C, SIGTERM: see stopping
+        self.webhook = webhook(inventory)  # read before any host is contacted: an unreadable one is exit 2
 
     @property
     def env(self) -> str:
@@ -203,6 +206,8 @@ class Operation:
             self.fleet.close()
         if self.report.json:
             self.report.write(json.dumps(end, default=str))
+        if self.webhook is not None and not self.dry_run:  # a dry run is no operation: like the audit log
+            self.webhook.send(operation_message(end))  # at most notify.TIMEOUT; a failure is one warning line
         if self.lost and exc is None:
             raise OperationFailed(f"the run finished, but the bastion session was lost ({self.lost}): the audit log "
                                   f"is incomplete; check fab lock.status --env {self.env}")  # fmt: skip

@@ -25,6 +25,8 @@ import termios
 import threading
 import time
 import tty
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -180,6 +182,21 @@ class Outcome(Generic[T]):
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def http_reply(url: str, data: bytes | None = None, headers: Mapping[str, str] | None = None,
+               timeout: float = 5.0) -> tuple[int, bytes] | None:  # fmt: skip
+    """Directly from this machine, not through the bastion (a load balancer, a webhook): GET ``url`` (POST
+    ``data`` when given, with ``headers``); ``timeout``: seconds per socket operation. Any status is a reply
+    (a 503 from HAProxy: nobody healthy behind it); None when nothing answered."""
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 @dataclass(frozen=True)

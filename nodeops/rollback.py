@@ -84,7 +84,9 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
             report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",
                    failing=list(s.failing))  # fmt: skip
     record = pick(history, running_on(seen), to, service.name)
-    job = job_for(inventory, target_service(service, record), secrets=current.secrets)
+    job = dataclasses.replace(
+        job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact
+    )  # the same secrets, and what else the run masks (a webhook)
     report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
                              f"{record.get('digest') or 'unknown'})")  # fmt: skip
     as_then = render(job.role, job.profile, target_service(service, record, pinned=False), job.secrets)

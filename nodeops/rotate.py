@@ -514,7 +514,7 @@ class ServiceRotation:
 
     def redactor(self, targets: Sequence[Target]) -> Redactor:
         """Masks the current values and every pending value known so far."""
-        return Redactor([*self.job.secrets.values(), *(t.pending for t in targets if t.pending is not None)])
+        return self.job.redact.with_secrets(t.pending for t in targets if t.pending is not None)
 
     def run(self, specs: Sequence[RotationSpec]) -> dict:
         name = self.job.service.name

@@ -1,10 +1,14 @@
-"""fab check: a monitoring probe for cron or a CI schedule; exit 1 naming each failed check."""
+"""fab check: a monitoring probe for cron or a CI schedule; exit 1 naming each failed check, and one message
+listing them to the inventory's webhook (notify.webhook), if it has one."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 import time
+import uuid
 
 from invoke import task
 from rich.console import Console
@@ -13,6 +17,8 @@ from nodeops.check import Metric, render_textfile, textfile_target, write_textfi
 from nodeops.check import check as run_checks
 from nodeops.deploy import prepare
 from nodeops.errors import OperationFailed
+from nodeops.notify import check_message, webhook
+from nodeops.operation import holder_record, now
 from nodeops.remote import Fleet
 from nodeops.verify import failure_summary
 
@@ -28,6 +34,7 @@ def check(c, env=None, inventory=None, service=None, json_=False, textfile=None)
     inv = load(env, inventory)
     target = textfile_target(textfile) if textfile else None
     jobs = prepare(inv, services_of(inv, service))  # the lease's credentials, and the redactor for log lines
+    hook = webhook(inv)  # told once per run when checks fail (nodeops.notify)
     with Fleet(inv) as fleet:
         result = run_checks(fleet, inv, jobs)
     if target:
@@ -42,5 +49,9 @@ def check(c, env=None, inventory=None, service=None, json_=False, textfile=None)
         passed = sum(f.ok for f in result.findings)
         Console(highlight=False).print(f"{passed}/{len(result.findings)} checks passed, {warned} with a warning")
     failed = failure_summary(result.findings)
+    message = check_message(inv.environment, now(), holder_record(uuid.uuid4().hex[:16], sys.argv[1:], os.environ),
+                            result.findings)  # fmt: skip
+    if hook is not None and message is not None:
+        hook.send(message)  # at most notify.TIMEOUT; a failure is one warning line, the exit code stays
     if failed:
         raise OperationFailed(failed)

@@ -2,8 +2,8 @@
 command that works in an operator's folder outside the source tree, with the built-in roles inside it.
 
 About 20 s: the build and the install take their dependencies from the machine's package index (pip's
-own configuration); nothing here needs root. The lab version (hostkeys, deploy, status, logs against
-real hosts) is for later.
+own configuration); nothing here needs root. The same venv against a real lab (hostkeys, deploy, status,
+logs): tests/lab/test_wheel.py.
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ NOT_SOURCE = shutil.ignore_patterns(
 )
 
 
-def sh(*argv, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | SECRETS
+def sh(*argv, cwd: Path | None = None, timeout: float = 120, env: dict[str, str] | None = None,
+       stdin: int = subprocess.DEVNULL) -> subprocess.CompletedProcess:  # fmt: skip
+    """``argv`` outside this venv (none of its variables), with SECRETS and ``env`` in the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | SECRETS | (env or {})
     return subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+                          stdin=stdin)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from nodeops.errors import InvalidInput, InventoryError
-from nodeops.inventory import HostKey, Inventory, inventory_path, load_inventory, parse_inventory
+from nodeops.inventory import HostKey, Inventory, SecretRef, inventory_path, load_inventory, parse_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path("/srv/nodeops/inventory/test.yaml")
@@ -117,6 +117,13 @@ def test_example_inventory_loads():
     assert set(inv.secret_backends) == {"aws", "ci"}
 
 
+def test_example_inventorys_commented_webhook_loads_once_uncommented(tmp_path):
+    text = (ROOT / "inventory" / "prod.example.yaml").read_text()
+    assert "# notify:\n#   webhook: {backend: aws, name: nodeops/prod/webhook, key: url}\n" in text
+    inv = parse_inventory(text.replace("# notify:\n#   webhook:", "notify:\n  webhook:"), ROOT / "inventory" / "x")
+    assert inv.webhook == SecretRef("aws", "nodeops/prod/webhook", "url")
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -162,6 +169,7 @@ def test_paths_are_relative_to_the_inventory_file(value, expected):
         [("services.chainlink.runtime", "podman"), ("services.chainlink.variables", {"A": "x", "B": 1.5, "C": True})],
         [("secret_backends.aws.endpoint_url", "http://127.0.0.1:5000"), ("secret_backends.aws.profile", "prod")],
         [("secret_backends", DELETE), ("services.chainlink.secrets", DELETE)],
+        [("notify", {"webhook": {"backend": "aws", "name": "nodeops/webhook", "key": "url"}})],
     ],
     ids=[
         "bastion-known-hosts",
@@ -175,6 +183,7 @@ def test_paths_are_relative_to_the_inventory_file(value, expected):
         "podman-variables",
         "aws-endpoint",
         "no-secrets",
+        "webhook",
     ],
 )
 def test_valid_variants_load(changes):
@@ -234,7 +243,7 @@ ERRORS = [
         edited(("colour", "blue")),
         "colour",
         "unknown key 'colour' (allowed: environment, bastion, ssh, secret_backends, defaults, services, check, backup, "
-        "x-...)",
+        "notify, x-...)",
     ),
     (
         "unknown-bastion",
@@ -585,6 +594,26 @@ ERRORS = [
         "expected an integer 1..65535, got 0",
     ),
     ("newline-in-value", edited(("bastion.user", "ec2\nuser")), "bastion.user", r"got 'ec2\nuser'"),
+    # notify.webhook: a secret reference, like any other (its URL carries a token)
+    (
+        "webhook-as-url",
+        edited(("notify", {"webhook": "https://hooks.example.com/T0/B0/xyz"})),
+        "notify.webhook",
+        "expected a secret reference {backend, name, key}, not the URL itself (its value is not shown)",
+    ),
+    ("webhook-missing", edited(("notify", {})), "notify.webhook", "missing required key 'webhook'"),
+    (
+        "webhook-unknown-key",
+        edited(("notify", {"webhook": {"backend": "aws", "name": "hook"}, "channel": "#ops"})),
+        "notify.channel",
+        "unknown key 'channel' (allowed: webhook)",
+    ),
+    (
+        "webhook-unknown-backend",
+        edited(("notify", {"webhook": {"backend": "vault", "name": "hook"}})),
+        "notify.webhook.backend",
+        "unknown secret backend 'vault' (defined: aws, ci)",
+    ),
 ]
 
 

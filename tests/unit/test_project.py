@@ -86,6 +86,13 @@ def test_every_scaffold_file_is_written_with_its_environment():
     assert all("{env}" not in f.text and "ENV" not in f.path for f in files)
 
 
+def test_the_scaffold_inventorys_commented_webhook_loads_once_uncommented():
+    [text] = [f.text for f in init_files("qa") if f.path == "inventory/qa.yaml"]
+    assert "# notify:\n#   webhook: {backend: ci, name: qa/webhook, key: url}\n" in text
+    uncommented = text.replace("# notify:\n#   webhook:", "notify:\n  webhook:")
+    assert parse_inventory(uncommented, Path("/x/inventory/qa.yaml")).webhook.name == "qa/webhook"
+
+
 def nodeops(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(NODEOPS), *args], cwd=cwd, capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)  # fmt: skip
