@@ -184,7 +184,7 @@ class Operation:
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
         end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
                          seconds=round(time.monotonic() - self.started, 2), services=self.services,
-                         results=self.results)  # fmt: skip
+                         results=self.results, **self.details)  # fmt: skip
         try:
             if not self.lost:
                 self.audit(end)
