@@ -211,7 +211,8 @@ STATE_STYLES = {"healthy": "green", "degraded": "yellow"}
 NODE_COLUMNS = ("node", "role", "health", "container", "version", "up", "config")
 
 
-def uptime(seconds: float | None) -> str:
+def short_duration(seconds: float | None) -> str:
+    """``seconds`` as a person reads an uptime: 42m05s, 3h07m, 2d04h; "-" when unknown."""
     if seconds is None:
         return "-"
     minutes, secs = divmod(int(seconds), 60)
@@ -233,7 +234,7 @@ def _labelled(label: str, value: str, style: str = "") -> Table:
 
 def _node_cells(n: Mapping) -> list[str]:
     return [n["node"], n["role"], n["health"], n["container"] or "-", n["version"] or "-",
-            uptime(n["uptime_seconds"]), n["config"] or "-"]  # fmt: skip
+            short_duration(n["uptime_seconds"]), n["config"] or "-"]  # fmt: skip
 
 
 def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:

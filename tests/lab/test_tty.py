@@ -6,24 +6,18 @@ JSON lines that validate against docs/events.schema.json and docs/status.schema.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
-import termios
-import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from nodeops.lab.host import Lab
-from tests.conftest import FAB, ROOT, fab
+from tests.conftest import FAB, ROOT, fab, run_on_a_terminal
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import events, status_entries
 
@@ -34,7 +28,7 @@ EVENTS = json.loads((ROOT / "docs" / "events.schema.json").read_text())
 COLUMNS = 80
 # Words the views add around the commands' own words (headers, labels, marks, the spinner's frames).
 LABELS = set("""deploy in DRY RUN nothing will be changed waiting to start the reason is printed below failed stopped
-node role health container version up config lease lock failing by from run exit after dry ok ✓ ✗ ■ … nodeops
+node role health container version up config lease lock failing by from run exit after dry ok ✓ ✗ ■ … nodeops -
 """.split()) | set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")  # fmt: skip
 # Figures that differ between the run a person saw and the JSON read after it (times, durations, uptimes).
 FIGURES = re.compile(r"-?\d+(\.\d+)?s|\d+[dhm]\d+[hms]|\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|\d+(\.\d+)?")
@@ -49,39 +43,18 @@ def lab(root):
 
 
 def on_a_terminal(*args: str, interrupt_when: str | None = None, timeout: float = 600) -> tuple[int, str]:
-    """`fab ARGS` with stdin, stdout and stderr a pseudo-terminal of 80 columns, as a person runs it; the raw bytes
-    it wrote (ANSI included). ``interrupt_when``: SIGINT once that text was written (a person's Ctrl-C)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
+    """`fab ARGS` on a pseudo-terminal of 80 columns, as a person runs it; the raw bytes it wrote (ANSI
+    included). ``interrupt_when``: SIGINT once that text was written (a person's Ctrl-C)."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen([str(FAB), *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True)  # fmt: skip
-    os.close(slave)
-    out, deadline = b"", time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1)
-            if not ready:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-            if interrupt_when and interrupt_when.encode() in out:
-                os.kill(proc.pid, signal.SIGINT)
-                interrupt_when = None
-        code = proc.wait(timeout=max(1, deadline - time.monotonic()))
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    return code, out.decode(errors="replace")
+    sent = []
+
+    def react(seen: bytes, _master: int, proc: subprocess.Popen) -> None:
+        if interrupt_when and not sent and interrupt_when.encode() in seen:
+            os.kill(proc.pid, signal.SIGINT)
+            sent.append(True)
+
+    return run_on_a_terminal([str(FAB), *args], env, react, columns=COLUMNS, timeout=timeout)
 
 
 def screen_pieces(raw: str) -> list[str]:
@@ -135,21 +108,21 @@ def test_deploy_status_and_audit_fit_80_columns_and_cut_no_word(lab):
     entries = audit_of(run)
     steps = [e for e in entries if e["event"] == "step"]
     assert len(steps) > 10 and any(e["message"].startswith("pulled") for e in steps)
+    assert_fits(raw, vocabulary(entries) | words("deployed 2 service(s): 2 changed, 0 unchanged"))
     text = "\n".join(screen_pieces(raw))
     assert text.lstrip().startswith(f"deploy in {NAME}: cl1, cl2"), text[:200]  # the header
     assert "✓ cl1" in text and "✓ cl2" in text and "deployed 2 service(s)" in text
     assert "\x1b[32m" in raw  # green: steps done, services deployed
     assert "⠋" in raw or "⠙" in raw  # the spinner turned while the run waited
-    assert_fits(raw, vocabulary(entries) | words("deployed 2 service(s): 2 changed, 0 unchanged"))
 
     code, raw = on_a_terminal("status", "--env", NAME)
     assert code == 0, raw
     seen = status_entries(fab("status", "--env", NAME, "--json"))
+    assert_fits(raw, vocabulary(list(seen.values())))
     text = "\n".join(screen_pieces(raw))
     assert "healthy" in text and all(n["node"] in text for s in seen.values() for n in s["nodes"])
     lease_lines = [p for p in screen_pieces(raw) if "lease" in p or "database time" in p]
     assert 1 <= len(lease_lines) <= 4, lease_lines
-    assert_fits(raw, vocabulary(list(seen.values())))
 
     code, raw = on_a_terminal("audit", "--env", NAME, "--steps", "--lines", "200")
     assert code == 0, raw
