@@ -33,6 +33,8 @@ STYLES = {"failed": "bold red", "stopped": "yellow", "warning": "yellow", "done"
 MARKS = {"failed": "✗", "stopped": "■", "done": "✓"}
 DONE_WORDS = ("active", "serving after", "took over", "took the lease", "deployed", "rotated", "roll: both nodes",
               "restarted as the standby", "waiting for the lease", "dry run:")  # fmt: skip
+PREPARING = "preparing: connecting through the bastion"  # a row before its service's first step
+BELOW = "(the reason is printed below)"
 WARN_WORDS = ("warning:", "note:", "could not", "left stopped", "STOPPED", "stopping", "already stopping")
 
 
@@ -106,7 +108,7 @@ class Row:
 
     service: str
     node: str = ""
-    message: str = "preparing: connecting through the bastion"
+    message: str = PREPARING
     ended: str | None = None
     last: str = "info"  # the outcome of its latest step
 
@@ -128,7 +130,7 @@ class Progress:
         row.node, row.message = event.get("node") or "", short_digests(str(event.get("message", "")))
         row.last = outcome(event)
         if event.get("outcome") in ("failed", "stopped"):  # deploy.per_service: the service's last event
-            row.ended, row.message = event["outcome"], f"{event['outcome']} (the reason is printed below)"
+            row.ended, row.message = event["outcome"], f"{event['outcome']} {BELOW}"
 
     def finish(self, how: str) -> None:
         """The run ended (``how``: done, failed or stopped): every row still running ends that way, but for a
@@ -137,7 +139,7 @@ class Progress:
             if row.ended is None:
                 row.ended = "done" if how == "done" or row.last == "done" else how
                 if row.ended != "done":
-                    row.message = f"{how} (the reason is printed below)"
+                    row.message = f"{how} {BELOW}"
 
     def render(self, width: int, spinner: RenderableType | None = None) -> Table:
         """A row per service: a spinner (or its outcome's mark), the service, the node of its latest step and

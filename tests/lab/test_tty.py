@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from nodeops.console import BELOW, PREPARING, short_digests
 from nodeops.lab.host import Lab
 from tests.conftest import FAB, ROOT, fab, run_on_a_terminal
 from tests.lab.conftest import inventory_variant, own_lab
@@ -27,9 +28,8 @@ NAME, CIDR = "tty", "10.244.0.0/16"
 EVENTS = json.loads((ROOT / "docs" / "events.schema.json").read_text())
 COLUMNS = 80
 # Words the views add around the commands' own words (headers, labels, marks, the spinner's frames).
-LABELS = set("""deploy in DRY RUN nothing will be changed waiting to start the reason is printed below failed stopped
-node role health container version up config lease lock failing by from run exit after dry ok ✓ ✗ ■ … nodeops -
-""".split()) | set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")  # fmt: skip
+LABELS = set("""deploy in DRY RUN nothing will be changed failed stopped node role health container version up config
+lease lock failing by from run exit after dry ok ✓ ✗ ■ … nodeops -""".split()) | set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")  # fmt: skip
 # Figures that differ between the run a person saw and the JSON read after it (times, durations, uptimes).
 FIGURES = re.compile(r"-?\d+(\.\d+)?s|\d+[dhm]\d+[hms]|\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|\d+(\.\d+)?")
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-HJKSTfsu]")  # cursor moves and erasures: a new piece of screen
@@ -67,10 +67,11 @@ def words(text: str) -> set[str]:
     return {w.strip(",;:()[]…") for w in text.split()} - {""}
 
 
+LABELS |= words(f"{PREPARING} {BELOW}")
+
+
 def vocabulary(entries: list[dict]) -> set[str]:
     """Every word of the JSON entries (values, keys' values as printed), digests shortened too."""
-    from nodeops.console import short_digests
-
     text = json.dumps(entries).replace('"', " ").replace("\\n", " ")
     return words(text) | words(short_digests(text))
 
