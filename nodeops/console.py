@@ -280,7 +280,7 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
         lock = r["lock"]
         if lock:
             who = lock["holder"]
-            text = f"{lock['state']} by {who.get('who', '?')} from {who.get('from', '?')}: {who.get('command')}"
+            text = f"{lock['state']} by {who.get('who', '?')} from {who.get('from', '?')}: {who.get('command') or '?'}"
             style = "red" if lock["state"] == "stale" else ""
             parts.append(_labelled("lock", fit_words(text, 3 * (width - 10)), style))
         parts.append(_node_table(r["nodes"], width))

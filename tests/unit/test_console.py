@@ -314,3 +314,35 @@ def test_reporter_lines_and_operation_entries_validate_against_the_events_schema
         jsonschema.validate(entry, EVENTS)
     with pytest.raises(jsonschema.ValidationError):  # the schema can fail: a renamed field
         jsonschema.validate({**json.loads(lines[0]), "msg": "x"} | {"message": None}, EVENTS)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("terminal", "json_", "red"), [(True, False, True), (True, True, False), (False, False, False)]
+)
+def test_the_error_is_one_red_line_for_a_person_and_plain_for_ci(monkeypatch, terminal, json_, red):
+    from invoke import Exit
+
+    from tasks._cli import cli
+
+    stderr = Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.delenv("CI", raising=False)
+
+    @cli
+    def task(c, json_=False):
+        raise OperationFailed(f"cl1 cl1-a: pull failed ({DIGEST})")
+
+    with pytest.raises(Exit) as got:
+        task(None, json_=json_)
+    assert got.value.code == 1
+    if red:  # printed here, once, red and short; invoke prints nothing more
+        assert got.value.message is None
+        assert stderr.getvalue().count("nodeops: cl1 cl1-a") == 1 and "\x1b[1;31m" in stderr.getvalue()
+        assert "sha256:3f2a1c9e0b7d)" in stderr.getvalue()
+    else:  # the documented line, as it was, for invoke to print
+        assert got.value.message == f"nodeops: cl1 cl1-a: pull failed ({DIGEST})" and stderr.getvalue() == ""
