@@ -110,9 +110,13 @@ class Redactor:
 class Reporter:
     """Progress a person can follow, or one JSON object per event when asked (CI)."""
 
-    def __init__(self, json_lines: bool, write: Callable[[str], None] = print) -> None:
+    def __init__(self, json_lines: bool, write: Callable[[str], None] = print,
+                 show: Callable[[dict], None] | None = None) -> None:  # fmt: skip
+        """``json_lines``: each event as one JSON object (docs/events.schema.json) through ``write``; otherwise
+        each event goes to ``show`` (a terminal's view: nodeops.console.Screen), else a plain line to ``write``."""
         self.json = json_lines
         self.write = write
+        self.show = show
         self.started = time.monotonic()
         self.lock = threading.RLock()  # re-entered when a signal handler reports while the main thread writes
         self.sinks: list[Callable[[dict], None]] = []  # also given every event (the audit log)
@@ -128,6 +132,8 @@ class Reporter:
         with self.lock:
             if self.json:
                 self.write(json.dumps(event))
+            elif self.show is not None:
+                self.show(event)
             else:
                 self.write(f"{elapsed:7.1f}s  {service:<12} {node or '-':<12} {message}")
             for sink in self.sinks:
@@ -941,7 +947,8 @@ def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dic
     try:
         return work()
     except NodeopsError as exc:
-        report(service, "", f"{'STOPPED' if isinstance(exc, Interrupted) else 'FAILED'}: {exc}")
+        stopped = isinstance(exc, Interrupted)
+        report(service, "", f"{'STOPPED' if stopped else 'FAILED'}: {exc}", outcome="stopped" if stopped else "failed")
         return {"service": service, "error": exc}
 
 

@@ -195,7 +195,8 @@ class Operation:
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
         end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
                          seconds=round(time.monotonic() - self.started, 2), services=self.services,
-                         results=self.results, **({"dry_run": True} if self.dry_run else {}))  # fmt: skip
+                         results=self.results, **self.details,
+                         **({"dry_run": True} if self.dry_run else {}))  # fmt: skip
         try:
             if not self.lost and not self.dry_run:
                 self.audit(end)

@@ -4,10 +4,11 @@ one-line message and its exit code."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from nodeops.console import Screen, short_digests
+from nodeops.deploy import Reporter
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, inventory_path, load_inventory
 from nodeops.project import project_root
@@ -35,16 +38,33 @@ INEXACT_HELP = ("replace containers whose own inputs cannot be rendered again (s
 
 
 def cli(body):
-    """Turn user-facing errors into ``nodeops: <message>`` on stderr and the documented exit code."""
+    """Turn user-facing errors into ``nodeops: <message>`` on stderr and the documented exit code: printed
+    once, in red and fitted to the width (digests shortened) when a person reads stderr on a terminal."""
 
     @functools.wraps(body)
     def wrapper(*args, **kwargs):
         try:
             return body(*args, **kwargs)
         except NodeopsError as err:
-            raise Exit(f"nodeops: {err}", code=err.exit_code) from None
+            if kwargs.get("json_") or not sys.stderr.isatty() or _in_ci():
+                raise Exit(f"nodeops: {err}", code=err.exit_code) from None
+            Console(stderr=True, highlight=False).print(f"nodeops: {short_digests(str(err))}", style="bold red",
+                                                        markup=False)  # fmt: skip
+            raise Exit(code=err.exit_code) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def progress(command: str, inventory: Inventory, services: Sequence[str], json_: bool,
+             dry_run: bool = False) -> Iterator[Reporter]:  # fmt: skip
+    """The Reporter of a run that changes pairs: JSON lines without a terminal (or with --json, or in CI);
+    on a terminal, the run's header and a live row per service (nodeops.console.Screen) until the block ends."""
+    if json_ or not is_interactive():
+        yield Reporter(True)
+        return
+    with Screen(command, inventory.environment, services, dry_run) as screen:
+        yield Reporter(False, show=screen.show)
 
 
 def load(env: str | None, inventory: str | None) -> Inventory:

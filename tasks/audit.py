@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 from invoke import task
+from rich.console import Console
 
+from nodeops.console import audit_view
 from nodeops.operation import audit_log
 from nodeops.remote import Fleet
 
@@ -25,16 +27,4 @@ def audit(c, env=None, inventory=None, lines=50, steps=False, json_=False):
         for entry in entries:
             print(json.dumps(entry))
         return
-    for e in entries:
-        if e.get("event") == "step":
-            print(f"{e.get('time')}  {e.get('run')}    {e.get('service') or '':<10} {e.get('node') or '':<10} "
-                  f"{e.get('message')}")  # fmt: skip
-        elif e.get("event") == "start":
-            print(
-                f"{e.get('time')}  {e.get('run')} start  {e.get('op')} {','.join(e.get('services', []))} "
-                f"by {e.get('who')} from {e.get('from')}" + (f" (CI {e['ci_run']})" if e.get("ci_run") else "")
-            )
-        else:
-            outcome = e.get("result") if not e.get("error") else f"{e.get('result')}: {e['error']}"
-            print(f"{e.get('time')}  {e.get('run')} end    {e.get('op')} exit {e.get('exit_code')} "
-                  f"after {e.get('seconds')}s: {outcome}")  # fmt: skip
+    Console(highlight=False).print(audit_view(entries))

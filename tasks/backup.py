@@ -7,11 +7,11 @@ from invoke import task
 from nodeops.backup import backup as backup_service
 from nodeops.backup import policy_of, prepare_backup, prepare_restore
 from nodeops.backup import restore as restore_backup
-from nodeops.deploy import Reporter, per_service, prepare
+from nodeops.deploy import per_service, prepare
 from nodeops.errors import InvalidInput, raise_failures
 from nodeops.operation import Operation
 
-from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
+from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
 
 
 @task(help=SERVICES_HELP)
@@ -23,8 +23,8 @@ def backup(c, env=None, inventory=None, service=None, json_=False):
     policy_of(inv)  # no backup: section -> exit 2 before any secret is read
     jobs = prepare(inv, services_of(inv, service))  # the services' own database credentials; no admin secret
     kit = prepare_backup(inv, jobs)  # roles, database locations, pg_dump, recipients, the bucket: before the run
-    report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "backup", [j.service.name for j in jobs], report, lock=False) as op:
+    names = [j.service.name for j in jobs]
+    with progress("backup", inv, names, json_) as report, Operation(inv, "backup", names, report, lock=False) as op:
         op.results = [per_service(report, job.service.name,
                                   lambda job=job: backup_service(inv, kit, op.fleet, job, op.run, report))
                       for job in jobs]  # fmt: skip
@@ -55,7 +55,6 @@ def restore(c, env=None, inventory=None, service=None, from_=None, into=None, re
         confirm(f"restore --replace-live in {inv.environment}", names,
                 [f"{names[0]}: drop database {req.into} if it exists (WITH FORCE: stop the pair first), then "
                  f"restore backup {req.backup} into it"], yes)  # fmt: skip
-    report = Reporter(json_ or not is_interactive())
     details = {"backup": req.backup, "into": req.into, "replace_live": replace_live}
-    with Operation(inv, "restore", names, report, details) as op:
+    with progress("restore", inv, names, json_) as report, Operation(inv, "restore", names, report, details) as op:
         op.results = [restore_backup(op.fleet, req, identity, s3, manifest, report)]

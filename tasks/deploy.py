@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from invoke import task
 
-from nodeops.deploy import Reporter, prepare
 from nodeops.deploy import deploy as deploy_services
+from nodeops.deploy import prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 
-from ._cli import INEXACT_HELP, SERVICES_HELP, cli, is_interactive, load, services_of
+from ._cli import INEXACT_HELP, SERVICES_HELP, cli, load, progress, services_of
 
 
 @task(
@@ -26,15 +26,17 @@ def deploy(c, env=None, inventory=None, service=None, dry_run=False, allow_inexa
     inv = load(env, inventory)
     names = services_of(inv, service)
     jobs = prepare(inv, names)  # every role, secret and file, before any host is contacted
-    report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "deploy", [job.service.name for job in jobs], report, dry_run=dry_run) as op:
-        jobs = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
-        results = op.results = deploy_services(op.fleet, jobs, report, dry_run=dry_run, stop=op.stop,
-                                               inexact_ok=allow_inexact_restore)  # fmt: skip
-        raise_failures(results)
+    names = [job.service.name for job in jobs]
+    with progress("deploy", inv, names, json_, dry_run) as report:
+        with Operation(inv, "deploy", names, report, dry_run=dry_run) as op:
+            jobs = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
+            results = op.results = deploy_services(op.fleet, jobs, report, dry_run=dry_run, stop=op.stop,
+                                                   inexact_ok=allow_inexact_restore)  # fmt: skip
+            raise_failures(results)
     changed = [r["service"] for r in results if r.get("changed")]
     if dry_run:
-        report("", "", f"dry run: {len(results)} service(s), {len(changed)} would change; nothing was changed")
+        report("", "", f"dry run: {len(results)} service(s), {len(changed)} would change; nothing was changed",
+               dry_run=True)  # fmt: skip
     else:
         report(
             "",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from invoke import task
 
-from nodeops.deploy import Reporter, prepare
+from nodeops.deploy import prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 from nodeops.promote import promote
 
-from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
+from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
 
 
 @task(
@@ -34,12 +34,12 @@ def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=
     after = "; the old active stays stopped" if keep_old_stopped else "; the old active becomes the standby"
     names = [job.service.name for job in jobs]
     confirm(f"promote-standby in {inv.environment}", names, [f"{name}: {how}{after}" for name in names], yes)
-    report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "promote-standby", names, report, {"force": force}) as op:
-        jobs = prepare(inv, selected)  # again under the lock: a secret rotated meanwhile is read at its new version
-        results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force, stop=op.stop,
-                                       inexact_ok=allow_inexact_restore)  # fmt: skip
-        for result in results:
-            if "error" not in result:
-                report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s")
-        raise_failures(results)
+    with progress("promote-standby", inv, names, json_) as report:
+        with Operation(inv, "promote-standby", names, report, {"force": force}) as op:
+            jobs = prepare(inv, selected)  # again under the lock: a secret rotated meanwhile is read at its new version
+            results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force, stop=op.stop,
+                                           inexact_ok=allow_inexact_restore)  # fmt: skip
+            for result in results:
+                if "error" not in result:
+                    report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s")
+            raise_failures(results)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from invoke import task
 
-from nodeops.deploy import Reporter, prepare
+from nodeops.deploy import prepare
 from nodeops.errors import InvalidInput
 from nodeops.operation import Operation
 from nodeops.rollback import rollback as roll_back
 
-from ._cli import INVENTORY_HELP, SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
+from ._cli import INVENTORY_HELP, SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
 
 
 @task(help={**INVENTORY_HELP, "service": "the service to roll back (required when the inventory has several)",
@@ -26,7 +26,6 @@ def rollback(c, env=None, inventory=None, service=None, to=None, json_=False, ye
     target = f"version {to}" if to else "the image and configuration that ran before the current ones"
     confirm(f"rollback in {inv.environment}", names,
             [f"{names[0]}: back to {target} (standby first, one planned handover)"], yes)  # fmt: skip
-    report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "rollback", names, report, {"to": to}) as op:
+    with progress("rollback", inv, names, json_) as report, Operation(inv, "rollback", names, report, {"to": to}) as op:
         [job] = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
         op.results = [roll_back(op.fleet, inv, job, to, report, op.stop)]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from invoke import task
 
-from nodeops.deploy import Reporter, prepare
+from nodeops.deploy import prepare
 from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 from nodeops.rotate import needs_admin, prepare_rotations, rotate
 
-from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, is_interactive, load, services_of
+from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
 
 
 @task(
@@ -33,12 +33,12 @@ def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_
             + (" (the pair rolled onto it: one planned handover)" if any(s.kind == "postgres-password" for s in r.specs)
                else "") for r in rotations]  # fmt: skip
     confirm(f"rotate-secrets in {inv.environment}", names, plan, yes)
-    report = Reporter(json_ or not is_interactive())
-    with Operation(inv, "rotate-secrets", names, report, {"secret": secret}) as op:
-        # again under the lock: what another run changed meanwhile is read as it is now
-        rotations = prepare_rotations(inv, prepare(inv, selected, admin=admin), secret)
-        results = op.results = rotate(inv, op.fleet, rotations, report, stop=op.stop)
-        raise_failures(results)
+    with progress("rotate-secrets", inv, names, json_) as report:
+        with Operation(inv, "rotate-secrets", names, report, {"secret": secret}) as op:
+            # again under the lock: what another run changed meanwhile is read as it is now
+            rotations = prepare_rotations(inv, prepare(inv, selected, admin=admin), secret)
+            results = op.results = rotate(inv, op.fleet, rotations, report, stop=op.stop)
+            raise_failures(results)
     for r in results:
         outage = "" if r["outage_seconds"] is None else f"; outage {r['outage_seconds']:.2f}s"
         report(r["service"], "", f"rotated {', '.join(r['rotated'])}{outage}", rotated=r["rotated"],

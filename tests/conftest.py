@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.machinery
 import importlib.util
 import os
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from nodeops.operation import CI_ACTOR_VARIABLES, CI_RUN_VARIABLES
@@ -26,6 +32,39 @@ def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(FAB), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
+
+
+def run_on_a_terminal(argv: Sequence[str], env: dict[str, str], react: Callable[[bytes, int, subprocess.Popen], None]
+                      | None = None, columns: int | None = None, timeout: float = 60) -> tuple[int, str]:  # fmt: skip
+    """``argv`` (from the repo root) with stdin, stdout and stderr a pseudo-terminal, as a person runs it: its exit
+    code and every byte it wrote (ANSI included). ``react(seen, master, proc)`` after each read (answer a question
+    on ``master``, signal ``proc``); ``columns``: the terminal's width (TIOCSWINSZ, 24 rows)."""
+    master, slave = os.openpty()
+    if columns:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen(list(argv), cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+                if react:
+                    react(seen, master, proc)
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=10), seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
 
 
 def simulator():

@@ -5,18 +5,16 @@ to several services, with and without a terminal (a real pseudo-terminal)."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from tasks._cli import confirmation
 from tasks.program import REFUSED, refusal
-from tests.conftest import FAB, ROOT
+from tests.conftest import FAB, ROOT, run_on_a_terminal
 
 NODEOPS = Path(sys.executable).with_name("nodeops")  # the editable install's console script
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp"
@@ -154,32 +152,15 @@ def test_without_a_terminal_several_services_need_yes(inventory, args, code, fra
 def on_a_terminal(args: list[str], answer: bytes | None) -> tuple[int, str]:
     """Run nodeops under a pseudo-terminal (stdin, stdout and stderr), answer its question (None: expect
     none), and return the exit code and everything it printed."""
-    master, slave = os.openpty()
     env = {k: v for k, v in {**os.environ, **SECRETS}.items() if k != "CI"}
-    proc = subprocess.Popen([str(NODEOPS), *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    seen, answered, deadline = b"", False, time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            if answer is not None and not answered and b"[y/N]" in seen:
-                os.write(master, answer)
-                answered = True
-            if proc.poll() is not None and not ready:
-                break
-        return proc.wait(timeout=10), seen.decode(errors="replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
+    answered = []
+
+    def react(seen: bytes, master: int, _proc) -> None:
+        if answer is not None and not answered and b"[y/N]" in seen:
+            os.write(master, answer)
+            answered.append(True)
+
+    return run_on_a_terminal([str(NODEOPS), *args], env, react)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,341 @@
+"""What a person at a terminal sees: a run's header, its step lines, a live row per service, the status
+tables and the audit log, all fitted to the terminal's width without cutting a word.
+
+The rendering is pure: functions from events (the Reporter's dicts, docs/events.schema.json) or results
+(docs/status.schema.json) to rich renderables, tested by printing them into a Console of a given width.
+The one edge is ``Screen``: a rich Live view over a Console on the terminal, fed the run's events.
+
+    with Screen("deploy", "prod", ["cl1", "cl2"], dry_run=False) as screen:
+        report = Reporter(False, show=screen.show)
+        ...  # every report() prints a step line above the live rows and moves its service's row on
+
+Without a terminal (or with --json) none of this is used: the events stay JSON lines.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.padding import Padding
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+WIDTH = 80  # what a terminal of unknown size is taken to be (rich's own default)
+DIGEST = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")
+STYLES = {"failed": "bold red", "stopped": "yellow", "warning": "yellow", "done": "green", "info": ""}
+MARKS = {"failed": "✗", "stopped": "■", "done": "✓"}
+DONE_WORDS = ("active", "serving after", "took over", "took the lease", "deployed", "rotated", "roll: both nodes",
+              "restarted as the standby", "waiting for the lease", "dry run:")  # fmt: skip
+PREPARING = "preparing: connecting through the bastion"  # a row before its service's first step
+BELOW = "(the reason is printed below)"
+WARN_WORDS = ("warning:", "note:", "could not", "left stopped", "STOPPED", "stopping", "already stopping")
+
+
+def short_digests(text: str) -> str:
+    """Every 64-hex digest (an image's sha256, a config hash) cut to its first 12 hex digits, as docker shows
+    an image id: ``sha256:3f2a...(64)`` -> ``sha256:3f2a1c9e0b7d``. Nothing else changes."""
+    return DIGEST.sub(r"\1", text)
+
+
+def outcome(event: Mapping) -> str:
+    """How a step ended, for its colour: failed (red), stopped or warning (yellow), done (green) or info.
+
+    ``outcome`` when the event carries one (deploy.per_service sets it on a service's last event), else read
+    from the message's first words as the engine writes them (``FAILED:``, ``warning:``, ``serving after``...).
+    """
+    if event.get("outcome") in STYLES:
+        return event["outcome"]
+    message = str(event.get("message", ""))
+    if event.get("service_down") or message.startswith(("FAILED", "SERVICE DOWN")):
+        return "failed"
+    if event.get("stopping") or message.startswith("STOPPED"):
+        return "stopped"
+    if message.startswith(WARN_WORDS):
+        return "warning"
+    return "done" if message.startswith(DONE_WORDS) else "info"
+
+
+def fit_words(text: str, width: int) -> str:
+    """``text`` on one line of at most ``width`` characters, shortened at a word boundary with "…" (never in a
+    word); a first word longer than ``width`` gives "…" alone."""
+    line = " ".join(text.split())
+    if len(line) <= width:
+        return line
+    kept = line[: max(0, width - 1)]
+    if line[len(kept)] != " ":  # the cut falls inside a word: drop that word
+        kept = kept[: kept.rfind(" ")] if " " in kept else ""
+    return kept.rstrip(" ;,:") + "…"
+
+
+def header(command: str, env: str, services: Sequence[str], dry_run: bool = False) -> Text:
+    """The run's first line: the operation, the environment and its services; a dry run says so in capitals."""
+    text = Text()
+    text.append(command, style="bold")
+    text.append(f" in {env}: ")
+    text.append(", ".join(services) or "no service")
+    if dry_run:
+        text.append("  DRY RUN: nothing will be changed", style="bold magenta")
+    return text
+
+
+def step_row(event: Mapping) -> Table:
+    """One step as a person reads it: elapsed time, service, node and the message (digests shortened),
+    coloured by outcome; the message wraps under itself at word boundaries."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", no_wrap=True, min_width=6)
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    where = [event.get("service") or "", event.get("node") or ""]
+    t = event.get("t")
+    stamp = f"{t:.1f}s" if isinstance(t, int | float) else ""
+    style = STYLES[outcome(event)]
+    grid.add_row(Text(stamp, style="dim"), Text(where[0], style="bold"), Text(where[1], style="cyan"),
+                 Text(short_digests(str(event.get("message", ""))), style=style))  # fmt: skip
+    return grid
+
+
+@dataclass
+class Row:
+    """One service's line in the live view: its latest step and how it ended (None while it runs)."""
+
+    service: str
+    node: str = ""
+    message: str = PREPARING
+    ended: str | None = None
+    last: str = "info"  # the outcome of its latest step
+
+
+@dataclass
+class Progress:
+    """The live view's state: a row per service, moved on by each event (``update``), drawn by ``render``."""
+
+    services: Sequence[str]
+    rows: dict[str, Row] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rows = {name: Row(name) for name in self.services}
+
+    def update(self, event: Mapping) -> None:
+        row = self.rows.get(event.get("service") or "")
+        if row is None or row.ended:
+            return
+        row.node, row.message = event.get("node") or "", short_digests(str(event.get("message", "")))
+        row.last = outcome(event)
+        if event.get("outcome") in ("failed", "stopped"):  # deploy.per_service: the service's last event
+            row.ended, row.message = event["outcome"], f"{event['outcome']} {BELOW}"
+
+    def finish(self, how: str) -> None:
+        """The run ended (``how``: done, failed or stopped): every row still running ends that way, but for a
+        service whose latest step was an end in itself (``active``: it finished before another one failed)."""
+        for row in self.rows.values():
+            if row.ended is None:
+                row.ended = "done" if how == "done" or row.last == "done" else how
+                if row.ended != "done":
+                    row.message = f"{how} {BELOW}"
+
+    def render(self, width: int, spinner: RenderableType | None = None) -> Table:
+        """A row per service: a spinner (or its outcome's mark), the service, the node of its latest step and
+        that step, shortened at a word boundary to fit ``width`` columns."""
+        grid = Table.grid(padding=(0, 1))
+        for _ in range(3):
+            grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True, overflow="crop")
+        rows = self.rows.values()
+        room = (
+            width - 2 - max((len(r.service) for r in rows), default=0) - max((len(r.node) for r in rows), default=0) - 2
+        )
+        for row in rows:
+            style = STYLES[row.ended] if row.ended else ""
+            mark = Text(MARKS[row.ended], style=style) if row.ended else (spinner or Text("…"))
+            grid.add_row(mark, Text(row.service, style="bold"), Text(row.node, style="cyan"),
+                         Text(fit_words(row.message, max(room, 1)), style=style))  # fmt: skip
+        return grid
+
+
+class Screen:
+    """The edge: a header, then the step lines scrolling above a live row per service (spinners), on the
+    terminal. ``show`` is a Reporter's ``show`` (thread-safe: workers and the stop-request thread call it).
+
+    A failing or stopped service's last event (``outcome``) is not printed as a line: its row turns red, and the
+    reason is printed once, in red, by the task layer's error handler (tasks/_cli.py). The cursor stays
+    visible, so a process ended by a third Ctrl-C (SIGKILL, see nodeops.stopping) leaves the terminal usable.
+    """
+
+    def __init__(self, command: str, env: str, services: Sequence[str], dry_run: bool = False,
+                 console: Console | None = None) -> None:  # fmt: skip
+        self.console = console or Console(highlight=False)
+        self.progress = Progress(list(services))
+        self.title = header(command, env, services, dry_run)
+        self.spinner = Spinner("dots", style="cyan")
+        self.lock = threading.Lock()
+        self.live: Live | None = None
+
+    def __rich__(self) -> RenderableType:
+        with self.lock:
+            return self.progress.render(self.console.width, self.spinner)
+
+    def __enter__(self) -> Screen:
+        self.console.print(self.title)
+        self.live = Live(self, console=self.console, refresh_per_second=8, transient=False, redirect_stdout=False,
+                         redirect_stderr=False)  # fmt: skip
+        self.live.start()
+        self.console.show_cursor(True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        from nodeops.errors import Interrupted  # the engine's errors, read only to say how the run ended
+
+        how = "done" if exc is None else ("stopped" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed")
+        with self.lock:
+            self.progress.finish(how)
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()  # draws the final rows (each service's mark) and gives the terminal back
+
+    def show(self, event: Mapping) -> None:
+        with self.lock:
+            self.progress.update(event)
+        if event.get("outcome") in ("failed", "stopped") and self.live is not None:
+            return  # its row says so; the task's error handler prints the reason once
+        self.console.print(step_row(event))
+
+
+# -- fab status -----------------------------------------------------------------------------------------------
+STATE_STYLES = {"healthy": "green", "mixed": "yellow", "degraded": "yellow"}
+NODE_COLUMNS = ("node", "role", "health", "container", "version", "up", "config")
+
+
+def short_duration(seconds: float | None) -> str:
+    """``seconds`` as a person reads an uptime: 42m05s, 3h07m, 2d04h; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _labelled(label: str, value: str, style: str = "") -> Table:
+    """``label  value``, the value wrapping under itself at word boundaries."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, style="dim")
+    grid.add_column(overflow="fold")
+    grid.add_row(f"  {label}", Text(value, style=style))
+    return grid
+
+
+def _node_cells(n: Mapping) -> list[str]:
+    return [n["node"], n["role"], n["health"], n["container"] or "-", n["version"] or "-",
+            short_duration(n["uptime_seconds"]), n["config"] or "-"]  # fmt: skip
+
+
+def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
+    """The nodes as a table when every cell fits whole in ``width`` columns; otherwise one wrapped
+    ``node: role, health, ...`` line each (a table squeezed further would cut words)."""
+    cells = [_node_cells(n) for n in nodes]
+    widest = [max(len(c) for c in col) for col in zip(NODE_COLUMNS, *cells, strict=True)]
+    if 4 + sum(widest) + 2 * (len(widest) - 1) <= width:
+        table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="dim")
+        table.add_column("", no_wrap=True, width=1)  # the indent under the service's name
+        for name in NODE_COLUMNS:
+            table.add_column(name, no_wrap=True)
+        for n, row in zip(nodes, cells, strict=True):
+            style = {"active": "green" if n["health"] == "passing" else "yellow", "unknown": "red"}.get(n["role"], "")
+            table.add_row("", Text(row[0], style="bold"), Text(row[1], style=style), *row[2:])
+        rows: list[RenderableType] = [table]
+    else:
+        rows = [_labelled(f"{row[0]}:", ", ".join(f"{k} {v}" for k, v in zip(NODE_COLUMNS[1:], row[1:], strict=True)))
+                for row in cells]  # fmt: skip
+    for n in nodes:
+        if n.get("failing"):
+            rows.append(_labelled(f"{n['node']} failing:", ", ".join(n["failing"]), "yellow"))
+    return Group(*rows)
+
+
+def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
+    """``fab status`` for a person (results: docs/status.schema.json): per service its name and state, the lease
+    and the lock on a line each (wrapped, never more than a few lines), and its nodes; fits ``width`` columns."""
+    parts: list[RenderableType] = []
+    for r in results:
+        title = Text()
+        title.append(r["service"], style="bold")
+        title.append("  ")
+        title.append(r["state"], style=STATE_STYLES.get(r["state"], "bold red"))
+        parts.append(title)
+        lease = r["lease"]
+        if lease is not None:
+            text = lease.get("describe") or f"unreadable: {lease.get('error')}"
+            parts.append(_labelled("lease", fit_words(short_digests(text), 3 * (width - 10)),
+                                   "" if "describe" in lease else "yellow"))  # fmt: skip
+        lock = r["lock"]
+        if lock:
+            who = lock["holder"]
+            text = f"{lock['state']} by {who.get('who', '?')} from {who.get('from', '?')}: {who.get('command') or '?'}"
+            style = "red" if lock["state"] == "stale" else ""
+            parts.append(_labelled("lock", fit_words(text, 3 * (width - 10)), style))
+        if r.get("mixed"):  # the two nodes run different inputs (nodeops.status.mixed_inputs)
+            text = f"{r['mixed']} (fab deploy brings both to the inventory's)"
+            parts.append(_labelled("mixed", fit_words(short_digests(text), 3 * (width - 10)), "yellow"))
+        parts.append(_node_table(r["nodes"], width))
+        parts.append(Text(""))
+    return Group(*parts)
+
+
+# -- fab audit ------------------------------------------------------------------------------------------------
+def _when(stamp: str | None) -> tuple[str, str]:
+    """(date, time) of an audit entry's ISO 8601 UTC time."""
+    try:
+        at = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return "", str(stamp or "")
+    return at.date().isoformat(), at.strftime("%H:%M:%S")
+
+
+def audit_line(e: Mapping) -> Text:
+    """One audit entry's words (without its time): a start, a step or an end (a dry run writes none)."""
+    text = Text()
+    if e.get("event") == "start":
+        text.append(str(e.get("op")), style="bold")
+        text.append(f" {', '.join(e.get('services') or [])} by {e.get('who')} from {e.get('from')}")
+        if e.get("ci_run"):
+            text.append(f" (CI {e['ci_run']})")
+        text.append(f" run {e.get('run')}", style="dim")
+    elif e.get("event") == "step":
+        where = " ".join(x for x in (e.get("service"), e.get("node")) if x)
+        if where:
+            text.append(f"{where}: ", style="bold")
+        text.append(short_digests(str(e.get("message"))), style=STYLES[outcome(e)])
+    else:
+        ok = e.get("result") == "ok"
+        text.append(f"{e.get('op')} {e.get('result')}", style="bold green" if ok else "bold red")
+        text.append(f", exit {e.get('exit_code')} after {e.get('seconds')}s")
+        if e.get("error"):
+            text.append(f": {short_digests(str(e['error']))}", style="red")
+    return text
+
+
+def audit_view(entries: Iterable[Mapping]) -> Table:
+    """``fab audit`` for a person: the time (a date row whenever the day changes), then the entry's words
+    (audit_line), steps indented under their operation, wrapping at word boundaries."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, style="dim")
+    grid.add_column(overflow="fold")
+    day = None
+    for e in entries:
+        date, time = _when(e.get("time"))
+        if date != day:
+            grid.add_row(Text(date, style="bold"), "")
+            day = date
+        line = audit_line(e)
+        grid.add_row(time, Padding(line, (0, 0, 0, 2)) if e.get("event") == "step" else line)
+    return grid
