@@ -449,13 +449,15 @@ def test_fault_matrix(rst, tmp_path, step, fault):
         assert files_on(rst, cut, SERVICE) in ([], [".api"]), files_on(rst, cut, SERVICE)
 
 
-def test_fault_matrix_table(request):
+def test_fault_matrix_table(request, capsys):
     """Prints the matrix (runs after its cells) straight to the terminal, captured or not: step, fault, exit code,
-    longest load balancer gap."""
+    longest load balancer gap. (The terminal reporter writes to fd 1, which pytest captures during a test: without
+    capsys.disabled() the table showed only when this test failed.)"""
     if not MATRIX:
         pytest.skip("no cell of the matrix ran")
     say = request.config.pluginmanager.get_plugin("terminalreporter").write_line
-    say(f"\nfault matrix: {'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}")
-    for step, fault, code, gap in MATRIX:
-        say(f"fault matrix: {step:<22}{fault:<18}{code:>5}{gap:>12.2f}s")
-    say(f"fault matrix: {len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
+    with capsys.disabled():
+        say(f"\nfault matrix: {'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}")
+        for step, fault, code, gap in MATRIX:
+            say(f"fault matrix: {step:<22}{fault:<18}{code:>5}{gap:>12.2f}s")
+        say(f"fault matrix: {len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
