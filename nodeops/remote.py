@@ -550,9 +550,13 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
     channel when it runs out, since some of paramiko's waits have no timeout
     of their own (``exec_command`` waiting for a reply from a host whose
     network went away mid-run waits until TCP gives up, many minutes later).
+    Opening the session is one request and its reply, bounded by the
+    connection's ``connect_timeout`` (as ``stream`` and ``interactive`` do):
+    once a host is cut off, each further command on it fails after that,
+    not after ``timeout`` (a run's restore path meets such a host several times).
     """
     try:
-        channel = conn.transport.open_session(timeout=timeout)
+        channel = conn.transport.open_session(timeout=min(timeout, conn.connect_timeout))
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise OperationFailed(f"{conn.target.label}: cannot open a session: {exc or type(exc).__name__}") from None
     channel.settimeout(timeout)

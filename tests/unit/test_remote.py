@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from pathlib import Path
 
 import paramiko
@@ -12,7 +13,7 @@ from paramiko.ssh_exception import ChannelException, NoValidConnectionsError, SS
 
 from nodeops.errors import HostKeyRejected, OperationFailed
 from nodeops.inventory import HostKey, parse_inventory
-from nodeops.remote import Fleet, PinnedConnection, Target, _is_transient, parse_pinned
+from nodeops.remote import Fleet, PinnedConnection, Target, _is_transient, execute, parse_pinned
 
 KEY = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp")
 
@@ -127,3 +128,75 @@ services:
         pass
     assert str(err.value) == f"bastion (127.0.0.1:{port}): cannot connect after 3 attempt(s): {SILENT}"
     assert len(accepted) == 3
+
+
+class _FreezingServer(paramiko.ServerInterface):
+    """Accepts any public key; answers session requests until ``frozen`` is set, then never again (a host whose
+    network went away: its connection stays open and nothing comes back)."""
+
+    def __init__(self) -> None:
+        self.frozen = threading.Event()
+        self.release = threading.Event()
+
+    def get_allowed_auths(self, _username):
+        return "publickey"
+
+    def check_auth_publickey(self, _username, _key):
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, _kind, _chanid):
+        if self.frozen.is_set():
+            self.release.wait(30)  # bounded: the test ends it
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel, _command):
+        def done() -> None:  # after the reply to this request: the command "ran", exit 0, end of output
+            channel.send_exit_status(0)
+            channel.close()
+
+        threading.Timer(0.05, done).start()
+        return True
+
+
+@pytest.fixture
+def freezing_sshd():
+    """A real SSH server (paramiko's) on 127.0.0.1: yields (its Target, the client key, the server's interface)."""
+    host_key, client_key = paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
+    listener = socket.create_server(("127.0.0.1", 0))
+    server, transports = _FreezingServer(), []
+
+    def serve() -> None:
+        sock, _ = listener.accept()
+        transport = paramiko.Transport(sock)
+        transport.add_server_key(host_key)
+        transport.start_server(server=server)
+        transports.append(transport)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    target = Target("a", "127.0.0.1", listener.getsockname()[1], "root", (host_key,))
+    yield target, client_key, server
+    server.release.set()
+    thread.join(timeout=5)
+    for transport in transports:
+        transport.close()
+    listener.close()
+
+
+def test_a_command_on_a_host_gone_silent_fails_after_the_connect_timeout_not_the_command_timeout(freezing_sshd):
+    """Opening a session is one request and its reply: on a host cut off mid-run, each command after the first
+    fails after ssh.connect_timeout (0.5 s here), not after the command's own timeout (30 s), which a restore path
+    that meets that host several times would otherwise pay each time."""
+    target, client_key, server = freezing_sshd
+    conn = PinnedConnection(target, client_key, 0.5)
+    try:
+        conn.open()
+        assert execute(conn, "true", timeout=30).exit_code == 0  # the session opens while the host answers
+        server.frozen.set()
+        started = time.monotonic()
+        with pytest.raises(OperationFailed, match=r"^a: cannot open a session: "):
+            execute(conn, "true", timeout=30)
+        assert time.monotonic() - started < 10  # the connect timeout ended the wait, not the command's 30 s
+    finally:
+        conn.close()
