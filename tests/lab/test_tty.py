@@ -70,9 +70,19 @@ def words(text: str) -> set[str]:
 LABELS |= words(f"{PREPARING} {BELOW}")
 
 
+def strings(value) -> list[str]:
+    """Every key and value of a JSON document, as text (a diff line's quotes kept, as the screen shows them)."""
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (str(k), *strings(v))]
+    if isinstance(value, list):
+        return [t for v in value for t in strings(v)]
+    return [str(value)]
+
+
 def vocabulary(entries: list[dict]) -> set[str]:
-    """Every word of the JSON entries (values, keys' values as printed), digests shortened too."""
-    text = json.dumps(entries).replace('"', " ").replace("\\n", " ")
+    """Every word of the JSON entries (keys and values as printed: a step's message and its diff lines),
+    digests shortened too."""
+    text = " ".join(strings(entries))
     return words(text) | words(short_digests(text))
 
 
