@@ -887,9 +887,14 @@ class ServiceDeploy:
         plan = plan_service(self.service, states, desired)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
-        recorded = self.database_version() if plan.changes else None
+        try:
+            recorded, refused = (self.database_version() if plan.changes else None), None
+        except Unsafe as exc:  # credentials the database refuses: said after the diff, which shows what moved
+            recorded, refused = None, exc
         self.show_diff(states, recorded)
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
+        if refused is not None:
+            raise refused
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
         self.refuse_lease_move()
         self.refuse_downgrade(recorded)
