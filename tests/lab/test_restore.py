@@ -256,10 +256,15 @@ def on_terminal(args: list[str]) -> tuple[int, int]:
     return proc, master
 
 
+def screen_text(seen: list[str]) -> str:
+    """What the terminal shows, as lines: colours and cursor moves gone, a carriage return a line break."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", "".join(seen)).replace("\r", "\n")
+
+
 def read_until(master: int, seen: list[str], marker: str, timeout: float = 120) -> None:
-    """Read the terminal until a line matches the regular expression ``marker``."""
+    """Read the terminal until a line of what it shows matches the regular expression ``marker``."""
     deadline = time.monotonic() + timeout
-    while not re.search(marker, "".join(seen), re.M):
+    while not re.search(marker, screen_text(seen), re.M):
         assert time.monotonic() < deadline, f"no {marker!r} in {''.join(seen)[-2000:]}"
         ready, _, _ = select.select([master], [], [], 0.5)
         if ready:
@@ -305,7 +310,7 @@ def test_ctrl_c_during_the_handover_finishes_it_then_exits_130(rst, tmp_path):
     os.write(master, b"\x03")
     read_until(master, seen, "already stopping at a safe point")
     drain(master, seen, proc)
-    out = "".join(seen)
+    out = screen_text(seen)
     assert proc.returncode == 130, out[-3000:]
     assert "Traceback" not in out
     assert "the change was complete when the stop came" in out and "now: " in out, out[-3000:]
