@@ -6,6 +6,7 @@ import fcntl
 import importlib.machinery
 import importlib.util
 import os
+import re
 import select
 import struct
 import subprocess
@@ -32,6 +33,16 @@ def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(FAB), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
+
+
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-HJKSTfsu]")  # cursor moves and erasures: a new piece of screen
+STYLE = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]")
+
+
+def screen_pieces(raw: str) -> list[str]:
+    """The pieces of screen the output drew: split at newlines, carriage returns and cursor moves, colours gone."""
+    text = STYLE.sub("", CONTROL.sub("\n", raw))
+    return [piece for line in text.split("\n") for piece in line.split("\r")]
 
 
 def run_on_a_terminal(argv: Sequence[str], env: dict[str, str], react: Callable[[bytes, int, subprocess.Popen], None]

@@ -31,7 +31,7 @@ from nodeops.deploy import job_for, restore_job
 from nodeops.inventory import load_inventory
 from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet, execute
-from tests.conftest import FAB, ROOT, fab, simulator
+from tests.conftest import FAB, ROOT, fab, screen_pieces, simulator
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import (
     PairProbe,
@@ -257,8 +257,8 @@ def on_terminal(args: list[str]) -> tuple[int, int]:
 
 
 def screen_text(seen: list[str]) -> str:
-    """What the terminal shows, as lines: colours and cursor moves gone, a carriage return a line break."""
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", "".join(seen)).replace("\r", "\n")
+    """What the terminal shows so far, a piece of screen per line (tests.conftest.screen_pieces)."""
+    return "\n".join(screen_pieces("".join(seen)))
 
 
 def read_until(master: int, seen: list[str], marker: str, timeout: float = 120) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from nodeops.console import BELOW, PREPARING, short_digests
 from nodeops.lab.host import Lab
-from tests.conftest import FAB, ROOT, fab, run_on_a_terminal
+from tests.conftest import FAB, ROOT, fab, run_on_a_terminal, screen_pieces
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import events, status_entries
 
@@ -32,8 +32,6 @@ LABELS = set("""deploy in DRY RUN nothing will be changed failed stopped node ro
 lease lock failing by from run exit after dry ok ✓ ✗ ■ … nodeops -""".split()) | set("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏")  # fmt: skip
 # Figures that differ between the run a person saw and the JSON read after it (times, durations, uptimes).
 FIGURES = re.compile(r"-?\d+(\.\d+)?s|\d+[dhm]\d+[hms]|\d{4}-\d\d-\d\d|\d\d:\d\d:\d\d|\d+(\.\d+)?")
-CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-HJKSTfsu]")  # cursor moves and erasures: a new piece of screen
-STYLE = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]")
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +53,6 @@ def on_a_terminal(*args: str, interrupt_when: str | None = None, timeout: float 
             sent.append(True)
 
     return run_on_a_terminal([str(FAB), *args], env, react, columns=COLUMNS, timeout=timeout)
-
-
-def screen_pieces(raw: str) -> list[str]:
-    """The pieces of screen the output drew: split at newlines, carriage returns and cursor moves, colours gone."""
-    text = STYLE.sub("", CONTROL.sub("\n", raw))
-    return [piece for line in text.split("\n") for piece in line.split("\r")]
 
 
 def words(text: str) -> set[str]:

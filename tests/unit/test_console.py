@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import re
 from pathlib import Path
 
 import jsonschema
@@ -26,6 +25,7 @@ from nodeops.console import (
 )
 from nodeops.deploy import Reporter, per_service
 from nodeops.errors import Interrupted, OperationFailed
+from tests.conftest import screen_pieces
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 EVENTS = json.loads((DOCS / "events.schema.json").read_text())
@@ -280,7 +280,7 @@ def test_stop_notes_reach_the_screen_while_the_view_is_live():
     """The note of the first Ctrl-C (nodeops.stopping, reported with ``stopping``) is printed above the rows."""
     note = "SIGINT: stopping at the next safe point: no new step starts"
     text = screen_run([{"service": "", "node": "", "message": note, "stopping": True}])
-    assert "SIGINT: stopping at the next safe point" in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", text)
+    assert "SIGINT: stopping at the next safe point" in "\n".join(screen_pieces(text))
 
 
 AUDIT = [
