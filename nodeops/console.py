@@ -307,8 +307,8 @@ HOSTKEY_STYLES = {"match": "green", "new": "yellow"}  # any other status (CHANGE
 
 def hostkeys_view(rows: Sequence, width: int = WIDTH) -> RenderableType:
     """``nodeops hostkeys`` for a person (rows: nodeops.hostkeys.Row): a table when every cell fits whole in
-    ``width`` columns; otherwise one ``node type: status fingerprint address detail`` entry per key, wrapped at
-    word boundaries (the fingerprint, one word, folds), so that the status always shows."""
+    ``width`` columns; otherwise one ``node: status type fingerprint address detail`` entry per key, wrapped at
+    word boundaries (a fingerprint, one word, folds only when narrower than itself), so the status always shows."""
     cells = [[r.node, r.address, r.keytype, r.fingerprint, r.status, r.detail] for r in rows]
     if _fits(HOSTKEY_COLUMNS, cells, width, 0):
         table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, show_edge=False, header_style="dim")
@@ -321,8 +321,8 @@ def hostkeys_view(rows: Sequence, width: int = WIDTH) -> RenderableType:
     for r in rows:
         value = Text()
         value.append(r.status, style=HOSTKEY_STYLES.get(r.status, "bold red"))
-        value.append(" ".join(["", r.fingerprint, r.address, r.detail]).rstrip())
-        entries.append(_labelled(f"{r.node} {r.keytype}:", value))
+        value.append(" ".join(["", r.keytype, r.fingerprint, r.address, r.detail]).rstrip())
+        entries.append(_labelled(f"{r.node}:", value))
     return Group(*entries)
 
 

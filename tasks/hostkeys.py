@@ -10,12 +10,12 @@ import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import task
 from rich.console import Console
 
 from nodeops import program
 from nodeops.console import hostkeys_view
-from nodeops.errors import EXIT_UNSAFE, InvalidInput, InventoryError, raise_failures
+from nodeops.errors import InvalidInput, InventoryError, Unsafe, raise_failures
 from nodeops.hostkeys import (
     CHANGED,
     MATCH,
@@ -83,7 +83,7 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
     raise_failures(failures)
     bad = [r for r in rows if r.status != MATCH and (wanted is not None or r.status == CHANGED)]
     if bad:
-        raise Exit(f"nodeops: {refusal(bad, expected)}; nothing written", EXIT_UNSAFE)
+        raise Unsafe(f"{refusal(bad, expected)}; nothing written")  # exit 4, fitted to a terminal by cli()
     if wanted is not None:
         return
     if not write:
