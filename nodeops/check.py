@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError
@@ -219,7 +220,10 @@ def check_drift(seen: Mapping[str, Seen], config: str, versions: Mapping[str, st
         return "pass", "every running node is on the inventory's configuration"
     moved = secret_changes([seen[name] for name in behind], versions)
     why = "; ".join(moved) if moved else "the image, variables or templates differ"
-    return "warn", f"{', '.join(behind)} not on the inventory's configuration ({why}); fab deploy --dry-run shows it"
+    return (
+        "warn",
+        f"{', '.join(behind)} not on the inventory's configuration ({why}); {program()} deploy --dry-run shows it",
+    )
 
 
 def check_secret_ages(ages: Mapping[str, float | None], max_days: int) -> Verdict:

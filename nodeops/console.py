@@ -27,6 +27,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from nodeops import program
+
 WIDTH = 80  # what a terminal of unknown size is taken to be (rich's own default)
 DIGEST = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")
 STYLES = {"failed": "bold red", "stopped": "yellow", "warning": "yellow", "done": "green", "info": ""}
@@ -225,13 +227,21 @@ def short_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _labelled(label: str, value: str, style: str = "") -> Table:
-    """``label  value``, the value wrapping under itself at word boundaries."""
+def _labelled(label: str, value: str | Text, style: str = "") -> Table:
+    """``label  value``, the value wrapping under itself at word boundaries (a word longer than the line, such as a
+    fingerprint, folds)."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True, style="dim")
     grid.add_column(overflow="fold")
-    grid.add_row(f"  {label}", Text(value, style=style))
+    grid.add_row(f"  {label}", value if isinstance(value, Text) else Text(value, style=style))
     return grid
+
+
+def _fits(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int, indent: int) -> bool:
+    """Whether a table of ``columns`` headers and ``cells`` rows, every cell whole on one line, 2 columns between
+    them and ``indent`` before, fits in ``width`` columns."""
+    widest = [max(len(c) for c in col) for col in zip(columns, *cells, strict=True)]
+    return indent + sum(widest) + 2 * (len(widest) - 1) <= width
 
 
 def _node_cells(n: Mapping) -> list[str]:
@@ -243,8 +253,7 @@ def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
     """The nodes as a table when every cell fits whole in ``width`` columns; otherwise one wrapped
     ``node: role, health, ...`` line each (a table squeezed further would cut words)."""
     cells = [_node_cells(n) for n in nodes]
-    widest = [max(len(c) for c in col) for col in zip(NODE_COLUMNS, *cells, strict=True)]
-    if 4 + sum(widest) + 2 * (len(widest) - 1) <= width:
+    if _fits(NODE_COLUMNS, cells, width, 4):
         table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="dim")
         table.add_column("", no_wrap=True, width=1)  # the indent under the service's name
         for name in NODE_COLUMNS:
@@ -284,11 +293,37 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
             style = "red" if lock["state"] == "stale" else ""
             parts.append(_labelled("lock", fit_words(text, 3 * (width - 10)), style))
         if r.get("mixed"):  # the two nodes run different inputs (nodeops.status.mixed_inputs)
-            text = f"{r['mixed']} (fab deploy brings both to the inventory's)"
+            text = f"{r['mixed']} ({program()} deploy brings both to the inventory's)"
             parts.append(_labelled("mixed", fit_words(short_digests(text), 3 * (width - 10)), "yellow"))
         parts.append(_node_table(r["nodes"], width))
         parts.append(Text(""))
     return Group(*parts)
+
+
+# -- nodeops hostkeys ------------------------------------------------------------------------------------------
+HOSTKEY_COLUMNS = ("node", "address", "type", "fingerprint", "status", "detail")
+HOSTKEY_STYLES = {"match": "green", "new": "yellow"}  # any other status (CHANGED, MISMATCH, unlisted) is red
+
+
+def hostkeys_view(rows: Sequence, width: int = WIDTH) -> RenderableType:
+    """``nodeops hostkeys`` for a person (rows: nodeops.hostkeys.Row): a table when every cell fits whole in
+    ``width`` columns; otherwise one ``node: status type fingerprint address detail`` entry per key, wrapped at
+    word boundaries (a fingerprint, one word, folds only when narrower than itself), so the status always shows."""
+    cells = [[r.node, r.address, r.keytype, r.fingerprint, r.status, r.detail] for r in rows]
+    if _fits(HOSTKEY_COLUMNS, cells, width, 0):
+        table = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, show_edge=False, header_style="dim")
+        for name in HOSTKEY_COLUMNS:
+            table.add_column(name, no_wrap=True)
+        for r, row in zip(rows, cells, strict=True):
+            table.add_row(*row[:4], Text(r.status, style=HOSTKEY_STYLES.get(r.status, "bold red")), row[5])
+        return table
+    entries = []
+    for r in rows:
+        value = Text()
+        value.append(r.status, style=HOSTKEY_STYLES.get(r.status, "bold red"))
+        value.append(" ".join(["", r.keytype, r.fingerprint, r.address, r.detail]).rstrip())
+        entries.append(_labelled(f"{r.node}:", value))
+    return Group(*entries)
 
 
 # -- fab audit ------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import Side, service_diff, summary
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
@@ -562,7 +563,7 @@ class ServiceDeploy:
                                            else ", the load balancer answers no 200"))  # fmt: skip
         env = self.fleet.inventory.environment
         self.say("", down, service_down=True)
-        return ChangeFailed(f"{what}; {down}; see fab status --env {env}, then fab deploy --env {env} "
+        return ChangeFailed(f"{what}; {down}; see {program()} status --env {env}, then {program()} deploy --env {env} "
                                f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
 
     def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:

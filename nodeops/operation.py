@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 
+from nodeops import program
 from nodeops.commands import bastion
 from nodeops.deploy import Reporter
 from nodeops.errors import LockHeld, NodeopsError, OperationFailed
@@ -58,7 +59,7 @@ def holder_record(run: str, argv: Sequence[str], environ: Mapping[str, str]) -> 
         "who": f"{user} ({actor})" if actor else user,
         "from": socket.gethostname(),
         "ci_run": next((environ[v] for v in CI_RUN_VARIABLES if environ.get(v)), None),
-        "command": shlex.join(["fab", *argv]),
+        "command": shlex.join([program(), *argv]),  # as run: nodeops or fab
         "started": now(),
     }
 
@@ -68,8 +69,8 @@ def lock_conflict(text: str, env: str) -> LockHeld:
     hint = "wait for it to finish"
     if any(lock.state == "stale" for lock in locks):
         names = ",".join(lock.service for lock in locks if lock.state == "stale")
-        hint = (f"the run that held it is gone: check what it left (fab status --env {env}), then "
-                f"fab lock.release --env {env} --service {names} --force")  # fmt: skip
+        hint = (f"the run that held it is gone: check what it left ({program()} status --env {env}), then "
+                f"{program()} lock.release --env {env} --service {names} --force")  # fmt: skip
     return LockHeld("; ".join(describe_locks(locks)) + f"; {hint}")
 
 
@@ -211,7 +212,7 @@ class Operation:
             self.webhook.send(operation_message(end))  # at most notify.TIMEOUT; a failure is one warning line
         if self.lost and exc is None:
             raise OperationFailed(f"the run finished, but the bastion session was lost ({self.lost}): the audit log "
-                                  f"is incomplete; check fab lock.status --env {self.env}")  # fmt: skip
+                                  f"is incomplete; check {program()} lock.status --env {self.env}")  # fmt: skip
 
 
 # -- the lock and the log, read and repaired by hand -------------------------------------

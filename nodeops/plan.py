@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from nodeops import program
 from nodeops.errors import Unsafe
 from nodeops.inventory import Node, Service
 
@@ -101,7 +102,7 @@ def the_active(states: Iterable[NodeState], service: str, purpose: str) -> NodeS
     if len(found) != 1:
         names = ", ".join(s.node.name for s in found) or "none"
         raise Unsafe(f"{service}: {len(found)} nodes hold the lease (answer their health path: {names}); "
-                     f"{purpose} (see fab status)")  # fmt: skip
+                     f"{purpose} (see {program()} status)")  # fmt: skip
     return found[0]
 
 
@@ -225,7 +226,9 @@ def plan_service(
     running = [s for s in states.values() if s.container and s.container.running]
     if len(serving) > 1:
         nodes = ", ".join(s.node.name for s in serving)
-        raise Unsafe(f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see fab status)")
+        raise Unsafe(
+            f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see {program()} status)"
+        )
     if len(service.nodes) == 1:
         only = service.nodes[0]
         if not force and desired.matches(states[only.name].container) and states[only.name].serving:
@@ -243,7 +246,8 @@ def plan_service(
     if not serving:
         nodes = ", ".join(s.node.name for s in running)
         raise Unsafe(f"{name}: containers run on {nodes} but no node serves its health check; "
-                     "resolve that before deploying (see fab status, fab promote-standby --force)")  # fmt: skip
+                     f"resolve that before deploying (see {program()} status, "
+                     f"{program()} promote-standby --force)")  # fmt: skip
     active = serving[0].node
     standby = next(n for n in service.nodes if n.name != active.name)
     steps: list[Step] = []

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import InvalidInput, OperationFailed, Unsafe
@@ -97,7 +98,7 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
         raise Unsafe(f"{refuse} is unreachable")
     c = standby.container
     if c is None or not c.running:
-        raise Unsafe(f"{refuse} has no running container (fab deploy replaces it)")
+        raise Unsafe(f"{refuse} has no running container ({program()} deploy replaces it)")
     # A promotion changes who is active, nothing else: the standby must run what the active runs (whatever the
     # inventory says now: a pair not yet deployed onto a change, or a secret moved in its backend, still fails over).
     a = seen[active.name].container
@@ -105,7 +106,7 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
     if (c.label("version"), c.label("config")) != ran:
         raise Unsafe(
             f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not what the active runs: "
-            f"{ran[0]} / {str(ran[1])[:12]} (fab deploy brings both to the inventory's)"
+            f"{ran[0]} / {str(ran[1])[:12]} ({program()} deploy brings both to the inventory's)"
         )
     if not run.waiting_logged(standby.node.name):
         raise Unsafe(f"{refuse} is not waiting for the database lease")
@@ -133,7 +134,7 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
     waiting = [s.node for s in seen.values() if s.container is not None and s.container.running]
     if not waiting:
         raise OperationFailed(f"{service.name}: no running standby to take over ({what}); nothing was started "
-                              "(fab deploy replaces the nodes)")  # fmt: skip
+                              f"({program()} deploy replaces the nodes)")  # fmt: skip
     standby = waiting[0]
     with lease_reader(run.fleet, run.job) as read:
         first = read()

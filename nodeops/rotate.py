@@ -42,6 +42,7 @@ from typing import Any
 
 from psycopg import sql
 
+from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
@@ -170,7 +171,7 @@ def check_service(inventory: Inventory, service: Service, specs: Sequence[Rotati
         if backend.kind != "aws-secretsmanager":
             raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"backend {backend.name!r} (kind "
                                  f"{backend.kind}) keeps no versions to rotate: keep it in AWS Secrets Manager, "
-                                 "or change it in its own store and fab deploy")  # fmt: skip
+                                 f"or change it in its own store and {program()} deploy")  # fmt: skip
         if ref.name in names:
             raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"secret {ref.name!r} also holds "
                                  f"{names[ref.name]}: rotate them one at a time (--secret)")  # fmt: skip
@@ -199,7 +200,8 @@ def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: De
         c = active.container
         raise Unsafe(f"{name}: the active {active.node.name} runs {c.label('version')} / config "
                      f"{str(c.label('config'))[:12]}, not the inventory's {desired.image} / "
-                     f"{desired.config_hash[:12]}; fab deploy first: a rotation changes the secret only")  # fmt: skip
+                     f"{desired.config_hash[:12]}; {program()} deploy first: a rotation changes the secret "
+                     "only")  # fmt: skip
     plan = plan_service(service, states, desired, force=True)
     return dataclasses.replace(plan, reason="forced rolling replace: the nodes read the secret only when they start")
 
@@ -604,7 +606,7 @@ class ServiceRotation:
                    f"{CURRENT} unchanged")  # fmt: skip
         if left:
             message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "
-                        "fab rotate-secrets again to complete that rotation")  # fmt: skip
+                        f"{program()} rotate-secrets again to complete that rotation")  # fmt: skip
         return message
 
 

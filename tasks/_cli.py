@@ -26,7 +26,7 @@ from nodeops.project import project_root
 INVENTORY_HELP = {
     "env": "environment name: loads <project>/inventory/NAME.yaml (the project: the nearest folder up from "
     "here with nodeops.yaml)",
-    "inventory": "path of an inventory file (overrides --env)",
+    "inventory": "path of an inventory file (instead of --env)",
 }
 SERVICES_HELP = {
     **INVENTORY_HELP,
@@ -68,7 +68,12 @@ def progress(command: str, inventory: Inventory, services: Sequence[str], json_:
 
 
 def load(env: str | None, inventory: str | None) -> Inventory:
-    """The inventory named by --inventory PATH, else by --env NAME in the project around the working folder."""
+    """The inventory named by --inventory PATH, else by --env NAME in the project around the working folder.
+
+    Raises InvalidInput (exit 2) when both are given: one would silently win over the other (after a task's
+    name ``-i`` is ``--inventory``)."""
+    if env and inventory:
+        raise InvalidInput(f"--env {env} and --inventory {inventory}: give one of them")
     root = project_root(Path.cwd()) if env and not inventory else Path.cwd()  # --inventory needs no project
     return load_inventory(inventory_path(root, env, inventory))
 

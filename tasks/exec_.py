@@ -23,7 +23,8 @@ from ._cli import INVENTORY_HELP, cli, is_interactive, load
         "command": "shell command to run on each node",
         "nodes": "comma-separated node names (default: every node)",
         "max_parallel": "connections at once (default: ssh.max_parallel from the inventory)",
-        "json": "print one JSON object per host and a summary line instead of a table",
+        "json": "one JSON object per host and a summary line instead of a table (the default when stdout is not "
+        "a terminal, or with CI=true)",
     },
 )
 @cli
@@ -49,7 +50,7 @@ def exec_(c, command, env=None, inventory=None, nodes=None, max_parallel=0, json
         "seconds": round(elapsed, 3),
         "exit_code": code,
     }
-    if json_:
+    if json_ or not is_interactive():
         for o in outcomes:
             print(
                 json.dumps(
@@ -76,7 +77,7 @@ def exec_(c, command, env=None, inventory=None, nodes=None, max_parallel=0, json
 
 
 def _table(outcomes, summary) -> None:
-    console = Console(highlight=False, width=None if is_interactive() else 200)
+    console = Console(highlight=False)
     table = Table(box=box.SIMPLE, show_edge=False)
     for col in ("node", "service", "address", "result", "exit", "time", "output"):
         table.add_column(col, no_wrap=col != "output")

@@ -4,19 +4,23 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shlex
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from invoke import Exit, task
-from rich import box
+from invoke import task
 from rich.console import Console
-from rich.table import Table
 
-from nodeops.errors import EXIT_UNSAFE, InvalidInput, InventoryError, raise_failures
+from nodeops import program
+from nodeops.console import hostkeys_view
+from nodeops.errors import InvalidInput, InventoryError, Unsafe, raise_failures
 from nodeops.hostkeys import (
     CHANGED,
     MATCH,
+    MISMATCH,
+    UNLISTED,
     against_expected,
     against_pinned,
     host_key_snippet,
@@ -28,8 +32,6 @@ from nodeops.remote import Fleet, scan_host_keys
 
 from ._cli import INVENTORY_HELP, cli, confirm_always, is_interactive, load
 
-STYLES = {MATCH: "green", "new": "yellow"}
-
 
 @task(
     help={
@@ -39,11 +41,13 @@ STYLES = {MATCH: "green", "new": "yellow"}
         "write": "write the keys into the inventory's ssh.known_hosts file (asks first; --yes to skip)",
         "yes": "do not ask before --write (needed without a terminal)",
         "nodes": "comma-separated node names (default: every node)",
+        "json": "one JSON object per key and a summary (the default when stdout is not a terminal)",
     }
 )
 @cli
-def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False, nodes=None):
+def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False, nodes=None, json_=False):
     """Every node's host key fingerprints, read through the pinned bastion and trusted only on your word."""
+    json_ = json_ or not is_interactive()
     if expected and write:
         raise InvalidInput("--expected compares and --write pins: choose one")
     inv = load(env, inventory)
@@ -70,17 +74,25 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
         rows = against_expected(scans, wanted, expected, ignore=ignore)
     else:
         rows = [row for node, keys in scans.items() for row in against_pinned(node, keys, pinned[node])]
-    _table(rows)
+    if json_:
+        for r in rows:
+            print(json.dumps({"event": "hostkey", "node": r.node, "address": r.address, "type": r.keytype,
+                              "fingerprint": r.fingerprint, "status": r.status, "detail": r.detail}))  # fmt: skip
+    else:
+        Console(highlight=False).print(hostkeys_view(rows))
     raise_failures(failures)
     bad = [r for r in rows if r.status != MATCH and (wanted is not None or r.status == CHANGED)]
     if bad:
-        names = sorted({r.node for r in bad})
-        what = "do not match" if wanted is not None else "differ from the pinned keys of"
-        raise Exit(f"nodeops: host keys {what} {', '.join(names)}: see the table; nothing written", EXIT_UNSAFE)
+        raise Unsafe(f"{refusal(bad, expected)}; nothing written")  # exit 4, fitted to a terminal by cli()
     if wanted is not None:
         return
     if not write:
-        _say_how_to_pin(inv, scans, [r for r in rows if r.status != MATCH])
+        advice = how_to_pin(inv, scans, [r for r in rows if r.status != MATCH], command_line(env, inventory))
+        if json_:
+            print(json.dumps({"event": "summary", "keys": len(rows), "not_pinned": sorted(
+                {r.node for r in rows if r.status != MATCH}), "next": advice}))  # fmt: skip
+        else:
+            print(*advice, sep="\n")
         return
     if known is None:
         raise InventoryError(str(inv.source), "ssh.known_hosts", "not set: --write writes there; set it (e.g. "
@@ -91,7 +103,7 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
     confirm_always("hostkeys --write", plan, yes)
     current = known.read_text() if known.exists() else ""
     _replace(known, known_hosts_text(current, scans))
-    print(f"wrote {known}")
+    print(json.dumps({"event": "wrote", "path": str(known), "keys": len(rows)}) if json_ else f"wrote {known}")
 
 
 def _scan(fleet: Fleet, node):
@@ -105,27 +117,39 @@ def _pinned(fleet: Fleet, node) -> tuple[HostKey, ...]:
     return tuple(HostKey(k.get_name(), k.get_base64()) for k in fleet.target(node).pinned)
 
 
-def _table(rows) -> None:
-    table = Table(box=box.SIMPLE, show_edge=False)
-    for col in ("node", "address", "type", "fingerprint", "status", "detail"):
-        table.add_column(col, no_wrap=col in ("node", "type", "fingerprint"))
-    for r in rows:
-        style = STYLES.get(r.status, "red")
-        table.add_row(r.node, r.address, r.keytype, r.fingerprint, f"[{style}]{r.status}[/]", r.detail)
-    Console(highlight=False, width=None if is_interactive() else 200).print(table)
+def refusal(bad, expected: str | None) -> str:
+    """Why the keys of ``bad`` rows (not MATCH) are refused, by status: against --expected ``expected`` MISMATCH
+    ("do not match") and UNLISTED ("not listed in"); against the pinned keys CHANGED."""
+
+    def nodes(status: str) -> str:
+        return ", ".join(sorted({r.node for r in bad if r.status == status}))
+
+    if expected is None:
+        return f"host keys differ from the pinned keys of {nodes(CHANGED)}: see the table"
+    parts = []
+    if nodes(MISMATCH):
+        parts.append(f"host keys of {nodes(MISMATCH)} do not match {expected}")
+    if nodes(UNLISTED):
+        parts.append(f"host keys of {nodes(UNLISTED)} are not listed in {expected} (add them after checking them)")
+    return "; ".join(parts)
 
 
-def _say_how_to_pin(inv, scans, unpinned) -> None:
+def command_line(env: str | None, inventory: str | None) -> str:
+    """The command that pins the keys, as this run was given: ``nodeops hostkeys --env prod --write``."""
+    chosen = ["--env", env] if env else ["--inventory", inventory or ""]
+    return shlex.join([program(), "hostkeys", *chosen, "--write"])
+
+
+def how_to_pin(inv, scans, unpinned, command: str) -> list[str]:
+    """What to do next for ``unpinned`` rows (lines to print): run ``command`` when the inventory sets
+    ssh.known_hosts, else put the printed host_key lines under the nodes."""
     if not unpinned:
-        print("every node's keys are pinned")
-        return
-    print("Check these fingerprints against the hosts' own (e.g. an EC2 instance's console output), then:")
+        return ["every node's keys are pinned"]
+    lines = ["Check these fingerprints against the hosts' own (e.g. an EC2 instance's console output), then:"]
     if inv.ssh.known_hosts is not None:
-        print(f"  nodeops hostkeys --write   (writes them into {inv.ssh.known_hosts})")
-        return
-    print(f"put these lines under the nodes of {inv.source}:")
-    for line in host_key_snippet({n: k for n, k in scans.items() if any(r.node == n.name for r in unpinned)}):
-        print(line)
+        return [*lines, f"  {command}", f"  (writes them into {inv.ssh.known_hosts})"]
+    lines.append(f"put these lines under the nodes of {inv.source}:")
+    return lines + host_key_snippet({n: k for n, k in scans.items() if any(r.node == n.name for r in unpinned)})
 
 
 def _replace(path: Path, text: str) -> None:

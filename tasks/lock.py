@@ -6,6 +6,7 @@ import json
 
 from invoke import task
 
+from nodeops import program
 from nodeops.deploy import Reporter
 from nodeops.errors import InvalidInput
 from nodeops.operation import describe_locks, locks, release_stale
@@ -40,7 +41,7 @@ def status(c, env=None, inventory=None, json_=False):
 def release(c, env=None, inventory=None, service=None, force=False, json_=False):
     """Remove stale deploy locks (their run is gone), audited; a live run's lock is never taken."""
     if not force:
-        raise InvalidInput("lock.release changes what protects a pair from two runs: check fab status, then "
+        raise InvalidInput(f"lock.release changes what protects a pair from two runs: check {program()} status, then "
                            "repeat with --force")  # fmt: skip
     inv = load(env, inventory)
     names = services_of(inv, service) or list(inv.services)

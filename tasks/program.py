@@ -10,11 +10,18 @@ turns the running `fab` into it (``adopt_running_fab``), so flags, `-H` and exit
   the password prompts, ``-R``, ``-w``, ``-e``, ``-p``, ``--hide``, ``-f``) would be silently ignored
   or misread: each is refused with one line saying where its setting lives (exit 2).
 - A misspelled flag, an unknown task or a missing argument is exit 2 (Invoke's own is 1).
+- ``-H/--hosts`` after a task's name means what it means before it (``nodeops exec -H a --command ...``).
+- Output into a pipe its reader closed (``nodeops status | head``) ends quietly with exit 141, as a
+  program killed by SIGPIPE: no traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from fabric.main import Fab
@@ -47,6 +54,50 @@ REFUSED = {  # core argument (Invoke's name) -> (the flag as typed, why it is re
     "config": ("-f/--config", "nodeops reads no Invoke configuration file: settings live in the inventory"),
 }  # fmt: skip
 NODES = "nodes"  # the task argument -H/--hosts fills
+HOSTS_FLAGS = ("-H", "--hosts")
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program its pipe's reader cut off
+
+
+def hosts_after_tasks(tokens: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``-H/--hosts`` values found among the tokens after the core flags (``-H a``, ``-Ha``, ``--hosts a``,
+    ``--hosts=a``; none after ``--``), and the tokens without them. Pure: ``(["a"], ["exec", "--command", "x"])``
+    for ``["exec", "-H", "a", "--command", "x"]``. A trailing ``-H`` without a value is left for the parser."""
+    found: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "--":
+            rest.extend(tokens[i:])
+            break
+        if token in HOSTS_FLAGS and i + 1 < len(tokens):
+            found.append(tokens[i + 1])
+            i += 2
+            continue
+        if token.startswith("--hosts="):
+            found.append(token.partition("=")[2])
+        elif token.startswith("-H") and not token.startswith("--") and len(token) > 2:
+            found.append(token[2:])
+        else:
+            rest.append(token)
+        i += 1
+    return found, rest
+
+
+@contextlib.contextmanager
+def quiet_on_closed_pipe() -> Iterator[None]:
+    """Run the block and flush stdout; if the reader of stdout's pipe is gone (BrokenPipeError), point stdout at
+    /dev/null (so that Python's own flush at exit stays quiet) and end with Exit(EXIT_CLOSED_PIPE), no traceback."""
+    try:
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise Exit(code=EXIT_CLOSED_PIPE) from None
 
 
 def refusal(flags: dict[str, object], tasks: dict[str, dict[str, object]], remainder: str) -> str | None:
@@ -71,9 +122,17 @@ class Nodeops(Fab):
     """Fabric's program with nodeops' reading of its flags (see the module's docstring)."""
 
     def parse_core(self, argv) -> None:
-        Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
+        with quiet_on_closed_pipe():  # --version
+            Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
 
     def parse_tasks(self) -> None:
+        after, self.core.unparsed = hosts_after_tasks(self.core.unparsed)
+        before = self.args["hosts"].value
+        if after and (len(after) > 1 or (before and before != after[0])):
+            raise Exit(f"nodeops: -H/--hosts given twice ({', '.join(filter(None, [before, *after]))}): give it once",
+                       code=EXIT_INVALID)  # fmt: skip
+        if after:
+            self.args["hosts"].value = after[0]
         try:
             super().parse_tasks()
         except ParseError as err:
@@ -89,9 +148,14 @@ class Nodeops(Fab):
 
     def parse_cleanup(self) -> None:
         try:
-            super().parse_cleanup()  # --help TASK, --list
+            with quiet_on_closed_pipe():
+                super().parse_cleanup()  # --help TASK, --list
         except ParseError as err:
             raise Exit(f"nodeops: {err}", code=EXIT_INVALID) from None
+
+    def execute(self) -> None:
+        with quiet_on_closed_pipe():
+            super().execute()
 
     def update_config(self, merge: bool = True) -> None:
         Program.update_config(self, merge)  # not Fab's: it loads ~/.ssh/config and -i keys, which nodeops never uses

@@ -4,6 +4,7 @@ at LOG_LEVEL debug, so that every HTTP request to a node writes a log line namin
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -57,9 +58,9 @@ def test_hostkeys_prints_each_nodes_fingerprint(acc):
     inventory, _ = acc
     result = fab("hostkeys", "--inventory", str(inventory))
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith(" cl1-")}
-    assert {name: row[3] for name, row in rows.items()} == pinned_fingerprints(inventory)
-    assert all(row[4] == "match" for row in rows.values()), result.stdout
+    rows = {k["node"]: k for k in map(json.loads, result.stdout.splitlines()) if k["event"] == "hostkey"}  # no tty
+    assert {name: row["fingerprint"] for name, row in rows.items()} == pinned_fingerprints(inventory)
+    assert all(row["status"] == "match" for row in rows.values()), result.stdout
 
 
 def test_hostkeys_expected_with_one_wrong_key_exits_4_naming_that_node(acc, tmp_path):
@@ -69,8 +70,8 @@ def test_hostkeys_expected_with_one_wrong_key_exits_4_naming_that_node(acc, tmp_
     expected.write_text(f"# from the console\ncl1-a {good['cl1-a']}\ncl1-b {good['cl1-a']}\n")  # cl1-b: a's key
     result = fab("hostkeys", "--inventory", str(inventory), "--expected", str(expected))
     assert result.returncode == 4, result.stdout + result.stderr
-    assert result.stderr == "nodeops: host keys do not match cl1-b: see the table; nothing written\n"
-    statuses = {line.split()[0]: line.split()[4] for line in result.stdout.splitlines() if line.startswith(" cl1-")}
+    assert result.stderr == f"nodeops: host keys of cl1-b do not match {expected}; nothing written\n"
+    statuses = {k["node"]: k["status"] for k in map(json.loads, result.stdout.splitlines()) if k["event"] == "hostkey"}
     assert statuses == {"cl1-a": "match", "cl1-b": "MISMATCH"}
 
     expected.write_text(f"cl1-a {good['cl1-a']}\n10.240.0.11 {good['cl1-b']}\n")  # by host: all match

@@ -4,6 +4,7 @@ failures red and printed once, dry runs said; and the JSON event lines valid aga
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -13,11 +14,13 @@ import pytest
 from rich.console import Console
 
 from nodeops.console import (
+    HOSTKEY_COLUMNS,
     Progress,
     Screen,
     audit_view,
     fit_words,
     header,
+    hostkeys_view,
     outcome,
     short_digests,
     status_view,
@@ -25,6 +28,7 @@ from nodeops.console import (
 )
 from nodeops.deploy import Reporter, per_service
 from nodeops.errors import Interrupted, OperationFailed
+from nodeops.hostkeys import Row as HostKeyRow
 from tests.conftest import screen_pieces
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -352,3 +356,34 @@ def test_the_error_is_one_red_line_for_a_person_and_plain_for_ci(monkeypatch, te
         assert "sha256:3f2a1c9e0b7d)" in stderr.getvalue()
     else:  # the documented line, as it was, for invoke to print
         assert got.value.message == f"nodeops: cl1 cl1-a: pull failed ({DIGEST})" and stderr.getvalue() == ""
+
+
+# -- nodeops hostkeys ---------------------------------------------------------------------------------------------
+FP = "SHA256:" + "Xb3qZ9" * 7 + "a"  # 50 characters, as OpenSSH prints an ed25519 key's
+WIDE_HOSTKEY_ROWS = [
+    HostKeyRow("cl1-a", "10.0.1.5:22", "ssh-ed25519", FP, "MISMATCH", f"keys.txt line(s) 3 expect {FP[:-1]}b"),
+    HostKeyRow("cl1-b", "10.0.1.6:2222", "ecdsa-sha2-nistp256", FP, "unlisted", "not in keys.txt"),
+    HostKeyRow("cl2-a", "10.0.2.5:22", "ssh-ed25519", FP, "new", "not pinned"),
+    HostKeyRow("cl2-b", "10.0.2.6:22", "ssh-ed25519", FP, "CHANGED", f"pinned: {FP[:-1]}c"),
+    HostKeyRow("cl3-a", "10.0.3.5:22", "ssh-ed25519", FP, "match", ""),
+]
+
+
+@pytest.mark.parametrize("width", [80, 60, 200])
+def test_hostkeys_fit_the_width_and_always_show_every_status(width):
+    text = printed(hostkeys_view(WIDE_HOSTKEY_ROWS, width), width)
+    lines = text.splitlines()
+    assert lines and max(len(line) for line in lines) <= width, text
+    for r in WIDE_HOSTKEY_ROWS:
+        assert r.status in words(text) and r.address in text, text
+    fingerprints = {FP, f"{FP[:-1]}b", f"{FP[:-1]}c"}
+    assert all(fp in "".join(text.split()) for fp in fingerprints)  # whole, though it may fold
+    vocabulary = {w.strip(",;:()[]") for r in WIDE_HOSTKEY_ROWS for w in (*dataclasses.astuple(r), *r.detail.split())}
+    cut = {w for w in words(text) - vocabulary - set(HOSTKEY_COLUMNS) if not any(w in fp for fp in fingerprints)}
+    assert not cut, f"words cut: {sorted(cut)}\n{text}"
+
+
+def test_hostkeys_is_a_table_when_it_fits():
+    rows = [HostKeyRow("a", "10.0.0.1:22", "ssh-ed25519", "SHA256:abc", "new", "not pinned")]
+    assert printed(hostkeys_view(rows), 80).split() == [*HOSTKEY_COLUMNS, "a", "10.0.0.1:22", "ssh-ed25519",
+                                                        "SHA256:abc", "new", "not", "pinned"]  # fmt: skip

@@ -4,6 +4,7 @@ comparison tables, the known_hosts text written."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -15,6 +16,7 @@ from nodeops.hostkeys import (
     NEW,
     UNLISTED,
     Expected,
+    Row,
     against_expected,
     against_pinned,
     fingerprint,
@@ -23,6 +25,7 @@ from nodeops.hostkeys import (
     parse_expected,
 )
 from nodeops.inventory import HostKey, Node
+from tasks.hostkeys import command_line, refusal
 
 ED_A = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp")
 ED_B = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
@@ -128,3 +131,34 @@ def test_host_key_snippet_lists_every_key_under_its_node():
         f"      - {ED_A.line}",
         f"      - {EC_A.line}",
     ]
+
+
+def row(node: str, status: str) -> Row:
+    return Row(node, "10.0.0.1:22", "ssh-ed25519", "SHA256:x", status)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected", "message"),
+    [
+        ([row("a", MISMATCH)], "k.txt", "host keys of a do not match k.txt"),
+        ([row("b", UNLISTED)], "k.txt", "host keys of b are not listed in k.txt (add them after checking them)"),
+        ([row("a", MISMATCH), row("b", UNLISTED), row("a", MISMATCH)], "k.txt",
+         "host keys of a do not match k.txt; host keys of b are not listed in k.txt (add them after checking them)"),
+        ([row("c", CHANGED)], None, "host keys differ from the pinned keys of c: see the table"),
+    ],
+)  # fmt: skip
+def test_refusal_says_what_is_wrong_per_status(rows, expected, message):
+    assert refusal(rows, expected) == message
+
+
+@pytest.mark.parametrize(
+    ("argv0", "env", "inventory", "command"),
+    [
+        ("/venv/bin/nodeops", "prod", None, "nodeops hostkeys --env prod --write"),
+        ("/venv/bin/fab", "prod", None, "fab hostkeys --env prod --write"),
+        ("/venv/bin/nodeops", None, "inv/my prod.yaml", "nodeops hostkeys --inventory 'inv/my prod.yaml' --write"),
+    ],
+)  # fmt: skip
+def test_the_pin_hint_is_the_command_as_run(monkeypatch, argv0, env, inventory, command):
+    monkeypatch.setattr(sys, "argv", [argv0, "hostkeys"])
+    assert command_line(env, inventory) == command

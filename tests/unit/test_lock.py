@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from nodeops import program
 from nodeops.commands import bastion
 from nodeops.operation import describe_locks, holder_record, lock_conflict
 
@@ -266,3 +268,21 @@ def test_lock_messages_group_services_by_run_and_say_how_to_clear_a_stale_one():
     error = lock_conflict(text, "prod")
     assert error.exit_code == 3
     assert str(error).endswith("fab lock.release --env prod --service cl1,cl2 --force")
+
+
+@pytest.mark.parametrize(
+    ("argv0", "command", "hint"),
+    [
+        ("/home/op/.local/bin/nodeops", "nodeops deploy --env prod", "nodeops lock.release --env prod"),
+        ("/src/.venv/bin/fab", "fab deploy --env prod", "fab lock.release --env prod"),
+        ("nodeops.exe", "nodeops deploy --env prod", "nodeops lock.release --env prod"),
+        ("/usr/bin/pytest", "fab deploy --env prod", "fab lock.release --env prod"),
+    ],
+)
+def test_records_and_hints_name_the_program_that_ran(monkeypatch, argv0, command, hint):
+    """The audit log, the lock and the webhook record the command as typed; the hints say what to type."""
+    monkeypatch.setattr(sys, "argv", [argv0, "deploy", "--env", "prod"])
+    assert program() == command.split()[0] == program(argv0)
+    assert holder_record("r1", sys.argv[1:], {})["command"] == command
+    stale = 'stale cl1 5 {"run": "r1", "who": "a", "from": "h", "command": "x", "started": "t"}\n'
+    assert hint in str(lock_conflict(stale, "prod"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks._cli import confirmation
-from tasks.program import REFUSED, refusal
+from tasks.program import EXIT_CLOSED_PIPE, REFUSED, hosts_after_tasks, refusal
 from tests.conftest import FAB, ROOT, run_on_a_terminal
 
 NODEOPS = Path(sys.executable).with_name("nodeops")  # the editable install's console script
@@ -180,3 +180,67 @@ def test_on_a_terminal_it_shows_the_plan_and_asks_once(inventory, args, answer, 
     assert out.count("[y/N]") == (0 if answer is None else 1)
     if answer is not None:
         assert "will:" in out and "cl1:" in out  # what it will do, service by service, before the question
+
+
+# ------------------------------------------------------------------ -H after the task's name
+
+
+@pytest.mark.parametrize(
+    ("tokens", "found", "rest"),
+    [
+        (["exec", "--command", "x"], [], ["exec", "--command", "x"]),
+        (["exec", "-H", "a,b", "--command", "x"], ["a,b"], ["exec", "--command", "x"]),
+        (["exec", "--command", "x", "--hosts", "a"], ["a"], ["exec", "--command", "x"]),
+        (["exec", "--hosts=a", "-Hb"], ["a", "b"], ["exec"]),
+        (["exec", "--command", "x", "-H"], [], ["exec", "--command", "x", "-H"]),  # no value: the parser says so
+        (["exec", "--", "-H", "a"], [], ["exec", "--", "-H", "a"]),  # after --: the remainder, refused later
+        (["exec", "--help"], [], ["exec", "--help"]),
+    ],
+)  # fmt: skip
+def test_hosts_after_tasks_table(tokens, found, rest):
+    assert hosts_after_tasks(tokens) == (found, rest)
+
+
+@pytest.mark.parametrize("program", [FAB, NODEOPS], ids=["fab", "nodeops"])
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (("exec", "-H", "zz", "--inventory", "{inv}", "--command", "true"), 2, "unknown node 'zz'"),
+        (("exec", "--inventory", "{inv}", "--command", "true", "--hosts", "cl1-a,cl2-b"), 1, REACHED),
+        (("deploy", "--inventory", "{inv}", "-H", "cl1-a"), 2, "deploy works on whole services"),
+        (("-H", "cl1-a", "exec", "-H", "cl2-a", "--inventory", "{inv}", "--command", "true"), 2,
+         "-H/--hosts given twice (cl1-a, cl2-a): give it once"),
+        (("exec", "--inventory", "{inv}", "--env", "prod", "--command", "true"), 2,
+         "--env prod and --inventory {inv}: give one of them"),
+        (("exec", "--command", "true", "--env", "prod", "-i", "{inv}"), 2, "give one of them"),
+    ],
+    ids=["-H-after-selects", "--hosts-after-ok", "-H-after-deploy", "-H-twice", "env-and-inventory", "-i-after-env"],
+)  # fmt: skip
+def test_hosts_after_the_task_and_env_with_inventory(inventory, program, args, code, fragment):
+    res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
+    assert (res.returncode, res.stdout) == (code, ""), res.stderr
+    assert fragment.replace("{inv}", str(inventory)) in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+# ------------------------------------------------------------------ a pipe whose reader is gone
+
+
+@pytest.mark.parametrize("program", [FAB, NODEOPS], ids=["fab", "nodeops"])
+@pytest.mark.parametrize(
+    "args", [("--help", "deploy"), ("--list",), ("init",), ("--version",)], ids=["help", "list", "task", "version"]
+)
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path, program, args):
+    """stdout is a pipe whose read end is already closed (what `| head` leaves once it has its lines)."""
+    if program == FAB and args == ("--version",):
+        pytest.skip("fab --version is printed by Fabric itself, before the fabfile makes it nodeops")
+    read, write = os.pipe()
+    os.close(read)
+    cwd = tmp_path if args == ("init",) else ROOT  # init writes into the working folder
+    if program == FAB and args == ("init",):
+        args = ("--search-root", str(ROOT), *args)  # fab's fabfile is the repository's
+    try:
+        proc = subprocess.run([str(program), *args], cwd=cwd, stdout=write, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (EXIT_CLOSED_PIPE, "")
