@@ -30,10 +30,10 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from nodeops.errors import InvalidInput, InventoryError, OperationFailed
 from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
@@ -45,9 +45,11 @@ __all__ = [
     "backend_where",
     "env_variable_name",
     "is_loopback_url",
+    "mask_secrets",
     "read_reference",
     "resolve",
     "secret_ages",
+    "secret_forms",
     "strict_rendering",
 ]
 
@@ -144,6 +146,36 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+# ---------------------------------------------------------------- masking values in text
+
+MASK = "*****"
+MASK_MIN = 4  # shorter values (a short user name such as cl1) are not hunted: they would mask unrelated words,
+# and no password a node accepts is that short (Chainlink: 16 to 50 characters)
+
+
+def secret_forms(secrets: Iterable[Secret]) -> list[str]:
+    """Every form the values of ``secrets`` take in text (as is, percent-encoded, JSON-escaped) of at least
+    ``MASK_MIN`` characters, longest first (so a longer form is masked before a part of it)."""
+    forms = set()
+    for s in secrets:
+        value = s.reveal()
+        forms |= {value, quote(value, safe="", errors="surrogatepass"), json.dumps(value)[1:-1]}
+    return sorted((f for f in forms if len(f) >= MASK_MIN), key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: Iterable[Secret], public: Iterable[str] = ()) -> str:
+    """``text`` with every form (``secret_forms``) of every secret replaced by ``MASK``, except a form that is part
+    of one of the ``public`` names (a service, node, role, variable or secret name: what status, container names
+    and the inventory show to anyone who reads this text): masking it would hide the name the reader needs (a
+    database user named after its service) and reveal nothing, since the name is shown everywhere else. A
+    value that merely contains a public name is masked whole."""
+    names = tuple(public)
+    for form in secret_forms(secrets):
+        if not any(form in name for name in names):
+            text = text.replace(form, MASK)
+    return text
 
 
 # ---------------------------------------------------------------- resolving references

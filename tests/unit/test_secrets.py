@@ -12,12 +12,21 @@ import sys
 import time
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import quote
 
 import pytest
 
 from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
-from nodeops.secrets import Secret, SecretLeak, env_variable_name, is_loopback_url, resolve, strict_rendering
+from nodeops.secrets import (
+    Secret,
+    SecretLeak,
+    env_variable_name,
+    is_loopback_url,
+    mask_secrets,
+    resolve,
+    strict_rendering,
+)
 
 SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆-value"  # every character a format could mangle, a space, a unicode one
 
@@ -361,3 +370,33 @@ def test_the_env_backend_keeps_no_versions_and_refuses_to_pretend():
     assert resolve(inv, service, environ={"T_X_PASSWORD": "value-1234"})["db"].version is None
     with pytest.raises(InvalidInput, match="keeps no versions"):
         resolve(inv, service, environ={"T_X_PASSWORD": "value-1234"}, versions={"db": "v1"})
+
+
+# ---------------------------------------------------------------- masking values in messages
+
+PASSWORD = "hunter2-" + SENTINEL
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "public", "expected"),
+    [
+        ("services.cl1.variables.X: no URL", ["cl1"], ["cl1"], "services.cl1.variables.X: no URL"),  # short: kept
+        (
+            "services.chainlink-prod.variables.X",
+            ["chainlink-prod"],
+            ["chainlink-prod"],
+            "services.chainlink-prod.variables.X",
+        ),  # a user named like its service: a public name, kept
+        ("services.chainlink-prod-2.x", ["chainlink-prod"], ["chainlink-prod-2"], "services.chainlink-prod-2.x"),
+        ("value 'chainlink-prod'", ["chainlink-prod"], [], "value '*****'"),  # not a public name: masked
+        (f"url {PASSWORD}@h", [PASSWORD], ["cl1"], "url *****@h"),
+        (f"url {PASSWORD.replace('-', '%2D')}", [PASSWORD.replace("-", "%2D")], [], "url *****"),
+        (f"x {quote('p@ss/w:rd!', safe='')} y", ["p@ss/w:rd!"], [], "x ***** y"),  # its percent-encoded form too
+        (f"cl1-{PASSWORD}", [f"cl1-{PASSWORD}"], ["cl1"], "*****"),  # contains a public name: masked whole
+    ],
+    ids=["short", "service-named", "part-of-a-name", "quoted", "password", "literal-percent", "encoded", "contains"],
+)
+def test_mask_secrets_hides_every_value_but_public_names(text, values, public, expected):
+    masked = mask_secrets(text, [Secret(v) for v in values], public)
+    assert masked == expected
+    assert SENTINEL not in masked
