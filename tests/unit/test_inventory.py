@@ -825,3 +825,30 @@ def test_x_keys_hold_anchors_a_service_merges():
     text = text.replace("  chainlink:\n", "  chainlink:\n    <<: *common\n")
     service = parse(text).services["chainlink"]
     assert (service.image, service.runtime) == ("smartcontract/chainlink:2.12.0", "podman")
+
+
+PASTED = "hunter2-SentinelInline"
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ([("services.chainlink.secrets.db", PASTED)], "services.chainlink.secrets.db"),
+        ([("services.chainlink.secrets.db", 123456789)], "services.chainlink.secrets.db"),
+        ([("services.chainlink.secrets.db", [PASTED])], "services.chainlink.secrets.db"),
+        ([("services.chainlink.secrets", PASTED)], "services.chainlink.secrets"),
+        ([("defaults", {"secrets": {"db": PASTED}})], "defaults.secrets.db"),
+        (
+            [("backup", {"bucket": "bkt", "aws": "aws", "recipients": "age1" + "q" * 58, "identity": PASTED})],
+            "backup.identity",
+        ),
+    ],
+    ids=["string", "number", "list", "whole-mapping", "defaults", "backup-identity"],
+)
+def test_a_secret_pasted_where_a_reference_belongs_is_refused_without_echoing_it(changes, where):
+    """review14 #11: `db: 'hunter2-...'` under secrets: was echoed (`expected a mapping, got 'hunter2-...'`)."""
+    with pytest.raises(InventoryError) as info:
+        parse(edited(*changes))
+    assert info.value.where == where
+    assert "(the value is not shown)" in info.value.problem
+    assert "hunter2" not in str(info.value) and "123456789" not in str(info.value)
