@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError
+from nodeops.errors import EXIT_INVALID, EXIT_UNREACHABLE, InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
 from nodeops.secrets import (
     Secret,
@@ -27,6 +27,8 @@ from nodeops.secrets import (
     resolve,
     strict_rendering,
 )
+from tests.conftest import fab
+from tests.unit.test_cli_errors import GOOD
 
 SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆-value"  # every character a format could mangle, a space, a unicode one
 
@@ -327,20 +329,36 @@ def test_aws_reads_each_secret_name_once(moto, aws_env, monkeypatch):
     assert calls == [("GetSecretValue", {"SecretId": "t4/ApiSecret", "VersionStage": "AWSCURRENT"})]
 
 
-def test_aws_unreachable_endpoint_is_a_one_line_exit_1(aws_env):
-    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+def test_aws_unreachable_endpoint_is_a_one_line_exit_5(aws_env):
+    """review14 #6: it was exit 1, which means "ran and failed on at least one host"."""
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: the connection is refused
     inv, service = _aws(endpoint, {"db": SecretRef("aws", "x/DBSecret", "password")})
     started = time.monotonic()
     with pytest.raises(NodeopsError) as err:
         resolve(inv, service)
     assert time.monotonic() - started < 30
     message = str(err.value)
-    assert err.value.exit_code == EXIT_FAILED and message.count("\n") == 0
+    assert err.value.exit_code == EXIT_UNREACHABLE == 5 and message.count("\n") == 0
     assert message == (
-        f"/inv/prod.yaml: secret backend 'aws' (region us-east-1, endpoint {endpoint}): "
-        "endpoint unreachable: EndpointConnectionError"
+        f"/inv/prod.yaml: services.cl1.secrets.db: secret backend 'aws' (region us-east-1, endpoint {endpoint}) "
+        "could not be reached: EndpointConnectionError; nothing was done (check the endpoint and the network, "
+        "then run again)"
     )
-    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert err.value.__context__ is None  # no botocore error (its frames, its text) chained to it
+
+
+def test_deploy_dry_run_with_an_unreachable_backend_exits_5(aws_env, tmp_path):
+    """The whole command, as an operator runs it: exit 5 and one line, before any host (the bastion is not asked)."""
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    path = tmp_path / "t.yaml"
+    path.write_text(GOOD.replace("ssh: {user: root}", f"ssh: {{user: root}}\nsecret_backends: {{aws: {{kind: "
+                                 f"aws-secretsmanager, region: us-east-1, endpoint_url: '{endpoint}'}}}}").replace(
+        "    nodes:", "    secrets: {db: {backend: aws, name: x/DBSecret, key: password}}\n    nodes:"))  # fmt: skip
+    res = fab("deploy", "--inventory", str(path), "--dry-run")
+    assert res.returncode == 5, res.stderr
+    assert res.stderr == (f"nodeops: {path}: services.cl1.secrets.db: secret backend 'aws' (region us-east-1, "
+                          f"endpoint {endpoint}) could not be reached: EndpointConnectionError; nothing was done "
+                          "(check the endpoint and the network, then run again)\n")  # fmt: skip
 
 
 def test_aws_gives_each_value_its_version_id_and_reads_an_older_version_when_asked(moto, aws_env):
