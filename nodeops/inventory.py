@@ -214,6 +214,17 @@ def check_environment_name(env: str) -> None:
         raise InvalidInput(f"invalid environment name {_shown(env)}: {problem}")
 
 
+def check_environment(inventory: Inventory, env: str) -> None:
+    """``--env NAME`` loaded ``inventory/NAME.yaml``: its ``environment:`` must be NAME, or InventoryError (exit 2).
+    The deploy lock and the audit log are kept per environment (``<state_dir>/<environment>/``): a file copied from
+    another environment's and not edited would share that one's lock and audit log."""
+    if inventory.environment != env:
+        was = inventory.environment
+        raise InventoryError(str(inventory.source), "environment", f"is {was!r} but the file is loaded as --env "
+                             f"{env}: set environment: {env} (the deploy lock and the audit log are kept per "
+                             f"environment; a copied file must not share {was!r}'s)")  # fmt: skip
+
+
 def inventory_path(root: Path, env: str | None, override: str | None) -> Path:
     """The inventory file chosen by --inventory PATH, else by --env NAME."""
     if env:
@@ -868,7 +879,8 @@ class _InventorySpec(_Spec):
     level are not read (YAML anchor holders: ``x-common: &common ...``, then ``<<: *common``)."""
 
     environment: _Name
-    """The environment's name (``--env``)."""
+    """The environment's name: ``--env NAME`` loads ``inventory/NAME.yaml`` only if it says NAME here (the deploy
+    lock and the audit log are per environment)."""
     bastion: _BastionSpec
     """The SSH bastion."""
     ssh: _SshSpec
