@@ -15,7 +15,8 @@ filter, each exact for one format:
 - ``toml``: a TOML basic string (``"..."`` with ``\\``, ``"`` and control
   characters escaped); booleans and numbers become TOML booleans and numbers,
   a list an inline array, a mapping an inline table (keys quoted unless bare).
-  The other filters refuse a list or mapping: a template writes its items.
+  The other filters refuse a list or mapping: a template writes its items. So do Jinja's ``string``
+  filter and a bare ``{{ value }}``, which would write Python's text of one (``[1337]``).
 - ``urlpart``: percent-encoded for one URL component (``quote(safe="")``):
   userinfo, path, query value.
 - ``dotenv``: a value for ``docker run --env-file``. Docker's CLI reads that
@@ -250,7 +251,23 @@ def raw_filter(value: Any) -> str:
     return text
 
 
+def string_filter(value: Any) -> str:
+    """Jinja's ``string``, refusing a list or mapping: Python's text of one (``[1337]``) is no value of any format
+    (``ETH_CHAIN_ID: [1337]`` would become ``ChainID = "[1337]"``). A Secret still raises SecretLeak."""
+    if isinstance(value, list | tuple | Mapping) and not isinstance(value, Secret):
+        _unwrap(value, "string")  # raises FilterError
+    return jinja2.filters.FILTERS["string"](value)
+
+
+def _one_value(value: Any) -> Any:
+    """``finalize`` of every ``{{ ... }}``: a list or mapping printed as it is would be Python's text of it."""
+    if isinstance(value, list | tuple | Mapping) and not isinstance(value, Secret | _Secrets):  # its text: SecretLeak
+        _unwrap(value, "{{ }}")  # raises FilterError
+    return value
+
+
 FILTERS = {
+    "string": string_filter,
     "toml": toml_filter,
     "urlpart": urlpart_filter,
     "dotenv": dotenv_filter,
@@ -305,6 +322,7 @@ def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
         autoescape=False,
         keep_trailing_newline=True,
         auto_reload=False,
+        finalize=_one_value,
     )
     env.filters.update(FILTERS)
     env.globals["fail"] = _fail
