@@ -37,7 +37,6 @@ import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from nodeops import program
 from nodeops.commands import node as cmd
@@ -62,7 +61,7 @@ from nodeops.plan import (
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
 from nodeops.roles import Role, check_service, profile_name, role_for
-from nodeops.secrets import Secret, resolve
+from nodeops.secrets import MASK, Secret, resolve, secret_forms
 from nodeops.stopping import StopRequests
 
 SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
@@ -76,16 +75,11 @@ POLL = 0.2
 class Redactor:
     """Masks every form a secret value can take in text shown to a person or a log.
 
-    Values under 4 characters (a short user name) are not hunted: they would
-    mask unrelated text, and no password the node accepts is that short.
+    The forms and the length rule are ``nodeops.secrets.secret_forms``'s.
     """
 
     def __init__(self, secrets: Iterable[Secret]) -> None:
-        forms = set()
-        for s in secrets:
-            value = s.reveal()
-            forms |= {value, quote(value, safe=""), json.dumps(value)[1:-1]}
-        self.forms = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+        self.forms = secret_forms(secrets)
 
     def with_secrets(self, more: Iterable[Secret]) -> Redactor:
         """A redactor that masks what this one masks and ``more``."""
@@ -95,7 +89,7 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for form in self.forms:
-            text = text.replace(form, "*****")
+            text = text.replace(form, MASK)
         return text
 
     def clip(self, text: str, limit: int = 300, tail: bool = False) -> str:
@@ -281,7 +275,7 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False,
     check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
-    rendered = render(role, profile, service, secrets)
+    rendered = render(role, profile, service, secrets, file=str(inventory.source))
     return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
 
 

@@ -214,6 +214,17 @@ def check_environment_name(env: str) -> None:
         raise InvalidInput(f"invalid environment name {_shown(env)}: {problem}")
 
 
+def check_environment(inventory: Inventory, env: str) -> None:
+    """``--env NAME`` loaded ``inventory/NAME.yaml``: its ``environment:`` must be NAME, or InventoryError (exit 2).
+    The deploy lock and the audit log are kept per environment (``<state_dir>/<environment>/``): a file copied from
+    another environment's and not edited would share that one's lock and audit log."""
+    if inventory.environment != env:
+        was = inventory.environment
+        raise InventoryError(str(inventory.source), "environment", f"is {was!r} but the file is loaded as --env "
+                             f"{env}: set environment: {env} (the deploy lock and the audit log are kept per "
+                             f"environment; a copied file must not share {was!r}'s)")  # fmt: skip
+
+
 def inventory_path(root: Path, env: str | None, override: str | None) -> Path:
     """The inventory file chosen by --inventory PATH, else by --env NAME."""
     if env:
@@ -707,6 +718,19 @@ class _SecretRefSpec(_Spec):
     """One of ``secret_backends``."""
     name: _Word
     """The secret's name in that backend (``chainlink/DBSecret``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_value(cls, data: Any) -> Any:
+        """Anything but a mapping here is most likely the secret itself, pasted in: refused without echoing it."""
+        if not isinstance(data, dict):
+            raise PydanticCustomError(
+                "invalid",
+                "expected a secret reference {backend, name, key}, not a value (the value is not shown): store "
+                "the secret in a secret backend and reference it here",
+            )
+        return data
+
     key: _Word | None = None
     """A field of a JSON secret; without it, the whole value."""
 
@@ -783,6 +807,14 @@ def _not_inline(value: Any) -> Any:
     return value
 
 
+def _references(value: Any) -> Any:
+    """``secrets:`` written as something else than a mapping (a value pasted in): refused without echoing it."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError("invalid", "expected a mapping of secret names to references {backend, name, key}, "
+                                  "not a value (the value is not shown)")  # fmt: skip
+    return value
+
+
 class _NotifySpec(_Spec):
     """``notify:``, where nodeops reports to (nodeops.notify)."""
 
@@ -813,7 +845,7 @@ class _DefaultsSpec(_Spec):
         Annotated[Variable, PlainValidator(_variable)],
     ] = {}
     """Non-secret values the role's templates use (``ETH_CHAIN_ID``, ``DATABASE_HOST``, ``EVM_CHAINS``, ...)."""
-    secrets: dict[_Name, _SecretRefSpec] = {}
+    secrets: Annotated[dict[_Name, _SecretRefSpec], BeforeValidator(_references)] = {}
     """References to the secrets the role needs (chainlink: ``db``, ``db_user``, ``keystore``, ``api_email``,
     ``api_password``; ``eth_url``, ``eth_http_url`` instead of the variables; ``db_admin_user``, ``db_admin`` for
     ``rotate-secrets --secret db`` and ``restore``)."""
@@ -847,7 +879,8 @@ class _InventorySpec(_Spec):
     level are not read (YAML anchor holders: ``x-common: &common ...``, then ``<<: *common``)."""
 
     environment: _Name
-    """The environment's name (``--env``)."""
+    """The environment's name: ``--env NAME`` loads ``inventory/NAME.yaml`` only if it says NAME here (the deploy
+    lock and the audit log are per environment)."""
     bastion: _BastionSpec
     """The SSH bastion."""
     ssh: _SshSpec

@@ -15,7 +15,8 @@ filter, each exact for one format:
 - ``toml``: a TOML basic string (``"..."`` with ``\\``, ``"`` and control
   characters escaped); booleans and numbers become TOML booleans and numbers,
   a list an inline array, a mapping an inline table (keys quoted unless bare).
-  The other filters refuse a list or mapping: a template writes its items.
+  The other filters refuse a list or mapping: a template writes its items. So do Jinja's ``string``
+  filter and a bare ``{{ value }}``, which would write Python's text of one (``[1337]``).
 - ``urlpart``: percent-encoded for one URL component (``quote(safe="")``):
   userinfo, path, query value.
 - ``dotenv``: a value for ``docker run --env-file``. Docker's CLI reads that
@@ -66,10 +67,10 @@ from urllib.parse import quote
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from nodeops.errors import InvalidInput
+from nodeops.errors import InvalidInput, InventoryError
 from nodeops.inventory import Service
 from nodeops.roles import Role
-from nodeops.secrets import Secret, SecretLeak, strict_rendering
+from nodeops.secrets import Secret, SecretLeak, mask_secrets, strict_rendering
 
 __all__ = ["FilterError", "Rendered", "RenderedFile", "render", "template_environment"]
 
@@ -250,7 +251,23 @@ def raw_filter(value: Any) -> str:
     return text
 
 
+def string_filter(value: Any) -> str:
+    """Jinja's ``string``, refusing a list or mapping: Python's text of one (``[1337]``) is no value of any format
+    (``ETH_CHAIN_ID: [1337]`` would become ``ChainID = "[1337]"``). A Secret still raises SecretLeak."""
+    if isinstance(value, list | tuple | Mapping) and not isinstance(value, Secret):
+        _unwrap(value, "string")  # raises FilterError
+    return jinja2.filters.FILTERS["string"](value)
+
+
+def _one_value(value: Any) -> Any:
+    """``finalize`` of every ``{{ ... }}``: a list or mapping printed as it is would be Python's text of it."""
+    if isinstance(value, list | tuple | Mapping) and not isinstance(value, Secret | _Secrets):  # its text: SecretLeak
+        _unwrap(value, "{{ }}")  # raises FilterError
+    return value
+
+
 FILTERS = {
+    "string": string_filter,
     "toml": toml_filter,
     "urlpart": urlpart_filter,
     "dotenv": dotenv_filter,
@@ -305,6 +322,7 @@ def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
         autoescape=False,
         keep_trailing_newline=True,
         auto_reload=False,
+        finalize=_one_value,
     )
     env.filters.update(FILTERS)
     env.globals["fail"] = _fail
@@ -326,18 +344,25 @@ def render(
     service: Service,
     secrets: Mapping[str, Secret],
     extra: Mapping[str, Any] = MappingProxyType({}),
+    *,
+    file: str | None = None,
 ) -> Rendered:
-    """Render every file of ``role``'s profile for ``service`` (in memory) and compute the config hash."""
+    """Render every file of ``role``'s profile for ``service`` (in memory) and compute the config hash.
+
+    ``file``: the inventory ``service`` comes from; every error then is an ``InventoryError`` (exit 2)
+    ``FILE: services.<svc>...: problem`` (without it, an ``InvalidInput`` without the file)."""
     profile = role.profile(profile_name)
     for name, value in secrets.items():
         if not isinstance(value, Secret):
             raise TypeError(f"secrets[{name!r}] must be a Secret, not {type(value).__name__}")
+
+    def refuse(where: str, problem: str) -> NoReturn:
+        raise InventoryError(file, where, problem) if file else InvalidInput(f"{where}: {problem}")
+
     missing = [s for s in role.secrets if s not in secrets]
     if missing:
-        raise InvalidInput(
-            f"services.{service.name}.secrets: role {role.name!r} needs {', '.join(map(repr, missing))}; "
-            "add a reference for each"
-        )
+        refuse(f"services.{service.name}.secrets",
+               f"role {role.name!r} needs {', '.join(map(repr, missing))}; add a reference for each")  # fmt: skip
     clash = _RESERVED & set(extra)
     if clash:
         raise ValueError(f"extra may not redefine {', '.join(sorted(clash))}")
@@ -359,8 +384,10 @@ def render(
                 text = env.get_template(spec.template).render(context)
                 data = text.encode("utf-8")
             except Exception as err:  # noqa: BLE001 - every template failure becomes one line, below
-                problem = _describe(err, role, spec.template, secrets)
+                problem = _describe(err, role, spec.template, secrets, _public_names(role, service))
         if problem is not None:  # raised outside the handler: the original (with its frames) is dropped
+            if file:
+                refuse(f"services.{service.name}", problem)
             raise InvalidInput(problem)
         files[spec.name] = RenderedFile(spec.name, data, spec.secret)
     command = profile.argv(role.mount)
@@ -426,8 +453,18 @@ _SAFE_MESSAGES = (
 )
 
 
-def _describe(err: BaseException, role: Role, template: str, secrets: Mapping[str, Secret]) -> str:
-    """One line: role, template file and line, problem; never a secret value."""
+def _public_names(role: Role, service: Service) -> tuple[str, ...]:
+    """Names every output of nodeops shows (status, container names, the inventory itself): never masked."""
+    return (service.name, role.name, *(n.name for n in service.nodes), *service.variables, *service.secrets)
+
+
+def _describe(err: BaseException, role: Role, template: str, secrets: Mapping[str, Secret],
+              public: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """One line: role, template file and line, problem; never a secret value.
+
+    Only the problem (the part a template or a value can shape) is masked, with ``mask_secrets``: the
+    role and template path are nodeops' own names. A value that is part of one of the ``public`` names is not
+    masked (see ``mask_secrets``)."""
     path, line = _location(err, role)
     if isinstance(err, _SAFE_MESSAGES):
         if isinstance(err, jinja2.TemplateNotFound):
@@ -438,11 +475,7 @@ def _describe(err: BaseException, role: Role, template: str, secrets: Mapping[st
         problem = "the output is not valid Unicode text (a lone surrogate in a variable)"
     else:  # not ours: its message could quote a revealed value, so give its type only
         problem = f"{type(err).__name__} while rendering (check the expressions on this line)"
-    problem = " ".join(problem.split())
-    for secret in secrets.values():  # last line of defence: no message ever carries a value
-        value = secret.reveal()
-        if len(value) >= 3 and value in problem:
-            problem = problem.replace(value, "***")
+    problem = mask_secrets(" ".join(problem.split()), secrets.values(), public)  # last line of defence
     where = f"template {path or template}" + (f", line {line}" if line else "")
     return f"role {role.name}: {where}: {problem}"
 

@@ -89,7 +89,9 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     )  # the same secrets, and what else the run masks (a webhook)
     report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
                              f"{record.get('digest') or 'unknown'})")  # fmt: skip
-    as_then = render(job.role, job.profile, target_service(service, record, pinned=False), job.secrets)
+    as_then = render(
+        job.role, job.profile, target_service(service, record, pinned=False), job.secrets, file=str(inventory.source)
+    )
     if as_then.config_hash != record["config"]:
         report(service.name, "", "note: the role's templates changed since; the configuration is re-rendered "
                                  "from today's templates with the variables of then")  # fmt: skip

@@ -30,12 +30,12 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from nodeops.errors import InvalidInput, InventoryError, OperationFailed
+from nodeops.errors import BackendUnreachable, InvalidInput, InventoryError, OperationFailed
 from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
 
 __all__ = [
@@ -45,9 +45,11 @@ __all__ = [
     "backend_where",
     "env_variable_name",
     "is_loopback_url",
+    "mask_secrets",
     "read_reference",
     "resolve",
     "secret_ages",
+    "secret_forms",
     "strict_rendering",
 ]
 
@@ -146,6 +148,36 @@ class Secret:
         return bool(self._value)
 
 
+# ---------------------------------------------------------------- masking values in text
+
+MASK = "*****"
+MASK_MIN = 4  # shorter values (a short user name such as cl1) are not hunted: they would mask unrelated words,
+# and no password a node accepts is that short (Chainlink: 16 to 50 characters)
+
+
+def secret_forms(secrets: Iterable[Secret]) -> list[str]:
+    """Every form the values of ``secrets`` take in text (as is, percent-encoded, JSON-escaped) of at least
+    ``MASK_MIN`` characters, longest first (so a longer form is masked before a part of it)."""
+    forms = set()
+    for s in secrets:
+        value = s.reveal()
+        forms |= {value, quote(value, safe="", errors="surrogatepass"), json.dumps(value)[1:-1]}
+    return sorted((f for f in forms if len(f) >= MASK_MIN), key=len, reverse=True)
+
+
+def mask_secrets(text: str, secrets: Iterable[Secret], public: Iterable[str] = ()) -> str:
+    """``text`` with every form (``secret_forms``) of every secret replaced by ``MASK``, except a form that is part
+    of one of the ``public`` names (a service, node, role, variable or secret name: what status, container names
+    and the inventory show to anyone who reads this text): masking it would hide the name the reader needs (a
+    database user named after its service) and reveal nothing, since the name is shown everywhere else. A
+    value that merely contains a public name is masked whole."""
+    names = tuple(public)
+    for form in secret_forms(secrets):
+        if not any(form in name for name in names):
+            text = text.replace(form, MASK)
+    return text
+
+
 # ---------------------------------------------------------------- resolving references
 
 
@@ -177,8 +209,8 @@ def resolve(inventory: Inventory, service: Service, *, environ: Mapping[str, str
         for name, ref in refs:
             where = f"services.{service.name}.secrets.{name}"
 
-            def fail(problem: str, where: str = where) -> NoReturn:
-                raise InventoryError(file, where, problem)
+            def fail(problem: str, where: str = where, error: type = InventoryError) -> NoReturn:
+                raise error(file, where, problem)
 
             value, version = reader.read(ref, fail, (versions or {}).get(name))
             if value == "":
@@ -191,8 +223,8 @@ def read_reference(inventory: Inventory, ref: SecretRef, where: str, label: str)
     """One secret reference outside a service (``where``: its path in the inventory, e.g. ``backup.identity``)."""
     file = str(inventory.source)
 
-    def fail(problem: str) -> NoReturn:
-        raise InventoryError(file, where, problem)
+    def fail(problem: str, error: type = InventoryError) -> NoReturn:
+        raise error(file, where, problem)
 
     reader = _reader(inventory.secret_backends[ref.backend], os.environ, file)
     value, version = reader.read(ref, fail)
@@ -209,7 +241,9 @@ def _reader(backend: SecretBackend, environ: Mapping[str, str], file: str) -> _E
     raise InventoryError(file, f"secret_backends.{backend.name}.kind", f"unsupported kind {backend.kind!r}")
 
 
-_Fail = Callable[[str], NoReturn]
+_Fail = Callable[
+    ..., NoReturn
+]  # fail(problem, error=InventoryError): raises error(file, path of the reference, problem)
 
 
 def env_variable_name(prefix: str, name: str, key: str | None) -> str:
@@ -388,7 +422,7 @@ class _AwsReader:
 
         if self.client is None:
             self.client = self._client()
-        where = self._where()
+        where, unreachable = self._where(), ""
         try:
             which = {"VersionId": version} if version else {"VersionStage": "AWSCURRENT"}
             response = self.client.get_secret_value(SecretId=ref.name, **which)
@@ -412,13 +446,20 @@ class _AwsReader:
             ) from None
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
             fail(f"no AWS credentials for {where}: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as err:
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ProxyConnectionError,
+        ) as err:
             url = "" if self.backend.endpoint_url else f" ({getattr(err, 'kwargs', {}).get('endpoint_url', '?')})"
-            raise OperationFailed(f"{self.file}: {where}: endpoint unreachable{url}: {type(err).__name__}") from None
+            unreachable = f"{url}: {type(err).__name__}"
         except botocore.exceptions.BotoCoreError as err:
             raise OperationFailed(
                 f"{self.file}: {where}: reading secret {ref.name!r} failed: {type(err).__name__}"
             ) from None
+        if unreachable:  # raised here, outside the handler: no chained botocore error
+            fail(f"{where} could not be reached{unreachable}; nothing was done (check the endpoint and the network, "
+                 "then run again)", error=BackendUnreachable)  # fmt: skip
         if "SecretString" not in response:
             fail(f"secret {ref.name!r} holds binary data (SecretBinary), not a string")
         return response["SecretString"], response["VersionId"]

@@ -20,7 +20,7 @@ from rich.table import Table
 from nodeops.console import Screen, short_digests
 from nodeops.deploy import Reporter
 from nodeops.errors import InvalidInput, NodeopsError
-from nodeops.inventory import Inventory, inventory_path, load_inventory
+from nodeops.inventory import Inventory, check_environment, inventory_path, load_inventory
 from nodeops.project import project_root
 
 INVENTORY_HELP = {
@@ -75,7 +75,10 @@ def load(env: str | None, inventory: str | None) -> Inventory:
     if env and inventory:
         raise InvalidInput(f"--env {env} and --inventory {inventory}: give one of them")
     root = project_root(Path.cwd()) if env and not inventory else Path.cwd()  # --inventory needs no project
-    return load_inventory(inventory_path(root, env, inventory))
+    loaded = load_inventory(inventory_path(root, env, inventory))
+    if env and not inventory:
+        check_environment(loaded, env)
+    return loaded
 
 
 def services_of(inventory: Inventory, selection: str | None) -> list[str]:

@@ -165,3 +165,40 @@ def test_an_rpc_url_secret_reference_is_masked_and_never_in_what_deploy_records(
     assert ran["secret_versions"]["eth_url"] is None  # named, by its version (the env backend keeps none)
     line = f"dial {RPC}: refused; {quote(RPC, safe='')}; {json.dumps(RPC)}"
     assert "Rk7rpc" not in job.redact(line) and job.redact.leaks(RPC)
+
+
+# ---------------------------------------------------------------- a render error names the file and the service
+
+
+def _prepared(tmp_path, monkeypatch, text: str, **env: str):
+    for name, value in {**ENV, **env}.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    return path, lambda: prepare(load_inventory(path))
+
+
+def test_a_render_error_names_the_file_and_an_unmasked_service_named_like_its_database_user(tmp_path, monkeypatch):
+    """review14 #5: the service name was masked (`services.***.variables...`) because the database user (a secret)
+    is spelled the same, and the file was not named. The password still never shows."""
+    text = (
+        inventory()
+        .replace("  cl:\n", "  chainlink-prod:\n")
+        .replace("variables: {", "variables: {EVM_CHAINS: [{chain_id: 1, nodes: [{name: x}]}], ")
+    )
+    path, run = _prepared(tmp_path, monkeypatch, text, NODEOPS_CL_DB_USERNAME="chainlink-prod")
+    with pytest.raises(InvalidInput) as err:
+        run()
+    message = str(err.value)
+    assert message.startswith(f"{path}: services.chainlink-prod: role chainlink: template ")
+    assert message.endswith(": services.chainlink-prod.variables.EVM_CHAINS[0].nodes[0]: no URL (set ws_url or "
+                            "ws_url_secret, and/or http_url or http_url_secret)")  # fmt: skip
+    assert "*" not in message and ENV["NODEOPS_CL_DB_PASSWORD"] not in message
+
+
+def test_a_missing_required_secret_names_the_file(tmp_path, monkeypatch):
+    text = "\n".join(line for line in inventory().splitlines() if "keystore:" not in line) + "\n"
+    path, run = _prepared(tmp_path, monkeypatch, text)
+    with pytest.raises(InvalidInput) as err:
+        run()
+    assert str(err.value) == f"{path}: services.cl.secrets: role 'chainlink' needs 'keystore'; add a reference for each"

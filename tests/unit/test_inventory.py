@@ -825,3 +825,59 @@ def test_x_keys_hold_anchors_a_service_merges():
     text = text.replace("  chainlink:\n", "  chainlink:\n    <<: *common\n")
     service = parse(text).services["chainlink"]
     assert (service.image, service.runtime) == ("smartcontract/chainlink:2.12.0", "podman")
+
+
+PASTED = "hunter2-SentinelInline"
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ([("services.chainlink.secrets.db", PASTED)], "services.chainlink.secrets.db"),
+        ([("services.chainlink.secrets.db", 123456789)], "services.chainlink.secrets.db"),
+        ([("services.chainlink.secrets.db", [PASTED])], "services.chainlink.secrets.db"),
+        ([("services.chainlink.secrets", PASTED)], "services.chainlink.secrets"),
+        ([("defaults", {"secrets": {"db": PASTED}})], "defaults.secrets.db"),
+        (
+            [("backup", {"bucket": "bkt", "aws": "aws", "recipients": "age1" + "q" * 58, "identity": PASTED})],
+            "backup.identity",
+        ),
+    ],
+    ids=["string", "number", "list", "whole-mapping", "defaults", "backup-identity"],
+)
+def test_a_secret_pasted_where_a_reference_belongs_is_refused_without_echoing_it(changes, where):
+    """review14 #11: `db: 'hunter2-...'` under secrets: was echoed (`expected a mapping, got 'hunter2-...'`)."""
+    with pytest.raises(InventoryError) as info:
+        parse(edited(*changes))
+    assert info.value.where == where
+    assert "(the value is not shown)" in info.value.problem
+    assert "hunter2" not in str(info.value) and "123456789" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("file", "environment", "error"),
+    [
+        ("prod", "prod", None),
+        ("staging", "prod", "is 'prod' but the file is loaded as --env staging: set environment: staging"),
+        ("bad", "prodx", "is 'prodx' but the file is loaded as --env bad: set environment: bad"),
+    ],
+    ids=["matches", "copied-from-prod", "typo"],
+)
+def test_env_loads_only_a_file_of_that_environment(tmp_path, monkeypatch, file, environment, error):
+    """review14 #10: `--env bad` loading inventory/bad.yaml with `environment: prodx` was accepted: the lock and the
+    audit log are per environment, so a copied file would share another environment's."""
+    from tasks._cli import load
+
+    (tmp_path / "nodeops.yaml").write_text("# a project\n")
+    (tmp_path / "inventory").mkdir()
+    path = tmp_path / "inventory" / f"{file}.yaml"
+    path.write_text(edited(("environment", environment)))
+    monkeypatch.chdir(tmp_path)
+    if error is None:
+        assert load(file, None).environment == environment
+        return
+    with pytest.raises(InventoryError) as info:
+        load(file, None)
+    assert (info.value.file, info.value.where) == (str(path), "environment")
+    assert error in info.value.problem and info.value.exit_code == 2
+    assert load(None, str(path)).environment == environment  # --inventory PATH: the file names its environment

@@ -523,3 +523,20 @@ def test_the_node_simulator_refuses_a_chain_or_node_twice_as_upstream(tmp_path, 
     (tmp_path / "config.toml").write_bytes(got.files["config.toml"].data + b"\n" + extra.encode())
     with pytest.raises(sim.CLIError, match=re.escape(error)):
         sim.load_v2(files, secret)
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [
+        ("{{ vars.X | string | toml }}", [1337]),  # the chainlink role's ChainID line
+        ("{{ vars.X | string }}", {"a": 1}),
+        ("{{ vars.X }}", [1337]),
+        ("{{ vars.X }}", {"a": 1}),
+    ],
+    ids=["string-toml-list", "string-mapping", "bare-list", "bare-mapping"],
+)
+def test_a_list_or_mapping_is_never_written_as_its_python_text(tmp_path, body, value):
+    """review14 #4: `ETH_CHAIN_ID: [1337]` became `ChainID = "[1337]"`, exit 0."""
+    with pytest.raises(InvalidInput) as err:
+        render_one(tmp_path, body + "\n", value)
+    assert "cannot be written as one value" in str(err.value) and "1337" not in str(err.value)

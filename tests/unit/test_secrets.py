@@ -12,12 +12,23 @@ import sys
 import time
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import quote
 
 import pytest
 
-from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError
+from nodeops.errors import EXIT_INVALID, EXIT_UNREACHABLE, InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
-from nodeops.secrets import Secret, SecretLeak, env_variable_name, is_loopback_url, resolve, strict_rendering
+from nodeops.secrets import (
+    Secret,
+    SecretLeak,
+    env_variable_name,
+    is_loopback_url,
+    mask_secrets,
+    resolve,
+    strict_rendering,
+)
+from tests.conftest import fab
+from tests.unit.test_cli_errors import GOOD
 
 SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆-value"  # every character a format could mangle, a space, a unicode one
 
@@ -318,20 +329,36 @@ def test_aws_reads_each_secret_name_once(moto, aws_env, monkeypatch):
     assert calls == [("GetSecretValue", {"SecretId": "t4/ApiSecret", "VersionStage": "AWSCURRENT"})]
 
 
-def test_aws_unreachable_endpoint_is_a_one_line_exit_1(aws_env):
-    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+def test_aws_unreachable_endpoint_is_a_one_line_exit_5(aws_env):
+    """review14 #6: it was exit 1, which means "ran and failed on at least one host"."""
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: the connection is refused
     inv, service = _aws(endpoint, {"db": SecretRef("aws", "x/DBSecret", "password")})
     started = time.monotonic()
     with pytest.raises(NodeopsError) as err:
         resolve(inv, service)
     assert time.monotonic() - started < 30
     message = str(err.value)
-    assert err.value.exit_code == EXIT_FAILED and message.count("\n") == 0
+    assert err.value.exit_code == EXIT_UNREACHABLE == 5 and message.count("\n") == 0
     assert message == (
-        f"/inv/prod.yaml: secret backend 'aws' (region us-east-1, endpoint {endpoint}): "
-        "endpoint unreachable: EndpointConnectionError"
+        f"/inv/prod.yaml: services.cl1.secrets.db: secret backend 'aws' (region us-east-1, endpoint {endpoint}) "
+        "could not be reached: EndpointConnectionError; nothing was done (check the endpoint and the network, "
+        "then run again)"
     )
-    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert err.value.__context__ is None  # no botocore error (its frames, its text) chained to it
+
+
+def test_deploy_dry_run_with_an_unreachable_backend_exits_5(aws_env, tmp_path):
+    """The whole command, as an operator runs it: exit 5 and one line, before any host (the bastion is not asked)."""
+    endpoint = f"http://127.0.0.1:{_free_port()}"
+    path = tmp_path / "t.yaml"
+    path.write_text(GOOD.replace("ssh: {user: root}", f"ssh: {{user: root}}\nsecret_backends: {{aws: {{kind: "
+                                 f"aws-secretsmanager, region: us-east-1, endpoint_url: '{endpoint}'}}}}").replace(
+        "    nodes:", "    secrets: {db: {backend: aws, name: x/DBSecret, key: password}}\n    nodes:"))  # fmt: skip
+    res = fab("deploy", "--inventory", str(path), "--dry-run")
+    assert res.returncode == 5, res.stderr
+    assert res.stderr == (f"nodeops: {path}: services.cl1.secrets.db: secret backend 'aws' (region us-east-1, "
+                          f"endpoint {endpoint}) could not be reached: EndpointConnectionError; nothing was done "
+                          "(check the endpoint and the network, then run again)\n")  # fmt: skip
 
 
 def test_aws_gives_each_value_its_version_id_and_reads_an_older_version_when_asked(moto, aws_env):
@@ -361,3 +388,33 @@ def test_the_env_backend_keeps_no_versions_and_refuses_to_pretend():
     assert resolve(inv, service, environ={"T_X_PASSWORD": "value-1234"})["db"].version is None
     with pytest.raises(InvalidInput, match="keeps no versions"):
         resolve(inv, service, environ={"T_X_PASSWORD": "value-1234"}, versions={"db": "v1"})
+
+
+# ---------------------------------------------------------------- masking values in messages
+
+PASSWORD = "hunter2-" + SENTINEL
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "public", "expected"),
+    [
+        ("services.cl1.variables.X: no URL", ["cl1"], ["cl1"], "services.cl1.variables.X: no URL"),  # short: kept
+        (
+            "services.chainlink-prod.variables.X",
+            ["chainlink-prod"],
+            ["chainlink-prod"],
+            "services.chainlink-prod.variables.X",
+        ),  # a user named like its service: a public name, kept
+        ("services.chainlink-prod-2.x", ["chainlink-prod"], ["chainlink-prod-2"], "services.chainlink-prod-2.x"),
+        ("value 'chainlink-prod'", ["chainlink-prod"], [], "value '*****'"),  # not a public name: masked
+        (f"url {PASSWORD}@h", [PASSWORD], ["cl1"], "url *****@h"),
+        (f"url {PASSWORD.replace('-', '%2D')}", [PASSWORD.replace("-", "%2D")], [], "url *****"),
+        (f"x {quote('p@ss/w:rd!', safe='')} y", ["p@ss/w:rd!"], [], "x ***** y"),  # its percent-encoded form too
+        (f"cl1-{PASSWORD}", [f"cl1-{PASSWORD}"], ["cl1"], "*****"),  # contains a public name: masked whole
+    ],
+    ids=["short", "service-named", "part-of-a-name", "quoted", "password", "literal-percent", "encoded", "contains"],
+)
+def test_mask_secrets_hides_every_value_but_public_names(text, values, public, expected):
+    masked = mask_secrets(text, [Secret(v) for v in values], public)
+    assert masked == expected
+    assert SENTINEL not in masked
