@@ -14,10 +14,11 @@ Without a terminal (or with --json) none of this is used: the events stay JSON l
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group, RenderableType
@@ -201,6 +202,19 @@ class Screen:
         live, self.live = self.live, None
         if live is not None:
             live.stop()  # draws the final rows (each service's mark) and gives the terminal back
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The live rows stopped (drawn once, as they stand) while a question is asked below them, then resumed."""
+        live = self.live
+        if live is None:
+            yield
+            return
+        live.stop()
+        try:
+            yield
+        finally:
+            live.start()
 
     def show(self, event: Mapping) -> None:
         with self.lock:

@@ -56,6 +56,7 @@ from nodeops.plan import (
     parse_inspect,
     plan_service,
     secret_changes,
+    served_port,
     unpulled_image_id,
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
@@ -300,6 +301,7 @@ class ServiceDeploy:
         self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
         self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
         self.moved: set[str] = set()  # nodes whose container was renamed to the previous one by this run
+        self.ports: dict[str, int] = {}  # node -> the port its container serves, as last inspected (served_port)
 
     # -- plumbing ----------------------------------------------------------------
     def say(self, node: str, message: str, **data) -> None:
@@ -319,8 +321,13 @@ class ServiceDeploy:
         return self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
 
     def inspect(self, node: str, name: str | None = None) -> Container | None:
+        """The container ``name`` (the service's, by default) on ``node``; None when there is none. Inspecting the
+        service's container records the port it serves (``ports``), which health() probes."""
         res = self.x(node, cmd.sh(cmd.inspect(self.runtime, name or self.name)), check=False)
-        return parse_inspect(res.stdout) if res.exit_code == 0 else None
+        found = parse_inspect(res.stdout) if res.exit_code == 0 else None
+        if name in (None, self.name):
+            self.ports[node] = served_port(found, self.job.role.port)
+        return found
 
     def serving(self, node: Node) -> bool:
         """Does ``node`` answer its health path with 200?"""
@@ -329,8 +336,10 @@ class ServiceDeploy:
     def health(self, node: Node) -> tuple[bool, tuple[str, ...]]:
         """``node``'s reply to its health path: (200, the checks it says fail: plan.failing_checks). Non-empty
         failing checks: it answers, so it holds the lease, unhealthy. The body of any reply is kept in ``answers``
-        (fab check reads who answered from the very reply that made it the active)."""
-        reply = self.fleet.http_get(node.host, self.job.role.port, self.job.role.health)
+        (fab check reads who answered from the very reply that made it the active). The port probed is the one the
+        node's container serves, as last inspected (``ports``), else the inventory's."""
+        port = self.ports.get(node.name, self.job.role.port)
+        reply = self.fleet.http_get(node.host, port, self.job.role.health)
         if reply is None:
             self.answers.pop(node.name, None)
             return False, ()
@@ -419,7 +428,7 @@ class ServiceDeploy:
         role, r = self.job.role, self.job.rendered
         labels = {"service": self.service.name, "role": role.name, "profile": self.job.profile,
                   "version": cmd.image_tag(self.service.image), "config": r.config_hash,
-                  "digest": self.digest or "none", **input_labels(self.job)}  # fmt: skip
+                  "digest": self.digest or "none", "port": str(role.port), **input_labels(self.job)}  # fmt: skip
         return cmd.RunSpec(
             runtime=self.runtime, service=self.service.name, image=self.service.image, command=r.command,
             user=role.user, port=role.port, mount=role.mount, labels=labels, restart=self.service.restart,
@@ -487,6 +496,7 @@ class ServiceDeploy:
                 self.x(node, cmd.sh(cmd.stop(self.runtime, previous, int(self.job.role.stop_timeout))))
         self.upload(node)
         self.x(node, cmd.sh(cmd.run(self.run_spec())))
+        self.ports[node] = self.job.role.port
         if self.job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [self.job.rendered.env_file])
         self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
@@ -498,10 +508,12 @@ class ServiceDeploy:
         if node in self.was_running and node not in self.moved:
             return f"{why}; {node}'s container was not touched"
         self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)), check=False)
-        if not self.inspect(node, previous):
+        if not (back := self.inspect(node, previous)):
+            self.ports.pop(node, None)
             self.shred(node, self.job.all_files)
             return f"{why}; {node} had no previous container to put back"
         self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name)))
+        self.ports[node] = served_port(back, self.job.role.port)
         if not self.was_running.get(node):
             self.shred(node, self.job.all_files)
             return f"{why}; {node}'s previous container is back, stopped as it was"

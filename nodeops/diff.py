@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nodeops.commands.node import image_tag
-from nodeops.plan import moved_line, moved_versions, older_than
+from nodeops.plan import moved_versions, older_than
 from nodeops.render import RenderedFile
 
 AT_DEPLOY = "resolved at deploy"  # a digest the dry run could not read without pulling
@@ -79,7 +79,10 @@ def short(digest: str | None) -> str:
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    """A variable's value as a diff line shows it: a string as it is (``(empty)`` for ""), else compact JSON."""
+    if isinstance(value, str):
+        return value or "(empty)"
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _repository(image: str) -> str:
@@ -184,6 +187,9 @@ def _describe(change: Change) -> tuple[str, dict]:
         if c.new is None:
             return f"variable {c.name}: removed (was {_text(c.old)})", {"name": c.name, "old": c.old}
         return f"variable {c.name}: {_text(c.old)} -> {_text(c.new)}", {"name": c.name, "old": c.old, "new": c.new}
+    if c.kind == "secret":
+        return f"secret {c.name}: version {str(c.old)[:8]} -> {str(c.new)[:8]}", {
+            "secret_version_moved": True, "name": c.name, "old_version": c.old, "new_version": c.new}  # fmt: skip
     state = "added" if c.old is None else "removed" if c.new is None else "changed"
     if c.kind == "secret-file":
         return f"secret file {c.name}: {state} (content not shown)", {"name": c.name, "state": state}
@@ -202,13 +208,7 @@ def summary(diff: ServiceDiff) -> list[Line]:
         where = {"nodes": list(group.nodes)}
         if not group.changes:
             lines.append(Line(node, "no change", data={"diff": "none", **where}))
-        for change in group.changes:
-            if change.kind == "secret":  # one line per node, as plan.secret_changes says it
-                data = {"diff": "secret", "secret_version_moved": True, "name": change.name,
-                        "old_version": change.old, "new_version": change.new}  # fmt: skip
-                lines += [Line(n, moved_line(change.name, change.old, n, change.new), data={**data, "nodes": [n]})
-                          for n in group.nodes]  # fmt: skip
-                continue
+        for change in group.changes:  # a secret's version too: one line for the nodes that run the same inputs
             text, data = _describe(change)
             lines.append(Line(node, text, change.lines, {"diff": change.kind, **where, **data}))
     for warning in diff.warnings:

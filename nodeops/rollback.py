@@ -13,7 +13,7 @@ back an old credential.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy, job_for
@@ -72,10 +72,22 @@ def target_service(service: Service, record: dict, pinned: bool = True) -> Servi
     return dataclasses.replace(service, image=image, variables=dict(record.get("variables") or {}))
 
 
+def question(service: str, record: dict) -> str:
+    """The confirmation's line for rolling ``service`` back to ``record`` (an audit result: image, digest,
+    config): the version, the image reference (digest cut to 12 hex) and the config's short hash."""
+    image = record["image"].split("@", 1)[0]
+    digest = str(record.get("digest") or "")
+    pinned = f"{image}@{digest[:19]}" if digest.startswith("sha256:") else image
+    return (f"{service}: back to version {cmd.image_tag(record['image'])} ({pinned}, config {record['config'][:12]}), "
+            "standby first, one planned handover")  # fmt: skip
+
+
 def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter,
-             stop: StopRequests | None = None) -> dict:  # fmt: skip
+             stop: StopRequests | None = None, ask: Callable[[str], None] = lambda _line: None) -> dict:  # fmt: skip
     """``current``: the service's preflight as the inventory has it (its secrets are today's, and reused).
-    ``stop``: as deploy's (a safe point, then Interrupted)."""
+    ``stop``: as deploy's (a safe point, then Interrupted). ``ask``: shown the target (question()) once it is
+    known and a downgrade the database would refuse has been refused (Unsafe, exit 4, nothing asked); raises
+    to stop (tasks._cli.confirm: InvalidInput when not confirmed)."""
     service = current.service
     history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
     seen = observe(ServiceDeploy(current, fleet, report)).values()
@@ -96,5 +108,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
         report(service.name, "", "note: the role's templates changed since; the configuration is re-rendered "
                                  "from today's templates with the variables of then")  # fmt: skip
     run = ServiceDeploy(job, fleet, report)
+    run.refuse_downgrade(run.database_version())  # before asking: a yes would only meet the refusal
+    ask(question(service.name, record))
     run.stop = stop or run.stop
     return run.run(dry_run=False)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +66,14 @@ def progress(command: str, inventory: Inventory, services: Sequence[str], json_:
         yield Reporter(True)
         return
     with Screen(command, inventory.environment, services, dry_run) as screen:
-        yield Reporter(False, show=screen.show)
+        _SCREENS.append(screen)  # a question asked during the run (ask) pauses its live rows
+        try:
+            yield Reporter(False, show=screen.show)
+        finally:
+            _SCREENS.remove(screen)
+
+
+_SCREENS: list[Screen] = []  # the live view of the run under way, if any (progress)
 
 
 def load(env: str | None, inventory: str | None) -> Inventory:
@@ -162,9 +171,23 @@ def confirm_always(command: str, plan: Sequence[str], yes: bool) -> None:
     ask(command, plan)
 
 
+def prompt_lines(command: str, plan: Sequence[str], width: int) -> list[str]:
+    """The confirmation's text as printed: ``command will:``, then each ``plan`` line indented by 2, wrapped at
+    words to ``width`` columns (continuations indented by 4); a word longer than the line is kept whole."""
+    wrap = functools.partial(textwrap.wrap, width=max(width, 20), break_long_words=False, break_on_hyphens=False)
+    lines = wrap(f"{command} will:")
+    for item in plan:
+        lines += wrap(item, initial_indent="  ", subsequent_indent="    ")
+    return lines
+
+
 def ask(command: str, plan: Sequence[str]) -> None:
-    """Show ``plan`` (one line each) and ask once, on stderr, reading stdin; InvalidInput unless answered yes."""
-    print(f"{command} will:", *(f"  {line}" for line in plan), sep="\n", file=sys.stderr)
-    print("Proceed? [y/N] ", end="", file=sys.stderr, flush=True)
-    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+    """Show ``plan`` (fitted to the terminal: prompt_lines) and ask once, on stderr, reading stdin; InvalidInput
+    unless answered yes."""
+    width = shutil.get_terminal_size((80, 24)).columns
+    with _SCREENS[-1].paused() if _SCREENS else contextlib.nullcontext():
+        print(*prompt_lines(command, plan, width), sep="\n", file=sys.stderr)
+        print("Proceed? [y/N] ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline()
+    if answer.strip().lower() not in ("y", "yes"):
         raise InvalidInput(f"{command}: not confirmed; nothing was done")

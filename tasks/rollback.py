@@ -23,9 +23,17 @@ def rollback(c, env=None, inventory=None, service=None, to=None, json_=False, ye
     if len(names) != 1:
         raise InvalidInput(f"--service: name the one service to roll back (services: {', '.join(names)})")
     [job] = prepare(inv, names)  # the role, secrets and files, before the lock and any host
-    target = f"version {to}" if to else "the image and configuration that ran before the current ones"
-    confirm(f"rollback in {inv.environment}", names,
-            [f"{names[0]}: back to {target} (standby first, one planned handover)"], yes)  # fmt: skip
     with progress("rollback", inv, names, json_) as report, Operation(inv, "rollback", names, report, {"to": to}) as op:
         [job] = prepare(inv, names)  # again under the lock: a secret rotated meanwhile is read at its new version
-        op.results = [roll_back(op.fleet, inv, job, to, report, op.stop)]
+        # asked under the lock, once the target is read from the audit log: what is confirmed is what is done
+        op.results = [
+            roll_back(
+                op.fleet,
+                inv,
+                job,
+                to,
+                report,
+                op.stop,
+                ask=lambda line: confirm(f"rollback in {inv.environment}", names, [line], yes),
+            )
+        ]

@@ -64,10 +64,10 @@ IMAGE_210 = "smartcontract/chainlink:2.10.0"
         ({"variables": {"LOG_LEVEL": "debug"}}, None,
          ["variable LOG_LEVEL: info -> debug", "file config.toml: changed (+1 -1)"]),
         ({"variables": {"EXTRA_NOTE": "x"}}, None, ["variable EXTRA_NOTE: added x"]),
+        ({"variables": {"EXTRA_NOTE": ""}}, None, ["variable EXTRA_NOTE: added (empty)"]),  # no trailing space
         ({"found": secrets(keystore_version=V2, keystore="SentinelKeystore-0xR0R0R0")}, None,
          ["secret file secrets.toml: changed (content not shown)",
-          f"secret keystore: version {V1[:8]} on a -> {V2[:8]}",
-          f"secret keystore: version {V1[:8]} on b -> {V2[:8]}"]),
+          f"secret keystore: version {V1[:8]} -> {V2[:8]}"]),  # one line: a and b run the same inputs
         ({"image": "smartcontract/chainlink:2.9.0", "digest": NEW_DIGEST}, "2.10.0",
          ["image 2.10.0 -> 2.9.0 (digest 6bc87626beba -> 2f28f8bad9f7)",
           "warning: image version 2.9.0 is older than 2.10.0, the version the database last ran: the node refuses to "
@@ -76,7 +76,7 @@ IMAGE_210 = "smartcontract/chainlink:2.10.0"
          ["image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> 2f28f8bad9f7)"]),
     ],
     ids=["nothing", "image", "tag-moved", "digest-unknown", "repository", "variable+file", "variable-added",
-         "secret-version", "downgrade", "upgrade-no-warning"],
+         "variable-added-empty", "secret-version", "downgrade", "upgrade-no-warning"],
 )  # fmt: skip
 def test_diff_table(job, new, db_version, expected):
     assert job.service.image == IMAGE_210

@@ -15,6 +15,7 @@ from nodeops.plan import (
     failing_checks,
     parse_inspect,
     plan_service,
+    served_port,
     the_active,
     unhealthy_note,
     unpulled_image_id,
@@ -118,6 +119,28 @@ def test_parse_inspect():
     doc[0]["State"]["Restarting"] = True
     assert not parse_inspect(json.dumps(doc)).running  # a restart loop is not "running"
     assert parse_inspect("[]") is None
+
+
+# -- the port a running container serves is probed, not the inventory's (a port change stays a rolling change) ---
+def labelled(**labels: str) -> Container:
+    return Container("nodeops-svc", True, "running", "sha256:x", {f"io.nodeops.{k}": v for k, v in labels.items()})
+
+
+@pytest.mark.parametrize(
+    ("container", "configured", "probed"),
+    [
+        (labelled(port="6688"), 6700, 6688),  # the inventory now says 6700; the container still serves 6688
+        (labelled(port="6700"), 6700, 6700),
+        (labelled(config="h1"), 6700, 6700),  # started before the label existed: the inventory's
+        (None, 6700, 6700),  # no container: what a new one would serve
+        (labelled(port="0"), 6700, 6700),  # not a port number: the inventory's
+        (labelled(port="70000"), 6700, 6700),
+        (labelled(port="http"), 6700, 6700),
+        (labelled(port=""), 6700, 6700),
+    ],
+)  # fmt: skip
+def test_the_probed_port_is_the_one_the_container_serves(container, configured, probed):
+    assert served_port(container, configured) == probed
 
 
 # -- an active that answers unhealthy (503) is still the active: it holds the lease ---------------------------

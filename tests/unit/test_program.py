@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks._cli import confirmation
+from tasks._cli import confirmation, prompt_lines
 from tasks.program import EXIT_CLOSED_PIPE, REFUSED, hosts_after_tasks, refusal
 from tests.conftest import FAB, ROOT, run_on_a_terminal
 
@@ -170,7 +170,8 @@ def on_a_terminal(args: list[str], answer: bytes | None) -> tuple[int, str]:
         (["promote-standby"], b"\n", 2, "not confirmed"),  # the default is no
         (["promote-standby"], b"y\n", 1, REACHED),
         (["promote-standby", "--service", "cl1"], b"yes\n", 1, REACHED),  # one service is asked about too
-        (["rollback", "--service", "cl1", "--to", "2.10.0"], b"n\n", 2, "not confirmed"),
+        # rollback asks once the target is read from the audit log (tests/unit/test_rollback.py): the bastion first
+        (["rollback", "--service", "cl1", "--to", "2.10.0"], None, 1, REACHED),
         (["promote-standby", "--yes"], None, 1, REACHED),  # --yes: no question
     ],
 )
@@ -244,3 +245,35 @@ def test_a_closed_pipe_ends_quietly_with_141(tmp_path, program, args):
     finally:
         os.close(write)
     assert (proc.returncode, proc.stderr) == (EXIT_CLOSED_PIPE, "")
+
+
+# -- a confirmation prompt fits the terminal, wrapped at words ------------------------------------------------------
+ROLLBACK_PLAN = ("cl1: back to the image and configuration that ran before the current ones (standby first, one "
+                 "planned handover)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("width", "expected"),
+    [
+        (80, ["rollback in prod will:",
+              "  cl1: back to the image and configuration that ran before the current ones",
+              "    (standby first, one planned handover)"]),
+        (40, ["rollback in prod will:",
+              "  cl1: back to the image and",
+              "    configuration that ran before the",
+              "    current ones (standby first, one",
+              "    planned handover)"]),
+        (200, ["rollback in prod will:", f"  {ROLLBACK_PLAN}"]),
+    ],
+)  # fmt: skip
+def test_a_confirmation_is_wrapped_at_words_to_the_terminal(width, expected):
+    lines = prompt_lines("rollback in prod", [ROLLBACK_PLAN], width)
+    assert lines == expected
+    assert all(len(line) <= width for line in lines)
+    assert " ".join(" ".join(lines).split()) == f"rollback in prod will: {ROLLBACK_PLAN}"  # no word cut or lost
+
+
+def test_a_word_longer_than_the_terminal_is_kept_whole():
+    ref = "registry.example:5000/chainlink:2.10.0@sha256:6bc87626beba6bc87626beba"
+    assert prompt_lines("rollback in prod", [f"cl1: back to {ref}"], 40) == [
+        "rollback in prod will:", "  cl1: back to", f"    {ref}"]  # fmt: skip

@@ -59,3 +59,50 @@ def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
 def test_an_unhealthy_active_is_described_with_its_failing_checks():
     assert SICK.describe() == f"a: active, unhealthy (failing: {RPC})"
     assert (SICK.active, HEALTHY.active, WAITING.active) == (True, True, False)
+
+
+# -- observe() probes the port each node's container serves (status, check, promote and deploy share it) --------
+def inspected(port: str | None) -> str:
+    labels = {"io.nodeops.config": "h1"} | ({"io.nodeops.port": port} if port else {})
+    return f'[{{"Name": "/nodeops-svc", "State": {{"Running": true}}, "Config": {{"Labels": {labels!r}}}}}]'.replace(
+        "'", '"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("a_label", "b_label", "probes"),
+    [
+        ("6688", "6688", [("10.0.0.1", 6688), ("10.0.0.2", 6688)]),  # inventory says 6700; the containers serve 6688
+        ("6700", "6688", [("10.0.0.1", 6700), ("10.0.0.2", 6688)]),  # halfway through a rolling port change
+        (None, None, [("10.0.0.1", 6700), ("10.0.0.2", 6700)]),  # started before the label: the inventory's
+        ("6688", "", [("10.0.0.1", 6688), ("10.0.0.2", 6700)]),  # b has no container: what a new one would serve
+    ],
+)  # fmt: skip
+def test_observe_probes_the_port_the_container_serves(monkeypatch, a_label, b_label, probes):
+    from nodeops import deploy
+    from nodeops.remote import CommandResult
+
+    inspect = {"10.0.0.1": inspected(a_label), "10.0.0.2": inspected(b_label) if b_label != "" else None}
+    gets = []
+
+    class Fleet:
+        settings = types.SimpleNamespace(command_timeout=5)
+
+        def connect(self, node):
+            return node.host, 1
+
+        def http_get(self, host, port, path):
+            gets.append((host, port, path))
+            return (200, b"{}") if (host, port) == ("10.0.0.1", int(a_label or 6700)) else None
+
+    def execute(conn, command, stdin=None, timeout=None):
+        found = inspect[conn]
+        return CommandResult(0, found, "") if found else CommandResult(1, "", "no such container")
+
+    monkeypatch.setattr(deploy, "execute", execute)
+    service = types.SimpleNamespace(name="svc", runtime="docker", nodes=[A, B])
+    role = types.SimpleNamespace(port=6700, health="/health")
+    job = types.SimpleNamespace(service=service, role=role)
+    seen = promote.observe(deploy.ServiceDeploy(job, Fleet(), lambda *_a, **_k: None))
+    assert gets == [(*p, "/health") for p in probes]
+    assert seen["a"].serving  # the active stays the active when only the inventory's port changed

@@ -8,7 +8,7 @@ from nodeops.errors import InvalidInput
 from nodeops.inventory import Node, Service
 from nodeops.plan import Container
 from nodeops.promote import Seen
-from nodeops.rollback import pick, ran, running_on, target_service
+from nodeops.rollback import pick, question, ran, running_on, target_service
 
 REG = "reg:5000/smartcontract/chainlink"
 
@@ -102,3 +102,55 @@ def test_what_runs_is_read_from_the_lease_holder_healthy_or_not(seen, running):
     assert running_on(seen) == running
     if running is not None:  # and the record rolled back to is the one before it, not what runs
         assert pick(HISTORY, running_on(seen), None, "cl1")["config"] == "b"
+
+
+# -- the question names the target; a downgrade the database refuses is refused before asking -------------------
+DIGEST = "sha256:6bc87626beba" + "0" * 52
+
+
+@pytest.mark.parametrize(
+    ("rec", "expected"),
+    [
+        (record("2.10.0", "c" * 64, digest=DIGEST),
+         f"cl1: back to version 2.10.0 ({REG}:2.10.0@sha256:6bc87626beba, config cccccccccccc), standby first, "
+         "one planned handover"),
+        (record("2.10.0", "c" * 64, digest=None),
+         f"cl1: back to version 2.10.0 ({REG}:2.10.0, config cccccccccccc), standby first, one planned handover"),
+    ],
+)  # fmt: skip
+def test_the_question_names_version_image_and_config(rec, expected):
+    assert question("cl1", rec) == expected
+
+
+@pytest.mark.parametrize(("recorded", "asked"), [("2.11.0", False), ("2.10.0", True), (None, True)])
+def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
+    import dataclasses
+    import types
+
+    from nodeops import deploy
+    from nodeops import rollback as rb
+    from nodeops.errors import Unsafe
+
+    a = Node("a", "10.0.0.1", 22, "active", (), "cl1")
+    service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, (a,))
+    current = types.SimpleNamespace(service=service, secrets={}, redact=None)
+    rec = record("2.10.0", "c" * 64, digest=DIGEST)
+    monkeypatch.setattr(rb, "audit_log", lambda *_a, **_k: [end("deploy", rec)])
+    monkeypatch.setattr(rb, "observe", lambda _run: {"a": Seen(a, True, None, False)})
+    job = types.SimpleNamespace(service=rb.target_service(service, rec), role=None, profile="v2", secrets={},
+                                rendered=types.SimpleNamespace(config_hash="c" * 64))  # fmt: skip
+    monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)
+    monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
+    monkeypatch.setattr(rb, "render", lambda *_a: types.SimpleNamespace(config_hash="c" * 64))
+    monkeypatch.setattr(deploy, "recorded_version", lambda *_a: recorded)
+    monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
+    questions = []
+    report = lambda *_a, **_k: None  # noqa: E731
+    if asked:
+        result = rb.rollback(None, None, current, None, report, ask=questions.append)
+        assert result == {"service": "cl1", "rolled": True}
+        assert questions == [rb.question("cl1", rec)]
+    else:
+        with pytest.raises(Unsafe) as err:
+            rb.rollback(None, None, current, None, report, ask=questions.append)
+        assert "older than 2.11.0" in str(err.value) and questions == []
