@@ -330,7 +330,13 @@ def test_a_database_password_the_database_refuses_stops_deploy_before_anything_i
     nodes = (f"{service}-a", f"{service}-b")
     started = {node: container(service, node, "{{.Id}} {{.State.StartedAt}} {{.State.Running}}") for node in nodes}
     active = serving_nodes(rot, service)
-    moved = client.put_secret_value(SecretId=name, SecretString=json.dumps({**document(rot, name), "password": wrong}))
+    # staged by hand: moto's put_secret_value moves AWSCURRENT off the version it created the secret with, not off
+    # the one a rotation moved the label to since (update_secret_version_stage), leaving two versions AWSCURRENT
+    text = json.dumps({**document(rot, name), "password": wrong})
+    moved = client.put_secret_value(SecretId=name, SecretString=text, VersionStages=["CONSOLE"])
+    client.update_secret_version_stage(SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=moved["VersionId"],
+                                       RemoveFromVersionId=before)  # fmt: skip
+    assert by_stage(rot, name)["AWSCURRENT"] == [moved["VersionId"]]
     try:
         res = fab("deploy", "--env", NAME, "--service", service, "--json", timeout=600)
         assert res.returncode == 4, res.stdout[-3000:] + res.stderr
