@@ -141,16 +141,17 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
                                 rendered=types.SimpleNamespace(config_hash="c" * 64))  # fmt: skip
     monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)
     monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
-    monkeypatch.setattr(rb, "render", lambda *_a: types.SimpleNamespace(config_hash="c" * 64))
+    monkeypatch.setattr(rb, "render", lambda *_a, **_k: types.SimpleNamespace(config_hash="c" * 64))
     monkeypatch.setattr(deploy, "recorded_version", lambda *_a: recorded)
     monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
+    inventory = types.SimpleNamespace(source="inventory/prod.yaml")
     questions = []
     report = lambda *_a, **_k: None  # noqa: E731
     if asked:
-        result = rb.rollback(None, None, current, None, report, ask=questions.append)
+        result = rb.rollback(None, inventory, current, None, report, ask=questions.append)
         assert result == {"service": "cl1", "rolled": True}
         assert questions == [rb.question("cl1", rec)]
     else:
         with pytest.raises(Unsafe) as err:
-            rb.rollback(None, None, current, None, report, ask=questions.append)
+            rb.rollback(None, inventory, current, None, report, ask=questions.append)
         assert "older than 2.11.0" in str(err.value) and questions == []
