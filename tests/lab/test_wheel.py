@@ -125,7 +125,8 @@ def test_the_installed_nodeops_runs_the_lab_from_an_operators_folder(project, re
     assert res.returncode == 2 and "nothing written: no terminal to confirm on; pass --yes" in res.stderr, res.stderr
     assert not known.exists()
     res = answered_at_a_terminal(project, b"y\n", "hostkeys", "--env", "prod", "--write")
-    assert res.returncode == 0 and "Proceed? [y/N]" in res.stderr and f"wrote {known}" in res.stdout, res.stderr
+    wrote = {"event": "wrote", "path": str(known), "keys": len(nodes)}  # stdout is no terminal: JSON lines
+    assert res.returncode == 0 and "Proceed? [y/N]" in res.stderr and json.dumps(wrote) in res.stdout, res.stderr
     for node in nodes:  # each node's key as the lab made it, read through the bastion, now pinned
         printed = fingerprint(HostKey(*node["host_key"].split()[:2]))
         assert node["name"] in res.stdout and printed in res.stdout, res.stdout
