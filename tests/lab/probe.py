@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -232,6 +233,27 @@ def files_on(lab: Lab, node: str, service: str) -> list[str]:
     """The files under ``node``'s /run/nodeops/SERVICE, seen from here (the host's own mounts)."""
     d = Path(f"/proc/{lab.sshd_pid_of(node)}/root/run/nodeops/{service}")
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def on_the_operators_disk(needles: list[str], since: float, *roots: Path) -> list[str]:
+    """The files that hold any of ``needles`` among those created or changed since ``since`` (epoch seconds) under
+    ``roots`` and the places an operator's run could write: the repository, the temporary folders and the home
+    folder. A value made after ``since`` can only be in a file changed after it, and a file's change time (ctime)
+    is one no program can set back, so only those files are read: the whole home folder (pip's and pyenv's
+    gigabytes) was read in 30 s before, these in well under one."""
+    places = [str(p) for p in (ROOT, *roots, tempfile.gettempdir(), "/var/tmp", Path.home())]
+    found = subprocess.run(["find", *places, "-type", "f", "-newerct", f"@{int(since) - 1}", "-print0"],
+                           capture_output=True, check=False)  # fmt: skip
+    wanted = [n.encode() for n in needles]
+    holding = []
+    for name in dict.fromkeys(found.stdout.split(b"\0")):  # a place inside another lists its files twice
+        try:
+            data = Path(os.fsdecode(name)).read_bytes() if name else b""
+        except OSError:  # gone since it was listed (a run's lock file, a socket's temporary)
+            continue
+        if any(n in data for n in wanted):
+            holding.append(os.fsdecode(name))
+    return holding
 
 
 class Watch:

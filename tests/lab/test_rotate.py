@@ -7,7 +7,6 @@ PostgreSQL through the bastion, logins against the node's API, the load balancer
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
@@ -19,7 +18,7 @@ from nodeops.lab.host import Lab
 from nodeops.lab.services import secrets_client
 from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
 from tests.lab.conftest import own_lab
 from tests.lab.probe import (
     PairProbe,
@@ -29,6 +28,7 @@ from tests.lab.probe import (
     files_on,
     killed_at,
     lb_answers,
+    on_the_operators_disk,
     serving_nodes,
     status,
     superuser_sql,
@@ -132,6 +132,7 @@ def release_lock(service: str) -> None:
 
 
 def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot):
+    since = time.time()
     old = document(rot, "cl1/DBSecret")
     old_version = by_stage(rot, "cl1/DBSecret")["AWSCURRENT"][0]
     inv = load_inventory(rot.inventory_file)
@@ -164,9 +165,8 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     assert watch.saw("cat > /run/nodeops/cl1/"), "the sampler never saw an upload of the node's files"
     inspect = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--command", "docker inspect nodeops-cl1")
     assert inspect.returncode == 0 and password not in inspect.stdout
-    grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", password, str(ROOT), str(rot.dir), "/tmp",
-                           os.path.expanduser("~")], capture_output=True, text=True)  # fmt: skip
-    assert grep.stdout == "", f"the new password reached the operator's disk: {grep.stdout}"
+    written = on_the_operators_disk([password], since, rot.dir)
+    assert written == [], f"the new password reached the operator's disk: {written}"
     (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     assert files_on(rot, active, "cl1") == [] and files_on(rot, standby, "cl1") == [".api"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from nodeops.lab.topology import plan_lab
 from nodeops.secrets import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab, rpc_stand_ins
-from tests.lab.probe import Watch, events, files_on
+from tests.lab.probe import Watch, events, files_on, on_the_operators_disk
 
 pytestmark = pytest.mark.lab
 
@@ -52,6 +53,7 @@ def leaks(text: str) -> bool:
 
 
 def test_a_secret_rpc_url_reaches_the_node_and_nothing_else(rpc):
+    since = time.time()
     backend = next(iter(load_inventory(rpc.inventory_file).secret_backends))
     client = secrets_client(rpc.load_state()["secrets_port"])
     client.create_secret(Name=SECRET, SecretString=json.dumps({"ws": URL}))
@@ -91,9 +93,8 @@ def test_a_secret_rpc_url_reaches_the_node_and_nothing_else(rpc):
     stored = list(Path(f"/proc/{rpc.sshd_pid_of('bastion')}/root").glob(f"root/.nodeops/{NAME}/audit.jsonl"))
     assert stored and all(not leaks(p.read_text()) for p in stored), stored
     assert inspect.returncode == 0 and "nodeops-cl2" in inspect.stdout and not leaks(inspect.stdout)
-    grep = subprocess.run(["grep", "-rlF", "--binary-files=text", "-e", KEY, str(ROOT), str(rpc.dir), "/tmp",
-                           os.path.expanduser("~")], capture_output=True, text=True)  # fmt: skip
-    assert grep.stdout == "", f"the RPC key reached the operator's disk: {grep.stdout}"
+    written = on_the_operators_disk([KEY], since, rpc.dir)
+    assert written == [], f"the RPC key reached the operator's disk: {written}"
 
 
 def test_dry_run_with_the_url_from_the_env_backend_prints_no_url(rpc):
