@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from nodeops import program
 from nodeops.commands import node as cmd
-from nodeops.diff import Side, service_diff, summary
+from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LoginRefused, recorded_version
@@ -844,7 +844,7 @@ class ServiceDeploy:
                    dict(job.rendered.secret_versions))  # fmt: skip
         for line in summary(service_diff(self.service.name, olds, new, recorded, unrestorable, notes)):
             body = () if self.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
-            text = "\n".join([line.message, *(f"      {b}" for b in body)])
+            text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])
             data = json.dumps(dict(line.data), default=str)
             for mask in masks:  # belt and braces: by construction no line holds a secret
                 text, data = mask(text), mask(data)
