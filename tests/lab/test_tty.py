@@ -219,8 +219,9 @@ def test_promote_asks_naming_the_active_its_version_and_the_standby_and_a_no_tou
             "the old active becomes the standby")  # fmt: skip
     assert f"promote-standby in {NAME} will: {line} Proceed? [y/N]" in text, text
     assert "not confirmed; nothing was done" in text and text.count("[y/N]") == 1
-    assert_fits(raw, words(f"{line} promote-standby in {NAME} will: Proceed? [y/N] nodeops: not confirmed; nothing "
-                           "was done cl1"))  # fmt: skip
+    answered = "n"  # the answer, echoed by the terminal
+    assert_fits(raw, words(f"{line} promote-standby in {NAME} will: Proceed? [y/N] {answered} nodeops: not "
+                           "confirmed; nothing was done cl1"))  # fmt: skip
     after = status_entries(fab("status", "--env", NAME, "--json"))["cl1"]
     assert [(n["node"], n["role"]) for n in after["nodes"]] == [(n["node"], n["role"]) for n in before["nodes"]]
     restarted = [n["node"] for n, m in zip(after["nodes"], before["nodes"], strict=True)
