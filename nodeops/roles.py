@@ -531,11 +531,11 @@ def _lease(data: Any, secrets: Sequence[str], variables: Collection[str], fail: 
     _mapping(data, "lease", _LEASE, fail)
     for key, value in data.items():
         _typed(value, f"lease.{key}", str, "a name", fail)
+    if not _TABLE.fullmatch(data["table"]):
+        fail("lease.table", f"expected a table name [a-z_][a-z0-9_]*, got {data['table']!r}")
     for key in ("host", "port", "database", "sslmode"):
         if data[key] not in variables:
             fail(f"lease.{key}", f"expected a variable of the role's defaults or variables, got {data[key]!r}")
-    if not _TABLE.fullmatch(data["table"]):
-        fail("lease.table", f"expected a table name [a-z_][a-z0-9_]*, got {data['table']!r}")
     for key in ("user", "password"):
         if data[key] not in secrets:
             fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {data[key]!r}")
