@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from nodeops import program
 from nodeops.commands import node as cmd
-from nodeops.diff import Side, service_diff, summary
+from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LoginRefused, recorded_version
@@ -61,7 +61,7 @@ from nodeops.plan import (
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render
-from nodeops.roles import Role, check_service, profile_name, role_for
+from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.secrets import MASK, Secret, resolve, secret_forms
 from nodeops.stopping import StopRequests
 
@@ -264,15 +264,20 @@ def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: boo
     so a CI job that deploys needs no admin credential."""
     services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
     hook = webhook_url(inventory)  # not a service's secret, but masked wherever the services' are
-    return [job_for(inventory, service, admin, masked=() if hook is None else (hook,)) for service in services]
+    masked = () if hook is None else (hook,)
+    return [job_for(inventory, service, admin, masked=masked, from_inventory=True) for service in services]
 
 
-def job_for(inventory: Inventory, service: Service, admin: bool = False,
-            secrets: Mapping[str, Secret] | None = None, masked: Iterable[Secret] = ()) -> Job:  # fmt: skip
+def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets: Mapping[str, Secret] | None = None,
+            masked: Iterable[Secret] = (), from_inventory: bool = False) -> Job:  # fmt: skip
     """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to;
-    ``secrets``: already resolved for it, not read again; ``masked``: other secrets its redactor masks too)."""
+    ``secrets``: already resolved for it, not read again; ``masked``: other secrets its redactor masks too).
+    ``from_inventory``: its variables are the inventory's, so one its role does not know is refused (exit 2,
+    roles.check_variables); the variables a container recorded (rollback, restore) are rendered as they are."""
     role = role_for(inventory, service)
     profile = profile_name(role, service, str(inventory.source))
+    if from_inventory:
+        check_variables(inventory, service, role)  # a typo (LOGLEVEL) would only move the config hash
     check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
@@ -839,7 +844,7 @@ class ServiceDeploy:
                    dict(job.rendered.secret_versions))  # fmt: skip
         for line in summary(service_diff(self.service.name, olds, new, recorded, unrestorable, notes)):
             body = () if self.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
-            text = "\n".join([line.message, *(f"      {b}" for b in body)])
+            text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])
             data = json.dumps(dict(line.data), default=str)
             for mask in masks:  # belt and braces: by construction no line holds a secret
                 text, data = mask(text), mask(data)

@@ -22,6 +22,7 @@ from nodeops.plan import moved_versions, older_than
 from nodeops.render import RenderedFile
 
 AT_DEPLOY = "resolved at deploy"  # a digest the dry run could not read without pulling
+BODY_INDENT = 6  # a file's unified diff, for a person: each line under its summary line, after this many spaces
 
 
 @dataclass(frozen=True)

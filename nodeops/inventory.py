@@ -164,6 +164,7 @@ class Service:
     load_balancer: str | None = None  # the URL users reach the service by, checked after a deploy
     check: CheckPolicy = CheckPolicy()
     port: int | None = None  # the port the node serves (and publishes) on; None: the role's
+    inherited: frozenset[str] = frozenset()  # the names of ``variables`` taken from ``defaults:`` (not set here)
 
     @property
     def active_preferred(self) -> Node:
@@ -844,7 +845,10 @@ class _DefaultsSpec(_Spec):
         Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")],
         Annotated[Variable, PlainValidator(_variable)],
     ] = {}
-    """Non-secret values the role's templates use (``ETH_CHAIN_ID``, ``DATABASE_HOST``, ``EVM_CHAINS``, ...)."""
+    """Non-secret values the role's templates use: those its ``role.yaml`` declares (``defaults`` and ``variables``;
+    chainlink: ``ETH_CHAIN_ID``, ``DATABASE_HOST``, ``EVM_CHAINS``, ... see docs/roles.md) and ``PROFILE``. Any other
+    is refused (exit 2) before any host, naming a close one (``LOGLEVEL``: ``LOG_LEVEL``); in ``defaults:``, one
+    that no service's role declares."""
     secrets: Annotated[dict[_Name, _SecretRefSpec], BeforeValidator(_references)] = {}
     """References to the secrets the role needs (chainlink: ``db``, ``db_user``, ``keystore``, ``api_email``,
     ``api_password``; ``eth_url``, ``eth_http_url`` instead of the variables; ``db_admin_user``, ``db_admin`` for
@@ -926,6 +930,7 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
                 Node(**n.model_dump(exclude={"host_key"}), host_keys=n.host_key, service=name) for n in s.nodes
             ),
             load_balancer=s.load_balancer,
+            inherited=frozenset(spec.defaults.variables).difference(s.variables),
             check=CheckPolicy(**{**spec.check.model_dump(exclude_none=True), **s.check.model_dump(exclude_none=True)}),
         )
     return Inventory(

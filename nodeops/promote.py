@@ -10,6 +10,7 @@ A pair whose state is unclear is refused with what was seen, before anything is 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,39 @@ def observe(run: ServiceDeploy) -> dict[str, Seen]:
     return seen
 
 
-def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool) -> dict:
+@dataclass(frozen=True)
+class Handover:
+    """What promote-standby will do to one pair, decided from what its nodes show (assess) before anything is
+    touched: ``active`` hands over to ``standby`` (planned), or, with --force, ``standby`` waits for the gone
+    active's lease to expire (``active`` None; ``what``: the nodes as seen)."""
+
+    service: str
+    seen: dict[str, Seen]
+    standby: Seen
+    active: Node | None = None
+    what: str = ""
+
+    def question(self, keep_old_stopped: bool) -> str:
+        """The confirmation's line: which node is active now (and what it runs) and which takes over."""
+        standby = self.standby.node.name
+        if self.active is None:
+            return (f"{self.service}: the active is gone ({self.what}): wait for its lease to expire by database "
+                    f"time, then {standby} (standby, {version_of(self.standby)}) serves")  # fmt: skip
+        after = "the old active stays stopped" if keep_old_stopped else "the old active becomes the standby"
+        ran = version_of(self.seen[self.active.name])
+        return f"{self.service}: hand over from {self.active.name} (active, {ran}) to {standby} (standby); {after}"
+
+
+def version_of(seen: Seen) -> str:
+    """The version a node's container runs: its ``version`` label, else its image's tag; "?" when unknown."""
+    c = seen.container
+    return (c.label("version") or (cmd.image_tag(c.image) if c.image else None) or "?") if c else "?"
+
+
+def assess(run: ServiceDeploy, force: bool) -> Handover:
+    """Observe the pair and decide, touching nothing: a Handover, or the refusal (Unsafe, exit 4; InvalidInput,
+    exit 2, for a request that cannot apply: one node, --force while the active answers). Every refusal that
+    can be known before acting is made here, so a question is asked only about what can be done."""
     service = run.service
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
@@ -74,11 +107,31 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool) -> 
     if serving:
         if force:
             raise InvalidInput(force_refusal(service.name, serving[0]))
-        return planned(run, seen, serving[0].node, keep_old_stopped)
+        active = serving[0].node
+        return Handover(service.name, seen, standby_ready(run, seen, active), active)
     if not force:
         raise Unsafe(f"{service.name}: no node serves ({what}). If the active is gone, --force waits for its lease "
                      "to expire by database time and confirms the standby took over")  # fmt: skip
-    return unplanned(run, seen, what)
+    if run.job.role.lease is None:
+        raise InvalidInput(f"{service.name}: role {run.job.role.name} keeps no lease; --force cannot tell it is safe")
+    waiting = [s for s in seen.values() if s.container is not None and s.container.running]
+    if not waiting:
+        raise Unsafe(f"{service.name}: no running standby to take over ({what}); nothing was started "
+                     f"({program()} deploy replaces the nodes)")  # fmt: skip
+    return Handover(service.name, seen, waiting[0], what=what)
+
+
+def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool, asked: str | None = None) -> dict:
+    """Assess the pair and act on it. ``asked``: the line a person confirmed (Handover.question); when the pair
+    no longer matches it (another node active, another version), refused (Unsafe), nothing touched."""
+    handover = assess(run, force)
+    now = handover.question(keep_old_stopped)
+    if asked is not None and now != asked:
+        raise Unsafe(f"{run.service.name}: the pair changed since the question: now {now}; nothing was done "
+                     f"({program()} promote-standby asks again)")  # fmt: skip
+    if handover.active is None:
+        return unplanned(run, handover.standby.node, handover.what)
+    return planned(run, handover.seen, handover.active, keep_old_stopped)
 
 
 def force_refusal(service: str, active: Seen) -> str:
@@ -90,7 +143,9 @@ def force_refusal(service: str, active: Seen) -> str:
     return f"{service}: {active.node.name} serves: --force is for an active that is gone"
 
 
-def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool) -> dict:
+def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> Seen:
+    """The standby of a planned handover from ``active``, or Unsafe (exit 4) naming why it cannot take over:
+    unreachable, no running container, not running what the active runs, not waiting for the lease."""
     service, job = run.service, run.job
     standby = next(s for s in seen.values() if s.node is not active)
     refuse = f"{service.name}: refusing before touching the active {active.name}: standby {standby.node.name}"
@@ -110,6 +165,14 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
         )
     if not run.waiting_logged(standby.node.name):
         raise Unsafe(f"{refuse} is not waiting for the database lease")
+    return standby
+
+
+def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool) -> dict:
+    """Hand over from ``active`` to the other node (assess checked it can take over): graceful stop, takeover,
+    measured; then the old active restarted as the standby on its own inputs, unless ``keep_old_stopped``."""
+    service = run.service
+    standby = next(s for s in seen.values() if s.node is not active)
     run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
     outage = run.handover(active, standby.node, restore_standby=False)
     if keep_old_stopped:
@@ -124,18 +187,11 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
     return {"service": service.name, "active": standby.node.name, "outage_seconds": round(outage, 3)}
 
 
-def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
+def unplanned(run: ServiceDeploy, standby: Node, what: str) -> dict:
     """Start nothing: a node that only looks dead may still hold the lease. Wait for the lease
     to expire by database time (a holder that keeps refreshing it is alive: refuse) and
-    confirm that the waiting standby took it."""
+    confirm that the waiting ``standby`` (assess found its container running) took it."""
     service = run.service
-    if run.job.role.lease is None:
-        raise InvalidInput(f"{service.name}: role {run.job.role.name} keeps no lease; --force cannot tell it is safe")
-    waiting = [s.node for s in seen.values() if s.container is not None and s.container.running]
-    if not waiting:
-        raise OperationFailed(f"{service.name}: no running standby to take over ({what}); nothing was started "
-                              f"({program()} deploy replaces the nodes)")  # fmt: skip
-    standby = waiting[0]
     with lease_reader(run.fleet, run.job) as read:
         first = read()
         run.say("", f"unplanned: {what}; lease {first.describe()}; waiting for {standby.name} to take it")
@@ -164,16 +220,39 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
 
 
 def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool, force: bool = False,
-            stop: StopRequests | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
+            stop: StopRequests | None = None, inexact_ok: bool = False,
+            ask: Callable[[list[str]], None] | None = None) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
-    ``stop``: once set, no further service starts (a handover under way finishes)."""
+    ``stop``: once set, no further service starts (a handover under way finishes).
 
-    def one(job: Job) -> Callable[[], dict]:
-        if stop is not None and stop.is_set():
-            return not_started(job.service.name)
+    ``ask``: given one line per service that can be promoted (Handover.question: which node is active now,
+    what it runs, which takes over), once, after every pair was observed and before any is touched; it raises
+    to stop (tasks._cli.ask: InvalidInput when not confirmed). A service refused then (no standby to promote:
+    Unsafe, exit 4) is not asked about. Each pair is observed again just before it is acted on, and refused if it
+    no longer matches its line. None: nothing is asked (--yes, or no terminal)."""
+    runs = []
+    for job in jobs:
         run = ServiceDeploy(job, fleet, report)
         run.inexact_ok = inexact_ok
-        return lambda: promote_service(run, keep_old_stopped, force)
+        runs.append(run)
+    asked: dict[str, str | None] = {run.service.name: None for run in runs}
+    refused: dict[str, dict] = {}
+    if ask is not None:
+        for run in runs:
+            line = functools.partial(lambda r: {"question": assess(r, force).question(keep_old_stopped)}, run)
+            result = per_service(report, run.service.name, line)
+            if "error" in result:
+                refused[run.service.name] = result
+            else:
+                asked[run.service.name] = result["question"]
+        lines = [line for line in asked.values() if line is not None]
+        if lines:
+            ask(lines)
 
-    return [per_service(report, job.service.name, one(job)) for job in jobs]
+    def one(run: ServiceDeploy) -> Callable[[], dict]:
+        if stop is not None and stop.is_set():
+            return not_started(run.service.name)
+        return lambda: promote_service(run, keep_old_stopped, force, asked[run.service.name])
+
+    return [refused.get(run.service.name) or per_service(report, run.service.name, one(run)) for run in runs]

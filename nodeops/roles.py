@@ -26,6 +26,9 @@ node writes to, refused at or under ``mount`` (the node sees that folder
 read-only); ``secret_variables`` maps a variable to the secret name a service
 may give instead of it (an RPC URL that embeds an API key), never both.
 
+``defaults`` and ``variables`` (those without a default) list every variable the role
+knows: a service that sets any other is refused (``check_variables``).
+
 Every problem is one ``RoleError`` (exit 2) naming the role file and the
 path inside it (``profiles.v2.files.config.toml.template``).
 """
@@ -33,9 +36,10 @@ path inside it (``profiles.v2.files.config.toml.template``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -62,6 +66,7 @@ __all__ = [
     "RoleFile",
     "RotationSpec",
     "check_service",
+    "check_variables",
     "load_role",
     "profile_name",
     "role_for",
@@ -180,6 +185,12 @@ class Role:
     writable_paths: tuple[str, ...] = ()  # variables holding a path the node writes: never at or under `mount`
     secret_variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # variable -> the
     # secret a service may give instead of it
+    variables: tuple[str, ...] = ()  # role.yaml ``variables``: the ones a service may set that have no default
+
+    @property
+    def known_variables(self) -> frozenset[str]:
+        """Every variable a service of this role may set: ``defaults``, ``variables`` and ``PROFILE``."""
+        return frozenset({*self.defaults, *self.variables, PROFILE_VARIABLE})
 
     @property
     def admin_secrets(self) -> frozenset[str]:
@@ -293,6 +304,40 @@ def check_service(role: Role, service: Service, file: str) -> None:
             )  # fmt: skip
 
 
+def check_variables(
+    inventory: Inventory, service: Service, role: Role, search_path: Sequence[Path] | None = None
+) -> None:
+    """Every variable ``service`` sets is one its role knows (``Role.known_variables``: role.yaml's ``defaults`` and
+    ``variables``, and ``PROFILE``), else ``InventoryError`` (exit 2) naming the inventory file and
+    ``services.<svc>.variables.<name>`` (``defaults.variables.<name>`` when the service takes it from ``defaults:``),
+    a close name when there is one (``LOGLEVEL``: ``LOG_LEVEL``) and the role's variables. A typo would otherwise
+    change only the config hash: a rolling replace that changes nothing. A variable of ``defaults:`` that the role
+    of another service knows is meant for that one: not refused here (``search_path``: as ``role_for``'s)."""
+    known = role.known_variables
+    for name in service.variables:
+        if name in known:
+            continue
+        where = f"services.{service.name}.variables.{name}"
+        if name in service.inherited:
+            others = {s.role: s for s in inventory.services.values() if s.role != role.name}
+            if any(name in role_for(inventory, other, search_path).known_variables for other in others.values()):
+                continue
+            where = f"defaults.variables.{name}"
+        problem = f"role {role.name!r} has no variable {name}{_close_name(name, known)}"
+        raise InventoryError(str(inventory.source), where, f"{problem}; its variables: {', '.join(sorted(known))}")
+
+
+def _close_name(name: str, known: Collection[str]) -> str:
+    """`` (did you mean X?)`` for the known name ``name`` is most likely a typo of, else ''."""
+
+    def squashed(n: str) -> str:
+        return n.replace("_", "").upper()
+
+    same = [k for k in sorted(known) if squashed(k) == squashed(name)]
+    match = same or difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
 def _path_problem(value: Any, mount: str) -> str | None:
     """Why ``value`` cannot be a path the node writes to, given the read-only ``mount``; None if it can."""
     if not isinstance(value, str) or not value:
@@ -327,6 +372,7 @@ _TOP = {
     "secret_variables": False,
     "profiles": True,
     "default_profile": True,
+    "variables": False,
 }
 
 
@@ -377,6 +423,14 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         if not isinstance(secret, str) or not _NAME.fullmatch(secret):
             fail(f"secrets[{i}]", f"expected a secret name matching {_NAME.pattern}, got {secret!r}")
 
+    undefaulted = _typed(data.get("variables") or [], "variables", list, "a list of variable names", fail)
+    for i, var in enumerate(undefaulted):
+        if not isinstance(var, str) or not _VARIABLE.fullmatch(var):
+            fail(f"variables[{i}]", f"expected a variable name [A-Za-z_][A-Za-z0-9_]*, got {var!r}")
+        if var in defaults or var == PROFILE_VARIABLE or var in undefaulted[:i]:
+            fail(f"variables[{i}]", f"{var} is declared already (defaults, PROFILE or earlier in this list)")
+    known = {*defaults, *undefaulted}
+
     writable = _typed(data.get("writable_paths") or [], "writable_paths", list, "a list of variable names", fail)
     for i, var in enumerate(writable):
         if var not in defaults:
@@ -419,13 +473,14 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         else None,
         defaults=MappingProxyType(dict(defaults)),
         secrets=tuple(secrets),
-        lease=_lease(data["lease"], secrets, fail) if "lease" in data else None,
+        lease=_lease(data["lease"], secrets, known, fail) if "lease" in data else None,
         profiles=MappingProxyType(profiles),
         default_profile=default_profile,
         rotation=_rotation(data.get("rotation") or {}, secrets, "lease" in data, fail),
         backup=_backup(data["backup"], "lease" in data, fail) if "backup" in data else None,
         writable_paths=tuple(writable),
         secret_variables=MappingProxyType(dict(alternatives)),
+        variables=tuple(undefaulted),
     )
 
 
@@ -472,12 +527,15 @@ def _profile(pname: str, spec: Any, mount: str, template_dirs: tuple[Path, ...],
 _LEASE = {"table": True, "host": True, "port": True, "database": True, "sslmode": True, "user": True, "password": True}
 
 
-def _lease(data: Any, secrets: Sequence[str], fail: Any) -> LeaseSpec:
+def _lease(data: Any, secrets: Sequence[str], variables: Collection[str], fail: Any) -> LeaseSpec:
     _mapping(data, "lease", _LEASE, fail)
     for key, value in data.items():
         _typed(value, f"lease.{key}", str, "a name", fail)
     if not _TABLE.fullmatch(data["table"]):
         fail("lease.table", f"expected a table name [a-z_][a-z0-9_]*, got {data['table']!r}")
+    for key in ("host", "port", "database", "sslmode"):
+        if data[key] not in variables:
+            fail(f"lease.{key}", f"expected a variable of the role's defaults or variables, got {data[key]!r}")
     for key in ("user", "password"):
         if data[key] not in secrets:
             fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {data[key]!r}")

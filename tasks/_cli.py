@@ -148,13 +148,20 @@ def confirm(command: str, services: Sequence[str], plan: Sequence[str], yes: boo
 
     Raises InvalidInput (exit 2, nothing done) when refused or not confirmed.
     """
+    if will_ask(command, services, yes):
+        ask(command, plan)
+
+
+def will_ask(command: str, services: Sequence[str], yes: bool) -> bool:
+    """Whether ``command`` on ``services`` asks a person (confirmation()), decided before anything is done: for a
+    command whose plan is known only once the nodes were observed (promote-standby), asked later with ask().
+
+    Raises InvalidInput (exit 2) when it is refused: several services, no terminal, no --yes."""
     decision = confirmation(len(services), yes, _asking_possible())
-    if decision == "go":
-        return
     if decision == "refuse":
         raise InvalidInput(f"{command} covers {len(services)} services ({', '.join(services)}): pass --yes to "
                            "confirm without a terminal, or choose one with --service")  # fmt: skip
-    ask(command, plan)
+    return decision == "ask"
 
 
 def _asking_possible() -> bool:

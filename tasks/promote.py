@@ -9,7 +9,7 @@ from nodeops.errors import raise_failures
 from nodeops.operation import Operation
 from nodeops.promote import promote
 
-from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
+from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, ask, cli, load, progress, services_of, will_ask
 
 
 @task(
@@ -29,16 +29,16 @@ def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=
     inv = load(env, inventory)
     selected = services_of(inv, service)
     jobs = prepare(inv, selected)  # the files a restarted node needs, before any host
-    how = ("wait for the gone active's lease to expire, then the standby serves" if force else
-           "stop the active gracefully, the standby takes over (one planned handover)")  # fmt: skip
-    after = "; the old active stays stopped" if keep_old_stopped else "; the old active becomes the standby"
     names = [job.service.name for job in jobs]
-    confirm(f"promote-standby in {inv.environment}", names, [f"{name}: {how}{after}" for name in names], yes)
+    command = f"promote-standby in {inv.environment}"
+    asking = will_ask(command, names, yes)  # refused here (several services, no terminal, no --yes): before the lock
     with progress("promote-standby", inv, names, json_) as report:
         with Operation(inv, "promote-standby", names, report, {"force": force}) as op:
             jobs = prepare(inv, selected)  # again under the lock: a secret rotated meanwhile is read at its new version
+            # asked under the lock once every pair was observed: the line names who is active now and who takes over
             results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force, stop=op.stop,
-                                           inexact_ok=allow_inexact_restore)  # fmt: skip
+                                           inexact_ok=allow_inexact_restore,
+                                           ask=(lambda lines: ask(command, lines)) if asking else None)  # fmt: skip
             for result in results:
                 if "error" not in result:
                     report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s")

@@ -114,7 +114,6 @@ def inventory_fragment(plan: LabPlan, state: Mapping[str, Any]) -> dict[str, Any
                 "DATABASE_PORT": DB_PORT,
                 "DATABASE_NAME": service,
                 "ETH_CHAIN_ID": ETH_CHAIN_ID,
-                "LB_PORT": plan.lb_port(service),
             },
             "load_balancer": f"http://{plan.lb.public_ip}:{plan.lb_port(service)}/health",
             "secrets": {

@@ -79,9 +79,11 @@ def inputs(lab) -> dict[str, tuple]:
 
 
 def a_change():
-    """An inventory edit that changes the pair's configuration hash and nothing the node does: a variable no
-    template reads, new at each call, so both nodes always differ from it (a full roll, standby first)."""
-    return set_variable(NODEOPS_TEST_CHANGE=uuid.uuid4().hex[:12])
+    """An inventory edit that changes the pair's configuration hash and nothing the node does: the chain's LINK
+    contract address (config.toml's LinkContractAddress, which the simulator does not read), new at each call, so
+    both nodes always differ from it (a full roll, standby first). A variable the role does not declare would be
+    refused (exit 2)."""
+    return set_variable(LINK_CONTRACT_ADDRESS="0x" + uuid.uuid4().hex + uuid.uuid4().hex[:8])
 
 
 def secrets_manager(lab):

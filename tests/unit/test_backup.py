@@ -268,7 +268,10 @@ def test_the_chainlink_role_names_its_key_store():
     assert (spec.key_tables, spec.version_table) == (("encrypted_key_rings",), "node_versions")
 
 
-LEASE = "lease: {table: lease, host: H, port: P, database: D, sslmode: S, user: pw, password: pw}\n"
+LEASE = (
+    "variables: [H, P, D, S]\n"  # the variables that locate the database: declared by the role
+    "lease: {table: lease, host: H, port: P, database: D, sslmode: S, user: pw, password: pw}\n"
+)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ import pytest
 from rich.console import Console
 
 from nodeops.console import (
+    BREAK_AFTER,
+    BREAK_BEFORE,
     HOSTKEY_COLUMNS,
     Progress,
     Screen,
@@ -25,8 +27,10 @@ from nodeops.console import (
     short_digests,
     status_view,
     step_row,
+    wrap_spans,
 )
 from nodeops.deploy import Reporter, per_service
+from nodeops.diff import BODY_INDENT
 from nodeops.errors import Interrupted, OperationFailed
 from nodeops.hostkeys import Row as HostKeyRow
 from tests.conftest import screen_pieces
@@ -387,3 +391,101 @@ def test_hostkeys_is_a_table_when_it_fits():
     rows = [HostKeyRow("a", "10.0.0.1:22", "ssh-ed25519", "SHA256:abc", "new", "not pinned")]
     assert printed(hostkeys_view(rows), 80).split() == [*HOSTKEY_COLUMNS, "a", "10.0.0.1:22", "ssh-ed25519",
                                                         "SHA256:abc", "new", "not", "pinned"]  # fmt: skip
+
+
+# -- wrapping at words: a long word cut only where wrap_spans says, a diff line's continuation under its content --
+@pytest.mark.parametrize(
+    ("text", "width", "indent", "lines"),
+    [
+        ("waiting for the lease", 80, 0, ["waiting for the lease"]),
+        ("waiting for the lease", 12, 0, ["waiting for", "the lease"]),
+        ("waiting for the lease", 12, 4, ["waiting for", "    the", "    lease"]),
+        ("pulled r.example:5000/smartcontract/chainlink:2.10.0@sha256:6bc87626beba", 40, 0,
+         ["pulled r.example:5000/smartcontract/", "chainlink:2.10.0@sha256:6bc87626beba"]),
+        ("pulled r:5000/chainlink:2.10.0@sha256:6bc87626beba (sha256:6bc87626beba)", 32, 0,
+         ["pulled r:5000/chainlink:2.10.0", "@sha256:6bc87626beba", "(sha256:6bc87626beba)"]),
+        ("      +WSURL = 'wss://eth.example.net/v3/key' # the provider's", 30, 7,
+         ["      +WSURL = 'wss://", "       eth.example.net/v3/key'", "       # the provider's"]),
+        ("      -a  b", 8, 7, ["      -a", "       b"]),  # the first line's indentation kept, inner spaces too
+        ("x" * 25, 10, 0, ["x" * 10, "x" * 10, "x" * 5]),  # no place to cut: at the line's end, the only such cut
+        ("id " + "y" * 12 + "/z", 10, 0, ["id", "y" * 10, "yy/z"]),
+        ("", 10, 0, [""]),
+    ],
+    ids=["fits", "words", "hanging", "image-ref", "digest", "diff-line", "spaces", "no-place", "mixed", "empty"],
+)  # fmt: skip
+def test_wrap_spans_breaks_between_words_and_cuts_a_long_one_only_at_its_places(text, width, indent, lines):
+    spans = wrap_spans(text, width, indent)
+    got = [(" " * indent if i else "") + text[a:b] for i, (a, b) in enumerate(spans)]
+    assert got == lines
+    assert all(len(line) <= width for line in got)
+
+
+def message_column(text: str, first_word: str) -> list[str]:
+    """The message column of a printed step row: each line from the column where its message began."""
+    rows = text.splitlines()
+    column = rows[0].index(first_word)
+    assert all(row[:column].strip() == "" for row in rows[1:]), text  # nothing under the other columns
+    return [row[column:].rstrip() for row in rows]
+
+
+def reassembles(pieces: list[str], original: str, indents: list[int]) -> None:
+    """``pieces`` (lines, each after its continuation indent) read back as ``original``: joined by one space
+    where a break fell between words, by nothing where it fell inside one, and then only at BREAK_AFTER or
+    BREAK_BEFORE (or, for a word with no such place, where the line was full)."""
+    rebuilt = pieces[0]
+    for piece, indent in zip(pieces[1:], indents[1:], strict=True):
+        assert piece[:indent].strip() == "", pieces
+        piece = piece[indent:]
+        if original.startswith(rebuilt + " " + piece):
+            rebuilt += " " + piece
+        else:
+            assert original.startswith(rebuilt + piece), (rebuilt, piece)
+            assert rebuilt[-1] in BREAK_AFTER or piece[0] in BREAK_BEFORE, f"cut inside a word: {rebuilt!r} / {piece!r}"
+            rebuilt += piece
+    assert rebuilt == original
+
+
+PULLED = f"pulled 10.244.0.3:5000/smartcontract/chainlink:2.10.0@{DIGEST} ({DIGEST})"
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_the_pull_line_wraps_at_words_and_cuts_the_image_reference_only_before_its_digest_or_after_a_slash(width):
+    """Review 14 #14: at 80 columns the line broke inside the digest (`...@sha256:6bc87626b` / `eba`)."""
+    event = {"event": "step", "t": 3.2, "service": "cl1", "node": "cl1-a", "message": PULLED}
+    text = printed(step_row(event), width)
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    pieces = message_column(text, "pulled")
+    reassembles(pieces, short_digests(PULLED), [0] * len(pieces))
+    assert (len(pieces) == 1) == (width == 200)
+
+
+DIFF_LINE = ("+WSURL = 'wss://rpc.example.net/ws/a-long-path-of-the-provider' # and a comment that goes on "
+             "long enough to wrap twice at eighty columns")  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_a_long_diff_line_wraps_under_its_own_content_not_under_the_message(width):
+    """Review 14 #14: a long unified-diff line continued at the message's column, as if it were a new line."""
+    message = "\n".join(["file config.toml: changed (+1 -0)", " " * BODY_INDENT + "@@ -1 +1,2 @@",
+                         " " * BODY_INDENT + DIFF_LINE])  # fmt: skip
+    text = printed(step_row({"event": "step", "t": 1.0, "service": "cl1", "node": "", "message": message}), width)
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    rows = message_column(text, "file")
+    start = next(i for i, row in enumerate(rows) if row.lstrip().startswith("+WSURL"))
+    body = rows[start:]
+    assert body[0].index("+") == BODY_INDENT
+    assert all(len(row) - len(row.lstrip()) == BODY_INDENT + 1 for row in body[1:]), text  # under its content
+    reassembles(body, " " * BODY_INDENT + DIFF_LINE, [0] + [BODY_INDENT + 1] * (len(body) - 1))
+    assert (len(body) == 1) == (width == 200)
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_audit_steps_wrap_at_words_too(width):
+    entry = {"time": "2026-11-30T10:00:03Z", "run": "0123456789abcdef", "who": "alice", "env": "prod", "op": "deploy",
+             "event": "step", "service": "cl1", "node": "cl1-a", "message": PULLED}  # fmt: skip
+    text = printed(audit_view([entry]), width)
+    assert max(len(line) for line in text.splitlines()) <= width, text
+    rows = text.splitlines()[1:]  # under the date
+    column = rows[0].index("cl1 cl1-a:")
+    pieces = [row[column:].rstrip() for row in rows]
+    reassembles(pieces, "cl1 cl1-a: " + short_digests(PULLED), [0] * len(pieces))

@@ -97,6 +97,30 @@ def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, 
     assert not any(value in out for name, value in ENV.items() if name.endswith("PASSWORD"))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ("DATABASE_NAME: cl}", "DATABASE_NAME: cl, LOGLEVEL: debug}",
+         "t.yaml: services.cl.variables.LOGLEVEL: role 'chainlink' has no variable LOGLEVEL (did you mean LOG_LEVEL?); "
+         "its variables: DATABASE_HOST, "),
+        ("services:\n", "defaults: {variables: {Log_Level: debug}}\nservices:\n",
+         "t.yaml: defaults.variables.Log_Level: role 'chainlink' has no variable Log_Level (did you mean LOG_LEVEL?)"),
+        ("DATABASE_NAME: cl}", "DATABASE_NAME: cl, LB_PORT: 6688}",
+         "services.cl.variables.LB_PORT: role 'chainlink' has no variable LB_PORT; its variables: "),
+    ],
+    ids=["typo", "typo-in-defaults", "not-the-roles"],
+)  # fmt: skip
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_a_variable_the_role_does_not_know_is_refused_before_any_host(tmp_path, monkeypatch, old, new, fragment,
+                                                                      dry_run):  # fmt: skip
+    """Review 14 #3: `LOGLEVEL: debug` was accepted and planned a rolling replace that changed nothing else."""
+    text = inventory().replace(old, new, 1)
+    assert text != inventory()
+    code, out = deploy(tmp_path, text, monkeypatch, *(["--dry-run"] if dry_run else []))
+    assert code == 2 and fragment in out and out.count("\n") == 1, out
+    assert "cannot connect" not in out and "Traceback" not in out
+
+
 def test_the_prod_example_gives_its_role_every_secret_and_renders():
     """The shipped example is deployable as written, up to the secret values themselves."""
     inv = load_inventory(Path(__file__).parents[2] / "inventory" / "prod.example.yaml")
@@ -109,6 +133,9 @@ def test_the_prod_example_gives_its_role_every_secret_and_renders():
     # its RPC URLs are secret references (issue 13): in rpc.toml, a secret file, and nowhere plain
     assert b'WSURL = "Example-eth_url-' in rendered.files["rpc.toml"].data and rendered.files["rpc.toml"].secret
     assert b"Nodes" not in rendered.files["config.toml"].data and "ETH_URL" not in service.variables
+    # every variable it sets is one the role uses: its LINK token contract reaches the chain's [[EVM]] table
+    assert set(service.variables) <= role.known_variables
+    assert b'LinkContractAddress = "0x514910771AF9Ca656af840dff83E8264EcF986CA"' in rendered.files["config.toml"].data
 
 
 def test_only_a_rotation_reads_the_admin_credentials(tmp_path, monkeypatch):

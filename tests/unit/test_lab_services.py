@@ -249,8 +249,8 @@ def test_the_inventory_fragment_validates_inside_a_full_inventory(tmp_path):
         "DATABASE_PORT": 5432,
         "DATABASE_NAME": "cl2",
         "ETH_CHAIN_ID": 1337,
-        "LB_PORT": 6689,
     }
+    assert str(cl2.load_balancer).endswith(":6689/health")  # the port HAProxy serves cl2 on: in its URL only
     assert {k: (r.backend, r.name, r.key) for k, r in cl2.secrets.items()} == {
         "db": ("aws", "cl2/DBSecret", "password"),
         "db_user": ("aws", "cl2/DBSecret", "username"),

@@ -36,7 +36,8 @@ def test_the_chainlink_role_declares_its_lease():
     assert (lease.table, lease.host, lease.user, lease.password) == ("lease_lock", "DATABASE_HOST", "db_user", "db")
 
 
-LEASE = """lease:
+LEASE = """variables: [DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_SSLMODE]
+lease:
   table: lease_lock
   host: DATABASE_HOST
   port: DATABASE_PORT
@@ -54,6 +55,11 @@ LEASE = """lease:
         (("user: db_user", "user: root"), "lease.user", "expected one of the role's secrets (pw, db_user, db)"),
         (("  password: db\n", "  password: db\n  extra: x\n"), "lease.extra", "unknown key 'extra'"),
         (("  host: DATABASE_HOST\n", ""), "lease.host", "missing required key 'host'"),
+        (
+            ("host: DATABASE_HOST", "host: DB_HOST"),
+            "lease.host",
+            "expected a variable of the role's defaults or variables, got 'DB_HOST'",
+        ),  # one no service could set
     ],
 )
 def test_a_bad_lease_declaration_is_refused(tmp_path, change, where, problem):

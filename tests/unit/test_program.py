@@ -149,38 +149,77 @@ def test_without_a_terminal_several_services_need_yes(inventory, args, code, fra
     assert res.returncode == code and fragment in res.stderr, res.stderr
 
 
-def on_a_terminal(args: list[str], answer: bytes | None) -> tuple[int, str]:
-    """Run nodeops under a pseudo-terminal (stdin, stdout and stderr), answer its question (None: expect
-    none), and return the exit code and everything it printed."""
+def on_a_terminal(args: list[str]) -> tuple[int, str]:
+    """Run nodeops under a pseudo-terminal (stdin, stdout and stderr), answer no to a question if one is asked,
+    and return the exit code and everything it printed."""
     env = {k: v for k, v in {**os.environ, **SECRETS}.items() if k != "CI"}
     answered = []
 
     def react(seen: bytes, master: int, _proc) -> None:
-        if answer is not None and not answered and b"[y/N]" in seen:
-            os.write(master, answer)
+        if not answered and b"[y/N]" in seen:
+            os.write(master, b"n\n")
             answered.append(True)
 
     return run_on_a_terminal([str(NODEOPS), *args], env, react)
 
 
 @pytest.mark.parametrize(
-    ("args", "answer", "code", "fragment"),
+    "args",
     [
-        (["promote-standby"], b"n\n", 2, "not confirmed; nothing was done"),
-        (["promote-standby"], b"\n", 2, "not confirmed"),  # the default is no
-        (["promote-standby"], b"y\n", 1, REACHED),
-        (["promote-standby", "--service", "cl1"], b"yes\n", 1, REACHED),  # one service is asked about too
-        # rollback asks once the target is read from the audit log (tests/unit/test_rollback.py): the bastion first
-        (["rollback", "--service", "cl1", "--to", "2.10.0"], None, 1, REACHED),
-        (["promote-standby", "--yes"], None, 1, REACHED),  # --yes: no question
+        # rollback asks once the target is read from the audit log (tests/unit/test_rollback.py), promote-standby once
+        # the pairs were observed (its line names the active now: tests/unit/test_promote.py): the bastion first
+        ["rollback", "--service", "cl1", "--to", "2.10.0"],
+        ["promote-standby"],
+        ["promote-standby", "--service", "cl1"],
+        ["promote-standby", "--yes"],  # --yes: no question at all
     ],
 )
-def test_on_a_terminal_it_shows_the_plan_and_asks_once(inventory, args, answer, code, fragment):
-    got, out = on_a_terminal([*args, "--inventory", str(inventory)], answer)
-    assert got == code and fragment in out, out
-    assert out.count("[y/N]") == (0 if answer is None else 1)
-    if answer is not None:
-        assert "will:" in out and "cl1:" in out  # what it will do, service by service, before the question
+def test_on_a_terminal_promote_and_rollback_reach_the_pairs_before_asking(inventory, args):
+    got, out = on_a_terminal([*args, "--inventory", str(inventory)])
+    assert got == 1 and REACHED in out and "[y/N]" not in out, out
+
+
+PROMOTE_LINES = [
+    "cl1: hand over from cl1-a (active, 2.10.0) to cl1-b (standby); the old active becomes the standby",
+    "cl2: hand over from cl2-b (active, 2.11.0) to cl2-a (standby); the old active becomes the standby",
+]
+ASK = textwrap.dedent("""\
+    import sys
+    from nodeops.errors import InvalidInput
+    from tasks._cli import ask
+    try:
+        ask("promote-standby in t", sys.argv[1:])
+    except InvalidInput as err:
+        print(f"nodeops: {err}")
+        sys.exit(2)
+    print("went ahead")
+    """)
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "fragment"),
+    [
+        (b"n\n", 2, "nodeops: promote-standby in t: not confirmed; nothing was done"),
+        (b"\n", 2, "not confirmed"),  # the default is no
+        (b"y\n", 0, "went ahead"),
+        (b"yes\n", 0, "went ahead"),
+    ],
+)
+def test_the_question_shows_each_line_fitted_to_80_columns_and_takes_only_yes(answer, code, fragment):
+    """What promote-standby asks once its pairs were observed (tasks._cli.ask), at a real pseudo-terminal."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    answered = []
+
+    def react(seen: bytes, master: int, _proc) -> None:
+        if not answered and b"[y/N]" in seen:
+            os.write(master, answer)
+            answered.append(True)
+
+    got, out = run_on_a_terminal([sys.executable, "-c", ASK, *PROMOTE_LINES], env, react, columns=80)
+    assert got == code and fragment in out and out.count("[y/N]") == 1, out
+    shown = out.split("[y/N]")[0].replace("\r", "").splitlines()
+    assert shown[0] == "promote-standby in t will:" and all(len(line) <= 80 for line in shown), shown
+    assert " ".join(" ".join(shown[1:]).split()).removesuffix(" Proceed?") == " ".join(PROMOTE_LINES)  # no word cut
 
 
 # ------------------------------------------------------------------ -H after the task's name

@@ -37,16 +37,21 @@ WAITING = Seen(B, True, RUNNING, False)
         (Seen(A, True, RUNNING, False), WAITING, False, Unsafe("svc: no node serves")),
         (HEALTHY, Seen(B, True, RUNNING, False, (RPC,)), False, Unsafe("svc: two nodes serve at once")),
         (SICK, Seen(B, True, RUNNING, True), True, Unsafe("svc: two nodes serve at once")),
+        (Seen(A, False, None, False), Seen(B, True, None, False), True,
+         Unsafe("svc: no running standby to take over (a: unreachable; b: no container); nothing was started")),
     ],
     ids=["healthy", "unhealthy", "unhealthy-b", "force-unhealthy", "force-healthy", "force-nothing-answers",
-         "nothing-answers", "healthy-and-unhealthy", "force-two"],
+         "nothing-answers", "healthy-and-unhealthy", "force-two", "force-no-standby"],
 )  # fmt: skip
 def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
     seen = {s.node.name: s for s in (a, b)}
     monkeypatch.setattr(promote, "observe", lambda _run: seen)
+    monkeypatch.setattr(promote, "standby_ready", lambda _run, seen, active: next(
+        s for s in seen.values() if s.node is not active))  # fmt: skip
     monkeypatch.setattr(promote, "planned", lambda *args: f"planned from {args[2].name}")  # (run, seen, active, keep)
     monkeypatch.setattr(promote, "unplanned", lambda *_: "unplanned")
-    run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)))
+    run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)),
+                                job=types.SimpleNamespace(role=types.SimpleNamespace(lease=object())))  # fmt: skip
     if isinstance(expected, str):
         assert promote.promote_service(run, keep_old_stopped=False, force=force) == expected
         return
@@ -106,3 +111,128 @@ def test_observe_probes_the_port_the_container_serves(monkeypatch, a_label, b_la
     seen = promote.observe(deploy.ServiceDeploy(job, Fleet(), lambda *_a, **_k: None))
     assert gets == [(*p, "/health") for p in probes]
     assert seen["a"].serving  # the active stays the active when only the inventory's port changed
+
+
+# -- the question names who is active now (and what it runs) and who takes over; asked once the pairs were observed
+def running(version: str | None = None, image: str = "") -> Container:
+    return Container("nodeops-svc", True, "running", "sha256:x", {"io.nodeops.version": version} if version else {},
+                     image=image)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("handover", "keep", "expected"),
+    [
+        (promote.Handover("cl1", {"a": Seen(A, True, running("2.10.0"), True)}, WAITING, A), False,
+         "cl1: hand over from a (active, 2.10.0) to b (standby); the old active becomes the standby"),
+        (promote.Handover("cl1", {"a": Seen(A, True, running("2.10.0"), True)}, WAITING, A), True,
+         "cl1: hand over from a (active, 2.10.0) to b (standby); the old active stays stopped"),
+        (promote.Handover("cl1", {"a": Seen(A, True, running(image="r:5000/cl:2.9.1@sha256:ab"), True)}, WAITING, A),
+         False, "cl1: hand over from a (active, 2.9.1) to b"),  # no version label: the image's tag
+        (promote.Handover("cl1", {}, Seen(B, True, running("2.10.0"), False), what="a: unreachable; b: running, "
+                          "not serving"), False,
+         "cl1: the active is gone (a: unreachable; b: running, not serving): wait for its lease to expire by database "
+         "time, then b (standby, 2.10.0) serves"),
+    ],
+    ids=["planned", "keep-stopped", "tag", "force"],
+)  # fmt: skip
+def test_the_question_names_the_active_its_version_and_the_standby(handover, keep, expected):
+    assert handover.question(keep).startswith(expected), handover.question(keep)
+
+
+def quiet(*_where, **_fields) -> None:
+    """A Reporter that keeps nothing."""
+
+
+C, D = Node("c", "10.0.1.1", 22, "active", (), "two"), Node("d", "10.0.1.2", 22, "standby", (), "two")
+
+
+def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | None]) -> list:
+    """promote() over services "svc" (a, b) and "two" (c, d): observe() reads ``seen`` (service -> its nodes,
+    changeable between calls), standby_ready() refuses with ``ready[service]``, planned() records what it was
+    given. Returns the jobs and the record of handovers."""
+    done: list = []
+    monkeypatch.setattr(promote, "ServiceDeploy", lambda job, _fleet, _report: types.SimpleNamespace(
+        service=job.service, job=job, inexact_ok=False))  # fmt: skip
+    monkeypatch.setattr(promote, "observe", lambda run: seen[run.service.name])
+
+    def standby_ready(run, seen, active):
+        if ready.get(run.service.name):
+            raise ready[run.service.name]
+        return next(s for s in seen.values() if s.node is not active)
+
+    monkeypatch.setattr(promote, "standby_ready", standby_ready)
+
+    def planned(run, _seen, active, _keep):
+        done.append((run.service.name, active.name))
+        return {"service": run.service.name, "active": "x", "outage_seconds": 1.0}
+
+    monkeypatch.setattr(promote, "planned", planned)
+    jobs = [types.SimpleNamespace(service=types.SimpleNamespace(name=name, nodes=nodes))
+            for name, nodes in (("svc", (A, B)), ("two", (C, D)))]  # fmt: skip
+    return [jobs, done]
+
+
+def pairs(version: str = "2.10.0") -> dict[str, dict]:
+    return {
+        "svc": {"a": Seen(A, True, running(version), True), "b": WAITING},
+        "two": {"c": Seen(C, True, running("2.11.0"), True), "d": Seen(D, True, running("2.11.0"), False)},
+    }
+
+
+def test_promote_asks_once_naming_each_pair_then_hands_over(monkeypatch):
+    jobs, done = fake_pairs(monkeypatch, pairs(), {})
+    questions = []
+    results = promote.promote(None, jobs, quiet, False, ask=questions.append)
+    assert questions == [
+        [
+            "svc: hand over from a (active, 2.10.0) to b (standby); the old active becomes the standby",
+            "two: hand over from c (active, 2.11.0) to d (standby); the old active becomes the standby",
+        ]
+    ]
+    assert done == [("svc", "a"), ("two", "c")] and not any("error" in r for r in results)
+
+
+def test_no_standby_to_promote_is_refused_before_asking_and_not_asked_about(monkeypatch):
+    """Review 14 #9: the question came before the pair was looked at; a refusal followed a yes."""
+    jobs, done = fake_pairs(
+        monkeypatch,
+        pairs(),
+        {"svc": Unsafe("svc: refusing before touching the active a: standby b is not waiting for the database lease")},
+    )
+    questions = []
+    results = promote.promote(None, jobs, quiet, False, ask=questions.append)
+    assert [len(q) for q in questions] == [1] and questions[0][0].startswith("two: hand over from c")
+    assert done == [("two", "c")]  # svc refused, never asked about nor touched; two went ahead
+    assert isinstance(results[0]["error"], Unsafe) and results[0]["error"].exit_code == 4
+    jobs, done = fake_pairs(monkeypatch, pairs(), {"svc": Unsafe("svc: no"), "two": Unsafe("two: no")})
+    questions = []
+    results = promote.promote(None, jobs, quiet, False, ask=questions.append)
+    assert questions == [] and done == [] and all(r["error"].exit_code == 4 for r in results)  # nothing to ask
+
+
+def test_a_no_touches_nothing_and_a_pair_that_changed_since_the_question_is_refused(monkeypatch):
+    jobs, done = fake_pairs(monkeypatch, pairs(), {})
+
+    def no(_lines):
+        raise InvalidInput("promote-standby in t: not confirmed; nothing was done")
+
+    with pytest.raises(InvalidInput, match="not confirmed"):
+        promote.promote(None, jobs, quiet, False, ask=no)
+    assert done == []
+    seen = pairs()
+
+    def yes_but_meanwhile(_lines):  # svc's active was redeployed onto another version while the person read
+        seen["svc"] = pairs("2.11.0")["svc"]
+
+    jobs, done = fake_pairs(monkeypatch, seen, {})
+    results = promote.promote(None, jobs, quiet, False, ask=yes_but_meanwhile)
+    assert "the pair changed since the question: now svc: hand over from a (active, 2.11.0)" in str(results[0]["error"])
+    assert done == [("two", "c")]
+
+
+def test_without_a_question_nothing_is_observed_twice(monkeypatch):
+    jobs, done = fake_pairs(monkeypatch, pairs(), {})
+    calls = []
+    monkeypatch.setattr(promote, "observe", lambda run: calls.append(run.service.name) or pairs()[run.service.name])
+    promote.promote(None, jobs, quiet, False)
+    assert calls == ["svc", "two"] and done == [("svc", "a"), ("two", "c")]

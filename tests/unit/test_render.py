@@ -21,7 +21,7 @@ from tests.conftest import simulator
 SENTINEL = "s3nt%\\'\"$`#=&@:/? ∆ end "  # quote-, escape-, URL- and shell-special, spaces, unicode, trailing space
 
 LAB_VARIABLES = {
-    "DATABASE_HOST": "10.213.0.2", "DATABASE_PORT": 5432, "DATABASE_NAME": "cl1", "ETH_CHAIN_ID": 1337, "LB_PORT": 6688,
+    "DATABASE_HOST": "10.213.0.2", "DATABASE_PORT": 5432, "DATABASE_NAME": "cl1", "ETH_CHAIN_ID": 1337,
 }  # fmt: skip
 
 
@@ -265,7 +265,9 @@ def test_chainlink_v2_with_an_eth_url_gets_a_node_entry():
 
 
 def test_chainlink_v1_files_parse_back_under_docker_env_file_rules():
-    got = render(load_role("chainlink"), "v1", service(LOG_LEVEL="debug", ETH_URL="ws://eth:8546"), secrets())
+    link = "0x514910771AF9Ca656af840dff83E8264EcF986CA"
+    got = render(load_role("chainlink"), "v1", service(LOG_LEVEL="debug", ETH_URL="ws://eth:8546",
+                                                       LINK_CONTRACT_ADDRESS=link), secrets())  # fmt: skip
     assert got.command == ("local", "n", "-p", "/chainlink/.password", "-a", "/chainlink/.api")
     assert got.env_file == ".env" and set(got.files) == {".env", ".password", ".api"}
     env = docker_env_file(got.files[".env"].data)
@@ -278,7 +280,8 @@ def test_chainlink_v1_files_parse_back_under_docker_env_file_rules():
     )
     assert env == {
         "ROOT": "/home/chainlink/.chainlink", "LOG_LEVEL": "debug", "ETH_CHAIN_ID": "1337", "ETH_URL": "ws://eth:8546",
-        "CHAINLINK_PORT": "6688", "CHAINLINK_TLS_PORT": "0", "SECURE_COOKIES": "false", "ALLOW_ORIGINS": "*",
+        "LINK_CONTRACT_ADDRESS": link, "CHAINLINK_PORT": "6688", "CHAINLINK_TLS_PORT": "0", "SECURE_COOKIES": "false",
+        "ALLOW_ORIGINS": "*",
         "DATABASE_LOCKING_MODE": "lease", "LEASE_LOCK_DURATION": "10s", "LEASE_LOCK_REFRESH_INTERVAL": "1s",
     }  # fmt: skip
     assert got.files[".password"].data == SENTINEL.encode() + b"\n"  # exactly one trailing newline
@@ -466,6 +469,8 @@ def test_two_chains_with_two_rpc_nodes_each_secret_urls_only_in_rpc_toml(tmp_pat
          "EVM_CHAINS[1].nodes[0].name: node name a appears twice"),
         ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a"}]}], {"ETH_URL": "wss://x"},
          "either EVM_CHAINS or ETH_URL"),
+        ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a"}]}], {"LINK_CONTRACT_ADDRESS": "0xab"},
+         "EVM_CHAINS: LINK_CONTRACT_ADDRESS is the single chain's (ETH_CHAIN_ID) and not used with EVM_CHAINS"),
         ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url_secret": "nope"}]}], {}, "secrets.nope is undefined"),
     ],
 )  # fmt: skip

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
+import jinja2
 import pytest
+from jinja2 import nodes
 
 from nodeops.errors import EXIT_INVALID, InvalidInput, InventoryError
 from nodeops.inventory import SecretRef, Service
-from nodeops.roles import BUILTIN_ROLES, RoleError, check_service, load_role, profile_name, role_for, role_search_path
+from nodeops.roles import (
+    BUILTIN_ROLES,
+    PROFILE_VARIABLE,
+    RoleError,
+    check_service,
+    check_variables,
+    load_role,
+    profile_name,
+    role_for,
+    role_search_path,
+)
 
 GOOD = textwrap.dedent("""\
     description: test role
@@ -123,6 +136,11 @@ def test_a_good_role_loads_frozen(tmp_path):
          "expected a variable of the role's defaults"),
         (("secrets: [pw]", "secrets: [pw]\nsecret_variables: {A: pw}"), "secret_variables.A",
          "outside the role's required secrets, got 'pw'"),
+        (("secrets: [pw]", "secrets: [pw]\nvariables: [A]"), "variables[0]", "A is declared already (defaults"),
+        (("secrets: [pw]", "secrets: [pw]\nvariables: [B, B]"), "variables[1]", "B is declared already"),
+        (("secrets: [pw]", "secrets: [pw]\nvariables: [PROFILE]"), "variables[0]", "PROFILE is declared already"),
+        (("secrets: [pw]", "secrets: [pw]\nvariables: [a-b]"), "variables[0]", "expected a variable name"),
+        (("secrets: [pw]", "secrets: [pw]\nvariables: B"), "variables", "expected a list of variable names"),
     ],
 )  # fmt: skip
 def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, problem):
@@ -266,3 +284,90 @@ def test_services_of_two_roles_on_one_host_must_serve_on_different_ports(tmp_pat
     inv = parse(edited(("services.other", {**other, "port": 6690})))
     assert role_for(inv, inv.services["chainlink"], path).port == 6688
     assert role_for(inv, inv.services["other"], path).port == 6690  # its own port: config, publish, health all follow
+
+
+# -- the variables a role knows: declared in role.yaml, checked against its templates; any other is refused --------
+
+
+def template_variables(role_dir: Path) -> set[str]:
+    """Every ``vars.NAME`` / ``vars["NAME"]`` the role's templates read (parsed, not rendered: every branch)."""
+    env = jinja2.Environment()
+
+    def read(tree: nodes.Node) -> Iterator[str]:
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+            if isinstance(node.node, nodes.Name) and node.node.name == "vars":
+                if isinstance(node, nodes.Getattr):
+                    yield node.attr
+                else:
+                    assert isinstance(node.arg, nodes.Const), f"vars[...] with a computed name in {role_dir}"
+                    yield node.arg.value
+
+    return {name for path in (role_dir / "templates").rglob("*.j2") for name in read(env.parse(path.read_text()))}
+
+
+def test_the_chainlink_role_declares_exactly_the_variables_its_templates_and_lease_read():
+    """role.yaml's defaults + variables (+ PROFILE, which picks the profile) are what the templates read, plus what
+    the role itself locates its database by: a variable added to a template without declaring it (or declared and
+    read by nothing) fails here, so the list a service is checked against cannot drift."""
+    role = load_role("chainlink")
+    lease = role.lease
+    assert lease is not None
+    read = template_variables(BUILTIN_ROLES / "chainlink") | {lease.host, lease.port, lease.database, lease.sslmode}
+    assert read | {PROFILE_VARIABLE} == role.known_variables
+    assert set(role.variables) == {"DATABASE_HOST", "DATABASE_NAME", "EVM_CHAINS"}  # the ones with no default
+
+
+def test_template_variables_reads_every_branch(tmp_path):
+    """The control for the test above: attribute and item reads, in and out of branches, and nothing else."""
+    make_role(tmp_path, templates={"a.j2": "{% if vars.X %}{{ vars['Y'] }}{% endif %}{{ secrets.s }}{{ other.Z }}"})
+    assert template_variables(tmp_path / "thing") == {"X", "Y"}
+
+
+def two_roles(tmp_path: Path, variables: dict, defaults: dict | None = None):
+    """An inventory of the chainlink service (with ``variables``) and a service of role ``other`` (a copy of
+    chainlink that also declares OTHER_ONLY), with ``defaults.variables``; and the roles' search path."""
+    from tests.unit.test_inventory import BASE, edited, key, parse  # noqa: PLC0415 - the inventory tables' builders
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "role.yaml").write_text((BUILTIN_ROLES / "chainlink" / "role.yaml").read_text().replace(
+        "port: 6688", "port: 7000").replace("  - EVM_CHAINS ", "  - OTHER_ONLY\n  - EVM_CHAINS "))  # fmt: skip
+    (tmp_path / "other" / "templates").symlink_to(BUILTIN_ROLES / "chainlink" / "templates")
+    other = {"role": "other", "image": "smartcontract/chainlink:2.10.0",
+             "nodes": [{"name": "o-a", "host": "10.0.1.10", "preferred": "active", "host_key": key(2)}]}  # fmt: skip
+    mine = {**BASE["services"]["chainlink"]["variables"], **variables}
+    changes = [("services.other", other), ("services.chainlink.variables", mine)]
+    inv = parse(edited(*changes, *([("defaults", {"variables": defaults})] if defaults else [])))
+    return inv, [tmp_path, BUILTIN_ROLES]
+
+
+@pytest.mark.parametrize(
+    ("variables", "defaults", "where", "problem"),
+    [
+        ({"LOG_LEVEL": "debug", "PROFILE": "v1", "EVM_CHAINS": []}, None, None, None),
+        ({"LOGLEVEL": "debug"}, None, "services.chainlink.variables.LOGLEVEL",
+         "role 'chainlink' has no variable LOGLEVEL (did you mean LOG_LEVEL?); its variables: DATABASE_HOST, "),
+        ({"log_level": "debug"}, None, "services.chainlink.variables.log_level", "(did you mean LOG_LEVEL?)"),
+        ({"ETH_CHAINID": 5}, None, "services.chainlink.variables.ETH_CHAINID", "(did you mean ETH_CHAIN_ID?)"),
+        ({"LB_PORT": 6688}, None, "services.chainlink.variables.LB_PORT", "has no variable LB_PORT; its variables"),
+        ({}, {"LOGLEVEL": "x"}, "defaults.variables.LOGLEVEL", "(did you mean LOG_LEVEL?)"),
+        ({"LOGLEVEL": "x"}, {"LOGLEVEL": "x"}, "services.chainlink.variables.LOGLEVEL", "has no variable LOGLEVEL"),
+        ({}, {"OTHER_ONLY": 1}, None, None),  # a default the other service's role reads: not chainlink's concern
+        ({"OTHER_ONLY": 1}, None, "services.chainlink.variables.OTHER_ONLY", "has no variable OTHER_ONLY"),
+    ],
+    ids=["known", "typo", "case", "close", "unrelated", "in-defaults", "own-and-defaults", "default-for-other",
+         "own-for-other"],
+)  # fmt: skip
+def test_a_variable_the_role_does_not_know_is_refused_naming_where_it_is_set(tmp_path, variables, defaults, where,
+                                                                             problem):  # fmt: skip
+    inv, path = two_roles(tmp_path, variables, defaults)
+    svc = inv.services["chainlink"]
+    role = role_for(inv, svc, path)
+    if where is None:
+        check_variables(inv, svc, role, path)
+        check_variables(inv, inv.services["other"], role_for(inv, inv.services["other"], path), path)
+        return
+    with pytest.raises(InventoryError) as err:
+        check_variables(inv, svc, role, path)
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in str(err.value)
+    assert (err.value.file, err.value.where) == (str(inv.source), where)
+    assert problem in err.value.problem

@@ -188,6 +188,7 @@ def test_the_chainlink_role_declares_its_rotations():
 
 
 ROTATION = textwrap.dedent("""\
+    variables: [H, P, D, S]
     lease: {table: lease_lock, host: H, port: P, database: D, sslmode: S, user: pw_user, password: pw}
     rotation:
       pw: {kind: postgres-password, secret: pw, user: pw_user, admin_user: admin_user, admin_password: admin_pw}
