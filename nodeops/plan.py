@@ -171,6 +171,37 @@ def older_than(tag: str, recorded: str | None) -> bool:
     return mine is not None and theirs is not None and mine < theirs
 
 
+def restart_image(previous: str, change: str, before: str | None, now: str | None) -> str:
+    """The image a node's previous inputs go back on after a failed change: ``"previous"`` (the container as it
+    was), ``"change"`` (the same inputs on the change's image: a new container) or ``"neither"``.
+
+    ``previous``, ``change``: the two images' tags; ``before``: the version the database recorded when the run began
+    (its preflight), ``now``: after the failure (None: unknown, the database unreadable or recording none). A node
+    that took the lease migrates the database before anything else can fail (Chainlink writes ``node_versions``
+    first); an older image then refuses to start on it (CheckVersion), only once it took the lease itself. So:
+
+    - ``now`` unknown, or the previous image at least ``now``: the previous container, as it was (when the version
+      is unknown the node's own check still applies, and what serves is confirmed after);
+    - the previous image older than ``now`` (or its tag naming no version while the database moved during this
+      run): the change's image when it is at least ``now`` (or names no version but is what moved the database);
+    - otherwise neither: no image this run knows can run on the database (the caller refuses to restart a node
+      into a crash loop and says so, exit 4)."""
+    moved = now != before
+
+    def runs_on(tag: str) -> bool | None:
+        if version_key(tag) is None or version_key(now or "") is None:
+            return None
+        return not older_than(tag, now)
+
+    if now is None:
+        return "previous"
+    previous_ok = runs_on(previous)
+    if previous_ok or (previous_ok is None and not moved):
+        return "previous"
+    change_ok = runs_on(change)
+    return "change" if change_ok or (change_ok is None and moved) else "neither"
+
+
 @dataclass(frozen=True)
 class Desired:
     image: str

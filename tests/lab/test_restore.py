@@ -162,6 +162,56 @@ def test_a_change_that_moves_the_lease_is_refused_before_anything_changes(rst, t
     assert_whole(rst)
 
 
+def upgrade(doc: dict) -> None:
+    """The lab's pair (2.10.0) moved to the lab's other simulated version, 2.11.0."""
+    doc["services"][SERVICE]["image"] = doc["services"][SERVICE]["image"].replace(":2.10.0", ":2.11.0")
+
+
+def database_version(lab) -> str:
+    """The version SERVICE's database records (node_versions), read as its superuser."""
+    return superuser_sql(lab, "SELECT version FROM node_versions", database=SERVICE).strip()
+
+
+def test_an_upgrade_that_migrated_the_database_then_failed_is_put_back_on_the_new_image(rst, tmp_path):
+    """The pair on 2.10.0; the change: 2.11.0 with a ROOT_DIR the node cannot create (/root is not its user's). The
+    new standby takes the lease, migrates the database to 2.11.0 (node_versions) and only then stops on the root
+    directory; 2.10.0 refuses to start on that database. Today's main started both nodes again on 2.10.0 into that
+    refusal (SERVICE DOWN), saying the standby's previous container "was started again". Now each node goes back on
+    its previous inputs on 2.11.0, one serves and the other waits, and the message says why and names the fix
+    forward (ROOT_DIR), which then deploys."""
+    assert_whole(rst)
+    before = inputs(rst)
+    assert {v[0] for v in before.values()} == {"2.10.0"} and database_version(rst) == "2.10.0", before
+    target = variant(rst, tmp_path, lambda d: (upgrade(d), set_variable(ROOT_DIR="/root/cl")(d)))
+    try:
+        with PairProbe(rst.inventory_file, SERVICE) as probe:
+            res = fab("deploy", "--inventory", str(target), "--service", SERVICE, timeout=400)
+        out = res.stdout + res.stderr
+        assert res.returncode == 1, out
+        assert 'failed to create root directory "/root/cl"' in out, out  # after the takeover: the database moved
+        assert database_version(rst) == "2.11.0"
+        assert "the database was migrated to 2.11.0 by " in out and "2.10.0 refuses to run on it" in out, out
+        assert "fix forward: correct variable ROOT_DIR in the inventory, then deploy" in out, out
+        assert "previous container was started again" not in out and "SERVICE DOWN" not in out, out
+        active = assert_whole(rst)
+        assert both_run(rst), containers(rst)  # the other node waits: the pair has its standby
+        after = inputs(rst)
+        for node, (version, _config, variables, secrets) in after.items():  # its own inputs, on the new image
+            assert (version, variables, secrets) == ("2.11.0", *before[node][2:]), (node, after[node], before[node])
+        end = last_audit_end()
+        assert end["exit_code"] == 1 and f"{active} serves" in end["error"], end
+        print(f"\nupgrade failed after the takeover: put back on 2.11.0, longest load balancer gap "
+              f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
+        fixed = fab("deploy", "--inventory", str(variant(rst, tmp_path, upgrade)), "--service", SERVICE, timeout=400)
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert {v[0] for v in inputs(rst).values()} == {"2.11.0"}
+        assert_whole(rst)
+    finally:  # back to the lab's 2.10.0 for the next tests: the database first, which 2.10.0 checks at boot
+        superuser_sql(rst, "UPDATE node_versions SET version = '2.10.0'", database=SERVICE)
+        back = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=400)
+        assert back.returncode == 0, back.stdout + back.stderr
+
+
 # ---------------------------------------------------------------- issue 13, item 2
 
 
