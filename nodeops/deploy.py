@@ -55,6 +55,7 @@ from nodeops.plan import (
     older_than,
     parse_inspect,
     plan_service,
+    replaces_a_standby,
     restart_image,
     secret_changes,
     served_port,
@@ -304,9 +305,10 @@ class ChangeFailed(OperationFailed):
     """A failed change whose message already says what serves now (ServiceDeploy.confirm)."""
 
 
-class ChangeStuck(ChangeFailed):
-    """A failed change that cannot be undone: a node was left stopped because no image the run holds can run on
-    the database its new container migrated (ServiceDeploy.previous_on); the message names the fix forward."""
+class ChangeRefused(ChangeFailed):
+    """A change stopped as unsafe (exit 4), its message saying what serves now: a node left stopped because no image
+    the run holds can run on the database its new container migrated (ServiceDeploy.previous_on; the message names
+    the fix forward), or a node the plan took for the standby found holding the lease (ServiceDeploy.steps)."""
 
     exit_code = EXIT_UNSAFE
 
@@ -649,17 +651,19 @@ class ServiceDeploy:
         self.shred(name, job.files_read("start"))
         return "waits for the lease"
 
-    def confirm(self, what: str) -> ChangeFailed:
+    def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
         """The error that ends a failed change, saying what serves *now* (waited for up to LB_TIMEOUT): one active
         serving, directly and through the load balancer; or one active answering unhealthy (the load balancer
         cannot pass it); or SERVICE DOWN with the next command to run. While a node's container runs it may be
         waiting for a lease a dead node left to expire: then the wait is SERVE_TIMEOUT, not LB_TIMEOUT. When the
         change cannot be undone (``forward``: the database was migrated past the previous image), the message ends
-        with the fix forward, in place of a redeploy of the same change; ChangeStuck (exit 4) when a node was left
-        stopped for it."""
-        running = False
-        with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
-            running = any((c := self.inspect(n.name)) is not None and c.running for n in self.service.nodes)
+        with the fix forward, in place of a redeploy of the same change. ChangeRefused (exit 4) when a node was left
+        stopped for it, or with ``unsafe``."""
+        found: dict[str, Container | None] = {}
+        for n in self.service.nodes:
+            with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
+                found[n.name] = self.inspect(n.name)
+        running = any(c is not None and c.running for c in found.values())
         deadline = time.monotonic() + (SERVE_TIMEOUT if running else LB_TIMEOUT)
         while True:
             health = {n.name: self.health(n) for n in self.service.nodes}
@@ -669,7 +673,7 @@ class ServiceDeploy:
             if whole or time.monotonic() > deadline:
                 break
             time.sleep(POLL)
-        failure = ChangeStuck if self.stuck else ChangeFailed
+        failure = ChangeRefused if self.stuck or unsafe else ChangeFailed
         forward = "".join(f"; {note}" for note in self.forward)
         if whole:
             (active,) = actives
@@ -682,7 +686,7 @@ class ServiceDeploy:
                 state = f"{active} serves"
                 via = " and through its load balancer" if self.service.load_balancer else ""
                 self.say(active, f"serves (checked directly{via}) after the failure", restored=True)
-            return failure(f"{what}; {state}" + forward)
+            return failure(f"{what}; {state}{self.standby_again(active, found)}" + forward)
         seen = ", ".join(actives) + " answer" if actives else "no node serves"
         down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
                                            else ", the load balancer answers no 200"))  # fmt: skip
@@ -692,6 +696,26 @@ class ServiceDeploy:
             return failure(f"{what}; {down}{forward}")
         return failure(f"{what}; {down}; see {program()} status --env {env}, then {program()} deploy --env {env} "
                        f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
+
+    def standby_again(self, active: str, found: Mapping[str, Container | None]) -> str:
+        """After a failed change that ends with ``active`` serving: another node whose container is this run's own
+        (labelled with this run's config) but stopped (killed after it took over, say) is started again on this
+        run's inputs and checked as the standby (settle), so that the pair keeps its standby; ``found``: each
+        reachable node's container, as inspected. Returns what was done, as "; ..." ("" when nothing). A container
+        on other inputs is left as the failure's undoing left it (a previous container, stopped as it was)."""
+        notes = ""
+        for name, c in found.items():
+            if name == active or c is None or c.running or c.label("config") != self.job.rendered.config_hash:
+                continue
+            try:
+                self.upload(name, self.job)
+                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
+                self.say(name, f"started {self.name} again, as the standby")
+                state = self.settle(name, self.job)
+                notes += f"; {name}'s container had stopped: started again as the standby, and it {state}"
+            except OperationFailed as exc:
+                notes += f"; starting {name}'s stopped container again failed: {exc}"
+        return notes
 
     def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
         """Seconds until ``node`` answers 200; OperationFailed if its container stops or ``timeout`` passes.
@@ -875,6 +899,12 @@ class ServiceDeploy:
                 raise Interrupted(f"{self.service.name}: stopped before `{step.describe()}` as asked; "
                                   f"{self.standing()}")  # fmt: skip
             node = nodes[step.node]
+            if replaces_a_standby(step) and any(health := self.health(node)):
+                raise self.confirm(f"{self.service.name} {step.node}: holds the lease now (it answers "
+                                   f"{self.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
+                                   "for the standby: the active changed since the plan (a failover, its old active cut "
+                                   f"off?); {step.node} was not replaced; deploy again to plan from what runs now",
+                                   unsafe=True)  # fmt: skip
             self.say(step.node, step.describe())
             if step.action == "handover":
                 self.outages.append(self.handover(node, nodes[step.to]))

@@ -238,6 +238,17 @@ class Step:
         return f"{self.action} {self.node}" + (f" ({self.detail})" if self.detail else "")
 
 
+SINGLE = "single node"  # the detail of a single node's replace: the one node of a service that has no standby
+
+
+def replaces_a_standby(step: Step) -> bool:
+    """Whether ``step`` stops a node the plan took for not serving: every replace of a pair's node (the standby, the
+    old active once it handed over, or a node with nothing running), not a single node's. Such a node must not hold
+    the lease (answer its health path at all) just before the step: if it does, it took over since the plan (the
+    active was cut off and lost its lease), and going on would stop the node that serves."""
+    return step.action == "replace" and step.detail != SINGLE
+
+
 @dataclass(frozen=True)
 class ServicePlan:
     service: str
@@ -275,7 +286,7 @@ def plan_service(
         only = service.nodes[0]
         if not force and desired.matches(states[only.name].container) and states[only.name].serving:
             return ServicePlan(name, (), "up to date")
-        return ServicePlan(name, (Step("replace", only.name, "single node"), Step("await-serving", only.name)),
+        return ServicePlan(name, (Step("replace", only.name, SINGLE), Step("await-serving", only.name)),
                            "single node out of date")  # fmt: skip
     if not running:
         active, standby = service.active_preferred, service.standby_preferred

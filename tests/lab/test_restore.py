@@ -391,6 +391,48 @@ def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_pa
     assert fab("deploy", "--inventory", str(target), "--service", SERVICE).returncode == 0  # the rest, later
 
 
+def serves(lab, node: str) -> bool:
+    """Does ``node`` of SERVICE answer 200 on /health (through the bastion)?"""
+    inv = load_inventory(lab.inventory_file)
+    host = next(n.host for n in inv.services[SERVICE].nodes if n.name == node)
+    with Fleet(inv) as fleet:
+        return (r := fleet.http_get(host, 6688, "/health")) is not None and r[0] == 200
+
+
+def test_a_standby_that_took_over_since_the_plan_is_not_replaced(rst, tmp_path):
+    """The active is cut off right after the run observed the pair (the run held still there, as a slow link or
+    a paused laptop would): the standby takes the lease and serves. On reconnect today's main went on with its stale
+    plan and replaced the standby, the node that served. Now each node a replace stops is checked not to hold the
+    lease just before: the run stops there (exit 4), saying what serves, the serving node untouched."""
+    active = ready(rst)
+    standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
+    before = inputs(rst)
+    change = a_change()
+    target = variant(rst, tmp_path, lambda d: (quick(d), change(d)))
+    netns = f"nodeops-{NAME}-{active}"
+    proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
+    try:
+        while line := proc.stdout.readline():  # the diff's first line: the pair observed, nothing changed yet
+            if line.startswith("{") and "diff" in json.loads(line):
+                proc.send_signal(signal.SIGSTOP)
+                break
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+        wait_for(lambda: serves(rst, standby), f"{standby} to take the lease", 60)
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+        proc.send_signal(signal.SIGCONT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 4, out + err
+    assert f"{SERVICE} {standby}: holds the lease now" in err and f"{standby} was not replaced" in err, err
+    assert f"{standby} serves" in err, err
+    assert inputs(rst)[standby] == before[standby] and serves(rst, standby)  # untouched, serving throughout
+    assert last_audit_end()["exit_code"] == 4
+    # the old active lost its lease while cut off: it exits on reconnect; the next deploy rolls from what runs now
+    repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert_whole(rst)
+
+
 # ---------------------------------------------------------------- the fault matrix
 
 STEPS = {  # a rolling deploy's steps, each by the event that says it happened, and the node the fault hits
@@ -450,8 +492,9 @@ def quick(doc: dict) -> None:
 def test_fault_matrix(rst, tmp_path, step, fault):
     """One cell: a rolling deploy, the fault struck at the step. After the run (and, for SIGKILL, `lock.release
     --force` and a rerun), the invariant: exactly one node serves, directly and through the load balancer, at every
-    sample; each node runs on the inputs it is labelled with; no secret file is left but the standby's .api; the
-    audit log's last entry says what runs."""
+    sample; each node runs on the inputs it is labelled with; the other node's container runs (the standby), unless
+    the fault cut that node off; no secret file is left but the standby's .api; the audit log's last entry says what
+    runs."""
     active = ready(rst)
     standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
     change = a_change()
@@ -495,13 +538,16 @@ def test_fault_matrix(rst, tmp_path, step, fault):
     end = last_audit_end()
     assert end["exit_code"] == code, end
     assert now in (end["error"] or "") or any(r.get("active") == now for r in end["results"]), end
-    # the repair a person would run after a cut, which shreds what the cut-off node kept; after the other faults the
-    # pair is whole (asserted above) and the next cell starts from it, unless a node's container is not running
-    if cut or not both_run(rst):
+    # after a fault the run could reach, the pair keeps its standby (the other node's container runs: it waits, as
+    # only one node serves); the repair a person would run after a cut shreds what the cut-off node kept. A repair
+    # also after a failed check, so that the next cell starts from a whole pair
+    kept = both_run(rst)
+    if cut or not kept:
         repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
         assert repair.returncode == 0, repair.stdout + repair.stderr
     if cut:
         assert files_on(rst, cut, SERVICE) in ([], [".api"]), files_on(rst, cut, SERVICE)
+    assert cut or kept, ("the run left the pair without its standby", containers(rst))
 
 
 def test_fault_matrix_table(request, capsys):

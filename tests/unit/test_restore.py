@@ -22,12 +22,14 @@ from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.inventory import load_inventory
 from nodeops.lease import LoginRefused
 from nodeops.plan import (
+    SINGLE,
     Container,
     NodeState,
     ServicePlan,
     Step,
     lease_moves,
     older_than,
+    replaces_a_standby,
     restart_image,
     secret_changes,
 )
@@ -341,6 +343,20 @@ FRESH = ServicePlan("cl", (Step("replace", "a"), Step("await-serving", "a"), Ste
 )
 def test_a_run_stops_only_before_a_replace_or_a_handover_never_inside_one(plan, safe):
     assert [safe_before(plan, i) for i in range(len(plan.steps))] == safe
+
+
+SINGLE_NODE = ServicePlan("cl", (Step("replace", "a", SINGLE), Step("await-serving", "a")), "single")
+
+
+@pytest.mark.parametrize(
+    ("plan", "checked"),
+    [(ROLLING, [True, False, False, True, False]), (FRESH, [True, False, True, False]), (SINGLE_NODE, [False, False])],
+    ids=["rolling", "fresh", "single-node"],
+)
+def test_every_replace_of_a_pairs_node_first_checks_it_does_not_hold_the_lease(plan, checked):
+    """The standby (and the old active once it handed over) must not answer when it is replaced: one that does took
+    over since the plan. A single node serves by design when it is replaced; a handover is checked by its own wait."""
+    assert [replaces_a_standby(step) for step in plan.steps] == checked
 
 
 def _child(code: str) -> subprocess.CompletedProcess:
