@@ -183,10 +183,11 @@ def restart_image(previous: str, change: str, before: str | None, now: str | Non
     - ``now`` unknown, or the previous image at least ``now``: the previous container, as it was (when the version
       is unknown the node's own check still applies, and what serves is confirmed after);
     - the previous image older than ``now`` (or its tag naming no version while the database moved during this
-      run): the change's image when it is at least ``now`` (or names no version but is what moved the database);
+      run, from a known ``before``): the change's image when it is at least ``now`` (or names no version but is
+      what moved the database);
     - otherwise neither: no image this run knows can run on the database (the caller refuses to restart a node
       into a crash loop and says so, exit 4)."""
-    moved = now != before
+    moved = before is not None and now != before  # moved during this run, as far as it can tell
 
     def runs_on(tag: str) -> bool | None:
         if version_key(tag) is None or version_key(now or "") is None:

@@ -244,7 +244,8 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
         ("2.11.0", "2.11.0", "2.11.0", "2.11.0", "previous"),
         ("2.10.0", "2.11.0", "2.10.0", None, "previous"),  # unreadable, or no version table: the node's own check
         ("2.10.0", "2.11.0", None, None, "previous"),
-        ("2.10.0", "2.11.0", None, "2.11.0", "change"),  # read at neither end before, newer now
+        ("2.10.0", "2.11.0", None, "2.11.0", "change"),  # not read before (promote, rotate), newer now
+        ("latest", "2.11.0", None, "2.11.0", "previous"),  # ... with no version to judge by: as it was
         ("2.10.0", "2.11.0", "2.10.0", "2.11.0@abc1234", "change"),  # a version with its commit
         ("2.10.0", "2.11.0", "2.10.0", "2.12.0", "neither"),  # newer than both images: nothing here can run
         ("latest", "2.11.0", "2.10.0", "2.11.0", "change"),  # no version in the previous tag, the database moved
@@ -255,8 +256,9 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
         ("2.12.0", "2.11.0", "2.11.0", "2.11.0", "previous"),  # the previous image is the newer one
     ],
     ids=["newer-db", "equal-db", "config-only", "config-only-newer", "unknown-db", "unknown-both",
-         "unknown-before", "with-commit", "newer-than-both", "untagged-previous-moved", "untagged-previous-unmoved",
-         "untagged-change-moved", "untagged-change-unmoved", "db-version-no-number", "previous-newer"],
+         "unknown-before", "unknown-before-untagged", "with-commit", "newer-than-both", "untagged-previous-moved",
+         "untagged-previous-unmoved", "untagged-change-moved", "untagged-change-unmoved", "db-version-no-number",
+         "previous-newer"],
 )  # fmt: skip
 def test_the_old_inputs_go_back_on_the_image_the_database_now_runs(previous, change, before, now, image):
     assert restart_image(previous, change, before, now) == image
