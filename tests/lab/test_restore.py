@@ -415,7 +415,8 @@ def test_a_standby_that_took_over_since_the_plan_is_not_replaced(rst, tmp_path):
     active = ready(rst)
     standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
     before = inputs(rst)
-    target = variant(rst, tmp_path, a_change())  # the inventory's own timeouts: the run waits out the reconnection
+    change = a_change()  # a minute to open a session: a session opened as the run was paused waits out the pause
+    target = variant(rst, tmp_path, lambda d: (change(d), d["ssh"].update(connect_timeout=60)))
     netns = f"nodeops-{NAME}-{active}"
     proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
     try:
@@ -430,15 +431,16 @@ def test_a_standby_that_took_over_since_the_plan_is_not_replaced(rst, tmp_path):
         with contextlib.suppress(AssertionError):  # reconnected: a new session reaches the node again
             wait_for(lambda: reaches(rst, active), f"{active} to be reachable again", 30)
         proc.send_signal(signal.SIGCONT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 4, out + err
-    assert f"{SERVICE} {standby}: holds the lease now" in err and f"{standby} was not replaced" in err, err
-    assert f"{standby} serves" in err, err
-    assert inputs(rst)[standby] == before[standby] and serves(rst, standby)  # untouched, serving throughout
-    assert last_audit_end()["exit_code"] == 4
-    # the old active lost its lease while cut off: it exits on reconnect; the next deploy rolls from what runs now
-    repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
-    assert repair.returncode == 0, repair.stdout + repair.stderr
+    try:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 4, out + err
+        assert f"{SERVICE} {standby}: holds the lease now" in err and f"{standby} was not replaced" in err, err
+        assert f"{standby} serves" in err, err
+        assert inputs(rst)[standby] == before[standby] and serves(rst, standby)  # untouched, serving throughout
+        assert last_audit_end()["exit_code"] == 4
+    finally:  # the old active lost its lease while cut off and exits on reconnect: the next deploy rolls from there
+        repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+        assert repair.returncode == 0, repair.stdout + repair.stderr
     assert_whole(rst)
 
 
