@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
-from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
+from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LoginRefused, recorded_version
 from nodeops.notify import webhook_url
@@ -55,6 +55,8 @@ from nodeops.plan import (
     older_than,
     parse_inspect,
     plan_service,
+    replaces_a_standby,
+    restart_image,
     secret_changes,
     served_port,
     unpulled_image_id,
@@ -71,6 +73,14 @@ LB_TIMEOUT = 15.0
 STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
 UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
 POLL = 0.2
+LOG_TAIL = 20  # lines of a container's log searched for its last telling line (last_log)
+
+
+def telling_line(text: str) -> str | None:
+    """The last line of ``text`` that carries words (a letter or a digit), stripped; None when none does. A blank
+    line, or a separator drawn with dashes, equals signs or box characters, says nothing about a failure."""
+    lines = [line.strip() for line in text.splitlines() if any(ch.isalnum() for ch in line)]
+    return lines[-1] if lines else None
 
 
 class Redactor:
@@ -225,6 +235,17 @@ def input_labels(job: Job) -> dict[str, str]:
     return {"variables": compact(dict(job.service.variables)), "secrets": compact(dict(job.rendered.secret_versions))}
 
 
+def changed_inputs(then: Job, now: Job) -> list[str]:
+    """What ``now`` changes in the inputs ``then`` ran on, by name only (never a value), for a fix forward:
+    ``["variable ROOT_DIR", "secret keystore"]``: each variable whose value differs (role defaults included), then
+    each secret whose version differs; the image is left out (it is what cannot go back)."""
+    old, new = then.variables, now.variables
+    variables = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+    old_v, new_v = then.rendered.secret_versions, now.rendered.secret_versions
+    secrets = sorted(k for k in {*old_v, *new_v} if old_v.get(k) != new_v.get(k))
+    return [f"variable {k}" for k in variables] + [f"secret {k}" for k in secrets]
+
+
 def restore_job(inventory: Inventory, current: Job, node: str, container: Container) -> Job:
     """The inputs ``container`` (on ``node``) was started from, rendered again in memory: its image reference,
     the variables and secret versions its labels record (each secret read at that version, only where it
@@ -289,6 +310,14 @@ class ChangeFailed(OperationFailed):
     """A failed change whose message already says what serves now (ServiceDeploy.confirm)."""
 
 
+class ChangeRefused(ChangeFailed):
+    """A change stopped as unsafe (exit 4), its message saying what serves now: a node left stopped because no image
+    the run holds can run on the database its new container migrated (ServiceDeploy.previous_on; the message names
+    the fix forward), or a node the plan took for the standby found holding the lease (ServiceDeploy.steps)."""
+
+    exit_code = EXIT_UNSAFE
+
+
 class ServiceDeploy:
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
@@ -307,6 +336,10 @@ class ServiceDeploy:
         self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
         self.moved: set[str] = set()  # nodes whose container was renamed to the previous one by this run
         self.ports: dict[str, int] = {}  # node -> the port its container serves, as last inspected (served_port)
+        self.pulled = False  # observe() pulled the image on every node: a restart may use it (previous_on)
+        self.recorded: str | None = None  # the version the database recorded when the change began (run())
+        self.forward: list[str] = []  # why a failed change cannot be undone, only fixed forward (previous_on)
+        self.stuck = False  # a node was left stopped: no image this run knows runs on the database (exit 4)
 
     # -- plumbing ----------------------------------------------------------------
     def say(self, node: str, message: str, **data) -> None:
@@ -373,6 +406,7 @@ class ServiceDeploy:
         if len(ids) != 1:
             raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
         image_id, self.digest = ids.pop()
+        self.pulled = True
         return self.states(), Desired(image, image_id, self.job.rendered.config_hash)
 
     def require_tmpfs(self, node: str, dry_run: bool) -> None:
@@ -429,15 +463,17 @@ class ServiceDeploy:
         return {n.name: NodeState(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
-    def run_spec(self) -> cmd.RunSpec:
-        role, r = self.job.role, self.job.rendered
-        labels = {"service": self.service.name, "role": role.name, "profile": self.job.profile,
-                  "version": cmd.image_tag(self.service.image), "config": r.config_hash,
-                  "digest": self.digest or "none", "port": str(role.port), **input_labels(self.job)}  # fmt: skip
+    def run_spec(self, job: Job | None = None) -> cmd.RunSpec:
+        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled)."""
+        job = job or self.job
+        role, r, service = job.role, job.rendered, job.service
+        labels = {"service": service.name, "role": role.name, "profile": job.profile,
+                  "version": cmd.image_tag(service.image), "config": r.config_hash,
+                  "digest": self.digest or "none", "port": str(role.port), **input_labels(job)}  # fmt: skip
         return cmd.RunSpec(
-            runtime=self.runtime, service=self.service.name, image=self.service.image, command=r.command,
-            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=self.service.restart,
-            log_driver=self.service.log_driver, log_options=self.service.log_options,
+            runtime=self.runtime, service=service.name, image=service.image, command=r.command,
+            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
+            log_driver=service.log_driver, log_options=service.log_options,
             stop_timeout=int(role.stop_timeout), env_file=r.env_file,
         )  # fmt: skip
 
@@ -499,16 +535,24 @@ class ServiceDeploy:
             self.moved.add(node)
             if old.running:
                 self.x(node, cmd.sh(cmd.stop(self.runtime, previous, int(self.job.role.stop_timeout))))
-        self.upload(node)
-        self.x(node, cmd.sh(cmd.run(self.run_spec())))
-        self.ports[node] = self.job.role.port
-        if self.job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
-            self.shred(node, [self.job.rendered.env_file])
+        self.start_new(node)
         self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
+
+    def start_new(self, node: str, job: Job | None = None) -> None:
+        """A new container on ``node`` for ``job`` (this run's by default): its files, then `docker run` (the
+        service's container name must be free)."""
+        job = job or self.job
+        self.upload(node, job)
+        self.x(node, cmd.sh(cmd.run(self.run_spec(job))))
+        self.ports[node] = job.role.port
+        if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
+            self.shred(node, [job.rendered.env_file])
 
     def rollback(self, node: str, why: str) -> str:
         """Put the previous container back on ``node``, if there was one, on the inputs it was started from,
-        and running only if it ran before; returns what was done (the caller confirms what serves)."""
+        and running only if it ran before; returns what was done and what the node does now, as seen (the caller
+        confirms what serves). When the database has moved past the previous image, its inputs go back on this
+        run's image instead (a new container), or the previous container stays stopped (previous_on)."""
         previous = cmd.previous_name(self.service.name)
         if node in self.was_running and node not in self.moved:
             return f"{why}; {node}'s container was not touched"
@@ -517,37 +561,114 @@ class ServiceDeploy:
             self.ports.pop(node, None)
             self.shred(node, self.job.all_files)
             return f"{why}; {node} had no previous container to put back"
+        again = self.previous_on(node, back) if self.was_running.get(node) else None
+        if again is not None and again is not self.ran_on[node]:  # the database moved past its image
+            self.x(node, cmd.sh(cmd.remove(self.runtime, previous)))
+            self.start_new(node, again)
+            tag = cmd.image_tag(again.service.image)
+            self.say(node, f"started {self.name} on its previous inputs on {tag} (config "
+                     f"{again.rendered.config_hash[:12]})")  # fmt: skip
+            return f"{why}; {node}'s previous inputs were started again on {tag}, and it {self.settle(node, again)}"
         self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name)))
         self.ports[node] = served_port(back, self.job.role.port)
-        if not self.was_running.get(node):
+        if again is None:
             self.shred(node, self.job.all_files)
-            return f"{why}; {node}'s previous container is back, stopped as it was"
-        job = self.ran_on[node]
-        self.upload(node, job)  # its files were shredded once read: its own inputs again, never this run's
+            if not self.was_running.get(node):
+                return f"{why}; {node}'s previous container is back, stopped as it was"
+            return (f"{why}; {node}'s previous container is back, stopped: {back.label('version') or 'its image'} "
+                    "cannot run on the database")  # fmt: skip
+        self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
         self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
-        self.say(node, f"started the previous container again (config {job.rendered.config_hash[:12]})")
-        self.settle(node, job)
-        return f"{why}; {node}'s previous container was started again on its own inputs"
+        self.say(node, f"started the previous container again (config {again.rendered.config_hash[:12]})")
+        state = self.settle(node, again)
+        return f"{why}; {node}'s previous container was started again on its own inputs, and it {state}"
 
-    def settle(self, name: str, job: Job) -> None:
-        """After a restart on ``job``'s files: shred what the node has read once it waits (stably: its log
+    def previous_on(self, node: str, container: Container | None) -> Job | None:
+        """The inputs ``node``'s previous ``container`` goes back on after a failed change, judged by the version the
+        database records *now* (plan.restart_image): ``ran_on[node]`` itself (the previous container, as it was);
+        the same inputs rendered on this run's image, for a new container, when the database was migrated past the
+        previous image; None when no image this run holds can run on it. The last two add the way out to
+        ``forward``; None also sets ``stuck`` (the run ends with exit 4).
+
+        Why the change's image rather than a refusal: the new node took the lease and migrated the database before
+        it failed (Chainlink writes ``node_versions`` first), and the previous image refuses to start on a newer
+        database (CheckVersion), only once it took the lease itself: restarting it is a crash loop that leaves
+        nothing serving. Undoing the migration needs a database restore (what was written since is lost), which a
+        deploy must not do on its own. The previous inputs on the image that migrated the database are the nearest
+        thing to what ran that can run at all: only the image differs, it already ran on this database, this run
+        pulled it on both nodes, and the start is checked like any other (what serves is confirmed after). The pair
+        serves again and the way out is a fix forward of the inputs the change changed, which the message names.
+        Only when that cannot be done (the previous inputs unknown, no image pulled, a database newer than both
+        images) is the node left stopped, said, exit 4."""
+        job = self.ran_on[node]
+        now = self.database_now()
+        old = cmd.image_tag(container.image if container and container.image else job.service.image)
+        new = cmd.image_tag(self.service.image)
+        choice = restart_image(old, new, self.recorded, now)
+        if choice == "previous":
+            return job
+        again, why_not = None, f"neither can {new}, this run's image"
+        if choice == "change":
+            why_not = ("this run pulled no image to start it on" if not self.pulled else
+                       "its inputs are unknown (--allow-inexact-restore)" if job is self.job else "")  # fmt: skip
+            try:
+                if not why_not:
+                    again = dataclasses.replace(job_for(self.fleet.inventory, dataclasses.replace(
+                        job.service, image=self.service.image), secrets=job.secrets), redact=job.redact)  # fmt: skip
+            except NodeopsError as exc:  # the role refuses those inputs on that image
+                why_not = f"its inputs do not render on {new}: {exc}"
+        by = f" by {self.service.image}" if now != self.recorded else ""
+        changed = changed_inputs(job, self.job) if job is not self.job else ["what the change changed"]
+        fix = (f"correct {', '.join(changed)} in the inventory, then deploy" if changed else
+               f"deploy an image of {now} or newer that starts (only the image changed)")  # fmt: skip
+        if again is None:
+            self.stuck = True
+            note = (f"the database was migrated to {now}{by}: {old}, the previous image, cannot run on it and "
+                    f"{why_not}, so it was not started again; the way out is forward: {fix}")  # fmt: skip
+        else:
+            note = (f"the database was migrated to {now}{by} and {old} refuses to run on it, so the previous inputs "
+                    f"went back on {new} (back to {old} only with the database restored from before); fix forward: "
+                    f"{fix}")  # fmt: skip
+        if note not in self.forward:
+            self.forward.append(note)
+        return again
+
+    def database_now(self) -> str | None:
+        """The version the database records now (lease.recorded_version), after a failed step; None, said, when it
+        cannot be read (the previous image then restarts as it was, under its own check)."""
+        try:
+            return recorded_version(self.fleet, self.job)
+        except NodeopsError as exc:
+            self.say("", f"note: {exc}; the database's version is unknown: the previous image is started as it was")
+            return None
+
+    def settle(self, name: str, job: Job) -> str:
+        """After a start on ``job``'s files: shred what the node has read once it waits (stably: its log
         may still hold the last run's lines) or serves, and everything if it does neither. No
-        file outlives a run, failed or not."""
+        file outlives a run, failed or not. Returns what the node does, as seen: "waits for the lease",
+        "holds the lease" or "is down (...)"."""
         node = next(n for n in self.service.nodes if n.name == name)
         try:
             self.await_waiting(node)
-        except OperationFailed:
-            return self.shred(name, job.all_files)  # it serves (all read), or it is down
+        except OperationFailed as exc:
+            self.shred(name, job.all_files)  # it serves (all read), or it is down
+            return "holds the lease" if any(self.health(node)) else f"is down ({exc})"
         self.shred(name, job.files_read("start"))
+        return "waits for the lease"
 
-    def confirm(self, what: str) -> ChangeFailed:
+    def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
         """The error that ends a failed change, saying what serves *now* (waited for up to LB_TIMEOUT): one active
         serving, directly and through the load balancer; or one active answering unhealthy (the load balancer
         cannot pass it); or SERVICE DOWN with the next command to run. While a node's container runs it may be
-        waiting for a lease a dead node left to expire: then the wait is SERVE_TIMEOUT, not LB_TIMEOUT."""
-        running = False
-        with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
-            running = any((c := self.inspect(n.name)) is not None and c.running for n in self.service.nodes)
+        waiting for a lease a dead node left to expire: then the wait is SERVE_TIMEOUT, not LB_TIMEOUT. When the
+        change cannot be undone (``forward``: the database was migrated past the previous image), the message ends
+        with the fix forward, in place of a redeploy of the same change. ChangeRefused (exit 4) when a node was left
+        stopped for it, or with ``unsafe``."""
+        found: dict[str, Container | None] = {}
+        for n in self.service.nodes:
+            with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
+                found[n.name] = self.inspect(n.name)
+        running = any(c is not None and c.running for c in found.values())
         deadline = time.monotonic() + (SERVE_TIMEOUT if running else LB_TIMEOUT)
         while True:
             health = {n.name: self.health(n) for n in self.service.nodes}
@@ -557,6 +678,8 @@ class ServiceDeploy:
             if whole or time.monotonic() > deadline:
                 break
             time.sleep(POLL)
+        failure = ChangeRefused if self.stuck or unsafe else ChangeFailed
+        forward = "".join(f"; {note}" for note in self.forward)
         if whole:
             (active,) = actives
             with contextlib.suppress(OperationFailed):  # it answers, so it has read every file: none stays
@@ -568,14 +691,36 @@ class ServiceDeploy:
                 state = f"{active} serves"
                 via = " and through its load balancer" if self.service.load_balancer else ""
                 self.say(active, f"serves (checked directly{via}) after the failure", restored=True)
-            return ChangeFailed(f"{what}; {state}")
+            return failure(f"{what}; {state}{self.standby_again(active, found)}" + forward)
         seen = ", ".join(actives) + " answer" if actives else "no node serves"
         down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
                                            else ", the load balancer answers no 200"))  # fmt: skip
         env = self.fleet.inventory.environment
         self.say("", down, service_down=True)
-        return ChangeFailed(f"{what}; {down}; see {program()} status --env {env}, then {program()} deploy --env {env} "
-                               f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
+        if forward:
+            return failure(f"{what}; {down}{forward}")
+        return failure(f"{what}; {down}; see {program()} status --env {env}, then {program()} deploy --env {env} "
+                       f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
+
+    def standby_again(self, active: str, found: Mapping[str, Container | None]) -> str:
+        """After a failed change that ends with ``active`` serving: another node whose container is this run's own
+        (labelled with this run's config) but stopped (killed after it took over, say) is started again on this
+        run's inputs and checked as the standby (settle), so that the pair keeps its standby; ``found``: each
+        reachable node's container, as inspected. Returns what was done, as "; ..." ("" when nothing). A container
+        on other inputs is left as the failure's undoing left it (a previous container, stopped as it was)."""
+        notes = ""
+        for name, c in found.items():
+            if name == active or c is None or c.running or c.label("config") != self.job.rendered.config_hash:
+                continue
+            try:
+                self.upload(name, self.job)
+                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
+                self.say(name, f"started {self.name} again, as the standby")
+                state = self.settle(name, self.job)
+                notes += f"; {name}'s container had stopped: started again as the standby, and it {state}"
+            except OperationFailed as exc:
+                notes += f"; starting {name}'s stopped container again failed: {exc}"
+        return notes
 
     def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
         """Seconds until ``node`` answers 200; OperationFailed if its container stops or ``timeout`` passes.
@@ -628,9 +773,10 @@ class ServiceDeploy:
         return marker is None or marker.lower() in res.stdout.lower()
 
     def last_log(self, node: str) -> str:
-        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=3)) + " 2>&1", check=False)
-        lines = [line for line in res.stdout.strip().splitlines() if line.strip()]
-        return "last log line: " + self.job.redact.clip(lines[-1]) if lines else "no log output"
+        """``last log line: ...``: the last line of the container's log that says something (telling_line)."""
+        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=LOG_TAIL)) + " 2>&1", check=False)
+        line = telling_line(res.stdout)
+        return "last log line: " + self.job.redact.clip(line) if line else "no log output"
 
     def service_answers(self) -> bool:
         """Is the service served? Through its load balancer when it has one, else by either node."""
@@ -689,20 +835,32 @@ class ServiceDeploy:
 
     def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
         """The standby did not take over: stopped (gracefully: a node that took the lease releases it), the old
-        active started again on its own inputs, then the standby put back (deploy: its previous container;
-        promote: the same container, waiting again on its own inputs); returns what was done. ``accept``: the
-        checks the old active failed before (it may fail them again)."""
-        job = self.ran_on[old.name]
+        active started again on its own inputs (on this run's image when the standby migrated the database past
+        the old one's, or not at all when nothing can run there: previous_on), then the standby put back (deploy:
+        its previous container; promote: the same container, waiting again on its own inputs); returns what was
+        done and what each node does, as seen. ``accept``: the checks the old active failed before (it may fail
+        them again)."""
         try:
             self.x(new.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
         except OperationFailed as exc:
             why = f"{why}; stopping {new.name} failed: {exc}"
-        try:
-            self.upload(old.name, job)
-            self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
-            self.await_serving(old, accept=accept)
-            self.shred(old.name, job.all_files)
-            why = f"{why}; the old active {old.name} was started again on its own inputs"
+        job = self.ran_on[old.name]
+        try:  # its own inputs; on this run's image if the database moved past its own (previous_on)
+            again = self.previous_on(old.name, self.inspect(old.name))
+            if again is None:
+                why = f"{why}; the old active {old.name} was not started again (it could not run on the database)"
+            else:
+                if again is job:
+                    self.upload(old.name, job)
+                    self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
+                    how = "on its own inputs"
+                else:
+                    self.x(old.name, cmd.sh(cmd.remove(self.runtime, self.name)))  # its image cannot run any more
+                    self.start_new(old.name, again)
+                    how = f"on its own inputs, on {self.service.image}"
+                self.await_serving(old, accept=accept)
+                self.shred(old.name, again.all_files)
+                why = f"{why}; the old active {old.name} was started again {how}"
         except OperationFailed as exc:
             self.settle(old.name, job)
             why = f"{why}; starting the old active {old.name} again failed too: {exc}"
@@ -712,8 +870,7 @@ class ServiceDeploy:
             standby = self.ran_on[new.name]
             self.upload(new.name, standby)
             self.x(new.name, cmd.sh(cmd.start(self.runtime, self.name)))
-            self.settle(new.name, standby)
-            return f"{why}; {new.name} waits again as the standby"
+            return f"{why}; {new.name} was started again as the standby, and it {self.settle(new.name, standby)}"
         except OperationFailed as exc:
             return f"{why}; starting {new.name} again as the standby failed: {exc}"
 
@@ -747,6 +904,12 @@ class ServiceDeploy:
                 raise Interrupted(f"{self.service.name}: stopped before `{step.describe()}` as asked; "
                                   f"{self.standing()}")  # fmt: skip
             node = nodes[step.node]
+            if replaces_a_standby(step) and any(health := self.health(node)):
+                raise self.confirm(f"{self.service.name} {step.node}: holds the lease now (it answers "
+                                   f"{self.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
+                                   "for the standby: the active changed since the plan (a failover, its old active cut "
+                                   f"off?); {step.node} was not replaced; deploy again to plan from what runs now",
+                                   unsafe=True)  # fmt: skip
             self.say(step.node, step.describe())
             if step.action == "handover":
                 self.outages.append(self.handover(node, nodes[step.to]))
@@ -903,6 +1066,7 @@ class ServiceDeploy:
             recorded, refused = (self.database_version() if plan.changes else None), None
         except Unsafe as exc:  # credentials the database refuses: said after the diff, which shows what moved
             recorded, refused = None, exc
+        self.recorded = recorded
         self.show_diff(states, recorded)
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
         if refused is not None:

@@ -171,6 +171,38 @@ def older_than(tag: str, recorded: str | None) -> bool:
     return mine is not None and theirs is not None and mine < theirs
 
 
+def restart_image(previous: str, change: str, before: str | None, now: str | None) -> str:
+    """The image a node's previous inputs go back on after a failed change: ``"previous"`` (the container as it
+    was), ``"change"`` (the same inputs on the change's image: a new container) or ``"neither"``.
+
+    ``previous``, ``change``: the two images' tags; ``before``: the version the database recorded when the run began
+    (its preflight), ``now``: after the failure (None: unknown, the database unreadable or recording none). A node
+    that took the lease migrates the database before anything else can fail (Chainlink writes ``node_versions``
+    first); an older image then refuses to start on it (CheckVersion), only once it took the lease itself. So:
+
+    - ``now`` unknown, or the previous image at least ``now``: the previous container, as it was (when the version
+      is unknown the node's own check still applies, and what serves is confirmed after);
+    - the previous image older than ``now`` (or its tag naming no version while the database moved during this
+      run, from a known ``before``): the change's image when it is at least ``now`` (or names no version but is
+      what moved the database);
+    - otherwise neither: no image this run knows can run on the database (the caller refuses to restart a node
+      into a crash loop and says so, exit 4)."""
+    moved = before is not None and now != before  # moved during this run, as far as it can tell
+
+    def runs_on(tag: str) -> bool | None:
+        if version_key(tag) is None or version_key(now or "") is None:
+            return None
+        return not older_than(tag, now)
+
+    if now is None:
+        return "previous"
+    previous_ok = runs_on(previous)
+    if previous_ok or (previous_ok is None and not moved):
+        return "previous"
+    change_ok = runs_on(change)
+    return "change" if change_ok or (change_ok is None and moved) else "neither"
+
+
 @dataclass(frozen=True)
 class Desired:
     image: str
@@ -205,6 +237,17 @@ class Step:
         if self.action == "handover":
             return f"hand over from {self.node} to {self.to} (planned failover)"
         return f"{self.action} {self.node}" + (f" ({self.detail})" if self.detail else "")
+
+
+SINGLE = "single node"  # the detail of a single node's replace: the one node of a service that has no standby
+
+
+def replaces_a_standby(step: Step) -> bool:
+    """Whether ``step`` stops a node the plan took for not serving: every replace of a pair's node (the standby, the
+    old active once it handed over, or a node with nothing running), not a single node's. Such a node must not hold
+    the lease (answer its health path at all) just before the step: if it does, it took over since the plan (the
+    active was cut off and lost its lease), and going on would stop the node that serves."""
+    return step.action == "replace" and step.detail != SINGLE
 
 
 @dataclass(frozen=True)
@@ -244,7 +287,7 @@ def plan_service(
         only = service.nodes[0]
         if not force and desired.matches(states[only.name].container) and states[only.name].serving:
             return ServicePlan(name, (), "up to date")
-        return ServicePlan(name, (Step("replace", only.name, "single node"), Step("await-serving", only.name)),
+        return ServicePlan(name, (Step("replace", only.name, SINGLE), Step("await-serving", only.name)),
                            "single node out of date")  # fmt: skip
     if not running:
         active, standby = service.active_preferred, service.standby_preferred

@@ -164,6 +164,56 @@ def test_a_change_that_moves_the_lease_is_refused_before_anything_changes(rst, t
     assert_whole(rst)
 
 
+def upgrade(doc: dict) -> None:
+    """The lab's pair (2.10.0) moved to the lab's other simulated version, 2.11.0."""
+    doc["services"][SERVICE]["image"] = doc["services"][SERVICE]["image"].replace(":2.10.0", ":2.11.0")
+
+
+def database_version(lab) -> str:
+    """The version SERVICE's database records (node_versions), read as its superuser."""
+    return superuser_sql(lab, "SELECT version FROM node_versions", database=SERVICE).strip()
+
+
+def test_an_upgrade_that_migrated_the_database_then_failed_is_put_back_on_the_new_image(rst, tmp_path):
+    """The pair on 2.10.0; the change: 2.11.0 with a ROOT_DIR the node cannot create (/root is not its user's). The
+    new standby takes the lease, migrates the database to 2.11.0 (node_versions) and only then stops on the root
+    directory; 2.10.0 refuses to start on that database. Today's main started both nodes again on 2.10.0 into that
+    refusal (SERVICE DOWN), saying the standby's previous container "was started again". Now each node goes back on
+    its previous inputs on 2.11.0, one serves and the other waits, and the message says why and names the fix
+    forward (ROOT_DIR), which then deploys."""
+    assert_whole(rst)
+    before = inputs(rst)
+    assert {v[0] for v in before.values()} == {"2.10.0"} and database_version(rst) == "2.10.0", before
+    target = variant(rst, tmp_path, lambda d: (upgrade(d), set_variable(ROOT_DIR="/root/cl")(d)))
+    try:
+        with PairProbe(rst.inventory_file, SERVICE) as probe:
+            res = fab("deploy", "--inventory", str(target), "--service", SERVICE, timeout=400)
+        out = res.stdout + res.stderr
+        assert res.returncode == 1, out
+        assert "Permission denied: '/root/cl'" in out, out  # the new node's own failure, after it migrated
+        assert database_version(rst) == "2.11.0"
+        assert "the database was migrated to 2.11.0 by " in out and "2.10.0 refuses to run on it" in out, out
+        assert "fix forward: correct variable ROOT_DIR in the inventory, then deploy" in out, out
+        assert "previous container was started again" not in out and "SERVICE DOWN" not in out, out
+        active = assert_whole(rst)
+        assert both_run(rst), containers(rst)  # the other node waits: the pair has its standby
+        after = inputs(rst)
+        for node, (version, _config, variables, secrets) in after.items():  # its own inputs, on the new image
+            assert (version, variables, secrets) == ("2.11.0", *before[node][2:]), (node, after[node], before[node])
+        end = last_audit_end()
+        assert end["exit_code"] == 1 and f"{active} serves" in end["error"], end
+        print(f"\nupgrade failed after the takeover: put back on 2.11.0, longest load balancer gap "
+              f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
+        fixed = fab("deploy", "--inventory", str(variant(rst, tmp_path, upgrade)), "--service", SERVICE, timeout=400)
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert {v[0] for v in inputs(rst).values()} == {"2.11.0"}
+        assert_whole(rst)
+    finally:  # back to the lab's 2.10.0 for the next tests: the database first, which 2.10.0 checks at boot
+        superuser_sql(rst, "UPDATE node_versions SET version = '2.10.0'", database=SERVICE)
+        back = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=400)
+        assert back.returncode == 0, back.stdout + back.stderr
+
+
 # ---------------------------------------------------------------- issue 13, item 2
 
 
@@ -343,6 +393,59 @@ def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_pa
     assert fab("deploy", "--inventory", str(target), "--service", SERVICE).returncode == 0  # the rest, later
 
 
+def serves(lab, node: str) -> bool:
+    """Does ``node`` of SERVICE answer 200 on /health (through the bastion)?"""
+    inv = load_inventory(lab.inventory_file)
+    host = next(n.host for n in inv.services[SERVICE].nodes if n.name == node)
+    with Fleet(inv) as fleet:
+        return (r := fleet.http_get(host, 6688, "/health")) is not None and r[0] == 200
+
+
+def reaches(lab, node: str) -> bool:
+    """Does a new SSH session through the bastion run a command on ``node``?"""
+    inv = load_inventory(lab.inventory_file)
+    with Fleet(inv) as fleet:
+        (out,) = fleet.run([n for n in inv.nodes if n.name == node], "true")
+        return out.ok and out.value.exit_code == 0
+
+
+def test_a_standby_that_took_over_since_the_plan_is_not_replaced(rst, tmp_path):
+    """The active is cut off right after the run observed the pair (the run held still there, as a slow link or
+    a paused laptop would): the standby takes the lease and serves. On reconnect today's main went on with its stale
+    plan and replaced the standby, the node that served. Now each node a replace stops is checked not to hold the
+    lease just before: the run stops there (exit 4), saying what serves, the serving node untouched."""
+    active = ready(rst)
+    standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
+    before = inputs(rst)
+    change = a_change()  # a minute to open a session: a session opened as the run was paused waits out the pause
+    target = variant(rst, tmp_path, lambda d: (change(d), d["ssh"].update(connect_timeout=60)))
+    netns = f"nodeops-{NAME}-{active}"
+    proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
+    try:
+        while line := proc.stdout.readline():  # the diff's first line: the pair observed, nothing changed yet
+            if line.startswith("{") and "diff" in json.loads(line):
+                proc.send_signal(signal.SIGSTOP)
+                break
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+        wait_for(lambda: serves(rst, standby), f"{standby} to take the lease", 60)
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+        with contextlib.suppress(AssertionError):  # reconnected: a new session reaches the node again
+            wait_for(lambda: reaches(rst, active), f"{active} to be reachable again", 30)
+        proc.send_signal(signal.SIGCONT)
+    try:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 4, out + err
+        assert f"{SERVICE} {standby}: holds the lease now" in err and f"{standby} was not replaced" in err, err
+        assert f"{standby} serves" in err, err
+        assert inputs(rst)[standby] == before[standby] and serves(rst, standby)  # untouched, serving throughout
+        assert last_audit_end()["exit_code"] == 4
+    finally:  # the old active lost its lease while cut off and exits on reconnect: the next deploy rolls from there
+        repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+        assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert_whole(rst)
+
+
 # ---------------------------------------------------------------- the fault matrix
 
 STEPS = {  # a rolling deploy's steps, each by the event that says it happened, and the node the fault hits
@@ -402,8 +505,9 @@ def quick(doc: dict) -> None:
 def test_fault_matrix(rst, tmp_path, step, fault):
     """One cell: a rolling deploy, the fault struck at the step. After the run (and, for SIGKILL, `lock.release
     --force` and a rerun), the invariant: exactly one node serves, directly and through the load balancer, at every
-    sample; each node runs on the inputs it is labelled with; no secret file is left but the standby's .api; the
-    audit log's last entry says what runs."""
+    sample; each node runs on the inputs it is labelled with; the other node's container runs (the standby), unless
+    the fault cut that node off; no secret file is left but the standby's .api; the audit log's last entry says what
+    runs."""
     active = ready(rst)
     standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
     change = a_change()
@@ -447,13 +551,16 @@ def test_fault_matrix(rst, tmp_path, step, fault):
     end = last_audit_end()
     assert end["exit_code"] == code, end
     assert now in (end["error"] or "") or any(r.get("active") == now for r in end["results"]), end
-    # the repair a person would run after a cut, which shreds what the cut-off node kept; after the other faults the
-    # pair is whole (asserted above) and the next cell starts from it, unless a node's container is not running
-    if cut or not both_run(rst):
+    # after a fault the run could reach, the pair keeps its standby (the other node's container runs: it waits, as
+    # only one node serves); the repair a person would run after a cut shreds what the cut-off node kept. A repair
+    # also after a failed check, so that the next cell starts from a whole pair
+    kept = both_run(rst)
+    if cut or not kept:
         repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
         assert repair.returncode == 0, repair.stdout + repair.stderr
     if cut:
         assert files_on(rst, cut, SERVICE) in ([], [".api"]), files_on(rst, cut, SERVICE)
+    assert cut or kept, ("the run left the pair without its standby", containers(rst))
 
 
 def test_fault_matrix_table(request, capsys):

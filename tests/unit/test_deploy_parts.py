@@ -179,3 +179,21 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
             run.verify(tolerated)
         return
     assert run.verify(tolerated) == result and run.waited is waited
+
+
+# -- the log line a failure message quotes ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("log", "line"),
+    [
+        ("starting\nfailed to create root directory\n", "failed to create root directory"),
+        ("Error running app: x\n----------------\n", "Error running app: x"),  # a separator says nothing
+        ("boot failed\n════════\n  \n\n", "boot failed"),  # box characters, blank lines
+        ("== exit 1 ==\n---\n", "== exit 1 =="),  # a separator that carries a digit says something
+        ("  indented reason  \n", "indented reason"),
+        ("-----\n=====\n", None),
+        ("", None),
+    ],
+    ids=["last", "dashes", "box-and-blank", "digit", "stripped", "only-separators", "empty"],
+)
+def test_the_last_log_line_is_the_last_that_carries_words(log, line):
+    assert deploy.telling_line(log) == line

@@ -12,15 +12,27 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 
 import pytest
 
 from nodeops import deploy as deploy_module
-from nodeops.deploy import ServiceDeploy, input_labels, restore_job, safe_before
+from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job, safe_before
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.inventory import load_inventory
 from nodeops.lease import LoginRefused
-from nodeops.plan import Container, NodeState, ServicePlan, Step, lease_moves, older_than, secret_changes
+from nodeops.plan import (
+    SINGLE,
+    Container,
+    NodeState,
+    ServicePlan,
+    Step,
+    lease_moves,
+    older_than,
+    replaces_a_standby,
+    restart_image,
+    secret_changes,
+)
 from nodeops.render import render
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
@@ -220,6 +232,103 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
         "database")  # fmt: skip
 
 
+# ---------------------------------------------------------------- after a failed change: which image the old inputs get
+
+
+@pytest.mark.parametrize(
+    ("previous", "change", "before", "now", "image"),
+    [
+        ("2.10.0", "2.11.0", "2.10.0", "2.11.0", "change"),  # the new node migrated the database, then failed
+        ("2.10.0", "2.11.0", "2.10.0", "2.10.0", "previous"),  # it failed before migrating: equal, as it was
+        ("2.10.0", "2.10.0", "2.10.0", "2.10.0", "previous"),  # a configuration change: one image
+        ("2.11.0", "2.11.0", "2.11.0", "2.11.0", "previous"),
+        ("2.10.0", "2.11.0", "2.10.0", None, "previous"),  # unreadable, or no version table: the node's own check
+        ("2.10.0", "2.11.0", None, None, "previous"),
+        ("2.10.0", "2.11.0", None, "2.11.0", "change"),  # not read before (promote, rotate), newer now
+        ("latest", "2.11.0", None, "2.11.0", "previous"),  # ... with no version to judge by: as it was
+        ("2.10.0", "2.11.0", "2.10.0", "2.11.0@abc1234", "change"),  # a version with its commit
+        ("2.10.0", "2.11.0", "2.10.0", "2.12.0", "neither"),  # newer than both images: nothing here can run
+        ("latest", "2.11.0", "2.10.0", "2.11.0", "change"),  # no version in the previous tag, the database moved
+        ("latest", "2.11.0", "2.10.0", "2.10.0", "previous"),  # ... and did not: it ran on that database
+        ("2.10.0", "latest", "2.10.0", "2.11.0", "change"),  # the change's tag names none but moved the database
+        ("2.10.0", "latest", "2.11.0", "2.11.0", "neither"),  # it did not move it: nothing says it runs there
+        ("2.10.0", "2.11.0", "dev", "dev", "previous"),  # the database's version has no number, unmoved
+        ("2.12.0", "2.11.0", "2.11.0", "2.11.0", "previous"),  # the previous image is the newer one
+    ],
+    ids=["newer-db", "equal-db", "config-only", "config-only-newer", "unknown-db", "unknown-both",
+         "unknown-before", "unknown-before-untagged", "with-commit", "newer-than-both", "untagged-previous-moved",
+         "untagged-previous-unmoved", "untagged-change-moved", "untagged-change-unmoved", "db-version-no-number",
+         "previous-newer"],
+)  # fmt: skip
+def test_the_old_inputs_go_back_on_the_image_the_database_now_runs(previous, change, before, now, image):
+    assert restart_image(previous, change, before, now) == image
+
+
+@pytest.mark.parametrize(
+    ("now", "inexact", "pulled", "outcome", "note"),
+    [
+        ("2.10.0", False, True, "previous", None),
+        (None, False, True, "previous", None),
+        ("2.11.0", False, True, "change", "the database was migrated to 2.11.0 by smartcontract/chainlink:2.11.0 and "
+         "2.10.0 refuses to run on it, so the previous inputs went back on 2.11.0 (back to 2.10.0 only with the "
+         "database restored from before); fix forward: correct variable ROOT_DIR in the inventory, then deploy"),
+        ("2.11.0", True, True, "stopped", "the database was migrated to 2.11.0 by smartcontract/chainlink:2.11.0: "
+         "2.10.0, the previous image, cannot run on it and its inputs are unknown (--allow-inexact-restore), so it "
+         "was not started again; the way out is forward: correct what the change changed in the inventory, then "
+         "deploy"),
+        ("2.11.0", False, False, "stopped", "this run pulled no image to start it on"),
+        ("2.12.0", False, True, "stopped", "neither can 2.11.0, this run's image"),
+    ],
+    ids=["unmoved", "unreadable", "migrated", "migrated-inexact", "migrated-not-pulled", "newer-than-both"],
+)  # fmt: skip
+def test_a_failed_upgrade_that_migrated_the_database_restarts_the_old_inputs_on_the_new_image(
+    job, tmp_path, monkeypatch, now, inexact, pulled, outcome, note
+):
+    """ServiceDeploy.previous_on, with the database's version given: the inputs a node's previous container goes back
+    on, and the fix forward the run's message then names (the restart itself is the lab's: tests/lab/test_restore)."""
+    monkeypatch.setattr(deploy_module, "recorded_version", lambda _fleet, _job: now)
+    inventory = load_inventory(tmp_path / "t.yaml")
+    change = job_for(inventory, dataclasses.replace(job.service, image="smartcontract/chainlink:2.11.0",
+                     variables={**job.service.variables, "ROOT_DIR": "/root/cl"}), secrets=job.secrets)  # fmt: skip
+    said: list[str] = []
+    run = ServiceDeploy(change, types.SimpleNamespace(inventory=inventory), lambda _s, _n, m, **_d: said.append(m))
+    run.recorded, run.pulled = "2.10.0", pulled
+    run.ran_on["a"] = change if inexact else job
+    got = run.previous_on("a", container_of(job))  # the previous container: 2.10.0, whatever its inputs
+    if outcome == "previous":
+        assert got is run.ran_on["a"] and not run.forward and not run.stuck and not said
+        return
+    (forward,) = run.forward
+    assert note in forward, forward
+    if outcome == "stopped":
+        assert got is None and run.stuck
+        return
+    assert not run.stuck and got.service.image == "smartcontract/chainlink:2.11.0"
+    assert got.service.variables == job.service.variables and dict(got.secrets) == dict(job.secrets)
+    assert got.rendered.secret_versions == job.rendered.secret_versions
+    assert b"/root/cl" not in got.rendered.files["config.toml"].data  # its own inputs, not the change's
+
+
+@pytest.mark.parametrize(
+    ("variables", "secret", "named"),
+    [
+        ({}, None, []),
+        ({"ROOT_DIR": "/root/cl"}, None, ["variable ROOT_DIR"]),
+        ({"ROOT_DIR": "/root/cl", "LOG_LEVEL": "debug"}, None, ["variable LOG_LEVEL", "variable ROOT_DIR"]),
+        ({}, "keystore", ["secret keystore"]),
+    ],
+    ids=["image-only", "one-variable", "two-variables", "a-secret-version"],
+)
+def test_the_fix_forward_names_what_the_change_changed_never_a_value(job, tmp_path, variables, secret, named):
+    inventory = load_inventory(tmp_path / "t.yaml")
+    secrets = dict(job.secrets)
+    if secret:
+        secrets[secret] = Secret("Other-value-0123456789", secret, "v2")
+    change = job_for(inventory, dataclasses.replace(job.service, image="smartcontract/chainlink:2.11.0",
+                     variables={**job.service.variables, **variables}), secrets=secrets)  # fmt: skip
+    assert changed_inputs(job, change) == named
+
+
 # ---------------------------------------------------------------- where a run may stop
 
 
@@ -236,6 +345,20 @@ FRESH = ServicePlan("cl", (Step("replace", "a"), Step("await-serving", "a"), Ste
 )
 def test_a_run_stops_only_before_a_replace_or_a_handover_never_inside_one(plan, safe):
     assert [safe_before(plan, i) for i in range(len(plan.steps))] == safe
+
+
+SINGLE_NODE = ServicePlan("cl", (Step("replace", "a", SINGLE), Step("await-serving", "a")), "single")
+
+
+@pytest.mark.parametrize(
+    ("plan", "checked"),
+    [(ROLLING, [True, False, False, True, False]), (FRESH, [True, False, True, False]), (SINGLE_NODE, [False, False])],
+    ids=["rolling", "fresh", "single-node"],
+)
+def test_every_replace_of_a_pairs_node_first_checks_it_does_not_hold_the_lease(plan, checked):
+    """The standby (and the old active once it handed over) must not answer when it is replaced: one that does took
+    over since the plan. A single node serves by design when it is replaced; a handover is checked by its own wait."""
+    assert [replaces_a_standby(step) for step in plan.steps] == checked
 
 
 def _child(code: str) -> subprocess.CompletedProcess:
