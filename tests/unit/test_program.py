@@ -316,3 +316,36 @@ def test_a_word_longer_than_the_terminal_is_kept_whole():
     ref = "registry.example:5000/chainlink:2.10.0@sha256:6bc87626beba6bc87626beba"
     assert prompt_lines("rollback in prod", [f"cl1: back to {ref}"], 40) == [
         "rollback in prod will:", "  cl1: back to", f"    {ref}"]  # fmt: skip
+
+
+# -- logs into a pipe whose reader goes away: the node streams stop, quietly --------------------------------------
+LOGS_INTO_A_CLOSED_PIPE = """
+import sys, threading
+from tasks.logs import merge_node_lines
+
+class Node:
+    def __init__(self, name):
+        self.name = name
+
+def run_node(node, sink):  # a node's log, as stream() gives it: chunks, the last line without its newline
+    for i in range(20000):  # bounded; far more than a pipe buffer holds
+        sink(f"line {i} of {node.name}\\n".encode())
+    sink(b"last line, no newline")
+    return 0
+
+codes, closed = merge_node_lines([Node("cl1-a"), Node("cl1-b")], run_node, str)
+print(f"closed={closed} failed={sorted(n for n, c in codes.items() if c)}", file=sys.stderr)
+"""
+
+
+def test_logs_into_a_closed_pipe_stops_the_streams_without_a_traceback_or_a_failure():
+    """`nodeops logs ... | head -2`: the node threads find the pipe closed; no thread traceback, no node reported
+    as failed (the task then ends with 141 through quiet_on_closed_pipe, as test_a_closed_pipe... shows)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-c", LOGS_INTO_A_CLOSED_PIPE], cwd=ROOT, stdout=write,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "closed=True failed=[]\n")
