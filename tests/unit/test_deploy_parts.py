@@ -185,7 +185,7 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
 IMAGE = "registry.example:5000/chainlink:9.9.9"
 NO_MANIFEST = f"no such manifest: {IMAGE}"
 UNKNOWN = f"Error response from daemon: manifest for {IMAGE} not found: manifest unknown: manifest unknown"
-DOWN = "Error response from daemon: Get \"https://registry.example:5000/v2/\": dial tcp: connection refused"
+DOWN = 'Error response from daemon: Get "https://registry.example:5000/v2/": dial tcp: connection refused'
 
 
 class Pulling(ServiceDeploy):
