@@ -82,6 +82,7 @@ def fit_words(text: str, width: int) -> str:
 
 BREAK_AFTER = "/-,;&?"  # where a word longer than its line may be cut: after one of these (a path, a URL, a list)...
 BREAK_BEFORE = "@"  # ...or before this (an image reference's digest: ``repo:2.10.0`` / ``@sha256:6bc87626beba``)
+NO_LINE_START = ",.;:!?)]}"  # punctuation that belongs to the end of a line: a hard cut never leaves it first
 _WORD = re.compile(r"\S+")
 
 
@@ -101,7 +102,8 @@ def wrap_spans(text: str, width: int, indent: int = 0) -> list[tuple[int, int]]:
     line its inner ones. A word longer than a whole line is cut only after a ``/``, ``-``, ``,``, ``;``, ``&``
     or ``?`` or before an ``@`` (BREAK_AFTER, BREAK_BEFORE: a path or URL, an image reference before its digest),
     its first piece on the line under way if it fits there; a piece with none of these places that is still
-    longer than a line (a 60-character token) is the one thing cut elsewhere: at the line's end."""
+    longer than a line (a 60-character token) is the one thing cut elsewhere: at the line's end, moved back so that
+    no line starts with punctuation (NO_LINE_START: ``, config``, ``)``)."""
     width = max(width, 1)
     rest = max(width - indent, 1)
     lines: list[tuple[int, int]] = []
@@ -137,6 +139,8 @@ def wrap_spans(text: str, width: int, indent: int = 0) -> list[tuple[int, int]]:
             cut = a + 1
             while cut < b and cell_len(text[a : cut + 1]) <= room():
                 cut += 1
+            while cut - 1 > a and text[cut] in NO_LINE_START:  # no line starts with ", config" or ")"
+                cut -= 1
             lines.append((a, cut))
             a = cut
         start, end = a, b

@@ -37,11 +37,12 @@ import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NoReturn
 
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
-from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
+from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LoginRefused, recorded_version
 from nodeops.notify import webhook_url
@@ -430,6 +431,8 @@ class ServiceDeploy:
         argv = cmd.manifest_inspect(self.runtime, image, cmd.insecure_registry(image, config))
         found = self.x(first, cmd.sh(argv), check=False) if argv else None
         self.digest = cmd.parse_manifest_digest(found.stdout) if found and found.exit_code == 0 else None
+        if found is not None and found.exit_code and cmd.says_no_such_image(found.stderr + found.stdout):
+            self.no_such_image(found)
         if self.digest is None:
             why = "not with podman" if argv is None else self.why(found) if found.exit_code else "a multi-platform list"
             self.say(first, f"registry digest of {image} not read ({why}): resolved at deploy", digest=None)
@@ -446,6 +449,8 @@ class ServiceDeploy:
         last). An image the node does not hold fails the run with the pull's error."""
         pulled = self.x(node, cmd.sh(cmd.pull(self.runtime, image)), check=False)
         held = self.x(node, cmd.sh(cmd.image_id(self.runtime, image)), check=pulled.exit_code == 0)
+        if pulled.exit_code and cmd.says_no_such_image(pulled.stderr + pulled.stdout):
+            self.no_such_image(pulled)
         if held.exit_code:
             raise OperationFailed(f"{self.service.name} {node}: `{self.runtime} pull` failed: {self.why(pulled)}")
         image_id, digest = cmd.parse_image_id(held.stdout, image)
@@ -457,6 +462,13 @@ class ServiceDeploy:
             self.say(node, f"could not pull {image} ({self.why(pulled)}); using the image this node holds, "
                      f"{image_id[:19]} ({which})", digest=digest, pull_failed=True)  # fmt: skip
         return image_id, digest
+
+    def no_such_image(self, answer: CommandResult) -> NoReturn:
+        """The registry says the image does not exist: invalid input (exit 2) naming services.X.image, raised
+        before any container is touched (a dry run's look, a deploy's pull)."""
+        raise InventoryError(str(self.fleet.inventory.source), f"services.{self.service.name}.image",
+                             f"the registry has no {self.service.image} ({self.why(answer)}); give a tag or digest "
+                             "that was pushed (e.g. `docker manifest inspect IMAGE` where the nodes pull)")  # fmt: skip
 
     def states(self) -> dict[str, NodeState]:
         """Each node's container and whether it serves (once observe() has connected)."""

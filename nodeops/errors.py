@@ -12,7 +12,7 @@ EXIT_FAILED = 1  # the operation ran and failed (after any rollback)
 EXIT_INVALID = 2  # invalid input or a refused request; nothing was changed
 EXIT_LOCKED = 3  # another run holds the deploy lock
 EXIT_UNSAFE = 4  # refused as unsafe: host key mismatch, unclear cluster state
-EXIT_UNREACHABLE = 5  # a secret backend could not be reached while reading secrets; nothing was changed
+EXIT_UNREACHABLE = 5  # a secret backend could not be reached, or answered an error, while reading secrets
 EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM, at a safe point (128 + SIGINT, as shells report it)
 
 
@@ -42,7 +42,8 @@ class InventoryError(InvalidInput):
 
 
 class BackendUnreachable(NodeopsError):
-    """A secret backend could not be reached (connection refused or timed out) while secrets were read, before
+    """A secret backend could not be reached (connection refused or timed out), or answered with an error (an HTTP
+    404, throttling, a 5xx) other than "no such secret" or "access denied", while secrets were read, before
     anything changed; located like an InventoryError (the file, the reference's path)."""
 
     exit_code = EXIT_UNREACHABLE

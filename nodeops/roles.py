@@ -325,6 +325,25 @@ def check_variables(
             where = f"defaults.variables.{name}"
         problem = f"role {role.name!r} has no variable {name}{_close_name(name, known)}"
         raise InventoryError(str(inventory.source), where, f"{problem}; its variables: {', '.join(sorted(known))}")
+    if role.lease is None:
+        return
+    spec = role.lease
+    for name, kind in ((spec.host, "host"), (spec.port, "port"), (spec.database, "name"), (spec.sslmode, "name")):
+        problem = lease_variable_problem(kind, service.variables[name]) if name in service.variables else None
+        if problem:
+            where = f"{'defaults' if name in service.inherited else f'services.{service.name}'}.variables.{name}"
+            raise InventoryError(str(inventory.source), where, f"{problem} (it locates the lease database)")
+
+
+def lease_variable_problem(kind: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the lease database's ``kind`` (``port``: a number 1-65535, as an integer or its
+    digits; ``host``/``name``: one non-empty word), with the fix; None when it can. Pure."""
+    if kind == "port":
+        number = not isinstance(value, bool) and isinstance(value, (int, str)) and str(value).isdigit()
+        return None if number and 1 <= int(value) <= 65535 else f"must be a port number (1-65535), got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        return f"must be a {kind}: one value, got {value!r}"
+    return None
 
 
 def _close_name(name: str, known: Collection[str]) -> str:

@@ -422,7 +422,7 @@ class _AwsReader:
 
         if self.client is None:
             self.client = self._client()
-        where, unreachable = self._where(), ""
+        where, unreachable, answered = self._where(), "", ""
         try:
             which = {"VersionId": version} if version else {"VersionStage": "AWSCURRENT"}
             response = self.client.get_secret_value(SecretId=ref.name, **which)
@@ -441,9 +441,9 @@ class _AwsReader:
                 "InvalidClientTokenId",
             ):
                 fail(f"reading secret {ref.name!r} from {where} was refused: {code}; check the AWS credentials")
-            raise OperationFailed(
-                f"{self.file}: {where}: reading secret {ref.name!r} failed: {code or type(err).__name__}"
-            ) from None
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            answer = " ".join(filter(None, [code, f"(HTTP {status})" if status and str(status) != code else ""]))
+            answered = f"{answer or type(err).__name__} for secret {ref.name!r}"
         except (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError):
             fail(f"no AWS credentials for {where}: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
         except (
@@ -457,6 +457,9 @@ class _AwsReader:
             raise OperationFailed(
                 f"{self.file}: {where}: reading secret {ref.name!r} failed: {type(err).__name__}"
             ) from None
+        if answered:  # an error answer (404, throttling, 5xx): no host was contacted, so exit 5, not 1
+            fail(f"{where} could not be read: it answered {answered}; nothing was done (check the endpoint and "
+                 "the backend's status, then run again)", error=BackendUnreachable)  # fmt: skip
         if unreachable:  # raised here, outside the handler: no chained botocore error
             fail(f"{where} could not be reached{unreachable}; nothing was done (check the endpoint and the network, "
                  "then run again)", error=BackendUnreachable)  # fmt: skip

@@ -17,8 +17,9 @@ from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, service
 @task(help=SERVICES_HELP)
 @cli
 def backup(c, env=None, inventory=None, service=None, json_=False):
-    """Dump each service's database (through the bastion), encrypt it to the inventory's age recipients, upload it
-    to S3 with a manifest, then apply the retention policy. Takes no deploy lock; audited."""
+    """Dump each service's database, encrypt it to the age recipients, upload it to S3 and apply the retention.
+
+    The dump runs through the bastion and is uploaded with a manifest. Takes no deploy lock; audited."""
     inv = load(env, inventory)
     policy_of(inv)  # no backup: section -> exit 2 before any secret is read
     jobs = prepare(inv, services_of(inv, service))  # the services' own database credentials; no admin secret

@@ -14,7 +14,7 @@ from invoke import task
 from rich.console import Console
 
 from nodeops import program
-from nodeops.console import hostkeys_view
+from nodeops.console import hostkeys_view, wrap_spans
 from nodeops.errors import InvalidInput, InventoryError, Unsafe, raise_failures
 from nodeops.hostkeys import (
     CHANGED,
@@ -92,7 +92,7 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
             print(json.dumps({"event": "summary", "keys": len(rows), "not_pinned": sorted(
                 {r.node for r in rows if r.status != MATCH}), "next": advice}))  # fmt: skip
         else:
-            print(*advice, sep="\n")
+            print(*fit_advice(advice, Console().width), sep="\n")
         return
     if known is None:
         raise InventoryError(str(inv.source), "ssh.known_hosts", "not set: --write writes there; set it (e.g. "
@@ -150,6 +150,13 @@ def how_to_pin(inv, scans, unpinned, command: str) -> list[str]:
         return [*lines, f"  {command}", f"  (writes them into {inv.ssh.known_hosts})"]
     lines.append(f"put these lines under the nodes of {inv.source}:")
     return lines + host_key_snippet({n: k for n, k in scans.items() if any(r.node == n.name for r in unpinned)})
+
+
+def fit_advice(advice: list[str], width: int) -> list[str]:
+    """how_to_pin's lines for a person: its first (a sentence) wrapped at words to ``width`` columns; the rest as
+    they are (a command, a path, host_key lines to paste: cut, they would no longer paste). Pure."""
+    first, *rest = advice
+    return [first[a:b] for a, b in wrap_spans(first, width)] + rest
 
 
 def _replace(path: Path, text: str) -> None:

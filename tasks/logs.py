@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable, Sequence
 
 from invoke import Exit, task
 
@@ -42,37 +43,65 @@ def logs(c, service, env=None, inventory=None, node=None, follow=False, since=No
         raise InvalidInput(f"--node {node}: not a node of {service} (nodes: {', '.join(n.name for n in svc.nodes)})")
     command = logs_command(svc.runtime, service, since, tail, follow)
     (job,) = prepare(inv, [service])  # the service's secrets, for the mask: in memory only
-    printing = threading.Lock()
-    codes: dict[str, int] = {}
-    width = max(len(n.name) for n in nodes)
-
-    def follow_node(fleet: Fleet, n) -> None:
-        def emit(line: str) -> None:
-            with printing:
-                sys.stdout.write(f"{n.name:<{width}} | {line}\n")
-                sys.stdout.flush()
-
-        masker = LineMasker(job.redact, emit)
-        try:
-            conn, _ = fleet.connect(n)
-            codes[n.name] = stream(conn, command, masker.feed)
-        except Exception as exc:  # noqa: BLE001 (one line per node, masked, after its output)
-            with printing:
-                print(f"nodeops: {n.name}: {job.redact(str(exc))}", file=sys.stderr)
-            codes[n.name] = 1
-        finally:
-            masker.close()
-
     with Fleet(inv) as fleet:
-        threads = [threading.Thread(target=follow_node, args=(fleet, n), daemon=True) for n in nodes]
-        for t in threads:
-            t.start()
+
+        def run_node(n, sink: Callable[[bytes], None]) -> int:
+            conn, _ = fleet.connect(n)
+            return stream(conn, command, sink)
+
         try:
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.2)  # wakes for Ctrl-C
+            codes, closed = merge_node_lines(nodes, run_node, job.redact)
         except KeyboardInterrupt:
             return  # the Fleet closes: every stream ends; Ctrl-C is how --follow is meant to end
+    if closed:
+        raise BrokenPipeError  # the program's quiet_on_closed_pipe: exit 141, no traceback, no "failed" line
     failed = sorted(name for name, code in codes.items() if code != 0)
     if failed:
         raise Exit(f"nodeops: logs failed on {', '.join(failed)} (see above)", code=1)
+
+
+def merge_node_lines(nodes: Sequence, run_node: Callable, mask: Callable[[str], str]) -> tuple[dict[str, int], bool]:
+    """Run ``run_node(node, sink)`` for every node in its own thread and write each line it gives ``sink`` (bytes,
+    any chunking) to stdout as ``NAME | line``, masked by ``mask``. Returns each node's exit status (1 when its
+    run raised: one masked line on stderr) and whether stdout's reader closed the pipe: from then on nothing more
+    is written, nothing is reported as failed, and the caller ends when the streams stop (its Fleet closed).
+    Ctrl-C (KeyboardInterrupt) goes through to the caller."""
+    printing = threading.Lock()
+    closed = threading.Event()
+    codes: dict[str, int] = {}
+    width = max(len(n.name) for n in nodes)
+
+    def follow_node(n) -> None:
+        def emit(line: str) -> None:
+            with printing:
+                if closed.is_set():
+                    raise BrokenPipeError
+                try:
+                    sys.stdout.write(f"{n.name:<{width}} | {line}\n")
+                    sys.stdout.flush()
+                except BrokenPipeError:
+                    closed.set()
+                    raise
+
+        masker = LineMasker(mask, emit)
+        try:
+            codes[n.name] = run_node(n, masker.feed)
+            masker.close()
+        except BrokenPipeError:
+            closed.set()
+        except Exception as exc:  # noqa: BLE001 (one line per node, masked, after its output)
+            with printing:
+                print(f"nodeops: {n.name}: {mask(str(exc))}", file=sys.stderr)
+            codes[n.name] = 1
+            try:
+                masker.close()
+            except BrokenPipeError:
+                closed.set()
+
+    threads = [threading.Thread(target=follow_node, args=(n,), daemon=True) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive() and not closed.is_set():
+            t.join(0.2)  # wakes for Ctrl-C, and when the pipe closed (the other streams may never end)
+    return codes, closed.is_set()

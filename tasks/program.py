@@ -18,8 +18,10 @@ turns the running `fab` into it (``adopt_running_fab``), so flags, `-H` and exit
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -100,6 +102,35 @@ def quiet_on_closed_pipe() -> Iterator[None]:
         raise Exit(code=EXIT_CLOSED_PIPE) from None
 
 
+VALUE_HINTS = {"env": "an environment name: inventory/NAME.yaml", "inventory": "an inventory file's path",
+               "service": "a service name, or several joined by commas", "node": "a node name"}  # fmt: skip
+
+
+def parse_error_line(message: str, task: str | None, flags: Sequence[str], commands: Sequence[str]) -> str:
+    """Invoke's parse error ``message`` as nodeops' one line (without the ``nodeops: `` prefix), naming the flag
+    and the fix. Pure: ``task`` is the command being parsed (None: the core flags), ``flags`` its flags
+    (``--dry-run``, ``-d``), ``commands`` every command's name. A message it does not know passes unchanged."""
+    see = f"see `nodeops --help {task}`" if task else "see `nodeops --help`"
+    if unknown := re.fullmatch(r"No idea what '(.*)' is!", message):
+        token = unknown.group(1)
+        if not token.startswith("-"):
+            close = difflib.get_close_matches(token, commands, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return f"no command {token!r}{hint}: `nodeops --list` shows them"
+        close = difflib.get_close_matches(token.partition("=")[0], [f for f in flags if f.startswith("--")], n=1,
+                                          cutoff=0.8)  # fmt: skip
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{token} is not a flag of {task or 'nodeops'}{hint}; {see}"
+    if needed := re.fullmatch(r"Flag <Argument: ([\w-]+).*> needed value and was not given one!", message):
+        name = needed.group(1).strip("_").replace("_", "-")
+        hint = f" ({VALUE_HINTS[name]})" if name in VALUE_HINTS else ""
+        return f"--{name} needs a value{hint}; {see}"
+    if missing := re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)", message):
+        names = [f"--{n.strip(chr(39)).strip('_').replace('_', '-')} NAME" for n in missing.group(2).split(", ")]
+        return f"{missing.group(1)} needs {' and '.join(names)}; {see}"
+    return message
+
+
 def refusal(flags: dict[str, object], tasks: dict[str, dict[str, object]], remainder: str) -> str | None:
     """Why the command line must be refused (one line), or None. Pure: ``flags`` maps core argument names
     to their parsed values, ``tasks`` each requested task's name to its arguments' values."""
@@ -136,7 +167,7 @@ class Nodeops(Fab):
         try:
             super().parse_tasks()
         except ParseError as err:
-            raise Exit(f"nodeops: {err}", code=EXIT_INVALID) from None
+            raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
         flags = {name: self.args[name].value for name in (*REFUSED, "hosts")}  # by long name (keys are the first)
         tasks = {ctx.name: {name: arg.value for name, arg in ctx.args.items()} for ctx in self.tasks}
         why = refusal(flags, tasks, self.core.remainder)
@@ -151,7 +182,14 @@ class Nodeops(Fab):
             with quiet_on_closed_pipe():
                 super().parse_cleanup()  # --help TASK, --list
         except ParseError as err:
-            raise Exit(f"nodeops: {err}", code=EXIT_INVALID) from None
+            raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
+
+    def parse_error(self, err: ParseError) -> str:
+        """parse_error_line for ``err``, with the flags of the command it arose in (Invoke's ParserContext)."""
+        context = getattr(err, "context", None)
+        task = getattr(context, "name", None)
+        flags = list(getattr(context, "flags", {}) or {})
+        return parse_error_line(str(err), task, flags, list(ns.task_names))
 
     def execute(self) -> None:
         with quiet_on_closed_pipe():

@@ -142,6 +142,17 @@ def parse_manifest_digest(output: str) -> str | None:
     return digest if isinstance(digest, str) and digest.startswith("sha256:") else None
 
 
+NO_SUCH_TAG = ("manifest unknown", "no such manifest", "manifest_unknown")  # docker CLI / registry API wording
+
+
+def says_no_such_image(output: str) -> bool:
+    """Whether a failed `docker pull` / `docker manifest inspect` output is the registry's definite answer that
+    the image's tag (or digest) does not exist ("manifest unknown", "no such manifest"), as opposed to a
+    registry that could not be asked (down, refused, unauthorised): only that answer is the inventory's fault."""
+    text = output.lower()
+    return any(words in text for words in NO_SUCH_TAG)
+
+
 def image_id(runtime: str, image: str) -> tuple[str, ...]:
     return (runtime, "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", image)
 

@@ -26,6 +26,13 @@ def test_fab_list_shows_every_task_with_a_one_line_help():
 
 
 @pytest.mark.parametrize("name", TASKS)
+def test_the_line_fab_list_shows_is_a_whole_sentence(name):
+    """review14b #11: --list shows a docstring's first line; backup's stopped at "...upload it" (cut mid-sentence)."""
+    first = (ns[name].__doc__ or "").strip().splitlines()[0]
+    assert first.endswith("."), f"{name}: --list shows {first!r}, not a whole sentence"
+
+
+@pytest.mark.parametrize("name", TASKS)
 def test_every_flag_of_every_task_is_documented(name):
     task = ns[name]
     assert (task.__doc__ or "").strip(), f"{name}: no docstring"

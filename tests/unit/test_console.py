@@ -410,8 +410,13 @@ def test_hostkeys_is_a_table_when_it_fits():
         ("x" * 25, 10, 0, ["x" * 10, "x" * 10, "x" * 5]),  # no place to cut: at the line's end, the only such cut
         ("id " + "y" * 12 + "/z", 10, 0, ["id", "y" * 10, "yy/z"]),
         ("", 10, 0, [""]),
+        # review14b #8: a hard cut never leaves punctuation first on a line (it was ", config" and ")")
+        ("started x (r:5000/c:2.11.0@sha256:963888f0f5ff, config 963888f0f5ff)", 20, 0,
+         ["started x (r:5000/", "c:2.11.0", "@sha256:963888f0f5f", "f, config", "963888f0f5ff)"]),
+        ("(" + "x" * 11 + ")", 12, 0, ["(" + "x" * 10, "x)"]),
     ],
-    ids=["fits", "words", "hanging", "image-ref", "digest", "diff-line", "spaces", "no-place", "mixed", "empty"],
+    ids=["fits", "words", "hanging", "image-ref", "digest", "diff-line", "spaces", "no-place", "mixed", "empty",
+         "comma-not-first", "paren-not-first"],
 )  # fmt: skip
 def test_wrap_spans_breaks_between_words_and_cuts_a_long_one_only_at_its_places(text, width, indent, lines):
     spans = wrap_spans(text, width, indent)

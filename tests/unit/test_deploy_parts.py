@@ -10,7 +10,7 @@ import pytest
 
 from nodeops import deploy
 from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
-from nodeops.errors import OperationFailed
+from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.inventory import Node
 from nodeops.plan import Container
 from nodeops.secrets import Secret
@@ -197,3 +197,60 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
 )
 def test_the_last_log_line_is_the_last_that_carries_words(log, line):
     assert deploy.telling_line(log) == line
+
+
+# -- an image the registry says does not exist: refused as the inventory's (exit 2), before anything changes -------
+IMAGE = "registry.example:5000/chainlink:9.9.9"
+NO_MANIFEST = f"no such manifest: {IMAGE}"
+UNKNOWN = f"Error response from daemon: manifest for {IMAGE} not found: manifest unknown: manifest unknown"
+DOWN = 'Error response from daemon: Get "https://registry.example:5000/v2/": dial tcp: connection refused'
+
+
+class Pulling(ServiceDeploy):
+    """x() replaced by each command's scripted answer (by its second word: pull, manifest, image, info)."""
+
+    def __init__(self, answers):  # noqa: D107 (no super(): nothing here touches a host)
+        self.answers, self.said, self.runtime, self.digest = answers, [], "docker", None
+        self.service = types.SimpleNamespace(name="cl1", image=IMAGE, nodes=(Node("cl1-a", "10.0.0.2", 22, "active",
+                                                                                  (), "cl1"),))  # fmt: skip
+        self.job = types.SimpleNamespace(redact=Redactor([]))
+        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml"))
+
+    def x(self, _node, command, _stdin=None, check=True):
+        verb = command.split()[1]
+        res = deploy.CommandResult(*self.answers.get(verb, (0, "", "")))
+        if check and res.exit_code:
+            raise OperationFailed(f"`{verb}` failed: {self.why(res)}")
+        return res
+
+    def say(self, _node, message, **_data):
+        self.said.append(message)
+
+
+@pytest.mark.parametrize(
+    ("step", "answers", "refused"),
+    [
+        ("look", {"manifest": (1, "", NO_MANIFEST), "image": (1, "", "No such image")}, NO_MANIFEST),
+        ("look", {"manifest": (1, "", DOWN), "image": (1, "", "No such image")}, None),  # could not ask: at deploy
+        ("pull", {"pull": (1, "", UNKNOWN), "image": (1, "", "No such image")}, UNKNOWN),
+        ("pull", {"pull": (1, "", UNKNOWN), "image": (0, 'sha256:ab ["x@sha256:cd"]', "")}, UNKNOWN),
+        # above: the node's old copy of a tag the registry says is gone is refused too
+        ("pull", {"pull": (1, "", DOWN), "image": (0, f'sha256:ab ["{IMAGE}@sha256:cd"]', "")}, None),  # held copy
+    ],
+    ids=["dry-run-no-such-manifest", "dry-run-registry-down", "deploy-manifest-unknown", "deploy-unknown-but-held",
+         "deploy-registry-down-held"],
+)  # fmt: skip
+def test_an_image_the_registry_says_does_not_exist_is_refused_naming_services_image(step, answers, refused):
+    """review14b #5: a dry run passed (exit 0, "resolved at deploy") for a tag that does not exist, and the deploy
+    failed with exit 1; the registry's "manifest unknown" is a definite answer: exit 2 naming services.cl1.image."""
+    run = Pulling(answers)
+    act = run.look_image if step == "look" else lambda: run.pull("cl1-a", IMAGE)
+    if refused is None:
+        act()
+        return
+    with pytest.raises(InvalidInput) as err:
+        act()
+    assert err.value.exit_code == 2
+    assert str(err.value) == (f"/inv/t.yaml: services.cl1.image: the registry has no {IMAGE} ({refused}); give a "
+                              "tag or digest that was pushed (e.g. `docker manifest inspect IMAGE` where the nodes "
+                              "pull)")  # fmt: skip

@@ -25,7 +25,7 @@ from nodeops.hostkeys import (
     parse_expected,
 )
 from nodeops.inventory import HostKey, Node
-from tasks.hostkeys import command_line, refusal
+from tasks.hostkeys import command_line, fit_advice, refusal
 
 ED_A = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp")
 ED_B = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl")
@@ -162,3 +162,24 @@ def test_refusal_says_what_is_wrong_per_status(rows, expected, message):
 def test_the_pin_hint_is_the_command_as_run(monkeypatch, argv0, env, inventory, command):
     monkeypatch.setattr(sys, "argv", [argv0, "hostkeys"])
     assert command_line(env, inventory) == command
+
+
+HINT = "Check these fingerprints against the hosts' own (e.g. an EC2 instance's console output), then:"
+PASTE = "      host_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l4GKJl"
+
+
+@pytest.mark.parametrize(
+    ("width", "expected"),
+    [
+        (80, ["Check these fingerprints against the hosts' own (e.g. an EC2 instance's console",
+              "output), then:", "  nodeops hostkeys --env prod --write", PASTE]),
+        (40, ["Check these fingerprints against the", "hosts' own (e.g. an EC2 instance's", "console output), then:",
+              "  nodeops hostkeys --env prod --write", PASTE]),
+        (120, [HINT, "  nodeops hostkeys --env prod --write", PASTE]),
+    ],
+)  # fmt: skip
+def test_the_pinning_hint_wraps_at_words_and_keeps_what_is_pasted_whole(width, expected):
+    """review14b #8: the hint was one 95-character line at 80 columns; the command and host_key lines stay whole."""
+    got = fit_advice([HINT, "  nodeops hostkeys --env prod --write", PASTE], width)
+    assert got == expected
+    assert " ".join(got[: len(got) - 2]) == HINT  # no word cut or lost

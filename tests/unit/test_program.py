@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks._cli import confirmation, prompt_lines
-from tasks.program import EXIT_CLOSED_PIPE, REFUSED, hosts_after_tasks, refusal
+from tasks.program import EXIT_CLOSED_PIPE, REFUSED, hosts_after_tasks, parse_error_line, refusal
 from tests.conftest import FAB, ROOT, run_on_a_terminal
 
 NODEOPS = Path(sys.executable).with_name("nodeops")  # the editable install's console script
@@ -89,6 +89,37 @@ def test_refusal_table(flags, tasks, remainder, expected):
     assert (got is None) if expected is None else (expected in got)
 
 
+DEPLOY_FLAGS = ["--dry-run", "-d", "--env", "-e", "--inventory", "--service", "--json"]
+
+
+@pytest.mark.parametrize(
+    ("message", "task", "expected"),
+    [
+        ("No idea what '--dryrun' is!", "deploy",
+         "--dryrun is not a flag of deploy (did you mean --dry-run?); see `nodeops --help deploy`"),
+        ("No idea what '--dryrun=1' is!", "deploy",
+         "--dryrun=1 is not a flag of deploy (did you mean --dry-run?); see `nodeops --help deploy`"),
+        ("No idea what '--zzz' is!", "deploy", "--zzz is not a flag of deploy; see `nodeops --help deploy`"),
+        ("No idea what 'deplyo' is!", None, "no command 'deplyo' (did you mean deploy?): `nodeops --list` shows them"),
+        ("Flag <Argument: env (e)> needed value and was not given one!", "deploy",
+         "--env needs a value (an environment name: inventory/NAME.yaml); see `nodeops --help deploy`"),
+        ("Flag <Argument: since> needed value and was not given one!", "logs",
+         "--since needs a value; see `nodeops --help logs`"),
+        ("'shell' did not receive required positional arguments: 'node'", "shell",
+         "shell needs --node NAME; see `nodeops --help shell`"),
+        ("'x' did not receive required positional arguments: 'a', 'b_c'", "x",
+         "x needs --a NAME and --b-c NAME; see `nodeops --help x`"),
+        ("something else", "deploy", "something else"),
+    ],
+    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "positional",
+         "two-positional", "other"],
+)  # fmt: skip
+def test_parse_error_line_names_the_flag_and_the_fix(message, task, expected):
+    """review14b #9: Invoke's own wording ("No idea what ...", "Flag <Argument: env (e)> needed value ...",
+    "... did not receive required positional arguments") became nodeops' one line with the fix."""
+    assert parse_error_line(message, task, DEPLOY_FLAGS, ["deploy", "status", "shell"]) == expected
+
+
 # ------------------------------------------------------------------ flags: both programs, end to end
 
 
@@ -96,9 +127,13 @@ def test_refusal_table(flags, tasks, remainder, expected):
 @pytest.mark.parametrize(
     ("args", "code", "fragment"),
     [
-        (("exec", "--command", "true", "--nosuch"), 2, "nodeops: No idea what '--nosuch' is!"),
-        (("deploy", "--inventory", "{inv}", "--dry-rn"), 2, "No idea what '--dry-rn' is!"),
-        (("nosuch-task",), 2, "No idea what 'nosuch-task' is!"),
+        (("exec", "--command", "true", "--nosuch"), 2,
+         "nodeops: --nosuch is not a flag of exec; see `nodeops --help exec`"),
+        (("deploy", "--inventory", "{inv}", "--dry-rn"), 2,
+         "--dry-rn is not a flag of deploy (did you mean --dry-run?)"),
+        (("nosuch-task",), 2, "nodeops: no command 'nosuch-task': `nodeops --list` shows them"),
+        (("deploy", "--env"), 2, "nodeops: --env needs a value (an environment name: inventory/NAME.yaml)"),
+        (("shell", "--inventory", "{inv}"), 2, "nodeops: shell needs --node NAME; see `nodeops --help shell`"),
         (("-i", "/tmp/k", "status", "--inventory", "{inv}"), 2, "-i/--identity is not a nodeops option"),
         (("-S", "/tmp/c", "status", "--inventory", "{inv}"), 2, "-S/--ssh-config is not a nodeops option"),
         (("-t", "3", "status", "--inventory", "{inv}"), 2, "set ssh.connect_timeout in the inventory"),
@@ -107,8 +142,8 @@ def test_refusal_table(flags, tasks, remainder, expected):
         (("-H", "cl1-a,cl2-b", "exec", "--inventory", "{inv}", "--command", "true"), 1, REACHED),
         (("exec", "--inventory", "{inv}", "--command", "true", "--", "hostname"), 2, "`-- COMMAND`"),
     ],
-    ids=["unknown-flag", "misspelled-flag", "unknown-task", "-i", "-S", "-t", "-H-deploy", "-H-selects", "-H-ok",
-         "remainder"],
+    ids=["unknown-flag", "misspelled-flag", "unknown-task", "flag-without-value", "missing-node", "-i", "-S", "-t",
+         "-H-deploy", "-H-selects", "-H-ok", "remainder"],
 )  # fmt: skip
 def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, fragment):
     res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
@@ -316,3 +351,36 @@ def test_a_word_longer_than_the_terminal_is_kept_whole():
     ref = "registry.example:5000/chainlink:2.10.0@sha256:6bc87626beba6bc87626beba"
     assert prompt_lines("rollback in prod", [f"cl1: back to {ref}"], 40) == [
         "rollback in prod will:", "  cl1: back to", f"    {ref}"]  # fmt: skip
+
+
+# -- logs into a pipe whose reader goes away: the node streams stop, quietly --------------------------------------
+LOGS_INTO_A_CLOSED_PIPE = """
+import sys, threading
+from tasks.logs import merge_node_lines
+
+class Node:
+    def __init__(self, name):
+        self.name = name
+
+def run_node(node, sink):  # a node's log, as stream() gives it: chunks, the last line without its newline
+    for i in range(20000):  # bounded; far more than a pipe buffer holds
+        sink(f"line {i} of {node.name}\\n".encode())
+    sink(b"last line, no newline")
+    return 0
+
+codes, closed = merge_node_lines([Node("cl1-a"), Node("cl1-b")], run_node, str)
+print(f"closed={closed} failed={sorted(n for n, c in codes.items() if c)}", file=sys.stderr)
+"""
+
+
+def test_logs_into_a_closed_pipe_stops_the_streams_without_a_traceback_or_a_failure():
+    """`nodeops logs ... | head -2`: the node threads find the pipe closed; no thread traceback, no node reported
+    as failed (the task then ends with 141 through quiet_on_closed_pipe, as test_a_closed_pipe... shows)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-c", LOGS_INTO_A_CLOSED_PIPE], cwd=ROOT, stdout=write,
+                              stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, timeout=60)  # fmt: skip
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "closed=True failed=[]\n")

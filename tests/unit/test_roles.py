@@ -353,9 +353,19 @@ def two_roles(tmp_path: Path, variables: dict, defaults: dict | None = None):
         ({"LOGLEVEL": "x"}, {"LOGLEVEL": "x"}, "services.chainlink.variables.LOGLEVEL", "has no variable LOGLEVEL"),
         ({}, {"OTHER_ONLY": 1}, None, None),  # a default the other service's role reads: not chainlink's concern
         ({"OTHER_ONLY": 1}, None, "services.chainlink.variables.OTHER_ONLY", "has no variable OTHER_ONLY"),
+        # review14b #10: a lease variable of the wrong kind, named where it is set (was `cl1: variable ...`, or an
+        # error about the internal database_url.j2 for a list)
+        ({"DATABASE_PORT": "abc"}, None, "services.chainlink.variables.DATABASE_PORT",
+         "must be a port number (1-65535), got 'abc' (it locates the lease database)"),
+        ({"DATABASE_PORT": [1, 2]}, None, "services.chainlink.variables.DATABASE_PORT",
+         "must be a port number (1-65535), got [1, 2] (it locates the lease database)"),
+        ({}, {"DATABASE_PORT": 0}, "defaults.variables.DATABASE_PORT", "must be a port number (1-65535), got 0"),
+        ({"DATABASE_HOST": ["a", "b"]}, None, "services.chainlink.variables.DATABASE_HOST",
+         "must be a host: one value, got ['a', 'b']"),
+        ({"DATABASE_PORT": "5433", "DATABASE_NAME": "cl"}, None, None, None),
     ],
     ids=["known", "typo", "case", "close", "unrelated", "in-defaults", "own-and-defaults", "default-for-other",
-         "own-for-other"],
+         "own-for-other", "port-word", "port-list", "port-0-in-defaults", "host-list", "port-digits"],
 )  # fmt: skip
 def test_a_variable_the_role_does_not_know_is_refused_naming_where_it_is_set(tmp_path, variables, defaults, where,
                                                                              problem):  # fmt: skip

@@ -9,7 +9,9 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import quote
@@ -345,6 +347,66 @@ def test_aws_unreachable_endpoint_is_a_one_line_exit_5(aws_env):
         "then run again)"
     )
     assert err.value.__context__ is None  # no botocore error (its frames, its text) chained to it
+
+
+@pytest.fixture
+def answering():
+    """A real HTTP server on 127.0.0.1 that answers every request with the status and body set on it (a backend
+    behind a proxy that says 404, a throttled or failing service); yields (endpoint, answer list to set)."""
+    answer: list = [404, b"<html>Not Found</html>", "text/html"]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status, body, kind = answer
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", answer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+JSON_ERROR = "application/x-amz-json-1.1"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "said"),
+    [
+        (404, b"<html>Not Found</html>", "text/html", "404"),
+        (500, b'{"__type": "InternalServiceError", "message": "boom"}', JSON_ERROR, "InternalServiceError (HTTP 500)"),
+        (400, b'{"__type": "ThrottlingException", "message": "Rate exceeded"}', JSON_ERROR,
+         "ThrottlingException (HTTP 400)"),
+        (503, b"Service Unavailable", "text/plain", "503"),
+    ],
+    ids=["404", "500", "throttled", "503"],
+)  # fmt: skip
+def test_aws_backend_answering_an_error_is_a_one_line_exit_5(aws_env, answering, status, body, kind, said):
+    """review14b #6: an error answer from the backend was exit 1 ("ran and failed on a host"), though no host was
+    contacted: it is exit 5, "the backend could not be read", saying that nothing was done."""
+    endpoint, answer = answering
+    answer[:] = [status, body, kind]
+    inv, service = _aws(endpoint, {"db": SecretRef("aws", "x/DBSecret", "password")})
+    with pytest.raises(NodeopsError) as err:
+        resolve(inv, service)
+    assert err.value.exit_code == EXIT_UNREACHABLE == 5
+    assert str(err.value) == (
+        f"/inv/prod.yaml: services.cl1.secrets.db: secret backend 'aws' (region us-east-1, endpoint {endpoint}) "
+        f"could not be read: it answered {said} for secret 'x/DBSecret'; nothing was done (check the endpoint and "
+        "the backend's status, then run again)"
+    )
+    assert err.value.__context__ is None
 
 
 def test_deploy_dry_run_with_an_unreachable_backend_exits_5(aws_env, tmp_path):
