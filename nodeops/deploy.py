@@ -43,13 +43,14 @@ from nodeops.commands import node as cmd
 from nodeops.diff import Side, service_diff, summary
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import LoginRefused, recorded_version
+from nodeops.lease import LeaseView, LoginRefused, recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
     Container,
     Desired,
     NodeState,
     ServicePlan,
+    app_id,
     failing_checks,
     lease_moves,
     older_than,
@@ -57,6 +58,7 @@ from nodeops.plan import (
     plan_service,
     secret_changes,
     served_port,
+    standby_evidence,
     unpulled_image_id,
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
@@ -530,7 +532,7 @@ class ServiceDeploy:
         file outlives a run, failed or not."""
         node = next(n for n in self.service.nodes if n.name == name)
         try:
-            self.await_waiting(node)
+            self.await_waiting(node, job)
         except OperationFailed:
             return self.shred(name, job.all_files)  # it serves (all read), or it is down
         self.shred(name, job.files_read("start"))
@@ -602,25 +604,46 @@ class ServiceDeploy:
             time.sleep(POLL)
         return time.monotonic() - started
 
-    def await_waiting(self, node: Node) -> None:
-        """Running, not serving, waiting for the lease, for STANDBY_STABLE seconds in a row."""
-        started, stable_since = time.monotonic(), None
-        while True:
-            c = self.inspect(node.name)
-            serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
-            if c is None or not c.running or serving or time.monotonic() - started > WAIT_TIMEOUT:
-                what = "serves: two actives?" if serving else (f"container {c.status}" if c else "no container")
-                raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
-                                      f"{self.last_log(node.name)}")  # fmt: skip
-            stable_since = stable_since or time.monotonic()
-            if time.monotonic() - stable_since >= STANDBY_STABLE and self.waiting_logged(node.name):
-                return
-            time.sleep(POLL)
+    def await_waiting(self, node: Node, job: Job | None = None) -> str:
+        """Running, not answering its health path, for STANDBY_STABLE seconds in a row, and shown to wait for the
+        lease (waiting_evidence: the lease held by the other node), within WAIT_TIMEOUT; returns the evidence.
+        ``job``: the inputs the node runs on (this run's by default), whose credentials read the lease.
+        OperationFailed when its container stops, it answers (it took the lease) or the time passes."""
+        started, stable_since, why = time.monotonic(), None, "not yet running stably"
+        with LeaseView(self.fleet, job or self.job) as lease:
+            while True:
+                c = self.inspect(node.name)
+                serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
+                late = time.monotonic() - started > WAIT_TIMEOUT
+                if c is None or not c.running or serving or late:
+                    late_why = f"after {WAIT_TIMEOUT:g}s, {why}"
+                    what = ("serves: two actives?" if serving else "no container" if c is None
+                            else f"container {c.status}" if not c.running else late_why)  # fmt: skip
+                    raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
+                                          f"{self.last_log(node.name)}")  # fmt: skip
+                stable_since = stable_since or time.monotonic()
+                if time.monotonic() - stable_since >= STANDBY_STABLE:
+                    waiting, why = self.waiting_evidence(node, lease)
+                    if waiting:
+                        return why
+                time.sleep(POLL)
+
+    def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
+        """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
+        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
+        other = next((n for n in self.service.nodes if n.name != node.name), None)
+        answers = other is not None and any(self.health(other))
+        other_id = app_id(self.answers.get(other.name, b"")) if answers else None
+        return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name))
 
     def waiting_logged(self, node: str) -> bool:
+        """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed
+        at info level only: extra evidence of a standby, never required (a LOG_LEVEL of warn hides it)."""
         marker = self.job.role.standby_log
+        if marker is None:
+            return False
         res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name)) + " 2>&1", check=False)
-        return marker is None or marker.lower() in res.stdout.lower()
+        return marker.lower() in res.stdout.lower()
 
     def last_log(self, node: str) -> str:
         res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=3)) + " 2>&1", check=False)
@@ -754,8 +777,8 @@ class ServiceDeploy:
                     self.say(step.node, f"serving after {took:.1f}s")
                     self.shred(step.node, self.job.all_files)
                 else:
-                    self.await_waiting(node)
-                    self.say(step.node, "waiting for the lease")
+                    evidence = self.await_waiting(node)
+                    self.say(step.node, "waiting for the lease", evidence=evidence)
                     self.shred(step.node, self.job.files_read("start"))
             except OperationFailed as exc:
                 raise self.confirm(self.restore(step.node, str(exc))) from None

@@ -19,7 +19,7 @@ from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import InvalidInput, OperationFailed, Unsafe
 from nodeops.inventory import Node
-from nodeops.lease import lease_reader
+from nodeops.lease import LeaseView, lease_reader
 from nodeops.plan import Container, unhealthy_note
 from nodeops.remote import Fleet
 from nodeops.stopping import StopRequests
@@ -108,8 +108,11 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
             f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not what the active runs: "
             f"{ran[0]} / {str(ran[1])[:12]} ({program()} deploy brings both to the inventory's)"
         )
-    if not run.waiting_logged(standby.node.name):
-        raise Unsafe(f"{refuse} is not waiting for the database lease")
+    with LeaseView(run.fleet, job) as lease:
+        waiting, why = run.waiting_evidence(standby.node, lease)
+    if not waiting:
+        raise Unsafe(f"{refuse} is not shown to wait for the database lease: {why}")
+    run.say(standby.node.name, "waits for the lease", evidence=why)
     run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
     outage = run.handover(active, standby.node, restore_standby=False)
     if keep_old_stopped:

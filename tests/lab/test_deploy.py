@@ -241,6 +241,30 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
     print(f"\nplanned promotion outages: {outages}")
 
 
+def warn_level(doc: dict) -> None:
+    doc["services"]["cl1"]["variables"]["LOG_LEVEL"] = "warn"
+
+
+def test_a_standby_at_log_level_warn_is_recognised_by_the_lease(dep):
+    """Issue 13 review: at LOG_LEVEL warn a standby never prints its info-level "waiting for lease" line; deploy
+    waited for it, rolled the healthy standby back after 60 s and blamed the node, and promote-standby refused.
+    Now the lease row, held by the node that answers, shows it waits; the log line is extra evidence only."""
+    res = deploy_with(dep, "warn", warn_level, "--service", "cl1", "--json")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    waits = [e for e in events(res) if e.get("message") == "waiting for the lease"]
+    assert waits and all("the lease is held by" in e["evidence"] for e in waits), waits
+    assert not any("its log says" in e["evidence"] for e in waits), waits  # the level did hide the line
+    (active,) = serving_nodes(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    logs = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker logs nodeops-cl1 2>&1")
+    assert logs.returncode == 0 and "waiting for lease" not in logs.stdout.lower(), logs.stdout[-2000:]
+    assert status_of("cl1")["state"] == "healthy"
+    promoted = fab_with(dep, "warn", warn_level, "promote-standby", "--service", "cl1", "--json")
+    assert promoted.returncode == 0, promoted.stdout[-3000:] + promoted.stderr
+    assert serving_nodes(dep, "cl1") == [standby] and status_of("cl1")["state"] == "healthy"
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # back to the lab's inventory
+
+
 def test_promote_refuses_a_broken_standby_before_touching_the_active(dep):
     (active,) = serving_nodes(dep, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()

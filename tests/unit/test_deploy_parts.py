@@ -12,6 +12,7 @@ from nodeops import deploy
 from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
 from nodeops.errors import OperationFailed
 from nodeops.inventory import Node
+from nodeops.lease import Lease
 from nodeops.plan import Container
 from nodeops.secrets import Secret
 
@@ -179,3 +180,70 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
             run.verify(tolerated)
         return
     assert run.verify(tolerated) == result and run.waited is waited
+
+
+# -- await_waiting: a standby recognised at any log level --------------------------------------------------------
+class Standing(ServiceDeploy):
+    """await_waiting's edges replaced: b's container runs and answers nothing; a answers (200, naming its lease id
+    as the simulator does); b's log is ``log`` (empty at LOG_LEVEL warn: the info line is not printed)."""
+
+    def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
+        self.log, self.a_answers, self.answers = log, a_answers, {}
+        self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"))
+        self.fleet, self.runtime, self.name = None, "docker", "nodeops-svc"
+
+    def health(self, node):
+        if node.name == "a" and self.a_answers:
+            self.answers["a"] = b'{"meta": {"appID": "x1-lease-id"}}'
+            return True, ()
+        return False, ()
+
+    def inspect(self, _node, _name=None):
+        return Container("nodeops-svc", True, "running", "sha256:x")
+
+    def x(self, _node, _command, **_options):
+        return types.SimpleNamespace(stdout=self.log, stderr="", exit_code=0)
+
+
+A_NODE = Node("a", "10.0.0.1", 22, "active", (), "svc")
+
+
+class HeldBy:
+    """A LeaseView stand-in: the lease row as read, always the same."""
+
+    def __init__(self, lease):
+        self.lease = lease
+
+    def __call__(self, _fleet, _job):
+        return self
+
+    def __enter__(self):
+        return lambda: self.lease
+
+    def __exit__(self, *_exc):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("log", "a_answers", "lease", "evidence"),
+    [
+        ("", True, Lease("x1-lease-id", 8.0), "a's"),  # LOG_LEVEL warn: the lease row is the evidence
+        ("... waiting for lease to expire...", True, Lease("x1-lease-id", 8.0), "its log says it waits"),
+        ("", False, Lease("x1-lease-id", 8.0), "but no other node answers"),  # not shown: the wait fails in time
+    ],
+    ids=["warn", "info", "other-silent"],
+)
+def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, evidence):
+    """Issue 13 review: with LOG_LEVEL warn the standby never printed "waiting for lease" and every deploy was
+    rolled back after 60 s, blamed on the node."""
+    monkeypatch.setattr(deploy, "STANDBY_STABLE", 0.02)
+    monkeypatch.setattr(deploy, "WAIT_TIMEOUT", 0.3)
+    monkeypatch.setattr(deploy, "POLL", 0.01)
+    monkeypatch.setattr(deploy, "LeaseView", HeldBy(lease))
+    run = Standing(log, a_answers)
+    if a_answers:
+        assert evidence in run.await_waiting(NODE)
+        return
+    with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):
+        run.await_waiting(NODE)
