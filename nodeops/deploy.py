@@ -186,6 +186,20 @@ class OutageProbe:
                 since, failing = t if since is None else since, True
         return worst
 
+    def measured(self, was_serving: bool) -> float | None:
+        """The outage, when there is one to measure: the service answered at the first sample (taken before the
+        block stopped anything), or the active answered 200 then (a failed first sample is then counted as the
+        gap's start, as ``outage`` does). None when neither: the service was not answering before (an active
+        answering 503), so no gap began with the handover and 0 would claim an outage that was not measured."""
+        answered = bool(self.samples) and self.samples[0][1]
+        return self.outage if answered or was_serving else None
+
+    @property
+    def answering_after(self) -> float | None:
+        """Seconds from the first sample to the first good one; None when none was good."""
+        good = [t for t, ok in self.samples if ok]
+        return good[0] - self.samples[0][0] if good else None
+
 
 @dataclass(frozen=True)
 class Job:
@@ -297,7 +311,8 @@ class ServiceDeploy:
         self.conns: dict[str, PinnedConnection] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
-        self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
+        self.outages: list[float | None] = []  # of each planned handover execute() ran, as probed (seconds; None:
+        # not measured, the service was not answering before it: OutageProbe.measured)
         self.stop = StopRequests(lambda _line: None)  # replaced by the run's (Operation.stop): see execute()
         self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
         self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
@@ -672,13 +687,14 @@ class ServiceDeploy:
     def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
 
-        Returns the outage as probed every 100 ms. If the standby does not
+        Returns the outage as probed every 100 ms (None when the service was not answering before the handover:
+        OutageProbe.measured). If the standby does not
         serve in time, the old active is started again and the run fails:
         the service ends up served either way (and, in a deploy, the new
         standby goes back to its previous container).
         """
         self.keep_restorable([old.name, new.name])
-        before = self.health(old)[1]  # an unhealthy active: its successor may fail the same checks, no others
+        was_serving, before = self.health(old)  # an unhealthy active: its successor may fail the same checks only
         with OutageProbe(self.service_answers) as probe:
             try:
                 self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
@@ -700,10 +716,20 @@ class ServiceDeploy:
         code = None if stopped is None else stopped.exit_code
         how = "" if code in (0, None) else (f"; {old.name} exited {code}, not a clean stop: it may have left its lease "
                                             "to expire, and the standby to wait for that")  # fmt: skip
-        self.say(new.name, f"took over from {old.name}: outage {probe.outage:.2f}s ({len(probe.samples)} samples){how}",
-                 outage_seconds=round(probe.outage, 3), old_exit_code=code)  # fmt: skip
+        outage = probe.measured(was_serving)
+        if outage is None:
+            since = probe.answering_after
+            after = ("it does not answer yet" if since is None else
+                     f"it answers since {since:.2f}s after the handover began")  # fmt: skip
+            figure = (f"outage not measured: the service was not answering before the handover ({old.name} answered "
+                      f"unhealthy, failing: {', '.join(before)}); {after}")  # fmt: skip
+        else:
+            figure = f"outage {outage:.2f}s"
+        self.say(new.name, f"took over from {old.name}: {figure} ({len(probe.samples)} samples){how}",
+                 outage_seconds=None if outage is None else round(outage, 3), outage_measured=outage is not None,
+                 old_exit_code=code)  # fmt: skip
         self.shred(new.name, self.job.files_read("lease"))
-        return probe.outage
+        return outage
 
     def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
         """The standby did not take over: stopped (gracefully: a node that took the lease releases it), the old

@@ -124,7 +124,9 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
         run.await_waiting(active)
         run.shred(active.name, own.files_read("start"))
         run.say(active.name, "restarted as the standby, waiting for the lease")
-    return {"service": service.name, "active": standby.node.name, "outage_seconds": round(outage, 3)}
+    figure = None if outage is None else round(outage, 3)  # None: not measured (OutageProbe.measured)
+    return {"service": service.name, "active": standby.node.name, "outage_seconds": figure,
+            "outage_measured": outage is not None}  # fmt: skip
 
 
 def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:

@@ -15,6 +15,7 @@ from nodeops.inventory import Node
 from nodeops.lease import Lease
 from nodeops.plan import Container
 from nodeops.secrets import Secret
+from tasks.promote import outage_line
 
 VALUE = 'Pa55 w%rd/"x"?'
 
@@ -64,6 +65,40 @@ def test_failures_before_the_first_good_sample_count_from_the_first_failure():
     probe = OutageProbe(lambda: True)
     probe.samples = [(0, False), (0.1, False), (0.8, True)]
     assert probe.outage == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "was_serving", "measured", "answering_after"),
+    [
+        ([True, False, False, True], True, 0.3, 0.0),
+        ([False, False, True], True, 0.2, 0.2),  # the active answered 200: a failed first sample starts the gap
+        # Issue 13 review: an active answering 503, nothing through the load balancer before or after the handover:
+        # "outage 0.00s" was printed; no gap began with the handover, so none is measured
+        ([False, False, False], False, None, None),
+        ([False, False, False, True], False, None, 0.3),  # the new active serves: when, said; still no outage figure
+        ([True, False, True], False, 0.2, 0.0),  # the load balancer answered at the first sample: a real gap
+    ],
+    ids=["healthy", "first-sample-failed", "unhealthy-before-and-after", "unhealthy-then-fixed", "answered-first"],
+)
+def test_an_outage_is_measured_only_from_a_service_that_answered(pattern, was_serving, measured, answering_after):
+    probe = OutageProbe(lambda: True)
+    probe.samples = [(i / 10, ok) for i, ok in enumerate(pattern)]
+    got = probe.measured(was_serving)
+    assert got == (None if measured is None else pytest.approx(measured))
+    assert probe.answering_after == (None if answering_after is None else pytest.approx(answering_after))
+
+
+@pytest.mark.parametrize(
+    ("result", "line"),
+    [
+        ({"outage_seconds": 0.81, "outage_measured": True}, "outage 0.81s"),
+        ({"outage_seconds": 10.2}, "outage 10.20s"),  # --force: waited for the lease, always measured
+        ({"outage_seconds": None, "outage_measured": False},
+         "outage not measured: the service was not answering before the handover"),
+    ],
+)  # fmt: skip
+def test_the_promotion_line_says_what_was_measured(result, line):
+    assert outage_line(result) == line
 
 
 def test_entering_waits_for_the_first_sample():
