@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
-from nodeops.errors import InvalidInput, OperationFailed, Unsafe
+from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView, lease_reader
 from nodeops.plan import Container, unhealthy_note
@@ -113,6 +113,8 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
     if not waiting:
         raise Unsafe(f"{refuse} is not shown to wait for the database lease: {why}")
     run.say(standby.node.name, "waits for the lease", evidence=why)
+    if run.stop.is_set():  # the last safe point: nothing was touched
+        raise Interrupted(f"{service.name}: stopped before the handover as asked, nothing changed; {run.standing()}")
     run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
     outage = run.handover(active, standby.node, restore_standby=False)
     if keep_old_stopped:
@@ -168,17 +170,27 @@ def unplanned(run: ServiceDeploy, seen: dict[str, Seen], what: str) -> dict:
     return {"service": service.name, "active": standby.name, "outage_seconds": round(waited, 3)}
 
 
+def stopped_after(run: ServiceDeploy, result: dict) -> dict:
+    """``result`` of a promotion that ran to its end; Interrupted (exit 130) saying what runs now when a stop
+    (Ctrl-C, SIGTERM) came while it ran: the handover under way was finished, as deploy finishes one."""
+    if run.stop.is_set():
+        raise Interrupted(f"{run.service.name}: the promotion was complete when the stop came; {run.standing()}")
+    return result
+
+
 def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool, force: bool = False,
             stop: StopRequests | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
-    ``stop``: once set, no further service starts (a handover under way finishes)."""
+    ``stop``: once set, no further service starts, a service not yet at its handover stops before it, and a
+    handover under way finishes (the old active restarted as the standby); each such service then ends
+    Interrupted (exit 130), its message saying what runs."""
 
     def one(job: Job) -> Callable[[], dict]:
         if stop is not None and stop.is_set():
             return not_started(job.service.name)
         run = ServiceDeploy(job, fleet, report)
-        run.inexact_ok = inexact_ok
-        return lambda: promote_service(run, keep_old_stopped, force)
+        run.inexact_ok, run.stop = inexact_ok, stop or run.stop
+        return lambda: stopped_after(run, promote_service(run, keep_old_stopped, force))
 
     return [per_service(report, job.service.name, one(job)) for job in jobs]

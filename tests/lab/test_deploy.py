@@ -22,6 +22,7 @@ from tests.lab.probe import (
     PairProbe,
     Watch,
     events,
+    events_of,
     files_on,
     lb_answers,
     serving_nodes,
@@ -263,6 +264,33 @@ def test_a_standby_at_log_level_warn_is_recognised_by_the_lease(dep):
     assert promoted.returncode == 0, promoted.stdout[-3000:] + promoted.stderr
     assert serving_nodes(dep, "cl1") == [standby] and status_of("cl1")["state"] == "healthy"
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # back to the lab's inventory
+
+
+def test_sigterm_during_the_promotion_finishes_the_handover_then_exits_130(dep):
+    """Issue 13 review: a stop (SIGTERM, as a CI runner cancels; Ctrl-C alike) during promote-standby's handover
+    ended with exit 0 while deploy ends 130 at its safe point. Now the handover finishes, the old active waits as
+    the standby, and the run ends 130 saying what runs, on stderr and in the audit log."""
+    (active,) = serving_nodes(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    proc = events_of(["promote-standby", "--env", NAME, "--service", "cl1", "--json"])
+    seen = []
+    while line := proc.stdout.readline():  # readline, not iteration: communicate() must see what is left
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1].get("message", "").startswith(f"promote {standby}: stop {active} gracefully"):
+                proc.send_signal(signal.SIGTERM)  # the handover begins right after this line
+                break
+    out, err = proc.communicate(timeout=300)
+    assert seen and "promote " in seen[-1]["message"], (seen[-3:], err)
+    assert proc.returncode == 130, out[-3000:] + err
+    assert "Traceback" not in err
+    assert "cl1: the promotion was complete when the stop came; now: " in err and f"{standby} serves" in err, err
+    assert f"{active} waits" in err, err  # the old active restarted as the standby before the run ended
+    assert serving_nodes(dep, "cl1") == [standby] and lb_answers(dep, "cl1")
+    assert status_of("cl1")["state"] == "healthy"
+    end = [e for e in events(fab("audit", "--env", NAME, "--json")) if e.get("event") == "end"][-1]
+    assert end["op"] == "promote-standby" and end["exit_code"] == 130, end
+    assert "now: " in end["error"] and f"{standby} serves" in end["error"], end
 
 
 def test_promote_refuses_a_broken_standby_before_touching_the_active(dep):
