@@ -684,7 +684,7 @@ class ServiceDeploy:
                 raise OperationFailed(f"{self.service.name}: {where} does not answer 200 within {LB_TIMEOUT:g}s")
             time.sleep(POLL)
 
-    def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float:
+    def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float | None:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
 
         Returns the outage as probed every 100 ms (None when the service was not answering before the handover:
