@@ -296,6 +296,7 @@ def test_rollback_to_the_version_that_runs_changes_nothing(ops):
                   "docker inspect --format '{{.State.StartedAt}}' nodeops-cl1")  # fmt: skip
         return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
 
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # by tag, as an operator's deploy leaves it
     before, since = status(NAME)["cl1"], started()
     assert before["state"] == "healthy" and len({n["version"] for n in before["nodes"]}) == 1, before
     (version,) = {n["version"] for n in before["nodes"]}
