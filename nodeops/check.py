@@ -38,7 +38,7 @@ from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import CheckPolicy, Inventory
-from nodeops.plan import secret_changes
+from nodeops.plan import app_id, secret_changes
 from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet, http_reply
 from nodeops.secrets import secret_ages
@@ -143,15 +143,6 @@ def error_lines(text: str) -> list[str]:
 # -- pure: what passes ----------------------------------------------------------------------------
 def level(value: float, limit: float) -> str:
     return "fail" if value > limit else "warn" if value > limit * WARN_AT else "pass"
-
-
-def app_id(body: bytes) -> str | None:
-    """The answering process's id in a health reply (the simulator's meta.appID, its lease client id)."""
-    try:
-        found = json.loads(body)["meta"]["appID"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return str(found) if found else None
 
 
 def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply,

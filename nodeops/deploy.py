@@ -44,13 +44,14 @@ from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import LoginRefused, recorded_version
+from nodeops.lease import LeaseView, LoginRefused, recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
     Container,
     Desired,
     NodeState,
     ServicePlan,
+    app_id,
     failing_checks,
     lease_moves,
     older_than,
@@ -60,6 +61,7 @@ from nodeops.plan import (
     restart_image,
     secret_changes,
     served_port,
+    standby_evidence,
     unpulled_image_id,
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
@@ -194,6 +196,20 @@ class OutageProbe:
             else:
                 since, failing = t if since is None else since, True
         return worst
+
+    def measured(self, was_serving: bool) -> float | None:
+        """The outage, when there is one to measure: the service answered at the first sample (taken before the
+        block stopped anything), or the active answered 200 then (a failed first sample is then counted as the
+        gap's start, as ``outage`` does). None when neither: the service was not answering before (an active
+        answering 503), so no gap began with the handover and 0 would claim an outage that was not measured."""
+        answered = bool(self.samples) and self.samples[0][1]
+        return self.outage if answered or was_serving else None
+
+    @property
+    def answering_after(self) -> float | None:
+        """Seconds from the first sample to the first good one; None when none was good."""
+        good = [t for t, ok in self.samples if ok]
+        return good[0] - self.samples[0][0] if good else None
 
 
 @dataclass(frozen=True)
@@ -330,7 +346,8 @@ class ServiceDeploy:
         self.conns: dict[str, PinnedConnection] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
-        self.outages: list[float] = []  # of each planned handover execute() ran, as probed (seconds)
+        self.outages: list[float | None] = []  # of each planned handover execute() ran, as probed (seconds; None:
+        # not measured, the service was not answering before it: OutageProbe.measured)
         self.stop = StopRequests(lambda _line: None)  # replaced by the run's (Operation.stop): see execute()
         self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
         self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
@@ -661,7 +678,7 @@ class ServiceDeploy:
         "holds the lease" or "is down (...)"."""
         node = next(n for n in self.service.nodes if n.name == name)
         try:
-            self.await_waiting(node)
+            self.await_waiting(node, job)
         except OperationFailed as exc:
             self.shred(name, job.all_files)  # it serves (all read), or it is down
             return "holds the lease" if any(self.health(node)) else f"is down ({exc})"
@@ -764,25 +781,46 @@ class ServiceDeploy:
             time.sleep(POLL)
         return time.monotonic() - started
 
-    def await_waiting(self, node: Node) -> None:
-        """Running, not serving, waiting for the lease, for STANDBY_STABLE seconds in a row."""
-        started, stable_since = time.monotonic(), None
-        while True:
-            c = self.inspect(node.name)
-            serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
-            if c is None or not c.running or serving or time.monotonic() - started > WAIT_TIMEOUT:
-                what = "serves: two actives?" if serving else (f"container {c.status}" if c else "no container")
-                raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
-                                      f"{self.last_log(node.name)}")  # fmt: skip
-            stable_since = stable_since or time.monotonic()
-            if time.monotonic() - stable_since >= STANDBY_STABLE and self.waiting_logged(node.name):
-                return
-            time.sleep(POLL)
+    def await_waiting(self, node: Node, job: Job | None = None) -> str:
+        """Running, not answering its health path, for STANDBY_STABLE seconds in a row, and shown to wait for the
+        lease (waiting_evidence: the lease held by the other node), within WAIT_TIMEOUT; returns the evidence.
+        ``job``: the inputs the node runs on (this run's by default), whose credentials read the lease.
+        OperationFailed when its container stops, it answers (it took the lease) or the time passes."""
+        started, stable_since, why = time.monotonic(), None, "not yet running stably"
+        with LeaseView(self.fleet, job or self.job) as lease:
+            while True:
+                c = self.inspect(node.name)
+                serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
+                late = time.monotonic() - started > WAIT_TIMEOUT
+                if c is None or not c.running or serving or late:
+                    late_why = f"after {WAIT_TIMEOUT:g}s, {why}"
+                    what = ("serves: two actives?" if serving else "no container" if c is None
+                            else f"container {c.status}" if not c.running else late_why)  # fmt: skip
+                    raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
+                                          f"{self.last_log(node.name)}")  # fmt: skip
+                stable_since = stable_since or time.monotonic()
+                if time.monotonic() - stable_since >= STANDBY_STABLE:
+                    waiting, why = self.waiting_evidence(node, lease)
+                    if waiting:
+                        return why
+                time.sleep(POLL)
+
+    def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
+        """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
+        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
+        other = next((n for n in self.service.nodes if n.name != node.name), None)
+        answers = other is not None and any(self.health(other))
+        other_id = app_id(self.answers.get(other.name, b"")) if answers else None
+        return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name))
 
     def waiting_logged(self, node: str) -> bool:
+        """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed
+        at info level only: extra evidence of a standby, never required (a LOG_LEVEL of warn hides it)."""
         marker = self.job.role.standby_log
+        if marker is None:
+            return False
         res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name)) + " 2>&1", check=False)
-        return marker is None or marker.lower() in res.stdout.lower()
+        return marker.lower() in res.stdout.lower()
 
     def last_log(self, node: str) -> str:
         """``last log line: ...``: the last line of the container's log that says something (telling_line)."""
@@ -809,16 +847,17 @@ class ServiceDeploy:
                 raise OperationFailed(f"{self.service.name}: {where} does not answer 200 within {LB_TIMEOUT:g}s")
             time.sleep(POLL)
 
-    def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float:
+    def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float | None:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
 
-        Returns the outage as probed every 100 ms. If the standby does not
+        Returns the outage as probed every 100 ms (None when the service was not answering before the handover:
+        OutageProbe.measured). If the standby does not
         serve in time, the old active is started again and the run fails:
         the service ends up served either way (and, in a deploy, the new
         standby goes back to its previous container).
         """
         self.keep_restorable([old.name, new.name])
-        before = self.health(old)[1]  # an unhealthy active: its successor may fail the same checks, no others
+        was_serving, before = self.health(old)  # an unhealthy active: its successor may fail the same checks only
         with OutageProbe(self.service_answers) as probe:
             try:
                 self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
@@ -840,10 +879,20 @@ class ServiceDeploy:
         code = None if stopped is None else stopped.exit_code
         how = "" if code in (0, None) else (f"; {old.name} exited {code}, not a clean stop: it may have left its lease "
                                             "to expire, and the standby to wait for that")  # fmt: skip
-        self.say(new.name, f"took over from {old.name}: outage {probe.outage:.2f}s ({len(probe.samples)} samples){how}",
-                 outage_seconds=round(probe.outage, 3), old_exit_code=code)  # fmt: skip
+        outage = probe.measured(was_serving)
+        if outage is None:
+            since = probe.answering_after
+            after = ("it does not answer yet" if since is None else
+                     f"it answers since {since:.2f}s after the handover began")  # fmt: skip
+            figure = (f"outage not measured: the service was not answering before the handover ({old.name} answered "
+                      f"unhealthy, failing: {', '.join(before)}); {after}")  # fmt: skip
+        else:
+            figure = f"outage {outage:.2f}s"
+        self.say(new.name, f"took over from {old.name}: {figure} ({len(probe.samples)} samples){how}",
+                 outage_seconds=None if outage is None else round(outage, 3), outage_measured=outage is not None,
+                 old_exit_code=code)  # fmt: skip
         self.shred(new.name, self.job.files_read("lease"))
-        return probe.outage
+        return outage
 
     def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
         """The standby did not take over: stopped (gracefully: a node that took the lease releases it), the old
@@ -934,8 +983,8 @@ class ServiceDeploy:
                     self.say(step.node, f"serving after {took:.1f}s")
                     self.shred(step.node, self.job.all_files)
                 else:
-                    self.await_waiting(node)
-                    self.say(step.node, "waiting for the lease")
+                    evidence = self.await_waiting(node)
+                    self.say(step.node, "waiting for the lease", evidence=evidence)
                     self.shred(step.node, self.job.files_read("start"))
             except OperationFailed as exc:
                 raise self.confirm(self.restore(step.node, str(exc))) from None

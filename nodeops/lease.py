@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from nodeops.errors import InvalidInput, OperationFailed
+from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.remote import Fleet
 
 
@@ -127,6 +127,39 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)
 
         yield read
+
+
+class LeaseView:
+    """The service's lease read again and again over one tunnel and connection, opened at the first read; a read
+    that cannot be done returns why (one redacted line) instead of raising, and every later read says the same
+    (use as a context manager: the connection is closed on exit). Returns None when the role keeps no lease."""
+
+    def __init__(self, fleet: Fleet, job) -> None:
+        self.fleet, self.job = fleet, job
+        self.stack = contextlib.ExitStack()
+        self.read: Callable[[], Lease] | None = None
+        self.error: str | None = None
+
+    def __call__(self) -> Lease | str | None:
+        if self.job.role.lease is None:
+            return None
+        if self.error is None:
+            try:
+                if self.read is None:
+                    self.read = self.stack.enter_context(lease_reader(self.fleet, self.job))
+                return self.read()
+            except NodeopsError as exc:  # cannot connect, or the lease database is not located (InvalidInput)
+                self.error = str(exc)
+            except psycopg.Error as exc:  # a read on the open connection
+                self.error = f"{self.job.service.name}: read the lease failed: {self.job.redact.clip(str(exc))}"
+            self.stack.close()
+        return self.error
+
+    def __enter__(self) -> LeaseView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
 
 
 def recorded_version(fleet: Fleet, job) -> str | None:

@@ -90,6 +90,48 @@ def failing_checks(reply: tuple[int, bytes] | None) -> tuple[str, ...]:
     return tuple(names) or (f"HTTP {reply[0]}",)
 
 
+def app_id(body: bytes) -> str | None:
+    """The answering process's id in a health reply (the simulator's meta.appID, its lease client id); None when
+    the reply names none (Chainlink's own /health does not)."""
+    try:
+        found = json.loads(body)["meta"]["appID"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(found) if found else None
+
+
+def standby_evidence(other: str | None, other_answers: bool, other_id: str | None, lease: object,
+                     logged: bool) -> tuple[bool, str]:  # fmt: skip
+    """Whether a node whose container runs, stably, and answers nothing on its port is a standby waiting for the
+    lease, and why (or why not yet), without depending on what its log level lets it print.
+
+    ``other``: the pair's other node (None for a single node); ``other_answers``: it answers its health path,
+    200 or not (a Chainlink node opens its port only while it holds the lease: DESIGN.md); ``other_id``: the
+    process id its health reply names (app_id), if any; ``lease``: the lease row as read (nodeops.lease.Lease),
+    a string saying why it could not be read, or None when the role keeps no lease; ``logged``: the node's log
+    has the role's ``standby_log`` line (only at info level or below: extra evidence, never required).
+    Returns (True, the evidence) or (False, what is missing)."""
+    log = "; its log says it waits for the lease" if logged else ""
+    if lease is None:  # nothing to wait for but quiet: a running container that answers nothing
+        return True, "running, not serving (the role keeps no lease)" + log
+    if isinstance(lease, str):
+        if other_answers:
+            return True, f"{other} answers its health path, so it holds the lease (lease row not read: {lease})" + log
+        if logged:
+            return True, f"its log says it waits for the lease (lease row not read: {lease})"
+        return False, f"the lease row could not be read ({lease}) and no other node answers"
+    if not lease.held:
+        return False, f"the lease is {lease.describe()}: nobody holds it for this node to wait on"
+    if other_id is not None:
+        if lease.holder == other_id:
+            return True, f"the lease is {lease.describe()}: {other}'s" + log
+        return False, f"the lease is {lease.describe()}, not by {other} ({other_id[:8]})"
+    if other_answers:
+        return True, (f"the lease is {lease.describe()} and {other} answers its health path (a node opens its port "
+                      "only while it holds the lease)" + log)  # fmt: skip
+    return False, f"the lease is {lease.describe()}, but no other node answers"
+
+
 @dataclass(frozen=True)
 class NodeState:
     node: Node

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
-from nodeops.errors import InvalidInput, OperationFailed, Unsafe
+from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.inventory import Node
-from nodeops.lease import lease_reader
+from nodeops.lease import LeaseView, lease_reader
 from nodeops.plan import Container, unhealthy_note
 from nodeops.remote import Fleet
 from nodeops.stopping import StopRequests
@@ -163,8 +163,11 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> Se
             f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not what the active runs: "
             f"{ran[0]} / {str(ran[1])[:12]} ({program()} deploy brings both to the inventory's)"
         )
-    if not run.waiting_logged(standby.node.name):
-        raise Unsafe(f"{refuse} is not waiting for the database lease")
+    with LeaseView(run.fleet, job) as lease:
+        waiting, why = run.waiting_evidence(standby.node, lease)
+    if not waiting:
+        raise Unsafe(f"{refuse} is not shown to wait for the database lease: {why}")
+    run.say(standby.node.name, "waits for the lease", evidence=why)
     return standby
 
 
@@ -173,6 +176,8 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
     measured; then the old active restarted as the standby on its own inputs, unless ``keep_old_stopped``."""
     service = run.service
     standby = next(s for s in seen.values() if s.node is not active)
+    if run.stop.is_set():  # the last safe point: nothing was touched
+        raise Interrupted(f"{service.name}: stopped before the handover as asked, nothing changed; {run.standing()}")
     run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
     outage = run.handover(active, standby.node, restore_standby=False)
     if keep_old_stopped:
@@ -184,7 +189,9 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
         run.await_waiting(active)
         run.shred(active.name, own.files_read("start"))
         run.say(active.name, "restarted as the standby, waiting for the lease")
-    return {"service": service.name, "active": standby.node.name, "outage_seconds": round(outage, 3)}
+    figure = None if outage is None else round(outage, 3)  # None: not measured (OutageProbe.measured)
+    return {"service": service.name, "active": standby.node.name, "outage_seconds": figure,
+            "outage_measured": outage is not None}  # fmt: skip
 
 
 def unplanned(run: ServiceDeploy, standby: Node, what: str) -> dict:
@@ -219,12 +226,22 @@ def unplanned(run: ServiceDeploy, standby: Node, what: str) -> dict:
     return {"service": service.name, "active": standby.name, "outage_seconds": round(waited, 3)}
 
 
+def stopped_after(run: ServiceDeploy, result: dict) -> dict:
+    """``result`` of a promotion that ran to its end; Interrupted (exit 130) saying what runs now when a stop
+    (Ctrl-C, SIGTERM) came while it ran: the handover under way was finished, as deploy finishes one."""
+    if run.stop.is_set():
+        raise Interrupted(f"{run.service.name}: the promotion was complete when the stop came; {run.standing()}")
+    return result
+
+
 def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool, force: bool = False,
             stop: StopRequests | None = None, inexact_ok: bool = False,
             ask: Callable[[list[str]], None] | None = None) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
-    ``stop``: once set, no further service starts (a handover under way finishes).
+    ``stop``: once set, no further service starts, a service not yet at its handover stops before it, and a
+    handover under way finishes (the old active restarted as the standby); each such service then ends
+    Interrupted (exit 130), its message saying what runs.
 
     ``ask``: given one line per service that can be promoted (Handover.question: which node is active now,
     what it runs, which takes over), once, after every pair was observed and before any is touched; it raises
@@ -234,7 +251,7 @@ def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stoppe
     runs = []
     for job in jobs:
         run = ServiceDeploy(job, fleet, report)
-        run.inexact_ok = inexact_ok
+        run.inexact_ok, run.stop = inexact_ok, stop or run.stop
         runs.append(run)
     asked: dict[str, str | None] = {run.service.name: None for run in runs}
     refused: dict[str, dict] = {}
@@ -253,6 +270,6 @@ def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stoppe
     def one(run: ServiceDeploy) -> Callable[[], dict]:
         if stop is not None and stop.is_set():
             return not_started(run.service.name)
-        return lambda: promote_service(run, keep_old_stopped, force, asked[run.service.name])
+        return lambda: stopped_after(run, promote_service(run, keep_old_stopped, force, asked[run.service.name]))
 
     return [refused.get(run.service.name) or per_service(report, run.service.name, one(run)) for run in runs]

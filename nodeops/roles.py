@@ -174,7 +174,7 @@ class Role:
     health: str  # HTTP path; 200 = healthy
     mount: str  # where the node sees its files
     stop_timeout: float  # seconds for a graceful stop
-    standby_log: str | None  # what a standby logs while it waits (case-insensitive), checked after its start
+    standby_log: str | None  # what a standby logs while it waits (case-insensitive): extra evidence, never required
     defaults: Mapping[str, Scalar]
     secrets: tuple[str, ...]  # secret names a service must define
     lease: LeaseSpec | None  # how to read who holds the active role; None: the role has no lease

@@ -7,7 +7,9 @@ the newest record that differs from what the active node runs now, or with
 ``--to VERSION`` the newest record of that version. The image is pulled by
 digest (``repo:tag@sha256:...``), so the very bits that ran come back even if
 the tag was pushed again since. Secrets are today's: a rollback never brings
-back an old credential.
+back an old credential. ``--to`` the version the pair already runs (both nodes
+on it, one config) changes nothing and says so (exit 0): a needless handover
+would also leave the pair on a digest-pinned configuration hash.
 """
 
 from __future__ import annotations
@@ -47,6 +49,24 @@ def running_on(seen: Iterable[Seen]) -> tuple[str, str] | None:
     active = [s.container for s in seen if s.active]
     c = active[0] if len(active) == 1 else None
     return (c.label("version") or "", c.label("config") or "") if c else None
+
+
+def already_at(seen: Iterable[Seen], to: str | None) -> str | None:
+    """With ``--to VERSION``: the active (the lease holder, running_on) that runs version ``to`` and every other
+    running container on the same version and config: a line saying so (the rollback is done already, nothing to
+    change); None otherwise (no ``to``, another version, nobody or two active, a standby on something else: the
+    rolling path brings the pair to ``to``)."""
+    seen = list(seen)
+    running = running_on(seen)
+    if to is None or running is None or running[0] != to:
+        return None
+    others = [s.container for s in seen if not s.active and s.container is not None and s.container.running]
+    if any((c.label("version") or "", c.label("config") or "") != running for c in others):
+        return None
+    (active,) = [s.node.name for s in seen if s.active]
+    both = ", and the standby the same" if others else ""
+    config = running[1][:12]
+    return f"already at version {to}: {active} runs it (config {config}){both}; nothing to roll back, nothing changed"
 
 
 def pick(history: Sequence[dict], running: tuple[str, str] | None, to: str | None, service: str) -> dict:
@@ -95,6 +115,10 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
         if s.active and (note := unhealthy_note(s)):
             report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",
                    failing=list(s.failing))  # fmt: skip
+    if (there := already_at(seen, to)) is not None:
+        (active,) = [s.node.name for s in seen if s.active]
+        report(service.name, active, there)
+        return {"service": service.name, "changed": False, "active": active, "already_at": to}
     record = pick(history, running_on(seen), to, service.name)
     job = dataclasses.replace(
         job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact

@@ -560,7 +560,8 @@ class ServiceRotation:
             except NodeopsError as exc:
                 raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
                                       "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
-        outage = max(self.deploy.outages, default=None)  # the roll's handover, when there was one
+        # the roll's handover, when there was one and its outage was measured (the service answered before it)
+        outage = max((o for o in self.deploy.outages if o is not None), default=None)
         return {"service": name, "rotated": [t.name for t in targets],
                 "outage_seconds": None if outage is None else round(outage, 3)}  # fmt: skip
 

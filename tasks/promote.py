@@ -12,6 +12,14 @@ from nodeops.promote import promote
 from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, ask, cli, load, progress, services_of, will_ask
 
 
+def outage_line(result: dict) -> str:
+    """What a promotion's result says of its outage: the figure, or that none was measured (the service was not
+    answering before the handover: nodeops.deploy.OutageProbe.measured)."""
+    if result.get("outage_measured", True):
+        return f"outage {result['outage_seconds']:.2f}s"
+    return "outage not measured: the service was not answering before the handover"
+
+
 @task(
     name="promote-standby",
     help={
@@ -41,5 +49,5 @@ def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=
                                            ask=(lambda lines: ask(command, lines)) if asking else None)  # fmt: skip
             for result in results:
                 if "error" not in result:
-                    report(result["service"], result["active"], f"active now; outage {result['outage_seconds']:.2f}s")
+                    report(result["service"], result["active"], f"active now; {outage_line(result)}")
             raise_failures(results)

@@ -23,6 +23,7 @@ from tests.lab.probe import (
     PairProbe,
     Watch,
     events,
+    events_of,
     files_on,
     lb_answers,
     on_the_operators_disk,
@@ -241,6 +242,58 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
         standby = ({"cl1-a", "cl1-b"} - expected).pop()
         assert files_on(dep, standby, "cl1") == [".api"]  # the old active, restarted as the standby
     print(f"\nplanned promotion outages: {outages}")
+
+
+def warn_level(doc: dict) -> None:
+    doc["services"]["cl1"]["variables"]["LOG_LEVEL"] = "warn"
+
+
+def test_a_standby_at_log_level_warn_is_recognised_by_the_lease(dep):
+    """Issue 13 review: at LOG_LEVEL warn a standby never prints its info-level "waiting for lease" line; deploy
+    waited for it, rolled the healthy standby back after 60 s and blamed the node, and promote-standby refused.
+    Now the lease row, held by the node that answers, shows it waits; the log line is extra evidence only."""
+    res = deploy_with(dep, "warn", warn_level, "--service", "cl1", "--json")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    waits = [e for e in events(res) if e.get("message") == "waiting for the lease"]
+    assert waits and all("the lease is held by" in e["evidence"] for e in waits), waits
+    assert not any("its log says" in e["evidence"] for e in waits), waits  # the level did hide the line
+    (active,) = serving_nodes(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    logs = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker logs nodeops-cl1 2>&1")
+    assert logs.returncode == 0 and "waiting for lease" not in logs.stdout.lower(), logs.stdout[-2000:]
+    assert status_of("cl1")["state"] == "healthy"
+    promoted = fab_with(dep, "warn", warn_level, "promote-standby", "--service", "cl1", "--json")
+    assert promoted.returncode == 0, promoted.stdout[-3000:] + promoted.stderr
+    assert serving_nodes(dep, "cl1") == [standby] and status_of("cl1")["state"] == "healthy"
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # back to the lab's inventory
+
+
+def test_sigterm_during_the_promotion_finishes_the_handover_then_exits_130(dep):
+    """Issue 13 review: a stop (SIGTERM, as a CI runner cancels; Ctrl-C alike) during promote-standby's handover
+    ended with exit 0 while deploy ends 130 at its safe point. Now the handover finishes, the old active waits as
+    the standby, and the run ends 130 saying what runs, on stderr and in the audit log."""
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # a whole pair (a no-op after the above)
+    (active,) = serving_nodes(dep, "cl1")
+    standby = ({"cl1-a", "cl1-b"} - {active}).pop()
+    proc = events_of(["promote-standby", "--env", NAME, "--service", "cl1", "--json"])
+    seen = []
+    while line := proc.stdout.readline():  # readline, not iteration: communicate() must see what is left
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+            if seen[-1].get("message", "").startswith(f"promote {standby}: stop {active} gracefully"):
+                proc.send_signal(signal.SIGTERM)  # the handover begins right after this line
+                break
+    out, err = proc.communicate(timeout=300)
+    assert seen and seen[-1].get("message", "").startswith("promote "), (seen[-3:], err)
+    assert proc.returncode == 130, out[-3000:] + err
+    assert "Traceback" not in err
+    assert "cl1: the promotion was complete when the stop came; now: " in err and f"{standby} serves" in err, err
+    assert f"{active} waits" in err, err  # the old active restarted as the standby before the run ended
+    assert serving_nodes(dep, "cl1") == [standby] and lb_answers(dep, "cl1")
+    assert status_of("cl1")["state"] == "healthy"
+    end = [e for e in events(fab("audit", "--env", NAME, "--json")) if e.get("event") == "end"][-1]
+    assert end["op"] == "promote-standby" and end["exit_code"] == 130, end
+    assert "now: " in end["error"] and f"{standby} serves" in end["error"], end
 
 
 def test_promote_refuses_a_broken_standby_before_touching_the_active(dep):

@@ -287,6 +287,32 @@ def test_rollback_brings_the_previous_configuration_back_with_one_short_gap(ops)
     assert fab("rollback", "--env", NAME, "--service", "cl1", "--to", "9.9.9").returncode == 2
 
 
+def test_rollback_to_the_version_that_runs_changes_nothing(ops):
+    """Issue 13 review: `--to` the version that already ran did a needless handover and ended on a
+    digest-pinned config hash. Now it says the pair is already there, changes nothing, exit 0."""
+
+    def started() -> dict[str, str]:
+        res = fab("exec", "--env", NAME, "--nodes", "cl1-a,cl1-b", "--json", "--command",
+                  "docker inspect --format '{{.State.StartedAt}}' nodeops-cl1")  # fmt: skip
+        return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
+
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # by tag, as an operator's deploy leaves it
+    before, since = status(NAME)["cl1"], started()
+    assert before["state"] == "healthy" and len({n["version"] for n in before["nodes"]}) == 1, before
+    (version,) = {n["version"] for n in before["nodes"]}
+    res = fab("rollback", "--env", NAME, "--service", "cl1", "--to", version, "--json")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    assert any(e.get("message", "").startswith(f"already at version {version}: ") and "nothing changed" in
+               e["message"] for e in events(res)), res.stdout[-3000:]  # fmt: skip
+    assert "rolling back to" not in res.stdout and "hand over" not in res.stdout
+    after = status(NAME)["cl1"]
+    same = ("node", "role", "config", "image")
+    assert [{k: n[k] for k in same} for n in after["nodes"]] == [{k: n[k] for k in same} for n in before["nodes"]]
+    assert started() == since and len(since) == 2, since  # neither container was restarted
+    end = [e for e in audit() if e["op"] == "rollback" and e["event"] == "end"][-1]
+    assert end["exit_code"] == 0 and end["results"][0]["changed"] is False, end
+
+
 @pytest.mark.parametrize(
     ("expected", "args", "edit"),
     [

@@ -103,6 +103,15 @@ def test_promote_standby_hands_over_from_the_unhealthy_active(broken):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     # cl1-b took the lease; its RPC is the same, stopped one: as unhealthy as cl1-a was, no worse
     assert f"holds the lease, unhealthy as the active it replaced (failing: {CHECK})" in res.stdout
+    # Issue 13 review: nothing answered before the handover (nor after): "outage 0.00s" was printed; now it says
+    # no outage was measured, in the step and in the result
+    took = next(e for e in events(res) if "took over from cl1-a" in e.get("message", ""))
+    assert took["outage_seconds"] is None and took["outage_measured"] is False, took
+    assert "outage not measured: the service was not answering before the handover" in took["message"], took
+    assert "it does not answer yet" in took["message"], took
+    end = next(e for e in events(res) if e.get("event") == "end")
+    (result,) = [r for r in end["results"] if r["service"] == SERVICE]
+    assert result["outage_seconds"] is None and result["outage_measured"] is False, result
     entry = status(broken)
     assert roles(entry) == {"cl1-a": ("standby", "no answer", []), "cl1-b": ("active", "failing", [CHECK])}, entry
     assert entry["state"] == "degraded"
@@ -115,6 +124,8 @@ def test_deploy_with_an_answering_rpc_url_rolls_the_pair_and_ends_healthy(act, b
     steps = [e["message"] for e in events(res) if e.get("event") == "step"]
     assert any(m.startswith("plan: rolling replace, standby first") and "the active cl1-b answers unhealthy" in m
                for m in steps), steps  # fmt: skip
+    took = next(m for m in steps if m.startswith("took over from cl1-b"))  # the fixed standby serves: said when
+    assert "outage not measured: the service was not answering before" in took and "it answers since" in took, took
     entry = status(fixed)
     assert entry["state"] == "healthy", entry
     assert roles(entry) == {"cl1-a": ("active", "passing", []), "cl1-b": ("standby", "no answer", [])}, entry

@@ -12,8 +12,10 @@ from nodeops import deploy
 from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.inventory import Node
+from nodeops.lease import Lease
 from nodeops.plan import Container
 from nodeops.secrets import Secret
+from tasks.promote import outage_line
 
 VALUE = 'Pa55 w%rd/"x"?'
 
@@ -63,6 +65,40 @@ def test_failures_before_the_first_good_sample_count_from_the_first_failure():
     probe = OutageProbe(lambda: True)
     probe.samples = [(0, False), (0.1, False), (0.8, True)]
     assert probe.outage == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "was_serving", "measured", "answering_after"),
+    [
+        ([True, False, False, True], True, 0.3, 0.0),
+        ([False, False, True], True, 0.2, 0.2),  # the active answered 200: a failed first sample starts the gap
+        # Issue 13 review: an active answering 503, nothing through the load balancer before or after the handover:
+        # "outage 0.00s" was printed; no gap began with the handover, so none is measured
+        ([False, False, False], False, None, None),
+        ([False, False, False, True], False, None, 0.3),  # the new active serves: when, said; still no outage figure
+        ([True, False, True], False, 0.2, 0.0),  # the load balancer answered at the first sample: a real gap
+    ],
+    ids=["healthy", "first-sample-failed", "unhealthy-before-and-after", "unhealthy-then-fixed", "answered-first"],
+)
+def test_an_outage_is_measured_only_from_a_service_that_answered(pattern, was_serving, measured, answering_after):
+    probe = OutageProbe(lambda: True)
+    probe.samples = [(i / 10, ok) for i, ok in enumerate(pattern)]
+    got = probe.measured(was_serving)
+    assert got == (None if measured is None else pytest.approx(measured))
+    assert probe.answering_after == (None if answering_after is None else pytest.approx(answering_after))
+
+
+@pytest.mark.parametrize(
+    ("result", "line"),
+    [
+        ({"outage_seconds": 0.81, "outage_measured": True}, "outage 0.81s"),
+        ({"outage_seconds": 10.2}, "outage 10.20s"),  # --force: waited for the lease, always measured
+        ({"outage_seconds": None, "outage_measured": False},
+         "outage not measured: the service was not answering before the handover"),
+    ],
+)  # fmt: skip
+def test_the_promotion_line_says_what_was_measured(result, line):
+    assert outage_line(result) == line
 
 
 def test_entering_waits_for_the_first_sample():
@@ -254,3 +290,70 @@ def test_an_image_the_registry_says_does_not_exist_is_refused_naming_services_im
     assert str(err.value) == (f"/inv/t.yaml: services.cl1.image: the registry has no {IMAGE} ({refused}); give a "
                               "tag or digest that was pushed (e.g. `docker manifest inspect IMAGE` where the nodes "
                               "pull)")  # fmt: skip
+
+
+# -- await_waiting: a standby recognised at any log level --------------------------------------------------------
+class Standing(ServiceDeploy):
+    """await_waiting's edges replaced: b's container runs and answers nothing; a answers (200, naming its lease id
+    as the simulator does); b's log is ``log`` (empty at LOG_LEVEL warn: the info line is not printed)."""
+
+    def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
+        self.log, self.a_answers, self.answers = log, a_answers, {}
+        self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"))
+        self.fleet, self.runtime, self.name = None, "docker", "nodeops-svc"
+
+    def health(self, node):
+        if node.name == "a" and self.a_answers:
+            self.answers["a"] = b'{"meta": {"appID": "x1-lease-id"}}'
+            return True, ()
+        return False, ()
+
+    def inspect(self, _node, _name=None):
+        return Container("nodeops-svc", True, "running", "sha256:x")
+
+    def x(self, _node, _command, **_options):
+        return types.SimpleNamespace(stdout=self.log, stderr="", exit_code=0)
+
+
+A_NODE = Node("a", "10.0.0.1", 22, "active", (), "svc")
+
+
+class HeldBy:
+    """A LeaseView stand-in: the lease row as read, always the same."""
+
+    def __init__(self, lease):
+        self.lease = lease
+
+    def __call__(self, _fleet, _job):
+        return self
+
+    def __enter__(self):
+        return lambda: self.lease
+
+    def __exit__(self, *_exc):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("log", "a_answers", "lease", "evidence"),
+    [
+        ("", True, Lease("x1-lease-id", 8.0), "a's"),  # LOG_LEVEL warn: the lease row is the evidence
+        ("... waiting for lease to expire...", True, Lease("x1-lease-id", 8.0), "its log says it waits"),
+        ("", False, Lease("x1-lease-id", 8.0), "but no other node answers"),  # not shown: the wait fails in time
+    ],
+    ids=["warn", "info", "other-silent"],
+)
+def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, evidence):
+    """Issue 13 review: with LOG_LEVEL warn the standby never printed "waiting for lease" and every deploy was
+    rolled back after 60 s, blamed on the node."""
+    monkeypatch.setattr(deploy, "STANDBY_STABLE", 0.02)
+    monkeypatch.setattr(deploy, "WAIT_TIMEOUT", 0.3)
+    monkeypatch.setattr(deploy, "POLL", 0.01)
+    monkeypatch.setattr(deploy, "LeaseView", HeldBy(lease))
+    run = Standing(log, a_answers)
+    if a_answers:
+        assert evidence in run.await_waiting(NODE)
+        return
+    with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):
+        run.await_waiting(NODE)

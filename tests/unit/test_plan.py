@@ -8,6 +8,7 @@ import pytest
 
 from nodeops.errors import Unsafe
 from nodeops.inventory import Node, Service
+from nodeops.lease import Lease
 from nodeops.plan import (
     Container,
     Desired,
@@ -16,6 +17,7 @@ from nodeops.plan import (
     parse_inspect,
     plan_service,
     served_port,
+    standby_evidence,
     the_active,
     unhealthy_note,
     unpulled_image_id,
@@ -256,3 +258,34 @@ def test_a_dry_run_knows_the_image_without_pulling(held, digest, expected):
     want = Desired("img:3", expected, "h2")
     runs = Container("nodeops-svc", True, "running", "sha256:id1", {"io.nodeops.config": "h2"})
     assert want.matches(runs) is (expected == "sha256:id1")
+
+
+# -- a standby is recognised by the lease, not by a log line its level may hide -----------------------------------
+HELD_BY_X1, HELD_BY_Y2 = Lease("x1-lease-id", 8.0), Lease("y2-lease-id", 8.0)
+
+
+@pytest.mark.parametrize(
+    ("other_answers", "other_id", "lease", "logged", "waiting", "why"),
+    [
+        # LOG_LEVEL warn: no log line; the lease row, held by the node that answers, says it all
+        (True, "x1-lease-id", HELD_BY_X1, False, True, "the lease is held by x1-lease, expires in 8.0s (database "
+                                                       "time): a's"),
+        (True, None, HELD_BY_X1, False, True, "and a answers its health path"),  # a reply naming no id (Chainlink)
+        (True, "x1-lease-id", HELD_BY_X1, True, True, "a's; its log says it waits for the lease"),  # extra evidence
+        (True, "x1-lease-id", HELD_BY_Y2, True, False, "not by a (x1-lease)"),  # the log alone is not enough
+        (False, None, HELD_BY_X1, True, False, "but no other node answers"),
+        (True, None, Lease("x1-lease-id", -3.0), False, False, "expired 3.0s ago (database time): nobody holds it"),
+        (True, None, Lease(None, 0.0), True, False, "the lease is never taken"),
+        # the lease row unreadable from here (the database refuses this run's login, say): who answers still tells
+        (True, None, "cannot read the lease", False, True, "a answers its health path, so it holds the lease (lease "
+                                                           "row not read: cannot read the lease)"),
+        (False, None, "cannot read the lease", True, True, "its log says it waits for the lease (lease row not read"),
+        (False, None, "cannot read the lease", False, False, "could not be read (cannot read the lease)"),
+        (False, None, None, False, True, "running, not serving (the role keeps no lease)"),
+    ],
+    ids=["warn-lease-held-by-other", "no-app-id", "logged-too", "held-by-a-third", "other-silent", "expired",
+         "never-taken", "unreadable-other-answers", "unreadable-logged", "unreadable-nothing", "no-lease-role"],
+)  # fmt: skip
+def test_standby_evidence(other_answers, other_id, lease, logged, waiting, why):
+    got = standby_evidence("a", other_answers, other_id, lease, logged)
+    assert got[0] is waiting and why in got[1], got

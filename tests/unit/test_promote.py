@@ -5,6 +5,7 @@ observe() (the only part that reads the nodes) is replaced by the table's facts;
 
 from __future__ import annotations
 
+import threading
 import types
 
 import pytest
@@ -152,7 +153,7 @@ def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | 
     given. Returns the jobs and the record of handovers."""
     done: list = []
     monkeypatch.setattr(promote, "ServiceDeploy", lambda job, _fleet, _report: types.SimpleNamespace(
-        service=job.service, job=job, inexact_ok=False))  # fmt: skip
+        service=job.service, job=job, inexact_ok=False, stop=threading.Event()))  # fmt: skip
     monkeypatch.setattr(promote, "observe", lambda run: seen[run.service.name])
 
     def standby_ready(run, seen, active):
@@ -236,3 +237,45 @@ def test_without_a_question_nothing_is_observed_twice(monkeypatch):
     monkeypatch.setattr(promote, "observe", lambda run: calls.append(run.service.name) or pairs()[run.service.name])
     promote.promote(None, jobs, quiet, False)
     assert calls == ["svc", "two"] and done == [("svc", "a"), ("two", "c")]
+
+
+# -- a stop (Ctrl-C, SIGTERM) during a promotion: the handover finishes, then exit 130 saying what runs -----------
+class Promoting:
+    """ServiceDeploy's stand-in for promote(): what runs now, in standing()'s words."""
+
+    def __init__(self, job, _fleet, _report):
+        self.service, self.stop = job.service, None
+
+    def standing(self):
+        return "now: a waits (2.11.0, config c), b serves (2.11.0, config c)"
+
+
+@pytest.mark.parametrize("stop_during", [False, True])
+def test_a_stop_during_the_handover_ends_130_saying_what_runs(monkeypatch, stop_during):
+    """Issue 13 review: SIGTERM during promote-standby's handover ended with exit 0; deploy ends 130."""
+    from nodeops.errors import EXIT_INTERRUPTED, Interrupted, raise_failures
+    from nodeops.stopping import StopRequests
+
+    stop = StopRequests(lambda _line: None)
+
+    def handover(run, _keep, _force, _asked=None):
+        if stop_during:
+            stop.requested.set()  # the signal's effect (nodeops.stopping), while the handover runs
+        return {"service": "svc", "active": "b", "outage_seconds": 0.8, "outage_measured": True}
+
+    monkeypatch.setattr(promote, "ServiceDeploy", Promoting)
+    monkeypatch.setattr(promote, "promote_service", handover)
+    said = []
+    job = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)))
+    results = promote.promote([], [job], lambda *a, **_k: said.append(a), False, stop=stop)
+    if not stop_during:
+        assert results == [{"service": "svc", "active": "b", "outage_seconds": 0.8, "outage_measured": True}]
+        return
+    (result,) = results
+    assert isinstance(result["error"], Interrupted), result
+    with pytest.raises(Exception) as ended:
+        raise_failures(results)
+    assert ended.value.exit_code == EXIT_INTERRUPTED
+    assert str(ended.value) == ("svc: the promotion was complete when the stop came; now: a waits (2.11.0, config c), "
+                                "b serves (2.11.0, config c)")  # fmt: skip
+    assert said[-1][2].startswith("STOPPED: svc: the promotion was complete")

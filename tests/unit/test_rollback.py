@@ -8,7 +8,7 @@ from nodeops.errors import InvalidInput
 from nodeops.inventory import Node, Service
 from nodeops.plan import Container
 from nodeops.promote import Seen
-from nodeops.rollback import pick, question, ran, running_on, target_service
+from nodeops.rollback import already_at, pick, question, ran, running_on, target_service
 
 REG = "reg:5000/smartcontract/chainlink"
 
@@ -102,6 +102,28 @@ def test_what_runs_is_read_from_the_lease_holder_healthy_or_not(seen, running):
     assert running_on(seen) == running
     if running is not None:  # and the record rolled back to is the one before it, not what runs
         assert pick(HISTORY, running_on(seen), None, "cl1")["config"] == "b"
+
+
+@pytest.mark.parametrize(
+    ("seen", "to", "there"),
+    [
+        # Issue 13 review: --to the version that runs did a needless handover onto a digest-pinned config hash
+        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], "2.11.0",
+         "already at version 2.11.0: a runs it (config c), and the standby the same; nothing to roll back"),
+        ([Seen(A, True, on("2.11.0", "c"), False, ("RPC",)), Seen(B, False, None, False)], "2.11.0",
+         "already at version 2.11.0: a runs it (config c); nothing to roll back"),  # the standby unreachable
+        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "b"), False)], "2.11.0", None),
+        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.10.0", "a"), False)], "2.11.0", None),
+        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], "2.10.0", None),
+        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], None, None),
+        ([Seen(A, True, on("2.11.0", "c"), False), Seen(B, True, on("2.11.0", "c"), False)], "2.11.0", None),
+    ],
+    ids=["both-on-it", "active-on-it-standby-unseen", "standby-other-config", "standby-other-version",
+         "another-version", "no-to", "nobody-active"],
+)  # fmt: skip
+def test_rollback_to_what_already_runs_changes_nothing(seen, to, there):
+    got = already_at(seen, to)
+    assert (got is None) if there is None else (got is not None and got.startswith(there)), got
 
 
 # -- the question names the target; a downgrade the database refuses is refused before asking -------------------
