@@ -74,6 +74,7 @@ class Handover:
     standby: Seen
     active: Node | None = None
     what: str = ""
+    evidence: str = ""  # why the standby is taken to wait for the lease (plan.standby_evidence), for the record
 
     def question(self, keep_old_stopped: bool) -> str:
         """The confirmation's line: which node is active now (and what it runs) and which takes over."""
@@ -108,7 +109,8 @@ def assess(run: ServiceDeploy, force: bool) -> Handover:
         if force:
             raise InvalidInput(force_refusal(service.name, serving[0]))
         active = serving[0].node
-        return Handover(service.name, seen, standby_ready(run, seen, active), active)
+        standby, evidence = standby_ready(run, seen, active)
+        return Handover(service.name, seen, standby, active, evidence=evidence)
     if not force:
         raise Unsafe(f"{service.name}: no node serves ({what}). If the active is gone, --force waits for its lease "
                      "to expire by database time and confirms the standby took over")  # fmt: skip
@@ -131,7 +133,7 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool, ask
                      f"({program()} promote-standby asks again)")  # fmt: skip
     if handover.active is None:
         return unplanned(run, handover.standby.node, handover.what)
-    return planned(run, handover.seen, handover.active, keep_old_stopped)
+    return planned(run, handover.seen, handover.active, keep_old_stopped, handover.evidence)
 
 
 def force_refusal(service: str, active: Seen) -> str:
@@ -143,9 +145,10 @@ def force_refusal(service: str, active: Seen) -> str:
     return f"{service}: {active.node.name} serves: --force is for an active that is gone"
 
 
-def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> Seen:
-    """The standby of a planned handover from ``active``, or Unsafe (exit 4) naming why it cannot take over:
-    unreachable, no running container, not running what the active runs, not waiting for the lease."""
+def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> tuple[Seen, str]:
+    """The standby of a planned handover from ``active`` and the evidence that it waits for the lease
+    (plan.standby_evidence), or Unsafe (exit 4) naming why it cannot take over: unreachable, no running container,
+    not running what the active runs, not shown to wait for the lease."""
     service, job = run.service, run.job
     standby = next(s for s in seen.values() if s.node is not active)
     refuse = f"{service.name}: refusing before touching the active {active.name}: standby {standby.node.name}"
@@ -167,17 +170,19 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> Se
         waiting, why = run.waiting_evidence(standby.node, lease)
     if not waiting:
         raise Unsafe(f"{refuse} is not shown to wait for the database lease: {why}")
-    run.say(standby.node.name, "waits for the lease", evidence=why)
-    return standby
+    return standby, why
 
 
-def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool) -> dict:
-    """Hand over from ``active`` to the other node (assess checked it can take over): graceful stop, takeover,
-    measured; then the old active restarted as the standby on its own inputs, unless ``keep_old_stopped``."""
+def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool,
+            evidence: str = "") -> dict:  # fmt: skip
+    """Hand over from ``active`` to the other node (assess checked it can take over, ``evidence`` that it waits):
+    graceful stop, takeover, measured; then the old active restarted as the standby on its own inputs, unless
+    ``keep_old_stopped``."""
     service = run.service
     standby = next(s for s in seen.values() if s.node is not active)
     if run.stop.is_set():  # the last safe point: nothing was touched
         raise Interrupted(f"{service.name}: stopped before the handover as asked, nothing changed; {run.standing()}")
+    run.say(standby.node.name, "waits for the lease", evidence=evidence)
     run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
     outage = run.handover(active, standby.node, restore_standby=False)
     if keep_old_stopped:

@@ -319,7 +319,8 @@ def test_a_standby_that_fails_to_take_over_leaves_the_old_active_serving(dep):
     out = res.stdout + res.stderr
     assert res.returncode == 1, out
     assert f"the old active {active} was started again on its own inputs" in out and ".api" in out
-    assert f"{standby} waits again as the standby; {active} serves" in out  # the pair whole again, on its own inputs
+    assert f"{standby} was started again as the standby, and it waits for the lease; {active} serves" in out  # the
+    # pair whole again, on its own inputs, each node's state as seen (not as hoped)
     assert serving_nodes(dep, "cl1") == [active] and lb_answers(dep, "cl1")
     assert status_of("cl1")["state"] == "healthy"
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # and deploy repairs the pair

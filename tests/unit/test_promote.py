@@ -47,9 +47,9 @@ WAITING = Seen(B, True, RUNNING, False)
 def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
     seen = {s.node.name: s for s in (a, b)}
     monkeypatch.setattr(promote, "observe", lambda _run: seen)
-    monkeypatch.setattr(promote, "standby_ready", lambda _run, seen, active: next(
-        s for s in seen.values() if s.node is not active))  # fmt: skip
-    monkeypatch.setattr(promote, "planned", lambda *args: f"planned from {args[2].name}")  # (run, seen, active, keep)
+    monkeypatch.setattr(promote, "standby_ready", lambda _run, seen, active: (next(
+        s for s in seen.values() if s.node is not active), "evidence"))  # fmt: skip
+    monkeypatch.setattr(promote, "planned", lambda *args: f"planned from {args[2].name}")  # (run, seen, active, ...)
     monkeypatch.setattr(promote, "unplanned", lambda *_: "unplanned")
     run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)),
                                 job=types.SimpleNamespace(role=types.SimpleNamespace(lease=object())))  # fmt: skip
@@ -159,11 +159,11 @@ def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | 
     def standby_ready(run, seen, active):
         if ready.get(run.service.name):
             raise ready[run.service.name]
-        return next(s for s in seen.values() if s.node is not active)
+        return next(s for s in seen.values() if s.node is not active), "the lease is held by the active"
 
     monkeypatch.setattr(promote, "standby_ready", standby_ready)
 
-    def planned(run, _seen, active, _keep):
+    def planned(run, _seen, active, _keep, _evidence=""):
         done.append((run.service.name, active.name))
         return {"service": run.service.name, "active": "x", "outage_seconds": 1.0}
 
