@@ -241,9 +241,8 @@ def _reader(backend: SecretBackend, environ: Mapping[str, str], file: str) -> _E
     raise InventoryError(file, f"secret_backends.{backend.name}.kind", f"unsupported kind {backend.kind!r}")
 
 
-_Fail = Callable[
-    ..., NoReturn
-]  # fail(problem, error=InventoryError): raises error(file, path of the reference, problem)
+# fail(problem, error=InventoryError): raises error(file, path of the reference, problem)
+_Fail = Callable[..., NoReturn]
 
 
 def env_variable_name(prefix: str, name: str, key: str | None) -> str:

@@ -246,9 +246,9 @@ def on_the_operators_disk(needles: list[str], since: float, *roots: Path) -> lis
                            capture_output=True, check=False)  # fmt: skip
     wanted = [n.encode() for n in needles]
     holding = []
-    for name in dict.fromkeys(found.stdout.split(b"\0")):  # a place inside another lists its files twice
+    for name in dict.fromkeys(filter(None, found.stdout.split(b"\0"))):  # a place inside another lists them twice
         try:
-            data = Path(os.fsdecode(name)).read_bytes() if name else b""
+            data = Path(os.fsdecode(name)).read_bytes()
         except OSError:  # gone since it was listed (a run's lock file, a socket's temporary)
             continue
         if any(n in data for n in wanted):
