@@ -183,6 +183,19 @@ class OutageProbe:
         self.stop.set()
         self.thread.join(timeout=5)
 
+    def answered_since(self, t: float, limit: float = 5.0) -> bool:
+        """Wait up to ``limit`` seconds for a good sample begun at or after ``t`` (time.monotonic()): the one that
+        ends the gap. A fixed pause is not enough: a sample begun during the gap may still be waiting for its own
+        timeout (0.5 s for the load balancer) when the service answers again, and a probe stopped before the sample
+        after it would leave the gap unclosed, so not counted (issue 13: "outage 0.00s" where a 50 ms sampler saw
+        0.4 s). False when none came: the service stopped answering again, or the probe ended."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and self.thread.is_alive():
+            if any(ok for at, ok in self.samples[-20:] if at >= t):
+                return True
+            time.sleep(self.interval / 4)
+        return False
+
     @property
     def outage(self) -> float:
         """Seconds from the last good sample (else the first failed one) to the first good sample after, across
@@ -874,7 +887,7 @@ class ServiceDeploy:
                     self.await_service()  # through the load balancer too (which answers 503 while the active does)
             except OperationFailed as exc:
                 raise self.confirm(str(exc)) from None
-            time.sleep(0.2)  # a good sample after the gap
+            probe.answered_since(time.monotonic())  # the good sample that closes the gap
         stopped = self.inspect(old.name)
         code = None if stopped is None else stopped.exit_code
         how = "" if code in (0, None) else (f"; {old.name} exited {code}, not a clean stop: it may have left its lease "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import types
 from urllib.parse import quote
@@ -99,6 +100,29 @@ def test_an_outage_is_measured_only_from_a_service_that_answered(pattern, was_se
 )  # fmt: skip
 def test_the_promotion_line_says_what_was_measured(result, line):
     assert outage_line(result) == line
+
+
+def test_the_gap_is_closed_by_a_sample_begun_after_the_service_answers():
+    """Issue 13 (CI, 3 of 10 promotions): "outage 0.00s" where a 50 ms sampler saw 0.4 s. The handover saw the
+    service answer, paused 0.2 s and stopped the probe while its sample begun in the gap still waited out its
+    0.5 s timeout: the failures were never followed by a good sample, so not counted. Waiting for a good sample
+    begun after the service answered closes the gap whatever a sample's timeout."""
+    state, in_gap = ["up"], threading.Event()
+
+    def check() -> bool:
+        if state[0] == "down":
+            in_gap.set()
+            time.sleep(0.5)  # a request stuck on the node going away, until its timeout
+            return False
+        return True
+
+    with OutageProbe(check, interval=0.05) as probe:
+        state[0] = "down"
+        assert in_gap.wait(2)
+        state[0] = "up"  # the service answers again while the sample begun in the gap still waits
+        assert probe.answered_since(time.monotonic())
+    assert 0.4 < probe.outage < 1.5, probe.samples
+    assert not OutageProbe(check).answered_since(0.0)  # a probe not running: no wait, no good sample
 
 
 def test_entering_waits_for_the_first_sample():
