@@ -710,6 +710,7 @@ class ServiceDeploy:
         for n in self.service.nodes:
             with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
                 found[n.name] = self.inspect(n.name)
+        again = "" if any(any(self.health(n)) for n in self.service.nodes) else self.previous_again(found)
         running = any(c is not None and c.running for c in found.values())
         deadline = time.monotonic() + (SERVE_TIMEOUT if running else LB_TIMEOUT)
         while True:
@@ -733,16 +734,41 @@ class ServiceDeploy:
                 state = f"{active} serves"
                 via = " and through its load balancer" if self.service.load_balancer else ""
                 self.say(active, f"serves (checked directly{via}) after the failure", restored=True)
-            return failure(f"{what}; {state}{self.standby_again(active, found)}" + forward)
+            return failure(f"{what}{again}; {state}{self.standby_again(active, found)}" + forward)
         seen = ", ".join(actives) + " answer" if actives else "no node serves"
         down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
                                            else ", the load balancer answers no 200"))  # fmt: skip
         env = self.fleet.inventory.environment
         self.say("", down, service_down=True)
         if forward:
-            return failure(f"{what}; {down}{forward}")
-        return failure(f"{what}; {down}; see {program()} status --env {env}, then {program()} deploy --env {env} "
-                       f"--service {self.service.name} (or promote-standby --force)")  # fmt: skip
+            return failure(f"{what}{again}; {down}{forward}")
+        return failure(f"{what}{again}; {down}; see {program()} status --env {env}, then {program()} deploy "
+                       f"--env {env} --service {self.service.name} (or promote-standby --force)")  # fmt: skip
+
+    def previous_again(self, found: dict[str, Container | None]) -> str:
+        """After a failed change that left no node answering: a reachable node's own container, stopped by this run
+        (the old active of a handover whose new active was then cut off, say) but never replaced by it, is started
+        again on the inputs it ran with (``ran_on``), to wait for the lease: the lease (by database time) lets it
+        serve only once the holder's lease expired, so the service comes back by itself when the node it lost is
+        really gone, and a holder still alive keeps it waiting. ``found``: each reachable node's container, updated
+        in place. Returns what was done, as "; ..." ("" when nothing). Not when a node was left stopped because
+        its image cannot run on the database (``stuck``)."""
+        notes = ""
+        for name, c in found.items():
+            if self.stuck or c is None or c.running or not self.was_running.get(name) or name in self.moved:
+                continue
+            job = self.ran_on[name]
+            try:
+                self.upload(name, job)
+                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
+                self.say(name, f"no node serves: started {self.name} again on its own inputs, to take over once the "
+                         "lease is free")  # fmt: skip
+                notes += f"; no node served: {name}'s container, stopped by this run, was started again on its own "
+                notes += f"inputs, and it {self.settle(name, job)}"
+                found[name] = self.inspect(name)
+            except OperationFailed as exc:
+                notes += f"; starting {name}'s container again (no node served) failed: {exc}"
+        return notes
 
     def standby_again(self, active: str, found: Mapping[str, Container | None]) -> str:
         """After a failed change that ends with ``active`` serving: another node whose container is this run's own
