@@ -6,11 +6,15 @@ marker file ``nodeops.yaml`` (as git finds ``.git`` and Fabric its fabfile):
 repository carries the marker too, so ``--env lab`` works there.
 
 ``nodeops init`` writes a commented starting point (``scaffold/`` in this
-package) into a folder, refusing to overwrite anything.
+package) into a folder, or one more environment into the project around it
+(``plan_init``), all or nothing and never over an existing file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,18 @@ import yaml
 from nodeops.errors import InvalidInput, InventoryError
 from nodeops.inventory import check_environment_name
 
-__all__ = ["MARKER", "NoProject", "find_project", "init_files", "project_of", "project_root", "write_init"]
+__all__ = [
+    "MARKER",
+    "Init",
+    "NoProject",
+    "find_project",
+    "init_files",
+    "plan_init",
+    "project_of",
+    "project_root",
+    "write_init",
+    "write_new_files",
+]
 
 MARKER = "nodeops.yaml"
 SCAFFOLD = Path(__file__).resolve().parent / "scaffold"
@@ -87,19 +102,123 @@ def init_files(env: str) -> tuple[InitFile, ...]:
     return tuple(out)
 
 
-def write_init(root: Path, env: str) -> list[Path]:
-    """Write ``init_files(env)`` under ``root``; if any of them exists, write nothing and raise (exit 2)."""
-    check_environment_name(env)
-    files = init_files(env)
-    existing = [f.path for f in files if (root / f.path).exists()]
+DEFAULT_ENV = "prod"  # the first environment of a new project when --env is not given
+
+
+@dataclass(frozen=True)
+class Init:
+    """What one ``nodeops init`` writes: ``files`` under ``root``, either a new project or one environment."""
+
+    root: Path
+    files: tuple[InitFile, ...]
+    new_project: bool  # False: one environment added to the existing project at root
+
+
+def plan_init(here: Path, project: Path | None, env: str | None, nested: bool) -> Init:
+    """What ``nodeops init [--env ENV] [--nested]`` run in folder ``here`` writes; reads none of the operator's files.
+
+    ``project`` is the project found at or above ``here`` (``find_project(here)``), both resolved paths.
+
+    - outside any project, or with ``nested``: a new project in ``here``, every scaffold file for ``env``
+      (default ``prod``); being nearer, it then wins over ``project`` for every command run inside ``here``;
+    - inside a project, with ``env``: only ``inventory/ENV.yaml`` (the same commented starting point), in
+      ``project``, however deep ``here`` is;
+    - inside a project without ``env`` (what would silently have nested a second project), or ``nested``
+      where ``here`` is the project's root itself: InvalidInput (exit 2) naming the root and the way on.
+
+    An invalid environment name is InvalidInput (``check_environment_name``).
+    """
+    if env is not None:
+        check_environment_name(env)
+    if project is None or (nested and project != here):
+        return Init(here, init_files(env or DEFAULT_ENV), new_project=True)
+    if nested:
+        raise InvalidInput(f"init --nested: {here} is a nodeops project's root already ({MARKER}); nothing was "
+                           "written: a nested project goes in a folder below it (or add an environment: nodeops "
+                           "init --env NAME)")  # fmt: skip
+    if env is None:
+        if project == here:
+            raise InvalidInput(f"init: {here} is a nodeops project already ({MARKER}); nothing was written: add "
+                               "an environment to it with nodeops init --env NAME")  # fmt: skip
+        raise InvalidInput(f"init: {here} is inside the nodeops project at {project} ({MARKER}); nothing was "
+                           "written: add an environment to it with nodeops init --env NAME, or start a separate "
+                           "project here with nodeops init --nested")  # fmt: skip
+    [inventory] = [f for f in init_files(env) if f.path == f"inventory/{env}.yaml"]
+    return Init(project, (inventory,), new_project=False)
+
+
+def write_init(here: Path, env: str | None = None, nested: bool = False) -> Init:
+    """Plan (``plan_init``) and write what ``nodeops init`` run in ``here`` writes (``write_new_files``).
+
+    Returns the plan carried out; raises InvalidInput (exit 2, nothing written) on a refusal, an existing
+    file or a file that cannot be written; an invalid marker above ``here`` is InventoryError (exit 2).
+    """
+    here = here.resolve()
+    init = plan_init(here, find_project(here), env, nested)
+    if init.new_project:
+        fix = "move them away, or init another folder"
+    else:
+        fix = "edit that file, or choose another --env name"
+    write_new_files(init.root, init.files, fix)
+    return init
+
+
+def write_new_files(root: Path, files: Sequence[InitFile], fix: str) -> list[Path]:
+    """Write ``files`` under ``root``, all or nothing; returns their paths.
+
+    Each file is written in full to a hidden file beside its target, then linked into place (``os.link``
+    never replaces a file), so a file is never seen half written and none is overwritten. Refused before
+    anything is written when a target exists (InvalidInput, exit 2, naming them and ``fix``); when a
+    write fails (a target that appears meanwhile, a parent that is not a folder, a full disk), the files
+    and folders made so far are removed and InvalidInput names the file and the reason. On Ctrl-C, the
+    same removal, then the interrupt goes on.
+    """
+    existing = [f.path for f in files if os.path.lexists(root / f.path)]
     if existing:
-        raise InvalidInput(f"init: {', '.join(existing)} already exist in {root}; nothing was written "
-                           "(move them away, or init another folder)")  # fmt: skip
-    written = []
-    for f in files:
-        target = root / f.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "x", encoding="utf-8") as out:  # "x": never replaces a file made meanwhile
-            out.write(f.text)
-        written.append(target)
-    return written
+        verb = "already exists" if len(existing) == 1 else "already exist"
+        raise InvalidInput(f"init: {', '.join(existing)} {verb} in {root}; nothing was written ({fix})")
+    made: list[Path] = []  # folders, parents first
+    staged: list[Path] = []
+    placed: list[Path] = []
+    current = ""  # the file being written or placed, for the message
+    try:
+        for f in files:
+            current, target = f.path, root / f.path
+            _make_folders(target.parent, made)
+            temp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.nodeops-init")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
+            staged.append(temp)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(f.text)
+        for f, temp in zip(files, staged, strict=True):
+            current, target = f.path, root / f.path
+            os.link(temp, target)  # FileExistsError if it appeared since the check above
+            placed.append(target)
+    except BaseException as err:
+        for path in (*placed, *staged):
+            path.unlink(missing_ok=True)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, FileExistsError) and str(root / current) in (err.filename2, err.filename):
+            raise InvalidInput(f"init: {current} appeared in {root} meanwhile; nothing was written ({fix})") from None
+        if isinstance(err, OSError):
+            reason = err.strerror or str(err)
+            if err.filename is not None:
+                reason += f": {err.filename}"
+            raise InvalidInput(f"init: cannot write {current} in {root}: {reason}; nothing was written") from None
+        raise
+    for temp in staged:
+        temp.unlink()
+    return placed
+
+
+def _make_folders(folder: Path, made: list[Path]) -> None:
+    """Make ``folder`` and its missing parents, appending each to ``made`` once made (parents first)."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for m in reversed(missing):
+        m.mkdir()  # FileExistsError when m is a file: the caller names it
+        made.append(m)
