@@ -12,6 +12,7 @@ import pytest
 from nodeops.diff import Side, service_diff, short, summary
 from nodeops.render import render
 from nodeops.secrets import Secret
+from tests.conftest import override_config
 from tests.unit.test_deploy_preflight import ENV
 
 OLD_DIGEST = "sha256:" + "6bc87626beba" + "0" * 52
@@ -147,17 +148,6 @@ def test_short_digests_are_12_hex(digest, shown):
 # ---------------------------------------------------------------- the old side is the text the node read
 
 
-def override_config(tmp_path, edit) -> None:
-    """The operator's override of the role's config.toml template, in ``<project>/roles/`` (the inventory's folder
-    here: no nodeops.yaml above it), as ``edit`` makes it from the built-in one."""
-    from nodeops.roles import BUILTIN_ROLES
-
-    builtin = (BUILTIN_ROLES / "chainlink" / "templates" / "v2" / "config.toml.j2").read_text()
-    mine = tmp_path / "roles" / "chainlink" / "templates" / "v2" / "config.toml.j2"
-    mine.parent.mkdir(parents=True)
-    mine.write_text(edit(builtin))
-
-
 def shown_diff(job, tmp_path, container) -> list[dict]:
     """ServiceDeploy.show_diff of today's preflight of ``tmp_path / "t.yaml"`` against ``container`` on node a, as
     the JSON events a CI job reads."""
@@ -186,7 +176,7 @@ def test_a_template_override_is_a_real_diff_of_the_text_the_node_read(job, tmp_p
     """The container started on the built-in template; the operator's roles/ now overrides it: the dry run shows
     the override's lines, old side from the container's record, not today's rendering of its inputs."""
     container = started(job)
-    override_config(tmp_path, lambda text: text.replace("SecureCookies = false", "SecureCookies = true"))
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
     events = shown_diff(job, tmp_path, container)
     config = next(e for e in events if e.get("name") == "config.toml")
     assert config["diff"] == "file" and config["message"] == "file config.toml: changed (+1 -1)"
@@ -197,7 +187,7 @@ def test_a_template_override_is_a_real_diff_of_the_text_the_node_read(job, tmp_p
 
 def test_a_container_of_an_older_nodeops_is_compared_on_todays_templates_with_the_note(job, tmp_path):
     container = started(job, files=None)  # started before containers recorded their files' text
-    override_config(tmp_path, lambda text: text.replace("SecureCookies = false", "SecureCookies = true"))
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
     events = shown_diff(job, tmp_path, container)
     assert not any(e.get("name") == "config.toml" for e in events), events
     (note,) = [e["message"] for e in events if e["diff"] == "warning"]

@@ -36,6 +36,7 @@ from nodeops.plan import (
 from nodeops.render import render
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
+from tests.conftest import override_config
 
 
 def container_of(job, **labels) -> Container:
@@ -77,10 +78,8 @@ def test_a_plain_file_that_holds_a_secret_form_is_never_recorded(job, tmp_path):
 
 
 def test_a_container_is_restarted_on_the_text_it_read_when_the_templates_changed_since(job, tmp_path):
-    from tests.unit.test_diff import override_config
-
     container = container_of(job)
-    override_config(tmp_path, lambda text: text + "# the operator's override\n")
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
     today = deploy_module.prepare(load_inventory(tmp_path / "t.yaml"))[0]
     assert today.rendered.config_hash != job.rendered.config_hash  # so the check below can fail
     then = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container)

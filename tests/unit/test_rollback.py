@@ -11,6 +11,7 @@ from nodeops.inventory import Node, Service
 from nodeops.plan import Container
 from nodeops.promote import Seen
 from nodeops.rollback import already_at, pick, question, ran, running_on, target_service
+from tests.conftest import override_config
 
 REG = "reg:5000/smartcontract/chainlink"
 
@@ -207,10 +208,9 @@ def test_a_rollback_starts_the_text_that_ran_and_announces_the_hash_it_starts(jo
     labels the config hash it really starts (the digest pin is in it), not the record's."""
     from nodeops.deploy import input_labels
     from nodeops.rollback import announce, the_start
-    from tests.unit.test_diff import override_config
 
     rec = recorded_run(job)
-    override_config(tmp_path, lambda text: text.replace("SecureCookies = false", "SecureCookies = true"))
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
     pinned, then = targets(job, tmp_path, rec)
     assert b"SecureCookies = true" in pinned.rendered.files["config.toml"].data  # so the checks below can fail
     started, notes = the_start(pinned, then, rec)
@@ -240,13 +240,12 @@ def test_a_rollback_starts_the_text_that_ran_and_announces_the_hash_it_starts(jo
 )  # fmt: skip
 def test_what_a_rollback_says_of_the_templates(job, tmp_path, edit, files, note):
     from nodeops.rollback import the_start
-    from tests.unit.test_diff import override_config
 
     rec = recorded_run(job)
     if not files:
         del rec["files"]
     if edit:
-        override_config(tmp_path, lambda text: text + "# the operator's override\n")
+        override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
     pinned, then = targets(job, tmp_path, rec)
     started, notes = the_start(pinned, then, rec)
     assert notes == ([note] if note else [])
