@@ -9,6 +9,7 @@ with each fault, the invariant checked after every run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -31,6 +32,7 @@ from nodeops.deploy import job_for, restore_job
 from nodeops.inventory import load_inventory
 from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet, execute
+from nodeops.render import RenderedFile
 from tests.conftest import FAB, ROOT, fab, override_config, screen_pieces, simulator
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import (
@@ -489,7 +491,18 @@ def test_rollback_starts_the_text_that_ran_and_announces_the_config_it_starts(rs
     assert all("SecureCookies = false" in json.loads(c.label("files"))["config.toml"] for c in after.values())
     (result,) = last_audit_end()["results"]
     assert result["config"] == config and "SecureCookies = false" in result["files"]["config.toml"]
-    assert_whole(rst)  # the active serves the very config its labels name (the simulator's digest of what it read)
+    # the active serves the very text its label names (the simulator's digest of the config it read)
+    wait_for(lambda: len(serving_nodes(rst, SERVICE)) == 1, "one node serving", 30)
+    (active,) = serving_nodes(rst, SERVICE)
+    inv = load_inventory(rst.inventory_file)
+    current = job_for(inv, inv.services[SERVICE])
+    text = json.loads(after[active].label("files"))["config.toml"]
+    files = {**current.rendered.files, "config.toml": RenderedFile("config.toml", text.encode(), False)}
+    ran = dataclasses.replace(current, rendered=dataclasses.replace(current.rendered, files=files))
+    with Fleet(inv) as fleet:
+        host = next(n.host for n in inv.services[SERVICE].nodes if n.name == active)
+        meta = json.loads(fleet.http_get(host, 6688, "/health")[1])["meta"]
+    assert meta["config_sha256"] == loaded_config_digest(ran), "the active serves another config than its label"
 
     back = fab("deploy", "--inventory", str(rst.inventory_file), timeout=600)  # the lab's own state, for what follows
     assert back.returncode == 0, back.stdout + back.stderr
