@@ -65,7 +65,7 @@ from nodeops.plan import (
     unpulled_image_id,
 )
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
-from nodeops.render import Rendered, render
+from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.secrets import MASK, Secret, resolve, secret_forms
 from nodeops.stopping import StopRequests
@@ -252,17 +252,45 @@ class Job:
 
 
 INPUT_LABELS = ("variables", "secrets")  # with image, profile and config: what a container was started from
+TEXTS_LABEL = "files"  # the text of its non-secret files; absent on a container started by an older nodeops
+
+
+def recorded_texts(job: Job) -> dict[str, str]:
+    """{file name: text} of ``job``'s non-secret files (``config.toml``), what a container's ``files`` label and an
+    audit record keep so that a diff's old side and a rollback are the text a node really read, not today's
+    templates' rendering of its inputs. Never a secret file, not even its hash (a hash of secrets.toml would let
+    anyone who reads labels test a guessed password offline: render.Rendered), and never a file whose text holds
+    a form of one of the run's secrets (``job.redact``: a plain variable that equals a secret's value, say): such
+    a file is left out, and compared as today's templates render it."""
+    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items()
+            if not f.secret and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
+
+
+def compact(value: object) -> str:
+    """``value`` as one line of JSON, keys sorted: a label's or an audit field's text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def input_labels(job: Job) -> dict[str, str]:
     """The labels that let a container be started again on exactly its inputs (``restore_job``): the
-    service's own variables and the version id of every secret its files use. Non-secret identifiers
-    only: ``docker inspect`` shows labels to anyone on the host."""
+    service's own variables, the version id of every secret its files use and the text of its non-secret files
+    (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone on the host."""
+    return {"variables": compact(dict(job.service.variables)), "secrets": compact(dict(job.rendered.secret_versions)),
+            TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
 
-    def compact(value: object) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
-    return {"variables": compact(dict(job.service.variables)), "secrets": compact(dict(job.rendered.secret_versions))}
+def as_recorded(job: Job, texts: Mapping[str, str] | None, config: str | None,
+                secret_versions: Mapping[str, str | None] | None = None) -> Job | None:  # fmt: skip
+    """``job`` with its non-secret files holding ``texts`` (recorded_texts of when a node started), when that is
+    exactly what ran: its config hash, computed again (over ``secret_versions`` when given: those of then), equals
+    the recorded ``config``. None when it does not (no texts: an older nodeops; a file left out; another command or
+    file list today): the caller then has only today's templates' rendering of the inputs of then."""
+    if texts is None:
+        return None
+    then = with_texts(job.rendered, job.role, job.service, texts, secret_versions)
+    if then.config_hash != config:
+        return None
+    return dataclasses.replace(job, rendered=with_texts(job.rendered, job.role, job.service, texts))
 
 
 def changed_inputs(then: Job, now: Job) -> list[str]:
@@ -283,9 +311,10 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     it runs on what it ran on, never on the change's inputs.
 
     Raises Unsafe (exit 4) when that cannot be done: no record in the labels (a container started by hand or by
-    an older nodeops), or a secret version the backend no longer has. Today's role renders them: when its
-    templates or defaults changed since, the result's config hash differs from the container's ``config`` label
-    (the caller says so)."""
+    an older nodeops), or a secret version the backend no longer has. Today's role renders them, and the text of
+    its non-secret files is the one its ``files`` label records when that is exactly what it ran (as_recorded);
+    otherwise (an older nodeops recorded no text) and when the role's templates or defaults changed since, the
+    result's config hash differs from the container's ``config`` label (the caller says so)."""
     service = current.service
     where = (f"{service.name} {node}: the inputs container {container.name} was started from cannot be rendered "
              "again (to put it back if the change fails)")  # fmt: skip
@@ -305,6 +334,8 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
         job = job_for(inventory, then, secrets=secrets)
     except InvalidInput as exc:
         raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
+    texts = container.label(TEXTS_LABEL)
+    job = as_recorded(job, json.loads(texts) if texts else None, container.label("config")) or job
     return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
 
 
@@ -1095,8 +1126,11 @@ class ServiceDeploy:
                 job = restore_job(self.fleet.inventory, self.job, name, c)
                 files, masks = job.rendered.files, [*masks, job.redact]
                 if job.rendered.config_hash != c.label("config"):
-                    notes.append(f"{name}: the role's templates or defaults changed since {c.name} started: its files "
-                                 "are compared as today's templates render its inputs")  # fmt: skip
+                    why = ("the role's templates or defaults changed since {} started, and it records no text of "
+                           "its files (an older nodeops)" if c.label(TEXTS_LABEL) is None else "the role's defaults, "
+                           "files or command changed since {} started")  # fmt: skip
+                    notes.append(f"{name}: {why.format(c.name)}: its files are compared as today's templates render "
+                                 "its inputs")  # fmt: skip
             except Unsafe as exc:
                 unrestorable[name] = str(exc)
             digest = c.label("digest")
@@ -1200,7 +1234,8 @@ class ServiceDeploy:
         """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it."""
         return {"image": self.service.image, "digest": self.digest, "config": self.job.rendered.config_hash,
                 "variables": dict(self.service.variables),
-                "secret_versions": dict(self.job.rendered.secret_versions)}  # fmt: skip
+                "secret_versions": dict(self.job.rendered.secret_versions),
+                "files": recorded_texts(self.job)}  # fmt: skip
 
 
 def safe_before(plan: ServicePlan, i: int) -> bool:

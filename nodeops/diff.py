@@ -1,9 +1,12 @@
 """What a deploy changes, per service, as a diff: pure, from what each node's container runs to what the
 inventory wants. `fab deploy --dry-run` prints it and stops; `fab deploy` prints it before acting.
 
-The old side of a node is what its container records (labels ``image``, ``digest``, ``variables`` and
-``secrets``, its files rendered again in memory from them by nodeops.deploy.restore_job); the new side is
-this run's preflight. Nodes that run the same inputs share one diff. Secret files are compared in memory and
+The old side of a node is what its container records (labels ``image``, ``digest``, ``variables``,
+``secrets`` and ``files``: the text of its non-secret files, so a change of the role's templates, an override
+in the operator's ``roles/`` say, is a real diff of what the node read; its secret files rendered again in
+memory by nodeops.deploy.restore_job). A container started by an older nodeops records no text: its files are
+rendered again by today's templates, and a warning says so. The new side is this run's preflight. Nodes
+that run the same inputs share one diff. Secret files are compared in memory and
 said to be "changed", never shown; a secret reference is named with its version ids; no value of a secret
 is in a ServiceDiff, a line or an event (the tests use sentinel values to prove it).
 

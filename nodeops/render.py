@@ -50,6 +50,7 @@ and line, and the problem; messages name variables, never secret values.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -72,7 +73,7 @@ from nodeops.inventory import Service
 from nodeops.roles import Role
 from nodeops.secrets import Secret, SecretLeak, mask_secrets, strict_rendering
 
-__all__ = ["FilterError", "Rendered", "RenderedFile", "render", "template_environment"]
+__all__ = ["FilterError", "Rendered", "RenderedFile", "render", "template_environment", "with_texts"]
 
 _RESERVED = frozenset({"vars", "secrets", "service", "role"})
 _USED: ContextVar[dict[str, str | None] | None] = ContextVar("nodeops_secrets_used", default=None)
@@ -403,6 +404,23 @@ def render(
         ),
         secret_versions=MappingProxyType(versions),
     )
+
+
+def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[str, str],
+               secret_versions: Mapping[str, str | None] | None = None) -> Rendered:  # fmt: skip
+    """``rendered`` (of ``role`` for ``service``) with each non-secret file named in ``texts`` (file name -> the
+    UTF-8 text a node was started with, as a container's ``files`` label or an audit record keeps it,
+    nodeops.deploy.recorded_texts) holding that text instead of today's rendering, and the config hash computed
+    again over it (and over ``secret_versions`` when given, else ``rendered``'s). A name that is no non-secret file
+    of ``rendered`` is ignored; secret files are left as rendered. So the hash equals the one a container recorded
+    exactly when the text, the variables, the image and the secret versions are those it ran on."""
+    files = {name: RenderedFile(name, texts[name].encode("utf-8"), False) if not f.secret and name in texts else f
+             for name, f in rendered.files.items()}  # fmt: skip
+    versions = rendered.secret_versions if secret_versions is None else dict(sorted(secret_versions.items()))
+    variables = {**role.defaults, **service.variables}
+    config_hash = _config_hash(role, rendered.profile, service.image, variables, files, rendered.command,
+                               rendered.env_file, versions)  # fmt: skip
+    return dataclasses.replace(rendered, files=MappingProxyType(files), config_hash=config_hash)
 
 
 def _config_hash(

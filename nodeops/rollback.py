@@ -6,8 +6,16 @@ configuration hash and the inventory's (non-secret) variables. The target is
 the newest record that differs from what the active node runs now, or with
 ``--to VERSION`` the newest record of that version. The image is pulled by
 digest (``repo:tag@sha256:...``), so the very bits that ran come back even if
-the tag was pushed again since. Secrets are today's: a rollback never brings
-back an old credential. ``--to`` the version the pair already runs (both nodes
+the tag was pushed again since. The non-secret files (``config.toml``) are
+the text that ran, as the record keeps it (nodeops.deploy.recorded_texts),
+not today's templates' rendering of the variables of then: a rollback undoes
+a bad template override too. Secrets are today's: a rollback never brings
+back an old credential (a rotated database password's old version no longer
+logs in), so the secret files are rendered from today's secrets. The config
+hash announced, labelled and recorded is the one really started (the_start);
+it differs from the record's by the digest pin and by any secret whose
+version moved, and a line says when today's templates would have rendered
+the files differently. ``--to`` the version the pair already runs (both nodes
 on it, one config) changes nothing and says so (exit 0): a needless handover
 would also leave the pair on a digest-pinned configuration hash.
 """
@@ -18,14 +26,14 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy, job_for
+from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for
 from nodeops.errors import InvalidInput
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
 from nodeops.plan import unhealthy_note
 from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
-from nodeops.render import render
+from nodeops.render import with_texts
 from nodeops.stopping import StopRequests
 
 HISTORY_LINES = 2000  # start and end entries read back from the audit log: a thousand operations
@@ -92,14 +100,57 @@ def target_service(service: Service, record: dict, pinned: bool = True) -> Servi
     return dataclasses.replace(service, image=image, variables=dict(record.get("variables") or {}))
 
 
-def question(service: str, record: dict) -> str:
+def question(service: str, record: dict, config: str) -> str:
     """The confirmation's line for rolling ``service`` back to ``record`` (an audit result: image, digest,
-    config): the version, the image reference (digest cut to 12 hex) and the config's short hash."""
+    config): the version, the image reference (digest cut to 12 hex) and the short hash of ``config``, the
+    configuration the rollback starts (the_start)."""
     image = record["image"].split("@", 1)[0]
     digest = str(record.get("digest") or "")
     pinned = f"{image}@{digest[:19]}" if digest.startswith("sha256:") else image
-    return (f"{service}: back to version {cmd.image_tag(record['image'])} ({pinned}, config {record['config'][:12]}), "
+    return (f"{service}: back to version {cmd.image_tag(record['image'])} ({pinned}, config {config[:12]}), "
             "standby first, one planned handover")  # fmt: skip
+
+
+def the_start(job: Job, then: Job, record: dict) -> tuple[Job, list[str]]:
+    """What a rollback to ``record`` (an audit result) starts, and the lines that say how it differs from what ran.
+
+    ``job``: the target as today renders it (target_service: pinned image, the variables of then, today's secrets);
+    ``then``: the same with the image reference of then (unpinned), on which the record's config was computed.
+    The record's non-secret file text (``files``) replaces today's rendering when it is exactly what ran (its hash,
+    over the record's secret versions, is the record's config: deploy.as_recorded); otherwise (a record of an
+    older nodeops, or the role's defaults, file list or command changed since) today's rendering is started and a
+    line says so. A line also says which files today's templates render differently from the text that ran. The
+    returned Job's config hash is the one the rollback starts, labels and records; no line holds a secret."""
+    texts, versions = record.get("files"), record.get("secret_versions")
+    if texts is None or as_recorded(then, texts, record["config"], versions) is None:
+        if with_texts(then.rendered, then.role, then.service, {}, versions).config_hash == record["config"]:
+            return job, []
+        why = ("the audit record holds no text of its files (an older nodeops)" if texts is None else
+               "the role's defaults, files or command changed since")  # fmt: skip
+        return job, [f"note: today's templates or defaults differ from those it ran on, and {why}: its files are "
+                     "today's templates' rendering of the variables of then"]  # fmt: skip
+    differ = [name for name, f in then.rendered.files.items()
+              if not f.secret and name in texts and f.data != texts[name].encode("utf-8")]  # fmt: skip
+    started = dataclasses.replace(job, rendered=with_texts(job.rendered, job.role, job.service, texts))
+    if not differ:
+        return started, []
+    return started, [f"note: today's templates render {', '.join(differ)} differently from what ran then: the text "
+                     "that ran is started"]  # fmt: skip
+
+
+def announce(record: dict, started: Job) -> str:
+    """The line that says what a rollback starts: the image as recorded, the config hash really started and, when
+    it differs from the recorded one, why (the digest pin, secrets whose version moved since, by name)."""
+    config = started.rendered.config_hash
+    line = f"rolling back to {record['image']} (config {config[:12]}, digest {record.get('digest') or 'unknown'})"
+    if config == record["config"]:
+        return line
+    why = ["the image pinned by its digest"] if "@" in started.service.image else []
+    was = record.get("secret_versions")
+    now = started.rendered.secret_versions
+    if was is not None and (moved := sorted(k for k in {*was, *now} if was.get(k) != now.get(k))):
+        why.append(f"today's secrets ({', '.join(moved)} moved since)")
+    return f"{line}; it ran as config {record['config'][:12]}" + (f", now with {' and '.join(why)}" if why else "")
 
 
 def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter,
@@ -123,16 +174,13 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     job = dataclasses.replace(
         job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact
     )  # the same secrets, and what else the run masks (a webhook)
-    report(service.name, "", f"rolling back to {record['image']} (config {record['config'][:12]}, digest "
-                             f"{record.get('digest') or 'unknown'})")  # fmt: skip
-    as_then = render(
-        job.role, job.profile, target_service(service, record, pinned=False), job.secrets, file=str(inventory.source)
-    )
-    if as_then.config_hash != record["config"]:
-        report(service.name, "", "note: the role's templates changed since; the configuration is re-rendered "
-                                 "from today's templates with the variables of then")  # fmt: skip
+    then = job_for(inventory, target_service(service, record, pinned=False), secrets=current.secrets)
+    job, notes = the_start(job, then, record)
+    report(service.name, "", announce(record, job))
+    for note in notes:
+        report(service.name, "", note)
     run = ServiceDeploy(job, fleet, report)
     run.refuse_downgrade(run.database_version())  # before asking: a yes would only meet the refusal
-    ask(question(service.name, record))
+    ask(question(service.name, record, job.rendered.config_hash))
     run.stop = stop or run.stop
     return run.run(dry_run=False)

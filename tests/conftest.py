@@ -85,3 +85,16 @@ def simulator():
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader("chainlink_sim", loader))
     loader.exec_module(module)
     return module
+
+
+def override_config(project: Path, old: str, new: str) -> None:
+    """The operator's override of the Chainlink role's v2 config.toml template in ``project/roles`` (the project of
+    an inventory written in ``project``, with no nodeops.yaml above it): the built-in one with ``old`` replaced by
+    ``new``."""
+    from nodeops.roles import BUILTIN_ROLES
+
+    builtin = (BUILTIN_ROLES / "chainlink" / "templates" / "v2" / "config.toml.j2").read_text()
+    assert old in builtin, f"{old!r} is not in the built-in template: the override would change nothing"
+    mine = project / "roles" / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text(builtin.replace(old, new))

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from nodeops.lab.services import read_secret, secrets_client
-from tests.conftest import FAB, ROOT, fab
+from tests.conftest import FAB, ROOT, fab, override_config
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import events
 
@@ -141,4 +141,27 @@ def test_a_downgrade_is_a_warning_in_the_diff_and_refused(dif):
     warning = [e["message"] for e in diff if e["diff"] == "warning"]
     assert warning == ["warning: image version 2.10.0 is older than 2.11.0, the version the database last ran: the "
                        "node refuses to start on it; a deploy is refused (exit 4)"]  # fmt: skip
+    assert labels() == before
+
+
+def test_a_template_override_is_a_unified_diff_of_the_text_the_nodes_read(dif, tmp_path):
+    """Issue 14 review: an override of config.toml in the operator's roles/ (a project of its own in tmp_path) is
+    shown as the unified diff of the text each container records against the override's; no secret is in the
+    output nor in any label `docker inspect` shows (the nodes run the sentinel API password by now)."""
+    before: dict[str, str] = {}
+    for _ in range(3):  # bounded: an exec through the bastion that lost a node is read again
+        if len(before := labels()) == 2:
+            break
+    assert set(before) == {f"{SERVICE}-a", f"{SERVICE}-b"}, before
+    assert all(SENTINEL not in text and "DiffSentinel" not in text for text in before.values())
+    assert all("io.nodeops.files" in json.loads(text) for text in before.values())  # so the line above can fail
+    path = inventory_variant(dif.inventory_file, tmp_path / "inventory.yaml", upgrade)  # what the pair runs
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    res = fab("deploy", "--inventory", str(path), "--dry-run", "--json")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert SENTINEL not in out and "DiffSentinel" not in out
+    diff = diff_fields(res)
+    assert [e["message"] for e in diff] == ["file config.toml: changed (+1 -1)"], diff
+    assert {"-SecureCookies = false", "+SecureCookies = true"} <= set(diff[0]["unified_diff"])
     assert labels() == before

@@ -271,8 +271,8 @@ def test_rollback_brings_the_previous_configuration_back_with_one_short_gap(ops)
     with PairProbe(ops.inventory_file, "cl1") as probe:
         back = fab("rollback", "--env", NAME, "--service", "cl1", "--json")
     assert back.returncode == 0, back.stderr
-    # the record's configuration re-rendered as it was: not from templates that changed since
-    assert "rolling back to" in back.stdout and "templates changed since" not in back.stdout
+    # the templates did not change: no note says they render the files differently from what ran
+    assert "rolling back to" in back.stdout and "today's templates" not in back.stdout
     after = status(NAME)["cl1"]
     assert after["state"] == "healthy"
     # the same variables as before the change: the hash differs only by the image pinned to its digest

@@ -9,6 +9,7 @@ with each fault, the invariant checked after every run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -31,7 +32,8 @@ from nodeops.deploy import job_for, restore_job
 from nodeops.inventory import load_inventory
 from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet, execute
-from tests.conftest import FAB, ROOT, fab, screen_pieces, simulator
+from nodeops.render import RenderedFile
+from tests.conftest import FAB, ROOT, fab, override_config, screen_pieces, simulator
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import (
     PairProbe,
@@ -460,6 +462,50 @@ STEPS = {  # a rolling deploy's steps, each by the event that says it happened, 
 }
 FAULTS = ("container-exits", "node-unreachable", "sigint", "sigkill")
 MATRIX: list[tuple[str, str, int, float]] = []  # (step, fault, exit code, longest load balancer gap): the note's table
+
+
+# ---------------------------------------------------------------- issue 14 review: an honest rollback
+
+
+def test_rollback_starts_the_text_that_ran_and_announces_the_config_it_starts(rst, tmp_path):
+    """A deploy with an override of config.toml in the operator's roles/, then `fab rollback` with the override
+    still there: the node is started on the text that ran before (not today's templates), a line says that today's
+    templates differ, and the config hash announced is the one labelled, recorded and served."""
+    path = variant(rst, tmp_path, lambda _doc: None)
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    res = fab("deploy", "--inventory", str(path), "--json", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    texts = {n: json.loads(c.label("files"))["config.toml"] for n, c in containers(rst).items()}
+    assert all("SecureCookies = true" in text for text in texts.values()), texts  # so the checks below can fail
+
+    res = fab("rollback", "--inventory", str(path), "--service", SERVICE, "--yes", "--json", timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    messages = [e.get("message", "") for e in events(res)]
+    assert ("note: today's templates render config.toml differently from what ran then: the text that ran is "
+            "started") in messages, messages  # fmt: skip
+    announced = next(m for m in messages if m.startswith("rolling back to "))
+    after = containers(rst)
+    (config,) = {c.label("config") for c in after.values()}
+    assert f"(config {config[:12]}, digest " in announced, (announced, config)
+    assert all("SecureCookies = false" in json.loads(c.label("files"))["config.toml"] for c in after.values())
+    (result,) = last_audit_end()["results"]
+    assert result["config"] == config and "SecureCookies = false" in result["files"]["config.toml"]
+    # the active serves the very text its label names (the simulator's digest of the config it read)
+    wait_for(lambda: len(serving_nodes(rst, SERVICE)) == 1, "one node serving", 30)
+    (active,) = serving_nodes(rst, SERVICE)
+    inv = load_inventory(rst.inventory_file)
+    current = job_for(inv, inv.services[SERVICE])
+    text = json.loads(after[active].label("files"))["config.toml"]
+    files = {**current.rendered.files, "config.toml": RenderedFile("config.toml", text.encode(), False)}
+    ran = dataclasses.replace(current, rendered=dataclasses.replace(current.rendered, files=files))
+    with Fleet(inv) as fleet:
+        host = next(n.host for n in inv.services[SERVICE].nodes if n.name == active)
+        meta = json.loads(fleet.http_get(host, 6688, "/health")[1])["meta"]
+    assert meta["config_sha256"] == loaded_config_digest(ran), "the active serves another config than its label"
+
+    back = fab("deploy", "--inventory", str(rst.inventory_file), timeout=600)  # the lab's own state, for what follows
+    assert back.returncode == 0, back.stdout + back.stderr
 
 
 def fault_node(step: str, event: dict, standby: str, active: str) -> str:

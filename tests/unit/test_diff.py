@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 
 import pytest
 
 from nodeops.diff import Side, service_diff, short, summary
 from nodeops.render import render
 from nodeops.secrets import Secret
+from tests.conftest import override_config
+from tests.unit.test_deploy_preflight import ENV
 
 OLD_DIGEST = "sha256:" + "6bc87626beba" + "0" * 52
 NEW_DIGEST = "sha256:" + "2f28f8bad9f7" + "1" * 52
@@ -21,6 +24,7 @@ SENTINELS = {  # every secret the role reads, each a value that must appear in n
     "api_email": "sentinel@example.org",
     "api_password": "SentinelApiPw-0xW9W9W9W9",
 }
+ENV_SECRETS = [value for value in ENV.values() if len(value) >= 16]  # the conftest job's passwords
 V1, V2 = "11111111-aaaa-4aaa-8aaa-000000000001", "22222222-bbbb-4bbb-8bbb-000000000002"
 
 
@@ -139,3 +143,54 @@ def test_an_unrestorable_node_is_a_warning_and_its_unknown_inputs_are_not_compar
 )
 def test_short_digests_are_12_hex(digest, shown):
     assert short(digest) == shown
+
+
+# ---------------------------------------------------------------- the old side is the text the node read
+
+
+def shown_diff(job, tmp_path, container) -> list[dict]:
+    """ServiceDeploy.show_diff of today's preflight of ``tmp_path / "t.yaml"`` against ``container`` on node a, as
+    the JSON events a CI job reads."""
+    from nodeops.deploy import Reporter, ServiceDeploy, prepare
+    from nodeops.inventory import load_inventory
+    from nodeops.plan import NodeState
+
+    inventory = load_inventory(tmp_path / "t.yaml")
+    today = prepare(inventory)[0]
+    out: list[str] = []
+    run = ServiceDeploy(today, types.SimpleNamespace(inventory=inventory), Reporter(True, out.append))
+    run.show_diff({"a": NodeState(job.service.nodes[0], container, True)}, None)
+    return [json.loads(line) for line in out]
+
+
+def started(job, **labels):
+    from nodeops.deploy import input_labels
+    from nodeops.plan import Container
+
+    recorded = {"config": job.rendered.config_hash, **input_labels(job), **labels}
+    return Container(name="nodeops-cl", running=True, status="running", image_id="sha256:1", image=job.service.image,
+                     labels={f"io.nodeops.{k}": v for k, v in recorded.items() if v is not None})  # fmt: skip
+
+
+def test_a_template_override_is_a_real_diff_of_the_text_the_node_read(job, tmp_path):
+    """The container started on the built-in template; the operator's roles/ now overrides it: the dry run shows
+    the override's lines, old side from the container's record, not today's rendering of its inputs."""
+    container = started(job)
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    events = shown_diff(job, tmp_path, container)
+    config = next(e for e in events if e.get("name") == "config.toml")
+    assert config["diff"] == "file" and config["message"] == "file config.toml: changed (+1 -1)"
+    assert {"-SecureCookies = false", "+SecureCookies = true"} <= set(config["unified_diff"])
+    assert not any(e["diff"] == "warning" for e in events), events  # exact: no note
+    assert not any(value in json.dumps(events) for value in ENV_SECRETS)
+
+
+def test_a_container_of_an_older_nodeops_is_compared_on_todays_templates_with_the_note(job, tmp_path):
+    container = started(job, files=None)  # started before containers recorded their files' text
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    events = shown_diff(job, tmp_path, container)
+    assert not any(e.get("name") == "config.toml" for e in events), events
+    (note,) = [e["message"] for e in events if e["diff"] == "warning"]
+    assert note == ("warning: a: the role's templates or defaults changed since nodeops-cl started, and it records no "
+                    "text of its files (an older nodeops): its files are compared as today's templates render its "
+                    "inputs")  # fmt: skip

@@ -36,6 +36,7 @@ from nodeops.plan import (
 from nodeops.render import render
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
+from tests.conftest import override_config
 
 
 def container_of(job, **labels) -> Container:
@@ -53,6 +54,40 @@ def test_the_labels_record_the_services_variables_and_the_version_of_each_secret
     assert set(json.loads(labels["secrets"])) == {"db", "db_user", "keystore", "api_email", "api_password"}
     passwords = [v.reveal() for v in job.secrets.values() if len(v.reveal()) >= 16]  # "cl", the user, is a name too
     assert passwords and not any(p in "".join(labels.values()) for p in passwords)
+
+
+def test_the_labels_record_the_text_of_the_plain_files_only(job):
+    texts = json.loads(input_labels(job)["files"])
+    assert texts == {"config.toml": job.rendered.files["config.toml"].data.decode()}  # secrets.toml, .api: never
+    assert not any(f.secret for name, f in job.rendered.files.items() if name in texts)
+
+
+def test_a_plain_file_that_holds_a_secret_form_is_never_recorded(job, tmp_path):
+    """A plain variable that equals a masked secret's value (a webhook URL pasted as LOG_LEVEL): config.toml then
+    holds the value, so its text is kept out of the labels and the audit record, and restore_job falls back to
+    today's templates for it."""
+    sentinel = "RecSentinel-0xLabel-q9q9q9"
+    service = dataclasses.replace(job.service, variables={**job.service.variables, "LOG_LEVEL": sentinel})
+    leaky = job_for(load_inventory(tmp_path / "t.yaml"), service, secrets=job.secrets,
+                    masked=[Secret(sentinel, "hook")])  # fmt: skip
+    assert sentinel.encode() in leaky.rendered.files["config.toml"].data  # so the check below can fail
+    labels = input_labels(leaky)
+    assert json.loads(labels["files"]) == {} and sentinel not in labels["files"]  # (variables: the operator's own)
+    again = restore_job(load_inventory(tmp_path / "t.yaml"), leaky, "a", container_of(leaky))
+    assert again.rendered.config_hash == leaky.rendered.config_hash  # today's templates are those it ran on
+
+
+def test_a_container_is_restarted_on_the_text_it_read_when_the_templates_changed_since(job, tmp_path):
+    container = container_of(job)
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    today = deploy_module.prepare(load_inventory(tmp_path / "t.yaml"))[0]
+    assert today.rendered.config_hash != job.rendered.config_hash  # so the check below can fail
+    then = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container)
+    assert then.rendered.files["config.toml"].data == job.rendered.files["config.toml"].data
+    assert then.rendered.config_hash == job.rendered.config_hash
+    forged = container_of(job, files=json.dumps({"config.toml": "RootDir = '/elsewhere'\n"}))
+    inexact = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", forged)  # a record that is not what ran
+    assert inexact.rendered.files["config.toml"].data == today.rendered.files["config.toml"].data
 
 
 def test_a_container_is_rendered_again_on_its_own_variables_not_todays(job, tmp_path):

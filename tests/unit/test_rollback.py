@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nodeops.errors import InvalidInput
@@ -9,6 +11,7 @@ from nodeops.inventory import Node, Service
 from nodeops.plan import Container
 from nodeops.promote import Seen
 from nodeops.rollback import already_at, pick, question, ran, running_on, target_service
+from tests.conftest import override_config
 
 REG = "reg:5000/smartcontract/chainlink"
 
@@ -141,7 +144,7 @@ DIGEST = "sha256:6bc87626beba" + "0" * 52
     ],
 )  # fmt: skip
 def test_the_question_names_version_image_and_config(rec, expected):
-    assert question("cl1", rec) == expected
+    assert question("cl1", rec, "c" * 64) == expected
 
 
 @pytest.mark.parametrize(("recorded", "asked"), [("2.11.0", False), ("2.10.0", True), (None, True)])
@@ -163,7 +166,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
                                 rendered=types.SimpleNamespace(config_hash="c" * 64))  # fmt: skip
     monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)
     monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
-    monkeypatch.setattr(rb, "render", lambda *_a, **_k: types.SimpleNamespace(config_hash="c" * 64))
+    monkeypatch.setattr(rb, "the_start", lambda started, _then, _record: (started, []))
     monkeypatch.setattr(deploy, "recorded_version", lambda *_a: recorded)
     monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
     inventory = types.SimpleNamespace(source="inventory/prod.yaml")
@@ -172,8 +175,91 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     if asked:
         result = rb.rollback(None, inventory, current, None, report, ask=questions.append)
         assert result == {"service": "cl1", "rolled": True}
-        assert questions == [rb.question("cl1", rec)]
+        assert questions == [rb.question("cl1", rec, "c" * 64)]
     else:
         with pytest.raises(Unsafe) as err:
             rb.rollback(None, inventory, current, None, report, ask=questions.append)
         assert "older than 2.11.0" in str(err.value) and questions == []
+
+
+# -- what a rollback really starts: the text that ran, today's secrets, the hash it labels ------------------------
+def recorded_run(job, digest: str = DIGEST) -> dict:
+    """The audit record a deploy of ``job`` leaves (ServiceDeploy.ran)."""
+    from nodeops.deploy import recorded_texts
+
+    return {"service": job.service.name, "image": job.service.image, "digest": digest,
+            "config": job.rendered.config_hash, "variables": dict(job.service.variables),
+            "secret_versions": dict(job.rendered.secret_versions), "files": recorded_texts(job)}  # fmt: skip
+
+
+def targets(job, tmp_path, record: dict):
+    """(the target as today renders it, pinned; the same unpinned), from ``tmp_path / "t.yaml"`` as it is now."""
+    from nodeops.deploy import job_for
+    from nodeops.inventory import load_inventory
+
+    inventory = load_inventory(tmp_path / "t.yaml")
+    return tuple(job_for(inventory, target_service(job.service, record, pinned), secrets=job.secrets)
+                 for pinned in (True, False))  # fmt: skip
+
+
+def test_a_rollback_starts_the_text_that_ran_and_announces_the_hash_it_starts(job, tmp_path):
+    """The version rolled away from came with an override of config.toml in the operator's roles/: rolling back
+    starts the text that ran then (not today's override), says that today's templates differ, and announces and
+    labels the config hash it really starts (the digest pin is in it), not the record's."""
+    from nodeops.deploy import input_labels
+    from nodeops.rollback import announce, the_start
+
+    rec = recorded_run(job)
+    override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    pinned, then = targets(job, tmp_path, rec)
+    assert b"SecureCookies = true" in pinned.rendered.files["config.toml"].data  # so the checks below can fail
+    started, notes = the_start(pinned, then, rec)
+    assert started.rendered.files["config.toml"].data == job.rendered.files["config.toml"].data
+    assert started.rendered.files["secrets.toml"] is pinned.rendered.files["secrets.toml"]  # today's secrets
+    assert notes == ["note: today's templates render config.toml differently from what ran then: the text that ran "
+                     "is started"]  # fmt: skip
+    config = started.rendered.config_hash
+    assert config != rec["config"]  # the image reference is in the hash: pinned by digest now
+    assert json.loads(input_labels(started)["files"])["config.toml"] == rec["files"]["config.toml"]
+    assert announce(rec, started) == (
+        f"rolling back to {rec['image']} (config {config[:12]}, digest {DIGEST}); it "
+        f"ran as config {rec['config'][:12]}, now with the image pinned by its digest"
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "files", "note"),
+    [
+        (None, True, None),  # nothing changed since: today's rendering is the text that ran, no line
+        (None, False, None),  # an older record, templates unchanged: nothing to say
+        ("override", False, "note: today's templates or defaults differ from those it ran on, and the audit record "
+                            "holds no text of its files (an older nodeops): its files are today's templates' "
+                            "rendering of the variables of then"),
+    ],
+    ids=["same", "older-record-same", "older-record-override"],
+)  # fmt: skip
+def test_what_a_rollback_says_of_the_templates(job, tmp_path, edit, files, note):
+    from nodeops.rollback import the_start
+
+    rec = recorded_run(job)
+    if not files:
+        del rec["files"]
+    if edit:
+        override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
+    pinned, then = targets(job, tmp_path, rec)
+    started, notes = the_start(pinned, then, rec)
+    assert notes == ([note] if note else [])
+    if files:  # the text that ran, whatever today's templates say
+        assert started.rendered.files["config.toml"].data == job.rendered.files["config.toml"].data
+    else:  # nothing recorded: today's rendering, and its hash is the one started
+        assert started is pinned
+
+
+def test_the_announcement_names_the_secrets_whose_version_moved_never_a_value(job):
+    from nodeops.rollback import announce
+
+    rec = {**recorded_run(job, digest=None), "secret_versions": {**job.rendered.secret_versions, "db": "v-then"}}
+    rec["config"] = "f" * 64  # it ran on another version of db
+    line = announce(rec, job)
+    assert line.endswith(f"; it ran as config {'f' * 12}, now with today's secrets (db moved since)"), line
+    assert not any(s.reveal() in line for s in job.secrets.values() if len(s.reveal()) >= 16)
