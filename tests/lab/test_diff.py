@@ -11,7 +11,7 @@ import pytest
 from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import events
+from tests.lab.probe import events, status
 
 pytestmark = pytest.mark.lab
 
@@ -142,3 +142,43 @@ def test_a_downgrade_is_a_warning_in_the_diff_and_refused(dif):
     assert warning == ["warning: image version 2.10.0 is older than 2.11.0, the version the database last ran: the "
                        "node refuses to start on it; a deploy is refused (exit 4)"]  # fmt: skip
     assert labels() == before
+
+
+def engine_images() -> dict[str, str]:
+    """Each node's container's image reference as the engine reports it (Config.Image)."""
+    res = fab("exec", "--env", NAME, "--json", "--command",
+              f"docker inspect --format '{{{{.Config.Image}}}}' nodeops-{SERVICE}")  # fmt: skip
+    return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
+
+
+def test_a_deploy_pinned_by_digest_reads_back_as_pinned(dif):
+    """Issue 14 review: podman (the lab's engine, behind the real docker CLI) reports a container started from
+    ``repo:2.11.0@sha256:...`` as ``repo@sha256:...``; the next dry run of the same inventory said
+    ``image latest -> 2.11.0`` and that the templates had changed. What nodeops recorded is read back instead."""
+    digest = json.loads(labels()[f"{SERVICE}-a"])["io.nodeops.digest"]  # 2.11.0, as the last deploy pulled it
+    assert digest.startswith("sha256:")
+
+    def pinned(doc: dict) -> None:
+        upgrade(doc)
+        doc["services"][SERVICE]["image"] += f"@{digest}"
+
+    res = run_variant(dif, pinned, "--json")  # a real change: the reference is in the config hash
+    assert res.returncode == 0, res.stdout + res.stderr
+    reference = next(json.loads(t)["io.nodeops.image"] for t in labels().values())
+    assert reference.endswith(f":2.11.0@{digest}")
+    print("the engine reports", engine_images(), "for", reference)  # podman: without the tag
+
+    again = run_variant(dif, pinned, "--dry-run", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [e["message"] for e in diff_fields(again)] == ["no change"]
+    nodes = status(NAME)[SERVICE]["nodes"]
+    assert {(n["image"], n["version"]) for n in nodes} == {(reference, "2.11.0")}
+
+    # A real tag change from it is said as one: 2.11.0 -> 2.10.0, the very digests, refused as a downgrade.
+    back = run_variant(dif, lambda d: d["services"][SERVICE]["variables"].update(LOG_LEVEL="debug"),
+                       "--dry-run", "--json")  # fmt: skip
+    assert back.returncode == 4, back.stdout + back.stderr
+    image = next(e for e in diff_fields(back) if e["diff"] == "image")
+    assert image["old"] == reference and image["old_digest"] == digest
+    assert image["message"].startswith(f"image 2.11.0 -> 2.10.0 (digest {digest[7:19]} -> ")
+    assert not any("templates or defaults changed" in e["message"] for e in diff_fields(back))
