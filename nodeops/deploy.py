@@ -238,7 +238,7 @@ class Job:
         return tuple(self.rendered.files)
 
 
-INPUT_LABELS = ("variables", "secrets")  # with image, profile and config: what a container was started from
+INPUT_LABELS = ("variables", "secrets")  # with image (none before it existed), profile, config: what it ran on
 
 
 def input_labels(job: Job) -> dict[str, str]:

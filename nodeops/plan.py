@@ -40,7 +40,7 @@ class Container:
     @property
     def reference(self) -> str:
         """The image reference nodeops started the container with (``reg/repo:2.10.0@sha256:<64 hex>``): its
-        ``image`` label (deploy.ServiceDeploy.run_spec), not the engine's word. Podman (behind the docker CLI too)
+        ``image`` label (deploy.input_labels), not the engine's word. Podman (behind the docker CLI too)
         reports a reference pinned by digest without its tag (``reg/repo@sha256:...``), so every reader of what a
         container runs (status, the diff, restore, rollback, promote) reads this. A container started before the
         label existed: Config.Image, given back its tag from the ``version`` label when the engine dropped it
