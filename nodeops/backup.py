@@ -420,13 +420,14 @@ def facts(conn: Any, spec: BackupSpec) -> dict[str, Any]:
 
 
 def container_versions(fleet: Fleet, job: Job) -> dict[str, str | None]:
-    """Each node's running container's version label (None: not running or unreachable; a backup goes on)."""
+    """Each node's running container's version (Container.version; None: not running or unreachable; a backup
+    goes on)."""
     service = job.service
     command = cmd.sh(cmd.inspect(service.runtime, cmd.container_name(service.name)))
     out = {}
     for o in fleet.run(service.nodes, command, timeout=30):
         c = parse_inspect(o.value.stdout) if o.ok and o.value.exit_code == 0 else None
-        out[o.node.name] = c.label("version") if c and c.running else None
+        out[o.node.name] = c.version if c and c.running else None
     return out
 
 

@@ -251,7 +251,7 @@ class Job:
         return tuple(self.rendered.files)
 
 
-INPUT_LABELS = ("variables", "secrets")  # with image, profile and config: what a container was started from
+INPUT_LABELS = ("variables", "secrets")  # with image (none before it existed), profile, config: what it ran on
 TEXTS_LABEL = "files"  # the text of its non-secret files; absent on a container started by an older nodeops
 
 
@@ -272,10 +272,13 @@ def compact(value: object) -> str:
 
 
 def input_labels(job: Job) -> dict[str, str]:
-    """The labels that let a container be started again on exactly its inputs (``restore_job``): the
-    service's own variables, the version id of every secret its files use and the text of its non-secret files
-    (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone on the host."""
-    return {"variables": compact(dict(job.service.variables)), "secrets": compact(dict(job.rendered.secret_versions)),
+    """The labels that let a container be started again on exactly its inputs (``restore_job``): the image
+    reference as the inventory gives it (tag and digest: the engine's own record may drop the tag,
+    plan.Container.reference), the service's own variables, the version id of every secret its files use and
+    the text of its non-secret files (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone
+    on the host."""
+    return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
+            "secrets": compact(dict(job.rendered.secret_versions)),
             TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
 
 
@@ -323,7 +326,7 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
         raise Unsafe(f"{where}: it records none (started by hand or by an older nodeops); replace it with "
                      "`--allow-inexact-restore` (a failure would restart it on this run's inputs)")  # fmt: skip
     variables, versions = (json.loads(text) for text in recorded)
-    then = dataclasses.replace(service, image=container.image or service.image, variables=variables)
+    then = dataclasses.replace(service, image=container.reference or service.image, variables=variables)
     moved = {name: version for name, version in versions.items()
              if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
     try:
@@ -648,7 +651,7 @@ class ServiceDeploy:
             self.shred(node, self.job.all_files)
             if not self.was_running.get(node):
                 return f"{why}; {node}'s previous container is back, stopped as it was"
-            return (f"{why}; {node}'s previous container is back, stopped: {back.label('version') or 'its image'} "
+            return (f"{why}; {node}'s previous container is back, stopped: {back.version or 'its image'} "
                     "cannot run on the database")  # fmt: skip
         self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
         self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
@@ -675,7 +678,7 @@ class ServiceDeploy:
         images) is the node left stopped, said, exit 4."""
         job = self.ran_on[node]
         now = self.database_now()
-        old = cmd.image_tag(container.image if container and container.image else job.service.image)
+        old = cmd.image_tag(container.reference if container and container.reference else job.service.image)
         new = cmd.image_tag(self.service.image)
         choice = restart_image(old, new, self.recorded, now)
         if choice == "previous":
@@ -1134,7 +1137,7 @@ class ServiceDeploy:
             except Unsafe as exc:
                 unrestorable[name] = str(exc)
             digest = c.label("digest")
-            olds[name] = Side(c.image or None, None if digest in (None, "none") else digest, variables, files,
+            olds[name] = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
                               json.loads(c.label("secrets") or "{}"))  # fmt: skip
         job = self.job
         new = Side(self.service.image, self.digest, dict(job.variables), job.rendered.files,
@@ -1153,7 +1156,7 @@ class ServiceDeploy:
         for n in self.service.nodes:
             c = self.inspect(n.name)
             state = "serves" if self.serving(n) else ("waits" if c and c.running else "stopped" if c else "empty")
-            parts.append(f"{n.name} {state}" + (f" ({c.label('version')}, config {str(c.label('config'))[:12]})"
+            parts.append(f"{n.name} {state}" + (f" ({c.version}, config {str(c.label('config'))[:12]})"
                                                  if c else ""))  # fmt: skip
         return "now: " + ", ".join(parts)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nodeops import program
+from nodeops.commands.node import image_tag
 from nodeops.errors import Unsafe
 from nodeops.inventory import Node, Service
 
@@ -31,10 +32,37 @@ class Container:
     user: str = ""  # as configured (`--user`); "" is the image's default user
     pid: int = 0  # of its main process on the node host; 0 when it does not run
     started: str = ""  # when it last started (RFC 3339, the engine's clock)
-    image: str = ""  # the reference it was created from
+    image: str = ""  # the reference it was created from, as the engine reports it (Config.Image; see ``reference``)
 
     def label(self, key: str) -> str | None:
         return self.labels.get(f"io.nodeops.{key}")
+
+    @property
+    def reference(self) -> str:
+        """The image reference nodeops started the container with (``reg/repo:2.10.0@sha256:<64 hex>``): its
+        ``image`` label (deploy.input_labels), not the engine's word. Podman (behind the docker CLI too)
+        reports a reference pinned by digest without its tag (``reg/repo@sha256:...``), so every reader of what a
+        container runs (status, the diff, restore, rollback, promote) reads this. A container started before the
+        label existed: Config.Image, given back its tag from the ``version`` label when the engine dropped it
+        (with_tag); "" when neither is known (a container started by hand from an image id)."""
+        return self.label("image") or with_tag(self.image, self.label("version"))
+
+    @property
+    def version(self) -> str | None:
+        """The version (image tag) the container runs: its ``version`` label, else ``reference``'s tag; None when
+        neither is known."""
+        return self.label("version") or (image_tag(self.reference) if self.reference else None)
+
+
+def with_tag(image: str, tag: str | None) -> str:
+    """``image`` with ``tag`` put back when it is pinned by digest and names no tag (podman's Config.Image of a
+    container started as ``repo:2.10.0@sha256:...``): ``reg:5000/repo@sha256:ab``, ``2.10.0`` ->
+    ``reg:5000/repo:2.10.0@sha256:ab``. Unchanged otherwise: no digest, a tag already there, no tag given, or
+    ``latest`` (what image_tag says of a reference without a tag, so nothing to put back)."""
+    name, at, digest = image.partition("@")
+    if not at or not tag or tag == "latest" or ":" in name.rsplit("/", 1)[-1]:
+        return image
+    return f"{name}:{tag}@{digest}"
 
 
 def parse_inspect(text: str) -> Container | None:

@@ -88,9 +88,10 @@ class Handover:
 
 
 def version_of(seen: Seen) -> str:
-    """The version a node's container runs: its ``version`` label, else its image's tag; "?" when unknown."""
+    """The version a node's container runs (Container.version: its ``version`` label, else the tag of the reference
+    nodeops started it with); "?" when unknown."""
     c = seen.container
-    return (c.label("version") or (cmd.image_tag(c.image) if c.image else None) or "?") if c else "?"
+    return (c.version or "?") if c else "?"
 
 
 def assess(run: ServiceDeploy, force: bool) -> Handover:
@@ -160,10 +161,10 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> tu
     # A promotion changes who is active, nothing else: the standby must run what the active runs (whatever the
     # inventory says now: a pair not yet deployed onto a change, or a secret moved in its backend, still fails over).
     a = seen[active.name].container
-    ran = (a.label("version"), a.label("config")) if a else (cmd.image_tag(service.image), job.rendered.config_hash)
-    if (c.label("version"), c.label("config")) != ran:
+    ran = (a.version, a.label("config")) if a else (cmd.image_tag(service.image), job.rendered.config_hash)
+    if (c.version, c.label("config")) != ran:
         raise Unsafe(
-            f"{refuse} runs {c.label('version')} / config {str(c.label('config'))[:12]}, not what the active runs: "
+            f"{refuse} runs {c.version} / config {str(c.label('config'))[:12]}, not what the active runs: "
             f"{ran[0]} / {str(ran[1])[:12]} ({program()} deploy brings both to the inventory's)"
         )
     with LeaseView(run.fleet, job) as lease:

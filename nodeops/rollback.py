@@ -52,11 +52,11 @@ def ran(entries: Iterable[dict], service: str) -> list[dict]:
 
 
 def running_on(seen: Iterable[Seen]) -> tuple[str, str] | None:
-    """(version, config) labels of the active's container, the active being the lease holder as every command
-    finds it (Seen.active: it answers its health path, 200 or not); None unless exactly one node is active."""
+    """(Container.version, config label) of the active's container, the active being the lease holder as every
+    command finds it (Seen.active: it answers its health path, 200 or not); None unless exactly one node is active."""
     active = [s.container for s in seen if s.active]
     c = active[0] if len(active) == 1 else None
-    return (c.label("version") or "", c.label("config") or "") if c else None
+    return (c.version or "", c.label("config") or "") if c else None
 
 
 def already_at(seen: Iterable[Seen], to: str | None) -> str | None:
@@ -69,7 +69,7 @@ def already_at(seen: Iterable[Seen], to: str | None) -> str | None:
     if to is None or running is None or running[0] != to:
         return None
     others = [s.container for s in seen if not s.active and s.container is not None and s.container.running]
-    if any((c.label("version") or "", c.label("config") or "") != running for c in others):
+    if any((c.version or "", c.label("config") or "") != running for c in others):
         return None
     (active,) = [s.node.name for s in seen if s.active]
     both = ", and the standby the same" if others else ""

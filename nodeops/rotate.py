@@ -198,7 +198,7 @@ def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: De
     active = the_active(states.values(), name, "a rotation rolls a pair with one active")
     if not desired.matches(active.container):
         c = active.container
-        raise Unsafe(f"{name}: the active {active.node.name} runs {c.label('version')} / config "
+        raise Unsafe(f"{name}: the active {active.node.name} runs {c.version} / config "
                      f"{str(c.label('config'))[:12]}, not the inventory's {desired.image} / "
                      f"{desired.config_hash[:12]}; {program()} deploy first: a rotation changes the secret "
                      "only")  # fmt: skip

@@ -53,11 +53,12 @@ def pair_state(seen: Sequence[Seen]) -> str:
 
 def mixed_inputs(seen: Sequence[Seen]) -> str | None:
     """``cl1-a runs 2.11.0 config 0a1b2c3d4e5f, cl1-b runs 2.11.0 config 9f8e7d6c5b4a`` when the running containers
-    were started from different inputs (their ``version``, ``digest`` or ``config`` labels differ: another image,
-    or another configuration, which covers the variables, templates and secret version ids: a partial deploy,
-    a secret version moved on one node); None when they agree. The digest is named only when it differs."""
+    were started from different inputs (their version (Container.version), ``digest`` or ``config`` labels differ:
+    another image, or another configuration, which covers the variables, templates and secret version ids: a partial
+    deploy, a secret version moved on one node); None when they agree. The digest is named only when it differs."""
     running = [s for s in seen if s.container is not None and s.container.running]
-    ran = {s.node.name: tuple(s.container.label(k) or "" for k in ("version", "digest", "config")) for s in running}
+    ran = {s.node.name: (s.container.version or "", *(s.container.label(k) or "" for k in ("digest", "config")))
+           for s in running}  # fmt: skip
     if len(set(ran.values())) < 2:
         return None
     digests = len({digest for _, digest, _ in ran.values()}) > 1
@@ -85,8 +86,8 @@ def node_status(s: Seen, now: datetime.datetime) -> dict:
         "failing": list(s.failing),
         "container": c.status if c else None,
         "uptime_seconds": uptime(c.started, now) if c and c.running else None,
-        "image": c.image or None if c else None,
-        "version": c.label("version") if c else None,
+        "image": c.reference or None if c else None,
+        "version": c.version if c else None,
         "digest": c.label("digest") if c else None,
         "config": (c.label("config") or "")[:12] if c else None,
     }

@@ -11,7 +11,7 @@ import pytest
 from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab, override_config
 from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import events
+from tests.lab.probe import events, status
 
 pytestmark = pytest.mark.lab
 
@@ -165,3 +165,50 @@ def test_a_template_override_is_a_unified_diff_of_the_text_the_nodes_read(dif, t
     assert [e["message"] for e in diff] == ["file config.toml: changed (+1 -1)"], diff
     assert {"-SecureCookies = false", "+SecureCookies = true"} <= set(diff[0]["unified_diff"])
     assert labels() == before
+
+
+def engine_images() -> dict[str, str]:
+    """Each node's container's image reference as the engine reports it (Config.Image)."""
+    res = fab("exec", "--env", NAME, "--json", "--command",
+              f"docker inspect --format '{{{{.Config.Image}}}}' nodeops-{SERVICE}")  # fmt: skip
+    return {e["node"]: e["stdout"].strip() for e in events(res) if e["event"] == "host"}
+
+
+def test_a_deploy_pinned_by_digest_reads_back_as_pinned(dif):
+    """Issue 14 review: podman (the lab's engine, behind the real docker CLI) reports a container started from
+    ``repo:2.11.0@sha256:...`` as ``repo@sha256:...``; the next dry run of the same inventory said
+    ``image latest -> 2.11.0`` and that the templates had changed. What nodeops recorded is read back instead.
+    (After the tests above the pair runs 2.11.0; alone, 2.10.0: either is pinned, and the other is the tag change.)"""
+    ran = json.loads(labels()[f"{SERVICE}-a"])
+    version, digest = ran["io.nodeops.version"], ran["io.nodeops.digest"]  # as the last deploy pulled it
+    assert digest.startswith("sha256:")
+    other = "2.10.0" if version == "2.11.0" else "2.11.0"
+
+    def image(tag: str, pin: str = ""):
+        def edit(doc: dict) -> None:
+            svc = doc["services"][SERVICE]
+            svc["image"] = svc["image"].replace(":2.10.0", f":{tag}") + pin
+            svc["variables"]["LOG_LEVEL"] = "debug"
+
+        return edit
+
+    pinned = image(version, f"@{digest}")
+    res = run_variant(dif, pinned, "--json")  # a real change: the reference is in the config hash
+    assert res.returncode == 0, res.stdout + res.stderr
+    print("the engine reports", engine_images())  # podman: the reference without its tag
+
+    again = run_variant(dif, pinned, "--dry-run", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [e["message"] for e in diff_fields(again)] == ["no change"]
+    reference = next(json.loads(t)["io.nodeops.image"] for t in labels().values())
+    assert reference.endswith(f":{version}@{digest}")
+    nodes = status(NAME)[SERVICE]["nodes"]
+    assert {(n["image"], n["version"]) for n in nodes} == {(reference, version)}
+
+    # A real tag change from it is said as one (a downgrade is also warned about and refused, exit 4).
+    move = run_variant(dif, image(other), "--dry-run", "--json")
+    assert move.returncode == (4 if other == "2.10.0" else 0), move.stdout + move.stderr
+    change = next(e for e in diff_fields(move) if e["diff"] == "image")
+    assert change["old"] == reference and change["old_digest"] == digest
+    assert change["message"].startswith(f"image {version} -> {other} (digest {digest[7:19]} -> ")
+    assert not any("templates or defaults changed" in e["message"] for e in diff_fields(move))

@@ -21,6 +21,7 @@ from nodeops.plan import (
     the_active,
     unhealthy_note,
     unpulled_image_id,
+    with_tag,
 )
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
@@ -121,6 +122,55 @@ def test_parse_inspect():
     doc[0]["State"]["Restarting"] = True
     assert not parse_inspect(json.dumps(doc)).running  # a restart loop is not "running"
     assert parse_inspect("[]") is None
+
+
+# -- the image a container runs is what nodeops recorded, not the engine's word (podman drops a pinned tag) -------
+D = "sha256:" + "d" * 64
+PINNED = f"reg:5000/cl:2.10.0@{D}"
+
+
+@pytest.mark.parametrize(
+    ("config_image", "labels", "reference", "version"),
+    [
+        # docker keeps the reference as given
+        (PINNED, {"image": PINNED, "version": "2.10.0"}, PINNED, "2.10.0"),
+        # podman (behind the docker CLI too) reports a reference pinned by digest without its tag: the label wins
+        (f"reg:5000/cl@{D}", {"image": PINNED, "version": "2.10.0"}, PINNED, "2.10.0"),
+        # started by an older nodeops (no image label) on podman: the tag comes back from the version label
+        (f"reg:5000/cl@{D}", {"version": "2.10.0"}, PINNED, "2.10.0"),
+        # pinned by digest alone: there is no tag to put back
+        (f"reg:5000/cl@{D}", {"image": f"reg:5000/cl@{D}", "version": "latest"}, f"reg:5000/cl@{D}", "latest"),
+        (f"reg:5000/cl@{D}", {"version": "latest"}, f"reg:5000/cl@{D}", "latest"),
+        # by tag: both engines keep it
+        ("reg:5000/cl:2.11.0", {"image": "reg:5000/cl:2.11.0", "version": "2.11.0"}, "reg:5000/cl:2.11.0", "2.11.0"),
+        # started by hand: the engine's reference and its tag
+        ("reg:5000/cl:2.11.0", {}, "reg:5000/cl:2.11.0", "2.11.0"),
+        ("", {}, "", None),
+    ],
+    ids=["docker", "podman", "podman-older-nodeops", "digest-only", "digest-only-older", "tag", "by-hand", "unknown"],
+)  # fmt: skip
+def test_the_reference_and_version_are_the_ones_nodeops_started_it_with(config_image, labels, reference, version):
+    recorded = {f"io.nodeops.{k}": v for k, v in labels.items()}
+    doc = [{"Name": "/nodeops-svc", "Image": "sha256:abc", "State": {"Running": True, "Status": "running"},
+            "Config": {"Image": config_image, "Labels": recorded}}]  # fmt: skip
+    got = parse_inspect(json.dumps(doc))
+    assert (got.image, got.reference, got.version) == (config_image, reference, version)
+
+
+@pytest.mark.parametrize(
+    ("image", "tag", "expected"),
+    [
+        (f"reg:5000/cl@{D}", "2.10.0", PINNED),
+        (f"cl@{D}", "2.10.0", f"cl:2.10.0@{D}"),
+        (PINNED, "2.11.0", PINNED),  # a tag already there is left alone
+        (f"reg:5000/cl@{D}", "latest", f"reg:5000/cl@{D}"),  # image_tag's word for "no tag"
+        (f"reg:5000/cl@{D}", None, f"reg:5000/cl@{D}"),
+        ("reg:5000/cl", "2.10.0", "reg:5000/cl"),  # no digest: the engine kept what it was given
+        ("", "2.10.0", ""),
+    ],
+)
+def test_with_tag(image, tag, expected):
+    assert with_tag(image, tag) == expected
 
 
 # -- the port a running container serves is probed, not the inventory's (a port change stays a rolling change) ---

@@ -115,9 +115,9 @@ def test_observe_probes_the_port_the_container_serves(monkeypatch, a_label, b_la
 
 
 # -- the question names who is active now (and what it runs) and who takes over; asked once the pairs were observed
-def running(version: str | None = None, image: str = "") -> Container:
-    return Container("nodeops-svc", True, "running", "sha256:x", {"io.nodeops.version": version} if version else {},
-                     image=image)  # fmt: skip
+def running(version: str | None = None, image: str = "", recorded: str | None = None) -> Container:
+    labels = {"io.nodeops.version": version, "io.nodeops.image": recorded}
+    return Container("nodeops-svc", True, "running", "sha256:x", {k: v for k, v in labels.items() if v}, image=image)
 
 
 @pytest.mark.parametrize(
@@ -129,12 +129,16 @@ def running(version: str | None = None, image: str = "") -> Container:
          "cl1: hand over from a (active, 2.10.0) to b (standby); the old active stays stopped"),
         (promote.Handover("cl1", {"a": Seen(A, True, running(image="r:5000/cl:2.9.1@sha256:ab"), True)}, WAITING, A),
          False, "cl1: hand over from a (active, 2.9.1) to b"),  # no version label: the image's tag
+        # podman reports the pinned reference without its tag: the one nodeops recorded (its image label) says it
+        (promote.Handover("cl1", {"a": Seen(A, True, running(image="r:5000/cl@sha256:ab",
+                                                             recorded="r:5000/cl:2.9.1@sha256:ab"), True)}, WAITING, A),
+         False, "cl1: hand over from a (active, 2.9.1) to b"),
         (promote.Handover("cl1", {}, Seen(B, True, running("2.10.0"), False), what="a: unreachable; b: running, "
                           "not serving"), False,
          "cl1: the active is gone (a: unreachable; b: running, not serving): wait for its lease to expire by database "
          "time, then b (standby, 2.10.0) serves"),
     ],
-    ids=["planned", "keep-stopped", "tag", "force"],
+    ids=["planned", "keep-stopped", "tag", "podman-pinned", "force"],
 )  # fmt: skip
 def test_the_question_names_the_active_its_version_and_the_standby(handover, keep, expected):
     assert handover.question(keep).startswith(expected), handover.question(keep)

@@ -100,6 +100,21 @@ def test_a_container_is_rendered_again_on_its_own_variables_not_todays(job, tmp_
     assert b"/cl?" in again.rendered.files["secrets.toml"].data
 
 
+PINNED = "reg:5000/chainlink:2.10.0@sha256:" + "d" * 64
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["image-label", "older-nodeops"])
+def test_a_container_podman_reports_without_its_tag_is_rendered_again_on_its_pinned_reference(job, tmp_path, recorded):
+    """Podman's Config.Image of ``repo:2.10.0@sha256:...`` is ``repo@sha256:...``; the config hash covers the
+    reference, so the tag must come from what nodeops recorded (the image label; else the version label)."""
+    pinned = dataclasses.replace(job.service, image=PINNED)
+    ran = dataclasses.replace(job, service=pinned, rendered=render(job.role, job.profile, pinned, job.secrets))
+    engine = container_of(ran, **({} if recorded else {"image": None}), version="2.10.0")
+    engine = dataclasses.replace(engine, image=PINNED.replace(":2.10.0", ""))
+    then = restore_job(load_inventory(tmp_path / "t.yaml"), ran, "a", engine)
+    assert then.service.image == PINNED and then.rendered.config_hash == ran.rendered.config_hash
+
+
 def test_a_secret_reference_added_since_is_left_out_of_the_old_inputs(job, tmp_path):
     """The inventory gained an RPC URL secret after the container started: its inputs are rendered again without
     it (the files it used, and no other), so the restart is the very container it was, not the change."""

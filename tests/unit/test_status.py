@@ -127,3 +127,12 @@ def test_a_whole_status_entry_matches_the_schema(b):
              "lease": None, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
     assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(entry))
     assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors({**entry, "mixed": 1}))  # a string or null
+
+
+def test_a_node_shows_the_image_nodeops_started_not_the_engines_word():
+    """Podman (behind the docker CLI too) reports a reference pinned by digest without its tag."""
+    pinned = "reg:5000/cl:2.10.0@sha256:" + "d" * 64
+    labels = {"io.nodeops.image": pinned, "io.nodeops.version": "2.10.0", "io.nodeops.config": CFG1}
+    c = Container("nodeops-svc", True, "running", "sha256:x", labels, image=pinned.replace(":2.10.0", ""))
+    shown = node_status(Seen(A, True, c, True), NOW)
+    assert (shown["image"], shown["version"]) == (pinned, "2.10.0")
