@@ -66,14 +66,19 @@ def config_files(plan: LabPlan, host_dir: Path, shared_images: Path) -> dict[str
     }  # fmt: skip
 
 
-def service_command(sshd_pid: int) -> tuple[str, ...]:
-    """The engine, started inside the namespaces of the host whose sshd is ``sshd_pid``. Its storage is the host's
-    storage.conf's (config_files), never given on the command line: podman drops every storage option of the file,
-    the shared image store among them, when ``--root`` is given (seen: ``podman --root X info`` lists no
-    additional store)."""
+def storage_args(host_dir: Path, shared_images: Path) -> tuple[str, ...]:
+    """podman's storage flags for the host: its own root (the daemon's marker, lab.daemons) and the shared read-only
+    image store. Both on the command line: given ``--root``, podman drops every storage option of storage.conf (seen:
+    ``podman --root X info`` lists no additional store); the ``--storage-opt`` names are containers-storage's."""
+    return ("--root", str(storage_root(host_dir)), "--storage-opt", f"additionalimagestore={shared_images}",
+            "--storage-opt", "overlay.mountopt=nodev")  # fmt: skip
+
+
+def service_command(sshd_pid: int, host_dir: Path, shared_images: Path) -> tuple[str, ...]:
+    """The engine, started inside the namespaces of the host whose sshd is ``sshd_pid``."""
     return (
         "nsenter", f"--target={sshd_pid}", "--mount", "--net", "--uts", "--",
-        "podman", "system", "service", "--time=0", DOCKER_HOST,
+        "podman", *storage_args(host_dir, shared_images), "system", "service", "--time=0", DOCKER_HOST,
     )  # fmt: skip
 
 

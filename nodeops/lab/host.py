@@ -201,7 +201,7 @@ class Lab:
             return None
         sshd = self.sshd_pid(host)
         socket = Path(f"/proc/{sshd}/root{ENGINE_SOCKET}")  # the host's /run, seen from here
-        argv = engine.service_command(sshd)
+        argv = engine.service_command(sshd, hdir, image.shared_store(CACHE))
         return daemons.start(f"{host.name}/engine", argv, str(engine.storage_root(hdir)), hdir / "engine.log",
                              socket.exists)  # fmt: skip
 
@@ -247,7 +247,8 @@ class Lab:
         storage = engine.storage_root(self.host_dir(host))
         listing = storage / "overlay-containers" / "containers.json"
         if daemons.running(f"{host}/sshd") and listing.exists() and json.loads(listing.read_text()):
-            remove = ("podman", "rm", "--all", "--force", "--time", "2")  # the host's storage.conf names its root
+            remove = ("podman", *engine.storage_args(self.host_dir(host), image.shared_store(CACHE)), "rm", "--all",
+                      "--force", "--time", "2")  # fmt: skip
             subprocess.run(engine.in_host(self.sshd_pid_of(host), *remove), capture_output=True, timeout=120)
 
     def _kill_container_leftovers(self, host: str) -> None:
