@@ -4,9 +4,11 @@ over SSH (sshd sets DOCKER_HOST). Pure: file contents and argv only.
 
 Each host keeps its images and containers under its own lab directory
 (``storage_root``) and its engine configuration in its own /etc/containers
-(a bind mount in the host's mount namespace); its /run is a tmpfs of its own,
-so runtime state, the API socket and container network namespaces never mix
-between hosts or leak into the operator's namespace.
+(a bind mount in the host's mount namespace); it also reads the machine's
+shared read-only image store (``image.shared_store``: what a pull would
+unpack is there already). Its /run is a tmpfs of its own, so runtime state,
+the API socket and container network namespaces never mix between hosts or
+leak into the operator's namespace.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ def storage_root(host_dir: Path) -> Path:
     return host_dir / "containers" / "storage"
 
 
-def config_files(plan: LabPlan, host_dir: Path) -> dict[str, str]:
-    """Files of the host's /etc/containers, by name."""
+def config_files(plan: LabPlan, host_dir: Path, shared_images: Path) -> dict[str, str]:
+    """Files of the host's /etc/containers, by name. ``shared_images``: a read-only image store the engine reads
+    besides its own (image.shared_store)."""
     return {
         "containers.conf": "\n".join([
             "[containers]",
@@ -45,6 +48,8 @@ def config_files(plan: LabPlan, host_dir: Path) -> dict[str, str]:
             'driver = "overlay"',
             'runroot = "/run/containers/storage"',
             f'graphroot = "{storage_root(host_dir)}"',
+            "[storage.options]",
+            f'additionalimagestores = ["{shared_images}"]',
             "[storage.options.overlay]",
             'mountopt = "nodev"',
             "",
@@ -61,11 +66,19 @@ def config_files(plan: LabPlan, host_dir: Path) -> dict[str, str]:
     }  # fmt: skip
 
 
-def service_command(sshd_pid: int, host_dir: Path) -> tuple[str, ...]:
+def storage_args(host_dir: Path, shared_images: Path) -> tuple[str, ...]:
+    """podman's storage flags for the host: its own root (the daemon's marker, lab.daemons) and the shared read-only
+    image store. Both on the command line: given ``--root``, podman drops every storage option of storage.conf (seen:
+    ``podman --root X info`` lists no additional store); the ``--storage-opt`` names are containers-storage's."""
+    return ("--root", str(storage_root(host_dir)), "--storage-opt", f"additionalimagestore={shared_images}",
+            "--storage-opt", "overlay.mountopt=nodev")  # fmt: skip
+
+
+def service_command(sshd_pid: int, host_dir: Path, shared_images: Path) -> tuple[str, ...]:
     """The engine, started inside the namespaces of the host whose sshd is ``sshd_pid``."""
     return (
         "nsenter", f"--target={sshd_pid}", "--mount", "--net", "--uts", "--",
-        "podman", "--root", str(storage_root(host_dir)), "system", "service", "--time=0", DOCKER_HOST,
+        "podman", *storage_args(host_dir, shared_images), "system", "service", "--time=0", DOCKER_HOST,
     )  # fmt: skip
 
 

@@ -108,6 +108,7 @@ class Lab:
             Daemons.wait([s] if (s := self._ensure_registry(daemons, plan)) else [])
             builder = engine.in_host(self.sshd_pid(plan.nodes[0]), "docker")
             images = image.publish(CACHE, plan.registry_address, builder)
+            image.fill_shared_store(CACHE, images, engine.in_host(self.sshd_pid(plan.nodes[0]), "podman"))
             return self._write_inventory(plan, images)
 
     def _network(self, plan: LabPlan) -> None:
@@ -177,7 +178,8 @@ class Lab:
         if host.kind == "node":
             etc = hdir / "etc-containers"  # the host's /etc/containers, bound at boot
             (etc / "networks").mkdir(parents=True, exist_ok=True)
-            for name, text in engine.config_files(plan, hdir).items():
+            image.shared_store(CACHE).mkdir(parents=True, exist_ok=True)  # the engine refuses a store it cannot stat
+            for name, text in engine.config_files(plan, hdir, image.shared_store(CACHE)).items():
                 (etc / name).write_text(text)
             engine.storage_root(hdir).mkdir(parents=True, exist_ok=True)
         pidfile = hdir / "sshd.pid"  # sshd writes it once its sockets are bound
@@ -199,7 +201,7 @@ class Lab:
             return None
         sshd = self.sshd_pid(host)
         socket = Path(f"/proc/{sshd}/root{ENGINE_SOCKET}")  # the host's /run, seen from here
-        argv = engine.service_command(sshd, hdir)
+        argv = engine.service_command(sshd, hdir, image.shared_store(CACHE))
         return daemons.start(f"{host.name}/engine", argv, str(engine.storage_root(hdir)), hdir / "engine.log",
                              socket.exists)  # fmt: skip
 
@@ -245,7 +247,8 @@ class Lab:
         storage = engine.storage_root(self.host_dir(host))
         listing = storage / "overlay-containers" / "containers.json"
         if daemons.running(f"{host}/sshd") and listing.exists() and json.loads(listing.read_text()):
-            remove = ("podman", "--root", str(storage), "rm", "--all", "--force", "--time", "2")
+            remove = ("podman", *engine.storage_args(self.host_dir(host), image.shared_store(CACHE)), "rm", "--all",
+                      "--force", "--time", "2")  # fmt: skip
             subprocess.run(engine.in_host(self.sshd_pid_of(host), *remove), capture_output=True, timeout=120)
 
     def _kill_container_leftovers(self, host: str) -> None:
