@@ -502,8 +502,10 @@ def test_the_old_active_that_takes_over_while_awaited_as_the_standby_is_left_ser
         ran = json.loads(containers(rst)[active].label("variables"))  # the change's inputs, not put back
         assert serves(rst, active) and ran["LINK_CONTRACT_ADDRESS"] == wanted, ran
     finally:  # the cut node lost its lease while cut off and exits on reconnect: the next deploy rolls from there
-        with contextlib.suppress(AssertionError):  # until its refresh fails, it still answers as the active
-            wait_for(lambda: not serves(rst, standby), f"{standby}, back, to find its lease lost", 30)
+        with contextlib.suppress(AssertionError):  # until its refresh fails, it still answers as the active: its
+            # database connection may sit in TCP's retransmission back-off for tens of seconds after the link is up
+            wait_for(lambda: reaches(rst, standby) and not serves(rst, standby),
+                     f"{standby}, back, to find its lease lost", 120)  # fmt: skip
         repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
         assert repair.returncode == 0, repair.stdout + repair.stderr
     assert_whole(rst)
