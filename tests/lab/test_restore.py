@@ -396,12 +396,18 @@ def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_pa
     assert fab("deploy", "--inventory", str(target), "--service", SERVICE).returncode == 0  # the rest, later
 
 
-def serves(lab, node: str) -> bool:
-    """Does ``node`` of SERVICE answer 200 on /health (through the bastion)?"""
+def health(lab, node: str) -> int | None:
+    """The status ``node`` of SERVICE answers /health with (through the bastion): 200, or 503 while it holds the
+    lease unhealthy; None when it answers nothing (a standby, or unreachable)."""
     inv = load_inventory(lab.inventory_file)
     host = next(n.host for n in inv.services[SERVICE].nodes if n.name == node)
     with Fleet(inv) as fleet:
-        return (r := fleet.http_get(host, 6688, "/health")) is not None and r[0] == 200
+        return None if (r := fleet.http_get(host, 6688, "/health")) is None else r[0]
+
+
+def serves(lab, node: str) -> bool:
+    """Does ``node`` of SERVICE answer 200 on /health (through the bastion)?"""
+    return health(lab, node) == 200
 
 
 def reaches(lab, node: str) -> bool:
@@ -504,7 +510,7 @@ def test_the_old_active_that_takes_over_while_awaited_as_the_standby_is_left_ser
     finally:  # the cut node lost its lease while cut off and exits on reconnect: the next deploy rolls from there
         with contextlib.suppress(AssertionError):  # until its refresh fails, it still answers as the active: its
             # database connection may sit in TCP's retransmission back-off for tens of seconds after the link is up
-            wait_for(lambda: reaches(rst, standby) and not serves(rst, standby),
+            wait_for(lambda: reaches(rst, standby) and health(rst, standby) is None,  # a 503 holds the lease too
                      f"{standby}, back, to find its lease lost", 120)  # fmt: skip
         repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
         assert repair.returncode == 0, repair.stdout + repair.stderr
