@@ -890,7 +890,7 @@ class ServiceDeploy:
                 late = time.monotonic() - started > WAIT_TIMEOUT
                 if c is None or not c.running or serving or late:
                     late_why = f"after {WAIT_TIMEOUT:g}s, {why}"
-                    alone = serving and self.answers_alone(node)
+                    alone = serving and self.others_silent(node)
                     what = ("it took the lease: no other node answers" if alone else "serves: two actives?" if serving
                             else "no container" if c is None else f"container {c.status}" if not c.running
                             else late_why)  # fmt: skip
@@ -903,9 +903,10 @@ class ServiceDeploy:
                         return why
                 time.sleep(POLL)
 
-    def answers_alone(self, node: Node) -> bool:
-        """Does ``node`` answer its health path (200 or not: it holds the lease) while no other node answers?"""
-        return any(self.health(node)) and not any(any(self.health(n)) for n in self.service.nodes if n is not node)
+    def others_silent(self, node: Node) -> bool:
+        """Does no node of the pair but ``node`` answer its health path (200 or not: a node that answers holds the
+        lease)? With ``node`` answering: it holds the lease alone."""
+        return not any(any(self.health(n)) for n in self.service.nodes if n is not node)
 
     def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
         """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
@@ -1089,7 +1090,7 @@ class ServiceDeploy:
                     self.say(step.node, "waiting for the lease", evidence=evidence)
                     self.shred(step.node, self.job.files_read("start"))
             except OperationFailed as exc:
-                if step.action == "await-waiting" and self.answers_alone(node):
+                if step.action == "await-waiting" and any(self.health(node)) and self.others_silent(node):
                     # the node the pair handed over to stopped answering, and this one, on this change's inputs,
                     # took the lease it left: the change is done here; putting this node back would stop the one
                     # node serving (rv4: a second outage of 1.9 s, and a message of "two actives")
