@@ -27,6 +27,7 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import http.client
@@ -150,27 +151,45 @@ class Reporter:
 
 
 class OutageProbe:
-    """Samples a check every 100 ms while a handover runs; the outage is the longest run of
-    failed samples, from the last good one before it (or, when none came before, its first
-    failed sample) to the first good one after. Entering waits for the first sample, so that
-    the measure starts before whatever the block does (stopping the active)."""
+    """Starts a check every 100 ms while a handover runs, each in a thread of its own, so that a check waiting out
+    its timeout (0.5 s through a load balancer) delays neither the next sample nor the one that ends the gap; at
+    most ``parallel`` run at once (a tick with none free is skipped). A sample is (when it began, time.monotonic();
+    whether the check passed). The outage is the longest run of failed samples, from the last good one before it
+    (or, when none came before, its first failed sample) to the first good one after. Entering waits for the first
+    sample, so that the measure starts before whatever the block does (stopping the active); leaving waits for the
+    samples in flight."""
 
-    def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600) -> None:
+    def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600, parallel: int = 6) -> None:
         self.check, self.interval, self.limit = check, interval, limit
-        self.samples: list[tuple[float, bool]] = []
+        self.samples: list[tuple[float, bool]] = []  # ordered by when each began
         self.stop = threading.Event()
+        self.free = threading.BoundedSemaphore(parallel)
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        t = time.monotonic()
+        try:
+            ok = self.check()
+        except Exception:  # noqa: BLE001 (a probe that dies would measure nothing: any failure is a bad sample)
+            ok = False
+        finally:
+            self.free.release()
+        with self.lock:
+            bisect.insort(self.samples, (t, ok))
 
     def _loop(self) -> None:
         deadline = time.monotonic() + self.limit  # bounded, whatever happens to the caller
+        started: list[threading.Thread] = []
         while not self.stop.is_set() and time.monotonic() < deadline:
             t = time.monotonic()
-            try:
-                ok = self.check()
-            except Exception:  # noqa: BLE001 (a probe that dies would measure nothing: any failure is a bad sample)
-                ok = False
-            self.samples.append((t, ok))
-            time.sleep(max(0.0, self.interval - (time.monotonic() - t)))
+            if self.free.acquire(blocking=False):
+                started = [s for s in started if s.is_alive()]
+                started.append(threading.Thread(target=self._sample, daemon=True))
+                started[-1].start()
+            self.stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
+        for sample in started:  # the samples in flight belong to the measure (each bounded by the check's timeout)
+            sample.join(timeout=5)
 
     def __enter__(self) -> OutageProbe:
         self.thread.start()
@@ -181,7 +200,7 @@ class OutageProbe:
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=10)
 
     def answered_since(self, t: float, limit: float = 5.0) -> bool:
         """Wait up to ``limit`` seconds for a good sample begun at or after ``t`` (time.monotonic()): the one that
@@ -191,8 +210,9 @@ class OutageProbe:
         0.4 s). False when none came: the service stopped answering again, or the probe ended."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline and self.thread.is_alive():
-            if any(ok for at, ok in self.samples[-20:] if at >= t):
-                return True
+            with self.lock:
+                if any(ok for _, ok in self.samples[bisect.bisect_left(self.samples, (t,)) :]):
+                    return True
             time.sleep(self.interval / 4)
         return False
 
