@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from nodeops.operation import CI_ACTOR_VARIABLES, CI_RUN_VARIABLES
 
 # The suite plays a CI runner only where a test says so (it sets these itself). Run inside one, as
@@ -25,6 +27,22 @@ for variable in ("CI", *CI_RUN_VARIABLES, *CI_ACTOR_VARIABLES):
     os.environ.pop(variable, None)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# What a session-scoped fixture brings up once per process: tests/lab/conftest.py's 64-node lab, tests/sim/conftest.py's
+# PostgreSQL cluster. A second process bringing up the same lab would collide with the first (one name, one range).
+SESSION_RESOURCES = ("lab", "pg")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (pyproject's addopts: two processes), one process runs each group whole: the tests of a
+    session resource together, else a module's tests (its module-scoped lab or venv is brought up once)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        shared = next((name for name in SESSION_RESOURCES if name in item.fixturenames), None)
+        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
+
+
 FAB = Path(sys.executable).with_name("fab")
 
 
