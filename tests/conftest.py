@@ -13,10 +13,12 @@ import subprocess
 import sys
 import termios
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from nodeops.operation import CI_ACTOR_VARIABLES, CI_RUN_VARIABLES
 
@@ -27,23 +29,56 @@ for variable in ("CI", *CI_RUN_VARIABLES, *CI_ACTOR_VARIABLES):
     os.environ.pop(variable, None)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# What a session-scoped fixture brings up once per process: tests/lab/conftest.py's 64-node lab, tests/sim/conftest.py's
-# PostgreSQL cluster. A second process bringing up the same lab would collide with the first (one name, one range).
-SESSION_RESOURCES = ("lab", "pg")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (pyproject's addopts: two processes), one process runs each group whole: the tests of a
-    session resource together, else a module's tests (its module-scoped lab or venv is brought up once)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        shared = next((name for name in SESSION_RESOURCES if name in item.fixturenames), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
-
-
 FAB = Path(sys.executable).with_name("fab")
+
+# The modules whose tests use tests/lab/conftest.py's `lab`: one 64-node lab for the whole run, which a second process
+# bringing up the same lab would collide with (one name, one range). pytest_collection_modifyitems keeps this true.
+SESSION_LAB_MODULES = frozenset(
+    f"tests/lab/{name}.py"
+    for name in (
+        "test_cli_output",
+        "test_engine",
+        "test_lab_services",
+        "test_lease_failover",
+        "test_transport",
+        "test_tty",
+    )
+)
+
+
+def scope_of(nodeid: str) -> str:
+    """The part of the run one process runs whole: a test's module, or all the session lab's modules together."""
+    module = nodeid.split("::", 1)[0]
+    return "the session lab" if module in SESSION_LAB_MODULES else module
+
+
+class ModulesTogether(LoadScopeScheduling):
+    """pytest-xdist's --dist=loadscope by ``scope_of`` (pyproject's addopts: two processes; the suite is mostly labs
+    waiting on leases and timeouts, not CPU): a module's lab is brought up once, by one process, and the session
+    lab's by one. (xdist_group marks would say the same, but xdist 3.8 cannot read them under pytest 9.2, which
+    renamed the node id attribute they are written into.) Scopes start in collection order (--no-loadscope-reorder):
+    pytest_collection_modifyitems puts the longest first."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return scope_of(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> ModulesTogether:
+    return ModulesTogether(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuses a module that uses the session lab unlisted in SESSION_LAB_MODULES; orders the lab scopes by their
+    number of tests, most first (a fair guess of their time: a lab test takes 10 to 80 s, a unit test well under
+    one), so that the longest do not start last and leave one process working alone; the rest as collected."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if "lab" in item.fixturenames and module not in SESSION_LAB_MODULES:
+            raise pytest.UsageError(f"{module} uses the session lab (`lab`): add it to SESSION_LAB_MODULES in "
+                                    "tests/conftest.py, so that one process runs all its users")  # fmt: skip
+    weight = Counter(scope_of(item.nodeid) for item in items if item.get_closest_marker("lab"))
+    items.sort(key=lambda item: -weight[scope_of(item.nodeid)])  # stable: a module's tests stay in their order
 
 
 def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -30,6 +30,8 @@ from tests.conftest import FAB, ROOT, fab
 from tests.lab.conftest import inventory_variant, own_lab
 from tests.lab.probe import wait_for
 
+pytestmark = pytest.mark.lab
+
 LAB, CIDR = "acc", "10.240.0.0/16"
 
 

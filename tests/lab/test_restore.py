@@ -48,6 +48,8 @@ from tests.lab.probe import (
     wait_for,
 )
 
+pytestmark = pytest.mark.lab
+
 NAME, CIDR = "rst", "10.236.0.0/16"
 SERVICE = "cl1"
 
