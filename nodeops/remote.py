@@ -295,13 +295,15 @@ class Fleet:
         self.close()
 
     def close(self) -> None:
+        """Close every connection, nodes first. A link that died before (the bastion's, under the node tunnels:
+        paramiko raises EOFError or OSError sending the close) has nothing left to close: the rest still are."""
         with self._open_lock:
-            for conn in reversed(self._open):
-                conn.close()
-            self._open.clear()
-        if self._bastion is not None:
-            self._bastion.close()
-            self._bastion = None
+            opened, self._open = [*reversed(self._open), self._bastion], []
+        self._bastion = None
+        for conn in opened:
+            if conn is not None:
+                with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                    conn.close()
 
     def bastion(self) -> PinnedConnection:
         """The shared bastion connection; reopened if its transport died."""

@@ -36,12 +36,10 @@ FAB = Path(sys.executable).with_name("fab")
 SESSION_LAB_MODULES = frozenset(
     f"tests/lab/{name}.py"
     for name in (
-        "test_cli_output",
         "test_engine",
         "test_lab_services",
         "test_lease_failover",
         "test_transport",
-        "test_tty",
     )
 )
 

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -256,9 +257,46 @@ def on_the_operators_disk(needles: list[str], since: float, *roots: Path) -> lis
     return holding
 
 
+# Run as a process of its own (no GIL shared with the test): subscribes to the kernel's process events (the proc
+# connector, linux/cn_proc.h) and prints, for every exec on the machine, the new program's argv (NUL -> space) as
+# one line of UTF-8, read from /proc the moment the event arrives. A scan of /proc misses a process that lives
+# less than one scan (a `cat > file` upload: milliseconds); an exec event is never missed.
+_EXEC_LISTENER = r"""
+import os, socket, struct, sys, time
+deadline = time.monotonic() + float(sys.argv[1])  # bounded, even if the test that started it is gone
+sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11)  # NETLINK_CONNECTOR
+sock.settimeout(1)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+sock.bind((os.getpid(), 1))  # CN_IDX_PROC
+op = struct.pack("=I", 1)  # PROC_CN_MCAST_LISTEN
+cn_msg = struct.pack("=IIIIHH", 1, 1, 0, 0, len(op), 0) + op  # cb_id {CN_IDX_PROC, CN_VAL_PROC}, seq, ack, len, flags
+sock.send(struct.pack("=IHHII", 16 + len(cn_msg), 3, 0, 0, os.getpid()) + cn_msg)  # nlmsghdr, NLMSG_DONE
+out = sys.stdout.buffer
+out.write(b"listening\n")
+out.flush()
+while time.monotonic() < deadline:
+    try:
+        data = sock.recv(65536)
+    except TimeoutError:
+        continue
+    (what,) = struct.unpack_from("=I", data, 36)  # after nlmsghdr (16) and cn_msg (20)
+    if what != 2:  # PROC_EVENT_EXEC
+        continue
+    (pid,) = struct.unpack_from("=I", data, 52)  # after what, cpu, timestamp_ns
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read()
+    except OSError:
+        continue
+    out.write(argv.replace(b"\0", b" ").replace(b"\n", b" ") + b"\n")
+    out.flush()
+"""
+
+
 class Watch:
-    """Samples, until stopped: every process's argv on this machine (lab hosts share our pid namespace)
-    and the modes of files under each node's /run/nodeops.
+    """Samples, until stopped: every process's argv on this machine (lab hosts share our pid namespace), from each
+    exec as it happens (_EXEC_LISTENER) and by scanning /proc (what ran before the watch began), and the modes of
+    files under each node's /run/nodeops.
 
     Bounded (``limit`` seconds), and loud about it: a block that outlives the sampler, or a sampler that died,
     fails when the block ends, since what it did not see it cannot vouch for. ``saw`` is the other half of an
@@ -272,6 +310,12 @@ class Watch:
         self.rounds = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.listener: subprocess.Popen | None = None
+        self.reader = threading.Thread(target=self.read_execs, daemon=True)
+
+    def read_execs(self) -> None:
+        for line in self.listener.stdout:
+            self.argvs.add(line.decode(errors="replace").rstrip("\n"))
 
     def loop(self) -> None:
         deadline = time.monotonic() + self.limit
@@ -296,13 +340,20 @@ class Watch:
 
     def __enter__(self):
         self.started = time.monotonic()
+        self.listener = subprocess.Popen([sys.executable, "-c", _EXEC_LISTENER, str(self.limit + 30)],
+                                         stdout=subprocess.PIPE)  # fmt: skip
+        assert self.listener.stdout.readline() == b"listening\n", "the exec listener did not start"
+        self.reader.start()
         self.thread.start()
         return self
 
     def __exit__(self, exc_type, *exc):
-        sampling = self.thread.is_alive()
+        sampling = self.thread.is_alive() and self.listener.poll() is None
         self.stop.set()
         self.thread.join(timeout=10)
+        self.listener.kill()  # by its pid; bounded by the block (itself bounded by the test's timeouts)
+        self.listener.wait(timeout=10)
+        self.reader.join(timeout=10)
         if exc_type is None:  # an error in the block is the one to report
             watched = time.monotonic() - self.started
             assert sampling, (f"the argv sampler stopped before the block ended ({watched:.0f} s; its limit is "

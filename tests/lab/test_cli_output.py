@@ -8,6 +8,9 @@ import json
 import os
 import re
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,9 +27,17 @@ STYLE = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-
 
 
 @pytest.fixture(scope="module")
-def lab(root):
-    with own_lab(NAME, CIDR, nodes=2) as lab:
-        yield lab
+def fcl(root):
+    with own_lab(NAME, CIDR, nodes=2) as fcl:
+        yield fcl
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A folder of a short path: tmp_path under pytest-xdist (``.../popen-gw1/<test name>0``) is longer than a line
+    at 80 columns, and a path longer than a line can only be cut inside itself, not at a word."""
+    with tempfile.TemporaryDirectory(prefix="fcl-", dir="/tmp") as folder:
+        yield Path(folder)
 
 
 def on_a_terminal(*args: str) -> tuple[int, str]:
@@ -37,13 +48,13 @@ def on_a_terminal(*args: str) -> tuple[int, str]:
     return code, STYLE.sub("", raw).replace("\r\n", "\n").replace("\r", "\n")
 
 
-def test_hostkeys_at_80_columns_shows_every_status_and_says_unlisted_apart(lab, tmp_path):
-    nodes = yaml.safe_load(lab.inventory_file.read_text())["services"]["cl1"]["nodes"]
+def test_hostkeys_at_80_columns_shows_every_status_and_says_unlisted_apart(fcl, short_tmp):
+    nodes = yaml.safe_load(fcl.inventory_file.read_text())["services"]["cl1"]["nodes"]
     a, b = nodes[0], nodes[1]
     wrong = fingerprint(HostKey(*b["host_key"].split()[:2]))  # b's key, listed for a: a MISMATCH; b unlisted
-    expected = tmp_path / "console-keys.txt"
+    expected = short_tmp / "console-keys.txt"  # a path longer than a line can only be cut inside itself
     expected.write_text(f"{a['name']} {wrong}\n")
-    code, text = on_a_terminal("hostkeys", "--inventory", str(lab.inventory_file), "--expected", str(expected))
+    code, text = on_a_terminal("hostkeys", "--inventory", str(fcl.inventory_file), "--expected", str(expected))
     assert code == 4, text
     lines = [line for line in text.splitlines() if line.strip()]
     assert max(len(line) for line in lines) <= 80, text
@@ -54,7 +65,7 @@ def test_hostkeys_at_80_columns_shows_every_status_and_says_unlisted_apart(lab, 
     assert f"host keys of {b['name']} do not match" not in said, text
 
 
-def test_off_a_terminal_hostkeys_and_exec_print_json_lines_and_the_hint_works(lab, tmp_path):
+def test_off_a_terminal_hostkeys_and_exec_print_json_lines_and_the_hint_works(fcl, tmp_path):
     known = tmp_path / "known_hosts"
 
     def unpinned(doc: dict) -> None:
@@ -62,7 +73,7 @@ def test_off_a_terminal_hostkeys_and_exec_print_json_lines_and_the_hint_works(la
         for node in doc["services"]["cl1"]["nodes"]:
             del node["host_key"]
 
-    bare = inventory_variant(lab.inventory_file, tmp_path / "bare.yaml", unpinned)
+    bare = inventory_variant(fcl.inventory_file, tmp_path / "bare.yaml", unpinned)
     res = fab("hostkeys", "--inventory", str(bare))
     assert res.returncode == 0, res.stdout + res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines()]  # every line is JSON: no table

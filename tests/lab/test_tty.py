@@ -35,9 +35,9 @@ FIGURES = re.compile(r"-?\d+(\.\d+)?s|\d+[dhm]\d+[hms]|\d{4}-\d\d-\d\d|\d\d:\d\d
 
 
 @pytest.fixture(scope="module")
-def lab(root):
-    with own_lab(NAME, CIDR) as lab:
-        yield lab
+def tty(root):
+    with own_lab(NAME, CIDR) as tty:
+        yield tty
 
 
 def on_a_terminal(*args: str, interrupt_when: str | None = None, answer: bytes | None = None,
@@ -121,7 +121,7 @@ def variant(lab: Lab, suffix: str, edit) -> Path:
     return inventory_variant(lab.inventory_file, lab.inventory_file.with_name(f"{NAME}-{suffix}.yaml"), edit)
 
 
-def test_deploy_status_and_audit_fit_80_columns_and_cut_no_word(lab):
+def test_deploy_status_and_audit_fit_80_columns_and_cut_no_word(tty):
     code, raw = on_a_terminal("deploy", "--env", NAME)
     assert code == 0, raw
     run = last_run("deploy")
@@ -150,7 +150,7 @@ def test_deploy_status_and_audit_fit_80_columns_and_cut_no_word(lab):
     assert_fits(raw, vocabulary(audit_of()))
 
 
-def test_a_dry_run_is_marked_on_screen_and_leaves_the_audit_log_as_it_was(lab):
+def test_a_dry_run_is_marked_on_screen_and_leaves_the_audit_log_as_it_was(tty):
     """A dry run changes nothing, the bastion's audit log included (nodeops.operation): a person reads that it
     was one on screen, and the audit log never says "deploy ... ok" for it."""
     before = audit_of()
@@ -160,7 +160,7 @@ def test_a_dry_run_is_marked_on_screen_and_leaves_the_audit_log_as_it_was(lab):
     assert audit_of() == before
 
 
-def test_non_terminal_output_is_json_lines_valid_against_the_schemas(lab):
+def test_non_terminal_output_is_json_lines_valid_against_the_schemas(tty):
     for extra in ((), ("--dry-run",), ("--json",)):
         res = fab("deploy", "--env", NAME, *extra)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -173,9 +173,9 @@ def test_non_terminal_output_is_json_lines_valid_against_the_schemas(lab):
     audit_of()  # every entry of the log, start, step and end
 
 
-def test_a_failure_is_printed_once_in_red(lab):
+def test_a_failure_is_printed_once_in_red(tty):
     """Issue 14: a failure printed twice (its step line, then `nodeops: ...`)."""
-    path = variant(lab, "noimage", lambda d: d["services"]["cl1"].update(
+    path = variant(tty, "noimage", lambda d: d["services"]["cl1"].update(
         image=d["services"]["cl1"]["image"].rsplit(":", 1)[0] + ":9.9.9"))  # fmt: skip
     try:
         code, raw = on_a_terminal("deploy", "--inventory", str(path), "--service", "cl1")
@@ -191,8 +191,8 @@ def test_a_failure_is_printed_once_in_red(lab):
     assert_fits(raw, vocabulary(audit_of()) | {"nodeops"})
 
 
-def test_ctrl_c_note_reaches_the_screen_and_the_view_stops_cleanly(lab):
-    path = variant(lab, "debug", lambda d: d["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
+def test_ctrl_c_note_reaches_the_screen_and_the_view_stops_cleanly(tty):
+    path = variant(tty, "debug", lambda d: d["services"]["cl1"]["variables"].update(LOG_LEVEL="debug"))
     try:
         code, raw = on_a_terminal("deploy", "--inventory", str(path), "--service", "cl1", interrupt_when="plan:")
     finally:
@@ -206,7 +206,7 @@ def test_ctrl_c_note_reaches_the_screen_and_the_view_stops_cleanly(lab):
     assert fab("deploy", "--env", NAME).returncode == 0  # back to the inventory's state
 
 
-def test_promote_asks_naming_the_active_its_version_and_the_standby_and_a_no_touches_nothing(lab):
+def test_promote_asks_naming_the_active_its_version_and_the_standby_and_a_no_touches_nothing(tty):
     """Review 14 #9: promote-standby asked before it looked at the pair, without saying which node is active."""
     assert fab("deploy", "--env", NAME).returncode == 0  # the pair as the inventory says, whatever ran before
     before = status_entries(fab("status", "--env", NAME, "--json"))["cl1"]
