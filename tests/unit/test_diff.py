@@ -63,6 +63,9 @@ IMAGE_210 = "smartcontract/chainlink:2.10.0"
         ({"digest": NEW_DIGEST}, None, ["image 2.10.0 -> 2.10.0 (digest 6bc87626beba -> 2f28f8bad9f7)"]),
         ({"image": "smartcontract/chainlink:2.11.0", "digest": None}, None,
          ["image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> resolved at deploy)"]),
+        # the same image, its reference now pinned by digest: said, not "2.10.0 -> 2.10.0"
+        ({"image": f"{IMAGE_210}@{OLD_DIGEST}"}, None,
+         ["image 2.10.0 -> 2.10.0@6bc87626beba (digest 6bc87626beba -> 6bc87626beba)"]),
         ({"image": "registry.example/chainlink:2.10.0"}, None,
          [f"image {IMAGE_210} -> registry.example/chainlink:2.10.0 (digest 6bc87626beba -> 6bc87626beba)"]),
         ({"variables": {"LOG_LEVEL": "debug"}}, None,
@@ -79,8 +82,8 @@ IMAGE_210 = "smartcontract/chainlink:2.10.0"
         ({"image": "smartcontract/chainlink:2.11.0", "digest": NEW_DIGEST}, "2.10.0",
          ["image 2.10.0 -> 2.11.0 (digest 6bc87626beba -> 2f28f8bad9f7)"]),
     ],
-    ids=["nothing", "image", "tag-moved", "digest-unknown", "repository", "variable+file", "variable-added",
-         "variable-added-empty", "secret-version", "downgrade", "upgrade-no-warning"],
+    ids=["nothing", "image", "tag-moved", "digest-unknown", "tag-to-pinned", "repository", "variable+file",
+         "variable-added", "variable-added-empty", "secret-version", "downgrade", "upgrade-no-warning"],
 )  # fmt: skip
 def test_diff_table(job, new, db_version, expected):
     assert job.service.image == IMAGE_210
