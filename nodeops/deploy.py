@@ -78,6 +78,7 @@ STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
 UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
 POLL = 0.2
 LOG_TAIL = 20  # lines of a container's log searched for its last telling line (last_log)
+SHRED_TIMEOUT = 15.0  # a shred of a few small files in RAM takes milliseconds: longer, the node was cut off
 
 
 def telling_line(text: str) -> str | None:
@@ -430,9 +431,11 @@ class ServiceDeploy:
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
 
-    def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True) -> CommandResult:
-        """Run a shell line on ``node``; a failure names service, node, command and (redacted) reason."""
-        res = execute(self.conns[node], command, stdin=stdin, timeout=self.fleet.settings.command_timeout)
+    def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True,
+          timeout: float | None = None) -> CommandResult:  # fmt: skip
+        """Run a shell line on ``node``, within ``timeout`` seconds (the inventory's ``ssh.command_timeout`` by
+        default); a failure names service, node, command and (redacted) reason."""
+        res = execute(self.conns[node], command, stdin=stdin, timeout=timeout or self.fleet.settings.command_timeout)
         if check and res.exit_code:
             raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: "
                                   f"{self.why(res)}")  # fmt: skip
@@ -616,8 +619,11 @@ class ServiceDeploy:
                          "versions", inexact_restore=True)  # fmt: skip
 
     def shred(self, node: str, names: Sequence[str]) -> None:
+        """Shred ``names`` under the service's folder on ``node`` (when the inventory has secret files shredded),
+        within SHRED_TIMEOUT: a node cut off just after it took over must not hold the run (the old active waits
+        to be started again) for the whole command timeout. OperationFailed when it did not finish."""
         if names and self.service.secret_files == "shred":
-            self.x(node, cmd.shred(self.service.name, names))
+            self.x(node, cmd.shred(self.service.name, names), timeout=SHRED_TIMEOUT)
             self.say(node, f"shredded {', '.join(names)}")
 
     def replace(self, node: str) -> None:
@@ -970,7 +976,7 @@ class ServiceDeploy:
                 raise OperationFailed(f"{self.service.name}: {where} does not answer 200 within {LB_TIMEOUT:g}s")
             time.sleep(POLL)
 
-    def handover(self, old: Node, new: Node, restore_standby: bool = True) -> float | None:
+    def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
 
         Returns the outage as probed every 100 ms (None when the service was not answering before the handover:
@@ -1014,7 +1020,8 @@ class ServiceDeploy:
         self.say(new.name, f"took over from {old.name}: {figure} ({len(probe.samples)} samples){how}",
                  outage_seconds=None if outage is None else round(outage, 3), outage_measured=outage is not None,
                  old_exit_code=code)  # fmt: skip
-        self.shred(new.name, self.job.files_read("lease"))
+        if shred:  # else the caller shreds them, once the old active waits again
+            self.shred(new.name, self.job.files_read("lease"))
         return outage
 
     def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:

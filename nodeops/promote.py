@@ -185,16 +185,20 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
         raise Interrupted(f"{service.name}: stopped before the handover as asked, nothing changed; {run.standing()}")
     run.say(standby.node.name, "waits for the lease", evidence=evidence)
     run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
-    outage = run.handover(active, standby.node, restore_standby=False)
-    if keep_old_stopped:
-        run.say(active.name, "left stopped (--keep-old-stopped): the pair has no standby")
-    else:
-        own = run.ran_on[active.name]  # its files were shredded once read: its own inputs again, never today's
-        run.upload(active.name, own)
-        run.x(active.name, cmd.sh(cmd.start(run.runtime, run.name)))
-        run.await_waiting(active)
-        run.shred(active.name, own.files_read("start"))
-        run.say(active.name, "restarted as the standby, waiting for the lease")
+    outage = run.handover(active, standby.node, restore_standby=False, shred=False)
+    try:  # the old active first: were the new one cut off now, the pair's other node must be up to take over
+        if keep_old_stopped:
+            run.say(active.name, "left stopped (--keep-old-stopped): the pair has no standby")
+        else:
+            own = run.ran_on[active.name]  # its files were shredded once read: its own inputs again, never today's
+            run.upload(active.name, own)
+            run.x(active.name, cmd.sh(cmd.start(run.runtime, run.name)))
+            run.await_waiting(active)
+            run.shred(active.name, own.files_read("start"))
+            run.say(active.name, "restarted as the standby, waiting for the lease")
+        run.shred(standby.node.name, run.job.files_read("lease"))
+    except OperationFailed as exc:  # what serves now, seen (a node that took over is left serving, files shredded)
+        raise run.confirm(f"{exc}; after {standby.node.name} took over from {active.name}") from None
     figure = None if outage is None else round(outage, 3)  # None: not measured (OutageProbe.measured)
     return {"service": service.name, "active": standby.node.name, "outage_seconds": figure,
             "outage_measured": outage is not None}  # fmt: skip

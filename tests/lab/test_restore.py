@@ -560,6 +560,47 @@ def test_rollback_starts_the_text_that_ran_and_announces_the_config_it_starts(rs
     assert back.returncode == 0, back.stdout + back.stderr
 
 
+def test_a_promotion_whose_new_active_is_cut_off_after_it_took_over_ends_with_the_old_active_serving(rst, tmp_path):
+    """Review of issue 13 (rv7): the node that took over is cut off right after the takeover. The run shredded its
+    lease file first, waiting on it up to the whole command timeout, while the old active stayed stopped: nothing
+    served for 42 s, and the run ended exit 0, "active now; outage 0.50s". With the cut a moment later, the old
+    active, started again as the standby, took the lease the cut node lost, and the run ended exit 1 with every
+    secret file left on the node that served. Now the old active is started again first; once it has taken over it
+    is left serving, its files shredded, and the message says so and that the pair has no standby."""
+    active = ready(rst)
+    standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
+    target = variant(rst, tmp_path, quick)
+    netns = f"nodeops-{NAME}-{standby}"
+    proc = events_of(["promote-standby", "--inventory", str(target), "--service", SERVICE, "--yes", "--json"])
+    seen: list[str] = []
+    try:
+        while line := proc.stdout.readline():
+            if line.startswith("{") and (message := json.loads(line).get("message")):
+                seen.append(message)
+                if message.startswith(f"took over from {active}"):
+                    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+                    break
+        assert any(m.startswith("took over from") for m in seen), seen
+        out, err = proc.communicate(timeout=300)
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+    try:
+        assert proc.returncode == 1, out + err
+        assert "Traceback" not in err and "SERVICE DOWN" not in err, err
+        assert f"{active} serves" in err and f"{standby} is unreachable, so the pair has no standby" in err, err
+        assert serves(rst, active), containers(rst)
+        assert files_on(rst, active, SERVICE) == []  # it serves: it read every file, none stays
+        end = last_audit_end()
+        assert end["exit_code"] == 1 and f"{active} serves" in (end["error"] or ""), end
+    finally:  # as in the test above: the cut node finds its lease lost once back, then the pair is made whole
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: reaches(rst, standby) and health(rst, standby) is None,
+                     f"{standby}, back, to find its lease lost", 120)  # fmt: skip
+        repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+        assert repair.returncode == 0, repair.stdout + repair.stderr
+    assert_whole(rst)
+
+
 def fault_node(step: str, event: dict, standby: str, active: str) -> str:
     """The node a fault at ``step`` hits: the one the step acts on (the standby that is to take over, during it)."""
     return standby if step == "during-handover" else event["node"] or active
