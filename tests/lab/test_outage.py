@@ -100,5 +100,5 @@ def test_the_reported_outage_agrees_with_an_independent_sampler(out):
     # a lease-long gap (about 10 s) is told apart by these: the old active's exit code (0: it stopped on SIGTERM and
     # released its lease; 137: docker stop killed it after stop_timeout; 255: its shutdown grace ran out) and the run
     print(f"old active's exit code, promotion's seconds: {stops}")
-    assert all(seen > 0 for _, seen in pairs), pairs  # each promotion had a gap users could see
-    assert all(abs(reported - seen) <= 0.2 for reported, seen in pairs), pairs
+    assert all(seen > 0 for _, seen in pairs), (pairs, stops)  # each promotion had a gap users could see
+    assert all(abs(reported - seen) <= 0.2 for reported, seen in pairs), (pairs, stops)
