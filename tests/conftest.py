@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.machinery
 import importlib.util
 import os
@@ -77,6 +78,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                     "tests/conftest.py, so that one process runs all its users")  # fmt: skip
     weight = Counter(scope_of(item.nodeid) for item in items if item.get_closest_marker("lab"))
     items.sort(key=lambda item: -weight[scope_of(item.nodeid)])  # stable: a module's tests stay in their order
+
+
+@pytest.fixture
+def figures(record_property) -> Callable[[str], None]:
+    """Say a figure the test measured (an outage, a matrix, a time): printed in the run's summary, under "figures",
+    whichever process ran the test (a passing test's own prints are captured, and a worker's never reach the
+    terminal)."""
+    return functools.partial(record_property, "figures")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    said = [(report.nodeid, value) for reports in terminalreporter.stats.values() for report in reports
+            if getattr(report, "when", None) == "call"
+            for name, value in getattr(report, "user_properties", ()) if name == "figures"]  # fmt: skip
+    if said:
+        terminalreporter.section("figures")
+        for nodeid, value in said:
+            terminalreporter.write_line(f"{nodeid}: {value}")
 
 
 def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -90,7 +90,7 @@ def key_rows(lab: Lab, database: str) -> list[str]:
     return superuser_sql(lab, query, database).split()
 
 
-def test_backup_destroy_restore_and_the_pair_boots_on_it_with_the_same_keys(bak, tmp_path):
+def test_backup_destroy_restore_and_the_pair_boots_on_it_with_the_same_keys(bak, tmp_path, figures):
     keys_before = eth_keys(bak, bak.inventory_file, "cl1")
     assert keys_before  # the node made its key at first boot
     superuser_sql(bak, f"\\c cl1\nSET ROLE cl1;\nCREATE TABLE nodeops_sentinel (v text);\n"
@@ -132,7 +132,7 @@ def test_backup_destroy_restore_and_the_pair_boots_on_it_with_the_same_keys(bak,
         restored = fab("restore", "--env", NAME, "--service", "cl1", "--from", bid, "--into", "cl1_restored", "--json")
         restore_seconds = time.monotonic() - started
         assert restored.returncode == 0, restored.stdout + restored.stderr
-    print(f"\nbackup {backup_seconds:.2f}s ({manifest['dump']['bytes']} bytes dumped, {len(sealed)} encrypted); "
+    figures(f"backup {backup_seconds:.2f}s ({manifest['dump']['bytes']} bytes dumped, {len(sealed)} encrypted); "
           f"restore {restore_seconds:.2f}s (whole fab processes)")  # fmt: skip
     assert key_rows(bak, "cl1_restored") == manifest["keys"]["encrypted_key_rings"]
     assert superuser_sql(bak, "SELECT v FROM nodeops_sentinel", "cl1_restored").strip() == SENTINEL

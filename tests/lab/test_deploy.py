@@ -89,7 +89,7 @@ def labels(service: str, nodes: str, label: str = "config") -> dict[str, str]:
     return inspect_field(service, nodes, f'{{{{index .Config.Labels "io.nodeops.{label}"}}}}')
 
 
-def test_deploy_fresh_then_nothing_then_upgrade(dep):
+def test_deploy_fresh_then_nothing_then_upgrade(dep, figures):
     since = time.time()
     values = set_sentinel_secrets(dep, "cl2")
     inv = load_inventory(dep.inventory_file)
@@ -140,7 +140,7 @@ def test_deploy_fresh_then_nothing_then_upgrade(dep):
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     assert not probe.both, "two nodes served at once"
     assert len(probe.gaps) <= 1, probe.explain()
-    print(f"\nupgrade 2.10.0 -> 2.11.0: load balancer gap {max(probe.gaps, default=0):.2f}s "
+    figures(f"upgrade 2.10.0 -> 2.11.0: load balancer gap {max(probe.gaps, default=0):.2f}s "
           f"over {len(probe.samples)} samples")  # fmt: skip
     assert set(labels("cl1", "cl1-a,cl1-b", "version").values()) == {"2.11.0"}
 
@@ -224,7 +224,7 @@ def started_at(service: str, node: str) -> str:
     return inspect_field(service, node, "{{.State.StartedAt}}")[node]
 
 
-def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
+def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep, figures):
     first = serving_nodes(dep, "cl1")
     assert len(first) == 1
     outages = []
@@ -241,7 +241,7 @@ def test_promote_standby_swaps_the_pair_and_running_it_again_swaps_back(dep):
         assert max(probe.gaps, default=0) < 2.0, probe.explain()  # what users saw agrees
         standby = ({"cl1-a", "cl1-b"} - expected).pop()
         assert files_on(dep, standby, "cl1") == [".api"]  # the old active, restarted as the standby
-    print(f"\nplanned promotion outages: {outages}")
+    figures(f"planned promotion outages: {outages}")
 
 
 def warn_level(doc: dict) -> None:
@@ -334,7 +334,7 @@ def fast_connect(doc: dict) -> None:
     doc["ssh"].update(connect_timeout=2, connect_retries=0)  # an unreachable node costs 2 s, not 40
 
 
-def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
+def test_unplanned_failover_waits_for_the_lease_by_database_time(dep, figures):
     assert status_of("cl1")["state"] == "healthy"
     (active,) = serving_nodes(dep, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
@@ -358,7 +358,7 @@ def test_unplanned_failover_waits_for_the_lease_by_database_time(dep):
     assert "held by" in degraded["lease"]["describe"] and "expires in" in degraded["lease"]["describe"]
     assert len(probe.gaps) == 1, [(round(t - probe.samples[0][0], 1), lb) for t, _, lb in probe.samples][::5]
     (gap,) = probe.gaps
-    print(f"\nunplanned failover (host cut off): load balancer outage {gap:.2f}s, lease 10s")
+    figures(f"unplanned failover (host cut off): load balancer outage {gap:.2f}s, lease 10s")
     assert 8.0 <= gap <= 16.0  # about LeaseDuration (10 s): the standby waited for the lease to expire
     # Back on the network, the old active finds its lease taken and exits; deploy makes the pair whole.
     wait_for(lambda: {n["node"]: n["role"] for n in status_of("cl1")["nodes"]}[active] == "down",

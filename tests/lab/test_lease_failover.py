@@ -35,7 +35,7 @@ def put_secret_file(conn, path: str, data: str) -> None:
         f.write(data)
 
 
-def test_one_active_sigterm_hands_over_fast_sigkill_waits_for_the_lease(lab):
+def test_one_active_sigterm_hands_over_fast_sigkill_waits_for_the_lease(lab, figures):
     inventory = load_inventory(lab.inventory)
     service = inventory.services[SERVICE]
     a, b = service.nodes
@@ -86,7 +86,7 @@ def test_one_active_sigterm_hands_over_fast_sigkill_waits_for_the_lease(lab):
                 sh(conn, f"docker rm -f {name}; rm -rf {FILES}")
 
     assert not probe.both, f"both nodes served at {len(probe.both)} sampled instants"
-    print(f"\nSIGTERM handover: {planned_gap:.2f}s, SIGKILL takeover: {unplanned_gap:.2f}s "
+    figures(f"SIGTERM handover: {planned_gap:.2f}s, SIGKILL takeover: {unplanned_gap:.2f}s "
           f"(lease {LEASE:g}s, refresh {REFRESH:g}s), {len(probe.samples)} samples")  # fmt: skip
     assert planned_gap < LEASE  # about one refresh interval, not a lease
     assert unplanned_gap >= LEASE - REFRESH - 0.2  # only once the killed node's lease expired

@@ -216,7 +216,7 @@ def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited
     assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0
 
 
-def test_a_frozen_run_is_no_longer_heard_from_and_its_lock_turns_stale_within_the_timeout(ops):
+def test_a_frozen_run_is_no_longer_heard_from_and_its_lock_turns_stale_within_the_timeout(ops, figures):
     """A machine that freezes or is cut off mid-run sends no EOF: stopped (SIGSTOP), its TCP connection to the
     bastion stays open (the kernel still answers), so only the missing heartbeat can tell. With lock_timeout 12
     (beats every 3 s, a look every 6 s), the lock turns stale 3 to 12 s after the freeze, seen here a
@@ -229,7 +229,7 @@ def test_a_frozen_run_is_no_longer_heard_from_and_its_lock_turns_stale_within_th
             assert fab("lock.release", "--env", NAME, "--service", "cl1", "--force").returncode == 3  # still alive
             # without the heartbeat it would stay alive for hours (until TCP keepalive gave up)
             wait_for(lambda: lock_states() == [("cl1", "stale")], "the frozen run's lock to turn stale", timeout=30)
-            print(f"\nfrozen run's lock stale {time.monotonic() - stopped:.1f} s after the freeze (lock_timeout 12 s)")
+            figures(f"frozen run's lock stale {time.monotonic() - stopped:.1f} s after the freeze (lock_timeout 12 s)")
             refused = fab("deploy", "--env", NAME, "--service", "cl1")
             assert refused.returncode == 3 and "stale" in refused.stderr
     finally:

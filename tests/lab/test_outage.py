@@ -81,7 +81,7 @@ def res_seconds(res) -> float:
     return next((e["seconds"] for e in events(res) if e.get("event") == "end"), 0.0)
 
 
-def test_the_reported_outage_agrees_with_an_independent_sampler(out):
+def test_the_reported_outage_agrees_with_an_independent_sampler(out, figures):
     """Issue 13: two of 30 promotions printed "outage 0.00s" while a direct 50 ms sampler saw 0.2 s and 0.8 s with
     neither node answering. Over 10 promotions, each figure nodeops reports is within 0.2 s of what a 50 ms sampler
     of the load balancer saw (the two sample at 100 ms and 50 ms: 0.15 s of that is their resolutions)."""
@@ -96,9 +96,9 @@ def test_the_reported_outage_agrees_with_an_independent_sampler(out):
         took = next(e for e in events(res) if "outage_seconds" in e)
         pairs.append((took["outage_seconds"], round(sampler.gap, 3)))
         stops.append((took.get("old_exit_code"), round(res_seconds(res), 1)))
-    print(f"\noutage (nodeops, 50 ms sampler) over {PROMOTIONS} promotions, seconds: {pairs}")
+    figures(f"outage (nodeops, 50 ms sampler) over {PROMOTIONS} promotions, seconds: {pairs}")
     # a lease-long gap (about 10 s) is told apart by these: the old active's exit code (0: it stopped on SIGTERM and
     # released its lease; 137: docker stop killed it after stop_timeout; 255: its shutdown grace ran out) and the run
-    print(f"old active's exit code, promotion's seconds: {stops}")
+    figures(f"old active's exit code, promotion's seconds: {stops}")
     assert all(seen > 0 for _, seen in pairs), (pairs, stops)  # each promotion had a gap users could see
     assert all(abs(reported - seen) <= 0.2 for reported, seen in pairs), (pairs, stops)

@@ -179,7 +179,7 @@ def database_version(lab) -> str:
     return superuser_sql(lab, "SELECT version FROM node_versions", database=SERVICE).strip()
 
 
-def test_an_upgrade_that_migrated_the_database_then_failed_is_put_back_on_the_new_image(rst, tmp_path):
+def test_an_upgrade_that_migrated_the_database_then_failed_is_put_back_on_the_new_image(rst, tmp_path, figures):
     """The pair on 2.10.0; the change: 2.11.0 with a ROOT_DIR the node cannot create (/root is not its user's). The
     new standby takes the lease, migrates the database to 2.11.0 (node_versions) and only then stops on the root
     directory; 2.10.0 refuses to start on that database. Today's main started both nodes again on 2.10.0 into that
@@ -207,7 +207,7 @@ def test_an_upgrade_that_migrated_the_database_then_failed_is_put_back_on_the_ne
             assert (version, variables, secrets) == ("2.11.0", *before[node][2:]), (node, after[node], before[node])
         end = last_audit_end()
         assert end["exit_code"] == 1 and f"{active} serves" in end["error"], end
-        print(f"\nupgrade failed after the takeover: put back on 2.11.0, longest load balancer gap "
+        figures(f"upgrade failed after the takeover: put back on 2.11.0, longest load balancer gap "
               f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
         fixed = fab("deploy", "--inventory", str(variant(rst, tmp_path, upgrade)), "--service", SERVICE, timeout=400)
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
@@ -705,15 +705,12 @@ def test_fault_matrix(rst, tmp_path, step, fault):
     assert cut or kept, ("the run left the pair without its standby", containers(rst))
 
 
-def test_fault_matrix_table(request, capsys):
-    """Prints the matrix (runs after its cells) straight to the terminal, captured or not: step, fault, exit code,
-    longest load balancer gap. (The terminal reporter writes to fd 1, which pytest captures during a test: without
-    capsys.disabled() the table showed only when this test failed.)"""
+def test_fault_matrix_table(figures):
+    """Says the matrix (runs after its cells, in their process) as the run's figures: step, fault, exit code, longest
+    load balancer gap."""
     if not MATRIX:
         pytest.skip("no cell of the matrix ran")
-    say = request.config.pluginmanager.get_plugin("terminalreporter").write_line
-    with capsys.disabled():
-        say(f"\nfault matrix: {'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}")
-        for step, fault, code, gap in MATRIX:
-            say(f"fault matrix: {step:<22}{fault:<18}{code:>5}{gap:>12.2f}s")
-        say(f"fault matrix: {len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
+    lines = [f"fault matrix: {'step':<22}{'fault':<18}{'exit':>5}{'longest gap':>13}"]
+    lines += [f"fault matrix: {step:<22}{fault:<18}{code:>5}{gap:>12.2f}s" for step, fault, code, gap in MATRIX]
+    lines.append(f"fault matrix: {len(MATRIX)} cells passed; longest outage {max(g for *_, g in MATRIX):.2f}s")
+    figures("\n".join(lines))

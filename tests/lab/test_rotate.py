@@ -131,7 +131,7 @@ def release_lock(service: str) -> None:
 # ---------------------------------------------------------------- the tests
 
 
-def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot):
+def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot, figures):
     since = time.time()
     old = document(rot, "cl1/DBSecret")
     old_version = by_stage(rot, "cl1/DBSecret")["AWSCURRENT"][0]
@@ -153,7 +153,7 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     assert not probe.both, "two nodes served at once"
     assert len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.explain()
     took = next(e for e in events(res) if "outage_seconds" in e and "took over" in e["message"])
-    print(f"\nrotate db: planned handover outage {took['outage_seconds']:.2f}s; load balancer gap "
+    figures(f"rotate db: planned handover outage {took['outage_seconds']:.2f}s; load balancer gap "
           f"{max(probe.gaps, default=0):.2f}s over {len(probe.samples)} samples")  # fmt: skip
 
     # The new value went nowhere it should not: output, any process's argv, the containers, the operator's disk.
@@ -231,7 +231,7 @@ def test_api_rotation_changes_the_login(rot):
     ],
     ids=["after-set-secret", "after-first-node-restart"],
 )
-def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when):
+def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when, figures):
     old = document(rot, "cl2/DBSecret")
     versions_before = len(stages(rot, "cl2/DBSecret", unlabelled=True))
     with PairProbe(rot.inventory_file, "cl2") as probe:
@@ -250,7 +250,7 @@ def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when):
     assert len(stages(rot, "cl2/DBSecret", unlabelled=True)) == versions_before + 1
     assert consistent(rot, "cl2", old["password"]) == pending_password
     assert not probe.both and len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.explain()
-    print(f"\nkilled {point} (last event: {seen[-1]['message'][:60]}); the rerun completed it, gap "
+    figures(f"killed {point} (last event: {seen[-1]['message'][:60]}); the rerun completed it, gap "
           f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
 
 

@@ -130,7 +130,7 @@ def test_bastion_runs_default_sshd_limits(lab):
     assert "maxstartups 10:30:100" in sshd_t.splitlines()
 
 
-def test_64_nodes_ten_runs_in_a_row_without_a_single_failure(lab):
+def test_64_nodes_ten_runs_in_a_row_without_a_single_failure(lab, figures):
     """Ours multiplexes one bastion transport; a plain `ssh -J` burst opens one bastion login per node."""
     assert len(lab.plan.nodes) == 64
     for run in range(10):
@@ -138,7 +138,7 @@ def test_64_nodes_ten_runs_in_a_row_without_a_single_failure(lab):
         assert (code, summary["ok"], summary["failed"]) == (0, 64, []), (run, stderr)
         assert all(h["attempts"] == 1 for h in hosts.values()), run
     failures = _ssh_jump_burst(lab)
-    print(f"\nplain `ssh -J` burst through the same bastion: {failures}/64 hosts failed")
+    figures(f"plain `ssh -J` burst through the same bastion: {failures}/64 hosts failed")
 
 
 def _ssh_jump_burst(lab) -> int:
