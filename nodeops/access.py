@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from nodeops.commands.node import container_name, sh
+from nodeops.commands.node import container_name, sh, until_closed
 from nodeops.errors import InvalidInput
 
 # What `docker logs --since` takes that we pass on: a duration (Go's: 10m, 1h30m, 90s, 1.5h) or a
@@ -33,7 +33,8 @@ def check_tail(tail: str) -> str:
 
 
 def logs_command(runtime: str, service: str, since: str | None, tail: str | None, follow: bool) -> str:
-    """The shell line that prints (and with ``follow`` streams) the service container's log on a node."""
+    """The shell line that prints (and with ``follow`` streams) the service container's log on a node; it ends
+    when the SSH session closes (until_closed): stopping `nodeops logs` leaves nothing running on the node."""
     argv = [runtime, "logs"]
     if follow:
         argv.append("--follow")
@@ -41,7 +42,7 @@ def logs_command(runtime: str, service: str, since: str | None, tail: str | None
         argv += ["--since", check_since(since)]
     if tail:
         argv += ["--tail", check_tail(tail)]
-    return sh([*argv, container_name(service)])
+    return until_closed([*argv, container_name(service)])
 
 
 def container_shell_command(runtime: str, service: str) -> str:

@@ -16,6 +16,10 @@ of its own) it may not, when the kernel delivered the signal to another thread. 
 does nothing: the C-level handler writes the signal's number to the wakeup fd (signal.set_wakeup_fd) at
 once, from whichever thread took it, and a thread of this class reads it, counts, sets the flag and
 reports the note. That thread also never takes a lock the main thread may hold when the signal comes.
+
+A command with nothing to finish (`nodeops logs --follow`) ends on the first one instead:
+
+    with ending_on_signals():          # SIGINT and SIGTERM raise Stopped (a KeyboardInterrupt) in the main thread
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 FIRST = ("stopping at the next safe point: no new step starts; a handover under way finishes first "
          "(Ctrl-C twice more aborts at once)")  # fmt: skip
@@ -85,3 +89,32 @@ class StopRequests:
             with contextlib.suppress(OSError):
                 os.close(self.pipe[0])
             self.pipe = None
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a command that just ends (see ending_on_signals); ``str()`` is the signal's name."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def ending_on_signals() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise Stopped in the main thread, as Python raises
+    KeyboardInterrupt for Ctrl-C: for a command with no safe point to reach (`nodeops logs --follow`), whose
+    ``with`` blocks then close what they opened. A CI runner cancels a job with SIGTERM, which would otherwise
+    end the process at once (exit 143), skipping them. The main thread must wait in short steps (a join with a
+    timeout) for the handler to run. Off the main thread (handlers can only be set there) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {sig: signal.signal(sig, _raise_stopped) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

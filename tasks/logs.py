@@ -10,8 +10,9 @@ from invoke import Exit, task
 
 from nodeops.access import LineMasker, check_since, check_tail, logs_command
 from nodeops.deploy import prepare
-from nodeops.errors import InvalidInput
+from nodeops.errors import Interrupted, InvalidInput
 from nodeops.remote import Fleet, stream
+from nodeops.stopping import ending_on_signals
 
 from ._cli import INVENTORY_HELP, cli, load, services_of
 
@@ -21,7 +22,7 @@ from ._cli import INVENTORY_HELP, cli, load, services_of
         **INVENTORY_HELP,
         "service": "the service whose container logs to show (one)",
         "node": "only this node of the service (default: every node of it)",
-        "follow": "keep streaming new lines until Ctrl-C or the container ends",
+        "follow": "keep streaming new lines until Ctrl-C or SIGTERM (exit 130) or the container ends",
         "since": "only lines since then: a duration (10m, 1h) or a timestamp (2026-11-30T08:00:00Z)",
         "tail": "only the last N lines of each node's log (before following)",
     }
@@ -42,17 +43,18 @@ def logs(c, service, env=None, inventory=None, node=None, follow=False, since=No
     if not nodes:
         raise InvalidInput(f"--node {node}: not a node of {service} (nodes: {', '.join(n.name for n in svc.nodes)})")
     command = logs_command(svc.runtime, service, since, tail, follow)
-    (job,) = prepare(inv, [service])  # the service's secrets, for the mask: in memory only
-    with Fleet(inv) as fleet:
+    try:
+        with ending_on_signals():
+            (job,) = prepare(inv, [service])  # the service's secrets, for the mask: in memory only
+            with Fleet(inv) as fleet:  # closed on the way out: each node's session ends, and its command with it
 
-        def run_node(n, sink: Callable[[bytes], None]) -> int:
-            conn, _ = fleet.connect(n)
-            return stream(conn, command, sink)
+                def run_node(n, sink: Callable[[bytes], None]) -> int:
+                    conn, _ = fleet.connect(n)
+                    return stream(conn, command, sink)
 
-        try:
-            codes, closed = merge_node_lines(nodes, run_node, job.redact)
-        except KeyboardInterrupt:
-            return  # the Fleet closes: every stream ends; Ctrl-C is how --follow is meant to end
+                codes, closed = merge_node_lines(nodes, run_node, job.redact)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM (Stopped): how --follow is meant to end
+        raise Interrupted(f"logs stopped by {str(stop) or 'SIGINT'}; the log streams on the nodes were ended") from None
     if closed:
         raise BrokenPipeError  # the program's quiet_on_closed_pipe: exit 141, no traceback, no "failed" line
     failed = sorted(name for name, code in codes.items() if code != 0)
@@ -65,7 +67,7 @@ def merge_node_lines(nodes: Sequence, run_node: Callable, mask: Callable[[str], 
     any chunking) to stdout as ``NAME | line``, masked by ``mask``. Returns each node's exit status (1 when its
     run raised: one masked line on stderr) and whether stdout's reader closed the pipe: from then on nothing more
     is written, nothing is reported as failed, and the caller ends when the streams stop (its Fleet closed).
-    Ctrl-C (KeyboardInterrupt) goes through to the caller."""
+    Ctrl-C or SIGTERM (KeyboardInterrupt, nodeops.stopping.Stopped) goes through to the caller."""
     printing = threading.Lock()
     closed = threading.Event()
     codes: dict[str, int] = {}

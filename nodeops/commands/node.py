@@ -34,6 +34,23 @@ def sh(*argvs: Sequence[str], sep: str = " && ") -> str:
     return sep.join(shlex.join(argv) for argv in argvs)
 
 
+# The command in the background; the foreground reads the session's stdin, which nothing ever writes: it ends
+# (EOF) only when the session closes, and then the command is killed. Without this, closing an SSH session
+# with no PTY signals nothing: a `docker logs --follow` outlives it until it next writes a line (sshd, 8.x).
+_UNTIL_CLOSED = ('exec 3<&0; "$@" </dev/null & p=$!; '
+                 '(cat <&3 >/dev/null 2>&1; kill $p 2>/dev/null) >/dev/null 2>&1 & w=$!; '
+                 'exec 3<&-; wait $p; s=$?; kill $w 2>/dev/null; exit $s')  # fmt: skip
+
+
+def until_closed(argv: Sequence[str]) -> str:
+    """The shell line running ``argv`` on a node that also ends it (SIGTERM) once the SSH session closes.
+
+    Its output and exit status are the command's own while the session lasts. The session's stdin must stay
+    open and unwritten while it runs (nodeops.remote.stream never writes to it); its end is the signal.
+    """
+    return sh(["sh", "-c", _UNTIL_CLOSED, "sh", *argv])
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything `docker run` needs for one node's container."""

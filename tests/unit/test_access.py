@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nodeops.access import LINE_LIMIT, LineMasker, check_since, check_tail, container_shell_command, logs_command
+from nodeops.commands.node import until_closed
 from nodeops.deploy import Redactor
 from nodeops.errors import InvalidInput
 from nodeops.secrets import Secret
@@ -46,7 +47,8 @@ def test_tail(tail, ok):
     ],
 )  # fmt: skip
 def test_logs_command(args, command):
-    assert logs_command(*args) == command
+    """The runtime's logs command, ended with the SSH session (until_closed: its behaviour in test_commands)."""
+    assert logs_command(*args) == until_closed(command.split())
 
 
 def test_logs_command_checks_its_flags():

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +146,47 @@ DIGEST = "sha256:2f28f8bad9f7b16e3736ac21e0930a280c646eb527746335c44d6a1c0adca2e
 )  # fmt: skip
 def test_parse_manifest_digest(output, digest):
     assert cmd.parse_manifest_digest(output) == digest
+
+
+# -- until_closed: a node command that ends with its SSH session (whose end closes the command's stdin) -----------
+def run_until_closed(argv: list[str]) -> subprocess.Popen:
+    """The line until_closed builds, in a real sh, its stdin a pipe left open as an SSH session's is."""
+    return subprocess.Popen(["sh", "-c", cmd.until_closed(argv)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_until_closed_gives_the_commands_output_and_exit_status_while_the_session_lasts():
+    proc = run_until_closed(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    try:
+        assert proc.wait(timeout=10) == 3  # stdin still open: the command ended by itself
+        assert (proc.stdout.read(), proc.stderr.read()) == ("out\n", "err\n")
+    finally:
+        proc.stdin.close()  # the watcher's reader ends too
+        proc.kill()
+
+
+def test_until_closed_ends_the_command_when_the_session_closes():
+    proc = run_until_closed(["sh", "-c", "echo $$; exec sleep 60"])  # `docker logs --follow`, never ending
+    try:
+        pid = int(proc.stdout.readline())
+        assert Path(f"/proc/{pid}").exists()
+        proc.stdin.close()  # what sshd does when the session closes
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+        for _ in range(100):  # bounded: 5 s
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists(), "the command outlived its session"
+    finally:
+        proc.kill()
+
+
+def test_until_closed_quotes_every_word_once(tmp_path):
+    marker = tmp_path / "ran"
+    proc = run_until_closed(["echo", f"$(touch {marker})", "a  b", "';"])
+    try:
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout.read() == f"$(touch {marker}) a  b ';\n" and not marker.exists()
+    finally:
+        proc.stdin.close()
+        proc.kill()

@@ -5,6 +5,7 @@ to several services, with and without a terminal (a real pseudo-terminal)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -384,3 +385,37 @@ def test_logs_into_a_closed_pipe_stops_the_streams_without_a_traceback_or_a_fail
     finally:
         os.close(write)
     assert (proc.returncode, proc.stderr) == (0, "closed=True failed=[]\n")
+
+
+# -- logs --follow ended by a signal: SIGTERM too ends it through the `with` blocks, as Ctrl-C does -----------------
+ENDING_ON_SIGNALS = """
+import signal, sys, threading
+from nodeops.stopping import Stopped, ending_on_signals
+
+worker = threading.Thread(target=threading.Event().wait, daemon=True)  # a node's stream: never ends by itself
+worker.start()
+try:
+    with ending_on_signals():
+        try:
+            print("ready", flush=True)
+            for _ in range(600):  # bounded: 2 min
+                worker.join(0.2)  # as merge_node_lines waits
+        finally:
+            print("closed", flush=True)  # what the Fleet's `with` does on the way out
+except Stopped as stop:
+    print(f"stopped by {stop}", flush=True)
+print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_ends_the_block_through_its_with_blocks_and_restores_the_handlers(sig):
+    proc = subprocess.Popen([sys.executable, "-c", ENDING_ON_SIGNALS], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(getattr(signal, sig))
+        assert proc.wait(timeout=10) == 0
+        assert proc.stdout.read() == f"closed\nstopped by {sig}\nTrue True\n"
+    finally:
+        proc.kill()
