@@ -536,6 +536,16 @@ def test_the_config_hash_covers_list_variables_deterministically():
     assert render(role, "v2", service(EVM_CHAINS=changed), s).config_hash != one
 
 
+def test_a_variable_the_templates_do_not_read_moves_no_config_hash():
+    """rv6 #6: with EVM_CHAINS set, another ETH_CHAIN_ID renders the same files; it moved the config hash, so a deploy
+    replaced both nodes for it while its diff (which leaves such a variable out) said nothing changed."""
+    role, s = load_role("chainlink"), secrets(**CHAIN_SECRETS)
+    with_chains = {render(role, "v2", service(EVM_CHAINS=CHAINS, ETH_CHAIN_ID=i), s).config_hash for i in (1, 5)}
+    assert len(with_chains) == 1
+    single = {render(role, "v2", service(ETH_CHAIN_ID=i), s).config_hash for i in (1, 5)}  # the control: it is read
+    assert len(single) == 2
+
+
 @pytest.mark.parametrize(
     ("extra", "error"),
     [
