@@ -262,6 +262,13 @@ class Job:
         """The role's defaults overlaid with the service's variables, as the templates see them."""
         return {**self.role.defaults, **self.service.variables}
 
+    def side(self, digest: str | None) -> Side:
+        """What this job would start, as a diff's new side: the service's image with ``digest`` (the registry's, None
+        when not known), the variables its templates read (Role.read_variables: no default a variable the service
+        sets makes unused), the rendered files and the version of each secret they use."""
+        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), self.rendered.files,
+                    dict(self.rendered.secret_versions))  # fmt: skip
+
     def files_read(self, when: str) -> tuple[str, ...]:
         """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
         profile = self.role.profile(self.profile)
@@ -1187,7 +1194,7 @@ class ServiceDeploy:
                 olds[name] = Side()
                 continue
             recorded_vars = c.label("variables")
-            variables = {**self.job.role.defaults, **json.loads(recorded_vars)} if recorded_vars else None
+            variables = self.job.role.read_variables(json.loads(recorded_vars)) if recorded_vars else None
             files = None
             try:
                 job = restore_job(self.fleet.inventory, self.job, name, c)
@@ -1203,9 +1210,7 @@ class ServiceDeploy:
             digest = c.label("digest")
             olds[name] = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
                               json.loads(c.label("secrets") or "{}"))  # fmt: skip
-        job = self.job
-        new = Side(self.service.image, self.digest, dict(job.variables), job.rendered.files,
-                   dict(job.rendered.secret_versions))  # fmt: skip
+        new = self.job.side(self.digest)
         for line in summary(service_diff(self.service.name, olds, new, recorded, unrestorable, notes)):
             body = () if self.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
             text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])

@@ -33,11 +33,11 @@ class Side:
     """The inputs of a container: the one a node runs (old) or the one the run would start (new).
 
     ``image``: its reference (``reg/repo:2.11.0``), None when the node has no container; ``digest``: the
-    registry's manifest digest (``sha256:<64 hex>``), None when unknown; ``variables``: the effective
-    non-secret variables (the role's defaults overlaid by the service's), None when unknown (a container that
-    records none); ``files``: the rendered files by
-    name, None when they cannot be rendered again (restore_job refused); ``secrets``: {secret name:
-    backend version id} of the secrets the files use."""
+    registry's manifest digest (``sha256:<64 hex>``), None when unknown; ``variables``: the non-secret
+    variables its templates read (Role.read_variables: the role's defaults overlaid by the service's, without
+    those a variable it sets makes unused), None when unknown (a container that records none); ``files``: the
+    rendered files by name, None when they cannot be rendered again (restore_job refused); ``secrets``: {secret
+    name: backend version id} of the secrets the files use."""
 
     image: str | None = None
     digest: str | None = None

@@ -115,7 +115,9 @@ class Rendered:
     """What a node of a service gets: its files, its command line, and a hash of its configuration.
 
     ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
-    the profile, the image, the effective non-secret variables (a list or mapping as canonical JSON), the command,
+    the profile, the image, the non-secret variables the templates read (Role.read_variables: the role's defaults
+    overlaid by the service's, without those ``unused_with`` says another makes unused: a change of one renders
+    nothing new, so it is no change; a list or mapping as canonical JSON), the command,
     the env file's name, every file's name and secret flag, the *bytes of the
     non-secret files only*, into which render lets no Secret be written (see the
     module's docstring), and the backend version id of every secret the files
@@ -400,7 +402,14 @@ def render(
         command=command,
         env_file=profile.env_file,
         config_hash=_config_hash(
-            role, profile.name, service.image, variables, files, command, profile.env_file, versions
+            role,
+            profile.name,
+            service.image,
+            role.read_variables(service.variables),
+            files,
+            command,
+            profile.env_file,
+            versions,
         ),
         secret_versions=MappingProxyType(versions),
     )
@@ -417,7 +426,7 @@ def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[
     files = {name: RenderedFile(name, texts[name].encode("utf-8"), False) if not f.secret and name in texts else f
              for name, f in rendered.files.items()}  # fmt: skip
     versions = rendered.secret_versions if secret_versions is None else dict(sorted(secret_versions.items()))
-    variables = {**role.defaults, **service.variables}
+    variables = role.read_variables(service.variables)
     config_hash = _config_hash(role, rendered.profile, service.image, variables, files, rendered.command,
                                rendered.env_file, versions)  # fmt: skip
     return dataclasses.replace(rendered, files=MappingProxyType(files), config_hash=config_hash)

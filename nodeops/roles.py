@@ -27,7 +27,9 @@ read-only); ``secret_variables`` maps a variable to the secret name a service
 may give instead of it (an RPC URL that embeds an API key), never both.
 
 ``defaults`` and ``variables`` (those without a default) list every variable the role
-knows: a service that sets any other is refused (``check_variables``).
+knows: a service that sets any other is refused (``check_variables``). ``unused_with`` names, per variable,
+the defaults its templates do not read while a service sets it (Chainlink: with ``EVM_CHAINS``, the single
+chain's ``ETH_CHAIN_ID``, ``ETH_URL``, ...): deploy's diff leaves them out (``Role.read_variables``).
 
 Every problem is one ``RoleError`` (exit 2) naming the role file and the
 path inside it (``profiles.v2.files.config.toml.template``).
@@ -186,6 +188,16 @@ class Role:
     secret_variables: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # variable -> the
     # secret a service may give instead of it
     variables: tuple[str, ...] = ()  # role.yaml ``variables``: the ones a service may set that have no default
+    unused_with: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))  # variable ->
+    # the defaults its templates do not read while a service sets it
+
+    def read_variables(self, own: Mapping[str, object]) -> dict[str, object]:
+        """The variables the templates read for a service whose own variables are ``own``: the role's defaults
+        overlaid by ``own``, without the defaults ``unused_with`` names for a variable ``own`` sets (Chainlink with
+        ``EVM_CHAINS``: no ``ETH_CHAIN_ID``, ``ETH_URL``, ``ETH_HTTP_URL``, ``LINK_CONTRACT_ADDRESS``). What a diff
+        compares, so that it lists no change that does nothing. Pure."""
+        unused = {name for key, names in self.unused_with.items() if key in own for name in names}
+        return {k: v for k, v in {**self.defaults, **own}.items() if k not in unused}
 
     @property
     def known_variables(self) -> frozenset[str]:
@@ -392,6 +404,7 @@ _TOP = {
     "profiles": True,
     "default_profile": True,
     "variables": False,
+    "unused_with": False,
 }
 
 
@@ -465,6 +478,16 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
             problem = f"expected a secret name matching {_NAME.pattern} outside the role's required secrets"
             fail(f"secret_variables.{var}", f"{problem}, got {secret!r}")
 
+    unused_with = _typed(data.get("unused_with") or {}, "unused_with", dict, "a mapping", fail)
+    for var, names in unused_with.items():
+        if var not in known:
+            fail(f"unused_with.{var}", "expected a variable the role declares (defaults or variables)")
+        _typed(names, f"unused_with.{var}", list, "a list of variables of the role's defaults", fail)
+        for i, unused in enumerate(names):
+            if unused not in defaults or unused == var:
+                fail(f"unused_with.{var}[{i}]", f"expected a variable of the role's defaults other than {var}, got "
+                     f"{unused!r}")  # fmt: skip
+
     raw_profiles = _typed(data["profiles"], "profiles", dict, "a mapping of profiles", fail)
     if not raw_profiles:
         fail("profiles", "expected at least one profile")
@@ -500,6 +523,7 @@ def _parse(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
         writable_paths=tuple(writable),
         secret_variables=MappingProxyType(dict(alternatives)),
         variables=tuple(undefaulted),
+        unused_with=MappingProxyType({var: tuple(names) for var, names in unused_with.items()}),
     )
 
 

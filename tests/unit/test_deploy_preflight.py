@@ -223,6 +223,24 @@ def test_a_render_error_names_the_file_and_an_unmasked_service_named_like_its_da
     assert "*" not in message and ENV["NODEOPS_CL_DB_PASSWORD"] not in message
 
 
+FIX_CHAIN_ID = "set the chain's EIP-155 ID, a positive whole number (1: Ethereum mainnet, 137: Polygon)"
+
+
+@pytest.mark.parametrize(("chain_id", "shown"), [('"abc"', "'abc'"), ("-5", "-5")])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_a_bad_evm_chain_id_is_refused_before_any_host(tmp_path, monkeypatch, chain_id, shown, dry_run):
+    """rv6 #1: `chain_id: "abc"` was rendered (`ChainID = "abc"`) and a dry run exited 0."""
+    chains = (f"EVM_CHAINS: [{{chain_id: 1, nodes: [{{name: a, ws_url: wss://a}}]}}, "
+              f"{{chain_id: {chain_id}, nodes: [{{name: b, ws_url: wss://b}}]}}], ")  # fmt: skip
+    code, out = deploy(tmp_path, inventory().replace("variables: {", "variables: {" + chains), monkeypatch,
+                       *(["--dry-run"] if dry_run else []))  # fmt: skip
+    assert code == 2, out
+    assert out.count("\n") == 1 and "Traceback" not in out and "cannot connect" not in out
+    assert out.startswith(f"nodeops: {tmp_path / 't.yaml'}: services.cl: role chainlink: template "), out
+    assert out.rstrip().endswith(f": services.cl.variables.EVM_CHAINS[1].chain_id: {shown} is not a chain ID; "
+                                 + FIX_CHAIN_ID), out  # fmt: skip
+
+
 def test_a_missing_required_secret_names_the_file(tmp_path, monkeypatch):
     text = "\n".join(line for line in inventory().splitlines() if "keystore:" not in line) + "\n"
     path, run = _prepared(tmp_path, monkeypatch, text)

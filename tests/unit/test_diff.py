@@ -39,8 +39,7 @@ def side(job, digest=OLD_DIGEST, image=None, variables=None, found=None) -> Side
     service = dataclasses.replace(job.service, image=image or job.service.image,
                                   variables={**job.service.variables, **(variables or {})})  # fmt: skip
     rendered = render(job.role, job.profile, service, found or secrets())
-    effective = {**job.role.defaults, **service.variables}
-    return Side(service.image, digest, effective, rendered.files, dict(rendered.secret_versions))
+    return dataclasses.replace(job, service=service, rendered=rendered).side(digest)
 
 
 def messages(job, new: Side, old: Side | None = None, db_version=None, unrestorable=None) -> list[str]:
@@ -131,6 +130,35 @@ def test_a_fresh_node_shows_every_file_as_added_and_secret_files_by_name_only(jo
     assert files["secrets.toml"] == "secret file secrets.toml: added (content not shown)"
     assert lines[0].message == "image none -> smartcontract/chainlink:2.10.0 (digest none -> 6bc87626beba)"
     assert not any(value in json.dumps([line.body for line in lines]) for value in SENTINELS.values())
+
+
+EVM_CHAINS = [{"chain_id": 137, "nodes": [{"name": "poly-a", "ws_url": "wss://poly.example/ws"}]}]
+SINGLE_CHAIN = {"ETH_CHAIN_ID", "ETH_URL", "ETH_HTTP_URL", "LINK_CONTRACT_ADDRESS"}
+
+
+def variable_lines(job, new: Side, old: Side) -> dict[str, str]:
+    return {m.split(":")[0].removeprefix("variable "): m for m in messages(job, new, old) if m.startswith("variable ")}
+
+
+def test_with_evm_chains_a_fresh_node_lists_no_single_chain_variable_the_templates_do_not_read(job):
+    """rv6 #6: with EVM_CHAINS set, a fresh node's diff listed `variable ETH_CHAIN_ID: added 1`, `ETH_URL: added
+    (empty)`, `ETH_HTTP_URL: added (empty)`, `LINK_CONTRACT_ADDRESS: added (empty)`: changes that do nothing (the
+    templates read none of them; non-empty URLs are refused). The role's other variables are still listed."""
+    got = variable_lines(job, side(job, variables={"EVM_CHAINS": EVM_CHAINS}), Side())
+    assert not SINGLE_CHAIN & set(got), got
+    assert set(got) == {*job.role.defaults, *job.service.variables, "EVM_CHAINS"} - SINGLE_CHAIN
+    assert got["EVM_CHAINS"].startswith('variable EVM_CHAINS: added [{"chain_id":137,')
+    assert got["LOG_LEVEL"] == "variable LOG_LEVEL: added info"
+    single = variable_lines(job, side(job), Side())  # the control: the single chain reads them
+    assert single["ETH_CHAIN_ID"] == "variable ETH_CHAIN_ID: added 1" and SINGLE_CHAIN <= set(single)
+
+
+def test_with_evm_chains_on_both_sides_a_chain_change_is_its_own_line_and_the_file(job):
+    old = side(job, variables={"EVM_CHAINS": EVM_CHAINS})
+    new = side(job, variables={"EVM_CHAINS": [{**EVM_CHAINS[0], "chain_id": 80002}]})
+    got = messages(job, new, old)
+    assert got[0].startswith('variable EVM_CHAINS: [{"chain_id":137,') and '-> [{"chain_id":80002,' in got[0]
+    assert got[1:] == ["file config.toml: changed (+1 -1)", "secret file rpc.toml: changed (content not shown)"]
 
 
 def test_an_unrestorable_node_is_a_warning_and_its_unknown_inputs_are_not_compared(job):

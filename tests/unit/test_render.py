@@ -472,6 +472,12 @@ def test_two_chains_with_two_rpc_nodes_each_secret_urls_only_in_rpc_toml(tmp_pat
         ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url": "wss://a"}]}], {"LINK_CONTRACT_ADDRESS": "0xab"},
          "EVM_CHAINS: LINK_CONTRACT_ADDRESS is the single chain's (ETH_CHAIN_ID) and not used with EVM_CHAINS"),
         ([{"chain_id": 1, "nodes": [{"name": "a", "ws_url_secret": "nope"}]}], {}, "secrets.nope is undefined"),
+        *(([{"chain_id": bad, "nodes": [{"name": "a", "ws_url": "wss://a"}]}], {},
+           f"EVM_CHAINS[0].chain_id: {shown} is not a chain ID; set the chain's EIP-155 ID, a positive whole number "
+           "(1: Ethereum mainnet, 137: Polygon)")
+          for bad, shown in [("abc", "'abc'"), (-5, "-5"), (0, "0"), ("0", "'0'"), ("01", "'01'"), ("", "''"),
+                             (" 1", "' 1'"), ("１", "'１'"), ("1e3", "'1e3'"), (1.0, "1.0"), (True, "True"),
+                             (None, "None"), ([1], "[1]")]),
     ],
 )  # fmt: skip
 def test_a_bad_evm_chains_is_one_line_naming_the_variable_path(chains, extra, problem):
@@ -479,6 +485,26 @@ def test_a_bad_evm_chains_is_one_line_naming_the_variable_path(chains, extra, pr
         render(load_role("chainlink"), "v2", service(EVM_CHAINS=chains, **extra), secrets(**CHAIN_SECRETS))
     assert problem in str(info.value), str(info.value)
     assert "k3y" not in str(info.value)
+
+
+@pytest.mark.parametrize("chain_id", [1, 137, "137", 2**80, str(2**80)])
+def test_a_chain_id_is_a_positive_whole_number_or_its_decimal_text(chain_id):
+    """Chainlink reads ChainID as a big integer's decimal text (``[[EVM]] ChainID = '137'``): YAML's 137 and '137'
+    are the same chain, and an ID beyond 64 bits is kept exactly."""
+    chains = [{"chain_id": chain_id, "nodes": [{"name": "a", "ws_url": "wss://a"}]}]
+    got = render(load_role("chainlink"), "v2", service(EVM_CHAINS=chains), secrets())
+    assert tomllib.loads(got.files["config.toml"].data.decode())["EVM"][0]["ChainID"] == str(chain_id)
+
+
+@pytest.mark.parametrize("profile", ["v1", "v2"])
+@pytest.mark.parametrize(("bad", "shown"), [("abc", "'abc'"), (-5, "-5"), (0, "0"), (1.5, "1.5"), (False, "False")])
+def test_a_bad_single_chain_eth_chain_id_is_refused_naming_the_variable(profile, bad, shown):
+    with pytest.raises(InvalidInput) as info:
+        render(load_role("chainlink"), profile, service(ETH_CHAIN_ID=bad), secrets())
+    assert str(info.value).endswith(
+        f"services.cl1.variables.ETH_CHAIN_ID: {shown} is not a chain ID; set the "
+        "chain's EIP-155 ID, a positive whole number (1: Ethereum mainnet, 137: Polygon)"
+    )
 
 
 def test_v1_refuses_several_chains():
@@ -508,6 +534,16 @@ def test_the_config_hash_covers_list_variables_deterministically():
     assert render(role, "v2", service(EVM_CHAINS=as_tuples), s).config_hash == one
     changed = [CHAINS[0], {**CHAINS[1], "chain_id": 138}]
     assert render(role, "v2", service(EVM_CHAINS=changed), s).config_hash != one
+
+
+def test_a_variable_the_templates_do_not_read_moves_no_config_hash():
+    """rv6 #6: with EVM_CHAINS set, another ETH_CHAIN_ID renders the same files; it moved the config hash, so a deploy
+    replaced both nodes for it while its diff (which leaves such a variable out) said nothing changed."""
+    role, s = load_role("chainlink"), secrets(**CHAIN_SECRETS)
+    with_chains = {render(role, "v2", service(EVM_CHAINS=CHAINS, ETH_CHAIN_ID=i), s).config_hash for i in (1, 5)}
+    assert len(with_chains) == 1
+    single = {render(role, "v2", service(ETH_CHAIN_ID=i), s).config_hash for i in (1, 5)}  # the control: it is read
+    assert len(single) == 2
 
 
 @pytest.mark.parametrize(

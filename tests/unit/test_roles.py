@@ -13,6 +13,7 @@ from jinja2 import nodes
 
 from nodeops.errors import EXIT_INVALID, InvalidInput, InventoryError
 from nodeops.inventory import SecretRef, Service
+from nodeops.render import render
 from nodeops.roles import (
     BUILTIN_ROLES,
     PROFILE_VARIABLE,
@@ -141,6 +142,13 @@ def test_a_good_role_loads_frozen(tmp_path):
         (("secrets: [pw]", "secrets: [pw]\nvariables: [PROFILE]"), "variables[0]", "PROFILE is declared already"),
         (("secrets: [pw]", "secrets: [pw]\nvariables: [a-b]"), "variables[0]", "expected a variable name"),
         (("secrets: [pw]", "secrets: [pw]\nvariables: B"), "variables", "expected a list of variable names"),
+        (("secrets: [pw]", "secrets: [pw]\nunused_with: [A]"), "unused_with", "expected a mapping"),
+        (("secrets: [pw]", "secrets: [pw]\nunused_with: {Z: [A]}"), "unused_with.Z",
+         "expected a variable the role declares"),
+        (("secrets: [pw]", "secrets: [pw]\nunused_with: {N: A}"), "unused_with.N", "expected a list of variables"),
+        (("secrets: [pw]", "secrets: [pw]\nunused_with: {N: [A, Z]}"), "unused_with.N[1]",
+         "expected a variable of the role's defaults other than N, got 'Z'"),
+        (("secrets: [pw]", "secrets: [pw]\nunused_with: {N: [N]}"), "unused_with.N[0]", "other than N, got 'N'"),
     ],
 )  # fmt: skip
 def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, problem):
@@ -315,6 +323,47 @@ def test_the_chainlink_role_declares_exactly_the_variables_its_templates_and_lea
     read = template_variables(BUILTIN_ROLES / "chainlink") | {lease.host, lease.port, lease.database, lease.sslmode}
     assert read | {PROFILE_VARIABLE} == role.known_variables
     assert set(role.variables) == {"DATABASE_HOST", "DATABASE_NAME", "EVM_CHAINS"}  # the ones with no default
+
+
+@pytest.mark.parametrize(
+    ("own", "dropped"),
+    [
+        ({}, set()),
+        ({"ETH_CHAIN_ID": 5, "ETH_URL": "wss://x"}, set()),
+        ({"EVM_CHAINS": []}, {"ETH_CHAIN_ID", "ETH_URL", "ETH_HTTP_URL", "LINK_CONTRACT_ADDRESS"}),
+        ({"EVM_CHAINS": [], "ETH_CHAIN_ID": 5}, {"ETH_CHAIN_ID", "ETH_URL", "ETH_HTTP_URL", "LINK_CONTRACT_ADDRESS"}),
+    ],
+)  # fmt: skip
+def test_read_variables_are_the_defaults_and_the_own_without_those_made_unused(own, dropped):
+    role = load_role("chainlink")
+    got = role.read_variables(own)
+    assert got == {k: v for k, v in {**role.defaults, **own}.items() if k not in dropped}
+    assert dropped <= {*role.defaults, *own} and not dropped & set(got)
+
+
+def test_what_the_chainlink_role_declares_unused_changes_no_file():
+    """role.yaml's ``unused_with`` is a claim about the templates: with EVM_CHAINS set, another value of each
+    variable it names renders the same files, or is refused (a non-empty ETH_URL). Else the diff would hide a
+    real change."""
+    from tests.unit.test_render import CHAIN_SECRETS, CHAINS, secrets  # noqa: PLC0415 - the render tables' inputs
+    from tests.unit.test_render import service as render_service  # noqa: PLC0415
+
+    role = load_role("chainlink")
+    single_chain = ("ETH_CHAIN_ID", "ETH_URL", "ETH_HTTP_URL", "LINK_CONTRACT_ADDRESS")
+    assert dict(role.unused_with) == {"EVM_CHAINS": single_chain}
+    found = secrets(**CHAIN_SECRETS)
+    base = render(role, "v2", render_service(EVM_CHAINS=CHAINS), found)
+    rendered = refused = 0
+    for name in role.unused_with["EVM_CHAINS"]:
+        for other in ({name: 5}, {name: "0xab"}, {name: "wss://x.example"}, {name: ""}):
+            try:
+                got = render(role, "v2", render_service(EVM_CHAINS=CHAINS, **other), found)
+            except InvalidInput:
+                refused += 1
+                continue
+            rendered += 1
+            assert {f.name: f.data for f in got.files.values()} == {f.name: f.data for f in base.files.values()}, other
+    assert rendered >= 4 + 3 and refused >= 3  # each ETH_CHAIN_ID, each empty one; a non-empty URL or address
 
 
 def test_template_variables_reads_every_branch(tmp_path):
