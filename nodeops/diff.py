@@ -95,9 +95,9 @@ def _repository(image: str) -> str:
 
 
 def _tag(image: str) -> str:
-    """An image reference as a diff shows it beside another of its repository: its tag, and its digest when the
-    reference pins one (``reg/repo:2.10.0@sha256:6bc8...`` -> ``2.10.0@6bc87626beba``), so that a reference
-    pinned or unpinned with the same tag does not read ``2.10.0 -> 2.10.0``."""
+    """An image reference as a diff shows it beside another of its tag: the tag, and the digest when the reference
+    pins one (``reg/repo:2.10.0@sha256:6bc8...`` -> ``2.10.0@6bc87626beba``), so that a reference pinned or
+    unpinned does not read ``2.10.0 -> 2.10.0``."""
     pinned = image.partition("@")[2]
     return image_tag(image) + (f"@{short(pinned)}" if pinned else "")
 
@@ -190,7 +190,9 @@ def _describe(change: Change) -> tuple[str, dict]:
     if c.kind == "image":
         old_d, new_d = c.digests
         same_repo = c.old is not None and c.new is not None and _repository(str(c.old)) == _repository(str(c.new))
-        shown = (_tag(str(c.old)), _tag(str(c.new))) if same_repo else (c.old or "none", c.new)
+        shown = (image_tag(str(c.old)), image_tag(str(c.new))) if same_repo else (c.old or "none", c.new)
+        if shown[0] == shown[1] and c.old != c.new:  # one tag, pinned by digest on one side only
+            shown = (_tag(str(c.old)), _tag(str(c.new)))
         text = f"image {shown[0]} -> {shown[1]} (digest {short(old_d)} -> {short(new_d) if new_d else AT_DEPLOY})"
         return text, {"old": c.old, "new": c.new, "old_digest": old_d, "new_digest": new_d or AT_DEPLOY}
     if c.kind == "variable":
