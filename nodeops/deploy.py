@@ -433,6 +433,7 @@ class ServiceDeploy:
         self.recorded: str | None = None  # the version the database recorded when the change began (run())
         self.forward: list[str] = []  # why a failed change cannot be undone, only fixed forward (previous_on)
         self.stuck = False  # a node was left stopped: no image this run knows runs on the database (exit 4)
+        self.stop_seen: int | None = None  # the step a stop was first seen before, where it could not stop (execute)
 
     # -- plumbing ----------------------------------------------------------------
     def say(self, node: str, message: str, **data) -> None:
@@ -1048,14 +1049,7 @@ class ServiceDeploy:
             if again is None:
                 why = f"{why}; the old active {old.name} was not started again (it could not run on the database)"
             else:
-                if again is job:
-                    self.upload(old.name, job)
-                    self.x(old.name, cmd.sh(cmd.start(self.runtime, self.name)))
-                    how = "on its own inputs"
-                else:
-                    self.x(old.name, cmd.sh(cmd.remove(self.runtime, self.name)))  # its image cannot run any more
-                    self.start_new(old.name, again)
-                    how = f"on its own inputs, on {self.service.image}"
+                how = self.start_again(old.name, again)
                 self.await_serving(old, accept=accept)
                 self.shred(old.name, again.all_files)
                 why = f"{why}; the old active {old.name} was started again {how}"
@@ -1072,6 +1066,19 @@ class ServiceDeploy:
         except OperationFailed as exc:
             return f"{why}; starting {new.name} again as the standby failed: {exc}"
 
+    def start_again(self, node: str, again: Job) -> str:
+        """``node``'s container, stopped by this run but never replaced (the old active of a handover), started
+        again on ``again`` (previous_on's choice): the same container when ``again`` is its own inputs
+        (``ran_on``), else a new one on ``again`` (its image cannot run on the database any more). Returns how, for
+        a message: "on its own inputs[, on IMAGE]"."""
+        if again is self.ran_on[node]:
+            self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
+            self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
+            return "on its own inputs"
+        self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)))  # its image cannot run any more
+        self.start_new(node, again)
+        return f"on its own inputs, on {self.service.image}"
+
     def restore(self, node: str, why: str) -> str:
         """rollback(), whose own failure (the node unreachable, say) is said in the message rather than raised:
         what serves is confirmed after it either way."""
@@ -1083,24 +1090,73 @@ class ServiceDeploy:
     def execute(self, plan: ServicePlan) -> None:
         """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
         raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
-        next safe point, raising Interrupted: before a node is replaced or a handover begins; once begun, a
-        handover goes on until the old active is the standby again."""
+        next safe point (stop_action, carried out by stop_before), raising Interrupted that says what it did and
+        what runs now. A stop that came past the last safe point (while the old active was replaced after its
+        handover) lets the change run to its end, and the Interrupted says so, naming the step it came during."""
         try:
             self.steps(plan)
         except ChangeFailed:
             raise
         except OperationFailed as exc:  # a failure no step undid (a node cut off, say): what serves now, said
             raise self.confirm(str(exc)) from None
-        if self.stop.is_set():
-            raise Interrupted(f"{self.service.name}: the change was complete when the stop came; {self.standing()}")
+        if not self.stop.is_set():
+            return
+        if not plan.steps:
+            raise Interrupted(f"{self.service.name}: up to date, nothing to change when the stop came; "
+                              f"{self.standing()}")  # fmt: skip
+        during = plan.steps[(len(plan.steps) if self.stop_seen is None else self.stop_seen) - 1]
+        raise Interrupted(f"{self.service.name}: the stop came during `{during.describe()}`, past the last safe "
+                          f"point, so the change went on to its end: it is complete; {self.standing()}")  # fmt: skip
+
+    def stop_before(self, plan: ServicePlan, i: int) -> None:
+        """A stop (Ctrl-C, SIGTERM) seen before step ``i``, carried out as stop_action says: returns (the run goes
+        on) only when step ``i`` is no safe point; raises Interrupted otherwise, its message saying what was done
+        and what runs now (standing). Before the handover of a rolling replace, the nodes this run replaced go back
+        on their previous containers and inputs, as after a failure (restore), so the pair is left as it was found
+        (issue 13 rv7 #6: a standby left on the new inputs made a mixed pair that promote-standby refuses). After the
+        handover, the old active (stopped by it) is started again on its own inputs as the standby, and the run
+        stops there rather than go on to replace it (rv7 #7); the message names the deploy that finishes the change."""
+        action = stop_action(plan, i)
+        if action is None:
+            if self.stop_seen is None:
+                self.stop_seen = i
+            return
+        name, step = self.service.name, plan.steps[i]
+        if action == "stop":
+            why = f"{name}: stopped before `{step.describe()}` as asked" + ("; nothing was changed" if i == 0 else "")
+        elif action == "undo":
+            why = f"{name}: stopped before `{step.describe()}` as asked, undoing this run's change"
+            for node in dict.fromkeys(s.node for s in plan.steps[:i] if s.action == "replace"):
+                why = self.restore(node, why)
+        else:  # "restart": just after the handover
+            handover = plan.steps[i - 1]
+            old, env = handover.node, self.fleet.inventory.environment
+            why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
+                   f"`{step.describe()}`{self.standby_again_on_own(old)}; {handover.to} runs this change, {old} "
+                   f"does not: {program()} deploy --env {env} --service {name} finishes it")  # fmt: skip
+        forward = "".join(f"; {note}" for note in self.forward)
+        raise Interrupted(f"{why}{forward}; {self.standing()}")
+
+    def standby_again_on_own(self, node: str) -> str:
+        """The old active of a finished handover (its container stopped by it) started again on its own inputs
+        (previous_on) and checked as the standby (settle); returns what was done, as "; ...". Never raises: a
+        failure is said (what runs is said after it, by standing)."""
+        try:
+            again = self.previous_on(node, self.inspect(node))
+            if again is None:
+                return f"; {node}'s container was left stopped (it could not run on the database)"
+            how = self.start_again(node, again)
+            self.say(node, f"started {self.name} again {how}, as the standby")
+            return f"; {node}'s container was started again {how} as the standby, and it {self.settle(node, again)}"
+        except OperationFailed as exc:
+            return f"; starting {node}'s container again as the standby failed: {exc}"
 
     def steps(self, plan: ServicePlan) -> None:
         nodes = {n.name: n for n in self.service.nodes}
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
         for i, step in enumerate(plan.steps):
-            if self.stop.is_set() and safe_before(plan, i):
-                raise Interrupted(f"{self.service.name}: stopped before `{step.describe()}` as asked; "
-                                  f"{self.standing()}")  # fmt: skip
+            if self.stop.is_set():
+                self.stop_before(plan, i)
             node = nodes[step.node]
             if replaces_a_standby(step) and any(health := self.health(node)):
                 raise self.confirm(f"{self.service.name} {step.node}: holds the lease now (it answers "
@@ -1310,14 +1366,30 @@ class ServiceDeploy:
                 "files": recorded_texts(self.job)}  # fmt: skip
 
 
-def safe_before(plan: ServicePlan, i: int) -> bool:
-    """Whether a run may stop before step ``i`` and leave the pair whole: before the first step, before a node is
-    replaced, before a handover; not between a handover and the old active's replacement (its node would be left
-    with no running container)."""
-    step = plan.steps[i]
-    if step.action == "handover":
-        return True
-    return step.action == "replace" and (i == 0 or plan.steps[i - 1].action != "handover")
+def stop_action(plan: ServicePlan, i: int) -> str | None:
+    """What a run asked to stop (Ctrl-C, SIGTERM) does before step ``i`` of ``plan``, so that the pair is left whole:
+
+    - ``"stop"``: stop as things are: before the first step, or (a fresh start) before the next node is replaced
+      once the first one serves;
+    - ``"undo"``: before the handover of a rolling replace (or while the standby is awaited), put the nodes this run
+      replaced back on their previous containers, then stop: the pair as it was found;
+    - ``"restart"``: just after a handover, start the old active (stopped by it) again on its own inputs as the
+      standby, then stop, rather than replace it;
+    - None: no safe point (a node replaced but not yet awaited, the old active being replaced after its
+      handover): go on to the next step.
+
+    A replace counts as a standby's when the plan awaits that node as a waiting standby right after it."""
+    if i == 0:
+        return "stop"
+    done = plan.steps[:i]
+    if done[-1].action == "handover":
+        return "restart"
+    if any(s.action == "handover" for s in done):
+        return None
+    replaced = [j for j, s in enumerate(done) if s.action == "replace"]
+    if replaced and all(j + 1 < len(plan.steps) and plan.steps[j + 1].action == "await-waiting" for j in replaced):
+        return "undo"
+    return "stop" if plan.steps[i].action == "replace" else None
 
 
 def not_started(service: str) -> Callable[[], dict]:

@@ -354,10 +354,15 @@ def last_audit_end() -> dict:
     return [e for e in events(res) if e.get("event") == "end"][-1]
 
 
-def test_ctrl_c_during_the_handover_finishes_it_then_exits_130(rst, tmp_path):
-    """Ctrl-C on the terminal during the handover: the handover goes on until the old active is the standby
-    again; a second Ctrl-C is refused with a note; exit 130; one node serves; the audit entry says what runs."""
+def test_ctrl_c_during_the_handover_finishes_it_then_stops_there_exits_130(rst, tmp_path):
+    """Ctrl-C on the terminal during the handover: the handover finishes, the old active is started again on its own
+    inputs as the standby and not replaced (rv7 #7: the run went on to replace it, then said "the change was
+    complete when the stop came"); a second Ctrl-C is refused with a note; exit 130; one node serves; the message
+    and the audit entry say what runs."""
     assert_whole(rst)
+    before = inputs(rst)
+    (active,) = serving_nodes(rst, SERVICE)
+    standby = next(n for n in before if n != active)
     target = variant(rst, tmp_path, a_change())
     proc, master = on_terminal(["deploy", "--inventory", str(target), "--service", SERVICE])
     seen: list[str] = []
@@ -369,33 +374,49 @@ def test_ctrl_c_during_the_handover_finishes_it_then_exits_130(rst, tmp_path):
     drain(master, seen, proc)
     out = screen_text(seen)
     assert proc.returncode == 130, out[-3000:]
-    assert "Traceback" not in out
-    assert "the change was complete when the stop came" in out and "now: " in out, out[-3000:]
-    active = assert_whole(rst)
-    end = last_audit_end()
-    assert end["exit_code"] == 130 and "now: " in end["error"] and f"{active} serves" in end["error"], end
+    assert "Traceback" not in out and "is complete" not in out and "was complete" not in out, out[-3000:]
+    assert assert_whole(rst) == standby  # the handover was finished
+    after = inputs(rst)
+    assert after[active] == before[active], (after, before)  # not replaced: back on its own inputs
+    assert after[standby] != before[standby] and after[standby][1] != after[active][1], after  # this change
+    assert containers(rst)[active].running, containers(rst)  # the standby again
+    error = last_audit_end()["error"]
+    assert last_audit_end()["exit_code"] == 130, error
+    assert f"stopped after `hand over from {active} to {standby}" in error, error
+    assert f"{active}'s container was started again on its own inputs as the standby, and it waits" in error, error
+    assert f"{standby} runs this change, {active} does not" in error, error
+    assert re.search(rf"now: .*{standby} serves \([^)]*config {after[standby][1][:12]}\)", error), error
+    assert re.search(rf"now: .*{active} waits \([^)]*config {before[active][1][:12]}\)", error), error
 
 
-def test_sigterm_before_the_handover_stops_with_the_standby_replaced(rst, tmp_path):
-    """A CI runner cancels with SIGTERM: stopped before the handover, the new standby waiting, the active as it
-    was; exit 130."""
+@pytest.mark.parametrize("when", ["started nodeops-", "waiting for the lease"], ids=["replacing", "awaited"])
+def test_sigterm_before_the_handover_puts_the_standby_back_as_it_was(rst, tmp_path, when):
+    """A CI runner cancels with SIGTERM while the standby is replaced, or once the new standby waits: stopped before
+    the handover, that standby back on its previous container and inputs, the active as it was; exit 130. rv7 #6:
+    the standby was left on the new inputs, a mixed pair that promote-standby then refused (exit 4)."""
     assert_whole(rst)
     before = inputs(rst)
     (active,) = serving_nodes(rst, SERVICE)
+    standby = next(n for n in before if n != active)
     target = variant(rst, tmp_path, a_change())
     proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
     while line := proc.stdout.readline():  # readline, not iteration: communicate() must see what is left
-        if line.startswith("{") and json.loads(line).get("message") == "waiting for the lease":
+        if line.startswith("{") and json.loads(line).get("message", "").startswith(when):
             proc.send_signal(signal.SIGTERM)
             break
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, out + err
-    assert "stopped before `hand over from" in err, err
-    after = inputs(rst)
-    assert after[active] == before[active] and after[active] != after[next(n for n in after if n != active)]
+    error = last_audit_end()["error"]
+    assert "stopped before `" in error and "as asked, undoing this run's change" in error, error
+    assert f"{standby}'s previous container was started again on its own inputs, and it waits" in error, error
+    assert re.search(rf"now: .*{active} serves \([^)]*config {before[active][1][:12]}\)", error), error
+    assert re.search(rf"now: .*{standby} waits \([^)]*config {before[standby][1][:12]}\)", error), error
+    assert inputs(rst) == before
     assert serving_nodes(rst, SERVICE) == [active]
     assert_whole(rst)
-    assert fab("deploy", "--inventory", str(target), "--service", SERVICE).returncode == 0  # the rest, later
+    promote = fab("promote-standby", "--env", NAME, "--service", SERVICE, "--yes")  # the pair as it was found
+    assert promote.returncode == 0, promote.stdout + promote.stderr
+    assert serving_nodes(rst, SERVICE) == [standby]
 
 
 def health(lab, node: str) -> int | None:

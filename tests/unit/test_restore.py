@@ -17,7 +17,7 @@ import types
 import pytest
 
 from nodeops import deploy as deploy_module
-from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job, safe_before
+from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job, stop_action
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.inventory import load_inventory
 from nodeops.lease import LoginRefused
@@ -388,13 +388,27 @@ FRESH = ServicePlan("cl", (Step("replace", "a"), Step("await-serving", "a"), Ste
                            Step("await-waiting", "b")), "fresh")  # fmt: skip
 
 
+STANDBY_ONLY = ServicePlan("cl", (Step("replace", "b"), Step("await-waiting", "b")), "standby only")
+ACTIVE_ONLY = ServicePlan("cl", (Step("handover", "a", to="b"), Step("replace", "a"), Step("await-waiting", "a")),
+                          "active only")  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("plan", "safe"),
-    [(ROLLING, [True, False, True, False, False]), (FRESH, [True, False, True, False])],
-    ids=["rolling", "fresh"],
+    ("plan", "actions"),
+    [
+        (ROLLING, ["stop", "undo", "undo", "restart", None]),
+        (STANDBY_ONLY, ["stop", "undo"]),
+        (ACTIVE_ONLY, ["stop", "restart", None]),
+        (FRESH, ["stop", None, "stop", None]),
+    ],
+    ids=["rolling", "standby-only", "active-only", "fresh"],
 )
-def test_a_run_stops_only_before_a_replace_or_a_handover_never_inside_one(plan, safe):
-    assert [safe_before(plan, i) for i in range(len(plan.steps))] == safe
+def test_a_stop_before_the_handover_undoes_the_standby_and_one_after_it_stops_there(plan, actions):
+    """Issue 13 rv7 #6 and #7: a stop before the handover put nothing back (a mixed pair promote-standby refuses),
+    and one during the handover went on to replace the old active. Now: the replaced standby goes back ("undo")
+    while the old active still serves; just after a handover the old active is started again as the standby
+    ("restart"); inside the old active's replace the run goes on (None); a fresh start stops before its next node."""
+    assert [stop_action(plan, i) for i in range(len(plan.steps))] == actions
 
 
 SINGLE_NODE = ServicePlan("cl", (Step("replace", "a", SINGLE), Step("await-serving", "a")), "single")
