@@ -320,6 +320,50 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr  # password too: it can take over
 
 
+def test_after_an_undone_rotation_the_audit_end_entry_says_what_runs_after_the_undo(rot):
+    """rv7 finding 3: the node taking over is killed as the roll's handover begins; the undo rolls the pair back,
+    which may hand over again. The audit log's end entry named the active the failure message saw before the undo.
+    Now its result's ``now`` (and the message's last words) are what runs after the undo: the node that serves,
+    each node's config hash and secret versions as its labels say."""
+    proc = events_of(["rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json"])
+    lines, killed = [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "step" and event.get("message", "").startswith("hand over from "):
+                killed = event["message"].split()[-1]  # "hand over from A to B": B takes over, killed at the start
+                sabotage = fab("exec", "--env", NAME, "--nodes", killed, "--command", "docker kill nodeops-cl1")
+                assert sabotage.returncode == 0, sabotage.stdout + sabotage.stderr
+                break
+        rest, errors = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: the run must not go on holding cl1's lock
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + rest + errors
+    assert killed in ("cl1-a", "cl1-b") and proc.returncode == 1, out
+    assert "undone:" in out and "the pair rolled back onto the current password" in out, out
+    (serving,) = serving_nodes(rot, "cl1")
+    end = [e for e in events(fab("audit", "--env", NAME, "--json")) if e.get("event") == "end"][-1]
+    assert end["op"] == "rotate-secrets" and end["result"] == "failed", end
+    (result,) = end["results"]
+    now = result["now"]
+    assert now["active"] == serving, (now, serving)
+    assert {n: node["state"] for n, node in now["nodes"].items()} == {
+        serving: "serves", ({"cl1-a", "cl1-b"} - {serving}).pop(): "waits"}, now  # fmt: skip
+    for node, seen in now["nodes"].items():  # each node's labels, read from the node itself
+        config, secrets = container("cl1", node, "{{index .Config.Labels \"io.nodeops.config\"}} "
+                                    "{{index .Config.Labels \"io.nodeops.secrets\"}}").split(" ", 1)  # fmt: skip
+        assert (seen["config"], seen["secret_versions"]) == (config, json.loads(secrets)), (node, seen)
+    # the message's last words are also what runs after the undo, not what served when the roll failed
+    after = end["error"].rsplit("; after the undo, now: ", 1)[1]
+    other = ({"cl1-a", "cl1-b"} - {serving}).pop()
+    assert after.startswith(f"{serving} serves (") or f", {serving} serves (" in after, end["error"]
+    assert f"{other} waits (" in after, end["error"]
+    assert len(serving_nodes(rot, "cl1")) == 1 and lb_answers(rot, "cl1")
+
+
 def test_a_database_password_the_database_refuses_stops_deploy_before_anything_is_replaced(rot):
     """Issue 13: "test a secret before a handover". A wrong database password saved in Secrets Manager (a console
     edit): deploy sees the version move, logs in with the new value before any container is replaced, and exits 4
