@@ -170,6 +170,15 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     assert files_on(rot, active, "cl1") == [] and files_on(rot, standby, "cl1") == [".api"]
+    # rv7 finding 4: the end entry says what runs, as deploy's does: the active, each node's config hash and secret
+    # versions (both on the new version of the database secret now)
+    end = next(e for e in reversed(events(res)) if e.get("event") == "end")
+    (result,) = end["results"]
+    assert result["now"]["active"] == active, result
+    current = by_stage(rot, "cl1/DBSecret")["AWSCURRENT"][0]
+    configs = {node["config"] for node in result["now"]["nodes"].values()}
+    assert len(configs) == 1 and None not in configs, result
+    assert all(current in node["secret_versions"].values() for node in result["now"]["nodes"].values()), result
 
 
 def test_both_nodes_really_run_on_the_new_password(rot):
@@ -332,7 +341,7 @@ def test_after_an_undone_rotation_the_audit_end_entry_says_what_runs_after_the_u
             lines.append(line)
             event = json.loads(line) if line.startswith("{") else {}
             if event.get("event") == "step" and event.get("message", "").startswith("hand over from "):
-                killed = event["message"].split()[-1]  # "hand over from A to B": B takes over, killed at the start
+                killed = event["message"].split()[5]  # "hand over from A to B (...)": B takes over, killed now
                 sabotage = fab("exec", "--env", NAME, "--nodes", killed, "--command", "docker kill nodeops-cl1")
                 assert sabotage.returncode == 0, sabotage.stdout + sabotage.stderr
                 break
