@@ -7,8 +7,11 @@ PostgreSQL through the bastion, logins against the node's API, the load balancer
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -120,6 +123,34 @@ def consistent(lab: Lab, service: str, old: str) -> str:
         assert "nodeops-" + service + "-previous" not in fab("exec", "--env", NAME, "--nodes", node, "--command",
                                                              "docker ps -a --format '{{.Names}}'").stdout  # fmt: skip
     return current["password"]
+
+
+def rotate_breaking(service: str, target: Callable[[dict], str | None], command: str,
+                    freeze: bool = False) -> tuple[int, str, str | None]:  # fmt: skip
+    """``rotate-secrets --secret db`` on ``service``; at its first event for which ``target`` names a node, ``command``
+    runs there (once); with ``freeze``, the run is held (SIGSTOP) meanwhile, so that the fault lands right at that
+    step, not a fab start later. Returns the run's exit code, its whole output and the node broken (None: never)."""
+    proc = events_of(["rotate-secrets", "--env", NAME, "--service", service, "--secret", "db", "--json"])
+    lines, broken = [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("{") and (broken := target(json.loads(line))):
+                if freeze:
+                    os.kill(proc.pid, signal.SIGSTOP)
+                try:
+                    sabotage = fab("exec", "--env", NAME, "--nodes", broken, "--command", command)
+                finally:
+                    if freeze:
+                        os.kill(proc.pid, signal.SIGCONT)
+                assert sabotage.returncode == 0, sabotage.stdout + sabotage.stderr
+                break
+        rest, errors = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: the run must not go on holding the service's lock
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(lines) + rest + errors, broken
 
 
 def release_lock(service: str) -> None:
@@ -303,22 +334,10 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     stages_before = stages(rot, "cl1/DBSecret")
     (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
-    proc = events_of(["rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json"])
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("{") and json.loads(line).get("message", "").startswith("started nodeops-"):
-                sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1")
-                assert sabotage.returncode == 0
-                break
-        rest, errors = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:  # a failed assertion above: the run must not go on holding cl1's lock
-            proc.kill()
-            proc.wait()
-    out = "".join(lines) + rest + errors
-    assert proc.returncode == 1, out
+    code, out, _ = rotate_breaking(
+        "cl1", lambda e: standby if e.get("message", "").startswith("started nodeops-") else None,
+        "docker rm -f nodeops-cl1")  # fmt: skip
+    assert code == 1, out
     error = out.strip().splitlines()[-1]
     assert "cl1: roll failed" in error and "the pair rolled back onto the current password" in error, error
     assert "db: AWSPENDING removed" in error and "NOT undone" not in error, error
@@ -334,24 +353,13 @@ def test_after_an_undone_rotation_the_audit_end_entry_says_what_runs_after_the_u
     which may hand over again. The audit log's end entry named the active the failure message saw before the undo.
     Now its result's ``now`` (and the message's last words) are what runs after the undo: the node that serves,
     each node's config hash and secret versions as its labels say."""
-    proc = events_of(["rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json"])
-    lines, killed = [], None
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "step" and event.get("message", "").startswith("hand over from "):
-                killed = event["message"].split()[5]  # "hand over from A to B (...)": B takes over, killed now
-                sabotage = fab("exec", "--env", NAME, "--nodes", killed, "--command", "docker kill nodeops-cl1")
-                assert sabotage.returncode == 0, sabotage.stdout + sabotage.stderr
-                break
-        rest, errors = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:  # a failed assertion above: the run must not go on holding cl1's lock
-            proc.kill()
-            proc.wait()
-    out = "".join(lines) + rest + errors
-    assert killed in ("cl1-a", "cl1-b") and proc.returncode == 1, out
+
+    def taking_over(event: dict) -> str | None:  # "hand over from A to B (...)": B, killed as the handover begins
+        message = event.get("message", "")
+        return message.split()[5] if event.get("event") == "step" and message.startswith("hand over from ") else None
+
+    code, out, killed = rotate_breaking("cl1", taking_over, "docker kill nodeops-cl1", freeze=True)
+    assert killed in ("cl1-a", "cl1-b") and code == 1, out
     assert "undone:" in out and "the pair rolled back onto the current password" in out, out
     (serving,) = serving_nodes(rot, "cl1")
     end = [e for e in events(fab("audit", "--env", NAME, "--json")) if e.get("event") == "end"][-1]
