@@ -1276,14 +1276,24 @@ class ServiceDeploy:
             self.say(line.node, text, **json.loads(data))
 
     def standing(self) -> str:
-        """What runs where now, in one line (for an interrupted run's message and audit entry)."""
-        parts = []
+        """What runs where now, in one line (for an interrupted run's message and audit entry): ``now()`` in words."""
+        return standing_line(self.now())
+
+    def now(self) -> dict:
+        """What runs on the pair at this moment, observed now (each node's container inspected, its health path
+        asked): ``now_record``'s shape. A node that cannot be reached is said so; nothing is raised."""
+        seen: dict[str, tuple[Container | None, bool, tuple[str, ...]] | None] = {}
         for n in self.service.nodes:
-            c = self.inspect(n.name)
-            state = "serves" if self.serving(n) else ("waits" if c and c.running else "stopped" if c else "empty")
-            parts.append(f"{n.name} {state}" + (f" ({c.version}, config {str(c.label('config'))[:12]})"
-                                                 if c else ""))  # fmt: skip
-        return "now: " + ", ".join(parts)
+            try:
+                if n.name not in self.conns:
+                    self.conns[n.name], _ = self.fleet.connect(n)
+                found = self.inspect(n.name)
+            except NodeopsError:
+                seen[n.name] = None
+                continue
+            serving, failing = self.health(n)
+            seen[n.name] = (found, serving, failing)
+        return now_record(seen)
 
     # -- verify ------------------------------------------------------------------
     def verify(self, tolerated: Collection[str] = ()) -> dict:
@@ -1392,6 +1402,42 @@ def stop_action(plan: ServicePlan, i: int) -> str | None:
     return "stop" if plan.steps[i].action == "replace" else None
 
 
+def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
+    """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
+    or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
+    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None, "nodes": {name: {"state",
+    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
+    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
+    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
+    the container's labels (input_labels); a node without a container has only its state."""
+    nodes: dict[str, dict] = {}
+    for name, look in seen.items():
+        if look is None:
+            nodes[name] = {"state": "unreachable"}
+            continue
+        container, serving, failing = look
+        if container is None:
+            nodes[name] = {"state": "empty"}
+            continue
+        state = "serves" if serving else "unhealthy" if failing else "waits" if container.running else "stopped"
+        digest = container.label("digest")
+        nodes[name] = {"state": state, "version": container.version, "image": container.reference or None,
+                       "digest": None if digest in (None, "none") else digest, "config": container.label("config"),
+                       "secret_versions": json.loads(container.label("secrets") or "{}"),
+                       **({"failing": list(failing)} if state == "unhealthy" else {})}  # fmt: skip
+    answering = [name for name, node in nodes.items() if node["state"] in ("serves", "unhealthy")]
+    return {"active": answering[0] if len(answering) == 1 else None, "nodes": nodes}
+
+
+def standing_line(record: Mapping) -> str:
+    """A ``now_record`` in one line: "now: a serves (2.11.0, config 0123456789ab), b waits (...)"."""
+    parts = []
+    for name, node in record["nodes"].items():
+        held = f" ({node['version']}, config {str(node['config'])[:12]})" if "config" in node else ""
+        parts.append(f"{name} {node['state']}{held}")
+    return "now: " + ", ".join(parts)
+
+
 def not_started(service: str) -> Callable[[], dict]:
     """The work of a service the run was asked to stop before it began."""
 
@@ -1401,15 +1447,19 @@ def not_started(service: str) -> Callable[[], dict]:
     return refuse
 
 
-def per_service(report: Reporter, service: str, work: Callable[[], dict]) -> dict:
+def per_service(report: Reporter, service: str, work: Callable[[], dict],
+                now: Callable[[], dict] | None = None) -> dict:  # fmt: skip
     """``work()``'s result for one service or, when it fails, ``{"service", "error"}`` with the failure reported:
-    one service failing never stops the others (errors.raise_failures makes their errors the run's)."""
+    one service failing never stops the others (errors.raise_failures makes their errors the run's). ``now``
+    (ServiceDeploy.now): observed once the work ended, succeeded or not, and added as the result's ``now``, so that
+    the audit log's end entry says what runs after the last step, not what a message said before it."""
     try:
-        return work()
+        result = work()
     except NodeopsError as exc:
         stopped = isinstance(exc, Interrupted)
         report(service, "", f"{'STOPPED' if stopped else 'FAILED'}: {exc}", outcome="stopped" if stopped else "failed")
-        return {"service": service, "error": exc}
+        result = {"service": service, "error": exc}
+    return result if now is None else {**result, "now": now()}
 
 
 def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False,
@@ -1424,7 +1474,7 @@ def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = 
         run.stop, run.inexact_ok = stop or run.stop, inexact_ok
         if run.stop.is_set():
             return per_service(report, job.service.name, not_started(job.service.name))
-        return per_service(report, job.service.name, lambda: run.run(dry_run))
+        return per_service(report, job.service.name, lambda: run.run(dry_run), None if dry_run else run.now)
 
     with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
         return list(pool.map(one, jobs))

@@ -282,4 +282,4 @@ def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stoppe
             return not_started(run.service.name)
         return lambda: stopped_after(run, promote_service(run, keep_old_stopped, force, asked[run.service.name]))
 
-    return [refused.get(run.service.name) or per_service(report, run.service.name, one(run)) for run in runs]
+    return [refused.get(run.service.name) or per_service(report, run.service.name, one(run), run.now) for run in runs]

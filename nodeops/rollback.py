@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for
+from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for, per_service
 from nodeops.errors import InvalidInput
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
@@ -183,4 +183,4 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     run.refuse_downgrade(run.database_version())  # before asking: a yes would only meet the refusal
     ask(question(service.name, record, job.rendered.config_hash))
     run.stop = stop or run.stop
-    return run.run(dry_run=False)
+    return per_service(report, service.name, lambda: run.run(dry_run=False), run.now)

@@ -36,7 +36,7 @@ import dataclasses
 import json
 import secrets as pysecrets
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -608,6 +608,8 @@ class ServiceRotation:
         if left:
             message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "
                         f"{program()} rotate-secrets again to complete that rotation")  # fmt: skip
+        if self.touched:  # the failure said what served then; the roll back may have handed over since
+            message += f"; after the undo, {self.deploy.standing()}"
         return message
 
 
@@ -639,9 +641,10 @@ def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], re
     further service starts (a rotation under way completes or is undone)."""
     clients: dict[str, Any] = {}  # one Secrets Manager client per backend
 
-    def one(r: Rotation) -> Callable[[], dict]:
+    def one(r: Rotation) -> dict:
         if stop is not None and stop.is_set():
-            return not_started(r.job.service.name)
-        return lambda: ServiceRotation(inventory, r.job, fleet, report, clients).run(r.specs)
+            return per_service(report, r.job.service.name, not_started(r.job.service.name))
+        rotation = ServiceRotation(inventory, r.job, fleet, report, clients)
+        return per_service(report, r.job.service.name, lambda: rotation.run(r.specs), rotation.deploy.now)
 
-    return [per_service(report, r.job.service.name, one(r)) for r in rotations]
+    return [one(r) for r in rotations]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke import task
 
 from nodeops.deploy import prepare
-from nodeops.errors import InvalidInput
+from nodeops.errors import InvalidInput, raise_failures
 from nodeops.operation import Operation
 from nodeops.rollback import rollback as roll_back
 
@@ -37,3 +37,4 @@ def rollback(c, env=None, inventory=None, service=None, to=None, json_=False, ye
                 ask=lambda line: confirm(f"rollback in {inv.environment}", names, [line], yes),
             )
         ]
+        raise_failures(op.results)

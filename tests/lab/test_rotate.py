@@ -7,8 +7,11 @@ PostgreSQL through the bastion, logins against the node's API, the load balancer
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -122,6 +125,34 @@ def consistent(lab: Lab, service: str, old: str) -> str:
     return current["password"]
 
 
+def rotate_breaking(service: str, target: Callable[[dict], str | None], command: str,
+                    freeze: bool = False) -> tuple[int, str, str | None]:  # fmt: skip
+    """``rotate-secrets --secret db`` on ``service``; at its first event for which ``target`` names a node, ``command``
+    runs there (once); with ``freeze``, the run is held (SIGSTOP) meanwhile, so that the fault lands right at that
+    step, not a fab start later. Returns the run's exit code, its whole output and the node broken (None: never)."""
+    proc = events_of(["rotate-secrets", "--env", NAME, "--service", service, "--secret", "db", "--json"])
+    lines, broken = [], None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("{") and (broken := target(json.loads(line))):
+                if freeze:
+                    os.kill(proc.pid, signal.SIGSTOP)
+                try:
+                    sabotage = fab("exec", "--env", NAME, "--nodes", broken, "--command", command)
+                finally:
+                    if freeze:
+                        os.kill(proc.pid, signal.SIGCONT)
+                assert sabotage.returncode == 0, sabotage.stdout + sabotage.stderr
+                break
+        rest, errors = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: the run must not go on holding the service's lock
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(lines) + rest + errors, broken
+
+
 def release_lock(service: str) -> None:
     """The killed run's lock is stale: released as an operator would, after checking what it left."""
     res = fab("lock.release", "--env", NAME, "--service", service, "--force", "--json")
@@ -170,6 +201,15 @@ def test_db_rotation_rolls_the_pair_onto_the_new_password_with_one_short_gap(rot
     (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
     assert files_on(rot, active, "cl1") == [] and files_on(rot, standby, "cl1") == [".api"]
+    # rv7 finding 4: the end entry says what runs, as deploy's does: the active, each node's config hash and secret
+    # versions (both on the new version of the database secret now)
+    end = next(e for e in reversed(events(res)) if e.get("event") == "end")
+    (result,) = end["results"]
+    assert result["now"]["active"] == active, result
+    current = by_stage(rot, "cl1/DBSecret")["AWSCURRENT"][0]
+    configs = {node["config"] for node in result["now"]["nodes"].values()}
+    assert len(configs) == 1 and None not in configs, result
+    assert all(current in node["secret_versions"].values() for node in result["now"]["nodes"].values()), result
 
 
 def test_both_nodes_really_run_on_the_new_password(rot):
@@ -294,22 +334,10 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     stages_before = stages(rot, "cl1/DBSecret")
     (active,) = serving_nodes(rot, "cl1")
     standby = ({"cl1-a", "cl1-b"} - {active}).pop()
-    proc = events_of(["rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json"])
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("{") and json.loads(line).get("message", "").startswith("started nodeops-"):
-                sabotage = fab("exec", "--env", NAME, "--nodes", standby, "--command", "docker rm -f nodeops-cl1")
-                assert sabotage.returncode == 0
-                break
-        rest, errors = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:  # a failed assertion above: the run must not go on holding cl1's lock
-            proc.kill()
-            proc.wait()
-    out = "".join(lines) + rest + errors
-    assert proc.returncode == 1, out
+    code, out, _ = rotate_breaking(
+        "cl1", lambda e: standby if e.get("message", "").startswith("started nodeops-") else None,
+        "docker rm -f nodeops-cl1")  # fmt: skip
+    assert code == 1, out
     error = out.strip().splitlines()[-1]
     assert "cl1: roll failed" in error and "the pair rolled back onto the current password" in error, error
     assert "db: AWSPENDING removed" in error and "NOT undone" not in error, error
@@ -318,6 +346,39 @@ def test_a_node_lost_during_the_roll_is_undone_and_the_pair_rolled_back(rot):
     assert len(serving_nodes(rot, "cl1")) == 1 and lb_answers(rot, "cl1")
     promoted = fab("promote-standby", "--env", NAME, "--service", "cl1", "--json")  # the standby runs the current
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr  # password too: it can take over
+
+
+def test_after_an_undone_rotation_the_audit_end_entry_says_what_runs_after_the_undo(rot):
+    """rv7 finding 3: the node taking over is killed as the roll's handover begins; the undo rolls the pair back,
+    which may hand over again. The audit log's end entry named the active the failure message saw before the undo.
+    Now its result's ``now`` (and the message's last words) are what runs after the undo: the node that serves,
+    each node's config hash and secret versions as its labels say."""
+
+    def taking_over(event: dict) -> str | None:  # "hand over from A to B (...)": B, killed as the handover begins
+        message = event.get("message", "")
+        return message.split()[5] if event.get("event") == "step" and message.startswith("hand over from ") else None
+
+    code, out, killed = rotate_breaking("cl1", taking_over, "docker kill nodeops-cl1", freeze=True)
+    assert killed in ("cl1-a", "cl1-b") and code == 1, out
+    assert "undone:" in out and "the pair rolled back onto the current password" in out, out
+    (serving,) = serving_nodes(rot, "cl1")
+    end = [e for e in events(fab("audit", "--env", NAME, "--json")) if e.get("event") == "end"][-1]
+    assert end["op"] == "rotate-secrets" and end["result"] == "failed", end
+    (result,) = end["results"]
+    now = result["now"]
+    assert now["active"] == serving, (now, serving)
+    assert {n: node["state"] for n, node in now["nodes"].items()} == {
+        serving: "serves", ({"cl1-a", "cl1-b"} - {serving}).pop(): "waits"}, now  # fmt: skip
+    for node, seen in now["nodes"].items():  # each node's labels, read from the node itself
+        config, secrets = container("cl1", node, "{{index .Config.Labels \"io.nodeops.config\"}} "
+                                    "{{index .Config.Labels \"io.nodeops.secrets\"}}").split(" ", 1)  # fmt: skip
+        assert (seen["config"], seen["secret_versions"]) == (config, json.loads(secrets)), (node, seen)
+    # the message's last words are also what runs after the undo, not what served when the roll failed
+    after = end["error"].rsplit("; after the undo, now: ", 1)[1]
+    other = ({"cl1-a", "cl1-b"} - {serving}).pop()
+    assert after.startswith(f"{serving} serves (") or f", {serving} serves (" in after, end["error"]
+    assert f"{other} waits (" in after, end["error"]
+    assert len(serving_nodes(rot, "cl1")) == 1 and lb_answers(rot, "cl1")
 
 
 def test_a_database_password_the_database_refuses_stops_deploy_before_anything_is_replaced(rot):

@@ -157,7 +157,7 @@ def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | 
     given. Returns the jobs and the record of handovers."""
     done: list = []
     monkeypatch.setattr(promote, "ServiceDeploy", lambda job, _fleet, _report: types.SimpleNamespace(
-        service=job.service, job=job, inexact_ok=False, stop=threading.Event()))  # fmt: skip
+        service=job.service, job=job, inexact_ok=False, stop=threading.Event(), now=dict))  # fmt: skip
     monkeypatch.setattr(promote, "observe", lambda run: seen[run.service.name])
 
     def standby_ready(run, seen, active):
@@ -253,6 +253,9 @@ class Promoting:
     def standing(self):
         return "now: a waits (2.11.0, config c), b serves (2.11.0, config c)"
 
+    def now(self):
+        return {"active": "b", "nodes": {"a": {"state": "waits"}, "b": {"state": "serves"}}}
+
 
 @pytest.mark.parametrize("stop_during", [False, True])
 def test_a_stop_during_the_handover_ends_130_saying_what_runs(monkeypatch, stop_during):
@@ -273,10 +276,12 @@ def test_a_stop_during_the_handover_ends_130_saying_what_runs(monkeypatch, stop_
     job = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)))
     results = promote.promote([], [job], lambda *a, **_k: said.append(a), False, stop=stop)
     if not stop_during:
-        assert results == [{"service": "svc", "active": "b", "outage_seconds": 0.8, "outage_measured": True}]
+        assert results == [{"service": "svc", "active": "b", "outage_seconds": 0.8, "outage_measured": True,
+                            "now": Promoting.now(None)}]  # fmt: skip
         return
     (result,) = results
     assert isinstance(result["error"], Interrupted), result
+    assert result["now"] == Promoting.now(None)  # what runs, observed after the handover: the audit entry's
     with pytest.raises(Exception) as ended:
         raise_failures(results)
     assert ended.value.exit_code == EXIT_INTERRUPTED

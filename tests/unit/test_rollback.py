@@ -169,12 +169,13 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     monkeypatch.setattr(rb, "the_start", lambda started, _then, _record: (started, []))
     monkeypatch.setattr(deploy, "recorded_version", lambda *_a: recorded)
     monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
+    monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {"active": "a", "nodes": {"a": {"state": "serves"}}})
     inventory = types.SimpleNamespace(source="inventory/prod.yaml")
     questions = []
     report = lambda *_a, **_k: None  # noqa: E731
     if asked:
         result = rb.rollback(None, inventory, current, None, report, ask=questions.append)
-        assert result == {"service": "cl1", "rolled": True}
+        assert result == {"service": "cl1", "rolled": True, "now": {"active": "a", "nodes": {"a": {"state": "serves"}}}}
         assert questions == [rb.question("cl1", rec, "c" * 64)]
     else:
         with pytest.raises(Unsafe) as err:

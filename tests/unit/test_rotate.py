@@ -536,6 +536,8 @@ def test_the_undo_says_what_had_changed_and_what_was_undone(tmp_path, monkeypatc
     monkeypatch.setattr(mod.PostgresPassword, "test", lambda _self: None)
     monkeypatch.setattr(mod.ServiceRotation, "roll", roll)
     monkeypatch.setattr(mod, "job_with", lambda job, _values: job)  # the files: not rendered here
+    now = "now: cl-a waits (2.11.0, config c), cl-b serves (2.11.0, config c)"  # the undo roll handed over
+    monkeypatch.setattr(mod.ServiceDeploy, "standing", lambda _self: now)
     with pytest.raises(OperationFailed) as err:
         rotation.run(select(CHAINLINK.rotation, "db", "role"))
     failure = "cl: roll failed: cl cl-b: the new standby did not start"
@@ -543,11 +545,12 @@ def test_the_undo_says_what_had_changed_and_what_was_undone(tmp_path, monkeypatc
     if undo_works:
         assert str(err.value) == (
             f"{failure}; {changed}; undone: the database role <db_user> is back on its current password, the pair "
-            "rolled back onto the current password, db: AWSPENDING removed; AWSCURRENT unchanged"
+            "rolled back onto the current password, db: AWSPENDING removed; AWSCURRENT unchanged; after the undo, "
+            + now
         )
     else:
         assert str(err.value) == (
             f"{failure}; {changed}; undone: nothing; AWSCURRENT unchanged; NOT undone: db: the database does not "
             "answer; AWSPENDING kept where the system may hold it: run fab rotate-secrets again to complete that "
-            "rotation"
+            f"rotation; after the undo, {now}"
         )

@@ -1,0 +1,101 @@
+"""What the audit log's end entry says runs (nodeops.deploy.now_record, standing_line, per_service's ``now``): built
+from what was observed last, each node's labels, never from a message written before a later step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nodeops.deploy import Reporter, now_record, per_service, standing_line
+from nodeops.errors import Interrupted, OperationFailed
+from nodeops.plan import Container
+
+DIGEST = "sha256:" + "d" * 64
+
+
+def box(running: bool = True, config: str = "c" * 64, secrets: dict | None = None, digest: str = DIGEST) -> Container:
+    labels = {"io.nodeops.version": "2.11.0", "io.nodeops.config": config, "io.nodeops.digest": digest,
+              "io.nodeops.image": f"reg/cl:2.11.0@{DIGEST}",
+              "io.nodeops.secrets": json.dumps(secrets if secrets is not None else {"db": "v2"})}  # fmt: skip
+    return Container("nodeops-svc", running, "running" if running else "exited", "sha256:i", labels)
+
+
+def held(state: str, config: str = "c" * 64, secrets: dict | None = None, **more) -> dict:
+    return {"state": state, "version": "2.11.0", "image": f"reg/cl:2.11.0@{DIGEST}", "digest": DIGEST,
+            "config": config, "secret_versions": secrets if secrets is not None else {"db": "v2"}, **more}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        # the standby took over during an undo: b serves, a waits; the record says b, whatever a message said before
+        ({"a": (box(), False, ()), "b": (box(), True, ())},
+         {"active": "b", "nodes": {"a": held("waits"), "b": held("serves")}}),
+        # each node's own labels: the config hash and secret versions each really started from
+        ({"a": (box(config="e" * 64, secrets={"db": "v1"}), True, ()), "b": (box(), False, ())},
+         {"active": "a", "nodes": {"a": held("serves", "e" * 64, {"db": "v1"}), "b": held("waits")}}),
+        # an active answering 503 holds the lease: active, unhealthy, its failing checks named
+        ({"a": (box(), False, ("EVM.RPC",)), "b": (box(), False, ())},
+         {"active": "a", "nodes": {"a": held("unhealthy", failing=["EVM.RPC"]), "b": held("waits")}}),
+        # nothing answers: no active; a stopped container, a node with none, a node cut off
+        ({"a": (box(running=False), False, ()), "b": (None, False, ()), "c": None},
+         {"active": None, "nodes": {"a": held("stopped"), "b": {"state": "empty"}, "c": {"state": "unreachable"}}}),
+        # two answering: no single active is claimed
+        ({"a": (box(), True, ()), "b": (box(), True, ())},
+         {"active": None, "nodes": {"a": held("serves"), "b": held("serves")}}),
+        # a container started without a digest label value ("none") or secrets label
+        ({"a": (box(digest="none", secrets={}), True, ())},
+         {"active": "a", "nodes": {"a": {**held("serves", secrets={}), "digest": None}}}),
+    ],
+)  # fmt: skip
+def test_now_record_is_what_was_observed(seen, expected):
+    assert now_record(seen) == expected
+
+
+@pytest.mark.parametrize(
+    ("seen", "line"),
+    [
+        ({"a": (box(), False, ()), "b": (box(config="0123456789abcdef"), True, ())},
+         "now: a waits (2.11.0, config cccccccccccc), b serves (2.11.0, config 0123456789ab)"),
+        ({"a": None, "b": (None, False, ())}, "now: a unreachable, b empty"),
+        ({"a": (box(), False, ("DB",)), "b": (box(running=False), False, ())},
+         "now: a unhealthy (2.11.0, config cccccccccccc), b stopped (2.11.0, config cccccccccccc)"),
+    ],
+)  # fmt: skip
+def test_standing_line_words_the_record(seen, line):
+    assert standing_line(now_record(seen)) == line
+
+
+RECORD = {"active": "b", "nodes": {"a": {"state": "waits"}, "b": {"state": "serves"}}}
+
+
+def failing(error: Exception):
+    def work() -> dict:
+        raise error
+
+    return work
+
+
+@pytest.mark.parametrize(
+    ("work", "expected"),
+    [
+        (lambda: {"service": "svc", "rotated": ["db"]}, {"service": "svc", "rotated": ["db"], "now": RECORD}),
+        (failing(OperationFailed("svc: roll failed; a serves")), {"service": "svc", "now": RECORD}),
+        (failing(Interrupted("svc: stopped")), {"service": "svc", "now": RECORD}),
+    ],
+)
+def test_per_service_observes_what_runs_after_the_work_succeeded_or_not(work, expected):
+    order = []
+
+    def now() -> dict:
+        order.append("observed")
+        return RECORD
+
+    result = per_service(Reporter.silent(), "svc", lambda: (order.append("worked"), work())[1], now)
+    assert order == ["worked", "observed"]  # observed after the last step, never before it
+    assert {k: v for k, v in result.items() if k != "error"} == expected
+
+
+def test_per_service_without_now_adds_nothing():
+    assert per_service(Reporter.silent(), "svc", lambda: {"service": "svc"}) == {"service": "svc"}
