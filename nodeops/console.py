@@ -398,6 +398,8 @@ def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
     for n in nodes:
         if n.get("failing"):
             rows.append(_labelled(f"{n['node']} failing:", ", ".join(n["failing"]), "yellow"))
+        if n.get("unreachable"):  # why its role and health are unknown (nodeops.status.node_status)
+            rows.append(_labelled(f"{n['node']} unreachable:", short_digests(n["unreachable"]), "red"))
     return Group(*rows)
 
 

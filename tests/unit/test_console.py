@@ -73,7 +73,8 @@ def assert_fits(text: str, vocabulary: set[str], width: int = 80) -> None:
 
 def status_result(**over) -> dict:
     node = {"node": "cl1-a", "host": "10.0.0.1", "role": "active", "health": "passing", "failing": [],
-            "container": "running", "uptime_seconds": 3725.0, "image": "registry.example.net:5000/chainlink:2.11.0",
+            "unreachable": None, "container": "running", "uptime_seconds": 3725.0,
+            "image": "registry.example.net:5000/chainlink:2.11.0",
             "version": "2.11.0", "digest": DIGEST, "config": CONFIG[:12]}  # fmt: skip
     standby = {**node, "node": "cl1-b", "host": "10.0.0.2", "role": "standby", "health": "no answer"}
     result = {"event": "status", "service": "cl1", "state": "healthy", "nodes": [node, standby],
@@ -87,10 +88,16 @@ def status_result(**over) -> dict:
     return result
 
 
+UNREACHABLE = {**status_result()["nodes"][1], "role": "unknown", "health": "unknown", "container": None,
+               "uptime_seconds": None, "image": None, "version": None, "digest": None, "config": None,
+               "unreachable": "cl1-b (10.0.0.2:22): cannot connect after 1 attempt(s): Timeout opening channel",
+               }  # fmt: skip
+
+
 def vocabulary_of(results: list[dict]) -> set[str]:
     values = json.dumps(results).replace('"', " ")
     labels = (
-        "node role health container version up config lease lock failing: 1h02m - … by from unreadable: "
+        "node role health container version up config lease lock failing: unreachable: 1h02m - … by from unreadable: "
         "mixed fab deploy brings both to the inventory's)"
     )
     return allowed(values, labels)
@@ -134,8 +141,9 @@ def vocabulary_of(results: list[dict]) -> set[str]:
         status_result(
             state="mixed", mixed=f"cl1-a runs 2.11.0 config {CONFIG[:12]}, cl1-b runs 2.11.0 config {CONFIG[-12:]}"
         ),  # fmt: skip
+        status_result(state="degraded", nodes=[status_result()["nodes"][0], UNREACHABLE]),
     ],
-    ids=["healthy", "failing-checks", "lease-unreadable", "long-node-names", "mixed"],
+    ids=["healthy", "failing-checks", "lease-unreadable", "long-node-names", "mixed", "unreachable"],
 )
 def test_status_fits_80_columns_without_cutting_a_word(result):
     jsonschema.validate(result, STATUS)  # the table shows what the JSON says
@@ -144,6 +152,12 @@ def test_status_fits_80_columns_without_cutting_a_word(result):
     assert result["state"] in text and all(n["node"] in text for n in result["nodes"])
     lease = next(line for line in text.splitlines() if "lease" in line)
     assert text.splitlines().index(lease) < 3  # the lease is one short line, not spread over 8
+
+
+def test_status_says_why_a_node_is_unknown():
+    """rv6 finding 3: an unreachable node's row read ``unknown unknown - - - -`` and nothing said why."""
+    text = " ".join(printed(status_view([status_result(nodes=[status_result()["nodes"][0], UNREACHABLE])])).split())
+    assert f"cl1-b unreachable: {UNREACHABLE['unreachable']}" in text
 
 
 def test_status_lists_every_failing_check_whole():
