@@ -19,6 +19,7 @@ from nodeops.console import (
     HOSTKEY_COLUMNS,
     Progress,
     Screen,
+    audit_line,
     audit_view,
     fit_words,
     header,
@@ -31,7 +32,7 @@ from nodeops.console import (
 )
 from nodeops.deploy import Reporter, per_service
 from nodeops.diff import BODY_INDENT
-from nodeops.errors import Interrupted, OperationFailed
+from nodeops.errors import Declined, Interrupted, OperationFailed
 from nodeops.hostkeys import Row as HostKeyRow
 from tests.conftest import screen_pieces
 
@@ -296,6 +297,37 @@ def test_an_unfinished_row_ends_as_the_run_did():
     text = screen_run([{"service": "cl1", "node": "cl1-a", "message": "started nodeops-cl1"}],
                       Interrupted("cl1: stopped at a safe point"))  # fmt: skip
     assert "■" in text and "stopped" in text
+
+
+RED = "\x1b[1;31m"  # rich's bold red, as STYLES["failed"] prints it (color_system="standard")
+
+
+def test_a_question_answered_no_ends_the_rows_as_declined_not_failed():
+    """rv6 finding 4: answering n to promote-standby's question showed ``✗ chainlink  failed (the reason is printed
+    below)`` in red. Nothing was done: the rows say declined, with no red and no word of failure."""
+    text = screen_run([{"service": "cl1", "node": "cl1-a", "message": "observed: cl1-a serves"}],
+                      Declined("promote-standby in prod: not confirmed; nothing was done"))  # fmt: skip
+    shown = "\n".join(screen_pieces(text))
+    assert all(f"– {service}" in shown for service in ("cl1", "cl2")), shown
+    assert "declined: nothing was done" in shown, shown
+    assert "✗" not in text and "failed" not in text and RED not in text, text
+
+
+def test_the_audit_shows_a_declined_run_as_declined_not_red():
+    declined = {**AUDIT[-1], "op": "promote-standby", "result": "declined", "exit_code": 2,
+                "error": "promote-standby in prod: not confirmed; nothing was done"}  # fmt: skip
+    jsonschema.validate(declined, EVENTS)  # a result of its own (docs/events.schema.json), not "failed"
+    out = io.StringIO()
+    Console(file=out, width=80, force_terminal=True, color_system="standard", highlight=False).print(
+        audit_line(declined)
+    )
+    assert "promote-standby declined, exit 2" in out.getvalue().replace("\x1b[0m", "").replace("\x1b[1m", "")
+    assert RED not in out.getvalue() and "\x1b[31m" not in out.getvalue(), out.getvalue()
+    red = io.StringIO()  # the same line, failed, is red: the check can fail
+    Console(file=red, width=80, force_terminal=True, color_system="standard", highlight=False).print(
+        audit_line(AUDIT[-1])
+    )
+    assert RED in red.getvalue()
 
 
 def test_stop_notes_reach_the_screen_while_the_view_is_live():
