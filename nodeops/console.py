@@ -35,8 +35,10 @@ from nodeops.diff import BODY_INDENT
 
 WIDTH = 80  # what a terminal of unknown size is taken to be (rich's own default)
 DIGEST = re.compile(r"\b([0-9a-f]{12})[0-9a-f]{52}\b")
-STYLES = {"failed": "bold red", "stopped": "yellow", "warning": "yellow", "done": "green", "info": ""}
-MARKS = {"failed": "✗", "stopped": "■", "done": "✓"}
+STYLES = {"failed": "bold red", "stopped": "yellow", "warning": "yellow", "done": "green", "info": "",
+          "declined": "dim"}  # fmt: skip
+MARKS = {"failed": "✗", "stopped": "■", "done": "✓", "declined": "–"}
+DECLINED = "declined: nothing was done"  # a row's end when the run's question was answered no
 DONE_WORDS = ("active", "serving after", "took over", "took the lease", "deployed", "rotated", "roll: both nodes",
               "restarted as the standby", "waiting for the lease", "dry run:")  # fmt: skip
 PREPARING = "preparing: connecting through the bastion"  # a row before its service's first step
@@ -252,13 +254,14 @@ class Progress:
             row.ended, row.message = event["outcome"], f"{event['outcome']} {BELOW}"
 
     def finish(self, how: str) -> None:
-        """The run ended (``how``: done, failed or stopped): every row still running ends that way, but for a
-        service whose latest step was an end in itself (``active``: it finished before another one failed)."""
+        """The run ended (``how``: done, failed, stopped or declined: its question was answered no): every row
+        still running ends that way, but for a service whose latest step was an end in itself (``active``: it
+        finished before another one failed)."""
         for row in self.rows.values():
             if row.ended is None:
                 row.ended = "done" if how == "done" or row.last == "done" else how
                 if row.ended != "done":
-                    row.message = f"{how} {BELOW}"
+                    row.message = DECLINED if how == "declined" else f"{how} {BELOW}"
 
     def render(self, width: int, spinner: RenderableType | None = None) -> Table:
         """A row per service: a spinner (or its outcome's mark), the service, the node of its latest step and
@@ -310,9 +313,10 @@ class Screen:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        from nodeops.errors import Interrupted  # the engine's errors, read only to say how the run ended
+        from nodeops.errors import Declined, Interrupted  # the engine's errors, read only to say how the run ended
 
-        how = "done" if exc is None else ("stopped" if isinstance(exc, Interrupted | KeyboardInterrupt) else "failed")
+        how = ("done" if exc is None else "stopped" if isinstance(exc, Interrupted | KeyboardInterrupt)
+               else "declined" if isinstance(exc, Declined) else "failed")  # fmt: skip
         with self.lock:
             self.progress.finish(how)
         live, self.live = self.live, None
@@ -398,6 +402,8 @@ def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
     for n in nodes:
         if n.get("failing"):
             rows.append(_labelled(f"{n['node']} failing:", ", ".join(n["failing"]), "yellow"))
+        if n.get("unreachable"):  # why its role and health are unknown (nodeops.status.node_status)
+            rows.append(_labelled(f"{n['node']} unreachable:", short_digests(n["unreachable"]), "red"))
     return Group(*rows)
 
 
@@ -481,11 +487,11 @@ def audit_line(e: Mapping) -> Text:
             text.append(f"{where}: ", style="bold")
         text.append(short_digests(str(e.get("message"))), style=STYLES[outcome(e)])
     else:
-        ok = e.get("result") == "ok"
-        text.append(f"{e.get('op')} {e.get('result')}", style="bold green" if ok else "bold red")
+        style = {"ok": "bold green", "declined": "bold"}.get(str(e.get("result")), "bold red")
+        text.append(f"{e.get('op')} {e.get('result')}", style=style)
         text.append(f", exit {e.get('exit_code')} after {e.get('seconds')}s")
         if e.get("error"):
-            text.append(f": {short_digests(str(e['error']))}", style="red")
+            text.append(f": {short_digests(str(e['error']))}", style="" if e.get("result") == "declined" else "red")
     return text
 
 

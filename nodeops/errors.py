@@ -30,6 +30,11 @@ class InvalidInput(NodeopsError):
     exit_code = EXIT_INVALID
 
 
+class Declined(InvalidInput):
+    """A person answered no (or nothing) to a confirmation: nothing was done. Exit 2, as any refused request, but
+    shown as declined, not failed, on the terminal and in the audit log (its end's ``result``)."""
+
+
 class InventoryError(InvalidInput):
     """An inventory problem, located by file and by the path inside it."""
 

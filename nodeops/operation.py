@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from nodeops import program
 from nodeops.commands import bastion
 from nodeops.deploy import Reporter
-from nodeops.errors import LockHeld, NodeopsError, OperationFailed
+from nodeops.errors import Declined, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.notify import operation_message, webhook
 from nodeops.remote import Fleet, Session, execute
@@ -80,6 +80,14 @@ def describe_locks(locks: Sequence[bastion.LockInfo]) -> list[str]:
     for lock in locks:
         runs.setdefault((lock.holder.get("run"), lock.state, lock.pid), []).append(lock)
     return [same[0].describe(", ".join(lock.service for lock in same)) for same in runs.values()]
+
+
+def end_result(exc: BaseException | None) -> str:
+    """An operation's end as its audit entry and last JSON line say it (docs/events.schema.json ``end.result``):
+    ok; declined when its question was answered no (Declined: exit 2, nothing done); failed otherwise."""
+    if exc is None:
+        return "ok"
+    return "declined" if isinstance(exc, Declined) else "failed"
 
 
 class Operation:
@@ -194,7 +202,7 @@ class Operation:
         code = 0 if exc is None else getattr(exc, "exit_code", 1)
         # A NodeopsError's message is written for people and carries no secret; anything else might.
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
-        end = self.entry("end", result="ok" if code == 0 else "failed", exit_code=code, error=error,
+        end = self.entry("end", result=end_result(exc), exit_code=code, error=error,
                          seconds=round(time.monotonic() - self.started, 2), services=self.services,
                          results=self.results, **self.details,
                          **({"dry_run": True} if self.dry_run else {}))  # fmt: skip

@@ -33,6 +33,7 @@ class Seen:
     container: Container | None
     serving: bool  # answers its health path with 200
     failing: tuple[str, ...] = ()  # answers it, not 200 (plan.failing_checks): the active, unhealthy
+    unreachable: str = ""  # why it could not be reached: the connection's one-line error (Fleet.connect); "" if it was
 
     @property
     def active(self) -> bool:
@@ -51,13 +52,15 @@ class Seen:
 
 
 def observe(run: ServiceDeploy) -> dict[str, Seen]:
-    """Each node as it is now; an unreachable node is a fact to report, not an error."""
+    """Each node as it is now; an unreachable node is a fact to report, not an error: its Seen keeps why
+    (``unreachable``: the OperationFailed's message, e.g. ``cl-b (10.230.0.11:22): cannot connect after 1
+    attempt(s): Timeout opening channel``)."""
     seen = {}
     for node in run.service.nodes:
         try:
             run.conns[node.name] = run.fleet.connect(node)[0]
-        except OperationFailed:
-            seen[node.name] = Seen(node, False, None, False)
+        except OperationFailed as exc:
+            seen[node.name] = Seen(node, False, None, False, unreachable=str(exc))
             continue
         seen[node.name] = Seen(node, True, run.inspect(node.name), *run.health(node))
     return seen

@@ -77,6 +77,8 @@ def uptime(started: str, now: datetime.datetime) -> float | None:
 
 
 def node_status(s: Seen, now: datetime.datetime) -> dict:
+    """One node's entry of docs/status.schema.json: ``unreachable`` says why a node that could not be reached was
+    not (Seen.unreachable, the connection's error), null when it was."""
     c = s.container
     return {
         "node": s.node.name,
@@ -84,6 +86,7 @@ def node_status(s: Seen, now: datetime.datetime) -> dict:
         "role": node_role(s),
         "health": node_health(s),
         "failing": list(s.failing),
+        "unreachable": None if s.reachable else (s.unreachable or "unreachable"),
         "container": c.status if c else None,
         "uptime_seconds": uptime(c.started, now) if c and c.running else None,
         "image": c.reference or None if c else None,

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from nodeops.console import Screen, short_digests
 from nodeops.deploy import Reporter
-from nodeops.errors import InvalidInput, NodeopsError
+from nodeops.errors import Declined, InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, check_environment, inventory_path, load_inventory
 from nodeops.project import project_root
 
@@ -41,7 +41,8 @@ INEXACT_HELP = ("replace containers whose own inputs cannot be rendered again (s
 
 def cli(body):
     """Turn user-facing errors into ``nodeops: <message>`` on stderr and the documented exit code: printed
-    once, in red and fitted to the width (digests shortened) when a person reads stderr on a terminal."""
+    once, in red and fitted to the width (digests shortened) when a person reads stderr on a terminal; a question
+    answered no (Declined) is no failure: not in red."""
 
     @functools.wraps(body)
     def wrapper(*args, **kwargs):
@@ -50,7 +51,8 @@ def cli(body):
         except NodeopsError as err:
             if kwargs.get("json_") or not sys.stderr.isatty() or _in_ci():
                 raise Exit(f"nodeops: {err}", code=err.exit_code) from None
-            Console(stderr=True, highlight=False).print(f"nodeops: {short_digests(str(err))}", style="bold red",
+            style = "" if isinstance(err, Declined) else "bold red"
+            Console(stderr=True, highlight=False).print(f"nodeops: {short_digests(str(err))}", style=style,
                                                         markup=False)  # fmt: skip
             raise Exit(code=err.exit_code) from None
 
@@ -189,12 +191,12 @@ def prompt_lines(command: str, plan: Sequence[str], width: int) -> list[str]:
 
 
 def ask(command: str, plan: Sequence[str]) -> None:
-    """Show ``plan`` (fitted to the terminal: prompt_lines) and ask once, on stderr, reading stdin; InvalidInput
-    unless answered yes."""
+    """Show ``plan`` (fitted to the terminal: prompt_lines) and ask once, on stderr, reading stdin; Declined (an
+    InvalidInput: exit 2) unless answered yes."""
     width = shutil.get_terminal_size((80, 24)).columns
     with _SCREENS[-1].paused() if _SCREENS else contextlib.nullcontext():
         print(*prompt_lines(command, plan, width), sep="\n", file=sys.stderr)
         print("Proceed? [y/N] ", end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline()
     if answer.strip().lower() not in ("y", "yes"):
-        raise InvalidInput(f"{command}: not confirmed; nothing was done")
+        raise Declined(f"{command}: not confirmed; nothing was done")

@@ -214,10 +214,16 @@ def test_an_unreachable_node_stops_the_run_before_any_change(dep):
     subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
     try:
         res = deploy_with(dep, "unreachable", edit, "--service", "cl2")
+        seen = fab_with(dep, "unreachable", edit, "status", "--service", "cl2", "--json")
     finally:
         subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
     assert res.returncode == 1 and "cl2-b" in res.stdout + res.stderr
     assert labels("cl2", "cl2-a,cl2-b") == before  # nothing changed anywhere
+    # rv6 finding 3: status says why the node is unknown, in the words deploy printed
+    cut = {n["node"]: n for n in status_entries(seen)["cl2"]["nodes"]}["cl2-b"]
+    assert (cut["role"], cut["health"]) == ("unknown", "unknown") and "cl2-b" in cut["unreachable"], cut
+    assert "cannot connect after 1 attempt(s)" in cut["unreachable"], cut
+    assert cut["unreachable"] in res.stdout + res.stderr, (cut, res.stderr)
 
 
 def started_at(service: str, node: str) -> str:

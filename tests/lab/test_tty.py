@@ -16,7 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from nodeops.console import BELOW, BREAK_AFTER, BREAK_BEFORE, PREPARING, short_digests
+from nodeops.console import BELOW, BREAK_AFTER, BREAK_BEFORE, DECLINED, MARKS, PREPARING, short_digests
 from nodeops.lab.host import Lab
 from tests.conftest import FAB, ROOT, fab, run_on_a_terminal, screen_pieces
 from tests.lab.conftest import inventory_variant, own_lab
@@ -64,7 +64,7 @@ def words(text: str) -> set[str]:
     return {w.strip(",;:()[]…") for w in text.split()} - {""}
 
 
-LABELS |= words(f"{PREPARING} {BELOW}")
+LABELS |= words(f"{PREPARING} {BELOW} {DECLINED}") | set(MARKS.values())
 
 
 def strings(value) -> list[str]:
@@ -219,6 +219,9 @@ def test_promote_asks_naming_the_active_its_version_and_the_standby_and_a_no_tou
             "the old active becomes the standby")  # fmt: skip
     assert f"promote-standby in {NAME} will: {line} Proceed? [y/N]" in text, text
     assert "not confirmed; nothing was done" in text and text.count("[y/N]") == 1
+    assert "– cl1" in text and DECLINED in text and "failed" not in text, text  # rv6 finding 4: a no is no failure
+    [end] = [e for e in audit_of() if e["event"] == "end"][-1:]
+    assert (end["op"], end["result"], end["exit_code"]) == ("promote-standby", "declined", 2), end
     answered = "n"  # the answer, echoed by the terminal
     assert_fits(raw, words(f"{line} promote-standby in {NAME} will: Proceed? [y/N] {answered} nodeops: not "
                            "confirmed; nothing was done cl1"))  # fmt: skip

@@ -19,6 +19,7 @@ from nodeops.console import (
     HOSTKEY_COLUMNS,
     Progress,
     Screen,
+    audit_line,
     audit_view,
     fit_words,
     header,
@@ -31,7 +32,7 @@ from nodeops.console import (
 )
 from nodeops.deploy import Reporter, per_service
 from nodeops.diff import BODY_INDENT
-from nodeops.errors import Interrupted, OperationFailed
+from nodeops.errors import Declined, Interrupted, OperationFailed
 from nodeops.hostkeys import Row as HostKeyRow
 from tests.conftest import screen_pieces
 
@@ -73,7 +74,8 @@ def assert_fits(text: str, vocabulary: set[str], width: int = 80) -> None:
 
 def status_result(**over) -> dict:
     node = {"node": "cl1-a", "host": "10.0.0.1", "role": "active", "health": "passing", "failing": [],
-            "container": "running", "uptime_seconds": 3725.0, "image": "registry.example.net:5000/chainlink:2.11.0",
+            "unreachable": None, "container": "running", "uptime_seconds": 3725.0,
+            "image": "registry.example.net:5000/chainlink:2.11.0",
             "version": "2.11.0", "digest": DIGEST, "config": CONFIG[:12]}  # fmt: skip
     standby = {**node, "node": "cl1-b", "host": "10.0.0.2", "role": "standby", "health": "no answer"}
     result = {"event": "status", "service": "cl1", "state": "healthy", "nodes": [node, standby],
@@ -87,10 +89,16 @@ def status_result(**over) -> dict:
     return result
 
 
+UNREACHABLE = {**status_result()["nodes"][1], "role": "unknown", "health": "unknown", "container": None,
+               "uptime_seconds": None, "image": None, "version": None, "digest": None, "config": None,
+               "unreachable": "cl1-b (10.0.0.2:22): cannot connect after 1 attempt(s): Timeout opening channel",
+               }  # fmt: skip
+
+
 def vocabulary_of(results: list[dict]) -> set[str]:
     values = json.dumps(results).replace('"', " ")
     labels = (
-        "node role health container version up config lease lock failing: 1h02m - … by from unreadable: "
+        "node role health container version up config lease lock failing: unreachable: 1h02m - … by from unreadable: "
         "mixed fab deploy brings both to the inventory's)"
     )
     return allowed(values, labels)
@@ -134,8 +142,9 @@ def vocabulary_of(results: list[dict]) -> set[str]:
         status_result(
             state="mixed", mixed=f"cl1-a runs 2.11.0 config {CONFIG[:12]}, cl1-b runs 2.11.0 config {CONFIG[-12:]}"
         ),  # fmt: skip
+        status_result(state="degraded", nodes=[status_result()["nodes"][0], UNREACHABLE]),
     ],
-    ids=["healthy", "failing-checks", "lease-unreadable", "long-node-names", "mixed"],
+    ids=["healthy", "failing-checks", "lease-unreadable", "long-node-names", "mixed", "unreachable"],
 )
 def test_status_fits_80_columns_without_cutting_a_word(result):
     jsonschema.validate(result, STATUS)  # the table shows what the JSON says
@@ -144,6 +153,12 @@ def test_status_fits_80_columns_without_cutting_a_word(result):
     assert result["state"] in text and all(n["node"] in text for n in result["nodes"])
     lease = next(line for line in text.splitlines() if "lease" in line)
     assert text.splitlines().index(lease) < 3  # the lease is one short line, not spread over 8
+
+
+def test_status_says_why_a_node_is_unknown():
+    """rv6 finding 3: an unreachable node's row read ``unknown unknown - - - -`` and nothing said why."""
+    text = " ".join(printed(status_view([status_result(nodes=[status_result()["nodes"][0], UNREACHABLE])])).split())
+    assert f"cl1-b unreachable: {UNREACHABLE['unreachable']}" in text
 
 
 def test_status_lists_every_failing_check_whole():
@@ -282,6 +297,37 @@ def test_an_unfinished_row_ends_as_the_run_did():
     text = screen_run([{"service": "cl1", "node": "cl1-a", "message": "started nodeops-cl1"}],
                       Interrupted("cl1: stopped at a safe point"))  # fmt: skip
     assert "■" in text and "stopped" in text
+
+
+RED = "\x1b[1;31m"  # rich's bold red, as STYLES["failed"] prints it (color_system="standard")
+
+
+def test_a_question_answered_no_ends_the_rows_as_declined_not_failed():
+    """rv6 finding 4: answering n to promote-standby's question showed ``✗ chainlink  failed (the reason is printed
+    below)`` in red. Nothing was done: the rows say declined, with no red and no word of failure."""
+    text = screen_run([{"service": "cl1", "node": "cl1-a", "message": "observed: cl1-a serves"}],
+                      Declined("promote-standby in prod: not confirmed; nothing was done"))  # fmt: skip
+    shown = "\n".join(screen_pieces(text))
+    assert all(f"– {service}" in shown for service in ("cl1", "cl2")), shown
+    assert "declined: nothing was done" in shown, shown
+    assert "✗" not in text and "failed" not in text and RED not in text, text
+
+
+def test_the_audit_shows_a_declined_run_as_declined_not_red():
+    declined = {**AUDIT[-1], "op": "promote-standby", "result": "declined", "exit_code": 2,
+                "error": "promote-standby in prod: not confirmed; nothing was done"}  # fmt: skip
+    jsonschema.validate(declined, EVENTS)  # a result of its own (docs/events.schema.json), not "failed"
+    out = io.StringIO()
+    Console(file=out, width=80, force_terminal=True, color_system="standard", highlight=False).print(
+        audit_line(declined)
+    )
+    assert "promote-standby declined, exit 2" in out.getvalue().replace("\x1b[0m", "").replace("\x1b[1m", "")
+    assert RED not in out.getvalue() and "\x1b[31m" not in out.getvalue(), out.getvalue()
+    red = io.StringIO()  # the same line, failed, is red: the check can fail
+    Console(file=red, width=80, force_terminal=True, color_system="standard", highlight=False).print(
+        audit_line(AUDIT[-1])
+    )
+    assert RED in red.getvalue()
 
 
 def test_stop_notes_reach_the_screen_while_the_view_is_live():

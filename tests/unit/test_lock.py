@@ -16,7 +16,8 @@ import pytest
 
 from nodeops import program
 from nodeops.commands import bastion
-from nodeops.operation import describe_locks, holder_record, lock_conflict
+from nodeops.errors import Declined, Interrupted, InvalidInput, OperationFailed, Unsafe
+from nodeops.operation import describe_locks, end_result, holder_record, lock_conflict
 
 ENV = "prod"
 
@@ -286,3 +287,19 @@ def test_records_and_hints_name_the_program_that_ran(monkeypatch, argv0, command
     assert holder_record("r1", sys.argv[1:], {})["command"] == command
     stale = 'stale cl1 5 {"run": "r1", "who": "a", "from": "h", "command": "x", "started": "t"}\n'
     assert hint in str(lock_conflict(stale, "prod"))
+
+
+@pytest.mark.parametrize(
+    ("exc", "result"),
+    [
+        (None, "ok"),
+        (Declined("promote-standby in prod: not confirmed; nothing was done"), "declined"),  # rv6 finding 4
+        (InvalidInput("--service x: no such service"), "failed"),  # a refusal is not a person's no
+        (Unsafe("cl1: two nodes serve at once"), "failed"),
+        (OperationFailed("cl1: boom"), "failed"),
+        (Interrupted("cl1: stopped at a safe point"), "failed"),
+        (KeyboardInterrupt(), "failed"),
+    ],
+)
+def test_an_operations_end_says_declined_when_its_question_was_answered_no(exc, result):
+    assert end_result(exc) == result

@@ -15,7 +15,7 @@ import pytest
 
 from tasks._cli import confirmation, prompt_lines
 from tasks.program import EXIT_CLOSED_PIPE, REFUSED, hosts_after_tasks, parse_error_line, refusal
-from tests.conftest import FAB, ROOT, run_on_a_terminal
+from tests.conftest import FAB, ROOT, run_on_a_terminal, screen_pieces
 
 NODEOPS = Path(sys.executable).with_name("nodeops")  # the editable install's console script
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp"
@@ -256,6 +256,42 @@ def test_the_question_shows_each_line_fitted_to_80_columns_and_takes_only_yes(an
     shown = out.split("[y/N]")[0].replace("\r", "").splitlines()
     assert shown[0] == "promote-standby in t will:" and all(len(line) <= 80 for line in shown), shown
     assert " ".join(" ".join(shown[1:]).split()).removesuffix(" Proceed?") == " ".join(PROMOTE_LINES)  # no word cut
+
+
+DECLINE = textwrap.dedent("""\
+    import sys
+    from invoke import Exit
+    from nodeops.console import Screen
+    from tasks._cli import ask, cli
+
+    @cli
+    def promote_standby(json_=False):  # as tasks/promote.py: the question asked under the run's live rows
+        with Screen("promote-standby", "t", ["chainlink"]):
+            ask("promote-standby in t", sys.argv[1:])
+
+    try:
+        promote_standby()
+    except Exit as end:
+        sys.exit(end.code)
+    """)
+
+
+def test_a_question_answered_no_is_shown_as_declined_not_as_a_failure():
+    """rv6 finding 4, at a real pseudo-terminal: answering n printed ``✗ chainlink  failed (the reason is printed
+    below)`` and the reason in bold red. Still exit 2 (README: a question answered no), but declined, not red."""
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    answered = []
+
+    def react(seen: bytes, master: int, _proc) -> None:
+        if not answered and b"[y/N]" in seen:
+            os.write(master, b"n\n")
+            answered.append(True)
+
+    got, out = run_on_a_terminal([sys.executable, "-c", DECLINE, PROMOTE_LINES[0]], env, react, columns=80)
+    shown = "\n".join(screen_pieces(out))
+    assert got == 2 and "nodeops: promote-standby in t: not confirmed; nothing was done" in shown, out
+    assert "– chainlink" in shown and "declined: nothing was done" in shown, out
+    assert "✗" not in out and "failed" not in out and "\x1b[1;31m" not in out, out
 
 
 # ------------------------------------------------------------------ -H after the task's name

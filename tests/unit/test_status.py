@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import types
 from pathlib import Path
 
 import jsonschema
@@ -136,3 +137,39 @@ def test_a_node_shows_the_image_nodeops_started_not_the_engines_word():
     c = Container("nodeops-svc", True, "running", "sha256:x", labels, image=pinned.replace(":2.10.0", ""))
     shown = node_status(Seen(A, True, c, True), NOW)
     assert (shown["image"], shown["version"]) == (pinned, "2.10.0")
+
+
+CUT = "b (10.0.0.2:22): cannot connect after 1 attempt(s): Timeout opening channel"
+
+
+def test_status_says_why_a_node_is_unreachable(monkeypatch):
+    """rv6 finding 3: a node whose link was cut showed ``unknown unknown`` and nothing else; the connection's
+    error (the words deploy prints) is now in its entry, and null for a node that was reached."""
+    from nodeops import deploy, promote
+    from nodeops.errors import OperationFailed
+    from nodeops.remote import CommandResult
+
+    class Fleet:  # the edge's answers: a reached, its container running and serving; b's connection refused
+        settings = types.SimpleNamespace(command_timeout=5)
+
+        def connect(self, node):
+            if node is B:
+                raise OperationFailed(CUT)
+            return node.host, 1
+
+        def http_get(self, *_where):
+            return 200, b"{}"
+
+    inspected = '[{"Name": "/nodeops-svc", "State": {"Running": true, "Status": "running"}, "Config": {"Labels": {}}}]'
+    monkeypatch.setattr(deploy, "execute", lambda *_a, **_k: CommandResult(0, inspected, ""))
+    service = types.SimpleNamespace(name="svc", runtime="docker", nodes=[A, B])
+    job = types.SimpleNamespace(service=service, role=types.SimpleNamespace(port=6688, health="/health"))
+    seen = promote.observe(deploy.ServiceDeploy(job, Fleet(), lambda *_a, **_k: None))
+    shown = [node_status(s, NOW) for s in seen.values()]
+    assert [(n["role"], n["health"], n["unreachable"]) for n in shown] == [
+        ("active", "passing", None),
+        ("unknown", "unknown", CUT),
+    ]
+    validator = jsonschema.Draft202012Validator(SCHEMA["properties"]["nodes"]["items"])
+    assert not [e for n in shown for e in validator.iter_errors(n)]
+    assert list(validator.iter_errors({**shown[1], "unreachable": 1}))  # a string or null
