@@ -497,6 +497,37 @@ MATRIX: list[tuple[str, str, int, float]] = []  # (step, fault, exit code, longe
 # ---------------------------------------------------------------- issue 14 review: an honest rollback
 
 
+def cut_off_at(args: list[str], node: str, marker: str) -> tuple[subprocess.Popen, str, str]:
+    """`fab ARGS` (with --json), ``node``'s link cut when a message starting with ``marker`` comes (after a
+    takeover), and up again once the run ended; returns the ended process, its stdout and its stderr."""
+    netns = f"nodeops-{NAME}-{node}"
+    proc = events_of(args)
+    seen: list[str] = []
+    try:
+        while line := proc.stdout.readline():
+            if line.startswith("{") and (message := json.loads(line).get("message")):
+                seen.append(message)
+                if message.startswith(marker):
+                    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+                    break
+        assert any(m.startswith("took over from") for m in seen), seen
+        out, err = proc.communicate(timeout=300)
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+    return proc, out, err
+
+
+def repair_after_the_cut(lab, node: str) -> None:
+    """The deploy a person runs once the cut ``node`` is back. It lost its lease while cut off and exits on
+    reconnect; until its refresh fails it still answers as the active (its database connection may sit in TCP's
+    retransmission back-off for tens of seconds after the link is up), so the deploy waits for that first."""
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: reaches(lab, node) and health(lab, node) is None,  # a 503 holds the lease too
+                 f"{node}, back, to find its lease lost", 120)  # fmt: skip
+    repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+
+
 def test_the_old_active_that_takes_over_while_awaited_as_the_standby_is_left_serving(rst, tmp_path):
     """Review of issue 13 (rv4): the new active is cut off after the handover, while the old active, replaced on
     the change's inputs, is awaited as the standby; it takes the lease the cut node left and serves. The run took
@@ -507,20 +538,8 @@ def test_the_old_active_that_takes_over_while_awaited_as_the_standby_is_left_ser
     standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
     change = a_change()
     target = variant(rst, tmp_path, lambda d: (quick(d), change(d)))
-    netns = f"nodeops-{NAME}-{standby}"
-    proc = events_of(["deploy", "--inventory", str(target), "--service", SERVICE, "--json"])
-    seen: list[str] = []
-    try:
-        while line := proc.stdout.readline():  # the old active replaced, and awaited as the standby
-            if line.startswith("{") and (message := json.loads(line).get("message")):
-                seen.append(message)
-                if message.startswith(f"await-waiting {active}"):
-                    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
-                    break
-        assert any(m.startswith("took over from") for m in seen), seen
-        out, err = proc.communicate(timeout=300)
-    finally:
-        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+    args = ["deploy", "--inventory", str(target), "--service", SERVICE, "--json"]
+    proc, out, err = cut_off_at(args, standby, f"await-waiting {active}")  # the old active replaced, and awaited
     try:
         assert proc.returncode == 1, out + err
         assert f"{SERVICE} {active}: took the lease while it was awaited as the standby" in err, err
@@ -530,13 +549,8 @@ def test_the_old_active_that_takes_over_while_awaited_as_the_standby_is_left_ser
         wanted = yaml.safe_load(target.read_text())["services"][SERVICE]["variables"]["LINK_CONTRACT_ADDRESS"]
         ran = json.loads(containers(rst)[active].label("variables"))  # the change's inputs, not put back
         assert serves(rst, active) and ran["LINK_CONTRACT_ADDRESS"] == wanted, ran
-    finally:  # the cut node lost its lease while cut off and exits on reconnect: the next deploy rolls from there
-        with contextlib.suppress(AssertionError):  # until its refresh fails, it still answers as the active: its
-            # database connection may sit in TCP's retransmission back-off for tens of seconds after the link is up
-            wait_for(lambda: reaches(rst, standby) and health(rst, standby) is None,  # a 503 holds the lease too
-                     f"{standby}, back, to find its lease lost", 120)  # fmt: skip
-        repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
-        assert repair.returncode == 0, repair.stdout + repair.stderr
+    finally:
+        repair_after_the_cut(rst, standby)
     assert_whole(rst)
 
 
@@ -591,20 +605,8 @@ def test_a_promotion_whose_new_active_is_cut_off_after_it_took_over_ends_with_th
     active = ready(rst)
     standby = next(n.name for n in load_inventory(rst.inventory_file).services[SERVICE].nodes if n.name != active)
     target = variant(rst, tmp_path, quick)
-    netns = f"nodeops-{NAME}-{standby}"
-    proc = events_of(["promote-standby", "--inventory", str(target), "--service", SERVICE, "--yes", "--json"])
-    seen: list[str] = []
-    try:
-        while line := proc.stdout.readline():
-            if line.startswith("{") and (message := json.loads(line).get("message")):
-                seen.append(message)
-                if message.startswith(f"took over from {active}"):
-                    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
-                    break
-        assert any(m.startswith("took over from") for m in seen), seen
-        out, err = proc.communicate(timeout=300)
-    finally:
-        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+    args = ["promote-standby", "--inventory", str(target), "--service", SERVICE, "--yes", "--json"]
+    proc, out, err = cut_off_at(args, standby, f"took over from {active}")
     try:
         assert proc.returncode == 1, out + err
         assert "Traceback" not in err and "SERVICE DOWN" not in err, err
@@ -613,12 +615,8 @@ def test_a_promotion_whose_new_active_is_cut_off_after_it_took_over_ends_with_th
         assert files_on(rst, active, SERVICE) == []  # it serves: it read every file, none stays
         end = last_audit_end()
         assert end["exit_code"] == 1 and f"{active} serves" in (end["error"] or ""), end
-    finally:  # as in the test above: the cut node finds its lease lost once back, then the pair is made whole
-        with contextlib.suppress(AssertionError):
-            wait_for(lambda: reaches(rst, standby) and health(rst, standby) is None,
-                     f"{standby}, back, to find its lease lost", 120)  # fmt: skip
-        repair = fab("deploy", "--env", NAME, "--service", SERVICE, timeout=300)
-        assert repair.returncode == 0, repair.stdout + repair.stderr
+    finally:
+        repair_after_the_cut(rst, standby)
     assert_whole(rst)
 
 
