@@ -387,6 +387,11 @@ def test_ctrl_c_during_the_handover_finishes_it_then_stops_there_exits_130(rst, 
     assert f"{standby} runs this change, {active} does not" in error, error
     assert re.search(rf"now: .*{standby} serves \([^)]*config {after[standby][1][:12]}\)", error), error
     assert re.search(rf"now: .*{active} waits \([^)]*config {before[active][1][:12]}\)", error), error
+    # the deploy the message names finishes the change: the pair whole again on it (the next test starts from there)
+    finish = fab("deploy", "--inventory", str(target), "--service", SERVICE, timeout=300)
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    (config,) = {labels[1] for labels in inputs(rst).values()}
+    assert config == after[standby][1]
 
 
 @pytest.mark.parametrize("when", ["started nodeops-", "waiting for the lease"], ids=["replacing", "awaited"])
