@@ -1,7 +1,7 @@
 """fab lab.up / lab.down: the local lab of real SSH hosts behind a bastion (root only).
 
-A development feature of the source repository: the lab's code (nodeops.lab, lab/images) is not in
-the wheel, and an installed nodeops says so in one line (exit 2).
+A development feature of the source repository: the lab's code and image sources (lab/) are
+not in the wheel, and an installed nodeops says so in one line (exit 2).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from nodeops.project import project_root
 from ._cli import cli
 
 try:
-    from nodeops.lab import host, topology
+    from lab import host, topology
 except ImportError:  # an installed wheel carries no lab
     host = topology = None
 
@@ -24,7 +24,7 @@ NAME_HELP = "lab name: namespaces nodeops-NAME-*, inventory/NAME.yaml (default: 
 
 
 def _lab():
-    """nodeops.lab's modules, or exit 2 where they are not installed."""
+    """lab's modules, or exit 2 where they are not installed."""
     if topology is None:
         raise InvalidInput("lab.*: the lab is a development feature of the nodeops source repository; run it "
                            "from a checkout (see its README), not from an installed nodeops")  # fmt: skip

@@ -32,10 +32,10 @@ for variable in ("CI", *CI_RUN_VARIABLES, *CI_ACTOR_VARIABLES):
 ROOT = Path(__file__).resolve().parent.parent
 FAB = Path(sys.executable).with_name("fab")
 
-# The modules whose tests use tests/lab/conftest.py's `lab`: one 64-node lab for the whole run, which a second process
+# The modules whose tests use tests/e2e/conftest.py's `lab`: one 64-node lab for the whole run, which a second process
 # bringing up the same lab would collide with (one name, one range). pytest_collection_modifyitems keeps this true.
 SESSION_LAB_MODULES = frozenset(
-    f"tests/lab/{name}.py"
+    f"tests/e2e/{name}.py"
     for name in (
         "test_engine",
         "test_lab_services",

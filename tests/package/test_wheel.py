@@ -3,7 +3,7 @@ command that works in an operator's folder outside the source tree, with the bui
 
 About 20 s: the build and the install take their dependencies from the machine's package index (pip's
 own configuration); nothing here needs root. The same venv against a real lab (hostkeys, deploy, status,
-logs): tests/lab/test_wheel.py.
+logs): tests/e2e/test_wheel.py.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_the_wheel_carries_engine_tasks_and_roles_but_not_the_lab(venv):
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert engine == str(site / "nodeops" / "__init__.py")  # the installed copy, not the source
     assert Path(roles) == site / "nodeops" / "builtin_roles" and (Path(roles) / "chainlink" / "role.yaml").is_file()
-    assert not (site / "tasks").exists() and not (site / "nodeops" / "lab").exists()
+    assert not (site / "tasks").exists() and not (site / "lab").exists()
 
 
 def test_nodeops_in_an_operators_folder(venv, tmp_path):

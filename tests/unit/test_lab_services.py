@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab import services
+from lab.topology import plan_lab
 from nodeops.errors import InvalidInput
 from nodeops.inventory import parse_inventory
-from nodeops.lab import services
-from nodeops.lab.topology import plan_lab
 from nodeops.passwords import password_problems
 
 PLAN = plan_lab("lab", "10.213.0.0/16", 4)

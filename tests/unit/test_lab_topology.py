@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeops.errors import InvalidInput
-from nodeops.lab.host import Lab
-from nodeops.lab.topology import (
+from lab.host import Lab
+from lab.topology import (
     boot_command,
     network_commands,
     plan_lab,
@@ -15,6 +14,7 @@ from nodeops.lab.topology import (
     unreachable_route,
     uplink_commands,
 )
+from nodeops.errors import InvalidInput
 from tests.conftest import ROOT
 
 

@@ -252,7 +252,7 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
     job, monkeypatch, raised, recorded, outcome
 ):
     """deploy.database_version and refuse_downgrade, as run() calls them (the login itself is the lab's:
-    tests/lab/test_rotate.py)."""
+    tests/e2e/test_rotate.py)."""
 
     def read(_fleet, _job):
         if raised is not None:
@@ -335,7 +335,7 @@ def test_a_failed_upgrade_that_migrated_the_database_restarts_the_old_inputs_on_
     job, tmp_path, monkeypatch, now, inexact, pulled, outcome, note
 ):
     """ServiceDeploy.previous_on, with the database's version given: the inputs a node's previous container goes back
-    on, and the fix forward the run's message then names (the restart itself is the lab's: tests/lab/test_restore)."""
+    on, and the fix forward the run's message then names (the restart itself is the lab's: tests/e2e/test_restore)."""
     monkeypatch.setattr(deploy_module, "recorded_version", lambda _fleet, _job: now)
     inventory = load_inventory(tmp_path / "t.yaml")
     change = job_for(inventory, dataclasses.replace(job.service, image="smartcontract/chainlink:2.11.0",

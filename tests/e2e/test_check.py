@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nodeops.lab.services import read_secret, secrets_client
+from lab.services import read_secret, secrets_client
 from tests.conftest import fab
-from tests.lab.conftest import own_lab
-from tests.lab.probe import lb_answers, wait_for
+from tests.e2e.conftest import own_lab
+from tests.e2e.probe import lb_answers, wait_for
 
 pytestmark = pytest.mark.lab
 

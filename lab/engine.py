@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nodeops.lab.topology import ENGINE_SOCKET, LabPlan
+from lab.topology import ENGINE_SOCKET, LabPlan
 
 DOCKER_HOST = f"unix://{ENGINE_SOCKET}"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from lab.host import Lab
 from nodeops.console import BELOW, BREAK_AFTER, BREAK_BEFORE, DECLINED, MARKS, PREPARING, short_digests
-from nodeops.lab.host import Lab
 from tests.conftest import FAB, ROOT, fab, run_on_a_terminal, screen_pieces
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import events, status_entries
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import events, status_entries
 
 pytestmark = pytest.mark.lab
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from lab.host import Lab
+from lab.services import BACKUP_BUCKET, BACKUP_SECRET, aws_client_for, read_secret, secrets_client
 from nodeops.inventory import load_inventory
-from nodeops.lab.host import Lab
-from nodeops.lab.services import BACKUP_BUCKET, BACKUP_SECRET, aws_client_for, read_secret, secrets_client
 from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import Watch, superuser_sql
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import Watch, superuser_sql
 
 pytestmark = pytest.mark.lab
 

@@ -12,10 +12,10 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from lab.services import read_secret, secrets_client
 from nodeops.inventory import load_inventory
-from nodeops.lab.services import read_secret, secrets_client
 from nodeops.remote import Fleet
-from tests.lab.probe import PairProbe, wait_for
+from tests.e2e.probe import PairProbe, wait_for
 
 pytestmark = pytest.mark.lab
 

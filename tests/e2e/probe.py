@@ -19,8 +19,8 @@ from pathlib import Path
 
 import jsonschema
 
+from lab.host import Lab
 from nodeops.inventory import load_inventory
-from nodeops.lab.host import Lab
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
 

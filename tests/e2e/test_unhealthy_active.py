@@ -20,8 +20,8 @@ import pytest
 from nodeops.inventory import load_inventory
 from nodeops.remote import Fleet
 from tests.conftest import fab
-from tests.lab.conftest import inventory_variant, own_lab, rpc_stand_ins
-from tests.lab.probe import events, lb_answers, status_entries, wait_for
+from tests.e2e.conftest import inventory_variant, own_lab, rpc_stand_ins
+from tests.e2e.probe import events, lb_answers, status_entries, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from nodeops.errors import OperationFailed
 
-SIM_SCRIPT = Path(__file__).resolve().parents[2] / "lab" / "images" / "chainlink-sim" / "chainlink"
+SIM_SCRIPT = Path(__file__).resolve().parent / "images" / "chainlink-sim" / "chainlink"
 SIM_VERSIONS = ("2.10.0", "2.11.0")  # two, for upgrade tests
 REPOSITORY = "smartcontract/chainlink"
 UID = 14933  # the real image's non-root user

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from nodeops.errors import InvalidInput, LockHeld
-from nodeops.lab import engine, image, services
-from nodeops.lab.daemons import Daemons, Started, run
-from nodeops.lab.topology import (
+from lab import engine, image, services
+from lab.daemons import Daemons, Started, run
+from lab.topology import (
     ENGINE_SOCKET,
     LabHost,
     LabPlan,
@@ -35,6 +34,7 @@ from nodeops.lab.topology import (
     unreachable_route,
     uplink_commands,
 )
+from nodeops.errors import InvalidInput, LockHeld
 
 SSHD = "/usr/sbin/sshd"
 STATE_ROOT = Path("/var/lib/nodeops-lab")

@@ -11,7 +11,7 @@ from nodeops.commands import node as cmd
 from nodeops.deploy import prepare
 from nodeops.inventory import load_inventory
 from nodeops.remote import Fleet
-from tests.lab.conftest import own_lab
+from tests.e2e.conftest import own_lab
 
 pytestmark = pytest.mark.lab
 

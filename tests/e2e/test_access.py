@@ -28,8 +28,8 @@ from nodeops.hostkeys import fingerprint
 from nodeops.inventory import HostKey, load_inventory
 from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import wait_for
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
 

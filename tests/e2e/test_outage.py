@@ -11,8 +11,8 @@ import pytest
 
 from nodeops.inventory import load_inventory
 from tests.conftest import fab
-from tests.lab.conftest import own_lab
-from tests.lab.probe import events, serving_nodes, wait_for
+from tests.e2e.conftest import own_lab
+from tests.e2e.probe import events, serving_nodes, wait_for
 
 pytestmark = pytest.mark.lab
 

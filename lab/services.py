@@ -48,13 +48,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.daemons import Daemons, Started, run
+from lab.topology import DB_PORT, NODE_PORT, LabPlan
 from nodeops.errors import InvalidInput, OperationFailed
-from nodeops.lab.daemons import Daemons, Started, run
-from nodeops.lab.topology import DB_PORT, NODE_PORT, LabPlan
 from nodeops.passwords import Rng, generate_password
 
 if TYPE_CHECKING:
-    from nodeops.lab.host import Lab
+    from lab.host import Lab
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HAPROXY = "/usr/sbin/haproxy"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nodeops.lab.host import Lab
-from nodeops.lab.topology import LabPlan, plan_lab
+from lab.host import Lab
+from lab.topology import LabPlan, plan_lab
 from tests.conftest import ROOT, fab
 
 LAB = "t"

@@ -35,8 +35,8 @@ from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet, execute
 from nodeops.render import RenderedFile
 from tests.conftest import FAB, ROOT, fab, override_config, screen_pieces, simulator
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import (
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import (
     PairProbe,
     events,
     events_of,

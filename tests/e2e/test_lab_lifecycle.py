@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from nodeops.lab.daemons import process_alive
-from nodeops.lab.host import Lab
+from lab.daemons import process_alive
+from lab.host import Lab
 from tests.conftest import ROOT, fab
 
 pytestmark = pytest.mark.lab
@@ -28,7 +28,7 @@ def test_up_exec_restart_a_dead_host_down(root):
     try:
         up = fab("lab.up", "--name", NAME, "--nodes", "8", "--cidr", CIDR)
         assert up.returncode == 0, up.stderr
-        # exec off a terminal prints JSON lines (tests/lab/test_cli_output.py reads its table at a pty):
+        # exec off a terminal prints JSON lines (tests/e2e/test_cli_output.py reads its table at a pty):
         # 8 nodes, each printing its own private address
         first = fab("exec", "--env", NAME, "--command", "hostname -I")
         assert first.returncode == 0, first.stderr

@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.host import Lab
+from lab.services import read_secret, secrets_client
+from lab.topology import plan_lab
 from nodeops.deploy import Reporter
 from nodeops.inventory import load_inventory
-from nodeops.lab.host import Lab
-from nodeops.lab.services import read_secret, secrets_client
-from nodeops.lab.topology import plan_lab
 from nodeops.operation import Operation
 from nodeops.secrets import env_variable_name
 from tests.conftest import FAB, ROOT, fab
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import PairProbe, events, frozen_at, killed_at, status, wait_for
-from tests.lab.test_deploy import set_sentinel_secrets
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import PairProbe, events, frozen_at, killed_at, status, wait_for
+from tests.e2e.test_deploy import set_sentinel_secrets
 from tests.unit.test_deploy_preflight import ENV as PREFLIGHT_ENV
 from tests.unit.test_deploy_preflight import inventory as preflight_inventory
 

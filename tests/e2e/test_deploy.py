@@ -13,13 +13,13 @@ import urllib.request
 import pytest
 import yaml
 
+from lab.daemons import process_alive
+from lab.host import Lab
+from lab.services import read_secret, secrets_client
 from nodeops.inventory import load_inventory
-from nodeops.lab.daemons import process_alive
-from nodeops.lab.host import Lab
-from nodeops.lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import (
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import (
     PairProbe,
     Watch,
     events,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.host import Lab
 from nodeops.inventory import load_inventory
-from nodeops.lab.host import Lab
 from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
-from tests.lab.conftest import inventory_variant
+from tests.e2e.conftest import inventory_variant
 
 pytestmark = pytest.mark.lab
 

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from nodeops.lab.services import read_secret, secrets_client
+from lab.services import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab, override_config
-from tests.lab.conftest import inventory_variant, own_lab
-from tests.lab.probe import events, status
+from tests.e2e.conftest import inventory_variant, own_lab
+from tests.e2e.probe import events, status
 
 pytestmark = pytest.mark.lab
 
@@ -47,7 +47,7 @@ def run_variant(lab, edit, *args: str, tty: bool = False) -> subprocess.Complete
 
 def node_images(lab) -> set[str]:
     """The image names the nodes' own stores hold: what a pull adds (`docker image ls` lists the lab's shared
-    read-only store too, which holds every version: nodeops.lab.image.shared_store)."""
+    read-only store too, which holds every version: lab.image.shared_store)."""
     listings = (lab.dir / "hosts").glob("*/containers/storage/overlay-images/images.json")
     return {name for listing in listings for image in json.loads(listing.read_text()) for name in image["names"]}
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from nodeops.lab.host import Lab
-from nodeops.lab.services import read_secret, secrets_client
+from lab.host import Lab
+from lab.services import read_secret, secrets_client
 from nodeops.verify import CHECKS
 from tests.conftest import FAB, ROOT, fab
-from tests.lab.conftest import inventory_variant, own_lab
+from tests.e2e.conftest import inventory_variant, own_lab
 
 pytestmark = pytest.mark.lab
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.services import read_secret, secret_names, secrets_client
 from nodeops.hostkeys import fingerprint
 from nodeops.inventory import HostKey
-from nodeops.lab.services import read_secret, secret_names, secrets_client
-from tests.lab.conftest import own_lab
-from tests.lab.probe import status_entries
+from tests.e2e.conftest import own_lab
+from tests.e2e.probe import status_entries
 from tests.package.test_wheel import sh, venv  # noqa: F401 (venv: the module's fixture, the wheel installed)
 from tests.unit.test_notify import free_port, hook_server
 

@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
+from lab.services import secrets_client
 from nodeops.inventory import load_inventory
-from nodeops.lab.services import secrets_client
 from tests.conftest import fab
-from tests.lab.conftest import inventory_variant, own_lab, rpc_stand_ins
+from tests.e2e.conftest import inventory_variant, own_lab, rpc_stand_ins
 
 pytestmark = pytest.mark.lab
 

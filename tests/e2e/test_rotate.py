@@ -16,14 +16,14 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from lab.host import Lab
+from lab.services import secrets_client
+from lab.topology import plan_lab
 from nodeops.inventory import load_inventory
-from nodeops.lab.host import Lab
-from nodeops.lab.services import secrets_client
-from nodeops.lab.topology import plan_lab
 from nodeops.remote import Fleet
 from tests.conftest import fab
-from tests.lab.conftest import own_lab
-from tests.lab.probe import (
+from tests.e2e.conftest import own_lab
+from tests.e2e.probe import (
     PairProbe,
     Watch,
     events,

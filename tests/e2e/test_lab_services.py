@@ -17,9 +17,9 @@ import urllib.request
 import boto3
 import pytest
 
-from nodeops.lab import services
-from nodeops.lab.daemons import process_alive
-from nodeops.lab.host import Lab
+from lab import services
+from lab.daemons import process_alive
+from lab.host import Lab
 from nodeops.passwords import password_problems
 from tests.conftest import ROOT, fab
 

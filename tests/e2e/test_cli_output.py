@@ -18,7 +18,7 @@ import yaml
 from nodeops.hostkeys import fingerprint
 from nodeops.inventory import HostKey
 from tests.conftest import FAB, ROOT, fab, run_on_a_terminal
-from tests.lab.conftest import inventory_variant, own_lab
+from tests.e2e.conftest import inventory_variant, own_lab
 
 pytestmark = pytest.mark.lab
 
