@@ -193,9 +193,8 @@ def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_st
         if keep_old_stopped:
             run.say(active.name, "left stopped (--keep-old-stopped): the pair has no standby")
         else:
-            own = run.ran_on[active.name]  # its files were shredded once read: its own inputs again, never today's
-            run.upload(active.name, own)
-            run.x(active.name, cmd.sh(cmd.start(run.runtime, run.name)))
+            own = run.ran_on[active.name]  # a promotion changes no input: what it ran on, never today's inventory
+            run.start_again(active.name, own)
             run.await_waiting(active)
             run.shred(active.name, own.files_read("start"))
             run.say(active.name, "restarted as the standby, waiting for the lease")
