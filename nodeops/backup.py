@@ -73,9 +73,9 @@ from psycopg import sql
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Redactor, Reporter
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
+from nodeops.facts.container import inspect, parse_inspect
 from nodeops.inventory import BackupPolicy, Inventory
 from nodeops.lease import ADMIN_DATABASE, database, locate
-from nodeops.plan import parse_inspect
 from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
 from nodeops.secrets import Secret, aws_client, aws_failure, read_reference
@@ -423,7 +423,7 @@ def container_versions(fleet: Fleet, job: Job) -> dict[str, str | None]:
     """Each node's running container's version (Container.version; None: not running or unreachable; a backup
     goes on)."""
     service = job.service
-    command = cmd.sh(cmd.inspect(service.runtime, cmd.container_name(service.name)))
+    command = cmd.sh(inspect(service.runtime, cmd.container_name(service.name)))
     out = {}
     for o in fleet.run(service.nodes, command, timeout=30):
         c = parse_inspect(o.value.stdout) if o.ok and o.value.exit_code == 0 else None

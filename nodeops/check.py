@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
-import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,12 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeops import program
-from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy
+from nodeops.deploy import Job
 from nodeops.errors import InvalidInput, NodeopsError
-from nodeops.inventory import CheckPolicy, Inventory
-from nodeops.plan import app_id, secret_changes
-from nodeops.promote import Seen, observe
+from nodeops.facts.health import app_id
+from nodeops.facts.logs import error_candidates, error_lines
+from nodeops.facts.observe import Observer
+from nodeops.facts.resources import host_resources, parse_resources
+from nodeops.facts.view import NodeView
+from nodeops.inventory import Inventory
+from nodeops.plan import secret_changes
 from nodeops.remote import Fleet, http_reply
 from nodeops.secrets import secret_ages
 from nodeops.status import lease_status, node_role
@@ -68,76 +69,6 @@ class Metric:
     name: str
     labels: tuple[tuple[str, str], ...]
     value: float
-
-
-# -- pure: parsing what a node printed ------------------------------------------------------------
-def parse_df(text: str) -> list[tuple[str, float]]:
-    """(mount point, used ratio) per row of `df -P -k`, in order; used / (used + available), as df's Capacity."""
-    rows = []
-    for line in text.splitlines():
-        words = line.split(None, 5)
-        if len(words) == 6 and words[2].isdigit() and words[3].isdigit():
-            used, available = int(words[2]), int(words[3])
-            rows.append((words[5], used / (used + available) if used + available else 0.0))
-    return rows
-
-
-def parse_meminfo(text: str) -> float | None:
-    """Used memory ratio, 1 - MemAvailable / MemTotal; None when either line is missing."""
-    fields = dict(re.findall(r"^(\w+):\s+(\d+)", text, re.MULTILINE))
-    total, available = int(fields.get("MemTotal", 0)), fields.get("MemAvailable")
-    return None if not total or available is None else 1 - int(available) / total
-
-
-def parse_load(loadavg: str, nproc: str) -> tuple[float, int] | None:
-    """(5-minute load average, CPUs) from /proc/loadavg and nproc; None when unreadable."""
-    try:
-        load, cpus = float(loadavg.split()[1]), int(nproc.strip())
-    except (IndexError, ValueError):
-        return None
-    return (load, cpus) if cpus > 0 else None
-
-
-@dataclass(frozen=True)
-class Resources:
-    disks: tuple[tuple[str, str, str, float], ...]  # (what: /, /run or "engine storage"; path; mount point; used)
-    memory: float | None  # used ratio
-    load: tuple[float, int] | None  # (5-minute load average, CPUs)
-
-
-def parse_resources(output: str) -> Resources:
-    """cmd.host_resources' output: "engine PATH", df, SECTION, /proc/meminfo, SECTION, /proc/loadavg, nproc."""
-    parts = output.split(f"\n{cmd.SECTION}\n")
-    if len(parts) != 3:
-        return Resources((), None, None)
-    first, _, df = parts[0].partition("\n")
-    engine = first.removeprefix("engine").strip()
-    measured = [("/", "/"), ("/run", "/run")] + ([("engine storage", engine)] if engine else [])
-    disks = tuple((*m, point, ratio) for m, (point, ratio) in zip(measured, parse_df(df), strict=False))
-    loadavg, _, nproc = parts[2].partition("\n")
-    return Resources(disks, parse_meminfo(parts[1]), parse_load(loadavg, nproc))
-
-
-ERROR_LEVELS = frozenset({"error", "err", "crit", "critical", "dpanic", "panic", "fatal"})
-_CONSOLE_LEVEL = re.compile(r"^(?:\S+\s+)?\[(\w+)\]")  # zap console (Chainlink): "2024-01-01T00:00:00Z [ERROR] msg"
-_LOGFMT_LEVEL = re.compile(r"(?:^|\s)level=\"?(\w+)")
-
-
-def log_level(line: str) -> str | None:
-    """The level a log line was written at (lower case): a JSON line's "level", a console "[LEVEL]" tag or
-    logfmt's level=; None for other lines (a traceback, a plain message)."""
-    text = line.strip()
-    if text.startswith("{"):
-        with contextlib.suppress(ValueError):
-            doc = json.loads(text)
-            level = doc.get("level") if isinstance(doc, dict) else None
-            return level.lower() if isinstance(level, str) else None
-    match = _CONSOLE_LEVEL.match(text) or _LOGFMT_LEVEL.search(text)
-    return match[1].lower() if match else None
-
-
-def error_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if log_level(line) in ERROR_LEVELS]
 
 
 # -- pure: what passes ----------------------------------------------------------------------------
@@ -189,7 +120,7 @@ def check_lease(lease: Mapping | None, active: str | None, active_id: str | None
     return "pass", f"{lease['describe']}: the active {active}"
 
 
-def check_standby(s: Seen) -> Verdict:
+def check_standby(s: NodeView) -> Verdict:
     """A node other than the active: its container runs and answers nothing (it waits for the lease)."""
     role = node_role(s)
     if role == "standby":
@@ -201,7 +132,7 @@ def check_standby(s: Seen) -> Verdict:
     return "fail", f"container {s.container.status}, not running" if s.container else "no container"
 
 
-def check_drift(seen: Mapping[str, Seen], config: str, versions: Mapping[str, str | None]) -> Verdict:
+def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str, str | None]) -> Verdict:
     """Each running container against the inventory's configuration hash (``config``: image, variables, templates
     and secret version ids, nodeops.render): a change not deployed yet is a warning, naming each secret whose
     version moved in its backend (plan.secret_changes), since nodes read a secret only when they start."""
@@ -333,9 +264,9 @@ class Result:
 
 def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     service, role, policy = job.service, job.role, job.service.check
-    run = ServiceDeploy(job, fleet, Reporter.silent())
-    seen = observe(run)
-    serving = {name: run.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
+    observer = Observer(fleet, service, role)
+    seen = observer.views()
+    serving = {name: observer.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
     lb = http_reply(service.load_balancer) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
     failing = seen[active].failing if active else ()
@@ -358,7 +289,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     if len(service.nodes) == 1:
         findings.append(finding(service.name, "", "standby", ("warn", "no standby in the inventory: no failover")))
     for name, s in seen.items():
-        node_findings, node_metrics = probe_node(run, s, policy, standby=name != active)
+        node_findings, node_metrics = probe_node(observer, job, s, standby=name != active)
         findings += [finding(service.name, name, check, verdict) for check, verdict in node_findings]
         metrics += [Metric(m, (("env", inventory.environment), ("service", service.name), ("node", name), *labels), v)
                     for m, labels, v in node_metrics]  # fmt: skip
@@ -371,25 +302,26 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
 NodeMetric = tuple[str, tuple[tuple[str, str], ...], float]  # name, labels beyond env/service/node, value
 
 
-def probe_node(run: ServiceDeploy, s: Seen, policy: CheckPolicy,
+def probe_node(observer: Observer, job: Job, s: NodeView,
                standby: bool) -> tuple[list[tuple[str, Verdict]], list[NodeMetric]]:  # fmt: skip
-    """A node's checks (name, verdict) and its metrics (name, extra labels, value)."""
+    """A node's checks (name, verdict) and its metrics (name, extra labels, value), by ``job``'s check policy."""
+    policy = job.service.check
     verdicts: list[tuple[str, Verdict]] = [("standby", check_standby(s))] if standby else []
     if not s.reachable:
         gone = ("fail", "unreachable through the bastion")
         return verdicts + [(name, gone) for name in ("disk", "memory", "load", "logs")], []
-    node, runtime = s.node.name, run.runtime
+    node, runtime = s.node.name, job.service.runtime
     try:
-        res = parse_resources(run.x(node, cmd.host_resources(runtime), check=False).stdout)
+        res = parse_resources(observer.run(node, host_resources(runtime)).stdout)
         logs = None
         if s.container is not None:
-            out = run.x(node, cmd.error_candidates(runtime, run.name, policy.log_minutes), check=False)
+            out = observer.run(node, error_candidates(runtime, observer.name, policy.log_minutes))
             logs = error_lines(out.stdout)
     except NodeopsError as exc:  # the connection died midway, or a command timed out
         lost = ("fail", f"not checked: {exc}")
         return verdicts + [(name, lost) for name in ("disk", "memory", "load", "logs")], []
     log_verdict = ("unknown", "no container") if logs is None else \
-        check_logs(logs, policy.log_error_lines, policy.log_minutes, run.job.redact)  # fmt: skip
+        check_logs(logs, policy.log_error_lines, policy.log_minutes, job.redact)  # fmt: skip
     verdicts += [
         ("disk", check_disk(res.disks, policy.disk_max_percent)),
         ("memory", check_memory(res.memory, policy.memory_max_percent)),

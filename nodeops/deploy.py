@@ -44,24 +44,24 @@ from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
+from nodeops.facts import files as file_facts
+from nodeops.facts import image as image_facts
+from nodeops.facts.container import Container, served_port
+from nodeops.facts.health import app_id
+from nodeops.facts.observe import Observer
+from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LeaseView, LoginRefused, recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
-    Container,
     Desired,
-    NodeState,
     ServicePlan,
-    app_id,
-    failing_checks,
     lease_moves,
     older_than,
-    parse_inspect,
     plan_service,
     replaces_a_standby,
     restart_image,
     secret_changes,
-    served_port,
     standby_evidence,
     unpulled_image_id,
 )
@@ -418,9 +418,10 @@ class ServiceDeploy:
         self.report = report
         self.runtime = job.service.runtime
         self.name = cmd.container_name(job.service.name)
-        self.conns: dict[str, PinnedConnection] = {}
+        self.observer = Observer(fleet, job.service, job.role)  # its connections, ports and replies are the run's
+        self.conns: dict[str, PinnedConnection] = self.observer.conns
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
-        self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
+        self.answers: dict[str, bytes] = self.observer.answers  # node -> body of its latest health reply (200 or not)
         self.outages: list[float | None] = []  # of each planned handover execute() ran, as probed (seconds; None:
         # not measured, the service was not answering before it: OutageProbe.measured)
         self.stop = StopRequests(lambda _line: None)  # replaced by the run's (Operation.stop): see execute()
@@ -428,7 +429,7 @@ class ServiceDeploy:
         self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
         self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
         self.moved: set[str] = set()  # nodes whose container was renamed to the previous one by this run
-        self.ports: dict[str, int] = {}  # node -> the port its container serves, as last inspected (served_port)
+        self.ports: dict[str, int] = self.observer.ports  # node -> the port its container serves, as last inspected
         self.pulled = False  # observe() pulled the image on every node: a restart may use it (previous_on)
         self.recorded: str | None = None  # the version the database recorded when the change began (run())
         self.forward: list[str] = []  # why a failed change cannot be undone, only fixed forward (previous_on)
@@ -455,39 +456,24 @@ class ServiceDeploy:
         return self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
 
     def inspect(self, node: str, name: str | None = None) -> Container | None:
-        """The container ``name`` (the service's, by default) on ``node``; None when there is none. Inspecting the
-        service's container records the port it serves (``ports``), which health() probes."""
-        res = self.x(node, cmd.sh(cmd.inspect(self.runtime, name or self.name)), check=False)
-        found = parse_inspect(res.stdout) if res.exit_code == 0 else None
-        if name in (None, self.name):
-            self.ports[node] = served_port(found, self.job.role.port)
-        return found
+        """The container ``name`` (the service's, by default) on ``node`` (Observer.container)."""
+        return self.observer.container(node, name)
 
     def serving(self, node: Node) -> bool:
         """Does ``node`` answer its health path with 200?"""
         return self.health(node)[0]
 
     def health(self, node: Node) -> tuple[bool, tuple[str, ...]]:
-        """``node``'s reply to its health path: (200, the checks it says fail: plan.failing_checks). Non-empty
-        failing checks: it answers, so it holds the lease, unhealthy. The body of any reply is kept in ``answers``
-        (fab check reads who answered from the very reply that made it the active). The port probed is the one the
-        node's container serves, as last inspected (``ports``), else the inventory's."""
-        port = self.ports.get(node.name, self.job.role.port)
-        reply = self.fleet.http_get(node.host, port, self.job.role.health)
-        if reply is None:
-            self.answers.pop(node.name, None)
-            return False, ()
-        self.answers[node.name] = reply[1]
-        return reply[0] == 200, failing_checks(reply)
+        """``node``'s reply to its health path: (200, the checks it says fail) (Observer.health)."""
+        return self.observer.health(node)
 
     def connect_all(self) -> None:
         """Every node of the service, or the run stops here, before anything changed."""
         for node in self.service.nodes:
-            conn, _ = self.fleet.connect(node)
-            self.conns[node.name] = conn
+            self.observer.connect(node)
 
     # -- observe -----------------------------------------------------------------
-    def observe(self, dry_run: bool = False) -> tuple[dict[str, NodeState], Desired]:
+    def observe(self, dry_run: bool = False) -> tuple[dict[str, NodeView], Desired]:
         """Each node's state and what the run wants. A deploy pulls the image on every node (its id is what "up to
         date" compares); a dry run pulls nothing and changes nothing on a node (see look_image)."""
         image = self.service.image
@@ -508,8 +494,8 @@ class ServiceDeploy:
     def require_tmpfs(self, node: str, dry_run: bool) -> None:
         """Unsafe (exit 4) unless the files directory is RAM-backed; a deploy creates it, a dry run looks at it
         (or at /run, where it would be created)."""
-        fs = cmd.sh(cmd.filesystem_type(cmd.FILES_ROOT))
-        probe = (f"if [ -d {cmd.FILES_ROOT} ]; then {fs}; else {cmd.sh(cmd.filesystem_type('/run'))}; fi" if dry_run
+        fs, run_fs = (cmd.sh(file_facts.filesystem_type(path)) for path in (cmd.FILES_ROOT, "/run"))
+        probe = (f"if [ -d {cmd.FILES_ROOT} ]; then {fs}; else {run_fs}; fi" if dry_run
                  else f"mkdir -p -m 0755 {cmd.FILES_ROOT} && {fs}")  # fmt: skip
         found = self.x(node, probe).stdout.strip()
         if found != "tmpfs":
@@ -522,19 +508,19 @@ class ServiceDeploy:
         CLI cannot tell: a podman runtime, a multi-platform list, the registry unreachable), and the image each
         node already holds; returns the id a deploy would compare (plan.unpulled_image_id)."""
         image, first = self.service.image, self.service.nodes[0].name
-        config = self.x(first, cmd.sh(cmd.registry_config(self.runtime)), check=False).stdout
-        argv = cmd.manifest_inspect(self.runtime, image, cmd.insecure_registry(image, config))
+        config = self.x(first, cmd.sh(image_facts.registry_config(self.runtime)), check=False).stdout
+        argv = image_facts.manifest_inspect(self.runtime, image, image_facts.insecure_registry(image, config))
         found = self.x(first, cmd.sh(argv), check=False) if argv else None
-        self.digest = cmd.parse_manifest_digest(found.stdout) if found and found.exit_code == 0 else None
-        if found is not None and found.exit_code and cmd.says_no_such_image(found.stderr + found.stdout):
+        self.digest = image_facts.parse_manifest_digest(found.stdout) if found and found.exit_code == 0 else None
+        if found is not None and found.exit_code and image_facts.says_no_such_image(found.stderr + found.stdout):
             self.no_such_image(found)
         if self.digest is None:
             why = "not with podman" if argv is None else self.why(found) if found.exit_code else "a multi-platform list"
             self.say(first, f"registry digest of {image} not read ({why}): resolved at deploy", digest=None)
         held = []
         for node in self.service.nodes:
-            res = self.x(node.name, cmd.sh(cmd.image_id(self.runtime, image)), check=False)
-            held.append(cmd.parse_image_id(res.stdout, image) if res.exit_code == 0 else None)
+            res = self.x(node.name, cmd.sh(image_facts.image_id(self.runtime, image)), check=False)
+            held.append(image_facts.parse_image_id(res.stdout, image) if res.exit_code == 0 else None)
         return unpulled_image_id(image, held, self.digest)
 
     def pull(self, node: str, image: str) -> tuple[str, str | None]:
@@ -543,12 +529,12 @@ class ServiceDeploy:
         and the step line says so (pinned by digest, it is exactly the image asked for; a tag is the one pulled
         last). An image the node does not hold fails the run with the pull's error."""
         pulled = self.x(node, cmd.sh(cmd.pull(self.runtime, image)), check=False)
-        held = self.x(node, cmd.sh(cmd.image_id(self.runtime, image)), check=pulled.exit_code == 0)
-        if pulled.exit_code and cmd.says_no_such_image(pulled.stderr + pulled.stdout):
+        held = self.x(node, cmd.sh(image_facts.image_id(self.runtime, image)), check=pulled.exit_code == 0)
+        if pulled.exit_code and image_facts.says_no_such_image(pulled.stderr + pulled.stdout):
             self.no_such_image(pulled)
         if held.exit_code:
             raise OperationFailed(f"{self.service.name} {node}: `{self.runtime} pull` failed: {self.why(pulled)}")
-        image_id, digest = cmd.parse_image_id(held.stdout, image)
+        image_id, digest = image_facts.parse_image_id(held.stdout, image)
         if pulled.exit_code == 0:
             self.say(node, f"pulled {image} ({digest or 'no registry digest'})", digest=digest)
         else:
@@ -565,9 +551,9 @@ class ServiceDeploy:
                              f"the registry has no {self.service.image} ({self.why(answer)}); give a tag or digest "
                              "that was pushed (e.g. `docker manifest inspect IMAGE` where the nodes pull)")  # fmt: skip
 
-    def states(self) -> dict[str, NodeState]:
+    def states(self) -> dict[str, NodeView]:
         """Each node's container and whether it serves (once observe() has connected)."""
-        return {n.name: NodeState(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
+        return {n.name: NodeView(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
     def run_spec(self, job: Job | None = None) -> cmd.RunSpec:
@@ -1240,7 +1226,7 @@ class ServiceDeploy:
         return (f"services.{self.service.name}.secrets.{name} (backend {ref.backend}: {ref.name!r}{key}"
                 + (f", version {version[:8]})" if version else ")"))  # fmt: skip
 
-    def show_diff(self, states: Mapping[str, NodeState], recorded: str | None) -> None:
+    def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
         """What the change does, node by node, as event lines (nodeops.diff): the old side of a node is what its
         container records, its files rendered again in memory (restore_job); no secret value is in any line."""
         olds, unrestorable, notes, masks = {}, {}, [], [self.job.redact]
@@ -1313,7 +1299,7 @@ class ServiceDeploy:
                 raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
             allowed = set() if serving or answers_sick else keep_after
             if self.service.secret_files == "shred":
-                left = self.x(name, cmd.list_files(self.service.name)).stdout.split("\n")
+                left = self.x(name, file_facts.list_files(self.service.name)).stdout.split("\n")
                 extra = {line.split()[0] for line in left if line.strip()} - allowed
                 if extra:
                     self.shred(name, sorted(extra))  # what an interrupted run left behind

@@ -9,123 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nodeops import program
-from nodeops.commands.node import image_tag
 from nodeops.errors import Unsafe
-from nodeops.inventory import Node, Service
-
-
-@dataclass(frozen=True)
-class Container:
-    """What `docker container inspect` says about a node's container."""
-
-    name: str
-    running: bool
-    status: str
-    image_id: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    exit_code: int = 0
-    env: tuple[str, ...] = ()  # KEY=value, as the container process sees them
-    args: tuple[str, ...] = ()  # entrypoint + command line
-    user: str = ""  # as configured (`--user`); "" is the image's default user
-    pid: int = 0  # of its main process on the node host; 0 when it does not run
-    started: str = ""  # when it last started (RFC 3339, the engine's clock)
-    image: str = ""  # the reference it was created from, as the engine reports it (Config.Image; see ``reference``)
-
-    def label(self, key: str) -> str | None:
-        return self.labels.get(f"io.nodeops.{key}")
-
-    @property
-    def reference(self) -> str:
-        """The image reference nodeops started the container with (``reg/repo:2.10.0@sha256:<64 hex>``): its
-        ``image`` label (deploy.input_labels), not the engine's word. Podman (behind the docker CLI too)
-        reports a reference pinned by digest without its tag (``reg/repo@sha256:...``), so every reader of what a
-        container runs (status, the diff, restore, rollback, promote) reads this. A container started before the
-        label existed: Config.Image, given back its tag from the ``version`` label when the engine dropped it
-        (with_tag); "" when neither is known (a container started by hand from an image id)."""
-        return self.label("image") or with_tag(self.image, self.label("version"))
-
-    @property
-    def version(self) -> str | None:
-        """The version (image tag) the container runs: its ``version`` label, else ``reference``'s tag; None when
-        neither is known."""
-        return self.label("version") or (image_tag(self.reference) if self.reference else None)
-
-
-def with_tag(image: str, tag: str | None) -> str:
-    """``image`` with ``tag`` put back when it is pinned by digest and names no tag (podman's Config.Image of a
-    container started as ``repo:2.10.0@sha256:...``): ``reg:5000/repo@sha256:ab``, ``2.10.0`` ->
-    ``reg:5000/repo:2.10.0@sha256:ab``. Unchanged otherwise: no digest, a tag already there, no tag given, or
-    ``latest`` (what image_tag says of a reference without a tag, so nothing to put back)."""
-    name, at, digest = image.partition("@")
-    if not at or not tag or tag == "latest" or ":" in name.rsplit("/", 1)[-1]:
-        return image
-    return f"{name}:{tag}@{digest}"
-
-
-def parse_inspect(text: str) -> Container | None:
-    """Parse `docker container inspect NAME` output; None when it lists nothing."""
-    items = json.loads(text or "[]")
-    if not items:
-        return None
-    c = items[0]
-    state = c.get("State", {})
-    config = c.get("Config") or {}
-    return Container(
-        name=c.get("Name", "").lstrip("/"),
-        running=bool(state.get("Running")) and not state.get("Restarting"),
-        status=state.get("Status", "unknown"),
-        image_id=c.get("Image", ""),
-        labels=dict(config.get("Labels") or {}),
-        exit_code=int(state.get("ExitCode") or 0),
-        env=tuple(config.get("Env") or ()),
-        args=(*(config.get("Entrypoint") or ()), *(config.get("Cmd") or ())),
-        user=config.get("User") or "",
-        pid=int(state.get("Pid") or 0),
-        started=state.get("StartedAt") or "",
-        image=config.get("Image") or "",
-    )
-
-
-def served_port(container: Container | None, configured: int) -> int:
-    """The port ``container`` serves its health path on: the ``io.nodeops.port`` label `docker run` recorded
-    (deploy.ServiceDeploy.run_spec); ``configured`` (the inventory's, else the role's) when there is no container,
-    or it was started before the label existed, or the label is not a port number (1-65535). Probing what the
-    container serves, not what the inventory now says, keeps a port change an ordinary rolling change."""
-    recorded = container.label("port") if container else None
-    if recorded and recorded.isdigit() and 1 <= int(recorded) <= 65535:
-        return int(recorded)
-    return configured
-
-
-def failing_checks(reply: tuple[int, bytes] | None) -> tuple[str, ...]:
-    """What a node's reply to its health path says is wrong; () when it answered 200 or nothing answered.
-
-    ``reply``: (HTTP status, body). The names of the checks a JSON:API body marks ``failing``
-    (``data[].attributes.name``, as Chainlink's /health: core/web/health_controller.go), sorted; a
-    non-200 reply that names none gives ``("HTTP <status>",)``. A reply that is not 200 is never (): a
-    node that answers at all listens on its port, which a Chainlink node opens only once it holds the
-    database lease, so non-empty means "the active, unhealthy"."""
-    if reply is None or reply[0] == 200:
-        return ()
-    try:
-        checks = json.loads(reply[1])["data"]
-        names = sorted({str(c["attributes"]["name"]) for c in checks if c["attributes"]["status"] == "failing"})
-    except (ValueError, KeyError, TypeError):
-        names = []
-    return tuple(names) or (f"HTTP {reply[0]}",)
-
-
-def app_id(body: bytes) -> str | None:
-    """The answering process's id in a health reply (the simulator's meta.appID, its lease client id); None when
-    the reply names none (Chainlink's own /health does not)."""
-    try:
-        found = json.loads(body)["meta"]["appID"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return str(found) if found else None
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
+from nodeops.inventory import Service
 
 
 def standby_evidence(other: str | None, other_answers: bool, other_id: str | None, lease: object,
@@ -160,23 +50,10 @@ def standby_evidence(other: str | None, other_answers: bool, other_id: str | Non
     return False, f"the lease is {lease.describe()}, but no other node answers"
 
 
-@dataclass(frozen=True)
-class NodeState:
-    node: Node
-    container: Container | None
-    serving: bool  # the health endpoint answered 200
-    failing: tuple[str, ...] = ()  # it answered, not 200 (failing_checks): it holds the lease, unhealthy
-
-    @property
-    def active(self) -> bool:
-        """Holds the lease: it answers its health path at all (200 or not)."""
-        return self.serving or bool(self.failing)
-
-
-def the_active(states: Iterable[NodeState], service: str, purpose: str) -> NodeState:
-    """The one node that holds the lease: ``NodeState.active`` (it answers its health path, 200 or not; a
+def the_active(states: Iterable[NodeView], service: str, purpose: str) -> NodeView:
+    """The one node that holds the lease: ``NodeView.active`` (it answers its health path, 200 or not; a
     Chainlink node opens its port only once it holds the database lease), healthy or not. Shared by every
-    command that acts from the active (``states`` may also be nodeops.promote.Seen, which has the same fields).
+    command that acts from the active.
 
     Raises Unsafe (exit 4) naming who answers when not exactly one does; ``purpose`` says what needs the one."""
     found = [s for s in states if s.active]
@@ -187,13 +64,6 @@ def the_active(states: Iterable[NodeState], service: str, purpose: str) -> NodeS
     return found[0]
 
 
-def unhealthy_note(state: NodeState) -> str | None:
-    """``cl1-a: active, unhealthy (failing: X, Y)`` for an active that answers, not 200; None when it is healthy."""
-    if not state.failing:
-        return None
-    return f"{state.node.name}: active, unhealthy (failing: {', '.join(state.failing)})"
-
-
 def moved_versions(recorded: Mapping[str, str | None], versions: Mapping[str, str | None]) -> list[tuple]:
     """(name, recorded version, version now) of each secret in ``versions`` whose backend version id differs
     from the one ``recorded`` (a container's ``secrets`` label, nodeops.deploy.input_labels); a secret the
@@ -202,7 +72,7 @@ def moved_versions(recorded: Mapping[str, str | None], versions: Mapping[str, st
             if recorded.get(name, version) != version]  # fmt: skip
 
 
-def secret_changes(states: Iterable[NodeState], versions: Mapping[str, str | None]) -> list[str]:
+def secret_changes(states: Iterable[NodeView], versions: Mapping[str, str | None]) -> list[str]:
     """One line per secret whose backend version differs from the one a node's container records in its
     ``secrets`` label (moved_versions): ``secret db: version 1f2e3d4c on a -> 9a8b7c6d``. Names and version ids
     only, never a value; a container without the label, or a backend without versions, says nothing."""
@@ -332,14 +202,14 @@ class ServicePlan:
 
 
 def plan_service(
-    service: Service, states: Mapping[str, NodeState], desired: Desired, force: bool = False
+    service: Service, states: Mapping[str, NodeView], desired: Desired, force: bool = False
 ) -> ServicePlan:
     """The steps that bring the service's nodes to ``desired``, the active last.
 
     ``force``: nodes that already match ``desired`` are replaced too (a rotation: the nodes read a
     secret only when they start, and the config hash leaves secrets out).
 
-    The active is the node that answers its health path at all (NodeState.active), healthy or not: an
+    The active is the node that answers its health path at all (NodeView.active), healthy or not: an
     active that answers 503 is rolled like a healthy one, standby first, so a deploy can ship its fix.
 
     Refuses (Unsafe) when the pair's state is unclear: two nodes answering, or

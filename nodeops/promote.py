@@ -19,51 +19,11 @@ from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
+from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView, lease_reader
-from nodeops.plan import Container, unhealthy_note
 from nodeops.remote import Fleet
 from nodeops.stopping import StopRequests
-
-
-@dataclass(frozen=True)
-class Seen:
-    node: Node
-    reachable: bool
-    container: Container | None
-    serving: bool  # answers its health path with 200
-    failing: tuple[str, ...] = ()  # answers it, not 200 (plan.failing_checks): the active, unhealthy
-    unreachable: str = ""  # why it could not be reached: the connection's one-line error (Fleet.connect); "" if it was
-
-    @property
-    def active(self) -> bool:
-        """Holds the lease: answers its health path at all."""
-        return self.serving or bool(self.failing)
-
-    def describe(self) -> str:
-        if not self.reachable:
-            return f"{self.node.name}: unreachable"
-        if self.container is None:
-            return f"{self.node.name}: no container"
-        if self.failing:
-            return str(unhealthy_note(self))
-        state = "serving" if self.serving else ("running, not serving" if self.container.running else "")
-        return f"{self.node.name}: {state or f'container {self.container.status}'}"
-
-
-def observe(run: ServiceDeploy) -> dict[str, Seen]:
-    """Each node as it is now; an unreachable node is a fact to report, not an error: its Seen keeps why
-    (``unreachable``: the OperationFailed's message, e.g. ``cl-b (10.230.0.11:22): cannot connect after 1
-    attempt(s): Timeout opening channel``)."""
-    seen = {}
-    for node in run.service.nodes:
-        try:
-            run.conns[node.name] = run.fleet.connect(node)[0]
-        except OperationFailed as exc:
-            seen[node.name] = Seen(node, False, None, False, unreachable=str(exc))
-            continue
-        seen[node.name] = Seen(node, True, run.inspect(node.name), *run.health(node))
-    return seen
 
 
 @dataclass(frozen=True)
@@ -73,8 +33,8 @@ class Handover:
     active's lease to expire (``active`` None; ``what``: the nodes as seen)."""
 
     service: str
-    seen: dict[str, Seen]
-    standby: Seen
+    seen: dict[str, NodeView]
+    standby: NodeView
     active: Node | None = None
     what: str = ""
     evidence: str = ""  # why the standby is taken to wait for the lease (plan.standby_evidence), for the record
@@ -90,7 +50,7 @@ class Handover:
         return f"{self.service}: hand over from {self.active.name} (active, {ran}) to {standby} (standby); {after}"
 
 
-def version_of(seen: Seen) -> str:
+def version_of(seen: NodeView) -> str:
     """The version a node's container runs (Container.version: its ``version`` label, else the tag of the reference
     nodeops started it with); "?" when unknown."""
     c = seen.container
@@ -104,7 +64,7 @@ def assess(run: ServiceDeploy, force: bool) -> Handover:
     service = run.service
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
-    seen = observe(run)
+    seen = run.observer.views()
     what = "; ".join(s.describe() for s in seen.values())
     serving = [s for s in seen.values() if s.active]
     if len(serving) > 1:
@@ -140,7 +100,7 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool, ask
     return planned(run, handover.seen, handover.active, keep_old_stopped, handover.evidence)
 
 
-def force_refusal(service: str, active: Seen) -> str:
+def force_refusal(service: str, active: NodeView) -> str:
     """Why --force is refused while ``active`` answers its health path (200 or not): it holds the lease."""
     if active.failing:
         return (f"{service}: {active.node.name} answers its health check unhealthy (failing: "
@@ -149,7 +109,7 @@ def force_refusal(service: str, active: Seen) -> str:
     return f"{service}: {active.node.name} serves: --force is for an active that is gone"
 
 
-def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> tuple[Seen, str]:
+def standby_ready(run: ServiceDeploy, seen: dict[str, NodeView], active: Node) -> tuple[NodeView, str]:
     """The standby of a planned handover from ``active`` and the evidence that it waits for the lease
     (plan.standby_evidence), or Unsafe (exit 4) naming why it cannot take over: unreachable, no running container,
     not running what the active runs, not shown to wait for the lease."""
@@ -177,7 +137,7 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, Seen], active: Node) -> tu
     return standby, why
 
 
-def planned(run: ServiceDeploy, seen: dict[str, Seen], active: Node, keep_old_stopped: bool,
+def planned(run: ServiceDeploy, seen: dict[str, NodeView], active: Node, keep_old_stopped: bool,
             evidence: str = "") -> dict:  # fmt: skip
     """Hand over from ``active`` to the other node (assess checked it can take over, ``evidence`` that it waits):
     graceful stop, takeover, measured; then the old active restarted as the standby on its own inputs, unless

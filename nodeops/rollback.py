@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for, per_service
 from nodeops.errors import InvalidInput
+from nodeops.facts.observe import Observer
+from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
-from nodeops.plan import unhealthy_note
-from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
 from nodeops.render import with_texts
 from nodeops.stopping import StopRequests
@@ -51,15 +51,16 @@ def ran(entries: Iterable[dict], service: str) -> list[dict]:
     return found
 
 
-def running_on(seen: Iterable[Seen]) -> tuple[str, str] | None:
+def running_on(seen: Iterable[NodeView]) -> tuple[str, str] | None:
     """(Container.version, config label) of the active's container, the active being the lease holder as every
-    command finds it (Seen.active: it answers its health path, 200 or not); None unless exactly one node is active."""
+    command finds it (NodeView.active: it answers its health path, 200 or not); None unless exactly one node is
+    active."""
     active = [s.container for s in seen if s.active]
     c = active[0] if len(active) == 1 else None
     return (c.version or "", c.label("config") or "") if c else None
 
 
-def already_at(seen: Iterable[Seen], to: str | None) -> str | None:
+def already_at(seen: Iterable[NodeView], to: str | None) -> str | None:
     """With ``--to VERSION``: the active (the lease holder, running_on) that runs version ``to`` and every other
     running container on the same version and config: a line saying so (the rollback is done already, nothing to
     change); None otherwise (no ``to``, another version, nobody or two active, a standby on something else: the
@@ -161,7 +162,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     to stop (tasks._cli.confirm: InvalidInput when not confirmed)."""
     service = current.service
     history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
-    seen = observe(ServiceDeploy(current, fleet, report)).values()
+    seen = Observer(fleet, current.service, current.role).views().values()
     for s in seen:
         if s.active and (note := unhealthy_note(s)):
             report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",

@@ -45,11 +45,12 @@ from psycopg import sql
 from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
-from nodeops.plan import Container, Desired, NodeState, ServicePlan, plan_service, the_active, unhealthy_note
-from nodeops.promote import observe
+from nodeops.plan import Desired, ServicePlan, plan_service, the_active
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
@@ -186,7 +187,7 @@ def check_service(inventory: Inventory, service: Service, specs: Sequence[Rotati
                                    "take the service down; add a standby first")  # fmt: skip
 
 
-def rotation_plan(service: Service, states: Mapping[str, NodeState], desired: Desired) -> ServicePlan:
+def rotation_plan(service: Service, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
     """The forced rolling replace that puts both nodes on the new secret: standby first, one planned
     handover, then the old active. Refused (exit 4) unless exactly one node holds the lease (plan.the_active:
     healthy or not, an unhealthy active is rolled from like a healthy one) and it runs the inventory's image
@@ -351,10 +352,10 @@ class ApiPassword(Target):
     node: Node | None = None  # the active node, found once by set(); test() logs in there
 
     def active(self) -> Node:
-        """The lease holder, as every command finds it (promote.observe, plan.the_active): an active that answers
+        """The lease holder, as every command finds it (Observer.views, plan.the_active): an active that answers
         its health path unhealthy still serves its API, and its user lives in the database the pair shares."""
         deploy = self.rotation.deploy
-        active = the_active(observe(deploy).values(), deploy.service.name,
+        active = the_active(deploy.observer.views().values(), deploy.service.name,
                             "the API password is changed on the one active node")  # fmt: skip
         if note := unhealthy_note(active):
             deploy.say(active.node.name, f"{note}: its API still answers; the password is changed there",

@@ -7,16 +7,17 @@ import datetime
 import re
 from collections.abc import Sequence
 
-from nodeops.deploy import Job, ServiceDeploy
+from nodeops.deploy import Job
 from nodeops.errors import NodeopsError
+from nodeops.facts.observe import Observer
+from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
-from nodeops.promote import Seen, observe
 from nodeops.remote import Fleet
 
 
-def node_role(s: Seen) -> str:
+def node_role(s: NodeView) -> str:
     """active: answers its health path, 200 or not (it holds the lease; node_health says if it is healthy);
     standby: runs, answers nothing; down: no running container; unknown: unreachable."""
     if not s.reachable:
@@ -26,8 +27,8 @@ def node_role(s: Seen) -> str:
     return "standby" if s.container is not None and s.container.running else "down"
 
 
-def node_health(s: Seen) -> str:
-    """passing: answers 200; failing: answers, not 200 (Seen.failing names the checks); no answer; unknown."""
+def node_health(s: NodeView) -> str:
+    """passing: answers 200; failing: answers, not 200 (NodeView.failing names the checks); no answer; unknown."""
     if s.serving:
         return "passing"
     if s.failing:
@@ -35,7 +36,7 @@ def node_health(s: Seen) -> str:
     return "no answer" if s.reachable else "unknown"
 
 
-def pair_state(seen: Sequence[Seen]) -> str:
+def pair_state(seen: Sequence[NodeView]) -> str:
     """healthy: one active, healthy, every other node a running standby, all on the same inputs; mixed: as
     healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
     it answers unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers."""
@@ -51,7 +52,7 @@ def pair_state(seen: Sequence[Seen]) -> str:
     return "mixed" if mixed_inputs(seen) else "healthy"
 
 
-def mixed_inputs(seen: Sequence[Seen]) -> str | None:
+def mixed_inputs(seen: Sequence[NodeView]) -> str | None:
     """``cl1-a runs 2.11.0 config 0a1b2c3d4e5f, cl1-b runs 2.11.0 config 9f8e7d6c5b4a`` when the running containers
     were started from different inputs (their version (Container.version), ``digest`` or ``config`` labels differ:
     another image, or another configuration, which covers the variables, templates and secret version ids: a partial
@@ -76,9 +77,9 @@ def uptime(started: str, now: datetime.datetime) -> float | None:
     return round(max(0.0, (now - at).total_seconds()), 1)
 
 
-def node_status(s: Seen, now: datetime.datetime) -> dict:
+def node_status(s: NodeView, now: datetime.datetime) -> dict:
     """One node's entry of docs/status.schema.json: ``unreachable`` says why a node that could not be reached was
-    not (Seen.unreachable, the connection's error), null when it was."""
+    not (NodeView.unreachable, the connection's error), null when it was."""
     c = s.container
     return {
         "node": s.node.name,
@@ -109,12 +110,11 @@ def lease_status(fleet: Fleet, job: Job) -> dict | None:
             "describe": found.describe()}  # fmt: skip
 
 
-def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job], report) -> list[dict]:
+def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict]:
     held = {lock.service: lock for lock in locks(fleet, inventory)}
     results = []
     for job in jobs:
-        run = ServiceDeploy(job, fleet, report)
-        seen = observe(run)
+        seen = Observer(fleet, job.service, job.role).views()
         lease = lease_status(fleet, job)
         now = datetime.datetime.now(datetime.UTC)
         results.append({

@@ -35,10 +35,13 @@ from testinfra.backend.base import BaseBackend
 from testinfra.backend.base import CommandResult as TestinfraResult
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy
+from nodeops.deploy import Job
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.files import list_files
+from nodeops.facts.health import failing_checks
+from nodeops.facts.observe import Observer
 from nodeops.inventory import Node
-from nodeops.plan import Container, failing_checks
 from nodeops.remote import Fleet, PinnedConnection, execute
 from nodeops.roles import Role
 
@@ -110,7 +113,7 @@ def allowed_files(secret_files: str, rendered: Sequence[str], lease: Sequence[st
 
 
 def check_files(listing: str, allowed: frozenset[str], uid: int) -> Verdict:
-    """``listing``: cmd.list_files output, one "name mode uid" line per file."""
+    """``listing``: nodeops.facts.files.list_files output, one "name mode uid" line per file."""
     found = {}
     for line in listing.splitlines():
         if line.strip():
@@ -203,28 +206,28 @@ class Facts:
 
     container: Container | None
     process: str | None  # /proc/PID/status of the container's main process
-    files: str  # cmd.list_files output
+    files: str  # nodeops.facts.files.list_files output
     strays: tuple[int, str]  # cmd.find_named: exit code, output
     mounts: tuple[tuple[str, str], ...]  # (mount point, filesystem type)
     keys: tuple[str, ...]  # the contents of its public host key files
 
 
-def fetch(run: ServiceDeploy, conn: PinnedConnection, node: Node) -> Facts:
-    run.conns[node.name] = conn  # for run.inspect
-    host = testinfra.host.Host(PinnedBackend(conn, run.fleet.settings.command_timeout))
-    container = run.inspect(node.name)
+def fetch(observer: Observer, conn: PinnedConnection, node: Node) -> Facts:
+    observer.conns[node.name] = conn  # the fan-out's connection, for observer.container
+    host = testinfra.host.Host(PinnedBackend(conn, observer.fleet.settings.command_timeout))
+    container = observer.container(node.name)
     process = None
     if container is not None and container.pid:
         status = host.file(f"/proc/{container.pid}/status")
         process = status.content_string if status.exists else None
-    strays = host.run(cmd.find_named(secret_names(run.job.role)))
+    strays = host.run(cmd.find_named(secret_names(observer.role)))
     key_dir = host.file(KEY_DIR)
     names = fnmatch.filter(key_dir.listdir(), KEY_FILES) if key_dir.is_directory else []
     keys = tuple(host.file(f"{KEY_DIR}/{n}").content_string for n in names)
     return Facts(
         container=container,
         process=process,
-        files=host.check_output(cmd.list_files(run.service.name)),
+        files=host.check_output(list_files(observer.service.name)),
         strays=(strays.rc, strays.stdout),
         mounts=tuple((m.path, m.filesystem) for m in host.mount_point.get_mountpoints()),
         keys=keys,
@@ -287,9 +290,9 @@ class Verification:
 def verify(fleet: Fleet, jobs: Sequence[Job]) -> Verification:
     """Every check on every node of the jobs' services, nodes in parallel. An unreachable node's
     checks fail ("unreachable"); one whose host key is not the pinned one is refused."""
-    runs = {job.service.name: ServiceDeploy(job, fleet, Reporter.silent()) for job in jobs}
+    observers = {job.service.name: Observer(fleet, job.service, job.role) for job in jobs}
     nodes = [n for job in jobs for n in job.service.nodes]
-    outcomes = fleet.map(nodes, lambda conn, node: fetch(runs[node.service], conn, node))
+    outcomes = fleet.map(nodes, lambda conn, node: fetch(observers[node.service], conn, node))
     checks, refused = [], []
     for job in jobs:
         role = job.role  # the port is reached through the bastion, whatever became of the node's SSH

@@ -8,7 +8,7 @@ from invoke import task
 from rich.console import Console
 
 from nodeops.console import status_view
-from nodeops.deploy import Reporter, prepare
+from nodeops.deploy import prepare
 from nodeops.remote import Fleet
 from nodeops.status import status as observe_status
 
@@ -22,7 +22,7 @@ def status(c, env=None, inventory=None, service=None, json_=False):
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service))  # the database credentials for reading the lease
     with Fleet(inv) as fleet:
-        results = observe_status(fleet, inv, jobs, Reporter.silent())
+        results = observe_status(fleet, inv, jobs)
     if json_ or not is_interactive():
         for result in results:
             print(json.dumps({"event": "status", **result}))

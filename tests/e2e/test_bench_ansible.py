@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from bench import compare
-from nodeops.commands import node as cmd
 from nodeops.deploy import prepare
+from nodeops.facts.files import list_files
 from nodeops.inventory import load_inventory
 from nodeops.remote import Fleet
 from tests.e2e.conftest import own_lab
@@ -33,7 +33,7 @@ def test_the_playbook_brings_the_pair_up_as_nodeops_would(ans):
     with Fleet(ans) as fleet:
         assert fleet.http_get(active.host, 6688, "/health")[0] == 200  # served, through the bastion
         assert fleet.http_get(standby.host, 6688, "/health") is None  # waits for the lease
-        files = {o.node.name: o.value.stdout.split() for o in fleet.run(service.nodes, cmd.list_files("cl1"))}
+        files = {o.node.name: o.value.stdout.split() for o in fleet.run(service.nodes, list_files("cl1"))}
         assert files == {active.name: [], standby.name: [".api", "400", "14933"]}  # the rest shredded
         user = "docker inspect --format '{{.Config.User}}' nodeops-cl1; " \
                "ps -o uid= -p $(docker inspect --format '{{.State.Pid}}' nodeops-cl1)"  # fmt: skip

@@ -14,8 +14,6 @@ import yaml
 
 from nodeops.check import (
     Metric,
-    Resources,
-    app_id,
     check_active,
     check_disk,
     check_drift,
@@ -25,29 +23,28 @@ from nodeops.check import (
     check_memory,
     check_secret_ages,
     check_standby,
-    error_lines,
     finding,
     level,
-    log_level,
-    parse_df,
-    parse_load,
-    parse_meminfo,
-    parse_resources,
     render_textfile,
     textfile_target,
     write_textfile,
 )
-from nodeops.commands import node as cmd
 from nodeops.deploy import Redactor
 from nodeops.errors import InvalidInput, InventoryError
+from nodeops.facts.container import parse_inspect
+from nodeops.facts.health import app_id
+from nodeops.facts.logs import error_candidates, error_lines, log_level
+from nodeops.facts.observe import Observer
+from nodeops.facts.resources import Resources, host_resources, parse_df, parse_load, parse_meminfo, parse_resources
+from nodeops.facts.view import NodeView
 from nodeops.inventory import CheckPolicy, Node
-from nodeops.plan import parse_inspect
-from nodeops.promote import Seen
 from nodeops.secrets import Secret
 from nodeops.verify import Check, failure_summary
 from tests.conftest import fab
 from tests.unit.test_deploy_preflight import ENV, inventory
 from tests.unit.test_inventory import edited, parse
+
+CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
 
 DF = """Filesystem     1024-blocks     Used Available Capacity Mounted on
 /dev/vda         264212084 25834372  80556540      25% /
@@ -209,11 +206,11 @@ def container(running: bool):
 @pytest.mark.parametrize(
     ("seen", "status", "reason"),
     [
-        (Seen(NODE, True, container(True), False), "pass", "running, not serving: waits for the lease"),
-        (Seen(NODE, True, container(True), True), "fail", "serves as well: two actives"),
-        (Seen(NODE, True, container(False), False), "fail", "container exited, not running"),
-        (Seen(NODE, True, None, False), "fail", "no container"),
-        (Seen(NODE, False, None, False), "fail", "unreachable through the bastion"),
+        (NodeView(NODE, container(True), False), "pass", "running, not serving: waits for the lease"),
+        (NodeView(NODE, container(True), True), "fail", "serves as well: two actives"),
+        (NodeView(NODE, container(False), False), "fail", "container exited, not running"),
+        (NodeView(NODE, None, False), "fail", "no container"),
+        (NodeView(NODE, None, False, unreachable=CUT), "fail", "unreachable through the bastion"),
     ],
 )
 def test_check_standby(seen, status, reason):
@@ -361,12 +358,12 @@ def test_write_textfile_replaces_it_whole_and_leaves_no_temporary_file(tmp_path)
 
 # -- commands --------------------------------------------------------------------------------------
 def test_host_resources_and_error_candidates_commands():
-    assert cmd.host_resources("docker") == (
+    assert host_resources("docker") == (
         "root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null); echo \"engine $root\"; "
         'df -P -k / /run ${root:+"$root"}; echo --; cat /proc/meminfo; echo --; cat /proc/loadavg; nproc'
     )
-    assert "podman info --format '{{.Store.GraphRoot}}'" in cmd.host_resources("podman")
-    assert cmd.error_candidates("docker", "nodeops-cl1", 15) == (
+    assert "podman info --format '{{.Store.GraphRoot}}'" in host_resources("podman")
+    assert error_candidates("docker", "nodeops-cl1", 15) == (
         "docker logs --since 15m nodeops-cl1 2>&1 | grep -aiE 'err|crit|panic|fatal'"
     )
     # The node-side cut keeps every line the classifier counts.
@@ -404,7 +401,7 @@ def test_check_policy_errors_are_one_located_line(changes, where, fragment):
 
 # -- one health GET per node ----------------------------------------------------------------------
 def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch):
-    """The active answers 200 once, then 503 (a failover under way): the finding is the one reply observe() got,
+    """The active answers 200 once, then 503 (a failover under way): the finding is the one reply the observer got,
     not a second GET that would contradict it."""
     import types
 
@@ -419,10 +416,9 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
             gets.append((host, port, path))
             return replies[host].pop(0)
 
-    def observe(run):  # as nodeops.promote.observe: run.serving(node) per reachable node
-        return {n.name: Seen(n, True, container(True), run.serving(n)) for n in run.service.nodes}
-
-    monkeypatch.setattr(chk, "observe", observe)
+    # The observer as it is, but no SSH: each node reached, its container running; its health GET is the Fleet's.
+    monkeypatch.setattr(Observer, "connect", lambda _self, _node: None)
+    monkeypatch.setattr(Observer, "container", lambda _self, _node, _name=None: container(True))
     monkeypatch.setattr(chk, "secret_ages", lambda *_: {})
     monkeypatch.setattr(chk, "lease_status", lambda *_: {"held": True, "holder": "0b9f3c1e-aaaa", "describe": "held"})
     monkeypatch.setattr(chk, "probe_node", lambda *_, **__: ([], []))
@@ -486,6 +482,6 @@ def labelled(running: bool, config: str, secrets: dict | None = None):
     ids=["same", "variables", "secret-moved", "stopped", "none"],
 )
 def test_drift_warns_of_a_change_not_deployed_naming_moved_secret_versions(containers, result, reason):
-    seen = {name: Seen(dataclasses.replace(NODE, name=name), True, c, False) for name, c in containers.items()}
+    seen = {name: NodeView(dataclasses.replace(NODE, name=name), c, False) for name, c in containers.items()}
     got = check_drift(seen, "c1", {"keystore": "v2"})
     assert got[0] == result and got[1].startswith(reason), got

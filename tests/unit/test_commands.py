@@ -11,6 +11,15 @@ from pathlib import Path
 import pytest
 
 from nodeops.commands import node as cmd
+from nodeops.facts.files import filesystem_type
+from nodeops.facts.image import (
+    insecure_registry,
+    manifest_inspect,
+    parse_image_id,
+    parse_manifest_digest,
+    registry_config,
+    registry_of,
+)
 
 
 def spec(**over) -> cmd.RunSpec:
@@ -58,7 +67,7 @@ def test_simple_commands():
     assert cmd.pull("docker", "img:1") == ("docker", "pull", "--quiet", "img:1")
     assert cmd.stop("podman", "nodeops-cl1", 10) == ("podman", "stop", "--time", "10", "nodeops-cl1")
     assert cmd.rename("docker", "a", "b") == ("docker", "rename", "a", "b")
-    assert cmd.filesystem_type("/run/nodeops") == ("stat", "--file-system", "--format", "%T", "/run/nodeops")
+    assert filesystem_type("/run/nodeops") == ("stat", "--file-system", "--format", "%T", "/run/nodeops")
     assert cmd.sh(("echo", "a b"), ("true",)) == "echo 'a b' && true"
 
 
@@ -77,8 +86,8 @@ def test_image_tag(image, tag):
 
 def test_parse_image_id_picks_the_digest_of_this_repository():
     out = 'sha256:123 ["other/repo@sha256:999","reg:5000/smartcontract/chainlink@sha256:abc"]\n'
-    assert cmd.parse_image_id(out, "reg:5000/smartcontract/chainlink:2.10.0") == ("sha256:123", "sha256:abc")
-    assert cmd.parse_image_id("sha256:123 []", "local/image:1") == ("sha256:123", None)
+    assert parse_image_id(out, "reg:5000/smartcontract/chainlink:2.10.0") == ("sha256:123", "sha256:abc")
+    assert parse_image_id("sha256:123 []", "local/image:1") == ("sha256:123", None)
 
 
 # -- the dry run's registry digest, read without pulling ---------------------------------------------------------
@@ -100,7 +109,7 @@ DOCKERD_INFO = ('{"IndexConfigs":{"docker.io":{"Name":"docker.io","Secure":true,
     ],
 )
 def test_registry_of(image, registry):
-    assert cmd.registry_of(image) == registry
+    assert registry_of(image) == registry
 
 
 @pytest.mark.parametrize(
@@ -118,15 +127,15 @@ def test_registry_of(image, registry):
     ids=["lab", "other-host", "hub", "cidr", "loopback", "name", "not-json", "empty"],
 )
 def test_insecure_registry_follows_the_engine(image, info, insecure):
-    assert cmd.insecure_registry(image, info) is insecure
+    assert insecure_registry(image, info) is insecure
 
 
 def test_manifest_inspect_pulls_nothing_and_is_insecure_only_when_the_engine_is():
     image = "reg:5000/smartcontract/chainlink:2.11.0"
-    assert cmd.manifest_inspect("docker", image, False) == ("docker", "manifest", "inspect", "--verbose", image)
-    assert cmd.manifest_inspect("docker", image, True)[-2:] == ("--insecure", image)
-    assert cmd.manifest_inspect("podman", image, False) is None
-    assert cmd.registry_config("docker") == ("docker", "info", "--format", "{{json .RegistryConfig}}")
+    assert manifest_inspect("docker", image, False) == ("docker", "manifest", "inspect", "--verbose", image)
+    assert manifest_inspect("docker", image, True)[-2:] == ("--insecure", image)
+    assert manifest_inspect("podman", image, False) is None
+    assert registry_config("docker") == ("docker", "info", "--format", "{{json .RegistryConfig}}")
 
 
 DIGEST = "sha256:2f28f8bad9f7b16e3736ac21e0930a280c646eb527746335c44d6a1c0adca2ee"
@@ -145,7 +154,7 @@ DIGEST = "sha256:2f28f8bad9f7b16e3736ac21e0930a280c646eb527746335c44d6a1c0adca2e
     ids=["manifest", "multi-platform-list", "error", "not-sha256", "empty"],
 )  # fmt: skip
 def test_parse_manifest_digest(output, digest):
-    assert cmd.parse_manifest_digest(output) == digest
+    assert parse_manifest_digest(output) == digest
 
 
 # -- until_closed: a node command that ends with its SSH session (whose end closes the command's stdin) -----------

@@ -12,9 +12,9 @@ import pytest
 from nodeops import deploy
 from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
 from nodeops.errors import InvalidInput, OperationFailed
+from nodeops.facts.container import Container
 from nodeops.inventory import Node
 from nodeops.lease import Lease
-from nodeops.plan import Container
 from nodeops.secrets import Secret
 from tasks.promote import outage_line
 

@@ -184,13 +184,13 @@ def shown_diff(job, tmp_path, container) -> list[dict]:
     the JSON events a CI job reads."""
     from nodeops.deploy import Reporter, ServiceDeploy, prepare
     from nodeops.inventory import load_inventory
-    from nodeops.plan import NodeState
+    from nodeops.plan import NodeView
 
     inventory = load_inventory(tmp_path / "t.yaml")
     today = prepare(inventory)[0]
     out: list[str] = []
     run = ServiceDeploy(today, types.SimpleNamespace(inventory=inventory), Reporter(True, out.append))
-    run.show_diff({"a": NodeState(job.service.nodes[0], container, True)}, None)
+    run.show_diff({"a": NodeView(job.service.nodes[0], container, True)}, None)
     return [json.loads(line) for line in out]
 
 

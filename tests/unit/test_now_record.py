@@ -9,7 +9,7 @@ import pytest
 
 from nodeops.deploy import Reporter, now_record, per_service, standing_line
 from nodeops.errors import Interrupted, OperationFailed
-from nodeops.plan import Container
+from nodeops.facts.container import Container
 
 DIGEST = "sha256:" + "d" * 64
 

@@ -7,22 +7,12 @@ import json
 import pytest
 
 from nodeops.errors import Unsafe
+from nodeops.facts.container import Container, parse_inspect, served_port, with_tag
+from nodeops.facts.health import failing_checks
+from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Node, Service
 from nodeops.lease import Lease
-from nodeops.plan import (
-    Container,
-    Desired,
-    NodeState,
-    failing_checks,
-    parse_inspect,
-    plan_service,
-    served_port,
-    standby_evidence,
-    the_active,
-    unhealthy_note,
-    unpulled_image_id,
-    with_tag,
-)
+from nodeops.plan import Desired, plan_service, standby_evidence, the_active, unpulled_image_id
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -35,8 +25,8 @@ def c(current: bool, running: bool = True) -> Container:
     return Container("nodeops-svc", running, "running" if running else "exited", image, {"io.nodeops.config": config})
 
 
-def states(a=None, b=None, serving=()) -> dict[str, NodeState]:
-    return {"a": NodeState(A, a, "a" in serving), "b": NodeState(B, b, "b" in serving)}
+def states(a=None, b=None, serving=()) -> dict[str, NodeView]:
+    return {"a": NodeView(A, a, "a" in serving), "b": NodeView(B, b, "b" in serving)}
 
 
 @pytest.mark.parametrize(
@@ -104,10 +94,10 @@ def test_forced_plan_still_refuses_unclear_pairs():
 
 def test_single_node_service():
     single = Service("one", "chainlink", "img:2", "docker", {}, {}, (A,))
-    facts = {"a": NodeState(A, c(False), True)}
+    facts = {"a": NodeView(A, c(False), True)}
     assert [s.action for s in plan_service(single, facts, WANT).steps] == ["replace", "await-serving"]
-    assert not plan_service(single, {"a": NodeState(A, c(True), True)}, WANT).steps
-    forced = plan_service(single, {"a": NodeState(A, c(True), True)}, WANT, force=True)
+    assert not plan_service(single, {"a": NodeView(A, c(True), True)}, WANT).steps
+    forced = plan_service(single, {"a": NodeView(A, c(True), True)}, WANT, force=True)
     assert [s.action for s in forced.steps] == ["replace", "await-serving"]
 
 
@@ -222,25 +212,25 @@ def test_failing_checks(reply, failing):
     assert failing_checks(reply) == failing
 
 
-def sick(node: Node, container: Container | None) -> NodeState:
-    return NodeState(node, container, False, (RPC,))
+def sick(node: Node, container: Container | None) -> NodeView:
+    return NodeView(node, container, False, (RPC,))
 
 
 @pytest.mark.parametrize(
     ("facts", "expected"),
     [
-        ({"a": sick(A, c(False)), "b": NodeState(B, c(False), False)},
+        ({"a": sick(A, c(False)), "b": NodeView(B, c(False), False)},
          ["replace b", "await-waiting b", "handover a->b", "replace a", "await-waiting a"]),
-        ({"a": NodeState(A, c(False), False), "b": sick(B, c(False))},
+        ({"a": NodeView(A, c(False), False), "b": sick(B, c(False))},
          ["replace a", "await-waiting a", "handover b->a", "replace b", "await-waiting b"]),
-        ({"a": sick(A, c(True)), "b": NodeState(B, c(False), False)}, ["replace b", "await-waiting b"]),
+        ({"a": sick(A, c(True)), "b": NodeView(B, c(False), False)}, ["replace b", "await-waiting b"]),
         ({"a": sick(A, c(True)), "b": None}, ["replace b", "await-waiting b"]),
     ],
     ids=["unhealthy-active-a", "unhealthy-active-b", "standby-stale", "standby-missing"],
 )  # fmt: skip
 def test_an_unhealthy_active_is_rolled_like_a_healthy_one(facts, expected):
     if facts["b"] is None:
-        facts["b"] = NodeState(B, None, False)
+        facts["b"] = NodeView(B, None, False)
     plan = plan_service(PAIR, facts, WANT)
     got = [f"handover {s.node}->{s.to}" if s.action == "handover" else f"{s.action} {s.node}" for s in plan.steps]
     assert got == expected
@@ -249,13 +239,13 @@ def test_an_unhealthy_active_is_rolled_like_a_healthy_one(facts, expected):
 
 
 def test_an_up_to_date_pair_with_an_unhealthy_active_says_so():
-    plan = plan_service(PAIR, {"a": sick(A, c(True)), "b": NodeState(B, c(True), False)}, WANT)
+    plan = plan_service(PAIR, {"a": sick(A, c(True)), "b": NodeView(B, c(True), False)}, WANT)
     assert not plan.steps and plan.reason == f"up to date; the active a answers unhealthy (failing: {RPC})"
 
 
 def test_two_nodes_answering_are_refused_even_if_one_is_unhealthy():
     with pytest.raises(Unsafe, match=r"two nodes serve at once \(a, b\)"):
-        plan_service(PAIR, {"a": NodeState(A, c(True), True), "b": sick(B, c(True))}, WANT)
+        plan_service(PAIR, {"a": NodeView(A, c(True), True), "b": sick(B, c(True))}, WANT)
 
 
 def test_a_single_unhealthy_node_is_replaced():
@@ -266,14 +256,14 @@ def test_a_single_unhealthy_node_is_replaced():
 @pytest.mark.parametrize(
     ("a", "b", "active", "note"),
     [
-        (NodeState(A, c(True), True), NodeState(B, c(True), False), "a", None),
-        (NodeState(A, c(True), False), NodeState(B, c(True), False, ("HTTP 503",)), "b", "b: active, unhealthy "
+        (NodeView(A, c(True), True), NodeView(B, c(True), False), "a", None),
+        (NodeView(A, c(True), False), NodeView(B, c(True), False, ("HTTP 503",)), "b", "b: active, unhealthy "
          "(failing: HTTP 503)"),
-        (NodeState(A, c(True), False, ("Database", "LeaseLock")), NodeState(B, None, False), "a",
+        (NodeView(A, c(True), False, ("Database", "LeaseLock")), NodeView(B, None, False), "a",
          "a: active, unhealthy (failing: Database, LeaseLock)"),
-        (NodeState(A, c(True), False), NodeState(B, c(True), False), "0 nodes hold the lease (answer their health "
+        (NodeView(A, c(True), False), NodeView(B, c(True), False), "0 nodes hold the lease (answer their health "
          "path: none); roll it (see fab status)", None),
-        (NodeState(A, c(True), True), NodeState(B, c(True), False, ("HTTP 503",)), "2 nodes hold the lease (answer "
+        (NodeView(A, c(True), True), NodeView(B, c(True), False, ("HTTP 503",)), "2 nodes hold the lease (answer "
          "their health path: a, b); roll it (see fab status)", None),
     ],
     ids=["healthy-a", "unhealthy-b", "unhealthy-a-alone", "nobody", "healthy-and-unhealthy"],

@@ -1,6 +1,6 @@
 """promote-standby's decision from what the nodes show, before anything is touched: a table.
 
-observe() (the only part that reads the nodes) is replaced by the table's facts; planned() and unplanned()
+The observer (the only part that reads the nodes) gives the table's facts; planned() and unplanned()
 (the parts that act) by recorders, so each row shows which path was taken or what was refused."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import pytest
 
 from nodeops import promote
 from nodeops.errors import InvalidInput, Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
-from nodeops.plan import Container
-from nodeops.promote import Seen
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
 RUNNING = Container("nodeops-svc", True, "running", "sha256:x")
 RPC = "EVM.1.HeadTracker.HeadListener"
-HEALTHY, SICK = Seen(A, True, RUNNING, True), Seen(A, True, RUNNING, False, (RPC,))
-WAITING = Seen(B, True, RUNNING, False)
+HEALTHY, SICK = NodeView(A, RUNNING, True), NodeView(A, RUNNING, False, (RPC,))
+WAITING = NodeView(B, RUNNING, False)
 
 
 @pytest.mark.parametrize(
@@ -29,16 +29,16 @@ WAITING = Seen(B, True, RUNNING, False)
     [
         (HEALTHY, WAITING, False, "planned from a"),
         (SICK, WAITING, False, "planned from a"),  # an unhealthy active is the active: hand over from it
-        (WAITING, Seen(A, True, RUNNING, False, ("HTTP 503",)), False, "planned from a"),
+        (WAITING, NodeView(A, RUNNING, False, ("HTTP 503",)), False, "planned from a"),
         (SICK, WAITING, True, InvalidInput(f"svc: a answers its health check unhealthy (failing: {RPC}), so it "
                                            "holds the lease: it is not gone. --force is for an active that is gone; "
                                            "without --force, promote-standby hands over from it")),
         (HEALTHY, WAITING, True, InvalidInput("svc: a serves: --force is for an active that is gone")),
-        (Seen(A, True, RUNNING, False), WAITING, True, "unplanned"),  # nothing answers: the active may be gone
-        (Seen(A, True, RUNNING, False), WAITING, False, Unsafe("svc: no node serves")),
-        (HEALTHY, Seen(B, True, RUNNING, False, (RPC,)), False, Unsafe("svc: two nodes serve at once")),
-        (SICK, Seen(B, True, RUNNING, True), True, Unsafe("svc: two nodes serve at once")),
-        (Seen(A, False, None, False), Seen(B, True, None, False), True,
+        (NodeView(A, RUNNING, False), WAITING, True, "unplanned"),  # nothing answers: the active may be gone
+        (NodeView(A, RUNNING, False), WAITING, False, Unsafe("svc: no node serves")),
+        (HEALTHY, NodeView(B, RUNNING, False, (RPC,)), False, Unsafe("svc: two nodes serve at once")),
+        (SICK, NodeView(B, RUNNING, True), True, Unsafe("svc: two nodes serve at once")),
+        (NodeView(A, None, False, unreachable="unreachable"), NodeView(B, None, False), True,
          Unsafe("svc: no running standby to take over (a: unreachable; b: no container); nothing was started")),
     ],
     ids=["healthy", "unhealthy", "unhealthy-b", "force-unhealthy", "force-healthy", "force-nothing-answers",
@@ -46,12 +46,12 @@ WAITING = Seen(B, True, RUNNING, False)
 )  # fmt: skip
 def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
     seen = {s.node.name: s for s in (a, b)}
-    monkeypatch.setattr(promote, "observe", lambda _run: seen)
     monkeypatch.setattr(promote, "standby_ready", lambda _run, seen, active: (next(
         s for s in seen.values() if s.node is not active), "evidence"))  # fmt: skip
     monkeypatch.setattr(promote, "planned", lambda *args: f"planned from {args[2].name}")  # (run, seen, active, ...)
     monkeypatch.setattr(promote, "unplanned", lambda *_: "unplanned")
     run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)),
+                                observer=types.SimpleNamespace(views=lambda: seen),
                                 job=types.SimpleNamespace(role=types.SimpleNamespace(lease=object())))  # fmt: skip
     if isinstance(expected, str):
         assert promote.promote_service(run, keep_old_stopped=False, force=force) == expected
@@ -67,7 +67,7 @@ def test_an_unhealthy_active_is_described_with_its_failing_checks():
     assert (SICK.active, HEALTHY.active, WAITING.active) == (True, True, False)
 
 
-# -- observe() probes the port each node's container serves (status, check, promote and deploy share it) --------
+# -- the observer probes the port each node's container serves (every verb observes through it) ----------------
 def inspected(port: str | None) -> str:
     labels = {"io.nodeops.config": "h1"} | ({"io.nodeops.port": port} if port else {})
     return f'[{{"Name": "/nodeops-svc", "State": {{"Running": true}}, "Config": {{"Labels": {labels!r}}}}}]'.replace(
@@ -84,8 +84,8 @@ def inspected(port: str | None) -> str:
         ("6688", "", [("10.0.0.1", 6688), ("10.0.0.2", 6700)]),  # b has no container: what a new one would serve
     ],
 )  # fmt: skip
-def test_observe_probes_the_port_the_container_serves(monkeypatch, a_label, b_label, probes):
-    from nodeops import deploy
+def test_the_observer_probes_the_port_the_container_serves(monkeypatch, a_label, b_label, probes):
+    from nodeops.facts import observe
     from nodeops.remote import CommandResult
 
     inspect = {"10.0.0.1": inspected(a_label), "10.0.0.2": inspected(b_label) if b_label != "" else None}
@@ -105,11 +105,10 @@ def test_observe_probes_the_port_the_container_serves(monkeypatch, a_label, b_la
         found = inspect[conn]
         return CommandResult(0, found, "") if found else CommandResult(1, "", "no such container")
 
-    monkeypatch.setattr(deploy, "execute", execute)
+    monkeypatch.setattr(observe, "execute", execute)
     service = types.SimpleNamespace(name="svc", runtime="docker", nodes=[A, B])
     role = types.SimpleNamespace(port=6700, health="/health")
-    job = types.SimpleNamespace(service=service, role=role)
-    seen = promote.observe(deploy.ServiceDeploy(job, Fleet(), lambda *_a, **_k: None))
+    seen = observe.Observer(Fleet(), service, role).views()
     assert gets == [(*p, "/health") for p in probes]
     assert seen["a"].serving  # the active stays the active when only the inventory's port changed
 
@@ -123,17 +122,17 @@ def running(version: str | None = None, image: str = "", recorded: str | None = 
 @pytest.mark.parametrize(
     ("handover", "keep", "expected"),
     [
-        (promote.Handover("cl1", {"a": Seen(A, True, running("2.10.0"), True)}, WAITING, A), False,
+        (promote.Handover("cl1", {"a": NodeView(A, running("2.10.0"), True)}, WAITING, A), False,
          "cl1: hand over from a (active, 2.10.0) to b (standby); the old active becomes the standby"),
-        (promote.Handover("cl1", {"a": Seen(A, True, running("2.10.0"), True)}, WAITING, A), True,
+        (promote.Handover("cl1", {"a": NodeView(A, running("2.10.0"), True)}, WAITING, A), True,
          "cl1: hand over from a (active, 2.10.0) to b (standby); the old active stays stopped"),
-        (promote.Handover("cl1", {"a": Seen(A, True, running(image="r:5000/cl:2.9.1@sha256:ab"), True)}, WAITING, A),
+        (promote.Handover("cl1", {"a": NodeView(A, running(image="r:5000/cl:2.9.1@sha256:ab"), True)}, WAITING, A),
          False, "cl1: hand over from a (active, 2.9.1) to b"),  # no version label: the image's tag
         # podman reports the pinned reference without its tag: the one nodeops recorded (its image label) says it
-        (promote.Handover("cl1", {"a": Seen(A, True, running(image="r:5000/cl@sha256:ab",
+        (promote.Handover("cl1", {"a": NodeView(A, running(image="r:5000/cl@sha256:ab",
                                                              recorded="r:5000/cl:2.9.1@sha256:ab"), True)}, WAITING, A),
          False, "cl1: hand over from a (active, 2.9.1) to b"),
-        (promote.Handover("cl1", {}, Seen(B, True, running("2.10.0"), False), what="a: unreachable; b: running, "
+        (promote.Handover("cl1", {}, NodeView(B, running("2.10.0"), False), what="a: unreachable; b: running, "
                           "not serving"), False,
          "cl1: the active is gone (a: unreachable; b: running, not serving): wait for its lease to expire by database "
          "time, then b (standby, 2.10.0) serves"),
@@ -151,14 +150,21 @@ def quiet(*_where, **_fields) -> None:
 C, D = Node("c", "10.0.1.1", 22, "active", (), "two"), Node("d", "10.0.1.2", 22, "standby", (), "two")
 
 
-def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | None]) -> list:
-    """promote() over services "svc" (a, b) and "two" (c, d): observe() reads ``seen`` (service -> its nodes,
-    changeable between calls), standby_ready() refuses with ``ready[service]``, planned() records what it was
-    given. Returns the jobs and the record of handovers."""
+def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | None],
+               observed: list | None = None) -> list:  # fmt: skip
+    """promote() over services "svc" (a, b) and "two" (c, d): the observer reads ``seen`` (service -> its nodes,
+    changeable between calls; each observation's service appended to ``observed``), standby_ready() refuses with
+    ``ready[service]``, planned() records what it was given. Returns the jobs and the record of handovers."""
     done: list = []
+
+    def views(name: str) -> dict:
+        if observed is not None:
+            observed.append(name)
+        return seen[name]
+
     monkeypatch.setattr(promote, "ServiceDeploy", lambda job, _fleet, _report: types.SimpleNamespace(
-        service=job.service, job=job, inexact_ok=False, stop=threading.Event(), now=dict))  # fmt: skip
-    monkeypatch.setattr(promote, "observe", lambda run: seen[run.service.name])
+        service=job.service, job=job, inexact_ok=False, stop=threading.Event(), now=dict,
+        observer=types.SimpleNamespace(views=lambda: views(job.service.name))))  # fmt: skip
 
     def standby_ready(run, seen, active):
         if ready.get(run.service.name):
@@ -179,8 +185,8 @@ def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | 
 
 def pairs(version: str = "2.10.0") -> dict[str, dict]:
     return {
-        "svc": {"a": Seen(A, True, running(version), True), "b": WAITING},
-        "two": {"c": Seen(C, True, running("2.11.0"), True), "d": Seen(D, True, running("2.11.0"), False)},
+        "svc": {"a": NodeView(A, running(version), True), "b": WAITING},
+        "two": {"c": NodeView(C, running("2.11.0"), True), "d": NodeView(D, running("2.11.0"), False)},
     }
 
 
@@ -236,9 +242,8 @@ def test_a_no_touches_nothing_and_a_pair_that_changed_since_the_question_is_refu
 
 
 def test_without_a_question_nothing_is_observed_twice(monkeypatch):
-    jobs, done = fake_pairs(monkeypatch, pairs(), {})
-    calls = []
-    monkeypatch.setattr(promote, "observe", lambda run: calls.append(run.service.name) or pairs()[run.service.name])
+    calls: list[str] = []
+    jobs, done = fake_pairs(monkeypatch, pairs(), {}, calls)
     promote.promote(None, jobs, quiet, False)
     assert calls == ["svc", "two"] and done == [("svc", "a"), ("two", "c")]
 

@@ -19,12 +19,12 @@ import pytest
 from nodeops import deploy as deploy_module
 from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job, stop_action
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
 from nodeops.inventory import load_inventory
 from nodeops.lease import LoginRefused
 from nodeops.plan import (
     SINGLE,
-    Container,
-    NodeState,
     ServicePlan,
     Step,
     lease_moves,
@@ -179,10 +179,10 @@ def test_a_secret_the_files_do_not_use_is_not_in_the_versions(job):
 # ---------------------------------------------------------------- plan: moved versions, a moving lease
 
 
-def state(name: str, versions: dict | None) -> NodeState:
+def state(name: str, versions: dict | None) -> NodeView:
     labels = {} if versions is None else {"io.nodeops.secrets": json.dumps(versions)}
     node = type("N", (), {"name": name})()
-    return NodeState(node, Container(name="c", running=True, status="running", image_id="i", labels=labels), True)
+    return NodeView(node, Container(name="c", running=True, status="running", image_id="i", labels=labels), True)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,13 @@ import json
 import pytest
 
 from nodeops.errors import InvalidInput
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
-from nodeops.plan import Container
-from nodeops.promote import Seen
 from nodeops.rollback import already_at, pick, question, ran, running_on, target_service
 from tests.conftest import override_config
+
+CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
 
 REG = "reg:5000/smartcontract/chainlink"
 
@@ -90,14 +92,14 @@ def on(version: str, config: str) -> Container:
 @pytest.mark.parametrize(
     ("seen", "running"),
     [
-        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], ("2.11.0", "c")),
+        ([NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.11.0", "c"), False)], ("2.11.0", "c")),
         # the active answers 503 (its RPC is down) while it holds the lease: what it runs is what runs
-        ([Seen(A, True, on("2.11.0", "c"), False, ("HTTP 503",)), Seen(B, True, on("2.11.0", "c"), False)],
+        ([NodeView(A, on("2.11.0", "c"), False, ("HTTP 503",)), NodeView(B, on("2.11.0", "c"), False)],
          ("2.11.0", "c")),
-        ([Seen(A, True, on("2.11.0", "b"), False), Seen(B, True, on("2.11.0", "c"), False, ("RPC",))],
+        ([NodeView(A, on("2.11.0", "b"), False), NodeView(B, on("2.11.0", "c"), False, ("RPC",))],
          ("2.11.0", "c")),
-        ([Seen(A, True, on("2.11.0", "c"), False), Seen(B, False, None, False)], None),  # nobody active
-        ([Seen(A, True, on("2.11.0", "b"), True), Seen(B, True, on("2.11.0", "c"), False, ("RPC",))], None),
+        ([NodeView(A, on("2.11.0", "c"), False), NodeView(B, None, False, unreachable=CUT)], None),  # nobody active
+        ([NodeView(A, on("2.11.0", "b"), True), NodeView(B, on("2.11.0", "c"), False, ("RPC",))], None),
     ],
     ids=["healthy", "unhealthy-a", "unhealthy-b", "nobody", "two"],
 )  # fmt: skip
@@ -111,15 +113,15 @@ def test_what_runs_is_read_from_the_lease_holder_healthy_or_not(seen, running):
     ("seen", "to", "there"),
     [
         # Issue 13 review: --to the version that runs did a needless handover onto a digest-pinned config hash
-        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], "2.11.0",
+        ([NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.11.0", "c"), False)], "2.11.0",
          "already at version 2.11.0: a runs it (config c), and the standby the same; nothing to roll back"),
-        ([Seen(A, True, on("2.11.0", "c"), False, ("RPC",)), Seen(B, False, None, False)], "2.11.0",
+        ([NodeView(A, on("2.11.0", "c"), False, ("RPC",)), NodeView(B, None, False, unreachable=CUT)], "2.11.0",
          "already at version 2.11.0: a runs it (config c); nothing to roll back"),  # the standby unreachable
-        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "b"), False)], "2.11.0", None),
-        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.10.0", "a"), False)], "2.11.0", None),
-        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], "2.10.0", None),
-        ([Seen(A, True, on("2.11.0", "c"), True), Seen(B, True, on("2.11.0", "c"), False)], None, None),
-        ([Seen(A, True, on("2.11.0", "c"), False), Seen(B, True, on("2.11.0", "c"), False)], "2.11.0", None),
+        ([NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.11.0", "b"), False)], "2.11.0", None),
+        ([NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.10.0", "a"), False)], "2.11.0", None),
+        ([NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.11.0", "c"), False)], "2.10.0", None),
+        ([NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.11.0", "c"), False)], None, None),
+        ([NodeView(A, on("2.11.0", "c"), False), NodeView(B, on("2.11.0", "c"), False)], "2.11.0", None),
     ],
     ids=["both-on-it", "active-on-it-standby-unseen", "standby-other-config", "standby-other-version",
          "another-version", "no-to", "nobody-active"],
@@ -158,10 +160,11 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
 
     a = Node("a", "10.0.0.1", 22, "active", (), "cl1")
     service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, (a,))
-    current = types.SimpleNamespace(service=service, secrets={}, redact=None)
+    current = types.SimpleNamespace(service=service, role=None, secrets={}, redact=None)
     rec = record("2.10.0", "c" * 64, digest=DIGEST)
     monkeypatch.setattr(rb, "audit_log", lambda *_a, **_k: [end("deploy", rec)])
-    monkeypatch.setattr(rb, "observe", lambda _run: {"a": Seen(a, True, None, False)})
+    no_container = {"a": NodeView(a, None, False)}
+    monkeypatch.setattr(rb, "Observer", lambda *_a: types.SimpleNamespace(views=lambda: no_container))
     job = types.SimpleNamespace(service=rb.target_service(service, rec), role=None, profile="v2", secrets={},
                                 rendered=types.SimpleNamespace(config_hash="c" * 64))  # fmt: skip
     monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)

@@ -12,9 +12,11 @@ from urllib.parse import quote
 import pytest
 
 from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, InventoryError, OperationFailed, Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
 from nodeops.inventory import parse_inventory
 from nodeops.passwords import SYMBOLS, UNRESERVED, generate_password, password_problems
-from nodeops.plan import Container, Desired, NodeState
+from nodeops.plan import Desired
 from nodeops.render import toml_filter
 from nodeops.roles import RoleError, load_role
 from nodeops.rotate import (
@@ -313,9 +315,9 @@ def running(current: bool = True) -> Container:
     return Container("nodeops-cl", True, "running", image, labels)
 
 
-def states_of(na, nb, a, b, serving: str, unhealthy: str = "") -> dict[str, NodeState]:
+def states_of(na, nb, a, b, serving: str, unhealthy: str = "") -> dict[str, NodeView]:
     """``serving``: the nodes answering 200; ``unhealthy``: those answering 503 (the active, unhealthy)."""
-    return {name: NodeState(node, c, name in serving, (RPC,) if name in unhealthy else ())
+    return {name: NodeView(node, c, name in serving, (RPC,) if name in unhealthy else ())
             for name, node, c in (("a", na, a), ("b", nb, b))}  # fmt: skip
 
 

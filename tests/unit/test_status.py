@@ -10,10 +10,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
-from nodeops.plan import Container
-from nodeops.promote import Seen
 from nodeops.status import mixed_inputs, node_role, node_status, pair_state, uptime
+
+CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "status.schema.json").read_text())
 RPC = "EVM.1.HeadTracker.HeadListener"
@@ -27,17 +29,17 @@ EXITED = Container("nodeops-svc", False, "exited", "sha256:x", exit_code=1)
 @pytest.mark.parametrize(
     ("a", "b", "roles", "state"),
     [
-        (Seen(A, True, RUNNING, True), Seen(B, True, RUNNING, False), ["active", "standby"], "healthy"),
-        (Seen(A, True, RUNNING, True), Seen(B, True, EXITED, False), ["active", "down"], "degraded"),
-        (Seen(A, True, RUNNING, True), Seen(B, True, None, False), ["active", "down"], "degraded"),
-        (Seen(A, False, None, False), Seen(B, True, RUNNING, True), ["unknown", "active"], "degraded"),
-        (Seen(A, False, None, False), Seen(B, True, RUNNING, False), ["unknown", "standby"], "down"),
-        (Seen(A, True, RUNNING, True), Seen(B, True, RUNNING, True), ["active", "active"], "unsafe"),
-        (Seen(A, True, RUNNING, False, (RPC,)), Seen(B, True, RUNNING, False), ["active", "standby"], "degraded"),
-        (Seen(A, True, RUNNING, False, (RPC,)), Seen(B, True, EXITED, False), ["active", "down"], "degraded"),
-        (Seen(A, True, RUNNING, False), Seen(B, True, RUNNING, False, ("HTTP 503",)), ["standby", "active"],
+        (NodeView(A, RUNNING, True), NodeView(B, RUNNING, False), ["active", "standby"], "healthy"),
+        (NodeView(A, RUNNING, True), NodeView(B, EXITED, False), ["active", "down"], "degraded"),
+        (NodeView(A, RUNNING, True), NodeView(B, None, False), ["active", "down"], "degraded"),
+        (NodeView(A, None, False, unreachable=CUT), NodeView(B, RUNNING, True), ["unknown", "active"], "degraded"),
+        (NodeView(A, None, False, unreachable=CUT), NodeView(B, RUNNING, False), ["unknown", "standby"], "down"),
+        (NodeView(A, RUNNING, True), NodeView(B, RUNNING, True), ["active", "active"], "unsafe"),
+        (NodeView(A, RUNNING, False, (RPC,)), NodeView(B, RUNNING, False), ["active", "standby"], "degraded"),
+        (NodeView(A, RUNNING, False, (RPC,)), NodeView(B, EXITED, False), ["active", "down"], "degraded"),
+        (NodeView(A, RUNNING, False), NodeView(B, RUNNING, False, ("HTTP 503",)), ["standby", "active"],
          "degraded"),
-        (Seen(A, True, RUNNING, True), Seen(B, True, RUNNING, False, (RPC,)), ["active", "active"], "unsafe"),
+        (NodeView(A, RUNNING, True), NodeView(B, RUNNING, False, (RPC,)), ["active", "active"], "unsafe"),
     ],
     ids=["healthy", "standby-exited", "standby-missing", "active-host-gone", "nobody-serves", "two-actives",
          "unhealthy-active", "unhealthy-active-no-standby", "unhealthy-active-b", "healthy-and-unhealthy-active"],
@@ -50,10 +52,10 @@ def test_pair_state(a, b, roles, state):
 @pytest.mark.parametrize(
     ("seen", "health", "failing"),
     [
-        (Seen(A, True, RUNNING, True), "passing", []),
-        (Seen(A, True, RUNNING, False, (RPC,)), "failing", [RPC]),
-        (Seen(A, True, RUNNING, False), "no answer", []),
-        (Seen(A, False, None, False), "unknown", []),
+        (NodeView(A, RUNNING, True), "passing", []),
+        (NodeView(A, RUNNING, False, (RPC,)), "failing", [RPC]),
+        (NodeView(A, RUNNING, False), "no answer", []),
+        (NodeView(A, None, False, unreachable=CUT), "unknown", []),
     ],
 )
 def test_node_status_names_an_unhealthy_actives_failing_checks(seen, health, failing):
@@ -111,19 +113,19 @@ CFG1, CFG2 = "0a1b2c3d4e5f" + "0" * 52, "9f8e7d6c5b4a" + "0" * 52
     ids=["same", "config", "version", "digest", "standby-stopped", "unlabelled"],
 )  # fmt: skip
 def test_a_pair_whose_nodes_run_different_inputs_is_mixed_not_healthy(a, b, state, mixed):
-    seen = [Seen(A, True, a, True), Seen(B, True, b, False)]
+    seen = [NodeView(A, a, True), NodeView(B, b, False)]
     assert (pair_state(seen), mixed_inputs(seen)) == (state, mixed)
 
 
 def test_an_unhealthy_mixed_pair_is_degraded_and_still_says_mixed():
-    seen = [Seen(A, True, ran("2.11.0", CFG1), False, (RPC,)), Seen(B, True, ran("2.11.0", CFG2), False)]
+    seen = [NodeView(A, ran("2.11.0", CFG1), False, (RPC,)), NodeView(B, ran("2.11.0", CFG2), False)]
     assert pair_state(seen) == "degraded"
     assert mixed_inputs(seen) == "a runs 2.11.0 config 0a1b2c3d4e5f, b runs 2.11.0 config 9f8e7d6c5b4a"
 
 
 @pytest.mark.parametrize("b", [ran("2.11.0", CFG1), ran("2.11.0", CFG2)], ids=["same", "mixed"])
 def test_a_whole_status_entry_matches_the_schema(b):
-    seen = [Seen(A, True, ran("2.11.0", CFG1), True), Seen(B, True, b, False)]
+    seen = [NodeView(A, ran("2.11.0", CFG1), True), NodeView(B, b, False)]
     entry = {"event": "status", "service": "svc", "state": pair_state(seen), "mixed": mixed_inputs(seen),
              "lease": None, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
     assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(entry))
@@ -135,7 +137,7 @@ def test_a_node_shows_the_image_nodeops_started_not_the_engines_word():
     pinned = "reg:5000/cl:2.10.0@sha256:" + "d" * 64
     labels = {"io.nodeops.image": pinned, "io.nodeops.version": "2.10.0", "io.nodeops.config": CFG1}
     c = Container("nodeops-svc", True, "running", "sha256:x", labels, image=pinned.replace(":2.10.0", ""))
-    shown = node_status(Seen(A, True, c, True), NOW)
+    shown = node_status(NodeView(A, c, True), NOW)
     assert (shown["image"], shown["version"]) == (pinned, "2.10.0")
 
 
@@ -145,8 +147,8 @@ CUT = "b (10.0.0.2:22): cannot connect after 1 attempt(s): Timeout opening chann
 def test_status_says_why_a_node_is_unreachable(monkeypatch):
     """rv6 finding 3: a node whose link was cut showed ``unknown unknown`` and nothing else; the connection's
     error (the words deploy prints) is now in its entry, and null for a node that was reached."""
-    from nodeops import deploy, promote
     from nodeops.errors import OperationFailed
+    from nodeops.facts import observe
     from nodeops.remote import CommandResult
 
     class Fleet:  # the edge's answers: a reached, its container running and serving; b's connection refused
@@ -161,10 +163,9 @@ def test_status_says_why_a_node_is_unreachable(monkeypatch):
             return 200, b"{}"
 
     inspected = '[{"Name": "/nodeops-svc", "State": {"Running": true, "Status": "running"}, "Config": {"Labels": {}}}]'
-    monkeypatch.setattr(deploy, "execute", lambda *_a, **_k: CommandResult(0, inspected, ""))
+    monkeypatch.setattr(observe, "execute", lambda *_a, **_k: CommandResult(0, inspected, ""))
     service = types.SimpleNamespace(name="svc", runtime="docker", nodes=[A, B])
-    job = types.SimpleNamespace(service=service, role=types.SimpleNamespace(port=6688, health="/health"))
-    seen = promote.observe(deploy.ServiceDeploy(job, Fleet(), lambda *_a, **_k: None))
+    seen = observe.Observer(Fleet(), service, types.SimpleNamespace(port=6688, health="/health")).views()
     shown = [node_status(s, NOW) for s in seen.values()]
     assert [(n["role"], n["health"], n["unreachable"]) for n in shown] == [
         ("active", "passing", None),
