@@ -9,6 +9,11 @@ import ipaddress
 import json
 
 
+def image_id(runtime: str, image: str) -> tuple[str, ...]:
+    """The id and repository digests of ``image`` as the node's engine holds it (parse_image_id reads them)."""
+    return (runtime, "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", image)
+
+
 def parse_image_id(output: str, image: str) -> tuple[str, str | None]:
     """(image id, repository digest) from ``image_id``'s output; the digest is None for a local-only image."""
     image_id, _, digests = output.strip().partition(" ")
@@ -77,7 +82,3 @@ def says_no_such_image(output: str) -> bool:
     registry that could not be asked (down, refused, unauthorised): only that answer is the inventory's fault."""
     text = output.lower()
     return any(words in text for words in NO_SUCH_TAG)
-
-
-def image_id(runtime: str, image: str) -> tuple[str, ...]:
-    return (runtime, "image", "inspect", "--format", "{{.Id}} {{json .RepoDigests}}", image)
