@@ -72,13 +72,14 @@ from psycopg import sql
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Redactor, Reporter
+from nodeops.edges import aws
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.facts.container import inspect, parse_inspect
 from nodeops.inventory import BackupPolicy, Inventory
 from nodeops.lease import ADMIN_DATABASE, database, locate
 from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
-from nodeops.secrets import Secret, aws_client, aws_failure, read_reference
+from nodeops.secrets import Secret, read_reference
 
 FORMAT = 1
 PART_SIZE = 8 * 1024 * 1024  # S3 multipart: at least 5 MiB per part but the last
@@ -244,16 +245,15 @@ class HashingWriter:
 
 
 class S3:
-    """The backup bucket, through boto3 with the inventory's AWS backend (moto's S3 in the lab)."""
+    """The backup bucket, through the AWS edge with the inventory's AWS backend (moto's S3 in the lab)."""
 
     def __init__(self, inventory: Inventory) -> None:
         self.policy = policy_of(inventory)
-        self.client = aws_client(inventory.secret_backends[self.policy.aws], str(inventory.source), "s3")
+        self.client = aws.client(inventory.secret_backends[self.policy.aws], str(inventory.source), "s3")
         self.bucket = self.policy.bucket
 
     def call(self, what: str, method: str, **args: Any) -> Any:
-        with aws_failure(f"s3://{self.bucket}: {what} failed"):
-            return getattr(self.client, method)(Bucket=self.bucket, **args)
+        return aws.call(self.client, f"s3://{self.bucket}: {what} failed", method, Bucket=self.bucket, **args)
 
     def keys(self, prefix: str) -> list[str]:
         keys, args = [], {"Prefix": prefix}

@@ -44,6 +44,7 @@ from psycopg import sql
 
 from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.edges import aws
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView, unhealthy_note
@@ -54,7 +55,7 @@ from nodeops.plan import Desired, ServicePlan, plan_service, the_active
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
-from nodeops.secrets import Secret, aws_client, aws_failure, backend_where
+from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
@@ -217,8 +218,7 @@ class SecretVersions:
         self.client, self.name, self.where = client, name, where
 
     def _call(self, operation: str, **kwargs) -> dict:
-        with aws_failure(f"{self.where}: {operation} of secret {self.name!r} failed"):
-            return getattr(self.client, operation)(**kwargs)
+        return aws.call(self.client, f"{self.where}: {operation} of secret {self.name!r} failed", operation, **kwargs)
 
     def stages(self) -> Stages:
         return stages_of(self.name, self._call("describe_secret", SecretId=self.name).get("VersionIdsToStages", {}))
@@ -480,8 +480,8 @@ class ServiceRotation:
         ref = self.job.service.secrets[spec.secret]
         backend = self.inventory.secret_backends[ref.backend]
         if backend.name not in self.clients:
-            self.clients[backend.name] = aws_client(backend, str(self.inventory.source))
-        return SecretVersions(self.clients[backend.name], ref.name, backend_where(backend))
+            self.clients[backend.name] = aws.client(backend, str(self.inventory.source))
+        return SecretVersions(self.clients[backend.name], ref.name, aws.backend_where(backend))
 
     def observe(self) -> None:
         """The roll's preflight: the pair connected, checked and pulled once for the whole run; refused

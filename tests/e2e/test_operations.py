@@ -22,7 +22,7 @@ from lab.topology import plan_lab
 from nodeops.deploy import Reporter
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation
-from nodeops.secrets import env_variable_name
+from nodeops.secrets.env import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab
 from tests.e2e.probe import PairProbe, events, frozen_at, killed_at, status, wait_for

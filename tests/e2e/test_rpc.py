@@ -20,7 +20,7 @@ import pytest
 from lab.services import secrets_client
 from lab.topology import plan_lab
 from nodeops.inventory import load_inventory
-from nodeops.secrets import env_variable_name
+from nodeops.secrets.env import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab, rpc_stand_ins
 from tests.e2e.probe import Watch, events, files_on, on_the_operators_disk

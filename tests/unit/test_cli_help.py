@@ -10,7 +10,7 @@ import yaml
 from nodeops.inventory import parse_inventory
 from nodeops.project import init_files
 from nodeops.roles import role_for
-from nodeops.secrets import env_variable_name
+from nodeops.secrets.env import env_variable_name
 from tasks import ns
 from tests.conftest import fab
 
