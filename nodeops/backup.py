@@ -77,6 +77,7 @@ from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.facts.container import inspect, parse_inspect
 from nodeops.inventory import BackupPolicy, Inventory
 from nodeops.lease import ADMIN_DATABASE, database, locate
+from nodeops.records import BackedUp, Restored
 from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
 from nodeops.secrets import Secret, read_reference
@@ -486,8 +487,8 @@ def backup(inventory: Inventory, kit: BackupKit, fleet: Fleet, job: Job, run: st
     if deleted:
         report(service, "", f"retention (keep_daily {policy.keep_daily}, keep_weekly {policy.keep_weekly}): deleted "
                f"{', '.join(deleted)}", deleted=deleted)  # fmt: skip
-    return {"service": service, "backup": bid, "object": key, "bytes": sealed.size, "plain_bytes": plain.size,
-            "seconds": doc["seconds"], "deleted": deleted}  # fmt: skip
+    return BackedUp(service=service, backup=bid, object=key, bytes=sealed.size, plain_bytes=plain.size,
+                    seconds=doc["seconds"], deleted=deleted).record()  # fmt: skip
 
 
 def apply_retention(s3: S3, policy: BackupPolicy, base: str, current: str) -> list[str]:
@@ -673,4 +674,4 @@ def restore(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: 
     report(service, "", f"restored {req.backup} into {req.into} in {seconds:.1f}s: {manifest['dump']['bytes']} bytes, "
            f"{rows} key rows as in the manifest; the drill: deploy the pair with DATABASE_NAME={req.into}",
            backup=req.backup, database=req.into)  # fmt: skip
-    return {"service": service, "backup": req.backup, "database": req.into, "seconds": seconds, "key_rows": rows}
+    return Restored(service=service, backup=req.backup, database=req.into, seconds=seconds, key_rows=rows).record()

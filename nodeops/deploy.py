@@ -65,6 +65,7 @@ from nodeops.plan import (
     standby_evidence,
     unpulled_image_id,
 )
+from nodeops.records import Deployed, DryRun, NodeNow, Now
 from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
@@ -1333,7 +1334,7 @@ class ServiceDeploy:
         self.refuse_lease_move()
         self.refuse_downgrade(recorded)
         if dry_run:
-            return {"service": self.service.name, "changed": plan.changes, "planned": steps, "secrets_moved": moved}
+            return DryRun(service=self.service.name, changed=plan.changes, planned=steps, secrets_moved=moved).record()
         try:
             self.execute(plan)
         except Interrupted:
@@ -1347,7 +1348,7 @@ class ServiceDeploy:
             raise self.confirm(str(exc)) from None
         self.drop_previous()
         self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
-        return {"service": self.service.name, "changed": plan.changes, **result, **self.ran()}
+        return Deployed(service=self.service.name, changed=plan.changes, **result, **self.ran()).record()
 
     def drop_previous(self) -> None:
         """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
@@ -1396,23 +1397,23 @@ def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]]
     unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
     unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
     the container's labels (input_labels); a node without a container has only its state."""
-    nodes: dict[str, dict] = {}
+    nodes: dict[str, NodeNow] = {}
     for name, look in seen.items():
         if look is None:
-            nodes[name] = {"state": "unreachable"}
+            nodes[name] = NodeNow(state="unreachable")
             continue
         container, serving, failing = look
         if container is None:
-            nodes[name] = {"state": "empty"}
+            nodes[name] = NodeNow(state="empty")
             continue
         state = "serves" if serving else "unhealthy" if failing else "waits" if container.running else "stopped"
         digest = container.label("digest")
-        nodes[name] = {"state": state, "version": container.version, "image": container.reference or None,
-                       "digest": None if digest in (None, "none") else digest, "config": container.label("config"),
-                       "secret_versions": json.loads(container.label("secrets") or "{}"),
-                       **({"failing": list(failing)} if state == "unhealthy" else {})}  # fmt: skip
-    answering = [name for name, node in nodes.items() if node["state"] in ("serves", "unhealthy")]
-    return {"active": answering[0] if len(answering) == 1 else None, "nodes": nodes}
+        nodes[name] = NodeNow(state=state, version=container.version, image=container.reference or None,
+                              digest=None if digest in (None, "none") else digest, config=container.label("config"),
+                              secret_versions=json.loads(container.label("secrets") or "{}"),
+                              **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
+    answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
+    return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
 
 
 def standing_line(record: Mapping) -> str:

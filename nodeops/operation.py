@@ -37,6 +37,7 @@ from nodeops.deploy import Reporter
 from nodeops.errors import Declined, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.notify import operation_message, webhook
+from nodeops.records import Released, Start, end_entry
 from nodeops.remote import Fleet, Session, execute
 from nodeops.stopping import StopRequests
 
@@ -184,7 +185,8 @@ class Operation:
             if self.lock:
                 self._acquire()
             if not self.dry_run:
-                self.audit(self.entry("start", services=self.services, **self.identity, **self.details))
+                start = self.entry("start", services=self.services, **self.identity, **self.details)
+                self.audit(Start.model_validate(start).record())  # the stored shape, through its type
         except BaseException:
             with contextlib.suppress(NodeopsError):  # e.g. Ctrl-C after the lock was taken: no stale lock
                 self._release()
@@ -202,10 +204,10 @@ class Operation:
         code = 0 if exc is None else getattr(exc, "exit_code", 1)
         # A NodeopsError's message is written for people and carries no secret; anything else might.
         error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
-        end = self.entry("end", result=end_result(exc), exit_code=code, error=error,
-                         seconds=round(time.monotonic() - self.started, 2), services=self.services,
-                         results=self.results, **self.details,
-                         **({"dry_run": True} if self.dry_run else {}))  # fmt: skip
+        end = end_entry(self.entry("end", result=end_result(exc), exit_code=code, error=error,
+                                   seconds=round(time.monotonic() - self.started, 2), services=self.services,
+                                   results=self.results, **self.details,
+                                   **({"dry_run": True} if self.dry_run else {})))  # fmt: skip
         try:
             if not self.lost and not self.dry_run:
                 self.audit(end)
@@ -246,7 +248,7 @@ def release_stale(inventory: Inventory, services: Sequence[str], report: Reporte
         removed = [found[line.split()[1]] for line in out.splitlines() if line.startswith("removed ")]
         for lock in removed:
             report(lock.service, "", f"released a stale lock: {lock.describe()}", holder=lock.holder)
-        op.results = [{"service": lock.service, "released": lock.holder} for lock in removed]
+        op.results = [Released(service=lock.service, released=lock.holder).record() for lock in removed]
         alive = [found[line.split()[1]] for line in out.splitlines() if line.startswith("alive ")]
         if alive:
             raise LockHeld("; ".join(describe_locks(alive)) + "; a live run's lock is not released: "

@@ -22,6 +22,7 @@ from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView, lease_reader
+from nodeops.records import Promoted
 from nodeops.remote import Fleet
 from nodeops.stopping import StopRequests
 
@@ -162,8 +163,8 @@ def planned(run: ServiceDeploy, seen: dict[str, NodeView], active: Node, keep_ol
     except OperationFailed as exc:  # what serves now, seen (a node that took over is left serving, files shredded)
         raise run.confirm(f"{exc}; after {standby.node.name} took over from {active.name}") from None
     figure = None if outage is None else round(outage, 3)  # None: not measured (OutageProbe.measured)
-    return {"service": service.name, "active": standby.node.name, "outage_seconds": figure,
-            "outage_measured": outage is not None}  # fmt: skip
+    return Promoted(service=service.name, active=standby.node.name, outage_seconds=figure,
+                    outage_measured=outage is not None).record()  # fmt: skip
 
 
 def unplanned(run: ServiceDeploy, standby: Node, what: str) -> dict:
@@ -195,7 +196,7 @@ def unplanned(run: ServiceDeploy, standby: Node, what: str) -> dict:
             f"before this run waited (the lease, {first.describe()}, was already its own)")  # fmt: skip
     run.say(standby.name, f"took the lease {when}", waited_seconds=round(waited, 3))
     run.shred(standby.name, run.job.files_read("lease"))
-    return {"service": service.name, "active": standby.name, "outage_seconds": round(waited, 3)}
+    return Promoted(service=service.name, active=standby.name, outage_seconds=round(waited, 3)).record()
 
 
 def stopped_after(run: ServiceDeploy, result: dict) -> dict:

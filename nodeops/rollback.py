@@ -32,6 +32,7 @@ from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
+from nodeops.records import AlreadyThere
 from nodeops.remote import Fleet
 from nodeops.render import with_texts
 from nodeops.stopping import StopRequests
@@ -170,7 +171,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     if (there := already_at(seen, to)) is not None:
         (active,) = [s.node.name for s in seen if s.active]
         report(service.name, active, there)
-        return {"service": service.name, "changed": False, "active": active, "already_at": to}
+        return AlreadyThere(service=service.name, changed=False, active=active, already_at=to).record()
     record = pick(history, running_on(seen), to, service.name)
     job = dataclasses.replace(
         job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact

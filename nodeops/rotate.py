@@ -52,6 +52,7 @@ from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
 from nodeops.plan import Desired, ServicePlan, plan_service, the_active
+from nodeops.records import Rotated
 from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
@@ -563,8 +564,8 @@ class ServiceRotation:
                                       "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
         # the roll's handover, when there was one and its outage was measured (the service answered before it)
         outage = max((o for o in self.deploy.outages if o is not None), default=None)
-        return {"service": name, "rotated": [t.name for t in targets],
-                "outage_seconds": None if outage is None else round(outage, 3)}  # fmt: skip
+        return Rotated(service=name, rotated=[t.name for t in targets],
+                       outage_seconds=None if outage is None else round(outage, 3)).record()  # fmt: skip
 
     def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job,
              redact: Redactor) -> str:  # fmt: skip
