@@ -37,7 +37,7 @@ from nodeops.deploy import Reporter
 from nodeops.errors import Declined, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.notify import operation_message, webhook
-from nodeops.records import Released, Start, end_entry
+from nodeops.records import Entry, Released, Start, end_entry, entry
 from nodeops.remote import Fleet, Session, execute
 from nodeops.stopping import StopRequests
 
@@ -162,6 +162,22 @@ class Operation:
         return {"time": now(), "run": self.run, "who": self.identity["who"], "env": self.env,
                 "op": self.command, "event": event, **data}  # fmt: skip
 
+    def start_entry(self) -> dict:
+        """The start entry, built through its type (records.Start), as stored."""
+        start = self.entry("start", services=self.services, **self.identity, **self.details)
+        return Start.model_validate(start).record()
+
+    def end_entry(self, exc: BaseException | None) -> dict:
+        """The end entry for a run that ended with ``exc`` (None: it succeeded), built through its type (records.End)
+        with ``results`` (each service's, NodeopsErrors as their messages), as stored and printed."""
+        code = 0 if exc is None else getattr(exc, "exit_code", 1)
+        # A NodeopsError's message is written for people and carries no secret; anything else might.
+        error = str(exc) if isinstance(exc, NodeopsError) else f"internal error: {type(exc).__name__}" if exc else None
+        return end_entry(self.entry("end", result=end_result(exc), exit_code=code, error=error,
+                                    seconds=round(time.monotonic() - self.started, 2), services=self.services,
+                                    results=self.results, **self.details,
+                                    **({"dry_run": True} if self.dry_run else {})))  # fmt: skip
+
     def audit(self, entry: dict) -> None:
         line = json.dumps(entry, default=str)  # a result's error: its one-line message
         if self.session is not None:
@@ -185,8 +201,7 @@ class Operation:
             if self.lock:
                 self._acquire()
             if not self.dry_run:
-                start = self.entry("start", services=self.services, **self.identity, **self.details)
-                self.audit(Start.model_validate(start).record())  # the stored shape, through its type
+                self.audit(self.start_entry())
         except BaseException:
             with contextlib.suppress(NodeopsError):  # e.g. Ctrl-C after the lock was taken: no stale lock
                 self._release()
@@ -201,13 +216,7 @@ class Operation:
         self.stop.__exit__()
         if not self.dry_run:
             self.report.sinks.remove(self._step)
-        code = 0 if exc is None else getattr(exc, "exit_code", 1)
-        # A NodeopsError's message is written for people and carries no secret; anything else might.
-        error = str(exc) if isinstance(exc, NodeopsError) else (f"internal error: {exc_type.__name__}" if exc else None)
-        end = end_entry(self.entry("end", result=end_result(exc), exit_code=code, error=error,
-                                   seconds=round(time.monotonic() - self.started, 2), services=self.services,
-                                   results=self.results, **self.details,
-                                   **({"dry_run": True} if self.dry_run else {})))  # fmt: skip
+        end = self.end_entry(exc)
         try:
             if not self.lost and not self.dry_run:
                 self.audit(end)
@@ -256,7 +265,10 @@ def release_stale(inventory: Inventory, services: Sequence[str], report: Reporte
         return removed
 
 
-def audit_log(fleet: Fleet, inventory: Inventory, lines: int, steps: bool = True) -> list[dict]:
-    """The last ``lines`` entries of the audit log; without ``steps``, of the operations' start and end entries."""
-    script = bastion.read_audit(inventory.bastion.state_dir, inventory.environment, lines, steps)
-    return bastion.parse_audit(_on_bastion(fleet, script))
+def audit_log(fleet: Fleet, inventory: Inventory, lines: int, steps: bool = True) -> list[Entry]:
+    """The last ``lines`` entries of the audit log; without ``steps``, of the operations' start and end entries.
+    Each is parsed through its type (nodeops.records: docs/audit.schema.json); one that does not match is
+    OperationFailed (exit 1) naming it (records.entry). A line cut by a crash mid-write is skipped."""
+    state_dir, env = inventory.bastion.state_dir, inventory.environment
+    text = _on_bastion(fleet, bastion.read_audit(state_dir, env, lines, steps))
+    return [entry(line, f"{state_dir}/{env}/audit.jsonl on the bastion") for line in bastion.parse_audit(text)]

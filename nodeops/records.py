@@ -160,6 +160,7 @@ class Failed(Record):
 
 
 Result = Deployed | DryRun | AlreadyThere | Promoted | Rotated | BackedUp | Restored | Released | Failed
+RESULTS = {kind.__name__ for kind in Result.__args__}
 
 
 # -- the audit log's lines --------------------------------------------------------------------------------------
@@ -229,7 +230,8 @@ def entry(line: Any, where: str = "the audit log") -> Start | Step | End:
         return ENTRY.validate_python(line)
     except ValidationError as exc:
         first = exc.errors()[0]
-        path = "/".join(str(p) for p in first["loc"])
+        kinds = [p for p in first["loc"][1:] if p in RESULTS]  # the union's member tried first, not a key
+        path = "/".join(str(p) for p in first["loc"][1:] if p not in RESULTS) + (f" as {kinds[0]}" if kinds else "")
         known = line if isinstance(line, dict) else {}
         name = " ".join(f"{k} {known[k]}" for k in ("event", "run", "op", "time") if isinstance(known.get(k), str))
         raise OperationFailed(

@@ -32,7 +32,7 @@ from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
-from nodeops.records import AlreadyThere
+from nodeops.records import AlreadyThere, Deployed, End, Entry
 from nodeops.remote import Fleet
 from nodeops.render import with_texts
 from nodeops.stopping import StopRequests
@@ -40,15 +40,13 @@ from nodeops.stopping import StopRequests
 HISTORY_LINES = 2000  # start and end entries read back from the audit log: a thousand operations
 
 
-def ran(entries: Iterable[dict], service: str) -> list[dict]:
-    """What ``service`` ran after each successful deploy or rollback, oldest first."""
+def ran(entries: Iterable[Entry], service: str) -> list[Deployed]:
+    """What ``service`` ran after each successful deploy or rollback, oldest first (``entries``: the audit log's,
+    parsed through their types: operation.audit_log)."""
     found = []
     for e in entries:
-        if e.get("event") != "end" or e.get("op") not in ("deploy", "rollback"):
-            continue
-        for r in e.get("results") or ():
-            if r.get("service") == service and "error" not in r and r.get("image") and r.get("config"):
-                found.append(r)
+        if isinstance(e, End) and e.op in ("deploy", "rollback"):
+            found += [r for r in e.results if isinstance(r, Deployed) and r.service == service]
     return found
 
 
@@ -79,14 +77,14 @@ def already_at(seen: Iterable[NodeView], to: str | None) -> str | None:
     return f"already at version {to}: {active} runs it (config {config}){both}; nothing to roll back, nothing changed"
 
 
-def pick(history: Sequence[dict], running: tuple[str, str] | None, to: str | None, service: str) -> dict:
+def pick(history: Sequence[Deployed], running: tuple[str, str] | None, to: str | None, service: str) -> Deployed:
     """The record to return to: the newest whose (image, config) differs from ``running``, or the newest of
     version ``to``. Refused (exit 2) when there is none, saying what there is."""
     for r in reversed(history):
-        same = running is not None and (cmd.image_tag(r["image"]), r["config"]) == running
-        if (to is None and not same) or (to is not None and cmd.image_tag(r["image"]) == to):
+        same = running is not None and (cmd.image_tag(r.image), r.config) == running
+        if (to is None and not same) or (to is not None and cmd.image_tag(r.image) == to):
             return r
-    known = sorted({cmd.image_tag(r["image"]) for r in history})
+    known = sorted({cmd.image_tag(r.image) for r in history})
     if to is not None:
         raise InvalidInput(f"{service}: version {to} never ran according to the audit log (known: "
                            f"{', '.join(known) or 'none'})")  # fmt: skip
@@ -94,26 +92,26 @@ def pick(history: Sequence[dict], running: tuple[str, str] | None, to: str | Non
                        f"(versions recorded: {', '.join(known) or 'none'}); name one with --to VERSION")  # fmt: skip
 
 
-def target_service(service: Service, record: dict, pinned: bool = True) -> Service:
+def target_service(service: Service, record: Deployed, pinned: bool = True) -> Service:
     """``service`` with the record's variables and image, pinned to the digest that ran (when known)."""
-    image = record["image"].split("@", 1)[0]
-    if pinned and record.get("digest"):
-        image = f"{image}@{record['digest']}"
-    return dataclasses.replace(service, image=image, variables=dict(record.get("variables") or {}))
+    image = record.image.split("@", 1)[0]
+    if pinned and record.digest:
+        image = f"{image}@{record.digest}"
+    return dataclasses.replace(service, image=image, variables=dict(record.variables or {}))
 
 
-def question(service: str, record: dict, config: str) -> str:
+def question(service: str, record: Deployed, config: str) -> str:
     """The confirmation's line for rolling ``service`` back to ``record`` (an audit result: image, digest,
     config): the version, the image reference (digest cut to 12 hex) and the short hash of ``config``, the
     configuration the rollback starts (the_start)."""
-    image = record["image"].split("@", 1)[0]
-    digest = str(record.get("digest") or "")
+    image = record.image.split("@", 1)[0]
+    digest = record.digest or ""
     pinned = f"{image}@{digest[:19]}" if digest.startswith("sha256:") else image
-    return (f"{service}: back to version {cmd.image_tag(record['image'])} ({pinned}, config {config[:12]}), "
+    return (f"{service}: back to version {cmd.image_tag(record.image)} ({pinned}, config {config[:12]}), "
             "standby first, one planned handover")  # fmt: skip
 
 
-def the_start(job: Job, then: Job, record: dict) -> tuple[Job, list[str]]:
+def the_start(job: Job, then: Job, record: Deployed) -> tuple[Job, list[str]]:
     """What a rollback to ``record`` (an audit result) starts, and the lines that say how it differs from what ran.
 
     ``job``: the target as today renders it (target_service: pinned image, the variables of then, today's secrets);
@@ -123,9 +121,9 @@ def the_start(job: Job, then: Job, record: dict) -> tuple[Job, list[str]]:
     older nodeops, or the role's defaults, file list or command changed since) today's rendering is started and a
     line says so. A line also says which files today's templates render differently from the text that ran. The
     returned Job's config hash is the one the rollback starts, labels and records; no line holds a secret."""
-    texts, versions = record.get("files"), record.get("secret_versions")
-    if texts is None or as_recorded(then, texts, record["config"], versions) is None:
-        if with_texts(then.rendered, then.role, then.service, {}, versions).config_hash == record["config"]:
+    texts, versions = record.files, record.secret_versions
+    if texts is None or as_recorded(then, texts, record.config, versions) is None:
+        if with_texts(then.rendered, then.role, then.service, {}, versions).config_hash == record.config:
             return job, []
         why = ("the audit record holds no text of its files (an older nodeops)" if texts is None else
                "the role's defaults, files or command changed since")  # fmt: skip
@@ -140,19 +138,19 @@ def the_start(job: Job, then: Job, record: dict) -> tuple[Job, list[str]]:
                      "that ran is started"]  # fmt: skip
 
 
-def announce(record: dict, started: Job) -> str:
+def announce(record: Deployed, started: Job) -> str:
     """The line that says what a rollback starts: the image as recorded, the config hash really started and, when
     it differs from the recorded one, why (the digest pin, secrets whose version moved since, by name)."""
     config = started.rendered.config_hash
-    line = f"rolling back to {record['image']} (config {config[:12]}, digest {record.get('digest') or 'unknown'})"
-    if config == record["config"]:
+    line = f"rolling back to {record.image} (config {config[:12]}, digest {record.digest or 'unknown'})"
+    if config == record.config:
         return line
     why = ["the image pinned by its digest"] if "@" in started.service.image else []
-    was = record.get("secret_versions")
+    was = record.secret_versions
     now = started.rendered.secret_versions
     if was is not None and (moved := sorted(k for k in {*was, *now} if was.get(k) != now.get(k))):
         why.append(f"today's secrets ({', '.join(moved)} moved since)")
-    return f"{line}; it ran as config {record['config'][:12]}" + (f", now with {' and '.join(why)}" if why else "")
+    return f"{line}; it ran as config {record.config[:12]}" + (f", now with {' and '.join(why)}" if why else "")
 
 
 def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter,

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from nodeops.errors import InvalidInput
+from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
+from nodeops.records import Deployed, Entry, entry
 from nodeops.rollback import already_at, pick, question, ran, running_on, target_service
 from tests.conftest import override_config
 
@@ -18,26 +19,66 @@ CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
 REG = "reg:5000/smartcontract/chainlink"
 
 
-def record(version: str, config: str, **extra) -> dict:
-    return {"service": "cl1", "image": f"{REG}:{version}", "digest": f"sha256:{version}", "config": config,
-            "variables": {"LOG_LEVEL": config}, **extra}  # fmt: skip
+def stored(version: str, config: str, **extra) -> dict:
+    """A deploy's result as the audit log stores it (ServiceDeploy.run)."""
+    return {"service": "cl1", "changed": True, "active": "cl1-a", "image": f"{REG}:{version}",
+            "digest": f"sha256:{version}", "config": config, "variables": {"LOG_LEVEL": config}, **extra}  # fmt: skip
 
 
-def end(op: str, *results: dict, result: str = "ok") -> dict:
-    return {"event": "end", "op": op, "result": result, "results": list(results)}
+def record(version: str, config: str, **extra) -> Deployed:
+    return Deployed.model_validate(stored(version, config, **extra))
+
+
+IDENTITY = {"time": "2026-11-30T10:00:00Z", "run": "0123456789abcdef", "who": "ops", "env": "prod"}
+
+
+def stored_end(op: str, *results: dict, result: str = "ok") -> dict:
+    return {**IDENTITY, "op": op, "event": "end", "result": result, "exit_code": 0 if result == "ok" else 1,
+            "error": None, "seconds": 1.5, "services": ["cl1"], "results": list(results)}  # fmt: skip
+
+
+def end(op: str, *results: dict | Deployed, result: str = "ok") -> Entry:
+    return entry(stored_end(op, *(r.record() if isinstance(r, Deployed) else r for r in results), result=result))
 
 
 def test_ran_keeps_successful_deploys_and_rollbacks_of_the_service_in_order():
     log = [
         end("deploy", record("2.10.0", "a")),
-        {"event": "step", "op": "deploy", "results": [record("9", "x")]},  # a step, not an outcome
-        end("deploy", record("2.11.0", "b"), {"service": "cl2", "image": f"{REG}:1", "config": "z"}),
-        end("deploy", {**record("2.12.0", "c"), "error": "cl1 cl1-a: not serving"}, result="failed"),
-        end("promote-standby", {"service": "cl1", "active": "cl1-b"}),
+        entry(
+            {
+                **IDENTITY,
+                "op": "deploy",
+                "event": "step",
+                "service": "cl1",
+                "node": "",
+                "message": "m",
+                "results": [stored("9", "x")],
+            }
+        ),  # a step, not an outcome  # fmt: skip
+        end("deploy", record("2.11.0", "b"), {**stored("1", "z"), "service": "cl2"}),
+        end("deploy", {"service": "cl1", "error": "cl1 cl1-a: not serving"}, result="failed"),
+        end("promote-standby", {"service": "cl1", "active": "cl1-b", "outage_seconds": 0.5, "outage_measured": True}),
         end("rollback", record("2.10.0", "a2")),
     ]
-    assert [(r["image"][-6:], r["config"]) for r in ran(log, "cl1")] == [("2.10.0", "a"), ("2.11.0", "b"),
-                                                                          ("2.10.0", "a2")]  # fmt: skip
+    assert [(r.image[-6:], r.config) for r in ran(log, "cl1")] == [("2.10.0", "a"), ("2.11.0", "b"),
+                                                                    ("2.10.0", "a2")]  # fmt: skip
+
+
+def test_rollback_reads_a_stored_line_through_its_type():
+    """The line as an older nodeops wrote it (no secret_versions, no files: untyped then) reads as a Deployed record;
+    a line that does not match (a result whose image is a number) is one line naming the entry, exit 1."""
+    old = stored("2.10.0", "a")
+    (got,) = ran([entry(json.loads(json.dumps(stored_end("deploy", old))))], "cl1")
+    assert (got.image, got.digest, got.files, got.secret_versions) == (f"{REG}:2.10.0", "sha256:2.10.0", None, None)
+    damaged = stored_end("deploy", {**old, "image": 7})
+    with pytest.raises(OperationFailed) as err:
+        entry(damaged, "s/prod/audit.jsonl on the bastion")
+    message = str(err.value)
+    assert "\n" not in message and err.value.exit_code == 1
+    assert message.startswith(
+        "s/prod/audit.jsonl on the bastion: the entry event end run 0123456789abcdef op "
+        "deploy time 2026-11-30T10:00:00Z is not one this nodeops can read (results/0/"
+    ), message
 
 
 HISTORY = [record("2.10.0", "a"), record("2.11.0", "b"), record("2.11.0", "c")]
@@ -54,7 +95,7 @@ HISTORY = [record("2.10.0", "a"), record("2.11.0", "b"), record("2.11.0", "c")]
     ],
 )
 def test_pick(running, to, expected):
-    assert pick(HISTORY, running, to, "cl1")["config"] == expected
+    assert pick(HISTORY, running, to, "cl1").config == expected
 
 
 @pytest.mark.parametrize(
@@ -77,7 +118,7 @@ def test_target_service_pins_the_digest_that_ran_and_takes_the_variables_of_then
     back = target_service(service, record("2.10.0", "info"))
     assert back.image == f"{REG}:2.10.0@sha256:2.10.0" and back.variables == {"LOG_LEVEL": "info"}
     assert target_service(service, record("2.10.0", "info"), pinned=False).image == f"{REG}:2.10.0"
-    assert target_service(service, {**record("2.10.0", "info"), "digest": None}).image == f"{REG}:2.10.0"
+    assert target_service(service, record("2.10.0", "info", digest=None)).image == f"{REG}:2.10.0"
 
 
 A = Node("a", "10.0.0.1", 22, "active", (), "cl1")
@@ -106,7 +147,7 @@ def on(version: str, config: str) -> Container:
 def test_what_runs_is_read_from_the_lease_holder_healthy_or_not(seen, running):
     assert running_on(seen) == running
     if running is not None:  # and the record rolled back to is the one before it, not what runs
-        assert pick(HISTORY, running_on(seen), None, "cl1")["config"] == "b"
+        assert pick(HISTORY, running_on(seen), None, "cl1").config == "b"
 
 
 @pytest.mark.parametrize(
@@ -187,16 +228,16 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
 
 
 # -- what a rollback really starts: the text that ran, today's secrets, the hash it labels ------------------------
-def recorded_run(job, digest: str = DIGEST) -> dict:
+def recorded_run(job, digest: str | None = DIGEST) -> Deployed:
     """The audit record a deploy of ``job`` leaves (ServiceDeploy.ran)."""
     from nodeops.deploy import recorded_texts
 
-    return {"service": job.service.name, "image": job.service.image, "digest": digest,
-            "config": job.rendered.config_hash, "variables": dict(job.service.variables),
-            "secret_versions": dict(job.rendered.secret_versions), "files": recorded_texts(job)}  # fmt: skip
+    return Deployed(service=job.service.name, changed=True, active="a", image=job.service.image, digest=digest,
+                    config=job.rendered.config_hash, variables=dict(job.service.variables),
+                    secret_versions=dict(job.rendered.secret_versions), files=recorded_texts(job))  # fmt: skip
 
 
-def targets(job, tmp_path, record: dict):
+def targets(job, tmp_path, record: Deployed):
     """(the target as today renders it, pinned; the same unpinned), from ``tmp_path / "t.yaml"`` as it is now."""
     from nodeops.deploy import job_for
     from nodeops.inventory import load_inventory
@@ -223,11 +264,11 @@ def test_a_rollback_starts_the_text_that_ran_and_announces_the_hash_it_starts(jo
     assert notes == ["note: today's templates render config.toml differently from what ran then: the text that ran "
                      "is started"]  # fmt: skip
     config = started.rendered.config_hash
-    assert config != rec["config"]  # the image reference is in the hash: pinned by digest now
-    assert json.loads(input_labels(started)["files"])["config.toml"] == rec["files"]["config.toml"]
+    assert config != rec.config  # the image reference is in the hash: pinned by digest now
+    assert json.loads(input_labels(started)["files"])["config.toml"] == rec.files["config.toml"]
     assert announce(rec, started) == (
-        f"rolling back to {rec['image']} (config {config[:12]}, digest {DIGEST}); it "
-        f"ran as config {rec['config'][:12]}, now with the image pinned by its digest"
+        f"rolling back to {rec.image} (config {config[:12]}, digest {DIGEST}); it "
+        f"ran as config {rec.config[:12]}, now with the image pinned by its digest"
     )
 
 
@@ -247,7 +288,7 @@ def test_what_a_rollback_says_of_the_templates(job, tmp_path, edit, files, note)
 
     rec = recorded_run(job)
     if not files:
-        del rec["files"]
+        rec = rec.model_copy(update={"files": None})  # a record of an older nodeops
     if edit:
         override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
     pinned, then = targets(job, tmp_path, rec)
@@ -262,8 +303,10 @@ def test_what_a_rollback_says_of_the_templates(job, tmp_path, edit, files, note)
 def test_the_announcement_names_the_secrets_whose_version_moved_never_a_value(job):
     from nodeops.rollback import announce
 
-    rec = {**recorded_run(job, digest=None), "secret_versions": {**job.rendered.secret_versions, "db": "v-then"}}
-    rec["config"] = "f" * 64  # it ran on another version of db
+    rec = recorded_run(job, digest=None)  # it ran on another version of db:
+    rec = rec.model_copy(
+        update={"secret_versions": {**job.rendered.secret_versions, "db": "v-then"}, "config": "f" * 64}
+    )
     line = announce(rec, job)
     assert line.endswith(f"; it ran as config {'f' * 12}, now with today's secrets (db moved since)"), line
     assert not any(s.reveal() in line for s in job.secrets.values() if len(s.reveal()) >= 16)
