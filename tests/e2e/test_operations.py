@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -22,6 +23,7 @@ from lab.topology import plan_lab
 from nodeops.deploy import Reporter
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation
+from nodeops.records import Deployed, Promoted, entry
 from nodeops.secrets.env import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab
@@ -33,6 +35,7 @@ from tests.unit.test_deploy_preflight import inventory as preflight_inventory
 pytestmark = pytest.mark.lab
 
 NAME, CIDR = "ops", "10.226.0.0/16"
+AUDIT_SCHEMA = json.loads((ROOT / "docs" / "audit.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +198,24 @@ def test_status_roles_match_what_really_serves_before_and_after_a_promotion(ops)
     assert roles(after) == {n: "active" if up else "standby" for n, up in served.items()}
     assert roles(after) != roles(before)
     assert after["lease"]["holder"] != before["lease"]["holder"]
+
+
+def test_every_line_of_the_bastions_real_audit_log_matches_the_audit_schema_and_its_types(ops):
+    """After a deploy and a promotion (and what the tests before did), the audit file as the bastion stores it, read
+    from the bastion's own filesystem, not through nodeops: every line valid against docs/audit.schema.json and read
+    by the types (nodeops.records) back to the same object; the deploy's and the promotion's results are there."""
+    assert fab("deploy", "--env", NAME).returncode == 0
+    assert fab("promote-standby", "--env", NAME, "--service", "cl1").returncode == 0
+    (stored,) = Path(f"/proc/{ops.sshd_pid_of('bastion')}/root").glob(f"root/.nodeops/{NAME}/audit.jsonl")
+    lines = [json.loads(line) for line in stored.read_text().splitlines()]
+    validator = jsonschema.Draft202012Validator(AUDIT_SCHEMA)
+    for line in lines:
+        assert not list(validator.iter_errors(line)), line
+        assert entry(line).record() == line
+    ends = {e["op"]: e for e in lines if e["event"] == "end" and e["result"] == "ok"}
+    assert {"deploy", "promote-standby"} <= set(ends), sorted(ends)
+    assert isinstance(entry(ends["deploy"]).results[0], Deployed)
+    assert {type(r) for r in entry(ends["promote-standby"]).results} == {Promoted}
 
 
 def test_a_killed_run_leaves_a_stale_lock_that_only_release_force_clears_audited(ops):
