@@ -41,6 +41,7 @@ def test_mkdocs_build_strict(tmp_path):
     assert build.returncode == 0, build.stderr
     assert "Exit codes" in (site / "cli.html").read_text()
     assert (site / "status.schema.json").is_file()
+    assert (site / "audit.schema.json").is_file()
     # The site reads offline: no page loads a script or a stylesheet from the network.
     for page in site.rglob("*.html"):
         assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", page.read_text()), page
