@@ -216,7 +216,13 @@ class Operation:
         self.stop.__exit__()
         if not self.dry_run:
             self.report.sinks.remove(self._step)
-        end = self.end_entry(exc)
+        try:
+            end = self.end_entry(exc)
+        except ValueError:  # a result outside its type (its writer's bug): nothing unchecked is written, no stale lock
+            with contextlib.suppress(NodeopsError):
+                self._release()
+            self.fleet.close()
+            raise
         try:
             if not self.lost and not self.dry_run:
                 self.audit(end)

@@ -54,7 +54,6 @@ def box(state: str = "running", config: str = "c" * 64) -> Container:
     return Container("nodeops-cl", state == "running", state, "sha256:i", labels)
 
 
-
 def every_result(job) -> list[dict]:
     """One result of every kind, each built by its writer's type from what the writer has (a deploy's recorded
     inputs: ServiceDeploy.ran over a real Job; what runs: now_record over containers as inspected)."""
@@ -127,6 +126,35 @@ def test_the_end_entry_of_a_writer_that_drifted_is_refused_not_written(op, job):
     op.results = [{"service": "cl", "changed": True, "active": "a", "image": "i", "config": "c", "secret": "x"}]
     with pytest.raises(ValueError, match="secret"):
         op.end_entry(None)
+
+
+class Session:
+    """The bastion session that holds the run's locks, as Operation._release speaks to it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.closed = False
+
+    def send_line(self, line: str) -> None:
+        self.sent.append(line)
+
+    def readline(self) -> str:
+        return "released\n"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_result_outside_its_type_still_releases_the_locks(op, monkeypatch):
+    """The run ends on the writer's bug, but leaves no stale lock and no open connection behind."""
+    closed = []
+    monkeypatch.setattr(op.fleet, "close", lambda: closed.append(True))
+    op.report.sinks.append(op._step)  # as __enter__ leaves it
+    op.session = session = Session()
+    op.results = [{"service": "cl", "surprise": 1}]
+    with pytest.raises(ValueError, match="surprise"):
+        op.__exit__(None, None, None)
+    assert session.sent == ["release"] and session.closed and closed == [True] and op.session is None
 
 
 @pytest.mark.parametrize(
