@@ -2,7 +2,7 @@
 
     with Operation(inventory, "deploy", ["cl1", "cl2"], report) as op:
         ...  # op.fleet is open, the services are locked, every report() event is audited
-        op.results = [...]  # what the end entry records (versions, digests; never a secret)
+        op.results = [...]  # each service's result as its type stores it (nodeops.records; never a secret)
 
 Entering opens the bastion and takes the services' locks (``LockHeld``,
 exit 3, naming the holder, when another run has any of them, alive or
