@@ -14,9 +14,9 @@ import pytest
 from nodeops import operation
 from nodeops.deploy import Reporter, ServiceDeploy, now_record, per_service
 from nodeops.errors import Interrupted, OperationFailed, Unsafe
+from nodeops.facts.container import Container
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation, audit_log
-from nodeops.plan import Container
 from nodeops.records import (
     AlreadyThere,
     BackedUp,
