@@ -72,11 +72,11 @@ from psycopg import sql
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Redactor, Reporter
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.inventory import BackupPolicy, Inventory
 from nodeops.lease import ADMIN_DATABASE, database, locate
 from nodeops.plan import parse_inspect
-from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
 from nodeops.secrets import Secret, aws_client, aws_failure, read_reference
 

@@ -36,11 +36,11 @@ from pathlib import Path
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
+from nodeops.edges.ssh import Fleet, http_reply
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import CheckPolicy, Inventory
 from nodeops.plan import app_id, secret_changes
 from nodeops.promote import Seen, observe
-from nodeops.remote import Fleet, http_reply
 from nodeops.secrets import secret_ages
 from nodeops.status import lease_status, node_role
 from nodeops.verify import Check

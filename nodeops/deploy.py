@@ -43,6 +43,7 @@ from typing import NoReturn
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
+from nodeops.edges.ssh import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LeaseView, LoginRefused, recorded_version
@@ -65,7 +66,6 @@ from nodeops.plan import (
     standby_evidence,
     unpulled_image_id,
 )
-from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.secrets import MASK, Secret, resolve, secret_forms

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
-from nodeops.remote import Fleet
 
 
 @dataclass(frozen=True)

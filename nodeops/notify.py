@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from nodeops.edges.ssh import http_reply
 from nodeops.errors import InventoryError
 from nodeops.inventory import Inventory
-from nodeops.remote import http_reply
 from nodeops.secrets import Secret, read_reference
 
 TIMEOUT = 5.0  # seconds: the longest a webhook may delay a run

@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for, per_service
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
 from nodeops.plan import unhealthy_note
 from nodeops.promote import Seen, observe
-from nodeops.remote import Fleet
 from nodeops.render import with_texts
 from nodeops.stopping import StopRequests
 

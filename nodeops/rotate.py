@@ -44,13 +44,13 @@ from psycopg import sql
 
 from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
 from nodeops.plan import Container, Desired, NodeState, ServicePlan, plan_service, the_active, unhealthy_note
 from nodeops.promote import observe
-from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
 from nodeops.secrets import Secret, aws_client, aws_failure, backend_where

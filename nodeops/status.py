@@ -8,12 +8,12 @@ import re
 from collections.abc import Sequence
 
 from nodeops.deploy import Job, ServiceDeploy
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.inventory import Inventory
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
 from nodeops.promote import Seen, observe
-from nodeops.remote import Fleet
 
 
 def node_role(s: Seen) -> str:

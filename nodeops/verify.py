@@ -4,7 +4,7 @@ testinfra's own ssh and paramiko backends open connections of their own (an
 unknown host key accepted, ~/.ssh/config read). Here its modules (host.file,
 host.mount_point, host.run) run over the run's pinned, host-key-verified
 connections instead: ``PinnedBackend`` sends each command through
-nodeops.remote.execute. Only ``fetch`` touches a host; every pass or fail is
+nodeops.edges.ssh.execute. Only ``fetch`` touches a host; every pass or fail is
 decided from what it fetched by a pure ``check_*`` function.
 
 Per service and node:
@@ -36,10 +36,10 @@ from testinfra.backend.base import CommandResult as TestinfraResult
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
+from nodeops.edges.ssh import Fleet, PinnedConnection, execute
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.plan import Container, failing_checks
-from nodeops.remote import Fleet, PinnedConnection, execute
 from nodeops.roles import Role
 
 CHECKS = ("container-user", "port", "files-dir", "files-on-disk", "tmpfs", "host-keys")

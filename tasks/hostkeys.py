@@ -15,6 +15,7 @@ from rich.console import Console
 
 from nodeops import program
 from nodeops.console import hostkeys_view, wrap_spans
+from nodeops.edges.ssh import Fleet, scan_host_keys
 from nodeops.errors import InvalidInput, InventoryError, Unsafe, raise_failures
 from nodeops.hostkeys import (
     CHANGED,
@@ -28,7 +29,6 @@ from nodeops.hostkeys import (
     parse_expected,
 )
 from nodeops.inventory import HostKey
-from nodeops.remote import Fleet, scan_host_keys
 
 from ._cli import INVENTORY_HELP, cli, confirm_always, is_interactive, load
 

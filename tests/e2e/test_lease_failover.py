@@ -13,8 +13,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from lab.services import read_secret, secrets_client
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.e2e.probe import PairProbe, wait_for
 
 pytestmark = pytest.mark.lab

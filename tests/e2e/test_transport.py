@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab.host import Lab
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
 from tests.e2e.conftest import inventory_variant
 

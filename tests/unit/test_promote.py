@@ -86,7 +86,7 @@ def inspected(port: str | None) -> str:
 )  # fmt: skip
 def test_observe_probes_the_port_the_container_serves(monkeypatch, a_label, b_label, probes):
     from nodeops import deploy
-    from nodeops.remote import CommandResult
+    from nodeops.edges.ssh import CommandResult
 
     inspect = {"10.0.0.1": inspected(a_label), "10.0.0.2": inspected(b_label) if b_label != "" else None}
     gets = []

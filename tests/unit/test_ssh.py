@@ -11,9 +11,9 @@ import paramiko
 import pytest
 from paramiko.ssh_exception import ChannelException, NoValidConnectionsError, SSHException
 
+from nodeops.edges.ssh import Fleet, PinnedConnection, Target, _is_transient, execute, parse_pinned
 from nodeops.errors import HostKeyRejected, OperationFailed
 from nodeops.inventory import HostKey, parse_inventory
-from nodeops.remote import Fleet, PinnedConnection, Target, _is_transient, execute, parse_pinned
 
 KEY = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp")
 
