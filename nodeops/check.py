@@ -36,7 +36,8 @@ from pathlib import Path
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
-from nodeops.edges.ssh import Fleet, http_reply
+from nodeops.edges import http
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.inventory import CheckPolicy, Inventory
 from nodeops.plan import app_id, secret_changes
@@ -336,7 +337,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     run = ServiceDeploy(job, fleet, Reporter.silent())
     seen = observe(run)
     serving = {name: run.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
-    lb = http_reply(service.load_balancer) if service.load_balancer else None
+    lb = http.request(service.load_balancer, timeout=http.ANSWER_TIMEOUT) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
     failing = seen[active].failing if active else ()
     now = datetime.datetime.now(datetime.UTC)

@@ -30,11 +30,9 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import http.client
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +41,7 @@ from typing import NoReturn
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
+from nodeops.edges import http
 from nodeops.edges.ssh import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
@@ -968,11 +967,7 @@ class ServiceDeploy:
     def service_answers(self) -> bool:
         """Is the service served? Through its load balancer when it has one, else by either node."""
         if self.service.load_balancer:
-            try:  # short: a request stuck on a node going away must not stall the 100 ms probe
-                with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
-                    return resp.status == 200
-            except (OSError, http.client.HTTPException):  # URLError is an OSError
-                return False
+            return http.status(self.service.load_balancer, http.PROBE_TIMEOUT) == 200
         return any(self.serving(n) for n in self.service.nodes)
 
     def await_service(self) -> None:

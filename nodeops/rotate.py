@@ -44,6 +44,7 @@ from psycopg import sql
 
 from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
@@ -365,7 +366,7 @@ class ApiPassword(Target):
         headers = {"Content-Type": "application/json"} | ({"Cookie": cookie} if cookie else {})
         body = json.dumps(doc).encode() if doc is not None else None
         port = self.rotation.job.role.port
-        reply = self.rotation.fleet.request(node.host, port, method, path, body, headers, timeout=15)
+        reply = self.rotation.fleet.request(node.host, port, method, path, body, headers, timeout=http.API_TIMEOUT)
         if reply is None:
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the API does not answer {path}")
         return reply

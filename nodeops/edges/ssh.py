@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import logging
 import os
 import random
@@ -25,12 +24,9 @@ import termios
 import threading
 import time
 import tty
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from email.message import Message
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -38,6 +34,7 @@ import paramiko
 from fabric import Config, Connection
 from paramiko.ssh_exception import BadHostKeyException, ChannelException, NoValidConnectionsError, SSHException
 
+from nodeops.edges import http
 from nodeops.errors import HostKeyRejected, InventoryError, NodeopsError, OperationFailed
 from nodeops.inventory import HostKey, Inventory, Node
 
@@ -184,43 +181,11 @@ class Outcome(Generic[T]):
         return self.error is None
 
 
-def http_reply(url: str, data: bytes | None = None, headers: Mapping[str, str] | None = None,
-               timeout: float = 5.0) -> tuple[int, bytes] | None:  # fmt: skip
-    """Directly from this machine, not through the bastion (a load balancer, a webhook): GET ``url`` (POST
-    ``data`` when given, with ``headers``); ``timeout``: seconds per socket operation. Any status is a reply
-    (a 503 from HAProxy: nobody healthy behind it); None when nothing answered."""
-    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (OSError, http.client.HTTPException):
-        return None
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    status: int
-    headers: Message  # case-insensitive: headers["Set-Cookie"]
-    body: bytes = field(repr=False)
-
-
 @dataclass(frozen=True)
 class CommandResult:
     exit_code: int
     stdout: str
     stderr: str
-
-
-class _SocketShim:
-    """What http.client.HTTPResponse needs of a socket: makefile()."""
-
-    def __init__(self, reply) -> None:
-        self.reply = reply
-
-    def makefile(self, *_args, **_kwargs):
-        return self.reply
 
 
 def parse_pinned(keys: Sequence[HostKey]) -> tuple[paramiko.PKey, ...]:
@@ -361,13 +326,16 @@ class Fleet:
                 time.sleep(min(0.2 * 2 ** (n - 1), 2.0) + random.uniform(0, 0.2))
         raise AssertionError("unreachable")
 
-    def http_get(self, host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
+    def http_get(
+        self, host: str, port: int, path: str, timeout: float = http.HEALTH_TIMEOUT
+    ) -> tuple[int, bytes] | None:
         """GET ``path`` on a private ``host:port`` through the bastion: (status, body), or None (see request)."""
         reply = self.request(host, port, "GET", path, timeout=timeout)
         return None if reply is None else (reply.status, reply.body)
 
     def request(self, host: str, port: int, method: str, path: str, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> HttpReply | None:  # fmt: skip
+                headers: Mapping[str, str] | None = None,
+                timeout: float = http.HEALTH_TIMEOUT) -> http.Reply | None:  # fmt: skip
         """One HTTP/1.0 request to a private ``host:port`` over a channel through the bastion.
 
         ``body`` and ``headers`` travel inside the SSH channel, never in a
@@ -383,18 +351,8 @@ class Fleet:
                 return None
             raise OperationFailed(f"bastion ({self.bastion_target.address}): connection lost") from None
         channel.settimeout(timeout)
-        fields = {"Host": f"{host}:{port}", "Connection": "close", **(headers or {})}
-        if body is not None:
-            fields["Content-Length"] = str(len(body))
-        head = f"{method} {path} HTTP/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
         try:
-            channel.sendall(head.encode() + (body or b""))
-            with channel.makefile("rb") as reply:
-                response = http.client.HTTPResponse(_SocketShim(reply))
-                response.begin()
-                return HttpReply(response.status, response.headers, response.read())
-        except (OSError, http.client.HTTPException):
-            return None
+            return http.exchange(channel, host, port, method, path, body, headers)
         finally:
             channel.close()
 
