@@ -66,11 +66,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter
 from nodeops.edges import proc
+from nodeops.edges.postgres import sql
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.inventory import BackupPolicy, Inventory

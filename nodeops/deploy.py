@@ -42,10 +42,11 @@ from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.edges import http
+from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import LeaseView, LoginRefused, recorded_version
+from nodeops.lease import LeaseView, recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
     Container,

@@ -40,11 +40,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.edges import http
+from nodeops.edges.postgres import scram_verifier, sql
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
@@ -322,9 +321,8 @@ class PostgresPassword(Target):
         with database(self.rotation.fleet, job, admin, admin_password, ADMIN_DATABASE,
                       f"ALTER ROLE {self.account} as the admin role ({spec.admin_user})") as conn:  # fmt: skip
             # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
-            verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(), b"scram-sha-256")
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
-                                                                     sql.Literal(verifier.decode())))  # fmt: skip
+            verifier = scram_verifier(conn, self.user, password.reveal())
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user), sql.Literal(verifier)))
 
     def set(self) -> None:
         self.alter(self.pending)
