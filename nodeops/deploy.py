@@ -43,7 +43,7 @@ from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.edges import http
 from nodeops.edges.postgres import LoginRefused
-from nodeops.edges.ssh import CommandResult, Fleet, PinnedConnection, execute
+from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Node, Service
 from nodeops.lease import LeaseView, recorded_version
@@ -418,7 +418,7 @@ class ServiceDeploy:
         self.report = report
         self.runtime = job.service.runtime
         self.name = cmd.container_name(job.service.name)
-        self.conns: dict[str, PinnedConnection] = {}
+        self.conns: dict[str, Link] = {}
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = {}  # node name -> body of its latest health reply (200 or not)
         self.outages: list[float | None] = []  # of each planned handover execute() ran, as probed (seconds; None:

@@ -36,7 +36,7 @@ from testinfra.backend.base import CommandResult as TestinfraResult
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy
-from nodeops.edges.ssh import Fleet, PinnedConnection, execute
+from nodeops.edges.ssh import Fleet, Link, execute
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.plan import Container, failing_checks
@@ -186,8 +186,8 @@ class PinnedBackend(BaseBackend):
 
     NAME = "nodeops"
 
-    def __init__(self, conn: PinnedConnection, timeout: float) -> None:
-        super().__init__(conn.target.label)
+    def __init__(self, conn: Link, timeout: float) -> None:
+        super().__init__(conn.label)
         self.conn = conn
         self.timeout = timeout
 
@@ -209,7 +209,7 @@ class Facts:
     keys: tuple[str, ...]  # the contents of its public host key files
 
 
-def fetch(run: ServiceDeploy, conn: PinnedConnection, node: Node) -> Facts:
+def fetch(run: ServiceDeploy, conn: Link, node: Node) -> Facts:
     run.conns[node.name] = conn  # for run.inspect
     host = testinfra.host.Host(PinnedBackend(conn, run.fleet.settings.command_timeout))
     container = run.inspect(node.name)
@@ -296,7 +296,7 @@ def verify(fleet: Fleet, jobs: Sequence[Job]) -> Verification:
         answers = {n.name: fleet.http_get(n.host, role.port, role.health) for n in job.service.nodes}
         for o in (o for o in outcomes if o.node.service == job.service.name):
             if o.ok:
-                pinned = [(k.get_name(), k.get_base64()) for k in fleet.target(o.node).pinned]
+                pinned = [(k.keytype, k.blob_b64) for k in fleet.pinned(o.node)]
                 verdicts = evaluate(job, o.node, o.value, answers, pinned)
             else:
                 verdicts = unchecked(o.error, connected=o.attempts > 0)  # attempts: set once connected

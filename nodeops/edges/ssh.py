@@ -166,6 +166,21 @@ class PinnedConnection(Connection):
                                "but sent nothing (sshd hung or overloaded, or not sshd)") from None  # fmt: skip
 
 
+class Link:
+    """An open SSH connection to one host (the bastion or a node), as the rest of nodeops holds it: given to
+    execute, stream, interactive or Session, and ``label`` names its host ("bastion" or the node's name).
+    Fabric's Connection under it stays in this module."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: PinnedConnection) -> None:
+        self._conn = conn
+
+    @property
+    def label(self) -> str:
+        return self._conn.target.label
+
+
 @dataclass
 class Outcome(Generic[T]):
     """What happened on one node: a value, or the error that stopped it there."""
@@ -251,9 +266,13 @@ class Fleet:
         pinned = parse_pinned(node.host_keys) + self._lookup(self._known, node.host, node.port)
         return Target(node.name, node.host, node.port, self.settings.user, pinned)
 
+    def pinned(self, node: Node) -> tuple[HostKey, ...]:
+        """The host keys ``node`` must show: its ``host_keys`` in the inventory, then ``ssh.known_hosts``'s."""
+        return tuple(HostKey(k.get_name(), k.get_base64()) for k in self.target(node).pinned)
+
     # -- connections -------------------------------------------------------------
     def __enter__(self) -> Fleet:
-        self.bastion()
+        self._bastion_conn()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -270,8 +289,11 @@ class Fleet:
                 with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
                     conn.close()
 
-    def bastion(self) -> PinnedConnection:
+    def bastion(self) -> Link:
         """The shared bastion connection; reopened if its transport died."""
+        return Link(self._bastion_conn())
+
+    def _bastion_conn(self) -> PinnedConnection:
         with self._bastion_lock:
             if self._bastion is None or not self._bastion.is_connected:
                 if self._bastion is not None:
@@ -283,18 +305,18 @@ class Fleet:
                 )
             return self._bastion
 
-    def connect(self, node: Node) -> tuple[PinnedConnection, int]:
+    def connect(self, node: Node) -> tuple[Link, int]:
         """An open connection to ``node`` through the bastion, and the attempts it took."""
         target = self.target(node)
 
         def attempt() -> PinnedConnection:
-            conn = PinnedConnection(target, self._node_key, self.settings.connect_timeout, via=self.bastion())
+            conn = PinnedConnection(target, self._node_key, self.settings.connect_timeout, via=self._bastion_conn())
             return self._opened(conn)
 
         conn, attempts = self._with_retries(attempt, target)
         with self._open_lock:
             self._open.append(conn)
-        return conn, attempts
+        return Link(conn), attempts
 
     @staticmethod
     def _opened(conn: PinnedConnection) -> PinnedConnection:
@@ -343,7 +365,7 @@ class Fleet:
         there: the bastion could not connect, or a published port accepted and
         then dropped the connection. That is how a standby without the lease looks.
         """
-        transport = self.bastion().transport
+        transport = self._bastion_conn().transport
         try:
             channel = transport.open_channel("direct-tcpip", (host, port), ("", 0), timeout=timeout)
         except SSHException:  # refused, or no answer in time (a port being torn down drops SYNs)
@@ -366,7 +388,7 @@ class Fleet:
         server = socket.create_server(("127.0.0.1", 0))
         server.settimeout(0.2)
         stop = threading.Event()
-        transport = self.bastion().transport
+        transport = self._bastion_conn().transport
 
         def pump(src, dst) -> None:
             try:
@@ -404,7 +426,7 @@ class Fleet:
             thread.join(timeout=2)
 
     # -- fan-out -------------------------------------------------------------------
-    def map(self, nodes: Sequence[Node], work: Callable[[PinnedConnection, Node], T]) -> list[Outcome[T]]:
+    def map(self, nodes: Sequence[Node], work: Callable[[Link, Node], T]) -> list[Outcome[T]]:
         """Run ``work`` on every node, at most ``max_parallel`` at a time.
 
         Every node gets an Outcome, in the order given; a failure on one node
@@ -443,8 +465,8 @@ class Session:
     lock on the bastion rests on. Lines may be sent from any thread.
     """
 
-    def __init__(self, conn: PinnedConnection, command: str, timeout: float) -> None:
-        self.label = conn.target.label
+    def __init__(self, link: Link, command: str, timeout: float) -> None:
+        conn, self.label = link._conn, link.label
         self.sending = threading.Lock()
         self.closing = threading.Event()
         self.channel = conn.transport.open_session(timeout=timeout)
@@ -498,7 +520,7 @@ class Session:
         self.channel.close()
 
 
-def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, timeout: float = 600) -> CommandResult:
+def execute(link: Link, command: str, stdin: bytes | None = None, timeout: float = 600) -> CommandResult:
     """Run ``command`` on an open connection; ``stdin`` (e.g. a secret file's bytes) is sent, then EOF.
 
     Content passed this way never appears in a process argument list. A
@@ -515,6 +537,7 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
     once a host is cut off, each further command on it fails after that,
     not after ``timeout`` (a run's restore path meets such a host several times).
     """
+    conn = link._conn
     try:
         channel = conn.transport.open_session(timeout=min(timeout, conn.connect_timeout))
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -571,7 +594,7 @@ def scan_host_keys(fleet: Fleet, node: Node) -> tuple[HostKey, ...]:
 def _offered_key(fleet: Fleet, node: Node, keytype: str) -> HostKey | None:
     timeout = fleet.settings.connect_timeout
     try:
-        channel = fleet.bastion().transport.open_channel(
+        channel = fleet._bastion_conn().transport.open_channel(
             "direct-tcpip", (node.host, node.port), ("", 0), timeout=timeout
         )
     except (SSHException, OSError, EOFError) as exc:
@@ -595,12 +618,13 @@ def _offered_key(fleet: Fleet, node: Node, keytype: str) -> HostKey | None:
 
 
 # -- a command's output as it comes (nodeops logs) ---------------------------------------------------
-def stream(conn: PinnedConnection, command: str, sink: Callable[[bytes], None], chunk: int = 32768) -> int:
+def stream(link: Link, command: str, sink: Callable[[bytes], None], chunk: int = 32768) -> int:
     """Run ``command`` on an open connection, giving each chunk of its output (stdout and stderr merged) to
     ``sink`` as it arrives, until the command ends or the connection is closed (another thread closing the
     Fleet ends it). Returns the exit status (-1 when the connection was closed first). A chunk may end
     anywhere, inside a line or a UTF-8 character: the sink reassembles.
     """
+    conn = link._conn
     try:
         channel = conn.transport.open_session(timeout=conn.connect_timeout)
         channel.set_combine_stderr(True)
@@ -618,7 +642,7 @@ def stream(conn: PinnedConnection, command: str, sink: Callable[[bytes], None], 
 
 
 # -- an interactive terminal on a node (nodeops shell) -------------------------------------------------
-def interactive(conn: PinnedConnection, command: str | None, term: str) -> int:
+def interactive(link: Link, command: str | None, term: str) -> int:
     """A PTY session on an open connection wired to this process's terminal; returns the remote exit status.
 
     ``command`` None: the user's login shell; else that command (e.g. ``docker exec -it ...``). The local
@@ -631,6 +655,7 @@ def interactive(conn: PinnedConnection, command: str | None, term: str) -> int:
         cols, rows = os.get_terminal_size(sys.stdout.fileno())
         return cols or 80, rows or 24
 
+    conn = link._conn
     try:
         channel = conn.transport.open_session(timeout=conn.connect_timeout)
         cols, rows = size()
