@@ -28,8 +28,8 @@ import yaml
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, ServiceDeploy
+from nodeops.edges.ssh import known_hosts_name
 from nodeops.inventory import Inventory
-from nodeops.remote import known_hosts_name
 
 BASTION = "nodeops-bastion"  # the bastion's name in the generated ssh_config and Ansible inventory
 PLAYBOOK = Path(__file__).resolve().parent / "ansible" / "deploy.yml"

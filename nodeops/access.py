@@ -1,5 +1,5 @@
 """`nodeops logs` and `nodeops shell`, the pure part: flag checks, the commands run on a node, and the
-masking of a log stream line by line (nodeops.remote.stream gives chunks that may end anywhere)."""
+masking of a log stream line by line (nodeops.edges.ssh.stream gives chunks that may end anywhere)."""
 
 from __future__ import annotations
 

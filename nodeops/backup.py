@@ -61,24 +61,21 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Redactor, Reporter
-from nodeops.edges import aws
+from nodeops.deploy import Job, Reporter
+from nodeops.edges import aws, proc
+from nodeops.edges.postgres import sql
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.facts.container import inspect, parse_inspect
 from nodeops.inventory import BackupPolicy, Inventory
 from nodeops.lease import ADMIN_DATABASE, database, locate
 from nodeops.records import BackedUp, Restored
-from nodeops.remote import Fleet
 from nodeops.roles import BackupSpec
 from nodeops.secrets import Secret, read_reference
 
@@ -304,41 +301,6 @@ class Upload:
             pass  # the failure that led here is the one to report; S3 lifecycle rules reap stray parts
 
 
-@dataclass
-class Child:
-    """A pg_dump or pg_restore process: its stderr drained in a thread (its last lines kept for the message)."""
-
-    proc: subprocess.Popen
-    errors: list[str]
-    drain: threading.Thread | None = None
-
-    @classmethod
-    def start(cls, argv: Sequence[str], env: Mapping[str, str], stdin: int | None, stdout: int | None) -> Child:
-        proc = subprocess.Popen(argv, env=dict(env), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
-        child = cls(proc, [])
-
-        def drain() -> None:
-            for line in proc.stderr:
-                child.errors = [*child.errors[-3:], line.decode(errors="replace").strip()]
-
-        child.drain = threading.Thread(target=drain, daemon=True)
-        child.drain.start()
-        return child
-
-    def finish(self, what: str, redact: Redactor) -> None:
-        code = self.proc.wait()
-        if self.drain is not None:
-            self.drain.join(timeout=5)  # its last stderr lines, read to the end: they are the message
-        if code:
-            detail = redact.clip(" ".join(self.errors), tail=True) or f"exit {code}"
-            raise OperationFailed(f"{what} failed: {detail}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
 # ---------------------------------------------------------------- backup
 
 
@@ -391,9 +353,8 @@ def prepare_backup(inventory: Inventory, jobs: Sequence[Job]) -> BackupKit:
     pg_dump, recipients = tool("pg_dump"), tuple(recipients_of(policy))
     environ = {"PATH": os.environ.get("PATH", "")}  # none of the operator's (or CI's) secrets
     try:
-        version = subprocess.run([pg_dump, "--version"], capture_output=True, text=True, env=environ,
-                                 timeout=30).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as err:
+        version = proc.output([pg_dump, "--version"], environ, timeout=30).strip()
+    except proc.ChildError as err:
         raise InvalidInput(f"{pg_dump} --version failed: {err}") from None
     return BackupKit(policy, pg_dump, version, recipients, S3(inventory))
 
@@ -453,15 +414,17 @@ def backup(inventory: Inventory, kit: BackupKit, fleet: Fleet, job: Job, run: st
             got = facts(conn, spec)
             env = libpq_environment(host, conn.info.port, name, user.reveal(), password.reveal(), sslmode,
                                     os.environ)  # fmt: skip
-            child = Child.start(dump_argv(kit.pg_dump, snap), env, subprocess.DEVNULL, subprocess.PIPE)
+            child = proc.Child.reading(dump_argv(kit.pg_dump, snap), env)
             try:
-                plain = HashingReader(child.proc.stdout.read)
+                plain = HashingReader(child.stdout.read)
                 sealed = HashingWriter(upload.write)
                 try:
                     pyrage.encrypt_io(plain, sealed, list(kit.recipients))
                 except (OSError, pyrage.EncryptError) as err:
                     raise OperationFailed(f"{service}: encrypting the dump failed: {err}") from None
-                child.finish(f"{service}: pg_dump of {host}:{port}/{name}", job.redact)
+                child.finish(
+                    f"{service}: pg_dump of {host}:{port}/{name}", lambda text: job.redact.clip(text, tail=True)
+                )
             finally:
                 child.kill()
         upload.complete()
@@ -627,18 +590,20 @@ def load(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: Map
     user, password = credentials(req.job)
     with fleet.tunnel(host, port) as local:
         env = libpq_environment(host, local, req.into, user.reveal(), password.reveal(), sslmode, os.environ)
-        child = Child.start(restore_argv(tool("pg_restore"), req.into), env, subprocess.PIPE, subprocess.DEVNULL)
+        child = proc.Child.writing(restore_argv(tool("pg_restore"), req.into), env)
         try:
             sealed = HashingReader(s3.body(key).read)
-            plain = HashingWriter(child.proc.stdin.write)
+            plain = HashingWriter(child.stdin.write)
             failed: BaseException | None = None
             try:
                 pyrage.decrypt_io(sealed, plain, [identity])
             except (OSError, pyrage.DecryptError) as err:  # a bad object, or pg_restore gone (a broken pipe)
                 failed = err
             with contextlib.suppress(OSError):  # pg_restore may have exited already: its own error is the one
-                child.proc.stdin.close()
-            child.finish(f"{req.job.service.name}: pg_restore into {req.into}", req.job.redact)
+                child.stdin.close()
+            child.finish(
+                f"{req.job.service.name}: pg_restore into {req.into}", lambda text: req.job.redact.clip(text, tail=True)
+            )
             if failed is not None:
                 raise OperationFailed(f"{key}: decrypting failed ({failed})") from None
         finally:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 from nodeops import program
 from nodeops.deploy import Job
+from nodeops.edges import http
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.facts.health import app_id
 from nodeops.facts.logs import error_candidates, error_lines
@@ -41,7 +43,6 @@ from nodeops.facts.resources import host_resources, parse_resources
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.plan import secret_changes
-from nodeops.remote import Fleet, http_reply
 from nodeops.secrets import secret_ages
 from nodeops.status import lease_status, node_role
 from nodeops.verify import Check
@@ -267,7 +268,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     observer = Observer(fleet, service, role)
     seen = observer.views()
     serving = {name: observer.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
-    lb = http_reply(service.load_balancer) if service.load_balancer else None
+    lb = http.request(service.load_balancer, timeout=http.ANSWER_TIMEOUT) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
     failing = seen[active].failing if active else ()
     now = datetime.datetime.now(datetime.UTC)

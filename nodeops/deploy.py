@@ -30,11 +30,9 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import http.client
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +41,9 @@ from typing import NoReturn
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
+from nodeops.edges import http
+from nodeops.edges.postgres import LoginRefused
+from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
@@ -51,7 +52,7 @@ from nodeops.facts.health import app_id
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import LeaseView, LoginRefused, recorded_version
+from nodeops.lease import LeaseView, recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
     Desired,
@@ -66,7 +67,6 @@ from nodeops.plan import (
     unpulled_image_id,
 )
 from nodeops.records import Deployed, DryRun, NodeNow, Now
-from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.secrets import MASK, Secret, resolve, secret_forms
@@ -420,7 +420,7 @@ class ServiceDeploy:
         self.runtime = job.service.runtime
         self.name = cmd.container_name(job.service.name)
         self.observer = Observer(fleet, job.service, job.role)  # its connections, ports and replies are the run's
-        self.conns: dict[str, PinnedConnection] = self.observer.conns
+        self.conns: dict[str, Link] = self.observer.conns
         self.digest: str | None = None  # of the image as pulled, recorded on the containers
         self.answers: dict[str, bytes] = self.observer.answers  # node -> body of its latest health reply (200 or not)
         self.outages: list[float | None] = []  # of each planned handover execute() ran, as probed (seconds; None:
@@ -955,11 +955,7 @@ class ServiceDeploy:
     def service_answers(self) -> bool:
         """Is the service served? Through its load balancer when it has one, else by either node."""
         if self.service.load_balancer:
-            try:  # short: a request stuck on a node going away must not stall the 100 ms probe
-                with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
-                    return resp.status == 200
-            except (OSError, http.client.HTTPException):  # URLError is an OSError
-                return False
+            return http.status(self.service.load_balancer, http.PROBE_TIMEOUT) == 200
         return any(self.serving(n) for n in self.service.nodes)
 
     def await_service(self) -> None:

@@ -1,5 +1,5 @@
 """`nodeops hostkeys`, the pure part: fingerprints, the expected-keys file, the comparison table and
-the known_hosts text to write. The keys themselves are read by nodeops.remote.scan_host_keys.
+the known_hosts text to write. The keys themselves are read by nodeops.edges.ssh.scan_host_keys.
 
 The expected-keys file (``--expected FILE``), one entry a line; blank lines and ``#`` comments skipped:
 
@@ -19,9 +19,9 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from nodeops.edges.ssh import known_hosts_name
 from nodeops.errors import InvalidInput
 from nodeops.inventory import HostKey, Node
-from nodeops.remote import known_hosts_name
 
 MATCH, NEW, CHANGED, MISMATCH, UNLISTED, UNREACHABLE = "match", "new", "CHANGED", "MISMATCH", "unlisted", "UNREACHABLE"
 

@@ -8,15 +8,13 @@ and timed by the database's clock, the one the nodes' lease uses.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import psycopg
-from psycopg import sql
-
-from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
-from nodeops.remote import Fleet
+from nodeops.edges import postgres
+from nodeops.edges.postgres import sql
+from nodeops.edges.ssh import Fleet
+from nodeops.errors import InvalidInput, NodeopsError
 
 
 @dataclass(frozen=True)
@@ -40,23 +38,6 @@ def lease_query(table: str) -> str:
     return f"SELECT client_id::text, EXTRACT(EPOCH FROM expires_at - now())::float8 FROM {table}"
 
 
-class LoginRefused(OperationFailed):
-    """The database server answered and refused the credentials (a wrong password or user, a pg_hba rule): what a
-    node given them would meet at boot. A server that cannot be reached is a plain OperationFailed."""
-
-
-# libpq's text for a refused login: the server's FATAL message for SQLSTATE 28P01 (invalid_password, also sent
-# for a user that does not exist) and 28000 (invalid_authorization_specification: no pg_hba.conf entry). libpq
-# gives a failed connection no SQLSTATE, so its message is all there is; a server whose lc_messages is not
-# English says it otherwise, and such a refusal is then taken for an unreachable server (a warning, not a refusal).
-REFUSED_LOGIN = re.compile(r"password authentication failed|authentication failed for user|no pg_hba\.conf entry")
-
-
-def refused_login(message: str) -> bool:
-    """Whether a psycopg connection error's message says the server refused the login (LoginRefused)."""
-    return REFUSED_LOGIN.search(message) is not None
-
-
 ADMIN_DATABASE = "postgres"  # where the admin role logs in (RDS and stock PostgreSQL have it)
 
 
@@ -75,41 +56,14 @@ def locate(job) -> tuple[str, int, str, str]:
 
 @contextlib.contextmanager
 def database(fleet: Fleet, job, user: str, password: str, dbname: str | None = None,
-             purpose: str = "read the lease") -> Iterator[psycopg.Connection]:  # fmt: skip
-    """A connection to the service's database server (the one its role's lease: locates), through a
-    tunnel on the bastion, as ``user``, to ``dbname`` (default: the service's database); closed on exit.
-    ``conn.info.port`` is the tunnel's local end (a pg_dump of the same server goes through it too).
-    The credentials stay in memory; a failure to connect, or a database error inside the block, names
-    ``purpose`` and the server, its reason redacted (OperationFailed; LoginRefused when the server refused
-    the credentials)."""
-    service = job.service.name
+             purpose: str = "read the lease") -> Iterator[postgres.Connection]:  # fmt: skip
+    """A connection to the service's database server (the one its role's lease: locates), as ``user``, to
+    ``dbname`` (default: the service's database): nodeops.edges.postgres.session, its failures redacted by the
+    job's redactor (OperationFailed; LoginRefused when the server refused the credentials)."""
     host, port, default, sslmode = locate(job)
-    dbname = dbname or default
-    with fleet.tunnel(host, port) as local:
-        try:
-            conn = psycopg.connect(
-                host=host,
-                hostaddr="127.0.0.1",
-                port=local,
-                dbname=dbname,
-                connect_timeout=10,
-                user=user,
-                password=password,
-                sslmode=sslmode,
-                application_name="nodeops",
-                autocommit=True,
-            )  # fmt: skip  (host= keeps TLS verification on the real name; hostaddr= is the tunnel)
-        except psycopg.Error as exc:
-            reason = job.redact.clip(str(exc))
-            failure = LoginRefused if refused_login(str(exc)) else OperationFailed
-            raise failure(f"{service}: cannot {purpose} in {host}:{port}/{dbname}: {reason}") from None
-        try:
-            yield conn
-        except psycopg.Error as exc:
-            reason = job.redact.clip(str(exc))
-            raise OperationFailed(f"{service}: {purpose} in {host}:{port}/{dbname} failed: {reason}") from None
-        finally:
-            conn.close()
+    with postgres.session(fleet, host, port, dbname or default, sslmode, user, password, service=job.service.name,
+                          purpose=purpose, clip=job.redact.clip) as conn:  # fmt: skip
+        yield conn
 
 
 @contextlib.contextmanager
@@ -122,7 +76,7 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
         def read() -> Lease:
             try:
                 row = conn.execute(lease_query(spec.table)).fetchone()
-            except psycopg.errors.UndefinedTable:
+            except postgres.UndefinedTable:
                 return Lease(None, 0.0)  # no node ever started on this database
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)
 
@@ -150,7 +104,7 @@ class LeaseView:
                 return self.read()
             except NodeopsError as exc:  # cannot connect, or the lease database is not located (InvalidInput)
                 self.error = str(exc)
-            except psycopg.Error as exc:  # a read on the open connection
+            except postgres.Error as exc:  # a read on the open connection
                 self.error = f"{self.job.service.name}: read the lease failed: {self.job.redact.clip(str(exc))}"
             self.stack.close()
         return self.error
@@ -179,6 +133,6 @@ def recorded_version(fleet: Fleet, job) -> str | None:
         try:
             query = sql.SQL("SELECT version FROM {} ORDER BY created_at DESC LIMIT 1").format(sql.Identifier(table))
             row = conn.execute(query).fetchone()
-        except psycopg.errors.UndefinedTable:
+        except postgres.UndefinedTable:
             return None
     return str(row[0]) if row and row[0] else None

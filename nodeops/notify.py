@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from nodeops.edges import http
 from nodeops.errors import InventoryError
 from nodeops.inventory import Inventory
-from nodeops.remote import http_reply
 from nodeops.secrets import Secret, read_reference
 
-TIMEOUT = 5.0  # seconds: the longest a webhook may delay a run
+TIMEOUT = http.WEBHOOK_TIMEOUT  # seconds: the longest a webhook may delay a run
 WHERE = "notify.webhook"  # its path in the inventory, the one name messages give it
 
 
@@ -98,8 +98,9 @@ class Webhook:
         def post() -> None:
             try:
                 # each socket operation may take a little longer than the whole: the join below decides "too slow"
-                got.append(http_reply(self.url.reveal(), body, {"Content-Type": "application/json"}, timeout + 1))
-            except Exception:  # noqa: BLE001 - whatever urllib raises, it must not reach the run
+                headers = {"Content-Type": "application/json"}
+                got.append(http.request(self.url.reveal(), body, headers, timeout=timeout + 1))
+            except Exception:  # noqa: BLE001 - whatever the client raises, it must not reach the run
                 got.append(None)
 
         thread = threading.Thread(target=post, name="nodeops-webhook", daemon=True)  # abandoned after the timeout

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView, lease_reader
 from nodeops.records import Promoted
-from nodeops.remote import Fleet
 from nodeops.stopping import StopRequests
 
 

@@ -27,13 +27,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for, per_service
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
 from nodeops.records import AlreadyThere, Deployed, End, Entry
-from nodeops.remote import Fleet
 from nodeops.render import with_texts
 from nodeops.stopping import StopRequests
 

@@ -40,11 +40,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
 from nodeops import program
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
-from nodeops.edges import aws
+from nodeops.edges import aws, http
+from nodeops.edges.postgres import scram_verifier, sql
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView, unhealthy_note
@@ -53,7 +53,6 @@ from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
 from nodeops.plan import Desired, ServicePlan, plan_service, the_active
 from nodeops.records import Rotated
-from nodeops.remote import Fleet
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
 from nodeops.secrets import Secret
@@ -323,9 +322,8 @@ class PostgresPassword(Target):
         with database(self.rotation.fleet, job, admin, admin_password, ADMIN_DATABASE,
                       f"ALTER ROLE {self.account} as the admin role ({spec.admin_user})") as conn:  # fmt: skip
             # As psql's \password: the verifier is computed here; the password never reaches the server or its log.
-            verifier = conn.pgconn.encrypt_password(password.reveal().encode(), self.user.encode(), b"scram-sha-256")
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user),
-                                                                     sql.Literal(verifier.decode())))  # fmt: skip
+            verifier = scram_verifier(conn, self.user, password.reveal())
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.user), sql.Literal(verifier)))
 
     def set(self) -> None:
         self.alter(self.pending)
@@ -367,7 +365,7 @@ class ApiPassword(Target):
         headers = {"Content-Type": "application/json"} | ({"Cookie": cookie} if cookie else {})
         body = json.dumps(doc).encode() if doc is not None else None
         port = self.rotation.job.role.port
-        reply = self.rotation.fleet.request(node.host, port, method, path, body, headers, timeout=15)
+        reply = self.rotation.fleet.request(node.host, port, method, path, body, headers, timeout=http.API_TIMEOUT)
         if reply is None:
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the API does not answer {path}")
         return reply

@@ -4,7 +4,7 @@ testinfra's own ssh and paramiko backends open connections of their own (an
 unknown host key accepted, ~/.ssh/config read). Here its modules (host.file,
 host.mount_point, host.run) run over the run's pinned, host-key-verified
 connections instead: ``PinnedBackend`` sends each command through
-nodeops.remote.execute. Only ``fetch`` touches a host; every pass or fail is
+nodeops.edges.ssh.execute. Only ``fetch`` touches a host; every pass or fail is
 decided from what it fetched by a pure ``check_*`` function.
 
 Per service and node:
@@ -36,13 +36,13 @@ from testinfra.backend.base import CommandResult as TestinfraResult
 
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job
+from nodeops.edges.ssh import Fleet, Link, execute
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.files import list_files
 from nodeops.facts.health import failing_checks
 from nodeops.facts.observe import Observer
 from nodeops.inventory import Node
-from nodeops.remote import Fleet, PinnedConnection, execute
 from nodeops.roles import Role
 
 CHECKS = ("container-user", "port", "files-dir", "files-on-disk", "tmpfs", "host-keys")
@@ -189,8 +189,8 @@ class PinnedBackend(BaseBackend):
 
     NAME = "nodeops"
 
-    def __init__(self, conn: PinnedConnection, timeout: float) -> None:
-        super().__init__(conn.target.label)
+    def __init__(self, conn: Link, timeout: float) -> None:
+        super().__init__(conn.label)
         self.conn = conn
         self.timeout = timeout
 
@@ -212,7 +212,7 @@ class Facts:
     keys: tuple[str, ...]  # the contents of its public host key files
 
 
-def fetch(observer: Observer, conn: PinnedConnection, node: Node) -> Facts:
+def fetch(observer: Observer, conn: Link, node: Node) -> Facts:
     observer.conns[node.name] = conn  # the fan-out's connection, for observer.container
     host = testinfra.host.Host(PinnedBackend(conn, observer.fleet.settings.command_timeout))
     container = observer.container(node.name)
@@ -299,7 +299,7 @@ def verify(fleet: Fleet, jobs: Sequence[Job]) -> Verification:
         answers = {n.name: fleet.http_get(n.host, role.port, role.health) for n in job.service.nodes}
         for o in (o for o in outcomes if o.node.service == job.service.name):
             if o.ok:
-                pinned = [(k.get_name(), k.get_base64()) for k in fleet.target(o.node).pinned]
+                pinned = [(k.keytype, k.blob_b64) for k in fleet.pinned(o.node)]
                 verdicts = evaluate(job, o.node, o.value, answers, pinned)
             else:
                 verdicts = unchecked(o.error, connected=o.attempts > 0)  # attempts: set once connected

@@ -8,8 +8,8 @@ from invoke import task
 from rich.console import Console
 
 from nodeops.console import audit_view
+from nodeops.edges.ssh import Fleet
 from nodeops.operation import audit_log
-from nodeops.remote import Fleet
 
 from ._cli import INVENTORY_HELP, cli, is_interactive, load
 

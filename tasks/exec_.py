@@ -10,8 +10,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import EXIT_OK, EXIT_UNSAFE, HostKeyRejected, InvalidInput
-from nodeops.remote import Fleet
 
 from ._cli import INVENTORY_HELP, cli, is_interactive, load
 

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from nodeops import program
 from nodeops.console import hostkeys_view, wrap_spans
+from nodeops.edges.ssh import Fleet, scan_host_keys
 from nodeops.errors import InvalidInput, InventoryError, Unsafe, raise_failures
 from nodeops.hostkeys import (
     CHANGED,
@@ -27,8 +28,6 @@ from nodeops.hostkeys import (
     known_hosts_text,
     parse_expected,
 )
-from nodeops.inventory import HostKey
-from nodeops.remote import Fleet, scan_host_keys
 
 from ._cli import INVENTORY_HELP, cli, confirm_always, is_interactive, load
 
@@ -66,7 +65,7 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
     with Fleet(usable) as fleet:
         with ThreadPoolExecutor(max_workers=min(fleet.max_parallel, len(targets))) as pool:
             outcomes = list(pool.map(lambda node: _scan(fleet, node), targets))
-        pinned = {node: _pinned(fleet, node) for node in targets}
+        pinned = {node: fleet.pinned(node) for node in targets}
     scans = {node: found for node, found in outcomes if not isinstance(found, Exception)}
     failures = [{"error": found} for _node, found in outcomes if isinstance(found, Exception)]
     if wanted is not None:
@@ -111,10 +110,6 @@ def _scan(fleet: Fleet, node):
         return node, scan_host_keys(fleet, node)
     except Exception as exc:  # noqa: BLE001 (a NodeopsError naming the node; reported after the table)
         return node, exc
-
-
-def _pinned(fleet: Fleet, node) -> tuple[HostKey, ...]:
-    return tuple(HostKey(k.get_name(), k.get_base64()) for k in fleet.target(node).pinned)
 
 
 def refusal(bad, expected: str | None) -> str:

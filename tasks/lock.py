@@ -8,9 +8,9 @@ from invoke import task
 
 from nodeops import program
 from nodeops.deploy import Reporter
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.operation import describe_locks, locks, release_stale
-from nodeops.remote import Fleet
 
 from ._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
 

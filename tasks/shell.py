@@ -8,8 +8,8 @@ import sys
 from invoke import Exit, task
 
 from nodeops.access import container_shell_command
+from nodeops.edges.ssh import Fleet, interactive
 from nodeops.errors import InvalidInput
-from nodeops.remote import Fleet, interactive
 
 from ._cli import INVENTORY_HELP, cli, load
 

@@ -9,7 +9,7 @@ from invoke import task
 from rich.console import Console
 
 from nodeops.deploy import prepare
-from nodeops.remote import Fleet
+from nodeops.edges.ssh import Fleet
 from nodeops.verify import verify as run_checks
 
 from ._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of

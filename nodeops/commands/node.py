@@ -44,7 +44,7 @@ def until_closed(argv: Sequence[str]) -> str:
     """The shell line running ``argv`` on a node that also ends it (SIGTERM) once the SSH session closes.
 
     Its output and exit status are the command's own while the session lasts. The session's stdin must stay
-    open and unwritten while it runs (nodeops.remote.stream never writes to it); its end is the signal.
+    open and unwritten while it runs (nodeops.edges.ssh.stream never writes to it); its end is the signal.
     """
     return sh(["sh", "-c", _UNTIL_CLOSED, "sh", *argv])
 

@@ -8,12 +8,12 @@ An unreachable node is a fact to report, not an error: its view says why (``unre
 from __future__ import annotations
 
 from nodeops.commands.node import container_name, sh
+from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import OperationFailed
 from nodeops.facts.container import Container, inspect, parse_inspect, served_port
 from nodeops.facts.health import failing_checks
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
-from nodeops.remote import CommandResult, Fleet, PinnedConnection, execute
 from nodeops.roles import Role
 
 
@@ -28,11 +28,11 @@ class Observer:
         self.service = service
         self.role = role
         self.name = container_name(service.name)
-        self.conns: dict[str, PinnedConnection] = {}
+        self.conns: dict[str, Link] = {}
         self.ports: dict[str, int] = {}
         self.answers: dict[str, bytes] = {}
 
-    def connect(self, node: Node) -> PinnedConnection:
+    def connect(self, node: Node) -> Link:
         """A new connection to ``node``, kept for the commands that follow; OperationFailed when it cannot be made."""
         self.conns[node.name] = self.fleet.connect(node)[0]
         return self.conns[node.name]

@@ -20,8 +20,8 @@ from pathlib import Path
 import jsonschema
 
 from lab.host import Lab
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.conftest import FAB, ROOT, fab
 
 STATUS_SCHEMA = json.loads((ROOT / "docs" / "status.schema.json").read_text())

@@ -18,8 +18,8 @@ import pytest
 
 from lab.host import Lab
 from lab.services import BACKUP_BUCKET, BACKUP_SECRET, aws_client_for, read_secret, secrets_client
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab
 from tests.e2e.probe import Watch, superuser_sql

@@ -13,8 +13,8 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from lab.services import read_secret, secrets_client
+from nodeops.edges.ssh import Fleet, execute
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.e2e.probe import PairProbe, wait_for
 
 pytestmark = pytest.mark.lab
@@ -25,14 +25,13 @@ FILES = "/run/nodeops-test"  # the node's /run is RAM-backed
 
 
 def sh(conn, command: str):
-    return conn.run(command, hide=True, warn=True, in_stream=False)
+    return execute(conn, command)
 
 
 def put_secret_file(conn, path: str, data: str) -> None:
-    """Created 0400 for the container user before its first byte is written; never in an argv."""
-    assert sh(conn, f"install -m 0400 -o 14933 -g 14933 /dev/null {path}").ok
-    with conn.sftp().open(path, "w") as f:
-        f.write(data)
+    """Created 0400 for the container user before its first byte is written (as root); never in an argv."""
+    assert sh(conn, f"install -m 0400 -o 14933 -g 14933 /dev/null {path}").exit_code == 0
+    assert execute(conn, f"cat > {path}", stdin=data.encode()).exit_code == 0
 
 
 def test_one_active_sigterm_hands_over_fast_sigkill_waits_for_the_lease(lab, figures):
@@ -58,14 +57,15 @@ def test_one_active_sigterm_hands_over_fast_sigkill_waits_for_the_lease(lab, fig
     with Fleet(inventory) as fleet:
         conns = {n.name: fleet.connect(n)[0] for n in (a, b)}
         for conn in conns.values():
-            assert sh(conn, f"docker rm -f {name}; rm -rf {FILES} && install -d -m 0500 -o 14933 {FILES}").ok
+            fresh = f"docker rm -f {name}; rm -rf {FILES} && install -d -m 0500 -o 14933 {FILES}"
+            assert sh(conn, fresh).exit_code == 0
             for file, data in files.items():
                 put_secret_file(conn, f"{FILES}/{file}", data)
         try:
             with PairProbe(lab.inventory, SERVICE) as probe:
-                assert sh(conns[a.name], run).ok
+                assert sh(conns[a.name], run).exit_code == 0
                 wait_for(lambda: probe.serving(0, 0), "node a to serve")
-                assert sh(conns[b.name], run).ok
+                assert sh(conns[b.name], run).exit_code == 0
                 wait_for(lambda: "waiting for lease" in sh(conns[b.name], f"docker logs {name} 2>&1").stdout,
                          "the standby to wait for the lease")  # fmt: skip
                 time.sleep(1)  # let the probe see the steady state: a serves, b waits

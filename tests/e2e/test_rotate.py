@@ -19,8 +19,8 @@ import pytest
 from lab.host import Lab
 from lab.services import secrets_client
 from lab.topology import plan_lab
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.conftest import fab
 from tests.e2e.conftest import own_lab
 from tests.e2e.probe import (

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab.host import Lab
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.conftest import ROOT, fab
 from tests.e2e.conftest import inventory_variant
 
@@ -174,7 +174,7 @@ def _ssh_jump_burst(lab) -> int:
 def test_the_bastion_socket_sends_without_delay(lab):
     """Every node's traffic shares it: without TCP_NODELAY each small write waits for a delayed ACK (40 ms)."""
     with Fleet(load_inventory(lab.inventory)) as fleet:
-        assert fleet.bastion().transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert fleet._bastion_conn().transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_closing_the_fleet_after_the_bastion_link_died_raises_nothing(lab):
@@ -185,4 +185,4 @@ def test_closing_the_fleet_after_the_bastion_link_died_raises_nothing(lab):
     nodes = list(inventory.nodes)[:3]
     with Fleet(inventory) as fleet:
         assert all(outcome.ok for outcome in fleet.run(nodes, "true"))
-        fleet.bastion().transport.sock.shutdown(socket.SHUT_WR)  # the link dies under the tunnels, not yet noticed
+        fleet._bastion_conn().transport.sock.shutdown(socket.SHUT_WR)  # the link dies under the tunnels, unnoticed

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
-from nodeops.remote import Fleet
 from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant, own_lab, rpc_stand_ins
 from tests.e2e.probe import events, lb_answers, status_entries, wait_for

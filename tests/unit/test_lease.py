@@ -6,7 +6,8 @@ import contextlib
 
 import pytest
 
-from nodeops.lease import Lease, lease_query, refused_login
+from nodeops.edges.postgres import refused_login
+from nodeops.lease import Lease, lease_query
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
 from tests.unit.test_roles import GOOD, make_role
 
@@ -130,17 +131,20 @@ def test_a_database_error_inside_the_block_is_one_redacted_line(monkeypatch):
     import psycopg
 
     from nodeops import lease
+    from nodeops.edges import postgres
     from nodeops.errors import OperationFailed
 
     conn = FakeConn(psycopg.errors.InsufficientPrivilege("permission denied near 'pw-Secret.1234'"))
-    monkeypatch.setattr(lease.psycopg, "connect", lambda **_: conn)
+    monkeypatch.setattr(postgres.psycopg, "connect", lambda **_: conn)
     job = job_of(WHERE)
     with pytest.raises(OperationFailed) as err, lease.database(FakeFleet(), job, "cl1", "x", "other", "do it") as c:
         c.execute("SELECT 1")
     assert str(err.value).startswith("cl1: do it in db.internal:5432/other failed: permission denied near")
     assert "pw-Secret.1234" not in str(err.value) and err.value.__cause__ is None and conn.closed
     # the lease reader's own case still holds: no table yet is "never taken", not an error
-    monkeypatch.setattr(lease.psycopg, "connect", lambda **_: FakeConn(psycopg.errors.UndefinedTable("no lease_lock")))
+    monkeypatch.setattr(
+        postgres.psycopg, "connect", lambda **_: FakeConn(psycopg.errors.UndefinedTable("no lease_lock"))
+    )
     with lease.lease_reader(FakeFleet(), job) as read:
         assert read() == Lease(None, 0.0)
 

@@ -85,8 +85,8 @@ def inspected(port: str | None) -> str:
     ],
 )  # fmt: skip
 def test_the_observer_probes_the_port_the_container_serves(monkeypatch, a_label, b_label, probes):
+    from nodeops.edges.ssh import CommandResult
     from nodeops.facts import observe
-    from nodeops.remote import CommandResult
 
     inspect = {"10.0.0.1": inspected(a_label), "10.0.0.2": inspected(b_label) if b_label != "" else None}
     gets = []

@@ -18,11 +18,11 @@ import pytest
 
 from nodeops import deploy as deploy_module
 from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job, stop_action
+from nodeops.edges.postgres import LoginRefused
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import load_inventory
-from nodeops.lease import LoginRefused
 from nodeops.plan import (
     SINGLE,
     ServicePlan,

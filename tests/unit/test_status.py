@@ -147,9 +147,9 @@ CUT = "b (10.0.0.2:22): cannot connect after 1 attempt(s): Timeout opening chann
 def test_status_says_why_a_node_is_unreachable(monkeypatch):
     """rv6 finding 3: a node whose link was cut showed ``unknown unknown`` and nothing else; the connection's
     error (the words deploy prints) is now in its entry, and null for a node that was reached."""
+    from nodeops.edges.ssh import CommandResult
     from nodeops.errors import OperationFailed
     from nodeops.facts import observe
-    from nodeops.remote import CommandResult
 
     class Fleet:  # the edge's answers: a reached, its container running and serving; b's connection refused
         settings = types.SimpleNamespace(command_timeout=5)

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 
 from nodeops.commands import node as cmd
+from nodeops.edges.ssh import parse_pinned
 from nodeops.errors import EXIT_FAILED, EXIT_UNSAFE, HostKeyRejected, OperationFailed
 from nodeops.facts.container import parse_inspect
 from nodeops.inventory import HostKey
-from nodeops.remote import parse_pinned
 from nodeops.roles import load_role
 from nodeops.verify import (
     CHECKS,

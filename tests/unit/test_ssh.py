@@ -11,9 +11,9 @@ import paramiko
 import pytest
 from paramiko.ssh_exception import ChannelException, NoValidConnectionsError, SSHException
 
+from nodeops.edges.ssh import Fleet, Link, PinnedConnection, Target, _is_transient, execute, parse_pinned
 from nodeops.errors import HostKeyRejected, OperationFailed
 from nodeops.inventory import HostKey, parse_inventory
-from nodeops.remote import Fleet, PinnedConnection, Target, _is_transient, execute, parse_pinned
 
 KEY = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp")
 
@@ -192,11 +192,11 @@ def test_a_command_on_a_host_gone_silent_fails_after_the_connect_timeout_not_the
     conn = PinnedConnection(target, client_key, 0.5)
     try:
         conn.open()
-        assert execute(conn, "true", timeout=30).exit_code == 0  # the session opens while the host answers
+        assert execute(Link(conn), "true", timeout=30).exit_code == 0  # the session opens while the host answers
         server.frozen.set()
         started = time.monotonic()
         with pytest.raises(OperationFailed, match=r"^a: cannot open a session: "):
-            execute(conn, "true", timeout=30)
+            execute(Link(conn), "true", timeout=30)
         assert time.monotonic() - started < 10  # the connect timeout ended the wait, not the command's 30 s
     finally:
         conn.close()

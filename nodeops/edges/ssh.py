@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import logging
 import os
 import random
@@ -25,12 +24,9 @@ import termios
 import threading
 import time
 import tty
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from email.message import Message
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -38,6 +34,7 @@ import paramiko
 from fabric import Config, Connection
 from paramiko.ssh_exception import BadHostKeyException, ChannelException, NoValidConnectionsError, SSHException
 
+from nodeops.edges import http
 from nodeops.errors import HostKeyRejected, InventoryError, NodeopsError, OperationFailed
 from nodeops.inventory import HostKey, Inventory, Node
 
@@ -169,6 +166,21 @@ class PinnedConnection(Connection):
                                "but sent nothing (sshd hung or overloaded, or not sshd)") from None  # fmt: skip
 
 
+class Link:
+    """An open SSH connection to one host (the bastion or a node), as the rest of nodeops holds it: given to
+    execute, stream, interactive or Session, and ``label`` names its host ("bastion" or the node's name).
+    Fabric's Connection under it stays in this module."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: PinnedConnection) -> None:
+        self._conn = conn
+
+    @property
+    def label(self) -> str:
+        return self._conn.target.label
+
+
 @dataclass
 class Outcome(Generic[T]):
     """What happened on one node: a value, or the error that stopped it there."""
@@ -184,43 +196,11 @@ class Outcome(Generic[T]):
         return self.error is None
 
 
-def http_reply(url: str, data: bytes | None = None, headers: Mapping[str, str] | None = None,
-               timeout: float = 5.0) -> tuple[int, bytes] | None:  # fmt: skip
-    """Directly from this machine, not through the bastion (a load balancer, a webhook): GET ``url`` (POST
-    ``data`` when given, with ``headers``); ``timeout``: seconds per socket operation. Any status is a reply
-    (a 503 from HAProxy: nobody healthy behind it); None when nothing answered."""
-    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (OSError, http.client.HTTPException):
-        return None
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    status: int
-    headers: Message  # case-insensitive: headers["Set-Cookie"]
-    body: bytes = field(repr=False)
-
-
 @dataclass(frozen=True)
 class CommandResult:
     exit_code: int
     stdout: str
     stderr: str
-
-
-class _SocketShim:
-    """What http.client.HTTPResponse needs of a socket: makefile()."""
-
-    def __init__(self, reply) -> None:
-        self.reply = reply
-
-    def makefile(self, *_args, **_kwargs):
-        return self.reply
 
 
 def parse_pinned(keys: Sequence[HostKey]) -> tuple[paramiko.PKey, ...]:
@@ -286,9 +266,13 @@ class Fleet:
         pinned = parse_pinned(node.host_keys) + self._lookup(self._known, node.host, node.port)
         return Target(node.name, node.host, node.port, self.settings.user, pinned)
 
+    def pinned(self, node: Node) -> tuple[HostKey, ...]:
+        """The host keys ``node`` must show: its ``host_keys`` in the inventory, then ``ssh.known_hosts``'s."""
+        return tuple(HostKey(k.get_name(), k.get_base64()) for k in self.target(node).pinned)
+
     # -- connections -------------------------------------------------------------
     def __enter__(self) -> Fleet:
-        self.bastion()
+        self._bastion_conn()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -305,8 +289,11 @@ class Fleet:
                 with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
                     conn.close()
 
-    def bastion(self) -> PinnedConnection:
+    def bastion(self) -> Link:
         """The shared bastion connection; reopened if its transport died."""
+        return Link(self._bastion_conn())
+
+    def _bastion_conn(self) -> PinnedConnection:
         with self._bastion_lock:
             if self._bastion is None or not self._bastion.is_connected:
                 if self._bastion is not None:
@@ -318,18 +305,18 @@ class Fleet:
                 )
             return self._bastion
 
-    def connect(self, node: Node) -> tuple[PinnedConnection, int]:
+    def connect(self, node: Node) -> tuple[Link, int]:
         """An open connection to ``node`` through the bastion, and the attempts it took."""
         target = self.target(node)
 
         def attempt() -> PinnedConnection:
-            conn = PinnedConnection(target, self._node_key, self.settings.connect_timeout, via=self.bastion())
+            conn = PinnedConnection(target, self._node_key, self.settings.connect_timeout, via=self._bastion_conn())
             return self._opened(conn)
 
         conn, attempts = self._with_retries(attempt, target)
         with self._open_lock:
             self._open.append(conn)
-        return conn, attempts
+        return Link(conn), attempts
 
     @staticmethod
     def _opened(conn: PinnedConnection) -> PinnedConnection:
@@ -361,13 +348,16 @@ class Fleet:
                 time.sleep(min(0.2 * 2 ** (n - 1), 2.0) + random.uniform(0, 0.2))
         raise AssertionError("unreachable")
 
-    def http_get(self, host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
+    def http_get(
+        self, host: str, port: int, path: str, timeout: float = http.HEALTH_TIMEOUT
+    ) -> tuple[int, bytes] | None:
         """GET ``path`` on a private ``host:port`` through the bastion: (status, body), or None (see request)."""
         reply = self.request(host, port, "GET", path, timeout=timeout)
         return None if reply is None else (reply.status, reply.body)
 
     def request(self, host: str, port: int, method: str, path: str, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None, timeout: float = 2.0) -> HttpReply | None:  # fmt: skip
+                headers: Mapping[str, str] | None = None,
+                timeout: float = http.HEALTH_TIMEOUT) -> http.Reply | None:  # fmt: skip
         """One HTTP/1.0 request to a private ``host:port`` over a channel through the bastion.
 
         ``body`` and ``headers`` travel inside the SSH channel, never in a
@@ -375,7 +365,7 @@ class Fleet:
         there: the bastion could not connect, or a published port accepted and
         then dropped the connection. That is how a standby without the lease looks.
         """
-        transport = self.bastion().transport
+        transport = self._bastion_conn().transport
         try:
             channel = transport.open_channel("direct-tcpip", (host, port), ("", 0), timeout=timeout)
         except SSHException:  # refused, or no answer in time (a port being torn down drops SYNs)
@@ -383,18 +373,8 @@ class Fleet:
                 return None
             raise OperationFailed(f"bastion ({self.bastion_target.address}): connection lost") from None
         channel.settimeout(timeout)
-        fields = {"Host": f"{host}:{port}", "Connection": "close", **(headers or {})}
-        if body is not None:
-            fields["Content-Length"] = str(len(body))
-        head = f"{method} {path} HTTP/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
         try:
-            channel.sendall(head.encode() + (body or b""))
-            with channel.makefile("rb") as reply:
-                response = http.client.HTTPResponse(_SocketShim(reply))
-                response.begin()
-                return HttpReply(response.status, response.headers, response.read())
-        except (OSError, http.client.HTTPException):
-            return None
+            return http.exchange(channel, host, port, method, path, body, headers)
         finally:
             channel.close()
 
@@ -408,7 +388,7 @@ class Fleet:
         server = socket.create_server(("127.0.0.1", 0))
         server.settimeout(0.2)
         stop = threading.Event()
-        transport = self.bastion().transport
+        transport = self._bastion_conn().transport
 
         def pump(src, dst) -> None:
             try:
@@ -446,7 +426,7 @@ class Fleet:
             thread.join(timeout=2)
 
     # -- fan-out -------------------------------------------------------------------
-    def map(self, nodes: Sequence[Node], work: Callable[[PinnedConnection, Node], T]) -> list[Outcome[T]]:
+    def map(self, nodes: Sequence[Node], work: Callable[[Link, Node], T]) -> list[Outcome[T]]:
         """Run ``work`` on every node, at most ``max_parallel`` at a time.
 
         Every node gets an Outcome, in the order given; a failure on one node
@@ -485,8 +465,8 @@ class Session:
     lock on the bastion rests on. Lines may be sent from any thread.
     """
 
-    def __init__(self, conn: PinnedConnection, command: str, timeout: float) -> None:
-        self.label = conn.target.label
+    def __init__(self, link: Link, command: str, timeout: float) -> None:
+        conn, self.label = link._conn, link.label
         self.sending = threading.Lock()
         self.closing = threading.Event()
         self.channel = conn.transport.open_session(timeout=timeout)
@@ -540,7 +520,7 @@ class Session:
         self.channel.close()
 
 
-def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, timeout: float = 600) -> CommandResult:
+def execute(link: Link, command: str, stdin: bytes | None = None, timeout: float = 600) -> CommandResult:
     """Run ``command`` on an open connection; ``stdin`` (e.g. a secret file's bytes) is sent, then EOF.
 
     Content passed this way never appears in a process argument list. A
@@ -557,6 +537,7 @@ def execute(conn: PinnedConnection, command: str, stdin: bytes | None = None, ti
     once a host is cut off, each further command on it fails after that,
     not after ``timeout`` (a run's restore path meets such a host several times).
     """
+    conn = link._conn
     try:
         channel = conn.transport.open_session(timeout=min(timeout, conn.connect_timeout))
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -613,7 +594,7 @@ def scan_host_keys(fleet: Fleet, node: Node) -> tuple[HostKey, ...]:
 def _offered_key(fleet: Fleet, node: Node, keytype: str) -> HostKey | None:
     timeout = fleet.settings.connect_timeout
     try:
-        channel = fleet.bastion().transport.open_channel(
+        channel = fleet._bastion_conn().transport.open_channel(
             "direct-tcpip", (node.host, node.port), ("", 0), timeout=timeout
         )
     except (SSHException, OSError, EOFError) as exc:
@@ -637,12 +618,13 @@ def _offered_key(fleet: Fleet, node: Node, keytype: str) -> HostKey | None:
 
 
 # -- a command's output as it comes (nodeops logs) ---------------------------------------------------
-def stream(conn: PinnedConnection, command: str, sink: Callable[[bytes], None], chunk: int = 32768) -> int:
+def stream(link: Link, command: str, sink: Callable[[bytes], None], chunk: int = 32768) -> int:
     """Run ``command`` on an open connection, giving each chunk of its output (stdout and stderr merged) to
     ``sink`` as it arrives, until the command ends or the connection is closed (another thread closing the
     Fleet ends it). Returns the exit status (-1 when the connection was closed first). A chunk may end
     anywhere, inside a line or a UTF-8 character: the sink reassembles.
     """
+    conn = link._conn
     try:
         channel = conn.transport.open_session(timeout=conn.connect_timeout)
         channel.set_combine_stderr(True)
@@ -660,7 +642,7 @@ def stream(conn: PinnedConnection, command: str, sink: Callable[[bytes], None], 
 
 
 # -- an interactive terminal on a node (nodeops shell) -------------------------------------------------
-def interactive(conn: PinnedConnection, command: str | None, term: str) -> int:
+def interactive(link: Link, command: str | None, term: str) -> int:
     """A PTY session on an open connection wired to this process's terminal; returns the remote exit status.
 
     ``command`` None: the user's login shell; else that command (e.g. ``docker exec -it ...``). The local
@@ -673,6 +655,7 @@ def interactive(conn: PinnedConnection, command: str | None, term: str) -> int:
         cols, rows = os.get_terminal_size(sys.stdout.fileno())
         return cols or 80, rows or 24
 
+    conn = link._conn
     try:
         channel = conn.transport.open_session(timeout=conn.connect_timeout)
         cols, rows = size()
