@@ -332,6 +332,11 @@ def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
     return env
 
 
+def _found(role: Role) -> tuple[Path, ...]:
+    """The role's template folders that exist: the key of its Jinja environment (one per set of folders found)."""
+    return tuple(d for d in role.template_dirs if d.is_dir())
+
+
 def _fail(message: str) -> NoReturn:
     """``{{ fail("...") }}`` in a template: the role refuses its inputs with this message (a template's own check,
     e.g. of a list variable's shape; it names variables, never a secret's value)."""
@@ -377,7 +382,7 @@ def render(
         "role": {"name": role.name, "user": role.user, "port": role.port, "mount": role.mount},
         **extra,
     }
-    env = template_environment(role.template_dirs)
+    env = template_environment(_found(role))
     files: dict[str, RenderedFile] = {}
     used: dict[str, str | None] = {}
     for spec in profile.files.values():

@@ -55,17 +55,19 @@ def docker_env_file(data: bytes) -> dict[str, str]:
 
 
 def tmp_role(root: Path, templates: dict[str, str], secret: bool = True) -> Path:
-    """A one-profile role 't' whose files are the given templates."""
-    folder = root / "t"
-    (folder / "templates").mkdir(parents=True)
+    """A one-profile role 't' whose files are the given templates (``root/roles/t``, ``root/templates/t``); returns the
+    roles folder."""
+    folder = root / "roles" / "t"
+    folder.mkdir(parents=True)
+    (root / "templates" / "t").mkdir(parents=True)
     files = "\n".join(f"      {n}: {{template: {n}, secret: {str(secret).lower()}}}" for n in templates)
     (folder / "role.yaml").write_text(
         "user: 1\nport: 1\nhealth: /\nmount: /m\nprofiles:\n  p:\n    files:\n"
         f"{files}\n    command: [run]\ndefault_profile: p\n"
     )
     for name, body in templates.items():
-        (folder / "templates" / name).write_text(body)
-    return root
+        (root / "templates" / "t" / name).write_text(body)
+    return root / "roles"
 
 
 def render_one(tmp_path: Path, body: str, value: object, name: str = "f.txt") -> bytes:
@@ -124,7 +126,7 @@ def test_filters_refuse_what_their_format_cannot_carry_naming_the_secret(tmp_pat
         render_one(tmp_path, body + "\n", Secret(value + SENTINEL))
     message = str(err.value)
     assert err.value.exit_code == EXIT_INVALID and "\n" not in message
-    assert message.startswith(f"role t: template {tmp_path}/t/templates/f.txt, line 1: ")
+    assert message.startswith(f"role t: template {tmp_path}/templates/t/f.txt, line 1: ")
     assert problem in message and SENTINEL not in message and "s3nt" not in message
 
 
@@ -154,7 +156,7 @@ UNFILTERED = ("secret 's' is printed without an escaping filter; write it throug
 def test_a_secret_printed_without_a_filter_fails_clearly(tmp_path, body, line, problem):
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, body + "\n", Secret(SENTINEL))
-    assert str(err.value) == f"role t: template {tmp_path}/t/templates/f.txt, line {line}: {problem}"
+    assert str(err.value) == f"role t: template {tmp_path}/templates/t/f.txt, line {line}: {problem}"
     assert SENTINEL not in str(err.value) and "s3nt" not in str(err.value)
     assert err.value.__context__ is None  # the original error, and its frames holding values, are gone
 
@@ -178,7 +180,7 @@ def test_a_secret_in_a_file_marked_secret_false_is_refused(tmp_path, body):
         render(role, "p", service(), {"s": Secret(SENTINEL, "s")})
     message = str(err.value)
     assert err.value.exit_code == EXIT_INVALID and "\n" not in message and "s3nt" not in message
-    assert message.startswith(f"role t: template {tmp_path}/plain/t/templates/f.txt, line 2: ")
+    assert message.startswith(f"role t: template {tmp_path}/plain/templates/t/f.txt, line 2: ")
     assert "secret 's' is written into f.txt, a file with secret: false" in message
     assert "write it in a file with secret: true instead" in message
     control = load_role("t", [tmp_role(tmp_path / "secret", {"f.txt": "a\n" + body + "\n"}, secret=True)])
@@ -194,8 +196,8 @@ def test_a_plain_file_may_still_write_plain_values_and_name_secrets(tmp_path):
 
 def test_an_operator_template_printing_a_secret_into_config_toml_is_refused(tmp_path):
     mine = tmp_path / "roles"
-    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
-    override = mine / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    (tmp_path / "templates" / "chainlink" / "v2").mkdir(parents=True)
+    override = tmp_path / "templates" / "chainlink" / "v2" / "config.toml.j2"
     override.write_text("# mine\nK = {{ secrets.keystore | toml }}\n")
     with pytest.raises(InvalidInput, match=r"config.toml.j2, line 2: toml: secret 'keystore' is written into "
                                            r"config.toml, a file with secret: false"):  # fmt: skip
@@ -206,7 +208,7 @@ def test_undefined_variable_names_template_line_and_variable(tmp_path):
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, "a\nb\nc = {{ vars.NOPE | toml }}\n", "x")
     assert str(err.value) == (
-        f"role t: template {tmp_path}/t/templates/f.txt, line 3: vars.NOPE is undefined "
+        f"role t: template {tmp_path}/templates/t/f.txt, line 3: vars.NOPE is undefined "
         "(set it in services.cl1.variables or the role's defaults)"
     )
 
@@ -376,8 +378,8 @@ def test_the_node_simulator_reads_the_rendered_files_as_the_node_would(tmp_path)
 
 def test_an_operator_overrides_one_template_and_the_others_fall_back(tmp_path):
     mine = tmp_path / "roles"
-    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
-    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text(
+    (tmp_path / "templates" / "chainlink" / "v2").mkdir(parents=True)
+    (tmp_path / "templates" / "chainlink" / "v2" / "config.toml.j2").write_text(
         "# mine\n[Log]\nLevel = {{ vars.LOG_LEVEL | toml }}\n"
     )
     got = render(load_role("chainlink", [mine, BUILTIN_ROLES]), "v2", service(), secrets())
