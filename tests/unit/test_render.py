@@ -3,6 +3,7 @@ never reaches output, messages or the config hash; errors name role, template fi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 
 from nodeops.errors import EXIT_INVALID, InvalidInput
 from nodeops.inventory import Service
-from nodeops.render import render
-from nodeops.roles import BUILTIN_ROLES, load_role
+from nodeops.render import render, template_digests
+from nodeops.roles import BUILTIN_ROLES, BUILTIN_TEMPLATES, load_role
 from nodeops.secrets import Secret
 from tests.conftest import simulator
 
@@ -411,6 +412,68 @@ def test_config_hash_follows_config_and_image_but_never_a_secret_value(profile):
     assert digest(service(LOG_LEVEL="debug")) != base  # v1: the change is in a secret file, seen through vars
     assert digest(service(LEASE_DURATION="20s")) != base
     assert digest(service(PROFILE="v1" if profile == "v2" else "v2")) != base
+
+
+def overridden(project: Path, template: str, edit) -> Path:
+    """The roles folder of ``project``, whose ``templates/chainlink/<template>`` is the built-in one passed through
+    ``edit`` (text -> text)."""
+    mine = project / "templates" / "chainlink" / template
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text(edit((BUILTIN_TEMPLATES / "chainlink" / template).read_text()))
+    return project / "roles"
+
+
+@pytest.mark.parametrize(
+    ("profile", "template", "edit", "moves"),
+    [
+        # the bug: a secret file's template changed (the operator's override), nothing else: the hash must move
+        ("v2", "v2/secrets.toml.j2", lambda t: t + "# rotated by ops\n", True),
+        ("v2", "api.j2", lambda t: "{#- mine -#}\n" + t, True),  # a comment only: still another template
+        ("v2", "database_url.j2", lambda t: t + "\n", True),  # imported by secrets.toml.j2
+        ("v2", "evm.j2", lambda t: "{#- mine -#}\n" + t, True),  # imported by rpc.toml.j2 (secret) too
+        ("v1", "v1/env.j2", lambda t: t + "# mine\n", True),
+        ("v1", "password.j2", lambda t: "{#- mine -#}\n" + t, True),
+        # no change: the same bytes in the operator's folder, or a template this profile does not render
+        ("v2", "v2/secrets.toml.j2", lambda t: t, False),
+        ("v2", "v1/env.j2", lambda t: t + "# mine\n", False),
+        ("v2", "password.j2", lambda t: t + "\n", False),
+        ("v1", "v2/secrets.toml.j2", lambda t: t + "# mine\n", False),
+        # a non-secret file is covered by its output: a template change that renders the same bytes is no change
+        ("v2", "v2/config.toml.j2", lambda t: "{#- mine -#}\n" + t, False),
+        ("v2", "v2/config.toml.j2", lambda t: "# mine\n" + t, True),
+    ],
+)  # fmt: skip
+def test_a_changed_template_of_a_secret_file_moves_the_config_hash(tmp_path, profile, template, edit, moves):
+    """Issue 15's bug: an override of secrets.toml.j2 moved no config hash, so deploy said "no change" and never
+    shipped it. The hash covers the bytes of every template a secret file is rendered from; never its output."""
+    base = render(load_role("chainlink"), profile, service(), secrets())
+    role = load_role("chainlink", [overridden(tmp_path, template, edit), BUILTIN_ROLES])
+    got = render(role, profile, service(), secrets())
+    assert (got.config_hash != base.config_hash) is moves
+    other = render(role, profile, service(), secrets("another-password-value-xyz"))
+    assert other.config_hash == got.config_hash  # still never a secret value
+    assert {n: f.data for n, f in other.files.items() if not f.secret} == {
+        n: f.data for n, f in got.files.items() if not f.secret}  # fmt: skip
+
+
+def test_template_digests_follow_imports_and_stand_for_every_template_on_a_computed_name(tmp_path):
+    """The control for the table above: what a secret file's digests cover, read from the files."""
+    sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    roles = tmp_role(
+        tmp_path,
+        {
+            "f.txt": '{% include "inc.j2" %}{% if 0 %}{% include "absent.j2" %}{% endif %}\n',
+            "inc.j2": "{% import 'deep.j2' as d %}x\n",
+            "deep.j2": "y\n",
+            "lone.j2": "z\n",
+        },
+    )
+    role = load_role("t", [roles])
+    assert template_digests(role, "f.txt") == (("deep.j2", sha("y\n")), ("f.txt", sha(
+        '{% include "inc.j2" %}{% if 0 %}{% include "absent.j2" %}{% endif %}\n')),
+        ("inc.j2", sha("{% import 'deep.j2' as d %}x\n")))  # fmt: skip
+    roles = tmp_role(tmp_path / "computed", {"f.txt": "{% include vars.WHICH %}\n", "lone.j2": "z\n"})
+    assert [n for n, _ in template_digests(load_role("t", [roles]), "f.txt")] == ["f.txt", "lone.j2"]
 
 
 # ---------------------------------------------------------------- several chains (EVM_CHAINS), list variables
