@@ -66,6 +66,7 @@ from typing import Any, NoReturn
 from urllib.parse import quote
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from nodeops.errors import InvalidInput, InventoryError
@@ -120,10 +121,13 @@ class Rendered:
     nothing new, so it is no change; a list or mapping as canonical JSON), the command,
     the env file's name, every file's name and secret flag, the *bytes of the
     non-secret files only*, into which render lets no Secret be written (see the
-    module's docstring), and the backend version id of every secret the files
-    use (``secret_versions``). It becomes a container label, which anyone who
-    can run ``docker inspect`` on the host reads; a hash over secret bytes
-    would let such a reader test guesses of a password offline (everything
+    module's docstring), for each secret file the sha256 of the bytes of every
+    template it is rendered from (``template_digests``: its own and those it
+    imports or includes; a template is the role's or the operator's, never a
+    secret, so a changed secrets template is a change a plan sees), and the
+    backend version id of every secret the files use (``secret_versions``).
+    It becomes a container label, which anyone who can run ``docker inspect``
+    on the host reads; a hash over secret bytes would let such a reader test guesses of a password offline (everything
     else in secrets.toml is known or guessable), while a version id says only
     *that* a value changed. So a secret changed in its backend changes the hash
     and is a change a plan sees; a backend that keeps no versions (``env``)
@@ -332,6 +336,44 @@ def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
     return env
 
 
+def _found(role: Role) -> tuple[Path, ...]:
+    """The role's template folders that exist: the key of its Jinja environment (one per set of folders found)."""
+    return tuple(d for d in role.template_dirs if d.is_dir())
+
+
+def template_digests(role: Role, template: str) -> tuple[tuple[str, str], ...]:
+    """``((name, sha256 hex of its bytes), ...)``, sorted by name, of ``template`` (a path relative to the role's
+    template folders, as role.yaml names it) and of every template it imports, includes or extends, transitively,
+    each as the role's template folders resolve it (the operator's first). A reference whose name is computed (not
+    a constant) stands for every template of the folders; one that is not found is left out (a branch not taken:
+    once the file exists it is digested). Read once per process and set of folders, as the templates are
+    (``template_environment``). Raises jinja2.TemplateNotFound when ``template`` itself is missing."""
+    return _digests(_found(role), template)
+
+
+@functools.lru_cache(maxsize=128)
+def _digests(template_dirs: tuple[Path, ...], template: str) -> tuple[tuple[str, str], ...]:
+    env = template_environment(template_dirs)
+    loader = env.loader
+    assert loader is not None
+    digests: dict[str, str] = {}
+    todo = [template]
+    while todo:  # bounded: each name is read once, and the folders hold finitely many
+        name = todo.pop()
+        if name in digests:
+            continue
+        try:
+            source = loader.get_source(env, name)[0]
+        except jinja2.TemplateNotFound:
+            if name == template:
+                raise
+            continue
+        digests[name] = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        refs = list(jinja2.meta.find_referenced_templates(env.parse(source)))
+        todo += loader.list_templates() if None in refs else [r for r in refs if r is not None]
+    return tuple(sorted(digests.items()))
+
+
 def _fail(message: str) -> NoReturn:
     """``{{ fail("...") }}`` in a template: the role refuses its inputs with this message (a template's own check,
     e.g. of a list variable's shape; it names variables, never a secret's value)."""
@@ -377,7 +419,7 @@ def render(
         "role": {"name": role.name, "user": role.user, "port": role.port, "mount": role.mount},
         **extra,
     }
-    env = template_environment(role.template_dirs)
+    env = template_environment(_found(role))
     files: dict[str, RenderedFile] = {}
     used: dict[str, str | None] = {}
     for spec in profile.files.values():
@@ -459,10 +501,14 @@ def _config_hash(
             put("var", f"{key}=json:{json.dumps(value, sort_keys=True, separators=(',', ':'))}")
         else:
             put("var", f"{key}={type(value).__name__}:{value!r}")
+    specs = role.profile(profile).files
     for name in sorted(files):
         f = files[name]
         put("file", name)
         put("secret" if f.secret else "data", b"" if f.secret else f.data)  # never the secret bytes
+        if f.secret:  # the bytes of its templates instead: a changed template is a change (a non-secret file's
+            for template, digest in template_digests(role, specs[name].template):  # output already says it)
+                put("template", f"{template}={digest}")
     put("command", "\0".join(command))
     put("env_file", env_file or "")
     for name, version in secret_versions.items():  # sorted by name: an id says a value changed, never what it is

@@ -1,4 +1,5 @@
-"""Roles: one folder per kind of node (``roles/<name>/role.yaml`` + ``templates/``) -> a frozen model.
+"""Roles: one folder per kind of node (``roles/<name>/role.yaml``, its templates in ``templates/<name>/``) -> a
+frozen model.
 
 A role says which image user owns the node's files, which port it serves and
 where its health check is, where the node sees its files (``mount``), the
@@ -10,12 +11,16 @@ Search path: a list of folders that hold role folders, first match wins
 (``role_search_path``: the ``roles/`` folder of the inventory's project (the
 nearest folder above the inventory with ``nodeops.yaml``; an inventory outside
 any project: ``roles/`` next to it), then the built-in roles: ``roles/`` of
-the source repository, installed as the package ``nodeops.builtin_roles``).
-The role's ``role.yaml`` is the first one found; its templates are looked up
-in every ``<folder>/<role>/templates`` on the path, in order. So an operator
-overrides one template by shipping just that file under
-``<project>/roles/<role>/templates/``: the others fall back to the built-in
-role of the same name.
+the source repository, installed as ``nodeops/builtin/roles``).
+The role's ``role.yaml`` is the first one found; its templates are looked up,
+file by file, in the ``templates/<role>/`` folder beside each ``roles/``
+folder on the path (``templates_folder``), in order: ``<project>/templates/``,
+then the built-in ``templates/`` (installed as ``nodeops/builtin/templates``).
+So an operator overrides one template by shipping just that file under
+``<project>/templates/<role>/`` (``templates/chainlink/v2/secrets.toml.j2``):
+the others fall back to the built-in ones of the same role. A
+``roles/<role>/templates/`` folder (the layout before) is refused, so that an
+override is never silently ignored.
 
 A service picks a profile with its variable ``PROFILE`` (the inventory has
 no profile field), else the role's ``default_profile``.
@@ -61,6 +66,7 @@ from nodeops.project import project_of
 
 __all__ = [
     "BUILTIN_ROLES",
+    "BUILTIN_TEMPLATES",
     "PROFILE_VARIABLE",
     "Profile",
     "Role",
@@ -73,21 +79,30 @@ __all__ = [
     "profile_name",
     "role_for",
     "role_search_path",
+    "templates_folder",
 ]
 
 
-def _builtin_roles() -> Path:
-    """The built-in roles: inside the package when installed from a wheel (pyproject.toml maps the
-    repository's ``roles/`` to ``nodeops.builtin_roles``), else ``roles/`` of the source checkout."""
+def _builtin() -> Path:
+    """The folder holding the built-in ``roles/`` and ``templates/``: ``nodeops/builtin`` when installed from a
+    wheel (pyproject.toml maps the repository's ``roles/`` and ``templates/`` there), else the source checkout."""
     here = Path(__file__).resolve().parent
-    installed = here / "builtin_roles"
-    return installed if installed.is_dir() else here.parent / "roles"
+    installed = here / "builtin"
+    return installed if installed.is_dir() else here.parent
 
 
-BUILTIN_ROLES = _builtin_roles()
 PROFILE_VARIABLE = "PROFILE"
 ROLE_FILE = "role.yaml"
 TEMPLATES = "templates"
+BUILTIN_ROLES = _builtin() / "roles"
+BUILTIN_TEMPLATES = _builtin() / TEMPLATES
+
+
+def templates_folder(roles_folder: Path, role: str) -> Path:
+    """Where the templates of ``role`` are for a folder of role folders: ``templates/<role>`` beside it
+    (``<project>/roles`` -> ``<project>/templates/<role>``), whether or not it exists."""
+    return roles_folder.parent / TEMPLATES / role
+
 
 Scalar = str | int | float | bool
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -169,7 +184,8 @@ class RotationSpec:
 class Role:
     name: str
     source: Path  # the role.yaml in effect
-    template_dirs: tuple[Path, ...]  # searched in order (operator's first, built-in last)
+    template_dirs: tuple[Path, ...]  # templates/<role> beside each roles/ folder, in order (operator's first, built-in
+    # last), each whether or not it exists
     description: str
     user: int  # container uid; the node's files are owned by it
     port: int  # API/UI port
@@ -265,8 +281,12 @@ def load_role(
     definition = next((f / name / ROLE_FILE for f in folders if (f / name / ROLE_FILE).is_file()), None)
     if definition is None:
         _unknown(name, folders, file, where, f"unknown role {name!r}")
-    template_dirs = tuple(f / name / TEMPLATES for f in folders if (f / name / TEMPLATES).is_dir())
-    return _parse(name, definition, template_dirs)
+    old = next((f / name / TEMPLATES for f in folders if (f / name / TEMPLATES).is_dir()), None)
+    if old is not None:  # the layout before: an override there would silently stop applying
+        new = templates_folder(old.parent.parent, name)
+        raise RoleError(str(old), "", f"a role's templates are read from {new} now, not from roles/: move the files "
+                        "there (same paths inside), then remove this folder")  # fmt: skip
+    return _parse(name, definition, tuple(templates_folder(f, name) for f in folders))
 
 
 def _unknown(name: str, folders: tuple[Path, ...], file: str | None, where: str | None, what: str) -> NoReturn:
@@ -542,9 +562,9 @@ def _profile(pname: str, spec: Any, mount: str, template_dirs: tuple[Path, ...],
         template = _typed(fspec["template"], f"{here}.template", str, "a template path", fail)
         parts = PurePosixPath(template).parts
         if not parts or PurePosixPath(template).is_absolute() or ".." in parts:
-            fail(f"{here}.template", f"expected a path relative to templates/, got {template!r}")
+            fail(f"{here}.template", f"expected a path relative to templates/<role>/, got {template!r}")
         if not any((d / template).is_file() for d in template_dirs):
-            searched = ", ".join(str(d) for d in template_dirs) or "no templates folder"
+            searched = ", ".join(str(d) for d in template_dirs)
             fail(f"{here}.template", f"template {template!r} not found in {searched}")
         secret = _typed(fspec["secret"], f"{here}.secret", bool, "true or false", fail)
         read = fspec.get("read", "start")

@@ -158,13 +158,13 @@ def simulator():
 
 
 def override_config(project: Path, old: str, new: str) -> None:
-    """The operator's override of the Chainlink role's v2 config.toml template in ``project/roles`` (the project of
-    an inventory written in ``project``, with no nodeops.yaml above it): the built-in one with ``old`` replaced by
+    """The operator's override of the Chainlink role's v2 config.toml template in ``project/templates`` (the project
+    of an inventory written in ``project``, with no nodeops.yaml above it): the built-in one with ``old`` replaced by
     ``new``."""
-    from nodeops.roles import BUILTIN_ROLES
+    from nodeops.roles import BUILTIN_TEMPLATES
 
-    builtin = (BUILTIN_ROLES / "chainlink" / "templates" / "v2" / "config.toml.j2").read_text()
+    builtin = (BUILTIN_TEMPLATES / "chainlink" / "v2" / "config.toml.j2").read_text()
     assert old in builtin, f"{old!r} is not in the built-in template: the override would change nothing"
-    mine = project / "roles" / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    mine = project / "templates" / "chainlink" / "v2" / "config.toml.j2"
     mine.parent.mkdir(parents=True, exist_ok=True)
     mine.write_text(builtin.replace(old, new))

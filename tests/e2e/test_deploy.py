@@ -17,6 +17,7 @@ from lab.daemons import process_alive
 from lab.host import Lab
 from lab.services import read_secret, secrets_client
 from nodeops.inventory import load_inventory
+from nodeops.roles import BUILTIN_TEMPLATES
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab
 from tests.e2e.probe import (
@@ -174,6 +175,35 @@ def test_dry_run_prints_the_plan_and_changes_nothing(dep):
     assert plan["steps"][0].startswith("replace") and any(step.startswith("hand over") for step in plan["steps"])
     assert events(res)[-1]["message"] == "dry run: 1 service(s), 1 would change; nothing was changed"
     assert labels("cl1", "cl1-a,cl1-b") == before
+
+
+def test_a_changed_secret_template_alone_is_deployed(dep, tmp_path):
+    """Issue 15: an operator's override of a secret file's template (templates/chainlink/v2/secrets.toml.j2 in a
+    project of its own, tmp_path) moved no config hash, so deploy said "no change" and never shipped it. Now the
+    dry run says the pair would change (a warning names the secret files' templates, never their content), the
+    deploy rolls both nodes onto it, and a second deploy is a no-op; the built-in template again rolls them back."""
+    assert fab("deploy", "--env", NAME, "--service", "cl1").returncode == 0  # the lab's inventory, as it runs
+    before = labels("cl1", "cl1-a,cl1-b")
+    path = inventory_variant(dep.inventory_file, tmp_path / "inventory.yaml", lambda _: None)
+    mine = tmp_path / "templates" / "chainlink" / "v2" / "secrets.toml.j2"
+    mine.parent.mkdir(parents=True)
+    mine.write_text((BUILTIN_TEMPLATES / "chainlink" / "v2" / "secrets.toml.j2").read_text() + "# ops: TplMarker\n")
+    try:
+        dry = fab("deploy", "--inventory", str(path), "--service", "cl1", "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert events(dry)[-1]["message"] == "dry run: 1 service(s), 1 would change; nothing was changed"
+        assert any("secret files' templates changed" in e["message"] for e in events(dry)), events(dry)
+        assert "TplMarker" not in dry.stdout + dry.stderr
+        res = fab("deploy", "--inventory", str(path), "--service", "cl1", "--json")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert events(res)[-1]["message"] == "deployed 1 service(s): 1 changed, 0 unchanged"
+        after = labels("cl1", "cl1-a,cl1-b")
+        assert len(set(after.values())) == 1 and set(after.values()).isdisjoint(before.values()), (before, after)
+        again = fab("deploy", "--inventory", str(path), "--service", "cl1", "--json")
+        assert events(again)[-1]["message"] == "deployed 1 service(s): 0 changed, 1 unchanged"
+    finally:
+        back = fab("deploy", "--env", NAME, "--service", "cl1", "--json")
+    assert back.returncode == 0 and labels("cl1", "cl1-a,cl1-b") == before, back.stdout + back.stderr
 
 
 def test_leftovers_of_an_interrupted_run_are_shredded_by_the_next(dep):

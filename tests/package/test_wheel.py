@@ -63,7 +63,11 @@ def test_the_wheel_carries_engine_tasks_and_roles_but_not_the_lab(venv):
     engine, roles = res.stdout.split()
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert engine == str(site / "nodeops" / "__init__.py")  # the installed copy, not the source
-    assert Path(roles) == site / "nodeops" / "builtin_roles" and (Path(roles) / "chainlink" / "role.yaml").is_file()
+    assert Path(roles) == site / "nodeops" / "builtin" / "roles" and (Path(roles) / "chainlink" / "role.yaml").is_file()
+    templates = site / "nodeops" / "builtin" / "templates" / "chainlink"
+    assert {p.relative_to(templates).as_posix() for p in templates.rglob("*.j2")} == {
+        "api.j2", "database_url.j2", "evm.j2", "password.j2", "v1/env.j2", "v2/config.toml.j2", "v2/rpc.toml.j2",
+        "v2/secrets.toml.j2"}  # fmt: skip
     assert not (site / "tasks").exists() and not (site / "lab").exists()
 
 
@@ -82,8 +86,8 @@ def test_nodeops_in_an_operators_folder(venv, tmp_path):
     assert sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", project / "id").returncode == 0
     inventory.write_text(text.replace("~/.ssh/nodeops-prod.pem", "../id"))
 
-    # the project's roles/ comes first: an override that names no variable the service has stops the run
-    override = project / "roles" / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    # the project's templates/ comes first: an override that names no variable the service has stops the run
+    override = project / "templates" / "chainlink" / "v2" / "config.toml.j2"
     override.parent.mkdir(parents=True)
     override.write_text("{{ vars.NOT_IN_THE_INVENTORY }}\n")
     (project / "sub").mkdir()
@@ -95,7 +99,7 @@ def test_nodeops_in_an_operators_folder(venv, tmp_path):
 
     inventory.write_text(inventory.read_text().replace("role: chainlink ", "role: chainlnk "))
     res = sh(nodeops, "deploy", "--env", "prod", "--dry-run", cwd=project)
-    site_roles = next((venv / "lib").glob("python3*/site-packages")) / "nodeops" / "builtin_roles"
+    site_roles = next((venv / "lib").glob("python3*/site-packages")) / "nodeops" / "builtin" / "roles"
     assert res.returncode == 2 and (f"unknown role 'chainlnk': no chainlnk/role.yaml in {project}/roles, {site_roles} "
                                     "(roles found: chainlink)") in res.stderr, res.stderr  # fmt: skip
 

@@ -85,9 +85,10 @@ def test_good_input_gets_as_far_as_the_bastion(tmp_path, monkeypatch):
 @pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
 def test_bad_input_fails_before_any_host(tmp_path, monkeypatch, text, override, fragment, dry_run):
     if override:  # an operator's override of one template, next to the inventory
-        templates = tmp_path / "roles" / "chainlink" / "templates" / "v2"
+        templates = tmp_path / "templates" / "chainlink" / "v2"
         templates.mkdir(parents=True)
         (templates / "config.toml.j2").write_text(override + "\n")
+        (tmp_path / "roles" / "chainlink").mkdir(parents=True)
         (tmp_path / "roles" / "chainlink" / "role.yaml").write_text(
             (Path(__file__).parents[2] / "roles" / "chainlink" / "role.yaml").read_text())  # fmt: skip
     code, out = deploy(tmp_path, text, monkeypatch, *(["--dry-run"] if dry_run else []))

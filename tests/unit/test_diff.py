@@ -216,6 +216,22 @@ def test_a_template_override_is_a_real_diff_of_the_text_the_node_read(job, tmp_p
     assert not any(value in json.dumps(events) for value in ENV_SECRETS)
 
 
+def test_a_changed_secret_template_is_a_change_the_diff_warns_of_without_its_content(job, tmp_path):
+    """Issue 15: only secrets.toml.j2 changed (the operator's override). Its output is never compared in a label,
+    so the old side's secret files are today's rendering; the hash moved, and a warning says why, naming no value."""
+    from nodeops.roles import BUILTIN_TEMPLATES
+
+    container = started(job)
+    mine = tmp_path / "templates" / "chainlink" / "v2" / "secrets.toml.j2"
+    mine.parent.mkdir(parents=True)
+    mine.write_text((BUILTIN_TEMPLATES / "chainlink" / "v2" / "secrets.toml.j2").read_text() + "# mine\n")
+    events = shown_diff(job, tmp_path, container)
+    (note,) = [e["message"] for e in events if e["diff"] == "warning"]
+    assert note == ("warning: a: the role's defaults, files, command or secret files' templates changed since "
+                    "nodeops-cl started: its files are compared as today's templates render its inputs")  # fmt: skip
+    assert not any(value in json.dumps(events) for value in ENV_SECRETS)
+
+
 def test_a_container_of_an_older_nodeops_is_compared_on_todays_templates_with_the_note(job, tmp_path):
     container = started(job, files=None)  # started before containers recorded their files' text
     override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")

@@ -17,7 +17,10 @@ from nodeops.project import MARKER, NoProject, find_project, init_files, plan_in
 from tests.conftest import ROOT
 
 NODEOPS = Path(sys.executable).with_name("nodeops")
-NEW_PROJECT = ".github/workflows/deploy.yml .gitignore inventory/prod.yaml nodeops.yaml roles/README.md"  # init's files
+NEW_PROJECT = (
+    ".github/workflows/deploy.yml .gitignore inventory/prod.yaml nodeops.yaml roles/README.md "
+    "templates/README.md"
+)  # init's files
 
 
 @pytest.mark.parametrize(
@@ -77,8 +80,9 @@ def test_init_writes_a_project_that_loads_and_refuses_to_overwrite(tmp_path):
     (tmp_path / "roles" / "README.md").write_text("mine\n")
     (tmp_path / "inventory" / "stage.yaml").unlink()
     (tmp_path / "nodeops.yaml").unlink()  # no project any more: init starts one here, over nothing that exists
-    with pytest.raises(InvalidInput, match=r"init: \.github/workflows/deploy\.yml, \.gitignore, roles/README\.md "
-                                           r"already exist in .*; nothing was written"):  # fmt: skip
+    with pytest.raises(InvalidInput, match=r"init: \.github/workflows/deploy\.yml, \.gitignore, roles/README\.md, "
+                                           r"templates/README\.md already exist in .*; nothing was "
+                                           r"written"):  # fmt: skip
         write_init(tmp_path, "stage")
     assert not (tmp_path / "inventory" / "stage.yaml").exists()  # nothing half written
     assert (tmp_path / "roles" / "README.md").read_text() == "mine\n"

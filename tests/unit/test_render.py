@@ -3,6 +3,7 @@ never reaches output, messages or the config hash; errors name role, template fi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 
 from nodeops.errors import EXIT_INVALID, InvalidInput
 from nodeops.inventory import Service
-from nodeops.render import render
-from nodeops.roles import BUILTIN_ROLES, load_role
+from nodeops.render import render, template_digests
+from nodeops.roles import BUILTIN_ROLES, BUILTIN_TEMPLATES, load_role
 from nodeops.secrets import Secret
 from tests.conftest import simulator
 
@@ -55,17 +56,19 @@ def docker_env_file(data: bytes) -> dict[str, str]:
 
 
 def tmp_role(root: Path, templates: dict[str, str], secret: bool = True) -> Path:
-    """A one-profile role 't' whose files are the given templates."""
-    folder = root / "t"
-    (folder / "templates").mkdir(parents=True)
+    """A one-profile role 't' whose files are the given templates (``root/roles/t``, ``root/templates/t``); returns the
+    roles folder."""
+    folder = root / "roles" / "t"
+    folder.mkdir(parents=True)
+    (root / "templates" / "t").mkdir(parents=True)
     files = "\n".join(f"      {n}: {{template: {n}, secret: {str(secret).lower()}}}" for n in templates)
     (folder / "role.yaml").write_text(
         "user: 1\nport: 1\nhealth: /\nmount: /m\nprofiles:\n  p:\n    files:\n"
         f"{files}\n    command: [run]\ndefault_profile: p\n"
     )
     for name, body in templates.items():
-        (folder / "templates" / name).write_text(body)
-    return root
+        (root / "templates" / "t" / name).write_text(body)
+    return root / "roles"
 
 
 def render_one(tmp_path: Path, body: str, value: object, name: str = "f.txt") -> bytes:
@@ -124,7 +127,7 @@ def test_filters_refuse_what_their_format_cannot_carry_naming_the_secret(tmp_pat
         render_one(tmp_path, body + "\n", Secret(value + SENTINEL))
     message = str(err.value)
     assert err.value.exit_code == EXIT_INVALID and "\n" not in message
-    assert message.startswith(f"role t: template {tmp_path}/t/templates/f.txt, line 1: ")
+    assert message.startswith(f"role t: template {tmp_path}/templates/t/f.txt, line 1: ")
     assert problem in message and SENTINEL not in message and "s3nt" not in message
 
 
@@ -154,7 +157,7 @@ UNFILTERED = ("secret 's' is printed without an escaping filter; write it throug
 def test_a_secret_printed_without_a_filter_fails_clearly(tmp_path, body, line, problem):
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, body + "\n", Secret(SENTINEL))
-    assert str(err.value) == f"role t: template {tmp_path}/t/templates/f.txt, line {line}: {problem}"
+    assert str(err.value) == f"role t: template {tmp_path}/templates/t/f.txt, line {line}: {problem}"
     assert SENTINEL not in str(err.value) and "s3nt" not in str(err.value)
     assert err.value.__context__ is None  # the original error, and its frames holding values, are gone
 
@@ -178,7 +181,7 @@ def test_a_secret_in_a_file_marked_secret_false_is_refused(tmp_path, body):
         render(role, "p", service(), {"s": Secret(SENTINEL, "s")})
     message = str(err.value)
     assert err.value.exit_code == EXIT_INVALID and "\n" not in message and "s3nt" not in message
-    assert message.startswith(f"role t: template {tmp_path}/plain/t/templates/f.txt, line 2: ")
+    assert message.startswith(f"role t: template {tmp_path}/plain/templates/t/f.txt, line 2: ")
     assert "secret 's' is written into f.txt, a file with secret: false" in message
     assert "write it in a file with secret: true instead" in message
     control = load_role("t", [tmp_role(tmp_path / "secret", {"f.txt": "a\n" + body + "\n"}, secret=True)])
@@ -194,8 +197,8 @@ def test_a_plain_file_may_still_write_plain_values_and_name_secrets(tmp_path):
 
 def test_an_operator_template_printing_a_secret_into_config_toml_is_refused(tmp_path):
     mine = tmp_path / "roles"
-    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
-    override = mine / "chainlink" / "templates" / "v2" / "config.toml.j2"
+    (tmp_path / "templates" / "chainlink" / "v2").mkdir(parents=True)
+    override = tmp_path / "templates" / "chainlink" / "v2" / "config.toml.j2"
     override.write_text("# mine\nK = {{ secrets.keystore | toml }}\n")
     with pytest.raises(InvalidInput, match=r"config.toml.j2, line 2: toml: secret 'keystore' is written into "
                                            r"config.toml, a file with secret: false"):  # fmt: skip
@@ -206,7 +209,7 @@ def test_undefined_variable_names_template_line_and_variable(tmp_path):
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, "a\nb\nc = {{ vars.NOPE | toml }}\n", "x")
     assert str(err.value) == (
-        f"role t: template {tmp_path}/t/templates/f.txt, line 3: vars.NOPE is undefined "
+        f"role t: template {tmp_path}/templates/t/f.txt, line 3: vars.NOPE is undefined "
         "(set it in services.cl1.variables or the role's defaults)"
     )
 
@@ -376,8 +379,8 @@ def test_the_node_simulator_reads_the_rendered_files_as_the_node_would(tmp_path)
 
 def test_an_operator_overrides_one_template_and_the_others_fall_back(tmp_path):
     mine = tmp_path / "roles"
-    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)
-    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text(
+    (tmp_path / "templates" / "chainlink" / "v2").mkdir(parents=True)
+    (tmp_path / "templates" / "chainlink" / "v2" / "config.toml.j2").write_text(
         "# mine\n[Log]\nLevel = {{ vars.LOG_LEVEL | toml }}\n"
     )
     got = render(load_role("chainlink", [mine, BUILTIN_ROLES]), "v2", service(), secrets())
@@ -409,6 +412,68 @@ def test_config_hash_follows_config_and_image_but_never_a_secret_value(profile):
     assert digest(service(LOG_LEVEL="debug")) != base  # v1: the change is in a secret file, seen through vars
     assert digest(service(LEASE_DURATION="20s")) != base
     assert digest(service(PROFILE="v1" if profile == "v2" else "v2")) != base
+
+
+def overridden(project: Path, template: str, edit) -> Path:
+    """The roles folder of ``project``, whose ``templates/chainlink/<template>`` is the built-in one passed through
+    ``edit`` (text -> text)."""
+    mine = project / "templates" / "chainlink" / template
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text(edit((BUILTIN_TEMPLATES / "chainlink" / template).read_text()))
+    return project / "roles"
+
+
+@pytest.mark.parametrize(
+    ("profile", "template", "edit", "moves"),
+    [
+        # the bug: a secret file's template changed (the operator's override), nothing else: the hash must move
+        ("v2", "v2/secrets.toml.j2", lambda t: t + "# rotated by ops\n", True),
+        ("v2", "api.j2", lambda t: "{#- mine -#}\n" + t, True),  # a comment only: still another template
+        ("v2", "database_url.j2", lambda t: t + "\n", True),  # imported by secrets.toml.j2
+        ("v2", "evm.j2", lambda t: "{#- mine -#}\n" + t, True),  # imported by rpc.toml.j2 (secret) too
+        ("v1", "v1/env.j2", lambda t: t + "# mine\n", True),
+        ("v1", "password.j2", lambda t: "{#- mine -#}\n" + t, True),
+        # no change: the same bytes in the operator's folder, or a template this profile does not render
+        ("v2", "v2/secrets.toml.j2", lambda t: t, False),
+        ("v2", "v1/env.j2", lambda t: t + "# mine\n", False),
+        ("v2", "password.j2", lambda t: t + "\n", False),
+        ("v1", "v2/secrets.toml.j2", lambda t: t + "# mine\n", False),
+        # a non-secret file is covered by its output: a template change that renders the same bytes is no change
+        ("v2", "v2/config.toml.j2", lambda t: "{#- mine -#}\n" + t, False),
+        ("v2", "v2/config.toml.j2", lambda t: "# mine\n" + t, True),
+    ],
+)  # fmt: skip
+def test_a_changed_template_of_a_secret_file_moves_the_config_hash(tmp_path, profile, template, edit, moves):
+    """Issue 15's bug: an override of secrets.toml.j2 moved no config hash, so deploy said "no change" and never
+    shipped it. The hash covers the bytes of every template a secret file is rendered from; never its output."""
+    base = render(load_role("chainlink"), profile, service(), secrets())
+    role = load_role("chainlink", [overridden(tmp_path, template, edit), BUILTIN_ROLES])
+    got = render(role, profile, service(), secrets())
+    assert (got.config_hash != base.config_hash) is moves
+    other = render(role, profile, service(), secrets("another-password-value-xyz"))
+    assert other.config_hash == got.config_hash  # still never a secret value
+    assert {n: f.data for n, f in other.files.items() if not f.secret} == {
+        n: f.data for n, f in got.files.items() if not f.secret}  # fmt: skip
+
+
+def test_template_digests_follow_imports_and_stand_for_every_template_on_a_computed_name(tmp_path):
+    """The control for the table above: what a secret file's digests cover, read from the files."""
+    sha = lambda text: hashlib.sha256(text.encode()).hexdigest()  # noqa: E731
+    roles = tmp_role(
+        tmp_path,
+        {
+            "f.txt": '{% include "inc.j2" %}{% if 0 %}{% include "absent.j2" %}{% endif %}\n',
+            "inc.j2": "{% import 'deep.j2' as d %}x\n",
+            "deep.j2": "y\n",
+            "lone.j2": "z\n",
+        },
+    )
+    role = load_role("t", [roles])
+    assert template_digests(role, "f.txt") == (("deep.j2", sha("y\n")), ("f.txt", sha(
+        '{% include "inc.j2" %}{% if 0 %}{% include "absent.j2" %}{% endif %}\n')),
+        ("inc.j2", sha("{% import 'deep.j2' as d %}x\n")))  # fmt: skip
+    roles = tmp_role(tmp_path / "computed", {"f.txt": "{% include vars.WHICH %}\n", "lone.j2": "z\n"})
+    assert [n for n, _ in template_digests(load_role("t", [roles]), "f.txt")] == ["f.txt", "lone.j2"]
 
 
 # ---------------------------------------------------------------- several chains (EVM_CHAINS), list variables

@@ -16,6 +16,7 @@ from nodeops.inventory import SecretRef, Service
 from nodeops.render import render
 from nodeops.roles import (
     BUILTIN_ROLES,
+    BUILTIN_TEMPLATES,
     PROFILE_VARIABLE,
     RoleError,
     check_service,
@@ -24,6 +25,7 @@ from nodeops.roles import (
     profile_name,
     role_for,
     role_search_path,
+    templates_folder,
 )
 
 GOOD = textwrap.dedent("""\
@@ -47,15 +49,17 @@ GOOD = textwrap.dedent("""\
 
 
 def make_role(root: Path, text: str = GOOD, name: str = "thing", templates: dict[str, str] | None = None) -> Path:
-    folder = root / name
-    (folder / "templates").mkdir(parents=True)
-    (folder / "role.yaml").write_text(text)
+    """Role ``name`` in a project folder ``root``: ``roles/<name>/role.yaml`` and ``templates/<name>/``; returns the
+    ``roles`` folder (what a search path lists)."""
+    (root / "roles" / name).mkdir(parents=True)
+    (root / "roles" / name / "role.yaml").write_text(text)
+    (root / "templates" / name).mkdir(parents=True)
     for tname, body in (
         templates or {"app.j2": "a={{ vars.A | raw }}\n", "pw.j2": "{{ secrets.pw | line }}\n"}
     ).items():
-        (folder / "templates" / tname).parent.mkdir(parents=True, exist_ok=True)
-        (folder / "templates" / tname).write_text(body)
-    return root
+        (root / "templates" / name / tname).parent.mkdir(parents=True, exist_ok=True)
+        (root / "templates" / name / tname).write_text(body)
+    return root / "roles"
 
 
 def service(**variables) -> Service:
@@ -96,7 +100,7 @@ def test_builtin_chainlink_role():
 def test_a_good_role_loads_frozen(tmp_path):
     role = load_role("thing", [make_role(tmp_path)])
     assert role.profile("main").argv(role.mount) == ("serve", "--conf", "/data/app.conf")
-    assert role.template_dirs == (tmp_path / "thing" / "templates",)
+    assert role.template_dirs == (tmp_path / "templates" / "thing",)
     with pytest.raises(TypeError):
         role.defaults["A"] = "y"  # type: ignore[index]
     with pytest.raises(AttributeError):
@@ -163,12 +167,12 @@ def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, p
 
 
 def test_unknown_role_names_the_role_the_service_path_the_folders_and_the_roles_found(tmp_path):
-    make_role(tmp_path, GOOD, name="mine")
+    roles = make_role(tmp_path, GOOD, name="mine")
     with pytest.raises(InventoryError) as err:
-        load_role("nosuch", [tmp_path, BUILTIN_ROLES], file="/inv/prod.yaml", where="services.cl1.role")
+        load_role("nosuch", [roles, BUILTIN_ROLES], file="/inv/prod.yaml", where="services.cl1.role")
     assert err.value.exit_code == EXIT_INVALID
     assert str(err.value) == (
-        f"/inv/prod.yaml: services.cl1.role: unknown role 'nosuch': no nosuch/role.yaml in {tmp_path}, {BUILTIN_ROLES} "
+        f"/inv/prod.yaml: services.cl1.role: unknown role 'nosuch': no nosuch/role.yaml in {roles}, {BUILTIN_ROLES} "
         "(roles found: chainlink, mine)"
     )
     with pytest.raises(InvalidInput, match=r"invalid role name '\.\./x'"):
@@ -202,14 +206,45 @@ def test_search_path_without_an_inventory_or_in_the_source_repository():
 
 
 def test_the_first_role_yaml_wins_and_templates_fall_back(tmp_path):
-    mine = tmp_path / "mine"
-    (mine / "chainlink" / "templates" / "v2").mkdir(parents=True)  # templates only: role.yaml is the built-in one
-    (mine / "chainlink" / "templates" / "v2" / "config.toml.j2").write_text("# mine\n")
+    mine = tmp_path / "mine" / "roles"  # a project with templates only: role.yaml is the built-in one
+    (tmp_path / "mine" / "templates" / "chainlink" / "v2").mkdir(parents=True)
+    (tmp_path / "mine" / "templates" / "chainlink" / "v2" / "config.toml.j2").write_text("# mine\n")
     role = load_role("chainlink", [mine, BUILTIN_ROLES])
     assert role.source == BUILTIN_ROLES / "chainlink" / "role.yaml"
-    assert role.template_dirs == (mine / "chainlink" / "templates", BUILTIN_ROLES / "chainlink" / "templates")
+    assert role.template_dirs == (tmp_path / "mine" / "templates" / "chainlink", BUILTIN_TEMPLATES / "chainlink")
     other = make_role(tmp_path / "other", GOOD, name="chainlink", templates={"app.j2": "x\n", "pw.j2": "y\n"})
     assert load_role("chainlink", [other, BUILTIN_ROLES]).source == other / "chainlink" / "role.yaml"
+
+
+def test_the_built_in_roles_and_templates_sit_side_by_side_as_in_a_project():
+    assert BUILTIN_TEMPLATES == BUILTIN_ROLES.parent / "templates"
+    assert templates_folder(BUILTIN_ROLES, "chainlink") == BUILTIN_TEMPLATES / "chainlink"
+    assert (BUILTIN_TEMPLATES / "chainlink" / "v2" / "secrets.toml.j2").is_file()
+    assert not (BUILTIN_ROLES / "chainlink" / "templates").exists()
+
+
+def test_a_missing_template_names_both_template_folders(tmp_path):
+    """One line naming the operator's templates folder (even when it does not exist) and the built-in one."""
+    roles = make_role(tmp_path, GOOD.replace("template: app.j2", "template: v2/nosuch.j2"), name="chainlink")
+    with pytest.raises(RoleError) as err:
+        load_role("chainlink", [roles, BUILTIN_ROLES])
+    assert err.value.where == "profiles.main.files.app.conf.template"
+    assert err.value.problem == (f"template 'v2/nosuch.j2' not found in {tmp_path}/templates/chainlink, "
+                                 f"{BUILTIN_TEMPLATES}/chainlink")  # fmt: skip
+
+
+def test_templates_under_roles_the_layout_before_are_refused_not_ignored(tmp_path):
+    """An override kept where it used to be (roles/chainlink/templates/) would otherwise silently stop applying."""
+    old = tmp_path / "roles" / "chainlink" / "templates" / "v2"
+    old.mkdir(parents=True)
+    (old / "secrets.toml.j2").write_text("# mine\n")
+    with pytest.raises(RoleError) as err:
+        load_role("chainlink", [tmp_path / "roles", BUILTIN_ROLES])
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in str(err.value)
+    assert str(err.value) == (
+        f"{tmp_path}/roles/chainlink/templates: a role's templates are read from {tmp_path}/templates/chainlink now, "
+        "not from roles/: move the files there (same paths inside), then remove this folder"
+    )
 
 
 @pytest.mark.parametrize(("variables", "expected"), [({}, "v2"), ({"PROFILE": "v1"}, "v1"), ({"PROFILE": "v2"}, "v2")])
@@ -276,14 +311,15 @@ def test_services_of_two_roles_on_one_host_must_serve_on_different_ports(tmp_pat
     """The inventory cannot tell two roles' ports apart; role_for can: a clash names both services."""
     from tests.unit.test_inventory import edited, key, parse  # noqa: PLC0415 - the inventory tables' builders
 
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "role.yaml").write_text(
+    (tmp_path / "roles" / "other").mkdir(parents=True)
+    (tmp_path / "roles" / "other" / "role.yaml").write_text(
         (BUILTIN_ROLES / "chainlink" / "role.yaml").read_text().replace("port: 6688", "port: 7000")
     )
-    (tmp_path / "other" / "templates").symlink_to(BUILTIN_ROLES / "chainlink" / "templates")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "other").symlink_to(BUILTIN_TEMPLATES / "chainlink")
     other = {"role": "other", "image": "smartcontract/chainlink:2.10.0",
              "nodes": [{"name": "o-a", "host": "10.0.1.10", "preferred": "active", "host_key": key(2)}]}  # fmt: skip
-    path = [tmp_path, BUILTIN_ROLES]
+    path = [tmp_path / "roles", BUILTIN_ROLES]
     inv = parse(edited(("services.other", other)))
     assert role_for(inv, inv.services["other"], path).port == 7000  # 6688 and 7000 on one host: fine
     inv = parse(edited(("services.other", {**other, "port": 6688})))
@@ -297,7 +333,7 @@ def test_services_of_two_roles_on_one_host_must_serve_on_different_ports(tmp_pat
 # -- the variables a role knows: declared in role.yaml, checked against its templates; any other is refused --------
 
 
-def template_variables(role_dir: Path) -> set[str]:
+def template_variables(templates: Path) -> set[str]:
     """Every ``vars.NAME`` / ``vars["NAME"]`` the role's templates read (parsed, not rendered: every branch)."""
     env = jinja2.Environment()
 
@@ -307,10 +343,10 @@ def template_variables(role_dir: Path) -> set[str]:
                 if isinstance(node, nodes.Getattr):
                     yield node.attr
                 else:
-                    assert isinstance(node.arg, nodes.Const), f"vars[...] with a computed name in {role_dir}"
+                    assert isinstance(node.arg, nodes.Const), f"vars[...] with a computed name in {templates}"
                     yield node.arg.value
 
-    return {name for path in (role_dir / "templates").rglob("*.j2") for name in read(env.parse(path.read_text()))}
+    return {name for path in templates.rglob("*.j2") for name in read(env.parse(path.read_text()))}
 
 
 def test_the_chainlink_role_declares_exactly_the_variables_its_templates_and_lease_read():
@@ -320,7 +356,7 @@ def test_the_chainlink_role_declares_exactly_the_variables_its_templates_and_lea
     role = load_role("chainlink")
     lease = role.lease
     assert lease is not None
-    read = template_variables(BUILTIN_ROLES / "chainlink") | {lease.host, lease.port, lease.database, lease.sslmode}
+    read = template_variables(BUILTIN_TEMPLATES / "chainlink") | {lease.host, lease.port, lease.database, lease.sslmode}
     assert read | {PROFILE_VARIABLE} == role.known_variables
     assert set(role.variables) == {"DATABASE_HOST", "DATABASE_NAME", "EVM_CHAINS"}  # the ones with no default
 
@@ -369,7 +405,7 @@ def test_what_the_chainlink_role_declares_unused_changes_no_file():
 def test_template_variables_reads_every_branch(tmp_path):
     """The control for the test above: attribute and item reads, in and out of branches, and nothing else."""
     make_role(tmp_path, templates={"a.j2": "{% if vars.X %}{{ vars['Y'] }}{% endif %}{{ secrets.s }}{{ other.Z }}"})
-    assert template_variables(tmp_path / "thing") == {"X", "Y"}
+    assert template_variables(tmp_path / "templates" / "thing") == {"X", "Y"}
 
 
 def two_roles(tmp_path: Path, variables: dict, defaults: dict | None = None):
@@ -377,16 +413,19 @@ def two_roles(tmp_path: Path, variables: dict, defaults: dict | None = None):
     chainlink that also declares OTHER_ONLY), with ``defaults.variables``; and the roles' search path."""
     from tests.unit.test_inventory import BASE, edited, key, parse  # noqa: PLC0415 - the inventory tables' builders
 
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "role.yaml").write_text((BUILTIN_ROLES / "chainlink" / "role.yaml").read_text().replace(
-        "port: 6688", "port: 7000").replace("  - EVM_CHAINS ", "  - OTHER_ONLY\n  - EVM_CHAINS "))  # fmt: skip
-    (tmp_path / "other" / "templates").symlink_to(BUILTIN_ROLES / "chainlink" / "templates")
+    (tmp_path / "roles" / "other").mkdir(parents=True)
+    chainlink = (BUILTIN_ROLES / "chainlink" / "role.yaml").read_text()
+    (tmp_path / "roles" / "other" / "role.yaml").write_text(
+        chainlink.replace("port: 6688", "port: 7000").replace("  - EVM_CHAINS ", "  - OTHER_ONLY\n  - EVM_CHAINS ")
+    )
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "other").symlink_to(BUILTIN_TEMPLATES / "chainlink")
     other = {"role": "other", "image": "smartcontract/chainlink:2.10.0",
              "nodes": [{"name": "o-a", "host": "10.0.1.10", "preferred": "active", "host_key": key(2)}]}  # fmt: skip
     mine = {**BASE["services"]["chainlink"]["variables"], **variables}
     changes = [("services.other", other), ("services.chainlink.variables", mine)]
     inv = parse(edited(*changes, *([("defaults", {"variables": defaults})] if defaults else [])))
-    return inv, [tmp_path, BUILTIN_ROLES]
+    return inv, [tmp_path / "roles", BUILTIN_ROLES]
 
 
 @pytest.mark.parametrize(
