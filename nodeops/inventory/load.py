@@ -71,10 +71,7 @@ def parse_inventory(text: str, source: Path) -> Inventory:
     data, positions = _load_yaml(text, file)
     if data is None:
         raise InventoryError(file, "", "empty file: expected a mapping with environment, bastion, ssh and services")
-    try:
-        spec = _InventorySpec.model_validate(data, context={"base": source.parent})
-    except ValidationError as err:
-        raise _first_error(err, data, positions, file) from None
+    spec = validate(_InventorySpec, data, positions, file, context={"base": source.parent})
     inventory = _build(spec, source)
     check(inventory)
     return inventory
@@ -97,8 +94,11 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]:
-    """The document and where each of its values starts, by path of keys and indexes."""
+def _load_yaml(
+    text: str, file: str, error: type[InventoryError] = InventoryError
+) -> tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]:
+    """The document and where each of its values starts, by path of keys and indexes; ``error`` when it is not
+    YAML (the file's kind of InventoryError: nodeops.role_file.RoleError for a role.yaml)."""
     loader = None
     try:
         loader = _Loader(text)
@@ -110,12 +110,12 @@ def _load_yaml(text: str, file: str) -> tuple[Any, dict[tuple[Any, ...], tuple[i
         mark = err.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = ", ".join(filter(None, (err.context, err.problem))) or str(err)
-        raise InventoryError(file, where, f"invalid YAML: {_one_line(problem)}") from None
+        raise error(file, where, f"invalid YAML: {_one_line(problem)}") from None
     except yaml.reader.ReaderError as err:  # a control character, refused before parsing
         before = text[: err.position]
         line, column = before.count("\n") + 1, len(before) - before.rfind("\n")
         where = f"line {line}, column {column}"
-        raise InventoryError(file, where, f"invalid YAML: character #x{err.character:04x}: {err.reason}") from None
+        raise error(file, where, f"invalid YAML: character #x{err.character:04x}: {err.reason}") from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -151,8 +151,28 @@ _EXPECTED = {
 }
 
 
+def validate(
+    spec: type[_Spec],
+    data: Any,
+    positions: dict[tuple[Any, ...], tuple[int, int]],
+    file: str,
+    error: type[InventoryError] = InventoryError,
+    context: dict[str, Any] | None = None,
+) -> Any:
+    """``data`` (a YAML document, ``positions`` from ``_load_yaml``) validated by ``spec``, or the ``error`` that comes
+    first in the file (the inventory's and role.yaml's one way of saying what is wrong, and where)."""
+    try:
+        return spec.model_validate(data, context=context)
+    except ValidationError as err:
+        raise _first_error(err, data, positions, file, error) from None
+
+
 def _first_error(
-    exc: ValidationError, data: Any, positions: dict[tuple[Any, ...], tuple[int, int]], file: str
+    exc: ValidationError,
+    data: Any,
+    positions: dict[tuple[Any, ...], tuple[int, int]],
+    file: str,
+    error: type[InventoryError] = InventoryError,
 ) -> InventoryError:
     """The error that comes first in the file, located and worded for a human."""
     found = []
@@ -163,11 +183,11 @@ def _first_error(
         elif err["type"].startswith("union_tag_"):  # the one tagged union: secret backends by kind
             loc += ("kind",)
         where, walked = _where(loc, data)
-        while walked not in positions:
+        while walked and walked not in positions:
             walked = walked[:-1]
-        found.append((positions[walked], where, _problem(err, loc)))
+        found.append((positions.get(walked, (0, 0)), where, _problem(err, loc)))
     _, where, problem = min(found, key=lambda f: f[0])
-    return InventoryError(file, where, problem)
+    return error(file, where, problem)
 
 
 def _where(loc: tuple[Any, ...], data: Any) -> tuple[str, tuple[Any, ...]]:
@@ -211,13 +231,15 @@ def _make(spec: _Spec, **derived: Any) -> Any:
     return spec.ENGINE(**{name: _value(getattr(spec, key)) for key, name in spec.FIELDS.items()}, **derived)
 
 
-def _value(value: Any) -> Any:
+def _value(value: Any, key: Any = None) -> Any:
+    """A validated value as the model holds it: mappings read-only, an entry of a mapping given its key as its
+    ``name`` when its class has a derived ``name`` (a secret backend, a role's profile)."""
     if isinstance(value, _Spec):
-        return _make(value)
+        return _make(value, name=key) if value.NAMED else _make(value)
     if isinstance(value, tuple):
         return tuple(_value(v) for v in value)
     if isinstance(value, dict):
-        return MappingProxyType({k: _value(v) for k, v in value.items()})
+        return MappingProxyType({k: _value(v, k) for k, v in value.items()})
     return value
 
 
@@ -257,7 +279,7 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
         environment=spec.environment,
         bastion=_make(spec.bastion),
         ssh=_make(spec.ssh),
-        secret_backends=MappingProxyType({name: _make(be, name=name) for name, be in spec.secret_backends.items()}),
+        secret_backends=_value(spec.secret_backends),
         services=MappingProxyType(services),
         backup=_value(spec.backup),
         webhook=_value(spec.notify.webhook) if spec.notify else None,

@@ -50,6 +50,7 @@ class _Spec(BaseModel):
     ENGINE: ClassVar[type | None] = None  # the model class this mapping is built into
     FIELDS: ClassVar[dict[str, str]] = {}  # file key -> its field of ENGINE
     BEFORE: ClassVar[Callable[[Any], Any] | None] = None  # a check of the whole value before its keys
+    NAMED: ClassVar[bool] = False  # ENGINE has a derived ``name``: an entry of a mapping, named by its key
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +163,7 @@ def _spec(
     model = create_model(name, __base__=base, __doc__=doc or engine.__doc__, __module__=__name__, **fields)
     model.ENGINE, model.FIELDS = engine, mapped
     model.BEFORE = getattr(engine, BEFORE, None)
+    model.NAMED = any(f.name == "name" and f.metadata.get(DERIVED) for f in dataclasses.fields(engine))
     if partial:
         model.FALLBACKS, model.MERGED, model.REQUIRED = fallbacks, tuple(merged), tuple(needed)
     for attr, value in class_vars.items():
