@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import inspect
-import textwrap
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -97,13 +98,23 @@ def _required(annotation: Any) -> Any:
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    """The string under each field of ``cls`` (its description), read from the source."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body  # type: ignore[attr-defined]
+    """The string under each field of ``cls`` (its description), read from its module's source."""
+    return _module_docs(cls.__module__).get(cls.__qualname__, {})
+
+
+@functools.cache
+def _module_docs(module: str) -> dict[str, dict[str, str]]:
+    """``_field_docs`` of every top-level class of ``module``: its source is parsed once."""
+    tree = ast.parse(inspect.getsource(sys.modules[module]))
     return {
-        a.target.id: inspect.cleandoc(b.value.value)
-        for a, b in zip(body, body[1:], strict=False)
-        if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
-        if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)
+        c.name: {
+            a.target.id: inspect.cleandoc(b.value.value)
+            for a, b in zip(c.body, c.body[1:], strict=False)
+            if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+            if isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)
+        }
+        for c in tree.body
+        if isinstance(c, ast.ClassDef)
     }
 
 
