@@ -36,6 +36,7 @@ from nodeops.inventory.values import (
     _matching,
     _Port,
     _shown,
+    _up_to,
     _variable,
 )
 
@@ -97,13 +98,6 @@ def _container_path(value: Any) -> str:
     _fail(_container_path.accepts, value)
 
 
-@_accepts("a number of seconds 0 < n <= 3600")
-def _stop_seconds(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 3600:
-        return float(value)
-    _fail(_stop_seconds.accepts, value)
-
-
 @_accepts("a path relative to templates/")
 def _template(value: Any) -> str:
     if isinstance(value, str):
@@ -136,6 +130,7 @@ def _any(value: Any) -> Any:
 
 
 _Checked = Annotated[str, PlainValidator(_any)]
+_StopSeconds = Annotated[float, _up_to(3600, "a number of seconds 0 < n <= 3600")]
 _SecretName = Annotated[str, _matching(_NAME_PATTERN, f"a secret name matching {_NAME_PATTERN}")]
 _VariableName = Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")]
 _Table = Annotated[str, _matching(r"[a-z_][a-z0-9_]{0,62}", "a table name [a-z_][a-z0-9_]*")]  # spliced into SQL
@@ -226,8 +221,7 @@ class Role:
     port: _Port  # API/UI port
     health: Annotated[str, PlainValidator(_http_path)]  # HTTP path; 200 = healthy
     mount: Annotated[str, PlainValidator(_container_path)]  # where the node sees its files
-    stop_timeout: Annotated[float, PlainValidator(_stop_seconds)] = in_file(default=10.0)  # seconds for a graceful
-    # stop
+    stop_timeout: _StopSeconds = in_file(default=10.0)  # seconds for a graceful stop
     standby_log: str | None = in_file(default=None)  # what a standby logs while it waits (case-insensitive): extra
     # evidence, never required
     defaults: Annotated[

@@ -32,12 +32,12 @@ from nodeops.inventory.values import (
     _not_a_value,
     _not_inline,
     _Path,
-    _per_cpu,
     _Port,
     _references,
     _Seconds,
     _shown,
     _StateDir,
+    _up_to,
     _url,
     _variable,
     _Word,
@@ -165,7 +165,7 @@ class CheckPolicy:
     """Of ``/``, ``/run`` and the container engine's storage."""
     memory_max_percent: Annotated[int, _integer(1, 100)] = 90
     """Used memory, ``MemTotal - MemAvailable``."""
-    load_max_per_cpu: Annotated[float, PlainValidator(_per_cpu)] = 2.0
+    load_max_per_cpu: Annotated[float, _up_to(1000, "a number > 0 and <= 1000")] = 2.0
     """The 5-minute load average per CPU."""
     log_error_lines: Annotated[int, _integer(0, 1_000_000)] = 10
     """Error-level lines allowed in the container's log ..."""

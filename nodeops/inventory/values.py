@@ -194,11 +194,16 @@ def _url(value: Any) -> str:
     _fail(_url.accepts, value)
 
 
-@_accepts("a number > 0 and <= 1000")
-def _per_cpu(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1000:
-        return float(value)
-    _fail(_per_cpu.accepts, value)
+def _up_to(high: float, expected: str) -> PlainValidator:
+    """A number ``0 < n <= high`` (as a float), else "expected ``expected``"."""
+
+    @_accepts(expected)
+    def check(value: Any) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= high:
+            return float(value)
+        _fail(expected, value)
+
+    return PlainValidator(check)
 
 
 _VARIABLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
