@@ -16,7 +16,6 @@ The package, in the order a file goes through it:
 """
 
 from nodeops.inventory.load import (
-    _Loader,
     check_environment,
     check_environment_name,
     inventory_path,
@@ -43,7 +42,6 @@ from nodeops.inventory.values import (
     HostKey,
     Scalar,
     Variable,
-    _accepts,
     variable_problem,
 )
 
@@ -65,9 +63,7 @@ __all__ = [
     "Variable",
     "_DefaultsSpec",
     "_InventorySpec",
-    "_Loader",
     "_Spec",
-    "_accepts",
     "check_environment",
     "check_environment_name",
     "inventory_path",
