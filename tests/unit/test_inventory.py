@@ -881,3 +881,26 @@ def test_env_loads_only_a_file_of_that_environment(tmp_path, monkeypatch, file, 
     assert (info.value.file, info.value.where) == (str(path), "environment")
     assert error in info.value.problem and info.value.exit_code == 2
     assert load(None, str(path)).environment == environment  # --inventory PATH: the file names its environment
+
+
+def test_each_key_is_declared_once_on_the_model():
+    """Issue 15: the file's models are generated from the engine's dataclasses (nodeops.inventory.model), so a key's
+    validator, default and description are written once: each key of each mapping of the file is a field of its
+    model class, with that field's description."""
+    from nodeops.inventory import schema
+
+    specs = [s for s in vars(schema).values() if isinstance(s, type) and issubclass(s, schema._Spec)]
+    assert len(specs) > 10
+    for spec in specs:
+        if spec is schema._Spec:
+            continue
+        engine = spec.ENGINE
+        assert dataclasses.is_dataclass(engine), spec
+        fields = {f.name: f for f in dataclasses.fields(engine)}
+        docs = schema._field_docs(engine)
+        for key, info in spec.model_fields.items():
+            if key not in spec.FIELDS:  # a key only the file has (defaults, check, notify)
+                assert spec is schema._InventorySpec and key in ("defaults", "check", "notify")
+                continue
+            f = fields[spec.FIELDS[key]]
+            assert info.description == docs[f.name], (spec, key)

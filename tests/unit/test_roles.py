@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from nodeops.roles import (
     BUILTIN_ROLES,
     BUILTIN_TEMPLATES,
     PROFILE_VARIABLE,
+    Role,
     RoleError,
     check_service,
     check_variables,
@@ -153,6 +155,15 @@ def test_a_good_role_loads_frozen(tmp_path):
         (("secrets: [pw]", "secrets: [pw]\nunused_with: {N: [A, Z]}"), "unused_with.N[1]",
          "expected a variable of the role's defaults other than N, got 'Z'"),
         (("secrets: [pw]", "secrets: [pw]\nunused_with: {N: [N]}"), "unused_with.N[0]", "other than N, got 'N'"),
+        # issue 15: role.yaml goes through the inventory's validator: its located, worded errors
+        (("secrets: [pw]", "secrets: [pw]\nrotation: {x: 3}"), "rotation.x", "expected a mapping, got 3"),
+        (("secrets: [pw]", "secrets: [pw]\nrotation: {x: {secret: pw}}"), "rotation.x.kind",
+         "missing required key 'kind'"),
+        (("secrets: [pw]", "secrets: [pw]\nrotation: {x: {kind: refused, secret: pw, reason: r, user: pw}}"),
+         "rotation.x.user", "unknown key 'user' (allowed: kind, secret, reason)"),
+        (("{A: x, N: 1}", "{A: [[[[[1]]]]]}"), "defaults.A", "at [0][0][0][0]: lists and mappings nest at most 4 deep"),
+        (("app.conf: {template: app.j2, secret: false}", "app.conf: x"), "profiles.main.files.app.conf",
+         "expected a mapping, got 'x'"),
     ],
 )  # fmt: skip
 def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, problem):
@@ -469,3 +480,15 @@ def test_a_variable_the_role_does_not_know_is_refused_naming_where_it_is_set(tmp
     assert err.value.exit_code == EXIT_INVALID and "\n" not in str(err.value)
     assert (err.value.file, err.value.where) == (str(inv.source), where)
     assert problem in err.value.problem
+
+
+def test_role_yaml_is_declared_once_and_validated_like_the_inventory():
+    """Issue 15: role.yaml's pydantic models are generated from the role's dataclasses by the inventory's generator
+    (the same unknown-key, path and wording rules), in the order the file's keys are documented."""
+    from nodeops import role_file
+    from nodeops.inventory.schema import _Spec
+
+    spec = role_file._RoleSpec
+    assert issubclass(spec, _Spec) and spec.ENGINE is Role
+    assert list(spec.model_fields)[:5] == ["description", "user", "port", "health", "mount"]
+    assert set(spec.FIELDS.values()) <= {f.name for f in dataclasses.fields(Role)}

@@ -1,0 +1,423 @@
+"""``role.yaml``: a role's definition, validated like the inventory (nodeops.inventory: the same validators, the
+same generated pydantic models, the same path-qualified one-line errors).
+
+Each key is declared once, on the frozen dataclasses here (annotation = validator, default); ``_RoleSpec`` and the
+models under it are generated from them (nodeops.inventory.schema._spec). Rules that span keys (a lease's variables
+are the role's, a template exists, ...) are checked on the validated model (``_check``), once every key is valid.
+Every problem is one ``RoleError`` (exit 2) naming the role file and the path inside it
+(``profiles.v2.files.config.toml.template``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, NoReturn, Union
+
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
+from pydantic_core import PydanticCustomError
+
+from nodeops.errors import InvalidInput, InventoryError
+from nodeops.inventory.load import _load_yaml, _make, validate
+from nodeops.inventory.model import derived, in_file
+from nodeops.inventory.schema import _SPECS, _spec
+from nodeops.inventory.values import (
+    _NAME,
+    _NAME_PATTERN,
+    Variable,
+    _accepts,
+    _count,
+    _fail,
+    _integer,
+    _matching,
+    _Port,
+    _shown,
+    _up_to,
+    _variable,
+)
+
+PROFILE_VARIABLE = "PROFILE"
+
+
+class RoleError(InventoryError):
+    """A problem in a role's files, located by the role file and the path inside it (exit 2)."""
+
+
+# ---------------------------------------------------------------- what one key accepts
+
+
+def _a_list(what: str, *, none_is_empty: bool = True) -> BeforeValidator:
+    """A list (``null``: an empty one, if ``none_is_empty``), else "expected a list of ``what``"."""
+
+    def check(value: Any) -> Any:
+        if value is None and none_is_empty:
+            return []
+        if not isinstance(value, list):
+            raise PydanticCustomError("invalid", f"expected a list of {what}, got {_shown(value)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _choice(*allowed: str) -> PlainValidator:
+    @_accepts(" or ".join(allowed))
+    def check(value: Any) -> str:
+        if value in allowed:
+            return value
+        _fail(check.accepts, value)
+
+    return PlainValidator(check)
+
+
+@_accepts("true or false")
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    _fail(_boolean.accepts, value)
+
+
+@_accepts("an HTTP path starting with '/'")
+def _http_path(value: Any) -> str:
+    if isinstance(value, str) and value.startswith("/"):
+        return value
+    _fail(_http_path.accepts, value)
+
+
+@_accepts("an absolute path in the container")
+def _container_path(value: Any) -> str:
+    if isinstance(value, str) and PurePosixPath(value).is_absolute() and ".." not in PurePosixPath(value).parts:
+        return value
+    _fail(_container_path.accepts, value)
+
+
+@_accepts("a path relative to templates/<role>/")
+def _template(value: Any) -> str:
+    if isinstance(value, str):
+        parts = PurePosixPath(value).parts
+        if parts and not PurePosixPath(value).is_absolute() and ".." not in parts:
+            return value
+    _fail(_template.accepts, value)
+
+
+@_accepts(f"a name matching {_NAME_PATTERN}, not 'all' (that is --secret all)")
+def _rotation_name(value: Any) -> str:
+    if isinstance(value, str) and value != "all" and _NAME.fullmatch(value):
+        return value
+    _fail(_rotation_name.accepts, value)
+
+
+@_accepts("a plain file name [A-Za-z0-9._-]+")
+def _file_name(value: Any) -> str:
+    if isinstance(value, str) and value not in (".", "..") and _FILE_NAME.fullmatch(value):
+        return value
+    _fail(_file_name.accepts, value)
+
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _any(value: Any) -> Any:
+    """Any value: a rule across keys (``_check``) says what it must be, naming the choices."""
+    return value
+
+
+_Checked = Annotated[str, PlainValidator(_any)]
+_StopSeconds = Annotated[float, _up_to(3600, "a number of seconds 0 < n <= 3600")]
+_SecretName = Annotated[str, _matching(_NAME_PATTERN, f"a secret name matching {_NAME_PATTERN}")]
+_VariableName = Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")]
+_Table = Annotated[str, _matching(r"[a-z_][a-z0-9_]{0,62}", "a table name [a-z_][a-z0-9_]*")]  # spliced into SQL
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class RoleFile:
+    """A file rendered for the node: ``name`` in the node's folder, from ``template``."""
+
+    name: str = derived()
+    template: Annotated[str, PlainValidator(_template)]
+    secret: Annotated[bool, PlainValidator(_boolean)]
+    read: Annotated[Literal["start", "lease"], _choice("start", "lease")] = "start"  # when the node reads it: at
+    # start, or only once it holds the lease
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = derived()
+    files: Annotated[
+        Mapping[Annotated[str, PlainValidator(_file_name)], RoleFile], AfterValidator(_count(1, None, "file"))
+    ]
+    command: Annotated[
+        tuple[str, ...], _a_list("arguments", none_is_empty=False), AfterValidator(_count(1, None, "argument"))
+    ]  # with "{mount}" placeholders
+    env_file: str | None = None  # one of ``files``, passed as ``--env-file``
+
+    def argv(self, mount: str) -> tuple[str, ...]:
+        return tuple(arg.format(mount=mount) for arg in self.command)
+
+
+@dataclass(frozen=True)
+class LeaseSpec:
+    """Where the role's nodes keep their lease: a PostgreSQL table (client_id, expires_at), the
+    variables that locate the database and the secrets that log in to it."""
+
+    table: _Table
+    host: str  # variable names
+    port: str
+    database: str
+    sslmode: str
+    user: str  # secret names
+    password: str
+
+
+@dataclass(frozen=True)
+class BackupSpec:
+    """``backup:``: what fab backup's manifest records from the database besides the dump (the database is
+    the one ``lease:`` locates): every row of the tables holding the node's encrypted keys, as digests, and
+    the version the node last ran on it, from ``version_table``'s ``version`` column."""
+
+    key_tables: Annotated[tuple[_Table, ...], _a_list("table names", none_is_empty=False)]
+    version_table: _Table | None = None
+
+
+@dataclass(frozen=True)
+class RotationSpec:
+    """``rotation.<name>``: what ``fab rotate-secrets --secret <name>`` changes, and where it is checked.
+
+    Kinds: ``postgres-password`` (``ALTER ROLE`` of ``user`` on the server the
+    role's ``lease:`` locates, as the admin role whose user and password the
+    service's secrets ``admin_user`` and ``admin_password`` hold; then the pair
+    is rolled onto it), ``chainlink-api-password`` (the API user ``user``
+    changes it on the active node: ``PATCH /v2/user/password``) and
+    ``refused`` (cannot be changed in place: ``reason`` says why and what to do).
+    The keys each kind takes: ``ROTATION_KINDS``.
+    """
+
+    name: str = derived()
+    kind: Literal["postgres-password", "chainlink-api-password", "refused"]
+    secret: str  # the role secret whose value is rotated
+    user: str | None = None  # the role secret naming whose password it is (database role, API email)
+    admin_user: _SecretName | None = None  # postgres-password: service secrets (optional in `secrets:`) of the admin
+    admin_password: _SecretName | None = None
+    reason: str | None = None  # refused
+
+
+@dataclass(frozen=True, kw_only=True)
+class Role:
+    name: str = derived()
+    source: Path = derived()  # the role.yaml in effect
+    template_dirs: tuple[Path, ...] = derived()  # templates/<role> beside each roles/ folder, in order (operator's
+    # first, built-in last), each whether or not it exists
+    description: str = in_file(default="")
+    user: Annotated[int, _integer(0, 2**31 - 1)]  # container uid; the node's files are owned by it
+    port: _Port  # API/UI port
+    health: Annotated[str, PlainValidator(_http_path)]  # HTTP path; 200 = healthy
+    mount: Annotated[str, PlainValidator(_container_path)]  # where the node sees its files
+    stop_timeout: _StopSeconds = in_file(default=10.0)  # seconds for a graceful stop
+    standby_log: str | None = in_file(default=None)  # what a standby logs while it waits (case-insensitive): extra
+    # evidence, never required
+    defaults: Annotated[
+        Mapping[_VariableName, Annotated[Variable, PlainValidator(_variable)]],
+        BeforeValidator(_none_is_empty),
+    ] = in_file(default={})
+    secrets: Annotated[tuple[_SecretName, ...], _a_list("secret names")] = in_file(default=())  # secret names a
+    # service must define
+    lease: LeaseSpec | None = in_file(default=None)  # how to read who holds the active role; None: no lease
+    profiles: Annotated[
+        Mapping[Annotated[str, _matching(_NAME_PATTERN, f"a profile name matching {_NAME_PATTERN}")], Profile],
+        AfterValidator(_count(1, None, "profile")),
+    ]
+    default_profile: _Checked  # one of ``profiles``
+    rotation: Annotated[
+        Mapping[Annotated[str, PlainValidator(_rotation_name)], RotationSpec], BeforeValidator(_none_is_empty)
+    ] = in_file(default={})  # what fab rotate-secrets can rotate, in the order --secret all takes
+    backup: BackupSpec | None = None  # what fab backup records of the node's keys; None: the role has no backup
+    writable_paths: Annotated[tuple[str, ...], _a_list("variable names")] = ()  # variables holding a path the node
+    # writes: never at or under `mount`
+    secret_variables: Annotated[Mapping[str, _Checked], BeforeValidator(_none_is_empty)] = field(
+        default_factory=lambda: MappingProxyType({})
+    )  # variable -> the secret a service may give instead of it
+    variables: Annotated[tuple[_VariableName, ...], _a_list("variable names")] = ()  # role.yaml ``variables``: the
+    # ones a service may set that have no default
+    unused_with: Annotated[
+        Mapping[str, Annotated[tuple[str, ...], _a_list("variables of the role's defaults", none_is_empty=False)]],
+        BeforeValidator(_none_is_empty),
+    ] = field(default_factory=lambda: MappingProxyType({}))  # variable -> the defaults its templates do not read
+    # while a service sets it
+
+    def read_variables(self, own: Mapping[str, object]) -> dict[str, object]:
+        """The variables the templates read for a service whose own variables are ``own``: the role's defaults
+        overlaid by ``own``, without the defaults ``unused_with`` names for a variable ``own`` sets (Chainlink with
+        ``EVM_CHAINS``: no ``ETH_CHAIN_ID``, ``ETH_URL``, ``ETH_HTTP_URL``, ``LINK_CONTRACT_ADDRESS``). What a diff
+        compares, so that it lists no change that does nothing. Pure."""
+        unused = {name for key, names in self.unused_with.items() if key in own for name in names}
+        return {k: v for k, v in {**self.defaults, **own}.items() if k not in unused}
+
+    @property
+    def known_variables(self) -> frozenset[str]:
+        """Every variable a service of this role may set: ``defaults``, ``variables`` and ``PROFILE``."""
+        return frozenset({*self.defaults, *self.variables, PROFILE_VARIABLE})
+
+    @property
+    def admin_secrets(self) -> frozenset[str]:
+        """Secrets only a rotation uses (an admin role's credentials): never read by deploy, status or the rest."""
+        return frozenset(n for spec in self.rotation.values() for n in (spec.admin_user, spec.admin_password) if n)
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(self.profiles)
+            raise InvalidInput(f"role {self.name!r} has no profile {name!r} (profiles: {known})") from None
+
+
+# ---------------------------------------------------------------- the schema of role.yaml
+
+ROTATION_KINDS = {  # kind -> the keys it takes, all required
+    "postgres-password": ("secret", "user", "admin_user", "admin_password"),
+    "chainlink-api-password": ("secret", "user"),
+    "refused": ("secret", "reason"),
+}
+_SPECS[LeaseSpec] = _spec(LeaseSpec, "_LeaseSpec")
+_SPECS[BackupSpec] = _spec(BackupSpec, "_RoleBackupSpec")
+_SPECS[RoleFile] = _spec(RoleFile, "_RoleFileSpec")
+_SPECS[Profile] = _spec(Profile, "_ProfileSpec")
+_SPECS[RotationSpec] = Annotated[
+    Union[  # noqa: UP007 (a tuple of types, built at run time)
+        tuple(
+            _spec(
+                RotationSpec,
+                f"_RotationSpec[{kind}]",
+                keys=("kind", *keys),
+                required=keys,
+                types_={"kind": Literal[kind]},
+            )  # fmt: skip
+            for kind, keys in ROTATION_KINDS.items()
+        )
+    ],
+    Field(discriminator="kind"),
+]
+_RoleSpec = _spec(
+    Role, "_RoleSpec",
+    keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "lease", "rotation",
+          "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",
+          "variables", "unused_with"),
+)  # fmt: skip
+
+
+def parse_role(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
+    """Read and validate ``source`` (role ``name``'s role.yaml), its templates looked up in ``template_dirs``: the
+    Role, or ``RoleError`` (exit 2) naming the file, the path inside it and what it expected."""
+    file = str(source)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise RoleError(file, "", f"cannot read the role file: {err}") from None
+    data, positions = _load_yaml(text, file, RoleError)
+    spec = validate(_RoleSpec, data, positions, file, RoleError)
+    role = _make(spec, name=name, source=source, template_dirs=template_dirs)
+    _check(role, file)
+    return role
+
+
+# ---------------------------------------------------------------- rules across keys
+
+
+def _check(role: Role, file: str) -> None:
+    """The rules that span keys, in the order of the file's keys."""
+
+    def fail(where: str, problem: str) -> NoReturn:
+        raise RoleError(file, where, problem)
+
+    defaults, secrets = role.defaults, role.secrets
+    known = {*defaults, *role.variables}
+    if role.lease is not None:
+        _check_lease(role.lease, secrets, known, fail)
+    for name, spec in role.rotation.items():
+        at = f"rotation.{name}"
+        for key in ("secret", "user"):
+            value = getattr(spec, key)
+            if value is not None and value not in secrets:
+                fail(f"{at}.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {value!r}")
+        for key in ("admin_user", "admin_password"):
+            value = getattr(spec, key)
+            if value is not None and value in secrets:
+                fail(f"{at}.{key}", f"expected a secret name outside the role's required secrets, got {value!r}")
+        if spec.kind == "postgres-password" and role.lease is None:
+            fail(at, "a postgres-password rotation needs the role's lease: section (it locates the database)")
+    if role.backup is not None and role.lease is None:
+        fail("backup", "a backup needs the role's lease: section (it locates the database)")
+    for i, var in enumerate(role.writable_paths):
+        if var not in defaults:
+            fail(f"writable_paths[{i}]", f"expected a variable of the role's defaults, got {var!r}")
+        if problem := path_problem(defaults[var], role.mount):
+            fail(f"defaults.{var}", problem)
+    for var, secret in role.secret_variables.items():
+        if var not in defaults:
+            fail(f"secret_variables.{var}", "expected a variable of the role's defaults")
+        if not isinstance(secret, str) or not _NAME.fullmatch(secret) or secret in secrets:
+            problem = f"expected a secret name matching {_NAME_PATTERN} outside the role's required secrets"
+            fail(f"secret_variables.{var}", f"{problem}, got {secret!r}")
+    for profile in role.profiles.values():
+        _check_profile(profile, role, fail)
+    if role.default_profile not in role.profiles:
+        fail("default_profile", f"expected one of {', '.join(role.profiles)}, got {role.default_profile!r}")
+    for i, var in enumerate(role.variables):
+        if var in defaults or var == PROFILE_VARIABLE or var in role.variables[:i]:
+            fail(f"variables[{i}]", f"{var} is declared already (defaults, PROFILE or earlier in this list)")
+    for var, names in role.unused_with.items():
+        if var not in known:
+            fail(f"unused_with.{var}", "expected a variable the role declares (defaults or variables)")
+        for i, unused in enumerate(names):
+            if unused not in defaults or unused == var:
+                fail(f"unused_with.{var}[{i}]", f"expected a variable of the role's defaults other than {var}, got "
+                     f"{unused!r}")  # fmt: skip
+
+
+def _check_lease(lease: LeaseSpec, secrets: tuple[str, ...], variables: set[str], fail: Any) -> None:
+    for key in ("host", "port", "database", "sslmode"):
+        if (name := getattr(lease, key)) not in variables:
+            fail(f"lease.{key}", f"expected a variable of the role's defaults or variables, got {name!r}")
+    for key in ("user", "password"):
+        if (name := getattr(lease, key)) not in secrets:
+            fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {name!r}")
+
+
+def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
+    at = f"profiles.{profile.name}"
+    for f in profile.files.values():
+        if not any((d / f.template).is_file() for d in role.template_dirs):
+            searched = ", ".join(str(d) for d in role.template_dirs)
+            fail(f"{at}.files.{f.name}.template", f"template {f.template!r} not found in {searched}")
+    for i, arg in enumerate(profile.command):
+        try:
+            arg.format(mount=role.mount)
+        except (KeyError, IndexError, ValueError) as err:
+            fail(f"{at}.command[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
+    if profile.env_file is not None and profile.env_file not in profile.files:
+        fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(profile.files)}), got "
+             f"{profile.env_file!r}")  # fmt: skip
+
+
+def path_problem(value: Any, mount: str) -> str | None:
+    """Why ``value`` cannot be a path the node writes to, given the read-only ``mount``; None if it can."""
+    if not isinstance(value, str) or not value:
+        return f"expected a path, got {value!r}"
+    if value == "~" or value.startswith("~/"):
+        return None
+    if not value.startswith("/"):
+        return f"expected an absolute path (or ~/...), got {value!r}: a relative one depends on the image's workdir"
+    path, root = (posixpath.normpath("/" + p.lstrip("/")) for p in (value, mount))  # "//x/./y/.." is "/x"
+    if path == root or path.startswith(root.rstrip("/") + "/"):
+        return (f"{value!r} is at or under the role's mount {mount}, which the node sees read-only and cannot make "
+                f"its own; set a writable path outside {mount}")  # fmt: skip
+    return None
