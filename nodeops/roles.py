@@ -105,6 +105,7 @@ def templates_folder(roles_folder: Path, role: str) -> Path:
     (``<project>/roles`` -> ``<project>/templates/<role>``), whether or not it exists."""
     return roles_folder.parent / TEMPLATES / role
 
+
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
