@@ -27,8 +27,9 @@ SECRETS = {
     "NODEOPS_CHAINLINK_RPCSECRET_WS": "wss://eth.example.net/v3/Dd4key",
     "NODEOPS_CHAINLINK_RPCSECRET_HTTP": "https://eth.example.net/v3/Dd4key",
 }
+# .coverage*: the run's coverage data (pyproject's [tool.coverage]), written and combined while this copies
 NOT_SOURCE = shutil.ignore_patterns(
-    ".venv", ".git", "build", "__pycache__", "*.egg-info", ".pytest_cache", "lab*.yaml", "results"
+    ".venv", ".git", "build", "__pycache__", "*.egg-info", ".pytest_cache", "lab*.yaml", "results", ".coverage*"
 )
 
 
