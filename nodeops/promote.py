@@ -43,6 +43,9 @@ class Handover:
     def question(self, keep_old_stopped: bool) -> str:
         """The confirmation's line: which node is active now (and what it runs) and which takes over."""
         standby = self.standby.node.name
+        if self.active is None and self.standby.active:
+            return (f"{self.service}: the active is gone ({self.what}) and {standby} (standby, "
+                    f"{version_of(self.standby)}) took its lease: confirm it by database time")  # fmt: skip
         if self.active is None:
             return (f"{self.service}: the active is gone ({self.what}): wait for its lease to expire by database "
                     f"time, then {standby} (standby, {version_of(self.standby)}) serves")  # fmt: skip
@@ -60,8 +63,12 @@ def version_of(seen: NodeView) -> str:
 
 def assess(run: ServiceDeploy, force: bool) -> Handover:
     """Observe the pair and decide, touching nothing: a Handover, or the refusal (Unsafe, exit 4; InvalidInput,
-    exit 2, for a request that cannot apply: one node, --force while the active answers). Every refusal that
-    can be known before acting is made here, so a question is asked only about what can be done."""
+    exit 2, for a request that cannot apply: one node, --force while the active answers). With --force, a node
+    that serves while every other node is unreachable is the standby that already took the gone active's lease (as
+    a Chainlink standby does once LeaseDuration passes): unplanned() confirms it by database time and shreds the
+    files it reads once it holds the lease, so a rerun after that takeover ends as the run that waited for it
+    would. Every refusal that can be known before acting is made here, so a question is asked only about what can
+    be done."""
     service = run.service
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
@@ -70,6 +77,13 @@ def assess(run: ServiceDeploy, force: bool) -> Handover:
     serving = [s for s in seen.values() if s.active]
     if len(serving) > 1:
         raise Unsafe(f"{service.name}: two nodes serve at once ({what}); not touching either")
+    if (
+        serving
+        and force
+        and run.job.role.lease is not None
+        and all(s is serving[0] or not s.reachable for s in seen.values())
+    ):  # the gone active's lease expired before this run and the standby took it: confirm it and finish the takeover
+        return Handover(service.name, seen, serving[0], what=what)
     if serving:
         if force:
             raise InvalidInput(force_refusal(service.name, serving[0]))

@@ -34,7 +34,10 @@ WAITING = NodeView(B, RUNNING, False)
                                            "holds the lease: it is not gone. --force is for an active that is gone; "
                                            "without --force, promote-standby hands over from it")),
         (HEALTHY, WAITING, True, InvalidInput("svc: a serves: --force is for an active that is gone")),
-        (NodeView(A, RUNNING, False), WAITING, True, "unplanned"),  # nothing answers: the active may be gone
+        (NodeView(A, RUNNING, False), WAITING, True, "unplanned to a"),  # nothing answers: the active may be gone
+        # the active is cut off and the standby already took its lease: --force confirms that takeover
+        (NodeView(A, None, False, unreachable="unreachable"), NodeView(B, RUNNING, True), True, "unplanned to b"),
+        (NodeView(A, None, False, unreachable="unreachable"), NodeView(B, RUNNING, True), False, "planned from b"),
         (NodeView(A, RUNNING, False), WAITING, False, Unsafe("svc: no node serves")),
         (HEALTHY, NodeView(B, RUNNING, False, (RPC,)), False, Unsafe("svc: two nodes serve at once")),
         (SICK, NodeView(B, RUNNING, True), True, Unsafe("svc: two nodes serve at once")),
@@ -42,14 +45,15 @@ WAITING = NodeView(B, RUNNING, False)
          Unsafe("svc: no running standby to take over (a: unreachable; b: no container); nothing was started")),
     ],
     ids=["healthy", "unhealthy", "unhealthy-b", "force-unhealthy", "force-healthy", "force-nothing-answers",
-         "nothing-answers", "healthy-and-unhealthy", "force-two", "force-no-standby"],
+         "force-standby-took-over", "standby-took-over", "nothing-answers", "healthy-and-unhealthy", "force-two",
+         "force-no-standby"],
 )  # fmt: skip
 def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
     seen = {s.node.name: s for s in (a, b)}
     monkeypatch.setattr(promote, "standby_ready", lambda _run, seen, active: (next(
         s for s in seen.values() if s.node is not active), "evidence"))  # fmt: skip
     monkeypatch.setattr(promote, "planned", lambda *args: f"planned from {args[2].name}")  # (run, seen, active, ...)
-    monkeypatch.setattr(promote, "unplanned", lambda *_: "unplanned")
+    monkeypatch.setattr(promote, "unplanned", lambda *args: f"unplanned to {args[1].name}")  # (run, standby, what)
     run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)),
                                 observer=types.SimpleNamespace(views=lambda: seen),
                                 job=types.SimpleNamespace(role=types.SimpleNamespace(lease=object())))  # fmt: skip
