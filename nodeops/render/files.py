@@ -1,103 +1,28 @@
-"""Render a role's files for one service, in memory: Jinja2 -> bytes, never a file on disk.
-
-Templates see:
-
-- ``vars``: the role's ``defaults`` overlaid by the service's ``variables``;
-- ``secrets``: the service's resolved Secrets, by name;
-- ``service``: the service name; ``role``: ``name``, ``user``, ``port``, ``mount``;
-- whatever the caller adds in ``extra`` (the deploy passes ``node``: name, preferred).
-
-Jinja runs sandboxed (no attribute of a Secret is reachable, so no
-``secrets.db.reveal()``), with StrictUndefined, no autoescaping and the
-trailing newline kept. A Secret reaches the output only through an escaping
-filter, each exact for one format:
-
-- ``toml``: a TOML basic string (``"..."`` with ``\\``, ``"`` and control
-  characters escaped); booleans and numbers become TOML booleans and numbers,
-  a list an inline array, a mapping an inline table (keys quoted unless bare).
-  The other filters refuse a list or mapping: a template writes its items. So do Jinja's ``string``
-  filter and a bare ``{{ value }}``, which would write Python's text of one (``[1337]``).
-- ``urlpart``: percent-encoded for one URL component (``quote(safe="")``):
-  userinfo, path, query value.
-- ``dotenv``: a value for ``docker run --env-file``. Docker's CLI reads that
-  file line by line (bufio: ``\\n`` ends a line, one trailing ``\\r`` is
-  dropped), requires valid UTF-8, strips leading whitespace from the *line*,
-  splits on the first ``=`` and passes the rest through unchanged: there is no
-  quoting and no escaping (docker/cli ``opts/envfile.go``; quotes stay part of
-  the value, docker/cli#4665, #3630). So the value is written raw, and a value
-  that cannot be carried (a newline, a carriage return, NUL, a line over 64 KiB,
-  text that is not UTF-8) is refused, naming the variable, never the value.
-- ``line``: the value as one line of a plain file (``.api``, ``.password``),
-  unchanged; a newline or carriage return in it is refused.
-- ``raw``: a non-secret value as text; refuses a Secret.
-
-A file the role marks ``secret: false`` (``config.toml``) takes no Secret at
-all: every filter refuses one there, naming the secret and the file. Such a
-file's bytes are in the configuration hash, a container label anyone who can
-run ``docker inspect`` reads, so a secret in it could be confirmed by guessing
-offline (and it is not shredded, nor uploaded as a secret). A value that is
-secret goes to a ``secret: true`` file (``secrets.toml``, ``rpc.toml``, ``.env``).
-
-A template may refuse its inputs with ``{{ fail("message") }}`` (one line, as
-below): a role checks the shape of a list variable that way.
-
-Turning a Secret into text any other way inside a template (``{{ secrets.db }}``,
-``~``, ``|upper``, ``|join``, ``{{ secrets }}``) raises: see nodeops.secrets.
-Every failure is one ``InvalidInput`` line naming the role, the template file
-and line, and the problem; messages name variables, never secret values.
-"""
+"""A role's files for one service, rendered in memory, and the hash of its configuration: see nodeops.render."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
-import math
-import re
 import traceback
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
-from urllib.parse import quote
 
 import jinja2
 import jinja2.meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from nodeops.errors import InvalidInput, InventoryError
 from nodeops.inventory import Service
+from nodeops.render.filters import FilterError, _rendering
+from nodeops.render.templates import _found, _Secrets, _Vars, template_digests, template_environment
 from nodeops.roles import Role
 from nodeops.secrets import Secret, SecretLeak, mask_secrets, strict_rendering
 
-__all__ = ["FilterError", "Rendered", "RenderedFile", "render", "template_environment", "with_texts"]
-
 _RESERVED = frozenset({"vars", "secrets", "service", "role"})
-_USED: ContextVar[dict[str, str | None] | None] = ContextVar("nodeops_secrets_used", default=None)
-_ENV_FILE_LINE_MAX = 64 * 1024 - 1  # bufio.MaxScanTokenSize: docker refuses a longer line
-
-
-class FilterError(InvalidInput):
-    """A value that an escaping filter cannot write exactly (the message names it, not its value)."""
-
-
-_PLAIN_FILE: ContextVar[str | None] = ContextVar("nodeops_plain_file", default=None)
-
-
-@contextlib.contextmanager
-def _rendering(name: str, secret: bool, used: dict[str, str | None]) -> Iterator[None]:
-    """While file ``name`` renders (this thread/context only): if it is not secret, every filter refuses a Secret;
-    every Secret a filter writes is noted in ``used`` (name -> version id)."""
-    tokens = _PLAIN_FILE.set(None if secret else name), _USED.set(used)
-    try:
-        yield
-    finally:
-        _PLAIN_FILE.reset(tokens[0])
-        _USED.reset(tokens[1])
 
 
 @dataclass(frozen=True)
@@ -148,239 +73,6 @@ class Rendered:
     env_file: str | None
     config_hash: str
     secret_versions: Mapping[str, str | None] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------- filters
-
-
-def _scalar_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
-    raise FilterError(f"cannot write a {type(value).__name__} as text")
-
-
-def _unwrap(value: Any, filt: str) -> tuple[str, str]:
-    """(text, label) of a filter's input; the label names it for messages without its value."""
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, Secret):
-        label = f"secret {value.name!r}" if value.name else "a secret"
-        plain = _PLAIN_FILE.get()
-        if plain is not None:
-            raise FilterError(
-                f"{filt}: {label} is written into {plain}, a file with secret: false, whose bytes are in the "
-                "configuration hash (a container label); write it in a file with secret: true instead"
-            )
-        text = value.reveal()
-        used = _USED.get()
-        if used is not None:
-            used[value.name] = value.version
-    elif isinstance(value, list | tuple | Mapping):
-        kind = "mapping" if isinstance(value, Mapping) else "list"
-        raise FilterError(f"{filt}: a {kind} cannot be written as one value; write its items one by one "
-                          "(a loop), or the whole of it with toml")  # fmt: skip
-    else:
-        text = _scalar_text(value)
-        label = f"value {text[:40]!r}" + ("..." if len(text) > 40 else "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FilterError(f"{filt}: {label} is not valid Unicode text (a lone surrogate)") from None
-    return text, label
-
-
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
-_TOML_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def toml_filter(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_filter(item) for item in value) + "]"
-    if isinstance(value, Mapping) and not isinstance(value, Secret):
-        keys = (k if _TOML_BARE_KEY.fullmatch(str(k)) else toml_filter(str(k)) for k in value)
-        return "{" + ", ".join(f"{k} = {toml_filter(v)}" for k, v in zip(keys, value.values(), strict=True)) + "}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return (
-            ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
-            if not math.isfinite(value)
-            else repr(value)
-        )
-    text, _ = _unwrap(value, "toml")
-    out = []
-    for ch in text:
-        if ch in _TOML_ESCAPES:
-            out.append(_TOML_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def urlpart_filter(value: Any) -> str:
-    text, _ = _unwrap(value, "urlpart")
-    return quote(text, safe="")
-
-
-def dotenv_filter(value: Any) -> str:
-    text, label = _unwrap(value, "dotenv")
-    for ch, what in (("\n", "a newline"), ("\r", "a carriage return"), ("\0", "a NUL character")):
-        if ch in text:
-            raise FilterError(f"dotenv: {label} contains {what}, which docker's --env-file format cannot carry")
-    if len(text.encode("utf-8")) > _ENV_FILE_LINE_MAX:
-        raise FilterError(f"dotenv: {label} is longer than docker's --env-file line limit (64 KiB)")
-    return text
-
-
-def line_filter(value: Any) -> str:
-    text, label = _unwrap(value, "line")
-    for ch, what in (("\n", "a newline"), ("\r", "a carriage return")):
-        if ch in text:
-            raise FilterError(f"line: {label} contains {what}; it must fit on one line of the file")
-    return text
-
-
-def raw_filter(value: Any) -> str:
-    if isinstance(value, Secret):
-        raise FilterError(
-            f"raw: {value.name and repr(value.name) or 'a secret'} is a secret; "
-            "write it with toml, urlpart, dotenv or line"
-        )
-    text, _ = _unwrap(value, "raw")
-    return text
-
-
-def string_filter(value: Any) -> str:
-    """Jinja's ``string``, refusing a list or mapping: Python's text of one (``[1337]``) is no value of any format
-    (``ETH_CHAIN_ID: [1337]`` would become ``ChainID = "[1337]"``). A Secret still raises SecretLeak."""
-    if isinstance(value, list | tuple | Mapping) and not isinstance(value, Secret):
-        _unwrap(value, "string")  # raises FilterError
-    return jinja2.filters.FILTERS["string"](value)
-
-
-def _one_value(value: Any) -> Any:
-    """``finalize`` of every ``{{ ... }}``: a list or mapping printed as it is would be Python's text of it."""
-    if isinstance(value, list | tuple | Mapping) and not isinstance(value, Secret | _Secrets):  # its text: SecretLeak
-        _unwrap(value, "{{ }}")  # raises FilterError
-    return value
-
-
-FILTERS = {
-    "string": string_filter,
-    "toml": toml_filter,
-    "urlpart": urlpart_filter,
-    "dotenv": dotenv_filter,
-    "line": line_filter,
-    "raw": raw_filter,
-}
-
-
-# ---------------------------------------------------------------- environment
-
-
-class _Names(dict):
-    """``vars`` / ``secrets`` in templates: a dict that names itself when a key is missing."""
-
-    _label = "vars"
-
-    def __init__(self, items: Mapping[str, Any], hint: str) -> None:
-        super().__init__(items)
-        self._hint = hint
-
-
-class _Vars(_Names):
-    _label = "vars"
-
-
-class _Secrets(_Names):
-    _label = "secrets"
-
-
-class _Undefined(jinja2.StrictUndefined):
-    @property
-    def _undefined_message(self) -> str:
-        obj = self._undefined_obj
-        if isinstance(obj, _Names) and isinstance(self._undefined_name, str):
-            return f"{obj._label}.{self._undefined_name} is undefined ({obj._hint})"
-        return super()._undefined_message
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, Secret):
-            return False  # no secrets.db.reveal(), no .name tricks: filters only
-        return super().is_safe_attribute(obj, attr, value)
-
-
-@functools.lru_cache(maxsize=32)
-def template_environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
-    """The Jinja environment of a role: its template folders in order (operator's first, built-in last)."""
-    env = _Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in template_dirs]),
-        undefined=_Undefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        auto_reload=False,
-        finalize=_one_value,
-    )
-    env.filters.update(FILTERS)
-    env.globals["fail"] = _fail
-    return env
-
-
-def _found(role: Role) -> tuple[Path, ...]:
-    """The role's template folders that exist: the key of its Jinja environment (one per set of folders found)."""
-    return tuple(d for d in role.template_dirs if d.is_dir())
-
-
-def template_digests(role: Role, template: str) -> tuple[tuple[str, str], ...]:
-    """``((name, sha256 hex of its bytes), ...)``, sorted by name, of ``template`` (a path relative to the role's
-    template folders, as role.yaml names it) and of every template it imports, includes or extends, transitively,
-    each as the role's template folders resolve it (the operator's first). A reference whose name is computed (not
-    a constant) stands for every template of the folders; one that is not found is left out (a branch not taken:
-    once the file exists it is digested). Read once per process and set of folders, as the templates are
-    (``template_environment``). Raises jinja2.TemplateNotFound when ``template`` itself is missing."""
-    return _digests(_found(role), template)
-
-
-@functools.lru_cache(maxsize=128)
-def _digests(template_dirs: tuple[Path, ...], template: str) -> tuple[tuple[str, str], ...]:
-    env = template_environment(template_dirs)
-    loader = env.loader
-    assert loader is not None
-    digests: dict[str, str] = {}
-    todo = [template]
-    while todo:  # bounded: each name is read once, and the folders hold finitely many
-        name = todo.pop()
-        if name in digests:
-            continue
-        try:
-            source = loader.get_source(env, name)[0]
-        except jinja2.TemplateNotFound:
-            if name == template:
-                raise
-            continue
-        digests[name] = hashlib.sha256(source.encode("utf-8")).hexdigest()
-        refs = list(jinja2.meta.find_referenced_templates(env.parse(source)))
-        todo += loader.list_templates() if None in refs else [r for r in refs if r is not None]
-    return tuple(sorted(digests.items()))
-
-
-def _fail(message: str) -> NoReturn:
-    """``{{ fail("...") }}`` in a template: the role refuses its inputs with this message (a template's own check,
-    e.g. of a list variable's shape; it names variables, never a secret's value)."""
-    raise FilterError(str(message))
-
-
-# ---------------------------------------------------------------- render
 
 
 def render(
