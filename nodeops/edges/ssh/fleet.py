@@ -1,12 +1,7 @@
 """Connections to an inventory's nodes through one bastion: opened with retries, fanned out, closed.
 
-Shape of a run: open the bastion once (its key verified), then open every node
-connection as a ``direct-tcpip`` channel multiplexed over that single bastion
-transport, so a fan-out costs one bastion login however many nodes there are
-and sshd's MaxStartups on the bastion never comes into play. Every client,
-the bastion's included, has its host keys loaded from the inventory and a
-policy that refuses unknown keys: Fabric's AutoAddPolicy is replaced before
-any connection is opened, and no system known_hosts file is consulted.
+The bastion opens once (its key verified, so a bad bastion fails the run before any fan-out); every node
+connection is a ``direct-tcpip`` channel multiplexed over that one transport (see nodeops.edges.ssh).
 """
 
 from __future__ import annotations
