@@ -46,7 +46,7 @@ class Rendered:
     nothing new, so it is no change; a list or mapping as canonical JSON), the command,
     the env file's name, every file's name and secret flag, the *bytes of the
     non-secret files only*, into which render lets no Secret be written (see the
-    module's docstring), for each secret file the sha256 of the bytes of every
+    package's docstring), for each secret file the sha256 of the bytes of every
     template it is rendered from (``template_digests``: its own and those it
     imports or includes; a template is the role's or the operator's, never a
     secret, so a changed secrets template is a change a plan sees), and the

@@ -112,7 +112,7 @@ class PinnedConnection(Connection):
 class Link:
     """An open SSH connection to one host (the bastion or a node), as the rest of nodeops holds it: given to
     execute, stream, interactive or Session, and ``label`` names its host ("bastion" or the node's name).
-    Fabric's Connection under it stays in this module."""
+    Fabric's Connection under it stays in this package (nodeops.edges.ssh)."""
 
     __slots__ = ("_conn",)
 
