@@ -299,7 +299,7 @@ def verify(fleet: Fleet, jobs: Sequence[Job]) -> Verification:
         answers = {n.name: fleet.http_get(n.host, role.port, role.health) for n in job.service.nodes}
         for o in (o for o in outcomes if o.node.service == job.service.name):
             if o.ok:
-                pinned = [(k.keytype, k.blob_b64) for k in fleet.pinned(o.node)]
+                pinned = [(k.keytype, k.blob_b64) for k in fleet.keys.pinned(o.node)]
                 verdicts = evaluate(job, o.node, o.value, answers, pinned)
             else:
                 verdicts = unchecked(o.error, connected=o.attempts > 0)  # attempts: set once connected

@@ -65,7 +65,7 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
     with Fleet(usable) as fleet:
         with ThreadPoolExecutor(max_workers=min(fleet.max_parallel, len(targets))) as pool:
             outcomes = list(pool.map(lambda node: _scan(fleet, node), targets))
-        pinned = {node: fleet.pinned(node) for node in targets}
+        pinned = {node: fleet.keys.pinned(node) for node in targets}
     scans = {node: found for node, found in outcomes if not isinstance(found, Exception)}
     failures = [{"error": found} for _node, found in outcomes if isinstance(found, Exception)]
     if wanted is not None:

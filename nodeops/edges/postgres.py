@@ -3,7 +3,7 @@
 The only module that imports psycopg. The rest of nodeops gets from here: ``session`` (a connection, its
 failures classified into one redacted line), the errors it catches by name (``Error``, ``UndefinedTable``),
 ``sql`` (psycopg's composition of identifiers and literals, re-exported: the SQL is written beside its
-purpose, in lease.py, backup.py and rotate.py, but quoting is the driver's, done with the connection's
+purpose, in lease.py, backup/ and rotate.py, but quoting is the driver's, done with the connection's
 escaping when the statement runs, so the driver stays here) and ``scram_verifier``.
 """
 

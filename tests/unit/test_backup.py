@@ -13,7 +13,7 @@ import textwrap
 import pyrage
 import pytest
 
-from nodeops import backup as b
+from nodeops.backup import recover, rules, store
 from nodeops.errors import InvalidInput, InventoryError, OperationFailed
 from nodeops.roles import BackupSpec, RoleError, load_role
 from tests.conftest import fab
@@ -64,14 +64,14 @@ RETENTION = [
 
 @pytest.mark.parametrize(("stamps", "daily", "weekly", "deleted"), RETENTION)
 def test_retention_keeps_the_newest_of_each_day_and_week(stamps, daily, weekly, deleted):
-    assert b.retention(ids(*stamps), daily, weekly) == ids(*deleted)
+    assert rules.retention(ids(*stamps), daily, weekly) == ids(*deleted)
 
 
 def test_retention_never_deletes_the_newest():
     many = ids(*(f"202611{d:02d}T{h:02d}0000Z" for d in range(1, 29) for h in (1, 13)))
     for daily in (1, 2, 7):
         for weekly in (0, 1, 4):
-            doomed = b.retention(many, daily, weekly)
+            doomed = rules.retention(many, daily, weekly)
             assert max(many) not in doomed
             assert len(many) - len(doomed) <= daily + weekly
 
@@ -79,7 +79,7 @@ def test_retention_never_deletes_the_newest():
 def test_unfinished_objects_older_than_this_run_are_deleted():
     objects = ids("20261120T000000Z", "20261121T000000Z", "20261122T000000Z")
     manifests = ids("20261121T000000Z")
-    assert b.unfinished(objects, manifests, "20261121T120000Z-123456") == ids("20261120T000000Z")
+    assert rules.unfinished(objects, manifests, "20261121T120000Z-123456") == ids("20261120T000000Z")
 
 
 UNFINISHED = [
@@ -95,7 +95,7 @@ UNFINISHED = [
 
 @pytest.mark.parametrize(("objects", "manifests", "current", "deleted"), UNFINISHED)
 def test_unfinished_objects_are_reaped_only_past_the_grace(objects, manifests, current, deleted):
-    assert b.unfinished(ids(*objects), ids(*manifests), f"{current}-123456") == ids(*deleted)
+    assert rules.unfinished(ids(*objects), ids(*manifests), f"{current}-123456") == ids(*deleted)
 
 
 # ---------------------------------------------------------------- ids, keys, target
@@ -103,20 +103,20 @@ def test_unfinished_objects_are_reaped_only_past_the_grace(objects, manifests, c
 
 def test_ids_and_keys():
     when = datetime.datetime(2026, 11, 21, 4, 5, 6, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))
-    bid = b.backup_id(when, "3f2a1c9e")
+    bid = rules.backup_id(when, "3f2a1c9e")
     assert bid == "20261121T030506Z-3f2a1c"
-    assert b.stamp_of(bid) == datetime.datetime(2026, 11, 21, 3, 5, 6, tzinfo=datetime.UTC)
+    assert rules.stamp_of(bid) == datetime.datetime(2026, 11, 21, 3, 5, 6, tzinfo=datetime.UTC)
     base = "nodeops/prod/cl1/"
-    assert b.split_key(base + bid + ".dump.age", base) == (bid, ".dump.age")
-    assert b.split_key(base + bid + ".manifest.json", base) == (bid, ".manifest.json")
+    assert rules.split_key(base + bid + ".dump.age", base) == (bid, ".dump.age")
+    assert rules.split_key(base + bid + ".manifest.json", base) == (bid, ".manifest.json")
     for other in (base + "notes.txt", base + bid + ".dump", "nodeops/prod/cl2/" + bid + ".dump.age"):
-        assert b.split_key(other, base) is None
+        assert rules.split_key(other, base) is None
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "20261121T030506Z", "20261121-030506Z-3f2a1c", ""])
 def test_a_bad_backup_id_is_exit_2(bad):
     with pytest.raises(InvalidInput, match="not a backup id"):
-        b.stamp_of(bad)
+        rules.stamp_of(bad)
 
 
 @pytest.mark.parametrize(
@@ -133,10 +133,10 @@ def test_a_bad_backup_id_is_exit_2(bad):
 )
 def test_the_restore_target(into, live, replace, problem):
     if problem is None:
-        assert b.check_target(into, live, replace) == into
+        assert rules.check_target(into, live, replace) == into
     else:
         with pytest.raises(InvalidInput, match=problem):
-            b.check_target(into, live, replace)
+            rules.check_target(into, live, replace)
 
 
 # ---------------------------------------------------------------- the child processes
@@ -144,19 +144,19 @@ def test_the_restore_target(into, live, replace, problem):
 
 def test_the_password_is_in_the_childs_environment_only_and_the_operators_pg_settings_are_dropped():
     environ = {"PATH": "/usr/bin", "HOME": "/root", "PGSERVICE": "elsewhere", "PGHOST": "evil", "AWS_SECRET": "x"}
-    env = b.libpq_environment("db.internal", 40001, "cl1", "cl1", "pw-Secret.1", "verify-full", environ)
+    env = rules.libpq_environment("db.internal", 40001, "cl1", "cl1", "pw-Secret.1", "verify-full", environ)
     assert env == {"PATH": "/usr/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "PGHOST": "db.internal",
                    "PGHOSTADDR": "127.0.0.1", "PGPORT": "40001", "PGDATABASE": "cl1", "PGUSER": "cl1",
                    "PGPASSWORD": "pw-Secret.1", "PGSSLMODE": "verify-full", "PGAPPNAME": "nodeops-backup",
                    "PGCONNECT_TIMEOUT": "10"}  # fmt: skip
-    argv = b.dump_argv("/usr/bin/pg_dump") + b.restore_argv("/usr/bin/pg_restore", "cl1_restored")
+    argv = rules.dump_argv("/usr/bin/pg_dump") + rules.restore_argv("/usr/bin/pg_restore", "cl1_restored")
     assert not any(v in " ".join(argv) for v in ("pw-Secret.1", "db.internal"))
-    assert b.restore_argv("pg_restore", "x")[1:] == ["--no-password", "--exit-on-error", "--single-transaction",
+    assert rules.restore_argv("pg_restore", "x")[1:] == ["--no-password", "--exit-on-error", "--single-transaction",
                                                      "--no-owner", "--dbname", "x"]  # fmt: skip
 
 
 def test_pg_dump_dumps_the_snapshot_the_manifest_was_read_in():
-    assert b.dump_argv("pg_dump", "00000003-0000001B-1") == ["pg_dump", "--format=custom", "--no-password",
+    assert rules.dump_argv("pg_dump", "00000003-0000001B-1") == ["pg_dump", "--format=custom", "--no-password",
                                                             "--snapshot=00000003-0000001B-1"]  # fmt: skip
 
 
@@ -171,28 +171,28 @@ def test_pg_restore_exiting_early_is_its_own_error_not_a_broken_pipe(tmp_path, m
     fake.write_text("#!/bin/sh\necho 'pg_restore: error: connection to server failed: FATAL: no such role' >&2\n"
                     "exit 1\n")  # fmt: skip
     fake.chmod(0o755)
-    monkeypatch.setattr(b, "tool", lambda _name: str(fake))
+    monkeypatch.setattr(recover, "tool", lambda _name: str(fake))
     identity = pyrage.x25519.Identity.generate()
     sealed = io.BytesIO()
     pyrage.encrypt_io(io.BytesIO(os.urandom(4 * 1024 * 1024)), sealed, [identity.to_public()])
 
     s3 = types.SimpleNamespace(body=lambda _key: io.BytesIO(sealed.getvalue()))
-    req = b.RestoreRequest(job_of(WHERE), (None, None), "20261121T030506Z-3f2a1c", "cl1_r", False)
+    req = recover.RestoreRequest(job_of(WHERE), (None, None), "20261121T030506Z-3f2a1c", "cl1_r", False)
     with pytest.raises(OperationFailed) as err:
-        b.load(FakeFleet(), req, identity, s3, manifest())
+        recover.load(FakeFleet(), req, identity, s3, manifest())
     assert str(err.value) == "cl1: pg_restore into cl1_r failed: pg_restore: error: connection to server failed: " \
                              "FATAL: no such role"  # fmt: skip
 
 
 def test_key_rows_query_quotes_the_table():
-    assert 'FROM "encrypted_key_rings" AS t ORDER BY 1' in b.key_rows_query("encrypted_key_rings").as_string(None)
+    assert 'FROM "encrypted_key_rings" AS t ORDER BY 1' in rules.key_rows_query("encrypted_key_rings").as_string(None)
 
 
 # ---------------------------------------------------------------- manifest
 
 
 def manifest(**over):
-    doc = b.manifest_doc(
+    doc = rules.manifest_doc(
         id="20261121T030506Z-3f2a1c",
         database={"name": "cl1"},
         dump={"bytes": 10, "sha256": "a" * 64},
@@ -203,10 +203,10 @@ def manifest(**over):
 
 
 def test_a_manifest_of_this_format_is_accepted_and_others_refused():
-    assert b.check_manifest(manifest(), "m")["format"] == b.FORMAT
+    assert rules.check_manifest(manifest(), "m")["format"] == rules.FORMAT
     for bad in (manifest(format=2), manifest(kind="other"), manifest(object={"key": "k"}), [], {"format": 1}):
         with pytest.raises(OperationFailed, match="not a nodeops backup manifest of format 1"):
-            b.check_manifest(bad, "m")
+            rules.check_manifest(bad, "m")
 
 
 # ---------------------------------------------------------------- streaming encryption
@@ -215,8 +215,8 @@ def test_a_manifest_of_this_format_is_accepted_and_others_refused():
 def test_the_streamed_age_round_trip_hashes_both_forms():
     identity = pyrage.x25519.Identity.generate()
     plain_bytes = os.urandom(3 * 1024 * 1024 + 17)
-    plain, parts = b.HashingReader(io.BytesIO(plain_bytes).read), []
-    sealed = b.HashingWriter(parts.append)
+    plain, parts = store.HashingReader(io.BytesIO(plain_bytes).read), []
+    sealed = store.HashingWriter(parts.append)
     pyrage.encrypt_io(plain, sealed, [identity.to_public()])
     blob = b"".join(parts)
     assert len(parts) > 10  # written as it goes, not at the end
@@ -224,10 +224,10 @@ def test_the_streamed_age_round_trip_hashes_both_forms():
     assert (sealed.size, sealed.sha.hexdigest()) == (len(blob), hashlib.sha256(blob).hexdigest())
     assert plain_bytes[:4096] not in blob
     back = []
-    pyrage.decrypt_io(b.HashingReader(io.BytesIO(blob).read), b.HashingWriter(back.append), [identity])
+    pyrage.decrypt_io(store.HashingReader(io.BytesIO(blob).read), store.HashingWriter(back.append), [identity])
     assert b"".join(back) == plain_bytes
     with pytest.raises(OSError):  # a truncated object does not decrypt
-        pyrage.decrypt_io(io.BytesIO(blob[:-100]), b.HashingWriter(back.append), [identity])
+        pyrage.decrypt_io(io.BytesIO(blob[:-100]), store.HashingWriter(back.append), [identity])
 
 
 # ---------------------------------------------------------------- the inventory's and role's sections

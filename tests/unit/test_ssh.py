@@ -11,7 +11,8 @@ import paramiko
 import pytest
 from paramiko.ssh_exception import ChannelException, NoValidConnectionsError, SSHException
 
-from nodeops.edges.ssh import Fleet, Link, PinnedConnection, Target, _is_transient, execute, parse_pinned
+from nodeops.edges.ssh import Fleet, Link, PinnedConnection, Target, execute, parse_pinned
+from nodeops.edges.ssh.fleet import _is_transient
 from nodeops.errors import HostKeyRejected, OperationFailed
 from nodeops.inventory import HostKey, parse_inventory
 

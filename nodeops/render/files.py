@@ -1,0 +1,257 @@
+"""A role's files for one service, rendered in memory, and the hash of its configuration: see nodeops.render."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+import jinja2
+import jinja2.meta
+from jinja2.sandbox import SecurityError
+
+from nodeops.errors import InvalidInput, InventoryError
+from nodeops.inventory import Service
+from nodeops.render.filters import FilterError, _rendering
+from nodeops.render.templates import _found, _Secrets, _Vars, template_digests, template_environment
+from nodeops.roles import Role
+from nodeops.secrets import Secret, SecretLeak, mask_secrets, strict_rendering
+
+_RESERVED = frozenset({"vars", "secrets", "service", "role"})
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str
+    data: bytes = field(repr=False)
+    secret: bool
+
+    def __repr__(self) -> str:
+        kind = "secret" if self.secret else "plain"
+        return f"RenderedFile({self.name!r}, {len(self.data)} bytes, {kind})"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a node of a service gets: its files, its command line, and a hash of its configuration.
+
+    ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
+    the profile, the image, the non-secret variables the templates read (Role.read_variables: the role's defaults
+    overlaid by the service's, without those ``unused_with`` says another makes unused: a change of one renders
+    nothing new, so it is no change; a list or mapping as canonical JSON), the command,
+    the env file's name, every file's name and secret flag, the *bytes of the
+    non-secret files only*, into which render lets no Secret be written (see the
+    package's docstring), for each secret file the sha256 of the bytes of every
+    template it is rendered from (``template_digests``: its own and those it
+    imports or includes; a template is the role's or the operator's, never a
+    secret, so a changed secrets template is a change a plan sees), and the
+    backend version id of every secret the files use (``secret_versions``).
+    It becomes a container label, which anyone who can run ``docker inspect``
+    on the host reads; a hash over secret bytes would let such a reader test guesses of a password offline (everything
+    else in secrets.toml is known or guessable), while a version id says only
+    *that* a value changed. So a secret changed in its backend changes the hash
+    and is a change a plan sees; a backend that keeps no versions (``env``)
+    gives None, and a change of its value is not seen. The variables are the
+    inventory's plain values: a value that must stay secret (an RPC URL holding
+    an API key) is a secret reference instead.
+
+    ``secret_versions``: {secret name: version id or None} of the secrets the
+    files used (revealed through a filter), with ``variables`` (the service's
+    own, the role's defaults left out) what a container's labels record, so
+    that the very same inputs can be rendered again (nodeops.deploy).
+    """
+
+    role: str
+    profile: str
+    files: Mapping[str, RenderedFile]
+    command: tuple[str, ...]
+    env_file: str | None
+    config_hash: str
+    secret_versions: Mapping[str, str | None] = field(default_factory=dict)
+
+
+def render(
+    role: Role,
+    profile_name: str,
+    service: Service,
+    secrets: Mapping[str, Secret],
+    extra: Mapping[str, Any] = MappingProxyType({}),
+    *,
+    file: str | None = None,
+) -> Rendered:
+    """Render every file of ``role``'s profile for ``service`` (in memory) and compute the config hash.
+
+    ``file``: the inventory ``service`` comes from; every error then is an ``InventoryError`` (exit 2)
+    ``FILE: services.<svc>...: problem`` (without it, an ``InvalidInput`` without the file)."""
+    profile = role.profile(profile_name)
+    for name, value in secrets.items():
+        if not isinstance(value, Secret):
+            raise TypeError(f"secrets[{name!r}] must be a Secret, not {type(value).__name__}")
+
+    def refuse(where: str, problem: str) -> NoReturn:
+        raise InventoryError(file, where, problem) if file else InvalidInput(f"{where}: {problem}")
+
+    missing = [s for s in role.secrets if s not in secrets]
+    if missing:
+        refuse(f"services.{service.name}.secrets",
+               f"role {role.name!r} needs {', '.join(map(repr, missing))}; add a reference for each")  # fmt: skip
+    clash = _RESERVED & set(extra)
+    if clash:
+        raise ValueError(f"extra may not redefine {', '.join(sorted(clash))}")
+    variables = {**role.defaults, **service.variables}
+    context = {
+        "vars": _Vars(variables, f"set it in services.{service.name}.variables or the role's defaults"),
+        "secrets": _Secrets(secrets, f"add it to services.{service.name}.secrets"),
+        "service": service.name,
+        "role": {"name": role.name, "user": role.user, "port": role.port, "mount": role.mount},
+        **extra,
+    }
+    env = template_environment(_found(role))
+    files: dict[str, RenderedFile] = {}
+    used: dict[str, str | None] = {}
+    for spec in profile.files.values():
+        problem = None
+        with strict_rendering(), _rendering(spec.name, spec.secret, used):
+            try:
+                text = env.get_template(spec.template).render(context)
+                data = text.encode("utf-8")
+            except Exception as err:  # noqa: BLE001 - every template failure becomes one line, below
+                problem = _describe(err, role, spec.template, secrets, _public_names(role, service))
+        if problem is not None:  # raised outside the handler: the original (with its frames) is dropped
+            if file:
+                refuse(f"services.{service.name}", problem)
+            raise InvalidInput(problem)
+        files[spec.name] = RenderedFile(spec.name, data, spec.secret)
+    command = profile.argv(role.mount)
+    versions = dict(sorted(used.items()))
+    return Rendered(
+        role=role.name,
+        profile=profile.name,
+        files=MappingProxyType(files),
+        command=command,
+        env_file=profile.env_file,
+        config_hash=_config_hash(
+            role,
+            profile.name,
+            service.image,
+            role.read_variables(service.variables),
+            files,
+            command,
+            profile.env_file,
+            versions,
+        ),
+        secret_versions=MappingProxyType(versions),
+    )
+
+
+def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[str, str],
+               secret_versions: Mapping[str, str | None] | None = None) -> Rendered:  # fmt: skip
+    """``rendered`` (of ``role`` for ``service``) with each non-secret file named in ``texts`` (file name -> the
+    UTF-8 text a node was started with, as a container's ``files`` label or an audit record keeps it,
+    nodeops.deploy.recorded_texts) holding that text instead of today's rendering, and the config hash computed
+    again over it (and over ``secret_versions`` when given, else ``rendered``'s). A name that is no non-secret file
+    of ``rendered`` is ignored; secret files are left as rendered. So the hash equals the one a container recorded
+    exactly when the text, the variables, the image and the secret versions are those it ran on."""
+    files = {name: RenderedFile(name, texts[name].encode("utf-8"), False) if not f.secret and name in texts else f
+             for name, f in rendered.files.items()}  # fmt: skip
+    versions = rendered.secret_versions if secret_versions is None else dict(sorted(secret_versions.items()))
+    variables = role.read_variables(service.variables)
+    config_hash = _config_hash(role, rendered.profile, service.image, variables, files, rendered.command,
+                               rendered.env_file, versions)  # fmt: skip
+    return dataclasses.replace(rendered, files=MappingProxyType(files), config_hash=config_hash)
+
+
+def _config_hash(
+    role: Role,
+    profile: str,
+    image: str,
+    variables: Mapping[str, Any],
+    files: Mapping[str, RenderedFile],
+    command: tuple[str, ...],
+    env_file: str | None,
+    secret_versions: Mapping[str, str | None],
+) -> str:
+    h = hashlib.sha256()
+
+    def put(tag: str, data: bytes | str) -> None:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        h.update(tag.encode() + b"\0" + len(raw).to_bytes(8, "big") + raw)
+
+    put("nodeops-config", "1")
+    for tag, value in (("role", role.name), ("user", str(role.user)), ("port", str(role.port)), ("mount", role.mount)):
+        put(tag, value)
+    put("profile", profile)
+    put("image", image)
+    for key in sorted(variables):
+        value = variables[key]
+        if isinstance(value, list | tuple | Mapping):  # canonical: keys sorted, a list and a tuple alike
+            put("var", f"{key}=json:{json.dumps(value, sort_keys=True, separators=(',', ':'))}")
+        else:
+            put("var", f"{key}={type(value).__name__}:{value!r}")
+    specs = role.profile(profile).files
+    for name in sorted(files):
+        f = files[name]
+        put("file", name)
+        put("secret" if f.secret else "data", b"" if f.secret else f.data)  # never the secret bytes
+        if f.secret:  # the bytes of its templates instead: a changed template is a change (a non-secret file's
+            for template, digest in template_digests(role, specs[name].template):  # output already says it)
+                put("template", f"{template}={digest}")
+    put("command", "\0".join(command))
+    put("env_file", env_file or "")
+    for name, version in secret_versions.items():  # sorted by name: an id says a value changed, never what it is
+        put("secret-version", f"{name}={version or ''}")
+    return h.hexdigest()
+
+
+_SAFE_MESSAGES = (
+    jinja2.UndefinedError,
+    jinja2.TemplateSyntaxError,
+    jinja2.TemplateNotFound,
+    SecurityError,
+    FilterError,
+    SecretLeak,
+)
+
+
+def _public_names(role: Role, service: Service) -> tuple[str, ...]:
+    """Names every output of nodeops shows (status, container names, the inventory itself): never masked."""
+    return (service.name, role.name, *(n.name for n in service.nodes), *service.variables, *service.secrets)
+
+
+def _describe(err: BaseException, role: Role, template: str, secrets: Mapping[str, Secret],
+              public: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """One line: role, template file and line, problem; never a secret value.
+
+    Only the problem (the part a template or a value can shape) is masked, with ``mask_secrets``: the
+    role and template path are nodeops' own names. A value that is part of one of the ``public`` names is not
+    masked (see ``mask_secrets``)."""
+    path, line = _location(err, role)
+    if isinstance(err, _SAFE_MESSAGES):
+        if isinstance(err, jinja2.TemplateNotFound):
+            problem = f"template {err.name!r} not found in {', '.join(str(d) for d in role.template_dirs)}"
+        else:
+            problem = getattr(err, "message", None) or str(err)
+    elif isinstance(err, UnicodeEncodeError):
+        problem = "the output is not valid Unicode text (a lone surrogate in a variable)"
+    else:  # not ours: its message could quote a revealed value, so give its type only
+        problem = f"{type(err).__name__} while rendering (check the expressions on this line)"
+    problem = mask_secrets(" ".join(problem.split()), secrets.values(), public)  # last line of defence
+    where = f"template {path or template}" + (f", line {line}" if line else "")
+    return f"role {role.name}: {where}: {problem}"
+
+
+def _location(err: BaseException, role: Role) -> tuple[str | None, int | None]:
+    """The template file and line an error comes from (Jinja rewrites tracebacks to template lines)."""
+    if isinstance(err, jinja2.TemplateSyntaxError):
+        return err.filename or err.name, err.lineno
+    dirs = [str(d) for d in role.template_dirs]
+    found: tuple[str | None, int | None] = (None, None)
+    for frame in traceback.extract_tb(err.__traceback__):
+        if any(frame.filename.startswith(d + "/") for d in dirs):
+            found = (frame.filename, frame.lineno)
+    return found

@@ -1,0 +1,67 @@
+"""No module under nodeops/ over MODULE_LINES lines, no class over CLASS_LINES (issue 15: "no class over about
+150 lines; no module over about 400"), read from the source, the lines of a file as ``wc -l`` counts them and a
+class from its ``class`` line to its last (decorators left out)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE_LINES = 400
+CLASS_LINES = 150
+
+# Modules still over a limit while their split is under way (path from the root -> why); each leaves this table
+# in the change that brings it within the limits.
+WAIVED = {
+    "nodeops/deploy.py": "issue 15: the executor split (ServiceDeploy)",
+    "nodeops/rotate.py": "issue 15: Chainlink's rotation into its role, promote/rotate through the runner",
+    "nodeops/role_file.py": "issue 15: activation models in role.yaml",
+}
+
+
+def oversized(source: str) -> list[str]:
+    """What in ``source`` is over a limit: ``N lines`` for the module, ``class C: N lines`` for each class (nested
+    ones too); empty when within."""
+    lines = len(source.splitlines())
+    found = [f"{lines} lines"] if lines > MODULE_LINES else []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and (size := node.end_lineno - node.lineno + 1) > CLASS_LINES:
+            found.append(f"class {node.name}: {size} lines")
+    return found
+
+
+def klass(name: str, body_lines: int) -> str:
+    return f"class {name}:\n" + "    x = 1\n" * (body_lines - 1)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("x = 1\n" * MODULE_LINES, []),
+        ("x = 1\n" * (MODULE_LINES + 1), [f"{MODULE_LINES + 1} lines"]),
+        (klass("A", CLASS_LINES), []),
+        (klass("A", CLASS_LINES + 1), [f"class A: {CLASS_LINES + 1} lines"]),
+        ("def f():\n" + "    " + klass("Inner", CLASS_LINES + 1).replace("\n", "\n    "), ["class Inner: 151 lines"]),
+        ("@decorated\n" + klass("A", CLASS_LINES), []),  # the decorator is not the class's
+    ],
+)
+def test_the_check_counts_modules_and_classes(source, expected):
+    assert oversized(source) == expected
+
+
+def test_no_module_nor_class_over_the_limits():
+    found = {
+        rel: wrong
+        for path in sorted((ROOT / "nodeops").rglob("*.py"))
+        if (rel := str(path.relative_to(ROOT))) not in WAIVED and (wrong := oversized(path.read_text()))
+    }
+    assert found == {}
+
+
+def test_every_waived_module_still_needs_its_waiver():
+    within = [f"{rel} is within the limits now: remove it from WAIVED" for rel in WAIVED
+              if not oversized((ROOT / rel).read_text())]  # fmt: skip
+    assert within == []
