@@ -27,15 +27,14 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 import json
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import NoReturn
 
 from nodeops import program
@@ -69,7 +68,10 @@ from nodeops.plan import (
 from nodeops.records import Deployed, DryRun, NodeNow, Now
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
-from nodeops.secrets import MASK, Secret, resolve, secret_forms
+from nodeops.run.node import NodeActions, NoSuchImage, reason
+from nodeops.run.probe import OutageProbe
+from nodeops.run.report import Redactor, Reporter
+from nodeops.secrets import Secret, resolve
 from nodeops.stopping import StopRequests
 
 SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
@@ -78,173 +80,6 @@ LB_TIMEOUT = 15.0
 STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
 UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
 POLL = 0.2
-LOG_TAIL = 20  # lines of a container's log searched for its last telling line (last_log)
-SHRED_TIMEOUT = 15.0  # a shred of a few small files in RAM takes milliseconds: longer, the node was cut off
-
-
-def telling_line(text: str) -> str | None:
-    """The last line of ``text`` that carries words (a letter or a digit), stripped; None when none does. A blank
-    line, or a separator drawn with dashes, equals signs or box characters, says nothing about a failure."""
-    lines = [line.strip() for line in text.splitlines() if any(ch.isalnum() for ch in line)]
-    return lines[-1] if lines else None
-
-
-class Redactor:
-    """Masks every form a secret value can take in text shown to a person or a log.
-
-    The forms and the length rule are ``nodeops.secrets.secret_forms``'s.
-    """
-
-    def __init__(self, secrets: Iterable[Secret]) -> None:
-        self.forms = secret_forms(secrets)
-
-    def with_secrets(self, more: Iterable[Secret]) -> Redactor:
-        """A redactor that masks what this one masks and ``more``."""
-        wider = Redactor(more)
-        wider.forms = sorted({*self.forms, *wider.forms}, key=len, reverse=True)
-        return wider
-
-    def __call__(self, text: str) -> str:
-        for form in self.forms:
-            text = text.replace(form, MASK)
-        return text
-
-    def clip(self, text: str, limit: int = 300, tail: bool = False) -> str:
-        """``text`` as one line of at most ``limit`` characters (its end with ``tail``), masked *before* it is
-        cut: a secret cut in two, or spread over lines, would escape the mask."""
-        line = " ".join(self(text).split())
-        return line[-limit:] if tail else line[:limit]
-
-    def leaks(self, text: str) -> bool:
-        return any(form in text for form in self.forms)
-
-
-class Reporter:
-    """Progress a person can follow, or one JSON object per event when asked (CI)."""
-
-    def __init__(self, json_lines: bool, write: Callable[[str], None] = print,
-                 show: Callable[[dict], None] | None = None) -> None:  # fmt: skip
-        """``json_lines``: each event as one JSON object (docs/events.schema.json) through ``write``; otherwise
-        each event goes to ``show`` (a terminal's view: nodeops.console.Screen), else a plain line to ``write``."""
-        self.json = json_lines
-        self.write = write
-        self.show = show
-        self.started = time.monotonic()
-        self.lock = threading.RLock()  # re-entered when a signal handler reports while the main thread writes
-        self.sinks: list[Callable[[dict], None]] = []  # also given every event (the audit log)
-
-    @classmethod
-    def silent(cls) -> Reporter:
-        """For a ServiceDeploy used only to look (status, verify, check): its progress is nobody's business."""
-        return cls(True, lambda _line: None)
-
-    def __call__(self, service: str, node: str, message: str, **data) -> None:
-        elapsed = time.monotonic() - self.started
-        event = {"event": "step", "t": round(elapsed, 2), "service": service, "node": node, "message": message, **data}
-        with self.lock:
-            if self.json:
-                self.write(json.dumps(event))
-            elif self.show is not None:
-                self.show(event)
-            else:
-                self.write(f"{elapsed:7.1f}s  {service:<12} {node or '-':<12} {message}")
-            for sink in self.sinks:
-                sink(event)
-
-
-class OutageProbe:
-    """Starts a check every 100 ms while a handover runs, each in a thread of its own, so that a check waiting out
-    its timeout (0.5 s through a load balancer) delays neither the next sample nor the one that ends the gap; at
-    most ``parallel`` run at once (a tick with none free is skipped). A sample is (when it began, time.monotonic();
-    whether the check passed). The outage is the longest run of failed samples, from the last good one before it
-    (or, when none came before, its first failed sample) to the first good one after. Entering waits for the first
-    sample, so that the measure starts before whatever the block does (stopping the active); leaving waits for the
-    samples in flight."""
-
-    def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600, parallel: int = 6) -> None:
-        self.check, self.interval, self.limit = check, interval, limit
-        self.samples: list[tuple[float, bool]] = []  # ordered by when each began
-        self.stop = threading.Event()
-        self.free = threading.BoundedSemaphore(parallel)
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> None:
-        t = time.monotonic()
-        try:
-            ok = self.check()
-        except Exception:  # noqa: BLE001 (a probe that dies would measure nothing: any failure is a bad sample)
-            ok = False
-        finally:
-            self.free.release()
-        with self.lock:
-            bisect.insort(self.samples, (t, ok))
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + self.limit  # bounded, whatever happens to the caller
-        started: list[threading.Thread] = []
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            t = time.monotonic()
-            if self.free.acquire(blocking=False):
-                started = [s for s in started if s.is_alive()]
-                started.append(threading.Thread(target=self._sample, daemon=True))
-                started[-1].start()
-            self.stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
-        for sample in started:  # the samples in flight belong to the measure (each bounded by the check's timeout)
-            sample.join(timeout=5)
-
-    def __enter__(self) -> OutageProbe:
-        self.thread.start()
-        deadline = time.monotonic() + 5  # one sample takes at most the check's own timeout
-        while not self.samples and self.thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-    def answered_since(self, t: float, limit: float = 5.0) -> bool:
-        """Wait up to ``limit`` seconds for a good sample begun at or after ``t`` (time.monotonic()): the one that
-        ends the gap. A fixed pause is not enough: a sample begun during the gap may still be waiting for its own
-        timeout (0.5 s for the load balancer) when the service answers again, and a probe stopped before the sample
-        after it would leave the gap unclosed, so not counted (issue 13: "outage 0.00s" where a 50 ms sampler saw
-        0.4 s). False when none came: the service stopped answering again, or the probe ended."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and self.thread.is_alive():
-            with self.lock:
-                if any(ok for _, ok in self.samples[bisect.bisect_left(self.samples, (t,)) :]):
-                    return True
-            time.sleep(self.interval / 4)
-        return False
-
-    @property
-    def outage(self) -> float:
-        """Seconds from the last good sample (else the first failed one) to the first good sample after, across
-        the longest run of failures; 0 if none failed (failures never followed by a good sample: not counted)."""
-        worst, since, failing = 0.0, None, False
-        for t, ok in self.samples:
-            if ok:
-                if failing:
-                    worst = max(worst, t - since)
-                since, failing = t, False
-            else:
-                since, failing = t if since is None else since, True
-        return worst
-
-    def measured(self, was_serving: bool) -> float | None:
-        """The outage, when there is one to measure: the service answered at the first sample (taken before the
-        block stopped anything), or the active answered 200 then (a failed first sample is then counted as the
-        gap's start, as ``outage`` does). None when neither: the service was not answering before (an active
-        answering 503), so no gap began with the handover and 0 would claim an outage that was not measured."""
-        answered = bool(self.samples) and self.samples[0][1]
-        return self.outage if answered or was_serving else None
-
-    @property
-    def answering_after(self) -> float | None:
-        """Seconds from the first sample to the first good one; None when none was good."""
-        good = [t for t, ok in self.samples if ok]
-        return good[0] - self.samples[0][0] if good else None
 
 
 @dataclass(frozen=True)
@@ -412,6 +247,8 @@ class ChangeRefused(ChangeFailed):
 
 
 class ServiceDeploy:
+    edge = staticmethod(execute)  # the one call every command of the change goes through (NodeActions.execute)
+
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
         self.service = job.service
@@ -441,20 +278,21 @@ class ServiceDeploy:
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
 
+    def on(self, node: str) -> NodeActions:
+        """The actions on ``node``, through its open connection, masked by this run's redactor as it is now (it
+        widens as restore_job reads older secrets)."""
+        return NodeActions(self.service.name, node, self.conns[node], runtime=self.runtime, redact=self.job.redact,
+                           timeout=self.fleet.settings.command_timeout, say=partial(self.say, node),
+                           secret_files=self.service.secret_files, execute=self.edge)  # fmt: skip
+
     def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True,
           timeout: float | None = None) -> CommandResult:  # fmt: skip
-        """Run a shell line on ``node``, within ``timeout`` seconds (the inventory's ``ssh.command_timeout`` by
-        default); a failure names service, node, command and (redacted) reason."""
-        res = execute(self.conns[node], command, stdin=stdin, timeout=timeout or self.fleet.settings.command_timeout)
-        if check and res.exit_code:
-            raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: "
-                                  f"{self.why(res)}")  # fmt: skip
-        return res
+        """Run a shell line on ``node`` (NodeActions.x)."""
+        return self.on(node).x(command, stdin, check, timeout)
 
     def why(self, res: CommandResult) -> str:
-        """A failed command's reason: its last line of output (redacted, clipped), else its exit status."""
-        output = (res.stderr.strip() or res.stdout.strip()).splitlines()
-        return self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
+        """A failed command's reason, masked (nodeops.run.node.reason)."""
+        return reason(res, self.job.redact)
 
     def inspect(self, node: str, name: str | None = None) -> Container | None:
         """The container ``name`` (the service's, by default) on ``node`` (Observer.container)."""
@@ -525,25 +363,12 @@ class ServiceDeploy:
         return unpulled_image_id(image, held, self.digest)
 
     def pull(self, node: str, image: str) -> tuple[str, str | None]:
-        """Pull ``image`` on ``node``: (image id, registry digest). Pulling is how a tag moved in the registry is
-        noticed; when the pull fails (the registry is down) and the node already holds the image, that one is used
-        and the step line says so (pinned by digest, it is exactly the image asked for; a tag is the one pulled
-        last). An image the node does not hold fails the run with the pull's error."""
-        pulled = self.x(node, cmd.sh(cmd.pull(self.runtime, image)), check=False)
-        held = self.x(node, cmd.sh(image_facts.image_id(self.runtime, image)), check=pulled.exit_code == 0)
-        if pulled.exit_code and image_facts.says_no_such_image(pulled.stderr + pulled.stdout):
-            self.no_such_image(pulled)
-        if held.exit_code:
-            raise OperationFailed(f"{self.service.name} {node}: `{self.runtime} pull` failed: {self.why(pulled)}")
-        image_id, digest = image_facts.parse_image_id(held.stdout, image)
-        if pulled.exit_code == 0:
-            self.say(node, f"pulled {image} ({digest or 'no registry digest'})", digest=digest)
-        else:
-            which = ("pinned by digest: the very image" if "@" in image else
-                     "the tag as last pulled here: a move of the tag in the registry is not seen")  # fmt: skip
-            self.say(node, f"could not pull {image} ({self.why(pulled)}); using the image this node holds, "
-                     f"{image_id[:19]} ({which})", digest=digest, pull_failed=True)  # fmt: skip
-        return image_id, digest
+        """Pull ``image`` on ``node``: (image id, registry digest) (NodeActions.pull); the registry saying there is
+        no such image is invalid input (no_such_image)."""
+        try:
+            return self.on(node).pull(image)
+        except NoSuchImage as exc:
+            self.no_such_image(exc.answer)
 
     def no_such_image(self, answer: CommandResult) -> NoReturn:
         """The registry says the image does not exist: invalid input (exit 2) naming services.X.image, raised
@@ -573,12 +398,9 @@ class ServiceDeploy:
 
     def upload(self, node: str, job: Job | None = None) -> None:
         """The node's files (``job``'s, this run's by default), each created 0400 for the container user
-        before its first byte."""
+        before its first byte (NodeActions.upload)."""
         job = job or self.job
-        uid = job.role.user
-        self.x(node, cmd.prepare_dir(self.service.name, uid))
-        for f in job.rendered.files.values():
-            self.x(node, cmd.write_file(self.service.name, f.name, uid), stdin=f.data)
+        self.on(node).upload({name: f.data for name, f in job.rendered.files.items()}, job.role.user)
 
     def new_change(self) -> None:
         """Forget what keep_restorable() learnt: the next execute() is another change (a rotation rolls twice)."""
@@ -614,24 +436,18 @@ class ServiceDeploy:
                          "versions", inexact_restore=True)  # fmt: skip
 
     def shred(self, node: str, names: Sequence[str]) -> None:
-        """Shred ``names`` under the service's folder on ``node`` (when the inventory has secret files shredded),
-        within SHRED_TIMEOUT: a node cut off just after it took over must not hold the run (the old active waits
-        to be started again) for the whole command timeout. OperationFailed when it did not finish."""
-        if names and self.service.secret_files == "shred":
-            self.x(node, cmd.shred(self.service.name, names), timeout=SHRED_TIMEOUT)
-            self.say(node, f"shredded {', '.join(names)}")
+        """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred)."""
+        self.on(node).shred(names)
 
     def replace(self, node: str) -> None:
         """The node's container replaced by one on this run's inputs; the old one is kept, stopped, as the previous
         container (renamed first: until then a failure has changed nothing on the node)."""
-        previous = cmd.previous_name(self.service.name)
         old = self.inspect(node)
         if old:
-            self.x(node, cmd.sh(cmd.remove(self.runtime, previous)) + " >/dev/null 2>&1; " +
-                   cmd.sh(cmd.rename(self.runtime, self.name, previous)))  # fmt: skip
+            self.on(node).set_aside()
             self.moved.add(node)
             if old.running:
-                self.x(node, cmd.sh(cmd.stop(self.runtime, previous, int(self.job.role.stop_timeout))))
+                self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
         self.start_new(node)
         self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
 
@@ -640,7 +456,7 @@ class ServiceDeploy:
         service's container name must be free)."""
         job = job or self.job
         self.upload(node, job)
-        self.x(node, cmd.sh(cmd.run(self.run_spec(job))))
+        self.on(node).run(self.run_spec(job))
         self.ports[node] = job.role.port
         if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [job.rendered.env_file])
@@ -653,20 +469,20 @@ class ServiceDeploy:
         previous = cmd.previous_name(self.service.name)
         if node in self.was_running and node not in self.moved:
             return f"{why}; {node}'s container was not touched"
-        self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)), check=False)
+        self.on(node).remove(check=False)
         if not (back := self.inspect(node, previous)):
             self.ports.pop(node, None)
             self.shred(node, self.job.all_files)
             return f"{why}; {node} had no previous container to put back"
         again = self.previous_on(node, back) if self.was_running.get(node) else None
         if again is not None and again is not self.ran_on[node]:  # the database moved past its image
-            self.x(node, cmd.sh(cmd.remove(self.runtime, previous)))
+            self.on(node).remove(previous)
             self.start_new(node, again)
             tag = cmd.image_tag(again.service.image)
             self.say(node, f"started {self.name} on its previous inputs on {tag} (config "
                      f"{again.rendered.config_hash[:12]})")  # fmt: skip
             return f"{why}; {node}'s previous inputs were started again on {tag}, and it {self.settle(node, again)}"
-        self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name)))
+        self.on(node).put_back()
         self.ports[node] = served_port(back, self.job.role.port)
         if again is None:
             self.shred(node, self.job.all_files)
@@ -675,7 +491,7 @@ class ServiceDeploy:
             return (f"{why}; {node}'s previous container is back, stopped: {back.version or 'its image'} "
                     "cannot run on the database")  # fmt: skip
         self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-        self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
+        self.on(node).start()
         self.say(node, f"started the previous container again (config {again.rendered.config_hash[:12]})")
         state = self.settle(node, again)
         return f"{why}; {node}'s previous container was started again on its own inputs, and it {state}"
@@ -817,7 +633,7 @@ class ServiceDeploy:
             job = self.ran_on[name]
             try:
                 self.upload(name, job)
-                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
+                self.on(name).start()
                 self.say(name, f"no node serves: started {self.name} again on its own inputs, to take over once the "
                          "lease is free")  # fmt: skip
                 notes += f"; no node served: {name}'s container, stopped by this run, was started again on its own "
@@ -860,7 +676,7 @@ class ServiceDeploy:
                 continue
             try:
                 self.upload(name, self.job)
-                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
+                self.on(name).start()
                 self.say(name, f"started {self.name} again, as the standby")
                 state = self.settle(name, self.job)
                 notes += f"; {name}'s container had stopped: started again as the standby, and it {state}"
@@ -941,16 +757,11 @@ class ServiceDeploy:
         """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed
         at info level only: extra evidence of a standby, never required (a LOG_LEVEL of warn hides it)."""
         marker = self.job.role.standby_log
-        if marker is None:
-            return False
-        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name)) + " 2>&1", check=False)
-        return marker.lower() in res.stdout.lower()
+        return marker is not None and self.on(node).logged(marker)
 
     def last_log(self, node: str) -> str:
-        """``last log line: ...``: the last line of the container's log that says something (telling_line)."""
-        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=LOG_TAIL)) + " 2>&1", check=False)
-        line = telling_line(res.stdout)
-        return "last log line: " + self.job.redact.clip(line) if line else "no log output"
+        """``last log line: ...`` of the node's container (NodeActions.last_log)."""
+        return self.on(node).last_log()
 
     def service_answers(self) -> bool:
         """Is the service served? Through its load balancer when it has one, else by either node."""
@@ -980,7 +791,7 @@ class ServiceDeploy:
         was_serving, before = self.health(old)  # an unhealthy active: its successor may fail the same checks only
         with OutageProbe(self.service_answers) as probe:
             try:
-                self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+                self.on(old.name).stop(int(self.job.role.stop_timeout))
             except OperationFailed as exc:  # e.g. the active's host cut off: whoever holds the lease serves
                 raise self.confirm(
                     f"{exc}; stopping the active {old.name} failed, the handover did not go on"
@@ -1023,7 +834,7 @@ class ServiceDeploy:
         done and what each node does, as seen. ``accept``: the checks the old active failed before (it may fail
         them again)."""
         try:
-            self.x(new.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
+            self.on(new.name).stop(int(self.job.role.stop_timeout))
         except OperationFailed as exc:
             why = f"{why}; stopping {new.name} failed: {exc}"
         job = self.ran_on[old.name]
@@ -1044,7 +855,7 @@ class ServiceDeploy:
         try:
             standby = self.ran_on[new.name]
             self.upload(new.name, standby)
-            self.x(new.name, cmd.sh(cmd.start(self.runtime, self.name)))
+            self.on(new.name).start()
             return f"{why}; {new.name} was started again as the standby, and it {self.settle(new.name, standby)}"
         except OperationFailed as exc:
             return f"{why}; starting {new.name} again as the standby failed: {exc}"
@@ -1056,9 +867,9 @@ class ServiceDeploy:
         a message: "on its own inputs[, on IMAGE]"."""
         if again is self.ran_on[node]:
             self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-            self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
+            self.on(node).start()
             return "on its own inputs"
-        self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)))  # its image cannot run any more
+        self.on(node).remove()  # its image cannot run any more
         self.start_new(node, again)
         return f"on its own inputs, on {self.service.image}"
 
@@ -1349,7 +1160,7 @@ class ServiceDeploy:
     def drop_previous(self) -> None:
         """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
         for node in self.conns:
-            self.x(node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
+            self.on(node).remove(cmd.previous_name(self.service.name), check=False)
 
     def ran(self) -> dict:
         """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it."""

@@ -10,13 +10,17 @@ from urllib.parse import quote
 import pytest
 
 from nodeops import deploy
-from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
+from nodeops.deploy import ServiceDeploy
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.facts.container import Container
 from nodeops.inventory import Node
 from nodeops.lease import Lease
+from nodeops.run.node import telling_line
+from nodeops.run.probe import OutageProbe
+from nodeops.run.report import Redactor
 from nodeops.secrets import Secret
 from tasks.promote import outage_line
+from tests.unit.fake_edge import FakeEdge
 
 VALUE = 'Pa55 w%rd/"x"?'
 
@@ -280,7 +284,7 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
     ids=["last", "dashes", "box-and-blank", "digit", "stripped", "only-separators", "empty"],
 )
 def test_the_last_log_line_is_the_last_that_carries_words(log, line):
-    assert deploy.telling_line(log) == line
+    assert telling_line(log) == line
 
 
 # -- an image the registry says does not exist: refused as the inventory's (exit 2), before anything changes -------
@@ -291,21 +295,17 @@ DOWN = 'Error response from daemon: Get "https://registry.example:5000/v2/": dia
 
 
 class Pulling(ServiceDeploy):
-    """x() replaced by each command's scripted answer (by its second word: pull, manifest, image, info)."""
+    """Each command answered by a fake edge, by its second word (pull, manifest, image, info)."""
 
     def __init__(self, answers):  # noqa: D107 (no super(): nothing here touches a host)
-        self.answers, self.said, self.runtime, self.digest = answers, [], "docker", None
-        self.service = types.SimpleNamespace(name="cl1", image=IMAGE, nodes=(Node("cl1-a", "10.0.0.2", 22, "active",
-                                                                                  (), "cl1"),))  # fmt: skip
+        self.said, self.runtime, self.digest = [], "docker", None
+        self.service = types.SimpleNamespace(name="cl1", image=IMAGE, secret_files="shred", nodes=(
+            Node("cl1-a", "10.0.0.2", 22, "active", (), "cl1"),))  # fmt: skip
         self.job = types.SimpleNamespace(redact=Redactor([]))
-        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml"))
-
-    def x(self, _node, command, _stdin=None, check=True):
-        verb = command.split()[1]
-        res = deploy.CommandResult(*self.answers.get(verb, (0, "", "")))
-        if check and res.exit_code:
-            raise OperationFailed(f"`{verb}` failed: {self.why(res)}")
-        return res
+        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml"),
+                                           settings=types.SimpleNamespace(command_timeout=30))  # fmt: skip
+        self.conns = {"cl1-a": "link to cl1-a"}
+        self.edge = FakeEdge([(rf"^docker {verb}\b", answer) for verb, answer in answers.items()])
 
     def say(self, _node, message, **_data):
         self.said.append(message)
@@ -348,8 +348,12 @@ class Standing(ServiceDeploy):
     def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
         self.log, self.a_answers, self.answers = log, a_answers, {}
         self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
-        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"))
-        self.fleet, self.runtime, self.name = None, "docker", "nodeops-svc"
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"),
+                                         redact=Redactor([]))  # fmt: skip
+        self.fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30))
+        self.runtime, self.name = "docker", "nodeops-svc"
+        self.service.secret_files, self.conns = "shred", {"b": "link to b"}
+        self.edge = FakeEdge([(r"^docker logs\b", (0, log, ""))])
 
     def health(self, node):
         if node.name == "a" and self.a_answers:
@@ -359,9 +363,6 @@ class Standing(ServiceDeploy):
 
     def inspect(self, _node, _name=None):
         return Container("nodeops-svc", True, "running", "sha256:x")
-
-    def x(self, _node, _command, **_options):
-        return types.SimpleNamespace(stdout=self.log, stderr="", exit_code=0)
 
 
 A_NODE = Node("a", "10.0.0.1", 22, "active", (), "svc")
