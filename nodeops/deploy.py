@@ -43,7 +43,7 @@ from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.edges import http
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
-from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
+from nodeops.errors import Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
 from nodeops.facts.container import Container, served_port
@@ -59,7 +59,6 @@ from nodeops.plan import (
     lease_moves,
     older_than,
     plan_service,
-    replaces_a_standby,
     restart_image,
     secret_changes,
     standby_evidence,
@@ -71,6 +70,7 @@ from nodeops.roles import Role, check_service, check_variables, profile_name, ro
 from nodeops.run.node import NodeActions, NoSuchImage, reason
 from nodeops.run.probe import OutageProbe
 from nodeops.run.report import Redactor, Reporter
+from nodeops.run.runner import ChangeFailed, ChangeRefused, ServiceRunner
 from nodeops.secrets import Secret, resolve
 from nodeops.stopping import StopRequests
 
@@ -232,18 +232,6 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered = render(role, profile, service, secrets, file=str(inventory.source))
     return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
-
-
-class ChangeFailed(OperationFailed):
-    """A failed change whose message already says what serves now (ServiceDeploy.confirm)."""
-
-
-class ChangeRefused(ChangeFailed):
-    """A change stopped as unsafe (exit 4), its message saying what serves now: a node left stopped because no image
-    the run holds can run on the database its new container migrated (ServiceDeploy.previous_on; the message names
-    the fix forward), or a node the plan took for the standby found holding the lease (ServiceDeploy.steps)."""
-
-    exit_code = EXIT_UNSAFE
 
 
 class ServiceDeploy:
@@ -882,106 +870,8 @@ class ServiceDeploy:
             return f"{why}; putting {node}'s previous container back failed too: {exc}"
 
     def execute(self, plan: ServicePlan) -> None:
-        """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
-        raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
-        next safe point (stop_action, carried out by stop_before), raising Interrupted that says what it did and
-        what runs now. A stop that came past the last safe point (while the old active was replaced after its
-        handover) lets the change run to its end, and the Interrupted says so, naming the step it came during."""
-        try:
-            self.steps(plan)
-        except ChangeFailed:
-            raise
-        except OperationFailed as exc:  # a failure no step undid (a node cut off, say): what serves now, said
-            raise self.confirm(str(exc)) from None
-        if not self.stop.is_set():
-            return
-        if not plan.steps:
-            raise Interrupted(f"{self.service.name}: up to date, nothing to change when the stop came; "
-                              f"{self.standing()}")  # fmt: skip
-        during = plan.steps[(len(plan.steps) if self.stop_seen is None else self.stop_seen) - 1]
-        raise Interrupted(f"{self.service.name}: the stop came during `{during.describe()}`, past the last safe "
-                          f"point, so the change went on to its end: it is complete; {self.standing()}")  # fmt: skip
-
-    def stop_before(self, plan: ServicePlan, i: int) -> None:
-        """A stop (Ctrl-C, SIGTERM) seen before step ``i``, carried out as stop_action says: returns (the run goes
-        on) only when step ``i`` is no safe point; raises Interrupted otherwise, its message saying what was done
-        and what runs now (standing). Before the handover of a rolling replace, the nodes this run replaced go back
-        on their previous containers and inputs, as after a failure (restore), so the pair is left as it was found
-        (issue 13 rv7 #6: a standby left on the new inputs made a mixed pair that promote-standby refuses). After the
-        handover, the old active (stopped by it) is started again on its own inputs as the standby, and the run
-        stops there rather than go on to replace it (rv7 #7); the message names the deploy that finishes the change."""
-        action = stop_action(plan, i)
-        if action is None:
-            if self.stop_seen is None:
-                self.stop_seen = i
-            return
-        name, step = self.service.name, plan.steps[i]
-        if action == "stop":
-            why = f"{name}: stopped before `{step.describe()}` as asked" + ("; nothing was changed" if i == 0 else "")
-        elif action == "undo":
-            why = f"{name}: stopped before `{step.describe()}` as asked, undoing this run's change"
-            for node in dict.fromkeys(s.node for s in plan.steps[:i] if s.action == "replace"):
-                why = self.restore(node, why)
-        else:  # "restart": just after the handover
-            handover = plan.steps[i - 1]
-            old, env = handover.node, self.fleet.inventory.environment
-            why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
-                   f"`{step.describe()}`{self.standby_again_on_own(old)}; {handover.to} runs this change, {old} "
-                   f"does not: {program()} deploy --env {env} --service {name} finishes it")  # fmt: skip
-        forward = "".join(f"; {note}" for note in self.forward)
-        raise Interrupted(f"{why}{forward}; {self.standing()}")
-
-    def standby_again_on_own(self, node: str) -> str:
-        """The old active of a finished handover (its container stopped by it) started again on its own inputs
-        (previous_on) and checked as the standby (settle); returns what was done, as "; ...". Never raises: a
-        failure is said (what runs is said after it, by standing)."""
-        try:
-            again = self.previous_on(node, self.inspect(node))
-            if again is None:
-                return f"; {node}'s container was left stopped (it could not run on the database)"
-            how = self.start_again(node, again)
-            self.say(node, f"started {self.name} again {how}, as the standby")
-            return f"; {node}'s container was started again {how} as the standby, and it {self.settle(node, again)}"
-        except OperationFailed as exc:
-            return f"; starting {node}'s container again as the standby failed: {exc}"
-
-    def steps(self, plan: ServicePlan) -> None:
-        nodes = {n.name: n for n in self.service.nodes}
-        self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
-        for i, step in enumerate(plan.steps):
-            if self.stop.is_set():
-                self.stop_before(plan, i)
-            node = nodes[step.node]
-            if replaces_a_standby(step) and any(health := self.health(node)):
-                raise self.confirm(f"{self.service.name} {step.node}: holds the lease now (it answers "
-                                   f"{self.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
-                                   "for the standby: the active changed since the plan (a failover, its old active cut "
-                                   f"off?); {step.node} was not replaced; deploy again to plan from what runs now",
-                                   unsafe=True)  # fmt: skip
-            self.say(step.node, step.describe())
-            if step.action == "handover":
-                self.outages.append(self.handover(node, nodes[step.to]))
-                continue
-            try:
-                if step.action == "replace":
-                    self.replace(step.node)
-                elif step.action == "await-serving":
-                    took = self.await_serving(node)
-                    self.say(step.node, f"serving after {took:.1f}s")
-                    self.shred(step.node, self.job.all_files)
-                else:
-                    evidence = self.await_waiting(node)
-                    self.say(step.node, "waiting for the lease", evidence=evidence)
-                    self.shred(step.node, self.job.files_read("start"))
-            except OperationFailed as exc:
-                if step.action == "await-waiting" and any(self.health(node)) and self.others_silent(node):
-                    # the node the pair handed over to stopped answering, and this one, on this change's inputs,
-                    # took the lease it left: the change is done here; putting this node back would stop the one
-                    # node serving (rv4: a second outage of 1.9 s, and a message of "two actives")
-                    raise self.confirm(f"{self.service.name} {step.node}: took the lease while it was awaited as the "
-                                       "standby, as no other node answers (one cut off, or its container gone?); "
-                                       "it runs this change's inputs and was left serving") from None  # fmt: skip
-                raise self.confirm(self.restore(step.node, str(exc))) from None
+        """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply)."""
+        ServiceRunner(self).apply(plan)
 
     def refuse_lease_move(self) -> None:
         """Unsafe (exit 4), before anything changed, when the change moves the lease elsewhere (plan.lease_moves)."""
@@ -1168,32 +1058,6 @@ class ServiceDeploy:
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
                 "files": recorded_texts(self.job)}  # fmt: skip
-
-
-def stop_action(plan: ServicePlan, i: int) -> str | None:
-    """What a run asked to stop (Ctrl-C, SIGTERM) does before step ``i`` of ``plan``, so that the pair is left whole:
-
-    - ``"stop"``: stop as things are: before the first step, or (a fresh start) before the next node is replaced
-      once the first one serves;
-    - ``"undo"``: before the handover of a rolling replace (or while the standby is awaited), put the nodes this run
-      replaced back on their previous containers, then stop: the pair as it was found;
-    - ``"restart"``: just after a handover, start the old active (stopped by it) again on its own inputs as the
-      standby, then stop, rather than replace it;
-    - None: no safe point (a node replaced but not yet awaited, the old active being replaced after its
-      handover): go on to the next step.
-
-    A replace counts as a standby's when the plan awaits that node as a waiting standby right after it."""
-    if i == 0:
-        return "stop"
-    done = plan.steps[:i]
-    if done[-1].action == "handover":
-        return "restart"
-    if any(s.action == "handover" for s in done):
-        return None
-    replaced = [j for j, s in enumerate(done) if s.action == "replace"]
-    if replaced and all(j + 1 < len(plan.steps) and plan.steps[j + 1].action == "await-waiting" for j in replaced):
-        return "undo"
-    return "stop" if plan.steps[i].action == "replace" else None
 
 
 def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
