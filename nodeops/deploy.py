@@ -40,18 +40,16 @@ from typing import NoReturn
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
-from nodeops.edges import http
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
 from nodeops.facts.container import Container, served_port
-from nodeops.facts.health import app_id
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import LeaseView, recorded_version
+from nodeops.lease import recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
     Desired,
@@ -61,25 +59,18 @@ from nodeops.plan import (
     plan_service,
     restart_image,
     secret_changes,
-    standby_evidence,
     unpulled_image_id,
 )
 from nodeops.records import Deployed, DryRun, NodeNow, Now
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
+from nodeops.run.awaits import LB_TIMEOUT, POLL, SERVE_TIMEOUT, Awaits
 from nodeops.run.node import NodeActions, NoSuchImage, reason
 from nodeops.run.probe import OutageProbe
 from nodeops.run.report import Redactor, Reporter
 from nodeops.run.runner import ChangeFailed, ChangeRefused, ServiceRunner
 from nodeops.secrets import Secret, resolve
 from nodeops.stopping import StopRequests
-
-SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
-WAIT_TIMEOUT = 60.0
-LB_TIMEOUT = 15.0
-STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
-UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
-POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -550,7 +541,7 @@ class ServiceDeploy:
         "holds the lease" or "is down (...)"."""
         node = next(n for n in self.service.nodes if n.name == name)
         try:
-            self.await_waiting(node, job)
+            self.waits.await_waiting(node, job)
         except OperationFailed as exc:
             self.shred(name, job.all_files)  # it serves (all read), or it is down
             return "holds the lease" if any(self.health(node)) else f"is down ({exc})"
@@ -575,7 +566,7 @@ class ServiceDeploy:
         while True:
             health = {n.name: self.health(n) for n in self.service.nodes}
             actives = [name for name, (ok, failing) in health.items() if ok or failing]
-            through = self.service_answers()
+            through = self.waits.service_answers()
             whole = len(actives) == 1 and (through or not health[actives[0]][0])
             if whole or time.monotonic() > deadline:
                 break
@@ -672,74 +663,10 @@ class ServiceDeploy:
                 notes += f"; starting {name}'s stopped container again failed: {exc}"
         return notes
 
-    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
-        """Seconds until ``node`` answers 200; OperationFailed if its container stops or ``timeout`` passes.
-
-        A node that answers unhealthy (it took the lease) for UNHEALTHY_GRACE seconds is accepted if every
-        check it fails is in ``accept`` (those the active it replaces failed: the pair is no worse than
-        before), and fails the wait at once otherwise."""
-        started, sick_since = time.monotonic(), None
-        while not (found := self.health(node))[0]:
-            sick_since = (sick_since or time.monotonic()) if found[1] else None
-            if sick_since is not None and time.monotonic() - sick_since >= UNHEALTHY_GRACE:
-                failing = ", ".join(found[1])
-                if set(found[1]) <= set(accept):
-                    self.say(node.name, f"holds the lease, unhealthy as the active it replaced (failing: {failing})",
-                             failing=list(found[1]))  # fmt: skip
-                    break
-                raise OperationFailed(
-                    f"{self.service.name} {node.name}: holds the lease but answers unhealthy after "
-                    f"{UNHEALTHY_GRACE:g}s (failing: {failing}); {self.last_log(node.name)}"
-                )
-            c = self.inspect(node.name)
-            if c is None or not c.running or time.monotonic() - started > timeout:
-                state = f"container {c.status} (exit {c.exit_code})" if c else "no container"
-                waited = time.monotonic() - started
-                raise OperationFailed(
-                    f"{self.service.name} {node.name}: not serving {self.job.role.health} after {waited:.0f}s: "
-                    f"{state}; {self.last_log(node.name)}"
-                )
-            time.sleep(POLL)
-        return time.monotonic() - started
-
-    def await_waiting(self, node: Node, job: Job | None = None) -> str:
-        """Running, not answering its health path, for STANDBY_STABLE seconds in a row, and shown to wait for the
-        lease (waiting_evidence: the lease held by the other node), within WAIT_TIMEOUT; returns the evidence.
-        ``job``: the inputs the node runs on (this run's by default), whose credentials read the lease.
-        OperationFailed when its container stops, it answers (it took the lease) or the time passes."""
-        started, stable_since, why = time.monotonic(), None, "not yet running stably"
-        with LeaseView(self.fleet, job or self.job) as lease:
-            while True:
-                c = self.inspect(node.name)
-                serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
-                late = time.monotonic() - started > WAIT_TIMEOUT
-                if c is None or not c.running or serving or late:
-                    late_why = f"after {WAIT_TIMEOUT:g}s, {why}"
-                    alone = serving and self.others_silent(node)
-                    what = ("it took the lease: no other node answers" if alone else "serves: two actives?" if serving
-                            else "no container" if c is None else f"container {c.status}" if not c.running
-                            else late_why)  # fmt: skip
-                    raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
-                                          f"{self.last_log(node.name)}")  # fmt: skip
-                stable_since = stable_since or time.monotonic()
-                if time.monotonic() - stable_since >= STANDBY_STABLE:
-                    waiting, why = self.waiting_evidence(node, lease)
-                    if waiting:
-                        return why
-                time.sleep(POLL)
-
-    def others_silent(self, node: Node) -> bool:
-        """Does no node of the pair but ``node`` answer its health path (200 or not: a node that answers holds the
-        lease)? With ``node`` answering: it holds the lease alone."""
-        return not any(any(self.health(n)) for n in self.service.nodes if n is not node)
-
-    def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
-        """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
-        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
-        other = next((n for n in self.service.nodes if n.name != node.name), None)
-        answers = other is not None and any(self.health(other))
-        other_id = app_id(self.answers.get(other.name, b"")) if answers else None
-        return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name))
+    @property
+    def waits(self) -> Awaits:
+        """What this change waits for on its pair (nodeops.run.awaits)."""
+        return Awaits(self)
 
     def waiting_logged(self, node: str) -> bool:
         """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed
@@ -750,21 +677,6 @@ class ServiceDeploy:
     def last_log(self, node: str) -> str:
         """``last log line: ...`` of the node's container (NodeActions.last_log)."""
         return self.on(node).last_log()
-
-    def service_answers(self) -> bool:
-        """Is the service served? Through its load balancer when it has one, else by either node."""
-        if self.service.load_balancer:
-            return http.status(self.service.load_balancer, http.PROBE_TIMEOUT) == 200
-        return any(self.serving(n) for n in self.service.nodes)
-
-    def await_service(self) -> None:
-        """Wait until the service answers (through its load balancer when it has one), up to LB_TIMEOUT."""
-        deadline = time.monotonic() + LB_TIMEOUT
-        while not self.service_answers():
-            if time.monotonic() > deadline:
-                where = self.service.load_balancer or "neither node"
-                raise OperationFailed(f"{self.service.name}: {where} does not answer 200 within {LB_TIMEOUT:g}s")
-            time.sleep(POLL)
 
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
         """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
@@ -777,7 +689,7 @@ class ServiceDeploy:
         """
         self.keep_restorable([old.name, new.name])
         was_serving, before = self.health(old)  # an unhealthy active: its successor may fail the same checks only
-        with OutageProbe(self.service_answers) as probe:
+        with OutageProbe(self.waits.service_answers) as probe:
             try:
                 self.on(old.name).stop(int(self.job.role.stop_timeout))
             except OperationFailed as exc:  # e.g. the active's host cut off: whoever holds the lease serves
@@ -785,12 +697,13 @@ class ServiceDeploy:
                     f"{exc}; stopping the active {old.name} failed, the handover did not go on"
                 ) from None
             try:
-                self.await_serving(new, timeout=SERVE_TIMEOUT, accept=before)
+                self.waits.await_serving(new, timeout=SERVE_TIMEOUT, accept=before)
             except OperationFailed as exc:
                 raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby, before)) from None
             try:
                 if not before or self.serving(new):
-                    self.await_service()  # through the load balancer too (which answers 503 while the active does)
+                    # through the load balancer too (which answers 503 while the active does)
+                    self.waits.await_service()
             except OperationFailed as exc:
                 raise self.confirm(str(exc)) from None
             probe.answered_since(time.monotonic())  # the good sample that closes the gap
@@ -832,7 +745,7 @@ class ServiceDeploy:
                 why = f"{why}; the old active {old.name} was not started again (it could not run on the database)"
             else:
                 how = self.start_again(old.name, again)
-                self.await_serving(old, accept=accept)
+                self.waits.await_serving(old, accept=accept)
                 self.shred(old.name, again.all_files)
                 why = f"{why}; the old active {old.name} was started again {how}"
         except OperationFailed as exc:
@@ -1009,7 +922,7 @@ class ServiceDeploy:
                      failing=list(failing))  # fmt: skip
             return {"active": active[0], "failing": list(failing)}
         if self.service.load_balancer:
-            self.await_service()
+            self.waits.await_service()
         return {"active": active[0]}
 
     # -- the whole ---------------------------------------------------------------

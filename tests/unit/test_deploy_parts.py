@@ -9,12 +9,12 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops import deploy
 from nodeops.deploy import ServiceDeploy
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.facts.container import Container
 from nodeops.inventory import Node
 from nodeops.lease import Lease
+from nodeops.run import awaits
 from nodeops.run.node import telling_line
 from nodeops.run.probe import OutageProbe
 from nodeops.run.report import Redactor
@@ -211,15 +211,15 @@ NODE = Node("b", "10.0.0.2", 22, "standby", (), "svc")
     ids=["boots-then-serves", "as-unhealthy-as-before", "a-new-failure", "old-was-healthy"],
 )
 def test_await_serving_accepts_an_unhealthy_node_only_if_no_worse(monkeypatch, answers, accept, outcome):
-    monkeypatch.setattr(deploy, "UNHEALTHY_GRACE", 0.05)
-    monkeypatch.setattr(deploy, "POLL", 0.01)
+    monkeypatch.setattr(awaits, "UNHEALTHY_GRACE", 0.05)
+    monkeypatch.setattr(awaits, "POLL", 0.01)
     run = Awaiting(answers)
     if outcome == "failed":
         with pytest.raises(OperationFailed, match=r"svc b: holds the lease but answers unhealthy after 0.05s "
                                                   r"\(failing: .*\); last log line: x"):  # fmt: skip
-            run.await_serving(NODE, timeout=5, accept=accept)
+            run.waits.await_serving(NODE, timeout=5, accept=accept)
         return
-    run.await_serving(NODE, timeout=5, accept=accept)
+    run.waits.await_serving(NODE, timeout=5, accept=accept)
     assert (run.said == [f"holds the lease, unhealthy as the active it replaced (failing: {RPC})"]) is (
         outcome == "accepted"
     )
@@ -244,8 +244,9 @@ class Verifying(ServiceDeploy):
     def say(self, _node, message, **_data):
         self.said.append(message)
 
-    def await_service(self):
-        self.waited = True
+    @property
+    def waits(self):
+        return types.SimpleNamespace(await_service=lambda: setattr(self, "waited", True))
 
 
 @pytest.mark.parametrize(
@@ -396,13 +397,13 @@ class HeldBy:
 def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, evidence):
     """Issue 13 review: with LOG_LEVEL warn the standby never printed "waiting for lease" and every deploy was
     rolled back after 60 s, blamed on the node."""
-    monkeypatch.setattr(deploy, "STANDBY_STABLE", 0.02)
-    monkeypatch.setattr(deploy, "WAIT_TIMEOUT", 0.3)
-    monkeypatch.setattr(deploy, "POLL", 0.01)
-    monkeypatch.setattr(deploy, "LeaseView", HeldBy(lease))
+    monkeypatch.setattr(awaits, "STANDBY_STABLE", 0.02)
+    monkeypatch.setattr(awaits, "WAIT_TIMEOUT", 0.3)
+    monkeypatch.setattr(awaits, "POLL", 0.01)
+    monkeypatch.setattr(awaits, "LeaseView", HeldBy(lease))
     run = Standing(log, a_answers)
     if a_answers:
-        assert evidence in run.await_waiting(NODE)
+        assert evidence in run.waits.await_waiting(NODE)
         return
     with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):
-        run.await_waiting(NODE)
+        run.waits.await_waiting(NODE)

@@ -50,6 +50,7 @@ class FakeChange:
         self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(environment="prod"))
         self.stop = Stop(self, stop_after)
         self.stop_seen, self.outages, self.forward = None, [], []
+        self.waits = self  # the waits are asked of the same fake
 
     def _do(self, call: str):
         self.calls.append(call)
