@@ -65,8 +65,8 @@ from nodeops.records import Deployed, DryRun, NodeNow, Now
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.run.awaits import LB_TIMEOUT, POLL, SERVE_TIMEOUT, Awaits
+from nodeops.run.handover import PlannedHandover
 from nodeops.run.node import NodeActions, NoSuchImage, reason
-from nodeops.run.probe import OutageProbe
 from nodeops.run.report import Redactor, Reporter
 from nodeops.run.runner import ChangeFailed, ChangeRefused, ServiceRunner
 from nodeops.secrets import Secret, resolve
@@ -679,87 +679,8 @@ class ServiceDeploy:
         return self.on(node).last_log()
 
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
-        """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
-
-        Returns the outage as probed every 100 ms (None when the service was not answering before the handover:
-        OutageProbe.measured). If the standby does not
-        serve in time, the old active is started again and the run fails:
-        the service ends up served either way (and, in a deploy, the new
-        standby goes back to its previous container).
-        """
-        self.keep_restorable([old.name, new.name])
-        was_serving, before = self.health(old)  # an unhealthy active: its successor may fail the same checks only
-        with OutageProbe(self.waits.service_answers) as probe:
-            try:
-                self.on(old.name).stop(int(self.job.role.stop_timeout))
-            except OperationFailed as exc:  # e.g. the active's host cut off: whoever holds the lease serves
-                raise self.confirm(
-                    f"{exc}; stopping the active {old.name} failed, the handover did not go on"
-                ) from None
-            try:
-                self.waits.await_serving(new, timeout=SERVE_TIMEOUT, accept=before)
-            except OperationFailed as exc:
-                raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby, before)) from None
-            try:
-                if not before or self.serving(new):
-                    # through the load balancer too (which answers 503 while the active does)
-                    self.waits.await_service()
-            except OperationFailed as exc:
-                raise self.confirm(str(exc)) from None
-            probe.answered_since(time.monotonic())  # the good sample that closes the gap
-        stopped = self.inspect(old.name)
-        code = None if stopped is None else stopped.exit_code
-        how = "" if code in (0, None) else (f"; {old.name} exited {code}, not a clean stop: it may have left its lease "
-                                            "to expire, and the standby to wait for that")  # fmt: skip
-        outage = probe.measured(was_serving)
-        if outage is None:
-            since = probe.answering_after
-            after = ("it does not answer yet" if since is None else
-                     f"it answers since {since:.2f}s after the handover began")  # fmt: skip
-            figure = (f"outage not measured: the service was not answering before the handover ({old.name} answered "
-                      f"unhealthy, failing: {', '.join(before)}); {after}")  # fmt: skip
-        else:
-            figure = f"outage {outage:.2f}s"
-        self.say(new.name, f"took over from {old.name}: {figure} ({len(probe.samples)} samples){how}",
-                 outage_seconds=None if outage is None else round(outage, 3), outage_measured=outage is not None,
-                 old_exit_code=code)  # fmt: skip
-        if shred:  # else the caller shreds them, once the old active waits again
-            self.shred(new.name, self.job.files_read("lease"))
-        return outage
-
-    def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
-        """The standby did not take over: stopped (gracefully: a node that took the lease releases it), the old
-        active started again on its own inputs (on this run's image when the standby migrated the database past
-        the old one's, or not at all when nothing can run there: previous_on), then the standby put back (deploy:
-        its previous container; promote: the same container, waiting again on its own inputs); returns what was
-        done and what each node does, as seen. ``accept``: the checks the old active failed before (it may fail
-        them again)."""
-        try:
-            self.on(new.name).stop(int(self.job.role.stop_timeout))
-        except OperationFailed as exc:
-            why = f"{why}; stopping {new.name} failed: {exc}"
-        job = self.ran_on[old.name]
-        try:  # its own inputs; on this run's image if the database moved past its own (previous_on)
-            again = self.previous_on(old.name, self.inspect(old.name))
-            if again is None:
-                why = f"{why}; the old active {old.name} was not started again (it could not run on the database)"
-            else:
-                how = self.start_again(old.name, again)
-                self.waits.await_serving(old, accept=accept)
-                self.shred(old.name, again.all_files)
-                why = f"{why}; the old active {old.name} was started again {how}"
-        except OperationFailed as exc:
-            self.settle(old.name, job)
-            why = f"{why}; starting the old active {old.name} again failed too: {exc}"
-        if restore_standby:
-            return self.restore(new.name, why)
-        try:
-            standby = self.ran_on[new.name]
-            self.upload(new.name, standby)
-            self.on(new.name).start()
-            return f"{why}; {new.name} was started again as the standby, and it {self.settle(new.name, standby)}"
-        except OperationFailed as exc:
-            return f"{why}; starting {new.name} again as the standby failed: {exc}"
+        """Planned failover from ``old`` to ``new``: the outage in seconds, or None (PlannedHandover.run)."""
+        return PlannedHandover(self).run(old, new, restore_standby, shred)
 
     def start_again(self, node: str, again: Job) -> str:
         """``node``'s container, stopped by this run but never replaced (the old active of a handover), started
