@@ -24,7 +24,7 @@ import urllib.request
 import yaml
 from benchlib import ROOT, fab, lab
 
-from nodeops.deploy import OutageProbe
+from nodeops.run.probe import OutageProbe
 
 NAME, CIDR = "bfail", "10.222.0.0/16"
 

@@ -55,7 +55,7 @@ class LineMasker:
     """Turns chunks of a byte stream into complete, masked lines: a secret split across two chunks is
     masked, since masking happens only once its line is whole. ``emit`` gets each line without its newline.
 
-    ``mask``: a nodeops.deploy.Redactor (or any str -> str). A line longer than LINE_LIMIT bytes without a
+    ``mask``: a nodeops.run.report.Redactor (or any str -> str). A line longer than LINE_LIMIT bytes without a
     newline is emitted in pieces of that size (a secret straddling such a cut would escape: no real log has
     such lines, and memory stays bounded).
     """

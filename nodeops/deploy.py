@@ -27,32 +27,26 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import dataclasses
 import json
-import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import NoReturn
 
-from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
-from nodeops.edges import http
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
-from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
+from nodeops.errors import Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
 from nodeops.facts.container import Container, served_port
-from nodeops.facts.health import app_id
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import LeaseView, recorded_version
+from nodeops.lease import recorded_version
 from nodeops.notify import webhook_url
 from nodeops.plan import (
     Desired,
@@ -60,191 +54,21 @@ from nodeops.plan import (
     lease_moves,
     older_than,
     plan_service,
-    replaces_a_standby,
     restart_image,
     secret_changes,
-    standby_evidence,
     unpulled_image_id,
 )
 from nodeops.records import Deployed, DryRun, NodeNow, Now
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
-from nodeops.secrets import MASK, Secret, resolve, secret_forms
+from nodeops.run.awaits import Awaits
+from nodeops.run.confirm import WhatServes
+from nodeops.run.handover import PlannedHandover
+from nodeops.run.node import NodeActions, NoSuchImage, reason
+from nodeops.run.report import Redactor, Reporter
+from nodeops.run.runner import ChangeFailed, ServiceRunner
+from nodeops.secrets import Secret, resolve
 from nodeops.stopping import StopRequests
-
-SERVE_TIMEOUT = 120.0  # a node's first boot migrates its database
-WAIT_TIMEOUT = 60.0
-LB_TIMEOUT = 15.0
-STANDBY_STABLE = 2.0  # a standby must stay up, not serving, this long
-UNHEALTHY_GRACE = 20.0  # a node that took the lease may answer 503 this long while its checks come up
-POLL = 0.2
-LOG_TAIL = 20  # lines of a container's log searched for its last telling line (last_log)
-SHRED_TIMEOUT = 15.0  # a shred of a few small files in RAM takes milliseconds: longer, the node was cut off
-
-
-def telling_line(text: str) -> str | None:
-    """The last line of ``text`` that carries words (a letter or a digit), stripped; None when none does. A blank
-    line, or a separator drawn with dashes, equals signs or box characters, says nothing about a failure."""
-    lines = [line.strip() for line in text.splitlines() if any(ch.isalnum() for ch in line)]
-    return lines[-1] if lines else None
-
-
-class Redactor:
-    """Masks every form a secret value can take in text shown to a person or a log.
-
-    The forms and the length rule are ``nodeops.secrets.secret_forms``'s.
-    """
-
-    def __init__(self, secrets: Iterable[Secret]) -> None:
-        self.forms = secret_forms(secrets)
-
-    def with_secrets(self, more: Iterable[Secret]) -> Redactor:
-        """A redactor that masks what this one masks and ``more``."""
-        wider = Redactor(more)
-        wider.forms = sorted({*self.forms, *wider.forms}, key=len, reverse=True)
-        return wider
-
-    def __call__(self, text: str) -> str:
-        for form in self.forms:
-            text = text.replace(form, MASK)
-        return text
-
-    def clip(self, text: str, limit: int = 300, tail: bool = False) -> str:
-        """``text`` as one line of at most ``limit`` characters (its end with ``tail``), masked *before* it is
-        cut: a secret cut in two, or spread over lines, would escape the mask."""
-        line = " ".join(self(text).split())
-        return line[-limit:] if tail else line[:limit]
-
-    def leaks(self, text: str) -> bool:
-        return any(form in text for form in self.forms)
-
-
-class Reporter:
-    """Progress a person can follow, or one JSON object per event when asked (CI)."""
-
-    def __init__(self, json_lines: bool, write: Callable[[str], None] = print,
-                 show: Callable[[dict], None] | None = None) -> None:  # fmt: skip
-        """``json_lines``: each event as one JSON object (docs/events.schema.json) through ``write``; otherwise
-        each event goes to ``show`` (a terminal's view: nodeops.console.Screen), else a plain line to ``write``."""
-        self.json = json_lines
-        self.write = write
-        self.show = show
-        self.started = time.monotonic()
-        self.lock = threading.RLock()  # re-entered when a signal handler reports while the main thread writes
-        self.sinks: list[Callable[[dict], None]] = []  # also given every event (the audit log)
-
-    @classmethod
-    def silent(cls) -> Reporter:
-        """For a ServiceDeploy used only to look (status, verify, check): its progress is nobody's business."""
-        return cls(True, lambda _line: None)
-
-    def __call__(self, service: str, node: str, message: str, **data) -> None:
-        elapsed = time.monotonic() - self.started
-        event = {"event": "step", "t": round(elapsed, 2), "service": service, "node": node, "message": message, **data}
-        with self.lock:
-            if self.json:
-                self.write(json.dumps(event))
-            elif self.show is not None:
-                self.show(event)
-            else:
-                self.write(f"{elapsed:7.1f}s  {service:<12} {node or '-':<12} {message}")
-            for sink in self.sinks:
-                sink(event)
-
-
-class OutageProbe:
-    """Starts a check every 100 ms while a handover runs, each in a thread of its own, so that a check waiting out
-    its timeout (0.5 s through a load balancer) delays neither the next sample nor the one that ends the gap; at
-    most ``parallel`` run at once (a tick with none free is skipped). A sample is (when it began, time.monotonic();
-    whether the check passed). The outage is the longest run of failed samples, from the last good one before it
-    (or, when none came before, its first failed sample) to the first good one after. Entering waits for the first
-    sample, so that the measure starts before whatever the block does (stopping the active); leaving waits for the
-    samples in flight."""
-
-    def __init__(self, check: Callable[[], bool], interval: float = 0.1, limit: float = 600, parallel: int = 6) -> None:
-        self.check, self.interval, self.limit = check, interval, limit
-        self.samples: list[tuple[float, bool]] = []  # ordered by when each began
-        self.stop = threading.Event()
-        self.free = threading.BoundedSemaphore(parallel)
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> None:
-        t = time.monotonic()
-        try:
-            ok = self.check()
-        except Exception:  # noqa: BLE001 (a probe that dies would measure nothing: any failure is a bad sample)
-            ok = False
-        finally:
-            self.free.release()
-        with self.lock:
-            bisect.insort(self.samples, (t, ok))
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + self.limit  # bounded, whatever happens to the caller
-        started: list[threading.Thread] = []
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            t = time.monotonic()
-            if self.free.acquire(blocking=False):
-                started = [s for s in started if s.is_alive()]
-                started.append(threading.Thread(target=self._sample, daemon=True))
-                started[-1].start()
-            self.stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
-        for sample in started:  # the samples in flight belong to the measure (each bounded by the check's timeout)
-            sample.join(timeout=5)
-
-    def __enter__(self) -> OutageProbe:
-        self.thread.start()
-        deadline = time.monotonic() + 5  # one sample takes at most the check's own timeout
-        while not self.samples and self.thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-
-    def answered_since(self, t: float, limit: float = 5.0) -> bool:
-        """Wait up to ``limit`` seconds for a good sample begun at or after ``t`` (time.monotonic()): the one that
-        ends the gap. A fixed pause is not enough: a sample begun during the gap may still be waiting for its own
-        timeout (0.5 s for the load balancer) when the service answers again, and a probe stopped before the sample
-        after it would leave the gap unclosed, so not counted (issue 13: "outage 0.00s" where a 50 ms sampler saw
-        0.4 s). False when none came: the service stopped answering again, or the probe ended."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline and self.thread.is_alive():
-            with self.lock:
-                if any(ok for _, ok in self.samples[bisect.bisect_left(self.samples, (t,)) :]):
-                    return True
-            time.sleep(self.interval / 4)
-        return False
-
-    @property
-    def outage(self) -> float:
-        """Seconds from the last good sample (else the first failed one) to the first good sample after, across
-        the longest run of failures; 0 if none failed (failures never followed by a good sample: not counted)."""
-        worst, since, failing = 0.0, None, False
-        for t, ok in self.samples:
-            if ok:
-                if failing:
-                    worst = max(worst, t - since)
-                since, failing = t, False
-            else:
-                since, failing = t if since is None else since, True
-        return worst
-
-    def measured(self, was_serving: bool) -> float | None:
-        """The outage, when there is one to measure: the service answered at the first sample (taken before the
-        block stopped anything), or the active answered 200 then (a failed first sample is then counted as the
-        gap's start, as ``outage`` does). None when neither: the service was not answering before (an active
-        answering 503), so no gap began with the handover and 0 would claim an outage that was not measured."""
-        answered = bool(self.samples) and self.samples[0][1]
-        return self.outage if answered or was_serving else None
-
-    @property
-    def answering_after(self) -> float | None:
-        """Seconds from the first sample to the first good one; None when none was good."""
-        good = [t for t, ok in self.samples if ok]
-        return good[0] - self.samples[0][0] if good else None
 
 
 @dataclass(frozen=True)
@@ -399,19 +223,9 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets
     return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
 
 
-class ChangeFailed(OperationFailed):
-    """A failed change whose message already says what serves now (ServiceDeploy.confirm)."""
-
-
-class ChangeRefused(ChangeFailed):
-    """A change stopped as unsafe (exit 4), its message saying what serves now: a node left stopped because no image
-    the run holds can run on the database its new container migrated (ServiceDeploy.previous_on; the message names
-    the fix forward), or a node the plan took for the standby found holding the lease (ServiceDeploy.steps)."""
-
-    exit_code = EXIT_UNSAFE
-
-
 class ServiceDeploy:
+    edge = staticmethod(execute)  # the one call every command of the change goes through (NodeActions.execute)
+
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
         self.service = job.service
@@ -441,20 +255,21 @@ class ServiceDeploy:
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
 
+    def on(self, node: str) -> NodeActions:
+        """The actions on ``node``, through its open connection, masked by this run's redactor as it is now (it
+        widens as restore_job reads older secrets)."""
+        return NodeActions(self.service.name, node, self.conns[node], runtime=self.runtime, redact=self.job.redact,
+                           timeout=self.fleet.settings.command_timeout, say=partial(self.say, node),
+                           secret_files=self.service.secret_files, execute=self.edge)  # fmt: skip
+
     def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True,
           timeout: float | None = None) -> CommandResult:  # fmt: skip
-        """Run a shell line on ``node``, within ``timeout`` seconds (the inventory's ``ssh.command_timeout`` by
-        default); a failure names service, node, command and (redacted) reason."""
-        res = execute(self.conns[node], command, stdin=stdin, timeout=timeout or self.fleet.settings.command_timeout)
-        if check and res.exit_code:
-            raise OperationFailed(f"{self.service.name} {node}: `{' '.join(command.split()[:2])}` failed: "
-                                  f"{self.why(res)}")  # fmt: skip
-        return res
+        """Run a shell line on ``node`` (NodeActions.x)."""
+        return self.on(node).x(command, stdin, check, timeout)
 
     def why(self, res: CommandResult) -> str:
-        """A failed command's reason: its last line of output (redacted, clipped), else its exit status."""
-        output = (res.stderr.strip() or res.stdout.strip()).splitlines()
-        return self.job.redact.clip(output[-1]) if output else f"exit {res.exit_code}"
+        """A failed command's reason, masked (nodeops.run.node.reason)."""
+        return reason(res, self.job.redact)
 
     def inspect(self, node: str, name: str | None = None) -> Container | None:
         """The container ``name`` (the service's, by default) on ``node`` (Observer.container)."""
@@ -525,25 +340,12 @@ class ServiceDeploy:
         return unpulled_image_id(image, held, self.digest)
 
     def pull(self, node: str, image: str) -> tuple[str, str | None]:
-        """Pull ``image`` on ``node``: (image id, registry digest). Pulling is how a tag moved in the registry is
-        noticed; when the pull fails (the registry is down) and the node already holds the image, that one is used
-        and the step line says so (pinned by digest, it is exactly the image asked for; a tag is the one pulled
-        last). An image the node does not hold fails the run with the pull's error."""
-        pulled = self.x(node, cmd.sh(cmd.pull(self.runtime, image)), check=False)
-        held = self.x(node, cmd.sh(image_facts.image_id(self.runtime, image)), check=pulled.exit_code == 0)
-        if pulled.exit_code and image_facts.says_no_such_image(pulled.stderr + pulled.stdout):
-            self.no_such_image(pulled)
-        if held.exit_code:
-            raise OperationFailed(f"{self.service.name} {node}: `{self.runtime} pull` failed: {self.why(pulled)}")
-        image_id, digest = image_facts.parse_image_id(held.stdout, image)
-        if pulled.exit_code == 0:
-            self.say(node, f"pulled {image} ({digest or 'no registry digest'})", digest=digest)
-        else:
-            which = ("pinned by digest: the very image" if "@" in image else
-                     "the tag as last pulled here: a move of the tag in the registry is not seen")  # fmt: skip
-            self.say(node, f"could not pull {image} ({self.why(pulled)}); using the image this node holds, "
-                     f"{image_id[:19]} ({which})", digest=digest, pull_failed=True)  # fmt: skip
-        return image_id, digest
+        """Pull ``image`` on ``node``: (image id, registry digest) (NodeActions.pull); the registry saying there is
+        no such image is invalid input (no_such_image)."""
+        try:
+            return self.on(node).pull(image)
+        except NoSuchImage as exc:
+            self.no_such_image(exc.answer)
 
     def no_such_image(self, answer: CommandResult) -> NoReturn:
         """The registry says the image does not exist: invalid input (exit 2) naming services.X.image, raised
@@ -573,12 +375,9 @@ class ServiceDeploy:
 
     def upload(self, node: str, job: Job | None = None) -> None:
         """The node's files (``job``'s, this run's by default), each created 0400 for the container user
-        before its first byte."""
+        before its first byte (NodeActions.upload)."""
         job = job or self.job
-        uid = job.role.user
-        self.x(node, cmd.prepare_dir(self.service.name, uid))
-        for f in job.rendered.files.values():
-            self.x(node, cmd.write_file(self.service.name, f.name, uid), stdin=f.data)
+        self.on(node).upload({name: f.data for name, f in job.rendered.files.items()}, job.role.user)
 
     def new_change(self) -> None:
         """Forget what keep_restorable() learnt: the next execute() is another change (a rotation rolls twice)."""
@@ -614,24 +413,18 @@ class ServiceDeploy:
                          "versions", inexact_restore=True)  # fmt: skip
 
     def shred(self, node: str, names: Sequence[str]) -> None:
-        """Shred ``names`` under the service's folder on ``node`` (when the inventory has secret files shredded),
-        within SHRED_TIMEOUT: a node cut off just after it took over must not hold the run (the old active waits
-        to be started again) for the whole command timeout. OperationFailed when it did not finish."""
-        if names and self.service.secret_files == "shred":
-            self.x(node, cmd.shred(self.service.name, names), timeout=SHRED_TIMEOUT)
-            self.say(node, f"shredded {', '.join(names)}")
+        """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred)."""
+        self.on(node).shred(names)
 
     def replace(self, node: str) -> None:
         """The node's container replaced by one on this run's inputs; the old one is kept, stopped, as the previous
         container (renamed first: until then a failure has changed nothing on the node)."""
-        previous = cmd.previous_name(self.service.name)
         old = self.inspect(node)
         if old:
-            self.x(node, cmd.sh(cmd.remove(self.runtime, previous)) + " >/dev/null 2>&1; " +
-                   cmd.sh(cmd.rename(self.runtime, self.name, previous)))  # fmt: skip
+            self.on(node).set_aside()
             self.moved.add(node)
             if old.running:
-                self.x(node, cmd.sh(cmd.stop(self.runtime, previous, int(self.job.role.stop_timeout))))
+                self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
         self.start_new(node)
         self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
 
@@ -640,7 +433,7 @@ class ServiceDeploy:
         service's container name must be free)."""
         job = job or self.job
         self.upload(node, job)
-        self.x(node, cmd.sh(cmd.run(self.run_spec(job))))
+        self.on(node).run(self.run_spec(job))
         self.ports[node] = job.role.port
         if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [job.rendered.env_file])
@@ -653,20 +446,20 @@ class ServiceDeploy:
         previous = cmd.previous_name(self.service.name)
         if node in self.was_running and node not in self.moved:
             return f"{why}; {node}'s container was not touched"
-        self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)), check=False)
+        self.on(node).remove(check=False)
         if not (back := self.inspect(node, previous)):
             self.ports.pop(node, None)
             self.shred(node, self.job.all_files)
             return f"{why}; {node} had no previous container to put back"
         again = self.previous_on(node, back) if self.was_running.get(node) else None
         if again is not None and again is not self.ran_on[node]:  # the database moved past its image
-            self.x(node, cmd.sh(cmd.remove(self.runtime, previous)))
+            self.on(node).remove(previous)
             self.start_new(node, again)
             tag = cmd.image_tag(again.service.image)
             self.say(node, f"started {self.name} on its previous inputs on {tag} (config "
                      f"{again.rendered.config_hash[:12]})")  # fmt: skip
             return f"{why}; {node}'s previous inputs were started again on {tag}, and it {self.settle(node, again)}"
-        self.x(node, cmd.sh(cmd.rename(self.runtime, previous, self.name)))
+        self.on(node).put_back()
         self.ports[node] = served_port(back, self.job.role.port)
         if again is None:
             self.shred(node, self.job.all_files)
@@ -675,7 +468,7 @@ class ServiceDeploy:
             return (f"{why}; {node}'s previous container is back, stopped: {back.version or 'its image'} "
                     "cannot run on the database")  # fmt: skip
         self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-        self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
+        self.on(node).start()
         self.say(node, f"started the previous container again (config {again.rendered.config_hash[:12]})")
         state = self.settle(node, again)
         return f"{why}; {node}'s previous container was started again on its own inputs, and it {state}"
@@ -746,7 +539,7 @@ class ServiceDeploy:
         "holds the lease" or "is down (...)"."""
         node = next(n for n in self.service.nodes if n.name == name)
         try:
-            self.await_waiting(node, job)
+            self.waits.await_waiting(node, job)
         except OperationFailed as exc:
             self.shred(name, job.all_files)  # it serves (all read), or it is down
             return "holds the lease" if any(self.health(node)) else f"is down ({exc})"
@@ -754,300 +547,27 @@ class ServiceDeploy:
         return "waits for the lease"
 
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
-        """The error that ends a failed change, saying what serves *now* (waited for up to LB_TIMEOUT): one active
-        serving, directly and through the load balancer; or one active answering unhealthy (the load balancer
-        cannot pass it); or SERVICE DOWN with the next command to run. While a node's container runs it may be
-        waiting for a lease a dead node left to expire: then the wait is SERVE_TIMEOUT, not LB_TIMEOUT. When the
-        change cannot be undone (``forward``: the database was migrated past the previous image), the message ends
-        with the fix forward, in place of a redeploy of the same change. ChangeRefused (exit 4) when a node was left
-        stopped for it, or with ``unsafe``."""
-        found: dict[str, Container | None] = {}
-        for n in self.service.nodes:
-            with contextlib.suppress(OperationFailed):  # a node cut off: it can serve no one from here anyway
-                found[n.name] = self.inspect(n.name)
-        again = "" if any(any(self.health(n)) for n in self.service.nodes) else self.previous_again(found)
-        running = any(c is not None and c.running for c in found.values())
-        deadline = time.monotonic() + (SERVE_TIMEOUT if running else LB_TIMEOUT)
-        while True:
-            health = {n.name: self.health(n) for n in self.service.nodes}
-            actives = [name for name, (ok, failing) in health.items() if ok or failing]
-            through = self.service_answers()
-            whole = len(actives) == 1 and (through or not health[actives[0]][0])
-            if whole or time.monotonic() > deadline:
-                break
-            time.sleep(POLL)
-        failure = ChangeRefused if self.stuck or unsafe else ChangeFailed
-        forward = "".join(f"; {note}" for note in self.forward)
-        if whole:
-            (active,) = actives
-            with contextlib.suppress(OperationFailed):  # it answers, so it has read every file: none stays
-                self.shred(active, self.job.all_files)
-            failing = health[active][1]
-            if failing:
-                state = f"{active} is the active, unhealthy (failing: {', '.join(failing)})"
-            else:
-                state = f"{active} serves"
-                via = " and through its load balancer" if self.service.load_balancer else ""
-                self.say(active, f"serves (checked directly{via}) after the failure", restored=True)
-            standby = self.standby_again(active, found)
-            missing = "" if self.stuck else self.without_standby(active, found)  # stuck: ``forward`` says the way
-            return failure(f"{what}{again}; {state}{standby}{missing}" + forward)
-        seen = ", ".join(actives) + " answer" if actives else "no node serves"
-        down = (f"SERVICE DOWN: {seen}" + ("" if through or not self.service.load_balancer
-                                           else ", the load balancer answers no 200"))  # fmt: skip
-        env = self.fleet.inventory.environment
-        self.say("", down, service_down=True)
-        if forward:
-            return failure(f"{what}{again}; {down}{forward}")
-        return failure(f"{what}{again}; {down}; see {program()} status --env {env}, then {program()} deploy "
-                       f"--env {env} --service {self.service.name} (or promote-standby --force)")  # fmt: skip
+        """The error that ends a failed change, saying what serves now (WhatServes.failure)."""
+        return WhatServes(self).failure(what, unsafe)
 
-    def previous_again(self, found: dict[str, Container | None]) -> str:
-        """After a failed change that left no node answering: a reachable node's own container, stopped by this run
-        (the old active of a handover whose new active was then cut off, say) but never replaced by it, is started
-        again on the inputs it ran with (``ran_on``), to wait for the lease: the lease (by database time) lets it
-        serve only once the holder's lease expired, so the service comes back by itself when the node it lost is
-        really gone, and a holder still alive keeps it waiting. ``found``: each reachable node's container, updated
-        in place. Returns what was done, as "; ..." ("" when nothing). Not when a node was left stopped because
-        its image cannot run on the database (``stuck``)."""
-        notes = ""
-        for name, c in found.items():
-            if self.stuck or c is None or c.running or not self.was_running.get(name) or name in self.moved:
-                continue
-            job = self.ran_on[name]
-            try:
-                self.upload(name, job)
-                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
-                self.say(name, f"no node serves: started {self.name} again on its own inputs, to take over once the "
-                         "lease is free")  # fmt: skip
-                notes += f"; no node served: {name}'s container, stopped by this run, was started again on its own "
-                notes += f"inputs, and it {self.settle(name, job)}"
-                found[name] = self.inspect(name)
-            except OperationFailed as exc:
-                notes += f"; starting {name}'s container again (no node served) failed: {exc}"
-        return notes
-
-    def without_standby(self, active: str, found: Mapping[str, Container | None]) -> str:
-        """After a failed change that ends with ``active`` serving: "; ..." naming each other node that is no standby
-        (unreachable, or its container not running, as seen now) and the command that makes it one again; "" when
-        the pair has its standby. ``found``: each reachable node's container, as inspected before."""
-        env, notes = self.fleet.inventory.environment, ""
-        again = f"{program()} deploy --env {env} --service {self.service.name}"
-        for n in self.service.nodes:
-            if n.name == active:
-                continue
-            if n.name not in found:
-                notes += f"; {n.name} is unreachable, so the pair has no standby: once it is back, {again}"
-                continue
-            c = found[n.name]
-            if c is None or not c.running:
-                with contextlib.suppress(OperationFailed):
-                    c = self.inspect(n.name)
-            if c is None or not c.running:
-                state = "gone" if c is None else c.status
-                notes += f"; {n.name}'s container is {state}, so the pair has no standby: {again}"
-        return notes
-
-    def standby_again(self, active: str, found: Mapping[str, Container | None]) -> str:
-        """After a failed change that ends with ``active`` serving: another node whose container is this run's own
-        (labelled with this run's config) but stopped (killed after it took over, say) is started again on this
-        run's inputs and checked as the standby (settle), so that the pair keeps its standby; ``found``: each
-        reachable node's container, as inspected. Returns what was done, as "; ..." ("" when nothing). A container
-        on other inputs is left as the failure's undoing left it (a previous container, stopped as it was)."""
-        notes = ""
-        for name, c in found.items():
-            if name == active or c is None or c.running or c.label("config") != self.job.rendered.config_hash:
-                continue
-            try:
-                self.upload(name, self.job)
-                self.x(name, cmd.sh(cmd.start(self.runtime, self.name)))
-                self.say(name, f"started {self.name} again, as the standby")
-                state = self.settle(name, self.job)
-                notes += f"; {name}'s container had stopped: started again as the standby, and it {state}"
-            except OperationFailed as exc:
-                notes += f"; starting {name}'s stopped container again failed: {exc}"
-        return notes
-
-    def await_serving(self, node: Node, timeout: float = SERVE_TIMEOUT, accept: Collection[str] = ()) -> float:
-        """Seconds until ``node`` answers 200; OperationFailed if its container stops or ``timeout`` passes.
-
-        A node that answers unhealthy (it took the lease) for UNHEALTHY_GRACE seconds is accepted if every
-        check it fails is in ``accept`` (those the active it replaces failed: the pair is no worse than
-        before), and fails the wait at once otherwise."""
-        started, sick_since = time.monotonic(), None
-        while not (found := self.health(node))[0]:
-            sick_since = (sick_since or time.monotonic()) if found[1] else None
-            if sick_since is not None and time.monotonic() - sick_since >= UNHEALTHY_GRACE:
-                failing = ", ".join(found[1])
-                if set(found[1]) <= set(accept):
-                    self.say(node.name, f"holds the lease, unhealthy as the active it replaced (failing: {failing})",
-                             failing=list(found[1]))  # fmt: skip
-                    break
-                raise OperationFailed(
-                    f"{self.service.name} {node.name}: holds the lease but answers unhealthy after "
-                    f"{UNHEALTHY_GRACE:g}s (failing: {failing}); {self.last_log(node.name)}"
-                )
-            c = self.inspect(node.name)
-            if c is None or not c.running or time.monotonic() - started > timeout:
-                state = f"container {c.status} (exit {c.exit_code})" if c else "no container"
-                waited = time.monotonic() - started
-                raise OperationFailed(
-                    f"{self.service.name} {node.name}: not serving {self.job.role.health} after {waited:.0f}s: "
-                    f"{state}; {self.last_log(node.name)}"
-                )
-            time.sleep(POLL)
-        return time.monotonic() - started
-
-    def await_waiting(self, node: Node, job: Job | None = None) -> str:
-        """Running, not answering its health path, for STANDBY_STABLE seconds in a row, and shown to wait for the
-        lease (waiting_evidence: the lease held by the other node), within WAIT_TIMEOUT; returns the evidence.
-        ``job``: the inputs the node runs on (this run's by default), whose credentials read the lease.
-        OperationFailed when its container stops, it answers (it took the lease) or the time passes."""
-        started, stable_since, why = time.monotonic(), None, "not yet running stably"
-        with LeaseView(self.fleet, job or self.job) as lease:
-            while True:
-                c = self.inspect(node.name)
-                serving = any(self.health(node))  # answers at all, 200 or not: it holds the lease
-                late = time.monotonic() - started > WAIT_TIMEOUT
-                if c is None or not c.running or serving or late:
-                    late_why = f"after {WAIT_TIMEOUT:g}s, {why}"
-                    alone = serving and self.others_silent(node)
-                    what = ("it took the lease: no other node answers" if alone else "serves: two actives?" if serving
-                            else "no container" if c is None else f"container {c.status}" if not c.running
-                            else late_why)  # fmt: skip
-                    raise OperationFailed(f"{self.service.name} {node.name}: not a waiting standby ({what}); "
-                                          f"{self.last_log(node.name)}")  # fmt: skip
-                stable_since = stable_since or time.monotonic()
-                if time.monotonic() - stable_since >= STANDBY_STABLE:
-                    waiting, why = self.waiting_evidence(node, lease)
-                    if waiting:
-                        return why
-                time.sleep(POLL)
-
-    def others_silent(self, node: Node) -> bool:
-        """Does no node of the pair but ``node`` answer its health path (200 or not: a node that answers holds the
-        lease)? With ``node`` answering: it holds the lease alone."""
-        return not any(any(self.health(n)) for n in self.service.nodes if n is not node)
-
-    def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
-        """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
-        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
-        other = next((n for n in self.service.nodes if n.name != node.name), None)
-        answers = other is not None and any(self.health(other))
-        other_id = app_id(self.answers.get(other.name, b"")) if answers else None
-        return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name))
+    @property
+    def waits(self) -> Awaits:
+        """What this change waits for on its pair (nodeops.run.awaits)."""
+        return Awaits(self)
 
     def waiting_logged(self, node: str) -> bool:
         """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed
         at info level only: extra evidence of a standby, never required (a LOG_LEVEL of warn hides it)."""
         marker = self.job.role.standby_log
-        if marker is None:
-            return False
-        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name)) + " 2>&1", check=False)
-        return marker.lower() in res.stdout.lower()
+        return marker is not None and self.on(node).logged(marker)
 
     def last_log(self, node: str) -> str:
-        """``last log line: ...``: the last line of the container's log that says something (telling_line)."""
-        res = self.x(node, cmd.sh(cmd.logs(self.runtime, self.name, tail=LOG_TAIL)) + " 2>&1", check=False)
-        line = telling_line(res.stdout)
-        return "last log line: " + self.job.redact.clip(line) if line else "no log output"
-
-    def service_answers(self) -> bool:
-        """Is the service served? Through its load balancer when it has one, else by either node."""
-        if self.service.load_balancer:
-            return http.status(self.service.load_balancer, http.PROBE_TIMEOUT) == 200
-        return any(self.serving(n) for n in self.service.nodes)
-
-    def await_service(self) -> None:
-        """Wait until the service answers (through its load balancer when it has one), up to LB_TIMEOUT."""
-        deadline = time.monotonic() + LB_TIMEOUT
-        while not self.service_answers():
-            if time.monotonic() > deadline:
-                where = self.service.load_balancer or "neither node"
-                raise OperationFailed(f"{self.service.name}: {where} does not answer 200 within {LB_TIMEOUT:g}s")
-            time.sleep(POLL)
+        """``last log line: ...`` of the node's container (NodeActions.last_log)."""
+        return self.on(node).last_log()
 
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
-        """Planned failover: stop the active gracefully (it releases the lease), the standby takes over.
-
-        Returns the outage as probed every 100 ms (None when the service was not answering before the handover:
-        OutageProbe.measured). If the standby does not
-        serve in time, the old active is started again and the run fails:
-        the service ends up served either way (and, in a deploy, the new
-        standby goes back to its previous container).
-        """
-        self.keep_restorable([old.name, new.name])
-        was_serving, before = self.health(old)  # an unhealthy active: its successor may fail the same checks only
-        with OutageProbe(self.service_answers) as probe:
-            try:
-                self.x(old.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
-            except OperationFailed as exc:  # e.g. the active's host cut off: whoever holds the lease serves
-                raise self.confirm(
-                    f"{exc}; stopping the active {old.name} failed, the handover did not go on"
-                ) from None
-            try:
-                self.await_serving(new, timeout=SERVE_TIMEOUT, accept=before)
-            except OperationFailed as exc:
-                raise self.confirm(self.undo_handover(old, new, str(exc), restore_standby, before)) from None
-            try:
-                if not before or self.serving(new):
-                    self.await_service()  # through the load balancer too (which answers 503 while the active does)
-            except OperationFailed as exc:
-                raise self.confirm(str(exc)) from None
-            probe.answered_since(time.monotonic())  # the good sample that closes the gap
-        stopped = self.inspect(old.name)
-        code = None if stopped is None else stopped.exit_code
-        how = "" if code in (0, None) else (f"; {old.name} exited {code}, not a clean stop: it may have left its lease "
-                                            "to expire, and the standby to wait for that")  # fmt: skip
-        outage = probe.measured(was_serving)
-        if outage is None:
-            since = probe.answering_after
-            after = ("it does not answer yet" if since is None else
-                     f"it answers since {since:.2f}s after the handover began")  # fmt: skip
-            figure = (f"outage not measured: the service was not answering before the handover ({old.name} answered "
-                      f"unhealthy, failing: {', '.join(before)}); {after}")  # fmt: skip
-        else:
-            figure = f"outage {outage:.2f}s"
-        self.say(new.name, f"took over from {old.name}: {figure} ({len(probe.samples)} samples){how}",
-                 outage_seconds=None if outage is None else round(outage, 3), outage_measured=outage is not None,
-                 old_exit_code=code)  # fmt: skip
-        if shred:  # else the caller shreds them, once the old active waits again
-            self.shred(new.name, self.job.files_read("lease"))
-        return outage
-
-    def undo_handover(self, old: Node, new: Node, why: str, restore_standby: bool, accept: Sequence[str]) -> str:
-        """The standby did not take over: stopped (gracefully: a node that took the lease releases it), the old
-        active started again on its own inputs (on this run's image when the standby migrated the database past
-        the old one's, or not at all when nothing can run there: previous_on), then the standby put back (deploy:
-        its previous container; promote: the same container, waiting again on its own inputs); returns what was
-        done and what each node does, as seen. ``accept``: the checks the old active failed before (it may fail
-        them again)."""
-        try:
-            self.x(new.name, cmd.sh(cmd.stop(self.runtime, self.name, int(self.job.role.stop_timeout))))
-        except OperationFailed as exc:
-            why = f"{why}; stopping {new.name} failed: {exc}"
-        job = self.ran_on[old.name]
-        try:  # its own inputs; on this run's image if the database moved past its own (previous_on)
-            again = self.previous_on(old.name, self.inspect(old.name))
-            if again is None:
-                why = f"{why}; the old active {old.name} was not started again (it could not run on the database)"
-            else:
-                how = self.start_again(old.name, again)
-                self.await_serving(old, accept=accept)
-                self.shred(old.name, again.all_files)
-                why = f"{why}; the old active {old.name} was started again {how}"
-        except OperationFailed as exc:
-            self.settle(old.name, job)
-            why = f"{why}; starting the old active {old.name} again failed too: {exc}"
-        if restore_standby:
-            return self.restore(new.name, why)
-        try:
-            standby = self.ran_on[new.name]
-            self.upload(new.name, standby)
-            self.x(new.name, cmd.sh(cmd.start(self.runtime, self.name)))
-            return f"{why}; {new.name} was started again as the standby, and it {self.settle(new.name, standby)}"
-        except OperationFailed as exc:
-            return f"{why}; starting {new.name} again as the standby failed: {exc}"
+        """Planned failover from ``old`` to ``new``: the outage in seconds, or None (PlannedHandover.run)."""
+        return PlannedHandover(self).run(old, new, restore_standby, shred)
 
     def start_again(self, node: str, again: Job) -> str:
         """``node``'s container, stopped by this run but never replaced (the old active of a handover), started
@@ -1056,9 +576,9 @@ class ServiceDeploy:
         a message: "on its own inputs[, on IMAGE]"."""
         if again is self.ran_on[node]:
             self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-            self.x(node, cmd.sh(cmd.start(self.runtime, self.name)))
+            self.on(node).start()
             return "on its own inputs"
-        self.x(node, cmd.sh(cmd.remove(self.runtime, self.name)))  # its image cannot run any more
+        self.on(node).remove()  # its image cannot run any more
         self.start_new(node, again)
         return f"on its own inputs, on {self.service.image}"
 
@@ -1071,106 +591,8 @@ class ServiceDeploy:
             return f"{why}; putting {node}'s previous container back failed too: {exc}"
 
     def execute(self, plan: ServicePlan) -> None:
-        """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
-        raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
-        next safe point (stop_action, carried out by stop_before), raising Interrupted that says what it did and
-        what runs now. A stop that came past the last safe point (while the old active was replaced after its
-        handover) lets the change run to its end, and the Interrupted says so, naming the step it came during."""
-        try:
-            self.steps(plan)
-        except ChangeFailed:
-            raise
-        except OperationFailed as exc:  # a failure no step undid (a node cut off, say): what serves now, said
-            raise self.confirm(str(exc)) from None
-        if not self.stop.is_set():
-            return
-        if not plan.steps:
-            raise Interrupted(f"{self.service.name}: up to date, nothing to change when the stop came; "
-                              f"{self.standing()}")  # fmt: skip
-        during = plan.steps[(len(plan.steps) if self.stop_seen is None else self.stop_seen) - 1]
-        raise Interrupted(f"{self.service.name}: the stop came during `{during.describe()}`, past the last safe "
-                          f"point, so the change went on to its end: it is complete; {self.standing()}")  # fmt: skip
-
-    def stop_before(self, plan: ServicePlan, i: int) -> None:
-        """A stop (Ctrl-C, SIGTERM) seen before step ``i``, carried out as stop_action says: returns (the run goes
-        on) only when step ``i`` is no safe point; raises Interrupted otherwise, its message saying what was done
-        and what runs now (standing). Before the handover of a rolling replace, the nodes this run replaced go back
-        on their previous containers and inputs, as after a failure (restore), so the pair is left as it was found
-        (issue 13 rv7 #6: a standby left on the new inputs made a mixed pair that promote-standby refuses). After the
-        handover, the old active (stopped by it) is started again on its own inputs as the standby, and the run
-        stops there rather than go on to replace it (rv7 #7); the message names the deploy that finishes the change."""
-        action = stop_action(plan, i)
-        if action is None:
-            if self.stop_seen is None:
-                self.stop_seen = i
-            return
-        name, step = self.service.name, plan.steps[i]
-        if action == "stop":
-            why = f"{name}: stopped before `{step.describe()}` as asked" + ("; nothing was changed" if i == 0 else "")
-        elif action == "undo":
-            why = f"{name}: stopped before `{step.describe()}` as asked, undoing this run's change"
-            for node in dict.fromkeys(s.node for s in plan.steps[:i] if s.action == "replace"):
-                why = self.restore(node, why)
-        else:  # "restart": just after the handover
-            handover = plan.steps[i - 1]
-            old, env = handover.node, self.fleet.inventory.environment
-            why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
-                   f"`{step.describe()}`{self.standby_again_on_own(old)}; {handover.to} runs this change, {old} "
-                   f"does not: {program()} deploy --env {env} --service {name} finishes it")  # fmt: skip
-        forward = "".join(f"; {note}" for note in self.forward)
-        raise Interrupted(f"{why}{forward}; {self.standing()}")
-
-    def standby_again_on_own(self, node: str) -> str:
-        """The old active of a finished handover (its container stopped by it) started again on its own inputs
-        (previous_on) and checked as the standby (settle); returns what was done, as "; ...". Never raises: a
-        failure is said (what runs is said after it, by standing)."""
-        try:
-            again = self.previous_on(node, self.inspect(node))
-            if again is None:
-                return f"; {node}'s container was left stopped (it could not run on the database)"
-            how = self.start_again(node, again)
-            self.say(node, f"started {self.name} again {how}, as the standby")
-            return f"; {node}'s container was started again {how} as the standby, and it {self.settle(node, again)}"
-        except OperationFailed as exc:
-            return f"; starting {node}'s container again as the standby failed: {exc}"
-
-    def steps(self, plan: ServicePlan) -> None:
-        nodes = {n.name: n for n in self.service.nodes}
-        self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
-        for i, step in enumerate(plan.steps):
-            if self.stop.is_set():
-                self.stop_before(plan, i)
-            node = nodes[step.node]
-            if replaces_a_standby(step) and any(health := self.health(node)):
-                raise self.confirm(f"{self.service.name} {step.node}: holds the lease now (it answers "
-                                   f"{self.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
-                                   "for the standby: the active changed since the plan (a failover, its old active cut "
-                                   f"off?); {step.node} was not replaced; deploy again to plan from what runs now",
-                                   unsafe=True)  # fmt: skip
-            self.say(step.node, step.describe())
-            if step.action == "handover":
-                self.outages.append(self.handover(node, nodes[step.to]))
-                continue
-            try:
-                if step.action == "replace":
-                    self.replace(step.node)
-                elif step.action == "await-serving":
-                    took = self.await_serving(node)
-                    self.say(step.node, f"serving after {took:.1f}s")
-                    self.shred(step.node, self.job.all_files)
-                else:
-                    evidence = self.await_waiting(node)
-                    self.say(step.node, "waiting for the lease", evidence=evidence)
-                    self.shred(step.node, self.job.files_read("start"))
-            except OperationFailed as exc:
-                if step.action == "await-waiting" and any(self.health(node)) and self.others_silent(node):
-                    # the node the pair handed over to stopped answering, and this one, on this change's inputs,
-                    # took the lease it left: the change is done here; putting this node back would stop the one
-                    # node serving (rv4: a second outage of 1.9 s, and a message of "two actives")
-                    raise self.confirm(f"{self.service.name} {step.node}: took the lease while it was awaited as the "
-                                       "standby, as no other node answers (one cut off, or its container gone?); "
-                                       "it runs this change's inputs and was left serving") from None  # fmt: skip
-                raise self.confirm(self.restore(step.node, str(exc))) from None
+        """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply)."""
+        ServiceRunner(self).apply(plan)
 
     def refuse_lease_move(self) -> None:
         """Unsafe (exit 4), before anything changed, when the change moves the lease elsewhere (plan.lease_moves)."""
@@ -1308,7 +730,7 @@ class ServiceDeploy:
                      failing=list(failing))  # fmt: skip
             return {"active": active[0], "failing": list(failing)}
         if self.service.load_balancer:
-            self.await_service()
+            self.waits.await_service()
         return {"active": active[0]}
 
     # -- the whole ---------------------------------------------------------------
@@ -1349,7 +771,7 @@ class ServiceDeploy:
     def drop_previous(self) -> None:
         """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
         for node in self.conns:
-            self.x(node, cmd.sh(cmd.remove(self.runtime, cmd.previous_name(self.service.name))), check=False)
+            self.on(node).remove(cmd.previous_name(self.service.name), check=False)
 
     def ran(self) -> dict:
         """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it."""
@@ -1357,32 +779,6 @@ class ServiceDeploy:
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
                 "files": recorded_texts(self.job)}  # fmt: skip
-
-
-def stop_action(plan: ServicePlan, i: int) -> str | None:
-    """What a run asked to stop (Ctrl-C, SIGTERM) does before step ``i`` of ``plan``, so that the pair is left whole:
-
-    - ``"stop"``: stop as things are: before the first step, or (a fresh start) before the next node is replaced
-      once the first one serves;
-    - ``"undo"``: before the handover of a rolling replace (or while the standby is awaited), put the nodes this run
-      replaced back on their previous containers, then stop: the pair as it was found;
-    - ``"restart"``: just after a handover, start the old active (stopped by it) again on its own inputs as the
-      standby, then stop, rather than replace it;
-    - None: no safe point (a node replaced but not yet awaited, the old active being replaced after its
-      handover): go on to the next step.
-
-    A replace counts as a standby's when the plan awaits that node as a waiting standby right after it."""
-    if i == 0:
-        return "stop"
-    done = plan.steps[:i]
-    if done[-1].action == "handover":
-        return "restart"
-    if any(s.action == "handover" for s in done):
-        return None
-    replaced = [j for j, s in enumerate(done) if s.action == "replace"]
-    if replaced and all(j + 1 < len(plan.steps) and plan.steps[j + 1].action == "await-waiting" for j in replaced):
-        return "undo"
-    return "stop" if plan.steps[i].action == "replace" else None
 
 
 def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 from nodeops import program
 from nodeops.commands import node as cmd
-from nodeops.deploy import SERVE_TIMEOUT, Job, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.deploy import Job, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView, lease_reader
 from nodeops.records import Promoted
+from nodeops.run.awaits import SERVE_TIMEOUT
 from nodeops.stopping import StopRequests
 
 
@@ -146,7 +147,7 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, NodeView], active: Node) -
             f"{ran[0]} / {str(ran[1])[:12]} ({program()} deploy brings both to the inventory's)"
         )
     with LeaseView(run.fleet, job) as lease:
-        waiting, why = run.waiting_evidence(standby.node, lease)
+        waiting, why = run.waits.waiting_evidence(standby.node, lease)
     if not waiting:
         raise Unsafe(f"{refuse} is not shown to wait for the database lease: {why}")
     return standby, why
@@ -170,7 +171,7 @@ def planned(run: ServiceDeploy, seen: dict[str, NodeView], active: Node, keep_ol
         else:
             own = run.ran_on[active.name]  # a promotion changes no input: what it ran on, never today's inventory
             run.start_again(active.name, own)
-            run.await_waiting(active)
+            run.waits.await_waiting(active)
             run.shred(active.name, own.files_read("start"))
             run.say(active.name, "restarted as the standby, waiting for the lease")
         run.shred(standby.node.name, run.job.files_read("lease"))

@@ -5,7 +5,7 @@
 
 The first SIGINT or SIGTERM (a CI runner cancels a job with SIGTERM) sets the flag and says so: no new
 step starts; a standby a deploy already replaced goes back on its previous container, and a handover under
-way finishes, its old active started again as the standby (see nodeops.deploy.stop_action); the run then
+way finishes, its old active started again as the standby (see nodeops.run.runner.stop_action); the run then
 ends with exit 130 (errors.Interrupted), saying what runs. A
 second one is refused with a one-line note, since stopping now could leave a node with no container;
 a third ends the process at once with SIGKILL, as an operator who presses Ctrl-C three times means it

@@ -14,7 +14,7 @@ from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, ask, cli, load, progres
 
 def outage_line(result: dict) -> str:
     """What a promotion's result says of its outage: the figure, or that none was measured (the service was not
-    answering before the handover: nodeops.deploy.OutageProbe.measured)."""
+    answering before the handover: nodeops.run.probe.OutageProbe.measured)."""
     if result.get("outage_measured", True):
         return f"outage {result['outage_seconds']:.2f}s"
     return "outage not measured: the service was not answering before the handover"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import BinaryIO, Protocol
 
-# The outage probe's sample of a load balancer (deploy.OutageProbe): samples start every 100 ms, each in a
+# The outage probe's sample of a load balancer (nodeops.run.probe.OutageProbe): samples start every 100 ms, each in a
 # thread; one stuck on a node going away must not hold a thread, nor the end of the measure, for long.
 PROBE_TIMEOUT = 0.5
 # A node's health path through the bastion: a node that holds the lease answers at once; silence this long

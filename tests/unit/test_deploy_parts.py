@@ -9,14 +9,18 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops import deploy
-from nodeops.deploy import OutageProbe, Redactor, ServiceDeploy
+from nodeops.deploy import ServiceDeploy
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.facts.container import Container
 from nodeops.inventory import Node
 from nodeops.lease import Lease
+from nodeops.run import awaits
+from nodeops.run.node import telling_line
+from nodeops.run.probe import OutageProbe
+from nodeops.run.report import Redactor
 from nodeops.secrets import Secret
 from tasks.promote import outage_line
+from tests.unit.fake_edge import FakeEdge
 
 VALUE = 'Pa55 w%rd/"x"?'
 
@@ -207,15 +211,15 @@ NODE = Node("b", "10.0.0.2", 22, "standby", (), "svc")
     ids=["boots-then-serves", "as-unhealthy-as-before", "a-new-failure", "old-was-healthy"],
 )
 def test_await_serving_accepts_an_unhealthy_node_only_if_no_worse(monkeypatch, answers, accept, outcome):
-    monkeypatch.setattr(deploy, "UNHEALTHY_GRACE", 0.05)
-    monkeypatch.setattr(deploy, "POLL", 0.01)
+    monkeypatch.setattr(awaits, "UNHEALTHY_GRACE", 0.05)
+    monkeypatch.setattr(awaits, "POLL", 0.01)
     run = Awaiting(answers)
     if outcome == "failed":
         with pytest.raises(OperationFailed, match=r"svc b: holds the lease but answers unhealthy after 0.05s "
                                                   r"\(failing: .*\); last log line: x"):  # fmt: skip
-            run.await_serving(NODE, timeout=5, accept=accept)
+            run.waits.await_serving(NODE, timeout=5, accept=accept)
         return
-    run.await_serving(NODE, timeout=5, accept=accept)
+    run.waits.await_serving(NODE, timeout=5, accept=accept)
     assert (run.said == [f"holds the lease, unhealthy as the active it replaced (failing: {RPC})"]) is (
         outcome == "accepted"
     )
@@ -240,8 +244,9 @@ class Verifying(ServiceDeploy):
     def say(self, _node, message, **_data):
         self.said.append(message)
 
-    def await_service(self):
-        self.waited = True
+    @property
+    def waits(self):
+        return types.SimpleNamespace(await_service=lambda: setattr(self, "waited", True))
 
 
 @pytest.mark.parametrize(
@@ -280,7 +285,7 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
     ids=["last", "dashes", "box-and-blank", "digit", "stripped", "only-separators", "empty"],
 )
 def test_the_last_log_line_is_the_last_that_carries_words(log, line):
-    assert deploy.telling_line(log) == line
+    assert telling_line(log) == line
 
 
 # -- an image the registry says does not exist: refused as the inventory's (exit 2), before anything changes -------
@@ -291,21 +296,17 @@ DOWN = 'Error response from daemon: Get "https://registry.example:5000/v2/": dia
 
 
 class Pulling(ServiceDeploy):
-    """x() replaced by each command's scripted answer (by its second word: pull, manifest, image, info)."""
+    """Each command answered by a fake edge, by its second word (pull, manifest, image, info)."""
 
     def __init__(self, answers):  # noqa: D107 (no super(): nothing here touches a host)
-        self.answers, self.said, self.runtime, self.digest = answers, [], "docker", None
-        self.service = types.SimpleNamespace(name="cl1", image=IMAGE, nodes=(Node("cl1-a", "10.0.0.2", 22, "active",
-                                                                                  (), "cl1"),))  # fmt: skip
+        self.said, self.runtime, self.digest = [], "docker", None
+        self.service = types.SimpleNamespace(name="cl1", image=IMAGE, secret_files="shred", nodes=(
+            Node("cl1-a", "10.0.0.2", 22, "active", (), "cl1"),))  # fmt: skip
         self.job = types.SimpleNamespace(redact=Redactor([]))
-        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml"))
-
-    def x(self, _node, command, _stdin=None, check=True):
-        verb = command.split()[1]
-        res = deploy.CommandResult(*self.answers.get(verb, (0, "", "")))
-        if check and res.exit_code:
-            raise OperationFailed(f"`{verb}` failed: {self.why(res)}")
-        return res
+        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml"),
+                                           settings=types.SimpleNamespace(command_timeout=30))  # fmt: skip
+        self.conns = {"cl1-a": "link to cl1-a"}
+        self.edge = FakeEdge([(rf"^docker {verb}\b", answer) for verb, answer in answers.items()])
 
     def say(self, _node, message, **_data):
         self.said.append(message)
@@ -348,8 +349,12 @@ class Standing(ServiceDeploy):
     def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
         self.log, self.a_answers, self.answers = log, a_answers, {}
         self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
-        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"))
-        self.fleet, self.runtime, self.name = None, "docker", "nodeops-svc"
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"),
+                                         redact=Redactor([]))  # fmt: skip
+        self.fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30))
+        self.runtime, self.name = "docker", "nodeops-svc"
+        self.service.secret_files, self.conns = "shred", {"b": "link to b"}
+        self.edge = FakeEdge([(r"^docker logs\b", (0, log, ""))])
 
     def health(self, node):
         if node.name == "a" and self.a_answers:
@@ -359,9 +364,6 @@ class Standing(ServiceDeploy):
 
     def inspect(self, _node, _name=None):
         return Container("nodeops-svc", True, "running", "sha256:x")
-
-    def x(self, _node, _command, **_options):
-        return types.SimpleNamespace(stdout=self.log, stderr="", exit_code=0)
 
 
 A_NODE = Node("a", "10.0.0.1", 22, "active", (), "svc")
@@ -395,13 +397,13 @@ class HeldBy:
 def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, evidence):
     """Issue 13 review: with LOG_LEVEL warn the standby never printed "waiting for lease" and every deploy was
     rolled back after 60 s, blamed on the node."""
-    monkeypatch.setattr(deploy, "STANDBY_STABLE", 0.02)
-    monkeypatch.setattr(deploy, "WAIT_TIMEOUT", 0.3)
-    monkeypatch.setattr(deploy, "POLL", 0.01)
-    monkeypatch.setattr(deploy, "LeaseView", HeldBy(lease))
+    monkeypatch.setattr(awaits, "STANDBY_STABLE", 0.02)
+    monkeypatch.setattr(awaits, "WAIT_TIMEOUT", 0.3)
+    monkeypatch.setattr(awaits, "POLL", 0.01)
+    monkeypatch.setattr(awaits, "LeaseView", HeldBy(lease))
     run = Standing(log, a_answers)
     if a_answers:
-        assert evidence in run.await_waiting(NODE)
+        assert evidence in run.waits.await_waiting(NODE)
         return
     with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):
-        run.await_waiting(NODE)
+        run.waits.await_waiting(NODE)

@@ -17,7 +17,7 @@ import types
 import pytest
 
 from nodeops import deploy as deploy_module
-from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job, stop_action
+from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job
 from nodeops.edges.postgres import LoginRefused
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.facts.container import Container
@@ -34,6 +34,7 @@ from nodeops.plan import (
     secret_changes,
 )
 from nodeops.render import render
+from nodeops.run.runner import stop_action
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
 from tests.conftest import override_config

@@ -1,0 +1,201 @@
+"""The service runner: applies a pure plan (nodeops.plan.ServicePlan) step by step on one service's pair, reports
+each step, stops at safe points when asked (stop_action), and turns a failed step into its undoing and the message
+that says what serves now.
+
+The runner decides the order and the failure path; what each step does on a node, and how a failure is undone, is
+the change's (``change``: nodeops.deploy.ServiceDeploy, through the ``Change`` protocol below), whose node actions
+send the commands (nodeops.run.node).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from nodeops import program
+from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed
+from nodeops.plan import ServicePlan, replaces_a_standby
+
+
+class ChangeFailed(OperationFailed):
+    """A failed change whose message already says what serves now (ServiceDeploy.confirm)."""
+
+
+class ChangeRefused(ChangeFailed):
+    """A change stopped as unsafe (exit 4), its message saying what serves now: a node left stopped because no image
+    the run holds can run on the database its new container migrated (ServiceDeploy.previous_on; the message names
+    the fix forward), or a node the plan took for the standby found holding the lease (ServiceRunner.steps)."""
+
+    exit_code = EXIT_UNSAFE
+
+
+class Change(Protocol):
+    """What the runner asks of the change it applies (nodeops.deploy.ServiceDeploy is the one): the service
+    (``service``: nodeops.inventory.Service; ``name``: its container's), this run's inputs (``job``), the run's stop
+    requests (``stop``: nodeops.stopping.StopRequests), the step a stop was first seen before where it could not stop
+    (``stop_seen``), each handover's outage (``outages``, seconds or None) and the fix forward of a change that cannot
+    be undone (``forward``); and the steps and undoings below."""
+
+    service: Any
+    name: str
+    job: Any
+    fleet: Any
+    stop: Any
+    stop_seen: int | None
+    outages: list[float | None]
+    forward: list[str]
+    waits: Any  # nodeops.run.awaits.Awaits: await_serving, await_waiting, others_silent
+
+    def keep_restorable(self, nodes) -> None: ...
+    def health(self, node) -> tuple[bool, tuple[str, ...]]: ...
+    def say(self, node: str, message: str, **data) -> None: ...
+    def replace(self, node: str) -> None: ...
+    def handover(self, old, new) -> float | None: ...
+    def shred(self, node: str, names) -> None: ...
+    def restore(self, node: str, why: str) -> str: ...
+    def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed: ...
+    def previous_on(self, node: str, container): ...
+    def start_again(self, node: str, again) -> str: ...
+    def settle(self, name: str, job) -> str: ...
+    def inspect(self, node: str, name: str | None = None): ...
+    def standing(self) -> str: ...
+
+
+def stop_action(plan: ServicePlan, i: int) -> str | None:
+    """What a run asked to stop (Ctrl-C, SIGTERM) does before step ``i`` of ``plan``, so that the pair is left whole:
+
+    - ``"stop"``: stop as things are: before the first step, or (a fresh start) before the next node is replaced
+      once the first one serves;
+    - ``"undo"``: before the handover of a rolling replace (or while the standby is awaited), put the nodes this run
+      replaced back on their previous containers, then stop: the pair as it was found;
+    - ``"restart"``: just after a handover, start the old active (stopped by it) again on its own inputs as the
+      standby, then stop, rather than replace it;
+    - None: no safe point (a node replaced but not yet awaited, the old active being replaced after its
+      handover): go on to the next step.
+
+    A replace counts as a standby's when the plan awaits that node as a waiting standby right after it."""
+    if i == 0:
+        return "stop"
+    done = plan.steps[:i]
+    if done[-1].action == "handover":
+        return "restart"
+    if any(s.action == "handover" for s in done):
+        return None
+    replaced = [j for j, s in enumerate(done) if s.action == "replace"]
+    if replaced and all(j + 1 < len(plan.steps) and plan.steps[j + 1].action == "await-waiting" for j in replaced):
+        return "undo"
+    return "stop" if plan.steps[i].action == "replace" else None
+
+
+class ServiceRunner:
+    """Applies one plan to ``change``'s pair (see the module's docstring)."""
+
+    def __init__(self, change: Change) -> None:
+        self.change = change
+        self.service = change.service.name
+
+    def apply(self, plan: ServicePlan) -> None:
+        """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
+        raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
+        next safe point (stop_action, carried out by stop_before), raising Interrupted that says what it did and
+        what runs now. A stop that came past the last safe point (while the old active was replaced after its
+        handover) lets the change run to its end, and the Interrupted says so, naming the step it came during."""
+        run = self.change
+        try:
+            self.steps(plan)
+        except ChangeFailed:
+            raise
+        except OperationFailed as exc:  # a failure no step undid (a node cut off, say): what serves now, said
+            raise run.confirm(str(exc)) from None
+        if not run.stop.is_set():
+            return
+        if not plan.steps:
+            raise Interrupted(f"{self.service}: up to date, nothing to change when the stop came; {run.standing()}")
+        during = plan.steps[(len(plan.steps) if run.stop_seen is None else run.stop_seen) - 1]
+        raise Interrupted(f"{self.service}: the stop came during `{during.describe()}`, past the last safe point, so "
+                          f"the change went on to its end: it is complete; {run.standing()}")  # fmt: skip
+
+    def stop_before(self, plan: ServicePlan, i: int) -> None:
+        """A stop (Ctrl-C, SIGTERM) seen before step ``i``, carried out as stop_action says: returns (the run goes
+        on) only when step ``i`` is no safe point; raises Interrupted otherwise, its message saying what was done
+        and what runs now (standing). Before the handover of a rolling replace, the nodes this run replaced go back
+        on their previous containers and inputs, as after a failure (restore), so the pair is left as it was found
+        (issue 13 rv7 #6: a standby left on the new inputs made a mixed pair that promote-standby refuses). After the
+        handover, the old active (stopped by it) is started again on its own inputs as the standby, and the run
+        stops there rather than go on to replace it (rv7 #7); the message names the deploy that finishes the change."""
+        run = self.change
+        action = stop_action(plan, i)
+        if action is None:
+            if run.stop_seen is None:
+                run.stop_seen = i
+            return
+        name, step = self.service, plan.steps[i]
+        if action == "stop":
+            why = f"{name}: stopped before `{step.describe()}` as asked" + ("; nothing was changed" if i == 0 else "")
+        elif action == "undo":
+            why = f"{name}: stopped before `{step.describe()}` as asked, undoing this run's change"
+            for node in dict.fromkeys(s.node for s in plan.steps[:i] if s.action == "replace"):
+                why = run.restore(node, why)
+        else:  # "restart": just after the handover
+            handover = plan.steps[i - 1]
+            old, env = handover.node, run.fleet.inventory.environment
+            why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
+                   f"`{step.describe()}`{self.standby_again_on_own(old)}; {handover.to} runs this change, {old} "
+                   f"does not: {program()} deploy --env {env} --service {name} finishes it")  # fmt: skip
+        forward = "".join(f"; {note}" for note in run.forward)
+        raise Interrupted(f"{why}{forward}; {run.standing()}")
+
+    def standby_again_on_own(self, node: str) -> str:
+        """The old active of a finished handover (its container stopped by it) started again on its own inputs
+        (previous_on) and checked as the standby (settle); returns what was done, as "; ...". Never raises: a
+        failure is said (what runs is said after it, by standing)."""
+        run = self.change
+        try:
+            again = run.previous_on(node, run.inspect(node))
+            if again is None:
+                return f"; {node}'s container was left stopped (it could not run on the database)"
+            how = run.start_again(node, again)
+            run.say(node, f"started {run.name} again {how}, as the standby")
+            return f"; {node}'s container was started again {how} as the standby, and it {run.settle(node, again)}"
+        except OperationFailed as exc:
+            return f"; starting {node}'s container again as the standby failed: {exc}"
+
+    def steps(self, plan: ServicePlan) -> None:
+        """Each step of ``plan`` in order, said before it runs; a failed step is undone (restore) and ends the run
+        with what serves now (confirm)."""
+        run = self.change
+        nodes = {n.name: n for n in run.service.nodes}
+        run.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
+        for i, step in enumerate(plan.steps):
+            if run.stop.is_set():
+                self.stop_before(plan, i)
+            node = nodes[step.node]
+            if replaces_a_standby(step) and any(health := run.health(node)):
+                raise run.confirm(f"{self.service} {step.node}: holds the lease now (it answers "
+                                  f"{run.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
+                                  "for the standby: the active changed since the plan (a failover, its old active cut "
+                                  f"off?); {step.node} was not replaced; deploy again to plan from what runs now",
+                                  unsafe=True)  # fmt: skip
+            run.say(step.node, step.describe())
+            if step.action == "handover":
+                run.outages.append(run.handover(node, nodes[step.to]))
+                continue
+            try:
+                if step.action == "replace":
+                    run.replace(step.node)
+                elif step.action == "await-serving":
+                    took = run.waits.await_serving(node)
+                    run.say(step.node, f"serving after {took:.1f}s")
+                    run.shred(step.node, run.job.all_files)
+                else:
+                    evidence = run.waits.await_waiting(node)
+                    run.say(step.node, "waiting for the lease", evidence=evidence)
+                    run.shred(step.node, run.job.files_read("start"))
+            except OperationFailed as exc:
+                if step.action == "await-waiting" and any(run.health(node)) and run.waits.others_silent(node):
+                    # the node the pair handed over to stopped answering, and this one, on this change's inputs,
+                    # took the lease it left: the change is done here; putting this node back would stop the one
+                    # node serving (rv4: a second outage of 1.9 s, and a message of "two actives")
+                    raise run.confirm(f"{self.service} {step.node}: took the lease while it was awaited as the "
+                                      "standby, as no other node answers (one cut off, or its container gone?); "
+                                      "it runs this change's inputs and was left serving") from None  # fmt: skip
+                raise run.confirm(run.restore(step.node, str(exc))) from None

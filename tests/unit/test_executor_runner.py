@@ -1,0 +1,224 @@
+"""The service runner (nodeops.run.runner.ServiceRunner) as tables: (plan, what each step of the change does, when a
+stop comes) -> the steps and undoings asked of the change, in order, and how the run ends.
+
+The change is a fake of the runner's collaborator (the Change protocol, nodeops.deploy.ServiceDeploy in a run): it
+records what it is asked and fails where the table says. What each of those does on a node is NodeActions' (their
+own tables) and, end to end on real hosts, the lab's."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed
+from nodeops.inventory import Node
+from nodeops.plan import SINGLE, ServicePlan, Step
+from nodeops.run.runner import ChangeFailed, ChangeRefused, ServiceRunner
+
+A, B = Node("a", "10.0.0.1", 22, "active", (), "cl"), Node("b", "10.0.0.2", 22, "standby", (), "cl")
+ROLLING = ServicePlan("cl", (Step("replace", "b"), Step("await-waiting", "b"), Step("handover", "a", to="b"),
+                             Step("replace", "a"), Step("await-waiting", "a")), "rolling")  # fmt: skip
+FRESH = ServicePlan("cl", (Step("replace", "a"), Step("await-serving", "a"), Step("replace", "b"),
+                           Step("await-waiting", "b")), "fresh")  # fmt: skip
+SINGLE_NODE = ServicePlan("cl", (Step("replace", "a", SINGLE), Step("await-serving", "a")), "single")
+
+
+class Stop:
+    """The run's stop requests: set once ``after`` steps were said (None: never)."""
+
+    def __init__(self, change: FakeChange, after: int | None) -> None:
+        self.change, self.after = change, after
+
+    def is_set(self) -> bool:
+        return self.after is not None and self.change.said_steps >= self.after
+
+
+class FakeChange:
+    """Records each call as one line; ``fails``: {call line: the error it raises}; ``health``: {node: (answers, the
+    call line after which it answers so: None for from the start)}; other nodes answer nothing."""
+
+    def __init__(self, fails=None, health=None, stop_after=None) -> None:
+        self.fails, self.answers = fails or {}, health or {}
+        self.calls: list[str] = []
+        self.said_steps = 0
+        self.service = types.SimpleNamespace(name="cl", nodes=(A, B))
+        self.name = "nodeops-cl"
+        read = {"start": ("x.toml",), "lease": (".api",)}
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(health="/health"), all_files=(".api", "x.toml"),
+                                         files_read=read.get)  # fmt: skip
+        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(environment="prod"))
+        self.stop = Stop(self, stop_after)
+        self.stop_seen, self.outages, self.forward = None, [], []
+        self.waits = self  # the waits are asked of the same fake
+
+    def _do(self, call: str):
+        self.calls.append(call)
+        if call in self.fails:
+            raise self.fails[call]
+
+    def keep_restorable(self, nodes):
+        self.calls.append(f"keep {' '.join(dict.fromkeys(nodes))}")  # each node once, as the change keeps it
+
+    def health(self, node):
+        answers, after = self.answers.get(node.name, ((False, ()), None))
+        return answers if after is None or after in self.calls else (False, ())
+
+    def others_silent(self, node):
+        return not any(any(self.health(n)) for n in self.service.nodes if n.name != node.name)
+
+    def say(self, _node, message, **_data):
+        if message.split()[0] in ("replace", "await-serving", "await-waiting", "hand"):
+            self.said_steps += 1
+
+    def replace(self, node):
+        self._do(f"replace {node}")
+
+    def await_serving(self, node, _timeout=None, _accept=()):
+        self._do(f"await-serving {node.name}")
+        return 1.0
+
+    def await_waiting(self, node, _job=None):
+        self._do(f"await-waiting {node.name}")
+        return "a's lease"
+
+    def handover(self, old, new):
+        self._do(f"handover {old.name} {new.name}")
+        return 0.5
+
+    def shred(self, node, names):
+        self.calls.append(f"shred {node} {','.join(names)}")
+
+    def restore(self, node, why):
+        self.calls.append(f"restore {node}")
+        return f"{why}; {node} put back"
+
+    def confirm(self, what, unsafe=False):
+        self.calls.append("confirm")
+        return (ChangeRefused if unsafe else ChangeFailed)(f"{what}; a serves")
+
+    def inspect(self, _node, _name=None):
+        return None
+
+    def previous_on(self, node, _container):
+        self.calls.append(f"previous_on {node}")
+        return "its own inputs"
+
+    def start_again(self, node, _again):
+        self._do(f"start_again {node}")
+        return "on its own inputs"
+
+    def settle(self, name, _job):
+        self.calls.append(f"settle {name}")
+        return "waits for the lease"
+
+    def standing(self):
+        return "now: a serves, b waits"
+
+
+ROLLED = ["keep b a", "replace b", "await-waiting b", "shred b x.toml", "handover a b", "replace a", "await-waiting a",
+          "shred a x.toml"]  # fmt: skip
+CUT_OFF = OperationFailed("a: connection lost: EOF")
+
+
+@pytest.mark.parametrize(
+    ("plan", "fails", "health", "calls", "error"),
+    [
+        (ROLLING, {}, {}, ROLLED, None),
+        (FRESH, {}, {}, ["keep a b", "replace a", "await-serving a", "shred a .api,x.toml", "replace b",
+                         "await-waiting b", "shred b x.toml"], None),
+        # the new standby does not start: it goes back, and the run says what serves
+        (ROLLING, {"replace b": OperationFailed("cl b: `docker run` failed: boom")}, {},
+         ["keep b a", "replace b", "restore b", "confirm"], "cl b: `docker run` failed: boom; b put back; a serves"),
+        # the new standby never waits: put back, the old active untouched
+        (ROLLING, {"await-waiting b": OperationFailed("cl b: not a waiting standby (container exited)")}, {},
+         ["keep b a", "replace b", "await-waiting b", "restore b", "confirm"], "container exited"),
+        # a fresh start whose first node never serves: put back
+        (FRESH, {"await-serving a": OperationFailed("cl a: not serving /health after 120s")}, {},
+         ["keep a b", "replace a", "await-serving a", "restore a", "confirm"], "not serving"),
+        # the handover failed and undid itself (its own confirm): nothing after it, nothing undone again
+        (ROLLING, {"handover a b": ChangeFailed("cl b: not serving; the old active a was started again")}, {},
+         ["keep b a", "replace b", "await-waiting b", "shred b x.toml", "handover a b"], "a was started again"),
+        # a failure no step undid (a host cut off in the handover): what serves now, said; no restore
+        (ROLLING, {"handover a b": CUT_OFF}, {},
+         ["keep b a", "replace b", "await-waiting b", "shred b x.toml", "handover a b", "confirm"], "connection lost"),
+        # the old active, awaited as the standby, took the lease because b stopped answering: left serving
+        (ROLLING, {"await-waiting a": OperationFailed("cl a: not a waiting standby")},
+         {"a": ((True, ()), "await-waiting a")},
+         ["keep b a", "replace b", "await-waiting b", "shred b x.toml", "handover a b", "replace a",
+          "await-waiting a", "confirm"], "took the lease while it was awaited as the standby"),
+    ],
+    ids=["rolling", "fresh", "standby-start-fails", "standby-never-waits", "fresh-never-serves",
+         "handover-undone", "handover-cut-off", "old-active-took-the-lease"],
+)  # fmt: skip
+def test_each_step_in_order_and_each_failure_undone(plan, fails, health, calls, error):
+    change = FakeChange(fails, health)
+    if error is None:
+        ServiceRunner(change).apply(plan)
+        assert change.outages == ([0.5] if plan is ROLLING else [])
+    else:
+        with pytest.raises(ChangeFailed, match=error) as err:
+            ServiceRunner(change).apply(plan)
+        assert err.value.exit_code != EXIT_UNSAFE
+    assert change.calls == calls
+
+
+@pytest.mark.parametrize(
+    ("plan", "health", "calls"),
+    [
+        (ROLLING, {"b": ((True, ()), None)}, ["keep b a", "confirm"]),  # the standby serves: a failover since the plan
+        (
+            ROLLING,
+            {"b": ((False, ("Database",)), None)},
+            ["keep b a", "confirm"],
+        ),  # answers unhealthy: holds the lease too
+    ],
+    ids=["serves", "unhealthy"],
+)
+def test_a_standby_found_holding_the_lease_is_not_replaced(plan, health, calls):
+    change = FakeChange(health=health)
+    with pytest.raises(ChangeRefused, match="cl b: holds the lease now .* b was not replaced") as err:
+        ServiceRunner(change).apply(plan)
+    assert err.value.exit_code == EXIT_UNSAFE
+    assert change.calls == calls
+
+
+def test_a_single_node_is_replaced_while_it_serves():
+    change = FakeChange(health={"a": ((True, ()), None)})
+    ServiceRunner(change).apply(SINGLE_NODE)
+    assert change.calls == ["keep a", "replace a", "await-serving a", "shred a .api,x.toml"]
+
+
+@pytest.mark.parametrize(
+    ("plan", "after", "calls", "message"),
+    [
+        (ROLLING, 0, ["keep b a"], ["cl: stopped before `replace b` as asked; nothing was changed; now: a serves"]),
+        # before the handover: the replaced standby goes back, the pair as found
+        (ROLLING, 2, ROLLED[:4] + ["restore b"],
+         ["stopped before `hand over from a to b (planned failover)` as asked, undoing this run's change; b put back"]),
+        # just after the handover: the old active waits again on its own inputs; the message names the way on
+        (ROLLING, 3, ROLLED[:5] + ["previous_on a", "start_again a", "settle a"],
+         ["a's container was started again on its own inputs as the standby, and it waits for the lease; b runs "
+          "this change, a does not: ", " deploy --env prod --service cl finishes it; now: a serves, b waits"]),
+        # during the old active's replace: no safe point, the change goes to its end, and says so
+        (ROLLING, 4, ROLLED, ["cl: the stop came during `replace a`, past the last safe point, so the change went on "
+                              "to its end: it is complete; now: a serves"]),
+        # a fresh start stops before its next node once the first serves
+        (FRESH, 2, ["keep a b", "replace a", "await-serving a", "shred a .api,x.toml"],
+         ["cl: stopped before `replace b` as asked; now"]),
+    ],
+    ids=["before-anything", "before-handover", "after-handover", "past-the-last-safe-point", "fresh-between-nodes"],
+)  # fmt: skip
+def test_a_stop_ends_at_a_safe_point(plan, after, calls, message):
+    change = FakeChange(stop_after=after)
+    with pytest.raises(Interrupted) as err:
+        ServiceRunner(change).apply(plan)
+    assert all(part in str(err.value) for part in message), str(err.value)
+    assert change.calls == calls
+
+
+def test_a_failed_restart_after_the_handover_is_said_not_raised():
+    change = FakeChange({"start_again a": OperationFailed("cl a: `docker start` failed: boom")}, stop_after=3)
+    with pytest.raises(Interrupted, match="starting a's container again as the standby failed: .*boom"):
+        ServiceRunner(change).apply(ROLLING)
+    assert change.calls == [*ROLLED[:5], "previous_on a", "start_again a"]
