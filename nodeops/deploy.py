@@ -48,7 +48,6 @@ from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryErro
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
 from nodeops.facts.container import Container, served_port
-from nodeops.facts.health import app_id
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory, Node, Service
@@ -934,7 +933,7 @@ class ServiceDeploy:
         id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
         other = next((n for n in self.service.nodes if n.name != node.name), None)
         answers = other is not None and any(self.health(other))
-        other_id = app_id(self.answers.get(other.name, b"")) if answers else None
+        other_id = self.job.role.hooks.lease_client(self.answers.get(other.name, b"")) if answers else None
         return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name))
 
     def waiting_logged(self, node: str) -> bool:
@@ -1301,7 +1300,7 @@ class ServiceDeploy:
                 if extra:
                     self.shred(name, sorted(extra))  # what an interrupted run left behind
             exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
-            if self.job.profile != "v1" and self.job.redact.leaks(exposed):
+            if not self.job.role.profile(self.job.profile).shows_secrets and self.job.redact.leaks(exposed):
                 raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
         if failing:
             self.say(active[0], f"active, UNHEALTHY as before this run (failing: {', '.join(failing)})",

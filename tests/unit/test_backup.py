@@ -124,7 +124,7 @@ def test_a_bad_backup_id_is_exit_2(bad):
     [
         ("cl1_restored", "cl1", False, None),
         ("cl1", "cl1", True, None),
-        ("cl1", "cl1", False, "the service's live database"),
+        ("cl1", "cl1", False, r"the service's live database \(DB_VAR\)"),  # the role's lease.database names it
         ("Cl1", "cl1", False, "new database name"),
         ('x"; DROP DATABASE cl1; --', "cl1", False, "new database name"),
         (None, "cl1", False, "new database name"),
@@ -133,10 +133,10 @@ def test_a_bad_backup_id_is_exit_2(bad):
 )
 def test_the_restore_target(into, live, replace, problem):
     if problem is None:
-        assert b.check_target(into, live, replace) == into
+        assert b.check_target(into, live, replace, "DB_VAR") == into
     else:
         with pytest.raises(InvalidInput, match=problem):
-            b.check_target(into, live, replace)
+            b.check_target(into, live, replace, "DB_VAR")
 
 
 # ---------------------------------------------------------------- the child processes
