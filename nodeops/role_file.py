@@ -136,6 +136,7 @@ _StopSeconds = Annotated[float, _up_to(3600, "a number of seconds 0 < n <= 3600"
 _SecretName = Annotated[str, _matching(_NAME_PATTERN, f"a secret name matching {_NAME_PATTERN}")]
 _VariableName = Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")]
 _Table = Annotated[str, _matching(r"[a-z_][a-z0-9_]{0,62}", "a table name [a-z_][a-z0-9_]*")]  # spliced into SQL
+_Column = Annotated[str, _matching(r"[a-z_][a-z0-9_]{0,62}", "a column name [a-z_][a-z0-9_]*")]  # spliced into SQL
 
 
 # ---------------------------------------------------------------- the model
@@ -175,7 +176,8 @@ class Profile:
 
 @dataclass(frozen=True)
 class LeaseSpec:
-    """Where the role's nodes keep their lease: a PostgreSQL table (client_id, expires_at), the
+    """Where the role's nodes keep their lease: a PostgreSQL table of one row, its columns naming the holder's
+    client id (``client``) and when the lease expires (``expires``, a timestamptz: database time), the
     variables that locate the database and the secrets that log in to it."""
 
     table: _Table
@@ -185,6 +187,8 @@ class LeaseSpec:
     sslmode: str
     user: str  # secret names
     password: str
+    client: _Column = "client_id"  # optional: the columns of the built-in role's table (Chainlink's lease_lock)
+    expires: _Column = "expires_at"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,15 @@ the others fall back to the built-in ones of the same role. A
 ``roles/<role>/templates/`` folder (the layout before) is refused, so that an
 override is never silently ignored.
 
+What data cannot say, a role says in a small Python module beside its
+``role.yaml``: ``roles/<role>/role.py``, through the role interface
+(nodeops.role_hooks: its log format, which node a health reply came from,
+rotation kinds of its own). The module is the one beside the ``role.yaml``
+in effect, else the same role's further on the search path (an operator's
+copy of a built-in ``role.yaml`` keeps the built-in module, as it keeps the
+templates); none: the engine's defaults. It is run once per process
+(``load_hooks``); the Role carries its hooks (``Role.hooks``).
+
 A service picks a profile with its variable ``PROFILE`` (the inventory has
 no profile field), else the role's ``default_profile``.
 
