@@ -3,7 +3,7 @@
 What runs where is observed as ``fab status`` observes it (nodeops.status, nodeops.promote.observe);
 on top of that, per service:
   active      exactly one node serves the role's health path, and the load balancer answers 200
-              from that node (the appID in the health reply's meta, when the node shows one);
+              from that node (the lease client id the role reads in the health reply, when it shows one);
   lease       the lease is held, by the node that serves;
   secret-age  the age of each secret's AWSCURRENT version against the rotation policy (env-backend
               secrets have no date: "unknown");
@@ -36,7 +36,6 @@ from nodeops.deploy import Job
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
-from nodeops.facts.health import app_id
 from nodeops.facts.logs import error_candidates, error_lines
 from nodeops.facts.observe import Observer
 from nodeops.facts.resources import host_resources, parse_resources
@@ -78,10 +77,11 @@ def level(value: float, limit: float) -> str:
 
 
 def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply,
-                 failing: tuple[str, ...] = ()) -> Verdict:  # fmt: skip
+                 failing: tuple[str, ...] = (), *, lease_client: Callable[[bytes], str | None]) -> Verdict:  # fmt: skip
     """``serving``: the nodes that answer on ``path`` (200 or not: each holds the lease), with their replies'
     bodies; ``failing``: the checks the one that answers says fail (() when it answers 200); ``lb``: the
-    load balancer's reply to ``lb_url`` (None: no answer)."""
+    load balancer's reply to ``lb_url`` (None: no answer); ``lease_client``: the role's hook that reads which
+    node sent a reply (nodeops.role_hooks)."""
     if not serving:
         return "fail", f"no node serves {path}"
     if len(serving) > 1:
@@ -95,7 +95,7 @@ def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb
         return "fail", f"{node} serves, but the load balancer {lb_url} does not answer"
     if lb[0] != 200:
         return "fail", f"{node} serves, but the load balancer {lb_url} answers HTTP {lb[0]}"
-    ours, theirs = app_id(body), app_id(lb[1])
+    ours, theirs = lease_client(body), lease_client(lb[1])
     if ours is None or theirs is None:
         return "pass", f"{node} serves; the load balancer answers 200 (its reply does not say which node answered)"
     if ours != theirs:
@@ -277,9 +277,12 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         secrets = check_secret_ages(ages, policy.secret_max_age_days)
     except NodeopsError as exc:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
-    lease = check_lease(lease_status(fleet, job), active, app_id(serving[active]) if active else None)
+    hooks = role.hooks
+    lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(serving[active]) if active else None)
+    active_verdict = check_active(serving, role.health, service.load_balancer, lb, failing,
+                                  lease_client=hooks.lease_client)  # fmt: skip
     findings = [
-        finding(service.name, "", "active", check_active(serving, role.health, service.load_balancer, lb, failing)),
+        finding(service.name, "", "active", active_verdict),
         finding(service.name, "", "lease", lease),
         finding(service.name, "", "secret-age", secrets),
         finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),
@@ -317,7 +320,7 @@ def probe_node(observer: Observer, job: Job, s: NodeView,
         logs = None
         if s.container is not None:
             out = observer.run(node, error_candidates(runtime, observer.name, policy.log_minutes))
-            logs = error_lines(out.stdout)
+            logs = error_lines(out.stdout, job.role.hooks.log_level)
     except NodeopsError as exc:  # the connection died midway, or a command timed out
         lost = ("fail", f"not checked: {exc}")
         return verdicts + [(name, lost) for name in ("disk", "memory", "load", "logs")], []

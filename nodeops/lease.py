@@ -15,6 +15,7 @@ from nodeops.edges import postgres
 from nodeops.edges.postgres import sql
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
+from nodeops.role_file import LeaseSpec
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Lease:
         return f"held by {self.holder[:8]}, {state} (database time)"
 
 
-def lease_query(table: str) -> str:
-    """The role's table name is validated as a plain identifier when the role is loaded."""
-    return f"SELECT client_id::text, EXTRACT(EPOCH FROM expires_at - now())::float8 FROM {table}"
+def lease_query(spec: LeaseSpec) -> str:
+    """The lease row as (holder's client id as text, seconds until it expires by the database's clock), from the
+    role's ``lease:`` table and columns (validated as plain identifiers when the role is loaded)."""
+    return f"SELECT {spec.client}::text, EXTRACT(EPOCH FROM {spec.expires} - now())::float8 FROM {spec.table}"
 
 
 ADMIN_DATABASE = "postgres"  # where the admin role logs in (RDS and stock PostgreSQL have it)
@@ -75,7 +77,7 @@ def lease_reader(fleet: Fleet, job) -> Iterator[Callable[[], Lease]]:
 
         def read() -> Lease:
             try:
-                row = conn.execute(lease_query(spec.table)).fetchone()
+                row = conn.execute(lease_query(spec)).fetchone()
             except postgres.UndefinedTable:
                 return Lease(None, 0.0)  # no node ever started on this database
             return Lease(row[0], row[1]) if row else Lease(None, 0.0)

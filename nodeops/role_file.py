@@ -13,12 +13,13 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NoReturn, Union
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
+from pydantic import AfterValidator, BeforeValidator, Discriminator, PlainValidator, Tag
 from pydantic_core import PydanticCustomError
 
 from nodeops.errors import InvalidInput, InventoryError
@@ -39,6 +40,7 @@ from nodeops.inventory.values import (
     _up_to,
     _variable,
 )
+from nodeops.role_hooks import DEFAULT_HOOKS, MODULE_FILE, RoleHooks
 
 PROFILE_VARIABLE = "PROFILE"
 
@@ -134,6 +136,7 @@ _StopSeconds = Annotated[float, _up_to(3600, "a number of seconds 0 < n <= 3600"
 _SecretName = Annotated[str, _matching(_NAME_PATTERN, f"a secret name matching {_NAME_PATTERN}")]
 _VariableName = Annotated[str, _matching(r"[A-Za-z_][A-Za-z0-9_]*", "a variable name [A-Za-z_][A-Za-z0-9_]*")]
 _Table = Annotated[str, _matching(r"[a-z_][a-z0-9_]{0,62}", "a table name [a-z_][a-z0-9_]*")]  # spliced into SQL
+_Column = Annotated[str, _matching(r"[a-z_][a-z0-9_]{0,62}", "a column name [a-z_][a-z0-9_]*")]  # spliced into SQL
 
 
 # ---------------------------------------------------------------- the model
@@ -164,10 +167,17 @@ class Profile:
     def argv(self, mount: str) -> tuple[str, ...]:
         return tuple(arg.format(mount=mount) for arg in self.command)
 
+    @property
+    def shows_secrets(self) -> bool:
+        """Whether secret values reach the container's configuration, which ``docker inspect`` shows anyone: its
+        ``env_file`` is a secret file (docker copies an env file into it). Deploy checks the others show none."""
+        return self.env_file is not None and self.files[self.env_file].secret
+
 
 @dataclass(frozen=True)
 class LeaseSpec:
-    """Where the role's nodes keep their lease: a PostgreSQL table (client_id, expires_at), the
+    """Where the role's nodes keep their lease: a PostgreSQL table of one row, its columns naming the holder's
+    client id (``client``) and when the lease expires (``expires``, a timestamptz: database time), the
     variables that locate the database and the secrets that log in to it."""
 
     table: _Table
@@ -177,6 +187,8 @@ class LeaseSpec:
     sslmode: str
     user: str  # secret names
     password: str
+    client: _Column = "client_id"  # optional: the columns of the built-in role's table (Chainlink's lease_lock)
+    expires: _Column = "expires_at"
 
 
 @dataclass(frozen=True)
@@ -193,17 +205,19 @@ class BackupSpec:
 class RotationSpec:
     """``rotation.<name>``: what ``fab rotate-secrets --secret <name>`` changes, and where it is checked.
 
-    Kinds: ``postgres-password`` (``ALTER ROLE`` of ``user`` on the server the
-    role's ``lease:`` locates, as the admin role whose user and password the
-    service's secrets ``admin_user`` and ``admin_password`` hold; then the pair
-    is rolled onto it), ``chainlink-api-password`` (the API user ``user``
-    changes it on the active node: ``PATCH /v2/user/password``) and
-    ``refused`` (cannot be changed in place: ``reason`` says why and what to do).
-    The keys each kind takes: ``ROTATION_KINDS``.
+    The engine's kinds: ``postgres-password`` (``ALTER ROLE`` of ``user`` on the
+    server the role's ``lease:`` locates, as the admin role whose user and
+    password the service's secrets ``admin_user`` and ``admin_password`` hold;
+    then the pair is rolled onto it) and ``refused`` (cannot be changed in
+    place: ``reason`` says why and what to do). Any other kind is the role's
+    own, provided by its module (nodeops.role_hooks ``ROTATIONS``: the password
+    of the API user ``user``, changed on the active node), checked when the
+    role is loaded (nodeops.roles.load_role). The keys each kind takes:
+    ``ROTATION_KINDS``, and ``ROLE_ROTATION_KEYS`` for a role's own.
     """
 
     name: str = derived()
-    kind: Literal["postgres-password", "chainlink-api-password", "refused"]
+    kind: str
     secret: str  # the role secret whose value is rotated
     user: str | None = None  # the role secret naming whose password it is (database role, API email)
     admin_user: _SecretName | None = None  # postgres-password: service secrets (optional in `secrets:`) of the admin
@@ -217,6 +231,8 @@ class Role:
     source: Path = derived()  # the role.yaml in effect
     template_dirs: tuple[Path, ...] = derived()  # templates/<role> beside each roles/ folder, in order (operator's
     # first, built-in last), each whether or not it exists
+    hooks: RoleHooks = derived(default=DEFAULT_HOOKS)  # what its module (role.py) provides, over the engine's
+    # defaults (nodeops.role_hooks); set by nodeops.roles.load_role
     description: str = in_file(default="")
     user: Annotated[int, _integer(0, 2**31 - 1)]  # container uid; the node's files are owned by it
     port: _Port  # API/UI port
@@ -282,11 +298,48 @@ class Role:
 
 # ---------------------------------------------------------------- the schema of role.yaml
 
-ROTATION_KINDS = {  # kind -> the keys it takes, all required
+ROTATION_KINDS = {  # the engine's kinds -> the keys each takes, all required
     "postgres-password": ("secret", "user", "admin_user", "admin_password"),
-    "chainlink-api-password": ("secret", "user"),
     "refused": ("secret", "reason"),
 }
+ROLE_ROTATION_KEYS = ("secret", "user")  # what a kind of the role's own takes (nodeops.role_hooks ROTATIONS)
+_ROLE_KIND, _UNKNOWN_KIND = "role's own", "unknown"  # the tags of a kind the role's module provides, and of any other
+_PARSING: ContextVar[RoleHooks] = ContextVar("role_hooks", default=DEFAULT_HOOKS)  # the hooks of the role parse_role
+# reads (its module's rotation kinds are valid kinds)
+
+
+@_accepts("a kind of the role's module (role.py ROTATIONS)")
+def _role_kind(value: Any) -> str:
+    """A rotation kind that is not the engine's: one the module of the role being parsed provides."""
+    hooks = _PARSING.get()
+    if isinstance(value, str) and value in hooks.rotations:
+        return value
+    where = f"its module {hooks.source}" if hooks.source else f"no {MODULE_FILE} beside the role.yaml"
+    own = ", ".join(hooks.rotations) or "none"
+    _fail(f"one of {', '.join(ROTATION_KINDS)} or a kind the role's module provides ({where}; its kinds: {own})",
+          value)  # fmt: skip
+
+
+_RoleKind = Annotated[str, PlainValidator(_role_kind)]
+
+
+def _rotation_tag(value: Any) -> str | None:
+    """Which spec validates a ``rotation.<name>`` mapping: its engine kind, a kind of the role's own, or an unknown
+    one (whose spec takes every key and refuses the kind, so that the kind is what the error names); None
+    (missing key 'kind') when it names none. Whatever is not a mapping goes to one spec, which says so."""
+    if not isinstance(value, Mapping):
+        return _ROLE_KIND
+    kind = value.get("kind")
+    if kind is None:
+        return None
+    if isinstance(kind, str) and kind in ROTATION_KINDS:
+        return kind
+    return _ROLE_KIND if isinstance(kind, str) and kind in _PARSING.get().rotations else _UNKNOWN_KIND
+
+
+_ROTATION_KEYS = ("secret", "user", "admin_user", "admin_password", "reason")
+
+
 _SPECS[LeaseSpec] = _spec(LeaseSpec, "_LeaseSpec")
 _SPECS[BackupSpec] = _spec(BackupSpec, "_RoleBackupSpec")
 _SPECS[RoleFile] = _spec(RoleFile, "_RoleFileSpec")
@@ -294,17 +347,24 @@ _SPECS[Profile] = _spec(Profile, "_ProfileSpec")
 _SPECS[RotationSpec] = Annotated[
     Union[  # noqa: UP007 (a tuple of types, built at run time)
         tuple(
-            _spec(
-                RotationSpec,
-                f"_RotationSpec[{kind}]",
-                keys=("kind", *keys),
-                required=keys,
-                types_={"kind": Literal[kind]},
-            )  # fmt: skip
-            for kind, keys in ROTATION_KINDS.items()
+            Annotated[
+                _spec(
+                    RotationSpec,
+                    f"_RotationSpec[{kind}]",
+                    keys=("kind", *keys),
+                    required=keys if kind != _UNKNOWN_KIND else (),
+                    types_={"kind": Literal[kind] if kind in ROTATION_KINDS else _RoleKind},
+                ),
+                Tag(kind),
+            ]  # fmt: skip
+            for kind, keys in (
+                *ROTATION_KINDS.items(),
+                (_ROLE_KIND, ROLE_ROTATION_KEYS),
+                (_UNKNOWN_KIND, _ROTATION_KEYS),
+            )
         )
     ],
-    Field(discriminator="kind"),
+    Discriminator(_rotation_tag),
 ]
 _RoleSpec = _spec(
     Role, "_RoleSpec",
@@ -314,17 +374,22 @@ _RoleSpec = _spec(
 )  # fmt: skip
 
 
-def parse_role(name: str, source: Path, template_dirs: tuple[Path, ...]) -> Role:
-    """Read and validate ``source`` (role ``name``'s role.yaml), its templates looked up in ``template_dirs``: the
-    Role, or ``RoleError`` (exit 2) naming the file, the path inside it and what it expected."""
+def parse_role(name: str, source: Path, template_dirs: tuple[Path, ...], hooks: RoleHooks = DEFAULT_HOOKS) -> Role:
+    """Read and validate ``source`` (role ``name``'s role.yaml), its templates looked up in ``template_dirs``, its
+    module's ``hooks`` (nodeops.role_hooks: the rotation kinds of its own): the Role, or ``RoleError`` (exit 2)
+    naming the file, the path inside it and what it expected."""
     file = str(source)
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise RoleError(file, "", f"cannot read the role file: {err}") from None
     data, positions = _load_yaml(text, file, RoleError)
-    spec = validate(_RoleSpec, data, positions, file, RoleError)
-    role = _make(spec, name=name, source=source, template_dirs=template_dirs)
+    parsing = _PARSING.set(hooks)
+    try:
+        spec = validate(_RoleSpec, data, positions, file, RoleError)
+    finally:
+        _PARSING.reset(parsing)
+    role = _make(spec, name=name, source=source, template_dirs=template_dirs, hooks=hooks)
     _check(role, file)
     return role
 

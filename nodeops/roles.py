@@ -22,6 +22,15 @@ the others fall back to the built-in ones of the same role. A
 ``roles/<role>/templates/`` folder (the layout before) is refused, so that an
 override is never silently ignored.
 
+What data cannot say, a role says in a small Python module beside its
+``role.yaml``: ``roles/<role>/role.py``, through the role interface
+(nodeops.role_hooks: its log format, which node a health reply came from,
+rotation kinds of its own). The module is the one beside the ``role.yaml``
+in effect, else the same role's further on the search path (an operator's
+copy of a built-in ``role.yaml`` keeps the built-in module, as it keeps the
+templates); none: the engine's defaults. It is run once per process
+(``load_hooks``); the Role carries its hooks (``Role.hooks``).
+
 A service picks a profile with its variable ``PROFILE`` (the inventory has
 no profile field), else the role's ``default_profile``.
 
@@ -44,7 +53,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import importlib.util
 import re
+import sys
+import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -64,6 +77,7 @@ from nodeops.role_file import (  # role.yaml's model and its validation
     parse_role,
     path_problem,
 )
+from nodeops.role_hooks import DEFAULT_HOOKS, MODULE_FILE, RoleHooks, hooks_from
 
 __all__ = [
     "BUILTIN_ROLES",
@@ -75,6 +89,7 @@ __all__ = [
     "Role",
     "RoleError",
     "RoleFile",
+    "RoleHooks",
     "RotationSpec",
     "check_service",
     "check_variables",
@@ -162,7 +177,38 @@ def load_role(
         new = templates_folder(old.parent.parent, name)
         raise RoleError(str(old), "", f"a role's templates are read from {new} now, not from roles/: move the files "
                         "there (same paths inside), then remove this folder")  # fmt: skip
-    return parse_role(name, definition, tuple(templates_folder(f, name) for f in folders))
+    start = next(i for i, f in enumerate(folders) if f / name / ROLE_FILE == definition)
+    module = next((f / name / MODULE_FILE for f in folders[start:] if (f / name / MODULE_FILE).is_file()), None)
+    hooks = DEFAULT_HOOKS if module is None else load_hooks(module)
+    return parse_role(name, definition, tuple(templates_folder(f, name) for f in folders), hooks)
+
+
+_LOADED: dict[Path, RoleHooks] = {}  # a module is run once per process
+_LOADING = threading.Lock()
+
+
+def load_hooks(module: Path) -> RoleHooks:
+    """The hooks role module ``module`` (a ``role.py``) defines over the engine's defaults (nodeops.role_hooks),
+    run once per process; RoleError (exit 2) naming the file (and the name of the wrong shape) when it cannot be
+    run or defines a hook of the wrong shape."""
+    key = module.resolve()
+    with _LOADING:
+        if key not in _LOADED:
+            name = f"nodeops_role_{hashlib.sha256(str(key).encode()).hexdigest()[:12]}"
+            spec = importlib.util.spec_from_file_location(name, key)
+            loaded = importlib.util.module_from_spec(spec)
+            sys.modules[name] = loaded  # dataclasses and typing resolve a class's module through it
+            try:
+                spec.loader.exec_module(loaded)
+            except Exception as err:  # noqa: BLE001 (whatever a role's code raises is the role's problem: exit 2)
+                del sys.modules[name]
+                why = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line, whatever the code raised
+                raise RoleError(str(module), "", f"cannot load the role's module: {why}") from None
+            found = hooks_from(vars(loaded), str(module))
+            if isinstance(found, tuple):
+                raise RoleError(str(module), found[0], found[1])
+            _LOADED[key] = found
+    return _LOADED[key]
 
 
 def _unknown(name: str, folders: tuple[Path, ...], file: str | None, where: str | None, what: str) -> NoReturn:

@@ -4,8 +4,8 @@ Each secret goes through the four steps of a Secrets Manager rotation:
 
   createSecret  a new version of the secret document, staged AWSPENDING (only the rotated key changes);
   setSecret     the system that checks it accepts it: ALTER ROLE for the database password (a SCRAM
-                verifier computed here, so the server never sees the password), PATCH /v2/user/password
-                on the active node for the API password;
+                verifier computed here, so the server never sees the password), the role's own API
+                call on the active node for the API password (Chainlink: PATCH /v2/user/password);
   testSecret    a real login with it;
   finishSecret  AWSCURRENT moved onto it (the old version becomes AWSPREVIOUS), AWSPENDING removed.
 
@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nodeops import program
+from nodeops import program, role_hooks
 from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.edges import aws, http
 from nodeops.edges.postgres import scram_verifier, sql
@@ -345,10 +345,44 @@ class PostgresPassword(Target):
         return f"the password of the database role {self.account}"
 
 
+class NodeApi:
+    """One node's HTTP API for a role's hook (nodeops.role_hooks.NodeApi): through the bastion, JSON bodies,
+    failures named by service and node and masked by the job's redactor."""
+
+    def __init__(self, rotation: ServiceRotation, node: Node) -> None:
+        self.rotation, self.node = rotation, node
+        self.where = f"{rotation.job.service.name} {node.name}"
+
+    def call(self, method: str, path: str, doc: Mapping[str, object] | None = None,
+             cookie: str | None = None) -> http.Reply:  # fmt: skip
+        headers = {"Content-Type": "application/json"} | ({"Cookie": cookie} if cookie else {})
+        body = json.dumps(doc).encode() if doc is not None else None
+        port = self.rotation.job.role.port
+        fleet = self.rotation.fleet
+        reply = fleet.request(self.node.host, port, method, path, body, headers, timeout=http.API_TIMEOUT)
+        if reply is None:
+            raise OperationFailed(f"{self.where}: the API does not answer {path}")
+        return reply
+
+    def refused(self, what: str, reply: http.Reply, shown: int | None = None) -> OperationFailed:
+        text = reply.body.decode(errors="replace")
+        redact = self.rotation.job.redact
+        detail = redact.clip(text) if shown is None else redact.clip(text, shown)
+        return OperationFailed(f"{self.where}: {what} answered {reply.status}: {detail}")
+
+    def failed(self, problem: str) -> OperationFailed:
+        return OperationFailed(f"{self.where}: {problem}")
+
+
 class ApiPassword(Target):
-    """The node's API user: changed through the active node's API, as `chainlink admin chpass` does."""
+    """The node's API user (a rotation kind of the role's own): its password changed through the active node's
+    API, in the role's dialect (its module's ``ROTATIONS`` hook for this kind, nodeops.role_hooks.ApiPassword)."""
 
     node: Node | None = None  # the active node, found once by set(); test() logs in there
+
+    @property
+    def hook(self) -> role_hooks.ApiPassword:
+        return self.rotation.job.role.hooks.rotations[self.spec.kind]
 
     def active(self) -> Node:
         """The lease holder, as every command finds it (Observer.views, plan.the_active): an active that answers
@@ -361,66 +395,42 @@ class ApiPassword(Target):
                        failing=list(active.failing))  # fmt: skip
         return active.node
 
-    def call(self, node: Node, method: str, path: str, doc: dict | None = None, cookie: str | None = None):
-        headers = {"Content-Type": "application/json"} | ({"Cookie": cookie} if cookie else {})
-        body = json.dumps(doc).encode() if doc is not None else None
-        port = self.rotation.job.role.port
-        reply = self.rotation.fleet.request(node.host, port, method, path, body, headers, timeout=http.API_TIMEOUT)
-        if reply is None:
-            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the API does not answer {path}")
-        return reply
-
     def login(self, node: Node, password: Secret) -> str | None:
-        """The session cookie, or None when the node refuses the password."""
-        reply = self.call(node, "POST", "/sessions", {"email": self.user, "password": password.reveal()})
-        if reply.status == 401:
-            return None
-        if reply.status != 200:
-            detail = self.rotation.job.redact.clip(reply.body.decode(errors="replace"), 200)
-            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: POST /sessions answered "
-                                  f"{reply.status}: {detail}")  # fmt: skip
-        cookie = (reply.headers.get("Set-Cookie") or "").split(";", 1)[0]
-        if "=" not in cookie:
-            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: POST /sessions set no cookie")
-        return cookie
+        """The session, or None when the node refuses the password."""
+        return self.hook.login(NodeApi(self.rotation, node), self.user, password.reveal())
 
-    def logout(self, node: Node, cookie: str) -> None:
-        self.call(node, "DELETE", "/sessions", cookie=cookie)
+    def logout(self, node: Node, session: str) -> None:
+        self.hook.logout(NodeApi(self.rotation, node), session)
 
     def change(self, node: Node, old: Secret, new: Secret) -> bool:
-        """PATCH /v2/user/password; False when ``old`` does not log in."""
-        cookie = self.login(node, old)
-        if cookie is None:
+        """The hook's password change, logged in with ``old``; False when ``old`` does not log in."""
+        session = self.login(node, old)
+        if session is None:
             return False
         try:
-            reply = self.call(node, "PATCH", "/v2/user/password",
-                              {"oldPassword": old.reveal(), "newPassword": new.reveal()}, cookie)  # fmt: skip
+            self.hook.set_password(NodeApi(self.rotation, node), session, old.reveal(), new.reveal())
         finally:
-            self.logout(node, cookie)
-        if reply.status != 200:
-            detail = self.rotation.job.redact.clip(reply.body.decode(errors="replace"))
-            raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: PATCH /v2/user/password answered "
-                                  f"{reply.status}: {detail}")  # fmt: skip
+            self.logout(node, session)
         return True
 
     def set(self) -> None:
         node = self.node = self.active()
-        if (cookie := self.login(node, self.pending)) is not None:
-            self.logout(node, cookie)
+        if (session := self.login(node, self.pending)) is not None:
+            self.logout(node, session)
             self.say("setSecret", f"the API on {node.name} takes the pending password already (an interrupted run)")
             return
         if not self.change(node, self.current, self.pending):
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: neither the current nor the "
                                   f"pending password logs in as {self.account}: changed outside nodeops?")  # fmt: skip
-        self.say("setSecret", f"PATCH /v2/user/password on the active node {node.name}")
+        self.say("setSecret", f"{self.hook.change} on the active node {node.name}")
 
     def test(self) -> None:
         node = self.node
-        cookie = self.login(node, self.pending)
-        if cookie is None:
+        session = self.login(node, self.pending)
+        if session is None:
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the pending password does not "
                                   "log in")  # fmt: skip
-        self.logout(node, cookie)
+        self.logout(node, session)
         if (old := self.login(node, self.current)) is not None:
             self.logout(node, old)
             raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: the current password still logs in")
@@ -440,7 +450,11 @@ class ApiPassword(Target):
         return None if self.node is None else f"the API password of {self.account}"
 
 
-TARGETS: dict[str, type[Target]] = {"postgres-password": PostgresPassword, "chainlink-api-password": ApiPassword}
+def target(kind: str) -> type[Target]:
+    """The Target of a rotation kind: the engine's ``postgres-password``, else a kind of the role's own (its
+    module's API password change; role.yaml's kinds are checked when the role is loaded, ``refused`` never
+    gets here: nodeops.rotate.select)."""
+    return PostgresPassword if kind == "postgres-password" else ApiPassword
 
 
 # ---------------------------------------------------------------- one service
@@ -520,7 +534,7 @@ class ServiceRotation:
 
     def run(self, specs: Sequence[RotationSpec]) -> dict:
         name = self.job.service.name
-        targets = [TARGETS[s.kind](self, s, self.versions(s)) for s in specs]
+        targets = [target(s.kind)(self, s, self.versions(s)) for s in specs]
         interrupted = [t for t in targets if t.stages.state != "fresh"]
         if interrupted and len(interrupted) < len(targets):
             rest = ", ".join(t.name for t in targets if t not in interrupted)

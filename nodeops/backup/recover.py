@@ -101,7 +101,7 @@ def prepare_restore(inventory: Inventory, job: Job, chosen: str | None, into: st
     policy, spec = policy_of(inventory), spec_of(job)
     if not chosen:
         raise InvalidInput("--from is required: a backup id (fab backup prints it) or latest")
-    target = check_target(into, locate(job)[2], replace_live)
+    target = check_target(into, locate(job)[2], replace_live, job.role.lease.database)
     admin = next((s for s in job.role.rotation.values() if s.admin_user), None)
     if admin is None or admin.admin_user not in job.secrets or admin.admin_password not in job.secrets:
         raise InvalidInput(f"{job.service.name}: restoring creates a database: give the service the admin role's "
@@ -204,6 +204,6 @@ def restore(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: 
     rows = sum(len(v) for v in got["keys"].values())
     seconds = round(time.monotonic() - started, 2)
     report(service, "", f"restored {req.backup} into {req.into} in {seconds:.1f}s: {manifest['dump']['bytes']} bytes, "
-           f"{rows} key rows as in the manifest; the drill: deploy the pair with DATABASE_NAME={req.into}",
+           f"{rows} key rows as in the manifest; the drill: deploy the pair with {job.role.lease.database}={req.into}",
            backup=req.backup, database=req.into)  # fmt: skip
     return Restored(service=service, backup=req.backup, database=req.into, seconds=seconds, key_rows=rows).record()

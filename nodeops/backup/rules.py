@@ -124,12 +124,13 @@ def restore_argv(pg_restore: str, dbname: str) -> list[str]:
     return [pg_restore, "--no-password", "--exit-on-error", "--single-transaction", "--no-owner", "--dbname", dbname]
 
 
-def check_target(into: str | None, live: str, replace_live: bool) -> str:
-    """--into: a plain new database name; the service's live database only with --replace-live."""
+def check_target(into: str | None, live: str, replace_live: bool, variable: str) -> str:
+    """--into: a plain new database name; the service's live database (``live``, the value of the role's
+    ``variable``: its ``lease.database``) only with --replace-live."""
     if not into or not _DATABASE.fullmatch(into):
         raise InvalidInput(f"--into {str(into)[:60]!r}: give a new database name [a-z_][a-z0-9_]* (at most 63)")
     if into == live and not replace_live:
-        raise InvalidInput(f"--into {into}: that is the service's live database (DATABASE_NAME); restore into a new "
+        raise InvalidInput(f"--into {into}: that is the service's live database ({variable}); restore into a new "
                            "one and point the inventory at it, or pass --replace-live")  # fmt: skip
     return into
 

@@ -1,6 +1,7 @@
 """The health fact: a node's reply to its role's health path (HTTP status and body), and what it says.
 
-The request itself goes through the bastion (nodeops.facts.observe); these parsers read its reply.
+The request itself goes through the bastion (nodeops.facts.observe); these parsers read its reply. Which node
+sent a reply is the role's to read (nodeops.role_hooks ``lease_client``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,3 @@ def failing_checks(reply: tuple[int, bytes] | None) -> tuple[str, ...]:
     except (ValueError, KeyError, TypeError):
         names = []
     return tuple(names) or (f"HTTP {reply[0]}",)
-
-
-def app_id(body: bytes) -> str | None:
-    """The answering process's id in a health reply (the simulator's meta.appID, its lease client id); None when
-    the reply names none (Chainlink's own /health does not)."""
-    try:
-        found = json.loads(body)["meta"]["appID"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return str(found) if found else None

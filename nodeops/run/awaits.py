@@ -13,7 +13,6 @@ from typing import Any
 
 from nodeops.edges import http
 from nodeops.errors import OperationFailed
-from nodeops.facts.health import app_id
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView
 from nodeops.plan import standby_evidence
@@ -102,7 +101,7 @@ class Awaits:
         run = self.change
         other = next((n for n in run.service.nodes if n.name != node.name), None)
         answers = other is not None and any(run.health(other))
-        other_id = app_id(run.answers.get(other.name, b"")) if answers else None
+        other_id = run.job.role.hooks.lease_client(run.answers.get(other.name, b"")) if answers else None
         return standby_evidence(other and other.name, answers, other_id, lease(), run.waiting_logged(node.name))
 
     def service_answers(self) -> bool:

@@ -60,11 +60,13 @@ def venv(tmp_path_factory) -> Path:
 
 def test_the_wheel_carries_engine_tasks_and_roles_but_not_the_lab(venv):
     res = sh(venv / "bin" / "python", "-c", "import nodeops, nodeops.tasks, nodeops.roles as r; "
-             "print(nodeops.__file__); print(r.BUILTIN_ROLES)", cwd=venv)  # fmt: skip
-    engine, roles = res.stdout.split()
+             "print(nodeops.__file__); print(r.BUILTIN_ROLES); h = r.load_role('chainlink').hooks; "
+             "print(h.source, *h.rotations)", cwd=venv)  # fmt: skip
+    engine, roles, module, kind = res.stdout.split()
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert engine == str(site / "nodeops" / "__init__.py")  # the installed copy, not the source
     assert Path(roles) == site / "nodeops" / "builtin" / "roles" and (Path(roles) / "chainlink" / "role.yaml").is_file()
+    assert (module, kind) == (f"{roles}/chainlink/role.py", "chainlink-api-password")  # its module loads from the wheel
     templates = site / "nodeops" / "builtin" / "templates" / "chainlink"
     assert {p.relative_to(templates).as_posix() for p in templates.rglob("*.j2")} == {
         "api.j2", "database_url.j2", "evm.j2", "password.j2", "v1/env.j2", "v2/config.toml.j2", "v2/rpc.toml.j2",

@@ -124,7 +124,7 @@ def test_a_bad_backup_id_is_exit_2(bad):
     [
         ("cl1_restored", "cl1", False, None),
         ("cl1", "cl1", True, None),
-        ("cl1", "cl1", False, "the service's live database"),
+        ("cl1", "cl1", False, r"the service's live database \(DB_VAR\)"),  # the role's lease.database names it
         ("Cl1", "cl1", False, "new database name"),
         ('x"; DROP DATABASE cl1; --', "cl1", False, "new database name"),
         (None, "cl1", False, "new database name"),
@@ -133,10 +133,10 @@ def test_a_bad_backup_id_is_exit_2(bad):
 )
 def test_the_restore_target(into, live, replace, problem):
     if problem is None:
-        assert rules.check_target(into, live, replace) == into
+        assert rules.check_target(into, live, replace, "DB_VAR") == into
     else:
         with pytest.raises(InvalidInput, match=problem):
-            rules.check_target(into, live, replace)
+            rules.check_target(into, live, replace, "DB_VAR")
 
 
 # ---------------------------------------------------------------- the child processes
@@ -343,7 +343,7 @@ BACKUP = f"backup: {{bucket: nodeops-backups, aws: aws, recipients: [{RECIPIENT}
         (("restore", "--service", "cl1", "--from", "latest", "--into", "cl1_r"), "", "no backup: section"),
         (("restore", "--from", "latest", "--into", "cl1_r"), BACKUP, "--service names the one service"),
         (("restore", "--service", "cl1", "--into", "cl1_r"), BACKUP, "--from is required"),
-        (("restore", "--service", "cl1", "--from", "latest", "--into", "cl1"), BACKUP, "live database"),
+        (("restore", "--service", "cl1", "--from", "latest", "--into", "cl1"), BACKUP, "live database (DATABASE_NAME)"),
         (("restore", "--service", "cl1", "--from", "latest", "--into", "bad-name"), BACKUP, "new database name"),
         (
             ("restore", "--service", "cl1", "--from", "latest", "--into", "cl1_r"),

@@ -32,18 +32,19 @@ from nodeops.check import (
 from nodeops.deploy import Redactor
 from nodeops.errors import InvalidInput, InventoryError
 from nodeops.facts.container import parse_inspect
-from nodeops.facts.health import app_id
-from nodeops.facts.logs import error_candidates, error_lines, log_level
+from nodeops.facts.logs import error_candidates, error_lines
 from nodeops.facts.observe import Observer
 from nodeops.facts.resources import Resources, host_resources, parse_df, parse_load, parse_meminfo, parse_resources
 from nodeops.facts.view import NodeView
 from nodeops.inventory import CheckPolicy, Node
+from nodeops.roles import load_role
 from nodeops.secrets import Secret
 from nodeops.verify import Check, failure_summary
 from tests.conftest import fab
 from tests.unit.test_deploy_preflight import ENV, inventory
 from tests.unit.test_inventory import edited, parse
 
+HOOKS = load_role("chainlink").hooks  # the built-in role's log format and lease client (roles/chainlink/role.py)
 CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
 
 DF = """Filesystem     1024-blocks     Used Available Capacity Mounted on
@@ -96,32 +97,11 @@ def test_parse_resources_labels_each_disk():
     assert parse_resources("garbage") == Resources((), None, None)
 
 
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    [
-        ("2026-11-21T12:00:00.000Z [ERROR] Error trying to refresh database lease pg/lease_lock.go:200", "error"),
-        ("2026-11-21T12:00:00.000Z [CRIT]  Error starting server", "crit"),
-        ("2026-11-21T12:00:00.000Z [INFO]  Error-free boot, no error here", "info"),
-        ("[FATAL] Another node has taken the lease", "fatal"),
-        ('{"level": "error", "msg": "x"}', "error"),
-        ('{"level": "PANIC", "msg": "x"}', "panic"),
-        ('{"level": "info", "msg": "error in the message only"}', "info"),
-        ('{"msg": "no level"}', None),
-        ("{not json [ERROR]", None),
-        ('ts=2026 level=error msg="db down"', "error"),
-        ("ConnectionResetError: [Errno 104] Connection reset by peer", None),  # a traceback line: no level
-        ("Error running app: failed to read config file", None),
-    ],
-)
-def test_log_level(line, expected):
-    assert log_level(line) == expected
-
-
 def test_error_lines_counts_error_levels_only():
     text = "\n".join(
         ["x [ERROR] a", "x [WARN] b", '{"level":"crit"}', '{"level":"dpanic"}', "Traceback", "x [INFO] err"]
     )
-    assert error_lines(text) == ["x [ERROR] a", '{"level":"crit"}', '{"level":"dpanic"}']
+    assert error_lines(text, HOOKS.log_level) == ["x [ERROR] a", '{"level":"crit"}', '{"level":"dpanic"}']
 
 
 # -- what passes -----------------------------------------------------------------------------------
@@ -158,20 +138,17 @@ LB = "http://lb:6688/health"
     ],
 )
 def test_check_active(serving, lb_url, lb, status, fragment):
-    got = check_active(serving, "/health", lb_url, lb)
+    got = check_active(serving, "/health", lb_url, lb, lease_client=HOOKS.lease_client)
     assert got[0] == status and fragment in got[1], got
 
 
 def test_check_active_fails_on_an_unhealthy_active_naming_its_checks():
     rpc = "EVM.1.HeadTracker.HeadListener"
-    got = check_active({"a": body("x1")}, "/health", "http://lb/health", (503, b""), (rpc,))
+    got = check_active({"a": body("x1")}, "/health", "http://lb/health", (503, b""), (rpc,),
+                       lease_client=HOOKS.lease_client)  # fmt: skip
     assert got == ("fail", f"a holds the lease but answers /health unhealthy (failing: {rpc})")
     lease = {"held": True, "holder": "x1", "describe": "held by x1"}
     assert check_lease(lease, "a", "x1") == ("pass", "held by x1: the active a")  # it is the lease holder
-
-
-def test_app_id():
-    assert app_id(body("x1")) == "x1" and app_id(b"not json") is None and app_id(b'{"meta": null}') is None
 
 
 HELD = {"holder": "aaaa1111-2222", "held": True, "describe": "held by aaaa1111, expires in 9.0s (database time)"}
@@ -369,7 +346,7 @@ def test_host_resources_and_error_candidates_commands():
     # The node-side cut keeps every line the classifier counts.
     kept = re.compile("err|crit|panic|fatal", re.IGNORECASE)
     for line in ("x [ERROR] a", "x [CRIT] b", '{"level":"dpanic"}', "[FATAL] c", "level=err d"):
-        assert kept.search(line) and error_lines(line)
+        assert kept.search(line) and error_lines(line, HOOKS.log_level)
 
 
 # -- the inventory's check: settings --------------------------------------------------------------
@@ -423,7 +400,7 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
     monkeypatch.setattr(chk, "lease_status", lambda *_: {"held": True, "holder": "0b9f3c1e-aaaa", "describe": "held"})
     monkeypatch.setattr(chk, "probe_node", lambda *_, **__: ([], []))
     service = types.SimpleNamespace(name="cl", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
-    role = types.SimpleNamespace(port=6688, health="/health")
+    role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS)  # the appID names the lease holder
     rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
     job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)

@@ -10,10 +10,11 @@ from urllib.parse import quote
 import pytest
 
 from nodeops.deploy import ServiceDeploy
-from nodeops.errors import InvalidInput, OperationFailed
+from nodeops.errors import InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.inventory import Node
 from nodeops.lease import Lease
+from nodeops.roles import load_role
 from nodeops.run import awaits
 from nodeops.run.node import telling_line
 from nodeops.run.probe import OutageProbe
@@ -21,6 +22,9 @@ from nodeops.run.report import Redactor
 from nodeops.secrets import Secret
 from tasks.promote import outage_line
 from tests.unit.fake_edge import FakeEdge
+
+CHAINLINK = load_role("chainlink")
+HOOKS = CHAINLINK.hooks  # its lease client: the appID a health reply names (roles/chainlink/role.py)
 
 VALUE = 'Pa55 w%rd/"x"?'
 
@@ -233,7 +237,7 @@ class Verifying(ServiceDeploy):
         self.answers, self.said, self.waited = answers, [], False
         nodes = tuple(Node(name, f"10.0.0.{i}", 22, "active", (), "svc") for i, name in enumerate(answers, 1))
         self.service = types.SimpleNamespace(name="svc", nodes=nodes, secret_files="keep", load_balancer="http://lb")
-        self.job = types.SimpleNamespace(profile="v2", redact=Redactor([]), files_read=lambda _when: ())
+        self.job = types.SimpleNamespace(profile="v2", role=CHAINLINK, redact=Redactor([]), files_read=lambda _when: ())
 
     def health(self, node):
         return self.answers[node.name]
@@ -268,6 +272,29 @@ def test_verify_judges_the_active_by_its_own_failing_checks(answers, tolerated, 
             run.verify(tolerated)
         return
     assert run.verify(tolerated) == result and run.waited is waited
+
+
+class Exposing(Verifying):
+    """A pair whose containers show a secret value in their environment (what `docker inspect` shows anyone)."""
+
+    def __init__(self, profile: str):  # noqa: D107
+        super().__init__({"a": (True, ()), "b": (False, ())})
+        self.job.profile, self.job.redact = profile, Redactor([Secret("Sentinel-pw-0123456789", "db")])
+
+    def inspect(self, _node, _name=None):
+        return Container("nodeops-svc", True, "running", "sha256:x", env=("DATABASE_URL=x:Sentinel-pw-0123456789@",))
+
+
+@pytest.mark.parametrize(("profile", "refused"), [("v2", True), ("v1", False)])
+def test_verify_refuses_a_secret_in_the_environment_unless_the_profile_shows_it(profile, refused):
+    """v1 passes its secret .env with --env-file: the role's data says it shows secrets (Profile.shows_secrets); any
+    other profile's container showing one is refused (exit 4)."""
+    run = Exposing(profile)
+    if refused:
+        with pytest.raises(Unsafe, match="svc a: a secret value is in the container's environment or command"):
+            run.verify(())
+    else:
+        assert run.verify(()) == {"active": "a"}
 
 
 # -- the log line a failure message quotes ----------------------------------------------------------------------
@@ -349,7 +376,7 @@ class Standing(ServiceDeploy):
     def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
         self.log, self.a_answers, self.answers = log, a_answers, {}
         self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
-        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"),
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease", hooks=HOOKS),
                                          redact=Redactor([]))  # fmt: skip
         self.fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30))
         self.runtime, self.name = "docker", "nodeops-svc"

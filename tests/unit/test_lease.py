@@ -8,6 +8,7 @@ import pytest
 
 from nodeops.edges.postgres import refused_login
 from nodeops.lease import Lease, lease_query
+from nodeops.role_file import LeaseSpec
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
 from tests.unit.test_roles import GOOD, make_role
 
@@ -26,10 +27,13 @@ def test_lease_reads_by_database_time(lease, held, text):
     assert lease.held is held and lease.describe() == text
 
 
-def test_query_uses_the_database_clock():
-    assert lease_query("lease_lock") == (
+def test_query_uses_the_database_clock_and_the_roles_columns():
+    spec = load_role("chainlink", [BUILTIN_ROLES]).lease
+    assert lease_query(spec) == (
         "SELECT client_id::text, EXTRACT(EPOCH FROM expires_at - now())::float8 FROM lease_lock"
     )
+    other = LeaseSpec("leases", "H", "P", "D", "S", "u", "p", client="holder", expires="until")
+    assert lease_query(other) == "SELECT holder::text, EXTRACT(EPOCH FROM until - now())::float8 FROM leases"
 
 
 def test_the_chainlink_role_declares_its_lease():
@@ -55,6 +59,8 @@ lease:
         (("table: lease_lock", "table: lease_lock; DROP TABLE users"), "lease.table", "expected a table name"),
         (("user: db_user", "user: root"), "lease.user", "expected one of the role's secrets (pw, db_user, db)"),
         (("  password: db\n", "  password: db\n  extra: x\n"), "lease.extra", "unknown key 'extra'"),
+        (("  password: db\n", "  password: db\n  client: id;x\n"), "lease.client", "expected a column name"),
+        (("  password: db\n", "  password: db\n  expires: 3\n"), "lease.expires", "expected a column name"),
         (("  host: DATABASE_HOST\n", ""), "lease.host", "missing required key 'host'"),
         (
             ("host: DATABASE_HOST", "host: DB_HOST"),
@@ -77,7 +83,6 @@ def job_of(variables: dict, password: str = "pw-Secret.1234"):
     import types
 
     from nodeops.deploy import Redactor
-    from nodeops.roles import LeaseSpec
     from nodeops.secrets import Secret
 
     spec = LeaseSpec("lease_lock", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_SSLMODE", "u", "p")

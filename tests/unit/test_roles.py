@@ -326,6 +326,7 @@ def test_services_of_two_roles_on_one_host_must_serve_on_different_ports(tmp_pat
     (tmp_path / "roles" / "other" / "role.yaml").write_text(
         (BUILTIN_ROLES / "chainlink" / "role.yaml").read_text().replace("port: 6688", "port: 7000")
     )
+    (tmp_path / "roles" / "other" / "role.py").symlink_to(BUILTIN_ROLES / "chainlink" / "role.py")  # its API hook
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "other").symlink_to(BUILTIN_TEMPLATES / "chainlink")
     other = {"role": "other", "image": "smartcontract/chainlink:2.10.0",
@@ -429,6 +430,7 @@ def two_roles(tmp_path: Path, variables: dict, defaults: dict | None = None):
     (tmp_path / "roles" / "other" / "role.yaml").write_text(
         chainlink.replace("port: 6688", "port: 7000").replace("  - EVM_CHAINS ", "  - OTHER_ONLY\n  - EVM_CHAINS ")
     )
+    (tmp_path / "roles" / "other" / "role.py").symlink_to(BUILTIN_ROLES / "chainlink" / "role.py")  # its API hook
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "other").symlink_to(BUILTIN_TEMPLATES / "chainlink")
     other = {"role": "other", "image": "smartcontract/chainlink:2.10.0",
