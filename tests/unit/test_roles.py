@@ -238,11 +238,18 @@ def test_activation_defaults_from_what_the_role_declares(tmp_path, changes, acti
     assert {f.name for f in role.profile("main").files.values() if f.hot} == hot
 
 
-def test_the_chainlink_role_says_lease_explicitly():
+def test_the_chainlink_role_says_lease_explicitly_and_an_older_copy_without_it_is_lease_too(tmp_path):
     role = load_role("chainlink")
-    assert role.activation == "lease" and role.lease is not None
-    assert "\nactivation: lease " in role.source.read_text()
+    text = role.source.read_text()
+    assert role.activation == "lease" and role.lease is not None and "\nactivation: lease " in text
     assert not any(f.hot for p in role.profiles.values() for f in p.files.values())
+    mine = tmp_path / "roles"  # an operator's copy of role.yaml written before the key; templates: the built-in ones
+    (mine / "chainlink").mkdir(parents=True)
+    (mine / "chainlink" / "role.yaml").write_text("".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith("activation:")))  # fmt: skip
+    older = load_role("chainlink", [mine, BUILTIN_ROLES])
+    assert older.source == mine / "chainlink" / "role.yaml" and "activation" not in older.source.read_text()
+    assert older == dataclasses.replace(role, source=older.source, template_dirs=older.template_dirs)
 
 
 def test_unknown_role_names_the_role_the_service_path_the_folders_and_the_roles_found(tmp_path):
