@@ -1,5 +1,6 @@
 """Activation models on a lab of its own (one deployed Chainlink pair): the model a role.yaml chooses is what deploy
-plans from the real nodes, and a plan the executor cannot carry out yet (keys, all) is refused with nothing changed.
+plans from the real nodes, and a plan the executor cannot carry out yet (keys, all) is refused with nothing changed;
+promote-standby refuses an all role, which has no standby.
 
 The role is the operator's copy of the built-in one (a project in tmp_path) saying ``activation: all``, its
 lease-only keys removed (``lease:``, ``backup:``, the database password rotation, ``.api``'s ``read: lease``: the
@@ -65,6 +66,10 @@ def test_the_roles_model_is_planned_from_the_real_nodes_and_not_carried_out_yet(
     assert run.returncode == 4, out
     assert "has activation all: deploy plans it (--dry-run) but carries out only activation lease yet" in out, out
     assert containers() == before  # nothing was changed
+    promoted = fab("promote-standby", "--inventory", str(path), "--service", SERVICE, "--json")
+    out = promoted.stdout + promoted.stderr
+    assert promoted.returncode == 4 and "activation all has no standby to promote: every node serves" in out, out
+    assert containers() == before
     again = fab("deploy", "--inventory", str(act.inventory_file), "--service", SERVICE, "--dry-run", "--json")
     assert again.returncode == 0, again.stdout + again.stderr  # the lease role, as deployed: nothing to change
     assert next(e["steps"] for e in events(again) if e.get("message", "").startswith("plan:")) == [], again.stdout
