@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import NoReturn
 
+from nodeops.activation import plan_change
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.edges.postgres import LoginRefused
@@ -53,7 +54,6 @@ from nodeops.plan import (
     ServicePlan,
     lease_moves,
     older_than,
-    plan_service,
     restart_image,
     secret_changes,
     unpulled_image_id,
@@ -736,7 +736,7 @@ class ServiceDeploy:
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
         states, desired = self.observe(dry_run)
-        plan = plan_service(self.service, states, desired)
+        plan = plan_change(self.job.role.activation, self.service, states, desired)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:
@@ -753,6 +753,11 @@ class ServiceDeploy:
         self.refuse_downgrade(recorded)
         if dry_run:
             return DryRun(service=self.service.name, changed=plan.changes, planned=steps, secrets_moved=moved).record()
+        if plan.changes and self.job.role.activation != "lease":  # the executor carries out lease plans only, so far
+            raise Unsafe(
+                f"{self.service.name}: role {self.job.role.name} has activation {self.job.role.activation}: "
+                "deploy plans it (--dry-run) but carries out only activation lease yet; nothing was changed"
+            )
         try:
             self.execute(plan)
         except Interrupted:

@@ -168,10 +168,11 @@ def unpulled_image_id(image: str, held: Iterable[tuple[str, str | None] | None],
 
 @dataclass(frozen=True)
 class Step:
-    action: str  # replace | await-serving | await-waiting | handover
+    action: str  # replace | await-serving | await-waiting | handover; activation keys: stop | await-fenced
     node: str
     detail: str = ""
     to: str | None = None  # handover: the node that takes over
+    hot: bool = False  # replace (activation keys): the node is started with the role's hot files
 
     def describe(self) -> str:
         if self.action == "handover":

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nodeops import program
+from nodeops.activation import plan_promotion
 from nodeops.commands import node as cmd
 from nodeops.deploy import Job, Reporter, ServiceDeploy, not_started, per_service
 from nodeops.edges.ssh import Fleet
@@ -74,6 +75,10 @@ def assess(run: ServiceDeploy, force: bool) -> Handover:
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
     seen = run.observer.views()
+    if (activation := run.job.role.activation) != "lease":  # planned (its refusals made), not carried out yet
+        steps = "; ".join(s.describe() for s in plan_promotion(activation, service, seen).steps)
+        raise Unsafe(f"{service.name}: role {run.job.role.name} has activation {activation}: a promotion would "
+                     f"{steps}; promote-standby carries out only activation lease yet; nothing was done")  # fmt: skip
     what = "; ".join(s.describe() for s in seen.values())
     serving = [s for s in seen.values() if s.active]
     if len(serving) > 1:

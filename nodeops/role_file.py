@@ -10,6 +10,7 @@ Every problem is one ``RoleError`` (exit 2) naming the role file and the path in
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from nodeops.inventory.values import (
 from nodeops.role_hooks import DEFAULT_HOOKS, MODULE_FILE, RoleHooks
 
 PROFILE_VARIABLE = "PROFILE"
+ACTIVATIONS = ("lease", "keys", "all")  # how a role's nodes say who is active: docs/roles.md#activation
 
 
 class RoleError(InventoryError):
@@ -126,6 +128,13 @@ def _file_name(value: Any) -> str:
 _FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
+@_accepts(" or ".join(ACTIVATIONS))
+def _activation(value: Any) -> str | None:
+    if value is None or value in ACTIVATIONS:
+        return value
+    _fail(_activation.accepts, value)
+
+
 def _any(value: Any) -> Any:
     """Any value: a rule across keys (``_check``) says what it must be, naming the choices."""
     return value
@@ -151,6 +160,7 @@ class RoleFile:
     secret: Annotated[bool, PlainValidator(_boolean)]
     read: Annotated[Literal["start", "lease"], _choice("start", "lease")] = "start"  # when the node reads it: at
     # start, or only once it holds the lease
+    hot: Annotated[bool, PlainValidator(_boolean)] = False  # a hot key (activation keys): only the active gets it
 
 
 @dataclass(frozen=True)
@@ -247,6 +257,8 @@ class Role:
     ] = in_file(default={})
     secrets: Annotated[tuple[_SecretName, ...], _a_list("secret names")] = in_file(default=())  # secret names a
     # service must define
+    activation: Annotated[str | None, PlainValidator(_activation)] = in_file(default=None)  # lease, keys or all;
+    # not set: keys when a file is hot, else lease (default_activation)
     lease: LeaseSpec | None = in_file(default=None)  # how to read who holds the active role; None: no lease
     profiles: Annotated[
         Mapping[Annotated[str, _matching(_NAME_PATTERN, f"a profile name matching {_NAME_PATTERN}")], Profile],
@@ -368,7 +380,8 @@ _SPECS[RotationSpec] = Annotated[
 ]
 _RoleSpec = _spec(
     Role, "_RoleSpec",
-    keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "lease", "rotation",
+    keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "activation", "lease",
+          "rotation",
           "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",
           "variables", "unused_with"),
 )  # fmt: skip
@@ -391,7 +404,14 @@ def parse_role(name: str, source: Path, template_dirs: tuple[Path, ...], hooks: 
         _PARSING.reset(parsing)
     role = _make(spec, name=name, source=source, template_dirs=template_dirs, hooks=hooks)
     _check(role, file)
-    return role
+    return dataclasses.replace(role, activation=default_activation(role))
+
+
+def default_activation(role: Role) -> str:
+    """The role's activation model: ``activation`` as written, else ``keys`` when one of its files is ``hot``, else
+    ``lease`` (a role.yaml written before the key: one node answers its health path, the others wait). Pure."""
+    hot = any(f.hot for p in role.profiles.values() for f in p.files.values())
+    return role.activation or ("keys" if hot else "lease")
 
 
 # ---------------------------------------------------------------- rules across keys
@@ -406,6 +426,8 @@ def _check(role: Role, file: str) -> None:
     defaults, secrets = role.defaults, role.secrets
     known = {*defaults, *role.variables}
     if role.lease is not None:
+        if default_activation(role) != "lease":
+            fail("lease", f"a lease needs activation: lease (this role's is {default_activation(role)}): remove it")
         _check_lease(role.lease, secrets, known, fail)
     for name, spec in role.rotation.items():
         at = f"rotation.{name}"
@@ -458,8 +480,16 @@ def _check_lease(lease: LeaseSpec, secrets: tuple[str, ...], variables: set[str]
 
 
 def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
-    at = f"profiles.{profile.name}"
+    at, activation = f"profiles.{profile.name}", default_activation(role)
+    if activation == "keys" and not any(f.hot for f in profile.files.values()):
+        fail(f"{at}.files", "activation keys needs at least one file marked hot: true (the keys the active holds)")
     for f in profile.files.values():
+        if f.hot and activation != "keys":
+            fail(f"{at}.files.{f.name}.hot", f"a hot file needs activation: keys (this role's is {activation})")
+        if f.hot and not f.secret:
+            fail(f"{at}.files.{f.name}.secret", "a hot file holds keys: set secret: true")
+        if f.read == "lease" and activation != "lease":
+            fail(f"{at}.files.{f.name}.read", f"read: lease needs activation: lease (this role's is {activation})")
         if not any((d / f.template).is_file() for d in role.template_dirs):
             searched = ", ".join(str(d) for d in role.template_dirs)
             fail(f"{at}.files.{f.name}.template", f"template {f.template!r} not found in {searched}")

@@ -32,6 +32,19 @@ class NodeView:
         it holds the database lease)."""
         return self.serving or bool(self.failing)
 
+    @property
+    def hot(self) -> bool:
+        """Holds the hot keys (activation ``keys``): its container runs and was started with the role's hot files, as
+        its ``io.nodeops.hot`` label (``true``) records; the files themselves are shredded once read, so the label the
+        container was created with is the fact. A stopped container holds nothing (its keys were only in memory)."""
+        return self.container is not None and self.container.running and self.container.label("hot") == "true"
+
+    def active_in(self, activation: str) -> bool:
+        """Whether this node is an active under the role's activation model (nodeops.role_file.ACTIVATIONS):
+        ``lease`` and ``all``: it answers its health path at all (``active``; under ``all`` every node should);
+        ``keys``: it holds the hot keys (``hot``), whatever it answers."""
+        return self.hot if activation == "keys" else self.active
+
     def describe(self) -> str:
         """``cl1-b: running, not serving``, ``cl1-a: unreachable``, ``cl1-a: active, unhealthy (failing: X)``..."""
         if not self.reachable:

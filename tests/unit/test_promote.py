@@ -14,7 +14,7 @@ from nodeops import promote
 from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
-from nodeops.inventory import Node
+from nodeops.inventory import Node, Service
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -22,6 +22,9 @@ RUNNING = Container("nodeops-svc", True, "running", "sha256:x")
 RPC = "EVM.1.HeadTracker.HeadListener"
 HEALTHY, SICK = NodeView(A, RUNNING, True), NodeView(A, RUNNING, False, (RPC,))
 WAITING = NodeView(B, RUNNING, False)
+
+
+LEASE_ROLE = types.SimpleNamespace(lease=object(), activation="lease")
 
 
 @pytest.mark.parametrize(
@@ -56,7 +59,7 @@ def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
     monkeypatch.setattr(promote, "unplanned", lambda *args: f"unplanned to {args[1].name}")  # (run, standby, what)
     run = types.SimpleNamespace(service=types.SimpleNamespace(name="svc", nodes=(A, B)),
                                 observer=types.SimpleNamespace(views=lambda: seen),
-                                job=types.SimpleNamespace(role=types.SimpleNamespace(lease=object())))  # fmt: skip
+                                job=types.SimpleNamespace(role=LEASE_ROLE))  # fmt: skip
     if isinstance(expected, str):
         assert promote.promote_service(run, keep_old_stopped=False, force=force) == expected
         return
@@ -64,6 +67,36 @@ def test_promote_decides_from_who_answers(monkeypatch, a, b, force, expected):
         promote.promote_service(run, keep_old_stopped=False, force=force)
     assert str(err.value).startswith(str(expected)), str(err.value)
     assert "cut off" not in str(err.value)
+
+
+HOT = Container("nodeops-svc", True, "running", "sha256:x", {"io.nodeops.hot": "true"})
+
+
+@pytest.mark.parametrize(
+    ("activation", "a", "b", "fragment"),
+    [
+        ("keys", NodeView(A, HOT, True), NodeView(B, RUNNING, True), "a promotion would replace a (fence: restarted "
+         "without the hot keys); await-fenced a; replace b (promoted, with the hot keys); await-serving b; "
+         "await-serving a; promote-standby carries out only activation lease yet; nothing was done"),
+        ("keys", NodeView(A, HOT, True), NodeView(B, HOT, True), "svc: 2 nodes hold the hot keys (a, b)"),
+        ("all", NodeView(A, RUNNING, True), NodeView(B, RUNNING, True), "activation all has no standby to promote"),
+    ],
+    ids=["keys-planned", "keys-two-holders", "all"],
+)  # fmt: skip
+def test_promote_plans_keys_and_all_and_carries_out_only_lease(monkeypatch, activation, a, b, fragment):
+    """Issue 15: a role's activation model decides the promotion (nodeops.activation.plan_promotion); the handover
+    below is the lease's, so any other model is refused (exit 4) with its plan said, before anything is touched."""
+    acted = []
+    monkeypatch.setattr(promote, "planned", lambda *args: acted.append(args))
+    monkeypatch.setattr(promote, "unplanned", lambda *args: acted.append(args))
+    seen = {"a": a, "b": b}
+    service = Service("svc", "r", "img:2", "docker", {}, {}, (A, B))
+    role = types.SimpleNamespace(name="r", lease=None, activation=activation)
+    run = types.SimpleNamespace(service=service, observer=types.SimpleNamespace(views=lambda: seen),
+                                job=types.SimpleNamespace(role=role))  # fmt: skip
+    with pytest.raises(Unsafe) as err:
+        promote.promote_service(run, keep_old_stopped=False, force=False)
+    assert fragment in str(err.value) and err.value.exit_code == 4 and acted == []
 
 
 def test_an_unhealthy_active_is_described_with_its_failing_checks():
@@ -182,7 +215,8 @@ def fake_pairs(monkeypatch, seen: dict[str, dict], ready: dict[str, Exception | 
         return {"service": run.service.name, "active": "x", "outage_seconds": 1.0}
 
     monkeypatch.setattr(promote, "planned", planned)
-    jobs = [types.SimpleNamespace(service=types.SimpleNamespace(name=name, nodes=nodes))
+    lease = types.SimpleNamespace(activation="lease")
+    jobs = [types.SimpleNamespace(service=types.SimpleNamespace(name=name, nodes=nodes), role=lease)
             for name, nodes in (("svc", (A, B)), ("two", (C, D)))]  # fmt: skip
     return [jobs, done]
 

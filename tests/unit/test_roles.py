@@ -177,6 +177,81 @@ def test_bad_role_yaml_is_exit_2_naming_file_and_path(tmp_path, change, where, p
     assert problem in err.value.problem and "\n" not in str(err.value)
 
 
+ALL = ("mount: /data\n", "mount: /data\nactivation: all\n")
+KEYS = ("mount: /data\n", "mount: /data\nactivation: keys\n")
+HOT = ("secret: true}", "secret: true, hot: true}")
+LEASE = (
+    "secrets: [pw]",
+    "secrets: [pw]\nlease: {table: t, host: A, port: N, database: A, sslmode: A, user: pw, password: pw}",
+)
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "problem"),
+    [
+        ([("mount: /data\n", "mount: /data\nactivation: relays\n")], "activation",
+         "expected lease or keys or all, got 'relays'"),
+        ([("secret: true}", "secret: true, hot: maybe}")], "profiles.main.files..pw.hot", "expected true or false"),
+        ([ALL, HOT], "profiles.main.files..pw.hot", "a hot file needs activation: keys (this role's is all)"),
+        ([("mount: /data\n", "mount: /data\nactivation: lease\n"), HOT], "profiles.main.files..pw.hot",
+         "a hot file needs activation: keys (this role's is lease)"),
+        ([KEYS], "profiles.main.files", "activation keys needs at least one file marked hot: true"),
+        ([("secret: false}", "secret: false, hot: true}")], "profiles.main.files.app.conf.secret",
+         "a hot file holds keys: set secret: true"),
+        ([HOT, ("secret: false}", "secret: false, read: lease}")], "profiles.main.files.app.conf.read",
+         "read: lease needs activation: lease (this role's is keys)"),
+        ([ALL, LEASE], "lease", "a lease needs activation: lease (this role's is all): remove it"),
+        ([HOT, LEASE], "lease", "a lease needs activation: lease (this role's is keys)"),
+    ],
+    ids=["unknown", "hot-not-bool", "hot-under-all", "hot-under-lease", "keys-without-hot", "hot-not-secret",
+         "read-lease-under-keys", "lease-under-all", "lease-under-keys"],
+)  # fmt: skip
+def test_activation_is_validated_with_the_path(tmp_path, changes, where, problem):
+    text = GOOD
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new, 1)
+    root = make_role(tmp_path, text)
+    with pytest.raises(RoleError) as err:
+        load_role("thing", [root])
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in str(err.value)
+    assert (err.value.file, err.value.where) == (str(root / "thing" / "role.yaml"), where)
+    assert problem in err.value.problem
+
+
+@pytest.mark.parametrize(
+    ("changes", "activation", "hot"),
+    [
+        ([], "lease", set()),  # written before the key: today's behaviour
+        ([LEASE], "lease", set()),
+        ([ALL], "all", set()),
+        ([HOT], "keys", {".pw"}),  # a hot file says keys
+        ([KEYS, HOT], "keys", {".pw"}),
+    ],
+)
+def test_activation_defaults_from_what_the_role_declares(tmp_path, changes, activation, hot):
+    text = GOOD
+    for old, new in changes:
+        text = text.replace(old, new, 1)
+    role = load_role("thing", [make_role(tmp_path, text)])
+    assert role.activation == activation
+    assert {f.name for f in role.profile("main").files.values() if f.hot} == hot
+
+
+def test_the_chainlink_role_says_lease_explicitly_and_an_older_copy_without_it_is_lease_too(tmp_path):
+    role = load_role("chainlink")
+    text = role.source.read_text()
+    assert role.activation == "lease" and role.lease is not None and "\nactivation: lease " in text
+    assert not any(f.hot for p in role.profiles.values() for f in p.files.values())
+    mine = tmp_path / "roles"  # an operator's copy of role.yaml written before the key; templates: the built-in ones
+    (mine / "chainlink").mkdir(parents=True)
+    (mine / "chainlink" / "role.yaml").write_text("".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith("activation:")))  # fmt: skip
+    older = load_role("chainlink", [mine, BUILTIN_ROLES])
+    assert older.source == mine / "chainlink" / "role.yaml" and "activation" not in older.source.read_text()
+    assert older == dataclasses.replace(role, source=older.source, template_dirs=older.template_dirs)
+
+
 def test_unknown_role_names_the_role_the_service_path_the_folders_and_the_roles_found(tmp_path):
     roles = make_role(tmp_path, GOOD, name="mine")
     with pytest.raises(InventoryError) as err:
