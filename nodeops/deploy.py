@@ -47,7 +47,7 @@ from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import EXIT_UNSAFE, Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
-from nodeops.facts.container import Container, served_port
+from nodeops.facts.container import Container, connected_to, served_port, socket_table
 from nodeops.facts.health import app_id
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
@@ -931,11 +931,28 @@ class ServiceDeploy:
 
     def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
         """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
-        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
+        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged,
+        whether its process is connected to the lease database (lease_connected)."""
         other = next((n for n in self.service.nodes if n.name != node.name), None)
         answers = other is not None and any(self.health(other))
         other_id = app_id(self.answers.get(other.name, b"")) if answers else None
-        return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name))
+        return standby_evidence(other and other.name, answers, other_id, lease(), self.waiting_logged(node.name),
+                                self.lease_connected(node.name))  # fmt: skip
+
+    def lease_connected(self, node: str) -> bool | None:
+        """Whether the process of ``node``'s container holds a TCP connection to the lease database's port (the
+        job's variable the role's ``lease.port`` names), read from its network namespace's socket tables on the node
+        host (facts.container.connected_to); None when the role keeps no lease, the port is no number, the
+        container runs no process or the tables cannot be read (then the other evidence decides, as before)."""
+        lease = self.job.role.lease
+        c = self.inspect(node) if lease is not None else None
+        if c is None or not c.pid:
+            return None
+        try:
+            port = int(self.job.variables[lease.port])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return connected_to(self.x(node, socket_table(c.pid), check=False).stdout, port)
 
     def waiting_logged(self, node: str) -> bool:
         """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed

@@ -341,14 +341,25 @@ def test_an_image_the_registry_says_does_not_exist_is_refused_naming_services_im
 
 
 # -- await_waiting: a standby recognised at any log level --------------------------------------------------------
+# b's process's socket tables (/proc/PID/net/tcp): connected to the database's port 5432 (0x1538), or only listening
+CONNECTED = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0A000002:A3F0 0A000001:1538 01 00000000:00000000 00:00000000 00000000 14933        0 4242 1
+"""
+STARTING = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1A24 00000000:0000 0A 00000000:00000000 00:00000000 00000000 14933        0 4241 1
+"""
+
+
 class Standing(ServiceDeploy):
     """await_waiting's edges replaced: b's container runs and answers nothing; a answers (200, naming its lease id
-    as the simulator does); b's log is ``log`` (empty at LOG_LEVEL warn: the info line is not printed)."""
+    as the simulator does); b's log is ``log`` (empty at LOG_LEVEL warn: the info line is not printed); b's
+    process's socket tables are ``table`` ("": they cannot be read)."""
 
-    def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
-        self.log, self.a_answers, self.answers = log, a_answers, {}
+    def __init__(self, log: str, a_answers: bool = True, table: str = CONNECTED):  # noqa: D107 (no host touched)
+        self.log, self.a_answers, self.answers, self.table = log, a_answers, {}, table
         self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
-        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease"))
+        role = types.SimpleNamespace(standby_log="waiting for lease", lease=types.SimpleNamespace(port="DATABASE_PORT"))
+        self.job = types.SimpleNamespace(role=role, variables={"DATABASE_PORT": 5432})
         self.fleet, self.runtime, self.name = None, "docker", "nodeops-svc"
 
     def health(self, node):
@@ -358,10 +369,11 @@ class Standing(ServiceDeploy):
         return False, ()
 
     def inspect(self, _node, _name=None):
-        return Container("nodeops-svc", True, "running", "sha256:x")
+        return Container("nodeops-svc", True, "running", "sha256:x", pid=4321)
 
-    def x(self, _node, _command, **_options):
-        return types.SimpleNamespace(stdout=self.log, stderr="", exit_code=0)
+    def x(self, _node, command, **_options):
+        out = self.table if command == "cat /proc/4321/net/tcp /proc/4321/net/tcp6 2>/dev/null" else self.log
+        return types.SimpleNamespace(stdout=out, stderr="", exit_code=0)
 
 
 A_NODE = Node("a", "10.0.0.1", 22, "active", (), "svc")
@@ -384,23 +396,27 @@ class HeldBy:
 
 
 @pytest.mark.parametrize(
-    ("log", "a_answers", "lease", "evidence"),
+    ("log", "a_answers", "lease", "table", "evidence"),
     [
-        ("", True, Lease("x1-lease-id", 8.0), "a's"),  # LOG_LEVEL warn: the lease row is the evidence
-        ("... waiting for lease to expire...", True, Lease("x1-lease-id", 8.0), "its log says it waits"),
-        ("", False, Lease("x1-lease-id", 8.0), "but no other node answers"),  # not shown: the wait fails in time
+        ("", True, Lease("x1-lease-id", 8.0), CONNECTED, "a's"),  # LOG_LEVEL warn: the lease row is the evidence
+        ("... waiting for lease to expire...", True, Lease("x1-lease-id", 8.0), CONNECTED, "its log says it waits"),
+        ("", False, Lease("x1-lease-id", 8.0), CONNECTED, "but no other node answers"),  # the wait fails in time
+        # a process still starting (slow under load) has read no file yet: not a standby, its files stay
+        ("", True, Lease("x1-lease-id", 8.0), STARTING, "lease database yet: it may not have read its files"),
+        ("", True, Lease("x1-lease-id", 8.0), "", "a's"),  # the tables unreadable here: as before, by the lease
     ],
-    ids=["warn", "info", "other-silent"],
+    ids=["warn", "info", "other-silent", "not-connected-yet", "tables-unreadable"],
 )
-def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, evidence):
+def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, table, evidence):
     """Issue 13 review: with LOG_LEVEL warn the standby never printed "waiting for lease" and every deploy was
-    rolled back after 60 s, blamed on the node."""
+    rolled back after 60 s, blamed on the node. Its process must hold its connection to the lease database too
+    (a rollback's standby, taken for waiting before it had read its files, had them shredded: no takeover)."""
     monkeypatch.setattr(deploy, "STANDBY_STABLE", 0.02)
     monkeypatch.setattr(deploy, "WAIT_TIMEOUT", 0.3)
     monkeypatch.setattr(deploy, "POLL", 0.01)
     monkeypatch.setattr(deploy, "LeaseView", HeldBy(lease))
-    run = Standing(log, a_answers)
-    if a_answers:
+    run = Standing(log, a_answers, table)
+    if a_answers and table != STARTING:
         assert evidence in run.await_waiting(NODE)
         return
     with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):
