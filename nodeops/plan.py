@@ -19,7 +19,7 @@ from nodeops.inventory import Service
 
 
 def standby_evidence(other: str | None, other_answers: bool, other_id: str | None, lease: object,
-                     logged: bool) -> tuple[bool, str]:  # fmt: skip
+                     logged: bool, connected: bool | None = None) -> tuple[bool, str]:  # fmt: skip
     """Whether a node whose container runs, stably, and answers nothing on its port is a standby waiting for the
     lease, and why (or why not yet), without depending on what its log level lets it print.
 
@@ -27,11 +27,18 @@ def standby_evidence(other: str | None, other_answers: bool, other_id: str | Non
     200 or not (a Chainlink node opens its port only while it holds the lease: DESIGN.md); ``other_id``: the
     process id its health reply names (app_id), if any; ``lease``: the lease row as read (nodeops.lease.Lease),
     a string saying why it could not be read, or None when the role keeps no lease; ``logged``: the node's log
-    has the role's ``standby_log`` line (only at info level or below: extra evidence, never required).
+    has the role's ``standby_log`` line (only at info level or below: extra evidence, never required);
+    ``connected``: the node's process holds a connection to the lease database's port (facts.container.connected_to),
+    None when that could not be read. A process connects only once it has read its start files (the database's
+    address and credentials are in them): until then a running, silent container whose pair's lease is held is
+    no waiting standby yet, only a process still starting (slow under load), and the files it has not read must
+    not be shredded (a rollback's standby then failed at the handover: "failed to read config file").
     Returns (True, the evidence) or (False, what is missing)."""
     log = "; its log says it waits for the lease" if logged else ""
     if lease is None:  # nothing to wait for but quiet: a running container that answers nothing
         return True, "running, not serving (the role keeps no lease)" + log
+    if connected is False:
+        return False, "its process holds no connection to the lease database yet: it may not have read its files"
     if isinstance(lease, str):
         if other_answers:
             return True, f"{other} answers its health path, so it holds the lease (lease row not read: {lease})" + log

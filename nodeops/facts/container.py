@@ -1,10 +1,12 @@
-"""The container fact: `docker container inspect` of a node's container, and what it says (Container).
+"""The container fact: `docker container inspect` of a node's container, and what it says (Container); and which
+TCP connections its process holds (socket_table, connected_to).
 
 The command and its parser live here together; nodeops.facts.observe runs the command on a node.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,3 +100,25 @@ def served_port(container: Container | None, configured: int) -> int:
     if recorded and recorded.isdigit() and 1 <= int(recorded) <= 65535:
         return int(recorded)
     return configured
+
+
+def socket_table(pid: int) -> str:
+    """The kernel's TCP socket tables (``/proc/PID/net/tcp`` and ``tcp6``) of the network namespace process ``pid``
+    (a container's main process, Container.pid, a pid on the node host) runs in; prints nothing when the process is
+    gone or the tables cannot be read."""
+    return f"cat /proc/{int(pid)}/net/tcp /proc/{int(pid)}/net/tcp6 2>/dev/null"
+
+
+def connected_to(table: str, port: int) -> bool | None:
+    """Whether ``table`` (socket_table's output: a header line starting ``sl``, then one line per socket whose
+    third field is ``REMOTE_HEX_ADDRESS:REMOTE_HEX_PORT`` and fourth the state, ``01`` for established) holds an
+    established connection to remote ``port``; None when it holds no table (nothing was read)."""
+    rows = [line.split() for line in table.splitlines()]
+    if not any(row[:1] == ["sl"] for row in rows):
+        return None
+    for row in rows:
+        if len(row) > 3 and row[0] != "sl" and row[3] == "01":
+            with contextlib.suppress(ValueError):
+                if int(row[2].rpartition(":")[2], 16) == port:
+                    return True
+    return False

@@ -13,6 +13,7 @@ from typing import Any
 
 from nodeops.edges import http
 from nodeops.errors import OperationFailed
+from nodeops.facts.container import connected_to, socket_table
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView
 from nodeops.plan import standby_evidence
@@ -97,12 +98,30 @@ class Awaits:
 
     def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
         """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
-        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged."""
+        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged,
+        whether its process is connected to the lease database (lease_connected)."""
         run = self.change
         other = next((n for n in run.service.nodes if n.name != node.name), None)
         answers = other is not None and any(run.health(other))
         other_id = run.job.role.hooks.lease_client(run.answers.get(other.name, b"")) if answers else None
-        return standby_evidence(other and other.name, answers, other_id, lease(), run.waiting_logged(node.name))
+        return standby_evidence(other and other.name, answers, other_id, lease(), run.waiting_logged(node.name),
+                                self.lease_connected(node.name))  # fmt: skip
+
+    def lease_connected(self, node: str) -> bool | None:
+        """Whether the process of ``node``'s container holds a TCP connection to the lease database's port (the
+        job's variable the role's ``lease.port`` names), read from its network namespace's socket tables on the node
+        host (facts.container.connected_to); None when the role keeps no lease, the port is no number, the
+        container runs no process or the tables cannot be read (then the other evidence decides, as before)."""
+        run = self.change
+        lease = run.job.role.lease
+        c = run.inspect(node) if lease is not None else None
+        if c is None or not c.pid:
+            return None
+        try:
+            port = int(run.job.variables[lease.port])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return connected_to(run.x(node, socket_table(c.pid), check=False).stdout, port)
 
     def service_answers(self) -> bool:
         """Is the service served? Through its load balancer when it has one, else by either node."""

@@ -369,19 +369,31 @@ def test_an_image_the_registry_says_does_not_exist_is_refused_naming_services_im
 
 
 # -- await_waiting: a standby recognised at any log level --------------------------------------------------------
+# b's process's socket tables (/proc/PID/net/tcp): connected to the database's port 5432 (0x1538), or only listening
+CONNECTED = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0A000002:A3F0 0A000001:1538 01 00000000:00000000 00:00000000 00000000 14933        0 4242 1
+"""
+STARTING = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1A24 00000000:0000 0A 00000000:00000000 00:00000000 00000000 14933        0 4241 1
+"""
+
+
 class Standing(ServiceDeploy):
     """await_waiting's edges replaced: b's container runs and answers nothing; a answers (200, naming its lease id
-    as the simulator does); b's log is ``log`` (empty at LOG_LEVEL warn: the info line is not printed)."""
+    as the simulator does); b's log is ``log`` (empty at LOG_LEVEL warn: the info line is not printed); b's
+    process's socket tables are ``table`` ("": they cannot be read)."""
 
-    def __init__(self, log: str, a_answers: bool = True):  # noqa: D107 (no super(): nothing here touches a host)
-        self.log, self.a_answers, self.answers = log, a_answers, {}
+    def __init__(self, log: str, a_answers: bool = True, table: str = CONNECTED):  # noqa: D107 (no host touched)
+        self.log, self.a_answers, self.answers, self.table = log, a_answers, {}, table
         self.service = types.SimpleNamespace(name="svc", nodes=(A_NODE, NODE))
-        self.job = types.SimpleNamespace(role=types.SimpleNamespace(standby_log="waiting for lease", hooks=HOOKS),
-                                         redact=Redactor([]))  # fmt: skip
+        role = types.SimpleNamespace(
+            standby_log="waiting for lease", hooks=HOOKS, lease=types.SimpleNamespace(port="DATABASE_PORT")
+        )
+        self.job = types.SimpleNamespace(role=role, redact=Redactor([]), variables={"DATABASE_PORT": 5432})
         self.fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30))
         self.runtime, self.name = "docker", "nodeops-svc"
         self.service.secret_files, self.conns = "shred", {"b": "link to b"}
-        self.edge = FakeEdge([(r"^docker logs\b", (0, log, ""))])
+        self.edge = FakeEdge([(r"^docker logs\b", (0, log, "")), (r"^cat /proc/4321/net/tcp ", (0, table, ""))])
 
     def health(self, node):
         if node.name == "a" and self.a_answers:
@@ -390,7 +402,7 @@ class Standing(ServiceDeploy):
         return False, ()
 
     def inspect(self, _node, _name=None):
-        return Container("nodeops-svc", True, "running", "sha256:x")
+        return Container("nodeops-svc", True, "running", "sha256:x", pid=4321)
 
 
 A_NODE = Node("a", "10.0.0.1", 22, "active", (), "svc")
@@ -413,23 +425,27 @@ class HeldBy:
 
 
 @pytest.mark.parametrize(
-    ("log", "a_answers", "lease", "evidence"),
+    ("log", "a_answers", "lease", "table", "evidence"),
     [
-        ("", True, Lease("x1-lease-id", 8.0), "a's"),  # LOG_LEVEL warn: the lease row is the evidence
-        ("... waiting for lease to expire...", True, Lease("x1-lease-id", 8.0), "its log says it waits"),
-        ("", False, Lease("x1-lease-id", 8.0), "but no other node answers"),  # not shown: the wait fails in time
+        ("", True, Lease("x1-lease-id", 8.0), CONNECTED, "a's"),  # LOG_LEVEL warn: the lease row is the evidence
+        ("... waiting for lease to expire...", True, Lease("x1-lease-id", 8.0), CONNECTED, "its log says it waits"),
+        ("", False, Lease("x1-lease-id", 8.0), CONNECTED, "but no other node answers"),  # the wait fails in time
+        # a process still starting (slow under load) has read no file yet: not a standby, its files stay
+        ("", True, Lease("x1-lease-id", 8.0), STARTING, "lease database yet: it may not have read its files"),
+        ("", True, Lease("x1-lease-id", 8.0), "", "a's"),  # the tables unreadable here: as before, by the lease
     ],
-    ids=["warn", "info", "other-silent"],
+    ids=["warn", "info", "other-silent", "not-connected-yet", "tables-unreadable"],
 )
-def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, evidence):
+def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_answers, lease, table, evidence):
     """Issue 13 review: with LOG_LEVEL warn the standby never printed "waiting for lease" and every deploy was
-    rolled back after 60 s, blamed on the node."""
+    rolled back after 60 s, blamed on the node. Its process must hold its connection to the lease database too
+    (a rollback's standby, taken for waiting before it had read its files, had them shredded: no takeover)."""
     monkeypatch.setattr(awaits, "STANDBY_STABLE", 0.02)
     monkeypatch.setattr(awaits, "WAIT_TIMEOUT", 0.3)
     monkeypatch.setattr(awaits, "POLL", 0.01)
     monkeypatch.setattr(awaits, "LeaseView", HeldBy(lease))
-    run = Standing(log, a_answers)
-    if a_answers:
+    run = Standing(log, a_answers, table)
+    if a_answers and table != STARTING:
         assert evidence in run.waits.await_waiting(NODE)
         return
     with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):

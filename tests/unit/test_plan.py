@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nodeops.errors import Unsafe
-from nodeops.facts.container import Container, parse_inspect, served_port, with_tag
+from nodeops.facts.container import Container, connected_to, parse_inspect, served_port, socket_table, with_tag
 from nodeops.facts.health import failing_checks
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Node, Service
@@ -329,3 +329,55 @@ HELD_BY_X1, HELD_BY_Y2 = Lease("x1-lease-id", 8.0), Lease("y2-lease-id", 8.0)
 def test_standby_evidence(other_answers, other_id, lease, logged, waiting, why):
     got = standby_evidence("a", other_answers, other_id, lease, logged)
     assert got[0] is waiting and why in got[1], got
+
+
+@pytest.mark.parametrize(
+    ("lease", "logged", "connected", "waiting", "why"),
+    [
+        # a container that runs, silent, while a holds the lease, but whose process has not connected to the database:
+        # still starting (slow under load), it may not have read its files; shredding them now fails its takeover
+        (HELD_BY_X1, False, False, False, "holds no connection to the lease database yet"),
+        (HELD_BY_X1, True, False, False, "holds no connection to the lease database yet"),  # an old log line
+        (HELD_BY_X1, False, True, True, "a's"),
+        (HELD_BY_X1, False, None, True, "a's"),  # its socket tables unreadable: the lease decides, as before
+        ("cannot read the lease", False, False, False, "holds no connection"),
+        (None, False, False, True, "the role keeps no lease"),  # no lease database to connect to
+    ],
+    ids=["not-yet", "not-yet-logged", "connected", "unknown", "unreadable-not-yet", "no-lease-role"],
+)  # fmt: skip
+def test_a_standby_not_yet_connected_to_the_lease_database_is_not_waiting(lease, logged, connected, waiting, why):
+    got = standby_evidence("a", True, "x1-lease-id", lease, logged, connected)
+    assert got[0] is waiting and why in got[1], got
+
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+
+
+@pytest.mark.parametrize(
+    ("table", "port", "expected"),
+    [
+        (TCP_HEADER + "   0: 0A000002:A3F0 0A000001:1538 01 00000000:00000000 00:00000000 00000000 14933 0 1 1\n", 5432,
+         True),  # established to 10.0.0.1:5432
+        (TCP_HEADER + "   0: 0A000002:A3F0 0A000001:1538 01 00000000:00000000 00:00000000 00000000 14933 0 1 1\n", 6432,
+         False),  # another port
+        (TCP_HEADER + "   0: 0A000002:A3F0 0A000001:1538 06 00000000:00000000 00:00000000 00000000 14933 0 1 1\n", 5432,
+         False),  # TIME_WAIT: a connection that was closed
+        (TCP_HEADER + "   0: 00000000:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000 14933 0 1 1\n", 5432,
+         False),  # listening on 5432 is no connection to it
+        (TCP_HEADER + TCP_HEADER +  # the tcp table (empty), then the tcp6 one
+         "   0: 0000000000000000FFFF00000200000A:B0F2 0000000000000000FFFF00000100000A:1538 01 0 0 0 14933 0 1 1\n",
+         5432, True),
+        (TCP_HEADER, 5432, False),  # the tables, empty
+        ("", 5432, None),  # nothing read: the process gone, or /proc not readable
+        ("cat: /proc/1/net/tcp: Permission denied\n", 5432, None),
+    ],
+    ids=["established", "other-port", "time-wait", "listening", "tcp6", "empty", "unread", "refused"],
+)  # fmt: skip
+def test_connected_to_reads_the_socket_tables(table, port, expected):
+    assert connected_to(table, port) is expected
+
+
+def test_socket_table_reads_the_process_namespace_tables():
+    assert socket_table(4321) == "cat /proc/4321/net/tcp /proc/4321/net/tcp6 2>/dev/null"
+    with pytest.raises(ValueError):
+        socket_table("1; rm -rf /")  # type: ignore[arg-type]  # a pid is a number, never shell text
