@@ -13,11 +13,12 @@ import shlex
 
 import pytest
 
-from nodeops import deploy
-from nodeops.deploy import Reporter, ServiceDeploy, prepare
+from nodeops.deploy import ServiceDeploy, prepare
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import OperationFailed
 from nodeops.inventory import load_inventory
+from nodeops.run import awaits
+from nodeops.run.report import Reporter
 from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant, own_lab
 from tests.e2e.probe import events, status
@@ -50,7 +51,7 @@ def test_a_container_whose_process_has_not_read_its_files_is_no_waiting_standby(
                f"docker run -d --name nodeops-cl1 --entrypoint sleep {shlex.quote(image)} 600")  # fmt: skip
     res = fab("exec", "--env", NAME, "--nodes", standby, "--json", "--command", sleeper)
     assert res.returncode == 0, res.stdout + res.stderr
-    monkeypatch.setattr(deploy, "WAIT_TIMEOUT", 8.0)
+    monkeypatch.setattr(awaits, "WAIT_TIMEOUT", 8.0)
     inventory = load_inventory(rbk.inventory_file)
     [job] = prepare(inventory, ["cl1"])
     with Fleet(inventory) as fleet:
@@ -58,7 +59,7 @@ def test_a_container_whose_process_has_not_read_its_files_is_no_waiting_standby(
         run.connect_all()
         node = next(n for n in job.service.nodes if n.name == standby)
         with pytest.raises(OperationFailed, match="holds no connection to the lease database yet"):
-            run.await_waiting(node)
+            run.waits.await_waiting(node)
     monkeypatch.undo()
     kept = "docker rm -f nodeops-cl1 >/dev/null && docker rename rbk-kept nodeops-cl1"  # the standby, stopped
     assert fab("exec", "--env", NAME, "--nodes", standby, "--command", kept).returncode == 0
