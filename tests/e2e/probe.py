@@ -320,18 +320,20 @@ class Watch:
     def loop(self) -> None:
         deadline = time.monotonic() + self.limit
         while not self.stop.is_set() and time.monotonic() < deadline:
-            for proc in Path("/proc").glob("[0-9]*/cmdline"):
+            for pid in os.listdir("/proc"):  # not Path.glob: its stat of a process that just ended raises
+                if not pid.isdigit():
+                    continue
                 try:
-                    self.argvs.add(proc.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-                except OSError:
-                    pass
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:  # ended between the listing and the read
+                    continue
+                self.argvs.add(argv.replace(b"\0", b" ").decode(errors="replace"))
             for run in self.runs:
-                for f in run.rglob("*"):
-                    try:
-                        if f.is_file():
-                            self.modes.add(oct(f.stat().st_mode & 0o777))
-                    except OSError:
-                        pass
+                with contextlib.suppress(OSError):  # a file or directory shredded mid-walk ends this walk only
+                    for f in run.rglob("*"):
+                        with contextlib.suppress(OSError):
+                            if f.is_file():
+                                self.modes.add(oct(f.stat().st_mode & 0o777))
             self.rounds += 1
 
     def saw(self, *fragments: str) -> bool:
