@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for, per_service
+from nodeops.deploy import Job, ServiceDeploy, as_recorded, job_for, per_service
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.facts.observe import Observer
@@ -35,6 +35,7 @@ from nodeops.inventory import Inventory, Service
 from nodeops.operation import audit_log
 from nodeops.records import AlreadyThere, Deployed, End, Entry
 from nodeops.render import with_texts
+from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
 HISTORY_LINES = 2000  # start and end entries read back from the audit log: a thousand operations

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeops import program, role_hooks
-from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.deploy import Job, ServiceDeploy, not_started, per_service
 from nodeops.edges import aws, http
 from nodeops.edges.postgres import scram_verifier, sql
 from nodeops.edges.ssh import Fleet
@@ -55,6 +55,7 @@ from nodeops.plan import Desired, ServicePlan, plan_service, the_active
 from nodeops.records import Rotated
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
+from nodeops.run.report import Redactor, Reporter
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
 

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from nodeops.deploy import Reporter, now_record, per_service, standing_line
+from nodeops.deploy import now_record, per_service, standing_line
 from nodeops.errors import Interrupted, OperationFailed
 from nodeops.facts.container import Container
+from nodeops.run.report import Reporter
 
 DIGEST = "sha256:" + "d" * 64
 
