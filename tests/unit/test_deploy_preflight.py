@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops.deploy import prepare
 from nodeops.errors import InvalidInput
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from nodeops.render import render
 from nodeops.roles import profile_name, role_for
 from nodeops.secrets import Secret

@@ -17,12 +17,14 @@ import types
 import pytest
 
 from nodeops import deploy as deploy_module
-from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job
+from nodeops import job as job_module
+from nodeops.deploy import ServiceDeploy
 from nodeops.edges.postgres import LoginRefused
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import load_inventory
+from nodeops.job import changed_inputs, input_labels, job_for, restore_job
 from nodeops.plan import (
     SINGLE,
     ServicePlan,
@@ -81,7 +83,7 @@ def test_a_plain_file_that_holds_a_secret_form_is_never_recorded(job, tmp_path):
 def test_a_container_is_restarted_on_the_text_it_read_when_the_templates_changed_since(job, tmp_path):
     container = container_of(job)
     override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
-    today = deploy_module.prepare(load_inventory(tmp_path / "t.yaml"))[0]
+    today = job_module.prepare(load_inventory(tmp_path / "t.yaml"))[0]
     assert today.rendered.config_hash != job.rendered.config_hash  # so the check below can fail
     then = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container)
     assert then.rendered.files["config.toml"].data == job.rendered.files["config.toml"].data

@@ -230,7 +230,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
 # -- what a rollback really starts: the text that ran, today's secrets, the hash it labels ------------------------
 def recorded_run(job, digest: str | None = DIGEST) -> Deployed:
     """The audit record a deploy of ``job`` leaves (ServiceDeploy.ran)."""
-    from nodeops.deploy import recorded_texts
+    from nodeops.job import recorded_texts
 
     return Deployed(service=job.service.name, changed=True, active="a", image=job.service.image, digest=digest,
                     config=job.rendered.config_hash, variables=dict(job.service.variables),
@@ -239,8 +239,8 @@ def recorded_run(job, digest: str | None = DIGEST) -> Deployed:
 
 def targets(job, tmp_path, record: Deployed):
     """(the target as today renders it, pinned; the same unpinned), from ``tmp_path / "t.yaml"`` as it is now."""
-    from nodeops.deploy import job_for
     from nodeops.inventory import load_inventory
+    from nodeops.job import job_for
 
     inventory = load_inventory(tmp_path / "t.yaml")
     return tuple(job_for(inventory, target_service(job.service, record, pinned), secrets=job.secrets)
@@ -251,7 +251,7 @@ def test_a_rollback_starts_the_text_that_ran_and_announces_the_hash_it_starts(jo
     """The version rolled away from came with an override of config.toml in the operator's roles/: rolling back
     starts the text that ran then (not today's override), says that today's templates differ, and announces and
     labels the config hash it really starts (the digest pin is in it), not the record's."""
-    from nodeops.deploy import input_labels
+    from nodeops.job import input_labels
     from nodeops.rollback import announce, the_start
 
     rec = recorded_run(job)
