@@ -27,7 +27,6 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,16 +41,14 @@ from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import Interrupted, InventoryError, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts import image as image_facts
-from nodeops.facts.container import Container, served_port
+from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import (
     TEXTS_LABEL,
     Job,
-    changed_inputs,
     input_labels,
-    job_for,
     recorded_texts,
     restore_job,
 )
@@ -61,7 +58,6 @@ from nodeops.plan import (
     ServicePlan,
     lease_moves,
     older_than,
-    restart_image,
     secret_changes,
     unpulled_image_id,
 )
@@ -71,6 +67,7 @@ from nodeops.run.confirm import WhatServes
 from nodeops.run.handover import PlannedHandover
 from nodeops.run.node import NodeActions, NoSuchImage, reason
 from nodeops.run.report import Reporter
+from nodeops.run.restore import Restore, previous_on
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 from nodeops.stopping import StopRequests
 
@@ -231,38 +228,30 @@ class ServiceDeploy:
         job = job or self.job
         self.on(node).upload({name: f.data for name, f in job.rendered.files.items()}, job.role.user)
 
+    # -- undoing (nodeops.run.restore) -------------------------------------------
     def new_change(self) -> None:
         """Forget what keep_restorable() learnt: the next execute() is another change (a rotation rolls twice)."""
-        self.ran_on.clear()
-        self.was_running.clear()
-        self.moved.clear()
+        Restore(self).new_change()
 
     def keep_restorable(self, nodes: Iterable[str]) -> None:
-        """Before a change touches ``nodes``: the inputs each one's container was started from, rendered again
-        (restore_job), so that a failure starts it again on exactly those. Refused (Unsafe) before anything
-        changed when that is impossible, unless ``inexact_ok``."""
-        for node in nodes:
-            if node in self.ran_on:
-                continue
-            c = self.inspect(node)
-            if c is None:
-                continue
-            self.was_running[node] = c.running
-            try:
-                job = self.ran_on[node] = restore_job(self.fleet.inventory, self.job, node, c)
-                # every message of the run masks the old values too: a restored node's log may show them
-                self.job = dataclasses.replace(self.job, redact=job.redact)
-            except Unsafe as exc:
-                if not self.inexact_ok:
-                    raise
-                self.say(node, f"warning: {exc}; going on (--allow-inexact-restore)")
-                self.ran_on[node] = self.job
-                continue
-            if job.rendered.config_hash != c.label("config"):
-                self.say(node, f"note: the role's templates or defaults changed since {c.name} started (its inputs "
-                         f"render to config {job.rendered.config_hash[:12]}, not {str(c.label('config'))[:12]}): "
-                         "a failure restarts it on today's templates with its own image, variables and secret "
-                         "versions", inexact_restore=True)  # fmt: skip
+        """The inputs each of ``nodes``' containers was started from, learnt before the change (Restore)."""
+        Restore(self).keep_restorable(nodes)
+
+    def previous_on(self, node: str, container: Container | None) -> Job | None:
+        """The inputs ``node``'s previous container goes back on (nodeops.run.restore.previous_on)."""
+        return previous_on(self, node, container)
+
+    def settle(self, name: str, job: Job) -> str:
+        """What the node does after a start on ``job``'s files, its read files shredded (Restore.settle)."""
+        return Restore(self).settle(name, job)
+
+    def start_again(self, node: str, again: Job) -> str:
+        """``node``'s container, stopped by this run, started again on ``again`` (Restore.start_again)."""
+        return Restore(self).start_again(node, again)
+
+    def restore(self, node: str, why: str) -> str:
+        """The previous container put back on ``node``, a failure said, not raised (Restore.restore)."""
+        return Restore(self).restore(node, why)
 
     def shred(self, node: str, names: Sequence[str]) -> None:
         """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred)."""
@@ -290,114 +279,6 @@ class ServiceDeploy:
         if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [job.rendered.env_file])
 
-    def rollback(self, node: str, why: str) -> str:
-        """Put the previous container back on ``node``, if there was one, on the inputs it was started from,
-        and running only if it ran before; returns what was done and what the node does now, as seen (the caller
-        confirms what serves). When the database has moved past the previous image, its inputs go back on this
-        run's image instead (a new container), or the previous container stays stopped (previous_on)."""
-        previous = cmd.previous_name(self.service.name)
-        if node in self.was_running and node not in self.moved:
-            return f"{why}; {node}'s container was not touched"
-        self.on(node).remove(check=False)
-        if not (back := self.inspect(node, previous)):
-            self.ports.pop(node, None)
-            self.shred(node, self.job.all_files)
-            return f"{why}; {node} had no previous container to put back"
-        again = self.previous_on(node, back) if self.was_running.get(node) else None
-        if again is not None and again is not self.ran_on[node]:  # the database moved past its image
-            self.on(node).remove(previous)
-            self.start_new(node, again)
-            tag = cmd.image_tag(again.service.image)
-            self.say(node, f"started {self.name} on its previous inputs on {tag} (config "
-                     f"{again.rendered.config_hash[:12]})")  # fmt: skip
-            return f"{why}; {node}'s previous inputs were started again on {tag}, and it {self.settle(node, again)}"
-        self.on(node).put_back()
-        self.ports[node] = served_port(back, self.job.role.port)
-        if again is None:
-            self.shred(node, self.job.all_files)
-            if not self.was_running.get(node):
-                return f"{why}; {node}'s previous container is back, stopped as it was"
-            return (f"{why}; {node}'s previous container is back, stopped: {back.version or 'its image'} "
-                    "cannot run on the database")  # fmt: skip
-        self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-        self.on(node).start()
-        self.say(node, f"started the previous container again (config {again.rendered.config_hash[:12]})")
-        state = self.settle(node, again)
-        return f"{why}; {node}'s previous container was started again on its own inputs, and it {state}"
-
-    def previous_on(self, node: str, container: Container | None) -> Job | None:
-        """The inputs ``node``'s previous ``container`` goes back on after a failed change, judged by the version the
-        database records *now* (plan.restart_image): ``ran_on[node]`` itself (the previous container, as it was);
-        the same inputs rendered on this run's image, for a new container, when the database was migrated past the
-        previous image; None when no image this run holds can run on it. The last two add the way out to
-        ``forward``; None also sets ``stuck`` (the run ends with exit 4).
-
-        Why the change's image rather than a refusal: the new node took the lease and migrated the database before
-        it failed (Chainlink writes ``node_versions`` first), and the previous image refuses to start on a newer
-        database (CheckVersion), only once it took the lease itself: restarting it is a crash loop that leaves
-        nothing serving. Undoing the migration needs a database restore (what was written since is lost), which a
-        deploy must not do on its own. The previous inputs on the image that migrated the database are the nearest
-        thing to what ran that can run at all: only the image differs, it already ran on this database, this run
-        pulled it on both nodes, and the start is checked like any other (what serves is confirmed after). The pair
-        serves again and the way out is a fix forward of the inputs the change changed, which the message names.
-        Only when that cannot be done (the previous inputs unknown, no image pulled, a database newer than both
-        images) is the node left stopped, said, exit 4."""
-        job = self.ran_on[node]
-        now = self.database_now()
-        old = cmd.image_tag(container.reference if container and container.reference else job.service.image)
-        new = cmd.image_tag(self.service.image)
-        choice = restart_image(old, new, self.recorded, now)
-        if choice == "previous":
-            return job
-        again, why_not = None, f"neither can {new}, this run's image"
-        if choice == "change":
-            why_not = ("this run pulled no image to start it on" if not self.pulled else
-                       "its inputs are unknown (--allow-inexact-restore)" if job is self.job else "")  # fmt: skip
-            try:
-                if not why_not:
-                    again = dataclasses.replace(job_for(self.fleet.inventory, dataclasses.replace(
-                        job.service, image=self.service.image), secrets=job.secrets), redact=job.redact)  # fmt: skip
-            except NodeopsError as exc:  # the role refuses those inputs on that image
-                why_not = f"its inputs do not render on {new}: {exc}"
-        by = f" by {self.service.image}" if now != self.recorded else ""
-        changed = changed_inputs(job, self.job) if job is not self.job else ["what the change changed"]
-        fix = (f"correct {', '.join(changed)} in the inventory, then deploy" if changed else
-               f"deploy an image of {now} or newer that starts (only the image changed)")  # fmt: skip
-        if again is None:
-            self.stuck = True
-            note = (f"the database was migrated to {now}{by}: {old}, the previous image, cannot run on it and "
-                    f"{why_not}, so it was not started again; the way out is forward: {fix}")  # fmt: skip
-        else:
-            note = (f"the database was migrated to {now}{by} and {old} refuses to run on it, so the previous inputs "
-                    f"went back on {new} (back to {old} only with the database restored from before); fix forward: "
-                    f"{fix}")  # fmt: skip
-        if note not in self.forward:
-            self.forward.append(note)
-        return again
-
-    def database_now(self) -> str | None:
-        """The version the database records now (lease.recorded_version), after a failed step; None, said, when it
-        cannot be read (the previous image then restarts as it was, under its own check)."""
-        try:
-            return recorded_version(self.fleet, self.job)
-        except NodeopsError as exc:
-            self.say("", f"note: {exc}; the database's version is unknown: the previous image is started as it was")
-            return None
-
-    def settle(self, name: str, job: Job) -> str:
-        """After a start on ``job``'s files: shred what the node has read once it waits (stably: its log
-        may still hold the last run's lines) or serves, and everything if it does neither. No
-        file outlives a run, failed or not. Returns what the node does, as seen: "waits for the lease",
-        "holds the lease" or "is down (...)"."""
-        node = next(n for n in self.service.nodes if n.name == name)
-        try:
-            self.waits.await_waiting(node, job)
-        except OperationFailed as exc:
-            self.shred(name, job.all_files)  # it serves (all read), or it is down
-            return "holds the lease" if any(self.health(node)) else f"is down ({exc})"
-        self.shred(name, job.files_read("start"))
-        return "waits for the lease"
-
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
         """The error that ends a failed change, saying what serves now (WhatServes.failure)."""
         return WhatServes(self).failure(what, unsafe)
@@ -420,27 +301,6 @@ class ServiceDeploy:
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
         """Planned failover from ``old`` to ``new``: the outage in seconds, or None (PlannedHandover.run)."""
         return PlannedHandover(self).run(old, new, restore_standby, shred)
-
-    def start_again(self, node: str, again: Job) -> str:
-        """``node``'s container, stopped by this run but never replaced (the old active of a handover), started
-        again on ``again`` (previous_on's choice): the same container when ``again`` is its own inputs
-        (``ran_on``), else a new one on ``again`` (its image cannot run on the database any more). Returns how, for
-        a message: "on its own inputs[, on IMAGE]"."""
-        if again is self.ran_on[node]:
-            self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-            self.on(node).start()
-            return "on its own inputs"
-        self.on(node).remove()  # its image cannot run any more
-        self.start_new(node, again)
-        return f"on its own inputs, on {self.service.image}"
-
-    def restore(self, node: str, why: str) -> str:
-        """rollback(), whose own failure (the node unreachable, say) is said in the message rather than raised:
-        what serves is confirmed after it either way."""
-        try:
-            return self.rollback(node, why)
-        except OperationFailed as exc:
-            return f"{why}; putting {node}'s previous container back failed too: {exc}"
 
     def execute(self, plan: ServicePlan) -> None:
         """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply)."""

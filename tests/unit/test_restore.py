@@ -36,6 +36,7 @@ from nodeops.plan import (
     secret_changes,
 )
 from nodeops.render import render
+from nodeops.run import restore as restore_module
 from nodeops.run.runner import stop_action
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
@@ -339,7 +340,7 @@ def test_a_failed_upgrade_that_migrated_the_database_restarts_the_old_inputs_on_
 ):
     """ServiceDeploy.previous_on, with the database's version given: the inputs a node's previous container goes back
     on, and the fix forward the run's message then names (the restart itself is the lab's: tests/e2e/test_restore)."""
-    monkeypatch.setattr(deploy_module, "recorded_version", lambda _fleet, _job: now)
+    monkeypatch.setattr(restore_module, "recorded_version", lambda _fleet, _job: now)
     inventory = load_inventory(tmp_path / "t.yaml")
     change = job_for(inventory, dataclasses.replace(job.service, image="smartcontract/chainlink:2.11.0",
                      variables={**job.service.variables, "ROOT_DIR": "/root/cl"}), secrets=job.secrets)  # fmt: skip
