@@ -31,16 +31,14 @@ import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import NoReturn
 
 from nodeops.activation import plan_change
 from nodeops.commands import node as cmd
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
-from nodeops.errors import Interrupted, InventoryError, NodeopsError, OperationFailed, Unsafe
+from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
-from nodeops.facts import image as image_facts
 from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
@@ -59,16 +57,16 @@ from nodeops.plan import (
     lease_moves,
     older_than,
     secret_changes,
-    unpulled_image_id,
 )
 from nodeops.records import Deployed, DryRun, NodeNow, Now
 from nodeops.run.awaits import Awaits
 from nodeops.run.confirm import WhatServes
 from nodeops.run.handover import PlannedHandover
-from nodeops.run.node import NodeActions, NoSuchImage, reason
+from nodeops.run.node import NodeActions, reason
 from nodeops.run.report import Reporter
 from nodeops.run.restore import Restore, previous_on
 from nodeops.run.runner import ChangeFailed, ServiceRunner
+from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
 
 
@@ -139,69 +137,8 @@ class ServiceDeploy:
 
     # -- observe -----------------------------------------------------------------
     def observe(self, dry_run: bool = False) -> tuple[dict[str, NodeView], Desired]:
-        """Each node's state and what the run wants. A deploy pulls the image on every node (its id is what "up to
-        date" compares); a dry run pulls nothing and changes nothing on a node (see look_image)."""
-        image = self.service.image
-        ids = set()
-        self.connect_all()
-        for node in self.service.nodes:
-            self.require_tmpfs(node.name, dry_run)
-            if not dry_run:
-                ids.add(self.pull(node.name, image))
-        if dry_run:
-            return self.states(), Desired(image, self.look_image(), self.job.rendered.config_hash)
-        if len(ids) != 1:
-            raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
-        image_id, self.digest = ids.pop()
-        self.pulled = True
-        return self.states(), Desired(image, image_id, self.job.rendered.config_hash)
-
-    def require_tmpfs(self, node: str, dry_run: bool) -> None:
-        """Unsafe (exit 4) unless the files directory is RAM-backed; a deploy creates it, a dry run looks at it
-        (or at /run, where it would be created)."""
-        fs, run_fs = (cmd.sh(file_facts.filesystem_type(path)) for path in (cmd.FILES_ROOT, "/run"))
-        probe = (f"if [ -d {cmd.FILES_ROOT} ]; then {fs}; else {run_fs}; fi" if dry_run
-                 else f"mkdir -p -m 0755 {cmd.FILES_ROOT} && {fs}")  # fmt: skip
-        found = self.x(node, probe).stdout.strip()
-        if found != "tmpfs":
-            raise Unsafe(f"{self.service.name} {node}: {cmd.FILES_ROOT} is on {found}, not RAM "
-                         "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
-
-    def look_image(self) -> str:
-        """A dry run's view of the image, pulling nothing: the registry's digest, read with `docker manifest
-        inspect` on the first node (sets ``digest``; None, said as "resolved at deploy", when the registry or the
-        CLI cannot tell: a podman runtime, a multi-platform list, the registry unreachable), and the image each
-        node already holds; returns the id a deploy would compare (plan.unpulled_image_id)."""
-        image, first = self.service.image, self.service.nodes[0].name
-        config = self.x(first, cmd.sh(image_facts.registry_config(self.runtime)), check=False).stdout
-        argv = image_facts.manifest_inspect(self.runtime, image, image_facts.insecure_registry(image, config))
-        found = self.x(first, cmd.sh(argv), check=False) if argv else None
-        self.digest = image_facts.parse_manifest_digest(found.stdout) if found and found.exit_code == 0 else None
-        if found is not None and found.exit_code and image_facts.says_no_such_image(found.stderr + found.stdout):
-            self.no_such_image(found)
-        if self.digest is None:
-            why = "not with podman" if argv is None else self.why(found) if found.exit_code else "a multi-platform list"
-            self.say(first, f"registry digest of {image} not read ({why}): resolved at deploy", digest=None)
-        held = []
-        for node in self.service.nodes:
-            res = self.x(node.name, cmd.sh(image_facts.image_id(self.runtime, image)), check=False)
-            held.append(image_facts.parse_image_id(res.stdout, image) if res.exit_code == 0 else None)
-        return unpulled_image_id(image, held, self.digest)
-
-    def pull(self, node: str, image: str) -> tuple[str, str | None]:
-        """Pull ``image`` on ``node``: (image id, registry digest) (NodeActions.pull); the registry saying there is
-        no such image is invalid input (no_such_image)."""
-        try:
-            return self.on(node).pull(image)
-        except NoSuchImage as exc:
-            self.no_such_image(exc.answer)
-
-    def no_such_image(self, answer: CommandResult) -> NoReturn:
-        """The registry says the image does not exist: invalid input (exit 2) naming services.X.image, raised
-        before any container is touched (a dry run's look, a deploy's pull)."""
-        raise InventoryError(str(self.fleet.inventory.source), f"services.{self.service.name}.image",
-                             f"the registry has no {self.service.image} ({self.why(answer)}); give a tag or digest "
-                             "that was pushed (e.g. `docker manifest inspect IMAGE` where the nodes pull)")  # fmt: skip
+        """Each node's state and what the run wants, the image pulled unless ``dry_run`` (Survey.observe)."""
+        return Survey(self).observe(dry_run)
 
     def states(self) -> dict[str, NodeView]:
         """Each node's container and whether it serves (once observe() has connected)."""
