@@ -27,28 +27,24 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from nodeops.activation import plan_change
 from nodeops.commands import node as cmd
-from nodeops.diff import BODY_INDENT, Side, service_diff, summary
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
-from nodeops.facts import files as file_facts
 from nodeops.facts.container import Container
+from nodeops.facts.now import now_of, standing_line
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import (
-    TEXTS_LABEL,
     Job,
     input_labels,
     recorded_texts,
-    restore_job,
 )
 from nodeops.lease import recorded_version
 from nodeops.plan import (
@@ -58,11 +54,13 @@ from nodeops.plan import (
     older_than,
     secret_changes,
 )
-from nodeops.records import Deployed, DryRun, NodeNow, Now
+from nodeops.records import Deployed, DryRun
 from nodeops.run.awaits import Awaits
 from nodeops.run.confirm import WhatServes
+from nodeops.run.end import EndState
 from nodeops.run.handover import PlannedHandover
 from nodeops.run.node import NodeActions, reason
+from nodeops.run.preview import Preview
 from nodeops.run.report import Reporter
 from nodeops.run.restore import Restore, previous_on
 from nodeops.run.runner import ChangeFailed, ServiceRunner
@@ -295,92 +293,20 @@ class ServiceDeploy:
                 + (f", version {version[:8]})" if version else ")"))  # fmt: skip
 
     def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
-        """What the change does, node by node, as event lines (nodeops.diff): the old side of a node is what its
-        container records, its files rendered again in memory (restore_job); no secret value is in any line."""
-        olds, unrestorable, notes, masks = {}, {}, [], [self.job.redact]
-        for name, state in states.items():
-            c = state.container
-            if c is None:
-                olds[name] = Side()
-                continue
-            recorded_vars = c.label("variables")
-            variables = self.job.role.read_variables(json.loads(recorded_vars)) if recorded_vars else None
-            files = None
-            try:
-                job = restore_job(self.fleet.inventory, self.job, name, c)
-                files, masks = job.rendered.files, [*masks, job.redact]
-                if job.rendered.config_hash != c.label("config"):
-                    why = ("the role's templates or defaults changed since {} started, and it records no text of "
-                           "its files (an older nodeops)" if c.label(TEXTS_LABEL) is None else "the role's defaults, "
-                           "files, command or secret files' templates changed since {} started")  # fmt: skip
-                    notes.append(f"{name}: {why.format(c.name)}: its files are compared as today's templates render "
-                                 "its inputs")  # fmt: skip
-            except Unsafe as exc:
-                unrestorable[name] = str(exc)
-            digest = c.label("digest")
-            olds[name] = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
-                              json.loads(c.label("secrets") or "{}"))  # fmt: skip
-        new = self.job.side(self.digest)
-        for line in summary(service_diff(self.service.name, olds, new, recorded, unrestorable, notes)):
-            body = () if self.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
-            text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])
-            data = json.dumps(dict(line.data), default=str)
-            for mask in masks:  # belt and braces: by construction no line holds a secret
-                text, data = mask(text), mask(data)
-            self.say(line.node, text, **json.loads(data))
+        """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show)."""
+        Preview(self).show(states, recorded)
 
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry): ``now()`` in words."""
         return standing_line(self.now())
 
     def now(self) -> dict:
-        """What runs on the pair at this moment, observed now (each node's container inspected, its health path
-        asked): ``now_record``'s shape. A node that cannot be reached is said so; nothing is raised."""
-        seen: dict[str, tuple[Container | None, bool, tuple[str, ...]] | None] = {}
-        for n in self.service.nodes:
-            try:
-                if n.name not in self.conns:
-                    self.conns[n.name], _ = self.fleet.connect(n)
-                found = self.inspect(n.name)
-            except NodeopsError:
-                seen[n.name] = None
-                continue
-            serving, failing = self.health(n)
-            seen[n.name] = (found, serving, failing)
-        return now_record(seen)
+        """What runs on the pair at this moment, observed now (nodeops.facts.now.now_of); nothing is raised."""
+        return now_of(self.observer)
 
-    # -- verify ------------------------------------------------------------------
     def verify(self, tolerated: Collection[str] = ()) -> dict:
-        """The end state, checked: returns who is active, for the report. ``tolerated``: the checks the active
-        failed before the run; an active that ends failing only those is reported, any other failure fails."""
-        states = {n.name: (self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
-        active = [name for name, (_, serving, failing) in states.items() if serving or failing]
-        if len(active) != 1:
-            raise OperationFailed(f"{self.service.name}: after deploy {len(active)} nodes serve, expected one")
-        failing = states[active[0]][2]
-        if failing and not set(failing) <= set(tolerated):
-            raise OperationFailed(f"{self.service.name}: after deploy the active {active[0]} answers unhealthy "
-                                  f"(failing: {', '.join(failing)})")  # fmt: skip
-        keep_after = set(self.job.files_read("lease"))
-        for name, (container, serving, answers_sick) in states.items():  # not `failing`: the active's, used below
-            if container is None or not container.running:
-                raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
-            allowed = set() if serving or answers_sick else keep_after
-            if self.service.secret_files == "shred":
-                left = self.x(name, file_facts.list_files(self.service.name)).stdout.split("\n")
-                extra = {line.split()[0] for line in left if line.strip()} - allowed
-                if extra:
-                    self.shred(name, sorted(extra))  # what an interrupted run left behind
-            exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
-            if not self.job.role.profile(self.job.profile).shows_secrets and self.job.redact.leaks(exposed):
-                raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
-        if failing:
-            self.say(active[0], f"active, UNHEALTHY as before this run (failing: {', '.join(failing)})",
-                     failing=list(failing))  # fmt: skip
-            return {"active": active[0], "failing": list(failing)}
-        if self.service.load_balancer:
-            self.waits.await_service()
-        return {"active": active[0]}
+        """The end state, checked: who is active, for the report (nodeops.run.end.EndState.verify)."""
+        return EndState(self).verify(tolerated)
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
@@ -433,42 +359,6 @@ class ServiceDeploy:
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
                 "files": recorded_texts(self.job)}  # fmt: skip
-
-
-def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
-    """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
-    or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
-    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None, "nodes": {name: {"state",
-    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
-    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
-    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
-    the container's labels (input_labels); a node without a container has only its state."""
-    nodes: dict[str, NodeNow] = {}
-    for name, look in seen.items():
-        if look is None:
-            nodes[name] = NodeNow(state="unreachable")
-            continue
-        container, serving, failing = look
-        if container is None:
-            nodes[name] = NodeNow(state="empty")
-            continue
-        state = "serves" if serving else "unhealthy" if failing else "waits" if container.running else "stopped"
-        digest = container.label("digest")
-        nodes[name] = NodeNow(state=state, version=container.version, image=container.reference or None,
-                              digest=None if digest in (None, "none") else digest, config=container.label("config"),
-                              secret_versions=json.loads(container.label("secrets") or "{}"),
-                              **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
-    answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
-    return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
-
-
-def standing_line(record: Mapping) -> str:
-    """A ``now_record`` in one line: "now: a serves (2.11.0, config 0123456789ab), b waits (...)"."""
-    parts = []
-    for name, node in record["nodes"].items():
-        held = f" ({node['version']}, config {str(node['config'])[:12]})" if "config" in node else ""
-        parts.append(f"{name} {node['state']}{held}")
-    return "now: " + ", ".join(parts)
 
 
 def not_started(service: str) -> Callable[[], dict]:

@@ -12,9 +12,10 @@ import jsonschema
 import pytest
 
 from nodeops import operation
-from nodeops.deploy import ServiceDeploy, now_record, per_service
+from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.errors import Interrupted, OperationFailed, Unsafe
 from nodeops.facts.container import Container
+from nodeops.facts.now import now_record
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation, audit_log
 from nodeops.records import (
