@@ -33,7 +33,6 @@ from functools import partial
 
 from nodeops.activation import plan_change
 from nodeops.commands import node as cmd
-from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container
@@ -46,18 +45,16 @@ from nodeops.job import (
     input_labels,
     recorded_texts,
 )
-from nodeops.lease import recorded_version
 from nodeops.plan import (
     Desired,
     ServicePlan,
-    lease_moves,
-    older_than,
     secret_changes,
 )
 from nodeops.records import Deployed, DryRun
 from nodeops.run.awaits import Awaits
 from nodeops.run.confirm import WhatServes
 from nodeops.run.end import EndState
+from nodeops.run.guards import Guards
 from nodeops.run.handover import PlannedHandover
 from nodeops.run.node import NodeActions, reason
 from nodeops.run.preview import Preview
@@ -241,57 +238,6 @@ class ServiceDeploy:
         """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply)."""
         ServiceRunner(self).apply(plan)
 
-    def refuse_lease_move(self) -> None:
-        """Unsafe (exit 4), before anything changed, when the change moves the lease elsewhere (plan.lease_moves)."""
-        lease = self.job.role.lease
-        if lease is None:
-            return
-        wanted = self.job.variables
-        for node, job in self.ran_on.items():
-            if not self.was_running.get(node):  # a stopped container holds no lease: a stopped pair may move
-                continue
-            moves = lease_moves((lease.host, lease.port, lease.database), job.variables, wanted)
-            if moves:
-                raise Unsafe(f"{self.service.name} {node}: the change moves the lease ({', '.join(moves)}): a rolling "
-                             "replace would leave an active in each database; stop both nodes' containers "
-                             f"(docker stop {self.name}), then deploy")  # fmt: skip
-
-    def database_version(self) -> str | None:
-        """The version the service's database last ran (lease.recorded_version, logged in with this run's
-        credentials, from memory). None, said in a warning line, when the database cannot be reached from here: the
-        nodes' own checks still run. Raises Unsafe (exit 4), before anything changed, when the server refuses
-        those credentials (a wrong password in the backend, say): the new standby would fail at boot, after the
-        old one was stopped."""
-        try:
-            return recorded_version(self.fleet, self.job)
-        except LoginRefused as exc:
-            lease = self.job.role.lease
-            refs = " and ".join(self.secret_reference(name) for name in (lease.user, lease.password))
-            raise Unsafe(f"{exc}; the database refuses the credentials this run would give the nodes ({refs}): a "
-                         "node started on them could not boot; nothing was changed (fix the secret in its backend, "
-                         "then deploy)") from None  # fmt: skip
-        except OperationFailed as exc:
-            self.say("", f"warning: {exc}; this run's database credentials and the image's version are not "
-                     "checked against the database")  # fmt: skip
-            return None
-
-    def refuse_downgrade(self, recorded: str | None) -> None:
-        """Unsafe (exit 4), before anything changed, when the image is older than ``recorded``, the version the
-        database last ran: the node would refuse it at boot, and only once it took the lease."""
-        tag = cmd.image_tag(self.service.image)
-        if older_than(tag, recorded):
-            raise Unsafe(f"{self.service.name}: {self.service.image} is version {tag}, older than {recorded}, the "
-                         "version its database last ran: the node refuses to start on it (a database migrated by "
-                         "a newer version); roll the database back first, or deploy a newer image")  # fmt: skip
-
-    def secret_reference(self, name: str) -> str:
-        """``services.cl1.secrets.db (backend aws: 'cl1/DBSecret' key 'password', version 1a2b3c4d)``: where a
-        secret of this run comes from (the version read, when the backend keeps versions), never its value."""
-        ref, version = self.service.secrets[name], self.job.secrets[name].version
-        key = f" key {ref.key!r}" if ref.key else ""
-        return (f"services.{self.service.name}.secrets.{name} (backend {ref.backend}: {ref.name!r}{key}"
-                + (f", version {version[:8]})" if version else ")"))  # fmt: skip
-
     def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
         """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show)."""
         Preview(self).show(states, recorded)
@@ -315,7 +261,7 @@ class ServiceDeploy:
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:
-            recorded, refused = (self.database_version() if plan.changes else None), None
+            recorded, refused = (Guards(self).database_version() if plan.changes else None), None
         except Unsafe as exc:  # credentials the database refuses: said after the diff, which shows what moved
             recorded, refused = None, exc
         self.recorded = recorded
@@ -324,8 +270,8 @@ class ServiceDeploy:
         if refused is not None:
             raise refused
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
-        self.refuse_lease_move()
-        self.refuse_downgrade(recorded)
+        Guards(self).refuse_lease_move()
+        Guards(self).refuse_downgrade(recorded)
         if dry_run:
             return DryRun(service=self.service.name, changed=plan.changes, planned=steps, secrets_moved=moved).record()
         if plan.changes and self.job.role.activation != "lease":  # the executor carries out lease plans only, so far

@@ -36,6 +36,7 @@ from nodeops.job import Job, as_recorded, job_for
 from nodeops.operation import audit_log
 from nodeops.records import AlreadyThere, Deployed, End, Entry
 from nodeops.render import with_texts
+from nodeops.run.guards import Guards
 from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
@@ -183,7 +184,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     for note in notes:
         report(service.name, "", note)
     run = ServiceDeploy(job, fleet, report)
-    run.refuse_downgrade(run.database_version())  # before asking: a yes would only meet the refusal
+    Guards(run).refuse_downgrade(Guards(run).database_version())  # before asking: a yes would only meet the refusal
     ask(question(service.name, record, job.rendered.config_hash))
     run.stop = stop or run.stop
     return per_service(report, service.name, lambda: run.run(dry_run=False), run.now)

@@ -16,7 +16,6 @@ import types
 
 import pytest
 
-from nodeops import deploy as deploy_module
 from nodeops import job as job_module
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.postgres import LoginRefused
@@ -36,7 +35,9 @@ from nodeops.plan import (
     secret_changes,
 )
 from nodeops.render import render
+from nodeops.run import guards as guards_module
 from nodeops.run import restore as restore_module
+from nodeops.run.guards import Guards
 from nodeops.run.runner import stop_action
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
@@ -255,21 +256,21 @@ def test_an_image_older_than_the_databases_version_is_told_apart(tag, recorded, 
 def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything_changes(
     job, monkeypatch, raised, recorded, outcome
 ):
-    """deploy.database_version and refuse_downgrade, as run() calls them (the login itself is the lab's:
-    tests/e2e/test_rotate.py)."""
+    """Guards.database_version and refuse_downgrade (nodeops.run.guards), as run() calls them (the login itself is
+    the lab's: tests/e2e/test_rotate.py)."""
 
     def read(_fleet, _job):
         if raised is not None:
             raise raised
         return recorded
 
-    monkeypatch.setattr(deploy_module, "recorded_version", read)
+    monkeypatch.setattr(guards_module, "recorded_version", read)
     said: list[str] = []
     run = ServiceDeploy(dataclasses.replace(job, service=dataclasses.replace(job.service, image="img:2.10.0")),
                         None, lambda _s, _n, message, **_d: said.append(message))  # fmt: skip
     if outcome == "refused":
         with pytest.raises(Unsafe) as err:
-            run.refuse_downgrade(run.database_version())
+            Guards(run).refuse_downgrade(Guards(run).database_version())
         text = str(err.value)
         assert err.value.exit_code == EXIT_UNSAFE and not job.redact.leaks(text)
         if raised is not None:
@@ -280,7 +281,7 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
         else:
             assert "older than 2.11.0" in text
         return
-    run.refuse_downgrade(run.database_version())
+    Guards(run).refuse_downgrade(Guards(run).database_version())
     assert (said[0] if said else None) == (None if outcome == "passed" else
         f"warning: {raised}; this run's database credentials and the image's version are not checked against the "
         "database")  # fmt: skip

@@ -198,6 +198,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     from nodeops import deploy
     from nodeops import rollback as rb
     from nodeops.errors import Unsafe
+    from nodeops.run import guards
 
     a = Node("a", "10.0.0.1", 22, "active", (), "cl1")
     service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, (a,))
@@ -211,7 +212,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)
     monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
     monkeypatch.setattr(rb, "the_start", lambda started, _then, _record: (started, []))
-    monkeypatch.setattr(deploy, "recorded_version", lambda *_a: recorded)
+    monkeypatch.setattr(guards, "recorded_version", lambda *_a: recorded)
     monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
     monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {"active": "a", "nodes": {"a": {"state": "serves"}}})
     inventory = types.SimpleNamespace(source="inventory/prod.yaml")
