@@ -15,7 +15,7 @@ import types
 
 import pytest
 
-from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
+from nodeops.errors import EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.inventory import load_inventory
 from nodeops.job import input_labels, job_for
@@ -292,3 +292,26 @@ def test_start_again_starts_the_same_container_or_a_new_one_on_the_image_that_ru
         assert Restore(run).start_again("b", inputs) == result
     expected = [line for s in sent for line in (uploads(job) if s == "OWN UPLOAD" else [s])]
     assert [short(c, job) for c in edge.commands] == expected
+
+
+def test_inputs_the_role_refuses_on_the_changes_image_leave_the_node_stopped_saying_why(
+    job, change, inventory, monkeypatch
+):
+    """The database moved to 2.11.0 and the role does not render the previous inputs on 2.11.0 (a variable it no
+    longer takes, say): the previous container stays stopped, exit 4, the reason in the way out; asked twice (the
+    handover's undo, then the runner's), the way out is said once."""
+
+    def refuse(*_a, **_k):
+        raise InvalidInput("services.cl.variables.OLD: unknown to role chainlink")
+
+    monkeypatch.setattr(restore_module, "recorded_version", lambda _fleet, _job: "2.11.0")
+    monkeypatch.setattr(restore_module, "job_for", refuse)
+    edge = FakeEdge()
+    previous = {("b", PREVIOUS): container_of(job, name=PREVIOUS)}
+    run = FakeChange(job, change, edge, found=previous, inventory=inventory)
+    said = Restore(run).restore("b", "boom")
+    assert "b's previous container is back, stopped: 2.10.0 cannot run on the database" in said
+    assert [short(c, job) for c in edge.commands] == ["rm nodeops-cl", "rename", "shred all"]
+    Restore(run).rollback("b", "again")
+    (forward,) = run.forward
+    assert run.stuck and "its inputs do not render on 2.11.0: services.cl.variables.OLD: unknown to role" in forward
