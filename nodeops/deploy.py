@@ -1,20 +1,23 @@
 """The deploy engine: preflight (no host touched), observe, plan, execute, verify.
 
 Per service:
-  1. preflight: role, profile, secrets and every file rendered in memory; any
-     problem here is exit 2 and no host has been contacted;
-  2. observe: connect to the pair through the bastion (an unreachable node
-     stops the run before anything changes), check the files directory is
-     RAM-backed, pull the image (its id is what "up to date" compares),
-     inspect the containers, probe /health;
-  3. plan (nodeops.plan), printed and stopped there with --dry-run;
-  4. execute: files created 0400 for the container user before their first
-     byte (content on stdin, never in an argument), containers replaced
-     standby first, a planned handover for the active, rollback to the
-     previous container when a node does not come up;
-  5. verify: the active serves (directly and through the load balancer), the
-     standby waits, no secret file is left that the nodes no longer need,
-     and no secret value sits in a container's environment.
+  1. preflight (nodeops.job.prepare): role, profile, secrets and every file
+     rendered in memory; any problem here is exit 2 and no host has been
+     contacted;
+  2. observe (nodeops.run.survey): connect to the pair through the bastion (an
+     unreachable node stops the run before anything changes), check the files
+     directory is RAM-backed, pull the image (its id is what "up to date"
+     compares), inspect the containers, probe /health;
+  3. plan (nodeops.plan, nodeops.activation), its diff shown (nodeops.run.preview)
+     and stopped there with --dry-run; what must be refused is refused before
+     anything changed (nodeops.run.guards);
+  4. execute (nodeops.run.runner, handover, restore): files created 0400 for
+     the container user before their first byte (content on stdin, never in an
+     argument), containers replaced standby first, a planned handover for the
+     active, rollback to the previous container when a node does not come up;
+  5. verify (nodeops.run.end): the active serves (directly and through the load
+     balancer), the standby waits, no secret file is left that the nodes no
+     longer need, and no secret value sits in a container's environment.
 
 Secret files and restarts (documented in docs/security.md): a node reads its
 config, secrets and password files when its process starts, and `.api` only
@@ -38,15 +41,8 @@ from nodeops.facts.container import Container
 from nodeops.facts.now import now_of, standing_line
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
-from nodeops.job import (
-    Job,
-    recorded_texts,
-)
-from nodeops.plan import (
-    Desired,
-    ServicePlan,
-    secret_changes,
-)
+from nodeops.job import Job, recorded_texts
+from nodeops.plan import Desired, ServicePlan, secret_changes
 from nodeops.records import Deployed, DryRun
 from nodeops.run.change import ServiceChange
 from nodeops.run.confirm import WhatServes
