@@ -27,9 +27,10 @@ from pathlib import Path
 import yaml
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, ServiceDeploy
+from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import known_hosts_name
 from nodeops.inventory import Inventory
+from nodeops.job import Job
 
 BASTION = "nodeops-bastion"  # the bastion's name in the generated ssh_config and Ansible inventory
 PLAYBOOK = Path(__file__).resolve().parent / "ansible" / "deploy.yml"

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeops import program
-from nodeops.deploy import Job
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
@@ -41,6 +40,7 @@ from nodeops.facts.observe import Observer
 from nodeops.facts.resources import host_resources, parse_resources
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
+from nodeops.job import Job
 from nodeops.plan import secret_changes
 from nodeops.secrets import secret_ages
 from nodeops.status import lease_status, node_role

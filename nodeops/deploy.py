@@ -1,20 +1,23 @@
 """The deploy engine: preflight (no host touched), observe, plan, execute, verify.
 
 Per service:
-  1. preflight: role, profile, secrets and every file rendered in memory; any
-     problem here is exit 2 and no host has been contacted;
-  2. observe: connect to the pair through the bastion (an unreachable node
-     stops the run before anything changes), check the files directory is
-     RAM-backed, pull the image (its id is what "up to date" compares),
-     inspect the containers, probe /health;
-  3. plan (nodeops.plan), printed and stopped there with --dry-run;
-  4. execute: files created 0400 for the container user before their first
-     byte (content on stdin, never in an argument), containers replaced
-     standby first, a planned handover for the active, rollback to the
-     previous container when a node does not come up;
-  5. verify: the active serves (directly and through the load balancer), the
-     standby waits, no secret file is left that the nodes no longer need,
-     and no secret value sits in a container's environment.
+  1. preflight (nodeops.job.prepare): role, profile, secrets and every file
+     rendered in memory; any problem here is exit 2 and no host has been
+     contacted;
+  2. observe (nodeops.run.survey): connect to the pair through the bastion (an
+     unreachable node stops the run before anything changes), check the files
+     directory is RAM-backed, pull the image (its id is what "up to date"
+     compares), inspect the containers, probe /health;
+  3. plan (nodeops.plan, nodeops.activation), its diff shown (nodeops.run.preview)
+     and stopped there with --dry-run; what must be refused is refused before
+     anything changed (nodeops.run.guards);
+  4. execute (nodeops.run.runner, handover, restore): files created 0400 for
+     the container user before their first byte (content on stdin, never in an
+     argument), containers replaced standby first, a planned handover for the
+     active, rollback to the previous container when a node does not come up;
+  5. verify (nodeops.run.end): the active serves (directly and through the load
+     balancer), the standby waits, no secret file is left that the nodes no
+     longer need, and no secret value sits in a container's environment.
 
 Secret files and restarts (documented in docs/security.md): a node reads its
 config, secrets and password files when its process starts, and `.api` only
@@ -27,711 +30,95 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import partial
-from typing import NoReturn
 
 from nodeops.activation import plan_change
 from nodeops.commands import node as cmd
-from nodeops.diff import BODY_INDENT, Side, service_diff, summary
-from nodeops.edges.postgres import LoginRefused
-from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
-from nodeops.errors import Interrupted, InvalidInput, InventoryError, NodeopsError, OperationFailed, Unsafe
-from nodeops.facts import files as file_facts
-from nodeops.facts import image as image_facts
-from nodeops.facts.container import Container, served_port
-from nodeops.facts.observe import Observer
+from nodeops.edges.ssh import Fleet
+from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.now import now_of, standing_line
 from nodeops.facts.view import NodeView
-from nodeops.inventory import Inventory, Node, Service
-from nodeops.lease import recorded_version
-from nodeops.notify import webhook_url
-from nodeops.plan import (
-    Desired,
-    ServicePlan,
-    lease_moves,
-    older_than,
-    restart_image,
-    secret_changes,
-    unpulled_image_id,
-)
-from nodeops.records import Deployed, DryRun, NodeNow, Now
-from nodeops.render import Rendered, render, with_texts
-from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
-from nodeops.run.awaits import Awaits
+from nodeops.inventory import Node
+from nodeops.job import Job, recorded_texts
+from nodeops.plan import Desired, ServicePlan, secret_changes
+from nodeops.records import Deployed, DryRun
+from nodeops.run.change import ServiceChange
 from nodeops.run.confirm import WhatServes
+from nodeops.run.end import EndState
+from nodeops.run.guards import Guards
 from nodeops.run.handover import PlannedHandover
-from nodeops.run.node import NodeActions, NoSuchImage, reason
-from nodeops.run.report import Redactor, Reporter
+from nodeops.run.preview import Preview
+from nodeops.run.report import Reporter
+from nodeops.run.restore import Restore, previous_on
 from nodeops.run.runner import ChangeFailed, ServiceRunner
-from nodeops.secrets import Secret, resolve
+from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
 
 
-@dataclass(frozen=True)
-class Job:
-    """One service, everything known before any host is touched."""
-
-    service: Service
-    role: Role
-    profile: str
-    rendered: Rendered
-    redact: Redactor
-    secrets: Mapping[str, Secret]  # resolved, in memory only; for the lease reader
-
-    @property
-    def variables(self) -> Mapping[str, object]:
-        """The role's defaults overlaid with the service's variables, as the templates see them."""
-        return {**self.role.defaults, **self.service.variables}
-
-    def side(self, digest: str | None) -> Side:
-        """What this job would start, as a diff's new side: the service's image with ``digest`` (the registry's, None
-        when not known), the variables its templates read (Role.read_variables: no default a variable the service
-        sets makes unused), the rendered files and the version of each secret they use."""
-        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), self.rendered.files,
-                    dict(self.rendered.secret_versions))  # fmt: skip
-
-    def files_read(self, when: str) -> tuple[str, ...]:
-        """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
-        profile = self.role.profile(self.profile)
-        return tuple(name for name in self.rendered.files if profile.files[name].read == when)
-
-    @property
-    def all_files(self) -> tuple[str, ...]:
-        return tuple(self.rendered.files)
-
-
-INPUT_LABELS = ("variables", "secrets")  # with image (none before it existed), profile, config: what it ran on
-TEXTS_LABEL = "files"  # the text of its non-secret files; absent on a container started by an older nodeops
-
-
-def recorded_texts(job: Job) -> dict[str, str]:
-    """{file name: text} of ``job``'s non-secret files (``config.toml``), what a container's ``files`` label and an
-    audit record keep so that a diff's old side and a rollback are the text a node really read, not today's
-    templates' rendering of its inputs. Never a secret file, not even its hash (a hash of secrets.toml would let
-    anyone who reads labels test a guessed password offline: render.Rendered), and never a file whose text holds
-    a form of one of the run's secrets (``job.redact``: a plain variable that equals a secret's value, say): such
-    a file is left out, and compared as today's templates render it."""
-    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items()
-            if not f.secret and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
-
-
-def compact(value: object) -> str:
-    """``value`` as one line of JSON, keys sorted: a label's or an audit field's text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def input_labels(job: Job) -> dict[str, str]:
-    """The labels that let a container be started again on exactly its inputs (``restore_job``): the image
-    reference as the inventory gives it (tag and digest: the engine's own record may drop the tag,
-    plan.Container.reference), the service's own variables, the version id of every secret its files use and
-    the text of its non-secret files (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone
-    on the host."""
-    return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
-            "secrets": compact(dict(job.rendered.secret_versions)),
-            TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
-
-
-def as_recorded(job: Job, texts: Mapping[str, str] | None, config: str | None,
-                secret_versions: Mapping[str, str | None] | None = None) -> Job | None:  # fmt: skip
-    """``job`` with its non-secret files holding ``texts`` (recorded_texts of when a node started), when that is
-    exactly what ran: its config hash, computed again (over ``secret_versions`` when given: those of then), equals
-    the recorded ``config``. None when it does not (no texts: an older nodeops; a file left out; another command or
-    file list today): the caller then has only today's templates' rendering of the inputs of then."""
-    if texts is None:
-        return None
-    then = with_texts(job.rendered, job.role, job.service, texts, secret_versions)
-    if then.config_hash != config:
-        return None
-    return dataclasses.replace(job, rendered=with_texts(job.rendered, job.role, job.service, texts))
-
-
-def changed_inputs(then: Job, now: Job) -> list[str]:
-    """What ``now`` changes in the inputs ``then`` ran on, by name only (never a value), for a fix forward:
-    ``["variable ROOT_DIR", "secret keystore"]``: each variable whose value differs (role defaults included), then
-    each secret whose version differs; the image is left out (it is what cannot go back)."""
-    old, new = then.variables, now.variables
-    variables = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
-    old_v, new_v = then.rendered.secret_versions, now.rendered.secret_versions
-    secrets = sorted(k for k in {*old_v, *new_v} if old_v.get(k) != new_v.get(k))
-    return [f"variable {k}" for k in variables] + [f"secret {k}" for k in secrets]
-
-
-def restore_job(inventory: Inventory, current: Job, node: str, container: Container) -> Job:
-    """The inputs ``container`` (on ``node``) was started from, rendered again in memory: its image reference,
-    the variables and secret versions its labels record (each secret read at that version, only where it
-    differs from ``current``'s), today's role. Used to start that container again after a failed change, so that
-    it runs on what it ran on, never on the change's inputs.
-
-    Raises Unsafe (exit 4) when that cannot be done: no record in the labels (a container started by hand or by
-    an older nodeops), or a secret version the backend no longer has. Today's role renders them, and the text of
-    its non-secret files is the one its ``files`` label records when that is exactly what it ran (as_recorded);
-    otherwise (an older nodeops recorded no text) and when the role's templates or defaults changed since, the
-    result's config hash differs from the container's ``config`` label (the caller says so)."""
-    service = current.service
-    where = (f"{service.name} {node}: the inputs container {container.name} was started from cannot be rendered "
-             "again (to put it back if the change fails)")  # fmt: skip
-    recorded = [container.label(k) for k in INPUT_LABELS]
-    if None in recorded:
-        raise Unsafe(f"{where}: it records none (started by hand or by an older nodeops); replace it with "
-                     "`--allow-inexact-restore` (a failure would restart it on this run's inputs)")  # fmt: skip
-    variables, versions = (json.loads(text) for text in recorded)
-    then = dataclasses.replace(service, image=container.reference or service.image, variables=variables)
-    moved = {name: version for name, version in versions.items()
-             if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
-    try:
-        # the secrets its files used, and no other: a reference added since (an RPC URL, say) changes the render
-        secrets = {name: current.secrets[name] for name in versions if name not in moved}
-        if moved:
-            secrets.update(resolve(inventory, then, skip=[n for n in then.secrets if n not in moved], versions=moved))
-        job = job_for(inventory, then, secrets=secrets)
-    except InvalidInput as exc:
-        raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
-    texts = container.label(TEXTS_LABEL)
-    job = as_recorded(job, json.loads(texts) if texts else None, container.label("config")) or job
-    return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
-
-
-def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: bool = False) -> list[Job]:
-    """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted.
-
-    ``admin``: also the secrets only a rotation needs (an admin role's); other commands never read them,
-    so a CI job that deploys needs no admin credential."""
-    services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
-    hook = webhook_url(inventory)  # not a service's secret, but masked wherever the services' are
-    masked = () if hook is None else (hook,)
-    return [job_for(inventory, service, admin, masked=masked, from_inventory=True) for service in services]
-
-
-def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets: Mapping[str, Secret] | None = None,
-            masked: Iterable[Secret] = (), from_inventory: bool = False) -> Job:  # fmt: skip
-    """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to;
-    ``secrets``: already resolved for it, not read again; ``masked``: other secrets its redactor masks too).
-    ``from_inventory``: its variables are the inventory's, so one its role does not know is refused (exit 2,
-    roles.check_variables); the variables a container recorded (rollback, restore) are rendered as they are."""
-    role = role_for(inventory, service)
-    profile = profile_name(role, service, str(inventory.source))
-    if from_inventory:
-        check_variables(inventory, service, role)  # a typo (LOGLEVEL) would only move the config hash
-    check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
-    if secrets is None:
-        secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
-    rendered = render(role, profile, service, secrets, file=str(inventory.source))
-    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
-
-
-class ServiceDeploy:
-    edge = staticmethod(execute)  # the one call every command of the change goes through (NodeActions.execute)
-
-    def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
-        self.job = job
-        self.service = job.service
-        self.fleet = fleet
-        self.report = report
-        self.runtime = job.service.runtime
-        self.name = cmd.container_name(job.service.name)
-        self.observer = Observer(fleet, job.service, job.role)  # its connections, ports and replies are the run's
-        self.conns: dict[str, Link] = self.observer.conns
-        self.digest: str | None = None  # of the image as pulled, recorded on the containers
-        self.answers: dict[str, bytes] = self.observer.answers  # node -> body of its latest health reply (200 or not)
-        self.outages: list[float | None] = []  # of each planned handover execute() ran, as probed (seconds; None:
-        # not measured, the service was not answering before it: OutageProbe.measured)
-        self.stop = StopRequests(lambda _line: None)  # replaced by the run's (Operation.stop): see execute()
-        self.inexact_ok = False  # --allow-inexact-restore: a container whose inputs are unknown restarts on today's
-        self.ran_on: dict[str, Job] = {}  # node -> the inputs its container was started from (restore_job)
-        self.was_running: dict[str, bool] = {}  # node -> whether that container ran when the change began
-        self.moved: set[str] = set()  # nodes whose container was renamed to the previous one by this run
-        self.ports: dict[str, int] = self.observer.ports  # node -> the port its container serves, as last inspected
-        self.pulled = False  # observe() pulled the image on every node: a restart may use it (previous_on)
-        self.recorded: str | None = None  # the version the database recorded when the change began (run())
-        self.forward: list[str] = []  # why a failed change cannot be undone, only fixed forward (previous_on)
-        self.stuck = False  # a node was left stopped: no image this run knows runs on the database (exit 4)
-        self.stop_seen: int | None = None  # the step a stop was first seen before, where it could not stop (execute)
-
-    # -- plumbing ----------------------------------------------------------------
-    def say(self, node: str, message: str, **data) -> None:
-        self.report(self.service.name, node, message, **data)
-
-    def on(self, node: str) -> NodeActions:
-        """The actions on ``node``, through its open connection, masked by this run's redactor as it is now (it
-        widens as restore_job reads older secrets)."""
-        return NodeActions(self.service.name, node, self.conns[node], runtime=self.runtime, redact=self.job.redact,
-                           timeout=self.fleet.settings.command_timeout, say=partial(self.say, node),
-                           secret_files=self.service.secret_files, execute=self.edge)  # fmt: skip
-
-    def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True,
-          timeout: float | None = None) -> CommandResult:  # fmt: skip
-        """Run a shell line on ``node`` (NodeActions.x)."""
-        return self.on(node).x(command, stdin, check, timeout)
-
-    def why(self, res: CommandResult) -> str:
-        """A failed command's reason, masked (nodeops.run.node.reason)."""
-        return reason(res, self.job.redact)
-
-    def inspect(self, node: str, name: str | None = None) -> Container | None:
-        """The container ``name`` (the service's, by default) on ``node`` (Observer.container)."""
-        return self.observer.container(node, name)
-
-    def serving(self, node: Node) -> bool:
-        """Does ``node`` answer its health path with 200?"""
-        return self.health(node)[0]
-
-    def health(self, node: Node) -> tuple[bool, tuple[str, ...]]:
-        """``node``'s reply to its health path: (200, the checks it says fail) (Observer.health)."""
-        return self.observer.health(node)
-
-    def connect_all(self) -> None:
-        """Every node of the service, or the run stops here, before anything changed."""
-        for node in self.service.nodes:
-            self.observer.connect(node)
+class ServiceDeploy(ServiceChange):
+    """The deploy verb's change to one service's pair (see the module's docstring): observe, plan, run through the
+    executor (nodeops.run), verify, and the audit record of what now runs; its state, connections and node steps are
+    ServiceChange's. Promote and rotate carry out their changes through it too."""
 
     # -- observe -----------------------------------------------------------------
     def observe(self, dry_run: bool = False) -> tuple[dict[str, NodeView], Desired]:
-        """Each node's state and what the run wants. A deploy pulls the image on every node (its id is what "up to
-        date" compares); a dry run pulls nothing and changes nothing on a node (see look_image)."""
-        image = self.service.image
-        ids = set()
-        self.connect_all()
-        for node in self.service.nodes:
-            self.require_tmpfs(node.name, dry_run)
-            if not dry_run:
-                ids.add(self.pull(node.name, image))
-        if dry_run:
-            return self.states(), Desired(image, self.look_image(), self.job.rendered.config_hash)
-        if len(ids) != 1:
-            raise OperationFailed(f"{self.service.name}: {image} resolves to different images on the nodes: {ids}")
-        image_id, self.digest = ids.pop()
-        self.pulled = True
-        return self.states(), Desired(image, image_id, self.job.rendered.config_hash)
+        """Each node's state and what the run wants, the image pulled unless ``dry_run`` (Survey.observe)."""
+        return Survey(self).observe(dry_run)
 
-    def require_tmpfs(self, node: str, dry_run: bool) -> None:
-        """Unsafe (exit 4) unless the files directory is RAM-backed; a deploy creates it, a dry run looks at it
-        (or at /run, where it would be created)."""
-        fs, run_fs = (cmd.sh(file_facts.filesystem_type(path)) for path in (cmd.FILES_ROOT, "/run"))
-        probe = (f"if [ -d {cmd.FILES_ROOT} ]; then {fs}; else {run_fs}; fi" if dry_run
-                 else f"mkdir -p -m 0755 {cmd.FILES_ROOT} && {fs}")  # fmt: skip
-        found = self.x(node, probe).stdout.strip()
-        if found != "tmpfs":
-            raise Unsafe(f"{self.service.name} {node}: {cmd.FILES_ROOT} is on {found}, not RAM "
-                         "(tmpfs): secret files would reach the disk; mount a tmpfs on /run")  # fmt: skip
-
-    def look_image(self) -> str:
-        """A dry run's view of the image, pulling nothing: the registry's digest, read with `docker manifest
-        inspect` on the first node (sets ``digest``; None, said as "resolved at deploy", when the registry or the
-        CLI cannot tell: a podman runtime, a multi-platform list, the registry unreachable), and the image each
-        node already holds; returns the id a deploy would compare (plan.unpulled_image_id)."""
-        image, first = self.service.image, self.service.nodes[0].name
-        config = self.x(first, cmd.sh(image_facts.registry_config(self.runtime)), check=False).stdout
-        argv = image_facts.manifest_inspect(self.runtime, image, image_facts.insecure_registry(image, config))
-        found = self.x(first, cmd.sh(argv), check=False) if argv else None
-        self.digest = image_facts.parse_manifest_digest(found.stdout) if found and found.exit_code == 0 else None
-        if found is not None and found.exit_code and image_facts.says_no_such_image(found.stderr + found.stdout):
-            self.no_such_image(found)
-        if self.digest is None:
-            why = "not with podman" if argv is None else self.why(found) if found.exit_code else "a multi-platform list"
-            self.say(first, f"registry digest of {image} not read ({why}): resolved at deploy", digest=None)
-        held = []
-        for node in self.service.nodes:
-            res = self.x(node.name, cmd.sh(image_facts.image_id(self.runtime, image)), check=False)
-            held.append(image_facts.parse_image_id(res.stdout, image) if res.exit_code == 0 else None)
-        return unpulled_image_id(image, held, self.digest)
-
-    def pull(self, node: str, image: str) -> tuple[str, str | None]:
-        """Pull ``image`` on ``node``: (image id, registry digest) (NodeActions.pull); the registry saying there is
-        no such image is invalid input (no_such_image)."""
-        try:
-            return self.on(node).pull(image)
-        except NoSuchImage as exc:
-            self.no_such_image(exc.answer)
-
-    def no_such_image(self, answer: CommandResult) -> NoReturn:
-        """The registry says the image does not exist: invalid input (exit 2) naming services.X.image, raised
-        before any container is touched (a dry run's look, a deploy's pull)."""
-        raise InventoryError(str(self.fleet.inventory.source), f"services.{self.service.name}.image",
-                             f"the registry has no {self.service.image} ({self.why(answer)}); give a tag or digest "
-                             "that was pushed (e.g. `docker manifest inspect IMAGE` where the nodes pull)")  # fmt: skip
-
-    def states(self) -> dict[str, NodeView]:
-        """Each node's container and whether it serves (once observe() has connected)."""
-        return {n.name: NodeView(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
-
-    # -- steps -------------------------------------------------------------------
-    def run_spec(self, job: Job | None = None) -> cmd.RunSpec:
-        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled)."""
-        job = job or self.job
-        role, r, service = job.role, job.rendered, job.service
-        labels = {"service": service.name, "role": role.name, "profile": job.profile,
-                  "version": cmd.image_tag(service.image), "config": r.config_hash,
-                  "digest": self.digest or "none", "port": str(role.port), **input_labels(job)}  # fmt: skip
-        return cmd.RunSpec(
-            runtime=self.runtime, service=service.name, image=service.image, command=r.command,
-            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
-            log_driver=service.log_driver, log_options=service.log_options,
-            stop_timeout=int(role.stop_timeout), env_file=r.env_file,
-        )  # fmt: skip
-
-    def upload(self, node: str, job: Job | None = None) -> None:
-        """The node's files (``job``'s, this run's by default), each created 0400 for the container user
-        before its first byte (NodeActions.upload)."""
-        job = job or self.job
-        self.on(node).upload({name: f.data for name, f in job.rendered.files.items()}, job.role.user)
-
+    # -- undoing (nodeops.run.restore) -------------------------------------------
     def new_change(self) -> None:
         """Forget what keep_restorable() learnt: the next execute() is another change (a rotation rolls twice)."""
-        self.ran_on.clear()
-        self.was_running.clear()
-        self.moved.clear()
+        Restore(self).new_change()
 
     def keep_restorable(self, nodes: Iterable[str]) -> None:
-        """Before a change touches ``nodes``: the inputs each one's container was started from, rendered again
-        (restore_job), so that a failure starts it again on exactly those. Refused (Unsafe) before anything
-        changed when that is impossible, unless ``inexact_ok``."""
-        for node in nodes:
-            if node in self.ran_on:
-                continue
-            c = self.inspect(node)
-            if c is None:
-                continue
-            self.was_running[node] = c.running
-            try:
-                job = self.ran_on[node] = restore_job(self.fleet.inventory, self.job, node, c)
-                # every message of the run masks the old values too: a restored node's log may show them
-                self.job = dataclasses.replace(self.job, redact=job.redact)
-            except Unsafe as exc:
-                if not self.inexact_ok:
-                    raise
-                self.say(node, f"warning: {exc}; going on (--allow-inexact-restore)")
-                self.ran_on[node] = self.job
-                continue
-            if job.rendered.config_hash != c.label("config"):
-                self.say(node, f"note: the role's templates or defaults changed since {c.name} started (its inputs "
-                         f"render to config {job.rendered.config_hash[:12]}, not {str(c.label('config'))[:12]}): "
-                         "a failure restarts it on today's templates with its own image, variables and secret "
-                         "versions", inexact_restore=True)  # fmt: skip
-
-    def shred(self, node: str, names: Sequence[str]) -> None:
-        """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred)."""
-        self.on(node).shred(names)
-
-    def replace(self, node: str) -> None:
-        """The node's container replaced by one on this run's inputs; the old one is kept, stopped, as the previous
-        container (renamed first: until then a failure has changed nothing on the node)."""
-        old = self.inspect(node)
-        if old:
-            self.on(node).set_aside()
-            self.moved.add(node)
-            if old.running:
-                self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
-        self.start_new(node)
-        self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
-
-    def start_new(self, node: str, job: Job | None = None) -> None:
-        """A new container on ``node`` for ``job`` (this run's by default): its files, then `docker run` (the
-        service's container name must be free)."""
-        job = job or self.job
-        self.upload(node, job)
-        self.on(node).run(self.run_spec(job))
-        self.ports[node] = job.role.port
-        if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
-            self.shred(node, [job.rendered.env_file])
-
-    def rollback(self, node: str, why: str) -> str:
-        """Put the previous container back on ``node``, if there was one, on the inputs it was started from,
-        and running only if it ran before; returns what was done and what the node does now, as seen (the caller
-        confirms what serves). When the database has moved past the previous image, its inputs go back on this
-        run's image instead (a new container), or the previous container stays stopped (previous_on)."""
-        previous = cmd.previous_name(self.service.name)
-        if node in self.was_running and node not in self.moved:
-            return f"{why}; {node}'s container was not touched"
-        self.on(node).remove(check=False)
-        if not (back := self.inspect(node, previous)):
-            self.ports.pop(node, None)
-            self.shred(node, self.job.all_files)
-            return f"{why}; {node} had no previous container to put back"
-        again = self.previous_on(node, back) if self.was_running.get(node) else None
-        if again is not None and again is not self.ran_on[node]:  # the database moved past its image
-            self.on(node).remove(previous)
-            self.start_new(node, again)
-            tag = cmd.image_tag(again.service.image)
-            self.say(node, f"started {self.name} on its previous inputs on {tag} (config "
-                     f"{again.rendered.config_hash[:12]})")  # fmt: skip
-            return f"{why}; {node}'s previous inputs were started again on {tag}, and it {self.settle(node, again)}"
-        self.on(node).put_back()
-        self.ports[node] = served_port(back, self.job.role.port)
-        if again is None:
-            self.shred(node, self.job.all_files)
-            if not self.was_running.get(node):
-                return f"{why}; {node}'s previous container is back, stopped as it was"
-            return (f"{why}; {node}'s previous container is back, stopped: {back.version or 'its image'} "
-                    "cannot run on the database")  # fmt: skip
-        self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-        self.on(node).start()
-        self.say(node, f"started the previous container again (config {again.rendered.config_hash[:12]})")
-        state = self.settle(node, again)
-        return f"{why}; {node}'s previous container was started again on its own inputs, and it {state}"
+        """The inputs each of ``nodes``' containers was started from, learnt before the change (Restore)."""
+        Restore(self).keep_restorable(nodes)
 
     def previous_on(self, node: str, container: Container | None) -> Job | None:
-        """The inputs ``node``'s previous ``container`` goes back on after a failed change, judged by the version the
-        database records *now* (plan.restart_image): ``ran_on[node]`` itself (the previous container, as it was);
-        the same inputs rendered on this run's image, for a new container, when the database was migrated past the
-        previous image; None when no image this run holds can run on it. The last two add the way out to
-        ``forward``; None also sets ``stuck`` (the run ends with exit 4).
-
-        Why the change's image rather than a refusal: the new node took the lease and migrated the database before
-        it failed (Chainlink writes ``node_versions`` first), and the previous image refuses to start on a newer
-        database (CheckVersion), only once it took the lease itself: restarting it is a crash loop that leaves
-        nothing serving. Undoing the migration needs a database restore (what was written since is lost), which a
-        deploy must not do on its own. The previous inputs on the image that migrated the database are the nearest
-        thing to what ran that can run at all: only the image differs, it already ran on this database, this run
-        pulled it on both nodes, and the start is checked like any other (what serves is confirmed after). The pair
-        serves again and the way out is a fix forward of the inputs the change changed, which the message names.
-        Only when that cannot be done (the previous inputs unknown, no image pulled, a database newer than both
-        images) is the node left stopped, said, exit 4."""
-        job = self.ran_on[node]
-        now = self.database_now()
-        old = cmd.image_tag(container.reference if container and container.reference else job.service.image)
-        new = cmd.image_tag(self.service.image)
-        choice = restart_image(old, new, self.recorded, now)
-        if choice == "previous":
-            return job
-        again, why_not = None, f"neither can {new}, this run's image"
-        if choice == "change":
-            why_not = ("this run pulled no image to start it on" if not self.pulled else
-                       "its inputs are unknown (--allow-inexact-restore)" if job is self.job else "")  # fmt: skip
-            try:
-                if not why_not:
-                    again = dataclasses.replace(job_for(self.fleet.inventory, dataclasses.replace(
-                        job.service, image=self.service.image), secrets=job.secrets), redact=job.redact)  # fmt: skip
-            except NodeopsError as exc:  # the role refuses those inputs on that image
-                why_not = f"its inputs do not render on {new}: {exc}"
-        by = f" by {self.service.image}" if now != self.recorded else ""
-        changed = changed_inputs(job, self.job) if job is not self.job else ["what the change changed"]
-        fix = (f"correct {', '.join(changed)} in the inventory, then deploy" if changed else
-               f"deploy an image of {now} or newer that starts (only the image changed)")  # fmt: skip
-        if again is None:
-            self.stuck = True
-            note = (f"the database was migrated to {now}{by}: {old}, the previous image, cannot run on it and "
-                    f"{why_not}, so it was not started again; the way out is forward: {fix}")  # fmt: skip
-        else:
-            note = (f"the database was migrated to {now}{by} and {old} refuses to run on it, so the previous inputs "
-                    f"went back on {new} (back to {old} only with the database restored from before); fix forward: "
-                    f"{fix}")  # fmt: skip
-        if note not in self.forward:
-            self.forward.append(note)
-        return again
-
-    def database_now(self) -> str | None:
-        """The version the database records now (lease.recorded_version), after a failed step; None, said, when it
-        cannot be read (the previous image then restarts as it was, under its own check)."""
-        try:
-            return recorded_version(self.fleet, self.job)
-        except NodeopsError as exc:
-            self.say("", f"note: {exc}; the database's version is unknown: the previous image is started as it was")
-            return None
+        """The inputs ``node``'s previous container goes back on (nodeops.run.restore.previous_on)."""
+        return previous_on(self, node, container)
 
     def settle(self, name: str, job: Job) -> str:
-        """After a start on ``job``'s files: shred what the node has read once it waits (stably: its log
-        may still hold the last run's lines) or serves, and everything if it does neither. No
-        file outlives a run, failed or not. Returns what the node does, as seen: "waits for the lease",
-        "holds the lease" or "is down (...)"."""
-        node = next(n for n in self.service.nodes if n.name == name)
-        try:
-            self.waits.await_waiting(node, job)
-        except OperationFailed as exc:
-            self.shred(name, job.all_files)  # it serves (all read), or it is down
-            return "holds the lease" if any(self.health(node)) else f"is down ({exc})"
-        self.shred(name, job.files_read("start"))
-        return "waits for the lease"
+        """What the node does after a start on ``job``'s files, its read files shredded (Restore.settle)."""
+        return Restore(self).settle(name, job)
+
+    def start_again(self, node: str, again: Job) -> str:
+        """``node``'s container, stopped by this run, started again on ``again`` (Restore.start_again)."""
+        return Restore(self).start_again(node, again)
+
+    def restore(self, node: str, why: str) -> str:
+        """The previous container put back on ``node``, a failure said, not raised (Restore.restore)."""
+        return Restore(self).restore(node, why)
 
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
         """The error that ends a failed change, saying what serves now (WhatServes.failure)."""
         return WhatServes(self).failure(what, unsafe)
 
-    @property
-    def waits(self) -> Awaits:
-        """What this change waits for on its pair (nodeops.run.awaits)."""
-        return Awaits(self)
-
-    def waiting_logged(self, node: str) -> bool:
-        """Whether the node's log has the role's ``standby_log`` line (False when the role names none). Printed
-        at info level only: extra evidence of a standby, never required (a LOG_LEVEL of warn hides it)."""
-        marker = self.job.role.standby_log
-        return marker is not None and self.on(node).logged(marker)
-
-    def last_log(self, node: str) -> str:
-        """``last log line: ...`` of the node's container (NodeActions.last_log)."""
-        return self.on(node).last_log()
-
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
         """Planned failover from ``old`` to ``new``: the outage in seconds, or None (PlannedHandover.run)."""
         return PlannedHandover(self).run(old, new, restore_standby, shred)
-
-    def start_again(self, node: str, again: Job) -> str:
-        """``node``'s container, stopped by this run but never replaced (the old active of a handover), started
-        again on ``again`` (previous_on's choice): the same container when ``again`` is its own inputs
-        (``ran_on``), else a new one on ``again`` (its image cannot run on the database any more). Returns how, for
-        a message: "on its own inputs[, on IMAGE]"."""
-        if again is self.ran_on[node]:
-            self.upload(node, again)  # its files were shredded once read: its own inputs again, never this run's
-            self.on(node).start()
-            return "on its own inputs"
-        self.on(node).remove()  # its image cannot run any more
-        self.start_new(node, again)
-        return f"on its own inputs, on {self.service.image}"
-
-    def restore(self, node: str, why: str) -> str:
-        """rollback(), whose own failure (the node unreachable, say) is said in the message rather than raised:
-        what serves is confirmed after it either way."""
-        try:
-            return self.rollback(node, why)
-        except OperationFailed as exc:
-            return f"{why}; putting {node}'s previous container back failed too: {exc}"
 
     def execute(self, plan: ServicePlan) -> None:
         """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply)."""
         ServiceRunner(self).apply(plan)
 
-    def refuse_lease_move(self) -> None:
-        """Unsafe (exit 4), before anything changed, when the change moves the lease elsewhere (plan.lease_moves)."""
-        lease = self.job.role.lease
-        if lease is None:
-            return
-        wanted = self.job.variables
-        for node, job in self.ran_on.items():
-            if not self.was_running.get(node):  # a stopped container holds no lease: a stopped pair may move
-                continue
-            moves = lease_moves((lease.host, lease.port, lease.database), job.variables, wanted)
-            if moves:
-                raise Unsafe(f"{self.service.name} {node}: the change moves the lease ({', '.join(moves)}): a rolling "
-                             "replace would leave an active in each database; stop both nodes' containers "
-                             f"(docker stop {self.name}), then deploy")  # fmt: skip
-
-    def database_version(self) -> str | None:
-        """The version the service's database last ran (lease.recorded_version, logged in with this run's
-        credentials, from memory). None, said in a warning line, when the database cannot be reached from here: the
-        nodes' own checks still run. Raises Unsafe (exit 4), before anything changed, when the server refuses
-        those credentials (a wrong password in the backend, say): the new standby would fail at boot, after the
-        old one was stopped."""
-        try:
-            return recorded_version(self.fleet, self.job)
-        except LoginRefused as exc:
-            lease = self.job.role.lease
-            refs = " and ".join(self.secret_reference(name) for name in (lease.user, lease.password))
-            raise Unsafe(f"{exc}; the database refuses the credentials this run would give the nodes ({refs}): a "
-                         "node started on them could not boot; nothing was changed (fix the secret in its backend, "
-                         "then deploy)") from None  # fmt: skip
-        except OperationFailed as exc:
-            self.say("", f"warning: {exc}; this run's database credentials and the image's version are not "
-                     "checked against the database")  # fmt: skip
-            return None
-
-    def refuse_downgrade(self, recorded: str | None) -> None:
-        """Unsafe (exit 4), before anything changed, when the image is older than ``recorded``, the version the
-        database last ran: the node would refuse it at boot, and only once it took the lease."""
-        tag = cmd.image_tag(self.service.image)
-        if older_than(tag, recorded):
-            raise Unsafe(f"{self.service.name}: {self.service.image} is version {tag}, older than {recorded}, the "
-                         "version its database last ran: the node refuses to start on it (a database migrated by "
-                         "a newer version); roll the database back first, or deploy a newer image")  # fmt: skip
-
-    def secret_reference(self, name: str) -> str:
-        """``services.cl1.secrets.db (backend aws: 'cl1/DBSecret' key 'password', version 1a2b3c4d)``: where a
-        secret of this run comes from (the version read, when the backend keeps versions), never its value."""
-        ref, version = self.service.secrets[name], self.job.secrets[name].version
-        key = f" key {ref.key!r}" if ref.key else ""
-        return (f"services.{self.service.name}.secrets.{name} (backend {ref.backend}: {ref.name!r}{key}"
-                + (f", version {version[:8]})" if version else ")"))  # fmt: skip
-
     def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
-        """What the change does, node by node, as event lines (nodeops.diff): the old side of a node is what its
-        container records, its files rendered again in memory (restore_job); no secret value is in any line."""
-        olds, unrestorable, notes, masks = {}, {}, [], [self.job.redact]
-        for name, state in states.items():
-            c = state.container
-            if c is None:
-                olds[name] = Side()
-                continue
-            recorded_vars = c.label("variables")
-            variables = self.job.role.read_variables(json.loads(recorded_vars)) if recorded_vars else None
-            files = None
-            try:
-                job = restore_job(self.fleet.inventory, self.job, name, c)
-                files, masks = job.rendered.files, [*masks, job.redact]
-                if job.rendered.config_hash != c.label("config"):
-                    why = ("the role's templates or defaults changed since {} started, and it records no text of "
-                           "its files (an older nodeops)" if c.label(TEXTS_LABEL) is None else "the role's defaults, "
-                           "files, command or secret files' templates changed since {} started")  # fmt: skip
-                    notes.append(f"{name}: {why.format(c.name)}: its files are compared as today's templates render "
-                                 "its inputs")  # fmt: skip
-            except Unsafe as exc:
-                unrestorable[name] = str(exc)
-            digest = c.label("digest")
-            olds[name] = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
-                              json.loads(c.label("secrets") or "{}"))  # fmt: skip
-        new = self.job.side(self.digest)
-        for line in summary(service_diff(self.service.name, olds, new, recorded, unrestorable, notes)):
-            body = () if self.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
-            text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])
-            data = json.dumps(dict(line.data), default=str)
-            for mask in masks:  # belt and braces: by construction no line holds a secret
-                text, data = mask(text), mask(data)
-            self.say(line.node, text, **json.loads(data))
+        """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show)."""
+        Preview(self).show(states, recorded)
 
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry): ``now()`` in words."""
         return standing_line(self.now())
 
     def now(self) -> dict:
-        """What runs on the pair at this moment, observed now (each node's container inspected, its health path
-        asked): ``now_record``'s shape. A node that cannot be reached is said so; nothing is raised."""
-        seen: dict[str, tuple[Container | None, bool, tuple[str, ...]] | None] = {}
-        for n in self.service.nodes:
-            try:
-                if n.name not in self.conns:
-                    self.conns[n.name], _ = self.fleet.connect(n)
-                found = self.inspect(n.name)
-            except NodeopsError:
-                seen[n.name] = None
-                continue
-            serving, failing = self.health(n)
-            seen[n.name] = (found, serving, failing)
-        return now_record(seen)
+        """What runs on the pair at this moment, observed now (nodeops.facts.now.now_of); nothing is raised."""
+        return now_of(self.observer)
 
-    # -- verify ------------------------------------------------------------------
     def verify(self, tolerated: Collection[str] = ()) -> dict:
-        """The end state, checked: returns who is active, for the report. ``tolerated``: the checks the active
-        failed before the run; an active that ends failing only those is reported, any other failure fails."""
-        states = {n.name: (self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
-        active = [name for name, (_, serving, failing) in states.items() if serving or failing]
-        if len(active) != 1:
-            raise OperationFailed(f"{self.service.name}: after deploy {len(active)} nodes serve, expected one")
-        failing = states[active[0]][2]
-        if failing and not set(failing) <= set(tolerated):
-            raise OperationFailed(f"{self.service.name}: after deploy the active {active[0]} answers unhealthy "
-                                  f"(failing: {', '.join(failing)})")  # fmt: skip
-        keep_after = set(self.job.files_read("lease"))
-        for name, (container, serving, answers_sick) in states.items():  # not `failing`: the active's, used below
-            if container is None or not container.running:
-                raise OperationFailed(f"{self.service.name} {name}: container not running after deploy")
-            allowed = set() if serving or answers_sick else keep_after
-            if self.service.secret_files == "shred":
-                left = self.x(name, file_facts.list_files(self.service.name)).stdout.split("\n")
-                extra = {line.split()[0] for line in left if line.strip()} - allowed
-                if extra:
-                    self.shred(name, sorted(extra))  # what an interrupted run left behind
-            exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
-            if not self.job.role.profile(self.job.profile).shows_secrets and self.job.redact.leaks(exposed):
-                raise Unsafe(f"{self.service.name} {name}: a secret value is in the container's environment or command")
-        if failing:
-            self.say(active[0], f"active, UNHEALTHY as before this run (failing: {', '.join(failing)})",
-                     failing=list(failing))  # fmt: skip
-            return {"active": active[0], "failing": list(failing)}
-        if self.service.load_balancer:
-            self.waits.await_service()
-        return {"active": active[0]}
+        """The end state, checked: who is active, for the report (nodeops.run.end.EndState.verify)."""
+        return EndState(self).verify(tolerated)
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
@@ -740,7 +127,7 @@ class ServiceDeploy:
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:
-            recorded, refused = (self.database_version() if plan.changes else None), None
+            recorded, refused = (Guards(self).database_version() if plan.changes else None), None
         except Unsafe as exc:  # credentials the database refuses: said after the diff, which shows what moved
             recorded, refused = None, exc
         self.recorded = recorded
@@ -749,8 +136,8 @@ class ServiceDeploy:
         if refused is not None:
             raise refused
         self.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
-        self.refuse_lease_move()
-        self.refuse_downgrade(recorded)
+        Guards(self).refuse_lease_move()
+        Guards(self).refuse_downgrade(recorded)
         if dry_run:
             return DryRun(service=self.service.name, changed=plan.changes, planned=steps, secrets_moved=moved).record()
         if plan.changes and self.job.role.activation != "lease":  # the executor carries out lease plans only, so far
@@ -784,42 +171,6 @@ class ServiceDeploy:
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
                 "files": recorded_texts(self.job)}  # fmt: skip
-
-
-def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
-    """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
-    or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
-    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None, "nodes": {name: {"state",
-    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
-    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
-    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
-    the container's labels (input_labels); a node without a container has only its state."""
-    nodes: dict[str, NodeNow] = {}
-    for name, look in seen.items():
-        if look is None:
-            nodes[name] = NodeNow(state="unreachable")
-            continue
-        container, serving, failing = look
-        if container is None:
-            nodes[name] = NodeNow(state="empty")
-            continue
-        state = "serves" if serving else "unhealthy" if failing else "waits" if container.running else "stopped"
-        digest = container.label("digest")
-        nodes[name] = NodeNow(state=state, version=container.version, image=container.reference or None,
-                              digest=None if digest in (None, "none") else digest, config=container.label("config"),
-                              secret_versions=json.loads(container.label("secrets") or "{}"),
-                              **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
-    answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
-    return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
-
-
-def standing_line(record: Mapping) -> str:
-    """A ``now_record`` in one line: "now: a serves (2.11.0, config 0123456789ab), b waits (...)"."""
-    parts = []
-    for name, node in record["nodes"].items():
-        held = f" ({node['version']}, config {str(node['config'])[:12]})" if "config" in node else ""
-        parts.append(f"{name} {node['state']}{held}")
-    return "now: " + ", ".join(parts)
 
 
 def not_started(service: str) -> Callable[[], dict]:

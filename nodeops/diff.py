@@ -4,7 +4,7 @@ inventory wants. `fab deploy --dry-run` prints it and stops; `fab deploy` prints
 The old side of a node is what its container records (labels ``image``, ``digest``, ``variables``,
 ``secrets`` and ``files``: the text of its non-secret files, so a change of the role's templates, an override
 in the operator's ``roles/`` say, is a real diff of what the node read; its secret files rendered again in
-memory by nodeops.deploy.restore_job). A container started by an older nodeops records no text: its files are
+memory by nodeops.job.restore_job). A container started by an older nodeops records no text: its files are
 rendered again by today's templates, and a warning says so. The new side is this run's preflight. Nodes
 that run the same inputs share one diff. Secret files are compared in memory and
 said to be "changed", never shown; a secret reference is named with its version ids; no value of a secret

@@ -3,7 +3,7 @@ failing ``fab check`` run.
 
 The inventory names the webhook by a secret reference (``notify.webhook``): its URL usually carries a
 token (Slack, Mattermost, a PagerDuty or Opsgenie integration), so it is read like any other secret
-(nodeops.secrets), masked by every run's redactor (nodeops.deploy.prepare), and never printed, logged or
+(nodeops.secrets), masked by every run's redactor (nodeops.job.prepare), and never printed, logged or
 put in a message.
 
 Messages (``POST``, ``Content-Type: application/json``), built by pure functions from what is already

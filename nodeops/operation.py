@@ -33,12 +33,12 @@ from collections.abc import Mapping, Sequence
 
 from nodeops import program
 from nodeops.commands import bastion
-from nodeops.deploy import Reporter
 from nodeops.edges.ssh import Fleet, Session, execute
 from nodeops.errors import Declined, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.notify import operation_message, webhook
 from nodeops.records import Entry, Released, Start, end_entry, entry
+from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
 # Where CI systems put the run's id and the person behind it (first one set wins).

@@ -73,7 +73,7 @@ def the_active(states: Iterable[NodeView], service: str, purpose: str) -> NodeVi
 
 def moved_versions(recorded: Mapping[str, str | None], versions: Mapping[str, str | None]) -> list[tuple]:
     """(name, recorded version, version now) of each secret in ``versions`` whose backend version id differs
-    from the one ``recorded`` (a container's ``secrets`` label, nodeops.deploy.input_labels); a secret the
+    from the one ``recorded`` (a container's ``secrets`` label, nodeops.job.input_labels); a secret the
     record lacks, or a backend without versions (None on both sides), is no move."""
     return [(name, recorded[name], version) for name, version in versions.items()
             if recorded.get(name, version) != version]  # fmt: skip

@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from nodeops import program
 from nodeops.activation import plan_promotion
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.deploy import ServiceDeploy, not_started, per_service
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
+from nodeops.job import Job
 from nodeops.lease import LeaseView, lease_reader
 from nodeops.records import Promoted
 from nodeops.run.awaits import SERVE_TIMEOUT
+from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
 

@@ -32,7 +32,7 @@ class Record(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-# -- what runs on a pair (deploy.now_record) -------------------------------------------------------------------
+# -- what runs on a pair (facts.now.now_record) -------------------------------------------------------------------
 class NodeNow(Record):
     """One node as last observed; a node without a container (``empty``, ``unreachable``) has only its state.
     ``failing`` only when ``unhealthy``; the rest are its container's labels (deploy.input_labels)."""
@@ -47,7 +47,7 @@ class NodeNow(Record):
 
 
 class Now(Record):
-    """What runs on a pair once a run's last step is over (deploy.now_record)."""
+    """What runs on a pair once a run's last step is over (facts.now.now_record)."""
 
     active: str | None = Field(description="the one node that answers its health path (200 or 503), else null")
     nodes: dict[str, NodeNow]

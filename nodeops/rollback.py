@@ -7,7 +7,7 @@ the newest record that differs from what the active node runs now, or with
 ``--to VERSION`` the newest record of that version. The image is pulled by
 digest (``repo:tag@sha256:...``), so the very bits that ran come back even if
 the tag was pushed again since. The non-secret files (``config.toml``) are
-the text that ran, as the record keeps it (nodeops.deploy.recorded_texts),
+the text that ran, as the record keeps it (nodeops.job.recorded_texts),
 not today's templates' rendering of the variables of then: a rollback undoes
 a bad template override too. Secrets are today's: a rollback never brings
 back an old credential (a rotated database password's old version no longer
@@ -26,15 +26,18 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter, ServiceDeploy, as_recorded, job_for, per_service
+from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
+from nodeops.job import Job, as_recorded, job_for
 from nodeops.operation import audit_log
 from nodeops.records import AlreadyThere, Deployed, End, Entry
 from nodeops.render import with_texts
+from nodeops.run.guards import Guards
+from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
 HISTORY_LINES = 2000  # start and end entries read back from the audit log: a thousand operations
@@ -181,7 +184,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     for note in notes:
         report(service.name, "", note)
     run = ServiceDeploy(job, fleet, report)
-    run.refuse_downgrade(run.database_version())  # before asking: a yes would only meet the refusal
+    Guards(run).refuse_downgrade(Guards(run).database_version())  # before asking: a yes would only meet the refusal
     ask(question(service.name, record, job.rendered.config_hash))
     run.stop = stop or run.stop
     return per_service(report, service.name, lambda: run.run(dry_run=False), run.now)

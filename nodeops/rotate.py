@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeops import program, role_hooks
-from nodeops.deploy import Job, Redactor, Reporter, ServiceDeploy, not_started, per_service
+from nodeops.deploy import ServiceDeploy, not_started, per_service
 from nodeops.edges import aws, http
 from nodeops.edges.postgres import scram_verifier, sql
 from nodeops.edges.ssh import Fleet
@@ -49,12 +49,14 @@ from nodeops.errors import InvalidInput, InventoryError, NodeopsError, Operation
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Node, Service
+from nodeops.job import Job
 from nodeops.lease import ADMIN_DATABASE, database
 from nodeops.passwords import UNRESERVED, generate_password
 from nodeops.plan import Desired, ServicePlan, plan_service, the_active
 from nodeops.records import Rotated
 from nodeops.render import render
 from nodeops.roles import RotationSpec, role_for
+from nodeops.run.report import Redactor, Reporter
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
 

@@ -7,12 +7,12 @@ import datetime
 import re
 from collections.abc import Sequence
 
-from nodeops.deploy import Job
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
+from nodeops.job import Job
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
 

@@ -35,7 +35,6 @@ from testinfra.backend.base import BaseBackend
 from testinfra.backend.base import CommandResult as TestinfraResult
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job
 from nodeops.edges.ssh import Fleet, Link, execute
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container
@@ -43,6 +42,7 @@ from nodeops.facts.files import list_files
 from nodeops.facts.health import failing_checks
 from nodeops.facts.observe import Observer
 from nodeops.inventory import Node
+from nodeops.job import Job
 from nodeops.roles import Role
 
 CHECKS = ("container-user", "port", "files-dir", "files-on-disk", "tmpfs", "host-keys")

@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from nodeops.console import Screen, short_digests
-from nodeops.deploy import Reporter
 from nodeops.errors import Declined, InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, check_environment, inventory_path, load_inventory
 from nodeops.project import project_root
+from nodeops.run.report import Reporter
 
 INVENTORY_HELP = {
     "env": "environment name: loads <project>/inventory/NAME.yaml (the project: the nearest folder up from "

@@ -7,8 +7,9 @@ from invoke import task
 from nodeops.backup import backup as backup_service
 from nodeops.backup import policy_of, prepare_backup, prepare_restore
 from nodeops.backup import restore as restore_backup
-from nodeops.deploy import per_service, prepare
+from nodeops.deploy import per_service
 from nodeops.errors import InvalidInput, raise_failures
+from nodeops.job import prepare
 from nodeops.operation import Operation
 
 from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of

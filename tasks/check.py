@@ -15,9 +15,9 @@ from rich.console import Console
 
 from nodeops.check import Metric, render_textfile, textfile_target, write_textfile
 from nodeops.check import check as run_checks
-from nodeops.deploy import prepare
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import OperationFailed
+from nodeops.job import prepare
 from nodeops.notify import check_message, webhook
 from nodeops.operation import holder_record, now
 from nodeops.verify import failure_summary

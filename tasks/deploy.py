@@ -5,8 +5,8 @@ from __future__ import annotations
 from invoke import task
 
 from nodeops.deploy import deploy as deploy_services
-from nodeops.deploy import prepare
 from nodeops.errors import raise_failures
+from nodeops.job import prepare
 from nodeops.operation import Operation
 
 from ._cli import INEXACT_HELP, SERVICES_HELP, cli, load, progress, services_of

@@ -7,10 +7,10 @@ import json
 from invoke import task
 
 from nodeops import program
-from nodeops.deploy import Reporter
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.operation import describe_locks, locks, release_stale
+from nodeops.run.report import Reporter
 
 from ._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
 

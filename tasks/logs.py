@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from invoke import Exit, task
 
 from nodeops.access import LineMasker, check_since, check_tail, logs_command
-from nodeops.deploy import prepare
 from nodeops.edges.ssh import Fleet, stream
 from nodeops.errors import Interrupted, InvalidInput
+from nodeops.job import prepare
 from nodeops.stopping import ending_on_signals
 
 from ._cli import INVENTORY_HELP, cli, load, services_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from invoke import task
 
-from nodeops.deploy import prepare
 from nodeops.errors import InvalidInput, raise_failures
+from nodeops.job import prepare
 from nodeops.operation import Operation
 from nodeops.rollback import rollback as roll_back
 

@@ -8,8 +8,8 @@ from invoke import task
 from rich.console import Console
 
 from nodeops.console import status_view
-from nodeops.deploy import prepare
 from nodeops.edges.ssh import Fleet
+from nodeops.job import prepare
 from nodeops.status import status as observe_status
 
 from ._cli import SERVICES_HELP, cli, is_interactive, load, services_of

@@ -8,8 +8,8 @@ import json
 from invoke import task
 from rich.console import Console
 
-from nodeops.deploy import prepare
 from nodeops.edges.ssh import Fleet
+from nodeops.job import prepare
 from nodeops.verify import verify as run_checks
 
 from ._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of

@@ -32,16 +32,17 @@ from nodeops.backup.rules import (
 )
 from nodeops.backup.store import S3, HashingReader, HashingWriter, Upload
 from nodeops.commands import node as cmd
-from nodeops.deploy import Job, Reporter
 from nodeops.edges import proc
 from nodeops.edges.postgres import sql
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.facts.container import inspect, parse_inspect
 from nodeops.inventory import BackupPolicy, Inventory
+from nodeops.job import Job
 from nodeops.lease import database, locate
 from nodeops.records import BackedUp
 from nodeops.roles import BackupSpec
+from nodeops.run.report import Reporter
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,15 @@ from nodeops.backup.rules import (
     tool,
 )
 from nodeops.backup.store import READ_SIZE, S3, HashingReader, HashingWriter
-from nodeops.deploy import Job, Reporter
 from nodeops.edges import proc
 from nodeops.edges.postgres import sql
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
+from nodeops.job import Job
 from nodeops.lease import ADMIN_DATABASE, database, locate
 from nodeops.records import Restored
+from nodeops.run.report import Reporter
 from nodeops.secrets import Secret, read_reference
 
 

@@ -10,10 +10,10 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from nodeops.deploy import Job
 from nodeops.edges.postgres import sql
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.inventory import BackupPolicy, Inventory
+from nodeops.job import Job
 from nodeops.roles import BackupSpec
 from nodeops.secrets import Secret
 

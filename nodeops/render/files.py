@@ -63,7 +63,7 @@ class Rendered:
     ``secret_versions``: {secret name: version id or None} of the secrets the
     files used (revealed through a filter), with ``variables`` (the service's
     own, the role's defaults left out) what a container's labels record, so
-    that the very same inputs can be rendered again (nodeops.deploy).
+    that the very same inputs can be rendered again (nodeops.job).
     """
 
     role: str
@@ -153,7 +153,7 @@ def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[
                secret_versions: Mapping[str, str | None] | None = None) -> Rendered:  # fmt: skip
     """``rendered`` (of ``role`` for ``service``) with each non-secret file named in ``texts`` (file name -> the
     UTF-8 text a node was started with, as a container's ``files`` label or an audit record keeps it,
-    nodeops.deploy.recorded_texts) holding that text instead of today's rendering, and the config hash computed
+    nodeops.job.recorded_texts) holding that text instead of today's rendering, and the config hash computed
     again over it (and over ``secret_versions`` when given, else ``rendered``'s). A name that is no non-secret file
     of ``rendered`` is ignored; secret files are left as rendered. So the hash equals the one a container recorded
     exactly when the text, the variables, the image and the secret versions are those it ran on."""

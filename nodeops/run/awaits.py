@@ -67,7 +67,7 @@ class Awaits:
     def await_waiting(self, node: Node, job: Any = None) -> str:
         """Running, not answering its health path, for STANDBY_STABLE seconds in a row, and shown to wait for the
         lease (waiting_evidence: the lease held by the other node), within WAIT_TIMEOUT; returns the evidence.
-        ``job``: the inputs the node runs on (a nodeops.deploy.Job; this run's by default), whose credentials read
+        ``job``: the inputs the node runs on (a nodeops.job.Job; this run's by default), whose credentials read
         the lease. OperationFailed when its container stops, it answers (it took the lease) or the time passes."""
         run = self.change
         started, stable_since, why = time.monotonic(), None, "not yet running stably"

@@ -23,10 +23,10 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from nodeops.deploy import prepare
 from nodeops.edges.ssh import Fleet
 from nodeops.hostkeys import fingerprint
 from nodeops.inventory import HostKey, load_inventory
+from nodeops.job import prepare
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab
 from tests.e2e.probe import wait_for

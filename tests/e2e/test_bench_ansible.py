@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from bench import compare
-from nodeops.deploy import prepare
 from nodeops.edges.ssh import Fleet
 from nodeops.facts.files import list_files
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from tests.e2e.conftest import own_lab
 
 pytestmark = pytest.mark.lab

@@ -20,10 +20,10 @@ import yaml
 from lab.host import Lab
 from lab.services import read_secret, secrets_client
 from lab.topology import plan_lab
-from nodeops.deploy import Reporter
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation
 from nodeops.records import Deployed, Promoted, entry
+from nodeops.run.report import Reporter
 from nodeops.secrets.env import env_variable_name
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab

@@ -29,10 +29,10 @@ import boto3
 import pytest
 import yaml
 
-from nodeops.deploy import job_for, restore_job
 from nodeops.edges.ssh import Fleet, execute
 from nodeops.facts.container import parse_inspect
 from nodeops.inventory import load_inventory
+from nodeops.job import job_for, restore_job
 from nodeops.render import RenderedFile
 from tests.conftest import FAB, ROOT, fab, override_config, screen_pieces, simulator
 from tests.e2e.conftest import inventory_variant, own_lab

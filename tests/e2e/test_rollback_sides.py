@@ -13,10 +13,11 @@ import shlex
 
 import pytest
 
-from nodeops.deploy import ServiceDeploy, prepare
+from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import OperationFailed
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from nodeops.run import awaits
 from nodeops.run.report import Reporter
 from tests.conftest import fab

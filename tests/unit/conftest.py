@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nodeops.deploy import prepare
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from tests.unit.test_deploy_preflight import ENV, inventory
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from nodeops.access import LINE_LIMIT, LineMasker, check_since, check_tail, container_shell_command, logs_command
 from nodeops.commands.node import until_closed
-from nodeops.deploy import Redactor
 from nodeops.errors import InvalidInput
+from nodeops.run.report import Redactor
 from nodeops.secrets import Secret
 from tests.conftest import ROOT, fab
 

@@ -29,7 +29,6 @@ from nodeops.check import (
     textfile_target,
     write_textfile,
 )
-from nodeops.deploy import Redactor
 from nodeops.errors import InvalidInput, InventoryError
 from nodeops.facts.container import parse_inspect
 from nodeops.facts.logs import error_candidates, error_lines
@@ -38,6 +37,7 @@ from nodeops.facts.resources import Resources, host_resources, parse_df, parse_l
 from nodeops.facts.view import NodeView
 from nodeops.inventory import CheckPolicy, Node
 from nodeops.roles import load_role
+from nodeops.run.report import Redactor
 from nodeops.secrets import Secret
 from nodeops.verify import Check, failure_summary
 from tests.conftest import fab

@@ -30,10 +30,11 @@ from nodeops.console import (
     step_row,
     wrap_spans,
 )
-from nodeops.deploy import Reporter, per_service
+from nodeops.deploy import per_service
 from nodeops.diff import BODY_INDENT
 from nodeops.errors import Declined, Interrupted, OperationFailed
 from nodeops.hostkeys import Row as HostKeyRow
+from nodeops.run.report import Reporter
 from tests.conftest import screen_pieces
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops.deploy import prepare
 from nodeops.errors import InvalidInput
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from nodeops.render import render
 from nodeops.roles import profile_name, role_for
 from nodeops.secrets import Secret
@@ -177,7 +177,8 @@ RPC = "wss://eth-mainnet.example.net/v3/Rk7rpcSentinelKey0123456789"
 def test_an_rpc_url_secret_reference_is_masked_and_never_in_what_deploy_records(tmp_path, monkeypatch):
     """The URL reaches rpc.toml only: not the config hash's inputs, not deploy's audit record (`variables`),
     and the redactor masks it (and its URL-encoded and JSON forms) in every message deploy shows or logs."""
-    from nodeops.deploy import Reporter, ServiceDeploy
+    from nodeops.deploy import ServiceDeploy
+    from nodeops.run.report import Reporter
 
     last = "      api_password: {backend: ci, name: cl/api, key: password}\n"
     text = inventory().replace(last, last + "      eth_url: {backend: ci, name: cl/rpc}\n")

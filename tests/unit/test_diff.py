@@ -182,9 +182,11 @@ def test_short_digests_are_12_hex(digest, shown):
 def shown_diff(job, tmp_path, container) -> list[dict]:
     """ServiceDeploy.show_diff of today's preflight of ``tmp_path / "t.yaml"`` against ``container`` on node a, as
     the JSON events a CI job reads."""
-    from nodeops.deploy import Reporter, ServiceDeploy, prepare
+    from nodeops.deploy import ServiceDeploy
     from nodeops.inventory import load_inventory
+    from nodeops.job import prepare
     from nodeops.plan import NodeView
+    from nodeops.run.report import Reporter
 
     inventory = load_inventory(tmp_path / "t.yaml")
     today = prepare(inventory)[0]
@@ -195,7 +197,7 @@ def shown_diff(job, tmp_path, container) -> list[dict]:
 
 
 def started(job, **labels):
-    from nodeops.deploy import input_labels
+    from nodeops.job import input_labels
     from nodeops.plan import Container
 
     recorded = {"config": job.rendered.config_hash, **input_labels(job), **labels}

@@ -82,7 +82,7 @@ def test_a_bad_lease_declaration_is_refused(tmp_path, change, where, problem):
 def job_of(variables: dict, password: str = "pw-Secret.1234"):
     import types
 
-    from nodeops.deploy import Redactor
+    from nodeops.run.report import Redactor
     from nodeops.secrets import Secret
 
     spec = LeaseSpec("lease_lock", "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_SSLMODE", "u", "p")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from nodeops.check import Finding
-from nodeops.deploy import prepare
 from nodeops.errors import InventoryError, OperationFailed
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from nodeops.notify import Webhook, check_message, delivery_problem, operation_message, webhook_url
 from nodeops.secrets import Secret
 from tests.conftest import fab

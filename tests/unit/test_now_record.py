@@ -1,4 +1,4 @@
-"""What the audit log's end entry says runs (nodeops.deploy.now_record, standing_line, per_service's ``now``): built
+"""What the audit log's end entry says runs (nodeops.facts.now.now_record, standing_line, per_service's ``now``): built
 from what was observed last, each node's labels, never from a message written before a later step."""
 
 from __future__ import annotations
@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from nodeops.deploy import Reporter, now_record, per_service, standing_line
+from nodeops.deploy import per_service
 from nodeops.errors import Interrupted, OperationFailed
 from nodeops.facts.container import Container
+from nodeops.facts.now import now_record, standing_line
+from nodeops.run.report import Reporter
 
 DIGEST = "sha256:" + "d" * 64
 

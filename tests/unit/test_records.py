@@ -12,9 +12,10 @@ import jsonschema
 import pytest
 
 from nodeops import operation
-from nodeops.deploy import Reporter, ServiceDeploy, now_record, per_service
+from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.errors import Interrupted, OperationFailed, Unsafe
 from nodeops.facts.container import Container
+from nodeops.facts.now import now_record
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation, audit_log
 from nodeops.records import (
@@ -32,6 +33,7 @@ from nodeops.records import (
     audit_schema,
     entry,
 )
+from nodeops.run.report import Reporter
 from tests.unit.test_deploy_preflight import ENV
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

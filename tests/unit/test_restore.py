@@ -16,13 +16,14 @@ import types
 
 import pytest
 
-from nodeops import deploy as deploy_module
-from nodeops.deploy import ServiceDeploy, changed_inputs, input_labels, job_for, restore_job
+from nodeops import job as job_module
+from nodeops.deploy import ServiceDeploy
 from nodeops.edges.postgres import LoginRefused
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import load_inventory
+from nodeops.job import changed_inputs, input_labels, job_for, restore_job
 from nodeops.plan import (
     SINGLE,
     ServicePlan,
@@ -34,6 +35,9 @@ from nodeops.plan import (
     secret_changes,
 )
 from nodeops.render import render
+from nodeops.run import guards as guards_module
+from nodeops.run import restore as restore_module
+from nodeops.run.guards import Guards
 from nodeops.run.runner import stop_action
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
@@ -81,7 +85,7 @@ def test_a_plain_file_that_holds_a_secret_form_is_never_recorded(job, tmp_path):
 def test_a_container_is_restarted_on_the_text_it_read_when_the_templates_changed_since(job, tmp_path):
     container = container_of(job)
     override_config(tmp_path, "SecureCookies = false", "SecureCookies = true")
-    today = deploy_module.prepare(load_inventory(tmp_path / "t.yaml"))[0]
+    today = job_module.prepare(load_inventory(tmp_path / "t.yaml"))[0]
     assert today.rendered.config_hash != job.rendered.config_hash  # so the check below can fail
     then = restore_job(load_inventory(tmp_path / "t.yaml"), today, "a", container)
     assert then.rendered.files["config.toml"].data == job.rendered.files["config.toml"].data
@@ -252,21 +256,21 @@ def test_an_image_older_than_the_databases_version_is_told_apart(tag, recorded, 
 def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything_changes(
     job, monkeypatch, raised, recorded, outcome
 ):
-    """deploy.database_version and refuse_downgrade, as run() calls them (the login itself is the lab's:
-    tests/e2e/test_rotate.py)."""
+    """Guards.database_version and refuse_downgrade (nodeops.run.guards), as run() calls them (the login itself is
+    the lab's: tests/e2e/test_rotate.py)."""
 
     def read(_fleet, _job):
         if raised is not None:
             raise raised
         return recorded
 
-    monkeypatch.setattr(deploy_module, "recorded_version", read)
+    monkeypatch.setattr(guards_module, "recorded_version", read)
     said: list[str] = []
     run = ServiceDeploy(dataclasses.replace(job, service=dataclasses.replace(job.service, image="img:2.10.0")),
                         None, lambda _s, _n, message, **_d: said.append(message))  # fmt: skip
     if outcome == "refused":
         with pytest.raises(Unsafe) as err:
-            run.refuse_downgrade(run.database_version())
+            Guards(run).refuse_downgrade(Guards(run).database_version())
         text = str(err.value)
         assert err.value.exit_code == EXIT_UNSAFE and not job.redact.leaks(text)
         if raised is not None:
@@ -277,7 +281,7 @@ def test_a_database_that_refuses_the_runs_credentials_is_refused_before_anything
         else:
             assert "older than 2.11.0" in text
         return
-    run.refuse_downgrade(run.database_version())
+    Guards(run).refuse_downgrade(Guards(run).database_version())
     assert (said[0] if said else None) == (None if outcome == "passed" else
         f"warning: {raised}; this run's database credentials and the image's version are not checked against the "
         "database")  # fmt: skip
@@ -337,7 +341,7 @@ def test_a_failed_upgrade_that_migrated_the_database_restarts_the_old_inputs_on_
 ):
     """ServiceDeploy.previous_on, with the database's version given: the inputs a node's previous container goes back
     on, and the fix forward the run's message then names (the restart itself is the lab's: tests/e2e/test_restore)."""
-    monkeypatch.setattr(deploy_module, "recorded_version", lambda _fleet, _job: now)
+    monkeypatch.setattr(restore_module, "recorded_version", lambda _fleet, _job: now)
     inventory = load_inventory(tmp_path / "t.yaml")
     change = job_for(inventory, dataclasses.replace(job.service, image="smartcontract/chainlink:2.11.0",
                      variables={**job.service.variables, "ROOT_DIR": "/root/cl"}), secrets=job.secrets)  # fmt: skip

@@ -198,6 +198,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     from nodeops import deploy
     from nodeops import rollback as rb
     from nodeops.errors import Unsafe
+    from nodeops.run import guards
 
     a = Node("a", "10.0.0.1", 22, "active", (), "cl1")
     service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, (a,))
@@ -211,7 +212,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)
     monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
     monkeypatch.setattr(rb, "the_start", lambda started, _then, _record: (started, []))
-    monkeypatch.setattr(deploy, "recorded_version", lambda *_a: recorded)
+    monkeypatch.setattr(guards, "recorded_version", lambda *_a: recorded)
     monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
     monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {"active": "a", "nodes": {"a": {"state": "serves"}}})
     inventory = types.SimpleNamespace(source="inventory/prod.yaml")
@@ -230,7 +231,7 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
 # -- what a rollback really starts: the text that ran, today's secrets, the hash it labels ------------------------
 def recorded_run(job, digest: str | None = DIGEST) -> Deployed:
     """The audit record a deploy of ``job`` leaves (ServiceDeploy.ran)."""
-    from nodeops.deploy import recorded_texts
+    from nodeops.job import recorded_texts
 
     return Deployed(service=job.service.name, changed=True, active="a", image=job.service.image, digest=digest,
                     config=job.rendered.config_hash, variables=dict(job.service.variables),
@@ -239,8 +240,8 @@ def recorded_run(job, digest: str | None = DIGEST) -> Deployed:
 
 def targets(job, tmp_path, record: Deployed):
     """(the target as today renders it, pinned; the same unpinned), from ``tmp_path / "t.yaml"`` as it is now."""
-    from nodeops.deploy import job_for
     from nodeops.inventory import load_inventory
+    from nodeops.job import job_for
 
     inventory = load_inventory(tmp_path / "t.yaml")
     return tuple(job_for(inventory, target_service(job.service, record, pinned), secrets=job.secrets)
@@ -251,7 +252,7 @@ def test_a_rollback_starts_the_text_that_ran_and_announces_the_hash_it_starts(jo
     """The version rolled away from came with an override of config.toml in the operator's roles/: rolling back
     starts the text that ran then (not today's override), says that today's templates differ, and announces and
     labels the config hash it really starts (the digest pin is in it), not the record's."""
-    from nodeops.deploy import input_labels
+    from nodeops.job import input_labels
     from nodeops.rollback import announce, the_start
 
     rec = recorded_run(job)

@@ -433,7 +433,8 @@ class FakeSecretsManager:
 
 def fake_rotation(tmp_path, monkeypatch, client: FakeSecretsManager):
     from nodeops import rotate as mod
-    from nodeops.deploy import Job, Redactor, Reporter
+    from nodeops.job import Job
+    from nodeops.run.report import Redactor, Reporter
 
     inv = aws_inventory(tmp_path)
     service = inv.services["cl"]

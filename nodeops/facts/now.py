@@ -1,0 +1,66 @@
+"""What runs on a pair at this moment, observed (now_of) and recorded (now_record: the audit log's end entry and a
+run's result, records.Now) or said in one line (standing_line: an interrupted run's message)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from nodeops.errors import NodeopsError
+from nodeops.facts.container import Container
+from nodeops.facts.observe import Observer
+from nodeops.records import NodeNow, Now
+
+
+def now_of(observer: Observer) -> dict:
+    """What runs on ``observer``'s pair at this moment, observed now over its connections (a node not connected yet
+    is connected; each node's container inspected, its health path asked): ``now_record``'s shape. A node that
+    cannot be reached is said so; nothing is raised."""
+    seen: dict[str, tuple[Container | None, bool, tuple[str, ...]] | None] = {}
+    for n in observer.service.nodes:
+        try:
+            if n.name not in observer.conns:
+                observer.connect(n)
+            found = observer.container(n.name)
+        except NodeopsError:
+            seen[n.name] = None
+            continue
+        serving, failing = observer.health(n)
+        seen[n.name] = (found, serving, failing)
+    return now_record(seen)
+
+
+def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
+    """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
+    or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
+    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None, "nodes": {name: {"state",
+    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
+    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
+    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
+    the container's labels (input_labels); a node without a container has only its state."""
+    nodes: dict[str, NodeNow] = {}
+    for name, look in seen.items():
+        if look is None:
+            nodes[name] = NodeNow(state="unreachable")
+            continue
+        container, serving, failing = look
+        if container is None:
+            nodes[name] = NodeNow(state="empty")
+            continue
+        state = "serves" if serving else "unhealthy" if failing else "waits" if container.running else "stopped"
+        digest = container.label("digest")
+        nodes[name] = NodeNow(state=state, version=container.version, image=container.reference or None,
+                              digest=None if digest in (None, "none") else digest, config=container.label("config"),
+                              secret_versions=json.loads(container.label("secrets") or "{}"),
+                              **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
+    answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
+    return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
+
+
+def standing_line(record: Mapping) -> str:
+    """A ``now_record`` in one line: "now: a serves (2.11.0, config 0123456789ab), b waits (...)"."""
+    parts = []
+    for name, node in record["nodes"].items():
+        held = f" ({node['version']}, config {str(node['config'])[:12]})" if "config" in node else ""
+        parts.append(f"{name} {node['state']}{held}")
+    return "now: " + ", ".join(parts)

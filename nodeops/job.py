@@ -1,0 +1,176 @@
+"""A run's inputs for one service, known before any host is touched (a Job: its service, role, profile, files
+rendered in memory, redactor and resolved secrets), and how a container's inputs are recorded in its labels and
+rendered again from them (input_labels, restore_job).
+
+prepare is the preflight of every command that acts on a pair: any problem here is exit 2 and no host has been
+contacted. The engine's verbs (deploy, promote, rollback, rotate, status, check, verify, backup) take Jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from nodeops.diff import Side
+from nodeops.errors import InvalidInput, Unsafe
+from nodeops.facts.container import Container
+from nodeops.inventory import Inventory, Service
+from nodeops.notify import webhook_url
+from nodeops.render import Rendered, render, with_texts
+from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
+from nodeops.run.report import Redactor
+from nodeops.secrets import Secret, resolve
+
+
+@dataclass(frozen=True)
+class Job:
+    """One service, everything known before any host is touched."""
+
+    service: Service
+    role: Role
+    profile: str
+    rendered: Rendered
+    redact: Redactor
+    secrets: Mapping[str, Secret]  # resolved, in memory only; for the lease reader
+
+    @property
+    def variables(self) -> Mapping[str, object]:
+        """The role's defaults overlaid with the service's variables, as the templates see them."""
+        return {**self.role.defaults, **self.service.variables}
+
+    def side(self, digest: str | None) -> Side:
+        """What this job would start, as a diff's new side: the service's image with ``digest`` (the registry's, None
+        when not known), the variables its templates read (Role.read_variables: no default a variable the service
+        sets makes unused), the rendered files and the version of each secret they use."""
+        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), self.rendered.files,
+                    dict(self.rendered.secret_versions))  # fmt: skip
+
+    def files_read(self, when: str) -> tuple[str, ...]:
+        """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
+        profile = self.role.profile(self.profile)
+        return tuple(name for name in self.rendered.files if profile.files[name].read == when)
+
+    @property
+    def all_files(self) -> tuple[str, ...]:
+        return tuple(self.rendered.files)
+
+
+INPUT_LABELS = ("variables", "secrets")  # with image (none before it existed), profile, config: what it ran on
+TEXTS_LABEL = "files"  # the text of its non-secret files; absent on a container started by an older nodeops
+
+
+def recorded_texts(job: Job) -> dict[str, str]:
+    """{file name: text} of ``job``'s non-secret files (``config.toml``), what a container's ``files`` label and an
+    audit record keep so that a diff's old side and a rollback are the text a node really read, not today's
+    templates' rendering of its inputs. Never a secret file, not even its hash (a hash of secrets.toml would let
+    anyone who reads labels test a guessed password offline: render.Rendered), and never a file whose text holds
+    a form of one of the run's secrets (``job.redact``: a plain variable that equals a secret's value, say): such
+    a file is left out, and compared as today's templates render it."""
+    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items()
+            if not f.secret and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
+
+
+def compact(value: object) -> str:
+    """``value`` as one line of JSON, keys sorted: a label's or an audit field's text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def input_labels(job: Job) -> dict[str, str]:
+    """The labels that let a container be started again on exactly its inputs (``restore_job``): the image
+    reference as the inventory gives it (tag and digest: the engine's own record may drop the tag,
+    plan.Container.reference), the service's own variables, the version id of every secret its files use and
+    the text of its non-secret files (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone
+    on the host."""
+    return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
+            "secrets": compact(dict(job.rendered.secret_versions)),
+            TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
+
+
+def as_recorded(job: Job, texts: Mapping[str, str] | None, config: str | None,
+                secret_versions: Mapping[str, str | None] | None = None) -> Job | None:  # fmt: skip
+    """``job`` with its non-secret files holding ``texts`` (recorded_texts of when a node started), when that is
+    exactly what ran: its config hash, computed again (over ``secret_versions`` when given: those of then), equals
+    the recorded ``config``. None when it does not (no texts: an older nodeops; a file left out; another command or
+    file list today): the caller then has only today's templates' rendering of the inputs of then."""
+    if texts is None:
+        return None
+    then = with_texts(job.rendered, job.role, job.service, texts, secret_versions)
+    if then.config_hash != config:
+        return None
+    return dataclasses.replace(job, rendered=with_texts(job.rendered, job.role, job.service, texts))
+
+
+def changed_inputs(then: Job, now: Job) -> list[str]:
+    """What ``now`` changes in the inputs ``then`` ran on, by name only (never a value), for a fix forward:
+    ``["variable ROOT_DIR", "secret keystore"]``: each variable whose value differs (role defaults included), then
+    each secret whose version differs; the image is left out (it is what cannot go back)."""
+    old, new = then.variables, now.variables
+    variables = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+    old_v, new_v = then.rendered.secret_versions, now.rendered.secret_versions
+    secrets = sorted(k for k in {*old_v, *new_v} if old_v.get(k) != new_v.get(k))
+    return [f"variable {k}" for k in variables] + [f"secret {k}" for k in secrets]
+
+
+def restore_job(inventory: Inventory, current: Job, node: str, container: Container) -> Job:
+    """The inputs ``container`` (on ``node``) was started from, rendered again in memory: its image reference,
+    the variables and secret versions its labels record (each secret read at that version, only where it
+    differs from ``current``'s), today's role. Used to start that container again after a failed change, so that
+    it runs on what it ran on, never on the change's inputs.
+
+    Raises Unsafe (exit 4) when that cannot be done: no record in the labels (a container started by hand or by
+    an older nodeops), or a secret version the backend no longer has. Today's role renders them, and the text of
+    its non-secret files is the one its ``files`` label records when that is exactly what it ran (as_recorded);
+    otherwise (an older nodeops recorded no text) and when the role's templates or defaults changed since, the
+    result's config hash differs from the container's ``config`` label (the caller says so)."""
+    service = current.service
+    where = (f"{service.name} {node}: the inputs container {container.name} was started from cannot be rendered "
+             "again (to put it back if the change fails)")  # fmt: skip
+    recorded = [container.label(k) for k in INPUT_LABELS]
+    if None in recorded:
+        raise Unsafe(f"{where}: it records none (started by hand or by an older nodeops); replace it with "
+                     "`--allow-inexact-restore` (a failure would restart it on this run's inputs)")  # fmt: skip
+    variables, versions = (json.loads(text) for text in recorded)
+    then = dataclasses.replace(service, image=container.reference or service.image, variables=variables)
+    moved = {name: version for name, version in versions.items()
+             if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
+    try:
+        # the secrets its files used, and no other: a reference added since (an RPC URL, say) changes the render
+        secrets = {name: current.secrets[name] for name in versions if name not in moved}
+        if moved:
+            secrets.update(resolve(inventory, then, skip=[n for n in then.secrets if n not in moved], versions=moved))
+        job = job_for(inventory, then, secrets=secrets)
+    except InvalidInput as exc:
+        raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
+    texts = container.label(TEXTS_LABEL)
+    job = as_recorded(job, json.loads(texts) if texts else None, container.label("config")) or job
+    return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
+
+
+def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: bool = False) -> list[Job]:
+    """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted.
+
+    ``admin``: also the secrets only a rotation needs (an admin role's); other commands never read them,
+    so a CI job that deploys needs no admin credential."""
+    services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
+    hook = webhook_url(inventory)  # not a service's secret, but masked wherever the services' are
+    masked = () if hook is None else (hook,)
+    return [job_for(inventory, service, admin, masked=masked, from_inventory=True) for service in services]
+
+
+def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets: Mapping[str, Secret] | None = None,
+            masked: Iterable[Secret] = (), from_inventory: bool = False) -> Job:  # fmt: skip
+    """One service's preflight (``service`` may differ from the inventory's, e.g. an older image to roll back to;
+    ``secrets``: already resolved for it, not read again; ``masked``: other secrets its redactor masks too).
+    ``from_inventory``: its variables are the inventory's, so one its role does not know is refused (exit 2,
+    roles.check_variables); the variables a container recorded (rollback, restore) are rendered as they are."""
+    role = role_for(inventory, service)
+    profile = profile_name(role, service, str(inventory.source))
+    if from_inventory:
+        check_variables(inventory, service, role)  # a typo (LOGLEVEL) would only move the config hash
+    check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
+    if secrets is None:
+        secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
+    rendered = render(role, profile, service, secrets, file=str(inventory.source))
+    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
