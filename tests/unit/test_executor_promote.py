@@ -3,9 +3,10 @@ nodeops.activation.plan_promotion makes for a lease pair, what each step of the 
 the change, in order, what was said, and how the run ends: the old active waiting again (or left stopped) and the
 new one's lease files shredded, or the failure saying what serves now.
 
-The change is a fake of the runner's collaborator (the Change protocol; nodeops.deploy.ServiceDeploy in a run), as in
-test_executor_runner.py: it records what it is asked and fails where the table says. The commands each of those
-sends are NodeActions' tables (test_executor_node.py, over tests/unit/fake_edge.py); the handover's own undoing is
+First the change is a fake of the runner's collaborator (the Change protocol; nodeops.deploy.ServiceDeploy in a
+run), as in test_executor_runner.py: it records what it is asked and fails where the table says. Then the change is
+a real ServiceDeploy whose node actions send their commands to a fake of the one edge call (tests/unit/fake_edge.py):
+the lines sent after the handover, in order, for each failure. The handover's own undoing is
 test_executor_handover.py's; the lab's promote tests (tests/e2e/test_deploy.py, test_outage.py) prove the whole."""
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import types
 import pytest
 
 from nodeops.activation import plan_promotion
+from nodeops.deploy import ServiceDeploy
 from nodeops.errors import OperationFailed
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
+from nodeops.render.files import RenderedFile
+from nodeops.run.report import Redactor
 from nodeops.run.runner import ChangeFailed, ServiceRunner
+from nodeops.secrets import Secret
+from tests.unit.fake_edge import FakeEdge
 
 A, B = Node("a", "10.0.0.1", 22, "active", (), "cl"), Node("b", "10.0.0.2", 22, "standby", (), "cl")
 SERVICE = Service("cl", "r", "img:2", "docker", {}, {}, (A, B))
@@ -125,3 +131,113 @@ def test_a_failure_after_the_handover_says_what_serves_now(fails, calls, message
     assert str(err.value) == message
     assert change.calls == calls
     assert err.value.__cause__ is None
+
+
+# -- the same steps on a real change (ServiceDeploy), its node actions' commands through a fake of the one edge call --
+SENTINEL = "s3ntinel-Pa55word-0123456789"
+CL_A, CL_B = Node("cl1-a", "10.0.0.1", 22, "active", (), "cl1"), Node("cl1-b", "10.0.0.2", 22, "standby", (), "cl1")
+PREPARE = (
+    "mkdir -p -m 0755 /run/nodeops && if [ -d /run/nodeops/cl1 ]; then find /run/nodeops/cl1 -type f -exec "
+    "shred -u -- {} +; fi && rm -rf -- /run/nodeops/cl1 && install -d -m 0500 -o 14933 -g 14933 /run/nodeops/cl1"
+)
+WRITE = (
+    "install -m 0400 -o 14933 -g 14933 /dev/null /run/nodeops/cl1/secrets.toml && cat > /run/nodeops/cl1/secrets.toml"
+)
+
+
+def shredded(*names: str) -> str:
+    paths = " ".join(f"/run/nodeops/cl1/{n}" for n in names)
+    return f'for f in {paths}; do if [ -e "$f" ]; then shred -u -- "$f"; fi; done'
+
+
+class Promoting(ServiceDeploy):
+    """A ServiceDeploy whose commands go to a fake edge (``rules``); the handover (PlannedHandover's tables), the
+    waits (Awaits) and what serves after a failure (WhatServes) are recorded stand-ins: the steps after the
+    handover are the real ones (start_again, upload, start, shred)."""
+
+    def __init__(self, rules, waits_fail: Exception | None = None):  # noqa: D107 (no super(): no host is touched)
+        self.edge = FakeEdge(rules)
+        self.said, self.calls, self.waits_fail = [], [], waits_fail
+        self.service = types.SimpleNamespace(name="cl1", nodes=(CL_A, CL_B), secret_files="shred")
+        self.runtime, self.name = "docker", "nodeops-cl1"
+        self.conns = {"cl1-a": "link to cl1-a", "cl1-b": "link to cl1-b"}
+        self.fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30))
+        read = {"start": ("secrets.toml",), "lease": (".api",)}.get
+        self.job = types.SimpleNamespace(redact=Redactor([Secret(SENTINEL)]), files_read=read)
+        own = types.SimpleNamespace(
+            role=types.SimpleNamespace(user=14933),
+            files_read=read,
+            rendered=types.SimpleNamespace(
+                files={
+                    "secrets.toml": RenderedFile(
+                        "secrets.toml", f"[Password]\nKeystore = '{SENTINEL}'\n".encode(), True
+                    )
+                }
+            ),
+        )
+        self.ran_on = {"cl1-a": own}
+
+    def say(self, node, message, **_data):
+        self.said.append((node, message))
+
+    def handover(self, old, new, restore_standby=True, shred=True):
+        self.calls.append(f"handover {old.name} {new.name} restore_standby={restore_standby} shred={shred}")
+        return 0.8
+
+    @property
+    def waits(self):
+        return self
+
+    def await_waiting(self, node, _job=None):
+        self.calls.append(f"await-waiting {node.name}")
+        if self.waits_fail is not None:
+            raise self.waits_fail
+        return "cl1-b's lease"
+
+    def confirm(self, what, unsafe=False):  # noqa: ARG002 (the runner names it)
+        return ChangeFailed(f"{what}; now: cl1-b serves")
+
+
+CL_SEEN = {"cl1-a": NodeView(CL_A, RUNNING, True), "cl1-b": NodeView(CL_B, RUNNING, False)}
+PLAN = plan_promotion("lease", Service("cl1", "r", "img:2", "docker", {}, {}, (CL_A, CL_B)), CL_SEEN, "cl1-b")
+SENT = [PREPARE, WRITE, "docker start nodeops-cl1", shredded("secrets.toml"), shredded(".api")]
+AFTER_CL = "; after cl1-b took over from cl1-a; now: cl1-b serves"
+
+
+@pytest.mark.parametrize(
+    ("rules", "waits_fail", "sent", "error"),
+    [
+        ([], None, SENT, None),
+        # the old active's container does not start: said, with what serves; nothing shredded
+        ([(r"^docker start", (1, "", "Error: container exited: boom"))], None, SENT[:3],
+         "cl1 cl1-a: `docker start` failed: Error: container exited: boom" + AFTER_CL),
+        # its host cut off while its files go up: said; the rest never sent
+        ([(r"^install -m 0400", OperationFailed("cl1-a: connection lost: EOF"))], None, SENT[:2],
+         "cl1-a: connection lost: EOF" + AFTER_CL),
+        # started, but never waits for the lease: its start files are not shredded (it may not have read them)
+        ([], OperationFailed("cl1 cl1-a: not a waiting standby (container exited)"), SENT[:3],
+         "cl1 cl1-a: not a waiting standby (container exited)" + AFTER_CL),
+        # the new active's shred does not finish (cut off): said
+        ([(r"\.api; do", OperationFailed("cl1-b: connection lost"))], None, SENT, "cl1-b: connection lost" + AFTER_CL),
+    ],
+    ids=["promoted", "start-fails", "upload-cut-off", "never-waits", "new-active-cut-off"],
+)  # fmt: skip
+def test_the_promotion_steps_send_these_commands(rules, waits_fail, sent, error):
+    change = Promoting(rules, waits_fail)
+    if error is None:
+        assert ServiceRunner(change).promote(PLAN) == 0.8
+        assert change.said == [
+            ("", "promote cl1-b: stop cl1-a gracefully, cl1-b takes the lease"),
+            ("cl1-a", "shredded secrets.toml"),
+            ("cl1-a", "restarted as the standby, waiting for the lease"),
+            ("cl1-b", "shredded .api"),
+        ]
+    else:
+        with pytest.raises(ChangeFailed) as err:
+            ServiceRunner(change).promote(PLAN)
+        assert str(err.value) == error
+    assert change.edge.commands == sent
+    assert change.calls[0] == "handover cl1-a cl1-b restore_standby=False shred=False"
+    assert all(SENTINEL not in line for line in change.edge.commands)  # a secret only ever on stdin
+    assert [s.stdin for s in change.edge.sent if s.stdin] == ([f"[Password]\nKeystore = '{SENTINEL}'\n".encode()]
+                                                             if len(sent) > 1 else [])  # fmt: skip
