@@ -203,13 +203,10 @@ class ServiceRunner:
                 raise run.confirm(run.restore(step.node, str(exc))) from None
 
     def promote(self, plan: ServicePlan) -> float | None:
-        """Carry out a planned promotion (nodeops.activation.plan_promotion, activation lease): its handover (the
-        standby waits again on its own inputs if it does not take over, PlannedHandover.undo), then the old active
-        started again on its own inputs (``ran_on``: a promotion changes no input) and awaited waiting, its start
-        files shredded (``start-again``), or left stopped (``keep-stopped``), then the new active's files shredded
-        (``shred``: those read at the step's detail, ``lease``). Returns the handover's outage (seconds; None: not
-        measured). No safe point inside: a stop is the caller's to check before and after (the handover under way
-        finishes, the old active waiting again). A failure after the handover raises what serves now (confirm)."""
+        """Carry out a lease promotion's plan (nodeops.activation.plan_promotion: handover, start-again or
+        keep-stopped, shred); the handover's outage (seconds; None: not measured). The old active restarts on its own
+        inputs (``ran_on``). No safe point inside: a stop is the caller's to check before and after. A failure after
+        the handover raises what serves now (confirm); ValueError for a step no lease promotion has."""
         run = self.change
         nodes = {n.name: n for n in run.service.nodes}
         outage, took = None, ""
@@ -229,8 +226,10 @@ class ServiceRunner:
                     run.say(step.node, "restarted as the standby, waiting for the lease")
                 elif step.action == "keep-stopped":
                     run.say(step.node, "left stopped (--keep-old-stopped): the pair has no standby")
-                else:  # shred
+                elif step.action == "shred":
                     run.shred(step.node, run.job.files_read(step.detail))
+                else:  # a plan of another model (keys: fence first) is refused before it gets here (promote.assess)
+                    raise ValueError(f"{self.service}: `{step.describe()}` is no step of a lease promotion")
             except OperationFailed as exc:  # what serves now, seen (a node that took over is left serving)
                 raise run.confirm(f"{exc}{took}") from None
         return outage

@@ -241,3 +241,12 @@ def test_the_promotion_steps_send_these_commands(rules, waits_fail, sent, error)
     assert all(SENTINEL not in line for line in change.edge.commands)  # a secret only ever on stdin
     assert [s.stdin for s in change.edge.sent if s.stdin] == ([f"[Password]\nKeystore = '{SENTINEL}'\n".encode()]
                                                              if len(sent) > 1 else [])  # fmt: skip
+
+
+def test_a_plan_of_another_model_is_no_lease_promotion_and_touches_nothing():
+    hot = Container("nodeops-cl", True, "running", "sha256:x", {"io.nodeops.hot": "true"})
+    keys = plan_promotion("keys", SERVICE, {"a": NodeView(A, hot, True), "b": NodeView(B, RUNNING, True)})
+    change = FakeChange()
+    with pytest.raises(ValueError, match=r"cl: `replace a \(fence: restarted without the hot keys\)` is no step"):
+        ServiceRunner(change).promote(keys)
+    assert change.calls == []
