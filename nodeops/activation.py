@@ -130,16 +130,24 @@ def plan_keys(service: Service, states: Mapping[str, NodeView], desired: Desired
 
 
 def plan_promotion(
-    activation: str, service: Service, states: Mapping[str, NodeView], to: str | None = None, fence: str = "restart"
+    activation: str,
+    service: Service,
+    states: Mapping[str, NodeView],
+    to: str | None = None,
+    fence: str = "restart",
+    keep_old_stopped: bool = False,
 ) -> ServicePlan:
     """A planned promotion of ``to`` (default: the node that is not active) under ``activation``.
 
-    ``lease``: one handover from the active (nodeops.plan.the_active). ``keys``: fence first: the holder replaced
-    without its hot files (``fence`` ``restart``) or stopped (``stop``), await-fenced (seen holding nothing), then
-    ``to`` replaced with the hot files and awaited serving; a restarted old holder is awaited serving last, as the
-    standby. ``all``: refused, there is no standby. Raises Unsafe (exit 4) when the picture allows no safe
-    promotion (a node unreachable under keys, two holders, ``to`` already active or not running, a single node), and
-    InvalidInput (exit 2) for an unknown ``fence``."""
+    ``lease``: one handover from the active (nodeops.plan.the_active), then the old active started again on its own
+    inputs and awaited waiting as the standby (``start-again``; ``keep-stopped`` with ``keep_old_stopped``: it stays
+    stopped, the pair has no standby), and last the new active's lease files shredded (``shred``): the old active
+    comes back first, so that were the new one cut off now the pair's other node is up to take over. ``keys``: fence
+    first: the holder replaced without its hot files (``fence`` ``restart``) or stopped (``stop``), await-fenced
+    (seen holding nothing), then ``to`` replaced with the hot files and awaited serving; a restarted old holder is
+    awaited serving last, as the standby. ``all``: refused, there is no standby. Raises Unsafe (exit 4) when the
+    picture allows no safe promotion (a node unreachable under keys, two holders, ``to`` already active or not
+    running, a single node), and InvalidInput (exit 2) for an unknown ``fence``."""
     name = service.name
     if fence not in FENCES:
         raise InvalidInput(f"{name}: unknown fence {fence!r}: expected {' or '.join(FENCES)}")
@@ -150,7 +158,9 @@ def plan_promotion(
     if activation != "keys":
         old = the_active(states.values(), name, "a planned promotion hands over from the one").node.name
         new = _target(name, service, old, to)
-        return ServicePlan(name, (Step("handover", old, to=new),), f"planned promotion of {new}: one handover")
+        after = Step("keep-stopped", old, "--keep-old-stopped") if keep_old_stopped else Step("start-again", old)
+        steps = (Step("handover", old, to=new), after, Step("shred", new, "lease"))
+        return ServicePlan(name, steps, f"planned promotion of {new}: one handover")
     _refuse_unreachable(name, states, "a planned promotion must see the holder fenced (the old one lost: --force)")
     holders = _holders(name, states)
     old = holders[0].node.name if holders else None

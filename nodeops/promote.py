@@ -28,6 +28,7 @@ from nodeops.lease import LeaseView, lease_reader
 from nodeops.records import Promoted
 from nodeops.run.awaits import SERVE_TIMEOUT
 from nodeops.run.report import Reporter
+from nodeops.run.runner import ServiceRunner
 from nodeops.stopping import StopRequests
 
 
@@ -162,28 +163,17 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, NodeView], active: Node) -
 
 def planned(run: ServiceDeploy, seen: dict[str, NodeView], active: Node, keep_old_stopped: bool,
             evidence: str = "") -> dict:  # fmt: skip
-    """Hand over from ``active`` to the other node (assess checked it can take over, ``evidence`` that it waits):
-    graceful stop, takeover, measured; then the old active restarted as the standby on its own inputs, unless
+    """Hand over from ``active`` to the other node (assess checked it can take over, ``evidence`` that it waits),
+    as planned by nodeops.activation.plan_promotion and carried out by the runner (ServiceRunner.promote): graceful
+    stop, takeover, measured; then the old active restarted as the standby on its own inputs, unless
     ``keep_old_stopped``."""
     service = run.service
     standby = next(s for s in seen.values() if s.node is not active)
+    plan = plan_promotion("lease", service, seen, standby.node.name, keep_old_stopped=keep_old_stopped)
     if run.stop.is_set():  # the last safe point: nothing was touched
         raise Interrupted(f"{service.name}: stopped before the handover as asked, nothing changed; {run.standing()}")
     run.say(standby.node.name, "waits for the lease", evidence=evidence)
-    run.say("", f"promote {standby.node.name}: stop {active.name} gracefully, {standby.node.name} takes the lease")
-    outage = run.handover(active, standby.node, restore_standby=False, shred=False)
-    try:  # the old active first: were the new one cut off now, the pair's other node must be up to take over
-        if keep_old_stopped:
-            run.say(active.name, "left stopped (--keep-old-stopped): the pair has no standby")
-        else:
-            own = run.ran_on[active.name]  # a promotion changes no input: what it ran on, never today's inventory
-            run.start_again(active.name, own)
-            run.waits.await_waiting(active)
-            run.shred(active.name, own.files_read("start"))
-            run.say(active.name, "restarted as the standby, waiting for the lease")
-        run.shred(standby.node.name, run.job.files_read("lease"))
-    except OperationFailed as exc:  # what serves now, seen (a node that took over is left serving, files shredded)
-        raise run.confirm(f"{exc}; after {standby.node.name} took over from {active.name}") from None
+    outage = ServiceRunner(run).promote(plan)
     figure = None if outage is None else round(outage, 3)  # None: not measured (OutageProbe.measured)
     return Promoted(service=service.name, active=standby.node.name, outage_seconds=figure,
                     outage_measured=outage is not None).record()  # fmt: skip

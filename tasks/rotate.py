@@ -7,7 +7,8 @@ from invoke import task
 from nodeops.errors import raise_failures
 from nodeops.job import prepare
 from nodeops.operation import Operation
-from nodeops.rotate import needs_admin, prepare_rotations, rotate
+from nodeops.rotate import prepare_rotations, rotate
+from nodeops.rotate.rules import needs_admin
 
 from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
 

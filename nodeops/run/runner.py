@@ -1,6 +1,7 @@
 """The service runner: applies a pure plan (nodeops.plan.ServicePlan) step by step on one service's pair, reports
 each step, stops at safe points when asked (stop_action), and turns a failed step into its undoing and the message
-that says what serves now.
+that says what serves now; and a planned promotion's plan (nodeops.activation.plan_promotion) the same way
+(ServiceRunner.promote).
 
 The runner decides the order and the failure path; what each step does on a node, and how a failure is undone, is
 the change's (``change``: nodeops.deploy.ServiceDeploy, through the ``Change`` protocol below), whose node actions
@@ -44,12 +45,13 @@ class Change(Protocol):
     outages: list[float | None]
     forward: list[str]
     waits: Any  # nodeops.run.awaits.Awaits: await_serving, await_waiting, others_silent
+    ran_on: dict[str, Any]  # node -> the inputs (nodeops.deploy.Job) its container was started from
 
     def keep_restorable(self, nodes) -> None: ...
     def health(self, node) -> tuple[bool, tuple[str, ...]]: ...
     def say(self, node: str, message: str, **data) -> None: ...
     def replace(self, node: str) -> None: ...
-    def handover(self, old, new) -> float | None: ...
+    def handover(self, old, new, restore_standby: bool = True, shred: bool = True) -> float | None: ...
     def shred(self, node: str, names) -> None: ...
     def restore(self, node: str, why: str) -> str: ...
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed: ...
@@ -199,3 +201,35 @@ class ServiceRunner:
                                       "standby, as no other node answers (one cut off, or its container gone?); "
                                       "it runs this change's inputs and was left serving") from None  # fmt: skip
                 raise run.confirm(run.restore(step.node, str(exc))) from None
+
+    def promote(self, plan: ServicePlan) -> float | None:
+        """Carry out a lease promotion's plan (nodeops.activation.plan_promotion: handover, start-again or
+        keep-stopped, shred); the handover's outage (seconds; None: not measured). The old active restarts on its own
+        inputs (``ran_on``). No safe point inside: a stop is the caller's to check before and after. A failure after
+        the handover raises what serves now (confirm); ValueError for a step no lease promotion has."""
+        run = self.change
+        nodes = {n.name: n for n in run.service.nodes}
+        outage, took = None, ""
+        for step in plan.steps:
+            node = nodes[step.node]
+            if step.action == "handover":
+                run.say("", f"promote {step.to}: stop {step.node} gracefully, {step.to} takes the lease")
+                outage = run.handover(node, nodes[step.to], restore_standby=False, shred=False)
+                took = f"; after {step.to} took over from {step.node}"
+                continue
+            try:
+                if step.action == "start-again":
+                    own = run.ran_on[step.node]
+                    run.start_again(step.node, own)
+                    run.waits.await_waiting(node)
+                    run.shred(step.node, own.files_read("start"))
+                    run.say(step.node, "restarted as the standby, waiting for the lease")
+                elif step.action == "keep-stopped":
+                    run.say(step.node, "left stopped (--keep-old-stopped): the pair has no standby")
+                elif step.action == "shred":
+                    run.shred(step.node, run.job.files_read(step.detail))
+                else:  # a plan of another model (keys: fence first) is refused before it gets here (promote.assess)
+                    raise ValueError(f"{self.service}: `{step.describe()}` is no step of a lease promotion")
+            except OperationFailed as exc:  # what serves now, seen (a node that took over is left serving)
+                raise run.confirm(f"{exc}{took}") from None
+        return outage

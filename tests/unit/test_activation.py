@@ -169,8 +169,11 @@ def test_unsafe_pictures_are_refused_per_model(model, service, facts, fragment):
 @pytest.mark.parametrize(
     ("model", "facts", "options", "expected"),
     [
-        ("lease", seen(serving="a", a=c(), b=c()), {}, ["handover a->b"]),
-        ("lease", seen(serving="b", a=c(), b=c()), {}, ["handover b->a"]),
+        # lease: the handover, the old active back as the standby on its own inputs, the new one's lease files shredded
+        ("lease", seen(serving="a", a=c(), b=c()), {}, ["handover a->b", "start-again a", "shred b"]),
+        ("lease", seen(serving="b", a=c(), b=c()), {}, ["handover b->a", "start-again b", "shred a"]),
+        ("lease", seen(serving="a", a=c(), b=c()), {"keep_old_stopped": True},
+         ["handover a->b", "keep-stopped a", "shred b"]),
         # keys: fence first (the holder without keys, seen fenced), then the keys to the new one
         ("keys", seen(serving="ab", a=c(hot=True), b=c()), {},
          ["replace a", "await-fenced a", "replace b +keys", "await-serving b", "await-serving a"]),
@@ -180,7 +183,8 @@ def test_unsafe_pictures_are_refused_per_model(model, service, facts, fragment):
          ["replace b", "await-fenced b", "replace a +keys", "await-serving a", "await-serving b"]),
         ("keys", seen(serving="ab", a=c(), b=c()), {"to": "b"}, ["replace b +keys", "await-serving b"]),  # no holder
     ],
-    ids=["lease-a", "lease-b", "keys-restart-fence", "keys-stop-fence", "keys-back", "keys-no-holder"],
+    ids=["lease-a", "lease-b", "lease-keep-old-stopped", "keys-restart-fence", "keys-stop-fence", "keys-back",
+         "keys-no-holder"],
 )  # fmt: skip
 def test_a_planned_promotion_per_model(model, facts, options, expected):
     plan = plan_promotion(model, PAIR, facts, **options)

@@ -71,7 +71,7 @@ def misplaced(module: str, source: str) -> list[str]:
         ("nodeops/deploy.py", "from urllib import request", ["urllib.request (only in nodeops/edges/http.py)"]),
         ("nodeops/deploy.py", "from urllib.parse import quote", []),
         ("nodeops/lease.py", "def f():\n    import psycopg.errors", ["psycopg (only in nodeops/edges/postgres.py)"]),
-        ("nodeops/rotate.py", "from psycopg import sql", ["psycopg (only in nodeops/edges/postgres.py)"]),
+        ("nodeops/rotate/database.py", "from psycopg import sql", ["psycopg (only in nodeops/edges/postgres.py)"]),
         ("nodeops/edges/postgres.py", "import psycopg\nfrom psycopg import sql", []),
         ("nodeops/edges/http.py", "import paramiko", ["paramiko (only in nodeops/edges/ssh/)"]),
         ("nodeops/edges/ssh/connection.py", "from fabric import Connection\nimport paramiko", []),
@@ -82,7 +82,7 @@ def misplaced(module: str, source: str) -> list[str]:
         ("nodeops/backup.py", "import subprocess", ["subprocess (only in nodeops/edges/proc.py)"]),
         ("nodeops/backup.py", "import subprocessing", []),  # a name that starts like one is not it
         ("nodeops/secrets/aws.py", "import boto3", ["boto3 (only in nodeops/edges/aws.py)"]),
-        ("nodeops/rotate.py", "from botocore import exceptions", ["botocore (only in nodeops/edges/aws.py)"]),
+        ("nodeops/rotate/versions.py", "from botocore import exceptions", ["botocore (only in nodeops/edges/aws.py)"]),
         ("nodeops/edges/aws.py", "import boto3\nfrom botocore.config import Config", []),
         (
             "nodeops/check.py",

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from nodeops import promote
-from nodeops.errors import InvalidInput, Unsafe
+from nodeops.errors import Interrupted, InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
@@ -331,3 +331,39 @@ def test_a_stop_during_the_handover_ends_130_saying_what_runs(monkeypatch, stop_
     assert str(ended.value) == ("svc: the promotion was complete when the stop came; now: a waits (2.11.0, config c), "
                                 "b serves (2.11.0, config c)")  # fmt: skip
     assert said[-1][2].startswith("STOPPED: svc: the promotion was complete")
+
+
+# -- a planned promotion plans through activation.plan_promotion and runs through the runner ------------------------
+@pytest.mark.parametrize("keep_old_stopped", [False, True], ids=["old-active-waits-again", "keep-old-stopped"])
+def test_a_planned_promotion_runs_the_plan_of_its_activation_model(monkeypatch, keep_old_stopped):
+    """Issue 15: promote decided and acted in one place; it now plans (nodeops.activation.plan_promotion: the steps
+    today's code did) and runs the plan through the service runner (ServiceRunner.promote)."""
+    ran, said = [], []
+
+    class Runner:
+        def __init__(self, change):
+            self.change = change
+
+        def promote(self, plan):
+            ran.append([(s.action, s.node, s.to) for s in plan.steps])
+            return 0.8123
+
+    monkeypatch.setattr(promote, "ServiceRunner", Runner)
+    service = Service("svc", "r", "img:2", "docker", {}, {}, (A, B))
+    run = types.SimpleNamespace(service=service, stop=threading.Event(), say=lambda *a, **k: said.append((a, k)))
+    result = promote.planned(run, {"a": HEALTHY, "b": WAITING}, A, keep_old_stopped, "the lease is a's")
+    after = ("keep-stopped", "a", None) if keep_old_stopped else ("start-again", "a", None)
+    assert ran == [[("handover", "a", "b"), after, ("shred", "b", None)]]
+    assert said == [(("b", "waits for the lease"), {"evidence": "the lease is a's"})]
+    assert result == {"service": "svc", "active": "b", "outage_seconds": 0.812, "outage_measured": True}
+
+
+def test_a_stop_before_the_promotion_touches_nothing(monkeypatch):
+    monkeypatch.setattr(promote, "ServiceRunner", lambda _change: pytest.fail("the runner ran"))
+    stop = threading.Event()
+    stop.set()
+    run = types.SimpleNamespace(service=Service("svc", "r", "img:2", "docker", {}, {}, (A, B)), stop=stop,
+                                standing=lambda: "now: a serves, b waits")  # fmt: skip
+    with pytest.raises(Interrupted) as err:
+        promote.planned(run, {"a": HEALTHY, "b": WAITING}, A, False)
+    assert str(err.value) == "svc: stopped before the handover as asked, nothing changed; now: a serves, b waits"

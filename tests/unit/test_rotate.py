@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import textwrap
+import types
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from nodeops.passwords import SYMBOLS, UNRESERVED, generate_password, password_p
 from nodeops.plan import Desired
 from nodeops.render import toml_filter
 from nodeops.roles import RoleError, load_role
-from nodeops.rotate import (
+from nodeops.rotate.rules import (
     Stages,
     check_service,
     discard_calls,
@@ -432,9 +433,20 @@ class FakeSecretsManager:
 
 
 def fake_rotation(tmp_path, monkeypatch, client: FakeSecretsManager):
-    from nodeops import rotate as mod
+    from nodeops.deploy import ServiceDeploy
     from nodeops.job import Job
+    from nodeops.rotate import api, database, roll, service, versions
     from nodeops.run.report import Redactor, Reporter
+
+    mod = types.SimpleNamespace(  # where each part lives now that rotate is a package
+        ServiceRotation=service.ServiceRotation,
+        SecretVersions=versions.SecretVersions,
+        ApiPassword=api.ApiPassword,
+        PostgresPassword=database.PostgresPassword,
+        PairRoll=roll.PairRoll,
+        service=service,
+        ServiceDeploy=ServiceDeploy,
+    )
 
     inv = aws_inventory(tmp_path)
     service = inv.services["cl"]
@@ -450,7 +462,7 @@ def fake_rotation(tmp_path, monkeypatch, client: FakeSecretsManager):
         "versions",
         lambda _self, spec: mod.SecretVersions(client, service.secrets[spec.secret].name, "aws"),
     )
-    monkeypatch.setattr(mod.ServiceRotation, "observe", lambda _self: None)  # the pair: not here
+    monkeypatch.setattr(mod.PairRoll, "observe", lambda _self: None)  # the pair: not here
     return mod, rotation, events
 
 
@@ -537,8 +549,8 @@ def test_the_undo_says_what_had_changed_and_what_was_undone(tmp_path, monkeypatc
 
     monkeypatch.setattr(mod.PostgresPassword, "alter", alter)
     monkeypatch.setattr(mod.PostgresPassword, "test", lambda _self: None)
-    monkeypatch.setattr(mod.ServiceRotation, "roll", roll)
-    monkeypatch.setattr(mod, "job_with", lambda job, _values: job)  # the files: not rendered here
+    monkeypatch.setattr(mod.PairRoll, "roll", roll)
+    monkeypatch.setattr(mod.service, "job_with", lambda job, _values: job)  # the files: not rendered here
     now = "now: cl-a waits (2.11.0, config c), cl-b serves (2.11.0, config c)"  # the undo roll handed over
     monkeypatch.setattr(mod.ServiceDeploy, "standing", lambda _self: now)
     with pytest.raises(OperationFailed) as err:

@@ -1,0 +1,83 @@
+"""fab rotate-secrets: new credentials with no outage, the AWS Secrets Manager way.
+
+Each secret goes through the four steps of a Secrets Manager rotation:
+
+  createSecret  a new version of the secret document, staged AWSPENDING (only the rotated key changes);
+  setSecret     the system that checks it accepts it: ALTER ROLE for the database password (a SCRAM
+                verifier computed here, so the server never sees the password), the role's own API
+                call on the active node for the API password (Chainlink: PATCH /v2/user/password);
+  testSecret    a real login with it;
+  finishSecret  AWSCURRENT moved onto it (the old version becomes AWSPREVIOUS), AWSPENDING removed.
+
+The database password has one more step between test and finish: the pair is rolled onto it (a
+running node keeps the password it started with, and the config hash, which leaves secrets out,
+cannot show the change): standby replaced, planned handover, old active replaced. Running nodes
+keep their open connections through the ALTER ROLE; PostgreSQL holds one password per role, so a
+node that reconnects between setSecret and its replacement would be refused: that window is the
+few seconds of the run.
+
+Crash safety comes from the stages. AWSCURRENT moves last, only once the target system and every
+node use the pending value; until then AWSPENDING holds it. A rerun finds it and continues with it
+(no new version): setSecret and the roll are repeatable. A run that finds AWSPENDING on any selected
+secret only completes those. A failure before finish is undone: the target system back on the
+current value (ALTER ROLE back, the pair rolled back if it had been rolled, the API password changed
+back), AWSPENDING removed, AWSCURRENT never moved; if the undo itself fails, AWSPENDING is kept so
+that a rerun completes the rotation instead. A version this run created for a secret it never got to
+set (an earlier one failed) loses AWSPENDING too: no system holds it.
+
+The package, one seam a module: ``rules`` (pure: stage bookkeeping, documents, selection, the roll's
+plan), ``versions`` (Secrets Manager: a secret's versions and stages, the steps every secret shares),
+``database`` (the database password's ALTER ROLE), ``api`` (the API password, through the role's
+hook), ``roll`` (the pair rolled onto the new secret through the executor), ``service`` (one
+service's rotation and its undo); this module: the preflight and the run over the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nodeops.deploy import not_started, per_service
+from nodeops.edges.ssh import Fleet
+from nodeops.inventory import Inventory
+from nodeops.job import Job
+from nodeops.roles import RotationSpec
+from nodeops.rotate.rules import check_service, select
+from nodeops.rotate.service import ServiceRotation
+from nodeops.run.report import Reporter
+from nodeops.stopping import StopRequests
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """One service's rotations, checked before any host is touched."""
+
+    job: Job
+    specs: tuple[RotationSpec, ...]
+
+
+def prepare_rotations(inventory: Inventory, jobs: Sequence[Job], which: str | None) -> list[Rotation]:
+    """Preflight: the secrets ``--secret`` names, for every job's service (exit 2 before any host otherwise)."""
+    out = []
+    for job in jobs:
+        specs = select(job.role.rotation, which, f"role {job.role.name!r}")
+        check_service(inventory, job.service, specs)
+        out.append(Rotation(job, tuple(specs)))
+    return out
+
+
+def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], report: Reporter,
+           stop: StopRequests | None = None) -> list[dict]:  # fmt: skip
+    """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
+    has ``error`` in its result; errors.raise_failures turns those into the run's. ``stop``: once set, no
+    further service starts (a rotation under way completes or is undone)."""
+    clients: dict[str, Any] = {}  # one Secrets Manager client per backend
+
+    def one(r: Rotation) -> dict:
+        if stop is not None and stop.is_set():
+            return per_service(report, r.job.service.name, not_started(r.job.service.name))
+        rotation = ServiceRotation(inventory, r.job, fleet, report, clients)
+        return per_service(report, r.job.service.name, lambda: rotation.run(r.specs), rotation.deploy.now)
+
+    return [one(r) for r in rotations]

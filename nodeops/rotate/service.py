@@ -1,0 +1,149 @@
+"""One service's rotation: every selected secret through createSecret, setSecret and testSecret, the pair rolled
+onto a database password (roll.py), then finishSecret; a failure before finish undone (the systems back on the
+current values, AWSPENDING removed where that worked), the message masked and saying what changed and what was
+undone (see nodeops.rotate)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from nodeops import program
+from nodeops.edges import aws
+from nodeops.edges.ssh import Fleet
+from nodeops.errors import NodeopsError, OperationFailed
+from nodeops.inventory import Inventory
+from nodeops.job import Job
+from nodeops.records import Rotated
+from nodeops.roles import RotationSpec
+from nodeops.rotate.api import ApiPassword
+from nodeops.rotate.database import PostgresPassword
+from nodeops.rotate.roll import PairRoll, job_with
+from nodeops.rotate.rules import CURRENT, PENDING
+from nodeops.rotate.versions import SecretVersions, Target
+from nodeops.run.report import Redactor, Reporter
+
+
+def target(kind: str) -> type[Target]:
+    """The Target of a rotation kind: the engine's ``postgres-password``, else a kind of the role's own (its
+    module's API password change; role.yaml's kinds are checked when the role is loaded, ``refused`` never
+    gets here: nodeops.rotate.rules.select)."""
+    return PostgresPassword if kind == "postgres-password" else ApiPassword
+
+
+class ServiceRotation:
+    """The rotation of ``job``'s service (see the module's docstring); ``clients``: one Secrets Manager client per
+    backend, shared by the run's services."""
+
+    def __init__(self, inventory: Inventory, job: Job, fleet: Fleet, report: Reporter, clients: dict[str, Any]) -> None:
+        self.inventory, self.job, self.fleet, self.clients = inventory, job, fleet, clients
+        self.pair = PairRoll(job, fleet, report)
+        self.deploy = self.pair.deploy  # the run's reporter and its look at the pair, for the targets too
+
+    def versions(self, spec: RotationSpec) -> SecretVersions:
+        ref = self.job.service.secrets[spec.secret]
+        backend = self.inventory.secret_backends[ref.backend]
+        if backend.name not in self.clients:
+            self.clients[backend.name] = aws.client(backend, str(self.inventory.source))
+        return SecretVersions(self.clients[backend.name], ref.name, aws.backend_where(backend))
+
+    def redactor(self, targets: Sequence[Target]) -> Redactor:
+        """Masks the current values and every pending value known so far."""
+        return self.job.redact.with_secrets(t.pending for t in targets if t.pending is not None)
+
+    def run(self, specs: Sequence[RotationSpec]) -> dict:
+        name = self.job.service.name
+        targets = [target(s.kind)(self, s, self.versions(s)) for s in specs]
+        interrupted = [t for t in targets if t.stages.state != "fresh"]
+        if interrupted and len(interrupted) < len(targets):
+            rest = ", ".join(t.name for t in targets if t not in interrupted)
+            self.deploy.say("", f"completing the interrupted rotation of {', '.join(t.name for t in interrupted)} "
+                            f"only; {rest}: not started, run again for it")  # fmt: skip
+            targets = interrupted
+        work = [t for t in targets if t.stages.state != "finishing"]
+        fresh = [t for t in targets if t.stages.state == "fresh"]  # their pending version is this run's own
+        rolls = any(t.rolls for t in work)
+        if rolls:
+            self.pair.observe()
+        current_job, started, step = self.job, [], ""
+        try:
+            for t in targets:
+                step = f"createSecret {t.name}"
+                t.create()
+            redact = self.redactor(targets)
+            self.job = self.deploy.job = current_job = dataclasses.replace(self.job, redact=redact)
+            for t in work:
+                started.append(t)
+                step = f"setSecret {t.name}"
+                t.set()
+                step = f"testSecret {t.name}"
+                t.test()
+            if rolls:
+                step = "roll"
+                self.pair.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}))
+        except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
+            redact = self.redactor(targets)
+            reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
+            failure = f"{name}: {step} failed: {redact(reason)}"
+            unstarted = [t for t in fresh if t not in started]
+            raise OperationFailed(self.undo(failure, started, unstarted, current_job, redact)) from None
+        for t in targets:
+            try:
+                t.finish()
+            except NodeopsError as exc:
+                raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
+                                      "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
+        # the roll's handover, when there was one and its outage was measured (the service answered before it)
+        outage = max((o for o in self.deploy.outages if o is not None), default=None)
+        return Rotated(service=name, rotated=[t.name for t in targets],
+                       outage_seconds=None if outage is None else round(outage, 3)).record()  # fmt: skip
+
+    def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job,
+             redact: Redactor) -> str:  # fmt: skip
+        """Every started target back on its current value, the pair rolled back if a node had been
+        replaced; AWSPENDING removed only where that worked (elsewhere a rerun completes the rotation),
+        and from the targets this run created a pending version for but never started (no system
+        holds it). Whatever fails here is reported, masked by ``redact`` (every target's values), in
+        the message: nothing escapes unmasked."""
+
+        def why(exc: Exception) -> str:
+            text = str(exc) if isinstance(exc, NodeopsError) else f"{type(exc).__name__}: {exc}"
+            return redact.clip(text)
+
+        undone, left, clean = [], [], []
+        for t in reversed(started):
+            try:
+                undone.append(t.undo())
+                clean.append(t)
+            except Exception as exc:  # noqa: BLE001 (a raw error here must neither escape nor show a secret)
+                left.append(f"{t.name}: {why(exc)}")
+        pair_back = True  # the nodes use what the database takes
+        if self.pair.touched:
+            pair_back = all(t in clean for t in started if t.rolls)
+            if pair_back:
+                try:
+                    self.pair.roll(current_job)
+                    undone.append("the pair rolled back onto the current password")
+                except Exception as exc:  # noqa: BLE001
+                    left.append(f"rolling the pair back: {why(exc)}")
+                    pair_back = False
+        discard = [(t, "") for t in clean if pair_back or not t.rolls]
+        discard += [(t, " (never set: no system held it)") for t in unstarted if t.stages.state == "interrupted"]
+        for t, note in discard:
+            try:
+                t.discard()
+                undone.append(f"{t.name}: {PENDING} removed{note}")
+            except Exception as exc:  # noqa: BLE001
+                left.append(f"{t.name}: {why(exc)}")
+        changed = [c for t in started if (c := t.changes)] + (
+            ["the pair's containers (the roll began)"] * self.pair.touched
+        )
+        message = (f"{failure}; changed: {', '.join(changed) or 'nothing'}; undone: {', '.join(undone) or 'nothing'}; "
+                   f"{CURRENT} unchanged")  # fmt: skip
+        if left:
+            message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "
+                        f"{program()} rotate-secrets again to complete that rotation")  # fmt: skip
+        if self.pair.touched:  # the failure said what served then; the roll back may have handed over since
+            message += f"; after the undo, {self.deploy.standing()}"
+        return message
