@@ -1,23 +1,18 @@
-"""``role.yaml``: a role's definition, validated like the inventory (nodeops.inventory). The model and its
-validation live in nodeops.role_file.model; this package re-exports what the rest of the engine uses."""
+"""``role.yaml``: a role's definition, validated like the inventory (nodeops.inventory); what the rest of the
+engine uses of it, from the package's modules:
 
-from nodeops.role_file.model import (
-    ACTIVATIONS,
-    PROFILE_VARIABLE,
-    ROLE_ROTATION_KEYS,
-    ROTATION_KINDS,
-    BackupSpec,
-    LeaseSpec,
-    Profile,
-    Role,
-    RoleError,
-    RoleFile,
-    RotationSpec,
-    _RoleSpec,
-    default_activation,
-    parse_role,
-    path_problem,
-)
+- ``values``: what one key accepts (the validators), the names and the error (``RoleError``, exit 2);
+- ``sections``: ``lease:``, ``backup:`` and ``rotation.<name>`` (its kinds);
+- ``model``: the role, its profiles and their files;
+- ``rules``: the rules that span keys, checked on the validated model;
+- ``parse``: ``parse_role``, reading one role.yaml through all of them.
+"""
+
+from nodeops.role_file.model import Profile, Role, RoleFile
+from nodeops.role_file.parse import _RoleSpec, parse_role
+from nodeops.role_file.rules import default_activation, path_problem
+from nodeops.role_file.sections import ROLE_ROTATION_KEYS, ROTATION_KINDS, BackupSpec, LeaseSpec, RotationSpec
+from nodeops.role_file.values import ACTIVATIONS, PROFILE_VARIABLE, RoleError
 
 __all__ = [
     "ACTIVATIONS",

@@ -18,7 +18,6 @@ CLASS_LINES = 150
 WAIVED = {
     "nodeops/deploy.py": "issue 15: the executor split (ServiceDeploy)",
     "nodeops/rotate.py": "issue 15: Chainlink's rotation into its role, promote/rotate through the runner",
-    "nodeops/role_file.py": "issue 15: activation models in role.yaml",
 }
 
 
