@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainValidator
 from nodeops.errors import InvalidInput
 from nodeops.inventory.model import derived, in_file
 from nodeops.inventory.values import _NAME_PATTERN, Variable, _count, _integer, _matching, _Port, _variable
-from nodeops.role_file.sections import BackupSpec, LeaseSpec, RotationSpec
+from nodeops.role_file.sections import BackupSpec, LeaseSpec, PasswordRules, RotationSpec
 from nodeops.role_file.values import (
     PROFILE_VARIABLE,
     _a_list,
@@ -109,6 +109,7 @@ class Role:
         Mapping[Annotated[str, PlainValidator(_rotation_name)], RotationSpec], BeforeValidator(_none_is_empty)
     ] = in_file(default={})  # what fab rotate-secrets can rotate, in the order --secret all takes
     backup: BackupSpec | None = None  # what fab backup records of the node's keys; None: the role has no backup
+    passwords: PasswordRules = PasswordRules()  # what the node accepts as a password: a rotation generates to it
     writable_paths: Annotated[tuple[str, ...], _a_list("variable names")] = ()  # variables holding a path the node
     # writes: never at or under `mount`
     secret_variables: Annotated[Mapping[str, _Checked], BeforeValidator(_none_is_empty)] = field(

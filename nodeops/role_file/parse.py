@@ -19,7 +19,7 @@ _SPECS[Profile] = _spec(Profile, "_ProfileSpec")
 _RoleSpec = _spec(
     Role, "_RoleSpec",
     keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "activation", "lease",
-          "rotation",
+          "rotation", "passwords",
           "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",
           "variables", "unused_with"),
 )  # fmt: skip

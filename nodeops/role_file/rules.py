@@ -46,6 +46,9 @@ def _check(role: Role, file: str) -> None:
                 fail(f"{at}.{key}", f"expected a secret name outside the role's required secrets, got {value!r}")
         if spec.kind == "postgres-password" and role.lease is None:
             fail(at, "a postgres-password rotation needs the role's lease: section (it locates the database)")
+    rules = role.passwords
+    if rules.max_length is not None and rules.max_length < rules.min_length:
+        fail("passwords.max_length", f"expected at least min_length ({rules.min_length}), got {rules.max_length}")
     if role.backup is not None and role.lease is None:
         fail("backup", "a backup needs the role's lease: section (it locates the database)")
     for i, var in enumerate(role.writable_paths):

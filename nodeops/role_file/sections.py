@@ -1,5 +1,6 @@
-"""The sections of ``role.yaml`` below its top level: ``lease:``, ``backup:`` and ``rotation.<name>`` (its kinds:
-the engine's, a kind of the role's module, or an unknown one, each validated by its own generated spec).
+"""The sections of ``role.yaml`` below its top level: ``lease:``, ``backup:``, ``passwords:`` and ``rotation.<name>``
+(its kinds: the engine's, a kind of the role's module, or an unknown one, each validated by its own generated
+spec).
 
 Each key is declared once, on the frozen dataclasses here; their specs are generated from them
 (nodeops.inventory.schema._spec)."""
@@ -15,8 +16,8 @@ from pydantic import Discriminator, PlainValidator, Tag
 
 from nodeops.inventory.model import derived
 from nodeops.inventory.schema import _SPECS, _spec
-from nodeops.inventory.values import _accepts, _fail
-from nodeops.role_file.values import _a_list, _Column, _SecretName, _Table
+from nodeops.inventory.values import _accepts, _fail, _integer
+from nodeops.role_file.values import _a_list, _boolean, _choice, _Column, _SecretName, _Table
 from nodeops.role_hooks import DEFAULT_HOOKS, MODULE_FILE, RoleHooks
 
 
@@ -45,6 +46,26 @@ class BackupSpec:
 
     key_tables: Annotated[tuple[_Table, ...], _a_list("table names", none_is_empty=False)]
     version_table: _Table | None = None
+
+
+CHARACTER_CLASSES = ("upper", "lower", "digit", "symbol")  # what PasswordRules.classes may name (nodeops.passwords)
+_Length = Annotated[int, _integer(8, 1024)]
+
+
+@dataclass(frozen=True)
+class PasswordRules:
+    """``passwords:``: what the role's node accepts as a password it is given, which a password fab rotate-secrets
+    generates meets (nodeops.passwords.generate_password), besides the engine's own rules (letters, digits and
+    a few plain symbols; no symbol first or last). Every key is optional; a role without the section gets these
+    defaults: no rule of the node's own beyond a length of 8 bytes or more."""
+
+    min_length: _Length = 8  # bytes
+    max_length: _Length | None = None  # bytes; None: no limit
+    classes: Annotated[
+        tuple[Annotated[str, _choice(*CHARACTER_CLASSES)], ...], _a_list("character classes", none_is_empty=False)
+    ] = ()  # at least one character of each
+    max_run: Annotated[int, _integer(1, 1024)] | None = None  # at most this many of one character in a row
+    refuse_user: Annotated[bool, PlainValidator(_boolean)] = False  # never containing the user it belongs to
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,7 @@ _ROTATION_KEYS = ("secret", "user", "admin_user", "admin_password", "reason")
 
 _SPECS[LeaseSpec] = _spec(LeaseSpec, "_LeaseSpec")
 _SPECS[BackupSpec] = _spec(BackupSpec, "_RoleBackupSpec")
+_SPECS[PasswordRules] = _spec(PasswordRules, "_PasswordRulesSpec")
 _SPECS[RotationSpec] = Annotated[
     Union[  # noqa: UP007 (a tuple of types, built at run time)
         tuple(
