@@ -15,6 +15,7 @@ from nodeops.lease import Lease
 from nodeops.plan import Desired, plan_service, standby_evidence, the_active, unpulled_image_id
 from nodeops.role_hooks import DEFAULT_HOOKS
 from nodeops.roles import load_role
+from tests.unit.test_role_hooks import checks as health_body  # a body as Chainlink's /health writes it
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -190,12 +191,6 @@ def test_the_probed_port_is_the_one_the_container_serves(container, configured, 
 # -- an active that answers unhealthy (503) is still the active: it holds the lease ---------------------------
 RPC = "EVM.1.HeadTracker.HeadListener"
 CHAINLINK_HOOKS = load_role("chainlink").hooks
-
-
-def health_body(**checks: str) -> bytes:
-    return json.dumps({"data": [{"type": "checks", "id": name, "attributes": {"name": name, "status": status,
-                                                                               "output": ""}}
-                                for name, status in checks.items()]}).encode()  # fmt: skip
 
 
 @pytest.mark.parametrize(
