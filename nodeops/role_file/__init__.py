@@ -12,7 +12,6 @@ from nodeops.role_file.model import Profile, Role, RoleFile
 from nodeops.role_file.parse import _RoleSpec, parse_role
 from nodeops.role_file.rules import default_activation, path_problem
 from nodeops.role_file.sections import (
-    CHARACTER_CLASSES,
     ROLE_ROTATION_KEYS,
     ROTATION_KINDS,
     BackupSpec,
@@ -24,7 +23,6 @@ from nodeops.role_file.values import ACTIVATIONS, PROFILE_VARIABLE, RoleError
 
 __all__ = [
     "ACTIVATIONS",
-    "CHARACTER_CLASSES",
     "PROFILE_VARIABLE",
     "ROLE_ROTATION_KEYS",
     "ROTATION_KINDS",
