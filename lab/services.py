@@ -52,6 +52,7 @@ from lab.daemons import Daemons, Started, run
 from lab.topology import DB_PORT, NODE_PORT, LabPlan
 from nodeops.errors import InvalidInput, OperationFailed
 from nodeops.passwords import Rng, generate_password
+from nodeops.roles import load_role
 
 if TYPE_CHECKING:
     from lab.host import Lab
@@ -84,13 +85,15 @@ def api_email(service: str) -> str:
 
 
 def secret_documents(services: Iterable[str], rng: Rng) -> dict[str, dict[str, str]]:
-    """Secret name -> its JSON document, for the admin role and every service."""
-    docs = {ADMIN_SECRET: {"username": ADMIN_ROLE, "password": generate_password(rng)}}
+    """Secret name -> its JSON document, for the admin role and every service; each password meets the lab's
+    node's rules (the built-in chainlink role's ``passwords:``)."""
+    rules = load_role("chainlink").passwords
+    docs = {ADMIN_SECRET: {"username": ADMIN_ROLE, "password": generate_password(rng, rules=rules)}}
     for service in services:
         names, email = secret_names(service), api_email(service)
-        docs[names["db"]] = {"username": service, "password": generate_password(rng)}
-        docs[names["wallet"]] = {"password": generate_password(rng)}
-        docs[names["api"]] = {"username": email, "password": generate_password(rng, email)}
+        docs[names["db"]] = {"username": service, "password": generate_password(rng, rules=rules)}
+        docs[names["wallet"]] = {"password": generate_password(rng, rules=rules)}
+        docs[names["api"]] = {"username": email, "password": generate_password(rng, email, rules=rules)}
     return docs
 
 

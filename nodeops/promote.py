@@ -155,7 +155,7 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, NodeView], active: Node) -
             f"{ran[0]} / {str(ran[1])[:12]} ({program()} deploy brings both to the inventory's)"
         )
     with LeaseView(run.fleet, job) as lease:
-        waiting, why = run.waits.waiting_evidence(standby.node, lease)
+        waiting, why = run.waits.waiting_evidence(standby.node, lease, c)
     if not waiting:
         raise Unsafe(f"{refuse} is not shown to wait for the database lease: {why}")
     return standby, why

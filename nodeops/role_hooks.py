@@ -16,6 +16,13 @@ applies to the ones it leaves out, and a role with no module gets every default)
     balancer's answer the active's? is the lease holder the node that answers?) and by deploy (which node holds
     the lease). Default: None for every reply (nothing is compared).
 
+``failing_checks(health_body: bytes) -> Iterable[str]``
+    The names of the checks a reply to the role's health path says fail, from its body; none when the body names
+    none (or cannot be read: the hook never raises). Called on every reply that is not 200 (a node that answers
+    at all is the active, unhealthy), by ``fab status``, ``fab check``, ``fab verify`` and deploy
+    (nodeops.facts.health.failing_checks, which sorts them and says ``HTTP <status>`` when none is named).
+    Default: ``no_failing_checks`` (none named).
+
 ``ROTATIONS: Mapping[str, ApiPassword]``
     Rotation kinds of the role's own, by the name ``role.yaml`` gives as ``rotation.<name>.kind``; such a
     rotation takes the keys ``secret`` (its value is rotated) and ``user`` (whose password it is). The engine's
@@ -32,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
@@ -61,6 +68,11 @@ def default_log_level(line: str) -> str | None:
 def no_lease_client(health_body: bytes) -> str | None:  # noqa: ARG001 (the hook's shape: no reply names one)
     """The default ``lease_client``: no health reply names its node's lease client."""
     return None
+
+
+def no_failing_checks(health_body: bytes) -> Iterable[str]:  # noqa: ARG001 (the hook's shape: no body names one)
+    """The default ``failing_checks``: no health reply names a check, so an unhealthy one reads ``HTTP <status>``."""
+    return ()
 
 
 class NodeApi(Protocol):
@@ -114,6 +126,7 @@ class RoleHooks:
 
     log_level: Callable[[str], str | None] = default_log_level
     lease_client: Callable[[bytes], str | None] = no_lease_client
+    failing_checks: Callable[[bytes], Iterable[str]] = no_failing_checks
     rotations: Mapping[str, ApiPassword] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
@@ -125,7 +138,7 @@ def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tupl
     """The hooks a role module's ``namespace`` (its globals) defines, over the defaults; or (name, problem) for
     the first one of the wrong shape. Pure."""
     found: dict[str, object] = {}
-    for name in ("log_level", "lease_client"):
+    for name in ("log_level", "lease_client", "failing_checks"):
         if name in namespace:
             if not callable(namespace[name]):
                 return name, f"expected a function, got {type(namespace[name]).__name__}"

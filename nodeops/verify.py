@@ -27,7 +27,7 @@ import base64
 import binascii
 import fnmatch
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import testinfra.host
@@ -87,9 +87,11 @@ def check_user(container: Container | None, status: str | None, uid: int) -> Ver
     return True, f"configured {container.user}, main process {container.pid} runs as uid {uid}"
 
 
-def check_port(answers: Mapping[str, Answer], node: str, port: int, path: str) -> Verdict:
-    """``answers``: every reachable node of the service, its reply to GET ``path`` on ``port``. A node that
-    answers at all, 200 or not, is the active (it holds the lease; plan.failing_checks)."""
+def check_port(answers: Mapping[str, Answer], node: str, port: int, path: str,
+               named: Callable[[bytes], Iterable[str]]) -> Verdict:  # fmt: skip
+    """``answers``: every reachable node of the service, its reply to GET ``path`` on ``port``; ``named``: the
+    role's hook naming a reply's failing checks (nodeops.facts.health.failing_checks). A node that answers at
+    all, 200 or not, is the active (it holds the lease)."""
     serving = sorted(name for name, reply in answers.items() if reply is not None)
     reply = answers[node]
     if len(serving) > 1:
@@ -97,7 +99,7 @@ def check_port(answers: Mapping[str, Answer], node: str, port: int, path: str) -
     if reply is not None and reply[0] == 200:
         return True, f"the active: answers 200 on :{port}{path}"
     if reply is not None:
-        failing = ", ".join(failing_checks(reply))
+        failing = ", ".join(failing_checks(reply, named))
         return False, f"the active, unhealthy: answers HTTP {reply[0]} on :{port}{path} (failing: {failing})"
     if not serving:
         return False, f"no node of the service answers {path} on :{port}"
@@ -241,7 +243,7 @@ def evaluate(job: Job, node: Node, facts: Facts, answers: Mapping[str, Answer],
     allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), active)
     return {
         "container-user": check_user(facts.container, facts.process, role.user),
-        "port": check_port(answers, node.name, role.port, role.health),
+        "port": check_port(answers, node.name, role.port, role.health, role.hooks.failing_checks),
         "files-dir": check_files(facts.files, allowed, role.user),
         "files-on-disk": check_strays(*facts.strays, secret_names(role)),
         "tmpfs": check_tmpfs(cmd.files_dir(service.name), facts.mounts),

@@ -17,7 +17,7 @@ from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, service
     name="rotate-secrets",
     help={
         **SERVICES_HELP,
-        "secret": "db, api, keystore (refused: see docs/commands/rotate-secrets.md) or all: the credential to rotate",
+        "secret": "a name under the role's rotation: (role.yaml; docs/commands/rotate-secrets.md) or all",
         "yes": YES_HELP,
     },  # fmt: skip
 )

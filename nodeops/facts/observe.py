@@ -60,7 +60,7 @@ class Observer:
             self.answers.pop(node.name, None)
             return False, ()
         self.answers[node.name] = reply[1]
-        return reply[0] == 200, failing_checks(reply)
+        return reply[0] == 200, failing_checks(reply, self.role.hooks.failing_checks)
 
     def view(self, node: Node) -> NodeView:
         """``node`` as it is now, over a new connection; unreachable is said in the view, never raised."""

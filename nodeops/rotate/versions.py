@@ -90,7 +90,8 @@ class Target(abc.ABC):
             self.say("createSecret", f"the pending version {st.pending[:8]} an interrupted run left {what}",
                      version=st.pending)  # fmt: skip
             return
-        value = generate_password(pysecrets.SystemRandom(), self.user, symbols=UNRESERVED)
+        rules = self.rotation.job.role.passwords  # the node's (role.yaml passwords:)
+        value = generate_password(pysecrets.SystemRandom(), self.user, rules=rules, symbols=UNRESERVED)
         version = self.versions.create(with_value(current_text, self.key, value, name))
         self.pending, self.stages = Secret(value, self.spec.secret, version), Stages(st.current, version)
         self.say("createSecret", f"new version {version[:8]} of {name} staged {PENDING}", version=version)

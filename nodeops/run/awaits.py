@@ -13,7 +13,7 @@ from typing import Any
 
 from nodeops.edges import http
 from nodeops.errors import OperationFailed
-from nodeops.facts.container import connected_to, socket_table
+from nodeops.facts.container import Container, connected_to, socket_table
 from nodeops.inventory import Node
 from nodeops.lease import LeaseView
 from nodeops.plan import standby_evidence
@@ -86,7 +86,7 @@ class Awaits:
                                           f"{run.last_log(node.name)}")  # fmt: skip
                 stable_since = stable_since or time.monotonic()
                 if time.monotonic() - stable_since >= STANDBY_STABLE:
-                    waiting, why = self.waiting_evidence(node, lease)
+                    waiting, why = self.waiting_evidence(node, lease, c)
                     if waiting:
                         return why
                 time.sleep(POLL)
@@ -96,26 +96,27 @@ class Awaits:
         lease)? With ``node`` answering: it holds the lease alone."""
         return not any(any(self.change.health(n)) for n in self.change.service.nodes if n is not node)
 
-    def waiting_evidence(self, node: Node, lease: Callable[[], object]) -> tuple[bool, str]:
-        """plan.standby_evidence for ``node`` (running, answering nothing): the other node's health answer and the
-        id it names, the lease row as ``lease`` reads it (a LeaseView), the role's ``standby_log`` line if logged,
-        whether its process is connected to the lease database (lease_connected)."""
+    def waiting_evidence(self, node: Node, lease: Callable[[], object], container: Container) -> tuple[bool, str]:
+        """plan.standby_evidence for ``node`` (running, answering nothing; ``container``: its container as just
+        inspected): the other node's health answer and the id it names, the lease row as ``lease`` reads it (a
+        LeaseView), the role's ``standby_log`` line if logged, whether its process is connected to the lease
+        database (lease_connected)."""
         run = self.change
         other = next((n for n in run.service.nodes if n.name != node.name), None)
         answers = other is not None and any(run.health(other))
         other_id = run.job.role.hooks.lease_client(run.answers.get(other.name, b"")) if answers else None
         return standby_evidence(other and other.name, answers, other_id, lease(), run.waiting_logged(node.name),
-                                self.lease_connected(node.name))  # fmt: skip
+                                self.lease_connected(node.name, container))  # fmt: skip
 
-    def lease_connected(self, node: str) -> bool | None:
-        """Whether the process of ``node``'s container holds a TCP connection to the lease database's port (the
-        job's variable the role's ``lease.port`` names), read from its network namespace's socket tables on the node
-        host (facts.container.connected_to); None when the role keeps no lease, the port is no number, the
-        container runs no process or the tables cannot be read (then the other evidence decides, as before)."""
+    def lease_connected(self, node: str, c: Container) -> bool | None:
+        """Whether the process of ``node``'s container ``c`` (as just inspected) holds a TCP connection to the lease
+        database's port (the job's variable the role's ``lease.port`` names), read from its network namespace's
+        socket tables on the node host (facts.container.connected_to); None when the role keeps no lease, the port
+        is no number, the container runs no process or the tables cannot be read (then the other evidence decides,
+        as before)."""
         run = self.change
         lease = run.job.role.lease
-        c = run.inspect(node) if lease is not None else None
-        if c is None or not c.pid:
+        if lease is None or not c.pid:
             return None
         try:
             port = int(run.job.variables[lease.port])

@@ -1,7 +1,8 @@
 """The Chainlink role's code: what its role.yaml cannot say as data.
 
 The hooks of the role interface (nodeops.role_hooks, docs/roles.md): how a Chainlink node writes its log
-(``log_level``), how its health reply names its lease client (``lease_client``) and how its API user's password
+(``log_level``), how its health reply names its lease client (``lease_client``) and its failing checks
+(``failing_checks``) and how its API user's password
 is changed (``ROTATIONS``, the kind ``chainlink-api-password`` of role.yaml's ``rotation.api``). Facts from the
 node's source (smartcontract/chainlink) and the lab's simulator of it (lab/images/chainlink-sim/README.md).
 """
@@ -40,6 +41,17 @@ def lease_client(health_body: bytes) -> str | None:
     except (ValueError, KeyError, TypeError):
         return None
     return str(found) if found else None
+
+
+def failing_checks(health_body: bytes) -> list[str]:
+    """The names of the checks ``health_body`` (a reply to /health) marks failing: a JSON:API document whose
+    ``data[].attributes`` carry each check's ``name`` and ``status`` (``passing`` or ``failing``), as
+    core/web/health_controller.go writes it; [] for a body that is not one (any other reply). Pure."""
+    try:
+        return [str(c["attributes"]["name"]) for c in json.loads(health_body)["data"]
+                if c["attributes"]["status"] == "failing"]  # fmt: skip
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 class ApiUserPassword:

@@ -21,6 +21,7 @@ from lab import services
 from lab.daemons import process_alive
 from lab.host import Lab
 from nodeops.passwords import password_problems
+from nodeops.roles import load_role
 from tests.conftest import ROOT, fab
 
 pytestmark = pytest.mark.lab
@@ -127,9 +128,10 @@ def test_secrets_have_the_quick_start_names_and_meet_the_node_rules(lab):
         f"{svc}/{kind}" for svc in lab.plan.services() for kind in ("DBSecret", "WalletSecret", "ApiSecret")
     }
     assert wanted <= set(found)
+    rules = load_role("chainlink").passwords  # the node's rules (its role.yaml passwords:)
     for name in wanted:
         doc = found[name]
-        assert password_problems(doc["password"], doc.get("username", "")) == [], name
+        assert password_problems(doc["password"], doc.get("username", ""), rules=rules) == [], name
     for svc, spec in lab.doc()["services"].items():
         for key, ref in spec["secrets"].items():  # every reference in the inventory resolves
             assert ref["backend"] == "aws" and found[ref["name"]][ref["key"]], f"{svc}.secrets.{key}"

@@ -13,6 +13,7 @@ from lab.topology import plan_lab
 from nodeops.errors import InvalidInput
 from nodeops.inventory import parse_inventory
 from nodeops.passwords import password_problems
+from nodeops.roles import load_role
 
 PLAN = plan_lab("lab", "10.213.0.0/16", 4)
 HDIR = Path("/var/lib/nodeops-lab/lab/hosts/db")
@@ -186,7 +187,7 @@ def test_names_that_are_not_plain_identifiers_are_refused(name):
     ],
 )
 def test_password_problems(password, disallowed, problem):
-    found = password_problems(password, *disallowed)
+    found = password_problems(password, *disallowed, rules=load_role("chainlink").passwords)
     if problem is None:
         assert found == []
     else:
@@ -194,6 +195,7 @@ def test_password_problems(password, disallowed, problem):
 
 
 def test_generated_secrets_meet_the_rules_over_many_seeds():
+    rules = load_role("chainlink").passwords
     for seed in range(300):
         docs = services.secret_documents(["cl1", "cl2"], random.Random(seed))
         assert set(docs) == {
@@ -206,7 +208,7 @@ def test_generated_secrets_meet_the_rules_over_many_seeds():
         assert docs["cl1/ApiSecret"]["username"] == "ops@cl1.nodeops.example"
         assert set(docs["cl1/WalletSecret"]) == {"password"}
         for doc in docs.values():
-            assert password_problems(doc["password"], doc.get("username", "")) == []
+            assert password_problems(doc["password"], doc.get("username", ""), rules=rules) == []
         passwords = [d["password"] for d in docs.values()]
         assert len(set(passwords)) == len(passwords)
 

@@ -13,6 +13,9 @@ from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Node, Service
 from nodeops.lease import Lease
 from nodeops.plan import Desired, plan_service, standby_evidence, the_active, unpulled_image_id
+from nodeops.role_hooks import DEFAULT_HOOKS
+from nodeops.roles import load_role
+from tests.unit.test_role_hooks import checks as health_body  # a body as Chainlink's /health writes it
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -187,12 +190,7 @@ def test_the_probed_port_is_the_one_the_container_serves(container, configured, 
 
 # -- an active that answers unhealthy (503) is still the active: it holds the lease ---------------------------
 RPC = "EVM.1.HeadTracker.HeadListener"
-
-
-def health_body(**checks: str) -> bytes:
-    return json.dumps({"data": [{"type": "checks", "id": name, "attributes": {"name": name, "status": status,
-                                                                               "output": ""}}
-                                for name, status in checks.items()]}).encode()  # fmt: skip
+CHAINLINK_HOOKS = load_role("chainlink").hooks
 
 
 @pytest.mark.parametrize(
@@ -209,7 +207,15 @@ def health_body(**checks: str) -> bytes:
     ids=["nothing", "healthy", "failing-checks", "no-body", "odd-body", "none-failing", "other-status"],
 )
 def test_failing_checks(reply, failing):
-    assert failing_checks(reply) == failing
+    """With the Chainlink role's hook (which reads the names: tests/unit/test_role_hooks.py), and with the
+    engine's default (no body names a check): an answer that is not 200 is never ()."""
+    assert failing_checks(reply, CHAINLINK_HOOKS.failing_checks) == failing
+    default = () if reply is None or reply[0] == 200 else (f"HTTP {reply[0]}",)
+    assert failing_checks(reply, DEFAULT_HOOKS.failing_checks) == default
+
+
+def test_failing_checks_are_sorted_once_each_whatever_order_the_hook_names_them():
+    assert failing_checks((503, b""), lambda _: ["b", "a", "b", 3]) == ("3", "a", "b")
 
 
 def sick(node: Node, container: Container | None) -> NodeView:

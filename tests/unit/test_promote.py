@@ -15,6 +15,7 @@ from nodeops.errors import Interrupted, InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
+from nodeops.role_hooks import DEFAULT_HOOKS
 
 A = Node("a", "10.0.0.1", 22, "active", (), "svc")
 B = Node("b", "10.0.0.2", 22, "standby", (), "svc")
@@ -144,7 +145,7 @@ def test_the_observer_probes_the_port_the_container_serves(monkeypatch, a_label,
 
     monkeypatch.setattr(observe, "execute", execute)
     service = types.SimpleNamespace(name="svc", runtime="docker", nodes=[A, B])
-    role = types.SimpleNamespace(port=6700, health="/health")
+    role = types.SimpleNamespace(port=6700, health="/health", hooks=DEFAULT_HOOKS)
     seen = observe.Observer(Fleet(), service, role).views()
     assert gets == [(*p, "/health") for p in probes]
     assert seen["a"].serving  # the active stays the active when only the inventory's port changed

@@ -1,6 +1,7 @@
 """The role interface (nodeops.role_hooks): a role's module (roles/<role>/role.py) found and loaded with its
 role.yaml, its hooks over the engine's defaults, bad modules refused (exit 2, naming the file); and the built-in
-Chainlink role's hooks (roles/chainlink/role.py): its log format, its lease client, its API password change."""
+Chainlink role's hooks (roles/chainlink/role.py): its log format, its lease client, its failing health checks,
+its API password change."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import pytest
 
 from nodeops.edges.http import Reply
 from nodeops.errors import EXIT_INVALID, OperationFailed
-from nodeops.role_hooks import DEFAULT_HOOKS, ApiPassword, default_log_level, hooks_from, no_lease_client
+from nodeops.role_hooks import (
+    DEFAULT_HOOKS,
+    ApiPassword,
+    default_log_level,
+    hooks_from,
+    no_failing_checks,
+    no_lease_client,
+)
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
 from tests.unit.test_roles import GOOD, make_role
 
@@ -58,6 +66,32 @@ def health(app: str | None) -> bytes:
 def test_lease_client_of_the_chainlink_role_and_the_default(body, expected):
     assert HOOKS.lease_client(body) == expected
     assert no_lease_client(body) is None and DEFAULT_HOOKS.lease_client(body) is None
+
+
+def checks(**status: str) -> bytes:
+    """A body as Chainlink's /health writes it (core/web/health_controller.go): a JSON:API document of checks."""
+    return json.dumps({"data": [{"type": "checks", "id": name, "attributes": {"name": name, "status": state,
+                                                                               "output": ""}}
+                                for name, state in status.items()]}).encode()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (checks(Database="passing", RPC="failing", LeaseLock="failing"), ["RPC", "LeaseLock"]),
+        (checks(Database="passing"), []),
+        (checks(), []),
+        (b"", []),
+        (b"<html>", []),
+        (b'{"data": [{"attributes": {}}]}', []),  # a check without a name or a status
+        (b'{"data": null}', []),
+        (b'{"errors": [{"detail": "x"}]}', []),
+        (b"[1]", []),
+    ],
+)  # fmt: skip
+def test_failing_checks_of_the_chainlink_role_and_the_default(body, expected):
+    assert HOOKS.failing_checks(body) == expected
+    assert list(no_failing_checks(body)) == list(DEFAULT_HOOKS.failing_checks(body)) == []
 
 
 class FakeApi:
@@ -156,6 +190,7 @@ def test_a_project_role_ships_its_own_module(tmp_path):
     role = load_role("thing", [roles])
     assert role.hooks.log_level("E boom") == "error" and role.hooks.log_level('{"level": "error"}') is None
     assert role.hooks.lease_client(health("x1")) is None  # not defined: the default
+    assert role.hooks.failing_checks(checks(RPC="failing")) == ()  # nor this one: the default names none
     assert role.rotation["api"].kind == "token-reset" and role.hooks.source == str(roles / "thing" / "role.py")
 
 
@@ -174,6 +209,7 @@ def test_an_operators_copy_of_a_built_in_role_yaml_keeps_the_built_in_module(tmp
         ("raise RuntimeError('no')", "", "cannot load the role's module: RuntimeError: no"),
         ("def f(:\n", "", "cannot load the role's module: SyntaxError"),
         ("log_level = 3", "log_level", "expected a function, got int"),
+        ("failing_checks = {}", "failing_checks", "expected a function, got dict"),
         ("ROTATIONS = [1]", "ROTATIONS", "expected a mapping of kind name -> ApiPassword, got list"),
         ("ROTATIONS = {'k': 1}", "ROTATIONS['k']", "expected an ApiPassword (change: str, login, logout, "
                                                   "set_password), got int"),

@@ -9,6 +9,11 @@ argument (the docstring of a generated spec: nodeops.inventory.schema, shown in 
 attribute docstring) and a comment may cite Chainlink as the source of a fact or as an example (``Chainlink's
 node_versions``, a secret named ``chainlink/DBSecret``). So may the files that are not Python (the scaffold's
 READMEs).
+
+Nor may engine code hold the role's own words under another name (``role_words``): what its role.yaml names (the
+lease's table, the backup's tables, its secrets, variables and files) and the API paths its module calls. Its
+failing health checks and its password rules were such facts (a JSON:API /health body parsed in facts/health.py,
+16 to 50 characters in passwords.py): they are its hook and its data now.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import ast
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = (ROOT / "nodeops", ROOT / "tasks")
 CHAIN = "chainlink"
+ROLE = ROOT / "roles" / CHAIN
 
 
 def documentation(tree: ast.AST) -> set[int]:
@@ -100,4 +107,60 @@ def test_no_engine_code_names_chainlink():
     modules = sorted(p for folder in ENGINE for p in folder.rglob("*.py"))
     assert len(modules) > 40  # the engine was found
     found = {str(p.relative_to(ROOT)): hits for p in modules if (hits := chain_names(p.read_text()))}
+    assert found == {}
+
+
+def code_strings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string of ``source`` the code uses (documentation left out, as chain_names)."""
+    tree = ast.parse(source)
+    docs = documentation(tree)
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs]  # fmt: skip
+
+
+def role_words() -> set[str]:
+    """The built-in role's own words, read from its files: the lease's table, the backup's tables, its secrets,
+    variables and file names (role.yaml), and the API paths its module calls (role.py: its strings starting with
+    '/'); words of 5 characters or more (``db`` or ``.env`` would be found in any text). The lease's column names
+    are left out: the engine's defaults for a role.yaml that omits them (docs/roles.md, "The role interface")."""
+    role = yaml.safe_load((ROLE / "role.yaml").read_text())
+    words = {role["lease"]["table"], *role["backup"]["key_tables"], role["backup"]["version_table"],
+             *role["secrets"], *role["defaults"], *role["variables"],
+             *(name for profile in role["profiles"].values() for name in profile["files"])}  # fmt: skip
+    words |= {text for _, text in code_strings((ROLE / "role.py").read_text()) if text.startswith("/")}
+    return {w for w in words if len(w) >= 5}
+
+
+def test_the_role_words_are_read_from_the_role():
+    words = role_words()
+    assert {"lease_lock", "encrypted_key_rings", "api_email", "DATABASE_HOST", "secrets.toml"} <= words
+    assert {"/sessions", "/v2/user/password"} <= words and "db" not in words
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('TABLE = "lease_lock"', [(1, "'lease_lock'")]),
+        ('def f():\n    """Reads node_versions."""\n    return 1', []),  # documentation may cite them
+        ('PATH = f"/v2/user/password?{x}"', [(1, "'/v2/user/password?'")]),
+        ('KEY = "database"', []),  # an ordinary word
+    ],
+)
+def test_the_role_words_check_reads_code_strings_only(source, expected):
+    words = role_words()
+    assert [(line, repr(text)) for line, text in code_strings(source) if any(w in text for w in words)] == expected
+
+
+def test_no_engine_code_holds_the_chainlink_roles_own_words():
+    words = role_words()
+    found = {
+        str(path.relative_to(ROOT)): hits
+        for folder in ENGINE
+        for path in sorted(folder.rglob("*.py"))
+        if (
+            hits := [
+                f"{line}: {w}" for line, text in code_strings(path.read_text()) for w in sorted(words) if w in text
+            ]
+        )  # fmt: skip
+    }
     assert found == {}

@@ -40,6 +40,7 @@ from tests.unit.test_roles import GOOD, make_role
 
 EMAIL = "ops@cl1.nodeops.example"
 CHAINLINK = load_role("chainlink")
+RULES = CHAINLINK.passwords  # the node's (role.yaml passwords:)
 
 
 # ---------------------------------------------------------------- passwords
@@ -47,8 +48,8 @@ CHAINLINK = load_role("chainlink")
 
 @pytest.mark.parametrize("seed", range(200))
 def test_rotation_passwords_meet_the_rules_and_need_no_escaping_anywhere(seed):
-    password = generate_password(random.Random(seed), EMAIL, symbols=UNRESERVED)
-    assert password_problems(password, EMAIL, symbols=UNRESERVED) == []
+    password = generate_password(random.Random(seed), EMAIL, rules=RULES, symbols=UNRESERVED)
+    assert password_problems(password, EMAIL, rules=RULES, symbols=UNRESERVED) == []
     assert len(password) == 32 and EMAIL not in password.lower()
     assert quote(password, safe="") == password  # a URL userinfo or query value as it is
     assert toml_filter(Secret(password)) == f'"{password}"'  # a TOML basic string with nothing escaped
@@ -68,13 +69,13 @@ def test_rotation_passwords_meet_the_rules_and_need_no_escaping_anywhere(seed):
     ],
 )
 def test_password_rules_per_symbol_set(password, symbols, problem):
-    found = password_problems(password, symbols=symbols)
+    found = password_problems(password, rules=RULES, symbols=symbols)
     assert (found == []) if problem is None else any(problem in p for p in found), found
 
 
 def test_generated_passwords_differ():
     rng = random.Random(1)
-    assert len({generate_password(rng, symbols=UNRESERVED) for _ in range(100)}) == 100
+    assert len({generate_password(rng, rules=RULES, symbols=UNRESERVED) for _ in range(100)}) == 100
 
 
 # ---------------------------------------------------------------- stages

@@ -13,12 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE_LINES = 400
 CLASS_LINES = 150
 
-# Modules still over a limit while their split is under way (path from the root -> why); each leaves this table
-# in the change that brings it within the limits.
-WAIVED = {
-    "nodeops/role_file.py": "issue 15: activation models in role.yaml",
-}
-
 
 def oversized(source: str) -> list[str]:
     """What in ``source`` is over a limit: ``N lines`` for the module, ``class C: N lines`` for each class (nested
@@ -52,14 +46,8 @@ def test_the_check_counts_modules_and_classes(source, expected):
 
 def test_no_module_nor_class_over_the_limits():
     found = {
-        rel: wrong
+        str(path.relative_to(ROOT)): wrong
         for path in sorted((ROOT / "nodeops").rglob("*.py"))
-        if (rel := str(path.relative_to(ROOT))) not in WAIVED and (wrong := oversized(path.read_text()))
+        if (wrong := oversized(path.read_text()))
     }
     assert found == {}
-
-
-def test_every_waived_module_still_needs_its_waiver():
-    within = [f"{rel} is within the limits now: remove it from WAIVED" for rel in WAIVED
-              if not oversized((ROOT / rel).read_text())]  # fmt: skip
-    assert within == []

@@ -13,6 +13,7 @@ import pytest
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
+from nodeops.role_hooks import DEFAULT_HOOKS
 from nodeops.status import mixed_inputs, node_role, node_status, pair_state, uptime
 
 CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
@@ -165,7 +166,8 @@ def test_status_says_why_a_node_is_unreachable(monkeypatch):
     inspected = '[{"Name": "/nodeops-svc", "State": {"Running": true, "Status": "running"}, "Config": {"Labels": {}}}]'
     monkeypatch.setattr(observe, "execute", lambda *_a, **_k: CommandResult(0, inspected, ""))
     service = types.SimpleNamespace(name="svc", runtime="docker", nodes=[A, B])
-    seen = observe.Observer(Fleet(), service, types.SimpleNamespace(port=6688, health="/health")).views()
+    role = types.SimpleNamespace(port=6688, health="/health", hooks=DEFAULT_HOOKS)
+    seen = observe.Observer(Fleet(), service, role).views()
     shown = [node_status(s, NOW) for s in seen.values()]
     assert [(n["role"], n["health"], n["unreachable"]) for n in shown] == [
         ("active", "passing", None),

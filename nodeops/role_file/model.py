@@ -1,0 +1,149 @@
+"""``role.yaml``: a role's definition, validated like the inventory (nodeops.inventory: the same validators, the
+same generated pydantic models, the same path-qualified one-line errors).
+
+Each key is declared once, on the frozen dataclasses here and in nodeops.role_file.sections (annotation =
+validator, default); ``_RoleSpec`` and the models under it are generated from them (nodeops.role_file.parse).
+Rules that span keys (a lease's variables are the role's, a template exists, ...) are checked on the validated
+model (nodeops.role_file.rules), once every key is valid. Every problem is one ``RoleError`` (exit 2) naming the
+role file and the path inside it (``profiles.v2.files.config.toml.template``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, PlainValidator
+
+from nodeops.errors import InvalidInput
+from nodeops.inventory.model import derived, in_file
+from nodeops.inventory.values import _NAME_PATTERN, Variable, _count, _integer, _matching, _Port, _variable
+from nodeops.role_file.sections import BackupSpec, LeaseSpec, PasswordRules, RotationSpec
+from nodeops.role_file.values import (
+    PROFILE_VARIABLE,
+    _a_list,
+    _activation,
+    _boolean,
+    _Checked,
+    _choice,
+    _container_path,
+    _file_name,
+    _http_path,
+    _none_is_empty,
+    _rotation_name,
+    _SecretName,
+    _StopSeconds,
+    _template,
+    _VariableName,
+)
+from nodeops.role_hooks import DEFAULT_HOOKS, RoleHooks
+
+
+@dataclass(frozen=True)
+class RoleFile:
+    """A file rendered for the node: ``name`` in the node's folder, from ``template``."""
+
+    name: str = derived()
+    template: Annotated[str, PlainValidator(_template)]
+    secret: Annotated[bool, PlainValidator(_boolean)]
+    read: Annotated[Literal["start", "lease"], _choice("start", "lease")] = "start"  # when the node reads it: at
+    # start, or only once it holds the lease
+    hot: Annotated[bool, PlainValidator(_boolean)] = False  # a hot key (activation keys): only the active gets it
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = derived()
+    files: Annotated[
+        Mapping[Annotated[str, PlainValidator(_file_name)], RoleFile], AfterValidator(_count(1, None, "file"))
+    ]
+    command: Annotated[
+        tuple[str, ...], _a_list("arguments", none_is_empty=False), AfterValidator(_count(1, None, "argument"))
+    ]  # with "{mount}" placeholders
+    env_file: str | None = None  # one of ``files``, passed as ``--env-file``
+
+    def argv(self, mount: str) -> tuple[str, ...]:
+        return tuple(arg.format(mount=mount) for arg in self.command)
+
+    @property
+    def shows_secrets(self) -> bool:
+        """Whether secret values reach the container's configuration, which ``docker inspect`` shows anyone: its
+        ``env_file`` is a secret file (docker copies an env file into it). Deploy checks the others show none."""
+        return self.env_file is not None and self.files[self.env_file].secret
+
+
+@dataclass(frozen=True, kw_only=True)
+class Role:
+    name: str = derived()
+    source: Path = derived()  # the role.yaml in effect
+    template_dirs: tuple[Path, ...] = derived()  # templates/<role> beside each roles/ folder, in order (operator's
+    # first, built-in last), each whether or not it exists
+    hooks: RoleHooks = derived(default=DEFAULT_HOOKS)  # what its module (role.py) provides, over the engine's
+    # defaults (nodeops.role_hooks); set by nodeops.roles.load_role
+    description: str = in_file(default="")
+    user: Annotated[int, _integer(0, 2**31 - 1)]  # container uid; the node's files are owned by it
+    port: _Port  # API/UI port
+    health: Annotated[str, PlainValidator(_http_path)]  # HTTP path; 200 = healthy
+    mount: Annotated[str, PlainValidator(_container_path)]  # where the node sees its files
+    stop_timeout: _StopSeconds = in_file(default=10.0)  # seconds for a graceful stop
+    standby_log: str | None = in_file(default=None)  # what a standby logs while it waits (case-insensitive): extra
+    # evidence, never required
+    defaults: Annotated[
+        Mapping[_VariableName, Annotated[Variable, PlainValidator(_variable)]],
+        BeforeValidator(_none_is_empty),
+    ] = in_file(default={})
+    secrets: Annotated[tuple[_SecretName, ...], _a_list("secret names")] = in_file(default=())  # secret names a
+    # service must define
+    activation: Annotated[str | None, PlainValidator(_activation)] = in_file(default=None)  # lease, keys or all;
+    # not set: keys when a file is hot, else lease (default_activation)
+    lease: LeaseSpec | None = in_file(default=None)  # how to read who holds the active role; None: no lease
+    profiles: Annotated[
+        Mapping[Annotated[str, _matching(_NAME_PATTERN, f"a profile name matching {_NAME_PATTERN}")], Profile],
+        AfterValidator(_count(1, None, "profile")),
+    ]
+    default_profile: _Checked  # one of ``profiles``
+    rotation: Annotated[
+        Mapping[Annotated[str, PlainValidator(_rotation_name)], RotationSpec], BeforeValidator(_none_is_empty)
+    ] = in_file(default={})  # what fab rotate-secrets can rotate, in the order --secret all takes
+    backup: BackupSpec | None = None  # what fab backup records of the node's keys; None: the role has no backup
+    passwords: PasswordRules = PasswordRules()  # what the node accepts as a password: a rotation generates to it
+    writable_paths: Annotated[tuple[str, ...], _a_list("variable names")] = ()  # variables holding a path the node
+    # writes: never at or under `mount`
+    secret_variables: Annotated[Mapping[str, _Checked], BeforeValidator(_none_is_empty)] = field(
+        default_factory=lambda: MappingProxyType({})
+    )  # variable -> the secret a service may give instead of it
+    variables: Annotated[tuple[_VariableName, ...], _a_list("variable names")] = ()  # role.yaml ``variables``: the
+    # ones a service may set that have no default
+    unused_with: Annotated[
+        Mapping[str, Annotated[tuple[str, ...], _a_list("variables of the role's defaults", none_is_empty=False)]],
+        BeforeValidator(_none_is_empty),
+    ] = field(default_factory=lambda: MappingProxyType({}))  # variable -> the defaults its templates do not read
+    # while a service sets it
+
+    def read_variables(self, own: Mapping[str, object]) -> dict[str, object]:
+        """The variables the templates read for a service whose own variables are ``own``: the role's defaults
+        overlaid by ``own``, without the defaults ``unused_with`` names for a variable ``own`` sets (Chainlink with
+        ``EVM_CHAINS``: no ``ETH_CHAIN_ID``, ``ETH_URL``, ``ETH_HTTP_URL``, ``LINK_CONTRACT_ADDRESS``). What a diff
+        compares, so that it lists no change that does nothing. Pure."""
+        unused = {name for key, names in self.unused_with.items() if key in own for name in names}
+        return {k: v for k, v in {**self.defaults, **own}.items() if k not in unused}
+
+    @property
+    def known_variables(self) -> frozenset[str]:
+        """Every variable a service of this role may set: ``defaults``, ``variables`` and ``PROFILE``."""
+        return frozenset({*self.defaults, *self.variables, PROFILE_VARIABLE})
+
+    @property
+    def admin_secrets(self) -> frozenset[str]:
+        """Secrets only a rotation uses (an admin role's credentials): never read by deploy, status or the rest."""
+        return frozenset(n for spec in self.rotation.values() for n in (spec.admin_user, spec.admin_password) if n)
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(self.profiles)
+            raise InvalidInput(f"role {self.name!r} has no profile {name!r} (profiles: {known})") from None

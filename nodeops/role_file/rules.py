@@ -1,0 +1,126 @@
+"""The rules of ``role.yaml`` that span keys (a lease's variables are the role's, a template exists, ...), checked
+on the validated model once every key is valid; each problem is one RoleError naming the path inside the file."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any, NoReturn
+
+from nodeops.inventory.values import _NAME, _NAME_PATTERN
+from nodeops.role_file.model import Profile, Role
+from nodeops.role_file.sections import LeaseSpec
+from nodeops.role_file.values import PROFILE_VARIABLE, RoleError
+
+
+def default_activation(role: Role) -> str:
+    """The role's activation model: ``activation`` as written, else ``keys`` when one of its files is ``hot``, else
+    ``lease`` (a role.yaml written before the key: one node answers its health path, the others wait). Pure."""
+    hot = any(f.hot for p in role.profiles.values() for f in p.files.values())
+    return role.activation or ("keys" if hot else "lease")
+
+
+# ---------------------------------------------------------------- rules across keys
+
+
+def _check(role: Role, file: str) -> None:
+    """The rules that span keys, in the order of the file's keys."""
+
+    def fail(where: str, problem: str) -> NoReturn:
+        raise RoleError(file, where, problem)
+
+    defaults, secrets = role.defaults, role.secrets
+    known = {*defaults, *role.variables}
+    if role.lease is not None:
+        if default_activation(role) != "lease":
+            fail("lease", f"a lease needs activation: lease (this role's is {default_activation(role)}): remove it")
+        _check_lease(role.lease, secrets, known, fail)
+    for name, spec in role.rotation.items():
+        at = f"rotation.{name}"
+        for key in ("secret", "user"):
+            value = getattr(spec, key)
+            if value is not None and value not in secrets:
+                fail(f"{at}.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {value!r}")
+        for key in ("admin_user", "admin_password"):
+            value = getattr(spec, key)
+            if value is not None and value in secrets:
+                fail(f"{at}.{key}", f"expected a secret name outside the role's required secrets, got {value!r}")
+        if spec.kind == "postgres-password" and role.lease is None:
+            fail(at, "a postgres-password rotation needs the role's lease: section (it locates the database)")
+    rules = role.passwords
+    if rules.max_length is not None and rules.max_length < rules.min_length:
+        fail("passwords.max_length", f"expected at least min_length ({rules.min_length}), got {rules.max_length}")
+    if role.backup is not None and role.lease is None:
+        fail("backup", "a backup needs the role's lease: section (it locates the database)")
+    for i, var in enumerate(role.writable_paths):
+        if var not in defaults:
+            fail(f"writable_paths[{i}]", f"expected a variable of the role's defaults, got {var!r}")
+        if problem := path_problem(defaults[var], role.mount):
+            fail(f"defaults.{var}", problem)
+    for var, secret in role.secret_variables.items():
+        if var not in defaults:
+            fail(f"secret_variables.{var}", "expected a variable of the role's defaults")
+        if not isinstance(secret, str) or not _NAME.fullmatch(secret) or secret in secrets:
+            problem = f"expected a secret name matching {_NAME_PATTERN} outside the role's required secrets"
+            fail(f"secret_variables.{var}", f"{problem}, got {secret!r}")
+    for profile in role.profiles.values():
+        _check_profile(profile, role, fail)
+    if role.default_profile not in role.profiles:
+        fail("default_profile", f"expected one of {', '.join(role.profiles)}, got {role.default_profile!r}")
+    for i, var in enumerate(role.variables):
+        if var in defaults or var == PROFILE_VARIABLE or var in role.variables[:i]:
+            fail(f"variables[{i}]", f"{var} is declared already (defaults, PROFILE or earlier in this list)")
+    for var, names in role.unused_with.items():
+        if var not in known:
+            fail(f"unused_with.{var}", "expected a variable the role declares (defaults or variables)")
+        for i, unused in enumerate(names):
+            if unused not in defaults or unused == var:
+                fail(f"unused_with.{var}[{i}]", f"expected a variable of the role's defaults other than {var}, got "
+                     f"{unused!r}")  # fmt: skip
+
+
+def _check_lease(lease: LeaseSpec, secrets: tuple[str, ...], variables: set[str], fail: Any) -> None:
+    for key in ("host", "port", "database", "sslmode"):
+        if (name := getattr(lease, key)) not in variables:
+            fail(f"lease.{key}", f"expected a variable of the role's defaults or variables, got {name!r}")
+    for key in ("user", "password"):
+        if (name := getattr(lease, key)) not in secrets:
+            fail(f"lease.{key}", f"expected one of the role's secrets ({', '.join(secrets)}), got {name!r}")
+
+
+def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
+    at, activation = f"profiles.{profile.name}", default_activation(role)
+    if activation == "keys" and not any(f.hot for f in profile.files.values()):
+        fail(f"{at}.files", "activation keys needs at least one file marked hot: true (the keys the active holds)")
+    for f in profile.files.values():
+        if f.hot and activation != "keys":
+            fail(f"{at}.files.{f.name}.hot", f"a hot file needs activation: keys (this role's is {activation})")
+        if f.hot and not f.secret:
+            fail(f"{at}.files.{f.name}.secret", "a hot file holds keys: set secret: true")
+        if f.read == "lease" and activation != "lease":
+            fail(f"{at}.files.{f.name}.read", f"read: lease needs activation: lease (this role's is {activation})")
+        if not any((d / f.template).is_file() for d in role.template_dirs):
+            searched = ", ".join(str(d) for d in role.template_dirs)
+            fail(f"{at}.files.{f.name}.template", f"template {f.template!r} not found in {searched}")
+    for i, arg in enumerate(profile.command):
+        try:
+            arg.format(mount=role.mount)
+        except (KeyError, IndexError, ValueError) as err:
+            fail(f"{at}.command[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
+    if profile.env_file is not None and profile.env_file not in profile.files:
+        fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(profile.files)}), got "
+             f"{profile.env_file!r}")  # fmt: skip
+
+
+def path_problem(value: Any, mount: str) -> str | None:
+    """Why ``value`` cannot be a path the node writes to, given the read-only ``mount``; None if it can."""
+    if not isinstance(value, str) or not value:
+        return f"expected a path, got {value!r}"
+    if value == "~" or value.startswith("~/"):
+        return None
+    if not value.startswith("/"):
+        return f"expected an absolute path (or ~/...), got {value!r}: a relative one depends on the image's workdir"
+    path, root = (posixpath.normpath("/" + p.lstrip("/")) for p in (value, mount))  # "//x/./y/.." is "/x"
+    if path == root or path.startswith(root.rstrip("/") + "/"):
+        return (f"{value!r} is at or under the role's mount {mount}, which the node sees read-only and cannot make "
+                f"its own; set a writable path outside {mount}")  # fmt: skip
+    return None

@@ -1,0 +1,163 @@
+"""The sections of ``role.yaml`` below its top level: ``lease:``, ``backup:``, ``passwords:`` and ``rotation.<name>``
+(its kinds: the engine's, a kind of the role's module, or an unknown one, each validated by its own generated
+spec).
+
+Each key is declared once, on the frozen dataclasses here; their specs are generated from them
+(nodeops.inventory.schema._spec)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Discriminator, PlainValidator, Tag
+
+from nodeops.inventory.model import derived
+from nodeops.inventory.schema import _SPECS, _spec
+from nodeops.inventory.values import _accepts, _fail, _integer
+from nodeops.role_file.values import _a_list, _boolean, _choice, _Column, _SecretName, _Table
+from nodeops.role_hooks import DEFAULT_HOOKS, MODULE_FILE, RoleHooks
+
+
+@dataclass(frozen=True)
+class LeaseSpec:
+    """Where the role's nodes keep their lease: a PostgreSQL table of one row, its columns naming the holder's
+    client id (``client``) and when the lease expires (``expires``, a timestamptz: database time), the
+    variables that locate the database and the secrets that log in to it."""
+
+    table: _Table
+    host: str  # variable names
+    port: str
+    database: str
+    sslmode: str
+    user: str  # secret names
+    password: str
+    client: _Column = "client_id"  # optional: the columns of the built-in role's table (Chainlink's lease_lock)
+    expires: _Column = "expires_at"
+
+
+@dataclass(frozen=True)
+class BackupSpec:
+    """``backup:``: what fab backup's manifest records from the database besides the dump (the database is
+    the one ``lease:`` locates): every row of the tables holding the node's encrypted keys, as digests, and
+    the version the node last ran on it, from ``version_table``'s ``version`` column."""
+
+    key_tables: Annotated[tuple[_Table, ...], _a_list("table names", none_is_empty=False)]
+    version_table: _Table | None = None
+
+
+CHARACTER_CLASSES = ("upper", "lower", "digit", "symbol")  # what PasswordRules.classes may name (nodeops.passwords)
+_Length = Annotated[int, _integer(8, 1024)]
+
+
+@dataclass(frozen=True)
+class PasswordRules:
+    """``passwords:``: what the role's node accepts as a password it is given, which a password fab rotate-secrets
+    generates meets (nodeops.passwords.generate_password), besides the engine's own rules (letters, digits and
+    a few plain symbols; no symbol first or last). Every key is optional. The defaults are the cautious side
+    where caution costs a generated password nothing: no character three times in a row and never the user's name
+    (Chainlink's rules, which a role copied before ``passwords:`` existed still needs), a length of 8 bytes or
+    more; ``max_run: null`` and ``refuse_user: false`` lift them."""
+
+    min_length: _Length = 8  # bytes
+    max_length: _Length | None = None  # bytes; None: no limit
+    classes: Annotated[
+        tuple[Annotated[str, _choice(*CHARACTER_CLASSES)], ...], _a_list("character classes", none_is_empty=False)
+    ] = ()  # at least one character of each
+    max_run: Annotated[int, _integer(1, 1024)] | None = 2  # at most this many of one character in a row
+    refuse_user: Annotated[bool, PlainValidator(_boolean)] = True  # never containing the user it belongs to
+
+
+@dataclass(frozen=True)
+class RotationSpec:
+    """``rotation.<name>``: what ``fab rotate-secrets --secret <name>`` changes, and where it is checked.
+
+    The engine's kinds: ``postgres-password`` (``ALTER ROLE`` of ``user`` on the
+    server the role's ``lease:`` locates, as the admin role whose user and
+    password the service's secrets ``admin_user`` and ``admin_password`` hold;
+    then the pair is rolled onto it) and ``refused`` (cannot be changed in
+    place: ``reason`` says why and what to do). Any other kind is the role's
+    own, provided by its module (nodeops.role_hooks ``ROTATIONS``: the password
+    of the API user ``user``, changed on the active node), checked when the
+    role is loaded (nodeops.roles.load_role). The keys each kind takes:
+    ``ROTATION_KINDS``, and ``ROLE_ROTATION_KEYS`` for a role's own.
+    """
+
+    name: str = derived()
+    kind: str
+    secret: str  # the role secret whose value is rotated
+    user: str | None = None  # the role secret naming whose password it is (database role, API email)
+    admin_user: _SecretName | None = None  # postgres-password: service secrets (optional in `secrets:`) of the admin
+    admin_password: _SecretName | None = None
+    reason: str | None = None  # refused
+
+
+ROTATION_KINDS = {  # the engine's kinds -> the keys each takes, all required
+    "postgres-password": ("secret", "user", "admin_user", "admin_password"),
+    "refused": ("secret", "reason"),
+}
+ROLE_ROTATION_KEYS = ("secret", "user")  # what a kind of the role's own takes (nodeops.role_hooks ROTATIONS)
+_ROLE_KIND, _UNKNOWN_KIND = "role's own", "unknown"  # the tags of a kind the role's module provides, and of any other
+_PARSING: ContextVar[RoleHooks] = ContextVar("role_hooks", default=DEFAULT_HOOKS)  # the hooks of the role parse_role
+# reads (its module's rotation kinds are valid kinds)
+
+
+@_accepts("a kind of the role's module (role.py ROTATIONS)")
+def _role_kind(value: Any) -> str:
+    """A rotation kind that is not the engine's: one the module of the role being parsed provides."""
+    hooks = _PARSING.get()
+    if isinstance(value, str) and value in hooks.rotations:
+        return value
+    where = f"its module {hooks.source}" if hooks.source else f"no {MODULE_FILE} beside the role.yaml"
+    own = ", ".join(hooks.rotations) or "none"
+    _fail(f"one of {', '.join(ROTATION_KINDS)} or a kind the role's module provides ({where}; its kinds: {own})",
+          value)  # fmt: skip
+
+
+_RoleKind = Annotated[str, PlainValidator(_role_kind)]
+
+
+def _rotation_tag(value: Any) -> str | None:
+    """Which spec validates a ``rotation.<name>`` mapping: its engine kind, a kind of the role's own, or an unknown
+    one (whose spec takes every key and refuses the kind, so that the kind is what the error names); None
+    (missing key 'kind') when it names none. Whatever is not a mapping goes to one spec, which says so."""
+    if not isinstance(value, Mapping):
+        return _ROLE_KIND
+    kind = value.get("kind")
+    if kind is None:
+        return None
+    if isinstance(kind, str) and kind in ROTATION_KINDS:
+        return kind
+    return _ROLE_KIND if isinstance(kind, str) and kind in _PARSING.get().rotations else _UNKNOWN_KIND
+
+
+_ROTATION_KEYS = ("secret", "user", "admin_user", "admin_password", "reason")
+
+
+_SPECS[LeaseSpec] = _spec(LeaseSpec, "_LeaseSpec")
+_SPECS[BackupSpec] = _spec(BackupSpec, "_RoleBackupSpec")
+_SPECS[PasswordRules] = _spec(PasswordRules, "_PasswordRulesSpec")
+_SPECS[RotationSpec] = Annotated[
+    Union[  # noqa: UP007 (a tuple of types, built at run time)
+        tuple(
+            Annotated[
+                _spec(
+                    RotationSpec,
+                    f"_RotationSpec[{kind}]",
+                    keys=("kind", *keys),
+                    required=keys if kind != _UNKNOWN_KIND else (),
+                    types_={"kind": Literal[kind] if kind in ROTATION_KINDS else _RoleKind},
+                ),
+                Tag(kind),
+            ]  # fmt: skip
+            for kind, keys in (
+                *ROTATION_KINDS.items(),
+                (_ROLE_KIND, ROLE_ROTATION_KEYS),
+                (_UNKNOWN_KIND, _ROTATION_KEYS),
+            )
+        )
+    ],
+    Discriminator(_rotation_tag),
+]
