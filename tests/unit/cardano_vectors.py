@@ -42,8 +42,9 @@ CLI_VRF_VKEY_CBOR = "58202397922de810ace9c5c8a10dc077999e59a239a8c90cca96d150c48
 CLI_COLD_SKEY_CBOR = "582086f64a96dd4b476cbd6e8adf36d0aa9ecc091f9865e1ffc14057ef9710daa7e3"
 CLI_COLD_VKEY_CBOR = "58200ef55ad974b238209f51d0eed5ffbb00220a9811c0481eaf127ceb1c525f1eb6"
 CLI_COUNTER_CBOR = "820058200ef55ad974b238209f51d0eed5ffbb00220a9811c0481eaf127ceb1c525f1eb6"
-# certificates/operational_certificate (NodeOperationalCertificate, description ""): counter 0, KES period 1000;
-# its cold signing key is not published
+# certificates/operational_certificate (NodeOperationalCertificate, description ""): counter 0, KES period 1000; its
+# cold signing key is not published, and its signature is over the CBOR of (vk, n, c0), the ledger's signable of 2020
+# (today's is the raw bytes: ledger's OCertSignable)
 CLI_OPCERT_CBOR = (
     "828458206f958f84c7622f1494018dc2b1b4bcb591d1acb364487974d851b5968bbff88a001903e858407bf5e99c876a35d8"
     "64ddd47768209952690dd089db8e5e815a507f1f9bc4d0428d47be27eb6627d2648e404073fd6cfbccf0bad38b91e129a2d8"
