@@ -20,7 +20,9 @@ what is wrong.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cbor2
 
@@ -58,6 +60,7 @@ DESCRIPTIONS = {
     CERTIFICATE: "",
 }
 VRF_SIGNING_KEY_SIZE = 64
+T = TypeVar("T")
 
 
 class EnvelopeError(InvalidInput):
@@ -158,22 +161,22 @@ def read_cold_verification_key(text: str | bytes, where: str) -> bytes:
     return _bytes(read(text, where, COLD_VERIFICATION), where, COLD_KEY_SIZE)
 
 
+def _parsed(text: str | bytes, where: str, kind: str, parse: Callable[[bytes], T]) -> T:
+    envelope = read(text, where, kind)
+    try:
+        return parse(envelope.cbor)
+    except ValueError as err:
+        raise EnvelopeError(where, kind, str(err)) from None
+
+
 def read_certificate(text: str | bytes, where: str) -> Certificate:
     """An operational certificate (``node.cert``), its signature not checked (``Certificate.verify``)."""
-    envelope = read(text, where, CERTIFICATE)
-    try:
-        return Certificate.from_cbor(envelope.cbor)
-    except ValueError as err:
-        raise EnvelopeError(where, CERTIFICATE, str(err)) from None
+    return _parsed(text, where, CERTIFICATE, Certificate.from_cbor)
 
 
 def read_issue_counter(text: str | bytes, where: str) -> IssueCounter:
     """An operational certificate issue counter (``cold.counter``)."""
-    envelope = read(text, where, ISSUE_COUNTER)
-    try:
-        return IssueCounter.from_cbor(envelope.cbor)
-    except ValueError as err:
-        raise EnvelopeError(where, ISSUE_COUNTER, str(err)) from None
+    return _parsed(text, where, ISSUE_COUNTER, IssueCounter.from_cbor)
 
 
 def kes_signing_key_file(key: SignKey) -> str:

@@ -61,6 +61,10 @@ class ColdKey:
         return f"ColdKey(verification_key={self.verification_key.hex()})"
 
 
+def _word64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_WORD64
+
+
 def signable(kes_vk: bytes, counter: int, kes_period: int) -> bytes:
     """The bytes the cold key signs: ``kes_vk | counter (8 bytes, big-endian) | kes_period (8 bytes, big-endian)``
     (``OCertSignable``)."""
@@ -95,7 +99,7 @@ class Certificate:
             if not isinstance(value, bytes) or len(value) != size:
                 raise ValueError(f"its {name} is not {size} bytes")
         for name, value in (("counter", counter), ("KES period", period)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_WORD64:
+            if not _word64(value):
                 raise ValueError(f"its {name} is not a 64-bit unsigned integer")
         return cls(kes_vk, counter, period, signature, cold_vk)
 
@@ -115,7 +119,7 @@ def issue(cold: ColdKey, kes_vk: bytes, counter: int, kes_period: int) -> Certif
     ``kes_period`` (64-bit unsigned), signed by ``cold``. ValueError for a field out of range."""
     if len(kes_vk) != VERIFICATION_KEY_SIZE:
         raise ValueError(f"a KES verification key has {VERIFICATION_KEY_SIZE} bytes, not {len(kes_vk)}")
-    if not (0 <= counter <= MAX_WORD64 and 0 <= kes_period <= MAX_WORD64):
+    if not (_word64(counter) and _word64(kes_period)):
         raise ValueError("the counter and the KES period are 64-bit unsigned integers")
     signature = SigningKey(cold.seed).sign(signable(kes_vk, counter, kes_period)).signature
     return Certificate(kes_vk, counter, kes_period, signature, cold.verification_key)
@@ -143,7 +147,7 @@ class IssueCounter:
             number, cold_vk = cbor2.loads(data)
         except (cbor2.CBORDecodeError, ValueError, TypeError) as err:
             raise ValueError(f"not [next_number, cold_vk] ({err})") from None
-        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_WORD64:
+        if not _word64(number):
             raise ValueError("its number is not a 64-bit unsigned integer")
         if not isinstance(cold_vk, bytes) or len(cold_vk) != COLD_KEY_SIZE:
             raise ValueError(f"its cold verification key is not {COLD_KEY_SIZE} bytes")
