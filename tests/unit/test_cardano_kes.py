@@ -144,3 +144,40 @@ def test_a_key_never_shows_its_bytes():
 
 def test_generate_without_a_seed_draws_a_fresh_one():
     assert kes.SignKey.generate().verification_key != kes.SignKey.generate().verification_key
+
+
+def header(cbor_hex: str) -> tuple[bytes, list, bytes]:
+    """A header's body as signed (its bytes as they stand), the body decoded, and its KES signature."""
+    raw = bytes.fromhex(cbor_hex)
+    assert raw[0] == 0x82 and raw[-451:-448] == bytes.fromhex("5901c0")  # [body, 448-byte signature]
+    return raw[1:-451], cbor2.loads(raw[1:-451]), raw[-448:]
+
+
+def certificate_of(body: list) -> tuple[bytes, int, int, bytes, bytes]:
+    """(hot key, counter, start period, signature, cold key): a TPraos body (15 fields) carries the certificate's
+    fields inline, a Praos one (10) as one list."""
+    fields = body[9:13] if len(body) == 15 else body[8]
+    return (*fields, body[3])
+
+
+@pytest.mark.parametrize(
+    ("cbor_hex", "slot", "counter", "start", "evolution"),
+    [
+        (v.ALONZO_HEADER, 0, 0, 0, 0),
+        (v.BABBAGE_HEADER, 1029948, 0, 0, 11),
+        (v.CONWAY_HEADER, 8726400, 1, 55, 12),
+    ],
+)
+def test_headers_signed_by_producers_verify_at_their_evolution_only(cbor_hex, slot, counter, start, evolution):
+    signed, body, signature = header(cbor_hex)
+    hot, n, c0, sigma, cold = certificate_of(body)
+    assert (body[1], n, c0) == (slot, counter, start)
+    assert ocert.Certificate(hot, n, c0, sigma, cold).verify()  # the issuer's cold key signed the certificate
+    assert [t for t in range(64) if kes.verify(hot, t, signed, signature)] == [evolution]
+    assert not kes.verify(hot, evolution, signed[:-1] + bytes([signed[-1] ^ 1]), signature)
+
+
+def test_the_conway_headers_evolution_is_its_slots_period_less_the_certificates_start():
+    periods = role_module("cardano", "periods")
+    chain = periods.Genesis("testnet", periods.NETWORKS["preview"].system_start, 1, 129600, 62)
+    assert chain.window(8726400, start=55).evolution == 12
