@@ -3,7 +3,9 @@
 Each is copied from a public repository's test or configuration tree, named below with its path and the commit it
 was read at; hex strings are the text envelopes' ``cborHex`` (CBOR), split over lines. No vector here is made up.
 What could not be found: cardano-base publishes no KES test vectors (its KES tests are properties over random keys,
-cardano-crypto-class/testlib/Test/Crypto/KES.hs), and no published file pairs a KES signature with its message.
+cardano-crypto-class/testlib/Test/Crypto/KES.hs), nor does any published file pair a KES signing key with a
+signature it made; KES signatures are checked on block headers producers signed (the end of this file), and key
+generation and evolution on published signing keys whose verification keys cardano-base computed.
 """
 
 from __future__ import annotations
