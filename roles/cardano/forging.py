@@ -1,8 +1,9 @@
 """Whether a producer's hot credentials can make blocks the chain takes, as the chain checks a block's header; and
 the refusal of a new certificate before any host is touched.
 
-Upstream: IntersectMBO/ouroboros-consensus, Ouroboros.Consensus.Protocol.Praos, ``doValidateKESSignature`` (and
-cardano-ledger's Cardano.Protocol.TPraos.Rules.OCert, ``ocertTransition``, before Babbage). A header carries the
+Upstream: IntersectMBO/ouroboros-consensus, Ouroboros.Consensus.Protocol.Praos, ``doValidateKESSignature`` (from
+Babbage on; before it, cardano-ledger's libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/Rules/OCert.hs,
+``ocertTransition``, the same checks without the counter's upper bound). A header carries the
 pool's cold verification key, the operational certificate and a KES signature made at evolution ``kp - c0``; it is
 refused, in this order, for ``KESBeforeStartOCERT`` (``kp < c0``), ``KESAfterEndOCERT`` (``kp >= c0 +
 maxKESEvolutions``), ``InvalidSignatureOCERT`` (the certificate is not the cold key's), ``InvalidKesSignatureOCERT``

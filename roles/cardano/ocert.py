@@ -3,20 +3,21 @@ period it starts at; and the issue counter's rules.
 
 Upstream:
 
-- IntersectMBO/cardano-ledger, libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/OCert.hs: ``OCert`` (hot
-  key, counter ``n``, start period ``c0``, signature ``sigma``), CBOR as a group of four (``[vk_hot, n, c0,
+- IntersectMBO/cardano-ledger (at bbf77221), libs/cardano-protocol/src/Cardano/Protocol/TPraos/OCert.hs: ``OCert``
+  (hot key, counter ``n``, start period ``c0``, signature ``sigma``), CBOR as a group of four (``[vk_hot, n, c0,
   sigma]``); the signed bytes, ``OCertSignable``, are not CBOR: the raw KES verification key (32 bytes), then the
   counter and the period as 64-bit big-endian words.
-- IntersectMBO/cardano-api, Cardano.Api's OperationalCertificate: the certificate with the cold verification key,
+- IntersectMBO/cardano-api, Cardano.Api.Internal.OperationalCertificate: the certificate with the cold verification key,
   CBOR ``[[vk_hot, n, c0, sigma], vk_cold]`` (text envelope ``NodeOperationalCertificate``); the issue counter
   ``[next, vk_cold]`` (``NodeOperationalCertificateIssueCounter``, description ``Next certificate issue number:
   N``). ``cardano-cli node issue-op-cert`` issues the counter file's number and writes it back plus one.
-- The counter checks, IntersectMBO/ouroboros-consensus, Ouroboros.Consensus.Protocol.Praos
-  (``doValidateKESSignature``) and cardano-ledger's Cardano.Protocol.TPraos.Rules.OCert (``ocertTransition``): with
-  ``m`` the highest counter the chain has seen for the pool (0 for a pool in the stake distribution that has made
-  no block), a header's counter ``n`` must satisfy ``m <= n`` (``CounterTooSmallOCERT``) and ``n <= m + 1``
-  (``CounterOverIncrementedOCERT``); its slot's KES period ``kp`` must satisfy ``c0 <= kp < c0 + maxKESEvolutions``
-  (``KESBeforeStartOCERT``, ``KESAfterEndOCERT``; nodeops' periods module).
+- The counter checks: with ``m`` the highest counter the chain has seen in the pool's blocks (0 for a pool in the
+  stake distribution that has made none: ``currentIssueNo``), a header's counter ``n`` must satisfy ``m <= n``
+  (``CounterTooSmallOCERT``: cardano-ledger's libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/Rules/OCert.hs,
+  ``ocertTransition``, the rule up to Alonzo) and, from Babbage on, ``n <= m + 1`` (``CounterOverIncrementedOCERT``:
+  IntersectMBO/ouroboros-consensus, Ouroboros.Consensus.Protocol.Praos, ``doValidateKESSignature``); its slot's KES
+  period ``kp`` must satisfy ``c0 <= kp < c0 + maxKESEvolutions`` (``KESBeforeStartOCERT``, ``KESAfterEndOCERT``;
+  the periods module).
 
 Ed25519 is deterministic (RFC 8032): the same cold key and fields give the same certificate, byte for byte, as
 cardano-cli's.

@@ -1,12 +1,14 @@
 """KES periods from a network's genesis parameters: the period of a slot, a certificate's valid window, the periods
 it has left and the time it runs out; slots and times.
 
-Rules (IntersectMBO/cardano-ledger, libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/OCert.hs, ``kesPeriod``;
-the window, Ouroboros.Consensus.Protocol.Praos ``doValidateKESSignature``): the KES period of slot ``s`` is ``s //
-slotsPerKESPeriod`` (the absolute slot, Byron's slots included); a certificate starting at period ``c0`` is valid
-at period ``kp`` when ``c0 <= kp < c0 + maxKESEvolutions``, and its key then signs at evolution ``kp - c0``.
-cardano-node's metrics say the same: ``operationalCertificateExpiryKESPeriod`` is ``c0 + maxKESEvolutions`` and
-``remainingKESPeriods`` the periods from the current one to it.
+Rules (IntersectMBO/cardano-ledger at bbf77221, libs/cardano-protocol/src/Cardano/Protocol/TPraos/OCert.hs,
+``kesPeriod``; the window, libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/Rules/OCert.hs and
+ouroboros-consensus's Ouroboros.Consensus.Protocol.Praos ``doValidateKESSignature``): the KES period of slot ``s`` is
+``s // slotsPerKESPeriod`` (the absolute slot, Byron's slots included); a certificate starting at period ``c0`` is
+valid at period ``kp`` when ``c0 <= kp < c0 + maxKESEvolutions``, and its key then signs at evolution ``kp - c0``.
+cardano-node's metrics count the same way (IntersectMBO/cardano-node at 0a21a743,
+cardano-node/src/Cardano/Node/Tracing/Tracers/KESInfo.hs): ``operationalCertificateExpiryKESPeriod`` is ``c0 +
+maxKESEvolutions`` and ``remainingKESPeriods`` is ``max 0 (expiry - current)``.
 
 Slots and times: a network starts at its ``systemStart`` with Byron's 20-second slots (Byron genesis
 ``slotDuration`` 20000 ms, epochs of ``10 k`` = 21600 slots) until its Shelley hard fork, then slots of the Shelley
