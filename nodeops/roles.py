@@ -31,7 +31,7 @@ copy of a built-in ``role.yaml`` keeps the built-in module, as it keeps the
 templates); none: the engine's defaults. It is run once per process
 (``load_hooks``); the Role carries its hooks (``Role.hooks``). A role folder
 is a package (``role_package``): ``role.py`` and the modules beside it import
-each other relatively (``from .kes import SignKey``), and ``role_module``
+each other relatively (``from .keys import sign``), and ``role_module``
 imports one of them by name, the same from the repository, a project and the
 wheel.
 
@@ -200,7 +200,7 @@ _LOADING = threading.RLock()  # role_module takes it again inside load_hooks
 def role_package(folder: Path) -> str:
     """The import name of role folder ``folder`` (``roles/<role>``) as a package, registered once per process
     (``nodeops_role_<12 hex digits of the folder's resolved path>``, a package with no ``__init__``): the modules of
-    a role import each other relatively (``from .kes import SignKey`` in ``roles/<role>/ocert.py`` or its
+    a role import each other relatively (``from .keys import sign`` in ``roles/<role>/certs.py`` or its
     ``role.py``), the same way from the repository, an operator's project and the installed wheel (where the
     built-in roles are ``nodeops/builtin/roles``)."""
     key = folder.resolve()
