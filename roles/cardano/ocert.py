@@ -135,6 +135,7 @@ class IssueCounter:
 
     @property
     def description(self) -> str:
+        """The description cardano-cli gives the counter's file: ``Next certificate issue number: N``."""
         return f"Next certificate issue number: {self.next}"
 
     def to_cbor(self) -> bytes:

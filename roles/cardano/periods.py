@@ -43,8 +43,9 @@ _MICROSECOND = timedelta(microseconds=1)
 
 @dataclass(frozen=True)
 class Genesis:
-    """A network's clock and KES parameters. ``slot_length`` and ``byron_slot_length`` in seconds (exact
-    fractions: 0.2 is 1/5); ``byron_slots``: the slots before the Shelley hard fork."""
+    """A network's clock and KES parameters. ``slot_length`` and ``byron_slot_length`` in seconds (kept as exact
+    fractions: a float 0.2 is 1/5); ``byron_slots``: the slots before the Shelley hard fork. ValueError for a
+    start without a time zone or a parameter that is not positive."""
 
     name: str
     system_start: datetime
@@ -59,7 +60,9 @@ class Genesis:
             raise ValueError("system_start must carry a time zone")
         if self.slot_length <= 0 or self.slots_per_kes_period <= 0 or self.max_kes_evolutions <= 0:
             raise ValueError("slot_length, slots_per_kes_period and max_kes_evolutions must be positive")
-        object.__setattr__(self, "slot_length", Fraction(self.slot_length))
+        for name in ("slot_length", "byron_slot_length"):  # 0.2 as written, not its nearest binary fraction
+            value = getattr(self, name)
+            object.__setattr__(self, name, Fraction(str(value)) if isinstance(value, float) else Fraction(value))
 
     @classmethod
     def from_shelley_genesis(cls, name: str, doc: dict[str, Any], byron_slots: int = 0) -> Genesis:

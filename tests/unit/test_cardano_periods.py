@@ -118,6 +118,11 @@ def test_a_bad_genesis_document_is_refused(doc, problem):
         periods.Genesis.from_shelley_genesis("x", doc)
 
 
+def test_a_float_slot_length_is_the_decimal_written():
+    lab = periods.Genesis("lab", utc(2026, 12, 1), 0.2, 10, 6)
+    assert lab.slot_length == Fraction(1, 5) and lab.time_of(5 * 10**9) == utc(2026, 12, 1) + timedelta(seconds=10**9)
+
+
 def test_times_need_a_zone_and_a_started_network():
     with pytest.raises(ValueError, match="time zone"):
         periods.Genesis("x", datetime(2022, 1, 1), Fraction(1), 10, 6)  # a naive time: the point of the test
