@@ -29,7 +29,11 @@ rotation kinds of its own). The module is the one beside the ``role.yaml``
 in effect, else the same role's further on the search path (an operator's
 copy of a built-in ``role.yaml`` keeps the built-in module, as it keeps the
 templates); none: the engine's defaults. It is run once per process
-(``load_hooks``); the Role carries its hooks (``Role.hooks``).
+(``load_hooks``); the Role carries its hooks (``Role.hooks``). A role folder
+is a package (``role_package``): ``role.py`` and the modules beside it import
+each other relatively (``from .keys import sign``), and ``role_module``
+imports one of them by name, the same from the repository, a project and the
+wheel.
 
 A service picks a profile with its variable ``PROFILE`` (the inventory has
 no profile field), else the role's ``default_profile``.
@@ -54,12 +58,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 from nodeops.errors import InvalidInput, InventoryError
@@ -96,6 +103,8 @@ __all__ = [
     "load_role",
     "profile_name",
     "role_for",
+    "role_module",
+    "role_package",
     "role_search_path",
     "templates_folder",
 ]
@@ -122,6 +131,7 @@ def templates_folder(roles_folder: Path, role: str) -> Path:
 
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_MODULE = re.compile(r"[a-z_][a-z0-9_]*")  # a module beside role.py: an identifier
 
 
 # ---------------------------------------------------------------- finding a role
@@ -184,27 +194,55 @@ def load_role(
 
 
 _LOADED: dict[Path, RoleHooks] = {}  # a module is run once per process
-_LOADING = threading.Lock()
+_LOADING = threading.RLock()  # role_module takes it again inside load_hooks
+
+
+def role_package(folder: Path) -> str:
+    """The import name of role folder ``folder`` (``roles/<role>``) as a package, registered once per process
+    (``nodeops_role_<12 hex digits of the folder's resolved path>``, a package with no ``__init__``): the modules of
+    a role import each other relatively (``from .keys import sign`` in ``roles/<role>/certs.py`` or its
+    ``role.py``), the same way from the repository, an operator's project and the installed wheel (where the
+    built-in roles are ``nodeops/builtin/roles``)."""
+    key = folder.resolve()
+    name = f"nodeops_role_{hashlib.sha256(str(key).encode()).hexdigest()[:12]}"
+    with _LOADING:
+        if name not in sys.modules:
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [str(key)]
+            sys.modules[name] = importlib.util.module_from_spec(spec)
+    return name
+
+
+def role_module(role: str, module: str, search_path: Sequence[Path] = (BUILTIN_ROLES,)) -> ModuleType:
+    """Module ``module`` of role ``role``: ``<folder>/<role>/<module>.py`` of the first folder on ``search_path``
+    that has it, imported once per process as part of its role's package (``role_package``). RoleError (exit 2)
+    naming the file when there is none or it cannot be run."""
+    folders = tuple(Path(p) for p in search_path)
+    name = f"{role}/{module}.py"
+    found = _NAME.fullmatch(role) and _MODULE.fullmatch(module)
+    file = next((f / name for f in folders if (f / name).is_file()), None) if found else None
+    if file is None:
+        raise RoleError(name, "", f"no such role module in {', '.join(str(f) for f in folders) or 'no folders'}")
+    return _import(file)
+
+
+def _import(file: Path) -> ModuleType:
+    try:
+        return importlib.import_module(f"{role_package(file.parent)}.{file.stem}")
+    except Exception as err:  # noqa: BLE001 (whatever a role's code raises is the role's problem: exit 2)
+        why = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line, whatever the code raised
+        raise RoleError(str(file), "", f"cannot load the role's module: {why}") from None
 
 
 def load_hooks(module: Path) -> RoleHooks:
     """The hooks role module ``module`` (a ``role.py``) defines over the engine's defaults (nodeops.role_hooks),
-    run once per process; RoleError (exit 2) naming the file (and the name of the wrong shape) when it cannot be
-    run or defines a hook of the wrong shape."""
+    run once per process as the module ``role`` of its folder's package (``role_package``: it may import the
+    modules beside it relatively); RoleError (exit 2) naming the file (and the name of the wrong shape) when it
+    cannot be run or defines a hook of the wrong shape."""
     key = module.resolve()
     with _LOADING:
         if key not in _LOADED:
-            name = f"nodeops_role_{hashlib.sha256(str(key).encode()).hexdigest()[:12]}"
-            spec = importlib.util.spec_from_file_location(name, key)
-            loaded = importlib.util.module_from_spec(spec)
-            sys.modules[name] = loaded  # dataclasses and typing resolve a class's module through it
-            try:
-                spec.loader.exec_module(loaded)
-            except Exception as err:  # noqa: BLE001 (whatever a role's code raises is the role's problem: exit 2)
-                del sys.modules[name]
-                why = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line, whatever the code raised
-                raise RoleError(str(module), "", f"cannot load the role's module: {why}") from None
-            found = hooks_from(vars(loaded), str(module))
+            found = hooks_from(vars(_import(key)), str(module))
             if isinstance(found, tuple):
                 raise RoleError(str(module), found[0], found[1])
             _LOADED[key] = found

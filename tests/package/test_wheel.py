@@ -74,6 +74,25 @@ def test_the_wheel_carries_engine_tasks_and_roles_but_not_the_lab(venv):
     assert not (site / "tasks").exists() and not (site / "lab").exists()
 
 
+def test_the_wheel_carries_the_cardano_roles_modules_and_they_import_each_other(venv):
+    """roles/cardano's modules, installed as nodeops/builtin/roles/cardano, import as one package (ocert and envelope
+    import kes relatively) with the wheel's dependencies (PyNaCl, cbor2): a key signs and a certificate verifies."""
+    code = (
+        "from nodeops.roles import role_module as m; kes, env = m('cardano', 'kes'), m('cardano', 'envelope'); "
+        "key = kes.SignKey.generate(bytes(32)).evolve_to(40); ok = kes.verify(key.verification_key, 40, b'h', "
+        "key.sign(b'h')); cold = m('cardano', 'ocert').ColdKey(bytes(32)); "
+        "cert = m('cardano', 'ocert').issue(cold, key.verification_key, 1, 2); "
+        "back = env.read_certificate(env.certificate_file(cert), 'node.cert'); "
+        "print(kes.__file__, env.__name__.split('.')[-1], ok, back.verify(cold.verification_key))"
+    )
+    res = sh(venv / "bin" / "python", "-c", code, cwd=venv)
+    assert res.returncode == 0, res.stderr
+    module, name, signed, verified = res.stdout.split()
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert module == str(site / "nodeops" / "builtin" / "roles" / "cardano" / "kes.py")  # the wheel's copy
+    assert (name, signed, verified) == ("envelope", "True", "True")
+
+
 def test_nodeops_in_an_operators_folder(venv, tmp_path):
     nodeops = venv / "bin" / "nodeops"
     project = tmp_path / "ops"

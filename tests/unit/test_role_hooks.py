@@ -22,7 +22,7 @@ from nodeops.role_hooks import (
     no_failing_checks,
     no_lease_client,
 )
-from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
+from nodeops.roles import BUILTIN_ROLES, RoleError, load_role, role_module, role_package
 from tests.unit.test_roles import GOOD, make_role
 
 CHAINLINK = load_role("chainlink")
@@ -201,6 +201,49 @@ def test_an_operators_copy_of_a_built_in_role_yaml_keeps_the_built_in_module(tmp
     shutil.copy(BUILTIN_ROLES / "chainlink" / "role.yaml", tmp_path / "roles" / "chainlink" / "role.yaml")
     role = load_role("chainlink", [tmp_path / "roles", BUILTIN_ROLES])
     assert role.source == tmp_path / "roles" / "chainlink" / "role.yaml" and role.hooks == HOOKS
+
+
+def test_a_roles_module_imports_the_modules_beside_it(tmp_path):
+    """roles/<role>/role.py and the modules beside it are one package: ``from .helper import ...`` works, and
+    role_module imports a module beside it as the same package's (one copy in the process)."""
+    roles = make_role(tmp_path)
+    (roles / "thing" / "helper.py").write_text(
+        "LEVEL = 'error'\ndef level(line):\n    return LEVEL if 'E' in line else None\n"
+    )
+    (roles / "thing" / "role.py").write_text("from .helper import level as log_level\n")
+    role = load_role("thing", [roles])
+    assert role.hooks.log_level("E boom") == "error" and role.hooks.log_level("fine") is None
+    helper = role_module("thing", "helper", [roles])
+    assert helper.level is role.hooks.log_level and helper.__file__ == str(roles / "thing" / "helper.py")
+    assert helper.__name__ == f"{role_package(roles / 'thing')}.helper"
+
+
+def test_role_module_takes_the_first_folder_with_the_module(tmp_path):
+    mine, builtin = make_role(tmp_path / "mine"), make_role(tmp_path / "builtin")
+    (builtin / "thing" / "helper.py").write_text("WHERE = 'builtin'\n")
+    assert role_module("thing", "helper", [mine, builtin]).WHERE == "builtin"
+    (mine / "thing" / "helper2.py").write_text("WHERE = 'mine'\n")
+    (builtin / "thing" / "helper2.py").write_text("WHERE = 'builtin'\n")
+    assert role_module("thing", "helper2", [mine, builtin]).WHERE == "mine"
+
+
+@pytest.mark.parametrize(
+    ("role", "module", "source", "problem"),
+    [
+        ("thing", "absent", None, "thing/absent.py: no such role module in "),
+        ("thing", "../role", None, "thing/../role.py: no such role module in "),
+        ("Thing", "helper", None, "Thing/helper.py: no such role module in "),
+        ("thing", "broken", "import no_such_module_anywhere\n", "broken.py: cannot load the role's module: "
+         "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
+    ],
+)  # fmt: skip
+def test_a_missing_or_broken_role_module_is_exit_2_naming_it(tmp_path, role, module, source, problem):
+    roles = make_role(tmp_path)
+    if source is not None:
+        (roles / "thing" / f"{module}.py").write_text(source)
+    with pytest.raises(RoleError) as err:
+        role_module(role, module, [roles])
+    assert err.value.exit_code == EXIT_INVALID and problem in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """The engine names no chain (issue 15, "Chainlink moves into its role"): what is Chainlink's lives under
-roles/chainlink/ (role.yaml, and role.py where data is not enough), loaded through nodeops.role_hooks.
+roles/chainlink/ (role.yaml, and role.py where data is not enough), loaded through nodeops.role_hooks. The same
+holds for Cardano (issue 16): its words (``cardano``, ``shelley``, ``kes``, ``vrf``, ``ocert``, ...) belong under
+roles/cardano/, never in the engine.
 
 Read from the source (the AST of every module of the engine: nodeops/, and tasks/, which the wheel installs as
 nodeops.tasks): an identifier (a name, an attribute, a function, class, argument or keyword, an imported name) or
@@ -19,6 +21,8 @@ failing health checks and its password rules were such facts (a JSON:API /health
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,9 +66,26 @@ def named(node: ast.AST) -> list[str]:
     return []
 
 
-def chain_names(source: str) -> list[str]:
+def names_chainlink(text: str) -> bool:
+    return CHAIN in text.lower()
+
+
+# Cardano's words: the long ones anywhere in a name or string, the short ones as a word of it (split at anything
+# but letters and digits, and at camelCase: slotsPerKESPeriod -> slots, Per, KES, Period), so that "takes" or
+# "keys" are not KES
+CARDANO_ANYWHERE = ("cardano", "shelley", "ouroboros", "lovelace", "ocert", "opcert")
+CARDANO_WORDS = {"kes", "vrf", "praos", "tpraos", "byron"}
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def names_cardano(text: str) -> bool:
+    lower = text.lower()
+    return any(w in lower for w in CARDANO_ANYWHERE) or any(w.lower() in CARDANO_WORDS for w in _WORD.findall(text))
+
+
+def chain_names(source: str, names: Callable[[str], bool] = names_chainlink) -> list[str]:
     """``line: what`` for every identifier and every non-documentation string of ``source`` that names the chain
-    (case-insensitive); in order."""
+    (``names``: Chainlink's, case-insensitive, unless told); in order."""
     tree = ast.parse(source)
     docs = documentation(tree)
     found = []
@@ -72,7 +93,7 @@ def chain_names(source: str) -> list[str]:
         words = named(node)
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
             words = [repr(node.value)]
-        found += [(node.lineno, w) for w in words if CHAIN in w.lower()]
+        found += [(node.lineno, w) for w in words if names(w)]
     return [f"{line}: {w}" for line, w in sorted(found)]
 
 
@@ -107,6 +128,37 @@ def test_no_engine_code_names_chainlink():
     modules = sorted(p for folder in ENGINE for p in folder.rglob("*.py"))
     assert len(modules) > 40  # the engine was found
     found = {str(p.relative_to(ROOT)): hits for p in modules if (hits := chain_names(p.read_text()))}
+    assert found == {}
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('"""Sum6KES over Ed25519, as cardano-base builds it."""\nx = 1', []),  # documentation may cite it
+        ("x = 1  # a Cardano producer forges with its KES key", []),
+        ('ROLE = "cardano"', ["1: 'cardano'"]),
+        ("def kes_period(slot): pass", ["1: kes_period"]),
+        ("slotsPerKESPeriod = 129600", ["1: slotsPerKESPeriod"]),
+        ('FLAG = "--shelley-vrf-key"', ["1: '--shelley-vrf-key'"]),
+        (
+            'METRIC = "cardano_node_metrics_remainingKESPeriods_int"',
+            ["1: 'cardano_node_metrics_remainingKESPeriods_int'"],
+        ),
+        ("class OCertIssuer: pass", ["1: OCertIssuer"]),
+        ("import roles.cardano.ocert", ["1: roles.cardano.ocert"]),
+        ('f(era="Byron")', ["1: 'Byron'"]),
+        ("def takes(keys, makes, vrfy): return keys", []),  # kes inside words is not KES
+        ('MSG = "the key takes effect"', []),
+    ],
+)
+def test_the_check_finds_cardanos_words(source, expected):
+    assert chain_names(source, names_cardano) == expected
+
+
+def test_no_engine_code_names_cardano():
+    modules = sorted(p for folder in ENGINE for p in folder.rglob("*.py"))
+    assert len(modules) > 40  # the engine was found
+    found = {str(p.relative_to(ROOT)): hits for p in modules if (hits := chain_names(p.read_text(), names_cardano))}
     assert found == {}
 
 
