@@ -9,10 +9,9 @@ from invoke import task
 
 from nodeops.errors import InvalidInput
 from nodeops.monitoring.base import base
-from nodeops.monitoring.model import find_monitoring, parse_monitoring
+from nodeops.monitoring.model import monitored_services
 from nodeops.monitoring.output import write_tree
 from nodeops.monitoring.render import Settings, render
-from nodeops.roles import role_for, role_search_path
 
 from ._cli import INVENTORY_HELP, cli, load
 
@@ -51,15 +50,8 @@ def render_(c, env=None, inventory=None, out=None, exporter="localhost:9100", in
         raise InvalidInput("--out is required: the folder to write the monitoring files to")
     chosen = settings(exporter, interval, prometheus_url, dashboards)
     inv = load(env, inventory)
-    search = role_search_path(inv.source)
-    ports, monitored = {}, {}
-    for name, service in inv.services.items():
-        role = role_for(inv, service, search)
-        ports[name] = role.port
-        found = find_monitoring(role.name, search, role.source)
-        monitored[name] = None if found is None else parse_monitoring(role.name, found)
+    ports, monitored = monitored_services(inv)
     files = render(inv, ports, monitored, base(inv), chosen)
     written, removed = write_tree(Path(out), files)
     print(f"{len(files)} files for {inv.environment} in {out}: {len(written)} written, {len(removed)} removed, "
           f"{len(files) - len(written)} unchanged")  # fmt: skip
-

@@ -55,11 +55,12 @@ def secret_rule(inventory: Inventory) -> Rule:
     for service in inventory.services.values():
         by_limit[service.check.secret_max_age_days].append(service.name)
     env = inventory.environment
-    parts = [f'nodeops_secret_age_seconds{{env="{env}",service=~"{"|".join(names)}"}} > {round(ROTATE_AT * days * 86400)}'
-             for days, names in sorted(by_limit.items())]  # fmt: skip
+    parts = [f'nodeops_secret_age_seconds{{env="{env}",service=~"{"|".join(names)}"}} > '
+             f"{round(ROTATE_AT * days * 86400)}" for days, names in sorted(by_limit.items())]  # fmt: skip
     return Rule(alert="NodeopsSecretDueForRotation", expr=" or ".join(parts), for_="0s", severity="warning",
                 summary="{{ $labels.env }} {{ $labels.service }}: secret {{ $labels.secret }} is "
-                "{{ $value | humanizeDuration }} old", description="run fab rotate-secrets before check.secret_max_age_days")  # fmt: skip
+                "{{ $value | humanizeDuration }} old",
+                description="run fab rotate-secrets before check.secret_max_age_days")  # fmt: skip
 
 
 def base(inventory: Inventory) -> Monitoring:

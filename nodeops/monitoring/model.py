@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
-from nodeops.inventory.model import derived, in_file
+from nodeops.inventory import Inventory
 from nodeops.inventory.load import _load_yaml, _make, validate
+from nodeops.inventory.model import derived, in_file
 from nodeops.inventory.schema import _SPECS, _spec
 from nodeops.inventory.values import _count, _matching
 from nodeops.role_file import RoleError
+from nodeops.roles import role_for, role_search_path
 
 MONITORING_FILE = "monitoring.yaml"
 
@@ -36,7 +39,7 @@ _HttpPath = Annotated[str, _matching(r"/[!-~]{0,200}", "an HTTP path starting wi
 
 def _no_env(expr: str) -> str:
     if "$env" in expr:
-        raise ValueError("an alert rule holds for every environment: group by env instead of $env")
+        raise PydanticCustomError("invalid", "an alert rule holds for every environment: group by env, not $env")
     return expr
 
 
@@ -121,15 +124,28 @@ def parse_monitoring(name: str, source: Path) -> Monitoring:
     alerts = [r.alert for r in monitoring.rules]
     twice = sorted({a for a in alerts if alerts.count(a) > 1})
     if twice:
-        raise RoleError(file, f"rules.{alerts.index(twice[0], alerts.index(twice[0]) + 1)}.alert",
+        raise RoleError(file, f"rules[{alerts.index(twice[0], alerts.index(twice[0]) + 1)}].alert",
                         f"alert {twice[0]} is defined twice: give each rule its own name")  # fmt: skip
     return monitoring
 
 
-def find_monitoring(role: str, folders: tuple[Path, ...], definition: Path) -> Path | None:
-    """The monitoring file of ``role``: beside its role.yaml in effect (``definition``), else the same role's further
-    on the search path ``folders`` (an operator's copy of a built-in role.yaml keeps the built-in monitoring, as it
-    keeps the templates and module); None: the role has none."""
-    folders = tuple(Path(f) for f in folders)
-    start = next((i for i, f in enumerate(folders) if (f / role).resolve() == definition.parent.resolve()), 0)
-    return next((f / role / MONITORING_FILE for f in folders[start:] if (f / role / MONITORING_FILE).is_file()), None)
+def find_monitoring(role: str, folders: tuple[Path, ...]) -> Path | None:
+    """The monitoring file of ``role``: the first ``<folder>/<role>/monitoring.yaml`` on the role search path
+    ``folders`` (the project's roles/ first: an operator overrides the built-in file by shipping just this one, as a
+    template); None: the role has none."""
+    return next((Path(f) / role / MONITORING_FILE for f in folders if (Path(f) / role / MONITORING_FILE).is_file()),
+                None)  # fmt: skip
+
+
+def monitored_services(inventory: Inventory) -> tuple[dict[str, int], dict[str, Monitoring | None]]:
+    """For each service of ``inventory``: the port its nodes serve on (its role's, or its own) and its role's
+    monitoring (None: the role has no monitoring file). RoleError / InventoryError (exit 2) as nodeops.roles."""
+    search = role_search_path(inventory.source)
+    ports: dict[str, int] = {}
+    monitored: dict[str, Monitoring | None] = {}
+    for name, service in inventory.services.items():
+        role = role_for(inventory, service, search)
+        ports[name] = role.port
+        found = find_monitoring(role.name, search)
+        monitored[name] = None if found is None else parse_monitoring(role.name, found)
+    return ports, monitored

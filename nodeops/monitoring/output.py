@@ -6,7 +6,8 @@ edit by hand is never lost silently); a file the manifest lists that this render
 removed) is removed, under the same condition. Anything else in the way (a file not written by a render, or changed
 since) refuses the whole render before anything is written: ``InvalidInput`` (exit 2) naming the file. Each file is
 written to a temporary name beside it, then renamed (Prometheus and Grafana never read half a file); the manifest
-last (after a failure too, listing what was written: exit 1). Nothing here is secret: the files hold addresses, labels and queries, never a secret value.
+last (after a failure too, listing what was written: exit 1). Nothing here is secret: the files hold
+addresses, labels and queries, never a secret value.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def read_manifest(out: Path) -> dict[str, str]:
         if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
             raise ValueError("files: expected a mapping of paths to digests")
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InvalidInput(f"{path}: not a manifest nodeops wrote ({err}): remove it, or choose another --out") from None
+        raise InvalidInput(
+            f"{path}: not a manifest nodeops wrote ({err}): remove it, or choose another --out"
+        ) from None
     return files
 
 
@@ -71,7 +74,9 @@ def _current(out: Path, rel: str) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError as err:
-        raise InvalidInput(f"{path}: cannot read it ({err.strerror}): fix its permissions or choose another --out") from None
+        raise InvalidInput(
+            f"{path}: cannot read it ({err.strerror}): fix its permissions or choose another --out"
+        ) from None
 
 
 def write_tree(out: Path, files: Mapping[str, bytes]) -> tuple[list[str], list[str]]:

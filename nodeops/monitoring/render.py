@@ -177,7 +177,9 @@ def render(inventory: Inventory, ports: Mapping[str, int], monitored: Mapping[st
         files[f"prometheus/targets/{path}"] = _json(groups)
     for name, monitoring in sorted(by_role.items()):
         if monitoring.rules:
-            files[f"prometheus/rules/{name}.yml"] = _yaml(rule_group(name, monitoring.rules),
-                                                          f"the {name} role's alert rules ({monitoring.source.name})")
-        files[f"grafana/dashboards/nodeops-{env}-{name}.json"] = _json(dashboard(env, monitoring, uid("nodeops", env, name)))  # fmt: skip
+            files[f"prometheus/rules/{name}.yml"] = _yaml(
+                rule_group(name, monitoring.rules), f"the {name} role's alert rules ({monitoring.source.name})"
+            )
+        board = dashboard(env, monitoring, uid("nodeops", env, name))
+        files[f"grafana/dashboards/nodeops-{env}-{name}.json"] = _json(board)
     return files
