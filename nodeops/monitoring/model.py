@@ -21,11 +21,12 @@ from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from nodeops.inventory import Inventory
-from nodeops.inventory.load import _load_yaml, _make, validate
+from nodeops.inventory.load import _make, validate
 from nodeops.inventory.model import derived, in_file
 from nodeops.inventory.schema import _SPECS, _spec
 from nodeops.inventory.values import _count, _matching
 from nodeops.role_file import RoleError
+from nodeops.role_file.parse import read_role_yaml
 from nodeops.roles import role_for, role_search_path
 
 MONITORING_FILE = "monitoring.yaml"
@@ -114,11 +115,7 @@ def parse_monitoring(name: str, source: Path) -> Monitoring:
     """Read and validate role ``name``'s monitoring file ``source``: the Monitoring, or ``RoleError`` (exit 2)
     naming the file, the path inside it and what it expected."""
     file = str(source)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RoleError(file, "", f"cannot read the role's monitoring file: {err}") from None
-    data, positions = _load_yaml(text, file, RoleError)
+    data, positions = read_role_yaml(source, "the role's monitoring file")
     spec = validate(_MonitoringSpec, data, positions, file, RoleError)
     monitoring = _make(spec, name=name, source=source)
     alerts = [r.alert for r in monitoring.rules]
