@@ -6,9 +6,10 @@ exports (``fab check``'s textfile: nodeops.monitoring.base) and names no chain; 
 own file. The file is read with the inventory's YAML loader and validator (nodeops.inventory.load): every problem
 is one ``RoleError`` (exit 2) naming the file and the path inside it (``rules.0.for``).
 
-In a query or an expression, ``$env`` stands for the environment: Grafana reads it as the dashboard's constant
-variable ``env`` (nodeops.monitoring.render sets it), and an alert rule may not use it (rules hold for every
-environment: they group by ``env`` instead).
+In a panel's query, ``$env`` stands for the environment, ``$interval`` and ``$interval_seconds`` for Prometheus'
+scrape and evaluation interval (``--interval``): Grafana reads them as the dashboard's constant variables
+(nodeops.monitoring.render.variables). An alert rule may not use ``$env`` (rules hold for every environment: they
+group by ``env`` instead).
 """
 
 from __future__ import annotations

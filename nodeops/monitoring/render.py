@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -107,13 +108,27 @@ def uid(*parts: str) -> str:
     return joined if len(joined) <= 40 else "nodeops-" + hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
-def dashboard(env: str, monitoring: Monitoring, dash_uid: str) -> dict:
-    """The Grafana dashboard of ``monitoring``'s panels, for ``env`` (its constant, hidden variable ``env``), as
-    the JSON model Grafana provisions (grafana-foundation-sdk builds and encodes it)."""
+def seconds(duration: str) -> float:
+    """A Prometheus duration (``15s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", duration))
+
+
+def variables(env: str, interval: str) -> dict[str, str]:
+    """The dashboards' constant variables (hidden), which a panel's query may use: ``$env``, the environment;
+    ``$interval`` and ``$interval_seconds``, Prometheus' scrape and evaluation interval (a subquery's step, and
+    what one step weighs in seconds)."""
+    return {"env": env, "interval": interval, "interval_seconds": f"{seconds(interval):g}"}
+
+
+def dashboard(env: str, monitoring: Monitoring, dash_uid: str, interval: str = "15s") -> dict:
+    """The Grafana dashboard of ``monitoring``'s panels, for ``env`` (its constant, hidden ``variables``), as the
+    JSON model Grafana provisions (grafana-foundation-sdk builds and encodes it)."""
     source = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
     board = (gd.Dashboard(f"{monitoring.dashboard} ({env})").uid(dash_uid).tags(["nodeops", env])
-             .refresh("30s").time("now-6h", "now").timezone("utc").readonly()
-             .with_variable(gd.ConstantVariable("env").value(env).label("environment")))  # fmt: skip
+             .refresh("30s").time("now-6h", "now").timezone("utc").readonly())  # fmt: skip
+    for name, value in variables(env, interval).items():
+        board = board.with_variable(gd.ConstantVariable(name).value(value).label(name))
     for number, panel in enumerate(monitoring.panels, start=1):
         board = board.with_panel(_panel(panel, number, source))
     encoded = json.loads(JSONEncoder(sort_keys=True).encode(board.build()))
@@ -169,7 +184,7 @@ def render(inventory: Inventory, ports: Mapping[str, int], monitored: Mapping[st
         "prometheus/targets/check.json": _json([{"targets": [settings.exporter], "labels": {"env": env}}]),
         f"prometheus/rules/nodeops-{env}.yml": _yaml(rule_group(f"nodeops-{env}", engine.rules),
                                                      f"nodeops' own alert rules for {env}"),
-        f"grafana/dashboards/nodeops-{env}.json": _json(dashboard(env, engine, uid("nodeops", env))),
+        f"grafana/dashboards/nodeops-{env}.json": _json(dashboard(env, engine, uid("nodeops", env), settings.interval)),
         **provisioning(env, settings),
     }  # fmt: skip
     scraped_services = {s: m.name for s, m in roles.items() if m.scrape is not None}
@@ -180,6 +195,6 @@ def render(inventory: Inventory, ports: Mapping[str, int], monitored: Mapping[st
             files[f"prometheus/rules/{name}.yml"] = _yaml(
                 rule_group(name, monitoring.rules), f"the {name} role's alert rules ({monitoring.source.name})"
             )
-        board = dashboard(env, monitoring, uid("nodeops", env, name))
+        board = dashboard(env, monitoring, uid("nodeops", env, name), settings.interval)
         files[f"grafana/dashboards/nodeops-{env}-{name}.json"] = _json(board)
     return files

@@ -16,7 +16,7 @@ from nodeops.inventory import load_inventory
 from nodeops.monitoring.base import base
 from nodeops.monitoring.model import monitored_services, parse_monitoring
 from nodeops.monitoring.output import MANIFEST, plan_writes, write_tree
-from nodeops.monitoring.render import Settings, render, uid
+from nodeops.monitoring.render import Settings, render, seconds, uid
 from nodeops.role_file import RoleError
 from tests.conftest import fab
 from tests.unit.test_deploy_preflight import inventory
@@ -142,9 +142,10 @@ def test_dashboards_are_provisioning_ready(two):
     boards = {p: json.loads(b) for p, b in files.items() if p.startswith("grafana/dashboards/")}
     assert sorted(boards) == ["grafana/dashboards/nodeops-t-chainlink.json", "grafana/dashboards/nodeops-t.json"]
     for board in boards.values():
-        (variable,) = board["templating"]["list"]
-        shown = {k: variable.get(k) for k in ("name", "label", "type", "query", "hide")}
-        assert shown == {"name": "env", "label": "environment", "type": "constant", "query": "t", "hide": 2}
+        shown = [{k: v.get(k) for k in ("name", "type", "query", "hide")} for v in board["templating"]["list"]]
+        assert shown == [{"name": "env", "type": "constant", "query": "t", "hide": 2},
+                         {"name": "interval", "type": "constant", "query": "5s", "hide": 2},
+                         {"name": "interval_seconds", "type": "constant", "query": "5", "hide": 2}]  # fmt: skip
         panels = board["panels"]
         assert len({p["id"] for p in panels}) == len(panels)
         for panel in panels:
@@ -161,6 +162,11 @@ def test_dashboards_are_provisioning_ready(two):
     )
     provider = yaml.safe_load(files["grafana/provisioning/dashboards/nodeops-t.yaml"])["providers"][0]
     assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards/nodeops"
+
+
+@pytest.mark.parametrize(("duration", "expected"), [("15s", 15), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600)])
+def test_seconds(duration, expected):
+    assert seconds(duration) == expected
 
 
 def test_a_long_uid_is_a_digest():
