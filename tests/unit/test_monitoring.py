@@ -248,3 +248,23 @@ def test_bad_input_is_exit_2_one_line_nothing_written(tmp_path, args, fragment):
     assert fragment in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in (tmp_path / "theirs").rglob("*")) == ["prometheus", "prometheus.yml"]
+
+
+def test_a_projects_monitoring_file_overrides_the_built_in_one(tmp_path):
+    """The project's roles/<role>/monitoring.yaml alone replaces the built-in one (its role.yaml stays built-in);
+    without ``scrape`` the role's nodes are not scraped, and its dashboard and rules are still written."""
+    (tmp_path / "t.yaml").write_text(inventory())
+    (tmp_path / "roles" / "chainlink").mkdir(parents=True)
+    (tmp_path / "roles" / "chainlink" / "monitoring.yaml").write_text(GOOD.replace("scrape: {path: /metrics}\n", ""))
+    inv = load_inventory(tmp_path / "t.yaml")
+    ports, monitored = monitored_services(inv)
+    assert monitored["cl"].source == tmp_path / "roles" / "chainlink" / "monitoring.yaml"
+    files = render(inv, ports, monitored, base(inv), Settings())
+    assert not [p for p in files if p.startswith("prometheus/targets/chainlink/")]
+    jobs = [j["job_name"] for j in yaml.safe_load(files["prometheus/prometheus.yml"])["scrape_configs"]]
+    assert jobs == ["nodeops_check"]
+    assert [r["alert"] for r in yaml.safe_load(files["prometheus/rules/chainlink.yml"])["groups"][0]["rules"]] == [
+        "Down"
+    ]
+    board = json.loads(files["grafana/dashboards/nodeops-t-chainlink.json"])
+    assert board["title"] == "Mine (t)" and [p["title"] for p in board["panels"]] == ["Up"]
