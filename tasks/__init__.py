@@ -3,7 +3,7 @@ call into nodeops, and report."""
 
 from invoke import Collection
 
-from . import lab, lock
+from . import lab, lock, monitoring
 from .audit import audit
 from .backup import backup, restore
 from .check import check
@@ -37,3 +37,4 @@ ns.add_task(backup)
 ns.add_task(restore)
 ns.add_collection(Collection.from_module(lab))
 ns.add_collection(Collection.from_module(lock))
+ns.add_collection(Collection.from_module(monitoring))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from nodeops.inventory.load import _load_yaml, _make, validate
 from nodeops.inventory.schema import _SPECS, _spec
@@ -25,16 +26,22 @@ _RoleSpec = _spec(
 )  # fmt: skip
 
 
+def read_role_yaml(source: Path, what: str) -> tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]:
+    """A role's YAML file ``source`` (``what`` it is, for the message) read with the inventory's loader: the document
+    and where each value starts; ``RoleError`` (exit 2) naming the file when it cannot be read or is not YAML."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise RoleError(str(source), "", f"cannot read {what}: {err}") from None
+    return _load_yaml(text, str(source), RoleError)
+
+
 def parse_role(name: str, source: Path, template_dirs: tuple[Path, ...], hooks: RoleHooks = DEFAULT_HOOKS) -> Role:
     """Read and validate ``source`` (role ``name``'s role.yaml), its templates looked up in ``template_dirs``, its
     module's ``hooks`` (nodeops.role_hooks: the rotation kinds of its own): the Role, or ``RoleError`` (exit 2)
     naming the file, the path inside it and what it expected."""
     file = str(source)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise RoleError(file, "", f"cannot read the role file: {err}") from None
-    data, positions = _load_yaml(text, file, RoleError)
+    data, positions = read_role_yaml(source, "the role file")
     parsing = _PARSING.set(hooks)
     try:
         spec = validate(_RoleSpec, data, positions, file, RoleError)

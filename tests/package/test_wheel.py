@@ -66,6 +66,7 @@ def test_the_wheel_carries_engine_tasks_and_roles_but_not_the_lab(venv):
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert engine == str(site / "nodeops" / "__init__.py")  # the installed copy, not the source
     assert Path(roles) == site / "nodeops" / "builtin" / "roles" and (Path(roles) / "chainlink" / "role.yaml").is_file()
+    assert (Path(roles) / "chainlink" / "monitoring.yaml").is_file()  # fab monitoring.render's panels and rules
     assert (module, kind) == (f"{roles}/chainlink/role.py", "chainlink-api-password")  # its module loads from the wheel
     templates = site / "nodeops" / "builtin" / "templates" / "chainlink"
     assert {p.relative_to(templates).as_posix() for p in templates.rglob("*.j2")} == {

@@ -6,6 +6,7 @@ import json
 import signal
 import time
 import tomllib
+import urllib.request
 
 import psycopg2
 
@@ -81,6 +82,35 @@ def test_an_unreachable_rpc_url_answers_503_from_the_first_request(db, sims):
     wait_for(sp.listening, 20, 0.05, "the node to listen")
     status, body = sp.health()
     assert status == 503 and failing_checks(body) == {"EVM.1337.HeadTracker.HeadListener": "Listener is not connected"}
+
+
+def metrics(sp):
+    """GET /metrics as {sample name with labels: value}, and its text."""
+    with urllib.request.urlopen(sp.url("/metrics"), timeout=5) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {k: float(v) for k, v in samples.items()}, text
+
+
+def test_metrics_carry_the_real_nodes_names_and_follow_health(db, sims):
+    """/metrics (no session, as upstream's ginprom route): health{service_id} 1 per passing check of /health, 0 for a
+    failing one (chainlink-common promhealth), uptime_seconds, version{version,commit}, process_start_time_seconds."""
+    f = sims.write_v2("n", db, lease="3s", refresh="1s")
+    sp = sims.start(sims.v2_args(f), name="n", port=f["port"], env={"CHAINLINK_SIM_VERSION": "2.7.1"})
+    sp.wait_serving()
+    got, text = metrics(sp)
+    names = {c["id"] for c in sp.health()[1]["data"]}
+    assert {k for k in got if k.startswith("health{")} == {'health{service_id="%s"}' % n for n in names}
+    assert all(got['health{service_id="%s"}' % n] == 1 for n in names)
+    assert got['version{commit="unset",version="2.7.1"}'] == 1 and 0 <= got["uptime_seconds"] < 120
+    assert abs(got["process_start_time_seconds"] - time.time()) < 120
+    assert "# TYPE health gauge" in text and "# TYPE uptime_seconds counter" in text
+    sims.rpc.stop()
+    wait_for(lambda: sp.health()[0] == 503, 10, 0.1, "503 once the RPC stops answering")
+    got, _ = metrics(sp)
+    assert got['health{service_id="EVM.1337.HeadTracker.HeadListener"}'] == 0
+    assert got['health{service_id="Database"}'] == 1
 
 
 def lease_expiry(d):

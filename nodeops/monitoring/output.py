@@ -1,0 +1,122 @@
+"""Writing ``fab monitoring.render``'s files under ``--out DIR``, overwriting only what it wrote itself.
+
+``DIR/.nodeops-monitoring.json`` (the manifest) lists every file the last render wrote, with its sha256. A render
+writes a file where nothing is, or over a file the manifest lists whose content is still what was written (so an
+edit by hand is never lost silently); a file the manifest lists that this render no longer makes (a service or role
+removed) is removed, under the same condition. Anything else in the way (a file not written by a render, or changed
+since) refuses the whole render before anything is written: ``InvalidInput`` (exit 2) naming the file. Each file is
+written to a temporary name beside it, then renamed (Prometheus and Grafana never read half a file); the manifest
+last (after a failure too, listing what was written: exit 1). Nothing here is secret: the files hold
+addresses, labels and queries, never a secret value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from nodeops.errors import InvalidInput, OperationFailed
+
+MANIFEST = ".nodeops-monitoring.json"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_manifest(out: Path) -> dict[str, str]:
+    """The files the last render wrote under ``out`` (relative path -> sha256); {} when there is none."""
+    path = out / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data["files"]
+        if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
+            raise ValueError("files: expected a mapping of paths to digests")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InvalidInput(
+            f"{path}: not a manifest nodeops wrote ({err}): remove it, or choose another --out"
+        ) from None
+    return files
+
+
+def plan_writes(out: Path, files: Mapping[str, bytes], manifest: Mapping[str, str],
+                current: Mapping[str, bytes | None]) -> tuple[list[str], list[str], list[str]]:  # fmt: skip
+    """Pure: (to write, to remove, refused) given the render's ``files``, the last ``manifest`` and the ``current``
+    content of every path of either (None: no file there). Refused: ``<path>: why`` for each path in the way."""
+    refused, write, remove = [], [], []
+    for rel in sorted(set(files) | set(manifest)):
+        now = current.get(rel)
+        ours = rel in manifest and now is not None and _digest(now) == manifest[rel]
+        if now is not None and not ours:
+            why = "changed since nodeops wrote it" if rel in manifest else "not written by fab monitoring.render"
+            refused.append(f"{out / rel}: {why}")
+        elif rel in files:
+            if now != files[rel]:
+                write.append(rel)
+        elif now is not None:
+            remove.append(rel)
+    return write, remove, refused
+
+
+def _current(out: Path, rel: str) -> bytes | None:
+    path = out / rel
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        return b"\0not a regular file"  # never ours: refused
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise InvalidInput(
+            f"{path}: cannot read it ({err.strerror}): fix its permissions or choose another --out"
+        ) from None
+
+
+def write_tree(out: Path, files: Mapping[str, bytes]) -> tuple[list[str], list[str]]:
+    """Write ``files`` (relative path -> bytes) under ``out`` as the module says; (written, removed) paths. Raises
+    InvalidInput (exit 2) before writing anything when ``out`` is not a folder or a file is in the way."""
+    if out.exists() and not out.is_dir():
+        raise InvalidInput(f"--out {out}: not a folder: give a folder (it is created if missing)")
+    manifest = read_manifest(out) if out.is_dir() else {}
+    current = {rel: _current(out, rel) for rel in set(files) | set(manifest)}
+    write, remove, refused = plan_writes(out, files, manifest, current)
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise InvalidInput(f"{refused[0]}{more}: move it away or choose another --out; nothing was written")
+    done = {rel: digest for rel, digest in manifest.items() if rel in files or rel in remove}
+    try:
+        for rel in write:
+            _atomic(out / rel, files[rel])
+            done[rel] = _digest(files[rel])
+        for rel in remove:
+            (out / rel).unlink()
+            del done[rel]
+        done.update({rel: _digest(files[rel]) for rel in files})
+    except OSError as err:
+        raise OperationFailed(f"{err.filename}: cannot write it ({err.strerror}); the files written so far are "
+                              f"listed in {out / MANIFEST}: fix it and render again") from None  # fmt: skip
+    finally:  # what is on disk now is ours, even after a failure: the next render may overwrite it
+        if out.is_dir():
+            _atomic(out / MANIFEST, (json.dumps({"files": dict(sorted(done.items()))}, indent=2) + "\n").encode())
+    return write, remove
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # read by the Prometheus and Grafana services, whatever their user
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,270 @@
+"""fab monitoring.render: a role's monitoring file (validated like role.yaml), the pure render (targets, scrape
+configuration, dashboards), the writer that overwrites only what a render wrote, and the command's bad input (exit
+2, one line, nothing written). The alert rules themselves: tests/unit/test_alert_rules.py (promtool)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nodeops.errors import InvalidInput
+from nodeops.inventory import load_inventory
+from nodeops.monitoring.base import base
+from nodeops.monitoring.model import monitored_services, parse_monitoring
+from nodeops.monitoring.output import MANIFEST, plan_writes, write_tree
+from nodeops.monitoring.render import Settings, render, seconds, uid
+from nodeops.role_file import RoleError
+from tests.conftest import fab
+from tests.unit.test_deploy_preflight import inventory
+
+GOOD = """\
+dashboard: Mine
+scrape: {path: /metrics}
+panels:
+  - {title: Up, expr: 'up{env="$env"}'}
+rules:
+  - {alert: Down, expr: up == 0, for: 1m, summary: down}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (GOOD.replace("for: 1m", "for: 5 minutes"), "rules[0].for: expected a Prometheus duration"),
+        (
+            GOOD.replace("expr: up == 0", "expr: 'up{env=\"$env\"} == 0'"),
+            "rules[0].expr: an alert rule holds for every environment: group by env, not $env",
+        ),
+        (GOOD.replace("panels:", "panel:"), "unknown key 'panel'"),
+        (GOOD.replace("{title: Up,", "{title: Up, kind: pie,"), "panels[0].kind: expected 'timeseries'"),
+        (GOOD + "  - {alert: Down, expr: up == 1, summary: again}\n", "rules[1].alert: alert Down is defined twice"),
+        (GOOD.replace("path: /metrics", "path: metrics"), "scrape.path: expected an HTTP path starting with /"),
+        ("dashboard: Mine\npanels: []\n", "panels: expected 1 to 100 panels"),
+        ("dashboard: [\n", "monitoring.yaml"),
+    ],
+)
+def test_a_bad_monitoring_file_is_one_role_error_naming_the_path(tmp_path, text, fragment):
+    path = tmp_path / "monitoring.yaml"
+    path.write_text(text)
+    with pytest.raises(RoleError) as err:
+        parse_monitoring("mine", path)
+    assert str(err.value).startswith(f"{path}: ") and fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_good_monitoring_file(tmp_path):
+    (tmp_path / "monitoring.yaml").write_text(GOOD)
+    got = parse_monitoring("mine", tmp_path / "monitoring.yaml")
+    got = (got.name, got.scrape.path, got.panels[0].kind, got.rules[0].for_)
+    assert got == ("mine", "/metrics", "timeseries", "1m")
+
+
+TWO = textwrap.dedent("""\
+    environment: t
+    bastion: {host: 127.0.0.1, port: 9, user: root, host_key: "KEY"}
+    ssh: {user: root}
+    secret_backends: {ci: {kind: env, prefix: NODEOPS_}}
+    defaults:
+      image: smartcontract/chainlink:2.10.0
+      secrets:
+        db: {backend: ci, name: x/db, key: password}
+        db_user: {backend: ci, name: x/db, key: username}
+        keystore: {backend: ci, name: x/w, key: password}
+        api_email: {backend: ci, name: x/api, key: username}
+        api_password: {backend: ci, name: x/api, key: password}
+    services:
+      cl:
+        role: chainlink
+        variables: {DATABASE_HOST: 10.0.0.9, DATABASE_NAME: cl}
+        nodes:
+          - {name: a, host: 10.0.0.1, preferred: active, host_key: "KEY"}
+          - {name: b, host: 10.0.0.2, preferred: standby, host_key: "KEY"}
+      other:
+        role: chainlink
+        port: 6700
+        check: {secret_max_age_days: 30}
+        variables: {DATABASE_HOST: 10.0.0.9, DATABASE_NAME: other}
+        nodes:
+          - {name: c, host: 10.0.0.3, preferred: active, host_key: "KEY"}
+    """)
+
+
+@pytest.fixture
+def two(tmp_path):
+    from tests.unit.test_deploy_preflight import KEY
+
+    path = tmp_path / "t.yaml"
+    path.write_text(TWO.replace("KEY", KEY))
+    inv = load_inventory(path)
+    ports, monitored = monitored_services(inv)
+    return inv, render(inv, ports, monitored, base(inv), Settings(exporter="10.0.0.5:9100", interval="5s"))
+
+
+def test_targets_one_group_per_node_with_its_labels(two):
+    _, files = two
+    cl = json.loads(files["prometheus/targets/chainlink/cl.json"])
+    other = json.loads(files["prometheus/targets/chainlink/other.json"])
+    assert cl == [
+        {"targets": ["10.0.0.1:6688"], "labels": {"env": "t", "service": "cl", "node": "a", "role": "chainlink"}},
+        {"targets": ["10.0.0.2:6688"], "labels": {"env": "t", "service": "cl", "node": "b", "role": "chainlink"}},
+    ]
+    assert other == [{"targets": ["10.0.0.3:6700"],  # the service's own port
+                      "labels": {"env": "t", "service": "other", "node": "c", "role": "chainlink"}}]  # fmt: skip
+    check = json.loads(files["prometheus/targets/check.json"])
+    assert check == [{"targets": ["10.0.0.5:9100"], "labels": {"env": "t"}}]
+
+
+def test_the_scrape_configuration(two):
+    _, files = two
+    config = yaml.safe_load(files["prometheus/prometheus.yml"])
+    assert config["global"]["scrape_interval"] == "5s" and config["rule_files"] == ["rules/*.yml"]
+    assert config["scrape_configs"] == [
+        {"job_name": "nodeops_check", "honor_labels": True, "file_sd_configs": [{"files": ["targets/check.json"]}]},
+        {"job_name": "nodeops_chainlink", "metrics_path": "/metrics",
+         "file_sd_configs": [{"files": ["targets/chainlink/*.json"]}]},
+    ]  # fmt: skip
+
+
+def test_the_secret_rule_follows_each_services_limit(two):
+    _, files = two
+    rules = yaml.safe_load(files["prometheus/rules/nodeops-t.yml"])["groups"][0]["rules"]
+    expr = next(r["expr"] for r in rules if r["alert"] == "NodeopsSecretDueForRotation")
+    assert expr == ('nodeops_secret_age_seconds{env="t",service=~"other"} > 2332800 or '
+                    'nodeops_secret_age_seconds{env="t",service=~"cl"} > 6998400')  # fmt: skip
+
+
+def test_dashboards_are_provisioning_ready(two):
+    _, files = two
+    boards = {p: json.loads(b) for p, b in files.items() if p.startswith("grafana/dashboards/")}
+    assert sorted(boards) == ["grafana/dashboards/nodeops-t-chainlink.json", "grafana/dashboards/nodeops-t.json"]
+    for board in boards.values():
+        shown = [{k: v.get(k) for k in ("name", "type", "query", "hide")} for v in board["templating"]["list"]]
+        assert shown == [{"name": "env", "type": "constant", "query": "t", "hide": 2},
+                         {"name": "interval", "type": "constant", "query": "5s", "hide": 2},
+                         {"name": "interval_seconds", "type": "constant", "query": "5", "hide": 2}]  # fmt: skip
+        panels = board["panels"]
+        assert len({p["id"] for p in panels}) == len(panels)
+        for panel in panels:
+            assert panel["datasource"] == {"type": "prometheus", "uid": "nodeops-prometheus"}
+            (target,) = panel["targets"]
+            assert target["refId"] == "A" and target["expr"]
+    chainlink = boards["grafana/dashboards/nodeops-t-chainlink.json"]
+    assert chainlink["title"] == "Chainlink pairs (t)" and chainlink["uid"] == "nodeops-t-chainlink"
+    source = yaml.safe_load(files["grafana/provisioning/datasources/nodeops-t.yaml"])["datasources"][0]
+    assert (source["uid"], source["type"], source["url"]) == (
+        "nodeops-prometheus",
+        "prometheus",
+        "http://localhost:9090",
+    )
+    provider = yaml.safe_load(files["grafana/provisioning/dashboards/nodeops-t.yaml"])["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards/nodeops"
+
+
+@pytest.mark.parametrize(("duration", "expected"), [("15s", 15), ("1m30s", 90), ("500ms", 0.5), ("1h", 3600)])
+def test_seconds(duration, expected):
+    assert seconds(duration) == expected
+
+
+def test_a_long_uid_is_a_digest():
+    assert uid("nodeops", "prod") == "nodeops-prod"
+    long = uid("nodeops", "e" * 30, "r" * 20)
+    assert len(long) == 40 and long.startswith("nodeops-") and long != uid("nodeops", "e" * 30, "r" * 21)
+
+
+@pytest.mark.parametrize(
+    ("files", "manifest", "current", "expected"),
+    [
+        ({"a": b"1"}, {}, {}, (["a"], [], [])),  # new
+        ({"a": b"1"}, {"a": "d0"}, {"a": b"0"}, (["a"], [], [])),  # ours, unchanged since: rewritten
+        ({"a": b"0"}, {"a": "d0"}, {"a": b"0"}, ([], [], [])),  # ours, same content: left alone
+        ({"a": b"1"}, {"a": "d0"}, {"a": b"edited"}, ([], [], ["out/a: changed since nodeops wrote it"])),
+        ({"a": b"1"}, {}, {"a": b"theirs"}, ([], [], ["out/a: not written by fab monitoring.render"])),
+        ({}, {"gone": "d0"}, {"gone": b"0"}, ([], ["gone"], [])),  # ours, no longer rendered: removed
+        ({}, {"gone": "d0"}, {"gone": b"edited"}, ([], [], ["out/gone: changed since nodeops wrote it"])),
+        ({}, {"gone": "d0"}, {}, ([], [], [])),  # already removed by hand
+    ],
+)
+def test_plan_writes(files, manifest, current, expected):
+    import hashlib
+
+    digests = {k: hashlib.sha256(b"0").hexdigest() for k in manifest}
+    assert plan_writes(Path("out"), files, digests, current) == expected
+
+
+def test_write_tree_refuses_a_foreign_file_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    write_tree(out, {"x/a.yml": b"1", "b.yml": b"2"})
+    assert json.loads((out / MANIFEST).read_text())["files"].keys() == {"x/a.yml", "b.yml"}
+    (out / "c.yml").write_text("theirs")
+    with pytest.raises(InvalidInput, match=r"c.yml: not written by fab monitoring.render: move it away"):
+        write_tree(out, {"x/a.yml": b"new", "c.yml": b"3"})
+    assert (out / "x/a.yml").read_bytes() == b"1" and (out / "c.yml").read_text() == "theirs"
+    assert write_tree(out, {"x/a.yml": b"new"}) == (["x/a.yml"], ["b.yml"])
+    assert not (out / "b.yml").exists() and (out / "c.yml").read_text() == "theirs"
+
+
+def test_the_command_writes_the_files_and_says_so(tmp_path):
+    (tmp_path / "t.yaml").write_text(inventory())
+    out = tmp_path / "out"
+    first = fab("monitoring.render", "--inventory", str(tmp_path / "t.yaml"), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert f"9 files for t in {out}: 9 written, 0 removed, 0 unchanged" in first.stdout
+    again = fab("monitoring.render", "--inventory", str(tmp_path / "t.yaml"), "--out", str(out))
+    assert "0 written, 0 removed, 9 unchanged" in again.stdout
+
+
+BAD_MONITORING = "dashboard: x\npanels: [{title: t, expr: up}]\nrules: [{alert: A, expr: up, for: soon, summary: s}]\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        ((), "nodeops: --out is required"),
+        (("--out", "OUT", "--exporter", "nohost"), "nodeops: --exporter 'nohost': expected HOST:PORT"),
+        (("--out", "OUT", "--interval", "0s"), "nodeops: --interval '0s': expected a Prometheus duration above 0"),
+        (("--out", "OUT", "--prometheus-url", "localhost:9090"), "nodeops: --prometheus-url 'localhost:9090'"),
+        (("--out", "OUT", "--dashboards", "dash"), "nodeops: --dashboards 'dash': expected an absolute folder"),
+        (("--out", "FILE"), "not a folder"),
+        (("--out", "OUT", "ROLE"), "roles/chainlink/monitoring.yaml: rules[0].for: expected a Prometheus duration"),
+        (("--out", "THEIRS"), "prometheus.yml: not written by fab monitoring.render"),
+    ],
+)
+def test_bad_input_is_exit_2_one_line_nothing_written(tmp_path, args, fragment):
+    (tmp_path / "t.yaml").write_text(inventory())
+    (tmp_path / "file").write_text("")
+    (tmp_path / "theirs" / "prometheus").mkdir(parents=True)
+    (tmp_path / "theirs" / "prometheus" / "prometheus.yml").write_text("mine\n")
+    if "ROLE" in args:
+        (tmp_path / "roles" / "chainlink").mkdir(parents=True)
+        (tmp_path / "roles" / "chainlink" / "monitoring.yaml").write_text(BAD_MONITORING)
+    places = {"OUT": str(tmp_path / "out"), "FILE": str(tmp_path / "file"), "THEIRS": str(tmp_path / "theirs")}
+    argv = [places.get(a, a) for a in args if a != "ROLE"]
+    res = fab("monitoring.render", "--inventory", str(tmp_path / "t.yaml"), *argv)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert fragment in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in (tmp_path / "theirs").rglob("*")) == ["prometheus", "prometheus.yml"]
+
+
+def test_a_projects_monitoring_file_overrides_the_built_in_one(tmp_path):
+    """The project's roles/<role>/monitoring.yaml alone replaces the built-in one (its role.yaml stays built-in);
+    without ``scrape`` the role's nodes are not scraped, and its dashboard and rules are still written."""
+    (tmp_path / "t.yaml").write_text(inventory())
+    (tmp_path / "roles" / "chainlink").mkdir(parents=True)
+    (tmp_path / "roles" / "chainlink" / "monitoring.yaml").write_text(GOOD.replace("scrape: {path: /metrics}\n", ""))
+    inv = load_inventory(tmp_path / "t.yaml")
+    ports, monitored = monitored_services(inv)
+    assert monitored["cl"].source == tmp_path / "roles" / "chainlink" / "monitoring.yaml"
+    files = render(inv, ports, monitored, base(inv), Settings())
+    assert not [p for p in files if p.startswith("prometheus/targets/chainlink/")]
+    jobs = [j["job_name"] for j in yaml.safe_load(files["prometheus/prometheus.yml"])["scrape_configs"]]
+    assert jobs == ["nodeops_check"]
+    assert [r["alert"] for r in yaml.safe_load(files["prometheus/rules/chainlink.yml"])["groups"][0]["rules"]] == [
+        "Down"
+    ]
+    board = json.loads(files["grafana/dashboards/nodeops-t-chainlink.json"])
+    assert board["title"] == "Mine (t)" and [p["title"] for p in board["panels"]] == ["Up"]
