@@ -80,18 +80,18 @@ def child_env(environ: Mapping[str, str], b: SecretBackend) -> dict[str, str]:
 
 def problem(stderr: str, code: int) -> tuple[str, bool]:
     """(what went wrong, whether it was an unreachable key service: exit 5) from a failed sops run's stderr."""
-    text = " ".join(stderr.split())
+    text = " ".join(stderr.replace("|", " ").split())  # sops wraps its key errors in "|"-prefixed lines
     known = [
-        (("failed to load age identities", "no identity matched", "0 successful groups required"),
-         "no key that opens it: give sops an age identity of one of its recipients (SOPS_AGE_KEY_FILE or "
-         "SOPS_AGE_KEY), or AWS credentials for its KMS key", False),
         (("dial tcp", "connection refused", "no such host", "i/o timeout"),
          "its KMS endpoint could not be reached; nothing was done (check the endpoint and the network, then run "
          "again)", True),
+        (("AccessDenied", "UnrecognizedClient", "InvalidClientTokenId", "no valid credential"),
+         "its KMS key refused the AWS credentials, or there were none", False),
+        (("Failed to get the data key", "failed to load age identities", "did not match any of the recipients"),
+         "no key that opens it: give sops an age identity of one of its recipients (SOPS_AGE_KEY_FILE or "
+         "SOPS_AGE_KEY), or AWS credentials for its KMS key", False),
         (("sops metadata not found",), "it is not SOPS-encrypted (sops encrypt it first)", False),
         (("MAC mismatch",), "its MAC does not match: it was changed without sops", False),
-        (("AccessDenied", "UnrecognizedClient", "InvalidClientTokenId"),
-         "its KMS key refused the AWS credentials", False),
         (("Error unmarshalling", "could not unmarshal", "cannot unmarshal", "Error loading file"),
          "it is not valid YAML or JSON", False),
     ]  # fmt: skip
