@@ -189,11 +189,17 @@ _SPECS[Bastion] = _BastionSpec = _spec(Bastion, "_BastionSpec")
 _SPECS[SshSettings] = _SshSpec = _spec(SshSettings, "_SshSpec")
 _SPECS[BackupPolicy] = _BackupSpec = _spec(BackupPolicy, "_BackupSpec")
 
+
 # a secret backend's keys by its kind (the other keys of SecretBackend are None)
-_AwsSpec = _spec(
-    SecretBackend, "_AwsSpec", keys=("kind", "region", "endpoint_url", "profile"), required=("region",),
-    types_={"kind": Literal["aws-secretsmanager"]},
-    doc="AWS Secrets Manager: reads each secret's ``AWSCURRENT`` version, with the usual AWS credential chain.",
+def _aws_kind(name: str, kind: str, doc: str) -> type:
+    """The spec of a kind of AWS secret backend: its region (required), endpoint and profile."""
+    return _spec(SecretBackend, name, keys=("kind", "region", "endpoint_url", "profile"), required=("region",),
+                 types_={"kind": Literal[kind]}, doc=doc)  # fmt: skip
+
+
+_AwsSpec = _aws_kind(
+    "_AwsSpec", "aws-secretsmanager",
+    "AWS Secrets Manager: reads each secret's ``AWSCURRENT`` version, with the usual AWS credential chain.",
 )  # fmt: skip
 _EnvSpec = _spec(
     SecretBackend, "_EnvSpec", keys=("kind", "prefix"), types_={"kind": Literal["env"]}, defaults={"prefix": ""},
@@ -201,17 +207,15 @@ _EnvSpec = _spec(
     "``PREFIX`` + the name upper-cased with every other character as ``_``, then ``_KEY`` "
     "(``NODEOPS_CHAINLINK_DBSECRET_PASSWORD``). It keeps no versions.",
 )  # fmt: skip
-_SsmSpec = _spec(
-    SecretBackend, "_SsmSpec", keys=("kind", "region", "endpoint_url", "profile"), required=("region",),
-    types_={"kind": Literal["aws-ssm"]},
-    doc="AWS Systems Manager Parameter Store: a reference ``{name: /cl1/db-password}`` reads a ``SecureString`` "
+_SsmSpec = _aws_kind(
+    "_SsmSpec", "aws-ssm",
+    "AWS Systems Manager Parameter Store: a reference ``{name: /cl1/db-password}`` reads a ``SecureString`` "
     "(decrypted) or ``String`` parameter; ``name: /cl1/db-password:3`` pins its version 3; ``key`` picks a field of "
     "a JSON value. It keeps versions (``rotate-secrets`` writes a new one).",
 )  # fmt: skip
-_KmsSpec = _spec(
-    SecretBackend, "_KmsSpec", keys=("kind", "region", "endpoint_url", "profile"), required=("region",),
-    types_={"kind": Literal["aws-kms"]},
-    doc="AWS KMS: a reference ``{name: secrets/cl1-keystore.b64}`` reads that file (relative to the inventory), a "
+_KmsSpec = _aws_kind(
+    "_KmsSpec", "aws-kms",
+    "AWS KMS: a reference ``{name: secrets/cl1-keystore.b64}`` reads that file (relative to the inventory), a "
     "base64 ciphertext blob, and decrypts it with KMS; ``key`` picks a field of a JSON plaintext. Read only: "
     "``rotate-secrets`` refuses it.",
 )  # fmt: skip

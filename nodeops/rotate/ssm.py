@@ -28,7 +28,7 @@ from nodeops.errors import OperationFailed, Unsafe
 from nodeops.inventory import SecretRef
 from nodeops.rotate.rules import Stages, value_of, with_value
 from nodeops.rotate.versions import Store
-from nodeops.secrets.ssm import CURRENT_LABEL, PENDING_LABEL, split_name
+from nodeops.secrets.ssm import CURRENT_LABEL, PENDING_LABEL, described, split_name
 
 
 def parameter_stages(name: str, labels: Mapping[int, Sequence[str]]) -> Stages:
@@ -96,10 +96,7 @@ class ParameterVersions(Store):
 
     def _write(self, text: str) -> str:
         """A new version holding ``text``, of the parameter's type and KMS key; its number."""
-        failed = f"{self.where}: describe_parameters of parameter {self.name!r} failed"
-        found = aws.call(self.client, failed, "describe_parameters",
-                         ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [self.name]}])  # fmt: skip
-        meta = next(iter(found.get("Parameters", [])), {})
+        meta = described(self.client, self.name, self.where)
         kind = meta.get("Type", "SecureString")
         extra = {"KeyId": meta["KeyId"]} if kind == "SecureString" and meta.get("KeyId") else {}
         written = self._call("put_parameter", Value=text, Type=kind, Overwrite=True, **extra)

@@ -59,6 +59,7 @@ __all__ = [
     "SecretLeak",
     "mask_secrets",
     "open_backend",
+    "json_object",
     "read_reference",
     "repository_file",
     "resolve",
@@ -307,6 +308,15 @@ BACKENDS: Mapping[str, str] = MappingProxyType({
     "aws-kms": "nodeops.secrets.kms:KmsBlob",
     "sops": "nodeops.secrets.sops:SopsFile",
 })  # fmt: skip
+
+
+def json_object(text: str | bytes) -> dict | None:
+    """``text`` parsed as a JSON object; None when it is not JSON or not an object (the caller says which value)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def repository_file(file: str, name: str, fail: Fail, what: str) -> bytes:

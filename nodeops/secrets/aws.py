@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import abc
 import datetime
-import json
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from nodeops.edges import aws
 from nodeops.errors import BackendUnreachable, OperationFailed
 from nodeops.inventory import SecretBackend, SecretRef
-from nodeops.secrets import Backend, Fail
+from nodeops.secrets import Backend, Fail, json_object
 
 __all__ = ["AwsBackend", "SecretsManager", "json_field", "refused_read"]
 
@@ -66,11 +65,8 @@ def json_field(text: str, key: str, what: str, fail: Fail, where: str) -> str:
     """The string at ``key`` of ``text``, a JSON object (a secret's, a parameter's or a plaintext's value;
     ``what`` names it: ``secret 'cl1/DBSecret'``); anything else is ``fail`` (exit 2) naming ``what`` and the
     key, never the text."""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict):
+    doc = json_object(text)
+    if doc is None:
         fail(f"{what} is not a JSON object, so it has no key {key!r} ({where})")
     if key not in doc:
         keys = ", ".join(sorted(str(k) for k in doc)) or "none"

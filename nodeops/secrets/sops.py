@@ -32,7 +32,7 @@ from nodeops.edges import proc
 from nodeops.edges.aws import is_loopback_url
 from nodeops.errors import BackendUnreachable, InventoryError, OperationFailed
 from nodeops.inventory import SecretBackend, SecretRef
-from nodeops.secrets import Backend, Fail, repository_file
+from nodeops.secrets import Backend, Fail, json_object, repository_file
 
 __all__ = ["PENDING_KEY", "SopsFile", "child_env", "file_type", "index", "key_path", "problem", "sops_program"]
 
@@ -150,11 +150,8 @@ class SopsFile(Backend):
             kind = self._kind(name, fail)
             data = repository_file(self.file, name, fail, "SOPS file")
             plain = self._run(["decrypt", "--input-type", kind, "--output-type", "json"], data, name, fail)
-            try:
-                doc = json.loads(plain)
-            except ValueError:
-                doc = None
-            if not isinstance(doc, dict):
+            doc = json_object(plain)
+            if doc is None:
                 fail(f"SOPS file {name!r} does not hold a mapping of keys")
             self.documents[name] = doc
         return self.documents[name]

@@ -24,10 +24,20 @@ from nodeops.inventory import SecretRef
 from nodeops.secrets import Fail
 from nodeops.secrets.aws import AwsBackend, refused_read
 
-__all__ = ["CURRENT_LABEL", "PENDING_LABEL", "ParameterStore", "split_name"]
+__all__ = ["CURRENT_LABEL", "PENDING_LABEL", "ParameterStore", "described", "split_name"]
 
 CURRENT_LABEL, PENDING_LABEL = "nodeops-current", "nodeops-pending"  # a rotation's labels (nodeops.rotate.ssm)
 _MISSING = ("ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound")
+
+
+def described(client: object, name: str, where: str) -> dict:
+    """Parameter ``name``'s description (describe_parameters: its type, KMS key id and last change, never its
+    value). Errors: OperationFailed (the call failed, or there is no such parameter)."""
+    found = aws.call(client, f"{where}: describing parameter {name!r} failed", "describe_parameters",
+                     ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}])  # fmt: skip
+    for p in found.get("Parameters", []):
+        return p
+    raise OperationFailed(f"{where}: no parameter {name!r}")
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -70,10 +80,4 @@ class ParameterStore(AwsBackend):
 
     def current_since(self, ref: SecretRef) -> datetime.datetime:
         """When the parameter's latest version was written (describe_parameters: no value is read)."""
-        name, _ = split_name(ref.name)
-        where = self._where()
-        found = aws.call(self._client(), f"{where}: describing parameter {name!r} failed", "describe_parameters",
-                         ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}])  # fmt: skip
-        for p in found.get("Parameters", []):
-            return p["LastModifiedDate"]
-        raise OperationFailed(f"{where}: no parameter {name!r}")
+        return described(self._client(), split_name(ref.name)[0], self._where())["LastModifiedDate"]

@@ -476,3 +476,16 @@ def test_sops_rotation_writes_through_sops_set_and_a_crash_after_any_write_is_re
     store.create("next", store.stages())
     store.discard(store.stages())
     assert store.sops.document(name, store.fail) == doc
+
+
+def test_secret_ages_come_from_parameter_store_and_not_from_files(tmp_path, moto, aws_env, age_env):
+    import datetime
+
+    from nodeops.secrets import secret_ages
+
+    _client(moto, "ssm").put_parameter(Name="/age/db", Value=SENTINEL, Type="SecureString", Overwrite=True)
+    (tmp_path / "a.sops.json").write_bytes(encrypt({"k": SENTINEL}, "json", {}, "--age", age_env[0]))
+    refs = {"db": SecretRef("ssm", "/age/db"), "k": SecretRef("sops", "a.sops.json", "k")}
+    inv, service = _inventory(tmp_path, {"ssm": _ssm(moto), "sops": SOPS}, refs)
+    ages = secret_ages(inv, service, datetime.datetime.now(datetime.UTC))
+    assert ages["a.sops.json"] is None and 0 <= ages["/age/db"] < 60, ages
