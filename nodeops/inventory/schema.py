@@ -215,7 +215,7 @@ _SsmSpec = _aws_kind(
 )  # fmt: skip
 _KmsSpec = _aws_kind(
     "_KmsSpec", "aws-kms",
-    "AWS KMS: a reference ``{name: secrets/cl1-keystore.b64}`` reads that file (relative to the inventory), a "
+    "AWS KMS: a reference ``{name: secrets/cl1-token.b64}`` reads that file (relative to the inventory), a "
     "base64 ciphertext blob, and decrypts it with KMS; ``key`` picks a field of a JSON plaintext. Read only: "
     "``rotate-secrets`` refuses it.",
 )  # fmt: skip

@@ -164,7 +164,7 @@ class SopsFile(Backend):
         try:
             parts = key_path(ref.key)
         except ValueError:
-            fail(f"SOPS file {ref.name!r}: key must be a dotted path inside the document (db.password)")
+            fail(f"SOPS file {ref.name!r}: key must be a dotted path inside the document (written parent.child)")
         node: Any = self.document(ref.name, fail)
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:

@@ -186,7 +186,7 @@ def test_sops_reads_each_sentinel_through_a_pipe_and_no_value_is_in_an_argv(tmp_
                                                       "'db.nope' (db has: password)"),
         (SecretRef("sops", "s.sops.yaml", "nope.x"), "has no key 'nope.x' (the top level has: db)"),
         (SecretRef("sops", "s.sops.yaml", "db"), "key 'db' of SOPS file 's.sops.yaml' is a dict, not a string"),
-        (SecretRef("sops", "s.sops.yaml"), "key must be a dotted path"),
+        (SecretRef("sops", "s.sops.yaml"), "key must be a dotted path inside the document"),
         (SecretRef("sops", "missing.sops.yaml", "db.password"), "SOPS file 'missing.sops.yaml' cannot be read"),
         (SecretRef("sops", "s.sops.txt", "db.password"), "not a .yaml, .yml or .json file"),
         (SecretRef("sops", "plain.yaml", "db.password"), "it is not SOPS-encrypted"),
