@@ -6,6 +6,7 @@ parameters and their labels from moto, logins against PostgreSQL through the bas
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -77,7 +78,8 @@ def sbk(root):
     identity = next(line for line in keygen.splitlines() if line.startswith("AGE-SECRET-KEY-"))
     recipient = subprocess.run(["age-keygen", "-y"], input=identity, capture_output=True, text=True,
                                check=True).stdout.strip()  # fmt: skip
-    with pytest.MonkeyPatch.context() as mp, own_lab(NAME, CIDR) as lab:
+    with pytest.MonkeyPatch.context() as mp, own_lab(NAME, CIDR) as lab, contextlib.ExitStack() as cleanup:
+        cleanup.callback((lab.inventory_file.parent / SOPS_FILE).unlink, missing_ok=True)  # ciphertext, but not ours
         mp.setenv("SOPS_AGE_KEY", identity)
         port = lab.load_state()["secrets_port"]
         admin = read_secret(secrets_client(port), ADMIN_SECRET)
