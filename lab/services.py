@@ -8,7 +8,9 @@ the Secrets Manager HTTP API as boto3 speaks it.
 
 What is simulated: Secrets Manager is ``moto_server`` on 127.0.0.1 in the
 operator's network namespace. It keeps everything in memory, checks no
-credentials and has no IAM or KMS. The secrets carry the AWS Quick Start
+credentials and has no IAM; it serves every service it knows on its one port,
+so Parameter Store and KMS too (the ``aws-ssm``, ``aws-kms`` and ``sops``
+backends' tests; tests/e2e/test_secret_backends.py). The secrets carry the AWS Quick Start
 names (``<service>/DBSecret``, ``<service>/WalletSecret``,
 ``<service>/ApiSecret``) plus ``nodeops/DBAdminSecret`` for the admin role. The same moto_server
 is the S3 of ``fab backup`` (bucket ``nodeops-backups``); the age identity backups are encrypted to is

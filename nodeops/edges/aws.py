@@ -1,8 +1,9 @@
 """The AWS edge: the only module that imports boto3 and botocore.
 
-Its users: the Secrets Manager backend (nodeops.secrets.aws), fab rotate-secrets (nodeops.rotate: a secret's
-versions and stages) and fab backup/restore (nodeops.backup: the S3 bucket). All of them reach AWS with a secret
-backend of kind ``aws-secretsmanager`` from the inventory: its region, endpoint and profile.
+Its users: the Secrets Manager, Parameter Store and KMS backends (nodeops.secrets.aws, .ssm, .kms), fab
+rotate-secrets (nodeops.rotate: a secret's versions and stages, a parameter's versions and labels) and fab
+backup/restore (nodeops.backup: the S3 bucket). All of them reach AWS with a secret backend of the inventory (kind
+``aws-secretsmanager``, ``aws-ssm`` or ``aws-kms``): its region, endpoint and profile.
 
 - ``client(backend, file, service)``: a boto3 client of ``service`` with the backend's region, endpoint and
   credentials (the rules: see ``client``).
@@ -51,8 +52,8 @@ def backend_where(b: SecretBackend) -> str:
 
 
 def client(b: SecretBackend, file: str, service: str = "secretsmanager") -> Any:
-    """A client of the AWS ``service`` (Secrets Manager; S3 for fab backup) with backend ``b``'s region, endpoint
-    and credentials (``file``: the inventory, for messages).
+    """A client of the AWS ``service`` (Secrets Manager; SSM, KMS; S3 for fab backup) with backend ``b``'s region,
+    endpoint and credentials (``file``: the inventory, for messages).
 
     Credentials: the backend's ``profile`` (from ~/.aws), else botocore's usual chain (environment, shared
     files, instance role). A loopback endpoint (``is_loopback_url``) with no profile and no credentials in the

@@ -1,5 +1,5 @@
 """Local child processes: the tools nodeops runs on the operator's machine (pg_dump and pg_restore for
-fab backup and fab restore).
+fab backup and fab restore, sops for the ``sops`` secret backend).
 
 A child gets the environment its caller gives it and nothing else (never this process's own: the caller
 builds it, secrets in the environment only, never in ``argv``), and no shell: ``argv`` is run as given.
@@ -27,6 +27,26 @@ def output(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> str:
         return subprocess.run(list(argv), capture_output=True, text=True, env=dict(env), timeout=timeout).stdout
     except (OSError, subprocess.SubprocessError) as err:
         raise ChildError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What a child that read ``data`` on its stdin gave back: its exit code, its stdout (bytes, kept in memory
+    only: it may be a plaintext) and its stderr (text)."""
+
+    code: int
+    stdout: bytes
+    stderr: str
+
+
+def exchange(argv: Sequence[str], env: Mapping[str, str], data: bytes, timeout: float) -> Exchanged:
+    """Run ``argv`` with ``data`` on its stdin and its stdout read through a pipe into memory (never a file), at
+    most ``timeout`` seconds. Raises ChildError when it cannot start or does not end in time (then it is killed)."""
+    try:
+        done = subprocess.run(list(argv), input=data, capture_output=True, env=dict(env), timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ChildError(f"{type(err).__name__}: {getattr(err, 'strerror', None) or 'did not end in time'}") from None
+    return Exchanged(done.returncode, done.stdout, done.stderr.decode(errors="replace"))
 
 
 @dataclass

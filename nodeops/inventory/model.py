@@ -109,12 +109,14 @@ class SecretBackend:
     mapping per kind, nodeops.inventory.schema.BACKEND_KINDS)."""
 
     name: str = derived()
-    kind: Literal["aws-secretsmanager", "env"]
+    kind: Literal["aws-secretsmanager", "aws-ssm", "aws-kms", "sops", "env"]
     """This backend's kind."""
     region: Annotated[str, _matching(r"[a-z]{2}(-[a-z]+)+-[0-9]+", "an AWS region such as us-east-1")] | None = None
-    """The region the secrets (and, for ``backup``, the bucket) are in."""
+    """The region the secrets (and, for ``backup``, the bucket) are in (``sops``: of its KMS keys, when they
+    are used)."""
     endpoint_url: Annotated[str, PlainValidator(_url)] | None = None
-    """Another endpoint (on loopback with no credentials configured, as the lab's moto: dummy credentials)."""
+    """Another endpoint (on loopback with no credentials configured, as the lab's moto: dummy credentials;
+    ``sops``: its KMS endpoint)."""
     profile: _Word | None = None
     """An AWS profile of the operator's configuration."""
     prefix: Annotated[str, _matching(r"[A-Za-z0-9_]*", "an environment variable prefix [A-Za-z0-9_]*")] | None = None

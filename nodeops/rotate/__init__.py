@@ -72,7 +72,7 @@ def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], re
     """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
     has ``error`` in its result; errors.raise_failures turns those into the run's. ``stop``: once set, no
     further service starts (a rotation under way completes or is undone)."""
-    clients: dict[str, Any] = {}  # one Secrets Manager client per backend
+    clients: dict[tuple[str, str], Any] = {}  # one AWS client per backend and service
 
     def one(r: Rotation) -> dict:
         if stop is not None and stop.is_set():

@@ -122,21 +122,42 @@ def needs_admin(inventory: Inventory, names: Sequence[str] | None, which: str | 
     return False
 
 
+ROTATES = ("aws-secretsmanager", "aws-ssm", "sops")  # the kinds of secret backend rotate-secrets writes
+
+
+def refused_backend(kind: str, backend: str, name: str) -> str | None:
+    """Why a secret of backend ``backend`` (of ``kind``) named ``name`` cannot be rotated (one line saying what the
+    operator does instead), or None."""
+    if kind in ROTATES:
+        if kind == "aws-ssm" and ":" in name:
+            return (f"parameter {name!r} is pinned to a version: rotation writes a new version, which the pin would "
+                    "never read; remove the ':N' to rotate it")  # fmt: skip
+        return None
+    if kind == "aws-kms":
+        return (f"backend {backend!r} (kind aws-kms) is a ciphertext file in the repository, which rotation does not "
+                "write: encrypt the new value yourself (aws kms encrypt --key-id KEY --plaintext fileb:///dev/stdin "
+                f"--output text --query CiphertextBlob > {name}), change it in its system, commit, then {program()} "
+                "deploy; or keep it in a backend that rotates (aws-secretsmanager, aws-ssm, sops)")  # fmt: skip
+    return (
+        f"backend {backend!r} (kind {kind}) keeps no versions to rotate: keep it in aws-secretsmanager, aws-ssm "
+        f"or sops, or change it in its own store and {program()} deploy"
+    )
+
+
 def check_service(inventory: Inventory, service: Service, specs: Sequence[RotationSpec]) -> None:
     """What a rotation needs from the inventory, before any connection (exit 2 otherwise)."""
     file, at = str(inventory.source), f"services.{service.name}"
-    names: dict[str, str] = {}
+    names: dict[tuple[str, str, str | None], str] = {}
     for spec in specs:
         ref = service.secrets[spec.secret]
         backend = inventory.secret_backends[ref.backend]
-        if backend.kind != "aws-secretsmanager":
-            raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"backend {backend.name!r} (kind "
-                                 f"{backend.kind}) keeps no versions to rotate: keep it in AWS Secrets Manager, "
-                                 f"or change it in its own store and {program()} deploy")  # fmt: skip
-        if ref.name in names:
+        if (refused := refused_backend(backend.kind, backend.name, ref.name)) is not None:
+            raise InventoryError(file, f"{at}.secrets.{spec.secret}", refused)
+        held = (ref.backend, ref.name, ref.key if backend.kind == "sops" else None)  # a sops file: one value per key
+        if held in names:
             raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"secret {ref.name!r} also holds "
-                                 f"{names[ref.name]}: rotate them one at a time (--secret)")  # fmt: skip
-        names[ref.name] = spec.secret
+                                 f"{names[held]}: rotate them one at a time (--secret)")  # fmt: skip
+        names[held] = spec.secret
         if spec.kind == "postgres-password":
             missing = [s for s in (spec.admin_user, spec.admin_password) if s not in service.secrets]
             if missing:

@@ -21,7 +21,9 @@ from nodeops.rotate.api import ApiPassword
 from nodeops.rotate.database import PostgresPassword
 from nodeops.rotate.roll import PairRoll, job_with
 from nodeops.rotate.rules import CURRENT, PENDING
-from nodeops.rotate.versions import SecretVersions, Target
+from nodeops.rotate.sops import SopsStore
+from nodeops.rotate.ssm import ParameterVersions
+from nodeops.rotate.versions import SecretVersions, Store, Target
 from nodeops.run.report import Redactor, Reporter
 
 
@@ -33,20 +35,29 @@ def target(kind: str) -> type[Target]:
 
 
 class ServiceRotation:
-    """The rotation of ``job``'s service (see the module's docstring); ``clients``: one Secrets Manager client per
-    backend, shared by the run's services."""
+    """The rotation of ``job``'s service (see the module's docstring); ``clients``: one AWS client per backend and
+    service, shared by the run's services."""
 
-    def __init__(self, inventory: Inventory, job: Job, fleet: Fleet, report: Reporter, clients: dict[str, Any]) -> None:
+    def __init__(
+        self, inventory: Inventory, job: Job, fleet: Fleet, report: Reporter, clients: dict[tuple[str, str], Any]
+    ) -> None:
         self.inventory, self.job, self.fleet, self.clients = inventory, job, fleet, clients
         self.pair = PairRoll(job, fleet, report)
         self.deploy = self.pair.deploy  # the run's reporter and its look at the pair, for the targets too
 
-    def versions(self, spec: RotationSpec) -> SecretVersions:
+    def versions(self, spec: RotationSpec) -> Store:
+        """The store of ``spec``'s secret, by its backend's kind (rules.check_service refused the others)."""
         ref = self.job.service.secrets[spec.secret]
         backend = self.inventory.secret_backends[ref.backend]
-        if backend.name not in self.clients:
-            self.clients[backend.name] = aws.client(backend, str(self.inventory.source))
-        return SecretVersions(self.clients[backend.name], ref.name, aws.backend_where(backend))
+        if backend.kind == "sops":
+            return SopsStore(backend, str(self.inventory.source), ref)
+        service = "ssm" if backend.kind == "aws-ssm" else "secretsmanager"
+        client = self.clients.get((backend.name, service))
+        if client is None:
+            client = self.clients[(backend.name, service)] = aws.client(backend, str(self.inventory.source), service)
+        if backend.kind == "aws-ssm":
+            return ParameterVersions(client, ref, aws.backend_where(backend))
+        return SecretVersions(client, ref.name, aws.backend_where(backend), ref.key)
 
     def redactor(self, targets: Sequence[Target]) -> Redactor:
         """Masks the current values and every pending value known so far."""
@@ -133,17 +144,18 @@ class ServiceRotation:
         for t, note in discard:
             try:
                 t.discard()
-                undone.append(f"{t.name}: {PENDING} removed{note}")
+                undone.append(f"{t.name}: {t.versions.PENDING} removed{note}")
             except Exception as exc:  # noqa: BLE001
                 left.append(f"{t.name}: {why(exc)}")
         changed = [c for t in started if (c := t.changes)] + (
             ["the pair's containers (the roll began)"] * self.pair.touched
         )
+        kinds = {t.versions.CURRENT: t.versions.PENDING for t in [*started, *unstarted]} or {CURRENT: PENDING}
         message = (f"{failure}; changed: {', '.join(changed) or 'nothing'}; undone: {', '.join(undone) or 'nothing'}; "
-                   f"{CURRENT} unchanged")  # fmt: skip
+                   f"{' and '.join(kinds)} unchanged")  # fmt: skip
         if left:
-            message += (f"; NOT undone: {'; '.join(left)}; {PENDING} kept where the system may hold it: run "
-                        f"{program()} rotate-secrets again to complete that rotation")  # fmt: skip
+            message += (f"; NOT undone: {'; '.join(left)}; {' and '.join(kinds.values())} kept where the system may "
+                        f"hold it: run {program()} rotate-secrets again to complete that rotation")  # fmt: skip
         if self.pair.touched:  # the failure said what served then; the roll back may have handed over since
             message += f"; after the undo, {self.deploy.standing()}"
         return message

@@ -1,6 +1,6 @@
-"""A secret's versions in AWS Secrets Manager (SecretVersions: describe, read, put, move stages, through
-nodeops.edges.aws) and the steps every rotated secret shares (Target: createSecret, finishSecret, the discard of
-its pending version); the system that checks a secret is a Target's subclass (database.py, api.py)."""
+"""A secret's versions in its backend (Store; AWS Secrets Manager's: SecretVersions, describe, read, put, move
+stages, through nodeops.edges.aws) and the steps every rotated secret shares (Target: createSecret, finishSecret,
+the discard of its pending version); the system that checks a secret is a Target's subclass (database.py, api.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,48 @@ if TYPE_CHECKING:
     from nodeops.rotate.service import ServiceRotation
 
 
-class SecretVersions:
-    """One secret's versions and stages in Secrets Manager: the bookkeeping half of a rotation."""
+class Store(abc.ABC):
+    """One secret's versions in its backend, as a rotation sees them: the bookkeeping half of a rotation. Each
+    kind of backend that rotates has one (Secrets Manager: SecretVersions; Parameter Store: nodeops.rotate.ssm;
+    a SOPS file: nodeops.rotate.sops). ``name``: the secret's name in its backend; ``CURRENT`` and ``PENDING``:
+    how messages name its two stages. Errors: OperationFailed (exit 1), Unsafe (exit 4)."""
 
-    def __init__(self, client: Any, name: str, where: str) -> None:
-        self.client, self.name, self.where = client, name, where
+    CURRENT, PENDING = CURRENT, PENDING
+    AFTER = "; the old one is AWSPREVIOUS"  # what finishSecret's message adds about the old version
+    name: str
+
+    @abc.abstractmethod
+    def stages(self) -> Stages:
+        """Its current and pending versions (ids of this store's own)."""
+
+    @abc.abstractmethod
+    def value(self, version: str) -> str:
+        """The rotated value at ``version``."""
+
+    @abc.abstractmethod
+    def create(self, value: str, stages: Stages) -> str:
+        """createSecret: ``value`` staged pending, the current version still current; its id."""
+
+    @abc.abstractmethod
+    def finish(self, stages: Stages) -> None:
+        """finishSecret: the pending version made current, then no longer pending (a crash between the two leaves
+        a state whose ``Stages.state`` is ``finishing``: a rerun only tidies up)."""
+
+    @abc.abstractmethod
+    def discard(self, stages: Stages) -> None:
+        """The undo of createSecret: the pending version no longer pending; the current one still current."""
+
+    def recorded(self, version: str) -> str | None:
+        """The version a Secret of ``version`` carries (a container's label; None: the backend keeps none)."""
+        return version
+
+
+class SecretVersions(Store):
+    """One secret's versions and stages in Secrets Manager; ``key``: the rotated field of its JSON document (None:
+    the whole SecretString)."""
+
+    def __init__(self, client: Any, name: str, where: str, key: str | None = None) -> None:
+        self.client, self.name, self.where, self.key = client, name, where, key
 
     def _call(self, operation: str, **kwargs) -> dict:
         return aws.call(self.client, f"{self.where}: {operation} of secret {self.name!r} failed", operation, **kwargs)
@@ -39,12 +76,22 @@ class SecretVersions:
             raise OperationFailed(f"{self.where}: secret {self.name!r} holds binary data, not a string")
         return response["SecretString"]
 
-    def create(self, text: str) -> str:
-        """createSecret: a new version staged AWSPENDING only (AWSCURRENT does not move); its id."""
+    def value(self, version: str) -> str:
+        return value_of(self.read(version), self.key, self.name)
+
+    def create(self, value: str, stages: Stages) -> str:
+        """A new version (the current document with the rotated key replaced) staged AWSPENDING only."""
+        text = with_value(self.read(stages.current), self.key, value, self.name)
         token = str(uuid.uuid4())  # the new version's id; idempotent on Secrets Manager's side
         self._call("put_secret_value", SecretId=self.name, ClientRequestToken=token, SecretString=text,
                    VersionStages=[PENDING])  # fmt: skip
         return token
+
+    def finish(self, stages: Stages) -> None:
+        self.apply(finish_calls(self.name, stages))
+
+    def discard(self, stages: Stages) -> None:
+        self.apply(discard_calls(self.name, stages))
 
     def apply(self, calls: Sequence[Mapping[str, str]]) -> None:
         for call in calls:
@@ -59,10 +106,9 @@ class Target(abc.ABC):
 
     rolls = False  # whether the nodes read it only when they start, so that the pair must be rolled onto it
 
-    def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: SecretVersions) -> None:
+    def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
         self.rotation, self.spec, self.versions = rotation, spec, versions
         job = rotation.job
-        self.key = job.service.secrets[spec.secret].key
         self.current = job.secrets[spec.secret]  # AWSCURRENT as read by the preflight
         self.user = job.secrets[spec.user].reveal()
         self.account = f"<{spec.user}>"  # how messages name the user: its value is a secret too
@@ -78,31 +124,30 @@ class Target(abc.ABC):
 
     def create(self) -> None:
         """createSecret, or the pending version an interrupted run left (no new version then)."""
-        st, name = self.stages, self.versions.name
-        current_text = self.versions.read(st.current)
-        if value_of(current_text, self.key, name) != self.current.reveal():
-            raise OperationFailed(f"secret {name!r} changed since this run read it; run again")
+        st, store = self.stages, self.versions
+        if store.value(st.current) != self.current.reveal():
+            raise OperationFailed(f"secret {store.name!r} changed since this run read it; run again")
         if st.state != "fresh":
-            self.pending = Secret(
-                value_of(self.versions.read(st.pending), self.key, name), self.spec.secret, st.pending
-            )
+            self.pending = Secret(store.value(st.pending), self.spec.secret, store.recorded(st.pending))
             what = "is current already: only its label is left" if st.state == "finishing" else "reused"
             self.say("createSecret", f"the pending version {st.pending[:8]} an interrupted run left {what}",
                      version=st.pending)  # fmt: skip
             return
         rules = self.rotation.job.role.passwords  # the node's (role.yaml passwords:)
         value = generate_password(pysecrets.SystemRandom(), self.user, rules=rules, symbols=UNRESERVED)
-        version = self.versions.create(with_value(current_text, self.key, value, name))
-        self.pending, self.stages = Secret(value, self.spec.secret, version), Stages(st.current, version)
-        self.say("createSecret", f"new version {version[:8]} of {name} staged {PENDING}", version=version)
+        version = store.create(value, st)
+        self.pending = Secret(value, self.spec.secret, store.recorded(version))
+        self.stages = Stages(st.current, version)
+        self.say("createSecret", f"new version {version[:8]} of {store.name} staged {store.PENDING}", version=version)
 
     def finish(self) -> None:
-        self.versions.apply(finish_calls(self.versions.name, self.stages))
-        self.say("finishSecret", f"{CURRENT} is version {self.stages.pending[:8]}; the old one is AWSPREVIOUS",
+        store = self.versions
+        store.finish(self.stages)
+        self.say("finishSecret", f"{store.CURRENT} is version {self.stages.pending[:8]}{store.AFTER}",
                  version=self.stages.pending)  # fmt: skip
 
     def discard(self) -> None:
-        self.versions.apply(discard_calls(self.versions.name, self.stages))
+        self.versions.discard(self.stages)
 
     @abc.abstractmethod
     def set(self) -> None:

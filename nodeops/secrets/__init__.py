@@ -21,11 +21,16 @@ through ``BACKENDS`` (kind -> its class):
 
 - ``aws-secretsmanager`` (nodeops.secrets.aws), through the AWS edge
   (nodeops.edges.aws);
+- ``aws-ssm`` (nodeops.secrets.ssm): Parameter Store, through the AWS edge;
+- ``aws-kms`` (nodeops.secrets.kms): a base64 ciphertext file of the repository, decrypted by KMS;
+- ``sops`` (nodeops.secrets.sops): a SOPS-encrypted file of the repository, decrypted by the ``sops``
+  program through the local-process edge (nodeops.edges.proc), in memory;
 - ``env`` (nodeops.secrets.env, for CI).
 
-Adding a kind (sops, aws-ssm, aws-kms: issue 17) is a new module here with
-its ``Backend`` subclass, one line in ``BACKENDS``, and the kind's fields in
-the inventory's ``secret_backends`` (nodeops.inventory); nothing else changes.
+Adding a kind is a new module here with its ``Backend`` subclass, one line in
+``BACKENDS``, and the kind's fields in the inventory's ``secret_backends``
+(nodeops.inventory); a kind ``rotate-secrets`` can write also has its store in
+nodeops.rotate.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import json
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -53,7 +59,9 @@ __all__ = [
     "SecretLeak",
     "mask_secrets",
     "open_backend",
+    "json_object",
     "read_reference",
+    "repository_file",
     "resolve",
     "secret_ages",
     "secret_forms",
@@ -296,7 +304,31 @@ class Backend(abc.ABC):
 BACKENDS: Mapping[str, str] = MappingProxyType({
     "env": "nodeops.secrets.env:EnvBackend",
     "aws-secretsmanager": "nodeops.secrets.aws:SecretsManager",
+    "aws-ssm": "nodeops.secrets.ssm:ParameterStore",
+    "aws-kms": "nodeops.secrets.kms:KmsBlob",
+    "sops": "nodeops.secrets.sops:SopsFile",
 })  # fmt: skip
+
+
+def json_object(text: str | bytes) -> dict | None:
+    """``text`` parsed as a JSON object; None when it is not JSON or not an object (the caller says which value)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def repository_file(file: str, name: str, fail: Fail, what: str) -> bytes:
+    """The bytes of the file ``name`` names, relative to the inventory ``file``'s folder (or absolute): an
+    encrypted file of the repository (``sops``, ``aws-kms``). A file that cannot be read is ``fail`` (exit 2)
+    naming ``what`` (``SOPS file``) and the path, never its content."""
+    path = Path(file).parent / name
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        fail(f"{what} {name!r} cannot be read ({path}: {err.strerror or type(err).__name__}); the path is relative "
+             "to the inventory's folder")  # fmt: skip
 
 
 def open_backend(backend: SecretBackend, environ: Mapping[str, str], file: str) -> Backend:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jsonschema
+import psycopg
 
 from lab.host import Lab
 from nodeops.edges.ssh import Fleet
@@ -176,6 +177,21 @@ def superuser_sql(lab: Lab, sql: str, database: str = "postgres") -> str:
                           "-v", "ON_ERROR_STOP=1", "-AtqX"], input=sql, capture_output=True, text=True,
                          check=True)  # fmt: skip
     return res.stdout
+
+
+def pg_accepts(lab: Lab, service: str, user: str, password: str) -> bool:
+    """A login to the service's database as the nodes do it (through the bastion: we have no route), at the
+    address its inventory names (``DATABASE_HOST``)."""
+    inv = load_inventory(lab.inventory_file)
+    host = str(inv.services[service].variables["DATABASE_HOST"])
+    with Fleet(inv) as fleet, fleet.tunnel(host, 5432) as port:
+        try:
+            psycopg.connect(host=host, hostaddr="127.0.0.1", port=port, dbname=service, user=user,
+                            password=password, connect_timeout=5).close()  # fmt: skip
+        except psycopg.OperationalError as exc:
+            assert "password authentication failed" in str(exc), exc
+            return False
+    return True
 
 
 def events_of(args: list[str]) -> subprocess.Popen:

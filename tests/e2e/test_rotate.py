@@ -13,7 +13,6 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import psycopg
 import pytest
 
 from lab.host import Lab
@@ -32,6 +31,7 @@ from tests.e2e.probe import (
     killed_at,
     lb_answers,
     on_the_operators_disk,
+    pg_accepts,
     serving_nodes,
     status,
     superuser_sql,
@@ -70,19 +70,6 @@ def by_stage(lab: Lab, name: str) -> dict[str, list[str]]:
 def document(lab: Lab, name: str, stage: str = "AWSCURRENT") -> dict[str, str]:
     client = secrets_client(lab.load_state()["secrets_port"])
     return json.loads(client.get_secret_value(SecretId=name, VersionStage=stage)["SecretString"])
-
-
-def pg_accepts(lab: Lab, service: str, user: str, password: str) -> bool:
-    """A login to the service's database as the nodes do it (through the bastion: we have no route)."""
-    inv = load_inventory(lab.inventory_file)
-    with Fleet(inv) as fleet, fleet.tunnel(PLAN.db.private_ip, 5432) as port:
-        try:
-            psycopg.connect(host=PLAN.db.private_ip, hostaddr="127.0.0.1", port=port, dbname=service, user=user,
-                            password=password, connect_timeout=5).close()  # fmt: skip
-        except psycopg.OperationalError as exc:
-            assert "password authentication failed" in str(exc), exc
-            return False
-    return True
 
 
 def api_login(lab: Lab, service: str, email: str, password: str) -> int:

@@ -109,12 +109,14 @@ def test_example_inventory_loads():
     assert [(n.name, n.preferred) for n in inv.nodes] == [("cl-a", "active"), ("cl-b", "standby")]
     assert {ref.name for ref in inv.services["chainlink"].secrets.values()} == {
         "chainlink/DBSecret",
-        "chainlink/WalletSecret",
-        "chainlink/ApiSecret",
-        "chainlink/RpcSecret",  # the RPC URLs, which embed an API key
+        "secrets/chainlink-wallet.b64",  # aws-kms: a ciphertext file of the repository
+        "/chainlink/prod/api",  # aws-ssm
+        "secrets/rpc.sops.yaml",  # sops: the RPC URLs, which embed an API key
         "nodeops/DBAdminSecret",  # for fab rotate-secrets only
     }
-    assert set(inv.secret_backends) == {"aws", "ci"}
+    assert {b.name: b.kind for b in inv.secret_backends.values()} == {
+        "aws": "aws-secretsmanager", "ci": "env", "ssm": "aws-ssm", "kms": "aws-kms", "sops": "sops"
+    }  # fmt: skip
 
 
 def test_example_inventorys_commented_webhook_loads_once_uncommented(tmp_path):
@@ -302,7 +304,7 @@ ERRORS = [
         "bad-kind",
         edited(("secret_backends.aws.kind", "vault")),
         "secret_backends.aws.kind",
-        "expected one of 'aws-secretsmanager', 'env', got 'vault'",
+        "expected one of 'aws-secretsmanager', 'aws-ssm', 'aws-kms', 'sops', 'env', got 'vault'",
     ),
     ("port-not-int", edited(("bastion.port", "abc")), "bastion.port", "expected an integer 1..65535, got 'abc'"),
     (

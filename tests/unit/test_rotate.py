@@ -461,7 +461,9 @@ def fake_rotation(tmp_path, monkeypatch, client: FakeSecretsManager):
     monkeypatch.setattr(
         mod.ServiceRotation,
         "versions",
-        lambda _self, spec: mod.SecretVersions(client, service.secrets[spec.secret].name, "aws"),
+        lambda _self, spec: mod.SecretVersions(
+            client, service.secrets[spec.secret].name, "aws", service.secrets[spec.secret].key
+        ),
     )
     monkeypatch.setattr(mod.PairRoll, "observe", lambda _self: None)  # the pair: not here
     return mod, rotation, events

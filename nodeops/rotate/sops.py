@@ -1,0 +1,87 @@
+"""A key of a SOPS file under rotation (SopsStore, a nodeops.rotate.versions.Store), written back through ``sops set``
+(nodeops.secrets.sops: the value on stdin, a copy of the encrypted file renamed over it).
+
+A file has one value per key, so the pending value lives in the same file, beside the current one, under the
+top-level mapping ``nodeops_pending`` (keyed by the reference's dotted key path), encrypted like every value:
+
+  createSecret  ``nodeops_pending.<key>`` set to the new value (readers still read ``<key>``);
+  finishSecret  ``<key>`` set to the pending value, then ``nodeops_pending.<key>`` removed (and ``nodeops_pending``
+                when it is empty);
+  discard       ``nodeops_pending.<key>`` removed.
+
+Each write is one atomic rename, so a crash leaves the file before or after a step: a pending entry that differs
+from the key's value is an interrupted rotation (completed by the next run), one equal to it a finished one (the
+next run removes it). Stage ids: ``current`` and ``pending`` (``pending`` equal to the value: both ``current``).
+The file keeps no versions, so the values carry None as their version. Commit the file after a rotation.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NoReturn
+
+from nodeops.errors import OperationFailed
+from nodeops.inventory import SecretBackend, SecretRef
+from nodeops.rotate.rules import Stages
+from nodeops.rotate.versions import Store
+from nodeops.secrets.sops import PENDING_KEY, SopsFile, key_path
+
+CURRENT_ID, PENDING_ID = "current", "pending"
+
+
+def file_stages(doc: dict, key: str, value: str) -> Stages:
+    """Stages of ``key`` in the decrypted document ``doc`` whose value at ``key`` is ``value``."""
+    pending = (doc.get(PENDING_KEY) or {}).get(key)
+    if pending is None:
+        return Stages(CURRENT_ID)
+    return Stages(CURRENT_ID, CURRENT_ID if pending == value else PENDING_ID)
+
+
+class SopsStore(Store):
+    """``ref.key`` of the SOPS file ``ref.name``, with its pending value under ``nodeops_pending``."""
+
+    CURRENT, PENDING = "the file's value", f"its {PENDING_KEY} entry"
+    AFTER = f" ({PENDING_KEY} entry removed; commit the file)"
+
+    def __init__(self, backend: SecretBackend, file: str, ref: SecretRef) -> None:
+        self.sops = SopsFile(backend, os.environ, file)
+        self.file, self.name, self.key = file, ref.name, ref.key or ""
+        self.parts = key_path(ref.key)  # checked by the read before any rotation
+
+    def fail(self, problem: str, error: Any = None) -> NoReturn:  # noqa: ARG002 - every problem here is exit 1
+        raise OperationFailed(f"{self.file}: {problem}")
+
+    def _value(self, doc: dict) -> str:
+        node: Any = doc
+        for part in self.parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, str):
+            self.fail(f"SOPS file {self.name!r} has no string at {self.key!r}")
+        return node
+
+    def stages(self) -> Stages:
+        doc = self.sops.document(self.name, self.fail)
+        return file_stages(doc, self.key, self._value(doc))
+
+    def value(self, version: str) -> str:
+        doc = self.sops.document(self.name, self.fail)
+        return doc[PENDING_KEY][self.key] if version == PENDING_ID else self._value(doc)
+
+    def create(self, value: str, stages: Stages) -> str:  # noqa: ARG002 - the current value stays where it is
+        self.sops.set(self.name, [PENDING_KEY, self.key], value, self.fail)
+        return PENDING_ID
+
+    def finish(self, stages: Stages) -> None:
+        if stages.state == "interrupted":
+            self.sops.set(self.name, self.parts, self.value(PENDING_ID), self.fail)
+        self.discard(Stages(CURRENT_ID, PENDING_ID))
+
+    def discard(self, stages: Stages) -> None:
+        if stages.pending is None:
+            return
+        self.sops.set(self.name, [PENDING_KEY, self.key], None, self.fail)
+        if not self.sops.document(self.name, self.fail).get(PENDING_KEY):
+            self.sops.set(self.name, [PENDING_KEY], None, self.fail)
+
+    def recorded(self, version: str) -> None:  # noqa: ARG002 - a file keeps no versions
+        return None

@@ -1,0 +1,83 @@
+"""The ``aws-ssm`` secret backend: AWS Systems Manager Parameter Store, through the AWS edge (nodeops.edges.aws).
+
+A reference's ``name`` is a parameter's name (``/cl1/db-password``), or a name and a version (``/cl1/db-password:3``,
+Parameter Store's own selector: a name cannot hold a ``:``) to pin that version. ``SecureString`` parameters are
+read decrypted (``WithDecryption``), ``String`` ones as they are; a ``StringList`` is refused (its commas would be
+read as part of the value). With ``key`` the value is a JSON object and the value read is that key's string.
+
+The current version: the one labelled ``nodeops-current`` while a rotation is under way (``rotate-secrets`` labels
+it before it writes the new version, which Parameter Store makes the latest at once, and removes the label when it
+finishes: nodeops.rotate.ssm), else the latest. The version (its number, as text) travels with the value.
+
+Exit codes of a failed read: 2 for what the inventory or the account must fix (no such parameter or version, a key
+missing, access refused, no credentials), 5 when the backend could not be read (unreachable, or it answered an
+error such as throttling or 5xx): nothing was done, run again (nodeops.secrets.aws.refused_read).
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from nodeops.edges import aws
+from nodeops.errors import OperationFailed
+from nodeops.inventory import SecretRef
+from nodeops.secrets import Fail
+from nodeops.secrets.aws import AwsBackend, refused_read
+
+__all__ = ["CURRENT_LABEL", "PENDING_LABEL", "ParameterStore", "described", "split_name"]
+
+CURRENT_LABEL, PENDING_LABEL = "nodeops-current", "nodeops-pending"  # a rotation's labels (nodeops.rotate.ssm)
+_MISSING = ("ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound")
+
+
+def described(client: object, name: str, where: str) -> dict:
+    """Parameter ``name``'s description (describe_parameters: its type, KMS key id and last change, never its
+    value). Errors: OperationFailed (the call failed, or there is no such parameter)."""
+    found = aws.call(client, f"{where}: describing parameter {name!r} failed", "describe_parameters",
+                     ParameterFilters=[{"Key": "Name", "Option": "Equals", "Values": [name]}])  # fmt: skip
+    for p in found.get("Parameters", []):
+        return p
+    raise OperationFailed(f"{where}: no parameter {name!r}")
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """``/cl1/db:3`` -> (``/cl1/db``, ``3``); a name without a selector -> (name, None)."""
+    base, colon, selector = name.rpartition(":")
+    return (base, selector) if colon and base else (name, None)
+
+
+class ParameterStore(AwsBackend):
+    """Parameter Store: the labelled current version, else the latest; or a version asked for or pinned."""
+
+    SERVICE = "ssm"
+    WHAT = "parameter"
+
+    def _get(self, ref: SecretRef, fail: Fail, version: str | None) -> tuple[str, str]:
+        name, pinned = split_name(ref.name)
+        if pinned is not None and not pinned.isdigit():
+            fail(f"parameter {ref.name!r}: {pinned!r} after the ':' is not a version number (write name:3)")
+        asked = version or pinned
+        if asked is None:  # a rotation under way labels the current version; without one, the latest is current
+            found = self._parameter(f"{name}:{CURRENT_LABEL}", fail, missing_ok=True)
+            found = found or self._parameter(name, fail)
+        else:
+            found = self._parameter(f"{name}:{asked}", fail)
+        kind = found.get("Type")
+        if kind not in ("SecureString", "String"):
+            fail(f"parameter {name!r} is a {kind}, not a SecureString or String")
+        return found["Value"], str(found["Version"])
+
+    def _parameter(self, selector: str, fail: Fail, missing_ok: bool = False) -> dict | None:
+        try:
+            return aws.attempt(self._client(), "get_parameter", Name=selector, WithDecryption=True)["Parameter"]
+        except aws.Failure as failure:
+            error = failure  # classified below, outside the handler: no AWS error chained to what is raised
+        if missing_ok and error.code in _MISSING:
+            return None
+        where = self._where()
+        refused_read(self.backend, self.file, error, fail, f"parameter {selector!r}",
+                     dict.fromkeys(_MISSING, f"no parameter {selector!r} in {where}"))  # fmt: skip
+
+    def current_since(self, ref: SecretRef) -> datetime.datetime:
+        """When the parameter's latest version was written (describe_parameters: no value is read)."""
+        return described(self._client(), split_name(ref.name)[0], self._where())["LastModifiedDate"]
