@@ -102,7 +102,7 @@ class ServiceDeploy(ServiceChange):
         return PlannedHandover(self).run(old, new, restore_standby, shred)
 
     def execute(self, plan: ServicePlan) -> None:
-        """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply; run.rolling.AllRunner under all)."""
+        """Carry the plan out, step by step (run.runner.ServiceRunner.apply; run.rolling.AllRunner under all)."""
         (AllRunner if self.job.role.activation == "all" else ServiceRunner)(self).apply(plan)
 
     def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:

@@ -232,7 +232,9 @@ class Ending:
         self.serving, self.left, self.env = set(serving), left or {}, env
         self.shredded: list[tuple[str, tuple[str, ...]]] = []
         self.waited = False
-        self.service = types.SimpleNamespace(name="relays", nodes=NODES, secret_files="shred", load_balancer="http://lb")
+        self.service = types.SimpleNamespace(
+            name="relays", nodes=NODES, secret_files="shred", load_balancer="http://lb"
+        )
         self.job = types.SimpleNamespace(profile="v2", role=load_role("chainlink"),
                                          redact=Redactor([Secret("Sentinel-pw-0123456789", "db")]))  # fmt: skip
         self.waits = types.SimpleNamespace(await_service=lambda: setattr(self, "waited", True))
@@ -243,7 +245,7 @@ class Ending:
     def inspect(self, _node, _name=None):
         return Container("nodeops-relays", True, "running", "sha256:x", env=self.env)
 
-    def x(self, node, _command, stdin=None, check=True, timeout=None):
+    def x(self, node, _command, _stdin=None, _check=True, _timeout=None):
         return CommandResult(0, self.left.get(node, ""), "")
 
     def shred(self, node, names):
