@@ -15,6 +15,7 @@ HAProxy keeps ``retries 0`` for the lease pairs, whose standby has no listener).
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,18 +60,23 @@ def load_balancer(folder: Path) -> Iterator[str]:
     config = folder / "haproxy.cfg"
     config.write_text(haproxy_config(plan, LB_PORT))
     subprocess.run([HAPROXY, "-c", "-q", "-f", str(config)], check=True)
-    argv = ["nsenter", f"--net=/run/netns/{plan.lb.netns}", "--", HAPROXY, "-W", "-db", "-f", str(config)]
+    argv = ["nsenter", f"--net=/run/netns/{plan.lb.netns}", "--", HAPROXY, "-db", "-f", str(config)]  # one process
     with (folder / "haproxy.log").open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        yield f"http://{plan.lb.public_ip}:{LB_PORT}/health"
+        url = f"http://{plan.lb.public_ip}:{LB_PORT}/health"
+        wait_for(lambda: proc.poll() is not None or listening(plan.lb.public_ip, LB_PORT), "HAProxy to listen", 10)
+        assert proc.poll() is None, (folder / "haproxy.log").read_text()
+        yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        proc.kill()  # nsenter execs HAProxy: this pid is HAProxy's
+        proc.wait(timeout=10)
+
+
+def listening(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
 
 
 def three_nodes(lb_url: str):

@@ -28,6 +28,8 @@ from nodeops.run.restore import Restore
 from nodeops.run.rolling import AllRunner, AllServes
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 from nodeops.secrets import Secret
+from tests.unit import test_executor_runner as runner_tables
+from tests.unit.test_executor_runner import Stop  # set once a number of steps were said
 
 NODES = tuple(Node(n, f"10.0.0.{i}", 22, "standby" if i else "active", (), "relays") for i, n in enumerate("abc"))
 SERVICE = Service(name="relays", role="relay", image="relay:2", runtime="docker", variables={}, secrets={}, nodes=NODES)
@@ -48,19 +50,12 @@ def planned(serving: tuple[str, ...], running: tuple[str, ...] = ALL) -> Service
     return plan_all(SERVICE, views, desired)
 
 
-class Stop:
-    def __init__(self, change: FakeChange, after: int | None) -> None:
-        self.change, self.after = change, after
+class FakeChange(runner_tables.FakeChange):
+    """The runner tables' fake (its replace, await_serving, keep_restorable), for three nodes: ``serving``: the nodes
+    answering 200 from the start; ``changes``: {call line: (node, answers 200 after it)}; ``fails``: {call line: the
+    error it raises}; ``cut``: nodes whose health ask raises (cut off)."""
 
-    def is_set(self) -> bool:
-        return self.after is not None and self.change.said_steps >= self.after
-
-
-class FakeChange:
-    """``serving``: the nodes answering 200 from the start; ``changes``: {call line: (node, answers 200 after it)};
-    ``fails``: {call line: the error it raises}; ``cut``: nodes whose health ask raises (cut off)."""
-
-    def __init__(self, serving=(), changes=None, fails=None, cut=(), stop_after=None) -> None:
+    def __init__(self, serving=(), changes=None, fails=None, cut=(), stop_after=None) -> None:  # noqa: D107
         self.now = set(serving)
         self.changes, self.fails, self.cut = changes or {}, fails or {}, set(cut)
         self.calls: list[str] = []
@@ -83,9 +78,6 @@ class FakeChange:
         if call in self.fails:
             raise self.fails[call]
 
-    def keep_restorable(self, nodes):
-        self.calls.append(f"keep {' '.join(dict.fromkeys(nodes))}")
-
     def health(self, node):
         if node.name in self.cut:
             raise OperationFailed(f"relays {node.name}: cannot connect: Timeout opening channel")
@@ -98,13 +90,6 @@ class FakeChange:
         self.said.append(message)
         if message.split()[0] in ("replace", "await-serving"):
             self.said_steps += 1
-
-    def replace(self, node):
-        self._do(f"replace {node}")
-
-    def await_serving(self, node, _timeout=None, _accept=()):
-        self._do(f"await-serving {node.name}")
-        return 1.0
 
     def shred(self, node, names):
         self._do(f"shred {node} {','.join(names)}")
