@@ -157,9 +157,9 @@ def test_without_the_database_lock_every_node_serves_at_once(db, sims):
     fa = sims.write_v2("a", db, lock=False)
     fb = sims.write_v2("b", db, lock=False)
     a = sims.start(sims.v2_args(fa), name="a", port=fa["port"])
+    a.wait_serving()  # one at a time, as deploy rolls them: two first boots would race the migrations
     b = sims.start(sims.v2_args(fb), name="b", port=fb["port"])
-    a.wait_serving()
-    b.wait_serving()
+    b.wait_serving()  # while a serves: nothing to wait for
     assert a.serving() and b.serving()
     for node in (a, b):
         assert "Using database locking mode: none" in node.stdout()
