@@ -61,8 +61,12 @@ def test_the_roles_model_is_planned_from_the_real_nodes_and_promote_standby_refu
     # goes first, replaced and awaited serving while a serves; then a, while b serves (both run the lease's config:
     # under all Chainlink's config says [Database.Lock] Enabled = false, another config hash): no handover, no
     # await-waiting
-    assert planned == [f"replace {SERVICE}-b (rolling, {SERVICE}-a serve)", f"await-serving {SERVICE}-b",
-                       f"replace {SERVICE}-a (rolling, {SERVICE}-b serve)", f"await-serving {SERVICE}-a"], planned
+    assert planned == [
+        f"replace {SERVICE}-b (rolling, {SERVICE}-a serve)",
+        f"await-serving {SERVICE}-b",
+        f"replace {SERVICE}-a (rolling, {SERVICE}-b serve)",
+        f"await-serving {SERVICE}-a",
+    ], planned
     assert containers() == before  # a dry run changes nothing
     promoted = fab("promote-standby", "--inventory", str(path), "--service", SERVICE, "--json")
     out = promoted.stdout + promoted.stderr
