@@ -27,6 +27,7 @@ from nodeops.inventory import Service
 from nodeops.plan import Desired, ServicePlan, Step, plan_service, the_active
 
 FENCES = ("restart", "stop")  # how a planned keys promotion fences the old holder
+NOT_SERVING = "not serving"  # plan_all's detail of a replace planned while no other node serves (nodeops.run.rolling)
 
 
 def plan_change(
@@ -69,7 +70,7 @@ def plan_all(service: Service, states: Mapping[str, NodeView], desired: Desired,
             fix = "add a second node" if len(names) == 1 else "bring another node up first"
             raise Unsafe(f"{name}: replacing {node} would leave no node serving (activation all: every node serves, "
                          f"never all down); {fix} (see {program()} status)")  # fmt: skip
-        detail = f"rolling, {', '.join(others)} serve" if others else "not serving"
+        detail = f"rolling, {', '.join(others)} serve" if others else NOT_SERVING
         steps += [Step("replace", node, detail), Step("await-serving", node)]
         serving.add(node)  # awaited serving before the next step
     reason = "rolling, one node at a time, never all down" if steps else "up to date"

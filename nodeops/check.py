@@ -8,6 +8,8 @@ on top of that, per service:
   secret-age  the age of each secret's AWSCURRENT version against the rotation policy (env-backend
               secrets have no date: "unknown");
   standby     (per node other than the active) its container runs and does not serve: it waits;
+  serving     in place of active, lease and standby under activation all (every node serves): every node answers
+              200, and the load balancer answers 200;
 and per node:
   disk        use of /, /run (the secret files' tmpfs) and the container engine's storage;
   memory      MemTotal - MemAvailable, of MemTotal;
@@ -101,6 +103,20 @@ def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb
     if ours != theirs:
         return "fail", f"the load balancer answers from {theirs[:8]}, not from the active {node} ({ours[:8]})"
     return "pass", f"{node} serves; the load balancer answers 200 from it ({ours[:8]})"
+
+
+def check_serving(seen: Mapping[str, NodeView], path: str, lb_url: str | None, lb: Reply) -> Verdict:
+    """Activation all: every node of ``seen`` answers ``path`` with 200, and the load balancer (``lb``: its reply to
+    ``lb_url``; None: no answer) with 200. Fails naming the nodes that do not serve and how each is seen."""
+    silent = [f"{s.node.name}: {node_role(s, 'all')}" + (f" (failing: {', '.join(s.failing)})" if s.failing else "")
+              for s in seen.values() if not s.serving]  # fmt: skip
+    if silent:
+        return "fail", f"{len(silent)} of {len(seen)} nodes do not serve {path} ({'; '.join(silent)}): all should"
+    if lb_url is not None and (lb is None or lb[0] != 200):
+        answer = "does not answer" if lb is None else f"answers HTTP {lb[0]}"
+        return "fail", f"all {len(seen)} nodes serve, but the load balancer {lb_url} {answer}"
+    via = "" if lb_url is None else "; the load balancer answers 200"
+    return "pass", f"all {len(seen)} nodes serve {path}{via}"
 
 
 def check_lease(lease: Mapping | None, active: str | None, active_id: str | None) -> Verdict:
@@ -277,23 +293,25 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         secrets = check_secret_ages(ages, policy.secret_max_age_days)
     except NodeopsError as exc:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
-    hooks = role.hooks
-    lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(serving[active]) if active else None)
-    active_verdict = check_active(serving, role.health, service.load_balancer, lb, failing,
-                                  lease_client=hooks.lease_client)  # fmt: skip
-    findings = [
-        finding(service.name, "", "active", active_verdict),
-        finding(service.name, "", "lease", lease),
+    hooks, every = role.hooks, role.activation == "all"  # all: every node serves, none is a standby
+    if every:
+        findings = [finding(service.name, "", "serving", check_serving(seen, role.health, service.load_balancer, lb))]
+    else:
+        lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(serving[active]) if active else None)
+        active_verdict = check_active(serving, role.health, service.load_balancer, lb, failing,
+                                      lease_client=hooks.lease_client)  # fmt: skip
+        findings = [finding(service.name, "", "active", active_verdict), finding(service.name, "", "lease", lease)]
+    findings += [
         finding(service.name, "", "secret-age", secrets),
         finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),
     ]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
                                                       ("secret", name)), age)
                for name, age in ages.items() if age is not None]  # fmt: skip
-    if len(service.nodes) == 1:
+    if len(service.nodes) == 1 and not every:
         findings.append(finding(service.name, "", "standby", ("warn", "no standby in the inventory: no failover")))
     for name, s in seen.items():
-        node_findings, node_metrics = probe_node(observer, job, s, standby=name != active)
+        node_findings, node_metrics = probe_node(observer, job, s, standby=name != active and not every)
         findings += [finding(service.name, name, check, verdict) for check, verdict in node_findings]
         metrics += [Metric(m, (("env", inventory.environment), ("service", service.name), ("node", name), *labels), v)
                     for m, labels, v in node_metrics]  # fmt: skip

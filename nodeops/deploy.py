@@ -52,6 +52,7 @@ from nodeops.run.handover import PlannedHandover
 from nodeops.run.preview import Preview
 from nodeops.run.report import Reporter
 from nodeops.run.restore import Restore, previous_on
+from nodeops.run.rolling import AllRunner, AllServes
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
@@ -93,16 +94,16 @@ class ServiceDeploy(ServiceChange):
         return Restore(self).restore(node, why)
 
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
-        """The error that ends a failed change, saying what serves now (WhatServes.failure)."""
-        return WhatServes(self).failure(what, unsafe)
+        """The error that ends a failed change, saying what serves now (WhatServes.failure; AllServes under all)."""
+        return (AllServes if self.job.role.activation == "all" else WhatServes)(self).failure(what, unsafe)
 
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
         """Planned failover from ``old`` to ``new``: the outage in seconds, or None (PlannedHandover.run)."""
         return PlannedHandover(self).run(old, new, restore_standby, shred)
 
     def execute(self, plan: ServicePlan) -> None:
-        """Carry the plan out, step by step (nodeops.run.runner.ServiceRunner.apply)."""
-        ServiceRunner(self).apply(plan)
+        """Carry the plan out, step by step (run.runner.ServiceRunner.apply; run.rolling.AllRunner under all)."""
+        (AllRunner if self.job.role.activation == "all" else ServiceRunner)(self).apply(plan)
 
     def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
         """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show)."""
@@ -117,8 +118,8 @@ class ServiceDeploy(ServiceChange):
         return now_of(self.observer)
 
     def verify(self, tolerated: Collection[str] = ()) -> dict:
-        """The end state, checked: who is active, for the report (nodeops.run.end.EndState.verify)."""
-        return EndState(self).verify(tolerated)
+        """The end state, checked: who is active (who serves under all), for the report (nodeops.run.end.EndState)."""
+        return EndState(self).verify_all() if self.job.role.activation == "all" else EndState(self).verify(tolerated)
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
@@ -140,10 +141,10 @@ class ServiceDeploy(ServiceChange):
         Guards(self).refuse_downgrade(recorded)
         if dry_run:
             return DryRun(service=self.service.name, changed=plan.changes, planned=steps, secrets_moved=moved).record()
-        if plan.changes and self.job.role.activation != "lease":  # the executor carries out lease plans only, so far
+        if plan.changes and self.job.role.activation == "keys":  # the executor carries out lease and all plans
             raise Unsafe(
                 f"{self.service.name}: role {self.job.role.name} has activation {self.job.role.activation}: "
-                "deploy plans it (--dry-run) but carries out only activation lease yet; nothing was changed"
+                "deploy plans it (--dry-run) but carries out only activation lease and all yet; nothing was changed"
             )
         try:
             self.execute(plan)
@@ -157,7 +158,8 @@ class ServiceDeploy(ServiceChange):
         except OperationFailed as exc:  # e.g. the new active died after the takeover: what serves now, said
             raise self.confirm(str(exc)) from None
         self.drop_previous()
-        self.say(result["active"], "active" + ("" if plan.changes else "; nothing changed"))
+        self.say(result.get("active", ""), ("active" if "active" in result else "every node serves") +
+                 ("" if plan.changes else "; nothing changed"))  # fmt: skip
         return Deployed(service=self.service.name, changed=plan.changes, **result, **self.ran()).record()
 
     def drop_previous(self) -> None:

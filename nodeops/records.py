@@ -60,7 +60,8 @@ class Deployed(Record):
 
     service: str
     changed: bool
-    active: str
+    active: str | None = Field(None, description="the node that holds the lease (activation lease); null under all")
+    serving: list[str] | None = Field(None, description="activation all: every node, each seen serving at the end")
     failing: list[str] | None = Field(None, description="the active's failing checks, tolerated as before the run")
     image: str = Field(description="the image reference as the inventory (or the rollback target) names it")
     digest: str | None = None

@@ -73,6 +73,7 @@ from nodeops.errors import InvalidInput, InventoryError
 from nodeops.inventory import Inventory, Service, shares_host
 from nodeops.project import project_of
 from nodeops.role_file import (  # role.yaml's model and its validation
+    MAX_NODES,
     PROFILE_VARIABLE,
     BackupSpec,
     LeaseSpec,
@@ -278,7 +279,15 @@ def check_service(role: Role, service: Service, file: str) -> None:
     (or ``~``/``~/...``, the image user's home) and not at or under the role's ``mount``, which the node sees
     read-only (Chainlink makes its root directory ``<= 0700`` and stops if it cannot: issue 13).
     ``secret_variables``: a service gives the value as the variable or as the secret reference, not both.
+    ``nodes``: at most what the role's ``activation`` takes (role_file.MAX_NODES: 2 under lease and keys, an active
+    and a standby; 32 under all), at ``services.<svc>.nodes``.
     """
+    most, count = MAX_NODES[role.activation], len(service.nodes)
+    if count > most:
+        what = "an active and an optional standby" if most == 2 else "every node serves"
+        raise InventoryError(file, f"services.{service.name}.nodes",
+                             f"expected 1 to {most} nodes ({what}), got {count}: role {role.name} has activation "
+                             f"{role.activation}; only activation all takes up to {MAX_NODES['all']}")  # fmt: skip
     for var in role.writable_paths:
         if var not in service.variables:
             continue  # the role's default, checked when the role was loaded

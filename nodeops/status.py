@@ -17,11 +17,15 @@ from nodeops.lease import lease_reader
 from nodeops.operation import locks
 
 
-def node_role(s: NodeView) -> str:
+def node_role(s: NodeView, activation: str = "lease") -> str:
     """active: answers its health path, 200 or not (it holds the lease; node_health says if it is healthy);
-    standby: runs, answers nothing; down: no running container; unknown: unreachable."""
+    standby: runs, answers nothing; down: no running container; unknown: unreachable. Under activation ``all``
+    (every node serves, none is active or standby): serving (answers 200) or not serving (runs, answers otherwise
+    or nothing), down, unknown."""
     if not s.reachable:
         return "unknown"
+    if activation == "all" and s.container is not None and s.container.running:
+        return "serving" if s.serving else "not serving"
     if s.active:
         return "active"
     return "standby" if s.container is not None and s.container.running else "down"
@@ -36,10 +40,16 @@ def node_health(s: NodeView) -> str:
     return "no answer" if s.reachable else "unknown"
 
 
-def pair_state(seen: Sequence[NodeView]) -> str:
+def pair_state(seen: Sequence[NodeView], activation: str = "lease") -> str:
     """healthy: one active, healthy, every other node a running standby, all on the same inputs; mixed: as
     healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
-    it answers unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers."""
+    it answers unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers.
+    Under activation ``all``: healthy (mixed) when every node serves, degraded when some do, down when none does."""
+    if activation == "all":
+        serving = sum(s.serving for s in seen)
+        if serving == 0:
+            return "down"
+        return "degraded" if serving < len(seen) else "mixed" if mixed_inputs(seen) else "healthy"
     roles = [node_role(s) for s in seen]
     active = roles.count("active")
     if active > 1:
@@ -77,14 +87,15 @@ def uptime(started: str, now: datetime.datetime) -> float | None:
     return round(max(0.0, (now - at).total_seconds()), 1)
 
 
-def node_status(s: NodeView, now: datetime.datetime) -> dict:
+def node_status(s: NodeView, now: datetime.datetime, activation: str = "lease") -> dict:
     """One node's entry of docs/status.schema.json: ``unreachable`` says why a node that could not be reached was
-    not (NodeView.unreachable, the connection's error), null when it was."""
+    not (NodeView.unreachable, the connection's error), null when it was; ``role`` as node_role says under the
+    role's ``activation``."""
     c = s.container
     return {
         "node": s.node.name,
         "host": s.node.host,
-        "role": node_role(s),
+        "role": node_role(s, activation),
         "health": node_health(s),
         "failing": list(s.failing),
         "unreachable": None if s.reachable else (s.unreachable or "unreachable"),
@@ -119,10 +130,10 @@ def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict
         now = datetime.datetime.now(datetime.UTC)
         results.append({
             "service": job.service.name,
-            "state": pair_state(list(seen.values())),
+            "state": pair_state(list(seen.values()), job.role.activation),
             "mixed": mixed_inputs(list(seen.values())),
             "lease": lease,
             "lock": held[job.service.name].record() if job.service.name in held else None,
-            "nodes": [node_status(s, now) for s in seen.values()],
+            "nodes": [node_status(s, now, job.role.activation) for s in seen.values()],
         })  # fmt: skip
     return results

@@ -11,7 +11,8 @@ Per service and node:
   container-user  the container is configured to run as the role's user, and its main
                   process on the node host runs as that uid;
   port            exactly one node of the service answers the role's health path through
-                  the bastion (the active); a standby answers nothing on the port;
+                  the bastion (the active); a standby answers nothing on the port; under activation
+                  all, every node answers it with 200 (serving);
   files-dir       the node's files directory holds only what the node still needs, 0400 for
                   the role's user: nothing on the active; on a standby the files it reads at
                   lease time (with ``secret_files: keep``: the rendered files);
@@ -104,6 +105,17 @@ def check_port(answers: Mapping[str, Answer], node: str, port: int, path: str,
     if not serving:
         return False, f"no node of the service answers {path} on :{port}"
     return True, f"a standby: nothing answers on :{port} ({serving[0]} is the active)"
+
+
+def check_serving(reply: Answer, port: int, path: str, named: Callable[[bytes], Iterable[str]]) -> Verdict:
+    """Activation all (every node serves, none is a standby): ``reply``, this node's to GET ``path`` on ``port``
+    (None: nothing answered), is a 200; ``named`` as check_port's."""
+    if reply is not None and reply[0] == 200:
+        return True, f"serving: answers 200 on :{port}{path}"
+    if reply is None:
+        return False, f"not serving: nothing answers {path} on :{port} (activation all: every node serves)"
+    failing = ", ".join(failing_checks(reply, named))
+    return False, f"not serving: answers HTTP {reply[0]} on :{port}{path} (failing: {failing})"
 
 
 def allowed_files(secret_files: str, rendered: Sequence[str], lease: Sequence[str], serving: bool) -> frozenset[str]:
@@ -239,11 +251,14 @@ def fetch(observer: Observer, conn: Link, node: Node) -> Facts:
 def evaluate(job: Job, node: Node, facts: Facts, answers: Mapping[str, Answer],
              pinned: Sequence[tuple[str, str]]) -> dict[str, Verdict]:  # fmt: skip
     role, service = job.role, job.service
-    active = answers[node.name] is not None  # it holds the lease, healthy or not: it has read its lease files
+    every = role.activation == "all"  # every node serves: each has read all its files, none is a standby
+    active = every or answers[node.name] is not None  # it holds the lease, healthy or not: it read its lease files
     allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), active)
+    port = (check_serving(answers[node.name], role.port, role.health, role.hooks.failing_checks) if every else
+            check_port(answers, node.name, role.port, role.health, role.hooks.failing_checks))  # fmt: skip
     return {
         "container-user": check_user(facts.container, facts.process, role.user),
-        "port": check_port(answers, node.name, role.port, role.health, role.hooks.failing_checks),
+        "port": port,
         "files-dir": check_files(facts.files, allowed, role.user),
         "files-on-disk": check_strays(*facts.strays, secret_names(role)),
         "tmpfs": check_tmpfs(cmd.files_dir(service.name), facts.mounts),

@@ -227,8 +227,10 @@ class Service:
     """References to the secrets the role needs (chainlink: ``db``, ``db_user``, ``keystore``, ``api_email``,
     ``api_password``; ``eth_url``, ``eth_http_url`` instead of the variables; ``db_admin_user``, ``db_admin`` for
     ``rotate-secrets --secret db`` and ``restore``)."""
-    nodes: Annotated[tuple[Node, ...], AfterValidator(_count(1, 2, "nodes (an active and an optional standby)"))]
-    """Its nodes: exactly one ``preferred: active``, at most one standby."""
+    nodes: Annotated[tuple[Node, ...], AfterValidator(_count(1, 32, "nodes"))]
+    """Its nodes: exactly one ``preferred: active``. How many its role takes depends on the role's ``activation``
+    (checked with the role, before any host is touched): 1 or 2 (an active and an optional standby) under ``lease``
+    and ``keys``, up to 32 under ``all`` (every node serves)."""
     restart: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
     """The container's restart policy; only ``no`` with ``secret_files: shred``."""
     log_driver: _Name = "json-file"

@@ -108,7 +108,13 @@ def render(
         "vars": _Vars(variables, f"set it in services.{service.name}.variables or the role's defaults"),
         "secrets": _Secrets(secrets, f"add it to services.{service.name}.secrets"),
         "service": service.name,
-        "role": {"name": role.name, "user": role.user, "port": role.port, "mount": role.mount},
+        "role": {
+            "name": role.name,
+            "user": role.user,
+            "port": role.port,
+            "mount": role.mount,
+            "activation": role.activation,
+        },  # fmt: skip
         **extra,
     }
     env = template_environment(_found(role))

@@ -19,10 +19,11 @@ from nodeops.role_file.sections import (
     PasswordRules,
     RotationSpec,
 )
-from nodeops.role_file.values import ACTIVATIONS, PROFILE_VARIABLE, RoleError
+from nodeops.role_file.values import ACTIVATIONS, MAX_NODES, PROFILE_VARIABLE, RoleError
 
 __all__ = [
     "ACTIVATIONS",
+    "MAX_NODES",
     "PROFILE_VARIABLE",
     "ROLE_ROTATION_KEYS",
     "ROTATION_KINDS",

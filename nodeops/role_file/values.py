@@ -15,6 +15,10 @@ from nodeops.inventory.values import _NAME, _NAME_PATTERN, _accepts, _fail, _mat
 
 PROFILE_VARIABLE = "PROFILE"
 ACTIVATIONS = ("lease", "keys", "all")  # how a role's nodes say who is active: docs/roles.md#activation
+# the most nodes a service of each activation takes (docs/inventory.md#nodes): an active and a standby under lease and
+# keys; under all, every node serves and a change rolls one at a time, so the run is bounded by the count (32: what one
+# multiplexed bastion transport was measured to reach at once, DESIGN.md)
+MAX_NODES = {"lease": 2, "keys": 2, "all": 32}
 
 
 class RoleError(InventoryError):

@@ -1,7 +1,7 @@
 """The end state of a change, checked (EndState.verify): exactly one node serves (or answers unhealthy as it did
-before the change), every container runs, no secret file is left that the nodes no longer need (an interrupted run's
-leftovers shredded), no secret value sits in a container's environment or command, and the service answers through
-its load balancer.
+before the change; under activation ``all``, verify_all: every node serves), every container runs, no secret file is
+left that the nodes no longer need (an interrupted run's leftovers shredded), no secret value sits in a container's
+environment or command, and the service answers through its load balancer.
 
 ``change`` is the change that ran (nodeops.deploy.ServiceDeploy in a run), through the ``Verified`` protocol below.
 """
@@ -55,17 +55,7 @@ class EndState:
                                   f"(failing: {', '.join(failing)})")  # fmt: skip
         keep_after = set(run.job.files_read("lease"))
         for name, (container, serving, answers_sick) in states.items():  # not `failing`: the active's, used below
-            if container is None or not container.running:
-                raise OperationFailed(f"{run.service.name} {name}: container not running after deploy")
-            allowed = set() if serving or answers_sick else keep_after
-            if run.service.secret_files == "shred":
-                left = run.x(name, file_facts.list_files(run.service.name)).stdout.split("\n")
-                extra = {line.split()[0] for line in left if line.strip()} - allowed
-                if extra:
-                    run.shred(name, sorted(extra))  # what an interrupted run left behind
-            exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
-            if not run.job.role.profile(run.job.profile).shows_secrets and run.job.redact.leaks(exposed):
-                raise Unsafe(f"{run.service.name} {name}: a secret value is in the container's environment or command")
+            self.node_clean(name, container, set() if serving or answers_sick else keep_after)
         if failing:
             run.say(active[0], f"active, UNHEALTHY as before this run (failing: {', '.join(failing)})",
                     failing=list(failing))  # fmt: skip
@@ -73,3 +63,34 @@ class EndState:
         if run.service.load_balancer:
             run.waits.await_service()
         return {"active": active[0]}
+
+    def verify_all(self) -> dict:
+        """The end state under activation ``all``: every node serves (200), its container running, no secret file
+        left, no secret value in its environment or command, and the service answers through its load balancer;
+        returns ``{"serving": [every node, in inventory order]}`` for the report. OperationFailed naming the nodes
+        that do not serve."""
+        run = self.change
+        silent = [n.name for n in run.service.nodes if not run.health(n)[0]]
+        if silent:
+            raise OperationFailed(f"{run.service.name}: after deploy {', '.join(silent)} not serving (activation all: "
+                                  "every node serves)")  # fmt: skip
+        for n in run.service.nodes:
+            self.node_clean(n.name, run.inspect(n.name), set())
+        if run.service.load_balancer:
+            run.waits.await_service()
+        return {"serving": [n.name for n in run.service.nodes]}
+
+    def node_clean(self, name: str, container: Container | None, allowed: set[str]) -> None:
+        """``name``'s container runs; any secret file on it but ``allowed`` (what an interrupted run left behind) is
+        shredded; no secret value is in what `docker inspect` shows of it (Unsafe otherwise)."""
+        run = self.change
+        if container is None or not container.running:
+            raise OperationFailed(f"{run.service.name} {name}: container not running after deploy")
+        if run.service.secret_files == "shred":
+            left = run.x(name, file_facts.list_files(run.service.name)).stdout.split("\n")
+            extra = {line.split()[0] for line in left if line.strip()} - allowed
+            if extra:
+                run.shred(name, sorted(extra))  # what an interrupted run left behind
+        exposed = "\n".join((*container.env, *container.args))  # what `docker inspect` shows anyone
+        if not run.job.role.profile(run.job.profile).shows_secrets and run.job.redact.leaks(exposed):
+            raise Unsafe(f"{run.service.name} {name}: a secret value is in the container's environment or command")

@@ -200,9 +200,18 @@ class Restore:
         """After a start on ``job``'s files: shred what the node has read once it waits (stably: its log
         may still hold the last run's lines) or serves, and everything if it does neither. No
         file outlives a run, failed or not. Returns what the node does, as seen: "waits for the lease",
-        "holds the lease" or "is down (...)"."""
+        "holds the lease" or "is down (...)"; under activation ``all`` (no lease: every node serves) it is awaited
+        serving: "serves" or "is down (...)"."""
         run = self.change
         node = next(n for n in run.service.nodes if n.name == name)
+        if run.job.role.activation == "all":
+            try:
+                run.waits.await_serving(node)
+            except OperationFailed as exc:
+                return f"is down ({exc})"
+            finally:
+                run.shred(name, job.all_files)
+            return "serves"
         try:
             run.waits.await_waiting(node, job)
         except OperationFailed as exc:

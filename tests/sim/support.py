@@ -279,19 +279,22 @@ class SimFactory:
         url=None,
         secrets_extra="",
         rpc_url=None,
+        lock=True,
     ):
-        """config.toml, secrets.toml, .api for one node; returns dict of paths and values."""
+        """config.toml, secrets.toml, .api for one node; returns dict of paths and values. ``lock``: [Database.Lock]
+        Enabled (False: the node takes no lease and serves at once, as every node of an activation all service)."""
         nd = self.node_dir(name)
         port = port or free_port()
         config = (
             "RootDir = '%s'\n\n[Log]\nLevel = '%s'\n\n[WebServer]\nHTTPPort = %d\nListenIP = '127.0.0.1'\n"
-            "SecureCookies = false\n\n[Database.Lock]\nEnabled = true\nLeaseDuration = '%s'\n"
+            "SecureCookies = false\n\n[Database.Lock]\nEnabled = %s\nLeaseDuration = '%s'\n"
             "LeaseRefreshInterval = '%s'\n\n[Feature]\nLogPoller = true\n\n[[EVM]]\nChainID = '1337'\n\n"
             "[[EVM.Nodes]]\nName = 'primary'\nWSURL = '%s'\nHTTPURL = '%s'\n"
             % (
                 nd / "root",
                 log_level,
                 port,
+                "true" if lock else "false",
                 lease,
                 refresh,
                 rpc_url or self.rpc.url,

@@ -148,3 +148,29 @@ def test_lost_lease_exits_immediately(db, sims):
         c.close()
     assert a.wait(10) == 1
     assert "Another node has taken the lease, exiting immediately" in a.stdout()
+
+
+def test_without_the_database_lock_every_node_serves_at_once(db, sims):
+    """`[Database.Lock] Enabled = false` (upstream docs/CONFIG.md: "Enabled enables the database lock"; locked_db.go
+    takes no lease then): the node boots straight through, no lease row, no waiting line; two such nodes on one
+    database both serve (nodeops' activation all)."""
+    fa = sims.write_v2("a", db, lock=False)
+    fb = sims.write_v2("b", db, lock=False)
+    a = sims.start(sims.v2_args(fa), name="a", port=fa["port"])
+    a.wait_serving()  # one at a time, as deploy rolls them: two first boots would race the migrations
+    b = sims.start(sims.v2_args(fb), name="b", port=fb["port"])
+    b.wait_serving()  # while a serves: nothing to wait for
+    assert a.serving() and b.serving()
+    for node in (a, b):
+        assert "Using database locking mode: none" in node.stdout()
+        assert WAITING not in node.stdout() and GOT not in node.stdout()
+    c = psycopg2.connect(**{k: db[k] for k in ("host", "port", "user", "password", "dbname")})
+    try:
+        with c.cursor() as cur:
+            cur.execute("SELECT to_regclass('lease_lock') IS NOT NULL")
+            (exists,) = cur.fetchone()
+            if exists:
+                cur.execute("SELECT count(*) FROM lease_lock WHERE expires_at > now()")
+                assert cur.fetchone()[0] == 0
+    finally:
+        c.close()

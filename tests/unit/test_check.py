@@ -400,7 +400,7 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
     monkeypatch.setattr(chk, "lease_status", lambda *_: {"held": True, "holder": "0b9f3c1e-aaaa", "describe": "held"})
     monkeypatch.setattr(chk, "probe_node", lambda *_, **__: ([], []))
     service = types.SimpleNamespace(name="cl", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
-    role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS)  # the appID names the lease holder
+    role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="lease")  # appID: the holder
     rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
     job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
@@ -408,6 +408,49 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
     assert verdicts["active"] == ("pass", "a serves /health (no load balancer in the inventory)")
     assert verdicts["lease"] == ("pass", "held: the active a")
+
+
+@pytest.mark.parametrize(
+    ("replies", "lb", "verdict"),
+    [
+        ({"10.0.0.1": 200, "10.0.0.2": 200, "10.0.0.3": 200}, (200, b""),
+         ("pass", "all 3 nodes serve /health; the load balancer answers 200")),
+        ({"10.0.0.1": 200, "10.0.0.2": None, "10.0.0.3": 503}, (200, b""),
+         ("fail", "2 of 3 nodes do not serve /health (b: not serving; c: not serving (failing: HTTP 503)): all "
+                  "should")),
+        ({"10.0.0.1": 200, "10.0.0.2": 200, "10.0.0.3": 200}, None,
+         ("fail", "all 3 nodes serve, but the load balancer http://lb/health does not answer")),
+    ],
+    ids=["every-node-serves", "fewer-than-all", "load-balancer-silent"],
+)  # fmt: skip
+def test_under_activation_all_check_fails_unless_every_node_serves(monkeypatch, replies, lb, verdict):
+    """Activation all: one `serving` finding for the service in place of active, lease and standby: it fails when
+    fewer than all nodes answer 200, or the load balancer does not; no node is judged as a standby."""
+    import types
+
+    from nodeops import check as chk
+
+    nodes = [Node(n, f"10.0.0.{i}", 22, "active" if i == 1 else "standby", (), "r") for i, n in enumerate("abc", 1)]
+
+    class Fleet:
+        def http_get(self, host, _port, _path):
+            return None if replies[host] is None else (replies[host], b"{}")
+
+    monkeypatch.setattr(Observer, "connect", lambda _self, _node: None)
+    monkeypatch.setattr(Observer, "container", lambda _self, _node, _name=None: container(True))
+    monkeypatch.setattr(chk, "secret_ages", lambda *_: {})
+    monkeypatch.setattr(chk, "lease_status", lambda *_: pytest.fail("activation all keeps no lease"))
+    monkeypatch.setattr(chk, "probe_node", lambda *_, standby: ([("standby", ("fail", "x"))] if standby else [], []))
+    monkeypatch.setattr(chk.http, "request", lambda *_, **__: lb)
+    service = types.SimpleNamespace(name="r", runtime="docker", nodes=nodes, check=CheckPolicy(),
+                                    load_balancer="http://lb/health")  # fmt: skip
+    role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="all")
+    rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
+    result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
+    verdicts = {f.check: (f.result, f.reason) for f in result.findings}
+    assert verdicts["serving"] == verdict
+    assert not {"active", "lease", "standby"} & set(verdicts)
 
 
 # -- the CLI ---------------------------------------------------------------------------------------

@@ -172,6 +172,7 @@ def test_paths_are_relative_to_the_inventory_file(value, expected):
         [("secret_backends.aws.endpoint_url", "http://127.0.0.1:5000"), ("secret_backends.aws.profile", "prod")],
         [("secret_backends", DELETE), ("services.chainlink.secrets", DELETE)],
         [("notify", {"webhook": {"backend": "aws", "name": "nodeops/webhook", "key": "url"}})],
+        [("services.chainlink.nodes.2", {**SOLO, "preferred": "standby"})],  # its role decides (test_roles)
     ],
     ids=[
         "bastion-known-hosts",
@@ -186,6 +187,7 @@ def test_paths_are_relative_to_the_inventory_file(value, expected):
         "aws-endpoint",
         "no-secrets",
         "webhook",
+        "three-nodes",
     ],
 )
 def test_valid_variants_load(changes):
@@ -337,12 +339,12 @@ ERRORS = [
         "services.chainlink.nodes",
         "expected a list, got 'cl-a'",
     ),
-    ("no-nodes", edited(("services.chainlink.nodes", [])), "services.chainlink.nodes", "expected 1 to 2 nodes"),
-    (
-        "three-nodes",
-        edited(("services.chainlink.nodes.2", SOLO)),
+    ("no-nodes", edited(("services.chainlink.nodes", [])), "services.chainlink.nodes", "expected 1 to 32 nodes"),
+    (  # how many a service takes under its role's activation is the role's check (test_roles: 3 under lease)
+        "thirty-three-nodes",
+        edited(("services.chainlink.nodes", [{**SOLO, "name": f"n{i}", "host": f"10.0.3.{i}"} for i in range(33)])),
         "services.chainlink.nodes",
-        "expected 1 to 2 nodes (an active and an optional standby), got 3",
+        "expected 1 to 32 nodes, got 33",
     ),
     ("no-services", edited(("services", {})), "services", "expected at least 1 service, got 0"),
     (

@@ -646,3 +646,16 @@ def test_a_list_or_mapping_is_never_written_as_its_python_text(tmp_path, body, v
     with pytest.raises(InvalidInput) as err:
         render_one(tmp_path, body + "\n", value)
     assert "cannot be written as one value" in str(err.value) and "1337" not in str(err.value)
+
+
+@pytest.mark.parametrize(("activation", "enabled"), [("lease", True), ("all", False)])
+def test_the_database_lock_is_on_only_when_the_pair_shares_the_lease(activation, enabled):
+    """Chainlink's `[Database.Lock] Enabled` (docs/CONFIG.md: "Enabled enables the database lock", default true):
+    a lease pair takes it; under activation all every node serves at once, so none takes it. The lease role's bytes
+    (and config hash) are what they were."""
+    import dataclasses  # noqa: PLC0415
+
+    role = dataclasses.replace(load_role("chainlink"), activation=activation)
+    config = tomllib.loads(render(role, "v2", service(), secrets()).files["config.toml"].data.decode())
+    assert config["Database"]["Lock"]["Enabled"] is enabled
+    assert config["Database"]["Lock"]["LeaseDuration"]  # still rendered: the node validates it either way

@@ -13,7 +13,7 @@ import pytest
 from jinja2 import nodes
 
 from nodeops.errors import EXIT_INVALID, InvalidInput, InventoryError
-from nodeops.inventory import SecretRef, Service
+from nodeops.inventory import Node, SecretRef, Service
 from nodeops.render import render
 from nodeops.roles import (
     BUILTIN_ROLES,
@@ -391,6 +391,34 @@ def test_the_role_refuses_what_it_knows_cannot_run(variables, secrets, where, pr
     assert problem in err.value.problem
     if "mount" in problem:
         assert "remove it to use the role's default '/home/chainlink/.chainlink'" in err.value.problem
+
+
+@pytest.mark.parametrize(
+    ("activation", "count", "problem"),
+    [
+        ("lease", 2, None),
+        ("lease", 3, "expected 1 to 2 nodes (an active and an optional standby), got 3: role chainlink has activation "
+                     "lease; only activation all takes up to 32"),
+        ("keys", 3, "expected 1 to 2 nodes (an active and an optional standby), got 3: role chainlink has activation "
+                    "keys"),
+        ("all", 3, None),
+        ("all", 32, None),
+    ],
+)  # fmt: skip
+def test_how_many_nodes_a_service_takes_is_its_roles_activations(activation, count, problem):
+    """The inventory takes 1 to 32 nodes; the role's activation says how many of those a service may have: an active
+    and a standby under lease and keys, up to 32 under all (every node serves). One line, exit 2, the path."""
+    nodes = tuple(Node(f"n{i}", f"10.0.3.{i}", 22, "standby" if i else "active", (), "cl1") for i in range(count))
+    svc = dataclasses.replace(service_with({}), nodes=nodes)
+    role = dataclasses.replace(load_role("chainlink"), activation=activation)
+    if problem is None:
+        check_service(role, svc, "/inv/prod.yaml")
+        return
+    with pytest.raises(InventoryError) as err:
+        check_service(role, svc, "/inv/prod.yaml")
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in str(err.value)
+    assert (err.value.file, err.value.where) == ("/inv/prod.yaml", "services.cl1.nodes")
+    assert problem in err.value.problem, err.value.problem
 
 
 def test_services_of_two_roles_on_one_host_must_serve_on_different_ports(tmp_path):

@@ -50,6 +50,35 @@ def test_pair_state(a, b, roles, state):
     assert pair_state([a, b]) == state
 
 
+C = Node("c", "10.0.0.3", 22, "standby", (), "svc")
+OTHER = Container("nodeops-svc", True, "running", "sha256:y", labels={"io.nodeops.config": "9f8e7d6c5b4a"})
+
+
+@pytest.mark.parametrize(
+    ("seen", "roles", "state"),
+    [
+        ((NodeView(A, RUNNING, True), NodeView(B, RUNNING, True), NodeView(C, RUNNING, True)),
+         ["serving", "serving", "serving"], "healthy"),
+        ((NodeView(A, RUNNING, True), NodeView(B, OTHER, True), NodeView(C, RUNNING, True)),
+         ["serving", "serving", "serving"], "mixed"),
+        ((NodeView(A, RUNNING, True), NodeView(B, RUNNING, False), NodeView(C, EXITED, False)),
+         ["serving", "not serving", "down"], "degraded"),
+        ((NodeView(A, RUNNING, False, (RPC,)), NodeView(B, RUNNING, True), NodeView(C, None, False, unreachable=CUT)),
+         ["not serving", "serving", "unknown"], "degraded"),
+        ((NodeView(A, RUNNING, False), NodeView(B, None, False), NodeView(C, RUNNING, False, (RPC,))),
+         ["not serving", "down", "not serving"], "down"),
+    ],
+    ids=["every-node-serves", "mixed-inputs", "one-silent-one-exited", "unhealthy-and-unreachable", "none-serves"],
+)  # fmt: skip
+def test_under_activation_all_every_node_is_serving_or_not_never_active_or_standby(seen, roles, state):
+    assert [node_role(s, "all") for s in seen] == roles
+    assert pair_state(list(seen), "all") == state
+    validator = jsonschema.Draft202012Validator(SCHEMA["properties"]["nodes"]["items"])
+    for s in seen:
+        assert not list(validator.iter_errors(node_status(s, NOW, "all")))
+    assert pair_state(list(seen), "all") in SCHEMA["properties"]["state"]["enum"]
+
+
 @pytest.mark.parametrize(
     ("seen", "health", "failing"),
     [

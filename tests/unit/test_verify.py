@@ -23,6 +23,7 @@ from nodeops.verify import (
     check_files,
     check_host_keys,
     check_port,
+    check_serving,
     check_strays,
     check_tmpfs,
     check_user,
@@ -103,6 +104,20 @@ SICK = (503, json.dumps({"data": [
 def test_port_answers_on_the_active_only(answers, node, ok, fragment):
     got_ok, reason = check_port(answers, node, 6688, "/health", load_role("chainlink").hooks.failing_checks)
     assert got_ok is ok and fragment in reason
+
+
+@pytest.mark.parametrize(
+    ("reply", "ok", "fragment"),
+    [
+        (OK, True, "serving: answers 200 on :6688/health"),
+        (NOTHING, False, "not serving: nothing answers /health on :6688 (activation all: every node serves)"),
+        (SICK, False, f"not serving: answers HTTP 503 on :6688/health (failing: {RPC})"),
+    ],
+)
+def test_under_activation_all_each_node_serves_none_is_a_standby(reply, ok, fragment):
+    got_ok, reason = check_serving(reply, 6688, "/health", load_role("chainlink").hooks.failing_checks)
+    assert got_ok is ok and fragment in reason
+    assert "active" not in reason and "standby" not in reason
 
 
 RENDERED, LEASE = ("config.toml", "secrets.toml", ".api"), (".api",)
