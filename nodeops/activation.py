@@ -104,9 +104,9 @@ def plan_keys(service: Service, states: Mapping[str, NodeView], desired: Desired
     if len(service.nodes) == 1:
         only = service.nodes[0].name
         if not stale(only, True):
-            return ServicePlan(name, (), "up to date")
+            return ServicePlan(name, (), "up to date", "keys")
         return ServicePlan(name, (Step("replace", only, "single node, with the hot keys", hot=True),
-                                  Step("await-serving", only)), "single node out of date")  # fmt: skip
+                                  Step("await-serving", only)), "single node out of date", "keys")  # fmt: skip
     if not running:
         active, standby = service.active_preferred.name, service.standby_preferred.name
         return ServicePlan(name, (
@@ -114,7 +114,7 @@ def plan_keys(service: Service, states: Mapping[str, NodeView], desired: Desired
             Step("await-serving", active),
             Step("replace", standby, "standby, without the hot keys"),
             Step("await-serving", standby),
-        ), "no container runs: fresh start, preferred active first")  # fmt: skip
+        ), "no container runs: fresh start, preferred active first", "keys")  # fmt: skip
     if not holders:
         nodes = ", ".join(s.node.name for s in running)
         raise Unsafe(f"{name}: containers run on {nodes} but none holds the hot keys; choose the active first "
@@ -127,7 +127,8 @@ def plan_keys(service: Service, states: Mapping[str, NodeView], desired: Desired
     if stale(active, True):
         steps += [Step("replace", active, "the active in place, with the hot keys (no handover)", hot=True),
                   Step("await-serving", active)]  # fmt: skip
-    return ServicePlan(name, tuple(steps), "standby first, the keys stay on the active" if steps else "up to date")
+    reason = "standby first, the keys stay on the active" if steps else "up to date"
+    return ServicePlan(name, tuple(steps), reason, "keys")
 
 
 def plan_promotion(
@@ -165,6 +166,8 @@ def plan_promotion(
     _refuse_unreachable(name, states, "a planned promotion must see the holder fenced (the old one lost: --force)")
     holders = _holders(name, states)
     old = holders[0].node.name if holders else None
+    if to is None and old is None:  # no holder: the node whose container runs gets the keys (the first, if several)
+        to = next((n.name for n in service.nodes if states[n.name].container and states[n.name].container.running), to)
     new = _target(name, service, old, to)
     if not (states[new].container and states[new].container.running):
         raise Unsafe(f"{name}: {new} does not run: deploy it as the standby before promoting it")
@@ -176,7 +179,7 @@ def plan_promotion(
     steps += [Step("replace", new, "promoted, with the hot keys", hot=True), Step("await-serving", new)]
     if old is not None and fence == "restart":
         steps.append(Step("await-serving", old))
-    return ServicePlan(name, tuple(steps), f"planned promotion of {new}: fence first, then the keys")
+    return ServicePlan(name, tuple(steps), f"planned promotion of {new}: fence first, then the keys", "keys")
 
 
 def _target(name: str, service: Service, active: str | None, to: str | None) -> str:

@@ -44,6 +44,7 @@ from nodeops.inventory import Node
 from nodeops.job import Job, recorded_texts
 from nodeops.plan import Desired, ServicePlan, secret_changes
 from nodeops.records import Deployed, DryRun
+from nodeops.run import fence
 from nodeops.run.change import ServiceChange
 from nodeops.run.confirm import WhatServes
 from nodeops.run.end import EndState
@@ -94,7 +95,10 @@ class ServiceDeploy(ServiceChange):
         return Restore(self).restore(node, why)
 
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
-        """The error that ends a failed change, saying what serves now (WhatServes.failure; AllServes under all)."""
+        """The error that ends a failed change, saying what serves now (WhatServes.failure; activation all:
+        AllServes; activation keys: nodeops.run.fence.failure, who holds the keys)."""
+        if self.job.role.activation == "keys":
+            return fence.failure(self, what, unsafe)
         return (AllServes if self.job.role.activation == "all" else WhatServes)(self).failure(what, unsafe)
 
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
@@ -141,11 +145,6 @@ class ServiceDeploy(ServiceChange):
         Guards(self).refuse_downgrade(recorded)
         if dry_run:
             return DryRun(service=self.service.name, changed=plan.changes, planned=steps, secrets_moved=moved).record()
-        if plan.changes and self.job.role.activation == "keys":  # the executor carries out lease and all plans
-            raise Unsafe(
-                f"{self.service.name}: role {self.job.role.name} has activation {self.job.role.activation}: "
-                "deploy plans it (--dry-run) but carries out only activation lease and all yet; nothing was changed"
-            )
         try:
             self.execute(plan)
         except Interrupted:

@@ -25,6 +25,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import Job
 from nodeops.lease import LeaseView, lease_reader
+from nodeops.promote_keys import KeysHandover, assess_keys
 from nodeops.records import Promoted
 from nodeops.run.awaits import SERVE_TIMEOUT
 from nodeops.run.report import Reporter
@@ -66,7 +67,7 @@ def version_of(seen: NodeView) -> str:
     return (c.version or "?") if c else "?"
 
 
-def assess(run: ServiceDeploy, force: bool) -> Handover:
+def assess(run: ServiceDeploy, force: bool) -> Handover | KeysHandover:
     """Observe the pair and decide, touching nothing: a Handover, or the refusal (Unsafe, exit 4; InvalidInput,
     exit 2, for a request that cannot apply: one node, --force while the active answers). With --force, a node
     that serves while every other node is unreachable is the standby that already took the gone active's lease (as
@@ -75,13 +76,13 @@ def assess(run: ServiceDeploy, force: bool) -> Handover:
     would. Every refusal that can be known before acting is made here, so a question is asked only about what can
     be done."""
     service = run.service
+    if (activation := run.job.role.activation) == "all":
+        plan_promotion(activation, service, {})  # its planner refuses it (Unsafe): every node serves, no standby
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
+    if activation == "keys":  # fence first, the keys moved (nodeops.promote_keys)
+        return assess_keys(run, force)
     seen = run.observer.views()
-    if (activation := run.job.role.activation) != "lease":  # planned (its refusals made), not carried out yet
-        steps = "; ".join(s.describe() for s in plan_promotion(activation, service, seen).steps)
-        raise Unsafe(f"{service.name}: role {run.job.role.name} has activation {activation}: a promotion would "
-                     f"{steps}; promote-standby carries out only activation lease yet; nothing was done")  # fmt: skip
     what = "; ".join(s.describe() for s in seen.values())
     serving = [s for s in seen.values() if s.active]
     if len(serving) > 1:
@@ -119,6 +120,8 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool, ask
     if asked is not None and now != asked:
         raise Unsafe(f"{run.service.name}: the pair changed since the question: now {now}; nothing was done "
                      f"({program()} promote-standby asks again)")  # fmt: skip
+    if isinstance(handover, KeysHandover):
+        return handover.promote(run, keep_old_stopped)
     if handover.active is None:
         return unplanned(run, handover.standby.node, handover.what)
     return planned(run, handover.seen, handover.active, keep_old_stopped, handover.evidence)

@@ -93,12 +93,14 @@ class AlreadyThere(Record):
 
 class Promoted(Record):
     """promote-standby: ``outage_seconds`` null and ``outage_measured`` false when the service was not answering
-    before a planned handover; an unplanned one (--force) has no ``outage_measured``."""
+    before a planned handover; an unplanned one (--force) has no ``outage_measured``. Activation keys moves the hot
+    keys, not a lease: ``keys_gap_seconds`` is the time no node held them (``outage_seconds`` null, not measured)."""
 
     service: str
     active: str
     outage_seconds: float | None
     outage_measured: bool | None = None
+    keys_gap_seconds: float | None = None  # activation keys: the time no node held the hot keys (fence to serving)
     now: Now | None = None
 
 

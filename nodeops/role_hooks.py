@@ -23,6 +23,21 @@ applies to the ones it leaves out, and a role with no module gets every default)
     (nodeops.facts.health.failing_checks, which sorts them and says ``HTTP <status>`` when none is named).
     Default: ``no_failing_checks`` (none named).
 
+``keys_in_use(health_body: bytes) -> bool | None``
+    Activation ``keys``: whether a reply to the role's health path says the node still uses its hot keys (True:
+    it does, e.g. a block producer whose forging metric is still on; False: it has stopped; None: the reply does not
+    say). Called by ``fab promote-standby`` while it awaits the old holder fenced (nodeops.run.keys.await_fenced): a
+    node counts as fenced once no container of the service runs on it with the ``io.nodeops.hot`` label *and* this
+    hook does not say True of its latest reply. Never raises. Default: ``keys_unsaid`` (None: the label decides).
+
+``CHAIN_FENCE: ChainFence``
+    Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
+    cannot be reached (the engine cannot stop it, so without this the promotion is refused, exit 4). Its ``fence``
+    returns the hot files to start the new holder with, such that the lost holder's keys no longer count on the
+    chain (issue 16, Cardano: a new operational certificate with the issue counter + 1, for a new KES key). No
+    built-in role provides one yet, and the engine does not carry one out yet: a role that defines it is told so
+    (the refusal names it). Default: None.
+
 ``ROTATIONS: Mapping[str, ApiPassword]``
     Rotation kinds of the role's own, by the name ``role.yaml`` gives as ``rotation.<name>.kind``; such a
     rotation takes the keys ``secret`` (its value is rotated) and ``user`` (whose password it is). The engine's
@@ -73,6 +88,26 @@ def no_lease_client(health_body: bytes) -> str | None:  # noqa: ARG001 (the hook
 def no_failing_checks(health_body: bytes) -> Iterable[str]:  # noqa: ARG001 (the hook's shape: no body names one)
     """The default ``failing_checks``: no health reply names a check, so an unhealthy one reads ``HTTP <status>``."""
     return ()
+
+
+def keys_unsaid(health_body: bytes) -> bool | None:  # noqa: ARG001 (the hook's shape: no reply says it)
+    """The default ``keys_in_use``: no health reply says whether its node uses its hot keys (None)."""
+    return None
+
+
+@runtime_checkable
+class ChainFence(Protocol):
+    """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached: see ``CHAIN_FENCE``
+    in the module's doc."""
+
+    change: str
+    """How messages name what it does (``"a new operational certificate, issue counter + 1"``)."""
+
+    def fence(self, secrets: Mapping[str, object], hot_files: Mapping[str, bytes]) -> Mapping[str, bytes]:
+        """The hot files (name -> bytes, the same names as ``hot_files``, today's) to start the new holder with,
+        under which the lost holder's keys are no longer valid on the chain; ``secrets``: the service's resolved
+        secrets (nodeops.secrets.Secret, in memory only). Raises a NodeopsError to refuse."""
+        ...
 
 
 class NodeApi(Protocol):
@@ -128,6 +163,8 @@ class RoleHooks:
     lease_client: Callable[[bytes], str | None] = no_lease_client
     failing_checks: Callable[[bytes], Iterable[str]] = no_failing_checks
     rotations: Mapping[str, ApiPassword] = field(default_factory=lambda: MappingProxyType({}))
+    keys_in_use: Callable[[bytes], bool | None] = keys_unsaid
+    chain_fence: ChainFence | None = None
     source: str | None = None
 
 
@@ -138,7 +175,7 @@ def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tupl
     """The hooks a role module's ``namespace`` (its globals) defines, over the defaults; or (name, problem) for
     the first one of the wrong shape. Pure."""
     found: dict[str, object] = {}
-    for name in ("log_level", "lease_client", "failing_checks"):
+    for name in ("log_level", "lease_client", "failing_checks", "keys_in_use"):
         if name in namespace:
             if not callable(namespace[name]):
                 return name, f"expected a function, got {type(namespace[name]).__name__}"
@@ -152,4 +189,9 @@ def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tupl
                 return f"ROTATIONS[{kind!r}]", ("expected an ApiPassword (change: str, login, logout, "
                                                 f"set_password), got {type(hook).__name__}")  # fmt: skip
         found["rotations"] = MappingProxyType(dict(rotations))
+    if "CHAIN_FENCE" in namespace:
+        fence = namespace["CHAIN_FENCE"]
+        if not isinstance(fence, ChainFence) or not isinstance(fence.change, str):
+            return "CHAIN_FENCE", f"expected a ChainFence (change: str, fence), got {type(fence).__name__}"
+        found["chain_fence"] = fence
     return RoleHooks(**found, source=source)  # type: ignore[arg-type]

@@ -14,7 +14,10 @@ from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, ask, cli, load, progres
 
 def outage_line(result: dict) -> str:
     """What a promotion's result says of its outage: the figure, or that none was measured (the service was not
-    answering before the handover: nodeops.run.probe.OutageProbe.measured)."""
+    answering before the handover: nodeops.run.probe.OutageProbe.measured); under activation keys, the time no node
+    held the keys (``keys_gap_seconds``)."""
+    if result.get("keys_gap_seconds") is not None:
+        return f"no node held the hot keys for {result['keys_gap_seconds']:.2f}s"
     if result.get("outage_measured", True):
         return f"outage {result['outage_seconds']:.2f}s"
     return "outage not measured: the service was not answering before the handover"
@@ -24,7 +27,8 @@ def outage_line(result: dict) -> str:
     name="promote-standby",
     help={
         **SERVICES_HELP,
-        "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby",
+        "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby (activation "
+        "keys: the old holder is fenced by a stop, not a restart without its keys)",
         "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
         "allow_inexact_restore": INEXACT_HELP,
         "yes": YES_HELP,

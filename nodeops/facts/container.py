@@ -40,6 +40,12 @@ class Container:
         return self.labels.get(f"io.nodeops.{key}")
 
     @property
+    def hot(self) -> bool:
+        """Holds the hot keys (activation keys): it runs and was started with the role's hot files, as its
+        ``io.nodeops.hot`` label (``true``) records. A stopped container holds nothing (its keys were in memory)."""
+        return self.running and self.label("hot") == "true"
+
+    @property
     def reference(self) -> str:
         """The image reference nodeops started the container with (``reg/repo:2.10.0@sha256:<64 hex>``): its
         ``image`` label (deploy.input_labels), not the engine's word. Podman (behind the docker CLI too)

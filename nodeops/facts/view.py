@@ -37,7 +37,7 @@ class NodeView:
         """Holds the hot keys (activation ``keys``): its container runs and was started with the role's hot files, as
         its ``io.nodeops.hot`` label (``true``) records; the files themselves are shredded once read, so the label the
         container was created with is the fact. A stopped container holds nothing (its keys were only in memory)."""
-        return self.container is not None and self.container.running and self.container.label("hot") == "true"
+        return self.container is not None and self.container.hot
 
     def active_in(self, activation: str) -> bool:
         """Whether this node is an active under the role's activation model (nodeops.role_file.ACTIVATIONS):

@@ -30,6 +30,7 @@ class RenderedFile:
     name: str
     data: bytes = field(repr=False)
     secret: bool
+    hot: bool = False  # a hot key (role.yaml ``hot: true``, activation keys): only the active is given it
 
     def __repr__(self) -> str:
         kind = "secret" if self.secret else "plain"
@@ -132,7 +133,7 @@ def render(
             if file:
                 refuse(f"services.{service.name}", problem)
             raise InvalidInput(problem)
-        files[spec.name] = RenderedFile(spec.name, data, spec.secret)
+        files[spec.name] = RenderedFile(spec.name, data, spec.secret, spec.hot)
     command = profile.argv(role.mount)
     versions = dict(sorted(used.items()))
     return Rendered(

@@ -11,8 +11,9 @@ guards.Guarded, end.Verified, preview.Previewed).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
+from types import MappingProxyType
 
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
@@ -22,6 +23,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import Job, input_labels
 from nodeops.run.awaits import Awaits
+from nodeops.run.keys import refuse_second_holder
 from nodeops.run.node import NodeActions, reason
 from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
@@ -31,6 +33,9 @@ class ServiceChange:
     """One change to ``job``'s service pair, through ``fleet``, reported to ``report`` (see the module's docstring)."""
 
     edge = staticmethod(execute)  # the one call every command of the change goes through (NodeActions.execute)
+    held_back: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # node -> the hot files its latest upload left
+    # out (activation keys); upload() sets a new mapping on the change, never mutates this one
+    given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (set likewise)
 
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
@@ -99,13 +104,15 @@ class ServiceChange:
         return {n.name: NodeView(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
-    def run_spec(self, job: Job | None = None) -> cmd.RunSpec:
-        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled)."""
+    def run_spec(self, job: Job | None = None, hot: bool = False) -> cmd.RunSpec:
+        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled); ``hot``: labelled
+        ``io.nodeops.hot=true``, the fact that it was started with the role's hot files (NodeView.hot)."""
         job = job or self.job
         role, r, service = job.role, job.rendered, job.service
         labels = {"service": service.name, "role": role.name, "profile": job.profile,
                   "version": cmd.image_tag(service.image), "config": r.config_hash,
-                  "digest": self.digest or "none", "port": str(role.port), **input_labels(job)}  # fmt: skip
+                  "digest": self.digest or "none", "port": str(role.port), **input_labels(job),
+                  **({"hot": "true"} if hot else {})}  # fmt: skip
         return cmd.RunSpec(
             runtime=self.runtime, service=service.name, image=service.image, command=r.command,
             user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
@@ -113,34 +120,47 @@ class ServiceChange:
             stop_timeout=int(role.stop_timeout), env_file=r.env_file,
         )  # fmt: skip
 
-    def upload(self, node: str, job: Job | None = None) -> None:
-        """The node's files (``job``'s, this run's by default), each created 0400 for the container user
-        before its first byte (NodeActions.upload)."""
+    def upload(self, node: str, job: Job | None = None, hot: bool | None = None) -> bool:
+        """The node's files (``job``'s, this run's by default), each created 0400 for the container user before its
+        first byte (NodeActions.upload); the role's hot files (activation keys) only with ``hot`` (None: as this change
+        last gave ``node`` its files) and once no other node is seen holding them (keys.refuse_second_holder: Unsafe,
+        exit 4). Returns whether the hot files went."""
         job = job or self.job
-        self.on(node).upload({name: f.data for name, f in job.rendered.files.items()}, job.role.user)
+        hot = (node in self.given_hot if hot is None else hot) and any(f.hot for f in job.rendered.files.values())
+        if hot:
+            refuse_second_holder(self, node)
+        files = {name: f.data for name, f in job.rendered.files.items() if hot or not f.hot}
+        self.held_back = {**self.held_back, node: tuple(name for name in job.rendered.files if name not in files)}
+        self.given_hot = self.given_hot | {node} if hot else self.given_hot - {node}
+        self.on(node).upload(files, job.role.user)
+        return hot
 
     def shred(self, node: str, names: Sequence[str]) -> None:
-        """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred)."""
-        self.on(node).shred(names)
+        """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred), but the hot files its latest
+        upload left out (it never had them)."""
+        self.on(node).shred([name for name in names if name not in self.held_back.get(node, ())])
 
-    def replace(self, node: str) -> None:
-        """The node's container replaced by one on this run's inputs; the old one is kept, stopped, as the previous
-        container (renamed first: until then a failure has changed nothing on the node)."""
+    def replace(self, node: str, hot: bool = False, job: Job | None = None) -> None:
+        """The node's container replaced by one on ``job``'s inputs (this run's by default), with the role's hot
+        files and label when ``hot``; the old one is kept, stopped, as the previous container (renamed first: until
+        then a failure has changed nothing on the node)."""
+        job = job or self.job
         old = self.inspect(node)
         if old:
             self.on(node).set_aside()
             self.moved.add(node)
             if old.running:
                 self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
-        self.start_new(node)
-        self.say(node, f"started {self.name} ({self.service.image}, config {self.job.rendered.config_hash[:12]})")
+        self.start_new(node, job, hot)
+        self.say(node, f"started {self.name} ({job.service.image}, config {job.rendered.config_hash[:12]})" +
+                 (" with the hot keys" if hot else ""))  # fmt: skip
 
-    def start_new(self, node: str, job: Job | None = None) -> None:
+    def start_new(self, node: str, job: Job | None = None, hot: bool | None = None) -> None:
         """A new container on ``node`` for ``job`` (this run's by default): its files, then `docker run` (the
-        service's container name must be free)."""
+        service's container name must be free); ``hot`` as upload() takes it."""
         job = job or self.job
-        self.upload(node, job)
-        self.on(node).run(self.run_spec(job))
+        keys = self.upload(node, job, hot)
+        self.on(node).run(self.run_spec(job, keys is True))
         self.ports[node] = job.role.port
         if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [job.rendered.env_file])

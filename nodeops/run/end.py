@@ -46,9 +46,12 @@ class EndState:
         failed before the run; an active that ends failing only those is reported, any other failure fails."""
         run = self.change
         states = {n.name: (run.inspect(n.name), *run.health(n)) for n in run.service.nodes}
-        active = [name for name, (_, serving, failing) in states.items() if serving or failing]
+        keys = run.job.role.activation == "keys"  # the active holds the hot keys; every node answers its health path
+        active = [name for name, (c, serving, failing) in states.items()
+                  if ((c is not None and c.hot) if keys else serving or failing)]  # fmt: skip
         if len(active) != 1:
-            raise OperationFailed(f"{run.service.name}: after deploy {len(active)} nodes serve, expected one")
+            raise OperationFailed(f"{run.service.name}: after deploy {len(active)} nodes "
+                                  f"{'hold the hot keys' if keys else 'serve'}, expected one")  # fmt: skip
         failing = states[active[0]][2]
         if failing and not set(failing) <= set(tolerated):
             raise OperationFailed(f"{run.service.name}: after deploy the active {active[0]} answers unhealthy "

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from nodeops import program
-from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed
+from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
 from nodeops.plan import ServicePlan, replaces_a_standby
+from nodeops.run.keys import refuse_second_holder
 
 
 class ChangeFailed(OperationFailed):
@@ -50,7 +51,7 @@ class Change(Protocol):
     def keep_restorable(self, nodes) -> None: ...
     def health(self, node) -> tuple[bool, tuple[str, ...]]: ...
     def say(self, node: str, message: str, **data) -> None: ...
-    def replace(self, node: str) -> None: ...
+    def replace(self, node: str, hot: bool = False) -> None: ...
     def handover(self, old, new, restore_standby: bool = True, shred: bool = True) -> float | None: ...
     def shred(self, node: str, names) -> None: ...
     def restore(self, node: str, why: str) -> str: ...
@@ -171,19 +172,24 @@ class ServiceRunner:
             if run.stop.is_set():
                 self.stop_before(plan, i)
             node = nodes[step.node]
-            if replaces_a_standby(step) and any(health := run.health(node)):
+            if plan.activation == "lease" and replaces_a_standby(step) and any(health := run.health(node)):
                 raise run.confirm(f"{self.service} {step.node}: holds the lease now (it answers "
                                   f"{run.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
                                   "for the standby: the active changed since the plan (a failover, its old active cut "
                                   f"off?); {step.node} was not replaced; deploy again to plan from what runs now",
                                   unsafe=True)  # fmt: skip
+            if step.hot:  # activation keys: never two holders, whatever changed since the plan
+                try:
+                    refuse_second_holder(run, step.node)
+                except Unsafe as exc:
+                    raise run.confirm(str(exc), unsafe=True) from None
             run.say(step.node, step.describe())
             if step.action == "handover":
                 run.outages.append(run.handover(node, nodes[step.to]))
                 continue
             try:
                 if step.action == "replace":
-                    run.replace(step.node)
+                    run.replace(step.node, hot=step.hot)
                 elif step.action == "await-serving":
                     took = run.waits.await_serving(node)
                     run.say(step.node, f"serving after {took:.1f}s")
@@ -228,7 +234,7 @@ class ServiceRunner:
                     run.say(step.node, "left stopped (--keep-old-stopped): the pair has no standby")
                 elif step.action == "shred":
                     run.shred(step.node, run.job.files_read(step.detail))
-                else:  # a plan of another model (keys: fence first) is refused before it gets here (promote.assess)
+                else:  # a plan of another model (keys: fence first) runs elsewhere (nodeops.run.fence)
                     raise ValueError(f"{self.service}: `{step.describe()}` is no step of a lease promotion")
             except OperationFailed as exc:  # what serves now, seen (a node that took over is left serving)
                 raise run.confirm(f"{exc}{took}") from None

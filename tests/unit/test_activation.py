@@ -182,9 +182,12 @@ def test_unsafe_pictures_are_refused_per_model(model, service, facts, fragment):
         ("keys", seen(serving="ab", a=c(), b=c(hot=True)), {"to": "a"},
          ["replace b", "await-fenced b", "replace a +keys", "await-serving a", "await-serving b"]),
         ("keys", seen(serving="ab", a=c(), b=c()), {"to": "b"}, ["replace b +keys", "await-serving b"]),  # no holder
+        # no holder, and the first node's container stopped (it held them; stopped, it holds nothing): the one that
+        # runs gets them, not the stopped one (which would be refused: it does not run)
+        ("keys", seen(serving="b", a=c(running=False, hot=True), b=c()), {}, ["replace b +keys", "await-serving b"]),
     ],
     ids=["lease-a", "lease-b", "lease-keep-old-stopped", "keys-restart-fence", "keys-stop-fence", "keys-back",
-         "keys-no-holder"],
+         "keys-no-holder", "keys-no-holder-the-running-one"],
 )  # fmt: skip
 def test_a_planned_promotion_per_model(model, facts, options, expected):
     plan = plan_promotion(model, PAIR, facts, **options)

@@ -105,6 +105,8 @@ def test_an_outage_is_measured_only_from_a_service_that_answered(pattern, was_se
         ({"outage_seconds": 10.2}, "outage 10.20s"),  # --force: waited for the lease, always measured
         ({"outage_seconds": None, "outage_measured": False},
          "outage not measured: the service was not answering before the handover"),
+        ({"outage_seconds": None, "outage_measured": False, "keys_gap_seconds": 1.234},
+         "no node held the hot keys for 1.23s"),  # activation keys: the keys moved, not a lease
     ],
 )  # fmt: skip
 def test_the_promotion_line_says_what_was_measured(result, line):

@@ -71,7 +71,7 @@ class FakeChange:
         if message.split()[0] in ("replace", "await-serving", "await-waiting", "hand"):
             self.said_steps += 1
 
-    def replace(self, node):
+    def replace(self, node, hot=False):  # noqa: ARG002 (activation keys: test_executor_keys.py)
         self._do(f"replace {node}")
 
     def await_serving(self, node, _timeout=None, _accept=()):

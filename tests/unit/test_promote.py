@@ -76,17 +76,15 @@ HOT = Container("nodeops-svc", True, "running", "sha256:x", {"io.nodeops.hot": "
 @pytest.mark.parametrize(
     ("activation", "a", "b", "fragment"),
     [
-        ("keys", NodeView(A, HOT, True), NodeView(B, RUNNING, True), "a promotion would replace a (fence: restarted "
-         "without the hot keys); await-fenced a; replace b (promoted, with the hot keys); await-serving b; "
-         "await-serving a; promote-standby carries out only activation lease yet; nothing was done"),
         ("keys", NodeView(A, HOT, True), NodeView(B, HOT, True), "svc: 2 nodes hold the hot keys (a, b)"),
         ("all", NodeView(A, RUNNING, True), NodeView(B, RUNNING, True), "activation all has no standby to promote"),
     ],
-    ids=["keys-planned", "keys-two-holders", "all"],
+    ids=["keys-two-holders", "all"],
 )  # fmt: skip
-def test_promote_plans_keys_and_all_and_carries_out_only_lease(monkeypatch, activation, a, b, fragment):
-    """Issue 15: a role's activation model decides the promotion (nodeops.activation.plan_promotion); the handover
-    below is the lease's, so any other model is refused (exit 4) with its plan said, before anything is touched."""
+def test_promote_plans_keys_and_all_and_refuses_what_is_unsafe(monkeypatch, activation, a, b, fragment):
+    """Issue 15: a role's activation model decides the promotion (nodeops.activation.plan_promotion); what its plan
+    refuses is refused (exit 4) before anything is touched. A keys promotion is carried out (test_executor_keys.py);
+    the handover below is the lease's, so an all one is refused with its model's reason."""
     acted = []
     monkeypatch.setattr(promote, "planned", lambda *args: acted.append(args))
     monkeypatch.setattr(promote, "unplanned", lambda *args: acted.append(args))
@@ -98,6 +96,17 @@ def test_promote_plans_keys_and_all_and_carries_out_only_lease(monkeypatch, acti
     with pytest.raises(Unsafe) as err:
         promote.promote_service(run, keep_old_stopped=False, force=False)
     assert fragment in str(err.value) and err.value.exit_code == 4 and acted == []
+
+
+def test_an_all_service_of_three_nodes_is_refused_for_its_model_not_as_a_single_node():
+    """Under activation all a service takes up to 32 nodes: its refusal is the model's (exit 4), before any look."""
+    nodes = (A, B, Node("c", "10.0.0.3", 22, "standby", (), "svc"))
+    role = types.SimpleNamespace(name="r", lease=None, activation="all")
+    run = types.SimpleNamespace(service=Service("svc", "r", "img:2", "docker", {}, {}, nodes),
+                                observer=None, job=types.SimpleNamespace(role=role))  # fmt: skip
+    with pytest.raises(Unsafe) as err:
+        promote.promote_service(run, keep_old_stopped=False, force=False)
+    assert "activation all has no standby to promote" in str(err.value) and err.value.exit_code == 4
 
 
 def test_an_unhealthy_active_is_described_with_its_failing_checks():

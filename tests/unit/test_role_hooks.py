@@ -256,6 +256,8 @@ def test_a_missing_or_broken_role_module_is_exit_2_naming_it(tmp_path, role, mod
         ("ROTATIONS = [1]", "ROTATIONS", "expected a mapping of kind name -> ApiPassword, got list"),
         ("ROTATIONS = {'k': 1}", "ROTATIONS['k']", "expected an ApiPassword (change: str, login, logout, "
                                                   "set_password), got int"),
+        ("keys_in_use = True", "keys_in_use", "expected a function, got bool"),
+        ("CHAIN_FENCE = print", "CHAIN_FENCE", "expected a ChainFence (change: str, fence), got builtin_function"),
     ],
 )  # fmt: skip
 def test_a_bad_module_is_exit_2_naming_the_file(tmp_path, module, where, problem):
@@ -289,3 +291,28 @@ def test_hooks_from_a_namespace():
     assert hooks_from({}, "m.py") == DEFAULT_HOOKS.__class__(source="m.py")
     assert hooks_from({"lease_client": len}, "m.py").lease_client is len
     assert hooks_from({"lease_client": "x"}, "m.py") == ("lease_client", "expected a function, got str")
+
+
+def test_the_keys_hooks_default_to_saying_nothing_and_a_module_provides_them(tmp_path):
+    """Activation keys (issue 15): ``keys_in_use`` reads a health reply (default: None, the container's hot label
+    decides); ``CHAIN_FENCE`` is a ChainFence (default: None; no built-in role has one)."""
+    assert DEFAULT_HOOKS.keys_in_use(b'{"forging": true}') is None and DEFAULT_HOOKS.chain_fence is None
+    assert HOOKS.chain_fence is None  # the Chainlink role: a lease role, no chain fence
+    roles = make_role(tmp_path)
+    (roles / "thing" / "role.py").write_text(
+        textwrap.dedent("""\
+        import json
+
+        def keys_in_use(body):
+            return json.loads(body).get("forging")
+
+        class Fence:
+            change = "a new certificate"
+            def fence(self, secrets, hot_files): return hot_files
+
+        CHAIN_FENCE = Fence()
+        """)
+    )
+    hooks = load_role("thing", [roles]).hooks
+    assert hooks.keys_in_use(b'{"forging": true}') is True and hooks.keys_in_use(b'{"forging": false}') is False
+    assert hooks.chain_fence.change == "a new certificate"

@@ -1,0 +1,86 @@
+"""promote-standby under activation ``keys``: the hot keys move from the node that holds them to the other, fence
+first (nodeops.activation.plan_promotion plans it, nodeops.run.fence.KeysPromotion carries it out).
+
+``--keep-old-stopped`` maps to the plan's ``stop`` fence (the old holder is stopped and stays stopped: the pair has
+no standby); without it, the ``restart`` fence (the old holder is restarted without its hot files, on its own inputs,
+and serves as the standby). ``--force`` (the holder cannot be reached) is refused: the engine cannot fence a node it
+cannot reach, and starting the keys elsewhere could make two holders; a role's chain-level fence
+(nodeops.role_hooks ``CHAIN_FENCE``) is the way out a role may define, not carried out yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodeops import program
+from nodeops.activation import plan_promotion
+from nodeops.errors import Interrupted, InvalidInput, Unsafe
+from nodeops.facts.view import NodeView
+from nodeops.records import Promoted
+from nodeops.run.fence import KeysPromotion
+
+
+@dataclass(frozen=True)
+class KeysHandover:
+    """What promote-standby will do to one ``keys`` pair, decided from what its nodes show (``seen``) before anything
+    is touched: the hot keys move from ``holder`` (None: no node holds them) to ``new``."""
+
+    service: str
+    seen: dict[str, NodeView]
+    holder: str | None
+    new: str
+
+    def question(self, keep_old_stopped: bool) -> str:
+        """The confirmation's line: who holds the keys now (and what it runs) and which node gets them."""
+        from nodeops.promote import version_of as version  # noqa: PLC0415 (promote imports this module)
+
+        new = f"{self.new} ({version(self.seen[self.new])})"
+        if self.holder is None:
+            return f"{self.service}: no node holds the hot keys: start {new} with them"
+        after = "it stays stopped" if keep_old_stopped else "it is restarted without them, as the standby"
+        return (f"{self.service}: move the hot keys from {self.holder} (holder, {version(self.seen[self.holder])}) "
+                f"to {new}, {self.holder} fenced first ({after})")  # fmt: skip
+
+    def promote(self, run, keep_old_stopped: bool) -> dict:
+        """Carry the promotion out on ``run`` (nodeops.deploy.ServiceDeploy): planned with the fence
+        ``--keep-old-stopped`` asks for, each node restarted on its own inputs; the result with the gap."""
+        plan = plan_promotion("keys", run.service, self.seen, self.new, fence="stop" if keep_old_stopped else "restart")
+        if run.stop.is_set():  # the last safe point: nothing was touched
+            raise Interrupted(f"{self.service}: stopped before the fence as asked, nothing changed; {run.standing()}")
+        run.say("", f"plan: {plan.reason}" + "".join(f"; {s.describe()}" for s in plan.steps))
+        run.keep_restorable(dict.fromkeys(step.node for step in plan.steps))
+        gap = KeysPromotion(run).run(plan)
+        run.drop_previous()
+        return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False,
+                        keys_gap_seconds=round(gap, 3)).record()  # fmt: skip
+
+
+def assess_keys(run, force: bool) -> KeysHandover:
+    """Observe the pair and decide, touching nothing: a KeysHandover, or the refusal (plan_promotion's: Unsafe,
+    exit 4). ``force``: InvalidInput (exit 2) when every node can be seen (fence it: no --force); Unsafe (exit 4)
+    otherwise, one line saying why and what the operator must do (force_refusal)."""
+    service = run.service
+    seen = run.observer.views()
+    lost = [s.node.name for s in seen.values() if not s.reachable]
+    if force and not lost:
+        raise InvalidInput(f"{service.name}: every node can be seen: --force is for a holder that cannot be reached; "
+                           "without --force, promote-standby fences the holder first")  # fmt: skip
+    if force:
+        raise Unsafe(force_refusal(service.name, lost, run.job.role))
+    plan = plan_promotion("keys", service, seen)  # its refusals: two holders, a node unseen, no running standby
+    holder = next((s.node.name for s in seen.values() if s.hot), None)
+    return KeysHandover(service.name, seen, holder, next(s.node for s in plan.steps if s.hot))
+
+
+def force_refusal(service: str, lost: list[str], role) -> str:
+    """Why ``promote-standby --force`` is refused under ``keys`` with ``lost`` unreachable, and what to do, in one
+    line: the engine cannot fence a node it cannot reach. A role's chain-level fence (``CHAIN_FENCE``) is named
+    when it has one (not carried out yet)."""
+    nodes = ", ".join(lost)
+    hook = role.hooks.chain_fence
+    chain = (f"role {role.name} has no chain-level fence (CHAIN_FENCE)" if hook is None else
+             f"role {role.name}'s chain-level fence ({hook.change}) is not carried out here yet")  # fmt: skip
+    return (f"{service}: {nodes} cannot be reached, so it cannot be fenced: it may still hold the hot keys and use "
+            f"them, and starting them elsewhere would make two holders; {chain}; nothing was started. Make sure its "
+            f"node has stopped (stop its container, or power its host off), make it reachable again, then run "
+            f"{program()} promote-standby without --force")  # fmt: skip

@@ -1,0 +1,175 @@
+"""Activation ``keys``, carried out: what serves after a failed change (failure), and a planned promotion run step by
+step, fence first, with its undoing (KeysPromotion).
+
+A planned promotion's plan (nodeops.activation.plan_promotion under ``keys``): the holder fenced (restarted without
+its hot files, or stopped), awaited fenced (nodeops.run.keys.await_fenced), only then the new holder replaced with the
+hot files and awaited serving, and a restarted old holder awaited serving as the standby. Each node is started on
+its own inputs (``ran_on``: a promotion changes who holds the keys, nothing else). The gap, the time no node holds the
+keys, is measured from the start of the fence to the new holder serving (an upper bound: the old holder may stop
+using its keys a little after the fence began).
+
+``change`` is the change under way (nodeops.deploy.ServiceDeploy): its node actions (``on``, replace, upload, shred),
+observations (inspect, health, waits) and what it learnt of each node (``ran_on``, ``moved``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from nodeops import program
+from nodeops.errors import OperationFailed, Unsafe
+from nodeops.plan import ServicePlan, Step
+from nodeops.run.keys import await_fenced, refuse_second_holder
+from nodeops.run.runner import ChangeFailed, ChangeRefused
+
+
+def failure(change: Any, what: str, unsafe: bool = False) -> ChangeFailed:
+    """The error that ends a failed ``keys`` change: ``what``, then each node as observed now (whether it holds the
+    hot keys, serves, answers unhealthy, answers nothing, is down or cannot be seen) and, when no node holds them,
+    ``NO NODE HOLDS THE KEYS`` with the command that sees why. A node this change gave files to that serves has
+    read them: what is left of them is shredded. ChangeRefused (exit 4) with ``unsafe`` or when a node was left
+    stopped (``stuck``)."""
+    run = change
+    seen, holders = [], []
+    for node in run.service.nodes:
+        try:
+            c = run.inspect(node.name)
+        except OperationFailed:
+            seen.append(f"{node.name} cannot be seen")
+            continue
+        ok, failing = run.health(node)
+        state = ("serves" if ok else f"answers unhealthy (failing: {', '.join(failing)})" if failing else
+                 "answers nothing" if c is not None and c.running else "is down")  # fmt: skip
+        if c is not None and c.hot:
+            holders.append(node.name)
+            state += " with the hot keys"
+        if ok and node.name in run.held_back:  # given files by this change, and it serves: it has read them
+            with contextlib.suppress(OperationFailed):
+                run.shred(node.name, run.job.all_files)
+        seen.append(f"{node.name} {state}")
+    down = "" if holders else (f"; NO NODE HOLDS THE KEYS: see {program()} status --env "
+                               f"{run.fleet.inventory.environment}")  # fmt: skip
+    if not holders:
+        run.say("", "no node holds the keys", service_down=True)
+    kind = ChangeRefused if unsafe or run.stuck else ChangeFailed
+    return kind(f"{what}; now: {', '.join(seen)}{down}")
+
+
+class KeysPromotion:
+    """A planned ``keys`` promotion of ``change``'s pair (see the module's docstring)."""
+
+    def __init__(self, change: Any) -> None:
+        self.change = change
+        self.service = change.service.name
+        self.nodes = {n.name: n for n in change.service.nodes}
+        self.fence_began: float | None = None
+
+    def run(self, plan: ServicePlan) -> float:
+        """Carry out ``plan``; returns the gap (seconds no node held the keys). A failure before the new holder
+        was started with the keys gives them back to the old holder; one after it sees the new holder stopped and
+        fenced first, then gives them back (undo); either way ChangeFailed says what serves now. Unsafe (a second
+        holder seen before a start with the keys): ChangeRefused, nothing started with them."""
+        run = self.change
+        new = next(s.node for s in plan.steps if s.hot)
+        old = next((s.node for s in plan.steps if s.action == "await-fenced"), None)
+        gap = 0.0
+        for step in plan.steps:
+            run.say(step.node, step.describe())
+            try:
+                took = self.step(step)
+            except Unsafe as exc:  # a holder appeared since the plan: nothing was started with the keys
+                raise failure(run, str(exc), unsafe=True) from None
+            except OperationFailed as exc:
+                raise self.undo(step, old, new, str(exc)) from None
+            if step.action == "await-serving" and step.node == new:
+                gap = time.monotonic() - (self.fence_began or time.monotonic() - took)
+                run.say(new, f"serves with the hot keys; no node held them for {gap:.1f}s",
+                        keys_gap_seconds=round(gap, 3))  # fmt: skip
+        return gap
+
+    def step(self, step: Step) -> float:
+        """One step of the plan; the seconds an await took (0 for the others)."""
+        run, node = self.change, step.node
+        own = run.ran_on[node]
+        if step.action in ("stop", "replace") and not step.hot:  # the fence
+            self.fence_began = time.monotonic()
+            if step.action == "stop":
+                run.on(node).stop(int(own.role.stop_timeout))
+            else:
+                run.replace(node, job=own)
+            return 0.0
+        if step.action == "await-fenced":
+            took = await_fenced(run, self.nodes[node])
+            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)")
+            return took
+        if step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
+            refuse_second_holder(run, node)
+            run.replace(node, hot=True, job=own)
+            return 0.0
+        if step.action == "await-serving":
+            took = run.waits.await_serving(self.nodes[node])
+            run.shred(node, own.all_files)
+            return took
+        raise ValueError(f"{self.service}: `{step.describe()}` is no step of a keys promotion")
+
+    def undo(self, step: Step, old: str | None, new: str, why: str) -> ChangeFailed:
+        """The failure of ``step``, undone: before the new holder got the keys, they go back to the old holder;
+        after, the new holder is stopped and seen fenced first (if it cannot be, nothing is given back: two
+        holders must never run), then the old holder gets them back and the new one its previous container.
+        Returns the error saying what was done and what serves now."""
+        run = self.change
+        if step.node == old and step.action == "await-serving":  # the keys moved; the old holder is no standby
+            return failure(run, f"{why}; {new} holds the keys and serves")
+        hot_started = step.node == new
+        if hot_started:
+            try:
+                run.on(new).stop(int(run.ran_on[new].role.stop_timeout))
+                await_fenced(run, self.nodes[new])
+            except OperationFailed as exc:
+                return failure(run, f"{why}; {new} could not be seen fenced ({exc}), so {old or 'no node'} was not "
+                               f"given the keys back (never two holders): stop {run.name} on {new}, then "
+                               f"{program()} promote-standby again", unsafe=True)  # fmt: skip
+            why += f"; {new} was stopped and seen fenced"
+        else:
+            why += "; nothing was started with the keys"
+        if old is not None:
+            why += self.give_back(old)
+        if hot_started:
+            why += self.standby_again(new)
+        return failure(run, why)
+
+    def give_back(self, old: str) -> str:
+        """The old holder started again with its hot files (restart_own); returns what was done, as "; ...". Never
+        raises."""
+        try:
+            self.restart_own(old, hot=True)
+        except (OperationFailed, Unsafe) as exc:
+            return f"; giving {old} its keys back failed: {exc}"
+        gap = "" if self.fence_began is None else f" (no node held them for {time.monotonic() - self.fence_began:.1f}s)"
+        self.change.say(old, f"given its keys back: serves with them{gap}")
+        return f"; {old} was given its keys back and serves with them{gap}"
+
+    def standby_again(self, new: str) -> str:
+        """The failed new holder started again without the keys (restart_own); returns what was done, as "; ...".
+        Never raises."""
+        try:
+            self.restart_own(new, hot=False)
+        except OperationFailed as exc:
+            return f"; putting {new}'s previous container back failed: {exc}"
+        return f"; {new}'s previous container was started again without the keys and serves"
+
+    def restart_own(self, node: str, hot: bool) -> None:
+        """``node``'s container of before this promotion (put back when a replace set it aside: the one that
+        replaced it goes) started again on its own inputs, with its hot files when ``hot`` (upload observes first
+        that no other node holds them), awaited serving, its files shredded."""
+        run = self.change
+        own = run.ran_on[node]
+        if node in run.moved:
+            run.on(node).remove(check=False)
+            run.on(node).put_back()
+        run.upload(node, own, hot=hot)
+        run.on(node).start()
+        run.waits.await_serving(self.nodes[node])
+        run.shred(node, own.all_files)

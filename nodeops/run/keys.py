@@ -1,0 +1,71 @@
+"""Activation ``keys`` on a live pair: who holds the role's hot files, observed afresh before any start with them
+(refuse_second_holder), and a node awaited fenced, holding nothing (await_fenced).
+
+A node holds the keys while a container of the service runs on it that was started with the hot files: its
+``io.nodeops.hot=true`` label (NodeView.hot; the files are shredded once read, so the label is the fact) and, where
+the role says how (its ``keys_in_use`` hook, nodeops.role_hooks), while its reply to the health path says it still
+uses them. ``change`` is the change under way (nodeops.deploy.ServiceDeploy): its service, inspect, health, the bodies
+of its nodes' latest health replies (``answers``) and its job's role.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from nodeops import program
+from nodeops.commands import node as cmd
+from nodeops.errors import OperationFailed, Unsafe
+
+FENCE_TIMEOUT = 60.0  # seconds for a fenced node to be seen holding nothing (a graceful stop is within it)
+POLL = 0.2
+
+
+def refuse_second_holder(change: Any, node: str) -> None:
+    """Before ``node`` is started with the hot files: every other node of the service observed now, its container
+    inspected afresh (never the plan's picture). Unsafe (exit 4), nothing started, when one runs with the hot
+    label (two holders would sign for the same slots) or cannot be seen (it might hold them)."""
+    name = change.service.name
+    for other in change.service.nodes:
+        if other.name == node:
+            continue
+        try:
+            c = change.inspect(other.name)
+        except OperationFailed as exc:
+            raise Unsafe(
+                f"{name} {node}: not started with the hot keys: {other.name} cannot be seen ({exc}) and "
+                "might hold them; nothing was started with them (resolve that, then deploy)"
+            ) from None
+        if c is not None and c.hot:
+            raise Unsafe(f"{name} {node}: not started with the hot keys: {other.name} holds them now (its container "
+                         f"runs with io.nodeops.hot=true), never two holders; nothing was started with them (see "
+                         f"{program()} status)")  # fmt: skip
+
+
+def holding(change: Any, node: Any) -> str | None:
+    """Why ``node`` (a nodeops.inventory.Node) may still hold the keys, as observed now, or None when it holds
+    nothing: a container of the service (its own name or the previous one) running with the hot label, or its reply
+    to the health path saying it still uses them (the role's ``keys_in_use`` hook says True). OperationFailed when
+    the node cannot be seen."""
+    for name in (None, cmd.previous_name(change.service.name)):
+        c = change.inspect(node.name, name)
+        if c is not None and c.hot:
+            return f"container {c.name} runs with the hot keys"
+    answers = any(change.health(node))
+    body = change.answers.get(node.name) if answers else None
+    if body is not None and change.job.role.hooks.keys_in_use(body) is True:
+        return "its health reply says it still uses its keys"
+    return None
+
+
+def await_fenced(change: Any, node: Any, timeout: float | None = None) -> float:
+    """Seconds until ``node`` is seen holding nothing (holding() None); OperationFailed when ``timeout`` (default
+    FENCE_TIMEOUT) passes first (saying what it still shows) or it cannot be seen (the run must then take it as
+    holding them)."""
+    timeout = FENCE_TIMEOUT if timeout is None else timeout
+    started = time.monotonic()
+    while (why := holding(change, node)) is not None:
+        if time.monotonic() - started > timeout:
+            raise OperationFailed(f"{change.service.name} {node.name}: not seen fenced after {timeout:g}s: {why}")
+        time.sleep(POLL)
+    return time.monotonic() - started

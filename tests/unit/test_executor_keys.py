@@ -1,0 +1,547 @@
+"""Activation ``keys`` carried out by the executor, as tables: (the pair's containers, what the edge and the nodes do)
+-> the steps planned (nodeops.activation), the lines sent to each node in order, and how the run ends.
+
+The change is a real ServiceDeploy on a real Job of a small ``keys`` role (two hot files, a plain file and a secret
+one); its node actions send their lines through a fake of the one edge call that plays each node's container engine
+(``Engine``: `docker run/stop/start/rm/rename` change its containers, `docker container inspect` answers from them,
+the observer's parser reads the answer). Health replies come from the same containers. The fake claims no remote work:
+the lab proves the lines on real hosts (deferred to issue 16: no built-in role uses ``keys`` yet).
+
+Checked on every row: the hot files' bytes go only to the node started as the holder (on stdin, never in a line), the
+``io.nodeops.hot=true`` label only on its `docker run`, each file shredded once its node serves, and no secret value in
+any line sent."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import types
+
+import pytest
+
+from nodeops import program, promote_keys
+from nodeops.activation import plan_change, plan_promotion
+from nodeops.commands.node import sh
+from nodeops.deploy import ServiceDeploy
+from nodeops.edges.ssh import CommandResult
+from nodeops.errors import EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
+from nodeops.facts.container import inspect, parse_inspect
+from nodeops.facts.view import NodeView
+from nodeops.inventory import Node, Service
+from nodeops.job import Job
+from nodeops.plan import Desired
+from nodeops.render import render
+from nodeops.roles import load_role
+from nodeops.run import keys as keys_module
+from nodeops.run.report import Redactor
+from nodeops.run.runner import ChangeFailed, ServiceRunner
+from nodeops.secrets import Secret
+from nodeops.stopping import StopRequests
+
+NAME, PREVIOUS = "nodeops-pool", "nodeops-pool-previous"
+A, B = Node("a", "10.0.0.1", 22, "active", (), "pool"), Node("b", "10.0.0.2", 22, "standby", (), "pool")
+KES, VRF = "s3ntinel-KES-0123456789", "s3ntinel-VRF-0123456789"
+PW = "s3ntinel-pw-0123456789"
+ROLE = """\
+description: a keys role for the tables
+user: 1000
+port: 8080
+health: /health
+mount: /data
+stop_timeout: 5
+activation: keys
+secrets: [kes, vrf, pw]
+profiles:
+  main:
+    files:
+      node.conf: {template: conf.j2, secret: false}
+      .pw: {template: pw.j2, secret: true}
+      kes.skey: {template: kes.j2, secret: true, hot: true}
+      vrf.skey: {template: vrf.j2, secret: true, hot: true}
+    command: [node, --config, "{mount}/node.conf"]
+default_profile: main
+"""
+IN_USE = """\
+import json
+
+def keys_in_use(body):
+    return json.loads(body).get("forging")
+"""
+HOT_FILES = ("kes.skey", "vrf.skey")
+COLD_FILES = ("node.conf", ".pw")
+
+
+def make_job(tmp_path, image: str = "reg/node:2", hook: str | None = None) -> Job:
+    roles, templates = tmp_path / "roles" / "pool", tmp_path / "templates" / "pool"
+    roles.mkdir(parents=True, exist_ok=True)
+    templates.mkdir(parents=True, exist_ok=True)
+    (roles / "role.yaml").write_text(ROLE)
+    if hook:
+        (roles / "role.py").write_text(hook)
+    bodies = {"conf.j2": "port=8080\n", **{f"{n}.j2": f"{{{{ secrets.{n} | line }}}}\n" for n in ("pw", "kes", "vrf")}}
+    for name, body in bodies.items():
+        (templates / name).write_text(body)
+    role = load_role("pool", [tmp_path / "roles"])
+    service = Service("pool", "pool", image, "docker", {}, {}, (A, B))
+    secrets = {"kes": Secret(KES, "kes"), "vrf": Secret(VRF, "vrf"), "pw": Secret(PW, "pw")}
+    return Job(service, role, "main", render(role, "main", service, secrets), Redactor(list(secrets.values())), secrets)
+
+
+class Engine:
+    """Each node's container engine, played: ``boxes`` {node: {container name: {"running", "labels"}}}. ``fails``
+    [(node, pattern, answer)]: a line on that node matching the pattern answers (exit, stdout, stderr) or raises;
+    ``ignores_stop``: nodes whose `docker stop` answers 0 and stops nothing; ``dies_hot``: nodes whose container
+    started with the hot label exits at once. Every line is kept (``sent``: node, line, stdin)."""
+
+    def __init__(self, boxes, fails=(), ignores_stop=(), dies_hot=()) -> None:
+        self.boxes = {node: dict(box) for node, box in boxes.items()}
+        self.fails, self.ignores_stop, self.dies_hot = list(fails), set(ignores_stop), set(dies_hot)
+        self.sent: list[tuple[str, str, bytes | None]] = []
+
+    def __call__(self, link, command, stdin=None, timeout=600) -> CommandResult:  # noqa: ARG002 (the edge's shape)
+        node = link.rsplit(" ", 1)[-1]
+        self.sent.append((node, command, stdin))
+        for where, pattern, answer in self.fails:
+            if where == node and re.search(pattern, command):
+                if isinstance(answer, Exception):
+                    raise answer
+                return CommandResult(*answer)
+        box = self.boxes.setdefault(node, {})
+        out = CommandResult(0, "", "")
+        for part in command.split("; "):
+            argv = [w for w in shlex.split(part) if ">" not in w]
+            if argv[:1] == ["docker"]:
+                out = self.docker(node, box, argv[1:])
+        return out
+
+    def docker(self, node, box, argv) -> CommandResult:
+        verb, name = argv[0], argv[-1]
+        if verb == "container":
+            if name not in box:
+                return CommandResult(1, "", f"Error: No such container: {name}")
+            c = box[name]
+            doc = {"Name": name, "Image": "sha256:img", "State": {"Running": c["running"], "Status": "running" if
+                   c["running"] else "exited"}, "Config": {"Labels": c["labels"]}}  # fmt: skip
+            return CommandResult(0, json.dumps([doc]), "")
+        if verb == "run":
+            name = argv[argv.index("--name") + 1]
+            labels = dict(argv[i + 1].split("=", 1) for i, w in enumerate(argv) if w == "--label")
+            hot = labels.get("io.nodeops.hot") == "true"
+            box[name] = {"running": not (hot and node in self.dies_hot), "labels": labels}
+        elif verb == "rename":
+            box[argv[2]] = box.pop(argv[1])
+        elif verb == "rm":
+            box.pop(name, None)
+        elif verb in ("stop", "start") and name in box and not (verb == "stop" and node in self.ignores_stop):
+            box[name]["running"] = verb == "start"
+        return CommandResult(0, "", "")
+
+
+def container(job: Job, hot: bool = False, running: bool = True, config: str | None = None) -> dict:
+    labels = {"io.nodeops.config": config or job.rendered.config_hash, **({"io.nodeops.hot": "true"} if hot else {})}
+    return {"running": running, "labels": labels}
+
+
+class Keys(ServiceDeploy):
+    """A ServiceDeploy over ``engine`` (no host touched): inspect is the observer's command and parser through the
+    one edge call; a node serves while its container runs (``forging``: nodes whose reply says they still use their
+    keys, for the role's keys_in_use hook); the inputs each container ran on are this run's, and whether it ran is
+    read from the engine (Restore.keep_restorable, restore_job: test_executor_restore.py's)."""
+
+    def __init__(self, job: Job, engine: Engine, forging=(), unseen=()) -> None:  # noqa: D107 (no super(): no host)
+        self.job, self.service, self.edge = job, job.service, engine
+        self.runtime, self.name, self.digest = "docker", NAME, "sha256:d"
+        self.conns = {n.name: f"link to {n.name}" for n in job.service.nodes}
+        self.fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30),
+                                           inventory=types.SimpleNamespace(environment="prod"))  # fmt: skip
+        self.ran_on, self.was_running, self.moved, self.ports, self.answers = {}, {}, set(), {}, {}
+        self.outages, self.forward, self.stuck, self.stop_seen, self.recorded = [], [], False, None, None
+        self.pulled, self.inexact_ok, self.stop = True, False, StopRequests(lambda _line: None)
+        self.forging, self.unseen, self.said = set(forging), set(unseen), []
+
+    def say(self, node, message, **_data):
+        self.said.append((node, message))
+
+    def inspect(self, node, name=None):
+        if node in self.unseen:
+            raise OperationFailed(f"pool {node}: cannot connect: Timeout")
+        res = self.x(node, sh(inspect("docker", name or NAME)), check=False)
+        return parse_inspect(res.stdout) if res.exit_code == 0 else None
+
+    def health(self, node):
+        c = self.edge.boxes.get(node.name, {}).get(NAME)
+        if c is None or not c["running"]:
+            self.answers.pop(node.name, None)
+            return False, ()
+        self.answers[node.name] = json.dumps({"forging": node.name in self.forging}).encode()
+        return True, ()
+
+    def keep_restorable(self, nodes):
+        for node in nodes:
+            self.ran_on.setdefault(node, self.job)
+            if (c := self.edge.boxes.get(node, {}).get(NAME)) is not None:
+                self.was_running.setdefault(node, c["running"])
+
+    def standing(self):
+        return "now: as the engine holds it"
+
+
+def short(node: str, command: str) -> str:
+    """One line sent, as the tables name it: ``a: inspect`` (``inspect-previous``), ``a: set-aside``, ``a: stop``
+    (``stop-previous``), ``a: rm``, ``a: put-back``, ``a: start``, ``a: prepare``, ``a: write F``, ``a: run``
+    (``run+hot``: with the hot label), ``a: shred F,G``."""
+    if m := re.match(r"docker container inspect (\S+)$", command):
+        return f"{node}: inspect" + ("-previous" if m[1] == PREVIOUS else "")
+    if command.startswith(f"docker rm --force {PREVIOUS} >/dev/null"):
+        return f"{node}: set-aside"
+    if m := re.match(r"docker stop --time \d+ (\S+)$", command):
+        return f"{node}: stop" + ("-previous" if m[1] == PREVIOUS else "")
+    if m := re.match(r"docker rm --force (\S+)$", command):
+        return f"{node}: rm" + ("-previous" if m[1] == PREVIOUS else "")
+    if command == f"docker rename {PREVIOUS} {NAME}":
+        return f"{node}: put-back"
+    if command == f"docker start {NAME}":
+        return f"{node}: start"
+    if "install -d" in command:
+        return f"{node}: prepare"
+    if m := re.search(r"/run/nodeops/pool/(\S+) && cat >", command):
+        return f"{node}: write {m[1]}"
+    if command.startswith("docker run"):
+        return f"{node}: run" + ("+hot" if "io.nodeops.hot=true" in command else "")
+    if command.startswith("for f in"):
+        return f"{node}: shred " + ",".join(re.findall(r"/run/nodeops/pool/([^' ;]+)", command))
+    return f"{node}: {command}"
+
+
+def sent(engine: Engine) -> list[str]:
+    return [short(node, command) for node, command, _ in engine.sent]
+
+
+def check_secrets(engine: Engine, holders: set[str]) -> None:
+    """The invariants of every row: hot bytes only to ``holders`` and only on stdin; the hot label only on their
+    `docker run`; no secret value in any line sent."""
+    for node, command, stdin in engine.sent:
+        assert all(value not in command for value in (KES, VRF, PW)), command
+        if stdin and (KES.encode() in stdin or VRF.encode() in stdin):
+            assert node in holders, f"hot bytes sent to {node}"
+        if "io.nodeops.hot=true" in command:
+            assert node in holders and command.startswith("docker run"), command
+
+
+def upload(node: str, hot: bool) -> list[str]:
+    return [f"{node}: prepare", *(f"{node}: write {n}" for n in (*COLD_FILES, *(HOT_FILES if hot else ())))]
+
+
+def shred(node: str, hot: bool) -> str:
+    return f"{node}: shred " + ",".join((*COLD_FILES, *(HOT_FILES if hot else ())))
+
+
+def wanted(job: Job) -> Desired:
+    """What a deploy of ``job`` wants: the engine's one image, the job's config."""
+    return Desired(job.service.image, "sha256:img", job.rendered.config_hash)
+
+
+def seen(run: Keys) -> dict[str, NodeView]:
+    return {n.name: NodeView(n, run.inspect(n.name), *run.health(n)) for n in run.service.nodes}
+
+
+# ---------------------------------------------------------------- deploy: plan_keys carried out by the runner
+FRESH = [
+    "b: inspect",  # before the hot start: no other holder, observed afresh (the runner)
+    "a: inspect",  # replace: a's container (none)
+    "b: inspect",  # the upload of the hot files observes b again, just before they go
+    *upload("a", True), "a: run+hot", shred("a", True),  # a serves: every file it read shredded, the keys too
+    "b: inspect", *upload("b", False), "b: run", shred("b", False),  # b: no hot file, no label, nothing to shred
+]  # fmt: skip
+UPGRADE = [
+    "b: inspect", "b: set-aside", "b: stop-previous", *upload("b", False), "b: run", shred("b", False),
+    "b: inspect", "a: inspect", "a: set-aside", "a: stop-previous", "b: inspect", *upload("a", True), "a: run+hot",
+    shred("a", True),
+]  # fmt: skip
+STANDBY_ONLY = ["b: inspect", "b: set-aside", "b: stop-previous", *upload("b", False), "b: run", shred("b", False)]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "steps", "lines"),
+    [
+        (None, None, ["replace a +keys", "await-serving a", "replace b", "await-serving b"], FRESH),
+        ({"hot": True, "config": "old"}, {"config": "old"},
+         ["replace b", "await-serving b", "replace a +keys", "await-serving a"], UPGRADE),
+        ({"hot": True}, {"config": "old"}, ["replace b", "await-serving b"], STANDBY_ONLY),
+    ],
+    ids=["fresh", "upgrade", "standby-only-change"],
+)  # fmt: skip
+def test_a_keys_deploy_gives_the_keys_and_the_label_only_to_the_holder(tmp_path, a, b, steps, lines):
+    job = make_job(tmp_path)
+    boxes = {n: {NAME: container(job, **spec)} for n, spec in (("a", a), ("b", b)) if spec is not None}
+    engine = Engine(boxes)
+    run = Keys(job, engine)
+    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    assert [s.action + " " + s.node + (" +keys" if s.hot else "") for s in plan.steps] == steps
+    engine.sent.clear()
+    ServiceRunner(run).apply(plan)
+    assert sent(engine) == lines
+    check_secrets(engine, {"a"})
+    assert run.verify() == {"active": "a"}  # the end state: one holder (the label), every container running
+
+
+def test_a_second_holder_seen_before_a_hot_start_is_refused_nothing_started(tmp_path):
+    """The plan saw no container (a fresh start); by the hot start b runs one with the hot label (started by hand,
+    another run): refused, exit 4, nothing sent to a but the look."""
+    job = make_job(tmp_path)
+    engine = Engine({})
+    run = Keys(job, engine)
+    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    engine.boxes["b"] = {NAME: container(job, hot=True)}
+    engine.sent.clear()
+    with pytest.raises(ChangeFailed) as err:
+        ServiceRunner(run).apply(plan)
+    assert err.value.exit_code == EXIT_UNSAFE
+    assert str(err.value).startswith(
+        "pool a: not started with the hot keys: b holds them now (its container runs "
+        "with io.nodeops.hot=true), never two holders; nothing was started with them"
+    )
+    assert str(err.value).endswith("now: a is down, b serves with the hot keys")
+    assert sent(engine) == ["b: inspect", "a: inspect", "b: inspect"]  # the look before, and what serves now
+
+
+def test_a_node_that_cannot_be_seen_before_a_hot_start_is_refused(tmp_path):
+    job = make_job(tmp_path)
+    run = Keys(job, Engine({}))
+    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    run.unseen.add("b")
+    with pytest.raises(ChangeFailed) as err:
+        ServiceRunner(run).apply(plan)
+    assert err.value.exit_code == EXIT_UNSAFE
+    assert "pool a: not started with the hot keys: b cannot be seen (pool b: cannot connect: Timeout)" in str(err.value)
+    assert not [c for _, c, _ in run.edge.sent if c.startswith("docker run")]
+
+
+def test_the_in_place_holder_that_fails_gets_its_previous_container_back_with_its_keys(tmp_path):
+    """An upgrade whose new holder container exits: its previous container, which held the keys, is put back with
+    its hot files (the change last gave them to it), started and awaited serving; the standby keeps none."""
+    job = make_job(tmp_path)
+    engine = Engine({"a": {NAME: container(job, hot=True, config="old")}, "b": {NAME: container(job)}})
+    run = Keys(job, engine)
+    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    assert [s.node for s in plan.steps] == ["a", "a"]  # b is up to date: the holder in place only
+    engine.sent.clear()
+    engine.dies_hot = {"a"}
+    with pytest.raises(ChangeFailed) as err:
+        ServiceRunner(run).apply(plan)
+    assert err.value.exit_code == 1
+    assert str(err.value) == ("pool a: not serving /health after 0s: container exited (exit 0); no log output; a's "
+                              "previous container was started again on its own inputs, and it serves; now: a serves "
+                              "with the hot keys, b serves")  # fmt: skip
+    lines = sent(engine)
+    assert lines[lines.index("a: run+hot") + 1:] == [
+        "a: inspect", "a: docker logs --tail 20 nodeops-pool 2>&1",  # the wait sees it exit
+        "a: rm", "a: inspect-previous", "a: put-back", "b: inspect", *upload("a", True), "a: start",
+        shred("a", True),  # serves again with its keys; every file shredded
+        *NOW_A,
+    ]  # fmt: skip
+    assert engine.boxes["a"][NAME]["labels"]["io.nodeops.config"] == "old"  # its own container, hot label and all
+    check_secrets(engine, {"a"})
+
+
+# ---------------------------------------------------------------- promote-standby: fence first, then the keys
+def promoted(tmp_path, hook=None, **engine_kw) -> tuple[Job, Engine]:
+    """The pair a promotion starts from: a holds the keys, b runs without them."""
+    job = make_job(tmp_path, hook=hook)
+    return job, Engine({"a": {NAME: container(job, hot=True)}, "b": {NAME: container(job)}}, **engine_kw)
+
+
+HOT_START_B = [
+    "a: inspect",  # before the hot start: a observed afresh, holding nothing
+    "b: inspect", "b: set-aside", "b: stop-previous", "a: inspect", *upload("b", True), "b: run+hot",
+    shred("b", True),  # b serves with the keys: every file shredded
+]  # fmt: skip
+RESTART_FENCE = [
+    "a: inspect", "a: set-aside", "a: stop-previous", *upload("a", False), "a: run",  # fenced: restarted, no keys
+    "a: inspect", "a: inspect-previous",  # await-fenced: no container of a runs with the hot label
+    *HOT_START_B,
+    shred("a", False),  # a serves as the standby
+    "a: rm-previous", "b: rm-previous",  # the previous containers dropped
+]  # fmt: skip
+STOP_FENCE = ["a: stop", "a: inspect", "a: inspect-previous", *HOT_START_B, "a: rm-previous", "b: rm-previous"]
+
+
+def assessed(run: Keys, job: Job) -> promote_keys.KeysHandover:
+    look = types.SimpleNamespace(service=job.service, job=job, observer=types.SimpleNamespace(views=lambda: seen(run)))
+    return promote_keys.assess_keys(look, force=False)
+
+
+@pytest.mark.parametrize(
+    ("keep_old_stopped", "steps", "lines", "a_runs"),
+    [
+        (False, ["replace a", "await-fenced a", "replace b +keys", "await-serving b", "await-serving a"],
+         RESTART_FENCE, True),
+        (True, ["stop a", "await-fenced a", "replace b +keys", "await-serving b"], STOP_FENCE, False),
+    ],
+    ids=["restart-fence", "stop-fence-keep-old-stopped"],
+)  # fmt: skip
+def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old_stopped, steps, lines, a_runs):
+    job, engine = promoted(tmp_path)
+    run = Keys(job, engine)
+    handover = assessed(run, job)
+    plan = plan_promotion("keys", job.service, handover.seen, "b", fence="stop" if keep_old_stopped else "restart")
+    assert [s.action + " " + s.node + (" +keys" if s.hot else "") for s in plan.steps] == steps
+    engine.sent.clear()
+    result = handover.promote(run, keep_old_stopped)
+    assert sent(engine) == lines
+    assert result["active"] == "b" and result["outage_seconds"] is None and result["keys_gap_seconds"] >= 0
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    a = engine.boxes["a"][NAME]
+    assert a["running"] is a_runs and (a["labels"].get("io.nodeops.hot") != "true" or not a_runs)  # holds nothing
+    check_secrets(engine, {"b"})
+    gaps = [m for node, m in run.said if node == "b" and "no node held them" in m]
+    assert len(gaps) == 1 and re.fullmatch(r"serves with the hot keys; no node held them for \d+\.\ds", gaps[0])
+
+
+def test_the_question_names_the_holder_and_the_fence(tmp_path):
+    job, engine = promoted(tmp_path)
+    handover = assessed(Keys(job, engine), job)
+    assert handover.question(False) == ("pool: move the hot keys from a (holder, ?) to b (?), a fenced first (it is "
+                                        "restarted without them, as the standby)")  # fmt: skip
+    assert handover.question(True).endswith("a fenced first (it stays stopped)")
+
+
+GIVE_BACK = ["b: inspect", *upload("a", True), "a: start", shred("a", True)]  # b observed before the keys go back
+PUT_BACK = ["a: rm", "a: put-back"]  # a restart fence set the holder's container aside: the fenced one goes
+NOW_A = ["a: inspect", shred("a", True), "b: inspect"]  # what serves now (b was given nothing: no shred)
+
+
+@pytest.mark.parametrize(
+    ("keep_old_stopped", "engine_kw", "forging", "tail", "message"),
+    [
+        # the fence fails: a's holder container set aside but not stopped; nothing started with the keys, a gets its
+        # keys back (its container put back, its hot files again)
+        (False, {"fails": [("a", r"^docker stop", (1, "", "Error: timeout"))]}, (),
+         ["a: inspect", "a: set-aside", "a: stop-previous", *PUT_BACK, *GIVE_BACK, *NOW_A],
+         "pool a: `docker stop` failed: Error: timeout; nothing was started with the keys; a was given its keys "
+         "back and serves with them"),
+        # stopped, but its container still runs with the hot label: never seen fenced; a gets its keys back
+        (True, {"ignores_stop": {"a"}}, (), ["a: inspect", *GIVE_BACK, *NOW_A],
+         "pool a: not seen fenced after 0.3s: container nodeops-pool runs with the hot keys; nothing was started "
+         "with the keys; a was given its keys back and serves with them"),
+        # restarted without its files, yet its reply says it still uses its keys (the role's keys_in_use hook)
+        (False, {}, {"a"}, ["a: inspect", "a: inspect-previous", *PUT_BACK, *GIVE_BACK, *NOW_A],
+         "pool a: not seen fenced after 0.3s: its health reply says it still uses its keys; nothing was started "
+         "with the keys; a was given its keys back and serves with them"),
+    ],
+    ids=["fence-fails", "never-fenced-label", "never-fenced-hook"],
+)  # fmt: skip
+def test_a_holder_not_seen_fenced_gets_its_keys_back_and_nothing_starts_with_them(
+    tmp_path, monkeypatch, keep_old_stopped, engine_kw, forging, tail, message
+):
+    monkeypatch.setattr(keys_module, "FENCE_TIMEOUT", 0.3)
+    job, engine = promoted(tmp_path, hook=IN_USE, **engine_kw)
+    run = Keys(job, engine, forging=forging)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    engine.sent.clear()
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, keep_old_stopped)
+    assert err.value.exit_code == 1
+    assert str(err.value).startswith(message)
+    assert str(err.value).endswith("now: a serves with the hot keys, b serves")
+    lines = sent(engine)
+    assert lines[-len(tail) :] == tail
+    assert [line for line in lines if line.startswith("b:")] == ["b: inspect", "b: inspect"]  # b only looked at
+    check_secrets(engine, {"a"})
+    assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # a holds them again
+
+
+def test_a_new_holder_that_fails_is_fenced_first_then_the_keys_go_back(tmp_path):
+    job, engine = promoted(tmp_path, dies_hot={"b"})
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    engine.sent.clear()
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, False)
+    lines = sent(engine)
+    assert lines[lines.index("b: run+hot") + 1:] == [
+        "b: inspect", "b: docker logs --tail 20 nodeops-pool 2>&1",  # the wait sees it exit
+        "b: stop", "b: inspect", "b: inspect-previous",  # b stopped and seen fenced first
+        *PUT_BACK, *GIVE_BACK,  # only then a gets the keys back
+        "b: rm", "b: put-back", *upload("b", False), "b: start", shred("b", False),  # b its previous container
+        *NOW_A, shred("b", False),  # what serves now: b was given files, and serves
+    ]  # fmt: skip
+    assert err.value.exit_code == 1
+    assert re.fullmatch(
+        r"pool b: not serving /health after 0s: container exited \(exit 0\); no log output; b was stopped and seen "
+        r"fenced; a was given its keys back and serves with them \(no node held them for \d+\.\ds\); b's previous "
+        r"container was started again without the keys and serves; now: a serves with the hot keys, b serves",
+        str(err.value),
+    )
+    check_secrets(engine, {"a", "b"})  # b had them, and is fenced: only a holds them after
+    assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    assert "io.nodeops.hot" not in engine.boxes["b"][NAME]["labels"]
+
+
+def test_a_new_holder_cut_off_is_not_seen_fenced_so_the_keys_are_not_given_back(tmp_path):
+    cut = OperationFailed("pool b: connection lost: EOF")
+    job, engine = promoted(tmp_path)
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    engine.fails = [("b", r"io\.nodeops\.hot=true", cut), ("b", rf"^docker stop --time \d+ {NAME}$", cut)]
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, False)
+    assert err.value.exit_code == EXIT_UNSAFE
+    assert str(err.value) == (
+        "pool b: connection lost: EOF; b could not be seen fenced (pool b: connection lost: EOF), so a was not given "
+        f"the keys back (never two holders): stop nodeops-pool on b, then {program()} promote-standby again; now: a "
+        f"serves, b is down; NO NODE HOLDS THE KEYS: see {program()} status --env prod"
+    )
+    assert sent(engine)[sent(engine).index("b: run+hot") + 1:] == ["b: stop", "a: inspect", shred("a", False),
+                                                                    "b: inspect"]  # fmt: skip
+
+
+def test_an_old_holder_cut_off_during_its_fence_is_said_and_nothing_starts_with_the_keys(tmp_path):
+    cut = OperationFailed("pool a: connection lost: EOF")
+    job, engine = promoted(tmp_path)
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    engine.sent.clear()
+    engine.fails = [("a", ".", cut)]
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, True)
+    assert err.value.exit_code == 1
+    assert str(err.value) == ("pool a: connection lost: EOF; nothing was started with the keys; giving a its keys back "
+                              "failed: pool a: connection lost: EOF; now: a cannot be seen, b serves; NO NODE HOLDS "
+                              f"THE KEYS: see {program()} status --env prod")  # fmt: skip
+    assert sent(engine) == ["a: stop", "b: inspect", "a: prepare", "a: inspect", "b: inspect"]  # then nothing on b
+
+
+# ---------------------------------------------------------------- --force: the engine cannot fence what it cannot reach
+class Fence:
+    change = "a new operational certificate, issue counter + 1"
+
+    def fence(self, secrets, hot_files):  # noqa: ARG002 (the hook's shape; never called: refused before)
+        return hot_files
+
+
+@pytest.mark.parametrize(
+    ("unseen", "chain_fence", "error", "message"),
+    [
+        ({"a"}, None, Unsafe, "pool: a cannot be reached, so it cannot be fenced: it may still hold the hot keys and "
+         "use them, and starting them elsewhere would make two holders; role pool has no chain-level fence "
+         "(CHAIN_FENCE); nothing was started. Make sure its node has stopped (stop its container, or power its host "
+         "off), make it reachable again, then run " + program() + " promote-standby without --force"),
+        ({"a"}, Fence(), Unsafe, "role pool's chain-level fence (a new operational certificate, issue counter + 1) "
+         "is not carried out here yet; nothing was started"),
+        (set(), None, InvalidInput, "pool: every node can be seen: --force is for a holder that cannot be reached"),
+    ],
+    ids=["no-chain-fence", "chain-fence-not-carried-out", "all-seen"],
+)  # fmt: skip
+def test_force_under_keys_is_refused_in_one_line(tmp_path, unseen, chain_fence, error, message):
+    job = make_job(tmp_path)
+    job = Job(job.service, types.SimpleNamespace(name="pool", hooks=types.SimpleNamespace(chain_fence=chain_fence)),
+              job.profile, job.rendered, job.redact, job.secrets)  # fmt: skip
+    views = {"a": NodeView(A, None, False, unreachable="a: Timeout") if "a" in unseen else NodeView(A, None, True),
+             "b": NodeView(B, None, True)}  # fmt: skip
+    run = types.SimpleNamespace(service=job.service, job=job, observer=types.SimpleNamespace(views=lambda: views))
+    with pytest.raises(error) as err:
+        promote_keys.assess_keys(run, force=True)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert err.value.exit_code == (EXIT_UNSAFE if error is Unsafe else 2)
