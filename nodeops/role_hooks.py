@@ -44,23 +44,29 @@ applies to the ones it leaves out, and a role with no module gets every default)
     own kinds (``postgres-password``, ``refused``) need no module. Called by ``fab rotate-secrets`` on the
     active node (nodeops.rotate.ApiPassword), through the ``NodeApi`` it is given. Default: no kind of its own.
 
-The module is read once per run, when the role is loaded (nodeops.roles.load_role); a module that cannot be
-imported, or defines one of these names with the wrong shape, is a RoleError (exit 2) naming the file and the
-name. docs/roles.md describes the interface for a role's author.
+``INTERFACE`` is this list as a table, the one the engine checks a module against. The module is read once per
+run, when the role is loaded (nodeops.roles.load_role), before any host: a module whose code raises anything while
+it is imported (sys.exit and KeyboardInterrupt included), or defines one of these names with the wrong shape
+(``hooks_from``: ``inspect.signature`` against the engine's arguments, no coroutine function, no class for a function
+or an instance), is a RoleError (exit 2) naming the file, the name or line, and the fix. A hook that raises during an
+operation raises ``RoleHookFailed`` (exit 1) naming the role and the hook instead, in one line. docs/roles.md
+describes the interface for a role's author.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from pathlib import Path
+from types import MappingProxyType, SimpleNamespace
 from typing import Protocol, runtime_checkable
 
 from nodeops.edges.http import Reply
-from nodeops.errors import NodeopsError
+from nodeops.errors import NodeopsError, OperationFailed
 
 MODULE_FILE = "role.py"
 
@@ -171,27 +177,143 @@ class RoleHooks:
 DEFAULT_HOOKS = RoleHooks()
 
 
+@dataclass(frozen=True)
+class Hook:
+    """One name of the role interface, as docs/roles.md's table documents it: a function the engine calls with
+    ``parameters`` (by position: the names are the documented ones, a role's may differ), or an object of protocol
+    ``kind`` (ApiPassword, ChainFence) with ``change: str`` and ``methods`` (name -> the parameters after ``self``);
+    ``mapping``: a mapping of kind names to such objects (``ROTATIONS``)."""
+
+    name: str
+    attribute: str  # RoleHooks'
+    parameters: tuple[str, ...] = ()
+    returns: str = ""  # a function's result, as messages name it; "Iterable..." may be a generator's
+    kind: str = ""
+    methods: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    mapping: bool = False
+
+
+INTERFACE = (
+    Hook("log_level", "log_level", ("line",), "str | None"),
+    Hook("lease_client", "lease_client", ("health_body",), "str | None"),
+    Hook("failing_checks", "failing_checks", ("health_body",), "Iterable[str]"),
+    Hook("keys_in_use", "keys_in_use", ("health_body",), "bool | None"),
+    Hook("CHAIN_FENCE", "chain_fence", kind="ChainFence",
+         methods=MappingProxyType({"fence": ("secrets", "hot_files")})),
+    Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,
+         methods=MappingProxyType({"login": ("api", "user", "password"), "logout": ("api", "session"),
+                                   "set_password": ("api", "session", "old", "new")})),
+)  # fmt: skip
+"""The role interface, the one table of it: what a role's module may define (docs/roles.md documents each row)."""
+
+
+class RoleHookFailed(OperationFailed):
+    """A role's hook raised during an operation (exit 1): ``role <role>: its hook <name> raised <Type>: <message>
+    (<module file>): fix the role's module``, one line, every text the hook was given masked."""
+
+
 def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tuple[str, str]:
-    """The hooks a role module's ``namespace`` (its globals) defines, over the defaults; or (name, problem) for
-    the first one of the wrong shape. Pure."""
+    """The hooks a role module's ``namespace`` (its globals) defines, over the defaults, each checked against its row
+    of ``INTERFACE`` (``inspect.signature``: it takes the engine's arguments by position; no coroutine function, no
+    class where a function or an instance is expected) and guarded (whatever it raises but a NodeopsError becomes a
+    ``RoleHookFailed`` naming the role and the hook); or (name, problem with its fix) for the first one of the wrong
+    shape. Pure."""
+    role = Path(source).parent.name
     found: dict[str, object] = {}
-    for name in ("log_level", "lease_client", "failing_checks", "keys_in_use"):
-        if name in namespace:
-            if not callable(namespace[name]):
-                return name, f"expected a function, got {type(namespace[name]).__name__}"
-            found[name] = namespace[name]
-    if "ROTATIONS" in namespace:
-        rotations = namespace["ROTATIONS"]
-        if not isinstance(rotations, Mapping):
-            return "ROTATIONS", f"expected a mapping of kind name -> ApiPassword, got {type(rotations).__name__}"
-        for kind, hook in rotations.items():
-            if not isinstance(kind, str) or not isinstance(hook, ApiPassword) or not isinstance(hook.change, str):
-                return f"ROTATIONS[{kind!r}]", ("expected an ApiPassword (change: str, login, logout, "
-                                                f"set_password), got {type(hook).__name__}")  # fmt: skip
-        found["rotations"] = MappingProxyType(dict(rotations))
-    if "CHAIN_FENCE" in namespace:
-        fence = namespace["CHAIN_FENCE"]
-        if not isinstance(fence, ChainFence) or not isinstance(fence.change, str):
-            return "CHAIN_FENCE", f"expected a ChainFence (change: str, fence), got {type(fence).__name__}"
-        found["chain_fence"] = fence
+    for hook in INTERFACE:
+        if hook.name not in namespace:
+            continue
+        value = namespace[hook.name]
+        if not hook.kind:
+            problem = _function_problem(value, hook.name, hook.parameters, hook.returns)
+            if problem:
+                return hook.name, problem
+            found[hook.attribute] = _guarded(value, role, hook.name, source)  # type: ignore[arg-type]
+        elif not hook.mapping:
+            checked = _object(value, hook, hook.name, role, source)
+            if isinstance(checked, tuple):
+                return checked
+            found[hook.attribute] = checked
+        elif not isinstance(value, Mapping):
+            return hook.name, f"expected a mapping of kind name -> {hook.kind}, got {type(value).__name__}"
+        else:
+            objects = {}
+            for kind, item in value.items():
+                checked = _object(item, hook, f"{hook.name}[{kind!r}]", role, source)
+                if isinstance(checked, tuple):
+                    return checked
+                if not isinstance(kind, str):
+                    return f"{hook.name}[{kind!r}]", f"expected a kind name (a string), got {type(kind).__name__}"
+                objects[kind] = checked
+            found[hook.attribute] = MappingProxyType(objects)
     return RoleHooks(**found, source=source)  # type: ignore[arg-type]
+
+
+def _function_problem(value: object, name: str, parameters: tuple[str, ...], returns: str = "",
+                      method: bool = False) -> str | None:  # fmt: skip
+    """What keeps ``value`` from being called as ``name(*parameters)`` and returning ``returns``, with the fix; None
+    when nothing does."""
+    fix = f"define it as def {name}({', '.join(('self', *parameters) if method else parameters)})"
+    if inspect.isclass(value):
+        return f"expected a function, got the class {value.__name__}: {fix}"
+    if not callable(value):
+        return f"expected a function, got {type(value).__name__}: {fix}"
+    call = value if inspect.isroutine(value) else getattr(value, "__call__", value)  # noqa: B004 (an object's method)
+    if inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call):
+        return "is a coroutine function (async def), which the engine calls without awaiting: define it with plain def"
+    if inspect.isgeneratorfunction(call) and returns and not returns.startswith("Iterable"):
+        return f"is a generator function (it yields), but must return {returns}: return the value"
+    try:
+        signature = inspect.signature(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"its parameters cannot be read ({type(value).__name__}): {fix}"
+    try:
+        signature.bind(*parameters)
+    except TypeError:
+        count = f"{len(parameters)} argument{'' if len(parameters) == 1 else 's'}"
+        shown = str(signature.replace(return_annotation=inspect.Signature.empty))
+        return f"takes {_plain(shown)}, but the engine calls it with {count} ({', '.join(parameters)}): {fix}"
+    return None
+
+
+def _plain(shown: str) -> str:
+    """A signature as messages show it: no annotations or defaults' values beyond the names (``(line, extra)``)."""
+    return re.sub(r":[^,=)]*|=[^,)]*", "", shown)
+
+
+def _object(value: object, hook: Hook, where: str, role: str, source: str) -> object | tuple[str, str]:
+    """``value`` checked as an instance of protocol ``hook.kind`` and guarded, or (where, problem)."""
+    shape = f"{'an' if hook.kind[0] in 'AEIOU' else 'a'} {hook.kind} (change: str, {', '.join(hook.methods)})"
+    if inspect.isclass(value):
+        return where, f"expected {shape}, got the class {value.__name__}: write {value.__name__}() (an instance)"
+    if not isinstance(getattr(value, "change", None), str) or not all(hasattr(value, m) for m in hook.methods):
+        return where, f"expected {shape}, got {type(value).__name__}"
+    guarded = {"change": value.change}  # type: ignore[attr-defined]
+    for method, parameters in hook.methods.items():
+        problem = _function_problem(getattr(value, method), method, parameters, method=True)
+        if problem:
+            return f"{where}.{method}", problem
+        guarded[method] = _guarded(getattr(value, method), role, f"{where}.{method}", source)
+    return SimpleNamespace(**guarded)
+
+
+def _guarded(hook: Callable[..., object], role: str, name: str, source: str) -> Callable[..., object]:
+    """``hook``, raising ``RoleHookFailed`` for anything it raises but a NodeopsError (already worded by the engine's
+    own calls, ``api.refused``) or a KeyboardInterrupt (Ctrl-C: nodeops.stopping's). Every text argument (a line, a
+    password, a session) is masked in the message: a hook's exception may quote what it was given."""
+
+    def call(*args: object) -> object:
+        try:
+            return hook(*args)
+        except NodeopsError:
+            raise
+        except (Exception, SystemExit) as err:  # noqa: BLE001 (whatever a role's code raises is the role's fault)
+            said = " ".join(str(err).split())
+            for arg in sorted((a for a in args if isinstance(a, str) and len(a) >= 4), key=len, reverse=True):
+                said = said.replace(arg, "***")
+            why = f"{type(err).__name__}: {said[:200]}" if said else type(err).__name__
+            raise RoleHookFailed(f"role {role}: its hook {name} raised {why} ({source}): fix the role's "
+                                 "module") from None  # fmt: skip
+
+    call.__wrapped__ = hook  # type: ignore[attr-defined]
+    return call

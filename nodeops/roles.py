@@ -64,6 +64,7 @@ import importlib.util
 import re
 import sys
 import threading
+import traceback
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -228,11 +229,28 @@ def role_module(role: str, module: str, search_path: Sequence[Path] = (BUILTIN_R
 
 
 def _import(file: Path) -> ModuleType:
+    """Role module ``file`` imported; whatever its code raises meanwhile (an Exception, sys.exit, a
+    KeyboardInterrupt, any BaseException) is a RoleError (exit 2) naming the file and line it was raised at, when
+    that is in the role's folder (else ``file``), and what it raised, in one line."""
     try:
         return importlib.import_module(f"{role_package(file.parent)}.{file.stem}")
-    except Exception as err:  # noqa: BLE001 (whatever a role's code raises is the role's problem: exit 2)
-        why = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line, whatever the code raised
-        raise RoleError(str(file), "", f"cannot load the role's module: {why}") from None
+    except BaseException as err:  # noqa: BLE001 (whatever a role's code raises at import is the role's problem)
+        where, line = _raised_at(err, file)
+        if isinstance(err, SystemExit):
+            why = f"it called sys.exit({err.code!r}) while it was imported; a role's module only defines its hooks"
+        else:
+            said = " ".join(str(err.msg if isinstance(err, SyntaxError) else err).split())  # one line
+            why = f"{type(err).__name__}: {said}" if said else type(err).__name__
+        raise RoleError(str(where), f"line {line}" if line else "", f"cannot load the role's module: {why}") from None
+
+
+def _raised_at(err: BaseException, file: Path) -> tuple[Path, int | None]:
+    """The file and line in ``file``'s folder where ``err`` was raised (a SyntaxError's own), else (``file``, None)."""
+    folder = file.parent.resolve()
+    if isinstance(err, SyntaxError) and err.filename and Path(err.filename).resolve().parent == folder:
+        return Path(err.filename), err.lineno
+    inside = [f for f in traceback.extract_tb(err.__traceback__) if Path(f.filename).resolve().parent == folder]
+    return (Path(inside[-1].filename), inside[-1].lineno) if inside else (file, None)
 
 
 def load_hooks(module: Path) -> RoleHooks:

@@ -105,6 +105,17 @@ def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     )
 
 
+def end_process(proc: subprocess.Popen, grace: float = 10) -> None:
+    """End a child process the test started, by its pid: SIGTERM, up to ``grace`` seconds for it to exit, then
+    SIGKILL (and up to 10 s more to be reaped). Never signals anything but ``proc``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-HJKSTfsu]")  # cursor moves and erasures: a new piece of screen
 STYLE = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]")
 

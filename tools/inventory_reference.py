@@ -17,6 +17,7 @@ import inspect
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -80,9 +81,9 @@ def models_in(annotation: Any) -> list[tuple[type[BaseModel], str]]:
     return []
 
 
-def sections() -> list[Section]:
-    """Every model reachable from the top level, once each, in the order the file nests them, with every path
-    it appears at."""
+def sections(root: type[BaseModel] | None = None) -> list[Section]:
+    """Every model reachable from the top level (``root``: the inventory's ``_InventorySpec`` unless given), once
+    each, in the order the file nests them, with every path it appears at."""
     found: dict[type[BaseModel], Section] = {}
 
     def walk(model: type[BaseModel], path: str) -> None:
@@ -94,7 +95,7 @@ def sections() -> list[Section]:
             for sub, suffix in models_in(field_type(field)):
                 walk(sub, f"{path}.{key}{suffix}".lstrip("."))
 
-    walk(inventory._InventorySpec, "")
+    walk(root or inventory._InventorySpec, "")
     return list(found.values())
 
 
@@ -127,7 +128,7 @@ def type_text(annotation: Any, anchors: dict[type[BaseModel], tuple[str, str]], 
             if isinstance(m, PlainValidator):
                 if accepts is None:
                     raise ReferenceError(f"{where}: its validator {m.func.__qualname__} does not say what it accepts: "
-                                         "decorate it with @_accepts(...) in nodeops/inventory/values.py")  # fmt: skip
+                                         f"decorate it with @_accepts(...) in {_source(m.func)}")  # fmt: skip
                 text = literal(accepts)
             elif isinstance(m, BeforeValidator) and accepts:
                 before.append(literal(accepts))
@@ -169,11 +170,18 @@ def cell(text: str) -> str:
     return " ".join(text.replace("``", "`").split()).replace("|", "\\|").replace("\\\\|", "\\|")
 
 
-def render() -> str:
-    """The whole page, as it must be committed."""
-    found = sections()
+def _source(thing: Any) -> str:
+    """The file that defines ``thing`` (a class, a function), from the repository's root."""
+    path = Path(inspect.getsourcefile(thing) or "?").resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def render(root: type[BaseModel] | None = None, header: str = HEADER) -> str:
+    """The whole page, as it must be committed: the inventory's, or the page of the file whose top-level mapping is
+    ``root`` (tools/role_reference.py: ``role.yaml``'s), opened by ``header``."""
+    found = sections(root)
     anchors = {s.model: (title(s), slugify(title(s), "-")) for s in found}
-    out = [HEADER]
+    out = [header]
     for s in found:
         out.append(f"## {title(s)}\n")
         doc = inspect.getdoc(s.model) or ""
@@ -187,7 +195,7 @@ def render() -> str:
             if not field.description:
                 engine = getattr(s.model.ENGINE, "__name__", s.model.__name__)
                 raise ReferenceError(f"{where} has no description: put a docstring under the field "
-                                     f"{engine}.{key} in nodeops/inventory/model.py")  # fmt: skip
+                                     f"{engine}.{key} in {_source(s.model.ENGINE or s.model)}")  # fmt: skip
             accepts = type_text(field_type(field), anchors, where)
             row = [f"`{key}`", accepts, default_text(s.model, key, field), field.description]
             out.append("| " + " | ".join(cell(c) for c in row) + " |")
@@ -195,20 +203,25 @@ def render() -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str]) -> int:
+def write_or_check(argv: list[str], page: Callable[[], str], target: Path, tool: str) -> int:
+    """Write ``page()`` to ``target``, or with ``--check`` exit 1 when the committed file differs; exit 2, saying
+    why, when the models cannot be documented. ``tool`` names the script in its messages."""
     try:
-        text = render()
+        text = page()
     except ReferenceError as err:
-        print(f"inventory_reference: {err}", file=sys.stderr)
+        print(f"{tool}: {err}", file=sys.stderr)
         return 2
     if argv == ["--check"]:
-        if TARGET.read_text() != text:
-            print(f"inventory_reference: {TARGET.relative_to(ROOT)} is stale: run tools/inventory_reference.py",
-                  file=sys.stderr)  # fmt: skip
+        if target.read_text() != text:
+            print(f"{tool}: {target.relative_to(ROOT)} is stale: run tools/{tool}.py", file=sys.stderr)
             return 1
         return 0
-    TARGET.write_text(text)
+    target.write_text(text)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return write_or_check(argv, render, TARGET, "inventory_reference")
 
 
 if __name__ == "__main__":

@@ -48,22 +48,32 @@ class RoleFile:
 
     name: str = derived()
     template: Annotated[str, PlainValidator(_template)]
+    """The Jinja2 template it is rendered from, under ``templates/<role>/`` (a path inside that folder)."""
     secret: Annotated[bool, PlainValidator(_boolean)]
-    read: Annotated[Literal["start", "lease"], _choice("start", "lease")] = "start"  # when the node reads it: at
-    # start, or only once it holds the lease
-    hot: Annotated[bool, PlainValidator(_boolean)] = False  # a hot key (activation keys): only the active gets it
+    """Whether it holds a secret: written ``0400`` to the node's RAM (tmpfs) and shredded once read, never kept."""
+    read: Annotated[Literal["start", "lease"], _choice("start", "lease")] = "start"
+    """When the node reads it: at start, or only once it holds the lease (it is shredded after that)."""
+    hot: Annotated[bool, PlainValidator(_boolean)] = False
+    """A hot key (activation ``keys``): only the holder, the active node, is given it."""
 
 
 @dataclass(frozen=True)
 class Profile:
+    """``profiles.<name>``: one way to start the node (Chainlink: ``v2`` with TOML files, ``v1`` with an env file),
+    which a service picks with its variable ``PROFILE``."""
+
     name: str = derived()
     files: Annotated[
         Mapping[Annotated[str, PlainValidator(_file_name)], RoleFile], AfterValidator(_count(1, None, "file"))
     ]
+    """The files rendered for the node, by their name in its folder (``mount``)."""
     command: Annotated[
         tuple[str, ...], _a_list("arguments", none_is_empty=False), AfterValidator(_count(1, None, "argument"))
-    ]  # with "{mount}" placeholders
-    env_file: str | None = None  # one of ``files``, passed as ``--env-file``
+    ]
+    """The container's command line, each argument a string; ``{mount}`` stands for the role's ``mount``."""
+    env_file: str | None = None
+    """One of ``files``, passed to the container as ``--env-file`` (a secret one shows its values to ``docker
+    inspect``: deploy checks every other profile shows none)."""
 
     def argv(self, mount: str) -> tuple[str, ...]:
         return tuple(arg.format(mount=mount) for arg in self.command)
@@ -77,6 +87,8 @@ class Profile:
 
 @dataclass(frozen=True, kw_only=True)
 class Role:
+    """``roles/<role>/role.yaml``: a kind of node, as data (nodeops.roles; docs/roles.md)."""
+
     name: str = derived()
     source: Path = derived()  # the role.yaml in effect
     template_dirs: tuple[Path, ...] = derived()  # templates/<role> beside each roles/ folder, in order (operator's
@@ -84,44 +96,60 @@ class Role:
     hooks: RoleHooks = derived(default=DEFAULT_HOOKS)  # what its module (role.py) provides, over the engine's
     # defaults (nodeops.role_hooks); set by nodeops.roles.load_role
     description: str = in_file(default="")
-    user: Annotated[int, _integer(0, 2**31 - 1)]  # container uid; the node's files are owned by it
-    port: _Port  # API/UI port
-    health: Annotated[str, PlainValidator(_http_path)]  # HTTP path; 200 = healthy
-    mount: Annotated[str, PlainValidator(_container_path)]  # where the node sees its files
-    stop_timeout: _StopSeconds = in_file(default=10.0)  # seconds for a graceful stop
-    standby_log: str | None = in_file(default=None)  # what a standby logs while it waits (case-insensitive): extra
-    # evidence, never required
+    """What the role is, for people (``fab status`` and the docs show nothing else of it)."""
+    user: Annotated[int, _integer(0, 2**31 - 1)]
+    """The container's uid: the node's files are owned by it."""
+    port: _Port
+    """The port the node serves its API and health path on (a service may set another, ``services.<svc>.port``)."""
+    health: Annotated[str, PlainValidator(_http_path)]
+    """The node's health path: 200 is healthy; any answer says the node is up (under ``lease``: the active)."""
+    mount: Annotated[str, PlainValidator(_container_path)]
+    """Where the node sees its files inside the container, read-only."""
+    stop_timeout: _StopSeconds = in_file(default=10.0)
+    """Seconds for a graceful stop (the node releases its lease) before the engine kills it."""
+    standby_log: str | None = in_file(default=None)
+    """What a standby logs while it waits for the lease (case-insensitive): extra evidence of a standby, never
+    required."""
     defaults: Annotated[
         Mapping[_VariableName, Annotated[Variable, PlainValidator(_variable)]],
         BeforeValidator(_none_is_empty),
     ] = in_file(default={})
-    secrets: Annotated[tuple[_SecretName, ...], _a_list("secret names")] = in_file(default=())  # secret names a
-    # service must define
-    activation: Annotated[str | None, PlainValidator(_activation)] = in_file(default=None)  # lease, keys or all;
-    # not set: keys when a file is hot, else lease (default_activation)
-    lease: LeaseSpec | None = in_file(default=None)  # how to read who holds the active role; None: no lease
+    """The variables the templates read, with their defaults; a service overrides them in its ``variables``."""
+    secrets: Annotated[tuple[_SecretName, ...], _a_list("secret names")] = in_file(default=())
+    """The secret names a service must give a reference for."""
+    activation: Annotated[str | None, PlainValidator(_activation)] = in_file(default=None)
+    """Which node is active: ``lease`` (the database lease holder), ``keys`` (the holder of the hot files) or
+    ``all`` (every node serves); not set: ``keys`` when a file is hot, else ``lease``."""
+    lease: LeaseSpec | None = in_file(default=None)
+    """How to read who holds the active role in the nodes' database; not set: no lease."""
     profiles: Annotated[
         Mapping[Annotated[str, _matching(_NAME_PATTERN, f"a profile name matching {_NAME_PATTERN}")], Profile],
         AfterValidator(_count(1, None, "profile")),
     ]
-    default_profile: _Checked  # one of ``profiles``
+    """The ways to start the node, by name."""
+    default_profile: _Checked
+    """The profile a service gets when it sets no ``PROFILE`` variable: one of ``profiles``."""
     rotation: Annotated[
         Mapping[Annotated[str, PlainValidator(_rotation_name)], RotationSpec], BeforeValidator(_none_is_empty)
-    ] = in_file(default={})  # what fab rotate-secrets can rotate, in the order --secret all takes
-    backup: BackupSpec | None = None  # what fab backup records of the node's keys; None: the role has no backup
-    passwords: PasswordRules = PasswordRules()  # what the node accepts as a password: a rotation generates to it
-    writable_paths: Annotated[tuple[str, ...], _a_list("variable names")] = ()  # variables holding a path the node
-    # writes: never at or under `mount`
+    ] = in_file(default={})
+    """What ``fab rotate-secrets`` can rotate, by the name ``--secret`` takes, in the order ``--secret all`` takes."""
+    backup: BackupSpec | None = None
+    """What ``fab backup`` records of the node's keys; not set: the role has no backup."""
+    passwords: PasswordRules = PasswordRules()
+    """What the node accepts as a password: a rotation generates passwords that meet it."""
+    writable_paths: Annotated[tuple[str, ...], _a_list("variable names")] = ()
+    """Variables holding a path the node writes to: refused at or under ``mount``, which the node sees read-only."""
     secret_variables: Annotated[Mapping[str, _Checked], BeforeValidator(_none_is_empty)] = field(
         default_factory=lambda: MappingProxyType({})
-    )  # variable -> the secret a service may give instead of it
-    variables: Annotated[tuple[_VariableName, ...], _a_list("variable names")] = ()  # role.yaml ``variables``: the
-    # ones a service may set that have no default
+    )
+    """Variable -> the secret a service may give instead of it (an RPC URL that embeds an API key), never both."""
+    variables: Annotated[tuple[_VariableName, ...], _a_list("variable names")] = ()
+    """The variables a service may set that have no default (with ``defaults``: every variable the role knows)."""
     unused_with: Annotated[
         Mapping[str, Annotated[tuple[str, ...], _a_list("variables of the role's defaults", none_is_empty=False)]],
         BeforeValidator(_none_is_empty),
-    ] = field(default_factory=lambda: MappingProxyType({}))  # variable -> the defaults its templates do not read
-    # while a service sets it
+    ] = field(default_factory=lambda: MappingProxyType({}))
+    """Variable -> the defaults its templates do not read while a service sets it: deploy's diff leaves them out."""
 
     def read_variables(self, own: Mapping[str, object]) -> dict[str, object]:
         """The variables the templates read for a service whose own variables are ``own``: the role's defaults

@@ -28,14 +28,23 @@ class LeaseSpec:
     variables that locate the database and the secrets that log in to it."""
 
     table: _Table
-    host: str  # variable names
+    """The lease's table, of one row."""
+    host: str
+    """The variable that holds the database's host."""
     port: str
+    """The variable that holds the database's port."""
     database: str
+    """The variable that holds the database's name (``fab restore``'s messages name it)."""
     sslmode: str
-    user: str  # secret names
+    """The variable that holds libpq's ``sslmode`` for it."""
+    user: str
+    """The secret that holds the database user the nodes log in as."""
     password: str
-    client: _Column = "client_id"  # optional: the columns of the built-in role's table (Chainlink's lease_lock)
+    """The secret that holds its password."""
+    client: _Column = "client_id"
+    """The column naming the holder's client id (the built-in role's table's, Chainlink's ``lease_lock``)."""
     expires: _Column = "expires_at"
+    """The column saying when the lease expires: a timestamptz, in the database's time."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,9 @@ class BackupSpec:
     the version the node last ran on it, from ``version_table``'s ``version`` column."""
 
     key_tables: Annotated[tuple[_Table, ...], _a_list("table names", none_is_empty=False)]
+    """The tables holding the node's encrypted keys: every row recorded as a digest in the manifest."""
     version_table: _Table | None = None
+    """The table whose ``version`` column says the version the node last ran on the database."""
 
 
 CHARACTER_CLASSES = ("upper", "lower", "digit", "symbol")  # what PasswordRules.classes may name (nodeops.passwords)
@@ -61,13 +72,18 @@ class PasswordRules:
     (Chainlink's rules, which a role copied before ``passwords:`` existed still needs), a length of 8 bytes or
     more; ``max_run: null`` and ``refuse_user: false`` lift them."""
 
-    min_length: _Length = 8  # bytes
-    max_length: _Length | None = None  # bytes; None: no limit
+    min_length: _Length = 8
+    """The shortest password the node accepts, in bytes."""
+    max_length: _Length | None = None
+    """The longest, in bytes (at least ``min_length``); not set: no limit."""
     classes: Annotated[
         tuple[Annotated[str, _choice(*CHARACTER_CLASSES)], ...], _a_list("character classes", none_is_empty=False)
-    ] = ()  # at least one character of each
-    max_run: Annotated[int, _integer(1, 1024)] | None = 2  # at most this many of one character in a row
-    refuse_user: Annotated[bool, PlainValidator(_boolean)] = True  # never containing the user it belongs to
+    ] = ()
+    """Classes of characters a password has at least one of each of."""
+    max_run: Annotated[int, _integer(1, 1024)] | None = 2
+    """At most this many of one character in a row; ``null``: no limit."""
+    refuse_user: Annotated[bool, PlainValidator(_boolean)] = True
+    """Never containing the user it belongs to (the rotation's ``user``)."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +103,17 @@ class RotationSpec:
 
     name: str = derived()
     kind: str
-    secret: str  # the role secret whose value is rotated
-    user: str | None = None  # the role secret naming whose password it is (database role, API email)
-    admin_user: _SecretName | None = None  # postgres-password: service secrets (optional in `secrets:`) of the admin
+    """``postgres-password``, ``refused``, or a kind the role's module provides (``role.py`` ``ROTATIONS``)."""
+    secret: str
+    """The role's secret whose value is rotated."""
+    user: str | None = None
+    """The role's secret naming whose password it is (the database role, the API user's email)."""
+    admin_user: _SecretName | None = None
+    """``postgres-password``: the service's secret (optional in ``secrets:``) holding the admin role's user."""
     admin_password: _SecretName | None = None
-    reason: str | None = None  # refused
+    """``postgres-password``: the service's secret holding the admin role's password."""
+    reason: str | None = None
+    """``refused``: why it cannot be changed in place, and what to do instead."""
 
 
 ROTATION_KINDS = {  # the engine's kinds -> the keys each takes, all required
@@ -136,6 +158,16 @@ def _rotation_tag(value: Any) -> str | None:
 _ROTATION_KEYS = ("secret", "user", "admin_user", "admin_password", "reason")
 
 
+_KIND_DOCS = {  # each kind's section of docs/role-reference.md (tools/role_reference.py)
+    "postgres-password": "``rotation.<name>`` of the engine's kind ``postgres-password``: ``ALTER ROLE`` of ``user`` "
+    "on the server the role's ``lease:`` locates, as the admin role whose user and password the service's secrets "
+    "``admin_user`` and ``admin_password`` hold; then the pair is rolled onto it.",
+    "refused": "``rotation.<name>`` of the engine's kind ``refused``: a secret that cannot be changed in place; "
+    "``fab rotate-secrets --secret <name>`` is refused, saying ``reason``.",
+    _ROLE_KIND: "``rotation.<name>`` of a kind the role's module provides (``role.py`` ``ROTATIONS``: the password "
+    "of the API user ``user``, changed on the active node), checked when the role is loaded.",
+    _UNKNOWN_KIND: "``rotation.<name>`` of any other kind: refused (exit 2), naming the kind and the kinds there are.",
+}
 _SPECS[LeaseSpec] = _spec(LeaseSpec, "_LeaseSpec")
 _SPECS[BackupSpec] = _spec(BackupSpec, "_RoleBackupSpec")
 _SPECS[PasswordRules] = _spec(PasswordRules, "_PasswordRulesSpec")
@@ -149,6 +181,8 @@ _SPECS[RotationSpec] = Annotated[
                     keys=("kind", *keys),
                     required=keys if kind != _UNKNOWN_KIND else (),
                     types_={"kind": Literal[kind] if kind in ROTATION_KINDS else _RoleKind},
+                    doc=_KIND_DOCS[kind],
+                    **({} if kind in ROTATION_KINDS else {"TITLE": f"rotation.NAME ({kind} kind)"}),
                 ),
                 Tag(kind),
             ]  # fmt: skip

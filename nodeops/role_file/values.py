@@ -106,6 +106,7 @@ def _activation(value: Any) -> str | None:
     _fail(_activation.accepts, value)
 
 
+@_accepts("a name, checked against the role's other keys")
 def _any(value: Any) -> Any:
     """Any value: a rule across keys (``_check``) says what it must be, naming the choices."""
     return value

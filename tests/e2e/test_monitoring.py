@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from lab.topology import plan_lab
-from tests.conftest import fab
+from tests.conftest import end_process, fab
 from tests.e2e.conftest import own_lab
 from tests.e2e.probe import wait_for
 
@@ -45,12 +45,7 @@ def daemon(netns: str, log: Path, *argv: str) -> Iterator[subprocess.Popen]:
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        end_process(proc, grace=15)
 
 
 class Prometheus:

@@ -2,8 +2,8 @@
 
 The site builds with `mkdocs build --strict` (a broken link or anchor between pages fails it); every relative link
 in the three places resolves, anchors included; the README keeps its two first commands; every task has a page and
-a row in the README; the README's exit codes are docs/cli.md's; and the inventory reference is what
-tools/inventory_reference.py generates from the validator today.
+a row in the README; the README's exit codes are docs/cli.md's; and the inventory and role references are what
+tools/inventory_reference.py and tools/role_reference.py generate from the validators today.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *PAGES]
 _spec = importlib.util.spec_from_file_location("inventory_reference", ROOT / "tools" / "inventory_reference.py")
 reference = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # a script, not a package
 _spec.loader.exec_module(reference)
+_spec = importlib.util.spec_from_file_location("role_reference", ROOT / "tools" / "role_reference.py")
+role_reference = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # the same generator's
+_spec.loader.exec_module(role_reference)
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -171,18 +174,42 @@ def test_inventory_reference_covers_every_key():
     )
 
 
-def test_inventory_reference_refuses_an_undocumented_key(monkeypatch):
-    class Undocumented(inventory._InventorySpec):
+@pytest.mark.parametrize(
+    ("holder", "root", "tool"),
+    [(inventory, "_InventorySpec", reference), (role_reference, "_RoleSpec", role_reference)],
+    ids=["inventory", "role"],
+)
+def test_a_reference_refuses_an_undocumented_key(monkeypatch, holder, root, tool):
+    class Undocumented(getattr(holder, root)):
         extra: int = 1
 
-    monkeypatch.setattr(inventory, "_InventorySpec", Undocumented)
-    with pytest.raises(reference.ReferenceError, match="extra has no description: put a docstring under"):
-        reference.render()
+    monkeypatch.setattr(holder, root, Undocumented)
+    with pytest.raises(reference.ReferenceError, match="extra has no description: put a docstring under the field"):
+        tool.render()
 
 
 def test_inventory_reference_refuses_a_validator_that_does_not_say_what_it_accepts():
     with pytest.raises(reference.ReferenceError, match="bastion.host: its validator .* does not say what it accepts"):
         reference.type_text(Annotated[str, PlainValidator(lambda v: v)], {}, "bastion.host")
+
+
+def test_role_reference_is_generated_from_the_validator():
+    """docs/role-reference.md is committed; it must be what role.yaml's models say today (regenerate it with
+    `.venv/bin/python tools/role_reference.py`)."""
+    assert (ROOT / "docs" / "role-reference.md").read_text() == role_reference.render()
+
+
+def test_role_reference_covers_every_key_of_every_mapping():
+    text = role_reference.render()
+    found = reference.sections(role_reference._RoleSpec)
+    assert {"lease", "passwords", "backup", "profiles.NAME", "profiles.NAME.files.NAME"} <= {
+        reference.title(s) for s in found
+    }
+    for section in found:
+        for key in section.model.model_fields:
+            assert f"| `{key}` |" in text
+    assert "| `activation` | lease or keys or all | - |" in text
+    assert "| `stop_timeout` | a number of seconds 0 < n <= 3600 | `10.0` |" in text
 
 
 def test_the_commented_inventory_example_names_only_keys_the_validator_knows():

@@ -12,6 +12,7 @@ import pytest
 
 from nodeops.inventory import load_inventory
 from nodeops.job import prepare
+from tests.conftest import end_process
 from tests.unit.test_deploy_preflight import ENV, inventory
 
 
@@ -51,12 +52,7 @@ def moto(tmp_path_factory):
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc)
 
 
 @pytest.fixture

@@ -452,6 +452,27 @@ def test_a_holder_not_seen_fenced_gets_its_keys_back_and_nothing_starts_with_the
     assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # a holds them again
 
 
+def test_a_keys_in_use_hook_that_raises_mid_promotion_is_one_line_naming_it_and_the_keys_go_back(tmp_path):
+    """A role whose hook raises while the old holder is awaited fenced (a reviewer's role: ``body["forging"]`` on a
+    reply without it raised KeyError out of the run with a traceback): the fence fails as any step does, in one
+    line naming the role and the hook; nothing starts with the keys and a gets them back."""
+    job, engine = promoted(tmp_path, hook="import json\n\ndef keys_in_use(body):\n    return json.loads(body)['x']\n")
+    run = Keys(job, engine, forging={"a"})
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    engine.sent.clear()
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, False)
+    assert err.value.exit_code == 1 and "\n" not in str(err.value)
+    assert str(err.value).startswith(
+        f"role pool: its hook keys_in_use raised KeyError: 'x' "
+        f"({tmp_path / 'roles' / 'pool' / 'role.py'}): fix the role's module; nothing "
+        "was started with the keys; a was given its keys back and serves with them"
+    )
+    assert str(err.value).endswith("now: a serves with the hot keys, b serves")
+    assert [line for line in sent(engine) if line.startswith("b:")] == ["b: inspect", "b: inspect"]  # b only looked at
+    check_secrets(engine, {"a"})
+
+
 def test_a_new_holder_that_fails_is_fenced_first_then_the_keys_go_back(tmp_path):
     job, engine = promoted(tmp_path, dies_hot={"b"})
     run = Keys(job, engine)

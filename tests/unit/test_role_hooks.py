@@ -214,7 +214,7 @@ def test_a_roles_module_imports_the_modules_beside_it(tmp_path):
     role = load_role("thing", [roles])
     assert role.hooks.log_level("E boom") == "error" and role.hooks.log_level("fine") is None
     helper = role_module("thing", "helper", [roles])
-    assert helper.level is role.hooks.log_level and helper.__file__ == str(roles / "thing" / "helper.py")
+    assert helper.level is role.hooks.log_level.__wrapped__ and helper.__file__ == str(roles / "thing" / "helper.py")
     assert helper.__name__ == f"{role_package(roles / 'thing')}.helper"
 
 
@@ -233,7 +233,7 @@ def test_role_module_takes_the_first_folder_with_the_module(tmp_path):
         ("thing", "absent", None, "thing/absent.py: no such role module in "),
         ("thing", "../role", None, "thing/../role.py: no such role module in "),
         ("Thing", "helper", None, "Thing/helper.py: no such role module in "),
-        ("thing", "broken", "import no_such_module_anywhere\n", "broken.py: cannot load the role's module: "
+        ("thing", "broken", "import no_such_module_anywhere\n", "broken.py: line 1: cannot load the role's module: "
          "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
     ],
 )  # fmt: skip
@@ -249,8 +249,8 @@ def test_a_missing_or_broken_role_module_is_exit_2_naming_it(tmp_path, role, mod
 @pytest.mark.parametrize(
     ("module", "where", "problem"),
     [
-        ("raise RuntimeError('no')", "", "cannot load the role's module: RuntimeError: no"),
-        ("def f(:\n", "", "cannot load the role's module: SyntaxError"),
+        ("raise RuntimeError('no')", "line 1", "cannot load the role's module: RuntimeError: no"),
+        ("def f(:\n", "line 1", "cannot load the role's module: SyntaxError"),
         ("log_level = 3", "log_level", "expected a function, got int"),
         ("failing_checks = {}", "failing_checks", "expected a function, got dict"),
         ("ROTATIONS = [1]", "ROTATIONS", "expected a mapping of kind name -> ApiPassword, got list"),
@@ -289,8 +289,11 @@ def test_a_rotation_kind_no_module_provides_is_exit_2_naming_it(tmp_path, rotati
 
 def test_hooks_from_a_namespace():
     assert hooks_from({}, "m.py") == DEFAULT_HOOKS.__class__(source="m.py")
-    assert hooks_from({"lease_client": len}, "m.py").lease_client is len
-    assert hooks_from({"lease_client": "x"}, "m.py") == ("lease_client", "expected a function, got str")
+    assert hooks_from({"lease_client": len}, "m.py").lease_client(b"abc") == 3
+    assert hooks_from({"lease_client": "x"}, "m.py") == (
+        "lease_client",
+        "expected a function, got str: define it as def lease_client(health_body)",
+    )
 
 
 def test_the_keys_hooks_default_to_saying_nothing_and_a_module_provides_them(tmp_path):
