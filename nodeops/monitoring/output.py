@@ -4,7 +4,9 @@
 writes a file where nothing is, or over a file the manifest lists whose content is still what was written (so an
 edit by hand is never lost silently); a file the manifest lists that this render no longer makes (a service or role
 removed) is removed, under the same condition. Anything else in the way (a file not written by a render, or changed
-since) refuses the whole render before anything is written: ``InvalidInput`` (exit 2) naming the file. Each file is
+since) refuses the whole render before anything is written: ``InvalidInput`` (exit 2) naming the file. Nothing is
+touched outside ``DIR``: a manifest entry that leaves it (``..``, an absolute path, a symlinked
+folder) refuses the render (exit 2), and so does a rendered file whose folder is a symlink. Each file is
 written to a temporary name beside it, then renamed (Prometheus and Grafana never read half a file); the manifest
 last (after a failure too, listing what was written: exit 1). Nothing here is secret: the files hold
 addresses, labels and queries, never a secret value.
@@ -43,7 +45,23 @@ def read_manifest(out: Path) -> dict[str, str]:
         raise InvalidInput(
             f"{path}: not a manifest nodeops wrote ({err}): remove it, or choose another --out"
         ) from None
+    for rel in sorted(files):
+        if not _inside(out, rel):
+            raise InvalidInput(
+                f"{path}: entry {rel!r} is outside {out} (.., an absolute path or a symlinked folder): "
+                "nodeops never writes one; remove the entry or the manifest; nothing was touched"
+            )
     return files
+
+
+def _inside(out: Path, rel: str) -> bool:
+    """Whether ``out/rel`` is a path inside ``out`` with no symlink on the way to it: relative, no ``.``, ``..`` or
+    empty part, and no folder between ``out`` and the file a symlink (the file itself may be one: it is then never
+    overwritten or removed, see _current)."""
+    parts = rel.split("/")
+    if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+        return False
+    return not any((out.joinpath(*parts[:n])).is_symlink() for n in range(1, len(parts)))
 
 
 def plan_writes(out: Path, files: Mapping[str, bytes], manifest: Mapping[str, str],
@@ -85,6 +103,12 @@ def write_tree(out: Path, files: Mapping[str, bytes]) -> tuple[list[str], list[s
     if out.exists() and not out.is_dir():
         raise InvalidInput(f"--out {out}: not a folder: give a folder (it is created if missing)")
     manifest = read_manifest(out) if out.is_dir() else {}
+    through = sorted(rel for rel in files if not _inside(out, rel))
+    if through:
+        raise InvalidInput(
+            f"{out / through[0]}: a folder on its way is a symlink (a render writes only inside {out}): "
+            "replace the symlink by a folder or choose another --out; nothing was written"
+        )
     current = {rel: _current(out, rel) for rel in set(files) | set(manifest)}
     write, remove, refused = plan_writes(out, files, manifest, current)
     if refused:

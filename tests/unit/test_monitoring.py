@@ -268,3 +268,57 @@ def test_a_projects_monitoring_file_overrides_the_built_in_one(tmp_path):
     ]
     board = json.loads(files["grafana/dashboards/nodeops-t-chainlink.json"])
     assert board["title"] == "Mine (t)" and [p["title"] for p in board["panels"]] == ["Up"]
+
+
+def _manifest(out: Path, entries: dict[str, bytes]) -> None:
+    import hashlib
+
+    digests = {rel: hashlib.sha256(data).hexdigest() for rel, data in entries.items()}
+    (out / MANIFEST).write_text(json.dumps({"files": digests}))
+
+
+@pytest.mark.parametrize("entry", ["../victim.txt", "sub/../../victim.txt", "ABSOLUTE", "link/victim.txt"])
+def test_a_manifest_naming_a_file_outside_out_is_refused_and_nothing_is_touched(tmp_path, entry):
+    """A manifest (edited, or planted in a shared folder) that names a file outside --out, by ``..``, an absolute
+    path or through a symlink, would have a render remove that file: it is refused, exit 2, and nothing moves."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (elsewhere / "victim.txt").write_bytes(b"precious")
+    (out / "link").symlink_to(elsewhere)
+    entry = str(victim) if entry == "ABSOLUTE" else entry
+    (out / "keep.yml").write_bytes(b"0")
+    _manifest(out, {entry: b"precious", "keep.yml": b"0"})
+    before = (out / MANIFEST).read_text()
+    with pytest.raises(InvalidInput) as err:
+        write_tree(out, {"new.yml": b"1"})
+    message = str(err.value)
+    assert message.startswith(f"{out / MANIFEST}: ") and repr(entry) in message and "\n" not in message
+    assert "remove the entry" in message
+    assert victim.read_bytes() == b"precious" and (elsewhere / "victim.txt").read_bytes() == b"precious"
+    assert (out / "keep.yml").exists() and not (out / "new.yml").exists() and (out / MANIFEST).read_text() == before
+
+
+def test_a_rendered_file_under_a_symlinked_folder_is_refused(tmp_path):
+    """A symlinked folder inside --out would have a render write outside it: refused, nothing written there."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "prometheus").symlink_to(elsewhere)
+    with pytest.raises(InvalidInput, match=r"prometheus/prometheus.yml: .*symlink"):
+        write_tree(out, {"prometheus/prometheus.yml": b"1"})
+    assert list(elsewhere.iterdir()) == [] and not (out / MANIFEST).exists()
+
+
+def test_the_command_refuses_an_escaping_manifest_with_exit_2(tmp_path):
+    (tmp_path / "t.yaml").write_text(inventory())
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "victim.txt").write_bytes(b"precious")
+    _manifest(out, {"../victim.txt": b"precious"})
+    res = fab("monitoring.render", "--inventory", str(tmp_path / "t.yaml"), "--out", str(out))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert f"{out / MANIFEST}: entry '../victim.txt' is outside" in res.stderr
+    assert (tmp_path / "victim.txt").read_bytes() == b"precious" and sorted(p.name for p in out.iterdir()) == [MANIFEST]
