@@ -18,6 +18,7 @@ from nodeops.monitoring.model import monitored_services, parse_monitoring
 from nodeops.monitoring.output import MANIFEST, plan_writes, write_tree
 from nodeops.monitoring.render import Settings, render, seconds, uid
 from nodeops.role_file import RoleError
+from tasks.monitoring import settings
 from tests.conftest import fab
 from tests.unit.test_deploy_preflight import inventory
 
@@ -322,3 +323,46 @@ def test_the_command_refuses_an_escaping_manifest_with_exit_2(tmp_path):
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert f"{out / MANIFEST}: entry '../victim.txt' is outside" in res.stderr
     assert (tmp_path / "victim.txt").read_bytes() == b"precious" and sorted(p.name for p in out.iterdir()) == [MANIFEST]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--exporter", "host:0"),
+        ("--exporter", "host:65536"),
+        ("--exporter", "::9100"),
+        ("--exporter", "::1:9100"),
+        ("--exporter", "[::1:9100"),
+        ("--exporter", "[nothost]:9100"),
+        ("--exporter", "-host:9100"),
+        ("--exporter", "a..b:9100"),
+        ("--exporter", "999.1.1.1:9100"),
+        ("--prometheus-url", "http://:9090"),
+        ("--prometheus-url", "http://prometheus:99999"),
+        ("--prometheus-url", "http://admin:secret@prometheus:9090"),
+        ("--prometheus-url", "http://prom etheus:9090"),
+        ("--interval", "99999999999999h"),
+        ("--dashboards", "/var/lib/grafana/../../etc"),
+        ("--dashboards", '/var/lib/"grafana"'),
+    ],
+)
+def test_a_bad_option_is_exit_2_one_line(flag, value):
+    """Values the flags' patterns let through before, each of which wrote a configuration Prometheus or Grafana
+    refuses (or, for a URL with a password, a credential into a provisioning file)."""
+    with pytest.raises(InvalidInput) as err:
+        settings(**{**GOOD_OPTIONS, flag.removeprefix("--").replace("-", "_"): value})
+    assert str(err.value).startswith(f"{flag} {value!r}: expected") and "\n" not in str(err.value)
+
+
+GOOD_OPTIONS = {"exporter": "localhost:9100", "interval": "15s", "prometheus_url": "http://localhost:9090",
+                "dashboards": "/var/lib/grafana/dashboards/nodeops"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--exporter", "10.0.0.5:9100"), ("--exporter", "[::1]:9100"), ("--exporter", "ops-1.internal:1"),
+     ("--exporter", "localhost:65535"), ("--prometheus-url", "https://prom.internal/prometheus"),
+     ("--prometheus-url", "http://[fd00::1]:9090"), ("--interval", "1m30s"), ("--interval", "500ms")],
+)  # fmt: skip
+def test_good_options_pass(flag, value):
+    settings(**{**GOOD_OPTIONS, flag.removeprefix("--").replace("-", "_"): value})
