@@ -33,10 +33,10 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableHide
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from nodeops.inventory import Inventory
+from nodeops.monitoring.base import CHECK_JOB
 from nodeops.monitoring.model import Monitoring, Panel, Rule
 
 DATASOURCE_UID = "nodeops-prometheus"
-CHECK_JOB = "nodeops_check"
 PANEL_BUILDERS = {"timeseries": timeseries.Panel, "stat": stat.Panel, "table": table.Panel}
 
 
