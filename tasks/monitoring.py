@@ -95,6 +95,6 @@ def render_(c, env=None, inventory=None, out=None, exporter="localhost:9100", in
     inv = load(env, inventory)
     ports, monitored = monitored_services(inv)
     files = render(inv, ports, monitored, base(inv), chosen)
-    written, removed = write_tree(Path(out), files)
+    written, removed = write_tree(Path(out), files, inv.environment)
     print(f"{len(files)} files for {inv.environment} in {out}: {len(written)} written, {len(removed)} removed, "
           f"{len(files) - len(written)} unchanged")  # fmt: skip

@@ -93,7 +93,7 @@ def watched(mon, tmp_path_factory):
     exporter = ("prometheus-node-exporter", "--collector.disable-defaults", "--collector.textfile",
                 f"--collector.textfile.directory={textfiles}",
                 f"--web.listen-address={db.private_ip}:9100")  # fmt: skip
-    server = ("prometheus", f"--config.file={out / 'prometheus' / 'prometheus.yml'}",
+    server = ("prometheus", f"--config.file={out / 'prometheus' / f'prometheus-{NAME}.yml'}",
               f"--storage.tsdb.path={work / 'tsdb'}", f"--web.listen-address={db.private_ip}:9090")  # fmt: skip
     with daemon(db.netns, work / "exporter.log", *exporter), daemon(db.netns, work / "prometheus.log", *server) as p:
         api = Prometheus(db.netns, f"{db.private_ip}:9090")
@@ -132,7 +132,7 @@ def test_every_panel_query_and_rule_metric_returns_series(watched):
     api, out = watched
     wait_for(lambda: targets(api), "every target to be scraped once", timeout=60)
     queries = [(board.name, panel["title"], grafana(panel["targets"][0]["expr"], json.loads(board.read_text())))
-               for board in sorted((out / "grafana" / "dashboards").glob("*.json"))
+               for board in sorted((out / "grafana" / "dashboards" / NAME).glob("*.json"))
                for panel in json.loads(board.read_text())["panels"]]  # fmt: skip
     assert len(queries) == 15
     empty = [(board, title) for board, title, expr in queries if not api.query(expr)]
