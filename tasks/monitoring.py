@@ -12,10 +12,9 @@ from pydantic_core import PydanticCustomError
 
 from nodeops.errors import InvalidInput
 from nodeops.inventory.values import _host
-from nodeops.monitoring.base import base
-from nodeops.monitoring.model import monitored_services
+from nodeops.monitoring import render_inventory
 from nodeops.monitoring.output import write_tree
-from nodeops.monitoring.render import Settings, render, seconds
+from nodeops.monitoring.render import Settings, seconds
 
 from ._cli import INVENTORY_HELP, cli, load
 
@@ -93,8 +92,7 @@ def render_(c, env=None, inventory=None, out=None, exporter="localhost:9100", in
         raise InvalidInput("--out is required: the folder to write the monitoring files to")
     chosen = settings(exporter, interval, prometheus_url, dashboards)
     inv = load(env, inventory)
-    ports, monitored = monitored_services(inv)
-    files = render(inv, ports, monitored, base(inv), chosen)
+    files = render_inventory(inv, chosen)
     written, removed = write_tree(Path(out), files, inv.environment)
     print(f"{len(files)} files for {inv.environment} in {out}: {len(written)} written, {len(removed)} removed, "
           f"{len(files) - len(written)} unchanged")  # fmt: skip
