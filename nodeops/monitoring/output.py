@@ -25,7 +25,7 @@ from pathlib import Path
 
 from nodeops.errors import InvalidInput, OperationFailed
 
-LEGACY_MANIFEST = ".nodeops-monitoring.json"  # before file names were per environment (docs/monitoring.md#upgrading)
+LEGACY_MANIFEST = ".nodeops-monitoring.json"  # before names were per environment (docs/monitoring.md: Upgrading)
 
 
 def manifest_name(env: str) -> str:
