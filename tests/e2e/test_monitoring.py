@@ -163,6 +163,19 @@ def test_every_panel_query_and_rule_metric_returns_series(watched):
         "nodeops_secret_age_seconds",
     }
     assert [s for s in sorted(selectors) if not api.query(s)] == []
+    alerts = {rule["alert"] for rules in (out / "prometheus" / "rules").glob("*.yml")
+              for group in yaml.safe_load(rules.read_text())["groups"] for rule in group["rules"]}  # fmt: skip
+    health = wait_for(lambda: evaluated(api), "every alert rule to be evaluated once", timeout=30)
+    assert health == dict.fromkeys(alerts, "ok")  # every alert expression loaded and evaluated without an error
+
+
+def evaluated(api: Prometheus) -> dict[str, str] | None:
+    """Each alert rule's health by its name ("ok": its expression evaluated without an error), once all were."""
+    answer = api.get("/api/v1/rules", type="alert")
+    if not answer:
+        return None
+    found = {r["name"]: r["health"] for g in answer["data"]["groups"] for r in g["rules"]}
+    return found if found and "unknown" not in found.values() else None
 
 
 def pending(api: Prometheus, service: str) -> bool:
