@@ -438,3 +438,17 @@ def test_plan_writes_beside_another_environment(files, manifest, current, others
     digest = hashlib.sha256(b"0").hexdigest()
     mine = {k: digest for k in manifest}
     assert plan_writes(Path("out"), files, mine, current, {k: digest for k in others}) == expected
+
+
+def test_a_listed_file_that_is_now_a_symlink_is_refused_not_followed(tmp_path):
+    """A file the manifest lists, replaced by a symlink to a file outside --out with the listed digest: never
+    removed or written through (the link is not a file a render wrote)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (out / "gone.yml").symlink_to(victim)
+    _manifest(out, {"gone.yml": b"precious", "kept.yml": b"precious"})
+    with pytest.raises(InvalidInput, match=r"gone.yml: changed since nodeops wrote it"):
+        write_tree(out, {"kept.yml": b"1"}, "t")
+    assert victim.read_bytes() == b"precious" and (out / "gone.yml").is_symlink()
