@@ -47,6 +47,13 @@ def _cmdline_has(pid: int, marker: str) -> bool:
         return False
 
 
+def listening(netns: str, address: str) -> Callable[[], bool]:
+    """A readiness check: something listens on TCP ``address`` (``ip:port``) in the network namespace ``netns``
+    (asked with ``ss`` inside it: the operator has no route to a private address)."""
+    argv = ("nsenter", f"--net=/run/netns/{netns}", "--", "ss", "-Hltn", f"src {address}")
+    return lambda: bool(subprocess.run(argv, capture_output=True, text=True).stdout.strip())
+
+
 @dataclass
 class Started:
     key: str

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from lab import engine, image, services
-from lab.daemons import Daemons, Started, run
+from lab import engine, image, monitoring, services
+from lab.daemons import Daemons, Started, listening, run
 from lab.topology import (
     ENGINE_SOCKET,
     LabHost,
@@ -109,7 +109,9 @@ class Lab:
             builder = engine.in_host(self.sshd_pid(plan.nodes[0]), "docker")
             images = image.publish(CACHE, plan.registry_address, builder)
             image.fill_shared_store(CACHE, images, engine.in_host(self.sshd_pid(plan.nodes[0]), "podman"))
-            return self._write_inventory(plan, images)
+            inventory = self._write_inventory(plan, images)
+            monitoring.ensure(self, daemons, plan, inventory)
+            return inventory
 
     def _network(self, plan: LabPlan) -> None:
         existing = set(run(["ip", "netns", "list"]).split())
@@ -213,12 +215,7 @@ class Lab:
         if daemons.running("registry/registry"):
             return None
         argv = ("nsenter", f"--net=/run/netns/{plan.registry.netns}", "--", "docker-registry", "serve", str(config))
-        listening = ("nsenter", f"--net=/run/netns/{plan.registry.netns}", "--",
-                     "ss", "-Hltn", f"src {plan.registry_address}")  # fmt: skip
-
-        def ready() -> bool:
-            return bool(subprocess.run(listening, capture_output=True, text=True).stdout.strip())
-
+        ready = listening(plan.registry.netns, plan.registry_address)
         return daemons.start("registry/registry", argv, str(config), hdir / "registry.log", ready)
 
     # -- down ------------------------------------------------------------------

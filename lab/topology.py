@@ -7,6 +7,7 @@ Layout for ``--cidr 10.213.0.0/16`` (the default)::
     switch netns: bridge br0, the private /17:
         10.213.0.1  bastion     10.213.0.2  db (PostgreSQL)
         10.213.0.3  registry    10.213.0.4  lb
+        10.213.0.5  mon (Prometheus, node_exporter for fab check's textfile)
         10.213.0.10 cl1-a, 10.213.0.11 cl1-b, ...   nodes (sshd + container engine)
 
 The operator reaches the bastion (SSH) and the load balancer (HTTP, as an
@@ -31,13 +32,15 @@ NODE_PORT = 6688  # the Chainlink node's API/UI port
 LB_FIRST_PORT = 6688  # service N listens on LB_FIRST_PORT + N - 1 on the load balancer
 REGISTRY_PORT = 5000
 DB_PORT = 5432
+PROMETHEUS_PORT = 9090  # on the mon host: the lab's Prometheus
+EXPORTER_PORT = 9100  # on the mon host: the node_exporter serving fab check's textfile
 ENGINE_SOCKET = "/run/podman/podman.sock"
 
 
 @dataclass(frozen=True)
 class LabHost:
     name: str  # also the host's hostname
-    kind: str  # bastion | node | db | registry | lb
+    kind: str  # bastion | node | db | registry | lb | monitoring
     netns: str
     private_ip: str
     switch_port: str  # the veth end that sits on the bridge
@@ -62,15 +65,16 @@ class LabPlan:
     db: LabHost
     registry: LabHost
     lb: LabHost
+    monitoring: LabHost
     nodes: tuple[LabHost, ...]
 
     @property
     def hosts(self) -> tuple[LabHost, ...]:
-        return (self.bastion, self.db, self.registry, self.lb, *self.nodes)
+        return (self.bastion, self.db, self.registry, self.lb, self.monitoring, *self.nodes)
 
     @property
     def ssh_hosts(self) -> tuple[LabHost, ...]:
-        """Hosts that run sshd: the bastion and the nodes (db, registry and lb are managed services)."""
+        """Hosts that run sshd: the bastion and the nodes (db, registry, lb and mon are managed services)."""
         return (self.bastion, *self.nodes)
 
     @property
@@ -84,6 +88,11 @@ class LabPlan:
     @property
     def bastion_public_ip(self) -> str:
         return self.bastion.public_ip
+
+    @property
+    def prometheus_address(self) -> str:
+        """Where the lab's Prometheus listens: on the mon host's private address, reached through the bastion."""
+        return f"{self.monitoring.private_ip}:{PROMETHEUS_PORT}"
 
     @property
     def registry_address(self) -> str:
@@ -139,6 +148,7 @@ def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
         db=host("db", "db", 2, "s-db"),
         registry=host("registry", "registry", 3, "s-reg"),
         lb=host("lb", "lb", 4, "s-lb", uplink=1),
+        monitoring=host("mon", "monitoring", 5, "s-mon"),
         nodes=node_hosts,
     )
 

@@ -16,9 +16,9 @@ from nodeops.project import project_root
 from ._cli import cli
 
 try:
-    from lab import host, topology
+    from lab import host, monitoring, topology
 except ImportError:  # an installed wheel carries no lab
-    host = topology = None
+    host = monitoring = topology = None
 
 NAME_HELP = "lab name: namespaces nodeops-NAME-*, inventory/NAME.yaml (default: lab)"
 
@@ -44,12 +44,19 @@ def up(c, nodes=2, name="lab", cidr=None):
     lab, plans = _lab()
     root = project_root(Path.cwd())
     plan = plans.plan_lab(name, cidr or plans.DEFAULT_CIDR, int(nodes))
-    inventory = lab.Lab(root, name).up(plan)
+    here = lab.Lab(root, name)
+    inventory = here.up(plan)
     print(
         f"lab {name!r} up: bastion {plan.bastion_public_ip}, {len(plan.nodes)} nodes in "
         f"{len(plan.services())} services behind it ({plan.cidr})"
     )
     print(f"inventory: {inventory.relative_to(root)}   try: fab exec --env {name} --command 'hostname -I'")
+    print(f"prometheus: http://{plan.prometheus_address} on the mon host, through the bastion: "
+          f"{monitoring.tunnel_command(here, plan)}, then http://localhost:9090")  # fmt: skip
+    print(
+        f"fab check's textfile: fab check --env {name} --textfile "
+        f"{monitoring.textfile_dir(here, plan) / 'nodeops.prom'}"
+    )
 
 
 @task(help={"name": NAME_HELP})

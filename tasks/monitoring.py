@@ -2,36 +2,78 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from invoke import task
+from pydantic_core import PydanticCustomError
 
 from nodeops.errors import InvalidInput
-from nodeops.monitoring.base import base
-from nodeops.monitoring.model import monitored_services
+from nodeops.inventory.values import _host
+from nodeops.monitoring import render_inventory
 from nodeops.monitoring.output import write_tree
-from nodeops.monitoring.render import Settings, render
+from nodeops.monitoring.render import Settings, seconds
 
 from ._cli import INVENTORY_HELP, cli, load
 
-_HOST_PORT = re.compile(r"[A-Za-z0-9.\[\]:-]+:[0-9]{1,5}")
 _DURATION = re.compile(r"([0-9]+(ms|s|m|h))+")
-_URL = re.compile(r"https?://[!-~]+")
+_FOLDER = re.compile(r"(/[A-Za-z0-9_.-]+)+/?")
+MAX_INTERVAL = 300.0  # seconds: a longer scrape interval leaves series stale between scrapes (Prometheus: 5 min)
+
+
+def _is_host(value: str) -> bool:
+    """A hostname or an IP address (an IPv6 one in brackets), as the inventory's ``host`` takes them."""
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+        try:
+            return ipaddress.ip_address(value).version == 6
+        except ValueError:
+            return False
+    if ":" in value:  # a bare IPv6 address: its port would be ambiguous
+        return False
+    try:
+        _host(value)
+    except PydanticCustomError:
+        return False
+    return True
+
+
+def _is_port(text: str | None) -> bool:
+    return bool(text) and text.isdigit() and 0 < int(text) < 65536
+
+
+def _is_url(value: str) -> bool:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return False
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        return False
+    host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    return parts.scheme in ("http", "https") and "@" not in parts.netloc and _is_host(host) and port != 0
 
 
 def settings(exporter: str, interval: str, prometheus_url: str, dashboards: str) -> Settings:
-    """The options, checked: InvalidInput (exit 2) naming the flag and what it expects."""
-    if not _HOST_PORT.fullmatch(exporter):
-        raise InvalidInput(f"--exporter {exporter!r}: expected HOST:PORT of the node_exporter serving fab check's "
-                           "textfile (localhost:9100)")  # fmt: skip
-    if not _DURATION.fullmatch(interval) or not re.search(r"[1-9]", interval):
-        raise InvalidInput(f"--interval {interval!r}: expected a Prometheus duration above 0 (15s, 1m)")
-    if not _URL.fullmatch(prometheus_url):
-        raise InvalidInput(f"--prometheus-url {prometheus_url!r}: expected http(s)://HOST:PORT of the Prometheus "
-                           "Grafana queries")  # fmt: skip
-    if not dashboards.startswith("/") or any(c.isspace() for c in dashboards):
-        raise InvalidInput(f"--dashboards {dashboards!r}: expected an absolute folder on the Grafana host")
+    """The options, checked: InvalidInput (exit 2) naming the flag, the value and what it expects."""
+    host, _, port = exporter.rpartition(":")
+    if not (_is_host(host) and _is_port(port)):
+        raise InvalidInput(
+            f"--exporter {exporter!r}: expected HOST:PORT of the node_exporter serving fab check's "
+            "textfile (a hostname or IP address, [IPv6] in brackets, a port 1-65535: localhost:9100)"
+        )
+    if not (_DURATION.fullmatch(interval) and 0 < seconds(interval) <= MAX_INTERVAL):
+        raise InvalidInput(f"--interval {interval!r}: expected a Prometheus duration above 0 and at most 5m "
+                           "(15s, 1m): a longer one leaves series stale between scrapes")  # fmt: skip
+    if not _is_url(prometheus_url):
+        raise InvalidInput(f"--prometheus-url {prometheus_url!r}: expected http(s)://HOST[:PORT][/PATH] of the "
+                           "Prometheus Grafana queries, with no user or password (the file is not secret)")  # fmt: skip
+    parts = dashboards.split("/")
+    if not _FOLDER.fullmatch(dashboards) or any(p in (".", "..") for p in parts):
+        raise InvalidInput(f"--dashboards {dashboards!r}: expected an absolute folder on the Grafana host (letters, "
+                           "digits, . _ - and /; no . or .. part)")  # fmt: skip
     return Settings(exporter, interval, prometheus_url, dashboards)
 
 
@@ -50,8 +92,7 @@ def render_(c, env=None, inventory=None, out=None, exporter="localhost:9100", in
         raise InvalidInput("--out is required: the folder to write the monitoring files to")
     chosen = settings(exporter, interval, prometheus_url, dashboards)
     inv = load(env, inventory)
-    ports, monitored = monitored_services(inv)
-    files = render(inv, ports, monitored, base(inv), chosen)
-    written, removed = write_tree(Path(out), files)
+    files = render_inventory(inv, chosen)
+    written, removed = write_tree(Path(out), files, inv.environment)
     print(f"{len(files)} files for {inv.environment} in {out}: {len(written)} written, {len(removed)} removed, "
           f"{len(files) - len(written)} unchanged")  # fmt: skip

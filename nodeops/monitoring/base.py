@@ -1,7 +1,8 @@
 """What the engine watches in every environment, whatever its roles: the textfile ``fab check`` writes
 (docs/commands/check.md: ``nodeops_check_ok``, ``nodeops_node_*``, ``nodeops_secret_age_seconds``,
 ``nodeops_check_timestamp_seconds``), as panels and alert rules of the same shape a role's monitoring file has
-(nodeops.monitoring.model). Pure: the inventory in, the model out."""
+(nodeops.monitoring.model), and that its node_exporter (job ``nodeops_check``) is scraped.
+Pure: the inventory in, the model out."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections import defaultdict
 
 from nodeops.inventory import Inventory
 from nodeops.monitoring.model import Monitoring, Panel, Rule
+
+CHECK_JOB = "nodeops_check"  # the Prometheus job of the node_exporter serving fab check's textfile
 
 NAME = "nodeops"
 ROTATE_AT = 0.9  # of a service's secret_max_age_days: NodeopsSecretDueForRotation fires before fab check fails
@@ -41,9 +44,17 @@ def rules(inventory: Inventory) -> tuple[Rule, ...]:
         Rule(alert="NodeopsCheckFailed", expr=f'nodeops_check_ok{{env="{env}"}} == 0', for_="10m", severity="page",
              summary="{{ $labels.env }} {{ $labels.service }} {{ $labels.node }}: check {{ $labels.check }} failed",
              description="failed in the fab check runs of the last 10 minutes: fab check --env ENV shows why"),
-        Rule(alert="NodeopsCheckStale", expr=f'time() - nodeops_check_timestamp_seconds{{env="{env}"}} > 900',
-             for_="0s", severity="warning", summary="fab check for {{ $labels.env }} has not completed for 15 minutes",
+        Rule(alert="NodeopsCheckStale",
+             expr=f'time() - max by (env) (nodeops_check_timestamp_seconds{{env="{env}"}}) > 900'
+                  f' or absent_over_time(nodeops_check_timestamp_seconds{{env="{env}"}}[15m])',
+             for_="1m", severity="warning", summary="fab check for {{ $labels.env }} has not completed for 15 minutes",
              description="the bastion, the inventory or the cron job: run fab check by hand to see"),
+        Rule(alert="NodeopsCheckExporterDown",
+             expr=f'up{{env="{env}",job="{CHECK_JOB}"}} == 0 or absent(up{{env="{env}",job="{CHECK_JOB}"}})',
+             for_="5m", severity="warning",
+             summary="{{ $labels.env }}: Prometheus cannot scrape fab check's textfile exporter {{ $labels.instance }}",
+             description="no check result reaches Prometheus: start the node_exporter, or fix --exporter and render "
+                         "again"),
         secret_rule(inventory),
     )  # fmt: skip
 

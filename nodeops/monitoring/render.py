@@ -1,14 +1,17 @@
 """The files of ``fab monitoring.render``, in memory: pure (the inventory, each service's role port and the roles'
 monitoring models in; relative path -> bytes out). Layout (docs/monitoring.md)::
 
-    prometheus/prometheus.yml                 scrape configs (file-based discovery) and rule_files, paths relative to it
-    prometheus/targets/check.json             the node_exporter that serves fab check's textfile
-    prometheus/targets/<role>/<service>.json  one target per node: labels env, service, node, role
-    prometheus/rules/nodeops-<env>.yml        the engine's rules (nodeops.monitoring.base), for this environment
-    prometheus/rules/<role>.yml               each role's rules (the same for every environment)
-    grafana/dashboards/nodeops-<env>[-<role>].json                  built with grafana-foundation-sdk
-    grafana/provisioning/dashboards/nodeops-<env>.yaml              a file provider for the dashboards' folder
-    grafana/provisioning/datasources/nodeops-<env>.yaml             the Prometheus datasource (uid nodeops-prometheus)
+    prometheus/prometheus-<env>.yml                 scrape configs (file-based discovery) and rule_files, relative to it
+    prometheus/targets/<env>/check.json             the node_exporter that serves fab check's textfile
+    prometheus/targets/<env>/<role>/<service>.json  one target per node: labels env, service, node, role
+    prometheus/rules/nodeops-<env>.yml              the engine's rules (nodeops.monitoring.base), for this environment
+    prometheus/rules/<role>.yml                     each role's rules (the same for every environment: shared)
+    grafana/dashboards/<env>/nodeops-<env>[-<role>].json     built with grafana-foundation-sdk
+    grafana/provisioning/dashboards/nodeops-<env>.yaml       a file provider for the environment's dashboards' folder
+    grafana/provisioning/datasources/nodeops-<env>.yaml      the Prometheus datasource (uid nodeops-prometheus-<env>)
+
+Every name but a role's rules is per environment, so several environments rendered into one folder, and copied into
+one Prometheus and one Grafana, never overwrite one another (docs/monitoring.md, Several environments).
 
 Prometheus reads a role's nodes at ``http://<node host>:<service port><scrape path>``: it must reach the nodes'
 private addresses (run it inside their network, as the bastion is). A node that does not listen (a Chainlink standby
@@ -33,10 +36,9 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableHide
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from nodeops.inventory import Inventory
+from nodeops.monitoring.base import CHECK_JOB
 from nodeops.monitoring.model import Monitoring, Panel, Rule
 
-DATASOURCE_UID = "nodeops-prometheus"
-CHECK_JOB = "nodeops_check"
 PANEL_BUILDERS = {"timeseries": timeseries.Panel, "stat": stat.Panel, "table": table.Panel}
 
 
@@ -50,6 +52,11 @@ class Settings:
     interval: str = "15s"
     prometheus_url: str = "http://localhost:9090"
     dashboards_path: str = "/var/lib/grafana/dashboards/nodeops"
+
+
+def datasource_uid(env: str) -> str:
+    """The uid of environment ``env``'s Prometheus datasource in Grafana (its dashboards query it)."""
+    return uid("nodeops-prometheus", env)
 
 
 def job(role: str) -> str:
@@ -67,14 +74,15 @@ def _json(data: object) -> bytes:
 
 
 def targets(inventory: Inventory, ports: Mapping[str, int], roles: Mapping[str, str]) -> dict[str, list[dict]]:
-    """Per role, per service: one file_sd target group per node (``host:port``, labels env, service, node, role).
+    """Per role, per service (``<env>/<role>/<service>.json``): one file_sd target group per node (``host:port``,
+    labels env, service, node, role).
     ``ports``: each service's port (its role's, or its own); ``roles``: each service's role, for the services whose
     role is scraped."""
     out: dict[str, list[dict]] = {}
     for name, service in inventory.services.items():
         if name not in roles:
             continue
-        out[f"{roles[name]}/{name}.json"] = [
+        out[f"{inventory.environment}/{roles[name]}/{name}.json"] = [
             {"targets": [f"{node.host}:{ports[name]}"],
              "labels": {"env": inventory.environment, "service": name, "node": node.name, "role": roles[name]}}
             for node in service.nodes
@@ -82,16 +90,18 @@ def targets(inventory: Inventory, ports: Mapping[str, int], roles: Mapping[str, 
     return out
 
 
-def prometheus_config(env: str, scraped: Mapping[str, Monitoring], settings: Settings) -> dict:
-    """prometheus.yml: fab check's textfile (honor_labels: its samples keep their own service and node) and one job
-    per scraped role, each reading its targets from files (file_sd: edit nothing here to add a node, render again)."""
-    jobs = [{"job_name": CHECK_JOB, "honor_labels": True, "file_sd_configs": [{"files": ["targets/check.json"]}]}]
+def prometheus_config(env: str, scraped: Mapping[str, Monitoring], rule_files: list[str], settings: Settings) -> dict:
+    """prometheus-<env>.yml: fab check's textfile (honor_labels: its samples keep their own service and node) and one
+    job per scraped role, each reading the environment's targets from files (file_sd: edit nothing here to add a
+    node, render again); ``rule_files``: the environment's own (another's absent() rules would fire here)."""
+    jobs = [{"job_name": CHECK_JOB, "honor_labels": True,
+             "file_sd_configs": [{"files": [f"targets/{env}/check.json"]}]}]  # fmt: skip
     for role, monitoring in sorted(scraped.items()):
         jobs.append({"job_name": job(role), "metrics_path": monitoring.scrape.path,
-                     "file_sd_configs": [{"files": [f"targets/{role}/*.json"]}]})  # fmt: skip
+                     "file_sd_configs": [{"files": [f"targets/{env}/{role}/*.json"]}]})  # fmt: skip
     return {"global": {"scrape_interval": settings.interval, "evaluation_interval": settings.interval,
                        "external_labels": {"nodeops_env": env}},
-            "rule_files": ["rules/*.yml"], "scrape_configs": jobs}  # fmt: skip
+            "rule_files": sorted(rule_files), "scrape_configs": jobs}  # fmt: skip
 
 
 def rule_group(name: str, rules: tuple[Rule, ...]) -> dict:
@@ -124,7 +134,7 @@ def variables(env: str, interval: str) -> dict[str, str]:
 def dashboard(env: str, monitoring: Monitoring, dash_uid: str, interval: str = "15s") -> dict:
     """The Grafana dashboard of ``monitoring``'s panels, for ``env`` (its constant, hidden ``variables``), as the
     JSON model Grafana provisions (grafana-foundation-sdk builds and encodes it)."""
-    source = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+    source = DataSourceRef(type_val="prometheus", uid=datasource_uid(env))
     board = (gd.Dashboard(f"{monitoring.dashboard} ({env})").uid(dash_uid).tags(["nodeops", env])
              .refresh("30s").time("now-6h", "now").timezone("utc").readonly())  # fmt: skip
     for name, value in variables(env, interval).items():
@@ -153,19 +163,20 @@ def _panel(panel: Panel, number: int, source: DataSourceRef):
 
 
 def provisioning(env: str, settings: Settings) -> dict[str, bytes]:
-    """Grafana's provisioning files: the dashboards' folder (a file provider) and the Prometheus datasource."""
+    """Grafana's provisioning files: the environment's dashboards' folder (a file provider reading
+    ``<dashboards_path>/<env>``) and its Prometheus datasource."""
+    folder = f"{settings.dashboards_path.rstrip('/')}/{env}"
     return {
         f"grafana/provisioning/dashboards/nodeops-{env}.yaml": _yaml(
             {"apiVersion": 1, "providers": [{"name": f"nodeops-{env}", "folder": "nodeops", "type": "file",
                                              "disableDeletion": True, "allowUiUpdates": False,
-                                             "options": {"path": settings.dashboards_path}}]},
-            f"Grafana: the nodeops dashboards of {env}, read from {settings.dashboards_path} (copy grafana/dashboards/ "
-            "there)"),
+                                             "options": {"path": folder}}]},
+            f"Grafana: the nodeops dashboards of {env}, read from {folder} (copy grafana/dashboards/{env}/ there)"),
         f"grafana/provisioning/datasources/nodeops-{env}.yaml": _yaml(
-            {"apiVersion": 1, "datasources": [{"name": "nodeops Prometheus", "uid": DATASOURCE_UID,
+            {"apiVersion": 1, "datasources": [{"name": f"nodeops Prometheus ({env})", "uid": datasource_uid(env),
                                                "type": "prometheus", "access": "proxy",
                                                "url": settings.prometheus_url}]},
-            "Grafana: the Prometheus the nodeops dashboards query (every environment's uses this uid)"),
+            f"Grafana: the Prometheus the nodeops dashboards of {env} query"),
     }  # fmt: skip
 
 
@@ -178,23 +189,27 @@ def render(inventory: Inventory, ports: Mapping[str, int], monitored: Mapping[st
     roles = {s: m for s, m in monitored.items() if m is not None}
     by_role = {m.name: m for m in roles.values()}
     scraped = {name: m for name, m in by_role.items() if m.scrape is not None}
+    rules = {f"prometheus/rules/nodeops-{env}.yml": _yaml(rule_group(f"nodeops-{env}", engine.rules),
+                                                          f"nodeops' own alert rules for {env}")}  # fmt: skip
+    for name, monitoring in sorted(by_role.items()):
+        if monitoring.rules:
+            rules[f"prometheus/rules/{name}.yml"] = _yaml(
+                rule_group(name, monitoring.rules), f"the {name} role's alert rules ({monitoring.source.name})"
+            )
+    config = prometheus_config(env, scraped, [r.removeprefix("prometheus/") for r in rules], settings)
     files: dict[str, bytes] = {
-        "prometheus/prometheus.yml": _yaml(prometheus_config(env, scraped, settings),
-                                           f"Prometheus: nodeops {env} (fab monitoring.render)"),
-        "prometheus/targets/check.json": _json([{"targets": [settings.exporter], "labels": {"env": env}}]),
-        f"prometheus/rules/nodeops-{env}.yml": _yaml(rule_group(f"nodeops-{env}", engine.rules),
-                                                     f"nodeops' own alert rules for {env}"),
-        f"grafana/dashboards/nodeops-{env}.json": _json(dashboard(env, engine, uid("nodeops", env), settings.interval)),
+        f"prometheus/prometheus-{env}.yml": _yaml(config, f"Prometheus: nodeops {env} (fab monitoring.render)"),
+        f"prometheus/targets/{env}/check.json": _json([{"targets": [settings.exporter], "labels": {"env": env}}]),
+        **rules,
+        f"grafana/dashboards/{env}/nodeops-{env}.json": _json(
+            dashboard(env, engine, uid("nodeops", env), settings.interval)
+        ),
         **provisioning(env, settings),
-    }  # fmt: skip
+    }
     scraped_services = {s: m.name for s, m in roles.items() if m.scrape is not None}
     for path, groups in targets(inventory, ports, scraped_services).items():
         files[f"prometheus/targets/{path}"] = _json(groups)
     for name, monitoring in sorted(by_role.items()):
-        if monitoring.rules:
-            files[f"prometheus/rules/{name}.yml"] = _yaml(
-                rule_group(name, monitoring.rules), f"the {name} role's alert rules ({monitoring.source.name})"
-            )
         board = dashboard(env, monitoring, uid("nodeops", env, name), settings.interval)
-        files[f"grafana/dashboards/nodeops-{env}-{name}.json"] = _json(board)
+        files[f"grafana/dashboards/{env}/nodeops-{env}-{name}.json"] = _json(board)
     return files

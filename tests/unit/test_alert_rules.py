@@ -37,7 +37,7 @@ def rendered(tmp_path_factory) -> Path:
     (folder / "t.yaml").write_text(inventory())
     inv = load_inventory(folder / "t.yaml")
     ports, monitored = monitored_services(inv)
-    write_tree(folder / "out", render(inv, ports, monitored, base(inv), Settings()))
+    write_tree(folder / "out", render(inv, ports, monitored, base(inv), Settings()), inv.environment)
     return folder / "out" / "prometheus"
 
 
@@ -57,7 +57,7 @@ def test_every_built_in_role_with_monitoring_has_rule_cases():
 
 
 def test_the_configuration_and_rules_pass_promtool_check(rendered):
-    config = promtool("check", "config", str(rendered / "prometheus.yml"))
+    config = promtool("check", "config", str(rendered / "prometheus-t.yml"))
     assert config.returncode == 0, config.stdout + config.stderr
     assert "2 rule files found" in config.stdout  # rule_files resolves relative to prometheus.yml
     rules = promtool("check", "rules", *map(str, rule_files(rendered)))

@@ -29,12 +29,14 @@ def test_plan_pairs_nodes_into_services_with_addresses_in_the_private_half():
     assert plan.bastion.private_ip == "10.213.0.1"
     assert (plan.bastion.operator_ip, plan.bastion_public_ip) == ("10.213.255.253", "10.213.255.254")
     assert (plan.lb.operator_ip, plan.lb.public_ip) == ("10.213.255.249", "10.213.255.250")
-    assert [(h.name, h.private_ip) for h in (plan.db, plan.registry, plan.lb)] == [
+    assert [(h.name, h.private_ip) for h in (plan.db, plan.registry, plan.lb, plan.monitoring)] == [
         ("db", "10.213.0.2"),
         ("registry", "10.213.0.3"),
         ("lb", "10.213.0.4"),
+        ("mon", "10.213.0.5"),
     ]
-    assert plan.ssh_hosts == (plan.bastion, *plan.nodes)  # db, registry and lb are managed services
+    assert plan.ssh_hosts == (plan.bastion, *plan.nodes)  # db, registry, lb and mon are managed services
+    assert plan.prometheus_address == "10.213.0.5:9090" and plan.monitoring.uplink is None  # only via the bastion
     assert [plan.lb_port(s) for s in plan.services()] == [6688, 6689]
     assert plan.private_prefixlen == 17
     assert plan.netns_names[:2] == ("nodeops-lab-net", "nodeops-lab-bastion")
@@ -125,3 +127,25 @@ def test_every_lab_inventory_and_its_variants_are_git_ignored(name):
     assert written.parent == ROOT / "inventory"
     assert ignored(written) and ignored(written.with_name(f"{name}-ci.yaml"))
     assert not ignored(ROOT / "inventory" / "prod.example.yaml")
+
+
+def test_the_monitoring_hosts_daemons_and_the_operators_tunnel():
+    from lab import monitoring
+
+    plan, lab = plan_lab("t", "10.50.0.0/16", 2), Lab(ROOT, "t")
+    assert monitoring.tunnel_command(lab, plan) == (
+        "ssh -i /var/lib/nodeops-lab/t/operator/id_ed25519 -o UserKnownHostsFile=/var/lib/nodeops-lab/t/operator/"
+        "known_hosts -N -L 9090:10.50.0.5:9090 root@10.50.255.254"
+    )
+    out, tsdb = Path("/o"), Path("/db")
+    assert monitoring.prometheus_argv(plan, out, tsdb) == (
+        "nsenter", "--net=/run/netns/nodeops-t-mon", "--", "/usr/bin/prometheus",
+        "--config.file=/o/prometheus/prometheus-t.yml", "--storage.tsdb.path=/db",
+        "--storage.tsdb.retention.time=1d", "--web.listen-address=10.50.0.5:9090",
+    )  # fmt: skip
+    assert monitoring.exporter_argv(plan, Path("/tf"))[3:] == (
+        "/usr/bin/prometheus-node-exporter", "--collector.disable-defaults", "--collector.textfile",
+        "--collector.textfile.directory=/tf", "--web.listen-address=10.50.0.5:9100",
+    )  # fmt: skip
+    got = monitoring.settings(plan)
+    assert (got.exporter, got.prometheus_url, got.interval) == ("10.50.0.5:9100", "http://10.50.0.5:9090", "2s")
