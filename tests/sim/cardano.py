@@ -68,8 +68,8 @@ def metrics(text: str) -> dict[str, int]:
 class Network:
     """The lab network in a folder: genesis and node configuration files, the chain service, nodes."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, sim: Path = SIM) -> None:
+        self.folder, self.sim = folder, sim  # sim: the folder of cardano-node and cardano-chain
         self.genesis_doc = periods.lab_shelley_genesis(datetime.now(UTC) - AGE)
         (folder / "shelley-genesis.json").write_text(json.dumps(self.genesis_doc, indent=2))
         self.genesis = periods.Genesis.from_shelley_genesis("lab", self.genesis_doc)
@@ -92,7 +92,7 @@ class Network:
         return proc
 
     def start_chain(self, *pools: Pool) -> None:
-        argv = [str(SIM / "cardano-chain"), "--genesis", str(self.folder / "shelley-genesis.json"),
+        argv = [str(self.sim / "cardano-chain"), "--genesis", str(self.folder / "shelley-genesis.json"),
                 "--port", str(self.chain_port)]  # fmt: skip
         for pool in pools:
             argv += ["--pool", str(pool.cold_vkey)]
@@ -117,7 +117,7 @@ class Network:
         roots = [{"accessPoints": [{"address": "127.0.0.1", "port": self.ports[p][0]} for p in peers],
                   "advertise": False, "trustable": True, "valency": len(peers)}]  # fmt: skip
         (self.folder / f"{name}-topology.json").write_text(json.dumps({"localRoots": roots, "publicRoots": []}))
-        argv = [str(SIM / "cardano-node"), "run", "--config", str(self.folder / f"{name}-config.json"),
+        argv = [str(self.sim / "cardano-node"), "run", "--config", str(self.folder / f"{name}-config.json"),
                 "--topology", str(self.folder / f"{name}-topology.json"), "--database-path",
                 str(self.folder / f"{name}-db"), "--socket-path", str(self.folder / f"{name}.socket"),
                 "--host-addr", "127.0.0.1", "--port", str(port)]  # fmt: skip
