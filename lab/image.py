@@ -88,7 +88,7 @@ CHAINLINK = Image(REPOSITORY, SIM_VERSIONS, PACKAGES, ("chainlink", UID), CHANGE
 CARDANO = Image(
     "intersectmbo/cardano-node",  # ghcr.io/intersectmbo/cardano-node, in the lab registry
     ("10.4.1", "10.5.1"),  # two, for upgrade tests
-    "python3-minimal,python3-nacl,python3-cbor2",
+    "python3-minimal,python3-nacl,python3-cffi-backend,python3-cbor2",  # cffi: debootstrap resolves no virtual package
     None,  # the real image runs as root
     (
         'ENTRYPOINT ["cardano-node"]',

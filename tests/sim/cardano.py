@@ -68,8 +68,11 @@ def metrics(text: str) -> dict[str, int]:
 class Network:
     """The lab network in a folder: genesis and node configuration files, the chain service, nodes."""
 
-    def __init__(self, folder: Path, sim: Path = SIM) -> None:
-        self.folder, self.sim = folder, sim  # sim: the folder of cardano-node and cardano-chain
+    def __init__(self, folder: Path, sim: Path = SIM, python: tuple[str, ...] = (sys.executable,),
+                 chroot: Path | None = None) -> None:  # fmt: skip
+        """``sim``: the folder of cardano-node and cardano-chain; ``python``: the argv that runs them; ``chroot``: the
+        root they see (``folder`` and ``sim`` within it), None for this one."""
+        self.folder, self.sim, self.python, self.chroot = folder, sim, python, chroot
         self.genesis_doc = periods.lab_shelley_genesis(datetime.now(UTC) - AGE)
         (folder / "shelley-genesis.json").write_text(json.dumps(self.genesis_doc, indent=2))
         self.genesis = periods.Genesis.from_shelley_genesis("lab", self.genesis_doc)
@@ -79,23 +82,27 @@ class Network:
         self.chain_port = free_port()
         self.chain = f"http://127.0.0.1:{self.chain_port}"
 
+    def seen(self, path: Path) -> str:
+        """``path`` as the programs see it."""
+        return str(path) if self.chroot is None else f"/{path.relative_to(self.chroot)}"
+
     def current_period(self) -> int:
         return self.genesis.kes_period(self.genesis.slot_at(datetime.now(UTC)))
 
     def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = self.folder / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, *argv], stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([*self.python, *argv], stdout=out, stderr=subprocess.STDOUT,
                                     env={**os.environ, **(env or {})}, start_new_session=True)  # fmt: skip
         self.procs.append(proc)
         self.logs[name] = log
         return proc
 
     def start_chain(self, *pools: Pool) -> None:
-        argv = [str(self.sim / "cardano-chain"), "--genesis", str(self.folder / "shelley-genesis.json"),
+        argv = [self.seen(self.sim / "cardano-chain"), "--genesis", self.seen(self.folder / "shelley-genesis.json"),
                 "--port", str(self.chain_port)]  # fmt: skip
         for pool in pools:
-            argv += ["--pool", str(pool.cold_vkey)]
+            argv += ["--pool", self.seen(pool.cold_vkey)]
         self._start("chain", argv)
         wait_for(lambda: self._up(f"{self.chain}/tip"), 10, what="the chain service's /tip")
 
@@ -117,12 +124,13 @@ class Network:
         roots = [{"accessPoints": [{"address": "127.0.0.1", "port": self.ports[p][0]} for p in peers],
                   "advertise": False, "trustable": True, "valency": len(peers)}]  # fmt: skip
         (self.folder / f"{name}-topology.json").write_text(json.dumps({"localRoots": roots, "publicRoots": []}))
-        argv = [str(self.sim / "cardano-node"), "run", "--config", str(self.folder / f"{name}-config.json"),
-                "--topology", str(self.folder / f"{name}-topology.json"), "--database-path",
-                str(self.folder / f"{name}-db"), "--socket-path", str(self.folder / f"{name}.socket"),
+        at = {part: self.seen(self.folder / f"{name}{part}") for part in ("-config.json", "-topology.json", "-db",
+                                                                           ".socket")}  # fmt: skip
+        argv = [self.seen(self.sim / "cardano-node"), "run", "--config", at["-config.json"], "--topology",
+                at["-topology.json"], "--database-path", at["-db"], "--socket-path", at[".socket"],
                 "--host-addr", "127.0.0.1", "--port", str(port)]  # fmt: skip
         for flag, file in (hot or {}).items():
-            argv += [flag, str(file)]
+            argv += [flag, self.seen(file)]
         proc = self._start(name, argv, {"CARDANO_SIM_CHAIN": self.chain, "CARDANO_SIM_NODE": name})
         if wait:
             wait_for(lambda: proc.poll() is not None or self._up(self.metrics_url(name)), 10, what=f"{name}'s metrics")
