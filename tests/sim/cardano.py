@@ -130,7 +130,7 @@ class Network:
                 at["-topology.json"], "--database-path", at["-db"], "--socket-path", at[".socket"],
                 "--host-addr", "127.0.0.1", "--port", str(port)]  # fmt: skip
         for flag, file in (hot or {}).items():
-            argv += [flag, self.seen(file)]
+            argv += [flag] if file is None else [flag, self.seen(file)]  # None: a flag without a value
         proc = self._start(name, argv, {"CARDANO_SIM_CHAIN": self.chain, "CARDANO_SIM_NODE": name})
         if wait:
             wait_for(lambda: proc.poll() is not None or self._up(self.metrics_url(name)), 10, what=f"{name}'s metrics")

@@ -4,6 +4,8 @@ chain's records (counters, rejections, two blocks in a slot) and the real metric
 
 from __future__ import annotations
 
+import signal
+
 from .cardano import Pool
 from .support import wait_for
 
@@ -25,11 +27,11 @@ def test_a_producer_forges_and_the_chain_records_it_a_relay_does_not(net, tmp_pa
     assert {b["counter"] for b in blocks} == {0} and {b["pool"] for b in blocks} == {pool.id}
     assert net.blocks("relay") == [] and net.blocks(key="rejected") == []
     assert net.pools()[pool.id]["counter"] == 0
+    said = f"Adopted block forged in slot {blocks[0]['slot']}: {blocks[0]['hash']}"  # once the chain answered
+    wait_for(lambda: said in net.log("producer") and "Not leading slot " in net.log("producer"), 5, what=said)
     log = net.log("producer")
     assert "Performing block forging reconfiguration: Enabling block forging." in log
-    assert f"Forged block in slot {blocks[0]['slot']}" in log
-    assert f"Adopted block forged in slot {blocks[0]['slot']}: {blocks[0]['hash']}" in log
-    assert "Leading slot " in log and "Not leading slot " in log
+    assert f"Forged block in slot {blocks[0]['slot']}" in log and f"Leading slot {blocks[0]['slot']}" in log
     relay_log = net.log("relay")
     assert "Disabling block forging" in relay_log and "Forged block" not in relay_log
     tip = net.tip()
@@ -107,7 +109,8 @@ def test_an_older_counter_is_rejected_by_the_chain(net, tmp_path):
     assert net.pools()[pool.id]["counter"] == 1
     rejected = wait_for(lambda: net.blocks("old", "rejected"), LEDGER_WAIT, what="the old certificate rejected")
     assert rejected[0]["counter"] == 0 and rejected[0]["reasons"][0].startswith("CounterTooSmallOCERT: counter 0 is")
-    assert f"Forged invalid block in slot {rejected[0]['slot']}, reason: CounterTooSmallOCERT" in net.log("old")
+    said = f"Forged invalid block in slot {rejected[0]['slot']}, reason: CounterTooSmallOCERT"
+    wait_for(lambda: said in net.log("old"), 5, what=said)  # once the chain answered
     first_new = min(b["slot"] for b in adopted(net, "new"))
     assert all(b["slot"] < first_new for b in adopted(net, "old"))  # nothing of the old one taken since
 
@@ -172,3 +175,37 @@ def test_a_key_file_that_is_not_a_kes_key_is_refused(net, tmp_path):
     assert proc.wait(10) == 1
     log = net.log("producer")
     assert "There was an error parsing a credentials envelope" in log and "its type is 'StakePoolVerificationKey" in log
+
+
+def test_sighup_reads_the_credentials_again_off_when_gone_on_with_new_ones(net, tmp_path):
+    """cardano-node's SIGHUP (updateBlockForging): the hot files removed (as nodeops shreds them once read), forging
+    stops; a new KES key and certificate in their place, forging resumes with them, without a restart."""
+    pool = Pool(tmp_path)
+    net.start_chain(pool)
+    hot = pool.hot("producer", counter=0, start=net.current_period())
+    proc = net.node("producer", hot=hot)
+    wait_for(lambda: adopted(net, "producer"), LEDGER_WAIT, what="a block")
+    hot["--shelley-kes-key"].unlink()
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: net.metrics("producer")[f"{PREFIX}forging_enabled_int"] == 0, 5, what="forging disabled")
+    assert "Performing block forging reconfiguration: Disabling block forging" in net.log("producer")
+    off = net.tip()["currentSlot"]
+    wait_for(lambda: net.tip()["currentSlot"] > off + 10, 5, what="ten slots")
+    assert all(b["slot"] <= off + 1 for b in net.blocks("producer"))  # at most the slot under way when it read
+    assert pool.hot("producer", counter=1, start=net.current_period()).keys() == hot.keys()  # new files, same paths
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: any(b["counter"] == 1 for b in adopted(net, "producer")), LEDGER_WAIT, what="a block, counter 1")
+    assert net.metrics("producer")[f"{PREFIX}forging_enabled_int"] == 1 and net.pools()[pool.id]["counter"] == 1
+    assert proc.poll() is None
+
+
+def test_a_producer_started_as_non_producing_does_not_forge(net, tmp_path):
+    pool = Pool(tmp_path)
+    net.start_chain(pool)
+    argv_hot = pool.hot("standby", counter=0, start=net.current_period())
+    net.node("standby", hot={**argv_hot, "--start-as-non-producing-node": None})
+    began = net.tip()["currentSlot"]
+    wait_for(lambda: net.tip()["currentSlot"] > began + 10, 5, what="ten slots")  # half of them the pool's
+    seen = net.metrics("standby")
+    assert seen[f"{PREFIX}forging_enabled_int"] == 0 and f"{PREFIX}Forge_about_to_lead_counter" not in seen
+    assert "Disabling block forging" in net.log("standby") and net.blocks("standby") == []
