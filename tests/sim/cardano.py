@@ -4,6 +4,7 @@ subprocesses from the repository (no image, no root), each killed by its pid."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,11 +44,15 @@ class Pool:
         self.vrf = folder / f"vrf{seed}.skey"
         self.vrf.write_text(envelope.write(envelope.VRF_SIGNING, cbor2.dumps(vrf)))
 
-    def hot(self, name: str, counter: int, start: int, cold: ocert.ColdKey | None = None) -> dict[str, Path]:
+    def hot(self, name: str, counter: int, start: int, cold: ocert.ColdKey | None = None,
+            naming_the_pool: bool = False) -> dict[str, Path]:  # fmt: skip
         """KES key and certificate files for a producer ``name`` (the certificate signed by ``cold``, default the
-        pool's); the node's flags for them."""
+        pool's; ``naming_the_pool``: carrying the pool's cold verification key whoever signed it); the node's flags
+        for them."""
         key = kes.SignKey.generate()
         certificate = ocert.issue(cold or self.cold, key.verification_key, counter, start)
+        if naming_the_pool:
+            certificate = dataclasses.replace(certificate, cold_vk=self.cold.verification_key)
         files = {"--shelley-kes-key": self.folder / f"{name}.kes.skey",
                  "--shelley-operational-certificate": self.folder / f"{name}.node.cert"}  # fmt: skip
         files["--shelley-kes-key"].write_text(envelope.kes_signing_key_file(key))

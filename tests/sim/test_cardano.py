@@ -116,12 +116,20 @@ def test_an_older_counter_is_rejected_by_the_chain(net, tmp_path):
 
 
 def test_a_certificate_of_another_cold_key_is_rejected(net, tmp_path):
+    """Signed by a cold key that is not the pool's: for another pool (not registered), or naming the pool's cold
+    verification key (its signature is not the pool's: InvalidSignatureOCERT)."""
     pool, stranger = Pool(tmp_path), Pool(tmp_path, seed=2)
     net.start_chain(pool)
-    net.node("producer", hot=pool.hot("producer", counter=0, start=net.current_period(), cold=stranger.cold))
-    rejected = wait_for(lambda: net.blocks("producer", "rejected"), LEDGER_WAIT, what="a rejected block")
+    net.node("other", hot=pool.hot("other", counter=0, start=net.current_period(), cold=stranger.cold))
+    net.node("forged", hot=pool.hot("forged", 0, net.current_period(), cold=stranger.cold, naming_the_pool=True))
+    rejected = wait_for(lambda: net.blocks("other", "rejected"), LEDGER_WAIT, what="a rejected block")
     assert rejected[0]["reasons"][0].startswith(f"VRFKeyUnknown: pool {stranger.id} is not registered")
-    assert net.blocks("producer") == []
+    rejected = wait_for(lambda: net.blocks("forged", "rejected"), LEDGER_WAIT, what="a rejected block")
+    assert rejected[0]["pool"] == pool.id
+    assert rejected[0]["reasons"] == ["InvalidSignatureOCERT: the certificate is not signed by the pool's cold key"]
+    said = f"Forged invalid block in slot {rejected[0]['slot']}, reason: InvalidSignatureOCERT"
+    wait_for(lambda: said in net.log("forged"), 5, what=said)
+    assert net.blocks("other") == [] and net.blocks("forged") == []
 
 
 def test_two_producers_with_the_same_pool_key_make_two_blocks_in_a_slot(net, tmp_path):
