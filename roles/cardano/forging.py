@@ -10,6 +10,8 @@ maxKESEvolutions``), ``InvalidSignatureOCERT`` (the certificate is not the cold 
 (the KES signature is not the certificate's hot key's at that evolution), ``CounterTooSmallOCERT`` and
 ``CounterOverIncrementedOCERT`` (the counter against the chain's, ``m <= n <= m + 1``). A node with credentials that
 fail these forges blocks nobody takes: the lab's node simulator refuses to forge with them and logs the reason.
+``refusals`` checks a producer's signing key (what it would sign with); ``header_refusals`` checks a received
+header's KES signature (what the lab's chain service does with every block it is sent).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from nodeops.errors import InvalidInput
 
+from . import kes
 from .kes import SignKey
 from .ocert import Certificate, ColdKey, chain_counter, check_counter
 from .periods import KesWindow
@@ -40,27 +43,51 @@ def refusals(certificate: Certificate, kes_key: SignKey, pool_cold_vk: bytes, wi
     read at: 0 for a key file, counted from the certificate's start) under ``certificate``, for the pool whose cold
     verification key is ``pool_cold_vk`` and whose highest counter on chain is ``on_chain`` (None: no block yet);
     empty when it would take it. Pure."""
-    found = []
-    if window.current < window.start:
-        found.append(Refusal("KESBeforeStartOCERT", f"KES period {window.current} is before the certificate's "
-                             f"start {window.start}"))  # fmt: skip
-    elif window.current >= window.end:
-        found.append(Refusal("KESAfterEndOCERT", f"KES period {window.current} is past the certificate's last, "
-                             f"{window.end - 1} (its start {window.start} + maxKESEvolutions - 1)"))  # fmt: skip
-    if not certificate.verify(pool_cold_vk):
-        found.append(Refusal("InvalidSignatureOCERT", "the certificate is not signed by the pool's cold key"))
+    found = _window(window) + _signed_by(certificate, pool_cold_vk)
     if kes_key.verification_key != certificate.kes_vk:
         found.append(Refusal("InvalidKesSignatureOCERT", "the KES key is not the one the certificate names"))
     elif window.valid and window.evolution < kes_key.period:  # forgotten: forward security
         found.append(Refusal("InvalidKesSignatureOCERT", f"the KES key is at evolution {kes_key.period}, past the "
                              f"{window.evolution} the period needs"))  # fmt: skip
+    return found + _counter(certificate, on_chain)
+
+
+def header_refusals(certificate: Certificate, signed: bytes, kes_signature: bytes, pool_cold_vk: bytes,
+                    window: KesWindow, on_chain: int | None) -> list[Refusal]:  # fmt: skip
+    """What the chain refuses a received block's header for: as ``refusals``, but with the header's KES signature
+    (``kes_signature`` of the ``signed`` header body bytes) checked against the certificate's KES verification key
+    at evolution ``window.current - window.start`` (kes.verify), where ``refusals`` checks a signing key. Pure."""
+    found = _window(window) + _signed_by(certificate, pool_cold_vk)
+    if window.valid and not kes.verify(certificate.kes_vk, window.evolution, signed, kes_signature):
+        found.append(Refusal("InvalidKesSignatureOCERT", f"the KES signature is not the certificate's KES key's at "
+                             f"evolution {window.evolution}"))  # fmt: skip
+    return found + _counter(certificate, on_chain)
+
+
+def _window(window: KesWindow) -> list[Refusal]:
+    if window.current < window.start:
+        return [Refusal("KESBeforeStartOCERT", f"KES period {window.current} is before the certificate's "
+                        f"start {window.start}")]  # fmt: skip
+    if window.current >= window.end:
+        return [Refusal("KESAfterEndOCERT", f"KES period {window.current} is past the certificate's last, "
+                        f"{window.end - 1} (its start {window.start} + maxKESEvolutions - 1)")]  # fmt: skip
+    return []
+
+
+def _signed_by(certificate: Certificate, pool_cold_vk: bytes) -> list[Refusal]:
+    if certificate.verify(pool_cold_vk):
+        return []
+    return [Refusal("InvalidSignatureOCERT", "the certificate is not signed by the pool's cold key")]
+
+
+def _counter(certificate: Certificate, on_chain: int | None) -> list[Refusal]:
     held = chain_counter(on_chain)
     if certificate.counter < held:
-        found.append(Refusal("CounterTooSmallOCERT", f"counter {certificate.counter} is below the chain's {held}"))
-    elif certificate.counter > held + 1:
-        found.append(Refusal("CounterOverIncrementedOCERT", f"counter {certificate.counter} is more than one past "
-                             f"the chain's {held}"))  # fmt: skip
-    return found
+        return [Refusal("CounterTooSmallOCERT", f"counter {certificate.counter} is below the chain's {held}")]
+    if certificate.counter > held + 1:
+        return [Refusal("CounterOverIncrementedOCERT", f"counter {certificate.counter} is more than one past "
+                        f"the chain's {held}")]  # fmt: skip
+    return []
 
 
 class IssueRefused(InvalidInput):

@@ -27,7 +27,9 @@ preview   2022-10-25T00:00:00Z  1 s         129600              62              
 The hard fork epochs of mainnet (208) and preprod (4) are not in a genesis file (an update proposal moved them):
 they are the era boundaries the nodes report (``cardano-cli query era-history``; mainnet's Byron era ends at slot
 4492800, 2020-07-29T21:44:51Z). The lab's fast clock is a Genesis of its own (``Genesis.from_shelley_genesis`` of
-the lab's file, or its values): any slot length (0.2 s), a few slots per KES period, no Byron era.
+the lab's file, or its values): any slot length (0.2 s), a few slots per KES period, no Byron era. The lab network's
+values are ``LAB_GENESIS``, in one place: ``lab_shelley_genesis`` writes them as the Shelley genesis file the lab's
+chain service and node simulators read (lab/images/cardano-sim).
 """
 
 from __future__ import annotations
@@ -146,3 +148,18 @@ NETWORKS = {
     "preprod": Genesis("preprod", datetime(2022, 6, 1, tzinfo=UTC), Fraction(1), 129600, 62, byron_slots=4 * 21600),
     "preview": Genesis("preview", datetime(2022, 10, 25, tzinfo=UTC), Fraction(1), 129600, 62),
 }
+
+# The lab network (lab/images/cardano-sim: its chain service and node simulators read a Shelley genesis file of these
+# values): 0.2 s slots, a KES period every 10 slots (2 s), a certificate valid for 30 periods (60 s: long enough for a
+# deploy, short enough to run out in a test), epochs of 100 slots, and the pool leading half of the slots
+# (``activeSlotsCoeff``, the chain service's leader share: one pool, so a block about every 0.4 s).
+LAB_GENESIS = {"slotLength": 0.2, "slotsPerKESPeriod": 10, "maxKESEvolutions": 30, "epochLength": 100,
+               "activeSlotsCoeff": 0.5, "networkMagic": 42}  # fmt: skip
+
+
+def lab_shelley_genesis(system_start: datetime) -> dict[str, Any]:
+    """The lab network's Shelley genesis document (``LAB_GENESIS`` and ``systemStart``, written as a genesis file
+    writes it: ``2026-12-01T08:00:00Z``, whole seconds) for a network starting at ``system_start`` (with a time
+    zone). ``Genesis.from_shelley_genesis("lab", doc)`` reads it back."""
+    start = system_start.astimezone(UTC).replace(microsecond=0)
+    return {"systemStart": start.strftime("%Y-%m-%dT%H:%M:%SZ"), **LAB_GENESIS}

@@ -1,4 +1,4 @@
-"""Fixtures for the Chainlink node simulator tests (lab/images/chainlink-sim).
+"""Fixtures for the node simulator tests (lab/images/chainlink-sim, lab/images/cardano-sim).
 
 A throwaway PostgreSQL 15 cluster per test session (see support.PGCluster), a
 fresh role + database per test, and a factory that runs the simulator as a
@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from .cardano import Network
 from .support import Client, PGCluster, SimFactory
 
 
@@ -40,3 +41,11 @@ def sims(tmp_path):
 @pytest.fixture
 def client_for():
     return Client
+
+
+@pytest.fixture
+def net(tmp_path):
+    """A lab Cardano network (lab/images/cardano-sim) in tmp_path; its processes killed by pid afterwards."""
+    network = Network(tmp_path)
+    yield network
+    network.cleanup()

@@ -47,6 +47,32 @@ def test_the_chains_checks_of_a_block(period, key, signer, counter, on_chain, re
     assert [r.reason for r in found] == reasons
 
 
+HEADER = b"header body"
+
+
+@pytest.mark.parametrize(
+    ("period", "signed_at", "message", "signer", "counter", "on_chain", "reasons"),
+    [
+        (START, 0, HEADER, COLD, 14, 13, []),
+        (START + 5, 5, HEADER, COLD, 13, 13, []),  # signed at evolution period - start
+        (START + 5, 4, HEADER, COLD, 13, 13, ["InvalidKesSignatureOCERT"]),  # at another evolution
+        (START, 0, b"another body", COLD, 14, 13, ["InvalidKesSignatureOCERT"]),  # not what was signed
+        (START - 1, 0, HEADER, COLD, 14, 13, ["KESBeforeStartOCERT"]),  # no evolution to check the signature at
+        (START + 62, 0, HEADER, COLD, 14, 13, ["KESAfterEndOCERT"]),
+        (START, 0, HEADER, OTHER_COLD, 14, 13, ["InvalidSignatureOCERT"]),
+        (START, 0, HEADER, COLD, 12, 13, ["CounterTooSmallOCERT"]),
+        (START, 0, HEADER, COLD, 15, 13, ["CounterOverIncrementedOCERT"]),
+    ],
+)  # fmt: skip
+def test_the_chains_checks_of_a_received_header(period, signed_at, message, signer, counter, on_chain, reasons):
+    """header_refusals: the same checks, the KES one made on the header's signature, as the chain service makes
+    them on a block it receives."""
+    certificate = ocert.issue(signer, KEY.verification_key, counter, START)
+    signature = KEY.evolve_to(signed_at).sign(HEADER)
+    found = forging.header_refusals(certificate, message, signature, COLD.verification_key, at(period), on_chain)
+    assert [r.reason for r in found] == reasons
+
+
 def test_a_refusal_says_why():
     certificate = ocert.issue(COLD, KEY.verification_key, 14, START)
     [expired] = forging.refusals(certificate, KEY, COLD.verification_key, at(START + 62), 13)

@@ -130,3 +130,15 @@ def test_times_need_a_zone_and_a_started_network():
         PREVIEW.slot_at(utc(2022, 10, 24))
     east = timezone(timedelta(hours=2))
     assert PREVIEW.slot_at(datetime(2022, 10, 25, 2, 0, 1, tzinfo=east)) == 1  # any zone: the same instant
+
+
+def test_the_lab_network_is_one_genesis_document():
+    """periods.LAB_GENESIS, written as the Shelley genesis file the lab's chain service and node simulators read,
+    reads back as the fast clock (0.2 s slots, 2 s KES periods, a certificate good for 60 s)."""
+    doc = periods.lab_shelley_genesis(datetime(2026, 12, 1, 9, 0, 0, 700000, tzinfo=timezone(timedelta(hours=1))))
+    assert doc["systemStart"] == "2026-12-01T08:00:00Z"  # UTC, whole seconds, as genesis files write it
+    lab = periods.Genesis.from_shelley_genesis("lab", doc)
+    assert (lab.slot_length, lab.slots_per_kes_period, lab.max_kes_evolutions) == (Fraction(1, 5), 10, 30)
+    window = lab.window(0, start=0)
+    assert window.expires_at - lab.system_start == timedelta(seconds=60)
+    assert 0 < doc["activeSlotsCoeff"] <= 1 and doc["epochLength"] > 0
