@@ -4,9 +4,10 @@ step, fence first, with its undoing (KeysPromotion).
 A planned promotion's plan (nodeops.activation.plan_promotion under ``keys``): the holder fenced (restarted without
 its hot files, or stopped), awaited fenced (nodeops.run.keys.await_fenced), only then the new holder replaced with the
 hot files and awaited serving, and a restarted old holder awaited serving as the standby. Each node is started on
-its own inputs (``ran_on``: a promotion changes who holds the keys, nothing else). The gap, the time no node holds the
-keys, is measured from the start of the fence to the new holder serving (an upper bound: the old holder may stop
-using its keys a little after the fence began).
+its own inputs (``ran_on``: a promotion changes who holds the keys, nothing else) and labelled with the registry
+digest of the image it starts, as its node holds it (held_digest: a promotion pulls nothing). The gap, the time no
+node holds the keys, is measured from the start of the fence to the new holder serving (an upper bound: the old
+holder may stop using its keys a little after the fence began).
 
 ``change`` is the change under way (nodeops.deploy.ServiceDeploy): its node actions (``on``, replace, upload, shred),
 observations (inspect, health, waits) and what it learnt of each node (``ran_on``, ``moved``).
@@ -19,7 +20,9 @@ import time
 from typing import Any
 
 from nodeops import program
+from nodeops.commands import node as cmd
 from nodeops.errors import OperationFailed, Unsafe
+from nodeops.facts import image as image_facts
 from nodeops.plan import ServicePlan, Step
 from nodeops.run.keys import await_fenced, refuse_second_holder
 from nodeops.run.runner import ChangeFailed, ChangeRefused
@@ -55,6 +58,14 @@ def failure(change: Any, what: str, unsafe: bool = False) -> ChangeFailed:
         run.say("", "no node holds the keys", service_down=True)
     kind = ChangeRefused if unsafe or run.stuck else ChangeFailed
     return kind(f"{what}; now: {', '.join(seen)}{down}")
+
+
+def held_digest(change: Any, node: str, image: str) -> str | None:
+    """The registry digest (``sha256:<64 hex>``) of ``image`` as ``node`` holds it, read with `docker image inspect`
+    (the image a `docker run` of that reference starts there); None when the node holds no such image or the engine
+    knows no registry digest of it (a local-only image)."""
+    res = change.x(node, cmd.sh(image_facts.image_id(change.runtime, image)), check=False)
+    return image_facts.parse_image_id(res.stdout, image)[1] if res.exit_code == 0 else None
 
 
 class KeysPromotion:
@@ -93,6 +104,8 @@ class KeysPromotion:
         """One step of the plan; the seconds an await took (0 for the others)."""
         run, node = self.change, step.node
         own = run.ran_on[node]
+        if step.action == "replace":  # the change's digest is what its containers are labelled with (run_spec)
+            run.digest = held_digest(run, node, own.service.image)
         if step.action in ("stop", "replace") and not step.hot:  # the fence
             self.fence_began = time.monotonic()
             if step.action == "stop":

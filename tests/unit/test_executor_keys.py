@@ -69,6 +69,7 @@ def keys_in_use(body):
     return json.loads(body).get("forging")
 """
 HOT_FILES = ("kes.skey", "vrf.skey")
+HELD_DIGEST = "sha256:" + "e" * 64  # the registry digest of the image a node holds (`docker image inspect`)
 COLD_FILES = ("node.conf", ".pw")
 
 
@@ -92,11 +93,13 @@ class Engine:
     """Each node's container engine, played: ``boxes`` {node: {container name: {"running", "labels"}}}. ``fails``
     [(node, pattern, answer)]: a line on that node matching the pattern answers (exit, stdout, stderr) or raises;
     ``ignores_stop``: nodes whose `docker stop` answers 0 and stops nothing; ``dies_hot``: nodes whose container
-    started with the hot label exits at once. Every line is kept (``sent``: node, line, stdin)."""
+    started with the hot label exits at once; ``digests``: {node: the registry digest of the image it holds}, as
+    `docker image inspect` answers (HELD_DIGEST by default). Every line is kept (``sent``: node, line, stdin)."""
 
-    def __init__(self, boxes, fails=(), ignores_stop=(), dies_hot=()) -> None:
+    def __init__(self, boxes, fails=(), ignores_stop=(), dies_hot=(), digests=None) -> None:
         self.boxes = {node: dict(box) for node, box in boxes.items()}
         self.fails, self.ignores_stop, self.dies_hot = list(fails), set(ignores_stop), set(dies_hot)
+        self.digests = dict(digests or {})
         self.sent: list[tuple[str, str, bytes | None]] = []
 
     def __call__(self, link, command, stdin=None, timeout=600) -> CommandResult:  # noqa: ARG002 (the edge's shape)
@@ -117,6 +120,8 @@ class Engine:
 
     def docker(self, node, box, argv) -> CommandResult:
         verb, name = argv[0], argv[-1]
+        if argv[:2] == ["image", "inspect"]:
+            return CommandResult(0, f'sha256:img ["reg/node@{self.digests.get(node, HELD_DIGEST)}"]', "")
         if verb == "container":
             if name not in box:
                 return CommandResult(1, "", f"Error: No such container: {name}")
@@ -190,7 +195,9 @@ class Keys(ServiceDeploy):
 def short(node: str, command: str) -> str:
     """One line sent, as the tables name it: ``a: inspect`` (``inspect-previous``), ``a: set-aside``, ``a: stop``
     (``stop-previous``), ``a: rm``, ``a: put-back``, ``a: start``, ``a: prepare``, ``a: write F``, ``a: run``
-    (``run+hot``: with the hot label), ``a: shred F,G``."""
+    (``run+hot``: with the hot label), ``a: shred F,G``, ``a: image`` (the digest of the image it holds)."""
+    if command.startswith("docker image inspect"):
+        return f"{node}: image"
     if m := re.match(r"docker container inspect (\S+)$", command):
         return f"{node}: inspect" + ("-previous" if m[1] == PREVIOUS else "")
     if command.startswith(f"docker rm --force {PREVIOUS} >/dev/null"):
@@ -353,12 +360,13 @@ def promoted(tmp_path, hook=None, **engine_kw) -> tuple[Job, Engine]:
 
 
 HOT_START_B = [
+    "b: image",  # the digest of the image b holds, for its new container's label
     "a: inspect",  # before the hot start: a observed afresh, holding nothing
     "b: inspect", "b: set-aside", "b: stop-previous", "a: inspect", *upload("b", True), "b: run+hot",
     shred("b", True),  # b serves with the keys: every file shredded
 ]  # fmt: skip
 RESTART_FENCE = [
-    "a: inspect", "a: set-aside", "a: stop-previous", *upload("a", False), "a: run",  # fenced: restarted, no keys
+    "a: image", "a: inspect", "a: set-aside", "a: stop-previous", *upload("a", False), "a: run",  # fence: no keys
     "a: inspect", "a: inspect-previous",  # await-fenced: no container of a runs with the hot label
     *HOT_START_B,
     shred("a", False),  # a serves as the standby
@@ -397,6 +405,22 @@ def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old
     check_secrets(engine, {"b"})
     gaps = [m for node, m in run.said if node == "b" and "no node held them" in m]
     assert len(gaps) == 1 and re.fullmatch(r"serves with the hot keys; no node held them for \d+\.\ds", gaps[0])
+
+
+@pytest.mark.parametrize("keep_old_stopped", [False, True], ids=["restart-fence", "stop-fence"])
+def test_each_start_of_a_promotion_records_the_digest_of_the_image_its_node_holds(tmp_path, keep_old_stopped):
+    """A promotion pulls nothing (the run's ``digest`` stays None, as ServiceChange starts it): each new container
+    is labelled with the registry digest of the image its node holds and starts (each node on its own inputs), never
+    ``digest=none``, so status, rollback and diff see the image that runs."""
+    job, engine = promoted(tmp_path, digests={"a": "sha256:" + "a" * 64, "b": "sha256:" + "b" * 64})
+    run = Keys(job, engine)
+    run.digest = None
+    assessed(run, job).promote(run, keep_old_stopped)
+    started = [(node, c) for node, c, _ in engine.sent if c.startswith("docker run")]
+    assert [node for node, _ in started] == (["b"] if keep_old_stopped else ["a", "b"])
+    for node, line in started:
+        assert f"io.nodeops.digest=sha256:{node * 64}" in line, line
+        assert engine.boxes[node][NAME]["labels"]["io.nodeops.digest"] == f"sha256:{node * 64}"
 
 
 def test_the_question_names_the_holder_and_the_fence(tmp_path):
