@@ -27,6 +27,7 @@ from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.container import inspect, parse_inspect
+from nodeops.facts.now import now_of
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
 from nodeops.job import Job
@@ -190,6 +191,12 @@ class Keys(ServiceDeploy):
 
     def standing(self):
         return "now: as the engine holds it"
+
+    def now(self):
+        """What runs now, the real now_of over an observer of the engine (its containers and health replies)."""
+        look = types.SimpleNamespace(service=self.service, role=self.job.role, conns=self.conns, container=self.inspect,
+                                     health=self.health)  # fmt: skip
+        return now_of(look)
 
 
 def short(node: str, command: str) -> str:
@@ -399,6 +406,7 @@ def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old
     result = handover.promote(run, keep_old_stopped)
     assert sent(engine) == lines
     assert result["active"] == "b" and result["outage_seconds"] is None and result["keys_gap_seconds"] >= 0
+    assert run.now()["active"] == "b"  # the audit end entry's record: the new holder, though both nodes serve
     assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
     a = engine.boxes["a"][NAME]
     assert a["running"] is a_runs and (a["labels"].get("io.nodeops.hot") != "true" or not a_runs)  # holds nothing
