@@ -24,7 +24,7 @@ from nodeops.commands import node as cmd
 from nodeops.errors import OperationFailed, Unsafe
 from nodeops.facts import image as image_facts
 from nodeops.plan import ServicePlan, Step
-from nodeops.run.keys import await_fenced, refuse_second_holder
+from nodeops.run.keys import FenceFailed, await_fenced, confirm_fenced, refuse_second_holder
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 
 
@@ -76,6 +76,7 @@ class KeysPromotion:
         self.service = change.service.name
         self.nodes = {n.name: n for n in change.service.nodes}
         self.fence_began: float | None = None
+        self.fenced_by: str | None = None  # the fence's action: "replace" (restarted without the keys) or "stop"
 
     def run(self, plan: ServicePlan) -> float:
         """Carry out ``plan``; returns the gap (seconds no node held the keys). A failure before the new holder
@@ -92,8 +93,8 @@ class KeysPromotion:
                 took = self.step(step)
             except Unsafe as exc:  # a holder appeared since the plan: nothing was started with the keys
                 raise failure(run, str(exc), unsafe=True) from None
-            except OperationFailed as exc:
-                raise self.undo(step, old, new, str(exc)) from None
+            except OperationFailed as exc:  # FenceFailed: the old holder says it still uses its keys (exit 4)
+                raise self.undo(step, old, new, str(exc), unsafe=isinstance(exc, FenceFailed)) from None
             if step.action == "await-serving" and step.node == new:
                 gap = time.monotonic() - (self.fence_began or time.monotonic() - took)
                 run.say(new, f"serves with the hot keys; no node held them for {gap:.1f}s",
@@ -107,7 +108,7 @@ class KeysPromotion:
         if step.action == "replace":  # the change's digest is what its containers are labelled with (run_spec)
             run.digest = held_digest(run, node, own.service.image)
         if step.action in ("stop", "replace") and not step.hot:  # the fence
-            self.fence_began = time.monotonic()
+            self.fence_began, self.fenced_by = time.monotonic(), step.action
             if step.action == "stop":
                 run.on(node).stop(int(own.role.stop_timeout))
             else:
@@ -115,7 +116,9 @@ class KeysPromotion:
             return 0.0
         if step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
-            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)")
+            asked = self.fenced_by == "replace" and confirm_fenced(run, self.nodes[node])  # a restart fence
+            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)" +
+                    ("; it answers again and says it no longer uses them" if asked else ""))  # fmt: skip
             return took
         if step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)
@@ -127,11 +130,11 @@ class KeysPromotion:
             return took
         raise ValueError(f"{self.service}: `{step.describe()}` is no step of a keys promotion")
 
-    def undo(self, step: Step, old: str | None, new: str, why: str) -> ChangeFailed:
+    def undo(self, step: Step, old: str | None, new: str, why: str, unsafe: bool = False) -> ChangeFailed:
         """The failure of ``step``, undone: before the new holder got the keys, they go back to the old holder;
         after, the new holder is stopped and seen fenced first (if it cannot be, nothing is given back: two
         holders must never run), then the old holder gets them back and the new one its previous container.
-        Returns the error saying what was done and what serves now."""
+        Returns the error saying what was done and what serves now; ChangeRefused (exit 4) with ``unsafe``."""
         run = self.change
         if step.node == old and step.action == "await-serving":  # the keys moved; the old holder is no standby
             return failure(run, f"{why}; {new} holds the keys and serves")
@@ -147,22 +150,23 @@ class KeysPromotion:
             why += f"; {new} was stopped and seen fenced"
         else:
             why += "; nothing was started with the keys"
-        if old is not None:
-            why += self.give_back(old)
+        if old is not None:  # a fence that failed left the keys in use on the old holder: no gap to tell
+            why += self.give_back(old, gap=not unsafe)
         if hot_started:
             why += self.standby_again(new)
-        return failure(run, why)
+        return failure(run, why, unsafe)
 
-    def give_back(self, old: str) -> str:
-        """The old holder started again with its hot files (restart_own); returns what was done, as "; ...". Never
-        raises."""
+    def give_back(self, old: str, gap: bool = True) -> str:
+        """The old holder started again with its hot files (restart_own); returns what was done, as "; ...", with
+        the time no node held them since the fence began when ``gap``. Never raises."""
         try:
             self.restart_own(old, hot=True)
         except (OperationFailed, Unsafe) as exc:
             return f"; giving {old} its keys back failed: {exc}"
-        gap = "" if self.fence_began is None else f" (no node held them for {time.monotonic() - self.fence_began:.1f}s)"
-        self.change.say(old, f"given its keys back: serves with them{gap}")
-        return f"; {old} was given its keys back and serves with them{gap}"
+        told = gap and self.fence_began is not None
+        note = f" (no node held them for {time.monotonic() - self.fence_began:.1f}s)" if told else ""
+        self.change.say(old, f"given its keys back: serves with them{note}")
+        return f"; {old} was given its keys back and serves with them{note}"
 
     def standby_again(self, new: str) -> str:
         """The failed new holder started again without the keys (restart_own); returns what was done, as "; ...".
