@@ -21,7 +21,7 @@ from typing import Any
 
 from nodeops import program
 from nodeops.commands import node as cmd
-from nodeops.errors import OperationFailed, Unsafe
+from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import image as image_facts
 from nodeops.plan import ServicePlan, Step
 from nodeops.run.keys import FenceFailed, await_fenced, confirm_fenced, refuse_second_holder
@@ -68,6 +68,24 @@ def held_digest(change: Any, node: str, image: str) -> str | None:
     return image_facts.parse_image_id(res.stdout, image)[1] if res.exit_code == 0 else None
 
 
+def seen_complete(change: Any, during: Step, new: str, gap: float) -> NodeopsError:
+    """The end of a promotion a stop came into once the keys were moving (during ``during``), carried on to its end:
+    Interrupted (exit 130) saying it is complete when ``new`` is seen, now, the one node holding the keys and
+    serving (``gap``: seconds no node held them); else the failure saying what runs."""
+    run, service = change, change.service.name
+    came = (f"{service}: the stop came during `{during.describe()}`, once the keys were moving (past the last safe "
+            "point), so the promotion went on to its end")  # fmt: skip
+    try:
+        holders = [n.name for n in run.service.nodes if (c := run.inspect(n.name)) is not None and c.hot]
+        serves = run.health(next(n for n in run.service.nodes if n.name == new))[0]
+    except OperationFailed as exc:
+        return failure(run, f"{came}, but it could not be seen complete: {exc}")
+    if holders != [new] or not serves:
+        return failure(run, f"{came}, but {new} is not seen as the one node holding the keys and serving")
+    return Interrupted(f"{came}: it is complete, {new} holds the hot keys and serves (no node held them for "
+                       f"{gap:.1f}s); {run.standing()}")  # fmt: skip
+
+
 class KeysPromotion:
     """A planned ``keys`` promotion of ``change``'s pair (see the module's docstring)."""
 
@@ -82,12 +100,16 @@ class KeysPromotion:
         """Carry out ``plan``; returns the gap (seconds no node held the keys). A failure before the new holder
         was started with the keys gives them back to the old holder; one after it sees the new holder stopped and
         fenced first, then gives them back (undo); either way ChangeFailed says what serves now. Unsafe (a second
-        holder seen before a start with the keys): ChangeRefused, nothing started with them."""
+        holder seen before a start with the keys): ChangeRefused, nothing started with them. A stop (Ctrl-C,
+        SIGTERM: the change's ``stop``) ends it at a safe point with Interrupted (exit 130, stop_before) or, once
+        the new holder was started with the keys, after its last step, the promotion seen complete (seen_complete)."""
         run = self.change
         new = next(s.node for s in plan.steps if s.hot)
         old = next((s.node for s in plan.steps if s.action == "await-fenced"), None)
-        gap = 0.0
-        for step in plan.steps:
+        gap, during = 0.0, None
+        for i, step in enumerate(plan.steps):
+            if run.stop.is_set() and during is None:
+                during = self.stop_before(plan, i, old)
             run.say(step.node, step.describe())
             try:
                 took = self.step(step)
@@ -99,7 +121,26 @@ class KeysPromotion:
                 gap = time.monotonic() - (self.fence_began or time.monotonic() - took)
                 run.say(new, f"serves with the hot keys; no node held them for {gap:.1f}s",
                         keys_gap_seconds=round(gap, 3))  # fmt: skip
+        if run.stop.is_set():
+            raise seen_complete(run, during or plan.steps[-1], new, gap)
         return gap
+
+    def stop_before(self, plan: ServicePlan, i: int, old: str | None) -> Step:
+        """A stop seen before step ``i``: before the fence, Interrupted, nothing changed; after the fence and before
+        the keys moved, the fence undone (the old holder's own container back with its keys, give_back), then
+        Interrupted, or ChangeFailed saying what runs when that failed. Once the new holder was started with the
+        keys there is no safe point: returns the step the stop came during, and the promotion goes on."""
+        run, step = self.change, plan.steps[i]
+        if any(s.hot for s in plan.steps[:i]):
+            return plan.steps[i - 1]
+        why = f"{self.service}: stopped before `{step.describe()}` as asked"
+        if self.fenced_by is None or old is None:
+            raise Interrupted(f"{why}, nothing changed; {run.standing()}")
+        given, back = self.give_back(old)
+        why += f", after the fence and before the keys moved, so the fence was undone{back}"
+        if not given:
+            raise failure(run, why)
+        raise Interrupted(f"{why}; {run.standing()}")
 
     def step(self, step: Step) -> float:
         """One step of the plan; the seconds an await took (0 for the others)."""
@@ -151,22 +192,22 @@ class KeysPromotion:
         else:
             why += "; nothing was started with the keys"
         if old is not None:  # a fence that failed left the keys in use on the old holder: no gap to tell
-            why += self.give_back(old, gap=not unsafe)
+            why += self.give_back(old, gap=not unsafe)[1]
         if hot_started:
             why += self.standby_again(new)
         return failure(run, why, unsafe)
 
-    def give_back(self, old: str, gap: bool = True) -> str:
-        """The old holder started again with its hot files (restart_own); returns what was done, as "; ...", with
-        the time no node held them since the fence began when ``gap``. Never raises."""
+    def give_back(self, old: str, gap: bool = True) -> tuple[bool, str]:
+        """The old holder started again with its hot files (restart_own); returns whether that was done and what
+        was done, as "; ...", with the time no node held them since the fence began when ``gap``. Never raises."""
         try:
             self.restart_own(old, hot=True)
         except (OperationFailed, Unsafe) as exc:
-            return f"; giving {old} its keys back failed: {exc}"
+            return False, f"; giving {old} its keys back failed: {exc}"
         told = gap and self.fence_began is not None
         note = f" (no node held them for {time.monotonic() - self.fence_began:.1f}s)" if told else ""
         self.change.say(old, f"given its keys back: serves with them{note}")
-        return f"; {old} was given its keys back and serves with them{note}"
+        return True, f"; {old} was given its keys back and serves with them{note}"
 
     def standby_again(self, new: str) -> str:
         """The failed new holder started again without the keys (restart_own); returns what was done, as "; ...".

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import threading
 import types
 
 import pytest
@@ -25,7 +26,7 @@ from nodeops.activation import plan_change, plan_promotion
 from nodeops.commands.node import sh
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
-from nodeops.errors import EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
+from nodeops.errors import EXIT_INTERRUPTED, EXIT_UNSAFE, Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.container import inspect, parse_inspect
 from nodeops.facts.now import now_of
 from nodeops.facts.view import NodeView
@@ -107,10 +108,14 @@ class Engine:
         self.fails, self.ignores_stop, self.dies_hot = list(fails), set(ignores_stop), set(dies_hot)
         self.digests, self.boots = dict(digests or {}), dict(boots or {})
         self.sent: list[tuple[str, str, bytes | None]] = []
+        self.stop_at: tuple[str, str, threading.Event] | None = None  # (node, pattern, a run's stop flag): set
+        # when such a line is sent, as a SIGTERM arriving while it runs
 
     def __call__(self, link, command, stdin=None, timeout=600) -> CommandResult:  # noqa: ARG002 (the edge's shape)
         node = link.rsplit(" ", 1)[-1]
         self.sent.append((node, command, stdin))
+        if self.stop_at and self.stop_at[0] == node and re.search(self.stop_at[1], command):
+            self.stop_at[2].set()
         for where, pattern, answer in self.fails:
             if where == node and re.search(pattern, command):
                 if isinstance(answer, Exception):
@@ -521,6 +526,76 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     assert [line for line in lines if line.startswith("b:")] == ["b: inspect", "b: inspect"]  # b only looked at
     check_secrets(engine, {"a"})
     assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # a holds them again, as it did
+
+
+FENCE_UNDONE = [*PUT_BACK, *GIVE_BACK]  # the fence undone: a's holder container back, with its keys
+COMPLETE = "the promotion went on to its end: it is complete, b holds the hot keys and serves"
+
+
+@pytest.mark.parametrize(
+    ("keep_old_stopped", "stop_at", "lines", "message"),
+    [
+        # before the fence: nothing done
+        (False, None, [], "pool: stopped before the fence as asked, nothing changed; now: as the engine holds it"),
+        # during the restart fence (a restarted without its keys): the fence undone, the keys never moved
+        (False, ("a", r"^docker run"), [*RESTART_FENCE[:RESTART_FENCE.index("a: run") + 1], *FENCE_UNDONE],
+         r"pool: stopped before `await-fenced a` as asked, after the fence and before the keys moved, so the fence "
+         r"was undone; a was given its keys back and serves with them \(no node held them for \d+\.\ds\); now: as "
+         "the engine holds it"),
+        # during the stop fence: a started again with its keys
+        (True, ("a", r"^docker stop"), ["a: stop", *GIVE_BACK],
+         r"pool: stopped before `await-fenced a` as asked, after the fence and before the keys moved, so the fence "
+         r"was undone; a was given its keys back and serves with them \(no node held them for \d+\.\ds\); now: as "
+         "the engine holds it"),
+        # once the new holder starts with the keys: the promotion finishes, is seen complete, then stops
+        (False, ("b", r"io\.nodeops\.hot=true"), [*RESTART_FENCE[:-2], "a: inspect", "b: inspect"],
+         r"pool: the stop came during `replace b \(promoted, with the hot keys\)`, once the keys were moving \(past "
+         rf"the last safe point\), so {COMPLETE} \(no node held them for \d+\.\ds\); now: as the engine holds it"),
+    ],
+    ids=["before-the-fence", "during-the-restart-fence", "during-the-stop-fence", "during-the-move"],
+)  # fmt: skip
+def test_a_stop_during_a_promotion_ends_at_its_safe_points_and_says_what_it_did(
+    tmp_path, keep_old_stopped, stop_at, lines, message
+):
+    """SIGTERM/SIGINT (the run's stop flag) during a keys promotion: before the fence nothing is done; after the
+    fence and before the keys move the fence is undone (the old holder back with its keys); once the new holder
+    starts with them the promotion finishes and is seen complete. Each ends Interrupted (exit 130), saying so."""
+    job, engine = promoted(tmp_path)
+    run = Keys(job, engine)
+    handover = assessed(run, job)
+    engine.sent.clear()
+    if stop_at is None:
+        run.stop.requested.set()
+    else:
+        engine.stop_at = (*stop_at, run.stop.requested)
+    with pytest.raises(Interrupted) as err:
+        handover.promote(run, keep_old_stopped)
+    assert err.value.exit_code == EXIT_INTERRUPTED
+    assert re.fullmatch(message, str(err.value)), str(err.value)
+    tail = ["a: rm-previous", "b: rm-previous"] if stop_at else []  # the pair is whole: what was set aside goes
+    assert sent(engine) == [*lines, *tail]
+    moved = stop_at is not None and stop_at[0] == "b"
+    check_secrets(engine, {"b"} if moved else {"a"})
+    holder = engine.boxes["b" if moved else "a"][NAME]
+    assert holder["running"] and holder["labels"].get("io.nodeops.hot") == "true"
+    assert run.now()["active"] == ("b" if moved else "a")
+
+
+def test_a_stop_after_the_fence_whose_undo_fails_says_no_node_holds_the_keys(tmp_path):
+    """The fence undone on a stop, but the old holder does not start again with its keys: not "stopped" (exit 130)
+    but the failure, saying what runs now (no holder) and the command that sees why."""
+    job, engine = promoted(tmp_path, fails=[("a", r"^docker start", (1, "", "Error: cannot start"))])
+    run = Keys(job, engine)
+    handover = assessed(run, job)
+    engine.stop_at = ("a", r"^docker stop", run.stop.requested)
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, True)
+    assert err.value.exit_code == 1
+    undone = "after the fence and before the keys moved, so the fence was undone; giving a its keys back failed: "
+    assert str(err.value).startswith(f"pool: stopped before `await-fenced a` as asked, {undone}")
+    assert str(err.value).endswith(f"now: a is down, b serves; NO NODE HOLDS THE KEYS: see {program()} status --env "
+                                   "prod")  # fmt: skip
+    check_secrets(engine, {"a"})
 
 
 def test_a_new_holder_that_fails_is_fenced_first_then_the_keys_go_back(tmp_path):
