@@ -45,7 +45,7 @@ class KeysHandover:
         """Carry the promotion out on ``run`` (nodeops.deploy.ServiceDeploy): planned with the fence
         ``--keep-old-stopped`` asks for, each node restarted on its own inputs; the result with the gap. A stop
         (Ctrl-C, SIGTERM) ends it with Interrupted (exit 130) at a safe point (KeysPromotion.stop_before) or once it
-        is seen complete (KeysPromotion.complete)."""
+        is seen complete (nodeops.run.fence.seen_complete)."""
         plan = plan_promotion("keys", run.service, self.seen, self.new, fence="stop" if keep_old_stopped else "restart")
         if run.stop.is_set():  # the last safe point: nothing was touched
             raise Interrupted(f"{self.service}: stopped before the fence as asked, nothing changed; {run.standing()}")

@@ -36,11 +36,10 @@ def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]]
     or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
     reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None (under ``activation`` keys:
     the one node whose running container carries the hot label, Container.hot, as every node answers), "nodes":
-    {name: {"state",
-    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
-    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
-    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
-    the container's labels (input_labels); a node without a container has only its state."""
+    {name: {"state", "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one
+    of serves, unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no
+    container), unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a
+    value) are the container's labels (input_labels); a node without a container has only its state."""
     nodes: dict[str, NodeNow] = {}
     for name, look in seen.items():
         if look is None:
