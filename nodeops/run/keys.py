@@ -18,8 +18,10 @@ from typing import Any
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
+from nodeops.run.awaits import SERVE_TIMEOUT
 
 FENCE_TIMEOUT = 60.0  # seconds for a fenced node to be seen holding nothing (a graceful stop is within it)
+ANSWER_TIMEOUT = SERVE_TIMEOUT  # seconds for a node restarted by a fence to answer again (confirm_fenced)
 POLL = 0.2
 
 
@@ -65,13 +67,17 @@ def holding(change: Any, node: Any) -> str | None:
 def confirm_fenced(change: Any, node: Any) -> bool:
     """After ``node`` was restarted without its hot files and seen holding none by its label (await_fenced): when
     the role defines ``keys_in_use`` (RoleHooks.says_keys_in_use), the node awaited answering again (Awaits.
-    await_serving: OperationFailed when it does not within SERVE_TIMEOUT, or its container stops), then the hook asked
-    once about that reply. Returns whether the hook was asked; FenceFailed (exit 4) when it says the node still uses
-    its keys."""
+    await_serving: OperationFailed, saying why it was awaited, when it does not within ANSWER_TIMEOUT or its
+    container stops), then the hook asked once about that reply. Returns whether the hook was asked; FenceFailed
+    (exit 4) when it says the node still uses its keys."""
     hooks, role = change.job.role.hooks, change.job.role.name
     if not hooks.says_keys_in_use:
         return False
-    change.waits.await_serving(node)
+    try:
+        change.waits.await_serving(node, timeout=ANSWER_TIMEOUT)
+    except OperationFailed as exc:
+        raise OperationFailed(f"{exc} (restarted without its hot keys, it was awaited answering again, to ask it "
+                              f"whether it still uses them: role {role}'s keys_in_use)") from None  # fmt: skip
     body = change.answers.get(node.name)
     if body is not None and hooks.keys_in_use(body) is True:
         raise FenceFailed(f"{change.service.name} {node.name}: the fence failed: restarted without its hot keys, it "

@@ -598,6 +598,25 @@ def test_a_stop_after_the_fence_whose_undo_fails_says_no_node_holds_the_keys(tmp
     check_secrets(engine, {"a"})
 
 
+def test_a_restarted_old_holder_that_never_answers_cannot_be_asked_so_the_keys_go_back(tmp_path, monkeypatch):
+    """The role defines ``keys_in_use`` but the old holder restarted by the fence never answers: the hook cannot be
+    asked, so the fence is not taken as done: nothing starts with the keys, the old holder gets them back (exit 1)."""
+    monkeypatch.setattr(keys_module, "ANSWER_TIMEOUT", 0.3)
+    job, engine = promoted(tmp_path, hook=IN_USE, boots={"a": 10**6})
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")  # a's own container, put back, answers
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, False)
+    assert err.value.exit_code == 1
+    assert str(err.value).startswith("pool a: not serving /health after 0s: container running")
+    assert (
+        "(restarted without its hot keys, it was awaited answering again, to ask it whether it still uses them: "
+        "role pool's keys_in_use); nothing was started with the keys; a was given its keys back"
+    ) in str(err.value)
+    assert not [line for line in sent(engine) if line == "b: run+hot"]
+    check_secrets(engine, {"a"})
+
+
 def test_a_new_holder_that_fails_is_fenced_first_then_the_keys_go_back(tmp_path):
     job, engine = promoted(tmp_path, dies_hot={"b"})
     run = Keys(job, engine)
