@@ -43,13 +43,19 @@ class KeysHandover:
 
     def promote(self, run, keep_old_stopped: bool) -> dict:
         """Carry the promotion out on ``run`` (nodeops.deploy.ServiceDeploy): planned with the fence
-        ``--keep-old-stopped`` asks for, each node restarted on its own inputs; the result with the gap."""
+        ``--keep-old-stopped`` asks for, each node restarted on its own inputs; the result with the gap. A stop
+        (Ctrl-C, SIGTERM) ends it with Interrupted (exit 130) at a safe point (KeysPromotion.stop_before) or once it
+        is seen complete (nodeops.run.fence.seen_complete)."""
         plan = plan_promotion("keys", run.service, self.seen, self.new, fence="stop" if keep_old_stopped else "restart")
         if run.stop.is_set():  # the last safe point: nothing was touched
             raise Interrupted(f"{self.service}: stopped before the fence as asked, nothing changed; {run.standing()}")
         run.say("", f"plan: {plan.reason}" + "".join(f"; {s.describe()}" for s in plan.steps))
         run.keep_restorable(dict.fromkeys(step.node for step in plan.steps))
-        gap = KeysPromotion(run).run(plan)
+        try:
+            gap = KeysPromotion(run).run(plan)
+        except Interrupted:  # stopped at a safe point, or complete: the pair is whole, on what each label says
+            run.drop_previous()
+            raise
         run.drop_previous()
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False,
                         keys_gap_seconds=round(gap, 3)).record()  # fmt: skip

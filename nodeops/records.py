@@ -49,7 +49,8 @@ class NodeNow(Record):
 class Now(Record):
     """What runs on a pair once a run's last step is over (facts.now.now_record)."""
 
-    active: str | None = Field(description="the one node that answers its health path (200 or 503), else null")
+    active: str | None = Field(description="the one node that answers its health path (200 or 503), under "
+                               "activation keys the one holding the hot keys, else null")  # fmt: skip
     nodes: dict[str, NodeNow]
 
 

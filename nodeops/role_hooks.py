@@ -26,9 +26,11 @@ applies to the ones it leaves out, and a role with no module gets every default)
 ``keys_in_use(health_body: bytes) -> bool | None``
     Activation ``keys``: whether a reply to the role's health path says the node still uses its hot keys (True:
     it does, e.g. a block producer whose forging metric is still on; False: it has stopped; None: the reply does not
-    say). Called by ``fab promote-standby`` while it awaits the old holder fenced (nodeops.run.keys.await_fenced): a
-    node counts as fenced once no container of the service runs on it with the ``io.nodeops.hot`` label *and* this
-    hook does not say True of its latest reply. Never raises. Default: ``keys_unsaid`` (None: the label decides).
+    say). Called by ``fab promote-standby`` after a restart fence (nodeops.run.keys.confirm_fenced): once no
+    container of the service runs on the old holder with the ``io.nodeops.hot`` label, the restarted node is awaited
+    answering its health path again and this hook is asked once about that reply, before anything starts with the
+    keys; True: the fence failed (undone, exit 4). Never raises. Default: ``keys_unsaid`` (None: the label decides,
+    and nothing is awaited).
 
 ``CHAIN_FENCE: ChainFence``
     Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
@@ -172,6 +174,11 @@ class RoleHooks:
     keys_in_use: Callable[[bytes], bool | None] = keys_unsaid
     chain_fence: ChainFence | None = None
     source: str | None = None
+
+    @property
+    def says_keys_in_use(self) -> bool:
+        """Whether the role's module defines ``keys_in_use`` (the default, ``keys_unsaid``, says nothing)."""
+        return self.keys_in_use is not keys_unsaid
 
 
 DEFAULT_HOOKS = RoleHooks()

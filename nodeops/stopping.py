@@ -4,8 +4,10 @@
         ...                            # workers check stop.is_set() between the steps of a plan
 
 The first SIGINT or SIGTERM (a CI runner cancels a job with SIGTERM) sets the flag and says so: no new
-step starts; a standby a deploy already replaced goes back on its previous container, and a handover under
-way finishes, its old active started again as the standby (see nodeops.run.runner.stop_action); the run then
+step starts but those that leave the pair whole; a standby a deploy already replaced goes back on its previous
+container, and a handover under way finishes, its old active started again as the standby (see
+nodeops.run.runner.stop_action); under activation keys a promotion's fence done before the keys moved is undone,
+and a move of the keys under way finishes (nodeops.run.fence.KeysPromotion.stop_before); the run then
 ends with exit 130 (errors.Interrupted), saying what runs. A
 second one is refused with a one-line note, since stopping now could leave a node with no container;
 a third ends the process at once with SIGKILL, as an operator who presses Ctrl-C three times means it
@@ -31,8 +33,9 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 
-FIRST = ("stopping at the next safe point: no new step starts; a standby already replaced goes back, a handover "
-         "under way finishes first (Ctrl-C twice more aborts at once)")  # fmt: skip
+FIRST = ("stopping at the next safe point: no new step starts but those that leave the pair whole: a standby already "
+         "replaced goes back, a fence before the keys moved is undone, a handover or a move of the keys under way "
+         "finishes first (Ctrl-C twice more aborts at once)")  # fmt: skip
 SECOND = "already stopping at a safe point; a third Ctrl-C aborts at once and may leave a pair half-changed"
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

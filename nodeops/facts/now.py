@@ -14,8 +14,8 @@ from nodeops.records import NodeNow, Now
 
 def now_of(observer: Observer) -> dict:
     """What runs on ``observer``'s pair at this moment, observed now over its connections (a node not connected yet
-    is connected; each node's container inspected, its health path asked): ``now_record``'s shape. A node that
-    cannot be reached is said so; nothing is raised."""
+    is connected; each node's container inspected, its health path asked): ``now_record``'s shape, the active as
+    its role's activation model says. A node that cannot be reached is said so; nothing is raised."""
     seen: dict[str, tuple[Container | None, bool, tuple[str, ...]] | None] = {}
     for n in observer.service.nodes:
         try:
@@ -27,17 +27,19 @@ def now_of(observer: Observer) -> dict:
             continue
         serving, failing = observer.health(n)
         seen[n.name] = (found, serving, failing)
-    return now_record(seen)
+    return now_record(seen, observer.role.activation)
 
 
-def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
+def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None],
+               activation: str = "lease") -> dict:  # fmt: skip
     """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
     or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
-    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None, "nodes": {name: {"state",
-    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
-    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
-    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
-    the container's labels (input_labels); a node without a container has only its state."""
+    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None (under ``activation`` keys:
+    the one node whose running container carries the hot label, Container.hot, as every node answers), "nodes":
+    {name: {"state", "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one
+    of serves, unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no
+    container), unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a
+    value) are the container's labels (input_labels); a node without a container has only its state."""
     nodes: dict[str, NodeNow] = {}
     for name, look in seen.items():
         if look is None:
@@ -54,13 +56,18 @@ def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]]
                               secret_versions=json.loads(container.label("secrets") or "{}"),
                               **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
     answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
+    if activation == "keys":
+        answering = [name for name, look in seen.items() if look is not None and look[0] is not None and look[0].hot]
     return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
 
 
 def standing_line(record: Mapping) -> str:
-    """A ``now_record`` in one line: "now: a serves (2.11.0, config 0123456789ab), b waits (...)"."""
-    parts = []
-    for name, node in record["nodes"].items():
+    """A ``now_record`` in one line: "now: a serves (2.11.0, config 0123456789ab), b waits (...)"; the active is
+    named ("b serves as the active") when its state alone does not say it (activation keys: every node serves)."""
+    parts, active, nodes = [], record["active"], record["nodes"]
+    states = [node["state"] for node in nodes.values()]
+    named = active is not None and states.count(nodes[active]["state"]) > 1
+    for name, node in nodes.items():
         held = f" ({node['version']}, config {str(node['config'])[:12]})" if "config" in node else ""
-        parts.append(f"{name} {node['state']}{held}")
+        parts.append(f"{name} {node['state']}{' as the active' if named and name == active else ''}{held}")
     return "now: " + ", ".join(parts)

@@ -94,10 +94,10 @@ class ServiceChange:
         """``node``'s reply to its health path: (200, the checks it says fail) (Observer.health)."""
         return self.observer.health(node)
 
-    def connect_all(self) -> None:
-        """Every node of the service, or the run stops here, before anything changed."""
-        for node in self.service.nodes:
-            self.observer.connect(node)
+    def connect(self, node: Node) -> None:
+        """A connection to ``node``, kept for the change's commands (Observer.connect); OperationFailed when it
+        cannot be made (the survey decides what that means for the run: Survey.connect_every)."""
+        self.observer.connect(node)
 
     def states(self) -> dict[str, NodeView]:
         """Each node's container and whether it serves (once observe() has connected)."""

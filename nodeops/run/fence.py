@@ -4,9 +4,10 @@ step, fence first, with its undoing (KeysPromotion).
 A planned promotion's plan (nodeops.activation.plan_promotion under ``keys``): the holder fenced (restarted without
 its hot files, or stopped), awaited fenced (nodeops.run.keys.await_fenced), only then the new holder replaced with the
 hot files and awaited serving, and a restarted old holder awaited serving as the standby. Each node is started on
-its own inputs (``ran_on``: a promotion changes who holds the keys, nothing else). The gap, the time no node holds the
-keys, is measured from the start of the fence to the new holder serving (an upper bound: the old holder may stop
-using its keys a little after the fence began).
+its own inputs (``ran_on``: a promotion changes who holds the keys, nothing else) and labelled with the registry
+digest of the image it starts, as its node holds it (held_digest: a promotion pulls nothing). The gap, the time no
+node holds the keys, is measured from the start of the fence to the new holder serving (an upper bound: the old
+holder may stop using its keys a little after the fence began).
 
 ``change`` is the change under way (nodeops.deploy.ServiceDeploy): its node actions (``on``, replace, upload, shred),
 observations (inspect, health, waits) and what it learnt of each node (``ran_on``, ``moved``).
@@ -19,9 +20,11 @@ import time
 from typing import Any
 
 from nodeops import program
-from nodeops.errors import OperationFailed, Unsafe
+from nodeops.commands import node as cmd
+from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
+from nodeops.facts import image as image_facts
 from nodeops.plan import ServicePlan, Step
-from nodeops.run.keys import await_fenced, refuse_second_holder
+from nodeops.run.keys import FenceFailed, await_fenced, confirm_fenced, refuse_second_holder
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 
 
@@ -57,6 +60,32 @@ def failure(change: Any, what: str, unsafe: bool = False) -> ChangeFailed:
     return kind(f"{what}; now: {', '.join(seen)}{down}")
 
 
+def held_digest(change: Any, node: str, image: str) -> str | None:
+    """The registry digest (``sha256:<64 hex>``) of ``image`` as ``node`` holds it, read with `docker image inspect`
+    (the image a `docker run` of that reference starts there); None when the node holds no such image or the engine
+    knows no registry digest of it (a local-only image)."""
+    res = change.x(node, cmd.sh(image_facts.image_id(change.runtime, image)), check=False)
+    return image_facts.parse_image_id(res.stdout, image)[1] if res.exit_code == 0 else None
+
+
+def seen_complete(change: Any, during: Step, new: str, gap: float) -> NodeopsError:
+    """The end of a promotion a stop came into once the keys were moving (during ``during``), carried on to its end:
+    Interrupted (exit 130) saying it is complete when ``new`` is seen, now, the one node holding the keys and
+    serving (``gap``: seconds no node held them); else the failure saying what runs."""
+    run, service = change, change.service.name
+    came = (f"{service}: the stop came during `{during.describe()}`, once the keys were moving (past the last safe "
+            "point), so the promotion went on to its end")  # fmt: skip
+    try:
+        holders = [n.name for n in run.service.nodes if (c := run.inspect(n.name)) is not None and c.hot]
+        serves = run.health(next(n for n in run.service.nodes if n.name == new))[0]
+    except OperationFailed as exc:
+        return failure(run, f"{came}, but it could not be seen complete: {exc}")
+    if holders != [new] or not serves:
+        return failure(run, f"{came}, but {new} is not seen as the one node holding the keys and serving")
+    return Interrupted(f"{came}: it is complete, {new} holds the hot keys and serves (no node held them for "
+                       f"{gap:.1f}s); {run.standing()}")  # fmt: skip
+
+
 class KeysPromotion:
     """A planned ``keys`` promotion of ``change``'s pair (see the module's docstring)."""
 
@@ -65,36 +94,62 @@ class KeysPromotion:
         self.service = change.service.name
         self.nodes = {n.name: n for n in change.service.nodes}
         self.fence_began: float | None = None
+        self.fenced_by: str | None = None  # the fence's action: "replace" (restarted without the keys) or "stop"
 
     def run(self, plan: ServicePlan) -> float:
         """Carry out ``plan``; returns the gap (seconds no node held the keys). A failure before the new holder
         was started with the keys gives them back to the old holder; one after it sees the new holder stopped and
         fenced first, then gives them back (undo); either way ChangeFailed says what serves now. Unsafe (a second
-        holder seen before a start with the keys): ChangeRefused, nothing started with them."""
+        holder seen before a start with the keys): ChangeRefused, nothing started with them. A stop (Ctrl-C,
+        SIGTERM: the change's ``stop``) ends it at a safe point with Interrupted (exit 130, stop_before) or, once
+        the new holder was started with the keys, after its last step, the promotion seen complete (seen_complete)."""
         run = self.change
         new = next(s.node for s in plan.steps if s.hot)
         old = next((s.node for s in plan.steps if s.action == "await-fenced"), None)
-        gap = 0.0
-        for step in plan.steps:
+        gap, during = 0.0, None
+        for i, step in enumerate(plan.steps):
+            if run.stop.is_set() and during is None:
+                during = self.stop_before(plan, i, old)
             run.say(step.node, step.describe())
             try:
                 took = self.step(step)
             except Unsafe as exc:  # a holder appeared since the plan: nothing was started with the keys
                 raise failure(run, str(exc), unsafe=True) from None
-            except OperationFailed as exc:
-                raise self.undo(step, old, new, str(exc)) from None
+            except OperationFailed as exc:  # FenceFailed: the old holder says it still uses its keys (exit 4)
+                raise self.undo(step, old, new, str(exc), unsafe=isinstance(exc, FenceFailed)) from None
             if step.action == "await-serving" and step.node == new:
                 gap = time.monotonic() - (self.fence_began or time.monotonic() - took)
                 run.say(new, f"serves with the hot keys; no node held them for {gap:.1f}s",
                         keys_gap_seconds=round(gap, 3))  # fmt: skip
+        if run.stop.is_set():
+            raise seen_complete(run, during or plan.steps[-1], new, gap)
         return gap
+
+    def stop_before(self, plan: ServicePlan, i: int, old: str | None) -> Step:
+        """A stop seen before step ``i``: before the fence, Interrupted, nothing changed; after the fence and before
+        the keys moved, the fence undone (the old holder's own container back with its keys, give_back), then
+        Interrupted, or ChangeFailed saying what runs when that failed. Once the new holder was started with the
+        keys there is no safe point: returns the step the stop came during, and the promotion goes on."""
+        run, step = self.change, plan.steps[i]
+        if any(s.hot for s in plan.steps[:i]):
+            return plan.steps[i - 1]
+        why = f"{self.service}: stopped before `{step.describe()}` as asked"
+        if self.fenced_by is None or old is None:
+            raise Interrupted(f"{why}, nothing changed; {run.standing()}")
+        given, back = self.give_back(old)
+        why += f", after the fence and before the keys moved, so the fence was undone{back}"
+        if not given:
+            raise failure(run, why)
+        raise Interrupted(f"{why}; {run.standing()}")
 
     def step(self, step: Step) -> float:
         """One step of the plan; the seconds an await took (0 for the others)."""
         run, node = self.change, step.node
         own = run.ran_on[node]
+        if step.action == "replace":  # the change's digest is what its containers are labelled with (run_spec)
+            run.digest = held_digest(run, node, own.service.image)
         if step.action in ("stop", "replace") and not step.hot:  # the fence
-            self.fence_began = time.monotonic()
+            self.fence_began, self.fenced_by = time.monotonic(), step.action
             if step.action == "stop":
                 run.on(node).stop(int(own.role.stop_timeout))
             else:
@@ -102,7 +157,9 @@ class KeysPromotion:
             return 0.0
         if step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
-            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)")
+            asked = self.fenced_by == "replace" and confirm_fenced(run, self.nodes[node])  # a restart fence
+            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)" +
+                    ("; it answers again and says it no longer uses them" if asked else ""))  # fmt: skip
             return took
         if step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)
@@ -114,11 +171,11 @@ class KeysPromotion:
             return took
         raise ValueError(f"{self.service}: `{step.describe()}` is no step of a keys promotion")
 
-    def undo(self, step: Step, old: str | None, new: str, why: str) -> ChangeFailed:
+    def undo(self, step: Step, old: str | None, new: str, why: str, unsafe: bool = False) -> ChangeFailed:
         """The failure of ``step``, undone: before the new holder got the keys, they go back to the old holder;
         after, the new holder is stopped and seen fenced first (if it cannot be, nothing is given back: two
         holders must never run), then the old holder gets them back and the new one its previous container.
-        Returns the error saying what was done and what serves now."""
+        Returns the error saying what was done and what serves now; ChangeRefused (exit 4) with ``unsafe``."""
         run = self.change
         if step.node == old and step.action == "await-serving":  # the keys moved; the old holder is no standby
             return failure(run, f"{why}; {new} holds the keys and serves")
@@ -134,22 +191,23 @@ class KeysPromotion:
             why += f"; {new} was stopped and seen fenced"
         else:
             why += "; nothing was started with the keys"
-        if old is not None:
-            why += self.give_back(old)
+        if old is not None:  # a fence that failed left the keys in use on the old holder: no gap to tell
+            why += self.give_back(old, gap=not unsafe)[1]
         if hot_started:
             why += self.standby_again(new)
-        return failure(run, why)
+        return failure(run, why, unsafe)
 
-    def give_back(self, old: str) -> str:
-        """The old holder started again with its hot files (restart_own); returns what was done, as "; ...". Never
-        raises."""
+    def give_back(self, old: str, gap: bool = True) -> tuple[bool, str]:
+        """The old holder started again with its hot files (restart_own); returns whether that was done and what
+        was done, as "; ...", with the time no node held them since the fence began when ``gap``. Never raises."""
         try:
             self.restart_own(old, hot=True)
         except (OperationFailed, Unsafe) as exc:
-            return f"; giving {old} its keys back failed: {exc}"
-        gap = "" if self.fence_began is None else f" (no node held them for {time.monotonic() - self.fence_began:.1f}s)"
-        self.change.say(old, f"given its keys back: serves with them{gap}")
-        return f"; {old} was given its keys back and serves with them{gap}"
+            return False, f"; giving {old} its keys back failed: {exc}"
+        told = gap and self.fence_began is not None
+        note = f" (no node held them for {time.monotonic() - self.fence_began:.1f}s)" if told else ""
+        self.change.say(old, f"given its keys back: serves with them{note}")
+        return True, f"; {old} was given its keys back and serves with them{note}"
 
     def standby_again(self, new: str) -> str:
         """The failed new holder started again without the keys (restart_own); returns what was done, as "; ...".

@@ -1,11 +1,13 @@
 """Activation ``keys`` on a live pair: who holds the role's hot files, observed afresh before any start with them
-(refuse_second_holder), and a node awaited fenced, holding nothing (await_fenced).
+(refuse_second_holder), a node awaited fenced, holding nothing (await_fenced), and a restarted one asked whether it
+still uses its keys (confirm_fenced).
 
 A node holds the keys while a container of the service runs on it that was started with the hot files: its
-``io.nodeops.hot=true`` label (NodeView.hot; the files are shredded once read, so the label is the fact) and, where
-the role says how (its ``keys_in_use`` hook, nodeops.role_hooks), while its reply to the health path says it still
-uses them. ``change`` is the change under way (nodeops.deploy.ServiceDeploy): its service, inspect, health, the bodies
-of its nodes' latest health replies (``answers``) and its job's role.
+``io.nodeops.hot=true`` label (NodeView.hot; the files are shredded once read, so the label is the fact). Where the
+role says how (its ``keys_in_use`` hook, nodeops.role_hooks), a node restarted without them by a fence is also asked,
+once it answers again, whether it still uses them: the label records how its container was started, the reply what
+its process does. ``change`` is the change under way (nodeops.deploy.ServiceDeploy): its service, inspect, health,
+waits, the bodies of its nodes' latest health replies (``answers``) and its job's role.
 """
 
 from __future__ import annotations
@@ -15,10 +17,19 @@ from typing import Any
 
 from nodeops import program
 from nodeops.commands import node as cmd
-from nodeops.errors import OperationFailed, Unsafe
+from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
+from nodeops.run.awaits import SERVE_TIMEOUT
 
 FENCE_TIMEOUT = 60.0  # seconds for a fenced node to be seen holding nothing (a graceful stop is within it)
+ANSWER_TIMEOUT = SERVE_TIMEOUT  # seconds for a node restarted by a fence to answer again (confirm_fenced)
 POLL = 0.2
+
+
+class FenceFailed(OperationFailed):
+    """A fenced node says it still uses its keys (confirm_fenced): the fence did not take. Unsafe (exit 4), and
+    undone like a failed step (the old holder back as it was)."""
+
+    exit_code = EXIT_UNSAFE
 
 
 def refuse_second_holder(change: Any, node: str) -> None:
@@ -44,18 +55,34 @@ def refuse_second_holder(change: Any, node: str) -> None:
 
 def holding(change: Any, node: Any) -> str | None:
     """Why ``node`` (a nodeops.inventory.Node) may still hold the keys, as observed now, or None when it holds
-    nothing: a container of the service (its own name or the previous one) running with the hot label, or its reply
-    to the health path saying it still uses them (the role's ``keys_in_use`` hook says True). OperationFailed when
-    the node cannot be seen."""
+    nothing: a container of the service (its own name or the previous one) running with the hot label.
+    OperationFailed when the node cannot be seen."""
     for name in (None, cmd.previous_name(change.service.name)):
         c = change.inspect(node.name, name)
         if c is not None and c.hot:
             return f"container {c.name} runs with the hot keys"
-    answers = any(change.health(node))
-    body = change.answers.get(node.name) if answers else None
-    if body is not None and change.job.role.hooks.keys_in_use(body) is True:
-        return "its health reply says it still uses its keys"
     return None
+
+
+def confirm_fenced(change: Any, node: Any) -> bool:
+    """After ``node`` was restarted without its hot files and seen holding none by its label (await_fenced): when
+    the role defines ``keys_in_use`` (RoleHooks.says_keys_in_use), the node awaited answering again (Awaits.
+    await_serving: OperationFailed, saying why it was awaited, when it does not within ANSWER_TIMEOUT or its
+    container stops), then the hook asked once about that reply. Returns whether the hook was asked; FenceFailed
+    (exit 4) when it says the node still uses its keys."""
+    hooks, role = change.job.role.hooks, change.job.role.name
+    if not hooks.says_keys_in_use:
+        return False
+    try:
+        change.waits.await_serving(node, timeout=ANSWER_TIMEOUT)
+    except OperationFailed as exc:
+        raise OperationFailed(f"{exc} (restarted without its hot keys, it was awaited answering again, to ask it "
+                              f"whether it still uses them: role {role}'s keys_in_use)") from None  # fmt: skip
+    body = change.answers.get(node.name)
+    if body is not None and hooks.keys_in_use(body) is True:
+        raise FenceFailed(f"{change.service.name} {node.name}: the fence failed: restarted without its hot keys, it "
+                          f"answers that it still uses them (role {role}'s keys_in_use)")  # fmt: skip
+    return True
 
 
 def await_fenced(change: Any, node: Any, timeout: float | None = None) -> float:

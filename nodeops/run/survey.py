@@ -1,6 +1,7 @@
 """A change's first look at its pair, before it plans: every node connected (an unreachable node stops the run
-before anything changed), the files directory RAM-backed, the image pulled on every node (its id is what "up to date"
-compares) or, for a dry run, looked up without pulling, and each node's state.
+before anything changed: exit 1 under activation lease, exit 4 under keys and all, connect_every), the files
+directory RAM-backed, the image pulled on every node (its id is what "up to date" compares) or, for a dry run,
+looked up without pulling, and each node's state.
 
 ``change`` is the change about to be planned (nodeops.deploy.ServiceDeploy in a run), through the ``Surveyed``
 protocol below; the digest of the image as pulled and whether it was pulled on every node are written back to it
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn, Protocol
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import InventoryError, OperationFailed, Unsafe
@@ -19,6 +21,11 @@ from nodeops.facts import image as image_facts
 from nodeops.facts.view import NodeView
 from nodeops.plan import Desired, unpulled_image_id
 from nodeops.run.node import NodeActions, NoSuchImage
+
+UNSEEN_RISK = {  # activation model -> why a node that cannot be seen makes any plan unsafe (exit 4, connect_every)
+    "keys": "under activation keys a node that cannot be seen might hold the hot keys",
+    "all": "under activation all a node that cannot be seen might be the last one serving",
+}
 
 
 class Surveyed(Protocol):
@@ -34,7 +41,7 @@ class Surveyed(Protocol):
     digest: str | None
     pulled: bool
 
-    def connect_all(self) -> None: ...
+    def connect(self, node: Any) -> None: ...
     def on(self, node: str) -> NodeActions: ...
     def x(self, node: str, command: str, stdin: bytes | None = None, check: bool = True,
           timeout: float | None = None) -> CommandResult: ...  # fmt: skip
@@ -55,7 +62,7 @@ class Survey:
         run = self.change
         image = run.service.image
         ids = set()
-        run.connect_all()
+        self.connect_every()
         for node in run.service.nodes:
             self.require_tmpfs(node.name, dry_run)
             if not dry_run:
@@ -67,6 +74,26 @@ class Survey:
         image_id, run.digest = ids.pop()
         run.pulled = True
         return run.states(), Desired(image, image_id, run.job.rendered.config_hash)
+
+    def connect_every(self) -> None:
+        """Every node of the service connected, before anything is sent to any. Under activation lease the first
+        that cannot be reached stops the run (its OperationFailed, exit 1: the pair's lease says who is active).
+        Under keys and all every node is tried and those that cannot be reached are refused together as unsafe
+        (Unsafe, exit 4, one line naming each, why (UNSEEN_RISK) and what to do): nothing is planned or changed."""
+        run = self.change
+        risk = UNSEEN_RISK.get(run.job.role.activation)
+        lost: dict[str, str] = {}
+        for node in run.service.nodes:
+            try:
+                run.connect(node)
+            except OperationFailed as exc:
+                if risk is None:
+                    raise
+                lost[node.name] = str(exc)
+        if lost:
+            raise Unsafe(f"{run.service.name}: {', '.join(lost)} cannot be reached ({'; '.join(lost.values())}): "
+                         f"{risk}, so nothing was planned and nothing changed; make it reachable again, then run it "
+                         f"again (see {program()} status --env {run.fleet.inventory.environment})")  # fmt: skip
 
     def require_tmpfs(self, node: str, dry_run: bool) -> None:
         """Unsafe (exit 4) unless the files directory is RAM-backed; a deploy creates it, a dry run looks at it

@@ -1,6 +1,6 @@
 """Activation all carried out for real, on a lab of its own: a service of three nodes that all serve (the relays'
-model), deployed from nothing, upgraded one node at a time behind a load balancer that never fails a probe, and a
-failed replace undone on its node while the others keep serving.
+model), deployed from nothing, upgraded one node at a time behind a load balancer that never fails a probe, a
+failed replace undone on its node while the others keep serving, and a node cut off refused as unsafe (exit 4).
 
 The role is the operator's copy of the built-in Chainlink role saying ``activation: all`` (tests/e2e/test_activation.py
 ``all_role``); the built-in templates render ``[Database.Lock] Enabled = false`` for it (Chainlink's own switch for
@@ -177,3 +177,25 @@ def test_a_failed_replace_is_undone_on_its_node_and_the_others_keep_serving(grp)
     assert after["cl1-b"] == before["cl1-b"] and after["cl2-a"] == before["cl2-a"]  # never touched
     assert after["cl1-a"][2:] == before["cl1-a"][2:], (before, after)  # its previous inputs: same config, version
     wait_for(lambda: serving(current) == {**dict.fromkeys(NODES, "serving"), "state": "healthy"}, "every node", 30)
+
+
+def test_a_node_that_cannot_be_reached_is_refused_as_unsafe_before_anything(grp):
+    """A node of the service cut off (its link down): the deploy is exit 4, not 1 (under activation all a node that
+    cannot be seen might be the last one serving), in one line naming it and what to do; no node is touched."""
+    _lab, path = grp
+    before = containers(path)
+    change = variant(path, "cut", lambda d: (d["services"][SERVICE]["variables"].update(LOG_LEVEL="debug"),
+                                                d["ssh"].update(connect_timeout=2, connect_retries=0)))  # fmt: skip
+    netns = f"nodeops-{NAME}-cl2-a"
+    subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "down"], check=True)
+    try:
+        res = fab("deploy", "--inventory", str(change), "--service", SERVICE, timeout=300)
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "set", "eth0", "up"], check=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 4, out
+    line = next(ln for ln in res.stderr.splitlines() if "cannot be reached" in ln)
+    assert f"{SERVICE}: cl2-a cannot be reached (cl2-a (" in line, line
+    assert "under activation all a node that cannot be seen might be the last one serving" in line, line
+    assert "nothing changed; make it reachable again" in line and "Traceback" not in out, out
+    assert containers(path) == before  # nothing changed on any node

@@ -57,7 +57,8 @@ def test_a_container_whose_process_has_not_read_its_files_is_no_waiting_standby(
     [job] = prepare(inventory, ["cl1"])
     with Fleet(inventory) as fleet:
         run = ServiceDeploy(job, fleet, Reporter.silent())
-        run.connect_all()
+        for node in job.service.nodes:
+            run.connect(node)
         node = next(n for n in job.service.nodes if n.name == standby)
         with pytest.raises(OperationFailed, match="holds no connection to the lease database yet"):
             run.waits.await_waiting(node)

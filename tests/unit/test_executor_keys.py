@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import threading
 import types
 
 import pytest
@@ -25,8 +26,9 @@ from nodeops.activation import plan_change, plan_promotion
 from nodeops.commands.node import sh
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
-from nodeops.errors import EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
+from nodeops.errors import EXIT_INTERRUPTED, EXIT_UNSAFE, Interrupted, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.container import inspect, parse_inspect
+from nodeops.facts.now import now_of
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
 from nodeops.job import Job
@@ -65,10 +67,14 @@ default_profile: main
 IN_USE = """\
 import json
 
+ASKED = []  # each body the hook was asked about
+
 def keys_in_use(body):
+    ASKED.append(body)
     return json.loads(body).get("forging")
 """
 HOT_FILES = ("kes.skey", "vrf.skey")
+HELD_DIGEST = "sha256:" + "e" * 64  # the registry digest of the image a node holds (`docker image inspect`)
 COLD_FILES = ("node.conf", ".pw")
 
 
@@ -92,16 +98,24 @@ class Engine:
     """Each node's container engine, played: ``boxes`` {node: {container name: {"running", "labels"}}}. ``fails``
     [(node, pattern, answer)]: a line on that node matching the pattern answers (exit, stdout, stderr) or raises;
     ``ignores_stop``: nodes whose `docker stop` answers 0 and stops nothing; ``dies_hot``: nodes whose container
-    started with the hot label exits at once. Every line is kept (``sent``: node, line, stdin)."""
+    started with the hot label exits at once; ``digests``: {node: the registry digest of the image it holds}, as
+    `docker image inspect` answers (HELD_DIGEST by default); ``boots``: {node: how many health probes a container
+    `docker run` creates there answers nothing before it serves, as a real process starting}. Every line is kept
+    (``sent``: node, line, stdin)."""
 
-    def __init__(self, boxes, fails=(), ignores_stop=(), dies_hot=()) -> None:
+    def __init__(self, boxes, fails=(), ignores_stop=(), dies_hot=(), digests=None, boots=None) -> None:
         self.boxes = {node: dict(box) for node, box in boxes.items()}
         self.fails, self.ignores_stop, self.dies_hot = list(fails), set(ignores_stop), set(dies_hot)
+        self.digests, self.boots = dict(digests or {}), dict(boots or {})
         self.sent: list[tuple[str, str, bytes | None]] = []
+        self.stop_at: tuple[str, str, threading.Event] | None = None  # (node, pattern, a run's stop flag): set
+        # when such a line is sent, as a SIGTERM arriving while it runs
 
     def __call__(self, link, command, stdin=None, timeout=600) -> CommandResult:  # noqa: ARG002 (the edge's shape)
         node = link.rsplit(" ", 1)[-1]
         self.sent.append((node, command, stdin))
+        if self.stop_at and self.stop_at[0] == node and re.search(self.stop_at[1], command):
+            self.stop_at[2].set()
         for where, pattern, answer in self.fails:
             if where == node and re.search(pattern, command):
                 if isinstance(answer, Exception):
@@ -117,6 +131,8 @@ class Engine:
 
     def docker(self, node, box, argv) -> CommandResult:
         verb, name = argv[0], argv[-1]
+        if argv[:2] == ["image", "inspect"]:
+            return CommandResult(0, f'sha256:img ["reg/node@{self.digests.get(node, HELD_DIGEST)}"]', "")
         if verb == "container":
             if name not in box:
                 return CommandResult(1, "", f"Error: No such container: {name}")
@@ -128,7 +144,8 @@ class Engine:
             name = argv[argv.index("--name") + 1]
             labels = dict(argv[i + 1].split("=", 1) for i, w in enumerate(argv) if w == "--label")
             hot = labels.get("io.nodeops.hot") == "true"
-            box[name] = {"running": not (hot and node in self.dies_hot), "labels": labels}
+            box[name] = {"running": not (hot and node in self.dies_hot), "labels": labels,
+                         "booting": self.boots.get(node, 0)}  # fmt: skip
         elif verb == "rename":
             box[argv[2]] = box.pop(argv[1])
         elif verb == "rm":
@@ -171,6 +188,9 @@ class Keys(ServiceDeploy):
 
     def health(self, node):
         c = self.edge.boxes.get(node.name, {}).get(NAME)
+        if c is not None and c["running"] and c.get("booting"):
+            c["booting"] -= 1
+            c = None  # starting: it answers nothing yet
         if c is None or not c["running"]:
             self.answers.pop(node.name, None)
             return False, ()
@@ -186,11 +206,19 @@ class Keys(ServiceDeploy):
     def standing(self):
         return "now: as the engine holds it"
 
+    def now(self):
+        """What runs now, the real now_of over an observer of the engine (its containers and health replies)."""
+        look = types.SimpleNamespace(service=self.service, role=self.job.role, conns=self.conns, container=self.inspect,
+                                     health=self.health)  # fmt: skip
+        return now_of(look)
+
 
 def short(node: str, command: str) -> str:
     """One line sent, as the tables name it: ``a: inspect`` (``inspect-previous``), ``a: set-aside``, ``a: stop``
     (``stop-previous``), ``a: rm``, ``a: put-back``, ``a: start``, ``a: prepare``, ``a: write F``, ``a: run``
-    (``run+hot``: with the hot label), ``a: shred F,G``."""
+    (``run+hot``: with the hot label), ``a: shred F,G``, ``a: image`` (the digest of the image it holds)."""
+    if command.startswith("docker image inspect"):
+        return f"{node}: image"
     if m := re.match(r"docker container inspect (\S+)$", command):
         return f"{node}: inspect" + ("-previous" if m[1] == PREVIOUS else "")
     if command.startswith(f"docker rm --force {PREVIOUS} >/dev/null"):
@@ -353,12 +381,13 @@ def promoted(tmp_path, hook=None, **engine_kw) -> tuple[Job, Engine]:
 
 
 HOT_START_B = [
+    "b: image",  # the digest of the image b holds, for its new container's label
     "a: inspect",  # before the hot start: a observed afresh, holding nothing
     "b: inspect", "b: set-aside", "b: stop-previous", "a: inspect", *upload("b", True), "b: run+hot",
     shred("b", True),  # b serves with the keys: every file shredded
 ]  # fmt: skip
 RESTART_FENCE = [
-    "a: inspect", "a: set-aside", "a: stop-previous", *upload("a", False), "a: run",  # fenced: restarted, no keys
+    "a: image", "a: inspect", "a: set-aside", "a: stop-previous", *upload("a", False), "a: run",  # fence: no keys
     "a: inspect", "a: inspect-previous",  # await-fenced: no container of a runs with the hot label
     *HOT_START_B,
     shred("a", False),  # a serves as the standby
@@ -391,12 +420,29 @@ def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old
     result = handover.promote(run, keep_old_stopped)
     assert sent(engine) == lines
     assert result["active"] == "b" and result["outage_seconds"] is None and result["keys_gap_seconds"] >= 0
+    assert run.now()["active"] == "b"  # the audit end entry's record: the new holder, though both nodes serve
     assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
     a = engine.boxes["a"][NAME]
     assert a["running"] is a_runs and (a["labels"].get("io.nodeops.hot") != "true" or not a_runs)  # holds nothing
     check_secrets(engine, {"b"})
     gaps = [m for node, m in run.said if node == "b" and "no node held them" in m]
     assert len(gaps) == 1 and re.fullmatch(r"serves with the hot keys; no node held them for \d+\.\ds", gaps[0])
+
+
+@pytest.mark.parametrize("keep_old_stopped", [False, True], ids=["restart-fence", "stop-fence"])
+def test_each_start_of_a_promotion_records_the_digest_of_the_image_its_node_holds(tmp_path, keep_old_stopped):
+    """A promotion pulls nothing (the run's ``digest`` stays None, as ServiceChange starts it): each new container
+    is labelled with the registry digest of the image its node holds and starts (each node on its own inputs), never
+    ``digest=none``, so status, rollback and diff see the image that runs."""
+    job, engine = promoted(tmp_path, digests={"a": "sha256:" + "a" * 64, "b": "sha256:" + "b" * 64})
+    run = Keys(job, engine)
+    run.digest = None
+    assessed(run, job).promote(run, keep_old_stopped)
+    started = [(node, c) for node, c, _ in engine.sent if c.startswith("docker run")]
+    assert [node for node, _ in started] == (["b"] if keep_old_stopped else ["a", "b"])
+    for node, line in started:
+        assert f"io.nodeops.digest=sha256:{node * 64}" in line, line
+        assert engine.boxes[node][NAME]["labels"]["io.nodeops.digest"] == f"sha256:{node * 64}"
 
 
 def test_the_question_names_the_holder_and_the_fence(tmp_path):
@@ -425,12 +471,8 @@ NOW_A = ["a: inspect", shred("a", True), "b: inspect"]  # what serves now (b was
         (True, {"ignores_stop": {"a"}}, (), ["a: inspect", *GIVE_BACK, *NOW_A],
          "pool a: not seen fenced after 0.3s: container nodeops-pool runs with the hot keys; nothing was started "
          "with the keys; a was given its keys back and serves with them"),
-        # restarted without its files, yet its reply says it still uses its keys (the role's keys_in_use hook)
-        (False, {}, {"a"}, ["a: inspect", "a: inspect-previous", *PUT_BACK, *GIVE_BACK, *NOW_A],
-         "pool a: not seen fenced after 0.3s: its health reply says it still uses its keys; nothing was started "
-         "with the keys; a was given its keys back and serves with them"),
     ],
-    ids=["fence-fails", "never-fenced-label", "never-fenced-hook"],
+    ids=["fence-fails", "never-fenced-label"],
 )  # fmt: skip
 def test_a_holder_not_seen_fenced_gets_its_keys_back_and_nothing_starts_with_them(
     tmp_path, monkeypatch, keep_old_stopped, engine_kw, forging, tail, message
@@ -470,6 +512,129 @@ def test_a_keys_in_use_hook_that_raises_mid_promotion_is_one_line_naming_it_and_
     )
     assert str(err.value).endswith("now: a serves with the hot keys, b serves")
     assert [line for line in sent(engine) if line.startswith("b:")] == ["b: inspect", "b: inspect"]  # b only looked at
+    check_secrets(engine, {"a"})
+
+
+@pytest.mark.parametrize("forging", [{"a"}, set()], ids=["still-uses-its-keys", "says-it-stopped"])
+def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder_answers(tmp_path, forging):
+    """The old holder restarted without its hot files answers nothing while it starts, so a look at once sees it
+    fenced by its label alone. A role that defines ``keys_in_use`` is asked once, when the restarted node answers
+    again and before any start with the keys: it says the node still uses them, the fence failed: exit 4, the old
+    holder back as it was (its container, its keys), nothing started with them; it says not, the keys move."""
+    job, engine = promoted(tmp_path, hook=IN_USE, boots={"a": 3})
+    asked = job.role.hooks.keys_in_use.__wrapped__.__globals__["ASKED"]  # the hook as the role wrote it
+    run = Keys(job, engine, forging=forging)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    asked.clear()
+    engine.sent.clear()
+    if not forging:
+        assert handover.promote(run, False)["active"] == "b"
+        assert asked == [b'{"forging": false}']  # once, on the restarted node's first answer
+        lines = sent(engine)
+        assert lines.index("a: run") < lines.index("a: inspect-previous") < lines.index("b: run+hot")
+        return
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, False)
+    assert err.value.exit_code == EXIT_UNSAFE
+    assert str(err.value) == (
+        "pool a: the fence failed: restarted without its hot keys, it answers that it still uses them (role pool's "
+        "keys_in_use); nothing was started with the keys; a was given its keys back and serves with them; now: a "
+        "serves with the hot keys, b serves"
+    )
+    assert asked == [b'{"forging": true}']
+    lines = sent(engine)
+    assert lines[-len(PUT_BACK + GIVE_BACK + NOW_A) :] == [*PUT_BACK, *GIVE_BACK, *NOW_A]
+    assert [line for line in lines if line.startswith("b:")] == ["b: inspect", "b: inspect"]  # b only looked at
+    check_secrets(engine, {"a"})
+    assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # a holds them again, as it did
+
+
+FENCE_UNDONE = [*PUT_BACK, *GIVE_BACK]  # the fence undone: a's holder container back, with its keys
+COMPLETE = "the promotion went on to its end: it is complete, b holds the hot keys and serves"
+
+
+@pytest.mark.parametrize(
+    ("keep_old_stopped", "stop_at", "lines", "message"),
+    [
+        # before the fence: nothing done
+        (False, None, [], "pool: stopped before the fence as asked, nothing changed; now: as the engine holds it"),
+        # during the restart fence (a restarted without its keys): the fence undone, the keys never moved
+        (False, ("a", r"^docker run"), [*RESTART_FENCE[:RESTART_FENCE.index("a: run") + 1], *FENCE_UNDONE],
+         r"pool: stopped before `await-fenced a` as asked, after the fence and before the keys moved, so the fence "
+         r"was undone; a was given its keys back and serves with them \(no node held them for \d+\.\ds\); now: as "
+         "the engine holds it"),
+        # during the stop fence: a started again with its keys
+        (True, ("a", r"^docker stop"), ["a: stop", *GIVE_BACK],
+         r"pool: stopped before `await-fenced a` as asked, after the fence and before the keys moved, so the fence "
+         r"was undone; a was given its keys back and serves with them \(no node held them for \d+\.\ds\); now: as "
+         "the engine holds it"),
+        # once the new holder starts with the keys: the promotion finishes, is seen complete, then stops
+        (False, ("b", r"io\.nodeops\.hot=true"), [*RESTART_FENCE[:-2], "a: inspect", "b: inspect"],
+         r"pool: the stop came during `replace b \(promoted, with the hot keys\)`, once the keys were moving \(past "
+         rf"the last safe point\), so {COMPLETE} \(no node held them for \d+\.\ds\); now: as the engine holds it"),
+    ],
+    ids=["before-the-fence", "during-the-restart-fence", "during-the-stop-fence", "during-the-move"],
+)  # fmt: skip
+def test_a_stop_during_a_promotion_ends_at_its_safe_points_and_says_what_it_did(
+    tmp_path, keep_old_stopped, stop_at, lines, message
+):
+    """SIGTERM/SIGINT (the run's stop flag) during a keys promotion: before the fence nothing is done; after the
+    fence and before the keys move the fence is undone (the old holder back with its keys); once the new holder
+    starts with them the promotion finishes and is seen complete. Each ends Interrupted (exit 130), saying so."""
+    job, engine = promoted(tmp_path)
+    run = Keys(job, engine)
+    handover = assessed(run, job)
+    engine.sent.clear()
+    if stop_at is None:
+        run.stop.requested.set()
+    else:
+        engine.stop_at = (*stop_at, run.stop.requested)
+    with pytest.raises(Interrupted) as err:
+        handover.promote(run, keep_old_stopped)
+    assert err.value.exit_code == EXIT_INTERRUPTED
+    assert re.fullmatch(message, str(err.value)), str(err.value)
+    tail = ["a: rm-previous", "b: rm-previous"] if stop_at else []  # the pair is whole: what was set aside goes
+    assert sent(engine) == [*lines, *tail]
+    moved = stop_at is not None and stop_at[0] == "b"
+    check_secrets(engine, {"b"} if moved else {"a"})
+    holder = engine.boxes["b" if moved else "a"][NAME]
+    assert holder["running"] and holder["labels"].get("io.nodeops.hot") == "true"
+    assert run.now()["active"] == ("b" if moved else "a")
+
+
+def test_a_stop_after_the_fence_whose_undo_fails_says_no_node_holds_the_keys(tmp_path):
+    """The fence undone on a stop, but the old holder does not start again with its keys: not "stopped" (exit 130)
+    but the failure, saying what runs now (no holder) and the command that sees why."""
+    job, engine = promoted(tmp_path, fails=[("a", r"^docker start", (1, "", "Error: cannot start"))])
+    run = Keys(job, engine)
+    handover = assessed(run, job)
+    engine.stop_at = ("a", r"^docker stop", run.stop.requested)
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, True)
+    assert err.value.exit_code == 1
+    undone = "after the fence and before the keys moved, so the fence was undone; giving a its keys back failed: "
+    assert str(err.value).startswith(f"pool: stopped before `await-fenced a` as asked, {undone}")
+    assert str(err.value).endswith(f"now: a is down, b serves; NO NODE HOLDS THE KEYS: see {program()} status --env "
+                                   "prod")  # fmt: skip
+    check_secrets(engine, {"a"})
+
+
+def test_a_restarted_old_holder_that_never_answers_cannot_be_asked_so_the_keys_go_back(tmp_path, monkeypatch):
+    """The role defines ``keys_in_use`` but the old holder restarted by the fence never answers: the hook cannot be
+    asked, so the fence is not taken as done: nothing starts with the keys, the old holder gets them back (exit 1)."""
+    monkeypatch.setattr(keys_module, "ANSWER_TIMEOUT", 0.3)
+    job, engine = promoted(tmp_path, hook=IN_USE, boots={"a": 10**6})
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")  # a's own container, put back, answers
+    with pytest.raises(ChangeFailed) as err:
+        handover.promote(run, False)
+    assert err.value.exit_code == 1
+    assert str(err.value).startswith("pool a: not serving /health after 0s: container running")
+    assert (
+        "(restarted without its hot keys, it was awaited answering again, to ask it whether it still uses them: "
+        "role pool's keys_in_use); nothing was started with the keys; a was given its keys back"
+    ) in str(err.value)
+    assert not [line for line in sent(engine) if line == "b: run+hot"]
     check_secrets(engine, {"a"})
 
 

@@ -10,6 +10,7 @@ import types
 
 import pytest
 
+from nodeops import program
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.plan import Desired
@@ -26,19 +27,22 @@ MANIFEST = '{"Descriptor": {"digest": "sha256:ef"}}'
 
 class FakeChange:
     """What the survey asks of a change; ``edges``: {node: its FakeEdge} (one list of lines sent, shared);
-    ``connect``: the error connecting raises (a node unreachable), or None."""
+    ``lost``: {node: the error connecting to it raises} (a node unreachable); ``activation``: its role's model."""
 
-    def __init__(self, edges, connect=None):
-        self.edges, self.connect = edges, connect
+    def __init__(self, edges, lost=None, activation="lease"):
+        self.edges, self.lost = edges, dict(lost or {})
         self.service = types.SimpleNamespace(name="cl", image=IMAGE, nodes=(A, B))
-        self.job = types.SimpleNamespace(rendered=types.SimpleNamespace(config_hash="c0ffee"), redact=Redactor([]))
-        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml"))
+        self.job = types.SimpleNamespace(rendered=types.SimpleNamespace(config_hash="c0ffee"), redact=Redactor([]),
+                                         role=types.SimpleNamespace(activation=activation))  # fmt: skip
+        self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml", environment="prod"))
         self.runtime, self.digest, self.pulled = "docker", None, False
         self.said: list[str] = []
+        self.tried: list[str] = []  # the nodes connected to, in order
 
-    def connect_all(self):
-        if self.connect is not None:
-            raise self.connect
+    def connect(self, node):
+        self.tried.append(node.name)
+        if node.name in self.lost:
+            raise self.lost[node.name]
 
     def on(self, node):
         return NodeActions("cl", node, f"link to {node}", runtime="docker", redact=self.job.redact, timeout=30,
@@ -72,7 +76,7 @@ TMPFS, EXT4 = (r"stat --file-system", (0, "tmpfs\n", "")), (r"stat --file-system
 
 
 @pytest.mark.parametrize(
-    ("dry_run", "rules", "connect", "sent", "outcome"),
+    ("dry_run", "rules", "lost", "sent", "outcome"),
     [
         # a deploy: each node's files directory made and checked RAM-backed, then the image pulled and read back
         (False, [TMPFS, (r"^docker image", (0, HELD.format("11"), ""))], None,
@@ -84,7 +88,7 @@ TMPFS, EXT4 = (r"stat --file-system", (0, "tmpfs\n", "")), (r"stat --file-system
         (False, [TMPFS, (r"^docker image", (0, HELD.format("11"), ""))], None,
          ["tmpfs", "pull", "image id", "tmpfs", "pull", "image id"], "differs"),
         # a node unreachable: the run stops before any line is sent
-        (False, [], OperationFailed("cl b: cannot connect"), [], OperationFailed("cl b: cannot connect")),
+        (False, [], {"b": OperationFailed("cl b: cannot connect")}, [], OperationFailed("cl b: cannot connect")),
         # a dry run: the directory looked at (never made), nothing pulled, the registry's digest read: the nodes
         # hold another image than the registry's, so the plan sees a change
         (True, [TMPFS, (r"^docker manifest", (0, MANIFEST, "")), (r"^docker image", (0, HELD.format("11"), ""))],
@@ -98,13 +102,13 @@ TMPFS, EXT4 = (r"stat --file-system", (0, "tmpfs\n", "")), (r"stat --file-system
     ],
     ids=["deploy", "not-tmpfs", "images-differ", "unreachable", "dry-run-differs", "dry-run-held"],
 )  # fmt: skip
-def test_observe_checks_the_files_directory_and_pulls_before_anything_changes(dry_run, rules, connect, sent, outcome):
+def test_observe_checks_the_files_directory_and_pulls_before_anything_changes(dry_run, rules, lost, sent, outcome):
     sent_lines: list = []
     edges = {n: FakeEdge(rules=list(rules), sent=sent_lines) for n in ("a", "b")}
     if outcome == "differs":  # b holds another image for the same tag
         edges["b"].rules.insert(0, (r"^docker image", (0, HELD.format("22"), "")))
     edge = edges["a"]  # its ``commands``: every line sent, to either node, in order
-    run = FakeChange(edges, connect)
+    run = FakeChange(edges, lost)
     if isinstance(outcome, Exception) or outcome == "differs":
         error = OperationFailed if outcome == "differs" else type(outcome)
         with pytest.raises(error) as err:
@@ -121,3 +125,35 @@ def test_observe_checks_the_files_directory_and_pulls_before_anything_changes(dr
     assert Survey(run).observe(dry_run) == ("STATES", desired)
     assert [short(c) for c in edge.commands] == sent
     assert run.pulled is not dry_run and run.digest == digest
+
+
+CUT = "b (10.0.0.2:22): cannot connect after 1 attempt(s): Timeout opening channel"
+
+
+@pytest.mark.parametrize(
+    ("activation", "why"),
+    [
+        ("keys", "under activation keys a node that cannot be seen might hold the hot keys"),
+        ("all", "under activation all a node that cannot be seen might be the last one serving"),
+    ],
+)
+@pytest.mark.parametrize("dry_run", [False, True], ids=["deploy", "dry-run"])
+def test_a_node_unreachable_under_keys_or_all_is_unsafe_in_one_line_before_anything(activation, why, dry_run):
+    """Under keys or all a node that cannot be reached is refused as unsafe (exit 4), not a failed run (exit 1): one
+    line naming it, why, and what to do; every node tried (each one lost is named), nothing sent to any."""
+    sent_lines: list = []
+    edges = {n: FakeEdge(rules=[TMPFS], sent=sent_lines) for n in ("a", "b")}
+    run = FakeChange(edges, {"b": OperationFailed(CUT)}, activation)
+    with pytest.raises(Unsafe) as err:
+        Survey(run).observe(dry_run)
+    assert err.value.exit_code == EXIT_UNSAFE
+    assert str(err.value) == (f"cl: b cannot be reached ({CUT}): {why}, so nothing was planned and nothing "
+                              f"changed; make it reachable again, then run it again (see {program()} status --env "
+                              "prod)")  # fmt: skip
+    assert run.tried == ["a", "b"] and sent_lines == [] and not run.pulled
+
+
+def test_every_lost_node_is_named_under_keys():
+    run = FakeChange({}, {n: OperationFailed(f"{n} cut") for n in ("a", "b")}, "keys")
+    with pytest.raises(Unsafe, match=r"^cl: a, b cannot be reached \(a cut; b cut\): under activation keys"):
+        Survey(run).observe()

@@ -16,10 +16,12 @@ from nodeops.run.report import Reporter
 DIGEST = "sha256:" + "d" * 64
 
 
-def box(running: bool = True, config: str = "c" * 64, secrets: dict | None = None, digest: str = DIGEST) -> Container:
+def box(running: bool = True, config: str = "c" * 64, secrets: dict | None = None, digest: str = DIGEST,
+        hot: bool = False) -> Container:  # fmt: skip
     labels = {"io.nodeops.version": "2.11.0", "io.nodeops.config": config, "io.nodeops.digest": digest,
               "io.nodeops.image": f"reg/cl:2.11.0@{DIGEST}",
-              "io.nodeops.secrets": json.dumps(secrets if secrets is not None else {"db": "v2"})}  # fmt: skip
+              "io.nodeops.secrets": json.dumps(secrets if secrets is not None else {"db": "v2"}),
+              **({"io.nodeops.hot": "true"} if hot else {})}  # fmt: skip
     return Container("nodeops-svc", running, "running" if running else "exited", "sha256:i", labels)
 
 
@@ -53,6 +55,33 @@ def held(state: str, config: str = "c" * 64, secrets: dict | None = None, **more
 )  # fmt: skip
 def test_now_record_is_what_was_observed(seen, expected):
     assert now_record(seen) == expected
+
+
+@pytest.mark.parametrize(
+    ("seen", "active"),
+    [
+        # after a promotion moved the keys from a to b: both serve, b's container runs with the hot label
+        ({"a": (box(), True, ()), "b": (box(hot=True), True, ())}, "b"),
+        # the holder answers unhealthy: it holds the keys all the same
+        ({"a": (box(), True, ()), "b": (box(hot=True), False, ("DB",))}, "b"),
+        # a stopped container with the label holds nothing (its keys were in memory): no active
+        ({"a": (box(), True, ()), "b": (box(hot=True, running=False), False, ())}, None),
+        # two holders: no single active is claimed; a node cut off is not one
+        ({"a": (box(hot=True), True, ()), "b": (box(hot=True), True, ())}, None),
+        ({"a": None, "b": (box(), True, ())}, None),
+    ],
+    ids=["moved", "holder-unhealthy", "holder-stopped", "two-holders", "cut-off"],
+)  # fmt: skip
+def test_under_keys_the_active_is_the_one_holder_of_the_hot_keys(seen, active):
+    """Activation keys: every node answers its health path, so the active is the node whose running container
+    carries the hot label (NodeView.active_in), not the one that answers."""
+    assert now_record(seen, "keys")["active"] == active
+
+
+def test_the_standing_line_names_the_active_when_its_state_alone_does_not():
+    seen = {"a": (box(), True, ()), "b": (box(hot=True), True, ())}
+    assert standing_line(now_record(seen, "keys")) == ("now: a serves (2.11.0, config cccccccccccc), b serves as the "
+                                                       "active (2.11.0, config cccccccccccc)")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -300,6 +300,7 @@ def test_the_keys_hooks_default_to_saying_nothing_and_a_module_provides_them(tmp
     """Activation keys (issue 15): ``keys_in_use`` reads a health reply (default: None, the container's hot label
     decides); ``CHAIN_FENCE`` is a ChainFence (default: None; no built-in role has one)."""
     assert DEFAULT_HOOKS.keys_in_use(b'{"forging": true}') is None and DEFAULT_HOOKS.chain_fence is None
+    assert not DEFAULT_HOOKS.says_keys_in_use  # a restart fence then awaits no reply (nodeops.run.keys)
     assert HOOKS.chain_fence is None  # the Chainlink role: a lease role, no chain fence
     roles = make_role(tmp_path)
     (roles / "thing" / "role.py").write_text(
@@ -318,4 +319,5 @@ def test_the_keys_hooks_default_to_saying_nothing_and_a_module_provides_them(tmp
     )
     hooks = load_role("thing", [roles]).hooks
     assert hooks.keys_in_use(b'{"forging": true}') is True and hooks.keys_in_use(b'{"forging": false}') is False
+    assert hooks.says_keys_in_use
     assert hooks.chain_fence.change == "a new certificate"
