@@ -123,6 +123,15 @@ def serving(path: Path) -> dict[str, str]:
     return {n["node"]: n["role"] for n in entry["nodes"]} | {"state": entry["state"]}
 
 
+def fewest_serving(samples: list[tuple[bool, ...]]) -> int:
+    """The fewest nodes seen serving at once over ``samples`` (each: whether each node answered, 100 ms apart),
+    a node counted down only when it missed two samples in a row: a replaced node is down for seconds, while one
+    missed answer is the probe's 0.5 s timeout through the bastion on a loaded machine (seen under load 4.7)."""
+    down = [[not now and (not before or not after) for before, now, after in zip(p, s, n, strict=True)]
+            for p, s, n in zip([samples[0], *samples[:-1]], samples, [*samples[1:], samples[-1]], strict=True)]  # fmt: skip
+    return min(len(row) - sum(row) for row in down)
+
+
 def test_every_node_serves_and_an_upgrade_rolls_one_at_a_time_with_no_failed_probe(grp, figures):
     _lab, path = grp
     first = fab("deploy", "--inventory", str(path), "--service", SERVICE, "--json", timeout=600)
@@ -146,7 +155,7 @@ def test_every_node_serves_and_an_upgrade_rolls_one_at_a_time_with_no_failed_pro
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     failed = [round(t - probe.samples[0][0], 2) for t, _, lb in probe.samples if lb is None]
     assert failed == [], f"the load balancer failed {len(failed)} probes at {failed[:10]}\n{probe.explain()}"
-    fewest = min(sum(nodes) for _, nodes, _ in probe.samples)
+    fewest = fewest_serving([nodes for _, nodes, _ in probe.samples])
     assert fewest >= len(NODES) - 1, f"more than one node down at a time ({fewest} of {len(NODES)} served)"
     said = [e["message"].split()[0] + " " + e["node"] for e in events(rolled)
             if e.get("node") and e.get("message", "").split()[0] in ("replace", "await-serving")]  # fmt: skip
