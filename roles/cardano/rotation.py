@@ -2,7 +2,7 @@
 does after a kill at any point so that one certificate is in force and the stored counter matches it.
 
 Planning (``plan``, ``plan_forced``): the new certificate's counter and start KES period, or a refusal
-(``RotationRefused``, exit 2, nothing touched) for a cold key that is not the pool's (its verification key's
+(``IssueRefused``, exit 2, nothing touched) for a cold key that is not the pool's (its verification key's
 Blake2b-224 hash is the pool id: cardano-cli ``stake-pool id``; IntersectMBO/cardano-ledger, ``hashKey`` of a
 ``KeyHash 'StakePool``, 28 bytes), a reused counter or a skip of more than one. The next counter is the stored
 counter plus one (cardano-cli's issue counter file holds that number: ``node issue-op-cert`` issues it and writes
@@ -35,17 +35,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from nodeops.errors import InvalidInput, Unsafe
+from nodeops.errors import Unsafe
 
+from .forging import IssueRefused
 from .ocert import Certificate, CounterRefused, chain_counter, check_counter
 from .periods import Genesis
 
 POOL_ID_SIZE = 28
 STAGES = ("pending", "pushed", "forging", "stored", "cleared")
-
-
-class RotationRefused(InvalidInput):
-    """A certificate nodeops will not issue (exit 2, before any host): ``<where>: <why>``."""
 
 
 def pool_id(cold_vk: bytes) -> bytes:
@@ -89,7 +86,7 @@ class Issue:
 
 def _check_pool(cold_vk: bytes, pool: bytes, where: str) -> None:
     if pool_id(cold_vk) != pool:
-        raise RotationRefused(f"{where}: this cold key is not the pool's: its pool id is {pool_id(cold_vk).hex()}, "
+        raise IssueRefused(f"{where}: this cold key is not the pool's: its pool id is {pool_id(cold_vk).hex()}, "
                               f"the pool's {pool.hex()}")  # fmt: skip
 
 
@@ -98,7 +95,7 @@ def plan(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, cold
     """The next certificate of a KES rotation at ``slot`` (the holder's tip) on ``genesis``'s network: the stored
     counter plus one, starting at the slot's KES period. ``on_chain``: the pool's highest counter on chain (None: no
     block yet); ``cold_vk``: the cold key's verification key; ``pool``: the pool id (28 bytes); ``where``: the cold
-    key's secret reference, for the message. RotationRefused for the wrong cold key, or a counter the chain would
+    key's secret reference, for the message. IssueRefused for the wrong cold key, or a counter the chain would
     refuse or that would not supersede the certificate in force. Pure."""
     _check_pool(cold_vk, pool, where)
     return Issue(_checked(stored.counter + 1, on_chain, where, ""), genesis.kes_period(slot))
@@ -108,7 +105,7 @@ def plan_forced(genesis: Genesis, slot: int, on_chain: int | None, stored: Store
                 cold_vk: bytes, pool: bytes, where: str) -> Issue:  # fmt: skip
     """The certificate for the standby in a forced promotion: one past every certificate the lost producer may hold
     (the stored one, and a ``pending`` one), so the chain refuses the lost producer's blocks once the new one is on
-    chain. As ``plan`` otherwise; RotationRefused saying what the operator can do when the chain cannot take it
+    chain. As ``plan`` otherwise; IssueRefused saying what the operator can do when the chain cannot take it
     yet (the lost producer's newest certificate has made no block: one past it is more than one past the chain's).
     When the plan succeeds with a ``pending`` record, the chain has taken its counter: it was in force, so the run
     stores it as current and clears it before writing the standby's pending record (``resume``'s invariant: a
@@ -125,7 +122,7 @@ def _checked(counter: int, on_chain: int | None, where: str, hint: str) -> int:
         check_counter(counter, on_chain)
     except CounterRefused as err:
         cause = "reused" if counter <= chain_counter(on_chain) else "a skip of more than one"
-        raise RotationRefused(f"{where}: {cause}: {err}{hint if cause != 'reused' else ''}") from None
+        raise IssueRefused(f"{where}: {cause}: {err}{hint if cause != 'reused' else ''}") from None
     return counter
 
 

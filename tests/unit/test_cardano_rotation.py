@@ -12,6 +12,7 @@ from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, Unsafe
 from nodeops.roles import role_module
 
 rotation = role_module("cardano", "rotation")
+forging = role_module("cardano", "forging")
 ocert = role_module("cardano", "ocert")
 kes = role_module("cardano", "kes")
 periods = role_module("cardano", "periods")
@@ -51,7 +52,7 @@ def test_a_rotation_issues_the_next_counter_at_the_slots_period(on_chain, stored
     ],
 )
 def test_a_rotation_is_refused_before_any_host(on_chain, stored, cold, message):
-    with pytest.raises(rotation.RotationRefused, match=message) as err:
+    with pytest.raises(forging.IssueRefused, match=message) as err:
         rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), cold.verification_key, POOL, "aws:pool/cold")
     assert err.value.exit_code == EXIT_INVALID
 
@@ -71,14 +72,14 @@ def test_a_forced_promotion_fences_every_certificate_the_lost_producer_may_hold(
     record = Pending("bp", pending, 1150, "ab") if pending else None
     args = (MAINNET, SLOT, on_chain, Stored(stored), record, COLD.verification_key, POOL, "cold")
     if refused:
-        with pytest.raises(rotation.RotationRefused, match=refused):
+        with pytest.raises(forging.IssueRefused, match=refused):
             rotation.plan_forced(*args)
     else:
         assert rotation.plan_forced(*args) == rotation.Issue(counter, 1157)
 
 
 def test_a_forced_promotion_with_the_wrong_cold_key_is_refused():
-    with pytest.raises(rotation.RotationRefused, match="not the pool's"):
+    with pytest.raises(forging.IssueRefused, match="not the pool's"):
         rotation.plan_forced(MAINNET, SLOT, 4, Stored(4), None, OTHER.verification_key, POOL, "cold")
 
 
