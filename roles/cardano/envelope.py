@@ -185,6 +185,13 @@ def kes_signing_key_file(key: SignKey) -> str:
     return write(KES_SIGNING, cbor2.dumps(key.raw))
 
 
+def vrf_signing_key_file(signing_key: bytes) -> str:
+    """The ``vrf.skey`` cardano-cli writes for the 64-byte VRF ``signing_key``; ValueError for another size."""
+    if len(signing_key) != VRF_SIGNING_KEY_SIZE:
+        raise ValueError(f"a VRF signing key has {VRF_SIGNING_KEY_SIZE} bytes, not {len(signing_key)}")
+    return write(VRF_SIGNING, cbor2.dumps(signing_key))
+
+
 def kes_verification_key_file(vk: bytes) -> str:
     """The ``kes.vkey`` cardano-cli writes for the 32-byte ``vk``."""
     return write(KES_VERIFICATION, cbor2.dumps(vk))

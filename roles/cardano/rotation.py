@@ -1,0 +1,189 @@
+"""KES rotation and forced promotion, planned before any host is touched, and their crash-safe protocol: what a rerun
+does after a kill at any point so that one certificate is in force and the stored counter matches it.
+
+Planning (``plan``, ``plan_forced``): the new certificate's counter and start KES period, or a refusal
+(``IssueRefused``, exit 2, nothing touched) for a cold key that is not the pool's (its verification key's
+Blake2b-224 hash is the pool id: cardano-cli ``stake-pool id``; IntersectMBO/cardano-ledger, ``hashKey`` of a
+``KeyHash 'StakePool``, 28 bytes), a reused counter or a skip of more than one. The next counter is the stored
+counter plus one (cardano-cli's issue counter file holds that number: ``node issue-op-cert`` issues it and writes
+it plus one), and it must be exactly the chain's counter plus one (ocert.check_counter: ``m <= n <= m + 1``, and
+equal to ``m`` would not supersede the certificate in force). A forced promotion (the old producer lost) must also
+supersede any certificate the lost producer may hold, a pending one included: the highest of them plus one.
+The start period is the KES period of the current slot (periods.py), as ``cardano-cli query kes-period-info``
+and the SPO guides (developers.cardano.org, "Rotate KES keys") take it.
+
+The protocol, after AWS Secrets Manager's rotation (docs.aws.amazon.com/secretsmanager, "How rotation works":
+``createSecret`` writes AWSPENDING, ``setSecret`` puts it in use, ``testSecret`` checks it, ``finishSecret`` moves
+AWSCURRENT; each step can be rerun): the store holds the certificate in force (``Stored``: its counter and hash,
+AWSCURRENT) and at most one ``Pending`` record (AWSPENDING). The KES signing key exists in memory only, so a
+certificate whose key was lost with a killed run is issued again, with the same counter: nothing but its holder
+ever had it. ``STAGES``, in order:
+
+1. ``pending``: the pending record (the holder, the new counter, its start period and the certificate's hash) is
+   written, before any host is touched;
+2. ``pushed``: the three hot files are on the holder's tmpfs and the node restarted with them (the certificate's
+   hash recorded on the host: it is public);
+3. ``forging``: the holder's metrics show forging enabled, with the pending certificate;
+4. ``stored``: the new counter and hash are stored as current;
+5. ``cleared``: the pending record is deleted.
+
+``resume`` reads what is observed after a kill (``Observed``) and says what the rerun does (``Step``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from nodeops.errors import Unsafe
+
+from .forging import IssueRefused
+from .ocert import Certificate, CounterRefused, chain_counter, check_counter
+from .periods import Genesis
+
+POOL_ID_SIZE = 28
+STAGES = ("pending", "pushed", "forging", "stored", "cleared")
+
+
+def pool_id(cold_vk: bytes) -> bytes:
+    """The pool id of a 32-byte cold verification key: its Blake2b-224 hash (28 bytes)."""
+    return hashlib.blake2b(cold_vk, digest_size=POOL_ID_SIZE).digest()
+
+
+def certificate_hash(certificate: Certificate) -> str:
+    """The hex Blake2b-256 hash of the certificate's CBOR (its ``node.cert`` payload): how the store and the holder
+    name a certificate."""
+    return hashlib.blake2b(certificate.to_cbor(), digest_size=32).hexdigest()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The certificate in force as the store records it (AWSCURRENT): its ``counter`` and hex ``certificate_hash``
+    (empty before nodeops issued one: a pool seeded with its counter alone)."""
+
+    counter: int
+    certificate_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A rotation under way (AWSPENDING): the ``holder`` node, the new ``counter``, its start ``kes_period`` and the
+    new certificate's hex ``certificate_hash``."""
+
+    holder: str
+    counter: int
+    kes_period: int
+    certificate_hash: str
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What to issue: the certificate's ``counter`` and start ``kes_period``."""
+
+    counter: int
+    kes_period: int
+
+
+def _check_pool(cold_vk: bytes, pool: bytes, where: str) -> None:
+    if pool_id(cold_vk) != pool:
+        raise IssueRefused(f"{where}: this cold key is not the pool's: its pool id is {pool_id(cold_vk).hex()}, "
+                              f"the pool's {pool.hex()}")  # fmt: skip
+
+
+def plan(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, cold_vk: bytes, pool: bytes,
+         where: str) -> Issue:  # fmt: skip
+    """The next certificate of a KES rotation at ``slot`` (the holder's tip) on ``genesis``'s network: the stored
+    counter plus one, starting at the slot's KES period. ``on_chain``: the pool's highest counter on chain (None: no
+    block yet); ``cold_vk``: the cold key's verification key; ``pool``: the pool id (28 bytes); ``where``: the cold
+    key's secret reference, for the message. IssueRefused for the wrong cold key, or a counter the chain would
+    refuse or that would not supersede the certificate in force. Pure."""
+    _check_pool(cold_vk, pool, where)
+    return Issue(_checked(stored.counter + 1, on_chain, where, ""), genesis.kes_period(slot))
+
+
+def plan_forced(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, pending: Pending | None,
+                cold_vk: bytes, pool: bytes, where: str) -> Issue:  # fmt: skip
+    """The certificate for the standby in a forced promotion: one past every certificate the lost producer may hold
+    (the stored one, and a ``pending`` one), so the chain refuses the lost producer's blocks once the new one is on
+    chain. As ``plan`` otherwise; IssueRefused saying what the operator can do when the chain cannot take it
+    yet (the lost producer's newest certificate has made no block: one past it is more than one past the chain's).
+    When the plan succeeds with a ``pending`` record, the chain has taken its counter: it was in force, so the run
+    stores it as current and clears it before writing the standby's pending record (``resume``'s invariant: a
+    pending counter is the stored one plus one)."""
+    _check_pool(cold_vk, pool, where)
+    held = max(stored.counter, pending.counter if pending else stored.counter)
+    hint = (f"; the lost producer may hold counter {held}, which has made no block yet: no certificate both fences it "
+            "and is taken by the chain until it does")  # fmt: skip
+    return Issue(_checked(held + 1, on_chain, where, hint), genesis.kes_period(slot))
+
+
+def _checked(counter: int, on_chain: int | None, where: str, hint: str) -> int:
+    try:
+        check_counter(counter, on_chain)
+    except CounterRefused as err:
+        cause = "reused" if counter <= chain_counter(on_chain) else "a skip of more than one"
+        raise IssueRefused(f"{where}: {cause}: {err}{hint if cause != 'reused' else ''}") from None
+    return counter
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a rerun reads before it acts: the store's ``stored`` and ``pending`` records, the pool's highest
+    counter ``on_chain`` (None: no block yet), the node that holds the keys now (``holder``), the hash of the
+    certificate it runs (``holder_certificate``, None when none is recorded) and whether its metrics show forging
+    enabled with that certificate's start period (``holder_forging``)."""
+
+    stored: Stored
+    pending: Pending | None
+    on_chain: int | None
+    holder: str
+    holder_certificate: str | None
+    holder_forging: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the rerun does: ``action`` one of ``ACTIONS`` (the steps it runs, in order, are ``RUNS[action]``),
+    for ``counter``, and why (``reason``)."""
+
+    action: str
+    counter: int | None
+    reason: str
+
+
+RUNS = {
+    "none": (),  # nothing pending: a rotation, if asked for, is planned afresh
+    "reissue": ("pending", "pushed", "forging", "stored", "cleared"),  # same counter, a new KES key and hash
+    "verify": ("forging", "stored", "cleared"),
+    "store": ("stored", "cleared"),
+    "clear": ("cleared",),
+}
+ACTIONS = tuple(RUNS)
+
+
+def resume(seen: Observed) -> Step:
+    """What a rerun does to finish, or undo, what a killed run left (the protocol above): it converges to one
+    certificate in force on the holder and a stored counter that matches it. Unsafe (exit 4) when the records
+    cannot come from this protocol: a pending counter that is not the stored one plus one, a counter on chain
+    past the pending one (a certificate issued outside nodeops), or a pending rotation for another node than the
+    one holding the keys. Pure."""
+    pending, stored = seen.pending, seen.stored
+    if pending is None:
+        return Step("none", None, "no rotation is pending")
+    if (stored.counter, stored.certificate_hash) == (pending.counter, pending.certificate_hash):
+        return Step("clear", pending.counter, "the pending certificate is already stored as current")
+    if pending.counter != stored.counter + 1:
+        raise Unsafe(f"the pending rotation's counter {pending.counter} is not the stored {stored.counter} + 1: the "
+                     "store was changed outside nodeops; compare it with the chain's counter and fix it")  # fmt: skip
+    if chain_counter(seen.on_chain) > pending.counter:
+        raise Unsafe(f"the chain's counter {seen.on_chain} is past the pending {pending.counter}: a certificate was "
+                     "issued outside nodeops; store its counter before rotating")  # fmt: skip
+    if pending.holder != seen.holder:
+        raise Unsafe(f"a rotation for {pending.holder} is pending but {seen.holder} holds the keys: finish or undo "
+                     "the promotion first")  # fmt: skip
+    if seen.holder_certificate == pending.certificate_hash:
+        if seen.holder_forging:
+            return Step("store", pending.counter, "the holder forges with the pending certificate")
+        return Step("verify", pending.counter, "the holder runs the pending certificate but is not seen forging")
+    return Step("reissue", pending.counter, "the pending certificate's KES key was lost with the killed run and "
+                "the holder does not run it: the same counter again, with a new key")  # fmt: skip

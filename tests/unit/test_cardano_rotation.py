@@ -1,0 +1,168 @@
+"""KES rotation and forced promotion planned before any host (roles/cardano/rotation.py): the next counter and
+period or a refusal (exit 2) naming why; and the crash-safe protocol: a kill at each stage, then reruns as
+``resume`` says, converge to one certificate in force and a stored counter that matches it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, Unsafe
+from nodeops.roles import role_module
+
+rotation = role_module("cardano", "rotation")
+forging = role_module("cardano", "forging")
+ocert = role_module("cardano", "ocert")
+kes = role_module("cardano", "kes")
+periods = role_module("cardano", "periods")
+Stored, Pending, Observed = rotation.Stored, rotation.Pending, rotation.Observed
+
+COLD = ocert.ColdKey(bytes(range(32)))
+POOL = rotation.pool_id(COLD.verification_key)
+OTHER = ocert.ColdKey(bytes(32))
+MAINNET = periods.NETWORKS["mainnet"]
+SLOT = 150_000_000  # KES period 1157
+
+
+def test_the_pool_id_is_the_cold_keys_blake2b_224():
+    assert len(POOL) == 28 and rotation.pool_id(OTHER.verification_key) != POOL
+
+
+@pytest.mark.parametrize(
+    ("on_chain", "stored", "counter"),
+    [
+        (4, 4, 5),  # the usual: the store and the chain agree
+        (None, 0, 1),  # no block yet, the first certificate (0) in force
+    ],
+)
+def test_a_rotation_issues_the_next_counter_at_the_slots_period(on_chain, stored, counter):
+    issue = rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), COLD.verification_key, POOL, "aws:pool/cold")
+    assert (issue.counter, issue.kes_period) == (counter, SLOT // 129600)
+
+
+@pytest.mark.parametrize(
+    ("on_chain", "stored", "cold", "message"),
+    [
+        (5, 4, COLD, "aws:pool/cold: reused: counter 5 is the chain's own"),
+        (7, 4, COLD, "reused: counter 5 is below the chain's 7"),
+        (4, 5, COLD, "a skip of more than one: counter 6 skips past the chain's 4 \\+ 1"),
+        (None, 1, COLD, "a skip of more than one: counter 2 skips past the chain's 0"),
+        (4, 4, OTHER, "aws:pool/cold: this cold key is not the pool's: its pool id is"),
+    ],
+)
+def test_a_rotation_is_refused_before_any_host(on_chain, stored, cold, message):
+    with pytest.raises(forging.IssueRefused, match=message) as err:
+        rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), cold.verification_key, POOL, "aws:pool/cold")
+    assert err.value.exit_code == EXIT_INVALID
+
+
+@pytest.mark.parametrize(
+    ("on_chain", "stored", "pending", "counter", "refused"),
+    [
+        (4, 4, None, 5, ""),  # the lost producer holds 4, on chain: 5 fences it
+        (5, 4, 5, 6, ""),  # a pending 5 (pushed to the lost producer) made a block: 6 fences both
+        (4, 4, 5, None, "skip of more than one: .*may hold counter 5, which has made no block yet"),
+        (3, 4, None, None, "skip of more than one: .*may hold counter 4"),
+    ],
+)
+def test_a_forced_promotion_fences_every_certificate_the_lost_producer_may_hold(
+    on_chain, stored, pending, counter, refused
+):
+    record = Pending("bp", pending, 1150, "ab") if pending else None
+    args = (MAINNET, SLOT, on_chain, Stored(stored), record, COLD.verification_key, POOL, "cold")
+    if refused:
+        with pytest.raises(forging.IssueRefused, match=refused):
+            rotation.plan_forced(*args)
+    else:
+        assert rotation.plan_forced(*args) == rotation.Issue(counter, 1157)
+
+
+def test_a_forced_promotion_with_the_wrong_cold_key_is_refused():
+    with pytest.raises(forging.IssueRefused, match="not the pool's"):
+        rotation.plan_forced(MAINNET, SLOT, 4, Stored(4), None, OTHER.verification_key, POOL, "cold")
+
+
+@dataclass
+class World:
+    """The store, the holder and the chain as the protocol leaves them; ``memory`` is the run's (lost on a kill)."""
+
+    stored: Stored
+    pending: Pending | None = None
+    holder_certificate: str | None = None
+    holder_forging: bool = True
+    on_chain: int | None = None
+    blocks: bool = False  # whether the holder makes a block once it forges
+
+    def seen(self, holder="bp"):
+        return Observed(self.stored, self.pending, self.on_chain, holder, self.holder_certificate,
+                        self.holder_forging)  # fmt: skip
+
+
+def new_certificate(counter, period):
+    return rotation.certificate_hash(ocert.issue(COLD, kes.SignKey.generate().verification_key, counter, period))
+
+
+def run(world, stages, counter, period, kill_after=None):
+    """The protocol's stages, in order, as the engine runs them; stops (a kill) after ``kill_after`` stages."""
+    made = world.pending.certificate_hash if world.pending else None
+    for done, stage in enumerate(stages):
+        if kill_after is not None and done == kill_after:
+            return
+        if stage == "pending":
+            made = new_certificate(counter, period)  # a new KES key, in this run's memory only
+            world.pending = Pending("bp", counter, period, made)
+        elif stage == "pushed":
+            world.holder_certificate, world.holder_forging = made, False  # restarted with it
+        elif stage == "forging":
+            world.holder_forging = world.holder_certificate == made
+            assert world.holder_forging, "the holder must run the pending certificate before it is seen forging"
+            world.on_chain = counter if world.blocks else world.on_chain
+        elif stage == "stored":
+            world.stored = Stored(counter, made)
+        elif stage == "cleared":
+            world.pending = None
+
+
+@pytest.mark.parametrize("blocks", [False, True])
+@pytest.mark.parametrize(
+    ("kill_after", "first_step"),
+    [(0, "none"), (1, "reissue"), (2, "verify"), (3, "store"), (4, "clear"), (5, "none")],
+)
+def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, blocks):
+    world = World(Stored(4, "old"), holder_certificate="old", on_chain=4, blocks=blocks)
+    issue = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "cold")
+    run(world, rotation.STAGES, issue.counter, issue.kes_period, kill_after)
+    steps = []
+    for _ in range(3):  # bounded: each rerun finishes what it resumes
+        step = rotation.resume(world.seen())
+        steps.append(step.action)
+        if step.action == "none":
+            break
+        run(world, rotation.RUNS[step.action], step.counter, issue.kes_period)
+    assert steps[0] == first_step and steps[-1] == "none"
+    if kill_after == 0:  # nothing had happened: the rotation is planned afresh, as the first time
+        assert rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "c") == issue
+        return
+    assert world.pending is None and world.stored.counter == 5 and world.holder_forging
+    assert world.stored.certificate_hash == world.holder_certificate != "old"  # one certificate in force, stored
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(pending=Pending("bp", 7, 1157, "n")), "pending rotation's counter 7 is not the stored 4 \\+ 1"),
+        (dict(on_chain=6), "chain's counter 6 is past the pending 5"),
+        (dict(holder="spare"), "a rotation for bp is pending but spare holds the keys"),
+    ],
+)
+def test_records_this_protocol_cannot_leave_are_unsafe(change, message):
+    seen = Observed(Stored(4, "old"), Pending("bp", 5, 1157, "new"), 4, "bp", "old", True)
+    with pytest.raises(Unsafe, match=message) as err:
+        rotation.resume(replace(seen, **change))
+    assert err.value.exit_code == EXIT_UNSAFE
+
+
+def test_every_action_runs_stages_of_the_protocol_in_its_order():
+    for stages in rotation.RUNS.values():
+        assert list(stages) == [s for s in rotation.STAGES if s in stages]
