@@ -127,8 +127,9 @@ def fewest_serving(samples: list[tuple[bool, ...]]) -> int:
     """The fewest nodes seen serving at once over ``samples`` (each: whether each node answered, 100 ms apart),
     a node counted down only when it missed two samples in a row: a replaced node is down for seconds, while one
     missed answer is the probe's 0.5 s timeout through the bastion on a loaded machine (seen under load 4.7)."""
-    down = [[not now and (not before or not after) for before, now, after in zip(p, s, n, strict=True)]
-            for p, s, n in zip([samples[0], *samples[:-1]], samples, [*samples[1:], samples[-1]], strict=True)]  # fmt: skip
+    before, after = [samples[0], *samples[:-1]], [*samples[1:], samples[-1]]
+    down = [[not now and (not b or not a) for b, now, a in zip(*row, strict=True)]
+            for row in zip(before, samples, after, strict=True)]  # fmt: skip
     return min(len(row) - sum(row) for row in down)
 
 
