@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeops import program
+from nodeops.activation import model_of
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
@@ -293,7 +294,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         secrets = check_secret_ages(ages, policy.secret_max_age_days)
     except NodeopsError as exc:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
-    hooks, every = role.hooks, role.activation == "all"  # all: every node serves, none is a standby
+    hooks, every = role.hooks, not model_of(role).has_standby  # all: every node serves, none is a standby
     if every:
         findings = [finding(service.name, "", "serving", check_serving(seen, role.health, service.load_balancer, lb))]
     else:

@@ -7,6 +7,7 @@ import datetime
 import re
 from collections.abc import Sequence
 
+from nodeops.activation import MODELS
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.observe import Observer
@@ -24,8 +25,8 @@ def node_role(s: NodeView, activation: str = "lease") -> str:
     or nothing), down, unknown."""
     if not s.reachable:
         return "unknown"
-    if activation == "all" and s.container is not None and s.container.running:
-        return "serving" if s.serving else "not serving"
+    if not MODELS[activation].has_standby:
+        return MODELS[activation].role_of(s)
     if s.active:
         return "active"
     return "standby" if s.container is not None and s.container.running else "down"
@@ -45,11 +46,8 @@ def pair_state(seen: Sequence[NodeView], activation: str = "lease") -> str:
     healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
     it answers unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers.
     Under activation ``all``: healthy (mixed) when every node serves, degraded when some do, down when none does."""
-    if activation == "all":
-        serving = sum(s.serving for s in seen)
-        if serving == 0:
-            return "down"
-        return "degraded" if serving < len(seen) else "mixed" if mixed_inputs(seen) else "healthy"
+    if not MODELS[activation].has_standby:
+        return MODELS[activation].state_of(seen, mixed_inputs(seen))
     roles = [node_role(s) for s in seen]
     active = roles.count("active")
     if active > 1:

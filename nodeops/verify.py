@@ -35,6 +35,7 @@ import testinfra.host
 from testinfra.backend.base import BaseBackend
 from testinfra.backend.base import CommandResult as TestinfraResult
 
+from nodeops.activation import model_of
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import Fleet, Link, execute
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
@@ -251,7 +252,7 @@ def fetch(observer: Observer, conn: Link, node: Node) -> Facts:
 def evaluate(job: Job, node: Node, facts: Facts, answers: Mapping[str, Answer],
              pinned: Sequence[tuple[str, str]]) -> dict[str, Verdict]:  # fmt: skip
     role, service = job.role, job.service
-    every = role.activation == "all"  # every node serves: each has read all its files, none is a standby
+    every = not model_of(role).has_standby  # every node serves: each has read all its files, none is a standby
     active = every or answers[node.name] is not None  # it holds the lease, healthy or not: it read its lease files
     allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), active)
     port = (check_serving(answers[node.name], role.port, role.health, role.hooks.failing_checks) if every else
