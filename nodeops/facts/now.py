@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from nodeops.activation import MODELS, model_of
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
@@ -27,13 +28,16 @@ def now_of(observer: Observer) -> dict:
             continue
         serving, failing = observer.health(n)
         seen[n.name] = (found, serving, failing)
-    return now_record(seen)
+    return now_record(seen, model_of(observer.role).name)
 
 
-def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None]) -> dict:
+def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None],
+               activation: str = "lease") -> dict:  # fmt: skip
     """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
     or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
-    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None, "nodes": {name: {"state",
+    reached; ``activation``: the role's model, which says who is active (Model.holds, Model.now). Returns
+    ``{"active": the one active node or None (lease: the one that answers, 200 or unhealthy; keys: the one holding
+    the hot keys; all: None), ["serving": under all, every node that answers 200,] "nodes": {name: {"state",
     "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
     unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
     unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
@@ -53,8 +57,9 @@ def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]]
                               digest=None if digest in (None, "none") else digest, config=container.label("config"),
                               secret_versions=json.loads(container.label("secrets") or "{}"),
                               **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
-    answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
-    return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
+    model, looks = MODELS[activation], {name: look for name, look in seen.items() if look is not None}
+    active = [name for name, look in looks.items() if model.holds(*look)]
+    return Now(**model.now(active, [name for name, look in looks.items() if look[1]]), nodes=nodes).record()
 
 
 def standing_line(record: Mapping) -> str:
