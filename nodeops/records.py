@@ -90,7 +90,7 @@ class AlreadyThere(Record):
 
     service: str
     changed: Literal[False]
-    active: str
+    active: str | None = Field(description="the active that runs it; null under activation all (every node does)")
     already_at: str
     now: Now | None = None
 
