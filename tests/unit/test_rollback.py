@@ -404,6 +404,8 @@ def test_a_rollback_under_keys_or_all_goes_back_to_the_version_before_what_runs(
     from nodeops import deploy
     from nodeops import rollback as rb
     from nodeops.run import guards
+    from nodeops.run.rolling import AllRunner
+    from nodeops.run.runner import ServiceRunner
 
     service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, tuple(s.node for s in seen))
     current = types.SimpleNamespace(service=service, role=types.SimpleNamespace(activation=activation), secrets={},
@@ -417,10 +419,11 @@ def test_a_rollback_under_keys_or_all_goes_back_to_the_version_before_what_runs(
     monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
     monkeypatch.setattr(rb, "the_start", lambda job, _then, _record: (job, []))
     monkeypatch.setattr(guards, "recorded_version", lambda *_a: None)
-    monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1"})
+    monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda self, **_k: {"runner": type(self.model.runner(self))})
     monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {})
     questions = []
-    rb.rollback(None, types.SimpleNamespace(source="i.yaml"), current, None, lambda *_a, **_k: None,
-                ask=questions.append)  # fmt: skip
+    result = rb.rollback(None, types.SimpleNamespace(source="i.yaml"), current, None, lambda *_a, **_k: None,
+                         ask=questions.append)  # fmt: skip
+    assert result["runner"] is (AllRunner if activation == "all" else ServiceRunner)  # all: every node, in turn
     (asked,) = questions
     assert asked.startswith("cl1: back to version 2.10.0 (") and asked.endswith(f", config cccccccccccc), {how}")
