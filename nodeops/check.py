@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeops import program
+from nodeops.activation import MODELS, model_of
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
@@ -137,16 +138,11 @@ def check_lease(lease: Mapping | None, active: str | None, active_id: str | None
     return "pass", f"{lease['describe']}: the active {active}"
 
 
-def check_standby(s: NodeView) -> Verdict:
-    """A node other than the active: its container runs and answers nothing (it waits for the lease)."""
-    role = node_role(s)
-    if role == "standby":
-        return "pass", "running, not serving: waits for the lease"
-    if role == "active":
-        return "fail", "serves as well: two actives"
-    if role == "unknown":
-        return "fail", "unreachable through the bastion"
-    return "fail", f"container {s.container.status}, not running" if s.container else "no container"
+def check_standby(s: NodeView, activation: str = "lease") -> Verdict:
+    """A node other than the active, under the role's ``activation`` (nodeops.activation.Model.standby_verdict):
+    its container runs and is no active (lease: answers nothing, it waits for the lease; keys: runs without the hot
+    keys, answering like any node)."""
+    return MODELS[activation].standby_verdict(s)
 
 
 def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str, str | None]) -> Verdict:
@@ -283,7 +279,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     service, role, policy = job.service, job.role, job.service.check
     observer = Observer(fleet, service, role)
     seen = observer.views()
-    serving = {name: observer.answers[name] for name, s in seen.items() if s.active}  # no second GET: the same replies
+    model = model_of(role)  # lease: who answers is active; keys: who holds the hot keys (both answer)
+    serving = {name: observer.answers[name] for name, s in seen.items() if model.is_active(s)}  # no second GET
     lb = http.request(service.load_balancer, timeout=http.ANSWER_TIMEOUT) if service.load_balancer else None
     active = next(iter(serving)) if len(serving) == 1 else None
     failing = seen[active].failing if active else ()
@@ -293,7 +290,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         secrets = check_secret_ages(ages, policy.secret_max_age_days)
     except NodeopsError as exc:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
-    hooks, every = role.hooks, role.activation == "all"  # all: every node serves, none is a standby
+    hooks, every = role.hooks, not model.has_standby  # all: every node serves, none is a standby
     if every:
         findings = [finding(service.name, "", "serving", check_serving(seen, role.health, service.load_balancer, lb))]
     else:
@@ -328,7 +325,7 @@ def probe_node(observer: Observer, job: Job, s: NodeView,
                standby: bool) -> tuple[list[tuple[str, Verdict]], list[NodeMetric]]:  # fmt: skip
     """A node's checks (name, verdict) and its metrics (name, extra labels, value), by ``job``'s check policy."""
     policy = job.service.check
-    verdicts: list[tuple[str, Verdict]] = [("standby", check_standby(s))] if standby else []
+    verdicts: list[tuple[str, Verdict]] = [("standby", check_standby(s, model_of(job.role).name))] if standby else []
     if not s.reachable:
         gone = ("fail", "unreachable through the bastion")
         return verdicts + [(name, gone) for name in ("disk", "memory", "load", "logs")], []

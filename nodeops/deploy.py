@@ -8,7 +8,7 @@ Per service:
      unreachable node stops the run before anything changes), check the files
      directory is RAM-backed, pull the image (its id is what "up to date"
      compares), inspect the containers, probe /health;
-  3. plan (nodeops.plan, nodeops.activation), its diff shown (nodeops.run.preview)
+  3. plan (the role's activation model: nodeops.activation), its diff shown (nodeops.run.preview)
      and stopped there with --dry-run; what must be refused is refused before
      anything changed (nodeops.run.guards);
   4. execute (nodeops.run.runner, handover, restore): files created 0400 for
@@ -30,10 +30,11 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from nodeops.activation import plan_change
+from nodeops.activation import Model, model_of
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
@@ -44,17 +45,13 @@ from nodeops.inventory import Node
 from nodeops.job import Job, recorded_texts
 from nodeops.plan import Desired, ServicePlan, secret_changes
 from nodeops.records import Deployed, DryRun
-from nodeops.run import fence
 from nodeops.run.change import ServiceChange
-from nodeops.run.confirm import WhatServes
-from nodeops.run.end import EndState
 from nodeops.run.guards import Guards
 from nodeops.run.handover import PlannedHandover
 from nodeops.run.preview import Preview
 from nodeops.run.report import Reporter
 from nodeops.run.restore import Restore, previous_on
-from nodeops.run.rolling import AllRunner, AllServes
-from nodeops.run.runner import ChangeFailed, ServiceRunner
+from nodeops.run.runner import ChangeFailed
 from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
 
@@ -63,6 +60,12 @@ class ServiceDeploy(ServiceChange):
     """The deploy verb's change to one service's pair (see the module's docstring): observe, plan, run through the
     executor (nodeops.run), verify, and the audit record of what now runs; its state, connections and node steps are
     ServiceChange's. Promote and rotate carry out their changes through it too."""
+
+    @functools.cached_property
+    def model(self) -> Model:
+        """The role's activation model (nodeops.activation.model_of), chosen once: everything that differs by model
+        (planning, running, what serves, the end check, the wait after a start) is asked of it."""
+        return model_of(self.job.role)
 
     # -- observe -----------------------------------------------------------------
     def observe(self, dry_run: bool = False) -> tuple[dict[str, NodeView], Desired]:
@@ -95,19 +98,16 @@ class ServiceDeploy(ServiceChange):
         return Restore(self).restore(node, why)
 
     def confirm(self, what: str, unsafe: bool = False) -> ChangeFailed:
-        """The error that ends a failed change, saying what serves now (WhatServes.failure; activation all:
-        AllServes; activation keys: nodeops.run.fence.failure, who holds the keys)."""
-        if self.job.role.activation == "keys":
-            return fence.failure(self, what, unsafe)
-        return (AllServes if self.job.role.activation == "all" else WhatServes)(self).failure(what, unsafe)
+        """The error that ends a failed change, saying what serves now (the model's: Model.failure)."""
+        return self.model.failure(self, what, unsafe)
 
     def handover(self, old: Node, new: Node, restore_standby: bool = True, shred: bool = True) -> float | None:
         """Planned failover from ``old`` to ``new``: the outage in seconds, or None (PlannedHandover.run)."""
         return PlannedHandover(self).run(old, new, restore_standby, shred)
 
     def execute(self, plan: ServicePlan) -> None:
-        """Carry the plan out, step by step (run.runner.ServiceRunner.apply; run.rolling.AllRunner under all)."""
-        (AllRunner if self.job.role.activation == "all" else ServiceRunner)(self).apply(plan)
+        """Carry the plan out, step by step, through the model's runner (Model.runner)."""
+        self.model.runner(self).apply(plan)
 
     def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
         """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show)."""
@@ -122,13 +122,13 @@ class ServiceDeploy(ServiceChange):
         return now_of(self.observer)
 
     def verify(self, tolerated: Collection[str] = ()) -> dict:
-        """The end state, checked: who is active (who serves under all), for the report (nodeops.run.end.EndState)."""
-        return EndState(self).verify_all() if self.job.role.activation == "all" else EndState(self).verify(tolerated)
+        """The end state, checked: who is active (who serves under all), for the report (Model.end)."""
+        return self.model.end(self, tolerated)
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
         states, desired = self.observe(dry_run)
-        plan = plan_change(self.job.role.activation, self.service, states, desired)
+        plan = self.model.plan_change(self.service, states, desired)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:

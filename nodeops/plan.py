@@ -189,6 +189,7 @@ class Step:
 
 
 SINGLE = "single node"  # the detail of a single node's replace: the one node of a service that has no standby
+NOT_SERVING = "not serving"  # the detail of an all plan's replace planned while no other node serves (run.rolling)
 
 
 def replaces_a_standby(step: Step) -> bool:

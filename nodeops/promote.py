@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nodeops import program
-from nodeops.activation import plan_promotion
+from nodeops.activation import MODELS, model_of
 from nodeops.commands import node as cmd
 from nodeops.deploy import ServiceDeploy, not_started, per_service
 from nodeops.edges.ssh import Fleet
@@ -76,11 +76,11 @@ def assess(run: ServiceDeploy, force: bool) -> Handover | KeysHandover:
     would. Every refusal that can be known before acting is made here, so a question is asked only about what can
     be done."""
     service = run.service
-    if (activation := run.job.role.activation) == "all":
-        plan_promotion(activation, service, {})  # its planner refuses it (Unsafe): every node serves, no standby
+    model = model_of(run.job.role)
+    model.refuse_promotion(service.name)  # all: every node serves, no standby (Unsafe)
     if len(service.nodes) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
-    if activation == "keys":  # fence first, the keys moved (nodeops.promote_keys)
+    if model.fence_first:  # keys: fence first, the keys moved (nodeops.promote_keys)
         return assess_keys(run, force)
     seen = run.observer.views()
     what = "; ".join(s.describe() for s in seen.values())
@@ -167,12 +167,12 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, NodeView], active: Node) -
 def planned(run: ServiceDeploy, seen: dict[str, NodeView], active: Node, keep_old_stopped: bool,
             evidence: str = "") -> dict:  # fmt: skip
     """Hand over from ``active`` to the other node (assess checked it can take over, ``evidence`` that it waits),
-    as planned by nodeops.activation.plan_promotion and carried out by the runner (ServiceRunner.promote): graceful
-    stop, takeover, measured; then the old active restarted as the standby on its own inputs, unless
-    ``keep_old_stopped``."""
+    as planned by the lease model (nodeops.activation.lease.LeaseModel.promotion) and carried out by the runner
+    (ServiceRunner.promote): graceful stop, takeover, measured; then the old active restarted as the standby on its
+    own inputs, unless ``keep_old_stopped``."""
     service = run.service
     standby = next(s for s in seen.values() if s.node is not active)
-    plan = plan_promotion("lease", service, seen, standby.node.name, keep_old_stopped=keep_old_stopped)
+    plan = MODELS["lease"].plan_promotion(service, seen, standby.node.name, keep_old_stopped=keep_old_stopped)
     if run.stop.is_set():  # the last safe point: nothing was touched
         raise Interrupted(f"{service.name}: stopped before the handover as asked, nothing changed; {run.standing()}")
     run.say(standby.node.name, "waits for the lease", evidence=evidence)

@@ -49,8 +49,11 @@ class NodeNow(Record):
 class Now(Record):
     """What runs on a pair once a run's last step is over (facts.now.now_record)."""
 
-    active: str | None = Field(description="the one node that answers its health path (200 or 503), under "
-                               "activation keys the one holding the hot keys, else null")  # fmt: skip
+    active: str | None = Field(description="the one active node, else null: under activation lease the one that "
+                               "answers its health path (200 or 503), under keys the one holding the hot keys; null "
+                               "under all")  # fmt: skip
+    serving: list[str] | None = Field(None, description="activation all: every node that answers its health path "
+                                      "with 200; absent under lease and keys")  # fmt: skip
     nodes: dict[str, NodeNow]
 
 
@@ -87,7 +90,7 @@ class AlreadyThere(Record):
 
     service: str
     changed: Literal[False]
-    active: str
+    active: str | None = Field(description="the active that runs it; null under activation all (every node does)")
     already_at: str
     now: Now | None = None
 

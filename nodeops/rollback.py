@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
+from nodeops.activation import MODELS, model_of
 from nodeops.commands import node as cmd
 from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.edges.ssh import Fleet
@@ -53,31 +54,33 @@ def ran(entries: Iterable[Entry], service: str) -> list[Deployed]:
     return found
 
 
-def running_on(seen: Iterable[NodeView]) -> tuple[str, str] | None:
-    """(Container.version, config label) of the active's container, the active being the lease holder as every
-    command finds it (NodeView.active: it answers its health path, 200 or not); None unless exactly one node is
-    active."""
-    active = [s.container for s in seen if s.active]
-    c = active[0] if len(active) == 1 else None
-    return (c.version or "", c.label("config") or "") if c else None
+def running_on(seen: Iterable[NodeView], activation: str = "lease", to: str | None = None) -> tuple[str, str] | None:
+    """(Container.version, config label) of what runs now, as the role's ``activation`` model says
+    (nodeops.activation.Model.running_on): lease, the lease holder's container (NodeView.active: it answers its
+    health path, 200 or not), keys, the hot keys' holder's; None unless exactly one node is active. all: what every
+    running node runs; InvalidInput (exit 2) when they differ and no ``to`` (``--to``) names the target."""
+    return MODELS[activation].running_on(list(seen), to)
 
 
-def already_at(seen: Iterable[NodeView], to: str | None) -> str | None:
-    """With ``--to VERSION``: the active (the lease holder, running_on) that runs version ``to`` and every other
-    running container on the same version and config: a line saying so (the rollback is done already, nothing to
-    change); None otherwise (no ``to``, another version, nobody or two active, a standby on something else: the
-    rolling path brings the pair to ``to``)."""
-    seen = list(seen)
-    running = running_on(seen)
+def already_at(seen: Iterable[NodeView], to: str | None, activation: str = "lease") -> str | None:
+    """With ``--to VERSION``: what runs (running_on) is version ``to`` and every running container is on that version
+    and config: a line saying so (the rollback is done already, nothing to change); None otherwise (no ``to``,
+    another version, nobody or two active, a node on something else: the rolling path brings the service to
+    ``to``)."""
+    seen, model = list(seen), MODELS[activation]
+    running = running_on(seen, activation, to)
     if to is None or running is None or running[0] != to:
         return None
-    others = [s.container for s in seen if not s.active and s.container is not None and s.container.running]
-    if any((c.version or "", c.label("config") or "") != running for c in others):
+    ran = [s for s in seen if s.container is not None and s.container.running]
+    if any((s.container.version or "", s.container.label("config") or "") != running for s in ran):
         return None
-    (active,) = [s.node.name for s in seen if s.active]
-    both = ", and the standby the same" if others else ""
     config = running[1][:12]
-    return f"already at version {to}: {active} runs it (config {config}){both}; nothing to roll back, nothing changed"
+    if model.has_standby:
+        (active,) = [s.node.name for s in seen if model.is_active(s)]
+        who = f"{active} runs it (config {config})" + (", and the standby the same" if len(ran) > 1 else "")
+    else:
+        who = f"{', '.join(s.node.name for s in ran)} run it (config {config})"
+    return f"already at version {to}: {who}; nothing to roll back, nothing changed"
 
 
 def pick(history: Sequence[Deployed], running: tuple[str, str] | None, to: str | None, service: str) -> Deployed:
@@ -103,15 +106,16 @@ def target_service(service: Service, record: Deployed, pinned: bool = True) -> S
     return dataclasses.replace(service, image=image, variables=dict(record.variables or {}))
 
 
-def question(service: str, record: Deployed, config: str) -> str:
+def question(service: str, record: Deployed, config: str, activation: str = "lease") -> str:
     """The confirmation's line for rolling ``service`` back to ``record`` (an audit result: image, digest,
-    config): the version, the image reference (digest cut to 12 hex) and the short hash of ``config``, the
-    configuration the rollback starts (the_start)."""
+    config): the version, the image reference (digest cut to 12 hex), the short hash of ``config``, the
+    configuration the rollback starts (the_start), and how the role's ``activation`` model rolls the nodes
+    (Model.rollback_how)."""
     image = record.image.split("@", 1)[0]
     digest = record.digest or ""
     pinned = f"{image}@{digest[:19]}" if digest.startswith("sha256:") else image
     return (f"{service}: back to version {cmd.image_tag(record.image)} ({pinned}, config {config[:12]}), "
-            "standby first, one planned handover")  # fmt: skip
+            f"{MODELS[activation].rollback_how}")  # fmt: skip
 
 
 def the_start(job: Job, then: Job, record: Deployed) -> tuple[Job, list[str]]:
@@ -165,16 +169,16 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     to stop (tasks._cli.confirm: InvalidInput when not confirmed)."""
     service = current.service
     history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
-    seen = Observer(fleet, current.service, current.role).views().values()
+    seen, model = Observer(fleet, current.service, current.role).views().values(), model_of(current.role)
     for s in seen:
-        if s.active and (note := unhealthy_note(s)):
+        if model.is_active(s) and (note := unhealthy_note(s)):
             report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",
                    failing=list(s.failing))  # fmt: skip
-    if (there := already_at(seen, to)) is not None:
-        (active,) = [s.node.name for s in seen if s.active]
-        report(service.name, active, there)
+    if (there := already_at(seen, to, model.name)) is not None:
+        active = next((s.node.name for s in seen if model.is_active(s)), None) if model.has_standby else None
+        report(service.name, active or "", there)
         return AlreadyThere(service=service.name, changed=False, active=active, already_at=to).record()
-    record = pick(history, running_on(seen), to, service.name)
+    record = pick(history, running_on(seen, model.name, to), to, service.name)
     job = dataclasses.replace(
         job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact
     )  # the same secrets, and what else the run masks (a webhook)
@@ -185,6 +189,6 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
         report(service.name, "", note)
     run = ServiceDeploy(job, fleet, report)
     Guards(run).refuse_downgrade(Guards(run).database_version())  # before asking: a yes would only meet the refusal
-    ask(question(service.name, record, job.rendered.config_hash))
+    ask(question(service.name, record, job.rendered.config_hash, model.name))
     run.stop = stop or run.stop
     return per_service(report, service.name, lambda: run.run(dry_run=False), run.now)

@@ -7,6 +7,7 @@ import datetime
 import re
 from collections.abc import Sequence
 
+from nodeops.activation import MODELS
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.observe import Observer
@@ -18,17 +19,12 @@ from nodeops.operation import locks
 
 
 def node_role(s: NodeView, activation: str = "lease") -> str:
-    """active: answers its health path, 200 or not (it holds the lease; node_health says if it is healthy);
-    standby: runs, answers nothing; down: no running container; unknown: unreachable. Under activation ``all``
-    (every node serves, none is active or standby): serving (answers 200) or not serving (runs, answers otherwise
-    or nothing), down, unknown."""
-    if not s.reachable:
-        return "unknown"
-    if activation == "all" and s.container is not None and s.container.running:
-        return "serving" if s.serving else "not serving"
-    if s.active:
-        return "active"
-    return "standby" if s.container is not None and s.container.running else "down"
+    """The node's word under the role's ``activation`` (nodeops.activation.Model.role_of). lease: active answers its
+    health path, 200 or not (it holds the lease; node_health says if it is healthy), standby runs and answers
+    nothing; keys: active holds the hot keys (io.nodeops.hot=true), standby runs without them (both answer); either:
+    down (no running container), unknown (unreachable). all (every node serves, none is active or standby): serving
+    (answers 200) or not serving (runs, answers otherwise or nothing), down, unknown."""
+    return MODELS[activation].role_of(s)
 
 
 def node_health(s: NodeView) -> str:
@@ -41,25 +37,12 @@ def node_health(s: NodeView) -> str:
 
 
 def pair_state(seen: Sequence[NodeView], activation: str = "lease") -> str:
-    """healthy: one active, healthy, every other node a running standby, all on the same inputs; mixed: as
-    healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
-    it answers unhealthy or a standby is missing or unknown; down: nobody answers; unsafe: more than one answers.
-    Under activation ``all``: healthy (mixed) when every node serves, degraded when some do, down when none does."""
-    if activation == "all":
-        serving = sum(s.serving for s in seen)
-        if serving == 0:
-            return "down"
-        return "degraded" if serving < len(seen) else "mixed" if mixed_inputs(seen) else "healthy"
-    roles = [node_role(s) for s in seen]
-    active = roles.count("active")
-    if active > 1:
-        return "unsafe"
-    if active == 0:
-        return "down"
-    healthy = all(s.serving for s in seen if s.active)
-    if not healthy or roles.count("standby") != len(roles) - 1:
-        return "degraded"
-    return "mixed" if mixed_inputs(seen) else "healthy"
+    """healthy: one active (node_role), healthy, every other node a running standby, all on the same inputs; mixed:
+    as healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
+    it answers unhealthy or a standby is missing or unknown; down: no active (lease: nobody answers; keys: nobody
+    holds the hot keys); unsafe: more than one active (two holders under keys). Under activation ``all``: healthy
+    (mixed) when every node serves, degraded when some do, down when none does (Model.state_of)."""
+    return MODELS[activation].state_of(seen, mixed_inputs(seen))
 
 
 def mixed_inputs(seen: Sequence[NodeView]) -> str | None:

@@ -35,6 +35,7 @@ import testinfra.host
 from testinfra.backend.base import BaseBackend
 from testinfra.backend.base import CommandResult as TestinfraResult
 
+from nodeops.activation import model_of
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import Fleet, Link, execute
 from nodeops.errors import HostKeyRejected, NodeopsError, OperationFailed, Unsafe
@@ -107,13 +108,14 @@ def check_port(answers: Mapping[str, Answer], node: str, port: int, path: str,
     return True, f"a standby: nothing answers on :{port} ({serving[0]} is the active)"
 
 
-def check_serving(reply: Answer, port: int, path: str, named: Callable[[bytes], Iterable[str]]) -> Verdict:
-    """Activation all (every node serves, none is a standby): ``reply``, this node's to GET ``path`` on ``port``
-    (None: nothing answered), is a 200; ``named`` as check_port's."""
+def check_serving(reply: Answer, port: int, path: str, named: Callable[[bytes], Iterable[str]],
+                  activation: str = "all") -> Verdict:  # fmt: skip
+    """Activation all or keys (every node serves; under keys the holder and the standby alike): ``reply``, this
+    node's to GET ``path`` on ``port`` (None: nothing answered), is a 200; ``named`` as check_port's."""
     if reply is not None and reply[0] == 200:
         return True, f"serving: answers 200 on :{port}{path}"
     if reply is None:
-        return False, f"not serving: nothing answers {path} on :{port} (activation all: every node serves)"
+        return False, f"not serving: nothing answers {path} on :{port} (activation {activation}: every node serves)"
     failing = ", ".join(failing_checks(reply, named))
     return False, f"not serving: answers HTTP {reply[0]} on :{port}{path} (failing: {failing})"
 
@@ -251,11 +253,14 @@ def fetch(observer: Observer, conn: Link, node: Node) -> Facts:
 def evaluate(job: Job, node: Node, facts: Facts, answers: Mapping[str, Answer],
              pinned: Sequence[tuple[str, str]]) -> dict[str, Verdict]:  # fmt: skip
     role, service = job.role, job.service
-    every = role.activation == "all"  # every node serves: each has read all its files, none is a standby
-    active = every or answers[node.name] is not None  # it holds the lease, healthy or not: it read its lease files
+    model = model_of(role)  # keys and all: every node serves (each has read all its files); lease: the one that answers
+    active = model.every_node_serves or answers[node.name] is not None  # holds the lease: it read its lease files
     allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), active)
-    port = (check_serving(answers[node.name], role.port, role.health, role.hooks.failing_checks) if every else
-            check_port(answers, node.name, role.port, role.health, role.hooks.failing_checks))  # fmt: skip
+    port = (
+        check_port(answers, node.name, role.port, role.health, role.hooks.failing_checks)
+        if model.silent_standby
+        else check_serving(answers[node.name], role.port, role.health, role.hooks.failing_checks, model.name)
+    )
     return {
         "container-user": check_user(facts.container, facts.process, role.user),
         "port": port,

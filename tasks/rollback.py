@@ -17,7 +17,7 @@ from ._cli import INVENTORY_HELP, SERVICES_HELP, YES_HELP, cli, confirm, load, p
             "json": SERVICES_HELP["json"], "yes": YES_HELP})  # fmt: skip
 @cli
 def rollback(c, env=None, inventory=None, service=None, to=None, json_=False, yes=False):
-    """Return a service to a previous image and configuration (from the audit log), standby first, one handover."""
+    """Return a service to a previous image and configuration (from the audit log), rolled as its activation rolls."""
     inv = load(env, inventory)
     names = services_of(inv, service) or list(inv.services)
     if len(names) != 1:

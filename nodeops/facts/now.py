@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from nodeops.activation import MODELS, model_of
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
@@ -14,8 +15,8 @@ from nodeops.records import NodeNow, Now
 
 def now_of(observer: Observer) -> dict:
     """What runs on ``observer``'s pair at this moment, observed now over its connections (a node not connected yet
-    is connected; each node's container inspected, its health path asked): ``now_record``'s shape, the active as
-    its role's activation model says. A node that cannot be reached is said so; nothing is raised."""
+    is connected; each node's container inspected, its health path asked): ``now_record``'s shape. A node that
+    cannot be reached is said so; nothing is raised."""
     seen: dict[str, tuple[Container | None, bool, tuple[str, ...]] | None] = {}
     for n in observer.service.nodes:
         try:
@@ -27,19 +28,20 @@ def now_of(observer: Observer) -> dict:
             continue
         serving, failing = observer.health(n)
         seen[n.name] = (found, serving, failing)
-    return now_record(seen, observer.role.activation)
+    return now_record(seen, model_of(observer.role).name)
 
 
 def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None],
                activation: str = "lease") -> dict:  # fmt: skip
     """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
     or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
-    reached. Returns ``{"active": the one node that answers (200 or unhealthy) or None (under ``activation`` keys:
-    the one node whose running container carries the hot label, Container.hot, as every node answers), "nodes":
-    {name: {"state", "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one
-    of serves, unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no
-    container), unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a
-    value) are the container's labels (input_labels); a node without a container has only its state."""
+    reached; ``activation``: the role's model, which says who is active (Model.holds, Model.now). Returns
+    ``{"active": the one active node or None (lease: the one that answers, 200 or unhealthy; keys: the one holding
+    the hot keys; all: None), ["serving": under all, every node that answers 200,] "nodes": {name: {"state",
+    "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
+    unhealthy (answers 503: holds the lease), waits (runs, does not answer), stopped, empty (no container),
+    unreachable. Version, image, digest, config hash and secret versions (backend version ids, never a value) are
+    the container's labels (input_labels); a node without a container has only its state."""
     nodes: dict[str, NodeNow] = {}
     for name, look in seen.items():
         if look is None:
@@ -55,10 +57,9 @@ def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]]
                               digest=None if digest in (None, "none") else digest, config=container.label("config"),
                               secret_versions=json.loads(container.label("secrets") or "{}"),
                               **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
-    answering = [name for name, node in nodes.items() if node.state in ("serves", "unhealthy")]
-    if activation == "keys":
-        answering = [name for name, look in seen.items() if look is not None and look[0] is not None and look[0].hot]
-    return Now(active=answering[0] if len(answering) == 1 else None, nodes=nodes).record()
+    model, looks = MODELS[activation], {name: look for name, look in seen.items() if look is not None}
+    active = [name for name, look in looks.items() if model.holds(*look)]
+    return Now(**model.now(active, [name for name, look in looks.items() if look[1]]), nodes=nodes).record()
 
 
 def standing_line(record: Mapping) -> str:

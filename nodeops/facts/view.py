@@ -39,12 +39,6 @@ class NodeView:
         container was created with is the fact. A stopped container holds nothing (its keys were only in memory)."""
         return self.container is not None and self.container.hot
 
-    def active_in(self, activation: str) -> bool:
-        """Whether this node is an active under the role's activation model (nodeops.role_file.ACTIVATIONS):
-        ``lease`` and ``all``: it answers its health path at all (``active``; under ``all`` every node should);
-        ``keys``: it holds the hot keys (``hot``), whatever it answers."""
-        return self.hot if activation == "keys" else self.active
-
     def describe(self) -> str:
         """``cl1-b: running, not serving``, ``cl1-a: unreachable``, ``cl1-a: active, unhealthy (failing: X)``..."""
         if not self.reachable:

@@ -38,8 +38,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nodeops import program
+from nodeops.activation import model_of
 from nodeops.deploy import not_started, per_service
 from nodeops.edges.ssh import Fleet
+from nodeops.errors import Unsafe
 from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.roles import RotationSpec
@@ -58,9 +61,17 @@ class Rotation:
 
 
 def prepare_rotations(inventory: Inventory, jobs: Sequence[Job], which: str | None) -> list[Rotation]:
-    """Preflight: the secrets ``--secret`` names, for every job's service (exit 2 before any host otherwise)."""
+    """Preflight: the secrets ``--secret`` names, for every job's service (exit 2 before any host otherwise). A
+    service whose activation model does not rotate (Model.rotates: only lease so far; a keys or all service would
+    need a roll of its own) is refused first: Unsafe, exit 4, nothing staged."""
     out = []
     for job in jobs:
+        if not (model := model_of(job.role)).rotates:
+            name = job.service.name
+            raise Unsafe(f"{name}: rotate-secrets supports activation lease only so far (role {job.role.name} has "
+                         f"activation {model.name}): put the new value in the secret's backend yourself, then "
+                         f"{program()} deploy --env {inventory.environment} --service {name} rolls every node onto "
+                         "it")  # fmt: skip
         specs = select(job.role.rotation, which, f"role {job.role.name!r}")
         check_service(inventory, job.service, specs)
         out.append(Rotation(job, tuple(specs)))

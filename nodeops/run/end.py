@@ -8,13 +8,15 @@ environment or command, and the service answers through its load balancer.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import OperationFailed, Unsafe
 from nodeops.facts import files as file_facts
 from nodeops.facts.container import Container
+
+Holds = Callable[[Container | None, bool, Sequence[str]], bool]  # (container, answers 200, failing) -> an active
 
 
 class Verified(Protocol):
@@ -41,17 +43,17 @@ class EndState:
     def __init__(self, change: Verified) -> None:
         self.change = change
 
-    def verify(self, tolerated: Collection[str] = ()) -> dict:
+    def verify(self, tolerated: Collection[str], holds: Holds, holding: str) -> dict:
         """The end state, checked: returns who is active, for the report. ``tolerated``: the checks the active
-        failed before the run; an active that ends failing only those is reported, any other failure fails."""
+        failed before the run; an active that ends failing only those is reported, any other failure fails.
+        ``holds``: whether a node seen so is an active (the role's model: nodeops.activation.Model.holds);
+        ``holding``: what an active does, for the message (``serve``, ``hold the hot keys``)."""
         run = self.change
         states = {n.name: (run.inspect(n.name), *run.health(n)) for n in run.service.nodes}
-        keys = run.job.role.activation == "keys"  # the active holds the hot keys; every node answers its health path
-        active = [name for name, (c, serving, failing) in states.items()
-                  if ((c is not None and c.hot) if keys else serving or failing)]  # fmt: skip
+        active = [name for name, (c, serving, failing) in states.items() if holds(c, serving, failing)]
         if len(active) != 1:
-            raise OperationFailed(f"{run.service.name}: after deploy {len(active)} nodes "
-                                  f"{'hold the hot keys' if keys else 'serve'}, expected one")  # fmt: skip
+            raise OperationFailed(f"{run.service.name}: after deploy {len(active)} nodes {holding}, "
+                                  "expected one")  # fmt: skip
         failing = states[active[0]][2]
         if failing and not set(failing) <= set(tolerated):
             raise OperationFailed(f"{run.service.name}: after deploy the active {active[0]} answers unhealthy "

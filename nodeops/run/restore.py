@@ -38,6 +38,7 @@ class Restorable(Protocol):
     name: str
     job: Job
     fleet: Any
+    model: Any  # nodeops.activation.Model, the role's: whether a started node is awaited serving
     ran_on: dict[str, Job]
     was_running: dict[str, bool]
     moved: set[str]
@@ -200,11 +201,11 @@ class Restore:
         """After a start on ``job``'s files: shred what the node has read once it waits (stably: its log
         may still hold the last run's lines) or serves, and everything if it does neither. No
         file outlives a run, failed or not. Returns what the node does, as seen: "waits for the lease",
-        "holds the lease" or "is down (...)"; under activation ``all`` or ``keys`` (every node serves) it is awaited
-        serving: "serves" or "is down (...)"."""
+        "holds the lease" or "is down (...)"; under a model where every node serves (Model.every_node_serves: keys,
+        all) it is awaited serving: "serves" or "is down (...)"."""
         run = self.change
         node = next(n for n in run.service.nodes if n.name == name)
-        if run.job.role.activation in ("all", "keys"):  # every node serves (under keys the holder has the hot keys)
+        if run.model.every_node_serves:  # under keys the holder has the hot keys, and the others serve too
             try:
                 run.waits.await_serving(node)
             except OperationFailed as exc:

@@ -1,6 +1,6 @@
-"""Carrying out an activation ``all`` plan (nodeops.activation.plan_all: every node serves; no lease, no standby, no
-handover): each node replaced in turn and awaited serving before the next (AllRunner), what serves after a failure
-(AllServes), and the end state (every node serving, checked by nodeops.run.end.EndState.verify_all).
+"""Carrying out an activation ``all`` plan (nodeops.activation.all_nodes.AllModel.plan_change: every node serves; no
+lease, no standby, no handover): each node replaced in turn and awaited serving before the next (AllRunner), what
+serves after a failure (AllServes), and the end state (every node serving: nodeops.run.end.EndState.verify_all).
 
 The order of a run, for each node of the plan:
 
@@ -25,9 +25,8 @@ import time
 from typing import Any
 
 from nodeops import program
-from nodeops.activation import NOT_SERVING
 from nodeops.errors import OperationFailed
-from nodeops.plan import ServicePlan, Step
+from nodeops.plan import NOT_SERVING, ServicePlan, Step
 from nodeops.run.awaits import LB_TIMEOUT, POLL
 from nodeops.run.runner import ChangeFailed, ChangeRefused, ServiceRunner
 

@@ -47,6 +47,7 @@ class Change(Protocol):
     forward: list[str]
     waits: Any  # nodeops.run.awaits.Awaits: await_serving, await_waiting, others_silent
     ran_on: dict[str, Any]  # node -> the inputs (nodeops.deploy.Job) its container was started from
+    model: Any  # nodeops.activation.Model, the role's: whether a standby is silent (silent_standby)
 
     def keep_restorable(self, nodes) -> None: ...
     def health(self, node) -> tuple[bool, tuple[str, ...]]: ...
@@ -172,7 +173,7 @@ class ServiceRunner:
             if run.stop.is_set():
                 self.stop_before(plan, i)
             node = nodes[step.node]
-            if plan.activation == "lease" and replaces_a_standby(step) and any(health := run.health(node)):
+            if run.model.silent_standby and replaces_a_standby(step) and any(health := run.health(node)):
                 raise run.confirm(f"{self.service} {step.node}: holds the lease now (it answers "
                                   f"{run.job.role.health}{'' if health[0] else ' unhealthy'}), but the plan took it "
                                   "for the standby: the active changed since the plan (a failover, its old active cut "

@@ -22,20 +22,17 @@ from nodeops.facts.view import NodeView
 from nodeops.plan import Desired, unpulled_image_id
 from nodeops.run.node import NodeActions, NoSuchImage
 
-UNSEEN_RISK = {  # activation model -> why a node that cannot be seen makes any plan unsafe (exit 4, connect_every)
-    "keys": "under activation keys a node that cannot be seen might hold the hot keys",
-    "all": "under activation all a node that cannot be seen might be the last one serving",
-}
-
 
 class Surveyed(Protocol):
     """What the survey asks of a change: its service (``service``: nodeops.inventory.Service), inputs (``job``:
     nodeops.job.Job, whose config hash is wanted), fleet (its inventory names the file a bad image is reported in),
     container CLI (``runtime``), where it writes the image's registry digest (``digest``) and whether every node
-    pulled it (``pulled``), and its connections, node actions and observations below."""
+    pulled it (``pulled``), its activation model (``model``: nodeops.activation.Model), and its connections, node
+    actions and observations below."""
 
     service: Any
     job: Any
+    model: Any
     fleet: Any
     runtime: str
     digest: str | None
@@ -79,15 +76,15 @@ class Survey:
         """Every node of the service connected, before anything is sent to any. Under activation lease the first
         that cannot be reached stops the run (its OperationFailed, exit 1: the pair's lease says who is active).
         Under keys and all every node is tried and those that cannot be reached are refused together as unsafe
-        (Unsafe, exit 4, one line naming each, why (UNSEEN_RISK) and what to do): nothing is planned or changed."""
+        (Unsafe, exit 4, one line naming each, why: Model.unseen_risk, what to do): nothing planned or changed."""
         run = self.change
-        risk = UNSEEN_RISK.get(run.job.role.activation)
+        risk = run.model.unseen_risk
         lost: dict[str, str] = {}
         for node in run.service.nodes:
             try:
                 run.connect(node)
             except OperationFailed as exc:
-                if risk is None:
+                if not risk:
                     raise
                 lost[node.name] = str(exc)
         if lost:

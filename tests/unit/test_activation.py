@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodeops.activation import plan_change, plan_promotion
+from nodeops.activation import MODELS, plan_change, plan_promotion
 from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
@@ -57,7 +57,7 @@ def steps(plan) -> list[str]:
     ],
 )
 def test_who_is_active_depends_on_the_model(view, lease, keys):
-    assert (view.active_in("lease"), view.active_in("all"), view.active_in("keys")) == (lease, lease, keys)
+    assert tuple(MODELS[m].is_active(view) for m in ("lease", "all", "keys")) == (lease, lease, keys)
 
 
 # ---------------------------------------------------------------- a change

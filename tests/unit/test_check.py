@@ -453,6 +453,49 @@ def test_under_activation_all_check_fails_unless_every_node_serves(monkeypatch, 
     assert not {"active", "lease", "standby"} & set(verdicts)
 
 
+def test_under_activation_keys_the_holder_is_the_active_and_the_other_a_standby_though_both_answer(monkeypatch):
+    """Issue 15, keys: both nodes answer 200, only a carries io.nodeops.hot=true. The active check judges the
+    holder (it failed: "2 nodes serve"), the lease is not the role's, and b alone is checked as a standby: running
+    without the hot keys passes, holding them too is two holders."""
+    import types
+
+    from nodeops import check as chk
+
+    a, b = Node("a", "10.0.0.1", 22, "active", (), "cp"), NODE
+
+    def running(_self, node, _name=None):
+        labels = {"io.nodeops.hot": "true"} if node == "a" else {}
+        return parse_inspect(json.dumps([{"Name": "/nodeops-cp", "Image": "sha256:abc", "Config": {"Labels": labels},
+                                          "State": {"Running": True, "Status": "running", "Pid": 1}}]))  # fmt: skip
+
+    class Fleet:
+        def http_get(self, _host, _port, _path):
+            return 200, b"{}"
+
+    judged = {}
+
+    def probe_node(_observer, _job, s, standby):
+        judged[s.node.name] = standby
+        return [], []
+
+    monkeypatch.setattr(Observer, "connect", lambda _self, _node: None)
+    monkeypatch.setattr(Observer, "container", running)
+    monkeypatch.setattr(chk, "secret_ages", lambda *_: {})
+    monkeypatch.setattr(chk, "probe_node", probe_node)
+    service = types.SimpleNamespace(name="cp", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
+    role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="keys", lease=None)
+    rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
+    result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
+    verdicts = {f.check: (f.result, f.reason) for f in result.findings}
+    assert verdicts["active"] == ("pass", "a serves /health (no load balancer in the inventory)")
+    assert verdicts["lease"] == ("unknown", "the role keeps no lease")
+    assert judged == {"a": False, "b": True}
+    views = [NodeView(b, running(None, "b"), True), NodeView(b, running(None, "a"), True)]
+    assert [chk.check_standby(v, "keys") for v in views] == [
+        ("pass", "running without the hot keys"), ("fail", "holds the hot keys as well: two holders")]  # fmt: skip
+
+
 # -- the CLI ---------------------------------------------------------------------------------------
 def test_cli_refuses_bad_input_before_any_host(tmp_path, monkeypatch):
     for name, value in ENV.items():

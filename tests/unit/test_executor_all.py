@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from nodeops.activation import plan_all
+from nodeops.activation import MODELS, plan_change
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
 from nodeops.facts.container import Container
@@ -42,12 +42,12 @@ def rolled(*nodes: str) -> list[str]:
 
 
 def planned(serving: tuple[str, ...], running: tuple[str, ...] = ALL) -> ServicePlan:
-    """plan_all's plan for NODES, each running an old image (``running``), those in ``serving`` answering 200."""
+    """The all model's plan for NODES, each running an old image (``running``), those in ``serving`` answering 200."""
     desired = Desired(image="relay:2", image_id="sha256:new", config_hash="new")
     old = {n: Container(name="nodeops-relays", running=True, status="running", image_id="sha256:old",
                         labels={"io.nodeops.config": "old"}) for n in running}  # fmt: skip
     views = {n.name: NodeView(n, old.get(n.name), n.name in serving) for n in NODES}
-    return plan_all(SERVICE, views, desired)
+    return plan_change("all", SERVICE, views, desired)
 
 
 class FakeChange(runner_tables.FakeChange):
@@ -68,6 +68,7 @@ class FakeChange(runner_tables.FakeChange):
         self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(environment="prod"))
         self.stop = Stop(self, stop_after)
         self.stop_seen, self.outages, self.forward = None, [], []
+        self.model = MODELS["all"]
         self.waits = self
 
     def _do(self, call: str) -> None:

@@ -15,6 +15,7 @@ import types
 
 import pytest
 
+from nodeops.activation import model_of
 from nodeops.errors import EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.container import Container
 from nodeops.inventory import load_inventory
@@ -53,6 +54,7 @@ class FakeChange:
         self.ports, self.forward, self.stuck = {}, [], False
         self.said: list[str] = []
         self.waits = self
+        self.model = model_of(change.role)
         for key, value in state.items():
             setattr(self, key, value)
 

@@ -11,6 +11,7 @@ import types
 
 import pytest
 
+from nodeops.activation import MODELS
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed
 from nodeops.inventory import Node
 from nodeops.plan import SINGLE, ServicePlan, Step
@@ -51,6 +52,7 @@ class FakeChange:
         self.stop = Stop(self, stop_after)
         self.stop_seen, self.outages, self.forward = None, [], []
         self.waits = self  # the waits are asked of the same fake
+        self.model = MODELS["lease"]  # a lease pair (test_executor_keys.py and test_executor_all.py: the others)
 
     def _do(self, call: str):
         self.calls.append(call)

@@ -11,6 +11,7 @@ import types
 import pytest
 
 from nodeops import program
+from nodeops.activation import MODELS
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.plan import Desired
@@ -27,7 +28,7 @@ MANIFEST = '{"Descriptor": {"digest": "sha256:ef"}}'
 
 class FakeChange:
     """What the survey asks of a change; ``edges``: {node: its FakeEdge} (one list of lines sent, shared);
-    ``lost``: {node: the error connecting to it raises} (a node unreachable); ``activation``: its role's model."""
+    ``lost``: {node: the error connecting to it raises} (a node unreachable); ``activation``: its model's name."""
 
     def __init__(self, edges, lost=None, activation="lease"):
         self.edges, self.lost = edges, dict(lost or {})
@@ -36,6 +37,7 @@ class FakeChange:
                                          role=types.SimpleNamespace(activation=activation))  # fmt: skip
         self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml", environment="prod"))
         self.runtime, self.digest, self.pulled = "docker", None, False
+        self.model = MODELS[activation]
         self.said: list[str] = []
         self.tried: list[str] = []  # the nodes connected to, in order
 

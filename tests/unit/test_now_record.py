@@ -130,3 +130,28 @@ def test_per_service_observes_what_runs_after_the_work_succeeded_or_not(work, ex
 
 def test_per_service_without_now_adds_nothing():
     assert per_service(Reporter.silent(), "svc", lambda: {"service": "svc"}) == {"service": "svc"}
+
+
+def hot() -> Container:
+    c = box()
+    return Container(c.name, True, c.status, c.image_id, {**c.labels, "io.nodeops.hot": "true"})
+
+
+@pytest.mark.parametrize(
+    ("activation", "seen", "active", "serving"),
+    [
+        ("keys", {"a": (hot(), True, ()), "b": (box(), True, ())}, "a", None),  # both answer: the holder is active
+        ("keys", {"a": (box(), True, ()), "b": (box(), True, ())}, None, None),  # nobody holds the keys
+        ("keys", {"a": (hot(), True, ()), "b": (hot(), True, ())}, None, None),  # two holders: not one active
+        ("all", {"a": (box(), True, ()), "b": (box(), False, ()), "c": (box(), True, ())}, None, ["a", "c"]),
+        ("lease", {"a": (box(), True, ()), "b": (box(), False, ())}, "a", None),
+    ],
+    ids=["keys-holder", "keys-none", "keys-two", "all-serving", "lease"],
+)  # fmt: skip
+def test_now_names_the_active_by_the_roles_model(activation, seen, active, serving):
+    """Issue 15: the audit's ``now`` names the holder as active under keys (both nodes answer: it said none), and
+    under all no active but every serving node (``serving``); lease as before (no ``serving``)."""
+    record = now_record(seen, activation)
+    assert record["active"] == active
+    assert record.get("serving") == serving
+    assert "serving" not in record or activation == "all"

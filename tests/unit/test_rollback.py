@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nodeops.errors import InvalidInput, OperationFailed
+from nodeops.errors import EXIT_INVALID, InvalidInput, OperationFailed
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
@@ -202,7 +202,8 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
 
     a = Node("a", "10.0.0.1", 22, "active", (), "cl1")
     service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, (a,))
-    current = types.SimpleNamespace(service=service, role=None, secrets={}, redact=None)
+    current = types.SimpleNamespace(service=service, role=types.SimpleNamespace(activation="lease"), secrets={},
+                                    redact=None)  # fmt: skip
     rec = record("2.10.0", "c" * 64, digest=DIGEST)
     monkeypatch.setattr(rb, "audit_log", lambda *_a, **_k: [end("deploy", rec)])
     no_container = {"a": NodeView(a, None, False)}
@@ -311,3 +312,118 @@ def test_the_announcement_names_the_secrets_whose_version_moved_never_a_value(jo
     line = announce(rec, job)
     assert line.endswith(f"; it ran as config {'f' * 12}, now with today's secrets (db moved since)"), line
     assert not any(s.reveal() in line for s in job.secrets.values() if len(s.reveal()) >= 16)
+
+
+# -- per activation model (issue 15): what runs now, already there, the question -----------------------------------
+C = Node("c", "10.0.0.3", 22, "standby", (), "cl1")
+
+
+def hot(version: str, config: str) -> Container:
+    c = on(version, config)
+    return Container(c.name, True, c.status, c.image_id, {**c.labels, "io.nodeops.hot": "true"})
+
+
+KEYS_PAIR = [NodeView(A, on("2.11.0", "c"), True), NodeView(B, hot("2.11.0", "c"), True)]  # b holds the keys
+RELAYS = [NodeView(n, on("2.11.0", "c"), True) for n in (A, B, C)]
+
+
+@pytest.mark.parametrize(
+    ("activation", "seen", "running"),
+    [
+        ("keys", KEYS_PAIR, ("2.11.0", "c")),  # both answer: the holder's is what runs (it was: nobody, so no undo)
+        ("keys", [NodeView(A, on("2.11.0", "c"), True), NodeView(B, on("2.11.0", "c"), True)], None),  # no holder
+        ("all", RELAYS, ("2.11.0", "c")),  # every node serves, all on one version: that is what runs
+        ("all", [RELAYS[0], NodeView(B, on("2.11.0", "c"), False), NodeView(C, None, False)], ("2.11.0", "c")),
+    ],
+    ids=["keys-holder", "keys-no-holder", "all-serving", "all-one-silent-one-empty"],
+)  # fmt: skip
+def test_what_runs_now_is_read_by_the_roles_model(activation, seen, running):
+    """Issue 15: fab rollback under keys or all went back to what runs now and exited 0 (running_on found no one
+    lease holder, so pick took the newest record: the running one). Now the record rolled back to is the one before
+    what runs."""
+    assert running_on(seen, activation) == running
+    if running is not None:
+        assert pick(HISTORY, running_on(seen, activation), None, "cl1").config == "b"
+
+
+def test_a_mixed_all_service_is_refused_naming_what_each_node_runs_and_the_fix():
+    mixed = [RELAYS[0], NodeView(B, on("2.10.0", "a"), True), RELAYS[2]]
+    with pytest.raises(InvalidInput) as refused:
+        running_on(mixed, "all")
+    assert refused.value.exit_code == EXIT_INVALID and "\n" not in str(refused.value)
+    assert str(refused.value) == (
+        "cl1: its nodes run different versions or configurations (a runs 2.11.0 config c, b runs 2.10.0 config a, "
+        "c runs 2.11.0 config c): there is no one version to roll back from; name the version every node goes to "
+        "with --to VERSION"
+    )
+    assert running_on(mixed, "all", "2.10.0") is not None  # --to names the target: every node goes to it
+    assert already_at(mixed, "2.11.0", "all") is None  # b is not on it: the rolling path brings it there
+
+
+@pytest.mark.parametrize(
+    ("activation", "seen", "there"),
+    [
+        ("keys", KEYS_PAIR, "already at version 2.11.0: b runs it (config c), and the standby the same; nothing"),
+        ("all", RELAYS, "already at version 2.11.0: a, b, c run it (config c); nothing to roll back"),
+    ],
+)
+def test_already_there_per_model(activation, seen, there):
+    assert (already_at(seen, "2.11.0", activation) or "").startswith(there)
+
+
+@pytest.mark.parametrize(
+    ("activation", "how"),
+    [
+        ("lease", "standby first, one planned handover"),
+        ("keys", "standby first, then the active in place with its hot keys (no handover)"),
+        ("all", "every node, one at a time, each awaited serving, never all down"),
+    ],
+)
+def test_the_question_says_how_the_roles_model_rolls_back(activation, how):
+    """Issue 15: the question said "standby first, one planned handover" whatever the model (all has no standby)."""
+    rec = record("2.10.0", "c" * 64, digest=None)
+    assert question("cl1", rec, "c" * 64, activation) == (
+        f"cl1: back to version 2.10.0 ({REG}:2.10.0, config cccccccccccc), {how}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("activation", "seen", "how"),
+    [
+        ("keys", KEYS_PAIR, "standby first, then the active in place with its hot keys (no handover)"),
+        ("all", RELAYS, "every node, one at a time, each awaited serving, never all down"),
+    ],
+)
+def test_a_rollback_under_keys_or_all_goes_back_to_the_version_before_what_runs(monkeypatch, activation, seen, how):
+    """Issue 15: it went back to what runs now (2.11.0: the newest record, no one lease holder being found) and
+    exited 0; it goes back to 2.10.0, and asks the question of its model. The change itself runs through deploy's
+    path (ServiceDeploy.run), whose plan and runner are the model's (under all: every node, AllRunner)."""
+    import dataclasses
+    import types
+
+    from nodeops import deploy
+    from nodeops import rollback as rb
+    from nodeops.run import guards
+    from nodeops.run.rolling import AllRunner
+    from nodeops.run.runner import ServiceRunner
+
+    service = Service("cl1", "chainlink", f"{REG}:2.11.0", "docker", {}, {}, tuple(s.node for s in seen))
+    current = types.SimpleNamespace(service=service, role=types.SimpleNamespace(activation=activation), secrets={},
+                                    redact=None)  # fmt: skip
+    monkeypatch.setattr(rb, "audit_log", lambda *_a, **_k: [end("deploy", record("2.10.0", "a")),
+                                                            end("deploy", record("2.11.0", "c"))])  # fmt: skip
+    monkeypatch.setattr(rb, "Observer", lambda *_a: types.SimpleNamespace(views=lambda: {s.node.name: s for s in seen}))
+    job = types.SimpleNamespace(service=service, role=current.role, profile="v2", secrets={},
+                                rendered=types.SimpleNamespace(config_hash="c" * 64, secret_versions={}))  # fmt: skip
+    monkeypatch.setattr(rb, "job_for", lambda *_a, **_k: job)
+    monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
+    monkeypatch.setattr(rb, "the_start", lambda job, _then, _record: (job, []))
+    monkeypatch.setattr(guards, "recorded_version", lambda *_a: None)
+    monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda self, **_k: {"runner": type(self.model.runner(self))})
+    monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {})
+    questions = []
+    result = rb.rollback(None, types.SimpleNamespace(source="i.yaml"), current, None, lambda *_a, **_k: None,
+                         ask=questions.append)  # fmt: skip
+    assert result["runner"] is (AllRunner if activation == "all" else ServiceRunner)  # all: every node, in turn
+    (asked,) = questions
+    assert asked.startswith("cl1: back to version 2.10.0 (") and asked.endswith(f", config cccccccccccc), {how}")

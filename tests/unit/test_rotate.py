@@ -3,6 +3,7 @@ the role's rotation: section, and the refusals that come before any host is cont
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import textwrap
@@ -572,3 +573,23 @@ def test_the_undo_says_what_had_changed_and_what_was_undone(tmp_path, monkeypatc
             "answer; AWSPENDING kept where the system may hold it: run fab rotate-secrets again to complete that "
             f"rotation; after the undo, {now}"
         )
+
+
+@pytest.mark.parametrize("activation", ["keys", "all"])
+def test_rotation_under_keys_or_all_is_refused_at_the_preflight(job, tmp_path, activation):
+    """Issue 15: rotation per model is not built. A keys or all service is refused at the preflight (before the
+    question, the lock, any secret backend write or host: rotate_secrets stages nothing before prepare_rotations),
+    exit 4, one line saying so and what to do instead; before any other refusal of the rotation (here: an env
+    backend, which would be exit 2)."""
+    from nodeops.inventory import load_inventory
+    from nodeops.rotate import prepare_rotations
+
+    inventory = load_inventory(tmp_path / "t.yaml")
+    other = dataclasses.replace(job, role=dataclasses.replace(job.role, activation=activation))
+    with pytest.raises(Unsafe) as refused:
+        prepare_rotations(inventory, [other], "api")
+    assert refused.value.exit_code == EXIT_UNSAFE and "\n" not in str(refused.value)
+    assert str(refused.value).startswith(f"cl: rotate-secrets supports activation lease only so far (role chainlink "
+                                         f"has activation {activation}): ")  # fmt: skip
+    with pytest.raises(InvalidInput, match="keeps no versions to rotate"):
+        prepare_rotations(inventory, [job], "api")  # the control: a lease service gets as far as its backend

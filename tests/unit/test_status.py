@@ -205,3 +205,28 @@ def test_status_says_why_a_node_is_unreachable(monkeypatch):
     validator = jsonschema.Draft202012Validator(SCHEMA["properties"]["nodes"]["items"])
     assert not [e for n in shown for e in validator.iter_errors(n)]
     assert list(validator.iter_errors({**shown[1], "unreachable": 1}))  # a string or null
+
+
+HOT = Container("nodeops-svc", True, "running", "sha256:x", labels={"io.nodeops.hot": "true"})  # the holder's
+
+
+@pytest.mark.parametrize(
+    ("seen", "roles", "state"),
+    [
+        ((NodeView(A, HOT, True), NodeView(B, RUNNING, True)), ["active", "standby"], "healthy"),
+        ((NodeView(A, RUNNING, True), NodeView(B, HOT, True)), ["standby", "active"], "healthy"),
+        ((NodeView(A, HOT, True), NodeView(B, HOT, True)), ["active", "active"], "unsafe"),
+        ((NodeView(A, RUNNING, True), NodeView(B, RUNNING, True)), ["standby", "standby"], "down"),
+        ((NodeView(A, HOT, True), NodeView(B, EXITED, False)), ["active", "down"], "degraded"),
+        ((NodeView(A, HOT, False, (RPC,)), NodeView(B, RUNNING, True)), ["active", "standby"], "degraded"),
+        ((NodeView(A, HOT, True), NodeView(B, None, False, unreachable=CUT)), ["active", "unknown"], "degraded"),
+    ],
+    ids=["holder-a", "holder-b", "two-holders", "no-holder", "standby-exited", "holder-unhealthy", "standby-unseen"],
+)  # fmt: skip
+def test_under_activation_keys_the_holder_is_the_active_though_every_node_answers(seen, roles, state):
+    """Issue 15, keys: both nodes answer their health path; only the holder carries io.nodeops.hot=true. A healthy
+    pair is the holder active and the other standby (it was read the lease way: two actives, unsafe)."""
+    assert [node_role(s, "keys") for s in seen] == roles
+    assert pair_state(list(seen), "keys") == state
+    validator = jsonschema.Draft202012Validator(SCHEMA["properties"]["nodes"]["items"])
+    assert not [e for s in seen for e in validator.iter_errors(node_status(s, NOW, "keys"))]

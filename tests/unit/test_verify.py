@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -272,6 +273,19 @@ def test_evaluate_a_pair(job, node, listing, failed):
     verdicts = evaluate(job, nodes[node], facts(listing), {"a": OK, "b": NOTHING}, [PIN])
     assert list(verdicts) == list(CHECKS)
     assert {name for name, (ok, _) in verdicts.items() if not ok} == failed
+
+
+@pytest.mark.parametrize("node", ["a", "b"])
+def test_under_activation_keys_every_node_answers_and_neither_is_a_second_active(job, node):
+    """Issue 15, keys: the holder (a, io.nodeops.hot=true) and the standby both answer 200 (they failed: "2 nodes
+    answer /health: expected exactly one"); each has read all its files, so its files directory is empty."""
+    keys = dataclasses.replace(job, role=dataclasses.replace(job.role, activation="keys", lease=None))
+    nodes = {n.name: n for n in job.service.nodes}
+    verdicts = evaluate(keys, nodes[node], facts(), {"a": OK, "b": OK}, [PIN])
+    assert {name for name, (ok, _) in verdicts.items() if not ok} == set()
+    assert verdicts["port"][1].startswith("serving: answers 200 on :6688/health")
+    silent = evaluate(keys, nodes[node], facts(), {"a": OK, "b": NOTHING}, [PIN])["port"]
+    assert silent[0] is (node == "a")
 
 
 def test_cli_refuses_an_unknown_service_before_any_host(tmp_path, monkeypatch):

@@ -1,0 +1,53 @@
+"""Activation models: how a role says which of a service's nodes is active (role.yaml ``activation``;
+docs/roles.md#activation), one object per model, chosen once from the role (model_of) and asked wherever the models
+differ; the engine knows these models and nothing of any chain.
+
+- ``lease`` (lease.LeaseModel): every node runs; the one holding the role's lease answers its health path, the others
+  wait silently; a change rolls the standby first and hands over once, a planned promotion is one handover.
+- ``keys`` (keys.KeysModel): every node runs and answers its health path; only the active holds the role's hot files,
+  seen as the ``io.nodeops.hot=true`` label; a change never moves them, a planned promotion is fence-first.
+- ``all`` (all_nodes.AllModel): every node serves (relays); no standby, no lease, no handover; a change replaces one
+  node at a time, never every node down.
+
+What a model answers (base.Model): its change and promotion planners (pure: (service, node views) -> steps), its
+runner, what serves after a failed change, its end check, and the read-only words: a node's role and the service's
+state (status), who is active (check, verify, the audit's ``now``), what runs now (rollback), and whether
+rotate-secrets applies. A fourth model is one module with a Model subclass and one entry in MODELS (and its name in
+nodeops.role_file.ACTIVATIONS and MAX_NODES, which role.yaml is checked against).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from nodeops.activation.all_nodes import AllModel
+from nodeops.activation.base import FENCES, Model
+from nodeops.activation.keys import KeysModel
+from nodeops.activation.lease import LeaseModel
+from nodeops.facts.view import NodeView
+from nodeops.inventory import Service
+from nodeops.plan import Desired, ServicePlan
+from nodeops.role_file import Role, default_activation
+
+MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (LeaseModel(), KeysModel(), AllModel())})
+
+__all__ = ["FENCES", "MODELS", "Model", "model_of", "plan_change", "plan_promotion"]
+
+
+def model_of(role: Role) -> Model:
+    """The model ``role`` declares (its ``activation``, else role_file.default_activation's: keys when a file is
+    hot, else lease)."""
+    return MODELS[role.activation or default_activation(role)]
+
+
+def plan_change(activation: str, service: Service, states: Mapping[str, NodeView], desired: Desired,
+                force: bool = False) -> ServicePlan:  # fmt: skip
+    """``activation``'s change planner (Model.plan_change), for a caller that holds the model's name."""
+    return MODELS[activation].plan_change(service, states, desired, force)
+
+
+def plan_promotion(activation: str, service: Service, states: Mapping[str, NodeView], to: str | None = None,
+                   fence: str = "restart", keep_old_stopped: bool = False) -> ServicePlan:  # fmt: skip
+    """``activation``'s promotion planner (Model.plan_promotion), for a caller that holds the model's name."""
+    return MODELS[activation].plan_promotion(service, states, to, fence, keep_old_stopped)

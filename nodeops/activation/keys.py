@@ -1,0 +1,126 @@
+"""Activation ``keys`` (KeysModel): every node runs and answers its health path; only the active holds the role's
+hot files (the keys). The holder is the node whose running container carries the ``io.nodeops.hot=true`` label
+(NodeView.hot). A change never moves the keys: the standby is replaced without them, the active in place with them.
+A planned promotion is fence-first: the holder restarted without its hot files (or stopped), seen fenced, and only
+then the new one started with them. Two holders seen, or a node that cannot be seen, is refused (it might hold them).
+Carried out by nodeops.run.runner.ServiceRunner (a change) and nodeops.run.fence (a promotion, and what holds the
+keys after a failure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from nodeops import program
+from nodeops.activation.base import Applies, Model, refuse_unreachable, target
+from nodeops.errors import Unsafe
+from nodeops.facts.container import Container
+from nodeops.facts.view import NodeView
+from nodeops.inventory import Service
+from nodeops.plan import Desired, ServicePlan, Step
+from nodeops.run import fence as fencing
+from nodeops.run.runner import ChangeFailed, ServiceRunner
+
+
+def holders(name: str, states: Mapping[str, NodeView]) -> list[NodeView]:
+    """The nodes of ``states`` that hold the hot keys: none or one; Unsafe (exit 4) for two or more."""
+    found = [s for s in states.values() if s.hot]
+    if len(found) > 1:
+        nodes = ", ".join(s.node.name for s in found)
+        raise Unsafe(f"{name}: {len(found)} nodes hold the hot keys ({nodes}); only one may: stop all but one "
+                     f"before anything else (see {program()} status)")  # fmt: skip
+    return found
+
+
+class KeysModel(Model):
+    """The hot keys decide: the node whose running container was started with them is the active."""
+
+    name = "keys"
+    every_node_serves = True
+    fence_first = True
+    holding = "hold the hot keys"
+    rollback_how = "standby first, then the active in place with its hot keys (no handover)"
+    unseen_risk = "under activation keys a node that cannot be seen might hold the hot keys"
+    standby_note = "running without the hot keys"
+    as_well = "holds the hot keys as well: two holders"
+
+    def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
+                    force: bool = False) -> ServicePlan:  # fmt: skip
+        """Every node to ``desired``; the hot keys stay where they are (moving them is a promotion).
+
+        The standby (no keys) first, then the holder in place, with its keys; each awaited serving. A fresh service
+        starts the preferred active with the keys, then the standby without. Refuses (Unsafe): a node that cannot be
+        reached (it might hold the keys), two holders, and running containers of which none holds the keys (choosing
+        one is a promotion)."""
+        name = service.name
+        refuse_unreachable(name, states, "it might hold the hot keys")
+        held = holders(name, states)
+        running = [s for s in states.values() if s.container and s.container.running]
+
+        def stale(node: str, hot: bool) -> bool:
+            return force or not desired.matches(states[node].container) or states[node].hot != hot
+
+        if len(service.nodes) == 1:
+            only = service.nodes[0].name
+            if not stale(only, True):
+                return ServicePlan(name, (), "up to date", "keys")
+            return ServicePlan(name, (Step("replace", only, "single node, with the hot keys", hot=True),
+                                      Step("await-serving", only)), "single node out of date", "keys")  # fmt: skip
+        if not running:
+            active, standby = service.active_preferred.name, service.standby_preferred.name
+            return ServicePlan(name, (
+                Step("replace", active, "preferred active, with the hot keys", hot=True),
+                Step("await-serving", active),
+                Step("replace", standby, "standby, without the hot keys"),
+                Step("await-serving", standby),
+            ), "no container runs: fresh start, preferred active first", "keys")  # fmt: skip
+        if not held:
+            nodes = ", ".join(s.node.name for s in running)
+            raise Unsafe(f"{name}: containers run on {nodes} but none holds the hot keys; choose the active first "
+                         f"({program()} promote-standby)")  # fmt: skip
+        active = held[0].node.name
+        standby = next(n.name for n in service.nodes if n.name != active)
+        steps: list[Step] = []
+        if stale(standby, False):
+            steps += [Step("replace", standby, "standby first, without the hot keys"), Step("await-serving", standby)]
+        if stale(active, True):
+            steps += [Step("replace", active, "the active in place, with the hot keys (no handover)", hot=True),
+                      Step("await-serving", active)]  # fmt: skip
+        reason = "standby first, the keys stay on the active" if steps else "up to date"
+        return ServicePlan(name, tuple(steps), reason, "keys")
+
+    def promotion(self, service: Service, states: Mapping[str, NodeView], to: str | None, fence: str,
+                  keep_old_stopped: bool) -> ServicePlan:  # noqa: ARG002 (the lease model's)  # fmt: skip
+        """Fence first: the holder replaced without its hot files (``fence`` ``restart``) or stopped (``stop``),
+        await-fenced (seen holding nothing), then ``to`` replaced with the hot files and awaited serving; a restarted
+        old holder is awaited serving last, as the standby. Unsafe: a node unreachable, two holders, ``to`` already
+        the holder or not running."""
+        name = service.name
+        refuse_unreachable(name, states, "a planned promotion must see the holder fenced (the old one lost: --force)")
+        held = holders(name, states)
+        old = held[0].node.name if held else None
+        if to is None and old is None:  # no holder: the node whose container runs gets the keys (the first, if any)
+            to = next((n.name for n in service.nodes
+                       if states[n.name].container and states[n.name].container.running), to)  # fmt: skip
+        new = target(name, service, old, to)
+        if not (states[new].container and states[new].container.running):
+            raise Unsafe(f"{name}: {new} does not run: deploy it as the standby before promoting it")
+        steps: list[Step] = []
+        if old is not None:
+            fenced = (Step("replace", old, "fence: restarted without the hot keys") if fence == "restart"
+                      else Step("stop", old, "fence: stopped"))  # fmt: skip
+            steps += [fenced, Step("await-fenced", old)]
+        steps += [Step("replace", new, "promoted, with the hot keys", hot=True), Step("await-serving", new)]
+        if old is not None and fence == "restart":
+            steps.append(Step("await-serving", old))
+        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: fence first, then the keys", "keys")
+
+    def runner(self, change: Any) -> Applies:
+        return ServiceRunner(change)
+
+    def failure(self, change: Any, what: str, unsafe: bool = False) -> ChangeFailed:
+        return fencing.failure(change, what, unsafe)
+
+    def holds(self, container: Container | None, serving: bool, failing: Sequence[str]) -> bool:  # noqa: ARG002
+        """The node's running container carries the hot label (Container.hot), whatever it answers."""
+        return container is not None and container.hot
