@@ -15,6 +15,7 @@ from .logs import logs
 from .promote import promote_standby
 from .rollback import rollback
 from .rotate import rotate_secrets
+from .shards import shards
 from .shell import shell
 from .status import status
 from .verify import verify
@@ -34,6 +35,7 @@ ns.add_task(audit)
 ns.add_task(rollback)
 ns.add_task(rotate_secrets)
 ns.add_task(backup)
+ns.add_task(shards)
 ns.add_task(restore)
 ns.add_collection(Collection.from_module(lab))
 ns.add_collection(Collection.from_module(lock))

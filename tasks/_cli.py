@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from invoke import Exit
+from invoke import Exit, Task
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +24,7 @@ from nodeops.errors import Declined, InvalidInput, NodeopsError
 from nodeops.inventory import Inventory, check_environment, inventory_path, load_inventory
 from nodeops.project import project_root
 from nodeops.run.report import Reporter
+from nodeops.shards import parse_shard, services_in
 
 INVENTORY_HELP = {
     "env": "environment name: loads <project>/inventory/NAME.yaml (the project: the nearest folder up from "
@@ -35,6 +36,22 @@ SERVICES_HELP = {
     "service": "comma-separated services (default: every service)",
     "json": "one JSON object per event (the default when stdout is not a terminal)",
 }
+SHARD_HELP = ("I/N: only shard I of N, a deterministic, balanced subset of the services (instead of --service; "
+              "nodeops shards --count N lists them)")  # fmt: skip
+SHARDED_HELP = {**SERVICES_HELP, "shard": SHARD_HELP}
+
+
+class Sharded(Task):
+    """A task with ``--shard`` (``@task(klass=Sharded)``): the flag gets no short form, which invoke would pick as
+    ``-h`` (``-s`` is ``--service``'s), shadowing ``-h`` for help after the task's name."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "shard":
+            opts["names"] = opts["names"][:1]
+        return opts
+
+
 INEXACT_HELP = ("replace containers whose own inputs cannot be rendered again (started by hand or by an older "
                 "nodeops): a failure then restarts them on this run's inputs")  # fmt: skip
 
@@ -92,8 +109,13 @@ def load(env: str | None, inventory: str | None) -> Inventory:
     return loaded
 
 
-def services_of(inventory: Inventory, selection: str | None) -> list[str]:
-    """The services named by --service a,b (all when empty); an unknown name is exit 2."""
+def services_of(inventory: Inventory, selection: str | None, shard: str | None = None) -> list[str]:
+    """The services named by --service a,b, or those of --shard I/N (nodeops.shards; all when neither is given);
+    an unknown name, a bad shard or both flags is exit 2."""
+    if shard is not None:
+        if selection:
+            raise InvalidInput(f"--service {selection} and --shard {shard}: give one of them")
+        return services_in(inventory, parse_shard(shard))
     names = [s for s in (selection or "").split(",") if s]
     unknown = [n for n in names if n not in inventory.services]
     if unknown:

@@ -12,18 +12,18 @@ from nodeops.errors import InvalidInput, raise_failures
 from nodeops.job import prepare
 from nodeops.operation import Operation
 
-from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
+from ._cli import SERVICES_HELP, SHARDED_HELP, YES_HELP, Sharded, cli, confirm, load, progress, services_of
 
 
-@task(help=SERVICES_HELP)
+@task(klass=Sharded, help=SHARDED_HELP)
 @cli
-def backup(c, env=None, inventory=None, service=None, json_=False):
+def backup(c, env=None, inventory=None, service=None, shard=None, json_=False):
     """Dump each service's database, encrypt it to the age recipients, upload it to S3 and apply the retention.
 
     The dump runs through the bastion and is uploaded with a manifest. Takes no deploy lock; audited."""
     inv = load(env, inventory)
     policy_of(inv)  # no backup: section -> exit 2 before any secret is read
-    jobs = prepare(inv, services_of(inv, service))  # the services' own database credentials; no admin secret
+    jobs = prepare(inv, services_of(inv, service, shard))  # the services' own database credentials; no admin secret
     kit = prepare_backup(inv, jobs)  # roles, database locations, pg_dump, recipients, the bucket: before the run
     names = [j.service.name for j in jobs]
     with progress("backup", inv, names, json_) as report, Operation(inv, "backup", names, report, lock=False) as op:

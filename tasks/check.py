@@ -22,18 +22,19 @@ from nodeops.notify import check_message, webhook
 from nodeops.operation import holder_record, now
 from nodeops.verify import failure_summary
 
-from ._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
+from ._cli import SHARDED_HELP, Sharded, cli, is_interactive, load, print_checks, services_of
 
 
-@task(help={**SERVICES_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)",
+@task(klass=Sharded,
+      help={**SHARDED_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)",
             "textfile": "also write the results as a Prometheus textfile (PATH.prom, replaced atomically) "
                         "for node_exporter's textfile collector"})  # fmt: skip
 @cli
-def check(c, env=None, inventory=None, service=None, json_=False, textfile=None):
+def check(c, env=None, inventory=None, service=None, shard=None, json_=False, textfile=None):
     """Probe every pair for alerting: active and standby, lease, load balancer, secret age, disk, memory, load, logs."""
     inv = load(env, inventory)
     target = textfile_target(textfile) if textfile else None
-    jobs = prepare(inv, services_of(inv, service))  # the lease's credentials, and the redactor for log lines
+    jobs = prepare(inv, services_of(inv, service, shard))  # the lease's credentials, and the redactor for log lines
     hook = webhook(inv)  # told once per run when checks fail (nodeops.notify)
     with Fleet(inv) as fleet:
         result = run_checks(fleet, inv, jobs)

@@ -9,22 +9,25 @@ from nodeops.errors import raise_failures
 from nodeops.job import prepare
 from nodeops.operation import Operation
 
-from ._cli import INEXACT_HELP, SERVICES_HELP, cli, load, progress, services_of
+from ._cli import INEXACT_HELP, SHARDED_HELP, Sharded, cli, load, progress, services_of
 
 
 @task(
+    klass=Sharded,
     help={
-        **SERVICES_HELP,
+        **SHARDED_HELP,
         "dry_run": "render, resolve secrets, observe the nodes (pulling nothing) and print what would change and "
         "the plan; change nothing, record nothing in the audit log",
         "allow_inexact_restore": INEXACT_HELP,
-    }  # fmt: skip
+    },  # fmt: skip
 )
 @cli
-def deploy(c, env=None, inventory=None, service=None, dry_run=False, allow_inexact_restore=False, json_=False):
+def deploy(
+    c, env=None, inventory=None, service=None, shard=None, dry_run=False, allow_inexact_restore=False, json_=False
+):
     """Bring each service pair to its inventory state: standby first, a planned handover, verified, no secret left."""
     inv = load(env, inventory)
-    names = services_of(inv, service)
+    names = services_of(inv, service, shard)
     jobs = prepare(inv, names)  # every role, secret and file, before any host is contacted
     names = [job.service.name for job in jobs]
     with progress("deploy", inv, names, json_, dry_run) as report:

@@ -13,27 +13,35 @@ from rich.table import Table
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import EXIT_OK, EXIT_UNSAFE, HostKeyRejected, InvalidInput
 
-from ._cli import INVENTORY_HELP, cli, is_interactive, load
+from ._cli import INVENTORY_HELP, Sharded, cli, is_interactive, load, services_of
 
 
 @task(
+    klass=Sharded,
     name="exec",
     help={
         **INVENTORY_HELP,
         "command": "shell command to run on each node",
         "nodes": "comma-separated node names (default: every node)",
+        "shard": "I/N: only the nodes of shard I of N of the services (instead of --nodes; nodeops shards)",
         "max_parallel": "connections at once (default: ssh.max_parallel from the inventory)",
         "json": "one JSON object per host and a summary line instead of a table (the default when stdout is not "
         "a terminal, or with CI=true)",
     },
 )
 @cli
-def exec_(c, command, env=None, inventory=None, nodes=None, max_parallel=0, json_=False):
+def exec_(c, command, env=None, inventory=None, nodes=None, shard=None, max_parallel=0, json_=False):
     """Run one command on every node through the bastion; exit non-zero if any host failed."""
     if not command.strip():
         raise InvalidInput("--command: expected a non-empty shell command")
     inv = load(env, inventory)
-    targets = inv.select_nodes([n for n in (nodes or "").split(",") if n])
+    if shard is not None and nodes:
+        raise InvalidInput(f"--nodes {nodes} and --shard {shard}: give one of them")
+    if shard is not None:
+        chosen = set(services_of(inv, None, shard))
+        targets = tuple(n for n in inv.nodes if n.service in chosen)
+    else:
+        targets = inv.select_nodes([n for n in (nodes or "").split(",") if n])
     started = time.monotonic()
     with Fleet(inv, max_parallel=max_parallel or None) as fleet:
         outcomes = fleet.run(targets, command)

@@ -9,7 +9,7 @@ from nodeops.job import prepare
 from nodeops.operation import Operation
 from nodeops.promote import promote
 
-from ._cli import INEXACT_HELP, SERVICES_HELP, YES_HELP, ask, cli, load, progress, services_of, will_ask
+from ._cli import INEXACT_HELP, SHARDED_HELP, YES_HELP, Sharded, ask, cli, load, progress, services_of, will_ask
 
 
 def outage_line(result: dict) -> str:
@@ -24,9 +24,10 @@ def outage_line(result: dict) -> str:
 
 
 @task(
+    klass=Sharded,
     name="promote-standby",
     help={
-        **SERVICES_HELP,
+        **SHARDED_HELP,
         "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby (activation "
         "keys: the old holder is fenced by a stop, not a restart without its keys)",
         "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
@@ -35,11 +36,11 @@ def outage_line(result: dict) -> str:
     },
 )
 @cli
-def promote_standby(c, env=None, inventory=None, service=None, keep_old_stopped=False, force=False,
+def promote_standby(c, env=None, inventory=None, service=None, shard=None, keep_old_stopped=False, force=False,
                     allow_inexact_restore=False, json_=False, yes=False):  # fmt: skip
     """Make the standby the active: graceful stop, takeover, measured outage; the old active becomes the standby."""
     inv = load(env, inventory)
-    selected = services_of(inv, service)
+    selected = services_of(inv, service, shard)
     jobs = prepare(inv, selected)  # the files a restarted node needs, before any host
     names = [job.service.name for job in jobs]
     command = f"promote-standby in {inv.environment}"

@@ -9,17 +9,29 @@ from nodeops.job import prepare
 from nodeops.operation import Operation
 from nodeops.rollback import rollback as roll_back
 
-from ._cli import INVENTORY_HELP, SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
+from ._cli import (
+    INVENTORY_HELP,
+    SERVICES_HELP,
+    SHARD_HELP,
+    YES_HELP,
+    Sharded,
+    cli,
+    confirm,
+    load,
+    progress,
+    services_of,
+)
 
 
-@task(help={**INVENTORY_HELP, "service": "the service to roll back (required when the inventory has several)",
-            "to": "a version (image tag) that ran before; default: the one before what runs now",
+@task(klass=Sharded,
+      help={**INVENTORY_HELP, "service": "the service to roll back (required when the inventory has several)",
+            "shard": SHARD_HELP, "to": "a version (image tag) that ran before; default: the one before what runs now",
             "json": SERVICES_HELP["json"], "yes": YES_HELP})  # fmt: skip
 @cli
-def rollback(c, env=None, inventory=None, service=None, to=None, json_=False, yes=False):
+def rollback(c, env=None, inventory=None, service=None, shard=None, to=None, json_=False, yes=False):
     """Return a service to a previous image and configuration (from the audit log), rolled as its activation rolls."""
     inv = load(env, inventory)
-    names = services_of(inv, service) or list(inv.services)
+    names = services_of(inv, service, shard) or list(inv.services)
     if len(names) != 1:
         raise InvalidInput(f"--service: name the one service to roll back (services: {', '.join(names)})")
     [job] = prepare(inv, names)  # the role, secrets and files, before the lock and any host

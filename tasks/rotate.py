@@ -10,22 +10,23 @@ from nodeops.operation import Operation
 from nodeops.rotate import prepare_rotations, rotate
 from nodeops.rotate.rules import needs_admin
 
-from ._cli import SERVICES_HELP, YES_HELP, cli, confirm, load, progress, services_of
+from ._cli import SHARDED_HELP, YES_HELP, Sharded, cli, confirm, load, progress, services_of
 
 
 @task(
+    klass=Sharded,
     name="rotate-secrets",
     help={
-        **SERVICES_HELP,
+        **SHARDED_HELP,
         "secret": "a name under the role's rotation: (role.yaml; docs/commands/rotate-secrets.md) or all",
         "yes": YES_HELP,
     },  # fmt: skip
 )
 @cli
-def rotate_secrets(c, env=None, inventory=None, service=None, secret=None, json_=False, yes=False):
+def rotate_secrets(c, env=None, inventory=None, service=None, shard=None, secret=None, json_=False, yes=False):
     """A new password per service: pending version, set where it is checked, tested, the pair rolled (db), current."""
     inv = load(env, inventory)
-    selected = services_of(inv, service)
+    selected = services_of(inv, service, shard)
     admin = needs_admin(inv, selected, secret)  # the admin role's secrets are read only for a database password
     jobs = prepare(inv, selected, admin=admin)  # every current secret and file, before any host
     rotations = prepare_rotations(inv, jobs, secret)  # refused (keystore), unknown or unrotatable: exit 2 here

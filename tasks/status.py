@@ -12,15 +12,15 @@ from nodeops.edges.ssh import Fleet
 from nodeops.job import prepare
 from nodeops.status import status as observe_status
 
-from ._cli import SERVICES_HELP, cli, is_interactive, load, services_of
+from ._cli import SHARDED_HELP, Sharded, cli, is_interactive, load, services_of
 
 
-@task(help=SERVICES_HELP)
+@task(klass=Sharded, help=SHARDED_HELP)
 @cli
-def status(c, env=None, inventory=None, service=None, json_=False):
+def status(c, env=None, inventory=None, service=None, shard=None, json_=False):
     """Observed state per service: each node's role, container, version and uptime, the lease, the lock holder."""
     inv = load(env, inventory)
-    jobs = prepare(inv, services_of(inv, service))  # the database credentials for reading the lease
+    jobs = prepare(inv, services_of(inv, service, shard))  # the database credentials for reading the lease
     with Fleet(inv) as fleet:
         results = observe_status(fleet, inv, jobs)
     if json_ or not is_interactive():

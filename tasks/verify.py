@@ -12,15 +12,18 @@ from nodeops.edges.ssh import Fleet
 from nodeops.job import prepare
 from nodeops.verify import verify as run_checks
 
-from ._cli import SERVICES_HELP, cli, is_interactive, load, print_checks, services_of
+from ._cli import SHARDED_HELP, Sharded, cli, is_interactive, load, print_checks, services_of
 
 
-@task(help={**SERVICES_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)"})
+@task(
+    klass=Sharded,
+    help={**SHARDED_HELP, "json": "one JSON object per check (the default when stdout is not a terminal)"},
+)
 @cli
-def verify(c, env=None, inventory=None, service=None, json_=False):
+def verify(c, env=None, inventory=None, service=None, shard=None, json_=False):
     """Check every node after a deploy: container user, port on the active only, no secret files, tmpfs, host keys."""
     inv = load(env, inventory)
-    jobs = prepare(inv, services_of(inv, service))  # which files each node may still hold
+    jobs = prepare(inv, services_of(inv, service, shard))  # which files each node may still hold
     with Fleet(inv) as fleet:
         result = run_checks(fleet, jobs)
     if json_ or not is_interactive():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -65,3 +66,20 @@ def test_the_init_pipeline_runs_real_tasks_and_names_the_env_variables_the_backe
     piped = [s for s in steps if re.search(r"(?<!\|)\|(?!\|)", s.get("run", ""))]  # a pipe, not `||`
     assert deploy in piped, "the deploy step pipes into tee: the check below must cover it"
     assert all(s.get("shell", default) == "bash" for s in piped), [s["name"] for s in piped]
+
+
+def test_the_init_pipeline_runs_one_job_per_shard_of_the_matrix_nodeops_shards_prints(tmp_path):
+    written = {f.path: f.text for f in init_files("prod")}
+    pipeline = yaml.safe_load(written[".github/workflows/deploy.yml"])
+    split = next(s for s in pipeline["jobs"]["shards"]["steps"] if s.get("id") == "split")
+    assert "nodeops shards --env prod --count" in split["run"] and "--json" in split["run"]
+    job = pipeline["jobs"]["deploy"]
+    assert job["needs"] == "shards" and job["strategy"]["matrix"] == "${{ fromJSON(needs.shards.outputs.matrix) }}"
+    acting = [s["run"] for s in job["steps"] if s.get("run", "").startswith(("nodeops deploy", "nodeops verify"))]
+    assert acting and all("--shard ${{ matrix.shard }}" in run for run in acting)
+    inventory = tmp_path / "prod.yaml"
+    inventory.write_text(written["inventory/prod.yaml"])
+    printed = fab("shards", "--inventory", str(inventory), "--count", "4", "--json")
+    assert printed.returncode == 0, printed.stderr
+    rows = json.loads(printed.stdout)["include"]  # the matrix: every key of a row is a value the job may use
+    assert rows and all(set(row) == {"shard", "services", "bastions"} for row in rows)
