@@ -33,7 +33,7 @@ from tests.e2e.test_activation import all_role
 
 pytestmark = pytest.mark.lab
 
-NAME, CIDR = "grp", "10.213.0.0/16"
+NAME, CIDR = "grp", "10.246.0.0/16"
 SERVICE = "cl1"
 NODES = ("cl1-a", "cl1-b", "cl2-a")
 LB_PORT = LB_FIRST_PORT + 50  # clear of the lab's own listeners (one per pair from LB_FIRST_PORT)
