@@ -45,7 +45,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import quote
 
 from nodeops.errors import InvalidInput, InventoryError
@@ -56,6 +56,7 @@ __all__ = [
     "Backend",
     "Fail",
     "Secret",
+    "SecretAge",
     "SecretLeak",
     "mask_secrets",
     "open_backend",
@@ -248,9 +249,17 @@ def read_reference(inventory: Inventory, ref: SecretRef, where: str, label: str)
     return Secret(value, label, version)
 
 
-def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) -> dict[str, float | None]:
-    """Seconds since each secret of ``service`` got its current version, by secret name, from the backend's
-    dates (``Backend.current_since``: no value is read); None for a backend that keeps no dates (env)."""
+class SecretAge(NamedTuple):
+    """One secret's age: ``seconds`` since its current value was written, by its backend's date (None: the backend
+    keeps none: ``aws-kms``, ``env``); ``kind``: its backend's kind, which messages name."""
+
+    seconds: float | None
+    kind: str
+
+
+def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) -> dict[str, SecretAge]:
+    """Each secret of ``service``'s age, by secret name (a Secrets Manager secret, a parameter, a file), from its
+    backend's date (``Backend.current_since``: no value is read). Errors: OperationFailed (a date unreadable)."""
     file, opened, ages = str(inventory.source), {}, {}
     for ref in service.secrets.values():
         if ref.name in ages:
@@ -258,7 +267,7 @@ def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) 
         b = inventory.secret_backends[ref.backend]
         backend = opened.get(b.name) or opened.setdefault(b.name, open_backend(b, os.environ, file))
         since = backend.current_since(ref)
-        ages[ref.name] = None if since is None else (now - since).total_seconds()
+        ages[ref.name] = SecretAge(None if since is None else (now - since).total_seconds(), b.kind)
     return ages
 
 
@@ -292,8 +301,8 @@ class Backend(abc.ABC):
         never a value."""
 
     def current_since(self, ref: SecretRef) -> datetime.datetime | None:  # noqa: ARG002 - no dates: unused
-        """When ``ref``'s current version was made, read without its value; None (this default) for a
-        backend that keeps no dates. Errors: OperationFailed."""
+        """When ``ref``'s current value was written, read without its value; None (this default) for a
+        backend that keeps no dates (``env``; ``aws-kms``: a ciphertext file carries none). Errors: OperationFailed."""
         return None
 
 
