@@ -41,6 +41,7 @@ import datetime
 import importlib
 import json
 import os
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -67,6 +68,7 @@ __all__ = [
     "secret_ages",
     "secret_forms",
     "strict_rendering",
+    "version_of_kind",
 ]
 
 REDACTED = "***"
@@ -317,6 +319,21 @@ BACKENDS: Mapping[str, str] = MappingProxyType({
     "aws-kms": "nodeops.secrets.kms:KmsBlob",
     "sops": "nodeops.secrets.sops:SopsFile",
 })  # fmt: skip
+
+
+# The shape of each kind's version ids (a kind not here keeps none: its Secrets carry None): Secrets Manager's VersionId
+# (32 to 64 characters, its ClientRequestToken's rule; nodeops writes UUIDs), Parameter Store's version number.
+VERSION_IDS: Mapping[str, str] = MappingProxyType({"aws-secretsmanager": r"[A-Za-z0-9-]{32,64}", "aws-ssm": r"[0-9]+"})
+
+
+def version_of_kind(kind: str, version: str | None) -> bool:
+    """Whether ``version`` (what a container records of a secret) can be a version id of a backend of ``kind``: None
+    for a kind that keeps no versions, an id of its shape (VERSION_IDS) for the others. False tells a secret the
+    inventory moved to another backend since (nodeops.job.foreign_versions)."""
+    shape = VERSION_IDS.get(kind)
+    if shape is None:
+        return version is None
+    return version is not None and re.fullmatch(shape, version) is not None
 
 
 def json_object(text: str | bytes) -> dict | None:
