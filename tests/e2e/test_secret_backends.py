@@ -229,3 +229,35 @@ def test_a_killed_parameter_store_rotation_is_completed_by_the_next_run(sbk):
     assert parameter(sbk, "/sbk/cl2/db")["password"] == pending != before["password"]
     assert pg_accepts(sbk, "cl2", "cl2", pending) and not pg_accepts(sbk, "cl2", "cl2", before["password"])
     assert len(serving_nodes(sbk, "cl2")) == 1 and lb_answers(sbk, "cl2")
+
+
+def test_lab_up_again_keeps_the_rotated_passwords_so_deploy_and_check_still_work(sbk):
+    """Issue 17's review: a rerun of lab.up set each database role's password back to the lab's seeded one, so the
+    passwords rotated into the SOPS file and Parameter Store no longer logged in. lab.up now only creates what is
+    missing. Also (issue 17's review, secret age): check gives the sops secret its file's date and names its backend."""
+    current = {"cl1": sops_document(sbk)["db"]["password"], "cl2": parameter(sbk, "/sbk/cl2/db")["password"]}
+    ours = sbk.inventory_file.read_text()  # lab.up writes the lab's own inventory again; the operator's is this one
+    try:
+        up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
+    finally:
+        sbk.inventory_file.write_text(ours)
+    assert up.returncode == 0, up.stdout + up.stderr
+    for service, password in current.items():
+        assert pg_accepts(sbk, service, service, password), f"lab.up changed {service}'s rotated password"
+    deploy = fab("deploy", "--env", NAME, "--json", timeout=600)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    doc = yaml.safe_load(ours)
+    doc["check"] = {"load_max_per_cpu": 1000}  # this shared 2-core machine's load is not what is checked here
+    variant = sbk.inventory_file.with_name(f"{NAME}-check.yaml")  # beside the SOPS file its reference names
+    variant.write_text(yaml.safe_dump(doc))
+    try:
+        check = fab("check", "--inventory", str(variant), "--json")
+    finally:
+        variant.unlink()
+    findings = {(f["service"], f["node"], f["check"]): f for f in map(json.loads, check.stdout.splitlines())}
+    assert check.returncode == 0, check.stdout + check.stderr
+    for service in ("cl1", "cl2"):
+        assert findings[(service, "", "lease")]["result"] == "pass", findings[(service, "", "lease")]
+    age = findings[("cl1", "", "secret-age")]
+    assert age["result"] == "pass" and age["reason"].startswith(f"oldest {SOPS_FILE}: 0.0 days"), age
+    assert "env backend" not in age["reason"] + findings[("cl2", "", "secret-age")]["reason"]
