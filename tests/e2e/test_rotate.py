@@ -251,7 +251,8 @@ def test_api_rotation_changes_the_login(rot):
     assert again.returncode == 0 and api_login(rot, "cl1", new["username"], new["password"]) == 401
 
 
-@pytest.mark.parametrize(
+# Where a db rotation is cut (killed, or sent SIGTERM): the event it has just printed.
+CUT_AT = pytest.mark.parametrize(
     ("point", "when"),
     [
         ("after setSecret", lambda e: e.get("step") == "setSecret" and e.get("secret") == "db"),
@@ -259,6 +260,9 @@ def test_api_rotation_changes_the_login(rot):
     ],
     ids=["after-set-secret", "after-first-node-restart"],
 )
+
+
+@CUT_AT
 def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when, figures):
     old = document(rot, "cl2/DBSecret")
     versions_before = len(stages(rot, "cl2/DBSecret", unlabelled=True))
@@ -282,14 +286,7 @@ def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when, figure
           f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("point", "when"),
-    [
-        ("after setSecret", lambda e: e.get("step") == "setSecret" and e.get("secret") == "db"),
-        ("after the first node restart", lambda e: e["message"].startswith("started nodeops-")),
-    ],
-    ids=["before-the-roll", "during-the-roll"],
-)
+@CUT_AT
 def test_sigterm_undoes_a_rotation_before_the_roll_and_completes_it_during_the_roll(rot, point, when, figures):
     """Issue 17's review: SIGTERM said "no new step starts", then the rotation ran on and the run exited 0. Now: a
     stop before the roll undoes it (the database back on the current password, AWSPENDING removed, no container
