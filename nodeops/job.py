@@ -117,9 +117,11 @@ def changed_inputs(then: Job, now: Job) -> list[str]:
 def foreign_versions(inventory: Inventory, service: Service, recorded: Mapping[str, str | None]) -> str | None:
     """What to say when a secret version ``recorded`` (a container's ``secrets`` label) is not of the backend the
     inventory names for that secret now (version_of_kind: the inventory moved it since the container started), and
-    what to do; None when each is of its backend (or the secret is gone from the inventory)."""
+    what to do; None when each is of its backend. A secret recorded without a version (its backend kept none: env,
+    sops, aws-kms) is none of these: it is read at its current version, as the same values are expected wherever
+    they are kept (CI's env backend and a workstation's Secrets Manager, say); nor is one gone from the inventory."""
     refs = service.secrets
-    kinds = {n: inventory.secret_backends[refs[n].backend] for n in recorded if n in refs}
+    kinds = {n: inventory.secret_backends[refs[n].backend] for n, v in recorded.items() if n in refs and v is not None}
     foreign = sorted(n for n, b in kinds.items() if b is not None and not version_of_kind(b.kind, recorded[n]))
     if not foreign:
         return None

@@ -580,3 +580,16 @@ def test_a_db_rotation_refuses_a_pair_whose_secrets_moved_backend_before_anythin
         refuse_moved_secrets(inventory, job.service, moved)
     refuse_moved_secrets(inventory, job.service, {node.name: NodeView(node, container_of(job), True)})
     refuse_moved_secrets(inventory, job.service, {node.name: NodeView(node, None, False)})
+
+
+def test_a_secret_recorded_without_a_version_is_read_at_its_current_one_wherever_it_lives(job, tmp_path):
+    """A container whose secrets came from a backend that keeps no versions (CI's env, a SOPS file) records None:
+    nothing tells where from, and the same values are expected in the backend the inventory names now (CI deploys
+    from its env store, a workstation from Secrets Manager): no refusal, as before the moved-backend check."""
+    from nodeops.job import foreign_versions
+
+    inventory = load_inventory(tmp_path / "t.yaml")
+    sm = dataclasses.replace(inventory.secret_backends["ci"], name="ci", kind="aws-secretsmanager")
+    moved = dataclasses.replace(inventory, secret_backends={**inventory.secret_backends, "ci": sm})
+    assert foreign_versions(moved, job.service, {"db": None, "keystore": None}) is None
+    assert "(db a1b2c3d4)" in foreign_versions(inventory, job.service, {"db": SM_VERSION, "keystore": None})
