@@ -46,7 +46,7 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -218,31 +218,48 @@ def _create_if_missing(catalog: str, column: str, name: str, create: str) -> str
     return f"SELECT {quote_literal(create)} WHERE NOT EXISTS ({exists})\\gexec"
 
 
-def roles_sql(admin_password: str, service_passwords: Mapping[str, str]) -> str:
+def roles_sql(admin_password: str, service_passwords: Mapping[str, str], reset: Collection[str] = ()) -> str:
     """A psql script that makes the roles and databases match, whatever exists already.
 
     The admin role may create roles and databases but is no superuser. Each
     service gets a role and a database of its name, owned by that role and
-    closed to other roles. Roles and databases of services no longer in the
+    closed to other roles. A role gets its password when it is created, and
+    again only when it is in ``reset`` (its secret was just seeded anew:
+    reseeded_roles); otherwise an existing role keeps the password it has,
+    which ``rotate-secrets`` may have changed in a backend this lab does not
+    seed (sops, aws-ssm). Roles and databases of services no longer in the
     lab (it shrank) are left alone, with their data.
     """
+
+    def role(name: str, password: str, attributes: str) -> list[str]:
+        ident, literal = quote_ident(name), quote_literal(password)
+        again = f" PASSWORD {literal}" if name in reset else ""
+        return [_create_if_missing("pg_roles", "rolname", name, f"CREATE ROLE {ident} PASSWORD {literal}"),
+                f"ALTER ROLE {ident} WITH {attributes}{again};"]  # fmt: skip
+
     admin = quote_ident(ADMIN_ROLE)
     lines = [
         "SET log_min_error_statement = panic;",  # a failing statement is not logged with its password
-        _create_if_missing("pg_roles", "rolname", ADMIN_ROLE, f"CREATE ROLE {admin}"),
-        f"ALTER ROLE {admin} WITH LOGIN NOSUPERUSER CREATEROLE CREATEDB PASSWORD {quote_literal(admin_password)};",
+        *role(ADMIN_ROLE, admin_password, "LOGIN NOSUPERUSER CREATEROLE CREATEDB"),
     ]
     for service, password in service_passwords.items():
-        role = quote_ident(service)
+        ident = quote_ident(service)
         lines += [
-            _create_if_missing("pg_roles", "rolname", service, f"CREATE ROLE {role}"),
-            f"ALTER ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {quote_literal(password)};",
-            _create_if_missing("pg_database", "datname", service, f"CREATE DATABASE {role} OWNER {role}"),
-            f"ALTER DATABASE {role} OWNER TO {role};",
-            f"REVOKE ALL ON DATABASE {role} FROM PUBLIC;",
-            f"GRANT {role} TO {admin};",  # fab restore: the admin creates databases owned by the service's role
+            *role(service, password, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+            _create_if_missing("pg_database", "datname", service, f"CREATE DATABASE {ident} OWNER {ident}"),
+            f"ALTER DATABASE {ident} OWNER TO {ident};",
+            f"REVOKE ALL ON DATABASE {ident} FROM PUBLIC;",
+            f"GRANT {ident} TO {admin};",  # fab restore: the admin creates databases owned by the service's role
         ]
     return "\n".join(lines) + "\n"
+
+
+def reseeded_roles(created: Iterable[str], services: Iterable[str]) -> set[str]:
+    """The roles whose password secret is among ``created`` (the secrets seed_secrets just made: a restarted moto
+    came back empty): their password is set again, to the new secret's (roles_sql's ``reset``)."""
+    made = set(created)
+    roles = {ADMIN_ROLE} if ADMIN_SECRET in made else set()
+    return roles | {service for service in services if secret_names(service)["db"] in made}
 
 
 # ---------------------------------------------------------------- HAProxy and moto (pure)
@@ -305,10 +322,11 @@ def ensure(lab: Lab, daemons: Daemons, plan: LabPlan) -> None:
     ]
     Daemons.wait(started)
     client = secrets_client(lab.state["secrets_port"])
-    seed_secrets(client, secret_documents(plan.services(), secrets.SystemRandom()))
+    created = seed_secrets(client, secret_documents(plan.services(), secrets.SystemRandom()))
     admin = read_secret(client, ADMIN_SECRET)["password"]
     passwords = {svc: read_secret(client, secret_names(svc)["db"])["password"] for svc in plan.services()}
-    _psql(lab.host_dir(plan.db), roles_sql(admin, passwords), hide=[admin, *passwords.values()])
+    reset = reseeded_roles(created, plan.services())  # an existing role keeps its password (a rotation's, say)
+    _psql(lab.host_dir(plan.db), roles_sql(admin, passwords, reset), hide=[admin, *passwords.values()])
     recipient = ensure_backup_store(client, lab.state["secrets_port"])
     if lab.state.get("backup_recipient") != recipient:
         lab.state["backup_recipient"] = recipient

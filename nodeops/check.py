@@ -5,8 +5,8 @@ on top of that, per service:
   active      exactly one node serves the role's health path, and the load balancer answers 200
               from that node (the lease client id the role reads in the health reply, when it shows one);
   lease       the lease is held, by the node that serves;
-  secret-age  the age of each secret's AWSCURRENT version against the rotation policy (env-backend
-              secrets have no date: "unknown");
+  secret-age  the age of each secret's current value against the rotation policy, by its backend's date
+              (nodeops.secrets.secret_ages; aws-kms and env secrets have none: "unknown", naming the backend);
   standby     (per node other than the active) its container runs and does not serve: it waits;
   serving     in place of active, lease and standby under activation all (every node serves): every node answers
               200, and the load balancer answers 200;
@@ -45,7 +45,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.plan import secret_changes
-from nodeops.secrets import secret_ages
+from nodeops.secrets import SecretAge, secret_ages
 from nodeops.status import lease_status, node_role
 from nodeops.verify import Check
 
@@ -161,16 +161,21 @@ def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str
     )
 
 
-def check_secret_ages(ages: Mapping[str, float | None], max_days: int) -> Verdict:
-    """``ages``: seconds since each secret's AWSCURRENT version (None: its backend keeps no dates)."""
-    known = {name: age for name, age in ages.items() if age is not None}
+def check_secret_ages(ages: Mapping[str, SecretAge], max_days: int) -> Verdict:
+    """``ages``: nodeops.secrets.secret_ages; the undated ones (their backend keeps no date) named with their kind."""
+    known = {name: age.seconds for name, age in ages.items() if age.seconds is not None}
+    undated: dict[str, list[str]] = {}
+    for name, age in sorted(ages.items()):
+        if age.seconds is None:
+            undated.setdefault(age.kind, []).append(name)
+    unknown = "; ".join(f"age unknown ({kind} backend keeps no date): {', '.join(names)}"
+                        for kind, names in sorted(undated.items()))  # fmt: skip
     if not known:
-        return "unknown", "no secret dates: env backend" if ages else "the service has no secrets"
+        return "unknown", unknown or "the service has no secrets"
     name, oldest = max(known.items(), key=lambda item: item[1])
     status = level(oldest, max_days * 86400)
-    undated = sorted(set(ages) - set(known))
-    tail = f"; age unknown (env backend): {', '.join(undated)}" if undated else ""
     over = ", over the rotation limit" if status == "fail" else ""
+    tail = f"; {unknown}" if unknown else ""
     return status, f"oldest {name}: {oldest / 86400:.1f} days{over} (limit {max_days}){tail}"
 
 
@@ -217,7 +222,7 @@ METRICS = {
     "nodeops_node_memory_used_ratio": "1 - MemAvailable / MemTotal.",
     "nodeops_node_load_per_cpu": "5-minute load average per CPU.",
     "nodeops_node_log_error_lines": "Error-level lines in the container's log over the check window.",
-    "nodeops_secret_age_seconds": "Age of the secret's AWSCURRENT version.",
+    "nodeops_secret_age_seconds": "Age of the secret's current value by its backend's date (none for aws-kms, env).",
     "nodeops_check_timestamp_seconds": "When fab check last ran to the end (Unix time).",
 }
 
@@ -303,8 +308,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),
     ]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
-                                                      ("secret", name)), age)
-               for name, age in ages.items() if age is not None]  # fmt: skip
+                                                      ("secret", name)), age.seconds)
+               for name, age in ages.items() if age.seconds is not None]  # fmt: skip
     if len(service.nodes) == 1 and not every:
         findings.append(finding(service.name, "", "standby", ("warn", "no standby in the inventory: no failover")))
     for name, s in seen.items():

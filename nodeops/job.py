@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from nodeops import program
 from nodeops.diff import Side
 from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
@@ -21,7 +22,7 @@ from nodeops.notify import webhook_url
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.run.report import Redactor
-from nodeops.secrets import Secret, resolve
+from nodeops.secrets import Secret, resolve, version_of_kind
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,28 @@ def changed_inputs(then: Job, now: Job) -> list[str]:
     return [f"variable {k}" for k in variables] + [f"secret {k}" for k in secrets]
 
 
+def foreign_versions(inventory: Inventory, service: Service, recorded: Mapping[str, str | None]) -> str | None:
+    """What to say when a secret version ``recorded`` (a container's ``secrets`` label) is not of the backend the
+    inventory names for that secret now (version_of_kind: the inventory moved it since the container started), and
+    what to do; None when each is of its backend. A secret recorded without a version (its backend kept none: env,
+    sops, aws-kms) is none of these: it is read at its current version, as the same values are expected wherever
+    they are kept (CI's env backend and a workstation's Secrets Manager, say); nor is one gone from the inventory."""
+    refs = service.secrets
+    kinds = {n: inventory.secret_backends[refs[n].backend] for n, v in recorded.items() if n in refs and v is not None}
+    foreign = sorted(n for n, b in kinds.items() if b is not None and not version_of_kind(b.kind, recorded[n]))
+    if not foreign:
+        return None
+    versions = ", ".join(f"{n} {str(recorded[n])[:8]}" for n in foreign)
+    backends = "; ".join(sorted({f"{kinds[n].name}, kind {kinds[n].kind}" for n in foreign}))
+    return (f"the secret versions it records ({versions}) are not of the secret backend the inventory now names for "
+            f"them ({backends}): the inventory moved them to another backend since it started, and a version of the "
+            "old backend cannot be read through the new one; nothing was changed. To move the pair onto the new "
+            f"backend, run `{program()} deploy --env {inventory.environment} --service {service.name} "
+            "--allow-inexact-restore` (a failure would then restart a node on the new backend's values); "
+            "rotate-secrets and rollback work again once both nodes run on it "
+            "(docs/secrets.md#moving-a-secret-to-another-backend)")  # fmt: skip
+
+
 def restore_job(inventory: Inventory, current: Job, node: str, container: Container) -> Job:
     """The inputs ``container`` (on ``node``) was started from, rendered again in memory: its image reference,
     the variables and secret versions its labels record (each secret read at that version, only where it
@@ -120,10 +143,11 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     it runs on what it ran on, never on the change's inputs.
 
     Raises Unsafe (exit 4) when that cannot be done: no record in the labels (a container started by hand or by
-    an older nodeops), or a secret version the backend no longer has. Today's role renders them, and the text of
-    its non-secret files is the one its ``files`` label records when that is exactly what it ran (as_recorded);
-    otherwise (an older nodeops recorded no text) and when the role's templates or defaults changed since, the
-    result's config hash differs from the container's ``config`` label (the caller says so)."""
+    an older nodeops), a secret version of another backend (foreign_versions), or one the backend no longer has.
+    Today's role renders them, and the text of its non-secret files is the one its ``files`` label records when
+    that is exactly what it ran (as_recorded); otherwise (an older nodeops recorded no text) and when the role's
+    templates or defaults changed since, the result's config hash differs from the container's ``config`` label
+    (the caller says so)."""
     service = current.service
     where = (f"{service.name} {node}: the inputs container {container.name} was started from cannot be rendered "
              "again (to put it back if the change fails)")  # fmt: skip
@@ -135,6 +159,8 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     then = dataclasses.replace(service, image=container.reference or service.image, variables=variables)
     moved = {name: version for name, version in versions.items()
              if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
+    if elsewhere := foreign_versions(inventory, service, moved):
+        raise Unsafe(f"{where}: {elsewhere}")
     try:
         # the secrets its files used, and no other: a reference added since (an RPC URL, say) changes the render
         secrets = {name: current.secrets[name] for name in versions if name not in moved}

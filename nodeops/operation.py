@@ -10,7 +10,8 @@ stale). Every event the run reports is appended to the environment's audit
 log on the bastion, over the same session that holds the lock; leaving
 appends the end entry (result, exit code, duration), releases the locks and sends the end entry to the
 environment's webhook, if it has one (nodeops.notify: a failed delivery is a warning). While inside,
-the first Ctrl-C or SIGTERM sets ``stop`` (nodeops.stopping): the run's steps stop at a safe point.
+the first Ctrl-C or SIGTERM sets ``stop`` (nodeops.stopping): the run's steps stop at a safe point (``stopping``:
+the line that says what that means for the command, nodeops.stopping.FIRST by default).
 A dry run (``dry_run=True``) changes nothing, the bastion included: it takes no lock and writes nothing
 to the audit log, whose every operation is then one that may have changed something, and sends no
 webhook message; only its end line on stdout (JSON) is written, with ``dry_run: true``.
@@ -39,7 +40,7 @@ from nodeops.inventory import Inventory
 from nodeops.notify import operation_message, webhook
 from nodeops.records import Entry, Released, Start, end_entry, entry
 from nodeops.run.report import Reporter
-from nodeops.stopping import StopRequests
+from nodeops.stopping import FIRST, StopRequests
 
 # Where CI systems put the run's id and the person behind it (first one set wins).
 CI_RUN_VARIABLES = ("NODEOPS_RUN_LABEL", "GITHUB_RUN_ID", "CI_PIPELINE_ID", "BUILDKITE_BUILD_ID",
@@ -94,7 +95,7 @@ def end_result(exc: BaseException | None) -> str:
 class Operation:
     def __init__(self, inventory: Inventory, command: str, services: Sequence[str], report: Reporter,
                  details: Mapping[str, object] | None = None, lock: bool = True,
-                 dry_run: bool = False) -> None:  # fmt: skip
+                 dry_run: bool = False, stopping: str = FIRST) -> None:  # fmt: skip
         self.inventory = inventory
         self.command = command
         self.services = sorted(services)
@@ -109,7 +110,7 @@ class Operation:
         self.results: list[dict] = []
         self.lost: str | None = None
         self.started = time.monotonic()
-        self.stop = StopRequests(lambda line: report("", "", line, stopping=True))  # Ctrl-C, SIGTERM: see stopping
+        self.stop = StopRequests(lambda line: report("", "", line, stopping=True), stopping)  # Ctrl-C, SIGTERM
         self.webhook = webhook(inventory)  # read before any host is contacted: an unreadable one is exit 2
 
     @property

@@ -45,10 +45,11 @@ def _ignore(_signum: int, _frame: object) -> None:
 
 
 class StopRequests:
-    """A flag set by the first SIGINT/SIGTERM while the block runs; ``note`` is given each request's one line."""
+    """A flag set by the first SIGINT/SIGTERM while the block runs; ``note`` is given each request's one line:
+    ``first`` (what the command does once asked: FIRST for a deploy's steps), then SECOND."""
 
-    def __init__(self, note: Callable[[str], None]) -> None:
-        self.note = note
+    def __init__(self, note: Callable[[str], None], first: str = FIRST) -> None:
+        self.note, self.first = note, first
         self.count = 0
         self.requested = threading.Event()
         self.saved: dict[int, object] = {}
@@ -68,7 +69,7 @@ class StopRequests:
                 if self.count >= 3:  # worker threads cannot be interrupted: only ending the process stops them
                     os.kill(os.getpid(), signal.SIGKILL)
                 self.requested.set()
-                self.note(f"{signal.Signals(signum).name}: {FIRST if self.count == 1 else SECOND}")
+                self.note(f"{signal.Signals(signum).name}: {self.first if self.count == 1 else SECOND}")
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is not threading.main_thread():  # handlers can only be set there

@@ -7,7 +7,7 @@ from invoke import task
 from nodeops.errors import raise_failures
 from nodeops.job import prepare
 from nodeops.operation import Operation
-from nodeops.rotate import prepare_rotations, rotate
+from nodeops.rotate import STOPPING, prepare_rotations, rotate
 from nodeops.rotate.rules import needs_admin
 
 from ._cli import SHARDED_HELP, YES_HELP, Sharded, cli, confirm, load, progress, services_of
@@ -36,7 +36,7 @@ def rotate_secrets(c, env=None, inventory=None, service=None, shard=None, secret
                else "") for r in rotations]  # fmt: skip
     confirm(f"rotate-secrets in {inv.environment}", names, plan, yes)
     with progress("rotate-secrets", inv, names, json_) as report:
-        with Operation(inv, "rotate-secrets", names, report, {"secret": secret}) as op:
+        with Operation(inv, "rotate-secrets", names, report, {"secret": secret}, stopping=STOPPING) as op:
             # again under the lock: what another run changed meanwhile is read as it is now
             rotations = prepare_rotations(inv, prepare(inv, selected, admin=admin), secret)
             results = op.results = rotate(inv, op.fleet, rotations, report, stop=op.stop)

@@ -162,7 +162,7 @@ class CheckPolicy:
     top level's); unset: the defaults of ``CheckPolicy`` (``FALLBACKS``)."""
 
     secret_max_age_days: Annotated[int, _integer(1, 3650)] = 90
-    """Age of a secret's ``AWSCURRENT`` version to rotate before."""
+    """Age of a secret's current value, by its backend's date (`aws-kms` and `env` keep none), to rotate before."""
     disk_max_percent: Annotated[int, _integer(1, 100)] = 90
     """Of ``/``, ``/run`` and the container engine's storage."""
     memory_max_percent: Annotated[int, _integer(1, 100)] = 90

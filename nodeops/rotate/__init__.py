@@ -51,6 +51,10 @@ from nodeops.rotate.service import ServiceRotation
 from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
+# What the first Ctrl-C or SIGTERM says during rotate-secrets (nodeops.stopping; the rule: nodeops.rotate.service)
+STOPPING = ("stopping at the next safe point: no new rotation starts; the one under way is undone if the pair is not "
+            "rolling onto its new value yet, else completed first (Ctrl-C twice more aborts at once)")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Rotation:
@@ -82,13 +86,15 @@ def rotate(inventory: Inventory, fleet: Fleet, rotations: Sequence[Rotation], re
            stop: StopRequests | None = None) -> list[dict]:  # fmt: skip
     """Rotate each service's secrets, one service after the other. A service that failed (after its undo)
     has ``error`` in its result; errors.raise_failures turns those into the run's. ``stop``: once set, no
-    further service starts (a rotation under way completes or is undone)."""
+    further service starts, and the rotation under way stops at its next safe point: undone before the pair
+    rolls onto the new value, completed after (nodeops.rotate.service); its error is Interrupted (exit 130)."""
     clients: dict[tuple[str, str], Any] = {}  # one AWS client per backend and service
 
     def one(r: Rotation) -> dict:
         if stop is not None and stop.is_set():
             return per_service(report, r.job.service.name, not_started(r.job.service.name))
         rotation = ServiceRotation(inventory, r.job, fleet, report, clients)
+        rotation.stop = stop
         return per_service(report, r.job.service.name, lambda: rotation.run(r.specs), rotation.deploy.now)
 
     return [one(r) for r in rotations]

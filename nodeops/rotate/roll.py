@@ -12,9 +12,11 @@ from collections.abc import Mapping
 
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import Fleet
+from nodeops.errors import Unsafe
 from nodeops.facts.container import Container
-from nodeops.facts.view import unhealthy_note
-from nodeops.job import Job
+from nodeops.facts.view import NodeView, unhealthy_note
+from nodeops.inventory import Inventory, Service
+from nodeops.job import Job, foreign_versions
 from nodeops.plan import Desired, plan_service, the_active
 from nodeops.render import render
 from nodeops.rotate.rules import rotation_plan
@@ -28,6 +30,17 @@ def as_recorded(job: Job, container: Container) -> str:
     recorded = json.loads(container.label("secrets") or "{}")
     secrets = {n: Secret(s.reveal(), n, recorded.get(n, s.version)) for n, s in job.secrets.items()}
     return render(job.role, job.profile, job.service, secrets).config_hash
+
+
+def refuse_moved_secrets(inventory: Inventory, service: Service, states: Mapping[str, NodeView]) -> None:
+    """Unsafe (exit 4), before anything changes, when a node's container records a secret version of another backend
+    than the one the inventory names now (nodeops.job.foreign_versions: the inventory moved the secret since): the
+    roll could not put that node back on its inputs if it failed. The message says what to do."""
+    for name, state in states.items():
+        c = state.container
+        recorded = json.loads(c.label("secrets") or "{}") if c is not None else {}
+        if elsewhere := foreign_versions(inventory, service, recorded):
+            raise Unsafe(f"{service.name} {name}: container {c.name}: {elsewhere}")
 
 
 def job_with(job: Job, values: Mapping[str, Secret]) -> Job:
@@ -56,8 +69,10 @@ class PairRoll:
 
     def observe(self) -> None:
         """The roll's preflight: the pair connected, checked and pulled once for the whole run; refused
-        (exit 4) before anything changes unless it is one sound active and a standby."""
+        (exit 4) before anything changes unless it is one sound active and a standby, each on secret versions of the
+        backends the inventory names (refuse_moved_secrets)."""
         states, self.desired = self.deploy.observe()
+        refuse_moved_secrets(self.deploy.fleet.inventory, self.job.service, states)
         active = the_active(states.values(), self.job.service.name, "a rotation rolls a pair with one active")
         # the active must run the inventory's configuration; its secrets may be at older versions (an API password
         # rotation moves one without restarting anything): compare with the versions it records

@@ -1,7 +1,14 @@
 """One service's rotation: every selected secret through createSecret, setSecret and testSecret, the pair rolled
 onto a database password (roll.py), then finishSecret; a failure before finish undone (the systems back on the
 current values, AWSPENDING removed where that worked), the message masked and saying what changed and what was
-undone (see nodeops.rotate)."""
+undone (see nodeops.rotate).
+
+A stop request (Ctrl-C, SIGTERM: nodeops.stopping) is looked at before each createSecret, each setSecret and the
+roll. Before the first createSecret nothing has changed: the rotation stops there. Later, until the roll, no node
+reads the new value yet: what this run staged and set is undone as for a failure. Once the pair rolls onto the new
+password (or, with no roll, once every system took and tested the new value) it is completed: undoing would roll
+the pair twice more. Either way the run ends with Interrupted (exit 130), whose message says which; an undo that
+could not be completed is OperationFailed (exit 1), saying what is left, as for a failure."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from typing import Any
 from nodeops import program
 from nodeops.edges import aws
 from nodeops.edges.ssh import Fleet
-from nodeops.errors import NodeopsError, OperationFailed
+from nodeops.errors import Interrupted, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.records import Rotated
@@ -25,6 +32,11 @@ from nodeops.rotate.sops import SopsStore
 from nodeops.rotate.ssm import ParameterVersions
 from nodeops.rotate.versions import SecretVersions, Store, Target
 from nodeops.run.report import Redactor, Reporter
+from nodeops.stopping import StopRequests
+
+
+class StopAsked(Exception):
+    """A stop request seen at a safe point of a rotation (``str()``: the step it came before)."""
 
 
 def target(kind: str) -> type[Target]:
@@ -44,6 +56,15 @@ class ServiceRotation:
         self.inventory, self.job, self.fleet, self.clients = inventory, job, fleet, clients
         self.pair = PairRoll(job, fleet, report)
         self.deploy = self.pair.deploy  # the run's reporter and its look at the pair, for the targets too
+        self.stop: StopRequests | None = None  # the run's (set by nodeops.rotate.rotate): see the module
+
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def safe_point(self, before: str) -> None:
+        """Raise StopAsked(``before``) when the run was asked to stop."""
+        if self.stopping():
+            raise StopAsked(before)
 
     def versions(self, spec: RotationSpec) -> Store:
         """The store of ``spec``'s secret, by its backend's kind (rules.check_service refused the others)."""
@@ -78,45 +99,57 @@ class ServiceRotation:
         if rolls:
             self.pair.observe()
         current_job, started, step = self.job, [], ""
+        if self.stopping():
+            raise Interrupted(f"{name}: stopped as asked before any new value was staged; nothing changed")
         try:
             for t in targets:
                 step = f"createSecret {t.name}"
+                self.safe_point(step)
                 t.create()
             redact = self.redactor(targets)
             self.job = self.deploy.job = current_job = dataclasses.replace(self.job, redact=redact)
             for t in work:
-                started.append(t)
                 step = f"setSecret {t.name}"
+                self.safe_point(step)
+                started.append(t)
                 t.set()
                 step = f"testSecret {t.name}"
                 t.test()
             if rolls:
                 step = "roll"
+                self.safe_point("the roll")
                 self.pair.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}))
         except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
             redact = self.redactor(targets)
             reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
-            failure = f"{name}: {step} failed: {redact(reason)}"
+            asked = isinstance(exc, StopAsked)
+            failure = f"{name}: stopped as asked before {exc}" if asked else f"{name}: {step} failed: {redact(reason)}"
             unstarted = [t for t in fresh if t not in started]
-            raise OperationFailed(self.undo(failure, started, unstarted, current_job, redact)) from None
+            message, complete = self.undo(failure, started, unstarted, current_job, redact)
+            raise (Interrupted if asked and complete else OperationFailed)(message) from None
         for t in targets:
             try:
                 t.finish()
             except NodeopsError as exc:
                 raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
                                       "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
+        if self.stopping():  # past the last safe point: completed, and said so
+            during = "during the roll" if rolls else "once every system used the new value"
+            raise Interrupted(f"{name}: the stop came {during}, past the last safe point, so the rotation was "
+                              f"completed: {', '.join(t.name for t in targets)} rotated, the new value current"
+                              + (f"; {self.deploy.standing()}" if rolls else ""))  # fmt: skip
         # the roll's handover, when there was one and its outage was measured (the service answered before it)
         outage = max((o for o in self.deploy.outages if o is not None), default=None)
         return Rotated(service=name, rotated=[t.name for t in targets],
                        outage_seconds=None if outage is None else round(outage, 3)).record()  # fmt: skip
 
     def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job,
-             redact: Redactor) -> str:  # fmt: skip
+             redact: Redactor) -> tuple[str, bool]:  # fmt: skip
         """Every started target back on its current value, the pair rolled back if a node had been
         replaced; AWSPENDING removed only where that worked (elsewhere a rerun completes the rotation),
         and from the targets this run created a pending version for but never started (no system
         holds it). Whatever fails here is reported, masked by ``redact`` (every target's values), in
-        the message: nothing escapes unmasked."""
+        the message: nothing escapes unmasked. Returns (the message, whether everything was undone)."""
 
         def why(exc: Exception) -> str:
             text = str(exc) if isinstance(exc, NodeopsError) else f"{type(exc).__name__}: {exc}"
@@ -158,4 +191,4 @@ class ServiceRotation:
                         f"hold it: run {program()} rotate-secrets again to complete that rotation")  # fmt: skip
         if self.pair.touched:  # the failure said what served then; the roll back may have handed over since
             message += f"; after the undo, {self.deploy.standing()}"
-        return message
+        return message, not left

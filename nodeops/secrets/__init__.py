@@ -41,11 +41,12 @@ import datetime
 import importlib
 import json
 import os
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import quote
 
 from nodeops.errors import InvalidInput, InventoryError
@@ -56,6 +57,7 @@ __all__ = [
     "Backend",
     "Fail",
     "Secret",
+    "SecretAge",
     "SecretLeak",
     "mask_secrets",
     "open_backend",
@@ -66,6 +68,7 @@ __all__ = [
     "secret_ages",
     "secret_forms",
     "strict_rendering",
+    "version_of_kind",
 ]
 
 REDACTED = "***"
@@ -248,9 +251,17 @@ def read_reference(inventory: Inventory, ref: SecretRef, where: str, label: str)
     return Secret(value, label, version)
 
 
-def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) -> dict[str, float | None]:
-    """Seconds since each secret of ``service`` got its current version, by secret name, from the backend's
-    dates (``Backend.current_since``: no value is read); None for a backend that keeps no dates (env)."""
+class SecretAge(NamedTuple):
+    """One secret's age: ``seconds`` since its current value was written, by its backend's date (None: the backend
+    keeps none: ``aws-kms``, ``env``); ``kind``: its backend's kind, which messages name."""
+
+    seconds: float | None
+    kind: str
+
+
+def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) -> dict[str, SecretAge]:
+    """Each secret of ``service``'s age, by secret name (a Secrets Manager secret, a parameter, a file), from its
+    backend's date (``Backend.current_since``: no value is read). Errors: OperationFailed (a date unreadable)."""
     file, opened, ages = str(inventory.source), {}, {}
     for ref in service.secrets.values():
         if ref.name in ages:
@@ -258,7 +269,7 @@ def secret_ages(inventory: Inventory, service: Service, now: datetime.datetime) 
         b = inventory.secret_backends[ref.backend]
         backend = opened.get(b.name) or opened.setdefault(b.name, open_backend(b, os.environ, file))
         since = backend.current_since(ref)
-        ages[ref.name] = None if since is None else (now - since).total_seconds()
+        ages[ref.name] = SecretAge(None if since is None else (now - since).total_seconds(), b.kind)
     return ages
 
 
@@ -292,8 +303,8 @@ class Backend(abc.ABC):
         never a value."""
 
     def current_since(self, ref: SecretRef) -> datetime.datetime | None:  # noqa: ARG002 - no dates: unused
-        """When ``ref``'s current version was made, read without its value; None (this default) for a
-        backend that keeps no dates. Errors: OperationFailed."""
+        """When ``ref``'s current value was written, read without its value; None (this default) for a
+        backend that keeps no dates (``env``; ``aws-kms``: a ciphertext file carries none). Errors: OperationFailed."""
         return None
 
 
@@ -308,6 +319,21 @@ BACKENDS: Mapping[str, str] = MappingProxyType({
     "aws-kms": "nodeops.secrets.kms:KmsBlob",
     "sops": "nodeops.secrets.sops:SopsFile",
 })  # fmt: skip
+
+
+# The shape of each kind's version ids (a kind not here keeps none: its Secrets carry None): Secrets Manager's VersionId
+# (32 to 64 characters, its ClientRequestToken's rule; nodeops writes UUIDs), Parameter Store's version number.
+VERSION_IDS: Mapping[str, str] = MappingProxyType({"aws-secretsmanager": r"[A-Za-z0-9-]{32,64}", "aws-ssm": r"[0-9]+"})
+
+
+def version_of_kind(kind: str, version: str | None) -> bool:
+    """Whether ``version`` (what a container records of a secret) can be a version id of a backend of ``kind``: None
+    for a kind that keeps no versions, an id of its shape (VERSION_IDS) for the others. False tells a secret the
+    inventory moved to another backend since (nodeops.job.foreign_versions)."""
+    shape = VERSION_IDS.get(kind)
+    if shape is None:
+        return version is None
+    return version is not None and re.fullmatch(shape, version) is not None
 
 
 def json_object(text: str | bytes) -> dict | None:

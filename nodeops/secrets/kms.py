@@ -4,7 +4,8 @@
 A reference's ``name`` is the file's path, relative to the inventory's folder; with ``key`` the plaintext is a JSON
 object and the value is that key's string. The plaintext is UTF-8 text, kept in memory only. The file has no
 versions (git has): the version is None and a version asked for is refused, and ``rotate-secrets`` refuses this
-backend (nodeops.rotate.rules): the operator encrypts the new value and commits the file.
+backend (nodeops.rotate.rules): the operator encrypts the new value and commits the file. The blob carries no date
+either: ``fab check`` says its age is unknown (Backend.current_since's None), and git's log has when it changed.
 """
 
 from __future__ import annotations

@@ -16,17 +16,24 @@ Writing (``rotate-secrets``, nodeops.rotate.sops): ``sops set --value-stdin`` (t
 on a copy of the encrypted file beside it, then the copy renamed over the file: an interrupted write leaves the
 file as it was. Only ciphertext is ever written. A file keeps no versions (git does): the version is None, and a
 version asked for is refused.
+
+Age (``fab check``'s secret-age): the file's ``sops.lastmodified``, sops's own metadata, in clear in the encrypted
+file (read without decrypting): when sops last wrote any key of the file, so a key's value is never younger than it
+says, and may be older.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import yaml
 
 from nodeops.edges import proc
 from nodeops.edges.aws import is_loopback_url
@@ -34,7 +41,17 @@ from nodeops.errors import BackendUnreachable, InventoryError, OperationFailed
 from nodeops.inventory import SecretBackend, SecretRef
 from nodeops.secrets import Backend, Fail, json_object, repository_file
 
-__all__ = ["PENDING_KEY", "SopsFile", "child_env", "file_type", "index", "key_path", "problem", "sops_program"]
+__all__ = [
+    "PENDING_KEY",
+    "SopsFile",
+    "child_env",
+    "file_type",
+    "index",
+    "key_path",
+    "last_modified",
+    "problem",
+    "sops_program",
+]
 
 PENDING_KEY = "nodeops_pending"  # a rotation's pending values: {dotted key path: value} (nodeops.rotate.sops)
 TIMEOUT = 60.0  # seconds for one sops run (a KMS key: botocore-like retries inside sops)
@@ -61,6 +78,22 @@ def key_path(key: str | None) -> list[str]:
 def index(parts: Sequence[str]) -> str:
     """sops's index of a key path: ["db", "password"] -> ``["db"]["password"]`` (each part JSON-quoted)."""
     return "".join(f"[{json.dumps(p)}]" for p in parts)
+
+
+def last_modified(data: bytes, kind: str, name: str) -> datetime.datetime:
+    """The ``sops.lastmodified`` date of the encrypted document ``data`` (``kind``: json or yaml; ``name``: the file,
+    for messages), timezone-aware (sops writes RFC 3339 UTC). A document without one is OperationFailed."""
+    try:
+        doc = json.loads(data) if kind == "json" else yaml.safe_load(data)
+    except (ValueError, yaml.YAMLError):
+        doc = None
+    meta = doc.get("sops") if isinstance(doc, dict) else None
+    stamp = meta.get("lastmodified") if isinstance(meta, dict) else None
+    try:
+        when = stamp if isinstance(stamp, datetime.datetime) else datetime.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        raise OperationFailed(f"SOPS file {name!r} has no sops.lastmodified date (is it SOPS-encrypted?)") from None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 
 def child_env(environ: Mapping[str, str], b: SecretBackend) -> dict[str, str]:
@@ -175,6 +208,15 @@ class SopsFile(Backend):
         if not isinstance(node, str):
             fail(f"key {ref.key!r} of SOPS file {ref.name!r} is a {type(node).__name__}, not a string (quote it)")
         return node, None
+
+    def current_since(self, ref: SecretRef) -> datetime.datetime:
+        """The file's ``sops.lastmodified`` (last_modified: nothing is decrypted). Errors: OperationFailed."""
+
+        def fail(problem: str, error: type = OperationFailed) -> NoReturn:  # noqa: ARG001 - as any Fail
+            raise OperationFailed(problem)
+
+        return last_modified(repository_file(self.file, ref.name, fail, "SOPS file"), self._kind(ref.name, fail),
+                             ref.name)  # fmt: skip
 
     def set(self, name: str, parts: Sequence[str], value: str | None, fail: Fail) -> None:
         """Write ``value`` at ``parts`` of file ``name`` through ``sops set --value-stdin`` (None: ``sops unset``),

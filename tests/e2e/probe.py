@@ -215,6 +215,23 @@ def _signalled_at(proc: subprocess.Popen, when: Callable[[dict], bool], signum: 
     return seen
 
 
+def terminated_at(args: list[str], when: Callable[[dict], bool]) -> tuple[int, list[dict], str]:
+    """Run `fab ARGS` (with --json), send it SIGTERM (as a CI runner cancelling the job) as soon as it reports an event
+    ``when`` accepts, and let it end as it chooses (at most 300 s). Returns its exit code, every event it printed
+    and its whole output (stdout and stderr)."""
+    proc = events_of(args)
+    try:
+        seen = _signalled_at(proc, when, signal.SIGTERM)
+        rest, errors = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a timeout: the run must not go on holding the service's lock
+            proc.kill()
+            proc.wait()
+    assert seen and when(seen[-1]), "the run ended before the event it was to be stopped at"
+    seen += [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
+    return proc.returncode, seen, rest + errors
+
+
 def killed_at(args: list[str], when: Callable[[dict], bool]) -> list[dict]:
     """Run `fab ARGS` (with --json) and SIGKILL it as soon as it reports an event ``when`` accepts: the run dies
     right after that step, with no chance to clean up. The events it printed are returned."""

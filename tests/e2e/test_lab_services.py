@@ -23,6 +23,7 @@ from lab.host import Lab
 from nodeops.passwords import password_problems
 from nodeops.roles import load_role
 from tests.conftest import ROOT, fab
+from tests.e2e.probe import superuser_sql
 
 pytestmark = pytest.mark.lab
 
@@ -219,10 +220,21 @@ def test_a_second_up_keeps_everything_and_a_restarted_moto_gets_new_values_in_bo
         new = after[f"{svc}/DBSecret"]["password"]
         assert login(lab, node, svc, new) == f"ok {svc} False"
         assert "password authentication failed" in login(lab, node, svc, old)
+        # A secret changed where lab.up did not seed it (as rotate-secrets changes one in another backend): the role
+        # keeps the password it has (issue 17's review: lab.up used to set it back to the seeded one).
+        sm.put_secret_value(SecretId=f"{svc}/DBSecret", SecretString=json.dumps(before[f"{svc}/DBSecret"]))
+        up_again(lab)
+        assert login(lab, node, svc, new) == f"ok {svc} False"
     finally:
-        # Put the earlier values back, so that the rest of the session sees the lab as it was.
+        # Put the earlier values back, in the secrets and in the roles (lab.up keeps an existing role's password),
+        # so that the rest of the session sees the lab as it was.
         for name, doc in before.items():
             sm.put_secret_value(SecretId=name, SecretString=json.dumps(doc))
+        roles = {doc["username"]: doc["password"] for name, doc in before.items()
+                 if name.endswith(("/DBSecret", "/DBAdminSecret"))}  # fmt: skip
+        superuser_sql(Lab(ROOT, lab.plan.name), "".join(
+            f"ALTER ROLE {services.quote_ident(user)} PASSWORD {services.quote_literal(password)};\n"
+            for user, password in roles.items()))  # fmt: skip
         up_again(lab)
     assert all_secrets(sm) == before
     assert login(lab, node, svc, old) == f"ok {svc} False"

@@ -35,6 +35,7 @@ from tests.e2e.probe import (
     serving_nodes,
     status,
     superuser_sql,
+    terminated_at,
     wait_for,
 )
 
@@ -250,7 +251,8 @@ def test_api_rotation_changes_the_login(rot):
     assert again.returncode == 0 and api_login(rot, "cl1", new["username"], new["password"]) == 401
 
 
-@pytest.mark.parametrize(
+# Where a db rotation is cut (killed, or sent SIGTERM): the event it has just printed.
+CUT_AT = pytest.mark.parametrize(
     ("point", "when"),
     [
         ("after setSecret", lambda e: e.get("step") == "setSecret" and e.get("secret") == "db"),
@@ -258,6 +260,9 @@ def test_api_rotation_changes_the_login(rot):
     ],
     ids=["after-set-secret", "after-first-node-restart"],
 )
+
+
+@CUT_AT
 def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when, figures):
     old = document(rot, "cl2/DBSecret")
     versions_before = len(stages(rot, "cl2/DBSecret", unlabelled=True))
@@ -279,6 +284,36 @@ def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when, figure
     assert not probe.both and len(probe.gaps) <= 1 and max(probe.gaps, default=0) < 2.0, probe.explain()
     figures(f"killed {point} (last event: {seen[-1]['message'][:60]}); the rerun completed it, gap "
           f"{max(probe.gaps, default=0):.2f}s")  # fmt: skip
+
+
+@CUT_AT
+def test_sigterm_undoes_a_rotation_before_the_roll_and_completes_it_during_the_roll(rot, point, when, figures):
+    """Issue 17's review: SIGTERM said "no new step starts", then the rotation ran on and the run exited 0. Now: a
+    stop before the roll undoes it (the database back on the current password, AWSPENDING removed, no container
+    touched), one during the roll completes it; exit 130 either way, the message saying which, and it is true."""
+    old, versions = document(rot, "cl1/DBSecret"), by_stage(rot, "cl1/DBSecret")
+    started = {n: container("cl1", n) for n in ("cl1-a", "cl1-b")}
+    code, seen, out = terminated_at(["rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json"],
+                                    when)  # fmt: skip
+    assert code == 130, out
+    note = next(e["message"] for e in seen if e.get("stopping"))
+    assert note.startswith("SIGTERM: stopping at the next safe point: no new rotation starts"), note
+    if point == "after setSecret":
+        assert "cl1: stopped as asked before the roll; changed: the password of the database role" in out, out
+        assert "undone: the database role <db_user> is back on its current password, db: AWSPENDING removed" in out
+        assert by_stage(rot, "cl1/DBSecret") == versions and document(rot, "cl1/DBSecret") == old
+        assert pg_accepts(rot, "cl1", "cl1", old["password"])
+        assert {n: container("cl1", n) for n in ("cl1-a", "cl1-b")} == started and lb_answers(rot, "cl1")
+    else:
+        assert (
+            "cl1: the stop came during the roll, past the last safe point, so the rotation was completed: db "
+            "rotated, the new value current; now: " in out
+        ), out
+        consistent(rot, "cl1", old["password"])
+        assert by_stage(rot, "cl1/DBSecret")["AWSPREVIOUS"] == versions["AWSCURRENT"]
+    end = next(e for e in reversed(seen) if e.get("event") == "end")
+    assert end["exit_code"] == 130, end
+    figures(f"SIGTERM {point}: exit {code}; {'undone' if point == 'after setSecret' else 'completed'}")
 
 
 def test_a_failing_test_leaves_every_secret_and_the_service_as_they_were(rot):

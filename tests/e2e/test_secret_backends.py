@@ -16,7 +16,17 @@ import pytest
 import yaml
 
 from lab.host import Lab
-from lab.services import ADMIN_SECRET, REGION, api_email, aws_client_for, moto_endpoint, read_secret, secrets_client
+from lab.services import (
+    ADMIN_SECRET,
+    REGION,
+    api_email,
+    aws_client_for,
+    inventory_fragment,
+    moto_endpoint,
+    read_secret,
+    secrets_client,
+)
+from lab.topology import plan_lab
 from nodeops.inventory import load_inventory
 from nodeops.secrets import resolve
 from nodeops.secrets.sops import sops_program
@@ -229,3 +239,78 @@ def test_a_killed_parameter_store_rotation_is_completed_by_the_next_run(sbk):
     assert parameter(sbk, "/sbk/cl2/db")["password"] == pending != before["password"]
     assert pg_accepts(sbk, "cl2", "cl2", pending) and not pg_accepts(sbk, "cl2", "cl2", before["password"])
     assert len(serving_nodes(sbk, "cl2")) == 1 and lb_answers(sbk, "cl2")
+
+
+def test_lab_up_again_keeps_the_rotated_passwords_so_deploy_and_check_still_work(sbk):
+    """Issue 17's review: a rerun of lab.up set each database role's password back to the lab's seeded one, so the
+    passwords rotated into the SOPS file and Parameter Store no longer logged in. lab.up now only creates what is
+    missing. Also (issue 17's review, secret age): check gives the sops secret its file's date and names its backend."""
+    current = {"cl1": sops_document(sbk)["db"]["password"], "cl2": parameter(sbk, "/sbk/cl2/db")["password"]}
+    ours = sbk.inventory_file.read_text()  # lab.up writes the lab's own inventory again; the operator's is this one
+    try:
+        up = fab("lab.up", "--name", NAME, "--nodes", "4", "--cidr", CIDR)
+    finally:
+        sbk.inventory_file.write_text(ours)
+    assert up.returncode == 0, up.stdout + up.stderr
+    for service, password in current.items():
+        assert pg_accepts(sbk, service, service, password), f"lab.up changed {service}'s rotated password"
+    deploy = fab("deploy", "--env", NAME, "--json", timeout=600)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    doc = yaml.safe_load(ours)
+    doc["check"] = {"load_max_per_cpu": 1000}  # this shared 2-core machine's load is not what is checked here
+    variant = sbk.inventory_file.with_name(f"{NAME}-check.yaml")  # beside the SOPS file its reference names
+    variant.write_text(yaml.safe_dump(doc))
+    try:
+        check = fab("check", "--inventory", str(variant), "--json")
+    finally:
+        variant.unlink()
+    findings = {(f["service"], f["node"], f["check"]): f for f in map(json.loads, check.stdout.splitlines())}
+    assert check.returncode == 0, check.stdout + check.stderr
+    for service in ("cl1", "cl2"):
+        assert findings[(service, "", "lease")]["result"] == "pass", findings[(service, "", "lease")]
+    age = findings[("cl1", "", "secret-age")]
+    assert age["result"] == "pass" and age["reason"].startswith(f"oldest {SOPS_FILE}: 0.0 days"), age
+    assert "env backend" not in age["reason"] + findings[("cl2", "", "secret-age")]["reason"]
+
+
+def test_a_service_moved_to_another_backend_is_refused_saying_what_to_do_and_then_moved(sbk):
+    """Issue 17's review: an inventory that moves a service's secrets to another backend between runs (cl2: from
+    Parameter Store to the lab's Secrets Manager, holding the same values) made deploy and rotate-secrets say only
+    that a version could not be read. Both now refuse before anything changes (exit 4), saying that the versions
+    the containers record are another backend's and what to do; the deploy it names moves the pair over, after
+    which rotate-secrets works again."""
+    port = sbk.load_state()["secrets_port"]
+    sm = secrets_client(port)
+    keystore = ssm(sbk).get_parameter(Name="/sbk/cl2/keystore", WithDecryption=True)["Parameter"]["Value"]
+    for name, doc in (("cl2/DBSecret", parameter(sbk, "/sbk/cl2/db")), ("cl2/WalletSecret", {"password": keystore}),
+                      ("cl2/ApiSecret", parameter(sbk, "/sbk/cl2/api"))):  # fmt: skip
+        sm.put_secret_value(SecretId=name, SecretString=json.dumps(doc))  # the values cl2 runs on, new versions
+    doc = yaml.safe_load(sbk.inventory_file.read_text())
+    lab_refs = inventory_fragment(plan_lab(NAME, CIDR, 4), sbk.load_state())["services"]["cl2"]["secrets"]
+    doc["services"]["cl2"]["secrets"] = lab_refs  # as lab.up wrote them: the lab's Secrets Manager (backend aws)
+    moved = sbk.inventory_file.with_name(f"{NAME}-moved.yaml")
+    moved.write_text(yaml.safe_dump(doc))
+
+    def started_at() -> dict[str, str]:
+        res = fab("exec", "--env", NAME, "--nodes", "cl2-a,cl2-b", "--json", "--command",
+                  "docker inspect --format '{{.State.StartedAt}}' nodeops-cl2")  # fmt: skip
+        return {e["node"]: e["stdout"] for e in events(res) if e["event"] == "host"}
+
+    started = started_at()
+    try:
+        said = "are not of the secret backend the inventory now names for them (aws, kind aws-secretsmanager)"
+        todo = f"run `fab deploy --env {NAME} --service cl2 --allow-inexact-restore`"
+        for args in (("deploy",), ("rotate-secrets", "--secret", "db")):
+            res = fab(*args, "--inventory", str(moved), "--service", "cl2", timeout=600)
+            out = res.stdout + res.stderr
+            assert res.returncode == 4 and said in out and todo in out, out
+        assert "AWSPENDING" not in json.dumps(sm.describe_secret(SecretId="cl2/DBSecret")["VersionIdsToStages"])
+        assert started_at() == started and len(started) == 2, started  # no container touched
+        over = fab("deploy", "--inventory", str(moved), "--service", "cl2", "--allow-inexact-restore", timeout=600)
+        assert over.returncode == 0, over.stdout + over.stderr
+        again = fab("rotate-secrets", "--inventory", str(moved), "--service", "cl2", "--secret", "db", timeout=600)
+        assert again.returncode == 0, again.stdout + again.stderr
+    finally:
+        moved.unlink()
+    new = read_secret(sm, "cl2/DBSecret")["password"]
+    assert pg_accepts(sbk, "cl2", "cl2", new) and len(serving_nodes(sbk, "cl2")) == 1 and lb_answers(sbk, "cl2")

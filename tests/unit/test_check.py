@@ -38,7 +38,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import CheckPolicy, Node
 from nodeops.roles import load_role
 from nodeops.run.report import Redactor
-from nodeops.secrets import Secret
+from nodeops.secrets import Secret, SecretAge
 from nodeops.verify import Check, failure_summary
 from tests.conftest import fab
 from tests.unit.test_deploy_preflight import ENV, inventory
@@ -197,22 +197,34 @@ def test_check_standby(seen, status, reason):
 DAY = 86400.0
 
 
+SM, SSM, SOPS = "aws-secretsmanager", "aws-ssm", "sops"
+
+
 @pytest.mark.parametrize(
     ("ages", "status", "reason"),
     [
-        ({"db": 3 * DAY, "api": 10 * DAY}, "pass", "oldest api: 10.0 days (limit 90)"),
-        ({"db": 85 * DAY}, "warn", "oldest db: 85.0 days (limit 90)"),
+        ({"db": (3 * DAY, SM), "api": (10 * DAY, SSM)}, "pass", "oldest api: 10.0 days (limit 90)"),
+        ({"db": (85 * DAY, SOPS)}, "warn", "oldest db: 85.0 days (limit 90)"),
         (
-            {"db": 91 * DAY, "api": None},
+            {"db": (91 * DAY, SM), "api": (None, "env")},
             "fail",
-            "oldest db: 91.0 days, over the rotation limit (limit 90); age unknown (env backend): api",
+            "oldest db: 91.0 days, over the rotation limit (limit 90); age unknown (env backend keeps no date): api",
         ),
-        ({"db": None}, "unknown", "no secret dates: env backend"),
+        # issue 17's review: an aws-kms or sops secret was said to be of the env backend
+        (
+            {"wallet.b64": (None, "aws-kms"), "x.sops.yaml": (2 * DAY, SOPS), "API": (None, "env")},
+            "pass",
+            "oldest x.sops.yaml: 2.0 days (limit 90); age unknown (aws-kms backend keeps no date): wallet.b64; "
+            "age unknown (env backend keeps no date): API",
+        ),
+        ({"db": (None, "env")}, "unknown", "age unknown (env backend keeps no date): db"),
+        ({"a.b64": (None, "aws-kms"), "b.b64": (None, "aws-kms")}, "unknown",
+         "age unknown (aws-kms backend keeps no date): a.b64, b.b64"),
         ({}, "unknown", "the service has no secrets"),
     ],
-)
+)  # fmt: skip
 def test_check_secret_ages(ages, status, reason):
-    assert check_secret_ages(ages, 90) == (status, reason)
+    assert check_secret_ages({n: SecretAge(*a) for n, a in ages.items()}, 90) == (status, reason)
 
 
 DISKS = [("/", "/", "/", 0.25), ("/run", "/run", "/run", 0.5), ("engine storage", "/var/lib/docker", "/", 0.25)]

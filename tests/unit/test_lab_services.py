@@ -114,21 +114,27 @@ def test_postgres_runs_in_the_db_netns_as_postgres_listening_on_its_private_addr
     )  # fmt: skip
 
 
-def test_roles_sql_creates_what_is_missing_and_sets_every_password():
-    sql = services.roles_sql("Admin-pw-0123456789", {"cl1": "Pw1-0123456789abc", "cl2": "Pw2-0123456789abc"})
+def test_roles_sql_creates_what_is_missing_with_its_password_and_keeps_an_existing_roles_password():
+    """Issue 17's review: a rerun of lab.up set every role's password back to the seeded one, so a password rotated
+    into another backend (sops, aws-ssm) no longer logged in. A role's password is now set when the role is created,
+    or when its secret was just seeded again (``reset``: a restarted moto came back empty), never otherwise."""
+    sql = services.roles_sql("Admin-pw-0123456789", {"cl1": "Pw1-0123456789abc", "cl2": "Pw2-0123456789abc"},
+                             reset={"cl2"})  # fmt: skip
     assert sql.splitlines() == [
         "SET log_min_error_statement = panic;",
-        "SELECT 'CREATE ROLE \"nodeops_admin\"' WHERE NOT EXISTS "
+        "SELECT 'CREATE ROLE \"nodeops_admin\" PASSWORD ''Admin-pw-0123456789''' WHERE NOT EXISTS "
         "(SELECT FROM pg_roles WHERE rolname = 'nodeops_admin')\\gexec",
-        "ALTER ROLE \"nodeops_admin\" WITH LOGIN NOSUPERUSER CREATEROLE CREATEDB PASSWORD 'Admin-pw-0123456789';",
-        "SELECT 'CREATE ROLE \"cl1\"' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cl1')\\gexec",
-        "ALTER ROLE \"cl1\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'Pw1-0123456789abc';",
+        'ALTER ROLE "nodeops_admin" WITH LOGIN NOSUPERUSER CREATEROLE CREATEDB;',
+        "SELECT 'CREATE ROLE \"cl1\" PASSWORD ''Pw1-0123456789abc''' WHERE NOT EXISTS "
+        "(SELECT FROM pg_roles WHERE rolname = 'cl1')\\gexec",
+        'ALTER ROLE "cl1" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;',
         'SELECT \'CREATE DATABASE "cl1" OWNER "cl1"\' WHERE NOT EXISTS '
         "(SELECT FROM pg_database WHERE datname = 'cl1')\\gexec",
         'ALTER DATABASE "cl1" OWNER TO "cl1";',
         'REVOKE ALL ON DATABASE "cl1" FROM PUBLIC;',
         'GRANT "cl1" TO "nodeops_admin";',
-        "SELECT 'CREATE ROLE \"cl2\"' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cl2')\\gexec",
+        "SELECT 'CREATE ROLE \"cl2\" PASSWORD ''Pw2-0123456789abc''' WHERE NOT EXISTS "
+        "(SELECT FROM pg_roles WHERE rolname = 'cl2')\\gexec",
         "ALTER ROLE \"cl2\" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'Pw2-0123456789abc';",
         'SELECT \'CREATE DATABASE "cl2" OWNER "cl2"\' WHERE NOT EXISTS '
         "(SELECT FROM pg_database WHERE datname = 'cl2')\\gexec",
@@ -136,6 +142,19 @@ def test_roles_sql_creates_what_is_missing_and_sets_every_password():
         'REVOKE ALL ON DATABASE "cl2" FROM PUBLIC;',
         'GRANT "cl2" TO "nodeops_admin";',
     ]
+
+
+@pytest.mark.parametrize(
+    ("created", "services_", "reset"),
+    [
+        ([], ["cl1", "cl2"], set()),
+        (["cl2/DBSecret", "cl2/ApiSecret"], ["cl1", "cl2"], {"cl2"}),
+        (["nodeops/DBAdminSecret", "cl1/DBSecret", "cl1/WalletSecret"], ["cl1"], {"nodeops_admin", "cl1"}),
+    ],
+    ids=["nothing-seeded", "one-service-seeded", "moto-restarted"],
+)
+def test_the_roles_whose_password_is_set_again_are_those_whose_secret_was_just_seeded(created, services_, reset):
+    assert services.reseeded_roles(created, services_) == reset
 
 
 @pytest.mark.parametrize(
@@ -152,8 +171,9 @@ def test_quote_literal(value, literal):
 
 
 def test_an_injection_shaped_password_cannot_end_its_literal():
-    sql = services.roles_sql("a", {"cl1": "x'; DROP ROLE postgres; --"})
-    assert "PASSWORD 'x''; DROP ROLE postgres; --';" in sql
+    sql = services.roles_sql("a", {"cl1": "x'; DROP ROLE postgres; --"}, reset={"cl1"})
+    assert "PASSWORD 'x''; DROP ROLE postgres; --';" in sql  # set again
+    assert "PASSWORD ''x''''; DROP ROLE postgres; --'''" in sql  # at its creation: a literal in \gexec's literal
     assert "PASSWORD 'x'; DROP" not in sql
 
 

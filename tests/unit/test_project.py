@@ -102,6 +102,31 @@ def test_the_scaffold_inventorys_commented_webhook_loads_once_uncommented():
     assert parse_inventory(uncommented, Path("/x/inventory/qa.yaml")).webhook.name == "qa/webhook"
 
 
+def test_the_scaffold_inventory_shows_every_secret_backend_kind_and_each_loads_once_uncommented():
+    """Issue 17's review: `nodeops init` showed only aws-secretsmanager and env, not sops, aws-ssm or aws-kms."""
+    [text] = [f.text for f in init_files("qa") if f.path == "inventory/qa.yaml"]
+    examples = {"ssm": ("aws-ssm", "db", "/qa/chainlink/db"),
+                "kms": ("aws-kms", "keystore", "secrets/chainlink-wallet.b64"),
+                "sops": ("sops", "api_password", "secrets/chainlink.sops.yaml")}  # fmt: skip
+    for backend, (kind, secret, name) in examples.items():
+        assert f"  # {backend}:" in text and f"  #   kind: {kind}\n" in text, backend
+        assert f"      # {secret}: {{backend: {backend}, name: {name}" in text, backend
+    lines = text.splitlines(keepends=True)
+    start = lines.index("  # The other kinds (docs/secrets.md), to uncomment if your secrets live there:\n")
+    lines[start + 1 : start + 9] = [line.replace("  # ", "  ", 1) for line in lines[start + 1 : start + 9]]
+    uncommented = "".join(lines)
+    for backend, (_kind, secret, _name) in examples.items():  # each example reference instead of the ci one
+        mine = next(line for line in lines if line.startswith(f"      # {secret}: {{backend: {backend},"))
+        ci = next(line for line in lines if line.startswith(f"      {secret}: {{backend: ci,"))
+        uncommented = uncommented.replace(ci, mine.replace("      # ", "      ", 1)).replace(mine, "")
+    inventory = parse_inventory(uncommented, Path("/x/inventory/qa.yaml"))
+    assert {b.name: b.kind for b in inventory.secret_backends.values()} == {
+        "aws": "aws-secretsmanager", "ci": "env", "ssm": "aws-ssm", "kms": "aws-kms", "sops": "sops"}  # fmt: skip
+    secrets = inventory.services["chainlink"].secrets
+    assert {s: (secrets[s].backend, secrets[s].name) for s in ("db", "keystore", "api_password")} == {
+        s: (b, n) for b, (_k, s, n) in examples.items()}  # fmt: skip
+
+
 def nodeops(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(NODEOPS), *args], cwd=cwd, capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)  # fmt: skip

@@ -148,7 +148,7 @@ def test_a_container_that_records_no_inputs_is_refused_naming_the_flag(job, tmp_
 
 def test_a_recorded_version_the_env_backend_cannot_read_is_refused(job, tmp_path):
     recorded = json.dumps({**json.loads(input_labels(job)["secrets"]), "keystore": "v-gone"})
-    with pytest.raises(Unsafe, match="keystore.*keeps no versions"):
+    with pytest.raises(Unsafe, match=r"\(keystore v-gone\) are not of the secret backend .* \(ci, kind env\)"):
         restore_job(load_inventory(tmp_path / "t.yaml"), job, "a", container_of(job, secrets=recorded))
 
 
@@ -520,3 +520,76 @@ def test_a_signal_that_comes_while_the_note_of_the_last_one_is_written_does_not_
                 break
             deadline.wait(0.1)
     assert second_sent.is_set() and len(notes) == 2, notes
+
+
+# ---------------------------------------------------------------- a secret moved to another backend between runs
+
+SM_VERSION = "a1b2c3d4-0000-4000-8000-00000000abcd"  # a Secrets Manager VersionId (nodeops writes UUIDs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "version", "belongs"),
+    [
+        ("aws-secretsmanager", SM_VERSION, True),
+        ("aws-secretsmanager", "3", False),  # a Parameter Store version number
+        ("aws-secretsmanager", None, False),  # a file's or the environment's: no version
+        ("aws-ssm", "12", True),
+        ("aws-ssm", SM_VERSION, False),
+        ("aws-ssm", None, False),
+        ("sops", None, True),
+        ("sops", "3", False),
+        ("aws-kms", SM_VERSION, False),
+        ("env", None, True),
+    ],
+)
+def test_a_recorded_version_is_told_to_be_of_a_backend_kind_by_its_shape(kind, version, belongs):
+    from nodeops.secrets import version_of_kind
+
+    assert version_of_kind(kind, version) is belongs
+
+
+def test_a_secret_moved_to_another_backend_since_the_container_started_is_said_with_what_to_do(job, tmp_path):
+    """Issue 17's review: an inventory that moved a service's secrets from Secrets Manager (or Parameter Store) to
+    another backend made deploy and rotate-secrets refuse with "version X was asked for, but secret backend 'ci'
+    (kind env) keeps no versions", which said neither what happened nor what to do."""
+    recorded = {**json.loads(input_labels(job)["secrets"]), "db": SM_VERSION, "api_password": "7"}
+    with pytest.raises(Unsafe) as err:
+        restore_job(load_inventory(tmp_path / "t.yaml"), job, "a", container_of(job, secrets=json.dumps(recorded)))
+    assert str(err.value) == (
+        "cl a: the inputs container nodeops-cl was started from cannot be rendered again (to put it back if the "
+        "change fails): the secret versions it records (api_password 7, db a1b2c3d4) are not of the secret backend "
+        "the inventory now names for them (ci, kind env): the inventory moved them to another backend since it "
+        "started, and a version of the old backend cannot be read through the new one; nothing was changed. To move "
+        "the pair onto the new backend, run `fab deploy --env t --service cl --allow-inexact-restore` (a failure "
+        "would then restart a node on the new backend's values); rotate-secrets and rollback work again once both "
+        "nodes run on it (docs/secrets.md#moving-a-secret-to-another-backend)"
+    )
+    assert err.value.exit_code == EXIT_UNSAFE
+
+
+def test_a_db_rotation_refuses_a_pair_whose_secrets_moved_backend_before_anything_changes(job, tmp_path):
+    """The same, for rotate-secrets --secret db: its roll could not put a node back on what it ran, so the rotation
+    is refused in its preflight (PairRoll.observe), before any new value is staged, saying what to do."""
+    from nodeops.rotate.roll import refuse_moved_secrets
+
+    inventory, node = load_inventory(tmp_path / "t.yaml"), job.service.nodes[0]
+    recorded = {**json.loads(input_labels(job)["secrets"]), "db": SM_VERSION}
+    moved = {node.name: NodeView(node, container_of(job, secrets=json.dumps(recorded)), True)}
+    with pytest.raises(Unsafe, match=r"^cl a: container nodeops-cl: the secret versions it records \(db a1b2c3d4\) "
+                                     r"are not of the secret backend .* --allow-inexact-restore"):  # fmt: skip
+        refuse_moved_secrets(inventory, job.service, moved)
+    refuse_moved_secrets(inventory, job.service, {node.name: NodeView(node, container_of(job), True)})
+    refuse_moved_secrets(inventory, job.service, {node.name: NodeView(node, None, False)})
+
+
+def test_a_secret_recorded_without_a_version_is_read_at_its_current_one_wherever_it_lives(job, tmp_path):
+    """A container whose secrets came from a backend that keeps no versions (CI's env, a SOPS file) records None:
+    nothing tells where from, and the same values are expected in the backend the inventory names now (CI deploys
+    from its env store, a workstation from Secrets Manager): no refusal, as before the moved-backend check."""
+    from nodeops.job import foreign_versions
+
+    inventory = load_inventory(tmp_path / "t.yaml")
+    sm = dataclasses.replace(inventory.secret_backends["ci"], name="ci", kind="aws-secretsmanager")
+    moved = dataclasses.replace(inventory, secret_backends={**inventory.secret_backends, "ci": sm})
+    assert foreign_versions(moved, job.service, {"db": None, "keystore": None}) is None
+    assert "(db a1b2c3d4)" in foreign_versions(inventory, job.service, {"db": SM_VERSION, "keystore": None})

@@ -13,7 +13,15 @@ from urllib.parse import quote
 
 import pytest
 
-from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, InventoryError, OperationFailed, Unsafe
+from nodeops.errors import (
+    EXIT_INVALID,
+    EXIT_UNSAFE,
+    Interrupted,
+    InvalidInput,
+    InventoryError,
+    OperationFailed,
+    Unsafe,
+)
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import parse_inventory
@@ -593,3 +601,71 @@ def test_rotation_under_keys_or_all_is_refused_at_the_preflight(job, tmp_path, a
                                          f"has activation {activation}): ")  # fmt: skip
     with pytest.raises(InvalidInput, match="keeps no versions to rotate"):
         prepare_rotations(inventory, [job], "api")  # the control: a lease service gets as far as its backend
+
+
+# ---------------------------------------------------------------- a stop request (Ctrl-C, SIGTERM) during a rotation
+
+
+class StopAt:
+    """The run's stop request (StopRequests.is_set), set by the test's fakes when the rotation reaches ``when``."""
+
+    def __init__(self, when: str) -> None:
+        self.when, self.requested = when, when == "before"
+
+    def reached(self, step: str) -> None:
+        self.requested |= step == self.when
+
+    def is_set(self) -> bool:
+        return self.requested
+
+
+@pytest.mark.parametrize(
+    ("when", "said", "current_moved", "altered", "rolls"),
+    [
+        ("before", "cl: stopped as asked before any new value was staged; nothing changed", False, 0, 0),
+        ("create", "cl: stopped as asked before setSecret db; changed: nothing; undone: db: AWSPENDING removed "
+                   "(never set: no system held it); AWSCURRENT unchanged", False, 0, 0),
+        ("set", "cl: stopped as asked before the roll; changed: the password of the database role <db_user>; undone: "
+                "the database role <db_user> is back on its current password, db: AWSPENDING removed; AWSCURRENT "
+                "unchanged", False, 2, 0),
+        ("roll", "cl: the stop came during the roll, past the last safe point, so the rotation was completed: db "
+                 "rotated, the new value current; now: cl-a waits, cl-b serves", True, 1, 1),
+    ],
+    ids=["before-create", "during-create", "during-set", "during-roll"],
+)  # fmt: skip
+def test_a_stop_ends_the_rotation_consistently_and_says_how_with_exit_130(tmp_path, monkeypatch, when, said,
+                                                                          current_moved, altered, rolls):  # fmt: skip
+    """Issue 17's review: on SIGTERM rotate-secrets said "no new step starts", then finished the rotation and exited 0.
+    Before the roll (nothing the nodes read has changed) the stop undoes what this run staged and set; once the pair
+    is rolling onto the new password it completes the rotation; either way exit 130 and a message that says which."""
+    client = FakeSecretsManager()
+    mod, rotation, _ = fake_rotation(tmp_path, monkeypatch, client)
+    rotation.stop = stop = StopAt(when)
+    put, calls = client.put_secret_value, {"alter": 0, "roll": 0}
+
+    def put_(**kwargs):
+        put(**kwargs)
+        stop.reached("create")
+
+    def alter(_self, _password):
+        calls["alter"] += 1
+        stop.reached("set")
+
+    def roll(self, _job):
+        self.touched = True
+        calls["roll"] += 1
+        stop.reached("roll")
+
+    client.put_secret_value = put_
+    monkeypatch.setattr(mod.PostgresPassword, "alter", alter)
+    monkeypatch.setattr(mod.PostgresPassword, "test", lambda _self: None)
+    monkeypatch.setattr(mod.PairRoll, "roll", roll)
+    monkeypatch.setattr(mod.service, "job_with", lambda job, _values: job)  # the files: not rendered here
+    monkeypatch.setattr(mod.ServiceDeploy, "standing", lambda _self: "now: cl-a waits, cl-b serves")
+    with pytest.raises(Interrupted) as err:
+        rotation.run(select(CHAINLINK.rotation, "db", "role"))
+    assert (str(err.value), err.value.exit_code) == (said, 130)
+    assert (calls["alter"], calls["roll"]) == (altered, rolls)
+    staged = client.staged("cl/DBSecret")
+    assert "AWSPENDING" not in [s for st in staged.values() for s in st], staged
+    assert (staged != {"v1": ["AWSCURRENT"]}) == current_moved, staged

@@ -478,14 +478,45 @@ def test_sops_rotation_writes_through_sops_set_and_a_crash_after_any_write_is_re
     assert store.sops.document(name, store.fail) == doc
 
 
-def test_secret_ages_come_from_parameter_store_and_not_from_files(tmp_path, moto, aws_env, age_env):
+def test_secret_ages_come_from_parameter_store_the_sops_metadata_and_not_from_kms(tmp_path, moto, aws_env, age_env):
+    """Issue 17's review: a sops secret had no age (and check said it was of the env backend). Its age is now its
+    file's sops.lastmodified; an aws-kms blob has no date: None, with its kind for check's message."""
     import datetime
 
-    from nodeops.secrets import secret_ages
+    from nodeops.secrets import SecretAge, secret_ages
 
     _client(moto, "ssm").put_parameter(Name="/age/db", Value=SENTINEL, Type="SecureString", Overwrite=True)
-    (tmp_path / "a.sops.json").write_bytes(encrypt({"k": SENTINEL}, "json", {}, "--age", age_env[0]))
-    refs = {"db": SecretRef("ssm", "/age/db"), "k": SecretRef("sops", "a.sops.json", "k")}
-    inv, service = _inventory(tmp_path, {"ssm": _ssm(moto), "sops": SOPS}, refs)
+    for kind in ("json", "yaml"):
+        (tmp_path / f"a.sops.{kind}").write_bytes(encrypt({"k": SENTINEL}, kind, {}, "--age", age_env[0]))
+    refs = {"db": SecretRef("ssm", "/age/db"), "k": SecretRef("sops", "a.sops.json", "k"),
+            "y": SecretRef("sops", "a.sops.yaml", "k"), "w": SecretRef("kms", "w.b64")}  # fmt: skip
+    kms = SecretBackend(name="kms", kind="aws-kms", region=REGION, endpoint_url=moto)
+    inv, service = _inventory(tmp_path, {"ssm": _ssm(moto), "sops": SOPS, "kms": kms}, refs)
     ages = secret_ages(inv, service, datetime.datetime.now(datetime.UTC))
-    assert ages["a.sops.json"] is None and 0 <= ages["/age/db"] < 60, ages
+    assert ages["w.b64"] == SecretAge(None, "aws-kms"), ages
+    assert [ages[n].kind for n in ("/age/db", "a.sops.json", "a.sops.yaml")] == ["aws-ssm", "sops", "sops"]
+    assert all(0 <= ages[n].seconds < 60 for n in ("/age/db", "a.sops.json", "a.sops.yaml")), ages
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ('{"k": "ENC[...]", "sops": {"lastmodified": "2026-11-02T10:20:30Z"}}', "json", "2026-11-02T10:20:30+00:00"),
+        ('k: ENC[...]\nsops:\n    lastmodified: "2026-11-02T10:20:30Z"\n', "yaml", "2026-11-02T10:20:30+00:00"),
+        ("k: x\nsops:\n    lastmodified: 2026-11-02 10:20:30\n", "yaml", "2026-11-02T10:20:30+00:00"),  # unquoted
+    ],
+    ids=["json", "yaml", "yaml-unquoted"],
+)
+def test_a_sops_files_date_is_its_lastmodified(text, kind, expected):
+    from nodeops.secrets.sops import last_modified
+
+    assert last_modified(text.encode(), kind, "f").isoformat() == expected
+
+
+@pytest.mark.parametrize("text", ['{"k": 1}', "[1]", "not: [json", '{"sops": {"lastmodified": "yesterday"}}'])
+def test_a_sops_file_without_a_date_is_one_line(text):
+    from nodeops.errors import OperationFailed
+    from nodeops.secrets.sops import last_modified
+
+    with pytest.raises(OperationFailed, match=r"^SOPS file 'f' has no sops.lastmodified date"):
+        last_modified(text.encode(), "yaml", "f")
