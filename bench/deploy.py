@@ -5,8 +5,9 @@ Run as root from the repo root:  .venv/bin/python bench/deploy.py [--runs 3] [--
 It brings up a lab of its own (name "bdep", 10.221.0.0/16) with as many pairs
 as the largest size, times the whole `fab deploy` process, removes the
 containers between runs (so every run is a fresh start: pull, upload, start
-the active, wait for health, start the standby, wait, shred), and takes the
-lab down at the end. Not part of the test suite.
+the active, wait for health, start the standby, wait, shred) after one
+uncounted deploy of every pair (the image pulled on every node), and takes
+the lab down at the end. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ NAME, CIDR = "bdep", "10.221.0.0/16"
 
 def succeeded(argv: list[str]) -> float:
     """The seconds ``argv`` took; a failed run ends the benchmark, it is no timing."""
-    seconds, code, out, _ = measured(argv, 1800)
+    seconds, code, out, _, _ = measured(argv, 1800)
     if code:
         sys.exit(f"{' '.join(map(str, argv[1:]))} failed (exit {code}):\n{out[-2000:]}")
     return seconds
@@ -37,6 +38,8 @@ def main() -> int:
     with lab(NAME, 2 * max(sizes), CIDR):
         print(f"fab deploy, {args.runs} runs per size (seconds, whole process; fresh = no container before)")
         print(f"{'pairs':>6} {'fresh median':>13} {'min':>7} {'max':>7} {'no-op median':>13}")
+        everything = ",".join(f"cl{i + 1}" for i in range(max(sizes)))
+        succeeded([FAB, "deploy", "--env", NAME, "--service", everything, "--json"])  # warm-up: the image pulled
         for size in sizes:
             services = ",".join(f"cl{i + 1}" for i in range(size))
             nodes = ",".join(f"cl{i + 1}-{x}" for i in range(size) for x in "ab")

@@ -62,22 +62,23 @@ def wait(condition, limit: float, error: str) -> None:
 
 
 def measure(runs: int) -> tuple[list[float], list[float]]:
-    """Planned and unplanned outages (seconds), ``runs`` of each, on a lab of its own (also used by bench/run)."""
+    """Planned and unplanned outages (seconds), ``runs`` of each after one uncounted of each, on a lab of its own
+    (also used by bench/run)."""
     with lab(NAME, 2, CIDR):
         fab("deploy", "--env", NAME, "--json")
         url = yaml.safe_load((ROOT / "inventory" / f"{NAME}.yaml").read_text())["services"]["cl1"]["load_balancer"]
         planned, unplanned, active = [], [], None
-        for _ in range(runs):
+        for _ in range(runs + 1):  # the first of each kind warms up, not counted
             events = [json.loads(line) for line in fab("promote-standby", "--env", NAME, "--json").stdout.splitlines()]
             took = next(e for e in events if "outage_seconds" in e)  # the takeover's step (the last line is `end`)
             planned.append(took["outage_seconds"])
             active = took["node"]
-        for _ in range(runs):
+        for _ in range(runs + 1):
             kill = ("exec", "--env", NAME, "--nodes", active, "--command", "docker kill nodeops-cl1")
             unplanned.append(outage_after(lambda argv=kill: fab(*argv), url))
             fab("deploy", "--env", NAME, "--json")  # replaces the killed node, as the standby
             active = "cl1-b" if active == "cl1-a" else "cl1-a"  # the standby took over
-    return planned, unplanned
+    return planned[1:], unplanned[1:]
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import engine, image, monitoring, services
+from lab import engine, image, kernel, monitoring, services
 from lab.daemons import Daemons, Started, listening, run
 from lab.topology import (
     ENGINE_SOCKET,
@@ -55,6 +55,7 @@ class Lab:
         self.state_file = self.dir / "state.json"
         self.inventory_file = repo.resolve() / "inventory" / f"{name}.yaml"
         self.state: dict = {}
+        self.kernel_changes: list[str] = []  # "key: old -> new", each kernel limit the last up or down changed
 
     def host_dir(self, host: LabHost | str) -> Path:
         return self.dir / "hosts" / (host if isinstance(host, str) else host.name)
@@ -96,7 +97,9 @@ class Lab:
                     f"lab {plan.name!r} is up with --cidr {self.state['cidr']}; "
                     f"run `fab lab.down --name {plan.name}` first"
                 )
+            self.kernel_changes = kernel.raise_for(STATE_ROOT, self.name, len(plan.hosts))
             self.state["cidr"] = plan.cidr
+            self.state["hosts"] = len(plan.hosts)  # what the kernel limits of every lab are computed from
             wanted = {h.netns for h in plan.hosts} | {plan.switch_netns}
             self._remove(daemons, [n for n in self.state["netns"] if n not in wanted])
             self._network(plan)
@@ -237,6 +240,7 @@ class Lab:
                 self.save()
             shutil.rmtree(self.dir, ignore_errors=True)
             self.inventory_file.unlink(missing_ok=True)
+            self.kernel_changes = kernel.restore(STATE_ROOT, self.name)
             return removed
 
     def _remove_containers(self, daemons: Daemons, host: str) -> None:

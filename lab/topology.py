@@ -254,3 +254,21 @@ def unreachable_route(cidr: str, action: str) -> tuple[str, ...]:
     the default route off the machine.
     """
     return ("ip", "route", action, "unreachable", cidr)
+
+
+# The neighbour (ARP) table is the machine's, shared by every network namespace: gc_thresh3 is its hard bound (past
+# it the kernel logs "neighbour table overflow" and connections time out), gc_thresh2 its soft one (Linux's
+# Documentation/networking/ip-sysctl.rst, neigh/default/gc_thresh*; defaults 1024 and 512). A lab host can add one
+# entry in its own table for each of the 5 lab hosts it talks to (bastion, db, registry, lb, mon) and one in each of
+# theirs for it: the bastion, lb and mon reach every node.
+NEIGHBOURS_PER_HOST = 10
+MACHINE_NEIGHBOURS = 256  # left for the machine's own interfaces on top of the labs' worst case
+
+
+def kernel_limits(lab_hosts: list[int], per_host: int = NEIGHBOURS_PER_HOST) -> dict[str, int]:
+    """The least sysctl values that carry every lab up at once: ``lab_hosts`` is each lab's number of hosts
+    (namespaces with an address), ``per_host`` the neighbour entries a host can add. Returns {sysctl key: least
+    value}: the hard bound holds the labs' worst case plus the machine's own, the soft bound half of it (the
+    kernel's defaults keep that ratio, 512/1024); a value at or above it needs no change."""
+    hard = per_host * sum(lab_hosts) + MACHINE_NEIGHBOURS
+    return {"net.ipv4.neigh.default.gc_thresh2": hard // 2, "net.ipv4.neigh.default.gc_thresh3": hard}

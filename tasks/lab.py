@@ -46,6 +46,8 @@ def up(c, nodes=2, name="lab", cidr=None):
     plan = plans.plan_lab(name, cidr or plans.DEFAULT_CIDR, int(nodes))
     here = lab.Lab(root, name)
     inventory = here.up(plan)
+    if here.kernel_changes:
+        print(f"kernel limits raised for the labs up: {', '.join(here.kernel_changes)} (lab.down puts them back)")
     print(
         f"lab {name!r} up: bastion {plan.bastion_public_ip}, {len(plan.nodes)} nodes in "
         f"{len(plan.services())} services behind it ({plan.cidr})"
@@ -64,5 +66,8 @@ def up(c, nodes=2, name="lab", cidr=None):
 def down(c, name="lab"):
     """Remove every namespace, link, route and process the lab made, and its files."""
     lab, _ = _lab()
-    removed = lab.Lab(project_root(Path.cwd()), name).down()
+    here = lab.Lab(project_root(Path.cwd()), name)
+    removed = here.down()
     print(f"lab {name!r} down: removed {len(removed)} namespaces")
+    if here.kernel_changes:
+        print(f"kernel limits lowered to what the labs still up need: {', '.join(here.kernel_changes)}")

@@ -7,9 +7,11 @@ import json
 import os
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from lab import kernel
 from lab.daemons import process_alive
 from lab.host import Lab
 from tests.conftest import ROOT, fab
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.lab
 
 NAME, CIDR = "life", "10.215.0.0/16"
 STATE = Lab(ROOT, NAME).dir
+THRESH3 = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")  # the neighbour table's hard bound, machine-wide
 
 
 def netns_list() -> str:
@@ -88,3 +91,23 @@ def test_a_second_run_on_the_same_lab_is_refused_with_exit_3(root):
             assert "lab 'lockd' is being changed by another run (pid 4242, lab.up)" in res.stderr
     assert "nodeops-lockd-" not in netns_list()
     lock_file.unlink()
+
+
+def test_up_raises_the_neighbour_table_past_what_it_holds_and_down_puts_it_back(root, monkeypatch):
+    """512 nodes need more than the kernel's default table; here 2 do, by making each host's worst case as large
+    as the whole table (the real figure is 10 entries a host: tests/unit/test_lab_kernel.py)."""
+    before = int(THRESH3.read_text())
+    raised = None
+    try:
+        with monkeypatch.context() as env:
+            env.setenv(kernel.PER_HOST_ENV, str(before))
+            up = fab("lab.up", "--name", NAME, "--nodes", "2", "--cidr", CIDR)
+        assert up.returncode == 0, up.stderr
+        raised = int(THRESH3.read_text())
+        assert raised > before and f"gc_thresh3: {before} -> {raised}" in up.stdout, up.stdout
+        assert fab("exec", "--env", NAME, "--command", "true").returncode == 0
+    finally:
+        down = fab("lab.down", "--name", NAME)  # without the variable: the other labs need what they did
+    assert down.returncode == 0, down.stderr
+    assert f"gc_thresh3: {raised} -> {before}" in down.stdout, down.stdout
+    assert int(THRESH3.read_text()) == before

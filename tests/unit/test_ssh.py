@@ -9,6 +9,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from fabric import Config
 from paramiko.ssh_exception import ChannelException, NoValidConnectionsError, SSHException
 
 from nodeops.edges.ssh import Fleet, Link, PinnedConnection, Target, execute, parse_pinned
@@ -61,6 +62,24 @@ def test_agent_forwarding_agent_keys_and_the_users_ssh_config_are_off(tmp_path, 
     conn = PinnedConnection(Target("a", "10.0.0.1", 22, "root", ()), None, 5)
     assert (conn.host, conn.user, conn.forward_agent, conn.gateway) == ("10.0.0.1", "root", False, None)
     assert conn.connect_kwargs["allow_agent"] is False and conn.connect_kwargs["look_for_keys"] is False
+
+
+def test_connections_share_one_fabric_config_and_keep_their_own_host_user_port_and_pins():
+    """The Config is built once (reading Fabric's files and merging them was a third of a node's set-up CPU); no
+    connection may leave anything of its own in it, or the next would connect to its host or accept its keys."""
+    other = HostKey("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIHKgpdfWH5d/ClKdxgSX3kHv3FdFRdi+/B0CznbKwG0v")
+    a = PinnedConnection(Target("a", "10.0.0.1", 22, "root", parse_pinned([KEY])), None, 5)
+    before = a.config._config.copy()
+    b = PinnedConnection(Target("b", "10.0.0.2", 2222, "ops", parse_pinned([other])), None, 0.5)
+    assert a.config is b.config and b.config._config == before
+    assert before == Config(ssh_config=paramiko.SSHConfig())._config  # as built: no connection changed it
+    assert [(c.target.label, c.host, c.user, c.port, c.connect_timeout) for c in (a, b)] == [
+        ("a", "10.0.0.1", "root", 22, 5),
+        ("b", "10.0.0.2", "ops", 2222, 0.5),
+    ]
+    assert a.client.get_host_keys().lookup("10.0.0.1")["ssh-ed25519"].get_base64() == KEY.blob_b64
+    assert a.client.get_host_keys().lookup("[10.0.0.2]:2222") is None
+    assert b.client.get_host_keys().lookup("[10.0.0.2]:2222")["ssh-ed25519"].get_base64() == other.blob_b64
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ gets the pinned keys and a policy that refuses any other before it opens.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 
@@ -37,6 +38,14 @@ class _RefuseUnpinned(paramiko.MissingHostKeyPolicy):
         )
 
 
+@functools.cache
+def _config() -> Config:
+    """One Fabric Config for every connection of the process (building one reads the system's and the user's
+    Fabric files and merges them: about 0.3 ms a connection). A Connection only reads it: every attribute it
+    sets is a real one (PinnedConnection's __setattr__), never a config key."""
+    return Config(ssh_config=paramiko.SSHConfig())  # never read ~/.ssh/config
+
+
 class PinnedConnection(Connection):
     """A Fabric Connection that verifies the host key against pinned keys only.
 
@@ -45,10 +54,21 @@ class PinnedConnection(Connection):
     code would wait up to an hour for a dead node.
     """
 
+    # Real attributes: invoke's DataProxy would store an attribute it does not find on the class into the config
+    # (the Config is shared: _config), and it tells which are real by calling dir() on every set.
+    target: Target | None = None
+    inline_ssh_env: bool | None = None  # set by Fabric's Connection.__init__
+
+    def __setattr__(self, key: str, value) -> None:
+        if key in _REAL_ATTRIBUTES:  # what DataProxy.__setattr__ does for them, without its dir() per set
+            object.__setattr__(self, key, value)
+        else:
+            super().__setattr__(key, value)
+
     def __init__(
         self, target: Target, pkey: paramiko.PKey | None, timeout: float, via: PinnedConnection | None = None
     ) -> None:
-        config = Config(ssh_config=paramiko.SSHConfig())  # never read ~/.ssh/config
+        config = _config()
         connect_kwargs = {
             "allow_agent": False,
             "look_for_keys": False,
@@ -107,6 +127,9 @@ class PinnedConnection(Connection):
                 raise TimeoutError(f"the SSH key exchange did not finish within {self.connect_timeout:g}s") from None
             raise TimeoutError(f"no SSH banner within {self.connect_timeout:g}s: the port accepted the connection "
                                "but sent nothing (sshd hung or overloaded, or not sshd)") from None  # fmt: skip
+
+
+_REAL_ATTRIBUTES = frozenset(dir(PinnedConnection))
 
 
 class Link:

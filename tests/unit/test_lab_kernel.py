@@ -1,0 +1,118 @@
+"""The kernel limits the labs need: computed from every lab's host count, raised on lab.up, put back on lab.down.
+
+The edge runs on a directory standing in for /proc/sys (real files, the same reads and writes); the real one is
+written by the lab test (tests/e2e/test_lab_lifecycle.py).
+"""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import kernel
+from lab.topology import kernel_limits, plan_lab
+from nodeops.errors import InvalidInput
+
+T2, T3 = "net.ipv4.neigh.default.gc_thresh2", "net.ipv4.neigh.default.gc_thresh3"
+
+
+@pytest.mark.parametrize(
+    ("nodes", "hard"),
+    [
+        ([2], 10 * 7 + 256),  # the default lab: carried by the kernel's defaults (1024)
+        ([64], 10 * 69 + 256),  # the session's lab alone: still under 1024
+        ([128], 10 * 133 + 256),  # past the defaults
+        ([512], 10 * 517 + 256),
+        ([64, 8, 4, 4], 10 * (69 + 13 + 9 + 9) + 256),  # labs add up: the table is the machine's
+        ([], 256),
+    ],
+)
+def test_kernel_limits_hold_every_labs_worst_case_plus_the_machines_own(nodes, hard):
+    hosts = [len(plan_lab("x", "10.213.0.0/16", n).hosts) for n in nodes]
+    assert kernel_limits(hosts) == {T2: hard // 2, T3: hard}
+
+
+def test_kernel_limits_scale_with_the_entries_per_host():
+    assert kernel_limits([10], per_host=100) == {T2: (1000 + 256) // 2, T3: 1256}
+
+
+@pytest.fixture
+def machine(tmp_path: Path):
+    """(state root, sysctl root) with the kernel's defaults."""
+    state, sysctl = tmp_path / "state", tmp_path / "sys"
+    state.mkdir()
+    for key, value in ((T2, 512), (T3, 1024)):
+        path = sysctl / key.replace(".", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{value}\n")
+    return state, sysctl
+
+
+def value(sysctl: Path, key: str) -> int:
+    return int((sysctl / key.replace(".", "/")).read_text())
+
+
+def lab_up(state: Path, name: str, hosts: int) -> None:
+    (state / name).mkdir()
+    (state / name / "state.json").write_text(json.dumps({"hosts": hosts, "netns": []}))
+
+
+def test_a_small_lab_changes_nothing(machine):
+    state, sysctl = machine
+    assert kernel.raise_for(state, "lab", 7, sysctl) == []
+    assert (value(sysctl, T2), value(sysctl, T3)) == (512, 1024)
+    assert kernel.restore(state, "lab", sysctl) == []
+
+
+def test_raised_for_a_big_lab_and_put_back_when_the_last_lab_needing_it_goes(machine):
+    state, sysctl = machine
+    assert kernel.raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713", f"{T3}: 1024 -> 5426"]
+    lab_up(state, "big", 517)
+    assert kernel.raise_for(state, "other", 133, sysctl) == [f"{T2}: 2713 -> 3378", f"{T3}: 5426 -> 6756"]
+    lab_up(state, "other", 133)
+    (state / "big" / "state.json").unlink()  # big goes down: other still needs more than the defaults
+    assert kernel.restore(state, "big", sysctl) == [f"{T2}: 3378 -> 793", f"{T3}: 6756 -> 1586"]
+    (state / "other" / "state.json").unlink()
+    assert kernel.restore(state, "other", sysctl) == [f"{T2}: 793 -> 512", f"{T3}: 1586 -> 1024"]
+    assert (value(sysctl, T2), value(sysctl, T3)) == (512, 1024)
+    assert json.loads((state / "kernel.json").read_text()) == {}
+
+
+def test_a_lab_of_the_old_code_counts_by_its_namespaces(machine):
+    state, sysctl = machine
+    (state / "old").mkdir()
+    (state / "old" / "state.json").write_text(json.dumps({"netns": ["x"] * 200}))
+    assert kernel.raise_for(state, "new", 7, sysctl) == [f"{T2}: 512 -> 1163", f"{T3}: 1024 -> 2326"]
+
+
+def test_a_value_someone_else_changed_since_is_left_alone(machine):
+    state, sysctl = machine
+    kernel.raise_for(state, "big", 517, sysctl)
+    (sysctl / T3.replace(".", "/")).write_text("9000\n")
+    assert kernel.restore(state, "big", sysctl) == [f"{T2}: 2713 -> 512"]
+    assert value(sysctl, T3) == 9000
+    assert json.loads((state / "kernel.json").read_text()) == {}
+
+
+def test_a_limit_already_high_enough_is_neither_raised_nor_restored(machine):
+    state, sysctl = machine
+    (sysctl / T3.replace(".", "/")).write_text("100000\n")
+    assert kernel.raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713"]
+    assert kernel.restore(state, "big", sysctl) == [f"{T2}: 2713 -> 512"]
+    assert value(sysctl, T3) == 100000
+
+
+def test_refused_with_the_reason_and_nothing_half_applied_when_a_limit_cannot_be_written(machine):
+    state, sysctl = machine
+    path = sysctl / T3.replace(".", "/")
+    subprocess.run(["chattr", "+i", str(path)], check=True)  # even root cannot write it: a read-only /proc/sys
+    try:
+        with pytest.raises(InvalidInput) as err:
+            kernel.raise_for(state, "big", 517, sysctl)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    assert err.value.exit_code == 2
+    assert f"{T3} >= 5426 (now 1024)" in str(err.value) and f"sysctl -w {T3}=5426" in str(err.value)
+    assert (value(sysctl, T2), value(sysctl, T3)) == (512, 1024)  # nothing half applied
+    assert not (state / "kernel.json").exists()
