@@ -37,6 +37,7 @@ class KeysModel(Model):
 
     name = "keys"
     every_node_serves = True
+    lb_answers_from_active = False  # every node answers 200: the load balancer picks either, holder or not
     fence_first = True
     holding = "hold the hot keys"
     rollback_how = "standby first, then the active in place with its hot keys (no handover)"
