@@ -157,9 +157,8 @@ class KeysPromotion:
             return 0.0
         if step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
-            asked = self.fenced_by == "replace" and confirm_fenced(run, self.nodes[node])  # a restart fence
-            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)" +
-                    ("; it answers again and says it no longer uses them" if asked else ""))  # fmt: skip
+            said = confirm_fenced(run, self.nodes[node]) if self.fenced_by == "replace" else ""  # a restart fence
+            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s){said}")
             return took
         if step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)

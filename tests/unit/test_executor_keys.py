@@ -549,6 +549,30 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # a holds them again, as it did
 
 
+@pytest.mark.parametrize(
+    ("says", "told"),
+    [
+        (
+            "None",
+            "fenced: holds no keys (seen after 0.0s); it answers again (the role's keys_in_use does not say "
+            "whether it uses them)",
+        ),
+        ("False", "fenced: holds no keys (seen after 0.0s); it answers again and says it no longer uses them"),
+    ],
+    ids=["does-not-say", "says-it-stopped"],
+)
+def test_after_a_restart_fence_only_what_the_keys_in_use_hook_said_is_told(tmp_path, says, told):
+    """A role's keys_in_use that returns None ("does not say", docs/roles.md) after the fence: the promotion goes
+    on (the label decides) and the line says the node answers again, not that it said it stopped using its keys;
+    only a hook that returns False is told as saying so."""
+    job, engine = promoted(tmp_path, hook=f"def keys_in_use(body):\n    return {says}\n")
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    assert handover.promote(run, False)["active"] == "b"
+    fenced = [m.replace("0.1s", "0.0s") for node, m in run.said if node == "a" and m.startswith("fenced:")]
+    assert fenced == [told], run.said
+
+
 FENCE_UNDONE = [*PUT_BACK, *GIVE_BACK]  # the fence undone: a's holder container back, with its keys
 COMPLETE = "the promotion went on to its end: it is complete, b holds the hot keys and serves"
 
