@@ -58,7 +58,8 @@ class KeysHandover:
             raise
         run.drop_previous()
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False,
-                        keys_gap_seconds=round(gap, 3)).record()  # fmt: skip
+                        keys_gap_seconds=None if gap is None else round(gap, 3),
+                        keys_held_before=self.holder is not None).record()  # fmt: skip
 
 
 def assess_keys(run, force: bool) -> KeysHandover:

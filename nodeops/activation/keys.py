@@ -128,7 +128,8 @@ class KeysModel(Model):
         steps += [Step("replace", new, "promoted, with the hot keys", hot=True), Step("await-serving", new)]
         if old is not None and fence == "restart":
             steps.append(Step("await-serving", old))
-        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: fence first, then the keys", "keys")
+        how = f"fence {old} first, then the keys" if old else "no node holds the keys, nothing to fence"
+        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: {how}", "keys")
 
     def runner(self, change: Any) -> Applies:
         return ServiceRunner(change)

@@ -40,6 +40,7 @@ from nodeops.run.report import Redactor
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
+from tasks.promote import outage_line
 
 NAME, PREVIOUS = "nodeops-pool", "nodeops-pool-previous"
 A, B = Node("a", "10.0.0.1", 22, "active", (), "pool"), Node("b", "10.0.0.2", 22, "standby", (), "pool")
@@ -427,6 +428,9 @@ def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old
     check_secrets(engine, {"b"})
     gaps = [m for node, m in run.said if node == "b" and "no node held them" in m]
     assert len(gaps) == 1 and re.fullmatch(r"serves with the hot keys; no node held them for \d+\.\ds", gaps[0])
+    assert result["keys_held_before"] is True
+    assert [m for m in (m for _, m in run.said) if m.startswith("plan:")][0].startswith(
+        "plan: planned promotion of b: fence a first, then the keys;")  # fmt: skip
 
 
 @pytest.mark.parametrize("keep_old_stopped", [False, True], ids=["restart-fence", "stop-fence"])
@@ -571,6 +575,23 @@ def test_after_a_restart_fence_only_what_the_keys_in_use_hook_said_is_told(tmp_p
     assert handover.promote(run, False)["active"] == "b"
     fenced = [m.replace("0.1s", "0.0s") for node, m in run.said if node == "a" and m.startswith("fenced:")]
     assert fenced == [told], run.said
+
+
+def test_a_promotion_with_no_holder_says_so_and_reports_no_gap_that_began_now(tmp_path):
+    """No node held the keys when the promotion began (the holder's container stopped, or a previous cut left none):
+    the gap began before this run, so no figure that suggests it began now: keys_gap_seconds null,
+    keys_held_before false, and the lines say so; the plan line names what the plan does (nothing to fence)."""
+    job = make_job(tmp_path)
+    engine = Engine({"a": {NAME: container(job)}, "b": {NAME: container(job)}})
+    run = Keys(job, engine)
+    result = promote_keys.KeysHandover("pool", seen(run), None, "b").promote(run, False)
+    assert result["active"] == "b" and result["keys_gap_seconds"] is None and result["keys_held_before"] is False
+    assert outage_line(result) == "no node held the hot keys when the promotion began"
+    plan = [m for node, m in run.said if m.startswith("plan:")]
+    assert plan == ["plan: planned promotion of b: no node holds the keys, nothing to fence; replace b (promoted, "
+                    "with the hot keys); await-serving b"], plan  # fmt: skip
+    told = [m for node, m in run.said if node == "b" and m.startswith("serves with the hot keys")]
+    assert told == ["serves with the hot keys; no node held them when the promotion began"], run.said
 
 
 FENCE_UNDONE = [*PUT_BACK, *GIVE_BACK]  # the fence undone: a's holder container back, with its keys
