@@ -27,7 +27,7 @@ from nodeops.commands.node import sh
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_INTERRUPTED, EXIT_UNSAFE, Interrupted, InvalidInput, OperationFailed, Unsafe
-from nodeops.facts.container import inspect, parse_inspect
+from nodeops.facts.container import Container, inspect, parse_inspect
 from nodeops.facts.now import now_of
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
@@ -776,3 +776,19 @@ def test_force_under_keys_is_refused_in_one_line(tmp_path, unseen, chain_fence, 
         promote_keys.assess_keys(run, force=True)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert err.value.exit_code == (EXIT_UNSAFE if error is Unsafe else 2)
+
+
+def test_force_with_the_standby_unreachable_names_it_as_the_standby(tmp_path):
+    """--force with the standby cut off and the holder seen: the refusal names the node for what it is, the standby
+    to be promoted, and the remedy (make it reachable), not a holder that may still use the keys."""
+    job = make_job(tmp_path)
+    holder = Container("nodeops-pool", True, "running", "sha256:i", {"io.nodeops.hot": "true"})
+    views = {"a": NodeView(A, None, False, unreachable="a: Timeout"), "b": NodeView(B, holder, True)}
+    run = types.SimpleNamespace(service=job.service, job=job, observer=types.SimpleNamespace(views=lambda: views))
+    with pytest.raises(Unsafe) as err:
+        promote_keys.assess_keys(run, force=True)
+    assert str(err.value) == (
+        "pool: a cannot be reached: it is the standby to be promoted (b holds the hot keys), and the keys never go to "
+        "a node that cannot be seen; make it reachable again, then promote (--force is for a holder that cannot be "
+        "reached, not a standby)"
+    )
