@@ -3,7 +3,8 @@
 What runs where is observed as ``fab status`` observes it (nodeops.status, nodeops.promote.observe);
 on top of that, per service:
   active      exactly one node serves the role's health path, and the load balancer answers 200
-              from that node (the lease client id the role reads in the health reply, when it shows one);
+              from that node (the lease client id the role reads in the health reply, when it shows one; not
+              under keys, where every node answers 200: Model.lb_answers_from_active);
   lease       the lease is held, by the node that serves;
   secret-age  the age of each secret's current value against the rotation policy, by its backend's date
               (nodeops.secrets.secret_ages; aws-kms and env secrets have none: "unknown", naming the backend);
@@ -80,11 +81,14 @@ def level(value: float, limit: float) -> str:
 
 
 def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply,
-                 failing: tuple[str, ...] = (), *, lease_client: Callable[[bytes], str | None]) -> Verdict:  # fmt: skip
-    """``serving``: the nodes that answer on ``path`` (200 or not: each holds the lease), with their replies'
-    bodies; ``failing``: the checks the one that answers says fail (() when it answers 200); ``lb``: the
+                 failing: tuple[str, ...] = (), *, lease_client: Callable[[bytes], str | None],
+                 lb_answers_from_active: bool = True) -> Verdict:  # fmt: skip
+    """``serving``: the active nodes (lease: those that answer on ``path``, 200 or not; keys: the holder), with their
+    replies' bodies; ``failing``: the checks the one active says fail (() when it answers 200); ``lb``: the
     load balancer's reply to ``lb_url`` (None: no answer); ``lease_client``: the role's hook that reads which
-    node sent a reply (nodeops.role_hooks)."""
+    node sent a reply (nodeops.role_hooks); ``lb_answers_from_active``: the activation model's
+    (Model.lb_answers_from_active): False when every node answers 200 (keys), so the load balancer's reply may come
+    from any node and which one sent it is not compared."""
     if not serving:
         return "fail", f"no node serves {path}"
     if len(serving) > 1:
@@ -98,6 +102,8 @@ def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb
         return "fail", f"{node} serves, but the load balancer {lb_url} does not answer"
     if lb[0] != 200:
         return "fail", f"{node} serves, but the load balancer {lb_url} answers HTTP {lb[0]}"
+    if not lb_answers_from_active:
+        return "pass", f"{node} is the active; the load balancer answers 200 (every node serves: any may answer)"
     ours, theirs = lease_client(body), lease_client(lb[1])
     if ours is None or theirs is None:
         return "pass", f"{node} serves; the load balancer answers 200 (its reply does not say which node answered)"
@@ -301,7 +307,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     else:
         lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(serving[active]) if active else None)
         active_verdict = check_active(serving, role.health, service.load_balancer, lb, failing,
-                                      lease_client=hooks.lease_client)  # fmt: skip
+                                      lease_client=hooks.lease_client,
+                                      lb_answers_from_active=model.lb_answers_from_active)  # fmt: skip
         findings = [finding(service.name, "", "active", active_verdict), finding(service.name, "", "lease", lease)]
     findings += [
         finding(service.name, "", "secret-age", secrets),

@@ -109,9 +109,12 @@ class ServiceDeploy(ServiceChange):
         """Carry the plan out, step by step, through the model's runner (Model.runner)."""
         self.model.runner(self).apply(plan)
 
-    def show_diff(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
-        """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show)."""
-        Preview(self).show(states, recorded)
+    def show_diff(self, states: Mapping[str, NodeView], recorded: str | None, plan: ServicePlan) -> None:
+        """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show); the hot files
+        (activation keys) only for the nodes that hold the keys after ``plan``: those it starts with them, and those
+        that hold them now (a change never moves them)."""
+        holders = {s.node for s in plan.steps if s.hot} | {name for name, s in states.items() if s.hot}
+        Preview(self).show(states, recorded, holders)
 
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry): ``now()`` in words."""
@@ -136,7 +139,7 @@ class ServiceDeploy(ServiceChange):
         except Unsafe as exc:  # credentials the database refuses: said after the diff, which shows what moved
             recorded, refused = None, exc
         self.recorded = recorded
-        self.show_diff(states, recorded)
+        self.show_diff(states, recorded, plan)
         self.say("", f"plan: {plan.reason}" + "".join(f"; {step}" for step in steps), steps=steps)
         if refused is not None:
             raise refused

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from nodeops.commands.node import image_tag
 from nodeops.plan import moved_versions, older_than
@@ -141,23 +141,34 @@ def changes(old: Side, new: Side) -> tuple[Change, ...]:
     return tuple(out)
 
 
+def without_hot(side: Side) -> Side:
+    """``side`` without the role's hot files (activation keys): what a node that does not hold the keys has."""
+    if not side.files or not any(f.hot for f in side.files.values()):
+        return side
+    return replace(side, files={name: f for name, f in side.files.items() if not f.hot})
+
+
 def service_diff(service: str, olds: Mapping[str, Side], new: Side, db_version: str | None = None,
-                 unrestorable: Mapping[str, str] | None = None, notes: Sequence[str] = ()) -> ServiceDiff:  # fmt: skip
+                 unrestorable: Mapping[str, str] | None = None, notes: Sequence[str] = (),
+                 holders: Collection[str] | None = None) -> ServiceDiff:  # fmt: skip
     """The diff of ``service`` from each node's ``olds`` (node name -> Side; a node without a container: an
-    empty Side) to ``new``; nodes with equal old sides share one group, in the order given.
+    empty Side) to ``new``; nodes with equal old sides share one group, in the order given. ``holders``: the nodes
+    that hold the hot keys after the change (activation keys): ``new``'s hot files are theirs only, the other
+    nodes' new side has none (None: every node gets every file).
 
     Warnings: ``new``'s image tag is older than ``db_version`` (the version the service's database last ran,
     lease.recorded_version: the node would refuse it, so a deploy is refused, exit 4); a node in
     ``unrestorable`` (node -> why, from restore_job) cannot be put back on its own inputs if the change fails
     (a deploy refuses it without --allow-inexact-restore), and its files are not compared; ``notes``: the
     caller's own, as they are."""
-    groups: list[tuple[list[str], Side]] = []
+    groups: list[tuple[list[str], Side, Side]] = []
     for node, side in olds.items():
-        same = next((g for g in groups if g[1] == side), None)
+        to = new if holders is None or node in holders else without_hot(new)
+        same = next((g for g in groups if g[1:] == (side, to)), None)
         if same:
             same[0].append(node)
         else:
-            groups.append(([node], side))
+            groups.append(([node], side, to))
     warnings = []
     tag = image_tag(new.image or "")
     if older_than(tag, db_version):
@@ -168,7 +179,7 @@ def service_diff(service: str, olds: Mapping[str, Side], new: Side, db_version: 
     warnings += notes
     return ServiceDiff(
         service,
-        tuple(NodesDiff(tuple(nodes), changes(side, new)) for nodes, side in groups),
+        tuple(NodesDiff(tuple(nodes), changes(side, to)) for nodes, side, to in groups),
         tuple(warnings),
     )
 

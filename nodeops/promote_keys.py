@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from nodeops import program
 from nodeops.activation import plan_promotion
+from nodeops.activation.keys import refuse_lost
 from nodeops.errors import Interrupted, InvalidInput, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.records import Promoted
@@ -58,13 +59,15 @@ class KeysHandover:
             raise
         run.drop_previous()
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False,
-                        keys_gap_seconds=round(gap, 3)).record()  # fmt: skip
+                        keys_gap_seconds=None if gap is None else round(gap, 3),
+                        keys_held_before=self.holder is not None).record()  # fmt: skip
 
 
 def assess_keys(run, force: bool) -> KeysHandover:
     """Observe the pair and decide, touching nothing: a KeysHandover, or the refusal (plan_promotion's: Unsafe,
     exit 4). ``force``: InvalidInput (exit 2) when every node can be seen (fence it: no --force); Unsafe (exit 4)
-    otherwise, one line saying why and what the operator must do (force_refusal)."""
+    otherwise, one line saying why and what the operator must do: the standby cut off while the holder is seen
+    (refuse_lost: make it reachable), else force_refusal."""
     service = run.service
     seen = run.observer.views()
     lost = [s.node.name for s in seen.values() if not s.reachable]
@@ -72,6 +75,8 @@ def assess_keys(run, force: bool) -> KeysHandover:
         raise InvalidInput(f"{service.name}: every node can be seen: --force is for a holder that cannot be reached; "
                            "without --force, promote-standby fences the holder first")  # fmt: skip
     if force:
+        if any(s.hot for s in seen.values()):  # the holder is seen: the node cut off is the standby (refuse_lost)
+            refuse_lost(service.name, seen)
         raise Unsafe(force_refusal(service.name, lost, run.job.role))
     plan = plan_promotion("keys", service, seen)  # its refusals: two holders, a node unseen, no running standby
     holder = next((s.node.name for s in seen.values() if s.hot), None)

@@ -98,13 +98,18 @@ class AlreadyThere(Record):
 class Promoted(Record):
     """promote-standby: ``outage_seconds`` null and ``outage_measured`` false when the service was not answering
     before a planned handover; an unplanned one (--force) has no ``outage_measured``. Activation keys moves the hot
-    keys, not a lease: ``keys_gap_seconds`` is the time no node held them (``outage_seconds`` null, not measured)."""
+    keys, not a lease: ``keys_gap_seconds`` is the time no node held them (``outage_seconds`` null, not measured),
+    from the fence's start; null with ``keys_held_before`` false: no node held them when the promotion began (the
+    gap began before it, its length unknown)."""
 
     service: str
     active: str
     outage_seconds: float | None
     outage_measured: bool | None = None
     keys_gap_seconds: float | None = None  # activation keys: the time no node held the hot keys (fence to serving)
+    keys_held_before: bool | None = Field(None, description="activation keys: whether a node held the hot keys when "
+                                          "the promotion began (false: keys_gap_seconds is null, the gap began "
+                                          "before)")  # fmt: skip
     now: Now | None = None
 
 

@@ -25,6 +25,7 @@ class AllModel(Model):
     name = "all"
     has_standby = False
     every_node_serves = True
+    lb_answers_from_active = False
     rollback_how = "every node, one at a time, each awaited serving, never all down"
     unseen_risk = "under activation all a node that cannot be seen might be the last one serving"
 

@@ -35,6 +35,8 @@ class Model:
     silent_standby = False  # a standby answers nothing on its health path (lease: it waits for the lease)
     has_standby = True  # one node is the active, the others standbys (not under all: every node serves)
     every_node_serves = False  # every node answers its health path with 200: a started node is awaited serving
+    lb_answers_from_active = True  # the load balancer's 200 comes from the active (the only node answering 200):
+    # fab check compares the node its reply names (the role's lease_client) with the active's; False: any node's
     fence_first = False  # a planned promotion moves something that must never be on two nodes (keys)
     rotates = False  # fab rotate-secrets rolls the service onto a new secret (nodeops.rotate)
     holding = "serve"  # what only the active does, for a message: "after deploy 2 nodes serve, expected one"

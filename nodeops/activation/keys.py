@@ -32,11 +32,26 @@ def holders(name: str, states: Mapping[str, NodeView]) -> list[NodeView]:
     return found
 
 
+def refuse_lost(name: str, states: Mapping[str, NodeView]) -> None:
+    """Unsafe (exit 4) when a node of ``states`` cannot be reached, naming its part: the standby to be promoted when
+    a node seen holds the keys (the remedy: make it reachable; --force is for a lost holder), else a node that might
+    hold them (a planned promotion must see the holder fenced)."""
+    lost = [s.node.name for s in states.values() if not s.reachable]
+    seen_holder = next((s.node.name for s in states.values() if s.hot), None)
+    if lost and seen_holder is not None:
+        raise Unsafe(f"{name}: {', '.join(lost)} cannot be reached: it is the standby to be promoted ({seen_holder} "
+                     "holds the hot keys), and the keys never go to a node that cannot be seen; make it reachable "
+                     "again, then promote (--force is for a holder that cannot be reached, not a standby)")  # fmt: skip
+    refuse_unreachable(name, states, "it might hold the hot keys, and a planned promotion must see the holder fenced "
+                       "(--force cannot fence it either)")  # fmt: skip
+
+
 class KeysModel(Model):
     """The hot keys decide: the node whose running container was started with them is the active."""
 
     name = "keys"
     every_node_serves = True
+    lb_answers_from_active = False  # every node answers 200: the load balancer picks either, holder or not
     fence_first = True
     holding = "hold the hot keys"
     rollback_how = "standby first, then the active in place with its hot keys (no handover)"
@@ -96,7 +111,7 @@ class KeysModel(Model):
         old holder is awaited serving last, as the standby. Unsafe: a node unreachable, two holders, ``to`` already
         the holder or not running."""
         name = service.name
-        refuse_unreachable(name, states, "a planned promotion must see the holder fenced (the old one lost: --force)")
+        refuse_lost(name, states)
         held = holders(name, states)
         old = held[0].node.name if held else None
         if to is None and old is None:  # no holder: the node whose container runs gets the keys (the first, if any)
@@ -113,7 +128,8 @@ class KeysModel(Model):
         steps += [Step("replace", new, "promoted, with the hot keys", hot=True), Step("await-serving", new)]
         if old is not None and fence == "restart":
             steps.append(Step("await-serving", old))
-        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: fence first, then the keys", "keys")
+        how = f"fence {old} first, then the keys" if old else "no node holds the keys, nothing to fence"
+        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: {how}", "keys")
 
     def runner(self, change: Any) -> Applies:
         return ServiceRunner(change)

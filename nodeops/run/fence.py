@@ -68,10 +68,10 @@ def held_digest(change: Any, node: str, image: str) -> str | None:
     return image_facts.parse_image_id(res.stdout, image)[1] if res.exit_code == 0 else None
 
 
-def seen_complete(change: Any, during: Step, new: str, gap: float) -> NodeopsError:
+def seen_complete(change: Any, during: Step, new: str, gap: float | None) -> NodeopsError:
     """The end of a promotion a stop came into once the keys were moving (during ``during``), carried on to its end:
     Interrupted (exit 130) saying it is complete when ``new`` is seen, now, the one node holding the keys and
-    serving (``gap``: seconds no node held them); else the failure saying what runs."""
+    serving (``gap``: seconds no node held them, gap_words); else the failure saying what runs."""
     run, service = change, change.service.name
     came = (f"{service}: the stop came during `{during.describe()}`, once the keys were moving (past the last safe "
             "point), so the promotion went on to its end")  # fmt: skip
@@ -82,8 +82,14 @@ def seen_complete(change: Any, during: Step, new: str, gap: float) -> NodeopsErr
         return failure(run, f"{came}, but it could not be seen complete: {exc}")
     if holders != [new] or not serves:
         return failure(run, f"{came}, but {new} is not seen as the one node holding the keys and serving")
-    return Interrupted(f"{came}: it is complete, {new} holds the hot keys and serves (no node held them for "
-                       f"{gap:.1f}s); {run.standing()}")  # fmt: skip
+    return Interrupted(f"{came}: it is complete, {new} holds the hot keys and serves ({gap_words(gap)}); "
+                       f"{run.standing()}")  # fmt: skip
+
+
+def gap_words(gap: float | None) -> str:
+    """The gap told: the seconds no node held the keys since the fence began, or, with no fence (``gap`` None: no
+    node held them when the promotion began), that, with no figure that would suggest the gap began now."""
+    return "no node held them when the promotion began" if gap is None else f"no node held them for {gap:.1f}s"
 
 
 class KeysPromotion:
@@ -96,8 +102,10 @@ class KeysPromotion:
         self.fence_began: float | None = None
         self.fenced_by: str | None = None  # the fence's action: "replace" (restarted without the keys) or "stop"
 
-    def run(self, plan: ServicePlan) -> float:
-        """Carry out ``plan``; returns the gap (seconds no node held the keys). A failure before the new holder
+    def run(self, plan: ServicePlan) -> float | None:
+        """Carry out ``plan``; returns the gap (seconds no node held the keys, from the fence's start), None when no
+        node held them when the promotion began (no fence: the gap began before this run, unmeasured). A failure
+        before the new holder
         was started with the keys gives them back to the old holder; one after it sees the new holder stopped and
         fenced first, then gives them back (undo); either way ChangeFailed says what serves now. Unsafe (a second
         holder seen before a start with the keys): ChangeRefused, nothing started with them. A stop (Ctrl-C,
@@ -106,21 +114,22 @@ class KeysPromotion:
         run = self.change
         new = next(s.node for s in plan.steps if s.hot)
         old = next((s.node for s in plan.steps if s.action == "await-fenced"), None)
-        gap, during = 0.0, None
+        gap: float | None = None
+        during = None
         for i, step in enumerate(plan.steps):
             if run.stop.is_set() and during is None:
                 during = self.stop_before(plan, i, old)
             run.say(step.node, step.describe())
             try:
-                took = self.step(step)
+                self.step(step)
             except Unsafe as exc:  # a holder appeared since the plan: nothing was started with the keys
                 raise failure(run, str(exc), unsafe=True) from None
             except OperationFailed as exc:  # FenceFailed: the old holder says it still uses its keys (exit 4)
                 raise self.undo(step, old, new, str(exc), unsafe=isinstance(exc, FenceFailed)) from None
             if step.action == "await-serving" and step.node == new:
-                gap = time.monotonic() - (self.fence_began or time.monotonic() - took)
-                run.say(new, f"serves with the hot keys; no node held them for {gap:.1f}s",
-                        keys_gap_seconds=round(gap, 3))  # fmt: skip
+                gap = None if self.fence_began is None else time.monotonic() - self.fence_began
+                measured = {} if gap is None else {"keys_gap_seconds": round(gap, 3)}
+                run.say(new, f"serves with the hot keys; {gap_words(gap)}", **measured)
         if run.stop.is_set():
             raise seen_complete(run, during or plan.steps[-1], new, gap)
         return gap
@@ -157,9 +166,8 @@ class KeysPromotion:
             return 0.0
         if step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
-            asked = self.fenced_by == "replace" and confirm_fenced(run, self.nodes[node])  # a restart fence
-            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s)" +
-                    ("; it answers again and says it no longer uses them" if asked else ""))  # fmt: skip
+            said = confirm_fenced(run, self.nodes[node]) if self.fenced_by == "replace" else ""  # a restart fence
+            run.say(node, f"fenced: holds no keys (seen after {took:.1f}s){said}")
             return took
         if step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)

@@ -64,25 +64,29 @@ def holding(change: Any, node: Any) -> str | None:
     return None
 
 
-def confirm_fenced(change: Any, node: Any) -> bool:
+def confirm_fenced(change: Any, node: Any) -> str:
     """After ``node`` was restarted without its hot files and seen holding none by its label (await_fenced): when
     the role defines ``keys_in_use`` (RoleHooks.says_keys_in_use), the node awaited answering again (Awaits.
     await_serving: OperationFailed, saying why it was awaited, when it does not within ANSWER_TIMEOUT or its
-    container stops), then the hook asked once about that reply. Returns whether the hook was asked; FenceFailed
-    (exit 4) when it says the node still uses its keys."""
+    container stops), then the hook asked once about that reply. Returns what was observed, as "; ..." ("" when the
+    hook was not asked): the node answers again, and what the hook said (False: it no longer uses them; None: it
+    does not say); FenceFailed (exit 4) when it says the node still uses its keys (True)."""
     hooks, role = change.job.role.hooks, change.job.role.name
     if not hooks.says_keys_in_use:
-        return False
+        return ""
     try:
         change.waits.await_serving(node, timeout=ANSWER_TIMEOUT)
     except OperationFailed as exc:
         raise OperationFailed(f"{exc} (restarted without its hot keys, it was awaited answering again, to ask it "
                               f"whether it still uses them: role {role}'s keys_in_use)") from None  # fmt: skip
     body = change.answers.get(node.name)
-    if body is not None and hooks.keys_in_use(body) is True:
+    said = None if body is None else hooks.keys_in_use(body)
+    if said is True:
         raise FenceFailed(f"{change.service.name} {node.name}: the fence failed: restarted without its hot keys, it "
                           f"answers that it still uses them (role {role}'s keys_in_use)")  # fmt: skip
-    return True
+    if said is False:
+        return "; it answers again and says it no longer uses them"
+    return "; it answers again (the role's keys_in_use does not say whether it uses them)"
 
 
 def await_fenced(change: Any, node: Any, timeout: float | None = None) -> float:

@@ -8,10 +8,10 @@ side (nodeops.diff), as event lines; no secret value is in any line.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
-from nodeops.diff import BODY_INDENT, Side, service_diff, summary
+from nodeops.diff import BODY_INDENT, Side, service_diff, summary, without_hot
 from nodeops.errors import Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.job import TEXTS_LABEL, restore_job
@@ -37,9 +37,11 @@ class Preview:
     def __init__(self, change: Previewed) -> None:
         self.change = change
 
-    def show(self, states: Mapping[str, NodeView], recorded: str | None) -> None:
+    def show(self, states: Mapping[str, NodeView], recorded: str | None, holders: Collection[str] = ()) -> None:
         """What the change does, node by node, as event lines (nodeops.diff): the old side of a node is what its
-        container records, its files rendered again in memory (restore_job); no secret value is in any line."""
+        container records, its files rendered again in memory (restore_job; the role's hot files only for a container
+        started with them, NodeView.hot); ``holders``: the nodes that hold the hot keys after the change (activation
+        keys), the only ones whose new side has the hot files. No secret value is in any line."""
         run = self.change
         olds, unrestorable, notes, masks = {}, {}, [], [run.job.redact]
         for name, state in states.items():
@@ -62,10 +64,12 @@ class Preview:
             except Unsafe as exc:
                 unrestorable[name] = str(exc)
             digest = c.label("digest")
-            olds[name] = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
-                              json.loads(c.label("secrets") or "{}"))  # fmt: skip
+            old = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
+                       json.loads(c.label("secrets") or "{}"))  # fmt: skip
+            olds[name] = old if c.hot else without_hot(old)
         new = run.job.side(run.digest)
-        for line in summary(service_diff(run.service.name, olds, new, recorded, unrestorable, notes)):
+        diff = service_diff(run.service.name, olds, new, recorded, unrestorable, notes, holders)
+        for line in summary(diff):
             body = () if run.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
             text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])
             data = json.dumps(dict(line.data), default=str)

@@ -219,3 +219,24 @@ def test_a_promotion_is_refused_when_unsafe(model, service, facts, options, erro
     with pytest.raises(error) as err:
         plan_promotion(model, service, facts, **options)
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("facts", "message"),
+    [
+        (seen(serving="b", lost="a", b=c(hot=True)),
+         "svc: a cannot be reached: it is the standby to be promoted (b holds the hot keys), and the keys never go to "
+         "a node that cannot be seen; make it reachable again, then promote (--force is for a holder that cannot be "
+         "reached, not a standby)"),
+        (seen(serving="b", lost="a", b=c()),
+         "svc: a cannot be reached: it might hold the hot keys, and a planned promotion must see the holder fenced "
+         "(--force cannot fence it either); resolve that first (see fab status)"),
+    ],
+    ids=["standby-unreachable", "maybe-holder-unreachable"],
+)  # fmt: skip
+def test_a_keys_promotion_with_a_node_unreachable_names_its_part_and_the_remedy(facts, message):
+    """The unreachable node is named for what it is: the standby to be promoted when the node seen holds the keys
+    (make it reachable: --force is for a lost holder only), else a node that might hold them."""
+    with pytest.raises(Unsafe) as err:
+        plan_promotion("keys", PAIR, facts)
+    assert str(err.value) == message

@@ -12,6 +12,7 @@ import stat
 import pytest
 import yaml
 
+from nodeops.activation import MODELS
 from nodeops.check import (
     Metric,
     check_active,
@@ -140,6 +141,18 @@ LB = "http://lb:6688/health"
 def test_check_active(serving, lb_url, lb, status, fragment):
     got = check_active(serving, "/health", lb_url, lb, lease_client=HOOKS.lease_client)
     assert got[0] == status and fragment in got[1], got
+
+
+@pytest.mark.parametrize("lb_reply", [body("aaaa1111"), body("bbbb2222")], ids=["from-the-holder", "from-the-other"])
+def test_check_active_under_keys_does_not_ask_the_load_balancer_which_node_answered(lb_reply):
+    """Activation keys (issue 15): every node answers 200, so the load balancer answers from either; its reply's
+    lease client id says nothing about the holder. The model says so (Model.lb_answers_from_active): the verdict is
+    the same whichever node the load balancer picked."""
+    model = MODELS["keys"]
+    assert not model.lb_answers_from_active and MODELS["lease"].lb_answers_from_active
+    got = check_active({"a": body("aaaa1111")}, "/health", LB, (200, lb_reply), lease_client=HOOKS.lease_client,
+                       lb_answers_from_active=model.lb_answers_from_active)  # fmt: skip
+    assert got == ("pass", "a is the active; the load balancer answers 200 (every node serves: any may answer)"), got
 
 
 def test_check_active_fails_on_an_unhealthy_active_naming_its_checks():

@@ -11,6 +11,7 @@ import pytest
 
 from nodeops.diff import Side, service_diff, short, summary
 from nodeops.render import render
+from nodeops.render.files import RenderedFile
 from nodeops.secrets import Secret
 from tests.conftest import override_config
 from tests.unit.test_deploy_preflight import ENV
@@ -185,14 +186,14 @@ def shown_diff(job, tmp_path, container) -> list[dict]:
     from nodeops.deploy import ServiceDeploy
     from nodeops.inventory import load_inventory
     from nodeops.job import prepare
-    from nodeops.plan import NodeView
+    from nodeops.plan import NodeView, ServicePlan
     from nodeops.run.report import Reporter
 
     inventory = load_inventory(tmp_path / "t.yaml")
     today = prepare(inventory)[0]
     out: list[str] = []
     run = ServiceDeploy(today, types.SimpleNamespace(inventory=inventory), Reporter(True, out.append))
-    run.show_diff({"a": NodeView(job.service.nodes[0], container, True)}, None)
+    run.show_diff({"a": NodeView(job.service.nodes[0], container, True)}, None, ServicePlan("cl", (), ""))
     return [json.loads(line) for line in out]
 
 
@@ -243,3 +244,27 @@ def test_a_container_of_an_older_nodeops_is_compared_on_todays_templates_with_th
     assert note == ("warning: a: the role's templates or defaults changed since nodeops-cl started, and it records no "
                     "text of its files (an older nodeops): its files are compared as today's templates render its "
                     "inputs")  # fmt: skip
+
+
+HOT = RenderedFile("hot.key", b"not shown", True, hot=True)
+CONF = RenderedFile("node.conf", b"x = 1\n", False)
+
+
+@pytest.mark.parametrize(
+    ("olds", "holders", "hot_for", "unchanged"),
+    [
+        ({"a": Side(), "b": Side()}, {"a"}, [["a"]], []),  # a fresh keys pair: the holder gets it, not the standby
+        ({"a": Side(), "b": Side()}, {"b"}, [["b"]], []),
+        # the holder keeps its hot file, the standby has none and gets none: no change for either
+        ({"a": Side("img:2", "sha256:d", {}, {"node.conf": CONF, "hot.key": HOT}),
+          "b": Side("img:2", "sha256:d", {}, {"node.conf": CONF})}, {"a"}, [], [["a"], ["b"]]),
+    ],
+    ids=["fresh-pair-a", "fresh-pair-b", "current-pair"],
+)  # fmt: skip
+def test_a_hot_file_is_listed_for_the_nodes_that_will_hold_the_keys_only(olds, holders, hot_for, unchanged):
+    """Activation keys (issue 15): only the holder ever gets a hot file, so a dry run lists ``secret file hot.key``
+    for the node(s) the plan gives the keys, never for the standby."""
+    new = Side("img:2", "sha256:d", {}, {"node.conf": CONF, "hot.key": HOT})
+    lines = summary(service_diff("svc", olds, new, holders=holders))
+    assert [line.data["nodes"] for line in lines if line.message.startswith("secret file hot.key: added")] == hot_for
+    assert [line.data["nodes"] for line in lines if line.message == "no change"] == unchanged

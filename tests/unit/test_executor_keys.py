@@ -27,7 +27,7 @@ from nodeops.commands.node import sh
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_INTERRUPTED, EXIT_UNSAFE, Interrupted, InvalidInput, OperationFailed, Unsafe
-from nodeops.facts.container import inspect, parse_inspect
+from nodeops.facts.container import Container, inspect, parse_inspect
 from nodeops.facts.now import now_of
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node, Service
@@ -40,6 +40,7 @@ from nodeops.run.report import Redactor
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 from nodeops.secrets import Secret
 from nodeops.stopping import StopRequests
+from tasks.promote import outage_line
 
 NAME, PREVIOUS = "nodeops-pool", "nodeops-pool-previous"
 A, B = Node("a", "10.0.0.1", 22, "active", (), "pool"), Node("b", "10.0.0.2", 22, "standby", (), "pool")
@@ -427,6 +428,9 @@ def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old
     check_secrets(engine, {"b"})
     gaps = [m for node, m in run.said if node == "b" and "no node held them" in m]
     assert len(gaps) == 1 and re.fullmatch(r"serves with the hot keys; no node held them for \d+\.\ds", gaps[0])
+    assert result["keys_held_before"] is True
+    assert [m for m in (m for _, m in run.said) if m.startswith("plan:")][0].startswith(
+        "plan: planned promotion of b: fence a first, then the keys;")  # fmt: skip
 
 
 @pytest.mark.parametrize("keep_old_stopped", [False, True], ids=["restart-fence", "stop-fence"])
@@ -547,6 +551,47 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     assert [line for line in lines if line.startswith("b:")] == ["b: inspect", "b: inspect"]  # b only looked at
     check_secrets(engine, {"a"})
     assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # a holds them again, as it did
+
+
+@pytest.mark.parametrize(
+    ("says", "told"),
+    [
+        (
+            "None",
+            "fenced: holds no keys (seen after 0.0s); it answers again (the role's keys_in_use does not say "
+            "whether it uses them)",
+        ),
+        ("False", "fenced: holds no keys (seen after 0.0s); it answers again and says it no longer uses them"),
+    ],
+    ids=["does-not-say", "says-it-stopped"],
+)
+def test_after_a_restart_fence_only_what_the_keys_in_use_hook_said_is_told(tmp_path, says, told):
+    """A role's keys_in_use that returns None ("does not say", docs/roles.md) after the fence: the promotion goes
+    on (the label decides) and the line says the node answers again, not that it said it stopped using its keys;
+    only a hook that returns False is told as saying so."""
+    job, engine = promoted(tmp_path, hook=f"def keys_in_use(body):\n    return {says}\n")
+    run = Keys(job, engine)
+    handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
+    assert handover.promote(run, False)["active"] == "b"
+    fenced = [m.replace("0.1s", "0.0s") for node, m in run.said if node == "a" and m.startswith("fenced:")]
+    assert fenced == [told], run.said
+
+
+def test_a_promotion_with_no_holder_says_so_and_reports_no_gap_that_began_now(tmp_path):
+    """No node held the keys when the promotion began (the holder's container stopped, or a previous cut left none):
+    the gap began before this run, so no figure that suggests it began now: keys_gap_seconds null,
+    keys_held_before false, and the lines say so; the plan line names what the plan does (nothing to fence)."""
+    job = make_job(tmp_path)
+    engine = Engine({"a": {NAME: container(job)}, "b": {NAME: container(job)}})
+    run = Keys(job, engine)
+    result = promote_keys.KeysHandover("pool", seen(run), None, "b").promote(run, False)
+    assert result["active"] == "b" and result["keys_gap_seconds"] is None and result["keys_held_before"] is False
+    assert outage_line(result) == "no node held the hot keys when the promotion began"
+    plan = [m for node, m in run.said if m.startswith("plan:")]
+    assert plan == ["plan: planned promotion of b: no node holds the keys, nothing to fence; replace b (promoted, "
+                    "with the hot keys); await-serving b"], plan  # fmt: skip
+    told = [m for node, m in run.said if node == "b" and m.startswith("serves with the hot keys")]
+    assert told == ["serves with the hot keys; no node held them when the promotion began"], run.said
 
 
 FENCE_UNDONE = [*PUT_BACK, *GIVE_BACK]  # the fence undone: a's holder container back, with its keys
@@ -731,3 +776,19 @@ def test_force_under_keys_is_refused_in_one_line(tmp_path, unseen, chain_fence, 
         promote_keys.assess_keys(run, force=True)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert err.value.exit_code == (EXIT_UNSAFE if error is Unsafe else 2)
+
+
+def test_force_with_the_standby_unreachable_names_it_as_the_standby(tmp_path):
+    """--force with the standby cut off and the holder seen: the refusal names the node for what it is, the standby
+    to be promoted, and the remedy (make it reachable), not a holder that may still use the keys."""
+    job = make_job(tmp_path)
+    holder = Container("nodeops-pool", True, "running", "sha256:i", {"io.nodeops.hot": "true"})
+    views = {"a": NodeView(A, None, False, unreachable="a: Timeout"), "b": NodeView(B, holder, True)}
+    run = types.SimpleNamespace(service=job.service, job=job, observer=types.SimpleNamespace(views=lambda: views))
+    with pytest.raises(Unsafe) as err:
+        promote_keys.assess_keys(run, force=True)
+    assert str(err.value) == (
+        "pool: a cannot be reached: it is the standby to be promoted (b holds the hot keys), and the keys never go to "
+        "a node that cannot be seen; make it reachable again, then promote (--force is for a holder that cannot be "
+        "reached, not a standby)"
+    )
