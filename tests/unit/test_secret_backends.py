@@ -7,8 +7,10 @@ after each step would leave read back as a rerun reads it."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from types import MappingProxyType
@@ -301,7 +303,30 @@ def test_kms_decrypts_a_base64_blob_of_the_repository(tmp_path, moto, aws_env, i
     inv, service = _inventory(tmp_path, {"kms": backend}, refs)
     got = resolve(inv, service)
     assert {k: s.reveal() for k, s in got.items()} == {"whole": value, "field": value}
-    assert got["whole"].version is None
+    assert all(re.fullmatch(r"kms:[0-9a-f]{16}", s.version) for s in got.values()), got
+
+
+def test_a_kms_files_version_changes_with_its_ciphertext_and_reveals_nothing(tmp_path, moto, aws_env):
+    """Issue 17's review (F2): a KMS file recorded no version, so `fab deploy` compared today's value with itself and
+    ignored a changed file. Its version is now a short sha256 of the ciphertext blob: it changes when the file does
+    (KMS encrypts the same value differently each time, too), and is no hash of the value."""
+    kms = _client(moto, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    backend = SecretBackend(name="kms", kind="aws-kms", region=REGION, endpoint_url=moto)
+    inv, service = _inventory(tmp_path, {"kms": backend}, {"db": SecretRef("kms", "k.b64")})
+    seen = []
+    for plain in (SENTINEL, SENTINEL, "another value entirely"):
+        blob = kms.encrypt(KeyId=key, Plaintext=plain.encode())["CiphertextBlob"]
+        (tmp_path / "k.b64").write_text(base64.b64encode(blob).decode() + "\n")
+        got = resolve(inv, service)["db"]
+        assert got.version == "kms:" + hashlib.sha256(blob).hexdigest()[:16]
+        assert resolve(inv, service, versions={"db": got.version})["db"].reveal() == plain  # today's version: read
+        seen.append(got.version)
+    assert len(set(seen)) == 3, seen
+    assert hashlib.sha256(SENTINEL.encode()).hexdigest()[:16] not in seen[0]
+    with pytest.raises(InvalidInput) as err:  # an older version: the file holds only its current one (git has more)
+        resolve(inv, service, versions={"db": seen[0]})
+    assert f"version {seen[0]} is not in KMS ciphertext file 'k.b64'" in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize(
