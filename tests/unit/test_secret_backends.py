@@ -545,3 +545,23 @@ def test_a_sops_file_without_a_date_is_one_line(text):
 
     with pytest.raises(OperationFailed, match=r"^SOPS file 'f' has no sops.lastmodified date"):
         last_modified(text.encode(), "yaml", "f")
+
+
+def test_sops_rotation_messages_name_values_not_a_version_called_pending():
+    """Issue 17's review (F4): a SOPS file keeps no versions, and its rotation's messages said "the file's value is
+    version pending", "new version pending of X staged" and "the pending version pending ... reused"."""
+    from nodeops.rotate.versions import SecretVersions
+
+    store = SopsStore(SOPS, "prod.yaml", SecretRef("sops", "s.sops.yaml", "db.password"))
+    said = [store.said(store.CREATED, "pending"), store.said(store.LEFT, "pending", "reused"),
+            store.said(store.LEFT, "pending", store.LEFT_DONE), store.said(store.FINISHED, "pending")]  # fmt: skip
+    assert said == [
+        "a new value of db.password of SOPS file s.sops.yaml staged in its nodeops_pending entry",
+        "the pending value of db.password an interrupted run left in its nodeops_pending entry reused",
+        "the pending value of db.password an interrupted run left in its nodeops_pending entry is the file's value "
+        "already: only the entry is left",
+        "the file's value of db.password is the new value (nodeops_pending entry removed; commit the file)",
+    ]
+    sm = SecretVersions(None, "cl/db", "prod.yaml")  # Secrets Manager's say its version ids, as before
+    assert sm.said(sm.CREATED, "1f2e3d4c-aaaa") == "new version 1f2e3d4c of cl/db staged AWSPENDING"
+    assert sm.said(sm.FINISHED, "1f2e3d4c-aaaa") == "AWSCURRENT is version 1f2e3d4c; the old one is AWSPREVIOUS"
