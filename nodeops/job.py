@@ -22,7 +22,7 @@ from nodeops.notify import webhook_url
 from nodeops.render import Rendered, render, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.run.report import Redactor
-from nodeops.secrets import Secret, resolve, version_of_kind
+from nodeops.secrets import CURRENT_ONLY, Secret, resolve, version_of_kind
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,10 @@ def changed_inputs(then: Job, now: Job) -> list[str]:
 def foreign_versions(inventory: Inventory, service: Service, recorded: Mapping[str, str | None]) -> str | None:
     """What to say when a secret version ``recorded`` (a container's ``secrets`` label) is not of the backend the
     inventory names for that secret now (version_of_kind: the inventory moved it since the container started), and
-    what to do; None when each is of its backend. A secret recorded without a version (its backend kept none: env,
-    sops, aws-kms) is none of these: it is read at its current version, as the same values are expected wherever
-    they are kept (CI's env backend and a workstation's Secrets Manager, say); nor is one gone from the inventory."""
+    what to do; None when each is of its backend. A secret recorded without a version (its backend keeps none:
+    env, sops; or an older nodeops recorded none for aws-kms) is none of these: it is read at its current version,
+    as the same values are expected wherever they are kept (CI's env backend and a workstation's Secrets Manager,
+    say); nor is one gone from the inventory."""
     refs = service.secrets
     kinds = {n: inventory.secret_backends[refs[n].backend] for n, v in recorded.items() if n in refs and v is not None}
     foreign = sorted(n for n, b in kinds.items() if b is not None and not version_of_kind(b.kind, recorded[n]))
@@ -161,6 +162,9 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
              if name not in current.secrets or current.secrets[name].version != version}  # fmt: skip
     if elsewhere := foreign_versions(inventory, service, moved):
         raise Unsafe(f"{where}: {elsewhere}")
+    # a file's secret (CURRENT_ONLY) holds only today's value: the container goes back on that (its hash then differs)
+    refs, backends = service.secrets, inventory.secret_backends
+    moved = {n: v for n, v in moved.items() if n not in refs or backends[refs[n].backend].kind not in CURRENT_ONLY}
     try:
         # the secrets its files used, and no other: a reference added since (an RPC URL, say) changes the render
         secrets = {name: current.secrets[name] for name in versions if name not in moved}

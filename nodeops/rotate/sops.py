@@ -42,6 +42,11 @@ class SopsStore(Store):
 
     CURRENT, PENDING = "the file's value", f"its {PENDING_KEY} entry"
     AFTER = f" ({PENDING_KEY} entry removed; commit the file)"
+    # a file keeps no versions: its stage ids (current, pending) are no version numbers, so messages name values
+    CREATED = "a new value of {s.key} of SOPS file {s.name} staged in {s.PENDING}"
+    LEFT = "the pending value of {s.key} an interrupted run left in {s.PENDING} {what}"
+    LEFT_DONE = "is the file's value already: only the entry is left"
+    FINISHED = "{s.CURRENT} of {s.key} is the new value{s.AFTER}"
 
     def __init__(self, backend: SecretBackend, file: str, ref: SecretRef) -> None:
         self.sops = SopsFile(backend, os.environ, file)

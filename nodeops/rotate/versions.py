@@ -29,7 +29,17 @@ class Store(abc.ABC):
 
     CURRENT, PENDING = CURRENT, PENDING
     AFTER = "; the old one is AWSPREVIOUS"  # what finishSecret's message adds about the old version
+    # the messages of createSecret (a new version; one an interrupted run left, with what is left of it) and
+    # finishSecret, formatted with ``id`` (the version's first 8 characters) and ``s`` (the store)
+    CREATED = "new version {id} of {s.name} staged {s.PENDING}"
+    LEFT = "the pending version {id} an interrupted run left {what}"
+    LEFT_DONE = "is current already: only its label is left"
+    FINISHED = "{s.CURRENT} is version {id}{s.AFTER}"
     name: str
+
+    def said(self, template: str, version: str, what: str = "") -> str:
+        """``template`` (CREATED, LEFT or FINISHED) said of ``version``."""
+        return template.format(id=version[:8], s=self, what=what)
 
     @abc.abstractmethod
     def stages(self) -> Stages:
@@ -129,22 +139,20 @@ class Target(abc.ABC):
             raise OperationFailed(f"secret {store.name!r} changed since this run read it; run again")
         if st.state != "fresh":
             self.pending = Secret(store.value(st.pending), self.spec.secret, store.recorded(st.pending))
-            what = "is current already: only its label is left" if st.state == "finishing" else "reused"
-            self.say("createSecret", f"the pending version {st.pending[:8]} an interrupted run left {what}",
-                     version=st.pending)  # fmt: skip
+            what = store.LEFT_DONE if st.state == "finishing" else "reused"
+            self.say("createSecret", store.said(store.LEFT, st.pending, what), version=st.pending)
             return
         rules = self.rotation.job.role.passwords  # the node's (role.yaml passwords:)
         value = generate_password(pysecrets.SystemRandom(), self.user, rules=rules, symbols=UNRESERVED)
         version = store.create(value, st)
         self.pending = Secret(value, self.spec.secret, store.recorded(version))
         self.stages = Stages(st.current, version)
-        self.say("createSecret", f"new version {version[:8]} of {store.name} staged {store.PENDING}", version=version)
+        self.say("createSecret", store.said(store.CREATED, version), version=version)
 
     def finish(self) -> None:
         store = self.versions
         store.finish(self.stages)
-        self.say("finishSecret", f"{store.CURRENT} is version {self.stages.pending[:8]}{store.AFTER}",
-                 version=self.stages.pending)  # fmt: skip
+        self.say("finishSecret", store.said(store.FINISHED, self.stages.pending), version=self.stages.pending)
 
     def discard(self) -> None:
         self.versions.discard(self.stages)

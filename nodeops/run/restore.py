@@ -156,10 +156,10 @@ class Restore:
                 run.ran_on[node] = run.job
                 continue
             if job.rendered.config_hash != c.label("config"):
-                run.say(node, f"note: the role's templates or defaults changed since {c.name} started (its inputs "
-                        f"render to config {job.rendered.config_hash[:12]}, not {str(c.label('config'))[:12]}): "
-                        "a failure restarts it on today's templates with its own image, variables and secret "
-                        "versions", inexact_restore=True)  # fmt: skip
+                run.say(node, f"note: the role's templates or defaults, or a secret file (aws-kms), changed since "
+                        f"{c.name} started (its inputs render to config {job.rendered.config_hash[:12]}, not "
+                        f"{str(c.label('config'))[:12]}): a failure restarts it on today's templates and files with "
+                        "its own image, variables and other secret versions", inexact_restore=True)  # fmt: skip
 
     def rollback(self, node: str, why: str) -> str:
         """Put the previous container back on ``node``, if there was one, on the inputs it was started from,

@@ -222,8 +222,8 @@ def test_restore_puts_the_previous_container_back_or_says_why_not(
     ("labels", "inexact_ok", "outcome", "said"),
     [
         ({}, False, "own", []),
-        ({"config": "0" * 64}, False, "own", ["note: the role's templates or defaults changed since nodeops-cl "
-                                              "started (its inputs render to config"]),
+        ({"config": "0" * 64}, False, "own", ["note: the role's templates or defaults, or a secret file (aws-kms), "
+                                              "changed since nodeops-cl started (its inputs render to config"]),
         ({"variables": None}, False, Unsafe, []),
         ({"variables": None}, True, "change", ["warning: cl b: the inputs container nodeops-cl was started from "
                                                "cannot be rendered again"]),

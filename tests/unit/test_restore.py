@@ -539,6 +539,10 @@ SM_VERSION = "a1b2c3d4-0000-4000-8000-00000000abcd"  # a Secrets Manager Version
         ("sops", None, True),
         ("sops", "3", False),
         ("aws-kms", SM_VERSION, False),
+        ("aws-kms", "kms:0123456789abcdef", True),
+        ("aws-kms", "kms:0123", False),
+        ("aws-secretsmanager", "kms:0123456789abcdef", False),
+        ("aws-kms", None, False),  # foreign_versions never asks of an older nodeops's record without one
         ("env", None, True),
     ],
 )
@@ -593,3 +597,37 @@ def test_a_secret_recorded_without_a_version_is_read_at_its_current_one_wherever
     moved = dataclasses.replace(inventory, secret_backends={**inventory.secret_backends, "ci": sm})
     assert foreign_versions(moved, job.service, {"db": None, "keystore": None}) is None
     assert "(db a1b2c3d4)" in foreign_versions(inventory, job.service, {"db": SM_VERSION, "keystore": None})
+
+
+def test_a_kms_file_changed_since_the_container_started_is_a_change_and_restores_on_todays_file(
+    job, tmp_path, moto, aws_env
+):
+    """Issue 17's review (F2): an aws-kms secret recorded no version, so a changed file was no change to deploy. It
+    records its ciphertext's version now: a new file is a new config, and the container it replaces, which recorded
+    the older version (gone from the file), is put back on today's file rather than refused."""
+    import base64
+
+    import boto3
+
+    from nodeops.job import prepare
+
+    kms = boto3.client("kms", region_name="us-east-1", endpoint_url=moto, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")  # fmt: skip
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    text = (tmp_path / "t.yaml").read_text()
+    text = text.replace("secret_backends: {", f"secret_backends: {{kms: {{kind: aws-kms, region: us-east-1, "
+                        f"endpoint_url: '{moto}'}}, ")  # fmt: skip
+    text = text.replace(
+        "keystore: {backend: ci, name: cl/wallet, key: password}", "keystore: {backend: kms, name: k.b64}"
+    )
+    (tmp_path / "t.yaml").write_text(text)
+    jobs = []
+    for plain in ("a keystore password 1", "a keystore password 2"):
+        blob = kms.encrypt(KeyId=key, Plaintext=plain.encode())["CiphertextBlob"]
+        (tmp_path / "k.b64").write_text(base64.b64encode(blob).decode())
+        jobs.append(prepare(load_inventory(tmp_path / "t.yaml"))[0])
+    old, new = jobs
+    assert old.rendered.secret_versions["keystore"] != new.rendered.secret_versions["keystore"]
+    assert old.rendered.config_hash != new.rendered.config_hash, "deploy would see no change"
+    back = restore_job(load_inventory(tmp_path / "t.yaml"), new, "a", container_of(old))
+    assert back.secrets["keystore"].reveal() == "a keystore password 2"

@@ -7,8 +7,10 @@ after each step would leave read back as a rerun reads it."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from types import MappingProxyType
@@ -301,7 +303,30 @@ def test_kms_decrypts_a_base64_blob_of_the_repository(tmp_path, moto, aws_env, i
     inv, service = _inventory(tmp_path, {"kms": backend}, refs)
     got = resolve(inv, service)
     assert {k: s.reveal() for k, s in got.items()} == {"whole": value, "field": value}
-    assert got["whole"].version is None
+    assert all(re.fullmatch(r"kms:[0-9a-f]{16}", s.version) for s in got.values()), got
+
+
+def test_a_kms_files_version_changes_with_its_ciphertext_and_reveals_nothing(tmp_path, moto, aws_env):
+    """Issue 17's review (F2): a KMS file recorded no version, so `fab deploy` compared today's value with itself and
+    ignored a changed file. Its version is now a short sha256 of the ciphertext blob: it changes when the file does
+    (KMS encrypts the same value differently each time, too), and is no hash of the value."""
+    kms = _client(moto, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    backend = SecretBackend(name="kms", kind="aws-kms", region=REGION, endpoint_url=moto)
+    inv, service = _inventory(tmp_path, {"kms": backend}, {"db": SecretRef("kms", "k.b64")})
+    seen = []
+    for plain in (SENTINEL, SENTINEL, "another value entirely"):
+        blob = kms.encrypt(KeyId=key, Plaintext=plain.encode())["CiphertextBlob"]
+        (tmp_path / "k.b64").write_text(base64.b64encode(blob).decode() + "\n")
+        got = resolve(inv, service)["db"]
+        assert got.version == "kms:" + hashlib.sha256(blob).hexdigest()[:16]
+        assert resolve(inv, service, versions={"db": got.version})["db"].reveal() == plain  # today's version: read
+        seen.append(got.version)
+    assert len(set(seen)) == 3, seen
+    assert hashlib.sha256(SENTINEL.encode()).hexdigest()[:16] not in seen[0]
+    with pytest.raises(InvalidInput) as err:  # an older version: the file holds only its current one (git has more)
+        resolve(inv, service, versions={"db": seen[0]})
+    assert f"version {seen[0]} is not in KMS ciphertext file 'k.b64'" in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -520,3 +545,23 @@ def test_a_sops_file_without_a_date_is_one_line(text):
 
     with pytest.raises(OperationFailed, match=r"^SOPS file 'f' has no sops.lastmodified date"):
         last_modified(text.encode(), "yaml", "f")
+
+
+def test_sops_rotation_messages_name_values_not_a_version_called_pending():
+    """Issue 17's review (F4): a SOPS file keeps no versions, and its rotation's messages said "the file's value is
+    version pending", "new version pending of X staged" and "the pending version pending ... reused"."""
+    from nodeops.rotate.versions import SecretVersions
+
+    store = SopsStore(SOPS, "prod.yaml", SecretRef("sops", "s.sops.yaml", "db.password"))
+    said = [store.said(store.CREATED, "pending"), store.said(store.LEFT, "pending", "reused"),
+            store.said(store.LEFT, "pending", store.LEFT_DONE), store.said(store.FINISHED, "pending")]  # fmt: skip
+    assert said == [
+        "a new value of db.password of SOPS file s.sops.yaml staged in its nodeops_pending entry",
+        "the pending value of db.password an interrupted run left in its nodeops_pending entry reused",
+        "the pending value of db.password an interrupted run left in its nodeops_pending entry is the file's value "
+        "already: only the entry is left",
+        "the file's value of db.password is the new value (nodeops_pending entry removed; commit the file)",
+    ]
+    sm = SecretVersions(None, "cl/db", "prod.yaml")  # Secrets Manager's say its version ids, as before
+    assert sm.said(sm.CREATED, "1f2e3d4c-aaaa") == "new version 1f2e3d4c of cl/db staged AWSPENDING"
+    assert sm.said(sm.FINISHED, "1f2e3d4c-aaaa") == "AWSCURRENT is version 1f2e3d4c; the old one is AWSPREVIOUS"
