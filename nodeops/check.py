@@ -46,6 +46,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.plan import secret_changes
+from nodeops.role_hooks import RoleHookFailed
 from nodeops.secrets import SecretAge, secret_ages
 from nodeops.status import lease_status, node_role
 from nodeops.verify import Check
@@ -344,15 +345,18 @@ def probe_node(observer: Observer, job: Job, s: NodeView,
     node, runtime = s.node.name, job.service.runtime
     try:
         res = parse_resources(observer.run(node, host_resources(runtime)).stdout)
-        logs = None
-        if s.container is not None:
-            out = observer.run(node, error_candidates(runtime, observer.name, policy.log_minutes))
-            logs = error_lines(out.stdout, job.role.hooks.log_level)
+        out = None if s.container is None else \
+            observer.run(node, error_candidates(runtime, observer.name, policy.log_minutes)).stdout  # fmt: skip
     except NodeopsError as exc:  # the connection died midway, or a command timed out
         lost = ("fail", f"not checked: {exc}")
         return verdicts + [(name, lost) for name in ("disk", "memory", "load", "logs")], []
-    log_verdict = ("unknown", "no container") if logs is None else \
-        check_logs(logs, policy.log_error_lines, policy.log_minutes, job.redact)  # fmt: skip
+    try:  # only the check that uses the role's hook fails when it raises
+        logs = None if out is None else error_lines(out, job.role.hooks.log_level)
+    except RoleHookFailed as exc:
+        logs, log_verdict = None, ("fail", f"not checked: {exc}")
+    else:
+        log_verdict = ("unknown", "no container") if logs is None else \
+            check_logs(logs, policy.log_error_lines, policy.log_minutes, job.redact)  # fmt: skip
     verdicts += [
         ("disk", check_disk(res.disks, policy.disk_max_percent)),
         ("memory", check_memory(res.memory, policy.memory_max_percent)),

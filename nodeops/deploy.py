@@ -43,7 +43,8 @@ from nodeops.facts.now import now_of, standing_line
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import Job, recorded_texts
-from nodeops.plan import Desired, ServicePlan, secret_changes
+from nodeops.lease import LeaseView
+from nodeops.plan import Desired, LeaseFacts, ServicePlan, secret_changes
 from nodeops.records import Deployed, DryRun
 from nodeops.run.change import ServiceChange
 from nodeops.run.guards import Guards
@@ -128,10 +129,21 @@ class ServiceDeploy(ServiceChange):
         """The end state, checked: who is active (who serves under all), for the report (Model.end)."""
         return self.model.end(self, tolerated)
 
+    def lease_facts(self, states: Mapping[str, NodeView]) -> LeaseFacts | None:
+        """The lease row and the lease client id the serving node's reply names (the role's ``lease_client``), for
+        the lease planner to see the node that serves hold it; None under another model, or when not exactly one
+        node serves (the planner refuses that itself)."""
+        serving = [s.node.name for s in states.values() if s.active]
+        if self.model.name != "lease" or self.job.role.lease is None or len(serving) != 1:
+            return None
+        with LeaseView(self.fleet, self.job) as read:
+            row = read()
+        return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0], b"")))
+
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
         states, desired = self.observe(dry_run)
-        plan = self.model.plan_change(self.service, states, desired)
+        plan = self.model.plan_change(self.service, states, desired, lease=self.lease_facts(states))
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:

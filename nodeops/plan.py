@@ -10,12 +10,16 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nodeops import program
 from nodeops.errors import Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
+
+if TYPE_CHECKING:
+    from nodeops.lease import Lease
 
 
 def standby_evidence(other: str | None, other_answers: bool, other_id: str | None, lease: object,
@@ -212,8 +216,40 @@ class ServicePlan:
         return bool(self.steps)
 
 
+@dataclass(frozen=True)
+class LeaseFacts:
+    """The lease as deploy read it before planning, at the edge (nodeops.deploy): ``row``: nodeops.lease.Lease, a
+    string saying why it could not be read, or None (the role keeps no lease); ``active_id``: the lease client id
+    the serving node's health reply names (the role's ``lease_client`` hook), None when it names none."""
+
+    row: Lease | str | None
+    active_id: str | None
+
+
+def refuse_a_serving_non_holder(service: str, active: str, lease: LeaseFacts | None) -> None:
+    """Unsafe (exit 4) when ``active``, the node that serves, is seen not to hold the lease: the row is held by
+    nobody, or by another client id than the one ``active``'s reply names. Such a node runs without the lease (its
+    service's activation model changed from ``all``): a standby started beside it would take the free lease and
+    serve as well. Nothing is refused when the row could not be read or compared (the standby's await still
+    requires the lease held by the other node: standby_evidence). Pure."""
+    if lease is None or lease.row is None or isinstance(lease.row, str):
+        return
+    row, mine = lease.row, lease.active_id
+    if row.held and mine in (None, row.holder):
+        return
+    theirs = f", not {active}'s ({mine[:8]})" if row.held and mine else ""
+    raise Unsafe(f"{service}: {active} serves but does not hold the lease (the lease is {row.describe()}{theirs}): "
+                 "it runs without the lease (its service's activation model changed?), and a standby started beside "
+                 "it would serve as well; nothing was changed: change the model as docs/roles.md#activation says "
+                 f"(stop every node's container, then {program()} deploy)")  # fmt: skip
+
+
 def plan_service(
-    service: Service, states: Mapping[str, NodeView], desired: Desired, force: bool = False
+    service: Service,
+    states: Mapping[str, NodeView],
+    desired: Desired,
+    force: bool = False,
+    lease: LeaseFacts | None = None,
 ) -> ServicePlan:
     """The steps that bring the service's nodes to ``desired``, the active last.
 
@@ -224,7 +260,8 @@ def plan_service(
     active that answers 503 is rolled like a healthy one, standby first, so a deploy can ship its fix.
 
     Refuses (Unsafe) when the pair's state is unclear: two nodes answering, or
-    a container running on a pair where nobody answers.
+    a container running on a pair where nobody answers; or when ``lease`` (the lease as read: LeaseFacts) shows
+    that the node that serves does not hold it and a node would start beside it (refuse_a_serving_non_holder).
     """
     name = service.name
     serving = [s for s in states.values() if s.active]
@@ -264,6 +301,8 @@ def plan_service(
             Step("replace", active.name, "old active, now the standby"),
             Step("await-waiting", active.name),
         ]
+    if steps:  # a node started beside the one that serves: it must be the lease holder
+        refuse_a_serving_non_holder(name, active.name, lease)
     reason = "rolling replace, standby first" if steps else "up to date"
     sick = states[active.name].failing
     if sick:

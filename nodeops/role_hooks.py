@@ -51,7 +51,8 @@ run, when the role is loaded (nodeops.roles.load_role), before any host: a modul
 it is imported (sys.exit and KeyboardInterrupt included), or defines one of these names with the wrong shape
 (``hooks_from``: ``inspect.signature`` against the engine's arguments, no coroutine function, no class for a function
 or an instance), is a RoleError (exit 2) naming the file, the name or line, and the fix. A hook that raises during an
-operation raises ``RoleHookFailed`` (exit 1) naming the role and the hook instead, in one line. docs/roles.md
+operation raises ``RoleHookFailed`` (exit 1) naming the role, the hook, the exception's type and the module's line,
+in one line (without the exception's message when the hook was given an argument). docs/roles.md
 describes the interface for a role's author.
 """
 
@@ -64,7 +65,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, SimpleNamespace
+from types import MappingProxyType, SimpleNamespace, TracebackType
 from typing import Protocol, runtime_checkable
 
 from nodeops.edges.http import Reply
@@ -215,8 +216,9 @@ INTERFACE = (
 
 
 class RoleHookFailed(OperationFailed):
-    """A role's hook raised during an operation (exit 1): ``role <role>: its hook <name> raised <Type>: <message>
-    (<module file>): fix the role's module``, one line, every text the hook was given masked."""
+    """A role's hook raised during an operation (exit 1): ``role <role>: its hook <name> raised <Type>
+    (<module file>:<line>): fix the role's module``, one line; ``<Type>: <message>`` only for a hook given no
+    argument (nothing in the line derives from what a hook was given)."""
 
 
 def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tuple[str, str]:
@@ -306,8 +308,9 @@ def _object(value: object, hook: Hook, where: str, role: str, source: str) -> ob
 
 def _guarded(hook: Callable[..., object], role: str, name: str, source: str) -> Callable[..., object]:
     """``hook``, raising ``RoleHookFailed`` for anything it raises but a NodeopsError (already worded by the engine's
-    own calls, ``api.refused``) or a KeyboardInterrupt (Ctrl-C: nodeops.stopping's). Every text argument (a line, a
-    password, a session) is masked in the message: a hook's exception may quote what it was given."""
+    own calls, ``api.refused``) or a KeyboardInterrupt (Ctrl-C: nodeops.stopping's). Safe by construction: the line
+    names the exception's type and the module's line that raised it; the exception's message only when the hook was
+    given no argument (a message may quote any part of what it was given: a log line, a body, a password)."""
 
     def call(*args: object) -> object:
         try:
@@ -315,12 +318,24 @@ def _guarded(hook: Callable[..., object], role: str, name: str, source: str) -> 
         except NodeopsError:
             raise
         except (Exception, SystemExit) as err:  # noqa: BLE001 (whatever a role's code raises is the role's fault)
-            said = " ".join(str(err).split())
-            for arg in sorted((a for a in args if isinstance(a, str) and len(a) >= 4), key=len, reverse=True):
-                said = said.replace(arg, "***")
-            why = f"{type(err).__name__}: {said[:200]}" if said else type(err).__name__
-            raise RoleHookFailed(f"role {role}: its hook {name} raised {why} ({source}): fix the role's "
-                                 "module") from None  # fmt: skip
+            said = "" if args else " ".join(str(err).split())[:200]
+            why = f"{type(err).__name__}: {said}" if said else type(err).__name__
+            raise RoleHookFailed(f"role {role}: its hook {name} raised {why} ({_raised_at(err, source)}): fix the "
+                                 "role's module") from None  # fmt: skip
 
     call.__wrapped__ = hook  # type: ignore[attr-defined]
     return call
+
+
+def _raised_at(err: BaseException, source: str) -> str:
+    """``<source>:<line>``: the module's last line in ``err``'s traceback (the one that raised, or called what did);
+    ``source`` alone when none is."""
+    lines = [frame.tb_lineno for frame in _frames(err.__traceback__) if frame.tb_frame.f_code.co_filename == source]
+    return f"{source}:{lines[-1]}" if lines else source
+
+
+def _frames(frame: TracebackType | None) -> Iterable[TracebackType]:
+    """The traceback's entries, outermost first."""
+    while frame is not None:
+        yield frame
+        frame = frame.tb_next

@@ -99,9 +99,13 @@ def pick(history: Sequence[Deployed], running: tuple[str, str] | None, to: str |
 
 
 def target_service(service: Service, record: Deployed, pinned: bool = True) -> Service:
-    """``service`` with the record's variables and image, pinned to the digest that ran (when known)."""
+    """``service`` with the record's variables and image, pinned to the digest that ran (when known); with
+    ``pinned`` False, the image reference exactly as recorded (the one the record's config hash was computed on:
+    a deploy's as the inventory named it, a rollback's already pinned)."""
     image = record.image.split("@", 1)[0]
-    if pinned and record.digest:
+    if not pinned:
+        image = record.image
+    elif record.digest:
         image = f"{image}@{record.digest}"
     return dataclasses.replace(service, image=image, variables=dict(record.variables or {}))
 
@@ -122,7 +126,8 @@ def the_start(job: Job, then: Job, record: Deployed) -> tuple[Job, list[str]]:
     """What a rollback to ``record`` (an audit result) starts, and the lines that say how it differs from what ran.
 
     ``job``: the target as today renders it (target_service: pinned image, the variables of then, today's secrets);
-    ``then``: the same with the image reference of then (unpinned), on which the record's config was computed.
+    ``then``: the same with the image reference as recorded (target_service(pinned=False): unpinned for a deploy's
+    record, pinned for a rollback's), on which the record's config was computed: like is compared with like.
     The record's non-secret file text (``files``) replaces today's rendering when it is exactly what ran (its hash,
     over the record's secret versions, is the record's config: deploy.as_recorded); otherwise (a record of an
     older nodeops, or the role's defaults, file list, command or secret files' templates changed since) today's

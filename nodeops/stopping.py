@@ -69,7 +69,10 @@ class StopRequests:
                 if self.count >= 3:  # worker threads cannot be interrupted: only ending the process stops them
                     os.kill(os.getpid(), signal.SIGKILL)
                 self.requested.set()
-                self.note(f"{signal.Signals(signum).name}: {self.first if self.count == 1 else SECOND}")
+                said = self.first if self.count == 1 else SECOND
+                if signum == signal.SIGTERM:  # either signal counts towards the third, which aborts
+                    said = said.replace("Ctrl-C", "SIGTERM or Ctrl-C")
+                self.note(f"{signal.Signals(signum).name}: {said}")
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is not threading.main_thread():  # handlers can only be set there

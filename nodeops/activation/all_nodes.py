@@ -13,7 +13,7 @@ from nodeops.activation.base import Applies, Model, refuse_unreachable
 from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
-from nodeops.plan import NOT_SERVING, Desired, ServicePlan, Step
+from nodeops.plan import NOT_SERVING, Desired, LeaseFacts, ServicePlan, Step
 from nodeops.run.end import EndState
 from nodeops.run.rolling import AllRunner, AllServes
 from nodeops.run.runner import ChangeFailed
@@ -30,7 +30,7 @@ class AllModel(Model):
     unseen_risk = "under activation all a node that cannot be seen might be the last one serving"
 
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
-                    force: bool = False) -> ServicePlan:  # fmt: skip
+                    force: bool = False, lease: LeaseFacts | None = None) -> ServicePlan:  # noqa: ARG002 (lease's)  # fmt: skip
         """Every node to ``desired`` and answering its health path, one node at a time.
 
         A node is changed when it does not match ``desired``, answers nothing, or ``force``. Those answering nothing

@@ -14,7 +14,7 @@ from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
-from nodeops.plan import Desired, ServicePlan
+from nodeops.plan import Desired, LeaseFacts, ServicePlan
 from nodeops.run.end import EndState
 from nodeops.run.runner import ChangeFailed
 
@@ -45,10 +45,11 @@ class Model:
 
     # -- planners ---------------------------------------------------------------------------------------------
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
-                    force: bool = False) -> ServicePlan:  # fmt: skip
+                    force: bool = False, lease: LeaseFacts | None = None) -> ServicePlan:  # fmt: skip
         """The steps that bring ``service``'s nodes (``states``: name -> view, one per node) to ``desired``;
-        ``force``: nodes that already match are replaced too (a rotation). Unsafe (exit 4) when the picture allows no
-        safe plan."""
+        ``force``: nodes that already match are replaced too (a rotation); ``lease``: the lease as read at the edge
+        (plan.LeaseFacts; lease's planner refuses to start a node beside one that serves without holding it). Unsafe
+        (exit 4) when the picture allows no safe plan."""
         raise NotImplementedError
 
     def plan_promotion(self, service: Service, states: Mapping[str, NodeView], to: str | None = None,

@@ -17,7 +17,7 @@ from nodeops.errors import Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
-from nodeops.plan import Desired, ServicePlan, Step
+from nodeops.plan import Desired, LeaseFacts, ServicePlan, Step
 from nodeops.run import fence as fencing
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 
@@ -60,7 +60,7 @@ class KeysModel(Model):
     as_well = "holds the hot keys as well: two holders"
 
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
-                    force: bool = False) -> ServicePlan:  # fmt: skip
+                    force: bool = False, lease: LeaseFacts | None = None) -> ServicePlan:  # noqa: ARG002 (lease's)  # fmt: skip
         """Every node to ``desired``; the hot keys stay where they are (moving them is a promotion).
 
         The standby (no keys) first, then the holder in place, with its keys; each awaited serving. A fresh service

@@ -11,7 +11,7 @@ from typing import Any
 from nodeops.activation.base import Applies, Model, target
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
-from nodeops.plan import Desired, ServicePlan, Step, plan_service, the_active
+from nodeops.plan import Desired, LeaseFacts, ServicePlan, Step, plan_service, the_active
 from nodeops.run.confirm import WhatServes
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 
@@ -25,8 +25,8 @@ class LeaseModel(Model):
     rollback_how = "standby first, one planned handover"
 
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
-                    force: bool = False) -> ServicePlan:  # fmt: skip
-        return plan_service(service, states, desired, force)
+                    force: bool = False, lease: LeaseFacts | None = None) -> ServicePlan:  # fmt: skip
+        return plan_service(service, states, desired, force, lease)
 
     def promotion(self, service: Service, states: Mapping[str, NodeView], to: str | None,
                   fence: str, keep_old_stopped: bool) -> ServicePlan:  # noqa: ARG002 (the keys model's)  # fmt: skip

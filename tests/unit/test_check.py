@@ -573,3 +573,32 @@ def test_drift_warns_of_a_change_not_deployed_naming_moved_secret_versions(conta
     seen = {name: NodeView(dataclasses.replace(NODE, name=name), c, False) for name, c in containers.items()}
     got = check_drift(seen, "c1", {"keystore": "v2"})
     assert got[0] == result and got[1].startswith(reason), got
+
+
+def test_a_raising_log_level_hook_fails_only_the_logs_check():
+    """review15 F9b: a role whose ``log_level`` hook raised made disk, memory and load fail as "not checked: ...
+    log_level raised", though they do not use the hook: only the check that uses it fails."""
+    import types
+
+    from nodeops.check import probe_node
+    from nodeops.role_hooks import RoleHookFailed
+
+    def log_level(_line):
+        raise RoleHookFailed("role thing: its hook log_level raised KeyError (role.py:2): fix the role's module")
+
+    class Seen:
+        name = "nodeops-svc"
+
+        def run(self, _node, command):
+            return types.SimpleNamespace(stdout=RESOURCES if command == host_resources("docker") else "[ERROR] x\n")
+
+    job = types.SimpleNamespace(service=types.SimpleNamespace(check=CheckPolicy(), runtime="docker"),
+                                role=types.SimpleNamespace(hooks=types.SimpleNamespace(log_level=log_level)),
+                                redact=Redactor([]))  # fmt: skip
+    view = NodeView(Node("a", "10.0.0.1", 22, "active", (), "svc"), object(), True)
+    verdicts, metrics = probe_node(Seen(), job, view, standby=False)  # type: ignore[arg-type]
+    got = dict(verdicts)
+    assert got["logs"] == ("fail", "not checked: role thing: its hook log_level raised KeyError (role.py:2): fix the "
+                                   "role's module")  # fmt: skip
+    assert all(got[name][0] != "fail" or "not checked" not in got[name][1] for name in ("disk", "memory", "load"))
+    assert metrics  # disk, memory and load were measured

@@ -510,8 +510,8 @@ def test_a_keys_in_use_hook_that_raises_mid_promotion_is_one_line_naming_it_and_
         handover.promote(run, False)
     assert err.value.exit_code == 1 and "\n" not in str(err.value)
     assert str(err.value).startswith(
-        f"role pool: its hook keys_in_use raised KeyError: 'x' "
-        f"({tmp_path / 'roles' / 'pool' / 'role.py'}): fix the role's module; nothing "
+        f"role pool: its hook keys_in_use raised KeyError "
+        f"({tmp_path / 'roles' / 'pool' / 'role.py'}:4): fix the role's module; nothing "
         "was started with the keys; a was given its keys back and serves with them"
     )
     assert str(err.value).endswith("now: a serves with the hot keys, b serves")

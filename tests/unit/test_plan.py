@@ -12,7 +12,7 @@ from nodeops.facts.health import failing_checks
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Node, Service
 from nodeops.lease import Lease
-from nodeops.plan import Desired, plan_service, standby_evidence, the_active, unpulled_image_id
+from nodeops.plan import Desired, LeaseFacts, plan_service, standby_evidence, the_active, unpulled_image_id
 from nodeops.role_hooks import DEFAULT_HOOKS
 from nodeops.roles import load_role
 from tests.unit.test_role_hooks import checks as health_body  # a body as Chainlink's /health writes it
@@ -387,3 +387,35 @@ def test_socket_table_reads_the_process_namespace_tables():
     assert socket_table(4321) == "cat /proc/4321/net/tcp /proc/4321/net/tcp6 2>/dev/null"
     with pytest.raises(ValueError):
         socket_table("1; rm -rf /")  # type: ignore[arg-type]  # a pid is a number, never shell text
+
+
+HOLDER = "a1" * 16  # a's lease client id, as its health reply names it
+
+
+@pytest.mark.parametrize(
+    ("facts", "lease", "active_id", "refused"),
+    [
+        (states(c(True), None, serving="a"), Lease("051fbec8" * 4, -30.0), HOLDER, "held by 051fbec8, expired"),
+        (states(c(True), c(True, running=False), serving="a"), Lease(None, 0.0), None, "never taken"),
+        (states(c(False), c(False), serving="a"), Lease("051fbec8" * 4, 9.0), HOLDER, "not a's (a1a1a1a1)"),
+        (states(c(True), None, serving="a"), Lease(HOLDER, 9.0), HOLDER, None),  # a holds it: the standby may start
+        (states(c(True), None, serving="a"), Lease("051fbec8" * 4, 9.0), None, None),  # no id named: not comparable
+        (states(c(True), None, serving="a"), "cannot connect", HOLDER, None),  # unread: the standby's await decides
+        (states(c(True), c(True), serving="a"), Lease(None, 0.0), HOLDER, None),  # nothing to start: no refusal
+    ],
+    ids=["expired-other", "never-taken", "held-by-another", "a-holds", "no-id", "unread", "up-to-date"],
+)  # fmt: skip
+def test_a_standby_is_not_started_beside_a_node_that_serves_without_the_lease(facts, lease, active_id, refused):
+    """review15 F5: a service moved from activation all to lease, its other node stopped: the node left serving
+    ran without the lease (none of the pair held it), and the plan started a standby beside it, which took the
+    lease and served as well. Under lease a plan that starts a node beside one that serves first sees that the
+    serving node holds the lease; one that does not is refused (exit 4) before anything changes."""
+    held = LeaseFacts(lease, active_id)
+    if refused is None:
+        plan_service(PAIR, facts, WANT, lease=held)
+        return
+    with pytest.raises(Unsafe) as err:
+        plan_service(PAIR, facts, WANT, lease=held)
+    said = str(err.value)
+    assert err.value.exit_code == 4 and refused in said, said
+    assert said.startswith("svc: a serves but does not hold the lease") and "docs/roles.md#activation" in said, said

@@ -204,14 +204,46 @@ def test_a_hook_that_raises_is_one_line_naming_the_role_and_hook_exit_1(tmp_path
     with pytest.raises(OperationFailed) as err:
         hooks.lease_client(b"<html>\n</html>")
     assert err.value.exit_code == EXIT_FAILED
-    assert str(err.value) == (f"role thing: its hook lease_client raised JSONDecodeError: Expecting value: line 1 "
-                              f"column 1 (char 0) ({module}): fix the role's module")  # fmt: skip
-    with pytest.raises(OperationFailed, match=r"^role thing: its hook log_level raised SystemExit: 4 \("):
+    said = f"role thing: its hook lease_client raised JSONDecodeError ({module}:5): fix the role's module"
+    assert str(err.value) == said
+    with pytest.raises(OperationFailed, match=r"^role thing: its hook log_level raised SystemExit \(.*role.py:8\)"):
         hooks.log_level("a line")
 
 
+SENTINEL = "Zq7-sentinel-Xv9"
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        "ValueError(line)",  # str, whole
+        "ValueError(line[2:9])",  # str, sliced
+        "ValueError(repr(body))",  # bytes, whole
+        "ValueError(body[3:11].decode())",  # bytes, sliced
+        "KeyError(body[:2])",  # bytes, sliced, shorter than any mask would look for
+    ],
+)
+def test_a_hook_error_says_nothing_derived_from_what_the_hook_was_given(tmp_path, raised):
+    """review15 F7: only whole ``str`` arguments of 4+ characters were masked: a bytes body, or a slice of an
+    argument, was printed raw. The message of an exception from a hook given any argument is dropped; the line
+    names the role, the hook, the exception's type and the role file's line that raised it."""
+    roles, module = module_of(tmp_path, f"""\
+        def log_level(line):
+            body = line.encode()
+            raise {raised}
+        """)  # fmt: skip
+    with pytest.raises(OperationFailed) as err:
+        load_role("thing", [roles]).hooks.log_level(f"a {SENTINEL} b")
+    said = str(err.value)
+    kind = raised.split("(")[0]
+    assert said == f"role thing: its hook log_level raised {kind} ({module}:3): fix the role's module"
+    for part in (SENTINEL, SENTINEL[2:9], SENTINEL[:2], "sentinel"):
+        assert part not in said
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
 def test_a_rotation_hook_that_raises_is_masked_and_a_nodeops_error_passes(tmp_path):
-    """A rotation hook's own exception may quote what it was given (a password): every text argument is masked.
+    """A rotation hook's own exception may quote what it was given (a password): its message is dropped.
     A NodeopsError it raises (``api.refused(...)``, already worded and masked by the engine) passes unchanged."""
     refused = OperationFailed("cl a: POST /sessions answered 500")
     roles, module = module_of(tmp_path, RESET.replace('return "s=1"', "raise ValueError(f'bad {password} for {user}')")
@@ -221,8 +253,8 @@ def test_a_rotation_hook_that_raises_is_masked_and_a_nodeops_error_passes(tmp_pa
     assert hook.change == "POST /reset" and isinstance(hook, ApiPassword)
     with pytest.raises(OperationFailed) as err:
         hook.login(None, "ops@example.com", "Cc3!cccccccccccccccc")
-    assert str(err.value) == (f"role thing: its hook ROTATIONS['token-reset'].login raised ValueError: bad *** for "
-                              f"*** ({module}): fix the role's module")  # fmt: skip
+    assert str(err.value) == (f"role thing: its hook ROTATIONS['token-reset'].login raised ValueError ({module}:3): "
+                              "fix the role's module")  # fmt: skip
     with pytest.raises(NodeopsError) as passed:
         hook.logout(refused, "s=1")
     assert passed.value is refused

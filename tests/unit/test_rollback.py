@@ -302,6 +302,22 @@ def test_what_a_rollback_says_of_the_templates(job, tmp_path, edit, files, note)
         assert started is pinned
 
 
+def test_a_rollback_to_a_rollbacks_record_says_nothing_changed_when_nothing_did(job, tmp_path):
+    """review15 F6: a rollback records the config hash computed on the digest-pinned image it started; rolling
+    back to that record recomputed the hash on the unpinned reference, so it never matched and the note "today's
+    templates or defaults differ ... changed since" showed though nothing had changed."""
+    from nodeops.rollback import announce, the_start
+
+    first = targets(job, tmp_path, recorded_run(job))[0]  # what a first rollback started: pinned by digest
+    rec = recorded_run(first)  # its record: the pinned image, the config hash computed on it
+    assert "@" in rec.image  # so the test can fail
+    pinned, then = targets(job, tmp_path, rec)
+    started, notes = the_start(pinned, then, rec)
+    assert notes == []
+    assert started.rendered.config_hash == rec.config
+    assert announce(rec, started) == f"rolling back to {rec.image} (config {rec.config[:12]}, digest {DIGEST})"
+
+
 def test_the_announcement_names_the_secrets_whose_version_moved_never_a_value(job):
     from nodeops.rollback import announce
 
