@@ -100,6 +100,7 @@ class Lab:
             self.kernel_changes = kernel.raise_for(STATE_ROOT, self.name, len(plan.hosts))
             self.state["cidr"] = plan.cidr
             self.state["hosts"] = len(plan.hosts)  # what the kernel limits of every lab are computed from
+            self.state["neighbours_per_host"] = kernel.per_host()  # with it: this lab's need, for every lab
             wanted = {h.netns for h in plan.hosts} | {plan.switch_netns}
             self._remove(daemons, [n for n in self.state["netns"] if n not in wanted])
             self._network(plan)

@@ -27,17 +27,26 @@ def _path(sysctl_root: Path, key: str) -> Path:
     return sysctl_root / key.replace(".", "/")
 
 
-def _hosts_up(state_root: Path, name: str, hosts: int | None) -> list[int]:
-    """Each lab's host count: its recorded ``hosts``, else its namespaces (the switch's counted, an upper bound);
-    ``name``'s own is ``hosts`` (None: it is going down)."""
-    counts = [] if hosts is None else [hosts]
+def per_host() -> int:
+    """The neighbour entries a host of a lab brought up now can add: NEIGHBOURS_PER_HOST, or ``PER_HOST_ENV``'s
+    larger worst case. Recorded in the lab's state (``neighbours_per_host``), so the other labs' lab.up and lab.down
+    compute this lab's need as it was brought up, not with their own figure."""
+    return int(os.environ.get(PER_HOST_ENV, NEIGHBOURS_PER_HOST))
+
+
+def _entries_up(state_root: Path, name: str, hosts: int | None) -> list[int]:
+    """Each lab's worst case of neighbour entries: its recorded ``hosts`` (else its namespaces, the switch's counted,
+    an upper bound) times its recorded ``neighbours_per_host``; ``name``'s own is ``hosts`` times per_host() (None:
+    it is going down)."""
+    entries = [] if hosts is None else [hosts * per_host()]
     for state_file in state_root.glob("*/state.json"):
         if state_file.parent.name == name:
             continue
         with contextlib.suppress(OSError, ValueError):
             state = json.loads(state_file.read_text())
-            counts.append(state.get("hosts", len(state.get("netns", []))))
-    return counts
+            hosts_up = state.get("hosts", len(state.get("netns", [])))
+            entries.append(hosts_up * state.get("neighbours_per_host", NEIGHBOURS_PER_HOST))
+    return entries
 
 
 @contextlib.contextmanager
@@ -53,8 +62,8 @@ def _machine_lock(state_root: Path) -> Iterator[dict]:
         tmp.replace(record_file)
 
 
-def _needed(labs: list[int]) -> dict[str, int]:
-    return kernel_limits(labs, int(os.environ.get(PER_HOST_ENV, NEIGHBOURS_PER_HOST)))
+def _needed(entries: list[int]) -> dict[str, int]:
+    return kernel_limits(entries, per_host=1)  # each lab's entries already counted with its own figure
 
 
 def raise_for(state_root: Path, name: str, hosts: int, sysctl_root: Path = SYSCTL_ROOT) -> list[str]:
@@ -64,7 +73,7 @@ def raise_for(state_root: Path, name: str, hosts: int, sysctl_root: Path = SYSCT
     and the fix when a limit is short and cannot be written (a read-only /proc/sys, no root): nothing is changed.
     """
     with _machine_lock(state_root) as record:
-        labs = _hosts_up(state_root, name, hosts)
+        labs = _entries_up(state_root, name, hosts)
         short = {}
         for key, need in _needed(labs).items():
             now = int(_path(sysctl_root, key).read_text())
@@ -78,7 +87,7 @@ def raise_for(state_root: Path, name: str, hosts: int, sysctl_root: Path = SYSCT
                 for done, was in written.items():  # nothing half applied
                     _path(sysctl_root, done).write_text(f"{was}\n")
                 raise InvalidInput(
-                    f"lab.up: {sum(labs)} lab hosts need {key} >= {need} (now {now}) and it cannot be written here "
+                    f"lab.up: the labs up need {key} >= {need} (now {now}) and it cannot be written here "
                     f"({exc.strerror}): run `sysctl -w {key}={need}` as root on the machine, or bring up fewer --nodes"
                 ) from None
             written[key] = now
@@ -94,7 +103,7 @@ def restore(state_root: Path, name: str, sysctl_root: Path = SYSCTL_ROOT) -> lis
     forgotten and left as it is.
     """
     with _machine_lock(state_root) as record:
-        needed = _needed(_hosts_up(state_root, name, None)) if record else {}
+        needed = _needed(_entries_up(state_root, name, None)) if record else {}
         lines = []
         for key, change in list(record.items()):
             path = _path(sysctl_root, key)

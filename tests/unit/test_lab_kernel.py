@@ -65,6 +65,21 @@ def test_a_small_lab_changes_nothing(machine):
     assert kernel.restore(state, "lab", sysctl) == []
 
 
+def test_a_lab_keeps_the_need_it_was_brought_up_with_when_another_goes_down(machine, monkeypatch):
+    """A lab brought up with a larger figure per host (PER_HOST_ENV) records it; another lab's lab.down, run without
+    the variable, computes that lab's need with its recorded figure and does not lower the table under it (seen in
+    CI: the other process's lab.down undid test_lab_lifecycle's raise)."""
+    state, sysctl = machine
+    monkeypatch.setenv(kernel.PER_HOST_ENV, "1000")
+    assert kernel.raise_for(state, "wide", 2, sysctl) == [f"{T2}: 512 -> 1128", f"{T3}: 1024 -> 2256"]
+    (state / "wide").mkdir()
+    (state / "wide" / "state.json").write_text(json.dumps({"hosts": 2, "neighbours_per_host": 1000, "netns": []}))
+    monkeypatch.delenv(kernel.PER_HOST_ENV)
+    assert kernel.raise_for(state, "small", 7, sysctl) == [f"{T2}: 1128 -> 1163", f"{T3}: 2256 -> 2326"]
+    assert kernel.restore(state, "small", sysctl) == [f"{T2}: 1163 -> 1128", f"{T3}: 2326 -> 2256"]
+    assert (value(sysctl, T2), value(sysctl, T3)) == (1128, 2256)
+
+
 def test_raised_for_a_big_lab_and_put_back_when_the_last_lab_needing_it_goes(machine):
     state, sysctl = machine
     assert kernel.raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713", f"{T3}: 1024 -> 5426"]
