@@ -132,11 +132,14 @@ class ServiceDeploy(ServiceChange):
     def lease_facts(self, states: Mapping[str, NodeView]) -> LeaseFacts | None:
         """The lease row and the lease client id the serving node's reply names (the role's ``lease_client``), for
         the lease planner to see the node that serves hold it; None under another model, or when not exactly one
-        node serves (the planner refuses that itself)."""
+        node serves (the planner refuses that itself). The row is read in the database the serving node's own
+        inputs name (its container's, keep_restorable), not the change's: a change that moves the lease is refused
+        by Guards.refuse_lease_move with its own message."""
         serving = [s.node.name for s in states.values() if s.active]
         if self.model.name != "lease" or self.job.role.lease is None or len(serving) != 1:
             return None
-        with LeaseView(self.fleet, self.job) as read:
+        self.keep_restorable(serving)
+        with LeaseView(self.fleet, self.ran_on.get(serving[0], self.job)) as read:
             row = read()
         return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0], b"")))
 
