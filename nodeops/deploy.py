@@ -30,6 +30,7 @@ refuses an automatic restart policy unless `secret_files: keep`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +43,7 @@ from nodeops.facts.container import Container
 from nodeops.facts.now import now_of, standing_line
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
-from nodeops.job import Job, recorded_texts
+from nodeops.job import Job, recorded_texts, restore_job
 from nodeops.lease import LeaseView
 from nodeops.plan import Desired, LeaseFacts, ServicePlan, secret_changes
 from nodeops.records import Deployed, DryRun
@@ -132,16 +133,20 @@ class ServiceDeploy(ServiceChange):
     def lease_facts(self, states: Mapping[str, NodeView]) -> LeaseFacts | None:
         """The lease row and the lease client id the serving node's reply names (the role's ``lease_client``), for
         the lease planner to see the node that serves hold it; None under another model, or when not exactly one
-        node serves (the planner refuses that itself). The row is read in the database the serving node's own
-        inputs name (its container's, keep_restorable), not the change's: a change that moves the lease is refused
-        by Guards.refuse_lease_move with its own message."""
-        serving = [s.node.name for s in states.values() if s.active]
-        if self.model.name != "lease" or self.job.role.lease is None or len(serving) != 1:
+        node serves (the planner refuses that itself), or when the serving node's own inputs cannot be rendered
+        again. The row is read in the database those inputs name (restore_job of its container), not the change's:
+        a change that moves the lease is refused by Guards.refuse_lease_move with its own message."""
+        serving = [s for s in states.values() if s.active]
+        if self.model.name != "lease" or self.job.role.lease is None or len(serving) != 1 or not serving[0].container:
             return None
-        self.keep_restorable(serving)
-        with LeaseView(self.fleet, self.ran_on.get(serving[0], self.job)) as read:
+        try:
+            own = restore_job(self.fleet.inventory, self.job, serving[0].node.name, serving[0].container)
+        except Unsafe:  # no record of its inputs: no evidence either way, the standby's own wait decides
+            return None
+        self.job = dataclasses.replace(self.job, redact=own.redact)  # its values masked too, as keep_restorable does
+        with LeaseView(self.fleet, own) as read:
             row = read()
-        return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0], b"")))
+        return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0].node.name, b"")))
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
