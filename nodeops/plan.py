@@ -209,7 +209,6 @@ class ServicePlan:
     service: str
     steps: tuple[Step, ...]
     reason: str  # why these steps (or why none)
-    activation: str = "lease"  # the role's model the plan was made under (nodeops.activation)
 
     @property
     def changes(self) -> bool:

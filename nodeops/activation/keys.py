@@ -78,9 +78,9 @@ class KeysModel(Model):
         if len(service.nodes) == 1:
             only = service.nodes[0].name
             if not stale(only, True):
-                return ServicePlan(name, (), "up to date", "keys")
+                return ServicePlan(name, (), "up to date")
             return ServicePlan(name, (Step("replace", only, "single node, with the hot keys", hot=True),
-                                      Step("await-serving", only)), "single node out of date", "keys")  # fmt: skip
+                                      Step("await-serving", only)), "single node out of date")  # fmt: skip
         if not running:
             active, standby = service.active_preferred.name, service.standby_preferred.name
             return ServicePlan(name, (
@@ -88,7 +88,7 @@ class KeysModel(Model):
                 Step("await-serving", active),
                 Step("replace", standby, "standby, without the hot keys"),
                 Step("await-serving", standby),
-            ), "no container runs: fresh start, preferred active first", "keys")  # fmt: skip
+            ), "no container runs: fresh start, preferred active first")  # fmt: skip
         if not held:
             nodes = ", ".join(s.node.name for s in running)
             raise Unsafe(f"{name}: containers run on {nodes} but none holds the hot keys; choose the active first "
@@ -102,7 +102,7 @@ class KeysModel(Model):
             steps += [Step("replace", active, "the active in place, with the hot keys (no handover)", hot=True),
                       Step("await-serving", active)]  # fmt: skip
         reason = "standby first, the keys stay on the active" if steps else "up to date"
-        return ServicePlan(name, tuple(steps), reason, "keys")
+        return ServicePlan(name, tuple(steps), reason)
 
     def promotion(self, service: Service, states: Mapping[str, NodeView], to: str | None, fence: str,
                   keep_old_stopped: bool) -> ServicePlan:  # noqa: ARG002 (the lease model's)  # fmt: skip
@@ -129,7 +129,7 @@ class KeysModel(Model):
         if old is not None and fence == "restart":
             steps.append(Step("await-serving", old))
         how = f"fence {old} first, then the keys" if old else "no node holds the keys, nothing to fence"
-        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: {how}", "keys")
+        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: {how}")
 
     def runner(self, change: Any) -> Applies:
         return ServiceRunner(change)
