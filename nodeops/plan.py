@@ -180,7 +180,7 @@ def unpulled_image_id(image: str, held: Iterable[tuple[str, str | None] | None],
 @dataclass(frozen=True)
 class Step:
     action: str  # replace | await-serving | await-waiting | handover; activation keys: stop | await-fenced;
-    # a promotion (activation.plan_promotion) after its handover: start-again | keep-stopped, then shred
+    # a promotion (Model.plan_promotion) after its handover: start-again | keep-stopped, then shred
     node: str
     detail: str = ""
     to: str | None = None  # handover: the node that takes over

@@ -1,5 +1,5 @@
 """promote-standby under activation ``keys``: the hot keys move from the node that holds them to the other, fence
-first (nodeops.activation.plan_promotion plans it, nodeops.run.fence.KeysPromotion carries it out).
+first (nodeops.activation's KeysModel.plan_promotion plans it, nodeops.run.fence.KeysPromotion carries it out).
 
 ``--keep-old-stopped`` maps to the plan's ``stop`` fence (the old holder is stopped and stays stopped: the pair has
 no standby); without it, the ``restart`` fence (the old holder is restarted without its hot files, on its own inputs,
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nodeops import program
-from nodeops.activation import plan_promotion
+from nodeops.activation import MODELS
 from nodeops.activation.keys import refuse_lost
 from nodeops.errors import Interrupted, InvalidInput, Unsafe
 from nodeops.facts.view import NodeView
@@ -47,7 +47,9 @@ class KeysHandover:
         ``--keep-old-stopped`` asks for, each node restarted on its own inputs; the result with the gap. A stop
         (Ctrl-C, SIGTERM) ends it with Interrupted (exit 130) at a safe point (KeysPromotion.stop_before) or once it
         is seen complete (nodeops.run.fence.seen_complete)."""
-        plan = plan_promotion("keys", run.service, self.seen, self.new, fence="stop" if keep_old_stopped else "restart")
+        plan = MODELS["keys"].plan_promotion(
+            run.service, self.seen, self.new, fence="stop" if keep_old_stopped else "restart"
+        )
         if run.stop.is_set():  # the last safe point: nothing was touched
             raise Interrupted(f"{self.service}: stopped before the fence as asked, nothing changed; {run.standing()}")
         run.say("", f"plan: {plan.reason}" + "".join(f"; {s.describe()}" for s in plan.steps))
@@ -78,7 +80,7 @@ def assess_keys(run, force: bool) -> KeysHandover:
         if any(s.hot for s in seen.values()):  # the holder is seen: the node cut off is the standby (refuse_lost)
             refuse_lost(service.name, seen)
         raise Unsafe(force_refusal(service.name, lost, run.job.role))
-    plan = plan_promotion("keys", service, seen)  # its refusals: two holders, a node unseen, no running standby
+    plan = MODELS["keys"].plan_promotion(service, seen)  # its refusals: two holders, a node unseen, no running standby
     holder = next((s.node.name for s in seen.values() if s.hot), None)
     return KeysHandover(service.name, seen, holder, next(s.node for s in plan.steps if s.hot))
 

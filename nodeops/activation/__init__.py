@@ -25,29 +25,14 @@ from nodeops.activation.all_nodes import AllModel
 from nodeops.activation.base import FENCES, Model
 from nodeops.activation.keys import KeysModel
 from nodeops.activation.lease import LeaseModel
-from nodeops.facts.view import NodeView
-from nodeops.inventory import Service
-from nodeops.plan import Desired, ServicePlan
 from nodeops.role_file import Role, default_activation
 
 MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (LeaseModel(), KeysModel(), AllModel())})
 
-__all__ = ["FENCES", "MODELS", "Model", "model_of", "plan_change", "plan_promotion"]
+__all__ = ["FENCES", "MODELS", "Model", "model_of"]
 
 
 def model_of(role: Role) -> Model:
     """The model ``role`` declares (its ``activation``, else role_file.default_activation's: keys when a file is
     hot, else lease)."""
     return MODELS[role.activation or default_activation(role)]
-
-
-def plan_change(activation: str, service: Service, states: Mapping[str, NodeView], desired: Desired,
-                force: bool = False) -> ServicePlan:  # fmt: skip
-    """``activation``'s change planner (Model.plan_change), for a caller that holds the model's name."""
-    return MODELS[activation].plan_change(service, states, desired, force)
-
-
-def plan_promotion(activation: str, service: Service, states: Mapping[str, NodeView], to: str | None = None,
-                   fence: str = "restart", keep_old_stopped: bool = False) -> ServicePlan:  # fmt: skip
-    """``activation``'s promotion planner (Model.plan_promotion), for a caller that holds the model's name."""
-    return MODELS[activation].plan_promotion(service, states, to, fence, keep_old_stopped)

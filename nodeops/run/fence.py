@@ -1,7 +1,7 @@
 """Activation ``keys``, carried out: what serves after a failed change (failure), and a planned promotion run step by
 step, fence first, with its undoing (KeysPromotion).
 
-A planned promotion's plan (nodeops.activation.plan_promotion under ``keys``): the holder fenced (restarted without
+A planned promotion's plan (Model.plan_promotion under ``keys``): the holder fenced (restarted without
 its hot files, or stopped), awaited fenced (nodeops.run.keys.await_fenced), only then the new holder replaced with the
 hot files and awaited serving, and a restarted old holder awaited serving as the standby. Each node is started on
 its own inputs (``ran_on``: a promotion changes who holds the keys, nothing else) and labelled with the registry

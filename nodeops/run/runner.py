@@ -1,6 +1,6 @@
 """The service runner: applies a pure plan (nodeops.plan.ServicePlan) step by step on one service's pair, reports
 each step, stops at safe points when asked (stop_action), and turns a failed step into its undoing and the message
-that says what serves now; and a planned promotion's plan (nodeops.activation.plan_promotion) the same way
+that says what serves now; and a planned promotion's plan (Model.plan_promotion) the same way
 (ServiceRunner.promote).
 
 The runner decides the order and the failure path; what each step does on a node, and how a failure is undone, is
@@ -210,7 +210,7 @@ class ServiceRunner:
                 raise run.confirm(run.restore(step.node, str(exc))) from None
 
     def promote(self, plan: ServicePlan) -> float | None:
-        """Carry out a lease promotion's plan (nodeops.activation.plan_promotion: handover, start-again or
+        """Carry out a lease promotion's plan (Model.plan_promotion: handover, start-again or
         keep-stopped, shred); the handover's outage (seconds; None: not measured). The old active restarts on its own
         inputs (``ran_on``). No safe point inside: a stop is the caller's to check before and after. A failure after
         the handover raises what serves now (confirm); ValueError for a step no lease promotion has."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodeops.activation import MODELS, plan_change, plan_promotion
+from nodeops.activation import MODELS
 from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
@@ -104,7 +104,7 @@ def test_who_is_active_depends_on_the_model(view, lease, keys):
          "keys-standby-missing", "keys-single", "keys-single-keyless", "keys-single-current"],
 )  # fmt: skip
 def test_a_change_plans_per_model(model, service, facts, expected):
-    plan = plan_change(model, service, facts, WANT)
+    plan = MODELS[model].plan_change(service, facts, WANT)
     assert steps(plan) == expected
     assert plan.changes == bool(expected)
     if model == "lease":
@@ -113,10 +113,10 @@ def test_a_change_plans_per_model(model, service, facts, expected):
 
 def test_a_forced_change_replaces_every_node_still_one_at_a_time():
     facts = seen(RELAYS, serving="abc", a=c(), b=c(), c=c())
-    assert steps(plan_change("all", RELAYS, facts, WANT, force=True)) == [
+    assert steps(MODELS["all"].plan_change(RELAYS, facts, WANT, force=True)) == [
         "replace a", "await-serving a", "replace b", "await-serving b", "replace c", "await-serving c"]  # fmt: skip
     facts = seen(serving="ab", a=c(hot=True), b=c())
-    assert steps(plan_change("keys", PAIR, facts, WANT, force=True)) == [
+    assert steps(MODELS["keys"].plan_change(PAIR, facts, WANT, force=True)) == [
         "replace b", "await-serving b", "replace a +keys", "await-serving a"]  # fmt: skip
 
 
@@ -137,7 +137,7 @@ def all_down_at_some_step(plan, facts) -> bool:
 @pytest.mark.parametrize("stale", ["a", "b", "abc"])
 def test_all_never_plans_every_node_down(serving, stale):
     facts = seen(RELAYS, serving=serving, **{n: c(n not in stale) for n in "abc"})
-    plan = plan_change("all", RELAYS, facts, WANT)
+    plan = MODELS["all"].plan_change(RELAYS, facts, WANT)
     assert plan.changes and not all_down_at_some_step(plan, facts)
     assert not any(s.action in ("handover", "await-waiting") for s in plan.steps)
 
@@ -159,7 +159,7 @@ def test_all_never_plans_every_node_down(serving, stale):
 )  # fmt: skip
 def test_unsafe_pictures_are_refused_per_model(model, service, facts, fragment):
     with pytest.raises(Unsafe) as err:
-        plan_change(model, service, facts, WANT)
+        MODELS[model].plan_change(service, facts, WANT)
     assert fragment in str(err.value) and err.value.exit_code == 4
 
 
@@ -190,7 +190,7 @@ def test_unsafe_pictures_are_refused_per_model(model, service, facts, fragment):
          "keys-no-holder", "keys-no-holder-the-running-one"],
 )  # fmt: skip
 def test_a_planned_promotion_per_model(model, facts, options, expected):
-    plan = plan_promotion(model, PAIR, facts, **options)
+    plan = MODELS[model].plan_promotion(PAIR, facts, **options)
     assert steps(plan) == expected
     if model == "keys":  # never two holders: the keys go out only after the old holder was seen fenced
         hot = [i for i, s in enumerate(plan.steps) if s.hot]
@@ -217,7 +217,7 @@ def test_a_planned_promotion_per_model(model, facts, options, expected):
 )  # fmt: skip
 def test_a_promotion_is_refused_when_unsafe(model, service, facts, options, error, fragment):
     with pytest.raises(error) as err:
-        plan_promotion(model, service, facts, **options)
+        MODELS[model].plan_promotion(service, facts, **options)
     assert fragment in str(err.value)
 
 
@@ -238,5 +238,5 @@ def test_a_keys_promotion_with_a_node_unreachable_names_its_part_and_the_remedy(
     """The unreachable node is named for what it is: the standby to be promoted when the node seen holds the keys
     (make it reachable: --force is for a lost holder only), else a node that might hold them."""
     with pytest.raises(Unsafe) as err:
-        plan_promotion("keys", PAIR, facts)
+        MODELS["keys"].plan_promotion(PAIR, facts)
     assert str(err.value) == message

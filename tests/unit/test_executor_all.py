@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from nodeops.activation import MODELS, plan_change
+from nodeops.activation import MODELS
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
 from nodeops.facts.container import Container
@@ -47,7 +47,7 @@ def planned(serving: tuple[str, ...], running: tuple[str, ...] = ALL) -> Service
     old = {n: Container(name="nodeops-relays", running=True, status="running", image_id="sha256:old",
                         labels={"io.nodeops.config": "old"}) for n in running}  # fmt: skip
     views = {n.name: NodeView(n, old.get(n.name), n.name in serving) for n in NODES}
-    return plan_change("all", SERVICE, views, desired)
+    return MODELS["all"].plan_change(SERVICE, views, desired)
 
 
 class FakeChange(runner_tables.FakeChange):

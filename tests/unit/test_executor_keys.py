@@ -22,7 +22,7 @@ import types
 import pytest
 
 from nodeops import program, promote_keys
-from nodeops.activation import plan_change, plan_promotion
+from nodeops.activation import MODELS
 from nodeops.commands.node import sh
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
@@ -306,7 +306,7 @@ def test_a_keys_deploy_gives_the_keys_and_the_label_only_to_the_holder(tmp_path,
     boxes = {n: {NAME: container(job, **spec)} for n, spec in (("a", a), ("b", b)) if spec is not None}
     engine = Engine(boxes)
     run = Keys(job, engine)
-    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    plan = MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
     assert [s.action + " " + s.node + (" +keys" if s.hot else "") for s in plan.steps] == steps
     engine.sent.clear()
     ServiceRunner(run).apply(plan)
@@ -321,7 +321,7 @@ def test_a_second_holder_seen_before_a_hot_start_is_refused_nothing_started(tmp_
     job = make_job(tmp_path)
     engine = Engine({})
     run = Keys(job, engine)
-    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    plan = MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
     engine.boxes["b"] = {NAME: container(job, hot=True)}
     engine.sent.clear()
     with pytest.raises(ChangeFailed) as err:
@@ -338,7 +338,7 @@ def test_a_second_holder_seen_before_a_hot_start_is_refused_nothing_started(tmp_
 def test_a_node_that_cannot_be_seen_before_a_hot_start_is_refused(tmp_path):
     job = make_job(tmp_path)
     run = Keys(job, Engine({}))
-    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    plan = MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
     run.unseen.add("b")
     with pytest.raises(ChangeFailed) as err:
         ServiceRunner(run).apply(plan)
@@ -353,7 +353,7 @@ def test_the_in_place_holder_that_fails_gets_its_previous_container_back_with_it
     job = make_job(tmp_path)
     engine = Engine({"a": {NAME: container(job, hot=True, config="old")}, "b": {NAME: container(job)}})
     run = Keys(job, engine)
-    plan = plan_change("keys", job.service, seen(run), wanted(job))
+    plan = MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
     assert [s.node for s in plan.steps] == ["a", "a"]  # b is up to date: the holder in place only
     engine.sent.clear()
     engine.dies_hot = {"a"}
@@ -415,7 +415,9 @@ def test_a_planned_promotion_fences_first_then_moves_the_keys(tmp_path, keep_old
     job, engine = promoted(tmp_path)
     run = Keys(job, engine)
     handover = assessed(run, job)
-    plan = plan_promotion("keys", job.service, handover.seen, "b", fence="stop" if keep_old_stopped else "restart")
+    plan = MODELS["keys"].plan_promotion(
+        job.service, handover.seen, "b", fence="stop" if keep_old_stopped else "restart"
+    )
     assert [s.action + " " + s.node + (" +keys" if s.hot else "") for s in plan.steps] == steps
     engine.sent.clear()
     result = handover.promote(run, keep_old_stopped)

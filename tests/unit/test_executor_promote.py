@@ -1,5 +1,5 @@
 """A planned promotion run through the service runner (nodeops.run.runner.ServiceRunner.promote) as tables: (the plan
-nodeops.activation.plan_promotion makes for a lease pair, what each step of the change does) -> the steps asked of
+Model.plan_promotion makes for a lease pair, what each step of the change does) -> the steps asked of
 the change, in order, what was said, and how the run ends: the old active waiting again (or left stopped) and the
 new one's lease files shredded, or the failure saying what serves now.
 
@@ -15,7 +15,7 @@ import types
 
 import pytest
 
-from nodeops.activation import plan_promotion
+from nodeops.activation import MODELS
 from nodeops.deploy import ServiceDeploy
 from nodeops.errors import OperationFailed
 from nodeops.facts.container import Container
@@ -93,7 +93,7 @@ SAID = [
 )  # fmt: skip
 def test_a_promotion_runs_its_plan_in_order(keep_old_stopped, calls, said):
     change = FakeChange()
-    plan = plan_promotion("lease", SERVICE, SEEN, "b", keep_old_stopped=keep_old_stopped)
+    plan = MODELS["lease"].plan_promotion(SERVICE, SEEN, "b", keep_old_stopped=keep_old_stopped)
     assert ServiceRunner(change).promote(plan) == 0.8  # the handover's outage, as measured
     assert change.calls == calls
     assert change.said == said
@@ -125,7 +125,7 @@ AFTER = "; after b took over from a; b serves"
 )  # fmt: skip
 def test_a_failure_after_the_handover_says_what_serves_now(fails, calls, message):
     change = FakeChange(fails)
-    plan = plan_promotion("lease", SERVICE, SEEN, "b")
+    plan = MODELS["lease"].plan_promotion(SERVICE, SEEN, "b")
     with pytest.raises(ChangeFailed) as err:
         ServiceRunner(change).promote(plan)
     assert str(err.value) == message
@@ -199,7 +199,7 @@ class Promoting(ServiceDeploy):
 
 
 CL_SEEN = {"cl1-a": NodeView(CL_A, RUNNING, True), "cl1-b": NodeView(CL_B, RUNNING, False)}
-PLAN = plan_promotion("lease", Service("cl1", "r", "img:2", "docker", {}, {}, (CL_A, CL_B)), CL_SEEN, "cl1-b")
+PLAN = MODELS["lease"].plan_promotion(Service("cl1", "r", "img:2", "docker", {}, {}, (CL_A, CL_B)), CL_SEEN, "cl1-b")
 SENT = [PREPARE, WRITE, "docker start nodeops-cl1", shredded("secrets.toml"), shredded(".api")]
 AFTER_CL = "; after cl1-b took over from cl1-a; now: cl1-b serves"
 
@@ -245,7 +245,7 @@ def test_the_promotion_steps_send_these_commands(rules, waits_fail, sent, error)
 
 def test_a_plan_of_another_model_is_no_lease_promotion_and_touches_nothing():
     hot = Container("nodeops-cl", True, "running", "sha256:x", {"io.nodeops.hot": "true"})
-    keys = plan_promotion("keys", SERVICE, {"a": NodeView(A, hot, True), "b": NodeView(B, RUNNING, True)})
+    keys = MODELS["keys"].plan_promotion(SERVICE, {"a": NodeView(A, hot, True), "b": NodeView(B, RUNNING, True)})
     change = FakeChange()
     with pytest.raises(ValueError, match=r"cl: `replace a \(fence: restarted without the hot keys\)` is no step"):
         ServiceRunner(change).promote(keys)

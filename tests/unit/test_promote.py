@@ -82,7 +82,7 @@ HOT = Container("nodeops-svc", True, "running", "sha256:x", {"io.nodeops.hot": "
     ids=["keys-two-holders", "all"],
 )  # fmt: skip
 def test_promote_plans_keys_and_all_and_refuses_what_is_unsafe(monkeypatch, activation, a, b, fragment):
-    """Issue 15: a role's activation model decides the promotion (nodeops.activation.plan_promotion); what its plan
+    """Issue 15: a role's activation model decides the promotion (Model.plan_promotion); what its plan
     refuses is refused (exit 4) before anything is touched. A keys promotion is carried out (test_executor_keys.py);
     the handover below is the lease's, so an all one is refused with its model's reason."""
     acted = []
@@ -346,7 +346,7 @@ def test_a_stop_during_the_handover_ends_130_saying_what_runs(monkeypatch, stop_
 # -- a planned promotion plans through activation.plan_promotion and runs through the runner ------------------------
 @pytest.mark.parametrize("keep_old_stopped", [False, True], ids=["old-active-waits-again", "keep-old-stopped"])
 def test_a_planned_promotion_runs_the_plan_of_its_activation_model(monkeypatch, keep_old_stopped):
-    """Issue 15: promote decided and acted in one place; it now plans (nodeops.activation.plan_promotion: the steps
+    """Issue 15: promote decided and acted in one place; it now plans (Model.plan_promotion: the steps
     today's code did) and runs the plan through the service runner (ServiceRunner.promote)."""
     ran, said = [], []
 
