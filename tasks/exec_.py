@@ -19,6 +19,7 @@ from ._cli import INVENTORY_HELP, Sharded, cli, is_interactive, load, services_o
 @task(
     klass=Sharded,
     name="exec",
+    positional=[],  # every argument by its flag: a positional one would take `--help` as its value
     help={
         **INVENTORY_HELP,
         "command": "shell command to run on each node",

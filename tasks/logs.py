@@ -18,6 +18,7 @@ from ._cli import INVENTORY_HELP, cli, load, services_of
 
 
 @task(
+    positional=[],  # every argument by its flag: a positional one would take `--help` as its value
     help={
         **INVENTORY_HELP,
         "service": "the service whose container logs to show (one)",
@@ -25,7 +26,7 @@ from ._cli import INVENTORY_HELP, cli, load, services_of
         "follow": "keep streaming new lines until Ctrl-C or SIGTERM (exit 130) or the container ends",
         "since": "only lines since then: a duration (10m, 1h) or a timestamp (2026-11-30T08:00:00Z)",
         "tail": "only the last N lines of each node's log (before following)",
-    }
+    },
 )
 @cli
 def logs(c, service, env=None, inventory=None, node=None, follow=False, since=None, tail=None):

@@ -9,7 +9,8 @@ turns the running `fab` into it (``adopt_running_fab``), so flags, `-H` and exit
 - Flags that configure Fabric's own connections or Invoke's ``run()`` (``-i``, ``-S``, ``-t``, ``-T``,
   the password prompts, ``-R``, ``-w``, ``-e``, ``-p``, ``--hide``, ``-f``) would be silently ignored
   or misread: each is refused with one line saying where its setting lives (exit 2).
-- A misspelled flag, an unknown task or a missing argument is exit 2 (Invoke's own is 1).
+- A misspelled flag, an unknown task or a missing argument is exit 2 (Invoke's own is 1). Every argument is
+  given by its flag, never by position, so `nodeops exec -h` shows exec's help.
 - ``-H/--hosts`` after a task's name means what it means before it (``nodeops exec -H a --command ...``).
 - Output into a pipe its reader closed (``nodeops status | head``) ends quietly with exit 141, as a
   program killed by SIGPIPE: no traceback.
@@ -125,10 +126,22 @@ def parse_error_line(message: str, task: str | None, flags: Sequence[str], comma
         name = needed.group(1).strip("_").replace("_", "-")
         hint = f" ({VALUE_HINTS[name]})" if name in VALUE_HINTS else ""
         return f"--{name} needs a value{hint}; {see}"
-    if missing := re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)", message):
-        names = [f"--{n.strip(chr(39)).strip('_').replace('_', '-')} NAME" for n in missing.group(2).split(", ")]
-        return f"{missing.group(1)} needs {' and '.join(names)}; {see}"
     return message
+
+
+def required_flags(task) -> list[str]:
+    """The arguments of Invoke task ``task`` that have no default (its context excluded), in order: the flags it
+    cannot run without. Every task takes them by flag (``positional=[]``): Invoke fills a missing positional
+    argument with the next token, whatever it is, so `exec -h` ran exec with `-h` as its command."""
+    parameters = task.argspec(task.body).parameters.values()
+    return [p.name for p in parameters if p.default is inspect.Parameter.empty]
+
+
+def missing_flags_line(task: str, names: Sequence[str]) -> str:
+    """The one line (without the ``nodeops: `` prefix) for ``task`` run without its required flags ``names``
+    (Python names: ``b_c`` is ``--b-c``). Pure."""
+    flags = [f"--{name.strip('_').replace('_', '-')} NAME" for name in names]
+    return f"{task} needs {' and '.join(flags)}; see `nodeops --help {task}`"
 
 
 def refusal(flags: dict[str, object], tasks: dict[str, dict[str, object]], remainder: str) -> str | None:
@@ -183,6 +196,10 @@ class Nodeops(Fab):
                 super().parse_cleanup()  # --help TASK, --list
         except ParseError as err:
             raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
+        for ctx in self.tasks:  # not asking for help (that exited above): each task needs its required flags
+            missing = [name for name in required_flags(self.collection[ctx.name]) if ctx.args[name].value is None]
+            if missing:
+                raise Exit(f"nodeops: {missing_flags_line(ctx.name, missing)}", code=EXIT_INVALID)
 
     def parse_error(self, err: ParseError) -> str:
         """parse_error_line for ``err``, with the flags of the command it arose in (Invoke's ParserContext)."""

@@ -15,11 +15,12 @@ from ._cli import INVENTORY_HELP, cli, load
 
 
 @task(
+    positional=[],  # every argument by its flag: a positional one would take `--help` as its value
     help={
         **INVENTORY_HELP,
         "node": "the node to open a shell on",
         "container": "a shell inside the node's service container (docker exec -it) instead of on the host",
-    }
+    },
 )
 @cli
 def shell(c, node, env=None, inventory=None, container=False):

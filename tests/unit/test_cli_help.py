@@ -13,6 +13,7 @@ from nodeops.project import init_files
 from nodeops.roles import role_for
 from nodeops.secrets.env import env_variable_name
 from tasks import ns
+from tasks.program import program
 from tests.conftest import fab
 
 TASKS = sorted(ns.task_names)
@@ -83,3 +84,12 @@ def test_the_init_pipeline_runs_one_job_per_shard_of_the_matrix_nodeops_shards_p
     assert printed.returncode == 0, printed.stderr
     rows = json.loads(printed.stdout)["include"]  # the matrix: every key of a row is a value the job may use
     assert rows and all(set(row) == {"shard", "services", "bastions"} for row in rows)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+@pytest.mark.parametrize("name", TASKS)
+def test_a_flag_for_help_after_the_task_shows_its_help(name, flag, capsys):
+    """`nodeops exec -h` ran the task: an argument without a default was positional, and took `-h` as its value."""
+    program.run(["nodeops", name, flag], exit=False)
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"Usage: nodeops [--core-opts] {name} ") and "Options:" in shown, shown[:200]

@@ -13,8 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from tasks import ns
 from tasks._cli import confirmation, prompt_lines
-from tasks.program import EXIT_CLOSED_PIPE, REFUSED, hosts_after_tasks, parse_error_line, refusal
+from tasks.program import (
+    EXIT_CLOSED_PIPE,
+    REFUSED,
+    hosts_after_tasks,
+    missing_flags_line,
+    parse_error_line,
+    refusal,
+    required_flags,
+)
 from tests.conftest import FAB, ROOT, run_on_a_terminal, screen_pieces
 
 NODEOPS = Path(sys.executable).with_name("nodeops")  # the editable install's console script
@@ -106,19 +115,31 @@ DEPLOY_FLAGS = ["--dry-run", "-d", "--env", "-e", "--inventory", "--service", "-
          "--env needs a value (an environment name: inventory/NAME.yaml); see `nodeops --help deploy`"),
         ("Flag <Argument: since> needed value and was not given one!", "logs",
          "--since needs a value; see `nodeops --help logs`"),
-        ("'shell' did not receive required positional arguments: 'node'", "shell",
-         "shell needs --node NAME; see `nodeops --help shell`"),
-        ("'x' did not receive required positional arguments: 'a', 'b_c'", "x",
-         "x needs --a NAME and --b-c NAME; see `nodeops --help x`"),
         ("something else", "deploy", "something else"),
     ],
-    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "positional",
-         "two-positional", "other"],
+    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "other"],
 )  # fmt: skip
 def test_parse_error_line_names_the_flag_and_the_fix(message, task, expected):
     """review14b #9: Invoke's own wording ("No idea what ...", "Flag <Argument: env (e)> needed value ...",
     "... did not receive required positional arguments") became nodeops' one line with the fix."""
     assert parse_error_line(message, task, DEPLOY_FLAGS, ["deploy", "status", "shell"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("task", "names", "expected"),
+    [
+        ("shell", ["node"], "shell needs --node NAME; see `nodeops --help shell`"),
+        ("x", ["a", "b_c"], "x needs --a NAME and --b-c NAME; see `nodeops --help x`"),
+    ],
+)
+def test_a_missing_required_flag_is_named_with_the_fix(task, names, expected):
+    assert missing_flags_line(task, names) == expected
+
+
+@pytest.mark.parametrize(("task", "required"), [("exec", ["command"]), ("logs", ["service"]), ("shell", ["node"]),
+                                                ("deploy", [])])  # fmt: skip
+def test_required_flags_are_the_arguments_without_a_default(task, required):
+    assert required_flags(ns[task]) == required
 
 
 # ------------------------------------------------------------------ flags: both programs, end to end
