@@ -40,8 +40,10 @@ def pair_state(seen: Sequence[NodeView], activation: str = "lease") -> str:
     """healthy: one active (node_role), healthy, every other node a running standby, all on the same inputs; mixed:
     as healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
     it answers unhealthy or a standby is missing or unknown; down: no active (lease: nobody answers; keys: nobody
-    holds the hot keys); unsafe: more than one active (two holders under keys). Under activation ``all``: healthy
-    (mixed) when every node serves, degraded when some do, down when none does (Model.state_of)."""
+    holds the hot keys); unknown: no active seen, and a node that could not be reached may be it; unsafe: more than
+    one active (two holders under keys). Under activation ``all``: healthy (mixed) when every node serves, degraded
+    when some do, down when none does, unknown when none is seen serving and a node could not be reached
+    (Model.state_of)."""
     return MODELS[activation].state_of(seen, mixed_inputs(seen))
 
 

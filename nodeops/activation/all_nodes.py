@@ -74,10 +74,11 @@ class AllModel(Model):
         return "down"
 
     def state_of(self, seen: Sequence[NodeView], mixed: str | None) -> str:
-        """healthy (mixed) when every node serves, degraded when some do, down when none does."""
+        """healthy (mixed) when every node serves, degraded when some do, down when none does, unknown when none is
+        seen serving and a node could not be reached."""
         serving = sum(s.serving for s in seen)
         if serving == 0:
-            return "down"
+            return "down" if all(s.reachable for s in seen) else "unknown"
         return "degraded" if serving < len(seen) else "mixed" if mixed else "healthy"
 
     def now(self, active: Sequence[str], serving: Sequence[str]) -> dict:  # noqa: ARG002 (every node is active)

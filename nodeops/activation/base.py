@@ -104,15 +104,16 @@ class Model:
         return "standby" if view.container is not None and view.container.running else "down"
 
     def state_of(self, seen: Sequence[NodeView], mixed: str | None) -> str:
-        """The service's state in ``fab status``: unsafe (more than one active), down (none), degraded (the active
-        answers unhealthy, or a standby is missing or unknown), mixed (as healthy, but ``mixed``: the running nodes'
-        inputs differ, nodeops.status.mixed_inputs), healthy."""
+        """The service's state in ``fab status``: unsafe (more than one active), unknown (none seen active, and a node
+        that could not be reached may be it), down (none), degraded (the active answers unhealthy, or a standby is
+        missing or unknown), mixed (as healthy, but ``mixed``: the running nodes' inputs differ,
+        nodeops.status.mixed_inputs), healthy."""
         roles = [self.role_of(s) for s in seen]
         active = roles.count("active")
         if active > 1:
             return "unsafe"
         if active == 0:
-            return "down"
+            return "unknown" if "unknown" in roles else "down"
         if not all(s.serving for s in seen if self.is_active(s)) or roles.count("standby") != len(roles) - 1:
             return "degraded"
         return "mixed" if mixed else "healthy"

@@ -34,7 +34,8 @@ EXITED = Container("nodeops-svc", False, "exited", "sha256:x", exit_code=1)
         (NodeView(A, RUNNING, True), NodeView(B, EXITED, False), ["active", "down"], "degraded"),
         (NodeView(A, RUNNING, True), NodeView(B, None, False), ["active", "down"], "degraded"),
         (NodeView(A, None, False, unreachable=CUT), NodeView(B, RUNNING, True), ["unknown", "active"], "degraded"),
-        (NodeView(A, None, False, unreachable=CUT), NodeView(B, RUNNING, False), ["unknown", "standby"], "down"),
+        (NodeView(A, None, False, unreachable=CUT), NodeView(B, RUNNING, False), ["unknown", "standby"], "unknown"),
+        (NodeView(A, None, False), NodeView(B, RUNNING, False), ["down", "standby"], "down"),
         (NodeView(A, RUNNING, True), NodeView(B, RUNNING, True), ["active", "active"], "unsafe"),
         (NodeView(A, RUNNING, False, (RPC,)), NodeView(B, RUNNING, False), ["active", "standby"], "degraded"),
         (NodeView(A, RUNNING, False, (RPC,)), NodeView(B, EXITED, False), ["active", "down"], "degraded"),
@@ -42,7 +43,8 @@ EXITED = Container("nodeops-svc", False, "exited", "sha256:x", exit_code=1)
          "degraded"),
         (NodeView(A, RUNNING, True), NodeView(B, RUNNING, False, (RPC,)), ["active", "active"], "unsafe"),
     ],
-    ids=["healthy", "standby-exited", "standby-missing", "active-host-gone", "nobody-serves", "two-actives",
+    ids=["healthy", "standby-exited", "standby-missing", "active-host-gone", "active-unseen", "nobody-serves",
+         "two-actives",
          "unhealthy-active", "unhealthy-active-no-standby", "unhealthy-active-b", "healthy-and-unhealthy-active"],
 )  # fmt: skip
 def test_pair_state(a, b, roles, state):
@@ -67,8 +69,11 @@ OTHER = Container("nodeops-svc", True, "running", "sha256:y", labels={"io.nodeop
          ["not serving", "serving", "unknown"], "degraded"),
         ((NodeView(A, RUNNING, False), NodeView(B, None, False), NodeView(C, RUNNING, False, (RPC,))),
          ["not serving", "down", "not serving"], "down"),
+        ((NodeView(A, RUNNING, False), NodeView(B, None, False), NodeView(C, None, False, unreachable=CUT)),
+         ["not serving", "down", "unknown"], "unknown"),
     ],
-    ids=["every-node-serves", "mixed-inputs", "one-silent-one-exited", "unhealthy-and-unreachable", "none-serves"],
+    ids=["every-node-serves", "mixed-inputs", "one-silent-one-exited", "unhealthy-and-unreachable", "none-serves",
+         "none-seen-serving-one-unseen"],
 )  # fmt: skip
 def test_under_activation_all_every_node_is_serving_or_not_never_active_or_standby(seen, roles, state):
     assert [node_role(s, "all") for s in seen] == roles
@@ -220,8 +225,10 @@ HOT = Container("nodeops-svc", True, "running", "sha256:x", labels={"io.nodeops.
         ((NodeView(A, HOT, True), NodeView(B, EXITED, False)), ["active", "down"], "degraded"),
         ((NodeView(A, HOT, False, (RPC,)), NodeView(B, RUNNING, True)), ["active", "standby"], "degraded"),
         ((NodeView(A, HOT, True), NodeView(B, None, False, unreachable=CUT)), ["active", "unknown"], "degraded"),
+        ((NodeView(A, RUNNING, True), NodeView(B, None, False, unreachable=CUT)), ["standby", "unknown"], "unknown"),
     ],
-    ids=["holder-a", "holder-b", "two-holders", "no-holder", "standby-exited", "holder-unhealthy", "standby-unseen"],
+    ids=["holder-a", "holder-b", "two-holders", "no-holder", "standby-exited", "holder-unhealthy", "standby-unseen",
+         "holder-unseen"],
 )  # fmt: skip
 def test_under_activation_keys_the_holder_is_the_active_though_every_node_answers(seen, roles, state):
     """Issue 15, keys: both nodes answer their health path; only the holder carries io.nodeops.hot=true. A healthy
