@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from nodeops import program
 from nodeops.commands import bastion
 from nodeops.edges.ssh import Fleet, Session, execute
-from nodeops.errors import Declined, LockHeld, NodeopsError, OperationFailed
+from nodeops.errors import Declined, Interrupted, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.notify import operation_message, webhook
 from nodeops.records import Entry, Released, Start, end_entry, entry
@@ -86,9 +86,12 @@ def describe_locks(locks: Sequence[bastion.LockInfo]) -> list[str]:
 
 def end_result(exc: BaseException | None) -> str:
     """An operation's end as its audit entry and last JSON line say it (docs/events.schema.json ``end.result``):
-    ok; declined when its question was answered no (Declined: exit 2, nothing done); failed otherwise."""
+    ok; declined when its question was answered no (Declined: exit 2, nothing done); stopped when it was asked to
+    stop (Interrupted, KeyboardInterrupt: exit 130, at a safe point, the error saying what runs); failed otherwise."""
     if exc is None:
         return "ok"
+    if isinstance(exc, Interrupted | KeyboardInterrupt):
+        return "stopped"
     return "declined" if isinstance(exc, Declined) else "failed"
 
 

@@ -268,7 +268,8 @@ def plan_service(
     if len(serving) > 1:
         nodes = ", ".join(s.node.name for s in serving)
         raise Unsafe(
-            f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see {program()} status)"
+            f"{name}: two nodes serve at once ({nodes}); resolve that before deploying (see {program()} status; after "
+            "a change of the service's activation model, docs/roles.md#activation says how)"
         )
     if len(service.nodes) == 1:
         only = service.nodes[0]

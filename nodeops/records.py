@@ -222,7 +222,7 @@ class End(Identity, Details):
     """An operation's end: also the run's last JSON line (with ``dry_run`` for a dry run, which writes no entry)."""
 
     event: Literal["end"]
-    result: Literal["ok", "failed", "declined"]
+    result: Literal["ok", "failed", "declined", "stopped"]
     exit_code: int
     error: str | None
     seconds: float = Field(ge=0)

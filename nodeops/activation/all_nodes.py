@@ -50,7 +50,9 @@ class AllModel(Model):
                 fix = "add a second node" if len(names) == 1 else "bring another node up first"
                 raise Unsafe(f"{name}: replacing {node} would leave no node serving (activation all: every node "
                              f"serves, never all down); {fix} (see {program()} status)")  # fmt: skip
-            detail = f"rolling, {', '.join(others)} serve" if others else NOT_SERVING
+            detail = (
+                f"rolling, {', '.join(others)} {'serves' if len(others) == 1 else 'serve'}" if others else NOT_SERVING
+            )
             steps += [Step("replace", node, detail), Step("await-serving", node)]
             serving.add(node)  # awaited serving before the next step
         reason = "rolling, one node at a time, never all down" if steps else "up to date"

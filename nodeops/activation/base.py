@@ -40,6 +40,8 @@ class Model:
     fence_first = False  # a planned promotion moves something that must never be on two nodes (keys)
     rotates = False  # fab rotate-secrets rolls the service onto a new secret (nodeops.rotate)
     holding = "serve"  # what only the active does, for a message: "after deploy 2 nodes serve, expected one"
+    answering = ""  # what a node answering its health path has done beyond answering, for a message (lease: it
+    # "holds the lease"; under keys and all a node answers whether or not it holds anything)
     rollback_how = ""  # how a rollback rolls the nodes, for its question (nodeops.rollback.question)
     unseen_risk = ""  # why a node that cannot be seen makes any change unsafe (nodeops.run.survey); "": it does not
 

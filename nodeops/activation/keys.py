@@ -54,7 +54,7 @@ class KeysModel(Model):
     lb_answers_from_active = False  # every node answers 200: the load balancer picks either, holder or not
     fence_first = True
     holding = "hold the hot keys"
-    rollback_how = "standby first, then the active in place with its hot keys (no handover)"
+    rollback_how = "standby first, then the active in place with its hot keys, no handover"
     unseen_risk = "under activation keys a node that cannot be seen might hold the hot keys"
     standby_note = "running without the hot keys"
     as_well = "holds the hot keys as well: two holders"
@@ -99,7 +99,7 @@ class KeysModel(Model):
         if stale(standby, False):
             steps += [Step("replace", standby, "standby first, without the hot keys"), Step("await-serving", standby)]
         if stale(active, True):
-            steps += [Step("replace", active, "the active in place, with the hot keys (no handover)", hot=True),
+            steps += [Step("replace", active, "the active in place with its hot keys, no handover", hot=True),
                       Step("await-serving", active)]  # fmt: skip
         reason = "standby first, the keys stay on the active" if steps else "up to date"
         return ServicePlan(name, tuple(steps), reason)

@@ -21,6 +21,7 @@ class LeaseModel(Model):
 
     name = "lease"
     silent_standby = True
+    answering = "holds the lease"
     rotates = True
     rollback_how = "standby first, one planned handover"
 

@@ -45,12 +45,13 @@ class Awaits:
             sick_since = (sick_since or time.monotonic()) if found[1] else None
             if sick_since is not None and time.monotonic() - sick_since >= UNHEALTHY_GRACE:
                 failing = ", ".join(found[1])
+                done = run.model.answering  # what answering means under the role's model ("holds the lease")
                 if set(found[1]) <= set(accept):
-                    run.say(node.name, f"holds the lease, unhealthy as the active it replaced (failing: {failing})",
-                            failing=list(found[1]))  # fmt: skip
+                    said = f"{done}, unhealthy as" if done else "answers unhealthy, as"
+                    run.say(node.name, f"{said} the active it replaced (failing: {failing})", failing=list(found[1]))
                     break
                 raise OperationFailed(
-                    f"{run.service.name} {node.name}: holds the lease but answers unhealthy after "
+                    f"{run.service.name} {node.name}: {f'{done} but ' if done else ''}answers unhealthy after "
                     f"{UNHEALTHY_GRACE:g}s (failing: {failing}); {run.last_log(node.name)}"
                 )
             c = run.inspect(node.name)

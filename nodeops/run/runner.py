@@ -134,7 +134,10 @@ class ServiceRunner:
             return
         name, step = self.service, plan.steps[i]
         if action == "stop":
-            why = f"{name}: stopped before `{step.describe()}` as asked" + ("; nothing was changed" if i == 0 else "")
+            env = run.fleet.inventory.environment
+            why = f"{name}: stopped before `{step.describe()}` as asked" + (
+                "; nothing was changed" if i == 0
+                else f"; {program()} deploy --env {env} --service {name} finishes the change")  # fmt: skip
         elif action == "undo":
             why = f"{name}: stopped before `{step.describe()}` as asked, undoing this run's change"
             for node in dict.fromkeys(s.node for s in plan.steps[:i] if s.action == "replace"):

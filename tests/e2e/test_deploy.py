@@ -328,7 +328,7 @@ def test_sigterm_during_the_promotion_finishes_the_handover_then_exits_130(dep):
     assert serving_nodes(dep, "cl1") == [standby] and lb_answers(dep, "cl1")
     assert status_of("cl1")["state"] == "healthy"
     end = [e for e in events(fab("audit", "--env", NAME, "--json")) if e.get("event") == "end"][-1]
-    assert end["op"] == "promote-standby" and end["exit_code"] == 130, end
+    assert end["op"] == "promote-standby" and end["exit_code"] == 130 and end["result"] == "stopped", end
     assert "now: " in end["error"] and f"{standby} serves" in end["error"], end
 
 

@@ -120,6 +120,23 @@ def test_a_forced_change_replaces_every_node_still_one_at_a_time():
         "replace b", "await-serving b", "replace a +keys", "await-serving a"]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("model", "service", "facts", "details"),
+    [
+        ("all", RELAYS, seen(RELAYS, serving="abc", a=c(False), b=c(False), c=c(False)),
+         ["rolling, b, c serve", "rolling, a, c serve", "rolling, a, b serve"]),
+        ("all", PAIR, seen(serving="ab", a=c(False), b=c(False)), ["rolling, b serves", "rolling, a serves"]),
+        ("keys", PAIR, seen(serving="ab", a=c(False, hot=True), b=c(False)),
+         ["standby first, without the hot keys", "the active in place with its hot keys, no handover"]),
+    ],
+    ids=["all-three", "all-pair", "keys"],
+)  # fmt: skip
+def test_a_replace_says_why_it_is_safe_in_plain_words(model, service, facts, details):
+    """Review rv15 F7: "rolling, a serve" and "(the active in place, with the hot keys (no handover))"."""
+    plan = MODELS[model].plan_change(service, facts, WANT)
+    assert [s.detail for s in plan.steps if s.action == "replace"] == details
+
+
 def all_down_at_some_step(plan, facts) -> bool:
     """Walks ``plan``: True when a replace stops a node while no other node serves (the rule all never breaks)."""
     up = {n for n, v in facts.items() if v.serving}

@@ -186,10 +186,10 @@ RPC = "EVM.1.HeadTracker.HeadListener"
 class Awaiting(ServiceDeploy):
     """await_serving's edges replaced by a script of health answers (serving, failing), one per poll."""
 
-    def __init__(self, answers):  # noqa: D107 (no super(): nothing here touches a host)
+    def __init__(self, answers, activation="lease"):  # noqa: D107 (no super(): nothing here touches a host)
         self.script, self.said = list(answers), []
         self.service = types.SimpleNamespace(name="svc")
-        self.job = types.SimpleNamespace(role=types.SimpleNamespace(health="/health"))
+        self.job = types.SimpleNamespace(role=types.SimpleNamespace(health="/health", activation=activation))
 
     def health(self, _node):
         return self.script.pop(0) if len(self.script) > 1 else self.script[0]
@@ -217,19 +217,27 @@ NODE = Node("b", "10.0.0.2", 22, "standby", (), "svc")
     ],
     ids=["boots-then-serves", "as-unhealthy-as-before", "a-new-failure", "old-was-healthy"],
 )
-def test_await_serving_accepts_an_unhealthy_node_only_if_no_worse(monkeypatch, answers, accept, outcome):
+@pytest.mark.parametrize(
+    ("activation", "failed", "accepted"),
+    [
+        ("lease", "holds the lease but answers unhealthy", "holds the lease, unhealthy as the active it replaced"),
+        ("keys", "answers unhealthy", "answers unhealthy, as the active it replaced"),
+        ("all", "answers unhealthy", "answers unhealthy, as the active it replaced"),
+    ],
+)
+def test_await_serving_accepts_an_unhealthy_node_only_if_no_worse(monkeypatch, answers, accept, outcome, activation,
+                                                                   failed, accepted):  # fmt: skip
+    """Each model's words: under keys and all a node answers whether or not it holds anything (review rv15 F3: "holds
+    the lease" was said of nodes of roles that have no lease)."""
     monkeypatch.setattr(awaits, "UNHEALTHY_GRACE", 0.05)
     monkeypatch.setattr(awaits, "POLL", 0.01)
-    run = Awaiting(answers)
+    run = Awaiting(answers, activation)
     if outcome == "failed":
-        with pytest.raises(OperationFailed, match=r"svc b: holds the lease but answers unhealthy after 0.05s "
-                                                  r"\(failing: .*\); last log line: x"):  # fmt: skip
+        with pytest.raises(OperationFailed, match=rf"^svc b: {failed} after 0.05s \(failing: .*\); last log line: x"):
             run.waits.await_serving(NODE, timeout=5, accept=accept)
         return
     run.waits.await_serving(NODE, timeout=5, accept=accept)
-    assert (run.said == [f"holds the lease, unhealthy as the active it replaced (failing: {RPC})"]) is (
-        outcome == "accepted"
-    )
+    assert (run.said == [f"{accepted} (failing: {RPC})"]) is (outcome == "accepted")
 
 
 # -- verify: the end state judged by the active's own answer ------------------------------------------------------

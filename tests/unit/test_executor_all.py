@@ -196,7 +196,11 @@ def test_a_failed_step_is_undone_on_its_node_and_the_run_stops(plan, change, cal
 
 def test_a_stop_comes_before_the_next_replace_never_between_a_replace_and_its_await():
     change = FakeChange(ALL, stop_after=1)  # set once `replace a` was said
-    with pytest.raises(Interrupted, match=r"relays: stopped before `replace b \(rolling, a, c serve\)` as asked"):
+    with pytest.raises(
+        Interrupted,
+        match=r"relays: stopped before `replace b \(rolling, a, c serve\)` as asked; "
+        r"\S+ deploy --env \S+ --service relays finishes the change; now",
+    ):  # rv15 F7
         AllRunner(change).apply(planned(ALL))
     assert change.calls == ["keep a b c", *rolled("a")]
 

@@ -207,7 +207,7 @@ def test_a_single_node_is_replaced_while_it_serves():
                               "to its end: it is complete; now: a serves"]),
         # a fresh start stops before its next node once the first serves
         (FRESH, 2, ["keep a b", "replace a", "await-serving a", "shred a .api,x.toml"],
-         ["cl: stopped before `replace b` as asked; now"]),
+         ["cl: stopped before `replace b` as asked; fab deploy --env prod --service cl finishes the change; now"]),
     ],
     ids=["before-anything", "before-handover", "after-handover", "past-the-last-safe-point", "fresh-between-nodes"],
 )  # fmt: skip

@@ -297,8 +297,8 @@ def test_records_and_hints_name_the_program_that_ran(monkeypatch, argv0, command
         (InvalidInput("--service x: no such service"), "failed"),  # a refusal is not a person's no
         (Unsafe("cl1: two nodes serve at once"), "failed"),
         (OperationFailed("cl1: boom"), "failed"),
-        (Interrupted("cl1: stopped at a safe point"), "failed"),
-        (KeyboardInterrupt(), "failed"),
+        (Interrupted("cl1: stopped at a safe point"), "stopped"),  # review rv15 F7: a stop is not a failure
+        (KeyboardInterrupt(), "stopped"),
     ],
 )
 def test_an_operations_end_says_declined_when_its_question_was_answered_no(exc, result):

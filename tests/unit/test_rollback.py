@@ -391,7 +391,7 @@ def test_already_there_per_model(activation, seen, there):
     ("activation", "how"),
     [
         ("lease", "standby first, one planned handover"),
-        ("keys", "standby first, then the active in place with its hot keys (no handover)"),
+        ("keys", "standby first, then the active in place with its hot keys, no handover"),
         ("all", "every node, one at a time, each awaited serving, never all down"),
     ],
 )
@@ -406,7 +406,7 @@ def test_the_question_says_how_the_roles_model_rolls_back(activation, how):
 @pytest.mark.parametrize(
     ("activation", "seen", "how"),
     [
-        ("keys", KEYS_PAIR, "standby first, then the active in place with its hot keys (no handover)"),
+        ("keys", KEYS_PAIR, "standby first, then the active in place with its hot keys, no handover"),
         ("all", RELAYS, "every node, one at a time, each awaited serving, never all down"),
     ],
 )
