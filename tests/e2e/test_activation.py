@@ -62,9 +62,9 @@ def test_the_roles_model_is_planned_from_the_real_nodes_and_promote_standby_refu
     # under all Chainlink's config says [Database.Lock] Enabled = false, another config hash): no handover, no
     # await-waiting
     assert planned == [
-        f"replace {SERVICE}-b (rolling, {SERVICE}-a serve)",
+        f"replace {SERVICE}-b (rolling, {SERVICE}-a serves)",
         f"await-serving {SERVICE}-b",
-        f"replace {SERVICE}-a (rolling, {SERVICE}-b serve)",
+        f"replace {SERVICE}-a (rolling, {SERVICE}-b serves)",
         f"await-serving {SERVICE}-a",
     ], planned
     assert containers() == before  # a dry run changes nothing

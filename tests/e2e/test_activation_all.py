@@ -139,7 +139,7 @@ def test_every_node_serves_and_an_upgrade_rolls_one_at_a_time_with_no_failed_pro
     assert first.returncode == 0, first.stdout + first.stderr
     planned = next(e["steps"] for e in events(first) if e.get("message", "").startswith("plan:"))
     assert planned == ["replace cl1-a (not serving)", "await-serving cl1-a",
-                       "replace cl1-b (rolling, cl1-a serve)", "await-serving cl1-b",
+                       "replace cl1-b (rolling, cl1-a serves)", "await-serving cl1-b",
                        "replace cl2-a (rolling, cl1-a, cl1-b serve)", "await-serving cl2-a"], planned  # fmt: skip
     assert serving(path) == {**dict.fromkeys(NODES, "serving"), "state": "healthy"}
     checked = fab("check", "--inventory", str(path), "--service", SERVICE, "--json")
