@@ -115,10 +115,13 @@ class ServiceRotation:
                 t.set()
                 step = f"testSecret {t.name}"
                 t.test()
+            for t in work:  # each store's pending value where readers read it (a SOPS file), before the roll
+                step = f"promote {t.name}"
+                t.promote()
             if rolls:
                 step = "roll"
                 self.safe_point("the roll")
-                self.pair.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}))
+                self.pair.roll(job_with(current_job, {t.spec.secret: t.recorded() for t in targets}))
         except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
             redact = self.redactor(targets)
             reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
