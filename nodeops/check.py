@@ -2,9 +2,9 @@
 
 What runs where is observed as ``fab status`` observes it (nodeops.status, nodeops.promote.observe);
 on top of that, per service:
-  active      exactly one node serves the role's health path, and the load balancer answers 200
-              from that node (the lease client id the role reads in the health reply, when it shows one; not
-              under keys, where every node answers 200: Model.lb_answers_from_active);
+  active      exactly one node is the active (lease: answers the role's health path; keys: holds the hot keys),
+              it answers 200, and the load balancer answers 200 from it (the lease client id the role reads in the
+              reply, when it shows one; not under keys, where every node answers 200), in the model's words;
   lease       the lease is held, by the node that serves;
   secret-age  the age of each secret's current value against the rotation policy, by its backend's date
               (nodeops.secrets.secret_ages; aws-kms and env secrets have none: "unknown", naming the backend);
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeops import program
-from nodeops.activation import MODELS, model_of
+from nodeops.activation import MODELS, Model, model_of
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
@@ -81,29 +81,32 @@ def level(value: float, limit: float) -> str:
     return "fail" if value > limit else "warn" if value > limit * WARN_AT else "pass"
 
 
-def check_active(serving: Mapping[str, bytes], path: str, lb_url: str | None, lb: Reply,
+def check_active(serving: Mapping[str, bytes | None], path: str, lb_url: str | None, lb: Reply,
                  failing: tuple[str, ...] = (), *, lease_client: Callable[[bytes], str | None],
-                 lb_answers_from_active: bool = True) -> Verdict:  # fmt: skip
-    """``serving``: the active nodes (lease: those that answer on ``path``, 200 or not; keys: the holder), with their
-    replies' bodies; ``failing``: the checks the one active says fail (() when it answers 200); ``lb``: the
-    load balancer's reply to ``lb_url`` (None: no answer); ``lease_client``: the role's hook that reads which
-    node sent a reply (nodeops.role_hooks); ``lb_answers_from_active``: the activation model's
-    (Model.lb_answers_from_active): False when every node answers 200 (keys), so the load balancer's reply may come
-    from any node and which one sent it is not compared."""
+                 model: Model = MODELS["lease"]) -> Verdict:  # fmt: skip
+    """``serving``: the active nodes (``model``'s: Model.is_active; lease: those that answer on ``path``, 200 or not;
+    keys: the holder), with their replies' bodies (None: it answered nothing); ``failing``: the checks the one active
+    says fail (() when it answers 200); ``lb``: the load balancer's reply to ``lb_url`` (None: no answer);
+    ``lease_client``: the role's hook that reads which node sent a reply (nodeops.role_hooks). Worded in the model's
+    terms (Model.active_is, one_active, no_active, many_active). The node the load balancer's reply names is compared
+    with the active's only where the model says the load balancer's 200 comes from the active
+    (Model.lb_answers_from_active: not under keys, where every node answers 200)."""
     if not serving:
-        return "fail", f"no node serves {path}"
+        return "fail", model.no_active.format(path=path)
     if len(serving) > 1:
-        return "fail", f"{len(serving)} nodes serve {path} ({', '.join(sorted(serving))}): expected exactly one"
+        return "fail", model.many_active.format(n=len(serving), path=path, nodes=", ".join(sorted(serving)))
     (node, body), = serving.items()  # fmt: skip
     if failing:
-        return "fail", f"{node} holds the lease but answers {path} unhealthy (failing: {', '.join(failing)})"
+        return "fail", f"{node} {model.active_is} but answers {path} unhealthy (failing: {', '.join(failing)})"
+    if body is None:
+        return "fail", f"{node} {model.active_is} but does not answer {path}"
     if lb_url is None:
-        return "pass", f"{node} serves {path} (no load balancer in the inventory)"
+        return "pass", f"{model.one_active.format(node=node, path=path)} (no load balancer in the inventory)"
     if lb is None:
         return "fail", f"{node} serves, but the load balancer {lb_url} does not answer"
     if lb[0] != 200:
         return "fail", f"{node} serves, but the load balancer {lb_url} answers HTTP {lb[0]}"
-    if not lb_answers_from_active:
+    if not model.lb_answers_from_active:
         return "pass", f"{node} is the active; the load balancer answers 200 (every node serves: any may answer)"
     ours, theirs = lease_client(body), lease_client(lb[1])
     if ours is None or theirs is None:
@@ -125,6 +128,19 @@ def check_serving(seen: Mapping[str, NodeView], path: str, lb_url: str | None, l
         return "fail", f"all {len(seen)} nodes serve, but the load balancer {lb_url} {answer}"
     via = "" if lb_url is None else "; the load balancer answers 200"
     return "pass", f"all {len(seen)} nodes serve {path}{via}"
+
+
+def check_service(model: Model, seen: Mapping[str, NodeView], answers: Mapping[str, bytes], path: str,
+                  lb_url: str | None, lb: Reply,
+                  lease_client: Callable[[bytes], str | None]) -> tuple[str, Verdict]:  # fmt: skip
+    """The service's serving check under ``model``: ``serving`` (check_serving) for a model where every node serves,
+    else ``active`` (check_active) over the nodes the model calls active (``answers``: each node's latest health
+    reply body, by name, for the nodes that answered)."""
+    if not model.has_standby:
+        return "serving", check_serving(seen, path, lb_url, lb)
+    actives = {name: answers.get(name) for name, s in seen.items() if model.is_active(s)}
+    failing = seen[next(iter(actives))].failing if len(actives) == 1 else ()
+    return "active", check_active(actives, path, lb_url, lb, failing, lease_client=lease_client, model=model)
 
 
 def check_lease(lease: Mapping | None, active: str | None, active_id: str | None) -> Verdict:
@@ -292,10 +308,9 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     observer = Observer(fleet, service, role)
     seen = observer.views()
     model = model_of(role)  # lease: who answers is active; keys: who holds the hot keys (both answer)
-    serving = {name: observer.answers[name] for name, s in seen.items() if model.is_active(s)}  # no second GET
+    actives = [name for name, s in seen.items() if model.is_active(s)]
     lb = http.request(service.load_balancer, timeout=http.ANSWER_TIMEOUT) if service.load_balancer else None
-    active = next(iter(serving)) if len(serving) == 1 else None
-    failing = seen[active].failing if active else ()
+    active = actives[0] if len(actives) == 1 else None
     now = datetime.datetime.now(datetime.UTC)
     try:
         ages = secret_ages(inventory, service, now)
@@ -303,14 +318,13 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     except NodeopsError as exc:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
     hooks, every = role.hooks, not model.has_standby  # all: every node serves, none is a standby
-    if every:
-        findings = [finding(service.name, "", "serving", check_serving(seen, role.health, service.load_balancer, lb))]
-    else:
-        lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(serving[active]) if active else None)
-        active_verdict = check_active(serving, role.health, service.load_balancer, lb, failing,
-                                      lease_client=hooks.lease_client,
-                                      lb_answers_from_active=model.lb_answers_from_active)  # fmt: skip
-        findings = [finding(service.name, "", "active", active_verdict), finding(service.name, "", "lease", lease)]
+    served = check_service(model, seen, observer.answers, role.health, service.load_balancer, lb,
+                           hooks.lease_client)  # its replies: no second GET  # fmt: skip
+    findings = [finding(service.name, "", *served)]
+    if not every:
+        body = observer.answers.get(active) if active else None
+        lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(body) if body is not None else None)
+        findings.append(finding(service.name, "", "lease", lease))
     findings += [
         finding(service.name, "", "secret-age", secrets),
         finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),

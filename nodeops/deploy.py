@@ -45,7 +45,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import Job, recorded_texts, restore_job
 from nodeops.lease import LeaseView
-from nodeops.plan import Desired, LeaseFacts, ServicePlan, secret_changes
+from nodeops.plan import Desired, LeaseFacts, ServicePlan, secret_changes, starts_beside_serving
 from nodeops.records import Deployed, DryRun
 from nodeops.run.change import ServiceChange
 from nodeops.run.guards import Guards
@@ -148,10 +148,19 @@ class ServiceDeploy(ServiceChange):
             row = read()
         return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0].node.name, b"")))
 
+    def plan(self, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
+        """The model's plan for ``states``; planned again with the lease facts (lease_facts) only when it would start
+        a node beside the one that serves (plan.starts_beside_serving), the one plan they decide: an up-to-date pair
+        costs no lease query and no rendering of the serving node's inputs. Unsafe when the model refuses."""
+        plan = self.model.plan_change(self.service, states, desired)
+        if starts_beside_serving(plan, states) and (facts := self.lease_facts(states)) is not None:
+            plan = self.model.plan_change(self.service, states, desired, lease=facts)
+        return plan
+
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:
         states, desired = self.observe(dry_run)
-        plan = self.model.plan_change(self.service, states, desired, lease=self.lease_facts(states))
+        plan = self.plan(states, desired)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:

@@ -225,6 +225,13 @@ class LeaseFacts:
     active_id: str | None
 
 
+def starts_beside_serving(plan: ServicePlan, states: Mapping[str, NodeView]) -> bool:
+    """Whether ``plan`` starts a node beside the one node of ``states`` that serves (answers its health path at all):
+    it changes something on a service of more than one node, exactly one of which serves. The only plan the lease
+    facts decide (refuse_a_serving_non_holder): deploy reads them for it alone. Pure."""
+    return plan.changes and len(states) > 1 and sum(s.active for s in states.values()) == 1
+
+
 def refuse_a_serving_non_holder(service: str, active: str, lease: LeaseFacts | None) -> None:
     """Unsafe (exit 4) when ``active``, the node that serves, is seen not to hold the lease: the row is held by
     nobody, or by another client id than the one ``active``'s reply names. Such a node runs without the lease (its

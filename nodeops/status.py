@@ -7,7 +7,9 @@ import datetime
 import re
 from collections.abc import Sequence
 
+from nodeops import program
 from nodeops.activation import MODELS
+from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.observe import Observer
@@ -16,6 +18,7 @@ from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
+from nodeops.rotate.service import interrupted_rotations
 
 
 def node_role(s: NodeView, activation: str = "lease") -> str:
@@ -94,16 +97,44 @@ def node_status(s: NodeView, now: datetime.datetime, activation: str = "lease") 
 
 
 def lease_status(fleet: Fleet, job: Job) -> dict | None:
-    """The service's lease as read from its database (``error`` when unreadable); None if its role keeps none."""
+    """The service's lease as read from its database (``error`` when unreadable, with ``login_refused`` true when
+    the server refused the inventory's credentials: what a node given them meets at its next start, e.g. after a
+    rotation killed once the database took the new password); None if its role keeps none."""
     if job.role.lease is None:
         return None
     try:
         with lease_reader(fleet, job) as read:
             found = read()
+    except LoginRefused as exc:
+        return {"error": str(exc), "login_refused": True}
     except NodeopsError as exc:
         return {"error": str(exc)}
     return {"holder": found.holder, "held": found.held, "expires_in_seconds": round(found.remaining, 1),
             "describe": found.describe()}  # fmt: skip
+
+
+def rotation_status(inventory: Inventory, job: Job) -> dict | None:
+    """A rotation a run left under way on the service (nodeops.rotate.service.interrupted_rotations): the rotations
+    (``interrupted``) and the command that completes them (``finish``); ``error`` when a backend could not be read;
+    None when none is under way."""
+    try:
+        names = interrupted_rotations(inventory, job)
+    except NodeopsError as exc:
+        return {"error": str(exc)}
+    if not names:
+        return None
+    which = names[0] if len(names) == 1 else "all"  # a run completes only the interrupted ones of --secret all
+    return {"interrupted": names, "finish": f"{program()} rotate-secrets --env {inventory.environment} --service "
+            f"{job.service.name} --secret {which}"}  # fmt: skip
+
+
+def service_state(seen: Sequence[NodeView], activation: str, lease: dict | None) -> str:
+    """pair_state, but never healthy (nor mixed: degraded) while the lease database refuses the inventory's
+    credentials (lease_status's ``login_refused``): the active serves on a connection opened before, and no node
+    started on those credentials would."""
+    state = pair_state(seen, activation)
+    refused = lease is not None and lease.get("login_refused")
+    return "degraded" if refused and state in ("healthy", "mixed") else state
 
 
 def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict]:
@@ -115,9 +146,10 @@ def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict
         now = datetime.datetime.now(datetime.UTC)
         results.append({
             "service": job.service.name,
-            "state": pair_state(list(seen.values()), job.role.activation),
+            "state": service_state(list(seen.values()), job.role.activation, lease),
             "mixed": mixed_inputs(list(seen.values())),
             "lease": lease,
+            "rotation": rotation_status(inventory, job),
             "lock": held[job.service.name].record() if job.service.name in held else None,
             "nodes": [node_status(s, now, job.role.activation) for s in seen.values()],
         })  # fmt: skip

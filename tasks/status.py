@@ -18,7 +18,8 @@ from ._cli import SHARDED_HELP, Sharded, cli, is_interactive, load, services_of
 @task(klass=Sharded, help=SHARDED_HELP)
 @cli
 def status(c, env=None, inventory=None, service=None, shard=None, json_=False):
-    """Observed state per service: each node's role, container, version and uptime, the lease, the lock holder."""
+    """Observed state per service: each node's role, container, version and uptime, the lease, a rotation left
+    under way, the lock holder."""
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service, shard))  # the database credentials for reading the lease
     with Fleet(inv) as fleet:

@@ -58,6 +58,10 @@ class KeysModel(Model):
     unseen_risk = "under activation keys a node that cannot be seen might hold the hot keys"
     standby_note = "running without the hot keys"
     as_well = "holds the hot keys as well: two holders"
+    active_is = "holds the hot keys"
+    one_active = "{node} holds the hot keys and serves {path}"
+    no_active = "no node holds the hot keys"
+    many_active = "{n} nodes hold the hot keys ({nodes}): expected exactly one"
 
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
                     force: bool = False, lease: LeaseFacts | None = None) -> ServicePlan:  # noqa: ARG002 (lease's)  # fmt: skip

@@ -78,8 +78,9 @@ def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
 
 
 def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
-    """``fab status`` for a person (results: docs/status.schema.json): per service its name and state, the lease
-    and the lock on a line each (wrapped, never more than a few lines), and its nodes; fits ``width`` columns."""
+    """``fab status`` for a person (results: docs/status.schema.json): per service its name and state, the lease,
+    a rotation left under way and the lock on a line each (wrapped, never more than a few lines), and its nodes;
+    fits ``width`` columns."""
     parts: list[RenderableType] = []
     for r in results:
         title = Text()
@@ -92,6 +93,11 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
             text = lease.get("describe") or f"unreadable: {lease.get('error')}"
             parts.append(_labelled("lease", fit_words(short_digests(text), 3 * (width - 10)),
                                    "" if "describe" in lease else "yellow"))  # fmt: skip
+        rotation = r.get("rotation")
+        if rotation:  # a rotation a killed run left under way (nodeops.status.rotation_status)
+            text = (f"{', '.join(rotation['interrupted'])} interrupted: {rotation['finish']} completes it"
+                    if "finish" in rotation else f"unreadable: {rotation['error']}")  # fmt: skip
+            parts.append(_labelled("rotation", fit_words(text, 3 * (width - 10)), "yellow"))
         lock = r["lock"]
         if lock:
             who = lock["holder"]

@@ -17,17 +17,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from nodeops import program
+from nodeops.activation import model_of
 from nodeops.edges import aws
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed
-from nodeops.inventory import Inventory
+from nodeops.inventory import Inventory, Service
 from nodeops.job import Job
 from nodeops.records import Rotated
 from nodeops.roles import RotationSpec
 from nodeops.rotate.api import ApiPassword
 from nodeops.rotate.database import PostgresPassword
 from nodeops.rotate.roll import PairRoll, job_with
-from nodeops.rotate.rules import CURRENT, PENDING
+from nodeops.rotate.rules import CURRENT, PENDING, refused_backend
 from nodeops.rotate.sops import SopsStore
 from nodeops.rotate.ssm import ParameterVersions
 from nodeops.rotate.versions import SecretVersions, Store, Target
@@ -44,6 +45,41 @@ def target(kind: str) -> type[Target]:
     module's API password change; role.yaml's kinds are checked when the role is loaded, ``refused`` never
     gets here: nodeops.rotate.rules.select)."""
     return PostgresPassword if kind == "postgres-password" else ApiPassword
+
+
+def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients: dict[tuple[str, str], Any]) -> Store:
+    """The store of ``spec``'s secret of ``service``, by its backend's kind (rules.check_service refused the others);
+    ``clients``: one AWS client per backend and service, shared, filled as needed."""
+    ref = service.secrets[spec.secret]
+    backend = inventory.secret_backends[ref.backend]
+    if backend.kind == "sops":
+        return SopsStore(backend, str(inventory.source), ref)
+    kind = "ssm" if backend.kind == "aws-ssm" else "secretsmanager"
+    client = clients.get((backend.name, kind))
+    if client is None:
+        client = clients[(backend.name, kind)] = aws.client(backend, str(inventory.source), kind)
+    if backend.kind == "aws-ssm":
+        return ParameterVersions(client, ref, aws.backend_where(backend))
+    return SecretVersions(client, ref.name, aws.backend_where(backend), ref.key)
+
+
+def interrupted_rotations(inventory: Inventory, job: Job) -> list[str]:
+    """The rotations of ``job``'s role (role.yaml ``rotation:``, by name) that a run left under way on its service:
+    their secret's backend holds a pending marker (Store.stages not fresh: Secrets Manager's AWSPENDING, Parameter
+    Store's nodeops-pending label, a SOPS file's nodeops_pending entry), which only rotate-secrets completes. A
+    model that does not rotate, a refused rotation and a backend rotation does not write have none. Read only.
+    Errors: NodeopsError (a backend that cannot be read)."""
+    if not model_of(job.role).rotates:
+        return []
+    found, clients = [], {}
+    for spec in job.role.rotation.values():
+        ref = job.service.secrets.get(spec.secret)
+        backend = inventory.secret_backends[ref.backend] if ref is not None else None
+        if spec.kind == "refused" or backend is None or refused_backend(backend.kind, backend.name, ref.name):
+            continue
+        if store_of(inventory, job.service, spec, clients).stages().state != "fresh":
+            found.append(spec.name)
+    return found
 
 
 class ServiceRotation:
@@ -67,18 +103,8 @@ class ServiceRotation:
             raise StopAsked(before)
 
     def versions(self, spec: RotationSpec) -> Store:
-        """The store of ``spec``'s secret, by its backend's kind (rules.check_service refused the others)."""
-        ref = self.job.service.secrets[spec.secret]
-        backend = self.inventory.secret_backends[ref.backend]
-        if backend.kind == "sops":
-            return SopsStore(backend, str(self.inventory.source), ref)
-        service = "ssm" if backend.kind == "aws-ssm" else "secretsmanager"
-        client = self.clients.get((backend.name, service))
-        if client is None:
-            client = self.clients[(backend.name, service)] = aws.client(backend, str(self.inventory.source), service)
-        if backend.kind == "aws-ssm":
-            return ParameterVersions(client, ref, aws.backend_where(backend))
-        return SecretVersions(client, ref.name, aws.backend_where(backend), ref.key)
+        """The store of ``spec``'s secret (store_of)."""
+        return store_of(self.inventory, self.job.service, spec, self.clients)
 
     def redactor(self, targets: Sequence[Target]) -> Redactor:
         """Masks the current values and every pending value known so far."""
@@ -115,10 +141,13 @@ class ServiceRotation:
                 t.set()
                 step = f"testSecret {t.name}"
                 t.test()
+            for t in work:  # each store's pending value where readers read it (a SOPS file), before the roll
+                step = f"promote {t.name}"
+                t.promote()
             if rolls:
                 step = "roll"
                 self.safe_point("the roll")
-                self.pair.roll(job_with(current_job, {t.spec.secret: t.pending for t in targets}))
+                self.pair.roll(job_with(current_job, {t.spec.secret: t.recorded() for t in targets}))
         except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
             redact = self.redactor(targets)
             reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"

@@ -5,14 +5,16 @@ A file has one value per key, so the pending value lives in the same file, besid
 top-level mapping ``nodeops_pending`` (keyed by the reference's dotted key path), encrypted like every value:
 
   createSecret  ``nodeops_pending.<key>`` set to the new value (readers still read ``<key>``);
-  finishSecret  ``<key>`` set to the pending value, then ``nodeops_pending.<key>`` removed (and ``nodeops_pending``
-                when it is empty);
-  discard       ``nodeops_pending.<key>`` removed.
+  promote       once every system took the new value, before the pair is rolled: ``<key>`` set to the pending value
+                (the entry stays), so that the version the rolled nodes record (the file's: values_version) is the
+                one the file holds once the rotation finished, and a deploy after it says "no change";
+  finishSecret  ``nodeops_pending.<key>`` removed (and ``nodeops_pending`` when it is empty), which moves no version;
+  discard       ``<key>`` back on the value it had if this run promoted it, then ``nodeops_pending.<key>`` removed.
 
-Each write is one atomic rename, so a crash leaves the file before or after a step: a pending entry that differs
-from the key's value is an interrupted rotation (completed by the next run), one equal to it a finished one (the
-next run removes it). Stage ids: ``current`` and ``pending`` (``pending`` equal to the value: both ``current``).
-The file keeps no versions, so the values carry None as their version. Commit the file after a rotation.
+Each write is one atomic rename, so a crash leaves the file before or after a step: a pending entry is an interrupted
+rotation, whether or not ``<key>`` holds its value yet (the roll may not have ended): the next run completes it (sets
+and tests the pending value again, rolls, finishes). Stage ids: ``current`` and ``pending``. Commit the file after a
+rotation.
 """
 
 from __future__ import annotations
@@ -29,12 +31,10 @@ from nodeops.secrets.sops import PENDING_KEY, SopsFile, key_path
 CURRENT_ID, PENDING_ID = "current", "pending"
 
 
-def file_stages(doc: dict, key: str, value: str) -> Stages:
-    """Stages of ``key`` in the decrypted document ``doc`` whose value at ``key`` is ``value``."""
-    pending = (doc.get(PENDING_KEY) or {}).get(key)
-    if pending is None:
-        return Stages(CURRENT_ID)
-    return Stages(CURRENT_ID, CURRENT_ID if pending == value else PENDING_ID)
+def file_stages(doc: dict, key: str) -> Stages:
+    """Stages of ``key`` in the decrypted document ``doc``: interrupted while it has a pending entry, even one the
+    key already holds (promoted, the roll perhaps not ended), else fresh."""
+    return Stages(CURRENT_ID) if (doc.get(PENDING_KEY) or {}).get(key) is None else Stages(CURRENT_ID, PENDING_ID)
 
 
 class SopsStore(Store):
@@ -52,6 +52,7 @@ class SopsStore(Store):
         self.sops = SopsFile(backend, os.environ, file)
         self.file, self.name, self.key = file, ref.name, ref.key or ""
         self.parts = key_path(ref.key)  # checked by the read before any rotation
+        self.before: str | None = None  # the key's value before this run promoted the pending one (discard)
 
     def fail(self, problem: str, error: Any = None) -> NoReturn:  # noqa: ARG002 - every problem here is exit 1
         raise OperationFailed(f"{self.file}: {problem}")
@@ -66,7 +67,8 @@ class SopsStore(Store):
 
     def stages(self) -> Stages:
         doc = self.sops.document(self.name, self.fail)
-        return file_stages(doc, self.key, self._value(doc))
+        self._value(doc)
+        return file_stages(doc, self.key)
 
     def value(self, version: str) -> str:
         doc = self.sops.document(self.name, self.fail)
@@ -76,17 +78,33 @@ class SopsStore(Store):
         self.sops.set(self.name, [PENDING_KEY, self.key], value, self.fail)
         return PENDING_ID
 
+    def promote(self, stages: Stages) -> None:
+        """The key set to the pending value, unless it holds it already (a rerun); the value it had is kept for
+        discard."""
+        value, pending = self.value(CURRENT_ID), self.value(stages.pending or PENDING_ID)
+        if value != pending:
+            self.sops.set(self.name, self.parts, pending, self.fail)
+            self.before = value
+
     def finish(self, stages: Stages) -> None:
-        if stages.state == "interrupted":
-            self.sops.set(self.name, self.parts, self.value(PENDING_ID), self.fail)
-        self.discard(Stages(CURRENT_ID, PENDING_ID))
+        self.promote(stages)  # done before the roll; here only when nothing rolled it
+        self._unstage()
 
     def discard(self, stages: Stages) -> None:
         if stages.pending is None:
             return
+        if self.before is not None:  # this run promoted the pending value: the key gets its own back
+            self.sops.set(self.name, self.parts, self.before, self.fail)
+            self.before = None
+        self._unstage()
+
+    def _unstage(self) -> None:
+        """``nodeops_pending.<key>`` removed, and ``nodeops_pending`` when that leaves it empty."""
         self.sops.set(self.name, [PENDING_KEY, self.key], None, self.fail)
         if not self.sops.document(self.name, self.fail).get(PENDING_KEY):
             self.sops.set(self.name, [PENDING_KEY], None, self.fail)
 
-    def recorded(self, version: str) -> None:  # noqa: ARG002 - a file keeps no versions
-        return None
+    def recorded(self, version: str) -> str:  # noqa: ARG002 - one version for the file's values, both stages'
+        """The file's version now (values_version): the one a node started on the pending value records once it was
+        promoted, since the key then holds it."""
+        return self.sops.version(self.name, self.fail)

@@ -66,6 +66,11 @@ class Store(abc.ABC):
         """The version a Secret of ``version`` carries (a container's label; None: the backend keeps none)."""
         return version
 
+    def promote(self, stages: Stages) -> None:  # noqa: B027 - a step most stores do not need
+        """Before the pair is rolled onto the pending value: what a store whose version of it is known only once
+        readers read it (a SOPS file: nodeops.rotate.sops) writes then, so that the nodes record the version the
+        store holds once finished (recorded, asked after). Nothing by default: a pending version is one already."""
+
 
 class SecretVersions(Store):
     """One secret's versions and stages in Secrets Manager; ``key``: the rotated field of its JSON document (None:
@@ -148,6 +153,16 @@ class Target(abc.ABC):
         self.pending = Secret(value, self.spec.secret, store.recorded(version))
         self.stages = Stages(st.current, version)
         self.say("createSecret", store.said(store.CREATED, version), version=version)
+
+    def promote(self) -> None:
+        """Before the roll: the store's promote (Store.promote)."""
+        self.versions.promote(self.stages)
+
+    def recorded(self) -> Secret:
+        """The pending value with the version its store records for it now, asked once every target was promoted
+        (several keys of one SOPS file share the file's version, which each promote moves)."""
+        assert self.pending is not None  # create() set it
+        return Secret(self.pending.reveal(), self.spec.secret, self.versions.recorded(self.stages.pending))
 
     def finish(self) -> None:
         store = self.versions

@@ -29,6 +29,23 @@ from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
 
 
+def run_spec(job: Job, digest: str | None, hot: bool = False) -> cmd.RunSpec:
+    """`docker run` of ``job`` (its image is the run's image, as pulled: ``digest``, the registry digest recorded on
+    the container, None when unknown); ``hot``: labelled ``io.nodeops.hot=true``, the fact that it was started with
+    the role's hot files (NodeView.hot)."""
+    role, r, service = job.role, job.rendered, job.service
+    labels = {"service": service.name, "role": role.name, "profile": job.profile,
+              "version": cmd.image_tag(service.image), "config": r.config_hash,
+              "digest": digest or "none", "port": str(role.port), **input_labels(job),
+              **({"hot": "true"} if hot else {})}  # fmt: skip
+    return cmd.RunSpec(
+        runtime=service.runtime, service=service.name, image=service.image, command=r.command,
+        user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
+        log_driver=service.log_driver, log_options=service.log_options,
+        stop_timeout=int(role.stop_timeout), env_file=r.env_file,
+    )  # fmt: skip
+
+
 class ServiceChange:
     """One change to ``job``'s service pair, through ``fleet``, reported to ``report`` (see the module's docstring)."""
 
@@ -36,6 +53,8 @@ class ServiceChange:
     held_back: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # node -> the hot files its latest upload left
     # out (activation keys); upload() sets a new mapping on the change, never mutates this one
     given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (set likewise)
+    shredded: Mapping[str, frozenset[str]] = MappingProxyType({})  # node -> the files shredded there since this
+    # change last wrote its files (set likewise): a shred asked again of them has nothing to shred (shred())
 
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
@@ -104,22 +123,6 @@ class ServiceChange:
         return {n.name: NodeView(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
-    def run_spec(self, job: Job | None = None, hot: bool = False) -> cmd.RunSpec:
-        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled); ``hot``: labelled
-        ``io.nodeops.hot=true``, the fact that it was started with the role's hot files (NodeView.hot)."""
-        job = job or self.job
-        role, r, service = job.role, job.rendered, job.service
-        labels = {"service": service.name, "role": role.name, "profile": job.profile,
-                  "version": cmd.image_tag(service.image), "config": r.config_hash,
-                  "digest": self.digest or "none", "port": str(role.port), **input_labels(job),
-                  **({"hot": "true"} if hot else {})}  # fmt: skip
-        return cmd.RunSpec(
-            runtime=self.runtime, service=service.name, image=service.image, command=r.command,
-            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
-            log_driver=service.log_driver, log_options=service.log_options,
-            stop_timeout=int(role.stop_timeout), env_file=r.env_file,
-        )  # fmt: skip
-
     def upload(self, node: str, job: Job | None = None, hot: bool | None = None) -> bool:
         """The node's files (``job``'s, this run's by default), each created 0400 for the container user before its
         first byte (NodeActions.upload); the role's hot files (activation keys) only with ``hot`` (None: as this change
@@ -132,13 +135,20 @@ class ServiceChange:
         files = {name: f.data for name, f in job.rendered.files.items() if hot or not f.hot}
         self.held_back = {**self.held_back, node: tuple(name for name in job.rendered.files if name not in files)}
         self.given_hot = self.given_hot | {node} if hot else self.given_hot - {node}
+        self.shredded = {**self.shredded, node: frozenset()}  # before the write: a failed one may have written some
         self.on(node).upload(files, job.role.user)
         return hot
 
     def shred(self, node: str, names: Sequence[str]) -> None:
         """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred), but the hot files its latest
-        upload left out (it never had them)."""
-        self.on(node).shred([name for name in names if name not in self.held_back.get(node, ())])
+        upload left out (it never had them) and those shredded there since the change last wrote its files
+        (``shredded``): an undo asks again for files the node put back has already had shredded (Restore.settle,
+        then the failure's end), and each shred is sent, and said, once. A shred that failed (OperationFailed)
+        counts for nothing."""
+        done = self.shredded.get(node, frozenset())
+        names = [name for name in names if name not in self.held_back.get(node, ()) and name not in done]
+        self.on(node).shred(names)
+        self.shredded = {**self.shredded, node: done | set(names)}
 
     def replace(self, node: str, hot: bool = False, job: Job | None = None) -> None:
         """The node's container replaced by one on ``job``'s inputs (this run's by default), with the role's hot
@@ -160,7 +170,7 @@ class ServiceChange:
         service's container name must be free); ``hot`` as upload() takes it."""
         job = job or self.job
         keys = self.upload(node, job, hot)
-        self.on(node).run(self.run_spec(job, keys is True))
+        self.on(node).run(run_spec(job, self.digest, keys is True))
         self.ports[node] = job.role.port
         if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [job.rendered.env_file])

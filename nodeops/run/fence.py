@@ -151,8 +151,8 @@ class KeysPromotion:
             raise failure(run, why)
         raise Interrupted(f"{why}; {run.standing()}")
 
-    def step(self, step: Step) -> float:
-        """One step of the plan; the seconds an await took (0 for the others)."""
+    def step(self, step: Step) -> None:
+        """One step of the plan, carried out on its node (the fence, await-fenced, the hot start, await-serving)."""
         run, node = self.change, step.node
         own = run.ran_on[node]
         if step.action == "replace":  # the change's digest is what its containers are labelled with (run_spec)
@@ -163,21 +163,18 @@ class KeysPromotion:
                 run.on(node).stop(int(own.role.stop_timeout))
             else:
                 run.replace(node, job=own)
-            return 0.0
-        if step.action == "await-fenced":
+        elif step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
             said = confirm_fenced(run, self.nodes[node]) if self.fenced_by == "replace" else ""  # a restart fence
             run.say(node, f"fenced: holds no keys (seen after {took:.1f}s){said}")
-            return took
-        if step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
+        elif step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)
             run.replace(node, hot=True, job=own)
-            return 0.0
-        if step.action == "await-serving":
-            took = run.waits.await_serving(self.nodes[node])
+        elif step.action == "await-serving":
+            run.waits.await_serving(self.nodes[node])
             run.shred(node, own.all_files)
-            return took
-        raise ValueError(f"{self.service}: `{step.describe()}` is no step of a keys promotion")
+        else:
+            raise ValueError(f"{self.service}: `{step.describe()}` is no step of a keys promotion")
 
     def undo(self, step: Step, old: str | None, new: str, why: str, unsafe: bool = False) -> ChangeFailed:
         """The failure of ``step``, undone: before the new holder got the keys, they go back to the old holder;

@@ -324,16 +324,18 @@ BACKENDS: Mapping[str, str] = MappingProxyType({
 
 # The shape of each kind's version ids (a kind not here keeps none: its Secrets carry None): Secrets Manager's VersionId
 # (32 to 64 characters, its ClientRequestToken's rule; nodeops writes UUIDs), Parameter Store's version number, a KMS
-# ciphertext file's ``kms:`` and 16 hex digits of the blob's sha256 (nodeops.secrets.kms.blob_version).
+# ciphertext file's ``kms:`` and 16 hex digits of the blob's sha256 (nodeops.secrets.kms.blob_version), a SOPS file's
+# ``sops:`` and 16 hex digits of the sha256 of its encrypted values (nodeops.secrets.sops.values_version).
 VERSION_IDS: Mapping[str, str] = MappingProxyType({
     "aws-secretsmanager": r"[A-Za-z0-9-]{32,64}",
     "aws-ssm": r"[0-9]+",
     "aws-kms": r"kms:[0-9a-f]{16}",
+    "sops": r"sops:[0-9a-f]{16}",
 })  # fmt: skip
 
 # The kinds whose version ids say that a value changed but that hold only their current value (a file of the
 # repository: git has the older ones): a container's older version of them cannot be read again.
-CURRENT_ONLY = frozenset({"aws-kms"})
+CURRENT_ONLY = frozenset({"aws-kms", "sops"})
 
 
 def version_of_kind(kind: str, version: str | None) -> bool:

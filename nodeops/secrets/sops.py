@@ -14,8 +14,14 @@ with no credentials gets moto's dummy pair, as nodeops.edges.aws does). The chil
 
 Writing (``rotate-secrets``, nodeops.rotate.sops): ``sops set --value-stdin`` (the value on stdin, JSON-encoded)
 on a copy of the encrypted file beside it, then the copy renamed over the file: an interrupted write leaves the
-file as it was. Only ciphertext is ever written. A file keeps no versions (git does): the version is None, and a
-version asked for is refused.
+file as it was. Only ciphertext is ever written.
+
+Version: a file keeps only its current values (git keeps the older ones). Its version id is ``sops:`` and 16 hex
+digits of the sha256 of its encrypted values (values_version: neither its ``sops`` metadata nor a rotation's
+``nodeops_pending`` entry), the same for every key of the file, as a Secrets Manager secret's is for every key of its
+document: any value written moves it (sops encrypts a written value afresh, and keeps the others' ciphertext), so a
+deploy sees the change; it says nothing of a value. An older version asked for is refused (restore_job asks none of
+a CURRENT_ONLY kind).
 
 Age (``fab check``'s secret-age): the file's ``sops.lastmodified``, sops's own metadata, in clear in the encrypted
 file (read without decrypting): when sops last wrote any key of the file, so a key's value is never younger than it
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -51,6 +58,7 @@ __all__ = [
     "last_modified",
     "problem",
     "sops_program",
+    "values_version",
 ]
 
 PENDING_KEY = "nodeops_pending"  # a rotation's pending values: {dotted key path: value} (nodeops.rotate.sops)
@@ -78,6 +86,19 @@ def key_path(key: str | None) -> list[str]:
 def index(parts: Sequence[str]) -> str:
     """sops's index of a key path: ["db", "password"] -> ``["db"]["password"]`` (each part JSON-quoted)."""
     return "".join(f"[{json.dumps(p)}]" for p in parts)
+
+
+def values_version(data: bytes, kind: str) -> str:
+    """The version id of the encrypted document ``data`` (``kind``: json or yaml): ``sops:`` and 16 hex digits of the
+    sha256 of its encrypted values, the ``sops`` metadata and the ``nodeops_pending`` entry left out (canonical JSON
+    of the rest: ciphertext, and whatever the file leaves unencrypted, already in clear). An unreadable document has
+    the version of nothing (its decryption says what is wrong)."""
+    try:
+        doc = json.loads(data) if kind == "json" else yaml.safe_load(data)
+    except (ValueError, yaml.YAMLError):
+        doc = None
+    values = {k: v for k, v in doc.items() if k not in ("sops", PENDING_KEY)} if isinstance(doc, dict) else None
+    return "sops:" + hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def last_modified(data: bytes, kind: str, name: str) -> datetime.datetime:
@@ -157,6 +178,7 @@ class SopsFile(Backend):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.documents: dict[str, dict] = {}  # file name -> its decrypted document
+        self.versions: dict[str, str] = {}  # file name -> the version of the document decrypted (values_version)
 
     def describe(self, ref: SecretRef) -> str:
         return f"key {ref.key!r} of SOPS file {ref.name!r}"
@@ -186,14 +208,20 @@ class SopsFile(Backend):
             doc = json_object(plain)
             if doc is None:
                 fail(f"SOPS file {name!r} does not hold a mapping of keys")
-            self.documents[name] = doc
+            self.documents[name], self.versions[name] = doc, values_version(data, kind)
         return self.documents[name]
 
-    def read(self, ref: SecretRef, fail: Fail, version: str | None = None) -> tuple[str, None]:
-        """(the string at ``ref.key`` of the file, None): a file keeps no versions, so ``version`` is refused."""
-        if version is not None:
-            fail(f"version {version} was asked for, but secret backend {self.backend.name!r} (kind sops) keeps no "
-                 "versions")  # fmt: skip
+    def version(self, name: str, fail: Fail) -> str:
+        """The version of file ``name`` as it is now (values_version), read without decrypting it."""
+        return values_version(repository_file(self.file, name, fail, "SOPS file"), self._kind(name, fail))
+
+    def read(self, ref: SecretRef, fail: Fail, version: str | None = None) -> tuple[str, str]:
+        """(the string at ``ref.key`` of the file, the file's version); ``version`` other than the file's is refused:
+        the file keeps only its current values."""
+        self.document(ref.name, fail)
+        if version not in (None, self.versions[ref.name]):
+            fail(f"version {version} is not in SOPS file {ref.name!r} (it holds {self.versions[ref.name]}): the file "
+                 "keeps only its current values, git its older ones")  # fmt: skip
         try:
             parts = key_path(ref.key)
         except ValueError:
@@ -207,7 +235,7 @@ class SopsFile(Backend):
             node = node[part]
         if not isinstance(node, str):
             fail(f"key {ref.key!r} of SOPS file {ref.name!r} is a {type(node).__name__}, not a string (quote it)")
-        return node, None
+        return node, self.versions[ref.name]
 
     def current_since(self, ref: SecretRef) -> datetime.datetime:
         """The file's ``sops.lastmodified`` (last_modified: nothing is decrypted). Errors: OperationFailed."""

@@ -273,10 +273,17 @@ def test_a_killed_rotation_is_completed_by_the_next_run(rot, point, when, figure
         pending_password = document(rot, "cl2/DBSecret", "AWSPENDING")["password"]
         assert pg_accepts(rot, "cl2", "cl2", pending_password), "killed before setSecret had happened"
         assert lb_answers(rot, "cl2")  # the active was not touched yet
+        # issue 17: status said "healthy", its lease read refused, and nothing of the rotation left under way
+        left = status(NAME, "--service", "cl2")["cl2"]
+        assert left["rotation"]["interrupted"] == ["db"], left
+        assert left["rotation"]["finish"].endswith(f"rotate-secrets --env {NAME} --service cl2 --secret db")
+        assert left["lease"].get("login_refused") is True and left["state"] == "degraded", left
         release_lock("cl2")
         rerun = rotate("cl2", "db")
     out = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, out
+    after = status(NAME, "--service", "cl2")["cl2"]
+    assert after["rotation"] is None and after["state"] == "healthy" and "error" not in after["lease"], after
     assert "an interrupted run left reused" in out
     assert by_stage(rot, "cl2/DBSecret")["AWSCURRENT"] == pending  # the same version, no new one
     assert len(stages(rot, "cl2/DBSecret", unlabelled=True)) == versions_before + 1

@@ -214,6 +214,39 @@ def test_rotating_db_writes_through_sops_and_a_new_parameter_version(sbk, figure
     figures(f"rotate db: planned handover outage {took[0]}s (sops), {took[1]}s (aws-ssm)")
 
 
+def deploy_cl1(*flags: str) -> dict:
+    """`fab deploy --service cl1 --json` (with ``flags``): it succeeded; cl1's result from its end event."""
+    res = fab("deploy", "--env", NAME, "--service", "cl1", "--json", *flags, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (end,) = [e for e in events(res) if e.get("event") == "end"]
+    return next(r for r in end["results"] if r["service"] == "cl1")
+
+
+def test_a_sops_value_changed_outside_nodeops_is_seen_and_a_rotation_leaves_no_change(sbk):
+    """Issue 17: a SOPS reference reported no version, so a value changed in the file by `sops set` outside nodeops
+    left deploy saying "no change", and nothing rolled it out. The file's version (a hash of its encrypted values)
+    moves with any value written: deploy sees the change; and a rotation writes the key before it rolls, so the
+    version its nodes record is the file's after the write-back: a deploy right after it has nothing to do."""
+    path = sbk.inventory_file.parent / SOPS_FILE
+    keystore = VALUES["cl1"]["keystore"]
+    changed = f"Ks2{SOPS_SENTINEL}ks"
+    for value in (changed, keystore):  # a new value by hand, seen; then the old one back (a new ciphertext again)
+        sops("set", "--value-stdin", str(path), '["wallet"]["password"]', data=json.dumps(value).encode())
+        planned = deploy_cl1("--dry-run")
+        assert planned["changed"] and any(line.startswith("secret keystore: version ") for line in
+                                          planned["secrets_moved"]), planned  # fmt: skip
+    assert deploy_cl1()["changed"]  # rolled onto the file as it is now: the same values, its version recorded
+    assert not deploy_cl1("--dry-run")["changed"]
+    rotated = fab("rotate-secrets", "--env", NAME, "--service", "cl1", "--secret", "db", "--json")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    doc = sops_document(sbk)
+    assert "nodeops_pending" not in doc and doc["db"]["password"] != VALUES["cl1"]["db"]
+    VALUES["cl1"]["db"] = doc["db"]["password"]
+    after = deploy_cl1("--dry-run")
+    assert not after["changed"] and after["secrets_moved"] == [], after
+    assert status(NAME, "--service", "cl1")["cl1"]["state"] == "healthy"
+
+
 def test_a_killed_parameter_store_rotation_is_completed_by_the_next_run(sbk):
     before = parameter(sbk, "/sbk/cl2/db")
     seen = killed_at(["rotate-secrets", "--env", NAME, "--service", "cl2", "--secret", "db", "--json"],

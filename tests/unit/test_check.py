@@ -23,6 +23,7 @@ from nodeops.check import (
     check_logs,
     check_memory,
     check_secret_ages,
+    check_service,
     check_standby,
     finding,
     level,
@@ -151,7 +152,7 @@ def test_check_active_under_keys_does_not_ask_the_load_balancer_which_node_answe
     model = MODELS["keys"]
     assert not model.lb_answers_from_active and MODELS["lease"].lb_answers_from_active
     got = check_active({"a": body("aaaa1111")}, "/health", LB, (200, lb_reply), lease_client=HOOKS.lease_client,
-                       lb_answers_from_active=model.lb_answers_from_active)  # fmt: skip
+                       model=model)  # fmt: skip
     assert got == ("pass", "a is the active; the load balancer answers 200 (every node serves: any may answer)"), got
 
 
@@ -513,7 +514,7 @@ def test_under_activation_keys_the_holder_is_the_active_and_the_other_a_standby_
     job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
-    assert verdicts["active"] == ("pass", "a serves /health (no load balancer in the inventory)")
+    assert verdicts["active"] == ("pass", "a holds the hot keys and serves /health (no load balancer in the inventory)")
     assert verdicts["lease"] == ("unknown", "the role keeps no lease")
     assert judged == {"a": False, "b": True}
     views = [NodeView(b, running(None, "b"), True), NodeView(b, running(None, "a"), True)]
@@ -602,3 +603,49 @@ def test_a_raising_log_level_hook_fails_only_the_logs_check():
                                    "role's module")  # fmt: skip
     assert all(got[name][0] != "fail" or "not checked" not in got[name][1] for name in ("disk", "memory", "load"))
     assert metrics  # disk, memory and load were measured
+
+
+def seen_as(*nodes: str) -> dict[str, NodeView]:
+    """Each node as a word: ``hot`` (its container carries io.nodeops.hot=true), then ``200`` (answers 200), ``503``
+    (answers unhealthy, failing RPC) or ``silent`` (runs, answers nothing): ``a=hot+200``, ``b=200``."""
+    views = {}
+    for spec in nodes:
+        name, how = spec.split("=")
+        labels = {"io.nodeops.hot": "true"} if "hot" in how else {}
+        c = parse_inspect(json.dumps([{"Name": "/nodeops-cl", "Image": "sha256:abc", "Config": {"Labels": labels},
+                                       "State": {"Running": True, "Status": "running", "Pid": 1}}]))  # fmt: skip
+        node = Node(name, f"10.0.0.{len(views) + 1}", 22, "active" if name == "a" else "standby", (), "cl")
+        views[name] = NodeView(node, c, "200" in how, ("RPC",) if "503" in how else ())
+    return views
+
+
+@pytest.mark.parametrize(
+    ("model", "nodes", "check", "verdict"),
+    [
+        ("lease", ["a=200", "b=silent"], "active", ("pass", "a serves /health (no load balancer in the inventory)")),
+        ("lease", ["a=silent", "b=silent"], "active", ("fail", "no node serves /health")),
+        ("lease", ["a=503", "b=silent"], "active",
+         ("fail", "a holds the lease but answers /health unhealthy (failing: RPC)")),
+        ("lease", ["a=200", "b=200"], "active", ("fail", "2 nodes serve /health (a, b): expected exactly one")),
+        ("keys", ["a=hot+200", "b=200"], "active",
+         ("pass", "a holds the hot keys and serves /health (no load balancer in the inventory)")),
+        ("keys", ["a=200", "b=200"], "active", ("fail", "no node holds the hot keys")),
+        ("keys", ["a=hot+503", "b=200"], "active",
+         ("fail", "a holds the hot keys but answers /health unhealthy (failing: RPC)")),
+        ("keys", ["a=hot+200", "b=hot+200"], "active",
+         ("fail", "2 nodes hold the hot keys (a, b): expected exactly one")),
+        ("keys", ["a=hot+silent", "b=200"], "active", ("fail", "a holds the hot keys but does not answer /health")),
+        ("all", ["a=200", "b=200"], "serving", ("pass", "all 2 nodes serve /health")),
+        ("all", ["a=200", "b=silent"], "serving",
+         ("fail", "1 of 2 nodes do not serve /health (b: not serving): all should")),
+    ],
+    ids=["lease-serves", "lease-none", "lease-unhealthy", "lease-two", "keys-holder-serves", "keys-no-holder",
+         "keys-unhealthy", "keys-two-holders", "keys-silent-holder", "all-serve", "all-one-silent"],
+)  # fmt: skip
+def test_the_serving_check_speaks_the_models_words(model, nodes, check, verdict):
+    """Issue 15: under keys, check worded its serving check in lease terms (an unhealthy holder "holds the lease", no
+    holder "no node serves /health" while both nodes serve) and a holder that answered nothing raised (no reply to
+    read). The verdict is the model's (Model.one_active and its siblings), for each of the three models."""
+    seen = seen_as(*nodes)
+    answers = {name: body(None) for name, s in seen.items() if s.serving or s.failing}
+    assert check_service(MODELS[model], seen, answers, "/health", None, None, HOOKS.lease_client) == (check, verdict)

@@ -85,7 +85,7 @@ def status_result(**over) -> dict:
               "lock": {"state": "stale", "bastion_pid": 4242,
                        "holder": {"run": "0123456789abcdef", "who": "alice (ci-bot)", "from": "laptop-of-alice",
                                   "ci_run": "4242", "command": "fab deploy --env prod --service cl1,cl2,cl3",
-                                  "started": "2026-11-30T10:00:00Z"}}, "mixed": None}  # fmt: skip
+                                  "started": "2026-11-30T10:00:00Z"}}, "mixed": None, "rotation": None}  # fmt: skip
     result.update(over)
     return result
 
@@ -100,7 +100,7 @@ def vocabulary_of(results: list[dict]) -> set[str]:
     values = json.dumps(results).replace('"', " ")
     labels = (
         "node role health container version up config lease lock failing: unreachable: 1h02m - … by from unreadable: "
-        "mixed fab deploy brings both to the inventory's)"
+        "mixed fab deploy brings both to the inventory's) rotation interrupted: completes it"
     )
     return allowed(values, labels)
 
@@ -144,8 +144,21 @@ def vocabulary_of(results: list[dict]) -> set[str]:
             state="mixed", mixed=f"cl1-a runs 2.11.0 config {CONFIG[:12]}, cl1-b runs 2.11.0 config {CONFIG[-12:]}"
         ),  # fmt: skip
         status_result(state="degraded", nodes=[status_result()["nodes"][0], UNREACHABLE]),
+        status_result(
+            state="degraded",
+            lease={"error": "cl1: the database refused the login", "login_refused": True},
+            rotation={"interrupted": ["db"], "finish": "fab rotate-secrets --env prod --service cl1 --secret db"},
+        ),  # fmt: skip
     ],
-    ids=["healthy", "failing-checks", "lease-unreadable", "long-node-names", "mixed", "unreachable"],
+    ids=[
+        "healthy",
+        "failing-checks",
+        "lease-unreadable",
+        "long-node-names",
+        "mixed",
+        "unreachable",
+        "rotation-interrupted",
+    ],
 )
 def test_status_fits_80_columns_without_cutting_a_word(result):
     jsonschema.validate(result, STATUS)  # the table shows what the JSON says
@@ -154,6 +167,9 @@ def test_status_fits_80_columns_without_cutting_a_word(result):
     assert result["state"] in text and all(n["node"] in text for n in result["nodes"])
     lease = next(line for line in text.splitlines() if "lease" in line)
     assert text.splitlines().index(lease) < 3  # the lease is one short line, not spread over 8
+    if result["rotation"]:  # a rotation a killed run left under way, and the command that completes it
+        assert "rotation db interrupted: fab rotate-secrets --env prod --service cl1 --secret db completes it" in (
+            " ".join(text.split()))  # fmt: skip
 
 
 def test_status_says_why_a_node_is_unknown():

@@ -462,3 +462,94 @@ def test_a_standby_is_recognised_without_its_info_log_line(monkeypatch, log, a_a
         return
     with pytest.raises(OperationFailed, match=rf"svc b: not a waiting standby \(after 0.3s, .*{evidence}\)"):
         run.waits.await_waiting(NODE)
+
+
+# -- the lease facts: read only when the plan would start a node beside the one that serves ------------------------
+class Planning(ServiceDeploy):
+    """plan()'s edges replaced: no host is touched; the lease row comes from a stand-in of the lease database's edge
+    (LeaseView, which counts its reads) and the serving node's inputs are rendered again by a counting restore_job."""
+
+    def __init__(self, job):  # noqa: D107 (no super(): nothing here touches a host)
+        self.job, self.service = job, job.service
+        self.fleet = types.SimpleNamespace(inventory=None)
+        self.answers = {"a": b'{"meta": {"appID": "x1-lease-id"}}'}
+
+
+class CountedLease:
+    """The lease database's edge (LeaseView), played: the row ``lease``; ``reads``: how many times it was read."""
+
+    def __init__(self, lease):
+        self.lease, self.reads = lease, 0
+
+    def __call__(self, _fleet, _job):
+        return self
+
+    def __enter__(self):
+        def read():
+            self.reads += 1
+            return self.lease
+
+        return read
+
+    def __exit__(self, *_exc):
+        return None
+
+
+HELD_BY_A, HELD_BY_OTHER = Lease("x1-lease-id", 8.0), Lease("y2-other-id", 8.0)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "lease", "asked", "outcome"),
+    [
+        # both nodes on the change, a serves, b waits: up to date, nothing starts: no lease query, no restore_job
+        ("current", "current", HELD_BY_A, 0, "up to date"),
+        # ... even when the row would have refused: nothing is started beside a
+        ("current", "current", HELD_BY_OTHER, 0, "up to date"),
+        # the standby behind: it would start beside a, so the facts decide: asked once, a holds the lease
+        ("current", "old", HELD_BY_A, 1, "rolling replace, standby first"),
+        # only the active behind: a handover, then a started beside the new active: asked once
+        ("old", "current", HELD_BY_A, 1, "rolling replace, standby first"),
+        # the standby behind and a serves without the lease: asked once, refused (exit 4)
+        ("current", "old", HELD_BY_OTHER, 1, Unsafe),
+        # no container runs: a fresh start, no node serves to be beside: not asked
+        (None, None, HELD_BY_A, 0, "no container runs: fresh start, preferred active first"),
+    ],
+    ids=["up-to-date", "up-to-date-row-of-another", "standby-behind", "active-behind", "serving-non-holder",
+         "fresh-start"],
+)  # fmt: skip
+def test_the_lease_is_read_only_when_a_node_would_start_beside_the_serving_one(
+    job, monkeypatch, a, b, lease, asked, outcome
+):
+    """Issue 15: deploy read the lease row (one query over the lease database's tunnel) and rendered the serving
+    node's inputs again (restore_job) on every lease deploy with one serving node, up to date or not; the facts
+    decide only a plan that starts a node beside the serving one (plan.refuse_a_serving_non_holder)."""
+    from nodeops import deploy as deploy_module
+    from nodeops.facts.view import NodeView
+    from nodeops.plan import Desired
+
+    database = CountedLease(lease)
+    rendered: list[str] = []
+
+    def restore_job(_inventory, change, node, _container):
+        rendered.append(node)
+        return change
+
+    monkeypatch.setattr(deploy_module, "LeaseView", database)
+    monkeypatch.setattr(deploy_module, "restore_job", restore_job)
+    run = Planning(job)
+    desired = Desired(job.service.image, "sha256:new", job.rendered.config_hash)
+
+    def view(node, state):
+        if state is None:
+            return NodeView(node, None, False)
+        c = Container("nodeops-cl", True, "running", "sha256:new" if state == "current" else "sha256:old",
+                      labels={"io.nodeops.config": job.rendered.config_hash})  # fmt: skip
+        return NodeView(node, c, node.name == "a")
+
+    states = {n.name: view(n, state) for n, state in zip(job.service.nodes, (a, b), strict=True)}
+    if outcome is Unsafe:
+        with pytest.raises(Unsafe, match="a serves but does not hold the lease"):
+            run.plan(states, desired)
+    else:
+        assert run.plan(states, desired).reason == outcome
+    assert (database.reads, len(rendered)) == (asked, asked)

@@ -374,6 +374,71 @@ def test_the_in_place_holder_that_fails_gets_its_previous_container_back_with_it
     check_secrets(engine, {"a"})
 
 
+def shreds_said(run: Keys) -> dict[str, int]:
+    """How many "shredded ..." step lines the run said for each node (what the console prints)."""
+    said: dict[str, int] = {}
+    for node, message in run.said:
+        if message.startswith("shredded "):
+            said[node] = said.get(node, 0) + 1
+    return said
+
+
+def test_an_undo_says_each_shred_once(tmp_path):
+    """Issue 15: on an undo the console printed "shredded ..." twice for the node put back: once when it served again
+    (Restore.settle), once more when what serves now was told (fence.failure shreds what a node given files by the
+    change has read), though nothing was written to it in between. Each shred is said, and sent, once."""
+    job = make_job(tmp_path)
+    engine = Engine({"a": {NAME: container(job, hot=True, config="old")}, "b": {NAME: container(job)}},
+                    dies_hot={"a"})  # fmt: skip
+    run = Keys(job, engine)
+    plan = MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
+    with pytest.raises(ChangeFailed):
+        ServiceRunner(run).apply(plan)
+    assert shreds_said(run) == {"a": 1}
+    assert sent(engine).count(shred("a", True)) == 1
+
+
+@pytest.mark.parametrize(
+    ("ops", "lines"),
+    [
+        # written, then shredded twice: the second shred has nothing left to shred, so nothing is sent or said
+        (["upload a", "shred a all", "shred a all"], [shred("a", False)]),
+        # the start files once it waits, then every file: the second shreds only what the first left
+        (["upload a", "shred a .pw", "shred a all"], ["a: shred .pw", "a: shred node.conf"]),
+        # written again between the two: each shred has files to shred
+        (["upload a", "shred a all", "upload a", "shred a all"], [shred("a", False), shred("a", False)]),
+        # another node's shred is its own
+        (["upload a", "upload b", "shred a all", "shred b all"], [shred("a", False), shred("b", False)]),
+        # what an earlier run left (no upload by this one: the hot files too) is shredded, once
+        (["shred a all", "shred a all"], [shred("a", True)]),
+        # a shred that failed shreds nothing: the next one sends it again
+        (["upload a", "shred a all (times out)", "shred a all"], [shred("a", False), shred("a", False)]),
+    ],
+    ids=["twice", "start-then-all", "written-again", "per-node", "left-by-another-run", "failed-then-again"],
+)  # fmt: skip
+def test_a_file_is_shredded_once_per_write(tmp_path, ops, lines):
+    """ServiceChange.shred: a file shredded since the change last wrote its node's files is not shredded, nor said,
+    again; anything else asked is (a failed shred, another node, a file this change never wrote)."""
+    job = make_job(tmp_path)
+    engine = Engine({})
+    run = Keys(job, engine)
+    for op in ops:
+        verb, node, *what = op.split()
+        if verb == "upload":
+            run.upload(node, job, hot=False)
+            continue
+        names = job.all_files if what[0] == "all" else (what[0],)
+        if what[1:]:
+            engine.fails = [(node, r"^for f in", OperationFailed(f"pool {node}: command timed out after 15s"))]
+            with pytest.raises(OperationFailed):
+                run.shred(node, names)
+            engine.fails = []
+            continue
+        run.shred(node, names)
+    assert [line for line in sent(engine) if ": shred " in line] == lines
+    assert sum(shreds_said(run).values()) == len(lines) - sum("times out" in op for op in ops)  # said when done
+
+
 # ---------------------------------------------------------------- promote-standby: fence first, then the keys
 def promoted(tmp_path, hook=None, **engine_kw) -> tuple[Job, Engine]:
     """The pair a promotion starts from: a holds the keys, b runs without them."""
@@ -461,7 +526,7 @@ def test_the_question_names_the_holder_and_the_fence(tmp_path):
 
 GIVE_BACK = ["b: inspect", *upload("a", True), "a: start", shred("a", True)]  # b observed before the keys go back
 PUT_BACK = ["a: rm", "a: put-back"]  # a restart fence set the holder's container aside: the fenced one goes
-NOW_A = ["a: inspect", shred("a", True), "b: inspect"]  # what serves now (b was given nothing: no shred)
+NOW_A = ["a: inspect", "b: inspect"]  # what serves now (a's files shredded once it served: no second shred)
 
 
 @pytest.mark.parametrize(
@@ -698,7 +763,7 @@ def test_a_new_holder_that_fails_is_fenced_first_then_the_keys_go_back(tmp_path)
         "b: stop", "b: inspect", "b: inspect-previous",  # b stopped and seen fenced first
         *PUT_BACK, *GIVE_BACK,  # only then a gets the keys back
         "b: rm", "b: put-back", *upload("b", False), "b: start", shred("b", False),  # b its previous container
-        *NOW_A, shred("b", False),  # what serves now: b was given files, and serves
+        *NOW_A,  # what serves now: each node's files were shredded once it served again, none twice
     ]  # fmt: skip
     assert err.value.exit_code == 1
     assert re.fullmatch(

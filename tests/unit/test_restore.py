@@ -536,8 +536,10 @@ SM_VERSION = "a1b2c3d4-0000-4000-8000-00000000abcd"  # a Secrets Manager Version
         ("aws-ssm", "12", True),
         ("aws-ssm", SM_VERSION, False),
         ("aws-ssm", None, False),
-        ("sops", None, True),
+        ("sops", "sops:0123456789abcdef", True),
+        ("sops", "kms:0123456789abcdef", False),
         ("sops", "3", False),
+        ("sops", None, False),  # as aws-kms: an older nodeops's record without one is never asked of
         ("aws-kms", SM_VERSION, False),
         ("aws-kms", "kms:0123456789abcdef", True),
         ("aws-kms", "kms:0123", False),

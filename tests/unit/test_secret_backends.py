@@ -174,7 +174,7 @@ def test_sops_reads_each_sentinel_through_a_pipe_and_no_value_is_in_an_argv(tmp_
                                                                                      "top")})  # fmt: skip
     got = resolve(inv, service)
     assert [got[f"s{i}"].reveal() for i in range(len(SENTINELS))] == SENTINELS and got["top"].reveal() == SENTINEL
-    assert all(s.version is None for s in got.values())
+    assert len({s.version for s in got.values()}) == 1 and re.fullmatch(r"sops:[0-9a-f]{16}", got["top"].version)
     assert len(argvs) == 1, "one decryption per file"
     assert argvs[0][1:] == ["decrypt", "--input-type", kind, "--output-type", "json"]
     assert not any(v in " ".join(argv) for argv in argvs for v in [*SENTINELS, "AGE-SECRET-KEY"])
@@ -461,12 +461,13 @@ def test_ssm_discard_puts_the_current_value_back_as_the_latest(tmp_path, moto, a
     ("doc", "expected"),
     [({"db": {"p": "v"}}, Stages("current")),
      ({"db": {"p": "v"}, "nodeops_pending": {"db.p": "w"}}, Stages("current", "pending")),
-     ({"db": {"p": "v"}, "nodeops_pending": {"db.p": "v"}}, Stages("current", "current")),
+     # promoted (the key holds the pending value) but not finished: the roll may not have ended, a rerun rolls again
+     ({"db": {"p": "v"}, "nodeops_pending": {"db.p": "v"}}, Stages("current", "pending")),
      ({"db": {"p": "v"}, "nodeops_pending": {"api.p": "w"}}, Stages("current"))],
-    ids=["fresh", "interrupted", "finishing", "another-key-pending"],
+    ids=["fresh", "interrupted", "promoted", "another-key-pending"],
 )  # fmt: skip
 def test_file_stages(doc, expected):
-    assert file_stages(doc, "db.p", "v") == expected
+    assert file_stages(doc, "db.p") == expected
 
 
 @pytest.mark.parametrize("kind", ["yaml", "json"])
@@ -486,10 +487,12 @@ def test_sops_rotation_writes_through_sops_set_and_a_crash_after_any_write_is_re
     assert _read(tmp_path, SOPS, ref) == "old", "a reader during the rotation reads the current value"
     ciphertext = (tmp_path / name).read_bytes()
     assert SENTINEL.encode() not in ciphertext and b"nodeops_pending" in ciphertext
-    # finish's first write (the key takes the pending value), then a crash: the rerun sees a finished rotation
-    store.sops.set(name, ["db", "password"], SENTINEL, store.fail)
-    again = store.stages()
-    assert again.state == "finishing" and _read(tmp_path, SOPS, ref) == SENTINEL
+    # promoted before the roll (the key takes the pending value), then a crash: the rerun sees an interrupted
+    # rotation (the roll may not have ended), reads the new value as the current one, and finishes it
+    store.promote(st)
+    again = SopsStore(SOPS, str(inv.source), ref).stages()
+    assert again.state == "interrupted" and _read(tmp_path, SOPS, ref) == SENTINEL
+    store = SopsStore(SOPS, str(inv.source), ref)
     store.finish(again)
     doc = store.sops.document(name, store.fail)
     assert doc == {"db": {"password": SENTINEL, "username": "cl1"}, "keep": "me"}, "pending entry gone, rest kept"
@@ -565,3 +568,37 @@ def test_sops_rotation_messages_name_values_not_a_version_called_pending():
     sm = SecretVersions(None, "cl/db", "prod.yaml")  # Secrets Manager's say its version ids, as before
     assert sm.said(sm.CREATED, "1f2e3d4c-aaaa") == "new version 1f2e3d4c of cl/db staged AWSPENDING"
     assert sm.said(sm.FINISHED, "1f2e3d4c-aaaa") == "AWSCURRENT is version 1f2e3d4c; the old one is AWSPREVIOUS"
+
+
+def _version(tmp_path, ref: SecretRef) -> str | None:
+    inv, service = _inventory(tmp_path, {"sops": SOPS}, {"db": ref})
+    return resolve(inv, service)["db"].version
+
+
+def test_a_sops_files_version_moves_with_its_values_and_a_rotation_records_the_one_it_leaves(tmp_path, age_env):
+    """Issue 17: a SOPS reference reported no version (None), so a value changed in the file (``sops set`` outside
+    nodeops) left the config hash as it was and deploy said "no change". Its version is now ``sops:`` and 16 hex
+    digits of the sha256 of the file's encrypted values (neither its sops metadata nor nodeops_pending): any value
+    written moves it, a rotation's pending entry does not, and it reveals nothing of a value. A rotation writes the
+    key before the pair is rolled (promote), so the version its nodes record is the one the file holds once the
+    rotation finished: a deploy after it says "no change"."""
+    name = "cl1.sops.yaml"
+    (tmp_path / name).write_bytes(encrypt({"db": {"password": "old", "username": "cl1"}}, "yaml", {}, "--age",
+                                          age_env[0]))  # fmt: skip
+    ref, user = SecretRef("sops", name, "db.password"), SecretRef("sops", name, "db.username")
+    first = _version(tmp_path, ref)
+    assert re.fullmatch(r"sops:[0-9a-f]{16}", first or "") and _version(tmp_path, user) == first  # the file's
+    assert hashlib.sha256(b"old").hexdigest()[:16] not in first
+    inv, _ = _inventory(tmp_path, {"sops": SOPS}, {})
+    store = SopsStore(SOPS, str(inv.source), ref)
+    store.sops.set(name, ["db", "password"], "changed outside", store.fail)  # as `sops set` by hand
+    changed = _version(tmp_path, ref)
+    assert changed != first
+    store.create(SENTINEL, store.stages())
+    assert _version(tmp_path, ref) == changed, "a pending entry is no value readers read"
+    store.promote(store.stages())
+    recorded = store.recorded(store.stages().pending)
+    assert _read(tmp_path, SOPS, ref) == SENTINEL and store.stages().state == "interrupted", "the roll is not done"
+    store.finish(store.stages())
+    assert _version(tmp_path, ref) == recorded != changed, "the version the nodes record is the file's after finish"
+    assert "nodeops_pending" not in store.sops.document(name, store.fail)

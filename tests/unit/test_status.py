@@ -10,11 +10,13 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from nodeops import program
+from nodeops.errors import OperationFailed
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.role_hooks import DEFAULT_HOOKS
-from nodeops.status import mixed_inputs, node_role, node_status, pair_state, uptime
+from nodeops.status import mixed_inputs, node_role, node_status, pair_state, rotation_status, service_state, uptime
 
 CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
 
@@ -162,7 +164,7 @@ def test_an_unhealthy_mixed_pair_is_degraded_and_still_says_mixed():
 def test_a_whole_status_entry_matches_the_schema(b):
     seen = [NodeView(A, ran("2.11.0", CFG1), True), NodeView(B, b, False)]
     entry = {"event": "status", "service": "svc", "state": pair_state(seen), "mixed": mixed_inputs(seen),
-             "lease": None, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
+             "lease": None, "rotation": None, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
     assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(entry))
     assert list(jsonschema.Draft202012Validator(SCHEMA).iter_errors({**entry, "mixed": 1}))  # a string or null
 
@@ -237,3 +239,54 @@ def test_under_activation_keys_the_holder_is_the_active_though_every_node_answer
     assert pair_state(list(seen), "keys") == state
     validator = jsonschema.Draft202012Validator(SCHEMA["properties"]["nodes"]["items"])
     assert not [e for s in seen for e in validator.iter_errors(node_status(s, NOW, "keys"))]
+
+
+REFUSED = {"error": "cl: the database refused the login (password authentication failed)", "login_refused": True}
+
+
+@pytest.mark.parametrize(
+    ("b", "lease", "state"),
+    [
+        (ran("2.11.0", CFG1), None, "healthy"),
+        (ran("2.11.0", CFG1), REFUSED, "degraded"),  # serves on a connection of before: no node would start now
+        (ran("2.11.0", CFG2), REFUSED, "degraded"),  # mixed, and refused
+        (ran("2.11.0", CFG1), {"error": "cl: cannot connect to the database"}, "healthy"),  # unreadable: not refused
+    ],
+    ids=["healthy", "refused", "mixed-refused", "unreachable-database"],
+)
+def test_a_lease_read_the_database_refuses_is_not_healthy(b, lease, state):
+    """Issue 17: after a rotation killed once the database took the new password, status said "healthy" while its
+    own lease read failed with "password authentication failed"."""
+    seen = [NodeView(A, ran("2.11.0", CFG1), True), NodeView(B, b, False)]
+    assert service_state(seen, "lease", lease) == state
+
+
+@pytest.mark.parametrize(
+    ("found", "rotation"),
+    [
+        ([], None),
+        (["db"], {"interrupted": ["db"], "finish": f"{program()} rotate-secrets --env prod --service svc --secret db"}),
+        (["db", "api"], {"interrupted": ["db", "api"],
+                         "finish": f"{program()} rotate-secrets --env prod --service svc --secret all"}),
+        (OperationFailed("prod.yaml: describe_secret of secret 'svc/db' failed: timeout"),
+         {"error": "prod.yaml: describe_secret of secret 'svc/db' failed: timeout"}),
+    ],
+    ids=["none", "db", "two", "unreadable"],
+)  # fmt: skip
+def test_an_interrupted_rotation_is_shown_with_the_command_that_finishes_it(monkeypatch, found, rotation):
+    """Issue 17: status said nothing of a rotation a killed run left under way (its backend's pending marker)."""
+    from nodeops import status as status_module
+
+    def interrupted(_inventory, _job):
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    monkeypatch.setattr(status_module, "interrupted_rotations", interrupted)
+    inventory = types.SimpleNamespace(environment="prod")
+    job = types.SimpleNamespace(service=types.SimpleNamespace(name="svc"))
+    assert rotation_status(inventory, job) == rotation
+    seen = [NodeView(A, ran("2.11.0", CFG1), True), NodeView(B, ran("2.11.0", CFG1), False)]
+    entry = {"event": "status", "service": "svc", "state": "degraded", "mixed": None, "lease": REFUSED,
+             "rotation": rotation, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
+    assert not list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(entry))
