@@ -12,7 +12,6 @@ from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
-from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
@@ -104,8 +103,8 @@ def lease_status(fleet: Fleet, job: Job) -> dict | None:
             "describe": found.describe()}  # fmt: skip
 
 
-def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict]:
-    held = {lock.service: lock for lock in locks(fleet, inventory)}
+def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
+    held = {lock.service: lock for lock in locks(fleet, [job.service.name for job in jobs])}
     results = []
     for job in jobs:
         seen = Observer(fleet, job.service, job.role).views()
