@@ -33,7 +33,14 @@ def merged(labs: dict[str, Lab], path: Path) -> Path:
     cl3 and cl4, its secret backend ``lab-b``); the nodes' identity is lab a's, which lab b's hosts are made to
     accept."""
     docs = {name: yaml.safe_load(lab.inventory_file.read_text()) for name, lab in labs.items()}
-    doc = {"environment": ENV, "ssh": docs["a"]["ssh"], "bastions": {}, "secret_backends": {}, "services": {}}
+    doc = {
+        "environment": ENV,
+        "ssh": docs["a"]["ssh"],
+        "bastions": {},
+        "secret_backends": {},
+        "services": {},
+        "check": {"load_max_per_cpu": 1000},
+    }  # this shared machine's load is not the nodes' (test_check.py)
     for name, d in docs.items():
         doc["bastions"][name] = d["bastion"]
         (backend, spec), renamed = next(iter(d["secret_backends"].items())), f"lab-{name}"
@@ -59,10 +66,20 @@ def two(root, tmp_path_factory):
         yield labs, merged(labs, tmp_path_factory.mktemp("bastions") / f"{ENV}.yaml")
 
 
-def stored(lab: Lab, *parts: str) -> Path:
-    """A path under the default ``state_dir`` of ``lab``'s bastion (its own /root, bind-mounted from its folder)."""
+def bastion_dir(lab: Lab) -> Path:
+    """The folder of ``lab``'s bastion host: its own /root (bind-mounted) and its sshd's log."""
     name, cidr = next(v for v in LABS.values() if v[0] == lab.name)
-    return lab.host_dir(plan_lab(name, cidr, 4).bastion) / "root" / ".nodeops" / ENV / Path(*parts)
+    return lab.host_dir(plan_lab(name, cidr, 4).bastion)
+
+
+def stored(lab: Lab, *parts: str) -> Path:
+    """A path under the default ``state_dir`` of ``lab``'s bastion."""
+    return bastion_dir(lab) / "root" / ".nodeops" / ENV / Path(*parts)
+
+
+def logins(lab: Lab) -> int:
+    """The logins ``lab``'s bastion has accepted so far (its sshd logs each at the default LogLevel INFO)."""
+    return (bastion_dir(lab) / "sshd.log").read_text(errors="replace").count("Accepted publickey for ")
 
 
 def audit(lab: Lab) -> list[dict]:
@@ -92,10 +109,19 @@ def test_one_run_deploys_behind_both_bastions_and_each_keeps_its_own_records(two
     status = fab("status", "--inventory", str(inventory), "--json")
     assert status.returncode == 0, status.stderr
     assert {e["service"]: e["state"] for e in events(status)} == dict.fromkeys(["cl1", "cl2", "cl3", "cl4"], "healthy")
+    before = {name: logins(lab) for name, lab in labs.items()}
     ran = fab("exec", "--inventory", str(inventory), "--command", "hostname", "--json")
     assert ran.returncode == 0, ran.stderr
     hosts = {e["node"] for e in events(ran) if e["event"] == "host"}
     assert hosts == {f"cl{i}-{s}" for i in range(1, 5) for s in "ab"}  # every node, behind either bastion
+    assert {name: logins(lab) - before[name] for name, lab in labs.items()} == {"a": 1, "b": 1}  # one login each
+    checked = fab("check", "--inventory", str(inventory), "--json")  # the lease read through each one's bastion
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr
+    assert {e["service"] for e in events(checked) if e.get("event") == "check"} == {"cl1", "cl2", "cl3", "cl4"}
+    logged = fab("audit", "--inventory", str(inventory), "--json")  # both bastions' logs, merged
+    assert logged.returncode == 0, logged.stderr
+    starts = [e["services"] for e in events(logged) if e["event"] == "start" and e["run"] == run]
+    assert sorted(starts) == [["cl1", "cl2"], ["cl3", "cl4"]], starts
 
 
 def test_four_shards_in_parallel_cover_every_service_once(two, figures):

@@ -5,6 +5,7 @@ bastion's services together."""
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
 from typing import Any
@@ -13,9 +14,11 @@ import pytest
 import yaml
 
 from nodeops.edges.ssh import Fleet, Link
-from nodeops.errors import InventoryError
+from nodeops.errors import InventoryError, LockHeld
 from nodeops.inventory import Inventory, parse_inventory
 from nodeops.ledger import Ledger
+from nodeops.operation import Operation
+from nodeops.run.report import Reporter
 from nodeops.shards import bastions_of, matrix, parse_shard, services_in
 from tests.unit.test_inventory import BASE, DELETE, SOURCE, changed, key
 
@@ -214,3 +217,41 @@ def test_shards_keep_one_bastions_services_together_when_the_count_allows():
     four = [services_in(inv, parse_shard(f"{i}/4")) for i in range(1, 5)]
     assert sorted(s for shard in four for s in shard) == sorted(inv.services)  # each exactly once
     assert [len(shard) for shard in four] == [1, 1, 1, 1]
+
+
+@pytest.fixture
+def run_on_two(monkeypatch):
+    """An Operation on eu1 and us1 whose bastions are not contacted: each Ledger's session calls recorded."""
+    calls: list[str] = []
+    monkeypatch.setattr(Fleet, "__enter__", lambda self: self)
+    monkeypatch.setattr(Fleet, "close", lambda _self: calls.append("close"))
+    monkeypatch.setattr(Ledger, "append", lambda self, line: calls.append(f"{self.name} {line}"))
+    monkeypatch.setattr(Ledger, "release", lambda self: calls.append(f"release {self.name}"))
+    return Operation(parse(several()), "deploy", ["us1", "eu1"], Reporter.silent()), calls
+
+
+def test_a_lock_refused_on_one_bastion_releases_those_taken_on_the_others(run_on_two, monkeypatch):
+    op, calls = run_on_two
+
+    def acquire(self):
+        calls.append(f"acquire {self.name}")
+        if self.name == "us":
+            raise LockHeld("us1: locked by someone")
+
+    monkeypatch.setattr(Ledger, "acquire", acquire)
+    with pytest.raises(LockHeld):
+        op.__enter__()
+    assert calls == ["acquire eu", "acquire us", "release eu", "release us", "close"]
+
+
+def test_a_runs_entries_go_to_each_bastion_as_its_share(run_on_two, monkeypatch):
+    op, calls = run_on_two
+    monkeypatch.setattr(Ledger, "acquire", lambda self: calls.append(f"acquire {self.name}"))
+    op.__enter__()
+    op.report("us1", "us1-a", "pulled")
+    op.__exit__(None, None, None)
+    written = [(c.split(" ", 1)[0], json.loads(c.split(" ", 1)[1])) for c in calls if c[:3] in ("eu ", "us ")]
+    assert [(where, e["event"], e.get("services"), e.get("service")) for where, e in written] == [
+        ("eu", "start", ["eu1"], None), ("us", "start", ["us1"], None), ("us", "step", None, "us1"),
+        ("eu", "end", ["eu1"], None), ("us", "end", ["us1"], None)]  # fmt: skip
+    assert calls[-3:] == ["release eu", "release us", "close"]
