@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from nodeops.edges.ssh import Fleet, Link
-from nodeops.errors import InventoryError, LockHeld
+from nodeops.errors import InventoryError, LockHeld, OperationFailed
 from nodeops.inventory import Inventory, parse_inventory
 from nodeops.ledger import Ledger
 from nodeops.operation import Operation
@@ -255,3 +256,19 @@ def test_a_runs_entries_go_to_each_bastion_as_its_share(run_on_two, monkeypatch)
         ("eu", "start", ["eu1"], None), ("us", "start", ["us1"], None), ("us", "step", None, "us1"),
         ("eu", "end", ["eu1"], None), ("us", "end", ["us1"], None)]  # fmt: skip
     assert calls[-3:] == ["release eu", "release us", "close"]
+
+
+def test_an_unreachable_bastion_of_the_run_fails_it_by_name_and_an_unneeded_one_is_not_contacted():
+    """Real sockets on loopback: us's port refuses; eu's would accept (a listening socket never answered), but a
+    run on us's services only never connects there."""
+    with socket.socket() as refused, socket.create_server(("127.0.0.1", 0)) as listening:
+        refused.bind(("127.0.0.1", 0))  # bound, never listening: a connection is refused
+        text = several(("bastions.us.host", "127.0.0.1"), ("bastions.us.port", refused.getsockname()[1]),
+                       ("bastions.eu.host", "127.0.0.1"), ("bastions.eu.port", listening.getsockname()[1]),
+                       ("ssh.connect_retries", 0))  # fmt: skip
+        with pytest.raises(OperationFailed) as err, Fleet(parse(text), services=["us1", "us2"]):
+            pass
+        assert str(err.value).startswith(f"bastion us (127.0.0.1:{refused.getsockname()[1]}): cannot connect after 1")
+        listening.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            listening.accept()  # eu was never contacted
