@@ -39,7 +39,7 @@ SECRET_ENV_PREFIX = "NODEOPS_BENCH_"
 
 def known_hosts(inv: Inventory) -> str:
     """An OpenSSH known_hosts file with every key the inventory pins (bastion and nodes)."""
-    hosts = [(inv.bastion.host, inv.bastion.port, inv.bastion.host_keys)]
+    hosts = [(b.host, b.port, b.host_keys) for b in inv.bastions.values()]
     hosts += [(n.host, n.port, n.host_keys) for n in inv.nodes]
     return "".join(f"{known_hosts_name(h, p)} {k.line}\n" for h, p, keys in hosts for k in keys)
 
@@ -48,7 +48,7 @@ def ssh_config(inv: Inventory, known_hosts_file: Path) -> str:
     """ssh_config for ``ssh -F``: the bastion under the name BASTION, the nodes by address; pinned keys only.
 
     A ``known_hosts`` file the inventory names (bastion or ssh) is read as well, as nodeops reads it."""
-    b, s = inv.bastion, inv.ssh
+    (b,), s = inv.bastions.values(), inv.ssh  # the bench's lab has one bastion
     files = [known_hosts_file, *dict.fromkeys(p for p in (b.known_hosts, s.known_hosts) if p)]
 
     def identity(path: Path | None) -> list[str]:

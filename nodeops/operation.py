@@ -1,13 +1,14 @@
-"""One run of a command that changes a pair: its Fleet, its deploy lock on the bastion, its audit trail.
+"""One run of a command that changes a pair: its Fleet, its deploy locks and its audit trail on each bastion.
 
     with Operation(inventory, "deploy", ["cl1", "cl2"], report) as op:
         ...  # op.fleet is open, the services are locked, every report() event is audited
         op.results = [...]  # each service's result as its type stores it (nodeops.records; never a secret)
 
-Entering opens the bastion and takes the services' locks (``LockHeld``,
-exit 3, naming the holder, when another run has any of them, alive or
-stale). Every event the run reports is appended to the environment's audit
-log on the bastion, over the same session that holds the lock; leaving
+Entering opens the bastions of the services and takes the services' locks, each on its own bastion
+(nodeops.ledger: one session per bastion; ``LockHeld``, exit 3, naming the holder, when another run has any of
+them, alive or stale). Every event the run reports is appended to the environment's audit log on the
+bastion of its service (a start or end: on each, with that bastion's services), over the session that holds the
+locks; leaving
 appends the end entry (result, exit code, duration), releases the locks and sends the end entry to the
 environment's webhook, if it has one (nodeops.notify: a failed delivery is a warning). While inside,
 the first Ctrl-C or SIGTERM sets ``stop`` (nodeops.stopping): the run's steps stop at a safe point (``stopping``:
@@ -34,9 +35,10 @@ from collections.abc import Mapping, Sequence
 
 from nodeops import program
 from nodeops.commands import bastion
-from nodeops.edges.ssh import Fleet, Session, execute
+from nodeops.edges.ssh import Fleet
 from nodeops.errors import Declined, Interrupted, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
+from nodeops.ledger import Ledger, describe_locks
 from nodeops.notify import operation_message, webhook
 from nodeops.records import Entry, Released, Start, end_entry, entry
 from nodeops.run.report import Reporter
@@ -66,24 +68,6 @@ def holder_record(run: str, argv: Sequence[str], environ: Mapping[str, str]) -> 
     }
 
 
-def lock_conflict(text: str, env: str) -> LockHeld:
-    locks = bastion.parse_locks(text)
-    hint = "wait for it to finish"
-    if any(lock.state == "stale" for lock in locks):
-        names = ",".join(lock.service for lock in locks if lock.state == "stale")
-        hint = (f"the run that held it is gone: check what it left ({program()} status --env {env}), then "
-                f"{program()} lock.release --env {env} --service {names} --force")  # fmt: skip
-    return LockHeld("; ".join(describe_locks(locks)) + f"; {hint}")
-
-
-def describe_locks(locks: Sequence[bastion.LockInfo]) -> list[str]:
-    """One line per holding run ("cl1, cl2: locked by ..."), not one per service."""
-    runs: dict[tuple, list[bastion.LockInfo]] = {}
-    for lock in locks:
-        runs.setdefault((lock.holder.get("run"), lock.state, lock.pid), []).append(lock)
-    return [same[0].describe(", ".join(lock.service for lock in same)) for same in runs.values()]
-
-
 def end_result(exc: BaseException | None) -> str:
     """An operation's end as its audit entry and last JSON line say it (docs/events.schema.json ``end.result``):
     ok; declined when its question was answered no (Declined: exit 2, nothing done); stopped when it was asked to
@@ -108,8 +92,9 @@ class Operation:
         self.lock = lock and not dry_run
         self.run = uuid.uuid4().hex[:16]
         self.identity = holder_record(self.run, sys.argv[1:], os.environ)
-        self.fleet = Fleet(inventory)
-        self.session: Session | None = None
+        self.fleet = Fleet(inventory, services=self.services)
+        self.ledgers = [Ledger(self.fleet, name, names, self.run, self.identity)
+                        for name, names in inventory.bastions_of(self.services).items()]  # fmt: skip
         self.results: list[dict] = []
         self.lost: str | None = None
         self.started = time.monotonic()
@@ -120,46 +105,22 @@ class Operation:
     def env(self) -> str:
         return self.inventory.environment
 
-    @property
-    def state_dir(self) -> str:
-        return self.inventory.bastion.state_dir
-
     # -- lock ----------------------------------------------------------------------
     def _acquire(self) -> None:
-        timeout = self.inventory.bastion.lock_timeout
-        script = bastion.hold(self.state_dir, self.env, self.run, self.services, timeout)
-        self.session = Session(self.fleet.bastion(), script, timeout=60)
-        self.session.send_line(json.dumps(self.identity))  # read by the script once no lock conflicts
-        seen = []
-        while line := self.session.readline():
-            if line.strip() == "acquired":
-                self.session.untimed()  # it now lives as long as the run
-                self.session.beat("beat", timeout / 4)  # two or more per look of the bastion's watchdog
-                return
-            seen.append(line)
-        result = self.session.finish()
-        self.session = None
-        text = "".join(seen) + result.stdout
-        if result.exit_code == bastion.CONFLICT:
-            raise lock_conflict(text, self.env)
-        if result.exit_code == bastion.BUSY:
-            raise LockHeld("bastion: another run kept the lock table busy for 30 s; try again")
-        raise OperationFailed(f"bastion: could not take the deploy lock (exit {result.exit_code}): "
-                              f"{text.strip()[-200:] or 'no output'}")  # fmt: skip
+        """Each bastion's locks in turn (a refusal leaves the ones taken to __enter__'s release)."""
+        for ledger in self.ledgers:
+            ledger.acquire()
 
     def _release(self) -> None:
-        if self.session is None:
-            return
-        session, self.session = self.session, None
-        try:
-            session.send_line("release")
-            answer = session.readline().strip()
-            if answer == "released audit-incomplete":
-                raise OperationFailed(f"bastion: {self.state_dir}/{self.env}/audit.jsonl did not take every line")
-            if answer != "released":
-                raise OperationFailed("bastion: the lock holder did not confirm the release")
-        finally:
-            session.close()
+        """Every bastion's locks released; the first failure raised once all were tried."""
+        failed: list[NodeopsError] = []
+        for ledger in self.ledgers:
+            try:
+                ledger.release()
+            except NodeopsError as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
     # -- audit ---------------------------------------------------------------------
     def entry(self, event: str, **data) -> dict:
@@ -183,11 +144,12 @@ class Operation:
                                     **({"dry_run": True} if self.dry_run else {})))  # fmt: skip
 
     def audit(self, entry: dict) -> None:
-        line = json.dumps(entry, default=str)  # a result's error: its one-line message
-        if self.session is not None:
-            self.session.send_line(line)
-        else:
-            _on_bastion(self.fleet, bastion.append_audit(self.state_dir, self.env), (line + "\n").encode())
+        """``entry`` into the audit log of each bastion of the run, as much of it as is that bastion's (its
+        services, their steps and results: Ledger.share)."""
+        for ledger in self.ledgers:
+            mine = entry if len(self.ledgers) == 1 else ledger.share(entry)
+            if mine is not None:
+                ledger.append(json.dumps(mine, default=str))  # a result's error: its one-line message
 
     def _step(self, event: dict) -> None:
         """A Reporter sink: every step the run reports, into the audit log; a loss is noted, not raised mid-step."""
@@ -245,40 +207,46 @@ class Operation:
 
 
 # -- the lock and the log, read and repaired by hand -------------------------------------
-def _on_bastion(fleet: Fleet, script: str, stdin: bytes | None = None) -> str:
-    res = execute(fleet.bastion(), script, stdin)
-    if res.exit_code == bastion.NO_FLOCK:
-        raise OperationFailed("bastion: flock(1) is not installed (Debian/Ubuntu: util-linux)")
-    if res.exit_code:
-        raise OperationFailed(f"bastion: {res.stdout.strip()[-200:] or res.stderr.strip()[-200:] or res.exit_code}")
-    return res.stdout
+def _ledgers(fleet: Fleet, services: Sequence[str] | None = None) -> list[Ledger]:
+    """A Ledger for each bastion of ``services`` (None: every bastion), holding nothing."""
+    inventory = fleet.inventory
+    grouped = inventory.bastions_of(list(inventory.services) if services is None else services)
+    return [Ledger(fleet, name, names, "", {}) for name, names in grouped.items()]
 
 
-def locks(fleet: Fleet, inventory: Inventory) -> list[bastion.LockInfo]:
-    """Every lock of the environment, held or stale."""
-    return bastion.parse_locks(_on_bastion(fleet, bastion.status(inventory.bastion.state_dir, inventory.environment)))
+def locks(fleet: Fleet, services: Sequence[str] | None = None) -> list[bastion.LockInfo]:
+    """Every lock of the environment, held or stale, on the bastions of ``services`` (None: every bastion)."""
+    return [lock for ledger in _ledgers(fleet, services)
+            for lock in bastion.parse_locks(ledger.script(bastion.status(ledger.state_dir, ledger.env)))]  # fmt: skip
 
 
 def release_stale(inventory: Inventory, services: Sequence[str], report: Reporter) -> list[bastion.LockInfo]:
-    """Remove the locks of ``services`` whose run is gone (audited); a live holder's lock is refused (exit 3)."""
+    """Remove the locks of ``services`` whose run is gone (audited), each on its bastion; a live holder's lock is
+    refused (exit 3)."""
     with Operation(inventory, "lock.release", services, report, lock=False) as op:
-        out = _on_bastion(op.fleet, bastion.release_stale(op.state_dir, op.env, op.services))
-        found = {lock.service: lock for lock in bastion.parse_locks(out)}
-        removed = [found[line.split()[1]] for line in out.splitlines() if line.startswith("removed ")]
+        found, removed, alive = {}, [], []
+        for ledger in op.ledgers:
+            out = ledger.script(bastion.release_stale(ledger.state_dir, op.env, ledger.services))
+            found.update({lock.service: lock for lock in bastion.parse_locks(out)})
+            removed += [found[line.split()[1]] for line in out.splitlines() if line.startswith("removed ")]
+            alive += [found[line.split()[1]] for line in out.splitlines() if line.startswith("alive ")]
         for lock in removed:
             report(lock.service, "", f"released a stale lock: {lock.describe()}", holder=lock.holder)
         op.results = [Released(service=lock.service, released=lock.holder).record() for lock in removed]
-        alive = [found[line.split()[1]] for line in out.splitlines() if line.startswith("alive ")]
         if alive:
             raise LockHeld("; ".join(describe_locks(alive)) + "; a live run's lock is not released: "
                            "stop that run (or its process on the bastion) first")  # fmt: skip
         return removed
 
 
-def audit_log(fleet: Fleet, inventory: Inventory, lines: int, steps: bool = True) -> list[Entry]:
-    """The last ``lines`` entries of the audit log; without ``steps``, of the operations' start and end entries.
-    Each is parsed through its type (nodeops.records: docs/audit.schema.json); one that does not match is
-    OperationFailed (exit 1) naming it (records.entry). A line cut by a crash mid-write is skipped."""
-    state_dir, env = inventory.bastion.state_dir, inventory.environment
-    text = _on_bastion(fleet, bastion.read_audit(state_dir, env, lines, steps))
-    return [entry(line, f"{state_dir}/{env}/audit.jsonl on the bastion") for line in bastion.parse_audit(text)]
+def audit_log(fleet: Fleet, lines: int, steps: bool = True, services: Sequence[str] | None = None) -> list[Entry]:
+    """The last ``lines`` entries of the audit log; without ``steps``, of the operations' start and end entries;
+    read from the bastions of ``services`` (None: every bastion) and merged in time order. Each is parsed through
+    its type (nodeops.records: docs/audit.schema.json); one that does not match is OperationFailed (exit 1)
+    naming it (records.entry). A line cut by a crash mid-write is skipped."""
+    found: list[tuple[str, int, Entry]] = []
+    for ledger in _ledgers(fleet, services):
+        text = ledger.script(bastion.read_audit(ledger.state_dir, ledger.env, lines, steps))
+        where = f"{ledger.state_dir}/{ledger.env}/audit.jsonl on the {ledger.label}"
+        found += [(e.time, i, e) for i, e in enumerate(entry(line, where) for line in bastion.parse_audit(text))]
+    return [e for _, _, e in sorted(found, key=lambda f: f[:2])][-lines:]

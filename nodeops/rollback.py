@@ -173,7 +173,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     known and a downgrade the database would refuse has been refused (Unsafe, exit 4, nothing asked); raises
     to stop (tasks._cli.confirm: InvalidInput when not confirmed)."""
     service = current.service
-    history = ran(audit_log(fleet, inventory, HISTORY_LINES, steps=False), service.name)
+    history = ran(audit_log(fleet, HISTORY_LINES, steps=False, services=[service.name]), service.name)
     seen, model = Observer(fleet, current.service, current.role).views().values(), model_of(current.role)
     for s in seen:
         if model.is_active(s) and (note := unhealthy_note(s)):

@@ -63,9 +63,9 @@ def split(bastions: Mapping[str, str], count: int) -> list[list[str]]:
 
 
 def bastions_of(inventory: Inventory) -> dict[str, str]:
-    """Each service's bastion, as ``split`` takes it: today one per inventory, named by its address."""
-    bastion = f"{inventory.bastion.host}:{inventory.bastion.port}"
-    return {name: bastion for name in inventory.services}
+    """Each service's bastion, as ``split`` takes it, named by its address (``host:port``: two names of one
+    host are one bastion)."""
+    return {name: f"{b.host}:{b.port}" for name in inventory.services for b in (inventory.bastion_of(name),)}
 
 
 def services_in(inventory: Inventory, shard: Shard) -> list[str]:

@@ -137,8 +137,8 @@ def service_state(seen: Sequence[NodeView], activation: str, lease: dict | None)
     return "degraded" if refused and state in ("healthy", "mixed") else state
 
 
-def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict]:
-    held = {lock.service: lock for lock in locks(fleet, inventory)}
+def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
+    held = {lock.service: lock for lock in locks(fleet, [job.service.name for job in jobs])}
     results = []
     for job in jobs:
         seen = Observer(fleet, job.service, job.role).views()
@@ -149,7 +149,7 @@ def status(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> list[dict
             "state": service_state(list(seen.values()), job.role.activation, lease),
             "mixed": mixed_inputs(list(seen.values())),
             "lease": lease,
-            "rotation": rotation_status(inventory, job),
+            "rotation": rotation_status(fleet.inventory, job),
             "lock": held[job.service.name].record() if job.service.name in held else None,
             "nodes": [node_status(s, now, job.role.activation) for s in seen.values()],
         })  # fmt: skip

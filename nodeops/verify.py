@@ -318,7 +318,8 @@ def verify(fleet: Fleet, jobs: Sequence[Job]) -> Verification:
     checks, refused = [], []
     for job in jobs:
         role = job.role  # the port is reached through the bastion, whatever became of the node's SSH
-        answers = {n.name: fleet.http_get(n.host, role.port, role.health) for n in job.service.nodes}
+        answers = {n.name: fleet.http_get(n.host, role.port, role.health, service=n.service)
+                   for n in job.service.nodes}  # fmt: skip
         for o in (o for o in outcomes if o.node.service == job.service.name):
             if o.ok:
                 pinned = [(k.keytype, k.blob_b64) for k in fleet.keys.pinned(o.node)]

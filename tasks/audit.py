@@ -22,7 +22,7 @@ def audit(c, env=None, inventory=None, lines=50, steps=False, json_=False):
     """Recent entries of the audit log on the bastion: who ran what, on which services, with what result."""
     inv = load(env, inventory)
     with Fleet(inv) as fleet:
-        entries = [e.record() for e in audit_log(fleet, inv, lines, steps)]  # each read through its type
+        entries = [e.record() for e in audit_log(fleet, lines, steps)]  # each read through its type
     if json_ or not is_interactive():
         for entry in entries:
             print(json.dumps(entry))

@@ -36,7 +36,7 @@ def check(c, env=None, inventory=None, service=None, shard=None, json_=False, te
     target = textfile_target(textfile) if textfile else None
     jobs = prepare(inv, services_of(inv, service, shard))  # the lease's credentials, and the redactor for log lines
     hook = webhook(inv)  # told once per run when checks fail (nodeops.notify)
-    with Fleet(inv) as fleet:
+    with Fleet(inv, services=[job.service.name for job in jobs]) as fleet:
         result = run_checks(fleet, inv, jobs)
     if target:
         stamp = Metric("nodeops_check_timestamp_seconds", (("env", inv.environment),), time.time())

@@ -44,7 +44,8 @@ def exec_(c, command, env=None, inventory=None, nodes=None, shard=None, max_para
     else:
         targets = inv.select_nodes([n for n in (nodes or "").split(",") if n])
     started = time.monotonic()
-    with Fleet(inv, max_parallel=max_parallel or None) as fleet:
+    services = list(dict.fromkeys(n.service for n in targets))  # only their bastions are opened
+    with Fleet(inv, max_parallel=max_parallel or None, services=services) as fleet:
         outcomes = fleet.run(targets, command)
     elapsed = time.monotonic() - started
 

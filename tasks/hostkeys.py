@@ -62,14 +62,14 @@ def hostkeys(c, env=None, inventory=None, expected=None, write=False, yes=False,
     usable = inv if known is None or known.exists() else dataclasses.replace(
         inv, ssh=dataclasses.replace(inv.ssh, known_hosts=None))  # fmt: skip
     targets = inv.select_nodes([n for n in (nodes or "").split(",") if n])
-    with Fleet(usable) as fleet:
+    with Fleet(usable, services=list(dict.fromkeys(n.service for n in targets))) as fleet:
         with ThreadPoolExecutor(max_workers=min(fleet.max_parallel, len(targets))) as pool:
             outcomes = list(pool.map(lambda node: _scan(fleet, node), targets))
         pinned = {node: fleet.keys.pinned(node) for node in targets}
     scans = {node: found for node, found in outcomes if not isinstance(found, Exception)}
     failures = [{"error": found} for _node, found in outcomes if isinstance(found, Exception)]
     if wanted is not None:
-        ignore = (inv.bastion.host, f"[{inv.bastion.host}]:{inv.bastion.port}")
+        ignore = tuple(a for b in inv.bastions.values() for a in (b.host, f"[{b.host}]:{b.port}"))
         rows = against_expected(scans, wanted, expected, ignore=ignore)
     else:
         rows = [row for node, keys in scans.items() for row in against_pinned(node, keys, pinned[node])]

@@ -9,7 +9,8 @@ from invoke import task
 from nodeops import program
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
-from nodeops.operation import describe_locks, locks, release_stale
+from nodeops.ledger import describe_locks
+from nodeops.operation import locks, release_stale
 from nodeops.run.report import Reporter
 
 from ._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
@@ -21,7 +22,7 @@ def status(c, env=None, inventory=None, json_=False):
     """The environment's deploy locks: who holds each, since when, and whether that run is still alive."""
     inv = load(env, inventory)
     with Fleet(inv) as fleet:
-        found = locks(fleet, inv)
+        found = locks(fleet)
     if json_ or not is_interactive():
         for lock in found:
             print(json.dumps({"event": "lock", "service": lock.service, **lock.record()}))

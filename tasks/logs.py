@@ -47,7 +47,8 @@ def logs(c, service, env=None, inventory=None, node=None, follow=False, since=No
     try:
         with ending_on_signals():
             (job,) = prepare(inv, [service])  # the service's secrets, for the mask: in memory only
-            with Fleet(inv) as fleet:  # closed on the way out: each node's session ends, and its command with it
+            # closed on the way out: each node's session ends, and its command with it
+            with Fleet(inv, services=[service]) as fleet:
 
                 def run_node(n, sink: Callable[[bytes], None]) -> int:
                     conn, _ = fleet.connect(n)

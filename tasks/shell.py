@@ -30,7 +30,7 @@ def shell(c, node, env=None, inventory=None, container=False):
     inv = load(env, inventory)
     target = inv.node(node)
     command = container_shell_command(inv.services[target.service].runtime, target.service) if container else None
-    with Fleet(inv) as fleet:
+    with Fleet(inv, services=[target.service]) as fleet:
         conn, _ = fleet.connect(target)
         code = interactive(conn, command, os.environ.get("TERM", "xterm"))
     if code:

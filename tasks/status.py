@@ -22,8 +22,8 @@ def status(c, env=None, inventory=None, service=None, shard=None, json_=False):
     under way, the lock holder."""
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service, shard))  # the database credentials for reading the lease
-    with Fleet(inv) as fleet:
-        results = observe_status(fleet, inv, jobs)
+    with Fleet(inv, services=[job.service.name for job in jobs]) as fleet:
+        results = observe_status(fleet, jobs)
     if json_ or not is_interactive():
         for result in results:
             print(json.dumps({"event": "status", **result}))

@@ -24,7 +24,7 @@ def verify(c, env=None, inventory=None, service=None, shard=None, json_=False):
     """Check every node after a deploy: container user, port on the active only, no secret files, tmpfs, host keys."""
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service, shard))  # which files each node may still hold
-    with Fleet(inv) as fleet:
+    with Fleet(inv, services=[job.service.name for job in jobs]) as fleet:
         result = run_checks(fleet, jobs)
     if json_ or not is_interactive():
         for check in result.checks:

@@ -156,7 +156,7 @@ def load(fleet: Fleet, req: RestoreRequest, identity: Any, s3: S3, manifest: Map
 
     (host, port, _, sslmode), key = locate(req.job), manifest["object"]["key"]
     user, password = credentials(req.job)
-    with fleet.tunnel(host, port) as local:
+    with fleet.tunnel(host, port, service=req.job.service.name) as local:
         env = libpq_environment(host, local, req.into, user.reveal(), password.reveal(), sslmode, os.environ)
         child = proc.Child.writing(restore_argv(tool("pg_restore"), req.into), env)
         try:

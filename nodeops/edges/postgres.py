@@ -49,13 +49,13 @@ def refused_login(message: str) -> bool:
 @contextlib.contextmanager
 def session(fleet: Fleet, host: str, port: int, dbname: str, sslmode: str, user: str, password: str, *,
             service: str, purpose: str, clip: Callable[[str], str]) -> Iterator[psycopg.Connection]:  # fmt: skip
-    """An autocommit connection to ``host:port/dbname`` through a tunnel on the bastion (``fleet.tunnel``), as
+    """An autocommit connection to ``host:port/dbname`` through a tunnel on ``service``'s bastion (``fleet.tunnel``), as
     ``user``; closed on exit. ``conn.info.port`` is the tunnel's local end (a pg_dump of the same server goes
     through it too). ``host`` stays the server's real name for TLS verification, ``hostaddr`` is the tunnel.
     The credentials stay in memory. A failure to connect, or a driver error inside the block, is one line naming
     ``service``, ``purpose`` and the server, the driver's message given to ``clip`` (the caller's redactor):
     OperationFailed, or LoginRefused when the server refused the credentials."""
-    with fleet.tunnel(host, port) as local:
+    with fleet.tunnel(host, port, service=service) as local:
         try:
             conn = psycopg.connect(
                 host=host,

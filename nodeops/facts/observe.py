@@ -55,7 +55,7 @@ class Observer:
         checks: it answers, so it holds the lease, unhealthy. The port probed is the one the node's container serves,
         as last inspected (``ports``), else the role's."""
         port = self.ports.get(node.name, self.role.port)
-        reply = self.fleet.http_get(node.host, port, self.role.health)
+        reply = self.fleet.http_get(node.host, port, self.role.health, service=node.service)
         if reply is None:
             self.answers.pop(node.name, None)
             return False, ()

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from nodeops.errors import InvalidInput, InventoryError
-from nodeops.inventory.model import CheckPolicy, Inventory, Service
+from nodeops.inventory.model import Bastion, CheckPolicy, Inventory, Service
 from nodeops.inventory.rules import check
 from nodeops.inventory.schema import _CheckSpec, _DefaultsSpec, _InventorySpec, _ServiceSpec, _Spec
 from nodeops.inventory.values import _label, _name_problem, _one_line, _shown
@@ -263,13 +263,33 @@ def _check_policy(top: _CheckSpec, mine: _CheckSpec) -> CheckPolicy:
     return CheckPolicy(**{**top.model_dump(exclude_none=True), **mine.model_dump(exclude_none=True)})
 
 
+def _bastions(spec: _InventorySpec, file: str) -> dict[str, Bastion]:
+    """The file's bastions by name: ``bastions:``, or the one ``bastion:`` (named ``bastion``); InventoryError
+    unless exactly one of the two keys is set."""
+    if spec.bastion is not None and spec.bastions:
+        raise InventoryError(
+            file,
+            "bastions",
+            "both bastion and bastions are set: keep bastion (one for "
+            "every service) or bastions (several by name, each service naming its own), not both",
+        )
+    if spec.bastion is not None:
+        return {"bastion": _make(spec.bastion)}
+    if not spec.bastions:
+        raise InventoryError(file, "bastion", "missing required key 'bastion' (or bastions: several by name)")
+    return {name: _make(b, name=name, where=f"bastions.{_label(name)}") for name, b in spec.bastions.items()}
+
+
 def _build(spec: _InventorySpec, source: Path) -> Inventory:
+    bastions = _bastions(spec, str(source))
+    only = next(iter(bastions)) if len(bastions) == 1 else None  # a service may leave its bastion out
     services = {}
     for name, s in spec.services.items():
         services[name] = Service(
             **_shared(spec.defaults, s, name, str(source)),
             name=name,
             nodes=tuple(_make(n, service=name) for n in s.nodes),
+            bastion=s.bastion or only,
             load_balancer=s.load_balancer,
             inherited=frozenset(spec.defaults.variables).difference(s.variables),
             check=_check_policy(spec.check, s.check),
@@ -277,7 +297,7 @@ def _build(spec: _InventorySpec, source: Path) -> Inventory:
     return Inventory(
         source=source,
         environment=spec.environment,
-        bastion=_make(spec.bastion),
+        bastions=MappingProxyType(bastions),
         ssh=_make(spec.ssh),
         secret_backends=_value(spec.secret_backends),
         services=MappingProxyType(services),

@@ -62,9 +62,12 @@ def derived(**kwargs: Any) -> Any:
 
 @dataclass(frozen=True, kw_only=True)
 class Bastion:
-    """The only host reachable from outside; every connection to a node goes through it, one login per run.
-    Its host key is pinned: exactly one of ``host_key`` and ``known_hosts``."""
+    """A host reachable from outside; every connection to a node of its services goes through it, one login per
+    run. Its host key is pinned: exactly one of ``host_key`` and ``known_hosts``. Its services' deploy locks and
+    their audit log live on it (``state_dir``)."""
 
+    name: str = derived(default="bastion")  # its key under ``bastions:``; ``bastion`` for the one ``bastion:``
+    where: str = derived(default="bastion")  # its path in the file, for messages: ``bastion`` or ``bastions.NAME``
     host: _Host
     """Its address, as the operator's machine reaches it."""
     port: _Port = 22
@@ -247,6 +250,10 @@ class Service:
     port: _Port | None = None
     """The port the node serves and publishes on; unset: the role's. Services may share a host on different
     ports."""
+    bastion: _Name | None = None
+    """The bastion it is reached through: a name under ``bastions:``. Required when ``bastions:`` names several;
+    with one bastion (``bastion:``, or one entry of ``bastions:``) it is that one, and may be left out. Its deploy
+    lock and its audit records live on that bastion."""
     inherited: frozenset[str] = derived(default=frozenset())  # the names of ``variables`` taken from ``defaults:``
 
     @property
@@ -267,8 +274,9 @@ class Inventory:
     environment: _Name
     """The environment's name: ``--env NAME`` loads ``inventory/NAME.yaml`` only if it says NAME here (the deploy
     lock and the audit log are per environment)."""
-    bastion: Bastion
-    """The SSH bastion."""
+    bastions: Mapping[_Name, Bastion] = in_file(default={})  # the one ``bastion:`` too, named ``bastion``
+    """The SSH bastions by name (one per region or VPC, each with its own pinned key, user and ``state_dir``), each
+    service naming its own (``services.NAME.bastion``); exactly one of ``bastion`` and ``bastions``."""
     ssh: SshSettings
     """How the nodes are reached."""
     secret_backends: Mapping[_Name, SecretBackend] = in_file(default={})
@@ -280,6 +288,20 @@ class Inventory:
     webhook: Annotated[SecretRef, BeforeValidator(_not_inline)] | None = None
     """The webhook's URL, as a secret reference (the URL carries a token): it is POSTed one JSON message per
     operation end and per ``fab check`` run with failing checks; one that fails or takes over 5 s is a warning."""
+
+    def bastion_of(self, service: str) -> Bastion:
+        """The bastion ``service`` (a name of ``services``) is reached through: the only one, or the one it names
+        (KeyError for an unknown service when there are several)."""
+        if len(self.bastions) == 1:
+            return next(iter(self.bastions.values()))
+        return self.bastions[self.services[service].bastion]
+
+    def bastions_of(self, services: Sequence[str]) -> dict[str, list[str]]:
+        """``services`` grouped by the name of their bastion, in the order of ``bastions`` and of ``services``."""
+        grouped: dict[str, list[str]] = {name: [] for name in self.bastions}
+        for service in services:
+            grouped[self.bastion_of(service).name].append(service)
+        return {name: names for name, names in grouped.items() if names}
 
     @property
     def nodes(self) -> tuple[Node, ...]:

@@ -19,8 +19,9 @@ def check(inv: Inventory) -> None:
     def fail(where: str, problem: str) -> NoReturn:
         raise InventoryError(str(inv.source), where, problem)
 
-    if bool(inv.bastion.host_keys) == bool(inv.bastion.known_hosts):
-        fail("bastion", "pin the bastion's host key: set exactly one of host_key or known_hosts")
+    for b in inv.bastions.values():
+        if bool(b.host_keys) == bool(b.known_hosts):
+            fail(b.where, "pin the bastion's host key: set exactly one of host_key or known_hosts")
     if inv.backup is not None:
         _check_backup(inv.backup, inv.secret_backends, fail)
     if inv.webhook is not None and inv.webhook.backend not in inv.secret_backends:
@@ -30,6 +31,7 @@ def check(inv: Inventory) -> None:
     addresses: dict[tuple[str, int], list[tuple[str, Service]]] = {}  # a host: its nodes, where and whose
     for service in inv.services.values():
         at = f"services.{service.name}"
+        _check_bastion(inv, service, at, fail)
         for key, ref in service.secrets.items():
             if ref.backend not in inv.secret_backends:
                 defined = ", ".join(inv.secret_backends) or "none"
@@ -65,6 +67,19 @@ def check(inv: Inventory) -> None:
                 active = here
         if active is None:
             fail(f"{at}.nodes", "no node has 'preferred: active': mark exactly one active")
+
+
+def _check_bastion(inv: Inventory, service: Service, at: str, fail: Callable[[str, str], NoReturn]) -> None:
+    """``service`` is reached through one of the file's bastions: named when there are several, known."""
+    names = ", ".join(inv.bastions)
+    if service.bastion is None:
+        first = next(iter(inv.bastions))
+        fail(at, f"no bastion: the file has several ({names}); name the one it is reached through (bastion: {first})")
+    if service.bastion not in inv.bastions:
+        if [b.where for b in inv.bastions.values()] == ["bastion"]:
+            fail(f"{at}.bastion", f"names bastion {_shown(service.bastion)}, but the file has one bastion "
+                 "(bastion:): remove this key, or declare the bastions by name under bastions:")  # fmt: skip
+        fail(f"{at}.bastion", f"unknown bastion {_shown(service.bastion)} (bastions: {names})")
 
 
 def _check_backup(b: BackupPolicy, backends: Mapping[str, SecretBackend], fail: Callable[[str, str], NoReturn]) -> None:

@@ -5,7 +5,8 @@ come from the dataclass field (``_spec``).
 Where the file differs from the model, the difference is stated here: which of a class's fields a mapping holds
 (``keys``), a mapping whose keys are all optional so that two levels merge (``partial``: ``defaults:`` under a
 service, the top-level ``check:`` under a service's), a secret backend's keys by kind, and the keys that exist only in
-the file (``defaults``, ``check``, ``notify``). A model is frozen and refuses unknown keys, listing the allowed ones.
+the file (``defaults``, ``check``, ``notify``, and ``bastion``: the model holds the one bastion in ``bastions``). A
+model is frozen and refuses unknown keys, listing the allowed ones.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ _DefaultsSpec = _spec(
     "(``FALLBACKS``) applies; ``role`` and ``image`` (``REQUIRED``) must be set in one of the two.",
 )  # fmt: skip
 _SPECS[Service] = _ServiceSpec = _spec(
-    Service, "_ServiceSpec", keys=("nodes", "load_balancer", "check"), base=_DefaultsSpec
+    Service, "_ServiceSpec", keys=("nodes", "bastion", "load_balancer", "check"), base=_DefaultsSpec
 )
 _NotifySpec = _spec(
     Inventory, "_NotifySpec", keys=("webhook",), required=("webhook",),
@@ -248,9 +249,12 @@ _NotifySpec = _spec(
 )  # fmt: skip
 _InventorySpec = _spec(
     Inventory, "_InventorySpec",
-    keys=("environment", "bastion", "ssh", "secret_backends", "defaults", "services", "check", "backup", "notify"),
+    keys=("environment", "bastion", "bastions", "ssh", "secret_backends", "defaults", "services", "check", "backup",
+          "notify"),
     IGNORED_PREFIX="x-",
     extra={
+        "bastion": (_BastionSpec | None, Field(None, description="The SSH bastion, one for every service; or "
+                                               "``bastions``, several by name (exactly one of the two).")),
         "defaults": (_DefaultsSpec, Field(_DefaultsSpec(), description="What every service shares.")),
         "check": (_CheckSpec, Field(_CheckSpec(), description="``fab check``'s limits for every service.")),
         "notify": (_NotifySpec | None, Field(None, description="Notifications: a JSON message per operation end and "

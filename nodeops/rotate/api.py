@@ -34,7 +34,8 @@ class NodeApi:
         body = json.dumps(doc).encode() if doc is not None else None
         port = self.rotation.job.role.port
         fleet = self.rotation.fleet
-        reply = fleet.request(self.node.host, port, method, path, body, headers, timeout=http.API_TIMEOUT)
+        reply = fleet.request(self.node.host, port, method, path, body, headers, timeout=http.API_TIMEOUT,
+                              service=self.node.service)  # fmt: skip
         if reply is None:
             raise OperationFailed(f"{self.where}: the API does not answer {path}")
         return reply

@@ -215,6 +215,41 @@ def _signalled_at(proc: subprocess.Popen, when: Callable[[dict], bool], signum: 
     return seen
 
 
+@contextlib.contextmanager
+def frozen_at_first_step(args: list[str]) -> Iterator[subprocess.Popen]:
+    """`fab ARGS` (with --json) started and frozen (SIGSTOP) at its first step, which a changing run reports under
+    its locks: the block runs while it holds them, and resumes it (SIGCONT) and reads the rest itself. Killed on
+    leaving if it still runs (it must not go on holding a lock)."""
+    proc = events_of(args)
+    try:
+        seen = _signalled_at(proc, lambda e: e.get("event") == "step", signal.SIGSTOP)
+        assert seen and seen[-1].get("event") == "step", "the run ended before its first step"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+def serialised_shards(inventory: str, holder: str, other: str, holds: list[str], shared: str,
+                      while_held: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+    """Two `fab deploy --shard` runs given one service ``shared``: shard ``holder`` (its services ``holds``) frozen at
+    its first step, under its locks (``while_held`` runs then); shard ``other`` exits 3 naming ``shared`` and the
+    lock; the first, resumed, ends 0 with ``holds``; ``other`` run again then deploys ``shared``, exit 0."""
+    with frozen_at_first_step(["deploy", "--inventory", inventory, "--shard", holder, "--json"]) as first:
+        while_held()
+        second = fab("deploy", "--inventory", inventory, "--shard", other, "--json")
+        first.send_signal(signal.SIGCONT)
+        out, err = first.communicate(timeout=600)
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert shared in second.stderr and "lock" in second.stderr, second.stderr
+    assert first.returncode == 0, out[-2000:] + err
+    ends = [e for e in map(json.loads, (x for x in out.splitlines() if x.startswith("{"))) if e.get("event") == "end"]
+    assert [e["services"] for e in ends] == [holds], ends
+    again = fab("deploy", "--inventory", inventory, "--shard", other, "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [e["services"] for e in events(again) if e.get("event") == "end"] == [[shared]]
+
+
 def terminated_at(args: list[str], when: Callable[[dict], bool]) -> tuple[int, list[dict], str]:
     """Run `fab ARGS` (with --json), send it SIGTERM (as a CI runner cancelling the job) as soon as it reports an event
     ``when`` accepts, and let it end as it chooses (at most 300 s). Returns its exit code, every event it printed

@@ -5,7 +5,6 @@ same service are serialised by its deploy lock on the bastion."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import own_lab
-from tests.e2e.probe import events, events_of
+from tests.e2e.probe import events, serialised_shards
 
 pytestmark = pytest.mark.lab
 
@@ -65,26 +64,4 @@ def test_four_shards_in_parallel_deploy_every_service_exactly_once(sharded, figu
 def test_two_shards_given_one_service_are_serialised_by_its_lock(sharded):
     """Shard 1/2 (cl1, cl2) holds its services' locks, frozen mid-run; shard 1/4 (cl1) exits 3 naming it. Once the
     first has finished, the second runs."""
-    inventory = str(sharded.inventory_file)
-    first = events_of(["deploy", "--inventory", inventory, "--shard", "1/2", "--json"])
-    frozen = False
-    try:
-        for line in first.stdout:  # the first step is reported under the lock
-            if line.startswith("{") and json.loads(line).get("event") == "step":
-                first.send_signal(signal.SIGSTOP)
-                frozen = True
-                break
-        assert frozen, "shard 1/2 ended before its first step"
-        second = fab("deploy", "--inventory", inventory, "--shard", "1/4", "--json")
-        first.send_signal(signal.SIGCONT)
-        out, err = first.communicate(timeout=300)
-    finally:
-        first.kill()
-        first.wait(timeout=60)
-    assert second.returncode == 3, second.stdout + second.stderr
-    assert "cl1" in second.stderr and "lock" in second.stderr, second.stderr
-    assert first.returncode == 0, out[-2000:] + err
-    assert ended([json.loads(x) for x in out.splitlines() if x.startswith("{")])["services"] == ["cl1", "cl2"]
-    again = fab("deploy", "--inventory", inventory, "--shard", "1/4", "--json")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert ended(events(again))["services"] == ["cl1"]
+    serialised_shards(str(sharded.inventory_file), "1/2", "1/4", ["cl1", "cl2"], "cl1")

@@ -16,7 +16,7 @@ KH = Path("/dev/shm/x/known_hosts")
 def test_known_hosts_has_every_pin_under_its_address():
     lines = known_hosts(INV).splitlines()
     assert lines == [
-        f"203.0.113.24 {INV.bastion.host_keys[0].line}",
+        f"203.0.113.24 {INV.bastions['bastion'].host_keys[0].line}",
         *(f"{n.host} {k.line}" for n in INV.nodes for k in n.host_keys),
     ]
 
@@ -42,7 +42,7 @@ def test_ssh_config_names_the_bastion_and_its_identity():
     text = ssh_config(INV, KH)
     bastion = text.split(f"Host {BASTION}\n", 1)[1].split("Host ", 1)[0]
     assert "HostName 203.0.113.24" in bastion and "User ec2-user" in bastion
-    assert f"IdentityFile {INV.bastion.identity_file}" in bastion
+    assert f"IdentityFile {INV.bastions['bastion'].identity_file}" in bastion
 
 
 def test_plain_ssh_jumps_through_the_bastion_with_the_config():

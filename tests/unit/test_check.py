@@ -415,7 +415,7 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
     gets = []
 
     class Fleet:
-        def http_get(self, host, port, path):
+        def http_get(self, host, port, path, **_where):
             gets.append((host, port, path))
             return replies[host].pop(0)
 
@@ -459,7 +459,7 @@ def test_under_activation_all_check_fails_unless_every_node_serves(monkeypatch, 
     nodes = [Node(n, f"10.0.0.{i}", 22, "active" if i == 1 else "standby", (), "r") for i, n in enumerate("abc", 1)]
 
     class Fleet:
-        def http_get(self, host, _port, _path):
+        def http_get(self, host, _port, _path, **_where):
             return None if replies[host] is None else (replies[host], b"{}")
 
     monkeypatch.setattr(Observer, "connect", lambda _self, _node: None)
@@ -495,7 +495,7 @@ def test_under_activation_keys_the_holder_is_the_active_and_the_other_a_standby_
                                           "State": {"Running": True, "Status": "running", "Pid": 1}}]))  # fmt: skip
 
     class Fleet:
-        def http_get(self, _host, _port, _path):
+        def http_get(self, _host, _port, _path, **_where):
             return 200, b"{}"
 
     judged = {}

@@ -55,7 +55,12 @@ SOLO = {"name": "solo", "host": "10.0.1.5", "preferred": "active", "host_key": k
 
 def edited(*changes: tuple[str, Any]) -> str:
     """BASE as YAML after setting (or deleting) dotted paths, in order; a set key goes last."""
-    doc = copy.deepcopy(BASE)
+    return changed(BASE, *changes)
+
+
+def changed(base: dict[str, Any], *changes: tuple[str, Any]) -> str:
+    """A copy of ``base`` as YAML after setting (or deleting, DELETE) dotted paths, in order; a set key goes last."""
+    doc = copy.deepcopy(base)
     for path, value in changes:
         *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
         target = doc
@@ -80,8 +85,10 @@ def parse(text: str) -> Inventory:
 def test_minimal_inventory_loads_with_defaults():
     inv = parse(edited())
     assert inv.source == SOURCE and inv.environment == "test"
-    assert (inv.bastion.port, inv.bastion.identity_file, inv.bastion.known_hosts) == (22, None, None)
-    assert inv.bastion.host_keys == (HostKey("ssh-ed25519", key(1).split()[1]),)
+    (bastion,) = inv.bastions.values()  # the one bastion: named "bastion", every service's
+    assert (bastion.name, bastion.port, bastion.identity_file, bastion.known_hosts) == ("bastion", 22, None, None)
+    assert bastion.host_keys == (HostKey("ssh-ed25519", key(1).split()[1]),)
+    assert [inv.bastion_of(s) for s in inv.services] == [bastion] * len(inv.services)
     assert inv.ssh == dataclasses.replace(
         inv.ssh,
         identity_file=None,
@@ -130,7 +137,7 @@ def test_example_inventorys_commented_webhook_loads_once_uncommented(tmp_path):
     "mutate",
     [
         lambda inv: setattr(inv, "environment", "other"),
-        lambda inv: setattr(inv.bastion, "port", 2222),
+        lambda inv: setattr(inv.bastions["bastion"], "port", 2222),
         lambda inv: setattr(inv.nodes[0], "host", "10.9.9.9"),
         lambda inv: operator.setitem(inv.services, "x", None),
         lambda inv: operator.setitem(inv.services["chainlink"].variables, "ETH_CHAIN_ID", 5),
@@ -197,7 +204,7 @@ def test_valid_variants_load(changes):
 
 def test_host_key_list_keeps_every_key():
     inv = parse(edited(("bastion.host_key", [key(1), key(4, "ecdsa-sha2-nistp256")])))
-    assert [k.keytype for k in inv.bastion.host_keys] == ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+    assert [k.keytype for k in inv.bastions["bastion"].host_keys] == ["ssh-ed25519", "ecdsa-sha2-nistp256"]
 
 
 def test_single_node_service_has_no_standby():
@@ -246,8 +253,8 @@ ERRORS = [
         "unknown-top",
         edited(("colour", "blue")),
         "colour",
-        "unknown key 'colour' (allowed: environment, bastion, ssh, secret_backends, defaults, services, check, backup, "
-        "notify, x-...)",
+        "unknown key 'colour' (allowed: environment, bastion, bastions, ssh, secret_backends, defaults, services, "
+        "check, backup, notify, x-...)",
     ),
     (
         "unknown-bastion",
@@ -903,8 +910,8 @@ def test_each_key_is_declared_once_on_the_model():
         fields = {f.name: f for f in dataclasses.fields(engine)}
         docs = schema._field_docs(engine)
         for key, info in spec.model_fields.items():
-            if key not in spec.FIELDS:  # a key only the file has (defaults, check, notify)
-                assert spec is schema._InventorySpec and key in ("defaults", "check", "notify")
+            if key not in spec.FIELDS:  # a key only the file has (defaults, check, notify, bastion)
+                assert spec is schema._InventorySpec and key in ("defaults", "check", "notify", "bastion")
                 continue
             f = fields[spec.FIELDS[key]]
             assert info.description == docs[f.name], (spec, key)

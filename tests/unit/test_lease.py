@@ -128,7 +128,7 @@ class FakeConn:
 
 class FakeFleet:
     @contextlib.contextmanager
-    def tunnel(self, _host, _port):
+    def tunnel(self, _host, _port, **_where):
         yield 40001
 
 

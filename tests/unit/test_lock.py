@@ -17,7 +17,8 @@ import pytest
 from nodeops import program
 from nodeops.commands import bastion
 from nodeops.errors import Declined, Interrupted, InvalidInput, OperationFailed, Unsafe
-from nodeops.operation import describe_locks, end_result, holder_record, lock_conflict
+from nodeops.ledger import describe_locks, lock_conflict
+from nodeops.operation import end_result, holder_record
 
 ENV = "prod"
 

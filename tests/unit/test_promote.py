@@ -144,7 +144,7 @@ def test_the_observer_probes_the_port_the_container_serves(monkeypatch, a_label,
         def connect(self, node):
             return node.host, 1
 
-        def http_get(self, host, port, path):
+        def http_get(self, host, port, path, **_where):
             gets.append((host, port, path))
             return (200, b"{}") if (host, port) == ("10.0.0.1", int(a_label or 6700)) else None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from nodeops import operation
+from nodeops import ledger, operation
 from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.errors import Interrupted, OperationFailed, Unsafe
 from nodeops.facts.container import Container
@@ -152,11 +152,12 @@ def test_a_result_outside_its_type_still_releases_the_locks(op, monkeypatch):
     closed = []
     monkeypatch.setattr(op.fleet, "close", lambda: closed.append(True))
     op.report.sinks.append(op._step)  # as __enter__ leaves it
-    op.session = session = Session()
+    (ledger,) = op.ledgers  # the one bastion's
+    ledger.session = session = Session()
     op.results = [{"service": "cl", "surprise": 1}]
     with pytest.raises(ValueError, match="surprise"):
         op.__exit__(None, None, None)
-    assert session.sent == ["release"] and session.closed and closed == [True] and op.session is None
+    assert session.sent == ["release"] and session.closed and closed == [True] and ledger.session is None
 
 
 @pytest.mark.parametrize(
@@ -199,19 +200,18 @@ def test_fab_audit_and_rollback_read_the_log_through_the_types(op, job, tmp_path
     log.parent.mkdir(parents=True)
     lines = [op.start_entry(), op.entry("step", service="cl", node="a", message="m"), op.end_entry(None)]
     log.write_text("".join(json.dumps(e) + "\n" for e in lines) + '{"event": "end", "cut')
-    inv = type("I", (), {"bastion": type("B", (), {"state_dir": ".nodeops"})(), "environment": "t"})()
 
-    def on_bastion(_fleet, script, _stdin=None):
+    def on_bastion(_fleet, _name, _label, script, _stdin=None):
         return subprocess.run(script, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=30).stdout
 
-    monkeypatch.setattr(operation, "_on_bastion", on_bastion)
-    got = audit_log(None, inv, 10)
+    monkeypatch.setattr(ledger, "on_bastion", on_bastion)
+    got = audit_log(op.fleet, 10)
     assert [type(e).__name__ for e in got] == ["Start", "Step", "End"]
     assert [e.record() for e in got] == lines
     damaged = {**lines[2], "results": [{**lines[2]["results"][0], "variables": "LOG_LEVEL=info"}]}
     log.write_text("".join(json.dumps(e) + "\n" for e in [*lines, damaged]))
     with pytest.raises(OperationFailed) as err:
-        audit_log(None, inv, 10)
+        audit_log(op.fleet, 10)
     assert str(err.value) == (f".nodeops/t/audit.jsonl on the bastion: the entry event end run {op.run} op deploy "
                               f"time {damaged['time']} is not one this nodeops can read (results/0/variables as "
                               "Deployed: Input should be a valid dictionary); see docs/audit.schema.json")  # fmt: skip

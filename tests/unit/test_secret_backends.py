@@ -42,7 +42,7 @@ def _inventory(tmp_path: Path, backends: dict[str, SecretBackend],
         variables=MappingProxyType({}), secrets=MappingProxyType(refs), nodes=(),
     )  # fmt: skip
     inv = Inventory(
-        source=tmp_path / "prod.yaml", environment="prod", bastion=None, ssh=None,  # type: ignore[arg-type]
+        source=tmp_path / "prod.yaml", environment="prod", bastions={}, ssh=None,  # type: ignore[arg-type]
         secret_backends=MappingProxyType(backends), services=MappingProxyType({"cl1": service}),
     )  # fmt: skip
     return inv, service

@@ -138,7 +138,7 @@ def _inventory(backends: dict[str, SecretBackend], refs: dict[str, SecretRef]) -
         variables=MappingProxyType({}), secrets=MappingProxyType(refs), nodes=(),
     )  # fmt: skip
     inv = Inventory(
-        source=Path("/inv/prod.yaml"), environment="prod", bastion=None, ssh=None,  # type: ignore[arg-type]
+        source=Path("/inv/prod.yaml"), environment="prod", bastions={}, ssh=None,  # type: ignore[arg-type]
         secret_backends=MappingProxyType(backends), services=MappingProxyType({"cl1": service}),
     )  # fmt: skip
     return inv, service

@@ -196,7 +196,7 @@ def test_status_says_why_a_node_is_unreachable(monkeypatch):
                 raise OperationFailed(CUT)
             return node.host, 1
 
-        def http_get(self, *_where):
+        def http_get(self, *_where, **_how):
             return 200, b"{}"
 
     inspected = '[{"Name": "/nodeops-svc", "State": {"Running": true, "Status": "running"}, "Config": {"Labels": {}}}]'

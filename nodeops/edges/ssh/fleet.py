@@ -1,7 +1,8 @@
-"""Connections to an inventory's nodes through one bastion: opened with retries, fanned out, closed.
+"""Connections to an inventory's nodes through its bastions: opened with retries, fanned out, closed.
 
-The bastion opens once (its key verified, so a bad bastion fails the run before any fan-out); every node
-connection is a ``direct-tcpip`` channel multiplexed over that one transport (see nodeops.edges.ssh).
+Each bastion the run needs opens once (its key verified, so a bad bastion fails the run before any fan-out); every
+node connection is a ``direct-tcpip`` channel multiplexed over its service's bastion transport (see
+nodeops.edges.ssh), and the fan-out runs behind every bastion at once.
 """
 
 from __future__ import annotations
@@ -55,68 +56,114 @@ class Outcome(Generic[T]):
         return self.error is None
 
 
-class Fleet:
-    """Connections to an inventory's nodes, all through one bastion transport.
+def _with_retries(retries: int, attempt: Callable[[], T], target: Target) -> tuple[T, int]:
+    """``attempt`` (a connection to ``target``) tried up to ``retries`` more times, with backoff, while it fails
+    transiently: its value and the attempts it took; OperationFailed naming ``target`` otherwise."""
+    tries = retries + 1
+    for n in range(1, tries + 1):
+        try:
+            return attempt(), n
+        except NodeopsError:
+            raise
+        except paramiko.AuthenticationException as exc:
+            raise OperationFailed(
+                f"{target.label} ({target.address}): authentication as {target.user!r} failed: {exc}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 (classified right here)
+            if n == tries or not _is_transient(exc):
+                reason = str(exc) or type(exc).__name__
+                raise OperationFailed(
+                    f"{target.label} ({target.address}): cannot connect after {n} attempt(s): {reason}"
+                ) from None
+            time.sleep(min(0.2 * 2 ** (n - 1), 2.0) + random.uniform(0, 0.2))
+    raise AssertionError("unreachable")
 
-    Use as a context manager: entering opens the bastion (so a bad bastion key
-    or an unreachable bastion fails the run before any fan-out); leaving
-    closes every connection.
+
+class Fleet:
+    """Connections to an inventory's nodes, each through its service's bastion: one transport per bastion.
+
+    Use as a context manager: entering opens the bastions of ``services`` (None: every bastion of the inventory),
+    so a bad bastion key or an unreachable bastion fails the run before any fan-out; leaving closes every
+    connection. A bastion no service of the run needs is opened only if it is asked for.
     """
 
-    def __init__(self, inventory: Inventory, max_parallel: int | None = None) -> None:
+    def __init__(self, inventory: Inventory, max_parallel: int | None = None,
+                 services: Sequence[str] | None = None) -> None:  # fmt: skip
         self.inventory = inventory
         self.settings = inventory.ssh
         self.max_parallel = max_parallel or inventory.ssh.max_parallel
         self.keys = Keyring(inventory)
-        self._bastion: PinnedConnection | None = None
-        self._bastion_lock = threading.Lock()
+        self.needed = list(inventory.bastions_of(services) if services is not None else inventory.bastions)
+        self._bastions: dict[str, PinnedConnection] = {}
+        self._bastion_locks = {name: threading.Lock() for name in inventory.bastions}
         self._open: list[PinnedConnection] = []
         self._open_lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------
     def __enter__(self) -> Fleet:
-        self._bastion_conn()
+        try:
+            if len(self.needed) > 1:  # several bastions: their logins at once
+                with ThreadPoolExecutor(max_workers=len(self.needed)) as pool:
+                    list(pool.map(self._bastion_conn, self.needed))
+            else:
+                list(map(self._bastion_conn, self.needed))
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        """Close every connection, nodes first. A link that died before (the bastion's, under the node tunnels:
+        """Close every connection, nodes first. A link that died before (a bastion's, under the node tunnels:
         paramiko raises EOFError or OSError sending the close) has nothing left to close: the rest still are."""
         with self._open_lock:
-            opened, self._open = [*reversed(self._open), self._bastion], []
-        self._bastion = None
+            opened, self._open = [*reversed(self._open), *self._bastions.values()], []
+            self._bastions = {}
         for conn in opened:
-            if conn is not None:
-                with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+            with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
+                conn.close()
+
+    def bastion(self, name: str | None = None) -> Link:
+        """The shared connection to the bastion ``name`` (None: the inventory's only one); reopened if its
+        transport died."""
+        return Link(self._bastion_conn(name))
+
+    def behind(self, service: str | None) -> str | None:
+        """The name of the bastion ``service`` is reached through (None: the inventory's only one)."""
+        return None if service is None else self.inventory.bastion_of(service).name
+
+    def _bastion_conn(self, name: str | None = None) -> PinnedConnection:
+        if name is None:
+            if len(self.inventory.bastions) != 1:
+                raise ValueError("several bastions: name the one to reach")
+            name = next(iter(self.inventory.bastions))
+        with self._bastion_locks[name]:
+            conn = self._bastions.get(name)
+            if conn is None or not conn.is_connected:
+                if conn is not None:
                     conn.close()
-
-    def bastion(self) -> Link:
-        """The shared bastion connection; reopened if its transport died."""
-        return Link(self._bastion_conn())
-
-    def _bastion_conn(self) -> PinnedConnection:
-        with self._bastion_lock:
-            if self._bastion is None or not self._bastion.is_connected:
-                if self._bastion is not None:
-                    self._bastion.close()
-                self._bastion, _ = self._with_retries(
-                    lambda: self._opened(
-                        PinnedConnection(self.keys.bastion, self.keys.bastion_key, self.settings.connect_timeout)
-                    )
+                target, key = self.keys.bastions[name], self.keys.bastion_keys[name]
+                conn, _ = _with_retries(
+                    self.settings.connect_retries,
+                    lambda: self._opened(PinnedConnection(target, key, self.settings.connect_timeout)),
+                    target,
                 )
-            return self._bastion
+                with self._open_lock:
+                    self._bastions[name] = conn
+            return conn
 
     def connect(self, node: Node) -> tuple[Link, int]:
-        """An open connection to ``node`` through the bastion, and the attempts it took."""
-        target = self.keys.target(node)
+        """An open connection to ``node`` through its bastion, and the attempts it took."""
+        target, via = self.keys.target(node), self.keys.bastion_of(node)
 
         def attempt() -> PinnedConnection:
-            conn = PinnedConnection(target, self.keys.node_key, self.settings.connect_timeout, via=self._bastion_conn())
+            conn = PinnedConnection(target, self.keys.node_key, self.settings.connect_timeout,
+                                    via=self._bastion_conn(via))  # fmt: skip
             return self._opened(conn)
 
-        conn, attempts = self._with_retries(attempt, target)
+        conn, attempts = _with_retries(self.settings.connect_retries, attempt, target)
         with self._open_lock:
             self._open.append(conn)
         return Link(conn), attempts
@@ -130,48 +177,27 @@ class Fleet:
             raise
         return conn
 
-    def _with_retries(self, attempt: Callable[[], T], target: Target | None = None) -> tuple[T, int]:
-        target = target or self.keys.bastion
-        tries = self.settings.connect_retries + 1
-        for n in range(1, tries + 1):
-            try:
-                return attempt(), n
-            except NodeopsError:
-                raise
-            except paramiko.AuthenticationException as exc:
-                raise OperationFailed(
-                    f"{target.label} ({target.address}): authentication as {target.user!r} failed: {exc}"
-                ) from None
-            except Exception as exc:  # noqa: BLE001 (classified right here)
-                if n == tries or not _is_transient(exc):
-                    reason = str(exc) or type(exc).__name__
-                    raise OperationFailed(
-                        f"{target.label} ({target.address}): cannot connect after {n} attempt(s): {reason}"
-                    ) from None
-                time.sleep(min(0.2 * 2 ** (n - 1), 2.0) + random.uniform(0, 0.2))
-        raise AssertionError("unreachable")
-
-    # -- through the bastion (forward.py) ----------------------------------------------
-    def http_get(
-        self, host: str, port: int, path: str, timeout: float = http.HEALTH_TIMEOUT
-    ) -> tuple[int, bytes] | None:
-        """GET ``path`` on a private ``host:port`` through the bastion: (status, body), or None (see request)."""
-        reply = self.request(host, port, "GET", path, timeout=timeout)
+    # -- through a service's bastion (forward.py); service None: the inventory's only bastion ------------
+    def http_get(self, host: str, port: int, path: str, timeout: float = http.HEALTH_TIMEOUT, *,
+                 service: str | None = None) -> tuple[int, bytes] | None:  # fmt: skip
+        """GET ``path`` on a private ``host:port`` through ``service``'s bastion: (status, body), or None (see
+        request)."""
+        reply = self.request(host, port, "GET", path, timeout=timeout, service=service)
         return None if reply is None else (reply.status, reply.body)
 
     def request(self, host: str, port: int, method: str, path: str, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None,
-                timeout: float = http.HEALTH_TIMEOUT) -> http.Reply | None:  # fmt: skip
-        """One HTTP/1.0 request to a private ``host:port`` through the bastion: see forward.request."""
-        return forward.request(self.bastion(), host, port, method, path, body, headers, timeout)
+                headers: Mapping[str, str] | None = None, timeout: float = http.HEALTH_TIMEOUT, *,
+                service: str | None = None) -> http.Reply | None:  # fmt: skip
+        """One HTTP/1.0 request to a private ``host:port`` through ``service``'s bastion: see forward.request."""
+        return forward.request(self.bastion(self.behind(service)), host, port, method, path, body, headers, timeout)
 
-    def tunnel(self, host: str, port: int) -> contextlib.AbstractContextManager[int]:
-        """A port on 127.0.0.1 forwarded through the bastion to ``host:port``: see forward.tunnel."""
-        return forward.tunnel(self.bastion(), host, port)
+    def tunnel(self, host: str, port: int, *, service: str | None = None) -> contextlib.AbstractContextManager[int]:
+        """A port on 127.0.0.1 forwarded through ``service``'s bastion to ``host:port``: see forward.tunnel."""
+        return forward.tunnel(self.bastion(self.behind(service)), host, port)
 
     # -- fan-out -------------------------------------------------------------------
     def map(self, nodes: Sequence[Node], work: Callable[[Link, Node], T]) -> list[Outcome[T]]:
-        """Run ``work`` on every node, at most ``max_parallel`` at a time.
+        """Run ``work`` on every node, behind every bastion at once, at most ``max_parallel`` at a time behind each.
 
         Every node gets an Outcome, in the order given; a failure on one node
         is recorded there and never stops or hides the others.
@@ -190,10 +216,14 @@ class Fleet:
             outcome.seconds = time.monotonic() - started
             return outcome
 
-        if not nodes:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(nodes))) as pool:
-            return list(pool.map(one, nodes))
+        groups: dict[str, list[Node]] = {}
+        for node in nodes:
+            groups.setdefault(self.keys.bastion_of(node), []).append(node)
+        with contextlib.ExitStack() as stack:
+            pools = {name: stack.enter_context(ThreadPoolExecutor(max_workers=min(self.max_parallel, len(group))))
+                     for name, group in groups.items()}  # fmt: skip
+            futures = [pools[self.keys.bastion_of(node)].submit(one, node) for node in nodes]
+            return [future.result() for future in futures]
 
     def run(self, nodes: Sequence[Node], command: str, timeout: float | None = None) -> list[Outcome[CommandResult]]:
         """Run one shell command on every node; a non-zero exit is a result, not an error."""

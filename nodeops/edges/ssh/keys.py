@@ -27,7 +27,7 @@ def known_hosts_name(host: str, port: int) -> str:
 class Target:
     """Where to connect and which host keys to accept there."""
 
-    label: str  # "bastion" or the node name
+    label: str  # "bastion" (the one), "bastion NAME" (one of several) or the node name
     host: str
     port: int
     user: str
@@ -48,8 +48,9 @@ def parse_pinned(keys: Sequence[HostKey]) -> tuple[paramiko.PKey, ...]:
 
 class Keyring:
     """The keys a Fleet connects with, read from the inventory once: the private keys it logs in with
-    (``bastion_key``, ``node_key``: from ``bastion.identity_file`` and ``ssh.identity_file``, None when not set)
-    and the host keys each host must show (``bastion`` is the bastion's Target; ``target(node)`` a node's).
+    (``bastion_keys[name]`` per bastion, ``node_key``: from each bastion's ``identity_file`` and
+    ``ssh.identity_file``, None when not set) and the host keys each host must show (``bastions[name]`` is a
+    bastion's Target, ``target(node)`` a node's; ``bastion_of(node)`` names the bastion a node is reached through).
 
     Raises InventoryError naming the inventory file and the field when a private key or a known_hosts file
     cannot be read.
@@ -57,14 +58,20 @@ class Keyring:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self.bastion_key = self._load_identity(inventory.bastion.identity_file, "bastion.identity_file")
         self.node_key = self._load_identity(inventory.ssh.identity_file, "ssh.identity_file")
         self._known = self._load_known_hosts(inventory.ssh.known_hosts, "ssh.known_hosts")
-        bastion_known = self._load_known_hosts(inventory.bastion.known_hosts, "bastion.known_hosts")
-        b = inventory.bastion
-        self.bastion = Target(
-            "bastion", b.host, b.port, b.user, parse_pinned(b.host_keys) + self._lookup(bastion_known, b.host, b.port)
-        )
+        self.bastions: dict[str, Target] = {}
+        self.bastion_keys: dict[str, paramiko.PKey | None] = {}
+        for name, b in inventory.bastions.items():
+            self.bastion_keys[name] = self._load_identity(b.identity_file, f"{b.where}.identity_file")
+            known = self._load_known_hosts(b.known_hosts, f"{b.where}.known_hosts")
+            label = "bastion" if b.where == "bastion" else f"bastion {name}"
+            pinned = parse_pinned(b.host_keys) + self._lookup(known, b.host, b.port)
+            self.bastions[name] = Target(label, b.host, b.port, b.user, pinned)
+
+    def bastion_of(self, node: Node) -> str:
+        """The name of the bastion ``node`` is reached through (its service's)."""
+        return self.inventory.bastion_of(node.service).name
 
     def _load_identity(self, path: Path | None, where: str) -> paramiko.PKey | None:
         if path is None:

@@ -36,7 +36,7 @@ def scan_host_keys(fleet: Fleet, node: Node) -> tuple[HostKey, ...]:
 def _offered_key(fleet: Fleet, node: Node, keytype: str) -> HostKey | None:
     timeout = fleet.settings.connect_timeout
     try:
-        channel = fleet._bastion_conn().transport.open_channel(
+        channel = fleet._bastion_conn(fleet.keys.bastion_of(node)).transport.open_channel(
             "direct-tcpip", (node.host, node.port), ("", 0), timeout=timeout
         )
     except (SSHException, OSError, EOFError) as exc:
