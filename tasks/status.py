@@ -18,8 +18,9 @@ from ._cli import SHARDED_HELP, Sharded, cli, is_interactive, load, services_of
 @task(klass=Sharded, help=SHARDED_HELP)
 @cli
 def status(c, env=None, inventory=None, service=None, shard=None, json_=False):
-    """Observed state per service: each node's role, container, version and uptime, the lease, a rotation left
-    under way, the lock holder."""
+    """Observed state per service: each node's role, container, version, uptime, the lease, the lock holder.
+
+    Also a rotation left under way, with the command that completes it."""
     inv = load(env, inventory)
     jobs = prepare(inv, services_of(inv, service, shard))  # the database credentials for reading the lease
     with Fleet(inv, services=[job.service.name for job in jobs]) as fleet:
