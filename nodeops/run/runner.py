@@ -124,8 +124,8 @@ class ServiceRunner:
         and what runs now (standing). Before the handover of a rolling replace, the nodes this run replaced go back
         on their previous containers and inputs, as after a failure (restore), so the pair is left as it was found
         (issue 13 rv7 #6: a standby left on the new inputs made a mixed pair that promote-standby refuses). After the
-        handover, the old active (stopped by it) is started again on its own inputs as the standby, and the run
-        stops there rather than go on to replace it (rv7 #7); the message names the deploy that finishes the change."""
+        handover, the old active is started again on its own inputs as the standby and the run stops there (rv7 #7).
+        Once something changed, the message names the deploy that finishes the change."""
         run = self.change
         action = stop_action(plan, i)
         if action is None:
@@ -133,21 +133,19 @@ class ServiceRunner:
                 run.stop_seen = i
             return
         name, step = self.service, plan.steps[i]
+        finish = f"{program()} deploy --env {run.fleet.inventory.environment} --service {name} finishes"
+        done = f"{finish} the change" if i else "nothing was changed"
         if action == "stop":
-            env = run.fleet.inventory.environment
-            why = f"{name}: stopped before `{step.describe()}` as asked" + (
-                "; nothing was changed" if i == 0
-                else f"; {program()} deploy --env {env} --service {name} finishes the change")  # fmt: skip
+            why = f"{name}: stopped before `{step.describe()}` as asked; {done}"
         elif action == "undo":
             why = f"{name}: stopped before `{step.describe()}` as asked, undoing this run's change"
             for node in dict.fromkeys(s.node for s in plan.steps[:i] if s.action == "replace"):
                 why = run.restore(node, why)
         else:  # "restart": just after the handover
             handover = plan.steps[i - 1]
-            old, env = handover.node, run.fleet.inventory.environment
             why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
-                   f"`{step.describe()}`{self.standby_again_on_own(old)}; {handover.to} runs this change, {old} "
-                   f"does not: {program()} deploy --env {env} --service {name} finishes it")  # fmt: skip
+                   f"`{step.describe()}`{self.standby_again_on_own(handover.node)}; {handover.to} runs this change, "
+                   f"{handover.node} does not: {finish} it")  # fmt: skip
         forward = "".join(f"; {note}" for note in run.forward)
         raise Interrupted(f"{why}{forward}; {run.standing()}")
 
