@@ -19,6 +19,12 @@ def default_activation(role: Role) -> str:
     return role.activation or ("keys" if hot else "lease")
 
 
+def activations(role: Role) -> tuple[str, ...]:
+    """The activation models the role's nodes are under: each kind's (``kinds:``, in order), else the role's one
+    (``default_activation``). Pure."""
+    return tuple(k.activation for k in role.kinds.values()) or (default_activation(role),)
+
+
 # ---------------------------------------------------------------- rules across keys
 
 
@@ -29,10 +35,12 @@ def _check(role: Role, file: str) -> None:
         raise RoleError(file, where, problem)
 
     defaults, secrets = role.defaults, role.secrets
-    known = {*defaults, *role.variables}
+    known, models = {*defaults, *role.variables}, activations(role)
+    if role.kinds and role.activation is not None:
+        fail("activation", "a role with kinds says each kind's activation (kinds.<kind>.activation): remove this one")
     if role.lease is not None:
-        if default_activation(role) != "lease":
-            fail("lease", f"a lease needs activation: lease (this role's is {default_activation(role)}): remove it")
+        if "lease" not in models:
+            fail("lease", f"a lease needs activation: lease (this role's is {' and '.join(models)}): remove it")
         _check_lease(role.lease, secrets, known, fail)
     for name, spec in role.rotation.items():
         at = f"rotation.{name}"
@@ -88,15 +96,16 @@ def _check_lease(lease: LeaseSpec, secrets: tuple[str, ...], variables: set[str]
 
 
 def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
-    at, activation = f"profiles.{profile.name}", default_activation(role)
-    if activation == "keys" and not any(f.hot for f in profile.files.values()):
+    at, models = f"profiles.{profile.name}", activations(role)
+    activation = " and ".join(models)
+    if "keys" in models and not any(f.hot for f in profile.files.values()):
         fail(f"{at}.files", "activation keys needs at least one file marked hot: true (the keys the active holds)")
     for f in profile.files.values():
-        if f.hot and activation != "keys":
+        if f.hot and "keys" not in models:
             fail(f"{at}.files.{f.name}.hot", f"a hot file needs activation: keys (this role's is {activation})")
         if f.hot and not f.secret:
             fail(f"{at}.files.{f.name}.secret", "a hot file holds keys: set secret: true")
-        if f.read == "lease" and activation != "lease":
+        if f.read == "lease" and "lease" not in models:
             fail(f"{at}.files.{f.name}.read", f"read: lease needs activation: lease (this role's is {activation})")
         if not any((d / f.template).is_file() for d in role.template_dirs):
             searched = ", ".join(str(d) for d in role.template_dirs)
