@@ -72,12 +72,20 @@ class Profile:
         tuple[str, ...], _a_list("arguments", none_is_empty=False), AfterValidator(_count(1, None, "argument"))
     ]
     """The container's command line, each argument a string; ``{mount}`` stands for the role's ``mount``."""
+    hot_command: Annotated[tuple[str, ...], _a_list("arguments")] = ()
+    """Arguments only the node started with the hot files gets, after ``command`` (activation ``keys``: a block
+    producer's key flags; the standby runs without them); ``{mount}`` as in ``command``. Paths, never a secret: a
+    secret value in a container's arguments fails the deploy's end check."""
     env_file: str | None = None
     """One of ``files``, passed to the container as ``--env-file`` (a secret one shows its values to ``docker
     inspect``: deploy checks every other profile shows none)."""
 
     def argv(self, mount: str) -> tuple[str, ...]:
         return tuple(arg.format(mount=mount) for arg in self.command)
+
+    def hot_argv(self, mount: str) -> tuple[str, ...]:
+        """``hot_command`` with ``{mount}`` filled in: what the holder's command line gets after ``argv``."""
+        return tuple(arg.format(mount=mount) for arg in self.hot_command)
 
     @property
     def shows_secrets(self) -> bool:

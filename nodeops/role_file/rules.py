@@ -110,11 +110,15 @@ def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
         if not any((d / f.template).is_file() for d in role.template_dirs):
             searched = ", ".join(str(d) for d in role.template_dirs)
             fail(f"{at}.files.{f.name}.template", f"template {f.template!r} not found in {searched}")
-    for i, arg in enumerate(profile.command):
-        try:
-            arg.format(mount=role.mount)
-        except (KeyError, IndexError, ValueError) as err:
-            fail(f"{at}.command[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
+    if profile.hot_command and "keys" not in models:
+        fail(f"{at}.hot_command", f"arguments for the holder of the hot files need activation: keys (this role's is "
+             f"{activation})")  # fmt: skip
+    for key, args in (("command", profile.command), ("hot_command", profile.hot_command)):
+        for i, arg in enumerate(args):
+            try:
+                arg.format(mount=role.mount)
+            except (KeyError, IndexError, ValueError) as err:
+                fail(f"{at}.{key}[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
     if profile.env_file is not None and profile.env_file not in profile.files:
         fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(profile.files)}), got "
              f"{profile.env_file!r}")  # fmt: skip

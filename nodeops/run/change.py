@@ -105,8 +105,8 @@ class ServiceChange:
 
     # -- steps -------------------------------------------------------------------
     def run_spec(self, job: Job | None = None, hot: bool = False) -> cmd.RunSpec:
-        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled); ``hot``: labelled
-        ``io.nodeops.hot=true``, the fact that it was started with the role's hot files (NodeView.hot)."""
+        """`docker run` of ``job`` (this run's by default; its image is this run's, as pulled); ``hot``: labelled
+        ``io.nodeops.hot=true`` (NodeView.hot: started with the hot files), its command followed by ``hot_command``."""
         job = job or self.job
         role, r, service = job.role, job.rendered, job.service
         labels = {"service": service.name, "role": role.name, "profile": job.profile,
@@ -114,9 +114,9 @@ class ServiceChange:
                   "digest": self.digest or "none", "port": str(role.port), **input_labels(job),
                   **({"hot": "true"} if hot else {})}  # fmt: skip
         return cmd.RunSpec(
-            runtime=self.runtime, service=service.name, image=service.image, command=r.command,
-            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
-            log_driver=service.log_driver, log_options=service.log_options,
+            runtime=self.runtime, service=service.name, image=service.image, user=role.user, port=role.port,
+            command=(*r.command, *r.hot_command) if hot else r.command, mount=role.mount, labels=labels,
+            restart=service.restart, log_driver=service.log_driver, log_options=service.log_options,
             stop_timeout=int(role.stop_timeout), env_file=r.env_file,
         )  # fmt: skip
 
