@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-import types
 from types import MappingProxyType
 
 import pytest
@@ -292,10 +291,3 @@ def test_each_node_is_read_under_its_kinds_model(pool_role, facts, roles, state)
 
 def test_a_group_is_the_service_narrowed_to_one_kind():
     assert [n.name for n in group(pool(P, R1, S, R2), "relay").nodes] == ["r1", "r2"]
-
-
-def test_carrying_a_pool_plan_out_is_refused_before_any_container_changes(pool_role):
-    change = types.SimpleNamespace(service=POOL, job=types.SimpleNamespace(role=pool_role))
-    with pytest.raises(InvalidInput) as err:
-        model_of(pool_role).runner(change)
-    assert err.value.exit_code == EXIT_INVALID and "not carried out yet: no container was changed" in str(err.value)
