@@ -83,6 +83,7 @@ from nodeops.role_file import (  # role.yaml's model and its validation
     RoleError,
     RoleFile,
     RotationSpec,
+    check_kinds,
     parse_role,
     path_problem,
 )
@@ -300,8 +301,9 @@ def check_service(role: Role, service: Service, file: str) -> None:
     ``nodes``: at most what the role's ``activation`` takes (role_file.MAX_NODES: 2 under lease and keys, an active
     and a standby; 32 under all), at ``services.<svc>.nodes``.
     """
-    most, count = MAX_NODES[role.activation], len(service.nodes)
-    if count > most:
+    check_kinds(role, service, file)
+    most, count = MAX_NODES.get(role.activation or "", 0), len(service.nodes)
+    if role.activation is not None and count > most:
         what = "an active and an optional standby" if most == 2 else "every node serves"
         raise InventoryError(file, f"services.{service.name}.nodes",
                              f"expected 1 to {most} nodes ({what}), got {count}: role {role.name} has activation "

@@ -12,7 +12,8 @@ differ; the engine knows these models and nothing of any chain.
 What a model answers (base.Model): its change and promotion planners (pure: (service, node views) -> steps), its
 runner, what serves after a failed change, its end check, and the read-only words: a node's role and the service's
 state (status), who is active (check, verify, the audit's ``now``), what runs now (rollback), and whether
-rotate-secrets applies. A fourth model is one module with a Model subclass and one entry in MODELS (and its name in
+rotate-secrets applies. A role with node kinds (role.yaml ``kinds:``) is planned kind by kind, each under its own
+model (groups.Groups). A fourth model is one module with a Model subclass and one entry in MODELS (and its name in
 nodeops.role_file.ACTIVATIONS and MAX_NODES, which role.yaml is checked against).
 """
 
@@ -23,9 +24,10 @@ from types import MappingProxyType
 
 from nodeops.activation.all_nodes import AllModel
 from nodeops.activation.base import FENCES, Model
+from nodeops.activation.groups import Groups
 from nodeops.activation.keys import KeysModel
 from nodeops.activation.lease import LeaseModel
-from nodeops.role_file import Role, default_activation
+from nodeops.role_file import Role, default_activation, kind_activations
 
 MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (LeaseModel(), KeysModel(), AllModel())})
 
@@ -34,5 +36,8 @@ __all__ = ["FENCES", "MODELS", "Model", "model_of"]
 
 def model_of(role: Role) -> Model:
     """The model ``role`` declares (its ``activation``, else role_file.default_activation's: keys when a file is
-    hot, else lease)."""
+    hot, else lease); a role with kinds (``kinds:``): Groups, each kind under its own model of MODELS, in the role's
+    order."""
+    if role.activation is None and role.kinds:
+        return Groups({kind: MODELS[activation] for kind, activation in kind_activations(role.kinds).items()})
     return MODELS[role.activation or default_activation(role)]

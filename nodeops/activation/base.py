@@ -24,7 +24,7 @@ FENCES = ("restart", "stop")  # how a planned keys promotion fences the old hold
 class Applies(Protocol):
     """A model's runner (nodeops.run.runner.ServiceRunner, nodeops.run.rolling.AllRunner): carries out a plan."""
 
-    def apply(self, plan: ServicePlan) -> None: ...
+    def apply(self, plan: ServicePlan, then: bool = False) -> None: ...
 
 
 class Model:

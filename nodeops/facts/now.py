@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from nodeops.activation import MODELS, model_of
+from nodeops.activation import MODELS, Model, model_of
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
@@ -28,14 +28,15 @@ def now_of(observer: Observer) -> dict:
             continue
         serving, failing = observer.health(n)
         seen[n.name] = (found, serving, failing)
-    return now_record(seen, model_of(observer.role).name)
+    return now_record(seen, model=model_of(observer.role))
 
 
 def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]] | None],
-               activation: str = "lease") -> dict:  # fmt: skip
+               activation: str = "lease", model: Model | None = None) -> dict:  # fmt: skip
     """What runs on a pair, from what was observed last: ``seen`` maps each node's name to (its service container
     or None, whether its health path answered 200, the checks it says fail) or to None when it could not be
-    reached; ``activation``: the role's model, which says who is active (Model.holds, Model.now). Returns
+    reached; ``activation``: the role's model, which says who is active (Model.holds, Model.now), by its name, or
+    ``model`` itself (a role with node kinds has no one name: activation.groups.Groups). Returns
     ``{"active": the one active node or None (lease: the one that answers, 200 or unhealthy; keys: the one holding
     the hot keys; all: None), ["serving": under all, every node that answers 200,] "nodes": {name: {"state",
     "version", "image", "digest", "config", "secret_versions", "failing"}}}``; ``state`` is one of serves,
@@ -57,7 +58,7 @@ def now_record(seen: Mapping[str, tuple[Container | None, bool, tuple[str, ...]]
                               digest=None if digest in (None, "none") else digest, config=container.label("config"),
                               secret_versions=json.loads(container.label("secrets") or "{}"),
                               **({"failing": list(failing)} if state == "unhealthy" else {}))  # fmt: skip
-    model, looks = MODELS[activation], {name: look for name, look in seen.items() if look is not None}
+    model, looks = model or MODELS[activation], {name: look for name, look in seen.items() if look is not None}
     active = [name for name, look in looks.items() if model.holds(*look)]
     return Now(**model.now(active, [name for name, look in looks.items() if look[1]]), nodes=nodes).record()
 

@@ -152,11 +152,16 @@ class Node:
     """Its private address, reached through the bastion."""
     port: _Port = in_file(default=22)
     """Its SSH port."""
-    preferred: Literal["active", "standby"]
-    """Which node a fresh pair starts as the active: exactly one per service is ``active``."""
+    preferred: Literal["active", "standby"] | None = in_file(default=None)
+    """Which node a fresh pair starts as the active: exactly one per service is ``active``. Required on every node of
+    a role without kinds; under a role with kinds, on each node of a kind that has an active (exactly one ``active``
+    per such kind: Cardano's producers), never on those of a kind whose nodes all serve (the relays)."""
     host_keys: _HostKeys = in_file(key="host_key", default=())
     """Its pinned host key (one, or a list)."""
     service: str = derived()
+    kind: _Name | None = None
+    """Its kind, one its role declares (``kinds:`` in role.yaml; Cardano: ``relay`` or ``producer``); only, and then
+    required, for a role with kinds (checked with the role, before any host is touched)."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def check(inv: Inventory) -> None:
                 "(it could not start); use restart: no (nodeops redeploys, the standby covers) "
                 "or secret_files: keep",
             )
-        active = None
+        active, kinds = None, any(n.kind is not None for n in service.nodes)  # kinds: the role's rules per kind
         for i, node in enumerate(service.nodes):
             here = f"{at}.nodes[{i}]"
             if node.name in names:
@@ -61,11 +61,15 @@ def check(inv: Inventory) -> None:
             addresses.setdefault(address, []).append((here, service))
             if not node.host_keys and inv.ssh.known_hosts is None:
                 fail(here, "no pinned host key: set host_key or ssh.known_hosts")
+            if kinds:
+                continue  # who is preferred, per kind: nodeops.role_file.kinds.check_kinds, with the role
+            if node.preferred is None:
+                fail(f"{here}.preferred", "missing required key 'preferred': set active or standby")
             if node.preferred == "active":
                 if active:
                     fail(f"{here}.preferred", f"a second active node (also at {active}): mark exactly one active")
                 active = here
-        if active is None:
+        if active is None and not kinds:
             fail(f"{at}.nodes", "no node has 'preferred: active': mark exactly one active")
 
 

@@ -44,7 +44,8 @@ class Rendered:
     ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
     the profile, the image, the non-secret variables the templates read (Role.read_variables: the role's defaults
     overlaid by the service's, without those ``unused_with`` says another makes unused: a change of one renders
-    nothing new, so it is no change; a list or mapping as canonical JSON), the command,
+    nothing new, so it is no change; a list or mapping as canonical JSON), the command (and the holder's
+    ``hot_command``, when the profile has one: a profile without keeps the hash it had before the key existed),
     the env file's name, every file's name and secret flag, the *bytes of the
     non-secret files only*, into which render lets no Secret be written (see the
     package's docstring), for each secret file the sha256 of the bytes of every
@@ -74,6 +75,7 @@ class Rendered:
     env_file: str | None
     config_hash: str
     secret_versions: Mapping[str, str | None] = field(default_factory=dict)
+    hot_command: tuple[str, ...] = ()  # the arguments the holder of the hot files gets after ``command``
 
 
 def render(
@@ -151,8 +153,10 @@ def render(
             command,
             profile.env_file,
             versions,
+            profile.hot_argv(role.mount),
         ),
         secret_versions=MappingProxyType(versions),
+        hot_command=profile.hot_argv(role.mount),
     )
 
 
@@ -169,7 +173,7 @@ def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[
     versions = rendered.secret_versions if secret_versions is None else dict(sorted(secret_versions.items()))
     variables = role.read_variables(service.variables)
     config_hash = _config_hash(role, rendered.profile, service.image, variables, files, rendered.command,
-                               rendered.env_file, versions)  # fmt: skip
+                               rendered.env_file, versions, rendered.hot_command)  # fmt: skip
     return dataclasses.replace(rendered, files=MappingProxyType(files), config_hash=config_hash)
 
 
@@ -182,6 +186,7 @@ def _config_hash(
     command: tuple[str, ...],
     env_file: str | None,
     secret_versions: Mapping[str, str | None],
+    hot_command: tuple[str, ...] = (),
 ) -> str:
     h = hashlib.sha256()
 
@@ -209,6 +214,8 @@ def _config_hash(
             for template, digest in template_digests(role, specs[name].template):  # output already says it)
                 put("template", f"{template}={digest}")
     put("command", "\0".join(command))
+    if hot_command:  # only when there is one: a role without keeps the hashes its containers carry
+        put("hot-command", "\0".join(hot_command))
     put("env_file", env_file or "")
     for name, version in secret_versions.items():  # sorted by name: an id says a value changed, never what it is
         put("secret-version", f"{name}={version or ''}")

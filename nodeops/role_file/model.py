@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainValidator
 from nodeops.errors import InvalidInput
 from nodeops.inventory.model import derived, in_file
 from nodeops.inventory.values import _NAME_PATTERN, Variable, _count, _integer, _matching, _Port, _variable
+from nodeops.role_file.kinds import KindSpec
 from nodeops.role_file.sections import BackupSpec, LeaseSpec, PasswordRules, RotationSpec
 from nodeops.role_file.values import (
     PROFILE_VARIABLE,
@@ -71,12 +72,20 @@ class Profile:
         tuple[str, ...], _a_list("arguments", none_is_empty=False), AfterValidator(_count(1, None, "argument"))
     ]
     """The container's command line, each argument a string; ``{mount}`` stands for the role's ``mount``."""
+    hot_command: Annotated[tuple[str, ...], _a_list("arguments")] = ()
+    """Arguments only the node started with the hot files gets, after ``command`` (activation ``keys``: a block
+    producer's key flags; the standby runs without them); ``{mount}`` as in ``command``. Paths, never a secret: a
+    secret value in a container's arguments fails the deploy's end check."""
     env_file: str | None = None
     """One of ``files``, passed to the container as ``--env-file`` (a secret one shows its values to ``docker
     inspect``: deploy checks every other profile shows none)."""
 
     def argv(self, mount: str) -> tuple[str, ...]:
         return tuple(arg.format(mount=mount) for arg in self.command)
+
+    def hot_argv(self, mount: str) -> tuple[str, ...]:
+        """``hot_command`` with ``{mount}`` filled in: what the holder's command line gets after ``argv``."""
+        return tuple(arg.format(mount=mount) for arg in self.hot_command)
 
     @property
     def shows_secrets(self) -> bool:
@@ -120,6 +129,13 @@ class Role:
     activation: Annotated[str | None, PlainValidator(_activation)] = in_file(default=None)
     """Which node is active: ``lease`` (the database lease holder), ``keys`` (the holder of the hot files) or
     ``all`` (every node serves); not set: ``keys`` when a file is hot, else ``lease``."""
+    kinds: Annotated[
+        Mapping[Annotated[str, _matching(_NAME_PATTERN, f"a kind name matching {_NAME_PATTERN}")], KindSpec],
+        BeforeValidator(_none_is_empty),
+    ] = in_file(default={})
+    """The kinds of node one service is made of (an inventory node's ``kind``), each with its own activation, in the
+    order a deploy takes them (Cardano: ``relay`` with ``all``, then ``producer`` with ``keys``); not set: every node
+    is of one kind, under ``activation``. A role with kinds sets no ``activation``."""
     lease: LeaseSpec | None = in_file(default=None)
     """How to read who holds the active role in the nodes' database; not set: no lease."""
     profiles: Annotated[

@@ -19,8 +19,8 @@ _SPECS[RoleFile] = _spec(RoleFile, "_RoleFileSpec")
 _SPECS[Profile] = _spec(Profile, "_ProfileSpec")
 _RoleSpec = _spec(
     Role, "_RoleSpec",
-    keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "activation", "lease",
-          "rotation", "passwords",
+    keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "activation",
+          "kinds", "lease", "rotation", "passwords",
           "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",
           "variables", "unused_with"),
 )  # fmt: skip
@@ -49,4 +49,4 @@ def parse_role(name: str, source: Path, template_dirs: tuple[Path, ...], hooks: 
         _PARSING.reset(parsing)
     role = _make(spec, name=name, source=source, template_dirs=template_dirs, hooks=hooks)
     _check(role, file)
-    return dataclasses.replace(role, activation=default_activation(role))
+    return dataclasses.replace(role, activation=None if role.kinds else default_activation(role))

@@ -19,6 +19,12 @@ def default_activation(role: Role) -> str:
     return role.activation or ("keys" if hot else "lease")
 
 
+def activations(role: Role) -> tuple[str, ...]:
+    """The activation models the role's nodes are under: each kind's (``kinds:``, in order), else the role's one
+    (``default_activation``). Pure."""
+    return tuple(k.activation for k in role.kinds.values()) or (default_activation(role),)
+
+
 # ---------------------------------------------------------------- rules across keys
 
 
@@ -29,10 +35,12 @@ def _check(role: Role, file: str) -> None:
         raise RoleError(file, where, problem)
 
     defaults, secrets = role.defaults, role.secrets
-    known = {*defaults, *role.variables}
+    known, models = {*defaults, *role.variables}, activations(role)
+    if role.kinds and role.activation is not None:
+        fail("activation", "a role with kinds says each kind's activation (kinds.<kind>.activation): remove this one")
     if role.lease is not None:
-        if default_activation(role) != "lease":
-            fail("lease", f"a lease needs activation: lease (this role's is {default_activation(role)}): remove it")
+        if "lease" not in models:
+            fail("lease", f"a lease needs activation: lease (this role's is {' and '.join(models)}): remove it")
         _check_lease(role.lease, secrets, known, fail)
     for name, spec in role.rotation.items():
         at = f"rotation.{name}"
@@ -88,24 +96,29 @@ def _check_lease(lease: LeaseSpec, secrets: tuple[str, ...], variables: set[str]
 
 
 def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
-    at, activation = f"profiles.{profile.name}", default_activation(role)
-    if activation == "keys" and not any(f.hot for f in profile.files.values()):
+    at, models = f"profiles.{profile.name}", activations(role)
+    activation = " and ".join(models)
+    if "keys" in models and not any(f.hot for f in profile.files.values()):
         fail(f"{at}.files", "activation keys needs at least one file marked hot: true (the keys the active holds)")
     for f in profile.files.values():
-        if f.hot and activation != "keys":
+        if f.hot and "keys" not in models:
             fail(f"{at}.files.{f.name}.hot", f"a hot file needs activation: keys (this role's is {activation})")
         if f.hot and not f.secret:
             fail(f"{at}.files.{f.name}.secret", "a hot file holds keys: set secret: true")
-        if f.read == "lease" and activation != "lease":
+        if f.read == "lease" and "lease" not in models:
             fail(f"{at}.files.{f.name}.read", f"read: lease needs activation: lease (this role's is {activation})")
         if not any((d / f.template).is_file() for d in role.template_dirs):
             searched = ", ".join(str(d) for d in role.template_dirs)
             fail(f"{at}.files.{f.name}.template", f"template {f.template!r} not found in {searched}")
-    for i, arg in enumerate(profile.command):
-        try:
-            arg.format(mount=role.mount)
-        except (KeyError, IndexError, ValueError) as err:
-            fail(f"{at}.command[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
+    if profile.hot_command and "keys" not in models:
+        fail(f"{at}.hot_command", f"arguments for the holder of the hot files need activation: keys (this role's is "
+             f"{activation})")  # fmt: skip
+    for key, args in (("command", profile.command), ("hot_command", profile.hot_command)):
+        for i, arg in enumerate(args):
+            try:
+                arg.format(mount=role.mount)
+            except (KeyError, IndexError, ValueError) as err:
+                fail(f"{at}.{key}[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
     if profile.env_file is not None and profile.env_file not in profile.files:
         fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(profile.files)}), got "
              f"{profile.env_file!r}")  # fmt: skip

@@ -19,6 +19,9 @@ ACTIVATIONS = ("lease", "keys", "all")  # how a role's nodes say who is active: 
 # keys; under all, every node serves and a change rolls one at a time, so the run is bounded by the count (32: what one
 # multiplexed bastion transport was measured to reach at once, DESIGN.md)
 MAX_NODES = {"lease": 2, "keys": 2, "all": 32}
+# whether a service (or a kind of node: nodeops.role_file.kinds) of each activation has one active, the node marked
+# ``preferred: active`` a fresh start begins with (the model's has_standby: tests/unit/test_activation_models.py)
+ONE_ACTIVE = {"lease": True, "keys": True, "all": False}
 
 
 class RoleError(InventoryError):

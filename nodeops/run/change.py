@@ -32,14 +32,15 @@ from nodeops.stopping import StopRequests
 def run_spec(job: Job, digest: str | None, hot: bool = False) -> cmd.RunSpec:
     """`docker run` of ``job`` (its image is the run's image, as pulled: ``digest``, the registry digest recorded on
     the container, None when unknown); ``hot``: labelled ``io.nodeops.hot=true``, the fact that it was started with
-    the role's hot files (NodeView.hot)."""
+    the role's hot files (NodeView.hot), its command followed by the profile's ``hot_command``."""
     role, r, service = job.role, job.rendered, job.service
     labels = {"service": service.name, "role": role.name, "profile": job.profile,
               "version": cmd.image_tag(service.image), "config": r.config_hash,
               "digest": digest or "none", "port": str(role.port), **input_labels(job),
               **({"hot": "true"} if hot else {})}  # fmt: skip
     return cmd.RunSpec(
-        runtime=service.runtime, service=service.name, image=service.image, command=r.command,
+        runtime=service.runtime, service=service.name, image=service.image,
+        command=(*r.command, *r.hot_command) if hot else r.command,
         user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
         log_driver=service.log_driver, log_options=service.log_options,
         stop_timeout=int(role.stop_timeout), env_file=r.env_file,

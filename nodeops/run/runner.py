@@ -97,12 +97,12 @@ class ServiceRunner:
         self.change = change
         self.service = change.service.name
 
-    def apply(self, plan: ServicePlan) -> None:
-        """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and
-        raises, saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the
-        next safe point (stop_action, carried out by stop_before), raising Interrupted that says what it did and
-        what runs now. A stop that came past the last safe point (while the old active was replaced after its
-        handover) lets the change run to its end, and the Interrupted says so, naming the step it came during."""
+    def apply(self, plan: ServicePlan, then: bool = False) -> None:
+        """Carry the plan out; a failed step puts the node's previous container back (on its own inputs) and raises,
+        saying what serves now (confirm). When ``stop`` is set (Ctrl-C, SIGTERM), the run stops at the next safe point
+        (stop_action, carried out by stop_before), raising Interrupted that says what it did and what runs now. A stop
+        past the last safe point (the old active replaced after its handover) lets the change end, and Interrupted says
+        so, naming its step; unless ``then``: more follows (activation.groups.GroupsRunner), which honours it."""
         run = self.change
         try:
             self.steps(plan)
@@ -110,7 +110,7 @@ class ServiceRunner:
             raise
         except OperationFailed as exc:  # a failure no step undid (a node cut off, say): what serves now, said
             raise run.confirm(str(exc)) from None
-        if not run.stop.is_set():
+        if not run.stop.is_set() or then:
             return
         if not plan.steps:
             raise Interrupted(f"{self.service}: up to date, nothing to change when the stop came; {run.standing()}")

@@ -79,11 +79,11 @@ HELD_DIGEST = "sha256:" + "e" * 64  # the registry digest of the image a node ho
 COLD_FILES = ("node.conf", ".pw")
 
 
-def make_job(tmp_path, image: str = "reg/node:2", hook: str | None = None) -> Job:
+def make_job(tmp_path, image: str = "reg/node:2", hook: str | None = None, role: str = ROLE) -> Job:
     roles, templates = tmp_path / "roles" / "pool", tmp_path / "templates" / "pool"
     roles.mkdir(parents=True, exist_ok=True)
     templates.mkdir(parents=True, exist_ok=True)
-    (roles / "role.yaml").write_text(ROLE)
+    (roles / "role.yaml").write_text(role)
     if hook:
         (roles / "role.py").write_text(hook)
     bodies = {"conf.j2": "port=8080\n", **{f"{n}.j2": f"{{{{ secrets.{n} | line }}}}\n" for n in ("pw", "kes", "vrf")}}
@@ -313,6 +313,38 @@ def test_a_keys_deploy_gives_the_keys_and_the_label_only_to_the_holder(tmp_path,
     assert sent(engine) == lines
     check_secrets(engine, {"a"})
     assert run.verify() == {"active": "a"}  # the end state: one holder (the label), every container running
+
+
+HOT_ARGS = ("--shelley-kes-key", "/data/kes.skey", "--shelley-vrf-key", "/data/vrf.skey")
+WITH_HOT_ARGS = ROLE.replace('command: [node, --config, "{mount}/node.conf"]\n', 'command: [node, --config, '
+                             '"{mount}/node.conf"]\n    hot_command: [--shelley-kes-key, "{mount}/kes.skey", '
+                             '--shelley-vrf-key, "{mount}/vrf.skey"]\n')  # fmt: skip
+
+
+def test_only_the_holder_is_started_with_the_profiles_hot_command(tmp_path):
+    """Issue 16: a block producer's key flags name files only the holder is given; the standby, started without the
+    files, must start without the flags (a node given a flag naming a file it lacks does not start)."""
+    assert WITH_HOT_ARGS != ROLE
+    job = make_job(tmp_path, role=WITH_HOT_ARGS)
+    engine = Engine({})
+    run = Keys(job, engine)
+    ServiceRunner(run).apply(MODELS["keys"].plan_change(job.service, seen(run), wanted(job)))
+    runs = {node: shlex.split(command) for node, command, _ in engine.sent if command.startswith("docker run")}
+    assert runs["a"][-8:] == ["reg/node:2", "node", "--config", "/data/node.conf", *HOT_ARGS]
+    assert runs["b"][-4:] == ["reg/node:2", "node", "--config", "/data/node.conf"]
+    assert job.rendered.hot_command == HOT_ARGS
+    check_secrets(engine, {"a"})
+
+
+KEYS_ROLE_HASH = "42e8f76ca1ae66028eb7f627ae75a1ae1479de6c4c1dae833fe6d52a45821c94"  # ROLE's, computed on main
+
+
+def test_a_hot_command_is_part_of_the_config_and_a_role_without_one_keeps_its_hash(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    without, hot = make_job(tmp_path / "x"), make_job(tmp_path / "y", role=WITH_HOT_ARGS)
+    assert without.rendered.hot_command == () and hot.rendered.config_hash != without.rendered.config_hash
+    assert without.rendered.config_hash == KEYS_ROLE_HASH  # as before hot_command existed: no container redeployed
 
 
 def test_a_second_holder_seen_before_a_hot_start_is_refused_nothing_started(tmp_path):

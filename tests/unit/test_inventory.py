@@ -279,7 +279,7 @@ ERRORS = [
         "unknown-node",
         edited(("services.chainlink.nodes.0.hots", "x")),
         "services.chainlink.nodes[0].hots",
-        "unknown key 'hots' (allowed: name, host, port, preferred, host_key)",
+        "unknown key 'hots' (allowed: name, host, port, preferred, host_key, kind)",
     ),
     (
         "unknown-secret-ref",

@@ -202,9 +202,14 @@ LEASE = (
          "read: lease needs activation: lease (this role's is keys)"),
         ([ALL, LEASE], "lease", "a lease needs activation: lease (this role's is all): remove it"),
         ([HOT, LEASE], "lease", "a lease needs activation: lease (this role's is keys)"),
+        ([(" env_file: null", " env_file: null\n    hot_command: [--key, x]")], "profiles.main.hot_command",
+         "arguments for the holder of the hot files need activation: keys (this role's is lease)"),
+        ([HOT, (" env_file: null", " env_file: null\n    hot_command: [--key, '{keys}/k']")],
+         "profiles.main.hot_command[1]", "only the placeholder {mount} is known"),
     ],
     ids=["unknown", "hot-not-bool", "hot-under-all", "hot-under-lease", "keys-without-hot", "hot-not-secret",
-         "read-lease-under-keys", "lease-under-all", "lease-under-keys"],
+         "read-lease-under-keys", "lease-under-all", "lease-under-keys", "hot-command-under-lease",
+         "hot-command-placeholder"],
 )  # fmt: skip
 def test_activation_is_validated_with_the_path(tmp_path, changes, where, problem):
     text = GOOD
