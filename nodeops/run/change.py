@@ -21,7 +21,7 @@ from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
-from nodeops.job import Job, input_labels
+from nodeops.job import Job, run_spec
 from nodeops.run.awaits import Awaits
 from nodeops.run.keys import refuse_second_holder
 from nodeops.run.node import NodeActions, reason
@@ -104,22 +104,6 @@ class ServiceChange:
         return {n.name: NodeView(n, self.inspect(n.name), *self.health(n)) for n in self.service.nodes}
 
     # -- steps -------------------------------------------------------------------
-    def run_spec(self, job: Job | None = None, hot: bool = False) -> cmd.RunSpec:
-        """`docker run` of ``job`` (this run's by default; its image is this run's image, as pulled); ``hot``: labelled
-        ``io.nodeops.hot=true``, the fact that it was started with the role's hot files (NodeView.hot)."""
-        job = job or self.job
-        role, r, service = job.role, job.rendered, job.service
-        labels = {"service": service.name, "role": role.name, "profile": job.profile,
-                  "version": cmd.image_tag(service.image), "config": r.config_hash,
-                  "digest": self.digest or "none", "port": str(role.port), **input_labels(job),
-                  **({"hot": "true"} if hot else {})}  # fmt: skip
-        return cmd.RunSpec(
-            runtime=self.runtime, service=service.name, image=service.image, command=r.command,
-            user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
-            log_driver=service.log_driver, log_options=service.log_options,
-            stop_timeout=int(role.stop_timeout), env_file=r.env_file,
-        )  # fmt: skip
-
     def upload(self, node: str, job: Job | None = None, hot: bool | None = None) -> bool:
         """The node's files (``job``'s, this run's by default), each created 0400 for the container user before its
         first byte (NodeActions.upload); the role's hot files (activation keys) only with ``hot`` (None: as this change
@@ -160,7 +144,7 @@ class ServiceChange:
         service's container name must be free); ``hot`` as upload() takes it."""
         job = job or self.job
         keys = self.upload(node, job, hot)
-        self.on(node).run(self.run_spec(job, keys is True))
+        self.on(node).run(run_spec(job, self.digest, keys is True))
         self.ports[node] = job.role.port
         if job.rendered.env_file:  # the docker CLI has read it; the container never sees the file
             self.shred(node, [job.rendered.env_file])
