@@ -133,6 +133,12 @@ UNDO = ["keep a b", "stop a 10", "await-serving b 120s", "stop b 10", "previous_
          UNDO + ["start_again a", "settle a", "restore b", "confirm"],
          "; starting the old active a again failed too: cl a: connection lost: EOF; shredding a's files failed too: "
          "cl a: connection lost: EOF; b put back; a serves"),
+        # the same undo in a promotion, b cut off: its start as the standby fails, said; a serves
+        ({"await-serving b 120s": NEVER, "start b": OperationFailed("cl b: connection lost: EOF")}, OWN, False,
+         UNDO + ["start_again a", "await-serving a", "shred a .api,x.toml", "upload b own inputs", "start b",
+                 "confirm"],
+         "; the old active a was started again on its own inputs; starting b again as the standby failed: cl b: "
+         "connection lost: EOF; a serves"),
         # the standby migrated the database past the old image: the old active is left stopped, said
         ({"await-serving b 120s": NEVER}, None, True, UNDO + ["restore b", "confirm"],
          "; the old active a was not started again (it could not run on the database); b put back"),
@@ -146,7 +152,7 @@ UNDO = ["keep a b", "stop a 10", "await-serving b 120s", "stop b 10", "previous_
          "cl: http://lb does not answer 200 within 15s; a serves"),
     ],
     ids=["active-cut-off", "never-serves-deploy", "never-serves-promote", "undo-fails", "undo-cut-off",
-         "database-moved", "standby-cut-off", "load-balancer-silent"],
+         "promote-undo-fails", "database-moved", "standby-cut-off", "load-balancer-silent"],
 )  # fmt: skip
 def test_a_handover_that_fails_is_undone_and_said(fails, again, restore_standby, calls, message):
     change = FakeChange(fails, again=again)
