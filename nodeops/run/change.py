@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.facts.container import Container
@@ -36,6 +37,7 @@ class ServiceChange:
     held_back: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # node -> the hot files its latest upload left
     # out (activation keys); upload() sets a new mapping on the change, never mutates this one
     given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (set likewise)
+    finishing: str | None = None  # the command that carries this change out again when it is not deploy's (rerun)
 
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
@@ -63,6 +65,14 @@ class ServiceChange:
         self.stop_seen: int | None = None  # the step a stop was first seen before, where it could not stop (execute)
 
     # -- plumbing ----------------------------------------------------------------
+    @property
+    def rerun(self) -> str:
+        """The command that carries this change out again, as a failure's or a stop's message names it: deploy's,
+        unless the change set ``finishing`` (a rollback: nodeops.rollback.finish_command; a deploy rolls forward)."""
+        if self.finishing:
+            return self.finishing
+        return f"{program()} deploy --env {self.fleet.inventory.environment} --service {self.service.name}"
+
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
 

@@ -109,8 +109,7 @@ class AllServes:
             time.sleep(POLL)
         failure = ChangeRefused if unsafe else ChangeFailed
         silent = [n.name for n in run.service.nodes if n.name not in serving]
-        env = run.fleet.inventory.environment
-        then = f"see {program()} status --env {env}, then {program()} deploy --env {env} --service {run.service.name}"
+        then = f"see {program()} status --env {run.fleet.inventory.environment}, then {run.rerun}"
         if serving:
             via = "" if through else "; the load balancer answers no 200"
             state = f"serving: {', '.join(serving)}" + (f"; not serving: {', '.join(silent)}" if silent else "") + via

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from nodeops import program
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
 from nodeops.plan import ServicePlan, replaces_a_standby
 from nodeops.run.keys import refuse_second_holder
@@ -47,6 +46,7 @@ class Change(Protocol):
     forward: list[str]
     waits: Any  # nodeops.run.awaits.Awaits: await_serving, await_waiting, others_silent
     ran_on: dict[str, Any]  # node -> the inputs (nodeops.deploy.Job) its container was started from
+    rerun: str  # the command that carries this change out again (ServiceChange.rerun)
     model: Any  # nodeops.activation.Model, the role's: whether a standby is silent (silent_standby)
 
     def keep_restorable(self, nodes) -> None: ...
@@ -141,10 +141,10 @@ class ServiceRunner:
                 why = run.restore(node, why)
         else:  # "restart": just after the handover
             handover = plan.steps[i - 1]
-            old, env = handover.node, run.fleet.inventory.environment
+            old = handover.node
             why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
                    f"`{step.describe()}`{self.standby_again_on_own(old)}; {handover.to} runs this change, {old} "
-                   f"does not: {program()} deploy --env {env} --service {name} finishes it")  # fmt: skip
+                   f"does not: {run.rerun} finishes it")  # fmt: skip
         forward = "".join(f"; {note}" for note in run.forward)
         raise Interrupted(f"{why}{forward}; {run.standing()}")
 

@@ -14,6 +14,7 @@ import types
 
 import pytest
 
+from nodeops import program
 from nodeops.activation import MODELS
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
@@ -69,6 +70,7 @@ class FakeChange(runner_tables.FakeChange):
         self.stop = Stop(self, stop_after)
         self.stop_seen, self.outages, self.forward = None, [], []
         self.model = MODELS["all"]
+        self.rerun = f"{program()} deploy --env prod --service relays"  # ServiceChange.rerun: a deploy's
         self.waits = self
 
     def _do(self, call: str) -> None:

@@ -66,6 +66,7 @@ class FakeChange:
         self.stop_seen, self.outages, self.forward = None, [], []
         self.waits = self  # the waits are asked of the same fake
         self.model = MODELS["lease"]  # a lease pair (test_executor_keys.py and test_executor_all.py: the others)
+        self.rerun = f"{program()} deploy --env prod --service cl"  # ServiceChange.rerun: a deploy's
 
     def _do(self, call: str):
         self.calls.append(call)
