@@ -27,10 +27,9 @@ from pathlib import Path
 import yaml
 
 from nodeops.commands import node as cmd
-from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import known_hosts_name
 from nodeops.inventory import Inventory
-from nodeops.job import Job
+from nodeops.job import Job, run_spec
 
 BASTION = "nodeops-bastion"  # the bastion's name in the generated ssh_config and Ansible inventory
 PLAYBOOK = Path(__file__).resolve().parent / "ansible" / "deploy.yml"
@@ -131,7 +130,6 @@ def playbook_environment(jobs: Sequence[Job]) -> dict[str, str]:
 def service_vars(job: Job) -> dict[str, object]:
     """What the playbook needs of one service, none of it secret: the template variables, the files,
     and the very `docker run` argv nodeops uses."""
-    spec = ServiceDeploy(job, None, None).run_spec()  # run_spec needs neither a fleet nor a reporter
     found = {
         "image": job.service.image,
         "uid": job.role.user,
@@ -141,7 +139,7 @@ def service_vars(job: Job) -> dict[str, object]:
         "files_dir": cmd.files_dir(job.service.name),
         "start_files": list(job.files_read("start")),
         "all_files": list(job.all_files),
-        "docker_run": list(cmd.run(spec)),
+        "docker_run": list(cmd.run(run_spec(job))),
         "vars": dict(job.variables),
         "secret_env": secret_variable(job.service.name, ""),
     }

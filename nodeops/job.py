@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nodeops import program
+from nodeops.commands.node import RunSpec, image_tag
 from nodeops.diff import Side
 from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
@@ -87,6 +88,26 @@ def input_labels(job: Job) -> dict[str, str]:
     return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
             "secrets": compact(dict(job.rendered.secret_versions)),
             TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
+
+
+def run_spec(job: Job, digest: str | None = None, hot: bool = False) -> RunSpec:
+    """The `docker run` of ``job`` (commands.node.run turns it into argv): its image, command, user, port and
+    mount, labelled with what it runs on (input_labels, the config hash, the version, ``digest``: the image's as
+    pulled, "none" unknown) and, when ``hot``, ``io.nodeops.hot=true``: it was started with the role's hot files
+    (NodeView.hot), its command followed by the profile's ``hot_command``. Pure: the bench's playbook starts the very
+    line nodeops does (bench/compare.py)."""
+    role, r, service = job.role, job.rendered, job.service
+    labels = {"service": service.name, "role": role.name, "profile": job.profile,
+              "version": image_tag(service.image), "config": r.config_hash,
+              "digest": digest or "none", "port": str(role.port), **input_labels(job),
+              **({"hot": "true"} if hot else {})}  # fmt: skip
+    return RunSpec(
+        runtime=service.runtime, service=service.name, image=service.image,
+        command=(*r.command, *r.hot_command) if hot else r.command, user=role.user, port=role.port,
+        mount=role.mount, labels=labels, restart=service.restart,
+        log_driver=service.log_driver, log_options=service.log_options,
+        stop_timeout=int(role.stop_timeout), env_file=r.env_file,
+    )  # fmt: skip
 
 
 def as_recorded(job: Job, texts: Mapping[str, str] | None, config: str | None,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
+from nodeops import program
 from nodeops.activation import MODELS, model_of
 from nodeops.commands import node as cmd
 from nodeops.deploy import ServiceDeploy, per_service
@@ -166,6 +167,13 @@ def announce(record: Deployed, started: Job) -> str:
     return f"{line}; it ran as config {record.config[:12]}" + (f", now with {' and '.join(why)}" if why else "")
 
 
+def finish_command(env: str, service: str, record: Deployed) -> str:
+    """The command that carries a rollback to ``record`` (an audit result) out again, as its failure's or its stop's
+    message names it (ServiceChange.finishing): the rollback, ``--to`` that version; never a deploy, which rolls
+    forward (the inventory is not changed)."""
+    return f"{program()} rollback --env {env} --service {service} --to {cmd.image_tag(record.image)}"
+
+
 def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, report: Reporter,
              stop: StopRequests | None = None, ask: Callable[[str], None] = lambda _line: None) -> dict:  # fmt: skip
     """``current``: the service's preflight as the inventory has it (its secrets are today's, and reused).
@@ -193,6 +201,7 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     for note in notes:
         report(service.name, "", note)
     run = ServiceDeploy(job, fleet, report)
+    run.finishing = finish_command(inventory.environment, service.name, record)
     Guards(run).refuse_downgrade(Guards(run).database_version())  # before asking: a yes would only meet the refusal
     ask(question(service.name, record, job.rendered.config_hash, model.name))
     run.stop = stop or run.stop

@@ -229,7 +229,7 @@ class Facts:
 
 
 def fetch(observer: Observer, conn: Link, node: Node) -> Facts:
-    observer.conns[node.name] = conn  # the fan-out's connection, for observer.container
+    observer.adopt(node.name, conn)  # the fan-out's connection, for observer.container
     host = testinfra.host.Host(PinnedBackend(conn, observer.fleet.settings.command_timeout))
     container = observer.container(node.name)
     process = None

@@ -99,7 +99,7 @@ def parse_inspect(text: str) -> Container | None:
 
 def served_port(container: Container | None, configured: int) -> int:
     """The port ``container`` serves its health path on: the ``io.nodeops.port`` label `docker run` recorded
-    (nodeops.run.change.run_spec); ``configured`` (the inventory's, else the role's) when there is no container,
+    (nodeops.job.run_spec); ``configured`` (the inventory's, else the role's) when there is no container,
     or it was started before the label existed, or the label is not a port number (1-65535). Probing what the
     container serves, not what the inventory now says, keeps a port change an ordinary rolling change."""
     recorded = container.label("port") if container else None

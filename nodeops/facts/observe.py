@@ -34,8 +34,13 @@ class Observer:
 
     def connect(self, node: Node) -> Link:
         """A new connection to ``node``, kept for the commands that follow; OperationFailed when it cannot be made."""
-        self.conns[node.name] = self.fleet.connect(node)[0]
-        return self.conns[node.name]
+        return self.adopt(node.name, self.fleet.connect(node)[0])
+
+    def adopt(self, node: str, conn: Link) -> Link:
+        """Keep ``conn``, a connection to ``node`` its caller opened (verify's fan-out: Fleet.map), for the commands
+        that follow, in place of any kept before; returns it."""
+        self.conns[node] = conn
+        return conn
 
     def run(self, node: str, command: str, timeout: float | None = None) -> CommandResult:
         """``command`` on ``node``'s connection, within ``timeout`` seconds (the inventory's ssh.command_timeout)."""

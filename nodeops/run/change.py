@@ -15,36 +15,19 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from types import MappingProxyType
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.edges.ssh import CommandResult, Fleet, Link, execute
 from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
-from nodeops.job import Job, input_labels
+from nodeops.job import Job, run_spec
 from nodeops.run.awaits import Awaits
 from nodeops.run.keys import refuse_second_holder
 from nodeops.run.node import NodeActions, reason
 from nodeops.run.report import Reporter
 from nodeops.stopping import StopRequests
-
-
-def run_spec(job: Job, digest: str | None, hot: bool = False) -> cmd.RunSpec:
-    """`docker run` of ``job`` (its image is the run's image, as pulled: ``digest``, the registry digest recorded on
-    the container, None when unknown); ``hot``: labelled ``io.nodeops.hot=true``, the fact that it was started with
-    the role's hot files (NodeView.hot), its command followed by the profile's ``hot_command``."""
-    role, r, service = job.role, job.rendered, job.service
-    labels = {"service": service.name, "role": role.name, "profile": job.profile,
-              "version": cmd.image_tag(service.image), "config": r.config_hash,
-              "digest": digest or "none", "port": str(role.port), **input_labels(job),
-              **({"hot": "true"} if hot else {})}  # fmt: skip
-    return cmd.RunSpec(
-        runtime=service.runtime, service=service.name, image=service.image,
-        command=(*r.command, *r.hot_command) if hot else r.command,
-        user=role.user, port=role.port, mount=role.mount, labels=labels, restart=service.restart,
-        log_driver=service.log_driver, log_options=service.log_options,
-        stop_timeout=int(role.stop_timeout), env_file=r.env_file,
-    )  # fmt: skip
 
 
 class ServiceChange:
@@ -56,6 +39,7 @@ class ServiceChange:
     given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (set likewise)
     shredded: Mapping[str, frozenset[str]] = MappingProxyType({})  # node -> the files shredded there since this
     # change last wrote its files (set likewise): a shred asked again of them has nothing to shred (shred())
+    finishing: str | None = None  # the command that carries this change out again when it is not deploy's (rerun)
 
     def __init__(self, job: Job, fleet: Fleet, report: Reporter) -> None:
         self.job = job
@@ -83,6 +67,14 @@ class ServiceChange:
         self.stop_seen: int | None = None  # the step a stop was first seen before, where it could not stop (execute)
 
     # -- plumbing ----------------------------------------------------------------
+    @property
+    def rerun(self) -> str:
+        """The command that carries this change out again, as a failure's or a stop's message names it: deploy's,
+        unless the change set ``finishing`` (a rollback: nodeops.rollback.finish_command; a deploy rolls forward)."""
+        if self.finishing:
+            return self.finishing
+        return f"{program()} deploy --env {self.fleet.inventory.environment} --service {self.service.name}"
+
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
 

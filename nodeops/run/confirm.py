@@ -74,8 +74,8 @@ class WhatServes:
         run.say("", down, service_down=True)
         if forward:
             return failure(f"{what}{again}; {down}{forward}")
-        return failure(f"{what}{again}; {down}; see {program()} status --env {env}, then {program()} deploy "
-                       f"--env {env} --service {run.service.name} (or promote-standby --force)")  # fmt: skip
+        return failure(f"{what}{again}; {down}; see {program()} status --env {env}, then {run.rerun} (or "
+                       "promote-standby --force)")  # fmt: skip
 
     def previous_again(self, found: dict[str, Container | None]) -> str:
         """After a failed change that left no node answering: a reachable node's own container, stopped by this run
@@ -108,8 +108,7 @@ class WhatServes:
         (unreachable, or its container not running, as seen now) and the command that makes it one again; "" when
         the pair has its standby. ``found``: each reachable node's container, as inspected before."""
         run = self.change
-        env, notes = run.fleet.inventory.environment, ""
-        again = f"{program()} deploy --env {env} --service {run.service.name}"
+        notes, again = "", run.rerun
         for n in run.service.nodes:
             if n.name == active:
                 continue

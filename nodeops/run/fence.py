@@ -155,7 +155,7 @@ class KeysPromotion:
         """One step of the plan, carried out on its node (the fence, await-fenced, the hot start, await-serving)."""
         run, node = self.change, step.node
         own = run.ran_on[node]
-        if step.action == "replace":  # the change's digest is what its containers are labelled with (run_spec)
+        if step.action == "replace":  # the change's digest is what its containers are labelled with (job.run_spec)
             run.digest = held_digest(run, node, own.service.image)
         if step.action in ("stop", "replace") and not step.hot:  # the fence
             self.fence_began, self.fenced_by = time.monotonic(), step.action

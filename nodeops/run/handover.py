@@ -94,8 +94,11 @@ class PlannedHandover:
                 c.shred(old.name, again.all_files)
                 why = f"{why}; the old active {old.name} was started again {how}"
         except OperationFailed as exc:
-            c.settle(old.name, job)
             why = f"{why}; starting the old active {old.name} again failed too: {exc}"
+            try:  # no file outlives the run; on a node cut off the shred fails too, said: the standby still goes back
+                c.settle(old.name, job)
+            except OperationFailed as again_exc:
+                why = f"{why}; shredding {old.name}'s files failed too: {again_exc}"
         if restore_standby:
             return c.restore(new.name, why)
         try:

@@ -92,8 +92,9 @@ class AllServes:
 
     def failure(self, what: str, unsafe: bool = False) -> ChangeFailed:
         """The error that ends the failed change: ``what`` happened, then each node serving or not, as asked now
-        (waited for up to LB_TIMEOUT while no node serves or the load balancer answers no 200), or SERVICE DOWN with
-        the next command. ChangeRefused (exit 4) with ``unsafe``."""
+        (waited for up to LB_TIMEOUT while no node serves or the load balancer answers no 200), or SERVICE DOWN; then
+        the next commands whenever a node does not serve (the deploy brings it to this change). ChangeRefused (exit 4)
+        with ``unsafe``."""
         run = self.change
         deadline = time.monotonic() + LB_TIMEOUT
         while True:
@@ -108,12 +109,11 @@ class AllServes:
             time.sleep(POLL)
         failure = ChangeRefused if unsafe else ChangeFailed
         silent = [n.name for n in run.service.nodes if n.name not in serving]
+        then = f"see {program()} status --env {run.fleet.inventory.environment}, then {run.rerun}"
         if serving:
             via = "" if through else "; the load balancer answers no 200"
             state = f"serving: {', '.join(serving)}" + (f"; not serving: {', '.join(silent)}" if silent else "") + via
             run.say("", state, serving=serving)
-            return failure(f"{what}; {state}")
-        env = run.fleet.inventory.environment
+            return failure(f"{what}; {state}" + (f"; {then}" if silent else ""))
         run.say("", "SERVICE DOWN: no node serves", service_down=True)
-        return failure(f"{what}; SERVICE DOWN: no node serves; see {program()} status --env {env}, then "
-                       f"{program()} deploy --env {env} --service {run.service.name}")  # fmt: skip
+        return failure(f"{what}; SERVICE DOWN: no node serves; {then}")

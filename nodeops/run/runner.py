@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from nodeops import program
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
 from nodeops.plan import ServicePlan, replaces_a_standby
 from nodeops.run.keys import refuse_second_holder
@@ -47,6 +46,7 @@ class Change(Protocol):
     forward: list[str]
     waits: Any  # nodeops.run.awaits.Awaits: await_serving, await_waiting, others_silent
     ran_on: dict[str, Any]  # node -> the inputs (nodeops.deploy.Job) its container was started from
+    rerun: str  # the command that carries this change out again (ServiceChange.rerun)
     model: Any  # nodeops.activation.Model, the role's: whether a standby is silent (silent_standby)
 
     def keep_restorable(self, nodes) -> None: ...
@@ -133,7 +133,7 @@ class ServiceRunner:
                 run.stop_seen = i
             return
         name, step = self.service, plan.steps[i]
-        finish = f"{program()} deploy --env {run.fleet.inventory.environment} --service {name} finishes"
+        finish = f"{run.rerun} finishes"
         done = f"{finish} the change" if i else "nothing was changed"
         if action == "stop":
             why = f"{name}: stopped before `{step.describe()}` as asked; {done}"

@@ -72,3 +72,19 @@ def test_ansible_inventory_of_chosen_nodes_only():
 def test_secret_variables_are_valid_environment_names():
     assert secret_variable("cl-1", "db_user") == "NODEOPS_BENCH_CL_1_DB_USER"
     assert secret_variable("cl1", "") == "NODEOPS_BENCH_CL1_"
+
+
+def test_the_playbook_starts_the_very_docker_run_nodeops_does_built_without_a_deploy(job):
+    """service_vars reaches `docker run` through the pure job.run_spec (no ServiceDeploy, no fleet): the argv a
+    change starts for the same job, labelled with its inputs, an unknown digest ("none"), never a secret."""
+    from bench.compare import service_vars
+    from nodeops.commands.node import run
+    from nodeops.job import run_spec
+
+    argv = service_vars(job)["nodeops_docker_run"]
+    assert argv == list(run(run_spec(job)))
+    assert argv[:5] == [job.service.runtime, "run", "--detach", "--name", f"nodeops-{job.service.name}"]
+    labels = [argv[i + 1] for i, word in enumerate(argv) if word == "--label"]
+    assert "io.nodeops.digest=none" in labels and f"io.nodeops.config={job.rendered.config_hash}" in labels
+    assert not any(job.redact.leaks(word) for word in argv)
+    assert "io.nodeops.hot=true" in run(run_spec(job, "sha256:d", hot=True))

@@ -14,6 +14,7 @@ import types
 
 import pytest
 
+from nodeops import program
 from nodeops.activation import MODELS
 from nodeops.edges.ssh import CommandResult
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
@@ -29,7 +30,7 @@ from nodeops.run.rolling import AllRunner, AllServes
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 from nodeops.secrets import Secret
 from tests.unit import test_executor_runner as runner_tables
-from tests.unit.test_executor_runner import Stop  # set once a number of steps were said
+from tests.unit.test_executor_runner import FakeUndo, Stop  # an undo that can fail; a stop after n steps
 
 NODES = tuple(Node(n, f"10.0.0.{i}", 22, "standby" if i else "active", (), "relays") for i, n in enumerate("abc"))
 SERVICE = Service(name="relays", role="relay", image="relay:2", runtime="docker", variables={}, secrets={}, nodes=NODES)
@@ -69,6 +70,7 @@ class FakeChange(runner_tables.FakeChange):
         self.stop = Stop(self, stop_after)
         self.stop_seen, self.outages, self.forward = None, [], []
         self.model = MODELS["all"]
+        self.rerun = f"{program()} deploy --env prod --service relays"  # ServiceChange.rerun: a deploy's
         self.waits = self
 
     def _do(self, call: str) -> None:
@@ -96,6 +98,9 @@ class FakeChange(runner_tables.FakeChange):
         self._do(f"shred {node} {','.join(names)}")
 
     def restore(self, node, why):
+        return FakeUndo(self).restore(node, why)
+
+    def put_back(self, node, why):  # Restore.rollback, recorded: "restore b" in ``fails`` is an undo that fails
         self._do(f"restore {node}")
         return f"{why}; {node}'s previous container was started again on its own inputs, and it serves"
 
@@ -179,11 +184,17 @@ ONLY_A = ServicePlan("relays", (Step("replace", "a", "not serving"), Step("await
         # b's host cut off in its replace: its restore is tried (and says what it could do), c untouched
         (planned(ALL), FakeChange(ALL, {"replace b": ("b", False)}, {"replace b": CUT_OFF}),
          ["keep a b c", *rolled("a"), "replace b", "restore b", "confirm"], "connection lost: EOF"),
+        # b cut off in its replace and in its undo: said, c untouched; what serves, and what to do about b
+        (planned(ALL), FakeChange(ALL, {"replace b": ("b", False)}, {"replace b": CUT_OFF, "restore b": CUT_OFF}),
+         ["keep a b c", *rolled("a"), "replace b", "restore b", "confirm"],
+         "relays b: connection lost: EOF; putting b's previous container back failed too: relays b: connection "
+         "lost: EOF; serving: a, c; not serving: b; see .* status --env prod, then .* deploy --env prod --service "
+         "relays$"),
         # a service down already, whose one replace fails: SERVICE DOWN with the next command
         (ONLY_A, FakeChange((), fails={"replace a": BOOM}), ["keep a", "replace a", "restore a", "confirm"],
          "SERVICE DOWN: no node serves; see .* deploy --env prod --service relays"),
     ],
-    ids=["replace-fails", "await-times-out", "node-unreachable", "service-down"],
+    ids=["replace-fails", "await-times-out", "node-unreachable", "undo-fails", "service-down"],
 )  # fmt: skip
 def test_a_failed_step_is_undone_on_its_node_and_the_run_stops(plan, change, calls, error, monkeypatch):
     monkeypatch.setattr("nodeops.run.rolling.LB_TIMEOUT", 0.0)

@@ -46,6 +46,7 @@ class FakeChange:
         self.job = types.SimpleNamespace(all_files=(".api",), rendered=types.SimpleNamespace(config_hash="c0ffee"))
         self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(environment="prod"))
         self.name = "nodeops-cl"
+        self.rerun = f"{program()} deploy --env prod --service cl"  # ServiceChange.rerun: a deploy's
         self.ran_on = {"a": "a's own inputs", "b": "b's own inputs"}
         self.waits = types.SimpleNamespace(service_answers=lambda: any(ok for ok, _ in self.answers.values()))
 

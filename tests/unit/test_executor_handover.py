@@ -91,7 +91,7 @@ class FakeChange:
         return "on its own inputs"
 
     def settle(self, name, _job):
-        self.calls.append(f"settle {name}")
+        self.do(f"settle {name}")  # its shred fails on a node cut off (Restore.settle)
         return "waits for the lease"
 
     def restore(self, node, why):
@@ -103,6 +103,7 @@ class FakeChange:
 
 
 TOOK = ["keep a b", "stop a 10", "await-serving b 120s", "await-service", "shred b .api"]
+CUT_OFF = OperationFailed("cl a: connection lost: EOF")
 NEVER = OperationFailed("cl b: not serving /health after 120s: container exited (exit 1); last log line: x")
 UNDO = ["keep a b", "stop a 10", "await-serving b 120s", "stop b 10", "previous_on a"]
 
@@ -126,6 +127,18 @@ UNDO = ["keep a b", "stop a 10", "await-serving b 120s", "stop b 10", "previous_
         ({"await-serving b 120s": NEVER, "start_again a": OperationFailed("cl a: `docker start` failed: boom")}, OWN,
          True, UNDO + ["start_again a", "settle a", "restore b", "confirm"],
          "; starting the old active a again failed too: cl a: `docker start` failed: boom; b put back"),
+        # the old active cut off during the undo: its start fails and so does the shred after it (settle); said, and
+        # the standby still put back, the run ending with what serves
+        ({"await-serving b 120s": NEVER, "start_again a": CUT_OFF, "settle a": CUT_OFF}, OWN, True,
+         UNDO + ["start_again a", "settle a", "restore b", "confirm"],
+         "; starting the old active a again failed too: cl a: connection lost: EOF; shredding a's files failed too: "
+         "cl a: connection lost: EOF; b put back; a serves"),
+        # the same undo in a promotion, b cut off: its start as the standby fails, said; a serves
+        ({"await-serving b 120s": NEVER, "start b": OperationFailed("cl b: connection lost: EOF")}, OWN, False,
+         UNDO + ["start_again a", "await-serving a", "shred a .api,x.toml", "upload b own inputs", "start b",
+                 "confirm"],
+         "; the old active a was started again on its own inputs; starting b again as the standby failed: cl b: "
+         "connection lost: EOF; a serves"),
         # the standby migrated the database past the old image: the old active is left stopped, said
         ({"await-serving b 120s": NEVER}, None, True, UNDO + ["restore b", "confirm"],
          "; the old active a was not started again (it could not run on the database); b put back"),
@@ -138,8 +151,8 @@ UNDO = ["keep a b", "stop a 10", "await-serving b 120s", "stop b 10", "previous_
          ["keep a b", "stop a 10", "await-serving b 120s", "await-service", "confirm"],
          "cl: http://lb does not answer 200 within 15s; a serves"),
     ],
-    ids=["active-cut-off", "never-serves-deploy", "never-serves-promote", "undo-fails", "database-moved",
-         "standby-cut-off", "load-balancer-silent"],
+    ids=["active-cut-off", "never-serves-deploy", "never-serves-promote", "undo-fails", "undo-cut-off",
+         "promote-undo-fails", "database-moved", "standby-cut-off", "load-balancer-silent"],
 )  # fmt: skip
 def test_a_handover_that_fails_is_undone_and_said(fails, again, restore_standby, calls, message):
     change = FakeChange(fails, again=again)

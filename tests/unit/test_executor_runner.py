@@ -11,10 +11,15 @@ import types
 
 import pytest
 
+from nodeops import program
 from nodeops.activation import MODELS
-from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed
+from nodeops.errors import EXIT_FAILED, EXIT_UNSAFE, Interrupted, OperationFailed
+from nodeops.facts.container import Container
 from nodeops.inventory import Node
 from nodeops.plan import SINGLE, ServicePlan, Step
+from nodeops.run import confirm as confirm_module
+from nodeops.run.confirm import WhatServes
+from nodeops.run.restore import Restore
 from nodeops.run.runner import ChangeFailed, ChangeRefused, ServiceRunner
 
 A, B = Node("a", "10.0.0.1", 22, "active", (), "cl"), Node("b", "10.0.0.2", 22, "standby", (), "cl")
@@ -35,6 +40,14 @@ class Stop:
         return self.after is not None and self.change.said_steps >= self.after
 
 
+class FakeUndo(Restore):
+    """The real Restore.restore (an undo whose own failure is said in the message, never raised) around the fake's
+    stand-in for the rollback it wraps (``put_back``: recorded as "restore NODE", failing where the table says)."""
+
+    def rollback(self, node: str, why: str) -> str:
+        return self.change.put_back(node, why)
+
+
 class FakeChange:
     """Records each call as one line; ``fails``: {call line: the error it raises}; ``health``: {node: (answers, the
     call line after which it answers so: None for from the start)}; other nodes answer nothing."""
@@ -53,6 +66,7 @@ class FakeChange:
         self.stop_seen, self.outages, self.forward = None, [], []
         self.waits = self  # the waits are asked of the same fake
         self.model = MODELS["lease"]  # a lease pair (test_executor_keys.py and test_executor_all.py: the others)
+        self.rerun = f"{program()} deploy --env prod --service cl"  # ServiceChange.rerun: a deploy's
 
     def _do(self, call: str):
         self.calls.append(call)
@@ -92,7 +106,10 @@ class FakeChange:
         self.calls.append(f"shred {node} {','.join(names)}")
 
     def restore(self, node, why):
-        self.calls.append(f"restore {node}")
+        return FakeUndo(self).restore(node, why)
+
+    def put_back(self, node, why):  # Restore.rollback, recorded: "restore b" in ``fails`` is an undo that fails
+        self._do(f"restore {node}")
         return f"{why}; {node} put back"
 
     def confirm(self, what, unsafe=False):
@@ -121,6 +138,7 @@ class FakeChange:
 ROLLED = ["keep b a", "replace b", "await-waiting b", "shred b x.toml", "handover a b", "replace a", "await-waiting a",
           "shred a x.toml"]  # fmt: skip
 CUT_OFF = OperationFailed("a: connection lost: EOF")
+B_CUT_OFF = OperationFailed("cl b: connection lost: EOF")
 
 
 @pytest.mark.parametrize(
@@ -149,9 +167,17 @@ CUT_OFF = OperationFailed("a: connection lost: EOF")
          {"a": ((True, ()), "await-waiting a")},
          ["keep b a", "replace b", "await-waiting b", "shred b x.toml", "handover a b", "replace a",
           "await-waiting a", "confirm"], "took the lease while it was awaited as the standby"),
+        # the undo fails too (b cut off as it was put back): said, never raised, and nothing runs after it
+        (ROLLING, {"replace b": OperationFailed("cl b: `docker run` failed: boom"), "restore b": B_CUT_OFF}, {},
+         ["keep b a", "replace b", "restore b", "confirm"],
+         "boom; putting b's previous container back failed too: cl b: connection lost: EOF; a serves"),
+        # a fresh start's first node never serves and cannot be put back: no next node is replaced
+        (FRESH, {"await-serving a": OperationFailed("cl a: not serving /health after 120s"), "restore a": CUT_OFF},
+         {}, ["keep a b", "replace a", "await-serving a", "restore a", "confirm"],
+         "after 120s; putting a's previous container back failed too: a: connection lost: EOF; a serves"),
     ],
     ids=["rolling", "fresh", "standby-start-fails", "standby-never-waits", "fresh-never-serves",
-         "handover-undone", "handover-cut-off", "old-active-took-the-lease"],
+         "handover-undone", "handover-cut-off", "old-active-took-the-lease", "undo-fails", "fresh-undo-fails"],
 )  # fmt: skip
 def test_each_step_in_order_and_each_failure_undone(plan, fails, health, calls, error):
     change = FakeChange(fails, health)
@@ -162,6 +188,66 @@ def test_each_step_in_order_and_each_failure_undone(plan, fails, health, calls, 
         with pytest.raises(ChangeFailed, match=error) as err:
             ServiceRunner(change).apply(plan)
         assert err.value.exit_code != EXIT_UNSAFE
+    assert change.calls == calls
+
+
+class Undone(FakeChange):
+    """The runner's fake, its failed change ended by the real WhatServes (what serves now, and what to do):
+    ``found``: {node: the container inspect finds}; ``cut``: nodes that cannot be inspected (their host cut off)."""
+
+    def __init__(self, fails, health, found, cut=()) -> None:  # noqa: D107
+        super().__init__(fails, health)
+        self.found, self.cut = found, set(cut)
+        self.service.load_balancer = None
+        self.job.all_files, self.job.rendered = (".api", "x.toml"), types.SimpleNamespace(config_hash="new")
+        self.stuck, self.was_running, self.moved, self.ran_on = False, {"a": True, "b": True}, {"b"}, {}
+
+    def inspect(self, node, _name=None):
+        if node in self.cut:
+            raise OperationFailed(f"cl {node}: cannot connect: Timeout opening channel")
+        return self.found.get(node)
+
+    def service_answers(self):
+        return any(self.health(n)[0] for n in self.service.nodes)
+
+    def confirm(self, what, unsafe=False):
+        self.calls.append("confirm")
+        return WhatServes(self).failure(what, unsafe)
+
+
+OLD = Container("nodeops-cl", True, "running", "sha256:old", labels={"io.nodeops.config": "old"})
+NOT_SERVING = OperationFailed("cl a: not serving /health after 120s: container exited (exit 1)")
+
+
+@pytest.mark.parametrize(
+    ("plan", "fails", "health", "found", "cut", "calls", "message"),
+    [
+        # b cut off in its replace, and so in its undo: a serves on, and the message names the missing standby and
+        # the deploy that brings it back once b is
+        (ROLLING, {"replace b": B_CUT_OFF, "restore b": B_CUT_OFF}, {"a": ((True, ()), None)}, {"a": OLD}, ("b",),
+         ["keep b a", "replace b", "restore b", "confirm", "shred a .api,x.toml"],
+         "cl b: connection lost: EOF; putting b's previous container back failed too: cl b: connection lost: EOF; "
+         "a serves; b is unreachable, so the pair has no standby: once it is back, {p} deploy --env prod --service "
+         "cl"),
+        # a fresh start whose first node never serves and cannot be put back: SERVICE DOWN, with the next commands;
+        # b is never replaced
+        (FRESH, {"await-serving a": NOT_SERVING, "restore a": OperationFailed("cl a: connection lost: EOF")}, {}, {},
+         ("a",), ["keep a b", "replace a", "await-serving a", "restore a", "confirm"],
+         "cl a: not serving /health after 120s: container exited (exit 1); putting a's previous container back "
+         "failed too: cl a: connection lost: EOF; SERVICE DOWN: no node serves; see {p} status --env prod, then {p} "
+         "deploy --env prod --service cl (or promote-standby --force)"),
+    ],
+    ids=["standby-cut-off", "fresh-service-down"],
+)  # fmt: skip
+def test_a_failed_undo_ends_saying_what_serves_and_what_to_do(plan, fails, health, found, cut, calls, message,
+                                                              monkeypatch):  # fmt: skip
+    for name, value in (("LB_TIMEOUT", 0.05), ("SERVE_TIMEOUT", 0.05), ("POLL", 0.01)):
+        monkeypatch.setattr(confirm_module, name, value)
+    change = Undone(fails, health, found, cut)
+    with pytest.raises(ChangeFailed) as err:
+        ServiceRunner(change).apply(plan)
+    assert str(err.value) == message.format(p=program())
+    assert err.value.exit_code == EXIT_FAILED
     assert change.calls == calls
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from nodeops import program
 from nodeops.errors import EXIT_INVALID, InvalidInput, OperationFailed
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
@@ -214,15 +215,18 @@ def test_a_downgrade_is_refused_before_asking(monkeypatch, recorded, asked):
     monkeypatch.setattr(dataclasses, "replace", lambda obj, **_k: obj)  # the fakes above are not dataclasses
     monkeypatch.setattr(rb, "the_start", lambda started, _then, _record: (started, []))
     monkeypatch.setattr(guards, "recorded_version", lambda *_a: recorded)
-    monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda _self, **_k: {"service": "cl1", "rolled": True})
+    finishing = []  # the command a failure or a stop of the run names to carry it out again (ServiceChange.rerun)
+    ran = {"service": "cl1", "rolled": True}
+    monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda self, **_k: finishing.append(self.rerun) or ran)
     monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {"active": "a", "nodes": {"a": {"state": "serves"}}})
-    inventory = types.SimpleNamespace(source="inventory/prod.yaml")
+    inventory = types.SimpleNamespace(source="inventory/prod.yaml", environment="prod")
     questions = []
     report = lambda *_a, **_k: None  # noqa: E731
     if asked:
         result = rb.rollback(None, inventory, current, None, report, ask=questions.append)
         assert result == {"service": "cl1", "rolled": True, "now": {"active": "a", "nodes": {"a": {"state": "serves"}}}}
         assert questions == [rb.question("cl1", rec, "c" * 64)]
+        assert finishing == [f"{program()} rollback --env prod --service cl1 --to 2.10.0"]  # never a deploy
     else:
         with pytest.raises(Unsafe) as err:
             rb.rollback(None, inventory, current, None, report, ask=questions.append)
@@ -438,8 +442,8 @@ def test_a_rollback_under_keys_or_all_goes_back_to_the_version_before_what_runs(
     monkeypatch.setattr(deploy.ServiceDeploy, "run", lambda self, **_k: {"runner": type(self.model.runner(self))})
     monkeypatch.setattr(deploy.ServiceDeploy, "now", lambda _self: {})
     questions = []
-    result = rb.rollback(None, types.SimpleNamespace(source="i.yaml"), current, None, lambda *_a, **_k: None,
-                         ask=questions.append)  # fmt: skip
+    inventory = types.SimpleNamespace(source="i.yaml", environment="t")
+    result = rb.rollback(None, inventory, current, None, lambda *_a, **_k: None, ask=questions.append)
     assert result["runner"] is (AllRunner if activation == "all" else ServiceRunner)  # all: every node, in turn
     (asked,) = questions
     assert asked.startswith("cl1: back to version 2.10.0 (") and asked.endswith(f", config cccccccccccc), {how}")

@@ -298,3 +298,22 @@ def test_cli_refuses_an_unknown_service_before_any_host(tmp_path, monkeypatch):
     res = fab("verify", "--inventory", str(path))
     assert res.returncode == 1 and "bastion (127.0.0.1:9): cannot connect" in res.stderr  # the control
     assert "Traceback" not in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_the_observer_takes_the_fan_outs_connection_and_inspects_over_it(job, monkeypatch):
+    """verify.fetch hands the observer the connection its fan-out opened (Observer.adopt), never writing into it: the
+    container is inspected over that very link, in place of one kept before."""
+    import types
+
+    from nodeops.facts import observe
+    from tests.unit.fake_edge import FakeEdge
+
+    edge = FakeEdge([(r"inspect", (0, "[]", ""))])
+    monkeypatch.setattr(observe, "execute", edge)
+    fleet = types.SimpleNamespace(settings=types.SimpleNamespace(command_timeout=30))
+    observer = observe.Observer(fleet, job.service, job.role)
+    observer.adopt("a", "an older link to a")
+    assert observer.adopt("a", "the fan-out's link to a") == "the fan-out's link to a"
+    observer.container("a")
+    assert [s.link for s in edge.sent] == ["the fan-out's link to a"]
+    assert observer.conns == {"a": "the fan-out's link to a"}
