@@ -134,10 +134,8 @@ class ServiceChange:
 
     def shred(self, node: str, names: Sequence[str]) -> None:
         """Shred ``names`` under the service's folder on ``node`` (NodeActions.shred), but the hot files its latest
-        upload left out (it never had them) and those shredded there since the change last wrote its files
-        (``shredded``): an undo asks again for files the node put back has already had shredded (Restore.settle,
-        then the failure's end), and each shred is sent, and said, once. A shred that failed (OperationFailed)
-        counts for nothing."""
+        upload left out and those ``shredded`` since the change last wrote its files: each shred is sent and said once,
+        though an undo asks again (Restore.settle, then the failure's end). A failed shred counts for nothing."""
         done = self.shredded.get(node, frozenset())
         names = [name for name in names if name not in self.held_back.get(node, ()) and name not in done]
         self.on(node).shred(names)

@@ -90,6 +90,21 @@ def stop_action(plan: ServicePlan, i: int) -> str | None:
     return "stop" if plan.steps[i].action == "replace" else None
 
 
+def standby_again_on_own(run: Change, node: str) -> str:
+    """The old active of ``run``'s finished handover (its container stopped by it) started again on its own inputs
+    (previous_on) and checked as the standby (settle); returns what was done, as "; ...". Never raises: a
+    failure is said (what runs is said after it, by standing)."""
+    try:
+        again = run.previous_on(node, run.inspect(node))
+        if again is None:
+            return f"; {node}'s container was left stopped (it could not run on the database)"
+        how = run.start_again(node, again)
+        run.say(node, f"started {run.name} again {how}, as the standby")
+        return f"; {node}'s container was started again {how} as the standby, and it {run.settle(node, again)}"
+    except OperationFailed as exc:
+        return f"; starting {node}'s container again as the standby failed: {exc}"
+
+
 class ServiceRunner:
     """Applies one plan to ``change``'s pair (see the module's docstring)."""
 
@@ -144,25 +159,10 @@ class ServiceRunner:
         else:  # "restart": just after the handover
             handover = plan.steps[i - 1]
             why = (f"{name}: stopped after `{handover.describe()}` as asked, once the handover was done, before "
-                   f"`{step.describe()}`{self.standby_again_on_own(handover.node)}; {handover.to} runs this change, "
+                   f"`{step.describe()}`{standby_again_on_own(run, handover.node)}; {handover.to} runs this change, "
                    f"{handover.node} does not: {finish} it")  # fmt: skip
         forward = "".join(f"; {note}" for note in run.forward)
         raise Interrupted(f"{why}{forward}; {run.standing()}")
-
-    def standby_again_on_own(self, node: str) -> str:
-        """The old active of a finished handover (its container stopped by it) started again on its own inputs
-        (previous_on) and checked as the standby (settle); returns what was done, as "; ...". Never raises: a
-        failure is said (what runs is said after it, by standing)."""
-        run = self.change
-        try:
-            again = run.previous_on(node, run.inspect(node))
-            if again is None:
-                return f"; {node}'s container was left stopped (it could not run on the database)"
-            how = run.start_again(node, again)
-            run.say(node, f"started {run.name} again {how}, as the standby")
-            return f"; {node}'s container was started again {how} as the standby, and it {run.settle(node, again)}"
-        except OperationFailed as exc:
-            return f"; starting {node}'s container again as the standby failed: {exc}"
 
     def steps(self, plan: ServicePlan) -> None:
         """Each step of ``plan`` in order, said before it runs; a failed step is undone (restore) and ends the run

@@ -38,7 +38,7 @@ NOW = Container("nodeops-cl", True, "running", "sha256:now", labels={"io.nodeops
 class RollingBack(Undone):
     """The runner tables' change (Undone) on a real rollback job, its node steps ServiceChange's own over ``edge``."""
 
-    held_back, given_hot = MappingProxyType({}), frozenset()
+    held_back, given_hot, shredded = MappingProxyType({}), frozenset(), MappingProxyType({})
     on, upload, start_new, shred = ServiceChange.on, ServiceChange.upload, ServiceChange.start_new, ServiceChange.shred
 
     def __init__(self, job, fails, cut=()) -> None:  # noqa: D107
