@@ -92,7 +92,7 @@ def check_active(serving: Mapping[str, bytes | None], path: str, lb_url: str | N
     with the active's only where the model says the load balancer's 200 comes from the active
     (Model.lb_answers_from_active: not under keys, where every node answers 200)."""
     if not serving:
-        return "fail", model.no_active.format(path=path)
+        return "fail", model.no_active.format(path=path, reached="")
     if len(serving) > 1:
         return "fail", model.many_active.format(n=len(serving), path=path, nodes=", ".join(sorted(serving)))
     (node, body), = serving.items()  # fmt: skip
@@ -139,6 +139,10 @@ def check_service(model: Model, seen: Mapping[str, NodeView], answers: Mapping[s
     if not model.has_standby:
         return "serving", check_serving(seen, path, lb_url, lb)
     actives = {name: answers.get(name) for name, s in seen.items() if model.is_active(s)}
+    if not actives and (lost := [name for name, s in seen.items() if not s.reachable]):  # the active may be one
+        none = model.no_active.format(path=path, reached=" reached")
+        who = "it" if len(lost) == 1 else "one of them"
+        return "active", ("fail", f"{none}; {', '.join(lost)} cannot be reached, and {who} may be the one that does")
     failing = seen[next(iter(actives))].failing if len(actives) == 1 else ()
     return "active", check_active(actives, path, lb_url, lb, failing, lease_client=lease_client, model=model)
 
@@ -335,7 +339,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     if len(service.nodes) == 1 and not every:
         findings.append(finding(service.name, "", "standby", ("warn", "no standby in the inventory: no failover")))
     for name, s in seen.items():
-        node_findings, node_metrics = probe_node(observer, job, s, standby=name != active and not every)
+        standby = name != active and not every and (active is not None or s.reachable)  # unseen: it may be the one
+        node_findings, node_metrics = probe_node(observer, job, s, standby=standby)
         findings += [finding(service.name, name, check, verdict) for check, verdict in node_findings]
         metrics += [Metric(m, (("env", inventory.environment), ("service", service.name), ("node", name), *labels), v)
                     for m, labels, v in node_metrics]  # fmt: skip

@@ -134,10 +134,11 @@ class Model:
     standby_note = "running, not serving: waits for the lease"  # a standby as it should be, in check's words
     as_well = "serves as well: two actives"  # a second active, in check's words
     # fab check's ``active`` verdict in the model's words (nodeops.check.check_active): what only the active is, the
-    # one active serving, none, several ({path}: the role's health path; {node}, {n}, {nodes}: who)
+    # one active serving, none, several ({path}: the role's health path; {node}, {n}, {nodes}: who; {reached}: "" or
+    # " reached", when a node could not be asked)
     active_is = "holds the lease"
     one_active = "{node} serves {path}"
-    no_active = "no node serves {path}"
+    no_active = "no node{reached} serves {path}"
     many_active = "{n} nodes serve {path} ({nodes}): expected exactly one"
 
     def now(self, active: Sequence[str], serving: Sequence[str]) -> dict:  # noqa: ARG002 (all: AllModel.now)

@@ -60,7 +60,7 @@ class KeysModel(Model):
     as_well = "holds the hot keys as well: two holders"
     active_is = "holds the hot keys"
     one_active = "{node} holds the hot keys and serves {path}"
-    no_active = "no node holds the hot keys"
+    no_active = "no node{reached} holds the hot keys"
     many_active = "{n} nodes hold the hot keys ({nodes}): expected exactly one"
 
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,

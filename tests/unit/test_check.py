@@ -607,10 +607,15 @@ def test_a_raising_log_level_hook_fails_only_the_logs_check():
 
 def seen_as(*nodes: str) -> dict[str, NodeView]:
     """Each node as a word: ``hot`` (its container carries io.nodeops.hot=true), then ``200`` (answers 200), ``503``
-    (answers unhealthy, failing RPC) or ``silent`` (runs, answers nothing): ``a=hot+200``, ``b=200``."""
+    (answers unhealthy, failing RPC) or ``silent`` (runs, answers nothing): ``a=hot+200``, ``b=200``; ``gone``: it
+    cannot be reached."""
     views = {}
     for spec in nodes:
         name, how = spec.split("=")
+        if how == "gone":
+            node = Node(name, f"10.0.0.{len(views) + 1}", 22, "standby", (), "cl")
+            views[name] = NodeView(node, None, False, unreachable=f"{name}: cannot connect")
+            continue
         labels = {"io.nodeops.hot": "true"} if "hot" in how else {}
         c = parse_inspect(json.dumps([{"Name": "/nodeops-cl", "Image": "sha256:abc", "Config": {"Labels": labels},
                                        "State": {"Running": True, "Status": "running", "Pid": 1}}]))  # fmt: skip
@@ -638,9 +643,17 @@ def seen_as(*nodes: str) -> dict[str, NodeView]:
         ("all", ["a=200", "b=200"], "serving", ("pass", "all 2 nodes serve /health")),
         ("all", ["a=200", "b=silent"], "serving",
          ("fail", "1 of 2 nodes do not serve /health (b: not serving): all should")),
+        # review rv15 F2: the active unseen is not "no node serves": it may be the unreachable node
+        ("keys", ["a=200", "b=gone"], "active",
+         ("fail", "no node reached holds the hot keys; b cannot be reached, and it may be the one that does")),
+        ("lease", ["a=gone", "b=silent"], "active",
+         ("fail", "no node reached serves /health; a cannot be reached, and it may be the one that does")),
+        ("keys", ["a=hot+200", "b=gone"], "active",
+         ("pass", "a holds the hot keys and serves /health (no load balancer in the inventory)")),
     ],
     ids=["lease-serves", "lease-none", "lease-unhealthy", "lease-two", "keys-holder-serves", "keys-no-holder",
-         "keys-unhealthy", "keys-two-holders", "keys-silent-holder", "all-serve", "all-one-silent"],
+         "keys-unhealthy", "keys-two-holders", "keys-silent-holder", "all-serve", "all-one-silent",
+         "keys-holder-unreachable", "lease-active-unreachable", "keys-standby-unreachable"],
 )  # fmt: skip
 def test_the_serving_check_speaks_the_models_words(model, nodes, check, verdict):
     """Issue 15: under keys, check worded its serving check in lease terms (an unhealthy holder "holds the lease", no
