@@ -8,8 +8,10 @@ when there is one, else the latest):
                 new version (same type and KMS key), that version labelled ``nodeops-pending``;
   finishSecret  ``nodeops-current`` removed (the pending version, the latest, is now what readers read), then
                 ``nodeops-pending`` removed;
-  discard       ``nodeops-pending`` removed, the current value written again as the latest version, then
-                ``nodeops-current`` removed.
+  discard       ``nodeops-pending`` removed, the current value written again as the latest version (for readers
+                that know no label), the version the nodes run labelled ``nodeops-original`` and the copy
+                ``nodeops-copy`` (nodeops.secrets.ssm reads the copy as that version: no deploy rolls the pair
+                onto the same value), then ``nodeops-current`` removed.
 
 Each step is one call; a crash between two leaves a state a rerun reads right (``parameter_stages``): a pending
 label on a version that is not current is an interrupted rotation (completed by the next run), a pending label on
@@ -28,7 +30,7 @@ from nodeops.errors import OperationFailed, Unsafe
 from nodeops.inventory import SecretRef
 from nodeops.rotate.rules import Stages, value_of, with_value
 from nodeops.rotate.versions import Store
-from nodeops.secrets.ssm import CURRENT_LABEL, PENDING_LABEL, described, split_name
+from nodeops.secrets.ssm import COPY_LABEL, CURRENT_LABEL, ORIGINAL_LABEL, PENDING_LABEL, described, split_name
 
 
 def parameter_stages(name: str, labels: Mapping[int, Sequence[str]]) -> Stages:
@@ -52,6 +54,14 @@ def parameter_stages(name: str, labels: Mapping[int, Sequence[str]]) -> Stages:
     if pending is not None and pending == cur and current is not None:
         raise Unsafe(f"parameter {name!r}: version {pending} is labelled both {CURRENT_LABEL} and {PENDING_LABEL}")
     return Stages(str(cur), None if pending is None else str(pending))
+
+
+def original_of(labels: Mapping[int, Sequence[str]], version: int) -> int:
+    """The version that ``version`` holds the value of ({version number: its labels}): the one labelled
+    nodeops-original when ``version`` is an undo's copy (labelled nodeops-copy), else ``version`` itself."""
+    if COPY_LABEL not in labels.get(version, ()):
+        return version
+    return next((v for v, ls in labels.items() if ORIGINAL_LABEL in ls), version)
 
 
 class ParameterVersions(Store):
@@ -120,6 +130,9 @@ class ParameterVersions(Store):
     def discard(self, stages: Stages) -> None:
         if stages.state != "interrupted":
             return
+        original = original_of(self.labels(), int(stages.current))  # what the nodes run: a copy's original
         self._label(stages.pending, PENDING_LABEL, remove=True)
-        self._write(self.text(stages.current))  # the current value the latest again, for readers without a label
+        copy = self._write(self.text(stages.current))  # the current value the latest again, for readers without a label
+        self._label(str(original), ORIGINAL_LABEL)  # before the copy's label: a reader checks the copy's first
+        self._label(copy, COPY_LABEL)
         self._label(stages.current, CURRENT_LABEL, remove=True)

@@ -7,7 +7,10 @@ read as part of the value). With ``key`` the value is a JSON object and the valu
 
 The current version: the one labelled ``nodeops-current`` while a rotation is under way (``rotate-secrets`` labels
 it before it writes the new version, which Parameter Store makes the latest at once, and removes the label when it
-finishes: nodeops.rotate.ssm), else the latest. The version (its number, as text) travels with the value.
+finishes: nodeops.rotate.ssm), else the latest. The version (its number, as text) travels with the value. An
+undone rotation writes the current value again as the latest version (for readers that know no label), labelled
+``nodeops-copy``, and labels the version it copies ``nodeops-original``: a read of that copy says the original's
+version, the one the nodes run, so that the undo leaves nothing for a deploy to roll (the values are the same).
 
 Exit codes of a failed read: 2 for what the inventory or the account must fix (no such parameter or version, a key
 missing, access refused, no credentials), 5 when the backend could not be read (unreachable, or it answered an
@@ -24,9 +27,11 @@ from nodeops.inventory import SecretRef
 from nodeops.secrets import Fail
 from nodeops.secrets.aws import AwsBackend, refused_read
 
-__all__ = ["CURRENT_LABEL", "PENDING_LABEL", "ParameterStore", "described", "split_name"]
+__all__ = ["COPY_LABEL", "CURRENT_LABEL", "ORIGINAL_LABEL", "PENDING_LABEL", "ParameterStore", "described",
+           "split_name"]  # fmt: skip
 
 CURRENT_LABEL, PENDING_LABEL = "nodeops-current", "nodeops-pending"  # a rotation's labels (nodeops.rotate.ssm)
+COPY_LABEL, ORIGINAL_LABEL = "nodeops-copy", "nodeops-original"  # an undo's copy of a version, and that version
 _MISSING = ("ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound")
 
 
@@ -60,12 +65,24 @@ class ParameterStore(AwsBackend):
         if asked is None:  # a rotation under way labels the current version; without one, the latest is current
             found = self._parameter(f"{name}:{CURRENT_LABEL}", fail, missing_ok=True)
             found = found or self._parameter(name, fail)
+            version = self._original(name, found, fail)
         else:
             found = self._parameter(f"{name}:{asked}", fail)
+            version = found["Version"]
         kind = found.get("Type")
         if kind not in ("SecureString", "String"):
             fail(f"parameter {name!r} is a {kind}, not a SecureString or String")
-        return found["Value"], str(found["Version"])
+        return found["Value"], str(version)
+
+    def _original(self, name: str, found: dict, fail: Fail) -> int:
+        """``found``'s version number; when an undo wrote it (it is labelled nodeops-copy) the number of the version
+        it copies (labelled nodeops-original, the same value: the one the nodes run)."""
+        copy = self._parameter(f"{name}:{COPY_LABEL}", fail, missing_ok=True)
+        if copy is None or copy["Version"] != found["Version"]:
+            return found["Version"]
+        original = self._parameter(f"{name}:{ORIGINAL_LABEL}", fail, missing_ok=True)
+        same = original is not None and original["Value"] == found["Value"]
+        return original["Version"] if same else found["Version"]
 
     def _parameter(self, selector: str, fail: Fail, missing_ok: bool = False) -> dict | None:
         try:

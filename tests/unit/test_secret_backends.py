@@ -23,7 +23,7 @@ from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
 from nodeops.roles import RotationSpec
 from nodeops.rotate.rules import Stages, check_service
 from nodeops.rotate.sops import SopsStore, file_stages
-from nodeops.rotate.ssm import ParameterVersions, parameter_stages
+from nodeops.rotate.ssm import ParameterVersions, original_of, parameter_stages
 from nodeops.secrets import resolve
 from nodeops.secrets.sops import child_env, index, key_path, problem, sops_program
 from tests.unit.test_secrets import SENTINEL
@@ -443,15 +443,51 @@ def test_ssm_finish_interrupted_between_its_two_calls_is_tidied_by_a_rerun(tmp_p
     assert store.stages() == Stages("2") and st.pending == "2"
 
 
-def test_ssm_discard_puts_the_current_value_back_as_the_latest(tmp_path, moto, aws_env):
+def _version(tmp_path, name: str, moto: str) -> tuple[str, str | None]:
+    inv, service = _inventory(tmp_path, {"ssm": _ssm(moto)}, {"db": SecretRef("ssm", name)})
+    read = resolve(inv, service)["db"]
+    return read.reveal(), read.version
+
+
+def test_ssm_undo_copy_is_read_as_the_version_the_nodes_run(tmp_path, moto, aws_env):
+    """Review rv17 F1: the undo's copy was read as a new version (3), so the next deploy rolled the pair with a
+    failover onto the same value and check warned of drift. Read as the version it copies, it is no change."""
     ssm = _client(moto, "ssm")
     ssm.put_parameter(Name="/d/db", Value="old", Type="String")
     store = ParameterVersions(ssm, SecretRef("ssm", "/d/db"), "ssm")
     store.discard(Stages("1", store.create("new", store.stages())))
-    labels = store.labels()
-    assert labels == {1: [], 2: [], 3: []} and store.text("3") == "old"
+    assert store.labels() == {1: ["nodeops-original"], 2: [], 3: ["nodeops-copy"]} and store.text("3") == "old"
+    assert ssm.get_parameter(Name="/d/db")["Parameter"]["Value"] == "old", "a reader without labels reads the latest"
     assert ssm.get_parameter(Name="/d/db")["Parameter"]["Type"] == "String"
-    assert _read(tmp_path, _ssm(moto), SecretRef("ssm", "/d/db")) == "old"
+    assert store.stages() == Stages("3")
+    assert _version(tmp_path, "/d/db", moto) == ("old", "1")
+    store.discard(Stages("3", store.create("newer", store.stages())))  # undone again, from the copy
+    assert store.labels() == {1: ["nodeops-original"], 2: [], 3: [], 4: [], 5: ["nodeops-copy"]}
+    assert _version(tmp_path, "/d/db", moto) == ("old", "1")
+    ssm.put_parameter(Name="/d/db", Value="by hand", Type="String", Overwrite=True)  # written outside nodeops
+    assert _version(tmp_path, "/d/db", moto) == ("by hand", "6")
+    st = store.stages()
+    store.finish(Stages(st.current, store.create("rotated", st)))
+    assert _version(tmp_path, "/d/db", moto) == ("rotated", "7")
+
+
+def test_an_undo_copy_whose_original_holds_another_value_is_read_as_itself(tmp_path, moto, aws_env):
+    ssm = _client(moto, "ssm")
+    for value in ("a", "b", "b"):
+        ssm.put_parameter(Name="/o/db", Value=value, Type="SecureString", Overwrite=True)
+    ssm.label_parameter_version(Name="/o/db", ParameterVersion=1, Labels=["nodeops-original"])
+    ssm.label_parameter_version(Name="/o/db", ParameterVersion=3, Labels=["nodeops-copy"])
+    assert _version(tmp_path, "/o/db", moto) == ("b", "3")
+
+
+@pytest.mark.parametrize(
+    ("labels", "version", "expected"),
+    [({1: [], 2: []}, 2, 2), ({1: ["nodeops-original"], 2: [], 3: ["nodeops-copy"]}, 3, 1),
+     ({1: ["nodeops-original"], 2: [], 3: ["nodeops-copy"], 4: []}, 4, 4), ({1: [], 2: ["nodeops-copy"]}, 2, 2)],
+    ids=["plain", "copy", "after-a-copy", "copy-without-original"],
+)  # fmt: skip
+def test_original_of(labels, version, expected):
+    assert original_of(labels, version) == expected
 
 
 # ---------------------------------------------------------------- rotation: a SOPS file's pending entry
