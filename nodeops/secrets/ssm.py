@@ -67,7 +67,7 @@ class ParameterStore(AwsBackend):
             found = found or self._parameter(name, fail)
             version = self._original(name, found, fail)
         else:
-            found = self._parameter(f"{name}:{asked}", fail)
+            found = self._parameter(f"{name}:{asked}", fail, pinned=name)
             version = found["Version"]
         kind = found.get("Type")
         if kind not in ("SecureString", "String"):
@@ -84,7 +84,9 @@ class ParameterStore(AwsBackend):
         same = original is not None and original["Value"] == found["Value"]
         return original["Version"] if same else found["Version"]
 
-    def _parameter(self, selector: str, fail: Fail, missing_ok: bool = False) -> dict | None:
+    def _parameter(self, selector: str, fail: Fail, missing_ok: bool = False, pinned: str = "") -> dict | None:
+        """get_parameter of ``selector`` (name, name:version or name:label), decrypted; None when it is missing and
+        ``missing_ok``. ``pinned``: the parameter's name when ``selector`` asks for a version of it."""
         try:
             return aws.attempt(self._client(), "get_parameter", Name=selector, WithDecryption=True)["Parameter"]
         except aws.Failure as failure:
@@ -92,8 +94,12 @@ class ParameterStore(AwsBackend):
         if missing_ok and error.code in _MISSING:
             return None
         where = self._where()
-        refused_read(self.backend, self.file, error, fail, f"parameter {selector!r}",
-                     dict.fromkeys(_MISSING, f"no parameter {selector!r} in {where}"))  # fmt: skip
+        said = dict.fromkeys(_MISSING, f"no parameter {selector!r} in {where}")
+        if pinned:  # name:version: the parameter may be there without that version
+            version = selector.rpartition(":")[2]
+            said["ParameterNotFound"] = f"no parameter {pinned!r} in {where}"
+            said["ParameterVersionNotFound"] = f"parameter {pinned!r} has no version {version} in {where}"
+        refused_read(self.backend, self.file, error, fail, f"parameter {selector!r}", said)
 
     def current_since(self, ref: SecretRef) -> datetime.datetime:
         """When the parameter's latest version was written (describe_parameters: no value is read)."""

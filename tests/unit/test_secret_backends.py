@@ -7,6 +7,7 @@ after each step would leave read back as a rerun reads it."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from nodeops.roles import RotationSpec
 from nodeops.rotate.rules import Stages, check_service
 from nodeops.rotate.sops import SopsStore, file_stages
 from nodeops.rotate.ssm import ParameterVersions, original_of, parameter_stages
-from nodeops.secrets import resolve
+from nodeops.secrets import kind_in_words, resolve
 from nodeops.secrets.sops import child_env, index, key_path, problem, sops_program
 from tests.unit.test_secrets import SENTINEL
 
@@ -182,12 +183,21 @@ def test_sops_reads_each_sentinel_through_a_pipe_and_no_value_is_in_an_argv(tmp_
 
 
 @pytest.mark.parametrize(
+    ("value", "words"),
+    [(5, "a number"), (1.5, "a number"), (True, "true or false"), ([1], "a list"), ({"a": 1}, "a mapping"),
+     (None, "empty (null)"), (datetime.date(2026, 1, 2), "a date"), (b"x", "a bytes")],
+)  # fmt: skip
+def test_a_values_kind_in_words(value, words):
+    assert kind_in_words(value) == words
+
+
+@pytest.mark.parametrize(
     ("ref", "fragment"),
     [
         (SecretRef("sops", "s.sops.yaml", "db.nope"), "services.cl1.secrets.db: SOPS file 's.sops.yaml' has no key "
                                                       "'db.nope' (db has: password)"),
         (SecretRef("sops", "s.sops.yaml", "nope.x"), "has no key 'nope.x' (the top level has: db)"),
-        (SecretRef("sops", "s.sops.yaml", "db"), "key 'db' of SOPS file 's.sops.yaml' is a dict, not a string"),
+        (SecretRef("sops", "s.sops.yaml", "db"), "key 'db' of SOPS file 's.sops.yaml' is a mapping, not a string"),
         (SecretRef("sops", "s.sops.yaml"), "key must be a dotted path inside the document"),
         (SecretRef("sops", "missing.sops.yaml", "db.password"), "SOPS file 'missing.sops.yaml' cannot be read"),
         (SecretRef("sops", "s.sops.txt", "db.password"), "not a .yaml, .yml or .json file"),
@@ -262,17 +272,22 @@ def test_ssm_reads_secure_and_plain_strings_and_pinned_versions(tmp_path, moto, 
     [
         (SecretRef("ssm", "/m/none"), "services.cl1.secrets.db: no parameter '/m/none' in secret backend 'ssm'",
          EXIT_INVALID),
-        (SecretRef("ssm", "/m/p:7"), "no parameter '/m/p:7'", EXIT_INVALID),
+        (SecretRef("ssm", "/m/p:7"), "services.cl1.secrets.db: parameter '/m/p' has no version 7 in secret backend "
+         "'ssm'", EXIT_INVALID),
+        (SecretRef("ssm", "/m/none:7"), "no parameter '/m/none' in secret backend 'ssm'", EXIT_INVALID),
         (SecretRef("ssm", "/m/p:latest"), "'latest' after the ':' is not a version number", EXIT_INVALID),
         (SecretRef("ssm", "/m/p", "password"), "parameter '/m/p' is not a JSON object", EXIT_INVALID),
         (SecretRef("ssm", "/m/list"), "parameter '/m/list' is a StringList", EXIT_INVALID),
+        (SecretRef("ssm", "/m/n", "password"), "key 'password' of parameter '/m/n' is a number, not a string",
+         EXIT_INVALID),
     ],
-    ids=["missing", "no-version", "bad-pin", "not-json", "string-list"],
+    ids=["missing", "no-version", "pinned-missing", "bad-pin", "not-json", "string-list", "a-number"],
 )  # fmt: skip
 def test_ssm_problems_are_one_line_naming_the_reference(tmp_path, moto, aws_env, ref, fragment, code):
     ssm = _client(moto, "ssm")
     ssm.put_parameter(Name="/m/p", Value=SENTINEL, Type="SecureString", Overwrite=True)
     ssm.put_parameter(Name="/m/list", Value="a,b", Type="StringList", Overwrite=True)
+    ssm.put_parameter(Name="/m/n", Value='{"password": 5}', Type="SecureString", Overwrite=True)
     inv, service = _inventory(tmp_path, {"ssm": _ssm(moto)}, {"db": ref})
     with pytest.raises(NodeopsError) as err:
         resolve(inv, service)
