@@ -30,7 +30,16 @@ from nodeops.errors import OperationFailed, Unsafe
 from nodeops.inventory import SecretRef
 from nodeops.rotate.rules import Stages, value_of, with_value
 from nodeops.rotate.versions import Store
-from nodeops.secrets.ssm import COPY_LABEL, CURRENT_LABEL, ORIGINAL_LABEL, PENDING_LABEL, described, split_name
+from nodeops.secrets.ssm import (
+    COPY_LABEL,
+    CURRENT_LABEL,
+    ORIGINAL_LABEL,
+    PENDING_LABEL,
+    described,
+    history,
+    original_of,
+    split_name,
+)
 
 
 def parameter_stages(name: str, labels: Mapping[int, Sequence[str]]) -> Stages:
@@ -56,14 +65,6 @@ def parameter_stages(name: str, labels: Mapping[int, Sequence[str]]) -> Stages:
     return Stages(str(cur), None if pending is None else str(pending))
 
 
-def original_of(labels: Mapping[int, Sequence[str]], version: int) -> int:
-    """The version that ``version`` holds the value of ({version number: its labels}): the one labelled
-    nodeops-original when ``version`` is an undo's copy (labelled nodeops-copy), else ``version`` itself."""
-    if COPY_LABEL not in labels.get(version, ()):
-        return version
-    return next((v for v, ls in labels.items() if ORIGINAL_LABEL in ls), version)
-
-
 class ParameterVersions(Store):
     """One parameter's versions and labels in Parameter Store; ``ref.key``: the rotated field of a JSON value."""
 
@@ -79,15 +80,7 @@ class ParameterVersions(Store):
         return aws.call(self.client, failed, operation, Name=self.name, **kwargs)
 
     def labels(self) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        args: dict[str, Any] = {"WithDecryption": False, "MaxResults": 50}
-        for _ in range(100):  # Parameter Store keeps at most 100 versions: two pages
-            page = self._call("get_parameter_history", **args)
-            out |= {p["Version"]: list(p.get("Labels", ())) for p in page.get("Parameters", [])}
-            if not page.get("NextToken"):
-                return out
-            args["NextToken"] = page["NextToken"]
-        raise OperationFailed(f"{self.where}: the history of parameter {self.name!r} does not end")
+        return {v: e["Labels"] for v, e in history(self.client, self.name, self.where).items()}
 
     def stages(self) -> Stages:
         return parameter_stages(self.name, self.labels())

@@ -20,6 +20,7 @@ error such as throttling or 5xx): nothing was done, run again (nodeops.secrets.a
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping, Sequence
 
 from nodeops.edges import aws
 from nodeops.errors import OperationFailed
@@ -28,7 +29,7 @@ from nodeops.secrets import Fail
 from nodeops.secrets.aws import AwsBackend, refused_read
 
 __all__ = ["COPY_LABEL", "CURRENT_LABEL", "ORIGINAL_LABEL", "PENDING_LABEL", "ParameterStore", "described",
-           "split_name"]  # fmt: skip
+           "history", "original_of", "split_name"]  # fmt: skip
 
 CURRENT_LABEL, PENDING_LABEL = "nodeops-current", "nodeops-pending"  # a rotation's labels (nodeops.rotate.ssm)
 COPY_LABEL, ORIGINAL_LABEL = "nodeops-copy", "nodeops-original"  # an undo's copy of a version, and that version
@@ -43,6 +44,30 @@ def described(client: object, name: str, where: str) -> dict:
     for p in found.get("Parameters", []):
         return p
     raise OperationFailed(f"{where}: no parameter {name!r}")
+
+
+def history(client: object, name: str, where: str) -> dict[int, dict]:
+    """Parameter ``name``'s versions: {version number: its ``Labels`` and ``LastModifiedDate``} (every page of
+    get_parameter_history, never a value). Errors: OperationFailed (a call failed, or the history does not end)."""
+    out: dict[int, dict] = {}
+    args: dict = {"Name": name, "WithDecryption": False, "MaxResults": 50}
+    for _ in range(100):  # Parameter Store keeps at most 100 versions: two pages
+        page = aws.call(client, f"{where}: get_parameter_history of parameter {name!r} failed",
+                        "get_parameter_history", **args)  # fmt: skip
+        out |= {p["Version"]: {"Labels": list(p.get("Labels", ())), "LastModifiedDate": p.get("LastModifiedDate")}
+                for p in page.get("Parameters", [])}  # fmt: skip
+        if not page.get("NextToken"):
+            return out
+        args["NextToken"] = page["NextToken"]
+    raise OperationFailed(f"{where}: the history of parameter {name!r} does not end")
+
+
+def original_of(labels: Mapping[int, Sequence[str]], version: int) -> int:
+    """The version that ``version`` holds the value of ({version number: its labels}): the one labelled
+    nodeops-original when ``version`` is an undo's copy (labelled nodeops-copy), else ``version`` itself."""
+    if COPY_LABEL not in labels.get(version, ()):
+        return version
+    return next((v for v, ls in labels.items() if ORIGINAL_LABEL in ls), version)
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -102,5 +127,11 @@ class ParameterStore(AwsBackend):
         refused_read(self.backend, self.file, error, fail, f"parameter {selector!r}", said)
 
     def current_since(self, ref: SecretRef) -> datetime.datetime:
-        """When the parameter's latest version was written (describe_parameters: no value is read)."""
-        return described(self._client(), split_name(ref.name)[0], self._where())["LastModifiedDate"]
+        """When the parameter's latest version was written, or the version it copies when an undone rotation wrote
+        it (get_parameter_history: no value is read). Errors: OperationFailed."""
+        name, where = split_name(ref.name)[0], self._where()
+        versions = history(self._client(), name, where)
+        if not versions:
+            raise OperationFailed(f"{where}: parameter {name!r} has no versions")
+        labels = {v: e["Labels"] for v, e in versions.items()}
+        return versions[original_of(labels, max(versions))]["LastModifiedDate"]

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -24,9 +25,10 @@ from nodeops.inventory import Inventory, SecretBackend, SecretRef, Service
 from nodeops.roles import RotationSpec
 from nodeops.rotate.rules import Stages, check_service
 from nodeops.rotate.sops import SopsStore, file_stages
-from nodeops.rotate.ssm import ParameterVersions, original_of, parameter_stages
+from nodeops.rotate.ssm import ParameterVersions, parameter_stages
 from nodeops.secrets import kind_in_words, resolve
 from nodeops.secrets.sops import child_env, index, key_path, problem, sops_program
+from nodeops.secrets.ssm import original_of
 from tests.unit.test_secrets import SENTINEL
 
 SENTINELS = [SENTINEL, "% \\ ' \" $ ` # = & @ : / ?", " lead and trail ", "line one\nline two"]
@@ -493,6 +495,24 @@ def test_an_undo_copy_whose_original_holds_another_value_is_read_as_itself(tmp_p
     ssm.label_parameter_version(Name="/o/db", ParameterVersion=1, Labels=["nodeops-original"])
     ssm.label_parameter_version(Name="/o/db", ParameterVersion=3, Labels=["nodeops-copy"])
     assert _version(tmp_path, "/o/db", moto) == ("b", "3")
+
+
+def test_an_undone_rotation_leaves_the_secret_age_of_the_version_the_nodes_run(tmp_path, moto, aws_env):
+    """The undo's copy is a new version with a new date: the secret's age (fab check, NodeopsSecretDueForRotation)
+    is still that of the value, the version it copies."""
+    from nodeops.secrets import open_backend
+
+    ssm = _client(moto, "ssm")
+    ssm.put_parameter(Name="/g/db", Value="old", Type="SecureString")
+    store = ParameterVersions(ssm, SecretRef("ssm", "/g/db"), "ssm")
+    time.sleep(0.05)  # the copy's date is later than the original's
+    store.discard(Stages("1", store.create("new", store.stages())))
+    dates = {p["Version"]: p["LastModifiedDate"] for p in ssm.get_parameter_history(Name="/g/db")["Parameters"]}
+    assert dates[3] > dates[1]
+    backend = open_backend(_ssm(moto), {}, "prod.yaml")
+    assert backend.current_since(SecretRef("ssm", "/g/db")) == dates[1]
+    ssm.put_parameter(Name="/g/db", Value="by hand", Type="SecureString", Overwrite=True)
+    assert backend.current_since(SecretRef("ssm", "/g/db")) > dates[3]
 
 
 @pytest.mark.parametrize(
