@@ -8,8 +8,10 @@ when there is one, else the latest):
                 new version (same type and KMS key), that version labelled ``nodeops-pending``;
   finishSecret  ``nodeops-current`` removed (the pending version, the latest, is now what readers read), then
                 ``nodeops-pending`` removed;
-  discard       ``nodeops-pending`` removed, the current value written again as the latest version, then
-                ``nodeops-current`` removed.
+  discard       ``nodeops-pending`` removed, the current value written again as the latest version (for readers
+                that know no label), the version the nodes run labelled ``nodeops-original`` and the copy
+                ``nodeops-copy`` (nodeops.secrets.ssm reads the copy as that version: no deploy rolls the pair
+                onto the same value), then ``nodeops-current`` removed.
 
 Each step is one call; a crash between two leaves a state a rerun reads right (``parameter_stages``): a pending
 label on a version that is not current is an interrupted rotation (completed by the next run), a pending label on
@@ -28,7 +30,16 @@ from nodeops.errors import OperationFailed, Unsafe
 from nodeops.inventory import SecretRef
 from nodeops.rotate.rules import Stages, value_of, with_value
 from nodeops.rotate.versions import Store
-from nodeops.secrets.ssm import CURRENT_LABEL, PENDING_LABEL, described, split_name
+from nodeops.secrets.ssm import (
+    COPY_LABEL,
+    CURRENT_LABEL,
+    ORIGINAL_LABEL,
+    PENDING_LABEL,
+    described,
+    history,
+    original_of,
+    split_name,
+)
 
 
 def parameter_stages(name: str, labels: Mapping[int, Sequence[str]]) -> Stages:
@@ -69,15 +80,7 @@ class ParameterVersions(Store):
         return aws.call(self.client, failed, operation, Name=self.name, **kwargs)
 
     def labels(self) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        args: dict[str, Any] = {"WithDecryption": False, "MaxResults": 50}
-        for _ in range(100):  # Parameter Store keeps at most 100 versions: two pages
-            page = self._call("get_parameter_history", **args)
-            out |= {p["Version"]: list(p.get("Labels", ())) for p in page.get("Parameters", [])}
-            if not page.get("NextToken"):
-                return out
-            args["NextToken"] = page["NextToken"]
-        raise OperationFailed(f"{self.where}: the history of parameter {self.name!r} does not end")
+        return {v: e["Labels"] for v, e in history(self.client, self.name, self.where).items()}
 
     def stages(self) -> Stages:
         return parameter_stages(self.name, self.labels())
@@ -120,6 +123,9 @@ class ParameterVersions(Store):
     def discard(self, stages: Stages) -> None:
         if stages.state != "interrupted":
             return
+        original = original_of(self.labels(), int(stages.current))  # what the nodes run: a copy's original
         self._label(stages.pending, PENDING_LABEL, remove=True)
-        self._write(self.text(stages.current))  # the current value the latest again, for readers without a label
+        copy = self._write(self.text(stages.current))  # the current value the latest again, for readers without a label
+        self._label(str(original), ORIGINAL_LABEL)  # before the copy's label: a reader checks the copy's first
+        self._label(copy, COPY_LABEL)
         self._label(stages.current, CURRENT_LABEL, remove=True)

@@ -63,6 +63,7 @@ __all__ = [
     "mask_secrets",
     "open_backend",
     "json_object",
+    "kind_in_words",
     "read_reference",
     "repository_file",
     "resolve",
@@ -355,6 +356,16 @@ def json_object(text: str | bytes) -> dict | None:
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def kind_in_words(value: object) -> str:
+    """What a parsed YAML or JSON ``value`` is, in words for a message: ``a number``, ``true or false``, ``a list``,
+    ``a mapping``, ``empty (null)``, ``a date``, else ``a <type>``."""
+    if isinstance(value, bool):
+        return "true or false"
+    words = {int: "a number", float: "a number", list: "a list", dict: "a mapping", type(None): "empty (null)",
+             datetime.date: "a date", datetime.datetime: "a date and time"}  # fmt: skip
+    return words.get(type(value), f"a {type(value).__name__}")
 
 
 def repository_file(file: str, name: str, fail: Fail, what: str) -> bytes:

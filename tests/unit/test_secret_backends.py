@@ -7,11 +7,13 @@ after each step would leave read back as a rerun reads it."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from types import MappingProxyType
 
@@ -24,8 +26,9 @@ from nodeops.roles import RotationSpec
 from nodeops.rotate.rules import Stages, check_service
 from nodeops.rotate.sops import SopsStore, file_stages
 from nodeops.rotate.ssm import ParameterVersions, parameter_stages
-from nodeops.secrets import resolve
+from nodeops.secrets import kind_in_words, resolve
 from nodeops.secrets.sops import child_env, index, key_path, problem, sops_program
+from nodeops.secrets.ssm import original_of
 from tests.unit.test_secrets import SENTINEL
 
 SENTINELS = [SENTINEL, "% \\ ' \" $ ` # = & @ : / ?", " lead and trail ", "line one\nline two"]
@@ -182,12 +185,21 @@ def test_sops_reads_each_sentinel_through_a_pipe_and_no_value_is_in_an_argv(tmp_
 
 
 @pytest.mark.parametrize(
+    ("value", "words"),
+    [(5, "a number"), (1.5, "a number"), (True, "true or false"), ([1], "a list"), ({"a": 1}, "a mapping"),
+     (None, "empty (null)"), (datetime.date(2026, 1, 2), "a date"), (b"x", "a bytes")],
+)  # fmt: skip
+def test_a_values_kind_in_words(value, words):
+    assert kind_in_words(value) == words
+
+
+@pytest.mark.parametrize(
     ("ref", "fragment"),
     [
         (SecretRef("sops", "s.sops.yaml", "db.nope"), "services.cl1.secrets.db: SOPS file 's.sops.yaml' has no key "
                                                       "'db.nope' (db has: password)"),
         (SecretRef("sops", "s.sops.yaml", "nope.x"), "has no key 'nope.x' (the top level has: db)"),
-        (SecretRef("sops", "s.sops.yaml", "db"), "key 'db' of SOPS file 's.sops.yaml' is a dict, not a string"),
+        (SecretRef("sops", "s.sops.yaml", "db"), "key 'db' of SOPS file 's.sops.yaml' is a mapping, not a string"),
         (SecretRef("sops", "s.sops.yaml"), "key must be a dotted path inside the document"),
         (SecretRef("sops", "missing.sops.yaml", "db.password"), "SOPS file 'missing.sops.yaml' cannot be read"),
         (SecretRef("sops", "s.sops.txt", "db.password"), "not a .yaml, .yml or .json file"),
@@ -262,17 +274,22 @@ def test_ssm_reads_secure_and_plain_strings_and_pinned_versions(tmp_path, moto, 
     [
         (SecretRef("ssm", "/m/none"), "services.cl1.secrets.db: no parameter '/m/none' in secret backend 'ssm'",
          EXIT_INVALID),
-        (SecretRef("ssm", "/m/p:7"), "no parameter '/m/p:7'", EXIT_INVALID),
+        (SecretRef("ssm", "/m/p:7"), "services.cl1.secrets.db: parameter '/m/p' has no version 7 in secret backend "
+         "'ssm'", EXIT_INVALID),
+        (SecretRef("ssm", "/m/none:7"), "no parameter '/m/none' in secret backend 'ssm'", EXIT_INVALID),
         (SecretRef("ssm", "/m/p:latest"), "'latest' after the ':' is not a version number", EXIT_INVALID),
         (SecretRef("ssm", "/m/p", "password"), "parameter '/m/p' is not a JSON object", EXIT_INVALID),
         (SecretRef("ssm", "/m/list"), "parameter '/m/list' is a StringList", EXIT_INVALID),
+        (SecretRef("ssm", "/m/n", "password"), "key 'password' of parameter '/m/n' is a number, not a string",
+         EXIT_INVALID),
     ],
-    ids=["missing", "no-version", "bad-pin", "not-json", "string-list"],
+    ids=["missing", "no-version", "pinned-missing", "bad-pin", "not-json", "string-list", "a-number"],
 )  # fmt: skip
 def test_ssm_problems_are_one_line_naming_the_reference(tmp_path, moto, aws_env, ref, fragment, code):
     ssm = _client(moto, "ssm")
     ssm.put_parameter(Name="/m/p", Value=SENTINEL, Type="SecureString", Overwrite=True)
     ssm.put_parameter(Name="/m/list", Value="a,b", Type="StringList", Overwrite=True)
+    ssm.put_parameter(Name="/m/n", Value='{"password": 5}', Type="SecureString", Overwrite=True)
     inv, service = _inventory(tmp_path, {"ssm": _ssm(moto)}, {"db": ref})
     with pytest.raises(NodeopsError) as err:
         resolve(inv, service)
@@ -443,15 +460,69 @@ def test_ssm_finish_interrupted_between_its_two_calls_is_tidied_by_a_rerun(tmp_p
     assert store.stages() == Stages("2") and st.pending == "2"
 
 
-def test_ssm_discard_puts_the_current_value_back_as_the_latest(tmp_path, moto, aws_env):
+def _version(tmp_path, name: str, moto: str) -> tuple[str, str | None]:
+    inv, service = _inventory(tmp_path, {"ssm": _ssm(moto)}, {"db": SecretRef("ssm", name)})
+    read = resolve(inv, service)["db"]
+    return read.reveal(), read.version
+
+
+def test_ssm_undo_copy_is_read_as_the_version_the_nodes_run(tmp_path, moto, aws_env):
+    """Review rv17 F1: the undo's copy was read as a new version (3), so the next deploy rolled the pair with a
+    failover onto the same value and check warned of drift. Read as the version it copies, it is no change."""
     ssm = _client(moto, "ssm")
     ssm.put_parameter(Name="/d/db", Value="old", Type="String")
     store = ParameterVersions(ssm, SecretRef("ssm", "/d/db"), "ssm")
     store.discard(Stages("1", store.create("new", store.stages())))
-    labels = store.labels()
-    assert labels == {1: [], 2: [], 3: []} and store.text("3") == "old"
+    assert store.labels() == {1: ["nodeops-original"], 2: [], 3: ["nodeops-copy"]} and store.text("3") == "old"
+    assert ssm.get_parameter(Name="/d/db")["Parameter"]["Value"] == "old", "a reader without labels reads the latest"
     assert ssm.get_parameter(Name="/d/db")["Parameter"]["Type"] == "String"
-    assert _read(tmp_path, _ssm(moto), SecretRef("ssm", "/d/db")) == "old"
+    assert store.stages() == Stages("3")
+    assert _version(tmp_path, "/d/db", moto) == ("old", "1")
+    store.discard(Stages("3", store.create("newer", store.stages())))  # undone again, from the copy
+    assert store.labels() == {1: ["nodeops-original"], 2: [], 3: [], 4: [], 5: ["nodeops-copy"]}
+    assert _version(tmp_path, "/d/db", moto) == ("old", "1")
+    ssm.put_parameter(Name="/d/db", Value="by hand", Type="String", Overwrite=True)  # written outside nodeops
+    assert _version(tmp_path, "/d/db", moto) == ("by hand", "6")
+    st = store.stages()
+    store.finish(Stages(st.current, store.create("rotated", st)))
+    assert _version(tmp_path, "/d/db", moto) == ("rotated", "7")
+
+
+def test_an_undo_copy_whose_original_holds_another_value_is_read_as_itself(tmp_path, moto, aws_env):
+    ssm = _client(moto, "ssm")
+    for value in ("a", "b", "b"):
+        ssm.put_parameter(Name="/o/db", Value=value, Type="SecureString", Overwrite=True)
+    ssm.label_parameter_version(Name="/o/db", ParameterVersion=1, Labels=["nodeops-original"])
+    ssm.label_parameter_version(Name="/o/db", ParameterVersion=3, Labels=["nodeops-copy"])
+    assert _version(tmp_path, "/o/db", moto) == ("b", "3")
+
+
+def test_an_undone_rotation_leaves_the_secret_age_of_the_version_the_nodes_run(tmp_path, moto, aws_env):
+    """The undo's copy is a new version with a new date: the secret's age (fab check, NodeopsSecretDueForRotation)
+    is still that of the value, the version it copies."""
+    from nodeops.secrets import open_backend
+
+    ssm = _client(moto, "ssm")
+    ssm.put_parameter(Name="/g/db", Value="old", Type="SecureString")
+    store = ParameterVersions(ssm, SecretRef("ssm", "/g/db"), "ssm")
+    time.sleep(0.05)  # the copy's date is later than the original's
+    store.discard(Stages("1", store.create("new", store.stages())))
+    dates = {p["Version"]: p["LastModifiedDate"] for p in ssm.get_parameter_history(Name="/g/db")["Parameters"]}
+    assert dates[3] > dates[1]
+    backend = open_backend(_ssm(moto), {}, "prod.yaml")
+    assert backend.current_since(SecretRef("ssm", "/g/db")) == dates[1]
+    ssm.put_parameter(Name="/g/db", Value="by hand", Type="SecureString", Overwrite=True)
+    assert backend.current_since(SecretRef("ssm", "/g/db")) > dates[3]
+
+
+@pytest.mark.parametrize(
+    ("labels", "version", "expected"),
+    [({1: [], 2: []}, 2, 2), ({1: ["nodeops-original"], 2: [], 3: ["nodeops-copy"]}, 3, 1),
+     ({1: ["nodeops-original"], 2: [], 3: ["nodeops-copy"], 4: []}, 4, 4), ({1: [], 2: ["nodeops-copy"]}, 2, 2)],
+    ids=["plain", "copy", "after-a-copy", "copy-without-original"],
+)  # fmt: skip
+def test_original_of(labels, version, expected):
+    assert original_of(labels, version) == expected
 
 
 # ---------------------------------------------------------------- rotation: a SOPS file's pending entry
