@@ -460,7 +460,7 @@ def test_ssm_finish_interrupted_between_its_two_calls_is_tidied_by_a_rerun(tmp_p
     assert store.stages() == Stages("2") and st.pending == "2"
 
 
-def _version(tmp_path, name: str, moto: str) -> tuple[str, str | None]:
+def _ssm_read(tmp_path, name: str, moto: str) -> tuple[str, str | None]:
     inv, service = _inventory(tmp_path, {"ssm": _ssm(moto)}, {"db": SecretRef("ssm", name)})
     read = resolve(inv, service)["db"]
     return read.reveal(), read.version
@@ -477,15 +477,15 @@ def test_ssm_undo_copy_is_read_as_the_version_the_nodes_run(tmp_path, moto, aws_
     assert ssm.get_parameter(Name="/d/db")["Parameter"]["Value"] == "old", "a reader without labels reads the latest"
     assert ssm.get_parameter(Name="/d/db")["Parameter"]["Type"] == "String"
     assert store.stages() == Stages("3")
-    assert _version(tmp_path, "/d/db", moto) == ("old", "1")
+    assert _ssm_read(tmp_path, "/d/db", moto) == ("old", "1")
     store.discard(Stages("3", store.create("newer", store.stages())))  # undone again, from the copy
     assert store.labels() == {1: ["nodeops-original"], 2: [], 3: [], 4: [], 5: ["nodeops-copy"]}
-    assert _version(tmp_path, "/d/db", moto) == ("old", "1")
+    assert _ssm_read(tmp_path, "/d/db", moto) == ("old", "1")
     ssm.put_parameter(Name="/d/db", Value="by hand", Type="String", Overwrite=True)  # written outside nodeops
-    assert _version(tmp_path, "/d/db", moto) == ("by hand", "6")
+    assert _ssm_read(tmp_path, "/d/db", moto) == ("by hand", "6")
     st = store.stages()
     store.finish(Stages(st.current, store.create("rotated", st)))
-    assert _version(tmp_path, "/d/db", moto) == ("rotated", "7")
+    assert _ssm_read(tmp_path, "/d/db", moto) == ("rotated", "7")
 
 
 def test_an_undo_copy_whose_original_holds_another_value_is_read_as_itself(tmp_path, moto, aws_env):
@@ -494,7 +494,7 @@ def test_an_undo_copy_whose_original_holds_another_value_is_read_as_itself(tmp_p
         ssm.put_parameter(Name="/o/db", Value=value, Type="SecureString", Overwrite=True)
     ssm.label_parameter_version(Name="/o/db", ParameterVersion=1, Labels=["nodeops-original"])
     ssm.label_parameter_version(Name="/o/db", ParameterVersion=3, Labels=["nodeops-copy"])
-    assert _version(tmp_path, "/o/db", moto) == ("b", "3")
+    assert _ssm_read(tmp_path, "/o/db", moto) == ("b", "3")
 
 
 def test_an_undone_rotation_leaves_the_secret_age_of_the_version_the_nodes_run(tmp_path, moto, aws_env):
@@ -641,7 +641,7 @@ def test_sops_rotation_messages_name_values_not_a_version_called_pending():
     assert sm.said(sm.FINISHED, "1f2e3d4c-aaaa") == "AWSCURRENT is version 1f2e3d4c; the old one is AWSPREVIOUS"
 
 
-def _version(tmp_path, ref: SecretRef) -> str | None:
+def _sops_version(tmp_path, ref: SecretRef) -> str | None:
     inv, service = _inventory(tmp_path, {"sops": SOPS}, {"db": ref})
     return resolve(inv, service)["db"].version
 
@@ -657,19 +657,19 @@ def test_a_sops_files_version_moves_with_its_values_and_a_rotation_records_the_o
     (tmp_path / name).write_bytes(encrypt({"db": {"password": "old", "username": "cl1"}}, "yaml", {}, "--age",
                                           age_env[0]))  # fmt: skip
     ref, user = SecretRef("sops", name, "db.password"), SecretRef("sops", name, "db.username")
-    first = _version(tmp_path, ref)
-    assert re.fullmatch(r"sops:[0-9a-f]{16}", first or "") and _version(tmp_path, user) == first  # the file's
+    first = _sops_version(tmp_path, ref)
+    assert re.fullmatch(r"sops:[0-9a-f]{16}", first or "") and _sops_version(tmp_path, user) == first  # the file's
     assert hashlib.sha256(b"old").hexdigest()[:16] not in first
     inv, _ = _inventory(tmp_path, {"sops": SOPS}, {})
     store = SopsStore(SOPS, str(inv.source), ref)
     store.sops.set(name, ["db", "password"], "changed outside", store.fail)  # as `sops set` by hand
-    changed = _version(tmp_path, ref)
+    changed = _sops_version(tmp_path, ref)
     assert changed != first
     store.create(SENTINEL, store.stages())
-    assert _version(tmp_path, ref) == changed, "a pending entry is no value readers read"
+    assert _sops_version(tmp_path, ref) == changed, "a pending entry is no value readers read"
     store.promote(store.stages())
     recorded = store.recorded(store.stages().pending)
     assert _read(tmp_path, SOPS, ref) == SENTINEL and store.stages().state == "interrupted", "the roll is not done"
     store.finish(store.stages())
-    assert _version(tmp_path, ref) == recorded != changed, "the version the nodes record is the file's after finish"
+    assert _sops_version(tmp_path, ref) == recorded != changed, "the version the nodes record is the file's after finish"
     assert "nodeops_pending" not in store.sops.document(name, store.fail)
