@@ -671,5 +671,5 @@ def test_a_sops_files_version_moves_with_its_values_and_a_rotation_records_the_o
     recorded = store.recorded(store.stages().pending)
     assert _read(tmp_path, SOPS, ref) == SENTINEL and store.stages().state == "interrupted", "the roll is not done"
     store.finish(store.stages())
-    assert _sops_version(tmp_path, ref) == recorded != changed, "the version the nodes record is the file's after finish"
+    assert _sops_version(tmp_path, ref) == recorded != changed, "the nodes record the file's version after finish"
     assert "nodeops_pending" not in store.sops.document(name, store.fail)
