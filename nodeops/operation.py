@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from nodeops import program
 from nodeops.commands import bastion
 from nodeops.edges.ssh import Fleet
-from nodeops.errors import Declined, Interrupted, LockHeld, NodeopsError, OperationFailed
+from nodeops.errors import EXIT_INTERRUPTED, Declined, LockHeld, NodeopsError, OperationFailed
 from nodeops.inventory import Inventory
 from nodeops.ledger import Ledger, describe_locks
 from nodeops.notify import operation_message, webhook
@@ -71,10 +71,11 @@ def holder_record(run: str, argv: Sequence[str], environ: Mapping[str, str]) -> 
 def end_result(exc: BaseException | None) -> str:
     """An operation's end as its audit entry and last JSON line say it (docs/events.schema.json ``end.result``):
     ok; declined when its question was answered no (Declined: exit 2, nothing done); stopped when it was asked to
-    stop (Interrupted, KeyboardInterrupt: exit 130, at a safe point, the error saying what runs); failed otherwise."""
+    stop (exit 130: Interrupted, KeyboardInterrupt, or raise_failures' error over services one of which stopped, at
+    a safe point, the error saying what runs); failed otherwise."""
     if exc is None:
         return "ok"
-    if isinstance(exc, Interrupted | KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or getattr(exc, "exit_code", None) == EXIT_INTERRUPTED:
         return "stopped"
     return "declined" if isinstance(exc, Declined) else "failed"
 

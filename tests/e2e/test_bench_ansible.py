@@ -42,7 +42,7 @@ def test_the_playbook_brings_the_pair_up_as_nodeops_would(ans):
 
 
 def test_openssh_refuses_a_node_whose_key_is_not_the_pinned_one(ans):
-    wrong = dataclasses.replace(ans.nodes[0], host_keys=ans.bastion.host_keys)
+    wrong = dataclasses.replace(ans.nodes[0], host_keys=next(iter(ans.bastions.values())).host_keys)
     service = dataclasses.replace(ans.services["cl1"], nodes=(wrong, ans.nodes[1]))
     inv = dataclasses.replace(ans, services={"cl1": service})
     with compare.openssh_files(inv) as config:

@@ -16,7 +16,7 @@ import pytest
 
 from nodeops import program
 from nodeops.commands import bastion
-from nodeops.errors import Declined, Interrupted, InvalidInput, OperationFailed, Unsafe
+from nodeops.errors import Declined, Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe, raise_failures
 from nodeops.ledger import describe_locks, lock_conflict
 from nodeops.operation import end_result, holder_record
 
@@ -290,6 +290,13 @@ def test_records_and_hints_name_the_program_that_ran(monkeypatch, argv0, command
     assert hint in str(lock_conflict(stale, "prod"))
 
 
+def failures(*errors: NodeopsError) -> OperationFailed:
+    """The error raise_failures ends a run with, over services that ended with ``errors``."""
+    with pytest.raises(OperationFailed) as raised:
+        raise_failures([{"service": str(i), "error": e} for i, e in enumerate(errors)])
+    return raised.value
+
+
 @pytest.mark.parametrize(
     ("exc", "result"),
     [
@@ -300,7 +307,11 @@ def test_records_and_hints_name_the_program_that_ran(monkeypatch, argv0, command
         (OperationFailed("cl1: boom"), "failed"),
         (Interrupted("cl1: stopped at a safe point"), "stopped"),  # review rv15 F7: a stop is not a failure
         (KeyboardInterrupt(), "stopped"),
+        (failures(Interrupted("cl1: stopped before the handover"), OperationFailed("cl2: boom")), "stopped"),  # 130
+        (failures(Unsafe("cl1: two nodes serve"), OperationFailed("cl2: boom")), "failed"),
     ],
 )
 def test_an_operations_end_says_declined_when_its_question_was_answered_no(exc, result):
+    """And stopped when it was stopped (exit 130), as raise_failures ends a run over several services too (a
+    promotion stopped by SIGTERM was recorded "failed")."""
     assert end_result(exc) == result
