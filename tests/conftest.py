@@ -96,6 +96,16 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("figures")
         for nodeid, value in said:
             terminalreporter.write_line(f"{nodeid}: {value}")
+    scopes: Counter[str] = Counter()  # seconds per scope (setup, call and teardown: a module's lab up and down too)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(getattr(report, "duration", None), float) and getattr(report, "nodeid", ""):
+                scopes[scope_of(report.nodeid)] += report.duration
+    if scopes:  # what the suite's time is made of: the longest scope bounds a two-process run from below
+        terminalreporter.section("seconds per scope (longest 15; each runs whole in one process)")
+        for scope, seconds in scopes.most_common(15):
+            terminalreporter.write_line(f"{seconds:8.1f}  {scope}")
+        terminalreporter.write_line(f"{sum(scopes.values()):8.1f}  in all, over every process")
 
 
 def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
