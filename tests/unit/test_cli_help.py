@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -19,16 +21,22 @@ from tests.conftest import fab
 TASKS = sorted(ns.task_names)
 
 
-def shown(capsys, *argv: str) -> str:
-    """What ``nodeops ARGV`` prints, run in this process (the console script's program). Invoke's parser takes each
-    flag's help out of its task as it reads it (Task.help.pop): every task's help is put back afterwards, so that
-    later tests (and later runs here) see it whole."""
+@contextlib.contextmanager
+def help_kept() -> Iterator[None]:
+    """Every task's help put back after the block: Invoke takes each flag's help out of its task as it reads its
+    arguments (Task.get_arguments: help.pop), so that later tests (and later reads here) see it whole."""
     kept = {name: dict(ns[name].help) for name in TASKS}
     try:
-        program.run(["nodeops", *argv], exit=False)
+        yield
     finally:
         for name, help_ in kept.items():
             ns[name].help = help_
+
+
+def shown(capsys, *argv: str) -> str:
+    """What ``nodeops ARGV`` prints, run in this process (the console script's program)."""
+    with help_kept():
+        program.run(["nodeops", *argv], exit=False)
     return capsys.readouterr().out
 
 
@@ -51,11 +59,8 @@ def test_the_line_fab_list_shows_is_a_whole_sentence(name):
 def test_every_flag_of_every_task_is_documented(name, capsys):
     task = ns[name]
     assert (task.__doc__ or "").strip(), f"{name}: no docstring"
-    kept = dict(task.help)
-    try:
+    with help_kept():
         undocumented = [arg.names[0] for arg in task.get_arguments() if not (arg.help or "").strip()]
-    finally:
-        task.help = kept  # get_arguments takes each flag's help out of the task
     assert not undocumented, f"{name}: flags without help: {undocumented}"
     assert "Options:" in shown(capsys, "--help", name)
 
