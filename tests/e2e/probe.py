@@ -50,6 +50,7 @@ class PairProbe:
         self.inventory = load_inventory(inventory)
         self.service = self.inventory.services[service]
         self.samples: list[tuple[float, tuple[bool, ...], str | None]] = []
+        self.failures: dict[float, str] = {}  # why the load balancer gave no answer, at each such sample's time
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
@@ -60,14 +61,15 @@ class PairProbe:
                 t = time.monotonic()
                 nodes = tuple((r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200
                               for n in self.service.nodes if self.with_nodes)  # fmt: skip
-                self.samples.append((t, nodes, self.through_load_balancer()))
+                self.samples.append((t, nodes, self.through_load_balancer(t)))
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
 
-    def through_load_balancer(self) -> str | None:
+    def through_load_balancer(self, t: float) -> str | None:
         try:
             with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
                 body = resp.read()
-        except (OSError, http.client.HTTPException):  # a 503 is an HTTPError, an OSError
+        except (OSError, http.client.HTTPException) as e:  # a 503 is an HTTPError, an OSError
+            self.failures[t] = f"{type(e).__name__}: {e} after {time.monotonic() - t:.2f}s"
             return None
         try:
             return str(json.loads(body)["meta"]["appID"])
@@ -98,7 +100,9 @@ class PairProbe:
         with Fleet(self.inventory) as fleet:
             logs = [f"--- {o.node.name}\n{o.value.stdout if o.ok else o.error}"
                     for o in fleet.run(self.service.nodes, command)]  # fmt: skip
-        return "\n".join([f"load balancer gaps: {[round(g, 2) for g in self.gaps]}", *logs])
+        start = self.samples[0][0] if self.samples else 0.0
+        why = [f"{t - start:.2f}s: {reason}" for t, reason in self.failures.items()][:10]
+        return "\n".join([f"load balancer gaps: {[round(g, 2) for g in self.gaps]}", *why, *logs])
 
     @property
     def both(self) -> list[float]:

@@ -8,7 +8,8 @@ running without the lease, which the simulator honours: every node serves at onc
 nodes are the lab's cl1-a, cl1-b and cl2-a (the lab pairs its hosts; its cl2 service is left out of this inventory).
 The lab's HAProxy fronts each lab pair only, so the service's load balancer is a real HAProxy of this module's own in
 the lab's lb namespace, fronting all three nodes as one would front relays: health-checked every 200 ms, and a
-request that finds its node gone is sent to another (``retries`` with ``option redispatch 1``, and a connect timeout
+request that finds its node gone, or loses it before the answer, is sent to another (``retries`` with ``option
+redispatch 1`` and ``retry-on all-retryable-errors``: a health check is a GET, safe to send twice; and a connect timeout
 of 100 ms: a stopped node's published port drops the connection attempt rather than refusing it, and the probe gives
 up after 0.5 s; the lab's shared HAProxy keeps ``retries 0`` for the lease pairs, whose standby has no listener).
 """
@@ -45,7 +46,7 @@ def haproxy_config(plan, port: int) -> str:
     return "\n".join([
         "global", "    log stdout format raw local0",
         "defaults", "    mode http", "    log global", "    option httplog",
-        "    retries 2", "    option redispatch 1",
+        "    retries 2", "    option redispatch 1", "    retry-on all-retryable-errors",
         "    timeout connect 100ms",  # a stopped node's published port drops the SYN: retry elsewhere, and soon
         "    timeout client 30s", "    timeout server 30s", "    timeout check 500ms",
         "    default-server inter 200ms fastinter 200ms downinter 200ms fall 1 rise 1",
