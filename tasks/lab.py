@@ -16,19 +16,22 @@ from nodeops.project import project_root
 from ._cli import cli
 
 try:
-    from lab import host, monitoring, topology
+    from lab import topology  # the plan only: what a flag's help names; the rest is imported by the task that runs
 except ImportError:  # an installed wheel carries no lab
-    host = monitoring = topology = None
+    topology = None
 
 NAME_HELP = "lab name: namespaces nodeops-NAME-*, inventory/NAME.yaml (default: lab)"
 
 
 def _lab():
-    """lab's modules, or exit 2 where they are not installed."""
+    """lab's modules (host, topology, monitoring), or exit 2 where they are not installed. Imported here, not with
+    the task list: every other fab command would pay for them at start."""
     if topology is None:
         raise InvalidInput("lab.*: the lab is a development feature of the nodeops source repository; run it "
                            "from a checkout (see its README), not from an installed nodeops")  # fmt: skip
-    return host, topology
+    from lab import host, monitoring
+
+    return host, topology, monitoring
 
 
 @task(
@@ -41,7 +44,7 @@ def _lab():
 @cli
 def up(c, nodes=2, name="lab", cidr=None):
     """Bring the lab up (idempotent: reuses what runs, adds or removes hosts to match --nodes)."""
-    lab, plans = _lab()
+    lab, plans, monitoring = _lab()
     root = project_root(Path.cwd())
     plan = plans.plan_lab(name, cidr or plans.DEFAULT_CIDR, int(nodes))
     here = lab.Lab(root, name)
@@ -65,7 +68,7 @@ def up(c, nodes=2, name="lab", cidr=None):
 @cli
 def down(c, name="lab"):
     """Remove every namespace, link, route and process the lab made, and its files."""
-    lab, _ = _lab()
+    lab, _, _ = _lab()
     here = lab.Lab(project_root(Path.cwd()), name)
     removed = here.down()
     print(f"lab {name!r} down: removed {len(removed)} namespaces")
