@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,15 @@ def listening(netns: str, address: str) -> Callable[[], bool]:
     (asked with ``ss`` inside it: the operator has no route to a private address)."""
     argv = ("nsenter", f"--net=/run/netns/{netns}", "--", "ss", "-Hltn", f"src {address}")
     return lambda: bool(subprocess.run(argv, capture_output=True, text=True).stdout.strip())
+
+
+def accepts(address: str, port: int) -> bool:
+    """Whether ``address:port`` takes a TCP connection from here (within 0.5 s): a daemon's readiness check."""
+    try:
+        socket.create_connection((address, port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
 
 
 @dataclass

@@ -12,31 +12,25 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
-from lab import engine, image, kernel, monitoring, services
-from lab.daemons import Daemons, Started, listening, run
+from lab import engine, hosts, image, kernel, monitoring, services
+from lab.daemons import Daemons, run
 from lab.topology import (
-    ENGINE_SOCKET,
     LabHost,
     LabPlan,
-    boot_command,
     network_commands,
-    sshd_config,
     switch_commands,
     unreachable_route,
     uplink_commands,
 )
 from nodeops.errors import InvalidInput, LockHeld
 
-SSHD = "/usr/sbin/sshd"
 STATE_ROOT = Path("/var/lib/nodeops-lab")
 CACHE = STATE_ROOT / "cache"  # the rootfs and registry blobs, kept across labs and lab.down
 
@@ -104,16 +98,18 @@ class Lab:
             wanted = {h.netns for h in plan.hosts} | {plan.switch_netns}
             self._remove(daemons, [n for n in self.state["netns"] if n not in wanted])
             self._network(plan)
-            authorized = self._operator_key()
+            authorized = hosts.operator_key(self)
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-            Daemons.wait([s for h in plan.ssh_hosts if (s := self._ensure_sshd(daemons, plan, h, authorized))])
+            Daemons.wait(
+                [s for h in plan.ssh_hosts if (s := hosts.ensure_sshd(self, daemons, plan, h, authorized, CACHE))]
+            )
             services.ensure(self, daemons, plan)
-            Daemons.wait([s for h in plan.nodes if (s := self._ensure_engine(daemons, h))])
-            Daemons.wait([s] if (s := self._ensure_registry(daemons, plan)) else [])
+            Daemons.wait([s for h in plan.nodes if (s := hosts.ensure_engine(self, daemons, h, CACHE))])
+            Daemons.wait([s] if (s := hosts.ensure_registry(self, daemons, plan, CACHE)) else [])
             builder = engine.in_host(self.sshd_pid(plan.nodes[0]), "docker")
             images = image.publish(CACHE, plan.registry_address, builder)
             image.fill_shared_store(CACHE, images, engine.in_host(self.sshd_pid(plan.nodes[0]), "podman"))
-            inventory = self._write_inventory(plan, images)
+            inventory = write_inventory(self, plan, images)
             monitoring.ensure(self, daemons, plan, inventory)
             return inventory
 
@@ -146,81 +142,12 @@ class Lab:
         self.save()
         run(["ip", "netns", "add", netns])
 
-    def _operator_key(self) -> Path:
-        """The operator's lab identity, authorised on every lab host."""
-        op = self.dir / "operator"
-        op.mkdir(mode=0o700, exist_ok=True)
-        key = op / "id_ed25519"
-        if not key.exists():
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "nodeops-lab-operator", "-f", str(key)])
-        authorized = op / "authorized_keys"
-        authorized.write_text((op / "id_ed25519.pub").read_text())
-        authorized.chmod(0o600)
-        return authorized
-
-    def _ensure_sshd(self, daemons: Daemons, plan: LabPlan, host: LabHost, authorized: Path) -> Started | None:
-        """Start the host's sshd unless it already runs."""
-        hdir = self.host_dir(host)
-        hdir.mkdir(parents=True, mode=0o700, exist_ok=True)
-        key = hdir / "ssh_host_ed25519_key"
-        if not key.exists():
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{host.name}.lab", "-f", str(key)])
-        config = hdir / "sshd_config"
-        config.write_text(sshd_config(plan, host, str(hdir), str(authorized)))
-        if daemons.running(f"{host.name}/sshd"):
-            return None
-        # sshd carries the host's namespaces: a new one is a rebooted host, whose
-        # engine and containers (left in the old namespaces) go with the old one.
-        daemons.stop([f"{host.name}/engine"])
-        self._kill_container_leftovers(host.name)
-        for private, mode in (("root", 0o700), ("tmp", 0o1777)):
-            (hdir / private).mkdir(exist_ok=True)
-            (hdir / private).chmod(mode)
-        etc_ssh = hdir / "etc-ssh"  # the host's /etc/ssh, bound at boot: its host keys where a real host has them
-        etc_ssh.mkdir(exist_ok=True)
-        for name in (key.name, f"{key.name}.pub"):
-            if not (etc_ssh / name).exists():
-                os.link(hdir / name, etc_ssh / name)
-        if host.kind == "node":
-            etc = hdir / "etc-containers"  # the host's /etc/containers, bound at boot
-            (etc / "networks").mkdir(parents=True, exist_ok=True)
-            image.shared_store(CACHE).mkdir(parents=True, exist_ok=True)  # the engine refuses a store it cannot stat
-            for name, text in engine.config_files(plan, hdir, image.shared_store(CACHE)).items():
-                (etc / name).write_text(text)
-            engine.storage_root(hdir).mkdir(parents=True, exist_ok=True)
-        pidfile = hdir / "sshd.pid"  # sshd writes it once its sockets are bound
-        pidfile.unlink(missing_ok=True)
-        argv = boot_command(host, SSHD, config, hdir)
-        return daemons.start(f"{host.name}/sshd", argv, str(config), hdir / "sshd.log", pidfile.exists)
-
     def sshd_pid(self, host: LabHost) -> int:
         return self.sshd_pid_of(host.name)
 
     def sshd_pid_of(self, host: str) -> int:
         """The pid whose namespaces are the host's (outside up/down, read from the state file)."""
         return (self.state or self.load_state())["daemons"][f"{host}/sshd"]["pid"]
-
-    def _ensure_engine(self, daemons: Daemons, host: LabHost) -> Started | None:
-        """The node's podman, serving the Docker API inside the node's namespaces."""
-        hdir = self.host_dir(host)
-        if daemons.running(f"{host.name}/engine"):
-            return None
-        sshd = self.sshd_pid(host)
-        socket = Path(f"/proc/{sshd}/root{ENGINE_SOCKET}")  # the host's /run, seen from here
-        argv = engine.service_command(sshd, hdir, image.shared_store(CACHE))
-        return daemons.start(f"{host.name}/engine", argv, str(engine.storage_root(hdir)), hdir / "engine.log",
-                             socket.exists)  # fmt: skip
-
-    def _ensure_registry(self, daemons: Daemons, plan: LabPlan) -> Started | None:
-        hdir = self.host_dir(plan.registry)
-        hdir.mkdir(parents=True, mode=0o700, exist_ok=True)
-        config = hdir / "registry.yml"
-        config.write_text(engine.registry_config(plan, image.registry_storage(CACHE)))
-        if daemons.running("registry/registry"):
-            return None
-        argv = ("nsenter", f"--net=/run/netns/{plan.registry.netns}", "--", "docker-registry", "serve", str(config))
-        ready = listening(plan.registry.netns, plan.registry_address)
-        return daemons.start("registry/registry", argv, str(config), hdir / "registry.log", ready)
 
     # -- down ------------------------------------------------------------------
     def down(self) -> list[str]:
@@ -244,75 +171,55 @@ class Lab:
             self.kernel_changes = kernel.restore(STATE_ROOT, self.name)
             return removed
 
-    def _remove_containers(self, daemons: Daemons, host: str) -> None:
-        """Containers outlive their engine (runc leaves them to init): remove them while it runs."""
-        storage = engine.storage_root(self.host_dir(host))
-        listing = storage / "overlay-containers" / "containers.json"
-        if daemons.running(f"{host}/sshd") and listing.exists() and json.loads(listing.read_text()):
-            remove = ("podman", *engine.storage_args(self.host_dir(host), image.shared_store(CACHE)), "rm", "--all",
-                      "--force", "--time", "2")  # fmt: skip
-            subprocess.run(engine.in_host(self.sshd_pid_of(host), *remove), capture_output=True, timeout=120)
-
-    def _kill_container_leftovers(self, host: str) -> None:
-        """If removal failed, a container's processes are found through its cgroup, and killed."""
-        for container in (engine.storage_root(self.host_dir(host)) / "overlay-containers").glob("*/"):
-            for cgroup in Path("/sys/fs/cgroup").glob(f"*/libpod_parent/libpod-{container.name}"):
-                with contextlib.suppress(OSError):
-                    for pid in (cgroup / "cgroup.procs").read_text().split():
-                        os.kill(int(pid), signal.SIGKILL)
-                deadline = time.monotonic() + 5
-                while cgroup.exists() and time.monotonic() < deadline:
-                    with contextlib.suppress(OSError):
-                        cgroup.rmdir()
-                    time.sleep(0.05)
-
     def _remove(self, daemons: Daemons, netns_names: list[str]) -> None:
         """Stop the hosts' daemons (all at once), then delete their namespaces."""
         prefix = f"nodeops-{self.name}-"
-        hosts = {ns.removeprefix(prefix) for ns in netns_names}
+        names = {ns.removeprefix(prefix) for ns in netns_names}
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda h: self._remove_containers(daemons, h), hosts))
-        daemons.stop([key for key in daemons.table if key.split("/")[0] in hosts])
-        for host in hosts:
-            self._kill_container_leftovers(host)
+            list(pool.map(lambda h: hosts.remove_containers(self, daemons, h, CACHE), names))
+        daemons.stop([key for key in daemons.table if key.split("/")[0] in names])
+        for name in names:
+            hosts.kill_container_leftovers(self, name)
         for netns in netns_names:
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
             self.state["netns"].remove(netns)
             self.save()
 
-    def _write_inventory(self, plan: LabPlan, images: list[str]) -> Path:
-        identity = str(self.dir / "operator" / "id_ed25519")
 
-        def pub(host: LabHost) -> str:
-            kind, blob = (self.host_dir(host) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
-            return f"{kind} {blob}"
+def write_inventory(lab: Lab, plan: LabPlan, images: list[str]) -> Path:
+    """The lab's inventory, written where ``lab.inventory_file`` says: its bastion, its nodes' pinned host keys, the
+    services' image and what lab.services names (secret backend, variables, secret references)."""
+    identity = str(lab.dir / "operator" / "id_ed25519")
 
-        managed = services.inventory_fragment(plan, self.state)  # secret backend, per-service variables/secrets
-        doc = {
-            "environment": plan.name,
-            "bastion": {
-                "host": plan.bastion_public_ip,
-                "user": "root",
-                "identity_file": identity,
-                "host_key": pub(plan.bastion),
-            },
-            "ssh": {"user": "root", "identity_file": identity, "max_parallel": 32},
-            "secret_backends": managed["secret_backends"],
-            **({"backup": managed["backup"]} if "backup" in managed else {}),
-            "services": {
-                service: {
-                    "role": "chainlink",
-                    "image": images[0],
-                    "nodes": [
-                        {"name": n.name, "host": n.private_ip, "preferred": n.preferred, "host_key": pub(n)}
-                        for n in nodes
-                    ],
-                    **managed["services"][service],
-                }
-                for service, nodes in plan.services().items()
-            },
-        }
-        header = f"# Generated by `fab lab.up` for lab {plan.name!r} ({plan.cidr}); do not edit.\n"
-        self.inventory_file.parent.mkdir(exist_ok=True)
-        self.inventory_file.write_text(header + yaml.safe_dump(doc, sort_keys=False))
-        return self.inventory_file
+    def pub(host: LabHost) -> str:
+        kind, blob = (lab.host_dir(host) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        return f"{kind} {blob}"
+
+    managed = services.inventory_fragment(plan, lab.state)  # secret backend, per-service variables/secrets
+    doc = {
+        "environment": plan.name,
+        "bastion": {
+            "host": plan.bastion_public_ip,
+            "user": "root",
+            "identity_file": identity,
+            "host_key": pub(plan.bastion),
+        },
+        "ssh": {"user": "root", "identity_file": identity, "max_parallel": 32},
+        "secret_backends": managed["secret_backends"],
+        **({"backup": managed["backup"]} if "backup" in managed else {}),
+        "services": {
+            service: {
+                "role": "chainlink",
+                "image": images[0],
+                "nodes": [
+                    {"name": n.name, "host": n.private_ip, "preferred": n.preferred, "host_key": pub(n)} for n in nodes
+                ],
+                **managed["services"][service],
+            }
+            for service, nodes in plan.services().items()
+        },
+    }
+    header = f"# Generated by `fab lab.up` for lab {plan.name!r} ({plan.cidr}); do not edit.\n"
+    lab.inventory_file.parent.mkdir(exist_ok=True)
+    lab.inventory_file.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    return lab.inventory_file

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.balancer import HAPROXY
 from lab.host import Lab
-from lab.services import HAPROXY
 from lab.topology import LB_FIRST_PORT, NODE_PORT, plan_lab
 from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant, own_lab

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from lab.aws import BACKUP_BUCKET, BACKUP_SECRET, aws_client_for, read_secret, secrets_client
 from lab.host import Lab
-from lab.services import BACKUP_BUCKET, BACKUP_SECRET, aws_client_for, read_secret, secrets_client
 from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory
 from tests.conftest import ROOT, fab

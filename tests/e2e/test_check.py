@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.services import read_secret, secrets_client
+from lab.aws import read_secret, secrets_client
 from tests.conftest import fab
 from tests.e2e.conftest import own_lab
 from tests.e2e.probe import lb_answers, wait_for

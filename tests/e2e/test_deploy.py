@@ -13,9 +13,9 @@ import urllib.request
 import pytest
 import yaml
 
+from lab.aws import read_secret, secrets_client
 from lab.daemons import process_alive
 from lab.host import Lab
-from lab.services import read_secret, secrets_client
 from nodeops.inventory import load_inventory
 from nodeops.roles import BUILTIN_TEMPLATES
 from tests.conftest import FAB, ROOT, fab

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from lab.services import read_secret, secrets_client
+from lab.aws import read_secret, secrets_client
 from tests.conftest import FAB, ROOT, fab, override_config
 from tests.e2e.conftest import inventory_variant, own_lab
 from tests.e2e.probe import events, status

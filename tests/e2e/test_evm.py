@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from lab.services import secrets_client
+from lab.aws import secrets_client
 from nodeops.inventory import load_inventory
 from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant, own_lab, rpc_stand_ins

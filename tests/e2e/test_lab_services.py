@@ -17,7 +17,7 @@ import urllib.request
 import boto3
 import pytest
 
-from lab import services
+from lab import aws, postgres
 from lab.daemons import process_alive
 from lab.host import Lab
 from nodeops.passwords import password_problems
@@ -64,7 +64,7 @@ def state(lab) -> dict:
 def secrets_manager(lab):
     """A client configured as the docs tell a lab user: endpoint from the inventory, dummy keys from the env."""
     backend = lab.doc()["secret_backends"]["aws"]
-    env = {**os.environ, **services.MOTO_CREDENTIALS}
+    env = {**os.environ, **aws.MOTO_CREDENTIALS}
     session = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]
     )
@@ -233,7 +233,7 @@ def test_a_second_up_keeps_everything_and_a_restarted_moto_gets_new_values_in_bo
         roles = {doc["username"]: doc["password"] for name, doc in before.items()
                  if name.endswith(("/DBSecret", "/DBAdminSecret"))}  # fmt: skip
         superuser_sql(Lab(ROOT, lab.plan.name), "".join(
-            f"ALTER ROLE {services.quote_ident(user)} PASSWORD {services.quote_literal(password)};\n"
+            f"ALTER ROLE {postgres.quote_ident(user)} PASSWORD {postgres.quote_literal(password)};\n"
             for user, password in roles.items()))  # fmt: skip
         up_again(lab)
     assert all_secrets(sm) == before

@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from lab.services import read_secret, secrets_client
+from lab.aws import read_secret, secrets_client
 from nodeops.edges.ssh import Fleet, execute
 from nodeops.inventory import load_inventory
 from tests.e2e.probe import PairProbe, wait_for

@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
+from lab.aws import read_secret, secrets_client
 from lab.host import Lab
-from lab.services import read_secret, secrets_client
 from lab.topology import plan_lab
 from nodeops.inventory import load_inventory
 from nodeops.operation import Operation

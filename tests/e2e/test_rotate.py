@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
+from lab.aws import secrets_client
 from lab.host import Lab
-from lab.services import secrets_client
 from lab.topology import plan_lab
 from nodeops.edges.ssh import Fleet
 from nodeops.inventory import load_inventory

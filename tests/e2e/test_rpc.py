@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.services import secrets_client
+from lab.aws import secrets_client
 from lab.topology import plan_lab
 from nodeops.inventory import load_inventory
 from nodeops.secrets.env import env_variable_name

@@ -16,17 +16,9 @@ import time
 import pytest
 import yaml
 
+from lab.aws import REGION, aws_client_for, moto_endpoint, read_secret, secrets_client
 from lab.host import Lab
-from lab.services import (
-    ADMIN_SECRET,
-    REGION,
-    api_email,
-    aws_client_for,
-    inventory_fragment,
-    moto_endpoint,
-    read_secret,
-    secrets_client,
-)
+from lab.services import ADMIN_SECRET, api_email, inventory_fragment
 from lab.topology import plan_lab
 from nodeops.inventory import load_inventory
 from nodeops.secrets import resolve

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.aws import read_secret, secrets_client
 from lab.host import Lab
-from lab.services import read_secret, secrets_client
 from nodeops.verify import CHECKS
 from tests.conftest import FAB, ROOT, fab
 from tests.e2e.conftest import inventory_variant, own_lab

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.services import read_secret, secret_names, secrets_client
+from lab.aws import read_secret, secrets_client
+from lab.services import secret_names
 from nodeops.hostkeys import fingerprint
 from nodeops.inventory import HostKey
 from tests.e2e.conftest import own_lab

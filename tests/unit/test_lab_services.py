@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import services
+from lab import aws, balancer, postgres, services
 from lab.topology import plan_lab
 from nodeops.errors import InvalidInput
 from nodeops.inventory import parse_inventory
@@ -20,7 +20,7 @@ HDIR = Path("/var/lib/nodeops-lab/lab/hosts/db")
 
 
 def test_haproxy_config_has_one_listener_per_service_on_the_lb_public_address():
-    text = services.haproxy_config(PLAN)
+    text = balancer.haproxy_config(PLAN)
     listeners = text[text.index("listen cl1") :]
     assert listeners == (
         "listen cl1\n"
@@ -44,14 +44,14 @@ def test_haproxy_config_has_one_listener_per_service_on_the_lb_public_address():
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
 def test_haproxy_accepts_the_config(tmp_path):
     config = tmp_path / "haproxy.cfg"
-    config.write_text(services.haproxy_config(plan_lab("lab", "10.213.0.0/16", 64)))
+    config.write_text(balancer.haproxy_config(plan_lab("lab", "10.213.0.0/16", 64)))
     check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "[WARNING]" not in check.stdout + check.stderr
 
 
 def test_pg_hba_admits_postgres_by_peer_and_the_private_net_by_scram_only():
-    rules = [line for line in services.pg_hba(PLAN).splitlines() if not line.startswith("#")]
+    rules = [line for line in postgres.pg_hba(PLAN).splitlines() if not line.startswith("#")]
     assert rules == ["local all postgres peer", "host all all 10.213.0.0/17 scram-sha-256"]
 
 
@@ -63,32 +63,32 @@ def cmd(line: str) -> tuple[str, ...]:
     ("argv", "expected"),
     [
         (
-            services.initdb_argv(HDIR / "pgdata"),
+            postgres.initdb_argv(HDIR / "pgdata"),
             cmd(
                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/initdb -D /var/lib/nodeops-lab/lab/hosts/db/pgdata"
                 " -U postgres --auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8"
             ),
         ),
         (
-            services.psql_argv(HDIR),
+            postgres.psql_argv(HDIR),
             cmd(
                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -X -q -v ON_ERROR_STOP=1"
                 " -h /var/lib/nodeops-lab/lab/hosts/db/sock -p 5432 -d postgres -f -"
             ),
         ),
         (
-            services.pg_isready_argv(HDIR),
+            postgres.pg_isready_argv(HDIR),
             cmd(
                 "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_isready -q"
                 " -h /var/lib/nodeops-lab/lab/hosts/db/sock -p 5432"
             ),
         ),
         (
-            services.haproxy_argv(PLAN, Path("/x/haproxy.cfg")),
+            balancer.haproxy_argv(PLAN, Path("/x/haproxy.cfg")),
             cmd("nsenter --net=/run/netns/nodeops-lab-lb -- /usr/sbin/haproxy -W -db -f /x/haproxy.cfg"),
         ),
         (
-            services.moto_argv("/v/bin/moto_server", 40123),
+            aws.moto_argv("/v/bin/moto_server", 40123),
             cmd("/v/bin/moto_server --host 127.0.0.1 --port=40123"),
         ),
     ],
@@ -98,7 +98,7 @@ def test_argv(argv, expected):
 
 
 def test_postgres_runs_in_the_db_netns_as_postgres_listening_on_its_private_address_only():
-    argv = services.postgres_argv(PLAN, HDIR)
+    argv = postgres.postgres_argv(PLAN, HDIR)
     assert argv[:3] == ("nsenter", "--net=/run/netns/nodeops-lab-db", "--")
     assert argv[3:5] == ("sh", "-c") and 'trap "kill -INT \\$pid" TERM' in argv[5]  # SIGTERM -> fast shutdown
     rest = argv[7:]
@@ -118,7 +118,7 @@ def test_roles_sql_creates_what_is_missing_with_its_password_and_keeps_an_existi
     """Issue 17's review: a rerun of lab.up set every role's password back to the seeded one, so a password rotated
     into another backend (sops, aws-ssm) no longer logged in. A role's password is now set when the role is created,
     or when its secret was just seeded again (``reset``: a restarted moto came back empty), never otherwise."""
-    sql = services.roles_sql("Admin-pw-0123456789", {"cl1": "Pw1-0123456789abc", "cl2": "Pw2-0123456789abc"},
+    sql = postgres.roles_sql("Admin-pw-0123456789", {"cl1": "Pw1-0123456789abc", "cl2": "Pw2-0123456789abc"},
                              reset={"cl2"})  # fmt: skip
     assert sql.splitlines() == [
         "SET log_min_error_statement = panic;",
@@ -167,11 +167,11 @@ def test_the_roles_whose_password_is_set_again_are_those_whose_secret_was_just_s
     ],
 )
 def test_quote_literal(value, literal):
-    assert services.quote_literal(value) == literal
+    assert postgres.quote_literal(value) == literal
 
 
 def test_an_injection_shaped_password_cannot_end_its_literal():
-    sql = services.roles_sql("a", {"cl1": "x'; DROP ROLE postgres; --"}, reset={"cl1"})
+    sql = postgres.roles_sql("a", {"cl1": "x'; DROP ROLE postgres; --"}, reset={"cl1"})
     assert "PASSWORD 'x''; DROP ROLE postgres; --';" in sql  # set again
     assert "PASSWORD ''x''''; DROP ROLE postgres; --'''" in sql  # at its creation: a literal in \gexec's literal
     assert "PASSWORD 'x'; DROP" not in sql
@@ -180,13 +180,13 @@ def test_an_injection_shaped_password_cannot_end_its_literal():
 @pytest.mark.parametrize("value", ["two\nlines", "nul\x00", "tab\there"])
 def test_quote_literal_refuses_control_characters(value):
     with pytest.raises(InvalidInput, match="control characters"):
-        services.quote_literal(value)
+        postgres.quote_literal(value)
 
 
 @pytest.mark.parametrize("name", ['cl1"; DROP DATABASE postgres; --', "Cl1", "1cl", "", "a" * 64, "cl-1", "c l"])
 def test_names_that_are_not_plain_identifiers_are_refused(name):
     with pytest.raises(InvalidInput, match="not a plain PostgreSQL name"):
-        services.roles_sql("Admin-pw-0123456789", {name: "Pw1-0123456789abc"})
+        postgres.roles_sql("Admin-pw-0123456789", {name: "Pw1-0123456789abc"})
 
 
 @pytest.mark.parametrize(
