@@ -153,7 +153,7 @@ def role_for(inventory: Inventory, service: Service, search_path: Sequence[Path]
     """The role of ``service``, serving on the service's ``port`` when it sets one; errors name the inventory file
     and ``services.<svc>.role``. ``InventoryError`` when another service with nodes on the same host serves on the
     same port (the inventory refuses that alone when it can tell without the roles: the same explicit port, or the
-    same role with neither setting one)."""
+    same role with neither setting one), or publishes a port of the other's (a role's ``ports``)."""
     if search_path is None:
         search_path = role_search_path(inventory.source)
     file = str(inventory.source)
@@ -164,10 +164,18 @@ def role_for(inventory: Inventory, service: Service, search_path: Sequence[Path]
 
     role = served(service)
     for other in inventory.services.values():
-        if other.name != service.name and shares_host(other, service) and served(other).port == role.port:
-            a, b = sorted((other.name, service.name))
+        if other.name == service.name or not shares_host(other, service):
+            continue
+        a, b, theirs = *sorted((other.name, service.name)), served(other)
+        if theirs.port == role.port:
             raise InventoryError(file, f"services.{service.name}.port", f"services {a} and {b} share a host and "
                                  f"both serve on port {role.port}: set a different port on one of them")  # fmt: skip
+        if both := sorted({theirs.port, *theirs.ports.values()} & {role.port, *role.ports.values()}):
+            whose = other.name if theirs.port == both[0] else service.name if role.port == both[0] else None
+            fix = f"set services.{whose}.port to another" if whose else "put them on different hosts"
+            raise InventoryError(file, f"services.{service.name}.nodes", f"services {a} and {b} share a host and "
+                                 f"both publish port {both[0]} (a role's ports are published as they are): "
+                                 f"{fix}")  # fmt: skip
     return role
 
 
@@ -298,10 +306,14 @@ def check_service(role: Role, service: Service, file: str) -> None:
     (or ``~``/``~/...``, the image user's home) and not at or under the role's ``mount``, which the node sees
     read-only (Chainlink makes its root directory ``<= 0700`` and stops if it cannot: issue 13).
     ``secret_variables``: a service gives the value as the variable or as the secret reference, not both.
-    ``nodes``: at most what the role's ``activation`` takes (role_file.MAX_NODES: 2 under lease and keys, an active
-    and a standby; 32 under all), at ``services.<svc>.nodes``.
+    ``port``: not one of the role's ``ports``. ``nodes``: at most what the role's ``activation`` takes
+    (role_file.MAX_NODES: 2 under lease and keys, an active and a standby; 32 under all), at ``services.<svc>.nodes``.
     """
     check_kinds(role, service, file)
+    if role.port in role.ports.values():  # the role refuses its own; a service's port (role_for) may meet one
+        name = next(n for n, p in role.ports.items() if p == role.port)
+        raise InventoryError(file, f"services.{service.name}.port", f"port {role.port} is the role's ports.{name}, "
+                             "published already: choose another")  # fmt: skip
     most, count = MAX_NODES.get(role.activation or "", 0), len(service.nodes)
     if role.activation is not None and count > most:
         what = "an active and an optional standby" if most == 2 else "every node serves"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 LABEL_PREFIX = "io.nodeops."
 FILES_ROOT = "/run/nodeops"  # RAM-backed on every supported host (tmpfs); checked before use
@@ -20,6 +20,12 @@ def files_dir(service: str) -> str:
 
 def container_name(service: str) -> str:
     return f"nodeops-{service}"
+
+
+def volume_name(service: str, volume: str) -> str:
+    """The Docker volume of ``service``'s role's volume ``volume`` on each of its nodes: ``nodeops-pool.db``. The dot
+    is in no service's nor volume's name, so two services on one host never share one. Pure."""
+    return f"nodeops-{service}.{volume}"
 
 
 def previous_name(service: str) -> str:
@@ -66,6 +72,8 @@ class RunSpec:
     log_options: Mapping[str, str]
     stop_timeout: int
     env_file: str | None = None  # a file in the files directory (v1 profile)
+    ports: tuple[int, ...] = ()  # published too, each on the same host port (the role's ``ports``)
+    volumes: Mapping[str, str] = field(default_factory=dict)  # volume name -> container path, mounted read-write
 
 
 def run(spec: RunSpec) -> tuple[str, ...]:
@@ -73,6 +81,7 @@ def run(spec: RunSpec) -> tuple[str, ...]:
         spec.runtime, "run", "--detach", "--name", container_name(spec.service),
         "--user", f"{spec.user}:{spec.user}",
         "--publish", f"{spec.port}:{spec.port}",
+        *(w for port in spec.ports for w in ("--publish", f"{port}:{port}")),
         "--restart", spec.restart,
         "--stop-timeout", str(spec.stop_timeout),
         "--log-driver", spec.log_driver,
@@ -82,6 +91,8 @@ def run(spec: RunSpec) -> tuple[str, ...]:
     for key, value in sorted(spec.labels.items()):
         argv += ["--label", f"{LABEL_PREFIX}{key}={value}"]
     argv += ["--volume", f"{files_dir(spec.service)}:{spec.mount}:ro"]
+    for name, path in spec.volumes.items():  # created empty by the first run (the image's folder copied in), kept
+        argv += ["--volume", f"{volume_name(spec.service, name)}:{path}"]  # by `rm --force` (never `--volumes`)
     if spec.env_file:
         argv += ["--env-file", f"{files_dir(spec.service)}/{spec.env_file}"]
     return (*argv, spec.image, *spec.command)

@@ -41,7 +41,8 @@ class RenderedFile:
 class Rendered:
     """What a node of a service gets: its files, its command line, and a hash of its configuration.
 
-    ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount,
+    ``config_hash`` is the sha256 (hex) of: the role's name, user, port and mount (and its ``ports`` and
+    ``volumes``, when it declares any: a role without keeps the hash it had before the keys existed),
     the profile, the image, the non-secret variables the templates read (Role.read_variables: the role's defaults
     overlaid by the service's, without those ``unused_with`` says another makes unused: a change of one renders
     nothing new, so it is no change; a list or mapping as canonical JSON), the command (and the holder's
@@ -197,6 +198,9 @@ def _config_hash(
     put("nodeops-config", "1")
     for tag, value in (("role", role.name), ("user", str(role.user)), ("port", str(role.port)), ("mount", role.mount)):
         put(tag, value)
+    for tag, named in (("ports", role.ports), ("volumes", role.volumes)):  # only when declared: a role without
+        if named:  # keeps the hashes its containers carry
+            put(tag, "\0".join(f"{name}={value}" for name, value in sorted(named.items())))
     put("profile", profile)
     put("image", image)
     for key in sorted(variables):

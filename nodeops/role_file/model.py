@@ -114,6 +114,23 @@ class Role:
     """The node's health path: 200 is healthy; any answer says the node is up (under ``lease``: the active)."""
     mount: Annotated[str, PlainValidator(_container_path)]
     """Where the node sees its files inside the container, read-only."""
+    ports: Annotated[
+        Mapping[Annotated[str, _matching(_NAME_PATTERN, f"a port name matching {_NAME_PATTERN}")], _Port],
+        BeforeValidator(_none_is_empty),
+    ] = in_file(default={})
+    """More ports the node serves, by name (Cardano: ``node-to-node: 3001``, ``metrics: 12798``), each published on
+    the node's address as ``port`` is (the same number on the host); none the role's ``port`` or another's."""
+    volumes: Annotated[
+        Mapping[
+            Annotated[str, _matching(_NAME_PATTERN, f"a volume name matching {_NAME_PATTERN}")],
+            Annotated[str, PlainValidator(_container_path)],
+        ],
+        BeforeValidator(_none_is_empty),
+    ] = in_file(default={})
+    """The node's writable folders that outlive its container, by name -> the path in the container (Cardano:
+    ``db: /data/db``, the chain): a Docker volume ``nodeops-<service>.<name>`` per service, created by the first
+    ``docker run``, kept across replace, restore and rollback. Its persistent disk: no secret file is written under
+    one, and none is at or under ``mount`` nor ``mount`` under one."""
     stop_timeout: _StopSeconds = in_file(default=10.0)
     """Seconds for a graceful stop (the node releases its lease) before the engine kills it."""
     standby_log: str | None = in_file(default=None)

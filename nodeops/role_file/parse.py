@@ -21,6 +21,7 @@ _RoleSpec = _spec(
     Role, "_RoleSpec",
     keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "activation",
           "kinds", "lease", "rotation", "passwords",
+          "ports", "volumes",
           "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",
           "variables", "unused_with"),
 )  # fmt: skip

@@ -54,6 +54,7 @@ def _check(role: Role, file: str) -> None:
                 fail(f"{at}.{key}", f"expected a secret name outside the role's required secrets, got {value!r}")
         if spec.kind == "postgres-password" and role.lease is None:
             fail(at, "a postgres-password rotation needs the role's lease: section (it locates the database)")
+    _check_published(role, fail)
     rules = role.passwords
     if rules.max_length is not None and rules.max_length < rules.min_length:
         fail("passwords.max_length", f"expected at least min_length ({rules.min_length}), got {rules.max_length}")
@@ -124,6 +125,31 @@ def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
              f"{profile.env_file!r}")  # fmt: skip
 
 
+def _check_published(role: Role, fail: Any) -> None:
+    """``ports``: none the role's ``port`` or another's (each is published on the host with its own number).
+    ``volumes``: none at or under ``mount`` (read-only tmpfs, its files' only place: a secret file must never land on
+    the node's persistent disk), nor ``mount`` under one, nor one at or under another."""
+    ports: dict[int, str] = {role.port: "the role's port (where the health path is asked)"}
+    for name, port in role.ports.items():
+        if port in ports:
+            fail(f"ports.{name}", f"port {port} is {ports[port]} already: each port is published once, choose "
+                 "another")  # fmt: skip
+        ports[port] = f"ports.{name}"
+    paths: dict[str, str] = {role.mount: "the role's mount (the read-only tmpfs of its files)"}
+    for name, path in role.volumes.items():
+        for other, what in paths.items():
+            if _at_or_under(path, other) or _at_or_under(other, path):
+                fail(f"volumes.{name}", f"{path!r} overlaps {what}, {other}: a volume is a folder of its own, "
+                     "apart from the mount and the other volumes; choose another path")  # fmt: skip
+        paths[path] = f"volumes.{name}"
+
+
+def _at_or_under(path: str, root: str) -> bool:
+    """Whether container path ``path`` is ``root`` or inside it ("//x/./y/.." is "/x"). Pure."""
+    path, root = (posixpath.normpath("/" + p.lstrip("/")) for p in (path, root))
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def path_problem(value: Any, mount: str) -> str | None:
     """Why ``value`` cannot be a path the node writes to, given the read-only ``mount``; None if it can."""
     if not isinstance(value, str) or not value:
@@ -132,8 +158,7 @@ def path_problem(value: Any, mount: str) -> str | None:
         return None
     if not value.startswith("/"):
         return f"expected an absolute path (or ~/...), got {value!r}: a relative one depends on the image's workdir"
-    path, root = (posixpath.normpath("/" + p.lstrip("/")) for p in (value, mount))  # "//x/./y/.." is "/x"
-    if path == root or path.startswith(root.rstrip("/") + "/"):
+    if _at_or_under(value, mount):
         return (f"{value!r} is at or under the role's mount {mount}, which the node sees read-only and cannot make "
                 f"its own; set a writable path outside {mount}")  # fmt: skip
     return None

@@ -40,6 +40,30 @@ def test_docker_run():
     )
 
 
+@pytest.mark.parametrize(
+    ("over", "published", "mounted"),
+    [
+        ({}, "--publish 6688:6688", "--volume /run/nodeops/cl1:/chainlink:ro"),  # a role without either: as before
+        ({"ports": (3001, 12798)}, "--publish 6688:6688 --publish 3001:3001 --publish 12798:12798",
+         "--volume /run/nodeops/cl1:/chainlink:ro"),
+        ({"volumes": {"db": "/data/db"}}, "--publish 6688:6688",
+         "--volume /run/nodeops/cl1:/chainlink:ro --volume nodeops-cl1.db:/data/db"),
+        ({"ports": (3001,), "volumes": {"db": "/data/db", "ipc": "/ipc"}}, "--publish 6688:6688 --publish 3001:3001",
+         "--volume /run/nodeops/cl1:/chainlink:ro --volume nodeops-cl1.db:/data/db --volume nodeops-cl1.ipc:/ipc"),
+    ],
+    ids=["none", "ports", "volume", "both"],
+)  # fmt: skip
+def test_docker_run_publishes_each_port_and_mounts_each_volume_by_name(over, published, mounted):
+    """Issue 16: each further port on the same host port as in the container; each volume by its Docker volume name,
+    read-write (created by this run when the host has none; no host path, no option that could drop it)."""
+    assert cmd.run(spec(**over)) == tuple(
+        f"docker run --detach --name nodeops-cl1 --user 14933:14933 {published} --restart no "
+        "--stop-timeout 10 --log-driver json-file --log-opt max-size=10m "
+        f"--label io.nodeops.config=abc --label io.nodeops.version=2.10.0 {mounted} "
+        "reg:5000/smartcontract/chainlink:2.10.0 node -config /chainlink/config.toml".split()
+    )
+
+
 def test_docker_run_v1_env_file_and_awslogs():
     argv = cmd.run(spec(runtime="podman", env_file=".env", log_driver="awslogs",
                         log_options={"awslogs-group": "/chainlink/prod", "awslogs-region": "us-east-1"}))  # fmt: skip
