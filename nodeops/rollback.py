@@ -131,16 +131,17 @@ def the_start(job: Job, then: Job, record: Deployed) -> tuple[Job, list[str]]:
     record, pinned for a rollback's), on which the record's config was computed: like is compared with like.
     The record's non-secret file text (``files``) replaces today's rendering when it is exactly what ran (its hash,
     over the record's secret versions, is the record's config: deploy.as_recorded); otherwise (a record of an
-    older nodeops, or the role's defaults, file list, command or secret files' templates changed since) today's
-    rendering is started and a line says so. A line also says which files today's templates render differently from
-    the text that ran. The returned Job's config hash is the one the rollback starts, labels and records; no line
-    holds a secret."""
+    older nodeops, or the role's defaults, file list, command, ports, volumes or secret files' templates changed
+    since) today's rendering is started and a line says so. A line also says which files today's templates render
+    differently from the text that ran. The returned Job's config hash is the one the rollback starts, labels and
+    records; no line holds a secret."""
     texts, versions = record.files, record.secret_versions
     if texts is None or as_recorded(then, texts, record.config, versions) is None:
         if with_texts(then.rendered, then.role, then.service, {}, versions).config_hash == record.config:
             return job, []
         why = ("the audit record holds no text of its files (an older nodeops)" if texts is None else
-               "the role's defaults, files, command or secret files' templates changed since")  # fmt: skip
+               "the role's defaults, files, command, ports, volumes or secret files' templates changed "
+               "since")  # fmt: skip
         return job, [f"note: today's templates or defaults differ from those it ran on, and {why}: its files are "
                      "today's templates' rendering of the variables of then"]  # fmt: skip
     differ = [name for name, f in then.rendered.files.items()

@@ -58,7 +58,8 @@ class Preview:
                 if job.rendered.config_hash != c.label("config"):
                     why = ("the role's templates or defaults changed since {} started, and it records no text of "
                            "its files (an older nodeops)" if c.label(TEXTS_LABEL) is None else "the role's defaults, "
-                           "files, command or secret files' templates changed since {} started")  # fmt: skip
+                           "files, command, ports, volumes or secret files' templates changed since {} "
+                           "started")  # fmt: skip
                     notes.append(f"{name}: {why.format(c.name)}: its files are compared as today's templates render "
                                  "its inputs")  # fmt: skip
             except Unsafe as exc:

@@ -230,8 +230,9 @@ def test_a_changed_secret_template_is_a_change_the_diff_warns_of_without_its_con
     mine.write_text((BUILTIN_TEMPLATES / "chainlink" / "v2" / "secrets.toml.j2").read_text() + "# mine\n")
     events = shown_diff(job, tmp_path, container)
     (note,) = [e["message"] for e in events if e["diff"] == "warning"]
-    assert note == ("warning: a: the role's defaults, files, command or secret files' templates changed since "
-                    "nodeops-cl started: its files are compared as today's templates render its inputs")  # fmt: skip
+    assert note == ("warning: a: the role's defaults, files, command, ports, volumes or secret files' templates "
+                    "changed since nodeops-cl started: its files are compared as today's templates render its "
+                    "inputs")  # fmt: skip
     assert not any(value in json.dumps(events) for value in ENV_SECRETS)
 
 
