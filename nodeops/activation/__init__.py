@@ -34,7 +34,7 @@ MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (LeaseModel()
 # standby up before its holder (KeysModel's ``fresh``: why); a role without kinds keeps MODELS' (active first)
 KIND_MODELS: Mapping[str, Model] = MappingProxyType({**MODELS, "keys": KeysModel(fresh="standby")})
 
-__all__ = ["FENCES", "KIND_MODELS", "MODELS", "Model", "model_of"]
+__all__ = ["FENCES", "KIND_MODELS", "MODELS", "Model", "as_model", "model_of"]
 
 
 def model_of(role: Role) -> Model:
@@ -44,3 +44,9 @@ def model_of(role: Role) -> Model:
     if role.activation is None and role.kinds:
         return Groups({kind: KIND_MODELS[activation] for kind, activation in kind_activations(role.kinds).items()})
     return MODELS[role.activation or default_activation(role)]
+
+
+def as_model(activation: str | Model) -> Model:
+    """``activation``'s model: a name of MODELS, or a model itself (a role with kinds has no one name: model_of's
+    Groups). KeyError for an unknown name (role.yaml's are checked when it is read)."""
+    return activation if isinstance(activation, Model) else MODELS[activation]
