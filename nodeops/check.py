@@ -99,11 +99,26 @@ def check_lease(lease: Mapping | None, active: str | None, active_id: str | None
     return "pass", f"{lease['describe']}: the active {active}"
 
 
-def check_standby(s: NodeView, activation: str | Model = "lease") -> Verdict:
+def check_standby(s: NodeView, activation: str | Model = "lease", in_use: bool | None = None) -> Verdict:
     """A node other than the active, under the role's ``activation`` (nodeops.activation.Model.standby_verdict; a
     role with kinds: its model, the node under its kind's): its container runs and is no active (lease: answers
-    nothing, it waits for the lease; keys: runs without the hot keys, answering like any node)."""
-    return as_model(activation).standby_verdict(s)
+    nothing, it waits for the lease; keys: runs without the hot keys, answering like any node). ``in_use``: what the
+    role's ``keys_in_use`` hook says of its health reply (None: nothing); True fails a standby that passes by its
+    label: it forges all the same (started by hand with keys), beside the holder."""
+    verdict = as_model(activation).standby_verdict(s)
+    if verdict[0] == "pass" and in_use:
+        return "fail", "no hot label, but its health reply says it uses hot keys (the role's keys_in_use): two forging"
+    return verdict
+
+
+def standby_verdict(job: Job, s: NodeView, body: bytes | None) -> Verdict:
+    """check_standby of ``s`` under ``job``'s role, its health reply ``body`` (None: none) asked of the role's
+    ``keys_in_use`` hook; a hook that raises is this check's failure, naming it."""
+    try:
+        in_use = job.role.hooks.keys_in_use(body) if body is not None else None
+    except RoleHookFailed as exc:
+        return "fail", f"not checked: {exc}"
+    return check_standby(s, model_of(job.role), in_use)
 
 
 def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str, str | None]) -> Verdict:
@@ -288,7 +303,8 @@ def probe_node(observer: Observer, job: Job, s: NodeView,
                standby: bool) -> tuple[list[tuple[str, Verdict]], list[NodeMetric]]:  # fmt: skip
     """A node's checks (name, verdict) and its metrics (name, extra labels, value), by ``job``'s check policy."""
     policy = job.service.check
-    verdicts: list[tuple[str, Verdict]] = [("standby", check_standby(s, model_of(job.role)))] if standby else []
+    verdicts: list[tuple[str, Verdict]] = [("standby", standby_verdict(job, s, observer.answers.get(s.node.name)))
+                                           ] if standby else []  # fmt: skip
     if not s.reachable:
         gone = ("fail", "unreachable through the bastion")
         return verdicts + [(name, gone) for name in ("disk", "memory", "load", "logs")], []

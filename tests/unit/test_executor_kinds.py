@@ -28,8 +28,10 @@ from nodeops.inventory import CheckPolicy
 from nodeops.rollback import already_at, question, running_on
 from nodeops.status import node_status, service_state, service_status
 from tests.unit.test_console import allowed, assert_fits, printed
-from tests.unit.test_executor_groups import pool_job, runs
-from tests.unit.test_executor_keys import NAME, Engine, Keys, check_secrets, container, wanted
+from tests.unit.test_executor_groups import POOL, R1, R2, pool_job, runs
+from tests.unit.test_executor_groups import A as PRODUCER
+from tests.unit.test_executor_groups import B as STANDBY
+from tests.unit.test_executor_keys import IN_USE, NAME, Engine, Keys, check_secrets, container, make_job, wanted
 from tests.unit.test_rollback import recorded_run
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "status.schema.json").read_text())
@@ -164,6 +166,29 @@ def test_a_pool_check_judges_the_standby_producer_under_keys_and_warns_of_a_pool
     _got, warnings, standbys, asked = judged(model, alone, {n: seen[n] for n in ("r1", "r2", "a")}, run)
     assert warnings == {"standby:producer": ("warn", "no standby in the inventory: no failover")}
     assert standbys == set() and asked == ["a"]  # the lease is asked of the producers' one active
+
+
+@pytest.mark.parametrize(
+    ("hook", "forging", "verdict"),
+    [
+        (IN_USE, "a", ("pass", "running without the hot keys")),
+        (IN_USE, "a b", ("fail", "no hot label, but its health reply says it uses hot keys (the role's keys_in_use): "
+                                 "two forging")),
+        (None, "a b", ("pass", "running without the hot keys")),  # a role whose replies do not say: the label decides
+        ("def keys_in_use(body):\n    raise KeyError(body)\n", "a", ("fail", "not checked: role pool: its hook "
+                                                                           "keys_in_use raised KeyError")),
+    ],
+    ids=["standby-idle", "standby-forges", "no-hook", "hook-raises"],
+)  # fmt: skip
+def test_a_standby_producer_whose_reply_says_it_forges_fails_check(tmp_path, hook, forging, verdict):
+    """No two forging: a producer without the hot label whose health reply says it uses hot keys (the role's
+    keys_in_use: a block producer's forging metric, a node started by hand with keys) fails its standby check."""
+    job = make_job(tmp_path, role=POOL, hook=hook)
+    job = dataclasses.replace(job, service=dataclasses.replace(job.service, nodes=(R1, R2, PRODUCER, STANDBY)))
+    run = Keys(job, engine_of(job, UP), forging=forging.split())
+    seen = views(run)
+    result, reason = chk.standby_verdict(job, seen["b"], run.answers["b"])
+    assert (result, reason[: len(verdict[1])]) == verdict
 
 
 def test_check_probes_a_pool_through_the_observer(tmp_path, monkeypatch):
