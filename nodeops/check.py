@@ -11,6 +11,8 @@ on top of that, per service:
   standby     (per node other than the active) its container runs and does not serve: it waits;
   serving     in place of active, lease and standby under activation all (every node serves): every node answers
               200, and the load balancer answers 200;
+  (kinds)     a role with node kinds: each kind group judged apart under its model, its check named
+              ``<check>:<kind>`` (serving:relay, active:producer); only a kind with an active has standbys;
 and per node:
   disk        use of /, /run (the secret files' tmpfs) and the container engine's storage;
   memory      MemTotal - MemAvailable, of MemTotal;
@@ -35,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeops import program
-from nodeops.activation import MODELS, Model, model_of
+from nodeops.activation import Model, as_model, model_of
+from nodeops.check_serving import Verdict, judge_service
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
@@ -48,14 +51,11 @@ from nodeops.job import Job
 from nodeops.plan import secret_changes
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.secrets import SecretAge, secret_ages
-from nodeops.status import lease_status, node_role
+from nodeops.status import lease_status
 from nodeops.verify import Check
 
 WARN_AT = 0.9  # of a limit: warn above this much of it
 SHOWN = 160  # characters of a log line shown (after redaction)
-
-Verdict = tuple[str, str]  # "pass" | "warn" | "unknown" | "fail", and why, in one line
-Reply = tuple[int, bytes] | None  # an HTTP reply (status, body); None: nothing answered
 
 
 @dataclass(frozen=True)
@@ -81,72 +81,6 @@ def level(value: float, limit: float) -> str:
     return "fail" if value > limit else "warn" if value > limit * WARN_AT else "pass"
 
 
-def check_active(serving: Mapping[str, bytes | None], path: str, lb_url: str | None, lb: Reply,
-                 failing: tuple[str, ...] = (), *, lease_client: Callable[[bytes], str | None],
-                 model: Model = MODELS["lease"]) -> Verdict:  # fmt: skip
-    """``serving``: the active nodes (``model``'s: Model.is_active; lease: those that answer on ``path``, 200 or not;
-    keys: the holder), with their replies' bodies (None: it answered nothing); ``failing``: the checks the one active
-    says fail (() when it answers 200); ``lb``: the load balancer's reply to ``lb_url`` (None: no answer);
-    ``lease_client``: the role's hook that reads which node sent a reply (nodeops.role_hooks). Worded in the model's
-    terms (Model.active_is, one_active, no_active, many_active). The node the load balancer's reply names is compared
-    with the active's only where the model says the load balancer's 200 comes from the active
-    (Model.lb_answers_from_active: not under keys, where every node answers 200)."""
-    if not serving:
-        return "fail", model.no_active.format(path=path, reached="")
-    if len(serving) > 1:
-        return "fail", model.many_active.format(n=len(serving), path=path, nodes=", ".join(sorted(serving)))
-    (node, body), = serving.items()  # fmt: skip
-    if failing:
-        return "fail", f"{node} {model.active_is} but answers {path} unhealthy (failing: {', '.join(failing)})"
-    if body is None:
-        return "fail", f"{node} {model.active_is} but does not answer {path}"
-    if lb_url is None:
-        return "pass", f"{model.one_active.format(node=node, path=path)} (no load balancer in the inventory)"
-    if lb is None:
-        return "fail", f"{node} serves, but the load balancer {lb_url} does not answer"
-    if lb[0] != 200:
-        return "fail", f"{node} serves, but the load balancer {lb_url} answers HTTP {lb[0]}"
-    if not model.lb_answers_from_active:
-        return "pass", f"{node} is the active; the load balancer answers 200 (every node serves: any may answer)"
-    ours, theirs = lease_client(body), lease_client(lb[1])
-    if ours is None or theirs is None:
-        return "pass", f"{node} serves; the load balancer answers 200 (its reply does not say which node answered)"
-    if ours != theirs:
-        return "fail", f"the load balancer answers from {theirs[:8]}, not from the active {node} ({ours[:8]})"
-    return "pass", f"{node} serves; the load balancer answers 200 from it ({ours[:8]})"
-
-
-def check_serving(seen: Mapping[str, NodeView], path: str, lb_url: str | None, lb: Reply) -> Verdict:
-    """Activation all: every node of ``seen`` answers ``path`` with 200, and the load balancer (``lb``: its reply to
-    ``lb_url``; None: no answer) with 200. Fails naming the nodes that do not serve and how each is seen."""
-    silent = [f"{s.node.name}: {node_role(s, 'all')}" + (f" (failing: {', '.join(s.failing)})" if s.failing else "")
-              for s in seen.values() if not s.serving]  # fmt: skip
-    if silent:
-        return "fail", f"{len(silent)} of {len(seen)} nodes do not serve {path} ({'; '.join(silent)}): all should"
-    if lb_url is not None and (lb is None or lb[0] != 200):
-        answer = "does not answer" if lb is None else f"answers HTTP {lb[0]}"
-        return "fail", f"all {len(seen)} nodes serve, but the load balancer {lb_url} {answer}"
-    via = "" if lb_url is None else "; the load balancer answers 200"
-    return "pass", f"all {len(seen)} nodes serve {path}{via}"
-
-
-def check_service(model: Model, seen: Mapping[str, NodeView], answers: Mapping[str, bytes], path: str,
-                  lb_url: str | None, lb: Reply,
-                  lease_client: Callable[[bytes], str | None]) -> tuple[str, Verdict]:  # fmt: skip
-    """The service's serving check under ``model``: ``serving`` (check_serving) for a model where every node serves,
-    else ``active`` (check_active) over the nodes the model calls active (``answers``: each node's latest health
-    reply body, by name, for the nodes that answered)."""
-    if not model.has_standby:
-        return "serving", check_serving(seen, path, lb_url, lb)
-    actives = {name: answers.get(name) for name, s in seen.items() if model.is_active(s)}
-    if not actives and (lost := [name for name, s in seen.items() if not s.reachable]):  # the active may be one
-        none = model.no_active.format(path=path, reached=" reached")
-        who = "it" if len(lost) == 1 else "one of them"
-        return "active", ("fail", f"{none}; {', '.join(lost)} cannot be reached, and {who} may be the one that does")
-    failing = seen[next(iter(actives))].failing if len(actives) == 1 else ()
-    return "active", check_active(actives, path, lb_url, lb, failing, lease_client=lease_client, model=model)
-
-
 def check_lease(lease: Mapping | None, active: str | None, active_id: str | None) -> Verdict:
     """``lease``: nodeops.status.lease_status; ``active``: the one node that answers, healthy or not (None: not
     exactly one)."""
@@ -165,11 +99,26 @@ def check_lease(lease: Mapping | None, active: str | None, active_id: str | None
     return "pass", f"{lease['describe']}: the active {active}"
 
 
-def check_standby(s: NodeView, activation: str = "lease") -> Verdict:
-    """A node other than the active, under the role's ``activation`` (nodeops.activation.Model.standby_verdict):
-    its container runs and is no active (lease: answers nothing, it waits for the lease; keys: runs without the hot
-    keys, answering like any node)."""
-    return MODELS[activation].standby_verdict(s)
+def check_standby(s: NodeView, activation: str | Model = "lease", in_use: bool | None = None) -> Verdict:
+    """A node other than the active, under the role's ``activation`` (nodeops.activation.Model.standby_verdict; a
+    role with kinds: its model, the node under its kind's): its container runs and is no active (lease: answers
+    nothing, it waits for the lease; keys: runs without the hot keys, answering like any node). ``in_use``: what the
+    role's ``keys_in_use`` hook says of its health reply (None: nothing); True fails a standby that passes by its
+    label: it forges all the same (started by hand with keys), beside the holder."""
+    verdict = as_model(activation).standby_verdict(s)
+    if verdict[0] == "pass" and in_use:
+        return "fail", "no hot label, but its health reply says it uses hot keys (the role's keys_in_use): two forging"
+    return verdict
+
+
+def standby_verdict(job: Job, s: NodeView, body: bytes | None) -> Verdict:
+    """check_standby of ``s`` under ``job``'s role, its health reply ``body`` (None: none) asked of the role's
+    ``keys_in_use`` hook; a hook that raises is this check's failure, naming it."""
+    try:
+        in_use = job.role.hooks.keys_in_use(body) if body is not None else None
+    except RoleHookFailed as exc:
+        return "fail", f"not checked: {exc}"
+    return check_standby(s, model_of(job.role), in_use)
 
 
 def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str, str | None]) -> Verdict:
@@ -311,36 +260,33 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     service, role, policy = job.service, job.role, job.service.check
     observer = Observer(fleet, service, role)
     seen = observer.views()
-    model = model_of(role)  # lease: who answers is active; keys: who holds the hot keys (both answer)
-    actives = [name for name, s in seen.items() if model.is_active(s)]
     lb = http.request(service.load_balancer, timeout=http.ANSWER_TIMEOUT) if service.load_balancer else None
-    active = actives[0] if len(actives) == 1 else None
     now = datetime.datetime.now(datetime.UTC)
     try:
         ages = secret_ages(inventory, service, now)
         secrets = check_secret_ages(ages, policy.secret_max_age_days)
     except NodeopsError as exc:
         ages, secrets = {}, ("fail", f"secret dates unreadable: {exc}")
-    hooks, every = role.hooks, not model.has_standby  # all: every node serves, none is a standby
-    served = check_service(model, seen, observer.answers, role.health, service.load_balancer, lb,
-                           hooks.lease_client)  # its replies: no second GET  # fmt: skip
-    findings = [finding(service.name, "", *served)]
-    if not every:
+    hooks = role.hooks
+
+    def lease(active: str | None) -> Verdict:
         body = observer.answers.get(active) if active else None
-        lease = check_lease(lease_status(fleet, job), active, hooks.lease_client(body) if body is not None else None)
-        findings.append(finding(service.name, "", "lease", lease))
+        return check_lease(lease_status(fleet, job), active, hooks.lease_client(body) if body is not None else None)
+
+    # lease: who answers is active; keys: who holds the hot keys (both answer); kinds: each kind under its own
+    served, warnings, standbys = judge_service(model_of(role), service, seen, observer.answers, lb, lease,
+                                               hooks.lease_client, role.health)  # its replies: no 2nd GET  # fmt: skip
+    findings = [finding(service.name, "", *v) for v in served]
     findings += [
         finding(service.name, "", "secret-age", secrets),
         finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),
+        *(finding(service.name, "", *v) for v in warnings),
     ]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
                                                       ("secret", name)), age.seconds)
                for name, age in ages.items() if age.seconds is not None]  # fmt: skip
-    if len(service.nodes) == 1 and not every:
-        findings.append(finding(service.name, "", "standby", ("warn", "no standby in the inventory: no failover")))
     for name, s in seen.items():
-        standby = name != active and not every and (active is not None or s.reachable)  # unseen: it may be the one
-        node_findings, node_metrics = probe_node(observer, job, s, standby=standby)
+        node_findings, node_metrics = probe_node(observer, job, s, standby=name in standbys)
         findings += [finding(service.name, name, check, verdict) for check, verdict in node_findings]
         metrics += [Metric(m, (("env", inventory.environment), ("service", service.name), ("node", name), *labels), v)
                     for m, labels, v in node_metrics]  # fmt: skip
@@ -357,7 +303,8 @@ def probe_node(observer: Observer, job: Job, s: NodeView,
                standby: bool) -> tuple[list[tuple[str, Verdict]], list[NodeMetric]]:  # fmt: skip
     """A node's checks (name, verdict) and its metrics (name, extra labels, value), by ``job``'s check policy."""
     policy = job.service.check
-    verdicts: list[tuple[str, Verdict]] = [("standby", check_standby(s, model_of(job.role).name))] if standby else []
+    verdicts: list[tuple[str, Verdict]] = [("standby", standby_verdict(job, s, observer.answers.get(s.node.name)))
+                                           ] if standby else []  # fmt: skip
     if not s.reachable:
         gone = ("fail", "unreachable through the bastion")
         return verdicts + [(name, gone) for name in ("disk", "memory", "load", "logs")], []

@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from nodeops import program
-from nodeops.activation import MODELS, model_of
+from nodeops.activation import Model, as_model, model_of
 from nodeops.commands import node as cmd
 from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.edges.ssh import Fleet
@@ -55,20 +55,22 @@ def ran(entries: Iterable[Entry], service: str) -> list[Deployed]:
     return found
 
 
-def running_on(seen: Iterable[NodeView], activation: str = "lease", to: str | None = None) -> tuple[str, str] | None:
+def running_on(seen: Iterable[NodeView], activation: str | Model = "lease",
+               to: str | None = None) -> tuple[str, str] | None:  # fmt: skip
     """(Container.version, config label) of what runs now, as the role's ``activation`` model says
     (nodeops.activation.Model.running_on): lease, the lease holder's container (NodeView.active: it answers its
     health path, 200 or not), keys, the hot keys' holder's; None unless exactly one node is active. all: what every
-    running node runs; InvalidInput (exit 2) when they differ and no ``to`` (``--to``) names the target."""
-    return MODELS[activation].running_on(list(seen), to)
+    running node runs; InvalidInput (exit 2) when they differ and no ``to`` (``--to``) names the target. A role with
+    kinds (its model, activation.groups.Groups): what its kinds run, each under its model, when they agree."""
+    return as_model(activation).running_on(list(seen), to)
 
 
-def already_at(seen: Iterable[NodeView], to: str | None, activation: str = "lease") -> str | None:
+def already_at(seen: Iterable[NodeView], to: str | None, activation: str | Model = "lease") -> str | None:
     """With ``--to VERSION``: what runs (running_on) is version ``to`` and every running container is on that version
     and config: a line saying so (the rollback is done already, nothing to change); None otherwise (no ``to``,
     another version, nobody or two active, a node on something else: the rolling path brings the service to
-    ``to``)."""
-    seen, model = list(seen), MODELS[activation]
+    ``to``); a role with kinds (its model): the one active of its kind with one, the other nodes the same."""
+    seen, model = list(seen), as_model(activation)
     running = running_on(seen, activation, to)
     if to is None or running is None or running[0] != to:
         return None
@@ -76,9 +78,12 @@ def already_at(seen: Iterable[NodeView], to: str | None, activation: str = "leas
     if any((s.container.version or "", s.container.label("config") or "") != running for s in ran):
         return None
     config = running[1][:12]
+    actives = [s.node.name for s in seen if model.is_active(s)]
+    if model.has_standby and len(actives) != 1:  # a kind's holder missing: its kind's plan says what to do
+        return None
     if model.has_standby:
-        (active,) = [s.node.name for s in seen if model.is_active(s)]
-        who = f"{active} runs it (config {config})" + (", and the standby the same" if len(ran) > 1 else "")
+        others = ", and the standby the same" if len(ran) == 2 else f", and the {len(ran) - 1} other nodes the same"
+        who = f"{actives[0]} runs it (config {config})" + (others if len(ran) > 1 else "")
     else:
         who = f"{', '.join(s.node.name for s in ran)} run it (config {config})"
     return f"already at version {to}: {who}; nothing to roll back, nothing changed"
@@ -111,7 +116,7 @@ def target_service(service: Service, record: Deployed, pinned: bool = True) -> S
     return dataclasses.replace(service, image=image, variables=dict(record.variables or {}))
 
 
-def question(service: str, record: Deployed, config: str, activation: str = "lease") -> str:
+def question(service: str, record: Deployed, config: str, activation: str | Model = "lease") -> str:
     """The confirmation's line for rolling ``service`` back to ``record`` (an audit result: image, digest,
     config): the version, the image reference (digest cut to 12 hex), the short hash of ``config``, the
     configuration the rollback starts (the_start), and how the role's ``activation`` model rolls the nodes
@@ -120,7 +125,7 @@ def question(service: str, record: Deployed, config: str, activation: str = "lea
     digest = record.digest or ""
     pinned = f"{image}@{digest[:19]}" if digest.startswith("sha256:") else image
     return (f"{service}: back to version {cmd.image_tag(record.image)} ({pinned}, config {config[:12]}), "
-            f"{MODELS[activation].rollback_how}")  # fmt: skip
+            f"{as_model(activation).rollback_how}")  # fmt: skip
 
 
 def the_start(job: Job, then: Job, record: Deployed) -> tuple[Job, list[str]]:
@@ -188,11 +193,11 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
         if model.is_active(s) and (note := unhealthy_note(s)):
             report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",
                    failing=list(s.failing))  # fmt: skip
-    if (there := already_at(seen, to, model.name)) is not None:
+    if (there := already_at(seen, to, model)) is not None:
         active = next((s.node.name for s in seen if model.is_active(s)), None) if model.has_standby else None
         report(service.name, active or "", there)
         return AlreadyThere(service=service.name, changed=False, active=active, already_at=to).record()
-    record = pick(history, running_on(seen, model.name, to), to, service.name)
+    record = pick(history, running_on(seen, model, to), to, service.name)
     job = dataclasses.replace(
         job_for(inventory, target_service(service, record), secrets=current.secrets), redact=current.redact
     )  # the same secrets, and what else the run masks (a webhook)
@@ -204,6 +209,6 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     run = ServiceDeploy(job, fleet, report)
     run.finishing = finish_command(inventory.environment, service.name, record)
     Guards(run).refuse_downgrade(Guards(run).database_version())  # before asking: a yes would only meet the refusal
-    ask(question(service.name, record, job.rendered.config_hash, model.name))
+    ask(question(service.name, record, job.rendered.config_hash, model))
     run.stop = stop or run.stop
     return per_service(report, service.name, lambda: run.run(dry_run=False), run.now)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from nodeops import program
-from nodeops.activation import MODELS
+from nodeops.activation import Model, as_model, model_of
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
@@ -21,13 +21,14 @@ from nodeops.operation import locks
 from nodeops.rotate.service import interrupted_rotations
 
 
-def node_role(s: NodeView, activation: str = "lease") -> str:
-    """The node's word under the role's ``activation`` (nodeops.activation.Model.role_of). lease: active answers its
+def node_role(s: NodeView, activation: str | Model = "lease") -> str:
+    """The node's word under the role's ``activation`` (nodeops.activation.Model.role_of; a role with kinds: its
+    model, under which each node is read under its kind's). lease: active answers its
     health path, 200 or not (it holds the lease; node_health says if it is healthy), standby runs and answers
     nothing; keys: active holds the hot keys (io.nodeops.hot=true), standby runs without them (both answer); either:
     down (no running container), unknown (unreachable). all (every node serves, none is active or standby): serving
     (answers 200) or not serving (runs, answers otherwise or nothing), down, unknown."""
-    return MODELS[activation].role_of(s)
+    return as_model(activation).role_of(s)
 
 
 def node_health(s: NodeView) -> str:
@@ -39,15 +40,15 @@ def node_health(s: NodeView) -> str:
     return "no answer" if s.reachable else "unknown"
 
 
-def pair_state(seen: Sequence[NodeView], activation: str = "lease") -> str:
+def pair_state(seen: Sequence[NodeView], activation: str | Model = "lease") -> str:
     """healthy: one active (node_role), healthy, every other node a running standby, all on the same inputs; mixed:
     as healthy, but the running nodes were started from different inputs (mixed_inputs); degraded: one active, but
     it answers unhealthy or a standby is missing or unknown; down: no active (lease: nobody answers; keys: nobody
     holds the hot keys); unknown: no active seen, and a node that could not be reached may be it; unsafe: more than
     one active (two holders under keys). Under activation ``all``: healthy (mixed) when every node serves, degraded
     when some do, down when none does, unknown when none is seen serving and a node could not be reached
-    (Model.state_of)."""
-    return MODELS[activation].state_of(seen, mixed_inputs(seen))
+    (Model.state_of). A role with kinds (its model): the worst of its kind groups' (activation.groups.Groups)."""
+    return as_model(activation).state_of(seen, mixed_inputs(seen))
 
 
 def mixed_inputs(seen: Sequence[NodeView]) -> str | None:
@@ -75,14 +76,15 @@ def uptime(started: str, now: datetime.datetime) -> float | None:
     return round(max(0.0, (now - at).total_seconds()), 1)
 
 
-def node_status(s: NodeView, now: datetime.datetime, activation: str = "lease") -> dict:
+def node_status(s: NodeView, now: datetime.datetime, activation: str | Model = "lease") -> dict:
     """One node's entry of docs/status.schema.json: ``unreachable`` says why a node that could not be reached was
     not (NodeView.unreachable, the connection's error), null when it was; ``role`` as node_role says under the
-    role's ``activation``."""
+    role's ``activation``; ``kind``, the node's kind, only for a node of a role with kinds."""
     c = s.container
     return {
         "node": s.node.name,
         "host": s.node.host,
+        **({"kind": s.node.kind} if s.node.kind is not None else {}),
         "role": node_role(s, activation),
         "health": node_health(s),
         "failing": list(s.failing),
@@ -128,7 +130,7 @@ def rotation_status(inventory: Inventory, job: Job) -> dict | None:
             f"{job.service.name} --secret {which}"}  # fmt: skip
 
 
-def service_state(seen: Sequence[NodeView], activation: str, lease: dict | None) -> str:
+def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict | None) -> str:
     """pair_state, but never healthy (nor mixed: degraded) while the lease database refuses the inventory's
     credentials (lease_status's ``login_refused``): the active serves on a connection opened before, and no node
     started on those credentials would."""
@@ -137,20 +139,30 @@ def service_state(seen: Sequence[NodeView], activation: str, lease: dict | None)
     return "degraded" if refused and state in ("healthy", "mixed") else state
 
 
+def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, rotation: dict | None,
+                   lock: dict | None, now: datetime.datetime) -> dict:  # fmt: skip
+    """One service's entry of docs/status.schema.json (but its ``event``), from its nodes' views (``seen``: name ->
+    view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
+    node read under the role's model (activation.model_of: a role with kinds, each node under its kind's)."""
+    model, views = model_of(job.role), list(seen.values())
+    return {
+        "service": job.service.name,
+        "state": service_state(views, model, lease),
+        "mixed": mixed_inputs(views),
+        "lease": lease,
+        "rotation": rotation,
+        "lock": lock,
+        "nodes": [node_status(s, now, model) for s in views],
+    }
+
+
 def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
     held = {lock.service: lock for lock in locks(fleet, [job.service.name for job in jobs])}
     results = []
     for job in jobs:
         seen = Observer(fleet, job.service, job.role).views()
         lease = lease_status(fleet, job)
-        now = datetime.datetime.now(datetime.UTC)
-        results.append({
-            "service": job.service.name,
-            "state": service_state(list(seen.values()), job.role.activation, lease),
-            "mixed": mixed_inputs(list(seen.values())),
-            "lease": lease,
-            "rotation": rotation_status(fleet.inventory, job),
-            "lock": held[job.service.name].record() if job.service.name in held else None,
-            "nodes": [node_status(s, now, job.role.activation) for s in seen.values()],
-        })  # fmt: skip
+        lock = held[job.service.name].record() if job.service.name in held else None
+        results.append(service_status(job, seen, lease, rotation_status(fleet.inventory, job), lock,
+                                      datetime.datetime.now(datetime.UTC)))  # fmt: skip
     return results

@@ -30,14 +30,23 @@ from nodeops.activation.lease import LeaseModel
 from nodeops.role_file import Role, default_activation, kind_activations
 
 MODELS: Mapping[str, Model] = MappingProxyType({m.name: m for m in (LeaseModel(), KeysModel(), AllModel())})
+# the model a kind of a role with kinds is under, by its activation: MODELS', but a keys kind's fresh start brings its
+# standby up before its holder (KeysModel's ``fresh``: why); a role without kinds keeps MODELS' (active first)
+KIND_MODELS: Mapping[str, Model] = MappingProxyType({**MODELS, "keys": KeysModel(fresh="standby")})
 
-__all__ = ["FENCES", "MODELS", "Model", "model_of"]
+__all__ = ["FENCES", "KIND_MODELS", "MODELS", "Model", "as_model", "model_of"]
 
 
 def model_of(role: Role) -> Model:
     """The model ``role`` declares (its ``activation``, else role_file.default_activation's: keys when a file is
-    hot, else lease); a role with kinds (``kinds:``): Groups, each kind under its own model of MODELS, in the role's
-    order."""
+    hot, else lease); a role with kinds (``kinds:``): Groups, each kind under its own model of KIND_MODELS, in the
+    role's order."""
     if role.activation is None and role.kinds:
-        return Groups({kind: MODELS[activation] for kind, activation in kind_activations(role.kinds).items()})
+        return Groups({kind: KIND_MODELS[activation] for kind, activation in kind_activations(role.kinds).items()})
     return MODELS[role.activation or default_activation(role)]
+
+
+def as_model(activation: str | Model) -> Model:
+    """``activation``'s model: a name of MODELS, or a model itself (a role with kinds has no one name: model_of's
+    Groups). KeyError for an unknown name (role.yaml's are checked when it is read)."""
+    return activation if isinstance(activation, Model) else MODELS[activation]

@@ -75,6 +75,11 @@ class Model:
                   keep_old_stopped: bool) -> ServicePlan:  # fmt: skip
         raise NotImplementedError
 
+    def groups(self, service: Service, states: Mapping[str, NodeView]) -> list[tuple[str, Model, Service, dict]]:
+        """The service's nodes as the groups its model judges apart: (kind, model, service, those nodes' views);
+        here one group, kind "", the whole service under this model (groups.Groups: one per kind of node)."""
+        return [("", self, service, dict(states))]
+
     # -- carrying a change out, through ``change`` (nodeops.deploy.ServiceDeploy) -----------------------------
     def runner(self, change: Any) -> Applies:
         raise NotImplementedError

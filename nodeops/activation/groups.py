@@ -8,14 +8,14 @@ Built: the planners (a change: the groups' plans one after the other; a promotio
 their runner (GroupsRunner: each group's steps by its model's runner, on the change seen as that group's,
 GroupChange), the end check (each group's, merged), the audit's ``now`` (the active of the kind that has one, and
 who serves) and the words of one node or the service (a node's role and whether it is active, asked of its kind's
-model; the service's state, the worst of its groups'). Not built: the read-only verbs that look a model up by the
-role's one activation name (status, check, rollback) are not wired to Groups (docs/cardano.md).
+model; the service's state, the worst of its groups'; what runs now, for a rollback), read by status, check
+(its groups, Model.groups) and rollback through the role's model (nodeops.activation.model_of).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from nodeops.activation.base import Applies, Model
@@ -26,7 +26,9 @@ from nodeops.inventory import Service
 from nodeops.plan import Desired, LeaseFacts, ServicePlan
 from nodeops.run.runner import ChangeFailed
 
-WORST_FIRST = ("unsafe", "down", "degraded", "mixed", "healthy")  # a service's states (Model.state_of), worst first
+# a service's states (Model.state_of), worst first: unknown (no active seen, an unreachable node may be it) below down
+# (nothing serves, known), above degraded (what is seen serves)
+WORST_FIRST = ("unsafe", "down", "unknown", "degraded", "mixed", "healthy")
 
 
 def group(service: Service, kind: str) -> Service:
@@ -97,6 +99,7 @@ class Groups(Model):
         self.silent_standby = any(m.silent_standby for m in models)
         self.fence_first = any(m.fence_first for m in models)
         self.unseen_risk = "; ".join(dict.fromkeys(m.unseen_risk for m in models if m.unseen_risk))
+        self.rollback_how = "kind by kind: " + "; then ".join(f"{k}, {m.rollback_how}" for k, m in self.kinds.items())
 
     def groups(self, service: Service, states: Mapping[str, NodeView]) -> list[tuple[str, Model, Service, dict]]:
         """(kind, its model, the service narrowed to it, those nodes' views) per kind, in the role's order."""
@@ -175,7 +178,10 @@ class Groups(Model):
         return {"active": active[0] if len(active) == 1 else None, "serving": list(serving)}
 
     def is_active(self, view: NodeView) -> bool:
-        return self.model_of_node(view).is_active(view)
+        """Whether the node is the active of its kind, of a kind that has one (as holds: a node of a kind whose
+        nodes all serve is never the active)."""
+        model = self.model_of_node(view)
+        return model.has_standby and model.is_active(view)
 
     def role_of(self, view: NodeView) -> str:
         """The node's word under its kind's model (Model.role_of)."""
@@ -189,3 +195,18 @@ class Groups(Model):
 
     def standby_verdict(self, view: NodeView) -> tuple[str, str]:
         return self.model_of_node(view).standby_verdict(view)
+
+    def running_on(self, seen: Iterable[NodeView], to: str | None) -> tuple[str, str] | None:
+        """(version, config label) of what the service runs now: what each kind runs under its model (its holder's;
+        every node's), when they agree (a kind with nothing running says nothing); None when none runs. Kinds on
+        different ones (a deploy or rollback stopped between two kinds) have no one "what runs now": without ``to``,
+        InvalidInput (exit 2) naming what each kind runs and the fix; with it, the first kind's."""
+        seen = list(seen)
+        ran = {kind: on for kind, model in self.kinds.items()
+               if (on := model.running_on([s for s in seen if s.node.kind == kind], to)) is not None}  # fmt: skip
+        if len(set(ran.values())) > 1 and to is None:
+            each = ", ".join(f"its {kind} nodes run {version or '?'} config {config[:12] or '?'}"
+                             for kind, (version, config) in ran.items())  # fmt: skip
+            raise InvalidInput(f"{seen[0].node.service}: {each}: there is no one version to roll back from; name the "
+                               "version every node goes to with --to VERSION")  # fmt: skip
+        return next(iter(ran.values()), None)

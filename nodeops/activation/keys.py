@@ -63,14 +63,30 @@ class KeysModel(Model):
     no_active = "no node{reached} holds the hot keys"
     many_active = "{n} nodes hold the hot keys ({nodes}): expected exactly one"
 
+    def __init__(self, fresh: str = "active") -> None:
+        """``fresh``: which node a fresh start (no container runs) brings up first: ``active`` (the preferred active
+        with the hot keys, then the standby without them; a role's one ``activation: keys``, as it always did) or
+        ``standby`` (the standby without them, then the preferred active with them; a keys kind of a role with
+        kinds, nodeops.activation.KIND_MODELS).
+
+        Why ``standby`` first (issue 16: a pool's relays, then its standby, then its producer): the hot keys go
+        out last, to a service that already has a running keyless spare. A standby that fails to start stops the
+        run before any hot file is written anywhere: no node holds the keys, as before the run, rather than a
+        holder left forging with no spare to promote (and a failed run to explain). A holder that fails to start
+        (a key its node refuses, a bad image) leaves the standby up, one ``promote-standby`` from serving with the
+        keys, rather than nothing running. The image and the files are proven on the keyless node first, and a
+        fresh start takes the nodes in the order an upgrade does (standby, then holder). A fresh start costs no
+        outage either way (nothing served before)."""
+        self.fresh = fresh
+
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
                     force: bool = False, lease: LeaseFacts | None = None) -> ServicePlan:  # noqa: ARG002 (lease's)  # fmt: skip
         """Every node to ``desired``; the hot keys stay where they are (moving them is a promotion).
 
         The standby (no keys) first, then the holder in place, with its keys; each awaited serving. A fresh service
-        starts the preferred active with the keys, then the standby without. Refuses (Unsafe): a node that cannot be
-        reached (it might hold the keys), two holders, and running containers of which none holds the keys (choosing
-        one is a promotion)."""
+        starts the preferred active with the keys, then the standby without (``fresh`` ``standby``: the standby,
+        then the preferred active). Refuses (Unsafe): a node that cannot be reached (it might hold the keys), two
+        holders, and running containers of which none holds the keys (choosing one is a promotion)."""
         name = service.name
         refuse_unreachable(name, states, "it might hold the hot keys")
         held = holders(name, states)
@@ -87,12 +103,14 @@ class KeysModel(Model):
                                       Step("await-serving", only)), "single node out of date")  # fmt: skip
         if not running:
             active, standby = service.active_preferred.name, service.standby_preferred.name
-            return ServicePlan(name, (
-                Step("replace", active, "preferred active, with the hot keys", hot=True),
-                Step("await-serving", active),
-                Step("replace", standby, "standby, without the hot keys"),
-                Step("await-serving", standby),
-            ), "no container runs: fresh start, preferred active first")  # fmt: skip
+            starts = {"active": (Step("replace", active, "preferred active, with the hot keys", hot=True),
+                                 Step("await-serving", active)),
+                      "standby": (Step("replace", standby, "standby, without the hot keys"),
+                                  Step("await-serving", standby))}  # fmt: skip
+            then = "standby" if self.fresh == "active" else "active"
+            first = "preferred active" if self.fresh == "active" else "standby"
+            return ServicePlan(name, starts[self.fresh] + starts[then],
+                               f"no container runs: fresh start, {first} first")  # fmt: skip
         if not held:
             nodes = ", ".join(s.node.name for s in running)
             raise Unsafe(f"{name}: containers run on {nodes} but none holds the hot keys; choose the active first "

@@ -48,26 +48,30 @@ def _fits(columns: Sequence[str], cells: Sequence[Sequence[str]], width: int, in
     return indent + sum(widest) + 2 * (len(widest) - 1) <= width
 
 
-def _node_cells(n: Mapping) -> list[str]:
-    return [n["node"], n["role"], n["health"], n["container"] or "-", n["version"] or "-",
-            short_duration(n["uptime_seconds"]), n["config"] or "-"]  # fmt: skip
+def _node_cells(n: Mapping, kinds: bool) -> list[str]:
+    return [n["node"], *([n.get("kind") or "-"] if kinds else []), n["role"], n["health"], n["container"] or "-",
+            n["version"] or "-", short_duration(n["uptime_seconds"]), n["config"] or "-"]  # fmt: skip
 
 
 def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
     """The nodes as a table when every cell fits whole in ``width`` columns; otherwise one wrapped
-    ``node: role, health, ...`` line each (a table squeezed further would cut words)."""
-    cells = [_node_cells(n) for n in nodes]
-    if _fits(NODE_COLUMNS, cells, width, 4):
+    ``node: role, health, ...`` line each (a table squeezed further would cut words). A ``kind`` column after the
+    node's name when a node has one (a role with kinds: its role is its kind's model's word)."""
+    kinds = any("kind" in n for n in nodes)
+    columns = (NODE_COLUMNS[0], "kind", *NODE_COLUMNS[1:]) if kinds else NODE_COLUMNS
+    cells = [_node_cells(n, kinds) for n in nodes]
+    if _fits(columns, cells, width, 4):
         table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="dim")
         table.add_column("", no_wrap=True, width=1)  # the indent under the service's name
-        for name in NODE_COLUMNS:
+        for name in columns:
             table.add_column(name, no_wrap=True)
         for n, row in zip(nodes, cells, strict=True):
             style = {"active": "green" if n["health"] == "passing" else "yellow", "unknown": "red"}.get(n["role"], "")
-            table.add_row("", Text(row[0], style="bold"), Text(row[1], style=style), *row[2:])
+            at = columns.index("role")
+            table.add_row("", Text(row[0], style="bold"), *row[1:at], Text(row[at], style=style), *row[at + 1 :])
         rows: list[RenderableType] = [table]
     else:
-        rows = [_labelled(f"{row[0]}:", ", ".join(f"{k} {v}" for k, v in zip(NODE_COLUMNS[1:], row[1:], strict=True)))
+        rows = [_labelled(f"{row[0]}:", ", ".join(f"{k} {v}" for k, v in zip(columns[1:], row[1:], strict=True)))
                 for row in cells]  # fmt: skip
     for n in nodes:
         if n.get("failing"):

@@ -15,7 +15,6 @@ import yaml
 from nodeops.activation import MODELS
 from nodeops.check import (
     Metric,
-    check_active,
     check_disk,
     check_drift,
     check_lease,
@@ -23,7 +22,6 @@ from nodeops.check import (
     check_logs,
     check_memory,
     check_secret_ages,
-    check_service,
     check_standby,
     finding,
     level,
@@ -31,6 +29,7 @@ from nodeops.check import (
     textfile_target,
     write_textfile,
 )
+from nodeops.check_serving import check_active, check_service
 from nodeops.errors import InvalidInput, InventoryError
 from nodeops.facts.container import parse_inspect
 from nodeops.facts.logs import error_candidates, error_lines

@@ -46,7 +46,7 @@ def runs(engine: Engine) -> list[str]:
 @pytest.mark.parametrize(
     ("old", "expected"),
     [
-        ({}, ["r1", "r2", "a +keys", "b"]),  # from nothing: the relays, then the keys model's fresh start
+        ({}, ["r1", "r2", "b", "a +keys"]),  # from nothing: the relays, then the standby, then the holder
         ({"r1": {}, "r2": {}, "a": {"hot": True}, "b": {}}, ["r1", "r2", "b", "a +keys"]),  # an upgrade
         ({"r1": {"config": "new"}, "r2": {}, "a": {"hot": True, "config": "new"}, "b": {"config": "new"}}, ["r2"]),
     ],

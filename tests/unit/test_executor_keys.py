@@ -22,7 +22,7 @@ import types
 import pytest
 
 from nodeops import program, promote_keys
-from nodeops.activation import MODELS
+from nodeops.activation import KIND_MODELS, MODELS
 from nodeops.commands.node import sh
 from nodeops.deploy import ServiceDeploy
 from nodeops.edges.ssh import CommandResult
@@ -313,6 +313,43 @@ def test_a_keys_deploy_gives_the_keys_and_the_label_only_to_the_holder(tmp_path,
     assert sent(engine) == lines
     check_secrets(engine, {"a"})
     assert run.verify() == {"active": "a"}  # the end state: one holder (the label), every container running
+
+
+FRESH_STANDBY_FIRST = [
+    "b: inspect", *upload("b", False), "b: run", shred("b", False),  # the standby first: no hot file, no label
+    "b: inspect",  # before the hot start: b runs, holding nothing, observed afresh
+    "a: inspect", "b: inspect", *upload("a", True), "a: run+hot", shred("a", True),
+]  # fmt: skip
+
+
+def test_a_keys_kinds_fresh_start_brings_the_standby_up_before_the_keys_go_out(tmp_path):
+    """Issue 16: a keys kind of a role with kinds (a pool's producers) starts its standby first, then the holder
+    with the keys (KeysModel's ``fresh``); a role's one ``activation: keys`` keeps FRESH (the active first)."""
+    job = make_job(tmp_path)
+    engine = Engine({})
+    run = Keys(job, engine)
+    plan = KIND_MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
+    assert [s.action + " " + s.node + (" +keys" if s.hot else "") for s in plan.steps] == [
+        "replace b", "await-serving b", "replace a +keys", "await-serving a"]  # fmt: skip
+    engine.sent.clear()
+    ServiceRunner(run).apply(plan)
+    assert sent(engine) == FRESH_STANDBY_FIRST
+    check_secrets(engine, {"a"})
+    assert run.verify() == {"active": "a"}
+
+
+def test_a_standby_that_fails_a_fresh_start_stops_the_run_before_any_hot_file_is_written(tmp_path):
+    """Why standby first: b's container exits at once; the run ends there, no hot file sent to any node, no node
+    started with the label, the holder-to-be untouched (no forging holder left without a spare)."""
+    job = make_job(tmp_path)
+    engine = Engine({}, fails=[("b", r"^docker run", (125, "", "Error: b cannot start"))])
+    run = Keys(job, engine)
+    plan = KIND_MODELS["keys"].plan_change(job.service, seen(run), wanted(job))
+    engine.sent.clear()
+    with pytest.raises(ChangeFailed):
+        ServiceRunner(run).apply(plan)
+    check_secrets(engine, set())
+    assert not [line for line in sent(engine) if line.startswith("a:") and "inspect" not in line]
 
 
 HOT_ARGS = ("--shelley-kes-key", "/data/kes.skey", "--shelley-vrf-key", "/data/vrf.skey")

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 import pytest
 
-from nodeops.activation import MODELS, model_of
+from nodeops.activation import KIND_MODELS, MODELS, model_of
 from nodeops.activation.groups import Groups, group
 from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, InventoryError, Unsafe
 from nodeops.facts.container import Container
@@ -55,8 +55,9 @@ def test_a_role_declares_its_kinds_in_order_each_with_its_model(pool_role):
         ("relay", "all", 2), ("producer", "keys", 1)]  # fmt: skip
     assert pool_role.activation is None  # no one model for every node
     model = model_of(pool_role)
-    assert isinstance(model, Groups) and list(model.kinds.items()) == [("relay", MODELS["all"]),
-                                                                       ("producer", MODELS["keys"])]  # fmt: skip
+    assert isinstance(model, Groups) and list(model.kinds.items()) == [("relay", KIND_MODELS["all"]),
+                                                                       ("producer", KIND_MODELS["keys"])]  # fmt: skip
+    assert KIND_MODELS["all"] is MODELS["all"] and KIND_MODELS["keys"].name == "keys"
 
 
 def test_a_role_without_kinds_keeps_its_one_model():
@@ -207,8 +208,8 @@ ROLL_RELAYS = ["replace r1", "await-serving r1", "replace r2", "await-serving r2
 @pytest.mark.parametrize(
     ("service", "facts", "expected"),
     [
-        # from nothing: the relays first, then the producers (the keys model starts its preferred active first)
-        (POOL, seen(), [*ROLL_RELAYS, "replace p +keys", "await-serving p", "replace s", "await-serving s"]),
+        # from nothing: the relays first, then the standby producer, then the producer with the keys (issue 16)
+        (POOL, seen(), [*ROLL_RELAYS, "replace s", "await-serving s", "replace p +keys", "await-serving p"]),
         # an upgrade: relays one at a time, then the standby producer, then the producer in place with its keys
         (POOL, seen(r1=c(False), r2=c(False), p=c(False, hot=True), s=c(False)),
          [*ROLL_RELAYS, "replace s", "await-serving s", "replace p +keys", "await-serving p"]),
@@ -229,6 +230,21 @@ def test_a_pool_is_planned_kind_by_kind_in_the_roles_order(pool_role, service, f
     plan = model_of(pool_role).plan_change(service, facts, WANT)
     assert steps(plan) == expected
     assert plan.service == "pool"
+
+
+def test_a_keys_kind_starts_its_standby_first_and_a_keys_role_without_kinds_its_active(pool_role):
+    """Issue 16: a fresh pool's producers are the standby, then the holder (KeysModel's ``fresh``: the keys go out
+    last, beside a running spare); a role's one ``activation: keys`` keeps the preferred active first."""
+    pair = pool(P, S)
+    kind, plain = model_of(pool_role).kinds["producer"], MODELS["keys"]
+    assert steps(kind.plan_change(pair, seen(pair), WANT)) == [
+        "replace s", "await-serving s", "replace p +keys", "await-serving p"]  # fmt: skip
+    assert kind.plan_change(pair, seen(pair), WANT).reason == "no container runs: fresh start, standby first"
+    assert steps(plain.plan_change(pair, seen(pair), WANT)) == [
+        "replace p +keys", "await-serving p", "replace s", "await-serving s"]  # fmt: skip
+    assert plain.plan_change(pair, seen(pair), WANT).reason == "no container runs: fresh start, preferred active first"
+    single = pool(P)
+    assert steps(kind.plan_change(single, seen(single), WANT)) == ["replace p +keys", "await-serving p"]
 
 
 def test_the_plans_reason_names_each_kinds(pool_role):
