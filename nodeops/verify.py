@@ -253,7 +253,8 @@ def fetch(observer: Observer, conn: Link, node: Node) -> Facts:
 def evaluate(job: Job, node: Node, facts: Facts, answers: Mapping[str, Answer],
              pinned: Sequence[tuple[str, str]]) -> dict[str, Verdict]:  # fmt: skip
     role, service = job.role, job.service
-    model = model_of(role)  # keys and all: every node serves (each has read all its files); lease: the one that answers
+    model = model_of(role).for_kind(node.kind)  # keys, all: every node serves (has read all its files); lease: the
+    # one that answers; a role with kinds: the node's kind's model
     active = model.every_node_serves or answers[node.name] is not None  # holds the lease: it read its lease files
     allowed = allowed_files(service.secret_files, job.all_files, job.files_read("lease"), active)
     port = (

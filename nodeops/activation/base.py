@@ -92,6 +92,11 @@ class Model:
         """The end state checked (nodeops.run.end.EndState): who is active, for the report."""
         return EndState(change).verify(tolerated, self.holds, self.holding)
 
+    def for_kind(self, kind: str | None) -> Model:  # noqa: ARG002
+        """The model a node of ``kind`` (inventory ``kind:``, None without) is judged under: this one, unless the
+        role has kinds (activation.groups.Groups: the kind's own)."""
+        return self
+
     # -- who is active: the fact, and the words every read-only view uses -------------------------------------
     def holds(self, container: Container | None, serving: bool, failing: Sequence[str]) -> bool:  # noqa: ARG002
         """Whether a node seen so (its service container, its health path answering 200, the checks it names

@@ -113,8 +113,8 @@ class Groups(Model):
         """``change`` seen as ``kind``'s group (GroupChange)."""
         return GroupChange(change, group(change.service, kind), self.kinds[kind])
 
-    def model_of_node(self, view: NodeView) -> Model:
-        return self.kinds[view.node.kind]
+    def for_kind(self, kind: str | None) -> Model:
+        return self.kinds[kind]
 
     # -- planners ---------------------------------------------------------------------------------------------
     def plan_change(self, service: Service, states: Mapping[str, NodeView], desired: Desired,
@@ -180,12 +180,12 @@ class Groups(Model):
     def is_active(self, view: NodeView) -> bool:
         """Whether the node is the active of its kind, of a kind that has one (as holds: a node of a kind whose
         nodes all serve is never the active)."""
-        model = self.model_of_node(view)
+        model = self.for_kind(view.node.kind)
         return model.has_standby and model.is_active(view)
 
     def role_of(self, view: NodeView) -> str:
         """The node's word under its kind's model (Model.role_of)."""
-        return self.model_of_node(view).role_of(view)
+        return self.for_kind(view.node.kind).role_of(view)
 
     def state_of(self, seen: Sequence[NodeView], mixed: str | None) -> str:
         """The worst of the groups' states (WORST_FIRST), each under its kind's model."""
@@ -194,7 +194,7 @@ class Groups(Model):
         return min(states, key=WORST_FIRST.index, default="down")
 
     def standby_verdict(self, view: NodeView) -> tuple[str, str]:
-        return self.model_of_node(view).standby_verdict(view)
+        return self.for_kind(view.node.kind).standby_verdict(view)
 
     def running_on(self, seen: Iterable[NodeView], to: str | None) -> tuple[str, str] | None:
         """(version, config label) of what the service runs now: what each kind runs under its model (its holder's;

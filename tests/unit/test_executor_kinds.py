@@ -27,12 +27,14 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import CheckPolicy
 from nodeops.rollback import already_at, question, running_on
 from nodeops.status import node_status, service_state, service_status
+from nodeops.verify import evaluate
 from tests.unit.test_console import allowed, assert_fits, printed
 from tests.unit.test_executor_groups import POOL, R1, R2, pool_job, runs
 from tests.unit.test_executor_groups import A as PRODUCER
 from tests.unit.test_executor_groups import B as STANDBY
 from tests.unit.test_executor_keys import IN_USE, NAME, Engine, Keys, check_secrets, container, make_job, wanted
 from tests.unit.test_rollback import recorded_run
+from tests.unit.test_verify import OK, PIN, facts
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "status.schema.json").read_text())
 NOW = datetime.datetime(2026, 12, 1, 18, 0, tzinfo=datetime.UTC)
@@ -260,3 +262,25 @@ def test_a_rollback_puts_each_node_back_under_its_own_kinds_model(tmp_path):
     assert runs(run.edge) == ["r1", "r2", "b", "a +keys"]
     check_secrets(run.edge, {"a"})
     assert run.verify() == {"serving": ["r1", "r2"], "active": "a"}
+
+
+SILENT = "not serving: nothing answers /health on :{} (activation {}: every node serves)"
+
+
+@pytest.mark.parametrize(
+    ("node", "answers", "port"),
+    [
+        ("r1", {"r1": None}, (False, ("all",))),
+        ("b", {"b": None}, (False, ("keys",))),
+        ("b", {"b": OK}, (True, "serving: answers 200 on :{}/health")),
+    ],
+    ids=["relay-silent", "standby-silent", "standby-serves"],
+)
+def test_verify_judges_each_node_under_its_kinds_model(tmp_path, node, answers, port):
+    """fab verify's port check of a pool's node, under its kind's model (it said "activation kinds")."""
+    job = pool_job(tmp_path)
+    target = next(n for n in job.service.nodes if n.name == node)
+    ok, words = port
+    words = SILENT.format(job.role.port, *words) if isinstance(words, tuple) else words.format(job.role.port)
+    seen = {n.name: OK for n in job.service.nodes} | answers
+    assert evaluate(job, target, facts(), seen, [PIN])["port"] == (ok, words)
