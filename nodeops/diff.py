@@ -37,20 +37,23 @@ class Side:
     variables its templates read (Role.read_variables: the role's defaults overlaid by the service's, without
     those a variable it sets makes unused), None when unknown (a container that records none); ``files``: the
     rendered files by name, None when they cannot be rendered again (restore_job refused); ``secrets``: {secret
-    name: backend version id} of the secrets the files use."""
+    name: backend version id} of the secrets the files use; ``data``: {data file name: sha256 hex} (a profile's
+    ``data_files``, never recorded as text: compared by hash; a container's ``data`` label, none: no data file)."""
 
     image: str | None = None
     digest: str | None = None
     variables: Mapping[str, object] | None = field(default_factory=dict)
     files: Mapping[str, RenderedFile] | None = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
+    data: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Change:
-    """One difference. ``kind``: image | variable | file | secret-file | secret. ``old``/``new``: the image
-    references, variable values (None: absent), or secret version ids; for a file ``old``/``new`` are
-    "present"/None; ``digests``: (old, new) for an image; ``lines``: a non-secret file's unified diff."""
+    """One difference. ``kind``: image | variable | file | secret-file | data-file | secret. ``old``/``new``: the
+    image references, variable values (None: absent), secret version ids or a data file's sha256; for a file
+    ``old``/``new`` are "present"/None; ``digests``: (old, new) for an image; ``lines``: a non-secret file's unified
+    diff."""
 
     kind: str
     name: str
@@ -136,6 +139,9 @@ def changes(old: Side, new: Side) -> tuple[Change, ...]:
                 out.append(Change("variable", name, was, now))
     if old.files is not None and new.files is not None:
         out += _files(old.files, new.files)
+    for name in sorted({*old.data, *new.data}):
+        if old.data.get(name) != new.data.get(name):
+            out.append(Change("data-file", name, old.data.get(name), new.data.get(name)))
     for name, was, now in moved_versions(old.secrets, new.secrets):
         out.append(Change("secret", name, was, now))
     return tuple(out)
@@ -218,6 +224,9 @@ def _describe(change: Change) -> tuple[str, dict]:
     state = "added" if c.old is None else "removed" if c.new is None else "changed"
     if c.kind == "secret-file":
         return f"secret file {c.name}: {state} (content not shown)", {"name": c.name, "state": state}
+    if c.kind == "data-file":
+        return f"data file {c.name}: {state} (sha256 {short(c.old)} -> {short(c.new)})", {
+            "name": c.name, "state": state, "old_sha256": c.old, "new_sha256": c.new}  # fmt: skip
     plus = sum(1 for line in c.lines if line.startswith("+") and not line.startswith("+++"))
     minus = sum(1 for line in c.lines if line.startswith("-") and not line.startswith("---"))
     return f"file {c.name}: {state} (+{plus} -{minus})", {"name": c.name, "state": state, "unified_diff": list(c.lines)}

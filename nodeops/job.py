@@ -46,13 +46,15 @@ class Job:
         """What this job would start, as a diff's new side: the service's image with ``digest`` (the registry's, None
         when not known), the variables its templates read (Role.read_variables: no default a variable the service
         sets makes unused), the rendered files and the version of each secret they use."""
-        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), self.rendered.files,
-                    dict(self.rendered.secret_versions))  # fmt: skip
+        files = {name: f for name, f in self.rendered.files.items() if not f.data_file}
+        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), files,
+                    dict(self.rendered.secret_versions), data_hashes(self))  # fmt: skip
 
     def files_read(self, when: str) -> tuple[str, ...]:
         """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
         profile = self.role.profile(self.profile)
-        return tuple(name for name in self.rendered.files if profile.files[name].read == when)
+        return tuple(name for name in self.rendered.files  # a data file is read at start
+                     if (profile.files[name].read if name in profile.files else "start") == when)  # fmt: skip
 
     @property
     def all_files(self) -> tuple[str, ...]:
@@ -61,6 +63,13 @@ class Job:
 
 INPUT_LABELS = ("variables", "secrets")  # with image (none before it existed), profile, config: what it ran on
 TEXTS_LABEL = "files"  # the text of its non-secret files; absent on a container started by an older nodeops
+DATA_LABEL = "data"  # the sha256 of each of its data files; only on a container of a role with data files
+
+
+def data_hashes(job: Job) -> dict[str, str]:
+    """{file name: sha256 hex} of ``job``'s data files (a profile's ``data_files``, never recorded as text): what
+    a container's ``data`` label keeps, so a diff names a data file that changed by its hash."""
+    return {name: f.sha256 for name, f in job.rendered.files.items() if f.data_file}
 
 
 def recorded_texts(job: Job) -> dict[str, str]:
@@ -70,8 +79,8 @@ def recorded_texts(job: Job) -> dict[str, str]:
     anyone who reads labels test a guessed password offline: render.Rendered), and never a file whose text holds
     a form of one of the run's secrets (``job.redact``: a plain variable that equals a secret's value, say): such
     a file is left out, and compared as today's templates render it."""
-    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items()
-            if not f.secret and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
+    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items() if not f.secret
+            and not f.data_file and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
 
 
 def compact(value: object) -> str:
@@ -87,7 +96,8 @@ def input_labels(job: Job) -> dict[str, str]:
     on the host."""
     return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
             "secrets": compact(dict(job.rendered.secret_versions)),
-            TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
+            TEXTS_LABEL: compact(recorded_texts(job)),
+            **({DATA_LABEL: compact(hashes)} if (hashes := data_hashes(job)) else {})}  # fmt: skip
 
 
 def run_spec(job: Job, digest: str | None = None, hot: bool = False) -> RunSpec:

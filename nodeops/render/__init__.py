@@ -50,11 +50,12 @@ The package, one job a module: ``filters`` (the escaping filters), ``templates``
 the digests of a file's templates), ``files`` (render, Rendered, the config hash).
 """
 
-from nodeops.render.files import Rendered, RenderedFile, render, with_texts
+from nodeops.render.files import RECORDED_MAX, Rendered, RenderedFile, render, with_texts
 from nodeops.render.filters import FilterError, toml_filter
 from nodeops.render.templates import template_digests, template_environment
 
 __all__ = [
+    "RECORDED_MAX",
     "FilterError",
     "Rendered",
     "RenderedFile",

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary, without_hot
 from nodeops.errors import Unsafe
 from nodeops.facts.view import NodeView
-from nodeops.job import TEXTS_LABEL, restore_job
+from nodeops.job import DATA_LABEL, TEXTS_LABEL, restore_job
 
 
 class Previewed(Protocol):
@@ -64,8 +64,9 @@ class Preview:
             except Unsafe as exc:
                 unrestorable[name] = str(exc)
             digest = c.label("digest")
+            files = None if files is None else {n: f for n, f in files.items() if not f.data_file}
             old = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
-                       json.loads(c.label("secrets") or "{}"))  # fmt: skip
+                       json.loads(c.label("secrets") or "{}"), json.loads(c.label(DATA_LABEL) or "{}"))  # fmt: skip
             olds[name] = old if c.hot else without_hot(old)
         new = run.job.side(run.digest)
         diff = service_diff(run.service.name, olds, new, recorded, unrestorable, notes, holders)
