@@ -156,11 +156,13 @@ def without_hot(side: Side) -> Side:
 
 def service_diff(service: str, olds: Mapping[str, Side], new: Side, db_version: str | None = None,
                  unrestorable: Mapping[str, str] | None = None, notes: Sequence[str] = (),
-                 holders: Collection[str] | None = None) -> ServiceDiff:  # fmt: skip
+                 holders: Collection[str] | None = None,
+                 own: Mapping[str, Side] | None = None) -> ServiceDiff:  # fmt: skip
     """The diff of ``service`` from each node's ``olds`` (node name -> Side; a node without a container: an
     empty Side) to ``new``; nodes with equal old sides share one group, in the order given. ``holders``: the nodes
     that hold the hot keys after the change (activation keys): ``new``'s hot files are theirs only, the other
-    nodes' new side has none (None: every node gets every file).
+    nodes' new side has none (None: every node gets every file); ``own``: node -> its own new side, for a role
+    that renders per node (Job.at), in place of ``new``.
 
     Warnings: ``new``'s image tag is older than ``db_version`` (the version the service's database last ran,
     lease.recorded_version: the node would refuse it, so a deploy is refused, exit 4); a node in
@@ -169,7 +171,8 @@ def service_diff(service: str, olds: Mapping[str, Side], new: Side, db_version: 
     caller's own, as they are."""
     groups: list[tuple[list[str], Side, Side]] = []
     for node, side in olds.items():
-        to = new if holders is None or node in holders else without_hot(new)
+        mine = (own or {}).get(node, new)
+        to = mine if holders is None or node in holders else without_hot(mine)
         same = next((g for g in groups if g[1:] == (side, to)), None)
         if same:
             same[0].append(node)

@@ -20,7 +20,7 @@ from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.inventory import Inventory, Service
 from nodeops.notify import webhook_url
-from nodeops.render import Rendered, render, with_texts
+from nodeops.render import Rendered, render, render_nodes, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.run.report import Redactor
 from nodeops.secrets import CURRENT_ONLY, Secret, resolve, version_of_kind
@@ -28,7 +28,9 @@ from nodeops.secrets import CURRENT_ONLY, Secret, resolve, version_of_kind
 
 @dataclass(frozen=True)
 class Job:
-    """One service, everything known before any host is touched."""
+    """One service, everything known before any host is touched. ``rendered``: what every node gets; for a role
+    whose templates read the node (render.render_nodes), ``nodes`` holds each node's own and ``rendered`` is the
+    one of the node ``at`` chose (the first node's until then)."""
 
     service: Service
     role: Role
@@ -36,6 +38,16 @@ class Job:
     rendered: Rendered
     redact: Redactor
     secrets: Mapping[str, Secret]  # resolved, in memory only; for the lease reader
+    nodes: Mapping[str, Rendered] = dataclasses.field(default_factory=dict)  # node -> its Rendered; {}: one for all
+
+    def at(self, node: str) -> Job:
+        """This job as ``node`` runs it: its own files and config hash when the role renders per node, else this
+        very job (every node the same)."""
+        return dataclasses.replace(self, rendered=self.nodes[node]) if node in self.nodes else self
+
+    def config_hashes(self) -> dict[str, str]:
+        """{node: the config hash it should run} when the role renders per node; {} when one hash is every node's."""
+        return {node: r.config_hash for node, r in self.nodes.items()}
 
     @property
     def variables(self) -> Mapping[str, object]:
@@ -204,7 +216,7 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
         job = job_for(inventory, then, secrets=secrets)
     except InvalidInput as exc:
         raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
-    texts = container.label(TEXTS_LABEL)
+    texts, job = container.label(TEXTS_LABEL), job.at(node)
     job = as_recorded(job, json.loads(texts) if texts else None, container.label("config")) or job
     return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
 
@@ -233,5 +245,7 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets
     check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
-    rendered = render(role, profile, service, secrets, file=str(inventory.source))
-    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
+    source = str(inventory.source)
+    nodes = render_nodes(role, profile, service, secrets, file=source)
+    rendered = next(iter(nodes.values())) if nodes else render(role, profile, service, secrets, file=source)
+    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets, nodes)

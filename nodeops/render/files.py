@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
@@ -207,6 +209,44 @@ def over_recorded(files: Iterable[RenderedFile]) -> str | None:
             f"audit line carry; {largest} alone is {len(recorded[largest])} characters: if it is public data, "
             f"ship it in the role's folder and list it under the profile's data_files (uploaded and hashed, never "
             "recorded; docs/roles.md#data-files)")  # fmt: skip
+
+
+NODE_NAMES = frozenset({"node", "nodes"})  # what a template reads to be rendered once per node
+
+
+def node_context(service: Service, node: str) -> dict[str, Any]:
+    """What a template rendered for ``node`` (a node's name in ``service``) sees: ``node``, its ``name``,
+    ``kind`` (None for a role without kinds), ``host`` and ``preferred``; and ``nodes``, every node of the
+    service in the inventory's order, each the same shape (a relay's peers, a producer's relays)."""
+    shapes = [{"name": n.name, "kind": n.kind, "host": n.host, "preferred": n.preferred} for n in service.nodes]
+    return {"node": next(s for s in shapes if s["name"] == node), "nodes": shapes}
+
+
+def reads_node(role: Role, profile: str) -> bool:
+    """Whether a template of ``profile``'s files (or one it imports or includes) reads ``node`` or ``nodes``: then
+    each node gets its own rendering (render_nodes); otherwise the service renders once, for every node."""
+    return any(_reads_node(_found(role), template) for spec in role.profile(profile).files.values()
+               for template, _ in template_digests(role, spec.template))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=128)
+def _reads_node(template_dirs: tuple[Path, ...], template: str) -> bool:
+    env = template_environment(template_dirs)
+    assert env.loader is not None
+    source = env.loader.get_source(env, template)[0]
+    return bool(NODE_NAMES & jinja2.meta.find_undeclared_variables(env.parse(source)))
+
+
+def render_nodes(role: Role, profile: str, service: Service, secrets: Mapping[str, Secret], *,
+                 file: str | None = None) -> dict[str, Rendered]:  # fmt: skip
+    """{node name: its Rendered} when ``profile``'s templates read the node (reads_node), each rendered with
+    node_context, so each node's config hash covers its own files only (two nodes given the same bytes share
+    one); {} when they do not: every node gets the service's one rendering (render), as before the key existed.
+    Errors as render's."""
+    if not reads_node(role, profile):
+        return {}
+    return {n.name: render(role, profile, service, secrets, node_context(service, n.name), file=file)
+            for n in service.nodes}  # fmt: skip
 
 
 def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[str, str],

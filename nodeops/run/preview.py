@@ -69,7 +69,8 @@ class Preview:
                        json.loads(c.label("secrets") or "{}"), json.loads(c.label(DATA_LABEL) or "{}"))  # fmt: skip
             olds[name] = old if c.hot else without_hot(old)
         new = run.job.side(run.digest)
-        diff = service_diff(run.service.name, olds, new, recorded, unrestorable, notes, holders)
+        own = {name: run.job.at(name).side(run.digest) for name in run.job.nodes}  # per node: each its own files
+        diff = service_diff(run.service.name, olds, new, recorded, unrestorable, notes, holders, own)
         for line in summary(diff):
             body = () if run.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
             text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])
