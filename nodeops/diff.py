@@ -37,20 +37,23 @@ class Side:
     variables its templates read (Role.read_variables: the role's defaults overlaid by the service's, without
     those a variable it sets makes unused), None when unknown (a container that records none); ``files``: the
     rendered files by name, None when they cannot be rendered again (restore_job refused); ``secrets``: {secret
-    name: backend version id} of the secrets the files use."""
+    name: backend version id} of the secrets the files use; ``data``: {data file name: sha256 hex} (a profile's
+    ``data_files``, never recorded as text: compared by hash; a container's ``data`` label, none: no data file)."""
 
     image: str | None = None
     digest: str | None = None
     variables: Mapping[str, object] | None = field(default_factory=dict)
     files: Mapping[str, RenderedFile] | None = field(default_factory=dict)
     secrets: Mapping[str, str | None] = field(default_factory=dict)
+    data: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Change:
-    """One difference. ``kind``: image | variable | file | secret-file | secret. ``old``/``new``: the image
-    references, variable values (None: absent), or secret version ids; for a file ``old``/``new`` are
-    "present"/None; ``digests``: (old, new) for an image; ``lines``: a non-secret file's unified diff."""
+    """One difference. ``kind``: image | variable | file | secret-file | data-file | secret. ``old``/``new``: the
+    image references, variable values (None: absent), secret version ids or a data file's sha256; for a file
+    ``old``/``new`` are "present"/None; ``digests``: (old, new) for an image; ``lines``: a non-secret file's unified
+    diff."""
 
     kind: str
     name: str
@@ -136,6 +139,9 @@ def changes(old: Side, new: Side) -> tuple[Change, ...]:
                 out.append(Change("variable", name, was, now))
     if old.files is not None and new.files is not None:
         out += _files(old.files, new.files)
+    for name in sorted({*old.data, *new.data}):
+        if old.data.get(name) != new.data.get(name):
+            out.append(Change("data-file", name, old.data.get(name), new.data.get(name)))
     for name, was, now in moved_versions(old.secrets, new.secrets):
         out.append(Change("secret", name, was, now))
     return tuple(out)
@@ -150,11 +156,13 @@ def without_hot(side: Side) -> Side:
 
 def service_diff(service: str, olds: Mapping[str, Side], new: Side, db_version: str | None = None,
                  unrestorable: Mapping[str, str] | None = None, notes: Sequence[str] = (),
-                 holders: Collection[str] | None = None) -> ServiceDiff:  # fmt: skip
+                 holders: Collection[str] | None = None,
+                 own: Mapping[str, Side] | None = None) -> ServiceDiff:  # fmt: skip
     """The diff of ``service`` from each node's ``olds`` (node name -> Side; a node without a container: an
     empty Side) to ``new``; nodes with equal old sides share one group, in the order given. ``holders``: the nodes
     that hold the hot keys after the change (activation keys): ``new``'s hot files are theirs only, the other
-    nodes' new side has none (None: every node gets every file).
+    nodes' new side has none (None: every node gets every file); ``own``: node -> its own new side, for a role
+    that renders per node (Job.at), in place of ``new``.
 
     Warnings: ``new``'s image tag is older than ``db_version`` (the version the service's database last ran,
     lease.recorded_version: the node would refuse it, so a deploy is refused, exit 4); a node in
@@ -163,7 +171,8 @@ def service_diff(service: str, olds: Mapping[str, Side], new: Side, db_version: 
     caller's own, as they are."""
     groups: list[tuple[list[str], Side, Side]] = []
     for node, side in olds.items():
-        to = new if holders is None or node in holders else without_hot(new)
+        mine = (own or {}).get(node, new)
+        to = mine if holders is None or node in holders else without_hot(mine)
         same = next((g for g in groups if g[1:] == (side, to)), None)
         if same:
             same[0].append(node)
@@ -218,6 +227,9 @@ def _describe(change: Change) -> tuple[str, dict]:
     state = "added" if c.old is None else "removed" if c.new is None else "changed"
     if c.kind == "secret-file":
         return f"secret file {c.name}: {state} (content not shown)", {"name": c.name, "state": state}
+    if c.kind == "data-file":
+        return f"data file {c.name}: {state} (sha256 {short(c.old)} -> {short(c.new)})", {
+            "name": c.name, "state": state, "old_sha256": c.old, "new_sha256": c.new}  # fmt: skip
     plus = sum(1 for line in c.lines if line.startswith("+") and not line.startswith("+++"))
     minus = sum(1 for line in c.lines if line.startswith("-") and not line.startswith("---"))
     return f"file {c.name}: {state} (+{plus} -{minus})", {"name": c.name, "state": state, "unified_diff": list(c.lines)}

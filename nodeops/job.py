@@ -20,7 +20,7 @@ from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.inventory import Inventory, Service
 from nodeops.notify import webhook_url
-from nodeops.render import Rendered, render, with_texts
+from nodeops.render import Rendered, render, render_nodes, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.run.report import Redactor
 from nodeops.secrets import CURRENT_ONLY, Secret, resolve, version_of_kind
@@ -28,7 +28,9 @@ from nodeops.secrets import CURRENT_ONLY, Secret, resolve, version_of_kind
 
 @dataclass(frozen=True)
 class Job:
-    """One service, everything known before any host is touched."""
+    """One service, everything known before any host is touched. ``rendered``: what every node gets; for a role
+    whose templates read the node (render.render_nodes), ``nodes`` holds each node's own and ``rendered`` is the
+    one of the node ``at`` chose (the first node's until then)."""
 
     service: Service
     role: Role
@@ -36,6 +38,16 @@ class Job:
     rendered: Rendered
     redact: Redactor
     secrets: Mapping[str, Secret]  # resolved, in memory only; for the lease reader
+    nodes: Mapping[str, Rendered] = dataclasses.field(default_factory=dict)  # node -> its Rendered; {}: one for all
+
+    def at(self, node: str) -> Job:
+        """This job as ``node`` runs it: its own files and config hash when the role renders per node, else this
+        very job (every node the same)."""
+        return dataclasses.replace(self, rendered=self.nodes[node]) if node in self.nodes else self
+
+    def config_hashes(self) -> dict[str, str]:
+        """{node: the config hash it should run} when the role renders per node; {} when one hash is every node's."""
+        return {node: r.config_hash for node, r in self.nodes.items()}
 
     @property
     def variables(self) -> Mapping[str, object]:
@@ -46,13 +58,15 @@ class Job:
         """What this job would start, as a diff's new side: the service's image with ``digest`` (the registry's, None
         when not known), the variables its templates read (Role.read_variables: no default a variable the service
         sets makes unused), the rendered files and the version of each secret they use."""
-        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), self.rendered.files,
-                    dict(self.rendered.secret_versions))  # fmt: skip
+        files = {name: f for name, f in self.rendered.files.items() if not f.data_file}
+        return Side(self.service.image, digest, self.role.read_variables(self.service.variables), files,
+                    dict(self.rendered.secret_versions), data_hashes(self))  # fmt: skip
 
     def files_read(self, when: str) -> tuple[str, ...]:
         """The node's files it reads at process start ("start") or once it holds the lease ("lease")."""
         profile = self.role.profile(self.profile)
-        return tuple(name for name in self.rendered.files if profile.files[name].read == when)
+        return tuple(name for name in self.rendered.files  # a data file is read at start
+                     if (profile.files[name].read if name in profile.files else "start") == when)  # fmt: skip
 
     @property
     def all_files(self) -> tuple[str, ...]:
@@ -61,6 +75,13 @@ class Job:
 
 INPUT_LABELS = ("variables", "secrets")  # with image (none before it existed), profile, config: what it ran on
 TEXTS_LABEL = "files"  # the text of its non-secret files; absent on a container started by an older nodeops
+DATA_LABEL = "data"  # the sha256 of each of its data files; only on a container of a role with data files
+
+
+def data_hashes(job: Job) -> dict[str, str]:
+    """{file name: sha256 hex} of ``job``'s data files (a profile's ``data_files``, never recorded as text): what
+    a container's ``data`` label keeps, so a diff names a data file that changed by its hash."""
+    return {name: f.sha256 for name, f in job.rendered.files.items() if f.data_file}
 
 
 def recorded_texts(job: Job) -> dict[str, str]:
@@ -70,8 +91,8 @@ def recorded_texts(job: Job) -> dict[str, str]:
     anyone who reads labels test a guessed password offline: render.Rendered), and never a file whose text holds
     a form of one of the run's secrets (``job.redact``: a plain variable that equals a secret's value, say): such
     a file is left out, and compared as today's templates render it."""
-    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items()
-            if not f.secret and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
+    return {name: f.data.decode("utf-8") for name, f in job.rendered.files.items() if not f.secret
+            and not f.data_file and not job.redact.leaks(f.data.decode("utf-8", "replace"))}  # fmt: skip
 
 
 def compact(value: object) -> str:
@@ -87,7 +108,8 @@ def input_labels(job: Job) -> dict[str, str]:
     on the host."""
     return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
             "secrets": compact(dict(job.rendered.secret_versions)),
-            TEXTS_LABEL: compact(recorded_texts(job))}  # fmt: skip
+            TEXTS_LABEL: compact(recorded_texts(job)),
+            **({DATA_LABEL: compact(hashes)} if (hashes := data_hashes(job)) else {})}  # fmt: skip
 
 
 def run_spec(job: Job, digest: str | None = None, hot: bool = False) -> RunSpec:
@@ -195,7 +217,7 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
         job = job_for(inventory, then, secrets=secrets)
     except InvalidInput as exc:
         raise Unsafe(f"{where}: {exc}; nothing was changed (`--allow-inexact-restore` goes on regardless)") from None
-    texts = container.label(TEXTS_LABEL)
+    texts, job = container.label(TEXTS_LABEL), job.at(node)
     job = as_recorded(job, json.loads(texts) if texts else None, container.label("config")) or job
     return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
 
@@ -224,5 +246,7 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets
     check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
-    rendered = render(role, profile, service, secrets, file=str(inventory.source))
-    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets)
+    source = str(inventory.source)
+    nodes = render_nodes(role, profile, service, secrets, file=source)
+    rendered = next(iter(nodes.values())) if nodes else render(role, profile, service, secrets, file=source)
+    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets, nodes)

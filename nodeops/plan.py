@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nodeops import program
@@ -159,9 +159,12 @@ class Desired:
     image: str
     image_id: str  # of the image as pulled on the nodes
     config_hash: str
+    nodes: Mapping[str, str] = field(default_factory=dict)  # node -> its own hash (Job.config_hashes); {}: one
 
-    def matches(self, c: Container | None) -> bool:
-        return c is not None and c.running and c.image_id == self.image_id and c.label("config") == self.config_hash
+    def matches(self, c: Container | None, node: str | None = None) -> bool:
+        """Whether ``c`` (``node``'s container) runs what is wanted: this image, running, ``node``'s config hash."""
+        config = self.nodes.get(node, self.config_hash) if node else self.config_hash
+        return c is not None and c.running and c.image_id == self.image_id and c.label("config") == config
 
 
 def unpulled_image_id(image: str, held: Iterable[tuple[str, str | None] | None], digest: str | None) -> str:
@@ -280,7 +283,7 @@ def plan_service(
         )
     if len(service.nodes) == 1:
         only = service.nodes[0]
-        if not force and desired.matches(states[only.name].container) and states[only.name].serving:
+        if not force and desired.matches(states[only.name].container, only.name) and states[only.name].serving:
             return ServicePlan(name, (), "up to date")
         return ServicePlan(name, (Step("replace", only.name, SINGLE), Step("await-serving", only.name)),
                            "single node out of date")  # fmt: skip
@@ -300,9 +303,9 @@ def plan_service(
     active = serving[0].node
     standby = next(n for n in service.nodes if n.name != active.name)
     steps: list[Step] = []
-    if force or not desired.matches(states[standby.name].container):
+    if force or not desired.matches(states[standby.name].container, standby.name):
         steps += [Step("replace", standby.name, "standby first"), Step("await-waiting", standby.name)]
-    if force or not desired.matches(states[active.name].container):
+    if force or not desired.matches(states[active.name].container, active.name):
         steps += [
             Step("handover", active.name, to=standby.name),
             Step("replace", active.name, "old active, now the standby"),

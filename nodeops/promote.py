@@ -151,7 +151,11 @@ def standby_ready(run: ServiceDeploy, seen: dict[str, NodeView], active: Node) -
     # A promotion changes who is active, nothing else: the standby must run what the active runs (whatever the
     # inventory says now: a pair not yet deployed onto a change, or a secret moved in its backend, still fails over).
     a = seen[active.name].container
-    ran = (a.version, a.label("config")) if a else (cmd.image_tag(service.image), job.rendered.config_hash)
+    ran = (
+        (a.version, a.label("config"))
+        if a
+        else (cmd.image_tag(service.image), job.at(active.name).rendered.config_hash)
+    )
     if (c.version, c.label("config")) != ran:
         raise Unsafe(
             f"{refuse} runs {c.version} / config {str(c.label('config'))[:12]}, not what the active runs: "

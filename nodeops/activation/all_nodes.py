@@ -40,7 +40,7 @@ class AllModel(Model):
         name = service.name
         refuse_unreachable(name, states, "every node of an activation all service is changed in turn")
         names = [n.name for n in service.nodes]
-        stale = [n for n in names if force or not desired.matches(states[n].container) or not states[n].active]
+        stale = [n for n in names if force or not desired.matches(states[n].container, n) or not states[n].active]
         order = sorted(stale, key=lambda n: states[n].active)  # the silent first (stable: inventory order within)
         serving = {n for n in names if states[n].serving}
         steps: list[Step] = []

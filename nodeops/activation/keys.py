@@ -93,7 +93,7 @@ class KeysModel(Model):
         running = [s for s in states.values() if s.container and s.container.running]
 
         def stale(node: str, hot: bool) -> bool:
-            return force or not desired.matches(states[node].container) or states[node].hot != hot
+            return force or not desired.matches(states[node].container, node) or states[node].hot != hot
 
         if len(service.nodes) == 1:
             only = service.nodes[0].name

@@ -5,7 +5,9 @@ Templates see:
 - ``vars``: the role's ``defaults`` overlaid by the service's ``variables``;
 - ``secrets``: the service's resolved Secrets, by name;
 - ``service``: the service name; ``role``: ``name``, ``user``, ``port``, ``mount``;
-- whatever the caller adds in ``extra`` (the deploy passes ``node``: name, preferred).
+- rendered per node (``render_nodes``, when a template reads them): ``node`` (``name``, ``kind``, ``host``,
+  ``preferred``) and ``nodes`` (every node of the service, the same shape): a relay's peers, a producer's relays;
+- whatever the caller adds in ``extra``.
 
 Jinja runs sandboxed (no attribute of a Secret is reachable, so no
 ``secrets.db.reveal()``), with StrictUndefined, no autoescaping and the
@@ -50,15 +52,17 @@ The package, one job a module: ``filters`` (the escaping filters), ``templates``
 the digests of a file's templates), ``files`` (render, Rendered, the config hash).
 """
 
-from nodeops.render.files import Rendered, RenderedFile, render, with_texts
+from nodeops.render.files import RECORDED_MAX, Rendered, RenderedFile, render, render_nodes, with_texts
 from nodeops.render.filters import FilterError, toml_filter
 from nodeops.render.templates import template_digests, template_environment
 
 __all__ = [
+    "RECORDED_MAX",
     "FilterError",
     "Rendered",
     "RenderedFile",
     "render",
+    "render_nodes",
     "template_digests",
     "template_environment",
     "toml_filter",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
@@ -31,9 +33,15 @@ class RenderedFile:
     data: bytes = field(repr=False)
     secret: bool
     hot: bool = False  # a hot key (role.yaml ``hot: true``, activation keys): only the active is given it
+    data_file: bool = False  # a profile's ``data_files``: public bytes, hashed and never recorded (RECORDED_MAX)
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 (hex) of its bytes: how a data file is hashed, labelled and compared."""
+        return hashlib.sha256(self.data).hexdigest()
 
     def __repr__(self) -> str:
-        kind = "secret" if self.secret else "plain"
+        kind = "secret" if self.secret else "data file" if self.data_file else "plain"
         return f"RenderedFile({self.name!r}, {len(self.data)} bytes, {kind})"
 
 
@@ -137,6 +145,9 @@ def render(
                 refuse(f"services.{service.name}", problem)
             raise InvalidInput(problem)
         files[spec.name] = RenderedFile(spec.name, data, spec.secret, spec.hot)
+    files.update(data_files(role, profile.name))
+    if problem := over_recorded(files.values()):
+        refuse(f"services.{service.name}", f"role {role.name}: profile {profile.name}: {problem}")
     command = profile.argv(role.mount)
     versions = dict(sorted(used.items()))
     return Rendered(
@@ -159,6 +170,84 @@ def render(
         secret_versions=MappingProxyType(versions),
         hot_command=profile.hot_argv(role.mount),
     )
+
+
+RECORDED_MAX = 64 * 1024
+"""Bytes: the most the text of a service's non-secret files (as one compact JSON object, nodeops.job.compact) may
+take, for it is recorded twice. In the container's ``files`` label: Docker sets no length on a label (moby/moby#36104,
+its maintainer: "There is no maximum length"; containerd's own 4096-byte label limit is not Docker's), but a label is
+a ``--label`` argument of the `docker run` line, which reaches the node as one SSH exec request that sshd runs as
+``$SHELL -c '<line>'`` (openssh session.c, do_child): one argument of execve(2), which Linux refuses over
+MAX_ARG_STRLEN, 32 pages (include/uapi/linux/binfmts.h; E2BIG: measured here, 131072 bytes with its NUL pass,
+131073 do not). And in each audit line (records.Deployed.files), which the lock holder appends with the shell's
+``read``/``printf``: no limit of its own, but every ``fab audit`` reads it back through the bastion. Half the
+argument's limit leaves the rest of the line (the other labels, the variables, the command) its room. A file over
+it is public data: the profile's ``data_files`` (hashed, never recorded)."""
+
+
+def data_files(role: Role, profile: str) -> dict[str, RenderedFile]:
+    """{name: RenderedFile} of ``profile``'s ``data_files``: each file's bytes as the role's folder ships them (the
+    folder of ``role.source``), not a template. A file that cannot be read is an InvalidInput (exit 2) naming it."""
+    folder, found = role.source.parent, {}
+    for name, path in role.profile(profile).data_files.items():
+        try:
+            found[name] = RenderedFile(name, (folder / path).read_bytes(), False, data_file=True)
+        except OSError as err:
+            raise InvalidInput(f"role {role.name}: profiles.{profile}.data_files.{name}: cannot read "
+                               f"{folder / path}: {err.strerror}") from None  # fmt: skip
+    return found
+
+
+def over_recorded(files: Iterable[RenderedFile]) -> str | None:
+    """Why the text of ``files``' non-secret files (those recorded: no data file) is too large to record
+    (RECORDED_MAX), naming the largest; None when it fits."""
+    recorded = {f.name: f.data.decode("utf-8", "replace") for f in files if not f.secret and not f.data_file}
+    size = len(json.dumps(recorded, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    if size <= RECORDED_MAX:
+        return None
+    largest = max(recorded, key=lambda name: len(recorded[name]))
+    return (f"the text of its files takes {size} bytes recorded, over the {RECORDED_MAX} a container label and an "
+            f"audit line carry; {largest} alone is {len(recorded[largest])} characters: if it is public data, "
+            f"ship it in the role's folder and list it under the profile's data_files (uploaded and hashed, never "
+            "recorded; docs/roles.md#data-files)")  # fmt: skip
+
+
+NODE_NAMES = frozenset({"node", "nodes"})  # what a template reads to be rendered once per node
+
+
+def node_context(service: Service, node: str) -> dict[str, Any]:
+    """What a template rendered for ``node`` (a node's name in ``service``) sees: ``node``, its ``name``,
+    ``kind`` (None for a role without kinds), ``host`` and ``preferred``; and ``nodes``, every node of the
+    service in the inventory's order, each the same shape (a relay's peers, a producer's relays)."""
+    shapes = [{"name": n.name, "kind": n.kind, "host": n.host, "preferred": n.preferred} for n in service.nodes]
+    return {"node": next(s for s in shapes if s["name"] == node), "nodes": shapes}
+
+
+def reads_node(role: Role, profile: str) -> bool:
+    """Whether a template of ``profile``'s files (or one it imports or includes) reads ``node`` or ``nodes``: then
+    each node gets its own rendering (render_nodes); otherwise the service renders once, for every node."""
+    return any(_reads_node(_found(role), template) for spec in role.profile(profile).files.values()
+               for template, _ in template_digests(role, spec.template))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=128)
+def _reads_node(template_dirs: tuple[Path, ...], template: str) -> bool:
+    env = template_environment(template_dirs)
+    assert env.loader is not None
+    source = env.loader.get_source(env, template)[0]
+    return bool(NODE_NAMES & jinja2.meta.find_undeclared_variables(env.parse(source)))
+
+
+def render_nodes(role: Role, profile: str, service: Service, secrets: Mapping[str, Secret], *,
+                 file: str | None = None) -> dict[str, Rendered]:  # fmt: skip
+    """{node name: its Rendered} when ``profile``'s templates read the node (reads_node), each rendered with
+    node_context, so each node's config hash covers its own files only (two nodes given the same bytes share
+    one); {} when they do not: every node gets the service's one rendering (render), as before the key existed.
+    Errors as render's."""
+    if not reads_node(role, profile):
+        return {}
+    return {n.name: render(role, profile, service, secrets, node_context(service, n.name), file=file)
+            for n in service.nodes}  # fmt: skip
 
 
 def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[str, str],
@@ -213,6 +302,9 @@ def _config_hash(
     for name in sorted(files):
         f = files[name]
         put("file", name)
+        if f.data_file:  # by its sha256: only a role with data files has this tag, the others keep their hashes
+            put("data-file", f.sha256)
+            continue
         put("secret" if f.secret else "data", b"" if f.secret else f.data)  # never the secret bytes
         if f.secret:  # the bytes of its templates instead: a changed template is a change (a non-secret file's
             for template, digest in template_digests(role, specs[name].template):  # output already says it)

@@ -34,6 +34,7 @@ from nodeops.role_file.values import (
     _file_name,
     _http_path,
     _none_is_empty,
+    _role_path,
     _rotation_name,
     _SecretName,
     _StopSeconds,
@@ -79,6 +80,15 @@ class Profile:
     env_file: str | None = None
     """One of ``files``, passed to the container as ``--env-file`` (a secret one shows its values to ``docker
     inspect``: deploy checks every other profile shows none)."""
+    data_files: Annotated[
+        Mapping[Annotated[str, PlainValidator(_file_name)], Annotated[str, PlainValidator(_role_path)]],
+        BeforeValidator(_none_is_empty),
+    ] = field(default_factory=lambda: MappingProxyType({}))
+    """Public data files the node gets beside ``files``, by their name in its folder: each a file shipped in the
+    role's folder (``genesis/mainnet/byron-genesis.json``: a path inside ``roles/<role>/``), uploaded with its bytes
+    as they are (no template). The config hash covers each by its sha256; its text is never recorded (no container
+    label, no audit line), so a diff names its change by hash. For files too large to record (megabytes of genesis:
+    render.RECORDED_MAX); not set: none."""
 
     def argv(self, mount: str) -> tuple[str, ...]:
         return tuple(arg.format(mount=mount) for arg in self.command)

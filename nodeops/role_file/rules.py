@@ -120,6 +120,13 @@ def _check_profile(profile: Profile, role: Role, fail: Any) -> None:
                 arg.format(mount=role.mount)
             except (KeyError, IndexError, ValueError) as err:
                 fail(f"{at}.{key}[{i}]", f"only the placeholder {{mount}} is known ({type(err).__name__}: {err})")
+    folder = role.source.parent.resolve()
+    for name, path in profile.data_files.items():
+        found = (folder / path).resolve()
+        if name in profile.files:
+            fail(f"{at}.data_files.{name}", "a file of this profile's files has this name already: rename one")
+        elif not found.is_relative_to(folder) or not found.is_file():
+            fail(f"{at}.data_files.{name}", f"expected a file inside {folder}, got {path!r}")
     if profile.env_file is not None and profile.env_file not in profile.files:
         fail(f"{at}.env_file", f"expected one of this profile's files ({', '.join(profile.files)}), got "
              f"{profile.env_file!r}")  # fmt: skip

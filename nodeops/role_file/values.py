@@ -76,13 +76,23 @@ def _container_path(value: Any) -> str:
     _fail(_container_path.accepts, value)
 
 
-@_accepts("a path relative to templates/<role>/")
-def _template(value: Any) -> str:
+def _relative(value: Any, accepts: str) -> str:
+    """``value`` when it is a relative path that stays inside its folder (no ``..``), else the one-line error."""
     if isinstance(value, str):
         parts = PurePosixPath(value).parts
         if parts and not PurePosixPath(value).is_absolute() and ".." not in parts:
             return value
-    _fail(_template.accepts, value)
+    _fail(accepts, value)
+
+
+@_accepts("a path relative to templates/<role>/")
+def _template(value: Any) -> str:
+    return _relative(value, _template.accepts)
+
+
+@_accepts("a path relative to the role's folder (roles/<role>/)")
+def _role_path(value: Any) -> str:
+    return _relative(value, _role_path.accepts)
 
 
 @_accepts(f"a name matching {_NAME_PATTERN}, not 'all' (that is --secret all)")

@@ -178,7 +178,7 @@ def rotation_plan(service: Service, states: Mapping[str, NodeView], desired: Des
     if len(service.nodes) != 2:
         raise Unsafe(f"{name}: has {len(service.nodes)} node(s); a rotation rolls a pair")
     active = the_active(states.values(), name, "a rotation rolls a pair with one active")
-    if not desired.matches(active.container):
+    if not desired.matches(active.container, active.node.name):
         c = active.container
         raise Unsafe(f"{name}: the active {active.node.name} runs {c.version} / config "
                      f"{str(c.label('config'))[:12]}, not the inventory's {desired.image} / "

@@ -121,7 +121,7 @@ class ServiceChange:
         first byte (NodeActions.upload); the role's hot files (activation keys) only with ``hot`` (None: as this change
         last gave ``node`` its files) and once no other node is seen holding them (keys.refuse_second_holder: Unsafe,
         exit 4). Returns whether the hot files went."""
-        job = job or self.job
+        job = (job or self.job).at(node)  # its own files, when the role renders per node
         hot = (node in self.given_hot if hot is None else hot) and any(f.hot for f in job.rendered.files.values())
         if hot:
             refuse_second_holder(self, node)
@@ -153,13 +153,13 @@ class ServiceChange:
             if old.running:
                 self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
         self.start_new(node, job, hot)
-        self.say(node, f"started {self.name} ({job.service.image}, config {job.rendered.config_hash[:12]})" +
+        self.say(node, f"started {self.name} ({job.service.image}, config {job.at(node).rendered.config_hash[:12]})" +
                  (" with the hot keys" if hot else ""))  # fmt: skip
 
     def start_new(self, node: str, job: Job | None = None, hot: bool | None = None) -> None:
         """A new container on ``node`` for ``job`` (this run's by default): its files, then `docker run` (the
         service's container name must be free); ``hot`` as upload() takes it."""
-        job = job or self.job
+        job = (job or self.job).at(node)
         keys = self.upload(node, job, hot)
         self.on(node).run(run_spec(job, self.digest, keys is True))
         self.ports[node] = job.role.port

@@ -133,7 +133,7 @@ class WhatServes:
         run = self.change
         notes = ""
         for name, c in found.items():
-            if name == active or c is None or c.running or c.label("config") != run.job.rendered.config_hash:
+            if name == active or c is None or c.running or c.label("config") != run.job.at(name).rendered.config_hash:
                 continue
             try:
                 run.upload(name, run.job)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from nodeops.diff import BODY_INDENT, Side, service_diff, summary, without_hot
 from nodeops.errors import Unsafe
 from nodeops.facts.view import NodeView
-from nodeops.job import TEXTS_LABEL, restore_job
+from nodeops.job import DATA_LABEL, TEXTS_LABEL, restore_job
 
 
 class Previewed(Protocol):
@@ -65,11 +65,13 @@ class Preview:
             except Unsafe as exc:
                 unrestorable[name] = str(exc)
             digest = c.label("digest")
+            files = None if files is None else {n: f for n, f in files.items() if not f.data_file}
             old = Side(c.reference or None, None if digest in (None, "none") else digest, variables, files,
-                       json.loads(c.label("secrets") or "{}"))  # fmt: skip
+                       json.loads(c.label("secrets") or "{}"), json.loads(c.label(DATA_LABEL) or "{}"))  # fmt: skip
             olds[name] = old if c.hot else without_hot(old)
         new = run.job.side(run.digest)
-        diff = service_diff(run.service.name, olds, new, recorded, unrestorable, notes, holders)
+        own = {name: run.job.at(name).side(run.digest) for name in run.job.nodes}  # per node: each its own files
+        diff = service_diff(run.service.name, olds, new, recorded, unrestorable, notes, holders, own)
         for line in summary(diff):
             body = () if run.report.json else line.body  # a person reads the diff; JSON has it as unified_diff
             text = "\n".join([line.message, *(" " * BODY_INDENT + b for b in body)])

@@ -65,12 +65,14 @@ class Survey:
             if not dry_run:
                 ids.add(self.pull(node.name, image))
         if dry_run:
-            return run.states(), Desired(image, self.look_image(), run.job.rendered.config_hash)
+            return run.states(), Desired(
+                image, self.look_image(), run.job.rendered.config_hash, run.job.config_hashes()
+            )
         if len(ids) != 1:
             raise OperationFailed(f"{run.service.name}: {image} resolves to different images on the nodes: {ids}")
         image_id, run.digest = ids.pop()
         run.pulled = True
-        return run.states(), Desired(image, image_id, run.job.rendered.config_hash)
+        return run.states(), Desired(image, image_id, run.job.rendered.config_hash, run.job.config_hashes())
 
     def connect_every(self) -> None:
         """Every node of the service connected, before anything is sent to any. Under activation lease the first

@@ -44,6 +44,7 @@ class FakeChange:
         self.calls: list[str] = []
         self.service = types.SimpleNamespace(name="cl", nodes=(A, B), load_balancer="http://lb")
         self.job = types.SimpleNamespace(all_files=(".api",), rendered=types.SimpleNamespace(config_hash="c0ffee"))
+        self.job.at = lambda _node: self.job  # one rendering for every node (Job.at)
         self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(environment="prod"))
         self.name = "nodeops-cl"
         self.rerun = f"{program()} deploy --env prod --service cl"  # ServiceChange.rerun: a deploy's

@@ -175,6 +175,7 @@ class Promoting(ServiceDeploy):
                 }
             ),
         )
+        own.at = lambda _node: own  # one rendering for every node (Job.at)
         self.ran_on = {"cl1-a": own}
 
     def say(self, node, message, **_data):
