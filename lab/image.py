@@ -92,7 +92,8 @@ CARDANO = Image(
     None,  # the real image runs as root
     (
         'ENTRYPOINT ["cardano-node"]',
-        "EXPOSE 3001 12798",
+        "EXPOSE 3001",  # one port per change: podman's import refuses "EXPOSE 3001 12798"
+        "EXPOSE 12798",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ),  # fmt: skip
     "images-cardano-node.json",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import pool
+from lab import image, pool
 from lab.topology import boot_command, plan_lab, sshd_config
 from nodeops.errors import InvalidInput
 from nodeops.roles import role_module
@@ -147,3 +147,11 @@ def test_the_inventory_gets_the_pool_only_once_its_role_exists(tmp_path, role_fi
 def test_the_repository_has_no_cardano_role_yet_so_the_lab_inventory_has_no_pool():
     """When this fails, roles/cardano/role.yaml exists: the role's task takes the hand-over (docs/lab.md)."""
     assert pool.inventory_services(DESCRIPTION) == {}
+
+
+@pytest.mark.parametrize("built", [image.CHAINLINK, image.CARDANO], ids=["chainlink", "cardano"])
+def test_each_expose_change_names_one_port(built):
+    """podman's `docker import --change` refuses "EXPOSE 3001 12798" ("EXPOSE port must be an integer"), which
+    Dockerfile syntax allows: one port per change (found by lab.up --pool, the first import of the Cardano image)."""
+    exposed = [change.split(" ", 1)[1] for change in built.changes if change.startswith("EXPOSE ")]
+    assert exposed and all(port.isdigit() for port in exposed), exposed
