@@ -158,14 +158,28 @@ def test_a_second_up_changes_nothing_and_keeps_the_keys(pool_lab):
     assert after == before  # the chain (its pid, its genesis), the pool's description, the keys, the inventory
 
 
-def test_down_removes_every_namespace_and_daemon(pool_lab):
+def netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_an_up_without_pool_removes_it_and_down_removes_the_rest(pool_lab):
+    """lab.up without --pool takes the pool's hosts and chain away and leaves the lab of before (its inventory
+    byte for byte); lab.down removes every namespace and daemon."""
     daemons = state(pool_lab)["daemons"]
-    assert {"chain/chain", *(f"{h.name}/{d}" for h in PLAN.pool for d in ("sshd", "engine"))} <= set(daemons)
+    pool_daemons = {"chain/chain", *(f"{h.name}/{d}" for h in PLAN.pool for d in ("sshd", "engine"))}
+    assert pool_daemons <= set(daemons)
+    inventory = pool_lab.inventory_file.read_bytes()
+    running = Daemons(daemons, lambda: None).running
+
+    plain = fab("lab.up", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert pool_lab.inventory_file.read_bytes() == inventory
+    assert "pool" not in state(pool_lab) and not pool_daemons & set(state(pool_lab)["daemons"])
+    assert [key for key in pool_daemons if running(key)] == []
+    assert not {h.netns for h in (PLAN.chain, *PLAN.pool)} & set(netns_list().split())
+    assert state(pool_lab)["daemons"] == {k: v for k, v in daemons.items() if k not in pool_daemons}  # same pids
+
     assert fab("lab.down", "--name", NAME).returncode == 0
-    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert f"nodeops-{NAME}-" not in left, left
-    assert (
-        [key for key in daemons if Daemons(daemons, lambda: None).running(key)] == []
-        and not pool_lab.dir.exists()
-        and not pool_lab.inventory_file.exists()
-    )
+    assert f"nodeops-{NAME}-" not in netns_list()
+    assert [key for key in daemons if running(key)] == []
+    assert not pool_lab.dir.exists() and not pool_lab.inventory_file.exists()
