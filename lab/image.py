@@ -10,7 +10,7 @@ storage already holds, built from the same inputs, is not built again.
 
 ``CHAINLINK`` is what ``lab.up`` publishes. ``CARDANO`` (the Cardano node
 simulator and the chain service, lab/images/cardano-sim) is built only when
-asked for (``publish(..., CARDANO)``), on a rootfs of its own (PyNaCl and
+asked for (``publish(..., CARDANO)``: ``lab.up --pool``, lab/pool.py), on a rootfs of its own (PyNaCl and
 cbor2 from Debian), so the default lab is not slowed. Its roles/cardano
 modules are copied in from the repository at build time, never kept twice.
 """
