@@ -41,6 +41,10 @@ EXPORTER_PORT = 9100  # on the mon host: the node_exporter serving fab check's t
 ENGINE_SOCKET = "/run/podman/podman.sock"
 CHAIN_PORT = 3100  # on the chain host: the Cardano chain service's HTTP API
 POOL_SERVICE = "pool"
+POOL_HELP = (
+    "also a Cardano stake pool: the chain service, 2 relays and 2 producers, their keys in the lab's Secrets "
+    "Manager, the Cardano image (default off; an up without it removes the pool's hosts)"
+)  # lab.up --pool
 # The pool's hosts (--pool): (name, node kind, preferred), at the top of the private half, whatever --nodes is.
 POOL_HOSTS = (("pool-relay-a", "relay", None), ("pool-relay-b", "relay", None),
               ("pool-bp-a", "producer", "active"), ("pool-bp-b", "producer", "standby"))  # fmt: skip

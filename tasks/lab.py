@@ -39,8 +39,7 @@ def _lab():
         "nodes": "node hosts to run, in active/standby pairs (even, default 2)",
         "name": NAME_HELP,
         "cidr": f"private IPv4 range for the lab (default {topology and topology.DEFAULT_CIDR})",
-        "pool": "also a Cardano stake pool: the chain service, 2 relays and 2 producers, their keys in the lab's "
-        "Secrets Manager, the Cardano image (default off; an up without it removes the pool's hosts)",
+        "pool": topology and topology.POOL_HELP,
     }
 )
 @cli
