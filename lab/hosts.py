@@ -36,6 +36,12 @@ def operator_key(lab: Lab) -> Path:
     return authorized
 
 
+def host_key(lab: Lab, host: LabHost) -> str:
+    """The host's SSH host key as the inventory pins it: ``ssh-ed25519 <base64>`` (written by ensure_sshd)."""
+    kind, blob = (lab.host_dir(host) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    return f"{kind} {blob}"
+
+
 def ensure_sshd(
     lab: Lab, daemons: Daemons, plan: LabPlan, host: LabHost, authorized: Path, cache: Path
 ) -> Started | None:

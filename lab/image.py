@@ -10,7 +10,7 @@ storage already holds, built from the same inputs, is not built again.
 
 ``CHAINLINK`` is what ``lab.up`` publishes. ``CARDANO`` (the Cardano node
 simulator and the chain service, lab/images/cardano-sim) is built only when
-asked for (``publish(..., CARDANO)``), on a rootfs of its own (PyNaCl and
+asked for (``publish(..., CARDANO)``: ``lab.up --pool``, lab/pool.py), on a rootfs of its own (PyNaCl and
 cbor2 from Debian), so the default lab is not slowed. Its roles/cardano
 modules are copied in from the repository at build time, never kept twice.
 """
@@ -92,7 +92,8 @@ CARDANO = Image(
     None,  # the real image runs as root
     (
         'ENTRYPOINT ["cardano-node"]',
-        "EXPOSE 3001 12798",
+        "EXPOSE 3001",  # one port per change: podman's import refuses "EXPOSE 3001 12798"
+        "EXPOSE 12798",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ),  # fmt: skip
     "images-cardano-node.json",

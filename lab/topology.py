@@ -9,11 +9,15 @@ Layout for ``--cidr 10.213.0.0/16`` (the default)::
         10.213.0.3  registry    10.213.0.4  lb
         10.213.0.5  mon (Prometheus, node_exporter for fab check's textfile)
         10.213.0.10 cl1-a, 10.213.0.11 cl1-b, ...   nodes (sshd + container engine)
+    with --pool, a Cardano stake pool beside them:
+        10.213.0.6  chain (the Cardano chain service, lab/images/cardano-sim)
+        10.213.127.251 pool-relay-a, .252 pool-relay-b, .253 pool-bp-a, .254 pool-bp-b   (sshd + container engine)
 
 The operator reaches the bastion (SSH) and the load balancer (HTTP, as an
 AWS target group's listener is reached), nothing else; neither forwards
 packets, so the nodes and the database are reachable only through SSH
-channels on the bastion.
+channels on the bastion. The topology has no public side for nodes: the
+pool's relays are private too, reached like every node through the bastion.
 """
 
 from __future__ import annotations
@@ -35,12 +39,21 @@ DB_PORT = 5432
 PROMETHEUS_PORT = 9090  # on the mon host: the lab's Prometheus
 EXPORTER_PORT = 9100  # on the mon host: the node_exporter serving fab check's textfile
 ENGINE_SOCKET = "/run/podman/podman.sock"
+CHAIN_PORT = 3100  # on the chain host: the Cardano chain service's HTTP API
+POOL_SERVICE = "pool"
+POOL_HELP = (
+    "also a Cardano stake pool: the chain service, 2 relays and 2 producers, their keys in the lab's Secrets "
+    "Manager, the Cardano image (default off; an up without it removes the pool's hosts)"
+)  # lab.up --pool
+# The pool's hosts (--pool): (name, node kind, preferred), at the top of the private half, whatever --nodes is.
+POOL_HOSTS = (("pool-relay-a", "relay", None), ("pool-relay-b", "relay", None),
+              ("pool-bp-a", "producer", "active"), ("pool-bp-b", "producer", "standby"))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class LabHost:
     name: str  # also the host's hostname
-    kind: str  # bastion | node | db | registry | lb | monitoring
+    kind: str  # bastion | node | db | registry | lb | monitoring | chain
     netns: str
     private_ip: str
     switch_port: str  # the veth end that sits on the bridge
@@ -49,6 +62,7 @@ class LabHost:
     uplink: str | None = None  # operator-side veth, for hosts the operator reaches
     operator_ip: str | None = None  # operator's end of that uplink
     public_ip: str | None = None  # this host's end of it
+    node_kind: str | None = None  # relay | producer, the pool's nodes only (the role's kind)
 
     @property
     def private_dev(self) -> str:
@@ -67,15 +81,30 @@ class LabPlan:
     lb: LabHost
     monitoring: LabHost
     nodes: tuple[LabHost, ...]
+    chain: LabHost | None = None  # --pool: the Cardano chain service's host
+    pool: tuple[LabHost, ...] = ()  # --pool: the pool's node hosts, in POOL_HOSTS's order
 
     @property
     def hosts(self) -> tuple[LabHost, ...]:
-        return (self.bastion, self.db, self.registry, self.lb, self.monitoring, *self.nodes)
+        chain = (self.chain,) if self.chain else ()
+        return (self.bastion, self.db, self.registry, self.lb, self.monitoring, *self.nodes, *chain, *self.pool)
 
     @property
     def ssh_hosts(self) -> tuple[LabHost, ...]:
-        """Hosts that run sshd: the bastion and the nodes (db, registry, lb and mon are managed services)."""
-        return (self.bastion, *self.nodes)
+        """Hosts that run sshd: the bastion and the nodes (db, registry, lb, mon and chain are managed services)."""
+        return (self.bastion, *self.nodes, *self.pool)
+
+    @property
+    def engine_hosts(self) -> tuple[LabHost, ...]:
+        """Hosts that run a container engine: the Chainlink nodes and the pool's."""
+        return (*self.nodes, *self.pool)
+
+    @property
+    def chain_address(self) -> str:
+        """The chain service's HTTP API (``http://ip:port``), on the chain host; ValueError for a lab without a pool."""
+        if self.chain is None:
+            raise ValueError(f"lab {self.name!r} has no pool (lab.up --pool)")
+        return f"http://{self.chain.private_ip}:{CHAIN_PORT}"
 
     @property
     def uplinked(self) -> tuple[LabHost, ...]:
@@ -108,8 +137,9 @@ class LabPlan:
         return LB_FIRST_PORT + list(self.services()).index(service)
 
 
-def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
-    """Return the lab for ``nodes`` node hosts, paired into services cl1, cl2, ..."""
+def plan_lab(name: str, cidr: str, nodes: int, pool: bool = False) -> LabPlan:
+    """Return the lab for ``nodes`` node hosts, paired into services cl1, cl2, ...; with ``pool``, also the chain
+    host and the pool's four hosts (POOL_HOSTS). InvalidInput (one line) for a bad name, range or count."""
     if not NAME_RE.match(name):
         raise InvalidInput(f"lab name {name!r}: expected 1-8 lowercase letters/digits starting with a letter")
     try:
@@ -121,7 +151,7 @@ def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
     if nodes < 2 or nodes % 2:
         raise InvalidInput(f"--nodes {nodes}: expected an even number >= 2 (nodes come in active/standby pairs)")
     private = next(net.subnets(prefixlen_diff=1))
-    capacity = private.num_addresses - FIRST_NODE_OFFSET - 1
+    capacity = private.num_addresses - FIRST_NODE_OFFSET - 1 - (len(POOL_HOSTS) if pool else 0)
     if nodes > capacity:
         raise InvalidInput(f"--nodes {nodes}: {cidr} holds at most {capacity} nodes; give a larger --cidr")
     uplinks = list(net.subnets(new_prefix=30))[::-1]  # the last /30 for the bastion, the one before for the lb
@@ -139,6 +169,11 @@ def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
              service=f"cl{i // 2 + 1}", preferred="standby" if i % 2 else "active")
         for i in range(nodes)
     )  # fmt: skip
+    pool_hosts = tuple(
+        host(hostname, "node", private.num_addresses - 1 - len(POOL_HOSTS) + i, f"pp{i + 1}",
+             service=POOL_SERVICE, preferred=preferred, node_kind=kind)
+        for i, (hostname, kind, preferred) in enumerate(POOL_HOSTS if pool else ())
+    )  # fmt: skip
     return LabPlan(
         name=name,
         cidr=str(net),
@@ -150,6 +185,8 @@ def plan_lab(name: str, cidr: str, nodes: int) -> LabPlan:
         lb=host("lb", "lb", 4, "s-lb", uplink=1),
         monitoring=host("mon", "monitoring", 5, "s-mon"),
         nodes=node_hosts,
+        chain=host("chain", "chain", 6, "s-chain") if pool else None,
+        pool=pool_hosts,
     )
 
 

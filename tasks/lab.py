@@ -39,14 +39,15 @@ def _lab():
         "nodes": "node hosts to run, in active/standby pairs (even, default 2)",
         "name": NAME_HELP,
         "cidr": f"private IPv4 range for the lab (default {topology and topology.DEFAULT_CIDR})",
+        "pool": topology and topology.POOL_HELP,
     }
 )
 @cli
-def up(c, nodes=2, name="lab", cidr=None):
-    """Bring the lab up (idempotent: reuses what runs, adds or removes hosts to match --nodes)."""
+def up(c, nodes=2, name="lab", cidr=None, pool=False):
+    """Bring the lab up (idempotent: reuses what runs, adds or removes hosts to match --nodes and --pool)."""
     lab, plans, monitoring = _lab()
     root = project_root(Path.cwd())
-    plan = plans.plan_lab(name, cidr or plans.DEFAULT_CIDR, int(nodes))
+    plan = plans.plan_lab(name, cidr or plans.DEFAULT_CIDR, int(nodes), pool=bool(pool))
     here = lab.Lab(root, name)
     inventory = here.up(plan)
     if here.kernel_changes:
@@ -55,6 +56,9 @@ def up(c, nodes=2, name="lab", cidr=None):
         f"lab {name!r} up: bastion {plan.bastion_public_ip}, {len(plan.nodes)} nodes in "
         f"{len(plan.services())} services behind it ({plan.cidr})"
     )
+    if plan.chain:
+        print(f"pool: {', '.join(h.name for h in plan.pool)} behind the bastion; chain service {plan.chain_address} "
+              f"(its description: {here.state_file}, key \"pool\")")  # fmt: skip
     print(f"inventory: {inventory.relative_to(root)}   try: fab exec --env {name} --command 'hostname -I'")
     print(f"prometheus: http://{plan.prometheus_address} on the mon host, through the bastion: "
           f"{monitoring.tunnel_command(here, plan)}, then http://localhost:9090")  # fmt: skip

@@ -1,0 +1,165 @@
+"""The lab's Cardano stake pool (``fab lab.up --pool``): the chain service on the chain host, the pool's keys in the
+lab's Secrets Manager, the Cardano image in the lab's registry, and the pool's description in the lab's state.
+
+What ``ensure`` makes, on every ``lab.up --pool`` (idempotent):
+
+- **the pool's keys**, generated in memory with roles/cardano's modules and stored only in the lab's Secrets
+  Manager (moto, lab.aws): the cold signing key (``pool/ColdKey``, key ``cold.skey``: a cardano-cli text envelope
+  ``StakePoolSigningKey_ed25519``), the operational certificate's issue counter (``pool/IssueCounter``, key
+  ``cold.counter``: ``NodeOperationalCertificateIssueCounter``, next number 0) and the VRF signing key
+  (``pool/VrfKey``, key ``vrf.skey``: ``VrfSigningKey_PraosVRF``). A secret is created only if missing, so a rerun
+  keeps the keys (a restarted moto starts empty: new keys, and the chain is restarted with the new pool). No key
+  is written to a file, an argument or a log: only the cold *verification* key goes to the chain host's folder.
+- **the chain service** (lab/images/cardano-sim ``cardano-chain``, run from the repository with this Python, in
+  the chain host's network namespace, listening on its private address, port ``CHAIN_PORT``): a lab daemon
+  (``chain/chain``; lab.down stops it) with the lab's Shelley genesis (roles/cardano ``config.lab_genesis_file``,
+  i.e. ``periods.lab_shelley_genesis``) starting when the chain starts, and the pool registered by its cold
+  verification key (its pool id: Blake2b-224 of that key, roles/cardano ``rotation.pool_id``), so the chain elects
+  it for its share of slots. A running chain with the same pool is kept, with its genesis.
+- **the Cardano image** (lab.image ``CARDANO``), pushed to the lab's registry and put in the shared image store.
+- **the pool's description** in the lab's state (``state["pool"]``): see ``describe``.
+
+The inventory gets the pool's service only once the role exists (``inventory_services``): the hand-over point to
+the role's task.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nacl.signing import SigningKey
+
+from lab import image
+from lab.aws import read_secret, secrets_client, seed_secrets
+from lab.daemons import Daemons, Started, listening
+from lab.hosts import host_key
+from lab.services import BACKEND
+from lab.topology import CHAIN_PORT, POOL_SERVICE, LabPlan
+from nodeops.roles import BUILTIN_ROLES, role_module
+
+if TYPE_CHECKING:
+    from lab.host import Lab
+
+CHAIN = Path(__file__).resolve().parent / "images" / "cardano-sim" / "cardano-chain"
+CHAIN_KEY = "chain/chain"  # the chain service's key among the lab's daemons
+# The pool's secrets: what the inventory's secret references call them -> (secret name, key in its JSON document).
+KEY_SECRETS = {
+    "cold_key": (f"{POOL_SERVICE}/ColdKey", "cold.skey"),
+    "counter": (f"{POOL_SERVICE}/IssueCounter", "cold.counter"),
+    "vrf_key": (f"{POOL_SERVICE}/VrfKey", "vrf.skey"),
+}
+envelope = role_module("cardano", "envelope")
+config = role_module("cardano", "config")
+ocert = role_module("cardano", "ocert")
+rotation = role_module("cardano", "rotation")
+
+
+def key_documents(cold_seed: bytes, vrf_seed: bytes) -> dict[str, dict[str, str]]:
+    """The pool's three secrets (secret name -> its JSON document, each a cardano-cli text envelope) for a cold key
+    and a VRF key made from 32-byte seeds; the counter's next number is 0 (no certificate issued yet). The VRF
+    signing key is libsodium's layout, seed then public key (roles/cardano/envelope.py); ValueError for a seed
+    that is not 32 bytes."""
+    cold = ocert.ColdKey(cold_seed)
+    if len(vrf_seed) != 32:
+        raise ValueError(f"a VRF seed has 32 bytes, not {len(vrf_seed)}")
+    texts = {
+        "cold_key": envelope.cold_signing_key_file(cold),
+        "counter": envelope.issue_counter_file(ocert.IssueCounter(0, cold.verification_key)),
+        "vrf_key": envelope.vrf_signing_key_file(vrf_seed + bytes(SigningKey(vrf_seed).verify_key)),
+    }
+    return {KEY_SECRETS[what][0]: {KEY_SECRETS[what][1]: text} for what, text in texts.items()}
+
+
+def ensure_keys(client: Any) -> bytes:
+    """Store the pool's keys in Secrets Manager unless there (``client``: lab.aws.secrets_client); returns the
+    cold verification key of the cold key stored (32 bytes)."""
+    seed_secrets(client, key_documents(secrets.token_bytes(32), secrets.token_bytes(32)))
+    name, key = KEY_SECRETS["cold_key"]
+    return envelope.read_cold_signing_key(read_secret(client, name)[key], f"secret {name}").verification_key
+
+
+def chain_argv(plan: LabPlan, python: str, genesis: Path, cold_vkey: Path) -> tuple[str, ...]:
+    """The chain service's command line: ``cardano-chain`` in the chain host's network namespace, on its private
+    address. Only paths: the cold verification key's file registers the pool."""
+    return ("nsenter", f"--net=/run/netns/{plan.chain.netns}", "--", python, str(CHAIN), "--genesis", str(genesis),
+            "--pool", str(cold_vkey), "--host", plan.chain.private_ip, "--port", str(CHAIN_PORT))  # fmt: skip
+
+
+def ensure_chain(lab: Lab, daemons: Daemons, plan: LabPlan, cold_vk: bytes) -> Started | None:
+    """Start the chain service unless it runs with this pool registered; a new start writes the genesis with the
+    system start now (whole seconds)."""
+    folder = lab.host_dir(plan.chain)
+    folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+    vkey, genesis = folder / "cold.vkey", folder / "shelley-genesis.json"
+    text = envelope.cold_verification_key_file(cold_vk)
+    if daemons.running(CHAIN_KEY) and vkey.exists() and vkey.read_text() == text:
+        return None
+    daemons.stop([CHAIN_KEY])
+    vkey.write_text(text)
+    genesis.write_bytes(config.lab_genesis_file(datetime.now(UTC)))
+    ready = listening(plan.chain.netns, f"{plan.chain.private_ip}:{CHAIN_PORT}")
+    argv = chain_argv(plan, sys.executable, genesis, vkey)
+    return daemons.start(CHAIN_KEY, argv, str(genesis), folder / "chain.log", ready)
+
+
+def describe(lab: Lab, plan: LabPlan, images: list[str], cold_vk: bytes) -> dict[str, Any]:
+    """The pool as the lab's state records it: ``service``, ``chain`` (the chain service's URL), ``system_start``
+    (the genesis's), ``genesis`` (the genesis file on the operator's side), ``pool_id`` (hex), ``images`` (the
+    Cardano image's references), ``nodes`` (``name``, ``host``, ``kind``, ``preferred`` for the producers,
+    ``host_key``) and ``secrets`` (secret references: no value)."""
+    genesis = lab.host_dir(plan.chain) / "shelley-genesis.json"
+    nodes = [
+        {"name": h.name, "host": h.private_ip, "kind": h.node_kind,
+         **({"preferred": h.preferred} if h.preferred else {}), "host_key": host_key(lab, h)}
+        for h in plan.pool
+    ]  # fmt: skip
+    return {
+        "service": POOL_SERVICE,
+        "chain": plan.chain_address,
+        "system_start": json.loads(genesis.read_text())["systemStart"],
+        "genesis": str(genesis),
+        "pool_id": rotation.pool_id(cold_vk).hex(),
+        "images": images,
+        "nodes": nodes,
+        "secrets": {what: {"backend": BACKEND, "name": name, "key": key} for what, (name, key) in KEY_SECRETS.items()},
+    }
+
+
+def ensure(lab: Lab, daemons: Daemons, plan: LabPlan, cache: Path, docker: tuple[str, ...],
+           podman: tuple[str, ...]) -> None:  # fmt: skip
+    """Make the pool's part of the lab agree with ``plan`` (called by Lab.up once moto and the registry run):
+    without a pool, only forget its description (its hosts and chain went with their namespaces; its secrets stay
+    until lab.down, as a removed service's). ``docker``/``podman``: argv prefixes running them in a lab node."""
+    if plan.chain is None:
+        if lab.state.pop("pool", None) is not None:
+            lab.save()
+        return
+    cold_vk = ensure_keys(secrets_client(lab.state["secrets_port"]))
+    Daemons.wait([s] if (s := ensure_chain(lab, daemons, plan, cold_vk)) else [])
+    images = image.publish(cache, plan.registry_address, docker, image.CARDANO)
+    image.fill_shared_store(cache, images, podman)
+    lab.state["pool"] = describe(lab, plan, images, cold_vk)
+    lab.save()
+
+
+def inventory_services(description: dict[str, Any] | None, roles: Path = BUILTIN_ROLES) -> dict[str, Any]:
+    """The inventory's pool service from the lab's pool ``description`` (``describe``), ``{}`` without a pool or
+    while ``roles/cardano/role.yaml`` does not exist in ``roles``: the hand-over point to the role's task, which
+    may change what the service says. The service: ``role: cardano``, the first Cardano image, the nodes with
+    their ``kind``, the secret references, and the chain service's URL as ``CARDANO_SIM_CHAIN``."""
+    if not description or not (roles / "cardano" / "role.yaml").is_file():
+        return {}
+    return {
+        description["service"]: {
+            "role": "cardano",
+            "image": description["images"][0],
+            "nodes": description["nodes"],
+            "variables": {"CARDANO_SIM_CHAIN": description["chain"]},
+            "secrets": description["secrets"],
+        }
+    }

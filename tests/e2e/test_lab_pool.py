@@ -1,0 +1,185 @@
+"""`fab lab.up --pool`: the chain service, the pool's four hosts behind the bastion, the pool's keys in the lab's
+Secrets Manager only, the Cardano image in the registry; a second up changes nothing; lab.down removes it all. One
+lab for the module (its up and down are in the module's setup and teardown figures)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.aws import read_secret, secrets_client
+from lab.daemons import Daemons
+from lab.host import Lab
+from lab.pool import KEY_SECRETS
+from lab.topology import plan_lab
+from nodeops.roles import role_module
+from tests.conftest import ROOT, fab
+from tests.e2e.conftest import inventory_variant
+from tests.e2e.probe import wait_for
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR, NODES = "pool", "10.247.0.0/16", 2  # reserved for this module
+PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
+envelope = role_module("cardano", "envelope")
+
+
+def up() -> subprocess.CompletedProcess:
+    return fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def pool_lab(root):
+    try:
+        first = up()
+        assert first.returncode == 0, first.stdout + first.stderr
+        yield Lab(ROOT, NAME)
+    finally:
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def state(lab: Lab) -> dict:
+    return json.loads(lab.state_file.read_text())
+
+
+def get_inside(url: str):
+    """GET ``url``'s JSON from inside pool-relay-a's network (the operator has no route to a private address)."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=2).read().decode())"
+    proc = subprocess.run(["nsenter", f"--net=/run/netns/{PLAN.pool[0].netns}", "--", "python3", "-c", code],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def chain_get(path: str):
+    return get_inside(PLAN.chain_address + path)
+
+
+def pool_keys(lab: Lab) -> dict[str, str]:
+    client = secrets_client(state(lab)["secrets_port"])
+    return {what: read_secret(client, name)[key] for what, (name, key) in KEY_SECRETS.items()}
+
+
+def test_the_chain_service_runs_its_clock_with_the_pool_registered(pool_lab, figures):
+    pool = state(pool_lab)["pool"]
+    assert pool["chain"] == PLAN.chain_address == f"http://{PLAN.chain.private_ip}:3100"
+    first = chain_get("/tip")["currentSlot"]
+    later = wait_for(lambda: (slot := chain_get("/tip")["currentSlot"]) > first and slot, "the chain's slot", 10)
+    figures(f"chain slot {first} -> {later}")
+    cold_vk = envelope.read_cold_signing_key(pool_keys(pool_lab)["cold_key"], "t").verification_key
+    assert pool["pool_id"] == hashlib.blake2b(cold_vk, digest_size=28).hexdigest()
+    assert chain_get("/pools") == {pool["pool_id"]: {"counter": None, "coldVerificationKey": cold_vk.hex()}}
+    genesis = json.loads(Path(pool["genesis"]).read_text())
+    assert genesis["systemStart"] == pool["system_start"] and genesis["slotLength"] == 0.2
+
+
+def test_the_keys_are_cardano_cli_envelopes_of_one_pool(pool_lab):
+    keys = pool_keys(pool_lab)
+    cold = envelope.read_cold_signing_key(keys["cold_key"], "cold")
+    counter = envelope.read_issue_counter(keys["counter"], "counter")
+    assert (counter.next, counter.cold_vk) == (0, cold.verification_key)
+    assert len(envelope.read_vrf_signing_key(keys["vrf_key"], "vrf")) == 64
+
+
+def test_the_cardano_image_is_in_the_lab_registry(pool_lab):
+    images = state(pool_lab)["pool"]["images"]
+    assert images == [f"{PLAN.registry_address}/intersectmbo/cardano-node:{v}" for v in ("10.4.1", "10.5.1")]
+    tags = get_inside(f"http://{PLAN.registry_address}/v2/intersectmbo/cardano-node/tags/list")
+    assert sorted(tags["tags"]) == ["10.4.1", "10.5.1"]
+
+
+def test_each_pool_host_answers_through_the_bastion_with_its_host_key_pinned(pool_lab, tmp_path):
+    """Until the role exists the inventory has no pool: a hand-built one gives the pool's hosts to `fab exec` as two
+    Chainlink-shaped pairs (relays, producers), with the host keys the lab's state records."""
+    pool = state(pool_lab)["pool"]
+    doc = yaml.safe_load(pool_lab.inventory_file.read_text())
+    assert set(doc["services"]) == {"cl1"}  # no roles/cardano/role.yaml yet: no pool in the inventory
+
+    def pool_pairs(doc: dict) -> None:
+        template = doc["services"]["cl1"]
+        nodes = [{**{k: n[k] for k in ("name", "host", "host_key")}, "preferred": p}
+                 for n, p in zip(pool["nodes"], ("active", "standby") * 2, strict=True)]  # fmt: skip
+        doc["services"] = {"relays": {**template, "nodes": nodes[:2]}, "producers": {**template, "nodes": nodes[2:]}}
+
+    inventory = inventory_variant(pool_lab.inventory_file, tmp_path / "pool.yaml", pool_pairs)
+    res = fab("exec", "--inventory", str(inventory), "--json", "--command", "hostname")
+    assert res.returncode == 0, res.stdout + res.stderr
+    hosts = [e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"]
+    assert sorted((h["node"], h["stdout"].strip()) for h in hosts) == sorted((h.name, h.name) for h in PLAN.pool)
+    assert [(n["name"], n["kind"], n.get("preferred")) for n in pool["nodes"]] == [
+        (h.name, h.node_kind, h.preferred) for h in PLAN.pool
+    ]
+
+    def wrong_key(doc: dict) -> None:
+        pool_pairs(doc)
+        doc["services"]["relays"]["nodes"][0]["host_key"] = pool["nodes"][1]["host_key"]
+
+    bad = fab("exec", "--inventory", str(inventory_variant(pool_lab.inventory_file, tmp_path / "bad.yaml", wrong_key)),
+              "--json", "--nodes", "pool-relay-a", "--command", "true")  # fmt: skip
+    assert bad.returncode != 0  # the host key is verified
+
+    status = fab("status", "--env", NAME, "--json")
+    assert status.returncode in (0, 1), status.stderr  # the Chainlink services of a --pool lab, as ever
+    assert "cl1" in status.stdout
+
+
+def sentinels(keys: dict[str, str]) -> dict[str, bytes]:
+    """Each key's payload (raw bytes and hex) and its whole envelope text: none may be found outside moto."""
+    found = {}
+    for what, text in keys.items():
+        cbor_hex = json.loads(text)["cborHex"]
+        found |= {f"{what} envelope": text.encode(), f"{what} cborHex": cbor_hex.encode(),
+                  f"{what} bytes": bytes.fromhex(cbor_hex)[2:]}  # fmt: skip
+    cold = envelope.read_cold_signing_key(keys["cold_key"], "cold")
+    return found | {"cold seed hex": cold.seed.hex().encode(), "cold seed": cold.seed}
+
+
+def test_the_keys_are_in_no_file_no_inventory_and_no_command_line(pool_lab):
+    found = sentinels(pool_keys(pool_lab))
+    assert all(len(v) >= 32 for v in found.values())
+    places = [p for p in pool_lab.dir.rglob("*") if p.is_file() and not p.is_symlink()] + [pool_lab.inventory_file]
+    chain = state(pool_lab)["daemons"]["chain/chain"]["pid"]
+    places += [Path(f"/proc/{chain}/cmdline"), Path(f"/proc/{chain}/environ")]
+    assert len(places) > 20 and pool_lab.dir / "hosts" / "chain" / "cold.vkey" in places
+    leaks = [(str(p), what) for p in places for what, value in found.items() if value in p.read_bytes()]
+    assert leaks == []
+
+
+def test_a_second_up_changes_nothing_and_keeps_the_keys(pool_lab):
+    before = (state(pool_lab), pool_keys(pool_lab), pool_lab.inventory_file.read_bytes())
+    again = up()
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = (state(pool_lab), pool_keys(pool_lab), pool_lab.inventory_file.read_bytes())
+    assert after == before  # the chain (its pid, its genesis), the pool's description, the keys, the inventory
+
+
+def netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def test_an_up_without_pool_removes_it_and_down_removes_the_rest(pool_lab):
+    """lab.up without --pool takes the pool's hosts and chain away and leaves the lab of before (its inventory
+    byte for byte); lab.down removes every namespace and daemon."""
+    daemons = state(pool_lab)["daemons"]
+    pool_daemons = {"chain/chain", *(f"{h.name}/{d}" for h in PLAN.pool for d in ("sshd", "engine"))}
+    assert pool_daemons <= set(daemons)
+    inventory = pool_lab.inventory_file.read_bytes()
+    running = Daemons(daemons, lambda: None).running
+
+    plain = fab("lab.up", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert pool_lab.inventory_file.read_bytes() == inventory
+    assert "pool" not in state(pool_lab) and not pool_daemons & set(state(pool_lab)["daemons"])
+    assert [key for key in pool_daemons if running(key)] == []
+    assert not {h.netns for h in (PLAN.chain, *PLAN.pool)} & set(netns_list().split())
+    assert state(pool_lab)["daemons"] == {k: v for k, v in daemons.items() if k not in pool_daemons}  # same pids
+
+    assert fab("lab.down", "--name", NAME).returncode == 0
+    assert f"nodeops-{NAME}-" not in netns_list()
+    assert [key for key in daemons if running(key)] == []
+    assert not pool_lab.dir.exists() and not pool_lab.inventory_file.exists()

@@ -1,0 +1,157 @@
+"""The lab's pool (lab.up --pool): its plan, the keys' secrets, the chain's command line, and the inventory's hand-over
+point to the role's task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lab import image, pool
+from lab.topology import boot_command, plan_lab, sshd_config
+from nodeops.errors import InvalidInput
+from nodeops.roles import role_module
+
+envelope = role_module("cardano", "envelope")
+ocert = role_module("cardano", "ocert")
+
+
+def test_the_pool_has_its_chain_host_and_four_named_nodes_behind_the_bastion():
+    plan = plan_lab("lab", "10.213.0.0/16", 2, pool=True)
+    assert [(h.name, h.kind, h.node_kind, h.preferred, h.service, h.private_ip, h.uplink) for h in plan.pool] == [
+        ("pool-relay-a", "node", "relay", None, "pool", "10.213.127.251", None),
+        ("pool-relay-b", "node", "relay", None, "pool", "10.213.127.252", None),
+        ("pool-bp-a", "node", "producer", "active", "pool", "10.213.127.253", None),
+        ("pool-bp-b", "node", "producer", "standby", "pool", "10.213.127.254", None),
+    ]  # no uplink: private, reached through the bastion as every node
+    assert (plan.chain.name, plan.chain.kind, plan.chain.private_ip, plan.chain.uplink) == (
+        "chain", "chain", "10.213.0.6", None
+    )  # fmt: skip
+    assert plan.chain_address == "http://10.213.0.6:3100"
+    assert plan.ssh_hosts == (plan.bastion, *plan.nodes, *plan.pool)  # the chain host is a managed service
+    assert plan.engine_hosts == (*plan.nodes, *plan.pool)
+    assert plan.hosts[-5:] == (plan.chain, *plan.pool)
+    assert list(plan.services()) == ["cl1"]  # the Chainlink services alone: no database, secrets or listener for it
+    assert len({h.switch_port for h in plan.hosts}) == len(plan.hosts)
+    assert all(h.netns.startswith("nodeops-lab-") for h in plan.hosts)
+
+
+@pytest.mark.parametrize("nodes", [2, 4, 64])
+def test_the_pools_addresses_do_not_move_with_the_chainlink_nodes(nodes):
+    """An up with another --nodes keeps the pool's namespaces: their addresses must be the same."""
+    plan = plan_lab("lab", "10.213.0.0/16", nodes, pool=True)
+    assert [h.private_ip for h in (plan.chain, *plan.pool)] == [
+        "10.213.0.6", "10.213.127.251", "10.213.127.252", "10.213.127.253", "10.213.127.254"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("nodes", [2, 8])
+def test_without_pool_the_plan_is_the_lab_of_before(nodes):
+    plan = plan_lab("lab", "10.213.0.0/16", nodes)
+    assert plan == plan_lab("lab", "10.213.0.0/16", nodes, pool=False)
+    assert (plan.chain, plan.pool) == (None, ())
+    assert plan.hosts == (plan.bastion, plan.db, plan.registry, plan.lb, plan.monitoring, *plan.nodes)
+    assert plan.engine_hosts == plan.nodes
+    assert all(h.node_kind is None for h in plan.hosts)
+    with pytest.raises(ValueError, match="has no pool"):
+        _ = plan.chain_address
+
+
+@pytest.mark.parametrize(("pool_", "fits", "refused"), [(False, 501, 502), (True, 497, 498)])
+def test_the_pool_takes_its_four_addresses_from_the_nodes_room(pool_, fits, refused):
+    fits -= fits % 2  # nodes come in pairs
+    assert len(plan_lab("lab", "10.213.0.0/22", fits, pool=pool_).nodes) == fits
+    with pytest.raises(InvalidInput, match=f"holds at most {refused - 1} nodes"):
+        plan_lab("lab", "10.213.0.0/22", refused + refused % 2, pool=pool_)
+
+
+def test_a_pool_host_boots_and_is_configured_as_a_node_with_its_engine():
+    plan = plan_lab("lab", "10.213.0.0/16", 2, pool=True)
+    relay, node = plan.pool[0], plan.nodes[0]
+
+    def script(host):
+        argv = boot_command(host, "/usr/sbin/sshd", Path("/c"), Path("/h"))
+        return argv[argv.index("-c") + 1]
+
+    assert script(relay) == script(node)
+    assert "/etc/containers" in script(relay)
+    config = sshd_config(plan, relay, "/h", "/k")
+    assert config == sshd_config(plan, replace(node, private_ip=relay.private_ip), "/h", "/k")
+    assert "AllowTcpForwarding no" in config and "SetEnv DOCKER_HOST=" in config
+
+
+def test_the_chain_runs_in_its_hosts_namespace_on_its_private_address_with_only_paths():
+    plan = plan_lab("pool", "10.247.0.0/16", 2, pool=True)
+    argv = pool.chain_argv(plan, "/py", Path("/s/g.json"), Path("/s/cold.vkey"))
+    assert argv == (
+        "nsenter", "--net=/run/netns/nodeops-pool-chain", "--", "/py", str(pool.CHAIN),
+        "--genesis", "/s/g.json", "--pool", "/s/cold.vkey", "--host", "10.247.0.6", "--port", "3100",
+    )  # fmt: skip
+    assert pool.CHAIN.is_file()
+
+
+def test_the_keys_are_cardano_cli_envelopes_of_one_pool():
+    cold_seed, vrf_seed = bytes(range(32)), bytes(range(100, 132))
+    docs = pool.key_documents(cold_seed, vrf_seed)
+    assert {name: list(doc) for name, doc in docs.items()} == {
+        "pool/ColdKey": ["cold.skey"], "pool/IssueCounter": ["cold.counter"], "pool/VrfKey": ["vrf.skey"]
+    }  # fmt: skip
+    cold = envelope.read_cold_signing_key(docs["pool/ColdKey"]["cold.skey"], "t")
+    assert cold.seed == cold_seed
+    assert json.loads(docs["pool/ColdKey"]["cold.skey"])["type"] == "StakePoolSigningKey_ed25519"
+    counter = envelope.read_issue_counter(docs["pool/IssueCounter"]["cold.counter"], "t")
+    assert (counter.next, counter.cold_vk) == (0, cold.verification_key)
+    assert json.loads(docs["pool/IssueCounter"]["cold.counter"])["type"] == "NodeOperationalCertificateIssueCounter"
+    vrf = envelope.read_vrf_signing_key(docs["pool/VrfKey"]["vrf.skey"], "t")
+    assert vrf[:32] == vrf_seed and len(vrf) == 64
+    assert json.dumps(docs).count(cold_seed.hex()) == 1  # the cold key is in its own secret only
+    with pytest.raises(ValueError, match="32 bytes"):
+        pool.key_documents(cold_seed, b"short")
+
+
+def test_the_pool_id_is_blake2b_224_of_the_cold_verification_key():
+    rotation = role_module("cardano", "rotation")
+    vk = ocert.ColdKey(bytes(32)).verification_key
+    assert rotation.pool_id(vk).hex() == hashlib.blake2b(vk, digest_size=28).hexdigest()
+
+
+DESCRIPTION = {
+    "service": "pool",
+    "chain": "http://10.247.0.6:3100",
+    "images": ["10.247.0.3:5000/intersectmbo/cardano-node:10.4.1", "10.247.0.3:5000/intersectmbo/cardano-node:10.5.1"],
+    "nodes": [{"name": "pool-relay-a", "host": "10.247.127.251", "kind": "relay", "host_key": "ssh-ed25519 AAAA"}],
+    "secrets": {"cold_key": {"backend": "aws", "name": "pool/ColdKey", "key": "cold.skey"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("role_file", "description", "expected"),
+    [
+        (False, DESCRIPTION, {}),  # no role yet: the inventory holds the Chainlink services alone
+        (True, None, {}),  # a lab without --pool
+        (True, DESCRIPTION, {"pool": {
+            "role": "cardano", "image": DESCRIPTION["images"][0], "nodes": DESCRIPTION["nodes"],
+            "variables": {"CARDANO_SIM_CHAIN": "http://10.247.0.6:3100"}, "secrets": DESCRIPTION["secrets"]}}),
+    ],
+)  # fmt: skip
+def test_the_inventory_gets_the_pool_only_once_its_role_exists(tmp_path, role_file, description, expected):
+    (tmp_path / "cardano").mkdir()
+    if role_file:
+        (tmp_path / "cardano" / "role.yaml").write_text("name: cardano\n")
+    assert pool.inventory_services(description, tmp_path) == expected
+
+
+def test_the_repository_has_no_cardano_role_yet_so_the_lab_inventory_has_no_pool():
+    """When this fails, roles/cardano/role.yaml exists: the role's task takes the hand-over (docs/lab.md)."""
+    assert pool.inventory_services(DESCRIPTION) == {}
+
+
+@pytest.mark.parametrize("built", [image.CHAINLINK, image.CARDANO], ids=["chainlink", "cardano"])
+def test_each_expose_change_names_one_port(built):
+    """podman's `docker import --change` refuses "EXPOSE 3001 12798" ("EXPOSE port must be an integer"), which
+    Dockerfile syntax allows: one port per change (found by lab.up --pool, the first import of the Cardano image)."""
+    exposed = [change.split(" ", 1)[1] for change in built.changes if change.startswith("EXPOSE ")]
+    assert exposed and all(port.isdigit() for port in exposed), exposed
