@@ -46,6 +46,8 @@ def server(reply: bytes, hold: bool = False) -> Iterator[tuple[int, list[bytes]]
         yield listener.getsockname()[1], got
     finally:
         stop.set()
+        with contextlib.suppress(OSError):  # wakes the accept (a close alone leaves it blocked to its timeout)
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(5)
 
