@@ -62,6 +62,30 @@ class ModulesTogether(LoadScopeScheduling):
         return scope_of(nodeid)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--cover-children",
+        action="store_true",
+        help="measure the coverage of the fab/nodeops processes the tests start too (about 70% more CPU in the lab "
+        "tests: CONTRIBUTING.md)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cover_children(request: pytest.FixtureRequest) -> None:
+    """With --cover-children, every Python child of this process measures what the run measures, as coverage's
+    ``patch = ["subprocess"]`` does (coverage/patch.py: the configuration passed in COVERAGE_PROCESS_CONFIG, which its
+    .pth reads at the child's start); each child writes a data file beside the run's, and pytest-cov combines them."""
+    if not request.config.getoption("cover_children"):
+        return
+    import coverage
+
+    running = coverage.Coverage.current()
+    if running is None:
+        raise pytest.UsageError("--cover-children measures nothing under --no-cov")
+    os.environ["COVERAGE_PROCESS_CONFIG"] = running.config.serialize()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log) -> ModulesTogether:
     return ModulesTogether(config, log)
