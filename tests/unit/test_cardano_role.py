@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
 from nodeops.errors import InvalidInput
-from nodeops.inventory import Node, Service
+from nodeops.inventory import Node, Service, load_inventory
 from nodeops.job import Job
 from nodeops.render import render_nodes
-from nodeops.roles import BUILTIN_ROLES, check_service, load_role, role_module
+from nodeops.roles import BUILTIN_ROLES, check_service, load_role, profile_name, role_for, role_module
 from nodeops.run.report import Redactor
 from nodeops.secrets import Secret
 from tests.unit.test_files_per_node import fresh_deploy
@@ -175,3 +176,16 @@ def test_keys_in_use_reads_the_forging_metric(body, forging):
 ])  # fmt: skip
 def test_log_level_reads_the_human_format(line, level):
     assert hooks.log_level(line) == level
+
+
+def test_the_example_inventorys_pool_passes_the_roles_checks_and_renders(role):
+    """inventory/prod.example.yaml's pool, deployable as written up to the secrets' values."""
+    inventory = load_inventory(Path(__file__).parents[2] / "inventory" / "prod.example.yaml")
+    service = inventory.services["pool"]
+    example = role_for(inventory, service)
+    check_service(example, service, "prod.example.yaml")
+    assert set(example.secrets) == set(service.secrets)
+    nodes = render_nodes(example, profile_name(example, service), service, SECRETS)
+    relay = json.loads(nodes["relay-a"].files["topology.json"].data)
+    assert relay["publicRoots"] == [{"accessPoints": [{"address": "relays.friendly-pool.example", "port": 3001}],
+                                     "advertise": False}]  # fmt: skip
