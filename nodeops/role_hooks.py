@@ -50,8 +50,9 @@ applies to the ones it leaves out, and a role with no module gets every default)
     Functions the role's templates call by name (``{{ node_config(role.profile, node.kind) }}``), for a file the
     role's own code builds (a document too large or too exact for Jinja: a node's configuration JSON, a genesis file
     and its hash). Given plain values only (a Secret, or ``secrets``, is refused at render time, exit 2, naming the
-    function); return the text to write. Called by nodeops.render while it renders, before any host; what one
-    raises is worded as any template failure (its type and the template's line). A name is an identifier other than
+    function); return the text to write. Called by nodeops.render while it renders, before any host; a ValueError,
+    KeyError or TypeError it raises is exit 2 with its message (derived from public values only), anything else is
+    worded as any template failure (its type and the template's line). A name is an identifier other than
     what templates see already (``TEMPLATE_RESERVED``). Default: none.
 
 ``INTERFACE`` is this list as a table, the one the engine checks a module against. The module is read once per

@@ -216,12 +216,16 @@ def over_recorded(files: Iterable[RenderedFile]) -> str | None:
 
 def _given_no_secret(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     """The role's template function ``name``, refusing a Secret (or ``secrets``) among its arguments: its code could
-    reveal one outside the escaping filters, into a file whose bytes are hashed and recorded."""
+    reveal one outside the escaping filters, into a file whose bytes are hashed and recorded. Given none, what its
+    ValueError, KeyError or TypeError says derives from public values only: shown (``name: message``, exit 2)."""
 
     def call(*args: Any, **kwargs: Any) -> Any:
         if any(isinstance(a, Secret | _Secrets) for a in (*args, *kwargs.values())):
             raise FilterError(f"{name}: a template function is given no secret; write a secret with a filter")
-        return function(*args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, KeyError, TypeError) as err:
+            raise FilterError(f"{name}: {type(err).__name__}: {err}") from None
 
     return call
 

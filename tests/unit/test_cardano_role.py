@@ -107,8 +107,10 @@ def test_the_lab_genesis_is_the_one_the_chain_was_started_with_and_the_sim_finds
     ({"SYSTEM_START": ""}, "the lab network starts at variables.SYSTEM_START"),
     ({"CARDANO_SIM_CHAIN": ""}, "sync from variables.CARDANO_SIM_CHAIN"),
     ({"PUBLIC_PEERS": ["relays.example.org:3001"]}, "each public peer is a mapping {address, port}"),
+    ({"PUBLIC_PEERS": [{"address": "r.example", "port": 99999}]}, "topology: ValueError: r.example: port 99999 is not"),
+    ({"SYSTEM_START": "yesterday"}, "ValueError: Invalid isoformat string: 'yesterday'"),
 ])  # fmt: skip
-def test_a_lab_pool_without_its_chain_is_refused_at_render_naming_the_variable(role, variables, problem):
+def test_a_pool_with_a_bad_variable_is_refused_at_render_saying_why(role, variables, problem):
     with pytest.raises(InvalidInput, match=problem):
         render_nodes(role, "lab", pool("lab", **variables), SECRETS)
 
