@@ -85,6 +85,14 @@ def seed_secrets(client: Any, documents: Mapping[str, Mapping[str, str]]) -> lis
     return created
 
 
+def put_secret(client: Any, name: str, doc: Mapping[str, str]) -> None:
+    """Write ``doc`` as secret ``name``'s current value: a new version of an existing secret, else a new secret."""
+    try:
+        client.put_secret_value(SecretId=name, SecretString=json.dumps(doc))
+    except client.exceptions.ResourceNotFoundException:
+        client.create_secret(Name=name, SecretString=json.dumps(doc))
+
+
 def read_secret(client: Any, name: str) -> dict[str, str]:
     return json.loads(client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"])
 

@@ -10,6 +10,12 @@ What ``ensure`` makes, on every ``lab.up --pool`` (idempotent):
   (``pool/VrfKey``, key ``vrf.skey``: ``VrfSigningKey_PraosVRF``). A secret is created only if missing, so a rerun
   keeps the keys (a restarted moto starts empty: new keys, and the chain is restarted with the new pool). No key
   is written to a file, an argument or a log: only the cold *verification* key goes to the chain host's folder.
+- **the producer's first hot credentials** (``pool/HotKeys``: ``kes.skey`` and ``node.cert`` in one secret, so
+  that a KES key and its certificate are always written together), whenever the chain starts anew (its counters
+  start empty: a fresh pool) or the secret is missing: a KES key made in memory and the certificate the cold key
+  (read in memory) issues for it with the issue counter's next number and the chain's current KES period
+  (``issue_hot``), the counter then moved on by one, as ``cardano-cli node issue-op-cert`` does. The lab's
+  certificate lasts ``maxKESEvolutions`` periods (60 s): KES rotation renews it.
 - **the chain service** (lab/images/cardano-sim ``cardano-chain``, run from the repository with this Python, in
   the chain host's network namespace, listening on its private address, port ``CHAIN_PORT``): a lab daemon
   (``chain/chain``; lab.down stops it) with the lab's Shelley genesis (roles/cardano ``config.lab_genesis_file``,
@@ -35,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from nacl.signing import SigningKey
 
 from lab import image
-from lab.aws import read_secret, secrets_client, seed_secrets
+from lab.aws import put_secret, read_secret, secrets_client, seed_secrets
 from lab.daemons import Daemons, Started, listening
 from lab.hosts import host_key
 from lab.services import BACKEND
@@ -53,9 +59,15 @@ KEY_SECRETS = {
     "counter": (f"{POOL_SERVICE}/IssueCounter", "cold.counter"),
     "vrf_key": (f"{POOL_SERVICE}/VrfKey", "vrf.skey"),
 }
+HOT_SECRET = f"{POOL_SERVICE}/HotKeys"  # the KES key and its certificate: written together, read together
+HOT_SECRETS = {"kes_key": (HOT_SECRET, "kes.skey"), "op_cert": (HOT_SECRET, "node.cert")}
+ROLE_SECRETS = ("kes_key", "op_cert", "vrf_key")  # roles/cardano/role.yaml's: what deploy reads (never the cold key)
 envelope = role_module("cardano", "envelope")
 config = role_module("cardano", "config")
+hot = role_module("cardano", "hot")
+kes = role_module("cardano", "kes")
 ocert = role_module("cardano", "ocert")
+periods = role_module("cardano", "periods")
 rotation = role_module("cardano", "rotation")
 
 
@@ -81,6 +93,32 @@ def ensure_keys(client: Any) -> bytes:
     seed_secrets(client, key_documents(secrets.token_bytes(32), secrets.token_bytes(32)))
     name, key = KEY_SECRETS["cold_key"]
     return envelope.read_cold_signing_key(read_secret(client, name)[key], f"secret {name}").verification_key
+
+
+def issue_hot(cold_text: str, counter_text: str, vrf_text: str, kes_period: int) -> tuple[dict[str, str], str]:
+    """The producer's hot credentials for a pool whose keys' secrets hold these texts: (the ``HOT_SECRET`` document,
+    ``kes.skey`` and ``node.cert``; the counter's text moved on by one). The certificate carries the counter's next
+    number and starts at ``kes_period``, for a KES key made here, in memory. Pure but for the KES key's seed."""
+    cold = envelope.read_cold_signing_key(cold_text, KEY_SECRETS["cold_key"][0])
+    counter = envelope.read_issue_counter(counter_text, KEY_SECRETS["counter"][0])
+    vrf = envelope.read_vrf_signing_key(vrf_text, KEY_SECRETS["vrf_key"][0])
+    made = hot.bundle(cold, vrf, kes.SignKey.generate(), counter.next, kes_period)
+    document = {key: made.files[key].decode() for _, key in HOT_SECRETS.values()}
+    return document, envelope.issue_counter_file(ocert.IssueCounter(counter.next + 1, counter.cold_vk))
+
+
+def ensure_hot(client: Any, genesis: Path, fresh: bool) -> None:
+    """Store the producer's first hot credentials (``issue_hot``) when the chain started anew (``fresh``) or none are
+    stored; the counter's secret moved on first, so a run killed between the two never reuses a counter."""
+    names = {s["Name"] for page in client.get_paginator("list_secrets").paginate() for s in page["SecretList"]}
+    if not fresh and HOT_SECRET in names:
+        return
+    texts = {what: read_secret(client, name)[key] for what, (name, key) in KEY_SECRETS.items()}
+    lab = periods.Genesis.from_shelley_genesis("lab", json.loads(genesis.read_text()))
+    document, counter = issue_hot(texts["cold_key"], texts["counter"], texts["vrf_key"],
+                                  lab.kes_period(lab.slot_at(datetime.now(UTC))))  # fmt: skip
+    put_secret(client, KEY_SECRETS["counter"][0], {KEY_SECRETS["counter"][1]: counter})
+    put_secret(client, HOT_SECRET, document)
 
 
 def chain_argv(plan: LabPlan, python: str, genesis: Path, cold_vkey: Path) -> tuple[str, ...]:
@@ -126,7 +164,10 @@ def describe(lab: Lab, plan: LabPlan, images: list[str], cold_vk: bytes) -> dict
         "pool_id": rotation.pool_id(cold_vk).hex(),
         "images": images,
         "nodes": nodes,
-        "secrets": {what: {"backend": BACKEND, "name": name, "key": key} for what, (name, key) in KEY_SECRETS.items()},
+        "secrets": {
+            what: {"backend": BACKEND, "name": name, "key": key}
+            for what, (name, key) in {**KEY_SECRETS, **HOT_SECRETS}.items()
+        },
     }
 
 
@@ -139,8 +180,11 @@ def ensure(lab: Lab, daemons: Daemons, plan: LabPlan, cache: Path, docker: tuple
         if lab.state.pop("pool", None) is not None:
             lab.save()
         return
-    cold_vk = ensure_keys(secrets_client(lab.state["secrets_port"]))
-    Daemons.wait([s] if (s := ensure_chain(lab, daemons, plan, cold_vk)) else [])
+    client = secrets_client(lab.state["secrets_port"])
+    cold_vk = ensure_keys(client)
+    started = ensure_chain(lab, daemons, plan, cold_vk)
+    Daemons.wait([started] if started else [])
+    ensure_hot(client, lab.host_dir(plan.chain) / "shelley-genesis.json", fresh=started is not None)
     images = image.publish(cache, plan.registry_address, docker, image.CARDANO)
     image.fill_shared_store(cache, images, podman)
     lab.state["pool"] = describe(lab, plan, images, cold_vk)
@@ -149,9 +193,11 @@ def ensure(lab: Lab, daemons: Daemons, plan: LabPlan, cache: Path, docker: tuple
 
 def inventory_services(description: dict[str, Any] | None, roles: Path = BUILTIN_ROLES) -> dict[str, Any]:
     """The inventory's pool service from the lab's pool ``description`` (``describe``), ``{}`` without a pool or
-    while ``roles/cardano/role.yaml`` does not exist in ``roles``: the hand-over point to the role's task, which
-    may change what the service says. The service: ``role: cardano``, the first Cardano image, the nodes with
-    their ``kind``, the secret references, and the chain service's URL as ``CARDANO_SIM_CHAIN``."""
+    while ``roles/cardano/role.yaml`` does not exist in ``roles``. The service, in the role's shape: ``role:
+    cardano``, the first Cardano image, the nodes with their ``kind`` (a producer its ``preferred``), the profile
+    ``lab`` with its chain's ``SYSTEM_START`` and the chain service's URL (``CARDANO_SIM_CHAIN``), and the references
+    of the role's secrets alone (``ROLE_SECRETS``: the hot credentials; the cold key and the counter stay in the
+    lab's state, never read by a deploy)."""
     if not description or not (roles / "cardano" / "role.yaml").is_file():
         return {}
     return {
@@ -159,7 +205,11 @@ def inventory_services(description: dict[str, Any] | None, roles: Path = BUILTIN
             "role": "cardano",
             "image": description["images"][0],
             "nodes": description["nodes"],
-            "variables": {"CARDANO_SIM_CHAIN": description["chain"]},
-            "secrets": description["secrets"],
+            "variables": {
+                "PROFILE": "lab",
+                "SYSTEM_START": description["system_start"],
+                "CARDANO_SIM_CHAIN": description["chain"],
+            },
+            "secrets": {what: description["secrets"][what] for what in ROLE_SECRETS},
         }
     }

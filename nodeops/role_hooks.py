@@ -46,6 +46,15 @@ applies to the ones it leaves out, and a role with no module gets every default)
     own kinds (``postgres-password``, ``refused``) need no module. Called by ``fab rotate-secrets`` on the
     active node (nodeops.rotate.ApiPassword), through the ``NodeApi`` it is given. Default: no kind of its own.
 
+``TEMPLATE_FUNCTIONS: Mapping[str, Callable[..., str]]``
+    Functions the role's templates call by name (``{{ node_config(role.profile, node.kind) }}``), for a file the
+    role's own code builds (a document too large or too exact for Jinja: a node's configuration JSON, a genesis file
+    and its hash). Given plain values only (a Secret, or ``secrets``, is refused at render time, exit 2, naming the
+    function); return the text to write. Called by nodeops.render while it renders, before any host; a ValueError,
+    KeyError or TypeError it raises is exit 2 with its message (derived from public values only), anything else is
+    worded as any template failure (its type and the template's line). A name is an identifier other than
+    what templates see already (``TEMPLATE_RESERVED``). Default: none.
+
 ``INTERFACE`` is this list as a table, the one the engine checks a module against. The module is read once per
 run, when the role is loaded (nodeops.roles.load_role), before any host: a module whose code raises anything while
 it is imported (sys.exit and KeyboardInterrupt included), or defines one of these names with the wrong shape
@@ -174,6 +183,7 @@ class RoleHooks:
     rotations: Mapping[str, ApiPassword] = field(default_factory=lambda: MappingProxyType({}))
     keys_in_use: Callable[[bytes], bool | None] = keys_unsaid
     chain_fence: ChainFence | None = None
+    template_functions: Mapping[str, Callable[..., str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
     @property
@@ -199,6 +209,7 @@ class Hook:
     kind: str = ""
     methods: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     mapping: bool = False
+    functions: bool = False  # a mapping of names to functions of any parameters (TEMPLATE_FUNCTIONS)
 
 
 INTERFACE = (
@@ -211,6 +222,7 @@ INTERFACE = (
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,
          methods=MappingProxyType({"login": ("api", "user", "password"), "logout": ("api", "session"),
                                    "set_password": ("api", "session", "old", "new")})),
+    Hook("TEMPLATE_FUNCTIONS", "template_functions", mapping=True, functions=True),
 )  # fmt: skip
 """The role interface, the one table of it: what a role's module may define (docs/roles.md documents each row)."""
 
@@ -233,7 +245,12 @@ def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tupl
         if hook.name not in namespace:
             continue
         value = namespace[hook.name]
-        if not hook.kind:
+        if hook.functions:
+            checked = _template_functions(value, hook.name)
+            if isinstance(checked, tuple):
+                return checked
+            found[hook.attribute] = checked
+        elif not hook.kind:
             problem = _function_problem(value, hook.name, hook.parameters, hook.returns)
             if problem:
                 return hook.name, problem
@@ -256,6 +273,24 @@ def hooks_from(namespace: Mapping[str, object], source: str) -> RoleHooks | tupl
                 objects[kind] = checked
             found[hook.attribute] = MappingProxyType(objects)
     return RoleHooks(**found, source=source)  # type: ignore[arg-type]
+
+
+TEMPLATE_RESERVED = frozenset({"vars", "secrets", "service", "role", "node", "nodes", "fail"})
+"""What templates see already (nodeops.render): no template function takes one of these names."""
+
+
+def _template_functions(value: object, name: str) -> Mapping[str, Callable[..., str]] | tuple[str, str]:
+    """``value`` checked as ``TEMPLATE_FUNCTIONS``: a mapping of identifiers (none of TEMPLATE_RESERVED) to plain
+    functions (no class, no coroutine function); or (where, problem with its fix)."""
+    if not isinstance(value, Mapping):
+        return name, f"expected a mapping of name -> function, got {type(value).__name__}"
+    for key, function in value.items():
+        if not isinstance(key, str) or not key.isidentifier() or key in TEMPLATE_RESERVED:
+            return f"{name}[{key!r}]", ("expected a name templates can call: an identifier other than "
+                                        f"{', '.join(sorted(TEMPLATE_RESERVED))}")  # fmt: skip
+        if inspect.isclass(function) or not callable(function) or inspect.iscoroutinefunction(function):
+            return f"{name}[{key!r}]", str(_function_problem(function, key, ("...",)))  # its parameters are its own
+    return MappingProxyType(dict(value))
 
 
 def _function_problem(value: object, name: str, parameters: tuple[str, ...], returns: str = "",

@@ -4,9 +4,12 @@ Templates see:
 
 - ``vars``: the role's ``defaults`` overlaid by the service's ``variables``;
 - ``secrets``: the service's resolved Secrets, by name;
-- ``service``: the service name; ``role``: ``name``, ``user``, ``port``, ``mount``;
+- ``service``: the service name; ``role``: ``name``, ``user``, ``port``, ``mount``, ``activation`` and
+  ``profile`` (the profile being rendered: a role whose profiles are networks names its network so);
 - rendered per node (``render_nodes``, when a template reads them): ``node`` (``name``, ``kind``, ``host``,
   ``preferred``) and ``nodes`` (every node of the service, the same shape): a relay's peers, a producer's relays;
+- the role's template functions (its module's ``TEMPLATE_FUNCTIONS``, nodeops.role_hooks), by name: given
+  no Secret (refused, naming the function), they return the text to write (a document its role's code builds);
 - whatever the caller adds in ``extra``.
 
 Jinja runs sandboxed (no attribute of a Secret is reachable, so no
@@ -31,6 +34,8 @@ filter, each exact for one format:
   text that is not UTF-8) is refused, naming the variable, never the value.
 - ``line``: the value as one line of a plain file (``.api``, ``.password``),
   unchanged; a newline or carriage return in it is refused.
+- ``text``: the value as it is, newlines included, for a file that is one value
+  (a key file: cardano-cli's text envelope is JSON over several lines).
 - ``raw``: a non-secret value as text; refuses a Secret.
 
 A file the role marks ``secret: false`` (``config.toml``) takes no Secret at

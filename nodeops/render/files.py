@@ -7,7 +7,7 @@ import functools
 import hashlib
 import json
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -126,7 +126,9 @@ def render(
             "port": role.port,
             "mount": role.mount,
             "activation": role.activation,
+            "profile": profile.name,
         },  # fmt: skip
+        **{name: _given_no_secret(name, f) for name, f in role.hooks.template_functions.items()},
         **extra,
     }
     env = template_environment(_found(role))
@@ -210,6 +212,22 @@ def over_recorded(files: Iterable[RenderedFile]) -> str | None:
             f"audit line carry; {largest} alone is {len(recorded[largest])} characters: if it is public data, "
             f"ship it in the role's folder and list it under the profile's data_files (uploaded and hashed, never "
             "recorded; docs/roles.md#data-files)")  # fmt: skip
+
+
+def _given_no_secret(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """The role's template function ``name``, refusing a Secret (or ``secrets``) among its arguments: its code could
+    reveal one outside the escaping filters, into a file whose bytes are hashed and recorded. Given none, what its
+    ValueError, KeyError or TypeError says derives from public values only: shown (``name: message``, exit 2)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(a, Secret | _Secrets) for a in (*args, *kwargs.values())):
+            raise FilterError(f"{name}: a template function is given no secret; write a secret with a filter")
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, KeyError, TypeError) as err:
+            raise FilterError(f"{name}: {type(err).__name__}: {err}") from None
+
+    return call
 
 
 NODE_NAMES = frozenset({"node", "nodes"})  # what a template reads to be rendered once per node

@@ -136,6 +136,13 @@ def line_filter(value: Any) -> str:
     return text
 
 
+def text_filter(value: Any) -> str:
+    """The value as it is, newlines included: a file whose whole content is one value (a key file: cardano-cli's
+    text envelope is JSON over several lines). A Secret only in a secret file, as every filter."""
+    text, _ = _unwrap(value, "text")
+    return text
+
+
 def raw_filter(value: Any) -> str:
     if isinstance(value, Secret):
         raise FilterError(
@@ -160,5 +167,6 @@ FILTERS = {
     "urlpart": urlpart_filter,
     "dotenv": dotenv_filter,
     "line": line_filter,
+    "text": text_filter,
     "raw": raw_filter,
 }

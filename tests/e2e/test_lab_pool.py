@@ -1,6 +1,7 @@
-"""`fab lab.up --pool`: the chain service, the pool's four hosts behind the bastion, the pool's keys in the lab's
-Secrets Manager only, the Cardano image in the registry; a second up changes nothing; lab.down removes it all. One
-lab for the module (its up and down are in the module's setup and teardown figures)."""
+"""`fab lab.up --pool`: the chain service, the pool's four hosts behind the bastion, the pool's keys and the
+producer's first hot credentials in the lab's Secrets Manager only, the Cardano image in the registry, the pool in
+the lab's inventory as a service of the Cardano role that `fab status` reads; a second up changes nothing;
+lab.down removes it all. One lab for the module (its up and down are in the module's setup and teardown figures)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 from lab.aws import read_secret, secrets_client
 from lab.daemons import Daemons
 from lab.host import Lab
-from lab.pool import KEY_SECRETS
+from lab.pool import HOT_SECRETS, KEY_SECRETS
 from lab.topology import plan_lab
 from nodeops.roles import role_module
 from tests.conftest import ROOT, fab
@@ -62,7 +63,7 @@ def chain_get(path: str):
 
 def pool_keys(lab: Lab) -> dict[str, str]:
     client = secrets_client(state(lab)["secrets_port"])
-    return {what: read_secret(client, name)[key] for what, (name, key) in KEY_SECRETS.items()}
+    return {what: read_secret(client, name)[key] for what, (name, key) in {**KEY_SECRETS, **HOT_SECRETS}.items()}
 
 
 def test_the_chain_service_runs_its_clock_with_the_pool_registered(pool_lab, figures):
@@ -82,8 +83,12 @@ def test_the_keys_are_cardano_cli_envelopes_of_one_pool(pool_lab):
     keys = pool_keys(pool_lab)
     cold = envelope.read_cold_signing_key(keys["cold_key"], "cold")
     counter = envelope.read_issue_counter(keys["counter"], "counter")
-    assert (counter.next, counter.cold_vk) == (0, cold.verification_key)
+    assert (counter.next, counter.cold_vk) == (1, cold.verification_key)  # the first certificate took 0
     assert len(envelope.read_vrf_signing_key(keys["vrf_key"], "vrf")) == 64
+    cert = envelope.read_certificate(keys["op_cert"], "op_cert")
+    kes_vk = envelope.read_kes_signing_key(keys["kes_key"], "kes").verification_key
+    assert (cert.counter, cert.kes_vk) == (0, kes_vk) and cert.verify(cold.verification_key)
+    assert cert.kes_period <= chain_get("/tip")["currentSlot"] // 10  # the chain's KES period when it was issued
 
 
 def test_the_cardano_image_is_in_the_lab_registry(pool_lab):
@@ -93,39 +98,40 @@ def test_the_cardano_image_is_in_the_lab_registry(pool_lab):
     assert sorted(tags["tags"]) == ["10.4.1", "10.5.1"]
 
 
-def test_each_pool_host_answers_through_the_bastion_with_its_host_key_pinned(pool_lab, tmp_path):
-    """Until the role exists the inventory has no pool: a hand-built one gives the pool's hosts to `fab exec` as two
-    Chainlink-shaped pairs (relays, producers), with the host keys the lab's state records."""
+def test_the_inventory_holds_the_pool_whose_hosts_answer_with_their_host_keys_pinned(pool_lab, tmp_path, figures):
+    """The pool in the lab's inventory, a service of the Cardano role (roles/cardano/role.yaml): `fab exec` reaches
+    each of its hosts through the bastion with the host key the lab's state records, a wrong one is refused, and
+    `fab status --service pool` reads the pool, not deployed yet (its nodes run no container)."""
     pool = state(pool_lab)["pool"]
     doc = yaml.safe_load(pool_lab.inventory_file.read_text())
-    assert set(doc["services"]) == {"cl1"}  # no roles/cardano/role.yaml yet: no pool in the inventory
-
-    def pool_pairs(doc: dict) -> None:
-        template = doc["services"]["cl1"]
-        nodes = [{**{k: n[k] for k in ("name", "host", "host_key")}, "preferred": p}
-                 for n, p in zip(pool["nodes"], ("active", "standby") * 2, strict=True)]  # fmt: skip
-        doc["services"] = {"relays": {**template, "nodes": nodes[:2]}, "producers": {**template, "nodes": nodes[2:]}}
-
-    inventory = inventory_variant(pool_lab.inventory_file, tmp_path / "pool.yaml", pool_pairs)
-    res = fab("exec", "--inventory", str(inventory), "--json", "--command", "hostname")
+    assert set(doc["services"]) == {"cl1", "pool"}
+    service = doc["services"]["pool"]
+    assert (service["role"], service["variables"]["PROFILE"], set(service["secrets"])) == (
+        "cardano", "lab", {"kes_key", "op_cert", "vrf_key"})  # fmt: skip
+    assert [(n["name"], n["kind"], n.get("preferred")) for n in service["nodes"]] == [
+        (h.name, h.node_kind, h.preferred) for h in PLAN.pool
+    ]
+    names = ",".join(h.name for h in PLAN.pool)
+    res = fab("exec", "--env", NAME, "--json", "--nodes", names, "--command", "hostname")
     assert res.returncode == 0, res.stdout + res.stderr
     hosts = [e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"]
     assert sorted((h["node"], h["stdout"].strip()) for h in hosts) == sorted((h.name, h.name) for h in PLAN.pool)
-    assert [(n["name"], n["kind"], n.get("preferred")) for n in pool["nodes"]] == [
-        (h.name, h.node_kind, h.preferred) for h in PLAN.pool
-    ]
 
     def wrong_key(doc: dict) -> None:
-        pool_pairs(doc)
-        doc["services"]["relays"]["nodes"][0]["host_key"] = pool["nodes"][1]["host_key"]
+        doc["services"]["pool"]["nodes"][0]["host_key"] = pool["nodes"][1]["host_key"]
 
     bad = fab("exec", "--inventory", str(inventory_variant(pool_lab.inventory_file, tmp_path / "bad.yaml", wrong_key)),
               "--json", "--nodes", "pool-relay-a", "--command", "true")  # fmt: skip
     assert bad.returncode != 0  # the host key is verified
 
-    status = fab("status", "--env", NAME, "--json")
-    assert status.returncode in (0, 1), status.stderr  # the Chainlink services of a --pool lab, as ever
-    assert "cl1" in status.stdout
+    status = fab("status", "--env", NAME, "--service", "pool", "--json")
+    figures(f"fab status --service pool: exit {status.returncode}")
+    assert status.returncode in (0, 1) and "Traceback" not in status.stderr, status.stdout + status.stderr
+    (event,) = [json.loads(line) for line in status.stdout.splitlines()]
+    assert (event["service"], event["state"]) == ("pool", "down"), status.stdout  # not deployed: no container
+    assert [(n["node"], n["kind"], n["role"], n["container"]) for n in event["nodes"]] == [
+        (h.name, h.node_kind, "down", None) for h in PLAN.pool
+    ]
 
 
 def sentinels(keys: dict[str, str]) -> dict[str, bytes]:
@@ -164,7 +170,7 @@ def netns_list() -> str:
 
 def test_an_up_without_pool_removes_it_and_down_removes_the_rest(pool_lab):
     """lab.up without --pool takes the pool's hosts and chain away and leaves the lab of before (its inventory
-    byte for byte); lab.down removes every namespace and daemon."""
+    without the pool's service); lab.down removes every namespace and daemon."""
     daemons = state(pool_lab)["daemons"]
     pool_daemons = {"chain/chain", *(f"{h.name}/{d}" for h in PLAN.pool for d in ("sshd", "engine"))}
     assert pool_daemons <= set(daemons)
@@ -173,11 +179,16 @@ def test_an_up_without_pool_removes_it_and_down_removes_the_rest(pool_lab):
 
     plain = fab("lab.up", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR)
     assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert pool_lab.inventory_file.read_bytes() == inventory
+    before = yaml.safe_load(inventory)
+    before["services"].pop("pool")
+    assert yaml.safe_load(pool_lab.inventory_file.read_text()) == before  # the pool's service alone is gone
     assert "pool" not in state(pool_lab) and not pool_daemons & set(state(pool_lab)["daemons"])
     assert [key for key in pool_daemons if running(key)] == []
     assert not {h.netns for h in (PLAN.chain, *PLAN.pool)} & set(netns_list().split())
-    assert state(pool_lab)["daemons"] == {k: v for k, v in daemons.items() if k not in pool_daemons}  # same pids
+    kept = {k: v for k, v in state(pool_lab)["daemons"].items() if k != "mon/prometheus"}
+    assert kept == {k: v for k, v in daemons.items() if k not in {*pool_daemons, "mon/prometheus"}}  # same pids
+    assert Daemons(state(pool_lab)["daemons"], lambda: None).running("mon/prometheus")
+    # Prometheus alone restarts: its scrape configuration (lab/monitoring.py) lost the pool's service
 
     assert fab("lab.down", "--name", NAME).returncode == 0
     assert f"nodeops-{NAME}-" not in netns_list()

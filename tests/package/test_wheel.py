@@ -124,7 +124,7 @@ def test_nodeops_in_an_operators_folder(venv, tmp_path):
     res = sh(nodeops, "deploy", "--env", "prod", "--dry-run", cwd=project)
     site_roles = next((venv / "lib").glob("python3*/site-packages")) / "nodeops" / "builtin" / "roles"
     assert res.returncode == 2 and (f"unknown role 'chainlnk': no chainlnk/role.yaml in {project}/roles, {site_roles} "
-                                    "(roles found: chainlink)") in res.stderr, res.stderr  # fmt: skip
+                                    "(roles found: cardano, chainlink)") in res.stderr, res.stderr  # fmt: skip
 
     res = sh(nodeops, "lab.up", "--name", "pkg", cwd=project)
     assert res.returncode == 2 and "the lab is a development feature" in res.stderr

@@ -59,8 +59,8 @@ def test_ansible_inventory_groups_nodes_by_role_and_jumps_through_the_bastion():
     }  # fmt: skip
     assert nodes["vars"]["ansible_ssh_common_args"] == f"-F /c -J {BASTION}"
     assert nodes["vars"]["ansible_user"] == "ec2-user"
-    assert list(doc["children"]["active"]["hosts"]) == ["cl-a"]
-    assert list(doc["children"]["standby"]["hosts"]) == ["cl-b"]
+    assert list(doc["children"]["active"]["hosts"]) == ["cl-a", "bp-a"]  # the example's pool has its producers
+    assert list(doc["children"]["standby"]["hosts"]) == ["cl-b", "bp-b"]
     assert doc["children"]["bastion"]["hosts"][BASTION]["ansible_ssh_common_args"] == "-F /c"
 
 

@@ -118,12 +118,18 @@ def written(engine: Engine, name: str) -> dict[str, bytes]:
     return {node: stdin for node, command, stdin in engine.sent if command.endswith(f"/{name}") and stdin}
 
 
-def test_a_deploy_gives_each_node_its_own_files_and_hash_and_then_is_up_to_date(tmp_path):
-    job = per_node_job(tmp_path)
+def fresh_deploy(job: Job) -> tuple[Engine, Desired]:
+    """``job`` deployed from nothing, each node on its own hash, on the played engine: (the engine, what was wanted)."""
     engine = Engine({})
     run = Keys(job, engine)
     want = Desired(job.service.image, "sha256:img", job.rendered.config_hash, job.config_hashes())
     run.execute(run.model.plan_change(job.service, seen(run), want))
+    return engine, want
+
+
+def test_a_deploy_gives_each_node_its_own_files_and_hash_and_then_is_up_to_date(tmp_path):
+    job = per_node_job(tmp_path)
+    engine, want = fresh_deploy(job)
     assert {n: d.decode() for n, d in written(engine, "node.conf").items()} == {
         "r1": "r2 a b \n", "r2": "r1 a b \n", "a": "r1 r2 b \n", "b": "r1 r2 a \n"}  # fmt: skip
     labels = {node: dict(w.split("=", 1) for w in shlex.split(c)[1:] if w.startswith("io.nodeops.config="))

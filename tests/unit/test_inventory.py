@@ -113,7 +113,10 @@ def test_example_inventory_loads():
     inv = load_inventory(ROOT / "inventory" / "prod.example.yaml")
     assert inv.environment == "prod"
     assert inv.ssh.known_hosts == ROOT / "inventory" / "known_hosts.prod"
-    assert [(n.name, n.preferred) for n in inv.nodes] == [("cl-a", "active"), ("cl-b", "standby")]
+    assert [(n.name, n.preferred) for n in inv.services["chainlink"].nodes] == [("cl-a", "active"), ("cl-b", "standby")]
+    assert [(n.name, n.kind, n.preferred) for n in inv.services["pool"].nodes] == [
+        ("relay-a", "relay", None), ("relay-b", "relay", None), ("bp-a", "producer", "active"),
+        ("bp-b", "producer", "standby")]  # fmt: skip
     assert {ref.name for ref in inv.services["chainlink"].secrets.values()} == {
         "chainlink/DBSecret",
         "secrets/chainlink-wallet.b64",  # aws-kms: a ciphertext file of the repository

@@ -9,11 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import image, pool
 from lab.topology import boot_command, plan_lab, sshd_config
 from nodeops.errors import InvalidInput
-from nodeops.roles import role_module
+from nodeops.inventory import load_inventory
+from nodeops.render import render_nodes
+from nodeops.roles import check_service, profile_name, role_for, role_module
+from nodeops.secrets import Secret
 
 envelope = role_module("cardano", "envelope")
 ocert = role_module("cardano", "ocert")
@@ -118,13 +122,36 @@ def test_the_pool_id_is_blake2b_224_of_the_cold_verification_key():
     assert rotation.pool_id(vk).hex() == hashlib.blake2b(vk, digest_size=28).hexdigest()
 
 
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAexdbHB36tcwydKJhbUhZib3vTlDloQOUKT1P7lVkKp"
+
+
+def ref(name: str, key: str) -> dict[str, str]:
+    return {"backend": "aws", "name": name, "key": key}
+
+
 DESCRIPTION = {
     "service": "pool",
     "chain": "http://10.247.0.6:3100",
+    "system_start": "2026-12-01T18:00:00Z",
     "images": ["10.247.0.3:5000/intersectmbo/cardano-node:10.4.1", "10.247.0.3:5000/intersectmbo/cardano-node:10.5.1"],
-    "nodes": [{"name": "pool-relay-a", "host": "10.247.127.251", "kind": "relay", "host_key": "ssh-ed25519 AAAA"}],
-    "secrets": {"cold_key": {"backend": "aws", "name": "pool/ColdKey", "key": "cold.skey"}},
-}
+    "nodes": [
+        {"name": "pool-relay-a", "host": "10.247.127.251", "kind": "relay", "host_key": KEY},
+        {"name": "pool-relay-b", "host": "10.247.127.252", "kind": "relay", "host_key": KEY},
+        {"name": "pool-bp-a", "host": "10.247.127.253", "kind": "producer", "preferred": "active",
+         "host_key": KEY},
+        {"name": "pool-bp-b", "host": "10.247.127.254", "kind": "producer", "preferred": "standby",
+         "host_key": KEY},
+    ],
+    "secrets": {"cold_key": ref("pool/ColdKey", "cold.skey"), "counter": ref("pool/IssueCounter", "cold.counter"),
+                "vrf_key": ref("pool/VrfKey", "vrf.skey"), "kes_key": ref("pool/HotKeys", "kes.skey"),
+                "op_cert": ref("pool/HotKeys", "node.cert")},
+}  # fmt: skip
+POOL_SERVICE = {
+    "role": "cardano", "image": DESCRIPTION["images"][0], "nodes": DESCRIPTION["nodes"],
+    "variables": {"PROFILE": "lab", "SYSTEM_START": "2026-12-01T18:00:00Z", "CARDANO_SIM_CHAIN": "http://10.247.0.6:3100"},
+    "secrets": {"kes_key": ref("pool/HotKeys", "kes.skey"), "op_cert": ref("pool/HotKeys", "node.cert"),
+                "vrf_key": ref("pool/VrfKey", "vrf.skey")},
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -132,9 +159,7 @@ DESCRIPTION = {
     [
         (False, DESCRIPTION, {}),  # no role yet: the inventory holds the Chainlink services alone
         (True, None, {}),  # a lab without --pool
-        (True, DESCRIPTION, {"pool": {
-            "role": "cardano", "image": DESCRIPTION["images"][0], "nodes": DESCRIPTION["nodes"],
-            "variables": {"CARDANO_SIM_CHAIN": "http://10.247.0.6:3100"}, "secrets": DESCRIPTION["secrets"]}}),
+        (True, DESCRIPTION, {"pool": POOL_SERVICE}),  # the role's shape: the hot secrets alone, never the cold key
     ],
 )  # fmt: skip
 def test_the_inventory_gets_the_pool_only_once_its_role_exists(tmp_path, role_file, description, expected):
@@ -144,9 +169,38 @@ def test_the_inventory_gets_the_pool_only_once_its_role_exists(tmp_path, role_fi
     assert pool.inventory_services(description, tmp_path) == expected
 
 
-def test_the_repository_has_no_cardano_role_yet_so_the_lab_inventory_has_no_pool():
-    """When this fails, roles/cardano/role.yaml exists: the role's task takes the hand-over (docs/lab.md)."""
-    assert pool.inventory_services(DESCRIPTION) == {}
+def test_the_lab_inventorys_pool_is_a_service_of_the_cardano_role_that_renders(tmp_path):
+    """The repository's roles/cardano/role.yaml takes the hand-over (docs/lab.md): the lab's inventory gets the pool
+    in the role's shape, which loads, passes the role's checks and renders each node's files (no host)."""
+    doc = {"environment": "lab", "secret_backends": {"aws": {"kind": "aws-secretsmanager", "region": "us-east-1"}},
+           "ssh": {"user": "root"}, "bastion": {"host": "10.247.0.1", "user": "root", "host_key": KEY},
+           "services": pool.inventory_services(DESCRIPTION)}  # fmt: skip
+    assert doc["services"] == {"pool": POOL_SERVICE}
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(doc))
+    inventory = load_inventory(tmp_path / "lab.yaml")
+    service = inventory.services["pool"]
+    role = role_for(inventory, service)
+    check_service(role, service, "lab.yaml")
+    assert set(role.secrets) == set(pool.ROLE_SECRETS) == set(service.secrets)
+    secrets = {name: Secret(f"{name}-text\n", name) for name in role.secrets}
+    nodes = render_nodes(role, profile_name(role, service), service, secrets)
+    assert list(nodes) == ["pool-relay-a", "pool-relay-b", "pool-bp-a", "pool-bp-b"]
+    genesis = json.loads(nodes["pool-bp-a"].files["shelley-genesis.json"].data)
+    assert genesis["systemStart"] == DESCRIPTION["system_start"]
+
+
+def test_the_first_hot_credentials_are_a_certificate_of_the_pools_cold_key_and_the_counter_moves_on():
+    docs = pool.key_documents(bytes(range(32)), bytes(range(100, 132)))
+    texts = {what: docs[name][key] for what, (name, key) in pool.KEY_SECRETS.items()}
+    document, counter = pool.issue_hot(texts["cold_key"], texts["counter"], texts["vrf_key"], 7)
+    assert list(document) == ["kes.skey", "node.cert"]  # one secret: a KES key and its certificate go together
+    cold = envelope.read_cold_signing_key(texts["cold_key"], "t")
+    cert = envelope.read_certificate(document["node.cert"], "t")
+    key = envelope.read_kes_signing_key(document["kes.skey"], "t")
+    assert (cert.counter, cert.kes_period, cert.kes_vk) == (0, 7, key.verification_key)
+    assert cert.verify(cold.verification_key)
+    assert envelope.read_issue_counter(counter, "t").next == 1  # as cardano-cli's issue-op-cert leaves it
+    assert cold.seed.hex() not in json.dumps(document)
 
 
 @pytest.mark.parametrize("built", [image.CHAINLINK, image.CARDANO], ids=["chainlink", "cardano"])

@@ -110,6 +110,12 @@ def test_line_filter_writes_exact_bytes(tmp_path):
     assert data == SENTINEL.encode() + b"\n"
 
 
+def test_text_filter_writes_a_value_over_several_lines_exactly(tmp_path):
+    """A key file that is one value: cardano-cli's text envelope is JSON over several lines (issue 16)."""
+    value = '{\n    "type": "KesSigningKey_ed25519_kes_2^6",\n    "cborHex": "' + SENTINEL + '"\n}\n'
+    assert render_one(tmp_path, "{{ secrets.s | text -}}\n", Secret(value)) == value.encode()
+
+
 @pytest.mark.parametrize(
     ("body", "value", "problem"),
     [
@@ -169,9 +175,10 @@ def test_a_secret_printed_without_a_filter_fails_clearly(tmp_path, body, line, p
         "u = {{ ('wss://h/v3/' ~ secrets.s | urlpart) | toml }}",
         "K={{ secrets.s | dotenv }}",
         "{{ secrets.s | line }}",
+        "{{ secrets.s | text }}",
         "{% set x = secrets.s | toml %}ok",  # not even printed: a plain file may not read a value at all
     ],
-    ids=["toml", "urlpart", "dotenv", "line", "set"],
+    ids=["toml", "urlpart", "dotenv", "line", "text", "set"],
 )
 def test_a_secret_in_a_file_marked_secret_false_is_refused(tmp_path, body):
     """Issue 13, item 5: such a file's bytes are in the config hash (a container label), so a guess of the
@@ -577,7 +584,7 @@ def test_v1_refuses_several_chains():
         render(load_role("chainlink"), "v1", service(EVM_CHAINS=CHAINS), secrets(**CHAIN_SECRETS))
 
 
-@pytest.mark.parametrize("filt", ["dotenv", "raw", "line", "urlpart"])
+@pytest.mark.parametrize("filt", ["dotenv", "raw", "line", "text", "urlpart"])
 @pytest.mark.parametrize("value", [[1, 2], {"a": 1}])
 def test_a_list_never_silently_reaches_a_one_value_filter(tmp_path, filt, value):
     with pytest.raises(InvalidInput, match=f"{filt}: a (list|mapping) cannot be written as one value"):

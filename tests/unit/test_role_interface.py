@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from nodeops.errors import EXIT_FAILED, EXIT_INVALID, NodeopsError, OperationFailed
+from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError, OperationFailed
+from nodeops.inventory import Service
+from nodeops.render import render
 from nodeops.role_hooks import INTERFACE, ApiPassword, ChainFence, hooks_from
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
+from nodeops.secrets import Secret
 from tests.unit.test_deploy_preflight import deploy, inventory
 from tests.unit.test_roles import make_role
 
@@ -76,10 +79,19 @@ def module_of(tmp_path: Path, source: str) -> tuple[Path, Path]:
          "expected a ChainFence (change: str, fence), got the class Fence: write Fence() (an instance)"),
         (FENCE.replace("fence(self, secrets, hot_files)", "fence(self, secrets)") + "CHAIN_FENCE = Fence()",
          "CHAIN_FENCE.fence", "takes (secrets), but the engine calls it with 2 arguments (secrets, hot_files)"),
+        ("TEMPLATE_FUNCTIONS = [len]", "TEMPLATE_FUNCTIONS", "expected a mapping of name -> function, got list"),
+        ("TEMPLATE_FUNCTIONS = {'node': len}", "TEMPLATE_FUNCTIONS['node']",
+         "expected a name templates can call: an identifier other than fail, node, nodes, role, secrets, service"),
+        ("TEMPLATE_FUNCTIONS = {'a-b': len}", "TEMPLATE_FUNCTIONS['a-b']", "expected a name templates can call"),
+        ("TEMPLATE_FUNCTIONS = {'doc': dict}", "TEMPLATE_FUNCTIONS['doc']",
+         "expected a function, got the class dict: define it as def doc(...)"),
+        ("async def doc(x): return ''\nTEMPLATE_FUNCTIONS = {'doc': doc}", "TEMPLATE_FUNCTIONS['doc']",
+         "is a coroutine function (async def)"),
     ],
     ids=["no-parameter", "two-parameters", "keyword-only", "coroutine", "class", "generator", "unreadable",
          "not-callable", "rotation-class", "rotation-method", "rotation-async", "rotation-change", "fence-class",
-         "fence-method"],
+         "fence-method", "functions-list", "functions-reserved", "functions-name", "functions-class",
+         "functions-async"],
 )  # fmt: skip
 def test_a_hook_of_the_wrong_shape_is_refused_when_the_role_loads(tmp_path, source, where, problem):
     roles, module = module_of(tmp_path, source)
@@ -102,13 +114,39 @@ def test_a_hook_of_the_wrong_shape_is_refused_when_the_role_loads(tmp_path, sour
         "lease_client = len",
         RESET + "ROTATIONS = {'token-reset': Reset()}",
         FENCE + "CHAIN_FENCE = Fence()",
+        "TEMPLATE_FUNCTIONS = {'doc': lambda *a, **k: '', 'upper': str.upper}",
     ],
     ids=["other-names", "optional", "star-args", "generator-of-names", "lambda", "callable-object", "builtin",
-         "rotation", "fence"],
+         "rotation", "fence", "template-functions"],
 )  # fmt: skip
 def test_a_hook_of_the_right_shape_loads(tmp_path, source):
     roles, module = module_of(tmp_path, source)
     assert load_role("thing", [roles]).hooks.source == str(module)
+
+
+FUNCTIONS = "import json\nTEMPLATE_FUNCTIONS = {'doc': lambda k, v: json.dumps({k: v}, indent=1)}\n"
+
+
+@pytest.mark.parametrize(("template", "written", "problem"), [
+    ("{{ doc('a', vars.A) }}\n", '{\n "a": "1"\n}\n', None),  # the function's text, as it returns it
+    ("{{ doc('a', secrets.pw) }}\n", None, "doc: a template function is given no secret; write a secret with a filter"),
+    ("{{ doc('a', secrets) }}\n", None, "doc: a template function is given no secret"),
+    ("{{ doc(k='a', v=secrets.pw) }}\n", None, "doc: a template function is given no secret"),
+])  # fmt: skip
+def test_a_template_calls_the_roles_functions_and_never_hands_them_a_secret(tmp_path, template, written, problem):
+    """TEMPLATE_FUNCTIONS (issue 16: the Cardano configuration and topology come from the role's code): a function's
+    code could reveal a Secret outside the escaping filters, into a file whose bytes are hashed and recorded."""
+    roles = make_role(tmp_path, templates={"app.j2": template, "pw.j2": "{{ secrets.pw | line }}\n"})
+    (roles / "thing" / "role.py").write_text(FUNCTIONS)
+    role = load_role("thing", [roles])
+    service = Service("cl1", "thing", "img:1", "docker", {"A": "1"}, {}, ())
+    secrets = {"pw": Secret("s3ntinel-fn-0042", "pw")}
+    if problem is None:
+        assert render(role, "main", service, secrets).files["app.conf"].data.decode() == written
+        return
+    with pytest.raises(InvalidInput) as err:
+        render(role, "main", service, secrets)
+    assert problem in str(err.value) and "s3ntinel" not in str(err.value) and err.value.exit_code == EXIT_INVALID
 
 
 def test_the_interface_table_is_the_protocols_and_docs_roles_md():

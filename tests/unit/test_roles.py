@@ -264,7 +264,7 @@ def test_unknown_role_names_the_role_the_service_path_the_folders_and_the_roles_
     assert err.value.exit_code == EXIT_INVALID
     assert str(err.value) == (
         f"/inv/prod.yaml: services.cl1.role: unknown role 'nosuch': no nosuch/role.yaml in {roles}, {BUILTIN_ROLES} "
-        "(roles found: chainlink, mine)"
+        "(roles found: cardano, chainlink, mine)"
     )
     with pytest.raises(InvalidInput, match=r"invalid role name '\.\./x'"):
         load_role("../x")

@@ -1,0 +1,94 @@
+"""The Cardano role's code: what its role.yaml cannot say as data (nodeops.role_hooks, docs/roles.md).
+
+Hooks: how the node writes its log (``log_level``), whether a reply to its metrics endpoint (the role's health path:
+the node has no HTTP API) says it forges (``keys_in_use``), and the functions its templates call
+(``TEMPLATE_FUNCTIONS``) to write the node's configuration (config.py), its topology (topology.py) and the lab
+network's Shelley genesis file (periods.py), each from the modules beside this one, never copied into Jinja.
+Facts from IntersectMBO/cardano-node at 0a21a743 and the lab's simulator (lab/images/cardano-sim/README.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from .config import genesis_hash, lab_genesis_file
+from .config import node_config as _node_config
+from .config import render as _render_config
+from .kesinfo import PREFIX, samples
+from .topology import Peer, Pool
+from .topology import render as _render_topology
+from .topology import topology as _topology
+
+NODE_TO_NODE = 3001  # role.yaml's ports.node-to-node and its command's --port: the port every peer is reached on
+
+# The node's human log format (trace-dispatcher, ``Stdout HumanFormatUncoloured``):
+# "[HOST:cardano.node.NAMESPACE:SEVERITY:THREAD] [YYYY-MM-DD HH:MM:SS.ss UTC] message"
+_HUMAN = re.compile(r"^\[[^\]:]*:[^\]]*:(\w+):[^\]]*\]")
+_LEVELS = {"alert": "critical", "emergency": "critical"}  # above Critical: counted as the engine's critical
+
+
+def log_level(line: str) -> str | None:
+    """The severity a line of the node's log was written at, lower case (Debug, Info, Notice, Warning, Error,
+    Critical; Alert and Emergency as ``critical``); None for a line without the human format's header. Pure."""
+    match = _HUMAN.match(line.strip())
+    if not match:
+        return None
+    level = match[1].lower()
+    return _LEVELS.get(level, level)
+
+
+def keys_in_use(health_body: bytes) -> bool | None:
+    """Whether a reply to /metrics says the node forges: its ``forging_enabled`` gauge (1: forging, 0: not, as the
+    node sets it at start and at each SIGHUP, Tracers/Startup.hs); None when the reply has none or is no metrics
+    text. Never raises."""
+    try:
+        values = samples(health_body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    for name in (f"{PREFIX}forging_enabled_int", f"{PREFIX}forging_enabled"):
+        if name in values:
+            return values[name] != 0
+    return None
+
+
+def _start(system_start: str) -> datetime:
+    """A genesis's ``systemStart`` (``2026-12-01T08:00:00Z``); ValueError for another text."""
+    when = datetime.fromisoformat(system_start.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError("a system start carries its time zone (Z)")
+    return when
+
+
+def lab_genesis(system_start: str) -> str:
+    """The lab network's Shelley genesis file for a chain started at ``system_start``: the bytes the lab's chain
+    service was started with (config.lab_genesis_file, the same function). ValueError for a bad time."""
+    return lab_genesis_file(_start(system_start)).decode()
+
+
+def node_config(network: str, kind: str, system_start: str = "") -> str:
+    """The configuration file of a ``kind`` node of ``network`` (a profile: mainnet, preprod, preview or lab):
+    config.node_config, metrics on every interface at 12798. The lab's names the hash of ``lab_genesis`` of
+    ``system_start``, computed from the very bytes that file gets. ValueError for an unknown network or kind."""
+    shelley = genesis_hash("Shelley", lab_genesis(system_start).encode()) if network == "lab" else ""
+    return _render_config(_node_config(network, kind, shelley_hash=shelley)).decode()
+
+
+def _peers(found: Iterable[Mapping[str, Any]], kind: str) -> tuple[tuple[str, Peer], ...]:
+    return tuple((n["name"], Peer(n["host"], NODE_TO_NODE)) for n in found if n["kind"] == kind)
+
+
+def topology(network: str, node: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]],
+             public_peers: Iterable[Mapping[str, Any]] = ()) -> str:  # fmt: skip
+    """``node``'s topology file (topology.py), the pool being ``nodes`` (the render's ``node``/``nodes``: ``name``,
+    ``kind``, ``host``) on ``network``; ``public_peers``: the relays' public roots, each ``{address, port}`` (the
+    variable PUBLIC_PEERS). A producer's names its pool's relays only. ValueError for a peer of a bad shape."""
+    shown = list(nodes)
+    public = tuple(Peer(p["address"], p["port"]) for p in public_peers)
+    pool = Pool(network, _peers(shown, "relay"), _peers(shown, "producer"), public)
+    return _render_topology(_topology(pool, node["name"])).decode()
+
+
+TEMPLATE_FUNCTIONS = {"node_config": node_config, "topology": topology, "lab_genesis": lab_genesis}
