@@ -1,0 +1,78 @@
+"""Issue 16: files per node in the verbs that read what runs. A role whose templates read the node gives each node its
+own files and config hash (test_files_per_node.py); ``fab status``'s mixed inputs and ``fab check``'s drift compare
+each node with its own rendering (Job.at), never with the first node's. Tables over the groups tables' pool (relays
+r1, r2 under all; producers a, b under keys), deployed on the keys tables' played container engine (no host
+touched). A role that renders once reads as before (test_status.py, test_check.py, untouched)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from nodeops.check import check_drift
+from nodeops.status import mixed_inputs, service_status
+from tests.unit.test_executor_keys import NAME, Keys, seen
+from tests.unit.test_files_per_node import fresh_deploy, per_node_job
+
+NOW = datetime.datetime(2026, 12, 1, 21, 0, tzinfo=datetime.UTC)
+
+
+def deployed(tmp_path, configs: dict[str, str] | None = None, labels: dict[str, dict[str, str]] | None = None):
+    """The pool deployed from nothing, then each node's container relabelled: ``configs`` {node: its config label},
+    ``labels`` {node: {label: value}} (as a container started on other inputs would carry). (job, views)."""
+    job = per_node_job(tmp_path)
+    engine, _want = fresh_deploy(job)
+    for node, config in (configs or {}).items():
+        engine.boxes[node][NAME]["labels"]["io.nodeops.config"] = config
+    for node, more in (labels or {}).items():
+        engine.boxes[node][NAME]["labels"].update({f"io.nodeops.{k}": v for k, v in more.items()})
+    return job, seen(Keys(job, engine))
+
+
+OLD = {"r1": "o-r1", "r2": "o-r2", "a": "o-p", "b": "o-p"}  # every node on its files of an older inventory
+
+
+@pytest.mark.parametrize(
+    ("configs", "labels", "state", "mixed"),
+    [
+        (None, None, "healthy", None),  # each on its own: one deploy, not mixed
+        ({"r2": "o-r2"}, None, "mixed", ["r2"]),  # r2 left on older files (a deploy stopped half way)
+        (OLD, None, "healthy", None),  # all on an older inventory's files, of the same variables and secrets
+        (OLD, {"r1": {"variables": '{"X":"1"}'}}, "mixed", ["r1"]),  # r1 started on other variables
+        (None, {"b": {"version": "1"}}, "mixed", []),  # the standby on another version
+    ],
+    ids=["each-its-own", "one-behind", "all-behind-alike", "behind-unlike", "version"],
+)  # fmt: skip
+def test_status_compares_each_node_with_its_own_rendering(tmp_path, configs, labels, state, mixed):
+    """A pool deployed at once read as mixed: its check compared every node with the first node's config hash, and
+    each relay's files are its own. ``mixed`` names every running node when they differ."""
+    job, views = deployed(tmp_path, configs, labels)
+    result = service_status(job, views, None, None, None, NOW)
+    assert result["state"] == state
+    if mixed is None:
+        assert result["mixed"] is None
+    else:
+        assert [part.split()[0] for part in result["mixed"].split(", ")] == ["r1", "r2", "a", "b"]
+        assert all(f"{n} runs" in result["mixed"] for n in mixed)
+
+
+def test_a_role_that_renders_once_compares_the_labels_as_they_are(tmp_path):
+    """Without per-node hashes (own {}), two nodes on different config labels are mixed, as before."""
+    _job, views = deployed(tmp_path)
+    assert mixed_inputs(list(views.values())) is not None  # the pool's own hashes differ: mixed, read as one config
+    assert mixed_inputs(list(views.values()), _job.config_hashes()) is None
+
+
+@pytest.mark.parametrize(
+    ("configs", "behind"),
+    [(None, []), ({"r2": "o-r2"}, ["r2"]), ({"a": "o-p", "b": "o-p"}, ["a", "b"])],
+    ids=["each-its-own", "one-relay", "producers"],
+)  # fmt: skip
+def test_check_drift_compares_each_node_with_its_own_rendering(tmp_path, configs, behind):
+    job, views = deployed(tmp_path, configs)
+    verdict = check_drift(views, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes())
+    if not behind:
+        assert verdict == ("pass", "every running node is on the inventory's configuration")
+    else:
+        assert verdict[0] == "warn" and verdict[1].startswith(f"{', '.join(behind)} not on the inventory's")
