@@ -1,6 +1,7 @@
 """Issue 16: files per node in the verbs that read what runs. A role whose templates read the node gives each node its
 own files and config hash (test_files_per_node.py); ``fab status``'s mixed inputs and ``fab check``'s drift compare
-each node with its own rendering (Job.at), never with the first node's. Tables over the groups tables' pool (relays
+each node with its own rendering (Job.at), never with the first node's; the audit record keeps each node's config and
+files, and ``fab rollback`` reads what runs through them and starts each node on its own. Tables over the groups tables' pool (relays
 r1, r2 under all; producers a, b under keys), deployed on the keys tables' played container engine (no host
 touched). A role that renders once reads as before (test_status.py, test_check.py, untouched)."""
 
@@ -10,9 +11,14 @@ import datetime
 
 import pytest
 
+from nodeops.activation import model_of
 from nodeops.check import check_drift
+from nodeops.errors import InvalidInput
+from nodeops.records import Deployed
+from nodeops.rollback import pick, running_on, the_start, through_records
 from nodeops.status import mixed_inputs, service_status
-from tests.unit.test_executor_keys import NAME, Keys, seen
+from tests.unit import test_files_per_node as files_per_node
+from tests.unit.test_executor_keys import NAME, Engine, Keys, make_job, seen
 from tests.unit.test_files_per_node import fresh_deploy, per_node_job
 
 NOW = datetime.datetime(2026, 12, 1, 21, 0, tzinfo=datetime.UTC)
@@ -76,3 +82,65 @@ def test_check_drift_compares_each_node_with_its_own_rendering(tmp_path, configs
         assert verdict == ("pass", "every running node is on the inventory's configuration")
     else:
         assert verdict[0] == "warn" and verdict[1].startswith(f"{', '.join(behind)} not on the inventory's")
+
+
+# ---------------------------------------------------------------- the audit record, and rollback
+
+
+def record_of(job, engine) -> Deployed:
+    """The audit result a deploy of ``job`` writes (ServiceDeploy.ran), read back through its type."""
+    run = Keys(job, engine)
+    return Deployed(service="pool", changed=True, **run.ran())
+
+
+def test_the_audit_record_keeps_each_nodes_config_and_files(tmp_path):
+    job = per_node_job(tmp_path)
+    engine, _ = fresh_deploy(job)
+    record = Deployed.model_validate(record_of(job, engine).record())  # as stored and read back
+    assert {n: r.config for n, r in (record.nodes or {}).items()} == job.config_hashes()
+    assert {n: r.files["node.conf"] for n, r in (record.nodes or {}).items()} == {
+        "r1": "r2 a b \n", "r2": "r1 a b \n", "a": "r1 r2 b \n", "b": "r1 r2 a \n"}  # fmt: skip
+    assert record.config == job.rendered.config_hash  # the first node's, as before
+
+
+def test_a_role_that_renders_once_records_no_nodes(tmp_path):
+    job = make_job(tmp_path)
+    assert "nodes" not in Keys(job, Engine({})).ran()  # Chainlink's record is unchanged
+
+
+def test_rollback_reads_what_each_node_runs_through_the_records_of_its_own(tmp_path):
+    """A pool on one deploy's files: its relays' labels differ (each its own), so rollback's reading of what runs
+    refused it as nodes on different configurations; each node's label is now read through the record that started
+    it, and the record before is the one to go back to."""
+    job = per_node_job(tmp_path)
+    engine, _ = fresh_deploy(job)
+    now = record_of(job, engine)
+    before = now.model_copy(update={"image": "reg/node:1", "config": "c-old", "nodes": {}})
+    views = list(seen(Keys(job, engine)).values())
+    model = model_of(job.role)
+    with pytest.raises(InvalidInput, match="different versions or configurations"):
+        running_on(views, model)  # the labels as they are: the relays' differ
+    read = through_records(views, [before, now])
+    assert running_on(read, model) == ("2", now.config)
+    assert pick([before, now], running_on(read, model), None, "pool") is before
+    assert read_is_unchanged(views, through_records(views, [before]))  # no record of its own: labels as they are
+
+
+def read_is_unchanged(views, read) -> bool:
+    return [v.container.labels for v in views] == [v.container.labels for v in read]
+
+
+def test_rollback_starts_each_node_on_its_own_recorded_files(tmp_path, monkeypatch):
+    """The record's text is what each node ran: today's templates (changed since) are not what goes back, and no
+    node is given the first node's files."""
+    job = per_node_job(tmp_path)
+    engine, _ = fresh_deploy(job)
+    record = record_of(job, engine)
+    monkeypatch.setattr(files_per_node, "PEERS", "{{ node.name }} changed since\n")
+    today = per_node_job(tmp_path / "today")
+    started, notes = the_start(today, today, record)
+    assert {n: started.at(n).rendered.files["node.conf"].data.decode() for n in started.nodes} == {
+        "r1": "r2 a b \n", "r2": "r1 a b \n", "a": "r1 r2 b \n", "b": "r1 r2 a \n"}  # fmt: skip
+    assert started.config_hashes() == job.config_hashes()  # exactly what ran, each node its own hash
+    assert notes == ["note: today's templates render node.conf differently from what ran then: the text that ran is "
+                     "started"]  # fmt: skip
