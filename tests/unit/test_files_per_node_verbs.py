@@ -1,12 +1,14 @@
 """Issue 16: files per node in the verbs that read what runs. A role whose templates read the node gives each node its
 own files and config hash (test_files_per_node.py); ``fab status``'s mixed inputs and ``fab check``'s drift compare
 each node with its own rendering (Job.at), never with the first node's; the audit record keeps each node's config and
-files, and ``fab rollback`` reads what runs through them and starts each node on its own. Tables over the groups tables' pool (relays
-r1, r2 under all; producers a, b under keys), deployed on the keys tables' played container engine (no host
-touched). A role that renders once reads as before (test_status.py, test_check.py, untouched)."""
+files, ``fab rollback`` reads what runs through them and starts each node on its own, and a rotation's roll renders
+each node's files on the new secret. Tables over the groups tables' pool (relays r1, r2 under all; producers a, b
+under keys), deployed on the keys tables' played container engine (no host touched). A role that renders once reads
+as before (test_status.py, test_check.py, test_rollback.py, test_executor_rotate.py, untouched)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
@@ -14,8 +16,12 @@ import pytest
 from nodeops.activation import model_of
 from nodeops.check import check_drift
 from nodeops.errors import InvalidInput
+from nodeops.inventory import SecretRef
 from nodeops.records import Deployed
 from nodeops.rollback import pick, running_on, the_start, through_records
+from nodeops.rotate.roll import as_recorded as roll_recorded
+from nodeops.rotate.roll import job_with
+from nodeops.secrets import Secret
 from nodeops.status import mixed_inputs, service_status
 from tests.unit import test_files_per_node as files_per_node
 from tests.unit.test_executor_keys import NAME, Engine, Keys, make_job, seen
@@ -144,3 +150,32 @@ def test_rollback_starts_each_node_on_its_own_recorded_files(tmp_path, monkeypat
     assert started.config_hashes() == job.config_hashes()  # exactly what ran, each node its own hash
     assert notes == ["note: today's templates render node.conf differently from what ran then: the text that ran is "
                      "started"]  # fmt: skip
+
+
+# ---------------------------------------------------------------- a rotation's roll
+
+
+def with_refs(job):
+    """``job`` whose service names a reference for each of its secrets (as an inventory's does)."""
+    refs = {name: SecretRef("ci", f"x/{name}") for name in job.secrets}
+    return dataclasses.replace(job, service=dataclasses.replace(job.service, secrets=refs))
+
+
+def test_a_rolls_job_renders_each_node_its_own_files_on_the_new_secret(tmp_path):
+    """A rotation's roll rendered the pending secret once, with no node (a role whose templates read the node could
+    not render so), and kept each node's rendering of the old value: every node would have restarted on the old
+    password."""
+    job = with_refs(per_node_job(tmp_path))
+    rolled = job_with(job, {"pw": Secret("n3w-pw-0123456789", "pw", "v2")})
+    assert {n: rolled.at(n).rendered.files[".pw"].data for n in job.nodes} == dict.fromkeys(
+        job.nodes, b"n3w-pw-0123456789\n")  # fmt: skip
+    assert {n: rolled.at(n).rendered.files["node.conf"].data for n in job.nodes} == {
+        n: job.at(n).rendered.files["node.conf"].data for n in job.nodes}  # fmt: skip
+    assert set(rolled.config_hashes().values()).isdisjoint(job.config_hashes().values())  # the version moved
+
+
+def test_a_rolls_check_of_the_active_uses_its_own_hash_at_its_recorded_versions(tmp_path):
+    job = with_refs(per_node_job(tmp_path))
+    engine, _ = fresh_deploy(job)
+    views = seen(Keys(job, engine))
+    assert {n: roll_recorded(job, n, v.container) for n, v in views.items()} == job.config_hashes()
