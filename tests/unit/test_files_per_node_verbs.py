@@ -4,7 +4,8 @@ each node with its own rendering (Job.at), never with the first node's; the audi
 files, ``fab rollback`` reads what runs through them and starts each node on its own, and a rotation's roll renders
 each node's files on the new secret. Tables over the groups tables' pool (relays r1, r2 under all; producers a, b
 under keys), deployed on the keys tables' played container engine (no host touched). A role that renders once reads
-as before (test_status.py, test_check.py, test_rollback.py, test_executor_rotate.py, untouched)."""
+as before (test_status.py, test_rollback.py, test_executor_rotate.py untouched; test_check.py's three Job fakes gain
+config_hashes, no assertion changed)."""
 
 from __future__ import annotations
 
