@@ -121,12 +121,15 @@ def standby_verdict(job: Job, s: NodeView, body: bytes | None) -> Verdict:
     return check_standby(s, model_of(job.role), in_use)
 
 
-def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str, str | None]) -> Verdict:
+def check_drift(seen: Mapping[str, NodeView], config: str, versions: Mapping[str, str | None],
+                own: Mapping[str, str] | None = None) -> Verdict:  # fmt: skip
     """Each running container against the inventory's configuration hash (``config``: image, variables, templates
-    and secret version ids, nodeops.render): a change not deployed yet is a warning, naming each secret whose
-    version moved in its backend (plan.secret_changes), since nodes read a secret only when they start."""
+    and secret version ids, nodeops.render; ``own``: {node: its own}, for a role that renders per node,
+    Job.config_hashes): a change not deployed yet is a warning, naming each secret whose version moved in its
+    backend (plan.secret_changes), since nodes read a secret only when they start."""
+    own = own or {}
     behind = [name for name, s in seen.items() if s.container and s.container.running
-              and s.container.label("config") != config]  # fmt: skip
+              and s.container.label("config") != own.get(name, config)]  # fmt: skip
     if not behind:
         return "pass", "every running node is on the inventory's configuration"
     moved = secret_changes([seen[name] for name in behind], versions)
@@ -277,9 +280,10 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     served, warnings, standbys = judge_service(model_of(role), service, seen, observer.answers, lb, lease,
                                                hooks.lease_client, role.health)  # its replies: no 2nd GET  # fmt: skip
     findings = [finding(service.name, "", *v) for v in served]
+    drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes())
     findings += [
         finding(service.name, "", "secret-age", secrets),
-        finding(service.name, "", "drift", check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions)),
+        finding(service.name, "", "drift", drift),
         *(finding(service.name, "", *v) for v in warnings),
     ]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),

@@ -199,11 +199,15 @@ class ServiceDeploy(ServiceChange):
             self.on(node).remove(cmd.previous_name(self.service.name), check=False)
 
     def ran(self) -> dict:
-        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it."""
+        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it. A role that renders per
+        node (Job.nodes): each node's own config hash and files too (``nodes``), ``config`` and ``files`` the first
+        node's."""
+        own = {n: {"config": self.job.at(n).rendered.config_hash, "files": recorded_texts(self.job.at(n))}
+               for n in self.job.nodes}  # fmt: skip
         return {"image": self.service.image, "digest": self.digest, "config": self.job.rendered.config_hash,
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
-                "files": recorded_texts(self.job)}  # fmt: skip
+                "files": recorded_texts(self.job), **({"nodes": own} if own else {})}  # fmt: skip
 
 
 def not_started(service: str) -> Callable[[], dict]:

@@ -246,7 +246,14 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets
     check_service(role, service, str(inventory.source))  # ROOT_DIR under the mount, a URL given twice
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
-    source = str(inventory.source)
-    nodes = render_nodes(role, profile, service, secrets, file=source)
-    rendered = next(iter(nodes.values())) if nodes else render(role, profile, service, secrets, file=source)
+    rendered, nodes = rendering(role, profile, service, secrets, str(inventory.source))
     return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets, nodes)
+
+
+def rendering(role: Role, profile: str, service: Service, secrets: Mapping[str, Secret],
+              file: str | None = None) -> tuple[Rendered, dict[str, Rendered]]:  # fmt: skip
+    """A Job's ``rendered`` and ``nodes``: each node's own (render.render_nodes) and the first node's as ``rendered``,
+    when the role renders per node; else the service's one rendering and {}. Errors as render's (``file``: the
+    inventory, for the error's line)."""
+    nodes = render_nodes(role, profile, service, secrets, file=file)
+    return (next(iter(nodes.values())) if nodes else render(role, profile, service, secrets, file=file)), nodes

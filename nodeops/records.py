@@ -58,9 +58,17 @@ class Now(Record):
 
 
 # -- each verb's per-service result -------------------------------------------------------------------------------
+class NodeRan(Record):
+    """What one node of a role that renders per node (its templates read the node) was started on: its own."""
+
+    config: str = Field(description="its config hash (sha256 hex of its own rendered inputs)")
+    files: dict[str, str] = Field(description="the text of each of its non-secret files (deploy.recorded_texts)")
+
+
 class Deployed(Record):
     """deploy and rollback: a service brought to its target (ServiceDeploy.run); what fab rollback reads back.
-    ``digest``, ``variables``, ``secret_versions`` and ``files`` are missing from the records of older nodeops."""
+    ``digest``, ``variables``, ``secret_versions``, ``files`` and ``nodes`` are missing from the records of older
+    nodeops."""
 
     service: str
     changed: bool
@@ -73,6 +81,9 @@ class Deployed(Record):
     variables: dict[str, JsonValue] | None = Field(None, description="the inventory's non-secret variables")
     secret_versions: dict[str, str | None] | None = Field(None, description="backend version ids, never a value")
     files: dict[str, str] | None = Field(None, description="the text of each non-secret file (deploy.recorded_texts)")
+    nodes: dict[str, NodeRan] | None = Field(None, description="a role that renders per node: each node's own config "
+                                             "hash and files (``config`` and ``files``: the first node's); absent "
+                                             "for a role that renders once")  # fmt: skip
     now: Now | None = None
 
 

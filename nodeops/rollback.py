@@ -55,6 +55,24 @@ def ran(entries: Iterable[Entry], service: str) -> list[Deployed]:
     return found
 
 
+def through_records(seen: Iterable[NodeView], history: Sequence[Deployed]) -> list[NodeView]:
+    """``seen`` with each running container's config label read through the audit records (``history``, oldest
+    first): a role that renders per node records each node's own hash (Deployed.nodes), so nodes started by one
+    deploy carry different labels (each relay its own files); a label a record gives that node reads as the record's
+    ``config``, so what runs compares with the records (running_on, already_at, pick) as one configuration, the way a
+    role that renders once does. A label no record gives that node (a record without ``nodes``: a role that renders
+    once) is left as it is. Pure."""
+    own = {(node, ran.config): r.config for r in history for node, ran in (r.nodes or {}).items()}
+    out = []
+    for s in seen:
+        c = s.container
+        config = None if c is None else own.get((s.node.name, c.label("config") or ""))
+        if c is not None and config is not None:
+            c = dataclasses.replace(c, labels={**c.labels, "io.nodeops.config": config})
+        out.append(dataclasses.replace(s, container=c))
+    return out
+
+
 def running_on(seen: Iterable[NodeView], activation: str | Model = "lease",
                to: str | None = None) -> tuple[str, str] | None:  # fmt: skip
     """(Container.version, config label) of what runs now, as the role's ``activation`` model says
@@ -139,10 +157,25 @@ def the_start(job: Job, then: Job, record: Deployed) -> tuple[Job, list[str]]:
     older nodeops, or the role's defaults, file list, command, ports, volumes or secret files' templates changed
     since) today's rendering is started and a line says so. A line also says which files today's templates render
     differently from the text that ran. The returned Job's config hash is the one the rollback starts, labels and
-    records; no line holds a secret."""
-    texts, versions = record.files, record.secret_versions
-    if texts is None or as_recorded(then, texts, record.config, versions) is None:
-        if with_texts(then.rendered, then.role, then.service, {}, versions).config_hash == record.config:
+    records; no line holds a secret. A role that renders per node (Job.nodes): each node so, on its own record
+    (Deployed.nodes; a node it lacks: today's rendering, said), the lines said once."""
+    if not job.nodes:
+        return start_of(job, then, record.files, record.config, record.secret_versions)
+    ran = record.nodes or {}
+    starts = {n: start_of(job.at(n), then.at(n), ran[n].files if n in ran else None,
+                          ran[n].config if n in ran else record.config, record.secret_versions)
+              for n in job.nodes}  # fmt: skip
+    nodes = {n: started.rendered for n, (started, _) in starts.items()}
+    notes = list(dict.fromkeys(note for _, lines in starts.values() for note in lines))
+    return dataclasses.replace(job, rendered=nodes[next(iter(nodes))], nodes=nodes), notes
+
+
+def start_of(job: Job, then: Job, texts: dict[str, str] | None, config: str,
+             versions: dict[str, str | None] | None) -> tuple[Job, list[str]]:  # fmt: skip
+    """the_start of one rendering (``job``, ``then``: a node's own, or the service's one) against what ran: its
+    recorded ``texts`` (None: none recorded), ``config`` and secret ``versions``."""
+    if texts is None or as_recorded(then, texts, config, versions) is None:
+        if with_texts(then.rendered, then.role, then.service, {}, versions).config_hash == config:
             return job, []
         why = ("the audit record holds no text of its files (an older nodeops)" if texts is None else
                "the role's defaults, files, command, ports, volumes or secret files' templates changed "
@@ -188,7 +221,8 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     to stop (tasks._cli.confirm: InvalidInput when not confirmed)."""
     service = current.service
     history = ran(audit_log(fleet, HISTORY_LINES, steps=False, services=[service.name]), service.name)
-    seen, model = Observer(fleet, current.service, current.role).views().values(), model_of(current.role)
+    seen = through_records(Observer(fleet, current.service, current.role).views().values(), history)
+    model = model_of(current.role)
     for s in seen:
         if model.is_active(s) and (note := unhealthy_note(s)):
             report(service.name, s.node.name, f"{note}: rolled back from like a healthy active",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping, Sequence
+from types import EllipsisType
 
 from nodeops import program
 from nodeops.activation import Model, as_model, model_of
 from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
+from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
@@ -51,19 +53,38 @@ def pair_state(seen: Sequence[NodeView], activation: str | Model = "lease") -> s
     return as_model(activation).state_of(seen, mixed_inputs(seen))
 
 
-def mixed_inputs(seen: Sequence[NodeView]) -> str | None:
+def mixed_inputs(seen: Sequence[NodeView], own: Mapping[str, str] | None = None) -> str | None:
     """``cl1-a runs 2.11.0 config 0a1b2c3d4e5f, cl1-b runs 2.11.0 config 9f8e7d6c5b4a`` when the running containers
     were started from different inputs (their version (Container.version), ``digest`` or ``config`` labels differ:
     another image, or another configuration, which covers the variables, templates and secret version ids: a partial
-    deploy, a secret version moved on one node); None when they agree. The digest is named only when it differs."""
+    deploy, a secret version moved on one node); None when they agree. The digest is named only when it differs.
+
+    ``own``: {node: the config hash of its own rendering of the inventory} (Job.config_hashes) for a role that
+    renders per node, whose nodes' config labels differ by design (each relay its own topology): there a node is
+    compared with its own hash, not with the others' labels. The nodes on their own agree; nodes on other files
+    than their own (an older inventory's) agree with each other when the variables and secret versions their labels
+    record do (their templates cannot be compared across nodes), and never with a node on its own. {} or None: one
+    configuration for every node, the labels compared as they are."""
     running = [s for s in seen if s.container is not None and s.container.running]
     ran = {s.node.name: (s.container.version or "", *(s.container.label(k) or "" for k in ("digest", "config")))
            for s in running}  # fmt: skip
-    if len(set(ran.values())) < 2:
+    if len({(*ran[s.node.name][:2], *inputs_of(s.node.name, s.container, own or {})) for s in running}) < 2:
         return None
     digests = len({digest for _, digest, _ in ran.values()}) > 1
     return ", ".join(f"{node} runs {version or '?'}" + (f" ({digest[:19] or '?'})" if digests else "") +
                      f" config {config[:12] or '?'}" for node, (version, digest, config) in ran.items())  # fmt: skip
+
+
+def inputs_of(node: str, c: Container, own: Mapping[str, str]) -> tuple[str, ...]:
+    """What mixed_inputs compares of ``node``'s running container ``c`` besides its version and digest: its
+    ``config`` label, or, when ``own`` gives the node a hash of its own (files per node), ("own",) when it runs on
+    it, else the variables and secret versions its labels record."""
+    config = c.label("config") or ""
+    if node not in own:
+        return (config,)
+    if config == own[node]:
+        return ("own",)
+    return ("other", c.label("variables") or "", c.label("secrets") or "")
 
 
 def uptime(started: str, now: datetime.datetime) -> float | None:
@@ -130,11 +151,14 @@ def rotation_status(inventory: Inventory, job: Job) -> dict | None:
             f"{job.service.name} --secret {which}"}  # fmt: skip
 
 
-def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict | None) -> str:
+def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict | None,
+                  mixed: str | None | EllipsisType = ...) -> str:  # fmt: skip
     """pair_state, but never healthy (nor mixed: degraded) while the lease database refuses the inventory's
     credentials (lease_status's ``login_refused``): the active serves on a connection opened before, and no node
-    started on those credentials would."""
-    state = pair_state(seen, activation)
+    started on those credentials would. ``mixed``: mixed_inputs's, when the caller has it (service_status); ``...``:
+    computed here, every node against one configuration."""
+    model = as_model(activation)
+    state = pair_state(seen, model) if mixed is ... else model.state_of(seen, mixed)
     refused = lease is not None and lease.get("login_refused")
     return "degraded" if refused and state in ("healthy", "mixed") else state
 
@@ -145,10 +169,11 @@ def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, r
     view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
     node read under the role's model (activation.model_of: a role with kinds, each node under its kind's)."""
     model, views = model_of(job.role), list(seen.values())
+    mixed = mixed_inputs(views, job.config_hashes())  # each node against its own files, when the role renders per node
     return {
         "service": job.service.name,
-        "state": service_state(views, model, lease),
-        "mixed": mixed_inputs(views),
+        "state": service_state(views, model, lease, mixed),
+        "mixed": mixed,
         "lease": lease,
         "rotation": rotation,
         "lock": lock,

@@ -16,20 +16,21 @@ from nodeops.errors import Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
-from nodeops.job import Job, foreign_versions
+from nodeops.job import Job, foreign_versions, rendering
 from nodeops.plan import Desired, plan_service, the_active
-from nodeops.render import render
 from nodeops.rotate.rules import rotation_plan
 from nodeops.run.report import Reporter
 from nodeops.secrets import Secret
 
 
-def as_recorded(job: Job, container: Container) -> str:
-    """The config hash of ``job`` with each secret at the version ``container`` records in its labels (values
-    unchanged): what it must be labelled with when it runs the job's configuration on older secret versions."""
+def as_recorded(job: Job, node: str, container: Container) -> str:
+    """The config hash of ``job`` on ``node`` (its own, for a role that renders per node) with each secret at the
+    version ``container`` (``node``'s) records in its labels (values unchanged): what it must be labelled with when
+    it runs the job's configuration on older secret versions."""
     recorded = json.loads(container.label("secrets") or "{}")
     secrets = {n: Secret(s.reveal(), n, recorded.get(n, s.version)) for n, s in job.secrets.items()}
-    return render(job.role, job.profile, job.service, secrets).config_hash
+    rendered, nodes = rendering(job.role, job.profile, job.service, secrets)
+    return nodes.get(node, rendered).config_hash
 
 
 def refuse_moved_secrets(inventory: Inventory, service: Service, states: Mapping[str, NodeView]) -> None:
@@ -52,8 +53,8 @@ def job_with(job: Job, values: Mapping[str, Secret]) -> Job:
     secrets = {n: Secret(s.reveal(), n, moved[(refs[n].backend, refs[n].name)])
                if (refs[n].backend, refs[n].name) in moved else s for n, s in job.secrets.items()}  # fmt: skip
     secrets.update(values)
-    rendered = render(job.role, job.profile, job.service, secrets)
-    return dataclasses.replace(job, rendered=rendered, secrets=secrets)
+    rendered, nodes = rendering(job.role, job.profile, job.service, secrets)  # each node its own, as job_for
+    return dataclasses.replace(job, rendered=rendered, nodes=nodes, secrets=secrets)
 
 
 class PairRoll:
@@ -77,7 +78,8 @@ class PairRoll:
         # the active must run the inventory's configuration; its secrets may be at older versions (an API password
         # rotation moves one without restarting anything): compare with the versions it records
         c = active.container
-        check = dataclasses.replace(self.desired, config_hash=as_recorded(self.job, c)) if c else self.desired
+        own = {"config_hash": as_recorded(self.job, active.node.name, c), "nodes": {}} if c else {}  # its own hash
+        check = dataclasses.replace(self.desired, **own)
         rotation_plan(self.job.service, states, check)
         self.tolerated = active.failing
         if note := unhealthy_note(active):

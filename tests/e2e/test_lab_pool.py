@@ -13,21 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.aws import read_secret, secrets_client
 from lab.daemons import Daemons
 from lab.host import Lab
-from lab.pool import HOT_SECRETS, KEY_SECRETS
 from lab.topology import plan_lab
-from nodeops.roles import role_module
 from tests.conftest import ROOT, fab
 from tests.e2e.conftest import inventory_variant
+from tests.e2e.pool_keys import envelope, leaks, pool_keys, sentinels, state
+from tests.e2e.pool_keys import get_inside as get_in
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
 
 NAME, CIDR, NODES = "pool", "10.247.0.0/16", 2  # reserved for this module
 PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
-envelope = role_module("cardano", "envelope")
 
 
 def up() -> subprocess.CompletedProcess:
@@ -44,26 +42,13 @@ def pool_lab(root):
         assert fab("lab.down", "--name", NAME).returncode == 0
 
 
-def state(lab: Lab) -> dict:
-    return json.loads(lab.state_file.read_text())
-
-
 def get_inside(url: str):
     """GET ``url``'s JSON from inside pool-relay-a's network (the operator has no route to a private address)."""
-    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=2).read().decode())"
-    proc = subprocess.run(["nsenter", f"--net=/run/netns/{PLAN.pool[0].netns}", "--", "python3", "-c", code],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return get_in(PLAN.pool[0].netns, url)
 
 
 def chain_get(path: str):
     return get_inside(PLAN.chain_address + path)
-
-
-def pool_keys(lab: Lab) -> dict[str, str]:
-    client = secrets_client(state(lab)["secrets_port"])
-    return {what: read_secret(client, name)[key] for what, (name, key) in {**KEY_SECRETS, **HOT_SECRETS}.items()}
 
 
 def test_the_chain_service_runs_its_clock_with_the_pool_registered(pool_lab, figures):
@@ -134,17 +119,6 @@ def test_the_inventory_holds_the_pool_whose_hosts_answer_with_their_host_keys_pi
     ]
 
 
-def sentinels(keys: dict[str, str]) -> dict[str, bytes]:
-    """Each key's payload (raw bytes and hex) and its whole envelope text: none may be found outside moto."""
-    found = {}
-    for what, text in keys.items():
-        cbor_hex = json.loads(text)["cborHex"]
-        found |= {f"{what} envelope": text.encode(), f"{what} cborHex": cbor_hex.encode(),
-                  f"{what} bytes": bytes.fromhex(cbor_hex)[2:]}  # fmt: skip
-    cold = envelope.read_cold_signing_key(keys["cold_key"], "cold")
-    return found | {"cold seed hex": cold.seed.hex().encode(), "cold seed": cold.seed}
-
-
 def test_the_keys_are_in_no_file_no_inventory_and_no_command_line(pool_lab):
     found = sentinels(pool_keys(pool_lab))
     assert all(len(v) >= 32 for v in found.values())
@@ -152,8 +126,7 @@ def test_the_keys_are_in_no_file_no_inventory_and_no_command_line(pool_lab):
     chain = state(pool_lab)["daemons"]["chain/chain"]["pid"]
     places += [Path(f"/proc/{chain}/cmdline"), Path(f"/proc/{chain}/environ")]
     assert len(places) > 20 and pool_lab.dir / "hosts" / "chain" / "cold.vkey" in places
-    leaks = [(str(p), what) for p in places for what, value in found.items() if value in p.read_bytes()]
-    assert leaks == []
+    assert leaks(places, found) == []
 
 
 def test_a_second_up_changes_nothing_and_keeps_the_keys(pool_lab):

@@ -427,7 +427,7 @@ def test_who_serves_and_its_reply_come_from_one_health_get_per_node(monkeypatch)
     service = types.SimpleNamespace(name="cl", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
     role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="lease")  # appID: the holder
     rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
-    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered, config_hashes=dict)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
     assert sorted(gets) == [(a.host, 6688, "/health"), (b.host, 6688, "/health")]
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
@@ -471,7 +471,7 @@ def test_under_activation_all_check_fails_unless_every_node_serves(monkeypatch, 
                                     load_balancer="http://lb/health")  # fmt: skip
     role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="all")
     rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
-    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered, config_hashes=dict)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
     assert verdicts["serving"] == verdict
@@ -510,7 +510,7 @@ def test_under_activation_keys_the_holder_is_the_active_and_the_other_a_standby_
     service = types.SimpleNamespace(name="cp", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
     role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="keys", lease=None)
     rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
-    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered)
+    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered, config_hashes=dict)
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
     assert verdicts["active"] == ("pass", "a holds the hot keys and serves /health (no load balancer in the inventory)")
