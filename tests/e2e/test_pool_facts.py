@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from lab.host import Lab
 from lab.topology import plan_lab
 from tests.conftest import ROOT, fab
-from tests.e2e.conftest import inventory_variant
+from tests.e2e.conftest import RunningLab, inventory_variant
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
@@ -71,10 +71,9 @@ def check(where: tuple[str, ...]) -> tuple[int, dict[tuple[str, str], dict]]:
 
 
 def chain(path: str):
-    """The chain service's ``path`` (GET), asked from inside the first relay's network."""
+    """The chain service's ``path`` (GET), asked from inside its own host's network (no route from here)."""
     code = f"import urllib.request; print(urllib.request.urlopen({PLAN.chain_address + path!r}).read().decode())"
-    proc = subprocess.run(["nsenter", f"--net=/run/netns/{PLAN.pool[0].netns}", "--", "python3", "-c", code],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    proc = RunningLab(PLAN, Path()).nsenter(PLAN.chain.name, "python3", "-c", code)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
