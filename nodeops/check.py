@@ -18,6 +18,7 @@ and per node:
   memory      MemTotal - MemAvailable, of MemTotal;
   load        the 5-minute load average per CPU;
   logs        error-level lines in the container's log of the last minutes.
+and the role's own findings from its nodes' health replies (its ``check_facts`` hook, nodeops.facts.role_facts).
 
 Each check passes, warns (within WARN_AT of its limit, or not failing but needing a look), is
 "unknown" (nothing to measure), or fails; only a failure fails the run. Limits come from the
@@ -45,6 +46,7 @@ from nodeops.errors import InvalidInput, NodeopsError
 from nodeops.facts.logs import error_candidates, error_lines
 from nodeops.facts.observe import Observer
 from nodeops.facts.resources import host_resources, parse_resources
+from nodeops.facts.role_facts import fact_findings, node_facts
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.job import Job
@@ -285,7 +287,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         finding(service.name, "", "secret-age", secrets),
         finding(service.name, "", "drift", drift),
         *(finding(service.name, "", *v) for v in warnings),
-    ]
+    ]  # the role's facts of the replies the observer got (its node_facts, check_facts): no second request
+    findings += [finding(service.name, *f) for f in fact_findings(job, *node_facts(job, observer.answers))]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
                                                       ("secret", name)), age.seconds)
                for name, age in ages.items() if age.seconds is not None]  # fmt: skip

@@ -51,7 +51,8 @@ class Job:
 
     @property
     def variables(self) -> Mapping[str, object]:
-        """The role's defaults overlaid with the service's variables, as the templates see them."""
+        """The role's defaults overlaid with the service's variables: what the role's hooks are given, and the
+        templates too but the role's ``check_variables``."""
         return {**self.role.defaults, **self.service.variables}
 
     def side(self, digest: str | None) -> Side:
@@ -103,10 +104,10 @@ def compact(value: object) -> str:
 def input_labels(job: Job) -> dict[str, str]:
     """The labels that let a container be started again on exactly its inputs (``restore_job``): the image
     reference as the inventory gives it (tag and digest: the engine's own record may drop the tag,
-    plan.Container.reference), the service's own variables, the version id of every secret its files use and
-    the text of its non-secret files (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone
-    on the host."""
-    return {"image": job.service.image, "variables": compact(dict(job.service.variables)),
+    plan.Container.reference), the service's own variables (without the role's ``check_variables``: a threshold
+    changes nothing the node runs), the version id of every secret its files use and the text of its non-secret
+    files (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone on the host."""
+    return {"image": job.service.image, "variables": compact(job.role.without_checks(job.service.variables)),
             "secrets": compact(dict(job.rendered.secret_versions)),
             TEXTS_LABEL: compact(recorded_texts(job)),
             **({DATA_LABEL: compact(hashes)} if (hashes := data_hashes(job)) else {})}  # fmt: skip
@@ -150,8 +151,9 @@ def as_recorded(job: Job, texts: Mapping[str, str] | None, config: str | None,
 def changed_inputs(then: Job, now: Job) -> list[str]:
     """What ``now`` changes in the inputs ``then`` ran on, by name only (never a value), for a fix forward:
     ``["variable ROOT_DIR", "secret keystore"]``: each variable whose value differs (role defaults included), then
-    each secret whose version differs; the image is left out (it is what cannot go back)."""
-    old, new = then.variables, now.variables
+    each secret whose version differs; the image and the role's check variables are left out (the image cannot go
+    back; a check variable changes nothing on a node)."""
+    old, new = now.role.without_checks(then.variables), now.role.without_checks(now.variables)
     variables = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
     old_v, new_v = then.rendered.secret_versions, now.rendered.secret_versions
     secrets = sorted(k for k in {*old_v, *new_v} if old_v.get(k) != new_v.get(k))

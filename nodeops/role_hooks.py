@@ -32,6 +32,11 @@ applies to the ones it leaves out, and a role with no module gets every default)
     keys; True: the fence failed (undone, exit 4). Never raises. Default: ``keys_unsaid`` (None: the label decides,
     and nothing is awaited).
 
+``node_facts(replies, variables) -> Mapping[str, Mapping[str, Fact]]`` / ``check_facts(facts, variables)``
+    Named facts (str, int, float, bool, None) per node from the nodes' health replies (node -> body), shown by ``fab
+    status``; ``fab check``'s findings from them, each (node or "", check, ok, detail) (nodeops.facts.role_facts).
+    ``variables``: the service's over the role's defaults, with ``PROFILE``. Default: none (``no_node_facts``).
+
 ``CHAIN_FENCE: ChainFence``
     Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
     cannot be reached (the engine cannot stop it, so without this the promotion is refused, exit 4). Its ``fence``
@@ -113,6 +118,15 @@ def keys_unsaid(health_body: bytes) -> bool | None:  # noqa: ARG001 (the hook's 
     return None
 
 
+def no_node_facts(replies: Mapping[str, bytes], variables: Mapping[str, object]) -> Mapping[str, Mapping]:  # noqa: ARG001
+    """The default ``node_facts``: no reply says a fact (and ``no_check_facts``, no finding)."""
+    return {}
+
+
+def no_check_facts(facts: Mapping[str, Mapping], variables: Mapping[str, object]) -> Iterable[tuple]:  # noqa: ARG001
+    return ()
+
+
 @runtime_checkable
 class ChainFence(Protocol):
     """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached: see ``CHAIN_FENCE``
@@ -182,6 +196,8 @@ class RoleHooks:
     failing_checks: Callable[[bytes], Iterable[str]] = no_failing_checks
     rotations: Mapping[str, ApiPassword] = field(default_factory=lambda: MappingProxyType({}))
     keys_in_use: Callable[[bytes], bool | None] = keys_unsaid
+    node_facts: Callable[..., Mapping[str, Mapping]] = no_node_facts
+    check_facts: Callable[..., Iterable[tuple]] = no_check_facts
     chain_fence: ChainFence | None = None
     template_functions: Mapping[str, Callable[..., str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
@@ -217,6 +233,8 @@ INTERFACE = (
     Hook("lease_client", "lease_client", ("health_body",), "str | None"),
     Hook("failing_checks", "failing_checks", ("health_body",), "Iterable[str]"),
     Hook("keys_in_use", "keys_in_use", ("health_body",), "bool | None"),
+    Hook("node_facts", "node_facts", ("replies", "variables"), "Mapping[str, Mapping[str, Fact]]"),
+    Hook("check_facts", "check_facts", ("facts", "variables"), "Iterable[tuple[str, str, bool, str]]"),
     Hook("CHAIN_FENCE", "chain_fence", kind="ChainFence",
          methods=MappingProxyType({"fence": ("secrets", "hot_files")})),
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,

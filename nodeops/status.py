@@ -15,6 +15,7 @@ from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
+from nodeops.facts.role_facts import node_facts, with_facts
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.job import Job
@@ -185,9 +186,11 @@ def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
     held = {lock.service: lock for lock in locks(fleet, [job.service.name for job in jobs])}
     results = []
     for job in jobs:
-        seen = Observer(fleet, job.service, job.role).views()
+        observer = Observer(fleet, job.service, job.role)
+        seen = observer.views()
         lease = lease_status(fleet, job)
         lock = held[job.service.name].record() if job.service.name in held else None
-        results.append(service_status(job, seen, lease, rotation_status(fleet.inventory, job), lock,
-                                      datetime.datetime.now(datetime.UTC)))  # fmt: skip
+        result = service_status(job, seen, lease, rotation_status(fleet.inventory, job), lock,
+                                datetime.datetime.now(datetime.UTC))  # fmt: skip
+        results.append(with_facts(result, job, *node_facts(job, observer.answers)))  # the role's, of those replies
     return results

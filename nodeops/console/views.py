@@ -53,6 +53,14 @@ def _node_cells(n: Mapping, kinds: bool) -> list[str]:
             n["version"] or "-", short_duration(n["uptime_seconds"]), n["config"] or "-"]  # fmt: skip
 
 
+def facts_text(facts: Mapping) -> str:
+    """A node's facts as a person reads them: ``slot 1203, peers 3, forging yes`` (a bool yes or no; None left
+    out), in the role's order."""
+    shown = {True: "yes", False: "no"}
+    return ", ".join(f"{name} {shown.get(v, v) if isinstance(v, bool) else v}" for name, v in facts.items()
+                     if v is not None)  # fmt: skip
+
+
 def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
     """The nodes as a table when every cell fits whole in ``width`` columns; otherwise one wrapped
     ``node: role, health, ...`` line each (a table squeezed further would cut words). A ``kind`` column after the
@@ -74,6 +82,8 @@ def _node_table(nodes: Sequence[Mapping], width: int) -> RenderableType:
         rows = [_labelled(f"{row[0]}:", ", ".join(f"{k} {v}" for k, v in zip(columns[1:], row[1:], strict=True)))
                 for row in cells]  # fmt: skip
     for n in nodes:
+        if n.get("facts"):  # the role's (nodeops.facts.role_facts): none said is no line
+            rows.append(_labelled(f"{n['node']}:", facts_text(n["facts"])))
         if n.get("failing"):
             rows.append(_labelled(f"{n['node']} failing:", ", ".join(n["failing"]), "yellow"))
         if n.get("unreachable"):  # why its role and health are unknown (nodeops.status.node_status)
@@ -111,6 +121,8 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
         if r.get("mixed"):  # the two nodes run different inputs (nodeops.status.mixed_inputs)
             text = f"{r['mixed']} ({program()} deploy brings both to the inventory's)"
             parts.append(_labelled("mixed", fit_words(short_digests(text), 3 * (width - 10)), "yellow"))
+        if r.get("facts_error"):  # the role's node_facts raised: its facts are not shown
+            parts.append(_labelled("facts", fit_words(r["facts_error"], 3 * (width - 10)), "yellow"))
         parts.append(_node_table(r["nodes"], width))
         parts.append(Text(""))
     return Group(*parts)

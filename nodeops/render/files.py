@@ -115,9 +115,11 @@ def render(
     clash = _RESERVED & set(extra)
     if clash:
         raise ValueError(f"extra may not redefine {', '.join(sorted(clash))}")
-    variables = {**role.defaults, **service.variables}
+    variables = role.without_checks({**role.defaults, **service.variables})  # a check variable reaches no file
     context = {
-        "vars": _Vars(variables, f"set it in services.{service.name}.variables or the role's defaults"),
+        "vars": _Vars(
+            variables, f"set it in services.{service.name}.variables or the role's defaults", role.check_variables
+        ),
         "secrets": _Secrets(secrets, f"add it to services.{service.name}.secrets"),
         "service": service.name,
         "role": {

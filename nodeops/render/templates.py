@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 import jinja2
-import jinja2.meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nodeops.render.filters import FILTERS, FilterError, _unwrap
+from nodeops.role_file.reads import template_sources
 from nodeops.roles import Role
 from nodeops.secrets import Secret
 
@@ -39,6 +39,10 @@ class _Names(dict):
 class _Vars(_Names):
     _label = "vars"
 
+    def __init__(self, items: Mapping[str, Any], hint: str, withheld: Collection[str] = ()) -> None:
+        super().__init__(items, hint)
+        self.withheld = frozenset(withheld)  # the role's check variables: never given to a template
+
 
 class _Secrets(_Names):
     _label = "secrets"
@@ -48,6 +52,11 @@ class _Undefined(jinja2.StrictUndefined):
     @property
     def _undefined_message(self) -> str:
         obj = self._undefined_obj
+        if isinstance(obj, _Vars) and self._undefined_name in obj.withheld:
+            return (
+                f"vars.{self._undefined_name} is one of the role's check_variables, which no template is given "
+                "(only its check and facts hooks): read another variable, or remove it from check_variables"
+            )
         if isinstance(obj, _Names) and isinstance(self._undefined_name, str):
             return f"{obj._label}.{self._undefined_name} is undefined ({obj._hint})"
         return super()._undefined_message
@@ -93,25 +102,8 @@ def template_digests(role: Role, template: str) -> tuple[tuple[str, str], ...]:
 
 @functools.lru_cache(maxsize=128)
 def _digests(template_dirs: tuple[Path, ...], template: str) -> tuple[tuple[str, str], ...]:
-    env = template_environment(template_dirs)
-    loader = env.loader
-    assert loader is not None
-    digests: dict[str, str] = {}
-    todo = [template]
-    while todo:  # bounded: each name is read once, and the folders hold finitely many
-        name = todo.pop()
-        if name in digests:
-            continue
-        try:
-            source = loader.get_source(env, name)[0]
-        except jinja2.TemplateNotFound:
-            if name == template:
-                raise
-            continue
-        digests[name] = hashlib.sha256(source.encode("utf-8")).hexdigest()
-        refs = list(jinja2.meta.find_referenced_templates(env.parse(source)))
-        todo += loader.list_templates() if None in refs else [r for r in refs if r is not None]
-    return tuple(sorted(digests.items()))
+    found = template_sources(template_dirs, template)  # cached: read once per process and set of folders
+    return tuple(sorted((name, hashlib.sha256(source.encode("utf-8")).hexdigest()) for name, _, source in found))
 
 
 def _fail(message: str) -> NoReturn:

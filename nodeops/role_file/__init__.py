@@ -5,6 +5,7 @@ engine uses of it, from the package's modules:
 - ``kinds``: ``kinds:`` (the kinds of node a service is made of) and the rules a service's nodes meet under them;
 - ``sections``: ``lease:``, ``backup:``, ``passwords:`` and ``rotation.<name>`` (its kinds);
 - ``model``: the role, its profiles and their files;
+- ``reads``: what a role's templates read (the templates a file is rendered from, the variables each names);
 - ``rules``: the rules that span keys, checked on the validated model;
 - ``parse``: ``parse_role``, reading one role.yaml through all of them.
 """

@@ -193,14 +193,28 @@ class Role:
         BeforeValidator(_none_is_empty),
     ] = field(default_factory=lambda: MappingProxyType({}))
     """Variable -> the defaults its templates do not read while a service sets it: deploy's diff leaves them out."""
+    check_variables: Annotated[tuple[_VariableName, ...], _a_list("variable names")] = ()
+    """Variables only the role's check and facts hooks read (``node_facts``, ``check_facts``: a threshold), each one
+    the role declares (``defaults`` or ``variables``) and no template reads: out of the config hash, the rendered
+    files and the container's labels, so a change of one restarts no node; the hooks get it as any other. Not set:
+    none. Refused (exit 2, naming ``check_variables[i]``): one the role does not declare, one listed twice, one
+    another key names (``unused_with``, ``writable_paths``, ``secret_variables``, ``lease``), and one a template
+    reads by name (nodeops.role_file.reads)."""
 
     def read_variables(self, own: Mapping[str, object]) -> dict[str, object]:
         """The variables the templates read for a service whose own variables are ``own``: the role's defaults
         overlaid by ``own``, without the defaults ``unused_with`` names for a variable ``own`` sets (Chainlink with
-        ``EVM_CHAINS``: no ``ETH_CHAIN_ID``, ``ETH_URL``, ``ETH_HTTP_URL``, ``LINK_CONTRACT_ADDRESS``). What a diff
-        compares, so that it lists no change that does nothing. Pure."""
+        ``EVM_CHAINS``: no ``ETH_CHAIN_ID``, ``ETH_URL``, ``ETH_HTTP_URL``, ``LINK_CONTRACT_ADDRESS``) and without
+        ``check_variables``. What a diff compares and the config hash covers, so that neither sees a change that
+        does nothing to the node. Pure."""
         unused = {name for key, names in self.unused_with.items() if key in own for name in names}
+        unused.update(self.check_variables)
         return {k: v for k, v in {**self.defaults, **own}.items() if k not in unused}
+
+    def without_checks(self, variables: Mapping[str, object]) -> dict[str, object]:
+        """``variables`` without ``check_variables``: what the templates are given (``vars``), a container's
+        labels record (a service's own) and a fix forward names. Pure."""
+        return {k: v for k, v in variables.items() if k not in self.check_variables}
 
     @property
     def known_variables(self) -> frozenset[str]:

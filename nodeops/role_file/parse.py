@@ -23,7 +23,7 @@ _RoleSpec = _spec(
           "kinds", "lease", "rotation", "passwords",
           "ports", "volumes",
           "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",
-          "variables", "unused_with"),
+          "variables", "unused_with", "check_variables"),
 )  # fmt: skip
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import posixpath
 from typing import Any, NoReturn
 
+import jinja2
+
 from nodeops.inventory.values import _NAME, _NAME_PATTERN
 from nodeops.role_file.model import Profile, Role
+from nodeops.role_file.reads import template_sources, variables_read
 from nodeops.role_file.sections import LeaseSpec
 from nodeops.role_file.values import PROFILE_VARIABLE, RoleError
 
@@ -85,6 +88,56 @@ def _check(role: Role, file: str) -> None:
             if unused not in defaults or unused == var:
                 fail(f"unused_with.{var}[{i}]", f"expected a variable of the role's defaults other than {var}, got "
                      f"{unused!r}")  # fmt: skip
+    _check_check_variables(role, fail)
+
+
+def _check_check_variables(role: Role, fail: Any) -> None:
+    """``check_variables``: each a variable the role declares, once, that nothing but the role's hooks reads: no
+    other key of role.yaml names it (each of those reaches the node or its database) and no template the role's
+    profiles render reads it by name (nodeops.role_file.reads; a name computed at render finds no such variable)."""
+    if not role.check_variables:
+        return  # a role without any parses no template here
+    declared = {*role.defaults, *role.variables}
+    lease = role.lease
+    others = {
+        **{v: "unused_with" for key, names in role.unused_with.items() for v in (key, *names)},
+        **{v: "writable_paths" for v in role.writable_paths},
+        **{v: "secret_variables" for v in role.secret_variables},
+        **({getattr(lease, k): "lease" for k in ("host", "port", "database", "sslmode")} if lease else {}),
+    }
+    reads = _template_reads(role, fail)
+    for i, var in enumerate(role.check_variables):
+        at = f"check_variables[{i}]"
+        if var not in declared:
+            fail(at, f"expected a variable the role declares (defaults or variables), got {var!r}")
+        if var in role.check_variables[:i]:
+            fail(at, f"{var} is listed already")
+        if var in others:
+            fail(
+                at,
+                f"{var} is named by {others[var]} too, which the node's setup reads: a check variable is read "
+                "by the role's check and facts hooks alone; remove it from one of the two",
+            )
+        if var in reads:
+            fail(at, f"{var} is read by template {reads[var]}: a check variable reaches the role's check and facts "
+                 "hooks alone, never a file; remove it from this list or from the template")  # fmt: skip
+
+
+def _template_reads(role: Role, fail: Any) -> dict[str, str]:
+    """Variable -> the first template that reads it by name, as ``FILE (profiles.P.files.F)``, over every file of
+    every profile and the templates each imports or includes; one that does not parse fails at its file."""
+    folders, reads = tuple(d for d in role.template_dirs if d.is_dir()), {}
+    for profile in role.profiles.values():
+        for spec in profile.files.values():
+            where = f"profiles.{profile.name}.files.{spec.name}"
+            try:
+                for _, file, source in template_sources(folders, spec.template):
+                    for var in variables_read(source):
+                        reads.setdefault(var, f"{file} ({where})")  # the file: an operator's or the role's
+            except jinja2.TemplateSyntaxError as err:
+                fail(f"{where}.template", f"template {err.name or spec.template} does not parse: line {err.lineno}: "
+                     f"{err.message}")  # fmt: skip
+    return reads
 
 
 def _check_lease(lease: LeaseSpec, secrets: tuple[str, ...], variables: set[str], fail: Any) -> None:

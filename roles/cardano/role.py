@@ -1,7 +1,8 @@
 """The Cardano role's code: what its role.yaml cannot say as data (nodeops.role_hooks, docs/roles.md).
 
 Hooks: how the node writes its log (``log_level``), whether a reply to its metrics endpoint (the role's health path:
-the node has no HTTP API) says it forges (``keys_in_use``), and the functions its templates call
+the node has no HTTP API) says it forges (``keys_in_use``), the pool's facts and findings from those replies
+(``node_facts``, ``check_facts``: poolfacts.py), and the functions its templates call
 (``TEMPLATE_FUNCTIONS``) to write the node's configuration (config.py), its topology (topology.py) and the lab
 network's Shelley genesis file (periods.py), each from the modules beside this one, never copied into Jinja.
 Facts from IntersectMBO/cardano-node at 0a21a743 and the lab's simulator (lab/images/cardano-sim/README.md).
@@ -18,6 +19,7 @@ from .config import genesis_hash, lab_genesis_file
 from .config import node_config as _node_config
 from .config import render as _render_config
 from .kesinfo import PREFIX, samples
+from .poolfacts import check_facts, node_facts  # noqa: F401 (hooks: the engine reads them from this module)
 from .topology import Peer, Pool
 from .topology import render as _render_topology
 from .topology import topology as _topology

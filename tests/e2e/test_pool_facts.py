@@ -1,0 +1,160 @@
+"""`fab status` and `fab check` of a deployed pool (the Cardano role's node_facts and check_facts hooks): each node's
+tip within a few slots of the others, its peers, forging on the producer alone, the producer's KES periods left and
+their date; then the lab's first certificate (60 s from the chain's start: 30 KES periods of 2 s) runs out on its own
+clock: `fab check` fails at the threshold while the producer still forges, naming the date and the command that
+rotates, and once it has expired the producer forges no more (its metrics, the chain's blocks) and check says so.
+One pool lab for the module, deployed at once after `lab.up --pool` (its up, deploy and down in the module's setup
+and teardown figures)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from lab.host import Lab
+from lab.topology import plan_lab
+from tests.conftest import ROOT, fab
+from tests.e2e.conftest import RunningLab, inventory_variant
+from tests.e2e.probe import wait_for
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR, NODES = "pkf", "10.219.0.0/16", 2  # reserved for this module
+PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
+PRODUCER = next(h.name for h in PLAN.pool if h.preferred == "active")
+LAB_MAX_KES = 30  # periods.LAB_GENESIS maxKESEvolutions: the first certificate's window
+
+
+KES_MIN = 10  # the pool's KES_PERIODS_MIN in this module: 20 s before the first certificate runs out
+
+
+@pytest.fixture(scope="module")
+def pool_lab(root, tmp_path_factory):
+    """The lab with its pool deployed at once, and the inventory the module's commands use (``--inventory``): the
+    lab's, its pool's KES_PERIODS_MIN set to KES_MIN."""
+    try:
+        up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        lab = Lab(ROOT, NAME)
+
+        def threshold(doc: dict) -> None:
+            doc["services"]["pool"]["variables"]["KES_PERIODS_MIN"] = KES_MIN
+
+        inventory = inventory_variant(lab.inventory_file, tmp_path_factory.mktemp("pkf") / "pkf.yaml", threshold)
+        deploy = fab("deploy", "--inventory", str(inventory), "--service", "pool", timeout=300)  # at once: it runs
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr  # out 60 s after the chain's start
+        yield lab, ("--inventory", str(inventory))
+    finally:
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def status(where: tuple[str, ...]) -> dict:
+    res = fab("status", *where, "--service", "pool", "--json")
+    assert res.returncode in (0, 1) and "Traceback" not in res.stderr, res.stdout + res.stderr
+    (event,) = [json.loads(line) for line in res.stdout.splitlines()]
+    return event
+
+
+def facts(event: dict) -> dict[str, dict]:
+    return {n["node"]: n["facts"] for n in event["nodes"]}
+
+
+def check(where: tuple[str, ...]) -> tuple[int, dict[tuple[str, str], dict]]:
+    res = fab("check", *where, "--service", "pool", "--json")
+    assert "Traceback" not in res.stderr, res.stderr
+    found = [json.loads(line) for line in res.stdout.splitlines()]
+    return res.returncode, {(f["node"], f["check"]): f for f in found if f.get("event") == "check"}
+
+
+def chain(path: str):
+    """The chain service's ``path`` (GET), asked from inside its own host's network (no route from here)."""
+    code = f"import urllib.request; print(urllib.request.urlopen({PLAN.chain_address + path!r}).read().decode())"
+    proc = RunningLab(PLAN, Path()).nsenter(PLAN.chain.name, "python3", "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_status_shows_each_nodes_tip_peers_forging_and_the_producers_kes_periods(pool_lab, figures):
+    lab, where = pool_lab
+    event = status(where)
+    seen = facts(event)
+    figures(f"status facts: {json.dumps(seen, sort_keys=True)}")
+    assert set(seen) == {h.name for h in PLAN.pool} and "facts_error" not in event
+    tips = [f["slot"] for f in seen.values()]
+    assert all(f["lag"] == max(tips) - f["slot"] <= 5 for f in seen.values()), seen  # 5 slots: 1 s
+    relays = [h.name for h in PLAN.pool if h.node_kind == "relay"]
+    assert all(seen[r]["peers"] == 3 for r in relays) and all(
+        seen[p]["peers"] == 2 for p in seen if p not in relays)  # fmt: skip
+    assert [node for node, f in seen.items() if f["forging"]] == [PRODUCER]
+    producer = seen[PRODUCER]
+    assert producer["forged"] > 0 and producer["kes_window"].endswith(f"..{LAB_MAX_KES}")
+    assert 0 < producer["kes_left"] <= LAB_MAX_KES
+    until = datetime.fromisoformat(producer["kes_until"].replace("Z", "+00:00"))
+    start = json.loads(lab.state_file.read_text())["pool"]["system_start"]
+    assert (until - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds() == 2 * LAB_MAX_KES
+    assert all("kes_left" not in f for node, f in seen.items() if node != PRODUCER)
+
+
+def left_in(reason: str) -> int:
+    """The periods a ``kes`` finding says are left (``N KES period(s) left, until ...``)."""
+    match = re.match(r"(\d+) KES periods? left, until ", reason)
+    assert match, reason
+    return int(match[1])
+
+
+def test_check_fails_at_the_threshold_while_the_producer_still_forges(pool_lab, figures):
+    """Each check's ``kes`` passes while more than KES_MIN periods are left and fails from KES_MIN on (exit 1),
+    naming the date and the command that rotates, while the producer still forges: the chain takes a block of its
+    forged after that check began."""
+    _lab, where = pool_lab
+    until = facts(status(where))[PRODUCER]["kes_until"].replace("T", " ").replace("Z", " UTC")
+    seen = []
+
+    def failed() -> tuple[int, dict, int] | None:
+        slot = chain("/tip")["currentSlot"]
+        code, found = check(where)
+        kes = found[(PRODUCER, "kes")]
+        seen.append((left_in(kes["reason"]), kes["result"]))
+        assert kes["result"] == ("fail" if seen[-1][0] <= KES_MIN else "pass"), kes
+        return (code, kes, slot) if kes["result"] == "fail" else None
+
+    code, kes, began = wait_for(failed, "check to fail at the threshold", 60)
+    figures(f"kes findings (periods left, result), a check after another: {seen}; exit {code}: {kes['reason']}")
+    assert code == 1 and 0 < seen[-1][0] <= KES_MIN
+    assert kes["reason"] == (f"{seen[-1][0]} KES period{'s' if seen[-1][0] != 1 else ''} left, until {until} (the "
+                             f"threshold is {KES_MIN}): run fab rotate-secrets --secret kes")  # fmt: skip
+
+    def forged_since() -> list[dict]:
+        return [b for b in chain("/blocks")["forged"] if b["adopted"] and b["slot"] >= began]  # the one producer's
+
+    mine = wait_for(forged_since, "a block the producer forged after the check began", 10)
+    figures(f"the producer's blocks adopted from the check's slot {began} on: {len(mine)}")
+
+
+def test_once_expired_the_producer_forges_no_more_and_check_says_so(pool_lab, figures):
+    _lab, where = pool_lab
+    producer = wait_for(lambda: (f := facts(status(where))[PRODUCER])["kes_left"] == 0 and f, "its end", 90)
+    expiry = int(producer["kes_window"].split("..")[1])
+    ran_out = datetime.now(UTC).strftime("%H:%M:%S")
+    forged, blocks, slot = producer["forged"], chain("/blocks")["forged"], chain("/tip")["currentSlot"]
+    # 15 slots, of which the pool leads about half: a producer still forging would have forged some (1 in 2^15 not)
+    wait_for(lambda: chain("/tip")["currentSlot"] >= slot + 15, "15 slots", 10)
+    after = facts(status(where))[PRODUCER]
+    mine = chain("/blocks")["forged"]  # the pool's one producer forged them all
+    figures(
+        f"expired at {ran_out} UTC: forged {forged} -> {after['forged']}, the producer's blocks on chain "
+        f"{len(mine)}, their KES periods {min(b['kesPeriod'] for b in mine)}..{max(b['kesPeriod'] for b in mine)}"
+    )
+    assert after["forged"] == forged and after["kes_left"] == 0 and "kes_until" not in after
+    assert mine and max(b["kesPeriod"] for b in mine) < expiry  # none at or past the certificate's end
+    assert len(mine) == len(blocks)  # nothing more taken
+    code, found = check(where)
+    kes = found[(PRODUCER, "kes")]
+    figures(f"check after expiry: exit {code}: {kes['reason']}")
+    assert code == 1 and kes["result"] == "fail"
+    assert kes["reason"] == (f"the operational certificate (KES periods {producer['kes_window']}) has expired: the "
+                             "node cannot forge; run fab rotate-secrets --secret kes")  # fmt: skip
