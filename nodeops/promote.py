@@ -78,7 +78,9 @@ def assess(run: ServiceDeploy, force: bool) -> Handover | KeysHandover:
     service = run.service
     model = model_of(run.job.role)
     model.refuse_promotion(service.name)  # all: every node serves, no standby (Unsafe)
-    if len(service.nodes) != 2:
+    # the nodes a promotion moves between: a role with kinds promotes within its kind that has a standby (a pool's
+    # producers, never its relays); a role without kinds, every node
+    if len([n for n in service.nodes if model.for_kind(n.kind).has_standby]) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
     if model.fence_first:  # keys: fence first, the keys moved (nodeops.promote_keys)
         return assess_keys(run, force)
