@@ -110,6 +110,9 @@ class Promoted(Record):
     keys_held_before: bool | None = Field(None, description="activation keys: whether a node held the hot keys when "
                                           "the promotion began (false: keys_gap_seconds is null, the gap began "
                                           "before)")  # fmt: skip
+    outage_chain_units: str | None = Field(None, description="activation keys: keys_gap_seconds in the chain's own "
+                                           "unit, as the role's outage hook says it (\"14 slots\"); absent when the "
+                                           "role has no such hook")  # fmt: skip
     now: Now | None = None
 
 

@@ -32,6 +32,14 @@ applies to the ones it leaves out, and a role with no module gets every default)
     keys; True: the fence failed (undone, exit 4). Never raises. Default: ``keys_unsaid`` (None: the label decides,
     and nothing is awaited).
 
+``outage(seconds: float, profile: str) -> str | None``
+    A promotion's outage in the chain's own unit, as a short phrase (``"14 slots"``), for ``seconds`` measured on a
+    service of the role's ``profile`` (its ``PROFILE``); None when it cannot say. Called by ``fab promote-standby``
+    under activation keys once the promotion is done, with the gap it measured (the time no node held the keys):
+    printed beside the seconds and given as ``outage_chain_units`` in the JSON result. A hook that
+    raises is said on a step line and the result has no phrase (the promotion is done). Default: ``no_outage_unit``
+    (None: the seconds alone, as before).
+
 ``CHAIN_FENCE: ChainFence``
     Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
     cannot be reached (the engine cannot stop it, so without this the promotion is refused, exit 4). Its ``fence``
@@ -113,6 +121,11 @@ def keys_unsaid(health_body: bytes) -> bool | None:  # noqa: ARG001 (the hook's 
     return None
 
 
+def no_outage_unit(seconds: float, profile: str) -> str | None:  # noqa: ARG001 (the hook's shape)
+    """The default ``outage``: no unit of the chain's own; the seconds alone are reported."""
+    return None
+
+
 @runtime_checkable
 class ChainFence(Protocol):
     """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached: see ``CHAIN_FENCE``
@@ -182,6 +195,7 @@ class RoleHooks:
     failing_checks: Callable[[bytes], Iterable[str]] = no_failing_checks
     rotations: Mapping[str, ApiPassword] = field(default_factory=lambda: MappingProxyType({}))
     keys_in_use: Callable[[bytes], bool | None] = keys_unsaid
+    outage: Callable[[float, str], str | None] = no_outage_unit
     chain_fence: ChainFence | None = None
     template_functions: Mapping[str, Callable[..., str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
@@ -217,6 +231,7 @@ INTERFACE = (
     Hook("lease_client", "lease_client", ("health_body",), "str | None"),
     Hook("failing_checks", "failing_checks", ("health_body",), "Iterable[str]"),
     Hook("keys_in_use", "keys_in_use", ("health_body",), "bool | None"),
+    Hook("outage", "outage", ("seconds", "profile"), "str | None"),
     Hook("CHAIN_FENCE", "chain_fence", kind="ChainFence",
          methods=MappingProxyType({"fence": ("secrets", "hot_files")})),
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,

@@ -15,13 +15,15 @@ from ._cli import INEXACT_HELP, SHARDED_HELP, YES_HELP, Sharded, ask, cli, load,
 def outage_line(result: dict) -> str:
     """What a promotion's result says of its outage: the figure, or that none was measured (the service was not
     answering before the handover: nodeops.run.probe.OutageProbe.measured); under activation keys, the time no node
-    held the keys (``keys_gap_seconds``), or that none held them when the promotion began (``keys_held_before``)."""
+    held the keys (``keys_gap_seconds``), or that none held them when the promotion began (``keys_held_before``); the
+    figure in the chain's own unit beside it when the role's ``outage`` hook said it (``outage_chain_units``)."""
+    unit = f" ({result['outage_chain_units']})" if result.get("outage_chain_units") else ""
     if result.get("keys_held_before") is False:
         return "no node held the hot keys when the promotion began"
     if result.get("keys_gap_seconds") is not None:
-        return f"no node held the hot keys for {result['keys_gap_seconds']:.2f}s"
+        return f"no node held the hot keys for {result['keys_gap_seconds']:.2f}s{unit}"
     if result.get("outage_measured", True):
-        return f"outage {result['outage_seconds']:.2f}s"
+        return f"outage {result['outage_seconds']:.2f}s{unit}"
     return "outage not measured: the service was not answering before the handover"
 
 

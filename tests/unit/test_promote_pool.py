@@ -5,20 +5,23 @@ a step and never the node promoted; there and back, the keys never on two nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import types
 
 import pytest
 
 from nodeops import promote
 from nodeops.promote_keys import KeysHandover
-from tests.unit.test_executor_groups import pool_job, runs
-from tests.unit.test_executor_keys import NAME, Engine, Keys, check_secrets, container, seen, short
+from tasks.promote import outage_line
+from tests.unit.test_executor_groups import POOL, R1, R2, A, B, runs
+from tests.unit.test_executor_keys import NAME, Engine, Keys, check_secrets, container, make_job, seen, short
 
 
-def pool_run(tmp_path, holder: str = "a") -> tuple[Keys, Engine]:
+def pool_run(tmp_path, holder: str = "a", hook: str | None = None) -> tuple[Keys, Engine]:
     """A deployed pool: both relays and both producers run, ``holder`` with the hot keys; the run can observe it
-    (its ``observer``, as ServiceDeploy's)."""
-    job = pool_job(tmp_path)
+    (its ``observer``, as ServiceDeploy's). ``hook``: the role's module."""
+    job = make_job(tmp_path, role=POOL, hook=hook)
+    job = dataclasses.replace(job, service=dataclasses.replace(job.service, nodes=(R1, R2, A, B)))
     engine = Engine({n: {NAME: container(job, hot=n == holder)} for n in ("r1", "r2", "a", "b")})
     run = Keys(job, engine)
     run.observer = types.SimpleNamespace(views=lambda: seen(run))
@@ -60,3 +63,49 @@ def test_a_pool_promoted_there_and_back_moves_the_keys_between_its_producers_onl
         check_secrets(engine, {new})
         hot = [n for n, box in engine.boxes.items() if box[NAME]["labels"].get("io.nodeops.hot") == "true"]
         assert hot == [new]
+
+
+@pytest.mark.parametrize(
+    ("result", "line"),
+    [
+        ({"outage_seconds": None, "outage_measured": False, "keys_gap_seconds": 2.726,
+          "outage_chain_units": "14 slots"}, "no node held the hot keys for 2.73s (14 slots)"),
+        ({"outage_seconds": 0.81, "outage_measured": True, "outage_chain_units": "1 block"}, "outage 0.81s (1 block)"),
+        ({"outage_seconds": 0.81, "outage_measured": True}, "outage 0.81s"),  # no hook (Chainlink): as before
+        ({"outage_seconds": None, "outage_measured": False, "keys_held_before": False},
+         "no node held the hot keys when the promotion began"),  # no figure, no unit
+    ],
+    ids=["keys-gap-in-slots", "lease-outage-in-units", "no-hook", "no-figure"],
+)  # fmt: skip
+def test_the_promotion_line_gives_the_chains_unit_beside_the_seconds(result, line):
+    assert outage_line(result) == line
+
+
+OUTAGE = "def outage(seconds, profile):\n    return f'{round(seconds / 0.2)} slots on {profile}'\n"
+
+
+@pytest.mark.parametrize(
+    ("hook", "said"),
+    [
+        (OUTAGE, "slots on {profile}"),
+        ("def outage(seconds, profile):\n    return None\n", None),
+        ("def outage(seconds, profile):\n    return 1 / 0\n", None),  # raises: said on a step line, no phrase
+        (None, None),  # no hook: the result as before
+    ],
+    ids=["says", "says-nothing", "raises", "no-hook"],
+)  # fmt: skip
+def test_the_promotions_result_has_the_roles_outage_phrase(tmp_path, hook, said):
+    """The role's ``outage`` hook is given the keys gap measured and the service's profile; its phrase is the
+    result's ``outage_chain_units`` (absent when it says nothing, raises, or the role has none)."""
+    run, _ = pool_run(tmp_path, hook=hook)
+    result = promote.promote_service(run, keep_old_stopped=False, force=False)
+    assert result["keys_gap_seconds"] >= 0
+    if said is None:
+        assert "outage_chain_units" not in result
+    else:
+        said = said.format(profile=run.job.profile)  # the service's profile, as the hook is given it
+        assert result["outage_chain_units"] == f"{round(result['keys_gap_seconds'] / 0.2)} {said}"
+    told = [m for node, m in run.said if "chain's unit" in m]
+    assert told == ([f"the outage in the chain's unit is not said: role pool: its hook outage raised "
+                     f"ZeroDivisionError ({tmp_path / 'roles' / 'pool' / 'role.py'}:2): fix the role's module"]
+                    if hook and "1 / 0" in hook else [])  # fmt: skip
