@@ -77,7 +77,8 @@ class Deployed(Record):
 
 
 class DryRun(Record):
-    """deploy --dry-run (printed in the end event only: a dry run writes no audit line)."""
+    """deploy --dry-run and promote-standby --dry-run (printed in the end event only: a dry run writes no audit
+    line): ``planned``, each step of the plan described."""
 
     service: str
     changed: bool

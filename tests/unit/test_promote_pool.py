@@ -11,10 +11,15 @@ import types
 import pytest
 
 from nodeops import promote
+from nodeops.errors import Unsafe
+from nodeops.inventory import Service
+from nodeops.promote import Handover
 from nodeops.promote_keys import KeysHandover
 from tasks.promote import outage_line
 from tests.unit.test_executor_groups import POOL, R1, R2, A, B, runs
 from tests.unit.test_executor_keys import NAME, Engine, Keys, check_secrets, container, make_job, seen, short
+from tests.unit.test_promote import HEALTHY, WAITING
+from tests.unit.test_promote import A as LEASE_A
 
 
 def pool_run(tmp_path, holder: str = "a", hook: str | None = None) -> tuple[Keys, Engine]:
@@ -109,3 +114,59 @@ def test_the_promotions_result_has_the_roles_outage_phrase(tmp_path, hook, said)
     assert told == ([f"the outage in the chain's unit is not said: role pool: its hook outage raised "
                      f"ZeroDivisionError ({tmp_path / 'roles' / 'pool' / 'role.py'}:2): fix the role's module"]
                     if hook and "1 / 0" in hook else [])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("keep_old_stopped", "planned"),
+    [
+        (False, ["replace a (fence: restarted without the hot keys)", "await-fenced a",
+                 "replace b (promoted, with the hot keys)", "await-serving b", "await-serving a"]),
+        (True, ["stop a (fence: stopped)", "await-fenced a", "replace b (promoted, with the hot keys)",
+                "await-serving b"]),
+    ],
+    ids=["restart-fence", "stop-fence"],
+)  # fmt: skip
+def test_a_dry_run_shows_the_plan_by_kind_and_touches_nothing(tmp_path, keep_old_stopped, planned):
+    """`promote-standby --dry-run`: the pool observed and every refusal made, the plan said (the kind it moves in
+    named, the relays untouched), its steps in the result; nothing but looks sent to any node."""
+    run, engine = pool_run(tmp_path)
+    engine.sent.clear()
+    result = promote.dry_promotion(run, keep_old_stopped, force=False)
+    assert result == {"service": "pool", "changed": True, "planned": planned, "secrets_moved": []}
+    (line,) = [m for node, m in run.said if m.startswith("plan:")]
+    assert line.startswith("plan: producer: planned promotion of b: fence a first, then the keys; relay: untouched")
+    assert line.endswith("; ".join(planned))
+    assert {short(node, c).split(": ", 1)[1] for node, c, _ in engine.sent} == {"inspect"}
+
+
+def test_a_dry_run_is_refused_as_the_promotion_would_be(tmp_path):
+    """Two holders seen: refused before any plan (exit 4), as the promotion itself."""
+    run, engine = pool_run(tmp_path)
+    engine.boxes["b"][NAME]["labels"]["io.nodeops.hot"] = "true"
+    with pytest.raises(Unsafe, match="2 nodes hold the hot keys"):
+        promote.dry_promotion(run, False, force=False)
+
+
+@pytest.mark.parametrize(
+    ("handover", "keep_old_stopped", "planned"),
+    [
+        (Handover("svc", {"a": HEALTHY, "b": WAITING}, WAITING, LEASE_A), False,
+         ["hand over from a to b (planned failover)", "start-again a", "shred b (lease)"]),
+        (Handover("svc", {"a": HEALTHY, "b": WAITING}, WAITING, LEASE_A), True,
+         ["hand over from a to b (planned failover)", "keep-stopped a (--keep-old-stopped)", "shred b (lease)"]),
+        (Handover("svc", {"a": HEALTHY, "b": WAITING}, WAITING, what="a: unreachable"), False,
+         ["svc: the active is gone (a: unreachable): wait for its lease to expire by database time, then b "
+          "(standby, ?) serves"]),
+    ],
+    ids=["lease-planned", "lease-keep-old-stopped", "lease-force"],
+)  # fmt: skip
+def test_a_dry_run_of_a_lease_pair_shows_its_handover(monkeypatch, handover, keep_old_stopped, planned):
+    """A lease pair (Chainlink) dry-run: the handover's plan, as planned() would carry it out; with --force, the
+    wait it would do (it starts nothing)."""
+    monkeypatch.setattr(promote, "assess", lambda _run, _force: handover)
+    said = []
+    run = types.SimpleNamespace(service=Service("svc", "r", "img:2", "docker", {}, {}, (LEASE_A, WAITING.node)),
+                                say=lambda _node, message, **data: said.append((message, data)))  # fmt: skip
+    result = promote.dry_promotion(run, keep_old_stopped, force=handover.active is None)
+    assert result == {"service": "svc", "changed": True, "planned": planned, "secrets_moved": []}
+    assert said[0][1] == {"steps": planned}
