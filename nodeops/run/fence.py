@@ -24,7 +24,14 @@ from nodeops.commands import node as cmd
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import image as image_facts
 from nodeops.plan import ServicePlan, Step
-from nodeops.run.keys import FenceFailed, await_fenced, confirm_fenced, confirm_forging, refuse_second_holder
+from nodeops.run.keys import (
+    STOPPED,
+    FenceFailed,
+    await_fenced,
+    confirm_fenced,
+    confirm_forging,
+    refuse_second_holder,
+)
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 
 
@@ -119,6 +126,8 @@ class KeysPromotion:
         for i, step in enumerate(plan.steps):
             if run.stop.is_set() and during is None:
                 during = self.stop_before(plan, i, old)
+            if self.fenced_by == "stop" and step.action == "await-serving" and step.node == old:
+                continue  # stopped, as the fence could not be confirmed: no standby to await
             run.say(step.node, step.describe())
             moved = step.action == "await-serving" and step.node == new  # the new holder serves with the keys
             try:
@@ -168,6 +177,7 @@ class KeysPromotion:
         elif step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
             said = confirm_fenced(run, self.nodes[node]) if self.fenced_by == "replace" else ""  # a restart fence
+            self.fenced_by = "stop" if said.endswith(STOPPED) else self.fenced_by
             run.say(node, f"fenced: holds no keys (seen after {took:.1f}s){said}")
         elif step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)

@@ -70,8 +70,9 @@ def confirm_fenced(change: Any, node: Any) -> str:
     the role defines ``keys_in_use`` (RoleHooks.says_keys_in_use), the node awaited answering again (Awaits.
     await_serving: OperationFailed, saying why it was awaited, when it does not within ANSWER_TIMEOUT or its
     container stops), then the hook asked once about that reply. Returns what was observed, as "; ..." ("" when the
-    hook was not asked): the node answers again, and what the hook said (False: it no longer uses them; None: it
-    does not say); FenceFailed (exit 4) when it says the node still uses its keys (True)."""
+    hook was not asked): the node answers again, and what the hook said: False, it no longer uses them; None (it
+    cannot say), the fence is not confirmed, so the node is stopped, as ``--keep-old-stopped`` does (STOPPED ends the
+    phrase: the node is no standby now). FenceFailed (exit 4) when it says the node still uses its keys (True)."""
     hooks, role = change.job.role.hooks, change.job.role.name
     if not hooks.says_keys_in_use:
         return ""
@@ -87,7 +88,11 @@ def confirm_fenced(change: Any, node: Any) -> str:
                           f"answers that it still uses them (role {role}'s keys_in_use)")  # fmt: skip
     if said is False:
         return "; it answers again and says it no longer uses them"
-    return "; it answers again (the role's keys_in_use does not say whether it uses them)"
+    change.on(node.name).stop(int(change.ran_on[node.name].role.stop_timeout))
+    return f"; it answers again, but role {role}'s keys_in_use does not say whether it uses them{STOPPED}"
+
+
+STOPPED = ", so the fence is not confirmed: it was stopped, as --keep-old-stopped does"
 
 
 def confirm_forging(change: Any, node: Any, timeout: float | None = None) -> str:

@@ -701,17 +701,18 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     [
         (
             "None",
-            "fenced: holds no keys (seen after 0.0s); it answers again (the role's keys_in_use does not say "
-            "whether it uses them)",
+            "fenced: holds no keys (seen after 0.0s); it answers again, but role pool's keys_in_use does not say "
+            "whether it uses them, so the fence is not confirmed: it was stopped, as --keep-old-stopped does",
         ),
         ("False", "fenced: holds no keys (seen after 0.0s); it answers again and says it no longer uses them"),
     ],
     ids=["does-not-say", "says-it-stopped"],
 )
 def test_after_a_restart_fence_only_what_the_keys_in_use_hook_said_is_told(tmp_path, says, told):
-    """A role's keys_in_use that returns None ("does not say", docs/roles.md) after the fence: the promotion goes
-    on (the label decides) and the line says the node answers again, not that it said it stopped using its keys;
-    only a hook that returns False is told as saying so."""
+    """A role's keys_in_use that returns None ("does not say", docs/roles.md) after the fence: the fence is not
+    confirmed (issue 16: "its metrics must show forging disabled, or it is stopped"), so the old holder is stopped,
+    as --keep-old-stopped does, and the line says so, not that it said it stopped using its keys; only a hook that
+    returns False is told as saying so, the old holder then serving on as the standby."""
     hook = f"import json\n\ndef keys_in_use(body):\n    return json.loads(body)['forging'] or {says}\n"
     job, engine = promoted(tmp_path, hook=hook)  # a, fenced: {says}; b, the new holder: True
     run = Keys(job, engine)
@@ -719,6 +720,11 @@ def test_after_a_restart_fence_only_what_the_keys_in_use_hook_said_is_told(tmp_p
     assert handover.promote(run, False)["active"] == "b"
     fenced = [m.replace("0.1s", "0.0s") for node, m in run.said if node == "a" and m.startswith("fenced:")]
     assert fenced == [told], run.said
+    stopped = says == "None"
+    assert engine.boxes["a"][NAME]["running"] is not stopped  # stopped, else serving as the standby
+    assert ("a", "await-serving a") not in run.said if stopped else ("a", "await-serving a") in run.said
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    check_secrets(engine, {"b"})
 
 
 @pytest.mark.parametrize(
