@@ -1,6 +1,6 @@
 """Issue 16, "planned promotion there and back": `fab promote-standby --service pool` on the lab's pool (`fab lab.up
---pool`, its hot credentials issued anew and the pool deployed at once: a lab certificate lasts 60 s, so both
-promotions run within it), the producer's hot keys moved to the standby producer and back, fence first.
+--pool`, which issues its hot credentials last, and the pool deployed at once: a lab certificate lasts 60 s, so
+both promotions run within it), the producer's hot keys moved to the standby producer and back, fence first.
 
 A bounded background sampler inside the lab's network (every 0.2 s: both producers' ``forging_enabled`` metric and
 the chain's ``/duplicates``) never sees two nodes forging, and the chain shows no slot with two blocks of the pool.
@@ -19,9 +19,7 @@ import time
 
 import pytest
 
-from lab.aws import secrets_client
 from lab.host import Lab
-from lab.pool import ensure_hot
 from lab.topology import plan_lab
 from tests.conftest import ROOT, end_process, fab
 from tests.e2e.probe import wait_for
@@ -34,6 +32,7 @@ PRODUCERS = {h.name: h for h in PLAN.pool if h.node_kind == "producer"}
 HOLDER, STANDBY = (next(h.name for h in PRODUCERS.values() if h.preferred == p) for p in ("active", "standby"))
 RELAY = next(h for h in PLAN.pool if h.node_kind == "relay")
 METRIC = "cardano_node_metrics_forging_enabled_int"
+LEFT = "cardano_node_metrics_remainingKESPeriods_int"
 SAMPLE_EVERY, SAMPLER_BOUND = 0.2, 150.0  # seconds: the sampler's period, and its life at most
 
 # Runs in the relay's network namespace (the operator has no route to a node's private address): one JSON line per
@@ -87,23 +86,29 @@ def on_nodes(command: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def issued(root):
-    """The lab with its pool, deployed at once with hot credentials issued just before: the lab's certificate lasts
-    60 s from the KES period it starts at, and a `lab.up` on a busy machine can take longer than that after starting
-    the chain (it publishes the images after it), so the producer's hot credentials are issued again for the
-    current KES period, with the next counter, by the lab's own function (lab.pool.ensure_hot, as a fresh chain
-    gets them; no block carried the first), and the pool deployed at once. Yields when they were issued."""
+    """The lab with its pool, deployed at once: the lab's certificate lasts 60 s from the KES period it is issued
+    in, and lab.up issues the producer's first hot credentials last, just before it returns (lab.pool.first_hot),
+    so the deploy right after it finds the certificate's whole window. Yields when lab.up returned (the credentials
+    issued just before), lab.up's seconds and the KES periods the producer's metrics say are left once deployed."""
     try:
+        began = time.monotonic()
         up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
-        lab = Lab(ROOT, NAME)
-        client = secrets_client(json.loads(lab.state_file.read_text())["secrets_port"])
-        issued = time.time()
-        ensure_hot(client, lab.host_dir(PLAN.chain) / "shelley-genesis.json", fresh=True)
+        issued, up_seconds = time.time(), time.monotonic() - began
         deployed = fab("deploy", "--env", NAME, "--service", "pool", "--json")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        yield issued
+        yield {"issued": issued, "up": up_seconds, "deployed": time.time() - issued, "left": periods_left(HOLDER)}
     finally:
         assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def periods_left(node: str) -> int | None:
+    """The KES periods ``node``'s metrics say its certificate has left (``remainingKESPeriods``); None without."""
+    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"
+    proc = inside(code, f"http://{PRODUCERS[node].private_ip}:12798/metrics")
+    out, _ = proc.communicate(timeout=30)
+    values = [line.split()[-1] for line in out.splitlines() if line.startswith(f"{LEFT} ")]
+    return int(float(values[0])) if values else None
 
 
 class Sampler:
@@ -198,7 +203,12 @@ def leader_slots(slots: range) -> int:
 
 
 def test_a_planned_promotion_there_and_back_never_has_two_forgers(issued, figures):
-    figures(f"deployed {time.time() - issued:.1f}s after the hot credentials were issued (they last 60 s at most)")
+    figures(
+        f"lab.up {issued['up']:.1f}s; deployed {issued['deployed']:.1f}s after it returned (the hot credentials "
+        f"issued just before, 30 KES periods of 2 s); the producer's metrics then: {issued['left']} periods left"
+    )
+    assert issued["left"] is not None and issued["left"] > 0
+    issued = issued["issued"]
     sampler = Sampler()
     try:
         wait_for(lambda: len(sampler.samples) >= 3, "the sampler's first samples", 10)
