@@ -167,6 +167,8 @@ def promote(figures, issued: float, leg: str, new: str, old: str) -> dict:
     hot_start = [i for i, (node, m) in enumerate(steps) if node == new and m.startswith("replace") and "hot" in m]
     assert len(fenced) == 1 and len(hot_start) == 1 and fenced[0] < hot_start[0], steps  # fence first
     assert steps[fenced[0]][1].endswith("it answers again and says it no longer uses them"), steps  # its metrics
+    forges = [m for node, m in steps if node == new and m.startswith("serves with the hot keys")]
+    assert forges and forges[0].startswith("serves with the hot keys and says it uses them;"), steps  # forging 1
     seen = holder_sees(new, old)
     after = chain_get("/tip")["currentSlot"]
     sender = seen[new]["hostname"]
