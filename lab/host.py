@@ -113,6 +113,7 @@ class Lab:
             pool.ensure(self, daemons, plan, CACHE, docker, podman)  # --pool: the chain, keys and image; else nothing
             inventory = write_inventory(self, plan, images)
             monitoring.ensure(self, daemons, plan, inventory)
+            pool.first_hot(self, plan)  # last: the lab's first certificate lasts 60 s from when it is issued
             return inventory
 
     def _network(self, plan: LabPlan) -> None:

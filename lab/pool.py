@@ -1,7 +1,7 @@
 """The lab's Cardano stake pool (``fab lab.up --pool``): the chain service on the chain host, the pool's keys in the
 lab's Secrets Manager, the Cardano image in the lab's registry, and the pool's description in the lab's state.
 
-What ``ensure`` makes, on every ``lab.up --pool`` (idempotent):
+What ``ensure`` makes, on every ``lab.up --pool`` (idempotent), in this order:
 
 - **the pool's keys**, generated in memory with roles/cardano's modules and stored only in the lab's Secrets
   Manager (moto, lab.aws): the cold signing key (``pool/ColdKey``, key ``cold.skey``: a cardano-cli text envelope
@@ -10,20 +10,21 @@ What ``ensure`` makes, on every ``lab.up --pool`` (idempotent):
   (``pool/VrfKey``, key ``vrf.skey``: ``VrfSigningKey_PraosVRF``). A secret is created only if missing, so a rerun
   keeps the keys (a restarted moto starts empty: new keys, and the chain is restarted with the new pool). No key
   is written to a file, an argument or a log: only the cold *verification* key goes to the chain host's folder.
-- **the producer's first hot credentials** (``pool/HotKeys``: ``kes.skey`` and ``node.cert`` in one secret, so
-  that a KES key and its certificate are always written together), whenever the chain starts anew (its counters
-  start empty: a fresh pool) or the secret is missing: a KES key made in memory and the certificate the cold key
-  (read in memory) issues for it with the issue counter's next number and the chain's current KES period
-  (``issue_hot``), the counter then moved on by one, as ``cardano-cli node issue-op-cert`` does. The lab's
-  certificate lasts ``maxKESEvolutions`` periods (60 s): KES rotation renews it.
+- **the Cardano image** (lab.image ``CARDANO``), pushed to the lab's registry and put in the shared image store.
 - **the chain service** (lab/images/cardano-sim ``cardano-chain``, run from the repository with this Python, in
   the chain host's network namespace, listening on its private address, port ``CHAIN_PORT``): a lab daemon
   (``chain/chain``; lab.down stops it) with the lab's Shelley genesis (roles/cardano ``config.lab_genesis_file``,
   i.e. ``periods.lab_shelley_genesis``) starting when the chain starts, and the pool registered by its cold
   verification key (its pool id: Blake2b-224 of that key, roles/cardano ``rotation.pool_id``), so the chain elects
   it for its share of slots. A running chain with the same pool is kept, with its genesis.
-- **the Cardano image** (lab.image ``CARDANO``), pushed to the lab's registry and put in the shared image store.
 - **the pool's description** in the lab's state (``state["pool"]``): see ``describe``.
+- **the producer's first hot credentials**, by ``first_hot``, which Lab.up calls last, once the chain runs and
+  the images are published (``pool/HotKeys``: ``kes.skey`` and ``node.cert`` in one secret, so that a KES key and
+  its certificate are always written together), whenever the chain started anew (its counters start empty: a
+  fresh pool) since they were last issued, or the secret is missing: a KES key made in memory and the certificate
+  the cold key (read in memory) issues for it with the issue counter's next number and the chain's current KES
+  period (``issue_hot``), the counter then moved on by one, as ``cardano-cli node issue-op-cert`` does. The lab's
+  certificate lasts ``maxKESEvolutions`` periods (60 s) from its issue: KES rotation renews it.
 
 The inventory gets the pool's service only once the role exists (``inventory_services``): the hand-over point to
 the role's task.
@@ -61,6 +62,7 @@ KEY_SECRETS = {
 }
 HOT_SECRET = f"{POOL_SERVICE}/HotKeys"  # the KES key and its certificate: written together, read together
 HOT_SECRETS = {"kes_key": (HOT_SECRET, "kes.skey"), "op_cert": (HOT_SECRET, "node.cert")}
+HOT_DUE = "pool_hot_due"  # in the lab's state: the chain started anew, its first hot credentials not issued
 ROLE_SECRETS = ("kes_key", "op_cert", "vrf_key")  # roles/cardano/role.yaml's: what deploy reads (never the cold key)
 envelope = role_module("cardano", "envelope")
 config = role_module("cardano", "config")
@@ -173,21 +175,37 @@ def describe(lab: Lab, plan: LabPlan, images: list[str], cold_vk: bytes) -> dict
 
 def ensure(lab: Lab, daemons: Daemons, plan: LabPlan, cache: Path, docker: tuple[str, ...],
            podman: tuple[str, ...]) -> None:  # fmt: skip
-    """Make the pool's part of the lab agree with ``plan`` (called by Lab.up once moto and the registry run):
-    without a pool, only forget its description (its hosts and chain went with their namespaces; its secrets stay
-    until lab.down, as a removed service's). ``docker``/``podman``: argv prefixes running them in a lab node."""
+    """Make the pool's part of the lab agree with ``plan`` (called by Lab.up once moto and the registry run): the
+    keys, the Cardano image, then the chain, and the pool's description; the first hot credentials are first_hot's,
+    called last. Without a pool, only forget its description (its hosts and chain went with their namespaces; its
+    secrets stay until lab.down, as a removed service's). ``docker``/``podman``: argv prefixes running them in a
+    lab node."""
     if plan.chain is None:
-        if lab.state.pop("pool", None) is not None:
+        if [lab.state.pop(key, None) for key in ("pool", HOT_DUE)] != [None, None]:
             lab.save()
         return
     client = secrets_client(lab.state["secrets_port"])
     cold_vk = ensure_keys(client)
-    started = ensure_chain(lab, daemons, plan, cold_vk)
-    Daemons.wait([started] if started else [])
-    ensure_hot(client, lab.host_dir(plan.chain) / "shelley-genesis.json", fresh=started is not None)
     images = image.publish(cache, plan.registry_address, docker, image.CARDANO)
     image.fill_shared_store(cache, images, podman)
+    started = ensure_chain(lab, daemons, plan, cold_vk)
+    Daemons.wait([started] if started else [])
     lab.state["pool"] = describe(lab, plan, images, cold_vk)
+    if started is not None:  # due until first_hot issues them, through a lab.up stopped in between
+        lab.state[HOT_DUE] = True
+    lab.save()
+
+
+def first_hot(lab: Lab, plan: LabPlan) -> None:
+    """The producer's first hot credentials (ensure_hot), fresh when the chain started anew since they were last
+    issued (``HOT_DUE``: a lab.up stopped in between leaves them due). Lab.up calls it last, just before it returns:
+    the lab's certificate lasts 60 s from the KES period it is issued in (maxKESEvolutions, 30 periods of 2 s), so
+    a deploy right after lab.up has the whole window. Without a pool, nothing."""
+    if plan.chain is None:
+        return
+    client = secrets_client(lab.state["secrets_port"])
+    ensure_hot(client, lab.host_dir(plan.chain) / "shelley-genesis.json", fresh=bool(lab.state.get(HOT_DUE)))
+    lab.state.pop(HOT_DUE, None)
     lab.save()
 
 

@@ -26,7 +26,7 @@ from nodeops.inventory import Node
 from nodeops.job import Job
 from nodeops.lease import LeaseView, lease_reader
 from nodeops.promote_keys import KeysHandover, assess_keys
-from nodeops.records import Promoted
+from nodeops.records import DryRun, Promoted
 from nodeops.run.awaits import SERVE_TIMEOUT
 from nodeops.run.report import Reporter
 from nodeops.run.runner import ServiceRunner
@@ -78,7 +78,9 @@ def assess(run: ServiceDeploy, force: bool) -> Handover | KeysHandover:
     service = run.service
     model = model_of(run.job.role)
     model.refuse_promotion(service.name)  # all: every node serves, no standby (Unsafe)
-    if len(service.nodes) != 2:
+    # the nodes a promotion moves between: a role with kinds promotes within its kind that has a standby (a pool's
+    # producers, never its relays); a role without kinds, every node
+    if len([n for n in service.nodes if model.for_kind(n.kind).has_standby]) != 2:
         raise InvalidInput(f"{service.name}: has no standby to promote (one node)")
     if model.fence_first:  # keys: fence first, the keys moved (nodeops.promote_keys)
         return assess_keys(run, force)
@@ -125,6 +127,26 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool, ask
     if handover.active is None:
         return unplanned(run, handover.standby.node, handover.what)
     return planned(run, handover.seen, handover.active, keep_old_stopped, handover.evidence)
+
+
+def dry_promotion(run: ServiceDeploy, keep_old_stopped: bool, force: bool) -> dict:
+    """``promote-standby --dry-run`` of one service: observed and assessed as the promotion is (every refusal it
+    would make, before any plan), then its plan said (``plan: <reason>; <step>; ...``) and returned as the result
+    (records.DryRun: ``planned``, each step described), nothing touched. The plan is the one the promotion carries
+    out: a keys promotion's (KeysHandover.plan: a role with kinds in its producers' kind); a lease handover's
+    (LeaseModel.plan_promotion); an unplanned one (--force) starts nothing, so its one step is its question."""
+    handover = assess(run, force)
+    if isinstance(handover, KeysHandover):
+        plan = handover.plan(run, keep_old_stopped)
+        reason, steps = plan.reason, [s.describe() for s in plan.steps]
+    elif handover.active is None:
+        reason, steps = "unplanned", [handover.question(keep_old_stopped)]
+    else:
+        plan = MODELS["lease"].plan_promotion(run.service, handover.seen, handover.standby.node.name,
+                                              keep_old_stopped=keep_old_stopped)  # fmt: skip
+        reason, steps = plan.reason, [s.describe() for s in plan.steps]
+    run.say("", f"plan: {reason}" + "".join(f"; {step}" for step in steps), steps=steps)
+    return DryRun(service=run.service.name, changed=True, planned=steps, secrets_moved=[]).record()
 
 
 def force_refusal(service: str, active: NodeView) -> str:
@@ -228,7 +250,7 @@ def stopped_after(run: ServiceDeploy, result: dict) -> dict:
 
 def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stopped: bool, force: bool = False,
             stop: StopRequests | None = None, inexact_ok: bool = False,
-            ask: Callable[[list[str]], None] | None = None) -> list[dict]:  # fmt: skip
+            ask: Callable[[list[str]], None] | None = None, dry_run: bool = False) -> list[dict]:  # fmt: skip
     """Promote the standby of every job's service, one after the other. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
     ``stop``: once set, no further service starts, a service not yet at its handover stops before it, and a
@@ -239,7 +261,9 @@ def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stoppe
     what it runs, which takes over), once, after every pair was observed and before any is touched; it raises
     to stop (tasks._cli.ask: InvalidInput when not confirmed). A service refused then (no standby to promote:
     Unsafe, exit 4) is not asked about. Each pair is observed again just before it is acted on, and refused if it
-    no longer matches its line. None: nothing is asked (--yes, or no terminal)."""
+    no longer matches its line. None: nothing is asked (--yes, or no terminal).
+
+    ``dry_run``: each service's plan said and returned (dry_promotion), nothing touched, nothing asked."""
     runs = []
     for job in jobs:
         run = ServiceDeploy(job, fleet, report)
@@ -262,6 +286,10 @@ def promote(fleet: Fleet, jobs: Sequence[Job], report: Reporter, keep_old_stoppe
     def one(run: ServiceDeploy) -> Callable[[], dict]:
         if stop is not None and stop.is_set():
             return not_started(run.service.name)
+        if dry_run:
+            return lambda: dry_promotion(run, keep_old_stopped, force)
         return lambda: stopped_after(run, promote_service(run, keep_old_stopped, force, asked[run.service.name]))
 
-    return [refused.get(run.service.name) or per_service(report, run.service.name, one(run), run.now) for run in runs]
+    # a dry run's result has no "now" (as deploy's): nothing changed, and its end line is no audit entry
+    return [refused.get(run.service.name) or per_service(report, run.service.name, one(run),
+                                                          None if dry_run else run.now) for run in runs]  # fmt: skip

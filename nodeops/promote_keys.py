@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nodeops import program
-from nodeops.activation import MODELS
+from nodeops.activation import model_of
 from nodeops.activation.keys import refuse_lost
 from nodeops.errors import Interrupted, InvalidInput, Unsafe
 from nodeops.facts.view import NodeView
+from nodeops.plan import ServicePlan
 from nodeops.records import Promoted
+from nodeops.role_hooks import RoleHookFailed
 from nodeops.run.fence import KeysPromotion
 
 
@@ -42,14 +44,19 @@ class KeysHandover:
         return (f"{self.service}: move the hot keys from {self.holder} (holder, {version(self.seen[self.holder])}) "
                 f"to {new}, {self.holder} fenced first ({after})")  # fmt: skip
 
+    def plan(self, run, keep_old_stopped: bool) -> ServicePlan:
+        """The promotion's steps, under the role's model (model_of: a role with kinds plans it in the kind whose
+        holder moves, a pool's producers; its other nodes are no step), with the fence ``--keep-old-stopped`` asks
+        for. Pure: what was seen is ``seen``."""
+        fence = "stop" if keep_old_stopped else "restart"
+        return model_of(run.job.role).plan_promotion(run.service, self.seen, self.new, fence=fence)
+
     def promote(self, run, keep_old_stopped: bool) -> dict:
         """Carry the promotion out on ``run`` (nodeops.deploy.ServiceDeploy): planned with the fence
         ``--keep-old-stopped`` asks for, each node restarted on its own inputs; the result with the gap. A stop
         (Ctrl-C, SIGTERM) ends it with Interrupted (exit 130) at a safe point (KeysPromotion.stop_before) or once it
         is seen complete (nodeops.run.fence.seen_complete)."""
-        plan = MODELS["keys"].plan_promotion(
-            run.service, self.seen, self.new, fence="stop" if keep_old_stopped else "restart"
-        )
+        plan = self.plan(run, keep_old_stopped)
         if run.stop.is_set():  # the last safe point: nothing was touched
             raise Interrupted(f"{self.service}: stopped before the fence as asked, nothing changed; {run.standing()}")
         run.say("", f"plan: {plan.reason}" + "".join(f"; {s.describe()}" for s in plan.steps))
@@ -60,9 +67,25 @@ class KeysHandover:
             run.drop_previous()
             raise
         run.drop_previous()
+        figure = None if gap is None else round(gap, 3)
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False,
-                        keys_gap_seconds=None if gap is None else round(gap, 3),
-                        keys_held_before=self.holder is not None).record()  # fmt: skip
+                        keys_gap_seconds=figure, keys_held_before=self.holder is not None,
+                        **in_chain_units(run, figure)).record()  # fmt: skip
+
+
+def in_chain_units(run, seconds: float | None) -> dict[str, str]:
+    """``{"outage_chain_units": phrase}``: ``seconds`` of a promotion's gap (no node holding the keys) of ``run``'s
+    service as its role's ``outage`` hook says it in the chain's unit (``"14 slots"``, nodeops.role_hooks); ``{}``
+    when no gap was measured or the hook says nothing (a role without one: Chainlink). A hook that raises is said on
+    a step line (the promotion is done: its result stands without the phrase)."""
+    if seconds is None:
+        return {}
+    try:
+        said = run.job.role.hooks.outage(seconds, run.job.profile)
+    except RoleHookFailed as exc:
+        run.say("", f"the outage in the chain's unit is not said: {exc}")
+        return {}
+    return {"outage_chain_units": said} if isinstance(said, str) and said else {}
 
 
 def assess_keys(run, force: bool) -> KeysHandover:
@@ -80,7 +103,8 @@ def assess_keys(run, force: bool) -> KeysHandover:
         if any(s.hot for s in seen.values()):  # the holder is seen: the node cut off is the standby (refuse_lost)
             refuse_lost(service.name, seen)
         raise Unsafe(force_refusal(service.name, lost, run.job.role))
-    plan = MODELS["keys"].plan_promotion(service, seen)  # its refusals: two holders, a node unseen, no running standby
+    # its refusals: two holders, a node unseen, no running standby; a role with kinds: within its producers' kind
+    plan = model_of(run.job.role).plan_promotion(service, seen)
     holder = next((s.node.name for s in seen.values() if s.hot), None)
     return KeysHandover(service.name, seen, holder, next(s.node for s in plan.steps if s.hot))
 

@@ -88,7 +88,8 @@ class Deployed(Record):
 
 
 class DryRun(Record):
-    """deploy --dry-run (printed in the end event only: a dry run writes no audit line)."""
+    """deploy --dry-run and promote-standby --dry-run (printed in the end event only: a dry run writes no audit
+    line): ``planned``, each step of the plan described."""
 
     service: str
     changed: bool
@@ -121,6 +122,9 @@ class Promoted(Record):
     keys_held_before: bool | None = Field(None, description="activation keys: whether a node held the hot keys when "
                                           "the promotion began (false: keys_gap_seconds is null, the gap began "
                                           "before)")  # fmt: skip
+    outage_chain_units: str | None = Field(None, description="activation keys: keys_gap_seconds in the chain's own "
+                                           "unit, as the role's outage hook says it (\"14 slots\"); absent when the "
+                                           "role has no such hook")  # fmt: skip
     now: Now | None = None
 
 

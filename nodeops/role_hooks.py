@@ -36,6 +36,13 @@ applies to the ones it leaves out, and a role with no module gets every default)
     Named facts (str, int, float, bool, None) per node from the nodes' health replies (node -> body), shown by ``fab
     status``; ``fab check``'s findings from them, each (node or "", check, ok, detail) (nodeops.facts.role_facts).
     ``variables``: the service's over the role's defaults, with ``PROFILE``. Default: none (``no_node_facts``).
+``outage(seconds: float, profile: str) -> str | None``
+    A promotion's outage in the chain's own unit, as a short phrase (``"14 slots"``), for ``seconds`` measured on a
+    service of the role's ``profile`` (its ``PROFILE``); None when it cannot say. Called by ``fab promote-standby``
+    under activation keys once the promotion is done, with the gap it measured (the time no node held the keys):
+    printed beside the seconds and given as ``outage_chain_units`` in the JSON result. A hook that
+    raises is said on a step line and the result has no phrase (the promotion is done). Default: ``no_outage_unit``
+    (None: the seconds alone, as before).
 
 ``CHAIN_FENCE: ChainFence``
     Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
@@ -127,6 +134,11 @@ def no_check_facts(facts: Mapping[str, Mapping], variables: Mapping[str, object]
     return ()
 
 
+def no_outage_unit(seconds: float, profile: str) -> str | None:  # noqa: ARG001 (the hook's shape)
+    """The default ``outage``: no unit of the chain's own; the seconds alone are reported."""
+    return None
+
+
 @runtime_checkable
 class ChainFence(Protocol):
     """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached: see ``CHAIN_FENCE``
@@ -198,6 +210,7 @@ class RoleHooks:
     keys_in_use: Callable[[bytes], bool | None] = keys_unsaid
     node_facts: Callable[..., Mapping[str, Mapping]] = no_node_facts
     check_facts: Callable[..., Iterable[tuple]] = no_check_facts
+    outage: Callable[[float, str], str | None] = no_outage_unit
     chain_fence: ChainFence | None = None
     template_functions: Mapping[str, Callable[..., str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
@@ -235,6 +248,7 @@ INTERFACE = (
     Hook("keys_in_use", "keys_in_use", ("health_body",), "bool | None"),
     Hook("node_facts", "node_facts", ("replies", "variables"), "Mapping[str, Mapping[str, Fact]]"),
     Hook("check_facts", "check_facts", ("facts", "variables"), "Iterable[tuple[str, str, bool, str]]"),
+    Hook("outage", "outage", ("seconds", "profile"), "str | None"),
     Hook("CHAIN_FENCE", "chain_fence", kind="ChainFence",
          methods=MappingProxyType({"fence": ("secrets", "hot_files")})),
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,

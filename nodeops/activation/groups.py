@@ -132,8 +132,9 @@ class Groups(Model):
     def plan_promotion(self, service: Service, states: Mapping[str, NodeView], to: str | None = None,
                        fence: str = "restart", keep_old_stopped: bool = False) -> ServicePlan:  # fmt: skip
         """A planned promotion within one group: ``to``'s kind, else the one kind that has a standby; its model's
-        plan_promotion on that group. Unsafe (exit 4) when ``to``'s kind has no standby (every node serves) or no
-        kind has one; InvalidInput (exit 2) for an unknown node."""
+        plan_promotion on that group, its reason naming that kind and the kinds it leaves untouched. Unsafe (exit 4)
+        when ``to``'s kind has no standby (every node serves) or no kind has one; InvalidInput (exit 2) for an
+        unknown node."""
         chosen = [(k, m, g, s) for k, m, g, s in self.groups(service, states)
                   if (to in s if to is not None else m.has_standby)]  # fmt: skip
         if to is not None and not chosen:
@@ -144,7 +145,9 @@ class Groups(Model):
         if not model.has_standby:
             raise Unsafe(f"{service.name}: {to} is of kind {kind} (activation {model.name}): every node of it "
                          "serves, none is promoted")  # fmt: skip
-        return model.plan_promotion(mine, seen, to, fence, keep_old_stopped)
+        plan = model.plan_promotion(mine, seen, to, fence, keep_old_stopped)
+        others = "".join(f"; {other}: untouched" for other in self.kinds if other != kind)
+        return dataclasses.replace(plan, service=service.name, reason=f"{kind}: {plan.reason}{others}")
 
     # -- carrying a plan out, through ``change`` (nodeops.deploy.ServiceDeploy) ------------------------------------
     def runner(self, change: Any) -> Applies:

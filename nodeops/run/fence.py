@@ -24,7 +24,14 @@ from nodeops.commands import node as cmd
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import image as image_facts
 from nodeops.plan import ServicePlan, Step
-from nodeops.run.keys import FenceFailed, await_fenced, confirm_fenced, refuse_second_holder
+from nodeops.run.keys import (
+    STOPPED,
+    FenceFailed,
+    await_fenced,
+    confirm_fenced,
+    confirm_forging,
+    refuse_second_holder,
+)
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 
 
@@ -119,17 +126,21 @@ class KeysPromotion:
         for i, step in enumerate(plan.steps):
             if run.stop.is_set() and during is None:
                 during = self.stop_before(plan, i, old)
+            if self.fenced_by == "stop" and step.action == "await-serving" and step.node == old:
+                continue  # stopped, as the fence could not be confirmed: no standby to await
             run.say(step.node, step.describe())
+            moved = step.action == "await-serving" and step.node == new  # the new holder serves with the keys
             try:
                 self.step(step)
+                forges = confirm_forging(run, self.nodes[new]) if moved else ""
             except Unsafe as exc:  # a holder appeared since the plan: nothing was started with the keys
                 raise failure(run, str(exc), unsafe=True) from None
             except OperationFailed as exc:  # FenceFailed: the old holder says it still uses its keys (exit 4)
                 raise self.undo(step, old, new, str(exc), unsafe=isinstance(exc, FenceFailed)) from None
-            if step.action == "await-serving" and step.node == new:
+            if moved:
                 gap = None if self.fence_began is None else time.monotonic() - self.fence_began
                 measured = {} if gap is None else {"keys_gap_seconds": round(gap, 3)}
-                run.say(new, f"serves with the hot keys; {gap_words(gap)}", **measured)
+                run.say(new, f"serves with the hot keys{forges}; {gap_words(gap)}", **measured)
         if run.stop.is_set():
             raise seen_complete(run, during or plan.steps[-1], new, gap)
         return gap
@@ -166,6 +177,7 @@ class KeysPromotion:
         elif step.action == "await-fenced":
             took = await_fenced(run, self.nodes[node])
             said = confirm_fenced(run, self.nodes[node]) if self.fenced_by == "replace" else ""  # a restart fence
+            self.fenced_by = "stop" if said.endswith(STOPPED) else self.fenced_by
             run.say(node, f"fenced: holds no keys (seen after {took:.1f}s){said}")
         elif step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)

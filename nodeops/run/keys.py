@@ -22,6 +22,7 @@ from nodeops.run.awaits import SERVE_TIMEOUT
 
 FENCE_TIMEOUT = 60.0  # seconds for a fenced node to be seen holding nothing (a graceful stop is within it)
 ANSWER_TIMEOUT = SERVE_TIMEOUT  # seconds for a node restarted by a fence to answer again (confirm_fenced)
+FORGE_TIMEOUT = 30.0  # seconds for a new holder to say it uses its keys (confirm_forging)
 POLL = 0.2
 
 
@@ -69,8 +70,9 @@ def confirm_fenced(change: Any, node: Any) -> str:
     the role defines ``keys_in_use`` (RoleHooks.says_keys_in_use), the node awaited answering again (Awaits.
     await_serving: OperationFailed, saying why it was awaited, when it does not within ANSWER_TIMEOUT or its
     container stops), then the hook asked once about that reply. Returns what was observed, as "; ..." ("" when the
-    hook was not asked): the node answers again, and what the hook said (False: it no longer uses them; None: it
-    does not say); FenceFailed (exit 4) when it says the node still uses its keys (True)."""
+    hook was not asked): the node answers again, and what the hook said: False, it no longer uses them; None (it
+    cannot say), the fence is not confirmed, so the node is stopped, as ``--keep-old-stopped`` does (STOPPED ends the
+    phrase: the node is no standby now). FenceFailed (exit 4) when it says the node still uses its keys (True)."""
     hooks, role = change.job.role.hooks, change.job.role.name
     if not hooks.says_keys_in_use:
         return ""
@@ -86,7 +88,38 @@ def confirm_fenced(change: Any, node: Any) -> str:
                           f"answers that it still uses them (role {role}'s keys_in_use)")  # fmt: skip
     if said is False:
         return "; it answers again and says it no longer uses them"
-    return "; it answers again (the role's keys_in_use does not say whether it uses them)"
+    change.on(node.name).stop(int(change.ran_on[node.name].role.stop_timeout))
+    return f"; it answers again, but role {role}'s keys_in_use does not say whether it uses them{STOPPED}"
+
+
+STOPPED = ", so the fence is not confirmed: it was stopped, as --keep-old-stopped does"
+
+
+def confirm_forging(change: Any, node: Any, timeout: float | None = None) -> str:
+    """After ``node`` was started with the hot files and serves: when the role defines ``keys_in_use``, its health
+    replies asked until the hook says it uses them (True), within ``timeout`` seconds (default FORGE_TIMEOUT), every
+    POLL. Returns what was observed, as "; ..." ("" when the hook was not asked, or its first answer was None: the
+    role cannot say, the start decides as before). OperationFailed (the new holder failed: the caller stops it and
+    gives the keys back) when it does not say so within the bound, saying what it said last."""
+    hooks, role = change.job.role.hooks, change.job.role.name
+    if not hooks.says_keys_in_use:
+        return ""
+    started, said = time.monotonic(), None
+    while True:
+        body = change.answers.get(node.name) if change.health(node)[0] else None
+        said = None if body is None else hooks.keys_in_use(body)
+        if said is True:
+            return " and says it uses them"
+        if said is None and body is not None:
+            return ""
+        if time.monotonic() - started > (FORGE_TIMEOUT if timeout is None else timeout):
+            break
+        time.sleep(POLL)
+    last = "answers nothing" if body is None else "says it does not use them"
+    raise OperationFailed(
+        f"{change.service.name} {node.name}: started with the hot keys, it {last} after "
+        f"{time.monotonic() - started:.0f}s (role {role}'s keys_in_use): it does not forge"
+    )
 
 
 def await_fenced(change: Any, node: Any, timeout: float | None = None) -> float:

@@ -1,24 +1,28 @@
 """The Cardano role's code: what its role.yaml cannot say as data (nodeops.role_hooks, docs/roles.md).
 
 Hooks: how the node writes its log (``log_level``), whether a reply to its metrics endpoint (the role's health path:
-the node has no HTTP API) says it forges (``keys_in_use``), the pool's facts and findings from those replies
-(``node_facts``, ``check_facts``: poolfacts.py), and the functions its templates call
-(``TEMPLATE_FUNCTIONS``) to write the node's configuration (config.py), its topology (topology.py) and the lab
-network's Shelley genesis file (periods.py), each from the modules beside this one, never copied into Jinja.
-Facts from IntersectMBO/cardano-node at 0a21a743 and the lab's simulator (lab/images/cardano-sim/README.md).
+the node has no HTTP API) says it forges (``keys_in_use``), a promotion's outage in slots (``outage``), the
+pool's facts and findings from those replies (``node_facts``, ``check_facts``: poolfacts.py), and the functions
+its templates call (``TEMPLATE_FUNCTIONS``) to write the node's configuration (config.py), its topology
+(topology.py) and the lab network's Shelley genesis file (periods.py), each from the modules beside this one,
+never copied into Jinja. Facts from IntersectMBO/cardano-node at 0a21a743 and the lab's simulator
+(lab/images/cardano-sim/README.md).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from fractions import Fraction
 from typing import Any
 
 from .config import genesis_hash, lab_genesis_file
 from .config import node_config as _node_config
 from .config import render as _render_config
 from .kesinfo import PREFIX, samples
+from .periods import LAB_GENESIS, NETWORKS
 from .poolfacts import check_facts, node_facts  # noqa: F401 (hooks: the engine reads them from this module)
 from .topology import Peer, Pool
 from .topology import render as _render_topology
@@ -54,6 +58,27 @@ def keys_in_use(health_body: bytes) -> bool | None:
         if name in values:
             return values[name] != 0
     return None
+
+
+def _slot_length(profile: str) -> Fraction | None:
+    """The Shelley slot length of ``profile``'s network, in seconds (periods.NETWORKS, the lab's LAB_GENESIS); None
+    for a profile that is no known network."""
+    if profile == "lab":
+        return Fraction(str(LAB_GENESIS["slotLength"]))
+    network = NETWORKS.get(profile)
+    return None if network is None else network.slot_length
+
+
+def outage(seconds: float, profile: str) -> str | None:
+    """A promotion's outage of ``seconds`` in slots of ``profile``'s network (mainnet, preprod, preview: 1 s; the
+    lab: 0.2 s), ``"14 slots"``: its length in slots, rounded up (an upper bound, as the figure is), the figure
+    taken to the millisecond; None for an unknown profile or a figure that is no number of seconds. The
+    slots the pool led among them are its missed blocks (the chain's record says which). Pure."""
+    length = _slot_length(profile)
+    if length is None or not isinstance(seconds, int | float) or not 0 <= seconds < float("inf"):
+        return None
+    slots = math.ceil(Fraction(f"{seconds:.3f}") / length)
+    return f"{slots} slot{'' if slots == 1 else 's'}"
 
 
 def _start(system_start: str) -> datetime:

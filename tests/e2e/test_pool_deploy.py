@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.aws import secrets_client
 from lab.host import Lab
-from lab.pool import ensure_hot
 from lab.topology import plan_lab
 from nodeops.roles import role_module
 from nodeops.status import uptime
@@ -70,10 +68,8 @@ def pinned(ref: str) -> str:
 @pytest.fixture(scope="module")
 def deployed(root, tmp_path_factory):
     """The lab with its pool, deployed at once from an inventory that pins the image's digest (pinned): (the lab,
-    that inventory, the deploy's run, its wall seconds). The lab's first hot certificate lasts 60 s from the
-    chain's start, and an up on this busy machine took 45 to 90 s after it: the lab issues the producer's hot
-    credentials again (lab.pool.ensure_hot, as an up whose chain starts anew does: the next counter, the chain's
-    KES period now) just before the deploy, until KES rotation does it."""
+    that inventory, the deploy's run, its wall seconds). The lab's first hot certificate lasts 60 s from its issue,
+    the last thing lab.up does, so the deploy follows it at once."""
     try:
         up = run("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
@@ -84,7 +80,6 @@ def deployed(root, tmp_path_factory):
             doc["services"][SERVICE]["image"] = image
 
         path = inventory_variant(lab.inventory_file, tmp_path_factory.mktemp(NAME) / "pinned.yaml", pin)
-        ensure_hot(secrets_client(state(lab)["secrets_port"]), Path(state(lab)["pool"]["genesis"]), fresh=True)
         started = time.monotonic()
         deploy = run("deploy", "--inventory", str(path), "--service", SERVICE, "--json", timeout=300)
         yield lab, path, deploy, time.monotonic() - started

@@ -170,6 +170,18 @@ def test_keys_in_use_reads_the_forging_metric(body, forging):
     assert hooks.keys_in_use(body) is forging
 
 
+@pytest.mark.parametrize(("seconds", "profile", "said"), [
+    (2.726, "lab", "14 slots"),  # 0.2 s slots: 13.63 slots, rounded up
+    (2.8, "lab", "14 slots"), (2.801, "lab", "15 slots"),  # the figure to the millisecond: 2.8 is 14 slots exactly
+    (0.2, "lab", "1 slot"), (0.0, "lab", "0 slots"),
+    (94.2, "mainnet", "95 slots"), (3, "preprod", "3 slots"), (0.5, "preview", "1 slot"),  # 1 s slots
+    (3.0, "private-net", None),  # a profile that is no known network: the seconds alone
+    (-1.0, "lab", None), (float("nan"), "lab", None), (float("inf"), "mainnet", None),
+])  # fmt: skip
+def test_outage_says_a_promotions_outage_in_the_networks_slots(seconds, profile, said):
+    assert hooks.outage(seconds, profile) == said
+
+
 @pytest.mark.parametrize(("line", "level"), [
     ("[bp-a:cardano.node.Forge.Loop:Info:12] [2026-12-01 08:00:01.20 UTC] Forged block in slot 5", "info"),
     ("[bp-a:cardano.node.Forge.Loop:Error:12] [2026-12-01 08:00:01.20 UTC] Forged invalid block", "error"),

@@ -163,11 +163,13 @@ def container(job: Job, hot: bool = False, running: bool = True, config: str | N
 
 class Keys(ServiceDeploy):
     """A ServiceDeploy over ``engine`` (no host touched): inspect is the observer's command and parser through the
-    one edge call; a node serves while its container runs (``forging``: nodes whose reply says they still use their
-    keys, for the role's keys_in_use hook); the inputs each container ran on are this run's, and whether it ran is
-    read from the engine (Restore.keep_restorable, restore_job: test_executor_restore.py's)."""
+    one edge call; a node serves while its container runs, and its reply says it uses keys (for the role's keys_in_use
+    hook) while its container runs with the hot label (``idle``: {node: how many of its replies say not, first}) or
+    it is one of ``forging`` (nodes whose reply says they still use their keys without it); the inputs each
+    container ran on are this run's, and whether it ran is read from the engine (Restore.keep_restorable,
+    restore_job: test_executor_restore.py's)."""
 
-    def __init__(self, job: Job, engine: Engine, forging=(), unseen=()) -> None:  # noqa: D107 (no super(): no host)
+    def __init__(self, job: Job, engine: Engine, forging=(), unseen=(), idle=None) -> None:  # noqa: D107 (no host)
         self.job, self.service, self.edge = job, job.service, engine
         self.runtime, self.name, self.digest = "docker", NAME, "sha256:d"
         self.conns = {n.name: f"link to {n.name}" for n in job.service.nodes}
@@ -176,7 +178,7 @@ class Keys(ServiceDeploy):
         self.ran_on, self.was_running, self.moved, self.ports, self.answers = {}, {}, set(), {}, {}
         self.outages, self.forward, self.stuck, self.stop_seen, self.recorded = [], [], False, None, None
         self.pulled, self.inexact_ok, self.stop = True, False, StopRequests(lambda _line: None)
-        self.forging, self.unseen, self.said = set(forging), set(unseen), []
+        self.forging, self.unseen, self.said, self.idle = set(forging), set(unseen), [], dict(idle or {})
 
     def say(self, node, message, **_data):
         self.said.append((node, message))
@@ -195,7 +197,11 @@ class Keys(ServiceDeploy):
         if c is None or not c["running"]:
             self.answers.pop(node.name, None)
             return False, ()
-        self.answers[node.name] = json.dumps({"forging": node.name in self.forging}).encode()
+        forges = node.name in self.forging or c["labels"].get("io.nodeops.hot") == "true"
+        if forges and self.idle.get(node.name):
+            self.idle[node.name] -= 1
+            forges = False
+        self.answers[node.name] = json.dumps({"forging": forges}).encode()
         return True, ()
 
     def keep_restorable(self, nodes):
@@ -660,7 +666,8 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     """The old holder restarted without its hot files answers nothing while it starts, so a look at once sees it
     fenced by its label alone. A role that defines ``keys_in_use`` is asked once, when the restarted node answers
     again and before any start with the keys: it says the node still uses them, the fence failed: exit 4, the old
-    holder back as it was (its container, its keys), nothing started with them; it says not, the keys move."""
+    holder back as it was (its container, its keys), nothing started with them; it says not, the keys move, and the
+    new holder is asked too once it serves (it says it uses them: the promotion is done)."""
     job, engine = promoted(tmp_path, hook=IN_USE, boots={"a": 3})
     asked = job.role.hooks.keys_in_use.__wrapped__.__globals__["ASKED"]  # the hook as the role wrote it
     run = Keys(job, engine, forging=forging)
@@ -669,7 +676,7 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     engine.sent.clear()
     if not forging:
         assert handover.promote(run, False)["active"] == "b"
-        assert asked == [b'{"forging": false}']  # once, on the restarted node's first answer
+        assert asked == [b'{"forging": false}', b'{"forging": true}']  # a once, on its first answer; then b
         lines = sent(engine)
         assert lines.index("a: run") < lines.index("a: inspect-previous") < lines.index("b: run+hot")
         return
@@ -694,23 +701,75 @@ def test_after_a_restart_fence_the_keys_in_use_hook_is_asked_once_the_old_holder
     [
         (
             "None",
-            "fenced: holds no keys (seen after 0.0s); it answers again (the role's keys_in_use does not say "
-            "whether it uses them)",
+            "fenced: holds no keys (seen after 0.0s); it answers again, but role pool's keys_in_use does not say "
+            "whether it uses them, so the fence is not confirmed: it was stopped, as --keep-old-stopped does",
         ),
         ("False", "fenced: holds no keys (seen after 0.0s); it answers again and says it no longer uses them"),
     ],
     ids=["does-not-say", "says-it-stopped"],
 )
 def test_after_a_restart_fence_only_what_the_keys_in_use_hook_said_is_told(tmp_path, says, told):
-    """A role's keys_in_use that returns None ("does not say", docs/roles.md) after the fence: the promotion goes
-    on (the label decides) and the line says the node answers again, not that it said it stopped using its keys;
-    only a hook that returns False is told as saying so."""
-    job, engine = promoted(tmp_path, hook=f"def keys_in_use(body):\n    return {says}\n")
+    """A role's keys_in_use that returns None ("does not say", docs/roles.md) after the fence: the fence is not
+    confirmed (issue 16: "its metrics must show forging disabled, or it is stopped"), so the old holder is stopped,
+    as --keep-old-stopped does, and the line says so, not that it said it stopped using its keys; only a hook that
+    returns False is told as saying so, the old holder then serving on as the standby."""
+    hook = f"import json\n\ndef keys_in_use(body):\n    return json.loads(body)['forging'] or {says}\n"
+    job, engine = promoted(tmp_path, hook=hook)  # a, fenced: {says}; b, the new holder: True
     run = Keys(job, engine)
     handover = promote_keys.KeysHandover("pool", seen(run), "a", "b")
     assert handover.promote(run, False)["active"] == "b"
     fenced = [m.replace("0.1s", "0.0s") for node, m in run.said if node == "a" and m.startswith("fenced:")]
     assert fenced == [told], run.said
+    stopped = says == "None"
+    assert engine.boxes["a"][NAME]["running"] is not stopped  # stopped, else serving as the standby
+    assert ("a", "await-serving a") not in run.said if stopped else ("a", "await-serving a") in run.said
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    check_secrets(engine, {"b"})
+
+
+@pytest.mark.parametrize(
+    ("hook", "idle", "told"),
+    [
+        (IN_USE, {}, "serves with the hot keys and says it uses them"),
+        (IN_USE, {"b": 3}, "serves with the hot keys and says it uses them"),  # not at once: awaited
+        ("def keys_in_use(body):\n    return None\n", {"b": 10**6}, "serves with the hot keys"),  # cannot say
+        (None, {"b": 10**6}, "serves with the hot keys"),  # no hook: the start decides, as before
+    ],
+    ids=["forges", "forges-after-a-while", "hook-cannot-say", "no-hook"],
+)  # fmt: skip
+def test_the_new_holder_is_asked_until_it_says_it_uses_the_keys(tmp_path, monkeypatch, hook, idle, told):
+    """Issue 16: "push the hot credentials to the standby and restart it as producer, verify it forges". Once the
+    new holder serves, a role that defines ``keys_in_use`` is asked about its replies until it says it uses them
+    (a bounded wait); a hook that cannot say (None), or no hook, leaves the start to decide, as before."""
+    monkeypatch.setattr(keys_module, "FORGE_TIMEOUT", 5.0)
+    job, engine = promoted(tmp_path, hook=hook)
+    run = Keys(job, engine, idle=idle)
+    assert promote_keys.KeysHandover("pool", seen(run), "a", "b").promote(run, True)["active"] == "b"
+    said = [m.split(";")[0] for node, m in run.said if node == "b" and m.startswith("serves with the hot keys")]
+    assert said == [told], run.said
+    check_secrets(engine, {"b"})
+
+
+def test_a_new_holder_that_answers_but_does_not_forge_fails_and_the_keys_go_back(tmp_path, monkeypatch):
+    """The new holder serves but its replies say it does not use its keys (a node that refuses its certificate)
+    for the whole bound: it failed as a new holder that does not start fails: stopped and seen fenced first, then
+    the old holder gets the keys back and the new one its previous container (exit 1)."""
+    monkeypatch.setattr(keys_module, "FORGE_TIMEOUT", 0.3)
+    job, engine = promoted(tmp_path, hook=IN_USE)
+    run = Keys(job, engine, idle={"b": 10**6})
+    with pytest.raises(ChangeFailed) as err:
+        promote_keys.KeysHandover("pool", seen(run), "a", "b").promote(run, False)
+    assert err.value.exit_code == 1
+    assert re.fullmatch(
+        r"pool b: started with the hot keys, it says it does not use them after 0s \(role pool's keys_in_use\): it "
+        r"does not forge; b was stopped and seen fenced; a was given its keys back and serves with them \(no node "
+        r"held them for \d+\.\ds\); b's previous container was started again without the keys and serves; now: a "
+        r"serves with the hot keys, b serves",
+        str(err.value),
+    )
+    assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    assert "io.nodeops.hot" not in engine.boxes["b"][NAME]["labels"]
+    check_secrets(engine, {"a", "b"})
 
 
 def test_a_promotion_with_no_holder_says_so_and_reports_no_gap_that_began_now(tmp_path):

@@ -209,3 +209,67 @@ def test_each_expose_change_names_one_port(built):
     Dockerfile syntax allows: one port per change (found by lab.up --pool, the first import of the Cardano image)."""
     exposed = [change.split(" ", 1)[1] for change in built.changes if change.startswith("EXPOSE ")]
     assert exposed and all(port.isdigit() for port in exposed), exposed
+
+
+class Recorded:
+    """The lab's pool steps, played: each call recorded in order (``calls``), the chain starting anew when
+    ``fresh``; the lab's state in memory."""
+
+    def __init__(self, monkeypatch, tmp_path, fresh: bool) -> None:
+        self.calls: list[str] = []
+        self.state = {"secrets_port": 1}
+        self.dir = tmp_path
+
+        def record(name, value=None):
+            def call(*_args, **kw):
+                self.calls.append(name if name != "hot" else f"hot fresh={kw['fresh']}")
+                return value
+
+            return call
+
+        monkeypatch.setattr(pool, "secrets_client", record("client"))
+        monkeypatch.setattr(pool, "ensure_keys", record("keys", b"vk"))
+        monkeypatch.setattr(pool, "ensure_chain", record("chain", object() if fresh else None))
+        monkeypatch.setattr(pool.Daemons, "wait", record("chain ready"))
+        monkeypatch.setattr(pool.image, "publish", record("publish", ["reg/cardano:1"]))
+        monkeypatch.setattr(pool.image, "fill_shared_store", record("store"))
+        monkeypatch.setattr(pool, "describe", record("describe", {"service": "pool"}))
+        monkeypatch.setattr(pool, "ensure_hot", record("hot"))
+
+    def host_dir(self, host):
+        return self.dir / host.name
+
+    def save(self) -> None:
+        self.calls.append("save")
+
+
+def test_the_first_hot_credentials_are_issued_last_after_the_image_and_the_chain(monkeypatch, tmp_path):
+    """The lab's first certificate lasts 60 s from the KES period it is issued in: issued while lab.up still
+    published the Cardano image, a busy machine's deploy right after lab.up missed its window. pool.ensure
+    publishes the image before the chain starts and issues nothing; first_hot, which Lab.up calls last, issues
+    them when the chain started anew, also on a rerun after a lab.up stopped in between (the chain then kept)."""
+    plan = plan_lab("t", "10.9.0.0/16", 2, pool=True)
+    lab = Recorded(monkeypatch, tmp_path, fresh=True)
+    pool.ensure(lab, None, plan, tmp_path, (), ())
+    assert lab.calls == ["client", "keys", "publish", "store", "chain", "chain ready", "describe", "save"]
+    lab.calls.clear()
+    pool.first_hot(lab, plan)
+    assert [c for c in lab.calls if c.startswith("hot")] == ["hot fresh=True"]
+    again = Recorded(monkeypatch, tmp_path, fresh=False)  # a rerun: the chain runs, kept
+    again.state = lab.state
+    pool.ensure(again, None, plan, tmp_path, (), ())
+    pool.first_hot(again, plan)
+    assert [c for c in again.calls if c.startswith("hot")] == ["hot fresh=False"]  # issued only if none is stored
+
+
+def test_a_rerun_after_a_stop_before_the_first_hot_credentials_issues_them_anew(monkeypatch, tmp_path):
+    """lab.up stopped after the chain started anew and before first_hot: the rerun keeps the running chain, and
+    its first hot credentials are still due (a bundle stored for an earlier chain is no longer its)."""
+    plan = plan_lab("t", "10.9.0.0/16", 2, pool=True)
+    lab = Recorded(monkeypatch, tmp_path, fresh=True)
+    pool.ensure(lab, None, plan, tmp_path, (), ())
+    again = Recorded(monkeypatch, tmp_path, fresh=False)
+    again.state = lab.state
+    pool.ensure(again, None, plan, tmp_path, (), ())
+    pool.first_hot(again, plan)
+    assert [c for c in again.calls if c.startswith("hot")] == ["hot fresh=True"]

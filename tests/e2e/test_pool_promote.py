@@ -1,0 +1,232 @@
+"""Issue 16, "planned promotion there and back": `fab promote-standby --service pool` on the lab's pool (`fab lab.up
+--pool`, which issues its hot credentials last, and the pool deployed at once: a lab certificate lasts 60 s, so
+both promotions run within it), the producer's hot keys moved to the standby producer and back, fence first.
+
+A bounded background sampler inside the lab's network (every 0.2 s: both producers' ``forging_enabled`` metric and
+the chain's ``/duplicates``) never sees two nodes forging, and the chain shows no slot with two blocks of the pool.
+After each promotion the new holder's blocks are adopted by the chain (``/blocks``, its sender: the container's
+host name), the old holder runs without the key flags or the hot label, no file is left on either node's tmpfs,
+and the fence was confirmed by the old holder's metrics. The gap in seconds and in slots is printed (figures).
+One lab for the module (its up, deploy and down in the fixture)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from lab.host import Lab
+from lab.topology import plan_lab
+from tests.conftest import ROOT, end_process, fab
+from tests.e2e.probe import wait_for
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR, NODES = "ppro", "10.221.0.0/16", 2  # reserved for this module
+PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
+PRODUCERS = {h.name: h for h in PLAN.pool if h.node_kind == "producer"}
+HOLDER, STANDBY = (next(h.name for h in PRODUCERS.values() if h.preferred == p) for p in ("active", "standby"))
+RELAY = next(h for h in PLAN.pool if h.node_kind == "relay")
+METRIC = "cardano_node_metrics_forging_enabled_int"
+LEFT = "cardano_node_metrics_remainingKESPeriods_int"
+SAMPLE_EVERY, SAMPLER_BOUND = 0.2, 150.0  # seconds: the sampler's period, and its life at most
+
+# Runs in the relay's network namespace (the operator has no route to a node's private address): one JSON line per
+# sample, {"t", "forging": {node: 1 | 0 | null (no answer)}, "duplicates": n | null}, until its stdin closes or
+# SAMPLER_BOUND passes.
+SAMPLER = """
+import json, sys, threading, time, urllib.request
+targets, chain, every, bound, metric = json.loads(sys.argv[1])
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+def get(url):
+    try:
+        return urllib.request.urlopen(url, timeout=0.5).read().decode()
+    except Exception:
+        return None
+def forging(url):
+    text = get(url)
+    values = [line.split()[-1] for line in (text or "").splitlines() if line.startswith(metric + " ")]
+    return int(float(values[0])) if values else None
+started = time.monotonic()
+while not done.is_set() and time.monotonic() - started < bound:
+    t = time.monotonic()
+    dups = get(chain + "/duplicates")
+    print(json.dumps({"t": round(t - started, 3), "forging": {n: forging(u) for n, u in targets.items()},
+                      "duplicates": None if dups is None else len(json.loads(dups))}), flush=True)
+    done.wait(max(0.0, every - (time.monotonic() - t)))
+"""
+
+
+def inside(code: str, *args: str, **kw) -> subprocess.Popen:
+    """``python3 -c code args`` in the relay's network namespace."""
+    return subprocess.Popen(["nsenter", f"--net=/run/netns/{RELAY.netns}", "--", sys.executable, "-c", code, *args],
+                            stdout=subprocess.PIPE, text=True, **kw)  # fmt: skip
+
+
+def chain_get(path: str):
+    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"
+    proc = inside(code, PLAN.chain_address + path)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    return json.loads(out)
+
+
+def on_nodes(command: str) -> dict[str, str]:
+    """``command``'s stdout on each producer, through the bastion (`fab exec`)."""
+    res = fab("exec", "--env", NAME, "--json", "--nodes", ",".join(PRODUCERS), "--command", command)
+    assert res.returncode == 0, res.stdout + res.stderr
+    hosts = [e for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"]
+    return {h["node"]: h["stdout"] for h in hosts}
+
+
+@pytest.fixture(scope="module")
+def issued(root):
+    """The lab with its pool, deployed at once: the lab's certificate lasts 60 s from the KES period it is issued
+    in, and lab.up issues the producer's first hot credentials last, just before it returns (lab.pool.first_hot),
+    so the deploy right after it finds the certificate's whole window. Yields when lab.up returned (the credentials
+    issued just before), lab.up's seconds and the KES periods the producer's metrics say are left once deployed."""
+    try:
+        began = time.monotonic()
+        up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        issued, up_seconds = time.time(), time.monotonic() - began
+        deployed = fab("deploy", "--env", NAME, "--service", "pool", "--json")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        yield {"issued": issued, "up": up_seconds, "deployed": time.time() - issued, "left": periods_left(HOLDER)}
+    finally:
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def periods_left(node: str) -> int | None:
+    """The KES periods ``node``'s metrics say its certificate has left (``remainingKESPeriods``); None without."""
+    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"
+    proc = inside(code, f"http://{PRODUCERS[node].private_ip}:12798/metrics")
+    out, _ = proc.communicate(timeout=30)
+    values = [line.split()[-1] for line in out.splitlines() if line.startswith(f"{LEFT} ")]
+    return int(float(values[0])) if values else None
+
+
+class Sampler:
+    """The background sampler (SAMPLER), its lines read as they come (``samples``)."""
+
+    def __init__(self) -> None:
+        targets = {n: f"http://{h.private_ip}:12798/metrics" for n, h in PRODUCERS.items()}
+        spec = json.dumps([targets, PLAN.chain_address, SAMPLE_EVERY, SAMPLER_BOUND, METRIC])
+        self.proc = inside(SAMPLER, spec, stdin=subprocess.PIPE)
+        self.samples: list[dict] = []
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self) -> None:
+        for line in self.proc.stdout:
+            self.samples.append(json.loads(line))
+
+    def stop(self) -> list[dict]:
+        """Its stdin closed: it ends after its current sample (else it is ended, by its pid)."""
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            end_process(self.proc)
+        self.reader.join(timeout=10)
+        return self.samples
+
+
+def holder_sees(new: str, old: str) -> dict:
+    """After a promotion to ``new``: each producer's container (host name, argv, hot label) and its tmpfs files."""
+    shown = on_nodes("docker inspect -f '{{.Config.Hostname}} {{json .Args}} {{index .Config.Labels "
+                     "\"io.nodeops.hot\"}}' nodeops-pool; echo FILES; find /run/nodeops -type f")  # fmt: skip
+    seen = {}
+    for node, out in shown.items():
+        container, files = out.split("FILES")
+        hostname, args, *label = container.split(" ", 2)
+        seen[node] = {"hostname": hostname, "args": json.loads(args), "hot": " ".join(label).strip() == "true",
+                      "files": files.split()}  # fmt: skip
+    assert seen[new]["hot"] and "--shelley-kes-key" in seen[new]["args"], seen
+    assert not seen[old]["hot"] and not {a for a in seen[old]["args"] if a.startswith("--shelley")}, seen
+    assert seen[new]["files"] == [] and seen[old]["files"] == [], seen  # every file shredded once read
+    return seen
+
+
+def promote(figures, issued: float, leg: str, new: str, old: str) -> dict:
+    """One promotion to ``new``: its result, its fence confirmed by ``old``'s metrics; then ``new``'s blocks
+    adopted by the chain (from after the promotion ended)."""
+    res = fab("promote-standby", "--env", NAME, "--service", "pool", "--yes", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    (end,) = [e for e in events if e.get("event") == "end"]
+    (result,) = end["results"]
+    assert (result["active"], result["keys_held_before"]) == (new, True)
+    steps = [(e["node"], e["message"]) for e in events if e.get("event") == "step"]
+    fenced = [i for i, (node, m) in enumerate(steps) if node == old and m.startswith("fenced: holds no keys")]
+    hot_start = [i for i, (node, m) in enumerate(steps) if node == new and m.startswith("replace") and "hot" in m]
+    assert len(fenced) == 1 and len(hot_start) == 1 and fenced[0] < hot_start[0], steps  # fence first
+    assert steps[fenced[0]][1].endswith("it answers again and says it no longer uses them"), steps  # its metrics
+    forges = [m for node, m in steps if node == new and m.startswith("serves with the hot keys")]
+    assert forges and forges[0].startswith("serves with the hot keys and says it uses them;"), steps  # forging 1
+    seen = holder_sees(new, old)
+    after = chain_get("/tip")["currentSlot"]
+    sender = seen[new]["hostname"]
+    adopted = wait_for(lambda: [b for b in chain_get("/blocks")["forged"]
+                                if b["node"] == sender and b["adopted"] and b["slot"] > after],
+                       f"a block of {new} adopted", 15)  # fmt: skip
+    chain = sorted((b for b in chain_get("/blocks")["forged"] if b["adopted"]), key=lambda b: b["slot"])
+    first = min(b["slot"] for b in chain if b["node"] == sender)
+    last = max(b["slot"] for b in chain if b["slot"] < first)  # the old holder's last block before the fence
+    led = leader_slots(range(last + 1, first))
+    figures(
+        f"{leg}: {old} -> {new}: no node held the hot keys for {result['keys_gap_seconds']:.2f}s "
+        f"({result['outage_chain_units']}), promote-standby {end['seconds']:.1f}s; on the chain {first - last - 1} "
+        f"slots between the two holders' blocks (slots {last} and {first}), {led} of them the pool's: {led} "
+        f"blocks missed; {new}'s first adopted block {time.time() - issued:.1f}s after the hot credentials "
+        f"were issued"
+    )
+    assert adopted and first > last
+    return result
+
+
+def leader_slots(slots: range) -> int:
+    """How many of ``slots`` the lab's pool leads (the chain service's election, simchain.leads, with the lab
+    genesis's activeSlotsCoeff), computed by the simulator's own module in a process of its own."""
+    pool_id = json.loads(Lab(ROOT, NAME).state_file.read_text())["pool"]["pool_id"]
+    code = ("import sys; sys.path[:0] = [sys.argv[1]]; import simchain; a, b, pool = int(sys.argv[2]), "
+            "int(sys.argv[3]), sys.argv[4]; coeff = simchain.periods.LAB_GENESIS['activeSlotsCoeff']; "
+            "print(sum(simchain.leads(s, pool, coeff) for s in range(a, b)))")  # fmt: skip
+    sim = str(ROOT / "lab" / "images" / "cardano-sim")
+    res = subprocess.run([sys.executable, "-c", code, sim, str(slots.start), str(slots.stop), pool_id],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout)
+
+
+def test_a_planned_promotion_there_and_back_never_has_two_forgers(issued, figures):
+    figures(
+        f"lab.up {issued['up']:.1f}s; deployed {issued['deployed']:.1f}s after it returned (the hot credentials "
+        f"issued just before, 30 KES periods of 2 s); the producer's metrics then: {issued['left']} periods left"
+    )
+    assert issued["left"] is not None and issued["left"] > 0
+    issued = issued["issued"]
+    sampler = Sampler()
+    try:
+        wait_for(lambda: len(sampler.samples) >= 3, "the sampler's first samples", 10)
+        there = promote(figures, issued, "there", STANDBY, HOLDER)
+        back = promote(figures, issued, "back", HOLDER, STANDBY)
+    finally:
+        samples = sampler.stop()
+    both = [s for s in samples if all(v == 1 for v in s["forging"].values())]
+    assert both == []  # never two nodes forging at any sample
+    assert [s for s in samples if s["duplicates"]] == [] and chain_get("/duplicates") == []  # no slot, two blocks
+    holders = [tuple(n for n, v in s["forging"].items() if v == 1) for s in samples]
+    moves = [h for i, h in enumerate(holders) if i == 0 or h != holders[i - 1]]
+    assert [h for h in moves if h] == [(HOLDER,), (STANDBY,), (HOLDER,)], moves  # there and back, one at a time
+    gaps = sum(1 for h in holders if not h)
+    figures(
+        f"sampler: {len(samples)} samples every {SAMPLE_EVERY}s over {samples[-1]['t']:.1f}s, none with two "
+        f"forging, {gaps} with none; chain: 0 slots with two blocks of the pool"
+    )
+    assert there["outage_chain_units"].endswith("slots") and back["outage_chain_units"].endswith("slots")
