@@ -44,11 +44,13 @@ def check_facts(facts, variables):
 
 def pool_with(tmp_path, hook: str | None, boxes=UP, forging=("a",), down=()):
     """A pool job whose role module is ``hook``, its nodes run as ``boxes`` (``down``: no container), and the
-    replies the observer got (node -> body: ``{"forging": ...}``)."""
+    replies the observer got (node -> body: ``{"forging": ...}``: true for ``forging`` alone, the hot label's
+    holder included only if it is one of them)."""
     job = make_job(tmp_path, role=POOL, hook=hook)
     job = dataclasses.replace(job, service=dataclasses.replace(job.service, nodes=(R1, R2, PRODUCER, STANDBY),
                                                                variables={"MIN": 3}))  # fmt: skip
-    run = Keys(job, engine_of(job, {n: b for n, b in boxes.items() if n not in down}), forging=forging)
+    idle = {n.name: 1 << 30 for n in job.service.nodes if n.name not in forging}  # its replies say it does not forge
+    run = Keys(job, engine_of(job, {n: b for n, b in boxes.items() if n not in down}), forging=forging, idle=idle)
     seen = views(run)
     return job, run, seen
 
