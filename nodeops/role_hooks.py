@@ -231,7 +231,7 @@ INTERFACE = (
          methods=MappingProxyType({"login": ("api", "user", "password"), "logout": ("api", "session"),
                                    "set_password": ("api", "session", "old", "new")})),
     Hook("ISSUERS", "issuers", kind="Issuer", mapping=True,
-         methods=MappingProxyType({"query": ("variables",), "issue": ("secrets", "chain", "pending"),
+         methods=MappingProxyType({"query": ("variables",), "issue": ("variables", "secrets", "chain", "pending"),
                                    "in_use": ("health_body", "issued"), "taken": ("chain", "issued")})),
     Hook("TEMPLATE_FUNCTIONS", "template_functions", mapping=True, functions=True),
 )  # fmt: skip

@@ -37,10 +37,13 @@ class Issuer(Protocol):
         read the chain's facts the issue depends on; ``variables``: the service's (public)."""
         ...
 
-    def issue(self, secrets: Mapping[str, str], chain: str, pending: Mapping[str, str] | None) -> Issued:
-        """The new value: ``secrets`` (by the role's secret names: the rotated document's current values and the
-        ``reads`` secrets, in memory only), ``chain`` (the query's standard output), ``pending`` (the values of a
-        pending version an interrupted run left, or None). A NodeopsError refuses (InvalidInput, exit 2: nothing
+    def issue(
+        self, variables: Mapping[str, object], secrets: Mapping[str, str], chain: str, pending: Mapping[str, str] | None
+    ) -> Issued:
+        """The new value: ``variables`` (the service's, public, with its ``PROFILE``), ``secrets`` (by the role's
+        secret names: the rotated document's current values and the ``reads`` secrets, in memory only), ``chain``
+        (the query's standard output), ``pending`` (the values of a pending version an interrupted run left, or
+        None). A NodeopsError refuses (InvalidInput, exit 2: nothing
         was written; Unsafe, exit 4)."""
         ...
 

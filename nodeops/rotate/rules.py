@@ -163,6 +163,10 @@ def check_service(inventory: Inventory, service: Service, specs: Sequence[Rotati
         if unread := [s for s in spec.reads if s not in service.secrets]:
             raise InventoryError(file, f"{at}.secrets", f"rotating {spec.name} reads {' and '.join(unread)}: add "
                                  "their references (read by this rotation only, never by deploy)")  # fmt: skip
+        for name in (spec.secret, *spec.reads) if spec.reads else ():
+            if (kind := inventory.secret_backends[service.secrets[name].backend].kind) != "aws-secretsmanager":
+                raise InventoryError(file, f"{at}.secrets.{name}", f"rotating {spec.name} writes whole documents and "
+                                     f"their versions in aws-secretsmanager, not {kind}: keep it there")  # fmt: skip
         if spec.kind == "postgres-password":
             missing = [s for s in (spec.admin_user, spec.admin_password) if s not in service.secrets]
             if missing:

@@ -17,6 +17,7 @@ from typing import Any
 from .config import genesis_hash, lab_genesis_file
 from .config import node_config as _node_config
 from .config import render as _render_config
+from .issue import KesRotation
 from .kesinfo import PREFIX, samples
 from .topology import Peer, Pool
 from .topology import render as _render_topology
@@ -92,3 +93,4 @@ def topology(network: str, node: Mapping[str, Any], nodes: Iterable[Mapping[str,
 
 
 TEMPLATE_FUNCTIONS = {"node_config": node_config, "topology": topology, "lab_genesis": lab_genesis}
+ISSUERS = {"kes": KesRotation()}  # role.yaml rotation.kes: fab rotate-secrets --secret kes (issue.py)
