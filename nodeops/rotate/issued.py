@@ -8,8 +8,9 @@ operational certificate. Secrets Manager's four steps, as every rotation here (n
                 new document staged AWSPENDING (the whole secret: a KES key and its certificate move together). A
                 refusal (exit 2) comes before anything is written or restarted;
   setSecret     the holder restarted in place onto the pending version (the executor's keys replace, as deploy's
-                upgrade of the holder: files on its tmpfs, shredded once read; the standby untouched), unless its
-                container records that version already;
+                upgrade of the holder: files on its tmpfs, shredded once read; the standby untouched), on the image
+                it runs (its container's reference, by digest: a rotation changes the keys only, whatever the tag
+                points to now), unless its container records that version already;
   testSecret    the holder's health reply shows it using the new value (``in_use``) and the chain took it
                 (``taken``, the query run again), within TEST_TIMEOUT;
   finishSecret  the ``updates`` the issue made to what it read (the next issue counter) written as their current
@@ -35,6 +36,7 @@ from nodeops.role_issue import Issued
 from nodeops.roles import PROFILE_VARIABLE
 from nodeops.rotate.rules import Stages
 from nodeops.rotate.versions import Target
+from nodeops.run.fence import held_digest
 from nodeops.secrets import Secret
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ class IssuedValue(Target):
         current = self.document(st.current)
         if any(current.get(key) != job.secrets[n].reveal() for n, key in self.keys.items() if n in job.secrets):
             raise OperationFailed(f"secret {store.name!r} changed since this run read it; run again")
-        states, _ = self.deploy.observe()
+        states, _ = self.deploy.observe(dry_run=True)  # no pull: the holder is restarted on the image it runs
         held = [s.node for s in states.values() if s.hot]
         if len(held) != 1:
             raise Unsafe(f"{job.service.name}: {len(held)} nodes hold the hot keys; a rotation restarts the one holder "
@@ -136,9 +138,12 @@ class IssuedValue(Target):
         if self.runs_pending():
             self.say("setSecret", f"{node} runs the pending version already (an interrupted run)")
             return
-        job = self.rotation.job
-        redo = job_for(self.rotation.inventory, job.service, secrets={**job.secrets, **self.values})
+        job, c = self.rotation.job, self.deploy.inspect(node)
+        image = c.reference if c is not None and c.reference else job.service.image  # the image it runs, by digest
+        service = dataclasses.replace(job.service, image=image)
+        redo = job_for(self.rotation.inventory, service, secrets={**job.secrets, **self.values})
         self.deploy.job = dataclasses.replace(redo, redact=job.redact)
+        self.deploy.digest = held_digest(self.deploy, node, image)  # what the new container is labelled with
         self.started = True
         plan = ServicePlan(name, (Step("replace", node, "in place onto the pending hot keys", hot=True),
                                   Step("await-serving", node)), "the holder restarted onto the new value")  # fmt: skip

@@ -20,7 +20,7 @@ from nodeops import program
 from nodeops.activation import model_of
 from nodeops.edges import aws
 from nodeops.edges.ssh import Fleet
-from nodeops.errors import Interrupted, NodeopsError, OperationFailed
+from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Service
 from nodeops.job import Job
 from nodeops.records import Rotated
@@ -169,7 +169,10 @@ class ServiceRotation:
             failure = f"{name}: stopped as asked before {exc}" if asked else f"{name}: {step} failed: {redact(reason)}"
             unstarted = [t for t in fresh if t not in started]
             message, complete = self.undo(failure, started, unstarted, current_job, redact)
-            raise (Interrupted if asked and complete else OperationFailed)(message) from None
+            kind = Interrupted if asked and complete else OperationFailed
+            if complete and not started:  # a refusal before any system took anything keeps its exit code (2, 4)
+                kind = next((k for k in (InvalidInput, Unsafe) if isinstance(exc, k)), kind)
+            raise kind(message) from None
         for t in targets:
             try:
                 t.finish()

@@ -10,12 +10,13 @@ from types import MappingProxyType
 
 import pytest
 
-from nodeops.errors import EXIT_INVALID, InventoryError
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, InventoryError, Unsafe
 from nodeops.inventory import SecretRef
 from nodeops.roles import RoleError, load_role
-from nodeops.rotate.rules import check_service, needs_admin
+from nodeops.rotate.rules import check_service, needs_admin, select
 from tests.unit.test_role_interface import RESET, module_of
 from tests.unit.test_roles import GOOD, make_role, service
+from tests.unit.test_rotate import CHAINLINK, FakeSecretsManager, fake_rotation
 
 ISSUER = textwrap.dedent("""\
     class Kes:
@@ -98,3 +99,22 @@ def test_the_secrets_it_reads_are_resolved_for_that_rotation_alone_and_must_be_g
     assert err.value.exit_code == EXIT_INVALID
     assert str(err.value).endswith("services.cl1.secrets: rotating hot reads counter: add their references (read "
                                    "by this rotation only, never by deploy)")  # fmt: skip
+
+
+@pytest.mark.parametrize(("raised", "code"), [(InvalidInput, EXIT_INVALID), (Unsafe, EXIT_UNSAFE)])
+def test_a_refusal_before_anything_was_staged_keeps_its_exit_code(tmp_path, monkeypatch, raised, code):
+    """An issuer's refusal in createSecret (a wrong cold key, a reused counter: exit 2; records its protocol cannot
+    have left: exit 4) is the run's exit code, not a failure's (1): nothing was staged or set."""
+    client = FakeSecretsManager()
+    mod, rotation, _ = fake_rotation(tmp_path, monkeypatch, client)
+
+    def create(self):
+        raise raised("secret cold_key: this cold key is not the pool's")
+
+    monkeypatch.setattr(mod.ApiPassword, "create", create)
+    with pytest.raises(raised) as err:
+        rotation.run(select(CHAINLINK.rotation, "api", "role"))
+    assert err.value.exit_code == code and str(err.value).startswith(
+        "cl: createSecret api failed: secret cold_key: this cold key is not the pool's; changed: nothing"
+    )
+    assert client.staged("cl/ApiSecret") == {"v1": ["AWSCURRENT"]}
