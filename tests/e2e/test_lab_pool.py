@@ -17,7 +17,7 @@ from lab.aws import read_secret, secrets_client
 from lab.daemons import Daemons
 from lab.host import Lab
 from lab.pool import HOT_SECRETS, KEY_SECRETS
-from lab.topology import plan_lab
+from lab.topology import LabPlan, plan_lab
 from nodeops.roles import role_module
 from tests.conftest import ROOT, fab
 from tests.e2e.conftest import inventory_variant
@@ -48,10 +48,11 @@ def state(lab: Lab) -> dict:
     return json.loads(lab.state_file.read_text())
 
 
-def get_inside(url: str):
-    """GET ``url``'s JSON from inside pool-relay-a's network (the operator has no route to a private address)."""
+def get_inside(url: str, plan: LabPlan = PLAN):
+    """GET ``url``'s JSON from inside pool-relay-a's network (the operator has no route to a private address);
+    ``plan``: the lab's (this module's by default)."""
     code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=2).read().decode())"
-    proc = subprocess.run(["nsenter", f"--net=/run/netns/{PLAN.pool[0].netns}", "--", "python3", "-c", code],
+    proc = subprocess.run(["nsenter", f"--net=/run/netns/{plan.pool[0].netns}", "--", "python3", "-c", code],
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -107,7 +108,7 @@ def test_the_inventory_holds_the_pool_whose_hosts_answer_with_their_host_keys_pi
     assert set(doc["services"]) == {"cl1", "pool"}
     service = doc["services"]["pool"]
     assert (service["role"], service["variables"]["PROFILE"], set(service["secrets"])) == (
-        "cardano", "lab", {"kes_key", "op_cert", "vrf_key"})  # fmt: skip
+        "cardano", "lab", {"kes_key", "op_cert", "vrf_key", "cold_key", "counter"})  # fmt: skip
     assert [(n["name"], n["kind"], n.get("preferred")) for n in service["nodes"]] == [
         (h.name, h.node_kind, h.preferred) for h in PLAN.pool
     ]
