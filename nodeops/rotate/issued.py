@@ -33,13 +33,14 @@ from nodeops.inventory import Node
 from nodeops.job import job_for
 from nodeops.plan import ServicePlan, Step
 from nodeops.role_issue import Issued
-from nodeops.roles import PROFILE_VARIABLE
+from nodeops.roles import PROFILE_VARIABLE, RotationSpec
 from nodeops.rotate.rules import Stages
-from nodeops.rotate.versions import Target
+from nodeops.rotate.versions import Store, Target
 from nodeops.run.fence import held_digest
 from nodeops.secrets import Secret
 
 if TYPE_CHECKING:
+    from nodeops.deploy import ServiceDeploy
     from nodeops.rotate.service import ServiceRotation
 
 TEST_TIMEOUT = 60.0  # seconds for the holder to be seen using the new value and the chain to take it
@@ -52,7 +53,7 @@ class IssuedValue(Target):
 
     whole = True  # the store reads and writes the secret's whole document
 
-    def __init__(self, rotation: ServiceRotation, spec, versions) -> None:
+    def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
         super().__init__(rotation, spec, versions)
         job = rotation.job
         ref = job.service.secrets[spec.secret]
@@ -65,7 +66,8 @@ class IssuedValue(Target):
         self.started = False
 
     @property
-    def deploy(self):
+    def deploy(self) -> ServiceDeploy:
+        """The rotation's executor (observed by createSecret)."""
         return self.rotation.deploy
 
     def query(self) -> str:
