@@ -129,7 +129,11 @@ def test_a_rotation_moves_the_counter_by_one_and_the_producer_forges_with_the_ne
     found = sentinels({**{k: v for k, v in old.items() if k != "counter"},
                        "new kes_key": new["kes_key"], "new op_cert": new["op_cert"]})  # fmt: skip
     places = [p for p in pool_lab.dir.rglob("*") if p.is_file() and not p.is_symlink()] + [pool_lab.inventory_file]
-    texts = [(str(p), p.read_bytes()) for p in places] + [("the run's output", (res.stdout + res.stderr).encode())]
+    names = ",".join(h.name for h in PLAN.pool)
+    inspected = fab("exec", "--env", NAME, "--json", "--nodes", names, "--command", "docker inspect nodeops-pool")
+    assert inspected.returncode == 0 and inspected.stdout.count("Env") >= len(PLAN.pool), inspected.stderr  # env too
+    texts = [(str(p), p.read_bytes()) for p in places] + [("the run's output", (res.stdout + res.stderr).encode()),
+                                                          ("docker inspect", inspected.stdout.encode())]  # fmt: skip
     assert [(where, what) for where, data in texts for what, value in found.items() if value in data] == []
     left = fab("exec", "--env", NAME, "--json", "--nodes", HOLDER, "--command", "ls -A /run/nodeops/pool")
     assert [e["stdout"].strip() for e in map(json.loads, left.stdout.splitlines()) if e["event"] == "host"] == [""]
