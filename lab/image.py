@@ -75,7 +75,7 @@ def _cardano_files() -> dict[str, tuple[Path, int]]:
     one engine module it imports (nodeops.errors), under /usr/local/lib/cardano-sim (simchain.py finds them
     there)."""
     lib, sim = "usr/local/lib/cardano-sim", IMAGES / "cardano-sim"
-    files = {f"usr/local/bin/{name}": (sim / name, 0o755) for name in ("cardano-node", "cardano-chain")}
+    files = {f"usr/local/bin/{name}": (sim / name, 0o755) for name in ("cardano-node", "cardano-chain", "cardano-cli")}
     files[f"{lib}/simchain.py"] = (sim / "simchain.py", 0o644)
     for module in sorted((REPO / "roles" / "cardano").glob("*.py")):
         files[f"{lib}/roles/cardano/{module.name}"] = (module, 0o644)

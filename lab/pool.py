@@ -64,6 +64,7 @@ HOT_SECRET = f"{POOL_SERVICE}/HotKeys"  # the KES key and its certificate: writt
 HOT_SECRETS = {"kes_key": (HOT_SECRET, "kes.skey"), "op_cert": (HOT_SECRET, "node.cert")}
 HOT_DUE = "pool_hot_due"  # in the lab's state: the chain started anew, its first hot credentials not issued
 ROLE_SECRETS = ("kes_key", "op_cert", "vrf_key")  # roles/cardano/role.yaml's: what deploy reads (never the cold key)
+ROTATION_READS = ("cold_key", "counter")  # role.yaml rotation.kes.reads: KES rotation alone reads them
 envelope = role_module("cardano", "envelope")
 config = role_module("cardano", "config")
 hot = role_module("cardano", "hot")
@@ -214,8 +215,9 @@ def inventory_services(description: dict[str, Any] | None, roles: Path = BUILTIN
     while ``roles/cardano/role.yaml`` does not exist in ``roles``. The service, in the role's shape: ``role:
     cardano``, the first Cardano image, the nodes with their ``kind`` (a producer its ``preferred``), the profile
     ``lab`` with its chain's ``SYSTEM_START`` and the chain service's URL (``CARDANO_SIM_CHAIN``), and the references
-    of the role's secrets alone (``ROLE_SECRETS``: the hot credentials; the cold key and the counter stay in the
-    lab's state, never read by a deploy)."""
+    of the role's secrets (``ROLE_SECRETS``: the hot credentials) and of those only KES rotation reads
+    (``ROTATION_READS``: the cold key and the issue counter, which a deploy never fetches: role.yaml
+    ``rotation.kes.reads``)."""
     if not description or not (roles / "cardano" / "role.yaml").is_file():
         return {}
     return {
@@ -228,6 +230,6 @@ def inventory_services(description: dict[str, Any] | None, roles: Path = BUILTIN
                 "SYSTEM_START": description["system_start"],
                 "CARDANO_SIM_CHAIN": description["chain"],
             },
-            "secrets": {what: description["secrets"][what] for what in ROLE_SECRETS},
+            "secrets": {what: description["secrets"][what] for what in (*ROLE_SECRETS, *ROTATION_READS)},
         }
     }

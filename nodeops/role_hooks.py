@@ -58,6 +58,12 @@ applies to the ones it leaves out, and a role with no module gets every default)
     own kinds (``postgres-password``, ``refused``) need no module. Called by ``fab rotate-secrets`` on the
     active node (nodeops.rotate.ApiPassword), through the ``NodeApi`` it is given. Default: no kind of its own.
 
+``ISSUERS: Mapping[str, Issuer]``
+    Rotation kinds whose new value the role issues (nodeops.role_issue: ``query``, ``issue``, ``in_use``,
+    ``taken``), by the name ``role.yaml`` gives as ``rotation.<name>.kind``; such a rotation takes ``secret`` and
+    ``reads`` (the secrets only it reads). Called by ``fab rotate-secrets`` (nodeops.rotate.issued) for a service
+    whose holder of the hot files is restarted onto the new value. Default: none.
+
 ``TEMPLATE_FUNCTIONS: Mapping[str, Callable[..., str]]``
     Functions the role's templates call by name (``{{ node_config(role.profile, node.kind) }}``), for a file the
     role's own code builds (a document too large or too exact for Jinja: a node's configuration JSON, a genesis file
@@ -91,6 +97,7 @@ from typing import Protocol, runtime_checkable
 
 from nodeops.edges.http import Reply
 from nodeops.errors import NodeopsError, OperationFailed
+from nodeops.role_issue import Issuer
 
 MODULE_FILE = "role.py"
 
@@ -212,6 +219,7 @@ class RoleHooks:
     check_facts: Callable[..., Iterable[tuple]] = no_check_facts
     outage: Callable[[float, str], str | None] = no_outage_unit
     chain_fence: ChainFence | None = None
+    issuers: Mapping[str, Issuer] = field(default_factory=lambda: MappingProxyType({}))
     template_functions: Mapping[str, Callable[..., str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str | None = None
 
@@ -254,6 +262,9 @@ INTERFACE = (
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,
          methods=MappingProxyType({"login": ("api", "user", "password"), "logout": ("api", "session"),
                                    "set_password": ("api", "session", "old", "new")})),
+    Hook("ISSUERS", "issuers", kind="Issuer", mapping=True,
+         methods=MappingProxyType({"query": ("variables",), "issue": ("variables", "secrets", "chain", "pending"),
+                                   "in_use": ("health_body", "issued"), "taken": ("chain", "issued")})),
     Hook("TEMPLATE_FUNCTIONS", "template_functions", mapping=True, functions=True),
 )  # fmt: skip
 """The role interface, the one table of it: what a role's module may define (docs/roles.md documents each row)."""

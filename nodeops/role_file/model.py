@@ -223,8 +223,10 @@ class Role:
 
     @property
     def admin_secrets(self) -> frozenset[str]:
-        """Secrets only a rotation uses (an admin role's credentials): never read by deploy, status or the rest."""
-        return frozenset(n for spec in self.rotation.values() for n in (spec.admin_user, spec.admin_password) if n)
+        """Secrets only a rotation uses (an admin role's credentials, what an issued rotation ``reads``): never read
+        by deploy, status or the rest."""
+        return frozenset(n for spec in self.rotation.values()
+                         for n in (spec.admin_user, spec.admin_password, *spec.reads) if n)  # fmt: skip
 
     def profile(self, name: str) -> Profile:
         try:

@@ -55,6 +55,10 @@ def _check(role: Role, file: str) -> None:
             value = getattr(spec, key)
             if value is not None and value in secrets:
                 fail(f"{at}.{key}", f"expected a secret name outside the role's required secrets, got {value!r}")
+        for i, value in enumerate(spec.reads):
+            if value in secrets or value in spec.reads[:i]:
+                fail(f"{at}.reads[{i}]", "expected a secret name outside the role's required secrets (deploy reads "
+                     f"those), each once, got {value!r}")  # fmt: skip
         if spec.kind == "postgres-password" and role.lease is None:
             fail(at, "a postgres-password rotation needs the role's lease: section (it locates the database)")
     _check_published(role, fail)

@@ -96,9 +96,11 @@ class RotationSpec:
     then the pair is rolled onto it) and ``refused`` (cannot be changed in
     place: ``reason`` says why and what to do). Any other kind is the role's
     own, provided by its module (nodeops.role_hooks ``ROTATIONS``: the password
-    of the API user ``user``, changed on the active node), checked when the
-    role is loaded (nodeops.roles.load_role). The keys each kind takes:
-    ``ROTATION_KINDS``, and ``ROLE_ROTATION_KEYS`` for a role's own.
+    of the API user ``user``, changed on the active node; ``ISSUERS``: a value
+    the role issues from the secrets ``reads`` names, which only this rotation
+    reads), checked when the role is loaded (nodeops.roles.load_role). The keys
+    each kind takes: ``ROTATION_KINDS``, ``ROLE_ROTATION_KEYS`` and
+    ``ISSUED_ROTATION_KEYS`` for a role's own.
     """
 
     name: str = derived()
@@ -114,6 +116,10 @@ class RotationSpec:
     """``postgres-password``: the service's secret holding the admin role's password."""
     reason: str | None = None
     """``refused``: why it cannot be changed in place, and what to do instead."""
+    reads: Annotated[tuple[_SecretName, ...], _a_list("secret names")] = ()
+    """A kind the role issues (``role.py`` ``ISSUERS``): the service's secrets the role issues the new value from,
+    outside the role's required ``secrets:`` (a cold key, an issue counter): only this rotation reads them, never
+    deploy, status or the rest."""
 
 
 ROTATION_KINDS = {  # the engine's kinds -> the keys each takes, all required
@@ -121,7 +127,9 @@ ROTATION_KINDS = {  # the engine's kinds -> the keys each takes, all required
     "refused": ("secret", "reason"),
 }
 ROLE_ROTATION_KEYS = ("secret", "user")  # what a kind of the role's own takes (nodeops.role_hooks ROTATIONS)
-_ROLE_KIND, _UNKNOWN_KIND = "role's own", "unknown"  # the tags of a kind the role's module provides, and of any other
+ISSUED_ROTATION_KEYS = ("secret", "reads")  # what a kind the role issues takes (nodeops.role_hooks ISSUERS)
+# the tags of a kind the role's module provides (ROTATIONS, ISSUERS), and of any other
+_ROLE_KIND, _ISSUED_KIND, _UNKNOWN_KIND = "role's own", "issued", "unknown"
 _PARSING: ContextVar[RoleHooks] = ContextVar("role_hooks", default=DEFAULT_HOOKS)  # the hooks of the role parse_role
 # reads (its module's rotation kinds are valid kinds)
 
@@ -130,10 +138,10 @@ _PARSING: ContextVar[RoleHooks] = ContextVar("role_hooks", default=DEFAULT_HOOKS
 def _role_kind(value: Any) -> str:
     """A rotation kind that is not the engine's: one the module of the role being parsed provides."""
     hooks = _PARSING.get()
-    if isinstance(value, str) and value in hooks.rotations:
+    if isinstance(value, str) and (value in hooks.rotations or value in hooks.issuers):
         return value
     where = f"its module {hooks.source}" if hooks.source else f"no {MODULE_FILE} beside the role.yaml"
-    own = ", ".join(hooks.rotations) or "none"
+    own = ", ".join([*hooks.rotations, *hooks.issuers]) or "none"
     _fail(f"one of {', '.join(ROTATION_KINDS)} or a kind the role's module provides ({where}; its kinds: {own})",
           value)  # fmt: skip
 
@@ -152,10 +160,13 @@ def _rotation_tag(value: Any) -> str | None:
         return None
     if isinstance(kind, str) and kind in ROTATION_KINDS:
         return kind
-    return _ROLE_KIND if isinstance(kind, str) and kind in _PARSING.get().rotations else _UNKNOWN_KIND
+    hooks = _PARSING.get()
+    if isinstance(kind, str) and kind in hooks.issuers:
+        return _ISSUED_KIND
+    return _ROLE_KIND if isinstance(kind, str) and kind in hooks.rotations else _UNKNOWN_KIND
 
 
-_ROTATION_KEYS = ("secret", "user", "admin_user", "admin_password", "reason")
+_ROTATION_KEYS = ("secret", "user", "admin_user", "admin_password", "reason", "reads")
 
 
 _KIND_DOCS = {  # each kind's section of docs/role-reference.md (tools/role_reference.py)
@@ -166,6 +177,9 @@ _KIND_DOCS = {  # each kind's section of docs/role-reference.md (tools/role_refe
     "``fab rotate-secrets --secret <name>`` is refused, saying ``reason``.",
     _ROLE_KIND: "``rotation.<name>`` of a kind the role's module provides (``role.py`` ``ROTATIONS``: the password "
     "of the API user ``user``, changed on the active node), checked when the role is loaded.",
+    _ISSUED_KIND: "``rotation.<name>`` of a kind the role's module issues (``role.py`` ``ISSUERS``): the role makes "
+    "the new value of ``secret``'s document from the secrets ``reads`` names (outside the role's ``secrets:``, read "
+    "by this rotation alone) and the chain's facts, checked when the role is loaded.",
     _UNKNOWN_KIND: "``rotation.<name>`` of any other kind: refused (exit 2), naming the kind and the kinds there are.",
 }
 _SPECS[LeaseSpec] = _spec(LeaseSpec, "_LeaseSpec")
@@ -189,6 +203,7 @@ _SPECS[RotationSpec] = Annotated[
             for kind, keys in (
                 *ROTATION_KINDS.items(),
                 (_ROLE_KIND, ROLE_ROTATION_KEYS),
+                (_ISSUED_KIND, ISSUED_ROTATION_KEYS),
                 (_UNKNOWN_KIND, _ROTATION_KEYS),
             )
         )

@@ -66,11 +66,14 @@ class Rotation:
 
 def prepare_rotations(inventory: Inventory, jobs: Sequence[Job], which: str | None) -> list[Rotation]:
     """Preflight: the secrets ``--secret`` names, for every job's service (exit 2 before any host otherwise). A
-    service whose activation model does not rotate (Model.rotates: only lease so far; a keys or all service would
-    need a roll of its own) is refused first: Unsafe, exit 4, nothing staged."""
+    service whose activation model does not roll a pair (Model.rotates: only lease so far) is refused first, unless
+    every rotation asked for is a value the role issues (role.py ISSUERS: the holder of the hot files restarted
+    onto it, nodeops.rotate.issued): Unsafe, exit 4, nothing staged."""
     out = []
     for job in jobs:
-        if not (model := model_of(job.role)).rotates:
+        asked = [s for s in job.role.rotation.values() if which in (s.name, "all") and s.kind != "refused"]
+        issued = bool(asked) and all(s.kind in job.role.hooks.issuers for s in asked)
+        if not (model := model_of(job.role)).rotates and not issued:
             name = job.service.name
             raise Unsafe(f"{name}: rotate-secrets supports activation lease only so far (role {job.role.name} has "
                          f"activation {model.name}): put the new value in the secret's backend yourself, then "

@@ -111,13 +111,15 @@ def select(specs: Mapping[str, RotationSpec], which: str | None, where: str) -> 
 
 
 def needs_admin(inventory: Inventory, names: Sequence[str] | None, which: str | None) -> bool:
-    """Whether ``--secret`` selects a database password for any of the services (all when ``names`` is
-    empty): only its ALTER ROLE needs the admin role's secrets, which are resolved only then (an API
-    rotation never reads them). A refused or unknown selection is exit 2 here, before any secret is read."""
+    """Whether ``--secret`` selects a database password, or a rotation that ``reads`` secrets, for any of the
+    services (all when ``names`` is empty): only those need the secrets no other command reads (the admin role's,
+    an issued value's inputs: RoleSpec.admin_secrets), which are resolved only then (an API rotation never reads
+    them). A refused or unknown selection is exit 2 here, before any secret is read."""
     services = [inventory.services[n] for n in names] if names else list(inventory.services.values())
     for service in services:
         role = role_for(inventory, service)
-        if any(spec.kind == "postgres-password" for spec in select(role.rotation, which, f"role {role.name!r}")):
+        if any(spec.kind == "postgres-password" or spec.reads
+               for spec in select(role.rotation, which, f"role {role.name!r}")):  # fmt: skip
             return True
     return False
 
@@ -158,6 +160,13 @@ def check_service(inventory: Inventory, service: Service, specs: Sequence[Rotati
             raise InventoryError(file, f"{at}.secrets.{spec.secret}", f"secret {ref.name!r} also holds "
                                  f"{names[held]}: rotate them one at a time (--secret)")  # fmt: skip
         names[held] = spec.secret
+        if unread := [s for s in spec.reads if s not in service.secrets]:
+            raise InventoryError(file, f"{at}.secrets", f"rotating {spec.name} reads {' and '.join(unread)}: add "
+                                 "their references (read by this rotation only, never by deploy)")  # fmt: skip
+        for name in (spec.secret, *spec.reads) if spec.reads else ():
+            if (kind := inventory.secret_backends[service.secrets[name].backend].kind) != "aws-secretsmanager":
+                raise InventoryError(file, f"{at}.secrets.{name}", f"rotating {spec.name} writes whole documents and "
+                                     f"their versions in aws-secretsmanager, not {kind}: keep it there")  # fmt: skip
         if spec.kind == "postgres-password":
             missing = [s for s in (spec.admin_user, spec.admin_password) if s not in service.secrets]
             if missing:

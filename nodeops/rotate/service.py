@@ -20,13 +20,15 @@ from nodeops import program
 from nodeops.activation import model_of
 from nodeops.edges import aws
 from nodeops.edges.ssh import Fleet
-from nodeops.errors import Interrupted, NodeopsError, OperationFailed
+from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
 from nodeops.inventory import Inventory, Service
 from nodeops.job import Job
 from nodeops.records import Rotated
+from nodeops.role_hooks import RoleHooks
 from nodeops.roles import RotationSpec
 from nodeops.rotate.api import ApiPassword
 from nodeops.rotate.database import PostgresPassword
+from nodeops.rotate.issued import IssuedValue
 from nodeops.rotate.roll import PairRoll, job_with
 from nodeops.rotate.rules import CURRENT, PENDING, refused_backend
 from nodeops.rotate.sops import SopsStore
@@ -40,16 +42,20 @@ class StopAsked(Exception):
     """A stop request seen at a safe point of a rotation (``str()``: the step it came before)."""
 
 
-def target(kind: str) -> type[Target]:
+def target(kind: str, hooks: RoleHooks) -> type[Target]:
     """The Target of a rotation kind: the engine's ``postgres-password``, else a kind of the role's own (its
-    module's API password change; role.yaml's kinds are checked when the role is loaded, ``refused`` never
-    gets here: nodeops.rotate.rules.select)."""
-    return PostgresPassword if kind == "postgres-password" else ApiPassword
+    module's API password change, or a value it issues: ``hooks.issuers``; role.yaml's kinds are checked when the
+    role is loaded, ``refused`` never gets here: nodeops.rotate.rules.select)."""
+    if kind == "postgres-password":
+        return PostgresPassword
+    return IssuedValue if kind in hooks.issuers else ApiPassword
 
 
-def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients: dict[tuple[str, str], Any]) -> Store:
+def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients: dict[tuple[str, str], Any],
+             whole: bool = False) -> Store:  # fmt: skip
     """The store of ``spec``'s secret of ``service``, by its backend's kind (rules.check_service refused the others);
-    ``clients``: one AWS client per backend and service, shared, filled as needed."""
+    ``clients``: one AWS client per backend and service, shared, filled as needed; ``whole``: the secret's whole
+    document, not its reference's key (Secrets Manager only: an issued value, rules.check_service)."""
     ref = service.secrets[spec.secret]
     backend = inventory.secret_backends[ref.backend]
     if backend.kind == "sops":
@@ -60,7 +66,7 @@ def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients
         client = clients[(backend.name, kind)] = aws.client(backend, str(inventory.source), kind)
     if backend.kind == "aws-ssm":
         return ParameterVersions(client, ref, aws.backend_where(backend))
-    return SecretVersions(client, ref.name, aws.backend_where(backend), ref.key)
+    return SecretVersions(client, ref.name, aws.backend_where(backend), None if whole else ref.key)
 
 
 def interrupted_rotations(inventory: Inventory, job: Job) -> list[str]:
@@ -102,17 +108,25 @@ class ServiceRotation:
         if self.stopping():
             raise StopAsked(before)
 
-    def versions(self, spec: RotationSpec) -> Store:
+    def versions(self, spec: RotationSpec, whole: bool = False) -> Store:
         """The store of ``spec``'s secret (store_of)."""
-        return store_of(self.inventory, self.job.service, spec, self.clients)
+        return store_of(self.inventory, self.job.service, spec, self.clients, whole)
+
+    def write_current(self, spec: RotationSpec, name: str, value: str) -> bool:
+        """The service's secret ``name`` (one ``spec`` read) given ``value`` as its current version
+        (SecretVersions.put_current: False when it holds it already)."""
+        store = store_of(self.inventory, self.job.service, dataclasses.replace(spec, secret=name), self.clients)
+        return store.put_current(value)
 
     def redactor(self, targets: Sequence[Target]) -> Redactor:
-        """Masks the current values and every pending value known so far."""
-        return self.job.redact.with_secrets(t.pending for t in targets if t.pending is not None)
+        """Masks the current values and every new value known so far (Target.masked)."""
+        return self.job.redact.with_secrets(s for t in targets for s in t.masked())
 
     def run(self, specs: Sequence[RotationSpec]) -> dict:
         name = self.job.service.name
-        targets = [target(s.kind)(self, s, self.versions(s)) for s in specs]
+        kinds = {s.name: target(s.kind, self.job.role.hooks) for s in specs}
+        targets = [kinds[s.name](self, s, self.versions(s, True) if kinds[s.name].whole else self.versions(s))
+                   for s in specs]  # fmt: skip
         interrupted = [t for t in targets if t.stages.state != "fresh"]
         if interrupted and len(interrupted) < len(targets):
             rest = ", ".join(t.name for t in targets if t not in interrupted)
@@ -155,7 +169,10 @@ class ServiceRotation:
             failure = f"{name}: stopped as asked before {exc}" if asked else f"{name}: {step} failed: {redact(reason)}"
             unstarted = [t for t in fresh if t not in started]
             message, complete = self.undo(failure, started, unstarted, current_job, redact)
-            raise (Interrupted if asked and complete else OperationFailed)(message) from None
+            kind = Interrupted if asked and complete else OperationFailed
+            if complete and not started:  # a refusal before any system took anything keeps its exit code (2, 4)
+                kind = next((k for k in (InvalidInput, Unsafe) if isinstance(exc, k)), kind)
+            raise kind(message) from None
         for t in targets:
             try:
                 t.finish()

@@ -105,6 +105,17 @@ class SecretVersions(Store):
     def finish(self, stages: Stages) -> None:
         self.apply(finish_calls(self.name, stages))
 
+    def put_current(self, value: str) -> bool:
+        """A new version with the rotated value (key) replaced, staged AWSCURRENT at once (the old one AWSPREVIOUS):
+        what an issued rotation writes into a secret it read (nodeops.rotate.issued). False, nothing written, when
+        the current version holds ``value`` already (a rerun)."""
+        stages = self.stages()
+        if self.value(stages.current) == value:
+            return False
+        text = with_value(self.read(stages.current), self.key, value, self.name)
+        self._call("put_secret_value", SecretId=self.name, ClientRequestToken=str(uuid.uuid4()), SecretString=text)
+        return True
+
     def discard(self, stages: Stages) -> None:
         self.apply(discard_calls(self.name, stages))
 
@@ -120,12 +131,13 @@ class Target(abc.ABC):
     """One secret under rotation: its versions, its current and pending values, and its system."""
 
     rolls = False  # whether the nodes read it only when they start, so that the pair must be rolled onto it
+    whole = False  # whether its store reads and writes the secret's whole document, not one key (issued.py)
 
     def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
         self.rotation, self.spec, self.versions = rotation, spec, versions
         job = rotation.job
         self.current = job.secrets[spec.secret]  # AWSCURRENT as read by the preflight
-        self.user = job.secrets[spec.user].reveal()
+        self.user = job.secrets[spec.user].reveal() if spec.user else ""  # an issued value has no user
         self.account = f"<{spec.user}>"  # how messages name the user: its value is a secret too
         self.pending: Secret | None = None
         self.stages = versions.stages()
@@ -153,6 +165,10 @@ class Target(abc.ABC):
         self.pending = Secret(value, self.spec.secret, store.recorded(version))
         self.stages = Stages(st.current, version)
         self.say("createSecret", store.said(store.CREATED, version), version=version)
+
+    def masked(self) -> list[Secret]:
+        """The new values the run's redactor masks once created (the pending value)."""
+        return [] if self.pending is None else [self.pending]
 
     def promote(self) -> None:
         """Before the roll: the store's promote (Store.promote)."""

@@ -14,18 +14,20 @@ and the SPO guides (developers.cardano.org, "Rotate KES keys") take it.
 
 The protocol, after AWS Secrets Manager's rotation (docs.aws.amazon.com/secretsmanager, "How rotation works":
 ``createSecret`` writes AWSPENDING, ``setSecret`` puts it in use, ``testSecret`` checks it, ``finishSecret`` moves
-AWSCURRENT; each step can be rerun): the store holds the certificate in force (``Stored``: its counter and hash,
-AWSCURRENT) and at most one ``Pending`` record (AWSPENDING). The KES signing key exists in memory only, so a
-certificate whose key was lost with a killed run is issued again, with the same counter: nothing but its holder
-ever had it. ``STAGES``, in order:
+AWSCURRENT; each step can be rerun): the hot keys' secret (``pool/HotKeys``: the KES key and its certificate) holds
+the certificate in force as AWSCURRENT and at most one new version as AWSPENDING; the issue counter's secret holds
+the next number (``Stored``: the counter in force is that minus one). The new KES key is kept in AWSPENDING, in the
+store where the hot keys always live, so a rerun after a kill pushes the same version again; it issues the same
+counter again with a new key only when the pending certificate's KES window has passed. ``STAGES``, in order (the
+engine's nodeops.rotate.issued runs them):
 
-1. ``pending``: the pending record (the holder, the new counter, its start period and the certificate's hash) is
-   written, before any host is touched;
-2. ``pushed``: the three hot files are on the holder's tmpfs and the node restarted with them (the certificate's
-   hash recorded on the host: it is public);
-3. ``forging``: the holder's metrics show forging enabled, with the pending certificate;
-4. ``stored``: the new counter and hash are stored as current;
-5. ``cleared``: the pending record is deleted.
+1. ``pending``: the new version (KES key and certificate) staged AWSPENDING, before any host is touched;
+2. ``pushed``: the holder restarted in place onto it, the files on its tmpfs shredded once read (its container's
+   label records the version it runs);
+3. ``forging``: the holder's metrics show forging enabled with the pending certificate's start period, and the
+   chain's counter for the pool is the new one;
+4. ``stored``: the issue counter's secret moved on (the new counter plus one);
+5. ``current``: AWSCURRENT moved onto the pending version, AWSPENDING removed.
 
 ``resume`` reads what is observed after a kill (``Observed``) and says what the rerun does (``Step``).
 """
@@ -42,7 +44,7 @@ from .ocert import Certificate, CounterRefused, chain_counter, check_counter
 from .periods import Genesis
 
 POOL_ID_SIZE = 28
-STAGES = ("pending", "pushed", "forging", "stored", "cleared")
+STAGES = ("pending", "pushed", "forging", "stored", "current")
 
 
 def pool_id(cold_vk: bytes) -> bytes:
@@ -67,10 +69,9 @@ class Stored:
 
 @dataclass(frozen=True)
 class Pending:
-    """A rotation under way (AWSPENDING): the ``holder`` node, the new ``counter``, its start ``kes_period`` and the
-    new certificate's hex ``certificate_hash``."""
+    """A rotation under way (AWSPENDING): the new ``counter``, its start ``kes_period`` and the new certificate's hex
+    ``certificate_hash``."""
 
-    holder: str
     counter: int
     kes_period: int
     certificate_hash: str
@@ -84,7 +85,8 @@ class Issue:
     kes_period: int
 
 
-def _check_pool(cold_vk: bytes, pool: bytes, where: str) -> None:
+def check_pool(cold_vk: bytes, pool: bytes, where: str) -> None:
+    """IssueRefused (exit 2) unless ``cold_vk`` is the cold verification key of ``pool`` (its id, 28 bytes)."""
     if pool_id(cold_vk) != pool:
         raise IssueRefused(f"{where}: this cold key is not the pool's: its pool id is {pool_id(cold_vk).hex()}, "
                               f"the pool's {pool.hex()}")  # fmt: skip
@@ -97,7 +99,7 @@ def plan(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, cold
     block yet); ``cold_vk``: the cold key's verification key; ``pool``: the pool id (28 bytes); ``where``: the cold
     key's secret reference, for the message. IssueRefused for the wrong cold key, or a counter the chain would
     refuse or that would not supersede the certificate in force. Pure."""
-    _check_pool(cold_vk, pool, where)
+    check_pool(cold_vk, pool, where)
     return Issue(_checked(stored.counter + 1, on_chain, where, ""), genesis.kes_period(slot))
 
 
@@ -110,7 +112,7 @@ def plan_forced(genesis: Genesis, slot: int, on_chain: int | None, stored: Store
     When the plan succeeds with a ``pending`` record, the chain has taken its counter: it was in force, so the run
     stores it as current and clears it before writing the standby's pending record (``resume``'s invariant: a
     pending counter is the stored one plus one)."""
-    _check_pool(cold_vk, pool, where)
+    check_pool(cold_vk, pool, where)
     held = max(stored.counter, pending.counter if pending else stored.counter)
     hint = (f"; the lost producer may hold counter {held}, which has made no block yet: no certificate both fences it "
             "and is taken by the chain until it does")  # fmt: skip
@@ -128,22 +130,19 @@ def _checked(counter: int, on_chain: int | None, where: str, hint: str) -> int:
 
 @dataclass(frozen=True)
 class Observed:
-    """What a rerun reads before it acts: the store's ``stored`` and ``pending`` records, the pool's highest
-    counter ``on_chain`` (None: no block yet), the node that holds the keys now (``holder``), the hash of the
-    certificate it runs (``holder_certificate``, None when none is recorded) and whether its metrics show forging
-    enabled with that certificate's start period (``holder_forging``)."""
+    """What a rerun reads before it acts: the store's ``stored`` counter and ``pending`` version (AWSPENDING's
+    certificate), the pool's highest counter ``on_chain`` (None: no block yet) and whether the pending certificate's
+    KES window holds the current slot (``pending_valid``)."""
 
     stored: Stored
     pending: Pending | None
     on_chain: int | None
-    holder: str
-    holder_certificate: str | None
-    holder_forging: bool
+    pending_valid: bool
 
 
 @dataclass(frozen=True)
 class Step:
-    """What the rerun does: ``action`` one of ``ACTIONS`` (the steps it runs, in order, are ``RUNS[action]``),
+    """What the rerun does: ``action`` one of ``ACTIONS`` (the stages it runs, in order, are ``RUNS[action]``),
     for ``counter``, and why (``reason``)."""
 
     action: str
@@ -153,37 +152,30 @@ class Step:
 
 RUNS = {
     "none": (),  # nothing pending: a rotation, if asked for, is planned afresh
-    "reissue": ("pending", "pushed", "forging", "stored", "cleared"),  # same counter, a new KES key and hash
-    "verify": ("forging", "stored", "cleared"),
-    "store": ("stored", "cleared"),
-    "clear": ("cleared",),
+    "reissue": ("pending", "pushed", "forging", "stored", "current"),  # same counter, a new KES key: a new version
+    "push": ("pushed", "forging", "stored", "current"),  # the pending version, pushed again (unless the holder runs it)
+    "current": ("current",),  # the counter is stored: only AWSCURRENT is left to move
 }
 ACTIONS = tuple(RUNS)
 
 
 def resume(seen: Observed) -> Step:
-    """What a rerun does to finish, or undo, what a killed run left (the protocol above): it converges to one
-    certificate in force on the holder and a stored counter that matches it. Unsafe (exit 4) when the records
-    cannot come from this protocol: a pending counter that is not the stored one plus one, a counter on chain
-    past the pending one (a certificate issued outside nodeops), or a pending rotation for another node than the
-    one holding the keys. Pure."""
+    """What a rerun does to finish what a killed run left (the protocol above): it converges to one certificate in
+    force on the holder, AWSCURRENT, and a stored counter that matches it. Unsafe (exit 4) when the records cannot
+    come from this protocol: a pending counter that is neither the stored one nor the stored one plus one, or a
+    counter on chain past the pending one (a certificate issued outside nodeops). Pure."""
     pending, stored = seen.pending, seen.stored
     if pending is None:
         return Step("none", None, "no rotation is pending")
-    if (stored.counter, stored.certificate_hash) == (pending.counter, pending.certificate_hash):
-        return Step("clear", pending.counter, "the pending certificate is already stored as current")
+    if stored.counter == pending.counter:
+        return Step("current", pending.counter, "the pending certificate's counter is stored already")
     if pending.counter != stored.counter + 1:
         raise Unsafe(f"the pending rotation's counter {pending.counter} is not the stored {stored.counter} + 1: the "
                      "store was changed outside nodeops; compare it with the chain's counter and fix it")  # fmt: skip
     if chain_counter(seen.on_chain) > pending.counter:
         raise Unsafe(f"the chain's counter {seen.on_chain} is past the pending {pending.counter}: a certificate was "
                      "issued outside nodeops; store its counter before rotating")  # fmt: skip
-    if pending.holder != seen.holder:
-        raise Unsafe(f"a rotation for {pending.holder} is pending but {seen.holder} holds the keys: finish or undo "
-                     "the promotion first")  # fmt: skip
-    if seen.holder_certificate == pending.certificate_hash:
-        if seen.holder_forging:
-            return Step("store", pending.counter, "the holder forges with the pending certificate")
-        return Step("verify", pending.counter, "the holder runs the pending certificate but is not seen forging")
-    return Step("reissue", pending.counter, "the pending certificate's KES key was lost with the killed run and "
-                "the holder does not run it: the same counter again, with a new key")  # fmt: skip
+    if seen.pending_valid:
+        return Step("push", pending.counter, "the pending version is kept in the store: pushed to the holder again")
+    return Step("reissue", pending.counter, "the pending certificate's KES window has passed: the same counter "
+                "again, with a new key")  # fmt: skip

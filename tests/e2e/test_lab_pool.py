@@ -92,7 +92,7 @@ def test_the_inventory_holds_the_pool_whose_hosts_answer_with_their_host_keys_pi
     assert set(doc["services"]) == {"cl1", "pool"}
     service = doc["services"]["pool"]
     assert (service["role"], service["variables"]["PROFILE"], set(service["secrets"])) == (
-        "cardano", "lab", {"kes_key", "op_cert", "vrf_key"})  # fmt: skip
+        "cardano", "lab", {"kes_key", "op_cert", "vrf_key", "cold_key", "counter"})  # fmt: skip
     assert [(n["name"], n["kind"], n.get("preferred")) for n in service["nodes"]] == [
         (h.name, h.node_kind, h.preferred) for h in PLAN.pool
     ]

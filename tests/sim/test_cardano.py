@@ -4,9 +4,14 @@ chain's records (counters, rejections, two blocks in a slot) and the real metric
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 
-from .cardano import Pool
+from nodeops.roles import role_module
+
+from .cardano import SIM, Pool
 from .support import wait_for
 
 PREFIX = "cardano_node_metrics_"
@@ -217,3 +222,26 @@ def test_a_producer_started_as_non_producing_does_not_forge(net, tmp_path):
     seen = net.metrics("standby")
     assert seen[f"{PREFIX}forging_enabled_int"] == 0 and f"{PREFIX}Forge_about_to_lead_counter" not in seen
     assert "Disabling block forging" in net.log("standby") and net.blocks("standby") == []
+
+
+def test_the_lab_cardano_cli_answers_the_roles_query_from_the_nodes_chain(net, tmp_path):
+    """The query KES rotation runs in the holder's container (roles/cardano/issue.py), answered by the image's
+    cardano-cli against the node's socket: the tip's slot, and the pool's counter once the chain took a block; the
+    role reads it back. Without a node on the socket it fails as cardano-cli does (exit 1, the socket named)."""
+    pool = Pool(tmp_path)
+    net.start_chain(pool)
+    net.node("producer", hot=pool.hot("producer", counter=0, start=net.current_period()))
+    wait_for(lambda: any(b["adopted"] for b in net.blocks("producer")), 15, what="a block")
+    issue = role_module("cardano", "issue")
+    argv = issue.query_command("lab")
+    command = argv[2].replace("cardano-cli", f"{sys.executable} {SIM / 'cardano-cli'}").replace(
+        "/ipc/node.socket", str(tmp_path / "producer.socket"))  # fmt: skip
+    env = {**os.environ, "CARDANO_SIM_CHAIN": net.chain}
+    done = subprocess.run([*argv[:2], command], capture_output=True, text=True, env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    slot, counters = issue.chain_facts(done.stdout)
+    assert counters == {pool.id: 0} and 0 < slot <= net.tip()["currentSlot"]
+    gone = subprocess.run([sys.executable, str(SIM / "cardano-cli"), "query", "tip", "--testnet-magic", "42",
+                           "--socket-path", str(tmp_path / "none.socket")], capture_output=True, text=True, env=env,
+                          timeout=30)  # fmt: skip
+    assert gone.returncode == 1 and f"{tmp_path / 'none.socket'}" in gone.stderr

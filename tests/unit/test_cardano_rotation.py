@@ -69,7 +69,7 @@ def test_a_rotation_is_refused_before_any_host(on_chain, stored, cold, message):
 def test_a_forced_promotion_fences_every_certificate_the_lost_producer_may_hold(
     on_chain, stored, pending, counter, refused
 ):
-    record = Pending("bp", pending, 1150, "ab") if pending else None
+    record = Pending(pending, 1150, "ab") if pending else None
     args = (MAINNET, SLOT, on_chain, Stored(stored), record, COLD.verification_key, POOL, "cold")
     if refused:
         with pytest.raises(forging.IssueRefused, match=refused):
@@ -85,18 +85,20 @@ def test_a_forced_promotion_with_the_wrong_cold_key_is_refused():
 
 @dataclass
 class World:
-    """The store, the holder and the chain as the protocol leaves them; ``memory`` is the run's (lost on a kill)."""
+    """The store, the holder and the chain as the protocol leaves them: the stored counter, AWSPENDING's certificate,
+    AWSCURRENT's (``current``), the one the holder runs, the chain's counter; ``valid``: whether the pending
+    certificate's KES window still holds the slot when the rerun comes."""
 
     stored: Stored
     pending: Pending | None = None
-    holder_certificate: str | None = None
-    holder_forging: bool = True
+    current: str = "old"
+    holder: str = "old"
     on_chain: int | None = None
     blocks: bool = False  # whether the holder makes a block once it forges
+    valid: bool = True
 
-    def seen(self, holder="bp"):
-        return Observed(self.stored, self.pending, self.on_chain, holder, self.holder_certificate,
-                        self.holder_forging)  # fmt: skip
+    def seen(self):
+        return Observed(self.stored, self.pending, self.on_chain, self.valid)
 
 
 def new_certificate(counter, period):
@@ -105,34 +107,36 @@ def new_certificate(counter, period):
 
 def run(world, stages, counter, period, kill_after=None):
     """The protocol's stages, in order, as the engine runs them; stops (a kill) after ``kill_after`` stages."""
-    made = world.pending.certificate_hash if world.pending else None
     for done, stage in enumerate(stages):
         if kill_after is not None and done == kill_after:
             return
-        if stage == "pending":
-            made = new_certificate(counter, period)  # a new KES key, in this run's memory only
-            world.pending = Pending("bp", counter, period, made)
+        if stage == "pending":  # a new KES key and certificate, kept in AWSPENDING
+            world.pending, world.valid = Pending(counter, period, new_certificate(counter, period)), True
         elif stage == "pushed":
-            world.holder_certificate, world.holder_forging = made, False  # restarted with it
+            world.holder = world.pending.certificate_hash  # restarted onto it (or already running it)
         elif stage == "forging":
-            world.holder_forging = world.holder_certificate == made
-            assert world.holder_forging, "the holder must run the pending certificate before it is seen forging"
+            assert world.holder == world.pending.certificate_hash, "the holder must run the pending certificate"
             world.on_chain = counter if world.blocks else world.on_chain
         elif stage == "stored":
-            world.stored = Stored(counter, made)
-        elif stage == "cleared":
-            world.pending = None
+            world.stored = Stored(counter)
+        elif stage == "current":
+            world.current, world.pending = world.pending.certificate_hash, None
 
 
 @pytest.mark.parametrize("blocks", [False, True])
+@pytest.mark.parametrize("valid", [True, False])
 @pytest.mark.parametrize(
     ("kill_after", "first_step"),
-    [(0, "none"), (1, "reissue"), (2, "verify"), (3, "store"), (4, "clear"), (5, "none")],
+    [(0, "none"), (1, "push"), (2, "push"), (3, "push"), (4, "current"), (5, "none")],
 )
-def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, blocks):
-    world = World(Stored(4, "old"), holder_certificate="old", on_chain=4, blocks=blocks)
+def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, blocks, valid):
+    """A kill after each stage, the pending certificate still valid at the rerun or not (its KES window passed):
+    the reruns end with one certificate in force (the holder's, AWSCURRENT), the counter stored for it and nothing
+    pending; a rerun re-issues only a certificate that can no longer forge."""
+    world = World(Stored(4, "old"), on_chain=4, blocks=blocks)
     issue = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "cold")
     run(world, rotation.STAGES, issue.counter, issue.kes_period, kill_after)
+    world.valid = valid
     steps = []
     for _ in range(3):  # bounded: each rerun finishes what it resumes
         step = rotation.resume(world.seen())
@@ -140,24 +144,24 @@ def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, block
         if step.action == "none":
             break
         run(world, rotation.RUNS[step.action], step.counter, issue.kes_period)
-    assert steps[0] == first_step and steps[-1] == "none"
+    expected = "reissue" if first_step == "push" and not valid else first_step
+    assert steps[0] == expected and steps[-1] == "none"
     if kill_after == 0:  # nothing had happened: the rotation is planned afresh, as the first time
         assert rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "c") == issue
         return
-    assert world.pending is None and world.stored.counter == 5 and world.holder_forging
-    assert world.stored.certificate_hash == world.holder_certificate != "old"  # one certificate in force, stored
+    assert world.pending is None and world.stored.counter == 5
+    assert world.current == world.holder != "old"  # one certificate in force, current in the store
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (dict(pending=Pending("bp", 7, 1157, "n")), "pending rotation's counter 7 is not the stored 4 \\+ 1"),
+        (dict(pending=Pending(7, 1157, "n")), "pending rotation's counter 7 is not the stored 4 \\+ 1"),
         (dict(on_chain=6), "chain's counter 6 is past the pending 5"),
-        (dict(holder="spare"), "a rotation for bp is pending but spare holds the keys"),
     ],
 )
 def test_records_this_protocol_cannot_leave_are_unsafe(change, message):
-    seen = Observed(Stored(4, "old"), Pending("bp", 5, 1157, "new"), 4, "bp", "old", True)
+    seen = Observed(Stored(4, "old"), Pending(5, 1157, "new"), 4, True)
     with pytest.raises(Unsafe, match=message) as err:
         rotation.resume(replace(seen, **change))
     assert err.value.exit_code == EXIT_UNSAFE

@@ -15,12 +15,14 @@ from lab import image, pool
 from lab.topology import boot_command, plan_lab, sshd_config
 from nodeops.errors import InvalidInput
 from nodeops.inventory import load_inventory
+from nodeops.job import prepare
 from nodeops.render import render_nodes
 from nodeops.roles import check_service, profile_name, role_for, role_module
 from nodeops.secrets import Secret
 
 envelope = role_module("cardano", "envelope")
 ocert = role_module("cardano", "ocert")
+kes = role_module("cardano", "kes")
 
 
 def test_the_pool_has_its_chain_host_and_four_named_nodes_behind_the_bastion():
@@ -150,7 +152,8 @@ POOL_SERVICE = {
     "role": "cardano", "image": DESCRIPTION["images"][0], "nodes": DESCRIPTION["nodes"],
     "variables": {"PROFILE": "lab", "SYSTEM_START": "2026-12-01T18:00:00Z", "CARDANO_SIM_CHAIN": "http://10.247.0.6:3100"},
     "secrets": {"kes_key": ref("pool/HotKeys", "kes.skey"), "op_cert": ref("pool/HotKeys", "node.cert"),
-                "vrf_key": ref("pool/VrfKey", "vrf.skey")},
+                "vrf_key": ref("pool/VrfKey", "vrf.skey"), "cold_key": ref("pool/ColdKey", "cold.skey"),
+                "counter": ref("pool/IssueCounter", "cold.counter")},
 }  # fmt: skip
 
 
@@ -159,7 +162,7 @@ POOL_SERVICE = {
     [
         (False, DESCRIPTION, {}),  # no role yet: the inventory holds the Chainlink services alone
         (True, None, {}),  # a lab without --pool
-        (True, DESCRIPTION, {"pool": POOL_SERVICE}),  # the role's shape: the hot secrets alone, never the cold key
+        (True, DESCRIPTION, {"pool": POOL_SERVICE}),  # the hot secrets, and what KES rotation alone reads
     ],
 )  # fmt: skip
 def test_the_inventory_gets_the_pool_only_once_its_role_exists(tmp_path, role_file, description, expected):
@@ -181,7 +184,8 @@ def test_the_lab_inventorys_pool_is_a_service_of_the_cardano_role_that_renders(t
     service = inventory.services["pool"]
     role = role_for(inventory, service)
     check_service(role, service, "lab.yaml")
-    assert set(role.secrets) == set(pool.ROLE_SECRETS) == set(service.secrets)
+    assert set(role.secrets) == set(pool.ROLE_SECRETS) == set(service.secrets) - set(pool.ROTATION_READS)
+    assert role.admin_secrets == set(pool.ROTATION_READS)  # never resolved by a deploy (job.prepare)
     secrets = {name: Secret(f"{name}-text\n", name) for name in role.secrets}
     nodes = render_nodes(role, profile_name(role, service), service, secrets)
     assert list(nodes) == ["pool-relay-a", "pool-relay-b", "pool-bp-a", "pool-bp-b"]
@@ -273,3 +277,29 @@ def test_a_rerun_after_a_stop_before_the_first_hot_credentials_issues_them_anew(
     pool.ensure(again, None, plan, tmp_path, (), ())
     pool.first_hot(again, plan)
     assert [c for c in again.calls if c.startswith("hot")] == ["hot fresh=True"]
+
+
+def test_a_deploy_of_the_lab_pool_never_reads_the_cold_key_or_the_counter(tmp_path, monkeypatch):
+    """The lab's pool service lists the cold key and the issue counter (KES rotation reads them), yet the preflight
+    of deploy, status and check resolves the hot secrets alone: with the two unreadable (no such environment
+    variable) it succeeds, and only a rotation's preflight (admin) reads them, failing here."""
+    refs = {what: {"backend": "ci", "name": what} for what in (*pool.ROLE_SECRETS, *pool.ROTATION_READS)}
+    service = {**pool.inventory_services(DESCRIPTION)["pool"], "secrets": refs}
+    doc = {
+        "environment": "lab",
+        "secret_backends": {"ci": {"kind": "env", "prefix": "T_"}},
+        "ssh": {"user": "root"},
+        "bastion": {"host": "10.247.0.1", "user": "root", "host_key": KEY},
+        "services": {"pool": service},
+    }
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(doc))
+    inventory = load_inventory(tmp_path / "lab.yaml")
+    monkeypatch.setenv("T_KES_KEY", envelope.kes_signing_key_file(kes.SignKey.generate()))
+    cold = ocert.ColdKey(bytes(range(32)))
+    cert = ocert.issue(cold, bytes(32), 0, 0)
+    monkeypatch.setenv("T_OP_CERT", envelope.certificate_file(cert))
+    monkeypatch.setenv("T_VRF_KEY", pool.key_documents(bytes(32), bytes(32))["pool/VrfKey"]["vrf.skey"])
+    [job] = prepare(inventory, ["pool"])
+    assert set(job.secrets) == set(pool.ROLE_SECRETS)
+    with pytest.raises(InvalidInput, match="T_COLD_KEY"):
+        prepare(inventory, ["pool"], admin=True)

@@ -16,6 +16,7 @@ from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError
 from nodeops.inventory import Service
 from nodeops.render import render
 from nodeops.role_hooks import INTERFACE, ApiPassword, ChainFence, hooks_from
+from nodeops.role_issue import Issuer
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
 from nodeops.secrets import Secret
 from tests.unit.test_deploy_preflight import deploy, inventory
@@ -153,7 +154,7 @@ def test_the_interface_table_is_the_protocols_and_docs_roles_md():
     """One table (nodeops.role_hooks.INTERFACE): the protocols' methods take what it says, and docs/roles.md's table
     of the role interface lists the same names in the same order, each row's shape naming its parameters."""
     for hook in INTERFACE:
-        protocol = {"ApiPassword": ApiPassword, "ChainFence": ChainFence}.get(hook.kind)
+        protocol = {"ApiPassword": ApiPassword, "ChainFence": ChainFence, "Issuer": Issuer}.get(hook.kind)
         for method, parameters in hook.methods.items():
             code = getattr(protocol, method).__code__
             assert code.co_varnames[1 : code.co_argcount] == parameters, (hook.name, method)

@@ -1,0 +1,189 @@
+"""A rotation whose new value the role issues (role.yaml ``rotation.<name>`` of a kind in role.py ``ISSUERS``,
+nodeops.role_issue), for a service whose hot files one node holds (activation ``keys``): a pool's new KES key and
+operational certificate. Secrets Manager's four steps, as every rotation here (nodeops.rotate):
+
+  createSecret  the holder found (the one node running with the hot label), the role's read-only ``query`` run in
+                its container (``docker exec``, argv with no secret), then its ``issue`` given the rotated secret's
+                document, the secrets its ``reads`` names (resolved for this rotation only) and that output: the
+                new document staged AWSPENDING (the whole secret: a KES key and its certificate move together). A
+                refusal (exit 2) comes before anything is written or restarted;
+  setSecret     the holder restarted in place onto the pending version (the executor's keys replace, as deploy's
+                upgrade of the holder: files on its tmpfs, shredded once read; the standby untouched), on the image
+                it runs (its container's reference, by digest: a rotation changes the keys only, whatever the tag
+                points to now), unless its container records that version already;
+  testSecret    the holder's health reply shows it using the new value (``in_use``) and the chain took it
+                (``taken``, the query run again), within TEST_TIMEOUT;
+  finishSecret  the ``updates`` the issue made to what it read (the next issue counter) written as their current
+                version, then AWSCURRENT moved onto the pending version.
+
+A rerun after a kill finds AWSPENDING and hands the pending document to ``issue``, which keeps it or issues anew
+(roles/cardano/rotation.py ``resume``). Once the holder was restarted onto the pending value nothing is undone: the
+chain may have taken it; AWSPENDING is kept and the message says to run again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import TYPE_CHECKING
+
+from nodeops.commands.node import container_name, sh
+from nodeops.errors import OperationFailed, Unsafe
+from nodeops.inventory import Node
+from nodeops.job import job_for
+from nodeops.plan import ServicePlan, Step
+from nodeops.role_issue import Issued
+from nodeops.roles import PROFILE_VARIABLE, RotationSpec
+from nodeops.rotate.rules import Stages
+from nodeops.rotate.versions import Store, Target
+from nodeops.run.fence import held_digest
+from nodeops.secrets import Secret
+
+if TYPE_CHECKING:
+    from nodeops.deploy import ServiceDeploy
+    from nodeops.rotate.service import ServiceRotation
+
+TEST_TIMEOUT = 60.0  # seconds for the holder to be seen using the new value and the chain to take it
+POLL = 0.5
+
+
+class IssuedValue(Target):
+    """One issued rotation (see the module): ``holder`` (found by createSecret), ``issued`` (the hook's result),
+    ``started`` (the holder was restarted onto the pending version: nothing is undone then)."""
+
+    whole = True  # the store reads and writes the secret's whole document
+
+    def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
+        super().__init__(rotation, spec, versions)
+        job = rotation.job
+        ref = job.service.secrets[spec.secret]
+        self.keys = {n: r.key for n, r in job.service.secrets.items() if (r.backend, r.name) == (ref.backend, ref.name)}
+        self.hook = job.role.hooks.issuers[spec.kind]
+        self.variables = {**job.role.read_variables(job.service.variables), PROFILE_VARIABLE: job.profile}
+        self.holder: Node | None = None
+        self.issued: Issued | None = None
+        self.values: dict[str, Secret] = {}  # the pending version's secrets, by the role's names
+        self.started = False
+
+    @property
+    def deploy(self) -> ServiceDeploy:
+        """The rotation's executor (observed by createSecret)."""
+        return self.rotation.deploy
+
+    def query(self) -> str:
+        """The role's query in the holder's container: its standard output (OperationFailed, masked, otherwise)."""
+        argv = list(self.hook.query(self.variables))
+        name, runtime = self.rotation.job.service.name, self.rotation.job.service.runtime
+        res = self.deploy.x(self.holder.name, sh([runtime, "exec", container_name(name), *argv]), check=False)
+        if res.exit_code != 0:
+            raise OperationFailed(f"{name} {self.holder.name}: {argv[0]} in its container failed: "
+                                  f"{self.deploy.why(res)}")  # fmt: skip
+        return res.stdout
+
+    def document(self, version: str) -> dict[str, str]:
+        """The secret's document at ``version``, by key."""
+        doc = json.loads(self.versions.value(version))
+        if not isinstance(doc, dict):
+            raise OperationFailed(f"secret {self.versions.name!r}: a version is not a JSON object")
+        return doc
+
+    def create(self) -> None:
+        st, store, job = self.stages, self.versions, self.rotation.job
+        current = self.document(st.current)
+        if any(current.get(key) != job.secrets[n].reveal() for n, key in self.keys.items() if n in job.secrets):
+            raise OperationFailed(f"secret {store.name!r} changed since this run read it; run again")
+        states, _ = self.deploy.observe(dry_run=True)  # no pull: the holder is restarted on the image it runs
+        held = [s.node for s in states.values() if s.hot]
+        if len(held) != 1:
+            raise Unsafe(f"{job.service.name}: {len(held)} nodes hold the hot keys; a rotation restarts the one holder "
+                         "onto the new value: deploy or promote first")  # fmt: skip
+        self.holder = held[0]
+        if st.state == "finishing":  # AWSCURRENT moved already: only its label is left (finish tidies up)
+            self.pending = Secret(json.dumps(current), self.spec.secret, st.pending)
+            return
+        pending = None
+        if st.state == "interrupted":
+            doc = self.document(st.pending)
+            pending = {n: doc[key] for n, key in self.keys.items() if key in doc}
+        read = {n: job.secrets[n].reveal() for n in self.spec.reads}
+        secrets = {**{n: current[key] for n, key in self.keys.items() if key in current}, **read}
+        self.issued = issued = self.hook.issue(self.variables, secrets, self.query(), pending)
+        if stray := set(issued.values) - set(self.keys):
+            raise OperationFailed(f"role {job.role.name}: its issuer {self.spec.kind} returned {', '.join(stray)}, "
+                                  f"which {store.name!r} does not hold")  # fmt: skip
+        facts = ", ".join(f"{k} {v}" for k, v in issued.facts.items())
+        if issued.reused:
+            version, said = st.pending, store.said(store.LEFT, st.pending, "kept")
+        else:
+            if st.state == "interrupted":
+                store.discard(st)  # its certificate can no longer be used: the issuer made another
+            text = json.dumps({**current, **{self.keys[n]: v for n, v in issued.values.items()}})
+            version = store.create(text, Stages(st.current))
+            said = store.said(store.CREATED, version)
+        self.stages = Stages(st.current, version)
+        self.pending = Secret(self.versions.value(version), self.spec.secret, version)
+        self.values = {n: Secret(v, n, version) for n, v in issued.values.items()}
+        self.say("createSecret", f"{said}: {self.hook.change} ({facts}) for the holder {self.holder.name}",
+                 version=version)  # fmt: skip
+
+    def masked(self) -> list[Secret]:
+        return [*super().masked(), *self.values.values(),
+                *(Secret(t, n) for n, t in (self.issued.updates.items() if self.issued else ()))]  # fmt: skip
+
+    def runs_pending(self) -> bool:
+        c = self.deploy.inspect(self.holder.name)
+        recorded = json.loads(c.label("secrets") or "{}") if c is not None else {}
+        return c is not None and c.hot and recorded.get(self.spec.secret) == self.stages.pending
+
+    def set(self) -> None:
+        name, node = self.rotation.job.service.name, self.holder.name
+        if self.runs_pending():
+            self.say("setSecret", f"{node} runs the pending version already (an interrupted run)")
+            return
+        job, c = self.rotation.job, self.deploy.inspect(node)
+        image = c.reference if c is not None and c.reference else job.service.image  # the image it runs, by digest
+        service = dataclasses.replace(job.service, image=image)
+        redo = job_for(self.rotation.inventory, service, secrets={**job.secrets, **self.values})
+        self.deploy.job = dataclasses.replace(redo, redact=job.redact)
+        self.deploy.digest = held_digest(self.deploy, node, image)  # what the new container is labelled with
+        self.started = True
+        plan = ServicePlan(name, (Step("replace", node, "in place onto the pending hot keys", hot=True),
+                                  Step("await-serving", node)), "the holder restarted onto the new value")  # fmt: skip
+        self.say("setSecret", f"restarting the holder {node} in place onto the pending version; the other nodes "
+                 "untouched")  # fmt: skip
+        self.deploy.new_change()
+        self.deploy.keep_restorable([node])
+        self.deploy.execute(plan)
+        self.deploy.drop_previous()
+        self.say("setSecret", f"{node} restarted onto the pending version")
+
+    def test(self) -> None:
+        node, started = self.holder, time.monotonic()
+        while True:
+            self.deploy.health(node)
+            if self.hook.in_use(self.deploy.answers.get(node.name, b""), self.issued) and self.hook.taken(
+                    self.query(), self.issued):  # fmt: skip
+                break
+            if time.monotonic() - started > TEST_TIMEOUT:
+                raise OperationFailed(f"{self.rotation.job.service.name} {node.name}: not seen using the new value "
+                                      f"and the chain taking it within {TEST_TIMEOUT:g}s")  # fmt: skip
+            time.sleep(POLL)
+        self.say("testSecret", f"{node.name} uses the new value and the chain took it "
+                 f"({time.monotonic() - started:.1f}s)")  # fmt: skip
+
+    def finish(self) -> None:
+        if self.issued is not None:
+            for name, text in self.issued.updates.items():
+                if self.rotation.write_current(self.spec, name, text):
+                    self.say("finishSecret", f"{name}: a new current version written")
+        super().finish()
+
+    def undo(self) -> str:
+        if not self.started:
+            return "no node was restarted"
+        raise OperationFailed(f"{self.holder.name} was restarted onto the pending version, which the chain may have "
+                              "taken: nothing undone")  # fmt: skip
+
+    @property
+    def changes(self) -> str | None:
+        return f"the hot keys of {self.holder.name}" if self.started else None

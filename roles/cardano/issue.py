@@ -1,0 +1,141 @@
+"""KES rotation as the engine's issued rotation (role.py ``ISSUERS["kes"]``, nodeops.role_issue): what to ask the
+chain, the new KES key and operational certificate made from the pool's cold key and issue counter, and how to tell
+that the holder forges with it and the chain took it.
+
+The chain's facts come from ``cardano-cli`` in the holder's container, against its node's socket (the official image
+ships it; the lab's simulator image a small one answering the same two queries): ``query tip`` (its ``slot``) and
+``query protocol-state`` (its ``oCertCounters``: pool id hex -> the highest counter the chain took; cardano-cli's
+``ProtocolState`` JSON, ouroboros-consensus ``PraosState.praosStateOCertCounters``). The plan and the refusals (a
+cold key that is not the pool's, a reused counter, a skip) are rotation.py's; the pool id is that of the cold
+verification key the issue counter records (cardano-cli writes it into the counter's file, ``[next, cold_vk]``).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from nodeops.errors import InvalidInput
+from nodeops.role_issue import Issued
+
+from . import envelope, kes, ocert, periods, rotation
+from .kesinfo import parse as parse_metrics
+
+SOCKET = "/ipc/node.socket"  # role.yaml's command: --socket-path
+MAGIC = {"preprod": 1, "preview": 2, "lab": periods.LAB_GENESIS["networkMagic"]}  # mainnet: --mainnet
+HOT = ("kes_key", "op_cert")  # the role's secrets the new version holds (one Secrets Manager secret, pool/HotKeys)
+COLD, COUNTER = "cold_key", "counter"  # what the rotation reads (role.yaml rotation.kes.reads)
+
+
+def network_flags(network: str) -> list[str]:
+    """cardano-cli's network flag for a profile: ``--mainnet`` or ``--testnet-magic N``. ValueError for another."""
+    if network == "mainnet":
+        return ["--mainnet"]
+    if network not in MAGIC:
+        raise ValueError(f"no network magic for profile {network!r}")
+    return ["--testnet-magic", str(MAGIC[network])]
+
+
+def query_command(network: str) -> list[str]:
+    """The read-only command run in the holder's container: the tip, then the protocol state, two JSON documents."""
+    flags = [*network_flags(network), "--socket-path", SOCKET]
+    return ["sh", "-c", " && ".join(shlex.join(["cardano-cli", "query", what, *flags])
+                                    for what in ("tip", "protocol-state"))]  # fmt: skip
+
+
+def chain_facts(output: str) -> tuple[int, dict[str, int]]:
+    """(the tip's slot, oCertCounters) from ``query_command``'s output; InvalidInput naming what is missing."""
+    decoder, docs, at = json.JSONDecoder(), [], 0
+    text = output.strip()
+    try:
+        while at < len(text):
+            doc, end = decoder.raw_decode(text, at)
+            docs.append(doc)
+            at = end + len(text[end:]) - len(text[end:].lstrip())
+    except ValueError:
+        docs = []
+    if len(docs) != 2 or not isinstance(docs[0], dict) or not isinstance(docs[1], dict):
+        raise InvalidInput("cardano-cli query tip / protocol-state: expected two JSON objects")
+    slot, counters = docs[0].get("slot"), docs[1].get("oCertCounters", {})
+    if not isinstance(slot, int) or not isinstance(counters, dict):
+        raise InvalidInput("cardano-cli query tip / protocol-state: no slot or no oCertCounters")
+    return slot, {str(k): int(v) for k, v in counters.items()}
+
+
+def genesis_of(variables: Mapping[str, Any]) -> periods.Genesis:
+    """The KES clock of the service's network (its PROFILE; the lab's from its SYSTEM_START)."""
+    network = str(variables.get("PROFILE") or "mainnet")
+    if network == "lab":
+        start = datetime.fromisoformat(str(variables.get("SYSTEM_START", "")).replace("Z", "+00:00"))
+        return periods.Genesis.from_shelley_genesis("lab", periods.lab_shelley_genesis(start))
+    return periods.NETWORKS[network]
+
+
+def _hot(cold: ocert.ColdKey, counter: int, period: int) -> dict[str, str]:
+    key = kes.SignKey.generate()  # in memory; written only into the store's pending version
+    certificate = ocert.issue(cold, key.verification_key, counter, period)
+    return {"kes_key": envelope.kes_signing_key_file(key), "op_cert": envelope.certificate_file(certificate)}
+
+
+def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
+              pending: Mapping[str, str] | None) -> Issued:  # fmt: skip
+    """The new hot keys (``kes_key``, ``op_cert``) and the counter's next text, or the pending version kept
+    (rotation.resume: ``push`` and ``current`` reuse it, ``reissue`` makes a new key with its counter).
+    IssueRefused (exit 2) for a cold key that is not the pool's, a reused counter or a skip; Unsafe (exit 4) for
+    records the protocol cannot leave. Pure but for the KES key's seed."""
+    genesis, (slot, counters) = genesis_of(variables), chain_facts(chain)
+    cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
+    held = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
+    pool = rotation.pool_id(held.cold_vk)
+    on_chain = counters.get(pool.hex())
+    stored = rotation.Stored(held.next - 1)
+    where = f"secret {COLD}"
+    record = None
+    if pending is not None:
+        certificate = envelope.read_certificate(pending["op_cert"], "op_cert (pending)")
+        record = rotation.Pending(certificate.counter, certificate.kes_period, rotation.certificate_hash(certificate))
+    valid = record is not None and genesis.window(slot, record.kes_period).valid
+    step = rotation.resume(rotation.Observed(stored, record, on_chain, valid))
+    if step.action == "none":
+        plan = rotation.plan(genesis, slot, on_chain, stored, cold.verification_key, pool, where)
+        counter, period, reused = plan.counter, plan.kes_period, False
+        values = _hot(cold, counter, period)
+    else:
+        rotation.check_pool(cold.verification_key, pool, where)  # it may issue again: the pool's key only
+        counter, reused = step.counter, step.action != "reissue"
+        period = record.kes_period if reused else genesis.kes_period(slot)
+        values = {k: pending[k] for k in HOT} if reused else _hot(cold, counter, period)
+    updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, held.cold_vk))}
+    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": step.action}
+    return Issued(values, updates, facts, reused)
+
+
+class KesRotation:
+    """``ISSUERS["kes"]``: see the module."""
+
+    change = "a new KES key and operational certificate, issue counter + 1"
+
+    def query(self, variables: Mapping[str, Any]) -> list[str]:
+        return query_command(str(variables.get("PROFILE") or "mainnet"))
+
+    def issue(self, variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
+              pending: Mapping[str, str] | None) -> Issued:  # fmt: skip
+        return issue_kes(variables, secrets, chain, pending)
+
+    def in_use(self, health_body: bytes, issued: Issued) -> bool:
+        """The metrics show forging enabled with the new certificate's start period (kesinfo)."""
+        try:
+            facts = parse_metrics(health_body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return False
+        return facts.forging and facts.start == issued.facts["kes_period"]
+
+    def taken(self, chain: str, issued: Issued) -> bool:
+        """The chain's counter for the pool is the new one."""
+        try:
+            return chain_facts(chain)[1].get(str(issued.facts["pool"])) == issued.facts["counter"]
+        except InvalidInput:
+            return False

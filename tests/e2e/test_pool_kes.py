@@ -1,0 +1,197 @@
+"""`fab rotate-secrets --secret kes` on the lab's pool (issue 16's KES rotation), deployed first: the chain takes the
+new certificate's counter (exactly one more), the producer forges from its KES period, no slot has two blocks, the
+stored counter matches; no key is left anywhere but the lab's Secrets Manager. A wrong cold key and a reused counter
+are refused before any host changes (exit 2, no AWSPENDING left). A run killed after AWSPENDING is written, after
+the holder restarted, and after the counter is stored, each then run again, converges. One pool lab for the module."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from lab.aws import put_secret, read_secret, secrets_client
+from lab.host import Lab
+from lab.pool import HOT_SECRET, KEY_SECRETS
+from lab.topology import plan_lab
+from nodeops.roles import role_module
+from tests.conftest import ROOT, fab
+from tests.e2e.pool_keys import get_inside, pool_keys, sentinels, state
+from tests.e2e.probe import killed_at, wait_for
+
+pytestmark = pytest.mark.lab
+
+NAME, CIDR, NODES = "pkes", "10.217.0.0/16", 2  # reserved for this module
+PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
+HOLDER, STANDBY = "pool-bp-a", "pool-bp-b"
+ROTATE = ("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json")
+envelope = role_module("cardano", "envelope")
+ocert = role_module("cardano", "ocert")
+
+
+DEPLOYED: list[float] = []  # the pool's deploy, seconds (said by the first test's figures)
+
+
+@pytest.fixture(scope="module")
+def pool_lab(root):
+    """The pool lab, its pool deployed at once (the first certificate lasts 60 s from the chain's start)."""
+    try:
+        first = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
+        assert first.returncode == 0, first.stdout + first.stderr
+        started = time.monotonic()
+        deployed = fab("deploy", "--env", NAME, "--service", "pool", "--json", timeout=600)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        DEPLOYED.append(time.monotonic() - started)
+        yield Lab(ROOT, NAME)
+    finally:
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def chain_get(path: str):
+    """GET the chain service's ``path`` (JSON) from inside pool-relay-a's network."""
+    return get_inside(PLAN.pool[0].netns, PLAN.chain_address + path)
+
+
+def client(lab: Lab):
+    return secrets_client(state(lab)["secrets_port"])
+
+
+def on_chain(lab: Lab) -> int | None:
+    return chain_get("/pools")[state(lab)["pool"]["pool_id"]]["counter"]
+
+
+def stored(lab: Lab) -> tuple[int, object]:
+    """(the issue counter's next number, the certificate AWSCURRENT holds)."""
+    keys = pool_keys(lab)
+    return (envelope.read_issue_counter(keys["counter"], "counter").next,
+            envelope.read_certificate(keys["op_cert"], "op_cert"))  # fmt: skip
+
+
+def pending_left(lab: Lab) -> list[str]:
+    stages = client(lab).describe_secret(SecretId=HOT_SECRET)["VersionIdsToStages"]
+    return [v for v, s in stages.items() if "AWSPENDING" in s]
+
+
+def container_ids() -> dict[str, str]:
+    """Each producer's container id and whether it holds the hot keys (its label)."""
+    names = ",".join(h.name for h in PLAN.pool if h.node_kind == "producer")
+    res = fab("exec", "--env", NAME, "--json", "--nodes", names, "--command",
+              "docker inspect -f '{{.Id}} {{index .Config.Labels \"io.nodeops.hot\"}}' nodeops-pool")  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    return {e["node"]: e["stdout"].strip() for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"}
+
+
+def forging_with(counter: int, since_slot: int) -> list[dict]:
+    """The blocks adopted after ``since_slot`` with ``counter`` (the holder alone has the keys: the chain records a
+    sender by its container's host name)."""
+    return [b for b in chain_get("/blocks")["forged"]
+            if b["adopted"] and b["counter"] == counter and b["slot"] > since_slot]  # fmt: skip
+
+
+def converged(lab: Lab, counter: int) -> None:
+    """One certificate in force: AWSCURRENT's, with ``counter``, the chain's; the stored counter its next; nothing
+    pending; the holder forging with it, blocks adopted; no slot with two blocks of the pool."""
+    following, cert = stored(lab)
+    assert (cert.counter, following, on_chain(lab), pending_left(lab)) == (counter, counter + 1, counter, [])
+    tip = chain_get("/tip")["slot"]
+    wait_for(lambda: forging_with(counter, tip), f"a block with counter {counter} after slot {tip}", 20)
+    assert all(b["kesPeriod"] >= cert.kes_period for b in forging_with(counter, tip))
+    assert chain_get("/duplicates") == []
+
+
+def rotate() -> subprocess.CompletedProcess:
+    return fab(*ROTATE, timeout=300)
+
+
+def test_a_rotation_moves_the_counter_by_one_and_the_producer_forges_with_the_new_certificate(pool_lab, figures):
+    old = pool_keys(pool_lab)
+    wait_for(lambda: on_chain(pool_lab) is not None, "the first certificate's block", 30)
+    before, ids = on_chain(pool_lab), container_ids()
+    started = time.monotonic()
+    res = rotate()
+    took = time.monotonic() - started
+    assert res.returncode == 0, res.stdout + res.stderr
+    figures(
+        f"deploy of the pool {DEPLOYED[0]:.1f} s; fab rotate-secrets --secret kes {took:.1f} s; chain counter "
+        f"{before} -> {on_chain(pool_lab)}"
+    )
+    converged(pool_lab, before + 1)
+    after = container_ids()
+    assert after[STANDBY] == ids[STANDBY]  # the standby untouched
+    assert after[HOLDER] != ids[HOLDER] and after[HOLDER].endswith(" true")  # the holder restarted, with the keys
+    steps = [e.get("step") for e in map(json.loads, res.stdout.splitlines()) if e.get("event") == "step"]
+    assert [s for s in ("createSecret", "setSecret", "testSecret", "finishSecret") if s in steps] == [
+        "createSecret", "setSecret", "testSecret", "finishSecret"]  # fmt: skip
+    new = pool_keys(pool_lab)
+    found = sentinels({**{k: v for k, v in old.items() if k != "counter"},
+                       "new kes_key": new["kes_key"], "new op_cert": new["op_cert"]})  # fmt: skip
+    places = [p for p in pool_lab.dir.rglob("*") if p.is_file() and not p.is_symlink()] + [pool_lab.inventory_file]
+    names = ",".join(h.name for h in PLAN.pool)
+    inspected = fab("exec", "--env", NAME, "--json", "--nodes", names, "--command", "docker inspect nodeops-pool")
+    assert inspected.returncode == 0 and inspected.stdout.count("Env") >= len(PLAN.pool), inspected.stderr  # env too
+    texts = [(str(p), p.read_bytes()) for p in places] + [("the run's output", (res.stdout + res.stderr).encode()),
+                                                          ("docker inspect", inspected.stdout.encode())]  # fmt: skip
+    assert [(where, what) for where, data in texts for what, value in found.items() if value in data] == []
+    left = fab("exec", "--env", NAME, "--json", "--nodes", HOLDER, "--command", "ls -A /run/nodeops/pool")
+    assert [e["stdout"].strip() for e in map(json.loads, left.stdout.splitlines()) if e["event"] == "host"] == [""]
+
+
+@pytest.mark.parametrize("change", ["wrong cold key", "reused counter"])
+def test_a_refused_rotation_touches_no_host_and_stages_nothing(pool_lab, change):
+    aws = client(pool_lab)
+    which = "cold_key" if change == "wrong cold key" else "counter"
+    name, key = KEY_SECRETS[which]
+    kept = read_secret(aws, name)
+    if which == "cold_key":
+        bad = envelope.cold_signing_key_file(ocert.ColdKey(bytes(range(32))))
+        expected = "this cold key is not the pool's"
+    else:
+        counter = envelope.read_issue_counter(kept[key], "counter")
+        bad = envelope.issue_counter_file(ocert.IssueCounter(on_chain(pool_lab), counter.cold_vk))
+        expected = "reused"
+    ids, chain_before = container_ids(), on_chain(pool_lab)
+    put_secret(aws, name, {key: bad})
+    try:
+        res = rotate()
+    finally:
+        put_secret(aws, name, kept)
+    assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stdout + res.stderr
+    assert (container_ids(), pending_left(pool_lab), on_chain(pool_lab)) == (ids, [], chain_before)
+
+
+KILLS = {  # the step line after which the run is killed -> what the rerun's issue then does (rotation.resume)
+    "AWSPENDING written": (lambda e: e.get("step") == "createSecret" and "AWSPENDING" in e.get("message", ""),
+                           "push"),
+    "holder restarted": (lambda e: e.get("step") == "setSecret" and "restarted onto" in e.get("message", ""), "push"),
+    "counter stored": (lambda e: e.get("step") == "finishSecret" and "counter" in e.get("message", ""), "current"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("point", list(KILLS))
+def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
+    """The rerun keeps the pending version (no new key): pushed again (a holder that runs it is not restarted), or
+    only made current once the counter is stored. A kill that lands after AWSCURRENT moved leaves nothing pending:
+    the rerun is a rotation of its own (the figure says which)."""
+    when, expected = KILLS[point]
+    before = on_chain(pool_lab)
+    killed_at(list(ROTATE), when)
+    left = pending_left(pool_lab)
+    released = fab("lock.release", "--env", NAME, "--service", "pool", "--force")  # the killed run's, stale
+    assert released.returncode == 0, released.stdout + released.stderr
+    again = rotate()
+    assert again.returncode == 0, again.stdout + again.stderr
+    said = {e["step"]: e["message"] for e in map(json.loads, again.stdout.splitlines()) if e.get("step")}
+    resumed = re.search(r"resume (\w+)", said["createSecret"])[1]
+    figures(f"killed after {point}: AWSPENDING left {len(left)}; the rerun: resume {resumed}, "
+            f"{said.get('setSecret', '-')}")  # fmt: skip
+    if point == "counter stored" and not left:  # the kill came after AWSCURRENT moved: a finished rotation
+        assert resumed == "none"
+        converged(pool_lab, before + 2)
+        return
+    assert len(left) == 1 and resumed == expected and "kept" in said["createSecret"]
+    if point == "holder restarted":
+        assert "runs the pending version already" in said["setSecret"]
+    converged(pool_lab, before + 1)

@@ -1,0 +1,139 @@
+"""KES rotation as the role issues it (roles/cardano/issue.py, ISSUERS["kes"]): the query run in the holder's
+container, its output read, the new KES key and certificate (or the pending version kept, or issued again) from the
+cold key and the issue counter, the refusals before anything is written (exit 2), and how the holder's metrics and
+the chain say the new certificate is in use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, Unsafe
+from nodeops.roles import load_role, role_module
+
+issue = role_module("cardano", "issue")
+envelope = role_module("cardano", "envelope")
+ocert = role_module("cardano", "ocert")
+kes = role_module("cardano", "kes")
+rotation = role_module("cardano", "rotation")
+
+COLD = ocert.ColdKey(bytes(range(32)))
+POOL = rotation.pool_id(COLD.verification_key).hex()
+LAB = {"PROFILE": "lab", "SYSTEM_START": "2026-12-01T08:00:00Z"}
+SLOT = 1005  # KES period 100 on the lab's clock (10 slots a period)
+
+
+def chain(slot=SLOT, counter=None) -> str:
+    counters = {} if counter is None else {POOL: counter}
+    return json.dumps({"slot": slot, "block": 9}, indent=4) + "\n" + json.dumps({"oCertCounters": counters}) + "\n"
+
+
+def secrets(next_number=1, cold=COLD) -> dict[str, str]:
+    current = ocert.issue(COLD, kes.SignKey.generate().verification_key, next_number - 1, 90)
+    return {"cold_key": envelope.cold_signing_key_file(cold), "op_cert": envelope.certificate_file(current),
+            "counter": envelope.issue_counter_file(ocert.IssueCounter(next_number, COLD.verification_key)),
+            "kes_key": "unused"}  # fmt: skip
+
+
+def certificate(issued):
+    return envelope.read_certificate(issued.values["op_cert"], "t")
+
+
+@pytest.mark.parametrize(
+    ("profile", "flags"),
+    [("lab", ["--testnet-magic", "42"]), ("mainnet", ["--mainnet"]), ("preprod", ["--testnet-magic", "1"]),
+     ("preview", ["--testnet-magic", "2"])],
+)  # fmt: skip
+def test_the_query_is_the_tip_then_the_protocol_state_on_the_nodes_socket(profile, flags):
+    argv = issue.KesRotation().query({"PROFILE": profile})
+    tail = " ".join([*flags, "--socket-path", "/ipc/node.socket"])
+    assert argv == ["sh", "-c", f"cardano-cli query tip {tail} && cardano-cli query protocol-state {tail}"]
+
+
+@pytest.mark.parametrize(
+    ("output", "facts"),
+    [(chain(), (SLOT, {})), (chain(counter=3), (SLOT, {POOL: 3})), ("", None), ("{}", None), ("[1] [2]", None),
+     ('{"slot": "x"} {"oCertCounters": {}}', None), ("{} {} {}", None)],
+)  # fmt: skip
+def test_the_chains_facts_are_read_from_the_two_documents(output, facts):
+    if facts is None:
+        with pytest.raises(InvalidInput, match="cardano-cli query tip / protocol-state"):
+            issue.chain_facts(output)
+    else:
+        assert issue.chain_facts(output) == facts
+
+
+@pytest.mark.parametrize("on_chain", [None, 0])
+def test_a_rotation_issues_the_next_counter_at_the_current_period_and_moves_the_counter_on(on_chain):
+    made = issue.issue_kes(LAB, secrets(1), chain(counter=on_chain), None)
+    cert = certificate(made)
+    key = envelope.read_kes_signing_key(made.values["kes_key"], "t")
+    assert (cert.counter, cert.kes_period, cert.kes_vk) == (1, 100, key.verification_key)
+    assert cert.verify(COLD.verification_key) and not made.reused
+    counter = envelope.read_issue_counter(made.updates["counter"], "t")
+    assert (counter.next, counter.cold_vk) == (2, COLD.verification_key)
+    assert dict(made.facts) == {"counter": 1, "kes_period": 100, "pool": POOL, "resume": "none"}
+
+
+@pytest.mark.parametrize(
+    ("given", "on_chain", "message"),
+    [
+        (secrets(1, cold=ocert.ColdKey(bytes(32))), 0, "secret cold_key: this cold key is not the pool's"),
+        (secrets(1), 1, "secret cold_key: reused: counter 1 is the chain's own"),
+        (secrets(3), 1, "secret cold_key: a skip of more than one"),
+    ],
+    ids=["wrong-cold-key", "reused-counter", "skip"],
+)  # fmt: skip
+def test_a_rotation_is_refused_before_anything_is_written(given, on_chain, message):
+    with pytest.raises(InvalidInput, match=message) as err:
+        issue.issue_kes(LAB, given, chain(counter=on_chain), None)
+    assert err.value.exit_code == EXIT_INVALID
+
+
+def pending_of(counter, period):
+    key = kes.SignKey.generate()
+    cert = ocert.issue(COLD, key.verification_key, counter, period)
+    return {"kes_key": envelope.kes_signing_key_file(key), "op_cert": envelope.certificate_file(cert)}
+
+
+@pytest.mark.parametrize(
+    ("next_number", "pending", "slot", "action", "reused", "period"),
+    [
+        (1, (1, 95), SLOT, "push", True, 95),  # killed before the counter was stored: the same version again
+        (2, (1, 95), SLOT, "current", True, 95),  # the counter stored: only AWSCURRENT is left
+        (1, (1, 60), SLOT, "reissue", False, 100),  # its KES window (30 periods) passed: same counter, new key
+    ],
+)  # fmt: skip
+def test_a_rerun_keeps_the_pending_version_unless_it_can_no_longer_forge(next_number, pending, slot, action, reused,
+                                                                         period):  # fmt: skip
+    left = pending_of(*pending)
+    made = issue.issue_kes(LAB, secrets(next_number), chain(slot, counter=0), left)
+    assert (made.facts["resume"], made.reused, made.facts["counter"], certificate(made).kes_period) == (
+        action, reused, 1, period)  # fmt: skip
+    assert (made.values == left) is reused
+    assert envelope.read_issue_counter(made.updates["counter"], "t").next == 2
+
+
+def test_a_pending_version_the_protocol_cannot_leave_is_unsafe():
+    with pytest.raises(Unsafe, match="pending rotation's counter 3 is not the stored 0 \\+ 1") as err:
+        issue.issue_kes(LAB, secrets(1), chain(counter=0), pending_of(3, 95))
+    assert err.value.exit_code == EXIT_UNSAFE
+
+
+METRICS = (
+    "cardano_node_metrics_forging_enabled_int {f}\ncardano_node_metrics_operationalCertificateStartKESPeriod_int {s}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "used"),
+    [(METRICS.format(f=1, s=100).encode(), True), (METRICS.format(f=0, s=100).encode(), False),
+     (METRICS.format(f=1, s=90).encode(), False), (b"", False), (b"\xff", False)],
+)  # fmt: skip
+def test_the_holder_uses_the_new_certificate_when_it_forges_from_its_start_period(body, used):
+    made = issue.issue_kes(LAB, secrets(1), chain(counter=0), None)
+    hook = load_role("cardano").hooks.issuers["kes"]
+    assert hook.in_use(body, made) is used
+    assert hook.taken(chain(counter=1), made) and not hook.taken(chain(counter=0), made)
+    assert not hook.taken("garbage", made)
