@@ -59,7 +59,7 @@ applies to the ones it leaves out, and a role with no module gets every default)
     active node (nodeops.rotate.ApiPassword), through the ``NodeApi`` it is given. Default: no kind of its own.
 
 ``ISSUERS: Mapping[str, Issuer]``
-    Rotation kinds whose new value the role issues (nodeops.role_issue: ``query``, ``issue``, ``in_use``,
+    Rotation kinds whose new value the role issues (nodeops.role_protocols: ``query``, ``issue``, ``in_use``,
     ``taken``), by the name ``role.yaml`` gives as ``rotation.<name>.kind``; such a rotation takes ``secret`` and
     ``reads`` (the secrets only it reads). Called by ``fab rotate-secrets`` (nodeops.rotate.issued) for a service
     whose holder of the hot files is restarted onto the new value. Default: none.
@@ -93,11 +93,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace, TracebackType
-from typing import Protocol, runtime_checkable
 
-from nodeops.edges.http import Reply
 from nodeops.errors import NodeopsError, OperationFailed
-from nodeops.role_issue import Issuer
+from nodeops.role_protocols import ApiPassword, ChainFence, Issuer
 
 MODULE_FILE = "role.py"
 
@@ -144,65 +142,6 @@ def no_check_facts(facts: Mapping[str, Mapping], variables: Mapping[str, object]
 def no_outage_unit(seconds: float, profile: str) -> str | None:  # noqa: ARG001 (the hook's shape)
     """The default ``outage``: no unit of the chain's own; the seconds alone are reported."""
     return None
-
-
-@runtime_checkable
-class ChainFence(Protocol):
-    """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached: see ``CHAIN_FENCE``
-    in the module's doc."""
-
-    change: str
-    """How messages name what it does (``"a new operational certificate, issue counter + 1"``)."""
-
-    def fence(self, secrets: Mapping[str, object], hot_files: Mapping[str, bytes]) -> Mapping[str, bytes]:
-        """The hot files (name -> bytes, the same names as ``hot_files``, today's) to start the new holder with,
-        under which the lost holder's keys are no longer valid on the chain; ``secrets``: the service's resolved
-        secrets (nodeops.secrets.Secret, in memory only). Raises a NodeopsError to refuse."""
-        ...
-
-
-class NodeApi(Protocol):
-    """One node's HTTP API, as the engine hands it to a hook: requests travel through the bastion to the node's
-    private port (nodeops.edges.ssh.Fleet.request); failures are worded and masked by the engine."""
-
-    def call(self, method: str, path: str, doc: Mapping[str, object] | None = None,
-             cookie: str | None = None) -> Reply:  # fmt: skip
-        """``method path`` with ``doc`` as its JSON body and ``cookie`` as its Cookie header: the reply, whatever
-        its status; OperationFailed when nothing answers."""
-        ...
-
-    def refused(self, what: str, reply: Reply, shown: int | None = None) -> NodeopsError:
-        """The error for a reply that is not what ``what`` (``"POST /sessions"``) expects: ``<service> <node>:
-        <what> answered <status>: <body>``, the body masked of every secret and clipped (to ``shown``
-        characters when given). To be raised by the hook."""
-        ...
-
-    def failed(self, problem: str) -> NodeopsError:
-        """The error ``<service> <node>: <problem>``, to be raised by the hook."""
-        ...
-
-
-@runtime_checkable
-class ApiPassword(Protocol):
-    """A rotation kind of the role's own: the password of the node's API user, changed through the node's API
-    (in the database the pair shares, so any active node takes it; no restart). The engine does the rest of a
-    rotation: which node is active, Secrets Manager's stages, the test of both values and the undo."""
-
-    change: str
-    """How messages name the change (``"PATCH /v2/user/password"``)."""
-
-    def login(self, api: NodeApi, user: str, password: str) -> str | None:
-        """A session (the Cookie header value to send back) for ``user`` with ``password``, or None when the node
-        refuses that password; any other answer raises ``api.refused(...)``."""
-        ...
-
-    def logout(self, api: NodeApi, session: str) -> None:
-        """End ``session``."""
-        ...
-
-    def set_password(self, api: NodeApi, session: str, old: str, new: str) -> None:
-        """Change the logged-in user's password from ``old`` to ``new``; a refusal raises ``api.refused(...)``."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The API password's change (a rotation kind of the role's own): the role's hook (nodeops.role_hooks.ApiPassword)
+"""The API password's change (a rotation kind of the role's own): the role's hook (nodeops.role_protocols.ApiPassword)
 logs in, changes and logs out through one node's HTTP API (NodeApi), on the active node."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from nodeops import role_hooks
+from nodeops import role_protocols
 from nodeops.edges import http
 from nodeops.errors import OperationFailed
 from nodeops.facts.view import unhealthy_note
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class NodeApi:
-    """One node's HTTP API for a role's hook (nodeops.role_hooks.NodeApi): through the bastion, JSON bodies,
+    """One node's HTTP API for a role's hook (nodeops.role_protocols.NodeApi): through the bastion, JSON bodies,
     failures named by service and node and masked by the job's redactor."""
 
     def __init__(self, rotation: ServiceRotation, node: Node) -> None:
@@ -52,12 +52,12 @@ class NodeApi:
 
 class ApiPassword(Target):
     """The node's API user (a rotation kind of the role's own): its password changed through the active node's
-    API, in the role's dialect (its module's ``ROTATIONS`` hook for this kind, nodeops.role_hooks.ApiPassword)."""
+    API, in the role's dialect (its module's ``ROTATIONS`` hook for this kind, nodeops.role_protocols.ApiPassword)."""
 
     node: Node | None = None  # the active node, found once by set(); test() logs in there
 
     @property
-    def hook(self) -> role_hooks.ApiPassword:
+    def hook(self) -> role_protocols.ApiPassword:
         return self.rotation.job.role.hooks.rotations[self.spec.kind]
 
     def active(self) -> Node:

@@ -1,5 +1,5 @@
 """A rotation whose new value the role issues (role.yaml ``rotation.<name>`` of a kind in role.py ``ISSUERS``,
-nodeops.role_issue), for a service whose hot files one node holds (activation ``keys``): a pool's new KES key and
+nodeops.role_protocols), for a service whose hot files one node holds (activation ``keys``): a pool's new KES key and
 operational certificate. Secrets Manager's four steps, as every rotation here (nodeops.rotate):
 
   createSecret  the holder found (the one node running with the hot label), the role's read-only ``query`` run in
@@ -32,7 +32,7 @@ from nodeops.errors import OperationFailed, Unsafe
 from nodeops.inventory import Node
 from nodeops.job import job_for
 from nodeops.plan import ServicePlan, Step
-from nodeops.role_issue import Issued
+from nodeops.role_protocols import Issued
 from nodeops.roles import PROFILE_VARIABLE, RotationSpec
 from nodeops.rotate.rules import Stages
 from nodeops.rotate.versions import Store, Target

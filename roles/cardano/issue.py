@@ -1,4 +1,4 @@
-"""KES rotation as the engine's issued rotation (role.py ``ISSUERS["kes"]``, nodeops.role_issue): what to ask the
+"""KES rotation as the engine's issued rotation (role.py ``ISSUERS["kes"]``, nodeops.role_protocols): what to ask the
 chain, the new KES key and operational certificate made from the pool's cold key and issue counter, and how to tell
 that the holder forges with it and the chain took it.
 
@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from nodeops.errors import InvalidInput
-from nodeops.role_issue import Issued
+from nodeops.role_protocols import Issued
 
 from . import envelope, kes, ocert, periods, rotation
 from .kesinfo import parse as parse_metrics

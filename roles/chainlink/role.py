@@ -13,7 +13,8 @@ import contextlib
 import json
 import re
 
-from nodeops.role_hooks import NodeApi, default_log_level
+from nodeops.role_hooks import default_log_level
+from nodeops.role_protocols import NodeApi
 
 # zap's console encoder, the node's default log format: "2024-01-01T00:00:00.000Z [ERROR] msg logger=... appID=..."
 _CONSOLE_LEVEL = re.compile(r"^(?:\S+\s+)?\[(\w+)\]")

@@ -95,7 +95,7 @@ def test_failing_checks_of_the_chainlink_role_and_the_default(body, expected):
 
 
 class FakeApi:
-    """A node's API as the engine hands it to a hook (nodeops.role_hooks.NodeApi), answering from a script: the
+    """A node's API as the engine hands it to a hook (nodeops.role_protocols.NodeApi), answering from a script: the
     hook's own logic is pure; the engine's side runs against the lab's simulator (tests/e2e/test_rotate.py)."""
 
     def __init__(self, *replies: Reply) -> None:

@@ -15,8 +15,8 @@ import pytest
 from nodeops.errors import EXIT_FAILED, EXIT_INVALID, InvalidInput, NodeopsError, OperationFailed
 from nodeops.inventory import Service
 from nodeops.render import render
-from nodeops.role_hooks import INTERFACE, ApiPassword, ChainFence, hooks_from
-from nodeops.role_issue import Issuer
+from nodeops.role_hooks import INTERFACE, hooks_from
+from nodeops.role_protocols import ApiPassword, ChainFence, Issuer
 from nodeops.roles import BUILTIN_ROLES, RoleError, load_role
 from nodeops.secrets import Secret
 from tests.unit.test_deploy_preflight import deploy, inventory
