@@ -123,8 +123,9 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
         if r.get("facts_error"):  # the role's node_facts raised: its facts are not shown
             parts.append(_labelled("facts", fit_words(r["facts_error"], 3 * (width - 10)), "yellow"))
         for name, found in (r.get("issued") or {}).items():  # an issued rotation's value against the chain
-            text = found.get("error") or f"on {found['holder']}: {facts_text(found['facts'])}"
-            parts.append(_labelled(name, fit_words(text, 3 * (width - 10)), "yellow" if "error" in found else ""))
+            text = found.get("error") or f"on {found['holder']}: {facts_text(found['facts'])}" + \
+                ("" if found["ok"] else f": {found['detail']}")  # fmt: skip
+            parts.append(_labelled(name, fit_words(text, 3 * (width - 10)), "" if found.get("ok") else "yellow"))
         parts.append(_node_table(r["nodes"], width))
         parts.append(Text(""))
     return Group(*parts)
