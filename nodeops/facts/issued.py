@@ -76,8 +76,8 @@ def _one(job: Job, spec: RotationSpec, issuer: Any, seen: Mapping[str, NodeView]
         isinstance(said[1], bool) and isinstance(said[2], str) and \
         all(isinstance(k, str) and isinstance(v, _SCALARS) for k, v in said[0].items())  # fmt: skip
     if not shaped:
-        return {"error": f"role {job.role.name}: its hook {spec.kind}.standing returned what is not (facts: name -> "
-                "str, number, bool or None, ok: bool, detail: str): fix the role's module"}  # fmt: skip
+        return {"error": f"role {job.role.name}: its hook ISSUERS[{spec.kind!r}].standing returned what is not "
+                "(facts: name -> str, number, bool or None, ok: bool, detail: str): fix the role's module"}  # fmt: skip
     facts = {k: job.redact(v) if isinstance(v, str) else v for k, v in said[0].items()}
     return {"holder": holder, "facts": facts, "ok": said[1], "detail": job.redact(" ".join(said[2].split()))}
 

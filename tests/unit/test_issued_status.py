@@ -185,8 +185,8 @@ def test_status_shows_the_value_in_force_against_the_chain_and_check_judges_it(t
         (UP, 0, ISSUER.replace('doc["counter"] == store', 'doc["nope"] == store'),
          "role pool: its hook ISSUERS['kes'].standing raised KeyError ("),
         (UP, 0, ISSUER.replace('doc["counter"] == store', '"yes"'),
-         "role pool: its hook kes.standing returned what is not (facts: name -> str, number, bool or None, ok: bool, "
-         "detail: str): fix the role's module"),
+         "role pool: its hook ISSUERS['kes'].standing returned what is not (facts: name -> str, number, bool or "
+         "None, ok: bool, detail: str): fix the role's module"),
     ],
     ids=["no-holder", "two-holders", "query-fails", "hook-raises", "out-of-shape"],
 )  # fmt: skip
