@@ -8,6 +8,8 @@ on top of that, per service:
   lease       the lease is held, by the node that serves;
   secret-age  the age of each secret's current value against the rotation policy, by its backend's date
               (nodeops.secrets.secret_ages; aws-kms and env secrets have none: "unknown", naming the backend);
+  rotation    only when a run left a rotation under way (nodeops.status.rotation_status: a pending marker on its
+              secret, read without its value): fails, naming it and the command that completes it;
   standby     (per node other than the active) its container runs and does not serve: it waits;
   serving     in place of active, lease and standby under activation all (every node serves): every node answers
               200, and the load balancer answers 200;
@@ -18,7 +20,9 @@ and per node:
   memory      MemTotal - MemAvailable, of MemTotal;
   load        the 5-minute load average per CPU;
   logs        error-level lines in the container's log of the last minutes.
-and the role's own findings from its nodes' health replies (its ``check_facts`` hook, nodeops.facts.role_facts).
+and the role's own findings from its nodes' health replies (its ``check_facts`` hook, nodeops.facts.role_facts),
+and for each rotation the role issues whose issuer has ``standing``, ``issued:<rotation>``: the value in force as
+the store holds it against the chain (nodeops.facts.issued).
 
 Each check passes, warns (within WARN_AT of its limit, or not failing but needing a look), is
 "unknown" (nothing to measure), or fails; only a failure fails the run. Limits come from the
@@ -43,6 +47,7 @@ from nodeops.check_serving import Verdict, judge_service
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
+from nodeops.facts.issued import standing, standing_findings
 from nodeops.facts.logs import error_candidates, error_lines
 from nodeops.facts.observe import Observer
 from nodeops.facts.resources import host_resources, parse_resources
@@ -53,7 +58,7 @@ from nodeops.job import Job
 from nodeops.plan import secret_changes
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.secrets import SecretAge, secret_ages
-from nodeops.status import lease_status
+from nodeops.status import lease_status, rotation_line, rotation_status
 from nodeops.verify import Check
 
 WARN_AT = 0.9  # of a limit: warn above this much of it
@@ -158,6 +163,12 @@ def check_secret_ages(ages: Mapping[str, SecretAge], max_days: int) -> Verdict:
     over = ", over the rotation limit" if status == "fail" else ""
     tail = f"; {unknown}" if unknown else ""
     return status, f"oldest {name}: {oldest / 86400:.1f} days{over} (limit {max_days}){tail}"
+
+
+def check_rotation(rotation: dict | None) -> Verdict | None:
+    """``rotation``: nodeops.status.rotation_status's; a failure naming the rotations a run left under way and the
+    command that completes them, or saying the backend could not be read; None when none is under way."""
+    return None if rotation is None else ("fail", rotation_line(rotation))
 
 
 def check_disk(disks: Sequence[tuple[str, str, str, float]], max_percent: int) -> Verdict:
@@ -283,12 +294,15 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
                                                hooks.lease_client, role.health)  # its replies: no 2nd GET  # fmt: skip
     findings = [finding(service.name, "", *v) for v in served]
     drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes())
+    under_way = check_rotation(rotation_status(inventory, job)) if ages else None  # no secret: no rotation
     findings += [
         finding(service.name, "", "secret-age", secrets),
+        *([finding(service.name, "", "rotation", under_way)] if under_way else []),
         finding(service.name, "", "drift", drift),
         *(finding(service.name, "", *v) for v in warnings),
     ]  # the role's facts of the replies the observer got (its node_facts, check_facts): no second request
     findings += [finding(service.name, *f) for f in fact_findings(job, *node_facts(job, observer.answers))]
+    findings += [finding(service.name, *f) for f in standing_findings(standing(job, seen, observer.run))]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
                                                       ("secret", name)), age.seconds)
                for name, age in ages.items() if age.seconds is not None]  # fmt: skip

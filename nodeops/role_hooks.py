@@ -62,7 +62,8 @@ applies to the ones it leaves out, and a role with no module gets every default)
     Rotation kinds whose new value the role issues (nodeops.role_protocols: ``query``, ``issue``, ``in_use``,
     ``taken``), by the name ``role.yaml`` gives as ``rotation.<name>.kind``; such a rotation takes ``secret`` and
     ``reads`` (the secrets only it reads). Called by ``fab rotate-secrets`` (nodeops.rotate.issued) for a service
-    whose holder of the hot files is restarted onto the new value. Default: none.
+    whose holder of the hot files is restarted onto the new value; an issuer's optional ``standing`` by
+    ``fab status`` and ``fab check`` (nodeops.facts.issued). Default: none.
 
 ``TEMPLATE_FUNCTIONS: Mapping[str, Callable[..., str]]``
     Functions the role's templates call by name (``{{ node_config(role.profile, node.kind) }}``), for a file the
@@ -186,6 +187,8 @@ class Hook:
     methods: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     mapping: bool = False
     functions: bool = False  # a mapping of names to functions of any parameters (TEMPLATE_FUNCTIONS)
+    optional: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))  # methods an
+    # object may lack (an Issuer's standing): checked and guarded as ``methods`` when it has them
 
 
 INTERFACE = (
@@ -203,7 +206,8 @@ INTERFACE = (
                                    "set_password": ("api", "session", "old", "new")})),
     Hook("ISSUERS", "issuers", kind="Issuer", mapping=True,
          methods=MappingProxyType({"query": ("variables",), "issue": ("variables", "secrets", "chain", "pending"),
-                                   "in_use": ("health_body", "issued"), "taken": ("chain", "issued")})),
+                                   "in_use": ("health_body", "issued"), "taken": ("chain", "issued")}),
+         optional=MappingProxyType({"standing": ("variables", "secrets", "chain")})),
     Hook("TEMPLATE_FUNCTIONS", "template_functions", mapping=True, functions=True),
 )  # fmt: skip
 """The role interface, the one table of it: what a role's module may define (docs/roles.md documents each row)."""
@@ -315,7 +319,8 @@ def _object(value: object, hook: Hook, where: str, role: str, source: str) -> ob
     if not isinstance(getattr(value, "change", None), str) or not all(hasattr(value, m) for m in hook.methods):
         return where, f"expected {shape}, got {type(value).__name__}"
     guarded = {"change": value.change}  # type: ignore[attr-defined]
-    for method, parameters in hook.methods.items():
+    optional = {m: p for m, p in hook.optional.items() if hasattr(value, m)}
+    for method, parameters in {**hook.methods, **optional}.items():
         problem = _function_problem(getattr(value, method), method, parameters, method=True)
         if problem:
             return f"{where}.{method}", problem

@@ -62,6 +62,14 @@ class Issuer(Protocol):
         """Whether the chain's facts (the query's output) show ``issued`` taken. Never raises."""
         ...
 
+    # Optional (nodeops.facts.issued; no protocol member, so an issuer without it still is one):
+    #   def standing(self, variables, secrets, chain) -> tuple[Mapping[str, Fact], bool, str]
+    # The value in force as the store holds it against the chain: ``secrets``, the rotated document's current
+    # values (by the role's names, as the service resolved them; never a ``reads`` secret), ``chain`` the query's
+    # output from the holder's container. Returns (public facts for fab status: name -> str, int, float, bool or
+    # None; whether fab check passes; its detail, one line). A NodeopsError (a query's output misread) or anything
+    # else it raises is that rotation's error, one line.
+
 
 @runtime_checkable
 class ChainFence(Protocol):

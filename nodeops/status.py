@@ -14,6 +14,7 @@ from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
+from nodeops.facts.issued import standing, with_standing
 from nodeops.facts.observe import Observer
 from nodeops.facts.role_facts import node_facts, with_facts
 from nodeops.facts.view import NodeView
@@ -152,6 +153,14 @@ def rotation_status(inventory: Inventory, job: Job) -> dict | None:
             f"{job.service.name} --secret {which}"}  # fmt: skip
 
 
+def rotation_line(rotation: dict) -> str:
+    """rotation_status's entry in words: ``kes interrupted: nodeops rotate-secrets ... completes it``, or
+    ``unreadable: <the backend's error>``."""
+    if "finish" in rotation:
+        return f"{', '.join(rotation['interrupted'])} interrupted: {rotation['finish']} completes it"
+    return f"unreadable: {rotation['error']}"
+
+
 def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict | None,
                   mixed: str | None | EllipsisType = ...) -> str:  # fmt: skip
     """pair_state, but never healthy (nor mixed: degraded) while the lease database refuses the inventory's
@@ -192,5 +201,6 @@ def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
         lock = held[job.service.name].record() if job.service.name in held else None
         result = service_status(job, seen, lease, rotation_status(fleet.inventory, job), lock,
                                 datetime.datetime.now(datetime.UTC))  # fmt: skip
-        results.append(with_facts(result, job, *node_facts(job, observer.answers)))  # the role's, of those replies
+        result = with_facts(result, job, *node_facts(job, observer.answers))  # the role's, of those replies
+        results.append(with_standing(result, job, standing(job, seen, observer.run)))  # its query, in the holder
     return results

@@ -13,6 +13,7 @@ from rich.text import Text
 from nodeops import program
 from nodeops.console.steps import STYLES, outcome
 from nodeops.console.text import WIDTH, Wrapped, diff_indent, fit_words, short_digests
+from nodeops.status import rotation_line
 
 # -- fab status -----------------------------------------------------------------------------------------------
 STATE_STYLES = {"healthy": "green", "mixed": "yellow", "degraded": "yellow"}
@@ -109,9 +110,7 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
                                    "" if "describe" in lease else "yellow"))  # fmt: skip
         rotation = r.get("rotation")
         if rotation:  # a rotation a killed run left under way (nodeops.status.rotation_status)
-            text = (f"{', '.join(rotation['interrupted'])} interrupted: {rotation['finish']} completes it"
-                    if "finish" in rotation else f"unreadable: {rotation['error']}")  # fmt: skip
-            parts.append(_labelled("rotation", fit_words(text, 3 * (width - 10)), "yellow"))
+            parts.append(_labelled("rotation", fit_words(rotation_line(rotation), 3 * (width - 10)), "yellow"))
         lock = r["lock"]
         if lock:
             who = lock["holder"]
@@ -123,6 +122,10 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
             parts.append(_labelled("mixed", fit_words(short_digests(text), 3 * (width - 10)), "yellow"))
         if r.get("facts_error"):  # the role's node_facts raised: its facts are not shown
             parts.append(_labelled("facts", fit_words(r["facts_error"], 3 * (width - 10)), "yellow"))
+        for name, found in (r.get("issued") or {}).items():  # an issued rotation's value against the chain
+            text = found.get("error") or f"on {found['holder']}: {facts_text(found['facts'])}" + \
+                ("" if found["ok"] else f": {found['detail']}")  # fmt: skip
+            parts.append(_labelled(name, fit_words(text, 3 * (width - 10)), "" if found.get("ok") else "yellow"))
         parts.append(_node_table(r["nodes"], width))
         parts.append(Text(""))
     return Group(*parts)

@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING
 
 from nodeops.commands.node import container_name, sh
 from nodeops.errors import OperationFailed, Unsafe
+from nodeops.facts.issued import document_keys, issuer_variables
 from nodeops.inventory import Node
 from nodeops.job import job_for
 from nodeops.plan import ServicePlan, Step
 from nodeops.role_protocols import Issued
-from nodeops.roles import PROFILE_VARIABLE, RotationSpec
+from nodeops.roles import RotationSpec
 from nodeops.rotate.rules import Stages
 from nodeops.rotate.versions import Store, Target
 from nodeops.run.fence import held_digest
@@ -56,10 +57,9 @@ class IssuedValue(Target):
     def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
         super().__init__(rotation, spec, versions)
         job = rotation.job
-        ref = job.service.secrets[spec.secret]
-        self.keys = {n: r.key for n, r in job.service.secrets.items() if (r.backend, r.name) == (ref.backend, ref.name)}
+        self.keys = document_keys(job, spec)
         self.hook = job.role.hooks.issuers[spec.kind]
-        self.variables = {**job.role.read_variables(job.service.variables), PROFILE_VARIABLE: job.profile}
+        self.variables = issuer_variables(job)
         self.holder: Node | None = None
         self.issued: Issued | None = None
         self.values: dict[str, Secret] = {}  # the pending version's secrets, by the role's names

@@ -72,16 +72,18 @@ def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients
 def interrupted_rotations(inventory: Inventory, job: Job) -> list[str]:
     """The rotations of ``job``'s role (role.yaml ``rotation:``, by name) that a run left under way on its service:
     their secret's backend holds a pending marker (Store.stages not fresh: Secrets Manager's AWSPENDING, Parameter
-    Store's nodeops-pending label, a SOPS file's nodeops_pending entry), which only rotate-secrets completes. A
-    model that does not rotate, a refused rotation and a backend rotation does not write have none. Read only.
+    Store's nodeops-pending label, a SOPS file's nodeops_pending entry), which only rotate-secrets completes. Its
+    version stages only, never a value; one AWS client per backend. A model that does not rotate has none but the
+    rotations the role issues (role.py ``ISSUERS``: a keys service's, its holder restarted onto the new value); a
+    refused rotation and a backend rotation does not write have none. Read only.
     Errors: NodeopsError (a backend that cannot be read)."""
-    if not model_of(job.role).rotates:
-        return []
+    rotates, issuers = model_of(job.role).rotates, job.role.hooks.issuers
     found, clients = [], {}
     for spec in job.role.rotation.values():
         ref = job.service.secrets.get(spec.secret)
         backend = inventory.secret_backends[ref.backend] if ref is not None else None
-        if spec.kind == "refused" or backend is None or refused_backend(backend.kind, backend.name, ref.name):
+        if not (rotates or spec.kind in issuers) or spec.kind == "refused" or backend is None or \
+                refused_backend(backend.kind, backend.name, ref.name):  # fmt: skip
             continue
         if store_of(inventory, job.service, spec, clients).stages().state != "fresh":
             found.append(spec.name)

@@ -113,6 +113,29 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     return Issued(values, updates, facts, reused)
 
 
+def counter_standing(secrets: Mapping[str, str], chain: str) -> tuple[dict[str, int | None], bool, str]:
+    """The issue counter of the certificate in force as the store holds it (``op_cert``'s current version, a public
+    certificate) against the chain's for its pool (``oCertCounters``, None: no block yet, which the ledger counts
+    as 0, ocert.chain_counter): the facts ``counter_store`` and ``counter_chain``, and whether they agree: the
+    chain's above the store's (a certificate the store does not hold as current is in force: a rotation left under
+    way, or one issued outside nodeops, after which a rotation would be refused as reused) or the store's more than
+    one above the chain's (the chain refuses its blocks) fails. InvalidInput for a query's output without the two
+    documents; ValueError for a certificate that is not one."""
+    certificate = envelope.read_certificate(secrets["op_cert"], "op_cert")
+    on_chain = chain_facts(chain)[1].get(rotation.pool_id(certificate.cold_vk).hex())
+    store, held = certificate.counter, ocert.chain_counter(on_chain)
+    facts = {"counter_store": store, "counter_chain": on_chain}
+    if held > store:
+        return facts, False, (f"the chain's issue counter {held} is above the store's {store}: a certificate the store "
+                              "does not hold as current is in force (a rotation left under way: run it again; or one "
+                              "issued outside nodeops: the next rotation would be refused as reused)")  # fmt: skip
+    if store > held + 1:
+        return facts, False, (f"the store's issue counter {store} is more than one above the chain's {held}: the "
+                              "chain refuses the certificate's blocks (CounterOverIncrementedOCERT)")  # fmt: skip
+    fresh = " (no block with it yet)" if store == held + 1 or on_chain is None else ""
+    return facts, True, f"issue counter {store} in the store, {held} on chain{fresh}"
+
+
 class KesRotation:
     """``ISSUERS["kes"]``: see the module."""
 
@@ -132,6 +155,10 @@ class KesRotation:
         except (UnicodeDecodeError, ValueError):
             return False
         return facts.forging and facts.start == issued.facts["kes_period"]
+
+    def standing(self, variables: Mapping[str, Any], secrets: Mapping[str, str],  # noqa: ARG002 (the hook's shape)
+                 chain: str) -> tuple[dict[str, int | None], bool, str]:  # fmt: skip
+        return counter_standing(secrets, chain)
 
     def taken(self, chain: str, issued: Issued) -> bool:
         """The chain's counter for the pool is the new one."""

@@ -10,8 +10,8 @@ lab's from its ``SYSTEM_START`` and periods.LAB_GENESIS).
 The checks: ``kes`` for each node that reports a certificate (kesinfo.check: fails at ``KES_PERIODS_MIN`` periods
 left or fewer, default 7, and once expired), or one failing when no node reports one; ``sync``: fails when a node
 that answered reports no tip or lags more than ``SLOT_LAG_MAX`` slots. Two forging nodes is the engine's standby
-check (role.py's ``keys_in_use``). The issue counter on chain against the one on disk needs the chain's query
-(``cardano-cli query kes-period-info``) and is not read here.
+check (role.py's ``keys_in_use``). The issue counter on chain against the store's needs the chain's query, which
+the metrics do not carry: issue.py's ``counter_standing`` (the kes issuer's ``standing``, nodeops.facts.issued).
 """
 
 from __future__ import annotations

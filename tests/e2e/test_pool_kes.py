@@ -119,6 +119,12 @@ def test_a_rotation_moves_the_counter_by_one_and_the_producer_forges_with_the_ne
         f"{before} -> {on_chain(pool_lab)}"
     )
     converged(pool_lab, before + 1)
+    shown = fab("status", "--env", NAME, "--service", "pool", "--json")  # the store's counter against the chain's
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    entry = json.loads(shown.stdout.splitlines()[-1])
+    assert entry["rotation"] is None and entry["issued"]["kes"]["holder"] == HOLDER, entry
+    assert (entry["issued"]["kes"]["facts"], entry["issued"]["kes"]["ok"]) == (
+        {"counter_store": before + 1, "counter_chain": before + 1}, True)  # fmt: skip
     after = container_ids()
     assert after[STANDBY] == ids[STANDBY]  # the standby untouched
     assert after[HOLDER] != ids[HOLDER] and after[HOLDER].endswith(" true")  # the holder restarted, with the keys
@@ -181,8 +187,17 @@ def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
     left = pending_left(pool_lab)
     released = fab("lock.release", "--env", NAME, "--service", "pool", "--force")  # the killed run's, stale
     assert released.returncode == 0, released.stdout + released.stderr
+
+    def under_way() -> dict | None:  # status's rotation left under way
+        shown = fab("status", "--env", NAME, "--service", "pool", "--json")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        return json.loads(shown.stdout.splitlines()[-1])["rotation"]
+
+    finish = f"fab rotate-secrets --env {NAME} --service pool --secret kes"
+    assert under_way() == ({"interrupted": ["kes"], "finish": finish} if left else None)
     again = rotate()
     assert again.returncode == 0, again.stdout + again.stderr
+    assert under_way() is None
     said = {e["step"]: e["message"] for e in map(json.loads, again.stdout.splitlines()) if e.get("step")}
     resumed = re.search(r"resume (\w+)", said["createSecret"])[1]
     figures(f"killed after {point}: AWSPENDING left {len(left)}; the rerun: resume {resumed}, "
