@@ -36,7 +36,8 @@ class FenceFailed(OperationFailed):
 def refuse_second_holder(change: Any, node: str) -> None:
     """Before ``node`` is started with the hot files: every other node of the service observed now, its container
     inspected afresh (never the plan's picture). Unsafe (exit 4), nothing started, when one runs with the hot
-    label (two holders would sign for the same slots) or cannot be seen (it might hold them)."""
+    label (two holders would sign for the same slots) or cannot be seen (it might hold them), unless the chain
+    fences it (``change.chain_fenced``: a role's chain fence made the keys it may hold count for nothing)."""
     name = change.service.name
     for other in change.service.nodes:
         if other.name == node:
@@ -44,6 +45,8 @@ def refuse_second_holder(change: Any, node: str) -> None:
         try:
             c = change.inspect(other.name)
         except OperationFailed as exc:
+            if other.name in getattr(change, "chain_fenced", ()):
+                continue
             raise Unsafe(
                 f"{name} {node}: not started with the hot keys: {other.name} cannot be seen ({exc}) and "
                 "might hold them; nothing was started with them (resolve that, then deploy)"

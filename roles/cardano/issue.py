@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from nodeops.errors import InvalidInput
+from nodeops.errors import InvalidInput, Unsafe
 from nodeops.role_protocols import Issued
 
 from . import envelope, kes, ocert, periods, rotation
@@ -111,6 +111,47 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, held.cold_vk))}
     facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": step.action}
     return Issued(values, updates, facts, reused)
+
+
+def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str, pending: Mapping[str, str] | None,
+              held: bool) -> Issued:  # fmt: skip
+    """The standby's hot keys in a forced promotion (role.py ``CHAIN_FENCE``): a new KES key and the certificate the
+    cold key issues for it with the counter one past every certificate the lost producer may hold, the stored one
+    and a ``pending`` one (rotation.plan_forced: its refusals, exit 2), and the counter's next text; or, ``held``
+    (the standby runs the pending version: this promotion's own, interrupted), that version kept. Unsafe (exit 4)
+    when the chain's counter is past a kept version's. Pure but for the KES key's seed."""
+    genesis, (slot, counters) = genesis_of(variables), chain_facts(chain)
+    cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
+    stored = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
+    pool = rotation.pool_id(stored.cold_vk)
+    on_chain, where, record = counters.get(pool.hex()), f"secret {COLD}", None
+    if pending is not None:
+        certificate = envelope.read_certificate(pending["op_cert"], "op_cert (pending)")
+        record = rotation.Pending(certificate.counter, certificate.kes_period, rotation.certificate_hash(certificate))
+    if held and record is not None:
+        rotation.check_pool(cold.verification_key, pool, where)
+        if ocert.chain_counter(on_chain) > record.counter:
+            raise Unsafe(f"the chain's counter {on_chain} is past the standby's pending {record.counter}: a "
+                         "certificate was issued outside nodeops; store its counter before promoting")  # fmt: skip
+        counter, period, values = record.counter, record.kes_period, {k: pending[k] for k in HOT}
+    else:
+        plan = rotation.plan_forced(genesis, slot, on_chain, rotation.Stored(stored.next - 1), record,
+                                    cold.verification_key, pool, where)  # fmt: skip
+        counter, period, values = plan.counter, plan.kes_period, _hot(cold, plan.counter, plan.kes_period)
+    updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, stored.cold_vk))}
+    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": "push" if held else "none"}
+    return Issued(values, updates, facts, reused=bool(held and record is not None))
+
+
+class KesFence:
+    """``CHAIN_FENCE``: see fence_kes; the engine carries it out as ``rotation.kes`` for the standby, whose query,
+    ``in_use`` and ``taken`` are KesRotation's."""
+
+    change = "a new KES key and operational certificate, issue counter one past the lost producer's"
+
+    def fence(self, variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
+              pending: Mapping[str, str] | None, held: bool) -> Issued:  # fmt: skip
+        return fence_kes(variables, secrets, chain, pending, held)
 
 
 class KesRotation:
