@@ -40,13 +40,11 @@ def refuse_second_holder(change: Any, node: str) -> None:
     fences it (``change.chain_fenced``: a role's chain fence made the keys it may hold count for nothing)."""
     name = change.service.name
     for other in change.service.nodes:
-        if other.name == node:
+        if other.name == node or other.name in getattr(change, "chain_fenced", ()):
             continue
         try:
             c = change.inspect(other.name)
         except OperationFailed as exc:
-            if other.name in getattr(change, "chain_fenced", ()):
-                continue
             raise Unsafe(
                 f"{name} {node}: not started with the hot keys: {other.name} cannot be seen ({exc}) and "
                 "might hold them; nothing was started with them (resolve that, then deploy)"
