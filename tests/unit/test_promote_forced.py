@@ -130,6 +130,8 @@ def test_force_with_a_chain_fence_promotes_the_standby_with_the_fences_keys(tmp_
     fences it), the counter the fence moved on and AWSCURRENT are the new ones, a is never sent a line, no secret
     is on any line sent, and the operator is told what to do about a."""
     run, engine, manager, role = pool(tmp_path, monkeypatch)
+    looked, inspect = [], run.inspect
+    run.inspect = lambda node, name=None: looked.append(node) or inspect(node, name)
     handover = promote.assess(run, force=True)
     assert isinstance(handover, ForcedHandover) and (handover.lost, handover.new) == (("a",), "b")
     assert handover.question(False) == ("pool: a cannot be reached: start b with new hot keys under the chain's own "
@@ -140,6 +142,7 @@ def test_force_with_a_chain_fence_promotes_the_standby_with_the_fences_keys(tmp_
     assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
     assert "b: run+hot" in sent(engine)
     check_secrets(engine, {"b"})  # no secret on a line, the hot bytes and label to b alone
+    assert "a" not in looked  # the hot start never looks at the node the chain fences (it has no link to it)
     hot_doc = json.loads(manager.current("pool/Hot"))
     assert hot_doc == {"kes": NEW_KES, "vrf": VRF} and manager.current("pool/Counter") == "2"
     assert not any("AWSPENDING" in st for _, st in manager.store["pool/Hot"].values())
