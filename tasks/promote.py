@@ -35,7 +35,8 @@ def outage_line(result: dict) -> str:
         **SHARDED_HELP,
         "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby (activation "
         "keys: the old holder is fenced by a stop, not a restart without its keys)",
-        "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
+        "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it "
+        "(activation keys: the role's chain-level fence, new hot keys the chain takes over the lost holder's)",
         "dry_run": "observe the nodes and print the promotion's plan, step by step (a role with kinds: in the kind "
         "whose active moves), touching nothing; refused as the promotion would be",
         "allow_inexact_restore": INEXACT_HELP,
