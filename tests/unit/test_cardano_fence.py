@@ -1,7 +1,7 @@
 """The pool's chain fence (roles/cardano/issue.py ``fence_kes``, role.py ``CHAIN_FENCE``): the standby's certificate
 in a forced promotion is one past every certificate the lost producer may hold (the stored one, a pending one the
 chain took), refused (exit 2) when the chain cannot take such a certificate yet; an interrupted promotion's own
-pending version, which the standby runs, is kept."""
+pending version (the standby runs it, or its certificate is marked a forced promotion's) is kept."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from tests.unit.test_cardano_issue import COLD, LAB, POOL, SLOT, certificate, ch
 from tests.unit.test_cardano_issue import secrets as stored_secrets
 
 
-def pending_of(counter: int, period: int = 100) -> dict[str, str]:
+def pending_of(counter: int, period: int = 100, description: str | None = None) -> dict[str, str]:
+    """A pending version's hot keys: a rotation's (cardano-cli's description), or a forced promotion's (FORCED)."""
     key = kes.SignKey.generate()
     cert = ocert.issue(COLD, key.verification_key, counter, period)
-    return {"kes_key": envelope.kes_signing_key_file(key), "op_cert": envelope.certificate_file(cert)}
+    return {"kes_key": envelope.kes_signing_key_file(key),
+            "op_cert": envelope.write(envelope.CERTIFICATE, cert.to_cbor(), description)}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -29,12 +31,16 @@ def pending_of(counter: int, period: int = 100) -> dict[str, str]:
         (1, 1, 1, True, 1, True),  # this promotion's own pending, the standby runs it: kept
         (1, 1, 0, True, 1, True),  # kept before the chain took it (the standby forges it next)
         (2, 1, 1, True, 1, True),  # the counter stored already, AWSCURRENT not moved: kept
+        (2, (2, 100), 1, False, 2, True),  # this promotion's own, killed before b restarted: no lost node holds it
+        (2, (2, 50), 1, False, 2, False),  # the same, its KES window passed: the same counter, a new key
     ],
-    ids=["first", "no-block", "later", "past-a-pending", "rerun-kept", "rerun-before-taken", "rerun-stored"],
+    ids=["first", "no-block", "later", "past-a-pending", "rerun-kept", "rerun-before-taken", "rerun-stored",
+         "rerun-own-unpushed", "rerun-own-expired"],
 )  # fmt: skip
 def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_hold(
         stored_next, pending, on_chain, held, counter, reused):  # fmt: skip
-    given = None if pending is None else pending_of(pending)
+    own = isinstance(pending, tuple)  # (counter, KES period) of a forced promotion's own pending version
+    given = None if pending is None else pending_of(*pending, issue.FORCED) if own else pending_of(pending)
     made = issue.fence_kes(LAB, stored_secrets(stored_next), chain(counter=on_chain), given, held)
     cert = certificate(made)
     assert (cert.counter, made.reused) == (counter, reused) and cert.verify(COLD.verification_key)
@@ -42,6 +48,8 @@ def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_ho
     assert envelope.read_issue_counter(made.updates["counter"], "t").next == counter + 1
     assert made.facts["counter"] == counter and made.facts["pool"] == POOL
     assert made.facts["kes_period"] == (cert.kes_period if reused else SLOT // 10)
+    if not reused:  # marked as a forced promotion's, for a rerun
+        assert envelope.read(made.values["op_cert"], "t", envelope.CERTIFICATE).description == issue.FORCED
 
 
 @pytest.mark.parametrize(
