@@ -25,6 +25,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.job import Job
 from nodeops.lease import LeaseView, lease_reader
+from nodeops.promote_forced import ForcedHandover
 from nodeops.promote_keys import KeysHandover, assess_keys
 from nodeops.records import DryRun, Promoted
 from nodeops.run.awaits import SERVE_TIMEOUT
@@ -67,7 +68,7 @@ def version_of(seen: NodeView) -> str:
     return (c.version or "?") if c else "?"
 
 
-def assess(run: ServiceDeploy, force: bool) -> Handover | KeysHandover:
+def assess(run: ServiceDeploy, force: bool) -> Handover | KeysHandover | ForcedHandover:
     """Observe the pair and decide, touching nothing: a Handover, or the refusal (Unsafe, exit 4; InvalidInput,
     exit 2, for a request that cannot apply: one node, --force while the active answers). With --force, a node
     that serves while every other node is unreachable is the standby that already took the gone active's lease (as
@@ -124,6 +125,8 @@ def promote_service(run: ServiceDeploy, keep_old_stopped: bool, force: bool, ask
                      f"({program()} promote-standby asks again)")  # fmt: skip
     if isinstance(handover, KeysHandover):
         return handover.promote(run, keep_old_stopped)
+    if isinstance(handover, ForcedHandover):
+        return handover.promote(run)
     if handover.active is None:
         return unplanned(run, handover.standby.node, handover.what)
     return planned(run, handover.seen, handover.active, keep_old_stopped, handover.evidence)
@@ -139,7 +142,7 @@ def dry_promotion(run: ServiceDeploy, keep_old_stopped: bool, force: bool) -> di
     if isinstance(handover, KeysHandover):
         plan = handover.plan(run, keep_old_stopped)
         reason, steps = plan.reason, [s.describe() for s in plan.steps]
-    elif handover.active is None:
+    elif isinstance(handover, ForcedHandover) or handover.active is None:
         reason, steps = "unplanned", [handover.question(keep_old_stopped)]
     else:
         plan = MODELS["lease"].plan_promotion(run.service, handover.seen, handover.standby.node.name,

@@ -3,9 +3,9 @@ first (nodeops.activation's KeysModel.plan_promotion plans it, nodeops.run.fence
 
 ``--keep-old-stopped`` maps to the plan's ``stop`` fence (the old holder is stopped and stays stopped: the pair has
 no standby); without it, the ``restart`` fence (the old holder is restarted without its hot files, on its own inputs,
-and serves as the standby). ``--force`` (the holder cannot be reached) is refused: the engine cannot fence a node it
-cannot reach, and starting the keys elsewhere could make two holders; a role's chain-level fence
-(nodeops.role_hooks ``CHAIN_FENCE``) is the way out a role may define, not carried out yet.
+and serves as the standby). ``--force`` (the holder cannot be reached) is refused unless the role defines a
+chain-level fence (nodeops.role_hooks ``CHAIN_FENCE``): the engine cannot fence a node it cannot reach, and starting
+the keys elsewhere could make two holders; with one, nodeops.promote_forced carries the promotion out.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from nodeops.activation.keys import refuse_lost
 from nodeops.errors import Interrupted, InvalidInput, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.plan import ServicePlan
+from nodeops.promote_forced import ForcedHandover, assess_forced
 from nodeops.records import Promoted
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.run.fence import KeysPromotion
@@ -88,11 +89,12 @@ def in_chain_units(run, seconds: float | None) -> dict[str, str]:
     return {"outage_chain_units": said} if isinstance(said, str) and said else {}
 
 
-def assess_keys(run, force: bool) -> KeysHandover:
+def assess_keys(run, force: bool) -> KeysHandover | ForcedHandover:
     """Observe the pair and decide, touching nothing: a KeysHandover, or the refusal (plan_promotion's: Unsafe,
-    exit 4). ``force``: InvalidInput (exit 2) when every node can be seen (fence it: no --force); Unsafe (exit 4)
-    otherwise, one line saying why and what the operator must do: the standby cut off while the holder is seen
-    (refuse_lost: make it reachable), else force_refusal."""
+    exit 4). ``force``: InvalidInput (exit 2) when every node can be seen (fence it: no --force); the standby cut
+    off while the holder is seen: Unsafe (refuse_lost: make it reachable); else, with the role's chain fence, the
+    ForcedHandover (nodeops.promote_forced.assess_forced, its refusals), without one Unsafe (exit 4,
+    force_refusal), one line saying why and what the operator must do."""
     service = run.service
     seen = run.observer.views()
     lost = [s.node.name for s in seen.values() if not s.reachable]
@@ -102,6 +104,8 @@ def assess_keys(run, force: bool) -> KeysHandover:
     if force:
         if any(s.hot for s in seen.values()):  # the holder is seen: the node cut off is the standby (refuse_lost)
             refuse_lost(service.name, seen)
+        if run.job.role.hooks.chain_fence is not None:
+            return assess_forced(run, seen, lost)
         raise Unsafe(force_refusal(service.name, lost, run.job.role))
     # its refusals: two holders, a node unseen, no running standby; a role with kinds: within its producers' kind
     plan = model_of(run.job.role).plan_promotion(service, seen)
@@ -111,12 +115,9 @@ def assess_keys(run, force: bool) -> KeysHandover:
 
 def force_refusal(service: str, lost: list[str], role) -> str:
     """Why ``promote-standby --force`` is refused under ``keys`` with ``lost`` unreachable, and what to do, in one
-    line: the engine cannot fence a node it cannot reach. A role's chain-level fence (``CHAIN_FENCE``) is named
-    when it has one (not carried out yet)."""
+    line: the engine cannot fence a node it cannot reach, and ``role`` has no chain-level fence (``CHAIN_FENCE``)."""
     nodes = ", ".join(lost)
-    hook = role.hooks.chain_fence
-    chain = (f"role {role.name} has no chain-level fence (CHAIN_FENCE)" if hook is None else
-             f"role {role.name}'s chain-level fence ({hook.change}) is not carried out here yet")  # fmt: skip
+    chain = f"role {role.name} has no chain-level fence (CHAIN_FENCE)"
     return (f"{service}: {nodes} cannot be reached, so it cannot be fenced: it may still hold the hot keys and use "
             f"them, and starting them elsewhere would make two holders; {chain}; nothing was started. Make sure its "
             f"node has stopped (stop its container, or power its host off), make it reachable again, then run "

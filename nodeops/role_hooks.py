@@ -46,11 +46,11 @@ applies to the ones it leaves out, and a role with no module gets every default)
 
 ``CHAIN_FENCE: ChainFence``
     Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
-    cannot be reached (the engine cannot stop it, so without this the promotion is refused, exit 4). Its ``fence``
-    returns the hot files to start the new holder with, such that the lost holder's keys no longer count on the
-    chain (issue 16, Cardano: a new operational certificate with the issue counter + 1, for a new KES key). No
-    built-in role provides one yet, and the engine does not carry one out yet: a role that defines it is told so
-    (the refusal names it). Default: None.
+    cannot be reached (the engine cannot stop it, so without this the promotion is refused, exit 4). Carried out as
+    the role's one issued rotation (``ISSUERS``) for the reachable standby (nodeops.promote_forced): its ``fence``
+    (the shape of an Issuer's ``issue``, plus whether the standby runs the pending version) makes the new hot
+    values, under which the lost holder's keys no longer count on the chain (Cardano: a new operational
+    certificate, issue counter one past every one the lost producer may hold, for a new KES key). Default: None.
 
 ``ROTATIONS: Mapping[str, ApiPassword]``
     Rotation kinds of the role's own, by the name ``role.yaml`` gives as ``rotation.<name>.kind``; such a
@@ -200,7 +200,7 @@ INTERFACE = (
     Hook("check_facts", "check_facts", ("facts", "variables"), "Iterable[tuple[str, str, bool, str]]"),
     Hook("outage", "outage", ("seconds", "profile"), "str | None"),
     Hook("CHAIN_FENCE", "chain_fence", kind="ChainFence",
-         methods=MappingProxyType({"fence": ("secrets", "hot_files")})),
+         methods=MappingProxyType({"fence": ("variables", "secrets", "chain", "pending", "held")})),
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,
          methods=MappingProxyType({"login": ("api", "user", "password"), "logout": ("api", "session"),
                                    "set_password": ("api", "session", "old", "new")})),

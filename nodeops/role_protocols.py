@@ -73,16 +73,22 @@ class Issuer(Protocol):
 
 @runtime_checkable
 class ChainFence(Protocol):
-    """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached: see ``CHAIN_FENCE``
-    in the module's doc."""
+    """A chain-level fence of a role's own (activation keys), for a holder that cannot be reached (``CHAIN_FENCE`` in
+    nodeops.role_hooks' doc): carried out as the role's one issued rotation (``ISSUERS``: its secret, ``reads``,
+    ``query``, ``in_use``, ``taken``) for the reachable standby, its value made by ``fence``
+    (nodeops.promote_forced)."""
 
     change: str
-    """How messages name what it does (``"a new operational certificate, issue counter + 1"``)."""
+    """How messages name what it does (``"a new operational certificate, issue counter one past the lost
+    producer's"``)."""
 
-    def fence(self, secrets: Mapping[str, object], hot_files: Mapping[str, bytes]) -> Mapping[str, bytes]:
-        """The hot files (name -> bytes, the same names as ``hot_files``, today's) to start the new holder with,
-        under which the lost holder's keys are no longer valid on the chain; ``secrets``: the service's resolved
-        secrets (nodeops.secrets.Secret, in memory only). Raises a NodeopsError to refuse."""
+    def fence(self, variables: Mapping[str, object], secrets: Mapping[str, str], chain: str,
+              pending: Mapping[str, str] | None, held: bool) -> Issued:  # fmt: skip
+        """The new hot values for the standby, under which every value the lost holder may hold (the current one, a
+        pending one) no longer counts on the chain: as ``Issuer.issue`` (``chain``: the query's output, run in the
+        standby's container; ``pending``: an interrupted run's pending version), ``held``: whether the standby's
+        container runs that pending version (an interrupted forced promotion's own, to be kept). A NodeopsError
+        refuses (InvalidInput, exit 2, or Unsafe, exit 4: nothing was written)."""
         ...
 
 

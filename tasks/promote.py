@@ -8,6 +8,7 @@ from nodeops.errors import raise_failures
 from nodeops.job import prepare
 from nodeops.operation import Operation
 from nodeops.promote import promote
+from nodeops.roles import role_for
 
 from ._cli import INEXACT_HELP, SHARDED_HELP, YES_HELP, Sharded, ask, cli, load, progress, services_of, will_ask
 
@@ -34,7 +35,8 @@ def outage_line(result: dict) -> str:
         **SHARDED_HELP,
         "keep_old_stopped": "leave the old active stopped instead of restarting it as the standby (activation "
         "keys: the old holder is fenced by a stop, not a restart without its keys)",
-        "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it",
+        "force": "the active is gone: wait for its lease to expire by database time, confirm the standby took it "
+        "(activation keys: the role's chain-level fence, new hot keys the chain takes over the lost holder's)",
         "dry_run": "observe the nodes and print the promotion's plan, step by step (a role with kinds: in the kind "
         "whose active moves), touching nothing; refused as the promotion would be",
         "allow_inexact_restore": INEXACT_HELP,
@@ -47,14 +49,17 @@ def promote_standby(c, env=None, inventory=None, service=None, shard=None, keep_
     """Make the standby the active: graceful stop, takeover, measured outage; the old active becomes the standby."""
     inv = load(env, inventory)
     selected = services_of(inv, service, shard)
-    jobs = prepare(inv, selected)  # the files a restarted node needs, before any host
+    # --force under a role's chain fence reads what its rotation reads (a pool's cold key and counter), only then
+    admin = force and any(role_for(inv, inv.services[n]).hooks.chain_fence for n in selected or inv.services)
+    jobs = prepare(inv, selected, admin=admin)  # the files a restarted node needs, before any host
     names = [job.service.name for job in jobs]
     command = f"promote-standby in {inv.environment}"
     # refused here (several services, no terminal, no --yes): before the lock; a dry run asks nothing
     asking = not dry_run and will_ask(command, names, yes)
     with progress("promote-standby", inv, names, json_, dry_run) as report:
         with Operation(inv, "promote-standby", names, report, {"force": force}, dry_run=dry_run) as op:
-            jobs = prepare(inv, selected)  # again under the lock: a secret rotated meanwhile is read at its new version
+            # again under the lock: a secret rotated meanwhile is read at its new version
+            jobs = prepare(inv, selected, admin=admin)
             # asked under the lock once every pair was observed: the line names who is active now and who takes over
             results = op.results = promote(op.fleet, jobs, report, keep_old_stopped, force, stop=op.stop,
                                            inexact_ok=allow_inexact_restore,

@@ -92,12 +92,7 @@ class IssuedValue(Target):
         current = self.document(st.current)
         if any(current.get(key) != job.secrets[n].reveal() for n, key in self.keys.items() if n in job.secrets):
             raise OperationFailed(f"secret {store.name!r} changed since this run read it; run again")
-        states, _ = self.deploy.observe(dry_run=True)  # no pull: the holder is restarted on the image it runs
-        held = [s.node for s in states.values() if s.hot]
-        if len(held) != 1:
-            raise Unsafe(f"{job.service.name}: {len(held)} nodes hold the hot keys; a rotation restarts the one holder "
-                         "onto the new value: deploy or promote first")  # fmt: skip
-        self.holder = held[0]
+        self.holder = self.holder_of()
         if st.state == "finishing":  # AWSCURRENT moved already: only its label is left (finish tidies up)
             self.pending = Secret(json.dumps(current), self.spec.secret, st.pending)
             return
@@ -107,7 +102,7 @@ class IssuedValue(Target):
             pending = {n: doc[key] for n, key in self.keys.items() if key in doc}
         read = {n: job.secrets[n].reveal() for n in self.spec.reads}
         secrets = {**{n: current[key] for n, key in self.keys.items() if key in current}, **read}
-        self.issued = issued = self.hook.issue(self.variables, secrets, self.query(), pending)
+        self.issued = issued = self.make(secrets, pending)
         if stray := set(issued.values) - set(self.keys):
             raise OperationFailed(f"role {job.role.name}: its issuer {self.spec.kind} returned {', '.join(stray)}, "
                                   f"which {store.name!r} does not hold")  # fmt: skip
@@ -125,6 +120,19 @@ class IssuedValue(Target):
         self.values = {n: Secret(v, n, version) for n, v in issued.values.items()}
         self.say("createSecret", f"{said}: {self.hook.change} ({facts}) for the holder {self.holder.name}",
                  version=version)  # fmt: skip
+
+    def holder_of(self) -> Node:
+        """The node the new value goes to: the one holder, observed; Unsafe (exit 4) else."""
+        states, _ = self.deploy.observe(dry_run=True)  # no pull: the holder is restarted on the image it runs
+        held = [s.node for s in states.values() if s.hot]
+        if len(held) != 1:
+            raise Unsafe(f"{self.rotation.job.service.name}: {len(held)} nodes hold the hot keys; a rotation restarts "
+                         "the one holder onto the new value: deploy or promote first")  # fmt: skip
+        return held[0]
+
+    def make(self, secrets: dict[str, str], pending: dict[str, str] | None) -> Issued:
+        """The role's new value (Issuer.issue) over the chain's facts (the query in the holder's container)."""
+        return self.hook.issue(self.variables, secrets, self.query(), pending)
 
     def masked(self) -> list[Secret]:
         return [*super().masked(), *self.values.values(),

@@ -13,7 +13,7 @@ could not be completed is OperationFailed (exit 1), saying what is left, as for 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodeops import program
@@ -124,9 +124,9 @@ class ServiceRotation:
         """Masks the current values and every new value known so far (Target.masked)."""
         return self.job.redact.with_secrets(s for t in targets for s in t.masked())
 
-    def run(self, specs: Sequence[RotationSpec]) -> dict:
-        name = self.job.service.name
-        kinds = {s.name: target(s.kind, self.job.role.hooks) for s in specs}
+    def run(self, specs: Sequence[RotationSpec], kinds: Mapping[str, type[Target]] | None = None) -> dict:
+        name = self.job.service.name  # kinds: each spec's Target, when not its kind's (nodeops.promote_forced)
+        kinds = kinds or {s.name: target(s.kind, self.job.role.hooks) for s in specs}
         targets = [kinds[s.name](self, s, self.versions(s, True) if kinds[s.name].whole else self.versions(s))
                    for s in specs]  # fmt: skip
         interrupted = [t for t in targets if t.stages.state != "fresh"]

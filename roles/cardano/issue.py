@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from nodeops.errors import InvalidInput
+from nodeops.errors import InvalidInput, Unsafe
 from nodeops.role_protocols import Issued
 
 from . import envelope, kes, ocert, periods, rotation
@@ -74,10 +74,16 @@ def genesis_of(variables: Mapping[str, Any]) -> periods.Genesis:
     return periods.NETWORKS[network]
 
 
-def _hot(cold: ocert.ColdKey, counter: int, period: int) -> dict[str, str]:
+# The description of a certificate a forced promotion issues (a text envelope's free text, which the node ignores):
+# a rerun tells that pending version from a rotation's, which the lost producer may hold
+FORCED = "Node operational certificate, issued by nodeops for a forced promotion"
+
+
+def _hot(cold: ocert.ColdKey, counter: int, period: int, description: str | None = None) -> dict[str, str]:
     key = kes.SignKey.generate()  # in memory; written only into the store's pending version
     certificate = ocert.issue(cold, key.verification_key, counter, period)
-    return {"kes_key": envelope.kes_signing_key_file(key), "op_cert": envelope.certificate_file(certificate)}
+    cert = envelope.write(envelope.CERTIFICATE, certificate.to_cbor(), description)
+    return {"kes_key": envelope.kes_signing_key_file(key), "op_cert": cert}
 
 
 def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
@@ -134,6 +140,54 @@ def counter_standing(secrets: Mapping[str, str], chain: str) -> tuple[dict[str, 
                               "chain refuses the certificate's blocks (CounterOverIncrementedOCERT)")  # fmt: skip
     fresh = " (no block with it yet)" if store == held + 1 or on_chain is None else ""
     return facts, True, f"issue counter {store} in the store, {held} on chain{fresh}"
+
+
+def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str, pending: Mapping[str, str] | None,
+              held: bool) -> Issued:  # fmt: skip
+    """The standby's hot keys in a forced promotion (role.py ``CHAIN_FENCE``): a new KES key and the certificate the
+    cold key issues for it with the counter one past every certificate the lost producer may hold, the stored one
+    and a ``pending`` one (rotation.plan_forced: its refusals, exit 2), and the counter's next text; or, ``held``
+    (the standby runs the pending version: this promotion's own, interrupted), that version kept. Unsafe (exit 4)
+    when the chain's counter is past a kept version's. A pending version a forced promotion issued (its certificate's
+    description is ``FORCED``) went to no lost producer: kept too (a new key, same counter, once its KES window has
+    passed). Pure but for the KES key's seed."""
+    genesis, (slot, counters) = genesis_of(variables), chain_facts(chain)
+    cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
+    stored = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
+    pool = rotation.pool_id(stored.cold_vk)
+    on_chain, where, record = counters.get(pool.hex()), f"secret {COLD}", None
+    if pending is not None:
+        certificate = envelope.read_certificate(pending["op_cert"], "op_cert (pending)")
+        record = rotation.Pending(certificate.counter, certificate.kes_period, rotation.certificate_hash(certificate))
+    ours = pending is not None and envelope.read(pending["op_cert"], "op_cert", envelope.CERTIFICATE).description
+    kept = record is not None and (held or ours == FORCED)
+    if kept:
+        rotation.check_pool(cold.verification_key, pool, where)
+        if ocert.chain_counter(on_chain) > record.counter:
+            raise Unsafe(f"the chain's counter {on_chain} is past the standby's pending {record.counter}: a "
+                         "certificate was issued outside nodeops; store its counter before promoting")  # fmt: skip
+        kept = held or genesis.window(slot, record.kes_period).valid
+        counter, period = record.counter, record.kes_period if kept else genesis.kes_period(slot)
+        values = {k: pending[k] for k in HOT} if kept else _hot(cold, counter, period, FORCED)
+    else:
+        plan = rotation.plan_forced(genesis, slot, on_chain, rotation.Stored(stored.next - 1), record,
+                                    cold.verification_key, pool, where)  # fmt: skip
+        counter, period = plan.counter, plan.kes_period
+        values = _hot(cold, counter, period, FORCED)
+    updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, stored.cold_vk))}
+    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": "push" if kept else "none"}
+    return Issued(values, updates, facts, reused=bool(kept))
+
+
+class KesFence:
+    """``CHAIN_FENCE``: see fence_kes; the engine carries it out as ``rotation.kes`` for the standby, whose query,
+    ``in_use`` and ``taken`` are KesRotation's."""
+
+    change = "a new KES key and operational certificate, issue counter one past the lost producer's"
+
+    def fence(self, variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
+              pending: Mapping[str, str] | None, held: bool) -> Issued:  # fmt: skip
+        return fence_kes(variables, secrets, chain, pending, held)
 
 
 class KesRotation:

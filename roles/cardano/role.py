@@ -21,7 +21,7 @@ from typing import Any
 from .config import genesis_hash, lab_genesis_file
 from .config import node_config as _node_config
 from .config import render as _render_config
-from .issue import KesRotation
+from .issue import KesFence, KesRotation
 from .kesinfo import PREFIX, samples
 from .periods import LAB_GENESIS, NETWORKS
 from .poolfacts import check_facts, node_facts  # noqa: F401 (hooks: the engine reads them from this module)
@@ -121,3 +121,4 @@ def topology(network: str, node: Mapping[str, Any], nodes: Iterable[Mapping[str,
 
 TEMPLATE_FUNCTIONS = {"node_config": node_config, "topology": topology, "lab_genesis": lab_genesis}
 ISSUERS = {"kes": KesRotation()}  # role.yaml rotation.kes: fab rotate-secrets --secret kes (issue.py)
+CHAIN_FENCE = KesFence()  # promote-standby --force: rotation.kes for the standby, counter past the lost producer's

@@ -940,13 +940,6 @@ def test_an_old_holder_cut_off_during_its_fence_is_said_and_nothing_starts_with_
 
 
 # ---------------------------------------------------------------- --force: the engine cannot fence what it cannot reach
-class Fence:
-    change = "a new operational certificate, issue counter + 1"
-
-    def fence(self, secrets, hot_files):  # noqa: ARG002 (the hook's shape; never called: refused before)
-        return hot_files
-
-
 @pytest.mark.parametrize(
     ("unseen", "chain_fence", "error", "message"),
     [
@@ -954,11 +947,9 @@ class Fence:
          "use them, and starting them elsewhere would make two holders; role pool has no chain-level fence "
          "(CHAIN_FENCE); nothing was started. Make sure its node has stopped (stop its container, or power its host "
          "off), make it reachable again, then run " + program() + " promote-standby without --force"),
-        ({"a"}, Fence(), Unsafe, "role pool's chain-level fence (a new operational certificate, issue counter + 1) "
-         "is not carried out here yet; nothing was started"),
         (set(), None, InvalidInput, "pool: every node can be seen: --force is for a holder that cannot be reached"),
     ],
-    ids=["no-chain-fence", "chain-fence-not-carried-out", "all-seen"],
+    ids=["no-chain-fence", "all-seen"],
 )  # fmt: skip
 def test_force_under_keys_is_refused_in_one_line(tmp_path, unseen, chain_fence, error, message):
     job = make_job(tmp_path)

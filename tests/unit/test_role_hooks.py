@@ -312,7 +312,7 @@ def test_the_keys_hooks_default_to_saying_nothing_and_a_module_provides_them(tmp
 
         class Fence:
             change = "a new certificate"
-            def fence(self, secrets, hot_files): return hot_files
+            def fence(self, variables, secrets, chain, pending, held): return None
 
         CHAIN_FENCE = Fence()
         """)

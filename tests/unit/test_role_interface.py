@@ -32,7 +32,7 @@ RESET = textwrap.dedent("""\
 FENCE = textwrap.dedent("""\
     class Fence:
         change = "a new certificate"
-        def fence(self, secrets, hot_files): return hot_files
+        def fence(self, variables, secrets, chain, pending, held): return None
     """)
 
 
@@ -78,8 +78,9 @@ def module_of(tmp_path: Path, source: str) -> tuple[Path, Path]:
          "expected an ApiPassword (change: str, login, logout, set_password), got Reset"),
         (FENCE + "CHAIN_FENCE = Fence", "CHAIN_FENCE",
          "expected a ChainFence (change: str, fence), got the class Fence: write Fence() (an instance)"),
-        (FENCE.replace("fence(self, secrets, hot_files)", "fence(self, secrets)") + "CHAIN_FENCE = Fence()",
-         "CHAIN_FENCE.fence", "takes (secrets), but the engine calls it with 2 arguments (secrets, hot_files)"),
+        (FENCE.replace("fence(self, variables, secrets, chain, pending, held)", "fence(self, secrets, hot_files)")
+         + "CHAIN_FENCE = Fence()", "CHAIN_FENCE.fence", "takes (secrets, hot_files), but the engine calls it with 5 "
+         "arguments (variables, secrets, chain, pending, held)"),
         ("TEMPLATE_FUNCTIONS = [len]", "TEMPLATE_FUNCTIONS", "expected a mapping of name -> function, got list"),
         ("TEMPLATE_FUNCTIONS = {'node': len}", "TEMPLATE_FUNCTIONS['node']",
          "expected a name templates can call: an identifier other than fail, node, nodes, role, secrets, service"),

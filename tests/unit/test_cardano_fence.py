@@ -1,0 +1,76 @@
+"""The pool's chain fence (roles/cardano/issue.py ``fence_kes``, role.py ``CHAIN_FENCE``): the standby's certificate
+in a forced promotion is one past every certificate the lost producer may hold (the stored one, a pending one the
+chain took), refused (exit 2) when the chain cannot take such a certificate yet; an interrupted promotion's own
+pending version (the standby runs it, or its certificate is marked a forced promotion's) is kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, NodeopsError
+from nodeops.roles import load_role
+from tests.unit.test_cardano_issue import COLD, LAB, POOL, SLOT, certificate, chain, envelope, issue, kes, ocert
+from tests.unit.test_cardano_issue import secrets as stored_secrets
+
+
+def pending_of(counter: int, period: int = 100, description: str | None = None) -> dict[str, str]:
+    """A pending version's hot keys: a rotation's (cardano-cli's description), or a forced promotion's (FORCED)."""
+    key = kes.SignKey.generate()
+    cert = ocert.issue(COLD, key.verification_key, counter, period)
+    return {"kes_key": envelope.kes_signing_key_file(key),
+            "op_cert": envelope.write(envelope.CERTIFICATE, cert.to_cbor(), description)}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stored_next", "pending", "on_chain", "held", "counter", "reused"),
+    [
+        (1, None, 0, False, 1, False),  # the lost producer forges with counter 0: the standby's is 1
+        (1, None, None, False, 1, False),  # no block yet: 0 + 1 is still one past the chain's
+        (4, None, 3, False, 4, False),
+        (1, 1, 1, False, 2, False),  # a rotation's pending 1 the lost producer forged with: one past it
+        (1, 1, 1, True, 1, True),  # this promotion's own pending, the standby runs it: kept
+        (1, 1, 0, True, 1, True),  # kept before the chain took it (the standby forges it next)
+        (2, 1, 1, True, 1, True),  # the counter stored already, AWSCURRENT not moved: kept
+        (2, (2, 100), 1, False, 2, True),  # this promotion's own, killed before b restarted: no lost node holds it
+        (2, (2, 50), 1, False, 2, False),  # the same, its KES window passed: the same counter, a new key
+    ],
+    ids=["first", "no-block", "later", "past-a-pending", "rerun-kept", "rerun-before-taken", "rerun-stored",
+         "rerun-own-unpushed", "rerun-own-expired"],
+)  # fmt: skip
+def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_hold(
+        stored_next, pending, on_chain, held, counter, reused):  # fmt: skip
+    own = isinstance(pending, tuple)  # (counter, KES period) of a forced promotion's own pending version
+    given = None if pending is None else pending_of(*pending, issue.FORCED) if own else pending_of(pending)
+    made = issue.fence_kes(LAB, stored_secrets(stored_next), chain(counter=on_chain), given, held)
+    cert = certificate(made)
+    assert (cert.counter, made.reused) == (counter, reused) and cert.verify(COLD.verification_key)
+    assert (given is not None and made.values == {k: given[k] for k in issue.HOT}) is reused
+    assert envelope.read_issue_counter(made.updates["counter"], "t").next == counter + 1
+    assert made.facts["counter"] == counter and made.facts["pool"] == POOL
+    assert made.facts["kes_period"] == (cert.kes_period if reused else SLOT // 10)
+    if not reused:  # marked as a forced promotion's, for a rerun
+        assert envelope.read(made.values["op_cert"], "t", envelope.CERTIFICATE).description == issue.FORCED
+
+
+@pytest.mark.parametrize(
+    ("stored_next", "pending", "on_chain", "held", "cold", "code", "said"),
+    [
+        (1, 1, 0, False, COLD, EXIT_INVALID, "the lost producer may hold counter 1, which has made no block yet"),
+        (1, None, 2, False, COLD, EXIT_INVALID, "reused"),  # a counter past the store's on chain: issued elsewhere
+        (1, None, 0, False, ocert.ColdKey(bytes(32)), EXIT_INVALID, "this cold key is not the pool's"),
+        (1, 1, 2, True, COLD, EXIT_UNSAFE, "the chain's counter 2 is past the standby's pending 1"),
+    ],
+    ids=["pending-without-block", "reused", "wrong-cold-key", "chain-past-kept"],
+)  # fmt: skip
+def test_a_fence_the_chain_would_not_take_is_refused_before_anything_is_written(
+        stored_next, pending, on_chain, held, cold, code, said):  # fmt: skip
+    with pytest.raises(NodeopsError) as err:
+        issue.fence_kes(LAB, stored_secrets(stored_next, cold), chain(counter=on_chain),
+                        None if pending is None else pending_of(pending), held)  # fmt: skip
+    assert err.value.exit_code == code and said in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_role_defines_the_fence_beside_its_one_issued_rotation():
+    role = load_role("cardano")
+    assert role.hooks.chain_fence.change.startswith("a new KES key and operational certificate")
+    assert [s.name for s in role.rotation.values() if s.kind in role.hooks.issuers] == ["kes"]

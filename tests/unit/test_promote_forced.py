@@ -1,0 +1,193 @@
+"""promote-standby --force under activation keys with the holder cut off (nodeops.promote_forced): the role's chain
+fence carried out as its issued rotation for the reachable standby, over the keys tables' played container engine
+(test_executor_keys: every line a node is sent, no host touched) and a played Secrets Manager: assessed and refused
+before anything is staged, the standby started with the fence's new hot keys though the lost holder cannot be seen,
+the counter and AWSCURRENT moved, the operator told what to do about the lost host, and a rerun after a kill once
+the standby took the pending version converging on it."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import types
+
+import pytest
+
+from nodeops import promote
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, Unsafe
+from nodeops.facts.view import NodeView
+from nodeops.inventory import parse_inventory
+from nodeops.job import job_for
+from nodeops.promote_forced import ForcedHandover
+from nodeops.rotate import service as rotate_service
+from nodeops.run.report import Reporter
+from nodeops.secrets import Secret
+from tests.unit.test_executor_keys import KES, NAME, PW, ROLE, VRF, Engine, Keys, check_secrets, container, sent
+from tests.unit.test_rotate import KEY, FakeSecretsManager
+
+NEW_KES, COLD = "s3ntinel-NEWKES-0123456789", "s3ntinel-COLD-0123456789"
+MODULE = textwrap.dedent(f"""\
+    import json
+    from nodeops.role_protocols import Issued
+
+    ASKED = []
+
+    class Hot:
+        change = "new hot keys"
+        def query(self, variables): return ["cli", "query"]
+        def issue(self, variables, secrets, chain, pending): raise AssertionError("a promotion never rotates")
+        def in_use(self, health_body, issued): return json.loads(health_body).get("forging") is True
+        def taken(self, chain, issued): return True
+
+    class Fence:
+        change = "new hot keys past the lost holder's"
+        def fence(self, variables, secrets, chain, pending, held):
+            ASKED.append((secrets["cold"], secrets["counter"], pending, held))
+            if pending is not None and held:
+                return Issued(dict(pending), {{"counter": "2"}}, {{"counter": 1}}, True)
+            return Issued({{"kes": "{NEW_KES}"}}, {{"counter": "2"}}, {{"counter": 1}})
+
+    def keys_in_use(body): return json.loads(body).get("forging")
+
+    ISSUERS = {{"hot": Hot()}}
+    CHAIN_FENCE = Fence()
+    """)
+ROTATION = "rotation:\n  hot: {kind: hot, secret: kes, reads: [cold, counter]}\n"
+
+
+class Manager(FakeSecretsManager):
+    """Secrets Manager played: a put without stages makes the new version AWSCURRENT (the old one AWSPREVIOUS)."""
+
+    def __init__(self) -> None:
+        self.store = {
+            "pool/Hot": {"v1": (json.dumps({"kes": KES, "vrf": VRF}), ["AWSCURRENT"])},
+            "pool/Counter": {"v1": ("1", ["AWSCURRENT"])},
+            "pool/Cold": {"v1": (COLD, ["AWSCURRENT"])},
+        }
+        self.fail_put = None
+
+    def put_secret_value(self, SecretId, ClientRequestToken, SecretString, VersionStages=None):
+        if VersionStages is None:
+            for _, stages in self.store[SecretId].values():
+                if "AWSCURRENT" in stages:
+                    stages[:] = ["AWSPREVIOUS"]
+            VersionStages = ["AWSCURRENT"]
+        self.store[SecretId][ClientRequestToken] = (SecretString, list(VersionStages))
+
+    def current(self, name: str) -> str:
+        return next(text for text, stages in self.store[name].values() if "AWSCURRENT" in stages)
+
+
+def asked(role) -> list[tuple]:
+    """What the role's fence was given, each call (its module's ASKED)."""
+    return type(role.hooks.chain_fence.fence.__wrapped__.__self__).fence.__globals__["ASKED"]
+
+
+def pool(tmp_path, monkeypatch, rotation: str = ROTATION, b_running: bool = True):
+    """A keys pair a (holder, cut off: unseen) and b (running, no keys), its role's module MODULE, its secrets in
+    a played Secrets Manager: (the run, its engine, the manager, the role's module)."""
+    roles, templates = tmp_path / "roles" / "pool", tmp_path / "templates" / "pool"
+    roles.mkdir(parents=True)
+    templates.mkdir(parents=True)
+    (roles / "role.yaml").write_text(ROLE + rotation)
+    (roles / "role.py").write_text(MODULE)
+    bodies = {"conf.j2": "port=8080\n", **{f"{n}.j2": f"{{{{ secrets.{n} | line }}}}\n" for n in ("pw", "kes", "vrf")}}
+    for name, body in bodies.items():
+        (templates / name).write_text(body)
+    refs = {
+        "kes": ("pool/Hot", "kes"),
+        "vrf": ("pool/Hot", "vrf"),
+        "pw": ("pool/Pw", None),
+        "cold": ("pool/Cold", None),
+        "counter": ("pool/Counter", None),
+    }
+    doc = {"environment": "t", "bastion": {"host": "127.0.0.1", "user": "root", "host_key": KEY},
+           "ssh": {"user": "root"}, "secret_backends": {"aws": {"kind": "aws-secretsmanager", "region": "us-east-1"}},
+           "services": {"pool": {"role": "pool", "image": "reg/node:2", "runtime": "docker",
+                                 "secrets": {n: {"backend": "aws", "name": s, **({"key": k} if k else {})}
+                                             for n, (s, k) in refs.items()},
+                                 "nodes": [{"name": "a", "host": "10.0.0.1", "preferred": "active", "host_key": KEY},
+                                           {"name": "b", "host": "10.0.0.2", "preferred": "standby",
+                                            "host_key": KEY}]}}}  # fmt: skip
+    inv = parse_inventory(json.dumps(doc), tmp_path / "t.yaml")
+    secrets = {n: Secret(v, n) for n, v in (("kes", KES), ("vrf", VRF), ("pw", PW), ("cold", COLD), ("counter", "1"))}
+    job = job_for(inv, inv.services["pool"], secrets=secrets)
+    engine = Engine({"a": {NAME: container(job, hot=True)}, "b": {NAME: container(job, running=b_running)}})
+    run = Keys(job, engine, unseen={"a"})
+    run.fleet.inventory, run.report = inv, Reporter(True, write=lambda _line: None)
+    views = {
+        "a": NodeView(job.service.nodes[0], None, False, unreachable="a: Timeout"),
+        "b": NodeView(job.service.nodes[1], run.inspect("b"), *run.health(job.service.nodes[1])),
+    }
+    run.observer = types.SimpleNamespace(views=lambda: views)
+    manager = Manager()
+    monkeypatch.setattr(rotate_service.aws, "client", lambda *_a, **_k: manager)
+    return run, engine, manager, job.role
+
+
+def test_force_with_a_chain_fence_promotes_the_standby_with_the_fences_keys(tmp_path, monkeypatch):
+    """The holder a cut off: b gets the fence's new hot keys (its hot start does not wait to see a: the chain
+    fences it), the counter the fence moved on and AWSCURRENT are the new ones, a is never sent a line, no secret
+    is on any line sent, and the operator is told what to do about a."""
+    run, engine, manager, role = pool(tmp_path, monkeypatch)
+    looked, inspect = [], run.inspect
+    run.inspect = lambda node, name=None: looked.append(node) or inspect(node, name)
+    handover = promote.assess(run, force=True)
+    assert isinstance(handover, ForcedHandover) and (handover.lost, handover.new) == (("a",), "b")
+    assert handover.question(False) == ("pool: a cannot be reached: start b with new hot keys under the chain's own "
+                                        "fence (new hot keys past the lost holder's), so the chain refuses the lost "
+                                        "holder's")  # fmt: skip
+    result = handover.promote(run)
+    assert (result["active"], result["outage_seconds"], result["outage_measured"]) == ("b", None, False)
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    assert "b: run+hot" in sent(engine)
+    check_secrets(engine, {"b"})  # no secret on a line, the hot bytes and label to b alone
+    assert "a" not in looked  # the hot start never looks at the node the chain fences (it has no link to it)
+    hot_doc = json.loads(manager.current("pool/Hot"))
+    assert hot_doc == {"kes": NEW_KES, "vrf": VRF} and manager.current("pool/Counter") == "2"
+    assert not any("AWSPENDING" in st for _, st in manager.store["pool/Hot"].values())
+    uploaded = b"".join(stdin or b"" for node, _, stdin in engine.sent if node == "b")
+    assert NEW_KES.encode() in uploaded and KES.encode() not in uploaded
+    for _, command, _ in engine.sent:
+        assert all(v not in command for v in (KES, NEW_KES, VRF, COLD)), command
+    assert asked(role)[-1][:2] == (COLD, "1")  # the fence read the cold key and counter, in memory
+    lost = [m for n, m in run.said if "must never come back" in m]
+    assert lost == ["pool: a was not touched and must never come back with its hot keys: stop its container and wipe "
+                    "its tmpfs (or power its host off) before it is reachable again, then fab deploy restarts it "
+                    "without them as the standby; the chain refuses its old keys now (new hot keys past the lost "
+                    "holder's)"]  # fmt: skip
+    shown = run.job.redact(f"x {NEW_KES} {COLD}")  # the Redactor knows each new value and what the fence read
+    assert NEW_KES not in shown and COLD not in shown
+
+
+def test_a_rerun_after_the_standby_took_the_pending_version_keeps_it(tmp_path, monkeypatch):
+    """A run killed once b runs the pending version (staged, b restarted onto it, not finished): the rerun hands
+    the fence that version with held True; the fence keeps it, b is not restarted, the stages finish."""
+    run, engine, manager, role = pool(tmp_path, monkeypatch)
+    doc = json.dumps({"kes": NEW_KES, "vrf": VRF})
+    manager.store["pool/Hot"]["v2"] = (doc, ["AWSPENDING"])
+    labels = {"io.nodeops.hot": "true", "io.nodeops.secrets": json.dumps({"kes": "v2"})}
+    engine.boxes["b"][NAME]["labels"].update(labels)
+    ForcedHandover("pool", run.observer.views(), ("a",), "b", "x").promote(run)  # as the killed run assessed it
+    assert asked(role)[-1][2:] == ({"kes": NEW_KES, "vrf": VRF}, True)
+    assert "b: run+hot" not in sent(engine)
+    assert json.loads(manager.current("pool/Hot"))["kes"] == NEW_KES and manager.current("pool/Counter") == "2"
+
+
+@pytest.mark.parametrize(
+    ("rotation", "b_running", "error", "code", "said"),
+    [
+        (ROTATION, False, Unsafe, EXIT_UNSAFE, "pool: no reachable standby to take the hot keys"),
+        ("", True, InvalidInput, EXIT_INVALID, "role pool: its chain-level fence (CHAIN_FENCE) is carried out as the "
+         "role's one rotation of a kind its module issues (role.yaml rotation.<name>, role.py ISSUERS); it has 0"),
+    ],
+    ids=["standby-stopped", "no-issued-rotation"],
+)  # fmt: skip
+def test_a_forced_promotion_that_cannot_be_carried_out_is_refused_before_anything_is_staged(
+        tmp_path, monkeypatch, rotation, b_running, error, code, said):  # fmt: skip
+    run, engine, manager, _ = pool(tmp_path, monkeypatch, rotation, b_running)
+    before = json.dumps(manager.store)
+    with pytest.raises(error) as err:
+        promote.assess(run, force=True)
+    assert err.value.exit_code == code and said in str(err.value) and "\n" not in str(err.value)
+    assert json.dumps(manager.store) == before and not [line for line in sent(engine) if "inspect" not in line]
