@@ -45,18 +45,33 @@ SESSION_LAB_MODULES = frozenset(
 )
 
 
+# The modules that share tests/e2e/pool_lab.py's one pool lab (`pools`), in the order they run, each from the state
+# the one before leaves (one line here adds a module to the group). pytest_collection_modifyitems keeps this true.
+POOL_LAB_MODULES = tuple(
+    f"tests/e2e/{name}.py"
+    for name in (
+        "test_pool_facts",
+        "test_pool_kes",
+    )
+)
+SHARED_LABS = {
+    "lab": ("the session lab", SESSION_LAB_MODULES, "SESSION_LAB_MODULES"),
+    "pools": ("the pool lab", POOL_LAB_MODULES, "POOL_LAB_MODULES"),
+}  # fixture: (scope, modules, name)
+
+
 def scope_of(nodeid: str) -> str:
-    """The part of the run one process runs whole: a test's module, or all the session lab's modules together."""
+    """The part of the run one process runs whole: a test's module, or all the modules of a shared lab together."""
     module = nodeid.split("::", 1)[0]
-    return "the session lab" if module in SESSION_LAB_MODULES else module
+    return next((scope for scope, modules, _ in SHARED_LABS.values() if module in modules), module)
 
 
 class ModulesTogether(LoadScopeScheduling):
     """pytest-xdist's --dist=loadscope by ``scope_of`` (pyproject's addopts: two processes; the suite is mostly labs
-    waiting on leases and timeouts, not CPU): a module's lab is brought up once, by one process, and the session
-    lab's by one. (xdist_group marks would say the same, but xdist 3.8 cannot read them under pytest 9.2, which
-    renamed the node id attribute they are written into.) Scopes start in collection order (--no-loadscope-reorder):
-    pytest_collection_modifyitems puts the longest first."""
+    waiting on leases and timeouts, not CPU): a module's lab is brought up once, by one process, and each shared
+    lab's (the session lab, the pool lab) by one. (xdist_group marks would say the same, but xdist 3.8 cannot read
+    them under pytest 9.2, which renamed the node id attribute they are written into.) Scopes start in collection
+    order (--no-loadscope-reorder): pytest_collection_modifyitems puts the longest first."""
 
     def _split_scope(self, nodeid: str) -> str:
         return scope_of(nodeid)
@@ -92,16 +107,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log) -> ModulesTogether:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuses a module that uses the session lab unlisted in SESSION_LAB_MODULES; orders the lab scopes by their
+    """Refuses a module that uses a shared lab unlisted in its modules (SHARED_LABS); orders the lab scopes by their
     number of tests, most first (a fair guess of their time: a lab test takes 10 to 80 s, a unit test well under
-    one), so that the longest do not start last and leave one process working alone; the rest as collected."""
+    one), so that the longest do not start last and leave one process working alone; the rest as collected; the pool
+    lab's modules in POOL_LAB_MODULES's order (each starts from the state the one before leaves)."""
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        if "lab" in item.fixturenames and module not in SESSION_LAB_MODULES:
-            raise pytest.UsageError(f"{module} uses the session lab (`lab`): add it to SESSION_LAB_MODULES in "
-                                    "tests/conftest.py, so that one process runs all its users")  # fmt: skip
+        for fixture, (scope, modules, listed) in SHARED_LABS.items():
+            if fixture in item.fixturenames and module not in modules:
+                raise pytest.UsageError(f"{module} uses {scope} (`{fixture}`): add it to {listed} in "
+                                        "tests/conftest.py, so that one process runs all its users")  # fmt: skip
     weight = Counter(scope_of(item.nodeid) for item in items if item.get_closest_marker("lab"))
     items.sort(key=lambda item: -weight[scope_of(item.nodeid)])  # stable: a module's tests stay in their order
+    pool = [i for i, item in enumerate(items) if item.nodeid.split("::", 1)[0] in POOL_LAB_MODULES]
+    ordered = sorted((items[i] for i in pool), key=lambda item: POOL_LAB_MODULES.index(item.nodeid.split("::")[0]))
+    for i, item in zip(pool, ordered, strict=True):  # the pool lab's modules in POOL_LAB_MODULES's order, in place
+        items[i] = item
 
 
 @pytest.fixture

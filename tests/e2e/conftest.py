@@ -17,6 +17,7 @@ import yaml
 from lab.host import Lab
 from lab.topology import LabPlan, plan_lab
 from tests.conftest import ROOT, fab
+from tests.e2e.pool_lab import pools  # noqa: F401  the pool modules' shared lab (a session fixture), registered here
 
 LAB = "t"
 CIDR = "10.214.0.0/16"  # not the default, so a developer's own `lab` keeps running

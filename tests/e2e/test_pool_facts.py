@@ -1,10 +1,11 @@
 """`fab status` and `fab check` of a deployed pool (the Cardano role's node_facts and check_facts hooks): each node's
 tip within a few slots of the others, its peers, forging on the producer alone, the producer's KES periods left and
-their date; then the lab's first certificate (60 s from the chain's start: 30 KES periods of 2 s) runs out on its own
-clock: `fab check` fails at the threshold while the producer still forges, naming the date and the command that
-rotates, and once it has expired the producer forges no more (its metrics, the chain's blocks) and check says so.
-One pool lab for the module, deployed at once after `lab.up --pool` (its up, deploy and down in the module's setup
-and teardown figures)."""
+their date; then a fresh certificate (60 s from its issue: 30 KES periods of 2 s) runs out on the lab's clock:
+`fab check` fails at the threshold while the producer still forges, naming the date and the command that rotates,
+and once it has expired the producer forges no more (its metrics, the chain's blocks) and check says so; then
+`fab rotate-secrets --secret kes` restores forging (the chain adopts the producer's blocks with the new counter) and
+check's `kes` passes. The first module of the pool lab (tests/e2e/pool_lab.py): its fixture deploys the pool, at
+once after lab.up (a rotation renews the certificate when fewer than 20 periods are left)."""
 
 from __future__ import annotations
 
@@ -15,41 +16,35 @@ from pathlib import Path
 
 import pytest
 
-from lab.host import Lab
-from lab.topology import plan_lab
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
 from tests.e2e.conftest import RunningLab, inventory_variant
+from tests.e2e.pool_lab import NAME, PLAN, deployed, fresh_certificate, rotate
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
 
-NAME, CIDR, NODES = "pkf", "10.219.0.0/16", 2  # reserved for this module
-PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
 PRODUCER = next(h.name for h in PLAN.pool if h.preferred == "active")
-LAB_MAX_KES = 30  # periods.LAB_GENESIS maxKESEvolutions: the first certificate's window
+LAB_MAX_KES = 30  # periods.LAB_GENESIS maxKESEvolutions: a certificate's window
 
 
-KES_MIN = 10  # the pool's KES_PERIODS_MIN in this module: 20 s before the first certificate runs out
+KES_MIN = 10  # the pool's KES_PERIODS_MIN in this module: 20 s before a certificate runs out
 
 
 @pytest.fixture(scope="module")
-def pool_lab(root, tmp_path_factory):
-    """The lab with its pool deployed at once, and the inventory the module's commands use (``--inventory``): the
-    lab's, its pool's KES_PERIODS_MIN set to KES_MIN."""
-    try:
-        up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
-        assert up.returncode == 0, up.stdout + up.stderr
-        lab = Lab(ROOT, NAME)
+def pool_lab(pools, tmp_path_factory):
+    """The pool lab with its pool deployed (from this inventory when no module before did) and at least 20 of its
+    certificate's 30 KES periods ahead (a rotation when fewer: not when this module comes first, at once after
+    lab.up), and the inventory the module's commands use (``--inventory``): the lab's,
+    its pool's KES_PERIODS_MIN set to KES_MIN (a check variable: no node restarts for it)."""
 
-        def threshold(doc: dict) -> None:
-            doc["services"]["pool"]["variables"]["KES_PERIODS_MIN"] = KES_MIN
+    def threshold(doc: dict) -> None:
+        doc["services"]["pool"]["variables"]["KES_PERIODS_MIN"] = KES_MIN
 
-        inventory = inventory_variant(lab.inventory_file, tmp_path_factory.mktemp("pkf") / "pkf.yaml", threshold)
-        deploy = fab("deploy", "--inventory", str(inventory), "--service", "pool", timeout=300)  # at once: it runs
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr  # out 60 s after the chain's start
-        yield lab, ("--inventory", str(inventory))
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
+    inventory = inventory_variant(pools.lab.inventory_file, tmp_path_factory.mktemp("pkf") / "pkf.yaml", threshold)
+    where = ("--inventory", str(inventory))
+    deployed(pools, *where)
+    fresh_certificate(20, *where)  # at once: a certificate runs out 60 s after its issue
+    return pools.lab, where
 
 
 def status(where: tuple[str, ...]) -> dict:
@@ -91,11 +86,12 @@ def test_status_shows_each_nodes_tip_peers_forging_and_the_producers_kes_periods
         seen[p]["peers"] == 2 for p in seen if p not in relays)  # fmt: skip
     assert [node for node, f in seen.items() if f["forging"]] == [PRODUCER]
     producer = seen[PRODUCER]
-    assert producer["forged"] > 0 and producer["kes_window"].endswith(f"..{LAB_MAX_KES}")
+    first, expiry = map(int, producer["kes_window"].split(".."))  # the certificate's: issued in the KES period first
+    assert producer["forged"] > 0 and expiry - first == LAB_MAX_KES
     assert 0 < producer["kes_left"] <= LAB_MAX_KES
     until = datetime.fromisoformat(producer["kes_until"].replace("Z", "+00:00"))
     start = json.loads(lab.state_file.read_text())["pool"]["system_start"]
-    assert (until - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds() == 2 * LAB_MAX_KES
+    assert (until - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds() == 2 * expiry  # 2 s each
     assert all("kes_left" not in f for node, f in seen.items() if node != PRODUCER)
 
 
@@ -158,3 +154,34 @@ def test_once_expired_the_producer_forges_no_more_and_check_says_so(pool_lab, fi
     assert code == 1 and kes["result"] == "fail"
     assert kes["reason"] == (f"the operational certificate (KES periods {producer['kes_window']}) has expired: the "
                              "node cannot forge; run fab rotate-secrets --secret kes")  # fmt: skip
+
+
+def test_a_rotation_after_expiry_restores_forging_and_check_passes(pool_lab, figures):
+    """Issue 16's "a rotation restores forging": `fab rotate-secrets --secret kes` on the producer the test before
+    left expired; the chain adopts its blocks with the new counter (exactly one more) from the new certificate's KES
+    period on, check's ``kes`` passes and the producer's metrics say it forges. The new certificate is issued for the
+    KES period of the chain's tip (cardano-cli query tip): in the lab, where the pool is the chain's only forger, the
+    tip is its last block before the expiry, so the window is short of the time since (a figure), and ``kes`` is
+    judged at the role's default threshold (7 periods: the lab's inventory), not this module's 10."""
+    lab, where = pool_lab
+    pool_id = json.loads(lab.state_file.read_text())["pool"]["pool_id"]
+    before, slot = chain("/pools")[pool_id]["counter"], chain("/tip")["currentSlot"]
+    res, seconds = rotate(*where)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = chain("/pools")[pool_id]["counter"]
+
+    def adopted() -> list[dict]:
+        return [b for b in chain("/blocks")["forged"] if b["adopted"] and b["counter"] == after and b["slot"] > slot]
+
+    mine = wait_for(adopted, f"a block with counter {after} adopted", 20)
+    code, found = check(("--env", NAME))
+    kes = found[(PRODUCER, "kes")]
+    producer = facts(status(where))[PRODUCER]
+    failed = sorted(f"{node} {name}" for (node, name), f in found.items() if f["result"] == "fail")
+    figures(f"rotation after expiry (slot {slot}): {seconds:.1f} s, chain counter {before} -> {after}, the window "
+            f"{producer['kes_window']}, {len(mine)} block(s) with it adopted from slot {mine[0]['slot']} (KES period "
+            f"{mine[0]['kesPeriod']}); check: exit {code}, kes: {kes['reason']}; failed: {failed}")  # fmt: skip
+    assert after == before + 1
+    first = int(producer["kes_window"].split("..")[0])
+    assert min(b["kesPeriod"] for b in mine) >= first and producer["forging"] and producer["kes_left"] > 0
+    assert kes["result"] == "pass" and left_in(kes["reason"]) > 7

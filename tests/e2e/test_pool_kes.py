@@ -2,7 +2,9 @@
 new certificate's counter (exactly one more), the producer forges from its KES period, no slot has two blocks, the
 stored counter matches; no key is left anywhere but the lab's Secrets Manager. A wrong cold key and a reused counter
 are refused before any host changes (exit 2, no AWSPENDING left). A run killed after AWSPENDING is written, after
-the holder restarted, and after the counter is stored, each then run again, converges. One pool lab for the module."""
+the holder restarted, and after the counter is stored, each then run again, converges. On the pool lab
+(tests/e2e/pool_lab.py), its pool deployed by the module's fixture; each rotation counts from the chain's counter it
+finds."""
 
 from __future__ import annotations
 
@@ -16,38 +18,29 @@ import pytest
 from lab.aws import put_secret, read_secret, secrets_client
 from lab.host import Lab
 from lab.pool import HOT_SECRET, KEY_SECRETS
-from lab.topology import plan_lab
 from nodeops.roles import role_module
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
 from tests.e2e.pool_keys import get_inside, pool_keys, sentinels, state
+from tests.e2e.pool_lab import NAME, PLAN, deployed
 from tests.e2e.probe import killed_at, wait_for
 
 pytestmark = pytest.mark.lab
 
-NAME, CIDR, NODES = "pkes", "10.217.0.0/16", 2  # reserved for this module
-PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
 HOLDER, STANDBY = "pool-bp-a", "pool-bp-b"
 ROTATE = ("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json")
 envelope = role_module("cardano", "envelope")
 ocert = role_module("cardano", "ocert")
 
 
-DEPLOYED: list[float] = []  # the pool's deploy, seconds (said by the first test's figures)
+DEPLOYED: list[float | None] = []  # this module's deploy of the pool, seconds; None: deployed by a module before
 
 
 @pytest.fixture(scope="module")
-def pool_lab(root):
-    """The pool lab, its pool deployed at once (the first certificate lasts 60 s from the chain's start)."""
-    try:
-        first = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
-        assert first.returncode == 0, first.stdout + first.stderr
-        started = time.monotonic()
-        deployed = fab("deploy", "--env", NAME, "--service", "pool", "--json", timeout=600)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        DEPLOYED.append(time.monotonic() - started)
-        yield Lab(ROOT, NAME)
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
+def pool_lab(pools):
+    """The pool lab, its pool deployed (at once after lab.up when this module runs alone; a rotation works on an
+    expired certificate too)."""
+    DEPLOYED.append(deployed(pools))
+    return pools.lab
 
 
 def chain_get(path: str):
@@ -114,10 +107,9 @@ def test_a_rotation_moves_the_counter_by_one_and_the_producer_forges_with_the_ne
     res = rotate()
     took = time.monotonic() - started
     assert res.returncode == 0, res.stdout + res.stderr
-    figures(
-        f"deploy of the pool {DEPLOYED[0]:.1f} s; fab rotate-secrets --secret kes {took:.1f} s; chain counter "
-        f"{before} -> {on_chain(pool_lab)}"
-    )
+    deploy = "by a module before" if DEPLOYED[0] is None else f"{DEPLOYED[0]:.1f} s"
+    figures(f"deploy of the pool {deploy}; fab rotate-secrets --secret kes {took:.1f} s; chain counter {before} -> "
+            f"{on_chain(pool_lab)}")  # fmt: skip
     converged(pool_lab, before + 1)
     shown = fab("status", "--env", NAME, "--service", "pool", "--json")  # the store's counter against the chain's
     assert shown.returncode == 0, shown.stdout + shown.stderr
