@@ -301,7 +301,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
         finding(service.name, "", "drift", drift),
         *(finding(service.name, "", *v) for v in warnings),
     ]  # the role's facts of the replies the observer got (its node_facts, check_facts): no second request
-    findings += [finding(service.name, *f) for f in fact_findings(job, *node_facts(job, observer.answers))]
+    facts = fact_findings(job, *node_facts(job, observer.answers), inventory.environment)
+    findings += [finding(service.name, *f) for f in facts]
     findings += [finding(service.name, *f) for f in standing_findings(standing(job, seen, observer.run))]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),
                                                       ("secret", name)), age.seconds)

@@ -35,7 +35,8 @@ applies to the ones it leaves out, and a role with no module gets every default)
 ``node_facts(replies, variables) -> Mapping[str, Mapping[str, Fact]]`` / ``check_facts(facts, variables)``
     Named facts (str, int, float, bool, None) per node from the nodes' health replies (node -> body), shown by ``fab
     status``; ``fab check``'s findings from them, each (node or "", check, ok, detail) (nodeops.facts.role_facts).
-    ``variables``: the service's over the role's defaults, with ``PROFILE``. Default: none (``no_node_facts``).
+    ``variables``: the service's over the role's defaults, with ``PROFILE``; check_facts's also ``PROGRAM`` and
+    ``SERVICE_OPTIONS`` (``--env E --service S``), to name a command in full. Default: none (``no_node_facts``).
 ``outage(seconds: float, profile: str) -> str | None``
     A promotion's outage in the chain's own unit, as a short phrase (``"14 slots"``), for ``seconds`` measured on a
     service of the role's ``profile`` (its ``PROFILE``); None when it cannot say. Called by ``fab promote-standby``

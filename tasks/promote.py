@@ -13,9 +13,10 @@ from nodeops.roles import role_for
 from ._cli import INEXACT_HELP, SHARDED_HELP, YES_HELP, Sharded, ask, cli, load, progress, services_of, will_ask
 
 
-def outage_line(result: dict) -> str:
+def outage_line(result: dict, forced: bool = False) -> str:
     """What a promotion's result says of its outage: the figure, or that none was measured (the service was not
-    answering before the handover: nodeops.run.probe.OutageProbe.measured); under activation keys, the time no node
+    answering before the handover: nodeops.run.probe.OutageProbe.measured; ``forced``, --force: the lost holder could
+    not be asked, as under a chain fence, nodeops.promote_forced); under activation keys, the time no node
     held the keys (``keys_gap_seconds``), or that none held them when the promotion began (``keys_held_before``); the
     figure in the chain's own unit beside it when the role's ``outage`` hook said it (``outage_chain_units``)."""
     unit = f" ({result['outage_chain_units']})" if result.get("outage_chain_units") else ""
@@ -25,6 +26,8 @@ def outage_line(result: dict) -> str:
         return f"no node held the hot keys for {result['keys_gap_seconds']:.2f}s{unit}"
     if result.get("outage_measured", True):
         return f"outage {result['outage_seconds']:.2f}s{unit}"
+    if forced:
+        return "outage not measured: the lost holder could not be asked when it stopped serving"
     return "outage not measured: the service was not answering before the handover"
 
 
@@ -67,7 +70,7 @@ def promote_standby(c, env=None, inventory=None, service=None, shard=None, keep_
                                            dry_run=dry_run)  # fmt: skip
             for result in results:
                 if "error" not in result and not dry_run:
-                    report(result["service"], result["active"], f"active now; {outage_line(result)}")
+                    report(result["service"], result["active"], f"active now; {outage_line(result, force)}")
             raise_failures(results)
     if dry_run:
         report("", "", f"dry run: {len(results)} service(s) planned; nothing was changed", dry_run=True)

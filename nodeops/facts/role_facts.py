@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nodeops import program
 from nodeops.job import Job
 from nodeops.role_hooks import RoleHookFailed, no_node_facts
 
@@ -55,19 +56,29 @@ def node_facts(job: Job, replies: Mapping[str, bytes]) -> tuple[dict[str, dict[s
     return {node: dict(facts) for node, facts in found.items()}, None
 
 
-def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]],
-                  problem: str | None) -> list[tuple[str, str, tuple[str, str]]]:  # fmt: skip
+def command_variables(job: Job, environment: str) -> dict[str, str]:
+    """What ``check_facts`` also gets, to name a command its finding asks for in full: ``PROGRAM`` (``fab``, as the
+    operator runs it) and ``SERVICE_OPTIONS`` (``--env <environment> --service <service>``)."""
+    return {"PROGRAM": program(), "SERVICE_OPTIONS": f"--env {environment} --service {job.service.name}"}
+
+
+def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: str | None,
+                  environment: str) -> list[tuple[str, str, tuple[str, str]]]:  # fmt: skip
     """check's findings from the role's ``check_facts`` over ``facts`` (node_facts'), each (node or "" for the
     service, check, (pass or fail, detail)); ``problem`` (node_facts' own) or a hook that raises or answers out of
     shape (not (node, check, ok, detail): str, str, bool, str, the node one of the service's) is one failed
-    ``facts`` finding instead."""
+    ``facts`` finding instead. ``environment``: the inventory's (command_variables)."""
     if problem is not None:
         return [("", FACTS_CHECK, ("fail", f"not checked: {problem}"))]
     if not says_facts(job):
         return []
     nodes = {"", *(n.name for n in job.service.nodes)}
     try:
-        found = list(job.role.hooks.check_facts({n: dict(f) for n, f in facts.items()}, hook_variables(job)))
+        found = list(
+            job.role.hooks.check_facts(
+                {n: dict(f) for n, f in facts.items()}, {**hook_variables(job), **command_variables(job, environment)}
+            )
+        )
     except RoleHookFailed as exc:
         return [("", FACTS_CHECK, ("fail", f"not checked: {exc}"))]
     shaped = [f for f in found if isinstance(f, tuple) and len(f) == 4 and f[0] in nodes and isinstance(f[1], str)

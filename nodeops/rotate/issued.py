@@ -17,8 +17,9 @@ operational certificate. Secrets Manager's four steps, as every rotation here (n
                 version, then AWSCURRENT moved onto the pending version.
 
 A rerun after a kill finds AWSPENDING and hands the pending document to ``issue``, which keeps it or issues anew
-(roles/cardano/rotation.py ``resume``). Once the holder was restarted onto the pending value nothing is undone: the
-chain may have taken it; AWSPENDING is kept and the message says to run again."""
+(roles/cardano/rotation.py ``resume``). Once the holder runs the pending value (this run restarted it, or a run
+before this one did) nothing is undone: the chain may have taken it; AWSPENDING is kept and the message says to run
+again."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ POLL = 0.5
 
 class IssuedValue(Target):
     """One issued rotation (see the module): ``holder`` (found by createSecret), ``issued`` (the hook's result),
-    ``started`` (the holder was restarted onto the pending version: nothing is undone then)."""
+    ``started`` (the holder runs the pending version, restarted onto it by this run or by an interrupted one:
+    nothing is undone then, AWSPENDING kept for a rerun)."""
 
     whole = True  # the store reads and writes the secret's whole document
 
@@ -147,6 +149,7 @@ class IssuedValue(Target):
         name, node = self.rotation.job.service.name, self.holder.name
         if self.runs_pending():
             self.say("setSecret", f"{node} runs the pending version already (an interrupted run)")
+            self.started = True  # an undo must keep AWSPENDING: it is what the node runs
             return
         job, c = self.rotation.job, self.deploy.inspect(node)
         image = c.reference if c is not None and c.reference else job.service.image  # the image it runs, by digest
@@ -189,8 +192,8 @@ class IssuedValue(Target):
     def undo(self) -> str:
         if not self.started:
             return "no node was restarted"
-        raise OperationFailed(f"{self.holder.name} was restarted onto the pending version, which the chain may have "
-                              "taken: nothing undone")  # fmt: skip
+        raise OperationFailed(f"{self.holder.name} runs the pending version, which the chain may have taken: "
+                              "nothing undone")  # fmt: skip
 
     @property
     def changes(self) -> str | None:

@@ -14,7 +14,8 @@ layout, which cardano-crypto-praos's ECVRF keys share: seed, then public key).
 
 A file that is not an envelope, an envelope of another type, or a payload of the wrong shape is one
 ``EnvelopeError`` (exit 2) naming where it came from (a file, a secret reference), what it should have been and
-what is wrong.
+which field is wrong, never what a field holds (a secret's ``type`` may hold key material by mistake): at most its
+length.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def read(text: str | bytes, where: str, expected: str) -> Envelope:
     if not isinstance(kind, str) or not isinstance(hexed, str) or not isinstance(description, str):
         raise EnvelopeError(where, expected, '"type", "description" and "cborHex" must be strings')
     if kind != expected:
-        raise EnvelopeError(where, expected, f"its type is {kind!r}")
+        raise EnvelopeError(where, expected, f'its "type" is another ({len(kind)} characters)')  # not shown: a secret's
     try:
         payload = bytes.fromhex(hexed)
     except ValueError:

@@ -100,16 +100,16 @@ class Verdict:
     message: str
 
 
-def check(facts: KesFacts, genesis: Genesis, threshold: int = DEFAULT_THRESHOLD) -> Verdict:
+def check(facts: KesFacts, genesis: Genesis, threshold: int, rotate: str) -> Verdict:
     """The key holder's KES check: fails with no certificate reported, none left, or ``threshold`` periods or fewer
-    left (naming when they run out and the command that rotates); ok otherwise. Pure."""
+    left (naming when they run out and ``rotate``, the command that rotates); ok otherwise. Pure."""
     if facts.remaining is None or facts.slot is None:
         return Verdict(False, "the key holder reports no KES periods: no operational certificate is loaded")
     if facts.remaining == 0:
         return Verdict(False, f"the operational certificate (KES periods {facts.start}..{facts.expiry}) has "
-                       "expired: the node cannot forge; run fab rotate-secrets --secret kes")  # fmt: skip
+                       f"expired: the node cannot forge; run {rotate}")  # fmt: skip
     when = runs_out(genesis, facts.slot, facts.remaining).strftime("%Y-%m-%d %H:%M:%S UTC")
     left = f"{facts.remaining} KES period{'s' if facts.remaining != 1 else ''} left, until {when}"
     if facts.remaining <= threshold:
-        return Verdict(False, f"{left} (the threshold is {threshold}): run fab rotate-secrets --secret kes")
+        return Verdict(False, f"{left} (the threshold is {threshold}): run {rotate}")
     return Verdict(True, left)

@@ -89,13 +89,14 @@ def _whole(variables: Mapping[str, Any], name: str, default: int) -> int | str:
     return int(value)
 
 
-def _kes(node: str, facts: Mapping[str, Any], genesis: Genesis, threshold: int) -> tuple[str, str, bool, str]:
+def _kes(node: str, facts: Mapping[str, Any], genesis: Genesis, threshold: int,
+         rotate: str) -> tuple[str, str, bool, str]:  # fmt: skip
     start, expiry = (int(p) for p in str(facts["kes_window"]).split(_WINDOW))
     left = int(facts["kes_left"])
     current = expiry - left if left else None  # the node reports 0 once its key cannot evolve
     slot = (current if current is not None else expiry) * genesis.slots_per_kes_period
     verdict = check(KesFacts(current, start, expiry, left, bool(facts.get("forging")), int(facts.get("forged") or 0),
-                             slot, None), genesis, threshold)  # fmt: skip
+                             slot, None), genesis, threshold, rotate)  # fmt: skip
     return node, "kes", verdict.ok, verdict.message
 
 
@@ -103,19 +104,21 @@ def check_facts(facts: Mapping[str, Mapping[str, Any]],
                 variables: Mapping[str, Any]) -> list[tuple[str, str, bool, str]]:  # fmt: skip
     """The pool's findings from node_facts' ``facts``: ``kes`` per node holding a certificate (or one failing
     for the pool when none does), ``sync`` for the pool; none when no node answered. A threshold variable that is
-    not a whole number fails its check, naming it."""
+    not a whole number fails its check, naming it. A failing ``kes`` names the rotation's command in full
+    (``PROGRAM`` and ``SERVICE_OPTIONS``: nodeops.facts.role_facts.command_variables)."""
     if not facts:
         return []
     found = []
     threshold = _whole(variables, "KES_PERIODS_MIN", DEFAULT_THRESHOLD)
     holders = [node for node, f in facts.items() if "kes_left" in f]
+    rotate = f"{variables['PROGRAM']} rotate-secrets {variables['SERVICE_OPTIONS']} --secret kes"
     if isinstance(threshold, str):
         found.append(("", "kes", False, threshold))
     elif not holders:
         found.append(("", "kes", False, check(KesFacts(*(None,) * 4, False, 0, None, None), genesis_of(variables),
-                                              threshold).message))  # fmt: skip
+                                              threshold, rotate).message))  # fmt: skip
     else:
-        found += [_kes(node, facts[node], genesis_of(variables), threshold) for node in holders]
+        found += [_kes(node, facts[node], genesis_of(variables), threshold, rotate) for node in holders]
     found.append(_sync(facts, _whole(variables, "SLOT_LAG_MAX", DEFAULT_SLOT_LAG)))
     return found
 

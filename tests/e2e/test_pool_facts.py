@@ -122,7 +122,8 @@ def test_check_fails_at_the_threshold_while_the_producer_still_forges(pool_lab, 
     figures(f"kes findings (periods left, result), a check after another: {seen}; exit {code}: {kes['reason']}")
     assert code == 1 and 0 < seen[-1][0] <= KES_MIN
     assert kes["reason"] == (f"{seen[-1][0]} KES period{'s' if seen[-1][0] != 1 else ''} left, until {until} (the "
-                             f"threshold is {KES_MIN}): run fab rotate-secrets --secret kes")  # fmt: skip
+                             f"threshold is {KES_MIN}): run fab rotate-secrets --env {NAME} --service pool "
+                             "--secret kes")  # fmt: skip
 
     def forged_since() -> list[dict]:
         return [b for b in chain("/blocks")["forged"] if b["adopted"] and b["slot"] >= began]  # the one producer's
@@ -153,7 +154,8 @@ def test_once_expired_the_producer_forges_no_more_and_check_says_so(pool_lab, fi
     figures(f"check after expiry: exit {code}: {kes['reason']}")
     assert code == 1 and kes["result"] == "fail"
     assert kes["reason"] == (f"the operational certificate (KES periods {producer['kes_window']}) has expired: the "
-                             "node cannot forge; run fab rotate-secrets --secret kes")  # fmt: skip
+                             f"node cannot forge; run fab rotate-secrets --env {NAME} --service pool --secret "
+                             "kes")  # fmt: skip
 
 
 def test_a_rotation_after_expiry_restores_forging_and_check_passes(pool_lab, figures):

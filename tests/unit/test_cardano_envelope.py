@@ -104,7 +104,7 @@ PAYLOAD = "its payload should be a CBOR byte string of 32 bytes,"
         ("{" + SECRET, "not JSON"),
         (json.dumps([SECRET]), 'not an object with "type", "description" and "cborHex"'),
         (json.dumps({"type": "StakePoolSigningKey_ed25519"}), 'not an object with "type", "description" and "cborHex"'),
-        (file("PaymentSigningKeyShelley_ed25519", SECRET), "its type is 'PaymentSigningKeyShelley_ed25519'"),
+        (file("PaymentSigningKeyShelley_ed25519", SECRET), 'its "type" is another (32 characters)'),
         (
             json.dumps({"type": "StakePoolSigningKey_ed25519", "cborHex": 5}),
             '"type", "description" and "cborHex" must be strings',
@@ -130,10 +130,10 @@ def test_a_bad_cold_key_is_one_error_naming_the_reference_without_the_key(text, 
          "KesSigningKey_ed25519_kes_2^6): its payload should be a CBOR byte string of 608 bytes, not 704 bytes"),
         ("read_kes_signing_key", file(envelope.KES_VERIFICATION, v.CLI_KES_VKEY_CBOR),
          "kes.skey: expected the KES signing key as cardano-cli writes it (a text envelope of type "
-         "KesSigningKey_ed25519_kes_2^6): its type is 'KesVerificationKey_ed25519_kes_2^6'"),
+         "KesSigningKey_ed25519_kes_2^6): its \"type\" is another (34 characters)"),
         ("read_certificate", file(envelope.CERTIFICATE, "8200"),
          "kes.skey: expected the operational certificate as cardano-cli writes it (a text envelope of type "
-         "NodeOperationalCertificate): not [[kes_vk, counter, kes_period, signature], cold_vk] "),
+         "NodeOperationalCertificate): not [[kes_vk, counter, kes_period, signature], cold_vk]"),
         ("read_issue_counter", file(envelope.ISSUE_COUNTER, "820140"),
          "kes.skey: expected the operational certificate issue counter as cardano-cli writes it (a text envelope "
          "of type NodeOperationalCertificateIssueCounter): its cold verification key is not 32 bytes"),
@@ -151,3 +151,32 @@ def test_each_reader_names_what_it_expected(reader, text, message):
 def test_an_envelope_never_shows_its_payload():
     read = envelope.read(file(envelope.COLD_SIGNING, SECRET), "x", envelope.COLD_SIGNING)
     assert "5e5e" not in repr(read) and "5e5e" not in str(read)
+
+
+SENTINEL = "5e" * 32  # hexadecimal, as key material is
+READS = {"read_kes_signing_key": envelope.KES_SIGNING, "read_kes_verification_key": envelope.KES_VERIFICATION,
+         "read_vrf_signing_key": envelope.VRF_SIGNING, "read_vrf_verification_key": envelope.VRF_VERIFICATION,
+         "read_cold_signing_key": envelope.COLD_SIGNING, "read_cold_verification_key": envelope.COLD_VERIFICATION,
+         "read_certificate": envelope.CERTIFICATE, "read_issue_counter": envelope.ISSUE_COUNTER}  # fmt: skip
+FIELDS = {  # the document's text, given the type the reader expects
+    "type": lambda _t: json.dumps({"type": SENTINEL, "description": "", "cborHex": "00"}),
+    "type-not-string": lambda _t: json.dumps({"type": [SENTINEL], "description": "", "cborHex": "00"}),
+    "description": lambda t: json.dumps({"type": t, "description": SENTINEL, "cborHex": "8200"}),
+    "cborHex-not-hex": lambda t: json.dumps({"type": t, "description": "", "cborHex": SENTINEL + "zz"}),
+    "cborHex-text": lambda t: json.dumps({"type": t, "description": "", "cborHex": "7840" + SENTINEL.encode().hex()}),
+    "cborHex-list": lambda t: json.dumps({"type": t, "description": "", "cborHex": "82" + "5820" + SENTINEL + "00"}),
+    "cborHex-short": lambda t: json.dumps({"type": t, "description": "", "cborHex": "5840" + SENTINEL}),
+    "other-key": lambda t: json.dumps({"type": t, "description": "", "cborHex": "00", SENTINEL: SENTINEL}),
+    "not-json": lambda _t: "{" + SENTINEL,
+}
+
+
+@pytest.mark.parametrize("reader", list(READS))
+@pytest.mark.parametrize("field", list(FIELDS))
+def test_no_envelope_error_quotes_a_field_of_the_document(reader, field):
+    """A sentinel in each field of a secret document (its ``type`` too, which a mistaken store may fill with key
+    material): the refusal names where and what was expected, never what was found."""
+    with pytest.raises(envelope.EnvelopeError) as caught:
+        getattr(envelope, reader)(FIELDS[field](READS[reader]), "secret pool/Cold")
+    said = str(caught.value)
+    assert said.startswith("secret pool/Cold: expected the ") and SENTINEL[:8] not in said, said

@@ -94,12 +94,18 @@ def facts(remaining, start=1150, expiry=1212, slot=150_000_000):
         (7, 7, False, "7 KES periods left, until 2025-03-19 21:44:51 UTC \\(the threshold is 7\\): run fab rotate"),
         (1, 7, False, "1 KES period left"),
         (20, 30, False, "the threshold is 30"),
-        (0, 7, False, "KES periods 1150..1212\\) has expired: the node cannot forge; run fab rotate-secrets"),
+        (
+            0,
+            7,
+            False,
+            "KES periods 1150..1212\\) has expired: the node cannot forge; run fab rotate-secrets --env E "
+            "--service S --secret kes",
+        ),
         (None, 7, False, "reports no KES periods"),
     ],
 )
 def test_the_check_fails_at_the_threshold_and_says_when(remaining, threshold, ok, message):
-    verdict = kesinfo.check(facts(remaining), MAINNET, threshold)
+    verdict = kesinfo.check(facts(remaining), MAINNET, threshold, "fab rotate-secrets --env E --service S --secret kes")
     assert verdict.ok is ok
     assert re.search(message, verdict.message), verdict.message
 

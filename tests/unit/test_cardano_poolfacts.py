@@ -14,6 +14,8 @@ from nodeops.roles import load_role, role_module
 poolfacts = role_module("cardano", "poolfacts")
 kesinfo = role_module("cardano", "kesinfo")
 LAB = {"PROFILE": "lab", "SYSTEM_START": "2026-12-01T08:00:00Z"}  # 0.2 s slots, 10 slots per KES period
+COMMAND = {"PROGRAM": "fab", "SERVICE_OPTIONS": "--env lab --service pool"}  # check_facts's (role_facts)
+ROTATE = "run fab rotate-secrets --env lab --service pool --secret kes"  # what a failing kes finding asks for
 
 
 def metrics(slot=1203, peers=2, forging=0, forged=None, current=None, start=None, expiry=None, remaining=None) -> bytes:
@@ -75,16 +77,15 @@ def test_an_expired_certificate_and_an_unreadable_reply():
         ({"bp-a": metrics(slot=1205, forging=1, current=122, start=100, expiry=130, remaining=8)}, {},
          ("bp-a", "kes", True, "8 KES periods left, until 2026-12-01 08:04:20 UTC")),
         ({"bp-a": metrics(slot=1235, forging=1, current=123, start=100, expiry=130, remaining=7)}, {},
-         ("bp-a", "kes", False, "7 KES periods left, until 2026-12-01 08:04:20 UTC (the threshold is 7): run fab "
-                                "rotate-secrets --secret kes")),
+         ("bp-a", "kes", False, "7 KES periods left, until 2026-12-01 08:04:20 UTC (the threshold is 7): "
+                                f"{ROTATE}")),
         ({"bp-a": HOLDER}, {"KES_PERIODS_MIN": 20},
-         ("bp-a", "kes", False, "10 KES periods left, until 2026-12-01 08:04:20 UTC (the threshold is 20): run fab "
-                                "rotate-secrets --secret kes")),
+         ("bp-a", "kes", False, "10 KES periods left, until 2026-12-01 08:04:20 UTC (the threshold is 20): "
+                                f"{ROTATE}")),
         ({"bp-a": HOLDER}, {"KES_PERIODS_MIN": "9"}, ("bp-a", "kes", True, "10 KES periods left, until 2026-12-01 "
                                                                             "08:04:20 UTC")),
         ({"bp-a": EXPIRED}, {}, ("bp-a", "kes", False, "the operational certificate (KES periods 100..130) has "
-                                                       "expired: the node cannot forge; run fab rotate-secrets "
-                                                       "--secret kes")),
+                                                       f"expired: the node cannot forge; {ROTATE}")),
         ({"r": metrics(), "bp-b": metrics()}, {}, ("", "kes", False, "the key holder reports no KES periods: no "
                                                                      "operational certificate is loaded")),
         ({"bp-a": HOLDER}, {"KES_PERIODS_MIN": "seven"}, ("", "kes", False, "the variable KES_PERIODS_MIN is 'seven': "
@@ -97,7 +98,7 @@ def test_an_expired_certificate_and_an_unreadable_reply():
          "threshold-not-a-number", "threshold-negative"],
 )  # fmt: skip
 def test_check_fails_at_the_threshold_and_once_expired_naming_the_date_and_the_command(replies, variables, kes):
-    found = poolfacts.check_facts(poolfacts.node_facts(replies, {**LAB, **variables}), {**LAB, **variables})
+    found = poolfacts.check_facts(poolfacts.node_facts(replies, {**LAB, **variables}), {**LAB, **COMMAND, **variables})
     assert [f for f in found if f[1] == "kes"] == [kes]
 
 
@@ -117,7 +118,7 @@ def test_check_fails_at_the_threshold_and_once_expired_naming_the_date_and_the_c
     ids=["in-sync", "behind", "limit-set", "no-tip", "limit-not-whole"],
 )  # fmt: skip
 def test_sync_judges_each_tip_against_the_highest(replies, variables, sync):
-    found = poolfacts.check_facts(poolfacts.node_facts(replies, {**LAB, **variables}), {**LAB, **variables})
+    found = poolfacts.check_facts(poolfacts.node_facts(replies, {**LAB, **variables}), {**LAB, **COMMAND, **variables})
     assert [f[2:] for f in found if f[:2] == ("", "sync")] == [sync]
 
 

@@ -99,18 +99,20 @@ def test_an_outage_is_measured_only_from_a_service_that_answered(pattern, was_se
 
 
 @pytest.mark.parametrize(
-    ("result", "line"),
+    ("result", "forced", "line"),
     [
-        ({"outage_seconds": 0.81, "outage_measured": True}, "outage 0.81s"),
-        ({"outage_seconds": 10.2}, "outage 10.20s"),  # --force: waited for the lease, always measured
-        ({"outage_seconds": None, "outage_measured": False},
+        ({"outage_seconds": 0.81, "outage_measured": True}, False, "outage 0.81s"),
+        ({"outage_seconds": 10.2}, True, "outage 10.20s"),  # --force: waited for the lease, always measured
+        ({"outage_seconds": None, "outage_measured": False}, False,
          "outage not measured: the service was not answering before the handover"),
-        ({"outage_seconds": None, "outage_measured": False, "keys_gap_seconds": 1.234},
+        ({"outage_seconds": None, "outage_measured": False}, True,  # --force under a chain fence (a pool's)
+         "outage not measured: the lost holder could not be asked when it stopped serving"),
+        ({"outage_seconds": None, "outage_measured": False, "keys_gap_seconds": 1.234}, False,
          "no node held the hot keys for 1.23s"),  # activation keys: the keys moved, not a lease
     ],
 )  # fmt: skip
-def test_the_promotion_line_says_what_was_measured(result, line):
-    assert outage_line(result) == line
+def test_the_promotion_line_says_what_was_measured(result, forced, line):
+    assert outage_line(result, forced) == line
 
 
 def test_the_gap_is_closed_by_a_sample_begun_after_the_service_answers():

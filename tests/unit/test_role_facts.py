@@ -81,7 +81,7 @@ def test_a_role_without_the_hooks_keeps_its_status_and_findings(tmp_path):
     plain = {"event": "status", **service_status(job, seen, None, None, None, NOW)}
     assert status_of(job, run, seen) == plain
     assert all("facts" not in n for n in plain["nodes"])
-    assert role_facts.fact_findings(job, *role_facts.node_facts(job, run.answers)) == []
+    assert role_facts.fact_findings(job, *role_facts.node_facts(job, run.answers), "t") == []
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_a_role_without_the_hooks_keeps_its_status_and_findings(tmp_path):
 def test_check_adds_the_roles_findings_from_its_facts(tmp_path, forging, expected):
     """check_facts' (node, check, ok, detail): its detail on one line; its node the service's or ''."""
     job, run, _seen = pool_with(tmp_path, HOOKS, forging=forging)
-    assert role_facts.fact_findings(job, *role_facts.node_facts(job, run.answers)) == expected
+    assert role_facts.fact_findings(job, *role_facts.node_facts(job, run.answers), "t") == expected
 
 
 BAD = {
@@ -132,7 +132,7 @@ def test_a_hook_that_raises_or_answers_out_of_shape_fails_only_the_facts_finding
     """One failed ``facts`` finding in check, one ``facts_error`` in status (schema-valid, shown in the table), in
     one line naming the role and the hook; nothing the hook was given (a reply, a variable) is quoted."""
     job, run, seen = pool_with(tmp_path, hook)
-    ((node, name, (result, detail)),) = role_facts.fact_findings(job, *role_facts.node_facts(job, run.answers))
+    ((node, name, (result, detail)),) = role_facts.fact_findings(job, *role_facts.node_facts(job, run.answers), "t")
     assert (node, name, result) == ("", "facts", "fail")
     assert detail.startswith(f"not checked: {said}"), detail
     assert "forging" not in detail and "MIN" not in detail and "\n" not in detail

@@ -1,0 +1,35 @@
+"""A rerun of an issued rotation (nodeops.rotate.issued) whose node runs the pending version already (an
+interrupted run restarted it onto that version): a failure after that point never removes AWSPENDING, since the
+running node's new hot keys would then be tracked nowhere; the undo keeps it and says a rerun completes it. Over
+the keys tables' played container engine and a played Secrets Manager (test_promote_forced's pool)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nodeops.errors import OperationFailed
+from nodeops.promote_forced import ForcedHandover
+from nodeops.rotate import issued
+from tests.unit.test_executor_keys import NAME, sent
+from tests.unit.test_promote_forced import NEW_KES, VRF, pool
+
+
+def test_a_rerun_whose_test_fails_keeps_the_pending_version_the_node_runs(tmp_path, monkeypatch):
+    """b runs v2 (AWSPENDING) already; the rerun skips the restart, its testSecret fails: v2 stays AWSPENDING,
+    AWSCURRENT unmoved, and the message says the node holds it and a rerun completes the rotation."""
+    run, engine, manager, role = pool(tmp_path, monkeypatch)
+    manager.store["pool/Hot"]["v2"] = (json.dumps({"kes": NEW_KES, "vrf": VRF}), ["AWSPENDING"])
+    engine.boxes["b"][NAME]["labels"].update({"io.nodeops.hot": "true",
+                                              "io.nodeops.secrets": json.dumps({"kes": "v2"})})  # fmt: skip
+    monkeypatch.setattr(role.hooks.issuers["hot"], "taken", lambda *_a: False)  # the chain never takes it
+    monkeypatch.setattr(issued, "TEST_TIMEOUT", 0.0)
+    monkeypatch.setattr(issued, "POLL", 0.0)
+    with pytest.raises(OperationFailed) as err:
+        ForcedHandover("pool", run.observer.views(), ("a",), "b", "x").promote(run)
+    said = str(err.value)
+    assert manager.store["pool/Hot"]["v2"][1] == ["AWSPENDING"], said
+    assert json.loads(manager.current("pool/Hot"))["kes"] != NEW_KES
+    assert "AWSPENDING removed" not in said and "NOT undone" in said and "rotate-secrets again" in said, said
+    assert "b: run+hot" not in sent(engine)  # the rerun restarted nothing
