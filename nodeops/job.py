@@ -224,6 +224,26 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     return dataclasses.replace(job, redact=current.redact.with_secrets(secrets.values()))
 
 
+def with_held_hot_secrets(own: Job, held: Job, node: str) -> Job:
+    """The inputs ``node`` starts on when a promotion gives it the hot keys: its own (``own``: what its container
+    records, restore_job) with each secret the role's hot files use at the value and version ``held`` (what the old
+    holder's container records) has. A rotation of a hot secret restarts the holder alone, so only the holder's labels
+    name the version the chain now expects (a standby on its own versions would start with the keys of before it).
+    The other secrets and the recorded text of its non-secret files stay its own. ``own`` itself when the versions
+    are the same. Pure."""
+    hot = own.rendered.hot_secrets | held.rendered.hot_secrets
+    moved = {n: held.secrets[n] for n in hot if n in held.secrets and own.rendered.secret_versions.get(n) !=
+             held.rendered.secret_versions.get(n)}  # fmt: skip
+    if not moved:
+        return own
+    secrets = {**own.secrets, **moved}
+    texts = {name: f.data.decode("utf-8") for name, f in own.rendered.files.items() if not f.secret and not f.data_file}
+    rendered, nodes = rendering(own.role, own.profile, own.service, secrets)
+    rendered = with_texts(nodes.get(node, rendered), own.role, own.service, texts)
+    return dataclasses.replace(own, rendered=rendered, nodes={**nodes, node: rendered} if nodes else {},
+                               secrets=secrets, redact=own.redact.with_secrets(moved.values()))  # fmt: skip
+
+
 def prepare(inventory: Inventory, names: Sequence[str] | None = None, admin: bool = False) -> list[Job]:
     """Preflight: every role, secret and file for the chosen services, or exit 2. No host is contacted.
 

@@ -85,6 +85,7 @@ class Rendered:
     config_hash: str
     secret_versions: Mapping[str, str | None] = field(default_factory=dict)
     hot_command: tuple[str, ...] = ()  # the arguments the holder of the hot files gets after ``command``
+    hot_secrets: frozenset[str] = frozenset()  # the secrets the hot files use (nodeops.job.with_held_hot_secrets)
 
 
 def render(
@@ -136,9 +137,10 @@ def render(
     env = template_environment(_found(role))
     files: dict[str, RenderedFile] = {}
     used: dict[str, str | None] = {}
+    hot: set[str] = set()
     for spec in profile.files.values():
-        problem = None
-        with strict_rendering(), _rendering(spec.name, spec.secret, used):
+        problem, here = None, {}
+        with strict_rendering(), _rendering(spec.name, spec.secret, here):
             try:
                 text = env.get_template(spec.template).render(context)
                 data = text.encode("utf-8")
@@ -148,6 +150,8 @@ def render(
             if file:
                 refuse(f"services.{service.name}", problem)
             raise InvalidInput(problem)
+        used.update(here)
+        hot.update(here if spec.hot else ())
         files[spec.name] = RenderedFile(spec.name, data, spec.secret, spec.hot)
     files.update(data_files(role, profile.name))
     if problem := over_recorded(files.values()):
@@ -173,6 +177,7 @@ def render(
         ),
         secret_versions=MappingProxyType(versions),
         hot_command=profile.hot_argv(role.mount),
+        hot_secrets=frozenset(hot),
     )
 
 

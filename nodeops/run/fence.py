@@ -23,6 +23,7 @@ from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts import image as image_facts
+from nodeops.job import with_held_hot_secrets
 from nodeops.plan import ServicePlan, Step
 from nodeops.run.keys import (
     STOPPED,
@@ -99,6 +100,21 @@ def gap_words(gap: float | None) -> str:
     return "no node held them when the promotion began" if gap is None else f"no node held them for {gap:.1f}s"
 
 
+def hot_inputs(change: Any, node: str, old: str | None) -> Any:
+    """The inputs the new holder ``node`` of ``change``'s promotion starts on with the keys: its own, with the hot
+    secrets at the versions the old holder ``old``'s container records (job.with_held_hot_secrets: a rotation moved
+    them on the holder alone); its own alone when no node held the keys. Said when they differ (names only)."""
+    own = change.ran_on[node]
+    if old is None or old not in change.ran_on:
+        return own
+    job = with_held_hot_secrets(own, change.ran_on[old], node)
+    if job is not own:
+        took = sorted(n for n, v in job.rendered.secret_versions.items() if own.rendered.secret_versions.get(n) != v)
+        change.say(node, f"starts with {old}'s versions of {', '.join(took)} (its own recorded ones are older: a "
+                   "rotation restarted the holder alone)")  # fmt: skip
+    return job
+
+
 class KeysPromotion:
     """A planned ``keys`` promotion of ``change``'s pair (see the module's docstring)."""
 
@@ -108,6 +124,7 @@ class KeysPromotion:
         self.nodes = {n.name: n for n in change.service.nodes}
         self.fence_began: float | None = None
         self.fenced_by: str | None = None  # the fence's action: "replace" (restarted without the keys) or "stop"
+        self.old: str | None = None  # the node that held the keys when the promotion began (None: no node did)
 
     def run(self, plan: ServicePlan) -> float | None:
         """Carry out ``plan``; returns the gap (seconds no node held the keys, from the fence's start), None when no
@@ -120,7 +137,7 @@ class KeysPromotion:
         the new holder was started with the keys, after its last step, the promotion seen complete (seen_complete)."""
         run = self.change
         new = next(s.node for s in plan.steps if s.hot)
-        old = next((s.node for s in plan.steps if s.action == "await-fenced"), None)
+        old = self.old = next((s.node for s in plan.steps if s.action == "await-fenced"), None)
         gap: float | None = None
         during = None
         for i, step in enumerate(plan.steps):
@@ -181,7 +198,7 @@ class KeysPromotion:
             run.say(node, f"fenced: holds no keys (seen after {took:.1f}s){said}")
         elif step.action == "replace":  # with the keys: never two holders, whatever changed since the fence was seen
             refuse_second_holder(run, node)
-            run.replace(node, hot=True, job=own)
+            run.replace(node, hot=True, job=hot_inputs(run, node, self.old))
         elif step.action == "await-serving":
             run.waits.await_serving(self.nodes[node])
             run.shred(node, own.all_files)

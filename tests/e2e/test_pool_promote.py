@@ -7,7 +7,8 @@ the chain's ``/duplicates``) never sees two nodes forging, and the chain shows n
 After each promotion the new holder's blocks are adopted by the chain (``/blocks``, its sender: the container's
 host name), the old holder runs without the key flags or the hot label, no file is left on either node's tmpfs,
 and the fence was confirmed by the old holder's metrics. The gap in seconds and in slots is printed (figures).
-One lab for the module (its up, deploy and down in the fixture)."""
+Then a KES rotation and one promotion: the new holder's blocks adopted with the rotated counter (it starts with
+the holder's hot secrets). One lab for the module (its up, deploy and down in the fixture)."""
 
 from __future__ import annotations
 
@@ -153,9 +154,9 @@ def holder_sees(new: str, old: str) -> dict:
     return seen
 
 
-def promote(figures, issued: float, leg: str, new: str, old: str) -> dict:
+def promote(figures, issued: float, leg: str, new: str, old: str) -> tuple[dict, list[dict]]:
     """One promotion to ``new``: its result, its fence confirmed by ``old``'s metrics; then ``new``'s blocks
-    adopted by the chain (from after the promotion ended)."""
+    adopted by the chain (from after the promotion ended), returned with the result."""
     res = fab("promote-standby", "--env", NAME, "--service", "pool", "--yes", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     events = [json.loads(line) for line in res.stdout.splitlines()]
@@ -187,7 +188,7 @@ def promote(figures, issued: float, leg: str, new: str, old: str) -> dict:
         f"were issued"
     )
     assert adopted and first > last
-    return result
+    return result, adopted
 
 
 def leader_slots(slots: range) -> int:
@@ -214,8 +215,8 @@ def test_a_planned_promotion_there_and_back_never_has_two_forgers(issued, figure
     sampler = Sampler()
     try:
         wait_for(lambda: len(sampler.samples) >= 3, "the sampler's first samples", 10)
-        there = promote(figures, issued, "there", STANDBY, HOLDER)
-        back = promote(figures, issued, "back", HOLDER, STANDBY)
+        there, _ = promote(figures, issued, "there", STANDBY, HOLDER)
+        back, _ = promote(figures, issued, "back", HOLDER, STANDBY)
     finally:
         samples = sampler.stop()
     both = [s for s in samples if all(v == 1 for v in s["forging"].values())]
@@ -230,3 +231,24 @@ def test_a_planned_promotion_there_and_back_never_has_two_forgers(issued, figure
         f"forging, {gaps} with none; chain: 0 slots with two blocks of the pool"
     )
     assert there["outage_chain_units"].endswith("slots") and back["outage_chain_units"].endswith("slots")
+
+
+def test_a_promotion_after_a_kes_rotation_gives_the_new_holder_the_rotated_keys(issued, figures):
+    """After the there-and-back: `rotate-secrets --secret kes` restarts the holder alone on the new certificate
+    (the chain's counter moves by one), then a promotion: the new holder starts with the holder's hot secrets, not
+    its own recorded ones (the bug: the deploy's certificate, every block refused with CounterTooSmallOCERT), and
+    its blocks are adopted with the rotated counter."""
+    rotated = fab("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json", timeout=300)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    pool_id = json.loads(Lab(ROOT, NAME).state_file.read_text())["pool"]["pool_id"]
+    counter = chain_get("/pools")[pool_id]["counter"]
+    assert counter >= 1
+    result, adopted = promote(figures, issued["issued"], "after a rotation", STANDBY, HOLDER)
+    steps = [json.loads(line) for line in rotated.stdout.splitlines()]
+    figures(
+        f"after a KES rotation (counter {counter} on chain; rotate-secrets "
+        f"{next(e['seconds'] for e in steps if e.get('event') == 'end'):.1f}s): {STANDBY}'s blocks adopted with "
+        f"counters {sorted({b['counter'] for b in adopted})}, no node held the keys for "
+        f"{result['keys_gap_seconds']:.2f}s"
+    )
+    assert {b["counter"] for b in adopted} == {counter}

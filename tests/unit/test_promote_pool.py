@@ -6,6 +6,8 @@ a step and never the node promoted; there and back, the keys never on two nodes.
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
 import types
 
 import pytest
@@ -17,7 +19,7 @@ from nodeops.promote import Handover
 from nodeops.promote_keys import KeysHandover
 from tasks.promote import outage_line
 from tests.unit.test_executor_groups import POOL, R1, R2, A, B, runs
-from tests.unit.test_executor_keys import NAME, Engine, Keys, check_secrets, container, make_job, seen, short
+from tests.unit.test_executor_keys import KES, NAME, Engine, Keys, check_secrets, container, make_job, seen, short
 from tests.unit.test_promote import HEALTHY, WAITING
 from tests.unit.test_promote import A as LEASE_A
 
@@ -170,3 +172,49 @@ def test_a_dry_run_of_a_lease_pair_shows_its_handover(monkeypatch, handover, kee
     result = promote.dry_promotion(run, keep_old_stopped, force=handover.active is None)
     assert result == {"service": "svc", "changed": True, "planned": planned, "secrets_moved": []}
     assert said[0][1] == {"steps": planned}
+
+
+def rotated(job, names: tuple[str, ...]):
+    """``job`` as a node restarted by a rotation of the secrets ``names`` runs it: each at a new value and version
+    (``<name>-v2``), rendered again (the labels that node's container then records)."""
+    from nodeops.render import render  # noqa: PLC0415 (the one test that renders again)
+    from nodeops.secrets import Secret  # noqa: PLC0415
+
+    secrets = {**job.secrets, **{n: Secret(f"rotated-{n}-0123456789", n, f"{n}-v2") for n in names}}
+    rendered = render(job.role, job.profile, job.service, secrets)
+    return dataclasses.replace(
+        job, secrets=secrets, rendered=rendered, redact=job.redact.with_secrets(secrets.values())
+    )
+
+
+@pytest.mark.parametrize("undone", [False, True], ids=["promoted", "failed-put-back"])
+def test_a_promotion_after_a_rotation_starts_the_new_holder_with_the_holders_hot_secrets(tmp_path, undone):
+    """The bug (docs/cardano.md): a rotation of a hot secret restarted the holder alone, so its container's labels
+    record the new version and the standby's the old; the promotion started the standby on its own recorded
+    versions, the old hot key and certificate (the chain refuses every block). The new holder starts with the
+    versions the old holder's labels record for the secrets its hot files use, and its own for the others (``pw``
+    here, which a failed deploy may have left differing). ``failed-put-back``: the new holder dies with the keys;
+    the undo gives the old holder its keys back on its own (rotated) inputs and puts the standby's previous
+    container back on its own inputs (its labels unchanged)."""
+    run, engine = pool_run(tmp_path)
+    standby_labels = dict(engine.boxes["b"][NAME]["labels"])
+    run.ran_on["a"] = held = rotated(run.job, ("kes", "pw"))  # a's labels, as its restore_job reads them
+    run.job = dataclasses.replace(run.job, redact=held.redact)
+    engine.dies_hot = {"b"} if undone else set()
+    if undone:
+        with pytest.raises(Exception, match="a was given its keys back"):
+            promote.promote_service(run, keep_old_stopped=False, force=False)
+    else:
+        promote.promote_service(run, keep_old_stopped=False, force=False)
+    (hot_run,) = [c for node, c, _ in engine.sent if node == "b" and "io.nodeops.hot=true" in c]
+    argv = shlex.split(hot_run)
+    labels = dict(argv[i + 1].split("=", 1) for i, w in enumerate(argv) if w == "--label")
+    assert json.loads(labels["io.nodeops.secrets"]) == {"kes": "kes-v2", "pw": None, "vrf": None}
+    written = b"".join(stdin or b"" for node, c, stdin in engine.sent if node == "b")
+    assert b"rotated-kes-0123456789" in written and b"rotated-pw-0123456789" not in written
+    if undone:
+        assert engine.boxes["b"][NAME]["labels"] == standby_labels  # its previous container, back
+        assert engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"  # its own container, keys back
+        a_written = [stdin for node, _c, stdin in engine.sent if node == "a" and stdin]
+        assert any(b"rotated-kes-0123456789" in w for w in a_written)  # its own keys: the rotated ones
+        assert not any(KES.encode() in w for w in a_written)
