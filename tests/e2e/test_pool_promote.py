@@ -205,13 +205,32 @@ def leader_slots(slots: range) -> int:
     return int(res.stdout)
 
 
+FRESH_ENOUGH = 20  # KES periods of 2 s: a there-and-back under load takes about 25 s
+
+
+def rotate() -> tuple[subprocess.CompletedProcess, float]:
+    """`fab rotate-secrets --secret kes`: the holder restarted on a fresh certificate (60 s); the run and the time it
+    ended (the new certificate's issue, within seconds)."""
+    rotated = fab("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json", timeout=300)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    return rotated, time.time()
+
+
+def seconds_of(run: subprocess.CompletedProcess) -> float:
+    """The seconds a --json run's end event gives."""
+    return next(e["seconds"] for e in map(json.loads, run.stdout.splitlines()) if e.get("event") == "end")
+
+
 def test_a_planned_promotion_there_and_back_never_has_two_forgers(issued, figures):
     figures(
         f"lab.up {issued['up']:.1f}s; deployed {issued['deployed']:.1f}s after it returned (the hot credentials "
         f"issued just before, 30 KES periods of 2 s); the producer's metrics then: {issued['left']} periods left"
     )
-    assert issued["left"] is not None and issued["left"] > 0
+    assert issued["left"] is not None
     issued = issued["issued"]
+    if (periods_left(HOLDER) or 0) < FRESH_ENOUGH:  # a slow up and deploy ate the first certificate's window
+        rotated, issued = rotate()
+        figures(f"too few KES periods left for a there-and-back: rotated first ({seconds_of(rotated):.1f}s)")
     sampler = Sampler()
     try:
         wait_for(lambda: len(sampler.samples) >= 3, "the sampler's first samples", 10)
@@ -238,16 +257,14 @@ def test_a_promotion_after_a_kes_rotation_gives_the_new_holder_the_rotated_keys(
     (the chain's counter moves by one), then a promotion: the new holder starts with the holder's hot secrets, not
     its own recorded ones (the bug: the deploy's certificate, every block refused with CounterTooSmallOCERT), and
     its blocks are adopted with the rotated counter."""
-    rotated = fab("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json", timeout=300)
-    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    rotated, _ = rotate()
     pool_id = json.loads(Lab(ROOT, NAME).state_file.read_text())["pool"]["pool_id"]
     counter = chain_get("/pools")[pool_id]["counter"]
     assert counter >= 1
     result, adopted = promote(figures, issued["issued"], "after a rotation", STANDBY, HOLDER)
-    steps = [json.loads(line) for line in rotated.stdout.splitlines()]
     figures(
-        f"after a KES rotation (counter {counter} on chain; rotate-secrets "
-        f"{next(e['seconds'] for e in steps if e.get('event') == 'end'):.1f}s): {STANDBY}'s blocks adopted with "
+        f"after a KES rotation (counter {counter} on chain; rotate-secrets {seconds_of(rotated):.1f}s): "
+        f"{STANDBY}'s blocks adopted with "
         f"counters {sorted({b['counter'] for b in adopted})}, no node held the keys for "
         f"{result['keys_gap_seconds']:.2f}s"
     )
