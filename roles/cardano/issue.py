@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nodeops.errors import InvalidInput, Unsafe
@@ -74,6 +74,18 @@ def genesis_of(variables: Mapping[str, Any]) -> periods.Genesis:
     return periods.NETWORKS[network]
 
 
+def current_slot(variables: Mapping[str, Any], chain: str,
+                 now: datetime) -> tuple[periods.Genesis, int, dict[str, int], dict[str, Any]]:  # fmt: skip
+    """(the network's clock, the slot running at ``now`` that a certificate is issued for, the chain's
+    oCertCounters, the tip's facts for the operator): ``slot``, ``tip_behind`` (the tip's slots behind the clock)
+    and ``synced`` (behind by a KES period or less; a node far behind still gets a certificate for the current slot).
+    IssueRefused (exit 2) for a tip more than a KES period ahead of the clock (rotation.issue_slot)."""
+    genesis, (tip, counters) = genesis_of(variables), chain_facts(chain)
+    slot = rotation.issue_slot(genesis, tip, now)
+    facts = {"slot": slot, "tip_behind": slot - tip, "synced": slot - tip <= genesis.slots_per_kes_period}
+    return genesis, slot, counters, facts
+
+
 # The description of a certificate a forced promotion issues (a text envelope's free text, which the node ignores):
 # a rerun tells that pending version from a rotation's, which the lost producer may hold
 FORCED = "Node operational certificate, issued by nodeops for a forced promotion"
@@ -87,12 +99,13 @@ def _hot(cold: ocert.ColdKey, counter: int, period: int, description: str | None
 
 
 def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
-              pending: Mapping[str, str] | None) -> Issued:  # fmt: skip
+              pending: Mapping[str, str] | None, now: datetime) -> Issued:  # fmt: skip
     """The new hot keys (``kes_key``, ``op_cert``) and the counter's next text, or the pending version kept
     (rotation.resume: ``push`` and ``current`` reuse it, ``reissue`` makes a new key with its counter).
     IssueRefused (exit 2) for a cold key that is not the pool's, a reused counter or a skip; Unsafe (exit 4) for
-    records the protocol cannot leave. Pure but for the KES key's seed."""
-    genesis, (slot, counters) = genesis_of(variables), chain_facts(chain)
+    records the protocol cannot leave. The start period is that of the slot running at ``now`` (current_slot: a tip
+    far ahead of it refused). Pure but for the KES key's seed."""
+    genesis, slot, counters, tip = current_slot(variables, chain, now)
     cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
     held = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
     pool = rotation.pool_id(held.cold_vk)
@@ -115,7 +128,7 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         period = record.kes_period if reused else genesis.kes_period(slot)
         values = {k: pending[k] for k in HOT} if reused else _hot(cold, counter, period)
     updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, held.cold_vk))}
-    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": step.action}
+    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": step.action, **tip}
     return Issued(values, updates, facts, reused)
 
 
@@ -143,15 +156,16 @@ def counter_standing(secrets: Mapping[str, str], chain: str) -> tuple[dict[str, 
 
 
 def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str, pending: Mapping[str, str] | None,
-              held: bool) -> Issued:  # fmt: skip
+              held: bool, now: datetime) -> Issued:  # fmt: skip
     """The standby's hot keys in a forced promotion (role.py ``CHAIN_FENCE``): a new KES key and the certificate the
     cold key issues for it with the counter one past every certificate the lost producer may hold, the stored one
     and a ``pending`` one (rotation.plan_forced: its refusals, exit 2), and the counter's next text; or, ``held``
     (the standby runs the pending version: this promotion's own, interrupted), that version kept. Unsafe (exit 4)
     when the chain's counter is past a kept version's. A pending version a forced promotion issued (its certificate's
     description is ``FORCED``) went to no lost producer: kept too (a new key, same counter, once its KES window has
-    passed). Pure but for the KES key's seed."""
-    genesis, (slot, counters) = genesis_of(variables), chain_facts(chain)
+    passed). The start period and the window are the slot's running at ``now``, as issue_kes's. Pure but for the KES
+    key's seed."""
+    genesis, slot, counters, tip = current_slot(variables, chain, now)
     cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
     stored = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
     pool = rotation.pool_id(stored.cold_vk)
@@ -175,7 +189,8 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         counter, period = plan.counter, plan.kes_period
         values = _hot(cold, counter, period, FORCED)
     updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, stored.cold_vk))}
-    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": "push" if kept else "none"}
+    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": "push" if kept else "none",
+             **tip}  # fmt: skip
     return Issued(values, updates, facts, reused=bool(kept))
 
 
@@ -187,7 +202,7 @@ class KesFence:
 
     def fence(self, variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
               pending: Mapping[str, str] | None, held: bool) -> Issued:  # fmt: skip
-        return fence_kes(variables, secrets, chain, pending, held)
+        return fence_kes(variables, secrets, chain, pending, held, datetime.now(UTC))
 
 
 class KesRotation:
@@ -200,7 +215,7 @@ class KesRotation:
 
     def issue(self, variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
               pending: Mapping[str, str] | None) -> Issued:  # fmt: skip
-        return issue_kes(variables, secrets, chain, pending)
+        return issue_kes(variables, secrets, chain, pending, datetime.now(UTC))
 
     def in_use(self, health_body: bytes, issued: Issued) -> bool:
         """The metrics show forging enabled with the new certificate's start period (kesinfo)."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from nodeops.errors import Unsafe
 
@@ -92,13 +93,27 @@ def check_pool(cold_vk: bytes, pool: bytes, where: str) -> None:
                               f"the pool's {pool.hex()}")  # fmt: skip
 
 
+def issue_slot(genesis: Genesis, tip: int, now: datetime) -> int:
+    """The slot a new certificate is issued for: the one running at ``now`` (a time with a time zone) by
+    ``genesis``'s clock, Byron's slots included: the slot being forged, whatever the chain's ``tip`` (the SPO guides
+    compute the start period from the current slot: developers.cardano.org, "Rotate KES keys"). A tip behind it (a
+    node not synced; in the lab, a chain whose one forger stopped) does not change the certificate. IssueRefused
+    (exit 2) when the tip is ahead of it by more than a KES period: the operator's clock is wrong. Pure."""
+    slot = genesis.slot_at(now)
+    if tip - slot > genesis.slots_per_kes_period:
+        period = genesis.slots_per_kes_period
+        raise IssueRefused(f"the node's tip is slot {tip}, ahead of this machine's clock's slot {slot} by more than "
+                           f"a KES period ({period} slots): set its clock right (NTP) and rerun")  # fmt: skip
+    return slot
+
+
 def plan(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, cold_vk: bytes, pool: bytes,
          where: str) -> Issue:  # fmt: skip
-    """The next certificate of a KES rotation at ``slot`` (the holder's tip) on ``genesis``'s network: the stored
-    counter plus one, starting at the slot's KES period. ``on_chain``: the pool's highest counter on chain (None: no
-    block yet); ``cold_vk``: the cold key's verification key; ``pool``: the pool id (28 bytes); ``where``: the cold
-    key's secret reference, for the message. IssueRefused for the wrong cold key, or a counter the chain would
-    refuse or that would not supersede the certificate in force. Pure."""
+    """The next certificate of a KES rotation at ``slot`` (the current one by the clock: ``issue_slot``) on
+    ``genesis``'s network: the stored counter plus one, starting at the slot's KES period. ``on_chain``: the pool's
+    highest counter on chain (None: no block yet); ``cold_vk``: the cold key's verification key; ``pool``: the pool
+    id (28 bytes); ``where``: the cold key's secret reference, for the message. IssueRefused for the wrong cold key,
+    or a counter the chain would refuse or that would not supersede the certificate in force. Pure."""
     check_pool(cold_vk, pool, where)
     return Issue(_checked(stored.counter + 1, on_chain, where, ""), genesis.kes_period(slot))
 

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.lab
 
 PRODUCER = next(h.name for h in PLAN.pool if h.preferred == "active")
 LAB_MAX_KES = 30  # periods.LAB_GENESIS maxKESEvolutions: a certificate's window
+LAB_KES_SLOTS = 10  # periods.LAB_GENESIS slotsPerKESPeriod: the slots of a KES period
 
 
 KES_MIN = 10  # the pool's KES_PERIODS_MIN in this module: 20 s before a certificate runs out
@@ -162,9 +163,10 @@ def test_a_rotation_after_expiry_restores_forging_and_check_passes(pool_lab, fig
     """Issue 16's "a rotation restores forging": `fab rotate-secrets --secret kes` on the producer the test before
     left expired; the chain adopts its blocks with the new counter (exactly one more) from the new certificate's KES
     period on, check's ``kes`` passes and the producer's metrics say it forges. The new certificate is issued for the
-    KES period of the chain's tip (cardano-cli query tip): in the lab, where the pool is the chain's only forger, the
-    tip is its last block before the expiry, so the window is short of the time since (a figure), and ``kes`` is
-    judged at the role's default threshold (7 periods: the lab's inventory), not this module's 10."""
+    KES period of the current slot by the clock, not of the chain's tip (in the lab, where the pool is the chain's
+    only forger, the tip is its last block before the expiry): its window starts at or after the period of the
+    chain's current slot before the rotation (a tip's would be before it), and ``kes`` is judged at the role's
+    default threshold (7 periods: the lab's inventory), not this module's 10."""
     lab, where = pool_lab
     pool_id = json.loads(lab.state_file.read_text())["pool"]["pool_id"]
     before, slot = chain("/pools")[pool_id]["counter"], chain("/tip")["currentSlot"]
@@ -185,5 +187,6 @@ def test_a_rotation_after_expiry_restores_forging_and_check_passes(pool_lab, fig
             f"{mine[0]['kesPeriod']}); check: exit {code}, kes: {kes['reason']}; failed: {failed}")  # fmt: skip
     assert after == before + 1
     first = int(producer["kes_window"].split("..")[0])
+    assert first >= slot // LAB_KES_SLOTS  # the clock's period, not the stale tip's
     assert min(b["kesPeriod"] for b in mine) >= first and producer["forging"] and producer["kes_left"] > 0
     assert kes["result"] == "pass" and left_in(kes["reason"]) > 7

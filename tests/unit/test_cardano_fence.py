@@ -9,7 +9,7 @@ import pytest
 
 from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, NodeopsError
 from nodeops.roles import load_role
-from tests.unit.test_cardano_issue import COLD, LAB, POOL, SLOT, certificate, chain, envelope, issue, kes, ocert
+from tests.unit.test_cardano_issue import COLD, LAB, NOW, POOL, SLOT, certificate, chain, envelope, issue, kes, ocert
 from tests.unit.test_cardano_issue import secrets as stored_secrets
 
 
@@ -41,7 +41,7 @@ def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_ho
         stored_next, pending, on_chain, held, counter, reused):  # fmt: skip
     own = isinstance(pending, tuple)  # (counter, KES period) of a forced promotion's own pending version
     given = None if pending is None else pending_of(*pending, issue.FORCED) if own else pending_of(pending)
-    made = issue.fence_kes(LAB, stored_secrets(stored_next), chain(counter=on_chain), given, held)
+    made = issue.fence_kes(LAB, stored_secrets(stored_next), chain(counter=on_chain), given, held, NOW)
     cert = certificate(made)
     assert (cert.counter, made.reused) == (counter, reused) and cert.verify(COLD.verification_key)
     assert (given is not None and made.values == {k: given[k] for k in issue.HOT}) is reused
@@ -66,7 +66,7 @@ def test_a_fence_the_chain_would_not_take_is_refused_before_anything_is_written(
         stored_next, pending, on_chain, held, cold, code, said):  # fmt: skip
     with pytest.raises(NodeopsError) as err:
         issue.fence_kes(LAB, stored_secrets(stored_next, cold), chain(counter=on_chain),
-                        None if pending is None else pending_of(pending), held)  # fmt: skip
+                        None if pending is None else pending_of(pending), held, NOW)  # fmt: skip
     assert err.value.exit_code == code and said in str(err.value) and "\n" not in str(err.value)
 
 
@@ -74,3 +74,25 @@ def test_the_role_defines_the_fence_beside_its_one_issued_rotation():
     role = load_role("cardano")
     assert role.hooks.chain_fence.change.startswith("a new KES key and operational certificate")
     assert [s.name for s in role.rotation.values() if s.kind in role.hooks.issuers] == ["kes"]
+
+
+@pytest.mark.parametrize(
+    ("tip", "pending", "held", "period"),
+    [
+        (705, None, False, 100),  # the lost producer's last block is a minute old: the clock's period, not 70
+        (705, (2, 95), False, 95),  # this promotion's own pending version holds the clock's slot: kept
+        (705, (2, 60), False, 100),  # it held the stale tip's slot only: a new key from the clock's period
+    ],
+    ids=["stale-tip", "own-pending-valid", "own-pending-passed"],
+)  # fmt: skip
+def test_the_fence_starts_at_the_clocks_period_whatever_the_tip(tip, pending, held, period):
+    given = None if pending is None else pending_of(*pending, issue.FORCED)
+    made = issue.fence_kes(LAB, stored_secrets(2), chain(tip, counter=1), given, held, NOW)
+    assert certificate(made).kes_period == made.facts["kes_period"] == period
+    assert (made.facts["slot"], made.facts["tip_behind"], made.facts["synced"]) == (SLOT, 300, False)
+
+
+def test_a_fence_is_refused_when_the_tip_is_more_than_a_kes_period_ahead_of_the_clock():
+    with pytest.raises(NodeopsError) as err:
+        issue.fence_kes(LAB, stored_secrets(2), chain(SLOT + 11, counter=1), None, False, NOW)
+    assert err.value.exit_code == EXIT_INVALID and f"slot {SLOT + 11}" in str(err.value)

@@ -6,6 +6,7 @@ the chain say the new certificate is in use."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,6 +23,7 @@ COLD = ocert.ColdKey(bytes(range(32)))
 POOL = rotation.pool_id(COLD.verification_key).hex()
 LAB = {"PROFILE": "lab", "SYSTEM_START": "2026-12-01T08:00:00Z"}
 SLOT = 1005  # KES period 100 on the lab's clock (10 slots a period)
+NOW = datetime(2026, 12, 1, 8, 3, 21, tzinfo=UTC)  # slot 1005 (0.2 s slots): the clock and the tip agree
 
 
 def chain(slot=SLOT, counter=None) -> str:
@@ -66,14 +68,15 @@ def test_the_chains_facts_are_read_from_the_two_documents(output, facts):
 
 @pytest.mark.parametrize("on_chain", [None, 0])
 def test_a_rotation_issues_the_next_counter_at_the_current_period_and_moves_the_counter_on(on_chain):
-    made = issue.issue_kes(LAB, secrets(1), chain(counter=on_chain), None)
+    made = issue.issue_kes(LAB, secrets(1), chain(counter=on_chain), None, NOW)
     cert = certificate(made)
     key = envelope.read_kes_signing_key(made.values["kes_key"], "t")
     assert (cert.counter, cert.kes_period, cert.kes_vk) == (1, 100, key.verification_key)
     assert cert.verify(COLD.verification_key) and not made.reused
     counter = envelope.read_issue_counter(made.updates["counter"], "t")
     assert (counter.next, counter.cold_vk) == (2, COLD.verification_key)
-    assert dict(made.facts) == {"counter": 1, "kes_period": 100, "pool": POOL, "resume": "none"}
+    assert dict(made.facts) == {"counter": 1, "kes_period": 100, "pool": POOL, "resume": "none", "slot": SLOT,
+                                "tip_behind": 0, "synced": True}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -87,7 +90,7 @@ def test_a_rotation_issues_the_next_counter_at_the_current_period_and_moves_the_
 )  # fmt: skip
 def test_a_rotation_is_refused_before_anything_is_written(given, on_chain, message):
     with pytest.raises(InvalidInput, match=message) as err:
-        issue.issue_kes(LAB, given, chain(counter=on_chain), None)
+        issue.issue_kes(LAB, given, chain(counter=on_chain), None, NOW)
     assert err.value.exit_code == EXIT_INVALID
 
 
@@ -108,7 +111,7 @@ def pending_of(counter, period):
 def test_a_rerun_keeps_the_pending_version_unless_it_can_no_longer_forge(next_number, pending, slot, action, reused,
                                                                          period):  # fmt: skip
     left = pending_of(*pending)
-    made = issue.issue_kes(LAB, secrets(next_number), chain(slot, counter=0), left)
+    made = issue.issue_kes(LAB, secrets(next_number), chain(slot, counter=0), left, NOW)
     assert (made.facts["resume"], made.reused, made.facts["counter"], certificate(made).kes_period) == (
         action, reused, 1, period)  # fmt: skip
     assert (made.values == left) is reused
@@ -117,7 +120,7 @@ def test_a_rerun_keeps_the_pending_version_unless_it_can_no_longer_forge(next_nu
 
 def test_a_pending_version_the_protocol_cannot_leave_is_unsafe():
     with pytest.raises(Unsafe, match="pending rotation's counter 3 is not the stored 0 \\+ 1") as err:
-        issue.issue_kes(LAB, secrets(1), chain(counter=0), pending_of(3, 95))
+        issue.issue_kes(LAB, secrets(1), chain(counter=0), pending_of(3, 95), NOW)
     assert err.value.exit_code == EXIT_UNSAFE
 
 
@@ -132,8 +135,39 @@ METRICS = (
      (METRICS.format(f=1, s=90).encode(), False), (b"", False), (b"\xff", False)],
 )  # fmt: skip
 def test_the_holder_uses_the_new_certificate_when_it_forges_from_its_start_period(body, used):
-    made = issue.issue_kes(LAB, secrets(1), chain(counter=0), None)
+    made = issue.issue_kes(LAB, secrets(1), chain(counter=0), None, NOW)
     hook = load_role("cardano").hooks.issuers["kes"]
     assert hook.in_use(body, made) is used
     assert hook.taken(chain(counter=1), made) and not hook.taken(chain(counter=0), made)
     assert not hook.taken("garbage", made)
+
+
+STALE = 705  # the tip of a chain whose one forger stopped 60 s ago: KES period 70, the clock's is 100
+
+
+@pytest.mark.parametrize(
+    ("tip", "pending", "action", "period", "behind", "synced"),
+    [
+        (STALE, None, "none", 100, 300, False),  # the clock's period, not the stale tip's 70 (expired at issue)
+        (SLOT - 10, None, "none", 100, 10, True),  # a KES period behind: still synced
+        (SLOT + 7, None, "none", 100, -7, True),  # a tip a little ahead of this machine's clock
+        (STALE, (1, 95), "push", 95, 300, False),  # the pending certificate holds the clock's slot: kept
+        (STALE, (1, 60), "reissue", 100, 300, False),  # it held the tip's slot, not the clock's: a new key
+    ],
+    ids=["stale-tip", "one-period-behind", "tip-ahead", "stale-tip-pending-valid", "stale-tip-pending-passed"],
+)  # fmt: skip
+def test_a_rotation_starts_at_the_clocks_period_whatever_the_tip(tip, pending, action, period, behind, synced):
+    made = issue.issue_kes(LAB, secrets(1), chain(tip, counter=0), pending and pending_of(*pending), NOW)
+    assert (made.facts["resume"], certificate(made).kes_period, made.facts["kes_period"]) == (action, period, period)
+    assert (made.facts["slot"], made.facts["tip_behind"], made.facts["synced"]) == (SLOT, behind, synced)
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(seconds=10)])
+def test_a_tip_more_than_a_kes_period_ahead_of_the_clock_is_refused_naming_both_slots(late):
+    now = NOW + late  # slot 1005, then 1055
+    tip = SLOT + 11 + late // timedelta(milliseconds=200)
+    with pytest.raises(InvalidInput) as err:
+        issue.issue_kes(LAB, secrets(1), chain(tip, counter=0), None, now)
+    said = str(err.value)
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in said
+    assert f"slot {tip}" in said and f"slot {tip - 11}" in said and "clock right (NTP)" in said

@@ -5,6 +5,7 @@ period or a refusal (exit 2) naming why; and the crash-safe protocol: a kill at 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import pytest
 
@@ -39,6 +40,27 @@ def test_the_pool_id_is_the_cold_keys_blake2b_224():
 def test_a_rotation_issues_the_next_counter_at_the_slots_period(on_chain, stored, counter):
     issue = rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), COLD.verification_key, POOL, "aws:pool/cold")
     assert (issue.counter, issue.kes_period) == (counter, SLOT // 129600)
+
+
+@pytest.mark.parametrize(
+    ("tip", "later", "slot"),
+    [
+        (SLOT, 0, SLOT),  # the tip is the clock's slot
+        (SLOT - 129600 * 3, 0, SLOT),  # a node three KES periods behind: the clock's slot still
+        (SLOT + 129600, 0, None),  # a KES period ahead, to the slot: not more than one, allowed
+        (SLOT + 129601, 0, "refused"),
+        (SLOT, 36 * 3600, SLOT + 129600),  # 36 h later by the clock: the next KES period's first slot
+    ],
+)
+def test_a_certificate_is_issued_for_the_slot_of_the_clock_byron_slots_included(tip, later, slot):
+    now = MAINNET.time_of(SLOT) + timedelta(seconds=later)  # SLOT is past Byron's 4492800 20-second slots
+    if slot == "refused":
+        with pytest.raises(forging.IssueRefused, match=f"the node's tip is slot {tip}, ahead of this machine's "
+                           f"clock's slot {SLOT} by more than a KES period \\(129600 slots\\)") as err:  # fmt: skip
+            rotation.issue_slot(MAINNET, tip, now)
+        assert err.value.exit_code == EXIT_INVALID
+    else:
+        assert rotation.issue_slot(MAINNET, tip, now) == (slot or SLOT)
 
 
 @pytest.mark.parametrize(
