@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping, Sequence
-from types import EllipsisType
 
 from nodeops import program
 from nodeops.activation import Model, as_model, model_of
@@ -161,14 +160,12 @@ def rotation_line(rotation: dict) -> str:
     return f"unreadable: {rotation['error']}"
 
 
-def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict | None,
-                  mixed: str | None | EllipsisType = ...) -> str:  # fmt: skip
-    """pair_state, but never healthy (nor mixed: degraded) while the lease database refuses the inventory's
+def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict | None, mixed: str | None) -> str:
+    """The model's state of ``seen`` (``mixed``: mixed_inputs's, each node against its own files where the role
+    renders per node), but never healthy (nor mixed: degraded) while the lease database refuses the inventory's
     credentials (lease_status's ``login_refused``): the active serves on a connection opened before, and no node
-    started on those credentials would. ``mixed``: mixed_inputs's, when the caller has it (service_status); ``...``:
-    computed here, every node against one configuration."""
-    model = as_model(activation)
-    state = pair_state(seen, model) if mixed is ... else model.state_of(seen, mixed)
+    started on those credentials would."""
+    state = as_model(activation).state_of(seen, mixed)
     refused = lease is not None and lease.get("login_refused")
     return "degraded" if refused and state in ("healthy", "mixed") else state
 

@@ -26,7 +26,7 @@ from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView
 from nodeops.inventory import CheckPolicy
 from nodeops.rollback import already_at, question, running_on
-from nodeops.status import node_status, service_state, service_status
+from nodeops.status import mixed_inputs, node_status, service_state, service_status
 from nodeops.verify import evaluate
 from tests.unit.test_console import allowed, assert_fits, printed
 from tests.unit.test_executor_groups import POOL, R1, R2, pool_job, runs
@@ -97,7 +97,8 @@ def test_a_node_of_a_role_without_kinds_has_no_kind_in_its_entry(tmp_path):
     plain = [NodeView(dataclasses.replace(s.node, kind=None), s.container, s.serving) for s in seen.values()]
     assert all("kind" not in node_status(s, NOW, "keys") for s in plain)  # Chainlink's JSON is unchanged
     assert all(node_status(s, NOW, model_of(job.role))["kind"] for s in seen.values())
-    assert service_state(list(seen.values()), model_of(job.role), None) == "healthy"
+    views = list(seen.values())
+    assert service_state(views, model_of(job.role), None, mixed_inputs(views, job.config_hashes())) == "healthy"
 
 
 VOCABULARY = "node kind role health container version up config - 0m00s"

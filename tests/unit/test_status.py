@@ -258,7 +258,7 @@ def test_a_lease_read_the_database_refuses_is_not_healthy(b, lease, state):
     """Issue 17: after a rotation killed once the database took the new password, status said "healthy" while its
     own lease read failed with "password authentication failed"."""
     seen = [NodeView(A, ran("2.11.0", CFG1), True), NodeView(B, b, False)]
-    assert service_state(seen, "lease", lease) == state
+    assert service_state(seen, "lease", lease, mixed_inputs(seen)) == state
 
 
 @pytest.mark.parametrize(
