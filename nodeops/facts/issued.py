@@ -39,6 +39,13 @@ def document_keys(job: Job, spec: RotationSpec) -> dict[str, str | None]:
     return {n: r.key for n, r in job.service.secrets.items() if (r.backend, r.name) == (ref.backend, ref.name)}
 
 
+def query_command(job: Job, issuer: Any, variables: Mapping[str, object]) -> tuple[list[str], str]:
+    """``issuer``'s read-only query (its argv, no secret) and the shell command that runs it in the service's
+    container on a node (``docker exec``): how status, check and the rotation itself ask the chain."""
+    argv = [str(a) for a in issuer.query(variables)]
+    return argv, sh([job.service.runtime, "exec", container_name(job.service.name), *argv])
+
+
 def says_standing(job: Job) -> bool:
     """Whether one of ``job``'s role's issuers has ``standing`` (a role without keeps its status and check)."""
     return any(hasattr(issuer, "standing") for issuer in job.role.hooks.issuers.values())
@@ -66,8 +73,8 @@ def _one(job: Job, spec: RotationSpec, issuer: Any, seen: Mapping[str, NodeView]
         who = f"{len(holders)} nodes hold" if holders else "no node holds"
         return {"error": f"not read: {who} the hot keys (the chain is asked in the holder's container)"}
     holder, variables = holders[0], issuer_variables(job)
-    argv = [str(a) for a in issuer.query(variables)]
-    res = run(holder, sh([job.service.runtime, "exec", container_name(job.service.name), *argv]))
+    argv, command = query_command(job, issuer, variables)
+    res = run(holder, command)
     if res.exit_code != 0:
         return {"error": f"{argv[0]} in {holder}'s container failed (exit {res.exit_code})"}
     secrets = {n: job.secrets[n].reveal() for n in document_keys(job, spec) if n in job.secrets}

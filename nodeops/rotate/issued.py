@@ -28,9 +28,8 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from nodeops.commands.node import container_name, sh
 from nodeops.errors import OperationFailed, Unsafe
-from nodeops.facts.issued import document_keys, issuer_variables
+from nodeops.facts.issued import document_keys, issuer_variables, query_command
 from nodeops.inventory import Node
 from nodeops.job import job_for
 from nodeops.plan import ServicePlan, Step
@@ -74,9 +73,9 @@ class IssuedValue(Target):
 
     def query(self) -> str:
         """The role's query in the holder's container: its standard output (OperationFailed, masked, otherwise)."""
-        argv = list(self.hook.query(self.variables))
-        name, runtime = self.rotation.job.service.name, self.rotation.job.service.runtime
-        res = self.deploy.x(self.holder.name, sh([runtime, "exec", container_name(name), *argv]), check=False)
+        argv, command = query_command(self.rotation.job, self.hook, self.variables)
+        name = self.rotation.job.service.name
+        res = self.deploy.x(self.holder.name, command, check=False)
         if res.exit_code != 0:
             raise OperationFailed(f"{name} {self.holder.name}: {argv[0]} in its container failed: "
                                   f"{self.deploy.why(res)}")  # fmt: skip
