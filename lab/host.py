@@ -84,6 +84,11 @@ class Lab:
             yield Daemons(self.state["daemons"], self.save)
 
     # -- up --------------------------------------------------------------------
+    def _record(self, plan: LabPlan) -> None:
+        """What every lab's kernel limits are computed from: this lab's hosts and its neighbour entries per host."""
+        self.state.update(cidr=plan.cidr, hosts=len(plan.hosts), neighbours_per_host=kernel.per_host())
+        self.save()
+
     def up(self, plan: LabPlan) -> Path:
         with self._exclusive("lab.up") as daemons:
             self.dir.mkdir(mode=0o711, exist_ok=True)  # 0711: service users (postgres) traverse to their dirs
@@ -92,10 +97,7 @@ class Lab:
                     f"lab {plan.name!r} is up with --cidr {self.state['cidr']}; "
                     f"run `fab lab.down --name {plan.name}` first"
                 )
-            self.kernel_changes = kernel.raise_for(STATE_ROOT, self.name, len(plan.hosts))
-            self.state["cidr"] = plan.cidr
-            self.state["hosts"] = len(plan.hosts)  # what the kernel limits of every lab are computed from
-            self.state["neighbours_per_host"] = kernel.per_host()  # with it: this lab's need, for every lab
+            self.kernel_changes = kernel.raise_for(STATE_ROOT, self.name, len(plan.hosts), lambda: self._record(plan))
             wanted = {h.netns for h in plan.hosts} | {plan.switch_netns}
             self._remove(daemons, [n for n in self.state["netns"] if n not in wanted])
             self._network(plan)

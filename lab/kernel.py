@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lab.topology import NEIGHBOURS_PER_HOST, kernel_limits
@@ -66,13 +66,19 @@ def _needed(entries: list[int]) -> dict[str, int]:
     return kernel_limits(entries, per_host=1)  # each lab's entries already counted with its own figure
 
 
-def raise_for(state_root: Path, name: str, hosts: int, sysctl_root: Path = SYSCTL_ROOT) -> list[str]:
-    """Raise every limit below what lab ``name`` with ``hosts`` hosts and the other labs up need together.
+def raise_for(
+    state_root: Path, name: str, hosts: int, record: Callable[[], None], sysctl_root: Path = SYSCTL_ROOT
+) -> list[str]:
+    """Raise every limit below what lab ``name`` with ``hosts`` hosts and the other labs up need together, then call
+    ``record``, which writes this lab's need where every lab reads it (its ``state.json``: ``hosts`` and
+    ``neighbours_per_host``), still under the machine lock: a lab.down of another lab run between the two would
+    lower the limits to what the labs recorded then, under this one (CI saw it).
 
     Returns one line per key raised ("key: old -> new"). Raises InvalidInput (exit 2) naming the key, the values
-    and the fix when a limit is short and cannot be written (a read-only /proc/sys, no root): nothing is changed.
+    and the fix when a limit is short and cannot be written (a read-only /proc/sys, no root): nothing is changed
+    and nothing recorded.
     """
-    with _machine_lock(state_root) as record:
+    with _machine_lock(state_root) as changes:
         labs = _entries_up(state_root, name, hosts)
         short = {}
         for key, need in _needed(labs).items():
@@ -91,7 +97,8 @@ def raise_for(state_root: Path, name: str, hosts: int, sysctl_root: Path = SYSCT
                     f"({exc.strerror}): run `sysctl -w {key}={need}` as root on the machine, or bring up fewer --nodes"
                 ) from None
             written[key] = now
-            record[key] = {"was": record.get(key, {}).get("was", now), "set": need}
+            changes[key] = {"was": changes.get(key, {}).get("was", now), "set": need}
+        record()
         return [f"{key}: {now} -> {need}" for key, (now, need) in short.items()]
 
 

@@ -4,6 +4,7 @@ The edge runs on a directory standing in for /proc/sys (real files, the same rea
 written by the lab test (tests/e2e/test_lab_lifecycle.py).
 """
 
+import fcntl
 import json
 import subprocess
 from pathlib import Path
@@ -53,14 +54,24 @@ def value(sysctl: Path, key: str) -> int:
     return int((sysctl / key.replace(".", "/")).read_text())
 
 
-def lab_up(state: Path, name: str, hosts: int) -> None:
-    (state / name).mkdir()
-    (state / name / "state.json").write_text(json.dumps({"hosts": hosts, "netns": []}))
+def recorder(state: Path, name: str, hosts: int):
+    """What lab.up gives raise_for to record the lab's need: its state.json, as Lab._record writes it."""
+
+    def record() -> None:
+        (state / name).mkdir(exist_ok=True)
+        state_json = {"hosts": hosts, "neighbours_per_host": kernel.per_host(), "netns": []}
+        (state / name / "state.json").write_text(json.dumps(state_json))
+
+    return record
+
+
+def raise_for(state: Path, name: str, hosts: int, sysctl: Path) -> list[str]:
+    return kernel.raise_for(state, name, hosts, recorder(state, name, hosts), sysctl)
 
 
 def test_a_small_lab_changes_nothing(machine):
     state, sysctl = machine
-    assert kernel.raise_for(state, "lab", 7, sysctl) == []
+    assert raise_for(state, "lab", 7, sysctl) == []
     assert (value(sysctl, T2), value(sysctl, T3)) == (512, 1024)
     assert kernel.restore(state, "lab", sysctl) == []
 
@@ -71,21 +82,17 @@ def test_a_lab_keeps_the_need_it_was_brought_up_with_when_another_goes_down(mach
     CI: the other process's lab.down undid test_lab_lifecycle's raise)."""
     state, sysctl = machine
     monkeypatch.setenv(kernel.PER_HOST_ENV, "1000")
-    assert kernel.raise_for(state, "wide", 2, sysctl) == [f"{T2}: 512 -> 1128", f"{T3}: 1024 -> 2256"]
-    (state / "wide").mkdir()
-    (state / "wide" / "state.json").write_text(json.dumps({"hosts": 2, "neighbours_per_host": 1000, "netns": []}))
+    assert raise_for(state, "wide", 2, sysctl) == [f"{T2}: 512 -> 1128", f"{T3}: 1024 -> 2256"]
     monkeypatch.delenv(kernel.PER_HOST_ENV)
-    assert kernel.raise_for(state, "small", 7, sysctl) == [f"{T2}: 1128 -> 1163", f"{T3}: 2256 -> 2326"]
+    assert raise_for(state, "small", 7, sysctl) == [f"{T2}: 1128 -> 1163", f"{T3}: 2256 -> 2326"]
     assert kernel.restore(state, "small", sysctl) == [f"{T2}: 1163 -> 1128", f"{T3}: 2326 -> 2256"]
     assert (value(sysctl, T2), value(sysctl, T3)) == (1128, 2256)
 
 
 def test_raised_for_a_big_lab_and_put_back_when_the_last_lab_needing_it_goes(machine):
     state, sysctl = machine
-    assert kernel.raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713", f"{T3}: 1024 -> 5426"]
-    lab_up(state, "big", 517)
-    assert kernel.raise_for(state, "other", 133, sysctl) == [f"{T2}: 2713 -> 3378", f"{T3}: 5426 -> 6756"]
-    lab_up(state, "other", 133)
+    assert raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713", f"{T3}: 1024 -> 5426"]
+    assert raise_for(state, "other", 133, sysctl) == [f"{T2}: 2713 -> 3378", f"{T3}: 5426 -> 6756"]
     (state / "big" / "state.json").unlink()  # big goes down: other still needs more than the defaults
     assert kernel.restore(state, "big", sysctl) == [f"{T2}: 3378 -> 793", f"{T3}: 6756 -> 1586"]
     (state / "other" / "state.json").unlink()
@@ -98,12 +105,12 @@ def test_a_lab_of_the_old_code_counts_by_its_namespaces(machine):
     state, sysctl = machine
     (state / "old").mkdir()
     (state / "old" / "state.json").write_text(json.dumps({"netns": ["x"] * 200}))
-    assert kernel.raise_for(state, "new", 7, sysctl) == [f"{T2}: 512 -> 1163", f"{T3}: 1024 -> 2326"]
+    assert raise_for(state, "new", 7, sysctl) == [f"{T2}: 512 -> 1163", f"{T3}: 1024 -> 2326"]
 
 
 def test_a_value_someone_else_changed_since_is_left_alone(machine):
     state, sysctl = machine
-    kernel.raise_for(state, "big", 517, sysctl)
+    raise_for(state, "big", 517, sysctl)
     (sysctl / T3.replace(".", "/")).write_text("9000\n")
     assert kernel.restore(state, "big", sysctl) == [f"{T2}: 2713 -> 512"]
     assert value(sysctl, T3) == 9000
@@ -113,7 +120,7 @@ def test_a_value_someone_else_changed_since_is_left_alone(machine):
 def test_a_limit_already_high_enough_is_neither_raised_nor_restored(machine):
     state, sysctl = machine
     (sysctl / T3.replace(".", "/")).write_text("100000\n")
-    assert kernel.raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713"]
+    assert raise_for(state, "big", 517, sysctl) == [f"{T2}: 512 -> 2713"]
     assert kernel.restore(state, "big", sysctl) == [f"{T2}: 2713 -> 512"]
     assert value(sysctl, T3) == 100000
 
@@ -124,10 +131,29 @@ def test_refused_with_the_reason_and_nothing_half_applied_when_a_limit_cannot_be
     subprocess.run(["chattr", "+i", str(path)], check=True)  # even root cannot write it: a read-only /proc/sys
     try:
         with pytest.raises(InvalidInput) as err:
-            kernel.raise_for(state, "big", 517, sysctl)
+            raise_for(state, "big", 517, sysctl)
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
     assert err.value.exit_code == 2
     assert f"{T3} >= 5426 (now 1024)" in str(err.value) and f"sysctl -w {T3}=5426" in str(err.value)
     assert (value(sysctl, T2), value(sysctl, T3)) == (512, 1024)  # nothing half applied
     assert not (state / "kernel.json").exists()
+    assert not (state / "big").exists()  # nor recorded: the labs up need no more than before
+
+
+def test_the_need_is_recorded_under_the_machine_lock_before_another_lab_down_can_lower_it(machine):
+    """CI: test_lab_lifecycle's lab.up raised the table, released the lock, and only later saved its hosts; another
+    lab's lab.down in between computed the labs' need without it and put the table back under it."""
+    state, sysctl = machine
+    seen = []
+
+    def record() -> None:
+        with open(state / "kernel.lock") as lock, pytest.raises(BlockingIOError):
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another lab's lab.down waits here
+        seen.append(value(sysctl, T3))
+        recorder(state, "big", 517)()
+
+    assert kernel.raise_for(state, "big", 517, record, sysctl) == [f"{T2}: 512 -> 2713", f"{T3}: 1024 -> 5426"]
+    assert seen == [5426]
+    assert kernel.restore(state, "small", sysctl) == []  # a lab going down: big is recorded, nothing is lowered
+    assert value(sysctl, T3) == 5426
