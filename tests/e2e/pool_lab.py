@@ -7,6 +7,7 @@ alone (`pytest tests/e2e/test_pool_facts.py`) brings the lab up itself, through 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,10 @@ from nodeops.roles import role_module
 from tests.conftest import ROOT, fab
 from tests.e2e.pool_keys import get_inside
 
-NAME, CIDR, NODES = "pools", "10.217.0.0/16", 2  # reserved for the pool modules' shared lab
+# reserved for the pool modules' shared lab; NODEOPS_TEST_POOL_LAB="name,cidr" moves it, for a second checkout's run
+# of the pool modules beside this one's (each lab name and CIDR is the whole machine's)
+NAME, CIDR = os.environ.get("NODEOPS_TEST_POOL_LAB", "pools,10.217.0.0/16").split(",")
+NODES = 2
 PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
 HOLDER = next(h for h in PLAN.pool if h.preferred == "active")  # the producer that holds the hot keys at the start
 kesinfo = role_module("cardano", "kesinfo")
