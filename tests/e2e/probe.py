@@ -90,9 +90,10 @@ class PairProbe:
         self.thread.join(timeout=10)
         assert len(self.samples) >= watched / 0.1 * 0.5, (len(self.samples), watched)  # about every 100 ms
 
-    def explain(self, lines: int = 40) -> str:
+    def explain(self, lines: int = 40, lab: Lab | None = None) -> str:
         """For a failed assertion's message: the gaps, and each node's last log lines about the lease, start and
-        shutdown (how a handover went)."""
+        shutdown (how a handover went); with ``lab``, the lab's HAProxy's last lines about the service too (which
+        node each request went to, its timings and how it ended; each check that took a node out or put it back)."""
         words = "lease|Shutting|shutdown|grace|Listening|booted|exit|rror"
         noise = "ConnectionResetError"  # the node's traceback for each RST that ends a load balancer check
         command = (f"docker logs --timestamps nodeops-{self.service.name} 2>&1 | grep -E '{words}' | "
@@ -102,6 +103,9 @@ class PairProbe:
                     for o in fleet.run(self.service.nodes, command)]  # fmt: skip
         start = self.samples[0][0] if self.samples else 0.0
         why = [f"{t - start:.2f}s: {reason}" for t, reason in self.failures.items()][:10]
+        if lab is not None:
+            haproxy = (lab.host_dir("lb") / "haproxy.log").read_text(errors="replace").splitlines()
+            logs.append("--- haproxy\n" + "\n".join([line for line in haproxy if self.service.name in line][-lines:]))
         return "\n".join([f"load balancer gaps: {[round(g, 2) for g in self.gaps]}", *why, *logs])
 
     @property

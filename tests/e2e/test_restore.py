@@ -127,7 +127,7 @@ def assert_whole(lab, watch: float = 2.0) -> str:
         time.sleep(watch)
     bad = [(round(t - probe.samples[0][0], 1), nodes, lb) for t, nodes, lb in probe.samples
            if sum(nodes) != 1 or lb is None]  # fmt: skip
-    assert not bad, f"samples without exactly one node serving: {bad[:10]}\n{probe.explain()}"
+    assert not bad, f"samples without exactly one node serving: {bad[:10]}\n{probe.explain(lab=lab)}"
     inv = load_inventory(lab.inventory_file)
     service = inv.services[SERVICE]
     current = job_for(inv, service)
