@@ -153,7 +153,7 @@ class ServiceChange:
             if old.running:
                 self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
         self.start_new(node, job, hot)
-        self.say(node, f"started {self.name} ({job.service.image}, config {job.at(node).rendered.config_hash[:12]})" +
+        self.say(node, f"started {self.name} ({job.service.image}, config {job.at(node).rendered.config(hot)[:12]})" +
                  (" with the hot keys" if hot else ""))  # fmt: skip
 
     def start_new(self, node: str, job: Job | None = None, hot: bool | None = None) -> None:
