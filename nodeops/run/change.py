@@ -72,8 +72,8 @@ class ServiceChange:
     def rerun(self) -> str:
         """The command that carries this change out again, as a failure's or a stop's message names it: deploy's,
         unless the change set ``finishing`` (a rollback: nodeops.rollback.finish_command; a deploy rolls forward)."""
-        env = self.fleet.inventory.environment
-        return self.finishing or f"{program()} deploy --env {env} --service {self.service.name}"
+        return self.finishing or (f"{program()} deploy --env {self.fleet.inventory.environment} --service "
+                                  f"{self.service.name}")  # fmt: skip
 
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
