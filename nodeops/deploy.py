@@ -199,11 +199,11 @@ class ServiceDeploy(ServiceChange):
             self.on(node).remove(cmd.previous_name(self.service.name), check=False)
 
     def ran(self, holders: Collection[str] = ()) -> dict:
-        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it. A role that renders per
-        node (Job.nodes): each node's own config hash (the holder's for ``holders``, Rendered.config) and files too
-        (``nodes``), ``config`` and ``files`` the first node's; every secret's version, the hot files' too."""
+        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it. A role whose nodes run
+        hashes of their own (Job.config_hashes): each node's (the holder's for ``holders``, Rendered.config) and files
+        too (``nodes``), ``config`` and ``files`` the first node's; every secret's version, the hot files' too."""
         own = {n: {"config": self.job.at(n).rendered.config(n in holders), "files": recorded_texts(self.job.at(n))}
-               for n in self.job.nodes}  # fmt: skip
+               for n in self.job.config_hashes()}  # fmt: skip
         return {"image": self.service.image, "digest": self.digest, "config": self.job.rendered.config_hash,
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),

@@ -26,7 +26,7 @@ from nodeops.records import Deployed
 from nodeops.rollback import the_start
 from nodeops.secrets import Secret
 from nodeops.status import service_status
-from tests.unit.test_executor_keys import NAME, Keys, seen
+from tests.unit.test_executor_keys import NAME, Engine, Keys, make_job, seen
 from tests.unit.test_files_per_node import fresh_deploy, per_node_job
 
 NOW = datetime.datetime(2026, 12, 2, 0, 30, tzinfo=datetime.UTC)
@@ -131,3 +131,13 @@ def test_a_node_without_the_hot_files_is_rendered_again_from_labels_that_name_no
         c = seen(Keys(now, engine))[node].container
         again = restore_job(inventory, now, node, c)
         assert again.rendered.config(c.started_hot) == c.label("config")
+
+
+def test_a_role_rendered_once_records_each_nodes_hash_when_the_holders_differs(tmp_path):
+    """A role whose files do not read the node but whose hot secrets keep versions: the record names each node's
+    hash (the holder's its own), so rollback reads what the holder runs through it; Chainlink's records no nodes."""
+    job = versioned(make_job(tmp_path))
+    ran = Keys(job, Engine({})).ran({"a"})
+    assert {n: r["config"] for n, r in ran["nodes"].items()} == {
+        "a": job.rendered.config(True), "b": job.rendered.config_hash}  # fmt: skip
+    assert job.rendered.config(True) != job.rendered.config_hash
