@@ -19,6 +19,7 @@ import types
 
 import pytest
 
+from nodeops import promote
 from nodeops.check import check_drift
 from nodeops.job import Job, rendering, restore_job, run_spec
 from nodeops.plan import Desired, ServicePlan, Step
@@ -141,3 +142,16 @@ def test_a_role_rendered_once_records_each_nodes_hash_when_the_holders_differs(t
     assert {n: r["config"] for n, r in ran["nodes"].items()} == {
         "a": job.rendered.config(True), "b": job.rendered.config_hash}  # fmt: skip
     assert job.rendered.config(True) != job.rendered.config_hash
+
+
+def test_a_promotion_after_the_rotation_moves_the_hot_versions_with_the_keys(tmp_path):
+    """There (a -> b) after the rotation: the new holder records and is hashed on the rotated versions, the fenced
+    one on none, each on its own hash (the played engine labels a promotion's containers with the digest of the
+    image held, so status's digests differ here: not read)."""
+    now, engine = rotated(tmp_path)
+    run = Keys(now, engine)
+    run.observer = types.SimpleNamespace(views=lambda: seen(run))
+    promote.promote_service(run, keep_old_stopped=False, force=False)
+    assert json.loads(labels(engine, "b")["secrets"]) == {"kes": "kes-v2", "pw": "pw-v1", "vrf": "vrf-v1"}
+    assert json.loads(labels(engine, "a")["secrets"]) == {"pw": "pw-v1"}
+    assert {n: labels(engine, n)["config"] for n in now.nodes} == now.config_hashes({"b"})
