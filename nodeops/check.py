@@ -293,7 +293,8 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     served, warnings, standbys = judge_service(model_of(role), service, seen, observer.answers, lb, lease,
                                                hooks.lease_client, role.health)  # its replies: no 2nd GET  # fmt: skip
     findings = [finding(service.name, "", *v) for v in served]
-    drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes())
+    holders = {name for name, s in seen.items() if s.hot}  # the holder is compared with the holder's hash
+    drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes(holders))
     under_way = check_rotation(rotation_status(inventory, job)) if ages else None  # no secret: no rotation
     findings += [
         finding(service.name, "", "secret-age", secrets),

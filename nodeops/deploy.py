@@ -115,8 +115,7 @@ class ServiceDeploy(ServiceChange):
         """What the change does, node by node, as event lines (nodeops.run.preview.Preview.show); the hot files
         (activation keys) only for the nodes that hold the keys after ``plan``: those it starts with them, and those
         that hold them now (a change never moves them)."""
-        holders = {s.node for s in plan.steps if s.hot} | {name for name, s in states.items() if s.hot}
-        Preview(self).show(states, recorded, holders)
+        Preview(self).show(states, recorded, holders_after(plan, states))
 
     def standing(self) -> str:
         """What runs where now, in one line (for an interrupted run's message and audit entry): ``now()`` in words."""
@@ -191,23 +190,30 @@ class ServiceDeploy(ServiceChange):
         self.drop_previous()
         self.say(result.get("active", ""), ("active" if "active" in result else "every node serves") +
                  ("" if plan.changes else "; nothing changed"))  # fmt: skip
-        return Deployed(service=self.service.name, changed=plan.changes, **result, **self.ran()).record()
+        ran = self.ran(holders_after(plan, states))
+        return Deployed(service=self.service.name, changed=plan.changes, **result, **ran).record()
 
     def drop_previous(self) -> None:
         """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
         for node in self.conns:
             self.on(node).remove(cmd.previous_name(self.service.name), check=False)
 
-    def ran(self) -> dict:
-        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it. A role that renders per
-        node (Job.nodes): each node's own config hash and files too (``nodes``), ``config`` and ``files`` the first
-        node's."""
-        own = {n: {"config": self.job.at(n).rendered.config_hash, "files": recorded_texts(self.job.at(n))}
-               for n in self.job.nodes}  # fmt: skip
+    def ran(self, holders: Collection[str] = ()) -> dict:
+        """What now runs, for the audit log (``fab rollback`` reads it back): no secret in it. A role whose nodes run
+        hashes of their own (Job.config_hashes): each node's (the holder's for ``holders``, Rendered.config) and files
+        too (``nodes``), ``config`` and ``files`` the first node's; every secret's version, the hot files' too."""
+        own = {n: {"config": self.job.at(n).rendered.config(n in holders), "files": recorded_texts(self.job.at(n))}
+               for n in self.job.config_hashes()}  # fmt: skip
         return {"image": self.service.image, "digest": self.digest, "config": self.job.rendered.config_hash,
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
                 "files": recorded_texts(self.job), **({"nodes": own} if own else {})}  # fmt: skip
+
+
+def holders_after(plan: ServicePlan, states: Mapping[str, NodeView]) -> set[str]:
+    """The nodes that hold the hot keys (activation keys) after ``plan``: those it starts with them, and those that
+    hold them now (a change never moves them)."""
+    return {s.node for s in plan.steps if s.hot} | {name for name, s in states.items() if s.hot}
 
 
 def not_started(service: str) -> Callable[[], dict]:

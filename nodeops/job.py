@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nodeops import program
@@ -45,9 +45,18 @@ class Job:
         very job (every node the same)."""
         return dataclasses.replace(self, rendered=self.nodes[node]) if node in self.nodes else self
 
-    def config_hashes(self) -> dict[str, str]:
-        """{node: the config hash it should run} when the role renders per node; {} when one hash is every node's."""
-        return {node: r.config_hash for node, r in self.nodes.items()}
+    def config_hashes(self, hot: Collection[str] = ()) -> dict[str, str]:
+        """{node: the config hash it should run} when the role renders per node or its hot files alone use a secret
+        with versions (Rendered.config: ``hot``, the nodes that hold the hot files, run the holder's hash, over those
+        versions too); {} when one hash is every node's."""
+        if not self.nodes and not self.rendered.hot_hash:
+            return {}
+        return {n.name: self.at(n.name).rendered.config(n.name in hot) for n in self.service.nodes}
+
+    def holder_hashes(self) -> dict[str, str]:
+        """{node: the config hash it should run holding the hot files}, for the nodes where that differs from its
+        own without them (the hot files alone use a secret with versions, Rendered.config); {} for other roles."""
+        return {n.name: hot for n in self.service.nodes if (hot := self.at(n.name).rendered.hot_hash)}
 
     @property
     def variables(self) -> Mapping[str, object]:
@@ -101,14 +110,15 @@ def compact(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def input_labels(job: Job) -> dict[str, str]:
+def input_labels(job: Job, hot: bool = False) -> dict[str, str]:
     """The labels that let a container be started again on exactly its inputs (``restore_job``): the image
     reference as the inventory gives it (tag and digest: the engine's own record may drop the tag,
     plan.Container.reference), the service's own variables (without the role's ``check_variables``: a threshold
-    changes nothing the node runs), the version id of every secret its files use and the text of its non-secret
+    changes nothing the node runs), the version id of every secret its files use (``hot``: started with the hot
+    files, whose secrets' versions only the holder records, Rendered.versions) and the text of its non-secret
     files (recorded_texts). Non-secret only: ``docker inspect`` shows labels to anyone on the host."""
     return {"image": job.service.image, "variables": compact(job.role.without_checks(job.service.variables)),
-            "secrets": compact(dict(job.rendered.secret_versions)),
+            "secrets": compact(job.rendered.versions(hot)),
             TEXTS_LABEL: compact(recorded_texts(job)),
             **({DATA_LABEL: compact(hashes)} if (hashes := data_hashes(job)) else {})}  # fmt: skip
 
@@ -117,12 +127,12 @@ def run_spec(job: Job, digest: str | None = None, hot: bool = False) -> RunSpec:
     """The `docker run` of ``job`` (commands.node.run turns it into argv): its image, command, user, port and
     mount, labelled with what it runs on (input_labels, the config hash, the version, ``digest``: the image's as
     pulled, "none" unknown) and, when ``hot``, ``io.nodeops.hot=true``: it was started with the role's hot files
-    (NodeView.hot), its command followed by the profile's ``hot_command``. Pure: the bench's playbook starts the very
-    line nodeops does (bench/compare.py)."""
+    (NodeView.hot), its command followed by the profile's ``hot_command``, its config hash and secret versions the
+    holder's (Rendered.config). Pure: the bench's playbook starts the very line nodeops does (bench/compare.py)."""
     role, r, service = job.role, job.rendered, job.service
     labels = {"service": service.name, "role": role.name, "profile": job.profile,
-              "version": image_tag(service.image), "config": r.config_hash,
-              "digest": digest or "none", "port": str(role.port), **input_labels(job),
+              "version": image_tag(service.image), "config": r.config(hot),
+              "digest": digest or "none", "port": str(role.port), **input_labels(job, hot),
               **({"hot": "true"} if hot else {})}  # fmt: skip
     return RunSpec(
         runtime=service.runtime, service=service.name, image=service.image,
@@ -138,12 +148,13 @@ def as_recorded(job: Job, texts: Mapping[str, str] | None, config: str | None,
                 secret_versions: Mapping[str, str | None] | None = None) -> Job | None:  # fmt: skip
     """``job`` with its non-secret files holding ``texts`` (recorded_texts of when a node started), when that is
     exactly what ran: its config hash, computed again (over ``secret_versions`` when given: those of then), equals
-    the recorded ``config``. None when it does not (no texts: an older nodeops; a file left out; another command or
-    file list today): the caller then has only today's templates' rendering of the inputs of then."""
+    the recorded ``config`` (a node's with or without the hot files, Rendered.config). None when it does not (no
+    texts: an older nodeops; a file left out; another command or file list today): the caller then has only today's
+    templates' rendering of the inputs of then."""
     if texts is None:
         return None
     then = with_texts(job.rendered, job.role, job.service, texts, secret_versions)
-    if then.config_hash != config:
+    if config not in (then.config(False), then.config(True)):
         return None
     return dataclasses.replace(job, rendered=with_texts(job.rendered, job.role, job.service, texts))
 
@@ -214,6 +225,8 @@ def restore_job(inventory: Inventory, current: Job, node: str, container: Contai
     try:
         # the secrets its files used, and no other: a reference added since (an RPC URL, say) changes the render
         secrets = {name: current.secrets[name] for name in versions if name not in moved}
+        # a node started without the hot files records no version of the secrets only they use: today's render them
+        secrets.update({n: current.secrets[n] for n in current.rendered.hot_versions if n not in versions})
         if moved:
             secrets.update(resolve(inventory, then, skip=[n for n in then.secrets if n not in moved], versions=moved))
         job = job_for(inventory, then, secrets=secrets)

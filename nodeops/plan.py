@@ -160,10 +160,14 @@ class Desired:
     image_id: str  # of the image as pulled on the nodes
     config_hash: str
     nodes: Mapping[str, str] = field(default_factory=dict)  # node -> its own hash (Job.config_hashes); {}: one
+    holders: Mapping[str, str] = field(default_factory=dict)  # node -> its hash holding the hot files, where it
+    # differs (Job.holder_hashes: the versions of the secrets only they use); a change never moves the keys
 
     def matches(self, c: Container | None, node: str | None = None) -> bool:
-        """Whether ``c`` (``node``'s container) runs what is wanted: this image, running, ``node``'s config hash."""
+        """Whether ``c`` (``node``'s container) runs what is wanted: this image, running, ``node``'s config hash (the
+        holder's, ``holders``, for a container started with the hot files)."""
         config = self.nodes.get(node, self.config_hash) if node else self.config_hash
+        config = self.holders[node] if c is not None and c.started_hot and node in self.holders else config
         return c is not None and c.running and c.image_id == self.image_id and c.label("config") == config
 
 

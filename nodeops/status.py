@@ -4,8 +4,9 @@ the pair's state. The shape of one service's result is docs/status.schema.json."
 from __future__ import annotations
 
 import datetime
+import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from nodeops import program
 from nodeops.activation import Model, as_model, model_of
@@ -54,38 +55,42 @@ def pair_state(seen: Sequence[NodeView], activation: str | Model = "lease") -> s
     return as_model(activation).state_of(seen, mixed_inputs(seen))
 
 
-def mixed_inputs(seen: Sequence[NodeView], own: Mapping[str, str] | None = None) -> str | None:
+def mixed_inputs(seen: Sequence[NodeView], own: Mapping[str, str] | None = None,
+                 hot: Collection[str] = ()) -> str | None:  # fmt: skip
     """``cl1-a runs 2.11.0 config 0a1b2c3d4e5f, cl1-b runs 2.11.0 config 9f8e7d6c5b4a`` when the running containers
     were started from different inputs (their version (Container.version), ``digest`` or ``config`` labels differ:
     another image, or another configuration, which covers the variables, templates and secret version ids: a partial
     deploy, a secret version moved on one node); None when they agree. The digest is named only when it differs.
 
     ``own``: {node: the config hash of its own rendering of the inventory} (Job.config_hashes) for a role that
-    renders per node, whose nodes' config labels differ by design (each relay its own topology): there a node is
-    compared with its own hash, not with the others' labels. The nodes on their own agree; nodes on other files
-    than their own (an older inventory's) agree with each other when the variables and secret versions their labels
-    record do (their templates cannot be compared across nodes), and never with a node on its own. {} or None: one
-    configuration for every node, the labels compared as they are."""
+    renders per node or whose hot files alone use a secret with versions, whose nodes' config labels differ by
+    design (each relay its own topology; the holder's hash covers the hot secrets' versions, Rendered.config):
+    there a node is compared with its own hash, not with the others' labels. The nodes on their own agree; nodes on
+    other files than their own (an older inventory's) agree with each other when the variables and secret versions
+    their labels record do (their templates cannot be compared across nodes; ``hot``: inputs_of's), and never with
+    a node on its own. {} or None: one configuration for every node, the labels compared as they are."""
     running = [s for s in seen if s.container is not None and s.container.running]
     ran = {s.node.name: (s.container.version or "", *(s.container.label(k) or "" for k in ("digest", "config")))
            for s in running}  # fmt: skip
-    if len({(*ran[s.node.name][:2], *inputs_of(s.node.name, s.container, own or {})) for s in running}) < 2:
+    if len({(*ran[s.node.name][:2], *inputs_of(s.node.name, s.container, own or {}, hot)) for s in running}) < 2:
         return None
     digests = len({digest for _, digest, _ in ran.values()}) > 1
     return ", ".join(f"{node} runs {version or '?'}" + (f" ({digest[:19] or '?'})" if digests else "") +
                      f" config {config[:12] or '?'}" for node, (version, digest, config) in ran.items())  # fmt: skip
 
 
-def inputs_of(node: str, c: Container, own: Mapping[str, str]) -> tuple[str, ...]:
+def inputs_of(node: str, c: Container, own: Mapping[str, str], hot: Collection[str] = ()) -> tuple[str, ...]:
     """What mixed_inputs compares of ``node``'s running container ``c`` besides its version and digest: its
     ``config`` label, or, when ``own`` gives the node a hash of its own (files per node), ("own",) when it runs on
-    it, else the variables and secret versions its labels record."""
+    it, else the variables and secret versions its labels record, but those of ``hot`` (the secrets only the hot
+    files use, Rendered.hot_versions: the holder's labels alone name them)."""
     config = c.label("config") or ""
     if node not in own:
         return (config,)
     if config == own[node]:
         return ("own",)
-    return ("other", c.label("variables") or "", c.label("secrets") or "")
+    secrets = {n: v for n, v in json.loads(c.label("secrets") or "{}").items() if n not in hot}
+    return ("other", c.label("variables") or "", json.dumps(secrets, sort_keys=True))
 
 
 def uptime(started: str, now: datetime.datetime) -> float | None:
@@ -176,7 +181,8 @@ def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, r
     view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
     node read under the role's model (activation.model_of: a role with kinds, each node under its kind's)."""
     model, views = model_of(job.role), list(seen.values())
-    mixed = mixed_inputs(views, job.config_hashes())  # each node against its own files, when the role renders per node
+    # each node against its own inputs (its own files, the holder's hot secret versions) when they differ by node
+    mixed = mixed_inputs(views, job.config_hashes({s.node.name for s in views if s.hot}), job.rendered.hot_versions)
     return {
         "service": job.service.name,
         "state": service_state(views, model, lease, mixed),

@@ -43,7 +43,13 @@ class Container:
     def hot(self) -> bool:
         """Holds the hot keys (activation keys): it runs and was started with the role's hot files, as its
         ``io.nodeops.hot`` label (``true``) records. A stopped container holds nothing (its keys were in memory)."""
-        return self.running and self.label("hot") == "true"
+        return self.running and self.started_hot
+
+    @property
+    def started_hot(self) -> bool:
+        """It was started with the role's hot files, running or not (its ``io.nodeops.hot`` label): its ``config``
+        and ``secrets`` labels are then the holder's (Rendered.config, Rendered.versions)."""
+        return self.label("hot") == "true"
 
     @property
     def reference(self) -> str:

@@ -7,7 +7,7 @@ import functools
 import hashlib
 import json
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -74,7 +74,11 @@ class Rendered:
     ``secret_versions``: {secret name: version id or None} of the secrets the
     files used (revealed through a filter), with ``variables`` (the service's
     own, the role's defaults left out) what a container's labels record, so
-    that the very same inputs can be rendered again (nodeops.job).
+    that the very same inputs can be rendered again (nodeops.job). The hot files
+    (activation keys) go to the holder alone, so the versions of the secrets only
+    they use (``hot_versions``) are its inputs alone: ``config_hash`` names those
+    secrets without a version, and other nodes' labels name none (``config(hot)``,
+    ``versions(hot)``); ``hot_hash``, the holder's, has them ("" when none has one).
     """
 
     role: str
@@ -86,6 +90,16 @@ class Rendered:
     secret_versions: Mapping[str, str | None] = field(default_factory=dict)
     hot_command: tuple[str, ...] = ()  # the arguments the holder of the hot files gets after ``command``
     hot_secrets: frozenset[str] = frozenset()  # the secrets the hot files use (nodeops.job.with_held_hot_secrets)
+    hot_versions: Mapping[str, str | None] = field(default_factory=dict)  # of the secrets only the hot files use
+    hot_hash: str = ""  # the holder's config hash ("": config_hash)
+
+    def config(self, hot: bool) -> str:
+        """The config hash of a node started with the hot files (``hot``: the holder) or without them."""
+        return (self.hot_hash or self.config_hash) if hot else self.config_hash
+
+    def versions(self, hot: bool) -> dict[str, str | None]:
+        """The secret versions (its ``secrets`` label) of a node started with the hot files (``hot``) or without."""
+        return {n: v for n, v in self.secret_versions.items() if hot or n not in self.hot_versions}
 
 
 def render(
@@ -137,7 +151,7 @@ def render(
     env = template_environment(_found(role))
     files: dict[str, RenderedFile] = {}
     used: dict[str, str | None] = {}
-    hot: set[str] = set()
+    hot, cold = set(), set()  # the names of the secrets the hot files use, of those the others use
     for spec in profile.files.values():
         problem, here = None, {}
         with strict_rendering(), _rendering(spec.name, spec.secret, here):
@@ -151,34 +165,30 @@ def render(
                 refuse(f"services.{service.name}", problem)
             raise InvalidInput(problem)
         used.update(here)
-        hot.update(here if spec.hot else ())
+        (hot if spec.hot else cold).update(here)
         files[spec.name] = RenderedFile(spec.name, data, spec.secret, spec.hot)
     files.update(data_files(role, profile.name))
     if problem := over_recorded(files.values()):
         refuse(f"services.{service.name}", f"role {role.name}: profile {profile.name}: {problem}")
-    command = profile.argv(role.mount)
-    versions = dict(sorted(used.items()))
-    return Rendered(
-        role=role.name,
-        profile=profile.name,
-        files=MappingProxyType(files),
-        command=command,
-        env_file=profile.env_file,
-        config_hash=_config_hash(
-            role,
-            profile.name,
-            service.image,
-            role.read_variables(service.variables),
-            files,
-            command,
-            profile.env_file,
-            versions,
-            profile.hot_argv(role.mount),
-        ),
-        secret_versions=MappingProxyType(versions),
-        hot_command=profile.hot_argv(role.mount),
-        hot_secrets=frozenset(hot),
-    )
+    rendered = Rendered(role.name, profile.name, MappingProxyType(files), profile.argv(role.mount), profile.env_file,
+                        "", hot_command=profile.hot_argv(role.mount), hot_secrets=frozenset(hot))  # fmt: skip
+    return with_hashes(rendered, role, service, files, used, hot - cold)
+
+
+def with_hashes(rendered: Rendered, role: Role, service: Service, files: Mapping[str, RenderedFile],
+                versions: Mapping[str, str | None], hot_only: Collection[str]) -> Rendered:  # fmt: skip
+    """``rendered`` (of ``role`` for ``service``) with ``files``, the ``versions`` ({secret name: version id}) of the
+    secrets its files use, those named in ``hot_only`` used by its hot files alone, and its config hashes over them:
+    ``config_hash`` names those without their versions, ``hot_hash`` gives them (Rendered's docstring)."""
+    versions = dict(sorted(versions.items()))
+    cold = {n: None if n in hot_only else v for n, v in versions.items()}
+    args = (role, rendered.profile, service.image, role.read_variables(service.variables), files, rendered.command,
+            rendered.env_file)  # fmt: skip
+    return dataclasses.replace(
+        rendered, files=MappingProxyType(dict(files)), config_hash=_config_hash(*args, cold, rendered.hot_command),
+        secret_versions=MappingProxyType(versions), hot_hash=_config_hash(*args, versions, rendered.hot_command)
+        if versions != cold else "", hot_versions=MappingProxyType({n: versions[n] for n in sorted(hot_only)}),
+    )  # fmt: skip
 
 
 RECORDED_MAX = 64 * 1024
@@ -279,17 +289,14 @@ def with_texts(rendered: Rendered, role: Role, service: Service, texts: Mapping[
                secret_versions: Mapping[str, str | None] | None = None) -> Rendered:  # fmt: skip
     """``rendered`` (of ``role`` for ``service``) with each non-secret file named in ``texts`` (file name -> the
     UTF-8 text a node was started with, as a container's ``files`` label or an audit record keeps it,
-    nodeops.job.recorded_texts) holding that text instead of today's rendering, and the config hash computed
+    nodeops.job.recorded_texts) holding that text instead of today's rendering, and the config hashes computed
     again over it (and over ``secret_versions`` when given, else ``rendered``'s). A name that is no non-secret file
     of ``rendered`` is ignored; secret files are left as rendered. So the hash equals the one a container recorded
     exactly when the text, the variables, the image and the secret versions are those it ran on."""
     files = {name: RenderedFile(name, texts[name].encode("utf-8"), False) if not f.secret and name in texts else f
              for name, f in rendered.files.items()}  # fmt: skip
-    versions = rendered.secret_versions if secret_versions is None else dict(sorted(secret_versions.items()))
-    variables = role.read_variables(service.variables)
-    config_hash = _config_hash(role, rendered.profile, service.image, variables, files, rendered.command,
-                               rendered.env_file, versions, rendered.hot_command)  # fmt: skip
-    return dataclasses.replace(rendered, files=MappingProxyType(files), config_hash=config_hash)
+    versions = rendered.secret_versions if secret_versions is None else secret_versions
+    return with_hashes(rendered, role, service, files, versions, rendered.hot_versions)
 
 
 def _config_hash(

@@ -30,7 +30,7 @@ def as_recorded(job: Job, node: str, container: Container) -> str:
     recorded = json.loads(container.label("secrets") or "{}")
     secrets = {n: Secret(s.reveal(), n, recorded.get(n, s.version)) for n, s in job.secrets.items()}
     rendered, nodes = rendering(job.role, job.profile, job.service, secrets)
-    return nodes.get(node, rendered).config_hash
+    return nodes.get(node, rendered).config(container.started_hot)
 
 
 def refuse_moved_secrets(inventory: Inventory, service: Service, states: Mapping[str, NodeView]) -> None:

@@ -37,6 +37,7 @@ class ServiceChange:
     held_back: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # node -> the hot files its latest upload left
     # out (activation keys); upload() sets a new mapping on the change, never mutates this one
     given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (set likewise)
+    chain_fenced: frozenset[str] = frozenset()  # the lost holders --force's chain fence fences: not awaited (keys.py)
     shredded: Mapping[str, frozenset[str]] = MappingProxyType({})  # node -> the files shredded there since this
     # change last wrote its files (set likewise): a shred asked again of them has nothing to shred (shred())
     finishing: str | None = None  # the command that carries this change out again when it is not deploy's (rerun)
@@ -71,9 +72,8 @@ class ServiceChange:
     def rerun(self) -> str:
         """The command that carries this change out again, as a failure's or a stop's message names it: deploy's,
         unless the change set ``finishing`` (a rollback: nodeops.rollback.finish_command; a deploy rolls forward)."""
-        if self.finishing:
-            return self.finishing
-        return f"{program()} deploy --env {self.fleet.inventory.environment} --service {self.service.name}"
+        return self.finishing or (f"{program()} deploy --env {self.fleet.inventory.environment} --service "
+                                  f"{self.service.name}")  # fmt: skip
 
     def say(self, node: str, message: str, **data) -> None:
         self.report(self.service.name, node, message, **data)
@@ -153,7 +153,7 @@ class ServiceChange:
             if old.running:
                 self.on(node).stop(int(self.job.role.stop_timeout), cmd.previous_name(self.service.name))
         self.start_new(node, job, hot)
-        self.say(node, f"started {self.name} ({job.service.image}, config {job.at(node).rendered.config_hash[:12]})" +
+        self.say(node, f"started {self.name} ({job.service.image}, config {job.at(node).rendered.config(hot)[:12]})" +
                  (" with the hot keys" if hot else ""))  # fmt: skip
 
     def start_new(self, node: str, job: Job | None = None, hot: bool | None = None) -> None:

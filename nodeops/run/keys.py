@@ -37,10 +37,11 @@ def refuse_second_holder(change: Any, node: str) -> None:
     """Before ``node`` is started with the hot files: every other node of the service observed now, its container
     inspected afresh (never the plan's picture). Unsafe (exit 4), nothing started, when one runs with the hot
     label (two holders would sign for the same slots) or cannot be seen (it might hold them), unless the chain
-    fences it (``change.chain_fenced``: a role's chain fence made the keys it may hold count for nothing)."""
+    fences it (``change.chain_fenced``, ServiceChange's: a role's chain fence made the keys it may hold count for
+    nothing)."""
     name = change.service.name
     for other in change.service.nodes:
-        if other.name == node or other.name in getattr(change, "chain_fenced", ()):
+        if other.name == node or other.name in change.chain_fenced:
             continue
         try:
             c = change.inspect(other.name)

@@ -55,7 +55,7 @@ class Preview:
             try:
                 job = restore_job(run.fleet.inventory, run.job, name, c)
                 files, masks = job.rendered.files, [*masks, job.redact]
-                if job.rendered.config_hash != c.label("config"):
+                if job.rendered.config(c.started_hot) != c.label("config"):
                     why = ("the role's templates or defaults changed since {} started, and it records no text of "
                            "its files (an older nodeops)" if c.label(TEXTS_LABEL) is None else "the role's defaults, "
                            "files, command, ports, volumes or secret files' templates changed since {} "

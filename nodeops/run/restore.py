@@ -155,9 +155,9 @@ class Restore:
                 run.say(node, f"warning: {exc}; going on (--allow-inexact-restore)")
                 run.ran_on[node] = run.job
                 continue
-            if job.rendered.config_hash != c.label("config"):
+            if job.rendered.config(c.started_hot) != c.label("config"):
                 run.say(node, f"note: the role's templates or defaults, or a secret file (aws-kms), changed since "
-                        f"{c.name} started (its inputs render to config {job.rendered.config_hash[:12]}, not "
+                        f"{c.name} started (its inputs render to config {job.rendered.config(c.started_hot)[:12]}, not "
                         f"{str(c.label('config'))[:12]}): a failure restarts it on today's templates and files with "
                         "its own image, variables and other secret versions", inexact_restore=True)  # fmt: skip
 

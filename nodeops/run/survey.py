@@ -66,13 +66,16 @@ class Survey:
                 ids.add(self.pull(node.name, image))
         if dry_run:
             return run.states(), Desired(
-                image, self.look_image(), run.job.rendered.config_hash, run.job.config_hashes()
+                image, self.look_image(), run.job.rendered.config_hash, run.job.config_hashes(), run.job.holder_hashes()
             )
         if len(ids) != 1:
             raise OperationFailed(f"{run.service.name}: {image} resolves to different images on the nodes: {ids}")
         image_id, run.digest = ids.pop()
         run.pulled = True
-        return run.states(), Desired(image, image_id, run.job.rendered.config_hash, run.job.config_hashes())
+        job = run.job
+        return run.states(), Desired(
+            image, image_id, job.rendered.config_hash, job.config_hashes(), job.holder_hashes()
+        )
 
     def connect_every(self) -> None:
         """Every node of the service connected, before anything is sent to any. Under activation lease the first

@@ -68,9 +68,9 @@ def pending_left(lab: Lab) -> list[str]:
     return [v for v, s in stages.items() if "AWSPENDING" in s]
 
 
-def container_ids() -> dict[str, str]:
-    """Each producer's container id and whether it holds the hot keys (its label)."""
-    names = ",".join(h.name for h in PLAN.pool if h.node_kind == "producer")
+def container_ids(every: bool = False) -> dict[str, str]:
+    """Each producer's (``every``: each pool node's) container id and whether it holds the hot keys (its label)."""
+    names = ",".join(h.name for h in PLAN.pool if every or h.node_kind == "producer")
     res = fab("exec", "--env", NAME, "--json", "--nodes", names, "--command",
               "docker inspect -f '{{.Id}} {{index .Config.Labels \"io.nodeops.hot\"}}' nodeops-pool")  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
@@ -117,9 +117,21 @@ def test_a_rotation_moves_the_counter_by_one_and_the_producer_forges_with_the_ne
     assert entry["rotation"] is None and entry["issued"]["kes"]["holder"] == HOLDER, entry
     assert (entry["issued"]["kes"]["facts"], entry["issued"]["kes"]["ok"]) == (
         {"counter_store": before + 1, "counter_chain": before + 1}, True)  # fmt: skip
+    # only the holder's inputs moved: each node compared with what it runs (it read mixed, degraded: finding F5)
+    assert (entry["state"], entry["mixed"]) == ("healthy", None), entry
     after = container_ids()
     assert after[STANDBY] == ids[STANDBY]  # the standby untouched
     assert after[HOLDER] != ids[HOLDER] and after[HOLDER].endswith(" true")  # the holder restarted, with the keys
+    every = container_ids(every=True)
+    started = time.monotonic()
+    again = fab("deploy", "--env", NAME, "--service", "pool", "--json", timeout=300)
+    took = time.monotonic() - started
+    assert again.returncode == 0, again.stdout + again.stderr
+    (end,) = [e for e in map(json.loads, again.stdout.splitlines()) if e.get("event") == "end"]
+    assert [r["changed"] for r in end["results"]] == [False], again.stdout  # it restarted the relays and the standby
+    assert container_ids(every=True) == every
+    figures(f"after the rotation: fab status state {entry['state']}, mixed {entry['mixed']}; fab deploy {took:.1f} s, "
+            "changed nothing")  # fmt: skip
     steps = [e.get("step") for e in map(json.loads, res.stdout.splitlines()) if e.get("event") == "step"]
     assert [s for s in ("createSecret", "setSecret", "testSecret", "finishSecret") if s in steps] == [
         "createSecret", "setSecret", "testSecret", "finishSecret"]  # fmt: skip

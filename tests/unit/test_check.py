@@ -510,7 +510,9 @@ def test_under_activation_keys_the_holder_is_the_active_and_the_other_a_standby_
     service = types.SimpleNamespace(name="cp", runtime="docker", nodes=[a, b], check=CheckPolicy(), load_balancer=None)
     role = types.SimpleNamespace(port=6688, health="/health", hooks=HOOKS, activation="keys", lease=None)
     rendered = types.SimpleNamespace(config_hash="c1", secret_versions={})
-    job = types.SimpleNamespace(service=service, role=role, redact=Redactor([]), rendered=rendered, config_hashes=dict)
+    job = types.SimpleNamespace(
+        service=service, role=role, redact=Redactor([]), rendered=rendered, config_hashes=lambda _holders: {}
+    )
     result = chk.probe_service(Fleet(), types.SimpleNamespace(environment="t"), job)
     verdicts = {f.check: (f.result, f.reason) for f in result.findings}
     assert verdicts["active"] == ("pass", "a holds the hot keys and serves /health (no load balancer in the inventory)")

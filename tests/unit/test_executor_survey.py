@@ -36,6 +36,7 @@ class FakeChange:
         self.job = types.SimpleNamespace(rendered=types.SimpleNamespace(config_hash="c0ffee"), redact=Redactor([]),
                                          role=types.SimpleNamespace(activation=activation))  # fmt: skip
         self.job.config_hashes = dict  # one config hash for every node (Job.config_hashes)
+        self.job.holder_hashes = dict  # no other for the holder of hot files (Job.holder_hashes)
         self.fleet = types.SimpleNamespace(inventory=types.SimpleNamespace(source="/inv/t.yaml", environment="prod"))
         self.runtime, self.digest, self.pulled = "docker", None, False
         self.model = MODELS[activation]
