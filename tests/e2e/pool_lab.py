@@ -1,9 +1,10 @@
 """The one pool lab the pool modules share (POOL_LAB_MODULES in tests/conftest.py, which runs them in one process, in
 its order): `fab lab.up --pool` once for the run (the session fixture ``pools``, registered by tests/e2e/conftest.py),
-down at its end. Each module's own fixture brings the pool to the state its tests start from: ``deployed`` (at once
-after lab.up by the first module; nothing to do for the next), and ``fresh_certificate`` where a module needs most of
-a certificate's window (a lab certificate lasts 60 s: 30 KES periods of 2 s), rather than a new lab. A module run
-alone (`pytest tests/e2e/test_pool_facts.py`) brings the lab up itself, through the same fixture."""
+down at its end. The first, test_pool_deploy, deploys the pool at once after lab.up and records it in
+``pools.deploys``; each module's own fixture brings the pool to the state its tests start from: ``deployed`` (nothing
+to do after the first), and ``fresh_certificate`` where a module needs most of a certificate's window (a lab
+certificate lasts 60 s: 30 KES periods of 2 s), rather than a new lab. A module run alone (`pytest
+tests/e2e/test_pool_facts.py`) brings the lab up itself, through the same fixture."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ kesinfo = role_module("cardano", "kesinfo")
 @dataclass(frozen=True)
 class PoolLab:
     """The shared pool lab: ``lab`` (its first hot credentials issued last by lab.up, lab.pool.first_hot: the first
-    module deploys at once); ``deploys``, the wall seconds of each deploy of the pool a module's fixture ran."""
+    module deploys at once); ``up``, lab.up's stdout and stderr (test_pool_deploy looks for keys in them);
+    ``deploys``, the wall seconds of each deploy of the pool a module's fixture ran (test_pool_deploy's included)."""
 
     lab: Lab
+    up: str
     deploys: list[float] = field(default_factory=list)
 
 
@@ -45,7 +48,7 @@ def pools(root):
     try:
         up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
-        yield PoolLab(Lab(ROOT, NAME))
+        yield PoolLab(Lab(ROOT, NAME), up.stdout + up.stderr)
     finally:
         assert fab("lab.down", "--name", NAME).returncode == 0
 

@@ -4,7 +4,8 @@ adopts its blocks), the standby is synced and does not forge; no hot file is lef
 and the hot keys' bytes are in no file of the lab (every node's disk and the operator's), no container's argv or env
 and no output; `fab status` reads the pool healthy, not mixed (each node against its own files), each node's kind
 and role right; `fab check` passes; a second deploy changes nothing; `fab rollback` after an upgrade puts each node
-back on its own files. One lab for the module; the tests run in order (the chain's clock does not wait)."""
+back on its own files. The first module of the pool lab (tests/e2e/pool_lab.py): it deploys the pool, at once after
+lab.up, and the modules after it find it deployed; the tests run in order (the chain's clock does not wait)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from lab.host import Lab
-from lab.topology import plan_lab
 from nodeops.roles import role_module
 from nodeops.status import uptime
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant
 from tests.e2e.pool_keys import get_inside, leaks, pool_keys, sentinels, state
+from tests.e2e.pool_lab import NAME, PLAN
 from tests.e2e.probe import events, status_entries, wait_for
 
 pytestmark = pytest.mark.lab
 
-NAME, CIDR, NODES = "pdep", "10.218.0.0/16", 2  # reserved for this module
-PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
 SERVICE, CONTAINER = "pool", "nodeops-pool"
 RELAYS = [h.name for h in PLAN.pool if h.node_kind == "relay"]
 PRODUCER = next(h.name for h in PLAN.pool if h.preferred == "active")
@@ -66,25 +64,27 @@ def pinned(ref: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(root, tmp_path_factory):
-    """The lab with its pool, deployed at once from an inventory that pins the image's digest (pinned): (the lab,
-    that inventory, the deploy's run, its wall seconds). The lab's first hot certificate lasts 60 s from its issue,
-    the last thing lab.up does, so the deploy follows it at once."""
-    try:
-        up = run("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
-        assert up.returncode == 0, up.stdout + up.stderr
-        lab = Lab(ROOT, NAME)
-        image = pinned(state(lab)["pool"]["images"][0])
+def deployed(pools, tmp_path_factory):
+    """The pool lab with its pool deployed at once, by this module (the first of the pool lab: none before it
+    deployed), from an inventory that pins the image's digest (pinned): (the lab, that inventory, the deploy's run,
+    its wall seconds), the deploy recorded in ``pools.deploys`` when it passed (the modules after it find the pool
+    deployed). The lab's first hot certificate lasts 60 s from its issue, the last thing lab.up does, so the deploy
+    follows it at once."""
+    assert pools.deploys == [], "test_pool_deploy deploys from nothing: first in POOL_LAB_MODULES"
+    OUTPUT.append(("fab lab.up --pool", pools.up.encode()))
+    lab = pools.lab
+    image = pinned(state(lab)["pool"]["images"][0])
 
-        def pin(doc: dict) -> None:
-            doc["services"][SERVICE]["image"] = image
+    def pin(doc: dict) -> None:
+        doc["services"][SERVICE]["image"] = image
 
-        path = inventory_variant(lab.inventory_file, tmp_path_factory.mktemp(NAME) / "pinned.yaml", pin)
-        started = time.monotonic()
-        deploy = run("deploy", "--inventory", str(path), "--service", SERVICE, "--json", timeout=300)
-        yield lab, path, deploy, time.monotonic() - started
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
+    path = inventory_variant(lab.inventory_file, tmp_path_factory.mktemp(NAME) / "pinned.yaml", pin)
+    started = time.monotonic()
+    deploy = run("deploy", "--inventory", str(path), "--service", SERVICE, "--json", timeout=300)
+    seconds = time.monotonic() - started
+    if deploy.returncode == 0:
+        pools.deploys.append(seconds)
+    return lab, path, deploy, seconds
 
 
 def inspected() -> dict[str, dict]:

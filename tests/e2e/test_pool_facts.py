@@ -4,8 +4,9 @@ their date; then a fresh certificate (60 s from its issue: 30 KES periods of 2 s
 `fab check` fails at the threshold while the producer still forges, naming the date and the command that rotates,
 and once it has expired the producer forges no more (its metrics, the chain's blocks) and check says so; then
 `fab rotate-secrets --secret kes` restores forging (the chain adopts the producer's blocks with the new counter) and
-check's `kes` passes. The first module of the pool lab (tests/e2e/pool_lab.py): its fixture deploys the pool, at
-once after lab.up (a rotation renews the certificate when fewer than 20 periods are left)."""
+check's `kes` passes. On the pool lab (tests/e2e/pool_lab.py), after test_pool_deploy, which deploys the pool (this
+module's fixture does when run alone, at once after lab.up); a rotation renews the certificate when fewer than 20
+periods are left."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ KES_MIN = 10  # the pool's KES_PERIODS_MIN in this module: 20 s before a certifi
 @pytest.fixture(scope="module")
 def pool_lab(pools, tmp_path_factory):
     """The pool lab with its pool deployed (from this inventory when no module before did) and at least 20 of its
-    certificate's 30 KES periods ahead (a rotation when fewer: not when this module comes first, at once after
+    certificate's 30 KES periods ahead (a rotation when fewer: not when this module runs alone, at once after
     lab.up), and the inventory the module's commands use (``--inventory``): the lab's,
     its pool's KES_PERIODS_MIN set to KES_MIN (a check variable: no node restarts for it)."""
 

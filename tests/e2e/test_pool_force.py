@@ -6,7 +6,9 @@ The cut: in the producer's own network namespace, an nftables table dropping eve
 private address (its SSH, the only way nodeops reaches a node): the producer keeps its link to the lab's switch, so
 it still syncs from and sends its blocks to the chain service, and the relays still reach it. Restored in a finally.
 The producer is first given a fresh certificate (`fab rotate-secrets --secret kes`: a lab certificate lasts 60 s),
-so it still forges when the promotion ends. One pool lab for the module, deployed at once."""
+so it still forges when the promotion ends. On the pool lab (tests/e2e/pool_lab.py), last (POOL_LAB_MODULES says
+why): its pool deployed by a module before (or this one's fixture, run alone); the producer cut off is the one that
+holds the hot keys when it starts (its container's hot label: a module before may have promoted the other)."""
 
 from __future__ import annotations
 
@@ -19,33 +21,24 @@ import pytest
 from lab.aws import secrets_client
 from lab.host import Lab
 from lab.pool import HOT_SECRET
-from lab.topology import plan_lab
 from nodeops.roles import role_module
-from tests.conftest import ROOT, fab
+from tests.conftest import fab
 from tests.e2e.pool_keys import get_inside, pool_keys, state
+from tests.e2e.pool_lab import NAME, PLAN, deployed
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
 
-NAME, CIDR, NODES = "ppf", "10.222.0.0/16", 2  # reserved for this module
-PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
 PRODUCERS = {h.name: h for h in PLAN.pool if h.node_kind == "producer"}
-HOLDER, STANDBY = (next(h.name for h in PRODUCERS.values() if h.preferred == p) for p in ("active", "standby"))
 CUT_TABLE = "nodeops_test_cut"  # the nftables table of the cut, in the lost producer's namespace
 envelope = role_module("cardano", "envelope")
 
 
 @pytest.fixture(scope="module")
-def pool_lab(root):
-    """The pool lab, its pool deployed at once (the first certificate lasts 60 s from the chain's start)."""
-    try:
-        up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
-        assert up.returncode == 0, up.stdout + up.stderr
-        deployed = fab("deploy", "--env", NAME, "--service", "pool", "--json", timeout=600)
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        yield Lab(ROOT, NAME)
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
+def pool_lab(pools):
+    """The pool lab, its pool deployed (at once after lab.up when this module runs alone)."""
+    deployed(pools)
+    return pools.lab
 
 
 def chain_get(path: str):
@@ -57,13 +50,15 @@ def counter_on_chain(lab: Lab) -> int | None:
     return chain_get("/pools")[state(lab)["pool"]["pool_id"]]["counter"]
 
 
-def hostnames(*nodes: str) -> dict[str, str]:
-    """Each of ``nodes``' container host name (each producer's by default): the sender the chain records for its
-    blocks (a restarted container has a new one)."""
+def hostnames(*nodes: str) -> dict[str, tuple[str, bool]]:
+    """Each of ``nodes``' container (each producer's by default): its host name, the sender the chain records for
+    its blocks (a restarted container has a new one), and whether it holds the hot keys (its hot label)."""
     res = fab("exec", "--env", NAME, "--json", "--nodes", ",".join(nodes or PRODUCERS), "--command",
-              "docker inspect -f '{{.Config.Hostname}}' nodeops-pool")  # fmt: skip
+              "docker inspect -f '{{.Config.Hostname}} {{index .Config.Labels \"io.nodeops.hot\"}}' "
+              "nodeops-pool")  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
-    return {e["node"]: e["stdout"].strip() for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"}
+    shown = {e["node"]: e["stdout"].split() for e in map(json.loads, res.stdout.splitlines()) if e["event"] == "host"}
+    return {node: (words[0], words[1:] == ["true"]) for node, words in shown.items()}
 
 
 def nft(netns: str, script: str) -> None:
@@ -90,9 +85,11 @@ def adopted_from(sender: str, after: int) -> list[dict]:
 def test_force_promotes_the_standby_and_the_chain_refuses_the_lost_producers_blocks(pool_lab, figures):
     fresh = fab("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json", timeout=300)
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr  # a fresh 60 s certificate for the producer
-    lost = hostnames(HOLDER)[HOLDER]  # of the container running now (the rotation restarted the producer's)
+    running = hostnames()  # the containers running now (the rotation restarted the producer's)
+    ((holder, (lost, _)),) = [(node, seen) for node, seen in running.items() if seen[1]]  # the one with the keys
+    (standby,) = set(PRODUCERS) - {holder}
     before = counter_on_chain(pool_lab)
-    netns = PRODUCERS[HOLDER].netns
+    netns = PRODUCERS[holder].netns
     try:
         cut_from_bastion(netns)
         cut_at = chain_get("/tip")["currentSlot"]
@@ -104,11 +101,11 @@ def test_force_promotes_the_standby_and_the_chain_refuses_the_lost_producers_blo
         events = [json.loads(line) for line in res.stdout.splitlines()]
         (end,) = [e for e in events if e.get("event") == "end"]
         (result,) = end["results"]
-        assert result["active"] == STANDBY
+        assert result["active"] == standby
         said = [e["message"] for e in events if e.get("event") == "step"]
         told = [m for m in said if "must never come back with its hot keys" in m]
-        assert len(told) == 1 and told[0].startswith(f"pool: {HOLDER} was not touched"), said
-        new = hostnames(STANDBY)[STANDBY]  # restarted with the keys: a new container
+        assert len(told) == 1 and told[0].startswith(f"pool: {holder} was not touched"), said
+        new, _ = hostnames(standby)[standby]  # restarted with the keys: a new container
         assert counter_on_chain(pool_lab) == before + 1  # the chain's counter: one past the lost producer's
         first_new = min(b["slot"] for b in wait_for(lambda: adopted_from(new, cut_at), "the new producer's block", 30))
         assert all(b["counter"] == before + 1 for b in adopted_from(new, cut_at))

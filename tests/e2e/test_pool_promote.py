@@ -8,7 +8,8 @@ After each promotion the new holder's blocks are adopted by the chain (``/blocks
 host name), the old holder runs without the key flags or the hot label, no file is left on either node's tmpfs,
 and the fence was confirmed by the old holder's metrics. The gap in seconds and in slots is printed (figures).
 Then a KES rotation and one promotion: the new holder's blocks adopted with the rotated counter (it starts with
-the holder's hot secrets). One lab for the module (its up, deploy and down in the fixture)."""
+the holder's hot secrets). On the pool lab (tests/e2e/pool_lab.py), after test_pool_kes: its pool deployed by a module
+before (or this one's fixture, run alone), its certificate renewed first when too few periods are left."""
 
 from __future__ import annotations
 
@@ -17,24 +18,26 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from lab.host import Lab
-from lab.topology import plan_lab
+from nodeops.roles import role_module
 from tests.conftest import ROOT, end_process, fab
+from tests.e2e.pool_keys import state
+from tests.e2e.pool_lab import NAME, PLAN, deployed, holder_facts
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
 
-NAME, CIDR, NODES = "ppro", "10.221.0.0/16", 2  # reserved for this module
-PLAN = plan_lab(NAME, CIDR, NODES, pool=True)
 PRODUCERS = {h.name: h for h in PLAN.pool if h.node_kind == "producer"}
 HOLDER, STANDBY = (next(h.name for h in PRODUCERS.values() if h.preferred == p) for p in ("active", "standby"))
 RELAY = next(h for h in PLAN.pool if h.node_kind == "relay")
 METRIC = "cardano_node_metrics_forging_enabled_int"
 LEFT = "cardano_node_metrics_remainingKESPeriods_int"
 SAMPLE_EVERY, SAMPLER_BOUND = 0.2, 150.0  # seconds: the sampler's period, and its life at most
+periods = role_module("cardano", "periods")
 
 # Runs in the relay's network namespace (the operator has no route to a node's private address): one JSON line per
 # sample, {"t", "forging": {node: 1 | 0 | null (no answer)}, "duplicates": n | null}, until its stdin closes or
@@ -86,21 +89,18 @@ def on_nodes(command: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def issued(root):
-    """The lab with its pool, deployed at once: the lab's certificate lasts 60 s from the KES period it is issued
-    in, and lab.up issues the producer's first hot credentials last, just before it returns (lab.pool.first_hot),
-    so the deploy right after it finds the certificate's whole window. Yields when lab.up returned (the credentials
-    issued just before), lab.up's seconds and the KES periods the producer's metrics say are left once deployed."""
-    try:
-        began = time.monotonic()
-        up = fab("lab.up", "--pool", "--name", NAME, "--nodes", str(NODES), "--cidr", CIDR, timeout=600)
-        assert up.returncode == 0, up.stdout + up.stderr
-        issued, up_seconds = time.time(), time.monotonic() - began
-        deployed = fab("deploy", "--env", NAME, "--service", "pool", "--json")
-        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        yield {"issued": issued, "up": up_seconds, "deployed": time.time() - issued, "left": periods_left(HOLDER)}
-    finally:
-        assert fab("lab.down", "--name", NAME).returncode == 0
+def issued(pools):
+    """The pool lab, its pool deployed (by a module before, or here: then at once after lab.up, which issues the
+    producer's first hot credentials last, lab.pool.first_hot): when the holder's certificate was issued, as the
+    start of the KES period it was issued for (by the lab genesis's clock: at most one period, 2 s, before the
+    issue), the deploy's seconds (None: a module before deployed) and the KES periods the producer's metrics say are
+    left."""
+    seconds = deployed(pools)
+    genesis = json.loads(Path(state(pools.lab)["pool"]["genesis"]).read_text())
+    genesis = periods.Genesis.from_shelley_genesis("lab", genesis)
+    start = holder_facts(HOLDER).start  # None: no certificate read (then too few periods left: the test rotates)
+    issued = None if start is None else genesis.time_of(start * genesis.slots_per_kes_period).timestamp()
+    return {"issued": issued, "deployed": seconds, "left": periods_left(HOLDER)}
 
 
 def periods_left(node: str) -> int | None:
@@ -222,10 +222,10 @@ def seconds_of(run: subprocess.CompletedProcess) -> float:
 
 
 def test_a_planned_promotion_there_and_back_never_has_two_forgers(issued, figures):
-    figures(
-        f"lab.up {issued['up']:.1f}s; deployed {issued['deployed']:.1f}s after it returned (the hot credentials "
-        f"issued just before, 30 KES periods of 2 s); the producer's metrics then: {issued['left']} periods left"
-    )
+    deploy = "by a module before" if issued["deployed"] is None else f"in {issued['deployed']:.1f}s"
+    began = "unread" if issued["issued"] is None else f"{time.time() - issued['issued']:.1f}s ago"
+    figures(f"deployed {deploy}; the holder's certificate issued in the KES period that began {began} (30 KES "
+            f"periods of 2 s); the producer's metrics then: {issued['left']} periods left")  # fmt: skip
     assert issued["left"] is not None
     issued = issued["issued"]
     if (periods_left(HOLDER) or 0) < FRESH_ENOUGH:  # a slow up and deploy ate the first certificate's window

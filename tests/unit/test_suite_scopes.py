@@ -28,10 +28,11 @@ class Item:
     ("nodeid", "scope"),
     [
         ("tests/e2e/test_engine.py::test_x", "the session lab"),
-        ("tests/e2e/test_pool_deploy.py::test_x", "tests/e2e/test_pool_deploy.py"),  # a lab of its own: from nothing
+        ("tests/e2e/test_pool_deploy.py::test_x", "the pool lab"),
         ("tests/e2e/test_pool_kes.py::test_x[a]", "the pool lab"),
         ("tests/e2e/test_pool_facts.py::test_x", "the pool lab"),
-        ("tests/e2e/test_pool_promote.py::test_x", "tests/e2e/test_pool_promote.py"),  # not yet: docs/testing.md
+        ("tests/e2e/test_pool_promote.py::test_x", "the pool lab"),
+        ("tests/e2e/test_pool_force.py::test_x", "the pool lab"),
         ("tests/e2e/test_lab_pool.py::test_x", "tests/e2e/test_lab_pool.py"),  # a lab of its own
         ("tests/unit/test_plan.py::test_x", "tests/unit/test_plan.py"),
     ],
@@ -41,13 +42,24 @@ def test_scope_of(nodeid, scope):
 
 
 def test_the_pool_lab_modules_run_in_their_listed_order_and_the_rest_stay_put():
-    facts, kes = POOL_LAB_MODULES
-    collected = [Item(f"{kes}::a"), Item(f"{kes}::b"), Item("tests/e2e/test_x.py::a"), Item(f"{facts}::a"),
-                 Item(f"{facts}::b"), Item("tests/unit/test_plan.py::a", lab=False)]  # fmt: skip
+    deploy, facts, kes, promote, force = POOL_LAB_MODULES
+    collected = [Item(f"{kes}::a"), Item(f"{force}::a"), Item(f"{kes}::b"), Item("tests/e2e/test_x.py::a"),
+                 Item(f"{promote}::a"), Item(f"{facts}::a"), Item(f"{deploy}::a"), Item(f"{facts}::b"),
+                 Item("tests/unit/test_plan.py::a", lab=False)]  # fmt: skip
     items = list(collected)
     pytest_collection_modifyitems(items)
-    assert [i.nodeid for i in items] == [f"{facts}::a", f"{facts}::b", f"{kes}::a", f"{kes}::b",
-                                         "tests/e2e/test_x.py::a", "tests/unit/test_plan.py::a"]  # fmt: skip
+    assert [i.nodeid for i in items] == [f"{deploy}::a", f"{facts}::a", f"{facts}::b", f"{kes}::a", f"{kes}::b",
+                                         f"{promote}::a", f"{force}::a", "tests/e2e/test_x.py::a",
+                                         "tests/unit/test_plan.py::a"]  # fmt: skip
+
+
+def test_the_pool_lab_starts_with_the_module_that_deploys_and_ends_with_the_one_that_loses_a_producer():
+    """test_pool_deploy deploys from nothing; test_pool_force leaves a lost producer no module after it could use
+    (POOL_LAB_MODULES's comment)."""
+    assert (POOL_LAB_MODULES[0], POOL_LAB_MODULES[-1]) == (
+        "tests/e2e/test_pool_deploy.py",
+        "tests/e2e/test_pool_force.py",
+    )
 
 
 @pytest.mark.parametrize(
