@@ -66,6 +66,11 @@ def deployed(pools: PoolLab, *where: str) -> float | None:
     return pools.deploys[-1]
 
 
+def chain_get(path: str):
+    """The chain service's ``path`` (GET; JSON), asked from inside pool-relay-a's network (no route from here)."""
+    return get_inside(PLAN.pool[0].netns, PLAN.chain_address + path)
+
+
 def holder_facts(node: str = HOLDER.name):
     """``node``'s KES facts (kesinfo.KesFacts) from its metrics, read inside the lab's network."""
     host = next(h for h in PLAN.pool if h.name == node)

@@ -21,8 +21,8 @@ from nodeops.roles import role_module
 from nodeops.status import uptime
 from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant
-from tests.e2e.pool_keys import get_inside, leaks, pool_keys, sentinels, state
-from tests.e2e.pool_lab import NAME, PLAN
+from tests.e2e.pool_keys import leaks, pool_keys, sentinels, state
+from tests.e2e.pool_lab import NAME, PLAN, chain_get, holder_facts
 from tests.e2e.probe import events, status_entries, wait_for
 
 pytestmark = pytest.mark.lab
@@ -100,15 +100,6 @@ def label(doc: dict, key: str) -> str | None:
     return (doc["Config"].get("Labels") or {}).get(f"io.nodeops.{key}")
 
 
-def metrics(node: str):
-    host = next(h for h in PLAN.pool if h.name == node)
-    return kesinfo.parse(get_inside(PLAN.pool[0].netns, f"http://{host.private_ip}:12798/metrics"))
-
-
-def chain(path: str):
-    return get_inside(PLAN.pool[0].netns, PLAN.chain_address + path)
-
-
 def pool_status(path: Path) -> dict:
     return status_entries(run("status", "--inventory", str(path), "--service", SERVICE, "--json"))[SERVICE]
 
@@ -150,12 +141,12 @@ def test_check_passes(deployed, tmp_path, figures):
 
 def test_the_producer_forges_and_the_chain_adopts_its_blocks(deployed, figures):
     pool = state(deployed[0])["pool"]
-    first = wait_for(lambda: next((b for b in chain("/blocks")["forged"] if b["adopted"]), None),
+    first = wait_for(lambda: next((b for b in chain_get("/blocks")["forged"] if b["adopted"]), None),
                      "a block of the pool adopted by the chain", 30)  # fmt: skip
-    blocks, docs = chain("/blocks"), inspected()
+    blocks, docs = chain_get("/blocks"), inspected()
     senders = {docs[node]["Config"]["Hostname"]: node for node in docs}  # a block's sender: its container's hostname
     assert {senders.get(b["node"], b["node"]) for b in blocks["forged"]} == {PRODUCER}  # nobody else forges
-    assert blocks["rejected"] == [] and chain("/duplicates") == []
+    assert blocks["rejected"] == [] and chain_get("/duplicates") == []
     started = docs[PRODUCER]["State"]["StartedAt"]
     system_start = datetime.datetime.fromisoformat(pool["system_start"].replace("Z", "+00:00"))
     slot_length = json.loads(Path(pool["genesis"]).read_text())["slotLength"]
@@ -165,8 +156,8 @@ def test_the_producer_forges_and_the_chain_adopts_its_blocks(deployed, figures):
 
 
 def test_the_standby_is_synced_and_does_not_forge_and_no_hot_file_is_left(deployed):
-    tip = chain("/tip")
-    facts = {node: metrics(node) for node in (*RELAYS, PRODUCER, STANDBY)}
+    tip = chain_get("/tip")
+    facts = {node: holder_facts(node) for node in (*RELAYS, PRODUCER, STANDBY)}
     assert {node: f.forging for node, f in facts.items()} == {**dict.fromkeys(facts, False), PRODUCER: True}
     assert facts[STANDBY].slot is not None and tip["slot"] - facts[STANDBY].slot <= 25  # 5 s of 0.2 s slots
     docs = inspected()

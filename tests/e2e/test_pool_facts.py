@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import fab
-from tests.e2e.conftest import RunningLab, inventory_variant
-from tests.e2e.pool_lab import NAME, PLAN, deployed, fresh_certificate, rotate
+from tests.e2e.conftest import inventory_variant
+from tests.e2e.pool_lab import NAME, PLAN, chain_get, deployed, fresh_certificate, rotate
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
@@ -67,14 +66,6 @@ def check(where: tuple[str, ...]) -> tuple[int, dict[tuple[str, str], dict]]:
     return res.returncode, {(f["node"], f["check"]): f for f in found if f.get("event") == "check"}
 
 
-def chain(path: str):
-    """The chain service's ``path`` (GET), asked from inside its own host's network (no route from here)."""
-    code = f"import urllib.request; print(urllib.request.urlopen({PLAN.chain_address + path!r}).read().decode())"
-    proc = RunningLab(PLAN, Path()).nsenter(PLAN.chain.name, "python3", "-c", code)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def test_status_shows_each_nodes_tip_peers_forging_and_the_producers_kes_periods(pool_lab, figures):
     lab, where = pool_lab
     event = status(where)
@@ -113,7 +104,7 @@ def test_check_fails_at_the_threshold_while_the_producer_still_forges(pool_lab, 
     seen = []
 
     def failed() -> tuple[int, dict, int] | None:
-        slot = chain("/tip")["currentSlot"]
+        slot = chain_get("/tip")["currentSlot"]
         code, found = check(where)
         kes = found[(PRODUCER, "kes")]
         seen.append((left_in(kes["reason"]), kes["result"]))
@@ -128,7 +119,7 @@ def test_check_fails_at_the_threshold_while_the_producer_still_forges(pool_lab, 
                              "--secret kes")  # fmt: skip
 
     def forged_since() -> list[dict]:
-        return [b for b in chain("/blocks")["forged"] if b["adopted"] and b["slot"] >= began]  # the one producer's
+        return [b for b in chain_get("/blocks")["forged"] if b["adopted"] and b["slot"] >= began]  # the one producer's
 
     mine = wait_for(forged_since, "a block the producer forged after the check began", 10)
     figures(f"the producer's blocks adopted from the check's slot {began} on: {len(mine)}")
@@ -139,11 +130,11 @@ def test_once_expired_the_producer_forges_no_more_and_check_says_so(pool_lab, fi
     producer = wait_for(lambda: (f := facts(status(where))[PRODUCER])["kes_left"] == 0 and f, "its end", 90)
     expiry = int(producer["kes_window"].split("..")[1])
     ran_out = datetime.now(UTC).strftime("%H:%M:%S")
-    forged, blocks, slot = producer["forged"], chain("/blocks")["forged"], chain("/tip")["currentSlot"]
+    forged, blocks, slot = producer["forged"], chain_get("/blocks")["forged"], chain_get("/tip")["currentSlot"]
     # 15 slots, of which the pool leads about half: a producer still forging would have forged some (1 in 2^15 not)
-    wait_for(lambda: chain("/tip")["currentSlot"] >= slot + 15, "15 slots", 10)
+    wait_for(lambda: chain_get("/tip")["currentSlot"] >= slot + 15, "15 slots", 10)
     after = facts(status(where))[PRODUCER]
-    mine = chain("/blocks")["forged"]  # the pool's one producer forged them all
+    mine = chain_get("/blocks")["forged"]  # the pool's one producer forged them all
     figures(
         f"expired at {ran_out} UTC: forged {forged} -> {after['forged']}, the producer's blocks on chain "
         f"{len(mine)}, their KES periods {min(b['kesPeriod'] for b in mine)}..{max(b['kesPeriod'] for b in mine)}"
@@ -170,13 +161,15 @@ def test_a_rotation_after_expiry_restores_forging_and_check_passes(pool_lab, fig
     default threshold (7 periods: the lab's inventory), not this module's 10."""
     lab, where = pool_lab
     pool_id = json.loads(lab.state_file.read_text())["pool"]["pool_id"]
-    before, slot = chain("/pools")[pool_id]["counter"], chain("/tip")["currentSlot"]
+    before, slot = chain_get("/pools")[pool_id]["counter"], chain_get("/tip")["currentSlot"]
     res, seconds = rotate(*where)
     assert res.returncode == 0, res.stdout + res.stderr
-    after = chain("/pools")[pool_id]["counter"]
+    after = chain_get("/pools")[pool_id]["counter"]
 
     def adopted() -> list[dict]:
-        return [b for b in chain("/blocks")["forged"] if b["adopted"] and b["counter"] == after and b["slot"] > slot]
+        return [
+            b for b in chain_get("/blocks")["forged"] if b["adopted"] and b["counter"] == after and b["slot"] > slot
+        ]
 
     mine = wait_for(adopted, f"a block with counter {after} adopted", 20)
     code, found = check(("--env", NAME))

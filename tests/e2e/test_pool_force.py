@@ -23,8 +23,8 @@ from lab.host import Lab
 from lab.pool import HOT_SECRET
 from nodeops.roles import role_module
 from tests.conftest import fab
-from tests.e2e.pool_keys import get_inside, pool_keys, state
-from tests.e2e.pool_lab import NAME, PLAN, deployed
+from tests.e2e.pool_keys import pool_keys, state
+from tests.e2e.pool_lab import NAME, PLAN, chain_get, deployed
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
@@ -39,11 +39,6 @@ def pool_lab(pools):
     """The pool lab, its pool deployed (at once after lab.up when this module runs alone)."""
     deployed(pools)
     return pools.lab
-
-
-def chain_get(path: str):
-    """GET the chain service's ``path`` (JSON) from inside pool-relay-a's network."""
-    return get_inside(PLAN.pool[0].netns, PLAN.chain_address + path)
 
 
 def counter_on_chain(lab: Lab) -> int | None:

@@ -20,8 +20,8 @@ from lab.host import Lab
 from lab.pool import HOT_SECRET, KEY_SECRETS
 from nodeops.roles import role_module
 from tests.conftest import fab
-from tests.e2e.pool_keys import get_inside, pool_keys, sentinels, state
-from tests.e2e.pool_lab import NAME, PLAN, deployed
+from tests.e2e.pool_keys import pool_keys, sentinels, state
+from tests.e2e.pool_lab import NAME, PLAN, chain_get, deployed
 from tests.e2e.probe import killed_at, wait_for
 
 pytestmark = pytest.mark.lab
@@ -41,11 +41,6 @@ def pool_lab(pools):
     expired certificate too)."""
     DEPLOYED.append(deployed(pools))
     return pools.lab
-
-
-def chain_get(path: str):
-    """GET the chain service's ``path`` (JSON) from inside pool-relay-a's network."""
-    return get_inside(PLAN.pool[0].netns, PLAN.chain_address + path)
 
 
 def client(lab: Lab):

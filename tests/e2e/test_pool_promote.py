@@ -26,7 +26,7 @@ from lab.host import Lab
 from nodeops.roles import role_module
 from tests.conftest import ROOT, end_process, fab
 from tests.e2e.pool_keys import state
-from tests.e2e.pool_lab import NAME, PLAN, deployed, holder_facts
+from tests.e2e.pool_lab import NAME, PLAN, chain_get, deployed, holder_facts
 from tests.e2e.probe import wait_for
 
 pytestmark = pytest.mark.lab
@@ -70,14 +70,6 @@ def inside(code: str, *args: str, **kw) -> subprocess.Popen:
     """``python3 -c code args`` in the relay's network namespace."""
     return subprocess.Popen(["nsenter", f"--net=/run/netns/{RELAY.netns}", "--", sys.executable, "-c", code, *args],
                             stdout=subprocess.PIPE, text=True, **kw)  # fmt: skip
-
-
-def chain_get(path: str):
-    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())"
-    proc = inside(code, PLAN.chain_address + path)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    return json.loads(out)
 
 
 def on_nodes(command: str) -> dict[str, str]:
