@@ -13,10 +13,19 @@ import json
 
 import pytest
 
+from nodeops import program
+from nodeops.console.views import status_view
 from nodeops.errors import Unsafe
 from nodeops.role_protocols import Issued
 from nodeops.rotate.service import ServiceRotation
+from nodeops.status import rotation_status, service_status
+from tests.unit.test_console import printed
 from tests.unit.test_executor_keys import NAME, PREVIOUS, VRF, check_secrets, container, seen, sent
+from tests.unit.test_executor_kinds import NOW
+from tests.unit.test_executor_kinds import views as status_views
+from tests.unit.test_issued_status import PENDING, played_aws, probe
+from tests.unit.test_issued_status import inventory as status_inventory
+from tests.unit.test_issued_status import pool as status_pool
 from tests.unit.test_promote_forced import NEW_KES, pool
 
 PENDING_DOC = json.dumps({"kes": NEW_KES, "vrf": VRF})
@@ -93,3 +102,25 @@ def test_two_nodes_each_with_a_set_aside_holder_are_refused_nothing_changed(tmp_
         rotation.run([spec])
     assert [line for line in sent(engine) if "inspect" not in line] == []
     assert manager.store["pool/Hot"]["v2"][1] == ["AWSPENDING"]
+
+
+def test_status_and_check_say_a_rotation_killed_in_the_holders_replace_and_the_command_that_completes_it(
+        tmp_path, monkeypatch):  # fmt: skip
+    """The producer's container set aside and stopped by the killed replace (no node runs with the hot keys):
+    status's ``rotation`` and check's ``rotation`` still say the rotation is under way, with the command that
+    completes it (read from the secret's stages alone), and the standing says why the chain was not asked."""
+    job, run, _seen = status_pool(tmp_path)
+    box = run.edge.boxes["a"]
+    box[PREVIOUS] = box.pop(NAME)
+    box[PREVIOUS]["running"] = False
+    seen_now = status_views(run)
+    played_aws(monkeypatch, PENDING)
+    rotation = rotation_status(status_inventory(tmp_path), job)
+    finish = f"{program()} rotate-secrets --env prod --service pool --secret hot"
+    assert rotation == {"interrupted": ["hot"], "finish": finish}
+    result = service_status(job, seen_now, None, rotation, None, NOW)
+    assert f"hot interrupted: {finish} completes it" in " ".join(printed(status_view([result])).split())
+    found = probe(tmp_path, monkeypatch, job, run)
+    assert found[("", "rotation")] == ("fail", f"hot interrupted: {finish} completes it")
+    assert found[("", "issued:hot")] == ("fail", "not checked: not read: no node holds the hot keys (the chain is "
+                                         "asked in the holder's container)")  # fmt: skip
