@@ -85,12 +85,13 @@ def forging_with(counter: int, since_slot: int) -> list[dict]:
             if b["adopted"] and b["counter"] == counter and b["slot"] > since_slot]  # fmt: skip
 
 
-def converged(lab: Lab, counter: int) -> None:
+def converged(lab: Lab, counter: int, since: int | None = None) -> None:
     """One certificate in force: AWSCURRENT's, with ``counter``, the chain's; the stored counter its next; nothing
-    pending; the holder forging with it, blocks adopted; no slot with two blocks of the pool."""
+    pending; the holder forging with it, blocks adopted (after the chain's tip now, or after slot ``since``); no slot
+    with two blocks of the pool."""
     following, cert = stored(lab)
     assert (cert.counter, following, on_chain(lab), pending_left(lab)) == (counter, counter + 1, counter, [])
-    tip = chain_get("/tip")["slot"]
+    tip = chain_get("/tip")["slot"] if since is None else since
     wait_for(lambda: forging_with(counter, tip), f"a block with counter {counter} after slot {tip}", 20)
     assert all(b["kesPeriod"] >= cert.kes_period for b in forging_with(counter, tip))
     assert chain_get("/duplicates") == []
@@ -210,7 +211,8 @@ def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
     when, expected, then = KILLS[point]
     before = on_chain(pool_lab)
     killed_at(list(ROTATE), when)
-    killed = time.monotonic()  # the pending certificate, issued just before, lasts 60 s in the lab: few steps now
+    killed, tip = time.monotonic(), chain_get("/tip")["slot"]  # the pending certificate, issued just before, lasts
+    # 60 s in the lab: few steps now
     found = then() if then is not None else None
     left = pending_left(pool_lab)
     released = fab("lock.release", "--env", NAME, "--service", "pool", "--force")  # the killed run's, stale
@@ -237,7 +239,10 @@ def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
             f"{'; '.join(put_back) + '; ' if put_back else ''}{said.get('setSecret', '-')}; on the holder: "
             f"{'; '.join(shreds) or 'nothing shredded'}")  # fmt: skip
     finished = point == "counter stored" and not left  # the kill came after AWSCURRENT moved: a finished rotation
-    converged(pool_lab, before + (2 if finished else 1))  # first: the lab's certificate lasts 60 s from the kill
+    # first: the lab's certificate lasts 60 s from the kill; a rerun inside the replace comes later and takes longer
+    # (a restart more), and on a loaded machine the kept certificate may run out before the rerun's end: its blocks are
+    # looked for from the kill on (the rerun's testSecret saw the chain take one)
+    converged(pool_lab, before + (2 if finished else 1), tip if "|" in expected else None)
     assert under_way() is None
     assert on_nodes("ls -A /run/nodeops/pool 2>/dev/null; true") == {h.name: "" for h in PLAN.pool}  # no file left
     assert "nodeops-pool-previous" not in on_nodes("docker ps -a --format '{{.Names}}'", HOLDER)[HOLDER]
