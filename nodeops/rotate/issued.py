@@ -37,7 +37,9 @@ from nodeops.role_protocols import Issued
 from nodeops.roles import RotationSpec
 from nodeops.rotate.rules import Stages
 from nodeops.rotate.versions import Store, Target
+from nodeops.run.end import EndState
 from nodeops.run.fence import held_digest
+from nodeops.run.restore import resume_half_replaced
 from nodeops.secrets import Secret
 
 if TYPE_CHECKING:
@@ -46,6 +48,31 @@ if TYPE_CHECKING:
 
 TEST_TIMEOUT = 60.0  # seconds for the holder to be seen using the new value and the chain to take it
 POLL = 0.5
+
+
+def the_holder(deploy: ServiceDeploy) -> tuple[Node, bool]:
+    """The node the new value goes to: the one holder, observed, and whether it was one a run killed in its replace
+    left holding the keys by its containers' labels alone, made whole first (nodeops.run.restore.
+    resume_half_replaced); Unsafe (exit 4) else."""
+    states, _ = deploy.observe(dry_run=True)  # no pull: the holder is restarted on the image it runs
+    held = [s.node for s in states.values() if s.hot]
+    if not held and (half := resume_half_replaced(deploy, states.values())) is not None:
+        return half, True
+    if len(held) != 1:
+        raise Unsafe(f"{deploy.service.name}: {len(held)} nodes hold the hot keys; a rotation restarts the one "
+                     "holder onto the new value: deploy or promote first")  # fmt: skip
+    return held[0], False
+
+
+def tidy_holder(deploy: ServiceDeploy, holder: Node) -> str:
+    """A holder found running the pending version (restarted onto it by a killed run): once it serves (it has read
+    its files) what that run left on its tmpfs shredded (EndState.node_clean: nothing when it got to its shred) and
+    the previous containers removed, as setSecret ends. Returns its step line."""
+    took = deploy.waits.await_serving(holder)
+    deploy.drop_previous()
+    EndState(deploy).node_clean(holder.name, deploy.inspect(holder.name), set())
+    return (f"{holder.name} runs the pending version already (an interrupted run), serving after {took:.1f}s; any "
+            "file that run left on it shredded, its previous container removed")  # fmt: skip
 
 
 class IssuedValue(Target):
@@ -65,6 +92,7 @@ class IssuedValue(Target):
         self.issued: Issued | None = None
         self.values: dict[str, Secret] = {}  # the pending version's secrets, by the role's names
         self.started = False
+        self.resumed = False  # the holder's half-done replace was put back and started again (holder_of)
 
     @property
     def deploy(self) -> ServiceDeploy:
@@ -123,13 +151,9 @@ class IssuedValue(Target):
                  version=version)  # fmt: skip
 
     def holder_of(self) -> Node:
-        """The node the new value goes to: the one holder, observed; Unsafe (exit 4) else."""
-        states, _ = self.deploy.observe(dry_run=True)  # no pull: the holder is restarted on the image it runs
-        held = [s.node for s in states.values() if s.hot]
-        if len(held) != 1:
-            raise Unsafe(f"{self.rotation.job.service.name}: {len(held)} nodes hold the hot keys; a rotation restarts "
-                         "the one holder onto the new value: deploy or promote first")  # fmt: skip
-        return held[0]
+        """The node the new value goes to (the_holder)."""
+        holder, self.resumed = the_holder(self.deploy)
+        return holder
 
     def make(self, secrets: dict[str, str], pending: dict[str, str] | None) -> Issued:
         """The role's new value (Issuer.issue) over the chain's facts (the query in the holder's container)."""
@@ -147,8 +171,8 @@ class IssuedValue(Target):
     def set(self) -> None:
         name, node = self.rotation.job.service.name, self.holder.name
         if self.runs_pending():
-            self.say("setSecret", f"{node} runs the pending version already (an interrupted run)")
             self.started = True  # an undo must keep AWSPENDING: it is what the node runs
+            self.say("setSecret", tidy_holder(self.deploy, self.holder))
             return
         job, c = self.rotation.job, self.deploy.inspect(node)
         image = c.reference if c is not None and c.reference else job.service.image  # the image it runs, by digest
@@ -196,4 +220,6 @@ class IssuedValue(Target):
 
     @property
     def changes(self) -> str | None:
-        return f"the hot keys of {self.holder.name}" if self.started else None
+        holder = self.holder.name if self.holder else ""
+        return (f"the hot keys of {holder}" if self.started else
+                f"{holder}'s container put back, started on its own inputs" if self.resumed else None)  # fmt: skip

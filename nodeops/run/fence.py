@@ -33,6 +33,7 @@ from nodeops.run.keys import (
     confirm_forging,
     refuse_second_holder,
 )
+from nodeops.run.restore import start_own
 from nodeops.run.runner import ChangeFailed, ChangeRefused
 
 
@@ -256,12 +257,4 @@ class KeysPromotion:
         """``node``'s container of before this promotion (put back when a replace set it aside: the one that
         replaced it goes) started again on its own inputs, with its hot files when ``hot`` (upload observes first
         that no other node holds them), awaited serving, its files shredded."""
-        run = self.change
-        own = run.ran_on[node]
-        if node in run.moved:
-            run.on(node).remove(check=False)
-            run.on(node).put_back()
-        run.upload(node, own, hot=hot)
-        run.on(node).start()
-        run.waits.await_serving(self.nodes[node])
-        run.shred(node, own.all_files)
+        start_own(self.change, self.nodes[node], hot)

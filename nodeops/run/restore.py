@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.errors import NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container, served_port
@@ -55,8 +56,9 @@ class Restorable(Protocol):
     def health(self, node) -> tuple[bool, tuple[str, ...]]: ...
     def say(self, node: str, message: str, **data) -> None: ...
     def shred(self, node: str, names: Sequence[str]) -> None: ...
-    def upload(self, node: str, job: Job | None = None) -> None: ...
+    def upload(self, node: str, job: Job | None = None, hot: bool | None = None) -> bool: ...
     def start_new(self, node: str, job: Job | None = None) -> None: ...
+    def keep_restorable(self, nodes: Iterable[str]) -> None: ...
 
 
 def previous_on(run: Restorable, node: str, container: Container | None) -> Job | None:
@@ -242,3 +244,73 @@ class Restore:
             return self.rollback(node, why)
         except OperationFailed as exc:
             return f"{why}; putting {node}'s previous container back failed too: {exc}"
+
+
+def start_own(run: Restorable, node: Any, hot: bool) -> None:
+    """``node``'s (a nodeops.inventory.Node) container of before the change (put back when a replace set it aside:
+    the one that replaced it goes) started again on its own inputs (``ran_on``), with its hot files when ``hot``
+    (upload observes first that no other node holds them), awaited serving, its files shredded. OperationFailed (a
+    step failed) or Unsafe (another node holds the keys) as the step's."""
+    own = run.ran_on[node.name]
+    if node.name in run.moved:
+        run.on(node.name).remove(check=False)
+        run.on(node.name).put_back()
+    run.upload(node.name, own, hot=hot)
+    run.on(node.name).start()
+    run.waits.await_serving(node)
+    run.shred(node.name, own.all_files)
+
+
+def labelled_hot(container: Container | None) -> bool:
+    """Whether ``container`` was started with the role's hot files (its ``io.nodeops.hot=true`` label), running or
+    not: what a node's containers say of the keys it last held, where Container.hot says what it holds now."""
+    return container is not None and container.label("hot") == "true"
+
+
+def half_replaced_holder(run: Restorable, node: str, own: Container | None) -> bool:
+    """Whether ``node`` is the holder of the hot keys by what is on it, though no container of it runs with them: a
+    replace that a run killed in its middle left half done (its own container, ``own`` as observed, absent or
+    stopped; the one the replace set aside, ``nodeops-<service>-previous``, labelled hot, running or stopped), or its
+    own container labelled hot but stopped (a rerun killed once it had put that back). Labels only, never guessed:
+    a node that held nothing has neither. OperationFailed when the node cannot be seen."""
+    if own is not None and own.running:
+        return False
+    return labelled_hot(own) or labelled_hot(run.inspect(node, cmd.previous_name(run.service.name)))
+
+
+def restart_half_replaced(run: Restorable, node: Any) -> str:
+    """The holder ``node`` (half_replaced_holder) made whole as before the killed replace: its own container, when
+    stopped beside a set-aside one labelled hot (the killed run's new one, never seen serving), removed and the
+    set-aside one put back under the service's name, as a failed change's rollback does; then, when that is not
+    running, started again on its own inputs with its hot files (keep_restorable, start_own). Returns what was done,
+    for a message. OperationFailed or Unsafe as start_own's."""
+    name, done = node.name, []
+    own, previous = run.inspect(name), run.inspect(name, cmd.previous_name(run.service.name))
+    if labelled_hot(previous) and (own is None or not own.running):
+        run.on(name).remove(check=False)
+        run.on(name).put_back()
+        done.append(f"{previous.name}, set aside by the killed replace, put back")
+        own = previous
+    if not own.running:
+        run.keep_restorable([name])
+        start_own(run, node, hot=True)
+        done.append("started again on its own inputs with the hot keys")
+    return " and ".join(done)
+
+
+def resume_half_replaced(run: Restorable, views: Iterable[Any]) -> Any:
+    """With no node of ``views`` (nodeops.facts.view.NodeView, as observed) running with the hot keys: the one node a
+    killed replace left holding them by its labels (half_replaced_holder), made whole (restart_half_replaced) and
+    said, returned (its nodeops.inventory.Node); None when there is none. Unsafe (exit 4), nothing changed, when
+    several are labelled so: which one holds the keys cannot be told."""
+    half = [v.node for v in views if half_replaced_holder(run, v.node.name, v.container)]
+    if len(half) > 1:
+        raise Unsafe(f"{run.service.name}: no node runs with the hot keys and the containers of "
+                     f"{', '.join(n.name for n in half)} are each labelled with them: which one holds them cannot be "
+                     f"told; see {program()} status, then deploy")  # fmt: skip
+    if not half:
+        return None
+    done = restart_half_replaced(run, half[0])
+    run.say(half[0].name, f"runs no container with the hot keys, but its containers' labels say it holds them (a "
+            f"replace of it was killed): {done}", resumed=True)  # fmt: skip
+    return half[0]
