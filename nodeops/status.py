@@ -139,17 +139,20 @@ def lease_status(fleet: Fleet, job: Job) -> dict | None:
 
 def rotation_status(inventory: Inventory, job: Job) -> dict | None:
     """A rotation a run left under way on the service (nodeops.rotate.service.interrupted_rotations): the rotations
-    (``interrupted``) and the command that completes them (``finish``); ``error`` when a backend could not be read;
-    None when none is under way."""
+    (``interrupted``) and the command that completes them (``finish``): rotate-secrets, or promote-standby --force
+    when a forced promotion staged one (it comes first: a rotation refuses its pending version); ``error`` when a
+    backend could not be read; None when none is under way."""
     try:
-        names = interrupted_rotations(inventory, job)
+        found = interrupted_rotations(inventory, job)
     except NodeopsError as exc:
         return {"error": str(exc)}
-    if not names:
+    if not found:
         return None
+    names, where = list(found), f"--env {inventory.environment} --service {job.service.name}"
+    if any(found.values()):
+        return {"interrupted": names, "finish": f"{program()} promote-standby {where} --force"}
     which = names[0] if len(names) == 1 else "all"  # a run completes only the interrupted ones of --secret all
-    return {"interrupted": names, "finish": f"{program()} rotate-secrets --env {inventory.environment} --service "
-            f"{job.service.name} --secret {which}"}  # fmt: skip
+    return {"interrupted": names, "finish": f"{program()} rotate-secrets {where} --secret {which}"}
 
 
 def rotation_line(rotation: dict) -> str:
