@@ -119,7 +119,7 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     valid = record is not None and genesis.window(slot, record.kes_period).valid
     step = rotation.resume(rotation.Observed(stored, record, on_chain, valid))
     if step.action == "none":
-        plan = rotation.plan(genesis, slot, on_chain, stored, cold.verification_key, pool, where)
+        plan = rotation.plan(genesis, slot, on_chain, stored, cold.verification_key, pool, where, f"secret {COUNTER}")
         counter, period, reused = plan.counter, plan.kes_period, False
         values = _hot(cold, counter, period)
     else:
@@ -185,7 +185,7 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         values = {k: pending[k] for k in HOT} if kept else _hot(cold, counter, period, FORCED)
     else:
         plan = rotation.plan_forced(genesis, slot, on_chain, rotation.Stored(stored.next - 1), record,
-                                    cold.verification_key, pool, where)  # fmt: skip
+                                    cold.verification_key, pool, where, f"secret {COUNTER}")  # fmt: skip
         counter, period = plan.counter, plan.kes_period
         values = _hot(cold, counter, period, FORCED)
     updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, stored.cold_vk))}
