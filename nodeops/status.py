@@ -13,6 +13,7 @@ from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
+from nodeops.facts.holders import keep_line
 from nodeops.facts.issued import standing, with_standing
 from nodeops.facts.observe import Observer
 from nodeops.facts.role_facts import node_facts, with_facts
@@ -177,10 +178,13 @@ def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, r
                    lock: dict | None, now: datetime.datetime) -> dict:  # fmt: skip
     """One service's entry of docs/status.schema.json (but its ``event``), from its nodes' views (``seen``: name ->
     view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
-    node read under the role's model (activation.model_of: a role with kinds, each node under its kind's)."""
+    node read under the role's model (activation.model_of: a role with kinds, each node under its kind's). With two
+    or more holders of the hot keys, ``holders``: which to keep and which to stop (nodeops.facts.holders)."""
     model, views = model_of(job.role), list(seen.values())
     mixed = mixed_inputs(views, job.config_hashes())  # each node against its own files, when the role renders per node
+    keep = keep_line(job, views)
     return {
+        **({"holders": keep} if keep else {}),
         "service": job.service.name,
         "state": service_state(views, model, lease, mixed),
         "mixed": mixed,
