@@ -109,11 +109,20 @@ def test_a_keys_services_issued_rotation_left_under_way_is_found_from_its_stages
     assert made == [("sm", "secretsmanager")]
 
 
-def test_status_and_check_say_the_pending_rotation_and_the_command_that_completes_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("stages", "finish"),
+    [(PENDING, f"{program()} rotate-secrets --env prod --service pool --secret hot"),
+     (FENCED, f"{program()} promote-standby --env prod --service pool --force")],
+    ids=["rotation", "forced-promotion"],
+)  # fmt: skip
+def test_status_and_check_say_the_pending_rotation_and_the_command_that_completes_it(tmp_path, monkeypatch, stages,
+                                                                                    finish):  # fmt: skip
+    """forced-promotion: review rev16b finding 1: a promote-standby --force killed after staging its keys left
+    status and check prescribing rotate-secrets, which is refused (it would need the lost holder back). The pending
+    version's FENCE label says a forced promotion staged it: both say the promotion that completes it."""
     job, run, seen = pool(tmp_path, hook=NO_STANDING)
-    played_aws(monkeypatch, PENDING)
+    played_aws(monkeypatch, stages)
     rotation = rotation_status(inventory(tmp_path), job)
-    finish = f"{program()} rotate-secrets --env prod --service pool --secret hot"
     assert rotation == {"interrupted": ["hot"], "finish": finish}
     result = {"event": "status", **service_status(job, seen, None, rotation, None, NOW)}
     jsonschema.validate(result, SCHEMA)
@@ -121,22 +130,6 @@ def test_status_and_check_say_the_pending_rotation_and_the_command_that_complete
     found = probe(tmp_path, monkeypatch, job, run)
     assert found[("", "rotation")] == ("fail", f"hot interrupted: {finish} completes it")
     assert not any(check.startswith("issued:") for _node, check in found)  # no standing: nothing asked
-
-
-def test_a_forced_promotions_pending_version_is_completed_by_promote_standby_force(tmp_path, monkeypatch):
-    """Review rev16b finding 1: a promote-standby --force killed after staging its keys left status and check
-    prescribing rotate-secrets, which is refused (it would need the lost holder back). The pending version's FENCE
-    label says a forced promotion staged it: both say the promotion that completes it."""
-    job, run, seen = pool(tmp_path, hook=NO_STANDING)
-    played_aws(monkeypatch, FENCED)
-    rotation = rotation_status(inventory(tmp_path), job)
-    finish = f"{program()} promote-standby --env prod --service pool --force"
-    assert rotation == {"interrupted": ["hot"], "finish": finish}
-    result = {"event": "status", **service_status(job, seen, None, rotation, None, NOW)}
-    jsonschema.validate(result, SCHEMA)
-    assert f"hot interrupted: {finish} completes it" in " ".join(printed(status_view([result])).split())
-    assert probe(tmp_path, monkeypatch, job, run)[("", "rotation")] == ("fail", f"hot interrupted: {finish} "
-                                                                                "completes it")  # fmt: skip
 
 
 def test_check_adds_no_rotation_finding_when_none_is_under_way(tmp_path, monkeypatch):
