@@ -47,6 +47,7 @@ from nodeops.check_serving import Verdict, judge_service
 from nodeops.edges import http
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput, NodeopsError
+from nodeops.facts.holders import keep_line
 from nodeops.facts.issued import standing, standing_findings
 from nodeops.facts.logs import error_candidates, error_lines
 from nodeops.facts.observe import Observer
@@ -296,9 +297,11 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     holders = {name for name, s in seen.items() if s.hot}  # the holder is compared with the holder's hash
     drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes(holders))
     under_way = check_rotation(rotation_status(inventory, job)) if ages else None  # no secret: no rotation
+    keep = keep_line(job, seen.values())  # two holders of the hot keys: which to keep
     findings += [
         finding(service.name, "", "secret-age", secrets),
         *([finding(service.name, "", "rotation", under_way)] if under_way else []),
+        *([finding(service.name, "", "holders", ("fail", keep))] if keep else []),
         finding(service.name, "", "drift", drift),
         *(finding(service.name, "", *v) for v in warnings),
     ]  # the role's facts of the replies the observer got (its node_facts, check_facts): no second request

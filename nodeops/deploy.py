@@ -40,6 +40,7 @@ from nodeops.commands import node as cmd
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, NodeopsError, OperationFailed, Unsafe
 from nodeops.facts.container import Container
+from nodeops.facts.holders import keep_line
 from nodeops.facts.now import now_of, standing_line
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
@@ -56,6 +57,22 @@ from nodeops.run.restore import Restore, previous_on
 from nodeops.run.runner import ChangeFailed
 from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
+
+
+def plan_for(change: ServiceDeploy, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
+    """``change``'s model's plan for ``states``; planned again with the lease facts (ServiceDeploy.lease_facts) only
+    when it would start a node beside the one that serves (plan.starts_beside_serving), the one plan they decide: an
+    up-to-date pair costs no lease query and no rendering of the serving node's inputs. Unsafe when the model
+    refuses; with two holders of the hot keys, saying which to keep (nodeops.facts.holders)."""
+    model = change.model
+    try:
+        plan = model.plan_change(change.service, states, desired)
+    except Unsafe as exc:
+        keep = keep_line(change.job, states.values())
+        raise Unsafe(f"{exc}; {keep}" if keep else str(exc)) from None
+    if starts_beside_serving(plan, states) and (facts := change.lease_facts(states)) is not None:
+        plan = model.plan_change(change.service, states, desired, lease=facts)
+    return plan
 
 
 class ServiceDeploy(ServiceChange):
@@ -148,13 +165,8 @@ class ServiceDeploy(ServiceChange):
         return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0].node.name, b"")))
 
     def plan(self, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
-        """The model's plan for ``states``; planned again with the lease facts (lease_facts) only when it would start
-        a node beside the one that serves (plan.starts_beside_serving), the one plan they decide: an up-to-date pair
-        costs no lease query and no rendering of the serving node's inputs. Unsafe when the model refuses."""
-        plan = self.model.plan_change(self.service, states, desired)
-        if starts_beside_serving(plan, states) and (facts := self.lease_facts(states)) is not None:
-            plan = self.model.plan_change(self.service, states, desired, lease=facts)
-        return plan
+        """The model's plan for ``states`` (plan_for)."""
+        return plan_for(self, states, desired)
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool) -> dict:

@@ -96,6 +96,7 @@ class FencedValue(IssuedValue):
 
     new: str = ""
     fence: ChainFence | None = None
+    fences = True
 
     def holder_of(self) -> Node:  # the standby assess chose, observed by the promotion
         return next(n for n in self.rotation.job.service.nodes if n.name == self.new)

@@ -14,6 +14,7 @@ from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
+from nodeops.facts.holders import keep_line
 from nodeops.facts.issued import standing, with_standing
 from nodeops.facts.observe import Observer
 from nodeops.facts.role_facts import node_facts, with_facts
@@ -144,17 +145,20 @@ def lease_status(fleet: Fleet, job: Job) -> dict | None:
 
 def rotation_status(inventory: Inventory, job: Job) -> dict | None:
     """A rotation a run left under way on the service (nodeops.rotate.service.interrupted_rotations): the rotations
-    (``interrupted``) and the command that completes them (``finish``); ``error`` when a backend could not be read;
-    None when none is under way."""
+    (``interrupted``) and the command that completes them (``finish``): rotate-secrets, or promote-standby --force
+    when a forced promotion staged one (it comes first: a rotation refuses its pending version); ``error`` when a
+    backend could not be read; None when none is under way."""
     try:
-        names = interrupted_rotations(inventory, job)
+        found = interrupted_rotations(inventory, job)
     except NodeopsError as exc:
         return {"error": str(exc)}
-    if not names:
+    if not found:
         return None
+    names, where = list(found), f"--env {inventory.environment} --service {job.service.name}"
+    if any(found.values()):
+        return {"interrupted": names, "finish": f"{program()} promote-standby {where} --force"}
     which = names[0] if len(names) == 1 else "all"  # a run completes only the interrupted ones of --secret all
-    return {"interrupted": names, "finish": f"{program()} rotate-secrets --env {inventory.environment} --service "
-            f"{job.service.name} --secret {which}"}  # fmt: skip
+    return {"interrupted": names, "finish": f"{program()} rotate-secrets {where} --secret {which}"}
 
 
 def rotation_line(rotation: dict) -> str:
@@ -179,11 +183,14 @@ def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, r
                    lock: dict | None, now: datetime.datetime) -> dict:  # fmt: skip
     """One service's entry of docs/status.schema.json (but its ``event``), from its nodes' views (``seen``: name ->
     view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
-    node read under the role's model (activation.model_of: a role with kinds, each node under its kind's)."""
+    node read under the role's model (activation.model_of: a role with kinds, each node under its kind's). With two
+    or more holders of the hot keys, ``holders``: which to keep and which to stop (nodeops.facts.holders)."""
     model, views = model_of(job.role), list(seen.values())
     # each node against its own inputs (its own files, the holder's hot secret versions) when they differ by node
     mixed = mixed_inputs(views, job.config_hashes({s.node.name for s in views if s.hot}), job.rendered.hot_versions)
+    keep = keep_line(job, views)
     return {
+        **({"holders": keep} if keep else {}),
         "service": job.service.name,
         "state": service_state(views, model, lease, mixed),
         "mixed": mixed,

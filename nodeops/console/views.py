@@ -120,6 +120,8 @@ def status_view(results: Iterable[Mapping], width: int = WIDTH) -> Group:
         if r.get("mixed"):  # the two nodes run different inputs (nodeops.status.mixed_inputs)
             text = f"{r['mixed']} ({program()} deploy brings both to the inventory's)"
             parts.append(_labelled("mixed", fit_words(short_digests(text), 3 * (width - 10)), "yellow"))
+        if r.get("holders"):  # two holders of the hot keys: which to keep (nodeops.facts.holders)
+            parts.append(_labelled("holders", fit_words(short_digests(r["holders"]), 3 * (width - 10)), "red"))
         if r.get("facts_error"):  # the role's node_facts raised: its facts are not shown
             parts.append(_labelled("facts", fit_words(r["facts_error"], 3 * (width - 10)), "yellow"))
         for name, found in (r.get("issued") or {}).items():  # an issued rotation's value against the chain

@@ -18,6 +18,7 @@ from nodeops.role_hooks import RoleHookFailed, no_node_facts
 
 Fact = str | int | float | bool | None
 FACTS_CHECK = "facts"  # check's finding for a hook that raised or answered out of shape
+PROBLEM = "problem"  # the one fact the engine reads: a node that answers but cannot do its work, in the role's words
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -92,9 +93,17 @@ def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: st
 def with_facts(result: dict, job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: str | None) -> dict:
     """A service's status entry (nodeops.status.service_status) with each node's ``facts`` ({} for a node that
     said none) and the service's ``facts_error`` when there was a problem; unchanged for a role without
-    ``node_facts``."""
+    ``node_facts``. A node whose facts give ``PROBLEM`` (a string, made one line; None: none) makes a healthy or
+    mixed state degraded: it answers, but its role says it cannot do its work (a pool's producer whose KES key
+    expired)."""
     if not says_facts(job):
         return result
+    troubled = False
     for node in result["nodes"]:
         node["facts"] = dict(facts.get(node["node"], {}))
+        if isinstance(node["facts"].get(PROBLEM), str):
+            node["facts"][PROBLEM] = " ".join(node["facts"][PROBLEM].split())
+            troubled = True
+    if troubled and result["state"] in ("healthy", "mixed"):
+        result = {**result, "state": "degraded"}
     return {**result, "facts_error": problem} if problem is not None else result

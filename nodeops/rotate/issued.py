@@ -28,6 +28,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
+from nodeops import program
 from nodeops.errors import OperationFailed, Unsafe
 from nodeops.facts.issued import document_keys, issuer_variables, query_command
 from nodeops.inventory import Node
@@ -73,6 +74,16 @@ def tidy_holder(deploy: ServiceDeploy, holder: Node) -> str:
     EndState(deploy).node_clean(holder.name, deploy.inspect(holder.name), set())
     return (f"{holder.name} runs the pending version already (an interrupted run), serving after {took:.1f}s; any "
             "file that run left on it shredded, its previous container removed")  # fmt: skip
+
+
+def refuse_fenced(stages: Stages, fences: bool, environment: str, service: str, secret: str) -> None:
+    """Unsafe (exit 4) when ``stages``' pending version is a forced promotion's (Stages.fenced) and this run is not
+    one (``fences``): only promote-standby --force completes it, and the message says so."""
+    if stages.fenced and not fences:
+        raise Unsafe(f"{service}: the pending version {stages.pending[:8]} of {secret!r} was staged by a forced "
+                     f"promotion that did not finish; {program()} promote-standby --env {environment} --service "
+                     f"{service} --force completes it (a rotation would restart the lost holder, which must never "
+                     "come back with its hot keys); nothing changed")  # fmt: skip
 
 
 class IssuedValue(Target):
@@ -121,6 +132,7 @@ class IssuedValue(Target):
         current = self.document(st.current)
         if any(current.get(key) != job.secrets[n].reveal() for n, key in self.keys.items() if n in job.secrets):
             raise OperationFailed(f"secret {store.name!r} changed since this run read it; run again")
+        refuse_fenced(st, self.fences, self.rotation.inventory.environment, job.service.name, store.name)
         self.holder = self.holder_of()
         if st.state == "finishing":  # AWSCURRENT moved already: only its label is left (finish tidies up)
             self.pending = Secret(json.dumps(current), self.spec.secret, st.pending)
@@ -142,7 +154,7 @@ class IssuedValue(Target):
             if st.state == "interrupted":
                 store.discard(st)  # its certificate can no longer be used: the issuer made another
             text = json.dumps({**current, **{self.keys[n]: v for n, v in issued.values.items()}})
-            version = store.create(text, Stages(st.current))
+            version = store.create(text, Stages(st.current), self.fences)
             said = store.said(store.CREATED, version)
         self.stages = Stages(st.current, version)
         self.pending = Secret(self.versions.value(version), self.spec.secret, version)

@@ -18,6 +18,9 @@ from nodeops.plan import Desired, ServicePlan, plan_service, the_active
 from nodeops.roles import RotationSpec, role_for
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
+# a Secrets Manager staging label of our own beside AWSPENDING: the pending version was staged by a chain fence
+# (promote-standby --force, nodeops.promote_forced), which only that verb completes; put with it in one call
+FENCE = "nodeops-fence"
 
 
 # ---------------------------------------------------------------- pure: stages, documents, selection, plan
@@ -25,10 +28,12 @@ CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 
 @dataclass(frozen=True)
 class Stages:
-    """A secret's versions by stage, as Secrets Manager reports them (version ids)."""
+    """A secret's versions by stage, as Secrets Manager reports them (version ids); ``fenced``: the pending version
+    carries the FENCE label (a forced promotion staged it)."""
 
     current: str
     pending: str | None = None
+    fenced: bool = False
 
     @property
     def state(self) -> str:
@@ -47,7 +52,7 @@ def stages_of(name: str, version_stages: Mapping[str, Sequence[str]]) -> Stages:
     if len(current) != 1 or len(pending) > 1:
         raise Unsafe(f"secret {name!r} has {len(current)} version(s) staged {CURRENT} and {len(pending)} staged "
                      f"{PENDING}; expected one and at most one: fix its stages by hand first")  # fmt: skip
-    return Stages(current[0], pending[0] if pending else None)
+    return Stages(current[0], pending[0] if pending else None, bool(pending) and FENCE in version_stages[pending[0]])
 
 
 def finish_calls(name: str, stages: Stages) -> list[dict[str, str]]:

@@ -69,8 +69,9 @@ def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients
     return SecretVersions(client, ref.name, aws.backend_where(backend), None if whole else ref.key)
 
 
-def interrupted_rotations(inventory: Inventory, job: Job) -> list[str]:
-    """The rotations of ``job``'s role (role.yaml ``rotation:``, by name) that a run left under way on its service:
+def interrupted_rotations(inventory: Inventory, job: Job) -> dict[str, bool]:
+    """The rotations of ``job``'s role (role.yaml ``rotation:``, by name) that a run left under way on its service,
+    each with whether a forced promotion staged it (Stages.fenced: only promote-standby --force completes it):
     their secret's backend holds a pending marker (Store.stages not fresh: Secrets Manager's AWSPENDING, Parameter
     Store's nodeops-pending label, a SOPS file's nodeops_pending entry), which only rotate-secrets completes. Its
     version stages only, never a value; one AWS client per backend. A model that does not rotate has none but the
@@ -78,15 +79,16 @@ def interrupted_rotations(inventory: Inventory, job: Job) -> list[str]:
     refused rotation and a backend rotation does not write have none. Read only.
     Errors: NodeopsError (a backend that cannot be read)."""
     rotates, issuers = model_of(job.role).rotates, job.role.hooks.issuers
-    found, clients = [], {}
+    found, clients = {}, {}
     for spec in job.role.rotation.values():
         ref = job.service.secrets.get(spec.secret)
         backend = inventory.secret_backends[ref.backend] if ref is not None else None
         if not (rotates or spec.kind in issuers) or spec.kind == "refused" or backend is None or \
                 refused_backend(backend.kind, backend.name, ref.name):  # fmt: skip
             continue
-        if store_of(inventory, job.service, spec, clients).stages().state != "fresh":
-            found.append(spec.name)
+        stages = store_of(inventory, job.service, spec, clients).stages()
+        if stages.state != "fresh":
+            found[spec.name] = stages.fenced
     return found
 
 

@@ -14,7 +14,17 @@ from nodeops.edges import aws
 from nodeops.errors import OperationFailed
 from nodeops.passwords import UNRESERVED, generate_password
 from nodeops.roles import RotationSpec
-from nodeops.rotate.rules import CURRENT, PENDING, Stages, discard_calls, finish_calls, stages_of, value_of, with_value
+from nodeops.rotate.rules import (
+    CURRENT,
+    FENCE,
+    PENDING,
+    Stages,
+    discard_calls,
+    finish_calls,
+    stages_of,
+    value_of,
+    with_value,
+)
 from nodeops.secrets import Secret
 
 if TYPE_CHECKING:
@@ -94,12 +104,13 @@ class SecretVersions(Store):
     def value(self, version: str) -> str:
         return value_of(self.read(version), self.key, self.name)
 
-    def create(self, value: str, stages: Stages) -> str:
-        """A new version (the current document with the rotated key replaced) staged AWSPENDING only."""
+    def create(self, value: str, stages: Stages, fence: bool = False) -> str:
+        """A new version (the current document with the rotated key replaced) staged AWSPENDING only, and FENCE
+        with it when ``fence`` (a chain fence's: Stages.fenced)."""
         text = with_value(self.read(stages.current), self.key, value, self.name)
         token = str(uuid.uuid4())  # the new version's id; idempotent on Secrets Manager's side
         self._call("put_secret_value", SecretId=self.name, ClientRequestToken=token, SecretString=text,
-                   VersionStages=[PENDING])  # fmt: skip
+                   VersionStages=[PENDING, FENCE] if fence else [PENDING])  # fmt: skip
         return token
 
     def finish(self, stages: Stages) -> None:
@@ -132,6 +143,7 @@ class Target(abc.ABC):
 
     rolls = False  # whether the nodes read it only when they start, so that the pair must be rolled onto it
     whole = False  # whether its store reads and writes the secret's whole document, not one key (issued.py)
+    fences = False  # whether it is a chain fence's (promote_forced.py): its pending version says so (Stages.fenced)
 
     def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
         self.rotation, self.spec, self.versions = rotation, spec, versions

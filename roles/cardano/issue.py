@@ -119,7 +119,7 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     valid = record is not None and genesis.window(slot, record.kes_period).valid
     step = rotation.resume(rotation.Observed(stored, record, on_chain, valid))
     if step.action == "none":
-        plan = rotation.plan(genesis, slot, on_chain, stored, cold.verification_key, pool, where)
+        plan = rotation.plan(genesis, slot, on_chain, stored, cold.verification_key, pool, where, f"secret {COUNTER}")
         counter, period, reused = plan.counter, plan.kes_period, False
         values = _hot(cold, counter, period)
     else:
@@ -175,22 +175,23 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         record = rotation.Pending(certificate.counter, certificate.kes_period, rotation.certificate_hash(certificate))
     ours = pending is not None and envelope.read(pending["op_cert"], "op_cert", envelope.CERTIFICATE).description
     kept = record is not None and (held or ours == FORCED)
+    action = "none"  # the rotation's words (rotation.resume): none, push, or reissue (the same counter, a new key)
     if kept:
         rotation.check_pool(cold.verification_key, pool, where)
         if ocert.chain_counter(on_chain) > record.counter:
             raise Unsafe(f"the chain's counter {on_chain} is past the standby's pending {record.counter}: a "
                          "certificate was issued outside nodeops; store its counter before promoting")  # fmt: skip
         kept = held or genesis.window(slot, record.kes_period).valid
+        action = "push" if kept else "reissue"
         counter, period = record.counter, record.kes_period if kept else genesis.kes_period(slot)
         values = {k: pending[k] for k in HOT} if kept else _hot(cold, counter, period, FORCED)
     else:
         plan = rotation.plan_forced(genesis, slot, on_chain, rotation.Stored(stored.next - 1), record,
-                                    cold.verification_key, pool, where)  # fmt: skip
+                                    cold.verification_key, pool, where, f"secret {COUNTER}")  # fmt: skip
         counter, period = plan.counter, plan.kes_period
         values = _hot(cold, counter, period, FORCED)
     updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, stored.cold_vk))}
-    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": "push" if kept else "none",
-             **tip}  # fmt: skip
+    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": action, **tip}
     return Issued(values, updates, facts, reused=bool(kept))
 
 

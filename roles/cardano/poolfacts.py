@@ -44,8 +44,9 @@ def _when(at: datetime) -> str:
 
 
 def _node(facts: KesFacts, peers: float | None, genesis: Genesis) -> dict[str, Any]:
+    expired = facts.remaining == 0  # the forging_enabled gauge stays 1, but the key cannot sign (kesinfo.check)
     shown: dict[str, Any] = {"slot": facts.slot, "peers": None if peers is None else int(peers),
-                             "forging": facts.forging}  # fmt: skip
+                             "forging": facts.forging and not expired}  # fmt: skip
     if facts.forging:
         shown["forged"] = facts.blocks_forged
     if facts.remaining is not None:
@@ -54,6 +55,9 @@ def _node(facts: KesFacts, peers: float | None, genesis: Genesis) -> dict[str, A
         if facts.remaining and facts.expiry is not None:  # from the current period: the expiry period's first slot
             current = facts.expiry - facts.remaining
             shown["kes_until"] = _when(runs_out(genesis, current * genesis.slots_per_kes_period, facts.remaining))
+    if expired:  # the engine's ``problem`` (nodeops.facts.role_facts.PROBLEM): the pool reads degraded
+        shown["problem"] = (f"its operational certificate (KES periods {facts.start}..{facts.expiry}) has expired: "
+                            "it cannot forge (fab check's kes names the rotation)")  # fmt: skip
     return shown
 
 
@@ -77,7 +81,7 @@ def node_facts(replies: Mapping[str, bytes], variables: Mapping[str, Any]) -> di
 
 
 def _ordered(facts: dict[str, Any]) -> dict[str, Any]:
-    order = ("metrics", "slot", "lag", "peers", "forging", "forged", "kes_window", "kes_left", "kes_until")
+    order = ("metrics", "slot", "lag", "peers", "forging", "forged", "kes_window", "kes_left", "kes_until", "problem")
     return {name: facts[name] for name in order if name in facts}
 
 

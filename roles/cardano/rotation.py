@@ -108,18 +108,19 @@ def issue_slot(genesis: Genesis, tip: int, now: datetime) -> int:
 
 
 def plan(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, cold_vk: bytes, pool: bytes,
-         where: str) -> Issue:  # fmt: skip
+         where: str, counted: str) -> Issue:  # fmt: skip
     """The next certificate of a KES rotation at ``slot`` (the current one by the clock: ``issue_slot``) on
     ``genesis``'s network: the stored counter plus one, starting at the slot's KES period. ``on_chain``: the pool's
     highest counter on chain (None: no block yet); ``cold_vk``: the cold key's verification key; ``pool``: the pool
-    id (28 bytes); ``where``: the cold key's secret reference, for the message. IssueRefused for the wrong cold key,
+    id (28 bytes); ``where``, ``counted``: the cold key's and the issue counter's secrets, for the message of a
+    refusal over each. IssueRefused for the wrong cold key,
     or a counter the chain would refuse or that would not supersede the certificate in force. Pure."""
     check_pool(cold_vk, pool, where)
-    return Issue(_checked(stored.counter + 1, on_chain, where, ""), genesis.kes_period(slot))
+    return Issue(_checked(stored.counter + 1, on_chain, counted, ""), genesis.kes_period(slot))
 
 
 def plan_forced(genesis: Genesis, slot: int, on_chain: int | None, stored: Stored, pending: Pending | None,
-                cold_vk: bytes, pool: bytes, where: str) -> Issue:  # fmt: skip
+                cold_vk: bytes, pool: bytes, where: str, counted: str) -> Issue:  # fmt: skip
     """The certificate for the standby in a forced promotion: one past every certificate the lost producer may hold
     (the stored one, and a ``pending`` one), so the chain refuses the lost producer's blocks once the new one is on
     chain. As ``plan`` otherwise; IssueRefused saying what the operator can do when the chain cannot take it
@@ -131,7 +132,7 @@ def plan_forced(genesis: Genesis, slot: int, on_chain: int | None, stored: Store
     held = max(stored.counter, pending.counter if pending else stored.counter)
     hint = (f"; the lost producer may hold counter {held}, which has made no block yet: no certificate both fences it "
             "and is taken by the chain until it does")  # fmt: skip
-    return Issue(_checked(held + 1, on_chain, where, hint), genesis.kes_period(slot))
+    return Issue(_checked(held + 1, on_chain, counted, hint), genesis.kes_period(slot))
 
 
 def _checked(counter: int, on_chain: int | None, where: str, hint: str) -> int:

@@ -133,13 +133,17 @@ def test_once_expired_the_producer_forges_no_more_and_check_says_so(pool_lab, fi
     forged, blocks, slot = producer["forged"], chain_get("/blocks")["forged"], chain_get("/tip")["currentSlot"]
     # 15 slots, of which the pool leads about half: a producer still forging would have forged some (1 in 2^15 not)
     wait_for(lambda: chain_get("/tip")["currentSlot"] >= slot + 15, "15 slots", 10)
-    after = facts(status(where))[PRODUCER]
+    event = status(where)
+    after = facts(event)[PRODUCER]
     mine = chain_get("/blocks")["forged"]  # the pool's one producer forged them all
     figures(
         f"expired at {ran_out} UTC: forged {forged} -> {after['forged']}, the producer's blocks on chain "
-        f"{len(mine)}, their KES periods {min(b['kesPeriod'] for b in mine)}..{max(b['kesPeriod'] for b in mine)}"
+        f"{len(mine)}, their KES periods {min(b['kesPeriod'] for b in mine)}..{max(b['kesPeriod'] for b in mine)}; "
+        f"status {event['state']}, forging {after['forging']}, problem {after.get('problem')!r}"
     )
     assert after["forged"] == forged and after["kes_left"] == 0 and "kes_until" not in after
+    # review rev16b finding 6: not healthy nor forging yes (the gauge stays 1), the reason on the producer's line
+    assert event["state"] == "degraded" and after["forging"] is False and "has expired" in after["problem"], event
     assert mine and max(b["kesPeriod"] for b in mine) < expiry  # none at or past the certificate's end
     assert len(mine) == len(blocks)  # nothing more taken
     code, found = check(where)

@@ -67,7 +67,7 @@ def test_the_roles_files_make_a_producer_that_forges_and_rotates(net, tmp_path):
     vrf = envelope.read_vrf_signing_key(lab.vrf.read_text(), str(lab.vrf))
     cold_vk, pool_id = lab.cold.verification_key, rotation.pool_id(lab.cold.verification_key)
     slot = net.genesis.slot_at(datetime.now(UTC))
-    first = rotation.plan(net.genesis, slot, None, rotation.Stored(0), cold_vk, pool_id, "cold")
+    first = rotation.plan(net.genesis, slot, None, rotation.Stored(0), cold_vk, pool_id, "cold", "counter")
     write(keys, hot.bundle(lab.cold, vrf, kes.SignKey.generate(), first.counter, first.kes_period))
     _, relay_url = start(net, "relay", pool, keys, holder=False)
     pid, url = start(net, "bp", pool, keys, holder=True)
@@ -83,7 +83,8 @@ def test_the_roles_files_make_a_producer_that_forges_and_rotates(net, tmp_path):
 
     on_chain = net.pools()[lab.id]["counter"]
     slot = net.genesis.slot_at(datetime.now(UTC))
-    nxt = rotation.plan(net.genesis, slot, on_chain, rotation.Stored(first.counter), cold_vk, pool_id, "cold")
+    stored = rotation.Stored(first.counter)
+    nxt = rotation.plan(net.genesis, slot, on_chain, stored, cold_vk, pool_id, "cold", "counter")
     assert nxt.counter == first.counter + 1
     write(keys, hot.bundle(lab.cold, vrf, kes.SignKey.generate(), nxt.counter, nxt.kes_period))
     os.kill(pid, signal.SIGHUP)  # the node reads its key files again, as upstream

@@ -22,23 +22,25 @@ def pending_of(counter: int, period: int = 100, description: str | None = None) 
 
 
 @pytest.mark.parametrize(
-    ("stored_next", "pending", "on_chain", "held", "counter", "reused"),
+    ("stored_next", "pending", "on_chain", "held", "counter", "reused", "resume"),
     [
-        (1, None, 0, False, 1, False),  # the lost producer forges with counter 0: the standby's is 1
-        (1, None, None, False, 1, False),  # no block yet: 0 + 1 is still one past the chain's
-        (4, None, 3, False, 4, False),
-        (1, 1, 1, False, 2, False),  # a rotation's pending 1 the lost producer forged with: one past it
-        (1, 1, 1, True, 1, True),  # this promotion's own pending, the standby runs it: kept
-        (1, 1, 0, True, 1, True),  # kept before the chain took it (the standby forges it next)
-        (2, 1, 1, True, 1, True),  # the counter stored already, AWSCURRENT not moved: kept
-        (2, (2, 100), 1, False, 2, True),  # this promotion's own, killed before b restarted: no lost node holds it
-        (2, (2, 50), 1, False, 2, False),  # the same, its KES window passed: the same counter, a new key
+        (1, None, 0, False, 1, False, "none"),  # the lost producer forges with counter 0: the standby's is 1
+        (1, None, None, False, 1, False, "none"),  # no block yet: 0 + 1 is still one past the chain's
+        (4, None, 3, False, 4, False, "none"),
+        (1, 1, 1, False, 2, False, "none"),  # a rotation's pending 1 the lost producer forged with: one past it
+        (1, 1, 1, True, 1, True, "push"),  # this promotion's own pending, the standby runs it: kept
+        (1, 1, 0, True, 1, True, "push"),  # kept before the chain took it (the standby forges it next)
+        (2, 1, 1, True, 1, True, "push"),  # the counter stored already, AWSCURRENT not moved: kept
+        (2, (2, 100), 1, False, 2, True, "push"),  # this promotion's own, killed before b restarted: no lost holder
+        (2, (2, 50), 1, False, 2, False, "reissue"),  # the same, its KES window passed: the same counter, a new key
     ],
     ids=["first", "no-block", "later", "past-a-pending", "rerun-kept", "rerun-before-taken", "rerun-stored",
          "rerun-own-unpushed", "rerun-own-expired"],
 )  # fmt: skip
 def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_hold(
-        stored_next, pending, on_chain, held, counter, reused):  # fmt: skip
+        stored_next, pending, on_chain, held, counter, reused, resume):  # fmt: skip
+    """``resume`` as the rotation words it (review rev16b finding 8: an own pending version past its window said
+    ``none`` where the rotation says ``reissue``)."""
     own = isinstance(pending, tuple)  # (counter, KES period) of a forced promotion's own pending version
     given = None if pending is None else pending_of(*pending, issue.FORCED) if own else pending_of(pending)
     made = issue.fence_kes(LAB, stored_secrets(stored_next), chain(counter=on_chain), given, held, NOW)
@@ -46,7 +48,7 @@ def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_ho
     assert (cert.counter, made.reused) == (counter, reused) and cert.verify(COLD.verification_key)
     assert (given is not None and made.values == {k: given[k] for k in issue.HOT}) is reused
     assert envelope.read_issue_counter(made.updates["counter"], "t").next == counter + 1
-    assert made.facts["counter"] == counter and made.facts["pool"] == POOL
+    assert made.facts["counter"] == counter and made.facts["pool"] == POOL and made.facts["resume"] == resume
     assert made.facts["kes_period"] == (cert.kes_period if reused else SLOT // 10)
     if not reused:  # marked as a forced promotion's, for a rerun
         assert envelope.read(made.values["op_cert"], "t", envelope.CERTIFICATE).description == issue.FORCED

@@ -83,8 +83,8 @@ def test_a_rotation_issues_the_next_counter_at_the_current_period_and_moves_the_
     ("given", "on_chain", "message"),
     [
         (secrets(1, cold=ocert.ColdKey(bytes(32))), 0, "secret cold_key: this cold key is not the pool's"),
-        (secrets(1), 1, "secret cold_key: reused: counter 1 is the chain's own"),
-        (secrets(3), 1, "secret cold_key: a skip of more than one"),
+        (secrets(1), 1, "^secret counter: reused: counter 1 is the chain's own"),
+        (secrets(3), 1, "^secret counter: a skip of more than one"),
     ],
     ids=["wrong-cold-key", "reused-counter", "skip"],
 )  # fmt: skip

@@ -65,9 +65,13 @@ def test_the_date_the_certificate_runs_out_is_the_networks(variables, until):
 
 
 def test_an_expired_certificate_and_an_unreadable_reply():
+    """Review rev16b finding 6: an expired holder said ``forging yes`` (the gauge stays 1) and its pool read healthy;
+    it cannot forge: ``forging`` no, and a ``problem`` the engine shows (status: degraded)."""
     found = poolfacts.node_facts({"bp-a": EXPIRED, "x": b"\xff\xfe", "y": b"not metrics at all\n"}, LAB)
-    assert found == {"bp-a": {"slot": 1305, "lag": 0, "peers": 2, "forging": True, "forged": 31,
-                              "kes_window": "100..130", "kes_left": 0},  # no date: it has run out
+    assert found == {"bp-a": {"slot": 1305, "lag": 0, "peers": 2, "forging": False, "forged": 31,
+                              "kes_window": "100..130", "kes_left": 0,  # no date: it has run out
+                              "problem": "its operational certificate (KES periods 100..130) has expired: it cannot "
+                                         "forge (fab check's kes names the rotation)"},
                      "x": {"metrics": "unreadable"}, "y": {"metrics": "unreadable"}}  # fmt: skip
 
 

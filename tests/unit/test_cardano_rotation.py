@@ -38,7 +38,7 @@ def test_the_pool_id_is_the_cold_keys_blake2b_224():
     ],
 )
 def test_a_rotation_issues_the_next_counter_at_the_slots_period(on_chain, stored, counter):
-    issue = rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), COLD.verification_key, POOL, "aws:pool/cold")
+    issue = rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), COLD.verification_key, POOL, "aws:pool/cold", "n")
     assert (issue.counter, issue.kes_period) == (counter, SLOT // 129600)
 
 
@@ -66,16 +66,18 @@ def test_a_certificate_is_issued_for_the_slot_of_the_clock_byron_slots_included(
 @pytest.mark.parametrize(
     ("on_chain", "stored", "cold", "message"),
     [
-        (5, 4, COLD, "aws:pool/cold: reused: counter 5 is the chain's own"),
-        (7, 4, COLD, "reused: counter 5 is below the chain's 7"),
-        (4, 5, COLD, "a skip of more than one: counter 6 skips past the chain's 4 \\+ 1"),
-        (None, 1, COLD, "a skip of more than one: counter 2 skips past the chain's 0"),
+        (5, 4, COLD, "^aws:pool/counter: reused: counter 5 is the chain's own"),
+        (7, 4, COLD, "^aws:pool/counter: reused: counter 5 is below the chain's 7"),
+        (4, 5, COLD, "^aws:pool/counter: a skip of more than one: counter 6 skips past the chain's 4 \\+ 1"),
+        (None, 1, COLD, "^aws:pool/counter: a skip of more than one: counter 2 skips past the chain's 0"),
         (4, 4, OTHER, "aws:pool/cold: this cold key is not the pool's: its pool id is"),
     ],
 )
 def test_a_rotation_is_refused_before_any_host(on_chain, stored, cold, message):
+    """Review rev16b finding 7: a counter refusal named the cold key's secret; the counter's is the one to fix."""
     with pytest.raises(forging.IssueRefused, match=message) as err:
-        rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), cold.verification_key, POOL, "aws:pool/cold")
+        rotation.plan(MAINNET, SLOT, on_chain, Stored(stored), cold.verification_key, POOL, "aws:pool/cold",
+                      "aws:pool/counter")  # fmt: skip
     assert err.value.exit_code == EXIT_INVALID
 
 
@@ -84,15 +86,15 @@ def test_a_rotation_is_refused_before_any_host(on_chain, stored, cold, message):
     [
         (4, 4, None, 5, ""),  # the lost producer holds 4, on chain: 5 fences it
         (5, 4, 5, 6, ""),  # a pending 5 (pushed to the lost producer) made a block: 6 fences both
-        (4, 4, 5, None, "skip of more than one: .*may hold counter 5, which has made no block yet"),
-        (3, 4, None, None, "skip of more than one: .*may hold counter 4"),
+        (4, 4, 5, None, "^counter: a skip of more than one: .*may hold counter 5, which has made no block yet"),
+        (3, 4, None, None, "^counter: a skip of more than one: .*may hold counter 4"),
     ],
 )
 def test_a_forced_promotion_fences_every_certificate_the_lost_producer_may_hold(
     on_chain, stored, pending, counter, refused
 ):
     record = Pending(pending, 1150, "ab") if pending else None
-    args = (MAINNET, SLOT, on_chain, Stored(stored), record, COLD.verification_key, POOL, "cold")
+    args = (MAINNET, SLOT, on_chain, Stored(stored), record, COLD.verification_key, POOL, "cold", "counter")
     if refused:
         with pytest.raises(forging.IssueRefused, match=refused):
             rotation.plan_forced(*args)
@@ -102,7 +104,7 @@ def test_a_forced_promotion_fences_every_certificate_the_lost_producer_may_hold(
 
 def test_a_forced_promotion_with_the_wrong_cold_key_is_refused():
     with pytest.raises(forging.IssueRefused, match="not the pool's"):
-        rotation.plan_forced(MAINNET, SLOT, 4, Stored(4), None, OTHER.verification_key, POOL, "cold")
+        rotation.plan_forced(MAINNET, SLOT, 4, Stored(4), None, OTHER.verification_key, POOL, "cold", "counter")
 
 
 @dataclass
@@ -156,7 +158,7 @@ def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, block
     the reruns end with one certificate in force (the holder's, AWSCURRENT), the counter stored for it and nothing
     pending; a rerun re-issues only a certificate that can no longer forge."""
     world = World(Stored(4, "old"), on_chain=4, blocks=blocks)
-    issue = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "cold")
+    issue = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "cold", "n")
     run(world, rotation.STAGES, issue.counter, issue.kes_period, kill_after)
     world.valid = valid
     steps = []
@@ -169,7 +171,8 @@ def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, block
     expected = "reissue" if first_step == "push" and not valid else first_step
     assert steps[0] == expected and steps[-1] == "none"
     if kill_after == 0:  # nothing had happened: the rotation is planned afresh, as the first time
-        assert rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "c") == issue
+        issue_again = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "c", "n")
+        assert issue_again == issue
         return
     assert world.pending is None and world.stored.counter == 5
     assert world.current == world.holder != "old"  # one certificate in force, current in the store

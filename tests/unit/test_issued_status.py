@@ -93,7 +93,11 @@ FRESH = {"pool/HotKeys": {"v1": ["AWSCURRENT"]}, "pool/Vrf": {"w1": ["AWSCURRENT
 PENDING = {"pool/HotKeys": {"v1": ["AWSCURRENT"], "v2": ["AWSPENDING"]}, "pool/Vrf": {"w1": ["AWSCURRENT"]}}
 
 
-@pytest.mark.parametrize(("stages", "found"), [(FRESH, []), (PENDING, ["hot"])], ids=["fresh", "pending"])
+FENCED = {**PENDING, "pool/HotKeys": {"v1": ["AWSCURRENT"], "v2": ["AWSPENDING", "nodeops-fence"]}}
+
+
+@pytest.mark.parametrize(("stages", "found"), [(FRESH, {}), (PENDING, {"hot": False}), (FENCED, {"hot": True})],
+                         ids=["fresh", "pending", "fenced"])  # fmt: skip
 def test_a_keys_services_issued_rotation_left_under_way_is_found_from_its_stages_alone(tmp_path, monkeypatch, stages,
                                                                                        found):  # fmt: skip
     """A keys service's model rolls no pair, but the rotation its role issues is read (it was skipped): its
@@ -105,11 +109,20 @@ def test_a_keys_services_issued_rotation_left_under_way_is_found_from_its_stages
     assert made == [("sm", "secretsmanager")]
 
 
-def test_status_and_check_say_the_pending_rotation_and_the_command_that_completes_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("stages", "finish"),
+    [(PENDING, f"{program()} rotate-secrets --env prod --service pool --secret hot"),
+     (FENCED, f"{program()} promote-standby --env prod --service pool --force")],
+    ids=["rotation", "forced-promotion"],
+)  # fmt: skip
+def test_status_and_check_say_the_pending_rotation_and_the_command_that_completes_it(tmp_path, monkeypatch, stages,
+                                                                                    finish):  # fmt: skip
+    """forced-promotion: review rev16b finding 1: a promote-standby --force killed after staging its keys left
+    status and check prescribing rotate-secrets, which is refused (it would need the lost holder back). The pending
+    version's FENCE label says a forced promotion staged it: both say the promotion that completes it."""
     job, run, seen = pool(tmp_path, hook=NO_STANDING)
-    played_aws(monkeypatch, PENDING)
+    played_aws(monkeypatch, stages)
     rotation = rotation_status(inventory(tmp_path), job)
-    finish = f"{program()} rotate-secrets --env prod --service pool --secret hot"
     assert rotation == {"interrupted": ["hot"], "finish": finish}
     result = {"event": "status", **service_status(job, seen, None, rotation, None, NOW)}
     jsonschema.validate(result, SCHEMA)

@@ -174,6 +174,29 @@ def test_a_rerun_after_the_standby_took_the_pending_version_keeps_it(tmp_path, m
     assert json.loads(manager.current("pool/Hot"))["kes"] == NEW_KES and manager.current("pool/Counter") == "2"
 
 
+def test_a_forced_promotions_pending_version_says_so_and_a_rotation_refuses_it(tmp_path, monkeypatch):
+    """Review rev16b finding 1: a forced promotion killed after staging left a pending version a rotation took as
+    its own (status prescribed rotate-secrets, which then asked for the lost holder back). The fence stages its
+    version with the FENCE label in the same call; rotate-secrets on it is refused (exit 4) before any node is
+    looked at, naming promote-standby --force, nothing changed."""
+    run, engine, manager, _role = pool(tmp_path, monkeypatch)
+    ForcedHandover("pool", run.observer.views(), ("a",), "b", "x").promote(run)
+    fenced = [sorted(st) for _, st in manager.store["pool/Hot"].values() if "nodeops-fence" in st]
+    assert fenced == [["AWSCURRENT", "nodeops-fence"]]  # staged with it, then finished
+    manager.store["pool/Hot"]["v3"] = (json.dumps({"kes": NEW_KES, "vrf": VRF}), ["AWSPENDING", "nodeops-fence"])
+    before, lines = json.dumps(manager.store), len(engine.sent)
+    rotation = rotate_service.ServiceRotation(run.fleet.inventory, run.job, run.fleet, run.report, {})
+    rotation.deploy = run
+    with pytest.raises(Unsafe) as err:
+        rotation.run([run.job.role.rotation["hot"]])
+    assert err.value.exit_code == EXIT_UNSAFE and "\n" not in str(err.value)
+    assert ("pool: createSecret hot failed: pool: the pending version v3 of 'pool/Hot' was staged by a forced "
+            "promotion that did not finish; fab promote-standby --env t --service pool --force completes it") in \
+        str(err.value)  # fmt: skip
+    assert "reach" not in str(err.value)
+    assert json.dumps(manager.store) == before and len(engine.sent) == lines
+
+
 @pytest.mark.parametrize(
     ("rotation", "b_running", "error", "code", "said"),
     [

@@ -76,6 +76,31 @@ def test_status_shows_each_nodes_facts_from_its_health_reply(tmp_path):
     assert "r2:" not in text.replace("r2  ", "")  # no facts, no line
 
 
+PROBLEM = HOOKS.replace(
+    '"profile": variables["PROFILE"]}',
+    '"profile": variables["PROFILE"], "problem": "cannot   work" if node == "a" else None}',
+)
+
+
+def test_a_nodes_problem_its_role_says_makes_the_service_degraded_and_is_shown(tmp_path):
+    """Review rev16b finding 6: a holder whose role's facts say it cannot do its work (a pool's expired KES key)
+    read healthy. A node's fact ``problem`` (a string; None: none) makes a healthy or mixed service degraded, the
+    reason on its line; without one the state is the model's."""
+    job, run, seen = pool_with(tmp_path, PROBLEM)
+    result = status_of(job, run, seen)
+    jsonschema.validate(result, SCHEMA)
+    assert result["state"] == "degraded"
+    assert {n["node"]: n["facts"].get("problem") for n in result["nodes"]} == {
+        "r1": None,
+        "r2": None,
+        "a": "cannot work",
+        "b": None,
+    }
+    shown = " ".join(printed(status_view([result])).split())
+    assert "a: forging yes, min 3, profile main, problem cannot work" in shown, shown
+    assert status_of(*pool_with(tmp_path / "no", HOOKS))["state"] == "healthy"
+
+
 def test_a_role_without_the_hooks_keeps_its_status_and_findings(tmp_path):
     job, run, seen = pool_with(tmp_path, None)
     plain = {"event": "status", **service_status(job, seen, None, None, None, NOW)}

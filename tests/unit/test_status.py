@@ -264,14 +264,17 @@ def test_a_lease_read_the_database_refuses_is_not_healthy(b, lease, state):
 @pytest.mark.parametrize(
     ("found", "rotation"),
     [
-        ([], None),
-        (["db"], {"interrupted": ["db"], "finish": f"{program()} rotate-secrets --env prod --service svc --secret db"}),
-        (["db", "api"], {"interrupted": ["db", "api"],
-                         "finish": f"{program()} rotate-secrets --env prod --service svc --secret all"}),
+        ({}, None),
+        ({"db": False}, {"interrupted": ["db"],
+                         "finish": f"{program()} rotate-secrets --env prod --service svc --secret db"}),
+        ({"db": False, "api": False}, {"interrupted": ["db", "api"],
+                                       "finish": f"{program()} rotate-secrets --env prod --service svc --secret all"}),
+        ({"db": False, "kes": True}, {"interrupted": ["db", "kes"],
+                                      "finish": f"{program()} promote-standby --env prod --service svc --force"}),
         (OperationFailed("prod.yaml: describe_secret of secret 'svc/db' failed: timeout"),
          {"error": "prod.yaml: describe_secret of secret 'svc/db' failed: timeout"}),
     ],
-    ids=["none", "db", "two", "unreadable"],
+    ids=["none", "db", "two", "fenced", "unreadable"],
 )  # fmt: skip
 def test_an_interrupted_rotation_is_shown_with_the_command_that_finishes_it(monkeypatch, found, rotation):
     """Issue 17: status said nothing of a rotation a killed run left under way (its backend's pending marker)."""
