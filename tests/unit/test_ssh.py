@@ -158,6 +158,7 @@ class _FreezingServer(paramiko.ServerInterface):
     def __init__(self) -> None:
         self.frozen = threading.Event()
         self.release = threading.Event()
+        self.ciphers: tuple[str, ...] | None = None  # what the server accepts (None: paramiko's defaults)
 
     def get_allowed_auths(self, _username):
         return "publickey"
@@ -193,6 +194,8 @@ def freezing_sshd():
     def serve() -> None:
         sock, _ = listener.accept()
         transport = paramiko.Transport(sock)
+        if server.ciphers:
+            transport.get_security_options().ciphers = server.ciphers
         transport.add_server_key(host_key)
         transport.start_server(server=server)
         transports.append(transport)
@@ -265,3 +268,27 @@ def test_a_deadline_whose_channel_died_does_not_stop_the_next():
     deadlines.start(0.01, dead_channel)
     deadlines.start(0.05, done.set)
     assert done.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("server_ciphers", "agreed"),
+    [
+        (None, "aes128-gcm@openssh.com"),
+        (("aes256-gcm@openssh.com", "aes128-ctr"), "aes256-gcm@openssh.com"),
+        (("aes256-ctr", "aes128-ctr"), "aes128-ctr"),  # a server without AES-GCM: still reached, in our order
+    ],
+)
+def test_aes_gcm_is_offered_first_and_every_default_cipher_still_is(freezing_sshd, server_ciphers, agreed):
+    """AES-GCM carries no HMAC, which paramiko computes and compares in Python for every packet (docs/scaling.md)."""
+    target, client_key, server = freezing_sshd
+    server.ciphers = server_ciphers
+    conn = PinnedConnection(target, client_key, 5)
+    try:
+        conn.open()
+        offered = conn.transport.get_security_options().ciphers
+        assert offered[:2] == ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+        assert sorted(offered) == sorted(paramiko.Transport._preferred_ciphers)
+        assert (conn.transport.local_cipher, conn.transport.remote_cipher) == (agreed, agreed)
+        assert execute(Link(conn), "true", timeout=30).exit_code == 0
+    finally:
+        conn.close()
