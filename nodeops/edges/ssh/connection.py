@@ -38,6 +38,22 @@ class _RefuseUnpinned(paramiko.MissingHostKeyPolicy):
         )
 
 
+# Offered first: with an AEAD cipher a packet carries no HMAC, which paramiko computes with Python's hmac for each
+# packet it sends and compares byte by byte in Python for each it reads (6.8 us a packet read, 1.2 us sent, against
+# AES-GCM's tag in cryptography; about 48 packets a host over both legs of a `true`). Both are OpenSSH's since 6.2;
+# every cipher paramiko offers by default is still offered after them, in its order, for a server without them.
+_AEAD_FIRST = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def _transport(sock, **kwargs) -> paramiko.Transport:
+    """paramiko's Transport with AES-GCM offered first (SSHClient.connect's ``transport_factory``; the order is
+    set through the Transport's SecurityOptions, paramiko's documented way to change it before the session)."""
+    transport = paramiko.Transport(sock, **kwargs)
+    options = transport.get_security_options()
+    options.ciphers = _AEAD_FIRST + tuple(c for c in options.ciphers if c not in _AEAD_FIRST)
+    return transport
+
+
 @functools.cache
 def _config() -> Config:
     """One Fabric Config for every connection of the process (building one reads the system's and the user's
@@ -74,6 +90,7 @@ class PinnedConnection(Connection):
             "look_for_keys": False,
             "banner_timeout": timeout,
             "auth_timeout": timeout,
+            "transport_factory": _transport,
         }
         if pkey is not None:
             connect_kwargs["pkey"] = pkey

@@ -79,6 +79,52 @@ def _with_retries(retries: int, attempt: Callable[[], T], target: Target) -> tup
     raise AssertionError("unreachable")
 
 
+def _opened(conn: PinnedConnection) -> PinnedConnection:
+    """``conn``, opened; on failure its client is closed (Fabric's close() is a no-op until open() succeeded)."""
+    try:
+        conn.open()
+    except BaseException:
+        conn.client.close()
+        raise
+    return conn
+
+
+class _NodeLinks:
+    """The node connections a Fleet holds open: added and closed from the fan-out's threads, the rest at its end.
+
+    Closing one, its transport's reader thread may be sending a last message through the tunnel (the reply to
+    the node's close of a command's channel): paramiko checks that the tunnel channel is open, then sends, so a
+    close in between put that message after the tunnel's CLOSE, and the bastion's sshd dropped its whole
+    connection, every node's ("data packet referred to nonexistent channel"). The transport sends each of its
+    messages holding ``clear_to_send_lock``: holding it, nothing of it is half sent when the tunnel closes. A
+    link that died before (its bastion's, under it) has nothing left to close.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: list[PinnedConnection] = []
+
+    def add(self, conn: PinnedConnection) -> None:
+        with self.lock:
+            self.open.append(conn)
+
+    def close(self, conn: PinnedConnection) -> None:
+        with self.lock:
+            self.open.remove(conn)
+        self._close(conn)
+
+    def close_all(self) -> None:
+        with self.lock:
+            opened, self.open = self.open[::-1], []
+        for conn in opened:
+            self._close(conn)
+
+    @staticmethod
+    def _close(conn: PinnedConnection) -> None:
+        with contextlib.suppress(EOFError, OSError, paramiko.SSHException), conn.transport.clear_to_send_lock:
+            conn.close()
+
+
 class Fleet:
     """Connections to an inventory's nodes, each through its service's bastion: one transport per bastion.
 
@@ -96,7 +142,7 @@ class Fleet:
         self.needed = list(inventory.bastions_of(services) if services is not None else inventory.bastions)
         self._bastions: dict[str, PinnedConnection] = {}
         self._bastion_locks = {name: threading.Lock() for name in inventory.bastions}
-        self._open: list[PinnedConnection] = []
+        self._nodes = _NodeLinks()
         self._open_lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------
@@ -118,10 +164,10 @@ class Fleet:
     def close(self) -> None:
         """Close every connection, nodes first. A link that died before (a bastion's, under the node tunnels:
         paramiko raises EOFError or OSError sending the close) has nothing left to close: the rest still are."""
+        self._nodes.close_all()
         with self._open_lock:
-            opened, self._open = [*reversed(self._open), *self._bastions.values()], []
-            self._bastions = {}
-        for conn in opened:
+            bastions, self._bastions = list(self._bastions.values()), {}
+        for conn in bastions:
             with contextlib.suppress(EOFError, OSError, paramiko.SSHException):
                 conn.close()
 
@@ -147,7 +193,7 @@ class Fleet:
                 target, key = self.keys.bastions[name], self.keys.bastion_keys[name]
                 conn, _ = _with_retries(
                     self.settings.connect_retries,
-                    lambda: self._opened(PinnedConnection(target, key, self.settings.connect_timeout)),
+                    lambda: _opened(PinnedConnection(target, key, self.settings.connect_timeout)),
                     target,
                 )
                 with self._open_lock:
@@ -161,21 +207,11 @@ class Fleet:
         def attempt() -> PinnedConnection:
             conn = PinnedConnection(target, self.keys.node_key, self.settings.connect_timeout,
                                     via=self._bastion_conn(via))  # fmt: skip
-            return self._opened(conn)
+            return _opened(conn)
 
         conn, attempts = _with_retries(self.settings.connect_retries, attempt, target)
-        with self._open_lock:
-            self._open.append(conn)
+        self._nodes.add(conn)
         return Link(conn), attempts
-
-    @staticmethod
-    def _opened(conn: PinnedConnection) -> PinnedConnection:
-        try:
-            conn.open()
-        except BaseException:
-            conn.client.close()  # Fabric's close() is a no-op until open() succeeded
-            raise
-        return conn
 
     # -- through a service's bastion (forward.py); service None: the inventory's only bastion ------------
     def http_get(self, host: str, port: int, path: str, timeout: float = http.HEALTH_TIMEOUT, *,
@@ -196,11 +232,13 @@ class Fleet:
         return forward.tunnel(self.bastion(self.behind(service)), host, port)
 
     # -- fan-out -------------------------------------------------------------------
-    def map(self, nodes: Sequence[Node], work: Callable[[Link, Node], T]) -> list[Outcome[T]]:
+    def map(self, nodes: Sequence[Node], work: Callable[[Link, Node], T], *, keep: bool = True) -> list[Outcome[T]]:
         """Run ``work`` on every node, behind every bastion at once, at most ``max_parallel`` at a time behind each.
 
         Every node gets an Outcome, in the order given; a failure on one node
-        is recorded there and never stops or hides the others.
+        is recorded there and never stops or hides the others. ``keep``: each
+        node's connection stays open until the Fleet closes (for a caller that
+        runs more on it afterwards); False closes it as soon as ``work`` returns.
         """
 
         def one(node: Node) -> Outcome[T]:
@@ -208,7 +246,11 @@ class Fleet:
             outcome: Outcome[T] = Outcome(node)
             try:
                 conn, outcome.attempts = self.connect(node)
-                outcome.value = work(conn, node)
+                try:
+                    outcome.value = work(conn, node)
+                finally:
+                    if not keep:
+                        self._nodes.close(conn._conn)
             except NodeopsError as exc:
                 outcome.error = exc
             except Exception as exc:  # noqa: BLE001 (reported per host, never swallowed)
@@ -226,6 +268,8 @@ class Fleet:
             return [future.result() for future in futures]
 
     def run(self, nodes: Sequence[Node], command: str, timeout: float | None = None) -> list[Outcome[CommandResult]]:
-        """Run one shell command on every node; a non-zero exit is a result, not an error."""
+        """Run one shell command on every node; a non-zero exit is a result, not an error. Each node's connection
+        closes once its command is done: an open paramiko transport wakes every 0.1 s until closed (its socket
+        timeout, ``Transport._active_check_timeout``), CPU the rest of a large run paid (docs/scaling.md)."""
         limit = timeout or self.settings.command_timeout
-        return self.map(nodes, lambda conn, _node: execute(conn, command, timeout=limit))
+        return self.map(nodes, lambda conn, _node: execute(conn, command, timeout=limit), keep=False)
