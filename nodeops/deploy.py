@@ -50,6 +50,7 @@ from nodeops.records import Deployed, DryRun
 from nodeops.run.change import ServiceChange
 from nodeops.run.guards import Guards
 from nodeops.run.handover import PlannedHandover
+from nodeops.run.keys import gap_figure
 from nodeops.run.preview import Preview
 from nodeops.run.report import Reporter
 from nodeops.run.restore import Restore, previous_on
@@ -148,19 +149,21 @@ class ServiceDeploy(ServiceChange):
             row = read()
         return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0].node.name, b"")))
 
-    def plan(self, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
-        """The model's plan for ``states``; planned again with the lease facts (lease_facts) only when it would start
-        a node beside the one that serves (plan.starts_beside_serving), the one plan they decide: an up-to-date pair
-        costs no lease query and no rendering of the serving node's inputs. Unsafe when the model refuses."""
+    def plan(self, states: Mapping[str, NodeView], desired: Desired, via_standby: bool = False) -> ServicePlan:
+        """The model's plan for ``states`` (``via_standby``: its plan_via_standby); planned again with the lease facts
+        (lease_facts) only when it would start a node beside the one that serves (plan.starts_beside_serving), the one
+        plan they decide: an up-to-date pair costs no lease query and no rendering of the serving node's inputs."""
+        if via_standby:  # activation keys only (deploy's refusal before any host, exit 2): no lease to read
+            return self.model.plan_via_standby(self.service, states, desired)
         plan = self.model.plan_change(self.service, states, desired)
         if starts_beside_serving(plan, states) and (facts := self.lease_facts(states)) is not None:
             plan = self.model.plan_change(self.service, states, desired, lease=facts)
         return plan
 
     # -- the whole ---------------------------------------------------------------
-    def run(self, dry_run: bool) -> dict:
+    def run(self, dry_run: bool, via_standby: bool = False) -> dict:
         states, desired = self.observe(dry_run)
-        plan = self.plan(states, desired)
+        plan = self.plan(states, desired, via_standby)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:
@@ -189,9 +192,7 @@ class ServiceDeploy(ServiceChange):
         except OperationFailed as exc:  # e.g. the new active died after the takeover: what serves now, said
             raise self.confirm(str(exc)) from None
         self.drop_previous()
-        self.say(result.get("active", ""), ("active" if "active" in result else "every node serves") +
-                 ("" if plan.changes else "; nothing changed"))  # fmt: skip
-        return Deployed(service=self.service.name, changed=plan.changes, **result, **self.ran()).record()
+        return finished(self, plan.changes, result)
 
     def drop_previous(self) -> None:
         """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
@@ -208,6 +209,17 @@ class ServiceDeploy(ServiceChange):
                 "variables": dict(self.service.variables),
                 "secret_versions": dict(self.job.rendered.secret_versions),
                 "files": recorded_texts(self.job), **({"nodes": own} if own else {})}  # fmt: skip
+
+
+def finished(run: ServiceDeploy, changed: bool, result: dict) -> dict:
+    """The end of ``run``, verified (``result``: who is active, or serves): said, each gap in which no node used the
+    hot keys with it (run.keys.keys_gap), and its record (records.Deployed, ``keys_gaps`` when there were any)."""
+    gaps = getattr(run, "keys_gaps", [])
+    said = "".join(f"; {g['how']} {g['node']}: no node used the hot keys for {gap_figure(g)}" for g in gaps)
+    run.say(result.get("active", ""), ("active" if "active" in result else "every node serves") +
+            ("" if changed else "; nothing changed") + said)  # fmt: skip
+    return Deployed(service=run.service.name, changed=changed, **result, **run.ran(),
+                    **({"keys_gaps": gaps} if gaps else {})).record()  # fmt: skip
 
 
 def not_started(service: str) -> Callable[[], dict]:
@@ -235,18 +247,22 @@ def per_service(report: Reporter, service: str, work: Callable[[], dict],
 
 
 def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False,
-           stop: StopRequests | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
+           stop: StopRequests | None = None, inexact_ok: bool = False,
+           via_standby: bool = False) -> list[dict]:  # fmt: skip
     """Deploy every job's service, in parallel, each pair on its own. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
     ``stop``: once set, no service starts and each running one stops at its next safe point.
-    ``inexact_ok``: a container whose inputs cannot be rendered again may be replaced (restore_job)."""
+    ``inexact_ok``: a container whose inputs cannot be rendered again may be replaced (restore_job).
+    ``via_standby``: a keys holder whose inputs change hands its keys to the standby and back (ServiceDeploy.plan;
+    refuse_via_standby first, before any host)."""
 
     def one(job: Job) -> dict:
         run = ServiceDeploy(job, fleet, report)
         run.stop, run.inexact_ok = stop or run.stop, inexact_ok
         if run.stop.is_set():
             return per_service(report, job.service.name, not_started(job.service.name))
-        return per_service(report, job.service.name, lambda: run.run(dry_run), None if dry_run else run.now)
+        return per_service(report, job.service.name, lambda: run.run(dry_run, via_standby),
+                           None if dry_run else run.now)  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
         return list(pool.map(one, jobs))
