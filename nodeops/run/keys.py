@@ -164,8 +164,8 @@ def keys_gap(change: Any, node: str, how: str, seconds: float | None) -> str:
     gap = {"node": node, "how": how, "seconds": figure, **({"chain_units": units} if units else {})}
     change.keys_gaps = [*getattr(change, "keys_gaps", []), gap]  # the change's list, set afresh (no shared one)
     words = gap_figure(gap)
-    change.say(node, f"{how}: no node used the hot keys for {words}", keys_gap_seconds=figure,
-               **({"outage_chain_units": units} if units else {}))  # fmt: skip
+    said = {k: v for k, v in (("keys_gap_seconds", figure), ("outage_chain_units", units)) if v is not None}
+    change.say(node, f"{how}: no node used the hot keys for {words}", **said)
     return words
 
 
