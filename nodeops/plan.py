@@ -194,7 +194,7 @@ class Step:
     def describe(self) -> str:
         if self.action == "handover":
             return f"hand over from {self.node} to {self.to} (planned failover)"
-        detail = f"{self.part} to {self.to}: {self.detail}" if self.part else self.detail
+        detail = ": ".join(d for d in (f"{self.part} to {self.to}" if self.part else "", self.detail) if d)
         return f"{self.action} {self.node}" + (f" ({detail})" if detail else "")
 
 

@@ -77,6 +77,7 @@ def test_each_handover_is_marked_as_its_promotion_and_said(pool_role):
     assert said[4] == "replace s (handover to s: promoted, with the hot keys)"
     assert said[9] == "replace s (hand back to p: fence: restarted without the hot keys)"
     assert said[7] == "replace p (standby first, without the hot keys)"
+    assert said[3] == "await-fenced p (handover to s)" and said[13] == "await-serving s (hand back to p)"
 
 
 def test_a_keys_role_without_kinds_hands_over_too():
