@@ -26,17 +26,8 @@ from ._cli import INEXACT_HELP, SHARDED_HELP, Sharded, cli, load, progress, serv
     },  # fmt: skip
 )
 @cli
-def deploy(
-    c,
-    env=None,
-    inventory=None,
-    service=None,
-    shard=None,
-    dry_run=False,
-    allow_inexact_restore=False,
-    via_standby=False,
-    json_=False,
-):
+def deploy(c, env=None, inventory=None, service=None, shard=None, dry_run=False, allow_inexact_restore=False,
+           via_standby=False, json_=False):  # fmt: skip
     """Bring each service pair to its inventory state: standby first, a planned handover, verified, no secret left."""
     inv = load(env, inventory)
     names = services_of(inv, service, shard)
