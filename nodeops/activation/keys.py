@@ -21,8 +21,7 @@ from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
 from nodeops.plan import IN_PLACE, Desired, LeaseFacts, ServicePlan, Step
 from nodeops.run import fence as fencing
-from nodeops.run.runner import ChangeFailed
-from nodeops.run.via import ViaStandbyRunner
+from nodeops.run.runner import ChangeFailed, ServiceRunner
 
 
 def holders(name: str, states: Mapping[str, NodeView]) -> list[NodeView]:
@@ -194,7 +193,7 @@ class KeysModel(Model):
         return ServicePlan(service.name, (*plan.steps[:at], *over, *upgrade, *back), reason)
 
     def runner(self, change: Any) -> Applies:
-        return ViaStandbyRunner(change)
+        return ServiceRunner(change)  # a --via-standby plan's promotions: nodeops.run.via, through it
 
     def failure(self, change: Any, what: str, unsafe: bool = False) -> ChangeFailed:
         return fencing.failure(change, what, unsafe)

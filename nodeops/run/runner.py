@@ -120,6 +120,10 @@ class ServiceRunner:
         past the last safe point (the old active replaced after its handover) lets the change end, and Interrupted says
         so, naming its step; unless ``then``: more follows (activation.groups.GroupsRunner), which honours it."""
         run = self.change
+        if any(step.part for step in plan.steps):  # deploy --via-standby's promotions among the steps
+            from nodeops.run.via import ViaStandbyRunner  # noqa: PLC0415 (via runs its change's parts through this)
+
+            return ViaStandbyRunner(run).apply(plan, then)
         try:
             self.steps(plan)
         except ChangeFailed:

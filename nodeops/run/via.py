@@ -1,5 +1,5 @@
-"""Activation ``keys``'s runner (KeysModel.runner): a change's plan through nodeops.run.runner.ServiceRunner, and
-``fab deploy --via-standby``'s (KeysModel.plan_via_standby) part by part: the change's own steps (the standby
+"""``fab deploy --via-standby``'s plan (KeysModel.plan_via_standby), handed here by ServiceRunner.apply, part by
+part: the change's own steps (the standby
 upgraded, later the old holder upgraded as the standby) through ServiceRunner, each promotion (``part``
 ``handover``, ``hand back``) as a planned promotion runs (nodeops.run.fence.KeysPromotion: fence first, the fence
 confirmed, the new holder's ``confirm_forging``; never two holders), its gap recorded and said
