@@ -51,6 +51,7 @@ from nodeops.records import Deployed, DryRun
 from nodeops.run.change import ServiceChange
 from nodeops.run.guards import Guards
 from nodeops.run.handover import PlannedHandover
+from nodeops.run.keys import gap_figure
 from nodeops.run.preview import Preview
 from nodeops.run.report import Reporter
 from nodeops.run.restore import Restore, previous_on
@@ -59,13 +60,19 @@ from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
 
 
-def plan_for(change: ServiceDeploy, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
-    """``change``'s model's plan for ``states``; planned again with the lease facts (ServiceDeploy.lease_facts) only
-    when it would start a node beside the one that serves (plan.starts_beside_serving), the one plan they decide: an
-    up-to-date pair costs no lease query and no rendering of the serving node's inputs. Unsafe when the model
-    refuses; with two holders of the hot keys, saying which to keep (nodeops.facts.holders)."""
+def plan_for(
+    change: ServiceDeploy, states: Mapping[str, NodeView], desired: Desired, via_standby: bool = False
+) -> ServicePlan:
+    """``change``'s model's plan for ``states`` (``via_standby``: its plan_via_standby, activation keys only: deploy
+    refuses it for others before any host, exit 2; no lease to read); planned again with the lease facts
+    (ServiceDeploy.lease_facts) only when it would start a node beside the one that serves
+    (plan.starts_beside_serving), the one plan they decide: an up-to-date pair costs no lease query and no rendering
+    of the serving node's inputs. Unsafe when the model refuses; with two holders of the hot keys, saying which to
+    keep (nodeops.facts.holders)."""
     model = change.model
     try:
+        if via_standby:
+            return model.plan_via_standby(change.service, states, desired)
         plan = model.plan_change(change.service, states, desired)
     except Unsafe as exc:
         keep = keep_line(change.job, states.values())
@@ -164,14 +171,14 @@ class ServiceDeploy(ServiceChange):
             row = read()
         return LeaseFacts(row, self.job.role.hooks.lease_client(self.answers.get(serving[0].node.name, b"")))
 
-    def plan(self, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
-        """The model's plan for ``states`` (plan_for)."""
-        return plan_for(self, states, desired)
+    def plan(self, states: Mapping[str, NodeView], desired: Desired, via_standby: bool = False) -> ServicePlan:
+        """The model's plan for ``states`` (plan_for; ``via_standby``: the model's plan_via_standby)."""
+        return plan_for(self, states, desired, via_standby)
 
     # -- the whole ---------------------------------------------------------------
-    def run(self, dry_run: bool) -> dict:
+    def run(self, dry_run: bool, via_standby: bool = False) -> dict:
         states, desired = self.observe(dry_run)
-        plan = self.plan(states, desired)
+        plan = self.plan(states, desired, via_standby)
         steps = [s.describe() for s in plan.steps]
         moved = secret_changes(states.values(), self.job.rendered.secret_versions)
         try:
@@ -200,10 +207,7 @@ class ServiceDeploy(ServiceChange):
         except OperationFailed as exc:  # e.g. the new active died after the takeover: what serves now, said
             raise self.confirm(str(exc)) from None
         self.drop_previous()
-        self.say(result.get("active", ""), ("active" if "active" in result else "every node serves") +
-                 ("" if plan.changes else "; nothing changed"))  # fmt: skip
-        ran = self.ran(holders_after(plan, states))
-        return Deployed(service=self.service.name, changed=plan.changes, **result, **ran).record()
+        return finished(self, plan.changes, result, holders_after(plan, states))
 
     def drop_previous(self) -> None:
         """Remove the previous containers, kept until the service succeeded: any failure before could roll back."""
@@ -226,6 +230,18 @@ def holders_after(plan: ServicePlan, states: Mapping[str, NodeView]) -> set[str]
     """The nodes that hold the hot keys (activation keys) after ``plan``: those it starts with them, and those that
     hold them now (a change never moves them)."""
     return {s.node for s in plan.steps if s.hot} | {name for name, s in states.items() if s.hot}
+
+
+def finished(run: ServiceDeploy, changed: bool, result: dict, holders: Collection[str]) -> dict:
+    """The end of ``run``, verified (``result``: who is active, or serves): said, each gap in which no node used the
+    hot keys with it (run.keys.keys_gap), and its record (records.Deployed, ``keys_gaps`` when there were any; each
+    node's inputs as ``holders``, the nodes that hold the hot keys after it, run them: ServiceDeploy.ran)."""
+    gaps = list(run.keys_gaps)
+    said = "".join(f"; {g['how']} {g['node']}: no node used the hot keys for {gap_figure(g)}" for g in gaps)
+    run.say(result.get("active", ""), ("active" if "active" in result else "every node serves") +
+            ("" if changed else "; nothing changed") + said)  # fmt: skip
+    return Deployed(service=run.service.name, changed=changed, **result, **run.ran(holders),
+                    **({"keys_gaps": gaps} if gaps else {})).record()  # fmt: skip
 
 
 def not_started(service: str) -> Callable[[], dict]:
@@ -253,18 +269,22 @@ def per_service(report: Reporter, service: str, work: Callable[[], dict],
 
 
 def deploy(fleet: Fleet, jobs: Sequence[Job], report: Reporter, dry_run: bool = False,
-           stop: StopRequests | None = None, inexact_ok: bool = False) -> list[dict]:  # fmt: skip
+           stop: StopRequests | None = None, inexact_ok: bool = False,
+           via_standby: bool = False) -> list[dict]:  # fmt: skip
     """Deploy every job's service, in parallel, each pair on its own. A service that failed has
     ``error`` (its NodeopsError) in its result; errors.raise_failures turns those into the run's.
     ``stop``: once set, no service starts and each running one stops at its next safe point.
-    ``inexact_ok``: a container whose inputs cannot be rendered again may be replaced (restore_job)."""
+    ``inexact_ok``: a container whose inputs cannot be rendered again may be replaced (restore_job).
+    ``via_standby``: a keys holder whose inputs change hands its keys to the standby and back (ServiceDeploy.plan;
+    refuse_via_standby first, before any host)."""
 
     def one(job: Job) -> dict:
         run = ServiceDeploy(job, fleet, report)
         run.stop, run.inexact_ok = stop or run.stop, inexact_ok
         if run.stop.is_set():
             return per_service(report, job.service.name, not_started(job.service.name))
-        return per_service(report, job.service.name, lambda: run.run(dry_run), None if dry_run else run.now)
+        return per_service(report, job.service.name, lambda: run.run(dry_run, via_standby),
+                           None if dry_run else run.now)  # fmt: skip
 
     with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
         return list(pool.map(one, jobs))

@@ -190,13 +190,20 @@ class Step:
     # a promotion (Model.plan_promotion) after its handover: start-again | keep-stopped, then shred
     node: str
     detail: str = ""
-    to: str | None = None  # handover: the node that takes over
+    to: str | None = None  # handover: the node that takes over; a step of a ``part``: the node that gets the keys
     hot: bool = False  # replace (activation keys): the node is started with the role's hot files
+    part: str = ""  # deploy --via-standby (activation keys): the promotion this step is of, "handover" or "hand back"
+    # (carried out as a planned promotion: nodeops.run.via); "" for a change's own step
 
     def describe(self) -> str:
         if self.action == "handover":
             return f"hand over from {self.node} to {self.to} (planned failover)"
-        return f"{self.action} {self.node}" + (f" ({self.detail})" if self.detail else "")
+        detail = ": ".join(d for d in (f"{self.part} to {self.to}" if self.part else "", self.detail) if d)
+        return f"{self.action} {self.node}" + (f" ({detail})" if detail else "")
+
+
+IN_PLACE = "the active in place with its hot keys, no handover"  # the detail of a keys holder's restart in place: its
+# outage is measured (nodeops.run.keys.in_place_gap)
 
 
 SINGLE = "single node"  # the detail of a single node's replace: the one node of a service that has no standby

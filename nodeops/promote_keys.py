@@ -20,8 +20,8 @@ from nodeops.facts.view import NodeView
 from nodeops.plan import ServicePlan
 from nodeops.promote_forced import ForcedHandover, assess_forced
 from nodeops.records import Promoted
-from nodeops.role_hooks import RoleHookFailed
 from nodeops.run.fence import KeysPromotion
+from nodeops.run.keys import in_chain_units
 
 
 @dataclass(frozen=True)
@@ -72,21 +72,6 @@ class KeysHandover:
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False,
                         keys_gap_seconds=figure, keys_held_before=self.holder is not None,
                         **in_chain_units(run, figure)).record()  # fmt: skip
-
-
-def in_chain_units(run, seconds: float | None) -> dict[str, str]:
-    """``{"outage_chain_units": phrase}``: ``seconds`` of a promotion's gap (no node holding the keys) of ``run``'s
-    service as its role's ``outage`` hook says it in the chain's unit (``"14 slots"``, nodeops.role_hooks); ``{}``
-    when no gap was measured or the hook says nothing (a role without one: Chainlink). A hook that raises is said on
-    a step line (the promotion is done: its result stands without the phrase)."""
-    if seconds is None:
-        return {}
-    try:
-        said = run.job.role.hooks.outage(seconds, run.job.profile)
-    except RoleHookFailed as exc:
-        run.say("", f"the outage in the chain's unit is not said: {exc}")
-        return {}
-    return {"outage_chain_units": said} if isinstance(said, str) and said else {}
 
 
 def assess_keys(run, force: bool) -> KeysHandover | ForcedHandover:

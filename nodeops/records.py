@@ -65,6 +65,19 @@ class NodeRan(Record):
     files: dict[str, str] = Field(description="the text of each of its non-secret files (deploy.recorded_texts)")
 
 
+class KeysGap(Record):
+    """Activation keys: one gap of a deploy in which no node used the hot keys (nodeops.run.keys.keys_gap)."""
+
+    node: str = Field(description="the node that holds the hot keys after it")
+    how: Literal["restart in place", "handover", "hand back"] = Field(
+        description="the holder restarted in place with its keys, or deploy --via-standby's handover to the standby "
+        "or hand back to the holder (each a planned promotion: fence first)")  # fmt: skip
+    seconds: float | None = Field(description="from the old holder's stop (the fence) to the holder serving and "
+                                  "saying it uses the keys; null: not measured")  # fmt: skip
+    chain_units: str | None = Field(None, description="the seconds in the chain's own unit, as the role's outage hook "
+                                    "says it (\"11 slots\"); absent when the role has no such hook")  # fmt: skip
+
+
 class Deployed(Record):
     """deploy and rollback: a service brought to its target (ServiceDeploy.run); what fab rollback reads back.
     ``digest``, ``variables``, ``secret_versions``, ``files`` and ``nodes`` are missing from the records of older
@@ -84,6 +97,8 @@ class Deployed(Record):
     nodes: dict[str, NodeRan] | None = Field(None, description="a role that renders per node: each node's own config "
                                              "hash and files (``config`` and ``files``: the first node's); absent "
                                              "for a role that renders once")  # fmt: skip
+    keys_gaps: list[KeysGap] | None = Field(None, description="activation keys: each gap in which no node used the "
+                                            "hot keys, in order; absent when none")  # fmt: skip
     now: Now | None = None
 
 

@@ -66,6 +66,19 @@ class Model:
             raise Unsafe(f"{service.name}: a single node has no standby to promote")
         return self.promotion(service, states, to, fence, keep_old_stopped)
 
+    def refuse_via_standby(self, service: Service) -> None:
+        """InvalidInput (exit 2) unless ``deploy --via-standby`` applies to ``service``: a model with hot keys to hand
+        over (keys) and a standby to hand them to. Pure: the inventory and the role decide, before any host."""
+        raise InvalidInput(
+            f"{service.name}: --via-standby hands the hot keys over to the standby and back: "
+            f"activation {self.name} has no hot keys (it is for activation keys); deploy without it"
+        )
+
+    def plan_via_standby(self, service: Service, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
+        """``deploy --via-standby``'s plan (keys.KeysModel.plan_via_standby); here the refusal."""
+        self.refuse_via_standby(service)
+        return self.plan_change(service, states, desired)
+
     def refuse_promotion(self, service: str) -> None:
         """Unsafe when the model has no standby to promote (all); nothing otherwise."""
         if not self.has_standby:

@@ -36,6 +36,17 @@ def group(service: Service, kind: str) -> Service:
     return dataclasses.replace(service, nodes=tuple(n for n in service.nodes if n.kind == kind))
 
 
+def kind_by_kind(groups: Groups, service: Service, states: Mapping[str, NodeView], plan_of) -> ServicePlan:
+    """``plan_of(model, group, views)`` for each kind of ``groups``, in the role's order, as one plan: the steps one
+    after the other, the reason naming each kind's."""
+    steps, reasons = [], []
+    for kind, model, mine, seen in groups.groups(service, states):
+        plan = plan_of(model, mine, seen)
+        steps += plan.steps
+        reasons.append(f"{kind}: {plan.reason}")
+    return ServicePlan(service.name, tuple(steps), "; ".join(reasons))
+
+
 class GroupChange:
     """``change`` (nodeops.deploy.ServiceDeploy) seen as one kind group's: its ``service`` is the group (the service
     narrowed to one kind), its ``model`` the kind's, ``confirm`` that model's failure on the group; every other
@@ -122,12 +133,26 @@ class Groups(Model):
         """Each kind's plan (its model's plan_change on its group), one after the other in the role's order
         (Cardano: the relays rolled one at a time, then the producers, standby first); the reason names each
         kind's. A group's refusal (Unsafe, exit 4) refuses the whole plan, before any step."""
-        steps, reasons = [], []
-        for kind, model, mine, seen in self.groups(service, states):
-            plan = model.plan_change(mine, seen, desired, force, lease)
-            steps += plan.steps
-            reasons.append(f"{kind}: {plan.reason}")
-        return ServicePlan(service.name, tuple(steps), "; ".join(reasons))
+        return kind_by_kind(self, service, states,
+                            lambda model, mine, seen: model.plan_change(mine, seen, desired, force, lease))  # fmt: skip
+
+    def refuse_via_standby(self, service: Service) -> None:
+        """InvalidInput (exit 2) unless a kind of the role has hot keys (activation keys) and each such kind's group
+        a standby (KeysModel.refuse_via_standby on it)."""
+        keys = [kind for kind, model in self.kinds.items() if model.fence_first]
+        if not keys:
+            raise InvalidInput(
+                f"{service.name}: --via-standby hands the hot keys over to the standby and back: no "
+                f"kind of its role ({', '.join(self.kinds)}) is of activation keys; deploy without it"
+            )
+        for kind in keys:
+            self.kinds[kind].refuse_via_standby(group(service, kind))
+
+    def plan_via_standby(self, service: Service, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
+        """As plan_change, each keys kind by its model's plan_via_standby (its holder's keys handed over and back)."""
+        self.refuse_via_standby(service)
+        return kind_by_kind(self, service, states, lambda model, mine, seen: (model.plan_via_standby if
+                            model.fence_first else model.plan_change)(mine, seen, desired))  # fmt: skip
 
     def plan_promotion(self, service: Service, states: Mapping[str, NodeView], to: str | None = None,
                        fence: str = "restart", keep_old_stopped: bool = False) -> ServicePlan:  # fmt: skip

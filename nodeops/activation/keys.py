@@ -1,23 +1,25 @@
 """Activation ``keys`` (KeysModel): every node runs and answers its health path; only the active holds the role's
 hot files (the keys). The holder is the node whose running container carries the ``io.nodeops.hot=true`` label
-(NodeView.hot). A change never moves the keys: the standby is replaced without them, the active in place with them.
-A planned promotion is fence-first: the holder restarted without its hot files (or stopped), seen fenced, and only
-then the new one started with them. Two holders seen, or a node that cannot be seen, is refused (it might hold them).
-Carried out by nodeops.run.runner.ServiceRunner (a change) and nodeops.run.fence (a promotion, and what holds the
-keys after a failure)."""
+(NodeView.hot). A change never moves the keys: the standby is replaced without them, the active in place with them
+(unless ``deploy --via-standby``: handed over to the standby and back, plan_via_standby). A planned promotion is
+fence-first: the holder restarted without its hot files (or stopped), seen fenced, and only then the new one started
+with them. Two holders seen, or a node that cannot be seen, is refused (it might hold them). Carried out by
+nodeops.run.via (a change, through ServiceRunner, and --via-standby's promotions) and nodeops.run.fence (a
+promotion, and what holds the keys after a failure)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodeops import program
 from nodeops.activation.base import Applies, Model, refuse_unreachable, target
-from nodeops.errors import Unsafe
+from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Service
-from nodeops.plan import Desired, LeaseFacts, ServicePlan, Step
+from nodeops.plan import IN_PLACE, Desired, LeaseFacts, ServicePlan, Step
 from nodeops.run import fence as fencing
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 
@@ -44,6 +46,24 @@ def refuse_lost(name: str, states: Mapping[str, NodeView]) -> None:
                      "again, then promote (--force is for a holder that cannot be reached, not a standby)")  # fmt: skip
     refuse_unreachable(name, states, "it might hold the hot keys, and a planned promotion must see the holder fenced "
                        "(--force cannot fence it either)")  # fmt: skip
+
+
+STANDBY_FIRST = "standby first, without the hot keys"
+
+
+def fence_first(old: str | None, new: str, fence: str) -> tuple[Step, ...]:
+    """A planned promotion's steps from ``old`` (None: no node holds the keys) to ``new``: the fence (``restart``:
+    ``old`` replaced without its hot files; ``stop``), await-fenced, ``new`` replaced with the hot files and awaited
+    serving, a restarted ``old`` awaited serving last, as the standby. Pure."""
+    steps: list[Step] = []
+    if old is not None:
+        fenced = (Step("replace", old, "fence: restarted without the hot keys") if fence == "restart"
+                  else Step("stop", old, "fence: stopped"))  # fmt: skip
+        steps += [fenced, Step("await-fenced", old)]
+    steps += [Step("replace", new, "promoted, with the hot keys", hot=True), Step("await-serving", new)]
+    if old is not None and fence == "restart":
+        steps.append(Step("await-serving", old))
+    return tuple(steps)
 
 
 class KeysModel(Model):
@@ -119,9 +139,9 @@ class KeysModel(Model):
         standby = next(n.name for n in service.nodes if n.name != active)
         steps: list[Step] = []
         if stale(standby, False):
-            steps += [Step("replace", standby, "standby first, without the hot keys"), Step("await-serving", standby)]
+            steps += [Step("replace", standby, STANDBY_FIRST), Step("await-serving", standby)]
         if stale(active, True):
-            steps += [Step("replace", active, "the active in place with its hot keys, no handover", hot=True),
+            steps += [Step("replace", active, IN_PLACE, hot=True),
                       Step("await-serving", active)]  # fmt: skip
         reason = "standby first, the keys stay on the active" if steps else "up to date"
         return ServicePlan(name, tuple(steps), reason)
@@ -142,19 +162,38 @@ class KeysModel(Model):
         new = target(name, service, old, to)
         if not (states[new].container and states[new].container.running):
             raise Unsafe(f"{name}: {new} does not run: deploy it as the standby before promoting it")
-        steps: list[Step] = []
-        if old is not None:
-            fenced = (Step("replace", old, "fence: restarted without the hot keys") if fence == "restart"
-                      else Step("stop", old, "fence: stopped"))  # fmt: skip
-            steps += [fenced, Step("await-fenced", old)]
-        steps += [Step("replace", new, "promoted, with the hot keys", hot=True), Step("await-serving", new)]
-        if old is not None and fence == "restart":
-            steps.append(Step("await-serving", old))
         how = f"fence {old} first, then the keys" if old else "no node holds the keys, nothing to fence"
-        return ServicePlan(name, tuple(steps), f"planned promotion of {new}: {how}")
+        return ServicePlan(name, fence_first(old, new, fence), f"planned promotion of {new}: {how}")
+
+    def refuse_via_standby(self, service: Service) -> None:
+        """InvalidInput (exit 2) when ``service`` has no standby to hand the keys to (one node)."""
+        if len(service.nodes) < 2:
+            raise InvalidInput(f"{service.name}: --via-standby: {service.nodes[0].name} has no standby to hand "
+                               "the hot keys to (one node); deploy without it (the holder is restarted in "
+                               "place)")  # fmt: skip
+
+    def plan_via_standby(self, service: Service, states: Mapping[str, NodeView], desired: Desired) -> ServicePlan:
+        """``fab deploy --via-standby``: plan_change's plan, but a holder whose inputs change is not restarted in place
+        with its keys: the standby upgraded first (as plan_change does), the keys handed over to it as a planned
+        promotion hands them (fence_first, restart fence: its steps' ``part`` "handover"), the old holder upgraded as
+        the standby, and the keys handed back to it (``part`` "hand back"), so the keys end where they were. The
+        plan_change plan itself when the holder stays as it is (nothing to hand over: its inputs match, or no node
+        holds the keys). InvalidInput for one node (refuse_via_standby); plan_change's refusals. Pure."""
+        self.refuse_via_standby(service)
+        plan = self.plan_change(service, states, desired)
+        at = next((i for i, s in enumerate(plan.steps) if s.hot and states[s.node].hot), None)
+        if at is None:
+            return plan
+        old = plan.steps[at].node
+        new = next(n.name for n in service.nodes if n.name != old)
+        over = [dataclasses.replace(s, part="handover", to=new) for s in fence_first(old, new, "restart")]
+        back = [dataclasses.replace(s, part="hand back", to=old) for s in fence_first(new, old, "restart")]
+        upgrade = [Step("replace", old, STANDBY_FIRST), Step("await-serving", old)]
+        reason = f"standby first, then the hot keys handed over to {new} and back to {old} (--via-standby)"
+        return ServicePlan(service.name, (*plan.steps[:at], *over, *upgrade, *back), reason)
 
     def runner(self, change: Any) -> Applies:
-        return ServiceRunner(change)
+        return ServiceRunner(change)  # a --via-standby plan's promotions: nodeops.run.via, through it
 
     def failure(self, change: Any, what: str, unsafe: bool = False) -> ChangeFailed:
         return fencing.failure(change, what, unsafe)

@@ -34,10 +34,10 @@ class ServiceChange:
     """One change to ``job``'s service pair, through ``fleet``, reported to ``report`` (see the module's docstring)."""
 
     edge = staticmethod(execute)  # the one call every command of the change goes through (NodeActions.execute)
-    held_back: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # node -> the hot files its latest upload left
-    # out (activation keys); upload() sets a new mapping on the change, never mutates this one
-    given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (set likewise)
+    held_back: Mapping[str, tuple[str, ...]] = MappingProxyType({})  # node -> hot files its last upload left out
+    given_hot: frozenset[str] = frozenset()  # nodes whose latest upload held the hot files (upload sets both anew)
     chain_fenced: frozenset[str] = frozenset()  # the lost holders --force's chain fence fences: not awaited (keys.py)
+    keys_gaps: tuple[dict, ...] = ()  # each gap in which no node used the hot keys (keys.keys_gap; set afresh)
     shredded: Mapping[str, frozenset[str]] = MappingProxyType({})  # node -> the files shredded there since this
     # change last wrote its files (set likewise): a shred asked again of them has nothing to shred (shred())
     finishing: str | None = None  # the command that carries this change out again when it is not deploy's (rerun)

@@ -13,11 +13,13 @@ waits, the bodies of its nodes' latest health replies (``answers``) and its job'
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
+from nodeops.role_hooks import RoleHookFailed
 from nodeops.run.awaits import SERVE_TIMEOUT
 
 FENCE_TIMEOUT = 60.0  # seconds for a fenced node to be seen holding nothing (a graceful stop is within it)
@@ -135,3 +137,49 @@ def await_fenced(change: Any, node: Any, timeout: float | None = None) -> float:
             raise OperationFailed(f"{change.service.name} {node.name}: not seen fenced after {timeout:g}s: {why}")
         time.sleep(POLL)
     return time.monotonic() - started
+
+
+def in_chain_units(run: Any, seconds: float | None) -> dict[str, str]:
+    """``{"outage_chain_units": phrase}``: ``seconds`` of a promotion's gap (no node holding the keys) of ``run``'s
+    service as its role's ``outage`` hook says it in the chain's unit (``"14 slots"``, nodeops.role_hooks); ``{}``
+    when no gap was measured or the hook says nothing (a role without one: Chainlink). A hook that raises is said on
+    a step line (the promotion is done: its result stands without the phrase)."""
+    if seconds is None:
+        return {}
+    try:
+        said = run.job.role.hooks.outage(seconds, run.job.profile)
+    except RoleHookFailed as exc:
+        run.say("", f"the outage in the chain's unit is not said: {exc}")
+        return {}
+    return {"outage_chain_units": said} if isinstance(said, str) and said else {}
+
+
+def keys_gap(change: Any, node: str, how: str, seconds: float | None) -> str:
+    """A gap of ``change``'s keys (``seconds`` no node held or used them; None: not measured) recorded on it
+    (``keys_gaps``, the deploy's result: records.KeysGap, deploy.finished) and said on ``node``'s step line with
+    the role's words for it in the chain's unit (in_chain_units); ``how``: ``restart in place`` (the holder
+    restarted with its keys, in_place_gap), ``handover`` or ``hand back`` (deploy --via-standby). Returns the gap
+    in words (gap_figure)."""
+    figure = None if seconds is None else round(seconds, 3)
+    units = in_chain_units(change, figure).get("outage_chain_units")
+    gap = {"node": node, "how": how, "seconds": figure, **({"chain_units": units} if units else {})}
+    change.keys_gaps = (*change.keys_gaps, gap)
+    words = gap_figure(gap)
+    said = {k: v for k, v in (("keys_gap_seconds", figure), ("outage_chain_units", units)) if v is not None}
+    change.say(node, f"{how}: no node used the hot keys for {words}", **said)
+    return words
+
+
+def gap_figure(gap: Mapping) -> str:
+    """A recorded keys gap (records.KeysGap) as words: ``2.10s (11 slots)``, ``not measured``."""
+    seconds, units = gap.get("seconds"), gap.get("chain_units")
+    return ("not measured" if seconds is None else f"{seconds:.2f}s") + (f" ({units})" if units else "")
+
+
+def in_place_gap(change: Any, node: Any, began: float) -> None:
+    """The holder ``node`` (a nodeops.inventory.Node), restarted in place with its keys from ``began`` (monotonic
+    seconds, before its old container stopped) and now serving: asked until it says it uses them (confirm_forging:
+    OperationFailed, the step failed, when it does not), and the gap, ``began`` to now, recorded and said
+    (keys_gap)."""
+    confirm_forging(change, node)
+    keys_gap(change, node.name, "restart in place", time.monotonic() - began)

@@ -10,11 +10,12 @@ send the commands (nodeops.run.node).
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from nodeops.errors import EXIT_UNSAFE, Interrupted, OperationFailed, Unsafe
-from nodeops.plan import ServicePlan, replaces_a_standby
-from nodeops.run.keys import refuse_second_holder
+from nodeops.plan import IN_PLACE, ServicePlan, replaces_a_standby
+from nodeops.run.keys import in_place_gap, refuse_second_holder
 
 
 class ChangeFailed(OperationFailed):
@@ -119,6 +120,10 @@ class ServiceRunner:
         past the last safe point (the old active replaced after its handover) lets the change end, and Interrupted says
         so, naming its step; unless ``then``: more follows (activation.groups.GroupsRunner), which honours it."""
         run = self.change
+        if any(step.part for step in plan.steps):  # deploy --via-standby's promotions among the steps
+            from nodeops.run.via import ViaStandbyRunner  # noqa: PLC0415 (via runs its change's parts through this)
+
+            return ViaStandbyRunner(run).apply(plan, then)
         try:
             self.steps(plan)
         except ChangeFailed:
@@ -170,6 +175,7 @@ class ServiceRunner:
         run = self.change
         nodes = {n.name: n for n in run.service.nodes}
         run.keep_restorable(step.node for step in plan.steps if step.action in ("replace", "handover"))
+        in_place: dict[str, float] = {}  # a keys holder restarted in place -> when (its gap: in_place_gap)
         for i, step in enumerate(plan.steps):
             if run.stop.is_set():
                 self.stop_before(plan, i)
@@ -191,11 +197,14 @@ class ServiceRunner:
                 continue
             try:
                 if step.action == "replace":
+                    in_place |= {step.node: time.monotonic()} if step.hot and step.detail == IN_PLACE else {}
                     run.replace(step.node, hot=step.hot)
                 elif step.action == "await-serving":
                     took = run.waits.await_serving(node)
                     run.say(step.node, f"serving after {took:.1f}s")
                     run.shred(step.node, run.job.all_files)
+                    if step.node in in_place:
+                        in_place_gap(run, node, in_place.pop(step.node))
                 else:
                     evidence = run.waits.await_waiting(node)
                     run.say(step.node, "waiting for the lease", evidence=evidence)

@@ -215,3 +215,62 @@ def test_no_key_is_in_any_file_argv_env_or_output(deployed):
         places.append((f"{node} argv and env", json.dumps([doc["Path"], doc["Args"], doc["Config"]["Env"]]).encode()))
     assert len(places) > 20
     assert leaks(places, found) == []
+
+
+def test_an_upgrade_via_the_standby_hands_the_keys_over_and_back_and_reports_both_gaps_in_slots(deployed, tmp_path,
+                                                                                              figures):  # fmt: skip
+    """Issue 16: `fab deploy --via-standby` of the producers' new image (the lab's second tag): its --dry-run plan
+    shows the handover and the hand back; the standby upgraded first, the hot keys handed to it (fence first) and
+    back, so the preferred producer holds them at the end and forges (the chain adopts its blocks); no slot has two
+    blocks; the result reports both gaps in seconds and slots. Then a plain deploy back restarts the producer in
+    place and reports its one gap in slots. A rotation just before (a lab certificate lasts 60 s), and one after
+    when the upgrade took longer than that on a busy machine (the holder's metrics say no period is left)."""
+    lab, pinned_inventory = deployed[0], deployed[1]
+    newer = pinned(state(lab)["pool"]["images"][1])
+
+    def upgrade(doc: dict) -> None:
+        doc["services"][SERVICE]["image"] = newer
+
+    path = inventory_variant(pinned_inventory, tmp_path / "via.yaml", upgrade)
+    dry = run("deploy", "--inventory", str(path), "--service", SERVICE, "--via-standby", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    (planned,) = [r["planned"] for e in events(dry) if e["event"] == "end" for r in e["results"]]
+    assert any(f"(handover to {STANDBY}: fence" in s for s in planned), planned
+    assert any(f"(hand back to {PRODUCER}: promoted" in s for s in planned), planned
+    kes = ("rotate-secrets", "--inventory", str(path), "--service", SERVICE, "--secret", "kes", "--json")
+    rotated = run(*kes, timeout=300)
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    slot_before = chain_get("/tip")["slot"]
+    started = time.monotonic()
+    via = run("deploy", "--inventory", str(path), "--service", SERVICE, "--via-standby", "--json", timeout=600)
+    seconds = time.monotonic() - started
+    assert via.returncode == 0, via.stdout + via.stderr
+    (result,) = [r for e in events(via) if e["event"] == "end" for r in e["results"]]
+    gaps = result["keys_gaps"]
+    figures(
+        f"deploy --via-standby {seconds:.1f} s wall; "
+        + "; ".join(f"{g['how']} to {g['node']}: {g['seconds']} s ({g.get('chain_units')})" for g in gaps)
+    )
+    assert [(g["how"], g["node"]) for g in gaps] == [("handover", STANDBY), ("hand back", PRODUCER)], gaps
+    assert all(g["seconds"] > 0 and g["chain_units"].endswith("slots") for g in gaps), gaps
+    docs = inspected()
+    assert {label(docs[n], "version") for n in (PRODUCER, STANDBY)} == {"10.5.1"}
+    assert [n for n, doc in docs.items() if label(doc, "hot") == "true"] == [PRODUCER]
+    assert holder_facts(PRODUCER).forging and not holder_facts(STANDBY).forging
+    if not holder_facts(PRODUCER).remaining:  # the certificate ran out during the upgrade: renewed on the holder
+        again = run(*kes, timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+        figures("the certificate ran out during the upgrade: rotated again on the holder")
+    sender = inspected()[PRODUCER]["Config"]["Hostname"]
+
+    def ours() -> list[dict]:
+        return [b for b in chain_get("/blocks")["forged"] if b["node"] == sender and b["slot"] > slot_before]
+
+    wait_for(lambda: any(b["adopted"] for b in ours()), "a block of the preferred producer adopted", 30)
+    assert [d for d in chain_get("/duplicates") if d["slot"] >= slot_before] == []  # no slot with two blocks
+    back = run("deploy", "--inventory", str(pinned_inventory), "--service", SERVICE, "--json", timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    (result,) = [r for e in events(back) if e["event"] == "end" for r in e["results"]]
+    (gap,) = result["keys_gaps"]
+    figures(f"plain deploy back: the producer restarted in place, {gap['seconds']} s ({gap.get('chain_units')})")
+    assert (gap["how"], gap["node"]) == ("restart in place", PRODUCER) and gap["chain_units"].endswith("slots")
