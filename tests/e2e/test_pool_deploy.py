@@ -69,7 +69,9 @@ def deployed(pools, tmp_path_factory):
     deployed), from an inventory that pins the image's digest (pinned): (the lab, that inventory, the deploy's run,
     its wall seconds), the deploy recorded in ``pools.deploys`` when it passed (the modules after it find the pool
     deployed). The lab's first hot certificate lasts 60 s from its issue, the last thing lab.up does, so the deploy
-    follows it at once."""
+    follows it at once. At the module's end the pool is deployed again from the lab's own inventory, which names the
+    image by its tag: the modules after this one deploy from it, and would otherwise see every node's image
+    reference change (``10.4.1@sha256:...`` -> ``10.4.1``) and restart all four (CI saw it)."""
     assert pools.deploys == [], "test_pool_deploy deploys from nothing: first in POOL_LAB_MODULES"
     OUTPUT.append(("fab lab.up --pool", pools.up.encode()))
     lab = pools.lab
@@ -84,7 +86,10 @@ def deployed(pools, tmp_path_factory):
     seconds = time.monotonic() - started
     if deploy.returncode == 0:
         pools.deploys.append(seconds)
-    return lab, path, deploy, seconds
+    yield lab, path, deploy, seconds
+    if deploy.returncode == 0:
+        again = run("deploy", "--env", NAME, "--service", SERVICE, "--json", timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
 
 
 def inspected() -> dict[str, dict]:

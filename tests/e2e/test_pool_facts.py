@@ -73,7 +73,10 @@ def test_status_shows_each_nodes_tip_peers_forging_and_the_producers_kes_periods
     figures(f"status facts: {json.dumps(seen, sort_keys=True)}")
     assert set(seen) == {h.name for h in PLAN.pool} and "facts_error" not in event
     tips = [f["slot"] for f in seen.values()]
-    assert all(f["lag"] == max(tips) - f["slot"] <= 5 for f in seen.values()), seen  # 5 slots: 1 s
+    # a tip is the slot of the node's last block, and blocks come every 2 slots on average (active slot coefficient
+    # 0.5), gaps of 7 or more slots included: one block behind can be 8 slots (CI saw it); a node that stopped syncing
+    # is hundreds behind by now. 20 slots: 4 s
+    assert all(f["lag"] == max(tips) - f["slot"] <= 20 for f in seen.values()), seen
     relays = [h.name for h in PLAN.pool if h.node_kind == "relay"]
     assert all(seen[r]["peers"] == 3 for r in relays) and all(
         seen[p]["peers"] == 2 for p in seen if p not in relays)  # fmt: skip
