@@ -92,8 +92,9 @@ class PairProbe:
 
     def explain(self, lines: int = 40, lab: Lab | None = None) -> str:
         """For a failed assertion's message: the gaps, and each node's last log lines about the lease, start and
-        shutdown (how a handover went); with ``lab``, the lab's HAProxy's last lines about the service too (which
-        node each request went to, its timings and how it ended; each check that took a node out or put it back)."""
+        shutdown (how a handover went); with ``lab``, the lab's HAProxy's last lines about the service too: each check
+        that took a node out or put it back, and each request that did not end in a 200 (the node it went to, if any,
+        its timings and how it ended)."""
         words = "lease|Shutting|shutdown|grace|Listening|booted|exit|rror"
         noise = "ConnectionResetError"  # the node's traceback for each RST that ends a load balancer check
         command = (f"docker logs --timestamps nodeops-{self.service.name} 2>&1 | grep -E '{words}' | "
@@ -103,9 +104,10 @@ class PairProbe:
                     for o in fleet.run(self.service.nodes, command)]  # fmt: skip
         start = self.samples[0][0] if self.samples else 0.0
         why = [f"{t - start:.2f}s: {reason}" for t, reason in self.failures.items()][:10]
-        if lab is not None:
+        if lab is not None:  # a check that took a node out or put it back, and each request that was not a 200
             haproxy = (lab.host_dir("lb") / "haproxy.log").read_text(errors="replace").splitlines()
-            logs.append("--- haproxy\n" + "\n".join([line for line in haproxy if self.service.name in line][-lines:]))
+            told = [line for line in haproxy if f"{self.service.name}/" in line and " 200 " not in line]
+            logs.insert(0, "--- haproxy\n" + "\n".join(told[-lines:]))  # first: a report may show only the start
         return "\n".join([f"load balancer gaps: {[round(g, 2) for g in self.gaps]}", *why, *logs])
 
     @property

@@ -38,6 +38,7 @@ def test_haproxy_config_has_one_listener_per_service_on_the_lb_public_address():
     )
     defaults = text[: text.index("listen cl1")]
     assert "    timeout connect 1s\n" in defaults
+    assert "    timeout check 3s\n" in defaults  # above the node's own 2 s database ping: a slow answer is no failure
     assert "    default-server inter 200ms fastinter 200ms downinter 200ms fall 1 rise 1\n" in defaults
 
 
