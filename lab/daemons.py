@@ -7,6 +7,7 @@ longer holds the marker was reused by someone else and is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -46,6 +47,28 @@ def _cmdline_has(pid: int, marker: str) -> bool:
         return marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def naming(path: Path) -> list[int]:
+    """The pids of the live processes whose command line names a file under ``path`` (not this process)."""
+    marker = f"{path}/"
+    return [int(d.name) for d in Path("/proc").iterdir()
+            if d.name.isdigit() and int(d.name) != os.getpid() and process_alive(int(d.name))
+            and _cmdline_has(int(d.name), marker)]  # fmt: skip
+
+
+def outlast(path: Path, grace: float = 10.0) -> list[int]:
+    """Wait up to ``grace`` seconds for every process naming ``path`` to end, then SIGKILL those left; returns their
+    pids. A container's conmon outlives its engine and, once the container is gone, runs podman's ``container
+    cleanup`` on the host's storage: removed before that, the storage is made again (seen: a lab's first host left
+    with an empty ``containers/storage`` after lab.down)."""
+    deadline = time.monotonic() + grace
+    while (left := naming(path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
 
 
 def listening(netns: str, address: str) -> Callable[[], bool]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from lab import engine, hosts, image, kernel, monitoring, pool, services
-from lab.daemons import Daemons, run
+from lab.daemons import Daemons, outlast, run
 from lab.topology import (
     LabHost,
     LabPlan,
@@ -171,6 +171,7 @@ class Lab:
                 subprocess.run(["ip", "link", "del", link], capture_output=True)
                 self.state["links"].remove(link)
                 self.save()
+            outlast(self.dir)
             shutil.rmtree(self.dir, ignore_errors=True)
             self.inventory_file.unlink(missing_ok=True)
             self.kernel_changes = kernel.restore(STATE_ROOT, self.name)
