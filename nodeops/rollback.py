@@ -65,9 +65,9 @@ def through_records(seen: Iterable[NodeView], history: Sequence[Deployed],
     ``config``, so what runs compares with the records (running_on, already_at, pick) as one configuration, the way a
     role that renders once does. A label no record gives that node is read as the newest record's whose inputs, at the
     secret versions the node runs, give that label (runs_record; ``then``: a record's inputs rendered today, as
-    the_start's ``then``): a rotation since restarted it on new secret versions (a KES rotation, the holder alone),
-    and a rollback brings no old secret back. Any other label (a record without ``nodes``: a role that renders once;
-    no ``then``) is left as it is. Pure but for ``then``."""
+    the_start's ``then``): a rotation since restarted it on new secret versions (of a secret only the hot files use:
+    the holder alone), and a rollback brings no old secret back. Any other label (a record without ``nodes``: a role
+    that renders once; no ``then``) is left as it is. Pure but for ``then``."""
     own = {(node, ran.config): r.config for r in history for node, ran in (r.nodes or {}).items()}
     out = []
     for s in seen:

@@ -26,7 +26,7 @@ from nodeops.errors import InvalidInput
 from nodeops.job import Job, rendering, restore_job, run_spec
 from nodeops.plan import Desired, ServicePlan, Step
 from nodeops.records import Deployed
-from nodeops.rollback import pick, running_on, the_start, through_records
+from nodeops.rollback import already_at, pick, running_on, the_start, through_records
 from nodeops.secrets import Secret
 from nodeops.status import service_status
 from tests.unit.test_executor_keys import NAME, Engine, Keys, make_job, seen
@@ -197,3 +197,5 @@ def test_rollback_reads_a_holder_rotated_since_its_deploy_as_the_record_that_sta
         return
     assert running_on(read_through, model) == ("2", record.config)
     assert pick([BEFORE, record], running_on(read_through, model), None, "pool") is BEFORE
+    there = already_at(read_through, "2", model)  # --to the version it runs: nothing to do, the holder named
+    assert there is not None and there.startswith("already at version 2: a runs it"), there
