@@ -23,6 +23,7 @@ would also leave the pair on a digest-pinned configuration hash.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Iterable, Sequence
 
 from nodeops import program
@@ -31,6 +32,7 @@ from nodeops.commands import node as cmd
 from nodeops.deploy import ServiceDeploy, per_service
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
+from nodeops.facts.container import Container
 from nodeops.facts.observe import Observer
 from nodeops.facts.view import NodeView, unhealthy_note
 from nodeops.inventory import Inventory, Service
@@ -55,22 +57,43 @@ def ran(entries: Iterable[Entry], service: str) -> list[Deployed]:
     return found
 
 
-def through_records(seen: Iterable[NodeView], history: Sequence[Deployed]) -> list[NodeView]:
+def through_records(seen: Iterable[NodeView], history: Sequence[Deployed],
+                    then: Callable[[Deployed], Job] | None = None) -> list[NodeView]:  # fmt: skip
     """``seen`` with each running container's config label read through the audit records (``history``, oldest
     first): a role that renders per node records each node's own hash (Deployed.nodes), so nodes started by one
     deploy carry different labels (each relay its own files); a label a record gives that node reads as the record's
     ``config``, so what runs compares with the records (running_on, already_at, pick) as one configuration, the way a
-    role that renders once does. A label no record gives that node (a record without ``nodes``: a role that renders
-    once) is left as it is. Pure."""
+    role that renders once does. A label no record gives that node is read as the newest record's whose inputs, at the
+    secret versions the node runs, give that label (runs_record; ``then``: a record's inputs rendered today, as
+    the_start's ``then``): a rotation since restarted it on new secret versions (of a secret only the hot files use:
+    the holder alone), and a rollback brings no old secret back. Any other label (a record without ``nodes``: a role
+    that renders once; no ``then``) is left as it is. Pure but for ``then``."""
     own = {(node, ran.config): r.config for r in history for node, ran in (r.nodes or {}).items()}
     out = []
     for s in seen:
         c = s.container
         config = None if c is None else own.get((s.node.name, c.label("config") or ""))
+        if c is not None and config is None and then is not None:
+            config = next((r.config for r in reversed(history) if runs_record(r, s.node.name, c, then)), None)
         if c is not None and config is not None:
             c = dataclasses.replace(c, labels={**c.labels, "io.nodeops.config": config})
         out.append(dataclasses.replace(s, container=c))
     return out
+
+
+def runs_record(record: Deployed, node: str, container: Container, then: Callable[[Deployed], Job]) -> bool:
+    """Whether ``container`` (on ``node``) runs ``record``'s inputs, its secrets at the versions its ``secrets``
+    label names: the record's version and that node's recorded files (Deployed.nodes), hashed again at those
+    versions over ``then(record)`` (as_recorded), give its ``config`` label. False for a record that names no such
+    node or another version (nothing rendered), or whose inputs today's role refuses."""
+    ran = (record.nodes or {}).get(node)
+    if ran is None or ran.files is None or cmd.image_tag(record.image) != container.version:
+        return False
+    versions = {**(record.secret_versions or {}), **json.loads(container.label("secrets") or "{}")}
+    try:
+        return as_recorded(then(record).at(node), ran.files, container.label("config"), versions) is not None
+    except InvalidInput:
+        return False
 
 
 def running_on(seen: Iterable[NodeView], activation: str | Model = "lease",
@@ -222,7 +245,15 @@ def rollback(fleet: Fleet, inventory: Inventory, current: Job, to: str | None, r
     to stop (tasks._cli.confirm: InvalidInput when not confirmed)."""
     service = current.service
     history = ran(audit_log(fleet, HISTORY_LINES, steps=False, services=[service.name]), service.name)
-    seen = through_records(Observer(fleet, current.service, current.role).views().values(), history)
+    renders: dict[int, Job] = {}  # a record's inputs rendered today (the_start's then), once each
+
+    def then(record: Deployed) -> Job:
+        if id(record) not in renders:
+            renders[id(record)] = job_for(inventory, target_service(service, record, pinned=False),
+                                          secrets=current.secrets)  # fmt: skip
+        return renders[id(record)]
+
+    seen = through_records(Observer(fleet, current.service, current.role).views().values(), history, then)
     model = model_of(current.role)
     for s in seen:
         if model.is_active(s) and (note := unhealthy_note(s)):

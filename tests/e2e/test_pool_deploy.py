@@ -4,8 +4,9 @@ adopts its blocks), the standby is synced and does not forge; no hot file is lef
 and the hot keys' bytes are in no file of the lab (every node's disk and the operator's), no container's argv or env
 and no output; `fab status` reads the pool healthy, not mixed (each node against its own files), each node's kind
 and role right; `fab check` passes; a second deploy changes nothing; `fab rollback` after an upgrade puts each node
-back on its own files. The first module of the pool lab (tests/e2e/pool_lab.py): it deploys the pool, at once after
-lab.up, and the modules after it find it deployed; the tests run in order (the chain's clock does not wait)."""
+back on its own files, and after an upgrade and a KES rotation keeps the rotated keys (review rev16b finding 4). The
+first module of the pool lab (tests/e2e/pool_lab.py): it deploys the pool, at once after lab.up, and the modules after
+it find it deployed; the tests run in order (the chain's clock does not wait)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,16 @@ def pool_status(path: Path) -> dict:
     return status_entries(run("status", "--inventory", str(path), "--service", SERVICE, "--json"))[SERVICE]
 
 
+def upgraded(lab, pinned_inventory: Path, path: Path) -> Path:
+    """``pinned_inventory`` with the lab's second image (its tag pinned as ``pinned`` does), written to ``path``."""
+    newer = pinned(state(lab)["pool"]["images"][1])
+
+    def upgrade(doc: dict) -> None:
+        doc["services"][SERVICE]["image"] = newer
+
+    return inventory_variant(pinned_inventory, path, upgrade)
+
+
 def test_the_pool_deploys_from_nothing_and_status_reads_each_node_under_its_kind(deployed, figures):
     _lab, path, deploy, seconds = deployed
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
@@ -189,12 +200,7 @@ def test_a_second_deploy_changes_nothing(deployed):
 def test_rollback_after_an_upgrade_puts_each_node_back_on_its_own_files(deployed, tmp_path):
     lab, pinned_inventory = deployed[0], deployed[1]
     first = {node: json.loads(label(doc, "files")) for node, doc in inspected().items()}
-    newer = pinned(state(lab)["pool"]["images"][1])
-
-    def upgrade(doc: dict) -> None:
-        doc["services"][SERVICE]["image"] = newer
-
-    path = inventory_variant(pinned_inventory, tmp_path / "upgrade.yaml", upgrade)
+    path = upgraded(lab, pinned_inventory, tmp_path / "upgrade.yaml")
     up = run("deploy", "--inventory", str(path), "--service", SERVICE, "--json")
     assert up.returncode == 0, up.stdout + up.stderr
     assert {label(doc, "version") for doc in inspected().values()} == {"10.5.1"}
@@ -206,6 +212,60 @@ def test_rollback_after_an_upgrade_puts_each_node_back_on_its_own_files(deployed
     assert first[RELAYS[0]]["topology.json"] != first[RELAYS[1]]["topology.json"]
     entry = pool_status(pinned_inventory)
     assert (entry["state"], entry["mixed"]) == ("healthy", None), entry
+
+
+def test_rollback_after_an_upgrade_and_a_kes_rotation_keeps_the_rotated_keys_and_the_pool_forges(deployed, tmp_path,
+                                                                                                 figures):  # fmt: skip
+    """Review rev16b finding 4: deploy of the lab's second image, `fab rotate-secrets --secret kes`, then `fab
+    rollback`: it was refused (exit 2, "its relay nodes run 10.5.1 config X, its producer nodes run 10.5.1 config Y:
+    there is no one version to roll back from") while every node ran one image, for the holder's label had moved with
+    its hot versions. Now: exit 0, every node back on the first image, the holder on the rotated hot keys (its
+    secrets label as after the rotation, the chain's counter unchanged: never an older certificate), the chain adopts
+    its blocks after it and rejects none; `--to` that version then changes nothing."""
+    lab, pinned_inventory = deployed[0], deployed[1]
+    path = upgraded(lab, pinned_inventory, tmp_path / "upgrade.yaml")
+    up = run("deploy", "--inventory", str(path), "--service", SERVICE, "--json")
+    assert up.returncode == 0, up.stdout + up.stderr
+    pool_id = state(lab)["pool"]["pool_id"]
+    counter = chain_get("/pools")[pool_id]["counter"] + 1  # the rotated certificate's
+    rotated = run("rotate-secrets", "--inventory", str(path), "--service", SERVICE, "--secret", "kes", "--json")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    wait_for(lambda: chain_get("/pools")[pool_id]["counter"] == counter, "the rotated certificate's block", 30)
+    keys = {node: json.loads(label(doc, "secrets")) for node, doc in inspected().items() if label(doc, "hot")}
+    assert list(keys) == [PRODUCER]
+    slot_before = chain_get("/tip")["slot"]
+    started = time.monotonic()
+    back = run("rollback", "--inventory", str(path), "--service", SERVICE, "--yes", "--json", timeout=600)
+    seconds = time.monotonic() - started
+    assert back.returncode == 0, back.stdout + back.stderr
+    docs = inspected()
+    assert {label(doc, "version") for doc in docs.values()} == {"10.4.1"}
+    assert {node: json.loads(label(doc, "secrets")) for node, doc in docs.items() if label(doc, "hot")} == keys
+    (result,) = [r for e in events(back) if e["event"] == "end" for r in e["results"]]
+    gaps = "; ".join(f"{g['how']} {g['node']}: {g['seconds']} s ({g.get('chain_units')})"
+                     for g in result.get("keys_gaps") or [])  # fmt: skip
+    expired = not holder_facts(PRODUCER).remaining  # the lab certificate's 60 s ran out on a busy machine
+    sender = docs[PRODUCER]["Config"]["Hostname"]
+
+    def ours(adopted: bool) -> list[dict]:
+        return [b for b in chain_get("/blocks")["forged"]
+                if b["node"] == sender and b["slot"] > slot_before and b["adopted"] is adopted]  # fmt: skip
+
+    forged = "the certificate ran out during it (no block looked for)"
+    if not expired:
+        first = wait_for(lambda: ours(True), "a block of the holder adopted after the rollback", 30)[0]
+        assert first["counter"] == counter  # the rotated certificate, not an older one
+        adopted = [b["slot"] for b in chain_get("/blocks")["forged"] if b["adopted"] and b["slot"] < first["slot"]]
+        forged = (f"first adopted block of the holder at slot {first['slot']} ({first['slot'] - slot_before} slots "
+                  f"after the rollback began), {first['slot'] - max(adopted, default=slot_before) - 1} slots without "
+                  f"an adopted block before it, counter {counter}")  # fmt: skip
+    assert chain_get("/pools")[pool_id]["counter"] == counter
+    assert ours(False) == [] and [d for d in chain_get("/duplicates") if d["slot"] >= slot_before] == []
+    figures(f"rollback after an upgrade and a KES rotation: {seconds:.1f} s wall, exit 0; {gaps or 'no gap'}; {forged}")
+    again = run("rollback", "--inventory", str(path), "--service", SERVICE, "--to", "10.4.1", "--yes", "--json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    (result,) = [r for e in events(again) if e["event"] == "end" for r in e["results"]]
+    assert (result["changed"], result.get("already_at")) == (False, "10.4.1"), again.stdout
 
 
 def test_no_key_is_in_any_file_argv_env_or_output(deployed):
@@ -231,12 +291,7 @@ def test_an_upgrade_via_the_standby_hands_the_keys_over_and_back_and_reports_bot
     place and reports its one gap in slots. A rotation just before (a lab certificate lasts 60 s), and one after
     when the upgrade took longer than that on a busy machine (the holder's metrics say no period is left)."""
     lab, pinned_inventory = deployed[0], deployed[1]
-    newer = pinned(state(lab)["pool"]["images"][1])
-
-    def upgrade(doc: dict) -> None:
-        doc["services"][SERVICE]["image"] = newer
-
-    path = inventory_variant(pinned_inventory, tmp_path / "via.yaml", upgrade)
+    path = upgraded(lab, pinned_inventory, tmp_path / "via.yaml")
     dry = run("deploy", "--inventory", str(path), "--service", SERVICE, "--via-standby", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     (planned,) = [r["planned"] for e in events(dry) if e["event"] == "end" for r in e["results"]]

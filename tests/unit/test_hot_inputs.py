@@ -20,11 +20,13 @@ import types
 import pytest
 
 from nodeops import promote
+from nodeops.activation import model_of
 from nodeops.check import check_drift
+from nodeops.errors import InvalidInput
 from nodeops.job import Job, rendering, restore_job, run_spec
 from nodeops.plan import Desired, ServicePlan, Step
 from nodeops.records import Deployed
-from nodeops.rollback import the_start
+from nodeops.rollback import already_at, pick, running_on, the_start, through_records
 from nodeops.secrets import Secret
 from nodeops.status import service_status
 from tests.unit.test_executor_keys import NAME, Engine, Keys, make_job, seen
@@ -155,3 +157,45 @@ def test_a_promotion_after_the_rotation_moves_the_hot_versions_with_the_keys(tmp
     assert json.loads(labels(engine, "b")["secrets"]) == {"kes": "kes-v2", "pw": "pw-v1", "vrf": "vrf-v1"}
     assert json.loads(labels(engine, "a")["secrets"]) == {"pw": "pw-v1"}
     assert {n: labels(engine, n)["config"] for n in now.nodes} == now.config_hashes({"b"})
+
+
+# ---------------------------------------------------------------- rollback after an upgrade and a KES rotation
+BEFORE = Deployed(service="pool", changed=True, image="reg/node:1", config="c-old", nodes={})  # an older version
+
+
+@pytest.mark.parametrize(
+    ("kes", "files", "read"),
+    [
+        ("kes-v1", None, "the record's"),  # deployed, no rotation since: as before
+        ("kes-v2", None, "the record's"),  # the holder rotated onto kes v2 since: the same inputs but its hot keys
+        ("kes-v2", '{"node.conf":"by hand\\n"}', "refused"),  # and started on other files since: no record's
+    ],
+    ids=["deployed", "rotated", "rotated-other-files"],
+)
+def test_rollback_reads_a_holder_rotated_since_its_deploy_as_the_record_that_started_it(tmp_path, kes, files, read):
+    """Review rev16b finding 4: upgrade, `fab rotate-secrets --secret kes`, `fab rollback`: the holder's hash moved
+    with its hot versions, which no record names, so the producers' kind read another configuration than the relays'
+    and rollback was refused ("there is no one version to roll back from") while every node ran one version. A
+    rollback brings back no old secret (its secrets are today's): a node runs a record's configuration when that
+    record's inputs, at the secret versions the node runs, give its label. Files no record gave it: not a record's."""
+    job = versioned(per_node_job(tmp_path))
+    engine, _ = fresh_deploy(job)
+    record = Deployed.model_validate(Deployed(service="pool", changed=True, **Keys(job, engine).ran({"a"})).record())
+    now = versioned(job, kes)
+    run = Keys(now, engine)
+    rotation = (Step("replace", "a", "in place onto the pending hot keys", hot=True), Step("await-serving", "a"))
+    run.execute(ServicePlan("pool", rotation, "the holder restarted onto the new value"))
+    if files is not None:
+        engine.boxes["a"][NAME]["labels"]["io.nodeops.config"] = "started-by-hand"
+        engine.boxes["a"][NAME]["labels"]["io.nodeops.files"] = files
+    views = list(seen(Keys(now, engine)).values())
+    model = model_of(now.role)
+    read_through = through_records(views, [BEFORE, record], lambda _record: now)
+    if read == "refused":
+        with pytest.raises(InvalidInput, match="no one version to roll back from"):
+            running_on(read_through, model)
+        return
+    assert running_on(read_through, model) == ("2", record.config)
+    assert pick([BEFORE, record], running_on(read_through, model), None, "pool") is BEFORE
+    there = already_at(read_through, "2", model)  # --to the version it runs: nothing to do, the holder named
+    assert there is not None and there.startswith("already at version 2: a runs it"), there
