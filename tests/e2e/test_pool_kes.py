@@ -30,6 +30,9 @@ HOLDER, STANDBY = "pool-bp-a", "pool-bp-b"
 ROTATE = ("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json")
 envelope = role_module("cardano", "envelope")
 ocert = role_module("cardano", "ocert")
+GENESIS = role_module("cardano", "periods").LAB_GENESIS
+SLOTS_PER_KES_PERIOD, WINDOW = GENESIS["slotsPerKESPeriod"], GENESIS["maxKESEvolutions"]
+LATE = 3  # KES periods (2 s each in the lab) between a kill after AWSPENDING is written and the rerun
 
 
 DEPLOYED: list[float | None] = []  # this module's deploy of the pool, seconds; None: deployed by a module before
@@ -61,6 +64,11 @@ def stored(lab: Lab) -> tuple[int, object]:
     keys = pool_keys(lab)
     return (envelope.read_issue_counter(keys["counter"], "counter").next,
             envelope.read_certificate(keys["op_cert"], "op_cert"))  # fmt: skip
+
+
+def clock_period() -> int:
+    """The KES period of the chain service's clock (its ``currentSlot``, whatever the tip)."""
+    return chain_get("/tip")["currentSlot"] // SLOTS_PER_KES_PERIOD
 
 
 def pending_left(lab: Lab) -> list[str]:
@@ -162,7 +170,7 @@ def test_a_refused_rotation_touches_no_host_and_stages_nothing(pool_lab, change)
 
 KILLS = {  # the step line after which the run is killed -> what the rerun's issue then does (rotation.resume)
     "AWSPENDING written": (lambda e: e.get("step") == "createSecret" and "AWSPENDING" in e.get("message", ""),
-                           "push"),
+                           "reissue"),  # the rerun LATE periods later: no node runs it, it would have lost them
     "holder restarted": (lambda e: e.get("step") == "setSecret" and "restarted onto" in e.get("message", ""), "push"),
     "counter stored": (lambda e: e.get("step") == "finishSecret" and "counter" in e.get("message", ""), "current"),
 }  # fmt: skip
@@ -170,13 +178,22 @@ KILLS = {  # the step line after which the run is killed -> what the rerun's iss
 
 @pytest.mark.parametrize("point", list(KILLS))
 def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
-    """The rerun keeps the pending version (no new key): pushed again (a holder that runs it is not restarted), or
-    only made current once the counter is stored. A kill that lands after AWSCURRENT moved leaves nothing pending:
-    the rerun is a rotation of its own (the figure says which)."""
+    """The rerun keeps the pending version a node runs (no new key): pushed again (a holder that runs it is not
+    restarted), or only made current once the counter is stored; its result line says the periods left. A pending
+    version no node runs yet, the rerun coming LATE KES periods after the kill, is issued again with the same
+    counter from the clock's period (resume reissue): the producer forges with a certificate starting at the
+    clock's period, not one that lost those periods. A kill that lands after AWSCURRENT moved leaves nothing
+    pending: the rerun is a rotation of its own (the figure says which)."""
     when, expected = KILLS[point]
     before = on_chain(pool_lab)
     killed_at(list(ROTATE), when)
     left = pending_left(pool_lab)
+    stale = None  # the pending certificate's start period
+    if left:
+        doc = json.loads(client(pool_lab).get_secret_value(SecretId=HOT_SECRET, VersionId=left[0])["SecretString"])
+        stale = envelope.read_certificate(doc["node.cert"], "op_cert (pending)").kes_period
+    if point == "AWSPENDING written" and left:  # a rerun LATE periods after the pending certificate starts
+        wait_for(lambda: clock_period() >= stale + LATE, f"KES period {stale + LATE}", 30)
     released = fab("lock.release", "--env", NAME, "--service", "pool", "--force")  # the killed run's, stale
     assert released.returncode == 0, released.stdout + released.stderr
 
@@ -187,18 +204,29 @@ def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
 
     finish = f"fab rotate-secrets --env {NAME} --service pool --secret kes"
     assert under_way() == ({"interrupted": ["kes"], "finish": finish} if left else None)
+    clock = clock_period()
     again = rotate()
     assert again.returncode == 0, again.stdout + again.stderr
     assert under_way() is None
-    said = {e["step"]: e["message"] for e in map(json.loads, again.stdout.splitlines()) if e.get("step")}
+    events = [json.loads(line) for line in again.stdout.splitlines()]
+    said = {e["step"]: e["message"] for e in events if e.get("step")}
     resumed = re.search(r"resume (\w+)", said["createSecret"])[1]
-    figures(f"killed after {point}: AWSPENDING left {len(left)}; the rerun: resume {resumed}, "
-            f"{said.get('setSecret', '-')}")  # fmt: skip
+    result = next(e["message"] for e in events if e.get("message", "").startswith("rotated kes"))
+    start = stored(pool_lab)[1].kes_period
+    figures(f"killed after {point}: AWSPENDING left {len(left)}; the rerun (clock KES period {clock}, the pending "
+            f"certificate's {stale if stale is not None else '-'}): resume {resumed}, certificate from period {start}, "
+            f"{said.get('setSecret', '-')}; result: {result}")  # fmt: skip
+    assert re.search(r"KES periods \d+\.\.\d+: \d+ KES periods? left", result), result
     if point == "counter stored" and not left:  # the kill came after AWSCURRENT moved: a finished rotation
         assert resumed == "none"
         converged(pool_lab, before + 2)
         return
-    assert len(left) == 1 and resumed == expected and "kept" in said["createSecret"]
-    if point == "holder restarted":
+    allowed = {expected}
+    if expected == "push" and clock_period() >= stale + WINDOW:  # a busy machine: its 60 s window ran out meanwhile
+        allowed = {"reissue"} if clock >= stale + WINDOW else {"push", "reissue"}
+    assert len(left) == 1 and resumed in allowed and ("kept" in said["createSecret"]) is (resumed != "reissue")
+    if resumed == "reissue":  # a new certificate, same counter, from the clock's period at the rerun
+        assert start >= clock > stale, (start, clock, stale)
+    if point == "holder restarted" and resumed == "push":
         assert "runs the pending version already" in said["setSecret"]
     converged(pool_lab, before + 1)
