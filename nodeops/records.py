@@ -134,9 +134,9 @@ class Rotated(Record):
     service: str
     rotated: list[str]
     outage_seconds: float | None
-    said: list[str] | None = Field(None, description="per rotated secret, what its role says of the value now in "
-                                   "force (\"kes: certificate counter 3, KES periods 151..181: 30 KES periods left, "
-                                   "until ...\"); absent when no role says anything")  # fmt: skip
+    said: list[str] | None = Field(None, description="per rotated secret, \"<name>: <line>\": what its role says "
+                                   "of the value now in force (how long it lasts; what to run when that is short); "
+                                   "absent when no role says anything")  # fmt: skip
     now: Now | None = None
 
 
