@@ -86,7 +86,9 @@ class ForcedHandover:
         rotation.stop, rotation.deploy = run.stop, run  # the promotion's change: its connections, its observation
         run.chain_fenced = frozenset(self.lost)  # the hot start does not wait to see them (run.keys)
         kind = type("Fenced", (FencedValue,), {"new": self.new, "fence": job.role.hooks.chain_fence})
-        rotation.run([spec], {spec.name: kind})
+        result = rotation.run([spec], {spec.name: kind})
+        for line in result.get("said", ()):  # the role's line on the hot keys now in force (Issued.said)
+            run.say("", f"{self.service}: {line}")
         run.say("", lost_host_line(self.service, self.lost, self.change))
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False).record()
 
@@ -101,8 +103,7 @@ class FencedValue(IssuedValue):
     def holder_of(self) -> Node:  # the standby assess chose, observed by the promotion
         return next(n for n in self.rotation.job.service.nodes if n.name == self.new)
 
-    def make(self, secrets: dict[str, str], pending: dict[str, str] | None) -> Issued:
-        held = pending is not None and self.runs_pending()
+    def make(self, secrets: dict[str, str], pending: dict[str, str] | None, held: bool) -> Issued:
         return self.fence.fence(self.variables, secrets, self.query(), pending, held)
 
 

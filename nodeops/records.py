@@ -149,6 +149,9 @@ class Rotated(Record):
     service: str
     rotated: list[str]
     outage_seconds: float | None
+    said: list[str] | None = Field(None, description="per rotated secret, \"<name>: <line>\": what its role says "
+                                   "of the value now in force (how long it lasts; what to run when that is short); "
+                                   "absent when no role says anything")  # fmt: skip
     now: Now | None = None
 
 

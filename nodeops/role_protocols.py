@@ -23,13 +23,15 @@ class Issued:
     """What an Issuer made: ``values`` (the rotated secret document's new texts, by the role's secret names that
     reference its keys: ``kes_key``, ``op_cert``), ``updates`` (new texts of secrets the rotation read, by their
     names: written as their current version at finishSecret, before the rotated secret's AWSCURRENT moves: the issue
-    counter), ``facts`` (public values only, for messages, ``in_use`` and ``taken``: a counter, a KES period) and
-    ``reused`` (True: ``values`` are the pending version's, kept; nothing new to stage)."""
+    counter), ``facts`` (public values only, for messages, ``in_use`` and ``taken``: a counter, a KES period),
+    ``reused`` (True: ``values`` are the pending version's, kept; nothing new to stage) and ``said`` (one public line
+    the run's result adds once the value is in force: how long it lasts, and what to run when that is short)."""
 
     values: Mapping[str, str]
     updates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     facts: Mapping[str, int | str] = field(default_factory=lambda: MappingProxyType({}))
     reused: bool = False
+    said: str = ""
 
 
 @runtime_checkable
@@ -44,14 +46,14 @@ class Issuer(Protocol):
         read the chain's facts the issue depends on; ``variables``: the service's (public)."""
         ...
 
-    def issue(
-        self, variables: Mapping[str, object], secrets: Mapping[str, str], chain: str, pending: Mapping[str, str] | None
-    ) -> Issued:
-        """The new value: ``variables`` (the service's, public, with its ``PROFILE``), ``secrets`` (by the role's
-        secret names: the rotated document's current values and the ``reads`` secrets, in memory only), ``chain``
-        (the query's standard output), ``pending`` (the values of a pending version an interrupted run left, or
-        None). A NodeopsError refuses (InvalidInput, exit 2: nothing
-        was written; Unsafe, exit 4)."""
+    def issue(self, variables: Mapping[str, object], secrets: Mapping[str, str], chain: str,
+              pending: Mapping[str, str] | None, held: bool) -> Issued:  # fmt: skip
+        """The new value: ``variables`` (the service's, public, with its ``PROFILE``, its check variables and
+        ``PROGRAM``/``SERVICE_OPTIONS`` to name a command in ``said``), ``secrets`` (by the role's secret names: the
+        rotated document's current values and the ``reads`` secrets, in memory only), ``chain`` (the query's
+        standard output), ``pending`` (the values of a pending version an interrupted run left, or None), ``held``
+        (whether the holder's container runs that pending version: a value no node runs yet may be made anew). A
+        NodeopsError refuses (InvalidInput, exit 2: nothing was written; Unsafe, exit 4)."""
         ...
 
     def in_use(self, health_body: bytes, issued: Issued) -> bool:

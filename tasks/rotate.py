@@ -43,5 +43,6 @@ def rotate_secrets(c, env=None, inventory=None, service=None, shard=None, secret
             raise_failures(results)
     for r in results:
         outage = "" if r["outage_seconds"] is None else f"; outage {r['outage_seconds']:.2f}s"
-        report(r["service"], "", f"rotated {', '.join(r['rotated'])}{outage}", rotated=r["rotated"],
+        said = "".join(f"; {line}" for line in r.get("said", ()))  # the role's line on the value in force
+        report(r["service"], "", f"rotated {', '.join(r['rotated'])}{outage}{said}", rotated=r["rotated"],
                outage_seconds=r["outage_seconds"])  # fmt: skip

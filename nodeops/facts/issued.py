@@ -27,9 +27,10 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def issuer_variables(job: Job) -> dict[str, object]:
-    """What an Issuer's methods get as ``variables``: the variables the templates read (Role.read_variables) and
-    the profile in use as ``PROFILE``."""
-    return {**job.role.read_variables(job.service.variables), PROFILE_VARIABLE: job.profile}
+    """What an Issuer's methods get as ``variables``: the variables the templates read (Role.read_variables), the
+    role's check variables (a threshold its result may name) and the profile in use as ``PROFILE``."""
+    checks = {k: v for k, v in job.variables.items() if k in job.role.check_variables}
+    return {**job.role.read_variables(job.service.variables), **checks, PROFILE_VARIABLE: job.profile}
 
 
 def document_keys(job: Job, spec: RotationSpec) -> dict[str, str | None]:

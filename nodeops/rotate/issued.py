@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from nodeops import program
 from nodeops.errors import OperationFailed, Unsafe
 from nodeops.facts.issued import document_keys, issuer_variables, query_command
+from nodeops.facts.role_facts import command_variables
 from nodeops.inventory import Node
 from nodeops.job import job_for
 from nodeops.plan import ServicePlan, Step
@@ -98,7 +99,7 @@ class IssuedValue(Target):
         job = rotation.job
         self.keys = document_keys(job, spec)
         self.hook = job.role.hooks.issuers[spec.kind]
-        self.variables = issuer_variables(job)
+        self.variables = {**issuer_variables(job), **command_variables(job, rotation.inventory.environment)}
         self.holder: Node | None = None
         self.issued: Issued | None = None
         self.values: dict[str, Secret] = {}  # the pending version's secrets, by the role's names
@@ -143,7 +144,8 @@ class IssuedValue(Target):
             pending = {n: doc[key] for n, key in self.keys.items() if key in doc}
         read = {n: job.secrets[n].reveal() for n in self.spec.reads}
         secrets = {**{n: current[key] for n, key in self.keys.items() if key in current}, **read}
-        self.issued = issued = self.make(secrets, pending)
+        self.issued = issued = self.make(secrets, pending, pending is not None and self.runs_pending())
+        self.said = issued.said  # for the run's result, once the value is in force
         if stray := set(issued.values) - set(self.keys):
             raise OperationFailed(f"role {job.role.name}: its issuer {self.spec.kind} returned {', '.join(stray)}, "
                                   f"which {store.name!r} does not hold")  # fmt: skip
@@ -167,9 +169,9 @@ class IssuedValue(Target):
         holder, self.resumed = the_holder(self.deploy)
         return holder
 
-    def make(self, secrets: dict[str, str], pending: dict[str, str] | None) -> Issued:
+    def make(self, secrets: dict[str, str], pending: dict[str, str] | None, held: bool) -> Issued:
         """The role's new value (Issuer.issue) over the chain's facts (the query in the holder's container)."""
-        return self.hook.issue(self.variables, secrets, self.query(), pending)
+        return self.hook.issue(self.variables, secrets, self.query(), pending, held)
 
     def masked(self) -> list[Secret]:
         return [*super().masked(), *self.values.values(),

@@ -188,10 +188,10 @@ class ServiceRotation:
             raise Interrupted(f"{name}: the stop came {during}, past the last safe point, so the rotation was "
                               f"completed: {', '.join(t.name for t in targets)} rotated, the new value current"
                               + (f"; {self.deploy.standing()}" if rolls else ""))  # fmt: skip
-        # the roll's handover, when there was one and its outage was measured (the service answered before it)
-        outage = max((o for o in self.deploy.outages if o is not None), default=None)
+        outage = max((o for o in self.deploy.outages if o is not None), default=None)  # a measured handover's
+        said = {"said": lines} if (lines := [f"{t.name}: {t.said}" for t in targets if t.said]) else {}  # Issued.said
         return Rotated(service=name, rotated=[t.name for t in targets],
-                       outage_seconds=None if outage is None else round(outage, 3)).record()  # fmt: skip
+                       outage_seconds=None if outage is None else round(outage, 3), **said).record()  # fmt: skip
 
     def undo(self, failure: str, started: Sequence[Target], unstarted: Sequence[Target], current_job: Job,
              redact: Redactor) -> tuple[str, bool]:  # fmt: skip

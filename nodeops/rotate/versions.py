@@ -144,6 +144,7 @@ class Target(abc.ABC):
     rolls = False  # whether the nodes read it only when they start, so that the pair must be rolled onto it
     whole = False  # whether its store reads and writes the secret's whole document, not one key (issued.py)
     fences = False  # whether it is a chain fence's (promote_forced.py): its pending version says so (Stages.fenced)
+    said = ""  # a public line on the value in force, for the run's result (an issued value's role says one)
 
     def __init__(self, rotation: ServiceRotation, spec: RotationSpec, versions: Store) -> None:
         self.rotation, self.spec, self.versions = rotation, spec, versions

@@ -22,6 +22,7 @@ from nodeops.errors import InvalidInput, Unsafe
 from nodeops.role_protocols import Issued
 
 from . import envelope, kes, ocert, periods, rotation
+from .kesinfo import DEFAULT_THRESHOLD, KesFacts, check
 from .kesinfo import parse as parse_metrics
 
 SOCKET = "/ipc/node.socket"  # role.yaml's command: --socket-path
@@ -98,26 +99,46 @@ def _hot(cold: ocert.ColdKey, counter: int, period: int, description: str | None
     return {"kes_key": envelope.kes_signing_key_file(key), "op_cert": cert}
 
 
+def in_force(variables: Mapping[str, Any], genesis: periods.Genesis, slot: int, counter: int,
+             period: int) -> tuple[int, str]:  # fmt: skip
+    """(the KES periods left at ``slot``, the result's line) for the certificate a rotation or a forced promotion
+    puts in force: its counter, its window and kesinfo.check's verdict against the service's ``KES_PERIODS_MIN``
+    (a check variable; not a whole number: the default), which names the rotation's command (``PROGRAM``,
+    ``SERVICE_OPTIONS``) when it is at the threshold or under: a kept pending certificate that lost part of its
+    window to the time since a kill. Pure."""
+    window = genesis.window(slot, period)
+    threshold = variables.get("KES_PERIODS_MIN", DEFAULT_THRESHOLD)
+    threshold = int(threshold) if str(threshold).isdigit() else DEFAULT_THRESHOLD
+    rotate = " ".join(str(w) for w in (variables.get("PROGRAM", "fab"), "rotate-secrets",
+                                       variables.get("SERVICE_OPTIONS", ""), "--secret kes") if w)  # fmt: skip
+    facts = KesFacts(window.current, period, window.end, window.remaining, True, 0, slot, None)
+    verdict = check(facts, genesis, threshold, rotate)
+    return window.remaining, f"certificate counter {counter}, KES periods {period}..{window.end}: {verdict.message}"
+
+
 def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
-              pending: Mapping[str, str] | None, now: datetime) -> Issued:  # fmt: skip
+              pending: Mapping[str, str] | None, now: datetime, held: bool = False) -> Issued:  # fmt: skip
     """The new hot keys (``kes_key``, ``op_cert``) and the counter's next text, or the pending version kept
-    (rotation.resume: ``push`` and ``current`` reuse it, ``reissue`` makes a new key with its counter).
-    IssueRefused (exit 2) for a cold key that is not the pool's, a reused counter or a skip; Unsafe (exit 4) for
-    records the protocol cannot leave. The start period is that of the slot running at ``now`` (current_slot: a tip
-    far ahead of it refused). Pure but for the KES key's seed."""
+    (rotation.resume: ``push`` and ``current`` reuse it, ``reissue`` makes a new key with its counter: its window
+    passed, or ``held`` is False (the holder does not run it), the chain has not taken its counter and it starts
+    before the clock's period). IssueRefused (exit 2) for a cold key that is not the pool's, a reused counter or a
+    skip; Unsafe (exit 4) for records the protocol cannot leave. The start period is that of the slot running at
+    ``now`` (current_slot: a tip far ahead of it refused). ``facts``' ``kes_left`` and ``said``: the certificate in
+    force's periods left (in_force). Pure but for the KES key's seed."""
     genesis, slot, counters, tip = current_slot(variables, chain, now)
     cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
-    held = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
-    pool = rotation.pool_id(held.cold_vk)
+    file = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
+    pool = rotation.pool_id(file.cold_vk)
     on_chain = counters.get(pool.hex())
-    stored = rotation.Stored(held.next - 1)
+    stored = rotation.Stored(file.next - 1)
     where = f"secret {COLD}"
     record = None
     if pending is not None:
         certificate = envelope.read_certificate(pending["op_cert"], "op_cert (pending)")
         record = rotation.Pending(certificate.counter, certificate.kes_period, rotation.certificate_hash(certificate))
     valid = record is not None and genesis.window(slot, record.kes_period).valid
-    step = rotation.resume(rotation.Observed(stored, record, on_chain, valid))
+    stale = record is not None and record.kes_period < genesis.kes_period(slot)
+    step = rotation.resume(rotation.Observed(stored, record, on_chain, valid, stale, held))
     if step.action == "none":
         plan = rotation.plan(genesis, slot, on_chain, stored, cold.verification_key, pool, where, f"secret {COUNTER}")
         counter, period, reused = plan.counter, plan.kes_period, False
@@ -127,9 +148,11 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         counter, reused = step.counter, step.action != "reissue"
         period = record.kes_period if reused else genesis.kes_period(slot)
         values = {k: pending[k] for k in HOT} if reused else _hot(cold, counter, period)
-    updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, held.cold_vk))}
-    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": step.action, **tip}
-    return Issued(values, updates, facts, reused)
+    updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, file.cold_vk))}
+    left, said = in_force(variables, genesis, slot, counter, period)
+    facts = {"counter": counter, "kes_period": period, "kes_left": left, "pool": pool.hex(), "resume": step.action,
+             **tip}  # fmt: skip
+    return Issued(values, updates, facts, reused, said)
 
 
 def counter_standing(secrets: Mapping[str, str], chain: str) -> tuple[dict[str, int | None], bool, str]:
@@ -162,9 +185,11 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     and a ``pending`` one (rotation.plan_forced: its refusals, exit 2), and the counter's next text; or, ``held``
     (the standby runs the pending version: this promotion's own, interrupted), that version kept. Unsafe (exit 4)
     when the chain's counter is past a kept version's. A pending version a forced promotion issued (its certificate's
-    description is ``FORCED``) went to no lost producer: kept too (a new key, same counter, once its KES window has
-    passed). The start period and the window are the slot's running at ``now``, as issue_kes's. Pure but for the KES
-    key's seed."""
+    description is ``FORCED``) went to no lost producer: kept too, but issued again (a new key, same counter) once
+    its KES window has passed, or, the standby not running it and the chain not having taken its counter, when it
+    starts before the clock's period (rotation.resume's rule). The start period and the window are the slot's
+    running at ``now``, as issue_kes's; ``kes_left`` and ``said`` as issue_kes's. Pure but for the KES key's
+    seed."""
     genesis, slot, counters, tip = current_slot(variables, chain, now)
     cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
     stored = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
@@ -181,7 +206,9 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         if ocert.chain_counter(on_chain) > record.counter:
             raise Unsafe(f"the chain's counter {on_chain} is past the standby's pending {record.counter}: a "
                          "certificate was issued outside nodeops; store its counter before promoting")  # fmt: skip
-        kept = held or genesis.window(slot, record.kes_period).valid
+        valid = genesis.window(slot, record.kes_period).valid
+        stale = record.kes_period < genesis.kes_period(slot)
+        kept = rotation.keeps(rotation.Observed(rotation.Stored(stored.next - 1), record, on_chain, valid, stale, held))
         action = "push" if kept else "reissue"
         counter, period = record.counter, record.kes_period if kept else genesis.kes_period(slot)
         values = {k: pending[k] for k in HOT} if kept else _hot(cold, counter, period, FORCED)
@@ -191,8 +218,10 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         counter, period = plan.counter, plan.kes_period
         values = _hot(cold, counter, period, FORCED)
     updates = {COUNTER: envelope.issue_counter_file(ocert.IssueCounter(counter + 1, stored.cold_vk))}
-    facts = {"counter": counter, "kes_period": period, "pool": pool.hex(), "resume": action, **tip}
-    return Issued(values, updates, facts, reused=bool(kept))
+    left, said = in_force(variables, genesis, slot, counter, period)
+    facts = {"counter": counter, "kes_period": period, "kes_left": left, "pool": pool.hex(), "resume": action,
+             **tip}  # fmt: skip
+    return Issued(values, updates, facts, reused=bool(kept), said=said)
 
 
 class KesFence:
@@ -215,8 +244,8 @@ class KesRotation:
         return query_command(str(variables.get("PROFILE") or "mainnet"))
 
     def issue(self, variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
-              pending: Mapping[str, str] | None) -> Issued:  # fmt: skip
-        return issue_kes(variables, secrets, chain, pending, datetime.now(UTC))
+              pending: Mapping[str, str] | None, held: bool) -> Issued:  # fmt: skip
+        return issue_kes(variables, secrets, chain, pending, datetime.now(UTC), held)
 
     def in_use(self, health_body: bytes, issued: Issued) -> bool:
         """The metrics show forging enabled with the new certificate's start period (kesinfo)."""

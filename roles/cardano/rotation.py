@@ -17,9 +17,16 @@ The protocol, after AWS Secrets Manager's rotation (docs.aws.amazon.com/secretsm
 AWSCURRENT; each step can be rerun): the hot keys' secret (``pool/HotKeys``: the KES key and its certificate) holds
 the certificate in force as AWSCURRENT and at most one new version as AWSPENDING; the issue counter's secret holds
 the next number (``Stored``: the counter in force is that minus one). The new KES key is kept in AWSPENDING, in the
-store where the hot keys always live, so a rerun after a kill pushes the same version again; it issues the same
-counter again with a new key only when the pending certificate's KES window has passed. ``STAGES``, in order (the
-engine's nodeops.rotate.issued runs them):
+store where the hot keys always live, so a rerun after a kill pushes the same version again when a node runs it or
+the chain took its counter; it issues the same counter again with a new key when the pending certificate's KES
+window has passed, or when no node runs it yet and it starts before the clock's KES period (a kill, then a rerun
+days later: pushed, it would have lost those days of its window). The same counter is safe to issue again only
+while no node forges with it: the chain keeps the highest counter ``m`` it saw in the pool's blocks and takes a
+header's counter ``n`` when ``m <= n <= m + 1`` (IntersectMBO/cardano-ledger,
+libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/Rules/OCert.hs ``ocertTransition``, ``m <= n``; from
+Babbage on, IntersectMBO/ouroboros-consensus, Ouroboros.Consensus.Protocol.Praos ``doValidateKESSignature``,
+``n <= m + 1``; ocert.py), so a second certificate with the pending one's counter supersedes nothing: either would
+be taken. ``STAGES``, in order (the engine's nodeops.rotate.issued runs them):
 
 1. ``pending``: the new version (KES key and certificate) staged AWSPENDING, before any host is touched;
 2. ``pushed``: the holder restarted in place onto it, the files on its tmpfs shredded once read (its container's
@@ -147,13 +154,17 @@ def _checked(counter: int, on_chain: int | None, where: str, hint: str) -> int:
 @dataclass(frozen=True)
 class Observed:
     """What a rerun reads before it acts: the store's ``stored`` counter and ``pending`` version (AWSPENDING's
-    certificate), the pool's highest counter ``on_chain`` (None: no block yet) and whether the pending certificate's
-    KES window holds the current slot (``pending_valid``)."""
+    certificate), the pool's highest counter ``on_chain`` (None: no block yet), whether the pending certificate's
+    KES window holds the current slot (``pending_valid``), whether it starts before the clock's KES period
+    (``pending_stale``: issue_slot's period, as a fresh rotation takes it) and whether a node runs it
+    (``pending_held``: the holder's container records that version)."""
 
     stored: Stored
     pending: Pending | None
     on_chain: int | None
     pending_valid: bool
+    pending_stale: bool = False
+    pending_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,9 +186,21 @@ RUNS = {
 ACTIONS = tuple(RUNS)
 
 
+def keeps(seen: Observed) -> bool:
+    """Whether a rerun keeps ``seen``'s pending certificate (pushes it) rather than issue its counter again with a
+    new key: its KES window holds the current slot, and a node runs it, or the chain took its counter (a node forged
+    with it: a second certificate with that counter would be taken too), or it starts at the clock's period (it has
+    lost nothing of its window). Pure."""
+    pending = seen.pending
+    taken = pending is not None and seen.on_chain is not None and seen.on_chain == pending.counter
+    return seen.pending_valid and (seen.pending_held or taken or not seen.pending_stale)
+
+
 def resume(seen: Observed) -> Step:
     """What a rerun does to finish what a killed run left (the protocol above): it converges to one certificate in
-    force on the holder, AWSCURRENT, and a stored counter that matches it. Unsafe (exit 4) when the records cannot
+    force on the holder, AWSCURRENT, and a stored counter that matches it; a pending certificate no node runs and
+    the chain has not taken is issued again when it starts before the clock's period (the days since the kill are
+    not lost). Unsafe (exit 4) when the records cannot
     come from this protocol: a pending counter that is neither the stored one nor the stored one plus one, or a
     counter on chain past the pending one (a certificate issued outside nodeops). Pure."""
     pending, stored = seen.pending, seen.stored
@@ -191,7 +214,10 @@ def resume(seen: Observed) -> Step:
     if chain_counter(seen.on_chain) > pending.counter:
         raise Unsafe(f"the chain's counter {seen.on_chain} is past the pending {pending.counter}: a certificate was "
                      "issued outside nodeops; store its counter before rotating")  # fmt: skip
-    if seen.pending_valid:
+    if keeps(seen):
         return Step("push", pending.counter, "the pending version is kept in the store: pushed to the holder again")
+    if seen.pending_valid:
+        return Step("reissue", pending.counter, "the pending certificate starts before the clock's KES period and no "
+                    "node runs it: the same counter again, with a new key, from the clock's period")  # fmt: skip
     return Step("reissue", pending.counter, "the pending certificate's KES window has passed: the same counter "
                 "again, with a new key")  # fmt: skip

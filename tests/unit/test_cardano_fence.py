@@ -33,9 +33,10 @@ def pending_of(counter: int, period: int = 100, description: str | None = None) 
         (2, 1, 1, True, 1, True, "push"),  # the counter stored already, AWSCURRENT not moved: kept
         (2, (2, 100), 1, False, 2, True, "push"),  # this promotion's own, killed before b restarted: no lost holder
         (2, (2, 50), 1, False, 2, False, "reissue"),  # the same, its KES window passed: the same counter, a new key
+        (2, (2, 95), 1, False, 2, False, "reissue"),  # the same, started before the clock's period 100: a new key
     ],
     ids=["first", "no-block", "later", "past-a-pending", "rerun-kept", "rerun-before-taken", "rerun-stored",
-         "rerun-own-unpushed", "rerun-own-expired"],
+         "rerun-own-unpushed", "rerun-own-expired", "rerun-own-stale"],
 )  # fmt: skip
 def test_the_standbys_certificate_is_one_past_every_one_the_lost_producer_may_hold(
         stored_next, pending, on_chain, held, counter, reused, resume):  # fmt: skip
@@ -79,18 +80,22 @@ def test_the_role_defines_the_fence_beside_its_one_issued_rotation():
 
 
 @pytest.mark.parametrize(
-    ("tip", "pending", "held", "period"),
+    ("tip", "pending", "held", "period", "resume"),
     [
-        (705, None, False, 100),  # the lost producer's last block is a minute old: the clock's period, not 70
-        (705, (2, 95), False, 95),  # this promotion's own pending version holds the clock's slot: kept
-        (705, (2, 60), False, 100),  # it held the stale tip's slot only: a new key from the clock's period
+        (705, None, False, 100, "none"),  # the lost producer's last block is a minute old: the clock's period, not 70
+        (705, (2, 100), False, 100, "push"),  # this promotion's own pending version starts at the clock's period: kept
+        (705, (2, 95), False, 100, "reissue"),  # it started 5 periods ago and the standby does not run it: a new key
+        (705, (2, 95), True, 95, "push"),  # the standby runs it: kept, its periods left said
+        (705, (2, 60), False, 100, "reissue"),  # it held the stale tip's slot only: a new key from the clock's period
     ],
-    ids=["stale-tip", "own-pending-valid", "own-pending-passed"],
+    ids=["stale-tip", "own-pending-now", "own-pending-stale", "own-pending-run", "own-pending-passed"],
 )  # fmt: skip
-def test_the_fence_starts_at_the_clocks_period_whatever_the_tip(tip, pending, held, period):
+def test_the_fence_starts_at_the_clocks_period_whatever_the_tip(tip, pending, held, period, resume):
     given = None if pending is None else pending_of(*pending, issue.FORCED)
     made = issue.fence_kes(LAB, stored_secrets(2), chain(tip, counter=1), given, held, NOW)
     assert certificate(made).kes_period == made.facts["kes_period"] == period
+    assert (made.facts["resume"], made.facts["kes_left"]) == (resume, period + 30 - SLOT // 10)
+    assert made.said.startswith(f"certificate counter 2, KES periods {period}..{period + 30}: ")
     assert (made.facts["slot"], made.facts["tip_behind"], made.facts["synced"]) == (SLOT, 300, False)
 
 

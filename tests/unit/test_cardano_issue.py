@@ -75,8 +75,8 @@ def test_a_rotation_issues_the_next_counter_at_the_current_period_and_moves_the_
     assert cert.verify(COLD.verification_key) and not made.reused
     counter = envelope.read_issue_counter(made.updates["counter"], "t")
     assert (counter.next, counter.cold_vk) == (2, COLD.verification_key)
-    assert dict(made.facts) == {"counter": 1, "kes_period": 100, "pool": POOL, "resume": "none", "slot": SLOT,
-                                "tip_behind": 0, "synced": True}  # fmt: skip
+    assert dict(made.facts) == {"counter": 1, "kes_period": 100, "kes_left": 30, "pool": POOL, "resume": "none",
+                                "slot": SLOT, "tip_behind": 0, "synced": True}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -101,21 +101,49 @@ def pending_of(counter, period):
 
 
 @pytest.mark.parametrize(
-    ("next_number", "pending", "slot", "action", "reused", "period"),
+    ("next_number", "pending", "on_chain", "held", "action", "period", "left"),
     [
-        (1, (1, 95), SLOT, "push", True, 95),  # killed before the counter was stored: the same version again
-        (2, (1, 95), SLOT, "current", True, 95),  # the counter stored: only AWSCURRENT is left
-        (1, (1, 60), SLOT, "reissue", False, 100),  # its KES window (30 periods) passed: same counter, new key
+        (1, (1, 100), 0, False, "push", 100, 30),  # it starts at the clock's period: nothing lost, kept
+        (1, (1, 95), 0, False, "reissue", 100, 30),  # no node runs it; 5 periods lost since the kill: a new key
+        (1, (1, 95), 0, True, "push", 95, 25),  # the holder runs it: completed, its periods left said
+        (1, (1, 95), 1, False, "push", 95, 25),  # the chain took its counter (a node forged with it): kept
+        (2, (1, 95), 1, True, "current", 95, 25),  # the counter stored: only AWSCURRENT is left
+        (1, (1, 60), 0, True, "reissue", 100, 30),  # its KES window (30 periods) passed: same counter, new key
+        (1, (1, 60), 0, False, "reissue", 100, 30),
     ],
+    ids=["starts-now", "stale-not-run", "stale-run", "stale-taken", "stored", "expired-run", "expired-not-run"],
 )  # fmt: skip
-def test_a_rerun_keeps_the_pending_version_unless_it_can_no_longer_forge(next_number, pending, slot, action, reused,
-                                                                         period):  # fmt: skip
-    left = pending_of(*pending)
-    made = issue.issue_kes(LAB, secrets(next_number), chain(slot, counter=0), left, NOW)
+def test_a_rerun_keeps_the_pending_version_only_while_it_lost_nothing_or_a_node_runs_it(next_number, pending,
+                                                                                         on_chain, held, action,
+                                                                                         period, left):  # fmt: skip
+    """The clock is in KES period 100. A pending certificate no node runs and the chain has not taken is issued
+    again (same counter: not on chain yet) once it starts before the clock's period: pushed, it would have lost the
+    periods since the kill."""
+    kept = pending_of(*pending)
+    made = issue.issue_kes(LAB, secrets(next_number), chain(counter=on_chain), kept, NOW, held)
+    reused = action != "reissue"
     assert (made.facts["resume"], made.reused, made.facts["counter"], certificate(made).kes_period) == (
         action, reused, 1, period)  # fmt: skip
-    assert (made.values == left) is reused
+    assert (made.facts["kes_left"], made.values == kept) == (left, reused)
     assert envelope.read_issue_counter(made.updates["counter"], "t").next == 2
+
+
+@pytest.mark.parametrize(
+    ("start", "threshold", "left", "low"),
+    [(95, None, 25, False), (77, None, 7, True), (76, None, 6, True), (95, 25, 25, True), (95, "x", 25, False)],
+    ids=["plenty", "at-the-default-threshold", "under-it", "under-a-service-threshold", "threshold-not-a-number"],
+)  # fmt: skip
+def test_the_result_says_the_periods_left_and_to_rotate_again_at_the_threshold(start, threshold, left, low):
+    """A pending version the holder runs is completed; the run's result line (Issued.said) gives its window and
+    periods left, and names the rotation's command when they are at KES_PERIODS_MIN or under (check's rule)."""
+    given = {**LAB, "PROGRAM": "fab", "SERVICE_OPTIONS": "--env lab --service pool"}
+    if threshold is not None:
+        given["KES_PERIODS_MIN"] = threshold
+    made = issue.issue_kes(given, secrets(1), chain(counter=0), pending_of(1, start), NOW, True)
+    assert made.facts["resume"] == "push" and made.said.startswith(
+        f"certificate counter 1, KES periods {start}..{start + 30}: {left} KES periods left, until 2026-12-01 "
+    )
+    assert ("run fab rotate-secrets --env lab --service pool --secret kes" in made.said) is low, made.said
 
 
 def test_a_pending_version_the_protocol_cannot_leave_is_unsafe():
@@ -151,7 +179,7 @@ STALE = 705  # the tip of a chain whose one forger stopped 60 s ago: KES period 
         (STALE, None, "none", 100, 300, False),  # the clock's period, not the stale tip's 70 (expired at issue)
         (SLOT - 10, None, "none", 100, 10, True),  # a KES period behind: still synced
         (SLOT + 7, None, "none", 100, -7, True),  # a tip a little ahead of this machine's clock
-        (STALE, (1, 95), "push", 95, 300, False),  # the pending certificate holds the clock's slot: kept
+        (STALE, (1, 100), "push", 100, 300, False),  # the pending certificate starts at the clock's period: kept
         (STALE, (1, 60), "reissue", 100, 300, False),  # it held the tip's slot, not the clock's: a new key
     ],
     ids=["stale-tip", "one-period-behind", "tip-ahead", "stale-tip-pending-valid", "stale-tip-pending-passed"],

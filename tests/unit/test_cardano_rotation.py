@@ -120,9 +120,11 @@ class World:
     on_chain: int | None = None
     blocks: bool = False  # whether the holder makes a block once it forges
     valid: bool = True
+    stale: bool = False  # whether the pending certificate starts before the clock's KES period (a late rerun)
 
     def seen(self):
-        return Observed(self.stored, self.pending, self.on_chain, self.valid)
+        held = self.pending is not None and self.holder == self.pending.certificate_hash
+        return Observed(self.stored, self.pending, self.on_chain, self.valid, self.stale, held)
 
 
 def new_certificate(counter, period):
@@ -135,7 +137,8 @@ def run(world, stages, counter, period, kill_after=None):
         if kill_after is not None and done == kill_after:
             return
         if stage == "pending":  # a new KES key and certificate, kept in AWSPENDING
-            world.pending, world.valid = Pending(counter, period, new_certificate(counter, period)), True
+            world.pending = Pending(counter, period, new_certificate(counter, period))
+            world.valid, world.stale = True, False
         elif stage == "pushed":
             world.holder = world.pending.certificate_hash  # restarted onto it (or already running it)
         elif stage == "forging":
@@ -147,20 +150,22 @@ def run(world, stages, counter, period, kill_after=None):
             world.current, world.pending = world.pending.certificate_hash, None
 
 
+@pytest.mark.parametrize("late", [False, True])
 @pytest.mark.parametrize("blocks", [False, True])
 @pytest.mark.parametrize("valid", [True, False])
 @pytest.mark.parametrize(
     ("kill_after", "first_step"),
     [(0, "none"), (1, "push"), (2, "push"), (3, "push"), (4, "current"), (5, "none")],
 )
-def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, blocks, valid):
-    """A kill after each stage, the pending certificate still valid at the rerun or not (its KES window passed):
-    the reruns end with one certificate in force (the holder's, AWSCURRENT), the counter stored for it and nothing
-    pending; a rerun re-issues only a certificate that can no longer forge."""
+def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, blocks, valid, late):
+    """A kill after each stage, the pending certificate still valid at the rerun or not (its KES window passed),
+    the rerun in the KES period of the kill or later (``late``): the reruns end with one certificate in force (the
+    holder's, AWSCURRENT), the counter stored for it and nothing pending; a rerun re-issues only a certificate that
+    can no longer forge, or one no node runs yet that would have lost the periods since the kill."""
     world = World(Stored(4, "old"), on_chain=4, blocks=blocks)
     issue = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "cold", "n")
     run(world, rotation.STAGES, issue.counter, issue.kes_period, kill_after)
-    world.valid = valid
+    world.valid, world.stale = valid, late
     steps = []
     for _ in range(3):  # bounded: each rerun finishes what it resumes
         step = rotation.resume(world.seen())
@@ -168,7 +173,8 @@ def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, block
         if step.action == "none":
             break
         run(world, rotation.RUNS[step.action], step.counter, issue.kes_period)
-    expected = "reissue" if first_step == "push" and not valid else first_step
+    unpushed = kill_after == 1  # AWSPENDING written, no node restarted onto it, no block with it
+    expected = "reissue" if first_step == "push" and (not valid or (late and unpushed)) else first_step
     assert steps[0] == expected and steps[-1] == "none"
     if kill_after == 0:  # nothing had happened: the rotation is planned afresh, as the first time
         issue_again = rotation.plan(MAINNET, SLOT, world.on_chain, world.stored, COLD.verification_key, POOL, "c", "n")
@@ -176,6 +182,32 @@ def test_a_kill_at_each_stage_then_reruns_converge(kill_after, first_step, block
         return
     assert world.pending is None and world.stored.counter == 5
     assert world.current == world.holder != "old"  # one certificate in force, current in the store
+
+
+@pytest.mark.parametrize(
+    ("start", "held", "on_chain", "valid", "action"),
+    [
+        (1157, False, 4, True, "push"),  # it starts at the clock's period 1157: it has lost nothing
+        (1160, False, 4, True, "push"),  # or later (a clock a little behind the killed run's)
+        (1150, False, 4, True, "reissue"),  # no node runs it; 7 periods lost since the kill: a new key, same counter
+        (1150, False, None, True, "reissue"),  # the pool has made no block yet
+        (1150, True, 4, True, "push"),  # a node runs it: completed (its periods left said by the role)
+        (1150, False, 5, True, "push"),  # the chain took its counter: a node forged with it, never a second key
+        (1100, True, 5, False, "reissue"),  # its KES window has passed: nothing forges with it any more
+        (1100, False, 4, False, "reissue"),
+    ],
+    ids=["starts-now", "starts-later", "stale", "stale-no-block", "stale-run", "stale-taken", "expired-run",
+         "expired"],
+)  # fmt: skip
+def test_a_pending_certificate_no_node_runs_is_issued_again_when_it_starts_before_the_clock(start, held, on_chain,
+                                                                                           valid, action):  # fmt: skip
+    """The clock is in KES period 1157 (rotation.issue_slot's slot, as a fresh rotation takes it): the pending
+    certificate (counter 5, the chain's 4) is issued again with the same counter, never a second increment."""
+    seen = Observed(Stored(4, "old"), Pending(5, start, "new"), on_chain, valid, start < 1157, held)
+    step = rotation.resume(seen)
+    assert (step.action, step.counter, rotation.keeps(seen)) == (action, 5, action == "push")
+    if action == "reissue" and valid:
+        assert "starts before the clock's KES period and no node runs it" in step.reason
 
 
 @pytest.mark.parametrize(

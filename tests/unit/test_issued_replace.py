@@ -48,6 +48,9 @@ KILLED = {  # where the replace was when the run died -> the holder a's containe
 }
 
 
+handed: list[bool] = []  # what the engine told the issuer: whether the holder runs the pending version (held)
+
+
 def killed_rotation(tmp_path, monkeypatch, boxes):
     """The pool (holder a, standby b) with ``pool/Hot``'s v2 AWSPENDING left by a killed rotation and a's containers
     as ``boxes`` gives them: (the rotation, its spec, the engine, the manager)."""
@@ -58,9 +61,11 @@ def killed_rotation(tmp_path, monkeypatch, boxes):
     engine.fails.append(("a", r"find /run/nodeops/pool -type f", (0, LEFT, "")))
     manager.store["pool/Hot"]["v2"] = (PENDING_DOC, ["AWSPENDING"])
     issuer = role.hooks.issuers["hot"]
+    handed.clear()
 
-    def issue(_variables, _secrets, _chain, pending):
+    def issue(_variables, _secrets, _chain, pending, held):
         assert pending == {"kes": NEW_KES, "vrf": VRF}  # the pending version handed over: kept, never issued anew
+        handed.append(held)
         return Issued(dict(pending), {"counter": "2"}, {"counter": 1}, True)
 
     monkeypatch.setattr(issuer, "issue", issue)
@@ -91,6 +96,9 @@ def test_a_rotation_killed_in_the_holders_replace_converges_on_the_rerun(tmp_pat
     assert any(line.startswith("a: shred") and "kes.skey" in line for line in lines[written:]), lines
     if state == "started, files not shredded":  # it runs the pending version: not restarted, its files shredded
         assert "a: run+hot" not in lines and "a: start" not in lines, lines
+    # held only for a holder that runs the pending version: one put back on its own runs none, and the role issues a
+    # pending certificate that starts before the clock's period again (rev16b finding 2)
+    assert handed == [state == "started, files not shredded"], handed
 
 
 def test_two_nodes_each_with_a_set_aside_holder_are_refused_nothing_changed(tmp_path, monkeypatch):

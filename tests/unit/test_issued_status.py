@@ -38,7 +38,7 @@ import json
 class Kes:
     change = "a new certificate"
     def query(self, variables): return ["cli", "query", variables["PROFILE"]]
-    def issue(self, variables, secrets, chain, pending): return None
+    def issue(self, variables, secrets, chain, pending, held): return None
     def in_use(self, health_body, issued): return False
     def taken(self, chain, issued): return False
     def standing(self, variables, secrets, chain):

@@ -35,7 +35,7 @@ MODULE = textwrap.dedent(f"""\
     class Hot:
         change = "new hot keys"
         def query(self, variables): return ["cli", "query"]
-        def issue(self, variables, secrets, chain, pending): raise AssertionError("a promotion never rotates")
+        def issue(self, variables, secrets, chain, pending, held): raise AssertionError("a promotion never rotates")
         def in_use(self, health_body, issued): return json.loads(health_body).get("forging") is True
         def taken(self, chain, issued): return True
 
@@ -44,7 +44,7 @@ MODULE = textwrap.dedent(f"""\
         def fence(self, variables, secrets, chain, pending, held):
             ASKED.append((secrets["cold"], secrets["counter"], pending, held))
             if pending is not None and held:
-                return Issued(dict(pending), {{"counter": "2"}}, {{"counter": 1}}, True)
+                return Issued(dict(pending), {{"counter": "2"}}, {{"counter": 1}}, True, "3 periods left: rotate")
             return Issued({{"kes": "{NEW_KES}"}}, {{"counter": "2"}}, {{"counter": 1}})
 
     def keys_in_use(body): return json.loads(body).get("forging")
@@ -172,6 +172,7 @@ def test_a_rerun_after_the_standby_took_the_pending_version_keeps_it(tmp_path, m
     assert asked(role)[-1][2:] == ({"kes": NEW_KES, "vrf": VRF}, True)
     assert "b: run+hot" not in sent(engine)
     assert json.loads(manager.current("pool/Hot"))["kes"] == NEW_KES and manager.current("pool/Counter") == "2"
+    assert "pool: hot: 3 periods left: rotate" in [m for _n, m in run.said]  # the role's line on the kept value
 
 
 def test_a_forced_promotions_pending_version_says_so_and_a_rotation_refuses_it(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ ISSUER = textwrap.dedent("""\
     class Kes:
         change = "a new certificate"
         def query(self, variables): return ["cli", "query"]
-        def issue(self, variables, secrets, chain, pending): return None
+        def issue(self, variables, secrets, chain, pending, held): return None
         def in_use(self, health_body, issued): return False
         def taken(self, chain, issued): return False
     ISSUERS = {"kes": Kes()}
