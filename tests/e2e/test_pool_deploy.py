@@ -23,7 +23,7 @@ from nodeops.status import uptime
 from tests.conftest import fab
 from tests.e2e.conftest import inventory_variant
 from tests.e2e.pool_keys import leaks, pool_keys, sentinels, state
-from tests.e2e.pool_lab import NAME, PLAN, chain_get, holder_facts
+from tests.e2e.pool_lab import NAME, PLAN, chain_get, fresh_certificate, holder_facts
 from tests.e2e.probe import events, status_entries, wait_for
 
 pytestmark = pytest.mark.lab
@@ -199,6 +199,9 @@ def test_a_second_deploy_changes_nothing(deployed):
 
 def test_rollback_after_an_upgrade_puts_each_node_back_on_its_own_files(deployed, tmp_path):
     lab, pinned_inventory = deployed[0], deployed[1]
+    # the pool reads healthy at the end only while its certificate lasts: the lab's first runs out 60 s after
+    # lab.up, which this test's status came after on a busy machine (degraded: no KES period left)
+    fresh_certificate(20, "--inventory", str(pinned_inventory))
     first = {node: json.loads(label(doc, "files")) for node, doc in inspected().items()}
     path = upgraded(lab, pinned_inventory, tmp_path / "upgrade.yaml")
     up = run("deploy", "--inventory", str(path), "--service", SERVICE, "--json")
