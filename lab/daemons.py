@@ -58,10 +58,16 @@ def naming(path: Path) -> list[int]:
 
 
 def outlast(path: Path, grace: float = 10.0) -> list[int]:
-    """Wait up to ``grace`` seconds for every process naming ``path`` to end, then SIGKILL those left; returns their
-    pids. A container's conmon outlives its engine and, once the container is gone, runs podman's ``container
-    cleanup`` on the host's storage: removed before that, the storage is made again (seen: a lab's first host left
-    with an empty ``containers/storage`` after lab.down)."""
+    """Once the lab's containers are gone: SIGKILL their ``conmon`` monitors naming ``path``, then wait up to
+    ``grace`` seconds for every other process naming ``path`` to end and SIGKILL those left; returns the pids
+    killed after the grace. A conmon outlives its container (an exec session's, podman's ``--exit-delay``, five
+    minutes) and, once the container is gone, runs podman's ``container cleanup`` on the host's storage: when that
+    came after the folder's removal, the storage was made again (seen: a lab's first host left with an empty
+    ``containers/storage`` after lab.down). A cleanup already started is waited for."""
+    for pid in naming(path):
+        if _comm(pid) == "conmon":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + grace
     while (left := naming(path)) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -69,6 +75,13 @@ def outlast(path: Path, grace: float = 10.0) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def listening(netns: str, address: str) -> Callable[[], bool]:

@@ -1,5 +1,6 @@
 """lab.daemons' wait for a lab's last processes before its folder goes, on real processes (no root needed)."""
 
+import shutil
 import subprocess
 import sys
 import time
@@ -34,3 +35,11 @@ def test_outlast_kills_what_outlives_the_grace(tmp_path):
     proc = holding(tmp_path, 30)
     assert outlast(tmp_path, grace=0.2) == [proc.pid]
     assert proc.wait(timeout=5) == -9 and not process_alive(proc.pid)
+
+
+def test_outlast_kills_a_containers_conmon_at_once_instead_of_waiting_out_its_exit_delay(tmp_path):
+    conmon = tmp_path / "conmon"  # a process whose name is conmon's, naming the folder (here by its own path)
+    shutil.copy(shutil.which("sleep"), conmon)
+    proc = subprocess.Popen([str(conmon), "300"])
+    assert outlast(tmp_path, grace=1) == []  # killed before the wait: none left to kill after it
+    assert proc.wait(timeout=5) == -9
