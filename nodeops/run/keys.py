@@ -25,6 +25,7 @@ from nodeops.run.awaits import SERVE_TIMEOUT
 FENCE_TIMEOUT = 60.0  # seconds for a fenced node to be seen holding nothing (a graceful stop is within it)
 ANSWER_TIMEOUT = SERVE_TIMEOUT  # seconds for a node restarted by a fence to answer again (confirm_fenced)
 FORGE_TIMEOUT = 30.0  # seconds for a new holder to say it uses its keys (confirm_forging)
+SAY_TIMEOUT = 10.0  # seconds for a node restarted by a fence, once it answers, to say whether it uses them
 POLL = 0.2
 
 
@@ -73,10 +74,13 @@ def confirm_fenced(change: Any, node: Any) -> str:
     """After ``node`` was restarted without its hot files and seen holding none by its label (await_fenced): when
     the role defines ``keys_in_use`` (RoleHooks.says_keys_in_use), the node awaited answering again (Awaits.
     await_serving: OperationFailed, saying why it was awaited, when it does not within ANSWER_TIMEOUT or its
-    container stops), then the hook asked once about that reply. Returns what was observed, as "; ..." ("" when the
-    hook was not asked): the node answers again, and what the hook said: False, it no longer uses them; None (it
-    cannot say), the fence is not confirmed, so the node is stopped, as ``--keep-old-stopped`` does (STOPPED ends the
-    phrase: the node is no standby now). FenceFailed (exit 4) when it says the node still uses its keys (True)."""
+    container stops), then the hook asked about its replies, every POLL, until it says True or False or SAY_TIMEOUT
+    seconds passed (a node may answer before it says: the lab's Cardano node answered its metrics without
+    ``forging_enabled`` 0.2 s after its start, and was stopped for it). Returns what was observed, as
+    "; ..." ("" when the hook was not asked): the node answers again, and what the hook said: False, it no longer
+    uses them; None all that time (it cannot say), the fence is not confirmed, so the node is stopped, as
+    ``--keep-old-stopped`` does (STOPPED ends the phrase: the node is no standby now). FenceFailed (exit 4) when it
+    says the node still uses its keys (True)."""
     hooks, role = change.job.role.hooks, change.job.role.name
     if not hooks.says_keys_in_use:
         return ""
@@ -85,8 +89,10 @@ def confirm_fenced(change: Any, node: Any) -> str:
     except OperationFailed as exc:
         raise OperationFailed(f"{exc} (restarted without its hot keys, it was awaited answering again, to ask it "
                               f"whether it still uses them: role {role}'s keys_in_use)") from None  # fmt: skip
-    body = change.answers.get(node.name)
-    said = None if body is None else hooks.keys_in_use(body)
+    deadline = time.monotonic() + SAY_TIMEOUT
+    while (said := _says(change, node)) is None and time.monotonic() < deadline:
+        time.sleep(POLL)
+        change.health(node)  # its next reply, in change.answers
     if said is True:
         raise FenceFailed(f"{change.service.name} {node.name}: the fence failed: restarted without its hot keys, it "
                           f"answers that it still uses them (role {role}'s keys_in_use)")  # fmt: skip
@@ -94,6 +100,12 @@ def confirm_fenced(change: Any, node: Any) -> str:
         return "; it answers again and says it no longer uses them"
     change.on(node.name).stop(int(change.ran_on[node.name].role.stop_timeout))
     return f"; it answers again, but role {role}'s keys_in_use does not say whether it uses them{STOPPED}"
+
+
+def _says(change: Any, node: Any) -> bool | None:
+    """What the role's keys_in_use says of ``node``'s last reply (None: no reply, or the hook cannot say)."""
+    body = change.answers.get(node.name)
+    return None if body is None else change.job.role.hooks.keys_in_use(body)
 
 
 STOPPED = ", so the fence is not confirmed: it was stopped, as --keep-old-stopped does"
