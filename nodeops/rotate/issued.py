@@ -103,8 +103,7 @@ class IssuedValue(Target):
         self.holder: Node | None = None
         self.issued: Issued | None = None
         self.values: dict[str, Secret] = {}  # the pending version's secrets, by the role's names
-        self.started = False
-        self.resumed = False  # the holder's half-done replace was put back and started again (holder_of)
+        self.started = self.resumed = False  # resumed: the holder's half-done replace put back and started (holder_of)
 
     @property
     def deploy(self) -> ServiceDeploy:
@@ -194,6 +193,7 @@ class IssuedValue(Target):
         redo = job_for(self.rotation.inventory, service, secrets={**job.secrets, **self.values})
         self.deploy.job = dataclasses.replace(redo, redact=job.redact)
         self.deploy.digest = held_digest(self.deploy, node, image)  # what the new container is labelled with
+        self.rotation.safe_point(f"setSecret {self.name}")  # a stop that came while this step read: nothing started
         self.started = True
         plan = ServicePlan(name, (Step("replace", node, "in place onto the pending hot keys", hot=True),
                                   Step("await-serving", node)), "the holder restarted onto the new value")  # fmt: skip

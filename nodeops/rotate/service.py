@@ -4,11 +4,14 @@ current values, AWSPENDING removed where that worked), the message masked and sa
 undone (see nodeops.rotate).
 
 A stop request (Ctrl-C, SIGTERM: nodeops.stopping) is looked at before each createSecret, each setSecret and the
-roll. Before the first createSecret nothing has changed: the rotation stops there. Later, until the roll, no node
-reads the new value yet: what this run staged and set is undone as for a failure. Once the pair rolls onto the new
-password (or, with no roll, once every system took and tested the new value) it is completed: undoing would roll
-the pair twice more. Either way the run ends with Interrupted (exit 130), whose message says which; an undo that
-could not be completed is OperationFailed (exit 1), saying what is left, as for a failure."""
+roll, and by a Target's setSecret once its reads are done, just before its first change (safe_point: a stop that
+came while it read is honoured). Before the first createSecret nothing has changed: the rotation stops there. Later,
+until the roll, no node reads the new value yet: what this run staged and set is undone as for a failure. Once the
+pair rolls onto the new password (or, with no roll, once a system began taking the new value) it is completed:
+undoing would roll the pair twice more. Either way the run ends with Interrupted (exit 130), whose message says
+which, and, once completed, the step the stop came during (``came``: the first look after it came), not where the
+run ended; an undo that could not be completed is OperationFailed (exit 1), saying what is left, as for a
+failure."""
 
 from __future__ import annotations
 
@@ -92,6 +95,21 @@ def interrupted_rotations(inventory: Inventory, job: Job) -> dict[str, bool]:
     return found
 
 
+def redactor(job: Job, targets: Sequence[Target]) -> Redactor:
+    """``job``'s redactor, masking the current values and every new value known so far (Target.masked) too."""
+    return job.redact.with_secrets(s for t in targets for s in t.masked())
+
+
+def completed(service: str, came: str, targets: Sequence[Target], standing: str) -> str:
+    """What a rotation completed after a stop says: the step the stop ``came`` during ("" when it came once every
+    system used the new value), the ``targets`` rotated, ``standing`` (what runs: "" with no roll). Pure."""
+    during = f"during {came}" if came else "once every system used the new value"
+    return (
+        f"{service}: the stop came {during}, past the last safe point, so the rotation was completed: "
+        f"{', '.join(t.name for t in targets)} rotated, the new value current" + (f"; {standing}" * bool(standing))
+    )
+
+
 class ServiceRotation:
     """The rotation of ``job``'s service (see the module's docstring); ``clients``: one AWS client per backend and
     service, shared by the run's services."""
@@ -103,6 +121,7 @@ class ServiceRotation:
         self.pair = PairRoll(job, fleet, report)
         self.deploy = self.pair.deploy  # the run's reporter and its look at the pair, for the targets too
         self.stop: StopRequests | None = None  # the run's (set by nodeops.rotate.rotate): see the module
+        self.came = ""  # the step a stop came during, past its safe point (seen): what a completed run says
 
     def stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -111,6 +130,10 @@ class ServiceRotation:
         """Raise StopAsked(``before``) when the run was asked to stop."""
         if self.stopping():
             raise StopAsked(before)
+
+    def seen(self, step: str) -> None:
+        """``step`` done: the one a stop came during, if this is the first look since it came (came)."""
+        self.came = self.came or (step if self.stopping() else "")
 
     def versions(self, spec: RotationSpec, whole: bool = False) -> Store:
         """The store of ``spec``'s secret (store_of)."""
@@ -121,10 +144,6 @@ class ServiceRotation:
         (SecretVersions.put_current: False when it holds it already)."""
         store = store_of(self.inventory, self.job.service, dataclasses.replace(spec, secret=name), self.clients)
         return store.put_current(value)
-
-    def redactor(self, targets: Sequence[Target]) -> Redactor:
-        """Masks the current values and every new value known so far (Target.masked)."""
-        return self.job.redact.with_secrets(s for t in targets for s in t.masked())
 
     def run(self, specs: Sequence[RotationSpec], kinds: Mapping[str, type[Target]] | None = None) -> dict:
         name = self.job.service.name  # kinds: each spec's Target, when not its kind's (nodeops.promote_forced)
@@ -150,13 +169,14 @@ class ServiceRotation:
                 step = f"createSecret {t.name}"
                 self.safe_point(step)
                 t.create()
-            redact = self.redactor(targets)
+            redact = redactor(self.job, targets)
             self.job = self.deploy.job = current_job = dataclasses.replace(self.job, redact=redact)
             for t in work:
                 step = f"setSecret {t.name}"
                 self.safe_point(step)
                 started.append(t)
                 t.set()
+                self.seen(step)
                 step = f"testSecret {t.name}"
                 t.test()
             for t in work:  # each store's pending value where readers read it (a SOPS file), before the roll
@@ -166,8 +186,9 @@ class ServiceRotation:
                 step = "roll"
                 self.safe_point("the roll")
                 self.pair.roll(job_with(current_job, {t.spec.secret: t.recorded() for t in targets}))
+                self.seen("the roll")
         except Exception as exc:  # noqa: BLE001 (whatever stopped it, the systems go back on the current values)
-            redact = self.redactor(targets)
+            redact = redactor(self.job, targets)
             reason = str(exc) if isinstance(exc, NodeopsError) else f"internal error {type(exc).__name__}: {exc}"
             asked = isinstance(exc, StopAsked)
             failure = f"{name}: stopped as asked before {exc}" if asked else f"{name}: {step} failed: {redact(reason)}"
@@ -183,11 +204,8 @@ class ServiceRotation:
             except NodeopsError as exc:
                 raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
                                       "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
-        if self.stopping():  # past the last safe point: completed, and said so
-            during = "during the roll" if rolls else "once every system used the new value"
-            raise Interrupted(f"{name}: the stop came {during}, past the last safe point, so the rotation was "
-                              f"completed: {', '.join(t.name for t in targets)} rotated, the new value current"
-                              + (f"; {self.deploy.standing()}" if rolls else ""))  # fmt: skip
+        if self.stopping():  # past the last safe point: completed, and said so, with where the stop came
+            raise Interrupted(completed(name, self.came, targets, self.deploy.standing() if rolls else ""))
         outage = max((o for o in self.deploy.outages if o is not None), default=None)  # a measured handover's
         said = {"said": lines} if (lines := [f"{t.name}: {t.said}" for t in targets if t.said]) else {}  # Issued.said
         return Rotated(service=name, rotated=[t.name for t in targets],

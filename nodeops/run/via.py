@@ -49,7 +49,7 @@ class ViaStandbyRunner:
             return ServiceRunner(run).apply(plan, then)
         for i, (part, steps) in enumerate(cut):
             if i and run.stop.is_set():
-                raise Interrupted(self.stopped(cut[:i], steps[0]))
+                raise Interrupted(self.stopped(cut[:i], cut[i:]))
             if i:
                 run.new_change()
             one = ServicePlan(plan.service, steps, plan.reason)
@@ -63,13 +63,18 @@ class ViaStandbyRunner:
             keys_gap(run, steps[0].to, part, gap)
         return None
 
-    def stopped(self, done: list[tuple[str, tuple[Step, ...]]], before: Step) -> str:
-        """Why a run stopped between two parts stops there, what finishes it and what runs now."""
+    def stopped(self, done: list[tuple[str, tuple[Step, ...]]], rest: list[tuple[str, tuple[Step, ...]]]) -> str:
+        """Why a run stopped between two parts (``done``, then ``rest``) stops there, the commands that finish it
+        and what runs now. Once the keys were handed over, a rerun of the deploy leaves them where they are (its
+        plan starts from the holder then): promote-standby gives them back, after that deploy when a node still
+        needs the change, alone when only the hand back is left (the deploy would find nothing to change)."""
         run = self.change
         where = f"--env {run.fleet.inventory.environment} --service {run.service.name}"
-        back = ""
+        finish = f"{run.rerun} --via-standby finishes the change"
         old = next((steps[0].node for part, steps in done if part == "handover"), None)  # its fence's node
         if old is not None:
-            back = f"; the keys were handed over: {program()} promote-standby {where} gives them back to {old}"
-        return (f"{run.service.name}: stopped as asked before `{before.describe()}`; {run.rerun} --via-standby "
-                f"finishes the change{back}; {run.standing()}")  # fmt: skip
+            back = f"{program()} promote-standby {where} gives them back to {old}"
+            finish = (f"every node runs the change and the keys were handed over: {back} (a deploy has nothing left "
+                      "to change)" if all(part for part, _ in rest) else
+                      f"{finish}; the keys were handed over: then {back}")  # fmt: skip
+        return f"{run.service.name}: stopped as asked before `{rest[0][1][0].describe()}`; {finish}; {run.standing()}"

@@ -260,13 +260,14 @@ def serialised_shards(inventory: str, holder: str, other: str, holds: list[str],
     assert [e["services"] for e in events(again) if e.get("event") == "end"] == [[shared]]
 
 
-def terminated_at(args: list[str], when: Callable[[dict], bool]) -> tuple[int, list[dict], str]:
-    """Run `fab ARGS` (with --json), send it SIGTERM (as a CI runner cancelling the job) as soon as it reports an event
-    ``when`` accepts, and let it end as it chooses (at most 300 s). Returns its exit code, every event it printed
-    and its whole output (stdout and stderr)."""
+def terminated_at(args: list[str], when: Callable[[dict], bool],
+                  signum: int = signal.SIGTERM) -> tuple[int, list[dict], str]:  # fmt: skip
+    """Run `fab ARGS` (with --json), send it SIGTERM (as a CI runner cancelling the job; ``signum``: SIGINT, a
+    person's Ctrl-C) as soon as it reports an event ``when`` accepts, and let it end as it chooses (at most 300 s).
+    Returns its exit code, every event it printed and its whole output (stdout and stderr)."""
     proc = events_of(args)
     try:
-        seen = _signalled_at(proc, when, signal.SIGTERM)
+        seen = _signalled_at(proc, when, signum)
         rest, errors = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:  # a timeout: the run must not go on holding the service's lock

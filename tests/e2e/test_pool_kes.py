@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 
@@ -23,7 +24,7 @@ from nodeops.roles import role_module
 from tests.conftest import fab
 from tests.e2e.pool_keys import pool_keys, sentinels, state
 from tests.e2e.pool_lab import NAME, PLAN, chain_get, deployed
-from tests.e2e.probe import killed_at, wait_for
+from tests.e2e.probe import killed_at, terminated_at, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -301,3 +302,25 @@ def test_a_rotation_killed_then_run_again_converges(pool_lab, point, figures):
         assert "runs the pending version already" in said["setSecret"]
     if point == "the holder set aside and stopped":
         assert put_back and "put back and started again on its own inputs" in put_back[0], put_back
+
+
+def test_a_ctrl_c_on_seeing_the_pending_version_staged_restarts_nothing_and_removes_it(pool_lab, figures):
+    """rev16c F4: a SIGINT sent on createSecret's line (AWSPENDING written) landed while setSecret read what it
+    restarts the holder with: the run restarted the producer anyway, completed, and said the stop came "once every
+    system used the new value". Now setSecret looks at the stop once its reads are done, before the restart: exit
+    130, the pending version removed, no container of the pool restarted, the chain's counter unchanged."""
+    before, ids = on_chain(pool_lab), container_ids(every=True)
+    code, seen, out = terminated_at(list(ROTATE), KILLS["AWSPENDING written"][0], signal.SIGINT)
+    end = next((e for e in seen if e.get("event") == "end"), {})
+    staged = next(e["t"] for e in seen if KILLS["AWSPENDING written"][0](e))
+    noted = next((e["t"] for e in seen if e.get("stopping")), None)
+    figures(f"SIGINT on createSecret's line (t={staged:.2f} s): noted at t={noted} s, the run ended at "
+            f"t={seen[-1].get('t', '-')} s, exit {code}: {end.get('error')}")  # fmt: skip
+    assert code == 130, out
+    # where the signal lands is the machine's: before setSecret began (the run's safe point), or while it read
+    # (setSecret's own, just before the restart: review F4's case, tests/unit/test_issued_stop.py plays it)
+    assert end.get("error") in (f"pool: stopped as asked before setSecret kes; changed: nothing; undone: {undone}; "
+                                "AWSCURRENT unchanged" for undone in ("kes: AWSPENDING removed (never set: no system "
+                                "held it)", "no node was restarted, kes: AWSPENDING removed")), out  # fmt: skip
+    assert not [e for e in seen if e.get("step") == "setSecret"], out
+    assert (pending_left(pool_lab), container_ids(every=True), on_chain(pool_lab)) == ([], ids, before)

@@ -10,6 +10,7 @@ import pytest
 
 from nodeops.activation import MODELS
 from nodeops.deploy import finished
+from nodeops.errors import Interrupted
 from nodeops.run.runner import ChangeFailed, ServiceRunner
 from nodeops.run.via import ViaStandbyRunner
 from tests.unit.test_executor_keys import (
@@ -85,3 +86,41 @@ def test_a_handover_that_fails_gives_the_keys_back_and_stops_the_run_there(tmp_p
     assert starts(engine) == ["b: run", "a: run", "b: run+hot"]  # then a's own container put back with its keys
     assert engine.boxes["a"][NAME]["running"] and engine.boxes["a"][NAME]["labels"].get("io.nodeops.hot") == "true"
     assert run.keys_gaps == ()
+
+
+VIA_STOPS = {  # when the stop came, once the keys were handed over to b -> what the run prescribes (rev16c F5)
+    "before a's upgrade": "stopped as asked before `replace a (standby first, without the hot keys)`; fab deploy --env "
+    "prod --service pool --via-standby finishes the change; the keys were handed over: then fab promote-standby --env "
+    "prod --service pool gives them back to a; now",
+    "during a's upgrade": "stopped as asked before `replace b (hand back to a: fence: restarted without the hot keys)`"
+    "; every node runs the change and the keys were handed over: fab promote-standby --env prod --service pool gives "
+    "them back to a (a deploy has nothing left to change); now",
+}
+
+
+@pytest.mark.parametrize("when", list(VIA_STOPS))
+def test_a_stop_after_the_handover_prescribes_the_commands_that_finish_it(tmp_path, monkeypatch, when):
+    """rev16c F5: stopped once the old holder a was upgraded as the standby, the run prescribed `deploy --via-standby`,
+    which then planned "up to date" and left the keys on b. Only promote-standby is left then; before a's upgrade
+    the deploy comes first (its plan upgrades a as the standby, the keys staying on b), then promote-standby."""
+    from nodeops.run import via
+
+    job, engine, run = stale_pair(tmp_path)
+    plan = MODELS["keys"].plan_via_standby(job.service, seen(run), wanted(job))
+    gap = via.keys_gap
+
+    def handed_over(*args):
+        gap(*args)
+        if when == "before a's upgrade":
+            run.stop.requested.set()
+        else:  # a's replace as the standby under way: no safe point until the next part
+            engine.stop_at = ("a", r"docker run", run.stop.requested)
+
+    monkeypatch.setattr(via, "keys_gap", handed_over)
+    with pytest.raises(Interrupted) as err:
+        ViaStandbyRunner(run).apply(plan)
+    assert err.value.exit_code == 130
+    assert str(err.value).startswith(f"pool: {VIA_STOPS[when]}"), str(err.value)
+    runs = ["b: run", "a: run", "b: run+hot"] + (["a: run"] if when == "during a's upgrade" else [])
+    assert starts(engine) == runs  # the keys never handed back by this run
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
