@@ -18,8 +18,8 @@ operational certificate. Secrets Manager's four steps, as every rotation here (n
 
 A rerun after a kill finds AWSPENDING and hands the pending document to ``issue``, which keeps it or issues anew
 (roles/cardano/rotation.py ``resume``). Once the holder runs the pending value (this run restarted it, or a run
-before this one did) nothing is undone: the chain may have taken it; AWSPENDING is kept and the message says to run
-again."""
+before this one did) nothing is undone: the chain may have taken it (the message says whether it did, from the query
+asked again); AWSPENDING is kept and the message says to run again."""
 
 from __future__ import annotations
 
@@ -229,11 +229,20 @@ class IssuedValue(Target):
     def undo(self) -> str:
         if not self.started:
             return "no node was restarted"
-        raise OperationFailed(f"{self.holder.name} runs the pending version, which the chain may have taken: "
-                              "nothing undone")  # fmt: skip
+        raise OperationFailed(f"{self.holder.name} runs the pending version, {chain_took(self)}: nothing undone")
 
     @property
     def changes(self) -> str | None:
         holder = self.holder.name if self.holder else ""
         return (f"the hot keys of {holder}" if self.started else
                 f"{holder}'s container put back, started on its own inputs" if self.resumed else None)  # fmt: skip
+
+
+def chain_took(value: IssuedValue) -> str:
+    """Whether the chain took ``value``'s pending value, as the role's ``taken`` reads the query asked again now: it
+    took it, it has not yet (the holder runs it: it may still), or, the query failing, it may have."""
+    try:
+        taken = value.issued is not None and value.hook.taken(value.query(), value.issued)
+    except OperationFailed:
+        return "which the chain may have taken"
+    return "which the chain took" if taken else "which the chain has not taken yet (the holder may still use it)"

@@ -6,8 +6,10 @@ The chain's facts come from ``cardano-cli`` in the holder's container, against i
 ships it; the lab's simulator image a small one answering the same two queries): ``query tip`` (its ``slot``) and
 ``query protocol-state`` (its ``oCertCounters``: pool id hex -> the highest counter the chain took; cardano-cli's
 ``ProtocolState`` JSON, ouroboros-consensus ``PraosState.praosStateOCertCounters``). The plan and the refusals (a
-cold key that is not the pool's, a reused counter, a skip) are rotation.py's; the pool id is that of the cold
-verification key the issue counter records (cardano-cli writes it into the counter's file, ``[next, cold_vk]``).
+cold key that is not the pool's, a reused counter, a skip) are rotation.py's; the pool id is that of the
+certificate in force (the hot keys' current ``op_cert``, which carries the pool's cold verification key), and the
+cold key must have signed it and the counter file (``[next, cold_vk]``) name it (pool_keys): another pool's cold key
+and counter file, a pair that agrees, are refused (review rev16c finding F1).
 """
 
 from __future__ import annotations
@@ -116,6 +118,17 @@ def in_force(variables: Mapping[str, Any], genesis: periods.Genesis, slot: int, 
     return window.remaining, f"certificate counter {counter}, KES periods {period}..{window.end}: {verdict.message}"
 
 
+def pool_keys(secrets: Mapping[str, str]) -> tuple[ocert.ColdKey, ocert.IssueCounter, bytes]:
+    """The cold key and the issue counter ``secrets`` hold, and the pool id (28 bytes) a certificate is issued for:
+    that of the certificate in force (``op_cert``, the hot keys' current version), which the cold key must have
+    signed and the counter file name (rotation.pool_in_force: IssueRefused, exit 2, naming the secret to fix).
+    InvalidInput for a secret that is not its text envelope."""
+    cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
+    file = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
+    in_force = envelope.read_certificate(secrets["op_cert"], "op_cert")
+    return cold, file, rotation.pool_in_force(cold.verification_key, file.cold_vk, in_force, COLD, COUNTER)
+
+
 def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: str,
               pending: Mapping[str, str] | None, now: datetime, held: bool = False) -> Issued:  # fmt: skip
     """The new hot keys (``kes_key``, ``op_cert``) and the counter's next text, or the pending version kept
@@ -126,9 +139,7 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     ``now`` (current_slot: a tip far ahead of it refused). ``facts``' ``kes_left`` and ``said``: the certificate in
     force's periods left (in_force). Pure but for the KES key's seed."""
     genesis, slot, counters, tip = current_slot(variables, chain, now)
-    cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
-    file = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
-    pool = rotation.pool_id(file.cold_vk)
+    cold, file, pool = pool_keys(secrets)
     on_chain = counters.get(pool.hex())
     stored = rotation.Stored(file.next - 1)
     where = f"secret {COLD}"
@@ -144,7 +155,6 @@ def issue_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
         counter, period, reused = plan.counter, plan.kes_period, False
         values = _hot(cold, counter, period)
     else:
-        rotation.check_pool(cold.verification_key, pool, where)  # it may issue again: the pool's key only
         counter, reused = step.counter, step.action != "reissue"
         period = record.kes_period if reused else genesis.kes_period(slot)
         values = {k: pending[k] for k in HOT} if reused else _hot(cold, counter, period)
@@ -191,9 +201,7 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     running at ``now``, as issue_kes's; ``kes_left`` and ``said`` as issue_kes's. Pure but for the KES key's
     seed."""
     genesis, slot, counters, tip = current_slot(variables, chain, now)
-    cold = envelope.read_cold_signing_key(secrets[COLD], COLD)
-    stored = envelope.read_issue_counter(secrets[COUNTER], COUNTER)
-    pool = rotation.pool_id(stored.cold_vk)
+    cold, stored, pool = pool_keys(secrets)
     on_chain, where, record = counters.get(pool.hex()), f"secret {COLD}", None
     if pending is not None:
         certificate = envelope.read_certificate(pending["op_cert"], "op_cert (pending)")
@@ -202,7 +210,6 @@ def fence_kes(variables: Mapping[str, Any], secrets: Mapping[str, str], chain: s
     kept = record is not None and (held or ours == FORCED)
     action = "none"  # the rotation's words (rotation.resume): none, push, or reissue (the same counter, a new key)
     if kept:
-        rotation.check_pool(cold.verification_key, pool, where)
         if ocert.chain_counter(on_chain) > record.counter:
             raise Unsafe(f"the chain's counter {on_chain} is past the standby's pending {record.counter}: a "
                          "certificate was issued outside nodeops; store its counter before promoting")  # fmt: skip

@@ -4,7 +4,8 @@ does after a kill at any point so that one certificate is in force and the store
 Planning (``plan``, ``plan_forced``): the new certificate's counter and start KES period, or a refusal
 (``IssueRefused``, exit 2, nothing touched) for a cold key that is not the pool's (its verification key's
 Blake2b-224 hash is the pool id: cardano-cli ``stake-pool id``; IntersectMBO/cardano-ledger, ``hashKey`` of a
-``KeyHash 'StakePool``, 28 bytes), a reused counter or a skip of more than one. The next counter is the stored
+``KeyHash 'StakePool``, 28 bytes; the pool's: the one whose cold key signed the certificate in force,
+``pool_in_force``), a reused counter or a skip of more than one. The next counter is the stored
 counter plus one (cardano-cli's issue counter file holds that number: ``node issue-op-cert`` issues it and writes
 it plus one), and it must be exactly the chain's counter plus one (ocert.check_counter: ``m <= n <= m + 1``, and
 equal to ``m`` would not supersede the certificate in force). A forced promotion (the old producer lost) must also
@@ -98,6 +99,33 @@ def check_pool(cold_vk: bytes, pool: bytes, where: str) -> None:
     if pool_id(cold_vk) != pool:
         raise IssueRefused(f"{where}: this cold key is not the pool's: its pool id is {pool_id(cold_vk).hex()}, "
                               f"the pool's {pool.hex()}")  # fmt: skip
+
+
+def short(pool: bytes) -> str:
+    """A pool id for a message: its first 8 hex digits (the whole id is 56)."""
+    return pool.hex()[:8]
+
+
+def pool_in_force(cold_vk: bytes, counter_vk: bytes, in_force: Certificate, cold: str, counter: str) -> bytes:
+    """The pool id (28 bytes) a new certificate is issued for: that of the certificate in force (``in_force``, the
+    holder's current ``op_cert``, a public value which the cold key's and the counter's secrets cannot replace
+    together with them), once ``cold_vk`` is proven its pool's: the certificate's cold signature verifies with it,
+    as the chain checks a header's (IntersectMBO/cardano-ledger,
+    libs/cardano-protocol-tpraos/src/Cardano/Protocol/TPraos/Rules/OCert.hs ``ocertTransition``:
+    ``verifySignedDSIGN vkcold (ocertToSignable ...) tau``, else ``InvalidSignatureOCERT``). IssueRefused (exit 2)
+    for a cold key that is not the pool's (``cold``: its secret's name), or a counter file that records another cold
+    key (``counter``: its secret's name), naming the secret, both pools (ids shortened) and the fix. Pure."""
+    pool = pool_id(in_force.cold_vk)
+    if in_force.cold_vk != cold_vk or not in_force.verify(cold_vk):
+        raise IssueRefused(f"secret {cold}: this cold key is not the pool's: it is pool {short(pool_id(cold_vk))}'s, "
+                           f"the pool deployed is {short(pool)} (the certificate in force, op_cert, is not signed by "
+                           f"it); point {cold} and {counter} at the deployed pool's cold key and issue counter, "
+                           "then rerun")  # fmt: skip
+    if counter_vk != cold_vk:
+        raise IssueRefused(f"secret {counter}: this issue counter is pool {short(pool_id(counter_vk))}'s, not the "
+                           f"deployed pool {short(pool)}'s; point {counter} at the deployed pool's issue counter, "
+                           "then rerun")  # fmt: skip
+    return pool
 
 
 def issue_slot(genesis: Genesis, tip: int, now: datetime) -> int:

@@ -1,11 +1,11 @@
 """`fab rotate-secrets --secret kes` on the lab's pool (issue 16's KES rotation), deployed first: the chain takes the
 new certificate's counter (exactly one more), the producer forges from its KES period, no slot has two blocks, the
-stored counter matches; no key is left anywhere but the lab's Secrets Manager. A wrong cold key and a reused counter
-are refused before any host changes (exit 2, no AWSPENDING left). A run killed after AWSPENDING is written, inside
-the holder's replace (its old container set aside and stopped; the new one started, its files not yet shredded),
-after the holder restarted, and after the counter is stored, each then run again, converges. On the pool lab
-(tests/e2e/pool_lab.py), its pool deployed by the module's fixture; each rotation counts from the chain's counter it
-finds."""
+stored counter matches; no key is left anywhere but the lab's Secrets Manager. A wrong cold key, another pool's cold
+key with its own counter file, and a reused counter are refused before any host changes (exit 2, no AWSPENDING
+left). A run killed after AWSPENDING is written, inside the holder's replace (its old container set aside and
+stopped; the new one started, its files not yet shredded), after the holder restarted, and after the counter is
+stored, each then run again, converges. On the pool lab (tests/e2e/pool_lab.py), its pool deployed by the module's
+fixture; each rotation counts from the chain's counter it finds."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ HOLDER, STANDBY = "pool-bp-a", "pool-bp-b"
 ROTATE = ("rotate-secrets", "--env", NAME, "--service", "pool", "--secret", "kes", "--json")
 envelope = role_module("cardano", "envelope")
 ocert = role_module("cardano", "ocert")
+rotation = role_module("cardano", "rotation")
 GENESIS = role_module("cardano", "periods").LAB_GENESIS
 SLOTS_PER_KES_PERIOD, WINDOW = GENESIS["slotsPerKESPeriod"], GENESIS["maxKESEvolutions"]
 LATE = 3  # KES periods (2 s each in the lab) between a kill after AWSPENDING is written and the rerun
@@ -176,6 +177,38 @@ def test_a_refused_rotation_touches_no_host_and_stages_nothing(pool_lab, change)
         put_secret(aws, name, kept)
     assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stdout + res.stderr
     assert (container_ids(), pending_left(pool_lab), on_chain(pool_lab)) == (ids, [], chain_before)
+
+
+def test_another_pools_cold_key_with_its_own_counter_is_refused_then_the_pools_own_rotate(pool_lab, figures):
+    """Review rev16c F1: another pool's cold key swapped in together with its own counter file (next 0, as
+    ``cardano-cli node key-gen`` leaves it) passed, and the producer was restarted onto a certificate of a pool the
+    chain does not know. Refused before any host changes (exit 2, no AWSPENDING, counter and chain unchanged); with
+    the pool's own secrets back, a rotation succeeds."""
+    aws, other = client(pool_lab), ocert.ColdKey(bytes(range(100, 132)))
+    (cold, cold_key), (counted, counter_key) = KEY_SECRETS["cold_key"], KEY_SECRETS["counter"]
+    kept = {name: read_secret(aws, name) for name in (cold, counted)}
+    wait_for(lambda: on_chain(pool_lab) is not None, "a block of the certificate in force", 30)
+    ids, before, following = container_ids(), on_chain(pool_lab), stored(pool_lab)[0]
+    put_secret(aws, cold, {cold_key: envelope.cold_signing_key_file(other)})
+    put_secret(aws, counted, {counter_key: envelope.issue_counter_file(ocert.IssueCounter(0, other.verification_key))})
+    try:
+        started = time.monotonic()
+        res = rotate()
+        took = time.monotonic() - started
+    finally:
+        for name, doc in kept.items():
+            put_secret(aws, name, doc)
+    theirs, ours = rotation.pool_id(other.verification_key).hex(), state(pool_lab)["pool"]["pool_id"]
+    said = (f"secret cold_key: this cold key is not the pool's: it is pool {theirs[:8]}'s, the pool deployed is "
+            f"{ours[:8]} (the certificate in force, op_cert, is not signed by it); point cold_key and")  # fmt: skip
+    assert res.returncode == 2 and said in res.stderr and "Traceback" not in res.stderr, res.stdout + res.stderr
+    assert (container_ids(), pending_left(pool_lab), on_chain(pool_lab), stored(pool_lab)[0]) == (
+        ids, [], before, following)  # fmt: skip
+    again = rotate()
+    assert again.returncode == 0, again.stdout + again.stderr
+    converged(pool_lab, before + 1)
+    figures(f"another pool's cold key and counter: refused rc 2 in {took:.1f} s, no container restarted; the pool's "
+            f"own back: rotated, chain counter {before} -> {on_chain(pool_lab)}")  # fmt: skip
 
 
 def on_nodes(command: str, *nodes: str) -> dict[str, str]:
