@@ -56,6 +56,7 @@ from nodeops.facts.role_facts import fact_findings, node_facts
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Inventory
 from nodeops.job import Job
+from nodeops.operation import locks
 from nodeops.plan import secret_changes
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.secrets import SecretAge, secret_ages
@@ -166,10 +167,22 @@ def check_secret_ages(ages: Mapping[str, SecretAge], max_days: int) -> Verdict:
     return status, f"oldest {name}: {oldest / 86400:.1f} days{over} (limit {max_days}){tail}"
 
 
-def check_rotation(rotation: dict | None) -> Verdict | None:
+def check_rotation(rotation: dict | None, lock: dict | None = None, release: str = "") -> Verdict | None:
     """``rotation``: nodeops.status.rotation_status's; a failure naming the rotations a run left under way and the
-    command that completes them, or saying the backend could not be read; None when none is under way."""
-    return None if rotation is None else ("fail", rotation_line(rotation))
+    command that completes them, or saying the backend could not be read; None when none is under way. ``lock``:
+    the service's lock record when a run holds it (LockInfo.record, as status shows it), which that command meets
+    (exit 3): a stale one is said with ``release``, the command that removes it; a live one as a run to wait for
+    (review rev16c F9)."""
+    if rotation is None:
+        return None
+    line = rotation_line(rotation)
+    if lock and "finish" in rotation:
+        if lock["state"] == "stale":
+            line += f", once the lock the dead run left is released (it refuses, exit 3, until then): first {release}"
+        else:
+            line += (f", once the run holding the lock now ends (alive, bastion pid {lock['bastion_pid']}: "
+                     f"`{lock['holder'].get('command') or '?'}`)")  # fmt: skip
+    return "fail", line
 
 
 def check_disk(disks: Sequence[tuple[str, str, str, float]], max_percent: int) -> Verdict:
@@ -273,7 +286,8 @@ class Result:
     metrics: list[Metric]
 
 
-def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
+def probe_service(fleet: Fleet, inventory: Inventory, job: Job, lock: dict | None = None) -> Result:
+    """``job``'s service's findings and metrics; ``lock``: its lock's record when a run holds it (check_rotation)."""
     service, role, policy = job.service, job.role, job.service.check
     observer = Observer(fleet, service, role)
     seen = observer.views()
@@ -296,7 +310,9 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job) -> Result:
     findings = [finding(service.name, "", *v) for v in served]
     holders = {name for name, s in seen.items() if s.hot}  # the holder is compared with the holder's hash
     drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes(holders))
-    under_way = check_rotation(rotation_status(inventory, job)) if ages else None  # no secret: no rotation
+    rotation = rotation_status(inventory, job) if ages else None  # no secret: no rotation
+    release = f"{program()} lock.release --env {inventory.environment} --service {service.name} --force"
+    under_way = check_rotation(rotation, lock, release)  # the lock its command would meet
     keep = keep_line(job, seen.values())  # two holders of the hot keys: which to keep
     findings += [
         finding(service.name, "", "secret-age", secrets),
@@ -366,8 +382,19 @@ def probe_node(observer: Observer, job: Job, s: NodeView,
     return verdicts, metrics
 
 
+def _locks(fleet: Fleet, services: Sequence[str]) -> dict[str, dict]:
+    """Each held lock's record by service, read on the bastions as status reads them (nodeops.operation.locks);
+    none when a bastion cannot say (the other checks name an unreachable bastion)."""
+    try:
+        return {lock.service: lock.record() for lock in locks(fleet, services)}
+    except NodeopsError:
+        return {}
+
+
 def check(fleet: Fleet, inventory: Inventory, jobs: Sequence[Job]) -> Result:
-    """Every check of every job's service, services in parallel; nothing is changed, no lock taken."""
+    """Every check of every job's service, services in parallel; nothing is changed, no lock taken (the locks are
+    read: a rotation's line names one its command would meet)."""
+    held = _locks(fleet, [job.service.name for job in jobs])
     with ThreadPoolExecutor(max_workers=min(8, len(jobs) or 1)) as pool:
-        results = list(pool.map(lambda job: probe_service(fleet, inventory, job), jobs))
+        results = list(pool.map(lambda job: probe_service(fleet, inventory, job, held.get(job.service.name)), jobs))
     return Result([f for r in results for f in r.findings], [m for r in results for m in r.metrics])

@@ -45,6 +45,11 @@ applies to the ones it leaves out, and a role with no module gets every default)
     raises is said on a step line and the result has no phrase (the promotion is done). Default: ``no_outage_unit``
     (None: the seconds alone, as before).
 
+``variable_problems(variables) -> Iterable[tuple[str, str]]``
+    What is wrong with the values of the role's variables (the service's over the role's defaults), each (the
+    variable, or a path inside it: ``PUBLIC_PEERS[0].port``; the problem with its fix), none when nothing is. Called
+    when the inventory is loaded, before any secret or host (nodeops.roles.check_variables): the first is exit 2
+    at ``services.<svc>.variables.<path>``. Default: ``no_variable_problems`` (a value is checked where it is used).
 ``CHAIN_FENCE: ChainFence``
     Activation ``keys``: a fence the chain itself enforces, for ``fab promote-standby --force`` when the holder
     cannot be reached (the engine cannot stop it, so without this the promotion is refused, exit 4). Carried out as
@@ -141,6 +146,11 @@ def no_check_facts(facts: Mapping[str, Mapping], variables: Mapping[str, object]
     return ()
 
 
+def no_variable_problems(variables: Mapping[str, object]) -> Iterable[tuple[str, str]]:  # noqa: ARG001
+    """The default ``variable_problems``: none (a value is checked where it is used)."""
+    return ()
+
+
 def no_outage_unit(seconds: float, profile: str) -> str | None:  # noqa: ARG001 (the hook's shape)
     """The default ``outage``: no unit of the chain's own; the seconds alone are reported."""
     return None
@@ -159,6 +169,7 @@ class RoleHooks:
     node_facts: Callable[..., Mapping[str, Mapping]] = no_node_facts
     check_facts: Callable[..., Iterable[tuple]] = no_check_facts
     outage: Callable[[float, str], str | None] = no_outage_unit
+    variable_problems: Callable[..., Iterable[tuple[str, str]]] = no_variable_problems
     chain_fence: ChainFence | None = None
     issuers: Mapping[str, Issuer] = field(default_factory=lambda: MappingProxyType({}))
     template_functions: Mapping[str, Callable[..., str]] = field(default_factory=lambda: MappingProxyType({}))
@@ -200,6 +211,7 @@ INTERFACE = (
     Hook("node_facts", "node_facts", ("replies", "variables"), "Mapping[str, Mapping[str, Fact]]"),
     Hook("check_facts", "check_facts", ("facts", "variables"), "Iterable[tuple[str, str, bool, str]]"),
     Hook("outage", "outage", ("seconds", "profile"), "str | None"),
+    Hook("variable_problems", "variable_problems", ("variables",), "Iterable[tuple[str, str]]"),
     Hook("CHAIN_FENCE", "chain_fence", kind="ChainFence",
          methods=MappingProxyType({"fence": ("variables", "secrets", "chain", "pending", "held")})),
     Hook("ROTATIONS", "rotations", kind="ApiPassword", mapping=True,

@@ -345,7 +345,8 @@ def check_variables(
     ``services.<svc>.variables.<name>`` (``defaults.variables.<name>`` when the service takes it from ``defaults:``),
     a close name when there is one (``LOGLEVEL``: ``LOG_LEVEL``) and the role's variables. A typo would otherwise
     change only the config hash: a rolling replace that changes nothing. A variable of ``defaults:`` that the role
-    of another service knows is meant for that one: not refused here (``search_path``: as ``role_for``'s)."""
+    of another service knows is meant for that one: not refused here (``search_path``: as ``role_for``'s). Then the
+    values: the role's ``variable_problems`` hook's first problem, and a lease variable of the wrong kind."""
     known = role.known_variables
     for name in service.variables:
         if name in known:
@@ -358,14 +359,22 @@ def check_variables(
             where = f"defaults.variables.{name}"
         problem = f"role {role.name!r} has no variable {name}{_close_name(name, known)}"
         raise InventoryError(str(inventory.source), where, f"{problem}; its variables: {', '.join(sorted(known))}")
-    if role.lease is None:
-        return
+    for path, problem in role.hooks.variable_problems({**role.defaults, **service.variables}):
+        raise InventoryError(str(inventory.source), _set_at(service, path), problem)  # the first: one line
     spec = role.lease
-    for name, kind in ((spec.host, "host"), (spec.port, "port"), (spec.database, "name"), (spec.sslmode, "name")):
+    for name, kind in () if spec is None else ((spec.host, "host"), (spec.port, "port"), (spec.database, "name"),
+                                                (spec.sslmode, "name")):  # fmt: skip
         problem = lease_variable_problem(kind, service.variables[name]) if name in service.variables else None
         if problem:
-            where = f"{'defaults' if name in service.inherited else f'services.{service.name}'}.variables.{name}"
-            raise InventoryError(str(inventory.source), where, f"{problem} (it locates the lease database)")
+            raise InventoryError(str(inventory.source), _set_at(service, name), f"{problem} (it locates the lease "
+                                 "database)")  # fmt: skip
+
+
+def _set_at(service: Service, path: str) -> str:
+    """Where the variable of ``path`` (``PUBLIC_PEERS[0].port``) is set: ``defaults.variables.<path>`` when the
+    service takes it from ``defaults:``, else ``services.<svc>.variables.<path>``."""
+    name = re.split(r"[.\[]", path, maxsplit=1)[0]
+    return f"{'defaults' if name in service.inherited else f'services.{service.name}'}.variables.{path}"
 
 
 def lease_variable_problem(kind: str, value: Any) -> str | None:

@@ -85,12 +85,21 @@ def _ordered(facts: dict[str, Any]) -> dict[str, Any]:
     return {name: facts[name] for name in order if name in facts}
 
 
+def whole(value: object) -> int | None:
+    """``value`` as a whole number of at least 0 (an integer or its digits: ``7``, ``"7"``), None for anything else
+    (``"ten"``, ``-1``, ``2.5``, ``True``). Pure."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        return None
+    return int(value)
+
+
 def _whole(variables: Mapping[str, Any], name: str, default: int) -> int | str:
     """The variable ``name`` as a whole number of at least 0, or the one-line problem with its fix."""
     value = variables.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    number = whole(value)
+    if number is None:
         return f"the variable {name} is {value!r}: set it to a whole number (0 or more) in the service's variables"
-    return int(value)
+    return number
 
 
 def _kes(node: str, facts: Mapping[str, Any], genesis: Genesis, threshold: int,

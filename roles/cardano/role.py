@@ -22,9 +22,9 @@ from .config import genesis_hash, lab_genesis_file
 from .config import node_config as _node_config
 from .config import render as _render_config
 from .issue import KesFence, KesRotation
-from .kesinfo import PREFIX, samples
+from .kesinfo import DEFAULT_THRESHOLD, PREFIX, samples
 from .periods import LAB_GENESIS, NETWORKS
-from .poolfacts import check_facts, node_facts  # noqa: F401 (hooks: the engine reads them from this module)
+from .poolfacts import DEFAULT_SLOT_LAG, check_facts, node_facts, whole  # noqa: F401 (hooks: the engine reads them)
 from .topology import Peer, Pool
 from .topology import render as _render_topology
 from .topology import topology as _topology
@@ -102,6 +102,45 @@ def node_config(network: str, kind: str, system_start: str = "") -> str:
     ``system_start``, computed from the very bytes that file gets. ValueError for an unknown network or kind."""
     shelley = genesis_hash("Shelley", lab_genesis(system_start).encode()) if network == "lab" else ""
     return _render_config(_node_config(network, kind, shelley_hash=shelley)).decode()
+
+
+def variable_problems(variables: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """The hook's (variable or path, problem with its fix) for each bad value among the pool's variables (the
+    service's over role.yaml's defaults), checked as the inventory loads (review rev16c F7, F8): a ``SYSTEM_START``
+    given that is no time with its zone (``lab_genesis``'s; an empty one is the lab template's to name), a
+    ``PUBLIC_PEERS`` that is no list of ``{address, port}`` (topology.Peer's rules), a ``KES_PERIODS_MIN`` or
+    ``SLOT_LAG_MAX`` that is no whole number (poolfacts.whole: check's thresholds). Pure."""
+    start = variables.get("SYSTEM_START")
+    if start:
+        try:
+            _start(str(start))
+        except ValueError:
+            yield "SYSTEM_START", (f"{start!r} is no time: set it to the lab chain's systemStart, with its zone "
+                                   "(2026-12-01T08:00:00Z)")  # fmt: skip
+    yield from _peer_problems(variables.get("PUBLIC_PEERS", []))
+    for name, default, what in (("KES_PERIODS_MIN", DEFAULT_THRESHOLD, "the KES periods left at which fab check "
+                                 "fails"), ("SLOT_LAG_MAX", DEFAULT_SLOT_LAG, "the slots a node may lag")):  # fmt: skip
+        value = variables.get(name, default)
+        if whole(value) is None:
+            yield name, f"{value!r} is not a whole number: set it to 0 or more ({what}; default {default})"
+
+
+def _peer_problems(peers: object) -> Iterable[tuple[str, str]]:
+    example = "as {address: relays.example.org, port: 3001}"
+    if not isinstance(peers, list):
+        yield "PUBLIC_PEERS", f"{peers!r} is not a list: give the relays' public peers, each {example}"
+        return
+    for i, peer in enumerate(peers):
+        if not isinstance(peer, Mapping) or not {"address", "port"} <= set(peer):
+            yield f"PUBLIC_PEERS[{i}]", f"{peer!r} is not a mapping {{address, port}}: write it {example}"
+        elif not isinstance(peer["address"], str) or not peer["address"]:
+            yield f"PUBLIC_PEERS[{i}].address", f"{peer['address']!r} is no host name or address: give one, {example}"
+        else:
+            try:
+                Peer(peer["address"], peer["port"])
+            except ValueError:
+                yield f"PUBLIC_PEERS[{i}].port", (f"{peer['port']!r} is not a port (1..65535): give the peer's "
+                                                  f"node-to-node port, {example}")  # fmt: skip
 
 
 def _peers(found: Iterable[Mapping[str, Any]], kind: str) -> tuple[tuple[str, Peer], ...]:

@@ -245,3 +245,38 @@ def test_the_lab_cardano_cli_answers_the_roles_query_from_the_nodes_chain(net, t
                            "--socket-path", str(tmp_path / "none.socket")], capture_output=True, text=True, env=env,
                           timeout=30)  # fmt: skip
     assert gone.returncode == 1 and f"{tmp_path / 'none.socket'}" in gone.stderr
+
+
+def test_a_sigterm_during_startup_ends_the_start_as_upstreams_handler_does(tmp_path):
+    """Review rev16c F2: cardano-node installs its SIGTERM handler first thing in runNode (SigTermDuringStartup,
+    Handlers/TopLevel.hs), so a stop during its start ends it (the top handler: ``cardano-node: SigTermException``,
+    exit 1). The simulator installed its own only once started: as a container's PID 1, which ignores a signal it
+    has no handler for, a stop right after a start waited out the role's 60 s stop_timeout. Here the start is held
+    reading its configuration from a FIFO; before, the default action killed the process (-15), as PID 1 nothing."""
+    config = tmp_path / "config.json"
+    os.mkfifo(config)
+    argv = [str(SIM / "cardano-node"), "run", "--config", str(config), "--topology", str(tmp_path / "t.json"),
+            "--database-path", str(tmp_path / "db"), "--socket-path", str(tmp_path / "node.socket")]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, *argv], stderr=subprocess.PIPE, start_new_session=True)
+    writer = None
+    try:
+        writer = wait_for(lambda: _writer(config), 10, what="the simulator opening its configuration")
+        proc.send_signal(signal.SIGTERM)  # while it waits for the file's bytes, which never come
+        assert proc.wait(10) == 1
+        assert "cardano-node: SigTermException" in proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)  # the one process this test started
+            proc.wait(10)
+        proc.stderr.close()
+        if writer is not None:
+            os.close(writer)
+
+
+def _writer(fifo) -> int | None:
+    """A writer's end of ``fifo`` once a process has it open for reading (a non-blocking open fails with ENXIO until
+    then), else None; kept open, so that the reader waits for data rather than reading the end of the file."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
