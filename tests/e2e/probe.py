@@ -66,7 +66,9 @@ class PairProbe:
 
     def through_load_balancer(self, t: float) -> str | None:
         try:
-            with urllib.request.urlopen(self.service.load_balancer, timeout=0.5) as resp:
+            # an answer that comes is an answer: HAProxy itself gives up on a node in 1 s (its connect timeout) and
+            # answers 503; at 0.5 s, a 200 slowed by a loaded machine read as an outage (CI, twice)
+            with urllib.request.urlopen(self.service.load_balancer, timeout=2.0) as resp:
                 body = resp.read()
         except (OSError, http.client.HTTPException) as e:  # a 503 is an HTTPError, an OSError
             self.failures[t] = f"{type(e).__name__}: {e} after {time.monotonic() - t:.2f}s"

@@ -97,6 +97,12 @@ def watched(mon, tmp_path_factory):
         api = Prometheus(port)
         wait_for(lambda: ssh.poll() is not None or api.get("/api/v1/status/buildinfo"), "Prometheus to answer")
         assert ssh.poll() is None, (work / "ssh.log").read_text()[-2000:]
+        # the textfile is read at the exporter's next scrape, which a loaded machine delays (a CI run queried
+        # before it and found no series): wait for its series; a file the exporter refuses says so
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: api.query(f'nodeops_check_ok{{env="{NAME}"}}'), "the textfile's series", timeout=60)
+        refused = api.query("node_textfile_scrape_error == 1")
+        assert api.query(f'nodeops_check_ok{{env="{NAME}"}}'), (refused, textfile.read_text()[:2000])
         yield api, monitoring.rendered_dir(mon, plan)
 
 
