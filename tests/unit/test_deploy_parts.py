@@ -147,7 +147,7 @@ def test_a_sample_waiting_out_its_timeout_delays_neither_the_next_sample_nor_the
 
     def check() -> bool:
         if down.is_set():
-            time.sleep(0.5)  # a request stuck on the node going away, until its timeout
+            time.sleep(1.5)  # a request stuck on the node going away, until its timeout
             return False
         return True
 
@@ -158,7 +158,7 @@ def test_a_sample_waiting_out_its_timeout_delays_neither_the_next_sample_nor_the
         down.clear()
         back_at.append(time.monotonic())
         assert probe.answered_since(back_at[0])
-    assert 0.15 < probe.outage < 0.4, probe.samples  # one at a time: 0.5 s or more
+    assert 0.15 < probe.outage < 1.0, probe.samples  # one at a time: 1.5 s or more (0.42 s seen, loaded)
     assert any(ok and at >= back_at[0] for at, ok in probe.samples)
 
 
