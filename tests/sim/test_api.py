@@ -4,6 +4,7 @@
 import hashlib
 import json
 import signal
+import subprocess
 import time
 import tomllib
 import urllib.request
@@ -46,6 +47,18 @@ def test_health_shape_version_and_config_hash(db, sims, client_for):
     assert status == 200 and info["version"] == "2.7.1"
     assert "Listening and serving HTTP on 127.0.0.1:%d" % f["port"] in sp.stdout()
     assert "Chainlink booted in" in sp.stdout()
+
+
+def test_the_listener_queues_as_many_connections_as_gos(db, sims):
+    """Go listens with a backlog of net.core.somaxconn (golang/go src/net/sock_linux.go), not socketserver's 5:
+    a burst of connections while the accepting thread waits must not cost a client TCP's 1 s SYN retransmission.
+    `ss` reports a listening socket's backlog as its Send-Q."""
+    f = sims.write_v2("n", db)
+    sp = sims.start(sims.v2_args(f), name="n", port=f["port"])
+    sp.wait_serving()
+    line = subprocess.run(["ss", "-Hltn", f"sport = :{f['port']}"], capture_output=True, text=True, check=True).stdout
+    with open("/proc/sys/net/core/somaxconn") as somaxconn:
+        assert int(line.split()[2]) == int(somaxconn.read()), line
 
 
 def failing_checks(body):
