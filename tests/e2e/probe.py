@@ -3,6 +3,7 @@ helpers every lab module reads the systems with (fab's JSON events, status, the 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import json
@@ -15,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import jsonschema
@@ -37,12 +39,21 @@ def wait_for(predicate, what: str, timeout: float = 60):
     return value
 
 
+def serves(fleet: Fleet, host: str) -> bool:
+    """Does the node at ``host`` answer 200 on its /health (through the bastion)?"""
+    return (reply := fleet.http_get(host, 6688, "/health")) is not None and reply[0] == 200
+
+
 class PairProbe:
     """Every 100 ms, until the block ends: both nodes' /health through the bastion (they have no
     route from here) and the service through its load balancer, as users reach it.
 
     A sample is (time, whether each node serves, who answered through the load balancer: the
     answering process's appID, "answered" when its reply has none, None when nothing answered).
+    A sample's requests run at once, beside those of the samples after it: one that waits its
+    whole timeout (a node whose container is being torn down answers nothing for 2 s) delays
+    when its sample and the later ones are recorded, never when they are taken, so no wait
+    stretches the time between two samples or moves a gap's ends.
     """
 
     def __init__(self, inventory: Path, service: str, nodes: bool = True) -> None:
@@ -55,14 +66,22 @@ class PairProbe:
         self.thread = threading.Thread(target=self.loop, daemon=True)
 
     def loop(self) -> None:
-        with Fleet(self.inventory) as fleet:
+        taken: collections.deque[tuple[float, list[Future], Future]] = collections.deque()
+        # a request waits 2 s at most, a sample is taken every 100 ms: about 20 samples in flight at worst
+        with Fleet(self.inventory) as fleet, ThreadPoolExecutor(max_workers=64) as requests:
             deadline = time.monotonic() + 300  # bounded, whatever happens to the test
             while not self.stop.is_set() and time.monotonic() < deadline:
                 t = time.monotonic()
-                nodes = tuple((r := fleet.http_get(n.host, 6688, "/health")) is not None and r[0] == 200
-                              for n in self.service.nodes if self.with_nodes)  # fmt: skip
-                self.samples.append((t, nodes, self.through_load_balancer(t)))
+                nodes = [requests.submit(serves, fleet, n.host) for n in self.service.nodes if self.with_nodes]
+                taken.append((t, nodes, requests.submit(self.through_load_balancer, t)))
+                while taken and all(f.done() for f in (*taken[0][1], taken[0][2])):  # in the order taken
+                    self.record(*taken.popleft())
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - t)))
+            while taken:
+                self.record(*taken.popleft())
+
+    def record(self, t: float, nodes: list[Future], answer: Future) -> None:
+        self.samples.append((t, tuple(node.result() for node in nodes), answer.result()))
 
     def through_load_balancer(self, t: float) -> str | None:
         try:
@@ -142,8 +161,7 @@ def serving_nodes(lab, service: str) -> list[str]:
     """The nodes of ``service`` that serve /health, asked through the lab's bastion."""
     inv = load_inventory(lab.inventory_file)
     with Fleet(inv) as fleet:
-        return [n.name for n in inv.services[service].nodes if (r := fleet.http_get(n.host, 6688, "/health"))
-                and r[0] == 200]  # fmt: skip
+        return [n.name for n in inv.services[service].nodes if serves(fleet, n.host)]
 
 
 def lb_answers(lab, service: str) -> bool:
