@@ -139,7 +139,7 @@ def run_spec(job: Job, digest: str | None = None, hot: bool = False) -> RunSpec:
         command=(*r.command, *r.hot_command) if hot else r.command, user=role.user, port=role.port,
         mount=role.mount, labels=labels, restart=service.restart,
         log_driver=service.log_driver, log_options=service.log_options,
-        stop_timeout=int(role.stop_timeout), env_file=r.env_file,
+        stop_timeout=int(role.stop_timeout), init=role.init, env_file=r.env_file,
         ports=tuple(role.ports.values()), volumes=dict(role.volumes),
     )  # fmt: skip
 

@@ -71,6 +71,7 @@ class RunSpec:
     log_driver: str
     log_options: Mapping[str, str]
     stop_timeout: int
+    init: bool = False  # --init: the engine's init process is PID 1 (the role's ``init``)
     env_file: str | None = None  # a file in the files directory (v1 profile)
     ports: tuple[int, ...] = ()  # published too, each on the same host port (the role's ``ports``)
     volumes: Mapping[str, str] = field(default_factory=dict)  # volume name -> container path, mounted read-write
@@ -84,6 +85,7 @@ def run(spec: RunSpec) -> tuple[str, ...]:
         *(w for port in spec.ports for w in ("--publish", f"{port}:{port}")),
         "--restart", spec.restart,
         "--stop-timeout", str(spec.stop_timeout),
+        *(["--init"] if spec.init else []),
         "--log-driver", spec.log_driver,
     ]  # fmt: skip
     for key, value in sorted(spec.log_options.items()):

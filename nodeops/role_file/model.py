@@ -143,6 +143,11 @@ class Role:
     one, and none is at or under ``mount`` nor ``mount`` under one."""
     stop_timeout: _StopSeconds = in_file(default=10.0)
     """Seconds for a graceful stop (the node releases its lease) before the engine kills it."""
+    init: Annotated[bool, PlainValidator(_boolean)] = in_file(default=False)
+    """Run the node under the engine's init process (`docker run --init`: tini, podman's catatonit) as PID 1, which
+    passes a stop's SIGTERM on to the node. Without it the node is PID 1, and the kernel drops a signal that PID 1 has
+    no handler for: a stop that comes before the node installs its own (right after a start) waits out
+    ``stop_timeout``, then kills it (docs/roles.md, "Stopping a node")."""
     standby_log: str | None = in_file(default=None)
     """What a standby logs while it waits for the lease (case-insensitive): extra evidence of a standby, never
     required."""

@@ -19,7 +19,7 @@ _SPECS[RoleFile] = _spec(RoleFile, "_RoleFileSpec")
 _SPECS[Profile] = _spec(Profile, "_ProfileSpec")
 _RoleSpec = _spec(
     Role, "_RoleSpec",
-    keys=("description", "user", "port", "health", "mount", "stop_timeout", "standby_log", "activation",
+    keys=("description", "user", "port", "health", "mount", "stop_timeout", "init", "standby_log", "activation",
           "kinds", "lease", "rotation", "passwords",
           "ports", "volumes",
           "backup", "defaults", "secrets", "writable_paths", "secret_variables", "profiles", "default_profile",

@@ -233,13 +233,15 @@ def events_of(args: list[str]) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
 
 
-def _signalled_at(proc: subprocess.Popen, when: Callable[[dict], bool], signum: int) -> list[dict]:
-    """Read ``proc``'s events until one ``when`` accepts, then send ``signum``; the events read are returned."""
+def _signalled_at(proc: subprocess.Popen, when: Callable[[dict], bool], signum: int, after: float = 0.0) -> list[dict]:
+    """Read ``proc``'s events until one ``when`` accepts, then send ``signum`` (``after`` seconds later); the events
+    read are returned."""
     seen = []
     for line in proc.stdout:
         if line.startswith("{"):
             seen.append(json.loads(line))
             if when(seen[-1]):
+                time.sleep(after)  # the run goes on meanwhile: its pipe holds what it prints
                 os.kill(proc.pid, signum)
                 break
     return seen
@@ -281,13 +283,14 @@ def serialised_shards(inventory: str, holder: str, other: str, holds: list[str],
 
 
 def terminated_at(args: list[str], when: Callable[[dict], bool],
-                  signum: int = signal.SIGTERM) -> tuple[int, list[dict], str]:  # fmt: skip
+                  signum: int = signal.SIGTERM, after: float = 0.0) -> tuple[int, list[dict], str]:  # fmt: skip
     """Run `fab ARGS` (with --json), send it SIGTERM (as a CI runner cancelling the job; ``signum``: SIGINT, a
-    person's Ctrl-C) as soon as it reports an event ``when`` accepts, and let it end as it chooses (at most 300 s).
-    Returns its exit code, every event it printed and its whole output (stdout and stderr)."""
+    person's Ctrl-C) as soon as it reports an event ``when`` accepts (or ``after`` seconds later), and let it end as
+    it chooses (at most 300 s). Returns its exit code, every event it printed and its whole output (stdout and
+    stderr)."""
     proc = events_of(args)
     try:
-        seen = _signalled_at(proc, when, signum)
+        seen = _signalled_at(proc, when, signum, after)
         rest, errors = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:  # a timeout: the run must not go on holding the service's lock

@@ -8,12 +8,15 @@ After each promotion the new holder's blocks are adopted by the chain (``/blocks
 host name), the old holder runs without the key flags or the hot label, no file is left on either node's tmpfs,
 and the fence was confirmed by the old holder's metrics. The gap in seconds and in slots is printed (figures).
 Then a KES rotation and one promotion: the new holder's blocks adopted with the rotated counter (it starts with
-the holder's hot secrets). On the pool lab (tests/e2e/pool_lab.py), after test_pool_kes: its pool deployed by a module
-before (or this one's fixture, run alone), its certificate renewed first when too few periods are left."""
+the holder's hot secrets). Last, a Ctrl-C during the fence: undone in seconds (review rev16c F2). On the pool lab
+(tests/e2e/pool_lab.py), after test_pool_kes: its pool deployed by a module before (or this one's fixture, run
+alone), its certificate renewed first when too few periods are left."""
 
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +30,7 @@ from nodeops.roles import role_module
 from tests.conftest import ROOT, end_process, fab
 from tests.e2e.pool_keys import state
 from tests.e2e.pool_lab import NAME, PLAN, chain_get, deployed, holder_facts
-from tests.e2e.probe import wait_for
+from tests.e2e.probe import terminated_at, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -261,3 +264,44 @@ def test_a_promotion_after_a_kes_rotation_gives_the_new_holder_the_rotated_keys(
         f"{result['keys_gap_seconds']:.2f}s"
     )
     assert {b["counter"] for b in adopted} == {counter}
+
+
+UNDONE = re.compile(r"pool: stopped before `[^`]+` as asked, after the fence and before the keys moved, so the fence "
+                    r"was undone; (\S+) was given its keys back and serves with them \(no node held them for "
+                    r"([0-9.]+)s\)")  # fmt: skip
+
+
+def hot_labelled() -> list[str]:
+    """The producers whose running container carries the hot label."""
+    shown = on_nodes("docker inspect -f '{{.State.Running}} {{index .Config.Labels \"io.nodeops.hot\"}}' nodeops-pool")
+    return sorted(node for node, out in shown.items() if out.split() == ["true", "true"])
+
+
+def test_a_ctrl_c_during_the_fence_gives_the_keys_back_in_seconds(issued, figures):
+    """Review rev16c F2: SIGINT 0.3 s after the `replace <holder> (fence` line. The run undoes the fence, stopping
+    the container it started just before (the holder without its keys) and giving the holder its own back with its
+    keys. As PID 1 the node had no SIGTERM handler yet, the kernel dropped the stop's signal and the stop waited out
+    the role's 60 s stop_timeout: no node held the keys for 62 s. Under the role's ``init`` (`docker run --init`) the
+    engine's init passes the signal on and the node dies of it at once: seconds. Exit 130, the holder the one node
+    labelled with the keys after."""
+    (old,) = hot_labelled()
+    if (periods_left(old) or 0) < FRESH_ENOUGH:  # its certificate must outlast the undo and the modules after
+        rotated, _ = rotate()
+        figures(f"too few KES periods left before the Ctrl-C: rotated first ({seconds_of(rotated):.1f}s)")
+    fence = f"replace {old} (fence"
+    code, seen, out = terminated_at(
+        ["promote-standby", "--env", NAME, "--service", "pool", "--yes", "--json"],
+        lambda e: e.get("event") == "step" and e.get("node") == old and e.get("message", "").startswith(fence),
+        signal.SIGINT, after=0.3,
+    )  # fmt: skip
+    end = next((e for e in seen if e.get("event") == "end"), {})
+    undone = UNDONE.match(end.get("error") or "")
+    signalled = next(e["t"] for e in seen if e.get("event") == "step" and e.get("message", "").startswith(fence))
+    ended, gap = max(e.get("t", 0) for e in seen), undone.group(2) if undone else "?"
+    figures(
+        f"Ctrl-C 0.3 s after `{fence}` (t={signalled:.2f}s): exit {code} at t={ended:.2f}s, no node held the keys "
+        f"for {gap}s (before the role's init: 62.2 s on this lab, 62.3 and 62.9 s in the review)"
+    )
+    assert code == 130 and undone and undone.group(1) == old, out
+    assert float(undone.group(2)) < 20, out  # seconds, not the 60 s stop_timeout
+    assert hot_labelled() == [old]
