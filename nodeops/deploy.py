@@ -75,7 +75,9 @@ def plan_for(
             return model.plan_via_standby(change.service, states, desired)
         plan = model.plan_change(change.service, states, desired)
     except Unsafe as exc:
-        keep = keep_line(change.job, states.values())
+        from nodeops.rotate.service import read_fence  # noqa: PLC0415 (rotate's roll imports this module)
+
+        keep = keep_line(change.job, states.values(), read_fence(change.fleet.inventory, change.job))
         raise Unsafe(f"{exc}; {keep}" if keep else str(exc)) from None
     if starts_beside_serving(plan, states) and (facts := change.lease_facts(states)) is not None:
         plan = model.plan_change(change.service, states, desired, lease=facts)
