@@ -68,15 +68,20 @@ def plan_for(
     (ServiceDeploy.lease_facts) only when it would start a node beside the one that serves
     (plan.starts_beside_serving), the one plan they decide: an up-to-date pair costs no lease query and no rendering
     of the serving node's inputs. Unsafe when the model refuses; with two holders of the hot keys, saying which to
-    keep (nodeops.facts.holders)."""
+    keep (nodeops.facts.holders). Unsafe before any plan while a forced promotion's version waits (fence_pending:
+    the holder would be restarted on the keys it supersedes; only promote-standby --force completes it)."""
     model = change.model
+    from nodeops.rotate.service import fence_pending, read_fence  # noqa: PLC0415 (rotate's roll imports this module)
+
+    if (fence := fence_pending(change.fleet.inventory, change.job)) is not None:  # review rev16c F3
+        raise Unsafe(f"{change.service.name}: a forced promotion staged new hot keys and did not finish "
+                     f"({fence.secret} version {fence.version[:8]}): a deploy would restart their holder on the keys "
+                     f"it supersedes; {fence.command} completes it first; nothing changed")  # fmt: skip
     try:
         if via_standby:
             return model.plan_via_standby(change.service, states, desired)
         plan = model.plan_change(change.service, states, desired)
     except Unsafe as exc:
-        from nodeops.rotate.service import read_fence  # noqa: PLC0415 (rotate's roll imports this module)
-
         keep = keep_line(change.job, states.values(), read_fence(change.fleet.inventory, change.job))
         raise Unsafe(f"{exc}; {keep}" if keep else str(exc)) from None
     if starts_beside_serving(plan, states) and (facts := change.lease_facts(states)) is not None:

@@ -18,6 +18,7 @@ from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, OperationFai
 from nodeops.facts.view import NodeView
 from nodeops.inventory import parse_inventory
 from nodeops.job import job_for
+from nodeops.plan import Desired
 from nodeops.promote_forced import ForcedHandover
 from nodeops.rotate import issued
 from nodeops.rotate import service as rotate_service
@@ -297,3 +298,21 @@ def test_the_forced_promotion_completes_its_failed_runs_version_in_each_state_it
     lines = [m for _n, m in run.said]
     assert [m for m in lines if m.startswith("pool: a was not touched")][0].startswith(said), lines
     assert not [m for m in lines if "keep a" in m or "rotate-secrets" in m], lines
+
+
+def test_a_deploy_is_refused_while_a_forced_promotions_version_waits(tmp_path, monkeypatch):
+    """Once the lost holder a is stopped (as every line says to do with it), a deploy planned b, which runs the
+    pending version, restarted in place with its hot keys at the store's current versions: the certificate the
+    forced promotion supersedes, the lost holder's, undoing the fence. It is refused (exit 4) before any node is
+    touched, naming the one command that completes the promotion."""
+    run, engine, _manager, _role, _message = failed_forced_run(tmp_path, monkeypatch)
+    engine.boxes["a"][NAME]["running"] = False
+    seen, lines = look(run, a_seen=True), len(engine.sent)
+    job = run.job
+    with pytest.raises(Unsafe) as err:
+        run.plan(seen, Desired(job.service.image, "i", job.rendered.config_hash, job.config_hashes()))
+    assert err.value.exit_code == EXIT_UNSAFE and "\n" not in str(err.value)
+    assert str(err.value).startswith("pool: a forced promotion staged new hot keys and did not finish (kes version "), \
+        str(err.value)  # fmt: skip
+    assert "fab promote-standby --env t --service pool --force completes it first; nothing changed" in str(err.value)
+    assert len(engine.sent) == lines
