@@ -79,9 +79,12 @@ class ForcedHandover:
     change: str
 
     def question(self, keep_old_stopped: bool) -> str:  # noqa: ARG002 (a handover's shape: the lost node is not touched)
-        """The confirmation's line: who is lost, who gets the keys, under which fence."""
-        return (f"{self.service}: {', '.join(self.lost)} cannot be reached: start {self.new} with new hot keys under "
-                f"the chain's own fence ({self.change}), so the chain refuses the lost holder's")  # fmt: skip
+        """The confirmation's line: who is lost (cut off, or back with superseded keys: a rerun's), who gets the
+        keys, under which fence."""
+        cut = [n for n in self.lost if not self.seen[n].reachable]
+        lost = ", ".join(cut) + " cannot be reached" if cut else f"{', '.join(self.lost) or 'no node'} holds old keys"
+        return (f"{self.service}: {lost}: start {self.new} with new hot keys under the chain's own fence "
+                f"({self.change}), so the chain refuses the lost holder's")  # fmt: skip
 
     def promote(self, run: ServiceDeploy) -> dict:
         """Carry it out on ``run``'s service (see the module): the result, a Promoted record (no outage measured:

@@ -285,6 +285,8 @@ def test_the_forced_promotion_completes_its_failed_runs_version_in_each_state_it
     look(run, a_seen=a_back)
     handover = promote.assess(run, force=True)
     assert isinstance(handover, ForcedHandover) and (handover.lost, handover.new) == (("a",), "b")
+    asked_line = f"pool: a {'holds old keys' if a_back else 'cannot be reached'}: start b with new hot keys under "
+    assert handover.question(False).startswith(asked_line), handover.question(False)
     run.said.clear()
     handover.promote(run)
     assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
