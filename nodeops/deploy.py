@@ -60,6 +60,19 @@ from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
 
 
+def refuse_while_fenced(change: ServiceDeploy) -> None:
+    """Unsafe (exit 4), before any host is looked at, while a forced promotion's pending version waits on
+    ``change``'s service (nodeops.rotate.service.fence_pending; a role with a chain fence: one read of its store):
+    a deploy would restart the holder in place on the store's current hot keys, the ones the promotion supersedes
+    (the lost holder's), undoing the fence; only promote-standby --force completes it (review rev16c F3)."""
+    from nodeops.rotate.service import fence_pending  # noqa: PLC0415 (rotate's roll imports this module)
+
+    if (fence := fence_pending(change.fleet.inventory, change.job)) is not None:
+        raise Unsafe(f"{change.service.name}: a forced promotion staged new hot keys and did not finish "
+                     f"({fence.secret} version {fence.version[:8]}): a deploy would restart their holder on the keys "
+                     f"it supersedes; {fence.command} completes it first; nothing changed")  # fmt: skip
+
+
 def plan_for(
     change: ServiceDeploy, states: Mapping[str, NodeView], desired: Desired, via_standby: bool = False
 ) -> ServicePlan:
@@ -68,15 +81,10 @@ def plan_for(
     (ServiceDeploy.lease_facts) only when it would start a node beside the one that serves
     (plan.starts_beside_serving), the one plan they decide: an up-to-date pair costs no lease query and no rendering
     of the serving node's inputs. Unsafe when the model refuses; with two holders of the hot keys, saying which to
-    keep (nodeops.facts.holders). Unsafe before any plan while a forced promotion's version waits (fence_pending:
-    the holder would be restarted on the keys it supersedes; only promote-standby --force completes it)."""
+    keep (nodeops.facts.holders)."""
     model = change.model
-    from nodeops.rotate.service import fence_pending, read_fence  # noqa: PLC0415 (rotate's roll imports this module)
+    from nodeops.rotate.service import read_fence  # noqa: PLC0415 (rotate's roll imports this module)
 
-    if (fence := fence_pending(change.fleet.inventory, change.job)) is not None:  # review rev16c F3
-        raise Unsafe(f"{change.service.name}: a forced promotion staged new hot keys and did not finish "
-                     f"({fence.secret} version {fence.version[:8]}): a deploy would restart their holder on the keys "
-                     f"it supersedes; {fence.command} completes it first; nothing changed")  # fmt: skip
     try:
         if via_standby:
             return model.plan_via_standby(change.service, states, desired)
@@ -184,6 +192,7 @@ class ServiceDeploy(ServiceChange):
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool, via_standby: bool = False) -> dict:
+        refuse_while_fenced(self)
         states, desired = self.observe(dry_run)
         plan = self.plan(states, desired, via_standby)
         steps = [s.describe() for s in plan.steps]

@@ -219,6 +219,9 @@ def test_a_forced_promotion_whose_test_fails_is_completed_by_the_one_command_eve
         named = [f["reason"] for f in check_of() if not f["ok"] and " fab " in f" {f['reason']}"]
         assert named and all("rotate-secrets" not in d for d in named), named
         assert any(FORCED in d for d in named), named
+        dry = fab("deploy", "--env", NAME, "--service", "pool", "--dry-run", timeout=300)  # it would undo the fence
+        told = dry.stdout + dry.stderr
+        assert dry.returncode == 4 and f"{FORCED} completes it first" in told, told
         started = time.monotonic()
         res = fab("promote-standby", "--env", NAME, "--service", "pool", "--force", "--yes", "--json", timeout=300)
         took = time.monotonic() - started

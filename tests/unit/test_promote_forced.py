@@ -13,12 +13,11 @@ import types
 
 import pytest
 
-from nodeops import promote
+from nodeops import deploy, promote
 from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import parse_inventory
 from nodeops.job import job_for
-from nodeops.plan import Desired
 from nodeops.promote_forced import ForcedHandover
 from nodeops.rotate import issued
 from nodeops.rotate import service as rotate_service
@@ -305,14 +304,16 @@ def test_the_forced_promotion_completes_its_failed_runs_version_in_each_state_it
 def test_a_deploy_is_refused_while_a_forced_promotions_version_waits(tmp_path, monkeypatch):
     """Once the lost holder a is stopped (as every line says to do with it), a deploy planned b, which runs the
     pending version, restarted in place with its hot keys at the store's current versions: the certificate the
-    forced promotion supersedes, the lost holder's, undoing the fence. It is refused (exit 4) before any node is
-    touched, naming the one command that completes the promotion."""
+    forced promotion supersedes, the lost holder's, undoing the fence (the plan, before: `replace b (the active in
+    place with its hot keys, no handover)`). It is refused (exit 4) before any node is looked at, naming the one
+    command that completes the promotion (the lab test: a deploy with the lost producer still cut off names it
+    too, rather than the unreachable node)."""
     run, engine, _manager, _role, _message = failed_forced_run(tmp_path, monkeypatch)
     engine.boxes["a"][NAME]["running"] = False
-    seen, lines = look(run, a_seen=True), len(engine.sent)
-    job = run.job
+    look(run, a_seen=True)
+    lines = len(engine.sent)
     with pytest.raises(Unsafe) as err:
-        run.plan(seen, Desired(job.service.image, "i", job.rendered.config_hash, job.config_hashes()))
+        deploy.refuse_while_fenced(run)  # ServiceDeploy.run's first step, before it looks at any node
     assert err.value.exit_code == EXIT_UNSAFE and "\n" not in str(err.value)
     assert str(err.value).startswith("pool: a forced promotion staged new hot keys and did not finish (kes version "), \
         str(err.value)  # fmt: skip
