@@ -60,7 +60,7 @@ from nodeops.operation import locks
 from nodeops.plan import secret_changes
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.secrets import SecretAge, secret_ages
-from nodeops.status import lease_status, rotation_line, rotation_status
+from nodeops.status import lease_status, read_fence, rotation_line, rotation_status
 from nodeops.verify import Check
 
 WARN_AT = 0.9  # of a limit: warn above this much of it
@@ -313,7 +313,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job, lock: dict | Non
     rotation = rotation_status(inventory, job) if ages else None  # no secret: no rotation
     release = f"{program()} lock.release --env {inventory.environment} --service {service.name} --force"
     under_way = check_rotation(rotation, lock, release)  # the lock its command would meet
-    keep = keep_line(job, seen.values())  # two holders of the hot keys: which to keep
+    keep = keep_line(job, seen.values(), fence := read_fence(inventory, job) if ages else None)  # which to keep
     findings += [
         finding(service.name, "", "secret-age", secrets),
         *([finding(service.name, "", "rotation", under_way)] if under_way else []),
@@ -321,7 +321,7 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job, lock: dict | Non
         finding(service.name, "", "drift", drift),
         *(finding(service.name, "", *v) for v in warnings),
     ]  # the role's facts of the replies the observer got (its node_facts, check_facts): no second request
-    facts = fact_findings(job, *node_facts(job, observer.answers), inventory.environment)
+    facts = fact_findings(job, *node_facts(job, observer.answers), inventory.environment, fence)
     findings += [finding(service.name, *f) for f in facts]
     findings += [finding(service.name, *f) for f in standing_findings(standing(job, seen, observer.run))]
     metrics = [Metric("nodeops_secret_age_seconds", (("env", inventory.environment), ("service", service.name),

@@ -60,6 +60,19 @@ from nodeops.run.survey import Survey
 from nodeops.stopping import StopRequests
 
 
+def refuse_while_fenced(change: ServiceDeploy) -> None:
+    """Unsafe (exit 4), before any host is looked at, while a forced promotion's pending version waits on
+    ``change``'s service (nodeops.rotate.service.fence_pending; a role with a chain fence: one read of its store):
+    a deploy would restart the holder in place on the store's current hot keys, the ones the promotion supersedes
+    (the lost holder's), undoing the fence; only promote-standby --force completes it (review rev16c F3)."""
+    from nodeops.rotate.service import fence_pending  # noqa: PLC0415 (rotate's roll imports this module)
+
+    if (fence := fence_pending(change.fleet.inventory, change.job)) is not None:
+        raise Unsafe(f"{change.service.name}: a forced promotion staged new hot keys and did not finish "
+                     f"({fence.secret} version {fence.version[:8]}): a deploy would restart their holder on the keys "
+                     f"it supersedes; {fence.command} completes it first; nothing changed")  # fmt: skip
+
+
 def plan_for(
     change: ServiceDeploy, states: Mapping[str, NodeView], desired: Desired, via_standby: bool = False
 ) -> ServicePlan:
@@ -70,12 +83,14 @@ def plan_for(
     of the serving node's inputs. Unsafe when the model refuses; with two holders of the hot keys, saying which to
     keep (nodeops.facts.holders)."""
     model = change.model
+    from nodeops.rotate.service import read_fence  # noqa: PLC0415 (rotate's roll imports this module)
+
     try:
         if via_standby:
             return model.plan_via_standby(change.service, states, desired)
         plan = model.plan_change(change.service, states, desired)
     except Unsafe as exc:
-        keep = keep_line(change.job, states.values())
+        keep = keep_line(change.job, states.values(), read_fence(change.fleet.inventory, change.job))
         raise Unsafe(f"{exc}; {keep}" if keep else str(exc)) from None
     if starts_beside_serving(plan, states) and (facts := change.lease_facts(states)) is not None:
         plan = model.plan_change(change.service, states, desired, lease=facts)
@@ -177,6 +192,7 @@ class ServiceDeploy(ServiceChange):
 
     # -- the whole ---------------------------------------------------------------
     def run(self, dry_run: bool, via_standby: bool = False) -> dict:
+        refuse_while_fenced(self)
         states, desired = self.observe(dry_run)
         plan = self.plan(states, desired, via_standby)
         steps = [s.describe() for s in plan.steps]

@@ -21,12 +21,14 @@ and a step line say what the operator must still do about the lost host (it must
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nodeops import program
 from nodeops.activation import model_of
 from nodeops.errors import InvalidInput, Unsafe
+from nodeops.facts.holders import FencePending
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.records import Promoted
@@ -51,9 +53,14 @@ def fence_rotation(role) -> RotationSpec:
     return issued[0]
 
 
-def lost_host_line(service: str, lost: tuple[str, ...], change: str) -> str:
-    """What the operator must still do about the lost holder(s), in one line."""
+def lost_host_line(service: str, lost: tuple[str, ...], change: str, back: bool = False) -> str:
+    """What the operator must still do about the lost holder(s), in one line; ``back``: they can be reached again,
+    holding the keys this promotion supersedes (a rerun's: the lost holder came back before it)."""
     nodes = ", ".join(lost)
+    if back:
+        return (f"{service}: {nodes} was not touched and holds hot keys this promotion supersedes: never keep it with "
+                f"them: stop its container and wipe its tmpfs (or power its host off), then {program()} deploy "
+                f"restarts it without them as the standby; the chain refuses its old keys now ({change})")  # fmt: skip
     return (f"{service}: {nodes} was not touched and must never come back with its hot keys: stop its container "
             f"and wipe its tmpfs (or power its host off) before it is reachable again, then {program()} deploy "
             f"restarts it without them as the standby; the chain refuses its old keys now ({change})")  # fmt: skip
@@ -72,9 +79,12 @@ class ForcedHandover:
     change: str
 
     def question(self, keep_old_stopped: bool) -> str:  # noqa: ARG002 (a handover's shape: the lost node is not touched)
-        """The confirmation's line: who is lost, who gets the keys, under which fence."""
-        return (f"{self.service}: {', '.join(self.lost)} cannot be reached: start {self.new} with new hot keys under "
-                f"the chain's own fence ({self.change}), so the chain refuses the lost holder's")  # fmt: skip
+        """The confirmation's line: who is lost (cut off, or back with superseded keys: a rerun's), who gets the
+        keys, under which fence."""
+        cut = [n for n in self.lost if not self.seen[n].reachable]
+        lost = ", ".join(cut) + " cannot be reached" if cut else f"{', '.join(self.lost) or 'no node'} holds old keys"
+        return (f"{self.service}: {lost}: start {self.new} with new hot keys under the chain's own fence "
+                f"({self.change}), so the chain refuses the lost holder's")  # fmt: skip
 
     def promote(self, run: ServiceDeploy) -> dict:
         """Carry it out on ``run``'s service (see the module): the result, a Promoted record (no outage measured:
@@ -89,7 +99,9 @@ class ForcedHandover:
         result = rotation.run([spec], {spec.name: kind})
         for line in result.get("said", ()):  # the role's line on the hot keys now in force (Issued.said)
             run.say("", f"{self.service}: {line}")
-        run.say("", lost_host_line(self.service, self.lost, self.change))
+        for back in (False, True):  # the lost holders still cut off, then those back with their keys (a rerun's)
+            if nodes := tuple(n for n in self.lost if self.seen[n].reachable == back):
+                run.say("", lost_host_line(self.service, nodes, self.change, back))
         return Promoted(service=self.service, active=self.new, outage_seconds=None, outage_measured=False).record()
 
 
@@ -107,17 +119,37 @@ class FencedValue(IssuedValue):
         return self.fence.fence(self.variables, secrets, self.query(), pending, held)
 
 
-def assess_forced(run: ServiceDeploy, seen: dict[str, NodeView], lost: list[str]) -> ForcedHandover:
+def records(view: NodeView, fence: FencePending) -> bool:
+    """Whether ``view``'s running container holds the hot keys at ``fence``'s pending version (its secrets label)."""
+    if not (view.reachable and view.hot and view.container is not None and view.container.running):
+        return False
+    try:
+        recorded = json.loads(view.container.label("secrets") or "{}")
+    except ValueError:
+        return False
+    return isinstance(recorded, dict) and recorded.get(fence.secret) == fence.version
+
+
+def assess_forced(run: ServiceDeploy, seen: dict[str, NodeView], lost: list[str],
+                  fence: FencePending | None = None) -> ForcedHandover:  # fmt: skip
     """The forced promotion of ``run``'s service whose ``lost`` nodes cannot be reached, or its refusal before
     anything is touched: InvalidInput (exit 2) when the role's chain fence has no rotation to be carried out as;
     Unsafe (exit 4) when no node of the keys kind is reachable, running and without the hot keys (no standby to
-    take them). Pure over ``seen``."""
+    take them). Pure over ``seen``.
+
+    ``fence``: a forced promotion's pending version, not finished (nodeops.rotate.service.fence_pending): this run
+    completes it in whatever state that run left (review rev16c F3). The node running it (records) takes it again;
+    without one, a standby as above. Every other node of the keys kind that cannot be reached or holds hot keys (the
+    lost holder, cut off or back with its keys) is the chain's to fence: ``lost``, whatever ``lost`` was given."""
     role, service = run.job.role, run.service
     hook = role.hooks.chain_fence
     fence_rotation(role)
     model = model_of(role)
-    ready = [s for s in seen.values() if model.for_kind(s.node.kind).has_standby and s.reachable and not s.hot
-             and s.container is not None and s.container.running]  # fmt: skip
+    keyed = [s for s in seen.values() if model.for_kind(s.node.kind).has_standby]
+    ready = [s for s in keyed if fence is not None and records(s, fence)] or [
+        s for s in keyed if s.reachable and not s.hot and s.container is not None and s.container.running]  # fmt: skip
+    if ready and fence is not None:
+        lost = [s.node.name for s in keyed if s is not ready[0] and (not s.reachable or s.hot)]
     if not ready:
         what = "; ".join(s.describe() for s in seen.values())
         raise Unsafe(f"{service.name}: no reachable standby to take the hot keys ({what}); nothing was staged: make a "

@@ -20,6 +20,7 @@ from nodeops.facts.view import NodeView
 from nodeops.plan import ServicePlan
 from nodeops.promote_forced import ForcedHandover, assess_forced
 from nodeops.records import Promoted
+from nodeops.rotate.service import fence_pending
 from nodeops.run.fence import KeysPromotion
 from nodeops.run.keys import in_chain_units
 
@@ -79,10 +80,15 @@ def assess_keys(run, force: bool) -> KeysHandover | ForcedHandover:
     exit 4). ``force``: InvalidInput (exit 2) when every node can be seen (fence it: no --force); the standby cut
     off while the holder is seen: Unsafe (refuse_lost: make it reachable); else, with the role's chain fence, the
     ForcedHandover (nodeops.promote_forced.assess_forced, its refusals), without one Unsafe (exit 4,
-    force_refusal), one line saying why and what the operator must do."""
+    force_refusal), one line saying why and what the operator must do. A forced promotion's pending version, not
+    finished (fence_pending), comes first: ``--force`` completes it whoever is seen (review rev16c F3: with the new
+    holder hot, its rerun was refused as a promotion of the cut-off node; with every node seen, as no --force)."""
     service = run.service
     seen = run.observer.views()
     lost = [s.node.name for s in seen.values() if not s.reachable]
+    if force and run.job.role.hooks.chain_fence is not None and \
+            (fence := fence_pending(run.fleet.inventory, run.job)) is not None:  # fmt: skip
+        return assess_forced(run, seen, lost, fence)  # a forced promotion left under way: its rerun, in any state
     if force and not lost:
         raise InvalidInput(f"{service.name}: every node can be seen: --force is for a holder that cannot be reached; "
                            "without --force, promote-standby fences the holder first")  # fmt: skip

@@ -14,7 +14,7 @@ from nodeops.edges.postgres import LoginRefused
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import NodeopsError
 from nodeops.facts.container import Container
-from nodeops.facts.holders import keep_line
+from nodeops.facts.holders import FencePending, keep_line
 from nodeops.facts.issued import standing, with_standing
 from nodeops.facts.observe import Observer
 from nodeops.facts.role_facts import node_facts, with_facts
@@ -23,7 +23,8 @@ from nodeops.inventory import Inventory
 from nodeops.job import Job
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
-from nodeops.rotate.service import interrupted_rotations
+from nodeops.rotate.rules import forced_command
+from nodeops.rotate.service import interrupted_rotations, read_fence
 
 
 def node_role(s: NodeView, activation: str | Model = "lease") -> str:
@@ -156,7 +157,7 @@ def rotation_status(inventory: Inventory, job: Job) -> dict | None:
         return None
     names, where = list(found), f"--env {inventory.environment} --service {job.service.name}"
     if any(found.values()):
-        return {"interrupted": names, "finish": f"{program()} promote-standby {where} --force"}
+        return {"interrupted": names, "finish": forced_command(inventory.environment, job.service.name)}
     which = names[0] if len(names) == 1 else "all"  # a run completes only the interrupted ones of --secret all
     return {"interrupted": names, "finish": f"{program()} rotate-secrets {where} --secret {which}"}
 
@@ -180,15 +181,16 @@ def service_state(seen: Sequence[NodeView], activation: str | Model, lease: dict
 
 
 def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, rotation: dict | None,
-                   lock: dict | None, now: datetime.datetime) -> dict:  # fmt: skip
+                   lock: dict | None, now: datetime.datetime, fence: FencePending | None = None) -> dict:  # fmt: skip
     """One service's entry of docs/status.schema.json (but its ``event``), from its nodes' views (``seen``: name ->
     view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
     node read under the role's model (activation.model_of: a role with kinds, each node under its kind's). With two
-    or more holders of the hot keys, ``holders``: which to keep and which to stop (nodeops.facts.holders)."""
+    or more holders of the hot keys, ``holders``: which to keep and which to stop (nodeops.facts.holders; ``fence``:
+    a forced promotion's pending version, read_fence)."""
     model, views = model_of(job.role), list(seen.values())
     # each node against its own inputs (its own files, the holder's hot secret versions) when they differ by node
     mixed = mixed_inputs(views, job.config_hashes({s.node.name for s in views if s.hot}), job.rendered.hot_versions)
-    keep = keep_line(job, views)
+    keep = keep_line(job, views, fence)
     return {
         **({"holders": keep} if keep else {}),
         "service": job.service.name,
@@ -210,7 +212,7 @@ def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
         lease = lease_status(fleet, job)
         lock = held[job.service.name].record() if job.service.name in held else None
         result = service_status(job, seen, lease, rotation_status(fleet.inventory, job), lock,
-                                datetime.datetime.now(datetime.UTC))  # fmt: skip
+                                datetime.datetime.now(datetime.UTC), read_fence(fleet.inventory, job))  # fmt: skip
         result = with_facts(result, job, *node_facts(job, observer.answers))  # the role's, of those replies
         results.append(with_standing(result, job, standing(job, seen, observer.run)))  # its query, in the holder
     return results

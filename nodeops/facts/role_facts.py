@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nodeops import program
+from nodeops.facts.holders import FencePending
 from nodeops.job import Job
 from nodeops.role_hooks import RoleHookFailed, no_node_facts
 
@@ -63,12 +64,14 @@ def command_variables(job: Job, environment: str) -> dict[str, str]:
     return {"PROGRAM": program(), "SERVICE_OPTIONS": f"--env {environment} --service {job.service.name}"}
 
 
-def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: str | None,
-                  environment: str) -> list[tuple[str, str, tuple[str, str]]]:  # fmt: skip
+def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: str | None, environment: str,
+                  fence: FencePending | None = None) -> list[tuple[str, str, tuple[str, str]]]:  # fmt: skip
     """check's findings from the role's ``check_facts`` over ``facts`` (node_facts'), each (node or "" for the
     service, check, (pass or fail, detail)); ``problem`` (node_facts' own) or a hook that raises or answers out of
     shape (not (node, check, ok, detail): str, str, bool, str, the node one of the service's) is one failed
-    ``facts`` finding instead. ``environment``: the inventory's (command_variables)."""
+    ``facts`` finding instead. ``environment``: the inventory's (command_variables); ``fence``: a forced
+    promotion's pending version, whose command the hook gets as ``FENCE_COMMAND`` (a new value is issued by that
+    command then, not by a rotation, which refuses it)."""
     if problem is not None:
         return [("", FACTS_CHECK, ("fail", f"not checked: {problem}"))]
     if not says_facts(job):
@@ -77,7 +80,12 @@ def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: st
     try:
         found = list(
             job.role.hooks.check_facts(
-                {n: dict(f) for n, f in facts.items()}, {**hook_variables(job), **command_variables(job, environment)}
+                {n: dict(f) for n, f in facts.items()},
+                {
+                    **hook_variables(job),
+                    **command_variables(job, environment),
+                    **({"FENCE_COMMAND": fence.command} if fence else {}),
+                },
             )
         )
     except RoleHookFailed as exc:

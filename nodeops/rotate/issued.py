@@ -28,7 +28,6 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from nodeops import program
 from nodeops.errors import OperationFailed, Unsafe
 from nodeops.facts.issued import document_keys, issuer_variables, query_command
 from nodeops.facts.role_facts import command_variables
@@ -37,7 +36,7 @@ from nodeops.job import job_for
 from nodeops.plan import ServicePlan, Step
 from nodeops.role_protocols import Issued
 from nodeops.roles import RotationSpec
-from nodeops.rotate.rules import Stages
+from nodeops.rotate.rules import Stages, forced_command
 from nodeops.rotate.versions import Store, Target
 from nodeops.run.end import EndState
 from nodeops.run.fence import held_digest
@@ -82,9 +81,9 @@ def refuse_fenced(stages: Stages, fences: bool, environment: str, service: str, 
     one (``fences``): only promote-standby --force completes it, and the message says so."""
     if stages.fenced and not fences:
         raise Unsafe(f"{service}: the pending version {stages.pending[:8]} of {secret!r} was staged by a forced "
-                     f"promotion that did not finish; {program()} promote-standby --env {environment} --service "
-                     f"{service} --force completes it (a rotation would restart the lost holder, which must never "
-                     "come back with its hot keys); nothing changed")  # fmt: skip
+                     f"promotion that did not finish; {forced_command(environment, service)} completes it (a rotation "
+                     "would restart the lost holder, which must never come back with its hot keys); nothing "
+                     "changed")  # fmt: skip
 
 
 class IssuedValue(Target):

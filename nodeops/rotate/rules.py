@@ -26,6 +26,12 @@ FENCE = "nodeops-fence"
 # ---------------------------------------------------------------- pure: stages, documents, selection, plan
 
 
+def forced_command(environment: str, service: str) -> str:
+    """The one command that completes (or, failing, undoes) what a forced promotion left under way on ``service``:
+    its pending version is refused by a rotation (nodeops.rotate.issued.refuse_fenced). Pure."""
+    return f"{program()} promote-standby --env {environment} --service {service} --force"
+
+
 @dataclass(frozen=True)
 class Stages:
     """A secret's versions by stage, as Secrets Manager reports them (version ids); ``fenced``: the pending version

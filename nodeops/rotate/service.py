@@ -24,6 +24,7 @@ from nodeops.activation import model_of
 from nodeops.edges import aws
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe
+from nodeops.facts.holders import FencePending
 from nodeops.inventory import Inventory, Service
 from nodeops.job import Job
 from nodeops.records import Rotated
@@ -33,7 +34,7 @@ from nodeops.rotate.api import ApiPassword
 from nodeops.rotate.database import PostgresPassword
 from nodeops.rotate.issued import IssuedValue
 from nodeops.rotate.roll import PairRoll, job_with
-from nodeops.rotate.rules import CURRENT, PENDING, refused_backend
+from nodeops.rotate.rules import CURRENT, PENDING, forced_command, refused_backend
 from nodeops.rotate.sops import SopsStore
 from nodeops.rotate.ssm import ParameterVersions
 from nodeops.rotate.versions import SecretVersions, Store, Target
@@ -93,6 +94,42 @@ def interrupted_rotations(inventory: Inventory, job: Job) -> dict[str, bool]:
         if stages.state != "fresh":
             found[spec.name] = stages.fenced
     return found
+
+
+def fence_pending(inventory: Inventory, job: Job) -> FencePending | None:
+    """The version a forced promotion staged on ``job``'s service and did not finish (Stages.fenced: the role's
+    chain fence's issued rotation, role.py ``CHAIN_FENCE``), with its secret and the command that completes it
+    (forced_command); None when none is, or the role has no chain fence (no backend read then). Read only: one
+    ``describe_secret`` per issued rotation. Errors: NodeopsError (a backend that cannot be read)."""
+    hooks = job.role.hooks
+    if hooks.chain_fence is None:
+        return None
+    for spec in job.role.rotation.values():
+        if spec.kind not in hooks.issuers or spec.secret not in job.service.secrets:
+            continue
+        stages = store_of(inventory, job.service, spec, {}, True).stages()
+        if stages.fenced and stages.pending is not None:
+            command = forced_command(inventory.environment, job.service.name)
+            return FencePending(spec.secret, stages.pending, command)
+    return None
+
+
+def read_fence(inventory: Inventory, job: Job) -> FencePending | None:
+    """fence_pending, or None when its backend cannot be read (status's rotation says so)."""
+    try:
+        return fence_pending(inventory, job)
+    except NodeopsError:
+        return None
+
+
+def completing(rotation: ServiceRotation, targets: Sequence[Target]) -> str:
+    """What completes ``rotation``'s ``targets`` left under way, in words: a forced promotion's (a target that fences)
+    only by its own command (forced_command; a rotation refuses it, issued.refuse_fenced), else the rotation run
+    again. Pure."""
+    if any(t.fences for t in targets):
+        command = forced_command(rotation.inventory.environment, rotation.job.service.name)
+        return f"{command} completes it (a rotation refuses a forced promotion's version)"
+    return f"run {program()} rotate-secrets again to complete that rotation"
 
 
 def redactor(job: Job, targets: Sequence[Target]) -> Redactor:
@@ -203,7 +240,7 @@ class ServiceRotation:
                 t.finish()
             except NodeopsError as exc:
                 raise OperationFailed(f"{name}: finishSecret {t.name} failed: {exc}; its system already uses the "
-                                      "pending value: run fab rotate-secrets again to finish") from None  # fmt: skip
+                                      f"pending value: {completing(self, [t])}") from None  # fmt: skip
         if self.stopping():  # past the last safe point: completed, and said so, with where the stop came
             raise Interrupted(completed(name, self.came, targets, self.deploy.standing() if rolls else ""))
         outage = max((o for o in self.deploy.outages if o is not None), default=None)  # a measured handover's
@@ -256,7 +293,7 @@ class ServiceRotation:
                    f"{' and '.join(kinds)} unchanged")  # fmt: skip
         if left:
             message += (f"; NOT undone: {'; '.join(left)}; {' and '.join(kinds.values())} kept where the system may "
-                        f"hold it: run {program()} rotate-secrets again to complete that rotation")  # fmt: skip
+                        f"hold it: {completing(self, started)}")  # fmt: skip
         if self.pair.touched:  # the failure said what served then; the roll back may have handed over since
             message += f"; after the undo, {self.deploy.standing()}"
         return message, not left

@@ -118,13 +118,16 @@ def check_facts(facts: Mapping[str, Mapping[str, Any]],
     """The pool's findings from node_facts' ``facts``: ``kes`` per node holding a certificate (or one failing
     for the pool when none does), ``sync`` for the pool; none when no node answered. A threshold variable that is
     not a whole number fails its check, naming it. A failing ``kes`` names the rotation's command in full
-    (``PROGRAM`` and ``SERVICE_OPTIONS``: nodeops.facts.role_facts.command_variables)."""
+    (``PROGRAM`` and ``SERVICE_OPTIONS``: nodeops.facts.role_facts.command_variables), or ``FENCE_COMMAND`` when
+    the engine gives it: a forced promotion left its pending certificate, which only that command completes (a
+    rotation refuses it; review rev16c F3)."""
     if not facts:
         return []
     found = []
     threshold = _whole(variables, "KES_PERIODS_MIN", DEFAULT_THRESHOLD)
     holders = [node for node, f in facts.items() if "kes_left" in f]
-    rotate = f"{variables['PROGRAM']} rotate-secrets {variables['SERVICE_OPTIONS']} --secret kes"
+    options = variables["SERVICE_OPTIONS"]
+    rotate = variables.get("FENCE_COMMAND") or f"{variables['PROGRAM']} rotate-secrets {options} --secret kes"
     if isinstance(threshold, str):
         found.append(("", "kes", False, threshold))
     elif not holders:

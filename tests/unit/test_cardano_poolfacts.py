@@ -16,6 +16,8 @@ kesinfo = role_module("cardano", "kesinfo")
 LAB = {"PROFILE": "lab", "SYSTEM_START": "2026-12-01T08:00:00Z"}  # 0.2 s slots, 10 slots per KES period
 COMMAND = {"PROGRAM": "fab", "SERVICE_OPTIONS": "--env lab --service pool"}  # check_facts's (role_facts)
 ROTATE = "run fab rotate-secrets --env lab --service pool --secret kes"  # what a failing kes finding asks for
+# review rev16c F3: a forced promotion's pending certificate is issued anew by its own command (a rotation refuses it)
+FORCED = "fab promote-standby --env lab --service pool --force"
 
 
 def metrics(slot=1203, peers=2, forging=0, forged=None, current=None, start=None, expiry=None, remaining=None) -> bytes:
@@ -97,9 +99,12 @@ def test_an_expired_certificate_and_an_unreadable_reply():
                                                           "variables")),
         ({"bp-a": HOLDER}, {"KES_PERIODS_MIN": -1}, ("", "kes", False, "the variable KES_PERIODS_MIN is -1: set it to "
                                                      "a whole number (0 or more) in the service's variables")),
+        ({"bp-a": EXPIRED}, {"FENCE_COMMAND": FORCED}, ("bp-a", "kes", False, "the operational certificate (KES "
+                                                       f"periods 100..130) has expired: the node cannot forge; run "
+                                                       f"{FORCED}")),
     ],
     ids=["above", "at-the-threshold", "threshold-set", "threshold-as-text", "expired", "none-loaded",
-         "threshold-not-a-number", "threshold-negative"],
+         "threshold-not-a-number", "threshold-negative", "forced-promotion-pending"],
 )  # fmt: skip
 def test_check_fails_at_the_threshold_and_once_expired_naming_the_date_and_the_command(replies, variables, kes):
     found = poolfacts.check_facts(poolfacts.node_facts(replies, {**LAB, **variables}), {**LAB, **COMMAND, **variables})

@@ -15,7 +15,7 @@ from nodeops import program
 from nodeops.console.views import status_view
 from nodeops.errors import EXIT_UNSAFE, Unsafe
 from nodeops.facts.container import Container
-from nodeops.facts.holders import keep_line
+from nodeops.facts.holders import FencePending, keep_line
 from nodeops.facts.view import NodeView
 from nodeops.plan import Desired
 from nodeops.status import service_status
@@ -64,6 +64,35 @@ def test_the_holder_on_the_current_hot_versions_is_the_one_to_keep(seen, said):
         assert line is None
     else:
         assert line is not None and said in line and "\n" not in line, line
+
+
+FORCED = "fab promote-standby --env prod --service pool --force"
+FENCE = FencePending("kes_key", "9d8c7b6a-pending", FORCED)  # a forced promotion's pending version, not finished
+
+
+@pytest.mark.parametrize(
+    ("seen", "said"),
+    [
+        ([view("bp-a", kes="5e6f7a8b-new"), view("bp-b", kes="9d8c7b6a-pending")],
+         "bp-b runs the hot keys a forced promotion staged and did not finish (kes_key, op_cert version 9d8c7b6a): "
+         f"{FORCED} completes it; bp-a runs keys that promotion supersedes (kes_key, op_cert version 5e6f7a8b; the "
+         "chain refuses them once it completes): never keep it: stop its container "
+         f"and wipe its tmpfs (or power its host off); once that promotion completed, {program()} deploy restarts it "
+         "without them as the standby"),
+        ([view("bp-b", kes="9d8c7b6a-pending"), view("bp-a", kes="1a2b3c4d-old")], "bp-b runs the hot keys a forced"),
+        ([view("bp-a", kes="1a2b3c4d-old"), view("bp-b", kes="5e6f7a8b-new")], "keep bp-b, which runs the current"),
+    ],
+    ids=["lost-back-on-the-current-versions", "lost-back-older", "no-holder-runs-it"],
+)  # fmt: skip
+def test_a_forced_promotions_pending_holder_is_completed_and_the_lost_one_never_kept(seen, said):
+    """Review rev16c F3: a forced promotion whose test failed left b on its pending version; the lost producer a,
+    back with its keys on the current versions, was to be kept (``keep bp-a``) and b's pending version called
+    superseded. With the pending version (status, check and deploy read it), the line names the promotion's command
+    and says to stop a; a fence no holder records leaves the rule on the current versions."""
+    line = keep_line(job(), seen, FENCE)
+    assert line is not None and line.startswith(said) and "\n" not in line, line
+    if "forced" in said:
+        assert "keep bp-a" not in line and "superseded ones" not in line
 
 
 def test_a_role_without_hot_secrets_says_nothing():

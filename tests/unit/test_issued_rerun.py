@@ -18,7 +18,8 @@ from tests.unit.test_promote_forced import NEW_KES, VRF, pool
 
 def test_a_rerun_whose_test_fails_keeps_the_pending_version_the_node_runs(tmp_path, monkeypatch):
     """b runs v2 (AWSPENDING) already; the rerun skips the restart, its testSecret fails: v2 stays AWSPENDING,
-    AWSCURRENT unmoved, and the message says the node holds it and a rerun completes the rotation."""
+    AWSCURRENT unmoved, and the message says the node holds it and a rerun of the forced promotion completes it
+    (it said rotate-secrets, which refuses a forced promotion's version: review rev16c F3)."""
     run, engine, manager, role = pool(tmp_path, monkeypatch)
     manager.store["pool/Hot"]["v2"] = (json.dumps({"kes": NEW_KES, "vrf": VRF}), ["AWSPENDING"])
     engine.boxes["b"][NAME]["labels"].update({"io.nodeops.hot": "true",
@@ -31,7 +32,8 @@ def test_a_rerun_whose_test_fails_keeps_the_pending_version_the_node_runs(tmp_pa
     said = str(err.value)
     assert manager.store["pool/Hot"]["v2"][1] == ["AWSPENDING"], said
     assert json.loads(manager.current("pool/Hot"))["kes"] != NEW_KES
-    assert "AWSPENDING removed" not in said and "NOT undone" in said and "rotate-secrets again" in said, said
+    assert "AWSPENDING removed" not in said and "NOT undone" in said and "rotate-secrets" not in said, said
+    assert "fab promote-standby --env t --service pool --force completes it" in said, said
     assert "b: run+hot" not in sent(engine)  # the rerun restarted nothing
 
 

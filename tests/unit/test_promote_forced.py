@@ -13,12 +13,13 @@ import types
 
 import pytest
 
-from nodeops import promote
-from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, Unsafe
+from nodeops import deploy, promote
+from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.view import NodeView
 from nodeops.inventory import parse_inventory
 from nodeops.job import job_for
 from nodeops.promote_forced import ForcedHandover
+from nodeops.rotate import issued
 from nodeops.rotate import service as rotate_service
 from nodeops.run.report import Reporter
 from nodeops.secrets import Secret
@@ -31,13 +32,14 @@ MODULE = textwrap.dedent(f"""\
     from nodeops.role_protocols import Issued
 
     ASKED = []
+    TAKEN = [True]  # what taken answers: False plays a testSecret that fails (the chain never takes it)
 
     class Hot:
         change = "new hot keys"
         def query(self, variables): return ["cli", "query"]
         def issue(self, variables, secrets, chain, pending, held): raise AssertionError("a promotion never rotates")
         def in_use(self, health_body, issued): return json.loads(health_body).get("forging") is True
-        def taken(self, chain, issued): return True
+        def taken(self, chain, issued): return TAKEN[-1]
 
     class Fence:
         change = "new hot keys past the lost holder's"
@@ -83,6 +85,17 @@ def asked(role) -> list[tuple]:
     return type(role.hooks.chain_fence.fence.__wrapped__.__self__).fence.__globals__["ASKED"]
 
 
+def look(run, a_seen: bool = False) -> dict[str, NodeView]:
+    """What the observer sees now: a cut off (unseen) or back, b as it runs; set as ``run``'s observer's views."""
+    a, b = run.job.service.nodes
+    run.unseen = set() if a_seen else {"a"}
+    views = {"a": NodeView(a, run.inspect("a"), *run.health(a)) if a_seen else
+                  NodeView(a, None, False, unreachable="a: Timeout"),
+             "b": NodeView(b, run.inspect("b"), *run.health(b))}  # fmt: skip
+    run.observer = types.SimpleNamespace(views=lambda: views)
+    return views
+
+
 def pool(tmp_path, monkeypatch, rotation: str = ROTATION, b_running: bool = True):
     """A keys pair a (holder, cut off: unseen) and b (running, no keys), its role's module MODULE, its secrets in
     a played Secrets Manager: (the run, its engine, the manager, the role's module)."""
@@ -115,11 +128,7 @@ def pool(tmp_path, monkeypatch, rotation: str = ROTATION, b_running: bool = True
     engine = Engine({"a": {NAME: container(job, hot=True)}, "b": {NAME: container(job, running=b_running)}})
     run = Keys(job, engine, unseen={"a"})
     run.fleet.inventory, run.report = inv, Reporter(True, write=lambda _line: None)
-    views = {
-        "a": NodeView(job.service.nodes[0], None, False, unreachable="a: Timeout"),
-        "b": NodeView(job.service.nodes[1], run.inspect("b"), *run.health(job.service.nodes[1])),
-    }
-    run.observer = types.SimpleNamespace(views=lambda: views)
+    look(run)
     manager = Manager()
     monkeypatch.setattr(rotate_service.aws, "client", lambda *_a, **_k: manager)
     return run, engine, manager, job.role
@@ -215,3 +224,98 @@ def test_a_forced_promotion_that_cannot_be_carried_out_is_refused_before_anythin
         promote.assess(run, force=True)
     assert err.value.exit_code == code and said in str(err.value) and "\n" not in str(err.value)
     assert json.dumps(manager.store) == before and not [line for line in sent(engine) if "inspect" not in line]
+
+
+def failed_forced_run(tmp_path, monkeypatch):
+    """Review rev16c F3's first half: a forced promotion (a cut off) whose testSecret fails (the chain never takes
+    b's new certificate within the test's time): exit 1, b left on the pending version it runs, AWSPENDING (with
+    the fence's label) kept. Returns (the run, its engine, the manager, the role, the failure's message)."""
+    run, engine, manager, role = pool(tmp_path, monkeypatch)
+    monkeypatch.setattr(issued, "TEST_TIMEOUT", 0.0)
+    taken = type(role.hooks.chain_fence.fence.__wrapped__.__self__).fence.__globals__["TAKEN"]
+    taken.append(False)
+    job = run.job
+    with pytest.raises(OperationFailed) as err:
+        promote.assess(run, force=True).promote(run)
+    taken.append(True)  # the chain takes it from now on (b's link back)
+    run.job = job  # the rerun is a new run: it reads the store's current versions again
+    return run, engine, manager, role, str(err.value)
+
+
+def test_a_forced_run_whose_test_fails_names_its_own_command_not_a_rotation(tmp_path, monkeypatch):
+    """It said `run fab rotate-secrets again to complete that rotation`, which refuses a forced promotion's pending
+    version (exit 4): the message names promote-standby --force, the one command that completes it."""
+    run, engine, manager, _role, message = failed_forced_run(tmp_path, monkeypatch)
+    assert "testSecret hot failed" in message and "rotate-secrets" not in message, message
+    assert message.endswith(
+        "AWSPENDING kept where the system may hold it: fab promote-standby --env t --service "
+        "pool --force completes it (a rotation refuses a forced promotion's version)"
+    ), message
+    pending = [v for v, (_, st) in manager.store["pool/Hot"].items() if "AWSPENDING" in st]
+    assert len(pending) == 1 and "nodeops-fence" in manager.store["pool/Hot"][pending[0]][1]
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"  # b runs it: nothing undone
+
+
+@pytest.mark.parametrize(
+    ("new_hot", "a_back", "said"),
+    [
+        (True, False, "pool: a was not touched and must never come back with its hot keys"),
+        (True, True, "pool: a was not touched and holds hot keys this promotion supersedes: never keep it"),
+        (False, False, "pool: a was not touched and must never come back with its hot keys"),
+        (False, True, "pool: a was not touched and holds hot keys this promotion supersedes: never keep it"),
+    ],
+    ids=["new-holder-hot-lost-cut-off", "new-holder-hot-lost-back", "new-holder-not-hot-lost-cut-off",
+         "new-holder-not-hot-lost-back"],
+)  # fmt: skip
+def test_the_forced_promotion_completes_its_failed_runs_version_in_each_state_it_left(
+        tmp_path, monkeypatch, new_hot, a_back, said):  # fmt: skip
+    """Review rev16c F3: after that failure, promote-standby --force (what the failure, status and check name) was
+    refused: with b carrying the hot label, as a promotion of the cut-off a (`it is the standby to be promoted`);
+    with a back, as `every node can be seen`. It now completes the pending version in each state the run can leave
+    (b holding it or not: a failure before its restart leaves it the standby; a still cut off, or back with its
+    keys): b holds the keys with it, AWSCURRENT and the counter move, nothing is pending, a is never touched and the
+    operator is told to stop it (never to keep it)."""
+    run, engine, manager, role, _message = failed_forced_run(tmp_path, monkeypatch)
+    (pending,) = [v for v, (_, st) in manager.store["pool/Hot"].items() if "AWSPENDING" in st]
+    if not new_hot:  # the run failed before b took it: b serves as the standby again
+        engine.boxes["b"][NAME]["labels"].pop("io.nodeops.hot")
+        engine.boxes["b"][NAME]["labels"]["io.nodeops.secrets"] = json.dumps({"kes": "v1"})
+    restarts = sent(engine).count("b: run+hot")
+    look(run, a_seen=a_back)
+    handover = promote.assess(run, force=True)
+    assert isinstance(handover, ForcedHandover) and (handover.lost, handover.new) == (("a",), "b")
+    asked_line = f"pool: a {'holds old keys' if a_back else 'cannot be reached'}: start b with new hot keys under "
+    assert handover.question(False).startswith(asked_line), handover.question(False)
+    run.said.clear()
+    handover.promote(run)
+    assert engine.boxes["b"][NAME]["labels"].get("io.nodeops.hot") == "true"
+    assert sent(engine).count("b: run+hot") == restarts + (not new_hot)  # b running it is not restarted
+    stages = manager.store["pool/Hot"]
+    (current,) = [v for v, (_, st) in stages.items() if "AWSCURRENT" in st]
+    assert (current == pending) is new_hot  # kept as b runs it; else the played fence issues anew (as a stale one)
+    assert not any("AWSPENDING" in st for _, st in stages.values())
+    assert json.loads(engine.boxes["b"][NAME]["labels"]["io.nodeops.secrets"])["kes"] == current
+    assert manager.current("pool/Counter") == "2" and asked(role)[-1][3] is new_hot  # held: kept as b runs it
+    lines = [m for _n, m in run.said]
+    assert [m for m in lines if m.startswith("pool: a was not touched")][0].startswith(said), lines
+    assert not [m for m in lines if "keep a" in m or "rotate-secrets" in m], lines
+
+
+def test_a_deploy_is_refused_while_a_forced_promotions_version_waits(tmp_path, monkeypatch):
+    """Once the lost holder a is stopped (as every line says to do with it), a deploy planned b, which runs the
+    pending version, restarted in place with its hot keys at the store's current versions: the certificate the
+    forced promotion supersedes, the lost holder's, undoing the fence (the plan, before: `replace b (the active in
+    place with its hot keys, no handover)`). It is refused (exit 4) before any node is looked at, naming the one
+    command that completes the promotion (the lab test: a deploy with the lost producer still cut off names it
+    too, rather than the unreachable node)."""
+    run, engine, _manager, _role, _message = failed_forced_run(tmp_path, monkeypatch)
+    engine.boxes["a"][NAME]["running"] = False
+    look(run, a_seen=True)
+    lines = len(engine.sent)
+    with pytest.raises(Unsafe) as err:
+        deploy.refuse_while_fenced(run)  # ServiceDeploy.run's first step, before it looks at any node
+    assert err.value.exit_code == EXIT_UNSAFE and "\n" not in str(err.value)
+    assert str(err.value).startswith("pool: a forced promotion staged new hot keys and did not finish (kes version "), \
+        str(err.value)  # fmt: skip
+    assert "fab promote-standby --env t --service pool --force completes it first; nothing changed" in str(err.value)
+    assert len(engine.sent) == lines
