@@ -86,7 +86,8 @@ def assess_keys(run, force: bool) -> KeysHandover | ForcedHandover:
     service = run.service
     seen = run.observer.views()
     lost = [s.node.name for s in seen.values() if not s.reachable]
-    if force and (fence := fence_pending(run.fleet.inventory, run.job)) is not None:  # no chain fence: no read
+    if force and run.job.role.hooks.chain_fence is not None and \
+            (fence := fence_pending(run.fleet.inventory, run.job)) is not None:  # fmt: skip
         return assess_forced(run, seen, lost, fence)  # a forced promotion left under way: its rerun, in any state
     if force and not lost:
         raise InvalidInput(f"{service.name}: every node can be seen: --force is for a holder that cannot be reached; "
