@@ -68,9 +68,9 @@ def refuse_while_fenced(change: ServiceDeploy) -> None:
     from nodeops.rotate.service import fence_pending  # noqa: PLC0415 (rotate's roll imports this module)
 
     if (fence := fence_pending(change.fleet.inventory, change.job)) is not None:
-        raise Unsafe(f"{change.service.name}: a forced promotion staged new hot keys and did not finish "
-                     f"({fence.secret} version {fence.version[:8]}): a deploy would restart their holder on the keys "
-                     f"it supersedes; {fence.command} completes it first; nothing changed")  # fmt: skip
+        raise Unsafe(
+            fence.refusal(change.service.name, "a deploy would restart their holder on the keys it supersedes")
+        )
 
 
 def plan_for(

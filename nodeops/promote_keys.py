@@ -82,12 +82,14 @@ def assess_keys(run, force: bool) -> KeysHandover | ForcedHandover:
     ForcedHandover (nodeops.promote_forced.assess_forced, its refusals), without one Unsafe (exit 4,
     force_refusal), one line saying why and what the operator must do. A forced promotion's pending version, not
     finished (fence_pending), comes first: ``--force`` completes it whoever is seen (review rev16c F3: with the new
-    holder hot, its rerun was refused as a promotion of the cut-off node; with every node seen, as no --force)."""
+    holder hot, its rerun was refused as a promotion of the cut-off node; with every node seen, as no --force);
+    without ``--force`` it is refused (Unsafe, FencePending.refusal naming that command)."""
     service = run.service
     seen = run.observer.views()
     lost = [s.node.name for s in seen.values() if not s.reachable]
-    if force and run.job.role.hooks.chain_fence is not None and \
-            (fence := fence_pending(run.fleet.inventory, run.job)) is not None:  # fmt: skip
+    if run.job.role.hooks.chain_fence is not None and (fence := fence_pending(run.fleet.inventory, run.job)):
+        if not force:  # the planned handover would push the store's current keys, the ones the fence supersedes
+            raise Unsafe(fence.refusal(service.name, "a planned promotion would hand over the keys it supersedes"))
         return assess_forced(run, seen, lost, fence)  # a forced promotion left under way: its rerun, in any state
     if force and not lost:
         raise InvalidInput(f"{service.name}: every node can be seen: --force is for a holder that cannot be reached; "

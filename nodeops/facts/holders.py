@@ -36,6 +36,14 @@ class FencePending(NamedTuple):
     version: str
     command: str
 
+    def refusal(self, service: str, would: str) -> str:
+        """Why a change other than ``command`` is refused on ``service`` while this version waits (Unsafe, exit 4),
+        in one line: ``would`` says what the change would do to the fence (review rev16c F3)."""
+        return (
+            f"{service}: a forced promotion staged new hot keys and did not finish ({self.secret} version "
+            f"{self.version[:8]}): {would}; {self.command} completes it first; nothing changed"
+        )
+
 
 STOP = ("stop {its} container and wipe its tmpfs (or power its host off), then {program} deploy restarts it without "
         "them as the standby")  # fmt: skip

@@ -319,3 +319,27 @@ def test_a_deploy_is_refused_while_a_forced_promotions_version_waits(tmp_path, m
         str(err.value)  # fmt: skip
     assert "fab promote-standby --env t --service pool --force completes it first; nothing changed" in str(err.value)
     assert len(engine.sent) == lines
+
+
+@pytest.mark.parametrize(("new_hot", "a_back"), [(True, False), (True, True), (False, True)],
+                         ids=["new-holder-hot-lost-cut-off", "new-holder-hot-lost-back",
+                              "new-holder-not-hot-lost-back"])  # fmt: skip
+def test_a_planned_promotion_is_refused_while_a_forced_promotions_version_waits(
+        tmp_path, monkeypatch, new_hot, a_back):  # fmt: skip
+    """A planned promote-standby (no --force) after that failure went on to plan_promotion: with a back and b the
+    standby it would fence a and push the store's current hot keys, the ones the forced promotion supersedes; else
+    it refused naming a node, not the command that completes the promotion. It is refused (exit 4) before any node
+    is touched, naming that command, in each state the failed run can leave."""
+    run, engine, _manager, _role, _message = failed_forced_run(tmp_path, monkeypatch)
+    if not new_hot:
+        engine.boxes["b"][NAME]["labels"].pop("io.nodeops.hot")
+    look(run, a_seen=a_back)
+    lines = len(engine.sent)
+    with pytest.raises(Unsafe) as err:
+        promote.assess(run, force=False)
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_UNSAFE and "\n" not in message
+    assert message.startswith("pool: a forced promotion staged new hot keys and did not finish (kes version "), message
+    assert "a planned promotion would hand over the keys it supersedes; fab promote-standby --env t --service pool " \
+           "--force completes it first; nothing changed" in message  # fmt: skip
+    assert len(engine.sent) == lines
