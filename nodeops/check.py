@@ -60,7 +60,7 @@ from nodeops.operation import locks
 from nodeops.plan import secret_changes
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.secrets import SecretAge, secret_ages
-from nodeops.status import lease_status, read_fence, rotation_line, rotation_status
+from nodeops.status import lease_status, rotation_line, rotation_status
 from nodeops.verify import Check
 
 WARN_AT = 0.9  # of a limit: warn above this much of it
@@ -310,10 +310,10 @@ def probe_service(fleet: Fleet, inventory: Inventory, job: Job, lock: dict | Non
     findings = [finding(service.name, "", *v) for v in served]
     holders = {name for name, s in seen.items() if s.hot}  # the holder is compared with the holder's hash
     drift = check_drift(seen, job.rendered.config_hash, job.rendered.secret_versions, job.config_hashes(holders))
-    rotation = rotation_status(inventory, job) if ages else None  # no secret: no rotation
+    rotation, fence = rotation_status(inventory, job) if ages else (None, None)  # no secret: no rotation
     release = f"{program()} lock.release --env {inventory.environment} --service {service.name} --force"
     under_way = check_rotation(rotation, lock, release)  # the lock its command would meet
-    keep = keep_line(job, seen.values(), fence := read_fence(inventory, job) if ages else None)  # which to keep
+    keep = keep_line(job, seen.values(), fence)  # which to keep
     findings += [
         finding(service.name, "", "secret-age", secrets),
         *([finding(service.name, "", "rotation", under_way)] if under_way else []),

@@ -24,7 +24,7 @@ from nodeops.job import Job
 from nodeops.lease import lease_reader
 from nodeops.operation import locks
 from nodeops.rotate.rules import forced_command
-from nodeops.rotate.service import interrupted_rotations, read_fence
+from nodeops.rotate.service import fence_of, interrupted_rotations
 
 
 def node_role(s: NodeView, activation: str | Model = "lease") -> str:
@@ -144,22 +144,24 @@ def lease_status(fleet: Fleet, job: Job) -> dict | None:
             "describe": found.describe()}  # fmt: skip
 
 
-def rotation_status(inventory: Inventory, job: Job) -> dict | None:
-    """A rotation a run left under way on the service (nodeops.rotate.service.interrupted_rotations): the rotations
-    (``interrupted``) and the command that completes them (``finish``): rotate-secrets, or promote-standby --force
-    when a forced promotion staged one (it comes first: a rotation refuses its pending version); ``error`` when a
-    backend could not be read; None when none is under way."""
+def rotation_status(inventory: Inventory, job: Job) -> tuple[dict | None, FencePending | None]:
+    """A rotation a run left under way on the service (nodeops.rotate.service.interrupted_rotations, one read of
+    each secret's version stages): the rotations (``interrupted``) and the command that completes them (``finish``):
+    rotate-secrets, or promote-standby --force when a forced promotion staged one (it comes first: a rotation
+    refuses its pending version); ``error`` when a backend could not be read; None when none is under way. Beside
+    it, that forced promotion's pending version (fence_of; None with the error)."""
     try:
         found = interrupted_rotations(inventory, job)
     except NodeopsError as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc)}, None
     if not found:
-        return None
+        return None, None
     names, where = list(found), f"--env {inventory.environment} --service {job.service.name}"
-    if any(found.values()):
-        return {"interrupted": names, "finish": forced_command(inventory.environment, job.service.name)}
+    if any(stages.fenced for stages in found.values()):
+        finish = forced_command(inventory.environment, job.service.name)
+        return {"interrupted": names, "finish": finish}, fence_of(inventory.environment, job, found)
     which = names[0] if len(names) == 1 else "all"  # a run completes only the interrupted ones of --secret all
-    return {"interrupted": names, "finish": f"{program()} rotate-secrets {where} --secret {which}"}
+    return {"interrupted": names, "finish": f"{program()} rotate-secrets {where} --secret {which}"}, None
 
 
 def rotation_line(rotation: dict) -> str:
@@ -186,7 +188,7 @@ def service_status(job: Job, seen: Mapping[str, NodeView], lease: dict | None, r
     view, in inventory order) and what was read beside them (lease_status, rotation_status, the lock's record), each
     node read under the role's model (activation.model_of: a role with kinds, each node under its kind's). With two
     or more holders of the hot keys, ``holders``: which to keep and which to stop (nodeops.facts.holders; ``fence``:
-    a forced promotion's pending version, read_fence)."""
+    a forced promotion's pending version, rotation_status's)."""
     model, views = model_of(job.role), list(seen.values())
     # each node against its own inputs (its own files, the holder's hot secret versions) when they differ by node
     mixed = mixed_inputs(views, job.config_hashes({s.node.name for s in views if s.hot}), job.rendered.hot_versions)
@@ -211,8 +213,8 @@ def status(fleet: Fleet, jobs: Sequence[Job]) -> list[dict]:
         seen = observer.views()
         lease = lease_status(fleet, job)
         lock = held[job.service.name].record() if job.service.name in held else None
-        result = service_status(job, seen, lease, rotation_status(fleet.inventory, job), lock,
-                                datetime.datetime.now(datetime.UTC), read_fence(fleet.inventory, job))  # fmt: skip
+        rotation, fence = rotation_status(fleet.inventory, job)
+        result = service_status(job, seen, lease, rotation, lock, datetime.datetime.now(datetime.UTC), fence)
         result = with_facts(result, job, *node_facts(job, observer.answers))  # the role's, of those replies
         results.append(with_standing(result, job, standing(job, seen, observer.run)))  # its query, in the holder
     return results

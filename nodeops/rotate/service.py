@@ -34,7 +34,7 @@ from nodeops.rotate.api import ApiPassword
 from nodeops.rotate.database import PostgresPassword
 from nodeops.rotate.issued import IssuedValue
 from nodeops.rotate.roll import PairRoll, job_with
-from nodeops.rotate.rules import CURRENT, PENDING, forced_command, refused_backend
+from nodeops.rotate.rules import CURRENT, PENDING, Stages, forced_command, refused_backend
 from nodeops.rotate.sops import SopsStore
 from nodeops.rotate.ssm import ParameterVersions
 from nodeops.rotate.versions import SecretVersions, Store, Target
@@ -73,14 +73,14 @@ def store_of(inventory: Inventory, service: Service, spec: RotationSpec, clients
     return SecretVersions(client, ref.name, aws.backend_where(backend), None if whole else ref.key)
 
 
-def interrupted_rotations(inventory: Inventory, job: Job) -> dict[str, bool]:
+def interrupted_rotations(inventory: Inventory, job: Job) -> dict[str, Stages]:
     """The rotations of ``job``'s role (role.yaml ``rotation:``, by name) that a run left under way on its service,
-    each with whether a forced promotion staged it (Stages.fenced: only promote-standby --force completes it):
-    their secret's backend holds a pending marker (Store.stages not fresh: Secrets Manager's AWSPENDING, Parameter
-    Store's nodeops-pending label, a SOPS file's nodeops_pending entry), which only rotate-secrets completes. Its
-    version stages only, never a value; one AWS client per backend. A model that does not rotate has none but the
-    rotations the role issues (role.py ``ISSUERS``: a keys service's, its holder restarted onto the new value); a
-    refused rotation and a backend rotation does not write have none. Read only.
+    each with its secret's version stages (Stages.fenced: a forced promotion staged it, and only promote-standby
+    --force completes it): their secret's backend holds a pending marker (Store.stages not fresh: Secrets Manager's
+    AWSPENDING, Parameter Store's nodeops-pending label, a SOPS file's nodeops_pending entry), which only
+    rotate-secrets completes. Its version stages only, never a value; one AWS client per backend. A model that does
+    not rotate has none but the rotations the role issues (role.py ``ISSUERS``: a keys service's, its holder
+    restarted onto the new value); a refused rotation and a backend rotation does not write have none. Read only.
     Errors: NodeopsError (a backend that cannot be read)."""
     rotates, issuers = model_of(job.role).rotates, job.role.hooks.issuers
     found, clients = {}, {}
@@ -92,26 +92,30 @@ def interrupted_rotations(inventory: Inventory, job: Job) -> dict[str, bool]:
             continue
         stages = store_of(inventory, job.service, spec, clients).stages()
         if stages.state != "fresh":
-            found[spec.name] = stages.fenced
+            found[spec.name] = stages
     return found
 
 
-def fence_pending(inventory: Inventory, job: Job) -> FencePending | None:
-    """The version a forced promotion staged on ``job``'s service and did not finish (Stages.fenced: the role's
-    chain fence's issued rotation, role.py ``CHAIN_FENCE``), with its secret and the command that completes it
-    (forced_command); None when none is, or the role has no chain fence (no backend read then). Read only: one
-    ``describe_secret`` per issued rotation. Errors: NodeopsError (a backend that cannot be read)."""
+def fence_of(environment: str, job: Job, found: Mapping[str, Stages]) -> FencePending | None:
+    """Of interrupted_rotations' ``found``, the version a forced promotion staged and did not finish (Stages.fenced
+    on a rotation the role issues, with the role's chain fence, role.py ``CHAIN_FENCE``), with its secret and the
+    command that completes it (forced_command); None when none is. Pure."""
     hooks = job.role.hooks
     if hooks.chain_fence is None:
         return None
-    for spec in job.role.rotation.values():
-        if spec.kind not in hooks.issuers or spec.secret not in job.service.secrets:
-            continue
-        stages = store_of(inventory, job.service, spec, {}, True).stages()
-        if stages.fenced and stages.pending is not None:
-            command = forced_command(inventory.environment, job.service.name)
-            return FencePending(spec.secret, stages.pending, command)
+    for name, stages in found.items():
+        spec = job.role.rotation[name]
+        if spec.kind in hooks.issuers and stages.fenced and stages.pending is not None:
+            return FencePending(spec.secret, stages.pending, forced_command(environment, job.service.name))
     return None
+
+
+def fence_pending(inventory: Inventory, job: Job) -> FencePending | None:
+    """fence_of the service's interrupted rotations; None, with no backend read, when the role has no chain fence.
+    Errors: NodeopsError (a backend that cannot be read)."""
+    if job.role.hooks.chain_fence is None:
+        return None
+    return fence_of(inventory.environment, job, interrupted_rotations(inventory, job))
 
 
 def read_fence(inventory: Inventory, job: Job) -> FencePending | None:

@@ -123,9 +123,9 @@ def test_status_and_check_say_a_rotation_killed_in_the_holders_replace_and_the_c
     box[PREVIOUS]["running"] = False
     seen_now = status_views(run)
     played_aws(monkeypatch, PENDING)
-    rotation = rotation_status(status_inventory(tmp_path), job)
+    rotation, fence = rotation_status(status_inventory(tmp_path), job)
     finish = f"{program()} rotate-secrets --env prod --service pool --secret hot"
-    assert rotation == {"interrupted": ["hot"], "finish": finish}
+    assert rotation == {"interrupted": ["hot"], "finish": finish} and fence is None
     result = service_status(job, seen_now, None, rotation, None, NOW)
     assert f"hot interrupted: {finish} completes it" in " ".join(printed(status_view([result])).split())
     found = probe(tmp_path, monkeypatch, job, run)

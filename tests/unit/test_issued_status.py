@@ -104,7 +104,7 @@ def test_a_keys_services_issued_rotation_left_under_way_is_found_from_its_stages
     secret's version stages only, one client for the backend both rotations' secrets are on."""
     job, _run, _seen = pool(tmp_path)
     client, made = played_aws(monkeypatch, stages)
-    assert interrupted_rotations(inventory(tmp_path), job) == found
+    assert {name: stages.fenced for name, stages in interrupted_rotations(inventory(tmp_path), job).items()} == found
     assert client.calls == [("describe_secret", "pool/HotKeys"), ("describe_secret", "pool/Vrf")]
     assert made == [("sm", "secretsmanager")]
 
@@ -121,9 +121,11 @@ def test_status_and_check_say_the_pending_rotation_and_the_command_that_complete
     status and check prescribing rotate-secrets, which is refused (it would need the lost holder back). The pending
     version's FENCE label says a forced promotion staged it: both say the promotion that completes it."""
     job, run, seen = pool(tmp_path, hook=NO_STANDING)
-    played_aws(monkeypatch, stages)
-    rotation = rotation_status(inventory(tmp_path), job)
+    client, _made = played_aws(monkeypatch, stages)
+    rotation, fence = rotation_status(inventory(tmp_path), job)
     assert rotation == {"interrupted": ["hot"], "finish": finish}
+    assert client.calls == [("describe_secret", "pool/HotKeys"), ("describe_secret", "pool/Vrf")]  # once each
+    assert fence is None  # this role has no chain fence (fence_of; test_promote_forced's has)
     result = {"event": "status", **service_status(job, seen, None, rotation, None, NOW)}
     jsonschema.validate(result, SCHEMA)
     assert f"hot interrupted: {finish} completes it" in " ".join(printed(status_view([result])).split())

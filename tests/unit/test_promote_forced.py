@@ -15,6 +15,7 @@ import pytest
 
 from nodeops import deploy, promote
 from nodeops.errors import EXIT_INVALID, EXIT_UNSAFE, InvalidInput, OperationFailed, Unsafe
+from nodeops.facts.holders import FencePending
 from nodeops.facts.view import NodeView
 from nodeops.inventory import parse_inventory
 from nodeops.job import job_for
@@ -23,6 +24,7 @@ from nodeops.rotate import issued
 from nodeops.rotate import service as rotate_service
 from nodeops.run.report import Reporter
 from nodeops.secrets import Secret
+from nodeops.status import rotation_status
 from tests.unit.test_executor_keys import KES, NAME, PW, ROLE, VRF, Engine, Keys, check_secrets, container, sent
 from tests.unit.test_rotate import KEY, FakeSecretsManager
 
@@ -308,7 +310,7 @@ def test_a_deploy_is_refused_while_a_forced_promotions_version_waits(tmp_path, m
     place with its hot keys, no handover)`). It is refused (exit 4) before any node is looked at, naming the one
     command that completes the promotion (the lab test: a deploy with the lost producer still cut off names it
     too, rather than the unreachable node)."""
-    run, engine, _manager, _role, _message = failed_forced_run(tmp_path, monkeypatch)
+    run, engine, manager, _role, _message = failed_forced_run(tmp_path, monkeypatch)
     engine.boxes["a"][NAME]["running"] = False
     look(run, a_seen=True)
     lines = len(engine.sent)
@@ -319,6 +321,11 @@ def test_a_deploy_is_refused_while_a_forced_promotions_version_waits(tmp_path, m
         str(err.value)  # fmt: skip
     assert "fab promote-standby --env t --service pool --force completes it first; nothing changed" in str(err.value)
     assert len(engine.sent) == lines
+    (pending,) = [v for v, (_, st) in manager.store["pool/Hot"].items() if "AWSPENDING" in st]
+    forced = "fab promote-standby --env t --service pool --force"
+    rotation, fence = rotation_status(run.fleet.inventory, run.job)  # status's and check's: one read of the stages
+    assert rotation == {"interrupted": ["hot"], "finish": forced}, rotation
+    assert fence == FencePending("kes", pending, forced)  # their holders line names it (test_holders)
 
 
 @pytest.mark.parametrize(("new_hot", "a_back"), [(True, False), (True, True), (False, True)],

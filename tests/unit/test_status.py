@@ -16,6 +16,7 @@ from nodeops.facts.container import Container
 from nodeops.facts.view import NodeView
 from nodeops.inventory import Node
 from nodeops.role_hooks import DEFAULT_HOOKS
+from nodeops.rotate.rules import Stages
 from nodeops.status import mixed_inputs, node_role, node_status, pair_state, rotation_status, service_state, uptime
 
 CUT = "unreachable"  # a NodeView's why, for a node that could not be reached
@@ -261,16 +262,19 @@ def test_a_lease_read_the_database_refuses_is_not_healthy(b, lease, state):
     assert service_state(seen, "lease", lease, mixed_inputs(seen)) == state
 
 
+PENDING, FENCED = Stages("v1", "v2"), Stages("v1", "v2", fenced=True)  # a rotation's, a forced promotion's
+
+
 @pytest.mark.parametrize(
     ("found", "rotation"),
     [
         ({}, None),
-        ({"db": False}, {"interrupted": ["db"],
-                         "finish": f"{program()} rotate-secrets --env prod --service svc --secret db"}),
-        ({"db": False, "api": False}, {"interrupted": ["db", "api"],
-                                       "finish": f"{program()} rotate-secrets --env prod --service svc --secret all"}),
-        ({"db": False, "kes": True}, {"interrupted": ["db", "kes"],
-                                      "finish": f"{program()} promote-standby --env prod --service svc --force"}),
+        ({"db": PENDING}, {"interrupted": ["db"],
+                           "finish": f"{program()} rotate-secrets --env prod --service svc --secret db"}),
+        ({"db": PENDING, "api": PENDING},
+         {"interrupted": ["db", "api"], "finish": f"{program()} rotate-secrets --env prod --service svc --secret all"}),
+        ({"db": PENDING, "kes": FENCED}, {"interrupted": ["db", "kes"],
+                                          "finish": f"{program()} promote-standby --env prod --service svc --force"}),
         (OperationFailed("prod.yaml: describe_secret of secret 'svc/db' failed: timeout"),
          {"error": "prod.yaml: describe_secret of secret 'svc/db' failed: timeout"}),
     ],
@@ -287,8 +291,9 @@ def test_an_interrupted_rotation_is_shown_with_the_command_that_finishes_it(monk
 
     monkeypatch.setattr(status_module, "interrupted_rotations", interrupted)
     inventory = types.SimpleNamespace(environment="prod")
-    job = types.SimpleNamespace(service=types.SimpleNamespace(name="svc"))
-    assert rotation_status(inventory, job) == rotation
+    job = types.SimpleNamespace(service=types.SimpleNamespace(name="svc"), role=types.SimpleNamespace(
+        hooks=types.SimpleNamespace(chain_fence=None)))  # no chain fence: no fence beside the rotation  # fmt: skip
+    assert rotation_status(inventory, job) == (rotation, None)
     seen = [NodeView(A, ran("2.11.0", CFG1), True), NodeView(B, ran("2.11.0", CFG1), False)]
     entry = {"event": "status", "service": "svc", "state": "degraded", "mixed": None, "lease": REFUSED,
              "rotation": rotation, "lock": None, "nodes": [node_status(s, NOW) for s in seen]}  # fmt: skip
