@@ -19,6 +19,7 @@ from typing import Any
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
+from nodeops.facts.role_facts import PROBLEM, node_facts
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.run.awaits import SERVE_TIMEOUT
 
@@ -115,8 +116,9 @@ def confirm_forging(change: Any, node: Any, timeout: float | None = None) -> str
     """After ``node`` was started with the hot files and serves: when the role defines ``keys_in_use``, its health
     replies asked until the hook says it uses them (True), within ``timeout`` seconds (default FORGE_TIMEOUT), every
     POLL. Returns what was observed, as "; ..." ("" when the hook was not asked, or its first answer was None: the
-    role cannot say, the start decides as before). OperationFailed (the new holder failed: the caller stops it and
-    gives the keys back) when it does not say so within the bound, saying what it said last."""
+    role cannot say, the start decides as before), with what the role's facts say stops it doing its work
+    (_cannot_work: it holds the keys, so the change stands, said). OperationFailed (the new holder failed: the
+    caller stops it and gives the keys back) when it does not say so within the bound, saying what it said last."""
     hooks, role = change.job.role.hooks, change.job.role.name
     if not hooks.says_keys_in_use:
         return ""
@@ -125,7 +127,7 @@ def confirm_forging(change: Any, node: Any, timeout: float | None = None) -> str
         body = change.answers.get(node.name) if change.health(node)[0] else None
         said = None if body is None else hooks.keys_in_use(body)
         if said is True:
-            return " and says it uses them"
+            return " and says it uses them" + _cannot_work(change, node.name, body)
         if said is None and body is not None:
             return ""
         if time.monotonic() - started > (FORGE_TIMEOUT if timeout is None else timeout):
@@ -136,6 +138,15 @@ def confirm_forging(change: Any, node: Any, timeout: float | None = None) -> str
         f"{change.service.name} {node.name}: started with the hot keys, it {last} after "
         f"{time.monotonic() - started:.0f}s (role {role}'s keys_in_use): it does not forge"
     )
+
+
+def _cannot_work(change: Any, node: str, body: bytes) -> str:
+    """``, but <the role's problem>`` when the role's node_facts say ``node``'s reply ``body`` shows it cannot do
+    its work with the keys it says it uses (nodeops.facts.role_facts.PROBLEM: a pool's producer whose operational
+    certificate has expired keeps its forging gauge at 1, poolfacts); "" when they say none (or cannot say)."""
+    found, _error = node_facts(change.job, {node: body})
+    problem = found.get(node, {}).get(PROBLEM)
+    return f", but {problem}" if problem else ""
 
 
 def await_fenced(change: Any, node: Any, timeout: float | None = None) -> float:

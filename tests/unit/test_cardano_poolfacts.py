@@ -6,10 +6,12 @@ lag, peers, forging, and the holder's KES periods left and when they run out (UT
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from nodeops.roles import load_role, role_module
+from nodeops.run.keys import confirm_forging
 
 poolfacts = role_module("cardano", "poolfacts")
 kesinfo = role_module("cardano", "kesinfo")
@@ -148,3 +150,21 @@ def test_the_role_module_gives_the_hooks_and_the_thresholds_are_the_roles_defaul
     assert role.hooks.check_facts.__wrapped__ is poolfacts.check_facts
     assert role.defaults["KES_PERIODS_MIN"] == kesinfo.DEFAULT_THRESHOLD == 7
     assert role.defaults["SLOT_LAG_MAX"] == poolfacts.DEFAULT_SLOT_LAG
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [(HOLDER, " and says it uses them"),
+     (EXPIRED, " and says it uses them, but its operational certificate (KES periods 100..130) has expired: it "
+               "cannot forge (fab check's kes names the rotation)")],
+    ids=["in-its-window", "expired"],
+)  # fmt: skip
+def test_a_new_holder_whose_certificate_has_expired_is_not_said_to_forge_unqualified(body, said):
+    """Review rev16d finding 2: a promotion (and a deploy) said the new producer `serves with the hot keys and says
+    it uses them` when its certificate had expired: forging_enabled stays 1, but the node cannot sign (status read
+    it `forging False`). The line now carries the role's problem; the change stands (the node holds the keys)."""
+    node = SimpleNamespace(name="bp-a")
+    job = SimpleNamespace(role=load_role("cardano"), variables=LAB, profile="lab")
+    change = SimpleNamespace(job=job, answers={"bp-a": body}, health=lambda _node: (True, None),
+                             service=SimpleNamespace(name="pool"))  # fmt: skip
+    assert confirm_forging(change, node, timeout=0) == said
