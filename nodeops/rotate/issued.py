@@ -28,7 +28,7 @@ import json
 import time
 from typing import TYPE_CHECKING
 
-from nodeops.errors import OperationFailed, Unsafe
+from nodeops.errors import InvalidInput, OperationFailed, Unsafe
 from nodeops.facts.issued import document_keys, issuer_variables, query_command
 from nodeops.facts.role_facts import command_variables
 from nodeops.inventory import Node
@@ -168,8 +168,17 @@ class IssuedValue(Target):
         return holder
 
     def make(self, secrets: dict[str, str], pending: dict[str, str] | None, held: bool) -> Issued:
-        """The role's new value (Issuer.issue) over the chain's facts (the query in the holder's container)."""
-        return self.hook.issue(self.variables, secrets, self.query(), pending, held)
+        """The role's new value (Issuer.issue) over the chain's facts (the query in the holder's container). The
+        issuer's refusal (InvalidInput: a wrong cold key, a counter the chain would not take) names the secrets by
+        the role's names; it is raised again with where the inventory points them (review rev16d)."""
+        try:
+            return self.hook.issue(self.variables, secrets, self.query(), pending, held)
+        except InvalidInput as exc:
+            service, inventory = self.rotation.job.service, self.rotation.inventory
+            refs = [f"services.{service.name}.secrets.{n} is {ref.name!r} in backend {ref.backend!r}"
+                    for n in self.spec.reads if (ref := service.secrets.get(n)) is not None]  # fmt: skip
+            exc.args = (f"{exc} ({inventory.source}: {'; '.join(refs)})",)
+            raise
 
     def masked(self) -> list[Secret]:
         return [*super().masked(), *self.values.values(),

@@ -33,6 +33,9 @@ _REFUSED = (
 )
 
 
+MISSING_FIX = "create it there, or correct the reference"  # what a reference to nothing asks of the operator
+
+
 def refused_read(backend: SecretBackend, file: str, error: aws.Failure, fail: Fail, what: str,
                  missing: Mapping[str, str]) -> NoReturn:  # fmt: skip
     """A failed read of ``what`` (``secret 'cl1/DBSecret'``, ``parameter '/cl1/db'``) from an AWS secret backend,
@@ -132,7 +135,7 @@ class SecretsManager(AwsBackend):
             return response["SecretString"], response["VersionId"]
         missing = f"no secret {ref.name!r} with " + (f"version {version}" if version else "a version staged AWSCURRENT")
         refused_read(self.backend, self.file, error, fail, f"secret {ref.name!r}", {
-            "ResourceNotFoundException": f"{missing} in {where}",
+            "ResourceNotFoundException": f"{missing} in {where}: {MISSING_FIX}",
             "InvalidRequestException": f"secret {ref.name!r} cannot be read from {where}: InvalidRequestException "
                                        "(deleted or scheduled for deletion?)",
             "InvalidParameterException": f"secret {ref.name!r} cannot be read from {where}: InvalidParameterException "

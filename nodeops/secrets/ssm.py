@@ -26,7 +26,7 @@ from nodeops.edges import aws
 from nodeops.errors import OperationFailed
 from nodeops.inventory import SecretRef
 from nodeops.secrets import Fail
-from nodeops.secrets.aws import AwsBackend, refused_read
+from nodeops.secrets.aws import MISSING_FIX, AwsBackend, refused_read
 
 __all__ = ["COPY_LABEL", "CURRENT_LABEL", "ORIGINAL_LABEL", "PENDING_LABEL", "ParameterStore", "described",
            "history", "original_of", "split_name"]  # fmt: skip
@@ -119,11 +119,12 @@ class ParameterStore(AwsBackend):
         if missing_ok and error.code in _MISSING:
             return None
         where = self._where()
-        said = dict.fromkeys(_MISSING, f"no parameter {selector!r} in {where}")
+        said = dict.fromkeys(_MISSING, f"no parameter {selector!r} in {where}: {MISSING_FIX}")
         if pinned:  # name:version: the parameter may be there without that version
             version = selector.rpartition(":")[2]
-            said["ParameterNotFound"] = f"no parameter {pinned!r} in {where}"
-            said["ParameterVersionNotFound"] = f"parameter {pinned!r} has no version {version} in {where}"
+            said["ParameterNotFound"] = f"no parameter {pinned!r} in {where}: {MISSING_FIX}"
+            said["ParameterVersionNotFound"] = (f"parameter {pinned!r} has no version {version} in {where}: "
+                                                f"{MISSING_FIX}")  # fmt: skip
         refused_read(self.backend, self.file, error, fail, f"parameter {selector!r}", said)
 
     def current_since(self, ref: SecretRef) -> datetime.datetime:

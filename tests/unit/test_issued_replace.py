@@ -15,7 +15,7 @@ import pytest
 
 from nodeops import program
 from nodeops.console.views import status_view
-from nodeops.errors import Unsafe
+from nodeops.errors import EXIT_INVALID, InvalidInput, Unsafe
 from nodeops.role_protocols import Issued
 from nodeops.rotate.service import ServiceRotation
 from nodeops.status import rotation_status, service_status
@@ -132,3 +132,28 @@ def test_status_and_check_say_a_rotation_killed_in_the_holders_replace_and_the_c
     assert found[("", "rotation")] == ("fail", f"hot interrupted: {finish} completes it")
     assert found[("", "issued:hot")] == ("fail", "not checked: not read: no node holds the hot keys (the chain is "
                                          "asked in the holder's container)")  # fmt: skip
+
+
+def test_an_issuers_refusal_names_where_the_inventory_points_the_secrets_it_read(tmp_path, monkeypatch):
+    """Review rev16d finding 6: a refused counter or cold key (exit 2) named the secrets by the role's names only
+    (`secret counter: ...`), not the inventory's file and references an operator must fix. The refusal keeps its
+    type and words, and says where each secret the rotation read comes from; nothing is staged or sent."""
+    run, engine, manager, role = pool(tmp_path, monkeypatch)
+    run.unseen.clear()
+
+    def refuse(*_args):
+        raise InvalidInput("secret counter: reused: counter 1 is the chain's own; the next is 2")
+
+    monkeypatch.setattr(role.hooks.issuers["hot"], "issue", refuse)
+    monkeypatch.setattr(run, "observe", lambda **_kw: (seen(run), None))
+    rotation = ServiceRotation(run.fleet.inventory, run.job, run.fleet, run.report, {})
+    rotation.deploy = run
+    with pytest.raises(InvalidInput) as err:
+        rotation.run([role.rotation["hot"]])
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_INVALID and "\n" not in message
+    assert (f"secret counter: reused: counter 1 is the chain's own; the next is 2 ({tmp_path / 't.yaml'}: "
+            "services.pool.secrets.cold is 'pool/Cold' in backend 'aws'; services.pool.secrets.counter is "
+            "'pool/Counter' in backend 'aws'); changed: nothing") in message, message  # fmt: skip
+    assert not any(line.startswith(("a: run", "a: write", "b: run")) for line in sent(engine))
+    assert not any("AWSPENDING" in stages for _value, stages in manager.store["pool/Hot"].values())
