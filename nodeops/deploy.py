@@ -62,7 +62,7 @@ from nodeops.stopping import StopRequests
 
 def refuse_while_fenced(change: ServiceDeploy) -> None:
     """Unsafe (exit 4), before any host is looked at, while a forced promotion's pending version waits on
-    ``change``'s service (nodeops.rotate.service.fence_pending; a role with a chain fence: one read of its store):
+    ``change``'s service (nodeops.rotate.service.fence_pending; a role with a chain fence: its secrets' stages read):
     a deploy would restart the holder in place on the store's current hot keys, the ones the promotion supersedes
     (the lost holder's), undoing the fence; only promote-standby --force completes it (review rev16c F3)."""
     from nodeops.rotate.service import fence_pending  # noqa: PLC0415 (rotate's roll imports this module)
