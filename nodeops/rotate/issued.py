@@ -86,6 +86,22 @@ def refuse_fenced(stages: Stages, fences: bool, environment: str, service: str, 
                      "changed")  # fmt: skip
 
 
+def issue_located(target: IssuedValue, secrets: dict[str, str], pending: dict[str, str] | None,
+                  held: bool) -> Issued:  # fmt: skip
+    """``target``'s role's new value (Issuer.issue) over the chain's facts (the query in the holder's container).
+    The issuer's refusal (InvalidInput: a wrong cold key, a counter the chain would not take) names the secrets by
+    the role's names; it is raised again ending with where the inventory points each secret the rotation read
+    (``prod.yaml: services.pool.secrets.counter is 'pool/IssueCounter' in backend 'aws'; ...``, review rev16d)."""
+    try:
+        return target.hook.issue(target.variables, secrets, target.query(), pending, held)
+    except InvalidInput as exc:
+        service = target.rotation.job.service
+        refs = [f"services.{service.name}.secrets.{n} is {ref.name!r} in backend {ref.backend!r}"
+                for n in target.spec.reads if (ref := service.secrets.get(n)) is not None]  # fmt: skip
+        exc.args = (f"{exc} ({target.rotation.inventory.source}: {'; '.join(refs)})",)
+        raise
+
+
 class IssuedValue(Target):
     """One issued rotation (see the module): ``holder`` (found by createSecret), ``issued`` (the hook's result),
     ``started`` (the holder runs the pending version, restarted onto it by this run or by an interrupted one:
@@ -168,17 +184,8 @@ class IssuedValue(Target):
         return holder
 
     def make(self, secrets: dict[str, str], pending: dict[str, str] | None, held: bool) -> Issued:
-        """The role's new value (Issuer.issue) over the chain's facts (the query in the holder's container). The
-        issuer's refusal (InvalidInput: a wrong cold key, a counter the chain would not take) names the secrets by
-        the role's names; it is raised again with where the inventory points them (review rev16d)."""
-        try:
-            return self.hook.issue(self.variables, secrets, self.query(), pending, held)
-        except InvalidInput as exc:
-            service, inventory = self.rotation.job.service, self.rotation.inventory
-            refs = [f"services.{service.name}.secrets.{n} is {ref.name!r} in backend {ref.backend!r}"
-                    for n in self.spec.reads if (ref := service.secrets.get(n)) is not None]  # fmt: skip
-            exc.args = (f"{exc} ({inventory.source}: {'; '.join(refs)})",)
-            raise
+        """The role's new value over the chain's facts (issue_located)."""
+        return issue_located(self, secrets, pending, held)
 
     def masked(self) -> list[Secret]:
         return [*super().masked(), *self.values.values(),

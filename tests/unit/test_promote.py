@@ -90,7 +90,7 @@ def test_promote_plans_keys_and_all_and_refuses_what_is_unsafe(monkeypatch, acti
     monkeypatch.setattr(promote, "unplanned", lambda *args: acted.append(args))
     seen = {"a": a, "b": b}
     service = Service("svc", "r", "img:2", "docker", {}, {}, (A, B))
-    role = types.SimpleNamespace(name="r", lease=None, activation=activation)
+    role = types.SimpleNamespace(name="r", lease=None, activation=activation, hooks=DEFAULT_HOOKS)  # no chain fence
     run = types.SimpleNamespace(service=service, observer=types.SimpleNamespace(views=lambda: seen),
                                 job=types.SimpleNamespace(role=role))  # fmt: skip
     with pytest.raises(Unsafe) as err:
