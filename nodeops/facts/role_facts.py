@@ -98,6 +98,12 @@ def fact_findings(job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: st
     return [(node, name, ("pass" if ok else "fail", " ".join(detail.split()))) for node, name, ok, detail in shaped]
 
 
+def problem_of(facts: Mapping[str, Fact]) -> str | None:
+    """A node's ``PROBLEM`` fact, made one line; None when its facts give none (or not a string). Pure."""
+    found = facts.get(PROBLEM)
+    return " ".join(found.split()) if isinstance(found, str) else None
+
+
 def with_facts(result: dict, job: Job, facts: Mapping[str, Mapping[str, Fact]], problem: str | None) -> dict:
     """A service's status entry (nodeops.status.service_status) with each node's ``facts`` ({} for a node that
     said none) and the service's ``facts_error`` when there was a problem; unchanged for a role without
@@ -109,8 +115,8 @@ def with_facts(result: dict, job: Job, facts: Mapping[str, Mapping[str, Fact]], 
     troubled = False
     for node in result["nodes"]:
         node["facts"] = dict(facts.get(node["node"], {}))
-        if isinstance(node["facts"].get(PROBLEM), str):
-            node["facts"][PROBLEM] = " ".join(node["facts"][PROBLEM].split())
+        if (problem_said := problem_of(node["facts"])) is not None:
+            node["facts"][PROBLEM] = problem_said
             troubled = True
     if troubled and result["state"] in ("healthy", "mixed"):
         result = {**result, "state": "degraded"}

@@ -19,7 +19,7 @@ from typing import Any
 from nodeops import program
 from nodeops.commands import node as cmd
 from nodeops.errors import EXIT_UNSAFE, OperationFailed, Unsafe
-from nodeops.facts.role_facts import PROBLEM, node_facts
+from nodeops.facts.role_facts import node_facts, problem_of
 from nodeops.role_hooks import RoleHookFailed
 from nodeops.run.awaits import SERVE_TIMEOUT
 
@@ -142,10 +142,10 @@ def confirm_forging(change: Any, node: Any, timeout: float | None = None) -> str
 
 def _cannot_work(change: Any, node: str, body: bytes) -> str:
     """``, but <the role's problem>`` when the role's node_facts say ``node``'s reply ``body`` shows it cannot do
-    its work with the keys it says it uses (nodeops.facts.role_facts.PROBLEM: a pool's producer whose operational
+    its work with the keys it says it uses (nodeops.facts.role_facts.problem_of: a pool's producer whose operational
     certificate has expired keeps its forging gauge at 1, poolfacts); "" when they say none (or cannot say)."""
     found, _error = node_facts(change.job, {node: body})
-    problem = found.get(node, {}).get(PROBLEM)
+    problem = problem_of(found.get(node, {}))
     return f", but {problem}" if problem else ""
 
 
