@@ -26,11 +26,12 @@ from lab.topology import (
     LabHost,
     LabPlan,
     network_commands,
+    range_conflict,
     switch_commands,
     unreachable_route,
     uplink_commands,
 )
-from nodeops.errors import InvalidInput, LockHeld
+from nodeops.errors import InvalidInput, LockHeld, OperationFailed
 
 STATE_ROOT = Path("/var/lib/nodeops-lab")
 CACHE = STATE_ROOT / "cache"  # the rootfs and registry blobs, kept across labs and lab.down
@@ -85,22 +86,25 @@ class Lab:
 
     # -- up --------------------------------------------------------------------
     def _record(self, plan: LabPlan) -> None:
-        """What every lab's kernel limits are computed from: this lab's hosts and its neighbour entries per host."""
+        """What every lab's kernel limits are computed from: this lab's hosts and its neighbour entries per host.
+        The lab's directory is made here, once the limits are met: a refused lab.up leaves none."""
+        self.dir.mkdir(mode=0o711, exist_ok=True)  # 0711: service users (postgres) traverse to their dirs
         self.state.update(cidr=plan.cidr, hosts=len(plan.hosts), neighbours_per_host=kernel.per_host())
         self.save()
 
     def up(self, plan: LabPlan) -> Path:
         with self._exclusive("lab.up") as daemons:
-            self.dir.mkdir(mode=0o711, exist_ok=True)  # 0711: service users (postgres) traverse to their dirs
             if self.state.get("cidr", plan.cidr) != plan.cidr:
                 raise InvalidInput(
                     f"lab {plan.name!r} is up with --cidr {self.state['cidr']}; "
                     f"run `fab lab.down --name {plan.name}` first"
                 )
+            if "cidr" not in self.state:  # a lab coming up: its range must be free (one up owns its routes)
+                refuse_a_held_range(self.name, plan.cidr)
             self.kernel_changes = kernel.raise_for(STATE_ROOT, self.name, len(plan.hosts), lambda: self._record(plan))
             wanted = {h.netns for h in plan.hosts} | {plan.switch_netns}
             self._remove(daemons, [n for n in self.state["netns"] if n not in wanted])
-            self._network(plan)
+            make_network(self, plan)
             authorized = hosts.operator_key(self)
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
             Daemons.wait(
@@ -117,35 +121,6 @@ class Lab:
             monitoring.ensure(self, daemons, plan, inventory)
             pool.first_hot(self, plan)  # last: the lab's first certificate lasts 60 s from when it is issued
             return inventory
-
-    def _network(self, plan: LabPlan) -> None:
-        existing = set(run(["ip", "netns", "list"]).split())
-        if plan.switch_netns not in existing:
-            self._add_netns(plan.switch_netns)
-            for cmd in switch_commands(plan):
-                run(cmd)
-        for host in plan.hosts:
-            if host.netns not in existing:
-                self._add_netns(host.netns)
-                for cmd in network_commands(plan, host):
-                    run(cmd)
-        for host in plan.uplinked:
-            if host.uplink not in self.state["links"]:
-                self.state["links"].append(host.uplink)
-                self.save()
-                for cmd in uplink_commands(host):
-                    run(cmd)
-        if not self.state.get("route"):
-            # Without this, lab addresses other than the uplinks' would follow
-            # the operator's default route off the machine.
-            self.state["route"] = plan.cidr
-            self.save()
-            run(unreachable_route(plan.cidr, "add"))
-
-    def _add_netns(self, netns: str) -> None:
-        self.state["netns"].append(netns)
-        self.save()
-        run(["ip", "netns", "add", netns])
 
     def sshd_pid(self, host: LabHost) -> int:
         return self.sshd_pid_of(host.name)
@@ -190,6 +165,58 @@ class Lab:
             subprocess.run(["ip", "netns", "del", netns], capture_output=True)
             self.state["netns"].remove(netns)
             self.save()
+
+
+def make_network(lab: Lab, plan: LabPlan) -> None:
+    """The lab's namespaces, switch, uplinks and unreachable route: each recorded in ``lab``'s state before it is
+    made, and only what is missing (lab.up is idempotent)."""
+    existing = set(run(["ip", "netns", "list"]).split())
+    if plan.switch_netns not in existing:
+        _add_netns(lab, plan.switch_netns)
+        for cmd in switch_commands(plan):
+            run(cmd)
+    for host in plan.hosts:
+        if host.netns not in existing:
+            _add_netns(lab, host.netns)
+            for cmd in network_commands(plan, host):
+                run(cmd)
+    for host in plan.uplinked:
+        if host.uplink not in lab.state["links"]:
+            lab.state["links"].append(host.uplink)
+            lab.save()
+            for cmd in uplink_commands(host):
+                run(cmd)
+    if not lab.state.get("route"):
+        # Without this, lab addresses other than the uplinks' would follow
+        # the operator's default route off the machine.
+        lab.state["route"] = plan.cidr
+        lab.save()
+        try:
+            run(unreachable_route(plan.cidr, "add"))
+        except OperationFailed:  # not made, so not this lab's to delete on lab.down
+            lab.state.pop("route")
+            lab.save()
+            raise
+
+
+def _add_netns(lab: Lab, netns: str) -> None:
+    lab.state["netns"].append(netns)
+    lab.save()
+    run(["ip", "netns", "add", netns])
+
+
+def refuse_a_held_range(name: str, cidr: str) -> None:
+    """Refuse (InvalidInput, exit 2) before lab ``name`` makes anything when another lab or a route of this machine
+    holds part of ``cidr`` (``range_conflict``): its unreachable route would fail, or shadow the other's, and its
+    lab.down would take the other's route away."""
+    labs = {}
+    for state_file in STATE_ROOT.glob("*/state.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if state_file.parent.name != name:
+                labs[state_file.parent.name] = json.loads(state_file.read_text())["cidr"]
+    routes = json.loads(run(["ip", "-4", "-j", "route", "show", "table", "all"]) or "[]")
+    if problem := range_conflict(cidr, labs, routes):
+        raise InvalidInput(f"--cidr {cidr}: {problem}; give a --cidr that overlaps no lab or route here")
 
 
 def write_inventory(lab: Lab, plan: LabPlan, images: list[str]) -> Path:

@@ -34,19 +34,19 @@ def per_host() -> int:
     return int(os.environ.get(PER_HOST_ENV, NEIGHBOURS_PER_HOST))
 
 
-def _entries_up(state_root: Path, name: str, hosts: int | None) -> list[int]:
-    """Each lab's worst case of neighbour entries: its recorded ``hosts`` (else its namespaces, the switch's counted,
-    an upper bound) times its recorded ``neighbours_per_host``; ``name``'s own is ``hosts`` times per_host() (None:
-    it is going down)."""
-    entries = [] if hosts is None else [hosts * per_host()]
+def _labs_up(state_root: Path, name: str, hosts: int | None) -> list[tuple[int, int]]:
+    """Each lab's (hosts, neighbour entries a host can add): its recorded ``hosts`` (else its namespaces, the
+    switch's counted, an upper bound) and its recorded ``neighbours_per_host``; ``name``'s own is ``hosts`` and
+    per_host() (None: it is going down)."""
+    labs = [] if hosts is None else [(hosts, per_host())]
     for state_file in state_root.glob("*/state.json"):
         if state_file.parent.name == name:
             continue
         with contextlib.suppress(OSError, ValueError):
             state = json.loads(state_file.read_text())
-            hosts_up = state.get("hosts", len(state.get("netns", [])))
-            entries.append(hosts_up * state.get("neighbours_per_host", NEIGHBOURS_PER_HOST))
-    return entries
+            labs.append((state.get("hosts", len(state.get("netns", []))),
+                         state.get("neighbours_per_host", NEIGHBOURS_PER_HOST)))  # fmt: skip
+    return labs
 
 
 @contextlib.contextmanager
@@ -62,10 +62,6 @@ def _machine_lock(state_root: Path) -> Iterator[dict]:
         tmp.replace(record_file)
 
 
-def _needed(entries: list[int]) -> dict[str, int]:
-    return kernel_limits(entries, per_host=1)  # each lab's entries already counted with its own figure
-
-
 def raise_for(
     state_root: Path, name: str, hosts: int, record: Callable[[], None], sysctl_root: Path = SYSCTL_ROOT
 ) -> list[str]:
@@ -79,9 +75,8 @@ def raise_for(
     and nothing recorded.
     """
     with _machine_lock(state_root) as changes:
-        labs = _entries_up(state_root, name, hosts)
         short = {}
-        for key, need in _needed(labs).items():
+        for key, need in kernel_limits(_labs_up(state_root, name, hosts)).items():
             now = int(_path(sysctl_root, key).read_text())
             if now < need:
                 short[key] = (now, need)
@@ -92,9 +87,11 @@ def raise_for(
             except OSError as exc:
                 for done, was in written.items():  # nothing half applied
                     _path(sysctl_root, done).write_text(f"{was}\n")
+                needs = ", ".join(f"{k} >= {n} (now {v})" for k, (v, n) in short.items())
+                fix = " ".join(f"{k}={n}" for k, (_, n) in short.items())
                 raise InvalidInput(
-                    f"lab.up: the labs up need {key} >= {need} (now {now}) and it cannot be written here "
-                    f"({exc.strerror}): run `sysctl -w {key}={need}` as root on the machine, or bring up fewer --nodes"
+                    f"lab.up: the labs up need {needs}, and {key} cannot be written here ({exc.strerror}): "
+                    f"run `sysctl -w {fix}` as root on the machine, or bring up fewer --nodes"
                 ) from None
             written[key] = now
             changes[key] = {"was": changes.get(key, {}).get("was", now), "set": need}
@@ -110,7 +107,7 @@ def restore(state_root: Path, name: str, sysctl_root: Path = SYSCTL_ROOT) -> lis
     forgotten and left as it is.
     """
     with _machine_lock(state_root) as record:
-        needed = _needed(_entries_up(state_root, name, None)) if record else {}
+        needed = kernel_limits(_labs_up(state_root, name, None)) if record else {}
         lines = []
         for key, change in list(record.items()):
             path = _path(sysctl_root, key)

@@ -293,6 +293,27 @@ def unreachable_route(cidr: str, action: str) -> tuple[str, ...]:
     return ("ip", "route", action, "unreachable", cidr)
 
 
+def range_conflict(cidr: str, labs: dict[str, str], routes: list[dict]) -> str | None:
+    """What already holds a part of ``cidr`` on this machine, as the middle of a one-line refusal; None if nothing.
+
+    ``labs``: every other lab up, name -> its ``--cidr`` (any overlap conflicts: each adds an unreachable route for
+    its whole range, and ``lab.down`` removes it). ``routes``: the machine's IPv4 routes of every table, as
+    ``ip -4 -j route show table all`` lists them (each a dict with ``dst``: "default", "10.1.0.0/16" or a host
+    address, and ``dev`` when it has one); one inside ``cidr`` conflicts (an interface's address or network, a route
+    of another program). A wider route, the default one included, does not: the lab's own more specific route wins
+    for its range, as it is meant to.
+    """
+    net = ipaddress.IPv4Network(cidr)
+    for name, other in sorted(labs.items()):
+        if net.overlaps(ipaddress.IPv4Network(other)):
+            return f"lab {name!r} is up on {other}"
+    for route in routes:
+        if route.get("dst", "default") != "default" and ipaddress.IPv4Network(route["dst"]).subnet_of(net):
+            kind = ", ".join(filter(None, (route.get("type"), route.get("dev") and f"dev {route['dev']}")))
+            return f"this machine has a route to {route['dst']}" + (f" ({kind})" if kind else "")
+    return None
+
+
 # The neighbour (ARP) table is the machine's, shared by every network namespace: gc_thresh3 is its hard bound (past
 # it the kernel logs "neighbour table overflow" and connections time out), gc_thresh2 its soft one (Linux's
 # Documentation/networking/ip-sysctl.rst, neigh/default/gc_thresh*; defaults 1024 and 512). A lab host can add one
@@ -300,12 +321,24 @@ def unreachable_route(cidr: str, action: str) -> tuple[str, ...]:
 # theirs for it: the bastion, lb and mon reach every node.
 NEIGHBOURS_PER_HOST = 10
 MACHINE_NEIGHBOURS = 256  # left for the machine's own interfaces on top of the labs' worst case
+# Every task (process or thread) takes a pid, and kernel.pid_max bounds them all (Linux's
+# Documentation/admin-guide/sysctl/kernel.rst, pid_max; 32768 by default). Measured: a lab host has about 10 (sshd,
+# the podman service's threads), a deployed node 13 to 14 (its container and conmon), and a run's session adds about
+# 5 more a node, a docker CLI about 10: 32 covers the worst case with room.
+TASKS_PER_HOST = 32
+MACHINE_TASKS = 8192  # left for the machine's own tasks (the operator's runs, the tests) on top of the labs'
 
 
-def kernel_limits(lab_hosts: list[int], per_host: int = NEIGHBOURS_PER_HOST) -> dict[str, int]:
-    """The least sysctl values that carry every lab up at once: ``lab_hosts`` is each lab's number of hosts
-    (namespaces with an address), ``per_host`` the neighbour entries a host can add. Returns {sysctl key: least
-    value}: the hard bound holds the labs' worst case plus the machine's own, the soft bound half of it (the
-    kernel's defaults keep that ratio, 512/1024); a value at or above it needs no change."""
-    hard = per_host * sum(lab_hosts) + MACHINE_NEIGHBOURS
-    return {"net.ipv4.neigh.default.gc_thresh2": hard // 2, "net.ipv4.neigh.default.gc_thresh3": hard}
+def kernel_limits(labs: list[tuple[int, int]]) -> dict[str, int]:
+    """The least sysctl values that carry every lab up at once: ``labs`` is each lab's (hosts: namespaces with an
+    address, neighbour entries a host can add). Returns {sysctl key: least value}; a value at or above it needs no
+    change. The neighbour table's hard bound holds the labs' worst case plus the machine's own, the soft bound half
+    of it (the kernel's defaults keep that ratio, 512/1024); ``kernel.pid_max`` holds TASKS_PER_HOST a host plus
+    the machine's own."""
+    hard = sum(hosts * per_host for hosts, per_host in labs) + MACHINE_NEIGHBOURS
+    tasks = TASKS_PER_HOST * sum(hosts for hosts, _ in labs) + MACHINE_TASKS
+    return {
+        "net.ipv4.neigh.default.gc_thresh2": hard // 2,
+        "net.ipv4.neigh.default.gc_thresh3": hard,
+        "kernel.pid_max": tasks,
+    }

@@ -15,7 +15,7 @@ import pytest
 from lab import kernel
 from lab.daemons import process_alive
 from lab.host import Lab
-from tests.conftest import ROOT, fab
+from tests.conftest import FAB, ROOT, fab
 
 pytestmark = pytest.mark.lab
 
@@ -123,3 +123,49 @@ def test_up_raises_the_neighbour_table_past_what_it_holds_and_down_puts_it_back(
     assert down.returncode == 0, down.stderr
     old, new = thresh3_change(down.stdout)
     assert new < old and int(THRESH3.read_text()) < raised, (down.stdout, raised)
+
+
+def routes() -> list[str]:
+    """The machine's routes in the lab's range (other test processes' labs come and go meanwhile)."""
+    table = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+    return [line for line in table.splitlines() if "10.215." in line]
+
+
+def test_a_range_another_lab_holds_is_refused_before_anything_is_made_and_its_routes_stay(root):
+    """Review of issue 18: a second lab on a range the first held failed half way (its unreachable route existed),
+    having made namespaces and a second uplink route, and its lab.down then deleted the first lab's route."""
+    other = "lifeo"
+    try:
+        assert fab("lab.up", "--name", NAME, "--nodes", "2", "--cidr", CIDR).returncode == 0
+        held = routes()
+        assert any(line.startswith(f"unreachable {CIDR}") for line in held), held
+        for cidr in (CIDR, "10.215.4.0/22"):  # the same range, and one inside it
+            res = fab("lab.up", "--name", other, "--nodes", "2", "--cidr", cidr)
+            assert res.returncode == 2, res.stdout + res.stderr
+            assert res.stderr.strip() == (f"nodeops: --cidr {cidr}: lab {NAME!r} is up on {CIDR}; give a --cidr "
+                                          "that overlaps no lab or route here"), res.stderr  # fmt: skip
+            assert f"nodeops-{other}-" not in netns_list() and not Lab(ROOT, other).dir.exists()
+        down = fab("lab.down", "--name", other)
+        assert down.returncode == 0 and "removed 0 namespaces" in down.stdout, down.stderr
+        assert routes() == held  # the first lab's routes, its unreachable one included
+        assert fab("exec", "--env", NAME, "--command", "true").returncode == 0
+    finally:
+        fab("lab.down", "--name", other)
+        assert fab("lab.down", "--name", NAME).returncode == 0
+
+
+def test_a_limit_that_cannot_be_written_refuses_lab_up_naming_every_short_one_and_leaves_nothing(root):
+    """Review of issue 18: with /proc/sys read-only (a container's), the refusal named one of the two short keys, so
+    its `sysctl -w` failed on the next run, and the lab's empty state directory stayed. Here /proc/sys is read-only
+    in a mount namespace of the run's own, and each host's worst case is made larger than both thresholds."""
+    need = int(THRESH3.read_text()) * 4
+    argv = ["unshare", "--mount", "sh", "-c", 'mount -o bind,ro /proc/sys /proc/sys && exec "$0" "$@"', str(FAB),
+            "lab.up", "--name", NAME, "--nodes", "2", "--cidr", CIDR]  # fmt: skip
+    env = {**os.environ, kernel.PER_HOST_ENV: str(need)}
+    res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, res.stdout + res.stderr
+    (line,) = res.stderr.splitlines()
+    assert "gc_thresh2 >= " in line and "gc_thresh3 >= " in line and "(Read-only file system)" in line, line
+    assert re.search(r"run `sysctl -w net\.ipv4\.neigh\.default\.gc_thresh2=\d+ net\.ipv4\.neigh\.default"
+                     r"\.gc_thresh3=\d+` as root", line), line  # fmt: skip
+    assert not STATE.exists() and f"nodeops-{NAME}-" not in netns_list()

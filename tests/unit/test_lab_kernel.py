@@ -15,27 +15,28 @@ from lab import kernel
 from lab.topology import kernel_limits, plan_lab
 from nodeops.errors import InvalidInput
 
-T2, T3 = "net.ipv4.neigh.default.gc_thresh2", "net.ipv4.neigh.default.gc_thresh3"
+T2, T3, PID = "net.ipv4.neigh.default.gc_thresh2", "net.ipv4.neigh.default.gc_thresh3", "kernel.pid_max"
 
 
 @pytest.mark.parametrize(
-    ("nodes", "hard"),
+    ("nodes", "hard", "tasks"),
     [
-        ([2], 10 * 7 + 256),  # the default lab: carried by the kernel's defaults (1024)
-        ([64], 10 * 69 + 256),  # the session's lab alone: still under 1024
-        ([128], 10 * 133 + 256),  # past the defaults
-        ([512], 10 * 517 + 256),
-        ([64, 8, 4, 4], 10 * (69 + 13 + 9 + 9) + 256),  # labs add up: the table is the machine's
-        ([], 256),
+        ([2], 10 * 7 + 256, 32 * 7 + 8192),  # the default lab: carried by the kernel's defaults (1024, 32768)
+        ([64], 10 * 69 + 256, 32 * 69 + 8192),  # the session's lab alone: still under 1024
+        ([128], 10 * 133 + 256, 32 * 133 + 8192),  # past the neighbour table's defaults
+        ([512], 10 * 517 + 256, 32 * 517 + 8192),  # still under pid_max's
+        ([1024], 10 * 1029 + 256, 32 * 1029 + 8192),  # past pid_max's
+        ([64, 8, 4, 4], 10 * (69 + 13 + 9 + 9) + 256, 32 * 100 + 8192),  # labs add up: the limits are the machine's
+        ([], 256, 8192),
     ],
 )
-def test_kernel_limits_hold_every_labs_worst_case_plus_the_machines_own(nodes, hard):
-    hosts = [len(plan_lab("x", "10.213.0.0/16", n).hosts) for n in nodes]
-    assert kernel_limits(hosts) == {T2: hard // 2, T3: hard}
+def test_kernel_limits_hold_every_labs_worst_case_plus_the_machines_own(nodes, hard, tasks):
+    labs = [(len(plan_lab("x", "10.213.0.0/16", n).hosts), 10) for n in nodes]
+    assert kernel_limits(labs) == {T2: hard // 2, T3: hard, PID: tasks}
 
 
-def test_kernel_limits_scale_with_the_entries_per_host():
-    assert kernel_limits([10], per_host=100) == {T2: (1000 + 256) // 2, T3: 1256}
+def test_kernel_limits_scale_with_each_labs_entries_per_host():
+    assert kernel_limits([(10, 100), (3, 10)]) == {T2: (1030 + 256) // 2, T3: 1286, PID: 32 * 13 + 8192}
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def machine(tmp_path: Path):
     """(state root, sysctl root) with the kernel's defaults."""
     state, sysctl = tmp_path / "state", tmp_path / "sys"
     state.mkdir()
-    for key, value in ((T2, 512), (T3, 1024)):
+    for key, value in ((T2, 512), (T3, 1024), (PID, 32768)):
         path = sysctl / key.replace(".", "/")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{value}\n")
@@ -135,7 +136,9 @@ def test_refused_with_the_reason_and_nothing_half_applied_when_a_limit_cannot_be
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
     assert err.value.exit_code == 2
-    assert f"{T3} >= 5426 (now 1024)" in str(err.value) and f"sysctl -w {T3}=5426" in str(err.value)
+    # every short key in the one line and its one fix, not only the key that failed (review of issue 18)
+    assert f"need {T2} >= 2713 (now 512), {T3} >= 5426 (now 1024), and {T3} cannot be written" in str(err.value)
+    assert f"run `sysctl -w {T2}=2713 {T3}=5426` as root" in str(err.value)
     assert (value(sysctl, T2), value(sysctl, T3)) == (512, 1024)  # nothing half applied
     assert not (state / "kernel.json").exists()
     assert not (state / "big").exists()  # nor recorded: the labs up need no more than before
@@ -157,3 +160,19 @@ def test_the_need_is_recorded_under_the_machine_lock_before_another_lab_down_can
     assert seen == [5426]
     assert kernel.restore(state, "small", sysctl) == []  # a lab going down: big is recorded, nothing is lowered
     assert value(sysctl, T3) == 5426
+
+
+def test_a_lab_past_pid_max_raises_it_and_its_lab_down_puts_it_back(machine):
+    state, sysctl = machine
+    assert raise_for(state, "huge", 1029, sysctl) == [
+        f"{T2}: 512 -> 5273",
+        f"{T3}: 1024 -> 10546",
+        f"{PID}: 32768 -> 41120",
+    ]
+    (state / "huge" / "state.json").unlink()
+    assert kernel.restore(state, "huge", sysctl) == [
+        f"{PID}: 41120 -> 32768",
+        f"{T2}: 5273 -> 512",
+        f"{T3}: 10546 -> 1024",
+    ]
+    assert value(sysctl, PID) == 32768

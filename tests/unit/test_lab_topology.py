@@ -10,6 +10,7 @@ from lab.topology import (
     boot_command,
     network_commands,
     plan_lab,
+    range_conflict,
     sshd_config,
     unreachable_route,
     uplink_commands,
@@ -149,3 +150,29 @@ def test_the_monitoring_hosts_daemons_and_the_operators_tunnel():
     )  # fmt: skip
     got = monitoring.settings(plan)
     assert (got.exporter, got.prometheus_url, got.interval) == ("10.50.0.5:9100", "http://10.50.0.5:9090", "2s")
+
+
+LAB_ROUTES = [  # `ip -4 -j route show table all` with the lab rst up on 10.236.0.0/16 (trimmed)
+    {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+    {"type": "unreachable", "dst": "10.236.0.0/16"},
+    {"dst": "10.236.255.252/30", "dev": "nol-rst", "protocol": "kernel", "scope": "link"},
+    {"dst": "192.0.2.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link"},
+    {"type": "local", "dst": "192.0.2.2", "dev": "eth0", "table": "local"},
+]
+
+
+@pytest.mark.parametrize(
+    ("cidr", "labs", "routes", "conflict"),
+    [
+        ("10.213.0.0/16", {}, LAB_ROUTES, None),  # the default route and the machine's own network are wider or apart
+        ("10.236.0.0/16", {"rst": "10.236.0.0/16"}, LAB_ROUTES, "lab 'rst' is up on 10.236.0.0/16"),  # the review's
+        ("10.236.0.0/22", {"rst": "10.236.0.0/16"}, [], "lab 'rst' is up on 10.236.0.0/16"),  # inside another lab's
+        ("10.0.0.0/8", {"rst": "10.236.0.0/16"}, [], "lab 'rst' is up on 10.236.0.0/16"),  # around another lab's
+        ("10.236.0.0/16", {}, LAB_ROUTES, "this machine has a route to 10.236.0.0/16 (unreachable)"),  # no state left
+        ("192.0.2.0/24", {}, LAB_ROUTES, "this machine has a route to 192.0.2.0/24 (dev eth0)"),  # an interface's net
+        ("192.0.0.0/22", {}, LAB_ROUTES[-1:], "this machine has a route to 192.0.2.2 (local, dev eth0)"),  # an address
+        ("10.0.0.0/8", {}, [{"dst": "0.0.0.0/0"}, {"dst": "10.0.0.0/7"}], None),  # wider routes: the lab's wins
+    ],
+)
+def test_a_range_another_lab_or_a_route_holds_is_a_conflict(cidr, labs, routes, conflict):
+    assert range_conflict(cidr, labs, routes) == conflict
