@@ -9,8 +9,9 @@ turns the running `fab` into it (``adopt_running_fab``), so flags, `-H` and exit
 - Flags that configure Fabric's own connections or Invoke's ``run()`` (``-i``, ``-S``, ``-t``, ``-T``,
   the password prompts, ``-R``, ``-w``, ``-e``, ``-p``, ``--hide``, ``-f``) would be silently ignored
   or misread: each is refused with one line saying where its setting lives (exit 2).
-- A misspelled flag, an unknown task or a missing argument is exit 2 (Invoke's own is 1). Every argument is
-  given by its flag, never by position, so `nodeops exec -h` shows exec's help.
+- A misspelled flag, an unknown task, a missing argument or a number flag's value that is not a whole number
+  is exit 2 (Invoke's own is 1, or a traceback). Every argument is given by its flag, never by position, so
+  `nodeops exec -h` shows exec's help.
 - ``-H/--hosts`` after a task's name means what it means before it (``nodeops exec -H a --command ...``).
 - Output into a pipe its reader closed (``nodeops status | head``) ends quietly with exit 141, as a
   program killed by SIGPIPE: no traceback.
@@ -23,12 +24,13 @@ import difflib
 import inspect
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from fabric.main import Fab
-from invoke import Config, Executor, Exit, ParseError, Program
+from invoke import Argument, Config, Executor, Exit, ParseError, Parser, Program
 
 from nodeops import __version__
 from nodeops.errors import EXIT_INVALID
@@ -122,7 +124,7 @@ def parse_error_line(message: str, task: str | None, flags: Sequence[str], comma
                                           cutoff=0.8)  # fmt: skip
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{token} is not a flag of {task or 'nodeops'}{hint}; {see}"
-    if needed := re.fullmatch(r"Flag <Argument: ([\w-]+).*> needed value and was not given one!", message):
+    if needed := re.fullmatch(r"Flag <\w+: ([\w-]+).*> needed value and was not given one!", message):  # any Argument
         name = needed.group(1).strip("_").replace("_", "-")
         hint = f" ({VALUE_HINTS[name]})" if name in VALUE_HINTS else ""
         return f"--{name} needs a value{hint}; {see}"
@@ -135,6 +137,26 @@ def required_flags(task) -> list[str]:
     argument with the next token, whatever it is, so `exec -h` ran exec with `-h` as its command."""
     parameters = task.argspec(task.body).parameters.values()
     return [p.name for p in parameters if p.default is inspect.Parameter.empty]
+
+
+def whole_number_flags(task) -> list[str]:
+    """The arguments of Invoke task ``task`` that take a whole number, in order: those with an int default (Invoke
+    gives them kind int)."""
+    parameters = task.argspec(task.body).parameters.values()
+    return [p.name for p in parameters if type(p.default) is int]
+
+
+class WholeNumber(Argument):
+    """An Invoke argument that takes a whole number: a value int() cannot read (``x``, ``2.5``, empty) is a
+    ParseError naming the flag, ``--count x: expected a whole number (such as --count 4)``, where Invoke lets
+    int()'s ValueError through (a traceback, exit 1)."""
+
+    def set_value(self, value, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            flag = f"--{self.names[0]}"
+            raise ParseError(f"{flag} {shlex.quote(str(value))}: expected a whole number (such as {flag} 4)") from None
 
 
 def missing_flags_line(task: str, names: Sequence[str]) -> str:
@@ -200,6 +222,15 @@ class Nodeops(Fab):
             missing = [name for name in required_flags(self.collection[ctx.name]) if ctx.args[name].value is None]
             if missing:
                 raise Exit(f"nodeops: {missing_flags_line(ctx.name, missing)}", code=EXIT_INVALID)
+
+    def _make_parser(self) -> Parser:
+        """Invoke's parser for the tasks, each flag of whole_number_flags() a WholeNumber: a bad value is one line
+        and exit 2 (parse_tasks), not a traceback, for every task at once."""
+        parser = super()._make_parser()
+        for context in parser.contexts.values():
+            for name in whole_number_flags(self.collection[context.name]):
+                context.args[name].__class__ = WholeNumber
+        return parser
 
     def parse_error(self, err: ParseError) -> str:
         """parse_error_line for ``err``, with the flags of the command it arose in (Invoke's ParserContext)."""

@@ -23,6 +23,7 @@ from tasks.program import (
     parse_error_line,
     refusal,
     required_flags,
+    whole_number_flags,
 )
 from tests.conftest import FAB, ROOT, run_on_a_terminal, screen_pieces
 
@@ -115,9 +116,12 @@ DEPLOY_FLAGS = ["--dry-run", "-d", "--env", "-e", "--inventory", "--service", "-
          "--env needs a value (an environment name: inventory/NAME.yaml); see `nodeops --help deploy`"),
         ("Flag <Argument: since> needed value and was not given one!", "logs",
          "--since needs a value; see `nodeops --help logs`"),
+        ("Flag <WholeNumber: max_parallel (m) [int]> needed value and was not given one!", "exec",
+         "--max-parallel needs a value; see `nodeops --help exec`"),
         ("something else", "deploy", "something else"),
     ],
-    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "other"],
+    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "no-value-number",
+         "other"],
 )  # fmt: skip
 def test_parse_error_line_names_the_flag_and_the_fix(message, task, expected):
     """review14b #9: Invoke's own wording ("No idea what ...", "Flag <Argument: env (e)> needed value ...",
@@ -140,6 +144,12 @@ def test_a_missing_required_flag_is_named_with_the_fix(task, names, expected):
                                                 ("deploy", [])])  # fmt: skip
 def test_required_flags_are_the_arguments_without_a_default(task, required):
     assert required_flags(ns[task]) == required
+
+
+@pytest.mark.parametrize(("task", "numbers"), [("shards", ["count"]), ("exec", ["max_parallel"]), ("audit", ["lines"]),
+                                               ("lab.up", ["nodes"]), ("deploy", []), ("logs", [])])  # fmt: skip
+def test_whole_number_flags_are_the_int_defaults(task, numbers):
+    assert whole_number_flags(ns[task]) == numbers
 
 
 # ------------------------------------------------------------------ flags: both programs, end to end
@@ -171,6 +181,32 @@ def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, frag
     res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
     assert (res.returncode, res.stdout) == (code, ""), res.stderr
     assert fragment in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("program", [FAB, NODEOPS], ids=["fab", "nodeops"])
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("shards", "--inventory", "{inv}", "--count", "x"), "--count x: expected a whole number (such as --count 4)"),
+        (("shards", "--inventory", "{inv}", "--count", ""), "--count '': expected a whole number"),
+        (("shards", "--inventory", "{inv}", "--count=2.5"), "--count 2.5: expected a whole number"),
+        (("shards", "--inventory", "{inv}", "-c", "4x"), "--count 4x: expected a whole number"),
+        (("exec", "--inventory", "{inv}", "--command", "true", "--max-parallel", "x"),
+         "--max-parallel x: expected a whole number (such as --max-parallel 4)"),
+        (("audit", "--inventory", "{inv}", "--lines", "all"), "--lines all: expected a whole number"),
+        (("lab.up", "--nodes", "x"), "--nodes x: expected a whole number (such as --nodes 4)"),
+        (("exec", "--inventory", "{inv}", "--command", "true", "--max-parallel"),
+         "--max-parallel needs a value; see `nodeops --help exec`"),
+    ],
+    ids=["count-x", "count-empty", "count-decimal", "count-short", "max-parallel", "lines", "lab-nodes",
+         "max-parallel-no-value"],
+)  # fmt: skip
+def test_a_bad_number_is_one_line_naming_the_flag(inventory, program, args, line):
+    """cli.md #1: a non-number for any int flag was Invoke's ValueError traceback and exit 1."""
+    res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
+    assert (res.returncode, res.stdout) == (2, ""), res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith("nodeops: ") and line in res.stderr
 
 
 # ------------------------------------------------------------------ confirmation
