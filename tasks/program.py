@@ -133,17 +133,19 @@ def parse_error_line(message: str, task: str | None, flags: Sequence[str], comma
 
 def required_flags(task) -> list[str]:
     """The arguments of Invoke task ``task`` that have no default (its context excluded), in order: the flags it
-    cannot run without. Every task takes them by flag (``positional=[]``): Invoke fills a missing positional
-    argument with the next token, whatever it is, so `exec -h` ran exec with `-h` as its command."""
+    cannot run without (a number among them is annotated ``int``: whole_number_flags). Every task takes them by
+    flag (``positional=[]``): Invoke fills a missing positional argument with the next token, whatever it is, so
+    `exec -h` ran exec with `-h` as its command."""
     parameters = task.argspec(task.body).parameters.values()
     return [p.name for p in parameters if p.default is inspect.Parameter.empty]
 
 
 def whole_number_flags(task) -> list[str]:
     """The arguments of Invoke task ``task`` that take a whole number, in order: those with an int default (Invoke
-    gives them kind int)."""
+    gives them kind int), and those without a default annotated ``int`` (a required number: ``count: int``)."""
     parameters = task.argspec(task.body).parameters.values()
-    return [p.name for p in parameters if type(p.default) is int]
+    return [p.name for p in parameters if type(p.default) is int
+            or (p.default is inspect.Parameter.empty and p.annotation in (int, "int"))]  # fmt: skip
 
 
 class WholeNumber(Argument):
@@ -159,10 +161,10 @@ class WholeNumber(Argument):
             raise ParseError(f"{flag} {shlex.quote(str(value))}: expected a whole number (such as {flag} 4)") from None
 
 
-def missing_flags_line(task: str, names: Sequence[str]) -> str:
+def missing_flags_line(task: str, names: Sequence[str], numbers: Sequence[str] = ()) -> str:
     """The one line (without the ``nodeops: `` prefix) for ``task`` run without its required flags ``names``
-    (Python names: ``b_c`` is ``--b-c``). Pure."""
-    flags = [f"--{name.strip('_').replace('_', '-')} NAME" for name in names]
+    (Python names: ``b_c`` is ``--b-c``), those among ``numbers`` shown taking ``N``, the others ``NAME``. Pure."""
+    flags = [f"--{name.strip('_').replace('_', '-')} {'N' if name in numbers else 'NAME'}" for name in names]
     return f"{task} needs {' and '.join(flags)}; see `nodeops --help {task}`"
 
 
@@ -219,16 +221,19 @@ class Nodeops(Fab):
         except ParseError as err:
             raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
         for ctx in self.tasks:  # not asking for help (that exited above): each task needs its required flags
-            missing = [name for name in required_flags(self.collection[ctx.name]) if ctx.args[name].value is None]
+            task = self.collection[ctx.name]
+            missing = [name for name in required_flags(task) if ctx.args[name].value is None]
             if missing:
-                raise Exit(f"nodeops: {missing_flags_line(ctx.name, missing)}", code=EXIT_INVALID)
+                line = missing_flags_line(ctx.name, missing, whole_number_flags(task))
+                raise Exit(f"nodeops: {line}", code=EXIT_INVALID)
 
     def _make_parser(self) -> Parser:
-        """Invoke's parser for the tasks, each flag of whole_number_flags() a WholeNumber: a bad value is one line
-        and exit 2 (parse_tasks), not a traceback, for every task at once."""
+        """Invoke's parser for the tasks, each flag of whole_number_flags() a WholeNumber of kind int (shown as INT
+        in its help): a bad value is one line and exit 2 (parse_tasks), not a traceback, for every task at once."""
         parser = super()._make_parser()
         for context in parser.contexts.values():
             for name in whole_number_flags(self.collection[context.name]):
+                context.args[name].kind = int
                 context.args[name].__class__ = WholeNumber
         return parser
 

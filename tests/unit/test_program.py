@@ -134,21 +134,24 @@ def test_parse_error_line_names_the_flag_and_the_fix(message, task, expected):
     [
         ("shell", ["node"], "shell needs --node NAME; see `nodeops --help shell`"),
         ("x", ["a", "b_c"], "x needs --a NAME and --b-c NAME; see `nodeops --help x`"),
+        ("shards", ["count"], "shards needs --count N; see `nodeops --help shards`"),
+        ("x", ["a", "n"], "x needs --a NAME and --n N; see `nodeops --help x`"),
     ],
 )
 def test_a_missing_required_flag_is_named_with_the_fix(task, names, expected):
-    assert missing_flags_line(task, names) == expected
+    assert missing_flags_line(task, names, ["count", "n"]) == expected
 
 
 @pytest.mark.parametrize(("task", "required"), [("exec", ["command"]), ("logs", ["service"]), ("shell", ["node"]),
-                                                ("deploy", [])])  # fmt: skip
+                                                ("deploy", []), ("shards", ["count"]),
+                                                ("restore", ["from_", "into"])])  # fmt: skip
 def test_required_flags_are_the_arguments_without_a_default(task, required):
     assert required_flags(ns[task]) == required
 
 
 @pytest.mark.parametrize(("task", "numbers"), [("shards", ["count"]), ("exec", ["max_parallel"]), ("audit", ["lines"]),
                                                ("lab.up", ["nodes"]), ("deploy", []), ("logs", [])])  # fmt: skip
-def test_whole_number_flags_are_the_int_defaults(task, numbers):
+def test_whole_number_flags_are_the_int_defaults_and_the_required_ints(task, numbers):
     assert whole_number_flags(ns[task]) == numbers
 
 
@@ -197,12 +200,16 @@ def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, frag
         (("lab.up", "--nodes", "x"), "--nodes x: expected a whole number (such as --nodes 4)"),
         (("exec", "--inventory", "{inv}", "--command", "true", "--max-parallel"),
          "--max-parallel needs a value; see `nodeops --help exec`"),
+        (("shards", "--inventory", "{inv}"), "shards needs --count N; see `nodeops --help shards`"),
+        (("restore", "--inventory", "{inv}", "--service", "cl1", "--from", "latest"),
+         "restore needs --into NAME; see `nodeops --help restore`"),
     ],
     ids=["count-x", "count-empty", "count-decimal", "count-short", "max-parallel", "lines", "lab-nodes",
-         "max-parallel-no-value"],
+         "max-parallel-no-value", "count-missing", "into-missing"],
 )  # fmt: skip
-def test_a_bad_number_is_one_line_naming_the_flag(inventory, program, args, line):
-    """cli.md #1: a non-number for any int flag was Invoke's ValueError traceback and exit 1."""
+def test_a_bad_or_missing_number_or_value_is_one_line_naming_the_flag(inventory, program, args, line):
+    """cli.md #1, #2: a non-number for any int flag was Invoke's ValueError traceback and exit 1; a missing
+    --count was reported as `--count 0`, a missing --into as `--into 'None'`."""
     res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
     assert (res.returncode, res.stdout) == (2, ""), res.stderr
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
