@@ -157,7 +157,7 @@ class WholeNumber(Argument):
         try:
             super().set_value(value, cast)
         except ValueError:
-            flag = f"--{self.names[0]}"
+            flag = f"--{max(self.names, key=len)}"  # the long name: Fabric lists -t's first
             raise ParseError(f"{flag} {shlex.quote(str(value))}: expected a whole number (such as {flag} 4)") from None
 
 
@@ -189,9 +189,20 @@ def refusal(flags: dict[str, object], tasks: dict[str, dict[str, object]], remai
 class Nodeops(Fab):
     """Fabric's program with nodeops' reading of its flags (see the module's docstring)."""
 
+    def core_args(self) -> list[Argument]:
+        """Invoke's and Fabric's core flags, each int one (``-D/--list-depth``, ``-t``, ``-T``) a WholeNumber."""
+        args = super().core_args()
+        for arg in args:
+            if arg.kind is int:
+                arg.__class__ = WholeNumber
+        return args
+
     def parse_core(self, argv) -> None:
-        with quiet_on_closed_pipe():  # --version
-            Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
+        try:
+            with quiet_on_closed_pipe():  # --version
+                Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
+        except ParseError as err:  # `fab` parses its core flags as Fabric's program, before the fabfile adopts it
+            raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
 
     def parse_tasks(self) -> None:
         after, self.core.unparsed = hosts_after_tasks(self.core.unparsed)

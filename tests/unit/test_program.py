@@ -200,12 +200,14 @@ def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, frag
         (("lab.up", "--nodes", "x"), "--nodes x: expected a whole number (such as --nodes 4)"),
         (("exec", "--inventory", "{inv}", "--command", "true", "--max-parallel"),
          "--max-parallel needs a value; see `nodeops --help exec`"),
+        (("shards", "--inventory", "{inv}", "--count", "2", "-D", "x"),
+         "--list-depth x: expected a whole number (such as --list-depth 4)"),
         (("shards", "--inventory", "{inv}"), "shards needs --count N; see `nodeops --help shards`"),
         (("restore", "--inventory", "{inv}", "--service", "cl1", "--from", "latest"),
          "restore needs --into NAME; see `nodeops --help restore`"),
     ],
     ids=["count-x", "count-empty", "count-decimal", "count-short", "max-parallel", "lines", "lab-nodes",
-         "max-parallel-no-value", "count-missing", "into-missing"],
+         "max-parallel-no-value", "core-after-task", "count-missing", "into-missing"],
 )  # fmt: skip
 def test_a_bad_or_missing_number_or_value_is_one_line_naming_the_flag(inventory, program, args, line):
     """cli.md #1, #2: a non-number for any int flag was Invoke's ValueError traceback and exit 1; a missing
@@ -214,6 +216,24 @@ def test_a_bad_or_missing_number_or_value_is_one_line_naming_the_flag(inventory,
     assert (res.returncode, res.stdout) == (2, ""), res.stderr
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.startswith("nodeops: ") and line in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("-D", "x", "--list"), "--list-depth x: expected a whole number (such as --list-depth 4)"),
+        (("-t", "x", "status", "--inventory", "{inv}"), "--connect-timeout x: expected a whole number"),
+        (("-T", "2.5", "status", "--inventory", "{inv}"), "--command-timeout 2.5: expected a whole number"),
+        (("-D", "--list"), "--list-depth needs a value; see `nodeops --help`"),
+    ],
+    ids=["list-depth", "connect-timeout", "command-timeout", "list-depth-no-value"],
+)  # fmt: skip
+def test_a_bad_core_number_before_the_command_is_one_line_for_nodeops(inventory, args, line):
+    """The core flags' own int flags read alike before a command's name; `fab` (Fabric's program) parses those before
+    its fabfile makes it nodeops, so only the installed `nodeops` is asked here."""
+    res = run(NODEOPS, *(a.replace("{inv}", str(inventory)) for a in args))
+    assert (res.returncode, res.stdout) == (2, ""), res.stderr
+    assert res.stderr.startswith(f"nodeops: {line}") and res.stderr.count("\n") == 1, res.stderr
 
 
 # ------------------------------------------------------------------ confirmation
