@@ -34,6 +34,7 @@ def backup(c, env=None, inventory=None, service=None, shard=None, json_=False):
 
 
 @task(
+    positional=[],  # every argument by its flag: a positional one would take `--help` as its value
     help={
         **SERVICES_HELP,
         "service": "the service whose backup is restored (its database server, role and credentials)",
@@ -41,10 +42,10 @@ def backup(c, env=None, inventory=None, service=None, shard=None, json_=False):
         "into": "the new database to restore into (refused if it exists or is the live one)",
         "replace_live": "allow --into to be an existing or the live database: it is dropped first (stop the pair)",
         "yes": YES_HELP,
-    }
+    },
 )
 @cli
-def restore(c, env=None, inventory=None, service=None, from_=None, into=None, replace_live=False, json_=False,
+def restore(c, from_, into, env=None, inventory=None, service=None, replace_live=False, json_=False,
             yes=False):  # fmt: skip
     """Restore a backup into a new database: checksum verified before anything changes, key rows compared after."""
     inv = load(env, inventory)

@@ -24,7 +24,7 @@ from ._cli import INVENTORY_HELP, Sharded, cli, is_interactive, load, services_o
         **INVENTORY_HELP,
         "command": "shell command to run on each node",
         "nodes": "comma-separated node names (default: every node)",
-        "shard": "I/N: only the nodes of shard I of N of the services (instead of --nodes; nodeops shards)",
+        "shard": "I/N: only the nodes of shard I of N of the services (instead of --nodes/-H; nodeops shards)",
         "max_parallel": "connections at once (default: ssh.max_parallel from the inventory)",
         "json": "one JSON object per host and a summary line instead of a table (the default when stdout is not "
         "a terminal, or with CI=true)",
@@ -37,7 +37,7 @@ def exec_(c, command, env=None, inventory=None, nodes=None, shard=None, max_para
         raise InvalidInput("--command: expected a non-empty shell command")
     inv = load(env, inventory)
     if shard is not None and nodes:
-        raise InvalidInput(f"--nodes {nodes} and --shard {shard}: give one of them")
+        raise InvalidInput(f"--nodes/-H {nodes} and --shard {shard}: give one of them")  # -H fills --nodes (program)
     if shard is not None:
         chosen = set(services_of(inv, None, shard))
         targets = tuple(n for n in inv.nodes if n.service in chosen)

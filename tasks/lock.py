@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from invoke import task
 
 from nodeops import program
+from nodeops.commands.bastion import LockInfo
 from nodeops.edges.ssh import Fleet
 from nodeops.errors import InvalidInput
 from nodeops.ledger import describe_locks
@@ -16,18 +18,28 @@ from nodeops.run.report import Reporter
 from ._cli import INVENTORY_HELP, cli, is_interactive, load, services_of
 
 
-@task(help={**INVENTORY_HELP, "json": "one JSON object per lock"})
+@task(help={**INVENTORY_HELP, "json": "one JSON object per lock, then a summary (the default when stdout is not a "
+                                      "terminal)"})  # fmt: skip
 @cli
 def status(c, env=None, inventory=None, json_=False):
     """The environment's deploy locks: who holds each, since when, and whether that run is still alive."""
     inv = load(env, inventory)
     with Fleet(inv) as fleet:
         found = locks(fleet)
-    if json_ or not is_interactive():
-        for lock in found:
-            print(json.dumps({"event": "lock", "service": lock.service, **lock.record()}))
-        return
-    print("\n".join(describe_locks(found)) or f"no lock held in {inv.environment}")
+    print(*status_lines(found, inv.environment, json_ or not is_interactive()), sep="\n")
+
+
+def status_lines(found: Sequence[LockInfo], environment: str, as_json: bool) -> list[str]:
+    """What lock.status prints for the locks ``found`` in ``environment``. JSON: one ``{"event": "lock", "service",
+    "state", "bastion_pid", "holder"}`` line per lock, then ``{"event": "summary", "env", "locks": N, "stale": M}``,
+    printed when no lock is held too (a reader gets an answer, never empty output); text: one line per holding run
+    (describe_locks), or ``no lock held in ENV``. Pure."""
+    if not as_json:
+        return describe_locks(found) or [f"no lock held in {environment}"]
+    stale = sum(lock.state == "stale" for lock in found)
+    summary = {"event": "summary", "env": environment, "locks": len(found), "stale": stale}
+    return [*(json.dumps({"event": "lock", "service": lock.service, **lock.record()}) for lock in found),
+            json.dumps(summary)]  # fmt: skip
 
 
 @task(

@@ -9,8 +9,9 @@ turns the running `fab` into it (``adopt_running_fab``), so flags, `-H` and exit
 - Flags that configure Fabric's own connections or Invoke's ``run()`` (``-i``, ``-S``, ``-t``, ``-T``,
   the password prompts, ``-R``, ``-w``, ``-e``, ``-p``, ``--hide``, ``-f``) would be silently ignored
   or misread: each is refused with one line saying where its setting lives (exit 2).
-- A misspelled flag, an unknown task or a missing argument is exit 2 (Invoke's own is 1). Every argument is
-  given by its flag, never by position, so `nodeops exec -h` shows exec's help.
+- A misspelled flag, an unknown task, a missing argument or a number flag's value that is not a whole number
+  is exit 2 (Invoke's own is 1, or a traceback). Every argument is given by its flag, never by position, so
+  `nodeops exec -h` shows exec's help.
 - ``-H/--hosts`` after a task's name means what it means before it (``nodeops exec -H a --command ...``).
 - Output into a pipe its reader closed (``nodeops status | head``) ends quietly with exit 141, as a
   program killed by SIGPIPE: no traceback.
@@ -23,12 +24,13 @@ import difflib
 import inspect
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from fabric.main import Fab
-from invoke import Config, Executor, Exit, ParseError, Program
+from invoke import Argument, Config, Executor, Exit, ParseError, Parser, Program
 
 from nodeops import __version__
 from nodeops.errors import EXIT_INVALID
@@ -122,7 +124,7 @@ def parse_error_line(message: str, task: str | None, flags: Sequence[str], comma
                                           cutoff=0.8)  # fmt: skip
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{token} is not a flag of {task or 'nodeops'}{hint}; {see}"
-    if needed := re.fullmatch(r"Flag <Argument: ([\w-]+).*> needed value and was not given one!", message):
+    if needed := re.fullmatch(r"Flag <\w+: ([\w-]+).*> needed value and was not given one!", message):  # any Argument
         name = needed.group(1).strip("_").replace("_", "-")
         hint = f" ({VALUE_HINTS[name]})" if name in VALUE_HINTS else ""
         return f"--{name} needs a value{hint}; {see}"
@@ -131,16 +133,38 @@ def parse_error_line(message: str, task: str | None, flags: Sequence[str], comma
 
 def required_flags(task) -> list[str]:
     """The arguments of Invoke task ``task`` that have no default (its context excluded), in order: the flags it
-    cannot run without. Every task takes them by flag (``positional=[]``): Invoke fills a missing positional
-    argument with the next token, whatever it is, so `exec -h` ran exec with `-h` as its command."""
+    cannot run without (a number among them is annotated ``int``: whole_number_flags). Every task takes them by
+    flag (``positional=[]``): Invoke fills a missing positional argument with the next token, whatever it is, so
+    `exec -h` ran exec with `-h` as its command."""
     parameters = task.argspec(task.body).parameters.values()
     return [p.name for p in parameters if p.default is inspect.Parameter.empty]
 
 
-def missing_flags_line(task: str, names: Sequence[str]) -> str:
+def whole_number_flags(task) -> list[str]:
+    """The arguments of Invoke task ``task`` that take a whole number, in order: those with an int default (Invoke
+    gives them kind int), and those without a default annotated ``int`` (a required number: ``count: int``)."""
+    parameters = task.argspec(task.body).parameters.values()
+    return [p.name for p in parameters if type(p.default) is int
+            or (p.default is inspect.Parameter.empty and p.annotation in (int, "int"))]  # fmt: skip
+
+
+class WholeNumber(Argument):
+    """An Invoke argument that takes a whole number: a value int() cannot read (``x``, ``2.5``, empty) is a
+    ParseError naming the flag, ``--count x: expected a whole number (such as --count 4)``, where Invoke lets
+    int()'s ValueError through (a traceback, exit 1)."""
+
+    def set_value(self, value, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            flag = f"--{max(self.names, key=len)}"  # the long name: Fabric lists -t's first
+            raise ParseError(f"{flag} {shlex.quote(str(value))}: expected a whole number (such as {flag} 4)") from None
+
+
+def missing_flags_line(task: str, names: Sequence[str], numbers: Sequence[str] = ()) -> str:
     """The one line (without the ``nodeops: `` prefix) for ``task`` run without its required flags ``names``
-    (Python names: ``b_c`` is ``--b-c``). Pure."""
-    flags = [f"--{name.strip('_').replace('_', '-')} NAME" for name in names]
+    (Python names: ``b_c`` is ``--b-c``), those among ``numbers`` shown taking ``N``, the others ``NAME``. Pure."""
+    flags = [f"--{name.strip('_').replace('_', '-')} {'N' if name in numbers else 'NAME'}" for name in names]
     return f"{task} needs {' and '.join(flags)}; see `nodeops --help {task}`"
 
 
@@ -165,9 +189,20 @@ def refusal(flags: dict[str, object], tasks: dict[str, dict[str, object]], remai
 class Nodeops(Fab):
     """Fabric's program with nodeops' reading of its flags (see the module's docstring)."""
 
+    def core_args(self) -> list[Argument]:
+        """Invoke's and Fabric's core flags, each int one (``-D/--list-depth``, ``-t``, ``-T``) a WholeNumber."""
+        args = super().core_args()
+        for arg in args:
+            if arg.kind is int:
+                arg.__class__ = WholeNumber
+        return args
+
     def parse_core(self, argv) -> None:
-        with quiet_on_closed_pipe():  # --version
-            Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
+        try:
+            with quiet_on_closed_pipe():  # --version
+                Program.parse_core(self, argv)  # not Fab's, which would list ssh-agent keys before we refuse it
+        except ParseError as err:  # `fab` parses its core flags as Fabric's program, before the fabfile adopts it
+            raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
 
     def parse_tasks(self) -> None:
         after, self.core.unparsed = hosts_after_tasks(self.core.unparsed)
@@ -197,9 +232,21 @@ class Nodeops(Fab):
         except ParseError as err:
             raise Exit(f"nodeops: {self.parse_error(err)}", code=EXIT_INVALID) from None
         for ctx in self.tasks:  # not asking for help (that exited above): each task needs its required flags
-            missing = [name for name in required_flags(self.collection[ctx.name]) if ctx.args[name].value is None]
+            task = self.collection[ctx.name]
+            missing = [name for name in required_flags(task) if ctx.args[name].value is None]
             if missing:
-                raise Exit(f"nodeops: {missing_flags_line(ctx.name, missing)}", code=EXIT_INVALID)
+                line = missing_flags_line(ctx.name, missing, whole_number_flags(task))
+                raise Exit(f"nodeops: {line}", code=EXIT_INVALID)
+
+    def _make_parser(self) -> Parser:
+        """Invoke's parser for the tasks, each flag of whole_number_flags() a WholeNumber of kind int (shown as INT
+        in its help): a bad value is one line and exit 2 (parse_tasks), not a traceback, for every task at once."""
+        parser = super()._make_parser()
+        for context in parser.contexts.values():
+            for name in whole_number_flags(self.collection[context.name]):
+                context.args[name].kind = int
+                context.args[name].__class__ = WholeNumber
+        return parser
 
     def parse_error(self, err: ParseError) -> str:
         """parse_error_line for ``err``, with the flags of the command it arose in (Invoke's ParserContext)."""

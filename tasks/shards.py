@@ -16,15 +16,16 @@ from ._cli import INVENTORY_HELP, cli, is_interactive, load
 
 
 @task(
+    positional=[],  # every argument by its flag: a positional one would take `--help` as its value
     help={
         **INVENTORY_HELP,
-        "count": f"how many shards (1 to {MAX_SHARDS}); fewer are printed when there are fewer services",
+        "count": f"how many shards (required: 1 to {MAX_SHARDS}); fewer are printed when there are fewer services",
         "json": 'one object {"include": [{"shard": "I/N", "services": "a,b", "bastions": "host:port"}, ...]}, a '
         "GitHub Actions matrix as it is (the default when stdout is not a terminal)",
-    }
+    },
 )
 @cli
-def shards(c, env=None, inventory=None, count=0, json_=False):
+def shards(c, count: int, env=None, inventory=None, json_=False):
     """Print the services split into --count balanced shards, each the --shard I/N of one CI job.
 
     Deterministic (the same on every machine), one bastion's services together when the counts allow."""

@@ -1,6 +1,6 @@
-"""The inventory's rules across keys (a pinned key for every host, one active node per service, secret references
-to defined backends, no two services serving one port of one host, ...), checked on the model in file order: the
-first broken one is an InventoryError (exit 2) naming the file, the path and the fix."""
+"""The inventory's rules across keys (a pinned key for every host, one name per bastion, one active node per service,
+secret references to defined backends, no two services serving one port of one host, ...), checked on the model in
+file order: the first broken one is an InventoryError (exit 2) naming the file, the path and the fix."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def check(inv: Inventory) -> None:
     def fail(where: str, problem: str) -> NoReturn:
         raise InventoryError(str(inv.source), where, problem)
 
+    bastions: dict[tuple[str, int], str] = {}  # a bastion's address: where the first name for it is
     for b in inv.bastions.values():
         if bool(b.host_keys) == bool(b.known_hosts):
             fail(b.where, "pin the bastion's host key: set exactly one of host_key or known_hosts")
+        if first := bastions.get(address := (_canonical_host(b.host), b.port)):
+            fail(b.where, f"the same host and port as {first} ({b.host}:{b.port}): one bastion under two names "
+                 f"would be logged in to twice; use one name for one bastion (remove {b.where}, name "
+                 f"{first.rpartition('.')[2]} in its services' bastion:)")  # fmt: skip
+        bastions[address] = b.where
     if inv.backup is not None:
         _check_backup(inv.backup, inv.secret_backends, fail)
     if inv.webhook is not None and inv.webhook.backend not in inv.secret_backends:

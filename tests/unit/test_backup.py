@@ -342,7 +342,7 @@ BACKUP = f"backup: {{bucket: nodeops-backups, aws: aws, recipients: [{RECIPIENT}
         (("backup",), "", "no backup: section"),
         (("restore", "--service", "cl1", "--from", "latest", "--into", "cl1_r"), "", "no backup: section"),
         (("restore", "--from", "latest", "--into", "cl1_r"), BACKUP, "--service names the one service"),
-        (("restore", "--service", "cl1", "--into", "cl1_r"), BACKUP, "--from is required"),
+        (("restore", "--service", "cl1", "--into", "cl1_r"), BACKUP, "restore needs --from NAME"),
         (("restore", "--service", "cl1", "--from", "latest", "--into", "cl1"), BACKUP, "live database (DATABASE_NAME)"),
         (("restore", "--service", "cl1", "--from", "latest", "--into", "bad-name"), BACKUP, "new database name"),
         (

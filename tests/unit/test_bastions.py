@@ -117,6 +117,28 @@ def _both() -> str:
         (several(("bastions.eu.colour", "x")), "bastions.eu.colour", "unknown key 'colour'"),
         (several(("bastions.EU", EU)), "bastions.EU", "a name"),
         (several(("services.eu1.bastion", "Bad Name")), "services.eu1.bastion", "a name"),
+        (
+            several(("bastions.us.host", EU["host"]), ("bastions.us.port", 22)),
+            "bastions.us",
+            "the same host and port as bastions.eu (203.0.113.20:22): one bastion under two names would be logged in "
+            "to twice; use one name for one bastion (remove bastions.us, name eu in its services' bastion:)",
+        ),
+        (
+            several(
+                ("bastions.eu.host", "bastion.example.com"),
+                ("bastions.us.host", "Bastion.Example.COM"),
+                ("bastions.eu.port", 2222),
+            ),
+            "bastions.us",
+            "the same host and port as bastions.eu",
+        ),
+        (
+            several(
+                ("bastions.eu.host", "2001:db8::1"), ("bastions.us.host", "2001:0db8:0::1"), ("bastions.us.port", 22)
+            ),
+            "bastions.us",
+            "the same host and port as bastions.eu",
+        ),
     ],
     ids=[
         "both",
@@ -130,6 +152,9 @@ def _both() -> str:
         "unknown-key",
         "bad-name",
         "bad-reference",
+        "same-address",
+        "same-name-in-another-case",
+        "same-ipv6-written-otherwise",
     ],  # fmt: skip
 )
 def test_a_bastion_mistake_is_one_located_line(text, where, fragment):

@@ -19,6 +19,7 @@ from nodeops.commands import bastion
 from nodeops.errors import Declined, Interrupted, InvalidInput, NodeopsError, OperationFailed, Unsafe, raise_failures
 from nodeops.ledger import describe_locks, lock_conflict
 from nodeops.operation import end_result, holder_record
+from tasks.lock import status_lines
 
 ENV = "prod"
 
@@ -270,6 +271,30 @@ def test_lock_messages_group_services_by_run_and_say_how_to_clear_a_stale_one():
     error = lock_conflict(text, "prod")
     assert error.exit_code == 3
     assert str(error).endswith("fab lock.release --env prod --service cl1,cl2 --force")
+
+
+HELD = 'held cl3 9 {"run": "r2", "who": "b", "from": "ci", "started": "u"}\nstale cl1 5 {"run": "r1"}\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "as_json", "lines"),
+    [
+        ("", True, ['{"event": "summary", "env": "prod", "locks": 0, "stale": 0}']),
+        (HELD, True, ['{"event": "lock", "service": "cl3", "state": "held", "bastion_pid": 9, "holder": {"run": "r2", '
+                      '"who": "b", "from": "ci", "started": "u"}}',
+                      '{"event": "lock", "service": "cl1", "state": "stale", "bastion_pid": 5, '
+                      '"holder": {"run": "r1"}}',
+                      '{"event": "summary", "env": "prod", "locks": 2, "stale": 1}']),
+        ("", False, ["no lock held in prod"]),
+        (HELD, False, ["cl3: locked by b@ci, an unknown command, since u (alive, bastion pid 9)",
+                       "cl1: locked by ?@?, an unknown command, since ? (its run is gone: stale)"]),
+    ],
+    ids=["none-json", "held-json", "none-text", "held-text"],
+)  # fmt: skip
+def test_lock_status_answers_off_a_terminal_when_no_lock_is_held(text, as_json, lines):
+    """cli.md #4: off a terminal, lock.status printed nothing at all when no lock was held (one JSON line per lock,
+    and none); the summary line now says so, after the locks when there are some."""
+    assert status_lines(bastion.parse_locks(text), ENV, as_json) == lines
 
 
 @pytest.mark.parametrize(

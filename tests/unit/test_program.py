@@ -23,6 +23,7 @@ from tasks.program import (
     parse_error_line,
     refusal,
     required_flags,
+    whole_number_flags,
 )
 from tests.conftest import FAB, ROOT, run_on_a_terminal, screen_pieces
 
@@ -115,9 +116,12 @@ DEPLOY_FLAGS = ["--dry-run", "-d", "--env", "-e", "--inventory", "--service", "-
          "--env needs a value (an environment name: inventory/NAME.yaml); see `nodeops --help deploy`"),
         ("Flag <Argument: since> needed value and was not given one!", "logs",
          "--since needs a value; see `nodeops --help logs`"),
+        ("Flag <WholeNumber: max_parallel (m) [int]> needed value and was not given one!", "exec",
+         "--max-parallel needs a value; see `nodeops --help exec`"),
         ("something else", "deploy", "something else"),
     ],
-    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "other"],
+    ids=["misspelled", "misspelled-with-value", "unknown", "command", "no-value-env", "no-value", "no-value-number",
+         "other"],
 )  # fmt: skip
 def test_parse_error_line_names_the_flag_and_the_fix(message, task, expected):
     """review14b #9: Invoke's own wording ("No idea what ...", "Flag <Argument: env (e)> needed value ...",
@@ -130,16 +134,25 @@ def test_parse_error_line_names_the_flag_and_the_fix(message, task, expected):
     [
         ("shell", ["node"], "shell needs --node NAME; see `nodeops --help shell`"),
         ("x", ["a", "b_c"], "x needs --a NAME and --b-c NAME; see `nodeops --help x`"),
+        ("shards", ["count"], "shards needs --count N; see `nodeops --help shards`"),
+        ("x", ["a", "n"], "x needs --a NAME and --n N; see `nodeops --help x`"),
     ],
 )
 def test_a_missing_required_flag_is_named_with_the_fix(task, names, expected):
-    assert missing_flags_line(task, names) == expected
+    assert missing_flags_line(task, names, ["count", "n"]) == expected
 
 
 @pytest.mark.parametrize(("task", "required"), [("exec", ["command"]), ("logs", ["service"]), ("shell", ["node"]),
-                                                ("deploy", [])])  # fmt: skip
+                                                ("deploy", []), ("shards", ["count"]),
+                                                ("restore", ["from_", "into"])])  # fmt: skip
 def test_required_flags_are_the_arguments_without_a_default(task, required):
     assert required_flags(ns[task]) == required
+
+
+@pytest.mark.parametrize(("task", "numbers"), [("shards", ["count"]), ("exec", ["max_parallel"]), ("audit", ["lines"]),
+                                               ("lab.up", ["nodes"]), ("deploy", []), ("logs", [])])  # fmt: skip
+def test_whole_number_flags_are_the_int_defaults_and_the_required_ints(task, numbers):
+    assert whole_number_flags(ns[task]) == numbers
 
 
 # ------------------------------------------------------------------ flags: both programs, end to end
@@ -171,6 +184,56 @@ def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, frag
     res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
     assert (res.returncode, res.stdout) == (code, ""), res.stderr
     assert fragment in res.stderr and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("program", [FAB, NODEOPS], ids=["fab", "nodeops"])
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("shards", "--inventory", "{inv}", "--count", "x"), "--count x: expected a whole number (such as --count 4)"),
+        (("shards", "--inventory", "{inv}", "--count", ""), "--count '': expected a whole number"),
+        (("shards", "--inventory", "{inv}", "--count=2.5"), "--count 2.5: expected a whole number"),
+        (("shards", "--inventory", "{inv}", "-c", "4x"), "--count 4x: expected a whole number"),
+        (("exec", "--inventory", "{inv}", "--command", "true", "--max-parallel", "x"),
+         "--max-parallel x: expected a whole number (such as --max-parallel 4)"),
+        (("audit", "--inventory", "{inv}", "--lines", "all"), "--lines all: expected a whole number"),
+        (("lab.up", "--nodes", "x"), "--nodes x: expected a whole number (such as --nodes 4)"),
+        (("exec", "--inventory", "{inv}", "--command", "true", "--max-parallel"),
+         "--max-parallel needs a value; see `nodeops --help exec`"),
+        (("shards", "--inventory", "{inv}", "--count", "2", "-D", "x"),
+         "--list-depth x: expected a whole number (such as --list-depth 4)"),
+        (("shards", "--inventory", "{inv}"), "shards needs --count N; see `nodeops --help shards`"),
+        (("restore", "--inventory", "{inv}", "--service", "cl1", "--from", "latest"),
+         "restore needs --into NAME; see `nodeops --help restore`"),
+    ],
+    ids=["count-x", "count-empty", "count-decimal", "count-short", "max-parallel", "lines", "lab-nodes",
+         "max-parallel-no-value", "core-after-task", "count-missing", "into-missing"],
+)  # fmt: skip
+def test_a_bad_or_missing_number_or_value_is_one_line_naming_the_flag(inventory, program, args, line):
+    """cli.md #1, #2: a non-number for any int flag was Invoke's ValueError traceback and exit 1; a missing
+    --count was reported as `--count 0`, a missing --into as `--into 'None'`."""
+    res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
+    assert (res.returncode, res.stdout) == (2, ""), res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.startswith("nodeops: ") and line in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("-D", "x", "--list"), "--list-depth x: expected a whole number (such as --list-depth 4)"),
+        (("-t", "x", "status", "--inventory", "{inv}"), "--connect-timeout x: expected a whole number"),
+        (("-T", "2.5", "status", "--inventory", "{inv}"), "--command-timeout 2.5: expected a whole number"),
+        (("-D", "--list"), "--list-depth needs a value; see `nodeops --help`"),
+    ],
+    ids=["list-depth", "connect-timeout", "command-timeout", "list-depth-no-value"],
+)  # fmt: skip
+def test_a_bad_core_number_before_the_command_is_one_line_for_nodeops(inventory, args, line):
+    """The core flags' own int flags read alike before a command's name; `fab` (Fabric's program) parses those before
+    its fabfile makes it nodeops, so only the installed `nodeops` is asked here."""
+    res = run(NODEOPS, *(a.replace("{inv}", str(inventory)) for a in args))
+    assert (res.returncode, res.stdout) == (2, ""), res.stderr
+    assert res.stderr.startswith(f"nodeops: {line}") and res.stderr.count("\n") == 1, res.stderr
 
 
 # ------------------------------------------------------------------ confirmation

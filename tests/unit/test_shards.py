@@ -120,7 +120,10 @@ def test_shards_command_prints_the_matrix(tmp_path: Path):
         (("exec", "--command", "true", "--shard", "4/3"), "--shard '4/3': expected I/N"),
         (("check", "--shard", "3/3"), "has 2 service(s), so at most 2 shards"),
         (("verify", "--shard", "1/2", "--service", "cl1"), "--service cl1 and --shard 1/2: give one of them"),
-        (("exec", "--command", "true", "--shard", "1/2", "--nodes", "n1"), "--nodes n1 and --shard 1/2: give one"),
+        (("exec", "--command", "true", "--shard", "1/2", "--nodes", "n1"), "--nodes/-H n1 and --shard 1/2: give one"),
+        (("exec", "--command", "true", "--shard", "1/2", "-H", "n1"), "--nodes/-H n1 and --shard 1/2: give one"),
+        (("-H", "n1", "exec", "--command", "true", "--shard", "1/2"), "--nodes/-H n1 and --shard 1/2: give one"),
+        (("exec", "--command", "true", "--shard", "1/2", "--hosts=n1"), "--nodes/-H n1 and --shard 1/2: give one"),
         (("shards", "--count", "0"), "--count 0: expected a number of shards from 1 to 1024"),
     ],
 )
