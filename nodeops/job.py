@@ -20,7 +20,7 @@ from nodeops.errors import InvalidInput, Unsafe
 from nodeops.facts.container import Container
 from nodeops.inventory import Inventory, Service
 from nodeops.notify import webhook_url
-from nodeops.render import Rendered, render, render_nodes, with_texts
+from nodeops.render import Rendered, public_names, render, render_nodes, with_texts
 from nodeops.roles import Role, check_service, check_variables, profile_name, role_for
 from nodeops.run.report import Redactor
 from nodeops.secrets import CURRENT_ONLY, Secret, resolve, version_of_kind
@@ -282,7 +282,8 @@ def job_for(inventory: Inventory, service: Service, admin: bool = False, secrets
     if secrets is None:
         secrets = resolve(inventory, service, skip=() if admin else role.admin_secrets)
     rendered, nodes = rendering(role, profile, service, secrets, str(inventory.source))
-    return Job(service, role, profile, rendered, Redactor([*secrets.values(), *masked]), secrets, nodes)
+    redact = Redactor([*secrets.values(), *masked], public_names(role, service))
+    return Job(service, role, profile, rendered, redact, secrets, nodes)
 
 
 def rendering(role: Role, profile: str, service: Service, secrets: Mapping[str, Secret],

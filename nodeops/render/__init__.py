@@ -57,7 +57,15 @@ The package, one job a module: ``filters`` (the escaping filters), ``templates``
 the digests of a file's templates), ``files`` (render, Rendered, the config hash).
 """
 
-from nodeops.render.files import RECORDED_MAX, Rendered, RenderedFile, render, render_nodes, with_texts
+from nodeops.render.files import (
+    RECORDED_MAX,
+    Rendered,
+    RenderedFile,
+    public_names,
+    render,
+    render_nodes,
+    with_texts,
+)
 from nodeops.render.filters import FilterError, toml_filter
 from nodeops.render.templates import template_digests, template_environment
 
@@ -66,6 +74,7 @@ __all__ = [
     "FilterError",
     "Rendered",
     "RenderedFile",
+    "public_names",
     "render",
     "render_nodes",
     "template_digests",

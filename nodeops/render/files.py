@@ -159,7 +159,7 @@ def render(
                 text = env.get_template(spec.template).render(context)
                 data = text.encode("utf-8")
             except Exception as err:  # noqa: BLE001 - every template failure becomes one line, below
-                problem = _describe(err, role, spec.template, secrets, _public_names(role, service))
+                problem = _describe(err, role, spec.template, secrets, public_names(role, service))
         if problem is not None:  # raised outside the handler: the original (with its frames) is dropped
             if file:
                 refuse(f"services.{service.name}", problem)
@@ -360,7 +360,7 @@ _SAFE_MESSAGES = (
 )
 
 
-def _public_names(role: Role, service: Service) -> tuple[str, ...]:
+def public_names(role: Role, service: Service) -> tuple[str, ...]:
     """Names every output of nodeops shows (status, container names, the inventory itself): never masked."""
     return (service.name, role.name, *(n.name for n in service.nodes), *service.variables, *service.secrets)
 

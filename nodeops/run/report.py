@@ -14,15 +14,16 @@ from nodeops.secrets import MASK, Secret, secret_forms
 class Redactor:
     """Masks every form a secret value can take in text shown to a person or a log.
 
-    The forms and the length rule are ``nodeops.secrets.secret_forms``'s.
+    The forms, the length rule and the ``public`` names left as they are: ``nodeops.secrets.secret_forms``'s.
     """
 
-    def __init__(self, secrets: Iterable[Secret]) -> None:
-        self.forms = secret_forms(secrets)
+    def __init__(self, secrets: Iterable[Secret], public: Iterable[str] = ()) -> None:
+        self.public = tuple(public)
+        self.forms = secret_forms(secrets, self.public)
 
     def with_secrets(self, more: Iterable[Secret]) -> Redactor:
-        """A redactor that masks what this one masks and ``more``."""
-        wider = Redactor(more)
+        """A redactor that masks what this one masks and ``more`` (its public names excepted)."""
+        wider = Redactor(more, self.public)
         wider.forms = sorted({*self.forms, *wider.forms}, key=len, reverse=True)
         return wider
 

@@ -175,26 +175,27 @@ MASK_MIN = 4  # shorter values (a short user name such as cl1) are not hunted: t
 # and no password a node accepts is that short (Chainlink: 16 to 50 characters)
 
 
-def secret_forms(secrets: Iterable[Secret]) -> list[str]:
+def secret_forms(secrets: Iterable[Secret], public: Iterable[str] = ()) -> list[str]:
     """Every form the values of ``secrets`` take in text (as is, percent-encoded, JSON-escaped) of at least
-    ``MASK_MIN`` characters, longest first (so a longer form is masked before a part of it)."""
+    ``MASK_MIN`` characters, longest first (so a longer form is masked before a part of it), except a form that is
+    part of one of the ``public`` names (a service, node, role, variable or secret name: what status, container
+    names and the inventory show to anyone who reads the text): masking it would hide the name the reader needs (a
+    database user named after its service: `*****-a` for the node cl10-a) and reveal nothing, since the name is
+    shown everywhere else. A value that merely contains a public name is masked whole."""
+    names = tuple(public)
     forms = set()
     for s in secrets:
         value = s.reveal()
         forms |= {value, quote(value, safe="", errors="surrogatepass"), json.dumps(value)[1:-1]}
-    return sorted((f for f in forms if len(f) >= MASK_MIN), key=len, reverse=True)
+    kept = (f for f in forms if len(f) >= MASK_MIN and not any(f in name for name in names))
+    return sorted(kept, key=len, reverse=True)
 
 
 def mask_secrets(text: str, secrets: Iterable[Secret], public: Iterable[str] = ()) -> str:
-    """``text`` with every form (``secret_forms``) of every secret replaced by ``MASK``, except a form that is part
-    of one of the ``public`` names (a service, node, role, variable or secret name: what status, container names
-    and the inventory show to anyone who reads this text): masking it would hide the name the reader needs (a
-    database user named after its service) and reveal nothing, since the name is shown everywhere else. A
-    value that merely contains a public name is masked whole."""
-    names = tuple(public)
-    for form in secret_forms(secrets):
-        if not any(form in name for name in names):
-            text = text.replace(form, MASK)
+    """``text`` with every form (``secret_forms``: ``public`` names excepted) of every secret replaced by
+    ``MASK``."""
+    for form in secret_forms(secrets, public):
+        text = text.replace(form, MASK)
     return text
 
 

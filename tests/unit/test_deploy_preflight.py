@@ -225,6 +225,23 @@ def test_a_render_error_names_the_file_and_an_unmasked_service_named_like_its_da
     assert "*" not in message and ENV["NODEOPS_CL_DB_PASSWORD"] not in message
 
 
+def test_a_runs_lines_keep_a_service_named_like_its_database_user_and_mask_the_password(tmp_path, monkeypatch):
+    """Review of issue 18: on a lab with 10 or more pairs, deploy's lines showed `*****-a` for the node cl10-a and
+    `*****` for its database name: the database user (a secret) is spelled like the service, and the run's redactor,
+    unlike a render error's (review14 #5 above), masked every form of it. A value that is part of a public name is
+    left as it is; the other values, and a name with more around it, are masked as before."""
+    text = inventory().replace("  cl:\n", "  chainlink-prod:\n")
+    _, run = _prepared(tmp_path, monkeypatch, text, NODEOPS_CL_DB_USERNAME="chainlink-prod")
+    [job] = run()
+    names = f"started nodeops-chainlink-prod on {job.service.nodes[0].name}; database chainlink-prod"
+    assert job.redact(names) == names and not job.redact.leaks(names)
+    password = ENV["NODEOPS_CL_DB_PASSWORD"]
+    rotating = job.redact.with_secrets([Secret("Zz9!zzzzzzzzzzzzzzzz")])  # a rotation's wider redactor
+    for redact in (job.redact, rotating):
+        assert redact(f"{names}; {password}") == f"{names}; *****"
+    assert rotating("new Zz9!zzzzzzzzzzzzzzzz") == "new *****"
+
+
 FIX_CHAIN_ID = "set the chain's EIP-155 ID, a positive whole number (1: Ethereum mainnet, 137: Polygon)"
 
 
