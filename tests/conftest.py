@@ -73,7 +73,7 @@ def scope_of(nodeid: str) -> str:
 
 
 class ModulesTogether(LoadScopeScheduling):
-    """pytest-xdist's --dist=loadscope by ``scope_of`` (pyproject's addopts: three processes; the suite is mostly labs
+    """pytest-xdist's --dist=loadscope by ``scope_of`` (pyproject's addopts: two processes; the suite is mostly labs
     waiting on leases and timeouts, not CPU): a module's lab is brought up once, by one process, and each shared
     lab's (the session lab, the pool lab) by one. (xdist_group marks would say the same, but xdist 3.8 cannot read
     them under pytest 9.2, which renamed the node id attribute they are written into.) Scopes start in collection
