@@ -209,11 +209,7 @@ def refuse_a_held_range(name: str, cidr: str) -> None:
     """Refuse (InvalidInput, exit 2) before lab ``name`` makes anything when another lab or a route of this machine
     holds part of ``cidr`` (``range_conflict``): its unreachable route would fail, or shadow the other's, and its
     lab.down would take the other's route away."""
-    labs = {}
-    for state_file in STATE_ROOT.glob("*/state.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            if state_file.parent.name != name:
-                labs[state_file.parent.name] = json.loads(state_file.read_text())["cidr"]
+    labs = {other: state["cidr"] for other, state in kernel.other_labs(STATE_ROOT, name).items() if "cidr" in state}
     routes = json.loads(run(["ip", "-4", "-j", "route", "show", "table", "all"]) or "[]")
     if problem := range_conflict(cidr, labs, routes):
         raise InvalidInput(f"--cidr {cidr}: {problem}; give a --cidr that overlaps no lab or route here")

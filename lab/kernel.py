@@ -34,18 +34,25 @@ def per_host() -> int:
     return int(os.environ.get(PER_HOST_ENV, NEIGHBOURS_PER_HOST))
 
 
+def other_labs(state_root: Path, name: str) -> dict[str, dict]:
+    """Every lab but ``name`` that has a state (up, or part way up or down): {its name: its ``state.json``}; a
+    state that cannot be read (being replaced, not JSON) is left out."""
+    found = {}
+    for state_file in state_root.glob("*/state.json"):
+        if state_file.parent.name != name:
+            with contextlib.suppress(OSError, ValueError):
+                found[state_file.parent.name] = json.loads(state_file.read_text())
+    return found
+
+
 def _labs_up(state_root: Path, name: str, hosts: int | None) -> list[tuple[int, int]]:
     """Each lab's (hosts, neighbour entries a host can add): its recorded ``hosts`` (else its namespaces, the
     switch's counted, an upper bound) and its recorded ``neighbours_per_host``; ``name``'s own is ``hosts`` and
     per_host() (None: it is going down)."""
     labs = [] if hosts is None else [(hosts, per_host())]
-    for state_file in state_root.glob("*/state.json"):
-        if state_file.parent.name == name:
-            continue
-        with contextlib.suppress(OSError, ValueError):
-            state = json.loads(state_file.read_text())
-            labs.append((state.get("hosts", len(state.get("netns", []))),
-                         state.get("neighbours_per_host", NEIGHBOURS_PER_HOST)))  # fmt: skip
+    for state in other_labs(state_root, name).values():
+        labs.append((state.get("hosts", len(state.get("netns", []))),
+                     state.get("neighbours_per_host", NEIGHBOURS_PER_HOST)))  # fmt: skip
     return labs
 
 
