@@ -292,8 +292,8 @@ HELD = 'held cl3 9 {"run": "r2", "who": "b", "from": "ci", "started": "u"}\nstal
     ids=["none-json", "held-json", "none-text", "held-text"],
 )  # fmt: skip
 def test_lock_status_answers_off_a_terminal_when_no_lock_is_held(text, as_json, lines):
-    """cli.md #4: off a terminal, lock.status printed nothing at all when no lock was held (one JSON line per lock,
-    and none); the summary line now says so, after the locks when there are some."""
+    """Review of issue 18: off a terminal, lock.status printed nothing at all when no lock was held (one JSON line
+    per lock, and none); the summary line now says so, after the locks when there are some."""
     assert status_lines(bastion.parse_locks(text), ENV, as_json) == lines
 
 

@@ -210,7 +210,7 @@ def test_core_flags_mean_the_same_or_exit_2(inventory, program, args, code, frag
          "max-parallel-no-value", "core-after-task", "count-missing", "into-missing"],
 )  # fmt: skip
 def test_a_bad_or_missing_number_or_value_is_one_line_naming_the_flag(inventory, program, args, line):
-    """cli.md #1, #2: a non-number for any int flag was Invoke's ValueError traceback and exit 1; a missing
+    """Review of issue 18: a non-number for any int flag was Invoke's ValueError traceback and exit 1; a missing
     --count was reported as `--count 0`, a missing --into as `--into 'None'`."""
     res = run(program, *(a.replace("{inv}", str(inventory)) for a in args))
     assert (res.returncode, res.stdout) == (2, ""), res.stderr
